@@ -1,0 +1,194 @@
+//! The collector: when cycles run and what a cycle does (Go: `mgc.go`).
+//!
+//! One background thread per heap runs the cycles and, between them, sweeps in the background.
+//! A cycle is requested by the allocation path when `heap_live` crosses the trigger, or by an
+//! explicit `collect()`. In this stop-the-world collector a cycle is:
+//!
+//! 1. **Sweep termination** (concurrent with mutators): sweep every span still unswept from the
+//!    last cycle, so that all mark bits are clear.
+//! 2. **Stop the world** ([`crate::safepoint`]): wait for every mutator inside a scope to leave
+//!    it. The pause is measured from here (the request), so a slow-to-yield mutator shows up.
+//! 3. Flush every mutator's allocation cache (their spans become sweepable).
+//! 4. **Mark**: grey the roots (root objects, root stacks, stash, write-barrier buffers), then
+//!    drain the grey stack.
+//! 5. **Mark termination**: clear dead weak references; `heap_marked` becomes the live heap;
+//!    compute the next goal; queue every span for sweeping.
+//! 6. In verify mode, sweep everything and verify the heap ([`crate::verify`]).
+//! 7. **Start the world**; the sweep runs concurrently (background + lazy) from here.
+//!
+//! # Heap goal (Go: `gcControllerState.heapGoal`, GOGC part)
+//!
+//! `goal = max(marked × (1 + GOGC/100), 4 MiB × GOGC/100)`; the next cycle is triggered when
+//! `heap_live` reaches the goal. `GOGC=off` sets no goal. (The pacer issue replaces the trigger
+//! with Go's cons/mark-based trigger below the goal once marking is concurrent.)
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::heap::{HEAP_MIN, IN_SCOPE, Shared};
+use crate::mark::Tracer;
+use crate::sweep;
+use crate::verify;
+use crate::weak;
+
+/// Cycle bookkeeping, behind `Shared::collector`.
+#[derive(Default)]
+pub(crate) struct CollectorState {
+    /// Cycles asked for: a cycle runs while `requested > started`.
+    pub requested: u64,
+    /// Cycles that have stopped the world.
+    pub started: u64,
+    /// Cycles that have finished (world restarted).
+    pub completed: u64,
+    /// Set when the last user handle is dropped.
+    pub shutdown: bool,
+}
+
+/// Ask for a cycle (allocation trigger). Cheap if one is already pending.
+pub(crate) fn request_cycle(h: &Shared) {
+    if h.gc_pending.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let mut st = h.collector.lock();
+    st.requested = st.requested.max(st.started + 1);
+    h.collector_wake.notify_all();
+}
+
+/// Run a full cycle that starts after this call, wait for it, and finish its sweep.
+pub(crate) fn collect(h: &Shared) {
+    let key = h as *const Shared as usize;
+    if IN_SCOPE.with(|s| s.borrow().contains(&key)) {
+        panic!(
+            "gc-core: collect() called inside a mutation scope of the same heap; it would wait \
+             for that scope to end (deadlock). Call it between scopes."
+        );
+    }
+    {
+        let mut st = h.collector.lock();
+        let target = st.started + 1;
+        st.requested = st.requested.max(target);
+        h.collector_wake.notify_all();
+        while st.completed < target {
+            h.cycle_done.wait(&mut st);
+        }
+    }
+    sweep::finish_sweep(h);
+}
+
+/// Recompute the heap goal and trigger from the last marked heap and the GC percent.
+pub(crate) fn update_goal(h: &Shared) {
+    let marked = h.heap_marked.load(Ordering::Relaxed);
+    let goal = match h.gc_percent() {
+        None => usize::MAX,
+        Some(p) => {
+            let grow = (marked as u128 * p as u128 / 100).min(usize::MAX as u128) as usize;
+            let min = (HEAP_MIN as u128 * p as u128 / 100).min(usize::MAX as u128) as usize;
+            marked.saturating_add(grow).max(min)
+        }
+    };
+    h.stats.heap_goal.store(goal, Ordering::Relaxed);
+    h.trigger.store(goal, Ordering::Relaxed);
+    if h.heap_live.load(Ordering::Relaxed) >= goal && goal != usize::MAX {
+        request_cycle(h);
+    }
+}
+
+/// The collector thread's loop.
+pub(crate) fn run(h: Arc<Shared>) {
+    loop {
+        let cycle = {
+            let mut st = h.collector.lock();
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                if st.requested > st.started {
+                    break true;
+                }
+                if h.central.unswept_count() > 0 {
+                    break false;
+                }
+                h.collector_wake.wait(&mut st);
+            }
+        };
+        if cycle {
+            gc_cycle(&h);
+        } else {
+            // Background sweeping, in small batches so a request is noticed promptly.
+            for _ in 0..16 {
+                if !sweep::sweep_some(&h) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One complete stop-the-world cycle (steps 1–7 of the module docs).
+pub(crate) fn gc_cycle(h: &Shared) {
+    let t_begin = Instant::now();
+    sweep::finish_sweep(h);
+    let registry = h.registry.lock();
+    let t_stop = Instant::now();
+    h.safepoint.stop(registry.iter().map(|r| &r.state));
+    let this_cycle = {
+        let mut st = h.collector.lock();
+        st.started += 1;
+        st.started
+    };
+    h.gc_pending.store(false, Ordering::Relaxed);
+    // Every mutator is at a safepoint: their caches, barrier buffers and roots are ours.
+    for r in registry.iter() {
+        // SAFETY: world stopped and registry locked (see `MutatorRecord`).
+        unsafe { (*r.cache.get()).flush(h, false) };
+    }
+    sweep::finish_sweep(h);
+    debug_assert_eq!(h.central.unswept_count(), 0);
+
+    let t_mark = Instant::now();
+    let mut t = Tracer::new(&h.arena);
+    for r in registry.iter() {
+        // SAFETY: world stopped: the mutator is outside its scopes, its roots are not being
+        // written, and the registry lock keeps it registered (so `roots` is alive).
+        unsafe { r.roots.as_ref().trace_roots(&mut t) };
+        // SAFETY: as above, for the barrier buffer.
+        let buf = unsafe { std::mem::take(&mut *r.wb_buf.get()) };
+        for a in buf {
+            t.edge(a.0);
+        }
+    }
+    h.stash.lock().trace(&mut t);
+    t.drain();
+    let mark_time = t_mark.elapsed();
+
+    // Mark termination.
+    weak::process_weaks(h);
+    let marked = t.marked_bytes;
+    h.heap_marked.store(marked, Ordering::Relaxed);
+    h.heap_live.store(marked, Ordering::Relaxed);
+    h.stats
+        .last_marked_objects
+        .store(t.marked_objects as u64, Ordering::Relaxed);
+    h.central.begin_sweep();
+    if h.verify {
+        sweep::finish_sweep(h);
+        if let Err(problems) = verify::verify_heap(h, &registry) {
+            eprintln!("gc-core: heap verification failed after cycle {this_cycle}:");
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            std::process::abort();
+        }
+    }
+    update_goal(h);
+    let pause = t_stop.elapsed();
+    h.safepoint.start();
+    drop(registry);
+    h.stats.record_cycle(pause, mark_time, t_begin.elapsed());
+    {
+        let mut st = h.collector.lock();
+        st.completed = this_cycle;
+    }
+    h.cycle_done.notify_all();
+}

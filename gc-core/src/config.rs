@@ -1,0 +1,202 @@
+//! Configuration: the `Config` builder and Go's environment spellings.
+//!
+//! | setting       | builder               | environment          | default |
+//! |---------------|-----------------------|----------------------|---------|
+//! | GC percent    | [`Config::gc_percent`] | `GOGC=100`, `GOGC=off` (a negative number also means off, as in Go) | 100 |
+//! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
+//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
+//!
+//! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
+//! error naming the variable and the accepted forms.
+
+use crate::error::ConfigError;
+
+/// Default arena reservation.
+#[cfg(not(miri))]
+pub const DEFAULT_ARENA_BYTES: usize = 64 << 30;
+/// Default arena reservation (small under Miri, which backs it with real allocations).
+#[cfg(miri)]
+pub const DEFAULT_ARENA_BYTES: usize = 16 << 20;
+
+/// Heap configuration. Build with [`Config::default`] or [`Config::from_env`], then adjust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) gc_percent: Option<u32>,
+    pub(crate) arena_bytes: usize,
+    pub(crate) verify: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            gc_percent: Some(100),
+            arena_bytes: DEFAULT_ARENA_BYTES,
+            verify: false,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration with `GOGC`, `GCCORE_ARENA` and `GCCORE_VERIFY` applied from
+    /// the environment. Unset variables keep their defaults; malformed ones are errors.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::default().apply_env(|k| std::env::var(k).ok())
+    }
+
+    /// Apply settings from a lookup function (the environment, or a map in tests).
+    pub fn apply_env(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        if let Some(v) = get("GOGC") {
+            self.gc_percent = parse_gogc(&v)?;
+        }
+        if let Some(v) = get("GCCORE_ARENA") {
+            self.arena_bytes = parse_bytes("GCCORE_ARENA", &v)?;
+        }
+        if let Some(v) = get("GCCORE_VERIFY") {
+            self.verify = parse_bool("GCCORE_VERIFY", &v)?;
+        }
+        Ok(self)
+    }
+
+    /// GC percent: collect when the heap grows by this percentage over the live heap of the
+    /// last cycle. `None` turns proportional collection off (`GOGC=off`); only explicit
+    /// `collect()` calls then run cycles.
+    pub fn gc_percent(mut self, percent: Option<u32>) -> Self {
+        self.gc_percent = percent;
+        self
+    }
+
+    /// Size of the virtual reservation backing the heap (rounded down to 8 KiB pages). This is
+    /// the hard limit on heap memory.
+    pub fn arena_bytes(mut self, bytes: usize) -> Self {
+        self.arena_bytes = bytes;
+        self
+    }
+
+    /// Verify mode: poison freed slots and check the heap after every cycle (slow; for tests).
+    pub fn verify(mut self, on: bool) -> Self {
+        self.verify = on;
+        self
+    }
+
+    /// The configured GC percent.
+    pub fn get_gc_percent(&self) -> Option<u32> {
+        self.gc_percent
+    }
+
+    /// Whether verify mode is on.
+    pub fn get_verify(&self) -> bool {
+        self.verify
+    }
+}
+
+/// Parse a `GOGC` value: `off`, or a decimal integer (negative means off, as in Go).
+pub fn parse_gogc(v: &str) -> Result<Option<u32>, ConfigError> {
+    let t = v.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match t.parse::<i64>() {
+        Ok(n) if n < 0 => Ok(None),
+        Ok(n) => Ok(Some(n.min(u32::MAX as i64) as u32)),
+        Err(_) => Err(ConfigError {
+            var: "GOGC",
+            value: v.to_string(),
+            expected: "a non-negative integer percentage (e.g. 100) or \"off\"",
+        }),
+    }
+}
+
+/// Parse a byte size with Go's units: `123`, `123B`, `64KiB`, `512MiB`, `1GiB`, `2TiB`.
+pub fn parse_bytes(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+    let err = || ConfigError {
+        var,
+        value: v.to_string(),
+        expected: "a byte count with an optional unit B, KiB, MiB, GiB or TiB (e.g. 512MiB)",
+    };
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return Err(err()),
+    };
+    n.checked_mul(1u64 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(err)
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" | "" => Ok(false),
+        _ => Err(ConfigError {
+            var,
+            value: v.to_string(),
+            expected: "1/0, true/false, on/off or yes/no",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::default()
+            .apply_env(move |k| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn gogc_spellings() {
+        assert_eq!(parse_gogc("100"), Ok(Some(100)));
+        assert_eq!(parse_gogc("50"), Ok(Some(50)));
+        assert_eq!(parse_gogc("0"), Ok(Some(0)));
+        assert_eq!(parse_gogc("off"), Ok(None));
+        assert_eq!(parse_gogc("OFF"), Ok(None));
+        assert_eq!(parse_gogc("-1"), Ok(None));
+        for bad in ["abc", "", "10%", "-5x", "1e3"] {
+            let e = parse_gogc(bad).unwrap_err();
+            assert_eq!(e.var, "GOGC");
+            assert!(e.to_string().contains("GOGC"), "{e}");
+            assert!(e.to_string().contains("off"), "{e}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("X", "123"), Ok(123));
+        assert_eq!(parse_bytes("X", "123B"), Ok(123));
+        assert_eq!(parse_bytes("X", "64KiB"), Ok(64 << 10));
+        assert_eq!(parse_bytes("X", "512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("X", "1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("X", "2TiB"), Ok(2usize << 40));
+        for bad in ["12XB", "MiB", "1.5GiB", "-1", "99999999999999TiB"] {
+            assert!(parse_bytes("X", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn from_env_applies_and_rejects() {
+        let c = env(&[("GOGC", "off"), ("GCCORE_VERIFY", "1")]).unwrap();
+        assert_eq!(c.gc_percent, None);
+        assert!(c.verify);
+        let c = env(&[("GCCORE_ARENA", "1GiB")]).unwrap();
+        assert_eq!(c.arena_bytes, 1 << 30);
+        assert_eq!(c.gc_percent, Some(100));
+        let e = env(&[("GOGC", "abc")]).unwrap_err();
+        assert_eq!(e.var, "GOGC");
+        assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Errors: configuration, heap creation and allocation failures are values, not crashes.
+
+use std::fmt;
+
+/// A configuration value that could not be accepted (from the environment or the builder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable or setting, e.g. `"GOGC"`.
+    pub var: &'static str,
+    /// The value given.
+    pub value: String,
+    /// The forms that are accepted.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.var, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Why a [`Heap`](crate::Heap) could not be created.
+#[derive(Debug)]
+pub enum HeapError {
+    /// The configuration was rejected.
+    Config(ConfigError),
+    /// The arena reservation is smaller than one span of the largest size class.
+    ReservationTooSmall {
+        /// Bytes requested (rounded down to whole pages).
+        requested: usize,
+        /// The smallest reservation accepted.
+        minimum: usize,
+    },
+    /// The operating system refused the address-space reservation.
+    Reserve(std::io::Error),
+    /// The collector thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeapError::Config(e) => write!(f, "{e}"),
+            HeapError::ReservationTooSmall { requested, minimum } => write!(
+                f,
+                "arena reservation of {requested} bytes is too small: at least {minimum} bytes \
+                 (one span of the largest size class) are needed"
+            ),
+            HeapError::Reserve(e) => write!(f, "could not reserve the arena: {e}"),
+            HeapError::Thread(e) => write!(f, "could not start the collector thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HeapError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HeapError::Config(e) => Some(e),
+            HeapError::Reserve(e) | HeapError::Thread(e) => Some(e),
+            HeapError::ReservationTooSmall { .. } => None,
+        }
+    }
+}
+
+impl From<ConfigError> for HeapError {
+    fn from(e: ConfigError) -> Self {
+        HeapError::Config(e)
+    }
+}
+
+/// An allocation that could not be satisfied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocError {
+    /// The arena reservation has no run of pages large enough. Collection cannot run inside a
+    /// mutation scope, so leave the scope (letting the collector free garbage) and retry, or
+    /// configure a larger reservation.
+    OutOfMemory {
+        /// Bytes requested, header included.
+        requested: usize,
+        /// Size of the arena reservation.
+        reservation: usize,
+    },
+    /// The requested array or string length overflows the address space.
+    TooLarge {
+        /// Elements requested.
+        len: usize,
+    },
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllocError::OutOfMemory {
+                requested,
+                reservation,
+            } => write!(
+                f,
+                "gc-core: out of memory: cannot allocate {requested} bytes in an arena \
+                 reservation of {reservation} bytes"
+            ),
+            AllocError::TooLarge { len } => {
+                write!(
+                    f,
+                    "gc-core: allocation of {len} elements overflows the address space"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for AllocError {}

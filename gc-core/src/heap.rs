@@ -1,0 +1,375 @@
+//! The heap: the public [`Heap`] handle and the state every part of the collector shares.
+//!
+//! ```text
+//! Heap ──┐                         ┌──► collector thread (cycles, background sweeping)
+//! Mutator ├─► Arc<Owner> ─► Arc<Shared> ◄┘
+//! Stash ──┘
+//! ```
+//!
+//! `Shared` holds the arena, the central lists, the registry of mutators, the handshake and the
+//! heap figures. `Owner` exists so that the collector thread (which holds only `Arc<Shared>`) can
+//! be stopped and joined when the last user handle goes: dropping the last `Arc<Owner>` shuts
+//! the thread down, after which dropping `Shared` runs the drop glue of every remaining object
+//! and releases the reservation.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::arena::Arena;
+use crate::central::Central;
+use crate::collector::{self, CollectorState};
+use crate::config::Config;
+use crate::error::HeapError;
+use crate::metrics::{HeapStats, Stats};
+use crate::mutator::{Mutator, MutatorRecord};
+use crate::object::Header;
+use crate::root::{Root, Rootable};
+use crate::stash::StashTable;
+use crate::trace::Trace;
+use crate::{Mutation, sweep};
+
+/// A raw object address kept in heap-side tables (weak registry).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ObjAddr(pub *const Header);
+// SAFETY: an address; what it points to is only dereferenced by the collector under the
+// handshake's ordering.
+unsafe impl Send for ObjAddr {}
+
+/// State shared by the heap handles, the mutators and the collector thread.
+pub(crate) struct Shared {
+    pub arena: Arena,
+    pub central: Central,
+    pub verify: bool,
+    pub safepoint: crate::safepoint::Safepoint,
+    /// Registered mutators. The collector holds this lock for a whole stop-the-world phase, so
+    /// mutators are neither added nor removed while the world is stopped.
+    pub registry: Mutex<Vec<Arc<MutatorRecord>>>,
+    pub collector: Mutex<CollectorState>,
+    /// Wakes the collector thread (requests, shutdown).
+    pub collector_wake: Condvar,
+    /// Wakes threads waiting for a cycle to complete.
+    pub cycle_done: Condvar,
+    /// Set by the allocation path when `heap_live` crosses the trigger; cleared by the cycle.
+    pub gc_pending: AtomicBool,
+    /// GC percent; `u32::MAX` means off.
+    pub gc_percent: AtomicU64,
+    /// Bytes considered allocated (see `alloc` for how caches account for spans).
+    pub heap_live: AtomicUsize,
+    /// `heap_live` at which the next cycle starts.
+    pub trigger: AtomicUsize,
+    /// Live bytes marked by the last cycle.
+    pub heap_marked: AtomicUsize,
+    pub stats: Stats,
+    /// Weak boxes created since they were last processed.
+    pub weaks: Mutex<Vec<ObjAddr>>,
+    pub stash: Mutex<StashTable>,
+    /// Write barrier flag: on while marking (read by every barrier with one relaxed load).
+    pub barrier_on: AtomicBool,
+    pub sweep_cursor: AtomicUsize,
+    pub next_mutator_id: AtomicUsize,
+}
+
+/// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
+pub(crate) const HEAP_MIN: usize = 4 << 20;
+
+impl Shared {
+    /// Account `bytes` of new allocation; request a cycle when the trigger is crossed.
+    #[inline]
+    pub(crate) fn note_alloc(&self, bytes: usize) {
+        let live = self.heap_live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if live >= self.trigger.load(Ordering::Relaxed) && !self.gc_pending.load(Ordering::Relaxed)
+        {
+            collector::request_cycle(self);
+        }
+    }
+
+    /// The GC percent, or `None` when off.
+    pub(crate) fn gc_percent(&self) -> Option<u64> {
+        match self.gc_percent.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            p => Some(p),
+        }
+    }
+}
+
+impl Drop for Shared {
+    /// Heap teardown: every mutator, stash and heap handle is gone and the collector thread has
+    /// exited, so every allocated object is dead. Run each one's drop glue once, then free the
+    /// span metadata (the reservation is unmapped when `arena` drops).
+    fn drop(&mut self) {
+        let all = std::mem::take(&mut *self.central.all.lock());
+        for s in all {
+            let span = s.get();
+            if span.may_drop.load(Ordering::Relaxed) {
+                let st = span.state.lock();
+                for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
+                    let h = span.slot_addr(i) as *mut Header;
+                    // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
+                    // initialised object that has not been dropped (sweeping clears the alloc
+                    // bit of every object it drops); nothing can reach it any more.
+                    let info = unsafe { (*h).info };
+                    if let Some(d) = info.drop {
+                        // SAFETY: as above; dropped exactly once, here.
+                        unsafe { d(h) };
+                    }
+                }
+            }
+            // SAFETY: the span came from `Box::leak` in `Central::new_span` and is referenced
+            // from nowhere else now that `all` has been emptied and no thread remains.
+            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
+        }
+    }
+}
+
+/// Stops and joins the collector thread when the last user handle drops.
+pub(crate) struct Owner {
+    pub shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.collector.lock();
+            st.shutdown = true;
+            self.shared.collector_wake.notify_all();
+        }
+        if let Some(t) = self.thread.lock().take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A garbage-collected heap. Cheap to clone (a shared handle); `Send + Sync`, so threads can
+/// each register a [`Mutator`].
+#[derive(Clone)]
+pub struct Heap {
+    pub(crate) owner: Arc<Owner>,
+}
+
+thread_local! {
+    /// Heaps (by `Shared` address) that this thread is inside a mutation scope of.
+    pub(crate) static IN_SCOPE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Heap {
+    /// Create a heap: reserve the arena and start the collector thread.
+    pub fn new(config: Config) -> Result<Heap, HeapError> {
+        let arena = Arena::new(config.arena_bytes)?;
+        let gc_percent = config.gc_percent.map_or(u64::MAX, u64::from);
+        let trigger = match config.gc_percent {
+            Some(p) => (HEAP_MIN as u64 * p as u64 / 100) as usize,
+            None => usize::MAX,
+        };
+        let shared = Arc::new(Shared {
+            arena,
+            central: Central::new(),
+            verify: config.verify,
+            safepoint: Default::default(),
+            registry: Mutex::new(Vec::new()),
+            collector: Mutex::new(CollectorState::default()),
+            collector_wake: Condvar::new(),
+            cycle_done: Condvar::new(),
+            gc_pending: AtomicBool::new(false),
+            gc_percent: AtomicU64::new(gc_percent),
+            heap_live: AtomicUsize::new(0),
+            trigger: AtomicUsize::new(trigger),
+            heap_marked: AtomicUsize::new(0),
+            stats: Stats::default(),
+            weaks: Mutex::new(Vec::new()),
+            stash: Mutex::new(StashTable::default()),
+            barrier_on: AtomicBool::new(false),
+            sweep_cursor: AtomicUsize::new(0),
+            next_mutator_id: AtomicUsize::new(0),
+        });
+        let s2 = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("gc-core collector".into())
+            .spawn(move || collector::run(s2))
+            .map_err(HeapError::Thread)?;
+        Ok(Heap {
+            owner: Arc::new(Owner {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// A heap configured from the environment (`GOGC`, `GCCORE_ARENA`, `GCCORE_VERIFY`).
+    pub fn from_env() -> Result<Heap, HeapError> {
+        Heap::new(Config::from_env()?)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    /// Register a mutator for the calling thread. `init` builds its root object inside a first
+    /// mutation scope.
+    pub fn mutator<R>(
+        &self,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
+    ) -> Mutator<R>
+    where
+        R: for<'gc> Rootable<'gc>,
+        for<'gc> Root<'gc, R>: Trace + Sized,
+    {
+        Mutator::new(self.owner.clone(), init)
+    }
+
+    /// Register a mutator with a root stack of `Root<'gc, S>` values.
+    pub fn mutator_with_stack<R, S>(
+        &self,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
+    ) -> Mutator<R, S>
+    where
+        R: for<'gc> Rootable<'gc>,
+        S: for<'gc> Rootable<'gc>,
+        for<'gc> Root<'gc, R>: Trace + Sized,
+        for<'gc> Root<'gc, S>: Trace + Sized,
+    {
+        Mutator::new(self.owner.clone(), init)
+    }
+
+    /// Run a full collection and finish its sweep. Blocks until the cycle has completed.
+    ///
+    /// # Panics
+    ///
+    /// If the calling thread is inside a mutation scope of this heap (the cycle would wait for
+    /// that scope to end: a deadlock). Call it between scopes.
+    pub fn collect(&self) {
+        collector::collect(self.shared());
+    }
+
+    /// Sweep everything left from the last cycle on the calling thread.
+    pub fn finish_sweep(&self) {
+        sweep::finish_sweep(self.shared());
+    }
+
+    /// A snapshot of the heap's figures.
+    pub fn stats(&self) -> HeapStats {
+        HeapStats::read(self.shared())
+    }
+
+    /// Set the GC percent (`None` = off) and return the previous value, like Go's
+    /// `debug.SetGCPercent`. The new trigger applies from now on.
+    pub fn set_gc_percent(&self, percent: Option<u32>) -> Option<u32> {
+        let h = self.shared();
+        let old = h
+            .gc_percent
+            .swap(percent.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+        collector::update_goal(h);
+        if old == u64::MAX {
+            None
+        } else {
+            Some(old as u32)
+        }
+    }
+
+    /// Whether verify mode is on.
+    pub fn verify_mode(&self) -> bool {
+        self.shared().verify
+    }
+
+    /// Turn the write barrier on or off by hand, to exercise its slow path in tests. The
+    /// collector itself turns it on only while marking.
+    #[doc(hidden)]
+    pub fn debug_force_barrier(&self, on: bool) {
+        self.shared().barrier_on.store(on, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gc, GcCell, Tracer};
+    use std::sync::atomic::AtomicUsize;
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    struct Node<'gc> {
+        next: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+        payload: Vec<u64>,
+    }
+    impl Drop for Node<'_> {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // SAFETY: traces the one `Gc`-bearing field; `payload` holds no `Gc`.
+    unsafe impl Trace for Node<'_> {
+        fn trace(&self, t: &mut Tracer) {
+            self.next.trace(t);
+        }
+    }
+    struct RootT<'gc> {
+        head: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    }
+    // SAFETY: traces its one field.
+    unsafe impl Trace for RootT<'_> {
+        fn trace(&self, t: &mut Tracer) {
+            self.head.trace(t);
+        }
+    }
+
+    #[test]
+    fn list_survives_and_garbage_is_dropped() {
+        let n = if cfg!(miri) { 50 } else { 5000 };
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<crate::Rootable!['gc => RootT<'gc>]> = heap.mutator(|_| RootT {
+            head: GcCell::new(None),
+        });
+        m.mutate(|mc, root| {
+            for i in 0..n {
+                let node = Gc::new(
+                    mc,
+                    Node {
+                        next: GcCell::new(root.head.get()),
+                        payload: vec![i as u64; 3],
+                    },
+                );
+                root.head.set(mc, Some(node));
+                // Garbage: never linked.
+                Gc::new(
+                    mc,
+                    Node {
+                        next: GcCell::new(None),
+                        payload: vec![],
+                    },
+                );
+            }
+        });
+        m.collect();
+        let s = heap.stats();
+        assert_eq!(DROPS.load(Ordering::Relaxed), n, "{s:?}");
+        assert_eq!(s.marked_objects, n as u64);
+        let sum = m.mutate(|_, root| {
+            let mut cur = root.head.get();
+            let mut sum = 0;
+            while let Some(node) = cur {
+                sum += node.payload[0];
+                cur = node.next.get();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..n as u64).sum());
+        m.mutate(|mc, root| root.head.set(mc, None));
+        m.collect();
+        assert_eq!(DROPS.load(Ordering::Relaxed), 2 * n);
+        assert_eq!(heap.stats().marked_objects, 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! # gc-core: a Go-style tracing garbage collector for an embedded heap
+//!
+//! gc-core gives a Rust program (typically a language interpreter or VM) a real tracing garbage
+//! collector with a small, sound API in the style of gc-arena and a runtime modelled on Go's:
+//! size-classed spans in an mmap-reserved arena, per-mutator allocation caches, mark bits in
+//! bitmaps, lazy and background sweeping, and a safepoint handshake that waits only for
+//! mutators inside a mutation scope.
+//!
+//! ```
+//! use gc_core::{Config, Gc, GcCell, Heap, Mutator, Rootable, Trace};
+//!
+//! #[derive(Trace)]
+//! struct Node<'gc> {
+//!     value: u64,
+//!     next: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+//! }
+//!
+//! #[derive(Trace)]
+//! struct Root<'gc> {
+//!     list: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+//! }
+//!
+//! let heap = Heap::new(Config::default()).unwrap();
+//! let mut m: Mutator<Rootable!['gc => Root<'gc>]> =
+//!     heap.mutator(|_mc| Root { list: GcCell::new(None) });
+//! m.mutate(|mc, root| {
+//!     for value in 0..100 {
+//!         let next = GcCell::new(root.list.get());
+//!         root.list.set(mc, Some(Gc::new(mc, Node { value, next })));
+//!     }
+//! });
+//! m.collect(); // the list is reachable from the root: nothing is freed
+//! let sum = m.mutate(|_mc, root| {
+//!     let mut sum = 0;
+//!     let mut cur = root.list.get();
+//!     while let Some(n) = cur {
+//!         sum += n.value;
+//!         cur = n.next.get();
+//!     }
+//!     sum
+//! });
+//! assert_eq!(sum, 4950);
+//! ```
+//!
+//! ## Map of the crate (data flow top to bottom)
+//!
+//! | module | concept |
+//! |--------|---------|
+//! | [`config`] | `Config`, GOGC and friends |
+//! | `arena` | the virtual reservation, page allocator and page map |
+//! | `size_class` | the size-class table |
+//! | `span` | spans and their mark/alloc bitmaps |
+//! | `central` | per-class span lists (Go: mcentral) |
+//! | `alloc` | per-mutator allocation caches (Go: mcache) |
+//! | `object` | object header and per-type info |
+//! | [`trace`](Trace) | the `Trace` trait and its std impls |
+//! | `gc`, `cell`, `array`, `string`, `weak` | the handles: `Gc`, `GcCell`, `GcArray`/`GcVec`, `GcStr`/`GcBytes`, `GcWeak` |
+//! | `barrier` | the write-barrier hook |
+//! | `root`, `stash` | roots: root object, root stack, heap-wide stash |
+//! | `mutator` | `Mutator`, `Mutation`, scopes |
+//! | `safepoint` | the stop-the-world handshake |
+//! | `mark` | tracing and the grey stack |
+//! | `sweep` | lazy and background sweeping |
+//! | `collector` | the cycle and the collector thread |
+//! | `verify` | verify mode |
+//! | `metrics` | `HeapStats` |
+//! | `heap` | the `Heap` handle and shared state |
+//!
+//! See `docs/design.md` for the design and the soundness argument.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+extern crate self as gc_core;
+
+mod alloc;
+mod arena;
+mod array;
+mod barrier;
+mod cell;
+mod central;
+mod collector;
+pub mod config;
+mod error;
+mod gc;
+mod heap;
+mod mark;
+mod metrics;
+mod mutator;
+mod object;
+mod root;
+mod safepoint;
+mod size_class;
+mod span;
+mod stash;
+mod string;
+mod sweep;
+mod trace;
+mod verify;
+mod weak;
+
+pub use array::{GcArray, GcVec, VecObj};
+pub use cell::{GcCell, Slot};
+pub use config::Config;
+pub use error::{AllocError, ConfigError, HeapError};
+pub use gc::Gc;
+pub use gc_derive::Trace;
+pub use heap::Heap;
+pub use mark::Tracer;
+pub use metrics::HeapStats;
+pub use mutator::{Mutation, Mutator};
+pub use root::{__DynRootable, NoStack, Root, RootStack, Rootable};
+pub use stash::Stash;
+pub use string::{GcBytes, GcStr};
+pub use trace::Trace;
+pub use weak::{GcWeak, WeakBox};
+
+/// Layout constants, for documentation and tests.
+pub mod layout {
+    pub use crate::arena::{MIN_RESERVATION, PAGE_SIZE};
+    pub use crate::size_class::{CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, SizeClass};
+}

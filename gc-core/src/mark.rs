@@ -1,0 +1,206 @@
+//! Marking: tri-colour tracing from the roots (Go: `mgcmark.go`).
+//!
+//! | colour | meaning                                   | representation |
+//! |--------|-------------------------------------------|----------------|
+//! | white  | not reached (yet); freed by the sweep if it stays white | mark bit 0 |
+//! | grey   | reached, its fields not yet scanned       | mark bit 1, on the grey stack |
+//! | black  | reached and scanned                       | mark bit 1, off the grey stack |
+//!
+//! Noscan objects go straight from white to black: their mark bit is set and they are never
+//! pushed, so the marker never reads them.
+//!
+//! A [`Tracer`] is handed to every [`Trace::trace`](crate::Trace::trace) call. For each `Gc` it
+//! is given it finds the object's span through the arena's page map (one load), the slot index
+//! by a multiply-shift (`Span::slot_index`), and sets the mark bit with a test-and-set; a newly
+//! greyed scan object is pushed on the grey stack. [`Tracer::drain`] pops grey objects and calls
+//! the `trace` function recorded in their header until the stack is empty.
+//!
+//! The same type also runs the verifier's walk ([`crate::verify`]), which checks each edge
+//! instead of marking it.
+
+use std::collections::HashSet;
+
+use crate::arena::Arena;
+use crate::object::{Header, POISON_WORD};
+
+/// What the tracer does with each edge.
+enum Mode {
+    /// Mark reachable objects.
+    Mark,
+    /// Collect the edges (write barrier): marks nothing.
+    Collect,
+    /// Check every reachable object (verify mode): collects problems, marks nothing.
+    Verify {
+        seen: HashSet<usize>,
+        problems: Vec<String>,
+    },
+}
+
+/// Receives the GC pointers reported by [`Trace::trace`](crate::Trace::trace).
+///
+/// Only the collector creates tracers; user code sees one only as the argument of `trace`,
+/// where the one thing to do with it is pass it on to the fields' `trace`.
+pub struct Tracer {
+    arena: *const Arena,
+    stack: Vec<*const Header>,
+    mode: Mode,
+    /// Bytes of the objects this tracer marked.
+    pub(crate) marked_bytes: usize,
+    /// Objects this tracer marked.
+    pub(crate) marked_objects: usize,
+}
+
+impl Tracer {
+    /// A marking tracer over `arena`, which must outlive it.
+    pub(crate) fn new(arena: &Arena) -> Tracer {
+        Tracer {
+            arena,
+            stack: Vec::with_capacity(1024),
+            mode: Mode::Mark,
+            marked_bytes: 0,
+            marked_objects: 0,
+        }
+    }
+
+    /// A tracer that only records the edges it is given (for the write barrier).
+    pub(crate) fn new_collect(arena: &Arena) -> Tracer {
+        Tracer {
+            stack: Vec::new(),
+            mode: Mode::Collect,
+            ..Tracer::new(arena)
+        }
+    }
+
+    /// The edges a collecting tracer recorded.
+    pub(crate) fn take_collected(&mut self) -> impl Iterator<Item = crate::heap::ObjAddr> + use<> {
+        std::mem::take(&mut self.stack)
+            .into_iter()
+            .map(crate::heap::ObjAddr)
+    }
+
+    /// A verifying tracer over `arena` (see [`crate::verify`]).
+    pub(crate) fn new_verify(arena: &Arena) -> Tracer {
+        Tracer {
+            mode: Mode::Verify {
+                seen: HashSet::new(),
+                problems: Vec::new(),
+            },
+            ..Tracer::new(arena)
+        }
+    }
+
+    #[inline(always)]
+    fn arena(&self) -> &Arena {
+        // SAFETY: `new` takes `&Arena`, and every tracer lives inside one collection, during
+        // which the heap (and so the arena) is alive.
+        unsafe { &*self.arena }
+    }
+
+    /// Report one edge to the object whose header is at `h`.
+    #[inline]
+    pub(crate) fn edge(&mut self, h: *const Header) {
+        match self.mode {
+            Mode::Mark => {}
+            Mode::Collect => return self.stack.push(h),
+            Mode::Verify { .. } => return self.verify_edge(h),
+        }
+        let addr = h as usize;
+        let span = self.arena().span_of(addr);
+        if span.is_null() {
+            // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
+            // on would mean freeing something reachable.
+            panic!("gc-core bug: traced pointer {addr:#x} is not in an in-use span");
+        }
+        // SAFETY: non-null page-map entries point to live spans (spans are unpublished before
+        // they are freed, and a span holding a reachable object is never freed).
+        let span = unsafe { &*span };
+        let i = span.slot_index(addr);
+        if span.try_mark(i) {
+            self.marked_bytes += span.elem_size;
+            self.marked_objects += 1;
+            if !span.noscan {
+                self.stack.push(h);
+            }
+        }
+    }
+
+    /// Scan grey objects until none is left.
+    pub(crate) fn drain(&mut self) {
+        while let Some(h) = self.stack.pop() {
+            // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
+            // what a `Gc` points to); the header is immutable after allocation.
+            let info = unsafe { (*h).info };
+            if let Some(trace) = info.trace {
+                // SAFETY: `trace` was recorded for exactly this object's type at allocation.
+                unsafe { trace(h, self) }
+            }
+        }
+    }
+
+    /// Whether the tracer has grey objects left.
+    #[allow(dead_code)]
+    pub(crate) fn has_grey(&self) -> bool {
+        !self.stack.is_empty()
+    }
+
+    /// Verifier edge: check that `h` is a live, allocated, unpoisoned object, then scan it once.
+    #[cold]
+    fn verify_edge(&mut self, h: *const Header) {
+        let addr = h as usize;
+        let problem = self.check_object(addr);
+        let Mode::Verify { seen, problems } = &mut self.mode else {
+            unreachable!()
+        };
+        if let Some(p) = problem {
+            if problems.len() < 32 {
+                problems.push(p);
+            }
+            return;
+        }
+        if seen.insert(addr) {
+            self.stack.push(h);
+        }
+    }
+
+    fn check_object(&self, addr: usize) -> Option<String> {
+        let span = self.arena().span_of(addr);
+        if span.is_null() {
+            return Some(format!(
+                "reachable pointer {addr:#x} is not in an in-use span"
+            ));
+        }
+        // SAFETY: as in `edge`.
+        let span = unsafe { &*span };
+        if !span.is_slot_start(addr) {
+            return Some(format!(
+                "reachable pointer {addr:#x} is not a slot start (span {:#x}, size {})",
+                span.start, span.elem_size
+            ));
+        }
+        let i = span.slot_index(addr);
+        let allocated = span.state.lock().alloc[i];
+        if !allocated {
+            return Some(format!(
+                "reachable pointer {addr:#x} points into a free slot (span {:#x}, slot {i})",
+                span.start
+            ));
+        }
+        // SAFETY: the slot is allocated, so its first word is an initialised header (or, in a
+        // corrupted heap, poison: which is what we check for, as a plain word read).
+        let first = unsafe { *(addr as *const usize) };
+        if first == POISON_WORD {
+            return Some(format!(
+                "reachable object {addr:#x} has been poisoned (freed while reachable)"
+            ));
+        }
+        None
+    }
+
+    /// The problems a verifying walk found.
+    pub(crate) fn take_problems(&mut self) -> Vec<String> {
+        match &mut self.mode {
+            Mode::Verify { problems, .. } => std::mem::take(problems),
+            Mode::Mark | Mode::Collect => Vec::new(),
+        }
+    }
+}

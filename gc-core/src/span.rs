@@ -1,0 +1,205 @@
+//! Spans: runs of pages holding slots of one size, with their mark and allocation bitmaps.
+//!
+//! A span is either **small** (a size class, many slots) or **large** (one object of more than
+//! 32 KiB, rounded up to whole pages). A span is also **scan** or **noscan**: noscan spans hold
+//! only pointer-free objects, so the marker sets their mark bit and never reads them.
+//!
+//! # Bitmaps
+//!
+//! | bitmap  | type                      | written by                         | read by |
+//! |---------|---------------------------|------------------------------------|---------|
+//! | `alloc` | `BitVec<u64>` in `state`  | owner of `state` (cache refill/flush, sweeper) | allocator, sweeper, verifier |
+//! | `mark`  | `BitVec<AtomicU64>`       | marker (`fetch_or`, concurrently), sweeper (clear) | sweeper, verifier, weak processing |
+//!
+//! A slot is **allocated** iff its alloc bit is 1 (the allocation cache writes back the bits of
+//! the slots it handed out whenever it leaves a 64-slot window or releases the span). After a
+//! cycle, a slot is **live** iff its mark bit is 1. Sweeping frees the slots that are allocated
+//! and not marked, then makes the mark bitmap the new alloc bitmap and clears the mark bitmap.
+//! Bits past `nelems` in the last alloc word are kept at 1 so they are never handed out.
+//!
+//! # Span states
+//!
+//! | state            | where it is listed              | who may change `state` |
+//! |------------------|---------------------------------|------------------------|
+//! | cached           | one mutator's allocation cache  | that mutator (and the collector with the world stopped) |
+//! | partial / full   | `Central::partial` / nowhere    | whoever holds the central lock, then the span lock |
+//! | unswept          | `Central::unswept`              | the sweeper that pops it |
+//!
+//! Every in-use span is also in `Central::all`. Span geometry (`start`, `elem_size`, …) is
+//! immutable for the span's life, which is what lets the marker read it without a lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bitvec::prelude::*;
+use parking_lot::Mutex;
+
+/// Mutable allocation state of a span (behind `Span::state`).
+pub(crate) struct SpanAlloc {
+    /// 1 = slot allocated.
+    pub alloc: BitVec<u64, Lsb0>,
+    /// Number of allocated slots (count of ones below `nelems`).
+    pub allocated: usize,
+    /// Whether a mutator cache currently owns this span.
+    pub in_cache: bool,
+    /// Whether the span is on a central partial list.
+    pub in_partial: bool,
+}
+
+/// A run of pages holding slots of one size.
+pub(crate) struct Span {
+    /// Address of the first slot (page aligned).
+    pub start: usize,
+    /// Pages in the span.
+    pub npages: usize,
+    /// Slot size in bytes.
+    pub elem_size: usize,
+    /// Number of slots.
+    pub nelems: usize,
+    /// Size-class index, or `LARGE` for a one-object span.
+    pub class: usize,
+    /// Whether the span holds only pointer-free objects.
+    pub noscan: bool,
+    /// `ceil(2^32 / elem_size)`: slot index of an offset is `(off * div_mul) >> 32`, exact for
+    /// every slot start because the error term `off * (div_mul - 2^32/size) / 2^32` is below
+    /// `span bytes / 2^32 < 1` (Go: `mspan.divMul`). Saves a division per marked pointer.
+    div_mul: u64,
+    /// Mark bits, set concurrently by the marker.
+    pub mark: BitVec<AtomicU64, Lsb0>,
+    /// Allocation state.
+    pub state: Mutex<SpanAlloc>,
+    /// Set when an object with drop glue was allocated here since the last sweep.
+    pub may_drop: AtomicBool,
+    /// Set by the sweeper once the span has been swept this cycle (verifier check).
+    pub swept: AtomicBool,
+}
+
+/// `Span::class` of a large-object span.
+pub(crate) const LARGE: usize = usize::MAX;
+
+impl Span {
+    /// A new span over `[start, start + npages pages)` with `nelems` slots of `elem_size`.
+    pub(crate) fn new(
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+    ) -> Span {
+        let words = nelems.div_ceil(64);
+        let mut alloc = BitVec::<u64, Lsb0>::repeat(false, words * 64);
+        // Bits past the last slot read as allocated, so the allocator never hands them out.
+        alloc[nelems..].fill(true);
+        let mut mark = BitVec::<AtomicU64, Lsb0>::new();
+        mark.resize(words * 64, false);
+        Span {
+            start,
+            npages,
+            elem_size,
+            nelems,
+            class,
+            noscan,
+            div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
+            mark,
+            state: Mutex::new(SpanAlloc {
+                alloc,
+                allocated: 0,
+                in_cache: false,
+                in_partial: false,
+            }),
+            may_drop: AtomicBool::new(false),
+            swept: AtomicBool::new(true),
+        }
+    }
+
+    /// Slot index of the object starting at `addr` (which must be a slot start in this span).
+    #[inline]
+    pub(crate) fn slot_index(&self, addr: usize) -> usize {
+        let off = (addr - self.start) as u64;
+        ((off * self.div_mul) >> 32) as usize
+    }
+
+    /// Address of slot `i`.
+    #[inline]
+    pub(crate) fn slot_addr(&self, i: usize) -> usize {
+        self.start + i * self.elem_size
+    }
+
+    /// Whether `addr` is exactly the start of a slot of this span.
+    pub(crate) fn is_slot_start(&self, addr: usize) -> bool {
+        addr >= self.start
+            && addr < self.start + self.nelems * self.elem_size
+            && (addr - self.start) % self.elem_size == 0
+    }
+
+    /// The raw mark words.
+    #[inline]
+    pub(crate) fn mark_words(&self) -> &[AtomicU64] {
+        self.mark.as_raw_slice()
+    }
+
+    /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
+    ///
+    /// `Relaxed` suffices: the bit only decides which marker greys the object; the object's
+    /// contents were published to the marker by the stop-the-world handshake that began the
+    /// cycle, not by this bit.
+    #[inline]
+    pub(crate) fn try_mark(&self, i: usize) -> bool {
+        let w = &self.mark_words()[i / 64];
+        let bit = 1u64 << (i % 64);
+        if w.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
+        w.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Whether slot `i` is marked.
+    #[inline]
+    pub(crate) fn is_marked(&self, i: usize) -> bool {
+        self.mark_words()[i / 64].load(Ordering::Relaxed) & (1u64 << (i % 64)) != 0
+    }
+
+    /// Number of marked slots.
+    pub(crate) fn marked_count(&self) -> usize {
+        self.mark_words()
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_class::CLASSES;
+
+    #[test]
+    fn div_mul_is_exact_at_every_slot_start() {
+        for c in CLASSES {
+            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, false);
+            for i in 0..c.slots {
+                assert_eq!(s.slot_index(s.slot_addr(i)), i, "class {c:?} slot {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn mark_bits_test_and_set() {
+        let s = Span::new(0x10000, 1, 24, 341, 2, false);
+        assert!(s.try_mark(5));
+        assert!(!s.try_mark(5));
+        assert!(s.is_marked(5));
+        assert!(!s.is_marked(6));
+        assert!(s.try_mark(340));
+        assert_eq!(s.marked_count(), 2);
+    }
+
+    #[test]
+    fn alloc_bits_past_end_are_set() {
+        let s = Span::new(0x10000, 1, 24, 341, 2, false);
+        let st = s.state.lock();
+        assert_eq!(st.alloc.len(), 384);
+        assert!(st.alloc[341..].all());
+        assert!(st.alloc[..341].not_any());
+    }
+}

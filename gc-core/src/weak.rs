@@ -1,0 +1,142 @@
+//! Weak references: a pointer that does not keep its target alive.
+//!
+//! `Gc::downgrade` allocates a small **weak box** (a noscan object holding the target's address
+//! in an atomic) and registers it with the heap. The marker never follows the box's pointer.
+//! At mark termination, with the world stopped, the collector walks the registered boxes: a box
+//! whose target is not marked has its pointer cleared (before the sweep can free the target, so
+//! a cleared box never points at a reused slot); boxes that are themselves dead, or already
+//! cleared, leave the registry.
+//!
+//! `upgrade` reads the pointer: non-null means the target is alive for the rest of the scope
+//! (no cycle can end while a scope runs). The concurrent collector will also shade the target
+//! on upgrade while marking, so an upgraded object survives the cycle in progress.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::cell::Slot;
+use crate::gc::Gc;
+use crate::heap::{ObjAddr, Shared};
+use crate::mark::Tracer;
+use crate::mutator::Mutation;
+use crate::object::Header;
+use crate::trace::Trace;
+
+/// The heap object behind a [`GcWeak`].
+#[doc(hidden)]
+pub struct WeakBox {
+    target: AtomicPtr<Header>,
+}
+
+impl WeakBox {
+    /// The target's header, or null once cleared.
+    pub(crate) fn target(&self) -> *const Header {
+        self.target.load(Ordering::Acquire)
+    }
+}
+
+// SAFETY: the target is deliberately not traced (that is what makes the reference weak).
+unsafe impl Trace for WeakBox {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut Tracer) {}
+}
+
+/// A weak reference to a `T`. Copy; store it in cells and arrays like a `Gc`.
+pub struct GcWeak<'gc, T> {
+    inner: Gc<'gc, WeakBox>,
+    _t: PhantomData<Gc<'gc, T>>,
+}
+
+impl<T> Clone for GcWeak<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GcWeak<'_, T> {}
+
+impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
+    /// A weak reference to this object.
+    pub fn downgrade(self, mc: &Mutation<'gc>) -> GcWeak<'gc, T> {
+        let inner = Gc::new(
+            mc,
+            WeakBox {
+                target: AtomicPtr::new(self.header() as *mut Header),
+            },
+        );
+        mc.shared.weaks.lock().push(ObjAddr(inner.header()));
+        GcWeak {
+            inner,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'gc, T> GcWeak<'gc, T> {
+    /// The target, if it has not been collected.
+    pub fn upgrade(&self, _mc: &Mutation<'gc>) -> Option<Gc<'gc, T>> {
+        let p = self.inner.target.load(Ordering::Acquire);
+        // SAFETY: a non-null target is alive: the collector clears the pointer, with the world
+        // stopped, before the sweep that could free the target, and no cycle can complete while
+        // this scope runs. The box was made from a `Gc<T>`, so the type is right.
+        (!p.is_null()).then(|| unsafe { Gc::from_word(p as usize) })
+    }
+
+    /// Whether the target has been collected.
+    pub fn is_dead(&self) -> bool {
+        self.inner.target.load(Ordering::Acquire).is_null()
+    }
+}
+
+// SAFETY: an edge to the weak box only, never to the target.
+unsafe impl<T> Trace for GcWeak<'_, T> {
+    #[inline(always)]
+    fn trace(&self, tracer: &mut Tracer) {
+        self.inner.trace(tracer);
+    }
+}
+
+// SAFETY: the handle is the box's non-null address.
+unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
+    fn to_word(self) -> usize {
+        self.inner.to_word()
+    }
+    unsafe fn from_word(w: usize) -> Self {
+        GcWeak {
+            // SAFETY: forwarded contract.
+            inner: unsafe { Gc::from_word(w) },
+            _t: PhantomData,
+        }
+    }
+}
+
+/// Clear the weak boxes whose targets were not marked (mark termination, world stopped).
+pub(crate) fn process_weaks(h: &Shared) {
+    let mut weaks = h.weaks.lock();
+    weaks.retain(|&ObjAddr(b)| {
+        if !is_marked(h, b) {
+            return false;
+        }
+        // SAFETY: `b` is a marked (live) weak box: registered boxes are `GcBox<WeakBox>`.
+        let wb = unsafe { &(*(b as *const crate::object::GcBox<WeakBox>)).value };
+        let t = wb.target.load(Ordering::Relaxed);
+        if t.is_null() {
+            return false;
+        }
+        if !is_marked(h, t) {
+            wb.target.store(std::ptr::null_mut(), Ordering::Release);
+            return false;
+        }
+        true
+    });
+}
+
+/// Whether the object at `h` is marked. World stopped, after marking.
+pub(crate) fn is_marked(h: &Shared, obj: *const Header) -> bool {
+    let span = h.arena.span_of(obj as usize);
+    if span.is_null() {
+        return false;
+    }
+    // SAFETY: non-null page-map entries point to in-use spans.
+    let span = unsafe { &*span };
+    span.is_marked(span.slot_index(obj as usize))
+}

@@ -140,3 +140,14 @@ pub(crate) fn is_marked(h: &Shared, obj: *const Header) -> bool {
     let span = unsafe { &*span };
     span.is_marked(span.slot_index(obj as usize))
 }
+
+// SAFETY: `None` is 0, which no box address is.
+unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<GcWeak<'gc, T>> {
+    fn to_word(self) -> usize {
+        self.map_or(0, |w| w.to_word())
+    }
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { GcWeak::from_word(w) })
+    }
+}

@@ -1,0 +1,256 @@
+//! Behaviour of the public API: weak references, the stash, the barrier hook, drop glue,
+//! triggering, yielding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gc_core::{
+    Config, Gc, GcArray, GcCell, GcStr, GcVec, GcWeak, Heap, Mutator, Rootable, Stash, Trace,
+};
+
+#[derive(Trace)]
+struct Pair<'gc> {
+    a: GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>,
+    n: u64,
+}
+
+fn pair<'gc>(mc: &gc_core::Mutation<'gc>, n: u64) -> Gc<'gc, Pair<'gc>> {
+    Gc::new(
+        mc,
+        Pair {
+            a: GcCell::new(None),
+            n,
+        },
+    )
+}
+
+#[derive(Trace)]
+struct Holder<'gc> {
+    strong: GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>,
+    weak: GcCell<'gc, Option<GcWeak<'gc, Pair<'gc>>>>,
+}
+
+type HolderM = Rootable!['gc => Holder<'gc>];
+
+#[test]
+fn weak_reference_follows_its_target() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<HolderM> = heap.mutator(|_| Holder {
+        strong: GcCell::new(None),
+        weak: GcCell::new(None),
+    });
+    m.mutate(|mc, r| {
+        let p = pair(mc, 7);
+        r.strong.set(mc, Some(p));
+        r.weak.set(mc, Some(p.downgrade(mc)));
+    });
+    m.collect();
+    assert_eq!(
+        m.mutate(|mc, r| r.weak.get().unwrap().upgrade(mc).map(|p| p.n)),
+        Some(7)
+    );
+    m.mutate(|mc, r| r.strong.set(mc, None));
+    m.collect();
+    assert!(m.mutate(|mc, r| r.weak.get().unwrap().upgrade(mc).is_none()));
+    assert!(m.mutate(|_, r| r.weak.get().unwrap().is_dead()));
+    assert_eq!(heap.stats().weak_refs, 0);
+}
+
+#[test]
+fn stash_shares_objects_between_threads() {
+    type P = Rootable!['gc => Pair<'gc>];
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let s: Stash<P> = m.mutate(|mc, _| {
+        let p = pair(mc, 1);
+        p.a.set(mc, Some(pair(mc, 2)));
+        mc.stash::<P>(p)
+    });
+    m.collect();
+    let (h2, s2) = (heap.clone(), s.clone());
+    let sum = std::thread::spawn(move || {
+        let mut m2: Mutator<Rootable!['gc => ()]> = h2.mutator(|_| ());
+        m2.collect();
+        m2.mutate(|mc, _| {
+            let p = s2.fetch(mc);
+            p.n + p.a.get().unwrap().n
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sum, 3);
+    assert_eq!(
+        heap.stats().stashed,
+        1,
+        "the clone was dropped with the thread"
+    );
+    let freed_before = heap.stats().objects_freed;
+    drop(s);
+    m.collect();
+    assert_eq!(
+        heap.stats().objects_freed - freed_before,
+        2,
+        "unstashed objects are reclaimed"
+    );
+}
+
+#[test]
+#[should_panic(expected = "another heap")]
+fn stash_fetch_from_another_heap_panics() {
+    type P = Rootable!['gc => Pair<'gc>];
+    let h1 = Heap::new(Config::default()).unwrap();
+    let h2 = Heap::new(Config::default()).unwrap();
+    let mut m1: Mutator<Rootable!['gc => ()]> = h1.mutator(|_| ());
+    let mut m2: Mutator<Rootable!['gc => ()]> = h2.mutator(|_| ());
+    let s: Stash<P> = m1.mutate(|mc, _| mc.stash::<P>(pair(mc, 1)));
+    m2.mutate(|mc, _| {
+        s.fetch(mc);
+    });
+}
+
+#[test]
+fn barrier_hook_records_old_and_new_values_on_every_store_path() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<HolderM> = heap.mutator(|_| Holder {
+        strong: GcCell::new(None),
+        weak: GcCell::new(None),
+    });
+    heap.debug_force_barrier(true);
+    m.mutate(|mc, r| {
+        let (x, y) = (pair(mc, 1), pair(mc, 2));
+        r.strong.set(mc, Some(x)); // old None, new x: 1 pointer
+        r.strong.set(mc, Some(y)); // old x, new y: 2
+        let arr = GcArray::new(mc, 4, None);
+        arr.set(mc, 0, Some(x)); // 1
+        arr.set(mc, 0, None); // 1 (old x)
+        let v = GcVec::new(mc);
+        v.push(mc, Some(y)); // grows: cell set (old array, new array) = 2, then slot set = 1
+        v.pop(mc); // old y = 1
+        x.a.set(mc, Some(y)); // 1
+        let s = GcCell::new(5u64);
+        s.set(mc, 6); // pointer-free slot: nothing recorded
+    });
+    assert_eq!(m.debug_barrier_buffer_len(), 1 + 2 + 1 + 1 + 3 + 1 + 1);
+    heap.debug_force_barrier(false);
+    m.collect();
+    assert_eq!(
+        m.debug_barrier_buffer_len(),
+        0,
+        "the collector drains the buffer"
+    );
+}
+
+static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Trace)]
+#[gc(unsafe_drop)]
+struct Noisy {
+    n: u64,
+}
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn drop_glue_runs_once_for_every_dead_object_and_at_teardown() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Noisy>>>]> =
+        heap.mutator(|mc| GcVec::new(mc));
+    m.mutate(|mc, keep| {
+        for n in 0..1000 {
+            let o = Gc::new(mc, Noisy { n });
+            if n % 10 == 0 {
+                keep.push(mc, Some(o));
+            }
+        }
+    });
+    m.collect();
+    assert_eq!(DROPS.load(Ordering::Relaxed), 900);
+    m.collect();
+    assert_eq!(DROPS.load(Ordering::Relaxed), 900, "no second drop");
+    assert_eq!(
+        m.mutate(|_, keep| keep.iter().map(|o| o.unwrap().n).sum::<u64>()),
+        (0..1000).step_by(10).sum()
+    );
+    drop(m);
+    drop(heap);
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        1000,
+        "teardown drops the survivors"
+    );
+}
+
+#[test]
+fn allocation_triggers_cycles_and_the_heap_stays_bounded() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    for _ in 0..400 {
+        m.mutate(|mc, _| {
+            for i in 0..10_000u64 {
+                Gc::new(mc, [i; 4]);
+            }
+        });
+    }
+    // 400 × 10 000 × 48 B ≈ 190 MB allocated, all garbage.
+    let s = heap.stats();
+    assert!(s.gc_cycles >= 10, "{s:?}");
+    assert!(
+        s.mapped_bytes < 64 << 20,
+        "heap grew to {} bytes",
+        s.mapped_bytes
+    );
+    assert_eq!(heap.set_gc_percent(Some(50)), Some(100));
+    assert_eq!(heap.set_gc_percent(None), Some(50));
+    assert_eq!(heap.stats().heap_goal, usize::MAX);
+}
+
+#[test]
+fn a_polling_scope_yields_to_the_collector() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let saw_yield = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (h2, saw, st) = (heap.clone(), saw_yield.clone(), started.clone());
+    let t = std::thread::spawn(move || {
+        let mut m: Mutator<Rootable!['gc => ()]> = h2.mutator(|_| ());
+        m.mutate(|mc, _| {
+            st.store(true, Ordering::SeqCst);
+            while !mc.should_yield() {
+                std::hint::spin_loop();
+            }
+            saw.store(true, Ordering::SeqCst);
+        });
+    });
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    heap.collect();
+    t.join().unwrap();
+    assert!(saw_yield.load(Ordering::SeqCst));
+    assert!(heap.stats().gc_cycles >= 1);
+}
+
+#[test]
+fn strings_and_root_stack() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()], Rootable!['gc => GcStr<'gc>]> =
+        heap.mutator_with_stack(|_| ());
+    m.mutate_with_stack(|mc, _, stack| {
+        for i in 0..100 {
+            stack.push(GcStr::new(mc, &format!("s{i}")));
+        }
+        GcStr::new(mc, "garbage");
+    });
+    m.collect();
+    m.mutate_with_stack(|_, _, stack| {
+        assert_eq!(stack.len(), 100);
+        assert_eq!(stack.get(42).unwrap().as_str(), "s42");
+        stack.truncate(10);
+    });
+    m.collect();
+    assert_eq!(heap.stats().marked_objects, 10);
+}

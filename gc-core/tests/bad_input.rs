@@ -1,0 +1,161 @@
+//! Bad input: every case gives a documented error (or a documented panic with a clear message),
+//! never undefined behaviour.
+
+use gc_core::{
+    AllocError, Config, Gc, GcArray, GcBytes, Heap, HeapError, Mutator, Rootable, Trace,
+};
+
+fn env_with(k: &'static str, v: &'static str) -> impl Fn(&str) -> Option<String> {
+    move |key| (key == k).then(|| v.to_string())
+}
+
+#[test]
+fn gogc_abc_is_an_error_naming_the_variable() {
+    let e = Config::default()
+        .apply_env(env_with("GOGC", "abc"))
+        .unwrap_err();
+    assert_eq!(e.var, "GOGC");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("GOGC") && msg.contains("abc") && msg.contains("off"),
+        "{msg}"
+    );
+    // The same error reaches Heap creation through `HeapError::Config`.
+    let he: HeapError = e.into();
+    assert!(he.to_string().contains("GOGC"));
+}
+
+#[test]
+fn reservation_too_small_for_one_span() {
+    match Heap::new(Config::default().arena_bytes(8192)) {
+        Err(HeapError::ReservationTooSmall { requested, minimum }) => {
+            assert_eq!(requested, 8192);
+            assert_eq!(minimum, gc_core::layout::MIN_RESERVATION);
+        }
+        other => panic!("expected ReservationTooSmall, got {other:?}"),
+    }
+}
+
+#[test]
+fn impossible_reservation_is_an_os_error() {
+    match Heap::new(Config::default().arena_bytes(1 << 62)) {
+        Err(HeapError::Reserve(_)) => {}
+        other => panic!("expected Reserve error, got {other:?}"),
+    }
+}
+
+#[derive(Trace, Debug, PartialEq)]
+struct Unit;
+
+#[test]
+fn zero_sized_types_get_distinct_live_objects() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        let a = Gc::new(mc, ());
+        let b = Gc::new(mc, Unit);
+        let c = Gc::new(mc, Unit);
+        assert_ne!(a.as_ptr() as usize, b.as_ptr() as usize);
+        assert!(!Gc::ptr_eq(b, c));
+        assert_eq!(*b, Unit);
+    });
+    m.collect();
+    assert!(heap.stats().objects_freed >= 3);
+}
+
+#[test]
+fn objects_larger_than_the_largest_size_class() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => gc_core::GcCell<'gc, Option<Gc<'gc, [u64; 8192]>>>]> =
+        heap.mutator(|_| gc_core::GcCell::new(None));
+    m.mutate(|mc, root| {
+        let big = Gc::new(mc, [7u64; 8192]); // 64 KiB + header: a large span
+        root.set(mc, Some(big));
+        let arr = GcArray::new(mc, 100_000, 3u64); // 800 KB
+        assert_eq!(arr.get(99_999), 3);
+        let bytes = GcBytes::new(mc, &vec![1u8; 1 << 20]);
+        assert_eq!(bytes.len(), 1 << 20);
+    });
+    m.collect();
+    let s1 = heap.stats();
+    assert_eq!(m.mutate(|_, root| root.get().unwrap()[8191]), 7);
+    m.mutate(|mc, root| root.set(mc, None));
+    m.collect();
+    let s2 = heap.stats();
+    assert!(
+        s2.in_use_bytes + 64 * 1024 <= s1.in_use_bytes,
+        "large span not freed: {s1:?} -> {s2:?}"
+    );
+}
+
+#[test]
+fn arena_exhaustion_is_an_error_and_recoverable() {
+    let heap = Heap::new(Config::default().arena_bytes(16 << 20).gc_percent(None)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let got = m.mutate(|mc, _| {
+        let mut n = 0;
+        loop {
+            match GcArray::try_new(mc, 128 * 1024, 0u64) {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert!(matches!(e, AllocError::OutOfMemory { .. }), "{e:?}");
+                    assert!(e.to_string().contains("out of memory"));
+                    break n;
+                }
+            }
+        }
+    });
+    assert!(
+        (10..=16).contains(&got),
+        "allocated {got} MiB in a 16 MiB arena"
+    );
+    // Leaving the scope lets the collector free the garbage: allocation works again.
+    m.collect();
+    m.mutate(|mc, _| {
+        GcArray::try_new(mc, 128 * 1024, 0u64).expect("memory was reclaimed");
+    });
+}
+
+#[test]
+#[should_panic(expected = "out of memory")]
+fn gc_new_panics_with_a_clear_message_when_exhausted() {
+    let heap = Heap::new(Config::default().arena_bytes(1 << 20).gc_percent(None)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        loop {
+            Gc::new(mc, [0u64; 4096]);
+        }
+    });
+}
+
+#[test]
+fn absurd_lengths_are_too_large() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        let e = GcArray::try_new(mc, usize::MAX / 4, 0u64).unwrap_err();
+        assert_eq!(
+            e,
+            AllocError::TooLarge {
+                len: usize::MAX / 4
+            }
+        );
+    });
+}
+
+#[test]
+#[should_panic(expected = "inside a mutation scope")]
+fn collect_inside_a_scope_panics_instead_of_deadlocking() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|_, _| heap.collect());
+}
+
+#[test]
+#[should_panic(expected = "already inside a mutation scope")]
+fn nested_scopes_of_one_heap_on_one_thread_panic() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut a: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    a.mutate(|_, _| b.mutate(|_, _| ()));
+}

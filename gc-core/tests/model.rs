@@ -1,0 +1,292 @@
+//! Randomized model test: random graph mutations against a shadow model.
+//!
+//! Operations: allocate, link, unlink, root-stack push/pop, global set/clear, weak create and
+//! upgrade, collect. After every collection exactly the model-reachable objects are alive (drop
+//! trackers say which objects were dropped) and weak references to collected objects are dead.
+//! Fixed seeds, plus one from `GCCORE_SEED` if set. Verify mode is on, so the heap verifier runs
+//! after every cycle as well.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use gc_core::{Config, Gc, GcCell, GcVec, GcWeak, Heap, Mutation, Mutator, Rootable, Trace};
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const EDGES: usize = 3;
+const GLOBALS: usize = 4;
+
+/// Records its id in the shared dropped-set when the object it belongs to is dropped.
+struct DropTracker {
+    id: usize,
+    dropped: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Drop for DropTracker {
+    fn drop(&mut self) {
+        self.dropped.lock()[self.id] += 1;
+    }
+}
+
+#[derive(Trace)]
+struct Obj<'gc> {
+    #[gc(skip)]
+    tracker: DropTracker,
+    edges: [GcCell<'gc, Option<Gc<'gc, Obj<'gc>>>>; EDGES],
+}
+
+#[derive(Trace)]
+struct Root<'gc> {
+    globals: [GcCell<'gc, Option<Gc<'gc, Obj<'gc>>>>; GLOBALS],
+    weaks: GcVec<'gc, Option<GcWeak<'gc, Obj<'gc>>>>,
+}
+
+type M = Mutator<Rootable!['gc => Root<'gc>], Rootable!['gc => Gc<'gc, Obj<'gc>>]>;
+
+/// The shadow model: the same graph, by id.
+#[derive(Default)]
+struct Model {
+    edges: Vec<[Option<usize>; EDGES]>,
+    globals: [Option<usize>; GLOBALS],
+    stack: Vec<usize>,
+    weaks: Vec<usize>,
+    /// Allocated and not yet collected.
+    alive: HashSet<usize>,
+}
+
+impl Model {
+    fn reachable(&self) -> HashSet<usize> {
+        let mut seen = HashSet::new();
+        let mut todo: Vec<usize> = self.globals.iter().flatten().copied().collect();
+        todo.extend(self.stack.iter().copied());
+        while let Some(i) = todo.pop() {
+            if seen.insert(i) {
+                todo.extend(self.edges[i].iter().flatten().copied());
+            }
+        }
+        seen
+    }
+}
+
+fn reachable_objs<'gc>(
+    root: &Root<'gc>,
+    stack: &gc_core::RootStack<'gc, Gc<'gc, Obj<'gc>>>,
+) -> Vec<Gc<'gc, Obj<'gc>>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut todo: Vec<Gc<'gc, Obj<'gc>>> = root.globals.iter().filter_map(|g| g.get()).collect();
+    stack.with(|v| todo.extend(v.iter().copied()));
+    while let Some(o) = todo.pop() {
+        if seen.insert(o.tracker.id) {
+            out.push(o);
+            todo.extend(o.edges.iter().filter_map(|e| e.get()));
+        }
+    }
+    out.sort_by_key(|o| o.tracker.id);
+    out
+}
+
+fn run(seed: u64, ops: usize) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let dropped = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let mut m: M = heap.mutator_with_stack(|mc| Root {
+        globals: Default::default(),
+        weaks: GcVec::new(mc),
+    });
+    let mut model = Model::default();
+    let mut done = 0;
+    while done < ops {
+        let batch = rng.gen_range(1..20).min(ops - done);
+        m.mutate_with_stack(|mc, root, stack| {
+            for _ in 0..batch {
+                step(mc, root, stack, &mut model, &mut rng, &dropped);
+            }
+            // The heap's graph equals the model's.
+            let objs = reachable_objs(root, stack);
+            let ids: Vec<usize> = objs.iter().map(|o| o.tracker.id).collect();
+            let mut want: Vec<usize> = model.reachable().into_iter().collect();
+            want.sort();
+            assert_eq!(ids, want, "seed {seed}: heap graph differs from the model");
+            for o in &objs {
+                let e: Vec<Option<usize>> = o
+                    .edges
+                    .iter()
+                    .map(|c| c.get().map(|t| t.tracker.id))
+                    .collect();
+                assert_eq!(
+                    e,
+                    model.edges[o.tracker.id].to_vec(),
+                    "seed {seed}: edges of {}",
+                    o.tracker.id
+                );
+            }
+        });
+        done += batch;
+        if rng.gen_bool(0.15) {
+            m.collect();
+            check_after_collect(&mut model, &dropped, seed);
+            check_weaks(&mut m, &model, seed);
+        }
+    }
+    m.collect();
+    check_after_collect(&mut model, &dropped, seed);
+    let allocated = model.edges.len();
+    drop(m);
+    drop(heap);
+    // Heap teardown drops everything else, exactly once.
+    let d = dropped.lock();
+    assert_eq!(d.len(), allocated);
+    assert!(
+        d.iter().all(|&n| n == 1),
+        "seed {seed}: after teardown every object is dropped exactly once"
+    );
+}
+
+fn step<'gc>(
+    mc: &Mutation<'gc>,
+    root: &Root<'gc>,
+    stack: &gc_core::RootStack<'gc, Gc<'gc, Obj<'gc>>>,
+    model: &mut Model,
+    rng: &mut SmallRng,
+    dropped: &Arc<Mutex<Vec<u32>>>,
+) {
+    let objs = reachable_objs(root, stack);
+    let pick = |rng: &mut SmallRng| (!objs.is_empty()).then(|| objs[rng.gen_range(0..objs.len())]);
+    match rng.gen_range(0..100) {
+        // Allocate, push on the root stack.
+        0..=29 => {
+            let id = model.edges.len();
+            dropped.lock().push(0);
+            model.edges.push([None; EDGES]);
+            model.alive.insert(id);
+            let o = Gc::new(
+                mc,
+                Obj {
+                    tracker: DropTracker {
+                        id,
+                        dropped: dropped.clone(),
+                    },
+                    edges: Default::default(),
+                },
+            );
+            stack.push(o);
+            model.stack.push(id);
+        }
+        // Link a -> b.
+        30..=49 => {
+            if let (Some(a), Some(b)) = (pick(rng), pick(rng)) {
+                let s = rng.gen_range(0..EDGES);
+                a.edges[s].set(mc, Some(b));
+                model.edges[a.tracker.id][s] = Some(b.tracker.id);
+            }
+        }
+        // Unlink.
+        50..=59 => {
+            if let Some(a) = pick(rng) {
+                let s = rng.gen_range(0..EDGES);
+                a.edges[s].set(mc, None);
+                model.edges[a.tracker.id][s] = None;
+            }
+        }
+        // Pop the root stack.
+        60..=71 => {
+            if stack.pop().is_some() {
+                model.stack.pop();
+            }
+        }
+        // Set or clear a global.
+        72..=81 => {
+            let g = rng.gen_range(0..GLOBALS);
+            let v = if rng.gen_bool(0.7) { pick(rng) } else { None };
+            root.globals[g].set(mc, v);
+            model.globals[g] = v.map(|o| o.tracker.id);
+        }
+        // Create a weak reference.
+        82..=89 => {
+            if let Some(a) = pick(rng) {
+                root.weaks.push(mc, Some(a.downgrade(mc)));
+                model.weaks.push(a.tracker.id);
+            }
+        }
+        // Upgrade a weak reference; if alive, push the target (resurrection is allowed until a
+        // collection has freed it).
+        _ => {
+            if !model.weaks.is_empty() {
+                let i = rng.gen_range(0..model.weaks.len());
+                let target = model.weaks[i];
+                let w = root.weaks.get(i).unwrap().unwrap();
+                match w.upgrade(mc) {
+                    Some(o) => {
+                        assert!(
+                            model.alive.contains(&target),
+                            "upgraded a collected object {target}"
+                        );
+                        assert_eq!(o.tracker.id, target);
+                        stack.push(o);
+                        model.stack.push(target);
+                    }
+                    None => assert!(
+                        !model.alive.contains(&target),
+                        "weak to live object {target} is dead"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+fn check_after_collect(model: &mut Model, dropped: &Arc<Mutex<Vec<u32>>>, seed: u64) {
+    let reach = model.reachable();
+    let d = dropped.lock();
+    for (id, &n) in d.iter().enumerate() {
+        if reach.contains(&id) {
+            assert_eq!(n, 0, "seed {seed}: reachable object {id} was dropped");
+        } else {
+            assert_eq!(
+                n, 1,
+                "seed {seed}: unreachable object {id} dropped {n} times after a collection"
+            );
+        }
+    }
+    model.alive = reach;
+}
+
+fn check_weaks(m: &mut M, model: &Model, seed: u64) {
+    let states: HashMap<usize, bool> = m.mutate(|mc, root| {
+        (0..root.weaks.len())
+            .map(|i| (i, root.weaks.get(i).unwrap().unwrap().upgrade(mc).is_some()))
+            .collect()
+    });
+    for (i, live) in states {
+        assert_eq!(
+            live,
+            model.alive.contains(&model.weaks[i]),
+            "seed {seed}: weak {i}"
+        );
+    }
+}
+
+#[test]
+fn model_fixed_seeds() {
+    let (seeds, ops) = if cfg!(miri) { (1, 60) } else { (12, 1500) };
+    for seed in 0..seeds {
+        run(seed, ops);
+    }
+}
+
+/// One more seed: `GCCORE_SEED` if set, else a fresh one (printed, so a failure can be replayed
+/// with `GCCORE_SEED=<seed> cargo test --test model`).
+#[test]
+fn model_env_seed() {
+    let seed = match std::env::var("GCCORE_SEED") {
+        Ok(s) => s.parse().expect("GCCORE_SEED must be an integer"),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("model test with GCCORE_SEED={seed}");
+    run(seed, if cfg!(miri) { 40 } else { 3000 });
+}

@@ -108,8 +108,8 @@ impl MCache {
             let mut st = span.state.lock();
             self.allocated_objects += Self::write_back(c, &mut st);
             let words = st.alloc.as_raw_slice();
-            for w in c.word + 1..words.len() {
-                let free = !words[w];
+            for (w, &word) in words.iter().enumerate().skip(c.word + 1) {
+                let free = !word;
                 if free != 0 {
                     c.word = w;
                     c.free = free;

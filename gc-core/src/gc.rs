@@ -137,9 +137,9 @@ impl<'gc, T> Gc<'gc, T> {
         unsafe { &raw const (*self.ptr.as_ptr()).value }
     }
 
-    /// A reference valid for the whole scope.
+    /// A reference valid for the whole scope (unlike `Deref`, not tied to this handle).
     #[inline]
-    pub fn as_ref(self) -> &'gc T {
+    pub fn as_ref_gc(self) -> &'gc T {
         // SAFETY: the object is alive for the whole scope `'gc` (a collection cannot run while
         // the scope does) and is only accessed by shared reference.
         unsafe { &(*self.ptr.as_ptr()).value }

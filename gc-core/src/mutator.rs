@@ -202,9 +202,8 @@ where
                 .as_ref()
                 .expect("root is set when the mutator is created");
             (
-                &*(root as *const Root<'static, R> as *const Root<'_, R>),
-                &*(&b.stack as *const RootStack<'static, Root<'static, S>>
-                    as *const RootStack<'_, Root<'_, S>>),
+                &*(root as *const Root<'static, R>).cast::<Root<'_, R>>(),
+                &*(&raw const b.stack).cast::<RootStack<'_, Root<'_, S>>>(),
             )
         };
         f(&mc, root, stack)

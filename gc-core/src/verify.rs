@@ -76,7 +76,7 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
             problems.push(format!("{where_}: alloc bits past the last slot are clear"));
         }
         for p in 0..span.npages {
-            if h.arena.span_of(span.start + p * PAGE_SIZE) != s.0.as_ptr() as *const _ {
+            if !std::ptr::eq(h.arena.span_of(span.start + p * PAGE_SIZE), s.0.as_ptr()) {
                 problems.push(format!("{where_}: page {p} does not map back to the span"));
             }
         }

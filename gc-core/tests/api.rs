@@ -1,6 +1,8 @@
 //! Behaviour of the public API: weak references, the stash, the barrier hook, drop glue,
 //! triggering, yielding.
 
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

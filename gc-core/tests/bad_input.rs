@@ -1,6 +1,8 @@
 //! Bad input: every case gives a documented error (or a documented panic with a clear message),
 //! never undefined behaviour.
 
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
 use gc_core::{
     AllocError, Config, Gc, GcArray, GcBytes, Heap, HeapError, Mutator, Rootable, Trace,
 };

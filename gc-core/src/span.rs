@@ -87,11 +87,15 @@ impl Span {
         noscan: bool,
     ) -> Span {
         let words = nelems.div_ceil(64);
-        let mut alloc = BitVec::<u64, Lsb0>::repeat(false, words * 64);
+        let mut alloc = BitVec::<u64, Lsb0>::from_vec(vec![0u64; words]);
         // Bits past the last slot read as allocated, so the allocator never hands them out.
-        alloc[nelems..].fill(true);
-        let mut mark = BitVec::<AtomicU64, Lsb0>::new();
-        mark.resize(words * 64, false);
+        // (Set through the raw word: bitvec's partial-element `fill` trips Miri's Stacked
+        // Borrows check.)
+        if nelems % 64 != 0 {
+            alloc.as_raw_mut_slice()[words - 1] |= !0u64 << (nelems % 64);
+        }
+        let mark =
+            BitVec::<AtomicU64, Lsb0>::from_vec((0..words).map(|_| AtomicU64::new(0)).collect());
         Span {
             start,
             npages,

@@ -130,7 +130,7 @@ mod tests {
                 st.allocated -= 1;
             }
             // SAFETY (test): reading then overwriting our own test object.
-            let header = unsafe { *(addr as *const usize) };
+            let header = unsafe { *(addr as *const *const u8) };
             // SAFETY (test): as above.
             unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
             let problems = verify_heap(h, &reg).unwrap_err();
@@ -145,7 +145,7 @@ mod tests {
                 st.allocated += 1;
             }
             // SAFETY (test): write back the header word.
-            unsafe { *(addr as *mut usize) = header };
+            unsafe { *(addr as *mut *const u8) = header };
             let free = span.state.lock().alloc[..span.nelems].first_zero().unwrap();
             // SAFETY (test): a free slot of our span.
             unsafe { *(span.slot_addr(free) as *mut u8).add(3) = 0 };

@@ -90,7 +90,13 @@ fn four_mutators_share_and_collect() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if cfg!(miri) { 0 } else { 10 });
-    let heap = Heap::new(Config::default().verify(true).gc_percent(Some(50))).unwrap();
+    let heap = Heap::new(
+        Config::from_env()
+            .unwrap()
+            .verify(true)
+            .gc_percent(Some(50)),
+    )
+    .unwrap();
     let board: Stash<BoardM> = {
         let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         m.mutate(|mc, _| {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# valgrind memcheck over a short run of the multi-mutator stress test (verify mode on).
+# The arena is shrunk to 1 GiB (GCCORE_ARENA) so valgrind's address-space manager accepts it.
+# Result goes in docs/verification.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind not installed (apt-get install valgrind)"; exit 1; }
+bin=$(cargo test -p gc-core --test stress --no-run --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*stress[^"]*"' | head -1 | cut -d'"' -f4)
+GCCORE_ARENA=1GiB GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-2}" \
+  valgrind --tool=memcheck --error-exitcode=99 --errors-for-leak-kinds=definite \
+  --leak-check=full "$bin" --test-threads=1 2>&1 | tail -25

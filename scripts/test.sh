@@ -11,6 +11,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# loom model check of the safepoint handshake (separate target dir: different cfg).
+CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_
 # The example programs run end to end (small sizes).
 cargo run --quiet --release --example hello
 cargo run --quiet --release --example binary_trees -- 10

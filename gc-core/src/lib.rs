@@ -88,6 +88,7 @@ mod mark;
 mod metrics;
 mod mutator;
 mod object;
+mod primitive;
 mod root;
 mod safepoint;
 mod size_class;

@@ -28,11 +28,11 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
 
 use crate::alloc::MCache;
 use crate::heap::{IN_SCOPE, ObjAddr, Owner, Shared};
 use crate::metrics::HeapStats;
+use crate::primitive::AtomicU8;
 use crate::root::{NoStack, Root, RootSet, RootStack, Rootable, RootsBox};
 use crate::safepoint::OUTSIDE;
 use crate::trace::Trace;

@@ -20,20 +20,27 @@
 //! * **Stop** (collector): store `stop = true`, then wait until every state reads `OUTSIDE`.
 //! * **Start** (collector): store `stop = false` and wake the waiting mutators.
 //!
-//! Enter and Stop are the two halves of Dekker's algorithm: each side stores its flag and then
-//! loads the other's. With all four accesses `SeqCst`, in the single total order either the
-//! mutator's load of `stop` sees `true` (and it backs out) or the collector's load of the state
-//! sees `INSIDE` (and it waits); both cannot miss. The wake-ups happen under `lock`, and the
-//! collector re-checks the states under `lock` before sleeping, so no wake-up is lost.
+//! Enter and Stop are the two halves of Dekker's algorithm: each side stores its flag, issues a
+//! `SeqCst` fence, then loads the other's flag. By the fence rule of the C++/Rust memory model
+//! (two `SeqCst` fences are totally ordered, and a load after the later fence sees any store
+//! before the earlier one), either the mutator's load of `stop` sees `true` (and it backs out) or
+//! the collector's load of the state sees `INSIDE` (and it waits); both cannot miss. Exit and
+//! Stop pair the same way, so a mutator leaving its scope either sees `stop` and wakes the
+//! collector, or the collector sees `OUTSIDE`. Wake-ups happen under the monitor lock and the
+//! collector re-checks the states under it before sleeping, so no wake-up is lost.
 //!
-//! Memory: the mutator's `SeqCst` store of `OUTSIDE` is a release and the collector's load an
-//! acquire, so everything the mutator wrote in its scope (roots, cache) happens-before the
-//! collector reads it; symmetrically, `stop = false` publishes the collector's work to every
-//! mutator that later loads `stop` on entry.
+//! Fences rather than `SeqCst` accesses also make the protocol checkable by `loom`, which models
+//! `SeqCst` fences exactly but not `SeqCst` loads and stores (`loom_tests` below; an earlier
+//! `SeqCst`-access version, correct but not modelled, made loom report a false violation).
+//!
+//! Memory: the mutator's `Release` store of `OUTSIDE` and the collector's `Acquire` load of it
+//! make everything the mutator wrote in its scope (roots, cache) happen-before the collector reads
+//! it; symmetrically, the collector's `Release` store of `stop = false` and the mutator's
+//! `Acquire` load of it on entry publish the collector's work to the mutator.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::{Condvar, Mutex};
+use crate::primitive::{AtomicBool, AtomicU8, Monitor, fence};
 
 /// Mutator state: outside any scope (at a safepoint).
 pub(crate) const OUTSIDE: u8 = 0;
@@ -46,8 +53,7 @@ pub(crate) struct Safepoint {
     /// Set while the collector wants (or has) the world stopped. Mutators poll it
     /// (`should_yield`) with one relaxed load.
     stop: AtomicBool,
-    lock: Mutex<()>,
-    cv: Condvar,
+    monitor: Monitor,
 }
 
 impl Safepoint {
@@ -60,8 +66,9 @@ impl Safepoint {
     /// Enter a scope: returns once `state` is `INSIDE` and no stop is in force.
     #[inline]
     pub(crate) fn enter(&self, state: &AtomicU8) {
-        state.store(INSIDE, Ordering::SeqCst);
-        if self.stop.load(Ordering::SeqCst) {
+        state.store(INSIDE, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.stop.load(Ordering::Acquire) {
             self.enter_slow(state);
         }
     }
@@ -69,16 +76,17 @@ impl Safepoint {
     #[cold]
     fn enter_slow(&self, state: &AtomicU8) {
         loop {
-            state.store(OUTSIDE, Ordering::SeqCst);
+            state.store(OUTSIDE, Ordering::Release);
             {
-                let mut g = self.lock.lock();
-                self.cv.notify_all();
-                while self.stop.load(Ordering::SeqCst) {
-                    self.cv.wait(&mut g);
+                let mut g = self.monitor.lock();
+                self.monitor.notify_all();
+                while self.stop.load(Ordering::Acquire) {
+                    g = self.monitor.wait(g);
                 }
             }
-            state.store(INSIDE, Ordering::SeqCst);
-            if !self.stop.load(Ordering::SeqCst) {
+            state.store(INSIDE, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if !self.stop.load(Ordering::Acquire) {
                 return;
             }
         }
@@ -87,32 +95,34 @@ impl Safepoint {
     /// Leave a scope.
     #[inline]
     pub(crate) fn exit(&self, state: &AtomicU8) {
-        state.store(OUTSIDE, Ordering::SeqCst);
-        if self.stop.load(Ordering::SeqCst) {
-            let _g = self.lock.lock();
-            self.cv.notify_all();
+        state.store(OUTSIDE, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.stop.load(Ordering::Relaxed) {
+            let _g = self.monitor.lock();
+            self.monitor.notify_all();
         }
     }
 
     /// Stop the world: returns once every state in `states` is `OUTSIDE`. The caller must call
     /// [`Safepoint::start`] afterwards.
     pub(crate) fn stop<'a>(&self, states: impl Iterator<Item = &'a AtomicU8> + Clone) {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut g = self.lock.lock();
-        while states.clone().any(|s| s.load(Ordering::SeqCst) != OUTSIDE) {
-            self.cv.wait(&mut g);
+        self.stop.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let mut g = self.monitor.lock();
+        while states.clone().any(|s| s.load(Ordering::Acquire) != OUTSIDE) {
+            g = self.monitor.wait(g);
         }
     }
 
     /// Restart the world.
     pub(crate) fn start(&self) {
-        let _g = self.lock.lock();
-        self.stop.store(false, Ordering::SeqCst);
-        self.cv.notify_all();
+        let _g = self.monitor.lock();
+        self.stop.store(false, Ordering::Release);
+        self.monitor.notify_all();
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -159,5 +169,50 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
+    }
+}
+
+/// Loom model of the handshake: one collector stops and restarts the world while two mutators
+/// enter and leave scopes; a mutator may only do "work" inside a scope, and the collector checks
+/// that while the world is stopped no work happens. Loom explores every interleaving of the
+/// real `enter`/`exit`/`stop`/`start` code (atomics, mutex and condvar are loom's here).
+///
+/// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn loom_stop_excludes_every_scope() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let sp = Arc::new(Safepoint::default());
+            let states = Arc::new([AtomicU8::new(OUTSIDE), AtomicU8::new(OUTSIDE)]);
+            let inside = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..2)
+                .map(|i| {
+                    let (sp, states, inside) = (sp.clone(), states.clone(), inside.clone());
+                    loom::thread::spawn(move || {
+                        sp.enter(&states[i]);
+                        inside.fetch_add(1, Ordering::SeqCst);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        sp.exit(&states[i]);
+                    })
+                })
+                .collect();
+            sp.stop(states.iter());
+            assert_eq!(
+                inside.load(Ordering::SeqCst),
+                0,
+                "a mutator ran inside a stopped world"
+            );
+            sp.start();
+            for t in threads {
+                t.join().unwrap();
+            }
+        });
     }
 }

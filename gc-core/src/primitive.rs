@@ -1,0 +1,58 @@
+//! Synchronisation primitives of the safepoint handshake, swappable for `loom`'s.
+//!
+//! Normal builds use `std` atomics and `parking_lot`'s mutex and condition variable. Under
+//! `--cfg loom` the same names are loom's model-checked versions, so the handshake's loom test
+//! explores every interleaving of the real code (see `safepoint.rs`).
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, fence};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, fence};
+
+/// A mutex-protected condition: `lock`, `wait`, `notify_all`.
+#[derive(Default)]
+pub(crate) struct Monitor {
+    #[cfg(not(loom))]
+    m: parking_lot::Mutex<()>,
+    #[cfg(not(loom))]
+    cv: parking_lot::Condvar,
+    #[cfg(loom)]
+    m: loom::sync::Mutex<()>,
+    #[cfg(loom)]
+    cv: loom::sync::Condvar,
+}
+
+/// A held [`Monitor`].
+#[cfg(not(loom))]
+pub(crate) type MonitorGuard<'a> = parking_lot::MutexGuard<'a, ()>;
+/// A held [`Monitor`].
+#[cfg(loom)]
+pub(crate) type MonitorGuard<'a> = loom::sync::MutexGuard<'a, ()>;
+
+impl Monitor {
+    /// Take the lock.
+    pub(crate) fn lock(&self) -> MonitorGuard<'_> {
+        #[cfg(not(loom))]
+        return self.m.lock();
+        #[cfg(loom)]
+        return self.m.lock().unwrap();
+    }
+
+    /// Release the lock, sleep until notified, take it again.
+    pub(crate) fn wait<'a>(&self, g: MonitorGuard<'a>) -> MonitorGuard<'a> {
+        #[cfg(not(loom))]
+        {
+            let mut g = g;
+            self.cv.wait(&mut g);
+            g
+        }
+        #[cfg(loom)]
+        return self.cv.wait(g).unwrap();
+    }
+
+    /// Wake every waiter.
+    pub(crate) fn notify_all(&self) {
+        self.cv.notify_all();
+    }
+}

@@ -115,7 +115,9 @@ impl Tracer {
         // they are freed, and a span holding a reachable object is never freed).
         let span = unsafe { &*span };
         let i = span.slot_index(addr);
-        if span.try_mark(i) {
+        // The stop-the-world marker is the only thread touching mark bits while it runs (the
+        // sweep finished before the world stopped), so it can skip the atomic RMW.
+        if span.try_mark_exclusive(i) {
             self.marked_bytes += span.elem_size;
             self.marked_objects += 1;
             if !span.noscan {

@@ -143,11 +143,13 @@ impl Span {
     }
 
     /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
+    /// Safe with several markers at once (the concurrent marker of the next issue uses it).
     ///
     /// `Relaxed` suffices: the bit only decides which marker greys the object; the object's
     /// contents were published to the marker by the stop-the-world handshake that began the
     /// cycle, not by this bit.
     #[inline]
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn try_mark(&self, i: usize) -> bool {
         let w = &self.mark_words()[i / 64];
         let bit = 1u64 << (i % 64);
@@ -155,6 +157,21 @@ impl Span {
             return false;
         }
         w.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Set the mark bit of slot `i` when the caller is the only thread touching mark bits (the
+    /// single stop-the-world marker): a load and a store instead of a locked `fetch_or`, which
+    /// is about a third of the cost of marking an object. Returns true if the object was white.
+    #[inline]
+    pub(crate) fn try_mark_exclusive(&self, i: usize) -> bool {
+        let w = &self.mark_words()[i / 64];
+        let bit = 1u64 << (i % 64);
+        let v = w.load(Ordering::Relaxed);
+        if v & bit != 0 {
+            return false;
+        }
+        w.store(v | bit, Ordering::Relaxed);
+        true
     }
 
     /// Whether slot `i` is marked.
@@ -196,6 +213,10 @@ mod tests {
         assert!(!s.is_marked(6));
         assert!(s.try_mark(340));
         assert_eq!(s.marked_count(), 2);
+        assert!(s.try_mark_exclusive(7));
+        assert!(!s.try_mark_exclusive(7));
+        assert!(!s.try_mark(7));
+        assert_eq!(s.marked_count(), 3);
     }
 
     #[test]

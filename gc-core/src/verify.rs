@@ -104,6 +104,7 @@ mod tests {
     /// The verifier must catch a reachable object whose slot was freed (simulated collector bug),
     /// and a write into a free slot.
     #[test]
+    #[allow(clippy::type_complexity)]
     fn verifier_detects_freed_reachable_object_and_writes_to_free_slots() {
         let heap = Heap::new(Config::default().verify(true)).unwrap();
         let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, [u64; 3]>>>]> =

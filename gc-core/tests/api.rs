@@ -188,6 +188,7 @@ fn drop_glue_runs_once_for_every_dead_object_and_at_teardown() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "allocates 190 MB; too slow under Miri")]
 fn allocation_triggers_cycles_and_the_heap_stays_bounded() {
     let heap = Heap::new(Config::default()).unwrap();
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());

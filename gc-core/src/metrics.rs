@@ -37,8 +37,9 @@ impl Stats {
 
 /// A snapshot of the heap's figures.
 ///
-/// Allocation counts include what mutator caches have written back (at every collection and
-/// when a mutator is dropped); between cycles they lag by at most a cache's worth of objects.
+/// Allocation counts include what mutator caches have handed back: each cache publishes its
+/// count whenever it gives up a span, so between cycles the figure lags by at most the objects
+/// of the spans currently cached (one per size class and mutator); it is exact after a collection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Completed collection cycles.

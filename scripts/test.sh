@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"). Builds and runs every test of the
 # workspace: unit tests, behaviour tests (model, stress, bad input, API), trybuild compile-fail
-# tests and doc tests. Formatting and clippy are checked first so CI fails fast on them.
+# tests, doc tests, the loom model check, and the examples end to end. Formatting and clippy are
+# checked first so a run fails fast on them. Ends with one "N passed, N failed" line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # The multi-mutator stress test runs this many seconds (verify mode on).
 export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-10}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --all-targets
-cargo test --workspace --doc
+cargo test --workspace --all-targets 2>&1 | tee -a "$log"
+cargo test --workspace --doc 2>&1 | tee -a "$log"
 # loom model check of the safepoint handshake (separate target dir: different cfg).
-CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_
+CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
+  cargo test -p gc-core --lib --release loom_ 2>&1 | tee -a "$log"
 # The example programs run end to end (small sizes).
 cargo run --quiet --release --example hello
 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example binary_trees -- 10 --box
+
+python3 - "$log" <<'PY'
+import re, sys
+p = f = 0
+for line in open(sys.argv[1]):
+    m = re.match(r"test result: \w+\. (\d+) passed; (\d+) failed", line)
+    if m:
+        p += int(m[1]); f += int(m[2])
+print(f"{p} passed, {f} failed")
+sys.exit(1 if f or p == 0 else 0)
+PY

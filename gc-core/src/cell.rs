@@ -26,7 +26,10 @@ use crate::trace::Trace;
 ///
 /// `from_word(to_word(v))` must give back `v`, and `from_word` must be sound for every word a
 /// `to_word` of this type produced. The value's `Trace` impl must report the pointer the word
-/// holds, if any.
+/// holds, if any. Slots are read by other threads (the marker, other mutators), so a value must
+/// be safe to copy to and use from another thread: a pointer to a heap object (heap objects are
+/// `Send + Sync`) or plain data. (This is not a `Send + Sync` bound only because such a bound
+/// makes the trait solver loop on self-referential types like `Node { next: GcCell<Option<Gc<Node>>> }`.)
 pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     /// Encode into one word.
     fn to_word(self) -> usize;

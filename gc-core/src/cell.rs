@@ -176,3 +176,49 @@ impl<'gc, T: Slot<'gc> + Default> Default for GcCell<'gc, T> {
         GcCell::new(T::default())
     }
 }
+
+/// `Option<H>` for handle types whose word is a non-null address: `None` is the word 0.
+macro_rules! option_handle_slot {
+    ($($h:ty),* $(,)?) => {$(
+        // SAFETY: the handle's word is a non-null address, so 0 is free to mean `None`.
+        unsafe impl<'gc> Slot<'gc> for Option<$h> {
+            #[inline(always)]
+            fn to_word(self) -> usize {
+                self.map_or(0, Slot::to_word)
+            }
+            #[inline(always)]
+            unsafe fn from_word(w: usize) -> Self {
+                // SAFETY: forwarded contract; 0 is `None`.
+                (w != 0).then(|| unsafe { <$h as Slot<'gc>>::from_word(w) })
+            }
+        }
+    )*};
+}
+
+option_handle_slot!(crate::GcStr<'gc>, crate::GcBytes<'gc>);
+
+// SAFETY: an array handle's word is its non-null address, so 0 is free to mean `None`.
+unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.map_or(0, Slot::to_word)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { crate::GcArray::from_word(w) })
+    }
+}
+
+// SAFETY: a vector handle's word is its non-null address, so 0 is free to mean `None`.
+unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for Option<crate::GcVec<'gc, T>> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.map_or(0, Slot::to_word)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { crate::GcVec::from_word(w) })
+    }
+}

@@ -10,7 +10,7 @@
 //!    it. The pause is measured from here (the request), so a slow-to-yield mutator shows up.
 //! 3. Flush every mutator's allocation cache (their spans become sweepable).
 //! 4. **Mark**: grey the roots (root objects, root stacks, stash, write-barrier buffers), then
-//!    drain the grey stack.
+//!    drain the grey stack, in parallel with the mark helper threads ([`crate::workers`]).
 //! 5. **Mark termination**: clear dead weak references; `heap_marked` becomes the live heap;
 //!    compute the next goal; queue every span for sweeping.
 //! 6. In verify mode, sweep everything and verify the heap ([`crate::verify`]).
@@ -31,6 +31,7 @@ use crate::mark::Tracer;
 use crate::sweep;
 use crate::verify;
 use crate::weak;
+use crate::workers::{self, MarkJob};
 
 /// Cycle bookkeeping, behind `Shared::collector`.
 #[derive(Default)]
@@ -94,8 +95,27 @@ pub(crate) fn update_goal(h: &Shared) {
     }
 }
 
-/// The collector thread's loop.
+/// The collector thread: start the mark helpers, run the loop, stop the helpers.
 pub(crate) fn run(h: Arc<Shared>) {
+    std::thread::scope(|s| {
+        let mut helpers = 0;
+        for i in 1..h.mark_workers {
+            let h = &*h;
+            let spawned = std::thread::Builder::new()
+                .name(format!("gc-core mark worker {i}"))
+                .spawn_scoped(s, move || h.pool.helper(h));
+            if spawned.is_ok() {
+                helpers += 1;
+            }
+        }
+        h.mark_helpers.store(helpers, Ordering::Relaxed);
+        collector_loop(&h);
+        h.pool.shutdown();
+    });
+}
+
+/// Wait for requests; run cycles; sweep in the background in between.
+fn collector_loop(h: &Shared) {
     loop {
         let cycle = {
             let mut st = h.collector.lock();
@@ -113,11 +133,11 @@ pub(crate) fn run(h: Arc<Shared>) {
             }
         };
         if cycle {
-            gc_cycle(&h);
+            gc_cycle(h);
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.
             for _ in 0..16 {
-                if !sweep::sweep_some(&h) {
+                if !sweep::sweep_some(h) {
                     break;
                 }
             }
@@ -147,7 +167,12 @@ pub(crate) fn gc_cycle(h: &Shared) {
     debug_assert_eq!(h.central.unswept_count(), 0);
 
     let t_mark = Instant::now();
-    let mut t = Tracer::new(&h.arena);
+    let helpers = h.mark_helpers.load(Ordering::Relaxed);
+    let job = (helpers > 0).then(|| Arc::new(MarkJob::new(helpers + 1)));
+    let mut t = match &job {
+        Some(job) => Tracer::new_parallel(&h.arena, job),
+        None => Tracer::new(&h.arena),
+    };
     for r in registry.iter() {
         // SAFETY: world stopped: the mutator is outside its scopes, its roots are not being
         // written, and the registry lock keeps it registered (so `roots` is alive).
@@ -159,17 +184,31 @@ pub(crate) fn gc_cycle(h: &Shared) {
         }
     }
     h.stash.lock().trace(&mut t);
-    t.drain();
+    let (marked, marked_objects) = match &job {
+        Some(job) => {
+            h.pool.start(job.clone());
+            workers::work(job, &mut t);
+            h.pool.wait(helpers);
+            h.stats.last_shared_batches.store(
+                job.shared_batches.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            job.totals()
+        }
+        None => {
+            t.drain();
+            (t.marked_bytes, t.marked_objects as u64)
+        }
+    };
     let mark_time = t_mark.elapsed();
 
     // Mark termination.
     weak::process_weaks(h);
-    let marked = t.marked_bytes;
     h.heap_marked.store(marked, Ordering::Relaxed);
     h.heap_live.store(marked, Ordering::Relaxed);
     h.stats
         .last_marked_objects
-        .store(t.marked_objects as u64, Ordering::Relaxed);
+        .store(marked_objects, Ordering::Relaxed);
     h.central.begin_sweep();
     if h.verify {
         sweep::finish_sweep(h);

@@ -5,6 +5,7 @@
 //! | GC percent    | [`Config::gc_percent`] | `GOGC=100`, `GOGC=off` (a negative number also means off, as in Go) | 100 |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
 //! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
+//! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
 //!
 //! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
 //! error naming the variable and the accepted forms.
@@ -24,6 +25,7 @@ pub struct Config {
     pub(crate) gc_percent: Option<u32>,
     pub(crate) arena_bytes: usize,
     pub(crate) verify: bool,
+    pub(crate) mark_workers: usize,
 }
 
 impl Default for Config {
@@ -32,7 +34,17 @@ impl Default for Config {
             gc_percent: Some(100),
             arena_bytes: DEFAULT_ARENA_BYTES,
             verify: false,
+            mark_workers: default_mark_workers(),
         }
+    }
+}
+
+/// One mark worker per core (at most 8); one under Miri.
+fn default_mark_workers() -> usize {
+    if cfg!(miri) {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     }
 }
 
@@ -57,6 +69,18 @@ impl Config {
         if let Some(v) = get("GCCORE_VERIFY") {
             self.verify = parse_bool("GCCORE_VERIFY", &v)?;
         }
+        if let Some(v) = get("GCCORE_MARK_WORKERS") {
+            self.mark_workers = match v.trim().parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "GCCORE_MARK_WORKERS",
+                        value: v,
+                        expected: "an integer from 1 to 64",
+                    });
+                }
+            };
+        }
         Ok(self)
     }
 
@@ -78,6 +102,13 @@ impl Config {
     /// Verify mode: poison freed slots and check the heap after every cycle (slow; for tests).
     pub fn verify(mut self, on: bool) -> Self {
         self.verify = on;
+        self
+    }
+
+    /// Threads that mark while the world is stopped (the collector thread plus `n - 1` helpers);
+    /// at least 1. Default: one per core, at most 8.
+    pub fn mark_workers(mut self, n: usize) -> Self {
+        self.mark_workers = n.clamp(1, 64);
         self
     }
 
@@ -198,5 +229,15 @@ mod tests {
         let e = env(&[("GOGC", "abc")]).unwrap_err();
         assert_eq!(e.var, "GOGC");
         assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());
+        assert_eq!(
+            env(&[("GCCORE_MARK_WORKERS", "3")]).unwrap().mark_workers,
+            3
+        );
+        for bad in ["0", "x", "65"] {
+            assert_eq!(
+                env(&[("GCCORE_MARK_WORKERS", bad)]).unwrap_err().var,
+                "GCCORE_MARK_WORKERS"
+            );
+        }
     }
 }

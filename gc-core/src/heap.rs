@@ -71,6 +71,12 @@ pub(crate) struct Shared {
     pub barrier_on: AtomicBool,
     pub sweep_cursor: AtomicUsize,
     pub next_mutator_id: AtomicUsize,
+    /// Configured mark workers (collector thread included).
+    pub mark_workers: usize,
+    /// Helper threads actually running (set by the collector thread at start).
+    pub mark_helpers: AtomicUsize,
+    /// Parks the helper threads between mark phases.
+    pub pool: crate::workers::Pool,
 }
 
 /// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
@@ -187,6 +193,9 @@ impl Heap {
             barrier_on: AtomicBool::new(false),
             sweep_cursor: AtomicUsize::new(0),
             next_mutator_id: AtomicUsize::new(0),
+            mark_workers: config.mark_workers.max(1),
+            mark_helpers: AtomicUsize::new(0),
+            pool: Default::default(),
         });
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()

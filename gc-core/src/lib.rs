@@ -60,6 +60,7 @@
 //! | `mutator` | `Mutator`, `Mutation`, scopes |
 //! | `safepoint` | the stop-the-world handshake |
 //! | `mark` | tracing and the grey stack |
+//! | `workers` | parallel mark workers and their termination detection |
 //! | `sweep` | lazy and background sweeping |
 //! | `collector` | the cycle and the collector thread |
 //! | `verify` | verify mode |
@@ -99,6 +100,7 @@ mod sweep;
 mod trace;
 mod verify;
 mod weak;
+mod workers;
 
 pub use array::{GcArray, GcVec, VecObj};
 pub use cell::{GcCell, Slot};

@@ -19,9 +19,12 @@
 //! instead of marking it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::arena::Arena;
+use crate::heap::ObjAddr;
 use crate::object::{Header, POISON_WORD};
+use crate::workers::{MarkJob, SHARE_THRESHOLD};
 
 /// What the tracer does with each edge.
 enum Mode {
@@ -44,6 +47,8 @@ pub struct Tracer {
     arena: *const Arena,
     stack: Vec<*const Header>,
     mode: Mode,
+    /// The parallel mark phase this tracer works for (None: the only marker).
+    job: Option<Arc<MarkJob>>,
     /// Bytes of the objects this tracer marked.
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
@@ -57,9 +62,23 @@ impl Tracer {
             arena,
             stack: Vec::with_capacity(1024),
             mode: Mode::Mark,
+            job: None,
             marked_bytes: 0,
             marked_objects: 0,
         }
+    }
+
+    /// A marking tracer that is one of several workers of `job` (see [`crate::workers`]).
+    pub(crate) fn new_parallel(arena: &Arena, job: &Arc<MarkJob>) -> Tracer {
+        Tracer {
+            job: Some(job.clone()),
+            ..Tracer::new(arena)
+        }
+    }
+
+    /// Add a batch of grey objects taken from the global queue.
+    pub(crate) fn push_batch(&mut self, batch: Vec<ObjAddr>) {
+        self.stack.extend(batch.into_iter().map(|a| a.0));
     }
 
     /// A tracer that only records the edges it is given (for the write barrier).
@@ -115,9 +134,15 @@ impl Tracer {
         // they are freed, and a span holding a reachable object is never freed).
         let span = unsafe { &*span };
         let i = span.slot_index(addr);
-        // The stop-the-world marker is the only thread touching mark bits while it runs (the
-        // sweep finished before the world stopped), so it can skip the atomic RMW.
-        if span.try_mark_exclusive(i) {
+        // A lone stop-the-world marker is the only thread touching mark bits while it runs (the
+        // sweep finished before the world stopped), so it can skip the atomic RMW; parallel
+        // workers race on the bits and need it.
+        let newly = if self.job.is_some() {
+            span.try_mark(i)
+        } else {
+            span.try_mark_exclusive(i)
+        };
+        if newly {
             self.marked_bytes += span.elem_size;
             self.marked_objects += 1;
             if !span.noscan {
@@ -129,8 +154,19 @@ impl Tracer {
     /// Scan grey objects until none is left.
     pub(crate) fn drain(&mut self) {
         while let Some(h) = self.stack.pop() {
+            if let Some(job) = &self.job
+                && self.stack.len() > SHARE_THRESHOLD
+                && job.global.is_empty()
+            {
+                // Offer half of the local work to idle workers.
+                let half = self.stack.split_off(self.stack.len() / 2);
+                job.global.push(half.into_iter().map(ObjAddr).collect());
+                job.shared_batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
-            // what a `Gc` points to); the header is immutable after allocation.
+            // what a `Gc` points to, batches come from other workers' stacks); the header is
+            // immutable after allocation.
             let info = unsafe { (*h).info };
             if let Some(trace) = info.trace {
                 // SAFETY: `trace` was recorded for exactly this object's type at allocation.

@@ -19,6 +19,7 @@ pub(crate) struct Stats {
     pub cycle_total_ns: AtomicU64,
     pub heap_goal: AtomicUsize,
     pub last_marked_objects: AtomicU64,
+    pub last_shared_batches: AtomicU64,
 }
 
 impl Stats {
@@ -50,6 +51,8 @@ pub struct HeapStats {
     pub heap_marked: usize,
     /// Objects found live by the last cycle.
     pub marked_objects: u64,
+    /// Batches of grey objects the last cycle's mark workers handed to each other.
+    pub mark_shared_batches: u64,
     /// `heap_live` at which the next cycle starts (`usize::MAX` with GOGC=off).
     pub heap_goal: usize,
     /// Bytes of arena pages ever handed out (the high-water mark).
@@ -89,6 +92,7 @@ impl HeapStats {
             heap_live: h.heap_live.load(Ordering::Relaxed),
             heap_marked: h.heap_marked.load(Ordering::Relaxed),
             marked_objects: s.last_marked_objects.load(Ordering::Relaxed),
+            mark_shared_batches: s.last_shared_batches.load(Ordering::Relaxed),
             heap_goal: h.trigger.load(Ordering::Relaxed),
             mapped_bytes: h.arena.mapped_bytes(),
             in_use_bytes: h.arena.in_use_bytes(),

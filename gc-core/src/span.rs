@@ -149,7 +149,6 @@ impl Span {
     /// contents were published to the marker by the stop-the-world handshake that began the
     /// cycle, not by this bit.
     #[inline]
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn try_mark(&self, i: usize) -> bool {
         let w = &self.mark_words()[i / 64];
         let bit = 1u64 << (i % 64);

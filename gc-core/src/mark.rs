@@ -158,9 +158,11 @@ impl Tracer {
                 && self.stack.len() > SHARE_THRESHOLD
                 && job.global.is_empty()
             {
-                // Offer half of the local work to idle workers.
-                let half = self.stack.split_off(self.stack.len() / 2);
-                job.global.push(half.into_iter().map(ObjAddr).collect());
+                // Offer the older half of the local work to idle workers: the bottom of a
+                // depth-first stack holds the roots of the largest unexplored subgraphs.
+                let n = self.stack.len() / 2;
+                job.global
+                    .push(self.stack.drain(..n).map(ObjAddr).collect());
                 job.shared_batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

@@ -6,9 +6,10 @@
 //!
 //! # Work distribution (Go: `gcWork` / `work.full`)
 //!
-//! Each worker drains a local grey stack. When its stack is long and the **global queue**
-//! (`crossbeam_queue::SegQueue` of batches) is empty, it moves half its stack there as one batch
-//! for idle workers to take. Mark bits are set with an atomic `fetch_or` (two workers may reach
+//! Each worker drains a local grey stack. When its stack holds more than a few objects and the
+//! **global queue** (`crossbeam_queue::SegQueue` of batches) is empty, it moves the older half of
+//! its stack there as one batch for idle workers to take (the oldest entries of a depth-first
+//! stack are the roots of the largest unexplored subgraphs). Mark bits are set with an atomic `fetch_or` (two workers may reach
 //! the same object; exactly one greys it).
 //!
 //! # Termination detection
@@ -39,8 +40,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::heap::{ObjAddr, Shared};
 use crate::mark::Tracer;
 
-/// Local stack length above which a worker offers half of it to the others.
-pub(crate) const SHARE_THRESHOLD: usize = 256;
+/// Local stack length above which a worker offers half of it to the others (only while the
+/// global queue is empty, i.e. while some worker may be starving). Low, because tree-shaped
+/// graphs keep a depth-first stack short: a binary tree of depth 21 never holds more than ~21.
+pub(crate) const SHARE_THRESHOLD: usize = 8;
 
 /// One parallel mark phase: the global queue, the idle count, the totals.
 pub(crate) struct MarkJob {

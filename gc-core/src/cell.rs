@@ -104,7 +104,10 @@ unsafe impl<'gc> Slot<'gc> for bool {
     }
 }
 
-/// A mutable one-word slot in a heap object. See the [module docs](self).
+/// A mutable one-word slot in a heap object: the only way to change a pointer stored in a heap
+/// object. Reads are atomic loads; [`GcCell::set`] takes the `&Mutation` and runs the write
+/// barrier before the store. Holds any [`Slot`] value (`Gc`, `Option<Gc>`, weak references,
+/// numbers, or a user's one-word tagged value).
 pub struct GcCell<'gc, T: Slot<'gc>> {
     word: AtomicUsize,
     _t: PhantomData<(T, std::cell::Cell<&'gc ()>)>,

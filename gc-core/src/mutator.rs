@@ -60,7 +60,16 @@ unsafe impl Sync for MutatorRecord {}
 unsafe impl Send for MutatorRecord {}
 
 /// One thread's handle on a heap: a root object of type `Root<'gc, R>` and a root stack of
-/// `Root<'gc, S>` values. See the [module docs](self).
+/// `Root<'gc, S>` values. Heap access happens in [`Mutator::mutate`] scopes; between scopes the
+/// mutator is at a safepoint and the collector may run.
+///
+/// ```
+/// # use gc_core::*;
+/// let heap = Heap::new(Config::default()).unwrap();
+/// let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_mc| ());
+/// let sum = m.mutate(|mc, _root| *Gc::new(mc, 20u64) + *Gc::new(mc, 22u64));
+/// assert_eq!(sum, 42);
+/// ```
 pub struct Mutator<R, S = NoStack>
 where
     R: for<'gc> Rootable<'gc>,

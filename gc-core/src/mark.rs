@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::arena::Arena;
 use crate::heap::ObjAddr;
 use crate::object::{Header, POISON_WORD};
-use crate::workers::{MarkJob, SHARE_THRESHOLD};
+use crate::workers::{BatchQueue, MarkJob, SHARE_THRESHOLD};
 
 /// What the tracer does with each edge.
 enum Mode {
@@ -161,8 +161,7 @@ impl Tracer {
                 // Offer the older half of the local work to idle workers: the bottom of a
                 // depth-first stack holds the roots of the largest unexplored subgraphs.
                 let n = self.stack.len() / 2;
-                job.global
-                    .push(self.stack.drain(..n).map(ObjAddr).collect());
+                BatchQueue::push(&job.global, self.stack.drain(..n).map(ObjAddr).collect());
                 job.shared_batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

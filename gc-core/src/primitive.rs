@@ -1,14 +1,27 @@
-//! Synchronisation primitives of the safepoint handshake, swappable for `loom`'s.
+//! Synchronisation primitives of the small concurrency protocols, swappable for `loom`'s.
 //!
 //! Normal builds use `std` atomics and `parking_lot`'s mutex and condition variable. Under
-//! `--cfg loom` the same names are loom's model-checked versions, so the handshake's loom test
-//! explores every interleaving of the real code (see `safepoint.rs`).
+//! `--cfg loom` the same names are loom's model-checked versions, so the loom tests explore every
+//! interleaving of the real code of the safepoint handshake (`safepoint.rs`) and of mark
+//! termination detection (`workers.rs`).
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
+
+/// One step of a busy-wait loop (a yield point for loom).
+#[inline]
+pub(crate) fn spin_wait() {
+    #[cfg(not(loom))]
+    {
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
 
 /// A mutex-protected condition: `lock`, `wait`, `notify_all`.
 #[derive(Default)]

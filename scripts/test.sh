@@ -18,10 +18,16 @@ cargo test --workspace --doc 2>&1 | tee -a "$log"
 # loom model check of the safepoint handshake (separate target dir: different cfg).
 CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
   cargo test -p gc-core --lib --release loom_ 2>&1 | tee -a "$log"
-# The example programs run end to end (small sizes).
+# The example programs run end to end (small sizes), also in verify mode and with one mark
+# worker, and reject a malformed GOGC with a message naming it.
 cargo run --quiet --release --example hello
-cargo run --quiet --release --example binary_trees -- 10
+GCCORE_VERIFY=1 cargo run --quiet --release --example binary_trees -- 12
+GCCORE_MARK_WORKERS=1 GOGC=50 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example binary_trees -- 10 --box
+if err=$(GOGC=abc cargo run --quiet --release --example hello 2>&1); then
+  echo "hello accepted GOGC=abc"; exit 1
+fi
+case "$err" in *GOGC*abc*) echo "GOGC=abc rejected: $err" ;; *) echo "unexpected: $err"; exit 1 ;; esac
 
 python3 - "$log" <<'PY'
 import re, sys

@@ -125,16 +125,16 @@ fn four_mutators_share_and_collect() {
                     m.mutate(|mc, root| {
                         let b = board.fetch(mc);
                         for _ in 0..rng.gen_range(1..200) {
-                            match rng.gen_range(0..10) {
+                            match rng.gen_range(0..20) {
                                 // Grow my list (garbage appears when it is cut below).
-                                0..=3 => {
+                                0..=8 => {
                                     let head = item(mc, rng.r#gen(), root.mine.get());
                                     root.mine.set(mc, Some(head));
                                 }
                                 // Publish my head on the board.
-                                4 => b.slots.set(mc, rng.gen_range(0..64), root.mine.get()),
+                                9 | 10 => b.slots.set(mc, rng.gen_range(0..64), root.mine.get()),
                                 // Adopt an item from the board (possibly another thread's list).
-                                5 => {
+                                11 | 12 => {
                                     if let Some(other) = b.slots.get(rng.gen_range(0..64)) {
                                         walk(Some(other), 50);
                                         let head = item(mc, rng.r#gen(), Some(other));
@@ -142,10 +142,10 @@ fn four_mutators_share_and_collect() {
                                     }
                                 }
                                 // Cut my list short.
-                                6 => {
+                                13 => {
                                     if let Some(h) = root.mine.get() {
                                         let mut cur = h;
-                                        for _ in 0..rng.gen_range(0..30) {
+                                        for _ in 0..rng.gen_range(0..2000) {
                                             match cur.next.get() {
                                                 Some(n) => cur = n,
                                                 None => break,

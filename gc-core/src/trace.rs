@@ -137,20 +137,6 @@ unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
     }
 }
 
-// SAFETY: every element is traced. Behind `&` a `Vec` cannot grow or reallocate, so the buffer
-// the marker walks is the one it had when the object was initialised.
-unsafe impl<T: Trace> Trace for Vec<T> {
-    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
-    #[inline]
-    fn trace(&self, tracer: &mut Tracer) {
-        if T::NEEDS_TRACE {
-            for v in self {
-                v.trace(tracer);
-            }
-        }
-    }
-}
-
 // SAFETY: every element is traced.
 unsafe impl<T: Trace> Trace for [T] {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
@@ -164,16 +150,22 @@ unsafe impl<T: Trace> Trace for [T] {
     }
 }
 
-// SAFETY: every element is traced.
+// SAFETY: traced as its slice. Behind `&` a `Vec` cannot grow or reallocate, so the buffer the
+// marker walks is the one it had when the object was initialised.
+unsafe impl<T: Trace> Trace for Vec<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        self.as_slice().trace(tracer);
+    }
+}
+
+// SAFETY: traced as its slice.
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        if T::NEEDS_TRACE {
-            for v in self {
-                v.trace(tracer);
-            }
-        }
+        self.as_slice().trace(tracer);
     }
 }
 

@@ -56,8 +56,19 @@ pub(crate) fn request_cycle(h: &Shared) {
     h.collector_wake.notify_all();
 }
 
+thread_local! {
+    /// Set on the collector thread (where drop glue runs during background sweeping).
+    static ON_COLLECTOR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Run a full cycle that starts after this call, wait for it, and finish its sweep.
 pub(crate) fn collect(h: &Shared) {
+    if ON_COLLECTOR_THREAD.with(|c| c.get()) {
+        panic!(
+            "gc-core: collect() called on a collector thread (from drop glue run by the sweeper); \
+             the cycle would wait for this thread (deadlock)"
+        );
+    }
     let key = h as *const Shared as usize;
     if IN_SCOPE.with(|s| s.borrow().contains(&key)) {
         panic!(
@@ -97,6 +108,7 @@ pub(crate) fn update_goal(h: &Shared) {
 
 /// The collector thread: start the mark helpers, run the loop, stop the helpers.
 pub(crate) fn run(h: Arc<Shared>) {
+    ON_COLLECTOR_THREAD.with(|c| c.set(true));
     std::thread::scope(|s| {
         let mut helpers = 0;
         for i in 1..h.mark_workers {

@@ -14,7 +14,7 @@ type RootM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Lea
 
 #[test]
 fn workers_mark_a_wide_graph_completely() {
-    const WIDTH: usize = 20_000;
+    const WIDTH: usize = if cfg!(miri) { 300 } else { 20_000 };
     for workers in [1, 2, 4] {
         let heap = Heap::new(Config::default().verify(true).mark_workers(workers)).unwrap();
         let mut m: Mutator<RootM> = heap.mutator(|_| GcCell::new(None));

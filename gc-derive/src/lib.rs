@@ -1,215 +1,359 @@
 //! `#[derive(Trace)]` for gc-core.
 //!
-//! For a struct or enum, the derive generates an `unsafe impl gc_core::Trace` that
+//! Use it through gc-core (`use gc_core::Trace;`), which re-exports it beside the trait. The
+//! generated code names everything by absolute path (`::gc_core::Trace`, `::gc_core::Tracer`),
+//! so it works in any crate that depends on gc-core, and inside gc-core itself (which declares
+//! `extern crate self as gc_core;`).
 //!
-//! * calls `Trace::trace` on every field (in every variant), and
-//! * sets `NEEDS_TRACE` to the OR of the fields' `NEEDS_TRACE`, so a type without traced fields
-//!   is **noscan** (allocated in noscan spans, never read by the marker).
+//! # What it generates
 //!
-//! Every type parameter gets a `Trace` bound. Lifetimes (such as `'gc`) need nothing.
+//! For a struct or an enum (any field kind, any generics: lifetimes such as `'gc`, type
+//! parameters, const parameters, where clauses) the derive writes
+//!
+//! ```text
+//! unsafe impl<'gc, T: Clone + ::gc_core::Trace> ::gc_core::Trace for Node<'gc, T>
+//! where
+//!     /* the type's own where clause */,
+//!     SkippedFieldType: 'static,              // one per #[gc(skip)] field
+//! {
+//!     const NEEDS_TRACE: bool = false
+//!         || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
+//!         || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE;   // traced fields only
+//!
+//!     #[inline]
+//!     fn trace(&self, tracer: &mut ::gc_core::Tracer) {
+//!         // struct: every traced field, in declaration order
+//!         <FieldType1 as ::gc_core::Trace>::trace(&self.field1, tracer);
+//!         <FieldType2 as ::gc_core::Trace>::trace(&self.field2, tracer);
+//!         // enum: one arm per variant
+//!         // match self { Node::V { a: __gc_f0, .. } => { /* trace __gc_f0 */ } ... }
+//!     }
+//! }
+//!
+//! // unless #[gc(unsafe_drop)]: make `impl Drop for Node` a compile error
+//! const _: () = {
+//!     trait __GcMustNotImplDrop {}
+//!     impl<T: ::core::ops::Drop + ?Sized> __GcMustNotImplDrop for T {}
+//!     impl<'gc, T: Clone> __GcMustNotImplDrop for Node<'gc, T> {}
+//! };
+//! ```
+//!
+//! * Every type parameter gets a `::gc_core::Trace` bound.
+//! * `NEEDS_TRACE` is the OR of the traced fields' `NEEDS_TRACE`. A type none of whose traced
+//!   fields can hold a `Gc` (only integers, `String`s, …) therefore gets `NEEDS_TRACE == false`:
+//!   its objects are allocated **noscan** and the marker never reads them.
+//! * `trace` is called through `<FieldType as Trace>`, spanned at the field's type, so a field
+//!   whose type does not implement `Trace` is reported at that field:
+//!   ``the trait bound `RefCell<Vec<Gc<'gc, u32>>>: Trace` is not satisfied``.
 //!
 //! # Attributes
 //!
-//! * `#[gc(skip)]` on a field: the field is not traced. To keep this sound the field's type must
-//!   be `'static` (the impl requires it), so a skipped field can never hide a `Gc<'gc, _>`.
-//!   Use it for pointer-free data the derive cannot see through (`AtomicU64`, `Mutex<String>`, a
-//!   type with a `Drop` impl, …).
-//! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop`. Without it the derive
-//!   makes a `Drop` impl a compile error, because drop glue runs when the sweeper frees a dead
-//!   object, and other dead objects its `Gc` fields point to may already be freed: a `Drop` that
-//!   dereferences a `Gc` would read freed memory. With the attribute you promise your `Drop` never
-//!   dereferences a `Gc`.
+//! All attributes live in the `gc` namespace.
+//!
+//! * `#[gc(skip)]` on a field (of a struct or of an enum variant): the field is not traced and
+//!   contributes nothing to `NEEDS_TRACE`. The generated impl requires the field's type to be
+//!   `'static` (`FieldType: 'static` in its where clause). A `Gc<'gc, _>` is never `'static`
+//!   for the `'gc` of a real mutation scope, so a skipped field cannot hide a GC pointer; a type
+//!   with a skipped `Gc` field simply does not implement `Trace` where it is used. Use `skip` for
+//!   pointer-free data the collector need not see, in particular types gc-core deliberately does
+//!   not implement `Trace` for (`Mutex<String>`, `Cell<u64>`, a foreign type, …).
+//! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). Writing
+//!   it is a promise that the `Drop` impl never dereferences a `Gc` (nor a `GcCell`, `GcWeak`, …
+//!   reachable from the value).
+//!
+//! Any other key in `#[gc(...)]`, a `#[gc(...)]` on an enum variant, and deriving for a `union`
+//! are compile errors.
 //!
 //! # Soundness
 //!
-//! The derive only ever calls `Trace::trace` on fields, so the generated impl is as sound as the
-//! fields' impls. gc-core implements `Trace` for no type with unsynchronised interior
-//! mutability (`Cell`, `RefCell`, `Mutex`, …), so a field like `RefCell<Vec<Gc<'gc, T>>>` is a
-//! compile error pointing at that field.
+//! `Trace` is an `unsafe trait`: a `trace` that misses a `Gc` lets the collector free a live
+//! object. The generated impl is sound because:
+//!
+//! * **Every field is traced**, except those marked `#[gc(skip)]`, and those must be `'static`,
+//!   which no type holding a `Gc<'gc, _>` is. `NEEDS_TRACE` is `false` only if every traced
+//!   field's own impl says `false`, so a noscan object never holds a `Gc`.
+//! * **Fields are only read through their own `Trace` impls.** gc-core has no impl for types
+//!   with unsynchronised interior mutability (`Cell`, `RefCell`, `Mutex`, …): the marker runs
+//!   concurrently with mutators, and walking a `RefCell<Vec<Gc<_>>>` while a mutator pushes to
+//!   it would read a freed buffer. Such a field is a compile error, not a silent hazard.
+//! * **No `Drop` without opt-in.** The sweeper frees every unreachable object of a cycle in the
+//!   same sweep, in no particular order, and runs each one's drop glue as it goes. A `Drop` impl
+//!   on a traced type may therefore run after the objects its `Gc` fields point to have already
+//!   been freed (or reused): dereferencing one is a use-after-free. So unless the type says
+//!   `#[gc(unsafe_drop)]`, the derive adds a blanket `impl<T: Drop> __GcMustNotImplDrop for T`
+//!   and an `impl __GcMustNotImplDrop for YourType`. They conflict (error E0119) exactly when
+//!   `YourType: Drop`. Because Rust requires a `Drop` impl to cover every instantiation of the
+//!   type (E0367), and only the type's own crate may write it, the coherence checker can prove
+//!   that a generic type without `Drop` does not overlap, so the check compiles for such types.
+//!   Fields' drop glue is not affected: a field type that derives `Trace` is checked itself, and
+//!   one with a hand-written `unsafe impl Trace` carries its own obligation.
+//!
+//! The proc macro itself contains no `unsafe` code; the `unsafe impl` it emits is justified by
+//! the points above.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, parse_macro_input, parse_quote};
+use syn::{
+    Attribute, Data, DeriveInput, Fields, Ident, Member, Type, parse_macro_input, parse_quote,
+};
 
-/// Derive `gc_core::Trace`. See the [crate docs](crate).
+/// Derives `gc_core::Trace` for a struct or an enum. See the [crate docs](crate) for the
+/// generated code and the soundness argument.
+///
+/// * `#[gc(skip)]` on a field: do not trace it; the impl then requires its type to be
+///   `'static`, so a skipped field can never hide a `Gc<'gc, _>`.
+/// * `#[gc(unsafe_drop)]` on the type: allow `impl Drop` for it.
+///
+/// Without `#[gc(unsafe_drop)]` an `impl Drop` for the type is a compile error: the sweeper
+/// frees all unreachable objects of a sweep in arbitrary order and runs their drop glue as it
+/// goes, so a `Drop` impl could dereference a `Gc` whose target was already freed in the same
+/// sweep. With the attribute you promise your `Drop` never dereferences a `Gc`.
 #[proc_macro_derive(Trace, attributes(gc))]
 pub fn derive_trace(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand(input)
-        .unwrap_or_else(syn::Error::into_compile_error)
+        .unwrap_or_else(|e| e.to_compile_error())
         .into()
 }
 
-/// What `#[gc(...)]` said on the container.
+/// Options from `#[gc(...)]` on the type.
 #[derive(Default)]
 struct ContainerOpts {
     unsafe_drop: bool,
 }
 
-fn container_opts(attrs: &[syn::Attribute]) -> syn::Result<ContainerOpts> {
-    let mut o = ContainerOpts::default();
-    for a in attrs.iter().filter(|a| a.path().is_ident("gc")) {
-        a.parse_nested_meta(|m| {
-            if m.path.is_ident("unsafe_drop") {
-                o.unsafe_drop = true;
-                Ok(())
-            } else {
-                Err(m.error("unknown gc attribute on a type (expected `unsafe_drop`)"))
-            }
-        })?;
-    }
-    Ok(o)
+/// One field of a struct or variant.
+struct FieldInfo<'a> {
+    /// `name` or `0`, usable as `self.#member` and in a braced pattern `{ #member: x }`.
+    member: Member,
+    ty: &'a Type,
+    skip: bool,
 }
 
-/// Whether a field carries `#[gc(skip)]`.
-fn field_skipped(f: &syn::Field) -> syn::Result<bool> {
+/// Collects errors so that all bad attributes are reported at once.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+fn gc_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident("gc"))
+}
+
+fn parse_container_opts(attrs: &[Attribute], errors: &mut Errors) -> ContainerOpts {
+    let mut opts = ContainerOpts::default();
+    for attr in gc_attrs(attrs) {
+        let r = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("unsafe_drop") {
+                opts.unsafe_drop = true;
+                Ok(())
+            } else {
+                Err(meta.error(format!(
+                    "unknown `gc` attribute `{}` on a type; expected `unsafe_drop`",
+                    path_text(&meta.path)
+                )))
+            }
+        });
+        if let Err(e) = r {
+            errors.push(e);
+        }
+    }
+    opts
+}
+
+fn parse_field_skip(field: &syn::Field, errors: &mut Errors) -> bool {
     let mut skip = false;
-    for a in f.attrs.iter().filter(|a| a.path().is_ident("gc")) {
-        a.parse_nested_meta(|m| {
-            if m.path.is_ident("skip") {
+    for attr in gc_attrs(&field.attrs) {
+        let r = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("skip") {
                 skip = true;
                 Ok(())
             } else {
-                Err(m.error("unknown gc attribute on a field (expected `skip`)"))
+                Err(meta.error(format!(
+                    "unknown `gc` attribute `{}` on a field; expected `skip`",
+                    path_text(&meta.path)
+                )))
             }
-        })?;
+        });
+        if let Err(e) = r {
+            errors.push(e);
+        }
     }
-    Ok(skip)
+    skip
 }
 
-/// The expansion, separated from the proc-macro entry point so tests can call it.
-pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
-    let opts = container_opts(&input.attrs)?;
-    let name = &input.ident;
+fn path_text(path: &syn::Path) -> String {
+    quote!(#path).to_string().replace(' ', "")
+}
 
-    // (binding pattern per variant, traced fields, skipped field types)
-    let mut traced_types: Vec<syn::Type> = Vec::new();
-    let mut skipped_types: Vec<syn::Type> = Vec::new();
+fn field_infos<'a>(fields: &'a Fields, errors: &mut Errors) -> Vec<FieldInfo<'a>> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FieldInfo {
+            member: match &f.ident {
+                Some(id) => Member::Named(id.clone()),
+                None => Member::Unnamed(syn::Index {
+                    index: i as u32,
+                    span: f.ty.span(),
+                }),
+            },
+            ty: &f.ty,
+            skip: parse_field_skip(f, errors),
+        })
+        .collect()
+}
+
+/// `<#ty as ::gc_core::Trace>::trace(#arg, #tracer);`, spanned at the field's type so that an
+/// unsatisfied `Trace` bound is reported there. `arg` and `tracer` keep their own (call-site)
+/// spans, so resolving `self` and the locals never depends on the hygiene of the type's tokens
+/// (which may come from elsewhere, e.g. a `macro_rules!` fragment).
+fn trace_call(ty: &Type, arg: TokenStream, tracer: &Ident) -> TokenStream {
+    quote_spanned! {ty.span()=>
+        <#ty as ::gc_core::Trace>::trace(#arg, #tracer);
+    }
+}
+
+/// The expansion of `#[derive(Trace)]`, separate from the proc-macro entry point so that unit
+/// tests can call it.
+fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
+    if let Data::Union(u) = &input.data {
+        return Err(syn::Error::new(
+            u.union_token.span,
+            "Trace cannot be derived for unions (the collector cannot know which field is \
+             initialised); implement `Trace` by hand for a wrapper that knows",
+        ));
+    }
+
+    let mut errors = Errors::default();
+    let opts = parse_container_opts(&input.attrs, &mut errors);
+    let name = &input.ident;
+    let tracer = Ident::new("tracer", Span::call_site());
+
+    // Types of the traced fields (for NEEDS_TRACE) and of the skipped ones (for `'static`).
+    let mut traced: Vec<&Type> = Vec::new();
+    let mut skipped: Vec<&Type> = Vec::new();
+
     let body = match &input.data {
         Data::Struct(s) => {
+            let fields = field_infos(&s.fields, &mut errors);
             let mut calls = Vec::new();
-            for (i, f) in s.fields.iter().enumerate() {
-                if field_skipped(f)? {
-                    skipped_types.push(f.ty.clone());
+            for f in &fields {
+                if f.skip {
+                    skipped.push(f.ty);
                     continue;
                 }
-                traced_types.push(f.ty.clone());
-                let member = match &f.ident {
-                    Some(id) => quote!(#id),
-                    None => {
-                        let idx = syn::Index::from(i);
-                        quote!(#idx)
-                    }
-                };
-                let ty = &f.ty;
-                calls.push(quote_spanned! {ty.span()=>
-                    ::gc_core::Trace::trace(&self.#member, tracer);
-                });
+                traced.push(f.ty);
+                let member = &f.member;
+                calls.push(trace_call(f.ty, quote!(&self.#member), &tracer));
             }
             quote!(#(#calls)*)
         }
         Data::Enum(e) => {
             let mut arms = Vec::new();
             for v in &e.variants {
+                for attr in gc_attrs(&v.attrs) {
+                    errors.push(syn::Error::new_spanned(
+                        attr,
+                        "`gc` attributes are not supported on enum variants; put `#[gc(skip)]` \
+                         on the variant's fields",
+                    ));
+                }
                 let vname = &v.ident;
+                let fields = field_infos(&v.fields, &mut errors);
+                let mut binds = Vec::new();
                 let mut calls = Vec::new();
-                let pat = match &v.fields {
-                    Fields::Named(fs) => {
-                        let mut binds = Vec::new();
-                        for f in &fs.named {
-                            let id = f.ident.as_ref().expect("named field");
-                            if field_skipped(f)? {
-                                skipped_types.push(f.ty.clone());
-                                binds.push(quote!(#id: _));
-                                continue;
-                            }
-                            traced_types.push(f.ty.clone());
-                            let ty = &f.ty;
-                            calls.push(quote_spanned! {ty.span()=>
-                                ::gc_core::Trace::trace(#id, tracer);
-                            });
-                            binds.push(quote!(#id));
-                        }
-                        quote!(#name::#vname { #(#binds),* })
+                for (i, f) in fields.iter().enumerate() {
+                    if f.skip {
+                        skipped.push(f.ty);
+                        continue;
                     }
-                    Fields::Unnamed(fs) => {
-                        let mut binds = Vec::new();
-                        for (i, f) in fs.unnamed.iter().enumerate() {
-                            if field_skipped(f)? {
-                                skipped_types.push(f.ty.clone());
-                                binds.push(quote!(_));
-                                continue;
-                            }
-                            traced_types.push(f.ty.clone());
-                            let b = syn::Ident::new(&format!("__f{i}"), f.span());
-                            let ty = &f.ty;
-                            calls.push(quote_spanned! {ty.span()=>
-                                ::gc_core::Trace::trace(#b, tracer);
-                            });
-                            binds.push(quote!(#b));
-                        }
-                        quote!(#name::#vname ( #(#binds),* ))
-                    }
-                    Fields::Unit => quote!(#name::#vname),
-                };
-                arms.push(quote!(#pat => { #(#calls)* }));
+                    traced.push(f.ty);
+                    // Bind to fresh names: a field called `tracer` must not shadow the argument.
+                    let b = format_ident!("__gc_f{}", i);
+                    let member = &f.member;
+                    binds.push(quote!(#member: #b));
+                    calls.push(trace_call(f.ty, quote!(#b), &tracer));
+                }
+                // `{ .. }` patterns work for named, tuple and unit variants alike.
+                arms.push(quote! {
+                    #name::#vname { #(#binds,)* .. } => { #(#calls)* }
+                });
             }
-            if arms.is_empty() {
-                quote!(match *self {})
+            if traced.is_empty() {
+                // Nothing to trace in any variant (this also covers the empty enum).
+                quote!()
             } else {
                 quote!(match self { #(#arms)* })
             }
         }
-        Data::Union(u) => {
-            return Err(syn::Error::new(
-                u.union_token.span,
-                "Trace cannot be derived for unions (the collector cannot know which field is live)",
-            ));
-        }
+        Data::Union(_) => unreachable!("rejected above"),
     };
+    errors.finish()?;
 
     let mut generics = input.generics.clone();
-    for tp in generics.type_params_mut() {
-        tp.bounds.push(parse_quote!(::gc_core::Trace));
+    for param in generics.type_params_mut() {
+        param.bounds.push(parse_quote!(::gc_core::Trace));
     }
-    {
-        let wc = generics.make_where_clause();
-        for ty in &skipped_types {
-            wc.predicates.push(parse_quote!(#ty: 'static));
+    if !skipped.is_empty() {
+        let where_clause = generics.make_where_clause();
+        for ty in &skipped {
+            where_clause.predicates.push(static_bound(ty));
         }
     }
-    let (impl_g, ty_g, where_c) = generics.split_for_impl();
-    let needs = traced_types.iter().map(|ty| {
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+
+    let needs = traced.iter().map(|ty| {
         quote_spanned! {ty.span()=> || <#ty as ::gc_core::Trace>::NEEDS_TRACE }
     });
+    let tracer_param = if traced.is_empty() {
+        quote!(_)
+    } else {
+        quote!(#tracer)
+    };
 
     let drop_check = if opts.unsafe_drop {
-        quote!()
+        TokenStream::new()
     } else {
-        // Two impls of a local trait conflict if `#name` implements `Drop`.
-        let (impl_g0, ty_g0, where_c0) = input.generics.split_for_impl();
+        // With the type's own generics (no added `Trace` bounds): the impls conflict iff the
+        // type implements `Drop`.
+        // The second impl is spanned at the type's name, so the conflict is reported there.
+        let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
+        let own_impl = quote_spanned! {name.span()=>
+            impl #impl_g __GcMustNotImplDrop for #name #ty_g #where_c {}
+        };
         quote! {
             const _: () = {
                 trait __GcMustNotImplDrop {}
                 #[allow(drop_bounds)]
-                impl<T: ::core::ops::Drop + ?Sized> __GcMustNotImplDrop for T {}
-                impl #impl_g0 __GcMustNotImplDrop for #name #ty_g0 #where_c0 {}
+                impl<T: ::core::ops::Drop + ?::core::marker::Sized> __GcMustNotImplDrop for T {}
+                #own_impl
             };
         }
     };
 
     Ok(quote! {
-        // SAFETY (generated): `trace` reports every non-skipped field; skipped fields are
-        // `'static` and so hold no `Gc`; soundness of reading each field is that field's
-        // `Trace` impl's obligation.
-        unsafe impl #impl_g ::gc_core::Trace for #name #ty_g #where_c {
+        #[automatically_derived]
+        unsafe impl #impl_generics ::gc_core::Trace for #name #ty_generics #where_clause {
             const NEEDS_TRACE: bool = false #(#needs)*;
+
             #[inline]
-            #[allow(unused_variables)]
-            fn trace(&self, tracer: &mut ::gc_core::Tracer) {
+            fn trace(&self, #tracer_param: &mut ::gc_core::Tracer) {
                 #body
             }
         }
@@ -217,70 +361,376 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     })
 }
 
+/// `#ty: 'static`, spanned at the field's type so an unmet requirement points at the field.
+fn static_bound(ty: &Type) -> syn::WherePredicate {
+    syn::parse_quote_spanned! {ty.span()=> #ty: 'static }
+}
+
+/// Compile-fail checks, run as doctests against a minimal stand-in for gc-core (the hidden
+/// lines), so this crate's tests need not build gc-core. gc-core's trybuild tests check the same
+/// against the real crate.
+///
+/// Control: the stand-in and a derived type compile.
+///
+/// ```standalone_crate
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Node<'gc> {
+///     next: Option<Gc<'gc, Node<'gc>>>,
+/// }
+///
+/// #[derive(Trace)]
+/// struct Wrap<T> {
+///     t: T,
+/// }
+///
+/// #[derive(Trace)]
+/// struct Hidden<'gc> {
+///     #[gc(skip)]
+///     g: Gc<'gc, u32>,
+/// }
+///
+/// #[derive(Trace)]
+/// #[gc(unsafe_drop)]
+/// struct Dropper<'gc>(Gc<'gc, u32>);
+/// impl Drop for Dropper<'_> {
+///     fn drop(&mut self) {}
+/// }
+///
+/// fn needs_trace<T: Trace>() {}
+/// fn main() {
+///     needs_trace::<Node<'_>>();
+///     needs_trace::<Wrap<u32>>();
+///     needs_trace::<Hidden<'static>>();
+///     needs_trace::<Dropper<'_>>();
+/// }
+/// ```
+///
+/// `Drop` without `#[gc(unsafe_drop)]`:
+///
+/// ```compile_fail,E0119
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Node<'gc> {
+///     next: Option<Gc<'gc, Node<'gc>>>,
+/// }
+/// impl Drop for Node<'_> {
+///     fn drop(&mut self) {}
+/// }
+/// fn main() {}
+/// ```
+///
+/// The same for a generic type:
+///
+/// ```compile_fail,E0119
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Wrap<T> {
+///     t: T,
+/// }
+/// impl<T> Drop for Wrap<T> {
+///     fn drop(&mut self) {}
+/// }
+/// fn main() {}
+/// ```
+///
+/// A field type without `Trace` (the stand-in, like gc-core, has none for `RefCell`):
+///
+/// ```compile_fail,E0277
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Bad<'gc> {
+///     items: std::cell::RefCell<Vec<Gc<'gc, u32>>>,
+/// }
+/// fn main() {}
+/// ```
+///
+/// A skipped field must be `'static`:
+///
+/// ```compile_fail
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Hidden<'gc> {
+///     #[gc(skip)]
+///     g: Gc<'gc, u32>,
+/// }
+/// fn needs_trace<T: Trace>() {}
+/// fn in_scope<'gc>(_: Gc<'gc, u32>) {
+///     needs_trace::<Hidden<'gc>>();
+/// }
+/// fn main() {}
+/// ```
+///
+/// Unions and unknown attributes:
+///
+/// ```compile_fail
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// union U {
+///     a: u32,
+/// }
+/// fn main() {}
+/// ```
+///
+/// ```compile_fail
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct S {
+///     #[gc(skipp)]
+///     a: u32,
+/// }
+/// fn main() {}
+/// ```
+#[cfg(doctest)]
+#[allow(dead_code)]
+struct CompileFailTests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn exp(src: &str) -> String {
-        expand(syn::parse_str(src).unwrap())
-            .map(|t| t.to_string())
-            .unwrap_or_else(|e| format!("ERROR: {e}"))
+    /// Expands `src` and returns the output (checked to parse as Rust items) without whitespace,
+    /// or `Err(message)`.
+    fn exp(src: &str) -> Result<String, String> {
+        let input: DeriveInput = syn::parse_str(src).expect("test input parses");
+        match expand(input) {
+            Ok(ts) => {
+                syn::parse2::<syn::File>(ts.clone()).expect("expansion parses as items");
+                Ok(ts
+                    .to_string()
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
+    fn ok(src: &str) -> String {
+        exp(src).unwrap_or_else(|e| panic!("unexpected error for `{src}`: {e}"))
+    }
+
+    fn err(src: &str) -> String {
+        match exp(src) {
+            Ok(s) => panic!("expected an error for `{src}`, got {s}"),
+            Err(e) => e,
+        }
+    }
+
+    const DROP_CHECK: &str = "__GcMustNotImplDrop";
+
     #[test]
-    fn named_struct_traces_each_field() {
-        let s = exp("struct A<'gc> { x: Gc<'gc, u32>, y: u64 }");
-        assert!(s.contains("trace (& self . x , tracer)"), "{s}");
-        assert!(s.contains("trace (& self . y , tracer)"), "{s}");
+    fn named_struct() {
+        let s = ok("struct A<'gc> { x: Gc<'gc, u32>, y: u64 }");
         assert!(
-            s.contains("< Gc < 'gc , u32 > as :: gc_core :: Trace > :: NEEDS_TRACE"),
+            s.contains("unsafeimpl<'gc>::gc_core::TraceforA<'gc>{"),
             "{s}"
         );
-        assert!(s.contains("__GcMustNotImplDrop"), "{s}");
+        assert!(
+            s.contains(
+                "constNEEDS_TRACE:bool=false||<Gc<'gc,u32>as::gc_core::Trace>::NEEDS_TRACE\
+                 ||<u64as::gc_core::Trace>::NEEDS_TRACE;"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("fntrace(&self,tracer:&mut::gc_core::Tracer)"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "<Gc<'gc,u32>as::gc_core::Trace>::trace(&self.x,tracer);\
+                 <u64as::gc_core::Trace>::trace(&self.y,tracer);"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("#[inline]"), "{s}");
+        assert!(s.contains(DROP_CHECK), "{s}");
+        assert!(s.contains("impl<'gc>__GcMustNotImplDropforA<'gc>{}"), "{s}");
     }
 
     #[test]
-    fn tuple_and_unit_structs() {
-        let s = exp("struct T(u32, String);");
-        assert!(s.contains("self . 0") && s.contains("self . 1"), "{s}");
-        let s = exp("struct U;");
-        assert!(s.contains("const NEEDS_TRACE : bool = false ;"), "{s}");
+    fn tuple_struct() {
+        let s = ok("struct T(u32, String);");
+        assert!(
+            s.contains(
+                "<u32as::gc_core::Trace>::trace(&self.0,tracer);\
+                 <Stringas::gc_core::Trace>::trace(&self.1,tracer);"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "false||<u32as::gc_core::Trace>::NEEDS_TRACE||<Stringas::gc_core::Trace>::NEEDS_TRACE;"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
-    fn enums_match_every_variant() {
-        let s = exp("enum E<'gc> { A, B(Gc<'gc, u8>, #[gc(skip)] u8), C { x: u32 } }");
-        assert!(s.contains("E :: A =>"), "{s}");
-        assert!(s.contains("E :: B (__f0 , _)"), "{s}");
-        assert!(s.contains("E :: C { x }"), "{s}");
-        assert!(s.contains("u8 : 'static"), "{s}");
+    fn unit_struct() {
+        let s = ok("struct U;");
+        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
+        assert!(
+            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            "{s}"
+        );
+        assert!(s.contains("impl__GcMustNotImplDropforU{}"), "{s}");
+    }
+
+    #[test]
+    fn enum_all_variant_kinds() {
+        let s = ok(
+            "enum E<'gc> { A, B(Gc<'gc, u8>, #[gc(skip)] u8), C { x: u32, tracer: Gc<'gc, u8> } }",
+        );
+        assert!(s.contains("matchself{"), "{s}");
+        assert!(s.contains("E::A{..}=>{}"), "{s}");
+        assert!(
+            s.contains(
+                "E::B{0:__gc_f0,..}=>{<Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f0,tracer);}"
+            ),
+            "{s}"
+        );
+        // A field named `tracer` is bound under a fresh name.
+        assert!(
+            s.contains(
+                "E::C{x:__gc_f0,tracer:__gc_f1,..}=>{<u32as::gc_core::Trace>::trace(__gc_f0,tracer);\
+                 <Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f1,tracer);}"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "false||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE||<u32as::gc_core::Trace>::NEEDS_TRACE\
+                 ||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE;"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("whereu8:'static"), "{s}");
+    }
+
+    #[test]
+    fn enum_without_traced_fields_and_empty_enum() {
+        let s = ok("enum E { A, B }");
+        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
+        assert!(
+            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            "{s}"
+        );
+        let s = ok("enum Never {}");
+        assert!(
+            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            "{s}"
+        );
     }
 
     #[test]
     fn generics_get_trace_bounds() {
-        let s = exp("struct G<'gc, T> where T: Clone { t: T }");
-        assert!(s.contains("T : :: gc_core :: Trace"), "{s}");
-        assert!(s.contains("T : Clone"), "{s}");
+        let s = ok(
+            "struct G<'gc, T: Clone, U = u8, const N: usize = 3> where T: Default { \
+                    t: [T; N], u: Option<U> }",
+        );
+        assert!(
+            s.contains(
+                "unsafeimpl<'gc,T:Clone+::gc_core::Trace,U:::gc_core::Trace,constN:usize>\
+                 ::gc_core::TraceforG<'gc,T,U,N>whereT:Default{"
+            ),
+            "{s}"
+        );
+        // The drop check uses the type's own generics, without the added bounds.
+        assert!(
+            s.contains(
+                "impl<'gc,T:Clone,U,constN:usize>__GcMustNotImplDropforG<'gc,T,U,N>whereT:Default{}"
+            ),
+            "{s}"
+        );
     }
 
     #[test]
-    fn skip_excludes_and_requires_static() {
-        let s = exp("struct S { #[gc(skip)] a: AtomicU64, b: u8 }");
-        assert!(!s.contains("self . a"), "{s}");
-        assert!(s.contains("AtomicU64 : 'static"), "{s}");
-        assert!(!s.contains("< AtomicU64 as"), "{s}");
+    fn skip_is_not_traced_and_must_be_static() {
+        let s =
+            ok("struct S<'gc, T> { #[gc(skip)] a: AtomicU64, b: Gc<'gc, u8>, #[gc(skip)] t: T }");
+        assert!(!s.contains("self.a"), "{s}");
+        assert!(!s.contains("self.t"), "{s}");
+        assert!(!s.contains("<AtomicU64as"), "{s}");
+        assert!(!s.contains("<Tas"), "{s}");
+        assert!(s.contains("trace(&self.b,tracer)"), "{s}");
+        assert!(s.contains("whereAtomicU64:'static,T:'static{"), "{s}");
+        assert!(
+            s.contains("constNEEDS_TRACE:bool=false||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE;"),
+            "{s}"
+        );
+
+        // Appended to an existing where clause.
+        let s = ok("struct W<T> where T: Copy { #[gc(skip)] g: Gc<'static, T> }");
+        assert!(s.contains("whereT:Copy,Gc<'static,T>:'static{"), "{s}");
+        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
     }
 
     #[test]
-    fn unsafe_drop_removes_the_drop_check() {
-        let s = exp("#[gc(unsafe_drop)] struct D { a: u8 }");
-        assert!(!s.contains("__GcMustNotImplDrop"), "{s}");
+    fn unsafe_drop_omits_drop_check() {
+        let s = ok("#[gc(unsafe_drop)] struct D<'gc> { a: Gc<'gc, u8> }");
+        assert!(!s.contains(DROP_CHECK), "{s}");
+        assert!(s.contains("::gc_core::TraceforD<'gc>"), "{s}");
+        // Other attributes and doc comments are ignored.
+        let s = ok("/// doc\n#[derive(Debug)] #[gc(unsafe_drop)] #[repr(C)] struct D { a: u8 }");
+        assert!(!s.contains(DROP_CHECK), "{s}");
     }
 
     #[test]
-    fn unions_and_unknown_attributes_are_errors() {
-        assert!(exp("union U { a: u32 }").starts_with("ERROR: Trace cannot be derived for unions"));
-        assert!(exp("#[gc(bogus)] struct A;").contains("unknown gc attribute"));
-        assert!(exp("struct A { #[gc(bogus)] a: u8 }").contains("unknown gc attribute"));
+    fn union_is_an_error() {
+        let e = err("union U { a: u32, b: f32 }");
+        assert!(e.starts_with("Trace cannot be derived for unions"), "{e}");
+    }
+
+    #[test]
+    fn unknown_attributes_are_errors() {
+        let e = err("#[gc(bogus)] struct A;");
+        assert!(
+            e.contains("unknown `gc` attribute `bogus` on a type"),
+            "{e}"
+        );
+        let e = err("struct A { #[gc(bogus)] a: u8 }");
+        assert!(
+            e.contains("unknown `gc` attribute `bogus` on a field"),
+            "{e}"
+        );
+        // `skip` on the type and `unsafe_drop` on a field are misplaced.
+        let e = err("#[gc(skip)] struct A { a: u8 }");
+        assert!(e.contains("unknown `gc` attribute `skip` on a type"), "{e}");
+        let e = err("struct A(#[gc(unsafe_drop)] u8);");
+        assert!(
+            e.contains("unknown `gc` attribute `unsafe_drop` on a field"),
+            "{e}"
+        );
+        let e = err("enum E { #[gc(skip)] A(u8) }");
+        assert!(e.contains("not supported on enum variants"), "{e}");
+        let e = err("enum E { A { #[gc(skipp)] x: u8 } }");
+        assert!(
+            e.contains("unknown `gc` attribute `skipp` on a field"),
+            "{e}"
+        );
+        // Malformed forms are errors too.
+        assert!(exp("#[gc] struct A;").is_err());
+        assert!(exp("#[gc = \"x\"] struct A;").is_err());
+    }
+
+    #[test]
+    fn all_attribute_errors_are_reported() {
+        let input: DeriveInput =
+            syn::parse_str("#[gc(x)] struct A { #[gc(y)] a: u8, #[gc(z)] b: u8 }").unwrap();
+        let errs: Vec<String> = expand(input)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn compile_error_tokens() {
+        let input: DeriveInput = syn::parse_str("union U { a: u32 }").unwrap();
+        let ts = expand(input).unwrap_err().to_compile_error().to_string();
+        assert!(ts.contains("compile_error"), "{ts}");
     }
 }

@@ -257,3 +257,63 @@ fn strings_and_root_stack() {
     m.collect();
     assert_eq!(heap.stats().marked_objects, 10);
 }
+
+static NANBOX_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Trace)]
+#[gc(unsafe_drop)]
+struct Counted(u64);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        NANBOX_DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn nanboxed_pointers_keep_objects_alive_and_numbers_do_not() {
+    use gc_core::{NanBox, Unboxed};
+    type V<'gc> = NanBox<'gc, Counted>;
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcArray<'gc, V<'gc>>]> =
+        heap.mutator(|mc| GcArray::new(mc, 100, NanBox::imm(0)));
+    m.mutate(|mc, arr| {
+        for i in 0..100 {
+            let v = if i % 2 == 0 {
+                NanBox::gc(Gc::new(mc, Counted(i as u64)))
+            } else {
+                NanBox::number(i as f64)
+            };
+            arr.set(mc, i, v);
+        }
+    });
+    m.collect();
+    assert_eq!(
+        NANBOX_DROPS.load(Ordering::Relaxed),
+        0,
+        "reachable objects survive"
+    );
+    let sum = m.mutate(|_, arr| {
+        arr.iter()
+            .map(|v| match v.unbox() {
+                Unboxed::Gc(g) => g.0,
+                Unboxed::Number(n) => n as u64,
+                Unboxed::Imm(_) => unreachable!(),
+            })
+            .sum::<u64>()
+    });
+    assert_eq!(sum, (0..100).sum::<u64>());
+    // Overwrite the pointers in the first half with numbers: those 25 objects become garbage.
+    m.mutate(|mc, arr| {
+        for i in (0..50).step_by(2) {
+            arr.set(mc, i, NanBox::number(-1.0));
+        }
+    });
+    m.collect();
+    assert_eq!(
+        NANBOX_DROPS.load(Ordering::Relaxed),
+        25,
+        "garbage is reclaimed"
+    );
+    assert!(m.mutate(|_, arr| (50..100).step_by(2).all(|i| arr.get(i).as_gc().is_some())));
+}

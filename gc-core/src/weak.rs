@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::cell::Slot;
+use crate::error::AllocError;
 use crate::gc::Gc;
 use crate::heap::{ObjAddr, Shared};
 use crate::mark::Tracer;
@@ -56,18 +57,29 @@ impl<T> Copy for GcWeak<'_, T> {}
 
 impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     /// A weak reference to this object.
+    ///
+    /// # Panics
+    /// If the arena is exhausted (see [`Gc::try_downgrade`]).
     pub fn downgrade(self, mc: &Mutation<'gc>) -> GcWeak<'gc, T> {
-        let inner = Gc::new(
+        match self.try_downgrade(mc) {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A weak reference to this object, or an error if the arena cannot hold the weak box.
+    pub fn try_downgrade(self, mc: &Mutation<'gc>) -> Result<GcWeak<'gc, T>, AllocError> {
+        let inner = Gc::try_new(
             mc,
             WeakBox {
                 target: AtomicPtr::new(self.header() as *mut Header),
             },
-        );
+        )?;
         mc.shared.weaks.lock().push(ObjAddr(inner.header()));
-        GcWeak {
+        Ok(GcWeak {
             inner,
             _t: PhantomData,
-        }
+        })
     }
 }
 

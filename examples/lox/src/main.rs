@@ -1,0 +1,173 @@
+//! `lox [--gc-stats] [--gc-stress[=N]] [FILE]`: run a Lox script, or start a REPL.
+//!
+//! Exit codes follow the book (and `sysexits.h`): 64 usage, 65 compile error, 70 runtime error,
+//! 74 unreadable file, 78 bad heap configuration (`GOGC`, `GCCORE_ARENA`, …).
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use gc_core::{Config, Heap, HeapStats};
+use lox::{LoxError, Options, Vm};
+
+const USAGE: &str = "Usage: lox [--gc-stats] [--gc-stress[=N]] [FILE]";
+
+struct Args {
+    file: Option<String>,
+    gc_stats: bool,
+    gc_stress: Option<u64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        file: None,
+        gc_stats: false,
+        gc_stress: None,
+    };
+    for a in std::env::args().skip(1) {
+        if a == "--gc-stats" {
+            args.gc_stats = true;
+        } else if a == "--gc-stress" {
+            args.gc_stress = Some(1);
+        } else if let Some(n) = a.strip_prefix("--gc-stress=") {
+            match n.parse::<u64>() {
+                Ok(n) if n > 0 => args.gc_stress = Some(n),
+                _ => return Err(format!("--gc-stress=N needs a positive integer, got {n:?}")),
+            }
+        } else if a.starts_with("--") {
+            return Err(format!("unknown option {a}"));
+        } else if args.file.is_none() {
+            args.file = Some(a);
+        } else {
+            return Err("too many arguments".into());
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    // The compiler recurses on nested code: give it a big stack (reserved, not committed).
+    let worker = std::thread::Builder::new()
+        .name("lox".into())
+        .stack_size(256 << 20)
+        .spawn(run)
+        .expect("spawn the interpreter thread");
+    ExitCode::from(worker.join().unwrap_or(70))
+}
+
+fn run() -> u8 {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lox: {e}\n{USAGE}");
+            return 64;
+        }
+    };
+    let config = match Config::from_env() {
+        Ok(c) => c.verify(
+            args.gc_stress.is_some() || std::env::var_os("GCCORE_VERIFY").is_some_and(|v| v == "1"),
+        ),
+        Err(e) => {
+            eprintln!("lox: {e}");
+            return 78;
+        }
+    };
+    let heap = match Heap::new(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("lox: {e}");
+            return 78;
+        }
+    };
+    let options = Options {
+        gc_stress: args.gc_stress,
+    };
+    let out = Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    let mut vm = Vm::new(&heap, options, out);
+    let code = match &args.file {
+        Some(path) => run_file(&mut vm, path),
+        None => repl(&mut vm),
+    };
+    vm.flush();
+    if args.gc_stats {
+        print_stats(&heap.stats(), vm.stress_collections());
+    }
+    code
+}
+
+fn run_file(vm: &mut Vm, path: &str) -> u8 {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("Could not open file \"{path}\": {e}.");
+            return 74;
+        }
+    };
+    let Ok(src) = String::from_utf8(bytes) else {
+        eprintln!("Could not read file \"{path}\": it is not valid UTF-8.");
+        return 65;
+    };
+    match vm.interpret(&src) {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+/// Print an error on stderr in the book's format; the exit code it calls for.
+fn report(e: &LoxError) -> u8 {
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let (lines, code) = match e {
+        LoxError::Compile(lines) => (lines, 65),
+        LoxError::Runtime(lines) => (lines, 70),
+    };
+    for l in lines {
+        let _ = writeln!(err, "{l}");
+    }
+    code
+}
+
+fn repl(vm: &mut Vm) -> u8 {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("lox: cannot start the line editor: {e}");
+            return 74;
+        }
+    };
+    loop {
+        match editor.readline("> ") {
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if let Err(e) = vm.interpret(&line) {
+                    report(&e);
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => return 0, // end of input
+        }
+    }
+}
+
+fn print_stats(s: &HeapStats, stress_collections: u64) {
+    let mean_us = if s.gc_cycles == 0 {
+        0.0
+    } else {
+        s.pause_total.as_secs_f64() * 1e6 / s.gc_cycles as f64
+    };
+    eprintln!(
+        "gc_cycles={} pause_total_ms={:.3} pause_mean_us={:.1} pause_max_us={} mark_total_ms={:.3} \
+         objects_allocated={} objects_freed={} heap_live_bytes={} heap_goal_bytes={} mapped_bytes={} \
+         stress_collections={}",
+        s.gc_cycles,
+        s.pause_total.as_secs_f64() * 1e3,
+        mean_us,
+        s.pause_max.as_micros(),
+        s.mark_total.as_secs_f64() * 1e3,
+        s.objects_allocated,
+        s.objects_freed,
+        s.heap_live,
+        s.heap_goal,
+        s.mapped_bytes,
+        stress_collections,
+    );
+}

@@ -1,0 +1,288 @@
+//! Hash tables on the GC heap: [`Table`] (string keys to values: globals, fields, methods) and
+//! [`Interner`] (the weak set of all strings).
+//!
+//! Both are open-addressing tables with linear probing over a GC array, grown to keep the load
+//! (live entries plus tombstones) at most 3/4. Growth allocates the new array *before*
+//! changing anything, so an allocation failure leaves the table as it was and the VM can retry
+//! the instruction after a collection.
+//!
+//! Keys are interned strings, so a key compares by identity (the `Value` bits) and its hash is
+//! the one cached in the string object.
+
+use gc_core::{AllocError, Gc, GcArray, GcCell, GcStr, GcWeak, Mutation, Trace};
+
+use crate::value::{LoxStr, Obj, TOMBSTONE, Value, hash_bytes, is_nil, nil, str_hash};
+
+const MIN_CAPACITY: usize = 8;
+
+/// Whether `count` used entries exceed the 3/4 load limit for `capacity` buckets.
+fn over_load(count: usize, capacity: usize) -> bool {
+    count * 4 > capacity * 3
+}
+
+/// A map from interned strings to values. Slot `2i` holds bucket `i`'s key (`nil` when empty,
+/// `TOMBSTONE` when deleted), slot `2i + 1` its value.
+#[derive(Trace)]
+pub struct Table<'gc> {
+    /// Keys in use plus tombstones.
+    count: GcCell<'gc, usize>,
+    entries: GcCell<'gc, Option<GcArray<'gc, Value<'gc>>>>,
+}
+
+impl<'gc> Table<'gc> {
+    pub fn new() -> Self {
+        Table {
+            count: GcCell::new(0),
+            entries: GcCell::new(None),
+        }
+    }
+
+    /// The bucket holding `key`, or the bucket to insert it in (the first tombstone met, else
+    /// the empty bucket that ended the probe).
+    #[inline]
+    fn find(entries: GcArray<'gc, Value<'gc>>, key: Gc<'gc, Obj<'gc>>) -> usize {
+        let mask = entries.len() / 2 - 1;
+        let key_bits = Value::gc(key).to_bits();
+        let mut i = str_hash(key) as usize & mask;
+        let mut tombstone = None;
+        loop {
+            let k = entries.get(2 * i);
+            if k.to_bits() == key_bits {
+                return i;
+            }
+            if is_nil(k) {
+                return tombstone.unwrap_or(i);
+            }
+            if k.to_bits() == TOMBSTONE.to_bits() && tombstone.is_none() {
+                tombstone = Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, key: Gc<'gc, Obj<'gc>>) -> Option<Value<'gc>> {
+        let entries = self.entries.get()?;
+        let i = Self::find(entries, key);
+        let k = entries.get(2 * i);
+        (k.to_bits() == Value::gc(key).to_bits()).then(|| entries.get(2 * i + 1))
+    }
+
+    /// Insert or overwrite; returns whether the key is new. Fails only if growing fails, and
+    /// then the table is unchanged.
+    pub fn set(
+        &self,
+        mc: &Mutation<'gc>,
+        key: Gc<'gc, Obj<'gc>>,
+        value: Value<'gc>,
+    ) -> Result<bool, AllocError> {
+        let count = self.count.get();
+        let entries = match self.entries.get() {
+            Some(e) if !over_load(count + 1, e.len() / 2) => e,
+            old => self.grow(mc, old)?,
+        };
+        let i = Self::find(entries, key);
+        let k = entries.get(2 * i);
+        let is_new = k.to_bits() != Value::gc(key).to_bits();
+        if is_nil(k) {
+            self.count.set(mc, self.count.get() + 1);
+        }
+        if is_new {
+            entries.set(mc, 2 * i, Value::gc(key));
+        }
+        entries.set(mc, 2 * i + 1, value);
+        Ok(is_new)
+    }
+
+    /// Overwrite the value of an existing key; false (and no change) if `key` is absent.
+    #[inline]
+    pub fn assign(&self, mc: &Mutation<'gc>, key: Gc<'gc, Obj<'gc>>, value: Value<'gc>) -> bool {
+        let Some(entries) = self.entries.get() else {
+            return false;
+        };
+        let i = Self::find(entries, key);
+        if entries.get(2 * i).to_bits() != Value::gc(key).to_bits() {
+            return false;
+        }
+        entries.set(mc, 2 * i + 1, value);
+        true
+    }
+
+    /// Remove `key`; returns whether it was present.
+    pub fn delete(&self, mc: &Mutation<'gc>, key: Gc<'gc, Obj<'gc>>) -> bool {
+        let Some(entries) = self.entries.get() else {
+            return false;
+        };
+        let i = Self::find(entries, key);
+        if entries.get(2 * i).to_bits() != Value::gc(key).to_bits() {
+            return false;
+        }
+        entries.set(mc, 2 * i, Value::imm(3));
+        entries.set(mc, 2 * i + 1, nil());
+        true
+    }
+
+    /// Copy every entry of `from` into this table (inheritance copies methods down).
+    pub fn add_all(&self, mc: &Mutation<'gc>, from: &Table<'gc>) -> Result<(), AllocError> {
+        if let Some(entries) = from.entries.get() {
+            for i in 0..entries.len() / 2 {
+                if let Some(k) = entries.get(2 * i).as_gc() {
+                    self.set(mc, k, entries.get(2 * i + 1))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A new, larger array with the live entries of `old` rehashed into it (tombstones are
+    /// dropped), installed as this table's entries.
+    fn grow(
+        &self,
+        mc: &Mutation<'gc>,
+        old: Option<GcArray<'gc, Value<'gc>>>,
+    ) -> Result<GcArray<'gc, Value<'gc>>, AllocError> {
+        let capacity = old.map_or(MIN_CAPACITY, |o| o.len()); // = 2 × old bucket count
+        let new = GcArray::try_new(mc, 2 * capacity, nil())?;
+        let mut count = 0;
+        if let Some(old) = old {
+            for i in 0..old.len() / 2 {
+                if let Some(k) = old.get(2 * i).as_gc() {
+                    let j = Self::find(new, k);
+                    new.set(mc, 2 * j, Value::gc(k));
+                    new.set(mc, 2 * j + 1, old.get(2 * i + 1));
+                    count += 1;
+                }
+            }
+        }
+        self.entries.set(mc, Some(new));
+        self.count.set(mc, count);
+        Ok(new)
+    }
+}
+
+impl Default for Table<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The set of all live strings, so that equal strings are one object. Entries are weak: a
+/// string nothing else references is collected, and its entry reads as dead (a tombstone)
+/// until the next rehash drops it.
+#[derive(Trace)]
+pub struct Interner<'gc> {
+    /// Entries ever filled since the last rehash (live or dead).
+    count: GcCell<'gc, usize>,
+    entries: GcCell<'gc, Option<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>>>,
+}
+
+impl<'gc> Interner<'gc> {
+    pub fn new() -> Self {
+        Interner {
+            count: GcCell::new(0),
+            entries: GcCell::new(None),
+        }
+    }
+
+    /// Live strings held (for tests and statistics; walks the table).
+    pub fn live(&self, mc: &Mutation<'gc>) -> usize {
+        self.entries.get().map_or(0, |e| {
+            e.iter()
+                .filter(|w| w.is_some_and(|w| w.upgrade(mc).is_some()))
+                .count()
+        })
+    }
+
+    /// The string object with contents `s`, creating it if there is none.
+    pub fn intern(&self, mc: &Mutation<'gc>, s: &str) -> Result<Gc<'gc, Obj<'gc>>, AllocError> {
+        let hash = hash_bytes(s.as_bytes());
+        if let Some(entries) = self.entries.get()
+            && let Some(found) = Self::lookup(mc, entries, s, hash)
+        {
+            return Ok(found);
+        }
+        // Allocate everything first, then insert: a failure changes nothing.
+        let chars = GcStr::try_new(mc, s)?;
+        let obj = Gc::try_new(mc, Obj::String(LoxStr { hash, chars }))?;
+        let weak = obj.try_downgrade(mc)?;
+        let entries = match self.entries.get() {
+            Some(e) if !over_load(self.count.get() + 1, e.len()) => e,
+            old => self.rehash(mc, old)?,
+        };
+        let mask = entries.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            match entries.get(i) {
+                None => {
+                    self.count.set(mc, self.count.get() + 1);
+                    break;
+                }
+                // Reuse the bucket of a collected string.
+                Some(w) if w.is_dead() => break,
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+        entries.set(mc, i, Some(weak));
+        Ok(obj)
+    }
+
+    fn lookup(
+        mc: &Mutation<'gc>,
+        entries: GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>,
+        s: &str,
+        hash: u32,
+    ) -> Option<Gc<'gc, Obj<'gc>>> {
+        let mask = entries.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let w = entries.get(i)?;
+            if let Some(o) = w.upgrade(mc)
+                && let Obj::String(ls) = &*o
+                && ls.hash == hash
+                && ls.chars.as_str() == s
+            {
+                return Some(o);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// A new array holding the live entries of `old`, sized for twice as many (or the same
+    /// size if most of `old` was dead).
+    fn rehash(
+        &self,
+        mc: &Mutation<'gc>,
+        old: Option<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>>,
+    ) -> Result<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>, AllocError> {
+        let live: Vec<(GcWeak<'gc, Obj<'gc>>, u32)> = old
+            .map(|o| {
+                o.iter()
+                    .flatten()
+                    .filter_map(|w| w.upgrade(mc).map(|s| (w, str_hash(s))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut capacity = MIN_CAPACITY;
+        while over_load(live.len() * 2 + 1, capacity) {
+            capacity *= 2;
+        }
+        let new = GcArray::try_new(mc, capacity, None)?;
+        let mask = capacity - 1;
+        for &(w, hash) in &live {
+            let mut i = hash as usize & mask;
+            while new.get(i).is_some() {
+                i = (i + 1) & mask;
+            }
+            new.set(mc, i, Some(w));
+        }
+        self.entries.set(mc, Some(new));
+        self.count.set(mc, live.len());
+        Ok(new)
+    }
+}
+
+impl Default for Interner<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

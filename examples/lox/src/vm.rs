@@ -1,0 +1,942 @@
+//! The virtual machine: loads compiled code onto the heap and runs it.
+//!
+//! # How the VM lives on the heap
+//!
+//! * The mutator's **root object** ([`VmRoot`]) holds the globals table, the string interner,
+//!   the list of open upvalues and the interned `"init"`.
+//! * The mutator's **root stack** is the Lox value stack. It has no write barrier; the
+//!   collector scans it while the VM is outside its mutation scope.
+//! * **Call frames** are plain Rust values (closure, instruction index, stack base) while the
+//!   VM runs. When it leaves its scope, each frame's closure is pushed on the root stack and
+//!   its two integers are kept in [`Vm`] (outside the heap); on re-entry the frames are rebuilt
+//!   from them. So between scopes everything the program can reach is reachable from the root
+//!   object and the root stack, and nothing is held anywhere else.
+//!
+//! # Yielding to the collector
+//!
+//! The dispatch loop runs inside one mutation scope. At *poll points* (backward jumps, calls,
+//! returns, and instructions that allocate) it checks [`Mutation::should_yield`] (one relaxed
+//! load); when a collection is waiting it saves its frames as above and returns from the scope,
+//! and the driver loop re-enters at once. A running Lox program therefore never holds up a
+//! pause for longer than one straight-line stretch of bytecode.
+//!
+//! In **GC stress mode** (`--gc-stress=N`) the VM also yields after every N allocations and
+//! the driver runs a full collection (with the heap verifier on) before re-entering.
+//!
+//! # Out of memory
+//!
+//! Instructions allocate before they change any VM state, so an allocation failure rewinds
+//! the instruction; the driver collects and retries it once. If it fails again the program
+//! ends with the runtime error `Out of memory.`.
+
+use std::io::Write;
+use std::time::Instant;
+
+use gc_core::{
+    AllocError, Gc, GcArray, GcBytes, GcCell, Heap, Mutation, Mutator, Rootable, Trace, Unboxed,
+};
+
+use crate::chunk::{Constant, Op, Proto};
+use crate::compiler::compile;
+use crate::table::{Interner, Table};
+use crate::value::{
+    BoundMethod, CLOSED, Class, Closure, Function, Instance, Native, Obj, Upvalue, Value, as_class,
+    as_closure, as_str, boolean, display, is_falsey, nil, values_equal,
+};
+
+/// Deepest call nesting; one more call is the runtime error `Stack overflow.`.
+pub const FRAMES_MAX: usize = 1024;
+
+/// The root object of the VM's mutator.
+#[derive(Trace)]
+pub struct VmRoot<'gc> {
+    pub globals: Table<'gc>,
+    pub strings: Interner<'gc>,
+    pub init_string: Gc<'gc, Obj<'gc>>,
+    /// Open upvalues, sorted by stack slot, highest first.
+    pub open_upvalues: GcCell<'gc, Option<Gc<'gc, Upvalue<'gc>>>>,
+}
+
+type RootM = Rootable!['gc => VmRoot<'gc>];
+type StackM = Rootable!['gc => Value<'gc>];
+
+/// Why `interpret` failed.
+#[derive(Debug)]
+pub enum LoxError {
+    /// Compile errors, one line each (exit code 65).
+    Compile(Vec<String>),
+    /// A runtime error: the message, then the stack trace lines (exit code 70).
+    Runtime(Vec<String>),
+}
+
+/// VM settings.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Collect (with the heap verifier on) after every this many allocations.
+    pub gc_stress: Option<u64>,
+}
+
+/// A frame saved while the VM is outside its scope (its closure is on the root stack).
+#[derive(Clone, Copy, Debug)]
+struct SavedFrame {
+    ip: usize,
+    base: usize,
+}
+
+/// How a stretch of execution inside one scope ended.
+enum Outcome {
+    /// The program finished.
+    Done,
+    /// The collector asked to run (or a stress collection is due); frames are saved.
+    Yield,
+    /// An allocation failed; the instruction was rewound and frames are saved.
+    OutOfMemory,
+    /// A runtime error, already formatted; the VM state is reset.
+    Error(Vec<String>),
+}
+
+/// A Lox virtual machine on a gc-core heap.
+pub struct Vm {
+    mutator: Mutator<RootM, StackM>,
+    saved: Vec<SavedFrame>,
+    options: Options,
+    start: Instant,
+    out: Box<dyn Write>,
+    /// Allocations since the last stress collection.
+    allocs: u64,
+    stress_collections: u64,
+}
+
+impl Vm {
+    /// A VM on `heap`, printing to `out`.
+    pub fn new(heap: &Heap, options: Options, out: Box<dyn Write>) -> Vm {
+        let mutator: Mutator<RootM, StackM> = heap.mutator_with_stack(|mc| {
+            let strings = Interner::new();
+            let init_string = strings.intern(mc, "init").expect("a new heap has room");
+            VmRoot {
+                globals: Table::new(),
+                strings,
+                init_string,
+                open_upvalues: GcCell::new(None),
+            }
+        });
+        let mut vm = Vm {
+            mutator,
+            saved: Vec::new(),
+            options,
+            start: Instant::now(),
+            out,
+            allocs: 0,
+            stress_collections: 0,
+        };
+        vm.mutator.mutate(|mc, root| {
+            let name = root
+                .strings
+                .intern(mc, "clock")
+                .expect("a new heap has room");
+            let clock = Gc::new(mc, Obj::Native(Native::Clock));
+            root.globals
+                .set(mc, name, Value::gc(clock))
+                .expect("a new heap has room");
+        });
+        vm
+    }
+
+    /// Collections run by stress mode so far.
+    pub fn stress_collections(&self) -> u64 {
+        self.stress_collections
+    }
+
+    /// Flush printed output.
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+
+    /// Live interned strings (walks the interner).
+    pub fn interned_strings(&mut self) -> usize {
+        self.mutator.mutate(|mc, root| root.strings.live(mc))
+    }
+
+    /// Compile and run `src`. Globals persist between calls (the REPL relies on it).
+    pub fn interpret(&mut self, src: &str) -> Result<(), LoxError> {
+        let proto = compile(src).map_err(LoxError::Compile)?;
+        let loaded = self.mutator.mutate_with_stack(|mc, root, stack| {
+            let function = load(mc, root, &proto)?;
+            let closure = Gc::try_new(
+                mc,
+                Obj::Closure(Closure {
+                    function,
+                    upvalues: None,
+                }),
+            )?;
+            // Slot 0 of the script's frame, then the saved frame's closure.
+            stack.push(Value::gc(closure));
+            stack.push(Value::gc(closure));
+            Ok::<_, AllocError>(())
+        });
+        if loaded.is_err() {
+            return Err(LoxError::Runtime(vec![
+                "Out of memory.".into(),
+                "[line 1] in script".into(),
+            ]));
+        }
+        self.saved.push(SavedFrame { ip: 0, base: 0 });
+        self.stress_collect();
+        let mut retrying = false;
+        loop {
+            let stress_every = self.options.gc_stress.unwrap_or(u64::MAX);
+            let Vm {
+                mutator,
+                saved,
+                start,
+                out,
+                allocs,
+                ..
+            } = self;
+            let outcome = mutator.mutate_with_stack(|mc, root, stack| {
+                stack.with(|stack| {
+                    let mut exec = Exec::resume(mc, root, stack, saved, out, *start);
+                    exec.allocs = *allocs;
+                    exec.stress_every = stress_every;
+                    exec.retrying = retrying;
+                    let outcome = exec.run();
+                    *allocs = exec.allocs;
+                    outcome
+                })
+            });
+            match outcome {
+                Outcome::Done => {
+                    self.flush();
+                    return Ok(());
+                }
+                Outcome::Yield => {
+                    retrying = false;
+                    self.stress_collect();
+                }
+                Outcome::OutOfMemory => {
+                    retrying = true;
+                    self.mutator.collect();
+                }
+                Outcome::Error(lines) => {
+                    self.flush();
+                    return Err(LoxError::Runtime(lines));
+                }
+            }
+        }
+    }
+
+    fn stress_collect(&mut self) {
+        if let Some(every) = self.options.gc_stress
+            && self.allocs >= every
+        {
+            self.allocs = 0;
+            self.stress_collections += 1;
+            self.mutator.collect();
+        }
+    }
+}
+
+/// Put a compiled function tree on the heap.
+fn load<'gc>(
+    mc: &Mutation<'gc>,
+    root: &VmRoot<'gc>,
+    proto: &Proto,
+) -> Result<Gc<'gc, Function<'gc>>, AllocError> {
+    let constants = GcArray::try_new(mc, proto.constants.len(), nil())?;
+    for (i, c) in proto.constants.iter().enumerate() {
+        let v = match c {
+            Constant::Number(n) => Value::number(*n),
+            Constant::Str(s) => Value::gc(root.strings.intern(mc, s)?),
+            Constant::Function(p) => Value::gc(Gc::try_new(mc, Obj::Function(load(mc, root, p)?))?),
+        };
+        constants.set(mc, i, v);
+    }
+    let lines: Vec<u8> = proto.lines.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let name = if proto.name.is_empty() {
+        None
+    } else {
+        Some(root.strings.intern(mc, &proto.name)?)
+    };
+    Gc::try_new(
+        mc,
+        Function {
+            name,
+            arity: proto.arity,
+            upvalue_count: proto.upvalue_count,
+            code: GcBytes::try_new(mc, &proto.code)?,
+            lines: GcBytes::try_new(mc, &lines)?,
+            constants,
+        },
+    )
+}
+
+/// A call frame while the VM runs.
+#[derive(Clone, Copy)]
+struct Frame<'gc> {
+    closure: Gc<'gc, Obj<'gc>>,
+    function: &'gc Function<'gc>,
+    ip: usize,
+    base: usize,
+}
+
+impl<'gc> Frame<'gc> {
+    fn new(closure: Gc<'gc, Obj<'gc>>, ip: usize, base: usize) -> Self {
+        Frame {
+            closure,
+            function: as_closure(closure).function.as_ref_gc(),
+            ip,
+            base,
+        }
+    }
+}
+
+/// Why an instruction did not complete.
+enum Fault {
+    Runtime(String),
+    Alloc,
+}
+
+impl From<AllocError> for Fault {
+    fn from(_: AllocError) -> Self {
+        Fault::Alloc
+    }
+}
+
+/// The VM inside one mutation scope.
+struct Exec<'a, 'gc> {
+    mc: &'a Mutation<'gc>,
+    root: &'a VmRoot<'gc>,
+    stack: &'a mut Vec<Value<'gc>>,
+    frames: Vec<Frame<'gc>>,
+    saved: &'a mut Vec<SavedFrame>,
+    out: &'a mut Box<dyn Write>,
+    start: Instant,
+    print_buf: String,
+    allocs: u64,
+    stress_every: u64,
+    /// The last stretch ended out of memory: a second failure is final.
+    retrying: bool,
+}
+
+impl<'a, 'gc> Exec<'a, 'gc> {
+    /// Rebuild the frames saved when the VM last left its scope.
+    fn resume(
+        mc: &'a Mutation<'gc>,
+        root: &'a VmRoot<'gc>,
+        stack: &'a mut Vec<Value<'gc>>,
+        saved: &'a mut Vec<SavedFrame>,
+        out: &'a mut Box<dyn Write>,
+        start: Instant,
+    ) -> Self {
+        let n = saved.len();
+        let closures = stack.split_off(stack.len() - n);
+        let frames = saved
+            .drain(..)
+            .zip(closures)
+            .map(|(s, c)| Frame::new(c.as_gc().expect("saved frame closure"), s.ip, s.base))
+            .collect();
+        Exec {
+            mc,
+            root,
+            stack,
+            frames,
+            saved,
+            out,
+            start,
+            print_buf: String::new(),
+            allocs: 0,
+            stress_every: u64::MAX,
+            retrying: false,
+        }
+    }
+
+    /// Push every frame's closure on the root stack and keep its integers outside the heap.
+    fn save(&mut self) {
+        for f in self.frames.drain(..) {
+            self.saved.push(SavedFrame {
+                ip: f.ip,
+                base: f.base,
+            });
+            self.stack.push(Value::gc(f.closure));
+        }
+    }
+
+    #[inline(always)]
+    fn must_yield(&self) -> bool {
+        self.allocs >= self.stress_every || self.mc.should_yield()
+    }
+
+    #[inline(always)]
+    fn alloc(&mut self, obj: Obj<'gc>) -> Result<Gc<'gc, Obj<'gc>>, AllocError> {
+        self.allocs += 1;
+        Gc::try_new(self.mc, obj)
+    }
+
+    #[inline(always)]
+    fn peek(&self, distance: usize) -> Value<'gc> {
+        self.stack[self.stack.len() - 1 - distance]
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Value<'gc> {
+        self.stack.pop().expect("stack underflow")
+    }
+
+    fn runtime_error(&mut self, message: String) -> Vec<String> {
+        let mut lines = vec![message];
+        for f in self.frames.iter().rev() {
+            let line = f.function.line_at(f.ip.saturating_sub(1));
+            lines.push(match f.function.name_str() {
+                Some(name) => format!("[line {line}] in {name}()"),
+                None => format!("[line {line}] in script"),
+            });
+        }
+        self.frames.clear();
+        self.stack.clear();
+        self.root.open_upvalues.set(self.mc, None);
+        lines
+    }
+
+    fn call(&mut self, closure: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault> {
+        let function = &as_closure(closure).function;
+        if argc != function.arity as usize {
+            return Err(Fault::Runtime(format!(
+                "Expected {} arguments but got {argc}.",
+                function.arity
+            )));
+        }
+        if self.frames.len() == FRAMES_MAX {
+            return Err(Fault::Runtime("Stack overflow.".into()));
+        }
+        let base = self.stack.len() - argc - 1;
+        self.frames.push(Frame::new(closure, 0, base));
+        Ok(())
+    }
+
+    fn call_value(&mut self, callee: Value<'gc>, argc: usize) -> Result<(), Fault> {
+        if let Some(o) = callee.as_gc() {
+            match &*o {
+                Obj::Closure(_) => return self.call(o, argc),
+                Obj::BoundMethod(b) => {
+                    let slot = self.stack.len() - argc - 1;
+                    self.stack[slot] = b.receiver;
+                    return self.call(b.method, argc);
+                }
+                Obj::Class(class) => {
+                    let instance = self.alloc(Obj::Instance(Instance {
+                        class: o,
+                        fields: Table::new(),
+                    }))?;
+                    let slot = self.stack.len() - argc - 1;
+                    self.stack[slot] = Value::gc(instance);
+                    return match class.methods.get(self.root.init_string) {
+                        Some(init) => self.call(init.as_gc().expect("methods are closures"), argc),
+                        None if argc != 0 => Err(Fault::Runtime(format!(
+                            "Expected 0 arguments but got {argc}."
+                        ))),
+                        None => Ok(()),
+                    };
+                }
+                Obj::Native(Native::Clock) => {
+                    let t = self.start.elapsed().as_secs_f64();
+                    let len = self.stack.len();
+                    self.stack.truncate(len - argc - 1);
+                    self.stack.push(Value::number(t));
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        Err(Fault::Runtime(
+            "Can only call functions and classes.".into(),
+        ))
+    }
+
+    fn invoke_from_class(
+        &mut self,
+        class: Gc<'gc, Obj<'gc>>,
+        name: Gc<'gc, Obj<'gc>>,
+        argc: usize,
+    ) -> Result<(), Fault> {
+        match as_class(class).methods.get(name) {
+            Some(m) => self.call(m.as_gc().expect("methods are closures"), argc),
+            None => Err(Fault::Runtime(format!(
+                "Undefined property '{}'.",
+                as_str(name)
+            ))),
+        }
+    }
+
+    fn invoke(&mut self, name: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault> {
+        let receiver = self.peek(argc);
+        let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc()) else {
+            return Err(Fault::Runtime("Only instances have methods.".into()));
+        };
+        if let Some(field) = instance.fields.get(name) {
+            // A closure's slot 0 is the closure itself; other callees set the slot themselves
+            // (after allocating, so a failed allocation leaves the receiver in place).
+            if matches!(field.as_gc().map(|o| o.as_ref_gc()), Some(Obj::Closure(_))) {
+                let slot = self.stack.len() - argc - 1;
+                self.stack[slot] = field;
+            }
+            return self.call_value(field, argc);
+        }
+        self.invoke_from_class(instance.class, name, argc)
+    }
+
+    /// A bound method for `name` of `class` with receiver `receiver`, or `None`.
+    fn bind_method(
+        &mut self,
+        class: Gc<'gc, Obj<'gc>>,
+        name: Gc<'gc, Obj<'gc>>,
+        receiver: Value<'gc>,
+    ) -> Result<Option<Value<'gc>>, AllocError> {
+        let Some(method) = as_class(class).methods.get(name) else {
+            return Ok(None);
+        };
+        let bound = self.alloc(Obj::BoundMethod(BoundMethod {
+            receiver,
+            method: method.as_gc().expect("methods are closures"),
+        }))?;
+        Ok(Some(Value::gc(bound)))
+    }
+
+    /// The open upvalue for stack slot `slot`, creating it if needed.
+    fn capture_upvalue(&mut self, slot: usize) -> Result<Gc<'gc, Upvalue<'gc>>, AllocError> {
+        let mut prev: Option<Gc<'gc, Upvalue<'gc>>> = None;
+        let mut cur = self.root.open_upvalues.get();
+        while let Some(u) = cur {
+            let s = u.slot.get();
+            if s == slot {
+                return Ok(u);
+            }
+            if s < slot {
+                break;
+            }
+            prev = Some(u);
+            cur = u.next.get();
+        }
+        self.allocs += 1;
+        let created = Gc::try_new(
+            self.mc,
+            Upvalue {
+                slot: GcCell::new(slot),
+                closed: GcCell::new(nil()),
+                next: GcCell::new(cur),
+            },
+        )?;
+        match prev {
+            Some(p) => p.next.set(self.mc, Some(created)),
+            None => self.root.open_upvalues.set(self.mc, Some(created)),
+        }
+        Ok(created)
+    }
+
+    /// Close every open upvalue at or above stack slot `from`.
+    fn close_upvalues(&mut self, from: usize) {
+        while let Some(u) = self.root.open_upvalues.get() {
+            let s = u.slot.get();
+            if s < from {
+                break;
+            }
+            u.closed.set(self.mc, self.stack[s]);
+            u.slot.set(self.mc, CLOSED);
+            self.root.open_upvalues.set(self.mc, u.next.get());
+        }
+    }
+
+    #[inline(always)]
+    fn upvalue(&self, closure: Gc<'gc, Obj<'gc>>, i: usize) -> Gc<'gc, Upvalue<'gc>> {
+        let ups = as_closure(closure).upvalues.expect("function has upvalues");
+        ups.get(i)
+            .expect("upvalues are filled when the closure is made")
+    }
+
+    fn concatenate(&mut self, a: &str, b: &str) -> Result<Value<'gc>, AllocError> {
+        let mut s = String::with_capacity(a.len() + b.len());
+        s.push_str(a);
+        s.push_str(b);
+        self.allocs += 1;
+        Ok(Value::gc(self.root.strings.intern(self.mc, &s)?))
+    }
+
+    fn print(&mut self, v: Value<'gc>) {
+        self.print_buf.clear();
+        display(&mut self.print_buf, v);
+        self.print_buf.push('\n');
+        // A closed stdout (e.g. a pipe) is not the program's error.
+        let _ = self.out.write_all(self.print_buf.as_bytes());
+    }
+
+    /// Run until the program ends, the collector wants the VM out of its scope, or an error.
+    fn run(&mut self) -> Outcome {
+        let mut f = *self.frames.last().expect("a frame to run");
+        let mut code: &'gc [u8] = f.function.code.as_bytes();
+        let mut constants = f.function.constants;
+        // Where the instruction being executed starts (an allocation failure rewinds to it).
+        let mut op_start;
+
+        macro_rules! byte {
+            () => {{
+                let b = code[f.ip];
+                f.ip += 1;
+                b
+            }};
+        }
+        macro_rules! short {
+            () => {{
+                let v = u16::from_be_bytes([code[f.ip], code[f.ip + 1]]);
+                f.ip += 2;
+                v as usize
+            }};
+        }
+        macro_rules! name {
+            () => {
+                constants
+                    .get(byte!() as usize)
+                    .as_gc()
+                    .expect("names are strings")
+            };
+        }
+        // Store the running frame's position (before anything that reads the frame list).
+        macro_rules! sync {
+            () => {
+                self.frames.last_mut().expect("running frame").ip = f.ip
+            };
+        }
+        // Switch to the frame on top of the frame list.
+        macro_rules! reload {
+            () => {{
+                f = *self.frames.last().expect("a frame to run");
+                code = f.function.code.as_bytes();
+                constants = f.function.constants;
+            }};
+        }
+        macro_rules! poll {
+            () => {
+                if self.must_yield() {
+                    sync!();
+                    self.save();
+                    return Outcome::Yield;
+                }
+            };
+        }
+        // Handle a fault of the instruction that started at `$start`.
+        macro_rules! fail {
+            ($fault:expr) => {{
+                let fault = $fault;
+                sync!();
+                match fault {
+                    Fault::Alloc if !self.retrying => {
+                        // Rewind: the instruction changed nothing before its allocation.
+                        self.frames.last_mut().expect("running frame").ip = op_start;
+                        self.save();
+                        return Outcome::OutOfMemory;
+                    }
+                    Fault::Alloc => {
+                        return Outcome::Error(self.runtime_error("Out of memory.".into()));
+                    }
+                    Fault::Runtime(msg) => return Outcome::Error(self.runtime_error(msg)),
+                }
+            }};
+        }
+        macro_rules! try_op {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(e) => fail!(Fault::from(e)),
+                }
+            };
+        }
+
+        macro_rules! binary_num {
+            ($op:tt, $wrap:expr) => {{
+                let len = self.stack.len();
+                match (self.stack[len - 2].as_number(), self.stack[len - 1].as_number()) {
+                    (Some(a), Some(b)) => {
+                        self.stack.truncate(len - 1);
+                        self.stack[len - 2] = $wrap(a $op b);
+                    }
+                    _ => fail!(Fault::Runtime("Operands must be numbers.".into())),
+                }
+            }};
+        }
+        loop {
+            op_start = f.ip;
+            match Op::from_byte(byte!()) {
+                Op::Constant => {
+                    let v = constants.get(byte!() as usize);
+                    self.stack.push(v);
+                }
+                Op::Nil => self.stack.push(nil()),
+                Op::True => self.stack.push(boolean(true)),
+                Op::False => self.stack.push(boolean(false)),
+                Op::Pop => {
+                    self.stack.pop();
+                }
+                Op::GetLocal => {
+                    let v = self.stack[f.base + byte!() as usize];
+                    self.stack.push(v);
+                }
+                Op::SetLocal => {
+                    let slot = f.base + byte!() as usize;
+                    self.stack[slot] = self.peek(0);
+                }
+                Op::GetGlobal => {
+                    let name = name!();
+                    match self.root.globals.get(name) {
+                        Some(v) => self.stack.push(v),
+                        None => fail!(Fault::Runtime(format!(
+                            "Undefined variable '{}'.",
+                            as_str(name)
+                        ))),
+                    }
+                }
+                Op::DefineGlobal => {
+                    let name = name!();
+                    try_op!(self.root.globals.set(self.mc, name, self.peek(0)));
+                    self.stack.pop();
+                }
+                Op::SetGlobal => {
+                    let name = name!();
+                    if !self.root.globals.assign(self.mc, name, self.peek(0)) {
+                        fail!(Fault::Runtime(format!(
+                            "Undefined variable '{}'.",
+                            as_str(name)
+                        )));
+                    }
+                }
+                Op::GetUpvalue => {
+                    let u = self.upvalue(f.closure, byte!() as usize);
+                    let slot = u.slot.get();
+                    let v = if slot == CLOSED {
+                        u.closed.get()
+                    } else {
+                        self.stack[slot]
+                    };
+                    self.stack.push(v);
+                }
+                Op::SetUpvalue => {
+                    let u = self.upvalue(f.closure, byte!() as usize);
+                    let v = self.peek(0);
+                    let slot = u.slot.get();
+                    if slot == CLOSED {
+                        u.closed.set(self.mc, v);
+                    } else {
+                        self.stack[slot] = v;
+                    }
+                }
+                Op::GetProperty => {
+                    let name = name!();
+                    let receiver = self.peek(0);
+                    let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
+                    else {
+                        fail!(Fault::Runtime("Only instances have properties.".into()));
+                    };
+                    let v = match instance.fields.get(name) {
+                        Some(v) => v,
+                        None => match try_op!(self.bind_method(instance.class, name, receiver)) {
+                            Some(bound) => bound,
+                            None => fail!(Fault::Runtime(format!(
+                                "Undefined property '{}'.",
+                                as_str(name)
+                            ))),
+                        },
+                    };
+                    let top = self.stack.len() - 1;
+                    self.stack[top] = v;
+                }
+                Op::SetProperty => {
+                    let name = name!();
+                    let Some(Obj::Instance(instance)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    else {
+                        fail!(Fault::Runtime("Only instances have fields.".into()));
+                    };
+                    try_op!(instance.fields.set(self.mc, name, self.peek(0)));
+                    let v = self.pop();
+                    let top = self.stack.len() - 1;
+                    self.stack[top] = v;
+                }
+                Op::GetSuper => {
+                    let name = name!();
+                    let superclass = self.peek(0).as_gc().expect("superclass is a class");
+                    let receiver = self.peek(1);
+                    match try_op!(self.bind_method(superclass, name, receiver)) {
+                        Some(bound) => {
+                            self.stack.pop();
+                            let top = self.stack.len() - 1;
+                            self.stack[top] = bound;
+                        }
+                        None => fail!(Fault::Runtime(format!(
+                            "Undefined property '{}'.",
+                            as_str(name)
+                        ))),
+                    }
+                }
+                Op::Equal => {
+                    let b = self.pop();
+                    let a = self.pop();
+                    self.stack.push(boolean(values_equal(a, b)));
+                }
+                Op::Greater => binary_num!(>, boolean),
+                Op::Less => binary_num!(<, boolean),
+                Op::Subtract => binary_num!(-, Value::number),
+                Op::Multiply => binary_num!(*, Value::number),
+                Op::Divide => binary_num!(/, Value::number),
+                Op::Add => {
+                    let len = self.stack.len();
+                    let (a, b) = (self.stack[len - 2], self.stack[len - 1]);
+                    if let (Some(x), Some(y)) = (a.as_number(), b.as_number()) {
+                        self.stack.truncate(len - 1);
+                        self.stack[len - 2] = Value::number(x + y);
+                    } else {
+                        match (a.unbox(), b.unbox()) {
+                            (Unboxed::Gc(x), Unboxed::Gc(y))
+                                if matches!(&*x, Obj::String(_))
+                                    && matches!(&*y, Obj::String(_)) =>
+                            {
+                                let s = try_op!(self.concatenate(as_str(x), as_str(y)));
+                                self.stack.truncate(len - 1);
+                                self.stack[len - 2] = s;
+                                poll!();
+                            }
+                            _ => fail!(Fault::Runtime(
+                                "Operands must be two numbers or two strings.".into()
+                            )),
+                        }
+                    }
+                }
+                Op::Not => {
+                    let v = self.pop();
+                    self.stack.push(boolean(is_falsey(v)));
+                }
+                Op::Negate => match self.peek(0).as_number() {
+                    Some(n) => {
+                        let top = self.stack.len() - 1;
+                        self.stack[top] = Value::number(-n);
+                    }
+                    None => fail!(Fault::Runtime("Operand must be a number.".into())),
+                },
+                Op::Print => {
+                    let v = self.pop();
+                    self.print(v);
+                }
+                Op::Jump => {
+                    let offset = short!();
+                    f.ip += offset;
+                }
+                Op::JumpIfFalse => {
+                    let offset = short!();
+                    if is_falsey(self.peek(0)) {
+                        f.ip += offset;
+                    }
+                }
+                Op::Loop => {
+                    let offset = short!();
+                    f.ip -= offset;
+                    poll!();
+                }
+                Op::Call => {
+                    let argc = byte!() as usize;
+                    sync!();
+                    let callee = self.peek(argc);
+                    if let Err(e) = self.call_value(callee, argc) {
+                        fail!(e);
+                    }
+                    reload!();
+                    poll!();
+                }
+                Op::Invoke => {
+                    let name = name!();
+                    let argc = byte!() as usize;
+                    sync!();
+                    if let Err(e) = self.invoke(name, argc) {
+                        fail!(e);
+                    }
+                    reload!();
+                    poll!();
+                }
+                Op::SuperInvoke => {
+                    let name = name!();
+                    let argc = byte!() as usize;
+                    sync!();
+                    let superclass = self.pop().as_gc().expect("superclass is a class");
+                    if let Err(e) = self.invoke_from_class(superclass, name, argc) {
+                        fail!(e);
+                    }
+                    reload!();
+                    poll!();
+                }
+                Op::Closure => {
+                    let c = constants.get(byte!() as usize).as_gc().expect("a function");
+                    let Obj::Function(function) = &*c else {
+                        unreachable!("Closure's operand is a function")
+                    };
+                    let function = *function;
+                    let n = function.upvalue_count as usize;
+                    let upvalues = if n == 0 {
+                        None
+                    } else {
+                        let ups = try_op!(GcArray::try_new(self.mc, n, None));
+                        for i in 0..n {
+                            let is_local = byte!() == 1;
+                            let index = byte!() as usize;
+                            let u = if is_local {
+                                try_op!(self.capture_upvalue(f.base + index))
+                            } else {
+                                self.upvalue(f.closure, index)
+                            };
+                            ups.set(self.mc, i, Some(u));
+                        }
+                        Some(ups)
+                    };
+                    let closure = try_op!(self.alloc(Obj::Closure(Closure { function, upvalues })));
+                    self.stack.push(Value::gc(closure));
+                    poll!();
+                }
+                Op::CloseUpvalue => {
+                    self.close_upvalues(self.stack.len() - 1);
+                    self.stack.pop();
+                }
+                Op::Return => {
+                    let result = self.pop();
+                    self.close_upvalues(f.base);
+                    self.frames.pop();
+                    if self.frames.is_empty() {
+                        self.stack.clear();
+                        return Outcome::Done;
+                    }
+                    self.stack.truncate(f.base);
+                    self.stack.push(result);
+                    reload!();
+                    poll!();
+                }
+                Op::Class => {
+                    let name = name!();
+                    let class = try_op!(self.alloc(Obj::Class(Class {
+                        name,
+                        methods: Table::new(),
+                    })));
+                    self.stack.push(Value::gc(class));
+                    poll!();
+                }
+                Op::Inherit => {
+                    let Some(Obj::Class(superclass)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    else {
+                        fail!(Fault::Runtime("Superclass must be a class.".into()));
+                    };
+                    let subclass = as_class(self.peek(0).as_gc().expect("a class"));
+                    try_op!(subclass.methods.add_all(self.mc, &superclass.methods));
+                    self.stack.pop();
+                }
+                Op::Method => {
+                    let name = name!();
+                    let method = self.peek(0);
+                    let class = as_class(self.peek(1).as_gc().expect("a class"));
+                    try_op!(class.methods.set(self.mc, name, method));
+                    self.stack.pop();
+                }
+            }
+        }
+    }
+}

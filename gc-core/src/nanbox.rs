@@ -8,18 +8,21 @@
 //! # Encoding
 //!
 //! An IEEE-754 double is a NaN when its exponent bits are all ones and its mantissa is non-zero.
-//! Hardware only ever produces the *canonical* quiet NaN, so the other NaN bit patterns are free
-//! to carry data:
+//! Arithmetic only produces the canonical quiet NaN (or its negative, or a NaN operand's
+//! payload), so the NaN patterns with more mantissa bits set are free to carry data:
 //!
 //! | value          | bits                                                    |
 //! |----------------|---------------------------------------------------------|
-//! | number `f`     | `f.to_bits()`, every NaN replaced by `0x7FF8_0000_0000_0000` |
+//! | number `f`     | `f.to_bits()` (a NaN in the tag space: `0x7FF8_0000_0000_0000`) |
 //! | immediate `v`  | `0x7FFD_0000_0000_0000 \| v` (`v: u32`)                  |
 //! | `Gc` at `addr` | `0xFFFC_0000_0000_0000 \| addr` (`addr < 2^48`)          |
 //!
-//! A word is a number unless all of bits 50..=62 are set (`TAGGED`); since numbers are
-//! canonicalised, no number has them all set. Object addresses on 64-bit targets fit in 48 bits
-//! (x86-64 and AArch64 user space); [`NanBox::gc`] checks it, so a pointer that did not fit would
+//! A word is a number unless all of bits 50..=62 are set (`TAGGED`). Only NaNs have those
+//! bits set, and such a NaN is replaced by the canonical NaN, so no stored number has them all
+//! set. (Hardware arithmetic yields the canonical NaN, its negative, or an operand's payload,
+//! so arithmetic on stored numbers never produces one that needs replacing.)
+//!
+//! Object addresses on 64-bit targets fit in 48 bits (x86-64 and AArch64 user space); [`NanBox::gc`] checks it, so a pointer that did not fit would
 //! be a panic, never a corrupted value.
 
 use std::fmt;
@@ -75,7 +78,7 @@ impl<T> Copy for NanBox<'_, T> {}
 /// What a [`NanBox`] holds, for `match`.
 #[derive(Debug)]
 pub enum Unboxed<'gc, T> {
-    /// A float (never a NaN other than the canonical one).
+    /// A float (never a NaN in the tag space).
     Number(f64),
     /// A small immediate (an interpreter's `nil`, `true`, `false`, small tags, …).
     Imm(u32),
@@ -92,14 +95,17 @@ impl<'gc, T> NanBox<'gc, T> {
         }
     }
 
-    /// A number. Every NaN is stored as the canonical NaN (payloads are not kept).
+    /// A number. A NaN whose bits fall in the tagged range is stored as the canonical NaN
+    /// (other NaNs, including every NaN the hardware produces from numbers stored here, are
+    /// kept as they are). Branch-free: one mask, compare and conditional move.
     #[inline(always)]
     pub fn number(f: f64) -> Self {
-        if f.is_nan() {
-            Self::from_bits(CANONICAL_NAN)
+        let bits = f.to_bits();
+        Self::from_bits(if bits & TAGGED == TAGGED {
+            CANONICAL_NAN
         } else {
-            Self::from_bits(f.to_bits())
-        }
+            bits
+        })
     }
 
     /// An immediate.
@@ -215,7 +221,7 @@ mod tests {
     use crate::{Config, Heap, NoStack};
 
     #[test]
-    fn numbers_round_trip_and_nan_is_canonical() {
+    fn numbers_round_trip_and_tag_space_nans_are_canonicalised() {
         for f in [
             0.0,
             -0.0,
@@ -231,15 +237,26 @@ mod tests {
             assert_eq!(v.as_number().unwrap().to_bits(), f.to_bits());
             assert!(v.as_imm().is_none() && v.as_gc().is_none());
         }
+        // NaNs in the tag space are canonicalised; the others are kept bit for bit.
         for nan in [
-            f64::NAN,
-            -f64::NAN,
             f64::from_bits(0x7FFD_0000_0000_0001),
+            f64::from_bits(0xFFFC_0000_0000_1234),
             f64::from_bits(u64::MAX),
         ] {
             let v = NanBox::<u8>::number(nan);
-            assert!(v.as_number().unwrap().is_nan());
+            assert!(v.is_number() && v.as_number().unwrap().is_nan());
             assert_eq!(v.to_bits(), CANONICAL_NAN);
+        }
+        let zero = std::hint::black_box(0.0f64);
+        for nan in [
+            f64::NAN,
+            -f64::NAN,
+            zero / zero,
+            f64::INFINITY - f64::INFINITY,
+        ] {
+            let v = NanBox::<u8>::number(nan);
+            assert!(v.is_number() && v.as_number().unwrap().is_nan());
+            assert_eq!(v.to_bits(), nan.to_bits());
         }
     }
 

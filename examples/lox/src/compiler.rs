@@ -3,12 +3,56 @@
 //!
 //! It resolves every variable at compile time: a local is a stack slot of the current function,
 //! a variable of an enclosing function becomes an upvalue (captured by `Closure`), anything else
-//! is a global looked up by name. Errors are collected (not printed) in the book's format,
+//! is a global, numbered by [`GlobalNames`] (the VM keeps global values in a GC array indexed by
+//! that number, so a global access is an array load, not a hash lookup; the names persist
+//! across compilations so REPL lines share their globals). Errors are collected (not printed) in the book's format,
 //! `[line N] Error at 'x': message`; after an error the parser skips to the next statement
 //! boundary so that one mistake gives one message.
 
+use std::collections::HashMap;
+
 use crate::chunk::{Constant, Op, Proto};
 use crate::scanner::{Kind, Scanner, Token};
+
+/// Most global variables a program may name (operands are two bytes).
+pub const MAX_GLOBALS: usize = 1 << 16;
+
+/// The numbering of global variable names, shared by every compilation of one VM.
+#[derive(Default, Debug)]
+pub struct GlobalNames {
+    index: HashMap<String, u16>,
+    names: Vec<String>,
+}
+
+impl GlobalNames {
+    /// The slot of global `name`, numbering it if it is new; `None` if there are too many.
+    pub fn slot(&mut self, name: &str) -> Option<u16> {
+        if let Some(&i) = self.index.get(name) {
+            return Some(i);
+        }
+        if self.names.len() == MAX_GLOBALS {
+            return None;
+        }
+        let i = self.names.len() as u16;
+        self.index.insert(name.to_string(), i);
+        self.names.push(name.to_string());
+        Some(i)
+    }
+
+    /// The name of slot `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// How many globals have been named.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
 
 /// Most locals (including the reserved slot 0), upvalues and constants per function: operands
 /// are one byte.
@@ -17,8 +61,9 @@ const MAX_SLOTS: usize = 256;
 const MAX_NESTING: usize = 1000;
 
 /// Compile a whole program into the top-level script function.
-pub fn compile(src: &str) -> Result<Proto, Vec<String>> {
+pub fn compile(src: &str, globals: &mut GlobalNames) -> Result<Proto, Vec<String>> {
     let mut c = Compiler {
+        globals,
         scanner: Scanner::new(src),
         current: Token::synthetic(""),
         previous: Token::synthetic(""),
@@ -119,7 +164,8 @@ struct FnState<'src> {
     scope_depth: usize,
 }
 
-struct Compiler<'src> {
+struct Compiler<'src, 'g> {
+    globals: &'g mut GlobalNames,
     scanner: Scanner<'src>,
     current: Token<'src>,
     previous: Token<'src>,
@@ -131,7 +177,7 @@ struct Compiler<'src> {
     nesting: usize,
 }
 
-impl<'src> Compiler<'src> {
+impl<'src> Compiler<'src, '_> {
     // ---- tokens and errors ----
 
     fn advance(&mut self) {
@@ -230,6 +276,23 @@ impl<'src> Compiler<'src> {
     fn emit_op_arg(&mut self, op: Op, arg: u8) {
         self.emit(op as u8);
         self.emit(arg);
+    }
+
+    fn emit_op_u16(&mut self, op: Op, arg: u16) {
+        self.emit(op as u8);
+        let [hi, lo] = arg.to_be_bytes();
+        self.emit(hi);
+        self.emit(lo);
+    }
+
+    fn global_slot(&mut self, name: &str) -> u16 {
+        match self.globals.slot(name) {
+            Some(i) => i,
+            None => {
+                self.error("Too many global variables.");
+                0
+            }
+        }
     }
 
     fn emit_jump(&mut self, op: Op) -> usize {
@@ -365,13 +428,14 @@ impl<'src> Compiler<'src> {
         self.add_local(name);
     }
 
-    fn parse_variable(&mut self, message: &str) -> u8 {
+    /// Parse a variable name and declare it; its global slot if it is a global.
+    fn parse_variable(&mut self, message: &str) -> u16 {
         self.consume(Kind::Identifier, message);
         self.declare_variable();
         if self.f().scope_depth > 0 {
             return 0;
         }
-        self.identifier_constant(self.previous.lexeme)
+        self.global_slot(self.previous.lexeme)
     }
 
     fn mark_initialized(&mut self) {
@@ -385,11 +449,11 @@ impl<'src> Compiler<'src> {
         }
     }
 
-    fn define_variable(&mut self, global: u8) {
+    fn define_variable(&mut self, global: u16) {
         if self.f().scope_depth > 0 {
             self.mark_initialized();
         } else {
-            self.emit_op_arg(Op::DefineGlobal, global);
+            self.emit_op_u16(Op::DefineGlobal, global);
         }
     }
 
@@ -444,18 +508,23 @@ impl<'src> Compiler<'src> {
     fn named_variable(&mut self, name: &str, can_assign: bool) {
         let top = self.fns.len() - 1;
         let (get, set, arg) = if let Some(slot) = self.resolve_local(top, name) {
-            (Op::GetLocal, Op::SetLocal, slot)
+            (Op::GetLocal, Op::SetLocal, slot as u16)
         } else if let Some(up) = self.resolve_upvalue(top, name) {
-            (Op::GetUpvalue, Op::SetUpvalue, up)
+            (Op::GetUpvalue, Op::SetUpvalue, up as u16)
         } else {
-            let c = self.identifier_constant(name);
-            (Op::GetGlobal, Op::SetGlobal, c)
+            let g = self.global_slot(name);
+            (Op::GetGlobal, Op::SetGlobal, g)
         };
-        if can_assign && self.matches(Kind::Equal) {
+        let op = if can_assign && self.matches(Kind::Equal) {
             self.expression();
-            self.emit_op_arg(set, arg);
+            set
         } else {
-            self.emit_op_arg(get, arg);
+            get
+        };
+        if op == Op::GetGlobal || op == Op::SetGlobal {
+            self.emit_op_u16(op, arg);
+        } else {
+            self.emit_op_arg(op, arg as u8);
         }
     }
 
@@ -482,7 +551,12 @@ impl<'src> Compiler<'src> {
         let name_const = self.identifier_constant(class_name);
         self.declare_variable();
         self.emit_op_arg(Op::Class, name_const);
-        self.define_variable(name_const);
+        let global = if self.f().scope_depth == 0 {
+            self.global_slot(class_name)
+        } else {
+            0
+        };
+        self.define_variable(global);
 
         self.classes.push(false);
         if self.matches(Kind::Less) {
@@ -872,7 +946,11 @@ mod tests {
 
     #[test]
     fn compiles_a_small_program() {
-        let p = compile("var a = 1; { var b = a + 2; print b; }").unwrap();
+        let p = compile(
+            "var a = 1; { var b = a + 2; print b; }",
+            &mut GlobalNames::default(),
+        )
+        .unwrap();
         assert!(p.code.contains(&(Op::DefineGlobal as u8)));
         assert_eq!(p.code.last(), Some(&(Op::Return as u8)));
         assert_eq!(p.code.len(), p.lines.len());
@@ -880,7 +958,7 @@ mod tests {
 
     #[test]
     fn reports_errors_in_the_book_format() {
-        let e = compile("print 1 +;\nvar 1;").unwrap_err();
+        let e = compile("print 1 +;\nvar 1;", &mut GlobalNames::default()).unwrap_err();
         assert_eq!(
             e,
             vec![
@@ -888,14 +966,14 @@ mod tests {
                 "[line 2] Error at '1': Expect variable name."
             ]
         );
-        let e = compile("{").unwrap_err();
+        let e = compile("{", &mut GlobalNames::default()).unwrap_err();
         assert_eq!(e, vec!["[line 1] Error at end: Expect '}' after block."]);
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
         let src = format!("print {}1{};", "(".repeat(5000), ")".repeat(5000));
-        let e = compile(&src).unwrap_err();
+        let e = compile(&src, &mut GlobalNames::default()).unwrap_err();
         assert!(e[0].contains("Too much nesting."), "{e:?}");
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! # How the VM lives on the heap
 //!
-//! * The mutator's **root object** ([`VmRoot`]) holds the globals table, the string interner,
-//!   the list of open upvalues and the interned `"init"`.
+//! * The mutator's **root object** ([`VmRoot`]) holds the global variables (a GC array indexed
+//!   by the slot the compiler gave each global name), the string interner, the list of open
+//!   upvalues and the interned `"init"`.
 //! * The mutator's **root stack** is the Lox value stack. It has no write barrier; the
 //!   collector scans it while the VM is outside its mutation scope.
 //! * **Call frames** are plain Rust values (closure, instruction index, stack base) while the
@@ -36,8 +37,8 @@ use gc_core::{
     AllocError, Gc, GcArray, GcBytes, GcCell, Heap, Mutation, Mutator, Rootable, Trace, Unboxed,
 };
 
-use crate::chunk::{Constant, Op, Proto};
-use crate::compiler::compile;
+use crate::chunk::{Constant, Proto};
+use crate::compiler::{GlobalNames, compile};
 use crate::table::{Interner, Table};
 use crate::value::{
     BoundMethod, CLOSED, Class, Closure, Function, Instance, Native, Obj, Upvalue, Value, as_class,
@@ -50,11 +51,17 @@ pub const FRAMES_MAX: usize = 1024;
 /// The root object of the VM's mutator.
 #[derive(Trace)]
 pub struct VmRoot<'gc> {
-    pub globals: Table<'gc>,
+    /// Global variable values by slot; `UNDEFINED` until defined.
+    pub globals: GcCell<'gc, GcArray<'gc, Value<'gc>>>,
     pub strings: Interner<'gc>,
     pub init_string: Gc<'gc, Obj<'gc>>,
     /// Open upvalues, sorted by stack slot, highest first.
     pub open_upvalues: GcCell<'gc, Option<Gc<'gc, Upvalue<'gc>>>>,
+}
+
+/// The value of a global slot that has not been defined (never a Lox value).
+fn undefined<'gc>() -> Value<'gc> {
+    Value::imm(4)
 }
 
 type RootM = Rootable!['gc => VmRoot<'gc>];
@@ -98,6 +105,7 @@ enum Outcome {
 /// A Lox virtual machine on a gc-core heap.
 pub struct Vm {
     mutator: Mutator<RootM, StackM>,
+    global_names: GlobalNames,
     saved: Vec<SavedFrame>,
     options: Options,
     start: Instant,
@@ -114,7 +122,7 @@ impl Vm {
             let strings = Interner::new();
             let init_string = strings.intern(mc, "init").expect("a new heap has room");
             VmRoot {
-                globals: Table::new(),
+                globals: GcCell::new(GcArray::new(mc, 64, undefined())),
                 strings,
                 init_string,
                 open_upvalues: GcCell::new(None),
@@ -122,6 +130,7 @@ impl Vm {
         });
         let mut vm = Vm {
             mutator,
+            global_names: GlobalNames::default(),
             saved: Vec::new(),
             options,
             start: Instant::now(),
@@ -129,15 +138,10 @@ impl Vm {
             allocs: 0,
             stress_collections: 0,
         };
+        let clock_slot = vm.global_names.slot("clock").expect("first global") as usize;
         vm.mutator.mutate(|mc, root| {
-            let name = root
-                .strings
-                .intern(mc, "clock")
-                .expect("a new heap has room");
             let clock = Gc::new(mc, Obj::Native(Native::Clock));
-            root.globals
-                .set(mc, name, Value::gc(clock))
-                .expect("a new heap has room");
+            root.globals.get().set(mc, clock_slot, Value::gc(clock));
         });
         vm
     }
@@ -159,8 +163,17 @@ impl Vm {
 
     /// Compile and run `src`. Globals persist between calls (the REPL relies on it).
     pub fn interpret(&mut self, src: &str) -> Result<(), LoxError> {
-        let proto = compile(src).map_err(LoxError::Compile)?;
+        let proto = compile(src, &mut self.global_names).map_err(LoxError::Compile)?;
+        let n_globals = self.global_names.len();
         let loaded = self.mutator.mutate_with_stack(|mc, root, stack| {
+            let globals = root.globals.get();
+            if globals.len() < n_globals {
+                let grown = GcArray::try_new(mc, n_globals.max(2 * globals.len()), undefined())?;
+                for (i, v) in globals.iter().enumerate() {
+                    grown.set(mc, i, v);
+                }
+                root.globals.set(mc, grown);
+            }
             let function = load(mc, root, &proto)?;
             let closure = Gc::try_new(
                 mc,
@@ -187,6 +200,7 @@ impl Vm {
             let stress_every = self.options.gc_stress.unwrap_or(u64::MAX);
             let Vm {
                 mutator,
+                global_names,
                 saved,
                 start,
                 out,
@@ -196,6 +210,7 @@ impl Vm {
             let outcome = mutator.mutate_with_stack(|mc, root, stack| {
                 stack.with(|stack| {
                     let mut exec = Exec::resume(mc, root, stack, saved, out, *start);
+                    exec.global_names = Some(global_names);
                     exec.allocs = *allocs;
                     exec.stress_every = stress_every;
                     exec.retrying = retrying;
@@ -270,6 +285,48 @@ fn load<'gc>(
     )
 }
 
+/// Opcode bytes as constants, so the dispatch `match` is on the byte itself (one jump table).
+mod op {
+    use crate::chunk::Op;
+    pub const CONSTANT: u8 = Op::Constant as u8;
+    pub const NIL: u8 = Op::Nil as u8;
+    pub const TRUE: u8 = Op::True as u8;
+    pub const FALSE: u8 = Op::False as u8;
+    pub const POP: u8 = Op::Pop as u8;
+    pub const GET_LOCAL: u8 = Op::GetLocal as u8;
+    pub const SET_LOCAL: u8 = Op::SetLocal as u8;
+    pub const GET_GLOBAL: u8 = Op::GetGlobal as u8;
+    pub const DEFINE_GLOBAL: u8 = Op::DefineGlobal as u8;
+    pub const SET_GLOBAL: u8 = Op::SetGlobal as u8;
+    pub const GET_UPVALUE: u8 = Op::GetUpvalue as u8;
+    pub const SET_UPVALUE: u8 = Op::SetUpvalue as u8;
+    pub const GET_PROPERTY: u8 = Op::GetProperty as u8;
+    pub const SET_PROPERTY: u8 = Op::SetProperty as u8;
+    pub const GET_SUPER: u8 = Op::GetSuper as u8;
+    pub const EQUAL: u8 = Op::Equal as u8;
+    pub const GREATER: u8 = Op::Greater as u8;
+    pub const LESS: u8 = Op::Less as u8;
+    pub const ADD: u8 = Op::Add as u8;
+    pub const SUBTRACT: u8 = Op::Subtract as u8;
+    pub const MULTIPLY: u8 = Op::Multiply as u8;
+    pub const DIVIDE: u8 = Op::Divide as u8;
+    pub const NOT: u8 = Op::Not as u8;
+    pub const NEGATE: u8 = Op::Negate as u8;
+    pub const PRINT: u8 = Op::Print as u8;
+    pub const JUMP: u8 = Op::Jump as u8;
+    pub const JUMP_IF_FALSE: u8 = Op::JumpIfFalse as u8;
+    pub const LOOP: u8 = Op::Loop as u8;
+    pub const CALL: u8 = Op::Call as u8;
+    pub const INVOKE: u8 = Op::Invoke as u8;
+    pub const SUPER_INVOKE: u8 = Op::SuperInvoke as u8;
+    pub const CLOSURE: u8 = Op::Closure as u8;
+    pub const CLOSE_UPVALUE: u8 = Op::CloseUpvalue as u8;
+    pub const RETURN: u8 = Op::Return as u8;
+    pub const CLASS: u8 = Op::Class as u8;
+    pub const INHERIT: u8 = Op::Inherit as u8;
+    pub const METHOD: u8 = Op::Method as u8;
+}
+
 /// A call frame while the VM runs.
 #[derive(Clone, Copy)]
 struct Frame<'gc> {
@@ -306,6 +363,9 @@ impl From<AllocError> for Fault {
 struct Exec<'a, 'gc> {
     mc: &'a Mutation<'gc>,
     root: &'a VmRoot<'gc>,
+    /// The global values (the array does not change while a program runs).
+    globals: GcArray<'gc, Value<'gc>>,
+    global_names: Option<&'a GlobalNames>,
     stack: &'a mut Vec<Value<'gc>>,
     frames: Vec<Frame<'gc>>,
     saved: &'a mut Vec<SavedFrame>,
@@ -338,6 +398,8 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         Exec {
             mc,
             root,
+            globals: root.globals.get(),
+            global_names: None,
             stack,
             frames,
             saved,
@@ -380,6 +442,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
     #[inline(always)]
     fn pop(&mut self) -> Value<'gc> {
         self.stack.pop().expect("stack underflow")
+    }
+
+    fn undefined_variable(&self, slot: usize) -> String {
+        let name = self.global_names.map_or("?", |g| g.name(slot));
+        format!("Undefined variable '{name}'.")
     }
 
     fn runtime_error(&mut self, message: String) -> Vec<String> {
@@ -663,50 +730,46 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         }
         loop {
             op_start = f.ip;
-            match Op::from_byte(byte!()) {
-                Op::Constant => {
+            match byte!() {
+                op::CONSTANT => {
                     let v = constants.get(byte!() as usize);
                     self.stack.push(v);
                 }
-                Op::Nil => self.stack.push(nil()),
-                Op::True => self.stack.push(boolean(true)),
-                Op::False => self.stack.push(boolean(false)),
-                Op::Pop => {
+                op::NIL => self.stack.push(nil()),
+                op::TRUE => self.stack.push(boolean(true)),
+                op::FALSE => self.stack.push(boolean(false)),
+                op::POP => {
                     self.stack.pop();
                 }
-                Op::GetLocal => {
+                op::GET_LOCAL => {
                     let v = self.stack[f.base + byte!() as usize];
                     self.stack.push(v);
                 }
-                Op::SetLocal => {
+                op::SET_LOCAL => {
                     let slot = f.base + byte!() as usize;
                     self.stack[slot] = self.peek(0);
                 }
-                Op::GetGlobal => {
-                    let name = name!();
-                    match self.root.globals.get(name) {
-                        Some(v) => self.stack.push(v),
-                        None => fail!(Fault::Runtime(format!(
-                            "Undefined variable '{}'.",
-                            as_str(name)
-                        ))),
+                op::GET_GLOBAL => {
+                    let slot = short!();
+                    let v = self.globals.get(slot);
+                    if v.to_bits() == undefined().to_bits() {
+                        fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
+                    self.stack.push(v);
                 }
-                Op::DefineGlobal => {
-                    let name = name!();
-                    try_op!(self.root.globals.set(self.mc, name, self.peek(0)));
-                    self.stack.pop();
+                op::DEFINE_GLOBAL => {
+                    let slot = short!();
+                    let v = self.pop();
+                    self.globals.set(self.mc, slot, v);
                 }
-                Op::SetGlobal => {
-                    let name = name!();
-                    if !self.root.globals.assign(self.mc, name, self.peek(0)) {
-                        fail!(Fault::Runtime(format!(
-                            "Undefined variable '{}'.",
-                            as_str(name)
-                        )));
+                op::SET_GLOBAL => {
+                    let slot = short!();
+                    if self.globals.get(slot).to_bits() == undefined().to_bits() {
+                        fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
+                    self.globals.set(self.mc, slot, self.peek(0));
                 }
-                Op::GetUpvalue => {
+                op::GET_UPVALUE => {
                     let u = self.upvalue(f.closure, byte!() as usize);
                     let slot = u.slot.get();
                     let v = if slot == CLOSED {
@@ -716,7 +779,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     };
                     self.stack.push(v);
                 }
-                Op::SetUpvalue => {
+                op::SET_UPVALUE => {
                     let u = self.upvalue(f.closure, byte!() as usize);
                     let v = self.peek(0);
                     let slot = u.slot.get();
@@ -726,7 +789,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         self.stack[slot] = v;
                     }
                 }
-                Op::GetProperty => {
+                op::GET_PROPERTY => {
                     let name = name!();
                     let receiver = self.peek(0);
                     let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
@@ -746,7 +809,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let top = self.stack.len() - 1;
                     self.stack[top] = v;
                 }
-                Op::SetProperty => {
+                op::SET_PROPERTY => {
                     let name = name!();
                     let Some(Obj::Instance(instance)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
                     else {
@@ -757,7 +820,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let top = self.stack.len() - 1;
                     self.stack[top] = v;
                 }
-                Op::GetSuper => {
+                op::GET_SUPER => {
                     let name = name!();
                     let superclass = self.peek(0).as_gc().expect("superclass is a class");
                     let receiver = self.peek(1);
@@ -773,17 +836,17 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         ))),
                     }
                 }
-                Op::Equal => {
+                op::EQUAL => {
                     let b = self.pop();
                     let a = self.pop();
                     self.stack.push(boolean(values_equal(a, b)));
                 }
-                Op::Greater => binary_num!(>, boolean),
-                Op::Less => binary_num!(<, boolean),
-                Op::Subtract => binary_num!(-, Value::number),
-                Op::Multiply => binary_num!(*, Value::number),
-                Op::Divide => binary_num!(/, Value::number),
-                Op::Add => {
+                op::GREATER => binary_num!(>, boolean),
+                op::LESS => binary_num!(<, boolean),
+                op::SUBTRACT => binary_num!(-, Value::number),
+                op::MULTIPLY => binary_num!(*, Value::number),
+                op::DIVIDE => binary_num!(/, Value::number),
+                op::ADD => {
                     let len = self.stack.len();
                     let (a, b) = (self.stack[len - 2], self.stack[len - 1]);
                     if let (Some(x), Some(y)) = (a.as_number(), b.as_number()) {
@@ -806,37 +869,37 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         }
                     }
                 }
-                Op::Not => {
+                op::NOT => {
                     let v = self.pop();
                     self.stack.push(boolean(is_falsey(v)));
                 }
-                Op::Negate => match self.peek(0).as_number() {
+                op::NEGATE => match self.peek(0).as_number() {
                     Some(n) => {
                         let top = self.stack.len() - 1;
                         self.stack[top] = Value::number(-n);
                     }
                     None => fail!(Fault::Runtime("Operand must be a number.".into())),
                 },
-                Op::Print => {
+                op::PRINT => {
                     let v = self.pop();
                     self.print(v);
                 }
-                Op::Jump => {
+                op::JUMP => {
                     let offset = short!();
                     f.ip += offset;
                 }
-                Op::JumpIfFalse => {
+                op::JUMP_IF_FALSE => {
                     let offset = short!();
                     if is_falsey(self.peek(0)) {
                         f.ip += offset;
                     }
                 }
-                Op::Loop => {
+                op::LOOP => {
                     let offset = short!();
                     f.ip -= offset;
                     poll!();
                 }
-                Op::Call => {
+                op::CALL => {
                     let argc = byte!() as usize;
                     sync!();
                     let callee = self.peek(argc);
@@ -846,7 +909,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     reload!();
                     poll!();
                 }
-                Op::Invoke => {
+                op::INVOKE => {
                     let name = name!();
                     let argc = byte!() as usize;
                     sync!();
@@ -856,7 +919,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     reload!();
                     poll!();
                 }
-                Op::SuperInvoke => {
+                op::SUPER_INVOKE => {
                     let name = name!();
                     let argc = byte!() as usize;
                     sync!();
@@ -867,7 +930,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     reload!();
                     poll!();
                 }
-                Op::Closure => {
+                op::CLOSURE => {
                     let c = constants.get(byte!() as usize).as_gc().expect("a function");
                     let Obj::Function(function) = &*c else {
                         unreachable!("Closure's operand is a function")
@@ -894,11 +957,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     self.stack.push(Value::gc(closure));
                     poll!();
                 }
-                Op::CloseUpvalue => {
+                op::CLOSE_UPVALUE => {
                     self.close_upvalues(self.stack.len() - 1);
                     self.stack.pop();
                 }
-                Op::Return => {
+                op::RETURN => {
                     let result = self.pop();
                     self.close_upvalues(f.base);
                     self.frames.pop();
@@ -911,7 +974,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     reload!();
                     poll!();
                 }
-                Op::Class => {
+                op::CLASS => {
                     let name = name!();
                     let class = try_op!(self.alloc(Obj::Class(Class {
                         name,
@@ -920,7 +983,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     self.stack.push(Value::gc(class));
                     poll!();
                 }
-                Op::Inherit => {
+                op::INHERIT => {
                     let Some(Obj::Class(superclass)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
                     else {
                         fail!(Fault::Runtime("Superclass must be a class.".into()));
@@ -929,13 +992,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     try_op!(subclass.methods.add_all(self.mc, &superclass.methods));
                     self.stack.pop();
                 }
-                Op::Method => {
+                op::METHOD => {
                     let name = name!();
                     let method = self.peek(0);
                     let class = as_class(self.peek(1).as_gc().expect("a class"));
                     try_op!(class.methods.set(self.mc, name, method));
                     self.stack.pop();
                 }
+                b => unreachable!("invalid opcode {b}"),
             }
         }
     }

@@ -5,93 +5,86 @@
 //! [`crate::vm`] then *loads* a `Proto` tree into heap `Function` objects (code and line tables
 //! in noscan byte arrays, constants in a traced array), interning every string constant.
 
-/// One-byte opcodes. Operands follow inline: `u8` constant/slot indexes, `u16` big-endian jump
-/// offsets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Op {
-    Constant,
-    Nil,
-    True,
-    False,
-    Pop,
-    GetLocal,
-    SetLocal,
-    GetGlobal,
-    DefineGlobal,
-    SetGlobal,
-    GetUpvalue,
-    SetUpvalue,
-    GetProperty,
-    SetProperty,
-    GetSuper,
-    Equal,
-    Greater,
-    Less,
-    Add,
-    Subtract,
-    Multiply,
-    Divide,
-    Not,
-    Negate,
-    Print,
-    Jump,
-    JumpIfFalse,
-    Loop,
-    Call,
-    Invoke,
-    SuperInvoke,
-    Closure,
-    CloseUpvalue,
-    Return,
-    Class,
-    Inherit,
-    Method,
+/// Declares [`Op`] and, for `match`ing on bytes, a `u8` constant per opcode in [`op`].
+macro_rules! opcodes {
+    ($($(#[$meta:meta])* $name:ident = $konst:ident,)*) => {
+        /// One-byte opcodes. Operands follow inline: `u8` constant/slot indexes, `u16`
+        /// big-endian jump offsets and global slots.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Op {
+            $($(#[$meta])* $name,)*
+        }
+
+        impl Op {
+            /// Every opcode, in byte order.
+            pub const ALL: &'static [Op] = &[$(Op::$name,)*];
+        }
+
+        /// The opcode bytes as constants, so a dispatch `match` is on the byte itself.
+        pub mod op {
+            $(pub const $konst: u8 = super::Op::$name as u8;)*
+        }
+    };
+}
+
+opcodes! {
+    Constant = CONSTANT,
+    Nil = NIL,
+    True = TRUE,
+    False = FALSE,
+    Pop = POP,
+    GetLocal = GET_LOCAL,
+    SetLocal = SET_LOCAL,
+    GetGlobal = GET_GLOBAL,
+    DefineGlobal = DEFINE_GLOBAL,
+    SetGlobal = SET_GLOBAL,
+    GetUpvalue = GET_UPVALUE,
+    SetUpvalue = SET_UPVALUE,
+    GetProperty = GET_PROPERTY,
+    SetProperty = SET_PROPERTY,
+    GetSuper = GET_SUPER,
+    Equal = EQUAL,
+    Greater = GREATER,
+    Less = LESS,
+    Add = ADD,
+    Subtract = SUBTRACT,
+    Multiply = MULTIPLY,
+    Divide = DIVIDE,
+    Not = NOT,
+    Negate = NEGATE,
+    Print = PRINT,
+    Jump = JUMP,
+    JumpIfFalse = JUMP_IF_FALSE,
+    Loop = LOOP,
+    Call = CALL,
+    Invoke = INVOKE,
+    SuperInvoke = SUPER_INVOKE,
+    Closure = CLOSURE,
+    CloseUpvalue = CLOSE_UPVALUE,
+    Return = RETURN,
+    Class = CLASS,
+    Inherit = INHERIT,
+    Method = METHOD,
+    // Superinstructions the compiler emits for common pairs.
+    /// `Equal` then `Not`.
+    NotEqual = NOT_EQUAL,
+    /// `Less` then `Not` (so a NaN operand gives `true`, as the pair does).
+    GreaterEqual = GREATER_EQUAL,
+    /// `Greater` then `Not`.
+    LessEqual = LESS_EQUAL,
+    /// Pop the condition, then jump if it is falsey (`if`, `while`, `for`).
+    PopJumpIfFalse = POP_JUMP_IF_FALSE,
+    /// `SetLocal` then `Pop` (an assignment statement).
+    SetLocalPop = SET_LOCAL_POP,
+    /// `SetGlobal` then `Pop`.
+    SetGlobalPop = SET_GLOBAL_POP,
+    /// `SetProperty` then `Pop`.
+    SetPropertyPop = SET_PROPERTY_POP,
 }
 
 impl Op {
-    const ALL: [Op; 37] = [
-        Op::Constant,
-        Op::Nil,
-        Op::True,
-        Op::False,
-        Op::Pop,
-        Op::GetLocal,
-        Op::SetLocal,
-        Op::GetGlobal,
-        Op::DefineGlobal,
-        Op::SetGlobal,
-        Op::GetUpvalue,
-        Op::SetUpvalue,
-        Op::GetProperty,
-        Op::SetProperty,
-        Op::GetSuper,
-        Op::Equal,
-        Op::Greater,
-        Op::Less,
-        Op::Add,
-        Op::Subtract,
-        Op::Multiply,
-        Op::Divide,
-        Op::Not,
-        Op::Negate,
-        Op::Print,
-        Op::Jump,
-        Op::JumpIfFalse,
-        Op::Loop,
-        Op::Call,
-        Op::Invoke,
-        Op::SuperInvoke,
-        Op::Closure,
-        Op::CloseUpvalue,
-        Op::Return,
-        Op::Class,
-        Op::Inherit,
-        Op::Method,
-    ];
-
     /// Decode a byte the compiler wrote as an opcode.
-    #[inline(always)]
     pub fn from_byte(b: u8) -> Op {
         Op::ALL[b as usize]
     }

@@ -72,6 +72,7 @@ pub fn compile(src: &str, globals: &mut GlobalNames) -> Result<Proto, Vec<String
         fns: Vec::new(),
         classes: Vec::new(),
         nesting: 0,
+        abandoned: false,
     };
     c.begin_function(FnKind::Script, "");
     c.advance();
@@ -162,6 +163,8 @@ struct FnState<'src> {
     locals: Vec<Local<'src>>,
     upvalues: Vec<UpvalueRef>,
     scope_depth: usize,
+    /// The last instruction emitted and where it starts (for fusing a following `Pop`).
+    last_op: Option<(usize, Op)>,
 }
 
 struct Compiler<'src, 'g> {
@@ -175,6 +178,8 @@ struct Compiler<'src, 'g> {
     /// For each enclosing class declaration: whether it has a superclass.
     classes: Vec<bool>,
     nesting: usize,
+    /// Compilation gave up (too much nesting): report nothing more.
+    abandoned: bool,
 }
 
 impl<'src> Compiler<'src, '_> {
@@ -213,7 +218,7 @@ impl<'src> Compiler<'src, '_> {
     }
 
     fn error_at(&mut self, token: Token<'src>, message: &str) {
-        if self.panic_mode {
+        if self.panic_mode || self.abandoned {
             return;
         }
         self.panic_mode = true;
@@ -247,15 +252,21 @@ impl<'src> Compiler<'src, '_> {
         }
     }
 
-    /// Count one level of recursion; false (after reporting) when nested too deeply.
+    /// Count one level of recursion. When nested too deeply: report it, skip the rest of the
+    /// source (so every enclosing loop ends at once) and return false; the caller returns
+    /// without compiling anything.
     fn enter(&mut self) -> bool {
-        self.nesting += 1;
-        if self.nesting > MAX_NESTING {
+        if self.nesting >= MAX_NESTING {
             self.error_at(self.current, "Too much nesting.");
-            false
-        } else {
-            true
+            while !self.check(Kind::Eof) {
+                self.current = self.scanner.next_token();
+            }
+            // Unwinding from here would report a missing '}' or ')' at every level.
+            self.abandoned = true;
+            return false;
         }
+        self.nesting += 1;
+        true
     }
 
     // ---- emitting ----
@@ -270,16 +281,18 @@ impl<'src> Compiler<'src, '_> {
     }
 
     fn emit_op(&mut self, op: Op) {
+        let at = self.f().proto.code.len();
+        self.f().last_op = Some((at, op));
         self.emit(op as u8);
     }
 
     fn emit_op_arg(&mut self, op: Op, arg: u8) {
-        self.emit(op as u8);
+        self.emit_op(op);
         self.emit(arg);
     }
 
     fn emit_op_u16(&mut self, op: Op, arg: u16) {
-        self.emit(op as u8);
+        self.emit_op(op);
         let [hi, lo] = arg.to_be_bytes();
         self.emit(hi);
         self.emit(lo);
@@ -295,6 +308,25 @@ impl<'src> Compiler<'src, '_> {
         }
     }
 
+    /// Pop the value of an expression statement: fused into the instruction before when that
+    /// was an assignment (and no jump lands between the two).
+    fn emit_pop(&mut self) {
+        let fused = match self.f().last_op {
+            Some((at, Op::SetLocal)) => Some((at, Op::SetLocalPop)),
+            Some((at, Op::SetGlobal)) => Some((at, Op::SetGlobalPop)),
+            Some((at, Op::SetProperty)) => Some((at, Op::SetPropertyPop)),
+            _ => None,
+        };
+        match fused {
+            Some((at, op)) => {
+                let f = self.f();
+                f.proto.code[at] = op as u8;
+                f.last_op = None;
+            }
+            None => self.emit_op(Op::Pop),
+        }
+    }
+
     fn emit_jump(&mut self, op: Op) -> usize {
         self.emit_op(op);
         self.emit(0xff);
@@ -307,9 +339,11 @@ impl<'src> Compiler<'src, '_> {
         if distance > u16::MAX as usize {
             self.error("Too much code to jump over.");
         }
-        let code = &mut self.f().proto.code;
-        code[at] = (distance >> 8) as u8;
-        code[at + 1] = distance as u8;
+        let f = self.f();
+        f.proto.code[at] = (distance >> 8) as u8;
+        f.proto.code[at + 1] = distance as u8;
+        // A jump now lands here: the next instruction must not be fused with the previous.
+        f.last_op = None;
     }
 
     fn emit_loop(&mut self, start: usize) {
@@ -366,6 +400,7 @@ impl<'src> Compiler<'src, '_> {
             }],
             upvalues: Vec::new(),
             scope_depth: 0,
+            last_op: None,
         });
     }
 
@@ -672,7 +707,7 @@ impl<'src> Compiler<'src, '_> {
         } else {
             self.expression();
             self.consume(Kind::Semicolon, "Expect ';' after expression.");
-            self.emit_op(Op::Pop);
+            self.emit_pop();
         }
         self.nesting -= 1;
     }
@@ -688,16 +723,16 @@ impl<'src> Compiler<'src, '_> {
         self.consume(Kind::LeftParen, "Expect '(' after 'if'.");
         self.expression();
         self.consume(Kind::RightParen, "Expect ')' after condition.");
-        let then_jump = self.emit_jump(Op::JumpIfFalse);
-        self.emit_op(Op::Pop);
+        let then_jump = self.emit_jump(Op::PopJumpIfFalse);
         self.statement();
-        let else_jump = self.emit_jump(Op::Jump);
-        self.patch_jump(then_jump);
-        self.emit_op(Op::Pop);
         if self.matches(Kind::Else) {
+            let else_jump = self.emit_jump(Op::Jump);
+            self.patch_jump(then_jump);
             self.statement();
+            self.patch_jump(else_jump);
+        } else {
+            self.patch_jump(then_jump);
         }
-        self.patch_jump(else_jump);
     }
 
     fn while_statement(&mut self) {
@@ -705,12 +740,10 @@ impl<'src> Compiler<'src, '_> {
         self.consume(Kind::LeftParen, "Expect '(' after 'while'.");
         self.expression();
         self.consume(Kind::RightParen, "Expect ')' after condition.");
-        let exit = self.emit_jump(Op::JumpIfFalse);
-        self.emit_op(Op::Pop);
+        let exit = self.emit_jump(Op::PopJumpIfFalse);
         self.statement();
         self.emit_loop(loop_start);
         self.patch_jump(exit);
-        self.emit_op(Op::Pop);
     }
 
     fn for_statement(&mut self) {
@@ -730,14 +763,13 @@ impl<'src> Compiler<'src, '_> {
         if !self.matches(Kind::Semicolon) {
             self.expression();
             self.consume(Kind::Semicolon, "Expect ';' after loop condition.");
-            exit = Some(self.emit_jump(Op::JumpIfFalse));
-            self.emit_op(Op::Pop);
+            exit = Some(self.emit_jump(Op::PopJumpIfFalse));
         }
         if !self.matches(Kind::RightParen) {
             let body_jump = self.emit_jump(Op::Jump);
             let increment_start = self.f().proto.code.len();
             self.expression();
-            self.emit_op(Op::Pop);
+            self.emit_pop();
             self.consume(Kind::RightParen, "Expect ')' after for clauses.");
             self.emit_loop(loop_start);
             loop_start = increment_start;
@@ -747,7 +779,6 @@ impl<'src> Compiler<'src, '_> {
         self.emit_loop(loop_start);
         if let Some(exit) = exit {
             self.patch_jump(exit);
-            self.emit_op(Op::Pop);
         }
         self.end_scope();
     }
@@ -875,21 +906,12 @@ impl<'src> Compiler<'src, '_> {
             _ => {
                 self.parse_precedence(infix_prec(kind).next());
                 match kind {
-                    Kind::BangEqual => {
-                        self.emit_op(Op::Equal);
-                        self.emit_op(Op::Not);
-                    }
+                    Kind::BangEqual => self.emit_op(Op::NotEqual),
                     Kind::EqualEqual => self.emit_op(Op::Equal),
                     Kind::Greater => self.emit_op(Op::Greater),
-                    Kind::GreaterEqual => {
-                        self.emit_op(Op::Less);
-                        self.emit_op(Op::Not);
-                    }
+                    Kind::GreaterEqual => self.emit_op(Op::GreaterEqual),
                     Kind::Less => self.emit_op(Op::Less),
-                    Kind::LessEqual => {
-                        self.emit_op(Op::Greater);
-                        self.emit_op(Op::Not);
-                    }
+                    Kind::LessEqual => self.emit_op(Op::LessEqual),
                     Kind::Plus => self.emit_op(Op::Add),
                     Kind::Minus => self.emit_op(Op::Subtract),
                     Kind::Star => self.emit_op(Op::Multiply),
@@ -968,6 +990,23 @@ mod tests {
         );
         let e = compile("{", &mut GlobalNames::default()).unwrap_err();
         assert_eq!(e, vec!["[line 1] Error at end: Expect '}' after block."]);
+    }
+
+    #[test]
+    fn nesting_past_the_limit_ends_compilation() {
+        // Each of these once made the parser spin without consuming input (found by the fuzz
+        // test): the nesting error must end the compile.
+        let cases = [
+            format!("{}print 1;{}", "{".repeat(1000), "}".repeat(1000)),
+            format!("{};}}", "(".repeat(1997)),
+            format!("{}print 1;{}", "fun f() {".repeat(1000), "}".repeat(1000)),
+            "class C < ".repeat(2000),
+        ];
+        for src in cases {
+            let e = compile(&src, &mut GlobalNames::default()).unwrap_err();
+            // One error: the nesting one, or an earlier one whose panic mode was still on.
+            assert_eq!(e.len(), 1, "{e:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! # Yielding to the collector
 //!
 //! The dispatch loop runs inside one mutation scope. At *poll points* (backward jumps, calls,
-//! returns, and instructions that allocate) it checks [`Mutation::should_yield`] (one relaxed
+//! and instructions that allocate) it checks [`Mutation::should_yield`] (one relaxed
 //! load); when a collection is waiting it saves its frames as above and returns from the scope,
 //! and the driver loop re-enters at once. A running Lox program therefore never holds up a
 //! pause for longer than one straight-line stretch of bytecode.
@@ -37,7 +37,7 @@ use gc_core::{
     AllocError, Gc, GcArray, GcBytes, GcCell, Heap, Mutation, Mutator, Rootable, Trace, Unboxed,
 };
 
-use crate::chunk::{Constant, Proto};
+use crate::chunk::{Constant, Proto, op};
 use crate::compiler::{GlobalNames, compile};
 use crate::table::{Interner, Table};
 use crate::value::{
@@ -283,48 +283,6 @@ fn load<'gc>(
             constants,
         },
     )
-}
-
-/// Opcode bytes as constants, so the dispatch `match` is on the byte itself (one jump table).
-mod op {
-    use crate::chunk::Op;
-    pub const CONSTANT: u8 = Op::Constant as u8;
-    pub const NIL: u8 = Op::Nil as u8;
-    pub const TRUE: u8 = Op::True as u8;
-    pub const FALSE: u8 = Op::False as u8;
-    pub const POP: u8 = Op::Pop as u8;
-    pub const GET_LOCAL: u8 = Op::GetLocal as u8;
-    pub const SET_LOCAL: u8 = Op::SetLocal as u8;
-    pub const GET_GLOBAL: u8 = Op::GetGlobal as u8;
-    pub const DEFINE_GLOBAL: u8 = Op::DefineGlobal as u8;
-    pub const SET_GLOBAL: u8 = Op::SetGlobal as u8;
-    pub const GET_UPVALUE: u8 = Op::GetUpvalue as u8;
-    pub const SET_UPVALUE: u8 = Op::SetUpvalue as u8;
-    pub const GET_PROPERTY: u8 = Op::GetProperty as u8;
-    pub const SET_PROPERTY: u8 = Op::SetProperty as u8;
-    pub const GET_SUPER: u8 = Op::GetSuper as u8;
-    pub const EQUAL: u8 = Op::Equal as u8;
-    pub const GREATER: u8 = Op::Greater as u8;
-    pub const LESS: u8 = Op::Less as u8;
-    pub const ADD: u8 = Op::Add as u8;
-    pub const SUBTRACT: u8 = Op::Subtract as u8;
-    pub const MULTIPLY: u8 = Op::Multiply as u8;
-    pub const DIVIDE: u8 = Op::Divide as u8;
-    pub const NOT: u8 = Op::Not as u8;
-    pub const NEGATE: u8 = Op::Negate as u8;
-    pub const PRINT: u8 = Op::Print as u8;
-    pub const JUMP: u8 = Op::Jump as u8;
-    pub const JUMP_IF_FALSE: u8 = Op::JumpIfFalse as u8;
-    pub const LOOP: u8 = Op::Loop as u8;
-    pub const CALL: u8 = Op::Call as u8;
-    pub const INVOKE: u8 = Op::Invoke as u8;
-    pub const SUPER_INVOKE: u8 = Op::SuperInvoke as u8;
-    pub const CLOSURE: u8 = Op::Closure as u8;
-    pub const CLOSE_UPVALUE: u8 = Op::CloseUpvalue as u8;
-    pub const RETURN: u8 = Op::Return as u8;
-    pub const CLASS: u8 = Op::Class as u8;
-    pub const INHERIT: u8 = Op::Inherit as u8;
-    pub const METHOD: u8 = Op::Method as u8;
 }
 
 /// A call frame while the VM runs.
@@ -749,6 +707,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let slot = f.base + byte!() as usize;
                     self.stack[slot] = self.peek(0);
                 }
+                op::SET_LOCAL_POP => {
+                    let slot = f.base + byte!() as usize;
+                    let v = self.pop();
+                    self.stack[slot] = v;
+                }
                 op::GET_GLOBAL => {
                     let slot = short!();
                     let v = self.globals.get(slot);
@@ -768,6 +731,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
                     self.globals.set(self.mc, slot, self.peek(0));
+                }
+                op::SET_GLOBAL_POP => {
+                    let slot = short!();
+                    if self.globals.get(slot).to_bits() == undefined().to_bits() {
+                        fail!(Fault::Runtime(self.undefined_variable(slot)));
+                    }
+                    let v = self.pop();
+                    self.globals.set(self.mc, slot, v);
                 }
                 op::GET_UPVALUE => {
                     let u = self.upvalue(f.closure, byte!() as usize);
@@ -820,6 +791,16 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let top = self.stack.len() - 1;
                     self.stack[top] = v;
                 }
+                op::SET_PROPERTY_POP => {
+                    let name = name!();
+                    let Some(Obj::Instance(instance)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    else {
+                        fail!(Fault::Runtime("Only instances have fields.".into()));
+                    };
+                    try_op!(instance.fields.set(self.mc, name, self.peek(0)));
+                    let len = self.stack.len();
+                    self.stack.truncate(len - 2);
+                }
                 op::GET_SUPER => {
                     let name = name!();
                     let superclass = self.peek(0).as_gc().expect("superclass is a class");
@@ -841,8 +822,15 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let a = self.pop();
                     self.stack.push(boolean(values_equal(a, b)));
                 }
+                op::NOT_EQUAL => {
+                    let b = self.pop();
+                    let a = self.pop();
+                    self.stack.push(boolean(!values_equal(a, b)));
+                }
                 op::GREATER => binary_num!(>, boolean),
                 op::LESS => binary_num!(<, boolean),
+                op::GREATER_EQUAL => binary_num!(<, |lt: bool| boolean(!lt)),
+                op::LESS_EQUAL => binary_num!(>, |gt: bool| boolean(!gt)),
                 op::SUBTRACT => binary_num!(-, Value::number),
                 op::MULTIPLY => binary_num!(*, Value::number),
                 op::DIVIDE => binary_num!(/, Value::number),
@@ -894,6 +882,12 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         f.ip += offset;
                     }
                 }
+                op::POP_JUMP_IF_FALSE => {
+                    let offset = short!();
+                    if is_falsey(self.pop()) {
+                        f.ip += offset;
+                    }
+                }
                 op::LOOP => {
                     let offset = short!();
                     f.ip -= offset;
@@ -903,10 +897,28 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let argc = byte!() as usize;
                     sync!();
                     let callee = self.peek(argc);
-                    if let Err(e) = self.call_value(callee, argc) {
-                        fail!(e);
+                    // Fast path: a closure called with the right number of arguments.
+                    if let Some(o) = callee.as_gc()
+                        && let Obj::Closure(c) = o.as_ref_gc()
+                        && c.function.arity as usize == argc
+                        && self.frames.len() < FRAMES_MAX
+                    {
+                        let function = c.function.as_ref_gc();
+                        f = Frame {
+                            closure: o,
+                            function,
+                            ip: 0,
+                            base: self.stack.len() - argc - 1,
+                        };
+                        self.frames.push(f);
+                        code = function.code.as_bytes();
+                        constants = function.constants;
+                    } else {
+                        if let Err(e) = self.call_value(callee, argc) {
+                            fail!(e);
+                        }
+                        reload!();
                     }
-                    reload!();
                     poll!();
                 }
                 op::INVOKE => {
@@ -962,17 +974,27 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     self.stack.pop();
                 }
                 op::RETURN => {
+                    // No poll here: a program that runs on and on must loop or call, and both
+                    // poll.
                     let result = self.pop();
-                    self.close_upvalues(f.base);
+                    if self
+                        .root
+                        .open_upvalues
+                        .get()
+                        .is_some_and(|u| u.slot.get() >= f.base)
+                    {
+                        self.close_upvalues(f.base);
+                    }
                     self.frames.pop();
-                    if self.frames.is_empty() {
+                    let Some(&caller) = self.frames.last() else {
                         self.stack.clear();
                         return Outcome::Done;
-                    }
+                    };
                     self.stack.truncate(f.base);
                     self.stack.push(result);
-                    reload!();
-                    poll!();
+                    f = caller;
+                    code = f.function.code.as_bytes();
+                    constants = f.function.constants;
                 }
                 op::CLASS => {
                     let name = name!();

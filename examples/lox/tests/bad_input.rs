@@ -1,0 +1,260 @@
+//! The `lox` binary on hostile input and resource exhaustion: each must end with the
+//! documented exit code and message, never a crash or a Rust panic.
+//!
+//! - a malformed program: exit 65, exactly the compile errors on stderr, nothing run;
+//! - unbounded recursion: exit 70, `Stack overflow.` and a stack trace;
+//! - 10 000 levels of non-tail recursion: either the right answer or `Stack overflow.`;
+//! - a string doubled 40 times in a 256 MiB heap (`GCCORE_ARENA`), and an endlessly growing
+//!   linked list of instances in a 64 MiB heap: exit 70 with the runtime error
+//!   `Out of memory.` (the VM's policy for an allocation the heap cannot satisfy); these run
+//!   under `ulimit -v` (8 GiB) so that a binary ignoring the limit cannot take the machine down;
+//! - a missing source file: exit 74 with a message; a source that is not UTF-8: exit 65 or
+//!   74 with a message;
+//! - too many command-line arguments: exit 64 with a usage message;
+//! - `--gc-stats`: collector figures (`gc_cycles=`) on stderr at exit, stdout unchanged.
+//!
+//! `LOX_BIN` selects another binary (see `common/mod.rs`).
+
+mod common;
+
+use common::{
+    EXIT_COMPILE_ERROR, EXIT_IO_ERROR, EXIT_RUNTIME_ERROR, EXIT_USAGE, Run, lines, run_file,
+    run_lox, scratch_dir,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The out-of-memory programs may fill the whole heap first; a debug build is slow at that.
+const OOM_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Writes `source` to `target/tmp/lox-bad-input/NAME.lox`.
+fn program(name: &str, source: impl AsRef<[u8]>) -> PathBuf {
+    let path = scratch_dir("lox-bad-input").join(format!("{name}.lox"));
+    std::fs::write(&path, source).expect("write test program");
+    path
+}
+
+/// Everything about a run, for assertion messages.
+fn describe(run: &Run) -> String {
+    format!(
+        "{}\n--- stdout ({} bytes) ---\n{}\n--- stderr ---\n{}",
+        run.outcome(),
+        run.stdout.len(),
+        run.stdout.chars().take(2000).collect::<String>(),
+        run.stderr.chars().take(4000).collect::<String>(),
+    )
+}
+
+/// The run ended by exiting (no signal, no timeout) without a Rust panic.
+fn assert_no_crash(run: &Run) {
+    assert!(
+        run.spawn_error.is_none() && !run.timed_out && run.signal.is_none(),
+        "the binary did not exit normally: {}",
+        describe(run)
+    );
+    assert!(
+        run.code != Some(101)
+            && !run.stderr.contains("panicked")
+            && !run.stderr.contains("RUST_BACKTRACE"),
+        "the binary panicked: {}",
+        describe(run)
+    );
+}
+
+fn assert_exit(run: &Run, code: i32) {
+    assert_no_crash(run);
+    assert_eq!(run.code, Some(code), "wrong exit code: {}", describe(run));
+}
+
+/// Runs the program with `env` and its address space capped at 8 GiB (see
+/// [`common::run_lox_capped`]): ample for a heap of a few hundred MiB and its side tables.
+fn run_capped(path: &Path, env: &[(&str, &str)]) -> Run {
+    common::run_lox_capped(&[path], env, OOM_TIMEOUT, 8 << 20)
+}
+
+fn first_stderr_line(run: &Run) -> &str {
+    run.stderr.lines().next().unwrap_or("")
+}
+
+#[test]
+fn malformed_program_reports_compile_errors() {
+    let path = program(
+        "malformed",
+        "print \"before\";\nvar x = 1 +;\nprint x\nprint \"after\";\n",
+    );
+    let run = run_file(&[], &path, &[], TIMEOUT);
+    assert_exit(&run, EXIT_COMPILE_ERROR);
+    assert_eq!(
+        lines(&run.stderr),
+        [
+            "[line 2] Error at ';': Expect expression.",
+            "[line 4] Error at 'print': Expect ';' after value.",
+        ],
+        "{}",
+        describe(&run)
+    );
+    assert_eq!(run.stdout, "", "a program with compile errors must not run");
+}
+
+#[test]
+fn unbounded_recursion_is_a_stack_overflow() {
+    let path = program("unbounded_recursion", "fun f() { f(); }\nf();\n");
+    let run = run_file(&[], &path, &[], TIMEOUT);
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert_eq!(
+        first_stderr_line(&run),
+        "Stack overflow.",
+        "{}",
+        describe(&run)
+    );
+    let trace = lines(&run.stderr);
+    assert!(
+        trace.get(1).is_some_and(|l| l.starts_with("[line 1]")),
+        "expected a stack trace after the message: {}",
+        describe(&run)
+    );
+}
+
+#[test]
+fn deep_non_tail_recursion_ends_cleanly() {
+    // The VM may have room for 10 000 frames or not; either way the outcome must be a Lox
+    // outcome: the right sum, or the runtime error `Stack overflow.`.
+    let path = program(
+        "deep_recursion",
+        "fun f(n) { if (n == 0) return 0; return 1 + f(n - 1); }\nprint f(10000);\n",
+    );
+    let run = run_file(&[], &path, &[], TIMEOUT);
+    assert_no_crash(&run);
+    match run.code {
+        Some(0) => assert_eq!(run.stdout, "10000\n", "{}", describe(&run)),
+        Some(EXIT_RUNTIME_ERROR) => {
+            assert_eq!(
+                first_stderr_line(&run),
+                "Stack overflow.",
+                "{}",
+                describe(&run)
+            )
+        }
+        _ => panic!("expected exit 0 or 70: {}", describe(&run)),
+    }
+}
+
+#[test]
+fn huge_string_runs_out_of_memory() {
+    // 2 × 2^40 bytes: far beyond the 256 MiB heap, in 40 doublings.
+    let path = program(
+        "huge_string",
+        "var s = \"ab\";\nfor (var i = 0; i < 40; i = i + 1) s = s + s;\nprint s;\n",
+    );
+    let run = run_capped(&path, &[("GCCORE_ARENA", "256MiB")]);
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert!(
+        first_stderr_line(&run).contains("Out of memory"),
+        "expected `Out of memory.`: {}",
+        describe(&run)
+    );
+    assert_eq!(run.stdout, "", "{}", describe(&run));
+}
+
+#[test]
+fn unbounded_instance_list_runs_out_of_memory() {
+    // Every node stays reachable, so no collection can help.
+    let path = program(
+        "unbounded_list",
+        "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
+    );
+    let run = run_capped(&path, &[("GCCORE_ARENA", "64MiB")]);
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert!(
+        first_stderr_line(&run).contains("Out of memory"),
+        "expected `Out of memory.`: {}",
+        describe(&run)
+    );
+}
+
+#[test]
+fn missing_source_file_is_an_io_error() {
+    let path = scratch_dir("lox-bad-input").join("does_not_exist.lox");
+    let _ = std::fs::remove_file(&path);
+    let run = run_file(&[], &path, &[], TIMEOUT);
+    assert_exit(&run, EXIT_IO_ERROR);
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "expected a message: {}",
+        describe(&run)
+    );
+}
+
+#[test]
+fn invalid_utf8_source_is_rejected() {
+    // Invalid bytes inside a string literal ("café" in Latin-1, a lone continuation byte),
+    // where a byte-oriented scanner would not notice them, and outside any token.
+    let sources: [(&str, &[u8]); 2] = [
+        (
+            "invalid_utf8_in_string",
+            b"print \"caf\xe9\";\nprint \"\x80\";\n",
+        ),
+        ("invalid_utf8_in_code", b"print 1;\n\xff\xfe print 2;\n"),
+    ];
+    for (name, source) in sources {
+        let run = run_file(&[], &program(name, source), &[], TIMEOUT);
+        assert_no_crash(&run);
+        assert!(
+            matches!(run.code, Some(EXIT_COMPILE_ERROR | EXIT_IO_ERROR)),
+            "{name}: expected exit 65 or 74: {}",
+            describe(&run)
+        );
+        assert!(
+            !run.stderr.trim().is_empty(),
+            "{name}: expected a message: {}",
+            describe(&run)
+        );
+    }
+}
+
+#[test]
+fn too_many_arguments_is_a_usage_error() {
+    let run = run_lox(&["a.lox", "b.lox"], &[], TIMEOUT);
+    assert_exit(&run, EXIT_USAGE);
+    let said = format!("{}{}", run.stdout, run.stderr).to_lowercase();
+    assert!(
+        said.contains("usage"),
+        "expected a usage message: {}",
+        describe(&run)
+    );
+}
+
+#[test]
+fn gc_stats_go_to_stderr_and_leave_stdout_alone() {
+    // Enough garbage for a few collections in the default heap.
+    let path = program(
+        "gc_stats",
+        "class P { init(x) { this.x = x; } }\n\
+         var keep = nil;\n\
+         for (var i = 0; i < 200000; i = i + 1) {\n\
+           var s = \"item\" + \"-\" + \"x\";\n\
+           var p = P(s);\n\
+           keep = p;\n\
+         }\n\
+         print keep.x;\n\
+         print \"done\";\n",
+    );
+    let plain = run_file(&[], &path, &[], TIMEOUT);
+    assert_exit(&plain, 0);
+    assert_eq!(plain.stdout, "item-x\ndone\n", "{}", describe(&plain));
+
+    let stats = run_file(&["--gc-stats"], &path, &[], TIMEOUT);
+    assert_exit(&stats, 0);
+    assert_eq!(
+        stats.stdout,
+        plain.stdout,
+        "--gc-stats changed stdout: {}",
+        describe(&stats)
+    );
+    assert!(
+        stats.stderr.contains("gc_cycles="),
+        "expected collector figures (`gc_cycles=`) on stderr: {}",
+        describe(&stats)
+    );
+}

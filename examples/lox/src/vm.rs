@@ -324,7 +324,10 @@ struct Exec<'a, 'gc> {
     /// The global values (the array does not change while a program runs).
     globals: GcArray<'gc, Value<'gc>>,
     global_names: Option<&'a GlobalNames>,
+    /// The root stack. Inside the scope only `..sp` is live; slots above hold stale values
+    /// (overwritten before they are read, and cut off before the scope ends).
     stack: &'a mut Vec<Value<'gc>>,
+    sp: usize,
     frames: Vec<Frame<'gc>>,
     saved: &'a mut Vec<SavedFrame>,
     out: &'a mut Box<dyn Write>,
@@ -353,12 +356,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             .zip(closures)
             .map(|(s, c)| Frame::new(c.as_gc().expect("saved frame closure"), s.ip, s.base))
             .collect();
+        let sp = stack.len();
         Exec {
             mc,
             root,
             globals: root.globals.get(),
             global_names: None,
             stack,
+            sp,
             frames,
             saved,
             out,
@@ -370,8 +375,10 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         }
     }
 
-    /// Push every frame's closure on the root stack and keep its integers outside the heap.
+    /// Cut the root stack to its live values, then push every frame's closure on it and keep
+    /// the frame's integers outside the heap.
     fn save(&mut self) {
+        self.stack.truncate(self.sp);
         for f in self.frames.drain(..) {
             self.saved.push(SavedFrame {
                 ip: f.ip,
@@ -379,6 +386,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             });
             self.stack.push(Value::gc(f.closure));
         }
+        self.sp = self.stack.len();
     }
 
     #[inline(always)]
@@ -394,12 +402,18 @@ impl<'a, 'gc> Exec<'a, 'gc> {
 
     #[inline(always)]
     fn peek(&self, distance: usize) -> Value<'gc> {
-        self.stack[self.stack.len() - 1 - distance]
+        self.stack[self.sp - 1 - distance]
     }
 
+    /// Push on the live part of the stack (overwriting a stale slot, or growing the vector).
     #[inline(always)]
-    fn pop(&mut self) -> Value<'gc> {
-        self.stack.pop().expect("stack underflow")
+    fn push(&mut self, v: Value<'gc>) {
+        if self.sp < self.stack.len() {
+            self.stack[self.sp] = v;
+        } else {
+            self.stack.push(v);
+        }
+        self.sp += 1;
     }
 
     fn undefined_variable(&self, slot: usize) -> String {
@@ -418,6 +432,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         }
         self.frames.clear();
         self.stack.clear();
+        self.sp = 0;
         self.root.open_upvalues.set(self.mc, None);
         lines
     }
@@ -433,7 +448,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         if self.frames.len() == FRAMES_MAX {
             return Err(Fault::Runtime("Stack overflow.".into()));
         }
-        let base = self.stack.len() - argc - 1;
+        let base = self.sp - argc - 1;
         self.frames.push(Frame::new(closure, 0, base));
         Ok(())
     }
@@ -443,7 +458,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             match &*o {
                 Obj::Closure(_) => return self.call(o, argc),
                 Obj::BoundMethod(b) => {
-                    let slot = self.stack.len() - argc - 1;
+                    let slot = self.sp - argc - 1;
                     self.stack[slot] = b.receiver;
                     return self.call(b.method, argc);
                 }
@@ -452,7 +467,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         class: o,
                         fields: Table::new(),
                     }))?;
-                    let slot = self.stack.len() - argc - 1;
+                    let slot = self.sp - argc - 1;
                     self.stack[slot] = Value::gc(instance);
                     return match class.methods.get(self.root.init_string) {
                         Some(init) => self.call(init.as_gc().expect("methods are closures"), argc),
@@ -464,9 +479,8 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 }
                 Obj::Native(Native::Clock) => {
                     let t = self.start.elapsed().as_secs_f64();
-                    let len = self.stack.len();
-                    self.stack.truncate(len - argc - 1);
-                    self.stack.push(Value::number(t));
+                    self.sp -= argc + 1;
+                    self.push(Value::number(t));
                     return Ok(());
                 }
                 _ => {}
@@ -501,7 +515,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             // A closure's slot 0 is the closure itself; other callees set the slot themselves
             // (after allocating, so a failed allocation leaves the receiver in place).
             if matches!(field.as_gc().map(|o| o.as_ref_gc()), Some(Obj::Closure(_))) {
-                let slot = self.stack.len() - argc - 1;
+                let slot = self.sp - argc - 1;
                 self.stack[slot] = field;
             }
             return self.call_value(field, argc);
@@ -600,6 +614,39 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         let mut constants = f.function.constants;
         // Where the instruction being executed starts (an allocation failure rewinds to it).
         let mut op_start;
+        let mut sp = self.sp;
+
+        macro_rules! push {
+            ($v:expr) => {{
+                let v = $v;
+                if sp < self.stack.len() {
+                    self.stack[sp] = v;
+                } else {
+                    self.stack.push(v);
+                }
+                sp += 1;
+            }};
+        }
+        macro_rules! pop {
+            () => {{
+                sp -= 1;
+                self.stack[sp]
+            }};
+        }
+        macro_rules! peek {
+            ($d:expr) => {
+                self.stack[sp - 1 - $d]
+            };
+        }
+        // Run a helper that works on `self.sp`.
+        macro_rules! with_sp {
+            ($e:expr) => {{
+                self.sp = sp;
+                let r = $e;
+                sp = self.sp;
+                r
+            }};
+        }
 
         macro_rules! byte {
             () => {{
@@ -641,6 +688,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             () => {
                 if self.must_yield() {
                     sync!();
+                    self.sp = sp;
                     self.save();
                     return Outcome::Yield;
                 }
@@ -651,6 +699,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             ($fault:expr) => {{
                 let fault = $fault;
                 sync!();
+                self.sp = sp;
                 match fault {
                     Fault::Alloc if !self.retrying => {
                         // Rewind: the instruction changed nothing before its allocation.
@@ -676,11 +725,10 @@ impl<'a, 'gc> Exec<'a, 'gc> {
 
         macro_rules! binary_num {
             ($op:tt, $wrap:expr) => {{
-                let len = self.stack.len();
-                match (self.stack[len - 2].as_number(), self.stack[len - 1].as_number()) {
+                match (self.stack[sp - 2].as_number(), self.stack[sp - 1].as_number()) {
                     (Some(a), Some(b)) => {
-                        self.stack.truncate(len - 1);
-                        self.stack[len - 2] = $wrap(a $op b);
+                        sp -= 1;
+                        self.stack[sp - 1] = $wrap(a $op b);
                     }
                     _ => fail!(Fault::Runtime("Operands must be numbers.".into())),
                 }
@@ -691,25 +739,25 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             match byte!() {
                 op::CONSTANT => {
                     let v = constants.get(byte!() as usize);
-                    self.stack.push(v);
+                    push!(v);
                 }
-                op::NIL => self.stack.push(nil()),
-                op::TRUE => self.stack.push(boolean(true)),
-                op::FALSE => self.stack.push(boolean(false)),
+                op::NIL => push!(nil()),
+                op::TRUE => push!(boolean(true)),
+                op::FALSE => push!(boolean(false)),
                 op::POP => {
-                    self.stack.pop();
+                    sp -= 1;
                 }
                 op::GET_LOCAL => {
                     let v = self.stack[f.base + byte!() as usize];
-                    self.stack.push(v);
+                    push!(v);
                 }
                 op::SET_LOCAL => {
                     let slot = f.base + byte!() as usize;
-                    self.stack[slot] = self.peek(0);
+                    self.stack[slot] = peek!(0);
                 }
                 op::SET_LOCAL_POP => {
                     let slot = f.base + byte!() as usize;
-                    let v = self.pop();
+                    let v = pop!();
                     self.stack[slot] = v;
                 }
                 op::GET_GLOBAL => {
@@ -718,11 +766,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     if v.to_bits() == undefined().to_bits() {
                         fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
-                    self.stack.push(v);
+                    push!(v);
                 }
                 op::DEFINE_GLOBAL => {
                     let slot = short!();
-                    let v = self.pop();
+                    let v = pop!();
                     self.globals.set(self.mc, slot, v);
                 }
                 op::SET_GLOBAL => {
@@ -730,14 +778,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     if self.globals.get(slot).to_bits() == undefined().to_bits() {
                         fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
-                    self.globals.set(self.mc, slot, self.peek(0));
+                    self.globals.set(self.mc, slot, peek!(0));
                 }
                 op::SET_GLOBAL_POP => {
                     let slot = short!();
                     if self.globals.get(slot).to_bits() == undefined().to_bits() {
                         fail!(Fault::Runtime(self.undefined_variable(slot)));
                     }
-                    let v = self.pop();
+                    let v = pop!();
                     self.globals.set(self.mc, slot, v);
                 }
                 op::GET_UPVALUE => {
@@ -748,11 +796,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     } else {
                         self.stack[slot]
                     };
-                    self.stack.push(v);
+                    push!(v);
                 }
                 op::SET_UPVALUE => {
                     let u = self.upvalue(f.closure, byte!() as usize);
-                    let v = self.peek(0);
+                    let v = peek!(0);
                     let slot = u.slot.get();
                     if slot == CLOSED {
                         u.closed.set(self.mc, v);
@@ -762,7 +810,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 }
                 op::GET_PROPERTY => {
                     let name = name!();
-                    let receiver = self.peek(0);
+                    let receiver = peek!(0);
                     let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
                     else {
                         fail!(Fault::Runtime("Only instances have properties.".into()));
@@ -777,38 +825,38 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                             ))),
                         },
                     };
-                    let top = self.stack.len() - 1;
+                    let top = sp - 1;
                     self.stack[top] = v;
                 }
                 op::SET_PROPERTY => {
                     let name = name!();
-                    let Some(Obj::Instance(instance)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
                         fail!(Fault::Runtime("Only instances have fields.".into()));
                     };
-                    try_op!(instance.fields.set(self.mc, name, self.peek(0)));
-                    let v = self.pop();
-                    let top = self.stack.len() - 1;
+                    try_op!(instance.fields.set(self.mc, name, peek!(0)));
+                    let v = pop!();
+                    let top = sp - 1;
                     self.stack[top] = v;
                 }
                 op::SET_PROPERTY_POP => {
                     let name = name!();
-                    let Some(Obj::Instance(instance)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
                         fail!(Fault::Runtime("Only instances have fields.".into()));
                     };
-                    try_op!(instance.fields.set(self.mc, name, self.peek(0)));
-                    let len = self.stack.len();
-                    self.stack.truncate(len - 2);
+                    try_op!(instance.fields.set(self.mc, name, peek!(0)));
+                    let len = sp;
+                    sp = len - 2;
                 }
                 op::GET_SUPER => {
                     let name = name!();
-                    let superclass = self.peek(0).as_gc().expect("superclass is a class");
-                    let receiver = self.peek(1);
+                    let superclass = peek!(0).as_gc().expect("superclass is a class");
+                    let receiver = peek!(1);
                     match try_op!(self.bind_method(superclass, name, receiver)) {
                         Some(bound) => {
-                            self.stack.pop();
-                            let top = self.stack.len() - 1;
+                            sp -= 1;
+                            let top = sp - 1;
                             self.stack[top] = bound;
                         }
                         None => fail!(Fault::Runtime(format!(
@@ -818,14 +866,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     }
                 }
                 op::EQUAL => {
-                    let b = self.pop();
-                    let a = self.pop();
-                    self.stack.push(boolean(values_equal(a, b)));
+                    let b = pop!();
+                    let a = pop!();
+                    push!(boolean(values_equal(a, b)));
                 }
                 op::NOT_EQUAL => {
-                    let b = self.pop();
-                    let a = self.pop();
-                    self.stack.push(boolean(!values_equal(a, b)));
+                    let b = pop!();
+                    let a = pop!();
+                    push!(boolean(!values_equal(a, b)));
                 }
                 op::GREATER => binary_num!(>, boolean),
                 op::LESS => binary_num!(<, boolean),
@@ -835,10 +883,10 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 op::MULTIPLY => binary_num!(*, Value::number),
                 op::DIVIDE => binary_num!(/, Value::number),
                 op::ADD => {
-                    let len = self.stack.len();
+                    let len = sp;
                     let (a, b) = (self.stack[len - 2], self.stack[len - 1]);
                     if let (Some(x), Some(y)) = (a.as_number(), b.as_number()) {
-                        self.stack.truncate(len - 1);
+                        sp = len - 1;
                         self.stack[len - 2] = Value::number(x + y);
                     } else {
                         match (a.unbox(), b.unbox()) {
@@ -847,7 +895,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                                     && matches!(&*y, Obj::String(_)) =>
                             {
                                 let s = try_op!(self.concatenate(as_str(x), as_str(y)));
-                                self.stack.truncate(len - 1);
+                                sp = len - 1;
                                 self.stack[len - 2] = s;
                                 poll!();
                             }
@@ -858,18 +906,18 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     }
                 }
                 op::NOT => {
-                    let v = self.pop();
-                    self.stack.push(boolean(is_falsey(v)));
+                    let v = pop!();
+                    push!(boolean(is_falsey(v)));
                 }
-                op::NEGATE => match self.peek(0).as_number() {
+                op::NEGATE => match peek!(0).as_number() {
                     Some(n) => {
-                        let top = self.stack.len() - 1;
+                        let top = sp - 1;
                         self.stack[top] = Value::number(-n);
                     }
                     None => fail!(Fault::Runtime("Operand must be a number.".into())),
                 },
                 op::PRINT => {
-                    let v = self.pop();
+                    let v = pop!();
                     self.print(v);
                 }
                 op::JUMP => {
@@ -878,13 +926,13 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 }
                 op::JUMP_IF_FALSE => {
                     let offset = short!();
-                    if is_falsey(self.peek(0)) {
+                    if is_falsey(peek!(0)) {
                         f.ip += offset;
                     }
                 }
                 op::POP_JUMP_IF_FALSE => {
                     let offset = short!();
-                    if is_falsey(self.pop()) {
+                    if is_falsey(pop!()) {
                         f.ip += offset;
                     }
                 }
@@ -896,7 +944,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 op::CALL => {
                     let argc = byte!() as usize;
                     sync!();
-                    let callee = self.peek(argc);
+                    let callee = peek!(argc);
                     // Fast path: a closure called with the right number of arguments.
                     if let Some(o) = callee.as_gc()
                         && let Obj::Closure(c) = o.as_ref_gc()
@@ -908,13 +956,13 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                             closure: o,
                             function,
                             ip: 0,
-                            base: self.stack.len() - argc - 1,
+                            base: sp - argc - 1,
                         };
                         self.frames.push(f);
                         code = function.code.as_bytes();
                         constants = function.constants;
                     } else {
-                        if let Err(e) = self.call_value(callee, argc) {
+                        if let Err(e) = with_sp!(self.call_value(callee, argc)) {
                             fail!(e);
                         }
                         reload!();
@@ -925,7 +973,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let name = name!();
                     let argc = byte!() as usize;
                     sync!();
-                    if let Err(e) = self.invoke(name, argc) {
+                    if let Err(e) = with_sp!(self.invoke(name, argc)) {
                         fail!(e);
                     }
                     reload!();
@@ -935,8 +983,8 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let name = name!();
                     let argc = byte!() as usize;
                     sync!();
-                    let superclass = self.pop().as_gc().expect("superclass is a class");
-                    if let Err(e) = self.invoke_from_class(superclass, name, argc) {
+                    let superclass = pop!().as_gc().expect("superclass is a class");
+                    if let Err(e) = with_sp!(self.invoke_from_class(superclass, name, argc)) {
                         fail!(e);
                     }
                     reload!();
@@ -966,17 +1014,17 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         Some(ups)
                     };
                     let closure = try_op!(self.alloc(Obj::Closure(Closure { function, upvalues })));
-                    self.stack.push(Value::gc(closure));
+                    push!(Value::gc(closure));
                     poll!();
                 }
                 op::CLOSE_UPVALUE => {
-                    self.close_upvalues(self.stack.len() - 1);
-                    self.stack.pop();
+                    self.close_upvalues(sp - 1);
+                    sp -= 1;
                 }
                 op::RETURN => {
                     // No poll here: a program that runs on and on must loop or call, and both
                     // poll.
-                    let result = self.pop();
+                    let result = pop!();
                     if self
                         .root
                         .open_upvalues
@@ -988,10 +1036,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     self.frames.pop();
                     let Some(&caller) = self.frames.last() else {
                         self.stack.clear();
+                        self.sp = 0;
                         return Outcome::Done;
                     };
-                    self.stack.truncate(f.base);
-                    self.stack.push(result);
+                    sp = f.base;
+                    push!(result);
                     f = caller;
                     code = f.function.code.as_bytes();
                     constants = f.function.constants;
@@ -1002,24 +1051,24 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         name,
                         methods: Table::new(),
                     })));
-                    self.stack.push(Value::gc(class));
+                    push!(Value::gc(class));
                     poll!();
                 }
                 op::INHERIT => {
-                    let Some(Obj::Class(superclass)) = self.peek(1).as_gc().map(|o| o.as_ref_gc())
+                    let Some(Obj::Class(superclass)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
                         fail!(Fault::Runtime("Superclass must be a class.".into()));
                     };
-                    let subclass = as_class(self.peek(0).as_gc().expect("a class"));
+                    let subclass = as_class(peek!(0).as_gc().expect("a class"));
                     try_op!(subclass.methods.add_all(self.mc, &superclass.methods));
-                    self.stack.pop();
+                    sp -= 1;
                 }
                 op::METHOD => {
                     let name = name!();
-                    let method = self.peek(0);
-                    let class = as_class(self.peek(1).as_gc().expect("a class"));
+                    let method = peek!(0);
+                    let class = as_class(peek!(1).as_gc().expect("a class"));
                     try_op!(class.methods.set(self.mc, name, method));
-                    self.stack.pop();
+                    sp -= 1;
                 }
                 b => unreachable!("invalid opcode {b}"),
             }

@@ -60,12 +60,23 @@ impl<'gc> Table<'gc> {
         }
     }
 
-    #[inline]
+    /// The value of `key`. Inlined: it is on the path of every property access.
+    #[inline(always)]
     pub fn get(&self, key: Gc<'gc, Obj<'gc>>) -> Option<Value<'gc>> {
         let entries = self.entries.get()?;
-        let i = Self::find(entries, key);
-        let k = entries.get(2 * i);
-        (k.to_bits() == Value::gc(key).to_bits()).then(|| entries.get(2 * i + 1))
+        let key_bits = Value::gc(key).to_bits();
+        let mask = entries.len() / 2 - 1;
+        let mut i = str_hash(key) as usize & mask;
+        loop {
+            let k = entries.get(2 * i);
+            if k.to_bits() == key_bits {
+                return Some(entries.get(2 * i + 1));
+            }
+            if is_nil(k) {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Insert or overwrite; returns whether the key is new. Fails only if growing fails, and
@@ -168,25 +179,30 @@ impl Default for Table<'_> {
 
 /// The set of all live strings, so that equal strings are one object. Entries are weak: a
 /// string nothing else references is collected, and its entry reads as dead (a tombstone)
-/// until the next rehash drops it.
+/// until the next rehash drops it. Each bucket's hash is kept in a parallel noscan array, so a
+/// probe compares hashes without touching the string objects.
 #[derive(Trace)]
 pub struct Interner<'gc> {
     /// Entries ever filled since the last rehash (live or dead).
     count: GcCell<'gc, usize>,
-    entries: GcCell<'gc, Option<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>>>,
+    weaks: GcCell<'gc, Option<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>>>,
+    hashes: GcCell<'gc, Option<GcArray<'gc, u32>>>,
 }
+
+type Weaks<'gc> = GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>;
 
 impl<'gc> Interner<'gc> {
     pub fn new() -> Self {
         Interner {
             count: GcCell::new(0),
-            entries: GcCell::new(None),
+            weaks: GcCell::new(None),
+            hashes: GcCell::new(None),
         }
     }
 
     /// Live strings held (for tests and statistics; walks the table).
     pub fn live(&self, mc: &Mutation<'gc>) -> usize {
-        self.entries.get().map_or(0, |e| {
+        self.weaks.get().map_or(0, |e| {
             e.iter()
                 .filter(|w| w.is_some_and(|w| w.upgrade(mc).is_some()))
                 .count()
@@ -196,8 +212,8 @@ impl<'gc> Interner<'gc> {
     /// The string object with contents `s`, creating it if there is none.
     pub fn intern(&self, mc: &Mutation<'gc>, s: &str) -> Result<Gc<'gc, Obj<'gc>>, AllocError> {
         let hash = hash_bytes(s.as_bytes());
-        if let Some(entries) = self.entries.get()
-            && let Some(found) = Self::lookup(mc, entries, s, hash)
+        if let (Some(weaks), Some(hashes)) = (self.weaks.get(), self.hashes.get())
+            && let Some(found) = Self::lookup(mc, weaks, hashes, s, hash)
         {
             return Ok(found);
         }
@@ -205,14 +221,14 @@ impl<'gc> Interner<'gc> {
         let chars = GcStr::try_new(mc, s)?;
         let obj = Gc::try_new(mc, Obj::String(LoxStr { hash, chars }))?;
         let weak = obj.try_downgrade(mc)?;
-        let entries = match self.entries.get() {
-            Some(e) if !over_load(self.count.get() + 1, e.len()) => e,
-            old => self.rehash(mc, old)?,
+        let (weaks, hashes) = match (self.weaks.get(), self.hashes.get()) {
+            (Some(w), Some(h)) if !over_load(self.count.get() + 1, w.len()) => (w, h),
+            (old, _) => self.rehash(mc, old)?,
         };
-        let mask = entries.len() - 1;
+        let mask = weaks.len() - 1;
         let mut i = hash as usize & mask;
         loop {
-            match entries.get(i) {
+            match weaks.get(i) {
                 None => {
                     self.count.set(mc, self.count.get() + 1);
                     break;
@@ -222,23 +238,25 @@ impl<'gc> Interner<'gc> {
                 Some(_) => i = (i + 1) & mask,
             }
         }
-        entries.set(mc, i, Some(weak));
+        hashes.set(mc, i, hash);
+        weaks.set(mc, i, Some(weak));
         Ok(obj)
     }
 
     fn lookup(
         mc: &Mutation<'gc>,
-        entries: GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>,
+        weaks: Weaks<'gc>,
+        hashes: GcArray<'gc, u32>,
         s: &str,
         hash: u32,
     ) -> Option<Gc<'gc, Obj<'gc>>> {
-        let mask = entries.len() - 1;
+        let mask = weaks.len() - 1;
         let mut i = hash as usize & mask;
         loop {
-            let w = entries.get(i)?;
-            if let Some(o) = w.upgrade(mc)
+            let w = weaks.get(i)?;
+            if hashes.get(i) == hash
+                && let Some(o) = w.upgrade(mc)
                 && let Obj::String(ls) = &*o
-                && ls.hash == hash
                 && ls.chars.as_str() == s
             {
                 return Some(o);
@@ -247,13 +265,13 @@ impl<'gc> Interner<'gc> {
         }
     }
 
-    /// A new array holding the live entries of `old`, sized for twice as many (or the same
+    /// New arrays holding the live entries of `old`, sized for twice as many (or the same
     /// size if most of `old` was dead).
     fn rehash(
         &self,
         mc: &Mutation<'gc>,
-        old: Option<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>>,
-    ) -> Result<GcArray<'gc, Option<GcWeak<'gc, Obj<'gc>>>>, AllocError> {
+        old: Option<Weaks<'gc>>,
+    ) -> Result<(Weaks<'gc>, GcArray<'gc, u32>), AllocError> {
         let live: Vec<(GcWeak<'gc, Obj<'gc>>, u32)> = old
             .map(|o| {
                 o.iter()
@@ -266,18 +284,21 @@ impl<'gc> Interner<'gc> {
         while over_load(live.len() * 2 + 1, capacity) {
             capacity *= 2;
         }
-        let new = GcArray::try_new(mc, capacity, None)?;
+        let weaks = GcArray::try_new(mc, capacity, None)?;
+        let hashes = GcArray::try_new(mc, capacity, 0u32)?;
         let mask = capacity - 1;
         for &(w, hash) in &live {
             let mut i = hash as usize & mask;
-            while new.get(i).is_some() {
+            while weaks.get(i).is_some() {
                 i = (i + 1) & mask;
             }
-            new.set(mc, i, Some(w));
+            weaks.set(mc, i, Some(w));
+            hashes.set(mc, i, hash);
         }
-        self.entries.set(mc, Some(new));
+        self.weaks.set(mc, Some(weaks));
+        self.hashes.set(mc, Some(hashes));
         self.count.set(mc, live.len());
-        Ok(new)
+        Ok((weaks, hashes))
     }
 }
 

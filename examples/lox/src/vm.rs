@@ -333,6 +333,8 @@ struct Exec<'a, 'gc> {
     out: &'a mut Box<dyn Write>,
     start: Instant,
     print_buf: String,
+    /// Reused buffer for string concatenation.
+    scratch: String,
     allocs: u64,
     stress_every: u64,
     /// The last stretch ended out of memory: a second failure is final.
@@ -369,6 +371,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             out,
             start,
             print_buf: String::new(),
+            scratch: String::new(),
             allocs: 0,
             stress_every: u64::MAX,
             retrying: false,
@@ -592,11 +595,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
     }
 
     fn concatenate(&mut self, a: &str, b: &str) -> Result<Value<'gc>, AllocError> {
-        let mut s = String::with_capacity(a.len() + b.len());
+        let mut s = std::mem::take(&mut self.scratch);
+        s.clear();
         s.push_str(a);
         s.push_str(b);
         self.allocs += 1;
-        Ok(Value::gc(self.root.strings.intern(self.mc, &s)?))
+        let interned = self.root.strings.intern(self.mc, &s);
+        self.scratch = s;
+        Ok(Value::gc(interned?))
     }
 
     fn print(&mut self, v: Value<'gc>) {
@@ -682,6 +688,22 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 f = *self.frames.last().expect("a frame to run");
                 code = f.function.code.as_bytes();
                 constants = f.function.constants;
+            }};
+        }
+        // Push a frame for closure `$o` (whose `Closure` is `$c`) called with `$argc` arguments,
+        // arity and depth already checked, and switch to it.
+        macro_rules! enter {
+            ($o:expr, $c:expr, $argc:expr) => {{
+                let function = $c.function.as_ref_gc();
+                f = Frame {
+                    closure: $o,
+                    function,
+                    ip: 0,
+                    base: sp - $argc - 1,
+                };
+                self.frames.push(f);
+                code = function.code.as_bytes();
+                constants = function.constants;
             }};
         }
         macro_rules! poll {
@@ -951,16 +973,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         && c.function.arity as usize == argc
                         && self.frames.len() < FRAMES_MAX
                     {
-                        let function = c.function.as_ref_gc();
-                        f = Frame {
-                            closure: o,
-                            function,
-                            ip: 0,
-                            base: sp - argc - 1,
-                        };
-                        self.frames.push(f);
-                        code = function.code.as_bytes();
-                        constants = function.constants;
+                        enter!(o, c, argc);
                     } else {
                         if let Err(e) = with_sp!(self.call_value(callee, argc)) {
                             fail!(e);
@@ -973,10 +986,23 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let name = name!();
                     let argc = byte!() as usize;
                     sync!();
-                    if let Err(e) = with_sp!(self.invoke(name, argc)) {
-                        fail!(e);
+                    // Fast path: a method (not a field) of an instance, right arity.
+                    if let Some(Obj::Instance(instance)) =
+                        peek!(argc).as_gc().map(|o| o.as_ref_gc())
+                        && instance.fields.get(name).is_none()
+                        && let Some(method) = as_class(instance.class).methods.get(name)
+                        && let Some(m) = method.as_gc()
+                        && let Obj::Closure(c) = m.as_ref_gc()
+                        && c.function.arity as usize == argc
+                        && self.frames.len() < FRAMES_MAX
+                    {
+                        enter!(m, c, argc);
+                    } else {
+                        if let Err(e) = with_sp!(self.invoke(name, argc)) {
+                            fail!(e);
+                        }
+                        reload!();
                     }
-                    reload!();
                     poll!();
                 }
                 op::SUPER_INVOKE => {

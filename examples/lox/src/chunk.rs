@@ -81,6 +81,23 @@ opcodes! {
     SetGlobalPop = SET_GLOBAL_POP,
     /// `SetProperty` then `Pop`.
     SetPropertyPop = SET_PROPERTY_POP,
+    /// `GetLocal` then `Constant`: operands slot, constant.
+    GetLocalConstant = GET_LOCAL_CONSTANT,
+    /// `GetLocal` then `GetProperty` (`this.x`): operands slot, name.
+    GetLocalProperty = GET_LOCAL_PROPERTY,
+    // A comparison then `PopJumpIfFalse`: pop both operands, jump if the comparison is false.
+    /// `Less`, `PopJumpIfFalse`.
+    JumpIfNotLess = JUMP_IF_NOT_LESS,
+    /// `Greater`, `PopJumpIfFalse`.
+    JumpIfNotGreater = JUMP_IF_NOT_GREATER,
+    /// `LessEqual` (= not greater), `PopJumpIfFalse`: jump if greater.
+    JumpIfGreater = JUMP_IF_GREATER,
+    /// `GreaterEqual` (= not less), `PopJumpIfFalse`: jump if less.
+    JumpIfLess = JUMP_IF_LESS,
+    /// `Equal`, `PopJumpIfFalse`.
+    JumpIfNotEqual = JUMP_IF_NOT_EQUAL,
+    /// `NotEqual`, `PopJumpIfFalse`.
+    JumpIfEqual = JUMP_IF_EQUAL,
 }
 
 impl Op {

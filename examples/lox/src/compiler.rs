@@ -327,7 +327,62 @@ impl<'src> Compiler<'src, '_> {
         }
     }
 
+    /// The current position, as the target of a jump still to be emitted (a loop start): no
+    /// instruction emitted after it may be fused with one before it.
+    fn jump_target(&mut self) -> usize {
+        let f = self.f();
+        f.last_op = None;
+        f.proto.code.len()
+    }
+
+    /// If the last instruction was `GetLocal` (with no jump target since), turn it into
+    /// `fused` keeping its slot operand, and return true; the caller then emits the second
+    /// operand.
+    fn fuse_after_get_local(&mut self, fused: Op) -> bool {
+        let f = self.f();
+        match f.last_op {
+            Some((at, Op::GetLocal)) if at + 2 == f.proto.code.len() => {
+                f.proto.code[at] = fused as u8;
+                f.last_op = Some((at, fused));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn emit_constant(&mut self, c: u8) {
+        if self.fuse_after_get_local(Op::GetLocalConstant) {
+            self.emit(c);
+        } else {
+            self.emit_op_arg(Op::Constant, c);
+        }
+    }
+
     fn emit_jump(&mut self, op: Op) -> usize {
+        // A comparison followed by a conditional jump becomes one compare-and-branch.
+        if op == Op::PopJumpIfFalse {
+            let f = self.f();
+            let fused = match f.last_op {
+                Some((at, cmp)) if at + 1 == f.proto.code.len() => match cmp {
+                    Op::Less => Some(Op::JumpIfNotLess),
+                    Op::Greater => Some(Op::JumpIfNotGreater),
+                    Op::LessEqual => Some(Op::JumpIfGreater),
+                    Op::GreaterEqual => Some(Op::JumpIfLess),
+                    Op::Equal => Some(Op::JumpIfNotEqual),
+                    Op::NotEqual => Some(Op::JumpIfEqual),
+                    _ => None,
+                }
+                .map(|op| (at, op)),
+                _ => None,
+            };
+            if let Some((at, fused)) = fused {
+                f.proto.code[at] = fused as u8;
+                f.last_op = Some((at, fused));
+                self.emit(0xff);
+                self.emit(0xff);
+                return self.f().proto.code.len() - 2;
+            }
+        }
         self.emit_op(op);
         self.emit(0xff);
         self.emit(0xff);
@@ -736,7 +791,7 @@ impl<'src> Compiler<'src, '_> {
     }
 
     fn while_statement(&mut self) {
-        let loop_start = self.f().proto.code.len();
+        let loop_start = self.jump_target();
         self.consume(Kind::LeftParen, "Expect '(' after 'while'.");
         self.expression();
         self.consume(Kind::RightParen, "Expect ')' after condition.");
@@ -758,7 +813,7 @@ impl<'src> Compiler<'src, '_> {
             self.consume(Kind::Semicolon, "Expect ';' after expression.");
             self.emit_op(Op::Pop);
         }
-        let mut loop_start = self.f().proto.code.len();
+        let mut loop_start = self.jump_target();
         let mut exit = None;
         if !self.matches(Kind::Semicolon) {
             self.expression();
@@ -767,7 +822,7 @@ impl<'src> Compiler<'src, '_> {
         }
         if !self.matches(Kind::RightParen) {
             let body_jump = self.emit_jump(Op::Jump);
-            let increment_start = self.f().proto.code.len();
+            let increment_start = self.jump_target();
             self.expression();
             self.emit_pop();
             self.consume(Kind::RightParen, "Expect ')' after for clauses.");
@@ -844,13 +899,13 @@ impl<'src> Compiler<'src, '_> {
             Kind::Number => {
                 let n: f64 = self.previous.lexeme.parse().unwrap_or(f64::NAN);
                 let c = self.make_constant(Constant::Number(n));
-                self.emit_op_arg(Op::Constant, c);
+                self.emit_constant(c);
             }
             Kind::String => {
                 let lexeme = self.previous.lexeme;
                 let text = lexeme[1..lexeme.len() - 1].to_string();
                 let c = self.make_constant(Constant::Str(text));
-                self.emit_op_arg(Op::Constant, c);
+                self.emit_constant(c);
             }
             Kind::Nil => self.emit_op(Op::Nil),
             Kind::True => self.emit_op(Op::True),
@@ -885,6 +940,8 @@ impl<'src> Compiler<'src, '_> {
                     let argc = self.argument_list();
                     self.emit_op_arg(Op::Invoke, name);
                     self.emit(argc);
+                } else if self.fuse_after_get_local(Op::GetLocalProperty) {
+                    self.emit(name);
                 } else {
                     self.emit_op_arg(Op::GetProperty, name);
                 }

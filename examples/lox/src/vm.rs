@@ -305,13 +305,17 @@ impl<'gc> Frame<'gc> {
     }
 }
 
-/// Why an instruction did not complete.
-enum Fault {
+/// Why an instruction did not complete. Cheap to build: messages are formatted only when an
+/// error is reported (in [`Exec::fault`], out of the dispatch loop).
+enum Fault<'gc> {
+    Message(&'static str),
+    UndefinedProperty(Gc<'gc, Obj<'gc>>),
     Runtime(String),
+    UndefinedVariable(usize),
     Alloc,
 }
 
-impl From<AllocError> for Fault {
+impl From<AllocError> for Fault<'_> {
     fn from(_: AllocError) -> Self {
         Fault::Alloc
     }
@@ -440,7 +444,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         lines
     }
 
-    fn call(&mut self, closure: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault> {
+    fn call(&mut self, closure: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault<'gc>> {
         let function = &as_closure(closure).function;
         if argc != function.arity as usize {
             return Err(Fault::Runtime(format!(
@@ -449,14 +453,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             )));
         }
         if self.frames.len() == FRAMES_MAX {
-            return Err(Fault::Runtime("Stack overflow.".into()));
+            return Err(Fault::Message("Stack overflow."));
         }
         let base = self.sp - argc - 1;
         self.frames.push(Frame::new(closure, 0, base));
         Ok(())
     }
 
-    fn call_value(&mut self, callee: Value<'gc>, argc: usize) -> Result<(), Fault> {
+    fn call_value(&mut self, callee: Value<'gc>, argc: usize) -> Result<(), Fault<'gc>> {
         if let Some(o) = callee.as_gc() {
             match &*o {
                 Obj::Closure(_) => return self.call(o, argc),
@@ -499,20 +503,17 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         class: Gc<'gc, Obj<'gc>>,
         name: Gc<'gc, Obj<'gc>>,
         argc: usize,
-    ) -> Result<(), Fault> {
+    ) -> Result<(), Fault<'gc>> {
         match as_class(class).methods.get(name) {
             Some(m) => self.call(m.as_gc().expect("methods are closures"), argc),
-            None => Err(Fault::Runtime(format!(
-                "Undefined property '{}'.",
-                as_str(name)
-            ))),
+            None => Err(Fault::UndefinedProperty(name)),
         }
     }
 
-    fn invoke(&mut self, name: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault> {
+    fn invoke(&mut self, name: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault<'gc>> {
         let receiver = self.peek(argc);
         let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc()) else {
-            return Err(Fault::Runtime("Only instances have methods.".into()));
+            return Err(Fault::Message("Only instances have methods."));
         };
         if let Some(field) = instance.fields.get(name) {
             // A closure's slot 0 is the closure itself; other callees set the slot themselves
@@ -613,6 +614,45 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         let _ = self.out.write_all(self.print_buf.as_bytes());
     }
 
+    /// Leave the scope for the collector: save the frames (the running one at `ip`).
+    #[cold]
+    #[inline(never)]
+    fn yield_now(&mut self, ip: usize, sp: usize) -> Outcome {
+        self.frames.last_mut().expect("running frame").ip = ip;
+        self.sp = sp;
+        self.save();
+        Outcome::Yield
+    }
+
+    /// End the stretch with `fault`, raised by the instruction at `op_start` of the running
+    /// frame (now at `ip`).
+    #[cold]
+    #[inline(never)]
+    fn fault(&mut self, fault: Fault<'gc>, ip: usize, op_start: usize, sp: usize) -> Outcome {
+        self.sp = sp;
+        let top = self.frames.last_mut().expect("running frame");
+        top.ip = ip;
+        let message = match fault {
+            Fault::Alloc if !self.retrying => {
+                // Rewind: the instruction changed nothing before its allocation.
+                top.ip = op_start;
+                self.save();
+                return Outcome::OutOfMemory;
+            }
+            Fault::Alloc => "Out of memory.".to_string(),
+            Fault::Message(m) => m.to_string(),
+            Fault::Runtime(m) => m,
+            Fault::UndefinedVariable(slot) => self.undefined_variable(slot),
+            Fault::UndefinedProperty(name) => format!("Undefined property '{}'.", as_str(name)),
+        };
+        // Report the line of the failing instruction's opcode (a fused instruction's operands
+        // may carry a later line).
+        if let Some(top) = self.frames.last_mut() {
+            top.ip = op_start + 1;
+        }
+        Outcome::Error(self.runtime_error(message))
+    }
+
     /// Run until the program ends, the collector wants the VM out of its scope, or an error.
     fn run(&mut self) -> Outcome {
         let mut f = *self.frames.last().expect("a frame to run");
@@ -709,32 +749,15 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         macro_rules! poll {
             () => {
                 if self.must_yield() {
-                    sync!();
-                    self.sp = sp;
-                    self.save();
-                    return Outcome::Yield;
+                    return self.yield_now(f.ip, sp);
                 }
             };
         }
-        // Handle a fault of the instruction that started at `$start`.
+        // End this stretch with a fault of the instruction that started at `op_start`.
         macro_rules! fail {
-            ($fault:expr) => {{
-                let fault = $fault;
-                sync!();
-                self.sp = sp;
-                match fault {
-                    Fault::Alloc if !self.retrying => {
-                        // Rewind: the instruction changed nothing before its allocation.
-                        self.frames.last_mut().expect("running frame").ip = op_start;
-                        self.save();
-                        return Outcome::OutOfMemory;
-                    }
-                    Fault::Alloc => {
-                        return Outcome::Error(self.runtime_error("Out of memory.".into()));
-                    }
-                    Fault::Runtime(msg) => return Outcome::Error(self.runtime_error(msg)),
-                }
-            }};
+            ($fault:expr) => {
+                return self.fault($fault, f.ip, op_start, sp)
+            };
         }
         macro_rules! try_op {
             ($e:expr) => {
@@ -745,6 +768,25 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             };
         }
 
+        // Pop two numbers and jump if `$jump(a, b)`.
+        macro_rules! compare_jump {
+            ($jump:expr) => {{
+                let offset = short!();
+                match (
+                    self.stack[sp - 2].as_number(),
+                    self.stack[sp - 1].as_number(),
+                ) {
+                    (Some(a), Some(b)) => {
+                        sp -= 2;
+                        #[allow(clippy::redundant_closure_call)]
+                        if $jump(a, b) {
+                            f.ip += offset;
+                        }
+                    }
+                    _ => fail!(Fault::Message("Operands must be numbers.")),
+                }
+            }};
+        }
         macro_rules! binary_num {
             ($op:tt, $wrap:expr) => {{
                 match (self.stack[sp - 2].as_number(), self.stack[sp - 1].as_number()) {
@@ -752,7 +794,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         sp -= 1;
                         self.stack[sp - 1] = $wrap(a $op b);
                     }
-                    _ => fail!(Fault::Runtime("Operands must be numbers.".into())),
+                    _ => fail!(Fault::Message("Operands must be numbers.")),
                 }
             }};
         }
@@ -773,6 +815,12 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let v = self.stack[f.base + byte!() as usize];
                     push!(v);
                 }
+                op::GET_LOCAL_CONSTANT => {
+                    let v = self.stack[f.base + byte!() as usize];
+                    push!(v);
+                    let c = constants.get(byte!() as usize);
+                    push!(c);
+                }
                 op::SET_LOCAL => {
                     let slot = f.base + byte!() as usize;
                     self.stack[slot] = peek!(0);
@@ -786,7 +834,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let slot = short!();
                     let v = self.globals.get(slot);
                     if v.to_bits() == undefined().to_bits() {
-                        fail!(Fault::Runtime(self.undefined_variable(slot)));
+                        fail!(Fault::UndefinedVariable(slot));
                     }
                     push!(v);
                 }
@@ -798,14 +846,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 op::SET_GLOBAL => {
                     let slot = short!();
                     if self.globals.get(slot).to_bits() == undefined().to_bits() {
-                        fail!(Fault::Runtime(self.undefined_variable(slot)));
+                        fail!(Fault::UndefinedVariable(slot));
                     }
                     self.globals.set(self.mc, slot, peek!(0));
                 }
                 op::SET_GLOBAL_POP => {
                     let slot = short!();
                     if self.globals.get(slot).to_bits() == undefined().to_bits() {
-                        fail!(Fault::Runtime(self.undefined_variable(slot)));
+                        fail!(Fault::UndefinedVariable(slot));
                     }
                     let v = pop!();
                     self.globals.set(self.mc, slot, v);
@@ -835,26 +883,40 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let receiver = peek!(0);
                     let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
                     else {
-                        fail!(Fault::Runtime("Only instances have properties.".into()));
+                        fail!(Fault::Message("Only instances have properties."));
                     };
                     let v = match instance.fields.get(name) {
                         Some(v) => v,
                         None => match try_op!(self.bind_method(instance.class, name, receiver)) {
                             Some(bound) => bound,
-                            None => fail!(Fault::Runtime(format!(
-                                "Undefined property '{}'.",
-                                as_str(name)
-                            ))),
+                            None => fail!(Fault::UndefinedProperty(name)),
                         },
                     };
                     let top = sp - 1;
                     self.stack[top] = v;
                 }
+                op::GET_LOCAL_PROPERTY => {
+                    // Nothing is pushed before the allocation (an out-of-memory rewind).
+                    let receiver = self.stack[f.base + byte!() as usize];
+                    let name = name!();
+                    let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
+                    else {
+                        fail!(Fault::Message("Only instances have properties."));
+                    };
+                    let v = match instance.fields.get(name) {
+                        Some(v) => v,
+                        None => match try_op!(self.bind_method(instance.class, name, receiver)) {
+                            Some(bound) => bound,
+                            None => fail!(Fault::UndefinedProperty(name)),
+                        },
+                    };
+                    push!(v);
+                }
                 op::SET_PROPERTY => {
                     let name = name!();
                     let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
-                        fail!(Fault::Runtime("Only instances have fields.".into()));
+                        fail!(Fault::Message("Only instances have fields."));
                     };
                     try_op!(instance.fields.set(self.mc, name, peek!(0)));
                     let v = pop!();
@@ -865,7 +927,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     let name = name!();
                     let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
-                        fail!(Fault::Runtime("Only instances have fields.".into()));
+                        fail!(Fault::Message("Only instances have fields."));
                     };
                     try_op!(instance.fields.set(self.mc, name, peek!(0)));
                     let len = sp;
@@ -881,10 +943,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                             let top = sp - 1;
                             self.stack[top] = bound;
                         }
-                        None => fail!(Fault::Runtime(format!(
-                            "Undefined property '{}'.",
-                            as_str(name)
-                        ))),
+                        None => fail!(Fault::UndefinedProperty(name)),
                     }
                 }
                 op::EQUAL => {
@@ -921,8 +980,8 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                                 self.stack[len - 2] = s;
                                 poll!();
                             }
-                            _ => fail!(Fault::Runtime(
-                                "Operands must be two numbers or two strings.".into()
+                            _ => fail!(Fault::Message(
+                                "Operands must be two numbers or two strings."
                             )),
                         }
                     }
@@ -936,7 +995,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         let top = sp - 1;
                         self.stack[top] = Value::number(-n);
                     }
-                    None => fail!(Fault::Runtime("Operand must be a number.".into())),
+                    None => fail!(Fault::Message("Operand must be a number.")),
                 },
                 op::PRINT => {
                     let v = pop!();
@@ -949,6 +1008,24 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 op::JUMP_IF_FALSE => {
                     let offset = short!();
                     if is_falsey(peek!(0)) {
+                        f.ip += offset;
+                    }
+                }
+                op::JUMP_IF_NOT_LESS => compare_jump!(|a, b| !(a < b)),
+                op::JUMP_IF_NOT_GREATER => compare_jump!(|a, b| !(a > b)),
+                op::JUMP_IF_GREATER => compare_jump!(|a, b| a > b),
+                op::JUMP_IF_LESS => compare_jump!(|a, b| a < b),
+                op::JUMP_IF_NOT_EQUAL => {
+                    let offset = short!();
+                    sp -= 2;
+                    if !values_equal(self.stack[sp], self.stack[sp + 1]) {
+                        f.ip += offset;
+                    }
+                }
+                op::JUMP_IF_EQUAL => {
+                    let offset = short!();
+                    sp -= 2;
+                    if values_equal(self.stack[sp], self.stack[sp + 1]) {
                         f.ip += offset;
                     }
                 }
@@ -1083,7 +1160,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 op::INHERIT => {
                     let Some(Obj::Class(superclass)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
                     else {
-                        fail!(Fault::Runtime("Superclass must be a class.".into()));
+                        fail!(Fault::Message("Superclass must be a class."));
                     };
                     let subclass = as_class(peek!(0).as_gc().expect("a class"));
                     try_op!(subclass.methods.add_all(self.mc, &superclass.methods));

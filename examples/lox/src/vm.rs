@@ -654,6 +654,9 @@ impl<'a, 'gc> Exec<'a, 'gc> {
     }
 
     /// Run until the program ends, the collector wants the VM out of its scope, or an error.
+    // `!(a < b)` is meant: with a NaN operand it differs from `a >= b`, and Lox's `>=` is
+    // defined as the former.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     fn run(&mut self) -> Outcome {
         let mut f = *self.frames.last().expect("a frame to run");
         let mut code: &'gc [u8] = f.function.code.as_bytes();

@@ -2,7 +2,7 @@
 //! [`Interner`] (the weak set of all strings).
 //!
 //! Both are open-addressing tables with linear probing over a GC array, grown to keep the load
-//! (live entries plus tombstones) at most 3/4. Growth allocates the new array *before*
+//! at most 3/4 (Lox never deletes a field, method or global, so `Table` has no tombstones). Growth allocates the new array *before*
 //! changing anything, so an allocation failure leaves the table as it was and the VM can retry
 //! the instruction after a collection.
 //!
@@ -11,20 +11,23 @@
 
 use gc_core::{AllocError, Gc, GcArray, GcCell, GcStr, GcWeak, Mutation, Trace};
 
-use crate::value::{LoxStr, Obj, TOMBSTONE, Value, hash_bytes, is_nil, nil, str_hash};
+use crate::value::{LoxStr, Obj, Value, hash_bytes, is_nil, nil, str_hash};
 
-const MIN_CAPACITY: usize = 8;
+/// Buckets of a table's first array (three fields fit before it grows).
+const TABLE_MIN_BUCKETS: usize = 4;
+/// Buckets of the interner's first array.
+const INTERNER_MIN_BUCKETS: usize = 8;
 
 /// Whether `count` used entries exceed the 3/4 load limit for `capacity` buckets.
 fn over_load(count: usize, capacity: usize) -> bool {
     count * 4 > capacity * 3
 }
 
-/// A map from interned strings to values. Slot `2i` holds bucket `i`'s key (`nil` when empty,
-/// `TOMBSTONE` when deleted), slot `2i + 1` its value.
+/// A map from interned strings to values. Slot `2i` holds bucket `i`'s key (`nil` when
+/// empty), slot `2i + 1` its value.
 #[derive(Trace)]
 pub struct Table<'gc> {
-    /// Keys in use plus tombstones.
+    /// Keys in use.
     count: GcCell<'gc, usize>,
     entries: GcCell<'gc, Option<GcArray<'gc, Value<'gc>>>>,
 }
@@ -37,24 +40,16 @@ impl<'gc> Table<'gc> {
         }
     }
 
-    /// The bucket holding `key`, or the bucket to insert it in (the first tombstone met, else
-    /// the empty bucket that ended the probe).
+    /// The bucket holding `key`, or the empty bucket where it would go.
     #[inline]
     fn find(entries: GcArray<'gc, Value<'gc>>, key: Gc<'gc, Obj<'gc>>) -> usize {
         let mask = entries.len() / 2 - 1;
         let key_bits = Value::gc(key).to_bits();
         let mut i = str_hash(key) as usize & mask;
-        let mut tombstone = None;
         loop {
             let k = entries.get(2 * i);
-            if k.to_bits() == key_bits {
+            if k.to_bits() == key_bits || is_nil(k) {
                 return i;
-            }
-            if is_nil(k) {
-                return tombstone.unwrap_or(i);
-            }
-            if k.to_bits() == TOMBSTONE.to_bits() && tombstone.is_none() {
-                tombstone = Some(i);
             }
             i = (i + 1) & mask;
         }
@@ -87,50 +82,24 @@ impl<'gc> Table<'gc> {
         key: Gc<'gc, Obj<'gc>>,
         value: Value<'gc>,
     ) -> Result<bool, AllocError> {
+        // Overwriting an existing key (the common case) needs no growth check.
+        if let Some(e) = self.entries.get() {
+            let i = Self::find(e, key);
+            if e.get(2 * i).to_bits() == Value::gc(key).to_bits() {
+                e.set(mc, 2 * i + 1, value);
+                return Ok(false);
+            }
+        }
         let count = self.count.get();
         let entries = match self.entries.get() {
             Some(e) if !over_load(count + 1, e.len() / 2) => e,
             old => self.grow(mc, old)?,
         };
         let i = Self::find(entries, key);
-        let k = entries.get(2 * i);
-        let is_new = k.to_bits() != Value::gc(key).to_bits();
-        if is_nil(k) {
-            self.count.set(mc, self.count.get() + 1);
-        }
-        if is_new {
-            entries.set(mc, 2 * i, Value::gc(key));
-        }
+        self.count.set(mc, self.count.get() + 1);
+        entries.set(mc, 2 * i, Value::gc(key));
         entries.set(mc, 2 * i + 1, value);
-        Ok(is_new)
-    }
-
-    /// Overwrite the value of an existing key; false (and no change) if `key` is absent.
-    #[inline]
-    pub fn assign(&self, mc: &Mutation<'gc>, key: Gc<'gc, Obj<'gc>>, value: Value<'gc>) -> bool {
-        let Some(entries) = self.entries.get() else {
-            return false;
-        };
-        let i = Self::find(entries, key);
-        if entries.get(2 * i).to_bits() != Value::gc(key).to_bits() {
-            return false;
-        }
-        entries.set(mc, 2 * i + 1, value);
-        true
-    }
-
-    /// Remove `key`; returns whether it was present.
-    pub fn delete(&self, mc: &Mutation<'gc>, key: Gc<'gc, Obj<'gc>>) -> bool {
-        let Some(entries) = self.entries.get() else {
-            return false;
-        };
-        let i = Self::find(entries, key);
-        if entries.get(2 * i).to_bits() != Value::gc(key).to_bits() {
-            return false;
-        }
-        entries.set(mc, 2 * i, Value::imm(3));
-        entries.set(mc, 2 * i + 1, nil());
-        true
+        Ok(true)
     }
 
     /// Copy every entry of `from` into this table (inheritance copies methods down).
@@ -152,8 +121,9 @@ impl<'gc> Table<'gc> {
         mc: &Mutation<'gc>,
         old: Option<GcArray<'gc, Value<'gc>>>,
     ) -> Result<GcArray<'gc, Value<'gc>>, AllocError> {
-        let capacity = old.map_or(MIN_CAPACITY, |o| o.len()); // = 2 × old bucket count
-        let new = GcArray::try_new(mc, 2 * capacity, nil())?;
+        // Double the bucket count (the old array has two slots per bucket).
+        let buckets = old.map_or(TABLE_MIN_BUCKETS, |o| o.len());
+        let new = GcArray::try_new(mc, 2 * buckets, nil())?;
         let mut count = 0;
         if let Some(old) = old {
             for i in 0..old.len() / 2 {
@@ -280,7 +250,7 @@ impl<'gc> Interner<'gc> {
                     .collect()
             })
             .unwrap_or_default();
-        let mut capacity = MIN_CAPACITY;
+        let mut capacity = INTERNER_MIN_BUCKETS;
         while over_load(live.len() * 2 + 1, capacity) {
             capacity *= 2;
         }

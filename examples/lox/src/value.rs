@@ -18,8 +18,6 @@ pub type Value<'gc> = NanBox<'gc, Obj<'gc>>;
 pub const NIL: Value<'static> = NanBox::imm(0);
 pub const FALSE: Value<'static> = NanBox::imm(1);
 pub const TRUE: Value<'static> = NanBox::imm(2);
-/// Marks a deleted table key (never a Lox value).
-pub const TOMBSTONE: Value<'static> = NanBox::imm(3);
 
 #[inline(always)]
 pub fn nil<'gc>() -> Value<'gc> {

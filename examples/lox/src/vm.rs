@@ -61,7 +61,7 @@ pub struct VmRoot<'gc> {
 
 /// The value of a global slot that has not been defined (never a Lox value).
 fn undefined<'gc>() -> Value<'gc> {
-    Value::imm(4)
+    Value::imm(3)
 }
 
 type RootM = Rootable!['gc => VmRoot<'gc>];

@@ -1,0 +1,181 @@
+//! The VM and the collector together, through the library API: garbage a Lox program makes is
+//! reclaimed, what it can still reach is not, interned strings are weak, and a running program
+//! yields to a collection another thread asks for.
+//!
+//! The heaps run in verify mode (freed memory poisoned, the heap checked after every cycle), so
+//! a live object freed by mistake aborts the test with a report rather than passing silently.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gc_core::{Config, Heap};
+use lox::{LoxError, Options, Vm};
+
+/// A `Write` whose bytes the test can read back.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+    }
+}
+
+fn vm(heap: &Heap, options: Options) -> (Vm, Capture) {
+    let out = Capture::default();
+    (Vm::new(heap, options, Box::new(out.clone())), out)
+}
+
+fn verify_heap() -> Heap {
+    Heap::new(Config::default().verify(true)).unwrap()
+}
+
+#[test]
+fn garbage_instances_are_reclaimed_and_live_ones_kept() {
+    let heap = verify_heap();
+    let (mut vm, out) = vm(&heap, Options::default());
+    vm.interpret(
+        "class Node { init(next, n) { this.next = next; this.n = n; } }
+         var keep = nil;
+         var c = 0;
+         for (var i = 0; i < 200000; i = i + 1) {
+           var garbage = Node(nil, i);
+           c = c + 1;
+           if (c == 1000) { keep = Node(keep, i); c = 0; }
+         }",
+    )
+    .unwrap();
+    heap.collect();
+    let s = heap.stats();
+    assert!(s.gc_cycles >= 2, "{s:?}");
+    // 200000 garbage nodes (each an instance plus its field array) were freed; what is left is
+    // about 200 kept nodes plus the program's own objects.
+    assert!(s.objects_freed >= 400_000, "{s:?}");
+    assert!(s.live_objects() < 2_000, "{s:?}");
+    // The kept list is intact after the collections.
+    vm.interpret(
+        "var sum = 0; var count = 0;
+         while (keep != nil) { sum = sum + keep.n; count = count + 1; keep = keep.next; }
+         print count; print sum == 20099800;",
+    )
+    .unwrap();
+    // (999 + 1999 + … + 199999 = 20099800)
+    assert_eq!((999..200_000u64).step_by(1000).sum::<u64>(), 20_099_800);
+    assert_eq!(out.take(), "200\ntrue\n");
+}
+
+#[test]
+fn interned_strings_are_weak_and_survivors_stay_canonical() {
+    let heap = verify_heap();
+    let (mut vm, out) = vm(&heap, Options::default());
+    vm.interpret(
+        r#"var keep = "ab" + "cd";
+           for (var i = 0; i < 3000; i = i + 1) {
+             var s = "x";
+             for (var j = 0; j < i - (i / 7) * 7; j = j + 1) s = s + "y";
+             s = s + "z" + keep;
+           }"#,
+    )
+    .unwrap();
+    heap.collect();
+    heap.collect();
+    // The loop made strings of 8 distinct shapes; none is reachable now. What is left are
+    // the program's constants and names, and "abcd".
+    let live = vm.interned_strings();
+    assert!(live < 40, "{live} strings still interned");
+    // "abcd" survived the collections and is still the interned copy: a new "abcd" is the
+    // same object, so `==` (identity for strings) holds.
+    vm.interpret(r#"print keep == "abc" + "d"; print keep;"#)
+        .unwrap();
+    assert_eq!(out.take(), "true\nabcd\n");
+}
+
+#[test]
+fn closures_and_upvalues_survive_collections_in_stress_mode() {
+    let heap = verify_heap();
+    let options = Options { gc_stress: Some(1) };
+    let (mut vm, out) = vm(&heap, options);
+    vm.interpret(
+        "fun counter() {
+           var n = 0;
+           fun inc() { n = n + 1; return n; }
+           return inc;
+         }
+         var a = counter(); var b = counter();
+         for (var i = 0; i < 50; i = i + 1) { a(); if (i < 10) b(); }
+         print a(); print b();
+         class A { init(x) { this.x = x; } get() { return this.x; } }
+         class B < A { get() { return super.get() + 1; } }
+         var m = B(41).get;
+         print m();",
+    )
+    .unwrap();
+    assert_eq!(out.take(), "51\n11\n42\n");
+    assert!(vm.stress_collections() > 5, "{}", vm.stress_collections());
+}
+
+#[test]
+fn a_running_program_does_not_hold_up_a_collection() {
+    let heap = verify_heap();
+    let h2 = heap.clone();
+    let worker = std::thread::spawn(move || {
+        let (mut vm, out) = vm(&h2, Options::default());
+        // Runs for seconds in a debug build, allocating nothing: only the poll at the loop's
+        // backward jump lets a collection in.
+        vm.interpret("var i = 0; while (i < 20000000) i = i + 1; print i == 20000000;")
+            .unwrap();
+        out.take()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        heap.collect();
+        slowest = slowest.max(t.elapsed());
+    }
+    let finished_early = worker.is_finished();
+    assert_eq!(worker.join().unwrap(), "true\n");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a collection waited {slowest:?} for the running program"
+    );
+    assert!(
+        !finished_early,
+        "the program ended before the collections; make it longer"
+    );
+}
+
+#[test]
+fn errors_reset_the_vm_and_globals_persist() {
+    let heap = verify_heap();
+    let (mut vm, out) = vm(&heap, Options::default());
+    vm.interpret("var total = 40; fun f(x) { return x - nil; }")
+        .unwrap();
+    match vm.interpret("print 1; f(1);") {
+        Err(LoxError::Runtime(lines)) => {
+            assert_eq!(lines[0], "Operands must be numbers.");
+            assert_eq!(lines[1..], ["[line 1] in f()", "[line 1] in script"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match vm.interpret("print ;") {
+        Err(LoxError::Compile(lines)) => {
+            assert_eq!(lines, ["[line 1] Error at ';': Expect expression."])
+        }
+        other => panic!("{other:?}"),
+    }
+    heap.collect();
+    vm.interpret("total = total + 2; print total;").unwrap();
+    assert_eq!(out.take(), "1\n42\n");
+}

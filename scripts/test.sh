@@ -21,6 +21,8 @@ CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
 # The example programs run end to end (small sizes), also in verify mode and with one mark
 # worker, and reject a malformed GOGC with a message naming it.
 cargo run --quiet --release --example hello
+# The README's demo: the Lox VM on a benchmark program, with the collector's figures.
+cargo run --quiet --release -p lox -- --gc-stats examples/lox/bench/binary_trees.lox
 GCCORE_VERIFY=1 cargo run --quiet --release --example binary_trees -- 12
 GCCORE_MARK_WORKERS=1 GOGC=50 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example binary_trees -- 10 --box

@@ -226,6 +226,20 @@ fn too_many_arguments_is_a_usage_error() {
 }
 
 #[test]
+fn bad_heap_settings_are_a_configuration_error() {
+    let path = program("config", "print 1;\n");
+    for (var, value) in [("GOGC", "abc"), ("GCCORE_ARENA", "12XB")] {
+        let run = run_lox(&[path.as_os_str()], &[(var, value)], TIMEOUT);
+        assert_exit(&run, 78);
+        assert!(
+            run.stderr.contains(var) && run.stdout.is_empty(),
+            "expected an error naming {var}: {}",
+            describe(&run)
+        );
+    }
+}
+
+#[test]
 fn gc_stats_go_to_stderr_and_leave_stdout_alone() {
     // Enough garbage for a few collections in the default heap.
     let path = program(

@@ -59,7 +59,7 @@ const CANONICAL_NAN: u64 = 0x7FF8_0000_0000_0000;
 ///     let values = [NanBox::number(1.5), NanBox::imm(3), NanBox::gc(s)];
 ///     assert_eq!(values[0].as_number(), Some(1.5));
 ///     assert_eq!(values[1].as_imm(), Some(3));
-///     assert!(matches!(values[2].unbox(), Unboxed::Gc(g) if *g == 7));
+///     assert!(matches!(values[2].unbox(), Unboxed::Ptr(g) if *g == 7));
 /// });
 /// ```
 pub struct NanBox<'gc, T> {
@@ -82,8 +82,9 @@ pub enum Unboxed<'gc, T> {
     Number(f64),
     /// A small immediate (an interpreter's `nil`, `true`, `false`, small tags, …).
     Imm(u32),
-    /// A pointer to a heap object.
-    Gc(Gc<'gc, T>),
+    /// A pointer to a heap object. (Not named `Gc`: a second item of that name in the crate
+    /// would make the compiler print `gc_core::Gc` in every error message about `Gc`.)
+    Ptr(Gc<'gc, T>),
 }
 
 impl<'gc, T> NanBox<'gc, T> {
@@ -166,7 +167,7 @@ impl<'gc, T> NanBox<'gc, T> {
         if self.is_number() {
             Unboxed::Number(f64::from_bits(self.bits))
         } else if let Some(g) = self.as_gc() {
-            Unboxed::Gc(g)
+            Unboxed::Ptr(g)
         } else {
             Unboxed::Imm(self.bits as u32)
         }
@@ -185,7 +186,7 @@ impl<T> fmt::Debug for NanBox<'_, T> {
         match self.unbox() {
             Unboxed::Number(n) => write!(f, "NanBox::number({n})"),
             Unboxed::Imm(v) => write!(f, "NanBox::imm({v})"),
-            Unboxed::Gc(g) => write!(f, "NanBox::gc({:p})", g.as_ptr()),
+            Unboxed::Ptr(g) => write!(f, "NanBox::gc({:p})", g.as_ptr()),
         }
     }
 }
@@ -277,7 +278,7 @@ mod tests {
             let v = NanBox::gc(g);
             assert!(!v.is_number() && v.as_imm().is_none());
             assert!(Gc::ptr_eq(v.as_gc().unwrap(), g));
-            assert!(matches!(v.unbox(), Unboxed::Gc(x) if *x == 99));
+            assert!(matches!(v.unbox(), Unboxed::Ptr(x) if *x == 99));
         });
     }
 }

@@ -296,7 +296,7 @@ fn nanboxed_pointers_keep_objects_alive_and_numbers_do_not() {
     let sum = m.mutate(|_, arr| {
         arr.iter()
             .map(|v| match v.unbox() {
-                Unboxed::Gc(g) => g.0,
+                Unboxed::Ptr(g) => g.0,
                 Unboxed::Number(n) => n as u64,
                 Unboxed::Imm(_) => unreachable!(),
             })

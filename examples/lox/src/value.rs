@@ -230,7 +230,7 @@ fn write_value(out: &mut String, v: Value<'_>) -> fmt::Result {
         Unboxed::Imm(1) => out.write_str("false"),
         Unboxed::Imm(2) => out.write_str("true"),
         Unboxed::Imm(i) => write!(out, "<imm {i}>"),
-        Unboxed::Gc(o) => match &*o {
+        Unboxed::Ptr(o) => match &*o {
             Obj::String(s) => out.write_str(s.chars.as_str()),
             Obj::Function(f) => write_function(out, f),
             Obj::Native(_) => out.write_str("<native fn>"),

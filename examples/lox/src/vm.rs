@@ -974,7 +974,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                         self.stack[len - 2] = Value::number(x + y);
                     } else {
                         match (a.unbox(), b.unbox()) {
-                            (Unboxed::Gc(x), Unboxed::Gc(y))
+                            (Unboxed::Ptr(x), Unboxed::Ptr(y))
                                 if matches!(&*x, Obj::String(_))
                                     && matches!(&*y, Obj::String(_)) =>
                             {

@@ -87,11 +87,28 @@ impl MCache {
         self.refill(h, sc)
     }
 
-    /// Write the consumed bits of `c`'s window back into the span's alloc bitmap.
-    fn write_back(c: &mut ClassCache, st: &mut crate::span::SpanAlloc) -> u64 {
+    /// Write the consumed bits of `c`'s window back into the span's alloc bitmap. While
+    /// marking, the window was loaded pre-marked (allocate-black, see [`load_window`]): clear
+    /// the marks of the slots it did not hand out and count the ones it did as allocated black.
+    fn write_back(
+        h: &Shared,
+        c: &mut ClassCache,
+        span: &Span,
+        st: &mut crate::span::SpanAlloc,
+    ) -> u64 {
         let used = c.window_free & !c.free;
         st.alloc.as_raw_mut_slice()[c.word] |= used;
         st.allocated += used.count_ones() as usize;
+        if h.marking.load(Ordering::Relaxed) {
+            // `Relaxed`: markers only set bits of allocated objects, never of these free slots.
+            span.mark_words()[c.word].fetch_and(!c.free, Ordering::Relaxed);
+            h.alloc_black.fetch_add(
+                used.count_ones() as usize * span.elem_size,
+                Ordering::Relaxed,
+            );
+            h.marked_objects_elsewhere
+                .fetch_add(used.count_ones() as u64, Ordering::Relaxed);
+        }
         c.window_free = c.free;
         used.count_ones() as u64
     }
@@ -106,11 +123,12 @@ impl MCache {
             // sweeper can free it.
             let span = unsafe { &*c.span };
             let mut st = span.state.lock();
-            self.allocated_objects += Self::write_back(c, &mut st);
+            self.allocated_objects += Self::write_back(h, c, span, &mut st);
             let words = st.alloc.as_raw_slice();
             for (w, &word) in words.iter().enumerate().skip(c.word + 1) {
                 let free = !word;
                 if free != 0 {
+                    load_window(h, span, w, free);
                     c.word = w;
                     c.free = free;
                     c.window_free = free;
@@ -142,6 +160,7 @@ impl MCache {
             .position(|w| !w != 0)
             .expect("installed span has no free slot");
         let free = !words[w];
+        load_window(h, span, w, free);
         drop(st);
         self.classes[sc] = ClassCache {
             free,
@@ -197,7 +216,7 @@ impl MCache {
             let span = unsafe { &*c.span };
             {
                 let mut st = span.state.lock();
-                self.allocated_objects += Self::write_back(c, &mut st);
+                self.allocated_objects += Self::write_back(h, c, span, &mut st);
             }
             self.release(h, sc, to_partial);
         }
@@ -205,6 +224,18 @@ impl MCache {
             std::mem::take(&mut self.allocated_objects),
             Ordering::Relaxed,
         );
+    }
+}
+
+/// A window of `span` (word `w`, free slots `free`) is being handed to a cache. While marking,
+/// pre-mark its free slots, so that whatever the cache allocates from it is black (allocated
+/// during the mark and never scanned: brief §2.3). `write_back` clears the unused ones.
+#[inline]
+fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
+    if h.marking.load(Ordering::Relaxed) {
+        // `Relaxed`: the bits only need to be set before the sweep reads them, which the
+        // mark-termination handshake orders.
+        span.mark_words()[w].fetch_or(free, Ordering::Relaxed);
     }
 }
 
@@ -259,6 +290,12 @@ pub(crate) fn alloc_large(h: &Shared, bytes: usize, noscan: bool) -> Result<usiz
         let mut st = span.state.lock();
         st.alloc.set(0, true);
         st.allocated = 1;
+    }
+    if h.marking.load(Ordering::Relaxed) {
+        // Allocate black (see `load_window`).
+        span.try_mark(0);
+        h.alloc_black.fetch_add(span.elem_size, Ordering::Relaxed);
+        h.marked_objects_elsewhere.fetch_add(1, Ordering::Relaxed);
     }
     h.stats.objects_allocated.fetch_add(1, Ordering::Relaxed);
     h.note_alloc(span.elem_size);

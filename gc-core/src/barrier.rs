@@ -11,13 +11,16 @@
 //! | off / sweep  | false        | one relaxed load and a predictable branch |
 //! | mark         | true         | the pointers of old and new value appended to the mutator's buffer (Go: `wbBuf`) |
 //!
-//! The buffer is drained into the grey set by the collector with the world stopped (mark
-//! termination flushes it). In this stop-the-world collector marking never overlaps a scope,
-//! so the flag is only on when forced by a test (`Heap::debug_force_barrier`); the concurrent
-//! collector turns it on in STW 1 and off in STW 2.
+//! The concurrent collector turns the flag on in STW 1 and off in STW 2. While marking, a
+//! mutator whose buffer reaches [`WB_FLUSH_LEN`] entries shades them itself (marks them and
+//! hands the grey ones to the background marker, Go's `wbBufFlush`); mark termination flushes
+//! what is left. (The stop-the-world collector never marks during a scope, so there the flag is
+//! only on when forced by a test, `Heap::debug_force_barrier`, and the buffer is drained with the
+//! world stopped.)
 
 use std::sync::atomic::Ordering;
 
+use crate::concurrent::WB_FLUSH_LEN;
 use crate::mark::Tracer;
 use crate::mutator::Mutation;
 use crate::trace::Trace;
@@ -30,12 +33,32 @@ pub(crate) fn write<T: Trace>(mc: &Mutation<'_>, old: &T, new: &T) {
     }
 }
 
+/// Record one object to shade (a weak reference upgraded while marking).
+#[cold]
+pub(crate) fn record(mc: &Mutation<'_>, a: crate::heap::ObjAddr) {
+    // SAFETY: the buffer reference is used for this block only; no user code runs meanwhile.
+    let buf = unsafe { mc.wb_buf() };
+    buf.push(a);
+    flush_if_full(mc, buf);
+}
+
+/// While marking, shade a full buffer (Go: `wbBufFlush`).
+#[inline]
+fn flush_if_full(mc: &Mutation<'_>, buf: &mut Vec<crate::heap::ObjAddr>) {
+    if buf.len() >= WB_FLUSH_LEN && mc.shared.marking.load(Ordering::Relaxed) {
+        let full = std::mem::take(buf);
+        crate::concurrent::shade(mc.shared, full);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn write_slow<T: Trace>(mc: &Mutation<'_>, old: &T, new: &T) {
     let mut t = Tracer::new_collect(&mc.shared.arena);
     old.trace(&mut t);
     new.trace(&mut t);
-    // SAFETY: the buffer reference is used for this one extend; no user code runs meanwhile.
-    unsafe { mc.wb_buf() }.extend(t.take_collected());
+    // SAFETY: the buffer reference is used for this block only; no user code runs meanwhile.
+    let buf = unsafe { mc.wb_buf() };
+    buf.extend(t.take_collected());
+    flush_if_full(mc, buf);
 }

@@ -2,7 +2,9 @@
 //!
 //! One background thread per heap runs the cycles and, between them, sweeps in the background.
 //! A cycle is requested by the allocation path when `heap_live` crosses the trigger, or by an
-//! explicit `collect()`. In this stop-the-world collector a cycle is:
+//! explicit `collect()`. By default a cycle marks concurrently with the mutators
+//! ([`crate::concurrent`]). With `Config::concurrent(false)` it is the stop-the-world cycle
+//! below:
 //!
 //! 1. **Sweep termination** (concurrent with mutators): sweep every span still unswept from the
 //!    last cycle, so that all mark bits are clear.
@@ -18,9 +20,11 @@
 //!
 //! # Heap goal (Go: `gcControllerState.heapGoal`, GOGC part)
 //!
-//! `goal = max(marked × (1 + GOGC/100), 4 MiB × GOGC/100)`; the next cycle is triggered when
-//! `heap_live` reaches the goal. `GOGC=off` sets no goal. (The pacer issue replaces the trigger
-//! with Go's cons/mark-based trigger below the goal once marking is concurrent.)
+//! `goal = max(marked × (1 + GOGC/100), 4 MiB × GOGC/100)`. `GOGC=off` sets no goal. The
+//! stop-the-world cycle is triggered when `heap_live` reaches the goal. A concurrent cycle must
+//! finish marking while the mutators keep allocating, so it starts earlier, at
+//! `trigger = marked + (goal − marked) × 0.7` (a fixed ratio, as Go's before 1.18; the pacer
+//! issue replaces it with Go's cons/mark-based trigger).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -100,10 +104,35 @@ pub(crate) fn update_goal(h: &Shared) {
         }
     };
     h.stats.heap_goal.store(goal, Ordering::Relaxed);
-    h.trigger.store(goal, Ordering::Relaxed);
-    if h.heap_live.load(Ordering::Relaxed) >= goal && goal != usize::MAX {
+    let trigger = if h.concurrent && goal != usize::MAX {
+        marked + (goal - marked) / 10 * 7
+    } else {
+        goal
+    };
+    h.trigger.store(trigger, Ordering::Relaxed);
+    if h.heap_live.load(Ordering::Relaxed) >= trigger && trigger != usize::MAX {
         request_cycle(h);
     }
+}
+
+/// Count a cycle as started (world stopped); returns its number.
+pub(crate) fn begin_cycle(h: &Shared) -> u64 {
+    let n = {
+        let mut st = h.collector.lock();
+        st.started += 1;
+        st.started
+    };
+    h.gc_pending.store(false, Ordering::Relaxed);
+    n
+}
+
+/// Count cycle `n` as completed and wake the threads waiting for it.
+pub(crate) fn end_cycle(h: &Shared, n: u64) {
+    {
+        let mut st = h.collector.lock();
+        st.completed = n;
+    }
+    h.cycle_done.notify_all();
 }
 
 /// The collector thread: start the mark helpers, run the loop, stop the helpers.
@@ -145,7 +174,11 @@ fn collector_loop(h: &Shared) {
             }
         };
         if cycle {
-            gc_cycle(h);
+            if h.concurrent {
+                crate::concurrent::gc_cycle(h);
+            } else {
+                gc_cycle(h);
+            }
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.
             for _ in 0..16 {
@@ -157,19 +190,14 @@ fn collector_loop(h: &Shared) {
     }
 }
 
-/// One complete stop-the-world cycle (steps 1–7 of the module docs).
+/// One complete stop-the-world cycle (steps 1–7 of the module docs; `Config::concurrent(false)`).
 pub(crate) fn gc_cycle(h: &Shared) {
     let t_begin = Instant::now();
     sweep::finish_sweep(h);
     let registry = h.registry.lock();
     let t_stop = Instant::now();
     h.safepoint.stop(registry.iter().map(|r| &r.state));
-    let this_cycle = {
-        let mut st = h.collector.lock();
-        st.started += 1;
-        st.started
-    };
-    h.gc_pending.store(false, Ordering::Relaxed);
+    let this_cycle = begin_cycle(h);
     // Every mutator is at a safepoint: their caches, barrier buffers and roots are ours.
     for r in registry.iter() {
         // SAFETY: world stopped and registry locked (see `MutatorRecord`).
@@ -237,9 +265,5 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.safepoint.start();
     drop(registry);
     h.stats.record_cycle(pause, mark_time, t_begin.elapsed());
-    {
-        let mut st = h.collector.lock();
-        st.completed = this_cycle;
-    }
-    h.cycle_done.notify_all();
+    end_cycle(h, this_cycle);
 }

@@ -6,6 +6,7 @@
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
 //! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
 //! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
+//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1/true/false) | on |
 //!
 //! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
 //! error naming the variable and the accepted forms.
@@ -26,6 +27,7 @@ pub struct Config {
     pub(crate) arena_bytes: usize,
     pub(crate) verify: bool,
     pub(crate) mark_workers: usize,
+    pub(crate) concurrent: bool,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             arena_bytes: DEFAULT_ARENA_BYTES,
             verify: false,
             mark_workers: default_mark_workers(),
+            concurrent: true,
         }
     }
 }
@@ -68,6 +71,9 @@ impl Config {
         }
         if let Some(v) = get("GCCORE_VERIFY") {
             self.verify = parse_bool("GCCORE_VERIFY", &v)?;
+        }
+        if let Some(v) = get("GCCORE_CONCURRENT") {
+            self.concurrent = parse_bool("GCCORE_CONCURRENT", &v)?;
         }
         if let Some(v) = get("GCCORE_MARK_WORKERS") {
             self.mark_workers = match v.trim().parse::<usize>() {
@@ -109,6 +115,15 @@ impl Config {
     /// at least 1. Default: one per core, at most 8.
     pub fn mark_workers(mut self, n: usize) -> Self {
         self.mark_workers = n.clamp(1, 64);
+        self
+    }
+
+    /// Concurrent marking (the default): a cycle stops the world only briefly at its start
+    /// (STW 1) and end (STW 2) and marks while the mutators run. `false` selects the
+    /// stop-the-world collector, which marks in parallel (see [`Config::mark_workers`]) with the
+    /// world stopped: shorter cycles, pauses proportional to the live heap.
+    pub fn concurrent(mut self, on: bool) -> Self {
+        self.concurrent = on;
         self
     }
 

@@ -77,6 +77,23 @@ pub(crate) struct Shared {
     pub mark_helpers: AtomicUsize,
     /// Parks the helper threads between mark phases.
     pub pool: crate::workers::Pool,
+    /// Concurrent marking configured (else stop-the-world marking).
+    pub concurrent: bool,
+    /// On from STW 1 to STW 2 of a concurrent cycle: objects are allocated black and mutators
+    /// scan their roots before their first scope. Changes only with the world stopped.
+    pub marking: AtomicBool,
+    /// The cycle whose marking is in progress (mutator root scans are stamped with it).
+    pub mark_epoch: AtomicU64,
+    /// Grey objects handed to the background marker by mutators (root scans, barrier
+    /// flushes) and by itself.
+    pub grey: crossbeam_queue::SegQueue<Vec<ObjAddr>>,
+    /// Bytes allocated black during the current mark phase.
+    pub alloc_black: AtomicUsize,
+    /// Bytes marked during the current mark phase by mutator-side tracers.
+    pub marked_by_mutators: AtomicUsize,
+    /// Objects marked during the current mark phase other than by the background marker
+    /// (mutator-side tracers and allocate-black).
+    pub marked_objects_elsewhere: AtomicU64,
 }
 
 /// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
@@ -169,9 +186,15 @@ impl Heap {
     pub fn new(config: Config) -> Result<Heap, HeapError> {
         let arena = Arena::new(config.arena_bytes)?;
         let gc_percent = config.gc_percent.map_or(u64::MAX, u64::from);
-        let trigger = match config.gc_percent {
+        let goal = match config.gc_percent {
             Some(p) => (HEAP_MIN as u64 * p as u64 / 100) as usize,
             None => usize::MAX,
+        };
+        // As `collector::update_goal` computes it with nothing marked yet.
+        let trigger = if config.concurrent && goal != usize::MAX {
+            goal / 10 * 7
+        } else {
+            goal
         };
         let shared = Arc::new(Shared {
             arena,
@@ -196,7 +219,15 @@ impl Heap {
             mark_workers: config.mark_workers.max(1),
             mark_helpers: AtomicUsize::new(0),
             pool: Default::default(),
+            concurrent: config.concurrent,
+            marking: AtomicBool::new(false),
+            mark_epoch: AtomicU64::new(0),
+            grey: crossbeam_queue::SegQueue::new(),
+            alloc_black: AtomicUsize::new(0),
+            marked_by_mutators: AtomicUsize::new(0),
+            marked_objects_elsewhere: AtomicU64::new(0),
         });
+        shared.stats.heap_goal.store(goal, Ordering::Relaxed);
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("gc-core collector".into())

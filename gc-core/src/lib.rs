@@ -81,6 +81,7 @@ mod barrier;
 mod cell;
 mod central;
 mod collector;
+mod concurrent;
 pub mod config;
 mod error;
 mod gc;

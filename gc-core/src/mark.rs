@@ -49,6 +49,9 @@ pub struct Tracer {
     mode: Mode,
     /// The parallel mark phase this tracer works for (None: the only marker).
     job: Option<Arc<MarkJob>>,
+    /// Set mark bits with an atomic read-modify-write: other threads (workers, mutators
+    /// allocating black or shading) may set bits of the same word concurrently.
+    atomic: bool,
     /// Bytes of the objects this tracer marked.
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
@@ -63,6 +66,7 @@ impl Tracer {
             stack: Vec::with_capacity(1024),
             mode: Mode::Mark,
             job: None,
+            atomic: false,
             marked_bytes: 0,
             marked_objects: 0,
         }
@@ -72,7 +76,50 @@ impl Tracer {
     pub(crate) fn new_parallel(arena: &Arena, job: &Arc<MarkJob>) -> Tracer {
         Tracer {
             job: Some(job.clone()),
+            atomic: true,
             ..Tracer::new(arena)
+        }
+    }
+
+    /// A marking tracer for the concurrent mark phase (the background worker, a mutator
+    /// scanning its roots or flushing its barrier buffer): marks atomically, shares nothing by
+    /// itself (see [`crate::concurrent`]).
+    pub(crate) fn new_concurrent(arena: &Arena) -> Tracer {
+        Tracer {
+            atomic: true,
+            ..Tracer::new(arena)
+        }
+    }
+
+    /// Take the grey objects this tracer holds (to hand them to another marker).
+    pub(crate) fn take_grey(&mut self) -> Vec<ObjAddr> {
+        std::mem::take(&mut self.stack)
+            .into_iter()
+            .map(ObjAddr)
+            .collect()
+    }
+
+    /// Scan up to `budget` grey objects; whether grey objects remain.
+    pub(crate) fn drain_budget(&mut self, budget: usize) -> bool {
+        for _ in 0..budget {
+            let Some(h) = self.stack.pop() else {
+                return false;
+            };
+            self.scan(h);
+        }
+        !self.stack.is_empty()
+    }
+
+    /// Scan one grey object.
+    #[inline]
+    fn scan(&mut self, h: *const Header) {
+        // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
+        // what a `Gc` points to, batches come from other markers' stacks); the header is
+        // immutable after allocation.
+        let info = unsafe { (*h).info };
+        if let Some(trace) = info.trace {
+            // SAFETY: `trace` was recorded for exactly this object's type at allocation.
+            unsafe { trace(h, self) }
         }
     }
 
@@ -137,7 +184,7 @@ impl Tracer {
         // A lone stop-the-world marker is the only thread touching mark bits while it runs (the
         // sweep finished before the world stopped), so it can skip the atomic RMW; parallel
         // workers race on the bits and need it.
-        let newly = if self.job.is_some() {
+        let newly = if self.atomic {
             span.try_mark(i)
         } else {
             span.try_mark_exclusive(i)
@@ -165,19 +212,11 @@ impl Tracer {
                 job.shared_batches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
-            // what a `Gc` points to, batches come from other workers' stacks); the header is
-            // immutable after allocation.
-            let info = unsafe { (*h).info };
-            if let Some(trace) = info.trace {
-                // SAFETY: `trace` was recorded for exactly this object's type at allocation.
-                unsafe { trace(h, self) }
-            }
+            self.scan(h);
         }
     }
 
     /// Whether the tracer has grey objects left.
-    #[allow(dead_code)]
     pub(crate) fn has_grey(&self) -> bool {
         !self.stack.is_empty()
     }

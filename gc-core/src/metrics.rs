@@ -12,6 +12,7 @@ pub(crate) struct Stats {
     pub objects_freed: AtomicU64,
     pub bytes_freed: AtomicU64,
     pub cycles: AtomicU64,
+    pub pauses: AtomicU64,
     pub pause_total_ns: AtomicU64,
     pub pause_max_ns: AtomicU64,
     pub last_pause_ns: AtomicU64,
@@ -24,11 +25,22 @@ pub(crate) struct Stats {
 
 impl Stats {
     pub(crate) fn record_cycle(&self, pause: Duration, mark: Duration, cycle: Duration) {
+        self.record_pause(pause);
+        self.record_cycle_end(mark, cycle);
+    }
+
+    /// One stop-the-world pause (measured from the stop request).
+    pub(crate) fn record_pause(&self, pause: Duration) {
         let ns = pause.as_nanos() as u64;
-        self.cycles.fetch_add(1, Ordering::Relaxed);
+        self.pauses.fetch_add(1, Ordering::Relaxed);
         self.pause_total_ns.fetch_add(ns, Ordering::Relaxed);
         self.pause_max_ns.fetch_max(ns, Ordering::Relaxed);
         self.last_pause_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// A completed cycle: its marking time and its time from start to the end of STW 2.
+    pub(crate) fn record_cycle_end(&self, mark: Duration, cycle: Duration) {
+        self.cycles.fetch_add(1, Ordering::Relaxed);
         self.mark_total_ns
             .fetch_add(mark.as_nanos() as u64, Ordering::Relaxed);
         self.cycle_total_ns
@@ -53,8 +65,11 @@ pub struct HeapStats {
     pub marked_objects: u64,
     /// Batches of grey objects the last cycle's mark workers handed to each other.
     pub mark_shared_batches: u64,
-    /// `heap_live` at which the next cycle starts (`usize::MAX` with GOGC=off).
+    /// The heap size the last cycle set as the goal for the next (`usize::MAX` with GOGC=off).
     pub heap_goal: usize,
+    /// `heap_live` at which the next cycle starts (at or below the goal; `usize::MAX` while a
+    /// cycle is marking or with GOGC=off).
+    pub heap_trigger: usize,
     /// Bytes of arena pages ever handed out (the high-water mark).
     pub mapped_bytes: usize,
     /// Bytes of arena pages currently in spans.
@@ -65,6 +80,9 @@ pub struct HeapStats {
     pub objects_freed: u64,
     /// Bytes (slot sizes) freed by sweeping.
     pub bytes_freed: u64,
+    /// Stop-the-world pauses (two per concurrent cycle, more when a mark-termination attempt
+    /// finds grey objects and marking resumes; one per stop-the-world cycle).
+    pub pauses: u64,
     /// Total stop-the-world time.
     pub pause_total: Duration,
     /// Longest stop-the-world pause.
@@ -93,12 +111,14 @@ impl HeapStats {
             heap_marked: h.heap_marked.load(Ordering::Relaxed),
             marked_objects: s.last_marked_objects.load(Ordering::Relaxed),
             mark_shared_batches: s.last_shared_batches.load(Ordering::Relaxed),
-            heap_goal: h.trigger.load(Ordering::Relaxed),
+            heap_goal: s.heap_goal.load(Ordering::Relaxed),
+            heap_trigger: h.trigger.load(Ordering::Relaxed),
             mapped_bytes: h.arena.mapped_bytes(),
             in_use_bytes: h.arena.in_use_bytes(),
             objects_allocated: s.objects_allocated.load(Ordering::Relaxed),
             objects_freed: s.objects_freed.load(Ordering::Relaxed),
             bytes_freed: s.bytes_freed.load(Ordering::Relaxed),
+            pauses: s.pauses.load(Ordering::Relaxed),
             pause_total: d(&s.pause_total_ns),
             pause_max: d(&s.pause_max_ns),
             last_pause: d(&s.last_pause_ns),

@@ -46,6 +46,10 @@ use crate::trace::Trace;
 /// | `roots`   | written once before registration; the pointee is read by the collector with the world stopped |
 pub(crate) struct MutatorRecord {
     pub id: usize,
+    /// The cycle whose concurrent mark has scanned this mutator's roots ([`SCAN_GONE`] once
+    /// the mutator is dropped). Taken by the mutator at scope entry and by the collector to
+    /// scan a parked mutator (see [`crate::concurrent`]).
+    pub scanned: parking_lot::Mutex<u64>,
     pub state: AtomicU8,
     pub cache: UnsafeCell<MCache>,
     pub wb_buf: UnsafeCell<Vec<ObjAddr>>,
@@ -58,6 +62,9 @@ pub(crate) struct MutatorRecord {
 unsafe impl Sync for MutatorRecord {}
 // SAFETY: as for `Sync`; the record is shared through `Arc` between the mutator and collector.
 unsafe impl Send for MutatorRecord {}
+
+/// `MutatorRecord::scanned` of a dropped mutator: never scan its roots again.
+pub(crate) const SCAN_GONE: u64 = u64::MAX;
 
 /// One thread's handle on a heap: a root object of type `Root<'gc, R>` and a root stack of
 /// `Root<'gc, S>` values. Heap access happens in [`Mutator::mutate`] scopes; between scopes the
@@ -114,6 +121,13 @@ impl<'a> ScopeGuard<'a> {
             s.push(key);
         });
         shared.safepoint.enter(&record.state);
+        // Ordered after STW 1 by `enter`'s acquire of the restarted world (`marking` changes
+        // only with the world stopped).
+        if shared.marking.load(std::sync::atomic::Ordering::Relaxed) {
+            let epoch = shared.mark_epoch.load(std::sync::atomic::Ordering::Relaxed);
+            // SAFETY: we are the owner, at scope entry, before any user code of the scope.
+            unsafe { crate::concurrent::scan_roots(shared, record, epoch) };
+        }
         ScopeGuard { shared, record }
     }
 }
@@ -151,6 +165,7 @@ where
             id: h
                 .next_mutator_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            scanned: parking_lot::Mutex::new(0),
             state: AtomicU8::new(OUTSIDE),
             cache: UnsafeCell::new(MCache::new()),
             wb_buf: UnsafeCell::new(Vec::new()),
@@ -261,9 +276,14 @@ where
             unsafe { (*self.record.cache.get()).flush(h, true) };
             // SAFETY: as above.
             let buf = unsafe { std::mem::take(&mut *self.record.wb_buf.get()) };
-            drop(buf);
+            // While marking, the buffered values are deletions the marker must still see.
+            if h.marking.load(std::sync::atomic::Ordering::Relaxed) {
+                crate::concurrent::shade(h, buf);
+            }
             reg.retain(|r| !Arc::ptr_eq(r, &self.record));
         }
+        // No scan of these roots may start now, and none is running once we hold the lock.
+        *self.record.scanned.lock() = SCAN_GONE;
         // SAFETY: `roots` came from `Box::leak` in `new`; the record pointing to it is no
         // longer registered, so the collector cannot read it any more.
         drop(unsafe { Box::from_raw(self.roots.as_ptr()) });

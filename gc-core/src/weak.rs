@@ -85,8 +85,13 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
 
 impl<'gc, T> GcWeak<'gc, T> {
     /// The target, if it has not been collected.
-    pub fn upgrade(&self, _mc: &Mutation<'gc>) -> Option<Gc<'gc, T>> {
+    pub fn upgrade(&self, mc: &Mutation<'gc>) -> Option<Gc<'gc, T>> {
         let p = self.inner.target.load(Ordering::Acquire);
+        if !p.is_null() && mc.shared.marking.load(Ordering::Relaxed) {
+            // The target may be outside the cycle's snapshot (reachable only weakly at STW 1):
+            // now that it is strongly held again it must be marked (see `crate::concurrent`).
+            crate::barrier::record(mc, ObjAddr(p as *const Header));
+        }
         // SAFETY: a non-null target is alive: the collector clears the pointer, with the world
         // stopped, before the sweep that could free the target, and no cycle can complete while
         // this scope runs. The box was made from a `Gc<T>`, so the type is right.

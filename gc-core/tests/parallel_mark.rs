@@ -1,4 +1,4 @@
-//! Parallel marking: several mark workers share a wide object graph (so work is split through the
+//! Parallel stop-the-world marking (`Config::concurrent(false)`): several mark workers share a wide object graph (so work is split through the
 //! global queue) and every reachable object survives, cycle after cycle, with verify mode on;
 //! garbage in between is reclaimed.
 
@@ -16,7 +16,13 @@ type RootM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Lea
 fn workers_mark_a_wide_graph_completely() {
     const WIDTH: usize = if cfg!(miri) { 300 } else { 20_000 };
     for workers in [1, 2, 4] {
-        let heap = Heap::new(Config::default().verify(true).mark_workers(workers)).unwrap();
+        let heap = Heap::new(
+            Config::default()
+                .verify(true)
+                .concurrent(false)
+                .mark_workers(workers),
+        )
+        .unwrap();
         let mut m: Mutator<RootM> = heap.mutator(|_| GcCell::new(None));
         m.mutate(|mc, root| {
             let arr = GcArray::new(mc, WIDTH, None);

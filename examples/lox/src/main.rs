@@ -149,16 +149,17 @@ fn repl(vm: &mut Vm) -> u8 {
 }
 
 fn print_stats(s: &HeapStats, stress_collections: u64) {
-    let mean_us = if s.gc_cycles == 0 {
+    let mean_us = if s.pauses == 0 {
         0.0
     } else {
-        s.pause_total.as_secs_f64() * 1e6 / s.gc_cycles as f64
+        s.pause_total.as_secs_f64() * 1e6 / s.pauses as f64
     };
     eprintln!(
-        "gc_cycles={} pause_total_ms={:.3} pause_mean_us={:.1} pause_max_us={} mark_total_ms={:.3} \
-         objects_allocated={} objects_freed={} heap_live_bytes={} heap_goal_bytes={} mapped_bytes={} \
-         stress_collections={}",
+        "gc_cycles={} pauses={} pause_total_ms={:.3} pause_mean_us={:.1} pause_max_us={} \
+         mark_total_ms={:.3} objects_allocated={} objects_freed={} heap_live_bytes={} \
+         heap_goal_bytes={} mapped_bytes={} stress_collections={}",
         s.gc_cycles,
+        s.pauses,
         s.pause_total.as_secs_f64() * 1e3,
         mean_us,
         s.pause_max.as_micros(),

@@ -1,0 +1,279 @@
+//! The concurrent cycle: marking while the mutators run (Go: `gcStart`, `gcBgMarkWorker`,
+//! `gcMarkDone`, `gcMarkTermination` in `mgc.go`).
+//!
+//! | phase | world | what happens |
+//! |-------|-------|--------------|
+//! | **STW 1**: sweep termination + mark setup | stopped | caches flushed; `marking` and the write barrier on; the stash greyed |
+//! | **mark** | running | each mutator's roots scanned once, by itself before its first scope or by the collector while it is parked; the background worker drains the grey queue; mutators shade through the barrier and allocate black |
+//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else weak references cleared, caches flushed, barrier off, sweep queued |
+//! | sweep | running | background and lazy sweeping ([`crate::sweep`]) |
+//!
+//! # Why marking is complete (snapshot at the beginning)
+//!
+//! The claim: when STW 2 ends marking, every object reachable from a root is marked. Let *S*
+//! be the objects reachable at STW 1.
+//!
+//! * **Roots are snapshotted at STW 1.** The stash is greyed in STW 1. A mutator's root object
+//!   and root stack change only inside its scopes, and no scope of the cycle begins before
+//!   those roots have been scanned (the first scope entry scans them, under the mutator's
+//!   `scanned` lock, which the collector also takes to scan a parked mutator). So each scan
+//!   sees the roots exactly as they were at STW 1. A mutator dropped before its scan never ran
+//!   during the cycle, so it moved no pointer anywhere; its roots simply stop being roots.
+//! * **Every edge of the snapshot is seen.** The marker reads the current value of each slot it
+//!   scans; a slot overwritten since STW 1 had its old value shaded by the write barrier first
+//!   (Yuasa deletion barrier), and barrier buffers are flushed before marking may end. So
+//!   every object of *S* is marked by termination.
+//! * **Nothing outside *S* ∪ new objects becomes reachable.** An object unreachable at STW 1
+//!   cannot be named by any mutator again, except through a weak reference, and
+//!   `GcWeak::upgrade` shades its target while marking. Objects allocated during marking are
+//!   allocated black (see below) and never scanned, so the marker never reads an object whose
+//!   initialisation it has not been ordered after (brief §2.3).
+//!
+//! The barrier also shades the new value (Dijkstra insertion), as Go's hybrid barrier does. The
+//! snapshot argument does not need it, but it costs nothing extra (the slow path records both
+//! words anyway) and keeps the invariant robust.
+//!
+//! # Allocate-black
+//!
+//! A mutator's cache hands out slots from a 64-slot window of a span. A window loaded while
+//! `marking` is on has the mark bits of its free slots set in the same step (one `fetch_or`);
+//! when the window is written back, the bits of slots still free are cleared again (one
+//! `fetch_and`), and the bytes actually handed out are counted as allocated black. Windows are
+//! flushed at both pauses, so a window is pre-marked exactly when it was loaded during marking,
+//! and the allocation fast path is unchanged.
+//!
+//! # Termination
+//!
+//! The background worker drains the grey queue until it finds it empty, then attempts mark
+//! termination: it stops the world, flushes every mutator's barrier buffer into its own grey
+//! stack and checks that every mutator's roots were scanned. With the world stopped no mutator
+//! can shade or scan, so if the worker then holds no grey object and the queue is empty, no grey
+//! object exists anywhere: marking is complete. Otherwise it restarts the world and resumes.
+//! Each attempt is a short pause (the barrier buffers are at most [`WB_FLUSH_LEN`] entries each).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::collector;
+use crate::heap::{ObjAddr, Shared};
+use crate::mark::Tracer;
+use crate::mutator::{MutatorRecord, SCAN_GONE};
+use crate::sweep;
+use crate::verify;
+use crate::weak;
+
+/// A mutator flushes its write-barrier buffer into the grey queue when it reaches this length.
+pub(crate) const WB_FLUSH_LEN: usize = 256;
+
+/// Grey objects scanned between two checks of the worker's pace and of the queue.
+const DRAIN_SLICE: usize = 256;
+
+/// Scan `rec`'s roots for the cycle `epoch` unless already done, handing the grey objects to
+/// the background marker. Called by the mutator itself at scope entry, and by the collector
+/// for a parked mutator.
+///
+/// # Safety
+///
+/// `rec` must be registered (its roots alive), and its owner must not be running a scope that
+/// began after the scan lock was taken without scanning: i.e. the caller is either the owner
+/// (at scope entry, before any user code) or the collector (the owner, if it enters a scope,
+/// blocks on the lock first).
+pub(crate) unsafe fn scan_roots(h: &Shared, rec: &MutatorRecord, epoch: u64) {
+    let mut scanned = rec.scanned.lock();
+    if *scanned == epoch || *scanned == SCAN_GONE {
+        return;
+    }
+    let mut t = Tracer::new_concurrent(&h.arena);
+    // SAFETY: the roots are alive (registered, and `Mutator::drop` marks the record gone under
+    // this lock before freeing them) and not being written: their owner writes them only in a
+    // scope, and it cannot be in a scope of this cycle without having scanned (under this lock).
+    unsafe { rec.roots.as_ref().trace_roots(&mut t) };
+    *scanned = epoch;
+    drop(scanned);
+    hand_over(h, &mut t);
+}
+
+/// Shade the addresses of a write-barrier buffer (mutator side, while marking).
+pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
+    let mut t = Tracer::new_concurrent(&h.arena);
+    for a in addrs {
+        t.edge(a.0);
+    }
+    hand_over(h, &mut t);
+}
+
+/// Give a mutator-side tracer's grey objects and marked bytes to the background marker.
+fn hand_over(h: &Shared, t: &mut Tracer) {
+    h.marked_by_mutators
+        .fetch_add(t.marked_bytes, Ordering::Relaxed);
+    h.marked_objects_elsewhere
+        .fetch_add(t.marked_objects as u64, Ordering::Relaxed);
+    t.marked_bytes = 0;
+    t.marked_objects = 0;
+    if t.has_grey() {
+        h.grey.push(t.take_grey());
+    }
+}
+
+/// Keeps the background worker's CPU use near its share (Go: `gcBackgroundUtilization` = 25% of
+/// the CPUs; on two CPUs half of one, Go's "fractional worker").
+struct Pace {
+    start: Instant,
+    busy: Duration,
+    share: f64,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Pace {
+            start: Instant::now(),
+            busy: Duration::ZERO,
+            share: (0.25 * cpus as f64).min(1.0),
+        }
+    }
+
+    /// Account `slice` of work; sleep if the worker is ahead of its share.
+    fn after(&mut self, slice: Duration) {
+        self.busy += slice;
+        if self.share >= 1.0 {
+            return;
+        }
+        let allowed = self.start.elapsed().as_secs_f64() * self.share;
+        let ahead = self.busy.as_secs_f64() - allowed;
+        if ahead > 0.0 {
+            std::thread::sleep(
+                Duration::from_secs_f64(ahead / self.share).min(Duration::from_millis(2)),
+            );
+        }
+    }
+}
+
+/// One concurrent cycle, run on the collector thread.
+pub(crate) fn gc_cycle(h: &Shared) {
+    let t_begin = Instant::now();
+    sweep::finish_sweep(h);
+
+    // ---- STW 1: sweep termination and mark setup.
+    let registry = h.registry.lock();
+    let t_stop = Instant::now();
+    h.safepoint.stop(registry.iter().map(|r| &r.state));
+    let this_cycle = collector::begin_cycle(h);
+    for r in registry.iter() {
+        // SAFETY: world stopped and registry locked (see `MutatorRecord`). The spans go back to
+        // the partial lists: they are swept and stay usable during marking.
+        unsafe { (*r.cache.get()).flush(h, true) };
+    }
+    debug_assert_eq!(h.central.unswept_count(), 0);
+    h.alloc_black.store(0, Ordering::Relaxed);
+    h.marked_by_mutators.store(0, Ordering::Relaxed);
+    h.marked_objects_elsewhere.store(0, Ordering::Relaxed);
+    h.mark_epoch.store(this_cycle, Ordering::Relaxed);
+    // No new cycle is requested while this one marks (the goal is recomputed at STW 2).
+    h.trigger.store(usize::MAX, Ordering::Relaxed);
+    let mut t = Tracer::new_concurrent(&h.arena);
+    h.stash.lock().trace(&mut t);
+    // Published to mutators by `start`'s `Release` store, which their scope entry acquires.
+    h.marking.store(true, Ordering::Relaxed);
+    h.barrier_on.store(true, Ordering::Relaxed);
+    h.stats.record_pause(t_stop.elapsed());
+    h.safepoint.start();
+    drop(registry);
+
+    // ---- Concurrent mark, ending with the world stopped (STW 2).
+    let t_mark = Instant::now();
+    let (registry, t_stop) = mark(h, &mut t, this_cycle);
+    let mark_time = t_mark.elapsed();
+
+    // ---- STW 2: mark termination.
+    weak::process_weaks(h);
+    for r in registry.iter() {
+        // SAFETY: world stopped and registry locked. Writing the windows back while `marking`
+        // is still on clears the pre-set marks of the slots they did not hand out.
+        unsafe { (*r.cache.get()).flush(h, false) };
+    }
+    h.marking.store(false, Ordering::Relaxed);
+    h.barrier_on.store(false, Ordering::Relaxed);
+    let marked = t.marked_bytes
+        + h.marked_by_mutators.load(Ordering::Relaxed)
+        + h.alloc_black.load(Ordering::Relaxed);
+    h.heap_marked.store(marked, Ordering::Relaxed);
+    h.heap_live.store(marked, Ordering::Relaxed);
+    h.stats.last_marked_objects.store(
+        t.marked_objects as u64 + h.marked_objects_elsewhere.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    h.central.begin_sweep();
+    if h.verify {
+        sweep::finish_sweep(h);
+        if let Err(problems) = verify::verify_heap(h, &registry) {
+            eprintln!("gc-core: heap verification failed after cycle {this_cycle}:");
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            std::process::abort();
+        }
+    }
+    collector::update_goal(h);
+    h.stats.record_pause(t_stop.elapsed());
+    h.safepoint.start();
+    drop(registry);
+    h.stats.record_cycle_end(mark_time, t_begin.elapsed());
+    collector::end_cycle(h, this_cycle);
+}
+
+/// The concurrent mark phase: scan parked mutators, drain the grey queue at the worker's pace,
+/// and attempt termination whenever no grey work is left. Returns with the world stopped and
+/// the registry locked, marking complete.
+fn mark<'h>(
+    h: &'h Shared,
+    t: &mut Tracer,
+    epoch: u64,
+) -> (
+    parking_lot::MutexGuard<'h, Vec<std::sync::Arc<MutatorRecord>>>,
+    Instant,
+) {
+    let mut pace = Pace::new();
+    loop {
+        // Mutators that have not entered a scope since STW 1: scan them here.
+        let records = h.registry.lock().clone();
+        for r in &records {
+            // SAFETY: registered (the `Arc` keeps the record; `Mutator::drop` marks it gone
+            // under the scan lock before freeing the roots); we are the collector.
+            unsafe { scan_roots(h, r, epoch) };
+        }
+        drop(records);
+        loop {
+            while let Some(batch) = h.grey.pop() {
+                t.push_batch(batch);
+            }
+            if !t.has_grey() {
+                break;
+            }
+            let slice = Instant::now();
+            t.drain_budget(DRAIN_SLICE);
+            pace.after(slice.elapsed());
+        }
+        // Attempt termination.
+        let registry = h.registry.lock();
+        let t_stop = Instant::now();
+        h.safepoint.stop(registry.iter().map(|r| &r.state));
+        for r in registry.iter() {
+            // SAFETY: world stopped and registry locked (see `MutatorRecord`).
+            let buf = unsafe { std::mem::take(&mut *r.wb_buf.get()) };
+            for a in buf {
+                t.edge(a.0);
+            }
+        }
+        let unscanned = registry.iter().any(|r| {
+            let s = *r.scanned.lock();
+            s != epoch && s != SCAN_GONE
+        });
+        if !t.has_grey() && h.grey.is_empty() && !unscanned {
+            return (registry, t_stop);
+        }
+        h.stats.record_pause(t_stop.elapsed());
+        h.safepoint.start();
+        drop(registry);
+    }
+}

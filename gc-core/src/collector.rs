@@ -167,6 +167,11 @@ fn collector_loop(h: &Shared) {
                 if st.requested > st.started {
                     break true;
                 }
+                if h.back_to_back.load(Ordering::Relaxed) {
+                    // Testing: start the next cycle as soon as the last one ended.
+                    st.requested = st.started + 1;
+                    break true;
+                }
                 if h.central.unswept_count() > 0 {
                     break false;
                 }

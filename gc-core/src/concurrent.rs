@@ -235,6 +235,9 @@ fn mark<'h>(
 ) {
     let mut pace = Pace::new();
     loop {
+        while h.hold_marking.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         // Mutators that have not entered a scope since STW 1: scan them here.
         let records = h.registry.lock().clone();
         for r in &records {

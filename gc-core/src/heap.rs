@@ -79,6 +79,11 @@ pub(crate) struct Shared {
     pub pool: crate::workers::Pool,
     /// Concurrent marking configured (else stop-the-world marking).
     pub concurrent: bool,
+    /// Testing: run cycles back to back (`Heap::debug_back_to_back`).
+    pub back_to_back: AtomicBool,
+    /// Testing: the background marker neither marks nor ends the mark phase while set
+    /// (`Heap::debug_hold_marking`).
+    pub hold_marking: AtomicBool,
     /// On from STW 1 to STW 2 of a concurrent cycle: objects are allocated black and mutators
     /// scan their roots before their first scope. Changes only with the world stopped.
     pub marking: AtomicBool,
@@ -220,6 +225,8 @@ impl Heap {
             mark_helpers: AtomicUsize::new(0),
             pool: Default::default(),
             concurrent: config.concurrent,
+            back_to_back: AtomicBool::new(false),
+            hold_marking: AtomicBool::new(false),
             marking: AtomicBool::new(false),
             mark_epoch: AtomicU64::new(0),
             grey: crossbeam_queue::SegQueue::new(),
@@ -322,6 +329,33 @@ impl Heap {
     #[doc(hidden)]
     pub fn debug_force_barrier(&self, on: bool) {
         self.shared().barrier_on.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: while `on`, the background marker neither scans objects nor ends the mark phase
+    /// (mutators still scan their roots, shade and allocate black), so a test can run scopes at
+    /// a known point of a cycle. Use with [`Heap::debug_start_cycle`].
+    #[doc(hidden)]
+    pub fn debug_hold_marking(&self, on: bool) {
+        self.shared().hold_marking.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: ask for a cycle without waiting for it.
+    #[doc(hidden)]
+    pub fn debug_start_cycle(&self) {
+        let h = self.shared();
+        let mut st = h.collector.lock();
+        st.requested = st.requested.max(st.started + 1);
+        h.collector_wake.notify_all();
+    }
+
+    /// Testing: start a new cycle as soon as the last one ends (so that marking races the
+    /// mutators all the time), or stop doing so.
+    #[doc(hidden)]
+    pub fn debug_back_to_back(&self, on: bool) {
+        let h = self.shared();
+        h.back_to_back.store(on, Ordering::SeqCst);
+        let _st = h.collector.lock();
+        h.collector_wake.notify_all();
     }
 }
 

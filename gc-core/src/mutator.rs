@@ -308,6 +308,14 @@ impl<'gc> Mutation<'gc> {
         self.shared.safepoint.stop_requested()
     }
 
+    /// Testing: whether a concurrent mark is in progress (constant during a scope).
+    #[doc(hidden)]
+    pub fn debug_marking(&self) -> bool {
+        self.shared
+            .marking
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A snapshot of the heap's figures.
     pub fn stats(&self) -> HeapStats {
         HeapStats::read(self.shared)

@@ -3,8 +3,10 @@
 //! Operations: allocate, link, unlink, root-stack push/pop, global set/clear, weak create and
 //! upgrade, collect. After every collection exactly the model-reachable objects are alive (drop
 //! trackers say which objects were dropped) and weak references to collected objects are dead.
-//! Fixed seeds, plus one from `GCCORE_SEED` if set. Verify mode is on, so the heap verifier runs
-//! after every cycle as well.
+//! Fixed seeds in three settings: concurrent marking, concurrent marking with cycles back to
+//! back (so that marking races every step), and stop-the-world marking; plus one seed from
+//! `GCCORE_SEED` (back to back). Verify mode is on, so the heap verifier runs after every cycle
+//! as well.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -87,9 +89,25 @@ fn reachable_objs<'gc>(
     out
 }
 
-fn run(seed: u64, ops: usize) {
+/// How cycles run during a model run.
+#[derive(Clone, Copy, Debug)]
+enum Cycles {
+    /// Concurrent marking; cycles only from the explicit collections (and the allocation
+    /// trigger).
+    Concurrent,
+    /// Concurrent marking with cycles back to back, so marking races every step.
+    BackToBack,
+    /// Stop-the-world marking.
+    StopTheWorld,
+}
+
+fn run(seed: u64, ops: usize, cycles: Cycles) {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let config = Config::default()
+        .verify(true)
+        .concurrent(!matches!(cycles, Cycles::StopTheWorld));
+    let heap = Heap::new(config).unwrap();
+    heap.debug_back_to_back(matches!(cycles, Cycles::BackToBack));
     let dropped = Arc::new(Mutex::new(Vec::<u32>::new()));
     let mut m: M = heap.mutator_with_stack(|mc| Root {
         globals: Default::default(),
@@ -272,7 +290,23 @@ fn check_weaks(m: &mut M, model: &Model, seed: u64) {
 fn model_fixed_seeds() {
     let (seeds, ops) = if cfg!(miri) { (1, 60) } else { (12, 1500) };
     for seed in 0..seeds {
-        run(seed, ops);
+        run(seed, ops, Cycles::Concurrent);
+    }
+}
+
+#[test]
+fn model_fixed_seeds_back_to_back_cycles() {
+    let (seeds, ops) = if cfg!(miri) { (1, 30) } else { (6, 1500) };
+    for seed in 100..100 + seeds {
+        run(seed, ops, Cycles::BackToBack);
+    }
+}
+
+#[test]
+fn model_fixed_seeds_stop_the_world() {
+    let (seeds, ops) = if cfg!(miri) { (1, 30) } else { (4, 1500) };
+    for seed in 200..200 + seeds {
+        run(seed, ops, Cycles::StopTheWorld);
     }
 }
 
@@ -288,5 +322,5 @@ fn model_env_seed() {
             .as_nanos() as u64,
     };
     eprintln!("model test with GCCORE_SEED={seed}");
-    run(seed, if cfg!(miri) { 40 } else { 3000 });
+    run(seed, if cfg!(miri) { 40 } else { 3000 }, Cycles::BackToBack);
 }

@@ -1,5 +1,5 @@
-//! Multi-mutator stress: 4 mutator threads share objects through a stashed board, collections
-//! are forced often, verify mode is on. Runs for `GCCORE_STRESS_SECS` seconds (default 10).
+//! Multi-mutator stress: 4 mutator threads share objects through a stashed board, concurrent
+//! cycles run back to back (plus forced collections), verify mode is on. Runs for `GCCORE_STRESS_SECS` seconds (default 10).
 //!
 //! Every item carries a checksum of its value; every read checks it, so a freed-and-reused or
 //! poisoned object is caught at once, and the heap verifier checks the whole heap after each
@@ -97,6 +97,9 @@ fn four_mutators_share_and_collect() {
             .gc_percent(Some(50)),
     )
     .unwrap();
+    // Marking races the mutators all the time (set GCCORE_BACK_TO_BACK=0 to let only the
+    // allocation trigger and the explicit collections start cycles).
+    heap.debug_back_to_back(std::env::var("GCCORE_BACK_TO_BACK").map_or(true, |v| v != "0"));
     let board: Stash<BoardM> = {
         let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         m.mutate(|mc, _| {

@@ -115,6 +115,17 @@ pub(crate) fn update_goal(h: &Shared) {
     }
 }
 
+/// If a sweep phase is open and nothing is left to sweep, record its end.
+pub(crate) fn note_sweep_done(h: &Shared) {
+    let mut s = h.sweep_started.lock();
+    if let Some((cycle, start)) = *s
+        && h.central.unswept_count() == 0
+    {
+        h.phases.record(cycle, crate::phases::Phase::Sweep, start);
+        *s = None;
+    }
+}
+
 /// Count a cycle as started (world stopped); returns its number.
 pub(crate) fn begin_cycle(h: &Shared) -> u64 {
     let n = {
@@ -191,6 +202,7 @@ fn collector_loop(h: &Shared) {
                     break;
                 }
             }
+            note_sweep_done(h);
         }
     }
 }
@@ -266,7 +278,14 @@ pub(crate) fn gc_cycle(h: &Shared) {
         }
     }
     update_goal(h);
-    let pause = t_stop.elapsed();
+    let t_end = Instant::now();
+    let pause = t_end.saturating_duration_since(t_stop);
+    h.phases.record_span(
+        this_cycle,
+        crate::phases::Phase::StopTheWorldCycle,
+        t_stop,
+        t_end,
+    );
     h.safepoint.start();
     drop(registry);
     h.stats.record_cycle(pause, mark_time, t_begin.elapsed());

@@ -58,6 +58,7 @@ use crate::collector;
 use crate::heap::{ObjAddr, Shared};
 use crate::mark::Tracer;
 use crate::mutator::{MutatorRecord, SCAN_GONE};
+use crate::phases::Phase;
 use crate::sweep;
 use crate::verify;
 use crate::weak;
@@ -149,12 +150,21 @@ impl Pace {
     }
 }
 
+/// Account a pause that began (stop request) at `t_stop` and ends now, in the figures and the
+/// phase log alike.
+fn end_pause(h: &Shared, cycle: u64, phase: Phase, t_stop: Instant) {
+    let end = Instant::now();
+    h.stats.record_pause(end.saturating_duration_since(t_stop));
+    h.phases.record_span(cycle, phase, t_stop, end);
+}
+
 /// One concurrent cycle, run on the collector thread.
 pub(crate) fn gc_cycle(h: &Shared) {
     let t_begin = Instant::now();
     sweep::finish_sweep(h);
 
     // ---- STW 1: sweep termination and mark setup.
+    collector::note_sweep_done(h);
     let registry = h.registry.lock();
     let t_stop = Instant::now();
     h.safepoint.stop(registry.iter().map(|r| &r.state));
@@ -176,14 +186,16 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // Published to mutators by `start`'s `Release` store, which their scope entry acquires.
     h.marking.store(true, Ordering::Relaxed);
     h.barrier_on.store(true, Ordering::Relaxed);
-    h.stats.record_pause(t_stop.elapsed());
+    end_pause(h, this_cycle, Phase::SweepTermination, t_stop);
     h.safepoint.start();
     drop(registry);
 
     // ---- Concurrent mark, ending with the world stopped (STW 2).
     let t_mark = Instant::now();
     let (registry, t_stop) = mark(h, &mut t, this_cycle);
-    let mark_time = t_mark.elapsed();
+    let mark_time = t_stop.saturating_duration_since(t_mark);
+    h.phases
+        .record_span(this_cycle, Phase::Mark, t_mark, t_stop);
 
     // ---- STW 2: mark termination.
     weak::process_weaks(h);
@@ -215,7 +227,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
         }
     }
     collector::update_goal(h);
-    h.stats.record_pause(t_stop.elapsed());
+    end_pause(h, this_cycle, Phase::MarkTermination, t_stop);
+    *h.sweep_started.lock() = Some((this_cycle, Instant::now()));
     h.safepoint.start();
     drop(registry);
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
@@ -275,7 +288,7 @@ fn mark<'h>(
         if !t.has_grey() && h.grey.is_empty() && !unscanned {
             return (registry, t_stop);
         }
-        h.stats.record_pause(t_stop.elapsed());
+        end_pause(h, epoch, Phase::MarkTerminationRetry, t_stop);
         h.safepoint.start();
         drop(registry);
     }

@@ -99,6 +99,10 @@ pub(crate) struct Shared {
     /// Objects marked during the current mark phase other than by the background marker
     /// (mutator-side tracers and allocate-black).
     pub marked_objects_elsewhere: AtomicU64,
+    /// Phase timestamps and pauses.
+    pub phases: crate::phases::PhaseLog,
+    /// The cycle whose sweep is in progress and when it began (recorded when it ends).
+    pub sweep_started: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
@@ -233,6 +237,8 @@ impl Heap {
             alloc_black: AtomicUsize::new(0),
             marked_by_mutators: AtomicUsize::new(0),
             marked_objects_elsewhere: AtomicU64::new(0),
+            phases: crate::phases::PhaseLog::new(),
+            sweep_started: Mutex::new(None),
         });
         shared.stats.heap_goal.store(goal, Ordering::Relaxed);
         let s2 = shared.clone();
@@ -302,6 +308,13 @@ impl Heap {
     /// A snapshot of the heap's figures.
     pub fn stats(&self) -> HeapStats {
         HeapStats::read(self.shared())
+    }
+
+    /// Take the phase records logged since the last call (oldest first): every pause with its
+    /// duration (measured from the stop request), every mark and sweep phase. See
+    /// [`phases`](crate::phases).
+    pub fn take_phase_records(&self) -> Vec<crate::phases::PhaseRecord> {
+        self.shared().phases.take()
     }
 
     /// Set the GC percent (`None` = off) and return the previous value, like Go's

@@ -91,6 +91,7 @@ mod metrics;
 mod mutator;
 mod nanbox;
 mod object;
+pub mod phases;
 mod primitive;
 mod root;
 mod safepoint;

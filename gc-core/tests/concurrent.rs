@@ -420,3 +420,43 @@ fn held_marker_heap_to_growing_vector() {
             .collect()
     });
 }
+
+#[test]
+fn phase_records_cover_every_cycle() {
+    use gc_core::phases::Phase;
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    for _ in 0..3 {
+        m.mutate(|mc, _| {
+            for i in 0..1000u64 {
+                obj(mc, i);
+            }
+        });
+        m.collect();
+    }
+    let recs = heap.take_phase_records();
+    let s = heap.stats();
+    for cycle in 1..=s.gc_cycles {
+        let of = |p: Phase| {
+            recs.iter()
+                .filter(|r| r.cycle == cycle && r.phase == p)
+                .count()
+        };
+        assert_eq!(of(Phase::SweepTermination), 1, "cycle {cycle}: {recs:?}");
+        assert_eq!(of(Phase::Mark), 1, "cycle {cycle}: {recs:?}");
+        assert_eq!(of(Phase::MarkTermination), 1, "cycle {cycle}: {recs:?}");
+    }
+    let pauses: Vec<_> = recs.iter().filter(|r| r.phase.is_pause()).collect();
+    assert_eq!(pauses.len() as u64, s.pauses);
+    let total: Duration = pauses.iter().map(|r| r.duration).sum();
+    assert_eq!(total, s.pause_total);
+    // Phases of one cycle come in order and do not overlap.
+    for w in recs.windows(2) {
+        if w[0].cycle == w[1].cycle && w[1].phase != Phase::Sweep {
+            assert!(w[0].end() <= w[1].start, "{w:?}");
+        }
+    }
+    // Taking empties the log (the last sweep may end, and be logged, in the meantime).
+    let later = heap.take_phase_records();
+    assert!(later.iter().all(|r| r.phase == Phase::Sweep), "{later:?}");
+}

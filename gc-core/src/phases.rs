@@ -1,0 +1,109 @@
+//! Phase records: when each stop-the-world pause, mark phase and sweep phase began and how long
+//! it took, kept by the heap for harnesses (pause histograms, MMU) and read with
+//! [`Heap::take_phase_records`](crate::Heap::take_phase_records).
+//!
+//! Times are offsets from the heap's creation. A pause is measured from the moment the
+//! collector asks the mutators to stop, so a mutator slow to reach a safepoint shows up in it.
+//! The log keeps the most recent [`MAX_RECORDS`] records; taking them empties it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Records kept before the oldest are dropped.
+pub const MAX_RECORDS: usize = 1 << 16;
+
+/// The phases of a cycle, with Go's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// STW 1: sweep termination and mark setup (a pause).
+    SweepTermination,
+    /// Concurrent marking (mutators running), from the end of STW 1 to the start of the STW 2
+    /// that completes it.
+    Mark,
+    /// A mark-termination attempt that found grey objects left (a pause; marking resumed).
+    MarkTerminationRetry,
+    /// STW 2: mark termination (a pause).
+    MarkTermination,
+    /// Sweeping (mutators running), from the end of STW 2 until every span is swept.
+    Sweep,
+    /// A whole cycle of the stop-the-world collector (`Config::concurrent(false)`): one pause.
+    StopTheWorldCycle,
+}
+
+impl Phase {
+    /// Whether the world is stopped during this phase.
+    pub fn is_pause(self) -> bool {
+        matches!(
+            self,
+            Phase::SweepTermination
+                | Phase::MarkTerminationRetry
+                | Phase::MarkTermination
+                | Phase::StopTheWorldCycle
+        )
+    }
+}
+
+/// One phase of one cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseRecord {
+    /// The cycle (1 for the heap's first).
+    pub cycle: u64,
+    /// Which phase.
+    pub phase: Phase,
+    /// Start, as an offset from the heap's creation.
+    pub start: Duration,
+    /// How long it lasted. (A sweep's end is when the collector thread notices that nothing
+    /// is left to sweep, at the latest when the next cycle starts.)
+    pub duration: Duration,
+}
+
+impl PhaseRecord {
+    /// End, as an offset from the heap's creation.
+    pub fn end(&self) -> Duration {
+        self.start + self.duration
+    }
+}
+
+/// The heap's log of phase records.
+pub(crate) struct PhaseLog {
+    origin: Instant,
+    records: Mutex<VecDeque<PhaseRecord>>,
+}
+
+impl PhaseLog {
+    pub(crate) fn new() -> PhaseLog {
+        PhaseLog {
+            origin: Instant::now(),
+            records: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Record `phase` of `cycle`, which began at `start` and ends now.
+    pub(crate) fn record(&self, cycle: u64, phase: Phase, start: Instant) {
+        self.record_span(cycle, phase, start, Instant::now());
+    }
+
+    /// Record `phase` of `cycle`, from `start` to `end`.
+    pub(crate) fn record_span(&self, cycle: u64, phase: Phase, start: Instant, end: Instant) {
+        self.push(PhaseRecord {
+            cycle,
+            phase,
+            start: start.saturating_duration_since(self.origin),
+            duration: end.saturating_duration_since(start),
+        });
+    }
+
+    fn push(&self, rec: PhaseRecord) {
+        let mut r = self.records.lock();
+        if r.len() == MAX_RECORDS {
+            r.pop_front();
+        }
+        r.push_back(rec);
+    }
+
+    pub(crate) fn take(&self) -> Vec<PhaseRecord> {
+        self.records.lock().drain(..).collect()
+    }
+}

@@ -1,0 +1,222 @@
+//! treechurn: a live heap of binary trees, one random tree replaced per operation, with latency
+//! figures for operations and stop-the-world pauses (brief §6).
+//!
+//! ```sh
+//! cargo run --release --example treechurn -- --live-mib 256 --ops 20000 [--mutators 2] [--box]
+//! ```
+//!
+//! Each mutator keeps `live-mib / mutators` MiB of depth-10 binary trees (2047 nodes of two
+//! pointers and two 8-byte words each) in a GC array, and per operation builds a new tree and
+//! replaces a randomly chosen one (which becomes garbage). Each operation is one mutation scope,
+//! timed from entry to exit. `--box` runs the same workload on `Box` (no GC) as the floor.
+//!
+//! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
+//! op_p99_us op_max_us gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
+//! the heap's phase records, measured from the stop request; percentiles with `hdrhistogram`;
+//! `gc_cpu_frac` = CPU time of the collector threads ÷ (wall time × CPUs); `heap_peak_mib` =
+//! the arena's mapped high-water mark).
+
+use std::time::Instant;
+
+use gc_core::{Gc, GcArray, GcCell, Heap, Mutator, Rootable, Trace};
+use gc_examples::{rss_peak_mib, threads_cpu_secs};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const DEPTH: u32 = 10;
+const NODES_PER_TREE: usize = (1 << (DEPTH + 1)) - 1;
+
+#[derive(Trace)]
+struct Node<'gc> {
+    left: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    right: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    a: u64,
+    b: u64,
+}
+
+fn tree<'gc>(mc: &gc_core::Mutation<'gc>, depth: u32, seed: u64) -> Gc<'gc, Node<'gc>> {
+    let (l, r) = if depth == 0 {
+        (None, None)
+    } else {
+        (
+            Some(tree(mc, depth - 1, seed.wrapping_mul(3))),
+            Some(tree(mc, depth - 1, seed.wrapping_mul(5))),
+        )
+    };
+    Gc::new(
+        mc,
+        Node {
+            left: GcCell::new(l),
+            right: GcCell::new(r),
+            a: seed,
+            b: depth as u64,
+        },
+    )
+}
+
+struct BoxNode {
+    left: Option<Box<BoxNode>>,
+    right: Option<Box<BoxNode>>,
+    a: u64,
+    b: u64,
+}
+
+fn box_tree(depth: u32, seed: u64) -> Box<BoxNode> {
+    let (left, right) = if depth == 0 {
+        (None, None)
+    } else {
+        (
+            Some(box_tree(depth - 1, seed.wrapping_mul(3))),
+            Some(box_tree(depth - 1, seed.wrapping_mul(5))),
+        )
+    };
+    Box::new(BoxNode {
+        left,
+        right,
+        a: seed,
+        b: depth as u64,
+    })
+}
+
+struct Args {
+    live_mib: usize,
+    ops: usize,
+    mutators: usize,
+    boxed: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        live_mib: 64,
+        ops: 5000,
+        mutators: 1,
+        boxed: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut num = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a positive integer"))
+        };
+        match k.as_str() {
+            "--live-mib" => a.live_mib = num("--live-mib"),
+            "--ops" => a.ops = num("--ops"),
+            "--mutators" => a.mutators = num("--mutators").max(1),
+            "--box" => a.boxed = true,
+            other => panic!(
+                "unknown argument {other}; usage: treechurn --live-mib N --ops K [--mutators M] [--box]"
+            ),
+        }
+    }
+    a
+}
+
+/// Trees per mutator for `live_mib` MiB shared by `mutators` (a node takes a 48-byte slot).
+fn trees_per_mutator(a: &Args) -> usize {
+    let tree_bytes = NODES_PER_TREE * 48;
+    (a.live_mib << 20).div_ceil(tree_bytes * a.mutators).max(1)
+}
+
+fn percentiles(h: &Histogram<u64>) -> (u64, u64, u64) {
+    (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
+}
+
+fn main() {
+    let a = parse_args();
+    let trees = trees_per_mutator(&a);
+    let ops_each = a.ops.div_ceil(a.mutators);
+    let start = Instant::now();
+    let heap = (!a.boxed).then(|| Heap::from_env().expect("heap configuration"));
+    let handles: Vec<_> = (0..a.mutators)
+        .map(|t| {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(t as u64);
+                let mut ops = Histogram::<u64>::new(3).unwrap();
+                match heap {
+                    Some(heap) => {
+                        type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>];
+                        let mut m: Mutator<R> = heap.mutator(|mc| GcArray::new(mc, trees, None));
+                        for i in 0..trees {
+                            m.mutate(|mc, arr| arr.set(mc, i, Some(tree(mc, DEPTH, i as u64))));
+                        }
+                        for op in 0..ops_each {
+                            let i = rng.gen_range(0..trees);
+                            let t0 = Instant::now();
+                            m.mutate(|mc, arr| arr.set(mc, i, Some(tree(mc, DEPTH, op as u64))));
+                            ops.record(t0.elapsed().as_micros() as u64).unwrap();
+                        }
+                        let sum =
+                            m.mutate(|_, arr| arr.iter().flatten().map(|n| n.a ^ n.b).sum::<u64>());
+                        std::hint::black_box(sum);
+                    }
+                    None => {
+                        let mut v: Vec<Box<BoxNode>> =
+                            (0..trees).map(|i| box_tree(DEPTH, i as u64)).collect();
+                        for op in 0..ops_each {
+                            let i = rng.gen_range(0..trees);
+                            let t0 = Instant::now();
+                            v[i] = box_tree(DEPTH, op as u64);
+                            ops.record(t0.elapsed().as_micros() as u64).unwrap();
+                        }
+                        let sum: u64 = v.iter().map(|n| n.a ^ n.b).sum();
+                        std::hint::black_box(sum);
+                        std::hint::black_box(
+                            v.iter()
+                                .map(|n| n.left.is_some() as u64 + n.right.is_some() as u64)
+                                .sum::<u64>(),
+                        );
+                    }
+                }
+                ops
+            })
+        })
+        .collect();
+    let mut ops = Histogram::<u64>::new(3).unwrap();
+    for h in handles {
+        ops.add(h.join().unwrap()).unwrap();
+    }
+    let wall = start.elapsed();
+    let gc_cpu = threads_cpu_secs("gc-core");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut stw = Histogram::<u64>::new(3).unwrap();
+    let (mut cycles, mut heap_peak) = (0, 0.0);
+    if let Some(heap) = &heap {
+        for r in heap.take_phase_records() {
+            if r.phase.is_pause() {
+                stw.record(r.duration.as_micros() as u64).unwrap();
+                if std::env::var_os("TREECHURN_PAUSES").is_some() {
+                    eprintln!("cycle {} {:?} {:?}", r.cycle, r.phase, r.duration);
+                }
+            }
+        }
+        let s = heap.stats();
+        cycles = s.gc_cycles;
+        heap_peak = s.mapped_bytes as f64 / (1 << 20) as f64;
+    }
+    let (s50, s99, smax) = percentiles(&stw);
+    let (o50, o99, omax) = percentiles(&ops);
+    println!(
+        "treechurn {} live_mib={} mutators={} trees={} nodes_per_tree={}",
+        if a.boxed { "box" } else { "gc" },
+        a.live_mib,
+        a.mutators,
+        trees * a.mutators,
+        NODES_PER_TREE
+    );
+    println!(
+        "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
+         stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} gc_cycles={cycles} \
+         gc_cpu_frac={:.3} heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
+        if a.boxed { "box" } else { "gc" },
+        a.live_mib,
+        a.mutators,
+        ops_each * a.mutators,
+        stw.len(),
+        gc_cpu / (wall.as_secs_f64() * cpus),
+        rss_peak_mib(),
+        wall.as_millis(),
+    );
+}

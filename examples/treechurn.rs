@@ -7,8 +7,10 @@
 //!
 //! Each mutator keeps `live-mib / mutators` MiB of depth-10 binary trees (2047 nodes of two
 //! pointers and two 8-byte words each) in a GC array, and per operation builds a new tree and
-//! replaces a randomly chosen one (which becomes garbage). Each operation is one mutation scope,
-//! timed from entry to exit. `--box` runs the same workload on `Box` (no GC) as the floor.
+//! replaces a randomly chosen one (which becomes garbage). An operation polls `should_yield`
+//! between 127-node subtrees, as an interpreter's loop would, and is timed from start to end
+//! (including any time spent waiting for a pause). `--box` runs the same workload on `Box` (no
+//! GC) as the floor.
 //!
 //! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
 //! op_p99_us op_max_us gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
@@ -53,6 +55,50 @@ fn tree<'gc>(mc: &gc_core::Mutation<'gc>, depth: u32, seed: u64) -> Gc<'gc, Node
             b: depth as u64,
         },
     )
+}
+
+type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>];
+type S = Rootable!['gc => Gc<'gc, Node<'gc>>];
+
+/// Depth of the subtrees an operation builds one at a time (16 of them make a tree).
+const SUB_DEPTH: u32 = DEPTH - 4;
+
+/// One operation: build a new depth-10 tree and put it in slot `i`. Like an interpreter that
+/// polls, the mutator leaves its scope when the collector asks: the tree is built as 16
+/// subtrees (127 nodes each) kept on the root stack between scopes, then joined.
+fn replace(m: &mut Mutator<R, S>, i: usize, seed: u64) {
+    let mut built = 0;
+    while built < 16 {
+        m.mutate_with_stack(|mc, _, stack| {
+            while built < 16 {
+                stack.push(tree(mc, SUB_DEPTH, seed.wrapping_add(built)));
+                built += 1;
+                if mc.should_yield() {
+                    break;
+                }
+            }
+        });
+    }
+    m.mutate_with_stack(|mc, arr, stack| {
+        let mut level: Vec<Gc<'_, Node<'_>>> = (0..16).map(|_| stack.pop().unwrap()).collect();
+        for depth in SUB_DEPTH + 1..=DEPTH {
+            level = level
+                .chunks(2)
+                .map(|p| {
+                    Gc::new(
+                        mc,
+                        Node {
+                            left: GcCell::new(Some(p[0])),
+                            right: GcCell::new(Some(p[1])),
+                            a: seed,
+                            b: depth as u64,
+                        },
+                    )
+                })
+                .collect();
+        }
+        arr.set(mc, i, Some(level[0]));
+    });
 }
 
 struct BoxNode {
@@ -137,15 +183,15 @@ fn main() {
                 let mut ops = Histogram::<u64>::new(3).unwrap();
                 match heap {
                     Some(heap) => {
-                        type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>];
-                        let mut m: Mutator<R> = heap.mutator(|mc| GcArray::new(mc, trees, None));
+                        let mut m: Mutator<R, S> =
+                            heap.mutator_with_stack(|mc| GcArray::new(mc, trees, None));
                         for i in 0..trees {
-                            m.mutate(|mc, arr| arr.set(mc, i, Some(tree(mc, DEPTH, i as u64))));
+                            replace(&mut m, i, i as u64);
                         }
                         for op in 0..ops_each {
                             let i = rng.gen_range(0..trees);
                             let t0 = Instant::now();
-                            m.mutate(|mc, arr| arr.set(mc, i, Some(tree(mc, DEPTH, op as u64))));
+                            replace(&mut m, i, op as u64);
                             ops.record(t0.elapsed().as_micros() as u64).unwrap();
                         }
                         let sum =

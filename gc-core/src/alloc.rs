@@ -197,7 +197,7 @@ impl MCache {
         if to_partial && has_free {
             let mut l = h.central.classes[sc].lock();
             let mut st = span.state.lock();
-            if !st.in_partial && !span_is_unswept(span) {
+            if !st.in_partial && !h.central.needs_sweep(span) {
                 st.in_partial = true;
                 drop(st);
                 l.partial.push(s);
@@ -239,29 +239,39 @@ fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
     }
 }
 
-fn span_is_unswept(span: &Span) -> bool {
-    !span.swept.load(Ordering::Relaxed)
-}
-
 /// Get a swept span with a free slot for `sc`: from the partial list, by sweeping an unswept
 /// span of the class (lazy sweeping), or fresh from the arena.
 fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
+    let c = &h.central;
     loop {
-        let popped = {
-            let mut l = h.central.classes[sc].lock();
-            if let Some(s) = l.partial.pop() {
+        let from_partial = {
+            let mut l = c.classes[sc].lock();
+            let s = l.partial.pop();
+            if let Some(s) = s {
                 s.get().state.lock().in_partial = false;
+            }
+            s
+        };
+        if let Some(s) = from_partial {
+            let span = s.get();
+            if c.is_swept(span) {
+                // Listed by a sweeper after sweeping it: ours alone now.
                 return Ok(s);
             }
-            l.unswept.pop()
-        };
+            // Listed before the sweep generation advanced: sweep it first (lazy sweeping),
+            // unless the background sweeper has claimed it (then it places it when done).
+            if c.try_claim(span) && sweep::sweep_span(h, s).free_slots > 0 {
+                return Ok(s);
+            }
+            // Full after sweeping: it stays in `all` only.
+            continue;
+        }
+        let popped = c.classes[sc].lock().unswept.pop();
         match popped {
             Some(s) => {
-                let r = sweep::sweep_span(h, s);
-                if r.free_slots > 0 {
+                if c.try_claim(s.get()) && sweep::sweep_span(h, s).free_slots > 0 {
                     return Ok(s);
                 }
-                // Full after sweeping: it stays in `all` only; try the next one.
             }
             None => break,
         }

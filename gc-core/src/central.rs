@@ -2,20 +2,30 @@
 //!
 //! For each **span class** (size class × scan/noscan) there is one lock and two lists:
 //!
-//! * `partial`: swept spans with at least one free slot, ready for a cache;
-//! * `unswept`: spans not yet swept this cycle. At mark termination every in-use span is moved
-//!   here (the sweep generation advances). A span is swept by whoever pops it: the background
-//!   sweeper, or a mutator that needs a span of that class (**lazy sweeping**), so a span is
-//!   always swept before its slots are reused and no span is swept twice.
+//! * `partial`: spans with at least one free slot, ready for a cache;
+//! * `unswept`: spans queued for sweeping this cycle.
 //!
-//! `all` lists every in-use span (for the verifier, teardown and the start-of-sweep move).
-//! A span's pages and its `Box<Span>` are freed only by `free_span`, when a sweep finds it empty
-//! and it is on no list and in no cache.
+//! # Sweep generations (Go: `mheap.sweepgen`)
 //!
-//! Lock order: class lock → span `state` lock; `all` and the arena's page lock are leaves.
+//! Mark termination must not touch every span (its pause would grow with the heap), so it only
+//! advances the **sweep generation** `g` by 2: every span whose own generation is now `g - 2`
+//! needs sweeping. A span is claimed for sweeping by moving its generation from `g - 2` to
+//! `g - 1` (compare-and-swap: exactly one thread wins) and marked swept by storing `g`. After
+//! the world restarts, the collector walks `all` and queues the unswept spans on their class's
+//! `unswept` list ([`Central::queue_unswept`]); in the meantime a span may still sit on a partial
+//! list from the last cycle, so whoever takes a span from either list checks its generation and
+//! sweeps it first if needed (**lazy sweeping**). A span may therefore be listed twice for a
+//! while; the claim makes sure it is swept once, and whoever finds it already swept or being
+//! swept just drops that entry.
+//!
+//! `all` lists every in-use span (for the verifier, teardown and the queueing walk). A span's
+//! pages and its `Box<Span>` are freed only by `free_span`, by a sweeper that finds it empty and
+//! neither listed nor cached.
+//!
+//! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -62,6 +72,11 @@ pub(crate) struct Central {
     pub classes: Box<[Mutex<ClassLists>]>,
     pub large_unswept: Mutex<Vec<SpanRef>>,
     pub all: Mutex<Vec<SpanRef>>,
+    /// The sweep generation (see the module docs); starts at 2 and grows by 2 per cycle.
+    pub sweep_gen: AtomicU64,
+    /// Threads between taking a span off an unswept list and placing it after its sweep (sweep
+    /// termination waits for them).
+    pub sweepers: AtomicUsize,
 }
 
 impl Central {
@@ -72,7 +87,79 @@ impl Central {
                 .collect(),
             large_unswept: Mutex::new(Vec::new()),
             all: Mutex::new(Vec::new()),
+            sweep_gen: AtomicU64::new(2),
+            sweepers: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether `span` still needs sweeping this cycle (neither swept nor being swept).
+    #[inline]
+    pub(crate) fn needs_sweep(&self, span: &Span) -> bool {
+        span.sweep_gen.load(Ordering::Acquire) + 2 == self.sweep_gen.load(Ordering::Relaxed)
+    }
+
+    /// Whether `span` has been swept this cycle.
+    #[inline]
+    pub(crate) fn is_swept(&self, span: &Span) -> bool {
+        span.sweep_gen.load(Ordering::Acquire) == self.sweep_gen.load(Ordering::Relaxed)
+    }
+
+    /// Claim `span` for sweeping; true for exactly one caller per cycle.
+    #[inline]
+    pub(crate) fn try_claim(&self, span: &Span) -> bool {
+        let g = self.sweep_gen.load(Ordering::Relaxed);
+        span.sweep_gen
+            .compare_exchange(g - 2, g - 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Mark a claimed span swept.
+    #[inline]
+    pub(crate) fn set_swept(&self, span: &Span) {
+        span.sweep_gen
+            .store(self.sweep_gen.load(Ordering::Relaxed), Ordering::Release);
+    }
+
+    /// Make every span unswept (mark termination, world stopped): O(1), whatever the heap
+    /// size. The last sweep ended before the cycle began (sweep termination waits for every
+    /// sweeper) and nothing became unswept since, so a thread still counted in `sweepers` (a
+    /// `collect()` caller finishing its sweep) has found, and will find, nothing to claim
+    /// until the spans are queued.
+    pub(crate) fn advance_sweep_gen(&self) {
+        self.sweep_gen.fetch_add(2, Ordering::Relaxed);
+    }
+
+    /// Queue every span that needs sweeping on its unswept list (after `advance_sweep_gen`, on
+    /// the collector thread, with the world running).
+    ///
+    /// The walk reads a copy of `all` (taken in one short critical section, so allocating
+    /// mutators are not held up for the walk) and queues everything at the end. No span of the
+    /// copy can be freed meanwhile: only a sweeper that took a span from an unswept list frees
+    /// it, and those lists stay empty until the end of the walk. Spans created meanwhile are
+    /// created swept.
+    pub(crate) fn queue_unswept(&self) {
+        let all = self.all.lock().clone();
+        let mut large = Vec::new();
+        let mut by_class: Vec<Vec<SpanRef>> = (0..NUM_SPAN_CLASSES).map(|_| Vec::new()).collect();
+        for &s in all.iter() {
+            let sp = s.get();
+            // A span on a partial list stays there: whoever takes it sweeps it first, and
+            // sweep termination sweeps what is left there (`sweep_stale_partials`).
+            if !self.needs_sweep(sp) || sp.state.lock().in_partial {
+                continue;
+            }
+            if sp.class == LARGE {
+                large.push(s);
+            } else {
+                by_class[span_class(sp.class, sp.noscan)].push(s);
+            }
+        }
+        for (sc, spans) in by_class.into_iter().enumerate() {
+            if !spans.is_empty() {
+                self.classes[sc].lock().unswept.extend(spans);
+            }
+        }
+        self.large_unswept.lock().extend(large);
     }
 
     /// Make a new span for `span_class` (or a large span of `large_bytes` when `span_class` is
@@ -102,7 +189,10 @@ impl Central {
             // referenced by nothing else yet.
             unsafe { std::ptr::write_bytes(start as *mut u8, POISON, npages * PAGE_SIZE) };
         }
-        let span = Box::new(Span::new(start, npages, elem_size, nelems, class, noscan));
+        let sweep_gen = self.sweep_gen.load(Ordering::Relaxed);
+        let span = Box::new(Span::new(
+            start, npages, elem_size, nelems, class, noscan, sweep_gen,
+        ));
         let r = SpanRef(NonNull::from(Box::leak(span)));
         arena.publish(start, npages, r.0.as_ptr());
         self.all.lock().push(r);
@@ -125,35 +215,6 @@ impl Central {
         // SAFETY: the span came from `Box::leak` in `new_span`; it is unpublished and unlisted,
         // so this was the last reference.
         drop(unsafe { Box::from_raw(s.0.as_ptr()) });
-    }
-
-    /// Move every in-use span to the unswept lists (start of a sweep). World stopped; every
-    /// cache has been flushed.
-    pub(crate) fn begin_sweep(&self) {
-        for l in self.classes.iter() {
-            let mut l = l.lock();
-            debug_assert!(
-                l.unswept.is_empty(),
-                "sweep did not finish before the cycle"
-            );
-            for s in l.partial.drain(..) {
-                s.get().state.lock().in_partial = false;
-            }
-        }
-        let all = self.all.lock();
-        let mut large = self.large_unswept.lock();
-        for &s in all.iter() {
-            let sp = s.get();
-            sp.swept.store(false, Ordering::Relaxed);
-            if sp.class == LARGE {
-                large.push(s);
-            } else {
-                self.classes[span_class(sp.class, sp.noscan)]
-                    .lock()
-                    .unswept
-                    .push(s);
-            }
-        }
     }
 
     /// Number of unswept spans (for tests and `finish_sweep` assertions).

@@ -161,7 +161,13 @@ pub(crate) fn run(h: Arc<Shared>) {
             }
         }
         h.mark_helpers.store(helpers, Ordering::Relaxed);
-        collector_loop(&h);
+        // A panic here would leave mutators waiting for a world that never restarts: a bug in
+        // the collector is fatal, and says so.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector_loop(&h)));
+        if r.is_err() {
+            eprintln!("gc-core: the collector thread panicked (a gc-core bug); aborting");
+            std::process::abort();
+        }
         h.pool.shutdown();
     });
 }
@@ -266,7 +272,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.stats
         .last_marked_objects
         .store(marked_objects, Ordering::Relaxed);
-    h.central.begin_sweep();
+    h.central.advance_sweep_gen();
+    h.central.queue_unswept();
     if h.verify {
         sweep::finish_sweep(h);
         if let Err(problems) = verify::verify_heap(h, &registry) {

@@ -215,8 +215,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
         t.marked_objects as u64 + h.marked_objects_elsewhere.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
-    h.central.begin_sweep();
+    h.central.advance_sweep_gen();
     if h.verify {
+        h.central.queue_unswept();
         sweep::finish_sweep(h);
         if let Err(problems) = verify::verify_heap(h, &registry) {
             eprintln!("gc-core: heap verification failed after cycle {this_cycle}:");
@@ -231,6 +232,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     *h.sweep_started.lock() = Some((this_cycle, Instant::now()));
     h.safepoint.start();
     drop(registry);
+    // With the world running: queue the spans for the background sweeper (O(spans)).
+    h.central.queue_unswept();
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
     collector::end_cycle(h, this_cycle);
 }

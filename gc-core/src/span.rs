@@ -69,8 +69,10 @@ pub(crate) struct Span {
     pub state: Mutex<SpanAlloc>,
     /// Set when an object with drop glue was allocated here since the last sweep.
     pub may_drop: AtomicBool,
-    /// Set by the sweeper once the span has been swept this cycle (verifier check).
-    pub swept: AtomicBool,
+    /// Sweep generation (Go: `mspan.sweepgen`), relative to `Central::sweep_gen` = g: `g - 2`
+    /// needs sweeping, `g - 1` is being swept, `g` is swept. Advancing g by 2 at mark
+    /// termination makes every span unswept at once.
+    pub sweep_gen: AtomicU64,
 }
 
 /// `Span::class` of a large-object span.
@@ -85,6 +87,7 @@ impl Span {
         nelems: usize,
         class: usize,
         noscan: bool,
+        sweep_gen: u64,
     ) -> Span {
         let words = nelems.div_ceil(64);
         let mut alloc = BitVec::<u64, Lsb0>::from_vec(vec![0u64; words]);
@@ -112,7 +115,7 @@ impl Span {
                 in_partial: false,
             }),
             may_drop: AtomicBool::new(false),
-            swept: AtomicBool::new(true),
+            sweep_gen: AtomicU64::new(sweep_gen),
         }
     }
 
@@ -196,7 +199,7 @@ mod tests {
     #[test]
     fn div_mul_is_exact_at_every_slot_start() {
         for c in CLASSES {
-            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, false);
+            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, false, 0);
             for i in 0..c.slots {
                 assert_eq!(s.slot_index(s.slot_addr(i)), i, "class {c:?} slot {i}");
             }
@@ -205,7 +208,7 @@ mod tests {
 
     #[test]
     fn mark_bits_test_and_set() {
-        let s = Span::new(0x10000, 1, 24, 341, 2, false);
+        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
         assert!(s.try_mark(5));
         assert!(!s.try_mark(5));
         assert!(s.is_marked(5));
@@ -220,7 +223,7 @@ mod tests {
 
     #[test]
     fn alloc_bits_past_end_are_set() {
-        let s = Span::new(0x10000, 1, 24, 341, 2, false);
+        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
         let st = s.state.lock();
         assert_eq!(st.alloc.len(), 384);
         assert!(st.alloc[341..].all());

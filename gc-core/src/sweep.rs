@@ -1,8 +1,8 @@
 //! Sweeping: free the white objects of a finished cycle, span by span.
 //!
-//! At mark termination every in-use span is queued on its class's unswept list
-//! ([`Central::begin_sweep`](crate::central::Central::begin_sweep)). From then on a span is
-//! swept by exactly one of:
+//! Mark termination advances the sweep generation, which makes every span unswept at once, and
+//! the collector then queues them on their classes' unswept lists (see [`crate::central`]).
+//! From then on a span is swept by exactly one of (whoever claims it):
 //!
 //! * the **background sweeper** (the collector thread, between cycles: [`sweep_some`]);
 //! * a **mutator** that needs a span of that class (lazy sweeping in the cache refill), so a
@@ -10,7 +10,9 @@
 //! * **sweep termination** at the start of the next cycle ([`finish_sweep`]), which sweeps
 //!   whatever is left so that the next mark starts from clean mark bits.
 //!
-//! Popping the span from its list under the class lock is what makes the sweeper its only owner.
+//! Claiming the span (its generation `g - 2` → `g - 1`) is what makes the sweeper its only
+//! owner; sweep termination also waits for sweeps in progress (`Central::sweepers`), so no
+//! sweep of the last cycle can clear mark bits of the next.
 //!
 //! Sweeping a span: for each slot that is allocated and not marked, run its drop glue (if the
 //! span ever held a type with drop glue) and, in verify mode, overwrite it with poison; then the
@@ -37,8 +39,8 @@ pub(crate) struct Swept {
     pub empty: bool,
 }
 
-/// Sweep one span that the caller has popped from an unswept list (it is on no list and in no
-/// cache). The span is left allocated; the caller decides where it goes.
+/// Sweep one span the caller has claimed ([`Central::try_claim`](crate::central::Central::try_claim));
+/// it is in no cache. The span is left allocated; the caller decides where it goes.
 pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let span = s.get();
     let mut st = span.state.lock();
@@ -81,7 +83,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     if live == 0 {
         span.may_drop.store(false, Ordering::Relaxed);
     }
-    span.swept.store(true, Ordering::Relaxed);
+    h.central.set_swept(span);
     drop(st);
     if freed > 0 {
         h.stats
@@ -117,42 +119,91 @@ fn run_drop(h: *mut Header) {
     }
 }
 
-/// Place a span swept by the background sweeper: free it if empty, list it as partial if it
-/// has free slots, leave it (full) otherwise.
+/// Place a span swept by the background sweeper: free it if it is empty and neither listed nor
+/// cached (a stale partial-list entry may still name it, and a mutator may have taken it from
+/// there once it was swept), list it as partial if it has free slots, leave it otherwise.
 fn place(h: &Shared, s: SpanRef, r: Swept) {
     let span = s.get();
+    if span.class == LARGE {
+        if r.empty {
+            h.central.free_span(&h.arena, s);
+        }
+        return;
+    }
+    let mut l = h.central.classes[span_class(span.class, span.noscan)].lock();
+    let mut st = span.state.lock();
+    if st.in_cache || st.in_partial {
+        return;
+    }
     if r.empty {
+        drop(st);
+        drop(l);
         h.central.free_span(&h.arena, s);
-    } else if r.free_slots > 0 && span.class != LARGE {
-        let mut l = h.central.classes[span_class(span.class, span.noscan)].lock();
-        span.state.lock().in_partial = true;
+    } else if r.free_slots > 0 {
+        st.in_partial = true;
+        drop(st);
         l.partial.push(s);
     }
 }
 
 /// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep.
 pub(crate) fn sweep_some(h: &Shared) -> bool {
-    if let Some(s) = h.central.large_unswept.lock().pop() {
+    let c = &h.central;
+    // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
+    c.sweepers.fetch_add(1, Ordering::SeqCst);
+    let popped = c.large_unswept.lock().pop().or_else(|| {
+        let n = c.classes.len();
+        let start = h.sweep_cursor.load(Ordering::Relaxed) % n;
+        (0..n).find_map(|k| {
+            let sc = (start + k) % n;
+            let s = c.classes[sc].lock().unswept.pop();
+            if s.is_some() {
+                h.sweep_cursor.store(sc, Ordering::Relaxed);
+            }
+            s
+        })
+    });
+    let found = popped.is_some();
+    if let Some(s) = popped
+        && c.try_claim(s.get())
+    {
         let r = sweep_span(h, s);
         place(h, s, r);
-        return true;
     }
-    let n = h.central.classes.len();
-    let start = h.sweep_cursor.load(Ordering::Relaxed) % n;
-    for k in 0..n {
-        let sc = (start + k) % n;
-        let popped = h.central.classes[sc].lock().unswept.pop();
-        if let Some(s) = popped {
-            h.sweep_cursor.store(sc, Ordering::Relaxed);
-            let r = sweep_span(h, s);
-            place(h, s, r);
-            return true;
-        }
-    }
-    false
+    c.sweepers.fetch_sub(1, Ordering::SeqCst);
+    found
 }
 
-/// Sweep everything still unswept (sweep termination, `collect`, verify mode).
+/// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
+/// termination, `collect`, verify mode).
 pub(crate) fn finish_sweep(h: &Shared) {
     while sweep_some(h) {}
+    sweep_stale_partials(h);
+    while h.central.sweepers.load(Ordering::SeqCst) > 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// Sweep the spans still waiting on partial lists since before the sweep generation advanced
+/// (`Central::queue_unswept` leaves them there). They stay listed.
+fn sweep_stale_partials(h: &Shared) {
+    let c = &h.central;
+    for l in c.classes.iter() {
+        let stale: Vec<SpanRef> = l
+            .lock()
+            .partial
+            .iter()
+            .copied()
+            .filter(|s| c.needs_sweep(s.get()))
+            .collect();
+        for s in stale {
+            // A listed span is neither freed nor cached while listed; if a mutator takes it
+            // meanwhile, its own claim decides who sweeps it.
+            c.sweepers.fetch_add(1, Ordering::SeqCst);
+            if c.try_claim(s.get()) {
+                sweep_span(h, s);
+            }
+            c.sweepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }

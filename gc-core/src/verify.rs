@@ -15,7 +15,6 @@
 //! The collector aborts the process with the list of problems if any check fails.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::arena::PAGE_SIZE;
 use crate::heap::Shared;
@@ -59,7 +58,7 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
         let span = s.get();
         let st = span.state.lock();
         let where_ = format!("span {:#x} (size {})", span.start, span.elem_size);
-        if !span.swept.load(Ordering::Relaxed) {
+        if !h.central.is_swept(span) {
             problems.push(format!("{where_}: not swept after the cycle"));
         }
         if span.marked_count() != 0 {

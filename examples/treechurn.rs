@@ -228,7 +228,7 @@ fn main() {
     let gc_cpu = threads_cpu_secs("gc-core");
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut stw = Histogram::<u64>::new(3).unwrap();
-    let (mut cycles, mut heap_peak) = (0, 0.0);
+    let (mut cycles, mut heap_peak, mut assist_ms, mut goal_mib) = (0, 0.0, 0.0, 0.0);
     if let Some(heap) = &heap {
         for r in heap.take_phase_records() {
             if r.phase.is_pause() {
@@ -241,6 +241,8 @@ fn main() {
         let s = heap.stats();
         cycles = s.gc_cycles;
         heap_peak = s.mapped_bytes as f64 / (1 << 20) as f64;
+        assist_ms = s.assist_time.as_secs_f64() * 1e3;
+        goal_mib = s.heap_goal as f64 / (1 << 20) as f64;
     }
     let (s50, s99, smax) = percentiles(&stw);
     let (o50, o99, omax) = percentiles(&ops);
@@ -255,7 +257,8 @@ fn main() {
     println!(
         "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
          stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} gc_cycles={cycles} \
-         gc_cpu_frac={:.3} heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
+         gc_cpu_frac={:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
+         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
         if a.boxed { "box" } else { "gc" },
         a.live_mib,
         a.mutators,

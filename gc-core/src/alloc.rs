@@ -65,6 +65,8 @@ pub(crate) struct MCache {
     classes: [ClassCache; NUM_SPAN_CLASSES],
     /// Objects handed out and already written back (for metrics, flushed at release).
     pub allocated_objects: u64,
+    /// Mark-assist debt in bytes of marking (negative: credit). Reset at every pause.
+    assist_debt: f64,
 }
 
 impl MCache {
@@ -72,6 +74,7 @@ impl MCache {
         MCache {
             classes: [EMPTY; NUM_SPAN_CLASSES],
             allocated_objects: 0,
+            assist_debt: 0.0,
         }
     }
 
@@ -171,6 +174,9 @@ impl MCache {
             span: s.0.as_ptr(),
         };
         h.note_alloc(free_bytes);
+        if h.marking.load(Ordering::Relaxed) {
+            self.assist_debt = crate::concurrent::assist(h, self.assist_debt, free_bytes);
+        }
     }
 
     /// Give the span cached for `sc` back. With `to_partial`, a span with free slots goes on
@@ -207,6 +213,7 @@ impl MCache {
 
     /// Write back every window and release every span (world stopped, or mutator exit).
     pub(crate) fn flush(&mut self, h: &Shared, to_partial: bool) {
+        self.assist_debt = 0.0;
         for sc in 0..NUM_SPAN_CLASSES {
             let c = &mut self.classes[sc];
             if c.span.is_null() {

@@ -103,6 +103,84 @@ pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
     hand_over(h, &mut t);
 }
 
+/// Debt (bytes of marking) below which a mutator does not assist yet: assists come in chunks.
+const ASSIST_MIN: f64 = 64.0 * 1024.0;
+
+/// Mark assist (Go: `gcAssistAlloc`): a mutator that took `bytes` of new allocation while
+/// marking owes `bytes × assist ratio` bytes of marking. It pays first from the background
+/// worker's surplus (`bg_credit`), then by marking grey objects itself, and returns its new
+/// debt (negative: credit for later allocations). A mutator that allocates faster than
+/// marking progresses therefore spends its own time marking, which keeps the heap from
+/// overshooting the goal without bound.
+pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
+    let ratio = f64::from_bits(h.assist_ratio.load(Ordering::Relaxed));
+    let mut debt = debt + bytes as f64 * ratio;
+    if debt < ASSIST_MIN {
+        return debt;
+    }
+    // Steal the background worker's credit.
+    let want = debt as i64;
+    let mut credit = h.bg_credit.load(Ordering::Relaxed);
+    while credit > 0 {
+        let take = credit.min(want);
+        match h.bg_credit.compare_exchange_weak(
+            credit,
+            credit - take,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                debt -= take as f64;
+                break;
+            }
+            Err(c) => credit = c,
+        }
+    }
+    if debt < ASSIST_MIN {
+        return debt;
+    }
+    let start = Instant::now();
+    let mut t = Tracer::new_concurrent(&h.arena);
+    while (t.marked_bytes as f64) < debt {
+        if !t.has_grey() {
+            match h.grey.pop() {
+                Some(b) => t.push_batch(b),
+                // No grey work left: marking is nearly done; keep the debt.
+                None => break,
+            }
+        }
+        t.drain_budget(64);
+    }
+    let done = t.marked_bytes;
+    h.stats.assists.fetch_add(1, Ordering::Relaxed);
+    h.stats
+        .assist_bytes
+        .fetch_add(done as u64, Ordering::Relaxed);
+    hand_over(h, &mut t);
+    h.stats
+        .assist_ns
+        .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    debt - done as f64
+}
+
+/// The assist ratio (Go: `gcControllerState.revise`): marking still expected ÷ heap growth
+/// still allowed before the goal.
+fn revise_assist_ratio(h: &Shared, marked_so_far: usize) {
+    let expected = h.scan_expected.load(Ordering::Relaxed) as f64;
+    // Marking may find more than expected: never assume less than a tenth is left.
+    let remaining = (expected - marked_so_far as f64)
+        .max(expected * 0.1)
+        .max(1.0);
+    let goal = h.stats.heap_goal.load(Ordering::Relaxed);
+    let live = h.heap_live.load(Ordering::Relaxed);
+    // Past the goal, a distance of 1/20 of the goal keeps assists heavy but bounded.
+    let distance = (goal.saturating_sub(live) as f64)
+        .max(goal as f64 / 20.0)
+        .max(1.0);
+    h.assist_ratio
+        .store((remaining / distance).to_bits(), Ordering::Relaxed);
+}
+
 /// Give a mutator-side tracer's grey objects and marked bytes to the background marker.
 fn hand_over(h: &Shared, t: &mut Tracer) {
     h.marked_by_mutators
@@ -181,6 +259,14 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.mark_epoch.store(this_cycle, Ordering::Relaxed);
     // No new cycle is requested while this one marks (the goal is recomputed at STW 2).
     h.trigger.store(usize::MAX, Ordering::Relaxed);
+    h.scan_expected.store(
+        h.heap_marked
+            .load(Ordering::Relaxed)
+            .max(crate::heap::HEAP_MIN / 4),
+        Ordering::Relaxed,
+    );
+    h.bg_credit.store(0, Ordering::Relaxed);
+    revise_assist_ratio(h, 0);
     let mut t = Tracer::new_concurrent(&h.arena);
     h.stash.lock().trace(&mut t);
     // Published to mutators by `start`'s `Release` store, which their scope entry acquires.
@@ -270,7 +356,14 @@ fn mark<'h>(
                 break;
             }
             let slice = Instant::now();
+            let before = t.marked_bytes;
             t.drain_budget(DRAIN_SLICE);
+            h.bg_credit
+                .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
+            revise_assist_ratio(
+                h,
+                t.marked_bytes + h.marked_by_mutators.load(Ordering::Relaxed),
+            );
             pace.after(slice.elapsed());
         }
         // Attempt termination.

@@ -101,6 +101,12 @@ pub(crate) struct Shared {
     pub marked_objects_elsewhere: AtomicU64,
     /// Phase timestamps and pauses.
     pub phases: crate::phases::PhaseLog,
+    /// Mark assist ratio (f64 bits): bytes of marking owed per byte allocated while marking.
+    pub assist_ratio: AtomicU64,
+    /// Marking done by the background worker and not yet taken by assists (bytes).
+    pub bg_credit: std::sync::atomic::AtomicI64,
+    /// Bytes the current cycle expects to mark (the last cycle's live heap).
+    pub scan_expected: AtomicUsize,
     /// The cycle whose sweep is in progress and when it began (recorded when it ends).
     pub sweep_started: Mutex<Option<(u64, std::time::Instant)>>,
 }
@@ -238,6 +244,9 @@ impl Heap {
             marked_by_mutators: AtomicUsize::new(0),
             marked_objects_elsewhere: AtomicU64::new(0),
             phases: crate::phases::PhaseLog::new(),
+            assist_ratio: AtomicU64::new(0),
+            bg_credit: std::sync::atomic::AtomicI64::new(0),
+            scan_expected: AtomicUsize::new(0),
             sweep_started: Mutex::new(None),
         });
         shared.stats.heap_goal.store(goal, Ordering::Relaxed);

@@ -21,6 +21,9 @@ pub(crate) struct Stats {
     pub heap_goal: AtomicUsize,
     pub last_marked_objects: AtomicU64,
     pub last_shared_batches: AtomicU64,
+    pub assists: AtomicU64,
+    pub assist_bytes: AtomicU64,
+    pub assist_ns: AtomicU64,
 }
 
 impl Stats {
@@ -95,6 +98,12 @@ pub struct HeapStats {
     pub cycle_total: Duration,
     /// GC percent (`None` = off).
     pub gc_percent: Option<u32>,
+    /// Mark assists run by allocating mutators (Go: `gcAssistAlloc`).
+    pub assists: u64,
+    /// Bytes marked by mark assists.
+    pub assist_bytes: u64,
+    /// Time mutators spent in mark assists.
+    pub assist_time: Duration,
     /// Live stash handles.
     pub stashed: usize,
     /// Registered weak references not yet cleared.
@@ -125,6 +134,9 @@ impl HeapStats {
             mark_total: d(&s.mark_total_ns),
             cycle_total: d(&s.cycle_total_ns),
             gc_percent: h.gc_percent().map(|p| p as u32),
+            assists: s.assists.load(Ordering::Relaxed),
+            assist_bytes: s.assist_bytes.load(Ordering::Relaxed),
+            assist_time: d(&s.assist_ns),
             stashed: h.stash.lock().len(),
             weak_refs: h.weaks.lock().len(),
         }

@@ -460,3 +460,42 @@ fn phase_records_cover_every_cycle() {
     let later = heap.take_phase_records();
     assert!(later.iter().all(|r| r.phase == Phase::Sweep), "{later:?}");
 }
+
+#[test]
+fn allocating_while_marking_pays_with_mark_assists() {
+    // The background marker is held, so only the allocating mutator's assists can mark the
+    // white live list: they must, and must leave it intact.
+    let (heap, mut m) = held_cycle();
+    let before = heap.stats();
+    m.mutate(|mc, r| {
+        assert!(mc.debug_marking());
+        // The white objects of `from` (greyed by this mutator's root scan) are what the assists
+        // find to mark.
+        for _ in 0..2000 {
+            // ~4 MiB of garbage: enough allocation to owe marking many times over.
+            for _ in 0..64 {
+                obj(mc, u64::MAX);
+            }
+        }
+        let _ = r;
+    });
+    let s = heap.stats();
+    assert!(s.assists > before.assists, "no assist ran: {s:?}");
+    assert!(
+        s.assist_bytes > before.assist_bytes,
+        "assists marked nothing: {s:?}"
+    );
+    heap.debug_hold_marking(false);
+    m.collect();
+    let ids: Vec<u64> = m.mutate(|_, r| {
+        r.from
+            .iter()
+            .map(|o| {
+                let o = o.unwrap();
+                assert!(intact(&o));
+                o.id
+            })
+            .collect()
+    });
+    assert_eq!(ids, (0..N as u64).collect::<Vec<_>>());
+}

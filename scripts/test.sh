@@ -26,6 +26,9 @@ cargo run --quiet --release -p lox -- --gc-stats examples/lox/bench/binary_trees
 GCCORE_VERIFY=1 cargo run --quiet --release --example binary_trees -- 12
 GCCORE_MARK_WORKERS=1 GOGC=50 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example binary_trees -- 10 --box
+# The stop-the-world collector still works, and the treechurn harness runs (small).
+GCCORE_CONCURRENT=0 cargo run --quiet --release --example binary_trees -- 10
+cargo run --quiet --release --example treechurn -- --live-mib 8 --ops 500 --mutators 2
 if err=$(GOGC=abc cargo run --quiet --release --example hello 2>&1); then
   echo "hello accepted GOGC=abc"; exit 1
 fi

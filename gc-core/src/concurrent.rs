@@ -389,3 +389,85 @@ fn mark<'h>(
         drop(registry);
     }
 }
+
+/// Loom model of mark termination with barrier work in flight: a mutator shades in its scopes
+/// (into its buffer, which it flushes to the global queue when it fills), while the collector
+/// drains the queue and attempts termination as `mark` does: stop the world with the real
+/// safepoint handshake, flush the buffer, and end only if nothing is grey. Checked in every
+/// interleaving (two preemptions): when the collector ends marking, every item the mutator
+/// shaded has been processed; and the buffer (a loom `UnsafeCell`, which reports unsynchronised
+/// access) is never touched by both at once.
+///
+/// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::primitive::AtomicU8;
+    use crate::safepoint::{OUTSIDE, Safepoint};
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+
+    /// The mutator's barrier buffer: touched by the mutator inside its scopes and by the
+    /// collector with the world stopped.
+    struct Buffer(UnsafeCell<Vec<u32>>);
+    // SAFETY: the handshake orders the two sides' accesses (what this model checks; loom's
+    // `UnsafeCell` would report a violation).
+    unsafe impl Sync for Buffer {}
+
+    #[test]
+    fn loom_termination_sees_buffered_and_queued_work() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let sp = Arc::new(Safepoint::default());
+            let state = Arc::new(AtomicU8::new(OUTSIDE));
+            let buf = Arc::new(Buffer(UnsafeCell::new(Vec::new())));
+            let queue = Arc::new(Mutex::new(Vec::<u32>::new()));
+            let produced = Arc::new(AtomicUsize::new(0));
+            let mutator = {
+                let (sp, state, buf, queue, produced) = (
+                    sp.clone(),
+                    state.clone(),
+                    buf.clone(),
+                    queue.clone(),
+                    produced.clone(),
+                );
+                loom::thread::spawn(move || {
+                    for k in 0..2 {
+                        sp.enter(&state);
+                        let full = buf.0.with_mut(|v| {
+                            // SAFETY: inside a scope, the mutator owns its buffer.
+                            let v = unsafe { &mut *v };
+                            v.push(k);
+                            produced.fetch_add(1, Ordering::SeqCst);
+                            (v.len() >= 2).then(|| std::mem::take(v))
+                        });
+                        if let Some(batch) = full {
+                            queue.lock().unwrap().extend(batch);
+                        }
+                        sp.exit(&state);
+                    }
+                })
+            };
+            let mut processed = 0;
+            loop {
+                processed += std::mem::take(&mut *queue.lock().unwrap()).len();
+                sp.stop(std::iter::once(&*state));
+                // SAFETY: world stopped: the mutator is outside its scopes.
+                processed += buf.0.with_mut(|v| std::mem::take(unsafe { &mut *v }).len());
+                let grey_left = !queue.lock().unwrap().is_empty();
+                if !grey_left {
+                    assert_eq!(
+                        processed,
+                        produced.load(Ordering::SeqCst),
+                        "marking ended with shaded work unprocessed"
+                    );
+                    sp.start();
+                    break;
+                }
+                sp.start();
+            }
+            mutator.join().unwrap();
+        });
+    }
+}

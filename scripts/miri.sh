@@ -15,3 +15,6 @@ cd "$(dirname "$0")/.."
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-permissive-provenance -Zmiri-disable-isolation -Zmiri-tree-borrows}"
 cargo +nightly miri test -p gc-core --lib
 cargo +nightly miri test -p gc-core --test model --test api -- --skip a_polling_scope
+# A small concurrent test: the marker held at a known point, references moved under the
+# barrier, with the collector thread running alongside (Miri checks the data races too).
+cargo +nightly miri test -p gc-core --test concurrent -- held_marker

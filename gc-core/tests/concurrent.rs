@@ -295,7 +295,7 @@ struct Det<'gc> {
 
 type DetM = Rootable!['gc => Det<'gc>];
 
-const N: usize = 200;
+const N: usize = if cfg!(miri) { 20 } else { 200 };
 
 /// A heap and mutator with `N` white objects in `from`, and a cycle in its mark phase with the
 /// background marker held.

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# ThreadSanitizer (nightly) over the multi-mutator stress test (4 mutators, concurrent cycles
+# back to back, verify mode) and the concurrent-marking tests. Result goes in
+# docs/verification.md.
+#
+#   rustup component add --toolchain nightly rust-src   # once (-Zbuild-std needs it)
+#   scripts/tsan.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RUSTFLAGS="-Zsanitizer=thread"
+export RUSTDOCFLAGS="-Zsanitizer=thread"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-5}"
+export CARGO_TARGET_DIR=target/tsan
+cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p gc-core \
+  --test stress --test concurrent

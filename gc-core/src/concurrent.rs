@@ -142,6 +142,10 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     let start = Instant::now();
     let mut t = Tracer::new_concurrent(&h.arena);
     while (t.marked_bytes as f64) < debt {
+        // A pause is waiting for this mutator: stop assisting (the debt stays for later).
+        if h.safepoint.stop_requested() {
+            break;
+        }
         if !t.has_grey() {
             match h.grey.pop() {
                 Some(b) => t.push_batch(b),
@@ -366,7 +370,10 @@ fn mark<'h>(
             );
             pace.after(slice.elapsed());
         }
-        // Attempt termination.
+        // Attempt termination, unless grey work arrived meanwhile (a pause for nothing).
+        if !h.grey.is_empty() {
+            continue;
+        }
         let registry = h.registry.lock();
         let t_stop = Instant::now();
         h.safepoint.stop(registry.iter().map(|r| &r.state));

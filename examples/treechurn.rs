@@ -16,7 +16,8 @@
 //! op_p99_us op_max_us gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
 //! the heap's phase records, measured from the stop request; percentiles with `hdrhistogram`;
 //! `gc_cpu_frac` = CPU time of the collector threads ÷ (wall time × CPUs); `heap_peak_mib` =
-//! the arena's mapped high-water mark).
+//! the arena's mapped high-water mark). `TREECHURN_PAUSES=1` also prints every pause, with its
+//! cycle and phase, on stderr.
 
 use std::time::Instant;
 

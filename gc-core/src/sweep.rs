@@ -198,10 +198,12 @@ fn sweep_stale_partials(h: &Shared) {
             .collect();
         for s in stale {
             // A listed span is neither freed nor cached while listed; if a mutator takes it
-            // meanwhile, its own claim decides who sweeps it.
+            // meanwhile, its own claim decides who sweeps it. A mutator that took it while we
+            // sweep drops it from the list, so `place` lists it again (or frees it if empty).
             c.sweepers.fetch_add(1, Ordering::SeqCst);
             if c.try_claim(s.get()) {
-                sweep_span(h, s);
+                let r = sweep_span(h, s);
+                place(h, s, r);
             }
             c.sweepers.fetch_sub(1, Ordering::SeqCst);
         }

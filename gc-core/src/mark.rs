@@ -86,8 +86,15 @@ impl Tracer {
     /// itself (see [`crate::concurrent`]).
     pub(crate) fn new_concurrent(arena: &Arena) -> Tracer {
         Tracer {
+            arena,
+            // Mutator-side tracers are short-lived (a buffer flush, a root scan, an assist):
+            // let the stack grow as needed instead of allocating 1024 slots each time.
+            stack: Vec::new(),
+            mode: Mode::Mark,
+            job: None,
             atomic: true,
-            ..Tracer::new(arena)
+            marked_bytes: 0,
+            marked_objects: 0,
         }
     }
 

@@ -134,6 +134,20 @@ impl<'a> ScopeGuard<'a> {
 
 impl Drop for ScopeGuard<'_> {
     fn drop(&mut self) {
+        // While marking, shade what the barrier buffered before leaving, so that a pause finds
+        // the buffers empty and does no shading work itself.
+        if self
+            .shared
+            .marking
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // SAFETY: still inside the scope (state `INSIDE`), so the buffer is ours; no user
+            // code runs meanwhile.
+            let buf = unsafe { &mut *self.record.wb_buf.get() };
+            if !buf.is_empty() {
+                crate::concurrent::shade(self.shared, std::mem::take(buf));
+            }
+        }
         self.shared.safepoint.exit(&self.record.state);
         let key = self.shared as *const Shared as usize;
         IN_SCOPE.with(|s| {

@@ -250,7 +250,13 @@ fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
 /// span of the class (lazy sweeping), or fresh from the arena.
 fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
     let c = &h.central;
+    // While the last cycle's weak references are being cleared nothing may be swept: take a
+    // fresh span (the partial lists hold only unswept spans then).
+    let may_sweep = !h.weaks_pending.load(Ordering::Acquire);
     loop {
+        if !may_sweep {
+            break;
+        }
         let from_partial = {
             let mut l = c.classes[sc].lock();
             let s = l.partial.pop();

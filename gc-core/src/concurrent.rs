@@ -287,8 +287,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.phases
         .record_span(this_cycle, Phase::Mark, t_mark, t_stop);
 
-    // ---- STW 2: mark termination.
-    weak::process_weaks(h);
+    // ---- STW 2: mark termination. Dead weak references are cleared after the restart, with
+    // sweeping held off meanwhile (`weaks_pending`), so the pause does not grow with them.
+    h.weaks_pending.store(true, Ordering::Relaxed);
     for r in registry.iter() {
         // SAFETY: world stopped and registry locked. Writing the windows back while `marking`
         // is still on clears the pre-set marks of the slots they did not hand out.
@@ -307,6 +308,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     );
     h.central.advance_sweep_gen();
     if h.verify {
+        weak::process_weaks(h);
+        h.weaks_pending.store(false, Ordering::Release);
         h.central.queue_unswept();
         sweep::finish_sweep(h);
         if let Err(problems) = verify::verify_heap(h, &registry) {
@@ -322,7 +325,15 @@ pub(crate) fn gc_cycle(h: &Shared) {
     *h.sweep_started.lock() = Some((this_cycle, Instant::now()));
     h.safepoint.start();
     drop(registry);
-    // With the world running: queue the spans for the background sweeper (O(spans)).
+    // With the world running: clear dead weak references (nothing is swept until this is
+    // done), then queue the spans for the background sweeper (O(spans)).
+    if h.weaks_pending.load(Ordering::Relaxed) {
+        while h.hold_weak_clearing.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        weak::process_weaks(h);
+        h.weaks_pending.store(false, Ordering::Release);
+    }
     h.central.queue_unswept();
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
     collector::end_cycle(h, this_cycle);

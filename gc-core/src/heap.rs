@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     /// Testing: the background marker neither marks nor ends the mark phase while set
     /// (`Heap::debug_hold_marking`).
     pub hold_marking: AtomicBool,
+    /// Testing: the collector waits before clearing weak references after STW 2 while set.
+    pub hold_weak_clearing: AtomicBool,
     /// On from STW 1 to STW 2 of a concurrent cycle: objects are allocated black and mutators
     /// scan their roots before their first scope. Changes only with the world stopped.
     pub marking: AtomicBool,
@@ -101,6 +103,10 @@ pub(crate) struct Shared {
     pub marked_objects_elsewhere: AtomicU64,
     /// Phase timestamps and pauses.
     pub phases: crate::phases::PhaseLog,
+    /// Set from STW 2 until the collector has cleared the weak references of the cycle (with
+    /// the world running). Meanwhile nothing is swept, so mark bits stay valid, and `upgrade`
+    /// treats an unmarked target as dead.
+    pub weaks_pending: AtomicBool,
     /// Mark assist ratio (f64 bits): bytes of marking owed per byte allocated while marking.
     pub assist_ratio: AtomicU64,
     /// Marking done by the background worker and not yet taken by assists (bytes).
@@ -237,6 +243,7 @@ impl Heap {
             concurrent: config.concurrent,
             back_to_back: AtomicBool::new(false),
             hold_marking: AtomicBool::new(false),
+            hold_weak_clearing: AtomicBool::new(false),
             marking: AtomicBool::new(false),
             mark_epoch: AtomicU64::new(0),
             grey: crossbeam_queue::SegQueue::new(),
@@ -244,6 +251,7 @@ impl Heap {
             marked_by_mutators: AtomicUsize::new(0),
             marked_objects_elsewhere: AtomicU64::new(0),
             phases: crate::phases::PhaseLog::new(),
+            weaks_pending: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             bg_credit: std::sync::atomic::AtomicI64::new(0),
             scan_expected: AtomicUsize::new(0),
@@ -359,6 +367,20 @@ impl Heap {
     #[doc(hidden)]
     pub fn debug_hold_marking(&self, on: bool) {
         self.shared().hold_marking.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: while `on`, the collector waits after STW 2 before clearing the cycle's dead
+    /// weak references (the window in which `GcWeak::upgrade` must treat unmarked targets as
+    /// dead). [`Heap::debug_weaks_pending`] tells when a cycle is in that window.
+    #[doc(hidden)]
+    pub fn debug_hold_weak_clearing(&self, on: bool) {
+        self.shared().hold_weak_clearing.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: whether a cycle's dead weak references are still to be cleared.
+    #[doc(hidden)]
+    pub fn debug_weaks_pending(&self) -> bool {
+        self.shared().weaks_pending.load(Ordering::SeqCst)
     }
 
     /// Testing: ask for a cycle without waiting for it.

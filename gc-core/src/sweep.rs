@@ -177,6 +177,10 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
 /// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
 /// termination, `collect`, verify mode).
 pub(crate) fn finish_sweep(h: &Shared) {
+    // The collector clears the last cycle's weak references before anything is swept.
+    while h.weaks_pending.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
     while sweep_some(h) {}
     sweep_stale_partials(h);
     while h.central.sweepers.load(Ordering::SeqCst) > 0 {

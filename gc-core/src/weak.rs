@@ -92,6 +92,14 @@ impl<'gc, T> GcWeak<'gc, T> {
             // now that it is strongly held again it must be marked (see `crate::concurrent`).
             crate::barrier::record(mc, ObjAddr(p as *const Header));
         }
+        // After a cycle, until the collector has cleared its dead weak references: an unmarked
+        // target is dead (it will be cleared, then swept) and must not be handed out.
+        if !p.is_null()
+            && mc.shared.weaks_pending.load(Ordering::Acquire)
+            && !is_marked(mc.shared, p)
+        {
+            return None;
+        }
         // SAFETY: a non-null target is alive: the collector clears the pointer, with the world
         // stopped, before the sweep that could free the target, and no cycle can complete while
         // this scope runs. The box was made from a `Gc<T>`, so the type is right.
@@ -127,8 +135,13 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
 }
 
 /// Clear the weak boxes whose targets were not marked (mark termination, world stopped).
+///
+/// The concurrent collector runs this with the world running, while `weaks_pending` keeps every
+/// span unswept (so mark bits are valid and no box or target is freed): it takes the registry,
+/// filters it, and puts the survivors back beside the boxes registered meanwhile (allocated
+/// after marking, so not in the taken list).
 pub(crate) fn process_weaks(h: &Shared) {
-    let mut weaks = h.weaks.lock();
+    let mut weaks = std::mem::take(&mut *h.weaks.lock());
     weaks.retain(|&ObjAddr(b)| {
         if !is_marked(h, b) {
             return false;
@@ -145,9 +158,11 @@ pub(crate) fn process_weaks(h: &Shared) {
         }
         true
     });
+    h.weaks.lock().extend(weaks);
 }
 
-/// Whether the object at `h` is marked. World stopped, after marking.
+/// Whether the object at `h` is marked. After marking, before its span is swept (world stopped,
+/// or while `weaks_pending` holds sweeping off).
 pub(crate) fn is_marked(h: &Shared, obj: *const Header) -> bool {
     let span = h.arena.span_of(obj as usize);
     if span.is_null() {

@@ -193,7 +193,7 @@ impl<'gc> Interner<'gc> {
         let weak = obj.try_downgrade(mc)?;
         let (weaks, hashes) = match (self.weaks.get(), self.hashes.get()) {
             (Some(w), Some(h)) if !over_load(self.count.get() + 1, w.len()) => (w, h),
-            (old, _) => self.rehash(mc, old)?,
+            (old, old_hashes) => self.rehash(mc, old.zip(old_hashes))?,
         };
         let mask = weaks.len() - 1;
         let mut i = hash as usize & mask;
@@ -237,16 +237,22 @@ impl<'gc> Interner<'gc> {
 
     /// New arrays holding the live entries of `old`, sized for twice as many (or the same
     /// size if most of `old` was dead).
+    ///
+    /// Liveness is read with `is_dead` and hashes from the parallel array, not by upgrading:
+    /// an upgrade while the collector marks would shade (keep alive for this cycle) every
+    /// interned string, and each shading is work done inside the mutation scope.
     fn rehash(
         &self,
         mc: &Mutation<'gc>,
-        old: Option<Weaks<'gc>>,
+        old: Option<(Weaks<'gc>, GcArray<'gc, u32>)>,
     ) -> Result<(Weaks<'gc>, GcArray<'gc, u32>), AllocError> {
         let live: Vec<(GcWeak<'gc, Obj<'gc>>, u32)> = old
-            .map(|o| {
-                o.iter()
-                    .flatten()
-                    .filter_map(|w| w.upgrade(mc).map(|s| (w, str_hash(s))))
+            .map(|(weaks, hashes)| {
+                (0..weaks.len())
+                    .filter_map(|i| {
+                        let w = weaks.get(i)?;
+                        (!w.is_dead()).then(|| (w, hashes.get(i)))
+                    })
                     .collect()
             })
             .unwrap_or_default();

@@ -5,7 +5,7 @@
 //! |-------|-------|--------------|
 //! | **STW 1**: sweep termination + mark setup | stopped | caches flushed; `marking` and the write barrier on; the stash greyed |
 //! | **mark** | running | each mutator's roots scanned once, by itself before its first scope or by the collector while it is parked; the background worker drains the grey queue; mutators shade through the barrier and allocate black |
-//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else weak references cleared, caches flushed, barrier off, sweep queued |
+//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else caches flushed, barrier off, sweep generation advanced (dead weak references are cleared right after the restart, before anything is swept) |
 //! | sweep | running | background and lazy sweeping ([`crate::sweep`]) |
 //!
 //! # Why marking is complete (snapshot at the beginning)

@@ -527,6 +527,39 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         self.invoke_from_class(instance.class, name, argc)
     }
 
+    /// Property `name` of `receiver`: a field, else a method bound to it. Allocates (a bound
+    /// method) before changing anything, as an out-of-memory rewind requires.
+    #[inline(always)]
+    fn get_property(
+        &mut self,
+        receiver: Value<'gc>,
+        name: Gc<'gc, Obj<'gc>>,
+    ) -> Result<Value<'gc>, Fault<'gc>> {
+        let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc()) else {
+            return Err(Fault::Message("Only instances have properties."));
+        };
+        if let Some(v) = instance.fields.get(name) {
+            return Ok(v);
+        }
+        self.bind_method(instance.class, name, receiver)?
+            .ok_or(Fault::UndefinedProperty(name))
+    }
+
+    /// Set field `name` of `object` to `value`.
+    #[inline(always)]
+    fn set_field(
+        &self,
+        object: Value<'gc>,
+        name: Gc<'gc, Obj<'gc>>,
+        value: Value<'gc>,
+    ) -> Result<(), Fault<'gc>> {
+        let Some(Obj::Instance(instance)) = object.as_gc().map(|o| o.as_ref_gc()) else {
+            return Err(Fault::Message("Only instances have fields."));
+        };
+        instance.fields.set(self.mc, name, value)?;
+        Ok(())
+    }
+
     /// A bound method for `name` of `class` with receiver `receiver`, or `None`.
     fn bind_method(
         &mut self,
@@ -883,18 +916,7 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 }
                 op::GET_PROPERTY => {
                     let name = name!();
-                    let receiver = peek!(0);
-                    let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
-                    else {
-                        fail!(Fault::Message("Only instances have properties."));
-                    };
-                    let v = match instance.fields.get(name) {
-                        Some(v) => v,
-                        None => match try_op!(self.bind_method(instance.class, name, receiver)) {
-                            Some(bound) => bound,
-                            None => fail!(Fault::UndefinedProperty(name)),
-                        },
-                    };
+                    let v = try_op!(self.get_property(peek!(0), name));
                     let top = sp - 1;
                     self.stack[top] = v;
                 }
@@ -902,39 +924,20 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     // Nothing is pushed before the allocation (an out-of-memory rewind).
                     let receiver = self.stack[f.base + byte!() as usize];
                     let name = name!();
-                    let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc())
-                    else {
-                        fail!(Fault::Message("Only instances have properties."));
-                    };
-                    let v = match instance.fields.get(name) {
-                        Some(v) => v,
-                        None => match try_op!(self.bind_method(instance.class, name, receiver)) {
-                            Some(bound) => bound,
-                            None => fail!(Fault::UndefinedProperty(name)),
-                        },
-                    };
+                    let v = try_op!(self.get_property(receiver, name));
                     push!(v);
                 }
                 op::SET_PROPERTY => {
                     let name = name!();
-                    let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
-                    else {
-                        fail!(Fault::Message("Only instances have fields."));
-                    };
-                    try_op!(instance.fields.set(self.mc, name, peek!(0)));
+                    try_op!(self.set_field(peek!(1), name, peek!(0)));
                     let v = pop!();
                     let top = sp - 1;
                     self.stack[top] = v;
                 }
                 op::SET_PROPERTY_POP => {
                     let name = name!();
-                    let Some(Obj::Instance(instance)) = peek!(1).as_gc().map(|o| o.as_ref_gc())
-                    else {
-                        fail!(Fault::Message("Only instances have fields."));
-                    };
-                    try_op!(instance.fields.set(self.mc, name, peek!(0)));
-                    let len = sp;
-                    sp = len - 2;
+                    try_op!(self.set_field(peek!(1), name, peek!(0)));
+                    sp -= 2;
                 }
                 op::GET_SUPER => {
                     let name = name!();

@@ -276,13 +276,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.central.queue_unswept();
     if h.verify {
         sweep::finish_sweep(h);
-        if let Err(problems) = verify::verify_heap(h, &registry) {
-            eprintln!("gc-core: heap verification failed after cycle {this_cycle}:");
-            for p in &problems {
-                eprintln!("  {p}");
-            }
-            std::process::abort();
-        }
+        verify::verify_or_abort(h, &registry, this_cycle);
     }
     update_goal(h);
     let t_end = Instant::now();

@@ -312,13 +312,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         h.weaks_pending.store(false, Ordering::Release);
         h.central.queue_unswept();
         sweep::finish_sweep(h);
-        if let Err(problems) = verify::verify_heap(h, &registry) {
-            eprintln!("gc-core: heap verification failed after cycle {this_cycle}:");
-            for p in &problems {
-                eprintln!("  {p}");
-            }
-            std::process::abort();
-        }
+        verify::verify_or_abort(h, &registry, this_cycle);
     }
     collector::update_goal(h);
     end_pause(h, this_cycle, Phase::MarkTermination, t_stop);

@@ -24,6 +24,18 @@ use crate::object::{GcBox, POISON};
 use crate::weak::WeakBox;
 
 /// Run every check; `Err` lists what is wrong (at most a few dozen entries).
+/// Verify the heap after `cycle` and abort with the problems found, if any (verify mode; world
+/// stopped, registry locked).
+pub(crate) fn verify_or_abort(h: &Shared, registry: &[Arc<MutatorRecord>], cycle: u64) {
+    if let Err(problems) = verify_heap(h, registry) {
+        eprintln!("gc-core: heap verification failed after cycle {cycle}:");
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        std::process::abort();
+    }
+}
+
 pub(crate) fn verify_heap(h: &Shared, registry: &[Arc<MutatorRecord>]) -> Result<(), Vec<String>> {
     let mut t = Tracer::new_verify(&h.arena);
     for r in registry {

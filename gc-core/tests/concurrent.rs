@@ -58,6 +58,18 @@ struct Two<'gc> {
 
 type TwoM = Rootable!['gc => Two<'gc>];
 
+/// Put a fresh object, numbered from `next`, in every slot of `from`.
+fn fill_fresh<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    from: GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>,
+    next: &mut u64,
+) {
+    for i in 0..SLOTS {
+        from.set(mc, i, Some(obj(mc, *next)));
+        *next += 1;
+    }
+}
+
 /// Checks each object reachable from `slots` and returns how many there are.
 fn check_all<'gc>(arr: GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>) -> usize {
     let mut n = 0;
@@ -80,14 +92,9 @@ fn move_between_heap_objects_then_delete_the_original() {
     let mut next_id = 0u64;
     let mut during_mark = 0usize;
     while start.elapsed() < run_for() {
-        m.mutate(|mc, r| {
-            for i in 0..SLOTS {
-                // A fresh object reachable only from `from[i]` (white if this scope ran
-                // between cycles)...
-                r.from.set(mc, i, Some(obj(mc, next_id)));
-                next_id += 1;
-            }
-        });
+        // A fresh object reachable only from `from[i]` (white if this scope ran between
+        // cycles)...
+        m.mutate(|mc, r| fill_fresh(mc, r.from, &mut next_id));
         m.mutate(|mc, r| {
             if mc.debug_marking() {
                 during_mark += 1;
@@ -191,12 +198,7 @@ fn move_into_a_growing_vector_then_delete_the_original() {
     let mut next_id = 0u64;
     let mut during_mark = 0usize;
     while start.elapsed() < run_for() {
-        m.mutate(|mc, r| {
-            for i in 0..SLOTS {
-                r.from.set(mc, i, Some(obj(mc, next_id)));
-                next_id += 1;
-            }
-        });
+        m.mutate(|mc, r| fill_fresh(mc, r.from, &mut next_id));
         m.mutate(|mc, r| {
             if mc.debug_marking() {
                 during_mark += 1;

@@ -67,6 +67,9 @@ pub(crate) struct MCache {
     pub allocated_objects: u64,
     /// Mark-assist debt in bytes of marking (negative: credit). Reset at every pause.
     assist_debt: f64,
+    /// Set while the current scope is stale (it blocked across STW 1): the values stored into
+    /// new objects are shaded (see [`crate::blocking`]). Owner-only; not touched by flushes.
+    pub shade_init: bool,
 }
 
 impl MCache {
@@ -75,6 +78,7 @@ impl MCache {
             classes: [EMPTY; NUM_SPAN_CLASSES],
             allocated_objects: 0,
             assist_debt: 0.0,
+            shade_init: false,
         }
     }
 

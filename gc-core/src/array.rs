@@ -121,6 +121,9 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
     /// An array of `len` copies of `init`, or an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
         let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8, !T::NEEDS_TRACE)?;
+        if T::NEEDS_TRACE && crate::blocking::must_shade_init(mc) {
+            crate::blocking::shade_init(mc.shared, &init);
+        }
         let w = init.to_word();
         // SAFETY: the element area has room for `len` words; writing them initialises it.
         unsafe {
@@ -141,6 +144,9 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
             Some(&first) => Self::new(mc, items.len(), first),
             None => return Self::empty(mc),
         };
+        if T::NEEDS_TRACE && crate::blocking::must_shade_init(mc) {
+            crate::blocking::shade_init(mc.shared, items);
+        }
         for (w, v) in a.words().iter().zip(items) {
             // Initialisation of a fresh array: no barrier needed (not yet reachable).
             w.store(v.to_word(), Ordering::Relaxed);

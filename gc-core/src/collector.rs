@@ -213,13 +213,50 @@ fn collector_loop(h: &Shared) {
     }
 }
 
+/// Stop the world at a moment when no mutator is in a scope that contains a blocking region
+/// (its Rust locals would be invisible to this cycle, which also sweeps; see
+/// [`crate::blocking`]). Such a scope found after stopping restarts the world (a pause recorded
+/// as [`Phase::StopTheWorldRetry`](crate::phases::Phase)), and the collector waits for it.
+fn stop_without_blocking_scopes(
+    h: &Shared,
+) -> (
+    parking_lot::MutexGuard<'_, Vec<Arc<crate::mutator::MutatorRecord>>>,
+    Instant,
+) {
+    let blocked = |reg: &[Arc<crate::mutator::MutatorRecord>]| {
+        reg.iter().any(|r| r.blocking_scope.load(Ordering::Acquire))
+    };
+    loop {
+        let registry = h.registry.lock();
+        if blocked(&registry) {
+            drop(registry);
+            crate::blocking::wait_for_scopes(h, || blocked(&h.registry.lock()));
+            continue;
+        }
+        let t_stop = Instant::now();
+        h.safepoint.stop(registry.iter().map(|r| &r.state));
+        // The flag is written before the mutator's `Release` store of `OUTSIDE`, which the
+        // stop acquired.
+        if !blocked(&registry) {
+            return (registry, t_stop);
+        }
+        let end = Instant::now();
+        h.stats.record_pause(end.saturating_duration_since(t_stop));
+        h.phases.record_span(
+            h.collector.lock().started + 1,
+            crate::phases::Phase::StopTheWorldRetry,
+            t_stop,
+            end,
+        );
+        h.safepoint.start();
+    }
+}
+
 /// One complete stop-the-world cycle (steps 1–7 of the module docs; `Config::concurrent(false)`).
 pub(crate) fn gc_cycle(h: &Shared) {
     let t_begin = Instant::now();
     sweep::finish_sweep(h);
-    let registry = h.registry.lock();
-    let t_stop = Instant::now();
-    h.safepoint.stop(registry.iter().map(|r| &r.state));
+    let (registry, t_stop) = stop_without_blocking_scopes(h);
     let this_cycle = begin_cycle(h);
     // Every mutator is at a safepoint: their caches, barrier buffers and roots are ours.
     for r in registry.iter() {

@@ -70,27 +70,64 @@ pub(crate) const WB_FLUSH_LEN: usize = 256;
 const DRAIN_SLICE: usize = 256;
 
 /// Scan `rec`'s roots for the cycle `epoch` unless already done, handing the grey objects to
-/// the background marker. Called by the mutator itself at scope entry, and by the collector
-/// for a parked mutator.
+/// the background marker. Called by the mutator itself at scope entry.
 ///
 /// # Safety
 ///
-/// `rec` must be registered (its roots alive), and its owner must not be running a scope that
-/// began after the scan lock was taken without scanning: i.e. the caller is either the owner
-/// (at scope entry, before any user code) or the collector (the owner, if it enters a scope,
-/// blocks on the lock first).
+/// `rec` must be registered (its roots alive), and the caller must be its owner at scope entry,
+/// before any user code of the scope.
 pub(crate) unsafe fn scan_roots(h: &Shared, rec: &MutatorRecord, epoch: u64) {
     let mut scanned = rec.scanned.lock();
+    // SAFETY: forwarded; nobody writes the roots while their owner enters its scope.
+    unsafe { scan_roots_locked(h, rec, &mut scanned, epoch) };
+}
+
+/// Collector side of [`scan_roots`]: scan a mutator that has not entered a scope since STW 1.
+/// Returns `false` if its roots stay unscanned because it is in a scope that contains a
+/// blocking region (its owner scans them when that scope ends; see [`crate::blocking`]).
+///
+/// # Safety
+///
+/// `rec` must be registered; the caller is the collector.
+pub(crate) unsafe fn scan_parked(h: &Shared, rec: &MutatorRecord, epoch: u64) -> bool {
+    let mut scanned = rec.scanned.lock();
+    if *scanned == epoch || *scanned == SCAN_GONE {
+        return true;
+    }
+    // Set by the owner under this lock before it leaves the managed state in a scope, and
+    // cleared under it when that scope ends.
+    if rec.blocking_scope.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: the owner is not inside a scope: a scope of this cycle scans at entry (under
+    // this lock, so it would have set `scanned`), and a scope begun before STW 1 could only
+    // still be open if it blocked, which sets `blocking_scope` first. If the owner enters a
+    // scope now, it waits for this lock, then finds the roots scanned.
+    unsafe { scan_roots_locked(h, rec, &mut scanned, epoch) };
+    true
+}
+
+/// Scan `rec`'s roots for `epoch` unless already done; `scanned` is its scan lock, held.
+///
+/// # Safety
+///
+/// `rec` must be registered (its roots alive: `Mutator::drop` marks the record gone under the
+/// scan lock before freeing them), and nobody may write its roots during the call: their owner
+/// writes them only inside its scopes, so the caller is the owner (between a scope's entry or
+/// end and any user code) or the owner is outside every scope and must take the lock to enter.
+pub(crate) unsafe fn scan_roots_locked(
+    h: &Shared,
+    rec: &MutatorRecord,
+    scanned: &mut u64,
+    epoch: u64,
+) {
     if *scanned == epoch || *scanned == SCAN_GONE {
         return;
     }
     let mut t = Tracer::new_concurrent(&h.arena);
-    // SAFETY: the roots are alive (registered, and `Mutator::drop` marks the record gone under
-    // this lock before freeing them) and not being written: their owner writes them only in a
-    // scope, and it cannot be in a scope of this cycle without having scanned (under this lock).
+    // SAFETY: alive and not written, by the contract above.
     unsafe { rec.roots.as_ref().trace_roots(&mut t) };
     *scanned = epoch;
-    drop(scanned);
     hand_over(h, &mut t);
 }
 
@@ -100,6 +137,13 @@ pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
     for a in addrs {
         t.edge(a.0);
     }
+    hand_over(h, &mut t);
+}
+
+/// Shade the pointers a value holds (mutator side, while marking).
+pub(crate) fn shade_value<T: crate::Trace + ?Sized>(h: &Shared, value: &T) {
+    let mut t = Tracer::new_concurrent(&h.arena);
+    value.trace(&mut t);
     hand_over(h, &mut t);
 }
 
@@ -351,12 +395,12 @@ fn mark<'h>(
         }
         // Mutators that have not entered a scope since STW 1: scan them here.
         let records = h.registry.lock().clone();
+        let mut blocked = false;
         for r in &records {
             // SAFETY: registered (the `Arc` keeps the record; `Mutator::drop` marks it gone
             // under the scan lock before freeing the roots); we are the collector.
-            unsafe { scan_roots(h, r, epoch) };
+            blocked |= !unsafe { scan_parked(h, r, epoch) };
         }
-        drop(records);
         loop {
             while let Some(batch) = h.grey.pop() {
                 t.push_batch(batch);
@@ -375,6 +419,18 @@ fn mark<'h>(
             );
             pace.after(slice.elapsed());
         }
+        // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
+        // it ends: wait for it with the world running, draining whatever arrives meanwhile.
+        if blocked {
+            crate::blocking::wait_for_scopes(h, || {
+                records.iter().any(|r| {
+                    let s = *r.scanned.lock();
+                    s != epoch && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
+                })
+            });
+            continue;
+        }
+        drop(records);
         // Attempt termination, unless grey work arrived meanwhile (a pause for nothing).
         if !h.grey.is_empty() {
             continue;

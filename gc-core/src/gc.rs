@@ -103,6 +103,9 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
             !T::NEEDS_TRACE,
             std::mem::needs_drop::<T>(),
         )?;
+        if T::NEEDS_TRACE && crate::blocking::must_shade_init(mc) {
+            crate::blocking::shade_init(mc.shared, &value);
+        }
         let p = addr as *mut GcBox<T>;
         // SAFETY: `addr` is a fresh slot of at least `size_of::<GcBox<T>>()` bytes, aligned for
         // `GcBox<T>` (class sizes ≥ 32 are multiples of 16; large objects are page aligned), and

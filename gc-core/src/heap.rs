@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     pub scan_expected: AtomicUsize,
     /// The cycle whose sweep is in progress and when it began (recorded when it ends).
     pub sweep_started: Mutex<Option<(u64, std::time::Instant)>>,
+    /// Notified when a scope that contained a blocking region ends (see [`crate::blocking`]).
+    pub blocking_end: (Mutex<()>, Condvar),
 }
 
 /// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
@@ -256,6 +258,7 @@ impl Heap {
             bg_credit: std::sync::atomic::AtomicI64::new(0),
             scan_expected: AtomicUsize::new(0),
             sweep_started: Mutex::new(None),
+            blocking_end: (Mutex::new(()), Condvar::new()),
         });
         shared.stats.heap_goal.store(goal, Ordering::Relaxed);
         let s2 = shared.clone();

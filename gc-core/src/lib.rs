@@ -3,8 +3,9 @@
 //! gc-core gives a Rust program (typically a language interpreter or VM) a real tracing garbage
 //! collector with a small, sound API in the style of gc-arena and a runtime modelled on Go's:
 //! size-classed spans in an mmap-reserved arena, per-mutator allocation caches, mark bits in
-//! bitmaps, lazy and background sweeping, and a safepoint handshake that waits only for
-//! mutators inside a mutation scope.
+//! bitmaps, concurrent marking with Go's hybrid write barrier, mark assists, lazy and
+//! background sweeping, and a safepoint handshake that waits only for mutators inside a
+//! mutation scope.
 //!
 //! ```
 //! use gc_core::{Config, Gc, GcCell, Heap, Mutator, Rootable, Trace};
@@ -58,11 +59,14 @@
 //! | `barrier` | the write-barrier hook |
 //! | `root`, `stash` | roots: root object, root stack, heap-wide stash |
 //! | `mutator` | `Mutator`, `Mutation`, scopes |
+//! | `blocking` | `Mutation::blocking`: leaving the managed state around blocking calls |
 //! | `safepoint` | the stop-the-world handshake |
 //! | `mark` | tracing and the grey stack |
 //! | `workers` | parallel mark workers and their termination detection |
 //! | `sweep` | lazy and background sweeping |
-//! | `collector` | the cycle and the collector thread |
+//! | `collector` | when cycles run; the stop-the-world cycle; the collector thread |
+//! | `concurrent` | the concurrent cycle: STW 1, concurrent mark, assists, STW 2 |
+//! | [`phases`] | phase and pause records |
 //! | `verify` | verify mode |
 //! | `metrics` | `HeapStats` |
 //! | `heap` | the `Heap` handle and shared state |
@@ -78,6 +82,7 @@ mod alloc;
 mod arena;
 mod array;
 mod barrier;
+mod blocking;
 mod cell;
 mod central;
 mod collector;

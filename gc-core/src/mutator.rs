@@ -50,6 +50,10 @@ pub(crate) struct MutatorRecord {
     /// the mutator is dropped). Taken by the mutator at scope entry and by the collector to
     /// scan a parked mutator (see [`crate::concurrent`]).
     pub scanned: parking_lot::Mutex<u64>,
+    /// Set (under `scanned`) by the owner when a scope of it leaves the managed state for a
+    /// blocking region, cleared when that scope ends: while set, only the owner scans its
+    /// roots (see [`crate::blocking`]).
+    pub blocking_scope: std::sync::atomic::AtomicBool,
     pub state: AtomicU8,
     pub cache: UnsafeCell<MCache>,
     pub wb_buf: UnsafeCell<Vec<ObjAddr>>,
@@ -148,6 +152,14 @@ impl Drop for ScopeGuard<'_> {
                 crate::concurrent::shade(self.shared, std::mem::take(buf));
             }
         }
+        if self
+            .record
+            .blocking_scope
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // SAFETY: we are the owner, inside the scope, after its user code; the flag is set.
+            unsafe { crate::blocking::end_scope(self.shared, self.record) };
+        }
         self.shared.safepoint.exit(&self.record.state);
         let key = self.shared as *const Shared as usize;
         IN_SCOPE.with(|s| {
@@ -180,6 +192,7 @@ where
                 .next_mutator_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             scanned: parking_lot::Mutex::new(0),
+            blocking_scope: std::sync::atomic::AtomicBool::new(false),
             state: AtomicU8::new(OUTSIDE),
             cache: UnsafeCell::new(MCache::new()),
             wb_buf: UnsafeCell::new(Vec::new()),
@@ -322,7 +335,8 @@ impl<'gc> Mutation<'gc> {
         self.shared.safepoint.stop_requested()
     }
 
-    /// Testing: whether a concurrent mark is in progress (constant during a scope).
+    /// Testing: whether a concurrent mark is in progress (constant during a scope, except
+    /// across a [`Mutation::blocking`] region).
     #[doc(hidden)]
     pub fn debug_marking(&self) -> bool {
         self.shared

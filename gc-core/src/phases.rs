@@ -30,6 +30,10 @@ pub enum Phase {
     Sweep,
     /// A whole cycle of the stop-the-world collector (`Config::concurrent(false)`): one pause.
     StopTheWorldCycle,
+    /// A stop of the stop-the-world collector given up because a mutator was in a scope that
+    /// contains a [`blocking`](crate::Mutation::blocking) region (a pause; the cycle waits for
+    /// that scope to end and stops again).
+    StopTheWorldRetry,
 }
 
 impl Phase {
@@ -41,6 +45,7 @@ impl Phase {
                 | Phase::MarkTerminationRetry
                 | Phase::MarkTermination
                 | Phase::StopTheWorldCycle
+                | Phase::StopTheWorldRetry
         )
     }
 }

@@ -64,6 +64,15 @@ impl<'gc> Mutation<'gc> {
         R: for<'x> Rootable<'x>,
         Root<'gc, R>: Sized,
     {
+        // The stash is greyed at STW 1; an entry added while marking is shaded here (it may come
+        // from a scope that blocked across STW 1, whose locals the marker has not seen).
+        if self
+            .shared
+            .marking
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            crate::concurrent::shade(self.shared, [ObjAddr(gc.header())]);
+        }
         let slot = self.shared.stash.lock().insert(ObjAddr(gc.header()));
         Stash {
             owner: self.owner(),

@@ -1,0 +1,451 @@
+//! Blocking regions (`Mutation::blocking`): pauses do not wait for a mutator blocked inside
+//! one, and the Rust locals of the blocked scope survive the cycles that run meanwhile, with
+//! verify mode on (a reachable object freed is reported and poisoned memory is detected).
+//!
+//! The locals are chains of objects reachable from nothing but the scope's Rust variables, so
+//! the collector cannot know them: they survive only if the protocol of `gc_core::blocking`
+//! holds (checked by hand: without the flag that keeps the collector from scanning a blocked
+//! scope's roots, `locals_survive_a_cycle_that_starts_while_blocked` reads freed, poisoned
+//! memory; without shading the values stored into new objects,
+//! `a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects` does).
+
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use gc_core::phases::{Phase, PhaseRecord};
+use gc_core::{
+    Config, Gc, GcArray, GcCell, GcWeak, Heap, Mutation, Mutator, Rootable, Stash, Trace,
+};
+
+#[derive(Trace)]
+struct Obj<'gc> {
+    id: u64,
+    check: u64,
+    next: GcCell<'gc, Option<Gc<'gc, Obj<'gc>>>>,
+}
+
+type ObjM = Rootable!['gc => Obj<'gc>];
+
+fn check_of(id: u64) -> u64 {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555
+}
+
+/// A chain of `len` objects numbered `base..base + len`, reachable only from the result.
+fn chain<'gc>(mc: &Mutation<'gc>, base: u64, len: u64) -> Gc<'gc, Obj<'gc>> {
+    let mut head: Option<Gc<'gc, Obj<'gc>>> = None;
+    for id in (base..base + len).rev() {
+        head = Some(Gc::new(
+            mc,
+            Obj {
+                id,
+                check: check_of(id),
+                next: GcCell::new(head),
+            },
+        ));
+    }
+    head.expect("len > 0")
+}
+
+/// Panics unless `head` is the intact chain `base..base + len`.
+fn check_chain<'gc>(head: Option<Gc<'gc, Obj<'gc>>>, base: u64, len: u64) {
+    let mut cur = head;
+    for id in base..base + len {
+        let o = cur.unwrap_or_else(|| panic!("chain {base}: ends before {id}"));
+        assert_eq!(o.id, id, "chain {base}: wrong object");
+        assert_eq!(o.check, check_of(id), "chain {base}: object {id} corrupted");
+        cur = o.next.get();
+    }
+    assert!(cur.is_none(), "chain {base}: too long");
+}
+
+#[derive(Trace)]
+struct Root<'gc> {
+    keep: GcCell<'gc, Option<Gc<'gc, Obj<'gc>>>>,
+    array: GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>>>,
+    garbage: GcCell<'gc, Option<GcWeak<'gc, Obj<'gc>>>>,
+}
+
+type RootM = Rootable!['gc => Root<'gc>];
+
+fn mutator(heap: &Heap) -> Mutator<RootM> {
+    heap.mutator(|_mc| Root {
+        keep: GcCell::new(None),
+        array: GcCell::new(None),
+        garbage: GcCell::new(None),
+    })
+}
+
+/// Runs scopes on `m` until one sees marking in progress (a cycle's STW 1 has completed).
+fn wait_for_marking(m: &mut Mutator<RootM>) {
+    let t = Instant::now();
+    while !m.mutate(|mc, _| {
+        Gc::new(mc, 0u64); // some allocation, as a running program would do
+        mc.debug_marking()
+    }) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no cycle started its mark phase while a mutator was blocked: the pause waited"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+const LEN: u64 = 2000;
+
+#[test]
+fn locals_survive_a_cycle_that_starts_while_blocked() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let (blocked_tx, blocked_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let a = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m = mutator(&heap);
+            let (waited, marking_after) = m.mutate(|mc, root| {
+                // Reachable only from this scope's locals.
+                let local = chain(mc, 0, LEN);
+                let garbage = chain(mc, 1_000_000, LEN);
+                root.garbage.set(mc, Some(garbage.downgrade(mc)));
+                blocked_tx.send(()).unwrap();
+                // `move`: a `Receiver` is `Send` but not `Sync`, so it is moved in, not borrowed.
+                let waited = mc.blocking(move || {
+                    // `local` may be read in the region: it stays valid.
+                    check_chain(Some(local), 0, LEN);
+                    go_rx.recv_timeout(Duration::from_secs(60))
+                });
+                check_chain(Some(local), 0, LEN);
+                root.keep.set(mc, Some(local));
+                (waited, mc.debug_marking())
+            });
+            assert!(waited.is_ok(), "never released");
+            assert!(
+                marking_after,
+                "the cycle ended its mark phase before the scope did"
+            );
+            m.collect();
+            m.collect();
+            m.mutate(|mc, root| {
+                check_chain(root.keep.get(), 0, LEN);
+                let w = root.garbage.get().unwrap();
+                assert!(
+                    w.upgrade(mc).is_none(),
+                    "garbage of the blocked scope not freed"
+                );
+            });
+        })
+    };
+    blocked_rx.recv().unwrap();
+    // Another thread asks for a collection while `a` is blocked, and a mutator keeps running:
+    // STW 1 does not wait for `a`, so the cycle's first pause shows up in the records.
+    let mut b = mutator(&heap);
+    heap.take_phase_records();
+    let c = {
+        let heap = heap.clone();
+        std::thread::spawn(move || heap.collect())
+    };
+    let mut records = Vec::new();
+    let t = Instant::now();
+    while !records
+        .iter()
+        .any(|r: &PhaseRecord| r.phase == Phase::SweepTermination)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no cycle started while a mutator was blocked: the pause waited for it"
+        );
+        b.mutate(|mc, _| {
+            chain(mc, 5_000_000, 100);
+        });
+        std::thread::sleep(Duration::from_micros(500));
+        records.extend(heap.take_phase_records());
+    }
+    for _ in 0..50 {
+        b.mutate(|mc, _| {
+            chain(mc, 5_000_000, 100);
+        });
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    records.extend(heap.take_phase_records());
+    for p in records.iter().filter(|r| r.phase.is_pause()) {
+        assert!(
+            p.duration < Duration::from_millis(500),
+            "pause {p:?} waited for the blocked mutator"
+        );
+    }
+    go_tx.send(()).unwrap();
+    a.join().unwrap();
+    c.join().unwrap();
+}
+
+#[derive(Trace)]
+struct Holder<'gc> {
+    child: Gc<'gc, Obj<'gc>>,
+}
+
+#[test]
+fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let (blocked_tx, blocked_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let (check_tx, check_rx) = mpsc::channel::<()>();
+    let a = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m = mutator(&heap);
+            let stash: Stash<ObjM> = m.mutate(|mc, root| {
+                let (l1, l2, l3, l4) = (
+                    chain(mc, 0, LEN),
+                    chain(mc, 10_000, LEN),
+                    chain(mc, 20_000, LEN),
+                    chain(mc, 30_000, LEN),
+                );
+                blocked_tx.send(()).unwrap();
+                mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
+                    .expect("never released");
+                assert!(
+                    mc.debug_marking(),
+                    "the cycle did not start during the block"
+                );
+                // New objects are black; what they hold must be shaded.
+                let holder = Gc::new(mc, Holder { child: l1 });
+                let wrapper = Gc::new(
+                    mc,
+                    Obj {
+                        id: u64::MAX,
+                        check: check_of(u64::MAX),
+                        next: GcCell::new(Some(l2)),
+                    },
+                );
+                root.keep.set(mc, Some(wrapper));
+                root.array
+                    .set(mc, Some(GcArray::from_slice(mc, &[None, Some(l3)])));
+                let held = Gc::new(
+                    mc,
+                    Obj {
+                        id: u64::MAX - 1,
+                        check: check_of(u64::MAX - 1),
+                        next: GcCell::new(Some(holder.child)),
+                    },
+                );
+                root.keep.get().unwrap().next.get(); // keep `holder` used
+                let s = mc.stash::<ObjM>(l4);
+                // `held` (black, holding `l1`) stays reachable through a new array.
+                root.array
+                    .set(mc, Some(GcArray::from_slice(mc, &[Some(held), Some(l3)])));
+                s
+            });
+            done_tx.send(()).unwrap();
+            check_rx.recv().unwrap();
+            m.mutate(|mc, root| {
+                let w = root.keep.get().unwrap();
+                assert_eq!(w.check, check_of(u64::MAX));
+                check_chain(w.next.get(), 10_000, LEN);
+                let arr = root.array.get().unwrap();
+                let held = arr.get(0).unwrap();
+                assert_eq!(held.check, check_of(u64::MAX - 1));
+                check_chain(held.next.get(), 0, LEN);
+                check_chain(arr.get(1), 20_000, LEN);
+                check_chain(Some(stash.fetch(mc)), 30_000, LEN);
+            });
+        })
+    };
+    blocked_rx.recv().unwrap();
+    let mut b = mutator(&heap);
+    heap.debug_hold_marking(true);
+    heap.debug_start_cycle();
+    wait_for_marking(&mut b);
+    go_tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    heap.debug_hold_marking(false);
+    b.collect();
+    b.collect();
+    check_tx.send(()).unwrap();
+    a.join().unwrap();
+}
+
+#[test]
+fn stop_the_world_collector_waits_for_blocked_scopes() {
+    let heap = Heap::new(Config::default().concurrent(false).verify(true)).unwrap();
+    let (blocked_tx, blocked_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let a = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m = mutator(&heap);
+            m.mutate(|mc, root| {
+                let local = chain(mc, 0, LEN);
+                blocked_tx.send(()).unwrap();
+                mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
+                    .expect("never released");
+                check_chain(Some(local), 0, LEN);
+                root.keep.set(mc, Some(local));
+            });
+            m.collect();
+            m.mutate(|_, root| check_chain(root.keep.get(), 0, LEN));
+        })
+    };
+    blocked_rx.recv().unwrap();
+    let collected = Arc::new(AtomicBool::new(false));
+    let c = {
+        let (heap, collected) = (heap.clone(), collected.clone());
+        std::thread::spawn(move || {
+            heap.collect();
+            collected.store(true, Ordering::SeqCst);
+        })
+    };
+    // The world keeps running while the cycle waits for the blocked scope.
+    let mut b = mutator(&heap);
+    for i in 0..100 {
+        b.mutate(|mc, root| root.keep.set(mc, Some(chain(mc, i * 1000, 100))));
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    assert!(
+        !collected.load(Ordering::SeqCst),
+        "a stop-the-world cycle ran while a scope with live locals was blocked"
+    );
+    go_tx.send(()).unwrap();
+    a.join().unwrap();
+    c.join().unwrap();
+    assert!(collected.load(Ordering::SeqCst));
+    b.mutate(|_, root| check_chain(root.keep.get(), 99_000, 100));
+}
+
+#[test]
+fn a_panic_in_a_blocking_region_leaves_the_mutator_usable() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m = mutator(&heap);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.mutate(|mc, root| {
+            root.keep.set(mc, Some(chain(mc, 0, 10)));
+            mc.blocking(|| panic!("boom"));
+        })
+    }));
+    assert!(r.is_err());
+    // The mutator is back at a safepoint: collections finish, the heap is intact.
+    m.collect();
+    m.collect();
+    m.mutate(|_, root| check_chain(root.keep.get(), 0, 10));
+}
+
+/// Random blocking regions in every phase, with cycles back to back: three mutators build
+/// local chains, block for random short times, check the chains, and publish them in every way
+/// a scope can (root object, new objects, new arrays, stash), verify mode on.
+#[test]
+fn random_blocking_regions_with_cycles_back_to_back() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("GCCORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("random_blocking_regions: GCCORE_SEED={seed}");
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).verify(true)).unwrap();
+        heap.debug_back_to_back(true);
+        let run_for = Duration::from_millis(if cfg!(miri) { 50 } else { 1200 });
+        let start = Arc::new(Barrier::new(3));
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (heap, start) = (heap.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (t << 32));
+                    let mut m = mutator(&heap);
+                    start.wait();
+                    let begin = Instant::now();
+                    let mut stash: Option<(Stash<ObjM>, u64)> = None;
+                    let mut base = t * 1_000_000_000;
+                    let (mut published, mut blocks) = (0u64, 0u64);
+                    while begin.elapsed() < run_for {
+                        base += 1000;
+                        let len = rng.gen_range(1..200u64);
+                        let (how, nblocks) = (rng.gen_range(0..4u8), rng.gen_range(0..3u8));
+                        let sleeps: Vec<u64> =
+                            (0..nblocks).map(|_| rng.gen_range(0..300u64)).collect();
+                        let new_stash = m.mutate(|mc, root| {
+                            let local = chain(mc, base, len);
+                            for &us in &sleeps {
+                                mc.blocking(|| std::thread::sleep(Duration::from_micros(us)));
+                                check_chain(Some(local), base, len);
+                                blocks += 1;
+                            }
+                            match how {
+                                0 => {
+                                    root.keep.set(mc, Some(local));
+                                    None
+                                }
+                                1 => {
+                                    let w = Gc::new(
+                                        mc,
+                                        Obj {
+                                            id: base - 1,
+                                            check: check_of(base - 1),
+                                            next: GcCell::new(Some(local)),
+                                        },
+                                    );
+                                    root.keep.set(mc, Some(w));
+                                    None
+                                }
+                                2 => {
+                                    root.array
+                                        .set(mc, Some(GcArray::from_slice(mc, &[Some(local)])));
+                                    None
+                                }
+                                _ => Some(mc.stash::<ObjM>(local)),
+                            }
+                        });
+                        published += 1;
+                        // Check what was published, in a later scope.
+                        m.mutate(|mc, root| match how {
+                            0 => check_chain(root.keep.get(), base, len),
+                            1 => {
+                                let w = root.keep.get().unwrap();
+                                assert_eq!(w.check, check_of(base - 1));
+                                check_chain(w.next.get(), base, len);
+                            }
+                            2 => check_chain(root.array.get().unwrap().get(0), base, len),
+                            _ => {
+                                check_chain(Some(new_stash.as_ref().unwrap().fetch(mc)), base, len)
+                            }
+                        });
+                        if let Some(s) = new_stash {
+                            stash = Some((s, base));
+                        }
+                        if let Some((s, b)) = &stash {
+                            m.mutate(|mc, _| {
+                                let o = s.fetch(mc);
+                                assert_eq!(o.id, *b);
+                            });
+                        }
+                    }
+                    (published, blocks)
+                })
+            })
+            .collect();
+        let mut blocks = 0;
+        for th in threads {
+            let (p, b) = th.join().unwrap();
+            assert!(p > 0);
+            blocks += b;
+        }
+        heap.debug_back_to_back(false);
+        assert!(blocks > 0);
+        let records = heap.take_phase_records();
+        let cycles = records
+            .iter()
+            .filter(|r| matches!(r.phase, Phase::MarkTermination | Phase::StopTheWorldCycle))
+            .count();
+        assert!(
+            cycles >= 3,
+            "only {cycles} cycles ran (concurrent: {concurrent})"
+        );
+    }
+}

@@ -18,3 +18,5 @@ cargo +nightly miri test -p gc-core --test model --test api -- --skip a_polling_
 # A small concurrent test: the marker held at a known point, references moved under the
 # barrier, with the collector thread running alongside (Miri checks the data races too).
 cargo +nightly miri test -p gc-core --test concurrent -- held_marker
+# Blocking regions: a scope blocked across STW 1 (marker held), and a panic inside a region.
+cargo +nightly miri test -p gc-core --test blocking -- a_scope_blocked a_panic

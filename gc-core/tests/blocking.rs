@@ -94,7 +94,7 @@ fn wait_for_marking(m: &mut Mutator<RootM>) {
     }
 }
 
-const LEN: u64 = 2000;
+const LEN: u64 = if cfg!(miri) { 20 } else { 2000 };
 
 #[test]
 fn locals_survive_a_cycle_that_starts_while_blocked() {

@@ -250,15 +250,23 @@ fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
     }
 }
 
+/// Spans an allocation may sweep lazily before it takes a fresh span instead (Go:
+/// `spanBudget` in `mcentral.cacheSpan`). Right after mark termination most spans of a class
+/// may be full of live objects; without a bound one allocation could sweep thousands of them
+/// (milliseconds), and no pause can begin meanwhile. The background sweeper does the rest.
+const SWEEP_BUDGET: usize = 100;
+
 /// Get a swept span with a free slot for `sc`: from the partial list, by sweeping an unswept
-/// span of the class (lazy sweeping), or fresh from the arena.
+/// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), or fresh from the arena.
 fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
     let c = &h.central;
     // While the last cycle's weak references are being cleared nothing may be swept: take a
     // fresh span (the partial lists hold only unswept spans then).
     let may_sweep = !h.weaks_pending.load(Ordering::Acquire);
+    let mut budget = SWEEP_BUDGET;
     loop {
-        if !may_sweep {
+        // Also stop sweeping when a pause is waiting for this mutator.
+        if !may_sweep || budget == 0 || h.safepoint.stop_requested() {
             break;
         }
         let from_partial = {
@@ -277,8 +285,11 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
             }
             // Listed before the sweep generation advanced: sweep it first (lazy sweeping),
             // unless the background sweeper has claimed it (then it places it when done).
-            if c.try_claim(span) && sweep::sweep_span(h, s).free_slots > 0 {
-                return Ok(s);
+            if c.try_claim(span) {
+                budget -= 1;
+                if sweep::sweep_span(h, s).free_slots > 0 {
+                    return Ok(s);
+                }
             }
             // Full after sweeping: it stays in `all` only.
             continue;
@@ -286,8 +297,11 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
         let popped = c.classes[sc].lock().unswept.pop();
         match popped {
             Some(s) => {
-                if c.try_claim(s.get()) && sweep::sweep_span(h, s).free_slots > 0 {
-                    return Ok(s);
+                if c.try_claim(s.get()) {
+                    budget -= 1;
+                    if sweep::sweep_span(h, s).free_slots > 0 {
+                        return Ok(s);
+                    }
                 }
             }
             None => break,

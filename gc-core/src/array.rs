@@ -61,6 +61,11 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
         } else {
             None
         },
+        trace_from: if T::NEEDS_TRACE {
+            Some(Self::trace_from_erased)
+        } else {
+            None
+        },
         drop: None,
         name: || "GcArray",
     };
@@ -68,10 +73,22 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
     /// # Safety
     /// `h` must be the header of a live `GcArray` of `T`.
     unsafe fn trace_erased(h: *const Header, t: &mut Tracer) {
+        // SAFETY: forwarded.
+        unsafe { Self::trace_from_erased(h, 0, t) }
+    }
+
+    /// Trace the elements from `start` on: all of them, or (for a concurrent marker) one
+    /// chunk, leaving the rest to the tracer as a continuation (Go: oblets), so that no single
+    /// scan of a large array holds up a pause or an assist's next check.
+    ///
+    /// # Safety
+    /// `h` must be the header of a live `GcArray` of `T`, and `start` at most its length.
+    unsafe fn trace_from_erased(h: *const Header, start: usize, t: &mut Tracer) {
         // SAFETY: by the contract `h` starts a live array object of `T` slots; its length is
         // immutable and its words are atomics.
         let words = unsafe { array_words(h as *const VarHeader) };
-        for w in words {
+        let end = t.array_chunk_end(h, start, words.len());
+        for w in &words[start..end] {
             // SAFETY: every word was written by `to_word` of a `T` (at allocation or by `set`).
             unsafe { T::from_word(w.load(Ordering::Acquire)) }.trace(t);
         }

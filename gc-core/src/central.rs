@@ -195,7 +195,9 @@ impl Central {
         ));
         let r = SpanRef(NonNull::from(Box::leak(span)));
         arena.publish(start, npages, r.0.as_ptr());
-        self.all.lock().push(r);
+        let mut all = self.all.lock();
+        r.get().all_index.store(all.len(), Ordering::Relaxed);
+        all.push(r);
         Some(r)
     }
 
@@ -203,12 +205,17 @@ impl Central {
     pub(crate) fn free_span(&self, arena: &Arena, s: SpanRef) {
         let (start, npages) = (s.get().start, s.get().npages);
         {
+            // `all_index` is only read and written under this lock.
             let mut all = self.all.lock();
-            let i = all
-                .iter()
-                .rposition(|x| *x == s)
-                .expect("freed span missing from the all-spans list");
+            let i = s.get().all_index.load(Ordering::Relaxed);
+            assert!(
+                all.get(i) == Some(&s),
+                "gc-core bug: freed span missing from the all-spans list"
+            );
             all.swap_remove(i);
+            if let Some(moved) = all.get(i) {
+                moved.get().all_index.store(i, Ordering::Relaxed);
+            }
         }
         arena.publish(start, npages, std::ptr::null());
         arena.free_pages(start, npages);

@@ -66,8 +66,13 @@ use crate::weak;
 /// A mutator flushes its write-barrier buffer into the grey queue when it reaches this length.
 pub(crate) const WB_FLUSH_LEN: usize = 256;
 
-/// Grey objects scanned between two checks of the worker's pace and of the queue.
-const DRAIN_SLICE: usize = 256;
+/// Work (objects scanned and edges followed, see `Tracer::drain_budget`) between two checks of
+/// the background worker's pace and of the queue.
+const DRAIN_SLICE: usize = 1024;
+
+/// Work an assist does between two checks for a pause request. A unit is usually tens of
+/// nanoseconds, but microseconds when it misses cache and TLB, so keep it small.
+const ASSIST_SLICE: usize = 64;
 
 /// Scan `rec`'s roots for the cycle `epoch` unless already done, handing the grey objects to
 /// the background marker. Called by the mutator itself at scope entry.
@@ -184,6 +189,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         return debt;
     }
     let start = Instant::now();
+    h.assists_running.fetch_add(1, Ordering::Relaxed);
     let mut t = Tracer::new_concurrent(&h.arena);
     while (t.marked_bytes as f64) < debt {
         // A pause is waiting for this mutator: stop assisting (the debt stays for later).
@@ -192,12 +198,12 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         }
         if !t.has_grey() {
             match h.grey.pop() {
-                Some(b) => t.push_batch(b),
+                Some(b) => t.push_grey_batch(b),
                 // No grey work left: marking is nearly done; keep the debt.
                 None => break,
             }
         }
-        t.drain_budget(64);
+        t.drain_budget(ASSIST_SLICE);
     }
     let done = t.marked_bytes;
     h.stats.assists.fetch_add(1, Ordering::Relaxed);
@@ -205,6 +211,8 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         .assist_bytes
         .fetch_add(done as u64, Ordering::Relaxed);
     hand_over(h, &mut t);
+    // After the hand-over: a collector that sees no assist running finds their work queued.
+    h.assists_running.fetch_sub(1, Ordering::Release);
     h.stats
         .assist_ns
         .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -238,7 +246,7 @@ fn hand_over(h: &Shared, t: &mut Tracer) {
     t.marked_bytes = 0;
     t.marked_objects = 0;
     if t.has_grey() {
-        h.grey.push(t.take_grey());
+        h.grey.push(t.take_grey_batch());
     }
 }
 
@@ -403,7 +411,7 @@ fn mark<'h>(
         }
         loop {
             while let Some(batch) = h.grey.pop() {
-                t.push_batch(batch);
+                t.push_grey_batch(batch);
             }
             if !t.has_grey() {
                 break;
@@ -431,8 +439,14 @@ fn mark<'h>(
             continue;
         }
         drop(records);
-        // Attempt termination, unless grey work arrived meanwhile (a pause for nothing).
+        // Attempt termination, unless grey work arrived meanwhile or an assist holds some
+        // (the attempt would be a pause for nothing: the stop would wait for the assist to
+        // hand its work back, and marking would resume).
         if !h.grey.is_empty() {
+            continue;
+        }
+        if h.assists_running.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_micros(20));
             continue;
         }
         let registry = h.registry.lock();

@@ -93,7 +93,7 @@ pub(crate) struct Shared {
     pub mark_epoch: AtomicU64,
     /// Grey objects handed to the background marker by mutators (root scans, barrier
     /// flushes) and by itself.
-    pub grey: crossbeam_queue::SegQueue<Vec<ObjAddr>>,
+    pub grey: crossbeam_queue::SegQueue<crate::mark::GreyBatch>,
     /// Bytes allocated black during the current mark phase.
     pub alloc_black: AtomicUsize,
     /// Bytes marked during the current mark phase by mutator-side tracers.
@@ -111,6 +111,9 @@ pub(crate) struct Shared {
     pub assist_ratio: AtomicU64,
     /// Marking done by the background worker and not yet taken by assists (bytes).
     pub bg_credit: std::sync::atomic::AtomicI64,
+    /// Mark assists in progress (they hold grey work the collector cannot see: it does not
+    /// attempt mark termination meanwhile).
+    pub assists_running: AtomicUsize,
     /// Bytes the current cycle expects to mark (the last cycle's live heap).
     pub scan_expected: AtomicUsize,
     /// The cycle whose sweep is in progress and when it began (recorded when it ends).
@@ -256,6 +259,7 @@ impl Heap {
             weaks_pending: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             bg_credit: std::sync::atomic::AtomicI64::new(0),
+            assists_running: AtomicUsize::new(0),
             scan_expected: AtomicUsize::new(0),
             sweep_started: Mutex::new(None),
             blocking_end: (Mutex::new(()), Condvar::new()),

@@ -56,6 +56,26 @@ pub struct Tracer {
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
     pub(crate) marked_objects: usize,
+    /// Scan large arrays a chunk at a time (concurrent markers), keeping the rest here as
+    /// (array, next index) continuations.
+    chunked: bool,
+    chunks: Vec<(*const Header, usize)>,
+    /// Work done, in units of one object or chunk scanned or one edge followed; bounds
+    /// [`Tracer::drain_budget`].
+    work: usize,
+}
+
+/// Elements of an array a concurrent marker scans as one unit (Go splits objects into 128 KiB
+/// "oblets" for the same reason): a large array is scanned in pieces between which the marker
+/// checks for a pause request or a budget, and the rest can be handed to another marker.
+pub(crate) const ARRAY_CHUNK: usize = 128;
+
+/// Grey work handed between concurrent markers through the heap's queue: whole objects, and
+/// the unscanned rest of large arrays (array header, first element not yet scanned).
+#[derive(Default)]
+pub(crate) struct GreyBatch {
+    pub objs: Vec<ObjAddr>,
+    pub chunks: Vec<(ObjAddr, usize)>,
 }
 
 impl Tracer {
@@ -69,6 +89,9 @@ impl Tracer {
             atomic: false,
             marked_bytes: 0,
             marked_objects: 0,
+            chunked: false,
+            chunks: Vec::new(),
+            work: 0,
         }
     }
 
@@ -95,7 +118,40 @@ impl Tracer {
             atomic: true,
             marked_bytes: 0,
             marked_objects: 0,
+            chunked: true,
+            chunks: Vec::new(),
+            work: 0,
         }
+    }
+
+    /// Where the scan of an array of `len` elements that starts at `start` stops: the end,
+    /// or for a chunked tracer the end of one chunk, the rest being kept as a continuation.
+    #[inline]
+    pub(crate) fn array_chunk_end(&mut self, h: *const Header, start: usize, len: usize) -> usize {
+        if !self.chunked || len - start <= ARRAY_CHUNK {
+            return len;
+        }
+        let end = start + ARRAY_CHUNK;
+        self.chunks.push((h, end));
+        end
+    }
+
+    /// Take the grey work this tracer holds (to hand it to another concurrent marker).
+    pub(crate) fn take_grey_batch(&mut self) -> GreyBatch {
+        GreyBatch {
+            objs: self.take_grey(),
+            chunks: std::mem::take(&mut self.chunks)
+                .into_iter()
+                .map(|(h, i)| (ObjAddr(h), i))
+                .collect(),
+        }
+    }
+
+    /// Add grey work taken from the heap's queue.
+    pub(crate) fn push_grey_batch(&mut self, b: GreyBatch) {
+        self.push_batch(b.objs);
+        self.chunks
+            .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
 
     /// Take the grey objects this tracer holds (to hand them to another marker).
@@ -106,20 +162,46 @@ impl Tracer {
             .collect()
     }
 
-    /// Scan up to `budget` grey objects; whether grey objects remain.
+    /// Scan grey objects and array chunks until about `budget` units of work are done (one
+    /// per object or chunk scanned and per edge followed; one unit of overshoot is at most an
+    /// object's edges or an [`ARRAY_CHUNK`]); whether grey work remains.
     pub(crate) fn drain_budget(&mut self, budget: usize) -> bool {
-        for _ in 0..budget {
-            let Some(h) = self.stack.pop() else {
+        let end = self.work + budget;
+        while self.work < end {
+            if !self.scan_next() {
                 return false;
-            };
-            self.scan(h);
+            }
         }
-        !self.stack.is_empty()
+        self.has_grey()
+    }
+
+    /// Scan the next grey object, or else the next array chunk; false if there is none.
+    /// Objects first, so that what a chunk greyed is scanned before the array goes on and the
+    /// grey stack stays small.
+    #[inline]
+    fn scan_next(&mut self) -> bool {
+        if let Some(h) = self.stack.pop() {
+            self.scan(h);
+        } else if let Some((h, start)) = self.chunks.pop() {
+            self.work += 1;
+            // SAFETY: continuations are pushed only by `array_chunk_end`, for the array being
+            // scanned (alive for the whole cycle: marked), whose header names its type.
+            let trace_from = unsafe { (*h).info }
+                .trace_from
+                .expect("only arrays leave continuations");
+            // SAFETY: `h` is a live array of the type `trace_from` was recorded for, and
+            // `start` is below its length.
+            unsafe { trace_from(h, start, self) }
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Scan one grey object.
     #[inline]
     fn scan(&mut self, h: *const Header) {
+        self.work += 1;
         // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
         // what a `Gc` points to, batches come from other markers' stacks); the header is
         // immutable after allocation.
@@ -173,7 +255,7 @@ impl Tracer {
     #[inline]
     pub(crate) fn edge(&mut self, h: *const Header) {
         match self.mode {
-            Mode::Mark => {}
+            Mode::Mark => self.work += 1,
             Mode::Collect => return self.stack.push(h),
             Mode::Verify { .. } => return self.verify_edge(h),
         }
@@ -207,6 +289,16 @@ impl Tracer {
 
     /// Scan grey objects until none is left.
     pub(crate) fn drain(&mut self) {
+        loop {
+            self.drain_stack();
+            // Array continuations (chunked tracers only); what they grey is drained next.
+            if !self.scan_next() {
+                break;
+            }
+        }
+    }
+
+    fn drain_stack(&mut self) {
         while let Some(h) = self.stack.pop() {
             if let Some(job) = &self.job
                 && self.stack.len() > SHARE_THRESHOLD
@@ -223,9 +315,9 @@ impl Tracer {
         }
     }
 
-    /// Whether the tracer has grey objects left.
+    /// Whether the tracer has grey objects or array chunks left.
     pub(crate) fn has_grey(&self) -> bool {
-        !self.stack.is_empty()
+        !self.stack.is_empty() || !self.chunks.is_empty()
     }
 
     /// Verifier edge: check that `h` is a live, allocated, unpoisoned object, then scan it once.

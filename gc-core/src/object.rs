@@ -30,6 +30,9 @@ pub(crate) const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
 pub(crate) struct TypeInfo {
     /// Traces the payload of the object at the given header; `None` for noscan types.
     pub trace: Option<unsafe fn(*const Header, &mut Tracer)>,
+    /// Arrays only: traces the elements from the given index on, one chunk at a time (see
+    /// [`crate::mark::ARRAY_CHUNK`]).
+    pub trace_from: Option<unsafe fn(*const Header, usize, &mut Tracer)>,
     /// Runs the payload's drop glue; `None` if the type has none.
     pub drop: Option<unsafe fn(*mut Header)>,
     /// `std::any::type_name` of the payload, for verifier messages.
@@ -56,6 +59,7 @@ impl<T: Trace> GcBox<T> {
         } else {
             None
         },
+        trace_from: None,
         drop: if std::mem::needs_drop::<T>() {
             Some(Self::drop_erased)
         } else {

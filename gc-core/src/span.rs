@@ -28,7 +28,7 @@
 //! Every in-use span is also in `Central::all`. Span geometry (`start`, `elem_size`, …) is
 //! immutable for the span's life, which is what lets the marker read it without a lock.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use bitvec::prelude::*;
 use parking_lot::Mutex;
@@ -73,6 +73,9 @@ pub(crate) struct Span {
     /// needs sweeping, `g - 1` is being swept, `g` is swept. Advancing g by 2 at mark
     /// termination makes every span unswept at once.
     pub sweep_gen: AtomicU64,
+    /// Position of this span in `Central::all` (written under that list's lock), so that
+    /// freeing a span is O(1) rather than a search of every span.
+    pub all_index: AtomicUsize,
 }
 
 /// `Span::class` of a large-object span.
@@ -116,6 +119,7 @@ impl Span {
             }),
             may_drop: AtomicBool::new(false),
             sweep_gen: AtomicU64::new(sweep_gen),
+            all_index: AtomicUsize::new(usize::MAX),
         }
     }
 

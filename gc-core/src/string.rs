@@ -18,6 +18,7 @@ use crate::trace::Trace;
 
 static BYTES_INFO: TypeInfo = TypeInfo {
     trace: None,
+    trace_from: None,
     drop: None,
     name: || "GcBytes",
 };

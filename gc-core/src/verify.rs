@@ -63,13 +63,16 @@ pub(crate) fn verify_heap(h: &Shared, registry: &[Arc<MutatorRecord>]) -> Result
 
 fn check_spans(h: &Shared, problems: &mut Vec<String>) {
     let all = h.central.all.lock().clone();
-    for s in all {
+    for (i, s) in all.into_iter().enumerate() {
         if problems.len() >= 32 {
             return;
         }
         let span = s.get();
         let st = span.state.lock();
         let where_ = format!("span {:#x} (size {})", span.start, span.elem_size);
+        if span.all_index.load(std::sync::atomic::Ordering::Relaxed) != i {
+            problems.push(format!("{where_}: wrong position in the all-spans list"));
+        }
         if !h.central.is_swept(span) {
             problems.push(format!("{where_}: not swept after the cycle"));
         }

@@ -13,7 +13,7 @@
 //! GC) as the floor.
 //!
 //! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
-//! op_p99_us op_max_us gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
+//! op_p99_us op_max_us ops_over_1ms ops_over_2ms gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
 //! the heap's phase records, measured from the stop request; percentiles with `hdrhistogram`;
 //! `gc_cpu_frac` = CPU time of the collector threads ÷ (wall time × CPUs); `heap_peak_mib` =
 //! the arena's mapped high-water mark). `TREECHURN_PAUSES=1` also prints every pause, with its
@@ -247,6 +247,7 @@ fn main() {
     }
     let (s50, s99, smax) = percentiles(&stw);
     let (o50, o99, omax) = percentiles(&ops);
+    let ops_over = |us: u64| ops.count_between(us + 1, u64::MAX);
     println!(
         "treechurn {} live_mib={} mutators={} trees={} nodes_per_tree={}",
         if a.boxed { "box" } else { "gc" },
@@ -257,7 +258,7 @@ fn main() {
     );
     println!(
         "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
-         stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} gc_cycles={cycles} \
+         stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} ops_over_1ms={} ops_over_2ms={} gc_cycles={cycles} \
          gc_cpu_frac={:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
          heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
         if a.boxed { "box" } else { "gc" },
@@ -265,6 +266,8 @@ fn main() {
         a.mutators,
         ops_each * a.mutators,
         stw.len(),
+        ops_over(1000),
+        ops_over(2000),
         gc_cpu / (wall.as_secs_f64() * cpus),
         rss_peak_mib(),
         wall.as_millis(),

@@ -72,7 +72,7 @@ const DRAIN_SLICE: usize = 1024;
 
 /// Work an assist does between two checks for a pause request. A unit is usually tens of
 /// nanoseconds, but microseconds when it misses cache and TLB, so keep it small.
-const ASSIST_SLICE: usize = 64;
+const ASSIST_SLICE: usize = 32;
 
 /// Scan `rec`'s roots for the cycle `epoch` unless already done, handing the grey objects to
 /// the background marker. Called by the mutator itself at scope entry.

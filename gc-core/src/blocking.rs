@@ -184,3 +184,118 @@ pub(crate) fn wait_for_scopes(h: &Shared, still_blocked: impl Fn() -> bool) {
         h.blocking_end.1.wait_for(&mut g, Duration::from_millis(2));
     }
 }
+
+/// Loom model of the blocking-region protocol against a concurrent cycle: one mutator runs a
+/// scope that blocks (the flag set under the scan lock, then the real safepoint `exit`; the real
+/// `enter` to come back; at scope end, under the scan lock, its own root scan if marking needs
+/// it, then the flag cleared), while the collector runs STW 1 with the real handshake, then
+/// scans parked mutators (skipping flagged ones) and attempts mark termination (stop the world,
+/// require the roots scanned). Checked in every interleaving (two preemptions):
+///
+/// * the collector never scans the roots while the mutator is inside a scope (its user code
+///   could be writing them);
+/// * marking never ends while a scope that began before STW 1 is still open (its Rust locals
+///   could hold objects the marker never saw).
+///
+/// Removing the flag (`blocking_scope`), or the collector's check of it, makes the model fail
+/// (the collector then scans, and counts as scanned, the roots of a scope that began before
+/// STW 1 and is still open).
+///
+/// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::primitive::AtomicU8;
+    use crate::safepoint::{OUTSIDE, Safepoint};
+    use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use loom::sync::{Arc, Mutex};
+
+    /// The record's scan lock: (epoch whose roots are scanned, `blocking_scope`).
+    type Scan = Mutex<(u64, bool)>;
+
+    #[test]
+    fn loom_blocked_scope_holds_marking_back() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let sp = Arc::new(Safepoint::default());
+            let state = Arc::new(AtomicU8::new(OUTSIDE));
+            let scan: Arc<Scan> = Arc::new(Mutex::new((0, false)));
+            // 0: not marking; 1: the cycle's epoch (set in STW 1).
+            let epoch = Arc::new(AtomicU64::new(0));
+            // Model-only observers.
+            let in_scope = Arc::new(AtomicBool::new(false));
+            let stale_open = Arc::new(AtomicBool::new(false));
+            let mutator = {
+                let (sp, state, scan, epoch, in_scope, stale_open) = (
+                    sp.clone(),
+                    state.clone(),
+                    scan.clone(),
+                    epoch.clone(),
+                    in_scope.clone(),
+                    stale_open.clone(),
+                );
+                loom::thread::spawn(move || {
+                    // Scope entry: scan own roots if marking (as `ScopeGuard::enter`).
+                    sp.enter(&state);
+                    let e = epoch.load(Ordering::Relaxed);
+                    if e != 0 {
+                        scan.lock().unwrap().0 = e;
+                    }
+                    in_scope.store(true, Ordering::SeqCst);
+                    // Locals the collector cannot see: they matter if the scope began before
+                    // the cycle's STW 1.
+                    stale_open.store(e == 0, Ordering::SeqCst);
+                    // `leave`: flag under the scan lock, then outside.
+                    scan.lock().unwrap().1 = true;
+                    sp.exit(&state);
+                    // ... blocked ...
+                    // `reenter`.
+                    sp.enter(&state);
+                    // Scope end (`end_scope`): own root scan if marking needs it, flag off.
+                    {
+                        let mut s = scan.lock().unwrap();
+                        let e = epoch.load(Ordering::Relaxed);
+                        if e != 0 && s.0 != e {
+                            s.0 = e;
+                        }
+                        s.1 = false;
+                        stale_open.store(false, Ordering::SeqCst);
+                        in_scope.store(false, Ordering::SeqCst);
+                    }
+                    sp.exit(&state);
+                })
+            };
+            // STW 1.
+            sp.stop(std::iter::once(&*state));
+            epoch.store(1, Ordering::Relaxed);
+            sp.start();
+            loop {
+                // Scan a parked mutator (as `scan_parked`).
+                {
+                    let mut s = scan.lock().unwrap();
+                    if s.0 != 1 && !s.1 {
+                        assert!(
+                            !in_scope.load(Ordering::SeqCst),
+                            "the collector scanned the roots of a mutator inside a scope"
+                        );
+                        s.0 = 1;
+                    }
+                }
+                // Termination attempt.
+                sp.stop(std::iter::once(&*state));
+                let scanned = scan.lock().unwrap().0 == 1;
+                if scanned {
+                    assert!(
+                        !stale_open.load(Ordering::SeqCst),
+                        "marking ended while a scope begun before STW 1 was still open"
+                    );
+                    sp.start();
+                    break;
+                }
+                sp.start();
+                loom::thread::yield_now();
+            }
+            mutator.join().unwrap();
+        });
+    }
+}

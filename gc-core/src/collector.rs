@@ -302,14 +302,15 @@ pub(crate) fn gc_cycle(h: &Shared) {
     };
     let mark_time = t_mark.elapsed();
 
-    // Mark termination.
-    weak::process_weaks(h);
+    // Mark termination. Weak references are cleared after the sweep generation advanced (what
+    // `weak::is_live` expects) and before anything is queued for sweeping.
     h.heap_marked.store(marked, Ordering::Relaxed);
     h.heap_live.store(marked, Ordering::Relaxed);
     h.stats
         .last_marked_objects
         .store(marked_objects, Ordering::Relaxed);
     h.central.advance_sweep_gen();
+    weak::process_weaks(h);
     h.central.queue_unswept();
     if h.verify {
         sweep::finish_sweep(h);

@@ -2,14 +2,17 @@
 //!
 //! `Gc::downgrade` allocates a small **weak box** (a noscan object holding the target's address
 //! in an atomic) and registers it with the heap. The marker never follows the box's pointer.
-//! At mark termination, with the world stopped, the collector walks the registered boxes: a box
-//! whose target is not marked has its pointer cleared (before the sweep can free the target, so
-//! a cleared box never points at a reused slot); boxes that are themselves dead, or already
-//! cleared, leave the registry.
+//! After mark termination, before anything is swept, the collector walks the registered boxes:
+//! a box whose target did not survive the cycle has its pointer cleared (before the sweep can
+//! free the target, so a cleared box never points at a reused slot); boxes that are themselves
+//! dead, or already cleared, leave the registry. The concurrent collector does this with the
+//! world running, right after STW 2: a box or target allocated meanwhile is unmarked but alive,
+//! which [`is_live`] recognises by its span (tested in `tests/concurrent.rs`,
+//! `weak_references_made_while_weak_clearing_is_pending`).
 //!
 //! `upgrade` reads the pointer: non-null means the target is alive for the rest of the scope
-//! (no cycle can end while a scope runs). The concurrent collector will also shade the target
-//! on upgrade while marking, so an upgraded object survives the cycle in progress.
+//! (no cycle can end while a scope runs). While marking, upgrade shades the target, so an
+//! upgraded object survives the cycle in progress.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -92,11 +95,10 @@ impl<'gc, T> GcWeak<'gc, T> {
             // now that it is strongly held again it must be marked (see `crate::concurrent`).
             crate::barrier::record(mc, ObjAddr(p as *const Header));
         }
-        // After a cycle, until the collector has cleared its dead weak references: an unmarked
-        // target is dead (it will be cleared, then swept) and must not be handed out.
-        if !p.is_null()
-            && mc.shared.weaks_pending.load(Ordering::Acquire)
-            && !is_marked(mc.shared, p)
+        // After a cycle, until the collector has cleared its dead weak references: a target
+        // that did not survive the cycle is dead (it will be cleared, then swept) and must not
+        // be handed out.
+        if !p.is_null() && mc.shared.weaks_pending.load(Ordering::Acquire) && !is_live(mc.shared, p)
         {
             return None;
         }
@@ -134,7 +136,8 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
     }
 }
 
-/// Clear the weak boxes whose targets were not marked (mark termination, world stopped).
+/// Clear the weak boxes whose targets did not survive the cycle (after mark termination has
+/// advanced the sweep generation, before anything is swept).
 ///
 /// The concurrent collector runs this with the world running, while `weaks_pending` keeps every
 /// span unswept (so mark bits are valid and no box or target is freed): it takes the registry,
@@ -143,7 +146,7 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
 pub(crate) fn process_weaks(h: &Shared) {
     let mut weaks = std::mem::take(&mut *h.weaks.lock());
     weaks.retain(|&ObjAddr(b)| {
-        if !is_marked(h, b) {
+        if !is_live(h, b) {
             return false;
         }
         // SAFETY: `b` is a marked (live) weak box: registered boxes are `GcBox<WeakBox>`.
@@ -152,7 +155,7 @@ pub(crate) fn process_weaks(h: &Shared) {
         if t.is_null() {
             return false;
         }
-        if !is_marked(h, t) {
+        if !is_live(h, t) {
             wb.target.store(std::ptr::null_mut(), Ordering::Release);
             return false;
         }
@@ -161,16 +164,23 @@ pub(crate) fn process_weaks(h: &Shared) {
     h.weaks.lock().extend(weaks);
 }
 
-/// Whether the object at `h` is marked. After marking, before its span is swept (world stopped,
-/// or while `weaks_pending` holds sweeping off).
-pub(crate) fn is_marked(h: &Shared, obj: *const Header) -> bool {
+/// Whether the object at `obj` survives the cycle that just marked: it is marked, or it was
+/// allocated after mark termination. Valid after marking, before its span is swept (world
+/// stopped, or while `weaks_pending` holds sweeping off).
+///
+/// The second case matters while the collector clears weak references with the world running:
+/// objects allocated meanwhile are not marked (marking is over) yet alive. They are all in
+/// spans taken fresh from the arena after mark termination (caches are flushed in STW 2 and
+/// nothing is swept, so no older span is handed out), which carry the current sweep generation,
+/// while every span that existed at mark termination is still unswept.
+pub(crate) fn is_live(h: &Shared, obj: *const Header) -> bool {
     let span = h.arena.span_of(obj as usize);
     if span.is_null() {
         return false;
     }
     // SAFETY: non-null page-map entries point to in-use spans.
     let span = unsafe { &*span };
-    span.is_marked(span.slot_index(obj as usize))
+    span.is_marked(span.slot_index(obj as usize)) || h.central.is_swept(span)
 }
 
 // SAFETY: `None` is 0, which no box address is.

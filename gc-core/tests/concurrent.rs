@@ -693,3 +693,71 @@ fn upgrade_between_mark_termination_and_weak_clearing_sees_dead_targets() {
             .all(|(k, w)| w.unwrap().is_dead() == (k % 2 == 1))
     }));
 }
+
+#[test]
+fn weak_references_made_while_weak_clearing_is_pending() {
+    // Between STW 2 and the clearing of dead weak references (held open here), a mutator makes
+    // new weak references: to an object allocated in that window and to an old live object.
+    // Both boxes are unmarked (marking is over) but alive; the new target too. The clearing
+    // must neither clear them nor drop the boxes from the registry (a dropped box would never
+    // be cleared, and would upgrade to whatever reuses its target's slot).
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => Weaks<'gc>]> = heap.mutator(|mc| Weaks {
+        strong: GcVec::new(mc),
+        weak: GcVec::new(mc),
+    });
+    m.mutate(|mc, r| r.strong.push(mc, Some(obj(mc, 1))));
+    heap.debug_hold_weak_clearing(true);
+    heap.debug_start_cycle();
+    let t = Instant::now();
+    while !heap.debug_weaks_pending() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the cycle did not reach STW 2"
+        );
+        std::thread::yield_now();
+    }
+    let in_window: Vec<Option<u64>> = m.mutate(|mc, r| {
+        let new = obj(mc, 2);
+        r.strong.push(mc, Some(new));
+        r.weak.push(mc, Some(new.downgrade(mc)));
+        let old = r.strong.get(0).flatten().unwrap();
+        r.weak.push(mc, Some(old.downgrade(mc)));
+        (0..2)
+            .map(|k| r.weak.get(k).flatten().unwrap().upgrade(mc).map(|o| o.id))
+            .collect()
+    });
+    let still_pending = heap.debug_weaks_pending();
+    // Release the collector before any assertion (a failing one would otherwise leave it held).
+    heap.debug_hold_weak_clearing(false);
+    assert!(still_pending, "the window closed too early");
+    // In the window, both targets are alive.
+    assert_eq!(in_window, [Some(2), Some(1)], "a live target read as dead");
+    m.collect();
+    let ids = |m: &mut Mutator<Rootable!['gc => Weaks<'gc>]>| -> Vec<Option<u64>> {
+        m.mutate(|mc, r| {
+            (0..2)
+                .map(|k| r.weak.get(k).flatten().unwrap().upgrade(mc).map(|o| o.id))
+                .collect()
+        })
+    };
+    assert_eq!(ids(&mut m), [Some(2), Some(1)], "a live target was cleared");
+    // Drop both targets: their weak references must be cleared (so the boxes are still
+    // registered), and must not upgrade to new objects in the reused slots.
+    m.mutate(|mc, r| {
+        r.strong.pop(mc);
+        r.strong.pop(mc);
+    });
+    m.collect();
+    m.collect();
+    m.mutate(|mc, r| {
+        for _ in 0..1000 {
+            r.strong.push(mc, Some(obj(mc, 99)));
+        }
+    });
+    assert_eq!(
+        ids(&mut m),
+        [None, None],
+        "a dead target's weak reference was not cleared"
+    );
+}

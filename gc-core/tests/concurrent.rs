@@ -293,7 +293,9 @@ fn large_arrays_scanned_in_chunks_lose_nothing() {
     let start = Instant::now();
     let cycles0 = heap.stats().gc_cycles;
     let (mut next, mut k, mut during_mark) = (LEN as u64, 0usize, 0usize);
-    while start.elapsed() < run_for() {
+    // At least five cycles, however slow the build (ThreadSanitizer, Miri).
+    while start.elapsed() < run_for() || heap.stats().gc_cycles - cycles0 < 5 {
+        assert!(start.elapsed() < Duration::from_secs(120), "cycles stalled");
         m.mutate(|mc, a| {
             if mc.debug_marking() {
                 during_mark += 1;

@@ -1,0 +1,3 @@
+module treechurn
+
+go 1.19

@@ -1,0 +1,143 @@
+// treechurn in Go: the same workload as examples/treechurn.rs, for comparing with Go's
+// collector in the same session (see docs/benchmarks.md).
+//
+//	go run . -live-mib 256 -ops 20000 [-mutators M]
+//
+// Each mutator keeps live-mib/mutators MiB of depth-10 binary trees (2047 nodes of two pointers
+// and two 8-byte words) in a slice, and per operation builds a new tree and replaces a random
+// one. The last line has the same key=value pairs as the Rust harness: stop-the-world pause
+// percentiles (runtime/metrics /gc/pauses:seconds, a histogram whose buckets bound the values),
+// operation latency percentiles, cycles, GC CPU fraction (runtime.MemStats.GCCPUFraction: the
+// /cpu/classes/gc metrics arrive only in Go 1.20), heap peak (the largest
+// /memory/classes/total:bytes minus released bytes, sampled every 2 ms).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"sync"
+	"time"
+)
+
+const depth = 10
+const nodesPerTree = (1 << (depth + 1)) - 1
+
+type node struct {
+	left, right *node
+	a, b        uint64
+}
+
+func tree(d uint32, seed uint64) *node {
+	n := &node{a: seed, b: uint64(d)}
+	if d > 0 {
+		n.left = tree(d-1, seed*3)
+		n.right = tree(d-1, seed*5)
+	}
+	return n
+}
+
+func pct(v []time.Duration, q float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(v)-1))
+	return v[i]
+}
+
+func main() {
+	liveMiB := flag.Int("live-mib", 64, "live heap in MiB")
+	ops := flag.Int("ops", 5000, "operations")
+	mutators := flag.Int("mutators", 1, "mutator goroutines")
+	flag.Parse()
+	// A node is 32 bytes in Go (no header); keep the same number of trees as the Rust harness,
+	// which counts 48 bytes per node.
+	treeBytes := nodesPerTree * 48
+	trees := (*liveMiB<<20 + treeBytes**mutators - 1) / (treeBytes * *mutators)
+	opsEach := (*ops + *mutators - 1) / *mutators
+
+	var peak uint64
+	done := make(chan struct{})
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			metrics.Read(s)
+			v := s[0].Value.Uint64() - s[1].Value.Uint64()
+			if v > peak {
+				peak = v
+			}
+		}
+	}()
+
+	start := time.Now()
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	for t := 0; t < *mutators; t++ {
+		wg.Add(1)
+		go func(t int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(t)))
+			v := make([]*node, trees)
+			for i := range v {
+				v[i] = tree(depth, uint64(i))
+			}
+			lat := make([]time.Duration, 0, opsEach)
+			for op := 0; op < opsEach; op++ {
+				i := rng.Intn(trees)
+				t0 := time.Now()
+				v[i] = tree(depth, uint64(op))
+				lat = append(lat, time.Since(t0))
+			}
+			var sum uint64
+			for _, n := range v {
+				sum += n.a ^ n.b
+			}
+			_ = sum
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		}(t)
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	close(done)
+
+	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	h := s[0].Value.Float64Histogram()
+	// Pauses as the upper bound of their histogram bucket (Go exposes no exact values).
+	var pauses []time.Duration
+	for i, c := range h.Counts {
+		for k := uint64(0); k < c; k++ {
+			pauses = append(pauses, time.Duration(h.Buckets[i+1]*1e9))
+		}
+	}
+	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	over := func(d time.Duration) int {
+		n := 0
+		for _, x := range all {
+			if x > d {
+				n++
+			}
+		}
+		return n
+	}
+	us := func(d time.Duration) int64 { return d.Microseconds() }
+	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d stw_count=%d stw_p50_us=%d stw_p99_us=%d stw_max_us=%d op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d gc_cycles=%d gc_cpu_frac=%.3f heap_peak_mib=%.1f wall_ms=%d\n",
+		*liveMiB, *mutators, opsEach**mutators, len(pauses),
+		us(pct(pauses, 0.5)), us(pct(pauses, 0.99)), us(pct(pauses, 1)),
+		us(pct(all, 0.5)), us(pct(all, 0.99)), us(pct(all, 1)), over(time.Millisecond), over(2*time.Millisecond),
+		s[1].Value.Uint64(), ms.GCCPUFraction, float64(peak)/(1<<20), wall.Milliseconds())
+}

@@ -46,8 +46,8 @@ pub(crate) fn record(mc: &Mutation<'_>, a: crate::heap::ObjAddr) {
 #[inline]
 fn flush_if_full(mc: &Mutation<'_>, buf: &mut Vec<crate::heap::ObjAddr>) {
     if buf.len() >= WB_FLUSH_LEN && mc.shared.marking.load(Ordering::Relaxed) {
-        let full = std::mem::take(buf);
-        crate::concurrent::shade(mc.shared, full);
+        // Drained in place: the buffer keeps its capacity.
+        crate::concurrent::shade(mc.shared, buf.drain(..));
     }
 }
 

@@ -103,9 +103,9 @@ fn leave(mc: &Mutation<'_>) {
     // Shade what the barrier buffered, so that pauses meanwhile find the buffer empty.
     if h.marking.load(Ordering::Relaxed) {
         // SAFETY: inside the scope (state `INSIDE`), the buffer is ours; no user code runs.
-        let buf = std::mem::take(unsafe { mc.wb_buf() });
+        let buf = unsafe { mc.wb_buf() };
         if !buf.is_empty() {
-            crate::concurrent::shade(h, buf);
+            crate::concurrent::shade(h, buf.drain(..));
         }
     }
     if !rec.blocking_scope.load(Ordering::Relaxed) {

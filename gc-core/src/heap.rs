@@ -150,6 +150,7 @@ impl Drop for Shared {
     /// exited, so every allocated object is dead. Run each one's drop glue once, then free the
     /// span metadata (the reservation is unmapped when `arena` drops).
     fn drop(&mut self) {
+        self.central.free_spares();
         let all = std::mem::take(&mut *self.central.all.lock());
         for s in all {
             let span = s.get();

@@ -149,7 +149,8 @@ impl Drop for ScopeGuard<'_> {
             // code runs meanwhile.
             let buf = unsafe { &mut *self.record.wb_buf.get() };
             if !buf.is_empty() {
-                crate::concurrent::shade(self.shared, std::mem::take(buf));
+                // Drained, not taken: the buffer keeps its capacity (no reallocation per scope).
+                crate::concurrent::shade(self.shared, buf.drain(..));
             }
         }
         if self

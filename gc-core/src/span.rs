@@ -92,16 +92,64 @@ impl Span {
         noscan: bool,
         sweep_gen: u64,
     ) -> Span {
+        Self::with_buffers(
+            start,
+            npages,
+            elem_size,
+            nelems,
+            class,
+            noscan,
+            sweep_gen,
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    /// Make this (freed) span's metadata describe a new span, reusing its bitmap buffers, so
+    /// that span turnover does not go through the global allocator (see `Central::spare`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reuse(
+        &mut self,
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+        sweep_gen: u64,
+    ) {
+        let mark = std::mem::take(&mut self.mark).into_vec();
+        let alloc = std::mem::take(&mut self.state.get_mut().alloc).into_vec();
+        *self = Self::with_buffers(
+            start, npages, elem_size, nelems, class, noscan, sweep_gen, mark, alloc,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_buffers(
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+        sweep_gen: u64,
+        mut mark: Vec<AtomicU64>,
+        mut alloc: Vec<u64>,
+    ) -> Span {
         let words = nelems.div_ceil(64);
-        let mut alloc = BitVec::<u64, Lsb0>::from_vec(vec![0u64; words]);
+        alloc.clear();
+        alloc.resize(words, 0);
+        let mut alloc = BitVec::<u64, Lsb0>::from_vec(alloc);
         // Bits past the last slot read as allocated, so the allocator never hands them out.
         // (Set through the raw word: bitvec's partial-element `fill` trips Miri's Stacked
         // Borrows check.)
         if nelems % 64 != 0 {
             alloc.as_raw_mut_slice()[words - 1] |= !0u64 << (nelems % 64);
         }
-        let mark =
-            BitVec::<AtomicU64, Lsb0>::from_vec((0..words).map(|_| AtomicU64::new(0)).collect());
+        mark.clear();
+        mark.extend((0..words).map(|_| AtomicU64::new(0)));
+        let mark = BitVec::<AtomicU64, Lsb0>::from_vec(mark);
         Span {
             start,
             npages,
@@ -232,5 +280,41 @@ mod tests {
         assert_eq!(st.alloc.len(), 384);
         assert!(st.alloc[341..].all());
         assert!(st.alloc[..341].not_any());
+    }
+
+    #[test]
+    fn reused_metadata_is_as_new() {
+        // A used span (bits set, counters moved) reused for a different geometry, bigger and
+        // then smaller, must look exactly like a fresh one.
+        let mut s = Span::new(0x10000, 1, 24, 341, 2, false, 4);
+        s.try_mark(3);
+        s.try_mark(300);
+        {
+            let mut st = s.state.lock();
+            st.alloc.set(7, true);
+            st.allocated = 9;
+            st.in_partial = true;
+        }
+        s.may_drop.store(true, Ordering::Relaxed);
+        for (size, n) in [(16, 512), (48, 170)] {
+            s.reuse(0x20000, 1, size, n, 1, true, 6);
+            let fresh = Span::new(0x20000, 1, size, n, 1, true, 6);
+            assert_eq!(s.marked_count(), 0);
+            assert_eq!(s.mark.len(), fresh.mark.len());
+            let (st, ft) = (s.state.lock(), fresh.state.lock());
+            assert_eq!(st.alloc, ft.alloc);
+            assert_eq!(
+                (st.allocated, st.in_cache, st.in_partial),
+                (0, false, false)
+            );
+            drop((st, ft));
+            assert_eq!(
+                (s.start, s.elem_size, s.nelems, s.noscan),
+                (0x20000, size, n, true)
+            );
+            assert_eq!(s.slot_index(0x20000 + 5 * size), 5);
+            assert!(!s.may_drop.load(Ordering::Relaxed));
+            assert_eq!(s.sweep_gen.load(Ordering::Relaxed), 6);
+        }
     }
 }

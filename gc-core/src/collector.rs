@@ -161,6 +161,30 @@ pub(crate) fn run(h: Arc<Shared>) {
             }
         }
         h.mark_helpers.store(helpers, Ordering::Relaxed);
+        // Background mark helpers of the concurrent cycle (25% of the CPUs in all, the
+        // collector thread being the first worker).
+        if h.concurrent {
+            for (i, share) in crate::concurrent::worker_shares(h.cpus)
+                .into_iter()
+                .enumerate()
+                .skip(1)
+            {
+                let h = &*h;
+                // A helper that cannot be spawned only means less background marking.
+                let _ = std::thread::Builder::new()
+                    .name(format!("gc-core bg mark worker {i}"))
+                    .spawn_scoped(s, move || {
+                        // As for the collector thread: a bug here would stall marking forever.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            crate::concurrent::background_helper(h, share)
+                        }));
+                        if r.is_err() {
+                            eprintln!("gc-core: a mark worker panicked (a gc-core bug); aborting");
+                            std::process::abort();
+                        }
+                    });
+            }
+        }
         // A panic here would leave mutators waiting for a world that never restarts: a bug in
         // the collector is fatal, and says so.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector_loop(&h)));
@@ -169,6 +193,9 @@ pub(crate) fn run(h: Arc<Shared>) {
             std::process::abort();
         }
         h.pool.shutdown();
+        h.bg_stop.store(true, Ordering::Release);
+        let _g = h.bg_wake.0.lock();
+        h.bg_wake.1.notify_all();
     });
 }
 

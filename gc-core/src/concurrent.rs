@@ -189,7 +189,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         return debt;
     }
     let start = Instant::now();
-    h.assists_running.fetch_add(1, Ordering::Relaxed);
+    h.mark_busy.fetch_add(1, Ordering::SeqCst);
     let mut t = Tracer::new_concurrent(&h.arena);
     while (t.marked_bytes as f64) < debt {
         // A pause is waiting for this mutator: stop assisting (the debt stays for later).
@@ -212,7 +212,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         .fetch_add(done as u64, Ordering::Relaxed);
     hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
-    h.assists_running.fetch_sub(1, Ordering::Release);
+    h.mark_busy.fetch_sub(1, Ordering::SeqCst);
     h.stats
         .assist_ns
         .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -250,8 +250,74 @@ fn hand_over(h: &Shared, t: &mut Tracer) {
     }
 }
 
-/// Keeps the background worker's CPU use near its share (Go: `gcBackgroundUtilization` = 25% of
-/// the CPUs; on two CPUs half of one, Go's "fractional worker").
+/// Background marking uses 25% of the CPUs (Go: `gcBackgroundUtilization`), split as Go's
+/// `gcControllerState.startCycle` splits it: `total = 0.25 × cpus` rounded to whole
+/// *dedicated* workers, unless rounding is off by more than 30%, in which case the dedicated
+/// count is rounded down and the rest is one *fractional* worker. Returns the share of a CPU
+/// of each worker: the collector thread is the first, the others are helper threads. Two CPUs:
+/// `[0.5]` (one fractional worker); four: `[1]`; six: `[1, 0.5]`; eight: `[1, 1]`.
+pub(crate) fn worker_shares(cpus: usize) -> Vec<f64> {
+    let total = 0.25 * cpus as f64;
+    let mut dedicated = (total + 0.5).floor();
+    let mut fractional = 0.0;
+    if dedicated == 0.0 || (dedicated - total).abs() / total > 0.3 {
+        if dedicated > total {
+            dedicated -= 1.0;
+        }
+        fractional = total - dedicated;
+    }
+    let mut shares = vec![1.0; dedicated as usize];
+    if fractional > 0.0 {
+        shares.push(fractional);
+    }
+    shares
+}
+
+/// A background mark helper thread (the workers after the collector thread in
+/// [`worker_shares`]): while marking, it takes grey work from the heap's queue, marks at its CPU
+/// share, and hands back what is left after each slice, so that the workers, the assists and the
+/// collector share the work. It counts itself in `mark_busy` before taking work and until it has
+/// handed back the rest, which is what lets mark termination ignore helpers that hold nothing.
+pub(crate) fn background_helper(h: &Shared, share: f64) {
+    loop {
+        {
+            let mut g = h.bg_wake.0.lock();
+            while !h.marking.load(Ordering::Acquire) && !h.bg_stop.load(Ordering::Acquire) {
+                h.bg_wake.1.wait_for(&mut g, Duration::from_millis(10));
+            }
+        }
+        if h.bg_stop.load(Ordering::Acquire) {
+            return;
+        }
+        let mut pace = Pace::new(share);
+        let mut t = Tracer::new_concurrent(&h.arena);
+        while h.marking.load(Ordering::Acquire) && !h.bg_stop.load(Ordering::Relaxed) {
+            if h.hold_marking.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+            h.mark_busy.fetch_add(1, Ordering::SeqCst);
+            match h.grey.pop() {
+                Some(b) => t.push_grey_batch(b),
+                None => {
+                    h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
+                }
+            }
+            let slice = Instant::now();
+            let before = t.marked_bytes;
+            t.drain_budget(DRAIN_SLICE);
+            h.bg_credit
+                .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
+            hand_over(h, &mut t);
+            h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+            pace.after(slice.elapsed());
+        }
+    }
+}
+
+/// Keeps a background worker's CPU use near its share (see [`worker_shares`]).
 struct Pace {
     start: Instant,
     busy: Duration,
@@ -259,12 +325,11 @@ struct Pace {
 }
 
 impl Pace {
-    fn new() -> Pace {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    fn new(share: f64) -> Pace {
         Pace {
             start: Instant::now(),
             busy: Duration::ZERO,
-            share: (0.25 * cpus as f64).min(1.0),
+            share,
         }
     }
 
@@ -331,6 +396,10 @@ pub(crate) fn gc_cycle(h: &Shared) {
     end_pause(h, this_cycle, Phase::SweepTermination, t_stop);
     h.safepoint.start();
     drop(registry);
+    {
+        let _g = h.bg_wake.0.lock();
+        h.bg_wake.1.notify_all();
+    }
 
     // ---- Concurrent mark, ending with the world stopped (STW 2).
     let t_mark = Instant::now();
@@ -396,7 +465,7 @@ fn mark<'h>(
     parking_lot::MutexGuard<'h, Vec<std::sync::Arc<MutatorRecord>>>,
     Instant,
 ) {
-    let mut pace = Pace::new();
+    let mut pace = Pace::new(worker_shares(h.cpus)[0]);
     loop {
         while h.hold_marking.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
@@ -445,7 +514,7 @@ fn mark<'h>(
         if !h.grey.is_empty() {
             continue;
         }
-        if h.assists_running.load(Ordering::Acquire) > 0 {
+        if h.mark_busy.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }
@@ -463,7 +532,14 @@ fn mark<'h>(
             let s = *r.scanned.lock();
             s != epoch && s != SCAN_GONE
         });
-        if !t.has_grey() && h.grey.is_empty() && !unscanned {
+        // Helpers are not stopped with the world: none may hold grey work either. (A helper
+        // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
+        // reads empty after its pop, the count read after that sees it.)
+        if !t.has_grey()
+            && h.grey.is_empty()
+            && h.mark_busy.load(Ordering::SeqCst) == 0
+            && !unscanned
+        {
             return (registry, t_stop);
         }
         end_pause(h, epoch, Phase::MarkTerminationRetry, t_stop);
@@ -481,6 +557,30 @@ fn mark<'h>(
 /// access) is never touched by both at once.
 ///
 /// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::worker_shares;
+
+    #[test]
+    fn worker_shares_follow_gos_rounding() {
+        // 25% of the CPUs, in dedicated workers unless rounding would be off by over 30%.
+        assert_eq!(worker_shares(1), [0.25]);
+        assert_eq!(worker_shares(2), [0.5]);
+        assert_eq!(worker_shares(3), [0.75]);
+        assert_eq!(worker_shares(4), [1.0]);
+        assert_eq!(worker_shares(6), [1.0, 0.5]);
+        assert_eq!(worker_shares(8), [1.0, 1.0]);
+        // 2.5 rounds to 3 dedicated: off by 20%, within Go's 30%.
+        assert_eq!(worker_shares(10), [1.0, 1.0, 1.0]);
+        assert_eq!(worker_shares(16), [1.0; 4]);
+        for cpus in 1..64 {
+            let want = 0.25 * cpus as f64;
+            let total: f64 = worker_shares(cpus).iter().sum();
+            assert!((total - want).abs() <= 0.3 * want + 1e-9, "{cpus} CPUs");
+        }
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use crate::primitive::AtomicU8;

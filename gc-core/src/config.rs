@@ -28,6 +28,8 @@ pub struct Config {
     pub(crate) verify: bool,
     pub(crate) mark_workers: usize,
     pub(crate) concurrent: bool,
+    /// CPUs the background-worker sizing assumes (testing override; `None`: the machine's).
+    pub(crate) cpus: Option<usize>,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             verify: false,
             mark_workers: default_mark_workers(),
             concurrent: true,
+            cpus: None,
         }
     }
 }
@@ -124,6 +127,15 @@ impl Config {
     /// world stopped: shorter cycles, pauses proportional to the live heap.
     pub fn concurrent(mut self, on: bool) -> Self {
         self.concurrent = on;
+        self
+    }
+
+    /// Testing: size the background mark workers as if the machine had `n` CPUs (they are 25%
+    /// of the CPUs: see `concurrent::worker_shares`), so that several workers can be exercised
+    /// on a small machine.
+    #[doc(hidden)]
+    pub fn debug_cpus(mut self, n: usize) -> Self {
+        self.cpus = Some(n.max(1));
         self
     }
 

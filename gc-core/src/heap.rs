@@ -111,9 +111,15 @@ pub(crate) struct Shared {
     pub assist_ratio: AtomicU64,
     /// Marking done by the background worker and not yet taken by assists (bytes).
     pub bg_credit: std::sync::atomic::AtomicI64,
-    /// Mark assists in progress (they hold grey work the collector cannot see: it does not
-    /// attempt mark termination meanwhile).
-    pub assists_running: AtomicUsize,
+    /// Mark assists and background helpers holding grey work the collector cannot see (it does
+    /// not attempt mark termination, and a termination check fails, while this is not 0).
+    pub mark_busy: AtomicUsize,
+    /// CPUs the background mark workers are sized for (25% of them).
+    pub cpus: usize,
+    /// Wakes the background mark helpers when marking starts (and at shutdown).
+    pub bg_wake: (Mutex<()>, Condvar),
+    /// Set when the collector thread shuts down: the helpers exit.
+    pub bg_stop: AtomicBool,
     /// Bytes the current cycle expects to mark (the last cycle's live heap).
     pub scan_expected: AtomicUsize,
     /// The cycle whose sweep is in progress and when it began (recorded when it ends).
@@ -260,7 +266,12 @@ impl Heap {
             weaks_pending: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             bg_credit: std::sync::atomic::AtomicI64::new(0),
-            assists_running: AtomicUsize::new(0),
+            mark_busy: AtomicUsize::new(0),
+            cpus: config
+                .cpus
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            bg_wake: (Mutex::new(()), Condvar::new()),
+            bg_stop: AtomicBool::new(false),
             scan_expected: AtomicUsize::new(0),
             sweep_started: Mutex::new(None),
             blocking_end: (Mutex::new(()), Condvar::new()),

@@ -281,7 +281,10 @@ fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycl
 #[test]
 fn large_arrays_scanned_in_chunks_lose_nothing() {
     const LEN: usize = if cfg!(miri) { 300 } else { 20_000 };
-    let heap = heap();
+    // Two extra background mark helpers (sized as for 12 CPUs), so chunks of the array also
+    // travel between several markers.
+    let heap = Heap::new(Config::default().verify(true).debug_cpus(12)).unwrap();
+    heap.debug_back_to_back(true);
     let mut m: Mutator<Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>]> =
         heap.mutator(|mc| GcArray::new(mc, LEN, None));
     let mut ids: Vec<u64> = (0..LEN as u64).collect();

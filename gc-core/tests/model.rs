@@ -99,15 +99,24 @@ enum Cycles {
     BackToBack,
     /// Stop-the-world marking.
     StopTheWorld,
+    /// Cycles back to back with background mark helper threads besides the collector (sized
+    /// as for 12 CPUs: three dedicated workers), so several markers race the mutator.
+    BackToBackHelpers,
 }
 
 fn run(seed: u64, ops: usize, cycles: Cycles) {
     let mut rng = SmallRng::seed_from_u64(seed);
-    let config = Config::default()
+    let mut config = Config::default()
         .verify(true)
         .concurrent(!matches!(cycles, Cycles::StopTheWorld));
+    if matches!(cycles, Cycles::BackToBackHelpers) {
+        config = config.debug_cpus(12);
+    }
     let heap = Heap::new(config).unwrap();
-    heap.debug_back_to_back(matches!(cycles, Cycles::BackToBack));
+    heap.debug_back_to_back(matches!(
+        cycles,
+        Cycles::BackToBack | Cycles::BackToBackHelpers
+    ));
     let dropped = Arc::new(Mutex::new(Vec::<u32>::new()));
     let mut m: M = heap.mutator_with_stack(|mc| Root {
         globals: Default::default(),
@@ -299,6 +308,14 @@ fn model_fixed_seeds_back_to_back_cycles() {
     let (seeds, ops) = if cfg!(miri) { (1, 30) } else { (6, 1500) };
     for seed in 100..100 + seeds {
         run(seed, ops, Cycles::BackToBack);
+    }
+}
+
+#[test]
+fn model_fixed_seeds_background_helpers() {
+    let (seeds, ops) = if cfg!(miri) { (1, 30) } else { (4, 1500) };
+    for seed in 300..300 + seeds {
+        run(seed, ops, Cycles::BackToBackHelpers);
     }
 }
 

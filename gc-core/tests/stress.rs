@@ -94,7 +94,10 @@ fn four_mutators_share_and_collect() {
         Config::from_env()
             .unwrap()
             .verify(true)
-            .gc_percent(Some(50)),
+            .gc_percent(Some(50))
+            // Background mark helpers as on an 8-CPU machine (the collector thread and one
+            // helper), so that several markers race the mutators here too.
+            .debug_cpus(8),
     )
     .unwrap();
     // Marking races the mutators all the time (set GCCORE_BACK_TO_BACK=0 to let only the

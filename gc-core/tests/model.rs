@@ -254,9 +254,13 @@ fn step<'gc>(
                         stack.push(o);
                         model.stack.push(target);
                     }
+                    // Dead: the target must be unreachable. (Not merely "collected by an explicit
+                    // collection": a cycle started by the allocation trigger or back to back
+                    // may have freed an unreachable target since; the next explicit
+                    // collection's drop counts confirm it was freed exactly once.)
                     None => assert!(
-                        !model.alive.contains(&target),
-                        "weak to live object {target} is dead"
+                        !model.reachable().contains(&target),
+                        "weak to reachable object {target} is dead"
                     ),
                 }
             }

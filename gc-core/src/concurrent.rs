@@ -305,16 +305,23 @@ pub(crate) fn background_helper(h: &Shared, share: f64) {
                     continue;
                 }
             }
-            let slice = Instant::now();
-            let before = t.marked_bytes;
-            t.drain_budget(DRAIN_SLICE);
-            h.bg_credit
-                .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
+            let took = background_slice(h, &mut t);
             hand_over(h, &mut t);
             h.mark_busy.fetch_sub(1, Ordering::SeqCst);
-            pace.after(slice.elapsed());
+            pace.after(took);
         }
     }
+}
+
+/// One slice of background marking: drain up to [`DRAIN_SLICE`] units, add what was marked to
+/// the credit assists can steal, and return how long it took (for the worker's pace).
+fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
+    let start = Instant::now();
+    let before = t.marked_bytes;
+    t.drain_budget(DRAIN_SLICE);
+    h.bg_credit
+        .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
+    start.elapsed()
 }
 
 /// Keeps a background worker's CPU use near its share (see [`worker_shares`]).
@@ -485,16 +492,12 @@ fn mark<'h>(
             if !t.has_grey() {
                 break;
             }
-            let slice = Instant::now();
-            let before = t.marked_bytes;
-            t.drain_budget(DRAIN_SLICE);
-            h.bg_credit
-                .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
+            let took = background_slice(h, t);
             revise_assist_ratio(
                 h,
                 t.marked_bytes + h.marked_by_mutators.load(Ordering::Relaxed),
             );
-            pace.after(slice.elapsed());
+            pace.after(took);
         }
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
         // it ends: wait for it with the world running, draining whatever arrives meanwhile.

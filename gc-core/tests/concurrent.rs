@@ -573,6 +573,30 @@ struct Weaks<'gc> {
     weak: GcVec<'gc, Option<gc_core::GcWeak<'gc, Obj<'gc>>>>,
 }
 
+type WeaksM = Rootable!['gc => Weaks<'gc>];
+
+fn weaks_mutator(heap: &Heap) -> Mutator<WeaksM> {
+    heap.mutator(|mc| Weaks {
+        strong: GcVec::new(mc),
+        weak: GcVec::new(mc),
+    })
+}
+
+/// Start a cycle and wait until it is between STW 2 and the clearing of dead weak references,
+/// holding it there (release with `debug_hold_weak_clearing(false)`).
+fn hold_before_weak_clearing(heap: &Heap) {
+    heap.debug_hold_weak_clearing(true);
+    heap.debug_start_cycle();
+    let t = Instant::now();
+    while !heap.debug_weaks_pending() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the cycle did not reach STW 2"
+        );
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn weak_references_cleared_with_the_world_running() {
     // Verify mode off: weak references are then cleared after STW 2 with the world running
@@ -580,10 +604,7 @@ fn weak_references_cleared_with_the_world_running() {
     // (or whatever reused its slot), and every weak reference to garbage must end up dead.
     let heap = Heap::new(Config::default()).unwrap();
     heap.debug_back_to_back(true);
-    let mut m: Mutator<Rootable!['gc => Weaks<'gc>]> = heap.mutator(|mc| Weaks {
-        strong: GcVec::new(mc),
-        weak: GcVec::new(mc),
-    });
+    let mut m = weaks_mutator(&heap);
     let start = Instant::now();
     let mut next = 0u64;
     let mut upgrades = 0u64;
@@ -655,10 +676,7 @@ fn upgrade_between_mark_termination_and_weak_clearing_sees_dead_targets() {
     // Hold the collector between STW 2 and the clearing of dead weak references: in that
     // window a weak reference to an unmarked (dead, not yet cleared) object must not upgrade.
     let heap = Heap::new(Config::default()).unwrap();
-    let mut m: Mutator<Rootable!['gc => Weaks<'gc>]> = heap.mutator(|mc| Weaks {
-        strong: GcVec::new(mc),
-        weak: GcVec::new(mc),
-    });
+    let mut m = weaks_mutator(&heap);
     m.mutate(|mc, r| {
         for id in 0..10 {
             let o = obj(mc, id);
@@ -668,16 +686,7 @@ fn upgrade_between_mark_termination_and_weak_clearing_sees_dead_targets() {
             }
         }
     });
-    heap.debug_hold_weak_clearing(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !heap.debug_weaks_pending() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the cycle did not reach STW 2"
-        );
-        std::thread::yield_now();
-    }
+    hold_before_weak_clearing(&heap);
     let alive: Vec<bool> = m.mutate(|mc, r| {
         r.weak
             .iter()
@@ -707,21 +716,9 @@ fn weak_references_made_while_weak_clearing_is_pending() {
     // must neither clear them nor drop the boxes from the registry (a dropped box would never
     // be cleared, and would upgrade to whatever reuses its target's slot).
     let heap = Heap::new(Config::default()).unwrap();
-    let mut m: Mutator<Rootable!['gc => Weaks<'gc>]> = heap.mutator(|mc| Weaks {
-        strong: GcVec::new(mc),
-        weak: GcVec::new(mc),
-    });
+    let mut m = weaks_mutator(&heap);
     m.mutate(|mc, r| r.strong.push(mc, Some(obj(mc, 1))));
-    heap.debug_hold_weak_clearing(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !heap.debug_weaks_pending() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the cycle did not reach STW 2"
-        );
-        std::thread::yield_now();
-    }
+    hold_before_weak_clearing(&heap);
     let in_window: Vec<Option<u64>> = m.mutate(|mc, r| {
         let new = obj(mc, 2);
         r.strong.push(mc, Some(new));
@@ -739,7 +736,7 @@ fn weak_references_made_while_weak_clearing_is_pending() {
     // In the window, both targets are alive.
     assert_eq!(in_window, [Some(2), Some(1)], "a live target read as dead");
     m.collect();
-    let ids = |m: &mut Mutator<Rootable!['gc => Weaks<'gc>]>| -> Vec<Option<u64>> {
+    let ids = |m: &mut Mutator<WeaksM>| -> Vec<Option<u64>> {
         m.mutate(|mc, r| {
             (0..2)
                 .map(|k| r.weak.get(k).flatten().unwrap().upgrade(mc).map(|o| o.id))

@@ -164,7 +164,7 @@ pub(crate) fn run(h: Arc<Shared>) {
         // Background mark helpers of the concurrent cycle (25% of the CPUs in all, the
         // collector thread being the first worker).
         if h.concurrent {
-            for (i, share) in crate::concurrent::worker_shares(h.cpus)
+            for (i, share) in crate::pacer::worker_shares(h.cpus)
                 .into_iter()
                 .enumerate()
                 .skip(1)

@@ -250,31 +250,8 @@ fn hand_over(h: &Shared, t: &mut Tracer) {
     }
 }
 
-/// Background marking uses 25% of the CPUs (Go: `gcBackgroundUtilization`), split as Go's
-/// `gcControllerState.startCycle` splits it: `total = 0.25 × cpus` rounded to whole
-/// *dedicated* workers, unless rounding is off by more than 30%, in which case the dedicated
-/// count is rounded down and the rest is one *fractional* worker. Returns the share of a CPU
-/// of each worker: the collector thread is the first, the others are helper threads. Two CPUs:
-/// `[0.5]` (one fractional worker); four: `[1]`; six: `[1, 0.5]`; eight: `[1, 1]`.
-pub(crate) fn worker_shares(cpus: usize) -> Vec<f64> {
-    let total = 0.25 * cpus as f64;
-    let mut dedicated = (total + 0.5).floor();
-    let mut fractional = 0.0;
-    if dedicated == 0.0 || (dedicated - total).abs() / total > 0.3 {
-        if dedicated > total {
-            dedicated -= 1.0;
-        }
-        fractional = total - dedicated;
-    }
-    let mut shares = vec![1.0; dedicated as usize];
-    if fractional > 0.0 {
-        shares.push(fractional);
-    }
-    shares
-}
-
 /// A background mark helper thread (the workers after the collector thread in
-/// [`worker_shares`]): while marking, it takes grey work from the heap's queue, marks at its CPU
+/// [`crate::pacer::worker_shares`]): while marking, it takes grey work from the heap's queue, marks at its CPU
 /// share, and hands back what is left after each slice, so that the workers, the assists and the
 /// collector share the work. It counts itself in `mark_busy` before taking work and until it has
 /// handed back the rest, which is what lets mark termination ignore helpers that hold nothing.
@@ -324,7 +301,7 @@ fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     start.elapsed()
 }
 
-/// Keeps a background worker's CPU use near its share (see [`worker_shares`]).
+/// Keeps a background worker's CPU use near its share (see [`crate::pacer::worker_shares`]).
 struct Pace {
     start: Instant,
     busy: Duration,
@@ -472,7 +449,7 @@ fn mark<'h>(
     parking_lot::MutexGuard<'h, Vec<std::sync::Arc<MutatorRecord>>>,
     Instant,
 ) {
-    let mut pace = Pace::new(worker_shares(h.cpus)[0]);
+    let mut pace = Pace::new(crate::pacer::worker_shares(h.cpus)[0]);
     loop {
         while h.hold_marking.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
@@ -560,30 +537,6 @@ fn mark<'h>(
 /// access) is never touched by both at once.
 ///
 /// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::worker_shares;
-
-    #[test]
-    fn worker_shares_follow_gos_rounding() {
-        // 25% of the CPUs, in dedicated workers unless rounding would be off by over 30%.
-        assert_eq!(worker_shares(1), [0.25]);
-        assert_eq!(worker_shares(2), [0.5]);
-        assert_eq!(worker_shares(3), [0.75]);
-        assert_eq!(worker_shares(4), [1.0]);
-        assert_eq!(worker_shares(6), [1.0, 0.5]);
-        assert_eq!(worker_shares(8), [1.0, 1.0]);
-        // 2.5 rounds to 3 dedicated: off by 20%, within Go's 30%.
-        assert_eq!(worker_shares(10), [1.0, 1.0, 1.0]);
-        assert_eq!(worker_shares(16), [1.0; 4]);
-        for cpus in 1..64 {
-            let want = 0.25 * cpus as f64;
-            let total: f64 = worker_shares(cpus).iter().sum();
-            assert!((total - want).abs() <= 0.3 * want + 1e-9, "{cpus} CPUs");
-        }
-    }
-}
-
 #[cfg(all(test, loom))]
 mod loom_tests {
     use crate::primitive::AtomicU8;

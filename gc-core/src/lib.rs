@@ -64,6 +64,7 @@
 //! | `mark` | tracing and the grey stack |
 //! | `workers` | parallel mark workers and their termination detection |
 //! | `sweep` | lazy and background sweeping |
+//! | [`pacer`] | GOGC, the memory limit, trigger, goal, assist ratio, CPU limiter (pure) |
 //! | `collector` | when cycles run; the stop-the-world cycle; the collector thread |
 //! | `concurrent` | the concurrent cycle: STW 1, concurrent mark, assists, STW 2 |
 //! | [`phases`] | phase and pause records |
@@ -96,6 +97,7 @@ mod metrics;
 mod mutator;
 mod nanbox;
 mod object;
+pub mod pacer;
 pub mod phases;
 mod primitive;
 mod root;

@@ -177,9 +177,16 @@ impl MCache {
             word: w,
             span: s.0.as_ptr(),
         };
-        h.note_alloc(free_bytes);
+        h.note_alloc(free_bytes, span.noscan);
+        self.charge_assist(h, free_bytes);
+    }
+
+    /// Charge `bytes` of new allocation to this mutator's assist debt while marking (see
+    /// [`crate::concurrent::assist`]).
+    #[inline]
+    pub(crate) fn charge_assist(&mut self, h: &Shared, bytes: usize) {
         if h.marking.load(Ordering::Relaxed) {
-            self.assist_debt = crate::concurrent::assist(h, self.assist_debt, free_bytes);
+            self.assist_debt = crate::concurrent::assist(h, self.assist_debt, bytes);
         }
     }
 
@@ -204,6 +211,16 @@ impl MCache {
             )
         };
         h.heap_live.fetch_sub(unused, Ordering::Relaxed);
+        h.heap_alloc.fetch_sub(unused, Ordering::Relaxed);
+        if !span.noscan {
+            // Saturating: the count is reset at mark termination, after every cache's flush,
+            // so this only guards against a mismatch.
+            let _ = h
+                .heap_scan
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(unused))
+                });
+        }
         if to_partial && has_free {
             let mut l = h.central.classes[sc].lock();
             let mut st = span.state.lock();
@@ -308,16 +325,35 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
         }
     }
     let noscan = sc % 2 == 1;
-    h.central
+    check_max_heap(h)?;
+    let s = h
+        .central
         .new_span(&h.arena, Some(sc), 0, noscan, h.verify)
         .ok_or(AllocError::OutOfMemory {
             requested: crate::size_class::CLASSES[sc / 2].size,
             reservation: h.arena.len(),
-        })
+        })?;
+    crate::pacing::note_growth(h);
+    Ok(s)
+}
+
+/// The live-heap limit ([`Config::max_heap`](crate::Config::max_heap)): new spans are refused
+/// while the last completed cycle found more than it live.
+#[inline]
+fn check_max_heap(h: &Shared) -> Result<(), AllocError> {
+    let live = h.heap_marked.load(Ordering::Relaxed);
+    if live > h.max_heap {
+        return Err(AllocError::HeapLimit {
+            live,
+            limit: h.max_heap,
+        });
+    }
+    Ok(())
 }
 
 /// Allocate a large object (more than 32 KiB) in a span of its own.
 pub(crate) fn alloc_large(h: &Shared, bytes: usize, noscan: bool) -> Result<usize, AllocError> {
+    check_max_heap(h)?;
     let s = h
         .central
         .new_span(&h.arena, None, bytes, noscan, h.verify)
@@ -339,7 +375,8 @@ pub(crate) fn alloc_large(h: &Shared, bytes: usize, noscan: bool) -> Result<usiz
         h.marked_objects_elsewhere.fetch_add(1, Ordering::Relaxed);
     }
     h.stats.objects_allocated.fetch_add(1, Ordering::Relaxed);
-    h.note_alloc(span.elem_size);
+    h.note_alloc(span.elem_size, noscan);
+    crate::pacing::note_growth(h);
     Ok(span.start)
 }
 

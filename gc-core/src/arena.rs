@@ -13,6 +13,12 @@
 //!   in a lazily committed mapping (8 bytes per 8 KiB page, 0.1 %). A span publishes itself by
 //!   storing its pointer for each of its pages with `Release`; the marker loads with `Acquire`.
 //!
+//! * **Released pages** (Go: the scavenged bits of `pageAlloc`): free pages the scavenger has
+//!   returned to the OS with `madvise(MADV_DONTNEED)` have a bit set in a per-page bitmap. They
+//!   stay in the free runs (coalescing ignores the bit); allocating a run clears its bits, and the
+//!   kernel supplies fresh zero pages on first touch. So *mapped and not released* memory (Go:
+//!   `mappedReady`) is the high-water mark minus the released pages.
+//!
 //! Under Miri (which cannot `mmap`), the reservation and the page map come from the global
 //! allocator instead, and the default reservation is small; everything above the backing is the
 //! same code.
@@ -86,6 +92,10 @@ struct PageAlloc {
     high_water: usize,
     /// Pages currently in spans.
     in_use: usize,
+    /// One bit per page below the high-water mark: set if the page is free and released.
+    released: Vec<u64>,
+    /// Pages with their `released` bit set.
+    released_pages: usize,
 }
 
 impl PageAlloc {
@@ -96,6 +106,26 @@ impl PageAlloc {
     fn remove(&mut self, start: usize, len: usize) {
         self.by_start.remove(&start);
         self.by_len.remove(&(len, start));
+    }
+
+    /// Clear the released bits of `[start, start + len)` (pages being allocated); returns how
+    /// many were set.
+    fn unrelease(&mut self, start: usize, len: usize) -> usize {
+        let mut n = 0;
+        for p in start..(start + len).min(self.released.len() * 64) {
+            let (w, b) = (p / 64, 1u64 << (p % 64));
+            if self.released[w] & b != 0 {
+                self.released[w] &= !b;
+                n += 1;
+            }
+        }
+        self.released_pages -= n;
+        n
+    }
+
+    /// Pages touched and not released.
+    fn ready(&self) -> usize {
+        self.high_water - self.released_pages
     }
 }
 
@@ -110,6 +140,19 @@ pub(crate) struct Arena {
     pages: Mutex<PageAlloc>,
     /// Bytes of pages ever handed out (the high-water mark), for metrics.
     mapped: AtomicUsize,
+    /// Bytes of pages released to the OS (free and not backed).
+    released: AtomicUsize,
+    /// Bytes of free pages (released or not).
+    free: AtomicUsize,
+    /// The soft memory limit (`usize::MAX`: none): growing the heap past it releases free
+    /// pages first (Go: `allocSpan`'s scavenging when over the limit).
+    pub(crate) memory_limit: AtomicUsize,
+    /// Retained memory the scavenger aims at (`usize::MAX`: none); growing past it releases at
+    /// most as much as the growth (Go: the `gcPercentGoal` part of `allocSpan`'s scavenging).
+    pub(crate) retain_goal: AtomicUsize,
+    /// Bytes released by allocations (the synchronous part) and CPU nanoseconds it took.
+    pub(crate) sync_released: AtomicUsize,
+    pub(crate) sync_scavenge_ns: AtomicUsize,
 }
 
 // SAFETY: the raw pointers in `Backing` point to memory owned by the arena for its whole life;
@@ -140,6 +183,12 @@ impl Arena {
             page_map,
             pages: Mutex::new(PageAlloc::default()),
             mapped: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
+            free: AtomicUsize::new(0),
+            memory_limit: AtomicUsize::new(usize::MAX),
+            retain_goal: AtomicUsize::new(usize::MAX),
+            sync_released: AtomicUsize::new(0),
+            sync_scavenge_ns: AtomicUsize::new(0),
         })
     }
 
@@ -163,6 +212,94 @@ impl Arena {
     /// Bytes of pages currently in spans.
     pub(crate) fn in_use_bytes(&self) -> usize {
         self.pages.lock().in_use * PAGE_SIZE
+    }
+
+    /// Bytes of pages released to the OS (Go: `/memory/classes/heap/released:bytes`).
+    pub(crate) fn released_bytes(&self) -> usize {
+        self.released.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of free pages not released (Go: `heapFree`).
+    pub(crate) fn free_ready_bytes(&self) -> usize {
+        self.free
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.released.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of pages touched and not released (Go: `mappedReady`, the heap part).
+    pub(crate) fn mapped_ready_bytes(&self) -> usize {
+        self.mapped
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.released.load(Ordering::Relaxed))
+    }
+
+    /// Release up to `max_bytes` of free pages to the OS, highest addresses first (Go:
+    /// `pageAlloc.scavenge`). Returns the bytes released.
+    pub(crate) fn scavenge(&self, max_bytes: usize) -> usize {
+        let mut pa = self.pages.lock();
+        self.scavenge_locked(&mut pa, max_bytes.div_ceil(PAGE_SIZE))
+    }
+
+    /// [`Arena::scavenge`] of up to `max_pages` with the page lock held.
+    fn scavenge_locked(&self, pa: &mut PageAlloc, max_pages: usize) -> usize {
+        let mut done = 0;
+        let mut key = usize::MAX;
+        'runs: while let Some((&start, &len)) = pa.by_start.range(..key).next_back() {
+            key = start;
+            let mut p = start;
+            while p < start + len {
+                if done >= max_pages {
+                    break 'runs;
+                }
+                // Skip released pages (a whole word at a time where possible), then take the
+                // longest unreleased stretch that fits.
+                if p % 64 == 0 && pa.released[p / 64] == u64::MAX {
+                    p += 64;
+                    continue;
+                }
+                if pa.released[p / 64] & (1 << (p % 64)) != 0 {
+                    p += 1;
+                    continue;
+                }
+                let first = p;
+                while p < start + len
+                    && p - first < max_pages - done
+                    && pa.released[p / 64] & (1 << (p % 64)) == 0
+                {
+                    pa.released[p / 64] |= 1 << (p % 64);
+                    p += 1;
+                }
+                self.release_to_os(first, p - first);
+                done += p - first;
+            }
+        }
+        pa.released_pages += done;
+        self.released
+            .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+        done * PAGE_SIZE
+    }
+
+    /// `madvise(MADV_DONTNEED)` the pages `[first, first + n)`.
+    fn release_to_os(&self, first: usize, n: usize) {
+        #[cfg(not(miri))]
+        {
+            // SAFETY: the pages are free: no span owns them, so no object lives there and no
+            // reference or pointer the collector or a mutator may dereference points into them
+            // (a span's pages are unpublished before they are freed). DONTNEED on a private
+            // anonymous mapping only replaces their contents with zero pages on the next touch,
+            // and the range lies inside the mapping.
+            let r = unsafe {
+                self.memory._map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    first * PAGE_SIZE,
+                    n * PAGE_SIZE,
+                )
+            };
+            // Only possible for a bad range (a bug); the pages then merely stay resident.
+            debug_assert!(r.is_ok(), "madvise failed: {r:?}");
+        }
+        #[cfg(miri)]
+        let _ = (first, n);
     }
 
     #[inline]
@@ -199,13 +336,17 @@ impl Arena {
     pub(crate) fn alloc_pages(&self, npages: usize) -> Option<usize> {
         let mut pa = self.pages.lock();
         let found = pa.by_len.range((npages, 0)..).next().copied();
-        let start = match found {
+        let (start, growth) = match found {
             Some((len, start)) => {
                 pa.remove(start, len);
                 if len > npages {
                     pa.insert(start + npages, len - npages);
                 }
-                start
+                self.free.fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+                let reused = pa.unrelease(start, npages);
+                self.released
+                    .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+                (start, reused)
             }
             None => {
                 if pa.high_water + npages > self.npages {
@@ -213,19 +354,45 @@ impl Arena {
                 }
                 let start = pa.high_water;
                 pa.high_water += npages;
+                let words = pa.high_water.div_ceil(64);
+                if pa.released.len() < words {
+                    pa.released.resize(words, 0);
+                }
                 self.mapped
                     .store(pa.high_water * PAGE_SIZE, Ordering::Relaxed);
-                start
+                (start, npages)
             }
         };
         pa.in_use += npages;
+        if growth > 0 {
+            self.scavenge_for_growth(&mut pa, growth);
+        }
         Some(self.base + start * PAGE_SIZE)
+    }
+
+    /// The heap just grew by `growth` backed pages: release free pages so that mapped memory
+    /// stays under the memory limit, and release up to `growth` pages if retained memory is over
+    /// the scavenger's goal (Go: the scavenging in `mheap.allocSpan`).
+    fn scavenge_for_growth(&self, pa: &mut PageAlloc, growth: usize) {
+        let ready = pa.ready();
+        let limit = self.memory_limit.load(Ordering::Relaxed) / PAGE_SIZE;
+        let goal = self.retain_goal.load(Ordering::Relaxed) / PAGE_SIZE;
+        let mut todo = ready.saturating_sub(limit);
+        todo += ready.saturating_sub(goal).min(growth);
+        if todo > 0 && pa.released_pages < pa.high_water - pa.in_use {
+            let t = std::time::Instant::now();
+            let n = self.scavenge_locked(pa, todo);
+            self.sync_released.fetch_add(n, Ordering::Relaxed);
+            self.sync_scavenge_ns
+                .fetch_add(t.elapsed().as_nanos() as usize, Ordering::Relaxed);
+        }
     }
 
     /// Return a run of pages obtained from `alloc_pages`, coalescing with free neighbours.
     pub(crate) fn free_pages(&self, addr: usize, npages: usize) {
         let mut pa = self.pages.lock();
         pa.in_use -= npages;
+        self.free.fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
         let mut start = (addr - self.base) >> PAGE_SHIFT;
         let mut len = npages;
         if let Some((&ps, &pl)) = pa.by_start.range(..start).next_back()
@@ -293,6 +460,56 @@ mod tests {
         a.free_pages(p[4], 2); // hole of 4
         assert_eq!(a.alloc_pages(2), Some(p[1]));
         assert_eq!(a.alloc_pages(3), Some(p[3]));
+    }
+
+    #[test]
+    fn scavenge_releases_free_pages_highest_first() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let p: Vec<usize> = (0..4).map(|_| a.alloc_pages(4).unwrap()).collect();
+        assert_eq!(a.mapped_ready_bytes(), 16 * PAGE_SIZE);
+        // Touch the pages so that release is observable.
+        for &x in &p {
+            // SAFETY: the run is allocated to this test and inside the reservation.
+            unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+        }
+        a.free_pages(p[1], 4);
+        a.free_pages(p[3], 4);
+        assert_eq!(a.free_ready_bytes(), 8 * PAGE_SIZE);
+        // Release 5 pages: all of the highest free run, then one of the next.
+        assert_eq!(a.scavenge(5 * PAGE_SIZE), 5 * PAGE_SIZE);
+        assert_eq!(a.released_bytes(), 5 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 11 * PAGE_SIZE);
+        assert_eq!(a.free_ready_bytes(), 3 * PAGE_SIZE);
+        #[cfg(not(miri))]
+        {
+            // SAFETY: released pages stay mapped (they read as zero); nothing else uses them.
+            let b = unsafe { *((p[3] + PAGE_SIZE) as *const u8) };
+            assert_eq!(b, 0, "released page still holds its old contents");
+        }
+        // Nothing is released twice; the rest goes on the next call.
+        assert_eq!(a.scavenge(100 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(a.scavenge(100 * PAGE_SIZE), 0);
+        // Reusing released pages makes them ready again.
+        let q = a.alloc_pages(4).unwrap();
+        assert!(q == p[1] || q == p[3]);
+        assert_eq!(a.released_bytes(), 4 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn growth_over_the_memory_limit_releases_free_pages() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
+        let x = a.alloc_pages(8).unwrap();
+        let _y = a.alloc_pages(4).unwrap();
+        a.free_pages(x, 8);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
+        // 10 new pages (the free run is too short) would make 22 ready, 10 over the limit: all
+        // 8 free pages are released, which leaves only the pages in use (14).
+        let _z = a.alloc_pages(10).unwrap();
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
+        assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
     }
 
     #[test]

@@ -18,19 +18,17 @@
 //! 6. In verify mode, sweep everything and verify the heap ([`crate::verify`]).
 //! 7. **Start the world**; the sweep runs concurrently (background + lazy) from here.
 //!
-//! # Heap goal (Go: `gcControllerState.heapGoal`, GOGC part)
+//! # Goal and trigger
 //!
-//! `goal = max(marked × (1 + GOGC/100), 4 MiB × GOGC/100)`. `GOGC=off` sets no goal. The
-//! stop-the-world cycle is triggered when `heap_live` reaches the goal. A concurrent cycle must
-//! finish marking while the mutators keep allocating, so it starts earlier, at
-//! `trigger = marked + (goal − marked) × 0.7` (a fixed ratio, as Go's before 1.18; the pacer
-//! issue replaces it with Go's cons/mark-based trigger).
+//! Set by the pacer ([`crate::pacer`], applied by [`crate::pacing`]). The stop-the-world cycle
+//! starts when `heap_live` reaches the goal; a concurrent cycle must finish marking while the
+//! mutators keep allocating, so it starts at the pacer's trigger, below the goal.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::heap::{HEAP_MIN, IN_SCOPE, Shared};
+use crate::heap::{IN_SCOPE, Shared};
 use crate::mark::Tracer;
 use crate::sweep;
 use crate::verify;
@@ -48,6 +46,8 @@ pub(crate) struct CollectorState {
     pub completed: u64,
     /// Set when the last user handle is dropped.
     pub shutdown: bool,
+    /// Cycles up to this one were asked for by `collect()` (Go: forced).
+    pub forced_upto: u64,
 }
 
 /// Ask for a cycle (allocation trigger). Cheap if one is already pending.
@@ -84,35 +84,13 @@ pub(crate) fn collect(h: &Shared) {
         let mut st = h.collector.lock();
         let target = st.started + 1;
         st.requested = st.requested.max(target);
+        st.forced_upto = st.forced_upto.max(target);
         h.collector_wake.notify_all();
         while st.completed < target {
             h.cycle_done.wait(&mut st);
         }
     }
     sweep::finish_sweep(h);
-}
-
-/// Recompute the heap goal and trigger from the last marked heap and the GC percent.
-pub(crate) fn update_goal(h: &Shared) {
-    let marked = h.heap_marked.load(Ordering::Relaxed);
-    let goal = match h.gc_percent() {
-        None => usize::MAX,
-        Some(p) => {
-            let grow = (marked as u128 * p as u128 / 100).min(usize::MAX as u128) as usize;
-            let min = (HEAP_MIN as u128 * p as u128 / 100).min(usize::MAX as u128) as usize;
-            marked.saturating_add(grow).max(min)
-        }
-    };
-    h.stats.heap_goal.store(goal, Ordering::Relaxed);
-    let trigger = if h.concurrent && goal != usize::MAX {
-        marked + (goal - marked) / 10 * 7
-    } else {
-        goal
-    };
-    h.trigger.store(trigger, Ordering::Relaxed);
-    if h.heap_live.load(Ordering::Relaxed) >= trigger && trigger != usize::MAX {
-        request_cycle(h);
-    }
 }
 
 /// If a sweep phase is open and nothing is left to sweep, record its end.
@@ -161,6 +139,13 @@ pub(crate) fn run(h: Arc<Shared>) {
             }
         }
         h.mark_helpers.store(helpers, Ordering::Relaxed);
+        {
+            let h = &*h;
+            // Without a scavenger the heap only keeps its pages; not fatal.
+            let _ = std::thread::Builder::new()
+                .name("gc-core scavenger".into())
+                .spawn_scoped(s, move || crate::scavenger::run(h));
+        }
         // Background mark helpers of the concurrent cycle (25% of the CPUs in all, the
         // collector thread being the first worker).
         if h.concurrent {
@@ -194,6 +179,7 @@ pub(crate) fn run(h: Arc<Shared>) {
         }
         h.pool.shutdown();
         h.bg_stop.store(true, Ordering::Release);
+        crate::scavenger::wake(&h);
         let _g = h.bg_wake.0.lock();
         h.bg_wake.1.notify_all();
     });
@@ -285,6 +271,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     sweep::finish_sweep(h);
     let (registry, t_stop) = stop_without_blocking_scopes(h);
     let this_cycle = begin_cycle(h);
+    let heap_start = h.heap_live.load(Ordering::Relaxed);
+    let cycle_goal = crate::pacing::start_cycle(h);
     // Every mutator is at a safepoint: their caches, barrier buffers and roots are ours.
     for r in registry.iter() {
         // SAFETY: world stopped and registry locked (see `MutatorRecord`).
@@ -331,6 +319,16 @@ pub(crate) fn gc_cycle(h: &Shared) {
 
     // Mark termination. Weak references are cleared after the sweep generation advanced (what
     // `weak::is_live` expects) and before anything is queued for sweeping.
+    let heap_end = h.heap_live.load(Ordering::Relaxed);
+    let (_, cons_mark) = crate::pacing::end_cycle(
+        h,
+        crate::pacing::CycleMeasures {
+            marked,
+            mark_ns: mark_time.as_nanos() as u64,
+            assist_ns: 0,
+            concurrent: false,
+        },
+    );
     h.heap_marked.store(marked, Ordering::Relaxed);
     h.heap_live.store(marked, Ordering::Relaxed);
     h.stats
@@ -343,7 +341,6 @@ pub(crate) fn gc_cycle(h: &Shared) {
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);
     }
-    update_goal(h);
     let t_end = Instant::now();
     let pause = t_end.saturating_duration_since(t_stop);
     h.phases.record_span(
@@ -355,5 +352,23 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.safepoint.start();
     drop(registry);
     h.stats.record_cycle(pause, mark_time, t_begin.elapsed());
+    crate::gctrace::cycle_done(
+        h,
+        crate::gctrace::CycleRecord {
+            cycle: this_cycle,
+            start: h.phases.offset(t_begin),
+            mark: mark_time,
+            mark_termination: pause,
+            procs: h.cpus,
+            heap_start,
+            heap_end,
+            heap_marked: marked,
+            heap_goal: cycle_goal,
+            next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
+            next_trigger: h.trigger.load(Ordering::Relaxed),
+            cons_mark,
+            ..Default::default()
+        },
+    );
     end_cycle(h, this_cycle);
 }

@@ -58,6 +58,7 @@ use crate::collector;
 use crate::heap::{ObjAddr, Shared};
 use crate::mark::Tracer;
 use crate::mutator::{MutatorRecord, SCAN_GONE};
+use crate::pacing::{self, WORK_UNIT_BYTES};
 use crate::phases::Phase;
 use crate::sweep;
 use crate::verify;
@@ -133,6 +134,8 @@ pub(crate) unsafe fn scan_roots_locked(
     // SAFETY: alive and not written, by the contract above.
     unsafe { rec.roots.as_ref().trace_roots(&mut t) };
     *scanned = epoch;
+    h.stack_scan_work
+        .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     hand_over(h, &mut t);
 }
 
@@ -152,24 +155,29 @@ pub(crate) fn shade_value<T: crate::Trace + ?Sized>(h: &Shared, value: &T) {
     hand_over(h, &mut t);
 }
 
-/// Debt (bytes of marking) below which a mutator does not assist yet: assists come in chunks.
-const ASSIST_MIN: f64 = 64.0 * 1024.0;
+/// Scan work an assist does at least, paying ahead for later allocations (Go:
+/// `gcOverAssistWork`): an assist has a fixed cost, so it is not worth doing for a few bytes.
+const OVER_ASSIST_WORK: f64 = 64.0 * 1024.0;
 
 /// Mark assist (Go: `gcAssistAlloc`): a mutator that took `bytes` of new allocation while
-/// marking owes `bytes × assist ratio` bytes of marking. It pays first from the background
-/// worker's surplus (`bg_credit`), then by marking grey objects itself, and returns its new
-/// debt (negative: credit for later allocations). A mutator that allocates faster than
-/// marking progresses therefore spends its own time marking, which keeps the heap from
-/// overshooting the goal without bound.
+/// marking owes `bytes × assist ratio` of scan work ([`crate::pacing`]). Its `debt` (scan
+/// work; negative is credit) grows by that; if it is in debt it pays, at least
+/// [`OVER_ASSIST_WORK`], first from the background workers' surplus (`bg_credit`), then by
+/// marking grey objects itself. Returns the new debt. A mutator that allocates faster than
+/// marking progresses thus spends its own time marking, which keeps the heap near its goal.
+///
+/// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid: the
+/// heap may overshoot the goal instead (Go does the same).
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     let ratio = f64::from_bits(h.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
-    if debt < ASSIST_MIN {
+    if debt <= 0.0 || h.limiting.load(Ordering::Relaxed) {
         return debt;
     }
-    // Steal the background worker's credit.
-    let want = debt as i64;
+    // Steal the background workers' credit.
+    let want = debt.max(OVER_ASSIST_WORK) as i64;
     let mut credit = h.bg_credit.load(Ordering::Relaxed);
+    let mut stolen = 0;
     while credit > 0 {
         let take = credit.min(want);
         match h.bg_credit.compare_exchange_weak(
@@ -179,19 +187,21 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                debt -= take as f64;
+                stolen = take;
                 break;
             }
             Err(c) => credit = c,
         }
     }
-    if debt < ASSIST_MIN {
+    debt -= stolen as f64;
+    if stolen >= want {
         return debt;
     }
+    let target = (want - stolen) as u64;
     let start = Instant::now();
     h.mark_busy.fetch_add(1, Ordering::SeqCst);
     let mut t = Tracer::new_concurrent(&h.arena);
-    while (t.marked_bytes as f64) < debt {
+    while t.work() * WORK_UNIT_BYTES < target {
         // A pause is waiting for this mutator: stop assisting (the debt stays for later).
         if h.safepoint.stop_requested() {
             break;
@@ -205,11 +215,11 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         }
         t.drain_budget(ASSIST_SLICE);
     }
-    let done = t.marked_bytes;
+    let done = t.work() * WORK_UNIT_BYTES;
     h.stats.assists.fetch_add(1, Ordering::Relaxed);
     h.stats
         .assist_bytes
-        .fetch_add(done as u64, Ordering::Relaxed);
+        .fetch_add(t.marked_bytes as u64, Ordering::Relaxed);
     hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
     h.mark_busy.fetch_sub(1, Ordering::SeqCst);
@@ -219,26 +229,10 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     debt - done as f64
 }
 
-/// The assist ratio (Go: `gcControllerState.revise`): marking still expected ÷ heap growth
-/// still allowed before the goal.
-fn revise_assist_ratio(h: &Shared, marked_so_far: usize) {
-    let expected = h.scan_expected.load(Ordering::Relaxed) as f64;
-    // Marking may find more than expected: never assume less than a tenth is left.
-    let remaining = (expected - marked_so_far as f64)
-        .max(expected * 0.1)
-        .max(1.0);
-    let goal = h.stats.heap_goal.load(Ordering::Relaxed);
-    let live = h.heap_live.load(Ordering::Relaxed);
-    // Past the goal, a distance of 1/20 of the goal keeps assists heavy but bounded.
-    let distance = (goal.saturating_sub(live) as f64)
-        .max(goal as f64 / 20.0)
-        .max(1.0);
-    h.assist_ratio
-        .store((remaining / distance).to_bits(), Ordering::Relaxed);
-}
-
 /// Give a mutator-side tracer's grey objects and marked bytes to the background marker.
 fn hand_over(h: &Shared, t: &mut Tracer) {
+    h.scan_work
+        .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     h.marked_by_mutators
         .fetch_add(t.marked_bytes, Ordering::Relaxed);
     h.marked_objects_elsewhere
@@ -290,15 +284,20 @@ pub(crate) fn background_helper(h: &Shared, share: f64) {
     }
 }
 
-/// One slice of background marking: drain up to [`DRAIN_SLICE`] units, add what was marked to
-/// the credit assists can steal, and return how long it took (for the worker's pace).
+/// One slice of background marking: drain up to [`DRAIN_SLICE`] units, count the scan work
+/// (for the pacer, and as credit assists can steal) and the time, and return the time (for the
+/// worker's pace).
 fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     let start = Instant::now();
-    let before = t.marked_bytes;
     t.drain_budget(DRAIN_SLICE);
-    h.bg_credit
-        .fetch_add((t.marked_bytes - before) as i64, Ordering::Relaxed);
-    start.elapsed()
+    let work = t.take_work() * WORK_UNIT_BYTES;
+    h.scan_work.fetch_add(work, Ordering::Relaxed);
+    h.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
+    let took = start.elapsed();
+    h.stats
+        .bg_mark_ns
+        .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    took
 }
 
 /// Keeps a background worker's CPU use near its share (see [`crate::pacer::worker_shares`]).
@@ -335,10 +334,12 @@ impl Pace {
 
 /// Account a pause that began (stop request) at `t_stop` and ends now, in the figures and the
 /// phase log alike.
-fn end_pause(h: &Shared, cycle: u64, phase: Phase, t_stop: Instant) {
+fn end_pause(h: &Shared, cycle: u64, phase: Phase, t_stop: Instant) -> Duration {
     let end = Instant::now();
-    h.stats.record_pause(end.saturating_duration_since(t_stop));
+    let d = end.saturating_duration_since(t_stop);
+    h.stats.record_pause(d);
     h.phases.record_span(cycle, phase, t_stop, end);
+    d
 }
 
 /// One concurrent cycle, run on the collector thread.
@@ -362,24 +363,24 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.marked_by_mutators.store(0, Ordering::Relaxed);
     h.marked_objects_elsewhere.store(0, Ordering::Relaxed);
     h.mark_epoch.store(this_cycle, Ordering::Relaxed);
-    // No new cycle is requested while this one marks (the goal is recomputed at STW 2).
-    h.trigger.store(usize::MAX, Ordering::Relaxed);
-    h.scan_expected.store(
-        h.heap_marked
-            .load(Ordering::Relaxed)
-            .max(crate::heap::HEAP_MIN / 4),
-        Ordering::Relaxed,
+    // Heap at the start, goal, trigger off while marking, first assist ratio.
+    let heap_start = h.heap_live.load(Ordering::Relaxed);
+    let cycle_goal = pacing::start_cycle(h);
+    let (assist0, bg0) = (
+        h.stats.assist_ns.load(Ordering::Relaxed),
+        h.stats.bg_mark_ns.load(Ordering::Relaxed),
     );
-    h.bg_credit.store(0, Ordering::Relaxed);
-    revise_assist_ratio(h, 0);
     let mut t = Tracer::new_concurrent(&h.arena);
     h.stash.lock().trace(&mut t);
+    h.globals_scan_work
+        .store(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     // Published to mutators by `start`'s `Release` store, which their scope entry acquires.
     h.marking.store(true, Ordering::Relaxed);
     h.barrier_on.store(true, Ordering::Relaxed);
-    end_pause(h, this_cycle, Phase::SweepTermination, t_stop);
+    let stw1 = end_pause(h, this_cycle, Phase::SweepTermination, t_stop);
     h.safepoint.start();
     drop(registry);
+    pacing::update_limiter(h, true);
     {
         let _g = h.bg_wake.0.lock();
         h.bg_wake.1.notify_all();
@@ -405,6 +406,19 @@ pub(crate) fn gc_cycle(h: &Shared) {
     let marked = t.marked_bytes
         + h.marked_by_mutators.load(Ordering::Relaxed)
         + h.alloc_black.load(Ordering::Relaxed);
+    h.scan_work
+        .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
+    let heap_end = h.heap_live.load(Ordering::Relaxed);
+    let assist_ns = h.stats.assist_ns.load(Ordering::Relaxed) - assist0;
+    let (_, cons_mark) = pacing::end_cycle(
+        h,
+        pacing::CycleMeasures {
+            marked,
+            mark_ns: mark_time.as_nanos() as u64,
+            assist_ns,
+            concurrent: true,
+        },
+    );
     h.heap_marked.store(marked, Ordering::Relaxed);
     h.heap_live.store(marked, Ordering::Relaxed);
     h.stats.last_marked_objects.store(
@@ -419,11 +433,38 @@ pub(crate) fn gc_cycle(h: &Shared) {
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);
     }
-    collector::update_goal(h);
-    end_pause(h, this_cycle, Phase::MarkTermination, t_stop);
+    let stw2 = end_pause(h, this_cycle, Phase::MarkTermination, t_stop);
     *h.sweep_started.lock() = Some((this_cycle, Instant::now()));
     h.safepoint.start();
     drop(registry);
+    pacing::update_limiter(h, true);
+    crate::gctrace::cycle_done(
+        h,
+        crate::gctrace::CycleRecord {
+            cycle: this_cycle,
+            start: h.phases.offset(t_begin),
+            forced: false,
+            concurrent: true,
+            sweep_termination: stw1,
+            mark: mark_time,
+            mark_termination: stw2,
+            assist_cpu: Duration::from_nanos(assist_ns),
+            background_cpu: Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed) - bg0),
+            procs: h.cpus,
+            heap_start,
+            heap_end,
+            heap_marked: marked,
+            heap_goal: cycle_goal,
+            next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
+            next_trigger: h.trigger.load(Ordering::Relaxed),
+            stack_scan: h.stack_scan_work.load(Ordering::Relaxed),
+            globals_scan: h.globals_scan_work.load(Ordering::Relaxed),
+            heap_scan: h.scan_work.load(Ordering::Relaxed),
+            cons_mark,
+            limiter_on: h.limiting.load(Ordering::Relaxed),
+            gc_cpu_fraction: 0.0,
+        },
+    );
     // With the world running: clear dead weak references (nothing is swept until this is
     // done), then queue the spans for the background sweeper (O(spans)).
     if h.weaks_pending.load(Ordering::Relaxed) {
@@ -470,10 +511,8 @@ fn mark<'h>(
                 break;
             }
             let took = background_slice(h, t);
-            revise_assist_ratio(
-                h,
-                t.marked_bytes + h.marked_by_mutators.load(Ordering::Relaxed),
-            );
+            pacing::revise(h);
+            pacing::update_limiter(h, false);
             pace.after(took);
         }
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until

@@ -3,6 +3,9 @@
 //! | setting       | builder               | environment          | default |
 //! |---------------|-----------------------|----------------------|---------|
 //! | GC percent    | [`Config::gc_percent`] | `GOGC=100`, `GOGC=off` (a negative number also means off, as in Go) | 100 |
+//! | soft memory limit | [`Config::memory_limit`] | `GOMEMLIMIT=512MiB`, `GOMEMLIMIT=off` (B, KiB, MiB, GiB, TiB; at least 1 MiB) | off |
+//! | gctrace       | [`Config::gctrace`]    | `GODEBUG=gctrace=1` (other `GODEBUG` keys are ignored, as Go ignores unknown ones) | off |
+//! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` | off |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
 //! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
 //! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
@@ -30,7 +33,14 @@ pub struct Config {
     pub(crate) concurrent: bool,
     /// CPUs the background-worker sizing assumes (testing override; `None`: the machine's).
     pub(crate) cpus: Option<usize>,
+    pub(crate) memory_limit: Option<usize>,
+    pub(crate) gctrace: bool,
+    pub(crate) max_heap: Option<usize>,
 }
+
+/// The smallest soft memory limit accepted (`GOMEMLIMIT`): 1 MiB, the limit-based goal's
+/// headroom. (Go accepts anything, down to 0; a limit that small only means back-to-back cycles.)
+pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -41,6 +51,9 @@ impl Default for Config {
             mark_workers: default_mark_workers(),
             concurrent: true,
             cpus: None,
+            memory_limit: None,
+            gctrace: false,
+            max_heap: None,
         }
     }
 }
@@ -55,8 +68,8 @@ fn default_mark_workers() -> usize {
 }
 
 impl Config {
-    /// The default configuration with `GOGC`, `GCCORE_ARENA` and `GCCORE_VERIFY` applied from
-    /// the environment. Unset variables keep their defaults; malformed ones are errors.
+    /// The default configuration with the variables of the module table (`GOGC`, `GOMEMLIMIT`,
+    /// `GODEBUG`, `GCCORE_*`) applied from the environment. Unset variables keep their defaults; malformed ones are errors.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::default().apply_env(|k| std::env::var(k).ok())
     }
@@ -68,6 +81,21 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         if let Some(v) = get("GOGC") {
             self.gc_percent = parse_gogc(&v)?;
+        }
+        if let Some(v) = get("GOMEMLIMIT") {
+            self.memory_limit = parse_memory_limit(&v)?;
+        }
+        if let Some(v) = get("GODEBUG") {
+            if let Some(on) = parse_godebug_gctrace(&v)? {
+                self.gctrace = on;
+            }
+        }
+        if let Some(v) = get("GCCORE_MAX_HEAP") {
+            self.max_heap = if v.trim() == "off" {
+                None
+            } else {
+                Some(parse_bytes("GCCORE_MAX_HEAP", &v)?)
+            };
         }
         if let Some(v) = get("GCCORE_ARENA") {
             self.arena_bytes = parse_bytes("GCCORE_ARENA", &v)?;
@@ -101,6 +129,34 @@ impl Config {
         self
     }
 
+    /// The soft memory limit (Go: `GOMEMLIMIT`, `debug.SetMemoryLimit`): the heap goal is
+    /// capped so that the memory the heap has mapped and not returned to the OS stays under
+    /// `bytes`, and free pages are returned to the OS to keep it there. It is *soft*: a live
+    /// heap larger than the limit is not an error; the collector then runs back to back, its
+    /// CPU capped at about half by the GC CPU limiter. `None`: no limit. Values below
+    /// [`MIN_MEMORY_LIMIT`] are raised to it.
+    pub fn memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.memory_limit = bytes.map(|b| b.max(MIN_MEMORY_LIMIT));
+        self
+    }
+
+    /// Print one line per cycle to stderr in Go's `GODEBUG=gctrace=1` format (see
+    /// [`CycleRecord::gctrace_line`](crate::gctrace::CycleRecord::gctrace_line)).
+    pub fn gctrace(mut self, on: bool) -> Self {
+        self.gctrace = on;
+        self
+    }
+
+    /// A hard limit on the *live* heap: once a completed cycle has found more than `bytes`
+    /// live, allocations that need a new span fail with
+    /// [`AllocError::HeapLimit`](crate::AllocError::HeapLimit) (until a cycle finds less).
+    /// This is how a VM gets a clean "out of memory" instead of growing without bound. `None`
+    /// (the default): no limit beyond the arena reservation.
+    pub fn max_heap(mut self, bytes: Option<usize>) -> Self {
+        self.max_heap = bytes;
+        self
+    }
+
     /// Size of the virtual reservation backing the heap (rounded down to 8 KiB pages). This is
     /// the hard limit on heap memory.
     pub fn arena_bytes(mut self, bytes: usize) -> Self {
@@ -131,7 +187,7 @@ impl Config {
     }
 
     /// Testing: size the background mark workers as if the machine had `n` CPUs (they are 25%
-    /// of the CPUs: see `concurrent::worker_shares`), so that several workers can be exercised
+    /// of the CPUs: see [`crate::pacer::worker_shares`]), so that several workers can be exercised
     /// on a small machine.
     #[doc(hidden)]
     pub fn debug_cpus(mut self, n: usize) -> Self {
@@ -148,6 +204,65 @@ impl Config {
     pub fn get_verify(&self) -> bool {
         self.verify
     }
+
+    /// The configured soft memory limit.
+    pub fn get_memory_limit(&self) -> Option<usize> {
+        self.memory_limit
+    }
+
+    /// Whether gctrace is on.
+    pub fn get_gctrace(&self) -> bool {
+        self.gctrace
+    }
+
+    /// The configured live-heap limit.
+    pub fn get_max_heap(&self) -> Option<usize> {
+        self.max_heap
+    }
+}
+
+/// Parse a `GOMEMLIMIT` value: `off`, or a byte count with Go's units (B, KiB, MiB, GiB, TiB) of
+/// at least [`MIN_MEMORY_LIMIT`]. A count of `i64::MAX` or more also means off (Go's `math.MaxInt64`).
+pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
+    const EXPECTED: &str = "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB \
+                            or TiB (e.g. 512MiB), or \"off\"";
+    let err = || ConfigError {
+        var: "GOMEMLIMIT",
+        value: v.to_string(),
+        expected: EXPECTED,
+    };
+    if v.trim() == "off" {
+        return Ok(None);
+    }
+    let b = parse_bytes("GOMEMLIMIT", v).map_err(|_| err())?;
+    if b as u64 >= i64::MAX as u64 {
+        return Ok(None);
+    }
+    if b < MIN_MEMORY_LIMIT {
+        return Err(err());
+    }
+    Ok(Some(b))
+}
+
+/// The `gctrace` setting of a `GODEBUG` value (`key=value` pairs separated by commas; other keys
+/// ignored): `Some(n > 0)` if present.
+pub fn parse_godebug_gctrace(v: &str) -> Result<Option<bool>, ConfigError> {
+    let mut out = None;
+    for kv in v.split(',') {
+        if let Some(val) = kv.trim().strip_prefix("gctrace=") {
+            out = Some(match val.parse::<u32>() {
+                Ok(n) => n > 0,
+                Err(_) => {
+                    return Err(ConfigError {
+                        var: "GODEBUG",
+                        value: v.to_string(),
+                        expected: "comma-separated key=value pairs with gctrace=0 or gctrace=1",
+                    });
+                }
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Parse a `GOGC` value: `off`, or a decimal integer (negative means off, as in Go).
@@ -233,6 +348,44 @@ mod tests {
     }
 
     #[test]
+    fn gomemlimit_spellings() {
+        assert_eq!(parse_memory_limit("512MiB"), Ok(Some(512 << 20)));
+        assert_eq!(parse_memory_limit("1GiB"), Ok(Some(1 << 30)));
+        assert_eq!(parse_memory_limit("123456789"), Ok(Some(123456789)));
+        assert_eq!(parse_memory_limit("123456789B"), Ok(Some(123456789)));
+        assert_eq!(parse_memory_limit("2048KiB"), Ok(Some(2 << 20)));
+        assert_eq!(parse_memory_limit("1TiB"), Ok(Some(1 << 40)));
+        assert_eq!(parse_memory_limit("off"), Ok(None));
+        assert_eq!(parse_memory_limit("9223372036854775807"), Ok(None));
+        for bad in [
+            "12XB", "", "MiB", "1.5GiB", "-1", "512 MB", "512mb", "100", "1023KiB", "OFF",
+        ] {
+            let e = parse_memory_limit(bad).unwrap_err();
+            assert_eq!(e.var, "GOMEMLIMIT", "{bad}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("GOMEMLIMIT") && msg.contains("MiB") && msg.contains("off"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn godebug_gctrace() {
+        assert_eq!(parse_godebug_gctrace("gctrace=1"), Ok(Some(true)));
+        assert_eq!(parse_godebug_gctrace("gctrace=0"), Ok(Some(false)));
+        assert_eq!(
+            parse_godebug_gctrace("madvdontneed=1,gctrace=2"),
+            Ok(Some(true))
+        );
+        assert_eq!(parse_godebug_gctrace("madvdontneed=1"), Ok(None));
+        assert_eq!(parse_godebug_gctrace(""), Ok(None));
+        let e = parse_godebug_gctrace("gctrace=yes").unwrap_err();
+        assert_eq!(e.var, "GODEBUG");
+        assert!(e.to_string().contains("gctrace=1"));
+    }
+
+    #[test]
     fn byte_sizes() {
         assert_eq!(parse_bytes("X", "123"), Ok(123));
         assert_eq!(parse_bytes("X", "123B"), Ok(123));
@@ -253,6 +406,28 @@ mod tests {
         let c = env(&[("GCCORE_ARENA", "1GiB")]).unwrap();
         assert_eq!(c.arena_bytes, 1 << 30);
         assert_eq!(c.gc_percent, Some(100));
+        let c = env(&[
+            ("GOMEMLIMIT", "256MiB"),
+            ("GODEBUG", "gctrace=1"),
+            ("GCCORE_MAX_HEAP", "1GiB"),
+        ])
+        .unwrap();
+        assert_eq!(c.memory_limit, Some(256 << 20));
+        assert!(c.gctrace);
+        assert_eq!(c.max_heap, Some(1 << 30));
+        assert_eq!(
+            env(&[("GOMEMLIMIT", "12XB")]).unwrap_err().var,
+            "GOMEMLIMIT"
+        );
+        assert_eq!(env(&[("GOGC", "-5x")]).unwrap_err().var, "GOGC");
+        assert_eq!(
+            env(&[("GCCORE_MAX_HEAP", "lots")]).unwrap_err().var,
+            "GCCORE_MAX_HEAP"
+        );
+        assert_eq!(
+            Config::default().memory_limit(Some(5)).memory_limit,
+            Some(MIN_MEMORY_LIMIT)
+        );
         let e = env(&[("GOGC", "abc")]).unwrap_err();
         assert_eq!(e.var, "GOGC");
         assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());

@@ -86,6 +86,14 @@ pub enum AllocError {
         /// Size of the arena reservation.
         reservation: usize,
     },
+    /// The live heap is over the configured [`Config::max_heap`](crate::Config::max_heap): the
+    /// last completed cycle found `live` bytes live.
+    HeapLimit {
+        /// Bytes found live by the last completed cycle.
+        live: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The requested array or string length overflows the address space.
     TooLarge {
         /// Elements requested.
@@ -103,6 +111,11 @@ impl fmt::Display for AllocError {
                 f,
                 "gc-core: out of memory: cannot allocate {requested} bytes in an arena \
                  reservation of {reservation} bytes"
+            ),
+            AllocError::HeapLimit { live, limit } => write!(
+                f,
+                "gc-core: out of memory: the last collection found {live} bytes live, over the \
+                 heap limit of {limit} bytes"
             ),
             AllocError::TooLarge { len } => {
                 write!(

@@ -55,7 +55,12 @@ pub(crate) fn alloc_raw(
     let addr = match sc {
         // SAFETY: the cache reference is used for this one call and dropped.
         Some(sc) => unsafe { mc.cache() }.alloc_small(mc.shared, sc)?,
-        None => alloc_large(mc.shared, bytes, noscan)?,
+        None => {
+            let a = alloc_large(mc.shared, bytes, noscan)?;
+            // SAFETY: as above.
+            unsafe { mc.cache() }.charge_assist(mc.shared, bytes);
+            a
+        }
     };
     if needs_drop {
         let span = mc.shared.arena.span_of(addr);

@@ -120,21 +120,52 @@ pub(crate) struct Shared {
     pub bg_wake: (Mutex<()>, Condvar),
     /// Set when the collector thread shuts down: the helpers exit.
     pub bg_stop: AtomicBool,
-    /// Bytes the current cycle expects to mark (the last cycle's live heap).
-    pub scan_expected: AtomicUsize,
+    /// The pacer (see [`crate::pacing`] for who calls it when).
+    pub pacer: Mutex<crate::pacer::Pacer>,
+    /// The GC CPU limiter and its feed.
+    pub limiter: Mutex<crate::pacing::LimiterFeed>,
+    /// Whether the GC CPU limiter is on: mark assists are skipped while it is.
+    pub limiting: AtomicBool,
+    /// Print a gctrace line per cycle.
+    pub gctrace: bool,
+    /// Live-heap limit (`Config::max_heap`; `usize::MAX`: none).
+    pub max_heap: usize,
+    /// Bytes of objects allocated and not yet freed by sweeping (Go: `totalAlloc − totalFree`),
+    /// counted a span at a time like `heap_live`.
+    pub heap_alloc: AtomicUsize,
+    /// Scannable heap (Go: `heapScan`): the last cycle's heap scan work plus bytes allocated
+    /// since in spans of types with pointers.
+    pub heap_scan: AtomicUsize,
+    /// Scan work done by the current cycle on the heap, on root stacks and on the stash.
+    pub scan_work: AtomicU64,
+    pub stack_scan_work: AtomicU64,
+    pub globals_scan_work: AtomicU64,
+    /// Mapped memory when the trigger was last derived (see `pacing::note_growth`).
+    pub last_trigger_mapped: AtomicUsize,
+    /// `heap_live` when the current cycle started.
+    pub cycle_heap_start: AtomicUsize,
+    /// Per-cycle records (gctrace).
+    pub cycles: crate::gctrace::CycleLog,
+    /// The scavenger's goals: retained bytes (GOGC part) and mapped bytes (memory-limit part);
+    /// `usize::MAX` where there is nothing to do.
+    pub scavenge_goals: (AtomicUsize, AtomicUsize),
+    /// Wakes the scavenger thread.
+    pub scavenger_wake: (Mutex<()>, Condvar),
     /// The cycle whose sweep is in progress and when it began (recorded when it ends).
     pub sweep_started: Mutex<Option<(u64, std::time::Instant)>>,
     /// Notified when a scope that contained a blocking region ends (see [`crate::blocking`]).
     pub blocking_end: (Mutex<()>, Condvar),
 }
 
-/// Minimum heap goal at GOGC=100 (Go: `heapMinimum = 4 MiB × GOGC/100`).
-pub(crate) const HEAP_MIN: usize = 4 << 20;
-
 impl Shared {
-    /// Account `bytes` of new allocation; request a cycle when the trigger is crossed.
+    /// Account `bytes` of new allocation (of a type with pointers unless `noscan`); request a
+    /// cycle when the trigger is crossed.
     #[inline]
-    pub(crate) fn note_alloc(&self, bytes: usize) {
+    pub(crate) fn note_alloc(&self, bytes: usize, noscan: bool) {
+        self.heap_alloc.fetch_add(bytes, Ordering::Relaxed);
+        if !noscan {
+            self.heap_scan.fetch_add(bytes, Ordering::Relaxed);
+        }
         let live = self.heap_live.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if live >= self.trigger.load(Ordering::Relaxed) && !self.gc_pending.load(Ordering::Relaxed)
         {
@@ -218,17 +249,13 @@ impl Heap {
     /// Create a heap: reserve the arena and start the collector thread.
     pub fn new(config: Config) -> Result<Heap, HeapError> {
         let arena = Arena::new(config.arena_bytes)?;
+        if let Some(l) = config.memory_limit {
+            arena.memory_limit.store(l, Ordering::Relaxed);
+        }
         let gc_percent = config.gc_percent.map_or(u64::MAX, u64::from);
-        let goal = match config.gc_percent {
-            Some(p) => (HEAP_MIN as u64 * p as u64 / 100) as usize,
-            None => usize::MAX,
-        };
-        // As `collector::update_goal` computes it with nothing marked yet.
-        let trigger = if config.concurrent && goal != usize::MAX {
-            goal / 10 * 7
-        } else {
-            goal
-        };
+        let cpus = config
+            .cpus
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let shared = Arc::new(Shared {
             arena,
             central: Central::new(),
@@ -241,7 +268,8 @@ impl Heap {
             gc_pending: AtomicBool::new(false),
             gc_percent: AtomicU64::new(gc_percent),
             heap_live: AtomicUsize::new(0),
-            trigger: AtomicUsize::new(trigger),
+            // Set by `update_trigger` below, before any mutator exists.
+            trigger: AtomicUsize::new(usize::MAX),
             heap_marked: AtomicUsize::new(0),
             stats: Stats::default(),
             weaks: Mutex::new(Vec::new()),
@@ -267,16 +295,32 @@ impl Heap {
             assist_ratio: AtomicU64::new(0),
             bg_credit: std::sync::atomic::AtomicI64::new(0),
             mark_busy: AtomicUsize::new(0),
-            cpus: config
-                .cpus
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            cpus,
             bg_wake: (Mutex::new(()), Condvar::new()),
             bg_stop: AtomicBool::new(false),
-            scan_expected: AtomicUsize::new(0),
+            pacer: Mutex::new(crate::pacer::Pacer::new(
+                config.gc_percent,
+                config.memory_limit.map(|l| l as u64),
+                cpus,
+            )),
+            limiter: Mutex::new(crate::pacing::LimiterFeed::new(cpus)),
+            limiting: AtomicBool::new(false),
+            gctrace: config.gctrace,
+            max_heap: config.max_heap.unwrap_or(usize::MAX),
+            heap_alloc: AtomicUsize::new(0),
+            heap_scan: AtomicUsize::new(0),
+            scan_work: AtomicU64::new(0),
+            stack_scan_work: AtomicU64::new(0),
+            globals_scan_work: AtomicU64::new(0),
+            last_trigger_mapped: AtomicUsize::new(0),
+            cycle_heap_start: AtomicUsize::new(0),
+            cycles: Default::default(),
+            scavenge_goals: (AtomicUsize::new(usize::MAX), AtomicUsize::new(usize::MAX)),
+            scavenger_wake: (Mutex::new(()), Condvar::new()),
             sweep_started: Mutex::new(None),
             blocking_end: (Mutex::new(()), Condvar::new()),
         });
-        shared.stats.heap_goal.store(goal, Ordering::Relaxed);
+        crate::pacing::update_trigger(&shared);
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
             .name("gc-core collector".into())
@@ -346,6 +390,12 @@ impl Heap {
         HeapStats::read(self.shared())
     }
 
+    /// A snapshot of the heap's metrics under Go's `runtime/metrics` names (see
+    /// [`metrics::ALL`](crate::metrics::ALL)).
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        crate::metrics::Metrics::read(self.shared())
+    }
+
     /// Take the phase records logged since the last call (oldest first): every pause with its
     /// duration (measured from the stop request), every mark and sweep phase. See
     /// [`phases`](crate::phases).
@@ -354,18 +404,43 @@ impl Heap {
     }
 
     /// Set the GC percent (`None` = off) and return the previous value, like Go's
-    /// `debug.SetGCPercent`. The new trigger applies from now on.
+    /// `debug.SetGCPercent`. The new trigger applies from now on (a cycle starts at once if the
+    /// heap is already past it).
     pub fn set_gc_percent(&self, percent: Option<u32>) -> Option<u32> {
         let h = self.shared();
-        let old = h
-            .gc_percent
-            .swap(percent.map_or(u64::MAX, u64::from), Ordering::Relaxed);
-        collector::update_goal(h);
-        if old == u64::MAX {
-            None
-        } else {
-            Some(old as u32)
-        }
+        let old = {
+            let mut p = h.pacer.lock();
+            h.gc_percent
+                .store(percent.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+            p.set_gc_percent(percent)
+        };
+        crate::pacing::update_trigger(h);
+        old
+    }
+
+    /// Set the soft memory limit (`None`: none) and return the previous one, like Go's
+    /// `debug.SetMemoryLimit` (see [`Config::memory_limit`]; values below
+    /// [`MIN_MEMORY_LIMIT`](crate::config::MIN_MEMORY_LIMIT) are raised to it). A lower limit
+    /// applies at once: the trigger moves, and the scavenger starts releasing memory.
+    pub fn set_memory_limit(&self, limit: Option<usize>) -> Option<usize> {
+        let h = self.shared();
+        let limit = limit.map(|l| l.max(crate::config::MIN_MEMORY_LIMIT));
+        let old = h.pacer.lock().set_memory_limit(limit.map(|l| l as u64));
+        h.arena
+            .memory_limit
+            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        let goal = limit.map_or(usize::MAX, |l| l / 100 * 95);
+        h.scavenge_goals.1.store(goal, Ordering::Relaxed);
+        crate::pacing::update_trigger(h);
+        crate::scavenger::wake(h);
+        old.map(|l| l as usize)
+    }
+
+    /// The records of the cycles completed since the last call (oldest first; at most
+    /// [`MAX_CYCLE_RECORDS`](crate::gctrace::MAX_CYCLE_RECORDS) are kept): what each cycle
+    /// marked, its goal, its phases and CPU — a gctrace line each.
+    pub fn take_cycle_records(&self) -> Vec<crate::gctrace::CycleRecord> {
+        self.shared().cycles.take()
     }
 
     /// Whether verify mode is on.

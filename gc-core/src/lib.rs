@@ -65,6 +65,9 @@
 //! | `workers` | parallel mark workers and their termination detection |
 //! | `sweep` | lazy and background sweeping |
 //! | [`pacer`] | GOGC, the memory limit, trigger, goal, assist ratio, CPU limiter (pure) |
+//! | `pacing` | feeding the pacer and applying its answers |
+//! | `scavenger` | returning free pages to the OS |
+//! | [`gctrace`] | per-cycle records and Go's gctrace line |
 //! | `collector` | when cycles run; the stop-the-world cycle; the collector thread |
 //! | `concurrent` | the concurrent cycle: STW 1, concurrent mark, assists, STW 2 |
 //! | [`phases`] | phase and pause records |
@@ -91,17 +94,21 @@ mod concurrent;
 pub mod config;
 mod error;
 mod gc;
+pub mod gctrace;
 mod heap;
 mod mark;
-mod metrics;
+pub mod metrics;
+pub mod mmu;
 mod mutator;
 mod nanbox;
 mod object;
 pub mod pacer;
+mod pacing;
 pub mod phases;
 mod primitive;
 mod root;
 mod safepoint;
+mod scavenger;
 mod size_class;
 mod span;
 mod stash;

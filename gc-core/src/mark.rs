@@ -287,6 +287,17 @@ impl Tracer {
         }
     }
 
+    /// Units of work done since the last [`Tracer::take_work`].
+    pub(crate) fn work(&self) -> u64 {
+        self.work as u64
+    }
+
+    /// Units of work done since the last call, resetting the count (whoever takes the work
+    /// accounts for it: see [`crate::pacing`]).
+    pub(crate) fn take_work(&mut self) -> u64 {
+        std::mem::take(&mut self.work) as u64
+    }
+
     /// Scan grey objects until none is left.
     pub(crate) fn drain(&mut self) {
         loop {

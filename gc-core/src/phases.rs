@@ -85,6 +85,16 @@ impl PhaseLog {
         }
     }
 
+    /// Time since the heap was created.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// `t` as an offset from the heap's creation.
+    pub(crate) fn offset(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.origin)
+    }
+
     /// Record `phase` of `cycle`, which began at `start` and ends now.
     pub(crate) fn record(&self, cycle: u64, phase: Phase, start: Instant) {
         self.record_span(cycle, phase, start, Instant::now());

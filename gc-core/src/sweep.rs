@@ -92,6 +92,8 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
         h.stats
             .bytes_freed
             .fetch_add((freed * span.elem_size) as u64, Ordering::Relaxed);
+        h.heap_alloc
+            .fetch_sub(freed * span.elem_size, Ordering::Relaxed);
     }
     Swept {
         free_slots: nelems - live,

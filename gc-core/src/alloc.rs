@@ -212,9 +212,9 @@ impl MCache {
         };
         h.heap_live.fetch_sub(unused, Ordering::Relaxed);
         h.heap_alloc.fetch_sub(unused, Ordering::Relaxed);
-        if !span.noscan {
-            // Saturating: the count is reset at mark termination, after every cache's flush,
-            // so this only guards against a mismatch.
+        if !span.noscan && !h.marking.load(Ordering::Relaxed) {
+            // As `note_alloc` counts it (not while marking). Saturating: the count is reset at
+            // mark termination, after every cache's flush, so this only guards a mismatch.
             let _ = h
                 .heap_scan
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {

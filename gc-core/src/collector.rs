@@ -320,17 +320,18 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // Mark termination. Weak references are cleared after the sweep generation advanced (what
     // `weak::is_live` expects) and before anything is queued for sweeping.
     let heap_end = h.heap_live.load(Ordering::Relaxed);
+    h.heap_marked.store(marked, Ordering::Relaxed);
+    h.heap_live.store(marked, Ordering::Relaxed);
     let (_, cons_mark) = crate::pacing::end_cycle(
         h,
         crate::pacing::CycleMeasures {
             marked,
+            heap_end,
             mark_ns: mark_time.as_nanos() as u64,
             assist_ns: 0,
             concurrent: false,
         },
     );
-    h.heap_marked.store(marked, Ordering::Relaxed);
-    h.heap_live.store(marked, Ordering::Relaxed);
     h.stats
         .last_marked_objects
         .store(marked_objects, Ordering::Relaxed);

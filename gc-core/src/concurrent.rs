@@ -198,12 +198,21 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         return debt;
     }
     let target = (want - stolen) as u64;
-    let start = Instant::now();
+    let mut last = Instant::now();
     h.mark_busy.fetch_add(1, Ordering::SeqCst);
     let mut t = Tracer::new_concurrent(&h.arena);
     while t.work() * WORK_UNIT_BYTES < target {
-        // A pause is waiting for this mutator: stop assisting (the debt stays for later).
-        if h.safepoint.stop_requested() {
+        // Account the time as it passes (the CPU limiter reads it) and let the limiter update.
+        let now = Instant::now();
+        h.stats.assist_ns.fetch_add(
+            now.saturating_duration_since(last).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        last = now;
+        pacing::update_limiter(h, false);
+        // A pause is waiting for this mutator, or the GC has taken too much of the CPU: stop
+        // assisting (the debt stays for later).
+        if h.safepoint.stop_requested() || h.limiting.load(Ordering::Relaxed) {
             break;
         }
         if !t.has_grey() {
@@ -225,7 +234,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     h.mark_busy.fetch_sub(1, Ordering::SeqCst);
     h.stats
         .assist_ns
-        .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        .fetch_add(last.elapsed().as_nanos() as u64, Ordering::Relaxed);
     debt - done as f64
 }
 
@@ -284,12 +293,21 @@ pub(crate) fn background_helper(h: &Shared, share: f64) {
     }
 }
 
+/// A background marker holding more grey objects than this shares half of them when the
+/// heap's queue is empty (Go: `gcWork.balance`), so that assists and other workers find work.
+const BALANCE_MIN: usize = 64;
+
 /// One slice of background marking: drain up to [`DRAIN_SLICE`] units, count the scan work
-/// (for the pacer, and as credit assists can steal) and the time, and return the time (for the
-/// worker's pace).
+/// (for the pacer, and as credit assists can steal) and the time, share work if the queue is
+/// empty, and return the time (for the worker's pace).
 fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     let start = Instant::now();
     t.drain_budget(DRAIN_SLICE);
+    if h.grey.is_empty()
+        && let Some(b) = t.split_grey(BALANCE_MIN)
+    {
+        h.grey.push(b);
+    }
     let work = t.take_work() * WORK_UNIT_BYTES;
     h.scan_work.fetch_add(work, Ordering::Relaxed);
     h.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
@@ -410,17 +428,18 @@ pub(crate) fn gc_cycle(h: &Shared) {
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     let heap_end = h.heap_live.load(Ordering::Relaxed);
     let assist_ns = h.stats.assist_ns.load(Ordering::Relaxed) - assist0;
+    h.heap_marked.store(marked, Ordering::Relaxed);
+    h.heap_live.store(marked, Ordering::Relaxed);
     let (_, cons_mark) = pacing::end_cycle(
         h,
         pacing::CycleMeasures {
             marked,
+            heap_end,
             mark_ns: mark_time.as_nanos() as u64,
             assist_ns,
             concurrent: true,
         },
     );
-    h.heap_marked.store(marked, Ordering::Relaxed);
-    h.heap_live.store(marked, Ordering::Relaxed);
     h.stats.last_marked_objects.store(
         t.marked_objects as u64 + h.marked_objects_elsewhere.load(Ordering::Relaxed),
         Ordering::Relaxed,
@@ -504,11 +523,12 @@ fn mark<'h>(
             blocked |= !unsafe { scan_parked(h, r, epoch) };
         }
         loop {
-            while let Some(batch) = h.grey.pop() {
-                t.push_grey_batch(batch);
-            }
+            // One batch at a time: the rest stays where assists can take it.
             if !t.has_grey() {
-                break;
+                match h.grey.pop() {
+                    Some(batch) => t.push_grey_batch(batch),
+                    None => break,
+                }
             }
             let took = background_slice(h, t);
             pacing::revise(h);
@@ -534,6 +554,7 @@ fn mark<'h>(
             continue;
         }
         if h.mark_busy.load(Ordering::SeqCst) > 0 {
+            pacing::update_limiter(h, false);
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }

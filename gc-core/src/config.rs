@@ -35,6 +35,7 @@ pub struct Config {
     pub(crate) cpus: Option<usize>,
     pub(crate) memory_limit: Option<usize>,
     pub(crate) gctrace: bool,
+    pub(crate) pacertrace: bool,
     pub(crate) max_heap: Option<usize>,
 }
 
@@ -53,6 +54,7 @@ impl Default for Config {
             cpus: None,
             memory_limit: None,
             gctrace: false,
+            pacertrace: false,
             max_heap: None,
         }
     }
@@ -86,8 +88,11 @@ impl Config {
             self.memory_limit = parse_memory_limit(&v)?;
         }
         if let Some(v) = get("GODEBUG") {
-            if let Some(on) = parse_godebug_gctrace(&v)? {
+            if let Some(on) = parse_godebug(&v, "gctrace")? {
                 self.gctrace = on;
+            }
+            if let Some(on) = parse_godebug(&v, "gcpacertrace")? {
+                self.pacertrace = on;
             }
         }
         if let Some(v) = get("GCCORE_MAX_HEAP") {
@@ -144,6 +149,14 @@ impl Config {
     /// [`CycleRecord::gctrace_line`](crate::gctrace::CycleRecord::gctrace_line)).
     pub fn gctrace(mut self, on: bool) -> Self {
         self.gctrace = on;
+        self
+    }
+
+    /// Print the pacer's view of every cycle to stderr, as Go's `GODEBUG=gcpacertrace=1` does:
+    /// utilisation, scan work done and expected, heap at trigger and at the end, distance to
+    /// the goal, cons/mark.
+    pub fn gcpacertrace(mut self, on: bool) -> Self {
+        self.pacertrace = on;
         self
     }
 
@@ -244,19 +257,24 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
     Ok(Some(b))
 }
 
-/// The `gctrace` setting of a `GODEBUG` value (`key=value` pairs separated by commas; other keys
-/// ignored): `Some(n > 0)` if present.
-pub fn parse_godebug_gctrace(v: &str) -> Result<Option<bool>, ConfigError> {
+/// The setting `key` (`gctrace`, `gcpacertrace`) of a `GODEBUG` value (`key=value` pairs
+/// separated by commas; other keys ignored): `Some(n > 0)` if present.
+pub fn parse_godebug(v: &str, key: &str) -> Result<Option<bool>, ConfigError> {
     let mut out = None;
     for kv in v.split(',') {
-        if let Some(val) = kv.trim().strip_prefix("gctrace=") {
+        if let Some(val) = kv
+            .trim()
+            .strip_prefix(key)
+            .and_then(|r| r.strip_prefix('='))
+        {
             out = Some(match val.parse::<u32>() {
                 Ok(n) => n > 0,
                 Err(_) => {
                     return Err(ConfigError {
                         var: "GODEBUG",
                         value: v.to_string(),
-                        expected: "comma-separated key=value pairs with gctrace=0 or gctrace=1",
+                        expected: "comma-separated key=value pairs with gctrace and gcpacertrace \
+                                   0 or 1 (e.g. gctrace=1)",
                     });
                 }
             });
@@ -372,15 +390,18 @@ mod tests {
 
     #[test]
     fn godebug_gctrace() {
-        assert_eq!(parse_godebug_gctrace("gctrace=1"), Ok(Some(true)));
-        assert_eq!(parse_godebug_gctrace("gctrace=0"), Ok(Some(false)));
+        let g = |v| parse_godebug(v, "gctrace");
+        assert_eq!(g("gctrace=1"), Ok(Some(true)));
+        assert_eq!(g("gctrace=0"), Ok(Some(false)));
+        assert_eq!(g("madvdontneed=1,gctrace=2"), Ok(Some(true)));
+        assert_eq!(g("madvdontneed=1"), Ok(None));
+        assert_eq!(g("gcpacertrace=1"), Ok(None));
+        assert_eq!(g(""), Ok(None));
         assert_eq!(
-            parse_godebug_gctrace("madvdontneed=1,gctrace=2"),
+            parse_godebug("gctrace=1,gcpacertrace=1", "gcpacertrace"),
             Ok(Some(true))
         );
-        assert_eq!(parse_godebug_gctrace("madvdontneed=1"), Ok(None));
-        assert_eq!(parse_godebug_gctrace(""), Ok(None));
-        let e = parse_godebug_gctrace("gctrace=yes").unwrap_err();
+        let e = g("gctrace=yes").unwrap_err();
         assert_eq!(e.var, "GODEBUG");
         assert!(e.to_string().contains("gctrace=1"));
     }

@@ -126,15 +126,19 @@ pub(crate) struct Shared {
     pub limiter: Mutex<crate::pacing::LimiterFeed>,
     /// Whether the GC CPU limiter is on: mark assists are skipped while it is.
     pub limiting: AtomicBool,
+    /// When (ns since the heap's creation) the limiter is next due for an update.
+    pub limiter_next_ns: AtomicU64,
     /// Print a gctrace line per cycle.
     pub gctrace: bool,
+    /// Print a gcpacertrace line per cycle.
+    pub pacertrace: bool,
     /// Live-heap limit (`Config::max_heap`; `usize::MAX`: none).
     pub max_heap: usize,
     /// Bytes of objects allocated and not yet freed by sweeping (Go: `totalAlloc − totalFree`),
     /// counted a span at a time like `heap_live`.
     pub heap_alloc: AtomicUsize,
     /// Scannable heap (Go: `heapScan`): the last cycle's heap scan work plus bytes allocated
-    /// since in spans of types with pointers.
+    /// since, up to the start of the current mark phase, in spans of types with pointers.
     pub heap_scan: AtomicUsize,
     /// Scan work done by the current cycle on the heap, on root stacks and on the stash.
     pub scan_work: AtomicU64,
@@ -163,7 +167,9 @@ impl Shared {
     #[inline]
     pub(crate) fn note_alloc(&self, bytes: usize, noscan: bool) {
         self.heap_alloc.fetch_add(bytes, Ordering::Relaxed);
-        if !noscan {
+        // Go fixes `heapScan` for the length of a mark phase: it is the worst-case scan work
+        // of the cycle, and what is allocated meanwhile is allocated black (never scanned).
+        if !noscan && !self.marking.load(Ordering::Relaxed) {
             self.heap_scan.fetch_add(bytes, Ordering::Relaxed);
         }
         let live = self.heap_live.fetch_add(bytes, Ordering::Relaxed) + bytes;
@@ -305,7 +311,9 @@ impl Heap {
             )),
             limiter: Mutex::new(crate::pacing::LimiterFeed::new(cpus)),
             limiting: AtomicBool::new(false),
+            limiter_next_ns: AtomicU64::new(0),
             gctrace: config.gctrace,
+            pacertrace: config.pacertrace,
             max_heap: config.max_heap.unwrap_or(usize::MAX),
             heap_alloc: AtomicUsize::new(0),
             heap_scan: AtomicUsize::new(0),

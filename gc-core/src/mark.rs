@@ -154,6 +154,33 @@ impl Tracer {
             .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
 
+    /// Half of this tracer's grey work, if it holds more than `min` objects (or more than one
+    /// array continuation and no objects), for other markers (Go: `gcWork.balance`). The
+    /// oldest entries go: on a depth-first stack they root the largest unexplored subgraphs.
+    pub(crate) fn split_grey(&mut self, min: usize) -> Option<GreyBatch> {
+        if self.stack.len() > min {
+            let half = self.stack.len() / 2;
+            let objs = self.stack.drain(..half).map(ObjAddr).collect();
+            return Some(GreyBatch {
+                objs,
+                chunks: Vec::new(),
+            });
+        }
+        if self.stack.is_empty() && self.chunks.len() > 1 {
+            let half = self.chunks.len() / 2;
+            let chunks = self
+                .chunks
+                .drain(..half)
+                .map(|(h, i)| (ObjAddr(h), i))
+                .collect();
+            return Some(GreyBatch {
+                objs: Vec::new(),
+                chunks,
+            });
+        }
+        None
+    }
+
     /// Take the grey objects this tracer holds (to hand them to another marker).
     pub(crate) fn take_grey(&mut self) -> Vec<ObjAddr> {
         std::mem::take(&mut self.stack)

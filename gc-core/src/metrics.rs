@@ -392,6 +392,10 @@ pub const ALL: &[(&str, &str)] = &[
         "1 while the GC CPU limiter is on.",
     ),
     (
+        "/gccore/gc/limiter/enabled-count:events",
+        "Times the GC CPU limiter turned on.",
+    ),
+    (
         "/gccore/pacer/cons-mark:ratio",
         "The pacer's cons/mark estimate.",
     ),
@@ -460,6 +464,7 @@ impl Metrics {
             U(h.arena.mapped_ready_bytes() as u64),
             F(secs(crate::pacing::process_cpu_ns())),
             U(h.limiting.load(Ordering::Relaxed) as u64),
+            U(u(&s.limiter_enabled)),
             F(cons_mark),
         ];
         debug_assert_eq!(values.len(), ALL.len());

@@ -116,6 +116,8 @@ pub(crate) fn revise(h: &Shared) {
 pub(crate) struct CycleMeasures {
     /// Bytes marked (allocate-black included).
     pub marked: usize,
+    /// `heap_live` at mark termination, before it was reset to `marked`.
+    pub heap_end: usize,
     /// Wall time of the mark phase (assists enabled).
     pub mark_ns: u64,
     /// Assist time during the cycle.
@@ -124,18 +126,19 @@ pub(crate) struct CycleMeasures {
     pub concurrent: bool,
 }
 
-/// STW 2 (world stopped): feed the cycle's figures to the pacer (Go: `endCycle`, `resetLive`,
-/// `commit`), set the next trigger and goal, and the scavenger's goals. Returns the goal the cycle
-/// paced for and the pacer's cons/mark estimate.
+/// STW 2 (world stopped, `heap_live` already reset to the marked bytes): feed the cycle's
+/// figures to the pacer (Go: `endCycle`, `resetLive`, `commit`), set the next trigger and goal,
+/// and the scavenger's goals. Returns the goal the cycle paced for and the pacer's cons/mark
+/// estimate.
 pub(crate) fn end_cycle(h: &Shared, c: CycleMeasures) -> (usize, f64) {
     let mut p = h.pacer.lock();
-    let heap_live = h.heap_live.load(Ordering::Relaxed) as u64;
+    let heap_live = c.heap_end as u64;
     let heap_work = h.scan_work.load(Ordering::Relaxed);
     let stack_work = h.stack_scan_work.load(Ordering::Relaxed);
     let m = memory_stats(h);
     let goal = p.heap_goal(m);
     if c.concurrent {
-        p.end_cycle(
+        let line = p.end_cycle_traced(
             CycleEnd {
                 heap_live,
                 scan_work: heap_work + stack_work,
@@ -145,6 +148,11 @@ pub(crate) fn end_cycle(h: &Shared, c: CycleMeasures) -> (usize, f64) {
             },
             goal,
         );
+        if h.pacertrace
+            && let Some(l) = line
+        {
+            eprintln!("{l}");
+        }
     } else {
         p.end_cycle(CycleEnd::default(), goal);
     }
@@ -250,13 +258,17 @@ pub(crate) fn process_cpu_ns() -> u64 {
 /// (`limiting`).
 pub(crate) fn update_limiter(h: &Shared, force: bool) {
     let now = Instant::now();
-    let mut f = h.limiter.lock();
-    if !force
-        && f.last_update
-            .is_some_and(|t| now.saturating_duration_since(t).as_micros() < 1000)
-    {
+    // Cheap check first: assists call this every few microseconds.
+    let now_ns = h.phases.offset(now).as_nanos() as u64;
+    if !force && now_ns < h.limiter_next_ns.load(Ordering::Relaxed) {
         return;
     }
+    let Some(mut f) = h.limiter.try_lock() else {
+        // Someone else is updating it.
+        return;
+    };
+    h.limiter_next_ns
+        .store(now_ns + 1_000_000, Ordering::Relaxed);
     let process = process_cpu_ns();
     let gc = gc_cpu_ns(h);
     let mark = mark_cpu_ns(h);

@@ -1,0 +1,323 @@
+//! Pacer behaviour on real heaps: the heap stays near its goal in steady state, the memory
+//! limit bounds mapped memory, a limit below the live heap degrades throughput instead of
+//! livelocking, and the scavenger gives memory back.
+//!
+//! These allocate gigabytes, so they run optimised: `scripts/test.sh` runs
+//! `cargo test --release -p gc-core --test pacing`; in a debug build they are ignored. The tests
+//! take a lock so that they run one at a time (they read the process's CPU time and RSS).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gc_core::gctrace::CycleRecord;
+use gc_core::{Config, Gc, GcArray, GcBytes, GcCell, Heap, Mutator, Rootable, Trace};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const MIB: usize = 1 << 20;
+
+#[derive(Trace)]
+struct Node<'gc> {
+    next: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    a: u64,
+    b: u64,
+}
+
+/// Nodes per chain: a slot of the live set is a chain of this many nodes.
+const CHAIN: usize = 32;
+
+type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>];
+
+/// Heap bytes of one node: an 8-byte header and three words, a 32-byte size class.
+const NODE_BYTES: usize = 32;
+
+/// A mutator whose root holds `live` bytes (about) of node chains.
+fn live_set(heap: &Heap, live: usize) -> (Mutator<R>, usize) {
+    assert_eq!(std::mem::size_of::<Node<'static>>() + 8, NODE_BYTES);
+    let slots = live / (NODE_BYTES * CHAIN);
+    let mut m: Mutator<R> = heap.mutator(|mc| GcArray::new(mc, slots, None));
+    for i in (0..slots).step_by(1024) {
+        m.mutate(|mc, arr| {
+            for j in i..(i + 1024).min(slots) {
+                arr.set(mc, j, Some(chain(mc, j as u64)));
+            }
+        });
+    }
+    (m, slots)
+}
+
+fn chain<'gc>(mc: &gc_core::Mutation<'gc>, seed: u64) -> Gc<'gc, Node<'gc>> {
+    let mut head = None;
+    for k in 0..CHAIN as u64 {
+        head = Some(Gc::new(
+            mc,
+            Node {
+                next: GcCell::new(head),
+                a: seed,
+                b: k,
+            },
+        ));
+    }
+    head.unwrap()
+}
+
+/// Replace random chains until `bytes` have been allocated, in scopes of 256 replacements,
+/// calling `each` between scopes. Each replacement also reads `reads` random chains: a program
+/// that does nothing but allocate makes the GC take half the CPU, where the CPU limiter (not
+/// the pacer) decides.
+fn churn(
+    m: &mut Mutator<R>,
+    slots: usize,
+    bytes: usize,
+    reads: usize,
+    rng: &mut SmallRng,
+    mut each: impl FnMut(),
+) {
+    let per_chain = NODE_BYTES * CHAIN;
+    let mut done = 0;
+    let mut sum = 0u64;
+    while done < bytes {
+        m.mutate(|mc, arr| {
+            for _ in 0..256 {
+                let i = rng.gen_range(0..slots);
+                arr.set(mc, i, Some(chain(mc, i as u64)));
+                for _ in 0..reads {
+                    let mut n = arr.get(rng.gen_range(0..slots));
+                    while let Some(node) = n {
+                        sum = sum.wrapping_add(node.b);
+                        n = node.next.get();
+                    }
+                }
+            }
+        });
+        std::hint::black_box(sum);
+        done += 256 * per_chain;
+        each();
+    }
+}
+
+/// Sum of the chains' `a` fields: every chain must still be intact (a freed node would read
+/// as poison in verify mode or as garbage).
+fn check_intact(m: &mut Mutator<R>) {
+    m.mutate(|_, arr| {
+        for i in 0..arr.len() {
+            let mut n = arr.get(i);
+            let mut len = 0;
+            while let Some(node) = n {
+                assert_eq!(node.a, i as u64, "chain {i} corrupted");
+                n = node.next.get();
+                len += 1;
+            }
+            assert_eq!(len, CHAIN, "chain {i} lost nodes");
+        }
+    });
+}
+
+/// The records as gctrace lines, with whether the CPU limiter was on.
+fn trace(recs: &[CycleRecord]) -> String {
+    recs.iter()
+        .map(|r| {
+            format!(
+                "{}{}\n",
+                r.gctrace_line(),
+                if r.limiter_on { " [limiter on]" } else { "" }
+            )
+        })
+        .collect()
+}
+
+fn automatic(records: &[CycleRecord]) -> Vec<&CycleRecord> {
+    records.iter().filter(|r| !r.forced).collect()
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn steady_state_heap_at_mark_termination_stays_within_5_percent_of_the_goal() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for gogc in [50u32, 100, 200] {
+        let heap = Heap::new(Config::default().gc_percent(Some(gogc))).unwrap();
+        let (mut m, slots) = live_set(&heap, 16 * MIB);
+        let mut rng = SmallRng::seed_from_u64(gogc as u64);
+        // Enough allocation for 20-odd cycles at this GOGC.
+        let bytes = 20 * MIB * gogc as usize / 100 * 22;
+        churn(&mut m, slots, bytes, 8, &mut rng, || {});
+        check_intact(&mut m);
+        let recs = heap.take_cycle_records();
+        let auto = automatic(&recs);
+        assert!(auto.len() >= 12, "GOGC={gogc}: only {} cycles", auto.len());
+        // Warm-up: the live set was built (the heap grew) during the first cycles.
+        for r in &auto[5..] {
+            assert!(
+                r.heap_end as f64 <= 1.05 * r.heap_goal as f64,
+                "GOGC={gogc}: cycle {} ended at {} MiB, goal {} MiB\n{}",
+                r.cycle,
+                r.heap_end >> 20,
+                r.heap_goal >> 20,
+                trace(&recs)
+            );
+            // The goal follows GOGC: marked × (1 + GOGC/100) from the previous cycle.
+            assert!(r.heap_goal >= 4 * MIB * gogc as usize / 100);
+        }
+        // Garbage is reclaimed: the live heap found stays near the live set (allocate-black
+        // bytes of the cycle included), not near what was allocated.
+        let last = auto.last().unwrap();
+        assert!(
+            last.heap_marked < 16 * MIB * 3,
+            "GOGC={gogc}: {} MiB marked",
+            last.heap_marked >> 20
+        );
+        assert!(heap.stats().objects_freed > 0);
+    }
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn memory_limit_bounds_mapped_memory_under_churn() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = 256 * MIB;
+    let heap = Heap::new(Config::default().memory_limit(Some(limit))).unwrap();
+    let (mut m, slots) = live_set(&heap, 128 * MIB);
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mapped = || {
+        heap.metrics()
+            .u64("/gccore/memory/mapped-ready:bytes")
+            .unwrap() as usize
+    };
+    let mut peak = 0;
+    churn(&mut m, slots, 1024 * MIB, 4, &mut rng, || {
+        peak = peak.max(mapped())
+    });
+    check_intact(&mut m);
+    let recs = heap.take_cycle_records();
+    assert!(automatic(&recs).len() >= 5, "{} cycles", recs.len());
+    assert!(
+        peak as f64 <= 1.03 * limit as f64,
+        "mapped and not released peaked at {} MiB, limit {} MiB\n{}",
+        peak >> 20,
+        limit >> 20,
+        trace(&recs)
+    );
+    // Without the limit, GOGC=100 on 128 MiB live would aim at about 256 MiB + overshoot:
+    // the goals really were capped below the limit.
+    assert!(automatic(&recs).iter().all(|r| r.heap_goal < limit));
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn limit_below_the_live_heap_completes_with_gc_cpu_at_most_55_percent() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let heap = Heap::new(Config::default().memory_limit(Some(64 * MIB))).unwrap();
+    let (mut m, slots) = live_set(&heap, 128 * MIB);
+    let before = heap.metrics();
+    let mut rng = SmallRng::seed_from_u64(11);
+    let t = Instant::now();
+    churn(&mut m, slots, 2048 * MIB, 0, &mut rng, || {});
+    check_intact(&mut m);
+    let after = heap.metrics();
+    let frac = after.gc_cpu_fraction_since(&before);
+    let recs = heap.take_cycle_records();
+    assert!(recs.len() >= 3, "{} cycles", recs.len());
+    assert!(
+        frac <= 0.55,
+        "GC took {:.0}% of the CPU over {:?}; limiter on {} times\n{}",
+        frac * 100.0,
+        t.elapsed(),
+        heap.metrics()
+            .u64("/gccore/gc/limiter/enabled-count:events")
+            .unwrap(),
+        trace(&recs)
+    );
+    // The goal could not be met: the limiter must have been what held the CPU back.
+    assert!(after.u64("/gc/limiter/last-enabled:gc-cycle").unwrap() > 0);
+}
+
+/// Resident memory of this process, from `/proc/self/status`. The test counts what the heap
+/// adds to it: the RSS before the heap was created is subtracted.
+fn rss() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb << 10
+}
+
+type BigR =
+    Rootable!['gc => (GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>, GcCell<'gc, Option<GcBytes<'gc>>>)];
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn scavenger_returns_a_garbage_spike_to_the_os() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let live = 32 * MIB;
+    // GOGC=50: in steady state the heap retains about 1.1 × (1 + GOGC/100) × live (Go's
+    // scavenger goal), which at the default 100 would already be 2.2 × live.
+    let baseline = rss();
+    let heap = Heap::new(Config::default().gc_percent(Some(50))).unwrap();
+    // The live set, and a cell through which 1 MiB buffers pass (each garbage at once).
+    let mut m: Mutator<BigR> = heap.mutator(|mc| {
+        let slots = live / (NODE_BYTES * CHAIN);
+        (GcArray::new(mc, slots, None), GcCell::new(None))
+    });
+    for i in (0..m.mutate(|_, r| r.0.len())).step_by(1024) {
+        m.mutate(|mc, r| {
+            for j in i..(i + 1024).min(r.0.len()) {
+                r.0.set(mc, j, Some(chain(mc, j as u64)));
+            }
+        });
+    }
+    let released0 = heap
+        .metrics()
+        .u64("/memory/classes/heap/released:bytes")
+        .unwrap();
+    // The spike: 1 GiB of 1 MiB buffers, each garbage as soon as the next is made.
+    let buf = vec![7u8; MIB];
+    for _ in 0..1024 {
+        m.mutate(|mc, r| r.1.set(mc, Some(GcBytes::new(mc, &buf))));
+    }
+    m.mutate(|mc, r| r.1.set(mc, None));
+    let spike_rss = rss().saturating_sub(baseline);
+    // Quiet allocation: a few chains now and then, so that cycles keep running.
+    let t = Instant::now();
+    let mut rng = SmallRng::seed_from_u64(3);
+    let mut last = rss().saturating_sub(baseline);
+    while t.elapsed() < Duration::from_secs(30) {
+        m.mutate(|mc, r| {
+            for _ in 0..64 {
+                let i = rng.gen_range(0..r.0.len());
+                r.0.set(mc, i, Some(chain(mc, i as u64)));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(5));
+        last = rss().saturating_sub(baseline);
+        if last < 2 * live {
+            break;
+        }
+    }
+    let metrics = heap.metrics();
+    let released = metrics.u64("/memory/classes/heap/released:bytes").unwrap();
+    assert!(released > released0, "nothing was released");
+    assert!(
+        last < 2 * live,
+        "RSS (over the {} MiB before the heap) {} MiB after {:?} (spike {} MiB, live {} MiB)\n{}\n{}",
+        baseline >> 20,
+        last >> 20,
+        t.elapsed(),
+        spike_rss >> 20,
+        live >> 20,
+        metrics
+            .samples()
+            .iter()
+            .filter(|s| s.name.contains("memory") || s.name.contains("heap"))
+            .map(|s| format!("{} = {:?}\n", s.name, s.value))
+            .collect::<String>(),
+        trace(&heap.take_cycle_records())
+    );
+    eprintln!(
+        "RSS over the baseline {} MiB -> {} MiB in {:?}; released {} MiB",
+        spike_rss >> 20,
+        last >> 20,
+        t.elapsed(),
+        released >> 20
+    );
+}

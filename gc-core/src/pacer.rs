@@ -401,9 +401,7 @@ impl Pacer {
     /// cycle that taught nothing).
     pub fn end_cycle_traced(&mut self, c: CycleEnd, goal: u64) -> Option<String> {
         self.last_heap_goal = goal;
-        let Some(triggered) = self.triggered else {
-            return None;
-        };
+        let triggered = self.triggered?;
         let procs = self.procs as f64;
         let mut utilization = GC_BACKGROUND_UTILIZATION;
         let mut idle = 0.0;

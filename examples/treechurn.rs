@@ -14,7 +14,8 @@
 //!
 //! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
 //! op_p99_us op_max_us ops_over_1ms ops_over_2ms gc_cycles gc_cpu_frac heap_peak_mib rss_peak_mib wall_ms` (pauses from
-//! the heap's phase records, measured from the stop request; percentiles with `hdrhistogram`;
+//! the heap's phase records, measured from the stop request, except `stw_max_us`, the heap's
+//! exact `pause_max`; percentiles with `hdrhistogram`;
 //! `gc_cpu_frac` = CPU time of the collector threads ÷ (wall time × CPUs); `heap_peak_mib` =
 //! the arena's mapped high-water mark). `TREECHURN_PAUSES=1` also prints every pause, with its
 //! cycle and phase, on stderr.
@@ -22,7 +23,7 @@
 use std::time::Instant;
 
 use gc_core::{Gc, GcArray, GcCell, Heap, Mutator, Rootable, Trace};
-use gc_examples::{rss_peak_mib, threads_cpu_secs};
+use gc_examples::{GcReport, gc_cpu_frac, rss_peak_mib};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -226,26 +227,16 @@ fn main() {
         ops.add(h.join().unwrap()).unwrap();
     }
     let wall = start.elapsed();
-    let gc_cpu = threads_cpu_secs("gc-core");
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let mut stw = Histogram::<u64>::new(3).unwrap();
-    let (mut cycles, mut heap_peak, mut assist_ms, mut goal_mib) = (0, 0.0, 0.0, 0.0);
-    if let Some(heap) = &heap {
-        for r in heap.take_phase_records() {
-            if r.phase.is_pause() {
-                stw.record(r.duration.as_micros() as u64).unwrap();
-                if std::env::var_os("TREECHURN_PAUSES").is_some() {
-                    eprintln!("cycle {} {:?} {:?}", r.cycle, r.phase, r.duration);
-                }
-            }
-        }
-        let s = heap.stats();
-        cycles = s.gc_cycles;
-        heap_peak = s.mapped_bytes as f64 / (1 << 20) as f64;
-        assist_ms = s.assist_time.as_secs_f64() * 1e3;
-        goal_mib = s.heap_goal as f64 / (1 << 20) as f64;
-    }
-    let (s50, s99, smax) = percentiles(&stw);
+    let gc_cpu_frac = gc_cpu_frac(wall);
+    let GcReport {
+        stw,
+        stw_max_us: smax,
+        gc_cycles: cycles,
+        heap_peak_mib: heap_peak,
+        assist_ms,
+        heap_goal_mib: goal_mib,
+    } = GcReport::take(heap.as_ref(), "TREECHURN_PAUSES");
+    let (s50, s99) = (stw.value_at_quantile(0.5), stw.value_at_quantile(0.99));
     let (o50, o99, omax) = percentiles(&ops);
     let ops_over = |us: u64| ops.count_between(us + 1, u64::MAX);
     println!(
@@ -259,7 +250,7 @@ fn main() {
     println!(
         "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
          stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} ops_over_1ms={} ops_over_2ms={} gc_cycles={cycles} \
-         gc_cpu_frac={:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
+         gc_cpu_frac={gc_cpu_frac:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
          heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
         if a.boxed { "box" } else { "gc" },
         a.live_mib,
@@ -268,7 +259,6 @@ fn main() {
         stw.len(),
         ops_over(1000),
         ops_over(2000),
-        gc_cpu / (wall.as_secs_f64() * cpus),
         rss_peak_mib(),
         wall.as_millis(),
     );

@@ -15,6 +15,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
+# Pacer behaviour on real heaps (steady state vs goal, memory limit, limit below the live heap,
+# scavenger): gigabytes of allocation, so optimised; ignored in the debug run above.
+cargo test --release -p gc-core --test pacing 2>&1 | tee -a "$log"
 # loom model check of the safepoint handshake (separate target dir: different cfg).
 CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
   cargo test -p gc-core --lib --release loom_ 2>&1 | tee -a "$log"
@@ -29,10 +32,17 @@ cargo run --quiet --release --example binary_trees -- 10 --box
 # The stop-the-world collector still works, and the treechurn harness runs (small).
 GCCORE_CONCURRENT=0 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example treechurn -- --live-mib 8 --ops 500 --mutators 2
-if err=$(GOGC=abc cargo run --quiet --release --example hello 2>&1); then
-  echo "hello accepted GOGC=abc"; exit 1
-fi
-case "$err" in *GOGC*abc*) echo "GOGC=abc rejected: $err" ;; *) echo "unexpected: $err"; exit 1 ;; esac
+for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
+  if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
+    echo "hello accepted $bad"; exit 1
+  fi
+  case "$err" in *"${bad%%=*}"*) echo "$bad rejected: $err" ;; *) echo "unexpected: $err"; exit 1 ;; esac
+done
+# GODEBUG=gctrace=1 prints Go's line per cycle; GOMEMLIMIT applies to the examples too.
+trace=$(GODEBUG=gctrace=1 GOMEMLIMIT=64MiB cargo run --quiet --release --example binary_trees -- 14 2>&1 >/dev/null)
+echo "$trace" | head -3
+echo "$trace" | grep -Eq '^gc 1 @[0-9.]+s [0-9]+%: [0-9.]+\+[0-9.]+\+[0-9.]+ ms clock, .* MB goal, .* P' \
+  || { echo "no gctrace line"; exit 1; }
 
 python3 - "$log" <<'PY'
 import re, sys

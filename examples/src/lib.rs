@@ -75,3 +75,63 @@ pub fn process_cpu_secs() -> f64 {
         _ => 0.0,
     }
 }
+
+/// Collector CPU share of a run: CPU time of the heap's threads (names starting `gc-core`) ÷
+/// (`wall` × available CPUs). Call it while the heap is alive (see [`threads_cpu_secs`]).
+pub fn gc_cpu_frac(wall: std::time::Duration) -> f64 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    threads_cpu_secs("gc-core") / (wall.as_secs_f64() * cpus)
+}
+
+/// A heap's collector figures at the end of a latency harness run (treechurn, msgbuf).
+pub struct GcReport {
+    /// Stop-the-world pauses in µs, from the heap's phase records (each measured from the stop
+    /// request, so a mutator slow to reach a safepoint shows up in it).
+    pub stw: hdrhistogram::Histogram<u64>,
+    /// The longest pause in µs, from [`HeapStats::pause_max`](gc_core::HeapStats::pause_max):
+    /// exact, and over all pauses, also those the bounded phase log has dropped.
+    pub stw_max_us: u64,
+    /// Completed cycles.
+    pub gc_cycles: u64,
+    /// The arena's mapped high-water mark in MiB.
+    pub heap_peak_mib: f64,
+    /// Time mutators spent in mark assists, in ms.
+    pub assist_ms: f64,
+    /// The heap goal at the end, in MiB.
+    pub heap_goal_mib: f64,
+}
+
+impl GcReport {
+    /// Take `heap`'s phase records (emptying its log) and read its stats; `None` (a `--box`
+    /// run) gives an empty report. Where the environment variable `pause_log_var` is set,
+    /// every pause is also printed on stderr with its cycle and phase.
+    pub fn take(heap: Option<&gc_core::Heap>, pause_log_var: &str) -> GcReport {
+        let mut r = GcReport {
+            stw: hdrhistogram::Histogram::new(3).unwrap(),
+            stw_max_us: 0,
+            gc_cycles: 0,
+            heap_peak_mib: 0.0,
+            assist_ms: 0.0,
+            heap_goal_mib: 0.0,
+        };
+        let Some(heap) = heap else {
+            return r;
+        };
+        let log = std::env::var_os(pause_log_var).is_some();
+        for p in heap.take_phase_records() {
+            if p.phase.is_pause() {
+                r.stw.record(p.duration.as_micros() as u64).unwrap();
+                if log {
+                    eprintln!("cycle {} {:?} {:?}", p.cycle, p.phase, p.duration);
+                }
+            }
+        }
+        let s = heap.stats();
+        r.stw_max_us = s.pause_max.as_micros() as u64;
+        r.gc_cycles = s.gc_cycles;
+        r.heap_peak_mib = s.mapped_bytes as f64 / (1 << 20) as f64;
+        r.assist_ms = s.assist_time.as_secs_f64() * 1e3;
+        r.heap_goal_mib = s.heap_goal as f64 / (1 << 20) as f64;
+        r
+    }
+}

@@ -62,7 +62,7 @@ fn run() -> u8 {
             return 64;
         }
     };
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(c) => c.verify(
             args.gc_stress.is_some() || std::env::var_os("GCCORE_VERIFY").is_some_and(|v| v == "1"),
         ),
@@ -71,6 +71,12 @@ fn run() -> u8 {
             return 78;
         }
     };
+    // A soft memory limit also caps the live heap: a Lox program has no other way to learn
+    // that it is out of memory (see the README).
+    if config.get_max_heap().is_none() {
+        let limit = config.get_memory_limit();
+        config = config.max_heap(limit);
+    }
     let heap = match Heap::new(config) {
         Ok(h) => h,
         Err(e) => {

@@ -5,7 +5,8 @@
 //! - unbounded recursion: exit 70, `Stack overflow.` and a stack trace;
 //! - 10 000 levels of non-tail recursion: either the right answer or `Stack overflow.`;
 //! - a string doubled 40 times in a 256 MiB heap (`GCCORE_ARENA`), and an endlessly growing
-//!   linked list of instances in a 64 MiB heap: exit 70 with the runtime error
+//!   linked list of instances in a 64 MiB heap or under `GOMEMLIMIT=32MiB`: exit 70 with the
+//!   runtime error
 //!   `Out of memory.` (the VM's policy for an allocation the heap cannot satisfy); these run
 //!   under `ulimit -v` (8 GiB) so that a binary ignoring the limit cannot take the machine down;
 //! - a missing source file: exit 74 with a message; a source that is not UTF-8: exit 65 or
@@ -174,6 +175,32 @@ fn unbounded_instance_list_runs_out_of_memory() {
 }
 
 #[test]
+fn unbounded_list_under_a_small_memory_limit_runs_out_of_memory() {
+    // The same program under GOMEMLIMIT=32MiB (arena at its default 64 GiB): the soft limit
+    // makes the collector work hard, and the VM's live-heap cap (the limit) ends the run.
+    let path = program(
+        "unbounded_list_memlimit",
+        "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
+    );
+    let run = run_capped(&path, &[("GOMEMLIMIT", "32MiB"), ("GCCORE_ARENA", "4GiB")]);
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert!(
+        first_stderr_line(&run).contains("Out of memory"),
+        "expected `Out of memory.`: {}",
+        describe(&run)
+    );
+    // A garbage-only loop under the same limit finishes: the limit caps the live heap, not
+    // what is allocated.
+    let path = program(
+        "garbage_memlimit",
+        "class N { init(n) { this.next = n; } }\nvar s = 0;\nfor (var i = 0; i < 300000; i = i + 1) { var l = N(nil); l = N(l); s = s + 1; }\nprint s;\n",
+    );
+    let run = run_capped(&path, &[("GOMEMLIMIT", "32MiB"), ("GCCORE_ARENA", "4GiB")]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "300000\n", "{}", describe(&run));
+}
+
+#[test]
 fn missing_source_file_is_an_io_error() {
     let path = scratch_dir("lox-bad-input").join("does_not_exist.lox");
     let _ = std::fs::remove_file(&path);
@@ -228,7 +255,13 @@ fn too_many_arguments_is_a_usage_error() {
 #[test]
 fn bad_heap_settings_are_a_configuration_error() {
     let path = program("config", "print 1;\n");
-    for (var, value) in [("GOGC", "abc"), ("GCCORE_ARENA", "12XB")] {
+    for (var, value) in [
+        ("GOGC", "abc"),
+        ("GOGC", "-5x"),
+        ("GCCORE_ARENA", "12XB"),
+        ("GOMEMLIMIT", "12XB"),
+        ("GODEBUG", "gctrace=yes"),
+    ] {
         let run = run_lox(&[path.as_os_str()], &[(var, value)], TIMEOUT);
         assert_exit(&run, 78);
         assert!(

@@ -1,0 +1,3 @@
+module msgbuf
+
+go 1.19

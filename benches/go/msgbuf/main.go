@@ -1,0 +1,192 @@
+// msgbuf in Go: the same workload as examples/msgbuf.rs, for comparing with Go's collector in
+// the same session (see docs/benchmarks.md).
+//
+//	go run . [-window 200000] [-pushes 10000000]
+//
+// A window of `window` messages ([][]byte); push i allocates a new 1 KiB pointer-free buffer
+// (its first 8 bytes are i) and stores it in slot i % window, dropping the old one. A push is
+// timed from the end of the one before it to its own end (one time.Now per push, as the Rust
+// harness does), into a log-linear histogram kept outside the Go heap (a global array, so ten
+// million samples neither grow the heap nor change the pacing). The last line has the same
+// key=value pairs as the Rust harness: stop-the-world pause percentiles (runtime/metrics
+// /gc/pauses:seconds, a histogram whose buckets bound the values), push latency percentiles in
+// µs with three decimals, cycles, GC CPU fraction (runtime.MemStats.GCCPUFraction: the
+// /cpu/classes/gc metrics arrive only in Go 1.20), heap goal at the end, heap peak (the largest
+// /memory/classes/total:bytes minus released bytes, sampled every 2 ms), peak RSS (VmHWM).
+package main
+
+import (
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"math"
+	"math/bits"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const msgBytes = 1024
+
+// Log-linear histogram of nanoseconds: values below 2^subBits exactly, larger ones in
+// 2^(subBits-1) sub-buckets per power of two (under 0.1% apart, like hdrhistogram's 3
+// significant digits).
+const subBits = 11
+
+var hist [(64 - subBits + 2) << (subBits - 1)]uint64
+var histN, histMax uint64
+
+func bucket(v uint64) int {
+	if v < 1<<subBits {
+		return int(v)
+	}
+	e := bits.Len64(v) - subBits // v >> e has subBits bits, top one set
+	return e<<(subBits-1) + int(v>>uint(e))
+}
+
+// highest returns the largest value that falls in bucket b.
+func highest(b int) uint64 {
+	if b < 1<<subBits {
+		return uint64(b)
+	}
+	e := b>>(subBits-1) - 1
+	m := uint64(b - e<<(subBits-1))
+	return (m+1)<<uint(e) - 1
+}
+
+func record(ns uint64) {
+	hist[bucket(ns)]++
+	histN++
+	if ns > histMax {
+		histMax = ns
+	}
+}
+
+// quantile is the highest value of the bucket holding the q-th recorded value (as
+// hdrhistogram's value_at_quantile).
+func quantile(q float64) uint64 {
+	want := uint64(math.Ceil(q * float64(histN)))
+	if want == 0 {
+		want = 1
+	}
+	var seen uint64
+	for b, c := range hist {
+		seen += c
+		if seen >= want {
+			if h := highest(b); h < histMax {
+				return h
+			}
+			return histMax
+		}
+	}
+	return histMax
+}
+
+func over(ns uint64) uint64 {
+	var n uint64
+	for b, c := range hist {
+		if highest(b) > ns {
+			n += c
+		}
+	}
+	return n
+}
+
+func pct(v []time.Duration, q float64) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(v)-1))
+	return v[i]
+}
+
+// rssPeakMiB is VmHWM from /proc/self/status in MiB, or 0 where that is unavailable.
+func rssPeakMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kib, _ := strconv.ParseUint(f[1], 10, 64)
+			return float64(kib) / 1024
+		}
+	}
+	return 0
+}
+
+func main() {
+	window := flag.Int("window", 200000, "messages kept")
+	pushes := flag.Int("pushes", 10000000, "messages pushed")
+	flag.Parse()
+	if *window < 1 {
+		*window = 1
+	}
+
+	var peak uint64
+	done := make(chan struct{})
+	go func() {
+		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			metrics.Read(s)
+			v := s[0].Value.Uint64() - s[1].Value.Uint64()
+			if v > peak {
+				peak = v
+			}
+		}
+	}()
+
+	start := time.Now()
+	win := make([][]byte, *window)
+	last := time.Now()
+	for i := 0; i < *pushes; i++ {
+		b := make([]byte, msgBytes)
+		binary.LittleEndian.PutUint64(b, uint64(i))
+		win[i%*window] = b
+		now := time.Now()
+		record(uint64(now.Sub(last)))
+		last = now
+	}
+	var sum uint64
+	for _, b := range win {
+		if b != nil {
+			sum += uint64(b[0])
+		}
+	}
+	wall := time.Since(start)
+	close(done)
+
+	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	h := s[0].Value.Float64Histogram()
+	// Pauses as the upper bound of their histogram bucket (Go exposes no exact values).
+	var pauses []time.Duration
+	for i, c := range h.Counts {
+		for k := uint64(0); k < c; k++ {
+			pauses = append(pauses, time.Duration(h.Buckets[i+1]*1e9))
+		}
+	}
+	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	us := func(d time.Duration) int64 { return d.Microseconds() }
+	nsUs := func(ns uint64) float64 { return float64(ns) / 1e3 }
+	runtime.KeepAlive(win)
+	fmt.Printf("msgbuf go window=%d pushes=%d msg_bytes=%d sum=%d\n", *window, *pushes, msgBytes, sum)
+	fmt.Printf("mode=go window=%d pushes=%d stw_count=%d stw_p50_us=%d stw_p99_us=%d stw_max_us=%d push_p50_us=%.3f push_p99_us=%.3f push_p999_us=%.3f push_max_us=%.3f pushes_over_1ms=%d pushes_over_2ms=%d gc_cycles=%d gc_cpu_frac=%.3f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f wall_ms=%d\n",
+		*window, *pushes, len(pauses),
+		us(pct(pauses, 0.5)), us(pct(pauses, 0.99)), us(pct(pauses, 1)),
+		nsUs(quantile(0.5)), nsUs(quantile(0.99)), nsUs(quantile(0.999)), nsUs(histMax),
+		over(uint64(time.Millisecond)), over(uint64(2*time.Millisecond)),
+		s[1].Value.Uint64(), ms.GCCPUFraction, float64(s[2].Value.Uint64())/(1<<20),
+		float64(peak)/(1<<20), rssPeakMiB(), wall.Milliseconds())
+}

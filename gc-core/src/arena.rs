@@ -96,6 +96,9 @@ struct PageAlloc {
     released: Vec<u64>,
     /// Pages with their `released` bit set.
     released_pages: usize,
+    /// No free page at or above this index is unreleased (Go: the scavenger's search
+    /// address): scavenging starts below it instead of walking every released run again.
+    scav_hint: usize,
 }
 
 impl PageAlloc {
@@ -243,12 +246,13 @@ impl Arena {
     /// [`Arena::scavenge`] of up to `max_pages` with the page lock held.
     fn scavenge_locked(&self, pa: &mut PageAlloc, max_pages: usize) -> usize {
         let mut done = 0;
-        let mut key = usize::MAX;
+        let mut key = pa.scav_hint;
         'runs: while let Some((&start, &len)) = pa.by_start.range(..key).next_back() {
-            key = start;
             let mut p = start;
             while p < start + len {
                 if done >= max_pages {
+                    // This run may have unreleased pages left.
+                    key = start + len;
                     break 'runs;
                 }
                 // Skip released pages (a whole word at a time where possible), then take the
@@ -272,7 +276,9 @@ impl Arena {
                 self.release_to_os(first, p - first);
                 done += p - first;
             }
+            key = start;
         }
+        pa.scav_hint = key;
         pa.released_pages += done;
         self.released
             .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
@@ -407,6 +413,7 @@ impl Arena {
             len += nl;
         }
         pa.insert(start, len);
+        pa.scav_hint = pa.scav_hint.max(start + len);
     }
 
     /// Raw pointer to the first byte of the reservation (for tests and teardown checks).

@@ -143,6 +143,8 @@ fn main() {
     };
     let wall = start.elapsed();
     let gc_cpu_frac = gc_cpu_frac(wall);
+    let report = GcReport::take(heap.as_ref(), "MSGBUF_PAUSES");
+    let pacing = report.pacing_keys();
     let GcReport {
         stw,
         stw_max_us: smax,
@@ -150,7 +152,8 @@ fn main() {
         heap_peak_mib: heap_peak,
         assist_ms,
         heap_goal_mib: goal_mib,
-    } = GcReport::take(heap.as_ref(), "MSGBUF_PAUSES");
+        ..
+    } = report;
     let (s50, s99) = (stw.value_at_quantile(0.5), stw.value_at_quantile(0.99));
     let us = |q: f64| lat.value_at_quantile(q) as f64 / 1e3;
     let over = |ns: u64| lat.count_between(ns + 1, u64::MAX);
@@ -164,7 +167,7 @@ fn main() {
          stw_max_us={smax} push_p50_us={:.3} push_p99_us={:.3} push_p999_us={:.3} \
          push_max_us={:.3} pushes_over_1ms={} pushes_over_2ms={} gc_cycles={cycles} \
          gc_cpu_frac={gc_cpu_frac:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
-         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
+         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing}",
         a.window,
         a.pushes,
         stw.len(),

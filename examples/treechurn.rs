@@ -228,6 +228,8 @@ fn main() {
     }
     let wall = start.elapsed();
     let gc_cpu_frac = gc_cpu_frac(wall);
+    let report = GcReport::take(heap.as_ref(), "TREECHURN_PAUSES");
+    let pacing = report.pacing_keys();
     let GcReport {
         stw,
         stw_max_us: smax,
@@ -235,7 +237,8 @@ fn main() {
         heap_peak_mib: heap_peak,
         assist_ms,
         heap_goal_mib: goal_mib,
-    } = GcReport::take(heap.as_ref(), "TREECHURN_PAUSES");
+        ..
+    } = report;
     let (s50, s99) = (stw.value_at_quantile(0.5), stw.value_at_quantile(0.99));
     let (o50, o99, omax) = percentiles(&ops);
     let ops_over = |us: u64| ops.count_between(us + 1, u64::MAX);
@@ -251,7 +254,7 @@ fn main() {
         "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
          stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} ops_over_1ms={} ops_over_2ms={} gc_cycles={cycles} \
          gc_cpu_frac={gc_cpu_frac:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
-         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={}",
+         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing}",
         if a.boxed { "box" } else { "gc" },
         a.live_mib,
         a.mutators,

@@ -15,7 +15,7 @@ tc=target/release/examples/treechurn
 GO=/usr/lib/go-1.19/bin/go
 gotc=""
 if [ -x "$GO" ]; then
-  (cd benches/go/treechurn && "$GO" build -o ../../../target/release/treechurn-go .)
+  (cd benches/go && "$GO" build -o ../../target/release/treechurn-go ./treechurn)
   gotc=target/release/treechurn-go
 fi
 

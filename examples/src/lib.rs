@@ -83,6 +83,9 @@ pub fn gc_cpu_frac(wall: std::time::Duration) -> f64 {
     threads_cpu_secs("gc-core") / (wall.as_secs_f64() * cpus)
 }
 
+/// Cycles left out of [`GcReport::peak_over_goal`] (the Go harnesses skip as many).
+pub const WARMUP_CYCLES: usize = 4;
+
 /// A heap's collector figures at the end of a latency harness run (treechurn, msgbuf).
 pub struct GcReport {
     /// Stop-the-world pauses in µs, from the heap's phase records (each measured from the stop
@@ -99,9 +102,24 @@ pub struct GcReport {
     pub assist_ms: f64,
     /// The heap goal at the end, in MiB.
     pub heap_goal_mib: f64,
+    /// The largest ratio, over the cycles after the first [`WARMUP_CYCLES`], of the heap at
+    /// mark termination to that cycle's goal (from the cycle records; 0 without cycles).
+    pub peak_over_goal: f64,
+    /// Minimum mutator utilisation over windows of 1, 10 and 100 ms, counting pauses and mark
+    /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
+    /// ([`gc_core::mmu`]).
+    pub mmu: [f64; 3],
 }
 
 impl GcReport {
+    /// The pacing figures as `key=value` pairs for a harness's last line.
+    pub fn pacing_keys(&self) -> String {
+        format!(
+            "peak_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            self.peak_over_goal, self.mmu[0], self.mmu[1], self.mmu[2]
+        )
+    }
+
     /// Take `heap`'s phase records (emptying its log) and read its stats; `None` (a `--box`
     /// run) gives an empty report. Where the environment variable `pause_log_var` is set,
     /// every pause is also printed on stderr with its cycle and phase.
@@ -113,12 +131,38 @@ impl GcReport {
             heap_peak_mib: 0.0,
             assist_ms: 0.0,
             heap_goal_mib: 0.0,
+            peak_over_goal: 0.0,
+            mmu: [1.0; 3],
         };
         let Some(heap) = heap else {
             return r;
         };
         let log = std::env::var_os(pause_log_var).is_some();
-        for p in heap.take_phase_records() {
+        let phases = heap.take_phase_records();
+        let cycles = heap.take_cycle_records();
+        // Skip the warm-up (the heap grows to its working size in the first cycles, where
+        // Go's pacer also lets it pass the goal), unless there is nothing else.
+        let steady = if cycles.len() > WARMUP_CYCLES {
+            &cycles[WARMUP_CYCLES..]
+        } else {
+            &cycles[..]
+        };
+        r.peak_over_goal = steady
+            .iter()
+            .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
+            .fold(0.0, f64::max);
+        if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
+            let include = gc_core::mmu::Include {
+                assists: true,
+                background: false,
+            };
+            let busy = gc_core::mmu::busy_intervals(&phases, &cycles, include);
+            for (m, ms) in r.mmu.iter_mut().zip([1, 10, 100]) {
+                let w = std::time::Duration::from_millis(ms);
+                *m = gc_core::mmu::mmu(&busy, first.start, last, w);
+            }
+        }
+        for p in phases {
             if p.phase.is_pause() {
                 r.stw.record(p.duration.as_micros() as u64).unwrap();
                 if log {

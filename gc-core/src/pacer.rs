@@ -278,6 +278,20 @@ impl Pacer {
         goal.max(self.heap_marked)
     }
 
+    /// The most the heap may reach under the memory limit: `limit − (non_heap + overage)`
+    /// without the headroom, at least the live heap (`u64::MAX` without a limit). Assists
+    /// aim at most here however far marking runs over ([`Pacer::revise`]).
+    pub fn memory_limit_hard_goal(&self, m: MemoryStats) -> u64 {
+        let Some(limit) = self.memory_limit else {
+            return u64::MAX;
+        };
+        let non_heap = m.mapped_ready.saturating_sub(m.heap_free + m.heap_alloc);
+        let overage = m.mapped_ready.saturating_sub(limit);
+        limit
+            .saturating_sub(non_heap + overage)
+            .max(self.heap_marked)
+    }
+
     /// The heap goal and the lowest trigger the goal allows (Go: `heapGoalInternal`): the
     /// smaller of the GOGC goal and the memory-limit goal. When GOGC decides, the goal is also
     /// at least the sweep distance and [`MIN_RUNWAY`] above where the current cycle started.
@@ -339,6 +353,11 @@ impl Pacer {
     ///   (`heap_scan` + roots) is live — and moves the goal out in proportion, at most to
     ///   `(1 + GOGC/100) × goal` (Go's hard goal).
     /// * Past the goal anyway, it aims at 1.1 × the goal with the worst-case work.
+    /// * Under a memory limit neither may go past the limit itself (the limit-based goal
+    ///   without its headroom, [`Pacer::memory_limit_hard_goal`]): gc-core's choice; Go 1.19
+    ///   extends to `(1 + GOGC/100) × goal` with GOGC taken as 100000 when off, i.e. without
+    ///   bound, and leaves the limit to the next cycle. A cycle's first goal with no scan
+    ///   work on record yet (the heap's first cycle) extends straight to the hard goal.
     /// * Remaining work is at least 1000, remaining heap at least 1 byte.
     ///
     /// `heap_live`: now; `heap_scan`: scannable bytes of the heap now (marked scannable bytes
@@ -370,6 +389,11 @@ impl Pacer {
         }
         if heap_live as f64 > heap_goal {
             heap_goal *= MAX_OVERSHOOT;
+            expected = max_work;
+        }
+        let limit = self.memory_limit_hard_goal(m) as f64;
+        if limit < heap_goal {
+            heap_goal = limit;
             expected = max_work;
         }
         let remaining_work = (expected - work).max(1000.0);
@@ -726,6 +750,20 @@ mod tests {
         // Past even that: at least 1 byte of heap and 1000 units of work remain.
         let r = p.revise(400 * MIB, 120 * MIB, MIB, 500 * MIB, none);
         assert_eq!(r.work_per_byte, 1000.0);
+        // Under a 210 MiB limit (the goal, 201 MiB, still from GOGC: the limit's is 210 MiB
+        // less 3%; nothing mapped beyond the objects): the extended goal (216 MiB) would pass
+        // the limit, so the cycle aims at the limit itself with the worst-case work.
+        p.set_memory_limit(Some(210 * MIB));
+        let m = MemoryStats {
+            mapped_ready: 190 * MIB,
+            heap_free: 0,
+            heap_alloc: 190 * MIB,
+        };
+        assert_eq!(p.heap_goal(m), 201 * MIB);
+        assert_eq!(p.memory_limit_hard_goal(m), 210 * MIB);
+        let r = p.revise(190 * MIB, 120 * MIB, MIB, 85 * MIB, m);
+        let want = (36 * MIB) as f64 / (20 * MIB) as f64;
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 // msgbuf in Go: the same workload as examples/msgbuf.rs, for comparing with Go's collector in
 // the same session (see docs/benchmarks.md).
 //
-//	go run . [-window 200000] [-pushes 10000000]
+//	cd benches/go && go run ./msgbuf [-window 200000] [-pushes 10000000]
 //
 // A window of `window` messages ([][]byte); push i allocates a new 1 KiB pointer-free buffer
 // (its first 8 bytes are i) and stores it in slot i % window, dropping the old one. A push is
@@ -16,17 +16,14 @@
 package main
 
 import (
+	"gcbench/report"
+
 	"encoding/binary"
 	"flag"
 	"fmt"
 	"math"
 	"math/bits"
-	"os"
 	"runtime"
-	"runtime/metrics"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -96,29 +93,6 @@ func over(ns uint64) uint64 {
 	return n
 }
 
-func pct(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(q * float64(len(v)-1))
-	return v[i]
-}
-
-// rssPeakMiB is VmHWM from /proc/self/status in MiB, or 0 where that is unavailable.
-func rssPeakMiB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
-			kib, _ := strconv.ParseUint(f[1], 10, 64)
-			return float64(kib) / 1024
-		}
-	}
-	return 0
-}
-
 func main() {
 	window := flag.Int("window", 200000, "messages kept")
 	pushes := flag.Int("pushes", 10000000, "messages pushed")
@@ -127,23 +101,7 @@ func main() {
 		*window = 1
 	}
 
-	var peak uint64
-	done := make(chan struct{})
-	go func() {
-		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			metrics.Read(s)
-			v := s[0].Value.Uint64() - s[1].Value.Uint64()
-			if v > peak {
-				peak = v
-			}
-		}
-	}()
+	sampler := report.Start()
 
 	start := time.Now()
 	win := make([][]byte, *window)
@@ -163,30 +121,13 @@ func main() {
 		}
 	}
 	wall := time.Since(start)
-	close(done)
-
-	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
-	metrics.Read(s)
-	h := s[0].Value.Float64Histogram()
-	// Pauses as the upper bound of their histogram bucket (Go exposes no exact values).
-	var pauses []time.Duration
-	for i, c := range h.Counts {
-		for k := uint64(0); k < c; k++ {
-			pauses = append(pauses, time.Duration(h.Buckets[i+1]*1e9))
-		}
-	}
-	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	us := func(d time.Duration) int64 { return d.Microseconds() }
+	sampler.Stop()
 	nsUs := func(ns uint64) float64 { return float64(ns) / 1e3 }
 	runtime.KeepAlive(win)
 	fmt.Printf("msgbuf go window=%d pushes=%d msg_bytes=%d sum=%d\n", *window, *pushes, msgBytes, sum)
-	fmt.Printf("mode=go window=%d pushes=%d stw_count=%d stw_p50_us=%d stw_p99_us=%d stw_max_us=%d push_p50_us=%.3f push_p99_us=%.3f push_p999_us=%.3f push_max_us=%.3f pushes_over_1ms=%d pushes_over_2ms=%d gc_cycles=%d gc_cpu_frac=%.3f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f wall_ms=%d\n",
-		*window, *pushes, len(pauses),
-		us(pct(pauses, 0.5)), us(pct(pauses, 0.99)), us(pct(pauses, 1)),
+	fmt.Printf("mode=go window=%d pushes=%d %s push_p50_us=%.3f push_p99_us=%.3f push_p999_us=%.3f push_max_us=%.3f pushes_over_1ms=%d pushes_over_2ms=%d %s wall_ms=%d\n",
+		*window, *pushes, report.STWKeys(),
 		nsUs(quantile(0.5)), nsUs(quantile(0.99)), nsUs(quantile(0.999)), nsUs(histMax),
 		over(uint64(time.Millisecond)), over(uint64(2*time.Millisecond)),
-		s[1].Value.Uint64(), ms.GCCPUFraction, float64(s[2].Value.Uint64())/(1<<20),
-		float64(peak)/(1<<20), rssPeakMiB(), wall.Milliseconds())
+		report.GCKeys(sampler), wall.Milliseconds())
 }

@@ -1,7 +1,7 @@
 // treechurn in Go: the same workload as examples/treechurn.rs, for comparing with Go's
 // collector in the same session (see docs/benchmarks.md).
 //
-//	go run . -live-mib 256 -ops 20000 [-mutators M]
+//	cd benches/go && go run ./treechurn -live-mib 256 -ops 20000 [-mutators M]
 //
 // Each mutator keeps live-mib/mutators MiB of depth-10 binary trees (2047 nodes of two pointers
 // and two 8-byte words) in a slice, and per operation builds a new tree and replaces a random
@@ -13,11 +13,11 @@
 package main
 
 import (
+	"gcbench/report"
+
 	"flag"
 	"fmt"
 	"math/rand"
-	"runtime"
-	"runtime/metrics"
 	"sort"
 	"sync"
 	"time"
@@ -40,14 +40,6 @@ func tree(d uint32, seed uint64) *node {
 	return n
 }
 
-func pct(v []time.Duration, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	i := int(q * float64(len(v)-1))
-	return v[i]
-}
-
 func main() {
 	liveMiB := flag.Int("live-mib", 64, "live heap in MiB")
 	ops := flag.Int("ops", 5000, "operations")
@@ -59,23 +51,7 @@ func main() {
 	trees := (*liveMiB<<20 + treeBytes**mutators - 1) / (treeBytes * *mutators)
 	opsEach := (*ops + *mutators - 1) / *mutators
 
-	var peak uint64
-	done := make(chan struct{})
-	go func() {
-		s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-			metrics.Read(s)
-			v := s[0].Value.Uint64() - s[1].Value.Uint64()
-			if v > peak {
-				peak = v
-			}
-		}
-	}()
+	sampler := report.Start()
 
 	start := time.Now()
 	var mu sync.Mutex
@@ -109,22 +85,9 @@ func main() {
 	}
 	wg.Wait()
 	wall := time.Since(start)
-	close(done)
+	sampler.Stop()
 
-	s := []metrics.Sample{{Name: "/gc/pauses:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(s)
-	h := s[0].Value.Float64Histogram()
-	// Pauses as the upper bound of their histogram bucket (Go exposes no exact values).
-	var pauses []time.Duration
-	for i, c := range h.Counts {
-		for k := uint64(0); k < c; k++ {
-			pauses = append(pauses, time.Duration(h.Buckets[i+1]*1e9))
-		}
-	}
-	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
 	over := func(d time.Duration) int {
 		n := 0
 		for _, x := range all {
@@ -135,9 +98,8 @@ func main() {
 		return n
 	}
 	us := func(d time.Duration) int64 { return d.Microseconds() }
-	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d stw_count=%d stw_p50_us=%d stw_p99_us=%d stw_max_us=%d op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d gc_cycles=%d gc_cpu_frac=%.3f heap_peak_mib=%.1f wall_ms=%d\n",
-		*liveMiB, *mutators, opsEach**mutators, len(pauses),
-		us(pct(pauses, 0.5)), us(pct(pauses, 0.99)), us(pct(pauses, 1)),
-		us(pct(all, 0.5)), us(pct(all, 0.99)), us(pct(all, 1)), over(time.Millisecond), over(2*time.Millisecond),
-		s[1].Value.Uint64(), ms.GCCPUFraction, float64(peak)/(1<<20), wall.Milliseconds())
+	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d %s op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d %s wall_ms=%d\n",
+		*liveMiB, *mutators, opsEach**mutators, report.STWKeys(),
+		us(report.Pct(all, 0.5)), us(report.Pct(all, 0.99)), us(report.Pct(all, 1)), over(time.Millisecond), over(2*time.Millisecond),
+		report.GCKeys(sampler), wall.Milliseconds())
 }

@@ -1,3 +1,0 @@
-module msgbuf
-
-go 1.19

@@ -1,3 +1,0 @@
-module treechurn
-
-go 1.19

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Pacing side by side with Go 1.19: treechurn (256 MiB live) and msgbuf (200000 × 1 KiB
+# messages, 10M pushes) at GOGC=50/100/200 and with a memory limit, on gc-core and on Go
+# (benches/go; apt-get install golang-1.19-go), RUNS times each (default 3). Prints one markdown
+# row per configuration with the median of each figure over the runs: peak heap ÷ goal
+# (gc-core: heap at mark termination ÷ the cycle's goal; Go: heap sampled every 2 ms ÷ goal;
+# both after 4 warm-up cycles), heap peak (mapped and not released) and RSS peak, GC CPU
+# fraction (gc-core: collector threads' CPU ÷ (wall × CPUs); Go: GCCPUFraction), cycles, and the
+# latency figures (STW max; treechurn op max; msgbuf push p99.9 and max).
+#
+#   scripts/bench_pacer.sh [RUNS] [TREECHURN_OPS] [MSGBUF_PUSHES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-3}"
+OPS="${2:-10000}"
+PUSHES="${3:-10000000}"
+cargo build -q --release --example treechurn --example msgbuf
+GO=/usr/lib/go-1.19/bin/go
+impls="gc"
+if [ -x "$GO" ]; then
+  (cd benches/go && "$GO" build -o ../../target/release/treechurn-go ./treechurn \
+    && "$GO" build -o ../../target/release/msgbuf-go ./msgbuf)
+  impls="gc go"
+fi
+
+# median of the values of key $1 in the lines on stdin
+med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+run() { # impl workload env...
+  local impl=$1 w=$2; shift 2
+  local bin
+  case "$impl-$w" in
+    gc-treechurn) bin=(target/release/examples/treechurn --live-mib 256 --ops "$OPS") ;;
+    go-treechurn) bin=(target/release/treechurn-go -live-mib 256 -ops "$OPS") ;;
+    gc-msgbuf) bin=(target/release/examples/msgbuf --pushes "$PUSHES") ;;
+    go-msgbuf) bin=(target/release/msgbuf-go -pushes "$PUSHES") ;;
+  esac
+  env "$@" "${bin[@]}" | tail -1
+}
+
+for w in treechurn msgbuf; do
+  echo
+  echo "### $w"
+  echo
+  if [ "$w" = treechurn ]; then
+    echo "| impl | setting | peak ÷ goal | heap peak MiB | RSS peak MiB | GC CPU | cycles | STW max µs | op max µs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    limit=384MiB
+  else
+    echo "| impl | setting | peak ÷ goal | heap peak MiB | RSS peak MiB | GC CPU | cycles | STW max µs | push p99.9 µs | push max µs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    limit=320MiB
+  fi
+  for setting in GOGC=50 GOGC=100 GOGC=200 "GOMEMLIMIT=$limit" "GOGC=off GOMEMLIMIT=$limit"; do
+    for impl in $impls; do
+      out=""
+      for _ in $(seq "$RUNS"); do
+        # shellcheck disable=SC2086
+        out+=" $(run "$impl" "$w" $setting)"$'\n'
+      done
+      row="| $impl | \`$setting\` | $(echo "$out" | med peak_over_goal) | $(echo "$out" | med heap_peak_mib) | $(echo "$out" | med rss_peak_mib) | $(echo "$out" | med gc_cpu_frac) | $(echo "$out" | med gc_cycles) | $(echo "$out" | med stw_max_us)"
+      if [ "$w" = treechurn ]; then
+        echo "$row | $(echo "$out" | med op_max_us) |"
+      else
+        echo "$row | $(echo "$out" | med push_p999_us) | $(echo "$out" | med push_max_us) |"
+      fi
+    done
+  done
+done

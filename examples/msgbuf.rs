@@ -26,7 +26,7 @@
 use std::time::Instant;
 
 use gc_core::{Config, GcArray, GcBytes, Heap, Mutator, Rootable};
-use gc_examples::{GcReport, gc_cpu_frac, rss_peak_mib};
+use gc_examples::{GcReport, WARMUP_CYCLES, gc_cpu_frac, rss_peak_mib};
 use hdrhistogram::Histogram;
 
 /// Bytes per message.
@@ -143,7 +143,7 @@ fn main() {
     };
     let wall = start.elapsed();
     let gc_cpu_frac = gc_cpu_frac(wall);
-    let report = GcReport::take(heap.as_ref(), "MSGBUF_PAUSES");
+    let report = GcReport::take(heap.as_ref(), "MSGBUF_PAUSES", WARMUP_CYCLES + 1);
     let pacing = report.pacing_keys();
     let GcReport {
         stw,

@@ -177,9 +177,14 @@ fn main() {
     let ops_each = a.ops.div_ceil(a.mutators);
     let start = Instant::now();
     let heap = (!a.boxed).then(|| Heap::from_env().expect("heap configuration"));
+    // The first cycle that starts after every mutator has built its trees (for the steady-state
+    // figures): set by mutator 0 once all have.
+    let built = std::sync::Arc::new(std::sync::Barrier::new(a.mutators));
+    let first_steady = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let handles: Vec<_> = (0..a.mutators)
         .map(|t| {
             let heap = heap.clone();
+            let (built, first_steady) = (built.clone(), first_steady.clone());
             std::thread::spawn(move || {
                 let mut rng = SmallRng::seed_from_u64(t as u64);
                 let mut ops = Histogram::<u64>::new(3).unwrap();
@@ -189,6 +194,12 @@ fn main() {
                             heap.mutator_with_stack(|mc| GcArray::new(mc, trees, None));
                         for i in 0..trees {
                             replace(&mut m, i, i as u64);
+                        }
+                        built.wait();
+                        if t == 0 {
+                            // The cycle in progress (if any) started before: count from the next.
+                            let next = heap.stats().gc_cycles + 2;
+                            first_steady.store(next, std::sync::atomic::Ordering::Relaxed);
                         }
                         for op in 0..ops_each {
                             let i = rng.gen_range(0..trees);
@@ -228,7 +239,11 @@ fn main() {
     }
     let wall = start.elapsed();
     let gc_cpu_frac = gc_cpu_frac(wall);
-    let report = GcReport::take(heap.as_ref(), "TREECHURN_PAUSES");
+    let report = GcReport::take(
+        heap.as_ref(),
+        "TREECHURN_PAUSES",
+        first_steady.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let pacing = report.pacing_keys();
     let GcReport {
         stw,

@@ -83,8 +83,9 @@ pub fn gc_cpu_frac(wall: std::time::Duration) -> f64 {
     threads_cpu_secs("gc-core") / (wall.as_secs_f64() * cpus)
 }
 
-/// Cycles left out of [`GcReport::peak_over_goal`] (the Go harnesses skip as many).
-pub const WARMUP_CYCLES: usize = 4;
+/// Cycles left out of [`GcReport::peak_over_goal`] by a harness without a build phase (msgbuf;
+/// its Go twin skips as many).
+pub const WARMUP_CYCLES: u64 = 4;
 
 /// A heap's collector figures at the end of a latency harness run (treechurn, msgbuf).
 pub struct GcReport {
@@ -102,28 +103,40 @@ pub struct GcReport {
     pub assist_ms: f64,
     /// The heap goal at the end, in MiB.
     pub heap_goal_mib: f64,
-    /// The largest ratio, over the cycles after the first [`WARMUP_CYCLES`], of the heap at
-    /// mark termination to that cycle's goal (from the cycle records; 0 without cycles).
+    /// The largest ratio, over the steady-state cycles (from `first_steady_cycle` on, see
+    /// [`GcReport::take`]), of the heap at mark termination to that cycle's goal (from the cycle
+    /// records; 0 without such cycles).
     pub peak_over_goal: f64,
     /// Minimum mutator utilisation over windows of 1, 10 and 100 ms, counting pauses and mark
     /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
     /// ([`gc_core::mmu`]).
     pub mmu: [f64; 3],
+    /// GC CPU as Go's `GCCPUFraction` counts it: assists, background marking and pauses × CPUs
+    /// (not sweeping or scavenging) ÷ (time since the heap was created × CPUs), from
+    /// [`Heap::metrics`](gc_core::Heap::metrics).
+    pub gc_cpu_go: f64,
 }
 
 impl GcReport {
     /// The pacing figures as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "peak_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
-            self.peak_over_goal, self.mmu[0], self.mmu[1], self.mmu[2]
+            "gc_cpu_go={:.3} peak_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            self.gc_cpu_go, self.peak_over_goal, self.mmu[0], self.mmu[1], self.mmu[2]
         )
     }
 
-    /// Take `heap`'s phase records (emptying its log) and read its stats; `None` (a `--box`
-    /// run) gives an empty report. Where the environment variable `pause_log_var` is set,
-    /// every pause is also printed on stderr with its cycle and phase.
-    pub fn take(heap: Option<&gc_core::Heap>, pause_log_var: &str) -> GcReport {
+    /// Take `heap`'s phase and cycle records (emptying its logs) and read its stats; `None` (a
+    /// `--box` run) gives an empty report. Cycles numbered `first_steady_cycle` and up count
+    /// for [`GcReport::peak_over_goal`]: the earlier ones happen while the harness builds its
+    /// live set, where the heap grows and Go's pacer too lets it pass the goal. Where the
+    /// environment variable `pause_log_var` is set, every pause is also printed on stderr with
+    /// its cycle and phase.
+    pub fn take(
+        heap: Option<&gc_core::Heap>,
+        pause_log_var: &str,
+        first_steady_cycle: u64,
+    ) -> GcReport {
         let mut r = GcReport {
             stw: hdrhistogram::Histogram::new(3).unwrap(),
             stw_max_us: 0,
@@ -133,22 +146,21 @@ impl GcReport {
             heap_goal_mib: 0.0,
             peak_over_goal: 0.0,
             mmu: [1.0; 3],
+            gc_cpu_go: 0.0,
         };
         let Some(heap) = heap else {
             return r;
         };
         let log = std::env::var_os(pause_log_var).is_some();
+        let metrics = heap.metrics();
+        let f = |n: &str| metrics.f64(n).unwrap_or(0.0);
+        r.gc_cpu_go = f("/cpu/classes/gc/total:cpu-seconds")
+            / f("/cpu/classes/total:cpu-seconds").max(f64::MIN_POSITIVE);
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
-        // Skip the warm-up (the heap grows to its working size in the first cycles, where
-        // Go's pacer also lets it pass the goal), unless there is nothing else.
-        let steady = if cycles.len() > WARMUP_CYCLES {
-            &cycles[WARMUP_CYCLES..]
-        } else {
-            &cycles[..]
-        };
-        r.peak_over_goal = steady
+        r.peak_over_goal = cycles
             .iter()
+            .filter(|c| c.cycle >= first_steady_cycle)
             .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
             .fold(0.0, f64::max);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {

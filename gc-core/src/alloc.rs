@@ -311,7 +311,7 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
             // Full after sweeping: it stays in `all` only.
             continue;
         }
-        let popped = c.classes[sc].lock().unswept.pop();
+        let popped = c.pop_unswept(sc);
         match popped {
             Some(s) => {
                 if c.try_claim(s.get()) {

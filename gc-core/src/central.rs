@@ -71,6 +71,9 @@ pub(crate) struct ClassLists {
 pub(crate) struct Central {
     pub classes: Box<[Mutex<ClassLists>]>,
     pub large_unswept: Mutex<Vec<SpanRef>>,
+    /// Spans on the unswept lists (raised before a push, lowered after a pop, so it never
+    /// undercounts): "is anything left to sweep" without taking every class lock.
+    unswept_len: AtomicUsize,
     pub all: Mutex<Vec<SpanRef>>,
     /// The sweep generation (see the module docs); starts at 2 and grows by 2 per cycle.
     pub sweep_gen: AtomicU64,
@@ -97,6 +100,7 @@ impl Central {
                 .map(|_| Mutex::new(ClassLists::default()))
                 .collect(),
             large_unswept: Mutex::new(Vec::new()),
+            unswept_len: AtomicUsize::new(0),
             all: Mutex::new(Vec::new()),
             sweep_gen: AtomicU64::new(2),
             sweepers: AtomicUsize::new(0),
@@ -180,6 +184,7 @@ impl Central {
         // the class lock, which allocating mutators take, is held for O(1).
         for (sc, mut spans) in by_class.into_iter().enumerate() {
             if !spans.is_empty() {
+                self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
                 let mut l = self.classes[sc].lock();
                 if l.unswept.is_empty() {
                     std::mem::swap(&mut l.unswept, &mut spans);
@@ -188,6 +193,7 @@ impl Central {
                 }
             }
         }
+        self.unswept_len.fetch_add(large.len(), Ordering::SeqCst);
         self.large_unswept.lock().extend(large);
         all.clear();
         *self.walk_buf.lock() = all;
@@ -285,10 +291,24 @@ impl Central {
 
     /// Number of unswept spans (for tests and `finish_sweep` assertions).
     pub(crate) fn unswept_count(&self) -> usize {
-        self.classes
-            .iter()
-            .map(|l| l.lock().unswept.len())
-            .sum::<usize>()
-            + self.large_unswept.lock().len()
+        self.unswept_len.load(Ordering::SeqCst)
+    }
+
+    /// Take a span from the unswept list of span class `sc`.
+    pub(crate) fn pop_unswept(&self, sc: usize) -> Option<SpanRef> {
+        let s = self.classes[sc].lock().unswept.pop();
+        if s.is_some() {
+            self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+        }
+        s
+    }
+
+    /// Take a large span from the unswept list.
+    pub(crate) fn pop_large_unswept(&self) -> Option<SpanRef> {
+        let s = self.large_unswept.lock().pop();
+        if s.is_some() {
+            self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+        }
+        s
     }
 }

@@ -153,12 +153,12 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
     let c = &h.central;
     // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
     c.sweepers.fetch_add(1, Ordering::SeqCst);
-    let popped = c.large_unswept.lock().pop().or_else(|| {
+    let popped = c.pop_large_unswept().or_else(|| {
         let n = c.classes.len();
         let start = h.sweep_cursor.load(Ordering::Relaxed) % n;
         (0..n).find_map(|k| {
             let sc = (start + k) % n;
-            let s = c.classes[sc].lock().unswept.pop();
+            let s = c.pop_unswept(sc);
             if s.is_some() {
                 h.sweep_cursor.store(sc, Ordering::Relaxed);
             }

@@ -57,6 +57,9 @@ func main() {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
+	// Every mutator builds its trees, then the steady state (for heap ÷ goal) begins.
+	var built sync.WaitGroup
+	built.Add(*mutators)
 	for t := 0; t < *mutators; t++ {
 		wg.Add(1)
 		go func(t int) {
@@ -65,6 +68,11 @@ func main() {
 			v := make([]*node, trees)
 			for i := range v {
 				v[i] = tree(depth, uint64(i))
+			}
+			built.Done()
+			built.Wait()
+			if t == 0 {
+				sampler.SteadyNow()
 			}
 			lat := make([]time.Duration, 0, opsEach)
 			for op := 0; op < opsEach; op++ {

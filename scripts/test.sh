@@ -32,6 +32,7 @@ cargo run --quiet --release --example binary_trees -- 10 --box
 # The stop-the-world collector still works, and the treechurn harness runs (small).
 GCCORE_CONCURRENT=0 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example treechurn -- --live-mib 8 --ops 500 --mutators 2
+cargo run --quiet --release --example msgbuf -- --window 20000 --pushes 200000
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
     echo "hello accepted $bad"; exit 1

@@ -36,6 +36,14 @@ use crate::span::Span;
 pub const PAGE_SHIFT: usize = 13;
 /// Page size: 8 KiB, as Go's runtime uses.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// Free runs `alloc_pages` considers (best fit first) to find one without released pages.
+const FIT_CANDIDATES: usize = 8;
+
+/// Pages a single allocation releases at most beyond its own growth (the background
+/// scavenger does the rest): each released stretch is a system call under the page lock,
+/// and a mutator holding it cannot reach a safepoint.
+const SYNC_SCAVENGE_SLACK: usize = 16;
+
 /// The smallest reservation accepted: room for the largest small-object span.
 pub const MIN_RESERVATION: usize = 16 * PAGE_SIZE;
 
@@ -124,6 +132,15 @@ impl PageAlloc {
         }
         self.released_pages -= n;
         n
+    }
+
+    /// Whether any page of `[start, start + len)` is released.
+    fn any_released(&self, start: usize, len: usize) -> bool {
+        (start..start + len).any(|p| {
+            self.released
+                .get(p / 64)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        })
     }
 
     /// Pages touched and not released.
@@ -341,7 +358,20 @@ impl Arena {
     /// exhausted.
     pub(crate) fn alloc_pages(&self, npages: usize) -> Option<usize> {
         let mut pa = self.pages.lock();
-        let found = pa.by_len.range((npages, 0)..).next().copied();
+        // Best fit, but among the few best-fitting runs prefer one without released pages:
+        // reusing released pages makes memory resident again, which under a memory limit
+        // means releasing other pages right away (a run of small `madvise` calls).
+        let found = {
+            let mut fits = pa.by_len.range((npages, 0)..).take(FIT_CANDIDATES);
+            let first = fits.next().copied();
+            match first {
+                Some((_, s)) if pa.any_released(s, npages) => fits
+                    .find(|&&(_, s)| !pa.any_released(s, npages))
+                    .copied()
+                    .or(first),
+                f => f,
+            }
+        };
         let (start, growth) = match found {
             Some((len, start)) => {
                 pa.remove(start, len);
@@ -385,6 +415,7 @@ impl Arena {
         let goal = self.retain_goal.load(Ordering::Relaxed) / PAGE_SIZE;
         let mut todo = ready.saturating_sub(limit);
         todo += ready.saturating_sub(goal).min(growth);
+        let todo = todo.min(growth + SYNC_SCAVENGE_SLACK);
         if todo > 0 && pa.released_pages < pa.high_water - pa.in_use {
             let t = std::time::Instant::now();
             let n = self.scavenge_locked(pa, todo);

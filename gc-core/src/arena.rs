@@ -134,6 +134,34 @@ impl PageAlloc {
         n
     }
 
+    /// The highest stretch of free, unreleased pages below the scavenge hint, at most `max`
+    /// pages: `(run start, run length, stretch start, stretch length)`. Lowers the hint past
+    /// the runs it finds fully released.
+    fn unreleased_stretch(&mut self, max: usize) -> Option<(usize, usize, usize, usize)> {
+        let mut key = self.scav_hint;
+        while let Some((&start, &len)) = self.by_start.range(..key).next_back() {
+            // The highest unreleased page of the run, then the stretch below it.
+            let mut p = start + len;
+            while p > start && self.released[(p - 1) / 64] & (1 << ((p - 1) % 64)) != 0 {
+                p -= 1;
+            }
+            if p > start {
+                let end = p;
+                while p > start
+                    && end - p < max
+                    && self.released[(p - 1) / 64] & (1 << ((p - 1) % 64)) == 0
+                {
+                    p -= 1;
+                }
+                self.scav_hint = start + len;
+                return Some((start, len, p, end - p));
+            }
+            key = start;
+        }
+        self.scav_hint = key;
+        None
+    }
+
     /// Whether any page of `[start, start + len)` is released.
     fn any_released(&self, start: usize, len: usize) -> bool {
         (start..start + len).any(|p| {
@@ -253,11 +281,38 @@ impl Arena {
             .saturating_sub(self.released.load(Ordering::Relaxed))
     }
 
-    /// Release up to `max_bytes` of free pages to the OS, highest addresses first (Go:
-    /// `pageAlloc.scavenge`). Returns the bytes released.
+    /// Release up to `max_bytes` of free pages to the OS, the highest unreleased stretch first
+    /// (Go: `pageAlloc.scavenge`), without holding the page lock during the system call: the
+    /// stretch is taken out of the free runs (so no allocation can take it meanwhile), released,
+    /// and put back marked released. Returns the bytes released. (The background scavenger's
+    /// path; allocation releases with the lock held, see `scavenge_for_growth`.)
     pub(crate) fn scavenge(&self, max_bytes: usize) -> usize {
+        let max_pages = max_bytes.div_ceil(PAGE_SIZE);
+        let (first, n) = {
+            let mut pa = self.pages.lock();
+            let Some((start, len, first, n)) = pa.unreleased_stretch(max_pages) else {
+                return 0;
+            };
+            pa.remove(start, len);
+            if first > start {
+                pa.insert(start, first - start);
+            }
+            if first + n < start + len {
+                pa.insert(first + n, start + len - (first + n));
+            }
+            self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+            (first, n)
+        };
+        self.release_to_os(first, n);
         let mut pa = self.pages.lock();
-        self.scavenge_locked(&mut pa, max_bytes.div_ceil(PAGE_SIZE))
+        for p in first..first + n {
+            pa.released[p / 64] |= 1 << (p % 64);
+        }
+        pa.released_pages += n;
+        self.released
+            .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+        self.insert_free(&mut pa, first, n);
+        n * PAGE_SIZE
     }
 
     /// [`Arena::scavenge`] of up to `max_pages` with the page lock held.
@@ -429,9 +484,12 @@ impl Arena {
     pub(crate) fn free_pages(&self, addr: usize, npages: usize) {
         let mut pa = self.pages.lock();
         pa.in_use -= npages;
-        self.free.fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
-        let mut start = (addr - self.base) >> PAGE_SHIFT;
-        let mut len = npages;
+        self.insert_free(&mut pa, (addr - self.base) >> PAGE_SHIFT, npages);
+    }
+
+    /// Make pages `[start, start + len)` a free run again, coalescing with free neighbours.
+    fn insert_free(&self, pa: &mut PageAlloc, mut start: usize, mut len: usize) {
+        self.free.fetch_add(len * PAGE_SIZE, Ordering::Relaxed);
         if let Some((&ps, &pl)) = pa.by_start.range(..start).next_back()
             && ps + pl == start
         {
@@ -513,20 +571,23 @@ mod tests {
         a.free_pages(p[1], 4);
         a.free_pages(p[3], 4);
         assert_eq!(a.free_ready_bytes(), 8 * PAGE_SIZE);
-        // Release 5 pages: all of the highest free run, then one of the next.
-        assert_eq!(a.scavenge(5 * PAGE_SIZE), 5 * PAGE_SIZE);
-        assert_eq!(a.released_bytes(), 5 * PAGE_SIZE);
-        assert_eq!(a.mapped_ready_bytes(), 11 * PAGE_SIZE);
-        assert_eq!(a.free_ready_bytes(), 3 * PAGE_SIZE);
+        // Release 2 pages: the top half of the highest free run (one stretch per call).
+        assert_eq!(a.scavenge(2 * PAGE_SIZE), 2 * PAGE_SIZE);
+        assert_eq!(a.released_bytes(), 2 * PAGE_SIZE);
+        assert_eq!(a.free_ready_bytes(), 6 * PAGE_SIZE);
+        // The run is whole again, 2 of its pages released. Next the rest of it, then the
+        // lower run.
+        assert_eq!(a.scavenge(5 * PAGE_SIZE), 2 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
         #[cfg(not(miri))]
         {
             // SAFETY: released pages stay mapped (they read as zero); nothing else uses them.
             let b = unsafe { *((p[3] + PAGE_SIZE) as *const u8) };
             assert_eq!(b, 0, "released page still holds its old contents");
         }
-        // Nothing is released twice; the rest goes on the next call.
-        assert_eq!(a.scavenge(100 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(a.scavenge(100 * PAGE_SIZE), 4 * PAGE_SIZE);
         assert_eq!(a.scavenge(100 * PAGE_SIZE), 0);
+        assert_eq!(a.free_ready_bytes(), 0);
         // Reusing released pages makes them ready again.
         let q = a.alloc_pages(4).unwrap();
         assert!(q == p[1] || q == p[3]);

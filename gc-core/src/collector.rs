@@ -329,6 +329,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
             heap_end,
             mark_ns: mark_time.as_nanos() as u64,
             assist_ns: 0,
+            idle_ns: 0,
             concurrent: false,
         },
     );

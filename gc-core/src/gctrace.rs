@@ -15,7 +15,7 @@
 //! | `@T s` | seconds since program start | seconds since the heap was created |
 //! | `P%` | GC CPU since start ÷ (elapsed × GOMAXPROCS) | the same, with the heap's CPU count |
 //! | `a+b+c ms clock` | STW sweep termination, concurrent mark, STW mark termination | stop-the-world collector: `a` = 0, `b` = marking (inside the pause), `c` = the whole pause |
-//! | `d+e/f/g+h ms cpu` | `a` × procs, assist / background / idle mark CPU, `c` × procs | background = the collector thread's and helpers' mark slices (wall time); idle is always 0 |
+//! | `d+e/f/g+h ms cpu` | `a` × procs, assist / background / idle mark CPU, `c` × procs | background = the collector thread's and helpers' mark slices within their 25% share (wall time); idle = a fractional worker marking beyond its share while a CPU is spare |
 //! | `X->Y->Z MB` | heap at start, heap at mark termination, marked | `heap_live` when the cycle started and at mark termination, bytes marked |
 //! | `G MB goal` | the cycle's heap goal | |
 //! | `S MB stacks`, `L MB globals` | scannable stack and globals | scan work of the root stacks and of the stash, this cycle |
@@ -52,8 +52,10 @@ pub struct CycleRecord {
     pub mark_termination: Duration,
     /// Time mutators spent in mark assists during the cycle.
     pub assist_cpu: Duration,
-    /// Time the background mark workers spent marking during the cycle.
+    /// Time the background mark workers spent marking during the cycle, within their share.
     pub background_cpu: Duration,
+    /// Time they marked beyond it at idle priority (a CPU was spare; Go: idle mark workers).
+    pub idle_cpu: Duration,
     /// CPUs the heap paces for (Go: GOMAXPROCS).
     pub procs: usize,
     /// `heap_live` when the cycle started (Go: `heap0`).
@@ -123,7 +125,7 @@ impl CycleRecord {
             fmt_ms(self.sweep_termination * procs),
             fmt_ms(self.assist_cpu),
             fmt_ms(self.background_cpu),
-            fmt_ms(Duration::ZERO),
+            fmt_ms(self.idle_cpu),
             fmt_ms(self.mark_termination * procs),
             mb(self.heap_start),
             mb(self.heap_end),

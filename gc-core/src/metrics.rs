@@ -24,8 +24,10 @@ pub(crate) struct Stats {
     pub assists: AtomicU64,
     pub assist_bytes: AtomicU64,
     pub assist_ns: AtomicU64,
-    /// Time background mark workers spent in mark slices.
+    /// Time background mark workers spent in mark slices within their share.
     pub bg_mark_ns: AtomicU64,
+    /// Time they spent marking beyond it, at idle priority (a CPU was spare).
+    pub idle_mark_ns: AtomicU64,
     /// Time the background scavenger spent releasing pages.
     pub scavenge_ns: AtomicU64,
     /// Times the GC CPU limiter turned on, and the cycle it last did.
@@ -345,7 +347,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/cpu/classes/gc/mark/idle:cpu-seconds",
-        "Idle-priority marking (always 0: gc-core has none).",
+        "Marking beyond the workers' share while a CPU was spare (Go's idle mark workers).",
     ),
     (
         "/cpu/classes/gc/pause:cpu-seconds",
@@ -353,7 +355,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/cpu/classes/gc/total:cpu-seconds",
-        "Assist + background + pause CPU.",
+        "Assist + background + idle marking + pause CPU.",
     ),
     (
         "/cpu/classes/scavenge/background:cpu-seconds",
@@ -419,6 +421,7 @@ impl Metrics {
         let pause_cpu = u(&s.pause_total_ns) * procs;
         let assist = u(&s.assist_ns);
         let bg = u(&s.bg_mark_ns);
+        let idle = u(&s.idle_mark_ns);
         let scav_bg = u(&s.scavenge_ns);
         let scav_sync = h.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
         let (gc_percent, limit, cons_mark) = {
@@ -452,9 +455,9 @@ impl Metrics {
             U(h.arena.mapped_bytes() as u64),
             F(secs(assist)),
             F(secs(bg)),
-            F(0.0),
+            F(secs(idle)),
             F(secs(pause_cpu)),
-            F(secs(assist + bg + pause_cpu)),
+            F(secs(assist + bg + idle + pause_cpu)),
             F(secs(scav_bg)),
             F(secs(scav_sync)),
             F(secs(elapsed * procs)),
@@ -515,13 +518,17 @@ impl Metrics {
     }
 
     /// GC CPU ÷ process CPU between two snapshots (`earlier`, then `self`): the share of the
-    /// CPU the program used that went to the collector (assists, background marking, pauses ×
-    /// CPUs, the last counted on both sides).
+    /// CPU the program used that went to the collector, as the GC CPU limiter counts it —
+    /// assists, background marking within the workers' share, pauses × CPUs (counted on both
+    /// sides) — leaving out idle-priority marking, which only used CPU nothing else wanted
+    /// (`/cpu/classes/gc/mark/idle:cpu-seconds`; it is in neither the numerator nor the
+    /// denominator).
     pub fn gc_cpu_fraction_since(&self, earlier: &Metrics) -> f64 {
         let d = |n: &str| self.f64(n).unwrap_or(0.0) - earlier.f64(n).unwrap_or(0.0);
-        let gc = d("/cpu/classes/gc/total:cpu-seconds");
+        let idle = d("/cpu/classes/gc/mark/idle:cpu-seconds");
+        let gc = d("/cpu/classes/gc/total:cpu-seconds") - idle;
         let pause = d("/cpu/classes/gc/pause:cpu-seconds");
-        let process = d("/gccore/cpu/process:cpu-seconds");
+        let process = d("/gccore/cpu/process:cpu-seconds") - idle;
         if process + pause <= 0.0 {
             return 0.0;
         }

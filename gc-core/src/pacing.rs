@@ -122,6 +122,8 @@ pub(crate) struct CycleMeasures {
     pub mark_ns: u64,
     /// Assist time during the cycle.
     pub assist_ns: u64,
+    /// Idle-priority marking during the cycle.
+    pub idle_ns: u64,
     /// Whether this was a concurrent cycle (the cons/mark estimate only learns from those).
     pub concurrent: bool,
 }
@@ -143,7 +145,7 @@ pub(crate) fn end_cycle(h: &Shared, c: CycleMeasures) -> (usize, f64) {
                 heap_live,
                 scan_work: heap_work + stack_work,
                 assist_ns: c.assist_ns,
-                idle_ns: 0,
+                idle_ns: c.idle_ns,
                 mark_ns: c.mark_ns,
             },
             goal,
@@ -220,15 +222,21 @@ impl LimiterFeed {
     }
 }
 
-/// GC CPU time so far: assists, background marking, and each pause × the CPUs (as Go counts a
-/// stop-the-world pause: no CPU runs the mutator).
+/// GC CPU time so far as the CPU limiter counts it: assists, background marking within the
+/// workers' share, and each pause × the CPUs (as Go counts a stop-the-world pause: no CPU runs
+/// the mutator). Idle-priority marking is left out, as Go's limiter leaves it out: it used CPU
+/// that nothing else wanted.
 pub(crate) fn gc_cpu_ns(h: &Shared) -> u64 {
-    mark_cpu_ns(h) + h.stats.pause_total_ns.load(Ordering::Relaxed) * h.cpus as u64
+    h.stats.assist_ns.load(Ordering::Relaxed)
+        + h.stats.bg_mark_ns.load(Ordering::Relaxed)
+        + h.stats.pause_total_ns.load(Ordering::Relaxed) * h.cpus as u64
 }
 
-/// Time spent marking with the world running: assists and background workers.
+/// Time spent marking with the world running: assists, background and idle-priority marking.
 fn mark_cpu_ns(h: &Shared) -> u64 {
-    h.stats.assist_ns.load(Ordering::Relaxed) + h.stats.bg_mark_ns.load(Ordering::Relaxed)
+    h.stats.assist_ns.load(Ordering::Relaxed)
+        + h.stats.bg_mark_ns.load(Ordering::Relaxed)
+        + h.stats.idle_mark_ns.load(Ordering::Relaxed)
 }
 
 /// CPU time of the whole process (all threads), in nanoseconds.

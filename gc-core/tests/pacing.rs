@@ -229,7 +229,9 @@ fn limit_below_the_live_heap_completes_with_gc_cpu_at_most_55_percent() {
             .unwrap(),
         trace(&recs)
     );
-    // The goal could not be met: the limiter must have been what held the CPU back.
+    // (The fraction leaves out idle-priority marking, as the limiter does: see
+    // `Metrics::gc_cpu_fraction_since`.) The goal could not be met: the limiter must have been
+    // what held the CPU back.
     assert!(after.u64("/gc/limiter/last-enabled:gc-cycle").unwrap() > 0);
 }
 

@@ -494,6 +494,9 @@ pub struct CpuLimiter {
 /// Once on, the limiter stays on until its bucket has drained by 1/this of its capacity.
 pub const LIMITER_OFF_MARGIN: u64 = 20;
 
+/// The limiter turns on when its bucket is within 1/this of its capacity of full.
+pub const LIMITER_ON_MARGIN: u64 = 40;
+
 /// CPU time per CPU the limiter's bucket holds: 100 ms. Go's `capacityPerProc` is one second,
 /// which lets the GC take well over half the CPU for the first several seconds of a memory
 /// limit below the live heap (the bucket fills at the *excess* over 50%, e.g. 0.1 CPU-s per
@@ -529,15 +532,17 @@ impl CpuLimiter {
         } else {
             self.fill = self.fill.saturating_sub(mutator_ns - gc_ns);
         }
-        // Go turns the limiter off as soon as the bucket is not full; gc-core keeps it on until
-        // the bucket has drained by 1/20. Without that margin, each off window (assists at full
-        // force) overflows the bucket, and the GC averages well over half the CPU: the overflow
-        // is GC time the bucket never counted. (Measured: 56–61% instead of about 50% with a
-        // memory limit below the live heap; `tests/pacing.rs`.)
+        // Go turns the limiter on when the bucket is full and off as soon as it is not; gc-core
+        // turns it on 1/40 short of full and keeps it on until it has drained to 1/20 short.
+        // Without those margins each off window (assists at full force) overflows the bucket
+        // before the next update (at most every millisecond) notices, and the GC averages well
+        // over half the CPU: the overflow is GC time the bucket never counted. (Measured:
+        // 56–61% instead of about 50% with a memory limit below the live heap;
+        // `tests/pacing.rs`.)
         self.enabled = if self.enabled {
             self.fill > self.capacity - self.capacity / LIMITER_OFF_MARGIN
         } else {
-            self.fill == self.capacity
+            self.fill >= self.capacity - self.capacity / LIMITER_ON_MARGIN
         };
         self.enabled
     }
@@ -836,10 +841,16 @@ mod tests {
             assert!(!l.accumulate(80_000_000, 120_000_000));
         }
         assert_eq!(l.fill().0, 160_000_000);
-        assert!(l.accumulate(80_000_000, 120_000_000), "full after 0.5 s");
+        // 0.19 CPU-s: not yet within 1/40 (0.005) of full.
+        assert!(!l.accumulate(85_000_000, 115_000_000));
+        assert_eq!(l.fill().0, 190_000_000);
+        // 0.195: on, short of full.
+        assert!(l.accumulate(97_500_000, 102_500_000));
+        assert_eq!(l.fill().0, 195_000_000);
+        assert!(l.accumulate(80_000_000, 120_000_000), "full");
         assert!(l.limiting());
         assert!(l.accumulate(80_000_000, 120_000_000));
-        assert_eq!(l.overflow(), 40_000_000);
+        assert_eq!(l.overflow(), 35_000_000 + 40_000_000);
         // Exactly half: stays full and on.
         assert!(l.accumulate(100_000_000, 100_000_000));
         // GC at 47.5%: drains by 0.005 CPU-s per 0.1 s; on until 1/20 (0.01 CPU-s) has
@@ -848,9 +859,9 @@ mod tests {
         assert_eq!(l.fill().0, 195_000_000);
         assert!(!l.accumulate(52_500_000, 47_500_000));
         assert_eq!(l.fill().0, 190_000_000);
-        // Off again until full.
-        assert!(!l.accumulate(45_000_000, 54_000_000));
-        assert!(l.accumulate(45_000_000, 55_000_000));
+        // Off again until within 1/40 of full (0.195).
+        assert!(!l.accumulate(45_000_000, 49_000_000));
+        assert!(l.accumulate(45_000_000, 46_000_000));
         assert!(!l.accumulate(u64::MAX / 2, 0));
         assert_eq!(l.fill().0, 0);
     }

@@ -143,11 +143,7 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut num = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a positive integer"))
-        };
+        let mut num = |name: &str| gc_examples::flag_value(&mut it, name);
         match k.as_str() {
             "--live-mib" => a.live_mib = num("--live-mib"),
             "--ops" => a.ops = num("--ops"),

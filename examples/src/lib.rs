@@ -76,6 +76,14 @@ pub fn process_cpu_secs() -> f64 {
     }
 }
 
+/// The value of a command-line flag `name` of the harnesses: the next argument, a
+/// non-negative integer (a panic with the flag's name otherwise).
+pub fn flag_value(args: &mut impl Iterator<Item = String>, name: &str) -> usize {
+    args.next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} needs a positive integer"))
+}
+
 /// Collector CPU share of a run: CPU time of the heap's threads (names starting `gc-core`) ÷
 /// (`wall` × available CPUs). Call it while the heap is alive (see [`threads_cpu_secs`]).
 pub fn gc_cpu_frac(wall: std::time::Duration) -> f64 {

@@ -354,22 +354,20 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.safepoint.start();
     drop(registry);
     h.stats.record_cycle(pause, mark_time, t_begin.elapsed());
+    let base = crate::gctrace::record_base(
+        h,
+        this_cycle,
+        t_begin,
+        (heap_start, heap_end, marked),
+        cycle_goal,
+        cons_mark,
+    );
     crate::gctrace::cycle_done(
         h,
         crate::gctrace::CycleRecord {
-            cycle: this_cycle,
-            start: h.phases.offset(t_begin),
             mark: mark_time,
             mark_termination: pause,
-            procs: h.cpus,
-            heap_start,
-            heap_end,
-            heap_marked: marked,
-            heap_goal: cycle_goal,
-            next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
-            next_trigger: h.trigger.load(Ordering::Relaxed),
-            cons_mark,
-            ..Default::default()
+            ..base
         },
     );
     end_cycle(h, this_cycle);

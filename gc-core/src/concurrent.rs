@@ -509,12 +509,17 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.safepoint.start();
     drop(registry);
     pacing::update_limiter(h, true);
+    let base = crate::gctrace::record_base(
+        h,
+        this_cycle,
+        t_begin,
+        (heap_start, heap_end, marked),
+        cycle_goal,
+        cons_mark,
+    );
     crate::gctrace::cycle_done(
         h,
         crate::gctrace::CycleRecord {
-            cycle: this_cycle,
-            start: h.phases.offset(t_begin),
-            forced: false,
             concurrent: true,
             sweep_termination: stw1,
             mark: mark_time,
@@ -522,19 +527,11 @@ pub(crate) fn gc_cycle(h: &Shared) {
             assist_cpu: Duration::from_nanos(assist_ns),
             background_cpu: Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed) - bg0),
             idle_cpu: Duration::from_nanos(idle_ns),
-            procs: h.cpus,
-            heap_start,
-            heap_end,
-            heap_marked: marked,
-            heap_goal: cycle_goal,
-            next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
-            next_trigger: h.trigger.load(Ordering::Relaxed),
             stack_scan: h.stack_scan_work.load(Ordering::Relaxed),
             globals_scan: h.globals_scan_work.load(Ordering::Relaxed),
             heap_scan: h.scan_work.load(Ordering::Relaxed),
-            cons_mark,
             limiter_on: h.limiting.load(Ordering::Relaxed),
-            gc_cpu_fraction: 0.0,
+            ..base
         },
     );
     // With the world running: clear dead weak references (nothing is swept until this is

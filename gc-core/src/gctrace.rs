@@ -142,6 +142,32 @@ impl CycleRecord {
     }
 }
 
+/// The fields every cycle's record has, read at the end of its STW 2 (the goal and trigger it
+/// set for the next cycle) from what the cycle measured; the caller adds its phases and CPU.
+pub(crate) fn record_base(
+    h: &crate::heap::Shared,
+    cycle: u64,
+    started: std::time::Instant,
+    (heap_start, heap_end, heap_marked): (usize, usize, usize),
+    heap_goal: usize,
+    cons_mark: f64,
+) -> CycleRecord {
+    use std::sync::atomic::Ordering;
+    CycleRecord {
+        cycle,
+        start: h.phases.offset(started),
+        procs: h.cpus,
+        heap_start,
+        heap_end,
+        heap_marked,
+        heap_goal,
+        next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
+        next_trigger: h.trigger.load(Ordering::Relaxed),
+        cons_mark,
+        ..CycleRecord::default()
+    }
+}
+
 /// A cycle has ended (world restarted): complete its record (forced or not, GC CPU fraction so
 /// far), log it, and print it if gctrace is on.
 pub(crate) fn cycle_done(h: &crate::heap::Shared, mut rec: CycleRecord) {

@@ -317,3 +317,65 @@ fn nanboxed_pointers_keep_objects_alive_and_numbers_do_not() {
     );
     assert!(m.mutate(|_, arr| (50..100).step_by(2).all(|i| arr.get(i).as_gc().is_some())));
 }
+
+#[test]
+fn runtime_setters_return_the_old_value_and_show_in_the_metrics() {
+    let heap = Heap::new(Config::default().gc_percent(Some(100))).unwrap();
+    let m = heap.metrics();
+    assert_eq!(m.u64("/gc/gogc:percent"), Some(100));
+    assert_eq!(m.u64("/gc/gomemlimit:bytes"), Some(i64::MAX as u64));
+    // Go's debug.SetMemoryLimit / SetGCPercent: the old value comes back.
+    assert_eq!(heap.set_memory_limit(Some(64 << 20)), None);
+    assert_eq!(heap.set_memory_limit(Some(32 << 20)), Some(64 << 20));
+    assert_eq!(heap.set_gc_percent(Some(200)), Some(100));
+    let m = heap.metrics();
+    assert_eq!(m.u64("/gc/gomemlimit:bytes"), Some(32 << 20));
+    assert_eq!(m.u64("/gc/gogc:percent"), Some(200));
+    // With nothing live, the goal is the heap minimum: 4 MiB × GOGC/100, under the limit.
+    assert_eq!(m.u64("/gc/heap/goal:bytes"), Some(8 << 20));
+    // A limit below the minimum is raised to it; `None` turns the limit off.
+    assert_eq!(heap.set_memory_limit(Some(5)), Some(32 << 20));
+    assert_eq!(
+        heap.set_memory_limit(None),
+        Some(gc_core::config::MIN_MEMORY_LIMIT)
+    );
+    // GOGC=off with no limit: no goal.
+    assert_eq!(heap.set_gc_percent(None), Some(200));
+    assert_eq!(heap.metrics().u64("/gc/heap/goal:bytes"), Some(u64::MAX));
+    // Every name in the list is in a snapshot, each once.
+    let names: Vec<_> = heap.metrics().samples().iter().map(|s| s.name).collect();
+    let all: Vec<_> = gc_core::metrics::ALL.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, all);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "allocates 96 MB; too slow under Miri")]
+fn gogc_off_with_a_memory_limit_still_collects() {
+    // Go's `GOGC=off GOMEMLIMIT=…`: no proportional cycles, but the limit triggers them.
+    let heap = Heap::new(
+        Config::default()
+            .gc_percent(None)
+            .memory_limit(Some(16 << 20)),
+    )
+    .unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    for _ in 0..200 {
+        m.mutate(|mc, _| {
+            for i in 0..10_000u64 {
+                Gc::new(mc, [i; 4]);
+            }
+        });
+    }
+    // 200 × 10 000 × 48 B ≈ 96 MB allocated, all garbage.
+    let s = heap.stats();
+    assert!(s.gc_cycles >= 4, "{s:?}");
+    let mapped = heap
+        .metrics()
+        .u64("/gccore/memory/mapped-ready:bytes")
+        .unwrap();
+    assert!(
+        mapped < 24 << 20,
+        "{} MiB mapped under a 16 MiB limit",
+        mapped >> 20
+    );
+}

@@ -198,18 +198,22 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         return debt;
     }
     let target = (want - stolen) as u64;
-    let mut last = Instant::now();
+    let mut last = pacing::thread_cpu_ns();
     h.mark_busy.fetch_add(1, Ordering::SeqCst);
     let mut t = Tracer::new_concurrent(&h.arena);
+    let mut slices = 0u32;
     while t.work() * WORK_UNIT_BYTES < target {
-        // Account the time as it passes (the CPU limiter reads it) and let the limiter update.
-        let now = Instant::now();
-        h.stats.assist_ns.fetch_add(
-            now.saturating_duration_since(last).as_nanos() as u64,
-            Ordering::Relaxed,
-        );
-        last = now;
-        pacing::update_limiter(h, false);
+        // Account the CPU time as it passes (the CPU limiter reads it; every 16 slices, a
+        // few tens of microseconds) and let the limiter update.
+        if slices % 16 == 0 {
+            let now = pacing::thread_cpu_ns();
+            h.stats
+                .assist_ns
+                .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
+            last = now;
+            pacing::update_limiter(h, false);
+        }
+        slices += 1;
         // A pause is waiting for this mutator, or the GC has taken too much of the CPU: stop
         // assisting (the debt stays for later).
         if h.safepoint.stop_requested() || h.limiting.load(Ordering::Relaxed) {
@@ -232,9 +236,10 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
     h.mark_busy.fetch_sub(1, Ordering::SeqCst);
-    h.stats
-        .assist_ns
-        .fetch_add(last.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    h.stats.assist_ns.fetch_add(
+        pacing::thread_cpu_ns().saturating_sub(last),
+        Ordering::Relaxed,
+    );
     debt - done as f64
 }
 
@@ -301,7 +306,7 @@ const BALANCE_MIN: usize = 64;
 /// (for the pacer, and as credit assists can steal) and the time, share work if the queue is
 /// empty, and return the time (for the worker's pace).
 fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
-    let start = Instant::now();
+    let start = pacing::thread_cpu_ns();
     t.drain_budget(DRAIN_SLICE);
     if h.grey.is_empty()
         && let Some(b) = t.split_grey(BALANCE_MIN)
@@ -311,7 +316,7 @@ fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     let work = t.take_work() * WORK_UNIT_BYTES;
     h.scan_work.fetch_add(work, Ordering::Relaxed);
     h.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
-    start.elapsed()
+    Duration::from_nanos(pacing::thread_cpu_ns().saturating_sub(start))
 }
 
 /// Keeps a background worker's CPU use near its share (see [`crate::pacer::worker_shares`]),

@@ -15,7 +15,7 @@
 //! | `@T s` | seconds since program start | seconds since the heap was created |
 //! | `P%` | GC CPU since start ÷ (elapsed × GOMAXPROCS) | the same, with the heap's CPU count |
 //! | `a+b+c ms clock` | STW sweep termination, concurrent mark, STW mark termination | stop-the-world collector: `a` = 0, `b` = marking (inside the pause), `c` = the whole pause |
-//! | `d+e/f/g+h ms cpu` | `a` × procs, assist / background / idle mark CPU, `c` × procs | background = the collector thread's and helpers' mark slices within their 25% share (wall time); idle = a fractional worker marking beyond its share while a CPU is spare |
+//! | `d+e/f/g+h ms cpu` | `a` × procs, assist / background / idle mark CPU, `c` × procs | background = the collector thread's and helpers' mark slices within their 25% share (thread CPU time); idle = a fractional worker marking beyond its share while a CPU is spare |
 //! | `X->Y->Z MB` | heap at start, heap at mark termination, marked | `heap_live` when the cycle started and at mark termination, bytes marked |
 //! | `G MB goal` | the cycle's heap goal | |
 //! | `S MB stacks`, `L MB globals` | scannable stack and globals | scan work of the root stacks and of the stash, this cycle |

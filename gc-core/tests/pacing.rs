@@ -160,6 +160,14 @@ fn steady_state_heap_at_mark_termination_stays_within_5_percent_of_the_goal() {
             // The goal follows GOGC: marked × (1 + GOGC/100) from the previous cycle.
             assert!(r.heap_goal >= 4 * MIB * gogc as usize / 100);
         }
+        let worst = auto[5..]
+            .iter()
+            .map(|r| r.heap_end as f64 / r.heap_goal as f64)
+            .fold(0.0, f64::max);
+        eprintln!(
+            "GOGC={gogc}: {} cycles, worst heap ÷ goal {worst:.3}",
+            auto.len()
+        );
         // Garbage is reclaimed: the live heap found stays near the live set (allocate-black
         // bytes of the cycle included), not near what was allocated.
         let last = auto.last().unwrap();
@@ -192,6 +200,7 @@ fn memory_limit_bounds_mapped_memory_under_churn() {
     check_intact(&mut m);
     let recs = heap.take_cycle_records();
     assert!(automatic(&recs).len() >= 5, "{} cycles", recs.len());
+    eprintln!("mapped peak {:.3} × the limit", peak as f64 / limit as f64);
     assert!(
         peak as f64 <= 1.03 * limit as f64,
         "mapped and not released peaked at {} MiB, limit {} MiB\n{}",

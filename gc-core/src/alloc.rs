@@ -162,10 +162,9 @@ impl MCache {
         st.in_cache = true;
         let free_bytes = (span.nelems - st.allocated) * span.elem_size;
         let words = st.alloc.as_raw_slice();
-        let w = words
-            .iter()
-            .position(|w| !w != 0)
-            .expect("installed span has no free slot");
+        let Some(w) = words.iter().position(|w| !w != 0) else {
+            bug!("installed span has no free slot");
+        };
         let free = !words[w];
         load_window(h, span, w, free);
         drop(st);
@@ -275,17 +274,17 @@ const SWEEP_BUDGET: usize = 100;
 
 /// Get a swept span with a free slot for `sc`: from the partial list, by sweeping an unswept
 /// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), or fresh from the arena.
+///
+/// Whatever it pops is its own (see [`crate::central`]): a partial span is swept already, an
+/// unswept one it claims and sweeps. In the weak-clearing window it takes a fresh span: nothing
+/// may be swept then, and the collector is moving the partial lists' spans to the unswept lists.
+/// (Called inside a scope, so the window cannot open meanwhile; it may close, which only means
+/// a fresh span taken where a swept one was available.)
 fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
     let c = &h.central;
-    // While the last cycle's weak references are being cleared nothing may be swept: take a
-    // fresh span (the partial lists hold only unswept spans then).
-    let may_sweep = !h.weaks_pending.load(Ordering::Acquire);
     let mut budget = SWEEP_BUDGET;
-    loop {
-        // Also stop sweeping when a pause is waiting for this mutator.
-        if !may_sweep || budget == 0 || h.safepoint.stop_requested() {
-            break;
-        }
+    // Also stop sweeping when a pause is waiting for this mutator.
+    while !c.sweep_held() && budget > 0 && !h.safepoint.stop_requested() {
         let from_partial = {
             let mut l = c.classes[sc].lock();
             let s = l.partial.pop();
@@ -295,34 +294,21 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
             s
         };
         if let Some(s) = from_partial {
-            let span = s.get();
-            if c.is_swept(span) {
-                // Listed by a sweeper after sweeping it: ours alone now.
-                return Ok(s);
+            if !c.is_swept(s.get()) {
+                bug!("an unswept span was on a partial list");
             }
-            // Listed before the sweep generation advanced: sweep it first (lazy sweeping),
-            // unless the background sweeper has claimed it (then it places it when done).
-            if c.try_claim(span) {
-                budget -= 1;
-                if sweep::sweep_span(h, s).free_slots > 0 {
-                    return Ok(s);
-                }
-            }
-            // Full after sweeping: it stays in `all` only.
-            continue;
+            return Ok(s);
         }
-        let popped = c.pop_unswept(sc);
-        match popped {
-            Some(s) => {
-                if c.try_claim(s.get()) {
-                    budget -= 1;
-                    if sweep::sweep_span(h, s).free_slots > 0 {
-                        return Ok(s);
-                    }
-                }
-            }
-            None => break,
+        let Some(s) = c.pop_unswept(sc) else { break };
+        // Popped outside the window, inside a scope (no mark termination meanwhile): ours.
+        if !c.try_claim(s.get()) {
+            bug!("a span popped from an unswept list could not be claimed");
         }
+        budget -= 1;
+        if sweep::sweep_span(h, s).free_slots > 0 {
+            return Ok(s);
+        }
+        // Full after sweeping: it stays in `all` only.
     }
     let noscan = sc % 2 == 1;
     check_max_heap(h)?;

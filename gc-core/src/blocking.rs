@@ -83,6 +83,10 @@ impl<'gc> Mutation<'gc> {
     /// (the collector cannot see the scope's Rust locals; see the `blocking` module docs in the
     /// repository and `docs/design.md`). So block at the end of a scope, or leave the scope to
     /// block for long.
+    ///
+    /// # Panics
+    /// Inside [`RootStack::with`](crate::RootStack::with) (the stack is borrowed, and the
+    /// collector may have to read it while `f` runs).
     pub fn blocking<T>(&self, f: impl FnOnce() -> T + Send) -> T {
         struct Reenter<'a, 'gc>(&'a Mutation<'gc>);
         impl Drop for Reenter<'_, '_> {
@@ -100,6 +104,13 @@ impl<'gc> Mutation<'gc> {
 fn leave(mc: &Mutation<'_>) {
     let h = mc.shared;
     let rec = mc.record;
+    // SAFETY: the roots live as long as the registration, which outlives this scope; only
+    // their owner (this thread, inside its scope) writes them.
+    if unsafe { rec.roots.as_ref() }.stack_in_use() {
+        // The collector (or the verifier) may read the root stack while the region runs: it
+        // must not be mutably borrowed then.
+        panic!("gc-core: `Mutation::blocking` called inside `RootStack::with`");
+    }
     // Shade what the barrier buffered, so that pauses meanwhile find the buffer empty.
     if h.marking.load(Ordering::Relaxed) {
         // SAFETY: inside the scope (state `INSIDE`), the buffer is ours; no user code runs.

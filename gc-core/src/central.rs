@@ -5,27 +5,37 @@
 //! * `partial`: spans with at least one free slot, ready for a cache;
 //! * `unswept`: spans queued for sweeping this cycle.
 //!
-//! # Sweep generations (Go: `mheap.sweepgen`)
+//! # Who owns a span
 //!
-//! Mark termination must not touch every span (its pause would grow with the heap), so it only
-//! advances the **sweep generation** `g` by 2: every span whose own generation is now `g - 2`
-//! needs sweeping. A span is claimed for sweeping by moving its generation from `g - 2` to
-//! `g - 1` (compare-and-swap: exactly one thread wins) and marked swept by storing `g`. After
-//! the world restarts, the collector walks `all` and queues the unswept spans on their class's
-//! `unswept` list ([`Central::queue_unswept`]); in the meantime a span may still sit on a partial
-//! list from the last cycle, so whoever takes a span from either list checks its generation and
-//! sweeps it first if needed (**lazy sweeping**). A span may therefore be listed twice for a
-//! while; the claim makes sure it is swept once, and whoever finds it already swept or being
-//! swept just drops that entry.
+//! Every in-use span is, at any time, in exactly one of these places, and only the owner may
+//! sweep it, allocate from it, list it or free it:
+//!
+//! | place | owner |
+//! |-------|-------|
+//! | a mutator's allocation cache | that mutator (the collector with the world stopped) |
+//! | a `partial` list | the list: whoever pops it (under the class lock) owns it next |
+//! | an `unswept` list | the list, likewise |
+//! | a sweeper's hands | the thread that popped it and won its claim ([`SweepGen::try_claim`]) |
+//! | nowhere (full, or just made) | the thread that holds it, else nobody until the next cycle |
+//!
+//! Partial lists hold only swept spans, so a span popped from one is ready to use. After mark
+//! termination every span needs sweeping ([`crate::sweepgen`]); in the weak-clearing window,
+//! when nothing may be swept or taken from a partial list, the collector moves the spans that
+//! need sweeping onto the unswept lists ([`Central::queue_unswept`]): full spans (found
+//! through `all`) and the spans still on partial lists (taken off them). When the window
+//! closes every span that needs sweeping is on an unswept list, and the one thread that pops it
+//! sweeps it: a background sweeper or `finish_sweep` caller ([`crate::sweep`]), or an
+//! allocating mutator (lazy sweeping, [`crate::alloc`]). The claim's compare-and-swap makes the
+//! "exactly once" explicit and refuses any sweep in the window.
 //!
 //! `all` lists every in-use span (for the verifier, teardown and the queueing walk). A span's
-//! pages and its `Box<Span>` are freed only by `free_span`, by a sweeper that finds it empty and
-//! neither listed nor cached.
+//! pages and its `Box<Span>` are freed only by `free_span`, called by the owner of an empty
+//! span (a sweeper that popped it).
 //!
 //! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -33,6 +43,7 @@ use crate::arena::{Arena, PAGE_SIZE};
 use crate::object::POISON;
 use crate::size_class::{CLASSES, NUM_CLASSES};
 use crate::span::{LARGE, Span};
+use crate::sweepgen::SweepGen;
 
 /// Number of span classes: every size class in a scan and a noscan flavour.
 pub(crate) const NUM_SPAN_CLASSES: usize = NUM_CLASSES * 2;
@@ -75,8 +86,8 @@ pub(crate) struct Central {
     /// undercounts): "is anything left to sweep" without taking every class lock.
     unswept_len: AtomicUsize,
     pub all: Mutex<Vec<SpanRef>>,
-    /// The sweep generation (see the module docs); starts at 2 and grows by 2 per cycle.
-    pub sweep_gen: AtomicU64,
+    /// The sweep generation and the weak-clearing window ([`crate::sweepgen`]).
+    pub sweep_gen: SweepGen,
     /// Threads between taking a span off an unswept list and placing it after its sweep (sweep
     /// termination waits for them).
     pub sweepers: AtomicUsize,
@@ -102,7 +113,7 @@ impl Central {
             large_unswept: Mutex::new(Vec::new()),
             unswept_len: AtomicUsize::new(0),
             all: Mutex::new(Vec::new()),
-            sweep_gen: AtomicU64::new(2),
+            sweep_gen: SweepGen::new(),
             sweepers: AtomicUsize::new(0),
             spare: Mutex::new(Vec::new()),
             walk_buf: Mutex::new(Vec::new()),
@@ -112,49 +123,53 @@ impl Central {
     /// Whether `span` still needs sweeping this cycle (neither swept nor being swept).
     #[inline]
     pub(crate) fn needs_sweep(&self, span: &Span) -> bool {
-        span.sweep_gen.load(Ordering::Acquire) + 2 == self.sweep_gen.load(Ordering::Relaxed)
+        self.sweep_gen.needs_sweep(&span.sweep_gen)
     }
 
-    /// Whether `span` has been swept this cycle.
+    /// Whether `span` has been swept this cycle (or made since mark termination).
     #[inline]
     pub(crate) fn is_swept(&self, span: &Span) -> bool {
-        span.sweep_gen.load(Ordering::Acquire) == self.sweep_gen.load(Ordering::Relaxed)
+        self.sweep_gen.is_swept(&span.sweep_gen)
     }
 
-    /// Claim `span` for sweeping; true for exactly one caller per cycle.
+    /// Claim `span`, which the caller popped from an unswept list, for sweeping.
     #[inline]
     pub(crate) fn try_claim(&self, span: &Span) -> bool {
-        let g = self.sweep_gen.load(Ordering::Relaxed);
-        span.sweep_gen
-            .compare_exchange(g - 2, g - 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        self.sweep_gen.try_claim(&span.sweep_gen)
     }
 
     /// Mark a claimed span swept.
     #[inline]
     pub(crate) fn set_swept(&self, span: &Span) {
-        span.sweep_gen
-            .store(self.sweep_gen.load(Ordering::Relaxed), Ordering::Release);
+        self.sweep_gen.set_swept(&span.sweep_gen);
     }
 
-    /// Make every span unswept (mark termination, world stopped): O(1), whatever the heap
-    /// size. The last sweep ended before the cycle began (sweep termination waits for every
-    /// sweeper) and nothing became unswept since, so a thread still counted in `sweepers` (a
-    /// `collect()` caller finishing its sweep) has found, and will find, nothing to claim
-    /// until the spans are queued.
+    /// Whether the weak-clearing window is open: nothing may be swept or taken from a partial
+    /// list.
+    #[inline]
+    pub(crate) fn sweep_held(&self) -> bool {
+        self.sweep_gen.held()
+    }
+
+    /// Mark termination (world stopped): make every span unswept, in O(1) whatever the heap
+    /// size, and open the weak-clearing window. The last sweep ended before the cycle began
+    /// (sweep termination swept everything and waited for every sweeper), and nothing became
+    /// unswept since, so no sweep is in progress.
     pub(crate) fn advance_sweep_gen(&self) {
-        self.sweep_gen.fetch_add(2, Ordering::Relaxed);
+        self.sweep_gen.hold();
     }
 
-    /// Queue every span that needs sweeping on its unswept list (after `advance_sweep_gen`, on
-    /// the collector thread, with the world running).
+    /// Queue every span that needs sweeping on its unswept list (on the collector thread, in the
+    /// weak-clearing window; [`Central::open_sweep`] closes it after this).
     ///
-    /// The walk reads a copy of `all` (taken in one short critical section, so allocating
-    /// mutators are not held up for the walk) and queues everything at the end. No span of the
-    /// copy can be freed meanwhile: only a sweeper that took a span from an unswept list frees
-    /// it, and those lists stay empty until the end of the walk. Spans created meanwhile are
-    /// created swept.
+    /// Runs in the window, so no span is swept, taken from a partial list or freed meanwhile:
+    /// the spans that need sweeping are exactly the ones that existed at mark termination, and
+    /// they are full and unlisted (found through a copy of `all`) or on a partial list (taken
+    /// off it here). Spans made meanwhile are swept already and stay where they are. Caches
+    /// hold no unswept span (they were flushed at mark termination and take only fresh spans
+    /// in the window).
     pub(crate) fn queue_unswept(&self) {
+        debug_assert!(self.sweep_held());
         // The copy goes into a buffer kept from cycle to cycle: its pages are already mapped, so
         // the critical section is a `memcpy` (a fresh 3 MB allocation, page-faulted in under the
         // lock, held up allocating mutators for milliseconds at 1 GiB of heap).
@@ -169,9 +184,7 @@ impl Central {
         let mut by_class: Vec<Vec<SpanRef>> = (0..NUM_SPAN_CLASSES).map(|_| Vec::new()).collect();
         for &s in all.iter() {
             let sp = s.get();
-            // A span on a partial list stays there: whoever takes it sweeps it first, and
-            // sweep termination sweeps what is left there (`sweep_stale_partials`).
-            if !self.needs_sweep(sp) || sp.state.lock().in_partial {
+            if !self.needs_sweep(sp) {
                 continue;
             }
             if sp.class == LARGE {
@@ -180,23 +193,38 @@ impl Central {
                 by_class[span_class(sp.class, sp.noscan)].push(s);
             }
         }
-        // Hand each list over by swapping when the class has none queued (the usual case), so
-        // the class lock, which allocating mutators take, is held for O(1).
         for (sc, mut spans) in by_class.into_iter().enumerate() {
-            if !spans.is_empty() {
-                self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
-                let mut l = self.classes[sc].lock();
-                if l.unswept.is_empty() {
-                    std::mem::swap(&mut l.unswept, &mut spans);
-                } else {
-                    l.unswept.extend(spans);
+            let mut l = self.classes[sc].lock();
+            // Take the stale spans off the partial list: from now on the unswept list owns them.
+            l.partial.retain(|s| {
+                let stale = self.needs_sweep(s.get());
+                if stale {
+                    s.get().state.lock().in_partial = false;
                 }
+                !stale
+            });
+            if spans.is_empty() {
+                continue;
+            }
+            self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
+            // Hand the list over by swapping when the class has none queued (the usual case),
+            // so the class lock, which allocating mutators take, is held for O(1).
+            if l.unswept.is_empty() {
+                std::mem::swap(&mut l.unswept, &mut spans);
+            } else {
+                l.unswept.extend(spans);
             }
         }
         self.unswept_len.fetch_add(large.len(), Ordering::SeqCst);
         self.large_unswept.lock().extend(large);
         all.clear();
         *self.walk_buf.lock() = all;
+    }
+
+    /// Close the weak-clearing window: sweeping may begin. Every span that needs sweeping is on
+    /// an unswept list by now (see [`Central::queue_unswept`]).
+    pub(crate) fn open_sweep(&self) {
+        self.sweep_gen.open();
     }
 
     /// Make a new span for `span_class` (or a large span of `large_bytes` when `span_class` is
@@ -226,7 +254,7 @@ impl Central {
             // referenced by nothing else yet.
             unsafe { std::ptr::write_bytes(start as *mut u8, POISON, npages * PAGE_SIZE) };
         }
-        let sweep_gen = self.sweep_gen.load(Ordering::Relaxed);
+        let sweep_gen = self.sweep_gen.fresh();
         let spare = self.spare.lock().pop();
         let r = match spare {
             Some(s) => {
@@ -252,17 +280,16 @@ impl Central {
         Some(r)
     }
 
-    /// Unpublish and free an empty span that is on no list and in no cache.
+    /// Unpublish and free an empty span that is on no list and in no cache (its owner's call).
     pub(crate) fn free_span(&self, arena: &Arena, s: SpanRef) {
         let (start, npages) = (s.get().start, s.get().npages);
         {
             // `all_index` is only read and written under this lock.
             let mut all = self.all.lock();
             let i = s.get().all_index.load(Ordering::Relaxed);
-            assert!(
-                all.get(i) == Some(&s),
-                "gc-core bug: freed span missing from the all-spans list"
-            );
+            if all.get(i) != Some(&s) {
+                bug!("freed span missing from the all-spans list");
+            }
             all.swap_remove(i);
             if let Some(moved) = all.get(i) {
                 moved.get().all_index.store(i, Ordering::Relaxed);
@@ -294,9 +321,19 @@ impl Central {
         self.unswept_len.load(Ordering::SeqCst)
     }
 
-    /// Take a span from the unswept list of span class `sc`.
+    /// Take a span from the unswept list of span class `sc`; none in the weak-clearing window
+    /// (checked under the list's lock, after which the window can only close: a span queued in
+    /// the window is not popped before it closes, where its claim would fail and the span be
+    /// lost to its sweep).
     pub(crate) fn pop_unswept(&self, sc: usize) -> Option<SpanRef> {
-        let s = self.classes[sc].lock().unswept.pop();
+        let s = {
+            let mut l = self.classes[sc].lock();
+            if self.sweep_held() {
+                None
+            } else {
+                l.unswept.pop()
+            }
+        };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
         }
@@ -305,7 +342,10 @@ impl Central {
 
     /// Take a large span from the unswept list.
     pub(crate) fn pop_large_unswept(&self) -> Option<SpanRef> {
-        let s = self.large_unswept.lock().pop();
+        let s = {
+            let mut l = self.large_unswept.lock();
+            if self.sweep_held() { None } else { l.pop() }
+        };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
         }

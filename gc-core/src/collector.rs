@@ -317,8 +317,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     };
     let mark_time = t_mark.elapsed();
 
-    // Mark termination. Weak references are cleared after the sweep generation advanced (what
-    // `weak::is_live` expects) and before anything is queued for sweeping.
+    // Mark termination. Weak references are cleared in the weak-clearing window (after the sweep
+    // generation advanced, what `weak::is_live` expects), before anything is swept.
     let heap_end = h.heap_live.load(Ordering::Relaxed);
     h.heap_marked.store(marked, Ordering::Relaxed);
     h.heap_live.store(marked, Ordering::Relaxed);
@@ -339,6 +339,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.central.advance_sweep_gen();
     weak::process_weaks(h);
     h.central.queue_unswept();
+    h.central.open_sweep();
     if h.verify {
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);

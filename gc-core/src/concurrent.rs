@@ -5,7 +5,7 @@
 //! |-------|-------|--------------|
 //! | **STW 1**: sweep termination + mark setup | stopped | caches flushed; `marking` and the write barrier on; the stash greyed |
 //! | **mark** | running | each mutator's roots scanned once, by itself before its first scope or by the collector while it is parked; the background worker drains the grey queue; mutators shade through the barrier and allocate black |
-//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else caches flushed, barrier off, sweep generation advanced (dead weak references are cleared right after the restart, before anything is swept) |
+//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else caches flushed, barrier off, sweep generation advanced: the weak-clearing window opens (dead weak references are cleared right after the restart, and the spans queued for sweeping, before the window closes and anything is swept) |
 //! | sweep | running | background and lazy sweeping ([`crate::sweep`]) |
 //!
 //! # Why marking is complete (snapshot at the beginning)
@@ -54,6 +54,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::bug::AbortOnUnwind;
 use crate::collector;
 use crate::heap::{ObjAddr, Shared};
 use crate::mark::Tracer;
@@ -130,6 +131,7 @@ pub(crate) unsafe fn scan_roots_locked(
     if *scanned == epoch || *scanned == SCAN_GONE {
         return;
     }
+    let guard = AbortOnUnwind("a root scan");
     let mut t = Tracer::new_concurrent(&h.arena);
     // SAFETY: alive and not written, by the contract above.
     unsafe { rec.roots.as_ref().trace_roots(&mut t) };
@@ -137,6 +139,7 @@ pub(crate) unsafe fn scan_roots_locked(
     h.stack_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     hand_over(h, &mut t);
+    guard.disarm();
 }
 
 /// Shade the addresses of a write-barrier buffer (mutator side, while marking).
@@ -150,9 +153,11 @@ pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
 
 /// Shade the pointers a value holds (mutator side, while marking).
 pub(crate) fn shade_value<T: crate::Trace + ?Sized>(h: &Shared, value: &T) {
+    let guard = AbortOnUnwind("shading a stored value");
     let mut t = Tracer::new_concurrent(&h.arena);
     value.trace(&mut t);
     hand_over(h, &mut t);
+    guard.disarm();
 }
 
 /// Scan work an assist does at least, paying ahead for later allocations (Go:
@@ -199,6 +204,9 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     }
     let target = (want - stolen) as u64;
     let mut last = pacing::thread_cpu_ns();
+    // `mark_busy` stays raised until the work is handed back, so unwinding out of here would
+    // leave marking unable to end, as well as lose the grey objects: abort instead.
+    let guard = AbortOnUnwind("a mark assist");
     h.mark_busy.fetch_add(1, Ordering::SeqCst);
     let mut t = Tracer::new_concurrent(&h.arena);
     let mut slices = 0u32;
@@ -236,6 +244,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
     h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+    guard.disarm();
     h.stats.assist_ns.fetch_add(
         pacing::thread_cpu_ns().saturating_sub(last),
         Ordering::Relaxed,
@@ -466,9 +475,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.phases
         .record_span(this_cycle, Phase::Mark, t_mark, t_stop);
 
-    // ---- STW 2: mark termination. Dead weak references are cleared after the restart, with
-    // sweeping held off meanwhile (`weaks_pending`), so the pause does not grow with them.
-    h.weaks_pending.store(true, Ordering::Relaxed);
+    // ---- STW 2: mark termination. Dead weak references are cleared after the restart, in the
+    // weak-clearing window (nothing is swept meanwhile), so the pause does not grow with them.
     for r in registry.iter() {
         // SAFETY: world stopped and registry locked. Writing the windows back while `marking`
         // is still on clears the pre-set marks of the slots they did not hand out.
@@ -504,8 +512,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.central.advance_sweep_gen();
     if h.verify {
         weak::process_weaks(h);
-        h.weaks_pending.store(false, Ordering::Release);
         h.central.queue_unswept();
+        h.central.open_sweep();
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);
     }
@@ -539,16 +547,16 @@ pub(crate) fn gc_cycle(h: &Shared) {
             ..base
         },
     );
-    // With the world running: clear dead weak references (nothing is swept until this is
-    // done), then queue the spans for the background sweeper (O(spans)).
-    if h.weaks_pending.load(Ordering::Relaxed) {
+    // With the world running, in the weak-clearing window: clear dead weak references, queue
+    // the spans for the sweepers (O(spans)), then let sweeping begin.
+    if h.central.sweep_held() {
         while h.hold_weak_clearing.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
         }
         weak::process_weaks(h);
-        h.weaks_pending.store(false, Ordering::Release);
+        h.central.queue_unswept();
+        h.central.open_sweep();
     }
-    h.central.queue_unswept();
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
     collector::end_cycle(h, this_cycle);
 }

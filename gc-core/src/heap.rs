@@ -103,10 +103,6 @@ pub(crate) struct Shared {
     pub marked_objects_elsewhere: AtomicU64,
     /// Phase timestamps and pauses.
     pub phases: crate::phases::PhaseLog,
-    /// Set from STW 2 until the collector has cleared the weak references of the cycle (with
-    /// the world running). Meanwhile nothing is swept, so mark bits stay valid, and `upgrade`
-    /// treats an unmarked target as dead.
-    pub weaks_pending: AtomicBool,
     /// Mark assist ratio (f64 bits): bytes of marking owed per byte allocated while marking.
     pub assist_ratio: AtomicU64,
     /// Marking done by the background worker and not yet taken by assists (bytes).
@@ -297,7 +293,6 @@ impl Heap {
             marked_by_mutators: AtomicUsize::new(0),
             marked_objects_elsewhere: AtomicU64::new(0),
             phases: crate::phases::PhaseLog::new(),
-            weaks_pending: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             bg_credit: std::sync::atomic::AtomicI64::new(0),
             mark_busy: AtomicUsize::new(0),
@@ -458,8 +453,17 @@ impl Heap {
 
     /// Turn the write barrier on or off by hand, to exercise its slow path in tests. The
     /// collector itself turns it on only while marking.
+    ///
+    /// The other `debug_*` hooks only hold the collector back or start cycles: they can make a
+    /// program wait (a hold never released), never make it unsound. This one can, hence
+    /// `unsafe`.
+    ///
+    /// # Safety
+    /// Must not turn the barrier off while a cycle is marking (nor while one may start before
+    /// it is turned on again): stores would then go unshaded and reachable objects be freed.
+    /// Turning it on is always sound.
     #[doc(hidden)]
-    pub fn debug_force_barrier(&self, on: bool) {
+    pub unsafe fn debug_force_barrier(&self, on: bool) {
         self.shared().barrier_on.store(on, Ordering::SeqCst);
     }
 
@@ -482,7 +486,7 @@ impl Heap {
     /// Testing: whether a cycle's dead weak references are still to be cleared.
     #[doc(hidden)]
     pub fn debug_weaks_pending(&self) -> bool {
-        self.shared().weaks_pending.load(Ordering::SeqCst)
+        self.shared().central.sweep_held()
     }
 
     /// Testing: ask for a cycle without waiting for it.

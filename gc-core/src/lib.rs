@@ -63,6 +63,7 @@
 //! | `safepoint` | the stop-the-world handshake |
 //! | `mark` | tracing and the grey stack |
 //! | `workers` | parallel mark workers and their termination detection |
+//! | `sweepgen` | the sweep generation: the sweep claim and the weak-clearing window |
 //! | `sweep` | lazy and background sweeping |
 //! | [`pacer`] | GOGC, the memory limit, trigger, goal, assist ratio, CPU limiter (pure) |
 //! | `pacing` | feeding the pacer and applying its answers |
@@ -74,6 +75,7 @@
 //! | `verify` | verify mode |
 //! | `metrics` | `HeapStats` |
 //! | `heap` | the `Heap` handle and shared state |
+//! | `bug` | internal invariant failures abort with a report |
 //!
 //! See `docs/design.md` for the design and the soundness argument.
 
@@ -81,6 +83,9 @@
 #![warn(missing_docs)]
 
 extern crate self as gc_core;
+
+#[macro_use]
+mod bug;
 
 mod alloc;
 mod arena;
@@ -114,6 +119,7 @@ mod span;
 mod stash;
 mod string;
 mod sweep;
+mod sweepgen;
 mod trace;
 mod verify;
 mod weak;

@@ -291,7 +291,7 @@ impl Tracer {
         if span.is_null() {
             // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
             // on would mean freeing something reachable.
-            panic!("gc-core bug: traced pointer {addr:#x} is not in an in-use span");
+            bug!("traced pointer {addr:#x} is not in an in-use span");
         }
         // SAFETY: non-null page-map entries point to live spans (spans are unpublished before
         // they are freed, and a span holding a reachable object is never freed).

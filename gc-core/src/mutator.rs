@@ -169,7 +169,37 @@ impl Drop for ScopeGuard<'_> {
                 s.swap_remove(i);
             }
         });
+        // Mutators of this heap dropped inside the scope: now that this thread is outside
+        // every scope of the heap, unregister them.
+        let deferred: Vec<_> = DEFERRED_DROPS.with(|d| {
+            let mut d = d.borrow_mut();
+            let (mine, others) = std::mem::take(&mut *d)
+                .into_iter()
+                .partition(|(k, _)| *k == key);
+            *d = others;
+            mine
+        });
+        for (_, unregister) in deferred {
+            unregister();
+        }
     }
+}
+
+/// An unregistration left for later: a boxed [`unregister`] call.
+type DeferredDrop = (usize, Box<dyn FnOnce()>);
+
+thread_local! {
+    /// Mutators dropped while this thread was inside a scope of another mutator of the same heap
+    /// (by `Shared` address), unregistered when that scope ends. Unregistering takes the
+    /// registry lock, which a collector holds while it waits for that very scope to end.
+    static DEFERRED_DROPS: std::cell::RefCell<Vec<DeferredDrop>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is inside a mutation scope of the heap `h`.
+fn in_scope_of(h: &Shared) -> bool {
+    let key = h as *const Shared as usize;
+    IN_SCOPE.with(|s| s.borrow().contains(&key))
 }
 
 impl<R, S> Mutator<R, S>
@@ -183,6 +213,14 @@ where
         owner: Arc<Owner>,
         init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
     ) -> Self {
+        // Before the registry lock: a collector may hold it while it waits for the scope this
+        // thread is in.
+        if in_scope_of(&owner.shared) {
+            panic!(
+                "gc-core: a mutator was created inside a mutation scope of the same heap; its \
+                 first scope would nest in that one (deadlock). Create mutators between scopes."
+            );
+        }
         let roots: NonNull<RootsBox<R, S>> = NonNull::from(Box::leak(Box::new(RootsBox {
             root: None,
             stack: RootStack::new(),
@@ -295,27 +333,54 @@ where
     S: for<'gc> Rootable<'gc>,
 {
     fn drop(&mut self) {
-        let h = &*self.owner.shared;
-        {
-            let mut reg = h.registry.lock();
-            // SAFETY: we hold the registry lock, so no stop-the-world phase is running, and the
-            // mutator is outside any scope (scopes borrow `self`): this thread is the only one
-            // touching the cache and barrier buffer.
-            unsafe { (*self.record.cache.get()).flush(h, true) };
-            // SAFETY: as above.
-            let buf = unsafe { std::mem::take(&mut *self.record.wb_buf.get()) };
-            // While marking, the buffered values are deletions the marker must still see.
-            if h.marking.load(std::sync::atomic::Ordering::Relaxed) {
-                crate::concurrent::shade(h, buf);
-            }
-            reg.retain(|r| !Arc::ptr_eq(r, &self.record));
+        let (owner, record, roots) = (self.owner.clone(), self.record.clone(), self.roots);
+        let unregister = move || {
+            // SAFETY: `roots` came from `Box::leak` in `new` and is dropped only here, once.
+            unsafe { unregister(&owner.shared, &record, roots) }
+        };
+        if in_scope_of(&self.owner.shared) {
+            // Inside a scope of another mutator of this heap: taking the registry lock could
+            // wait for a collector that waits for that scope. Unregister when it ends; until
+            // then this mutator stays registered, outside any scope (a parked mutator).
+            let key = &*self.owner.shared as *const Shared as usize;
+            DEFERRED_DROPS.with(|d| d.borrow_mut().push((key, Box::new(unregister))));
+        } else {
+            unregister();
         }
-        // No scan of these roots may start now, and none is running once we hold the lock.
-        *self.record.scanned.lock() = SCAN_GONE;
-        // SAFETY: `roots` came from `Box::leak` in `new`; the record pointing to it is no
-        // longer registered, so the collector cannot read it any more.
-        drop(unsafe { Box::from_raw(self.roots.as_ptr()) });
     }
+}
+
+/// Unregister a mutator and free its roots (its `Drop`, on its own thread, outside every scope
+/// of its heap).
+///
+/// # Safety
+///
+/// `roots` is the mutator's root box (from `Box::leak`), not yet freed, and `record` points to
+/// it; the caller never uses either again.
+unsafe fn unregister<R, S>(h: &Shared, record: &Arc<MutatorRecord>, roots: NonNull<RootsBox<R, S>>)
+where
+    R: for<'gc> Rootable<'gc>,
+    S: for<'gc> Rootable<'gc>,
+{
+    {
+        let mut reg = h.registry.lock();
+        // SAFETY: we hold the registry lock, so no stop-the-world phase is running, and the
+        // mutator is outside any scope (its `Drop` runs outside them; see `DEFERRED_DROPS`):
+        // this thread is the only one touching the cache and barrier buffer.
+        unsafe { (*record.cache.get()).flush(h, true) };
+        // SAFETY: as above.
+        let buf = unsafe { std::mem::take(&mut *record.wb_buf.get()) };
+        // While marking, the buffered values are deletions the marker must still see.
+        if h.marking.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::concurrent::shade(h, buf);
+        }
+        reg.retain(|r| !Arc::ptr_eq(r, record));
+    }
+    // No scan of these roots may start now, and none is running once we hold the lock.
+    *record.scanned.lock() = SCAN_GONE;
+    // SAFETY: by the contract, `roots` is the live root box; the record pointing to it is no
+    // longer registered, so the collector cannot read it any more.
+    drop(unsafe { Box::from_raw(roots.as_ptr()) });
 }
 
 impl<'gc> Mutation<'gc> {

@@ -2,14 +2,15 @@
 //!
 //! Normal builds use `std` atomics and `parking_lot`'s mutex and condition variable. Under
 //! `--cfg loom` the same names are loom's model-checked versions, so the loom tests explore every
-//! interleaving of the real code of the safepoint handshake (`safepoint.rs`) and of mark
-//! termination detection (`workers.rs`).
+//! interleaving of the real code of the safepoint handshake (`safepoint.rs`), of mark
+//! termination detection (`workers.rs`) and of the sweep claim and weak-clearing window
+//! (`sweepgen.rs`).
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, fence};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, fence};
 
 /// One step of a busy-wait loop (a yield point for loom).
 #[inline]
@@ -67,5 +68,45 @@ impl Monitor {
     /// Wake every waiter.
     pub(crate) fn notify_all(&self) {
         self.cv.notify_all();
+    }
+}
+
+/// A reader-writer lock without poisoning: `read`, `write`.
+#[derive(Default)]
+pub(crate) struct RwLock {
+    #[cfg(not(loom))]
+    l: parking_lot::RwLock<()>,
+    #[cfg(loom)]
+    l: loom::sync::RwLock<()>,
+}
+
+/// A [`RwLock`] held for reading.
+#[cfg(not(loom))]
+pub(crate) type ReadGuard<'a> = parking_lot::RwLockReadGuard<'a, ()>;
+/// A [`RwLock`] held for reading.
+#[cfg(loom)]
+pub(crate) type ReadGuard<'a> = loom::sync::RwLockReadGuard<'a, ()>;
+/// A [`RwLock`] held for writing.
+#[cfg(not(loom))]
+pub(crate) type WriteGuard<'a> = parking_lot::RwLockWriteGuard<'a, ()>;
+/// A [`RwLock`] held for writing.
+#[cfg(loom)]
+pub(crate) type WriteGuard<'a> = loom::sync::RwLockWriteGuard<'a, ()>;
+
+impl RwLock {
+    /// Take the lock shared.
+    pub(crate) fn read(&self) -> ReadGuard<'_> {
+        #[cfg(not(loom))]
+        return self.l.read();
+        #[cfg(loom)]
+        return self.l.read().unwrap();
+    }
+
+    /// Take the lock exclusively.
+    pub(crate) fn write(&self) -> WriteGuard<'_> {
+        #[cfg(not(loom))]
+        return self.l.write();
+        #[cfg(loom)]
+        return self.l.write().unwrap();
     }
 }

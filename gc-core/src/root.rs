@@ -114,7 +114,9 @@ impl<'gc, T> RootStack<'gc, T> {
     }
 
     /// Run `f` with the stack's vector (for bulk operations). `f` must not call other methods
-    /// of this stack (that would panic, as with `RefCell`).
+    /// of this stack (that would panic, as with `RefCell`), nor enter a
+    /// [`Mutation::blocking`](crate::Mutation::blocking) region (that panics too: the collector
+    /// may read the stack while the region runs).
     #[inline]
     pub fn with<U>(&self, f: impl FnOnce(&mut Vec<T>) -> U) -> U {
         f(&mut self.items.borrow_mut())
@@ -147,7 +149,7 @@ impl<T: Trace> RootStack<'_, T> {
         let items = self
             .items
             .try_borrow()
-            .expect("root stack borrowed at a safepoint");
+            .unwrap_or_else(|_| bug!("root stack borrowed at a safepoint"));
         for v in items.iter() {
             v.trace(t);
         }
@@ -168,6 +170,9 @@ where
 pub(crate) trait RootSet {
     /// Trace the root object and the root stack.
     fn trace_roots(&self, t: &mut Tracer);
+
+    /// Whether the root stack is borrowed (inside [`RootStack::with`]); only its owner asks.
+    fn stack_in_use(&self) -> bool;
 }
 
 impl<R, S> RootSet for RootsBox<R, S>
@@ -182,5 +187,9 @@ where
             r.trace(t);
         }
         self.stack.trace_items(t);
+    }
+
+    fn stack_in_use(&self) -> bool {
+        self.stack.items.try_borrow_mut().is_err()
     }
 }

@@ -30,6 +30,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::primitive::AtomicU64 as GenAtomic;
+
 use bitvec::prelude::*;
 use parking_lot::Mutex;
 
@@ -69,10 +71,9 @@ pub(crate) struct Span {
     pub state: Mutex<SpanAlloc>,
     /// Set when an object with drop glue was allocated here since the last sweep.
     pub may_drop: AtomicBool,
-    /// Sweep generation (Go: `mspan.sweepgen`), relative to `Central::sweep_gen` = g: `g - 2`
-    /// needs sweeping, `g - 1` is being swept, `g` is swept. Advancing g by 2 at mark
-    /// termination makes every span unswept at once.
-    pub sweep_gen: AtomicU64,
+    /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
+    /// [`SweepGen`](crate::sweepgen::SweepGen): needs sweeping, being swept, or swept.
+    pub sweep_gen: GenAtomic,
     /// Position of this span in `Central::all` (written under that list's lock), so that
     /// freeing a span is O(1) rather than a search of every span.
     pub all_index: AtomicUsize,
@@ -166,7 +167,7 @@ impl Span {
                 in_partial: false,
             }),
             may_drop: AtomicBool::new(false),
-            sweep_gen: AtomicU64::new(sweep_gen),
+            sweep_gen: GenAtomic::new(sweep_gen),
             all_index: AtomicUsize::new(usize::MAX),
         }
     }

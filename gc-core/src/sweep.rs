@@ -1,18 +1,21 @@
 //! Sweeping: free the white objects of a finished cycle, span by span.
 //!
-//! Mark termination advances the sweep generation, which makes every span unswept at once, and
-//! the collector then queues them on their classes' unswept lists (see [`crate::central`]).
-//! From then on a span is swept by exactly one of (whoever claims it):
+//! Mark termination makes every span unswept at once ([`crate::sweepgen`]) and opens the
+//! weak-clearing window, in which nothing is swept; the collector clears the dead weak
+//! references, queues every unswept span on its class's unswept list and closes the window
+//! (see [`crate::central`]). From then on a span is swept by the one thread that pops it from
+//! an unswept list and claims it:
 //!
 //! * the **background sweeper** (the collector thread, between cycles: [`sweep_some`]);
 //! * a **mutator** that needs a span of that class (lazy sweeping in the cache refill), so a
 //!   span is always swept before its slots are handed out again;
-//! * **sweep termination** at the start of the next cycle ([`finish_sweep`]), which sweeps
-//!   whatever is left so that the next mark starts from clean mark bits.
+//! * a thread in [`finish_sweep`]: **sweep termination** at the start of the next cycle (so
+//!   that the next mark starts from clean mark bits), `collect` callers, `Heap::finish_sweep`.
 //!
-//! Claiming the span (its generation `g - 2` → `g - 1`) is what makes the sweeper its only
-//! owner; sweep termination also waits for sweeps in progress (`Central::sweepers`), so no
-//! sweep of the last cycle can clear mark bits of the next.
+//! Sweep termination also waits for sweeps in progress on other threads (`Central::sweepers`),
+//! so no sweep of the last cycle can clear mark bits of the next. A span is never swept while
+//! it is listed or cached: whoever sweeps it took it off its list first, and places it
+//! afterwards (frees it if empty, lists it as partial if it has free slots).
 //!
 //! Sweeping a span: for each slot that is allocated and not marked, run its drop glue (if the
 //! span ever held a type with drop glue) and, in verify mode, overwrite it with poison; then the
@@ -121,34 +124,30 @@ fn run_drop(h: *mut Header) {
     }
 }
 
-/// Place a span swept by the background sweeper: free it if it is empty and neither listed nor
-/// cached (a stale partial-list entry may still name it, and a mutator may have taken it from
-/// there once it was swept), list it as partial if it has free slots, leave it otherwise.
+/// Place a span swept by a sweeper that popped it from an unswept list (so it is listed
+/// nowhere and cached nowhere): free it if it is empty, list it as partial if it has free slots,
+/// leave it otherwise (full: found again through `all` after the next mark).
 fn place(h: &Shared, s: SpanRef, r: Swept) {
     let span = s.get();
-    if span.class == LARGE {
-        if r.empty {
-            h.central.free_span(&h.arena, s);
-        }
+    if r.empty {
+        h.central.free_span(&h.arena, s);
+        return;
+    }
+    if span.class == LARGE || r.free_slots == 0 {
         return;
     }
     let mut l = h.central.classes[span_class(span.class, span.noscan)].lock();
     let mut st = span.state.lock();
     if st.in_cache || st.in_partial {
-        return;
+        bug!("a span popped for sweeping was also cached or listed");
     }
-    if r.empty {
-        drop(st);
-        drop(l);
-        h.central.free_span(&h.arena, s);
-    } else if r.free_slots > 0 {
-        st.in_partial = true;
-        drop(st);
-        l.partial.push(s);
-    }
+    st.in_partial = true;
+    drop(st);
+    l.partial.push(s);
 }
 
-/// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep.
+/// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep (also
+/// in the weak-clearing window, when nothing may be swept).
 pub(crate) fn sweep_some(h: &Shared) -> bool {
     let c = &h.central;
     // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
@@ -166,9 +165,12 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
         })
     });
     let found = popped.is_some();
-    if let Some(s) = popped
-        && c.try_claim(s.get())
-    {
+    if let Some(s) = popped {
+        // Popped outside the window (checked under the list lock), and the next mark
+        // termination waits for this sweeper: the claim cannot fail.
+        if !c.try_claim(s.get()) {
+            bug!("a span popped from an unswept list could not be claimed");
+        }
         let r = sweep_span(h, s);
         place(h, s, r);
     }
@@ -177,41 +179,14 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
 }
 
 /// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
-/// termination, `collect`, verify mode).
+/// termination, `collect`, `Heap::finish_sweep`, verify mode). Called in the weak-clearing
+/// window (by a thread other than the collector), it first waits for the window to close.
 pub(crate) fn finish_sweep(h: &Shared) {
-    // The collector clears the last cycle's weak references before anything is swept.
-    while h.weaks_pending.load(Ordering::Acquire) {
+    while h.central.sweep_held() {
         std::thread::yield_now();
     }
     while sweep_some(h) {}
-    sweep_stale_partials(h);
     while h.central.sweepers.load(Ordering::SeqCst) > 0 {
         std::thread::yield_now();
-    }
-}
-
-/// Sweep the spans still waiting on partial lists since before the sweep generation advanced
-/// (`Central::queue_unswept` leaves them there). They stay listed.
-fn sweep_stale_partials(h: &Shared) {
-    let c = &h.central;
-    for l in c.classes.iter() {
-        let stale: Vec<SpanRef> = l
-            .lock()
-            .partial
-            .iter()
-            .copied()
-            .filter(|s| c.needs_sweep(s.get()))
-            .collect();
-        for s in stale {
-            // A listed span is neither freed nor cached while listed; if a mutator takes it
-            // meanwhile, its own claim decides who sweeps it. A mutator that took it while we
-            // sweep drops it from the list, so `place` lists it again (or frees it if empty).
-            c.sweepers.fetch_add(1, Ordering::SeqCst);
-            if c.try_claim(s.get()) {
-                let r = sweep_span(h, s);
-                place(h, s, r);
-            }
-            c.sweepers.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }

@@ -6,13 +6,16 @@
 //! a box whose target did not survive the cycle has its pointer cleared (before the sweep can
 //! free the target, so a cleared box never points at a reused slot); boxes that are themselves
 //! dead, or already cleared, leave the registry. The concurrent collector does this with the
-//! world running, right after STW 2: a box or target allocated meanwhile is unmarked but alive,
-//! which [`is_live`] recognises by its span (tested in `tests/concurrent.rs`,
+//! world running, right after STW 2, in the **weak-clearing window** in which nothing is swept
+//! ([`crate::sweepgen`]): a box or target allocated meanwhile is unmarked but alive, which
+//! [`is_live`] recognises by its span (tested in `tests/concurrent.rs`,
 //! `weak_references_made_while_weak_clearing_is_pending`).
 //!
-//! `upgrade` reads the pointer: non-null means the target is alive for the rest of the scope
-//! (no cycle can end while a scope runs). While marking, upgrade shades the target, so an
-//! upgraded object survives the cycle in progress.
+//! `upgrade` outside the window reads the pointer: non-null means the target is alive for the
+//! rest of the scope (the last clearing nulled it otherwise, and no cycle can end while a scope
+//! runs). Inside the window it holds the window open while it also checks the target's mark
+//! (the linearisation point is that read lock; [`crate::sweepgen::upgrade_target`]). While
+//! marking, upgrade shades the target, so an upgraded object survives the cycle in progress.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -88,24 +91,26 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
 
 impl<'gc, T> GcWeak<'gc, T> {
     /// The target, if it has not been collected.
+    ///
+    /// The answer holds for the rest of the scope: a target handed out survives at least until
+    /// the scope ends (see [`crate::sweepgen`] for why no sweep can free it meanwhile).
     pub fn upgrade(&self, mc: &Mutation<'gc>) -> Option<Gc<'gc, T>> {
-        let p = self.inner.target.load(Ordering::Acquire);
-        if !p.is_null() && mc.shared.marking.load(Ordering::Relaxed) {
+        let h = mc.shared;
+        let p = crate::sweepgen::upgrade_target(
+            &h.central.sweep_gen,
+            || self.inner.target.load(Ordering::Acquire) as usize,
+            |p| is_live(h, p as *const Header),
+        )?;
+        if h.marking.load(Ordering::Relaxed) {
             // The target may be outside the cycle's snapshot (reachable only weakly at STW 1):
             // now that it is strongly held again it must be marked (see `crate::concurrent`).
             crate::barrier::record(mc, ObjAddr(p as *const Header));
         }
-        // After a cycle, until the collector has cleared its dead weak references: a target
-        // that did not survive the cycle is dead (it will be cleared, then swept) and must not
-        // be handed out.
-        if !p.is_null() && mc.shared.weaks_pending.load(Ordering::Acquire) && !is_live(mc.shared, p)
-        {
-            return None;
-        }
-        // SAFETY: a non-null target is alive: the collector clears the pointer, with the world
-        // stopped, before the sweep that could free the target, and no cycle can complete while
-        // this scope runs. The box was made from a `Gc<T>`, so the type is right.
-        (!p.is_null()).then(|| unsafe { Gc::from_word(p as usize) })
+        // SAFETY: `p` is alive for the rest of this scope (`upgrade_target`: a dead target is
+        // nulled before sweeping may begin, and in the window a target that did not survive
+        // marking is refused), and no cycle can complete while this scope runs. The box was
+        // made from a `Gc<T>`, so the type is right.
+        Some(unsafe { Gc::from_word(p) })
     }
 
     /// Whether the target has been collected.
@@ -139,8 +144,8 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
 /// Clear the weak boxes whose targets did not survive the cycle (after mark termination has
 /// advanced the sweep generation, before anything is swept).
 ///
-/// The concurrent collector runs this with the world running, while `weaks_pending` keeps every
-/// span unswept (so mark bits are valid and no box or target is freed): it takes the registry,
+/// The concurrent collector runs this with the world running, in the weak-clearing window, which
+/// keeps every span unswept (so mark bits are valid and no box or target is freed): it takes the registry,
 /// filters it, and puts the survivors back beside the boxes registered meanwhile (allocated
 /// after marking, so not in the taken list).
 pub(crate) fn process_weaks(h: &Shared) {
@@ -166,7 +171,7 @@ pub(crate) fn process_weaks(h: &Shared) {
 
 /// Whether the object at `obj` survives the cycle that just marked: it is marked, or it was
 /// allocated after mark termination. Valid after marking, before its span is swept (world
-/// stopped, or while `weaks_pending` holds sweeping off).
+/// stopped, or in the weak-clearing window, which holds sweeping off).
 ///
 /// The second case matters while the collector clears weak references with the world running:
 /// objects allocated meanwhile are not marked (marking is over) yet alive. They are all in

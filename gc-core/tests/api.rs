@@ -118,7 +118,8 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
         strong: GcCell::new(None),
         weak: GcCell::new(None),
     });
-    heap.debug_force_barrier(true);
+    // SAFETY: turning the barrier on is always sound.
+    unsafe { heap.debug_force_barrier(true) };
     m.mutate(|mc, r| {
         let (x, y) = (pair(mc, 1), pair(mc, 2));
         r.strong.set(mc, Some(x)); // old None, new x: 1 pointer
@@ -134,7 +135,9 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
         s.set(mc, 6); // pointer-free slot: nothing recorded
     });
     assert_eq!(m.debug_barrier_buffer_len(), 1 + 2 + 1 + 1 + 3 + 1 + 1);
-    heap.debug_force_barrier(false);
+    // SAFETY: no cycle is marking: this test allocates a few objects, far below the first
+    // trigger (4 MiB), and starts its collection only after this.
+    unsafe { heap.debug_force_barrier(false) };
     m.collect();
     assert_eq!(
         m.debug_barrier_buffer_len(),

@@ -1,0 +1,385 @@
+//! Sweeping and weak references under concurrent use, in both verify modes.
+//!
+//! Verify mode clears weak references and sweeps inside the STW 2 pause, so the protocol of a
+//! normal (non-verify) heap — weak references cleared with the world running, spans swept by
+//! the background sweeper, by allocating mutators and by `collect`/`finish_sweep` callers on
+//! other threads — is only exercised with it off. Every test here runs in both modes.
+//!
+//! The workloads are built to widen the windows: several mutators allocating one size class
+//! (so spans are emptied, freed and reused quickly), a low GOGC (many cycles), threads calling
+//! `Heap::collect` and `Heap::finish_sweep` in a loop, and a thread spinning on the CPU (so a
+//! thread is preempted in the middle of a protocol step). Every object carries a checksum that
+//! every read checks: an object freed while reachable and reused reads back wrong.
+//!
+//! `GCCORE_RACE_SECS` sets the seconds each test runs (default 2).
+
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gc_core::{Config, Gc, GcCell, GcVec, GcWeak, Heap, Mutation, Mutator, Rootable, Trace};
+
+fn run_for() -> Duration {
+    let secs: f64 = std::env::var("GCCORE_RACE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(miri) { 0.05 } else { 2.0 });
+    Duration::from_secs_f64(secs)
+}
+
+fn checksum(v: u64) -> u64 {
+    v.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5_5A5A_F0F0_0F0F
+}
+
+/// Background threads that widen race windows: one spinning on the CPU, one calling
+/// `finish_sweep` in a loop, one calling `collect` every few milliseconds. Stopped on drop.
+struct Disturbers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Disturbers {
+    fn start(heap: &Heap) -> Disturbers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut x = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+            }));
+        }
+        {
+            let (stop, heap) = (stop.clone(), heap.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    heap.finish_sweep();
+                    std::thread::yield_now();
+                }
+            }));
+        }
+        {
+            let (stop, heap) = (stop.clone(), heap.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(3));
+                    heap.collect();
+                }
+            }));
+        }
+        Disturbers { stop, threads }
+    }
+}
+
+impl Drop for Disturbers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            // A panic in a disturber is reported by the join of the test's own threads.
+            let _ = t.join();
+        }
+    }
+}
+
+fn heap(verify: bool) -> Heap {
+    Heap::new(
+        Config::default()
+            .verify(verify)
+            .gc_percent(Some(20))
+            // A background mark helper beside the collector thread, as on an 8-CPU machine.
+            .debug_cpus(8),
+    )
+    .unwrap()
+}
+
+// ---- One size class: spans emptied, freed and reused while mutators allocate.
+
+/// All objects of the list workload have this one type, hence one size class.
+#[derive(Trace)]
+struct Link<'gc> {
+    value: u64,
+    check: u64,
+    next: GcCell<'gc, Option<Gc<'gc, Link<'gc>>>>,
+}
+
+#[derive(Trace)]
+struct ListRoot<'gc> {
+    head: GcCell<'gc, Option<Gc<'gc, Link<'gc>>>>,
+}
+
+fn link<'gc>(
+    mc: &Mutation<'gc>,
+    value: u64,
+    next: Option<Gc<'gc, Link<'gc>>>,
+) -> Gc<'gc, Link<'gc>> {
+    Gc::new(
+        mc,
+        Link {
+            value,
+            check: checksum(value),
+            next: GcCell::new(next),
+        },
+    )
+}
+
+/// Several mutators rebuild lists of one size class, one garbage object per element, leaving
+/// their scope whenever a pause waits; the old list is read (checksums) while the new one is
+/// built. A span that ends up in two caches, or a cache allocating into a freed span, hands
+/// out a slot that a live object occupies: its checksum then reads wrong.
+fn lists_of_one_size_class(verify: bool) {
+    const LEN: u64 = 20_000;
+    let heap = heap(verify);
+    let disturbers = Disturbers::start(&heap);
+    let deadline = Instant::now() + run_for();
+    let threads: Vec<_> = (0..3u64)
+        .map(|t| {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut m: Mutator<Rootable!['gc => ListRoot<'gc>]> = heap.mutator(|_| ListRoot {
+                    head: GcCell::new(None),
+                });
+                let mut rounds = 0u64;
+                while rounds < 2 || Instant::now() < deadline {
+                    rounds += 1;
+                    let base = (t << 48) | (rounds << 24);
+                    // Build the new list over several scopes; the old one stays reachable
+                    // from a second cell until the new one is complete.
+                    let mut built = 0u64;
+                    let mut new_head_value = None;
+                    m.mutate(|mc, root| {
+                        // Stash the old list in the first link of the new one's chain end.
+                        let old = root.head.get();
+                        let anchor = link(mc, base, old);
+                        root.head.set(mc, Some(anchor));
+                    });
+                    while built < LEN {
+                        m.mutate(|mc, root| {
+                            let anchor = root.head.get().unwrap();
+                            // The old list hangs off the anchor; the new list grows after it.
+                            while built < LEN {
+                                let _garbage = link(mc, 0, None);
+                                let v = base + 1 + built;
+                                let n = link(mc, v, anchor.next.get());
+                                anchor.next.set(mc, Some(n));
+                                built += 1;
+                                if built % 64 == 0 {
+                                    // Read a little of what is reachable.
+                                    let mut cur = anchor.next.get();
+                                    for _ in 0..32 {
+                                        let Some(l) = cur else { break };
+                                        assert_eq!(l.check, checksum(l.value), "corrupted link");
+                                        cur = l.next.get();
+                                    }
+                                }
+                                if mc.should_yield() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    // Check the whole structure, then cut everything before this round's
+                    // links (the previous rounds' lists become garbage).
+                    m.mutate(|mc, root| {
+                        let anchor = root.head.get().unwrap();
+                        let mut cur = anchor.next.get();
+                        let mut n = 0u64;
+                        let mut last = None;
+                        while let Some(l) = cur {
+                            assert_eq!(l.check, checksum(l.value), "corrupted link");
+                            if l.value >> 24 != base >> 24 {
+                                break;
+                            }
+                            n += 1;
+                            last = Some(l);
+                            cur = l.next.get();
+                        }
+                        assert_eq!(n, LEN, "links lost");
+                        last.unwrap().next.set(mc, None);
+                        new_head_value = Some(anchor.value);
+                    });
+                    assert_eq!(new_head_value, Some(base));
+                }
+                rounds
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    drop(disturbers);
+    let rounds: u64 = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        .sum();
+    heap.collect();
+    let s = heap.stats();
+    eprintln!("lists_of_one_size_class(verify={verify}): {rounds} rounds, {s:?}");
+    assert!(s.gc_cycles >= 3, "too few cycles: {s:?}");
+    // Every round leaves 2 × LEN objects of garbage per mutator.
+    assert!(
+        s.objects_freed >= rounds * LEN,
+        "garbage not reclaimed: {s:?}"
+    );
+}
+
+#[test]
+fn lists_of_one_size_class_verify_off() {
+    lists_of_one_size_class(false);
+}
+
+#[test]
+fn lists_of_one_size_class_verify_on() {
+    lists_of_one_size_class(true);
+}
+
+// ---- Weak references: upgrades race the clearing; dead targets must be cleared.
+
+/// A weak reference's target: a Rust vector read through the upgraded handle (a stale handle
+/// to a reused slot reads a wild vector).
+#[derive(Trace)]
+struct Target {
+    id: u64,
+    #[gc(skip)]
+    data: Vec<u64>,
+}
+
+fn target<'gc>(mc: &Mutation<'gc>, id: u64) -> Gc<'gc, Target> {
+    Gc::new(
+        mc,
+        Target {
+            id,
+            data: (0..4).map(|k| checksum(id.wrapping_add(k))).collect(),
+        },
+    )
+}
+
+fn check_target(t: &Target, id: u64) {
+    assert_eq!(t.id, id, "a weak reference upgraded to another object");
+    assert_eq!(t.data.len(), 4, "corrupted target");
+    for (k, &d) in t.data.iter().enumerate() {
+        assert_eq!(d, checksum(id.wrapping_add(k as u64)), "corrupted target");
+    }
+}
+
+#[derive(Trace)]
+struct WeakRoot<'gc> {
+    strong: GcVec<'gc, Option<Gc<'gc, Target>>>,
+    weak: GcVec<'gc, Option<GcWeak<'gc, Target>>>,
+}
+
+type WeakM = Rootable!['gc => WeakRoot<'gc>];
+
+/// Mutators make weak references to objects of which they keep a third, upgrade older ones
+/// all the time (checking what they get) and keep some of what they upgrade; every few rounds
+/// one makes weak references to pure garbage, collects, and checks that every one of those is
+/// dead. With a thread in `finish_sweep` all the time, sweeping that starts before the dead
+/// weak references are cleared makes them look alive (not cleared, then upgraded to reused
+/// memory); an upgrade racing the clearing can hand out a target that is then freed.
+fn weak_references(verify: bool) {
+    let heap = heap(verify);
+    let disturbers = Disturbers::start(&heap);
+    let deadline = Instant::now() + run_for();
+    let survived = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (heap, survived) = (heap.clone(), survived.clone());
+            std::thread::spawn(move || {
+                let mut m: Mutator<WeakM> = heap.mutator(|mc| WeakRoot {
+                    strong: GcVec::new(mc),
+                    weak: GcVec::new(mc),
+                });
+                // The id each weak reference was made for.
+                let mut ids: Vec<u64> = Vec::new();
+                let mut next = t << 40;
+                let mut rounds = 0u64;
+                while rounds < 4 || Instant::now() < deadline {
+                    rounds += 1;
+                    if ids.len() > 4000 {
+                        // Start over (the old vectors and most targets become garbage).
+                        m.mutate(|mc, r| {
+                            r.strong.truncate(mc, 0);
+                            r.weak.truncate(mc, 0);
+                        });
+                        ids.clear();
+                    }
+                    m.mutate(|mc, r| {
+                        for _ in 0..100 {
+                            let o = target(mc, next);
+                            r.weak.push(mc, Some(o.downgrade(mc)));
+                            ids.push(next);
+                            if next % 3 == 0 {
+                                r.strong.push(mc, Some(o));
+                            }
+                            next += 1;
+                            let k = (next.wrapping_mul(0x9E37_79B9) >> 7) as usize % ids.len();
+                            if let Some(o) = r.weak.get(k).flatten().and_then(|w| w.upgrade(mc)) {
+                                check_target(&o, ids[k]);
+                                if k % 5 == 0 {
+                                    r.strong.push(mc, Some(o));
+                                }
+                            }
+                            if mc.should_yield() {
+                                break;
+                            }
+                        }
+                    });
+                    if rounds % 8 == 0 {
+                        // Weak references to garbage only: after a full collection that
+                        // started after the targets became unreachable, all must be dead.
+                        let mut fresh = m.mutate(|mc, r| {
+                            for _ in 0..50 {
+                                let o = target(mc, u64::MAX);
+                                r.weak.push(mc, Some(o.downgrade(mc)));
+                                ids.push(u64::MAX);
+                            }
+                            r.weak.len() - 50..r.weak.len()
+                        });
+                        m.collect();
+                        let alive = m.mutate(|mc, r| {
+                            fresh
+                                .by_ref()
+                                .filter(|&k| {
+                                    let w = r.weak.get(k).flatten().unwrap();
+                                    w.upgrade(mc).is_some() || !w.is_dead()
+                                })
+                                .count()
+                        });
+                        survived.fetch_add(alive as u64, Ordering::Relaxed);
+                    }
+                }
+                rounds
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
+    drop(disturbers);
+    let rounds: u64 = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        .sum();
+    heap.collect();
+    let s = heap.stats();
+    eprintln!("weak_references(verify={verify}): {rounds} rounds, {s:?}");
+    assert_eq!(
+        survived.load(Ordering::Relaxed),
+        0,
+        "weak references to garbage survived the collection after it became garbage"
+    );
+    assert!(s.objects_freed > 0, "garbage not reclaimed: {s:?}");
+}
+
+#[test]
+fn weak_references_verify_off() {
+    weak_references(false);
+}
+
+#[test]
+fn weak_references_verify_on() {
+    weak_references(true);
+}

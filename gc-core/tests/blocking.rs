@@ -348,10 +348,10 @@ fn random_blocking_regions_with_cycles_back_to_back() {
                 .as_nanos() as u64
         });
     eprintln!("random_blocking_regions: GCCORE_SEED={seed}");
-    for concurrent in [true, false] {
-        let heap = Heap::new(Config::default().concurrent(concurrent).verify(true)).unwrap();
+    for (concurrent, verify) in [(true, true), (true, false), (false, true), (false, false)] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).verify(verify)).unwrap();
         heap.debug_back_to_back(true);
-        let run_for = Duration::from_millis(if cfg!(miri) { 50 } else { 1200 });
+        let run_for = Duration::from_millis(if cfg!(miri) { 30 } else { 600 });
         let start = Arc::new(Barrier::new(3));
         let threads: Vec<_> = (0..3u64)
             .map(|t| {

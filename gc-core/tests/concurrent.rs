@@ -42,8 +42,8 @@ fn run_for() -> Duration {
     Duration::from_millis(if cfg!(miri) { 50 } else { 1500 })
 }
 
-fn heap() -> Heap {
-    let heap = Heap::new(Config::default().verify(true)).unwrap();
+fn heap(verify: bool) -> Heap {
+    let heap = Heap::new(Config::default().verify(verify)).unwrap();
     heap.debug_back_to_back(true);
     heap
 }
@@ -82,7 +82,13 @@ fn check_all<'gc>(arr: GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>) -> usize {
 
 #[test]
 fn move_between_heap_objects_then_delete_the_original() {
-    let heap = heap();
+    for verify in [true, false] {
+        move_between_heap_objects_then_delete_the_original_in(verify);
+    }
+}
+
+fn move_between_heap_objects_then_delete_the_original_in(verify: bool) {
+    let heap = heap(verify);
     let mut m: Mutator<TwoM> = heap.mutator(|mc| Two {
         from: GcArray::new(mc, SLOTS, None),
         to: GcArray::new(mc, SLOTS, None),
@@ -134,7 +140,13 @@ type StackM = Rootable!['gc => Gc<'gc, Obj<'gc>>];
 
 #[test]
 fn move_into_the_root_stack_then_delete_the_original() {
-    let heap = heap();
+    for verify in [true, false] {
+        move_into_the_root_stack_then_delete_the_original_in(verify);
+    }
+}
+
+fn move_into_the_root_stack_then_delete_the_original_in(verify: bool) {
+    let heap = heap(verify);
     let mut m: Mutator<OneM, StackM> = heap.mutator_with_stack(|mc| One {
         from: GcArray::new(mc, SLOTS, None),
     });
@@ -189,7 +201,13 @@ type GrowM = Rootable!['gc => Grow<'gc>];
 
 #[test]
 fn move_into_a_growing_vector_then_delete_the_original() {
-    let heap = heap();
+    for verify in [true, false] {
+        move_into_a_growing_vector_then_delete_the_original_in(verify);
+    }
+}
+
+fn move_into_a_growing_vector_then_delete_the_original_in(verify: bool) {
+    let heap = heap(verify);
     let mut m: Mutator<GrowM> = heap.mutator(|mc| Grow {
         from: GcArray::new(mc, SLOTS, None),
         vec: GcCell::new(None),
@@ -237,7 +255,14 @@ impl Drop for Counted {
 
 #[test]
 fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle() {
-    let heap = heap();
+    for verify in [true, false] {
+        objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(verify);
+    }
+}
+
+fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(verify: bool) {
+    let heap = heap(verify);
+    let dropped0 = DROPPED.load(Ordering::Relaxed);
     let mut m: Mutator<Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Counted>>>]> =
         heap.mutator(|mc| GcVec::new(mc));
     let start = Instant::now();
@@ -264,7 +289,10 @@ fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycl
     // reachable is (drops counted; the kept ones are checked in order).
     m.collect();
     m.collect();
-    assert_eq!(DROPPED.load(Ordering::Relaxed) as u64, garbage - kept);
+    assert_eq!(
+        (DROPPED.load(Ordering::Relaxed) - dropped0) as u64,
+        garbage - kept
+    );
     let ok = m.mutate(|_, keep| {
         keep.iter()
             .enumerate()
@@ -280,10 +308,16 @@ fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycl
 /// makes the verifier abort at once.)
 #[test]
 fn large_arrays_scanned_in_chunks_lose_nothing() {
+    for verify in [true, false] {
+        large_arrays_scanned_in_chunks_lose_nothing_in(verify);
+    }
+}
+
+fn large_arrays_scanned_in_chunks_lose_nothing_in(verify: bool) {
     const LEN: usize = if cfg!(miri) { 300 } else { 20_000 };
     // Two extra background mark helpers (sized as for 12 CPUs), so chunks of the array also
     // travel between several markers.
-    let heap = Heap::new(Config::default().verify(true).debug_cpus(12)).unwrap();
+    let heap = Heap::new(Config::default().verify(verify).debug_cpus(12)).unwrap();
     heap.debug_back_to_back(true);
     let mut m: Mutator<Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>]> =
         heap.mutator(|mc| GcArray::new(mc, LEN, None));
@@ -366,8 +400,8 @@ const N: usize = if cfg!(miri) { 20 } else { 200 };
 
 /// A heap and mutator with `N` white objects in `from`, and a cycle in its mark phase with the
 /// background marker held.
-fn held_cycle() -> (Heap, Mutator<DetM, StackM>) {
-    let heap = Heap::new(Config::default().verify(true)).unwrap();
+fn held_cycle(verify: bool) -> (Heap, Mutator<DetM, StackM>) {
+    let heap = Heap::new(Config::default().verify(verify)).unwrap();
     let mut m: Mutator<DetM, StackM> = heap.mutator_with_stack(|mc| Det {
         from: GcArray::new(mc, N, None),
         to: GcCell::new(None),
@@ -408,7 +442,13 @@ fn finish_and_check(
 
 #[test]
 fn held_marker_heap_to_black_object() {
-    let (heap, mut m) = held_cycle();
+    for verify in [true, false] {
+        held_marker_heap_to_black_object_in(verify);
+    }
+}
+
+fn held_marker_heap_to_black_object_in(verify: bool) {
+    let (heap, mut m) = held_cycle(verify);
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());
         let holder = Gc::new(
@@ -438,7 +478,13 @@ fn held_marker_heap_to_black_object() {
 
 #[test]
 fn held_marker_heap_to_root_stack() {
-    let (heap, mut m) = held_cycle();
+    for verify in [true, false] {
+        held_marker_heap_to_root_stack_in(verify);
+    }
+}
+
+fn held_marker_heap_to_root_stack_in(verify: bool) {
+    let (heap, mut m) = held_cycle(verify);
     m.mutate_with_stack(|mc, r, stack| {
         assert!(mc.debug_marking());
         for i in 0..N {
@@ -464,7 +510,13 @@ fn held_marker_heap_to_root_stack() {
 
 #[test]
 fn held_marker_heap_to_growing_vector() {
-    let (heap, mut m) = held_cycle();
+    for verify in [true, false] {
+        held_marker_heap_to_growing_vector_in(verify);
+    }
+}
+
+fn held_marker_heap_to_growing_vector_in(verify: bool) {
+    let (heap, mut m) = held_cycle(verify);
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());
         let v = GcVec::new(mc);
@@ -530,9 +582,15 @@ fn phase_records_cover_every_cycle() {
 
 #[test]
 fn allocating_while_marking_pays_with_mark_assists() {
+    for verify in [true, false] {
+        allocating_while_marking_pays_with_mark_assists_in(verify);
+    }
+}
+
+fn allocating_while_marking_pays_with_mark_assists_in(verify: bool) {
     // The background marker is held, so only the allocating mutator's assists can mark the
     // white live list: they must, and must leave it intact.
-    let (heap, mut m) = held_cycle();
+    let (heap, mut m) = held_cycle(verify);
     let before = heap.stats();
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());

@@ -34,10 +34,16 @@ fn chain<'gc>(mc: &gc_core::Mutation<'gc>, tag: u64, len: usize) -> Gc<'gc, Node
 
 #[test]
 fn released_pages_are_reused_safely_while_mutators_allocate() {
+    for verify in [true, false] {
+        released_pages_are_reused_safely_while_mutators_allocate_in(verify);
+    }
+}
+
+fn released_pages_are_reused_safely_while_mutators_allocate_in(verify: bool) {
     let rounds = if cfg!(debug_assertions) { 12 } else { 40 };
     let heap = Heap::new(
         Config::default()
-            .verify(true)
+            .verify(verify)
             .memory_limit(Some(12 * MIB))
             .gc_percent(Some(50)),
     )

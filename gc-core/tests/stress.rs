@@ -1,5 +1,9 @@
 //! Multi-mutator stress: 4 mutator threads share objects through a stashed board, concurrent
-//! cycles run back to back (plus forced collections), verify mode is on. Runs for `GCCORE_STRESS_SECS` seconds (default 10).
+//! cycles run back to back (plus forced collections), and a thread spinning on the CPU makes
+//! the others lose theirs mid-step. Once with verify mode on, once with it off (verify mode
+//! sweeps and clears weak references inside the pause, which hides the races of doing so with
+//! the world running). Each runs for `GCCORE_STRESS_SECS` seconds (default 10); the soak is
+//! `GCCORE_STRESS_SECS=1800 cargo test --release --test stress verify_off`.
 //!
 //! Every item carries a checksum of its value; every read checks it, so a freed-and-reused or
 //! poisoned object is caught at once, and the heap verifier checks the whole heap after each
@@ -14,13 +18,14 @@ use gc_core::{Config, Gc, GcArray, GcCell, Heap, Mutator, Rootable, Stash, Trace
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-static ALLOCATED: AtomicU64 = AtomicU64::new(0);
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Items allocated and dropped, per test (index: verify mode), as the two run side by side.
+static ALLOCATED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static DROPPED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
-struct Count;
+struct Count(usize);
 impl Drop for Count {
     fn drop(&mut self) {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        DROPPED[self.0].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -39,17 +44,18 @@ fn checksum(v: u64) -> u64 {
 
 fn item<'gc>(
     mc: &gc_core::Mutation<'gc>,
+    k: usize,
     value: u64,
     next: Option<Gc<'gc, Item<'gc>>>,
 ) -> Gc<'gc, Item<'gc>> {
-    ALLOCATED.fetch_add(1, Ordering::Relaxed);
+    ALLOCATED[k].fetch_add(1, Ordering::Relaxed);
     Gc::new(
         mc,
         Item {
             value,
             check: checksum(value),
             next: GcCell::new(next),
-            _count: Count,
+            _count: Count(k),
         },
     )
 }
@@ -85,7 +91,17 @@ struct Local<'gc> {
 type BoardM = Rootable!['gc => Board<'gc>];
 
 #[test]
-fn four_mutators_share_and_collect() {
+fn four_mutators_share_and_collect_verify_on() {
+    four_mutators_share_and_collect(true);
+}
+
+#[test]
+fn four_mutators_share_and_collect_verify_off() {
+    four_mutators_share_and_collect(false);
+}
+
+fn four_mutators_share_and_collect(verify: bool) {
+    let k = verify as usize;
     let secs: u64 = std::env::var("GCCORE_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -93,7 +109,7 @@ fn four_mutators_share_and_collect() {
     let heap = Heap::new(
         Config::from_env()
             .unwrap()
-            .verify(true)
+            .verify(verify)
             .gc_percent(Some(50))
             // Background mark helpers as on an 8-CPU machine (the collector thread and one
             // helper), so that several markers race the mutators here too.
@@ -117,6 +133,17 @@ fn four_mutators_share_and_collect() {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(secs);
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+        })
+    };
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let (heap, board, stop) = (heap.clone(), board.clone(), stop.clone());
@@ -134,7 +161,7 @@ fn four_mutators_share_and_collect() {
                             match rng.gen_range(0..20) {
                                 // Grow my list (garbage appears when it is cut below).
                                 0..=8 => {
-                                    let head = item(mc, rng.r#gen(), root.mine.get());
+                                    let head = item(mc, k, rng.r#gen(), root.mine.get());
                                     root.mine.set(mc, Some(head));
                                 }
                                 // Publish my head on the board.
@@ -143,7 +170,7 @@ fn four_mutators_share_and_collect() {
                                 11 | 12 => {
                                     if let Some(other) = b.slots.get(rng.gen_range(0..64)) {
                                         walk(Some(other), 50);
-                                        let head = item(mc, rng.r#gen(), Some(other));
+                                        let head = item(mc, k, rng.r#gen(), Some(other));
                                         root.mine.set(mc, Some(head));
                                     }
                                 }
@@ -185,16 +212,17 @@ fn four_mutators_share_and_collect() {
     }
     stop.store(true, Ordering::Relaxed);
     let rounds: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    hog.join().unwrap();
     heap.collect();
     let s = heap.stats();
-    eprintln!("stress: {rounds} rounds, {s:?}");
+    eprintln!("stress (verify {verify}): {rounds} rounds, {s:?}");
     assert!(s.gc_cycles >= 5, "too few cycles: {s:?}");
     assert!(s.objects_freed > 0, "no garbage was reclaimed: {s:?}");
     drop(board);
     drop(heap);
     assert_eq!(
-        ALLOCATED.load(Ordering::Relaxed),
-        DROPPED.load(Ordering::Relaxed),
+        ALLOCATED[k].load(Ordering::Relaxed),
+        DROPPED[k].load(Ordering::Relaxed),
         "every item is dropped exactly once by teardown"
     );
 }

@@ -167,7 +167,7 @@ mod loom_tests {
         sweeps: SweepGen,
         span_gen: AtomicU64,
         memory: UnsafeCell<u32>,
-        sweeps: AtomicUsize,
+        swept_count: AtomicUsize,
         unswept: Mutex<Vec<()>>,
         partial: Mutex<Vec<()>>,
     }
@@ -180,7 +180,7 @@ mod loom_tests {
         fn sweep(&self) {
             // SAFETY: only the claimer writes (checked by loom).
             self.memory.with_mut(|m| unsafe { *m += 1 });
-            self.sweeps.fetch_add(1, Ordering::SeqCst);
+            self.swept_count.fetch_add(1, Ordering::SeqCst);
             self.sweeps.set_swept(&self.span_gen);
         }
 
@@ -232,7 +232,7 @@ mod loom_tests {
                 sweeps: SweepGen::new(),
                 span_gen: AtomicU64::new(2),
                 memory: UnsafeCell::new(0),
-                sweeps: AtomicUsize::new(0),
+                swept_count: AtomicUsize::new(0),
                 unswept: Mutex::new(Vec::new()),
                 partial: Mutex::new(Vec::new()),
             });
@@ -254,7 +254,7 @@ mod loom_tests {
             // Sweep termination: whatever is left.
             m.sweeper();
             assert_eq!(
-                m.sweeps.load(Ordering::SeqCst),
+                m.swept_count.load(Ordering::SeqCst),
                 1,
                 "span swept twice or never"
             );

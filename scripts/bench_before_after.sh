@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Side-by-side timing of two builds of gc-core (e.g. before and after a protocol change) on the
+# headline workloads: binary-trees 21 (wall, peak RSS), treechurn 256 MiB (STW and op latency),
+# msgbuf (push latency, STW), the Lox VM on binary_trees.lox. Medians of RUNS runs, the two
+# builds interleaved run by run so machine noise hits both alike.
+#
+#   scripts/bench_before_after.sh BEFORE_TARGET_DIR AFTER_TARGET_DIR [RUNS]
+#
+# Each target dir must hold release builds of the examples binary_trees, treechurn, msgbuf and
+# the lox binary (cargo build --release --example binary_trees --example treechurn
+# --example msgbuf -p gc-examples; cargo build --release -p lox).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A="$1"; B="$2"; RUNS="${3:-3}"
+med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { grep -o " $1=[0-9.]*" | cut -d= -f2; }
+declare -A res
+run() { # label dir
+  local d="$2" t
+  t=$( { /usr/bin/time -f "wall=%e rss_kb=%M" "$d/release/examples/binary_trees" 21 >/dev/null; } 2>&1 | tail -1)
+  res[$1,bt_wall]+="$(echo " $t" | field wall)"$'\n'
+  res[$1,bt_rss]+="$(echo " $t" | field rss_kb)"$'\n'
+  t=" $("$d/release/examples/treechurn" --live-mib 256 --ops 20000 | tail -1)"
+  for k in stw_max_us stw_p99_us op_max_us op_p99_us gc_cpu_frac; do res[$1,tc_$k]+="$(echo "$t" | field $k)"$'\n'; done
+  t=" $("$d/release/examples/msgbuf" | tail -1)"
+  for k in push_max_us push_p999_us stw_max_us wall_ms; do res[$1,mb_$k]+="$(echo "$t" | field $k)"$'\n'; done
+  t=$( { /usr/bin/time -f "wall=%e" "$d/release/lox" examples/lox/bench/binary_trees.lox >/dev/null; } 2>&1 | tail -1)
+  res[$1,lox_wall]+="$(echo " $t" | field wall)"$'\n'
+}
+for _ in $(seq "$RUNS"); do run before "$A"; run after "$B"; done
+echo "| figure | before | after |"
+echo "|---|---:|---:|"
+for k in bt_wall bt_rss tc_stw_max_us tc_stw_p99_us tc_op_max_us tc_op_p99_us tc_gc_cpu_frac mb_wall_ms mb_push_max_us mb_push_p999_us mb_stw_max_us lox_wall; do
+  echo "| $k | $(printf '%s' "${res[before,$k]}" | med) | $(printf '%s' "${res[after,$k]}" | med) |"
+done

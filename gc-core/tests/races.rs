@@ -383,3 +383,85 @@ fn weak_references_verify_off() {
 fn weak_references_verify_on() {
     weak_references(true);
 }
+
+// ---- The window held open by a hook (deterministic).
+
+/// Between mark termination and the end of weak clearing nothing may be swept: hold the
+/// collector in that window and check that a `finish_sweep` call from another thread waits for
+/// it (rather than sweeping, which would make dead targets look alive), that nothing is freed
+/// meanwhile, and that upgrades see exactly the survivors; then that the window's end clears the
+/// dead weak references and frees their targets. (Verify mode clears weak references inside the
+/// pause, so there is no window to hold there: this one runs with it off.)
+#[test]
+fn finish_sweep_waits_for_the_weak_clearing_window() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<WeakM> = heap.mutator(|mc| WeakRoot {
+        strong: GcVec::new(mc),
+        weak: GcVec::new(mc),
+    });
+    m.mutate(|mc, r| {
+        for id in 0..100 {
+            let o = target(mc, id);
+            r.weak.push(mc, Some(o.downgrade(mc)));
+            if id % 2 == 0 {
+                r.strong.push(mc, Some(o));
+            }
+        }
+    });
+    heap.debug_hold_weak_clearing(true);
+    heap.debug_start_cycle();
+    let t = Instant::now();
+    while !heap.debug_weaks_pending() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no cycle reached STW 2"
+        );
+        std::thread::yield_now();
+    }
+    let freed0 = heap.stats().objects_freed;
+    let done = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let (heap, done) = (heap.clone(), done.clone());
+        std::thread::spawn(move || {
+            heap.finish_sweep();
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let returned_in_window = done.load(Ordering::SeqCst);
+    let freed_in_window = heap.stats().objects_freed - freed0;
+    let alive: Vec<bool> = m.mutate(|mc, r| {
+        (0..100)
+            .map(|k| {
+                let o = r.weak.get(k).flatten().unwrap().upgrade(mc);
+                if let Some(o) = o {
+                    check_target(&o, k as u64);
+                }
+                o.is_some()
+            })
+            .collect()
+    });
+    let still_held = heap.debug_weaks_pending();
+    // Release before asserting (a failed assertion would otherwise leave the collector held).
+    heap.debug_hold_weak_clearing(false);
+    sweeper.join().unwrap();
+    assert!(still_held, "the window closed while held");
+    assert!(
+        !returned_in_window,
+        "finish_sweep returned inside the window"
+    );
+    assert_eq!(freed_in_window, 0, "something was swept inside the window");
+    assert_eq!(alive, (0..100).map(|k| k % 2 == 0).collect::<Vec<_>>());
+    // The window's end cleared the dead weak references; the sweep freed their targets.
+    heap.finish_sweep();
+    let dead: Vec<bool> = m.mutate(|_, r| {
+        (0..100)
+            .map(|k| r.weak.get(k).flatten().unwrap().is_dead())
+            .collect()
+    });
+    assert_eq!(dead, (0..100).map(|k| k % 2 == 1).collect::<Vec<_>>());
+    assert!(
+        heap.stats().objects_freed - freed0 >= 50,
+        "the dead targets were not freed"
+    );
+}

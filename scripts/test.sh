@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-# The multi-mutator stress test runs this many seconds (verify mode on).
+# The multi-mutator stress test runs this many seconds, once with verify mode on, once off.
 export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-10}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

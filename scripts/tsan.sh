@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer (nightly) over the multi-mutator stress test (4 mutators, concurrent cycles
-# back to back, verify mode) and the concurrent-marking tests. Result goes in
-# docs/verification.md.
+# back to back, verify mode on and off), the concurrent-marking, blocking, scavenger, sweep/weak
+# race and liveness tests. Result goes in docs/verification.md.
 #
 #   rustup component add --toolchain nightly rust-src   # once (-Zbuild-std needs it)
 #   scripts/tsan.sh

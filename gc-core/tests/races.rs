@@ -135,7 +135,7 @@ fn link<'gc>(
 /// built. A span that ends up in two caches, or a cache allocating into a freed span, hands
 /// out a slot that a live object occupies: its checksum then reads wrong.
 fn lists_of_one_size_class(verify: bool) {
-    const LEN: u64 = 20_000;
+    const LEN: u64 = if cfg!(miri) { 300 } else { 20_000 };
     let heap = heap(verify);
     let disturbers = Disturbers::start(&heap);
     let deadline = Instant::now() + run_for();

@@ -67,6 +67,7 @@ thread_local! {
 
 /// Run a full cycle that starts after this call, wait for it, and finish its sweep.
 pub(crate) fn collect(h: &Shared) {
+    sweep::refuse_in_drop_glue("collect()");
     if ON_COLLECTOR_THREAD.with(|c| c.get()) {
         panic!(
             "gc-core: collect() called on a collector thread (from drop glue run by the sweeper); \
@@ -133,7 +134,19 @@ pub(crate) fn run(h: Arc<Shared>) {
             let h = &*h;
             let spawned = std::thread::Builder::new()
                 .name(format!("gc-core mark worker {i}"))
-                .spawn_scoped(s, move || h.pool.helper(h));
+                .spawn_scoped(s, move || {
+                    // The collector waits for every helper with the world stopped: a panic
+                    // here (a `Trace` implementation, or a bug) must not leave it waiting.
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.pool.helper(h)));
+                    if r.is_err() {
+                        eprintln!(
+                            "gc-core: a mark worker panicked (a `Trace` implementation or a \
+                             gc-core bug); aborting"
+                        );
+                        std::process::abort();
+                    }
+                });
             if spawned.is_ok() {
                 helpers += 1;
             }
@@ -164,7 +177,10 @@ pub(crate) fn run(h: Arc<Shared>) {
                             crate::concurrent::background_helper(h, share)
                         }));
                         if r.is_err() {
-                            eprintln!("gc-core: a mark worker panicked (a gc-core bug); aborting");
+                            eprintln!(
+                                "gc-core: a mark worker panicked (a `Trace` implementation \
+                                 or a gc-core bug); aborting"
+                            );
                             std::process::abort();
                         }
                     });
@@ -174,7 +190,10 @@ pub(crate) fn run(h: Arc<Shared>) {
         // the collector is fatal, and says so.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector_loop(&h)));
         if r.is_err() {
-            eprintln!("gc-core: the collector thread panicked (a gc-core bug); aborting");
+            eprintln!(
+                "gc-core: the collector thread panicked (a `Trace` implementation, drop glue \
+                 or a gc-core bug); aborting"
+            );
             std::process::abort();
         }
         h.pool.shutdown();

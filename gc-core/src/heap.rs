@@ -383,8 +383,15 @@ impl Heap {
         collector::collect(self.shared());
     }
 
-    /// Sweep everything left from the last cycle on the calling thread.
+    /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps
+    /// running on other threads. Right after a mark termination (while the collector clears
+    /// weak references) it first waits for sweeping to be allowed; if a new cycle's mark
+    /// termination happens meanwhile, that cycle's sweep is left to the sweepers.
+    ///
+    /// # Panics
+    /// When called from drop glue run by a sweep (it would wait for that sweep: a deadlock).
     pub fn finish_sweep(&self) {
+        sweep::refuse_in_drop_glue("Heap::finish_sweep");
         sweep::finish_sweep(self.shared());
     }
 
@@ -483,7 +490,9 @@ impl Heap {
         self.shared().hold_weak_clearing.store(on, Ordering::SeqCst);
     }
 
-    /// Testing: whether a cycle's dead weak references are still to be cleared.
+    /// Testing: whether the weak-clearing window is open (from mark termination until the
+    /// collector has cleared the dead weak references and queued the spans for sweeping;
+    /// nothing is swept meanwhile).
     #[doc(hidden)]
     pub fn debug_weaks_pending(&self) -> bool {
         self.shared().central.sweep_held()

@@ -214,7 +214,8 @@ where
         init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
     ) -> Self {
         // Before the registry lock: a collector may hold it while it waits for the scope this
-        // thread is in.
+        // thread is in (or for the sweep whose drop glue this is).
+        crate::sweep::refuse_in_drop_glue("Heap::mutator");
         if in_scope_of(&owner.shared) {
             panic!(
                 "gc-core: a mutator was created inside a mutation scope of the same heap; its \
@@ -320,6 +321,11 @@ where
     /// Pointers recorded by this mutator's write barrier and not yet shaded (test hook).
     #[doc(hidden)]
     pub fn debug_barrier_buffer_len(&self) -> usize {
+        assert!(
+            !in_scope_of(&self.owner.shared),
+            "gc-core: debug_barrier_buffer_len inside a mutation scope of the same heap would \
+             wait for the collector that waits for that scope"
+        );
         let _reg = self.owner.shared.registry.lock();
         // SAFETY: outside any scope (we hold `&self` and scopes need `&mut self`), holding the
         // registry lock: no collector phase is running, so nobody else touches the buffer.

@@ -104,6 +104,23 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs drop glue for a sweep.
+    static IN_DROP_GLUE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Panic if called from drop glue run by a sweep: `what` would wait for that sweep (or for a
+/// pause that waits for it) to end, which it never would. The panic aborts the process (see
+/// [`run_drop`]) with this message, rather than hanging it.
+pub(crate) fn refuse_in_drop_glue(what: &str) {
+    if IN_DROP_GLUE.with(|c| c.get()) {
+        panic!(
+            "gc-core: {what} called from drop glue run by the sweeper; it would wait for the \
+             sweep that runs this drop glue (deadlock)"
+        );
+    }
+}
+
 fn run_drop(h: *mut Header) {
     // SAFETY: `h` is the header of a dead object (allocated, unmarked) in a span being swept by
     // this thread alone; its header is intact (only sweeping overwrites dead objects, after
@@ -111,8 +128,10 @@ fn run_drop(h: *mut Header) {
     let info = unsafe { (*h).info };
     if let Some(d) = info.drop {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            IN_DROP_GLUE.with(|c| c.set(true));
             // SAFETY: as above; the value is dropped exactly once, here.
-            unsafe { d(h) }
+            unsafe { d(h) };
+            IN_DROP_GLUE.with(|c| c.set(false));
         }));
         if r.is_err() {
             eprintln!(

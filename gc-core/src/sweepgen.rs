@@ -21,14 +21,19 @@
 //! or, if made in the window, at `G + 1`). The claimer marks it swept by storing `G`
 //! ([`SweepGen::set_swept`]).
 //!
-//! **The window and `GcWeak::upgrade`.** An upgrade that finds `G` even reads a target that
-//! the last clearing has already nulled if it was dead (the `Release` store that closed the
-//! window comes after the clearing; a scope started after mark termination reads that `G` or
-//! the odd one before it, never an older one, since the next mark termination waits for the
-//! scope). An upgrade that finds `G` odd decides from the mark bits instead, which only
-//! sweeping changes, so it holds the window's lock for reading while it does: the window
-//! closes under the same lock held for writing, and cannot close (nor any span be claimed)
-//! in the middle of the decision. That read lock is the upgrade's linearisation point.
+//! **The window and `GcWeak::upgrade`.** An upgrade runs in the managed state of a scope, so no
+//! pause (in particular no mark termination) happens during it, and it has synchronised with
+//! the end of the last pause (scope entry, or the return from a blocking region, acquires the
+//! restarted world): it reads the `G` that pause set or a later one. An upgrade that finds `G`
+//! even reads a target that the last clearing has already nulled if it was dead (the `Release`
+//! store that closed the window comes after the clearing). An upgrade that finds `G` odd decides
+//! from the mark bits instead, which only sweeping changes, so it holds the window's lock for
+//! reading while it does: the window closes under the same lock held for writing, and cannot
+//! close (nor any span be claimed) in the middle of the decision. That read lock (or the even
+//! read of `G`) is the upgrade's linearisation point. A target handed out survives until the
+//! scope ends: it survived the last marking, is shaded if a cycle is marking now, and a cycle
+//! that starts later cannot finish marking before the scope ends ([`crate::blocking`] covers a
+//! scope that leaves the managed state meanwhile).
 
 use std::sync::atomic::Ordering;
 
@@ -115,7 +120,8 @@ impl SweepGen {
     }
 
     /// If the window is open, hold it open (a read lock) for a decision that reads mark bits;
-    /// `None` when it is closed (then it stays closed until the caller's scope ends).
+    /// `None` when it is closed (then it stays closed while the caller stays in the managed
+    /// state of its scope: only a mark termination opens it).
     #[inline]
     pub(crate) fn pin_window(&self) -> Option<ReadGuard<'_>> {
         if !self.held() {
@@ -127,8 +133,8 @@ impl SweepGen {
     }
 }
 
-/// The decision of `GcWeak::upgrade` (the mutator is inside a scope, so no mark termination
-/// happens meanwhile): the target's address if it is alive, read from `target` (a weak box's
+/// The decision of `GcWeak::upgrade` (the mutator is in the managed state of a scope, so no
+/// mark termination happens meanwhile): the target's address if it is alive, read from `target` (a weak box's
 /// pointer; 0 once cleared). `live` tells whether a target survived the last marking (valid
 /// while the window is pinned).
 #[inline]

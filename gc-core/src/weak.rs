@@ -106,14 +106,19 @@ impl<'gc, T> GcWeak<'gc, T> {
             // now that it is strongly held again it must be marked (see `crate::concurrent`).
             crate::barrier::record(mc, ObjAddr(p as *const Header));
         }
-        // SAFETY: `p` is alive for the rest of this scope (`upgrade_target`: a dead target is
-        // nulled before sweeping may begin, and in the window a target that did not survive
-        // marking is refused), and no cycle can complete while this scope runs. The box was
-        // made from a `Gc<T>`, so the type is right.
+        // SAFETY: `p` survived the last marking (`upgrade_target`: a dead target is nulled
+        // before sweeping may begin, and in the window one that did not survive is refused),
+        // it was shaded just above if a cycle is marking, and a cycle that starts later cannot
+        // finish marking before this scope ends (also across a blocking region: see
+        // `crate::blocking`). So it is alive for the rest of the scope. The box was made from a
+        // `Gc<T>`, so the type is right.
         Some(unsafe { Gc::from_word(p) })
     }
 
-    /// Whether the target has been collected.
+    /// Whether the target has been collected (its reference cleared). Right after a cycle,
+    /// until the collector has cleared the dead references, a target that did not survive may
+    /// still read as not dead here while [`GcWeak::upgrade`] already refuses it: `upgrade` is
+    /// the authority.
     pub fn is_dead(&self) -> bool {
         self.inner.target.load(Ordering::Acquire).is_null()
     }

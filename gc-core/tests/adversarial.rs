@@ -1,6 +1,16 @@
-//! Adversarial tests of the sweep/weak-clearing protocol (review of the sweepgen change).
+//! Adversarial tests of the sweeping and weak-clearing protocol, written by a review that tried
+//! to break it with safe code (the public API and the safe `debug_*` hooks only):
 //!
-//! Only the safe public API and the safe `debug_*` hooks are used.
+//! * torture runs (both collectors, both verify modes): objects of small, medium and large
+//!   sizes with drop tags (dropped twice or used after drop = failure), weak upgrades checked
+//!   across the window, threads calling `finish_sweep`, `collect` and `debug_start_cycle`,
+//!   holding the weak-clearing window at random, making and dropping mutators (some inside
+//!   another mutator's scope, some calling `finish_sweep` inside a scope or a blocking region);
+//! * a scope spanning a whole cycle through a blocking region, and everything that may happen
+//!   inside a held weak-clearing window (deterministic);
+//! * liveness: calls that would wait on themselves end in a clear panic or abort, not a hang.
+//!
+//! `ATTACK_SECS` sets the seconds of each torture run (default 2).
 
 #![allow(clippy::type_complexity)]
 
@@ -14,7 +24,7 @@ fn secs() -> f64 {
     std::env::var("ATTACK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(4.0)
+        .unwrap_or(2.0)
 }
 
 /// Run `f` on a thread; fail if it has not finished within `secs` (the thread is leaked).
@@ -64,7 +74,11 @@ impl Tag {
     fn check(&self, what: &str) {
         assert_eq!(self.check, checksum(self.id), "{what}: corrupted tag");
         let s = table()[self.id as usize].load(Ordering::SeqCst);
-        assert_eq!(s, 1, "{what}: object {} used after its drop glue ran", self.id);
+        assert_eq!(
+            s, 1,
+            "{what}: object {} used after its drop glue ran",
+            self.id
+        );
     }
 }
 
@@ -146,9 +160,17 @@ impl Tagged for Large {
 
 fn check<T: Tagged>(o: &T, id: Option<u64>, what: &str) {
     o.tag().check(what);
-    assert!(o.data_ok(), "{what}: corrupted data of object {}", o.tag().id);
+    assert!(
+        o.data_ok(),
+        "{what}: corrupted data of object {}",
+        o.tag().id
+    );
     if let Some(id) = id {
-        assert_eq!(o.tag().id, id, "{what}: weak reference upgraded to another object");
+        assert_eq!(
+            o.tag().id,
+            id,
+            "{what}: weak reference upgraded to another object"
+        );
     }
 }
 
@@ -226,7 +248,12 @@ fn make_entry<'gc>(mc: &Mutation<'gc>, r: &ARoot<'gc>, k: u64, keep: bool) -> En
             if keep {
                 r.sl.push(mc, Some(o));
             }
-            Entry { kind: 2, idx: r.wl.len() - 1, id: o.tag.id, held: keep }
+            Entry {
+                kind: 2,
+                idx: r.wl.len() - 1,
+                id: o.tag.id,
+                held: keep,
+            }
         }
         1..=5 => {
             let o = Gc::new(mc, medium());
@@ -234,7 +261,12 @@ fn make_entry<'gc>(mc: &Mutation<'gc>, r: &ARoot<'gc>, k: u64, keep: bool) -> En
             if keep {
                 r.sm.push(mc, Some(o));
             }
-            Entry { kind: 1, idx: r.wm.len() - 1, id: o.tag.id, held: keep }
+            Entry {
+                kind: 1,
+                idx: r.wm.len() - 1,
+                id: o.tag.id,
+                held: keep,
+            }
         }
         _ => {
             let o = Gc::new(mc, small());
@@ -242,7 +274,12 @@ fn make_entry<'gc>(mc: &Mutation<'gc>, r: &ARoot<'gc>, k: u64, keep: bool) -> En
             if keep {
                 r.ss.push(mc, Some(o));
             }
-            Entry { kind: 0, idx: r.ws.len() - 1, id: o.tag.id, held: keep }
+            Entry {
+                kind: 0,
+                idx: r.ws.len() - 1,
+                id: o.tag.id,
+                held: keep,
+            }
         }
     }
 }
@@ -342,7 +379,9 @@ impl Disturbers {
             threads.push(std::thread::spawn(move || {
                 let mut x = 12345u64;
                 while !stop.load(Ordering::Relaxed) {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     heap.debug_hold_weak_clearing(true);
                     std::thread::sleep(Duration::from_micros(50 + (x >> 40) % 1500));
                     heap.debug_hold_weak_clearing(false);
@@ -369,6 +408,14 @@ impl Disturbers {
                         });
                     }
                     let h2 = heap.clone();
+                    // (ATTACK_NO_INSCOPE_DROP: drop b before the scope, for running this file
+                    // against the code before the change, where the in-scope drop deadlocks.)
+                    let b = if std::env::var_os("ATTACK_NO_INSCOPE_DROP").is_some() {
+                        drop(b);
+                        None
+                    } else {
+                        Some(b)
+                    };
                     a.mutate(|mc, r| {
                         // b's cache holds spans; it is dropped inside a's scope.
                         drop(b);
@@ -433,7 +480,7 @@ fn torture(verify: bool, concurrent: bool) {
                 while rounds < 4 || Instant::now() < deadline {
                     rounds += 1;
                     if entries.len() > 3000 {
-                        m.mutate(|mc, r| clear_root(mc, r));
+                        m.mutate(clear_root);
                         entries.clear();
                     }
                     let h2 = heap.clone();
@@ -499,7 +546,11 @@ fn torture(verify: bool, concurrent: bool) {
          window, {s:?}",
         window_upgrades.load(Ordering::Relaxed)
     );
-    assert_eq!(BAD_DROPS.load(Ordering::SeqCst), 0, "drop glue ran twice or on a wild object");
+    assert_eq!(
+        BAD_DROPS.load(Ordering::SeqCst),
+        0,
+        "drop glue ran twice or on a wild object"
+    );
     assert!(s.gc_cycles >= 3);
 }
 
@@ -537,7 +588,8 @@ fn scope_spanning_mark_termination_via_blocking() {
             let heap = Heap::new(Config::default()).unwrap();
             let mut m: Mutator<RootM> = heap.mutator(|mc| new_root(mc));
             // Two objects reachable only weakly.
-            let (e0, e1) = m.mutate(|mc, r| (make_entry(mc, r, 1, false), make_entry(mc, r, 2, false)));
+            let (e0, e1) =
+                m.mutate(|mc, r| (make_entry(mc, r, 1, false), make_entry(mc, r, 2, false)));
             heap.debug_hold_marking(true);
             heap.debug_start_cycle();
             // Wait until marking has begun (from a scope: debug_marking).
@@ -592,7 +644,10 @@ fn scope_spanning_mark_termination_via_blocking() {
                     });
                     assert!(!upgrade_entry(mc, r, e1, || (), false, "dead"));
                     check(&*kept, Some(e0.id), "after the window");
-                    assert!(upgrade_entry(mc, r, e0, || (), false, "kept"), "the upgraded target was cleared");
+                    assert!(
+                        upgrade_entry(mc, r, e0, || (), false, "kept"),
+                        "the upgraded target was cleared"
+                    );
                 }
             });
             heap.collect();
@@ -604,15 +659,16 @@ fn scope_spanning_mark_termination_via_blocking() {
 // ---- Liveness probes.
 
 /// `Mutator::debug_barrier_buffer_len` of one mutator called inside a scope of another (same
-/// heap, same thread) while a collector waits for that scope: it takes the registry lock the
-/// collector holds (the same shape as the fixed `Mutator` drop/new deadlock).
+/// heap, same thread) while a collector waits for that scope would take the registry lock the
+/// collector holds: it panics instead, and the cycle then runs.
 #[test]
 fn debug_barrier_buffer_len_inside_another_scope() {
     within(20, "debug_barrier_buffer_len inside a scope", || {
         let heap = Heap::new(Config::default()).unwrap();
         let mut m1: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         let m2: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-        let n = m1.mutate(|mc, _| {
+        let cycles = heap.stats().gc_cycles;
+        let r = m1.mutate(|mc, _| {
             heap.debug_start_cycle();
             let t = Instant::now();
             while !mc.should_yield() {
@@ -620,12 +676,13 @@ fn debug_barrier_buffer_len_inside_another_scope() {
                 std::thread::yield_now();
             }
             std::thread::sleep(Duration::from_millis(20));
-            m2.debug_barrier_buffer_len()
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                m2.debug_barrier_buffer_len()
+            }))
         });
-        std::mem::forget(heap);
-        std::mem::forget(m2);
-        std::mem::forget(m1);
-        n
+        assert!(r.is_err(), "expected a panic inside the scope");
+        heap.collect();
+        assert!(heap.stats().gc_cycles > cycles);
     });
 }
 
@@ -650,40 +707,79 @@ struct HasHeap {
     h: CallsFinishSweep,
 }
 
-#[test]
-fn finish_sweep_from_drop_glue() {
+fn finish_sweep_from_drop_glue_child() {
+    let heap = Heap::new(Config::default()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    let d2 = done.clone();
-    within(20, "finish_sweep called from drop glue", move || {
-        let heap = Heap::new(Config::default()).unwrap();
-        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-        m.mutate(|mc, _| {
-            Gc::new(
-                mc,
-                HasHeap {
-                    h: CallsFinishSweep {
-                        heap: heap.clone(),
-                        done: d2.clone(),
-                    },
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        Gc::new(
+            mc,
+            HasHeap {
+                h: CallsFinishSweep {
+                    heap: heap.clone(),
+                    done: done.clone(),
                 },
-            );
-        });
-        // The object is garbage; `collect` finishes the sweep on this thread, which runs the
-        // drop glue here (or the background sweeper runs it on the collector thread).
-        heap.collect();
-        let t = Instant::now();
-        while !d2.load(Ordering::SeqCst) {
-            assert!(t.elapsed() < Duration::from_secs(10), "drop glue never finished");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::mem::forget(m);
-        std::mem::forget(heap);
+            },
+        );
     });
-    assert!(done.load(Ordering::SeqCst));
+    // The object is garbage: the sweep after this cycle runs its drop glue (here or on the
+    // collector thread).
+    heap.collect();
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("drop glue finished: {}", done.load(Ordering::SeqCst));
+    std::process::exit(3);
 }
 
-// ---- A panic in `Trace` on a stop-the-world parallel mark helper (workers.rs `helper`, spawned
-// without catch_unwind): the collector waits in `pool.wait` with the world stopped.
+/// Drop glue that calls `Heap::finish_sweep` would wait for the sweep running it: the call
+/// panics, which aborts the process with both messages (never a hang).
+#[test]
+fn finish_sweep_from_drop_glue() {
+    if std::env::var_os("ATTACK_CHILD_DROP").is_some() {
+        finish_sweep_from_drop_glue_child();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(&exe)
+        .args([
+            "--exact",
+            "finish_sweep_from_drop_glue",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("ATTACK_CHILD_DROP", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the process hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "expected an abort: {status:?}\n{err}"
+    );
+    assert!(
+        err.contains("called from drop glue run by the sweeper"),
+        "the report does not say why:\n{err}"
+    );
+}
+
+// ---- A panic in `Trace` on a stop-the-world parallel mark helper: the collector waits for the
+// helpers with the world stopped, so the helper's panic must abort the process, not hang it.
 
 struct PanicsWhenTraced;
 
@@ -706,8 +802,9 @@ unsafe impl Trace for PanicsWhenTraced {
 
 fn stw_helper_panic_child() {
     let heap = Heap::new(Config::default().concurrent(false).mark_workers(4)).unwrap();
-    let mut m: Mutator<Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Vec<Gc<'gc, PanicsWhenTraced>>>>>]> =
-        heap.mutator(|mc| GcVec::new(mc));
+    let mut m: Mutator<
+        Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Vec<Gc<'gc, PanicsWhenTraced>>>>>],
+    > = heap.mutator(|mc| GcVec::new(mc));
     m.mutate(|mc, r| {
         for _ in 0..256 {
             let v = (0..400).map(|_| Gc::new(mc, PanicsWhenTraced)).collect();
@@ -732,7 +829,13 @@ fn panic_in_trace_on_a_stw_mark_helper() {
     let mut outcomes = Vec::new();
     for _ in 0..4 {
         let mut child = std::process::Command::new(&exe)
-            .args(["--exact", "panic_in_trace_on_a_stw_mark_helper", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "panic_in_trace_on_a_stw_mark_helper",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("ATTACK_CHILD", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -741,7 +844,8 @@ fn panic_in_trace_on_a_stw_mark_helper() {
         let t = Instant::now();
         let outcome = loop {
             if let Some(s) = child.try_wait().unwrap() {
-                break format!("exited: {s:?}");
+                use std::os::unix::process::ExitStatusExt;
+                break format!("exited: {s:?}, signal {:?}", s.signal());
             }
             if t.elapsed() > Duration::from_secs(6) {
                 let _ = child.kill();
@@ -753,9 +857,143 @@ fn panic_in_trace_on_a_stw_mark_helper() {
         let mut err = String::new();
         use std::io::Read;
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-        let first: Vec<&str> = err.lines().filter(|l| l.contains("panicked") || l.contains("abort")).take(3).collect();
+        let first: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("panicked") || l.contains("abort"))
+            .take(3)
+            .collect();
         eprintln!("child: {outcome}; {first:?}");
         outcomes.push(outcome);
     }
-    assert!(!outcomes.iter().any(|o| o == "HUNG"), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| o.ends_with("signal Some(6)")),
+        "expected an abort every time: {outcomes:?}"
+    );
+}
+
+// ---- Deterministic: everything that may happen inside a held weak-clearing window.
+
+fn state(id: u64) -> u8 {
+    table()[id as usize].load(Ordering::SeqCst)
+}
+
+/// With the window held open: allocate in every size (fresh spans), make weak references to
+/// new objects (in fresh spans, unmarked: alive), drop a mutator whose cache holds fresh spans
+/// (they go to the partial lists in the window), call `finish_sweep` from another thread
+/// (must wait), upgrade weak references to garbage (must fail) and to survivors (must
+/// succeed). After the window: exactly the cycle's garbage is freed, the window's objects are
+/// intact, the partial spans the dropped mutator left are usable, and the next cycles free the
+/// rest.
+#[test]
+fn everything_inside_a_held_window() {
+    within(60, "held window", || {
+        let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+        let mut a: Mutator<RootM> = heap.mutator(|mc| new_root(mc));
+        // Before the cycle: garbage (weakly referenced) and survivors (held), every size.
+        let before: Vec<Entry> =
+            a.mutate(|mc, r| (0..48).map(|k| make_entry(mc, r, k, k % 2 == 0)).collect());
+        heap.debug_hold_weak_clearing(true);
+        heap.debug_start_cycle();
+        let t0 = Instant::now();
+        while !heap.debug_weaks_pending() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no STW 2");
+            std::thread::yield_now();
+        }
+        let freed0 = heap.stats().objects_freed;
+        // A mutator made and dropped in the window, its cache full of fresh spans.
+        let b_ids: Vec<u64> = {
+            let mut b: Mutator<RootM> = heap.mutator(|mc| new_root(mc));
+            let ids = b.mutate(|mc, r| (0..48).map(|k| make_entry(mc, r, k, true).id).collect());
+            drop(b);
+            ids
+        };
+        // finish_sweep from another thread must wait.
+        let done = Arc::new(AtomicBool::new(false));
+        let sweeper = {
+            let (heap, done) = (heap.clone(), done.clone());
+            std::thread::spawn(move || {
+                heap.finish_sweep();
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        // Allocation, weak references and upgrades in the window.
+        let (window, dead_is_dead) = a.mutate(|mc, r| {
+            let window: Vec<Entry> = (0..48).map(|k| make_entry(mc, r, k, false)).collect();
+            for e in &window {
+                assert!(
+                    upgrade_entry(mc, r, *e, || (), false, "window"),
+                    "a window object's weak reference is dead"
+                );
+            }
+            let mut dead_is_dead = Vec::new();
+            for e in &before {
+                let got = upgrade_entry(mc, r, *e, || (), false, "before");
+                assert_eq!(
+                    got, e.held,
+                    "upgrade in the window disagrees with marking (entry {})",
+                    e.id
+                );
+                if !e.held {
+                    let w_dead = match e.kind {
+                        0 => r.ws.get(e.idx).flatten().unwrap().is_dead(),
+                        1 => r.wm.get(e.idx).flatten().unwrap().is_dead(),
+                        _ => r.wl.get(e.idx).flatten().unwrap().is_dead(),
+                    };
+                    dead_is_dead.push(w_dead);
+                }
+            }
+            (window, dead_is_dead)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let in_window_done = done.load(Ordering::SeqCst);
+        let in_window_freed = heap.stats().objects_freed - freed0;
+        heap.debug_hold_weak_clearing(false);
+        sweeper.join().unwrap();
+        heap.finish_sweep();
+        assert!(!in_window_done, "finish_sweep returned inside the window");
+        assert_eq!(in_window_freed, 0, "freed inside the window");
+        eprintln!(
+            "is_dead() of dead-but-not-yet-cleared weak references inside the window: {:?}",
+            dead_is_dead.iter().filter(|&&d| d).count()
+        );
+        for e in &before {
+            assert_eq!(
+                state(e.id),
+                if e.held { 1 } else { 2 },
+                "object {} (held {})",
+                e.id,
+                e.held
+            );
+        }
+        for e in &window {
+            assert_eq!(state(e.id), 1, "a window object was freed");
+        }
+        for &id in &b_ids {
+            assert_eq!(
+                state(id),
+                1,
+                "an object of the dropped mutator was freed by this sweep"
+            );
+        }
+        // Allocate enough to take the partial spans the dropped mutator left.
+        a.mutate(|mc, r| {
+            for k in 0..400 {
+                make_entry(mc, r, k, false);
+            }
+            check_strong(r, "after the window");
+            for e in &window {
+                assert!(upgrade_entry(mc, r, *e, || (), false, "window, after"));
+            }
+        });
+        heap.collect();
+        heap.collect();
+        for &id in &b_ids {
+            assert_eq!(state(id), 2, "the dropped mutator's objects were not freed");
+        }
+        for e in &window {
+            assert_eq!(state(e.id), 2, "window garbage not freed");
+        }
+        a.mutate(|_, r| check_strong(r, "end"));
+        assert_eq!(BAD_DROPS.load(Ordering::SeqCst), 0);
+    });
 }

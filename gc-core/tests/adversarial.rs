@@ -20,25 +20,14 @@ use std::time::{Duration, Instant};
 
 use gc_core::{Config, Gc, GcCell, GcVec, GcWeak, Heap, Mutation, Mutator, Rootable, Trace};
 
+mod common;
+use common::{finish_sweep_loop, join_then, run_child, within};
+
 fn secs() -> f64 {
     std::env::var("ATTACK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0)
-}
-
-/// Run `f` on a thread; fail if it has not finished within `secs` (the thread is leaked).
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => std::panic::resume_unwind(e),
-        Err(_) => panic!("{what}: no progress in {secs} s (deadlock)"),
-    }
 }
 
 // ---- Drop tracking: every object carries a tag; its drop glue records the drop exactly once.
@@ -347,16 +336,7 @@ struct Disturbers {
 impl Disturbers {
     fn start(heap: &Heap, hold_toggler: bool) -> Disturbers {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        {
-            let (stop, heap) = (stop.clone(), heap.clone());
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    heap.finish_sweep();
-                    std::thread::yield_now();
-                }
-            }));
-        }
+        let mut threads = vec![finish_sweep_loop(heap, stop.clone())];
         {
             let (stop, heap) = (stop.clone(), heap.clone());
             threads.push(std::thread::spawn(move || {
@@ -533,12 +513,7 @@ fn torture(verify: bool, concurrent: bool) {
             })
         })
         .collect();
-    let results: Vec<_> = workers.into_iter().map(|t| t.join()).collect();
-    drop(disturbers);
-    let rounds: u64 = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
-        .sum();
+    let rounds: u64 = join_then(workers, || drop(disturbers)).into_iter().sum();
     heap.collect();
     let s = heap.stats();
     eprintln!(
@@ -738,43 +713,17 @@ fn finish_sweep_from_drop_glue() {
         finish_sweep_from_drop_glue_child();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut child = std::process::Command::new(&exe)
-        .args([
-            "--exact",
-            "finish_sweep_from_drop_glue",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("ATTACK_CHILD_DROP", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the process hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(6),
-        "expected an abort: {status:?}\n{err}"
+    let end = run_child(
+        "finish_sweep_from_drop_glue",
+        "ATTACK_CHILD_DROP",
+        Duration::from_secs(30),
     );
+    assert_eq!(end.signal, Some(6), "expected an abort:\n{}", end.stderr);
     assert!(
-        err.contains("called from drop glue run by the sweeper"),
-        "the report does not say why:\n{err}"
+        end.stderr
+            .contains("called from drop glue run by the sweeper"),
+        "the report does not say why:\n{}",
+        end.stderr
     );
 }
 
@@ -825,50 +774,19 @@ fn panic_in_trace_on_a_stw_mark_helper() {
         stw_helper_panic_child();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut outcomes = Vec::new();
     for _ in 0..4 {
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "panic_in_trace_on_a_stw_mark_helper",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("ATTACK_CHILD", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        let outcome = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                use std::os::unix::process::ExitStatusExt;
-                break format!("exited: {s:?}, signal {:?}", s.signal());
-            }
-            if t.elapsed() > Duration::from_secs(6) {
-                let _ = child.kill();
-                let _ = child.wait();
-                break "HUNG".to_string();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        use std::io::Read;
-        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-        let first: Vec<&str> = err
-            .lines()
-            .filter(|l| l.contains("panicked") || l.contains("abort"))
-            .take(3)
-            .collect();
-        eprintln!("child: {outcome}; {first:?}");
-        outcomes.push(outcome);
+        let end = run_child(
+            "panic_in_trace_on_a_stw_mark_helper",
+            "ATTACK_CHILD",
+            Duration::from_secs(30),
+        );
+        assert_eq!(end.signal, Some(6), "expected an abort:\n{}", end.stderr);
+        assert!(
+            end.stderr.contains("a mark worker panicked"),
+            "the report does not say what happened:\n{}",
+            end.stderr
+        );
     }
-    assert!(
-        outcomes.iter().all(|o| o.ends_with("signal Some(6)")),
-        "expected an abort every time: {outcomes:?}"
-    );
 }
 
 // ---- Deterministic: everything that may happen inside a held weak-clearing window.
@@ -908,14 +826,7 @@ fn everything_inside_a_held_window() {
             ids
         };
         // finish_sweep from another thread must wait.
-        let done = Arc::new(AtomicBool::new(false));
-        let sweeper = {
-            let (heap, done) = (heap.clone(), done.clone());
-            std::thread::spawn(move || {
-                heap.finish_sweep();
-                done.store(true, Ordering::SeqCst);
-            })
-        };
+        let (done, sweeper) = common::finish_sweep_on_a_thread(&heap);
         // Allocation, weak references and upgrades in the window.
         let (window, dead_is_dead) = a.mutate(|mc, r| {
             let window: Vec<Entry> = (0..48).map(|k| make_entry(mc, r, k, false)).collect();

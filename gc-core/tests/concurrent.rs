@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use gc_core::{Config, Gc, GcArray, GcCell, GcVec, Heap, Mutator, Rootable, Trace};
 
+mod common;
+use common::hold_before_weak_clearing;
+
 #[derive(Trace)]
 struct Obj<'gc> {
     id: u64,
@@ -638,21 +641,6 @@ fn weaks_mutator(heap: &Heap) -> Mutator<WeaksM> {
         strong: GcVec::new(mc),
         weak: GcVec::new(mc),
     })
-}
-
-/// Start a cycle and wait until it is between STW 2 and the clearing of dead weak references,
-/// holding it there (release with `debug_hold_weak_clearing(false)`).
-fn hold_before_weak_clearing(heap: &Heap) {
-    heap.debug_hold_weak_clearing(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !heap.debug_weaks_pending() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the cycle did not reach STW 2"
-        );
-        std::thread::yield_now();
-    }
 }
 
 #[test]

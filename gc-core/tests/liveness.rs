@@ -12,25 +12,13 @@
 
 #![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gc_core::{Config, Gc, GcCell, Heap, Mutator, Rootable, Trace, Tracer};
 
-/// Run `f` on a thread; fail if it has not finished within `secs`.
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => std::panic::resume_unwind(e),
-        Err(_) => panic!("{what}: no progress in {secs} s (deadlock)"),
-    }
-}
+mod common;
+use common::{run_child, within};
 
 /// Inside a scope of `m`, wait until a requested cycle is waiting for this scope to end.
 fn wait_for_a_waiting_collector(mc: &gc_core::Mutation<'_>, heap: &Heap) {
@@ -161,46 +149,25 @@ fn panic_in_trace_during_an_assist_aborts_with_a_report() {
         panic_in_an_assist();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "panic_in_trace_during_an_assist_aborts_with_a_report",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("GCCORE_LIVENESS_CHILD", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("the process hung after a panic in an assist");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    use std::os::unix::process::ExitStatusExt;
+    let end = run_child(
+        "panic_in_trace_during_an_assist_aborts_with_a_report",
+        "GCCORE_LIVENESS_CHILD",
+        Duration::from_secs(60),
+    );
     assert_eq!(
-        status.signal(),
-        Some(libc_sigabrt()),
-        "expected an abort, got {status:?}; stderr:\n{stderr}"
+        end.signal,
+        Some(SIGABRT),
+        "expected an abort, got code {:?}; stderr:\n{}",
+        end.code,
+        end.stderr
     );
     assert!(
-        stderr.contains("a Trace implementation panicked") && stderr.contains("a mark assist"),
-        "the report does not say what happened:\n{stderr}"
+        end.stderr.contains("a Trace implementation panicked")
+            && end.stderr.contains("a mark assist"),
+        "the report does not say what happened:\n{}",
+        end.stderr
     );
 }
 
 /// `SIGABRT` (6 on Linux and the BSDs).
-fn libc_sigabrt() -> i32 {
-    6
-}
+const SIGABRT: i32 = 6;

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use gc_core::{Config, Gc, GcCell, GcVec, GcWeak, Heap, Mutation, Mutator, Rootable, Trace};
 
+mod common;
+use common::{cpu_hog, finish_sweep_loop, hold_before_weak_clearing, join_then};
+
 fn run_for() -> Duration {
     let secs: f64 = std::env::var("GCCORE_RACE_SECS")
         .ok()
@@ -44,28 +47,8 @@ impl Disturbers {
     fn start(heap: &Heap) -> Disturbers {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || {
-                let mut x = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..10_000 {
-                        x = std::hint::black_box(
-                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
-                        );
-                    }
-                }
-            }));
-        }
-        {
-            let (stop, heap) = (stop.clone(), heap.clone());
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    heap.finish_sweep();
-                    std::thread::yield_now();
-                }
-            }));
-        }
+        threads.push(cpu_hog(stop.clone()));
+        threads.push(finish_sweep_loop(heap, stop.clone()));
         {
             let (stop, heap) = (stop.clone(), heap.clone());
             threads.push(std::thread::spawn(move || {
@@ -211,12 +194,7 @@ fn lists_of_one_size_class(verify: bool) {
             })
         })
         .collect();
-    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
-    drop(disturbers);
-    let rounds: u64 = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
-        .sum();
+    let rounds: u64 = join_then(threads, || drop(disturbers)).into_iter().sum();
     heap.collect();
     let s = heap.stats();
     eprintln!("lists_of_one_size_class(verify={verify}): {rounds} rounds, {s:?}");
@@ -357,12 +335,7 @@ fn weak_references(verify: bool) {
             })
         })
         .collect();
-    let results: Vec<_> = threads.into_iter().map(|t| t.join()).collect();
-    drop(disturbers);
-    let rounds: u64 = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
-        .sum();
+    let rounds: u64 = join_then(threads, || drop(disturbers)).into_iter().sum();
     heap.collect();
     let s = heap.stats();
     eprintln!("weak_references(verify={verify}): {rounds} rounds, {s:?}");
@@ -408,25 +381,9 @@ fn finish_sweep_waits_for_the_weak_clearing_window() {
             }
         }
     });
-    heap.debug_hold_weak_clearing(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !heap.debug_weaks_pending() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no cycle reached STW 2"
-        );
-        std::thread::yield_now();
-    }
+    hold_before_weak_clearing(&heap);
     let freed0 = heap.stats().objects_freed;
-    let done = Arc::new(AtomicBool::new(false));
-    let sweeper = {
-        let (heap, done) = (heap.clone(), done.clone());
-        std::thread::spawn(move || {
-            heap.finish_sweep();
-            done.store(true, Ordering::SeqCst);
-        })
-    };
+    let (done, sweeper) = common::finish_sweep_on_a_thread(&heap);
     std::thread::sleep(Duration::from_millis(100));
     let returned_in_window = done.load(Ordering::SeqCst);
     let freed_in_window = heap.stats().objects_freed - freed0;

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gc_core::{Config, Gc, GcArray, GcCell, Heap, Mutator, Rootable, Stash, Trace};
+mod common;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -133,17 +135,7 @@ fn four_mutators_share_and_collect(verify: bool) {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(secs);
-    let hog = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut x = 1u64;
-            while !stop.load(Ordering::Relaxed) {
-                for _ in 0..10_000 {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            }
-        })
-    };
+    let hog = common::cpu_hog(stop.clone());
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let (heap, board, stop) = (heap.clone(), board.clone(), stop.clone());

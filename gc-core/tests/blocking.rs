@@ -364,7 +364,12 @@ fn random_blocking_regions_with_cycles_back_to_back() {
                     let mut stash: Option<(Stash<ObjM>, u64)> = None;
                     let mut base = t * 1_000_000_000;
                     let (mut published, mut blocks) = (0u64, 0u64);
-                    while begin.elapsed() < run_for {
+                    // At least three cycles, however slow the build or busy the machine (the
+                    // stop-the-world collector waits for blocked scopes), within 20 × run_for.
+                    let cycles0 = heap.stats().gc_cycles;
+                    while begin.elapsed() < run_for
+                        || (heap.stats().gc_cycles < cycles0 + 3 && begin.elapsed() < run_for * 20)
+                    {
                         base += 1000;
                         let len = rng.gen_range(1..200u64);
                         let (how, nblocks) = (rng.gen_range(0..4u8), rng.gen_range(0..3u8));

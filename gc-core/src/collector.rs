@@ -28,11 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::heap::{IN_SCOPE, Shared};
+use crate::heap::{Shared, in_scope_of};
 use crate::mark::Tracer;
 use crate::sweep;
 use crate::verify;
-use crate::weak;
 use crate::workers::{self, MarkJob};
 
 /// Cycle bookkeeping, behind `Shared::collector`.
@@ -74,8 +73,7 @@ pub(crate) fn collect(h: &Shared) {
              the cycle would wait for this thread (deadlock)"
         );
     }
-    let key = h as *const Shared as usize;
-    if IN_SCOPE.with(|s| s.borrow().contains(&key)) {
+    if in_scope_of(h) {
         panic!(
             "gc-core: collect() called inside a mutation scope of the same heap; it would wait \
              for that scope to end (deadlock). Call it between scopes."
@@ -134,18 +132,9 @@ pub(crate) fn run(h: Arc<Shared>) {
             let h = &*h;
             let spawned = std::thread::Builder::new()
                 .name(format!("gc-core mark worker {i}"))
+                // The collector waits for every helper with the world stopped.
                 .spawn_scoped(s, move || {
-                    // The collector waits for every helper with the world stopped: a panic
-                    // here (a `Trace` implementation, or a bug) must not leave it waiting.
-                    let r =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.pool.helper(h)));
-                    if r.is_err() {
-                        eprintln!(
-                            "gc-core: a mark worker panicked (a `Trace` implementation or a \
-                             gc-core bug); aborting"
-                        );
-                        std::process::abort();
-                    }
+                    fatal_on_panic("a mark worker", || h.pool.helper(h))
                 });
             if spawned.is_ok() {
                 helpers += 1;
@@ -171,37 +160,35 @@ pub(crate) fn run(h: Arc<Shared>) {
                 // A helper that cannot be spawned only means less background marking.
                 let _ = std::thread::Builder::new()
                     .name(format!("gc-core bg mark worker {i}"))
+                    // Marking would wait for it forever.
                     .spawn_scoped(s, move || {
-                        // As for the collector thread: a bug here would stall marking forever.
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        fatal_on_panic("a mark worker", || {
                             crate::concurrent::background_helper(h, share)
-                        }));
-                        if r.is_err() {
-                            eprintln!(
-                                "gc-core: a mark worker panicked (a `Trace` implementation \
-                                 or a gc-core bug); aborting"
-                            );
-                            std::process::abort();
-                        }
+                        })
                     });
             }
         }
-        // A panic here would leave mutators waiting for a world that never restarts: a bug in
-        // the collector is fatal, and says so.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector_loop(&h)));
-        if r.is_err() {
-            eprintln!(
-                "gc-core: the collector thread panicked (a `Trace` implementation, drop glue \
-                 or a gc-core bug); aborting"
-            );
-            std::process::abort();
-        }
+        // A panic here would leave mutators waiting for a world that never restarts.
+        fatal_on_panic("the collector thread", || collector_loop(&h));
         h.pool.shutdown();
         h.bg_stop.store(true, Ordering::Release);
         crate::scavenger::wake(&h);
         let _g = h.bg_wake.0.lock();
         h.bg_wake.1.notify_all();
     });
+}
+
+/// Run `f`, the body of a collector-side thread; if it panics (a `Trace` implementation, drop
+/// glue, or a gc-core bug), abort with a message naming `who`: other threads wait for this one
+/// (a pause, the end of marking), so unwinding would leave the process hanging.
+fn fatal_on_panic(who: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        eprintln!(
+            "gc-core: {who} panicked (a `Trace` implementation, drop glue or a gc-core bug); \
+             aborting"
+        );
+        std::process::abort();
+    }
 }
 
 /// Wait for requests; run cycles; sweep in the background in between.
@@ -356,9 +343,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         .last_marked_objects
         .store(marked_objects, Ordering::Relaxed);
     h.central.advance_sweep_gen();
-    weak::process_weaks(h);
-    h.central.queue_unswept();
-    h.central.open_sweep();
+    sweep::end_weak_window(h);
     if h.verify {
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);

@@ -63,7 +63,6 @@ use crate::pacing::{self, WORK_UNIT_BYTES};
 use crate::phases::Phase;
 use crate::sweep;
 use crate::verify;
-use crate::weak;
 
 /// A mutator flushes its write-barrier buffer into the grey queue when it reaches this length.
 pub(crate) const WB_FLUSH_LEN: usize = 256;
@@ -511,9 +510,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     );
     h.central.advance_sweep_gen();
     if h.verify {
-        weak::process_weaks(h);
-        h.central.queue_unswept();
-        h.central.open_sweep();
+        sweep::end_weak_window(h);
         sweep::finish_sweep(h);
         verify::verify_or_abort(h, &registry, this_cycle);
     }
@@ -553,9 +550,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         while h.hold_weak_clearing.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
         }
-        weak::process_weaks(h);
-        h.central.queue_unswept();
-        h.central.open_sweep();
+        sweep::end_weak_window(h);
     }
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
     collector::end_cycle(h, this_cycle);

@@ -247,6 +247,13 @@ thread_local! {
     pub(crate) static IN_SCOPE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether this thread is inside a mutation scope of the heap `h` (a wait for the collector
+/// from here could wait for this very scope).
+pub(crate) fn in_scope_of(h: &Shared) -> bool {
+    let key = h as *const Shared as usize;
+    IN_SCOPE.with(|s| s.borrow().contains(&key))
+}
+
 impl Heap {
     /// Create a heap: reserve the arena and start the collector thread.
     pub fn new(config: Config) -> Result<Heap, HeapError> {

@@ -30,7 +30,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::alloc::MCache;
-use crate::heap::{IN_SCOPE, ObjAddr, Owner, Shared};
+use crate::heap::{IN_SCOPE, ObjAddr, Owner, Shared, in_scope_of};
 use crate::metrics::HeapStats;
 use crate::primitive::AtomicU8;
 use crate::root::{NoStack, Root, RootSet, RootStack, Rootable, RootsBox};
@@ -194,12 +194,6 @@ thread_local! {
     /// registry lock, which a collector holds while it waits for that very scope to end.
     static DEFERRED_DROPS: std::cell::RefCell<Vec<DeferredDrop>> =
         const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Whether this thread is inside a mutation scope of the heap `h`.
-fn in_scope_of(h: &Shared) -> bool {
-    let key = h as *const Shared as usize;
-    IN_SCOPE.with(|s| s.borrow().contains(&key))
 }
 
 impl<R, S> Mutator<R, S>

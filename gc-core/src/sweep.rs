@@ -197,6 +197,15 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
     found
 }
 
+/// The work of the weak-clearing window, after mark termination opened it (see
+/// [`crate::sweepgen`]): clear the dead weak references (they need the mark bits as marking
+/// left them), queue every span that needs sweeping, then let sweeping begin.
+pub(crate) fn end_weak_window(h: &Shared) {
+    crate::weak::process_weaks(h);
+    h.central.queue_unswept();
+    h.central.open_sweep();
+}
+
 /// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
 /// termination, `collect`, `Heap::finish_sweep`, verify mode). Called in the weak-clearing
 /// window (by a thread other than the collector), it first waits for the window to close.

@@ -12,8 +12,8 @@
 //! `weak_references_made_while_weak_clearing_is_pending`).
 //!
 //! `upgrade` outside the window reads the pointer: non-null means the target is alive for the
-//! rest of the scope (the last clearing nulled it otherwise, and no cycle can end while a scope
-//! runs). Inside the window it holds the window open while it also checks the target's mark
+//! rest of the scope (the last clearing nulled it otherwise, and a cycle that starts later
+//! cannot finish marking before the scope ends, blocking regions included). Inside the window it holds the window open while it also checks the target's mark
 //! (the linearisation point is that read lock; [`crate::sweepgen::upgrade_target`]). While
 //! marking, upgrade shades the target, so an upgraded object survives the cycle in progress.
 

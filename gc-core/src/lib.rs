@@ -85,65 +85,34 @@
 extern crate self as gc_core;
 
 #[macro_use]
-mod bug;
+mod util;
 
 mod alloc;
-mod arena;
-mod array;
-mod barrier;
-mod blocking;
-mod cell;
-mod central;
-mod collector;
-mod concurrent;
-pub mod config;
-mod error;
+mod api;
 mod gc;
-pub mod gctrace;
-mod heap;
-mod mark;
-pub mod metrics;
-pub mod mmu;
-mod mutator;
-mod nanbox;
-mod object;
 pub mod pacer;
-mod pacing;
-pub mod phases;
-mod primitive;
-mod root;
-mod safepoint;
-mod scavenger;
-mod size_class;
-mod span;
-mod stash;
-mod string;
-mod sweep;
-mod sweepgen;
-mod trace;
-mod verify;
-mod weak;
-mod workers;
+mod telemetry;
 
-pub use array::{GcArray, GcVec, VecObj};
-pub use cell::{GcCell, Slot};
-pub use config::Config;
-pub use error::{AllocError, ConfigError, HeapError};
-pub use gc::Gc;
+pub use api::array::{GcArray, GcVec, VecObj};
+pub use api::cell::{GcCell, Slot};
+pub use api::config::{self, Config};
+pub use api::gc::Gc;
+pub use api::mutator::{Mutation, Mutator};
+pub use api::nanbox::{NanBox, Unboxed};
+pub use api::root::{__DynRootable, NoStack, Root, RootStack, Rootable};
+pub use api::stash::Stash;
+pub use api::string::{GcBytes, GcStr};
+pub use api::weak::{GcWeak, WeakBox};
+pub use gc::heap::Heap;
+pub use gc::mark::tracer::Tracer;
+pub use gc::trace::Trace;
 pub use gc_derive::Trace;
-pub use heap::Heap;
-pub use mark::Tracer;
-pub use metrics::HeapStats;
-pub use mutator::{Mutation, Mutator};
-pub use nanbox::{NanBox, Unboxed};
-pub use root::{__DynRootable, NoStack, Root, RootStack, Rootable};
-pub use stash::Stash;
-pub use string::{GcBytes, GcStr};
-pub use trace::Trace;
-pub use weak::{GcWeak, WeakBox};
+pub use telemetry::metrics::HeapStats;
+pub use telemetry::{gctrace, metrics, mmu, phases};
+pub use util::error::{AllocError, ConfigError, HeapError};
 
 /// Layout constants, for documentation and tests.
 pub mod layout {
-    pub use crate::arena::{MIN_RESERVATION, PAGE_SIZE};
-    pub use crate::size_class::{CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, SizeClass};
+    pub use crate::alloc::arena::{MIN_RESERVATION, PAGE_SIZE};
+    pub use crate::alloc::size_class::{CLASSES, MAX_SMALL_SIZE, NUM_CLASSES, SizeClass};
 }

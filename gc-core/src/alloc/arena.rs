@@ -1,0 +1,627 @@
+//! The arena: one virtual reservation, divided into 8 KiB pages, handed out as runs of pages.
+//!
+//! At start-up the heap reserves one large range of address space (default 64 GiB) with an
+//! anonymous `MAP_NORESERVE` mapping through `memmap2`. Nothing is committed: the kernel backs a
+//! page with memory the first time it is touched, so the reservation costs address space only.
+//! Reserving once means every heap address lies in `[base, base + len)`, which makes "is this a
+//! heap pointer" one comparison and "which span owns this address" one array load.
+//!
+//! * **Page allocator** (Go: `mheap`/`pageAlloc`): free runs of pages are kept in two ordered
+//!   maps (by start and by length) under one lock; allocation is best-fit, freeing coalesces with
+//!   both neighbours. Pages never handed out lie above the **high-water mark** and are untouched.
+//! * **Page map** (Go: `mheap_.spans`): one `AtomicPtr<Span>` per page of the reservation, itself
+//!   in a lazily committed mapping (8 bytes per 8 KiB page, 0.1 %). A span publishes itself by
+//!   storing its pointer for each of its pages with `Release`; the marker loads with `Acquire`.
+//!
+//! * **Released pages** (Go: the scavenged bits of `pageAlloc`): free pages the scavenger has
+//!   returned to the OS with `madvise(MADV_DONTNEED)` have a bit set in a per-page bitmap. They
+//!   stay in the free runs (coalescing ignores the bit); allocating a run clears its bits, and the
+//!   kernel supplies fresh zero pages on first touch. So *mapped and not released* memory (Go:
+//!   `mappedReady`) is the high-water mark minus the released pages.
+//!
+//! Under Miri (which cannot `mmap`), the reservation and the page map come from the global
+//! allocator instead, and the default reservation is small; everything above the backing is the
+//! same code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::alloc::span::Span;
+use crate::util::error::HeapError;
+
+/// log2 of the page size.
+pub const PAGE_SHIFT: usize = 13;
+/// Page size: 8 KiB, as Go's runtime uses.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// Free runs `alloc_pages` considers (best fit first) to find one without released pages.
+const FIT_CANDIDATES: usize = 8;
+
+/// Pages a single allocation releases at most beyond its own growth (the background
+/// scavenger does the rest): each released stretch is a system call under the page lock,
+/// and a mutator holding it cannot reach a safepoint.
+const SYNC_SCAVENGE_SLACK: usize = 16;
+
+/// The smallest reservation accepted: room for the largest small-object span.
+pub const MIN_RESERVATION: usize = 16 * PAGE_SIZE;
+
+/// Raw memory behind the arena and the page map.
+struct Backing {
+    ptr: *mut u8,
+    #[cfg(not(miri))]
+    _map: memmap2::MmapMut,
+    #[cfg(miri)]
+    layout: std::alloc::Layout,
+}
+
+impl Backing {
+    fn reserve(len: usize) -> std::io::Result<Backing> {
+        #[cfg(not(miri))]
+        {
+            let mut map = memmap2::MmapOptions::new()
+                .len(len)
+                .no_reserve_swap()
+                .map_anon()?;
+            let ptr = map.as_mut_ptr();
+            Ok(Backing { ptr, _map: map })
+        }
+        #[cfg(miri)]
+        {
+            let layout = std::alloc::Layout::from_size_align(len, PAGE_SIZE)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            // SAFETY: `layout` has non-zero size (callers reserve at least MIN_RESERVATION).
+            let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+            if ptr.is_null() {
+                return Err(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+            }
+            Ok(Backing { ptr, layout })
+        }
+    }
+}
+
+#[cfg(miri)]
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `alloc_zeroed(self.layout)` and is freed once, here.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+/// Free runs of pages, protected by `Arena::pages`.
+#[derive(Default)]
+struct PageAlloc {
+    /// start page → length.
+    by_start: BTreeMap<usize, usize>,
+    /// (length, start): best fit is the first entry at or above the wanted length.
+    by_len: BTreeSet<(usize, usize)>,
+    /// Pages at or above this index have never been handed out.
+    high_water: usize,
+    /// Pages currently in spans.
+    in_use: usize,
+    /// One bit per page below the high-water mark: set if the page is free and released.
+    released: Vec<u64>,
+    /// Pages with their `released` bit set.
+    released_pages: usize,
+    /// No free page at or above this index is unreleased (Go: the scavenger's search
+    /// address): scavenging starts below it instead of walking every released run again.
+    scav_hint: usize,
+}
+
+impl PageAlloc {
+    fn insert(&mut self, start: usize, len: usize) {
+        self.by_start.insert(start, len);
+        self.by_len.insert((len, start));
+    }
+    fn remove(&mut self, start: usize, len: usize) {
+        self.by_start.remove(&start);
+        self.by_len.remove(&(len, start));
+    }
+
+    /// Clear the released bits of `[start, start + len)` (pages being allocated); returns how
+    /// many were set.
+    fn unrelease(&mut self, start: usize, len: usize) -> usize {
+        let mut n = 0;
+        for p in start..(start + len).min(self.released.len() * 64) {
+            let (w, b) = (p / 64, 1u64 << (p % 64));
+            if self.released[w] & b != 0 {
+                self.released[w] &= !b;
+                n += 1;
+            }
+        }
+        self.released_pages -= n;
+        n
+    }
+
+    /// The highest stretch of free, unreleased pages below the scavenge hint, at most `max`
+    /// pages: `(run start, run length, stretch start, stretch length)`. Lowers the hint past
+    /// the runs it finds fully released.
+    fn unreleased_stretch(&mut self, max: usize) -> Option<(usize, usize, usize, usize)> {
+        let mut key = self.scav_hint;
+        while let Some((&start, &len)) = self.by_start.range(..key).next_back() {
+            // The highest unreleased page of the run, then the stretch below it.
+            let mut p = start + len;
+            while p > start && self.released[(p - 1) / 64] & (1 << ((p - 1) % 64)) != 0 {
+                p -= 1;
+            }
+            if p > start {
+                let end = p;
+                while p > start
+                    && end - p < max
+                    && self.released[(p - 1) / 64] & (1 << ((p - 1) % 64)) == 0
+                {
+                    p -= 1;
+                }
+                self.scav_hint = start + len;
+                return Some((start, len, p, end - p));
+            }
+            key = start;
+        }
+        self.scav_hint = key;
+        None
+    }
+
+    /// Whether any page of `[start, start + len)` is released.
+    fn any_released(&self, start: usize, len: usize) -> bool {
+        (start..start + len).any(|p| {
+            self.released
+                .get(p / 64)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        })
+    }
+
+    /// Pages touched and not released.
+    fn ready(&self) -> usize {
+        self.high_water - self.released_pages
+    }
+}
+
+/// The reservation, its page allocator and its page map.
+pub(crate) struct Arena {
+    base: usize,
+    len: usize,
+    npages: usize,
+    memory: Backing,
+    /// One `AtomicPtr<Span>` per page (all null at start: zeroed memory).
+    page_map: Backing,
+    pages: Mutex<PageAlloc>,
+    /// Bytes of pages ever handed out (the high-water mark), for metrics.
+    mapped: AtomicUsize,
+    /// Bytes of pages released to the OS (free and not backed).
+    released: AtomicUsize,
+    /// Bytes of free pages (released or not).
+    free: AtomicUsize,
+    /// The soft memory limit (`usize::MAX`: none): growing the heap past it releases free
+    /// pages first (Go: `allocSpan`'s scavenging when over the limit).
+    pub(crate) memory_limit: AtomicUsize,
+    /// Retained memory the scavenger aims at (`usize::MAX`: none); growing past it releases at
+    /// most as much as the growth (Go: the `gcPercentGoal` part of `allocSpan`'s scavenging).
+    pub(crate) retain_goal: AtomicUsize,
+    /// Bytes released by allocations (the synchronous part) and CPU nanoseconds it took.
+    pub(crate) sync_released: AtomicUsize,
+    pub(crate) sync_scavenge_ns: AtomicUsize,
+}
+
+// SAFETY: the raw pointers in `Backing` point to memory owned by the arena for its whole life;
+// all shared mutable state is atomic (`page_map`, `mapped`) or behind `pages`' mutex.
+unsafe impl Send for Arena {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Reserve `len` bytes (rounded down to whole pages).
+    pub(crate) fn new(len: usize) -> Result<Arena, HeapError> {
+        let len = len & !(PAGE_SIZE - 1);
+        if len < MIN_RESERVATION {
+            return Err(HeapError::ReservationTooSmall {
+                requested: len,
+                minimum: MIN_RESERVATION,
+            });
+        }
+        let npages = len / PAGE_SIZE;
+        let memory = Backing::reserve(len).map_err(HeapError::Reserve)?;
+        let map_bytes = npages * std::mem::size_of::<AtomicPtr<Span>>();
+        let page_map = Backing::reserve(map_bytes.max(PAGE_SIZE)).map_err(HeapError::Reserve)?;
+        Ok(Arena {
+            base: memory.ptr as usize,
+            len,
+            npages,
+            memory,
+            page_map,
+            pages: Mutex::new(PageAlloc::default()),
+            mapped: AtomicUsize::new(0),
+            released: AtomicUsize::new(0),
+            free: AtomicUsize::new(0),
+            memory_limit: AtomicUsize::new(usize::MAX),
+            retain_goal: AtomicUsize::new(usize::MAX),
+            sync_released: AtomicUsize::new(0),
+            sync_scavenge_ns: AtomicUsize::new(0),
+        })
+    }
+
+    /// Reservation length in bytes.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether `addr` lies in the reservation.
+    #[inline]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base) < self.len
+    }
+
+    /// Bytes of pages ever handed out.
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of pages currently in spans.
+    pub(crate) fn in_use_bytes(&self) -> usize {
+        self.pages.lock().in_use * PAGE_SIZE
+    }
+
+    /// Bytes of pages released to the OS (Go: `/memory/classes/heap/released:bytes`).
+    pub(crate) fn released_bytes(&self) -> usize {
+        self.released.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of free pages not released (Go: `heapFree`).
+    pub(crate) fn free_ready_bytes(&self) -> usize {
+        self.free
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.released.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of pages touched and not released (Go: `mappedReady`, the heap part).
+    pub(crate) fn mapped_ready_bytes(&self) -> usize {
+        self.mapped
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.released.load(Ordering::Relaxed))
+    }
+
+    /// Release up to `max_bytes` of free pages to the OS, the highest unreleased stretch first
+    /// (Go: `pageAlloc.scavenge`), without holding the page lock during the system call: the
+    /// stretch is taken out of the free runs (so no allocation can take it meanwhile), released,
+    /// and put back marked released. Returns the bytes released. (The background scavenger's
+    /// path; allocation releases with the lock held, see `scavenge_for_growth`.)
+    pub(crate) fn scavenge(&self, max_bytes: usize) -> usize {
+        let max_pages = max_bytes.div_ceil(PAGE_SIZE);
+        let (first, n) = {
+            let mut pa = self.pages.lock();
+            let Some((start, len, first, n)) = pa.unreleased_stretch(max_pages) else {
+                return 0;
+            };
+            pa.remove(start, len);
+            if first > start {
+                pa.insert(start, first - start);
+            }
+            if first + n < start + len {
+                pa.insert(first + n, start + len - (first + n));
+            }
+            self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+            (first, n)
+        };
+        self.release_to_os(first, n);
+        let mut pa = self.pages.lock();
+        for p in first..first + n {
+            pa.released[p / 64] |= 1 << (p % 64);
+        }
+        pa.released_pages += n;
+        self.released
+            .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+        self.insert_free(&mut pa, first, n);
+        n * PAGE_SIZE
+    }
+
+    /// [`Arena::scavenge`] of up to `max_pages` with the page lock held.
+    fn scavenge_locked(&self, pa: &mut PageAlloc, max_pages: usize) -> usize {
+        let mut done = 0;
+        let mut key = pa.scav_hint;
+        'runs: while let Some((&start, &len)) = pa.by_start.range(..key).next_back() {
+            let mut p = start;
+            while p < start + len {
+                if done >= max_pages {
+                    // This run may have unreleased pages left.
+                    key = start + len;
+                    break 'runs;
+                }
+                // Skip released pages (a whole word at a time where possible), then take the
+                // longest unreleased stretch that fits.
+                if p % 64 == 0 && pa.released[p / 64] == u64::MAX {
+                    p += 64;
+                    continue;
+                }
+                if pa.released[p / 64] & (1 << (p % 64)) != 0 {
+                    p += 1;
+                    continue;
+                }
+                let first = p;
+                while p < start + len
+                    && p - first < max_pages - done
+                    && pa.released[p / 64] & (1 << (p % 64)) == 0
+                {
+                    pa.released[p / 64] |= 1 << (p % 64);
+                    p += 1;
+                }
+                self.release_to_os(first, p - first);
+                done += p - first;
+            }
+            key = start;
+        }
+        pa.scav_hint = key;
+        pa.released_pages += done;
+        self.released
+            .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+        done * PAGE_SIZE
+    }
+
+    /// `madvise(MADV_DONTNEED)` the pages `[first, first + n)`.
+    fn release_to_os(&self, first: usize, n: usize) {
+        #[cfg(not(miri))]
+        {
+            // SAFETY: the pages are free: no span owns them, so no object lives there and no
+            // reference or pointer the collector or a mutator may dereference points into them
+            // (a span's pages are unpublished before they are freed). DONTNEED on a private
+            // anonymous mapping only replaces their contents with zero pages on the next touch,
+            // and the range lies inside the mapping.
+            let r = unsafe {
+                self.memory._map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    first * PAGE_SIZE,
+                    n * PAGE_SIZE,
+                )
+            };
+            // Only possible for a bad range (a bug); the pages then merely stay resident.
+            debug_assert!(r.is_ok(), "madvise failed: {r:?}");
+        }
+        #[cfg(miri)]
+        let _ = (first, n);
+    }
+
+    #[inline]
+    fn page_slot(&self, page: usize) -> &AtomicPtr<Span> {
+        debug_assert!(page < self.npages);
+        // SAFETY: the page map holds `npages` zero-initialised `AtomicPtr`s (a null pointer is
+        // all-zero bytes) in memory owned by `self`; `page < npages` is checked by every caller.
+        unsafe { &*(self.page_map.ptr as *const AtomicPtr<Span>).add(page) }
+    }
+
+    /// The span owning `addr`, or null if `addr` is not in an in-use span.
+    #[inline]
+    pub(crate) fn span_of(&self, addr: usize) -> *const Span {
+        if !self.contains(addr) {
+            return ptr::null();
+        }
+        // Acquire pairs with the Release in `publish`: the span's fields are initialised before
+        // anyone can find it here.
+        self.page_slot((addr - self.base) >> PAGE_SHIFT)
+            .load(Ordering::Acquire)
+    }
+
+    /// Point every page of `[addr, addr + npages pages)` at `span` (or null to unpublish).
+    pub(crate) fn publish(&self, addr: usize, npages: usize, span: *const Span) {
+        let first = (addr - self.base) >> PAGE_SHIFT;
+        for p in first..first + npages {
+            self.page_slot(p)
+                .store(span as *mut Span, Ordering::Release);
+        }
+    }
+
+    /// Allocate a run of `npages` pages. Returns its address, or `None` if the reservation is
+    /// exhausted.
+    pub(crate) fn alloc_pages(&self, npages: usize) -> Option<usize> {
+        let mut pa = self.pages.lock();
+        // Best fit, but among the few best-fitting runs prefer one without released pages:
+        // reusing released pages makes memory resident again, which under a memory limit
+        // means releasing other pages right away (a run of small `madvise` calls).
+        let found = {
+            let mut fits = pa.by_len.range((npages, 0)..).take(FIT_CANDIDATES);
+            let first = fits.next().copied();
+            match first {
+                Some((_, s)) if pa.any_released(s, npages) => fits
+                    .find(|&&(_, s)| !pa.any_released(s, npages))
+                    .copied()
+                    .or(first),
+                f => f,
+            }
+        };
+        let (start, growth) = match found {
+            Some((len, start)) => {
+                pa.remove(start, len);
+                if len > npages {
+                    pa.insert(start + npages, len - npages);
+                }
+                self.free.fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+                let reused = pa.unrelease(start, npages);
+                self.released
+                    .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
+                (start, reused)
+            }
+            None => {
+                if pa.high_water + npages > self.npages {
+                    return None;
+                }
+                let start = pa.high_water;
+                pa.high_water += npages;
+                let words = pa.high_water.div_ceil(64);
+                if pa.released.len() < words {
+                    pa.released.resize(words, 0);
+                }
+                self.mapped
+                    .store(pa.high_water * PAGE_SIZE, Ordering::Relaxed);
+                (start, npages)
+            }
+        };
+        pa.in_use += npages;
+        if growth > 0 {
+            self.scavenge_for_growth(&mut pa, growth);
+        }
+        Some(self.base + start * PAGE_SIZE)
+    }
+
+    /// The heap just grew by `growth` backed pages: release free pages so that mapped memory
+    /// stays under the memory limit, and release up to `growth` pages if retained memory is over
+    /// the scavenger's goal (Go: the scavenging in `mheap.allocSpan`).
+    fn scavenge_for_growth(&self, pa: &mut PageAlloc, growth: usize) {
+        let ready = pa.ready();
+        let limit = self.memory_limit.load(Ordering::Relaxed) / PAGE_SIZE;
+        let goal = self.retain_goal.load(Ordering::Relaxed) / PAGE_SIZE;
+        let mut todo = ready.saturating_sub(limit);
+        todo += ready.saturating_sub(goal).min(growth);
+        let todo = todo.min(growth + SYNC_SCAVENGE_SLACK);
+        if todo > 0 && pa.released_pages < pa.high_water - pa.in_use {
+            let t = std::time::Instant::now();
+            let n = self.scavenge_locked(pa, todo);
+            self.sync_released.fetch_add(n, Ordering::Relaxed);
+            self.sync_scavenge_ns
+                .fetch_add(t.elapsed().as_nanos() as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// Return a run of pages obtained from `alloc_pages`, coalescing with free neighbours.
+    pub(crate) fn free_pages(&self, addr: usize, npages: usize) {
+        let mut pa = self.pages.lock();
+        pa.in_use -= npages;
+        self.insert_free(&mut pa, (addr - self.base) >> PAGE_SHIFT, npages);
+    }
+
+    /// Make pages `[start, start + len)` a free run again, coalescing with free neighbours.
+    fn insert_free(&self, pa: &mut PageAlloc, mut start: usize, mut len: usize) {
+        self.free.fetch_add(len * PAGE_SIZE, Ordering::Relaxed);
+        if let Some((&ps, &pl)) = pa.by_start.range(..start).next_back()
+            && ps + pl == start
+        {
+            pa.remove(ps, pl);
+            start = ps;
+            len += pl;
+        }
+        if let Some(&nl) = pa.by_start.get(&(start + len)) {
+            pa.remove(start + len, nl);
+            len += nl;
+        }
+        pa.insert(start, len);
+        pa.scav_hint = pa.scav_hint.max(start + len);
+    }
+
+    /// Raw pointer to the first byte of the reservation (for tests and teardown checks).
+    #[allow(dead_code)]
+    pub(crate) fn memory_ptr(&self) -> *mut u8 {
+        self.memory.ptr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_small_is_an_error() {
+        match Arena::new(PAGE_SIZE) {
+            Err(HeapError::ReservationTooSmall { minimum, .. }) => {
+                assert_eq!(minimum, MIN_RESERVATION)
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a one-page reservation was accepted"),
+        }
+    }
+
+    #[test]
+    fn alloc_free_coalesce_and_exhaust() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let x = a.alloc_pages(4).unwrap();
+        let y = a.alloc_pages(4).unwrap();
+        let z = a.alloc_pages(8).unwrap();
+        assert_eq!(y, x + 4 * PAGE_SIZE);
+        assert_eq!(z, y + 4 * PAGE_SIZE);
+        assert!(
+            a.alloc_pages(1).is_none(),
+            "reservation should be exhausted"
+        );
+        a.free_pages(x, 4);
+        a.free_pages(z, 8);
+        a.free_pages(y, 4);
+        // All three runs coalesced into one: a 16-page request fits again.
+        assert_eq!(a.alloc_pages(16), Some(x));
+        assert_eq!(a.in_use_bytes(), 16 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn best_fit_reuses_smallest_hole() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let p: Vec<usize> = (0..6).map(|_| a.alloc_pages(2).unwrap()).collect();
+        a.free_pages(p[1], 2); // hole of 2
+        a.free_pages(p[3], 2);
+        a.free_pages(p[4], 2); // hole of 4
+        assert_eq!(a.alloc_pages(2), Some(p[1]));
+        assert_eq!(a.alloc_pages(3), Some(p[3]));
+    }
+
+    #[test]
+    fn scavenge_releases_free_pages_highest_first() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let p: Vec<usize> = (0..4).map(|_| a.alloc_pages(4).unwrap()).collect();
+        assert_eq!(a.mapped_ready_bytes(), 16 * PAGE_SIZE);
+        // Touch the pages so that release is observable.
+        for &x in &p {
+            // SAFETY: the run is allocated to this test and inside the reservation.
+            unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+        }
+        a.free_pages(p[1], 4);
+        a.free_pages(p[3], 4);
+        assert_eq!(a.free_ready_bytes(), 8 * PAGE_SIZE);
+        // Release 2 pages: the top half of the highest free run (one stretch per call).
+        assert_eq!(a.scavenge(2 * PAGE_SIZE), 2 * PAGE_SIZE);
+        assert_eq!(a.released_bytes(), 2 * PAGE_SIZE);
+        assert_eq!(a.free_ready_bytes(), 6 * PAGE_SIZE);
+        // The run is whole again, 2 of its pages released. Next the rest of it, then the
+        // lower run.
+        assert_eq!(a.scavenge(5 * PAGE_SIZE), 2 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
+        #[cfg(not(miri))]
+        {
+            // SAFETY: released pages stay mapped (they read as zero); nothing else uses them.
+            let b = unsafe { *((p[3] + PAGE_SIZE) as *const u8) };
+            assert_eq!(b, 0, "released page still holds its old contents");
+        }
+        assert_eq!(a.scavenge(100 * PAGE_SIZE), 4 * PAGE_SIZE);
+        assert_eq!(a.scavenge(100 * PAGE_SIZE), 0);
+        assert_eq!(a.free_ready_bytes(), 0);
+        // Reusing released pages makes them ready again.
+        let q = a.alloc_pages(4).unwrap();
+        assert!(q == p[1] || q == p[3]);
+        assert_eq!(a.released_bytes(), 4 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn growth_over_the_memory_limit_releases_free_pages() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
+        let x = a.alloc_pages(8).unwrap();
+        let _y = a.alloc_pages(4).unwrap();
+        a.free_pages(x, 8);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
+        // 10 new pages (the free run is too short) would make 22 ready, 10 over the limit: all
+        // 8 free pages are released, which leaves only the pages in use (14).
+        let _z = a.alloc_pages(10).unwrap();
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
+        assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn page_map_publish_and_lookup() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let x = a.alloc_pages(2).unwrap();
+        let fake = 0x1000 as *const Span;
+        a.publish(x, 2, fake);
+        assert_eq!(a.span_of(x), fake);
+        assert_eq!(a.span_of(x + PAGE_SIZE + 5), fake);
+        assert!(a.span_of(x + 2 * PAGE_SIZE).is_null());
+        assert!(a.span_of(0).is_null());
+        a.publish(x, 2, ptr::null());
+        assert!(a.span_of(x).is_null());
+    }
+}

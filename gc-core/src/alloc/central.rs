@@ -1,0 +1,354 @@
+//! Central span lists (Go: `mcentral`): where allocation caches get spans and return them.
+//!
+//! For each **span class** (size class × scan/noscan) there is one lock and two lists:
+//!
+//! * `partial`: spans with at least one free slot, ready for a cache;
+//! * `unswept`: spans queued for sweeping this cycle.
+//!
+//! # Who owns a span
+//!
+//! Every in-use span is, at any time, in exactly one of these places, and only the owner may
+//! sweep it, allocate from it, list it or free it:
+//!
+//! | place | owner |
+//! |-------|-------|
+//! | a mutator's allocation cache | that mutator (the collector with the world stopped) |
+//! | a `partial` list | the list: whoever pops it (under the class lock) owns it next |
+//! | an `unswept` list | the list, likewise |
+//! | a sweeper's hands | the thread that popped it and won its claim ([`SweepGen::try_claim`]) |
+//! | nowhere (full, or just made) | the thread that holds it, else nobody until the next cycle |
+//!
+//! Partial lists hold only swept spans, so a span popped from one is ready to use. After mark
+//! termination every span needs sweeping ([`crate::alloc::sweepgen`]); in the weak-clearing window,
+//! when nothing may be swept or taken from a partial list, the collector moves the spans that
+//! need sweeping onto the unswept lists ([`Central::queue_unswept`]): full spans (found
+//! through `all`) and the spans still on partial lists (taken off them). When the window
+//! closes every span that needs sweeping is on an unswept list, and the one thread that pops it
+//! sweeps it: a background sweeper or `finish_sweep` caller ([`crate::gc::sweep`]), or an
+//! allocating mutator (lazy sweeping, [`crate::alloc::cache`]). The claim's compare-and-swap makes the
+//! "exactly once" explicit and refuses any sweep in the window.
+//!
+//! `all` lists every in-use span (for the verifier, teardown and the queueing walk). A span's
+//! pages and its `Box<Span>` are freed only by `free_span`, called by the owner of an empty
+//! span (a sweeper that popped it).
+//!
+//! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::alloc::arena::{Arena, PAGE_SIZE};
+use crate::alloc::size_class::{CLASSES, NUM_CLASSES};
+use crate::alloc::span::{LARGE, Span};
+use crate::alloc::sweepgen::SweepGen;
+use crate::gc::object::POISON;
+
+/// Number of span classes: every size class in a scan and a noscan flavour.
+pub(crate) const NUM_SPAN_CLASSES: usize = NUM_CLASSES * 2;
+
+/// Span class index for a size class and scan flavour.
+#[inline(always)]
+pub(crate) const fn span_class(class: usize, noscan: bool) -> usize {
+    class * 2 + noscan as usize
+}
+
+/// A pointer to a span owned by the heap. Spans are boxed and freed only by `free_span`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SpanRef(pub NonNull<Span>);
+
+// SAFETY: a `SpanRef` is an address; the `Span` it points to is `Sync` (atomics and mutexes) and
+// lives until `free_span`, which runs only when no list, cache or marker can hold the span.
+unsafe impl Send for SpanRef {}
+
+impl SpanRef {
+    /// The span.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &Span {
+        // SAFETY: spans stay allocated while any `SpanRef` to them is reachable (see the type's
+        // invariant above).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct ClassLists {
+    pub partial: Vec<SpanRef>,
+    pub unswept: Vec<SpanRef>,
+}
+
+/// The central lists.
+pub(crate) struct Central {
+    pub classes: Box<[Mutex<ClassLists>]>,
+    pub large_unswept: Mutex<Vec<SpanRef>>,
+    /// Spans on the unswept lists (raised before a push, lowered after a pop, so it never
+    /// undercounts): "is anything left to sweep" without taking every class lock.
+    unswept_len: AtomicUsize,
+    pub all: Mutex<Vec<SpanRef>>,
+    /// The sweep generation and the weak-clearing window ([`crate::alloc::sweepgen`]).
+    pub sweep_gen: SweepGen,
+    /// Threads between taking a span off an unswept list and placing it after its sweep (sweep
+    /// termination waits for them).
+    pub sweepers: AtomicUsize,
+    /// Metadata of freed spans, kept for reuse by `new_span` (Go recycles `mspan`s the same
+    /// way): span turnover then costs no `malloc`/`free`. Measured: with the global allocator
+    /// in the loop, the collector freeing thousands of spans at the start of a cycle while a
+    /// mutator allocated new ones contended on glibc's arena lock and made the mutator wait
+    /// milliseconds (strace showed the futex waits).
+    spare: Mutex<Vec<SpanRef>>,
+    /// The buffer `queue_unswept` copies `all` into, kept between cycles.
+    walk_buf: Mutex<Vec<SpanRef>>,
+}
+
+/// Freed span metadata kept for reuse at most (beyond it, freed for real).
+const MAX_SPARE: usize = 1 << 18;
+
+impl Central {
+    pub(crate) fn new() -> Central {
+        Central {
+            classes: (0..NUM_SPAN_CLASSES)
+                .map(|_| Mutex::new(ClassLists::default()))
+                .collect(),
+            large_unswept: Mutex::new(Vec::new()),
+            unswept_len: AtomicUsize::new(0),
+            all: Mutex::new(Vec::new()),
+            sweep_gen: SweepGen::new(),
+            sweepers: AtomicUsize::new(0),
+            spare: Mutex::new(Vec::new()),
+            walk_buf: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether `span` still needs sweeping this cycle (neither swept nor being swept).
+    #[inline]
+    pub(crate) fn needs_sweep(&self, span: &Span) -> bool {
+        self.sweep_gen.needs_sweep(&span.sweep_gen)
+    }
+
+    /// Whether `span` has been swept this cycle (or made since mark termination).
+    #[inline]
+    pub(crate) fn is_swept(&self, span: &Span) -> bool {
+        self.sweep_gen.is_swept(&span.sweep_gen)
+    }
+
+    /// Claim `span`, which the caller popped from an unswept list, for sweeping.
+    #[inline]
+    pub(crate) fn try_claim(&self, span: &Span) -> bool {
+        self.sweep_gen.try_claim(&span.sweep_gen)
+    }
+
+    /// Mark a claimed span swept.
+    #[inline]
+    pub(crate) fn set_swept(&self, span: &Span) {
+        self.sweep_gen.set_swept(&span.sweep_gen);
+    }
+
+    /// Whether the weak-clearing window is open: nothing may be swept or taken from a partial
+    /// list.
+    #[inline]
+    pub(crate) fn sweep_held(&self) -> bool {
+        self.sweep_gen.held()
+    }
+
+    /// Mark termination (world stopped): make every span unswept, in O(1) whatever the heap
+    /// size, and open the weak-clearing window. The last sweep ended before the cycle began
+    /// (sweep termination swept everything and waited for every sweeper), and nothing became
+    /// unswept since, so no sweep is in progress.
+    pub(crate) fn advance_sweep_gen(&self) {
+        self.sweep_gen.hold();
+    }
+
+    /// Queue every span that needs sweeping on its unswept list (on the collector thread, in the
+    /// weak-clearing window; [`Central::open_sweep`] closes it after this).
+    ///
+    /// Runs in the window, so no span is swept, taken from a partial list or freed meanwhile:
+    /// the spans that need sweeping are exactly the ones that existed at mark termination, and
+    /// they are full and unlisted (found through a copy of `all`) or on a partial list (taken
+    /// off it here). Spans made meanwhile are swept already and stay where they are. Caches
+    /// hold no unswept span (they were flushed at mark termination and take only fresh spans
+    /// in the window).
+    pub(crate) fn queue_unswept(&self) {
+        debug_assert!(self.sweep_held());
+        // The copy goes into a buffer kept from cycle to cycle: its pages are already mapped, so
+        // the critical section is a `memcpy` (a fresh 3 MB allocation, page-faulted in under the
+        // lock, held up allocating mutators for milliseconds at 1 GiB of heap).
+        let mut all = std::mem::take(&mut *self.walk_buf.lock());
+        all.clear();
+        {
+            let l = self.all.lock();
+            all.reserve(l.len());
+            all.extend_from_slice(&l);
+        }
+        let mut large = Vec::new();
+        let mut by_class: Vec<Vec<SpanRef>> = (0..NUM_SPAN_CLASSES).map(|_| Vec::new()).collect();
+        for &s in all.iter() {
+            let sp = s.get();
+            if !self.needs_sweep(sp) {
+                continue;
+            }
+            if sp.class == LARGE {
+                large.push(s);
+            } else {
+                by_class[span_class(sp.class, sp.noscan)].push(s);
+            }
+        }
+        for (sc, mut spans) in by_class.into_iter().enumerate() {
+            let mut l = self.classes[sc].lock();
+            // Take the stale spans off the partial list: from now on the unswept list owns them.
+            l.partial.retain(|s| {
+                let stale = self.needs_sweep(s.get());
+                if stale {
+                    s.get().state.lock().in_partial = false;
+                }
+                !stale
+            });
+            if spans.is_empty() {
+                continue;
+            }
+            self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
+            // Hand the list over by swapping when the class has none queued (the usual case),
+            // so the class lock, which allocating mutators take, is held for O(1).
+            if l.unswept.is_empty() {
+                std::mem::swap(&mut l.unswept, &mut spans);
+            } else {
+                l.unswept.extend(spans);
+            }
+        }
+        self.unswept_len.fetch_add(large.len(), Ordering::SeqCst);
+        self.large_unswept.lock().extend(large);
+        all.clear();
+        *self.walk_buf.lock() = all;
+    }
+
+    /// Close the weak-clearing window: sweeping may begin. Every span that needs sweeping is on
+    /// an unswept list by now (see [`Central::queue_unswept`]).
+    pub(crate) fn open_sweep(&self) {
+        self.sweep_gen.open();
+    }
+
+    /// Make a new span for `span_class` (or a large span of `large_bytes` when `span_class` is
+    /// `None`), publish it in the page map and list it in `all`. Returns `None` when the arena
+    /// is exhausted.
+    pub(crate) fn new_span(
+        &self,
+        arena: &Arena,
+        span_class: Option<usize>,
+        large_bytes: usize,
+        noscan: bool,
+        poison: bool,
+    ) -> Option<SpanRef> {
+        let (npages, elem_size, nelems, class) = match span_class {
+            Some(sc) => {
+                let c = CLASSES[sc / 2];
+                (c.pages, c.size, c.slots, sc / 2)
+            }
+            None => {
+                let pages = large_bytes.div_ceil(PAGE_SIZE);
+                (pages, pages * PAGE_SIZE, 1, LARGE)
+            }
+        };
+        let start = arena.alloc_pages(npages)?;
+        if poison {
+            // SAFETY: `[start, start + npages pages)` was just handed to us by the arena and is
+            // referenced by nothing else yet.
+            unsafe { std::ptr::write_bytes(start as *mut u8, POISON, npages * PAGE_SIZE) };
+        }
+        let sweep_gen = self.sweep_gen.fresh();
+        let spare = self.spare.lock().pop();
+        let r = match spare {
+            Some(s) => {
+                // SAFETY: a spare span is referenced from nowhere else (`free_span` put it
+                // there after unpublishing and unlisting it), so this is the only reference.
+                unsafe {
+                    (*s.0.as_ptr())
+                        .reuse(start, npages, elem_size, nelems, class, noscan, sweep_gen)
+                };
+                s
+            }
+            None => {
+                let span = Box::new(Span::new(
+                    start, npages, elem_size, nelems, class, noscan, sweep_gen,
+                ));
+                SpanRef(NonNull::from(Box::leak(span)))
+            }
+        };
+        arena.publish(start, npages, r.0.as_ptr());
+        let mut all = self.all.lock();
+        r.get().all_index.store(all.len(), Ordering::Relaxed);
+        all.push(r);
+        Some(r)
+    }
+
+    /// Unpublish and free an empty span that is on no list and in no cache (its owner's call).
+    pub(crate) fn free_span(&self, arena: &Arena, s: SpanRef) {
+        let (start, npages) = (s.get().start, s.get().npages);
+        {
+            // `all_index` is only read and written under this lock.
+            let mut all = self.all.lock();
+            let i = s.get().all_index.load(Ordering::Relaxed);
+            if all.get(i) != Some(&s) {
+                bug!("freed span missing from the all-spans list");
+            }
+            all.swap_remove(i);
+            if let Some(moved) = all.get(i) {
+                moved.get().all_index.store(i, Ordering::Relaxed);
+            }
+        }
+        arena.publish(start, npages, std::ptr::null());
+        arena.free_pages(start, npages);
+        let mut spare = self.spare.lock();
+        if spare.len() < MAX_SPARE {
+            spare.push(s);
+        } else {
+            drop(spare);
+            // SAFETY: the span came from `Box::leak` in `new_span`; it is unpublished and
+            // unlisted, so this was the last reference.
+            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
+        }
+    }
+
+    /// Free the metadata of the spare spans (heap teardown).
+    pub(crate) fn free_spares(&self) {
+        for s in std::mem::take(&mut *self.spare.lock()) {
+            // SAFETY: spare spans came from `Box::leak` and are referenced from nowhere else.
+            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
+        }
+    }
+
+    /// Number of unswept spans (for tests and `finish_sweep` assertions).
+    pub(crate) fn unswept_count(&self) -> usize {
+        self.unswept_len.load(Ordering::SeqCst)
+    }
+
+    /// Take a span from the unswept list of span class `sc`; none in the weak-clearing window
+    /// (checked under the list's lock, after which the window can only close: a span queued in
+    /// the window is not popped before it closes, where its claim would fail and the span be
+    /// lost to its sweep).
+    pub(crate) fn pop_unswept(&self, sc: usize) -> Option<SpanRef> {
+        let s = {
+            let mut l = self.classes[sc].lock();
+            if self.sweep_held() {
+                None
+            } else {
+                l.unswept.pop()
+            }
+        };
+        if s.is_some() {
+            self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+        }
+        s
+    }
+
+    /// Take a large span from the unswept list.
+    pub(crate) fn pop_large_unswept(&self) -> Option<SpanRef> {
+        let s = {
+            let mut l = self.large_unswept.lock();
+            if self.sweep_held() { None } else { l.pop() }
+        };
+        if s.is_some() {
+            self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+        }
+        s
+    }
+}

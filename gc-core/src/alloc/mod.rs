@@ -1,0 +1,10 @@
+//! The allocator (Go: `mheap`, `mcentral`, `mcache`): the arena and its page map, size classes,
+//! spans with their bitmaps, the central span lists with the sweep generation, and the
+//! per-mutator allocation caches.
+
+pub(crate) mod arena;
+pub(crate) mod cache;
+pub(crate) mod central;
+pub(crate) mod size_class;
+pub(crate) mod span;
+pub(crate) mod sweepgen;

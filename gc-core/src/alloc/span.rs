@@ -1,0 +1,321 @@
+//! Spans: runs of pages holding slots of one size, with their mark and allocation bitmaps.
+//!
+//! A span is either **small** (a size class, many slots) or **large** (one object of more than
+//! 32 KiB, rounded up to whole pages). A span is also **scan** or **noscan**: noscan spans hold
+//! only pointer-free objects, so the marker sets their mark bit and never reads them.
+//!
+//! # Bitmaps
+//!
+//! | bitmap  | type                      | written by                         | read by |
+//! |---------|---------------------------|------------------------------------|---------|
+//! | `alloc` | `BitVec<u64>` in `state`  | owner of `state` (cache refill/flush, sweeper) | allocator, sweeper, verifier |
+//! | `mark`  | `BitVec<AtomicU64>`       | marker (`fetch_or`, concurrently), sweeper (clear) | sweeper, verifier, weak processing |
+//!
+//! A slot is **allocated** iff its alloc bit is 1 (the allocation cache writes back the bits of
+//! the slots it handed out whenever it leaves a 64-slot window or releases the span). After a
+//! cycle, a slot is **live** iff its mark bit is 1. Sweeping frees the slots that are allocated
+//! and not marked, then makes the mark bitmap the new alloc bitmap and clears the mark bitmap.
+//! Bits past `nelems` in the last alloc word are kept at 1 so they are never handed out.
+//!
+//! # Span states
+//!
+//! | state            | where it is listed              | who may change `state` |
+//! |------------------|---------------------------------|------------------------|
+//! | cached           | one mutator's allocation cache  | that mutator (and the collector with the world stopped) |
+//! | partial / full   | `Central::partial` / nowhere    | whoever holds the central lock, then the span lock |
+//! | unswept          | `Central::unswept`              | the sweeper that pops it |
+//!
+//! Every in-use span is also in `Central::all`. Span geometry (`start`, `elem_size`, …) is
+//! immutable for the span's life, which is what lets the marker read it without a lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::util::primitive::AtomicU64 as GenAtomic;
+
+use bitvec::prelude::*;
+use parking_lot::Mutex;
+
+/// Mutable allocation state of a span (behind `Span::state`).
+pub(crate) struct SpanAlloc {
+    /// 1 = slot allocated.
+    pub alloc: BitVec<u64, Lsb0>,
+    /// Number of allocated slots (count of ones below `nelems`).
+    pub allocated: usize,
+    /// Whether a mutator cache currently owns this span.
+    pub in_cache: bool,
+    /// Whether the span is on a central partial list.
+    pub in_partial: bool,
+}
+
+/// A run of pages holding slots of one size.
+pub(crate) struct Span {
+    /// Address of the first slot (page aligned).
+    pub start: usize,
+    /// Pages in the span.
+    pub npages: usize,
+    /// Slot size in bytes.
+    pub elem_size: usize,
+    /// Number of slots.
+    pub nelems: usize,
+    /// Size-class index, or `LARGE` for a one-object span.
+    pub class: usize,
+    /// Whether the span holds only pointer-free objects.
+    pub noscan: bool,
+    /// `ceil(2^32 / elem_size)`: slot index of an offset is `(off * div_mul) >> 32`, exact for
+    /// every slot start because the error term `off * (div_mul - 2^32/size) / 2^32` is below
+    /// `span bytes / 2^32 < 1` (Go: `mspan.divMul`). Saves a division per marked pointer.
+    div_mul: u64,
+    /// Mark bits, set concurrently by the marker.
+    pub mark: BitVec<AtomicU64, Lsb0>,
+    /// Allocation state.
+    pub state: Mutex<SpanAlloc>,
+    /// Set when an object with drop glue was allocated here since the last sweep.
+    pub may_drop: AtomicBool,
+    /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
+    /// [`SweepGen`](crate::alloc::sweepgen::SweepGen): needs sweeping, being swept, or swept.
+    pub sweep_gen: GenAtomic,
+    /// Position of this span in `Central::all` (written under that list's lock), so that
+    /// freeing a span is O(1) rather than a search of every span.
+    pub all_index: AtomicUsize,
+}
+
+/// `Span::class` of a large-object span.
+pub(crate) const LARGE: usize = usize::MAX;
+
+impl Span {
+    /// A new span over `[start, start + npages pages)` with `nelems` slots of `elem_size`.
+    pub(crate) fn new(
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+        sweep_gen: u64,
+    ) -> Span {
+        Self::with_buffers(
+            start,
+            npages,
+            elem_size,
+            nelems,
+            class,
+            noscan,
+            sweep_gen,
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+
+    /// Make this (freed) span's metadata describe a new span, reusing its bitmap buffers, so
+    /// that span turnover does not go through the global allocator (see `Central::spare`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reuse(
+        &mut self,
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+        sweep_gen: u64,
+    ) {
+        let mark = std::mem::take(&mut self.mark).into_vec();
+        let alloc = std::mem::take(&mut self.state.get_mut().alloc).into_vec();
+        *self = Self::with_buffers(
+            start, npages, elem_size, nelems, class, noscan, sweep_gen, mark, alloc,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_buffers(
+        start: usize,
+        npages: usize,
+        elem_size: usize,
+        nelems: usize,
+        class: usize,
+        noscan: bool,
+        sweep_gen: u64,
+        mut mark: Vec<AtomicU64>,
+        mut alloc: Vec<u64>,
+    ) -> Span {
+        let words = nelems.div_ceil(64);
+        alloc.clear();
+        alloc.resize(words, 0);
+        let mut alloc = BitVec::<u64, Lsb0>::from_vec(alloc);
+        // Bits past the last slot read as allocated, so the allocator never hands them out.
+        // (Set through the raw word: bitvec's partial-element `fill` trips Miri's Stacked
+        // Borrows check.)
+        if nelems % 64 != 0 {
+            alloc.as_raw_mut_slice()[words - 1] |= !0u64 << (nelems % 64);
+        }
+        mark.clear();
+        mark.extend((0..words).map(|_| AtomicU64::new(0)));
+        let mark = BitVec::<AtomicU64, Lsb0>::from_vec(mark);
+        Span {
+            start,
+            npages,
+            elem_size,
+            nelems,
+            class,
+            noscan,
+            div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
+            mark,
+            state: Mutex::new(SpanAlloc {
+                alloc,
+                allocated: 0,
+                in_cache: false,
+                in_partial: false,
+            }),
+            may_drop: AtomicBool::new(false),
+            sweep_gen: GenAtomic::new(sweep_gen),
+            all_index: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Slot index of the object starting at `addr` (which must be a slot start in this span).
+    #[inline]
+    pub(crate) fn slot_index(&self, addr: usize) -> usize {
+        let off = (addr - self.start) as u64;
+        ((off * self.div_mul) >> 32) as usize
+    }
+
+    /// Address of slot `i`.
+    #[inline]
+    pub(crate) fn slot_addr(&self, i: usize) -> usize {
+        self.start + i * self.elem_size
+    }
+
+    /// Whether `addr` is exactly the start of a slot of this span.
+    pub(crate) fn is_slot_start(&self, addr: usize) -> bool {
+        addr >= self.start
+            && addr < self.start + self.nelems * self.elem_size
+            && (addr - self.start) % self.elem_size == 0
+    }
+
+    /// The raw mark words.
+    #[inline]
+    pub(crate) fn mark_words(&self) -> &[AtomicU64] {
+        self.mark.as_raw_slice()
+    }
+
+    /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
+    /// Safe with several markers at once (the concurrent marker of the next issue uses it).
+    ///
+    /// `Relaxed` suffices: the bit only decides which marker greys the object; the object's
+    /// contents were published to the marker by the stop-the-world handshake that began the
+    /// cycle, not by this bit.
+    #[inline]
+    pub(crate) fn try_mark(&self, i: usize) -> bool {
+        let w = &self.mark_words()[i / 64];
+        let bit = 1u64 << (i % 64);
+        if w.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
+        w.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Set the mark bit of slot `i` when the caller is the only thread touching mark bits (the
+    /// single stop-the-world marker): a load and a store instead of a locked `fetch_or`, which
+    /// is about a third of the cost of marking an object. Returns true if the object was white.
+    #[inline]
+    pub(crate) fn try_mark_exclusive(&self, i: usize) -> bool {
+        let w = &self.mark_words()[i / 64];
+        let bit = 1u64 << (i % 64);
+        let v = w.load(Ordering::Relaxed);
+        if v & bit != 0 {
+            return false;
+        }
+        w.store(v | bit, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether slot `i` is marked.
+    #[inline]
+    pub(crate) fn is_marked(&self, i: usize) -> bool {
+        self.mark_words()[i / 64].load(Ordering::Relaxed) & (1u64 << (i % 64)) != 0
+    }
+
+    /// Number of marked slots.
+    pub(crate) fn marked_count(&self) -> usize {
+        self.mark_words()
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::size_class::CLASSES;
+
+    #[test]
+    fn div_mul_is_exact_at_every_slot_start() {
+        for c in CLASSES {
+            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, false, 0);
+            for i in 0..c.slots {
+                assert_eq!(s.slot_index(s.slot_addr(i)), i, "class {c:?} slot {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn mark_bits_test_and_set() {
+        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
+        assert!(s.try_mark(5));
+        assert!(!s.try_mark(5));
+        assert!(s.is_marked(5));
+        assert!(!s.is_marked(6));
+        assert!(s.try_mark(340));
+        assert_eq!(s.marked_count(), 2);
+        assert!(s.try_mark_exclusive(7));
+        assert!(!s.try_mark_exclusive(7));
+        assert!(!s.try_mark(7));
+        assert_eq!(s.marked_count(), 3);
+    }
+
+    #[test]
+    fn alloc_bits_past_end_are_set() {
+        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
+        let st = s.state.lock();
+        assert_eq!(st.alloc.len(), 384);
+        assert!(st.alloc[341..].all());
+        assert!(st.alloc[..341].not_any());
+    }
+
+    #[test]
+    fn reused_metadata_is_as_new() {
+        // A used span (bits set, counters moved) reused for a different geometry, bigger and
+        // then smaller, must look exactly like a fresh one.
+        let mut s = Span::new(0x10000, 1, 24, 341, 2, false, 4);
+        s.try_mark(3);
+        s.try_mark(300);
+        {
+            let mut st = s.state.lock();
+            st.alloc.set(7, true);
+            st.allocated = 9;
+            st.in_partial = true;
+        }
+        s.may_drop.store(true, Ordering::Relaxed);
+        for (size, n) in [(16, 512), (48, 170)] {
+            s.reuse(0x20000, 1, size, n, 1, true, 6);
+            let fresh = Span::new(0x20000, 1, size, n, 1, true, 6);
+            assert_eq!(s.marked_count(), 0);
+            assert_eq!(s.mark.len(), fresh.mark.len());
+            let (st, ft) = (s.state.lock(), fresh.state.lock());
+            assert_eq!(st.alloc, ft.alloc);
+            assert_eq!(
+                (st.allocated, st.in_cache, st.in_partial),
+                (0, false, false)
+            );
+            drop((st, ft));
+            assert_eq!(
+                (s.start, s.elem_size, s.nelems, s.noscan),
+                (0x20000, size, n, true)
+            );
+            assert_eq!(s.slot_index(0x20000 + 5 * size), 5);
+            assert!(!s.may_drop.load(Ordering::Relaxed));
+            assert_eq!(s.sweep_gen.load(Ordering::Relaxed), 6);
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! GC arrays and vectors of traced slots.
+//!
+//! * [`GcArray<'gc, T>`]: a fixed-length heap array of [`Slot`] values, each an atomic word.
+//!   Reading an element is an atomic load; writing one takes the `&Mutation` and runs the write
+//!   barrier, exactly like a [`GcCell`](crate::GcCell).
+//! * [`GcVec<'gc, T>`]: a growable vector: a small heap object holding a length and a cell with
+//!   its backing `GcArray`. Growth allocates a new, larger array, copies the words and swings
+//!   the cell (with the barrier, which shades the old array, so values copied without a barrier
+//!   are still reached through it while marking); the old array stays valid until unreachable.
+//!
+//! Neither is ever a Rust container that a mutator reallocates under the marker: the marker only
+//! reads atomic words of arrays whose length never changes.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::alloc::cache::span_class_for;
+use crate::api::cell::{GcCell, Slot};
+use crate::api::gc::{Gc, alloc_raw};
+use crate::api::mutator::Mutation;
+use crate::gc::barrier;
+use crate::gc::mark::tracer::Tracer;
+use crate::gc::object::{Header, TypeInfo, VAR_DATA_OFFSET, VarHeader};
+use crate::gc::trace::Trace;
+use crate::util::error::AllocError;
+
+/// Allocate a variable-length object: a [`VarHeader`] followed by `len` elements of `elem`
+/// bytes. Returns the header, with `info` and `len` written; elements are uninitialised.
+pub(crate) fn alloc_var(
+    mc: &Mutation<'_>,
+    info: &'static TypeInfo,
+    len: usize,
+    elem: usize,
+    noscan: bool,
+) -> Result<NonNull<VarHeader>, AllocError> {
+    let bytes = len
+        .checked_mul(elem)
+        .and_then(|b| b.checked_add(VAR_DATA_OFFSET))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or(AllocError::TooLarge { len })?;
+    let addr = alloc_raw(mc, span_class_for(bytes, 8, noscan), bytes, noscan, false)?;
+    let p = addr as *mut VarHeader;
+    // SAFETY: a fresh slot of at least `bytes` bytes, 8-aligned, owned by no one else.
+    unsafe {
+        p.write(VarHeader {
+            header: Header { info },
+            len,
+        })
+    };
+    // SAFETY: non-null (inside the arena).
+    Ok(unsafe { NonNull::new_unchecked(p) })
+}
+
+struct ArrayInfo<T>(PhantomData<T>);
+
+impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
+    const INFO: TypeInfo = TypeInfo {
+        trace: if T::NEEDS_TRACE {
+            Some(Self::trace_erased)
+        } else {
+            None
+        },
+        trace_from: if T::NEEDS_TRACE {
+            Some(Self::trace_from_erased)
+        } else {
+            None
+        },
+        drop: None,
+        name: || "GcArray",
+    };
+
+    /// # Safety
+    /// `h` must be the header of a live `GcArray` of `T`.
+    unsafe fn trace_erased(h: *const Header, t: &mut Tracer) {
+        // SAFETY: forwarded.
+        unsafe { Self::trace_from_erased(h, 0, t) }
+    }
+
+    /// Trace the elements from `start` on: all of them, or (for a concurrent marker) one
+    /// chunk, leaving the rest to the tracer as a continuation (Go: oblets), so that no single
+    /// scan of a large array holds up a pause or an assist's next check.
+    ///
+    /// # Safety
+    /// `h` must be the header of a live `GcArray` of `T`, and `start` at most its length.
+    unsafe fn trace_from_erased(h: *const Header, start: usize, t: &mut Tracer) {
+        // SAFETY: by the contract `h` starts a live array object of `T` slots; its length is
+        // immutable and its words are atomics.
+        let words = unsafe { array_words(h as *const VarHeader) };
+        let end = t.array_chunk_end(h, start, words.len());
+        for w in &words[start..end] {
+            // SAFETY: every word was written by `to_word` of a `T` (at allocation or by `set`).
+            unsafe { T::from_word(w.load(Ordering::Acquire)) }.trace(t);
+        }
+    }
+}
+
+/// The element words of an array object.
+///
+/// # Safety
+/// `h` must be the header of a live array object.
+unsafe fn array_words<'a>(h: *const VarHeader) -> &'a [AtomicUsize] {
+    // SAFETY: an array object is a `VarHeader` followed by `len` initialised `AtomicUsize`s.
+    unsafe {
+        let len = (*h).len;
+        std::slice::from_raw_parts(
+            (h as *const u8).add(VAR_DATA_OFFSET) as *const AtomicUsize,
+            len,
+        )
+    }
+}
+
+/// A fixed-length heap array of [`Slot`] values.
+pub struct GcArray<'gc, T: Slot<'gc>> {
+    ptr: NonNull<VarHeader>,
+    _t: PhantomData<(T, std::cell::Cell<&'gc ()>)>,
+}
+
+impl<'gc, T: Slot<'gc>> Clone for GcArray<'gc, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<'gc, T: Slot<'gc>> Copy for GcArray<'gc, T> {}
+
+// SAFETY: the array's elements are atomic words holding `Slot` values (heap pointers, which are
+// `Send + Sync`, or plain data); writes need the owning `&Mutation`.
+unsafe impl<'gc, T: Slot<'gc>> Send for GcArray<'gc, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<'gc, T: Slot<'gc>> Sync for GcArray<'gc, T> {}
+
+impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
+    /// An array of `len` copies of `init`. Panics if the arena is exhausted.
+    pub fn new(mc: &Mutation<'gc>, len: usize, init: T) -> Self {
+        Self::try_new(mc, len, init).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An array of `len` copies of `init`, or an allocation error.
+    pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
+        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8, !T::NEEDS_TRACE)?;
+        if T::NEEDS_TRACE && crate::api::blocking::must_shade_init(mc) {
+            crate::api::blocking::shade_init(mc.shared, &init);
+        }
+        let w = init.to_word();
+        // SAFETY: the element area has room for `len` words; writing them initialises it.
+        unsafe {
+            let data = (h.as_ptr() as *mut u8).add(VAR_DATA_OFFSET) as *mut AtomicUsize;
+            for i in 0..len {
+                data.add(i).write(AtomicUsize::new(w));
+            }
+        }
+        Ok(GcArray {
+            ptr: h,
+            _t: PhantomData,
+        })
+    }
+
+    /// An array holding the values of `items`.
+    pub fn from_slice(mc: &Mutation<'gc>, items: &[T]) -> Self {
+        let a = match items.first() {
+            Some(&first) => Self::new(mc, items.len(), first),
+            None => return Self::empty(mc),
+        };
+        if T::NEEDS_TRACE && crate::api::blocking::must_shade_init(mc) {
+            crate::api::blocking::shade_init(mc.shared, items);
+        }
+        for (w, v) in a.words().iter().zip(items) {
+            // Initialisation of a fresh array: no barrier needed (not yet reachable).
+            w.store(v.to_word(), Ordering::Relaxed);
+        }
+        a
+    }
+
+    fn empty(mc: &Mutation<'gc>) -> Self {
+        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8, !T::NEEDS_TRACE)
+            .unwrap_or_else(|e| panic!("{e}"));
+        GcArray {
+            ptr: h,
+            _t: PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn words(&self) -> &'gc [AtomicUsize] {
+        // SAFETY: `ptr` is a live array object for the whole scope.
+        unsafe { array_words(self.ptr.as_ptr()) }
+    }
+
+    /// Number of elements.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        // SAFETY: `ptr` is a live array object; `len` is immutable.
+        unsafe { (*self.ptr.as_ptr()).len }
+    }
+
+    /// Whether the array has no elements.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i`; panics if out of bounds.
+    #[inline]
+    pub fn get(&self, i: usize) -> T {
+        // SAFETY: every word holds a `to_word` of a `T` reachable through this array.
+        unsafe { T::from_word(self.words()[i].load(Ordering::Acquire)) }
+    }
+
+    /// Element `i`, or `None` if out of bounds.
+    #[inline]
+    pub fn try_get(&self, i: usize) -> Option<T> {
+        self.words()
+            .get(i)
+            // SAFETY: as in `get`.
+            .map(|w| unsafe { T::from_word(w.load(Ordering::Acquire)) })
+    }
+
+    /// Store `v` at `i` with the write barrier; panics if out of bounds.
+    #[inline]
+    pub fn set(&self, mc: &Mutation<'gc>, i: usize, v: T) {
+        let w = &self.words()[i];
+        // SAFETY: as in `get`.
+        let old = unsafe { T::from_word(w.load(Ordering::Acquire)) };
+        barrier::write(mc, &old, &v);
+        w.store(v.to_word(), Ordering::Release);
+    }
+
+    /// The elements, in order.
+    pub fn iter(self) -> impl Iterator<Item = T> + 'gc {
+        self.words()
+            .iter()
+            // SAFETY: as in `get`.
+            .map(|w| unsafe { T::from_word(w.load(Ordering::Acquire)) })
+    }
+
+    /// Whether two handles point to the same array.
+    pub fn ptr_eq(a: Self, b: Self) -> bool {
+        a.ptr == b.ptr
+    }
+}
+
+// SAFETY: the handle is an edge to the array object, whose own `TypeInfo` traces the elements.
+unsafe impl<'gc, T: Slot<'gc>> Trace for GcArray<'gc, T> {
+    const NEEDS_TRACE: bool = true;
+    #[inline(always)]
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.edge(self.ptr.as_ptr() as *const Header);
+    }
+}
+
+// SAFETY: the handle is its non-null address.
+unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for GcArray<'gc, T> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        GcArray {
+            // SAFETY: by the contract `w` is a non-null array address.
+            ptr: unsafe { NonNull::new_unchecked(w as *mut VarHeader) },
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'gc, T: Slot<'gc> + std::fmt::Debug> std::fmt::Debug for GcArray<'gc, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The heap object behind a [`GcVec`].
+#[doc(hidden)]
+pub struct VecObj<'gc, T: Slot<'gc>> {
+    len: AtomicUsize,
+    buf: GcCell<'gc, GcArray<'gc, T>>,
+}
+
+// SAFETY: the only edge is the backing array, traced through the cell.
+unsafe impl<'gc, T: Slot<'gc>> Trace for VecObj<'gc, T> {
+    fn trace(&self, tracer: &mut Tracer) {
+        self.buf.trace(tracer);
+    }
+}
+
+/// A growable heap vector of [`Slot`] values. Spare capacity holds `T::default()`.
+pub struct GcVec<'gc, T: Slot<'gc> + Default>(Gc<'gc, VecObj<'gc, T>>);
+
+impl<'gc, T: Slot<'gc> + Default> Clone for GcVec<'gc, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<'gc, T: Slot<'gc> + Default> Copy for GcVec<'gc, T> {}
+
+impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
+    /// An empty vector.
+    pub fn new(mc: &Mutation<'gc>) -> Self {
+        Self::with_capacity(mc, 0)
+    }
+
+    /// An empty vector with room for `cap` elements.
+    pub fn with_capacity(mc: &Mutation<'gc>, cap: usize) -> Self {
+        let buf = GcArray::new(mc, cap, T::default());
+        GcVec(Gc::new(
+            mc,
+            VecObj {
+                len: AtomicUsize::new(0),
+                buf: GcCell::new(buf),
+            },
+        ))
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len.load(Ordering::Acquire)
+    }
+
+    /// Whether the vector is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Current capacity.
+    pub fn capacity(&self) -> usize {
+        self.0.buf.get().len()
+    }
+
+    /// Element `i`, or `None` past the end.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<T> {
+        if i < self.len() {
+            self.0.buf.get().try_get(i)
+        } else {
+            None
+        }
+    }
+
+    /// Store `v` at `i` (with the write barrier); panics if `i >= len`.
+    #[inline]
+    pub fn set(&self, mc: &Mutation<'gc>, i: usize, v: T) {
+        assert!(i < self.len(), "GcVec index {i} out of bounds");
+        self.0.buf.get().set(mc, i, v);
+    }
+
+    /// Append `v`, growing the backing array (doubling) when full.
+    pub fn push(&self, mc: &Mutation<'gc>, v: T) {
+        let len = self.len();
+        let mut buf = self.0.buf.get();
+        if len == buf.len() {
+            let grown = GcArray::new(mc, (len * 2).max(4), T::default());
+            for (dst, src) in grown.words().iter().zip(buf.words()) {
+                // Fresh array, not yet reachable: no barrier. The old array stays reachable
+                // until the `set` below, whose barrier shades it.
+                dst.store(src.load(Ordering::Acquire), Ordering::Relaxed);
+            }
+            self.0.buf.set(mc, grown);
+            buf = grown;
+        }
+        buf.set(mc, len, v);
+        self.0.len.store(len + 1, Ordering::Release);
+    }
+
+    /// Remove and return the last element (its slot is reset to `T::default()`).
+    pub fn pop(&self, mc: &Mutation<'gc>) -> Option<T> {
+        let len = self.len();
+        if len == 0 {
+            return None;
+        }
+        let buf = self.0.buf.get();
+        let v = buf.get(len - 1);
+        buf.set(mc, len - 1, T::default());
+        self.0.len.store(len - 1, Ordering::Release);
+        Some(v)
+    }
+
+    /// Shorten to `len` elements.
+    pub fn truncate(&self, mc: &Mutation<'gc>, len: usize) {
+        while self.len() > len {
+            self.pop(mc);
+        }
+    }
+
+    /// The elements, in order.
+    pub fn iter(&self) -> impl Iterator<Item = T> + 'gc {
+        let len = self.len();
+        self.0.buf.get().iter().take(len)
+    }
+
+    /// Whether two handles point to the same vector.
+    pub fn ptr_eq(a: Self, b: Self) -> bool {
+        Gc::ptr_eq(a.0, b.0)
+    }
+}
+
+// SAFETY: an edge to the vector object.
+unsafe impl<'gc, T: Slot<'gc> + Default> Trace for GcVec<'gc, T> {
+    const NEEDS_TRACE: bool = true;
+    #[inline(always)]
+    fn trace(&self, tracer: &mut Tracer) {
+        self.0.trace(tracer);
+    }
+}
+
+// SAFETY: the handle is its non-null address.
+unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for GcVec<'gc, T> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.0.to_word()
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract.
+        GcVec(unsafe { Gc::from_word(w) })
+    }
+}
+
+impl<'gc, T: Slot<'gc> + Default + std::fmt::Debug> std::fmt::Debug for GcVec<'gc, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}

@@ -1,0 +1,227 @@
+//! Cells: the only way to change a pointer stored in a heap object.
+//!
+//! A [`GcCell<'gc, T>`] holds one [`Slot`] value (a `Gc`, an `Option<Gc>`, a weak reference, a
+//! number, or a user's one-word tagged value) in an atomic word. Reads are atomic loads, so the
+//! marker may read the cell while the mutator writes it (brief §2.1); [`GcCell::set`] takes the
+//! `&Mutation` and runs the write barrier before the store, on every path.
+//!
+//! # Orderings
+//!
+//! Stores are `Release` and loads `Acquire`: a mutator that loads a `Gc` another mutator stored
+//! (objects shared through a stash) then reads the object's fields, which the storer initialised
+//! before its store. On x86-64 both compile to plain moves.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::api::gc::Gc;
+use crate::api::mutator::Mutation;
+use crate::gc::barrier;
+use crate::gc::mark::tracer::Tracer;
+use crate::gc::trace::Trace;
+
+/// A value that fits in one machine word and can live in a [`GcCell`] or a GC array slot.
+///
+/// # Safety
+///
+/// `from_word(to_word(v))` must give back `v`, and `from_word` must be sound for every word a
+/// `to_word` of this type produced. The value's `Trace` impl must report the pointer the word
+/// holds, if any. Slots are read by other threads (the marker, other mutators), so a value must
+/// be safe to copy to and use from another thread: a pointer to a heap object (heap objects are
+/// `Send + Sync`) or plain data. (This is not a `Send + Sync` bound only because such a bound
+/// makes the trait solver loop on self-referential types like `Node { next: GcCell<Option<Gc<Node>>> }`.)
+pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
+    /// Encode into one word.
+    fn to_word(self) -> usize;
+    /// Decode a word produced by [`Slot::to_word`].
+    ///
+    /// # Safety
+    /// `w` must come from `to_word` of a value of this type that is still valid (objects it
+    /// points to still reachable).
+    unsafe fn from_word(w: usize) -> Self;
+}
+
+// SAFETY: a `Gc` is its non-null address.
+unsafe impl<'gc, T: 'gc> Slot<'gc> for Gc<'gc, T> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        Gc::to_word(self)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract.
+        unsafe { Gc::from_word(w) }
+    }
+}
+
+// SAFETY: `None` is 0, which no object address is.
+unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<Gc<'gc, T>> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.map_or(0, Gc::to_word)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { Gc::from_word(w) })
+    }
+}
+
+macro_rules! int_slot {
+    ($($t:ty),*) => {$(
+        // SAFETY: lossless round trip through a word; no pointer to report.
+        unsafe impl<'gc> Slot<'gc> for $t {
+            #[inline(always)]
+            fn to_word(self) -> usize { self as usize }
+            #[inline(always)]
+            unsafe fn from_word(w: usize) -> Self { w as $t }
+        }
+    )*};
+}
+int_slot!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+// SAFETY: bit-exact round trip; no pointer.
+unsafe impl<'gc> Slot<'gc> for f64 {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.to_bits() as usize
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        f64::from_bits(w as u64)
+    }
+}
+
+// SAFETY: 0/1 round trip; no pointer.
+unsafe impl<'gc> Slot<'gc> for bool {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        w != 0
+    }
+}
+
+/// A mutable one-word slot in a heap object: the only way to change a pointer stored in a heap
+/// object. Reads are atomic loads; [`GcCell::set`] takes the `&Mutation` and runs the write
+/// barrier before the store. Holds any [`Slot`] value (`Gc`, `Option<Gc>`, weak references,
+/// numbers, or a user's one-word tagged value).
+pub struct GcCell<'gc, T: Slot<'gc>> {
+    word: AtomicUsize,
+    _t: PhantomData<(T, std::cell::Cell<&'gc ()>)>,
+}
+
+// SAFETY: the cell is an atomic word; the values it holds are `Slot`s, which are `Gc`s (Send +
+// Sync for heap objects) or plain data. Writes need the owning `&Mutation`.
+unsafe impl<'gc, T: Slot<'gc>> Sync for GcCell<'gc, T> {}
+// SAFETY: as for `Sync`.
+unsafe impl<'gc, T: Slot<'gc>> Send for GcCell<'gc, T> {}
+
+impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
+    /// A cell holding `v`. (Initialisation needs no barrier: the enclosing object is not yet
+    /// reachable by the marker.)
+    #[inline]
+    pub fn new(v: T) -> Self {
+        GcCell {
+            word: AtomicUsize::new(v.to_word()),
+            _t: PhantomData,
+        }
+    }
+
+    /// The current value.
+    #[inline(always)]
+    pub fn get(&self) -> T {
+        // SAFETY: the word was produced by `to_word` of a `T` (in `new` or `set`); whatever it
+        // points to is reachable through this cell, so still alive in this scope.
+        unsafe { T::from_word(self.word.load(Ordering::Acquire)) }
+    }
+
+    /// Store `v`, running the write barrier.
+    #[inline(always)]
+    pub fn set(&self, mc: &Mutation<'gc>, v: T) {
+        let old = self.get();
+        barrier::write(mc, &old, &v);
+        self.word.store(v.to_word(), Ordering::Release);
+    }
+
+    /// Store `v` and return the previous value, running the write barrier.
+    #[inline]
+    pub fn replace(&self, mc: &Mutation<'gc>, v: T) -> T {
+        let old = self.get();
+        barrier::write(mc, &old, &v);
+        self.word.store(v.to_word(), Ordering::Release);
+        old
+    }
+}
+
+// SAFETY: the current value is read atomically and traced; a concurrent `set` has already shaded
+// both the old and the new value through the barrier.
+unsafe impl<'gc, T: Slot<'gc>> Trace for GcCell<'gc, T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if T::NEEDS_TRACE {
+            self.get().trace(tracer);
+        }
+    }
+}
+
+impl<'gc, T: Slot<'gc> + std::fmt::Debug> std::fmt::Debug for GcCell<'gc, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GcCell").field(&self.get()).finish()
+    }
+}
+
+impl<'gc, T: Slot<'gc> + Default> Default for GcCell<'gc, T> {
+    fn default() -> Self {
+        GcCell::new(T::default())
+    }
+}
+
+/// `Option<H>` for handle types whose word is a non-null address: `None` is the word 0.
+macro_rules! option_handle_slot {
+    ($($h:ty),* $(,)?) => {$(
+        // SAFETY: the handle's word is a non-null address, so 0 is free to mean `None`.
+        unsafe impl<'gc> Slot<'gc> for Option<$h> {
+            #[inline(always)]
+            fn to_word(self) -> usize {
+                self.map_or(0, Slot::to_word)
+            }
+            #[inline(always)]
+            unsafe fn from_word(w: usize) -> Self {
+                // SAFETY: forwarded contract; 0 is `None`.
+                (w != 0).then(|| unsafe { <$h as Slot<'gc>>::from_word(w) })
+            }
+        }
+    )*};
+}
+
+option_handle_slot!(crate::GcStr<'gc>, crate::GcBytes<'gc>);
+
+// SAFETY: an array handle's word is its non-null address, so 0 is free to mean `None`.
+unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.map_or(0, Slot::to_word)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { crate::GcArray::from_word(w) })
+    }
+}
+
+// SAFETY: a vector handle's word is its non-null address, so 0 is free to mean `None`.
+unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for Option<crate::GcVec<'gc, T>> {
+    #[inline(always)]
+    fn to_word(self) -> usize {
+        self.map_or(0, Slot::to_word)
+    }
+    #[inline(always)]
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { crate::GcVec::from_word(w) })
+    }
+}

@@ -1,0 +1,466 @@
+//! Configuration: the `Config` builder and Go's environment spellings.
+//!
+//! | setting       | builder               | environment          | default |
+//! |---------------|-----------------------|----------------------|---------|
+//! | GC percent    | [`Config::gc_percent`] | `GOGC=100`, `GOGC=off` (a negative number also means off, as in Go) | 100 |
+//! | soft memory limit | [`Config::memory_limit`] | `GOMEMLIMIT=512MiB`, `GOMEMLIMIT=off` (B, KiB, MiB, GiB, TiB; at least 1 MiB) | off |
+//! | gctrace       | [`Config::gctrace`]    | `GODEBUG=gctrace=1` (other `GODEBUG` keys are ignored, as Go ignores unknown ones) | off |
+//! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` | off |
+//! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
+//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
+//! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
+//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1/true/false) | on |
+//!
+//! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
+//! error naming the variable and the accepted forms.
+
+use crate::util::error::ConfigError;
+
+/// Default arena reservation.
+#[cfg(not(miri))]
+pub const DEFAULT_ARENA_BYTES: usize = 64 << 30;
+/// Default arena reservation (small under Miri, which backs it with real allocations).
+#[cfg(miri)]
+pub const DEFAULT_ARENA_BYTES: usize = 16 << 20;
+
+/// Heap configuration. Build with [`Config::default`] or [`Config::from_env`], then adjust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) gc_percent: Option<u32>,
+    pub(crate) arena_bytes: usize,
+    pub(crate) verify: bool,
+    pub(crate) mark_workers: usize,
+    pub(crate) concurrent: bool,
+    /// CPUs the background-worker sizing assumes (testing override; `None`: the machine's).
+    pub(crate) cpus: Option<usize>,
+    pub(crate) memory_limit: Option<usize>,
+    pub(crate) gctrace: bool,
+    pub(crate) pacertrace: bool,
+    pub(crate) max_heap: Option<usize>,
+}
+
+/// The smallest soft memory limit accepted (`GOMEMLIMIT`): 1 MiB, the limit-based goal's
+/// headroom. (Go accepts anything, down to 0; a limit that small only means back-to-back cycles.)
+pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            gc_percent: Some(100),
+            arena_bytes: DEFAULT_ARENA_BYTES,
+            verify: false,
+            mark_workers: default_mark_workers(),
+            concurrent: true,
+            cpus: None,
+            memory_limit: None,
+            gctrace: false,
+            pacertrace: false,
+            max_heap: None,
+        }
+    }
+}
+
+/// One mark worker per core (at most 8); one under Miri.
+fn default_mark_workers() -> usize {
+    if cfg!(miri) {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    }
+}
+
+impl Config {
+    /// The default configuration with the variables of the module table (`GOGC`, `GOMEMLIMIT`,
+    /// `GODEBUG`, `GCCORE_*`) applied from the environment. Unset variables keep their defaults; malformed ones are errors.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::default().apply_env(|k| std::env::var(k).ok())
+    }
+
+    /// Apply settings from a lookup function (the environment, or a map in tests).
+    pub fn apply_env(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        if let Some(v) = get("GOGC") {
+            self.gc_percent = parse_gogc(&v)?;
+        }
+        if let Some(v) = get("GOMEMLIMIT") {
+            self.memory_limit = parse_memory_limit(&v)?;
+        }
+        if let Some(v) = get("GODEBUG") {
+            if let Some(on) = parse_godebug(&v, "gctrace")? {
+                self.gctrace = on;
+            }
+            if let Some(on) = parse_godebug(&v, "gcpacertrace")? {
+                self.pacertrace = on;
+            }
+        }
+        if let Some(v) = get("GCCORE_MAX_HEAP") {
+            self.max_heap = if v.trim() == "off" {
+                None
+            } else {
+                Some(parse_bytes("GCCORE_MAX_HEAP", &v)?)
+            };
+        }
+        if let Some(v) = get("GCCORE_ARENA") {
+            self.arena_bytes = parse_bytes("GCCORE_ARENA", &v)?;
+        }
+        if let Some(v) = get("GCCORE_VERIFY") {
+            self.verify = parse_bool("GCCORE_VERIFY", &v)?;
+        }
+        if let Some(v) = get("GCCORE_CONCURRENT") {
+            self.concurrent = parse_bool("GCCORE_CONCURRENT", &v)?;
+        }
+        if let Some(v) = get("GCCORE_MARK_WORKERS") {
+            self.mark_workers = match v.trim().parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "GCCORE_MARK_WORKERS",
+                        value: v,
+                        expected: "an integer from 1 to 64",
+                    });
+                }
+            };
+        }
+        Ok(self)
+    }
+
+    /// GC percent: collect when the heap grows by this percentage over the live heap of the
+    /// last cycle. `None` turns proportional collection off (`GOGC=off`); only explicit
+    /// `collect()` calls then run cycles.
+    pub fn gc_percent(mut self, percent: Option<u32>) -> Self {
+        self.gc_percent = percent;
+        self
+    }
+
+    /// The soft memory limit (Go: `GOMEMLIMIT`, `debug.SetMemoryLimit`): the heap goal is
+    /// capped so that the memory the heap has mapped and not returned to the OS stays under
+    /// `bytes`, and free pages are returned to the OS to keep it there. It is *soft*: a live
+    /// heap larger than the limit is not an error; the collector then runs back to back, its
+    /// CPU capped at about half by the GC CPU limiter. `None`: no limit. Values below
+    /// [`MIN_MEMORY_LIMIT`] are raised to it.
+    pub fn memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.memory_limit = bytes.map(|b| b.max(MIN_MEMORY_LIMIT));
+        self
+    }
+
+    /// Print one line per cycle to stderr in Go's `GODEBUG=gctrace=1` format (see
+    /// [`CycleRecord::gctrace_line`](crate::telemetry::gctrace::CycleRecord::gctrace_line)).
+    pub fn gctrace(mut self, on: bool) -> Self {
+        self.gctrace = on;
+        self
+    }
+
+    /// Print the pacer's view of every cycle to stderr, as Go's `GODEBUG=gcpacertrace=1` does:
+    /// utilisation, scan work done and expected, heap at trigger and at the end, distance to
+    /// the goal, cons/mark.
+    pub fn gcpacertrace(mut self, on: bool) -> Self {
+        self.pacertrace = on;
+        self
+    }
+
+    /// A hard limit on the *live* heap: once a completed cycle has found more than `bytes`
+    /// live, allocations that need a new span fail with
+    /// [`AllocError::HeapLimit`](crate::AllocError::HeapLimit) (until a cycle finds less).
+    /// This is how a VM gets a clean "out of memory" instead of growing without bound. `None`
+    /// (the default): no limit beyond the arena reservation.
+    pub fn max_heap(mut self, bytes: Option<usize>) -> Self {
+        self.max_heap = bytes;
+        self
+    }
+
+    /// Size of the virtual reservation backing the heap (rounded down to 8 KiB pages). This is
+    /// the hard limit on heap memory.
+    pub fn arena_bytes(mut self, bytes: usize) -> Self {
+        self.arena_bytes = bytes;
+        self
+    }
+
+    /// Verify mode: poison freed slots and check the heap after every cycle (slow; for tests).
+    pub fn verify(mut self, on: bool) -> Self {
+        self.verify = on;
+        self
+    }
+
+    /// Threads that mark while the world is stopped (the collector thread plus `n - 1` helpers);
+    /// at least 1. Default: one per core, at most 8.
+    pub fn mark_workers(mut self, n: usize) -> Self {
+        self.mark_workers = n.clamp(1, 64);
+        self
+    }
+
+    /// Concurrent marking (the default): a cycle stops the world only briefly at its start
+    /// (STW 1) and end (STW 2) and marks while the mutators run. `false` selects the
+    /// stop-the-world collector, which marks in parallel (see [`Config::mark_workers`]) with the
+    /// world stopped: shorter cycles, pauses proportional to the live heap.
+    pub fn concurrent(mut self, on: bool) -> Self {
+        self.concurrent = on;
+        self
+    }
+
+    /// Testing: size the background mark workers as if the machine had `n` CPUs (they are 25%
+    /// of the CPUs: see [`crate::pacer::worker_shares`]), so that several workers can be exercised
+    /// on a small machine.
+    #[doc(hidden)]
+    pub fn debug_cpus(mut self, n: usize) -> Self {
+        self.cpus = Some(n.max(1));
+        self
+    }
+
+    /// The configured GC percent.
+    pub fn get_gc_percent(&self) -> Option<u32> {
+        self.gc_percent
+    }
+
+    /// Whether verify mode is on.
+    pub fn get_verify(&self) -> bool {
+        self.verify
+    }
+
+    /// The configured soft memory limit.
+    pub fn get_memory_limit(&self) -> Option<usize> {
+        self.memory_limit
+    }
+
+    /// Whether gctrace is on.
+    pub fn get_gctrace(&self) -> bool {
+        self.gctrace
+    }
+
+    /// The configured live-heap limit.
+    pub fn get_max_heap(&self) -> Option<usize> {
+        self.max_heap
+    }
+}
+
+/// Parse a `GOMEMLIMIT` value: `off`, or a byte count with Go's units (B, KiB, MiB, GiB, TiB) of
+/// at least [`MIN_MEMORY_LIMIT`]. A count of `i64::MAX` or more also means off (Go's `math.MaxInt64`).
+pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
+    const EXPECTED: &str = "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB \
+                            or TiB (e.g. 512MiB), or \"off\"";
+    let err = || ConfigError {
+        var: "GOMEMLIMIT",
+        value: v.to_string(),
+        expected: EXPECTED,
+    };
+    if v.trim() == "off" {
+        return Ok(None);
+    }
+    let b = parse_bytes("GOMEMLIMIT", v).map_err(|_| err())?;
+    if b as u64 >= i64::MAX as u64 {
+        return Ok(None);
+    }
+    if b < MIN_MEMORY_LIMIT {
+        return Err(err());
+    }
+    Ok(Some(b))
+}
+
+/// The setting `key` (`gctrace`, `gcpacertrace`) of a `GODEBUG` value (`key=value` pairs
+/// separated by commas; other keys ignored): `Some(n > 0)` if present.
+pub fn parse_godebug(v: &str, key: &str) -> Result<Option<bool>, ConfigError> {
+    let mut out = None;
+    for kv in v.split(',') {
+        if let Some(val) = kv
+            .trim()
+            .strip_prefix(key)
+            .and_then(|r| r.strip_prefix('='))
+        {
+            out = Some(match val.parse::<u32>() {
+                Ok(n) => n > 0,
+                Err(_) => {
+                    return Err(ConfigError {
+                        var: "GODEBUG",
+                        value: v.to_string(),
+                        expected: "comma-separated key=value pairs with gctrace and gcpacertrace \
+                                   0 or 1 (e.g. gctrace=1)",
+                    });
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Parse a `GOGC` value: `off`, or a decimal integer (negative means off, as in Go).
+pub fn parse_gogc(v: &str) -> Result<Option<u32>, ConfigError> {
+    let t = v.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    match t.parse::<i64>() {
+        Ok(n) if n < 0 => Ok(None),
+        Ok(n) => Ok(Some(n.min(u32::MAX as i64) as u32)),
+        Err(_) => Err(ConfigError {
+            var: "GOGC",
+            value: v.to_string(),
+            expected: "a non-negative integer percentage (e.g. 100) or \"off\"",
+        }),
+    }
+}
+
+/// Parse a byte size with Go's units: `123`, `123B`, `64KiB`, `512MiB`, `1GiB`, `2TiB`.
+pub fn parse_bytes(var: &'static str, v: &str) -> Result<usize, ConfigError> {
+    let err = || ConfigError {
+        var,
+        value: v.to_string(),
+        expected: "a byte count with an optional unit B, KiB, MiB, GiB or TiB (e.g. 512MiB)",
+    };
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| err())?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return Err(err()),
+    };
+    n.checked_mul(1u64 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(err)
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" | "" => Ok(false),
+        _ => Err(ConfigError {
+            var,
+            value: v.to_string(),
+            expected: "1/0, true/false, on/off or yes/no",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::default()
+            .apply_env(move |k| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn gogc_spellings() {
+        assert_eq!(parse_gogc("100"), Ok(Some(100)));
+        assert_eq!(parse_gogc("50"), Ok(Some(50)));
+        assert_eq!(parse_gogc("0"), Ok(Some(0)));
+        assert_eq!(parse_gogc("off"), Ok(None));
+        assert_eq!(parse_gogc("OFF"), Ok(None));
+        assert_eq!(parse_gogc("-1"), Ok(None));
+        for bad in ["abc", "", "10%", "-5x", "1e3"] {
+            let e = parse_gogc(bad).unwrap_err();
+            assert_eq!(e.var, "GOGC");
+            assert!(e.to_string().contains("GOGC"), "{e}");
+            assert!(e.to_string().contains("off"), "{e}");
+        }
+    }
+
+    #[test]
+    fn gomemlimit_spellings() {
+        assert_eq!(parse_memory_limit("512MiB"), Ok(Some(512 << 20)));
+        assert_eq!(parse_memory_limit("1GiB"), Ok(Some(1 << 30)));
+        assert_eq!(parse_memory_limit("123456789"), Ok(Some(123456789)));
+        assert_eq!(parse_memory_limit("123456789B"), Ok(Some(123456789)));
+        assert_eq!(parse_memory_limit("2048KiB"), Ok(Some(2 << 20)));
+        assert_eq!(parse_memory_limit("1TiB"), Ok(Some(1 << 40)));
+        assert_eq!(parse_memory_limit("off"), Ok(None));
+        assert_eq!(parse_memory_limit("9223372036854775807"), Ok(None));
+        for bad in [
+            "12XB", "", "MiB", "1.5GiB", "-1", "512 MB", "512mb", "100", "1023KiB", "OFF",
+        ] {
+            let e = parse_memory_limit(bad).unwrap_err();
+            assert_eq!(e.var, "GOMEMLIMIT", "{bad}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("GOMEMLIMIT") && msg.contains("MiB") && msg.contains("off"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn godebug_gctrace() {
+        let g = |v| parse_godebug(v, "gctrace");
+        assert_eq!(g("gctrace=1"), Ok(Some(true)));
+        assert_eq!(g("gctrace=0"), Ok(Some(false)));
+        assert_eq!(g("madvdontneed=1,gctrace=2"), Ok(Some(true)));
+        assert_eq!(g("madvdontneed=1"), Ok(None));
+        assert_eq!(g("gcpacertrace=1"), Ok(None));
+        assert_eq!(g(""), Ok(None));
+        assert_eq!(
+            parse_godebug("gctrace=1,gcpacertrace=1", "gcpacertrace"),
+            Ok(Some(true))
+        );
+        let e = g("gctrace=yes").unwrap_err();
+        assert_eq!(e.var, "GODEBUG");
+        assert!(e.to_string().contains("gctrace=1"));
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("X", "123"), Ok(123));
+        assert_eq!(parse_bytes("X", "123B"), Ok(123));
+        assert_eq!(parse_bytes("X", "64KiB"), Ok(64 << 10));
+        assert_eq!(parse_bytes("X", "512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("X", "1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("X", "2TiB"), Ok(2usize << 40));
+        for bad in ["12XB", "MiB", "1.5GiB", "-1", "99999999999999TiB"] {
+            assert!(parse_bytes("X", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn from_env_applies_and_rejects() {
+        let c = env(&[("GOGC", "off"), ("GCCORE_VERIFY", "1")]).unwrap();
+        assert_eq!(c.gc_percent, None);
+        assert!(c.verify);
+        let c = env(&[("GCCORE_ARENA", "1GiB")]).unwrap();
+        assert_eq!(c.arena_bytes, 1 << 30);
+        assert_eq!(c.gc_percent, Some(100));
+        let c = env(&[
+            ("GOMEMLIMIT", "256MiB"),
+            ("GODEBUG", "gctrace=1"),
+            ("GCCORE_MAX_HEAP", "1GiB"),
+        ])
+        .unwrap();
+        assert_eq!(c.memory_limit, Some(256 << 20));
+        assert!(c.gctrace);
+        assert_eq!(c.max_heap, Some(1 << 30));
+        assert_eq!(
+            env(&[("GOMEMLIMIT", "12XB")]).unwrap_err().var,
+            "GOMEMLIMIT"
+        );
+        assert_eq!(env(&[("GOGC", "-5x")]).unwrap_err().var, "GOGC");
+        assert_eq!(
+            env(&[("GCCORE_MAX_HEAP", "lots")]).unwrap_err().var,
+            "GCCORE_MAX_HEAP"
+        );
+        assert_eq!(
+            Config::default().memory_limit(Some(5)).memory_limit,
+            Some(MIN_MEMORY_LIMIT)
+        );
+        let e = env(&[("GOGC", "abc")]).unwrap_err();
+        assert_eq!(e.var, "GOGC");
+        assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());
+        assert_eq!(
+            env(&[("GCCORE_MARK_WORKERS", "3")]).unwrap().mark_workers,
+            3
+        );
+        for bad in ["0", "x", "65"] {
+            assert_eq!(
+                env(&[("GCCORE_MARK_WORKERS", bad)]).unwrap_err().var,
+                "GCCORE_MARK_WORKERS"
+            );
+        }
+    }
+}

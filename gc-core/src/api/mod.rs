@@ -1,0 +1,14 @@
+//! The public handles: `Heap`, `Mutator` and `Mutation`, `Gc`, cells, arrays, strings, weak
+//! references, NaN-boxed values, roots and the stash, blocking regions, and `Config`.
+
+pub(crate) mod array;
+pub(crate) mod blocking;
+pub(crate) mod cell;
+pub mod config;
+pub(crate) mod gc;
+pub(crate) mod mutator;
+pub(crate) mod nanbox;
+pub(crate) mod root;
+pub(crate) mod stash;
+pub(crate) mod string;
+pub(crate) mod weak;

@@ -1,0 +1,124 @@
+//! The stash: heap-wide roots that keep objects alive across scopes and threads.
+//!
+//! A [`Stash<R>`] is a `'static`, `Send + Sync` handle to one object of type `Root<'gc, R>`.
+//! While it exists the object is a root. Any mutator of the same heap can [`fetch`](Stash::fetch)
+//! it inside its own scope, which is how mutators on different threads share objects: a `Gc` of
+//! one scope can never be used in another, but a stash can carry the object between them.
+//! Sharing is sound because every heap object is `Send + Sync` (see [`Gc`]).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::api::gc::Gc;
+use crate::api::mutator::Mutation;
+use crate::api::root::{Root, Rootable};
+use crate::gc::heap::{ObjAddr, Owner};
+use crate::gc::mark::tracer::Tracer;
+
+/// Slots of stashed objects; read by the collector with the world stopped.
+#[derive(Default)]
+pub(crate) struct StashTable {
+    slots: Vec<Option<ObjAddr>>,
+    free: Vec<usize>,
+}
+
+impl StashTable {
+    fn insert(&mut self, a: ObjAddr) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(a);
+                i
+            }
+            None => {
+                self.slots.push(Some(a));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Trace every stashed object.
+    pub(crate) fn trace(&self, t: &mut Tracer) {
+        for a in self.slots.iter().flatten() {
+            t.edge(a.0);
+        }
+    }
+
+    /// Number of live stash handles.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+/// A heap-wide root holding one object of type `Root<'gc, R>`.
+pub struct Stash<R: for<'gc> Rootable<'gc>> {
+    owner: Arc<Owner>,
+    slot: usize,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<'gc> Mutation<'gc> {
+    /// Keep `gc` alive beyond this scope; fetch it back (in any mutator of this heap) with
+    /// [`Stash::fetch`].
+    pub fn stash<R>(&self, gc: Gc<'gc, Root<'gc, R>>) -> Stash<R>
+    where
+        R: for<'x> Rootable<'x>,
+        Root<'gc, R>: Sized,
+    {
+        // The stash is greyed at STW 1; an entry added while marking is shaded here (it may come
+        // from a scope that blocked across STW 1, whose locals the marker has not seen).
+        if self
+            .shared
+            .marking
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            crate::gc::concurrent::shade(self.shared, [ObjAddr(gc.header())]);
+        }
+        let slot = self.shared.stash.lock().insert(ObjAddr(gc.header()));
+        Stash {
+            owner: self.owner(),
+            slot,
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R: for<'gc> Rootable<'gc>> Stash<R> {
+    /// The stashed object, as a `Gc` of the current scope.
+    ///
+    /// # Panics
+    /// If `mc` belongs to a different heap.
+    pub fn fetch<'gc>(&self, mc: &Mutation<'gc>) -> Gc<'gc, Root<'gc, R>>
+    where
+        Root<'gc, R>: Sized,
+    {
+        assert!(
+            std::ptr::eq(&*self.owner.shared, mc.shared),
+            "gc-core: Stash::fetch with a mutator of another heap"
+        );
+        let a = self.owner.shared.stash.lock().slots[self.slot].expect("live stash slot");
+        // SAFETY: the slot holds the address of a `Root<'_, R>` object stored by `stash`, kept
+        // alive as a root since; the returned `Gc` is branded with this scope.
+        unsafe { Gc::from_word(a.0 as usize) }
+    }
+}
+
+impl<R: for<'gc> Rootable<'gc>> Clone for Stash<R> {
+    fn clone(&self) -> Self {
+        let mut t = self.owner.shared.stash.lock();
+        let a = t.slots[self.slot].expect("live stash slot");
+        let slot = t.insert(a);
+        Stash {
+            owner: self.owner.clone(),
+            slot,
+            _r: PhantomData,
+        }
+    }
+}
+
+impl<R: for<'gc> Rootable<'gc>> Drop for Stash<R> {
+    fn drop(&mut self) {
+        let mut t = self.owner.shared.stash.lock();
+        t.slots[self.slot] = None;
+        t.free.push(self.slot);
+    }
+}

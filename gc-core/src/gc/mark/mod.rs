@@ -1,0 +1,4 @@
+//! Marking: the tracer, and the workers that run it in parallel.
+
+pub(crate) mod tracer;
+pub(crate) mod workers;

@@ -1,0 +1,220 @@
+//! Sweeping: free the white objects of a finished cycle, span by span.
+//!
+//! Mark termination makes every span unswept at once ([`crate::alloc::sweepgen`]) and opens the
+//! weak-clearing window, in which nothing is swept; the collector clears the dead weak
+//! references, queues every unswept span on its class's unswept list and closes the window
+//! (see [`crate::alloc::central`]). From then on a span is swept by the one thread that pops it from
+//! an unswept list and claims it:
+//!
+//! * the **background sweeper** (the collector thread, between cycles: [`sweep_some`]);
+//! * a **mutator** that needs a span of that class (lazy sweeping in the cache refill), so a
+//!   span is always swept before its slots are handed out again;
+//! * a thread in [`finish_sweep`]: **sweep termination** at the start of the next cycle (so
+//!   that the next mark starts from clean mark bits), `collect` callers, `Heap::finish_sweep`.
+//!
+//! Sweep termination also waits for sweeps in progress on other threads (`Central::sweepers`),
+//! so no sweep of the last cycle can clear mark bits of the next. A span is never swept while
+//! it is listed or cached: whoever sweeps it took it off its list first, and places it
+//! afterwards (frees it if empty, lists it as partial if it has free slots).
+//!
+//! Sweeping a span: for each slot that is allocated and not marked, run its drop glue (if the
+//! span ever held a type with drop glue) and, in verify mode, overwrite it with poison; then the
+//! mark bitmap becomes the alloc bitmap and the mark bitmap is cleared. Spans whose objects have
+//! no drop glue are swept by bitmap arithmetic alone, without touching the objects.
+//!
+//! Drop glue runs exactly once per dead object: a slot's alloc bit is cleared by the same sweep
+//! that runs its drop glue, and a slot with a clear alloc bit is never dropped again. A panic in
+//! drop glue aborts the process (it would otherwise leave the span half-swept).
+
+use std::sync::atomic::Ordering;
+
+use crate::alloc::central::{SpanRef, span_class};
+use crate::alloc::span::LARGE;
+use crate::gc::heap::Shared;
+use crate::gc::object::{Header, POISON};
+
+/// What a sweep found.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    /// Free slots after the sweep.
+    pub free_slots: usize,
+    /// Whether the span holds no object at all now.
+    pub empty: bool,
+}
+
+/// Sweep one span the caller has claimed ([`Central::try_claim`](crate::alloc::central::Central::try_claim));
+/// it is in no cache. The span is left allocated; the caller decides where it goes.
+pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
+    let span = s.get();
+    let mut st = span.state.lock();
+    debug_assert!(!st.in_cache);
+    let run_drops = span.may_drop.load(Ordering::Relaxed);
+    let slow = run_drops || h.verify;
+    let nelems = span.nelems;
+    let marks = span.mark_words();
+    let mut freed = 0usize;
+    let mut live = 0usize;
+    for (wi, w) in st.alloc.as_raw_mut_slice().iter_mut().enumerate() {
+        let valid = if (wi + 1) * 64 <= nelems {
+            u64::MAX
+        } else {
+            (1u64 << (nelems - wi * 64)) - 1
+        };
+        let m = marks[wi].load(Ordering::Relaxed) & valid;
+        let mut dead = *w & !m & valid;
+        freed += dead.count_ones() as usize;
+        live += m.count_ones() as usize;
+        if slow {
+            while dead != 0 {
+                let i = wi * 64 + dead.trailing_zeros() as usize;
+                dead &= dead - 1;
+                let addr = span.slot_addr(i);
+                if run_drops {
+                    run_drop(addr as *mut Header);
+                }
+                if h.verify {
+                    // SAFETY: slot `i` is dead (allocated, unmarked): nothing reachable points
+                    // to it and its drop glue has run, so its bytes are ours to overwrite.
+                    unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
+                }
+            }
+        }
+        *w = m | !valid;
+        marks[wi].store(0, Ordering::Relaxed);
+    }
+    st.allocated = live;
+    if live == 0 {
+        span.may_drop.store(false, Ordering::Relaxed);
+    }
+    h.central.set_swept(span);
+    drop(st);
+    if freed > 0 {
+        h.stats
+            .objects_freed
+            .fetch_add(freed as u64, Ordering::Relaxed);
+        h.stats
+            .bytes_freed
+            .fetch_add((freed * span.elem_size) as u64, Ordering::Relaxed);
+        h.heap_alloc
+            .fetch_sub(freed * span.elem_size, Ordering::Relaxed);
+    }
+    Swept {
+        free_slots: nelems - live,
+        empty: live == 0,
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs drop glue for a sweep.
+    static IN_DROP_GLUE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Panic if called from drop glue run by a sweep: `what` would wait for that sweep (or for a
+/// pause that waits for it) to end, which it never would. The panic aborts the process (see
+/// [`run_drop`]) with this message, rather than hanging it.
+pub(crate) fn refuse_in_drop_glue(what: &str) {
+    if IN_DROP_GLUE.with(|c| c.get()) {
+        panic!(
+            "gc-core: {what} called from drop glue run by the sweeper; it would wait for the \
+             sweep that runs this drop glue (deadlock)"
+        );
+    }
+}
+
+fn run_drop(h: *mut Header) {
+    // SAFETY: `h` is the header of a dead object (allocated, unmarked) in a span being swept by
+    // this thread alone; its header is intact (only sweeping overwrites dead objects, after
+    // this call), and this is the one sweep that frees it.
+    let info = unsafe { (*h).info };
+    if let Some(d) = info.drop {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            IN_DROP_GLUE.with(|c| c.set(true));
+            // SAFETY: as above; the value is dropped exactly once, here.
+            unsafe { d(h) };
+            IN_DROP_GLUE.with(|c| c.set(false));
+        }));
+        if r.is_err() {
+            eprintln!(
+                "gc-core: drop glue of a `{}` panicked during sweeping; aborting",
+                (info.name)()
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// Place a span swept by a sweeper that popped it from an unswept list (so it is listed
+/// nowhere and cached nowhere): free it if it is empty, list it as partial if it has free slots,
+/// leave it otherwise (full: found again through `all` after the next mark).
+fn place(h: &Shared, s: SpanRef, r: Swept) {
+    let span = s.get();
+    if r.empty {
+        h.central.free_span(&h.arena, s);
+        return;
+    }
+    if span.class == LARGE || r.free_slots == 0 {
+        return;
+    }
+    let mut l = h.central.classes[span_class(span.class, span.noscan)].lock();
+    let mut st = span.state.lock();
+    if st.in_cache || st.in_partial {
+        bug!("a span popped for sweeping was also cached or listed");
+    }
+    st.in_partial = true;
+    drop(st);
+    l.partial.push(s);
+}
+
+/// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep (also
+/// in the weak-clearing window, when nothing may be swept).
+pub(crate) fn sweep_some(h: &Shared) -> bool {
+    let c = &h.central;
+    // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
+    c.sweepers.fetch_add(1, Ordering::SeqCst);
+    let popped = c.pop_large_unswept().or_else(|| {
+        let n = c.classes.len();
+        let start = h.sweep_cursor.load(Ordering::Relaxed) % n;
+        (0..n).find_map(|k| {
+            let sc = (start + k) % n;
+            let s = c.pop_unswept(sc);
+            if s.is_some() {
+                h.sweep_cursor.store(sc, Ordering::Relaxed);
+            }
+            s
+        })
+    });
+    let found = popped.is_some();
+    if let Some(s) = popped {
+        // Popped outside the window (checked under the list lock), and the next mark
+        // termination waits for this sweeper: the claim cannot fail.
+        if !c.try_claim(s.get()) {
+            bug!("a span popped from an unswept list could not be claimed");
+        }
+        let r = sweep_span(h, s);
+        place(h, s, r);
+    }
+    c.sweepers.fetch_sub(1, Ordering::SeqCst);
+    found
+}
+
+/// The work of the weak-clearing window, after mark termination opened it (see
+/// [`crate::alloc::sweepgen`]): clear the dead weak references (they need the mark bits as marking
+/// left them), queue every span that needs sweeping, then let sweeping begin.
+pub(crate) fn end_weak_window(h: &Shared) {
+    crate::api::weak::process_weaks(h);
+    h.central.queue_unswept();
+    h.central.open_sweep();
+}
+
+/// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
+/// termination, `collect`, `Heap::finish_sweep`, verify mode). Called in the weak-clearing
+/// window (by a thread other than the collector), it first waits for the window to close.
+pub(crate) fn finish_sweep(h: &Shared) {
+    while h.central.sweep_held() {
+        std::thread::yield_now();
+    }
+    while sweep_some(h) {}
+    while h.central.sweepers.load(Ordering::SeqCst) > 0 {
+        std::thread::yield_now();
+    }
+}

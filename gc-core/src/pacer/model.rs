@@ -1,0 +1,906 @@
+//! The pacer model: trigger, heap goal, assist ratio, CPU limiter and scavenger goals (pure).
+
+/// Fraction of the CPUs background marking uses (Go: `gcBackgroundUtilization`); also the goal
+/// utilisation of a cycle (`gcGoalUtilization`): the trigger is placed so that marking at this
+/// utilisation alone ends as the heap reaches the goal, with no assists.
+pub const GC_BACKGROUND_UTILIZATION: f64 = 0.25;
+
+/// Heap minimum at GOGC=100 (Go: `defaultHeapMinimum`): the goal is never below
+/// `4 MiB × GOGC/100`, which amortises the fixed cost of a cycle over small heaps.
+pub const DEFAULT_HEAP_MINIMUM: u64 = 4 << 20;
+
+/// The goal is at least this far above the heap size at which the cycle started (Go:
+/// `heapGoalInternal`, `minRunway`), since assists are proportional to the distance.
+pub const MIN_RUNWAY: u64 = 64 << 10;
+
+/// While the last cycle's sweep is not done, the trigger is at least this far above the live heap
+/// (Go: `sweepMinHeapDistance`), so that sweeping has some allocation to happen in.
+pub const SWEEP_MIN_HEAP_DISTANCE: u64 = 1 << 20;
+
+/// The trigger is at least 45/64 (≈ 0.7) and at most 61/64 (≈ 0.95) of the way from the live
+/// heap to the goal (Go 1.19: `minTriggerRatioNum`, `maxTriggerRatioNum` over `triggerRatioDen`).
+const TRIGGER_RATIO_DEN: u64 = 64;
+const MIN_TRIGGER_RATIO_NUM: u64 = 45;
+const MAX_TRIGGER_RATIO_NUM: u64 = 61;
+
+/// Memory-limit headroom: the limit-based goal is lowered by 3% of itself, at least 1 MiB, to
+/// absorb pacing error (Go 1.21's `memoryLimitHeapGoalHeadroomPercent` and its 1 MiB minimum;
+/// Go 1.19 used a flat 1 MiB, which lets a heap of hundreds of MiB overshoot the limit).
+const LIMIT_HEADROOM_PERCENT: u64 = 3;
+const LIMIT_HEADROOM_MIN: u64 = 1 << 20;
+
+/// Past the goal, a cycle aims this much further (Go: `maxOvershoot` in `revise`).
+const MAX_OVERSHOOT: f64 = 1.1;
+
+/// What the heap has mapped, for the memory limit (Go: `mappedReady`, `heapFree`,
+/// `totalAlloc − totalFree`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Memory mapped and not returned to the OS (arena pages ever used minus pages released).
+    pub mapped_ready: u64,
+    /// Free pages not yet released to the OS.
+    pub heap_free: u64,
+    /// Bytes of allocated objects not yet freed by the sweeper (live, and dead but unswept).
+    pub heap_alloc: u64,
+}
+
+/// How much scan work an allocating mutator owes per byte, and its inverse (Go:
+/// `assistWorkPerByte`, `assistBytesPerWork`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AssistRatio {
+    /// Scan work owed per byte allocated.
+    pub work_per_byte: f64,
+    /// Bytes of allocation one unit of scan work pays for.
+    pub bytes_per_work: f64,
+}
+
+/// What a cycle measured, for the cons/mark estimate (Go: the inputs of `endCycle`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CycleEnd {
+    /// The live heap at mark termination (Go: `heapLive`).
+    pub heap_live: u64,
+    /// Scan work done by the cycle: heap, root stacks, global roots.
+    pub scan_work: u64,
+    /// CPU time of mark assists.
+    pub assist_ns: u64,
+    /// CPU time of idle-priority marking (gc-core has none; kept for Go's formula).
+    pub idle_ns: u64,
+    /// Wall time assists were enabled: from mark start to mark termination.
+    pub mark_ns: u64,
+}
+
+/// The pacer state (Go: `gcControllerState`, the parts that are not counters).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pacer {
+    gc_percent: Option<u32>,
+    memory_limit: Option<u64>,
+    heap_minimum: u64,
+    procs: usize,
+    /// Bytes marked by the last cycle (Go: `heapMarked`).
+    heap_marked: u64,
+    /// Heap scan work of the last cycle (Go: `lastHeapScan`).
+    last_heap_scan: u64,
+    /// Root-stack scan work of the last cycle (Go: `lastStackScan`).
+    last_stack_scan: u64,
+    /// Global-root scan work (the stash; Go: `globalsScan`).
+    globals_scan: u64,
+    /// The cons/mark estimate used for the next trigger (Go: `consMark`) and the last cycle's
+    /// raw value (`lastConsMark`).
+    cons_mark: f64,
+    last_cons_mark: f64,
+    /// Goal from GOGC alone (Go: `gcPercentHeapGoal`), set by `commit`.
+    gc_percent_goal: u64,
+    /// Heap growth the next cycle needs to mark in (Go: `runway`), set by `commit`.
+    runway: u64,
+    /// Lower bound on the trigger while sweeping (Go: `sweepDistMinTrigger`).
+    sweep_dist_min_trigger: u64,
+    /// The heap size at which the current cycle started (Go: `triggered`), `None` between
+    /// cycles.
+    triggered: Option<u64>,
+    /// The goal when the last cycle ended (Go: `lastHeapGoal`, for the scavenger).
+    last_heap_goal: u64,
+}
+
+impl Pacer {
+    /// A pacer for `GOGC = gc_percent` (`None`: off), the soft memory limit (`None`: none) and
+    /// `procs` CPUs (Go: GOMAXPROCS).
+    pub fn new(gc_percent: Option<u32>, memory_limit: Option<u64>, procs: usize) -> Pacer {
+        let mut p = Pacer {
+            gc_percent: None,
+            memory_limit,
+            heap_minimum: 0,
+            procs: procs.max(1),
+            heap_marked: 0,
+            last_heap_scan: 0,
+            last_stack_scan: 0,
+            globals_scan: 0,
+            cons_mark: 0.0,
+            last_cons_mark: 0.0,
+            gc_percent_goal: 0,
+            runway: 0,
+            sweep_dist_min_trigger: 0,
+            triggered: None,
+            last_heap_goal: 0,
+        };
+        p.set_gc_percent(gc_percent);
+        p
+    }
+
+    /// Set GOGC and return the old value (Go: `setGCPercent`). The heap minimum follows:
+    /// `4 MiB × GOGC/100`.
+    pub fn set_gc_percent(&mut self, gc_percent: Option<u32>) -> Option<u32> {
+        let old = self.gc_percent;
+        self.gc_percent = gc_percent;
+        self.heap_minimum = match gc_percent {
+            Some(p) => DEFAULT_HEAP_MINIMUM.saturating_mul(p as u64) / 100,
+            None => 0,
+        };
+        self.recompute();
+        old
+    }
+
+    /// Set the soft memory limit and return the old one (Go: `setMemoryLimit`).
+    pub fn set_memory_limit(&mut self, limit: Option<u64>) -> Option<u64> {
+        std::mem::replace(&mut self.memory_limit, limit)
+    }
+
+    /// GOGC (`None`: off).
+    pub fn gc_percent(&self) -> Option<u32> {
+        self.gc_percent
+    }
+
+    /// The soft memory limit (`None`: none).
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// Bytes marked by the last cycle.
+    pub fn heap_marked(&self) -> u64 {
+        self.heap_marked
+    }
+
+    /// The cons/mark estimate (bytes allocated per unit of scan work, CPU for CPU).
+    pub fn cons_mark(&self) -> f64 {
+        self.cons_mark
+    }
+
+    /// The goal when the last cycle ended.
+    pub fn last_heap_goal(&self) -> u64 {
+        self.last_heap_goal
+    }
+
+    /// Set the scan work of the global roots (the stash) for the next goal.
+    pub fn set_globals_scan(&mut self, bytes: u64) {
+        self.globals_scan = bytes;
+    }
+
+    /// Record the end of a mark phase (Go: `resetLive`): `marked` bytes are live,
+    /// `heap_scan_work` of them were scanned, and the root stacks took `stack_scan_work`.
+    pub fn reset_live(&mut self, marked: u64, heap_scan_work: u64, stack_scan_work: u64) {
+        self.heap_marked = marked;
+        self.last_heap_scan = heap_scan_work;
+        self.last_stack_scan = stack_scan_work;
+        self.triggered = None;
+    }
+
+    /// Recompute the GOGC goal and the runway (Go: `commit`), after a cycle or a setting change.
+    ///
+    /// * GOGC goal = `marked + (marked + stack scan + globals scan) × GOGC/100`, at least the
+    ///   heap minimum `4 MiB × GOGC/100`; none with GOGC=off.
+    /// * runway = `cons/mark × (1 − u)/u × (last heap scan + stack scan + globals scan)` with
+    ///   `u` = [`GC_BACKGROUND_UTILIZATION`]: the bytes the mutators allocate while the
+    ///   background workers, at `u` of the CPUs, do the expected scan work — the mutators having
+    ///   the other `1 − u`. The trigger is the goal minus the runway.
+    /// * While the last sweep is not done, the trigger stays [`SWEEP_MIN_HEAP_DISTANCE`] above
+    ///   `heap_live`.
+    pub fn commit(&mut self, sweep_done: bool, heap_live: u64) {
+        self.sweep_dist_min_trigger = if sweep_done {
+            0
+        } else {
+            heap_live.saturating_add(SWEEP_MIN_HEAP_DISTANCE)
+        };
+        self.recompute();
+    }
+
+    /// The GOGC goal and the runway from the current state (the body of Go's `commit`).
+    fn recompute(&mut self) {
+        let scan = self.last_heap_scan + self.last_stack_scan + self.globals_scan;
+        self.gc_percent_goal = match self.gc_percent {
+            None => u64::MAX,
+            Some(p) => {
+                let roots_and_heap = (self.heap_marked + self.last_stack_scan + self.globals_scan)
+                    as u128
+                    * p as u128
+                    / 100;
+                (self.heap_marked as u128 + roots_and_heap)
+                    .min(u64::MAX as u128)
+                    .max(self.heap_minimum as u128) as u64
+            }
+        };
+        let u = GC_BACKGROUND_UTILIZATION;
+        let runway = self.cons_mark * (1.0 - u) / u * scan as f64;
+        self.runway = if runway.is_finite() && runway >= 0.0 {
+            runway.min(u64::MAX as f64) as u64
+        } else {
+            0
+        };
+    }
+
+    /// The goal the soft memory limit allows (Go: `memoryLimitHeapGoal`; `u64::MAX` without a
+    /// limit).
+    ///
+    /// Memory that is mapped but not heap objects or free pages (span fragmentation and unswept
+    /// garbage, for gc-core) is `non_heap = mapped_ready − heap_free − heap_alloc`; what is
+    /// mapped beyond the limit is the `overage`. The goal is `limit − (non_heap + overage)`,
+    /// minus the headroom (3%, at least 1 MiB), and never below the live heap: a limit below
+    /// the live heap gives back-to-back cycles, whose CPU the [`CpuLimiter`] caps.
+    pub fn memory_limit_heap_goal(&self, m: MemoryStats) -> u64 {
+        let Some(limit) = self.memory_limit else {
+            return u64::MAX;
+        };
+        let non_heap = m.mapped_ready.saturating_sub(m.heap_free + m.heap_alloc);
+        let overage = m.mapped_ready.saturating_sub(limit);
+        if non_heap + overage >= limit {
+            return self.heap_marked;
+        }
+        let goal = limit - (non_heap + overage);
+        let headroom = (goal / 100 * LIMIT_HEADROOM_PERCENT).max(LIMIT_HEADROOM_MIN);
+        let goal = if goal < 2 * headroom {
+            headroom
+        } else {
+            goal - headroom
+        };
+        goal.max(self.heap_marked)
+    }
+
+    /// The most the heap may reach under the memory limit: `limit − (non_heap + overage)`
+    /// without the headroom, at least the live heap (`u64::MAX` without a limit). Assists
+    /// aim at most here however far marking runs over ([`Pacer::revise`]).
+    pub fn memory_limit_hard_goal(&self, m: MemoryStats) -> u64 {
+        let Some(limit) = self.memory_limit else {
+            return u64::MAX;
+        };
+        let non_heap = m.mapped_ready.saturating_sub(m.heap_free + m.heap_alloc);
+        let overage = m.mapped_ready.saturating_sub(limit);
+        limit
+            .saturating_sub(non_heap + overage)
+            .max(self.heap_marked)
+    }
+
+    /// The heap goal and the lowest trigger the goal allows (Go: `heapGoalInternal`): the
+    /// smaller of the GOGC goal and the memory-limit goal. When GOGC decides, the goal is also
+    /// at least the sweep distance and [`MIN_RUNWAY`] above where the current cycle started.
+    pub fn heap_goal_and_min_trigger(&self, m: MemoryStats) -> (u64, u64) {
+        let mut goal = self.gc_percent_goal;
+        let limit_goal = self.memory_limit_heap_goal(m);
+        if limit_goal < goal {
+            return (limit_goal, 0);
+        }
+        goal = goal.max(self.sweep_dist_min_trigger);
+        if let Some(t) = self.triggered {
+            goal = goal.max(t.saturating_add(MIN_RUNWAY));
+        }
+        (goal, self.sweep_dist_min_trigger)
+    }
+
+    /// The heap goal (Go: `heapGoal`; `u64::MAX` with GOGC=off and no memory limit).
+    pub fn heap_goal(&self, m: MemoryStats) -> u64 {
+        self.heap_goal_and_min_trigger(m).0
+    }
+
+    /// The trigger and the goal (Go 1.19: `gcControllerState.trigger`): `goal − runway`,
+    /// bounded below by `marked + (goal − marked) × 45/64` (so that a fast allocator does not
+    /// make the collector run nearly all the time) and above by `marked + (goal − marked) ×
+    /// 61/64` or, for large heaps, `goal − heap minimum` (some headroom is left whenever a
+    /// cycle starts).
+    pub fn trigger(&self, m: MemoryStats) -> (u64, u64) {
+        let (goal, mut min_trigger) = self.heap_goal_and_min_trigger(m);
+        if goal == u64::MAX {
+            return (u64::MAX, u64::MAX);
+        }
+        let marked = self.heap_marked;
+        if marked >= goal {
+            return (goal, goal);
+        }
+        min_trigger = min_trigger.max(marked);
+        let span = goal - marked;
+        min_trigger = min_trigger.max(span / TRIGGER_RATIO_DEN * MIN_TRIGGER_RATIO_NUM + marked);
+        let mut max_trigger = span / TRIGGER_RATIO_DEN * MAX_TRIGGER_RATIO_NUM + marked;
+        if goal > DEFAULT_HEAP_MINIMUM && goal - DEFAULT_HEAP_MINIMUM > max_trigger {
+            max_trigger = goal - DEFAULT_HEAP_MINIMUM;
+        }
+        max_trigger = max_trigger.max(min_trigger);
+        let trigger = goal.saturating_sub(self.runway);
+        (trigger.clamp(min_trigger, max_trigger).min(goal), goal)
+    }
+
+    /// A cycle starts at `heap_live` (Go: `startCycle`, which also sets `triggered`). Returns
+    /// the goal of the cycle.
+    pub fn start_cycle(&mut self, heap_live: u64, m: MemoryStats) -> u64 {
+        self.triggered = Some(heap_live);
+        self.heap_goal(m)
+    }
+
+    /// The assist ratio during a cycle (Go: `revise`): scan work remaining ÷ heap remaining.
+    ///
+    /// * Expected scan work = last heap scan + stack scan + globals scan. If more than that has
+    ///   been done (the heap grew), the cycle assumes the worst — all scannable memory
+    ///   (`heap_scan` + roots) is live — and moves the goal out in proportion, at most to
+    ///   `(1 + GOGC/100) × goal` (Go's hard goal).
+    /// * Past the goal anyway, it aims at 1.1 × the goal with the worst-case work.
+    /// * Under a memory limit the extension stops at the limit itself (the limit-based goal
+    ///   without its headroom, [`Pacer::memory_limit_hard_goal`]), so the overshoot past it is
+    ///   the 10% above at most: gc-core's choice. Go 1.19 extends to `(1 + GOGC/100) × goal`
+    ///   with GOGC taken as 100000 when off, i.e. without bound. (Capping the 10% overshoot
+    ///   at the limit too held mapped memory down but made a single treechurn operation wait
+    ///   66 ms in assists.) A cycle with no scan work on record yet (the heap's first)
+    ///   extends straight to the hard goal.
+    /// * Remaining work is at least 1000, remaining heap at least 1 byte.
+    ///
+    /// `heap_live`: now; `heap_scan`: scannable bytes of the heap now (marked scannable bytes
+    /// plus scannable bytes allocated since); `work_done`: scan work done so far this cycle.
+    pub fn revise(
+        &self,
+        heap_live: u64,
+        heap_scan: u64,
+        stack_scan: u64,
+        work_done: u64,
+        m: MemoryStats,
+    ) -> AssistRatio {
+        let gc_percent = self.gc_percent.unwrap_or(100_000) as f64;
+        let mut heap_goal = self.heap_goal(m).min(i64::MAX as u64) as f64;
+        let triggered = self.triggered.unwrap_or(heap_live) as f64;
+        let mut expected = (self.last_heap_scan + self.last_stack_scan + self.globals_scan) as f64;
+        let max_work =
+            (heap_scan + stack_scan.max(self.last_stack_scan) + self.globals_scan) as f64;
+        let work = work_done as f64;
+        if work > expected {
+            let ext = if expected > 0.0 {
+                (heap_goal - triggered) / expected * max_work + triggered
+            } else {
+                f64::INFINITY
+            };
+            expected = max_work;
+            let hard = (1.0 + gc_percent / 100.0) * heap_goal;
+            let limit = self.memory_limit_hard_goal(m) as f64;
+            heap_goal = ext.min(hard).min(limit.max(heap_goal));
+        }
+        if heap_live as f64 > heap_goal {
+            heap_goal *= MAX_OVERSHOOT;
+            expected = max_work;
+        }
+        let remaining_work = (expected - work).max(1000.0);
+        let remaining_heap = (heap_goal - heap_live as f64).max(1.0);
+        AssistRatio {
+            work_per_byte: remaining_work / remaining_heap,
+            bytes_per_work: remaining_heap / remaining_work,
+        }
+    }
+
+    /// Update the cons/mark estimate at the end of a cycle (Go 1.19: `endCycle`).
+    ///
+    /// With `u` = background utilisation (assumed at its target, 25%) plus assist utilisation
+    /// (`assist CPU ÷ (mark time × procs)`) and `i` the idle utilisation, the cycle's cons/mark
+    /// is
+    ///
+    /// ```text
+    /// (heap_live − triggered) × (u + i)  ÷  (scan work × (1 − u))
+    /// ```
+    ///
+    /// — bytes allocated per mutator CPU over scan work per GC CPU. The estimate used for the
+    /// next trigger is the mean of this cycle's and the last cycle's values (Go 1.19 replaced
+    /// 1.18's PI controller by this two-cycle average: the raw value is noisy).
+    pub fn end_cycle(&mut self, c: CycleEnd, goal: u64) {
+        self.end_cycle_traced(c, goal);
+    }
+
+    /// [`Pacer::end_cycle`], returning Go's `gcpacertrace` line for the cycle (`None` for a
+    /// cycle that taught nothing).
+    pub fn end_cycle_traced(&mut self, c: CycleEnd, goal: u64) -> Option<String> {
+        self.last_heap_goal = goal;
+        let triggered = self.triggered?;
+        let procs = self.procs as f64;
+        let mut utilization = GC_BACKGROUND_UTILIZATION;
+        let mut idle = 0.0;
+        if c.mark_ns > 0 {
+            utilization += c.assist_ns as f64 / (c.mark_ns as f64 * procs);
+            idle = c.idle_ns as f64 / (c.mark_ns as f64 * procs);
+        }
+        if c.heap_live <= triggered || c.scan_work == 0 || utilization >= 1.0 {
+            // A cycle too short to say anything (Go ignores it too).
+            return None;
+        }
+        let current = (c.heap_live - triggered) as f64 * (utilization + idle)
+            / (c.scan_work as f64 * (1.0 - utilization));
+        let old = self.cons_mark;
+        self.cons_mark = (current + self.last_cons_mark) / 2.0;
+        self.last_cons_mark = current;
+        Some(format!(
+            "pacer: {}% CPU ({} exp.) for {} B work ({} B exp.) in {} B -> {} B (∆goal {}, cons/mark {:.6})",
+            (utilization * 100.0) as u64,
+            (GC_BACKGROUND_UTILIZATION * 100.0) as u64,
+            c.scan_work,
+            self.last_heap_scan + self.last_stack_scan + self.globals_scan,
+            triggered,
+            c.heap_live,
+            c.heap_live as i64 - goal as i64,
+            old
+        ))
+    }
+}
+
+/// Background marking at [`GC_BACKGROUND_UTILIZATION`] of `procs` CPUs, split as Go's
+/// `startCycle` splits it: `total = 0.25 × procs` rounded to whole *dedicated* workers, unless
+/// rounding is off by more than 30%, in which case the dedicated count is rounded down and the
+/// rest is one *fractional* worker. Returns each worker's share of a CPU (dedicated first). Two
+/// CPUs: `[0.5]`; four: `[1]`; six: `[1, 0.5]`; eight: `[1, 1]`.
+pub fn worker_shares(procs: usize) -> Vec<f64> {
+    let total = GC_BACKGROUND_UTILIZATION * procs.max(1) as f64;
+    let mut dedicated = (total + 0.5).floor();
+    let mut fractional = 0.0;
+    if dedicated == 0.0 || (dedicated - total).abs() / total > 0.3 {
+        if dedicated > total {
+            dedicated -= 1.0;
+        }
+        fractional = total - dedicated;
+    }
+    let mut shares = vec![1.0; dedicated as usize];
+    if fractional > 0.0 {
+        shares.push(fractional);
+    }
+    shares
+}
+
+/// The GC CPU limiter (Go: `gcCPULimiterState` in `mgclimit.go`): a leaky bucket of capacity
+/// [`LIMITER_CAPACITY_PER_PROC`] per CPU. GC CPU time fills it, mutator CPU time drains it, so it fills only
+/// while the GC takes more than half of the CPU. While it is full the limiter is *on*: mark
+/// assists stop (the heap may then overshoot its goal), which keeps a memory limit below the
+/// live heap from turning every CPU into a collector (a "death spiral").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuLimiter {
+    capacity: u64,
+    fill: u64,
+    enabled: bool,
+    /// GC CPU time that did not fit in the full bucket (Go: `overflow`): the time the limiter
+    /// would have taken away.
+    overflow: u64,
+}
+
+/// Once on, the limiter stays on until its bucket has drained by 1/this of its capacity.
+pub const LIMITER_OFF_MARGIN: u64 = 20;
+
+/// The limiter turns on when its bucket is within 1/this of its capacity of full.
+pub const LIMITER_ON_MARGIN: u64 = 40;
+
+/// CPU time per CPU the limiter's bucket holds: 100 ms. Go's `capacityPerProc` is one second,
+/// which lets the GC take well over half the CPU for the first several seconds of a memory
+/// limit below the live heap (the bucket fills at the *excess* over 50%, e.g. 0.1 CPU-s per
+/// second at 55%); a VM that runs a script for a few seconds would never see the limiter. A
+/// tenth of that engages within about a second and still absorbs the short bursts (a cycle's
+/// assists) the limiter is not meant to cut.
+pub const LIMITER_CAPACITY_PER_PROC: u64 = 100_000_000;
+
+impl CpuLimiter {
+    /// A limiter for `procs` CPUs, empty and off.
+    pub fn new(procs: usize) -> CpuLimiter {
+        CpuLimiter {
+            capacity: LIMITER_CAPACITY_PER_PROC * procs.max(1) as u64,
+            fill: 0,
+            enabled: false,
+            overflow: 0,
+        }
+    }
+
+    /// Account a window in which the GC used `gc_ns` and the mutators `mutator_ns` of CPU
+    /// (Go: `accumulate`); returns whether the limiter is on afterwards.
+    pub fn accumulate(&mut self, mutator_ns: u64, gc_ns: u64) -> bool {
+        if gc_ns >= mutator_ns {
+            let change = gc_ns - mutator_ns;
+            let headroom = self.capacity - self.fill;
+            if change >= headroom {
+                self.overflow += change - headroom;
+                self.fill = self.capacity;
+                self.enabled = true;
+                return true;
+            }
+            self.fill += change;
+        } else {
+            self.fill = self.fill.saturating_sub(mutator_ns - gc_ns);
+        }
+        // Go turns the limiter on when the bucket is full and off as soon as it is not; gc-core
+        // turns it on 1/40 short of full and keeps it on until it has drained to 1/20 short.
+        // Without those margins each off window (assists at full force) overflows the bucket
+        // before the next update (at most every millisecond) notices, and the GC averages well
+        // over half the CPU: the overflow is GC time the bucket never counted. (Measured:
+        // 56–61% instead of about 50% with a memory limit below the live heap;
+        // `tests/pacing.rs`.)
+        self.enabled = if self.enabled {
+            self.fill > self.capacity - self.capacity / LIMITER_OFF_MARGIN
+        } else {
+            self.fill >= self.capacity - self.capacity / LIMITER_ON_MARGIN
+        };
+        self.enabled
+    }
+
+    /// Whether the limiter is on.
+    pub fn limiting(&self) -> bool {
+        self.enabled
+    }
+
+    /// How full the bucket is, in CPU nanoseconds, and its capacity.
+    pub fn fill(&self) -> (u64, u64) {
+        (self.fill, self.capacity)
+    }
+
+    /// GC CPU time the limiter has refused so far.
+    pub fn overflow(&self) -> u64 {
+        self.overflow
+    }
+}
+
+/// Extra retained memory the scavenger allows over the heap in use, scaled by the goal's
+/// change (Go: `retainExtraPercent`).
+const RETAIN_EXTRA_PERCENT: u64 = 10;
+/// The scavenger keeps mapped memory at 95% of the memory limit (Go: `reduceExtraPercent`).
+const REDUCE_EXTRA_PERCENT: u64 = 5;
+
+/// What the background scavenger works towards (Go 1.19: `gcPaceScavenger`): it returns free
+/// pages to the OS while retained memory is above `gc_percent_goal` or mapped memory above
+/// `memory_limit_goal` (`None`: no work for that goal).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScavengeGoals {
+    /// `heap in use × (goal ÷ last goal) × 1.1`, rounded up to a page.
+    pub gc_percent_goal: Option<u64>,
+    /// 95% of the memory limit.
+    pub memory_limit_goal: Option<u64>,
+}
+
+/// Compute the scavenger's goals at the end of a cycle: `heap_goal` of the next cycle and
+/// `last_heap_goal` of the one that ended, `heap_in_use` (bytes in spans at mark
+/// termination), `retained` (heap pages mapped and not released: in use plus free) and
+/// `mapped_ready`. `page` is the page size the goal is rounded to.
+pub fn scavenge_goals(
+    memory_limit: Option<u64>,
+    heap_goal: u64,
+    last_heap_goal: u64,
+    heap_in_use: u64,
+    retained: u64,
+    mapped_ready: u64,
+    page: u64,
+) -> ScavengeGoals {
+    let memory_limit_goal = memory_limit
+        .map(|l| l / 100 * (100 - REDUCE_EXTRA_PERCENT))
+        .filter(|&g| mapped_ready > g);
+    let gc_percent_goal = if last_heap_goal == 0 || heap_goal == u64::MAX {
+        None
+    } else {
+        let ratio = heap_goal as f64 / last_heap_goal as f64;
+        let mut g = (heap_in_use as f64 * ratio) as u64;
+        g += g / (100 / RETAIN_EXTRA_PERCENT);
+        g = g.div_ceil(page) * page;
+        (retained > g && retained - g >= page).then_some(g)
+    };
+    ScavengeGoals {
+        gc_percent_goal,
+        memory_limit_goal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn after_cycle(gogc: Option<u32>, marked: u64, scan: u64, stack: u64) -> Pacer {
+        let mut p = Pacer::new(gogc, None, 4);
+        p.reset_live(marked, scan, stack);
+        p.commit(true, marked);
+        p
+    }
+
+    #[test]
+    fn gogc_goal_counts_roots_and_has_a_minimum() {
+        let none = MemoryStats::default();
+        // 100 MiB marked, 1 MiB of root stacks, 2 MiB of globals: Go's
+        // goal = marked + (marked + stack + globals) × GOGC/100.
+        let mut p = after_cycle(Some(100), 100 * MIB, 80 * MIB, MIB);
+        p.set_globals_scan(2 * MIB);
+        p.commit(true, 100 * MIB);
+        assert_eq!(p.heap_goal(none), 100 * MIB + 103 * MIB);
+        p.set_gc_percent(Some(50));
+        assert_eq!(p.heap_goal(none), 100 * MIB + 103 * MIB / 2);
+        p.set_gc_percent(Some(200));
+        assert_eq!(p.heap_goal(none), 100 * MIB + 206 * MIB);
+        // A tiny heap: 4 MiB × GOGC/100.
+        let mut p = after_cycle(Some(100), 10_000, 10_000, 0);
+        assert_eq!(p.heap_goal(none), 4 * MIB);
+        assert_eq!(p.set_gc_percent(Some(50)), Some(100));
+        assert_eq!(p.heap_goal(none), 2 * MIB);
+        // GOGC=off: no goal, no trigger.
+        let p = after_cycle(None, 100 * MIB, 80 * MIB, 0);
+        assert_eq!(p.trigger(none), (u64::MAX, u64::MAX));
+        // While sweeping, the goal is at least 1 MiB above the live heap.
+        let mut p = after_cycle(Some(0), 100 * MIB, 80 * MIB, 0);
+        p.commit(false, 100 * MIB);
+        assert_eq!(p.heap_goal(none), 101 * MIB);
+    }
+
+    #[test]
+    fn trigger_from_cons_mark_and_its_bounds() {
+        let none = MemoryStats::default();
+        let marked = 100 * MIB;
+        let mut p = after_cycle(Some(100), marked, 60 * MIB, 0);
+        let goal = 200 * MIB;
+        // No estimate yet (cons/mark 0): runway 0, so the trigger is at its upper bound,
+        // max(marked + (goal − marked)/64 × 61, goal − 4 MiB).
+        let hi = (goal - 4 * MIB).max(marked + (goal - marked) / 64 * 61);
+        assert_eq!(p.trigger(none), (hi, goal));
+        // cons/mark 0.1: runway = 0.1 × 0.75/0.25 × 60 MiB = 18 MiB → trigger 182 MiB.
+        p.cons_mark = 0.1;
+        p.commit(true, marked);
+        let runway = (0.1f64 * 0.75 / 0.25 * (60 * MIB) as f64) as u64;
+        assert_eq!(p.trigger(none), (goal - runway, goal));
+        // cons/mark 2: a runway of 360 MiB would trigger below the live heap; the lower bound
+        // marked + (goal − marked)/64 × 45 holds.
+        p.cons_mark = 2.0;
+        p.commit(true, marked);
+        assert_eq!(p.trigger(none).0, marked + (goal - marked) / 64 * 45);
+    }
+
+    #[test]
+    fn memory_limit_caps_the_goal() {
+        let mut p = after_cycle(Some(100), 100 * MIB, 100 * MIB, 0);
+        p.set_memory_limit(Some(160 * MIB));
+        // 150 MiB mapped: 10 MiB free pages, 130 MiB of objects → 10 MiB non-heap.
+        let m = MemoryStats {
+            mapped_ready: 150 * MIB,
+            heap_free: 10 * MIB,
+            heap_alloc: 130 * MIB,
+        };
+        let raw = 160 * MIB - 10 * MIB;
+        let want = raw - raw / 100 * 3;
+        assert_eq!(p.memory_limit_heap_goal(m), want);
+        assert_eq!(
+            p.heap_goal(m),
+            want,
+            "smaller than the GOGC goal of 200 MiB"
+        );
+        // Mapped above the limit: the overage comes off too.
+        let m2 = MemoryStats {
+            mapped_ready: 170 * MIB,
+            heap_free: 0,
+            heap_alloc: 165 * MIB,
+        };
+        let raw = 160 * MIB - (5 * MIB + 10 * MIB);
+        assert_eq!(p.heap_goal(m2), raw - raw / 100 * 3);
+        // A limit below the live heap: the goal is the live heap (back-to-back cycles).
+        p.set_memory_limit(Some(64 * MIB));
+        assert_eq!(p.heap_goal(m), 100 * MIB);
+        assert_eq!(p.trigger(m), (100 * MIB, 100 * MIB));
+        // Small limits keep at least the 1 MiB headroom.
+        let q = Pacer::new(Some(100), Some(20 * MIB), 1);
+        assert_eq!(q.memory_limit_heap_goal(MemoryStats::default()), 19 * MIB);
+        // No limit: no cap.
+        assert_eq!(
+            after_cycle(Some(100), MIB, MIB, 0).memory_limit_heap_goal(m),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn goal_keeps_a_min_runway_above_the_start() {
+        let none = MemoryStats::default();
+        let mut p = after_cycle(Some(100), 100 * MIB, 100 * MIB, 0);
+        assert_eq!(p.start_cycle(150 * MIB, none), 200 * MIB);
+        // A cycle started late, at 199.99 MiB: the goal is 64 KiB above the start.
+        let late = 200 * MIB - 10_000;
+        assert_eq!(p.start_cycle(late, none), late + MIN_RUNWAY);
+    }
+
+    #[test]
+    fn assist_ratio_follows_revise() {
+        let none = MemoryStats::default();
+        // Last cycle: 100 MiB marked, 80 MiB scanned, 1 MiB of stacks. Goal 201 MiB.
+        let mut p = after_cycle(Some(100), 100 * MIB, 80 * MIB, MIB);
+        let goal = p.heap_goal(none) as f64;
+        assert_eq!(goal as u64, 201 * MIB);
+        let trigger = 170 * MIB;
+        p.start_cycle(trigger, none);
+        // Under the goal, 30 MiB of the expected 81 MiB done, live 180 MiB:
+        // (81 − 30) MiB of work over (201 − 180) MiB of heap.
+        let r = p.revise(180 * MIB, 90 * MIB, MIB, 30 * MIB, none);
+        let want = (51 * MIB) as f64 / (goal - (180 * MIB) as f64);
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        assert!((r.bytes_per_work * r.work_per_byte - 1.0).abs() < 1e-12);
+        // More work done than expected (85 > 81 MiB): worst case is all 120 MiB of scannable
+        // heap + 1 MiB of stacks; the goal moves to (goal − trigger)/81 × 121 + trigger,
+        // within the hard goal 2 × goal.
+        let r = p.revise(190 * MIB, 120 * MIB, MIB, 85 * MIB, none);
+        let ext = (goal - trigger as f64) / (81 * MIB) as f64 * (121 * MIB) as f64 + trigger as f64;
+        let want = (36 * MIB) as f64 / (ext - (190 * MIB) as f64);
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        // Past the goal (210 MiB live, expected work not exceeded): aim at 1.1 × goal with the
+        // worst-case work (121 MiB).
+        let r = p.revise(210 * MIB, 120 * MIB, MIB, 50 * MIB, none);
+        let want = (71 * MIB) as f64 / (goal * 1.1 - (210 * MIB) as f64);
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        // Past even that: at least 1 byte of heap and 1000 units of work remain.
+        let r = p.revise(400 * MIB, 120 * MIB, MIB, 500 * MIB, none);
+        assert_eq!(r.work_per_byte, 1000.0);
+        // Under a 210 MiB limit (the goal, 201 MiB, still from GOGC: the limit's is 210 MiB
+        // less 3%; nothing mapped beyond the objects): the extended goal (216 MiB) would pass
+        // the limit, so the cycle aims at the limit itself with the worst-case work.
+        p.set_memory_limit(Some(210 * MIB));
+        let m = MemoryStats {
+            mapped_ready: 190 * MIB,
+            heap_free: 0,
+            heap_alloc: 190 * MIB,
+        };
+        assert_eq!(p.heap_goal(m), 201 * MIB);
+        assert_eq!(p.memory_limit_hard_goal(m), 210 * MIB);
+        let r = p.revise(190 * MIB, 120 * MIB, MIB, 85 * MIB, m);
+        let want = (36 * MIB) as f64 / (20 * MIB) as f64;
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+    }
+
+    #[test]
+    fn cons_mark_is_a_two_cycle_average() {
+        let none = MemoryStats::default();
+        let mut p = after_cycle(Some(100), 100 * MIB, 80 * MIB, 0);
+        p.start_cycle(150 * MIB, none);
+        // 40 MiB allocated during a 100 ms mark on 4 CPUs with 40 ms of assists; 80 MiB of
+        // scan work. u = 0.25 + 40/(100 × 4) = 0.35.
+        let end = CycleEnd {
+            heap_live: 190 * MIB,
+            scan_work: 80 * MIB,
+            assist_ns: 40_000_000,
+            idle_ns: 0,
+            mark_ns: 100_000_000,
+        };
+        p.end_cycle(end, 200 * MIB);
+        let u = 0.35;
+        let c1 = (40 * MIB) as f64 * u / ((80 * MIB) as f64 * (1.0 - u));
+        assert!((p.cons_mark() - c1 / 2.0).abs() < 1e-12);
+        assert_eq!(p.last_heap_goal(), 200 * MIB);
+        // Second cycle: no assists, 20 MiB allocated over 80 MiB of work.
+        p.start_cycle(150 * MIB, none);
+        p.end_cycle(
+            CycleEnd {
+                heap_live: 170 * MIB,
+                assist_ns: 0,
+                ..end
+            },
+            200 * MIB,
+        );
+        let c2 = (20 * MIB) as f64 * 0.25 / ((80 * MIB) as f64 * 0.75);
+        assert!((p.cons_mark() - (c1 + c2) / 2.0).abs() < 1e-12);
+        // A cycle that allocated nothing leaves the estimate alone.
+        let before = p.cons_mark();
+        p.start_cycle(150 * MIB, none);
+        p.end_cycle(
+            CycleEnd {
+                heap_live: 150 * MIB,
+                ..end
+            },
+            200 * MIB,
+        );
+        assert_eq!(p.cons_mark(), before);
+    }
+
+    #[test]
+    fn worker_shares_follow_gos_rounding() {
+        // 25% of the CPUs, in dedicated workers unless rounding would be off by over 30%.
+        assert_eq!(worker_shares(1), [0.25]);
+        assert_eq!(worker_shares(2), [0.5]);
+        assert_eq!(worker_shares(3), [0.75]);
+        assert_eq!(worker_shares(4), [1.0]);
+        assert_eq!(worker_shares(6), [1.0, 0.5]);
+        assert_eq!(worker_shares(8), [1.0, 1.0]);
+        // 2.5 rounds to 3 dedicated: off by 20%, within Go's 30%.
+        assert_eq!(worker_shares(10), [1.0, 1.0, 1.0]);
+        assert_eq!(worker_shares(16), [1.0; 4]);
+        for cpus in 1..64 {
+            let want = 0.25 * cpus as f64;
+            let total: f64 = worker_shares(cpus).iter().sum();
+            assert!((total - want).abs() <= 0.3 * want + 1e-9, "{cpus} CPUs");
+        }
+    }
+
+    #[test]
+    fn limiter_fills_above_half_and_drains_below() {
+        let mut l = CpuLimiter::new(2);
+        assert_eq!(l.fill(), (0, 200_000_000));
+        // GC at 60% of 2 CPUs for 0.1 s: fills by 0.12 − 0.08 = 0.04 CPU-s.
+        for _ in 0..4 {
+            assert!(!l.accumulate(80_000_000, 120_000_000));
+        }
+        assert_eq!(l.fill().0, 160_000_000);
+        // 0.19 CPU-s: not yet within 1/40 (0.005) of full.
+        assert!(!l.accumulate(85_000_000, 115_000_000));
+        assert_eq!(l.fill().0, 190_000_000);
+        // 0.195: on, short of full.
+        assert!(l.accumulate(97_500_000, 102_500_000));
+        assert_eq!(l.fill().0, 195_000_000);
+        assert!(l.accumulate(80_000_000, 120_000_000), "full");
+        assert!(l.limiting());
+        assert!(l.accumulate(80_000_000, 120_000_000));
+        assert_eq!(l.overflow(), 35_000_000 + 40_000_000);
+        // Exactly half: stays full and on.
+        assert!(l.accumulate(100_000_000, 100_000_000));
+        // GC at 47.5%: drains by 0.005 CPU-s per 0.1 s; on until 1/20 (0.01 CPU-s) has
+        // drained.
+        assert!(l.accumulate(52_500_000, 47_500_000));
+        assert_eq!(l.fill().0, 195_000_000);
+        assert!(!l.accumulate(52_500_000, 47_500_000));
+        assert_eq!(l.fill().0, 190_000_000);
+        // Off again until within 1/40 of full (0.195).
+        assert!(!l.accumulate(45_000_000, 49_000_000));
+        assert!(l.accumulate(45_000_000, 46_000_000));
+        assert!(!l.accumulate(u64::MAX / 2, 0));
+        assert_eq!(l.fill().0, 0);
+    }
+
+    #[test]
+    fn scavenger_goals() {
+        let page = 8192;
+        // Goal unchanged (200 MiB → 200 MiB), 150 MiB in use: retain 165 MiB.
+        let g = scavenge_goals(
+            None,
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            400 * MIB,
+            400 * MIB,
+            page,
+        );
+        assert_eq!(g.gc_percent_goal, Some(165 * MIB));
+        assert_eq!(g.memory_limit_goal, None);
+        // Goal halved: retain half as much.
+        let g = scavenge_goals(
+            None,
+            100 * MIB,
+            200 * MIB,
+            150 * MIB,
+            400 * MIB,
+            400 * MIB,
+            page,
+        );
+        assert_eq!(
+            g.gc_percent_goal,
+            Some((75 * MIB + 75 * MIB / 10).div_ceil(page) * page)
+        );
+        // Already below: nothing to do.
+        let g = scavenge_goals(
+            None,
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            160 * MIB,
+            160 * MIB,
+            page,
+        );
+        assert_eq!(g.gc_percent_goal, None);
+        // Memory limit 256 MiB: keep mapped memory at 95% of it, only when above.
+        let g = scavenge_goals(
+            Some(256 * MIB),
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            160 * MIB,
+            250 * MIB,
+            page,
+        );
+        assert_eq!(g.memory_limit_goal, Some(256 * MIB / 100 * 95));
+        let g = scavenge_goals(
+            Some(256 * MIB),
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            160 * MIB,
+            200 * MIB,
+            page,
+        );
+        assert_eq!(g.memory_limit_goal, None);
+    }
+}

@@ -1,0 +1,255 @@
+//! Per-cycle records and Go's `GODEBUG=gctrace=1` line.
+//!
+//! At the end of every cycle the collector logs a [`CycleRecord`] (read them with
+//! [`Heap::take_cycle_records`](crate::Heap::take_cycle_records)); with
+//! [`Config::gctrace`](crate::Config::gctrace) on it also prints the record's
+//! [`gctrace_line`](CycleRecord::gctrace_line) to stderr, in the format of Go's runtime:
+//!
+//! ```text
+//! gc 7 @1.204s 9%: 0.011+48+0.018 ms clock, 0.022+3.1/24/0+0.036 ms cpu, 61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P
+//! ```
+//!
+//! | field | Go's meaning | gc-core's meaning, where it differs |
+//! |-------|--------------|--------------------------------------|
+//! | `gc N` | cycle number | |
+//! | `@T s` | seconds since program start | seconds since the heap was created |
+//! | `P%` | GC CPU since start ÷ (elapsed × GOMAXPROCS) | the same, with the heap's CPU count |
+//! | `a+b+c ms clock` | STW sweep termination, concurrent mark, STW mark termination | stop-the-world collector: `a` = 0, `b` = marking (inside the pause), `c` = the whole pause |
+//! | `d+e/f/g+h ms cpu` | `a` × procs, assist / background / idle mark CPU, `c` × procs | background = the collector thread's and helpers' mark slices within their 25% share (thread CPU time); idle = a fractional worker marking beyond its share while a CPU is spare |
+//! | `X->Y->Z MB` | heap at start, heap at mark termination, marked | `heap_live` when the cycle started and at mark termination, bytes marked |
+//! | `G MB goal` | the cycle's heap goal | |
+//! | `S MB stacks`, `L MB globals` | scannable stack and globals | scan work of the root stacks and of the stash, this cycle |
+//! | `W P` | GOMAXPROCS | the CPUs the heap paces for |
+//! | `(forced)` | cycle started by `runtime.GC()` | started by `collect()` |
+//!
+//! Go prints MB for 2^20 bytes, rounded down; so does this.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Cycle records kept before the oldest are dropped.
+pub const MAX_CYCLE_RECORDS: usize = 1 << 12;
+
+/// What one cycle did (one gctrace line).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CycleRecord {
+    /// The cycle (1 for the heap's first).
+    pub cycle: u64,
+    /// When it started (its first stop request), as an offset from the heap's creation.
+    pub start: Duration,
+    /// Started by an explicit `collect()` rather than the trigger.
+    pub forced: bool,
+    /// Marked concurrently (else the stop-the-world collector).
+    pub concurrent: bool,
+    /// STW 1 (sweep termination and mark setup), from the stop request.
+    pub sweep_termination: Duration,
+    /// Concurrent marking, from the end of STW 1 to the stop request of the final STW 2
+    /// (including any mark-termination retries).
+    pub mark: Duration,
+    /// STW 2 (mark termination), from the stop request.
+    pub mark_termination: Duration,
+    /// Time mutators spent in mark assists during the cycle.
+    pub assist_cpu: Duration,
+    /// Time the background mark workers spent marking during the cycle, within their share.
+    pub background_cpu: Duration,
+    /// Time they marked beyond it at idle priority (a CPU was spare; Go: idle mark workers).
+    pub idle_cpu: Duration,
+    /// CPUs the heap paces for (Go: GOMAXPROCS).
+    pub procs: usize,
+    /// `heap_live` when the cycle started (Go: `heap0`).
+    pub heap_start: usize,
+    /// `heap_live` at mark termination (Go: `heap1`).
+    pub heap_end: usize,
+    /// Bytes marked live (Go: `heap2`).
+    pub heap_marked: usize,
+    /// The goal this cycle paced for.
+    pub heap_goal: usize,
+    /// The goal and trigger it set for the next cycle.
+    pub next_goal: usize,
+    /// The trigger it set for the next cycle.
+    pub next_trigger: usize,
+    /// Scan work of the root stacks and of the stash (bytes).
+    pub stack_scan: u64,
+    /// Scan work of the stash.
+    pub globals_scan: u64,
+    /// Scan work of the heap.
+    pub heap_scan: u64,
+    /// The pacer's cons/mark estimate after this cycle.
+    pub cons_mark: f64,
+    /// Whether the GC CPU limiter was on at mark termination.
+    pub limiter_on: bool,
+    /// GC CPU since the heap was created ÷ (elapsed × procs), at the end of the cycle.
+    pub gc_cpu_fraction: f64,
+}
+
+/// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with at most
+/// three decimals (`0.015`, `1.2`, `9.9`).
+fn fmt_ms(d: Duration) -> String {
+    let ns = d.as_nanos() as u64;
+    if ns >= 10_000_000 {
+        return (ns / 1_000_000).to_string();
+    }
+    let mut x = ns / 1_000;
+    if x == 0 {
+        return "0".into();
+    }
+    let mut dec = 3;
+    while x >= 100 {
+        x /= 10;
+        dec -= 1;
+    }
+    let s = format!("{x:0>width$}", width = dec + 1);
+    let (int, frac) = s.split_at(s.len() - dec);
+    if dec == 0 {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+impl CycleRecord {
+    /// The record in Go's gctrace format (see the module docs).
+    pub fn gctrace_line(&self) -> String {
+        let procs = self.procs as u32;
+        let mb = |b: usize| b >> 20;
+        let mut line = format!(
+            "gc {} @{:.3}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, {} MB stacks, {} MB globals, {} P",
+            self.cycle,
+            self.start.as_secs_f64(),
+            (self.gc_cpu_fraction * 100.0) as u64,
+            fmt_ms(self.sweep_termination),
+            fmt_ms(self.mark),
+            fmt_ms(self.mark_termination),
+            fmt_ms(self.sweep_termination * procs),
+            fmt_ms(self.assist_cpu),
+            fmt_ms(self.background_cpu),
+            fmt_ms(self.idle_cpu),
+            fmt_ms(self.mark_termination * procs),
+            mb(self.heap_start),
+            mb(self.heap_end),
+            mb(self.heap_marked),
+            mb(self.heap_goal),
+            self.stack_scan >> 20,
+            self.globals_scan >> 20,
+            self.procs,
+        );
+        if self.forced {
+            line.push_str(" (forced)");
+        }
+        line
+    }
+}
+
+/// The fields every cycle's record has, read at the end of its STW 2 (the goal and trigger it
+/// set for the next cycle) from what the cycle measured; the caller adds its phases and CPU.
+pub(crate) fn record_base(
+    h: &crate::gc::heap::Shared,
+    cycle: u64,
+    started: std::time::Instant,
+    (heap_start, heap_end, heap_marked): (usize, usize, usize),
+    heap_goal: usize,
+    cons_mark: f64,
+) -> CycleRecord {
+    use std::sync::atomic::Ordering;
+    CycleRecord {
+        cycle,
+        start: h.phases.offset(started),
+        procs: h.cpus,
+        heap_start,
+        heap_end,
+        heap_marked,
+        heap_goal,
+        next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
+        next_trigger: h.trigger.load(Ordering::Relaxed),
+        cons_mark,
+        ..CycleRecord::default()
+    }
+}
+
+/// A cycle has ended (world restarted): complete its record (forced or not, GC CPU fraction so
+/// far), log it, and print it if gctrace is on.
+pub(crate) fn cycle_done(h: &crate::gc::heap::Shared, mut rec: CycleRecord) {
+    use std::sync::atomic::Ordering;
+    rec.forced = h.collector.lock().forced_upto >= rec.cycle;
+    if rec.forced {
+        h.stats.forced_cycles.fetch_add(1, Ordering::Relaxed);
+    }
+    let capacity = h.phases.elapsed().as_nanos() as f64 * h.cpus as f64;
+    if capacity > 0.0 {
+        rec.gc_cpu_fraction = crate::pacer::controller::gc_cpu_ns(h) as f64 / capacity;
+    }
+    if h.gctrace {
+        eprintln!("{}", rec.gctrace_line());
+    }
+    h.cycles.push(rec);
+}
+
+/// The heap's log of cycle records.
+#[derive(Default)]
+pub(crate) struct CycleLog {
+    records: Mutex<VecDeque<CycleRecord>>,
+}
+
+impl CycleLog {
+    pub(crate) fn push(&self, rec: CycleRecord) {
+        let mut r = self.records.lock();
+        if r.len() == MAX_CYCLE_RECORDS {
+            r.pop_front();
+        }
+        r.push_back(rec);
+    }
+
+    pub(crate) fn take(&self) -> Vec<CycleRecord> {
+        self.records.lock().drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_as_go_prints_them() {
+        let us = Duration::from_micros;
+        assert_eq!(fmt_ms(Duration::ZERO), "0");
+        assert_eq!(fmt_ms(Duration::from_nanos(999)), "0");
+        assert_eq!(fmt_ms(us(15)), "0.015");
+        assert_eq!(fmt_ms(us(5)), "0.005");
+        assert_eq!(fmt_ms(us(123)), "0.12");
+        assert_eq!(fmt_ms(us(1234)), "1.2");
+        assert_eq!(fmt_ms(us(9999)), "9.9");
+        assert_eq!(fmt_ms(Duration::from_millis(10)), "10");
+        assert_eq!(fmt_ms(Duration::from_millis(1234)), "1234");
+    }
+
+    #[test]
+    fn line_has_gos_shape() {
+        let r = CycleRecord {
+            cycle: 7,
+            start: Duration::from_millis(1204),
+            forced: false,
+            concurrent: true,
+            sweep_termination: Duration::from_micros(11),
+            mark: Duration::from_millis(48),
+            mark_termination: Duration::from_micros(18),
+            assist_cpu: Duration::from_micros(3100),
+            background_cpu: Duration::from_millis(24),
+            procs: 2,
+            heap_start: 61 << 20,
+            heap_end: (63 << 20) + 5,
+            heap_marked: 31 << 20,
+            heap_goal: 63 << 20,
+            gc_cpu_fraction: 0.094,
+            ..CycleRecord::default()
+        };
+        assert_eq!(
+            r.gctrace_line(),
+            "gc 7 @1.204s 9%: 0.011+48+0.018 ms clock, 0.022+3.1/24/0+0.036 ms cpu, \
+             61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P"
+        );
+        let forced = CycleRecord { forced: true, ..r };
+        assert!(forced.gctrace_line().ends_with("2 P (forced)"));
+    }
+}

@@ -1,0 +1,566 @@
+//! Heap figures: counters kept by the collector and the [`HeapStats`] snapshot users read.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::gc::heap::Shared;
+
+/// Counters updated by the allocator, the sweeper and the collector.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub objects_allocated: AtomicU64,
+    pub objects_freed: AtomicU64,
+    pub bytes_freed: AtomicU64,
+    pub cycles: AtomicU64,
+    pub pauses: AtomicU64,
+    pub pause_total_ns: AtomicU64,
+    pub pause_max_ns: AtomicU64,
+    pub last_pause_ns: AtomicU64,
+    pub mark_total_ns: AtomicU64,
+    pub cycle_total_ns: AtomicU64,
+    pub heap_goal: AtomicUsize,
+    pub last_marked_objects: AtomicU64,
+    pub last_shared_batches: AtomicU64,
+    pub assists: AtomicU64,
+    pub assist_bytes: AtomicU64,
+    pub assist_ns: AtomicU64,
+    /// Time background mark workers spent in mark slices within their share.
+    pub bg_mark_ns: AtomicU64,
+    /// Time they spent marking beyond it, at idle priority (a CPU was spare).
+    pub idle_mark_ns: AtomicU64,
+    /// Time the background scavenger spent releasing pages.
+    pub scavenge_ns: AtomicU64,
+    /// Times the GC CPU limiter turned on, and the cycle it last did.
+    pub limiter_enabled: AtomicU64,
+    pub limiter_last_enabled_cycle: AtomicU64,
+    /// Cycles started by `collect()`.
+    pub forced_cycles: AtomicU64,
+    /// Pause durations (see [`crate::telemetry::metrics::PAUSE_BUCKETS`]).
+    pub pause_hist: PauseHistogram,
+}
+
+impl Stats {
+    pub(crate) fn record_cycle(&self, pause: Duration, mark: Duration, cycle: Duration) {
+        self.record_pause(pause);
+        self.record_cycle_end(mark, cycle);
+    }
+
+    /// One stop-the-world pause (measured from the stop request).
+    pub(crate) fn record_pause(&self, pause: Duration) {
+        let ns = pause.as_nanos() as u64;
+        self.pauses.fetch_add(1, Ordering::Relaxed);
+        self.pause_total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.pause_max_ns.fetch_max(ns, Ordering::Relaxed);
+        self.last_pause_ns.store(ns, Ordering::Relaxed);
+        self.pause_hist.record(ns);
+    }
+
+    /// A completed cycle: its marking time and its time from start to the end of STW 2.
+    pub(crate) fn record_cycle_end(&self, mark: Duration, cycle: Duration) {
+        self.cycles.fetch_add(1, Ordering::Relaxed);
+        self.mark_total_ns
+            .fetch_add(mark.as_nanos() as u64, Ordering::Relaxed);
+        self.cycle_total_ns
+            .fetch_add(cycle.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the heap's figures.
+///
+/// Allocation counts include what mutator caches have handed back: each cache publishes its
+/// count whenever it gives up a span, so between cycles the figure lags by at most the objects
+/// of the spans currently cached (one per size class and mutator); it is exact after a collection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Completed collection cycles.
+    pub gc_cycles: u64,
+    /// Bytes considered allocated now (Go: `heapLive`).
+    pub heap_live: usize,
+    /// Live bytes found by the last cycle's mark (Go: `heapMarked`).
+    pub heap_marked: usize,
+    /// Objects found live by the last cycle.
+    pub marked_objects: u64,
+    /// Batches of grey objects the last cycle's mark workers handed to each other.
+    pub mark_shared_batches: u64,
+    /// The heap size the last cycle set as the goal for the next (`usize::MAX` with GOGC=off).
+    pub heap_goal: usize,
+    /// `heap_live` at which the next cycle starts (at or below the goal; `usize::MAX` while a
+    /// cycle is marking or with GOGC=off).
+    pub heap_trigger: usize,
+    /// Bytes of arena pages ever handed out (the high-water mark).
+    pub mapped_bytes: usize,
+    /// Bytes of arena pages currently in spans.
+    pub in_use_bytes: usize,
+    /// Objects allocated since the heap was created.
+    pub objects_allocated: u64,
+    /// Objects freed by sweeping.
+    pub objects_freed: u64,
+    /// Bytes (slot sizes) freed by sweeping.
+    pub bytes_freed: u64,
+    /// Stop-the-world pauses (two per concurrent cycle, more when a mark-termination attempt
+    /// finds grey objects and marking resumes; one per stop-the-world cycle).
+    pub pauses: u64,
+    /// Total stop-the-world time.
+    pub pause_total: Duration,
+    /// Longest stop-the-world pause.
+    pub pause_max: Duration,
+    /// Last stop-the-world pause.
+    pub last_pause: Duration,
+    /// Total time spent marking.
+    pub mark_total: Duration,
+    /// Total time of whole cycles (including the sweep-termination sweep).
+    pub cycle_total: Duration,
+    /// GC percent (`None` = off).
+    pub gc_percent: Option<u32>,
+    /// Mark assists run by allocating mutators (Go: `gcAssistAlloc`).
+    pub assists: u64,
+    /// Bytes marked by mark assists.
+    pub assist_bytes: u64,
+    /// Time mutators spent in mark assists.
+    pub assist_time: Duration,
+    /// Live stash handles.
+    pub stashed: usize,
+    /// Registered weak references not yet cleared.
+    pub weak_refs: usize,
+}
+
+impl HeapStats {
+    pub(crate) fn read(h: &Shared) -> HeapStats {
+        let s = &h.stats;
+        let d = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        HeapStats {
+            gc_cycles: s.cycles.load(Ordering::Relaxed),
+            heap_live: h.heap_live.load(Ordering::Relaxed),
+            heap_marked: h.heap_marked.load(Ordering::Relaxed),
+            marked_objects: s.last_marked_objects.load(Ordering::Relaxed),
+            mark_shared_batches: s.last_shared_batches.load(Ordering::Relaxed),
+            heap_goal: s.heap_goal.load(Ordering::Relaxed),
+            heap_trigger: h.trigger.load(Ordering::Relaxed),
+            mapped_bytes: h.arena.mapped_bytes(),
+            in_use_bytes: h.arena.in_use_bytes(),
+            objects_allocated: s.objects_allocated.load(Ordering::Relaxed),
+            objects_freed: s.objects_freed.load(Ordering::Relaxed),
+            bytes_freed: s.bytes_freed.load(Ordering::Relaxed),
+            pauses: s.pauses.load(Ordering::Relaxed),
+            pause_total: d(&s.pause_total_ns),
+            pause_max: d(&s.pause_max_ns),
+            last_pause: d(&s.last_pause_ns),
+            mark_total: d(&s.mark_total_ns),
+            cycle_total: d(&s.cycle_total_ns),
+            gc_percent: h.gc_percent().map(|p| p as u32),
+            assists: s.assists.load(Ordering::Relaxed),
+            assist_bytes: s.assist_bytes.load(Ordering::Relaxed),
+            assist_time: d(&s.assist_ns),
+            stashed: h.stash.lock().len(),
+            weak_refs: h.weaks.lock().len(),
+        }
+    }
+
+    /// Objects allocated and not (yet) freed.
+    pub fn live_objects(&self) -> u64 {
+        self.objects_allocated.saturating_sub(self.objects_freed)
+    }
+}
+
+/// Pause histogram buckets: `[0, 256 ns)`, then four per power of two from 256 ns to 2^36 ns
+/// (about 69 s), then one for longer pauses.
+pub const PAUSE_BUCKETS: usize = 2 + (36 - 8) * 4;
+
+/// Pause counts by duration (see [`PAUSE_BUCKETS`]).
+pub(crate) struct PauseHistogram([AtomicU64; PAUSE_BUCKETS]);
+
+impl Default for PauseHistogram {
+    fn default() -> Self {
+        PauseHistogram(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// The bucket of a pause of `ns` nanoseconds.
+fn pause_bucket(ns: u64) -> usize {
+    if ns < 256 {
+        return 0;
+    }
+    let k = 63 - ns.leading_zeros() as usize;
+    if k >= 36 {
+        return PAUSE_BUCKETS - 1;
+    }
+    1 + (k - 8) * 4 + ((ns >> (k - 2)) & 3) as usize
+}
+
+/// The lower bound of bucket `i`, in nanoseconds.
+fn pause_bucket_start(i: usize) -> u64 {
+    match i {
+        0 => 0,
+        i if i == PAUSE_BUCKETS - 1 => 1 << 36,
+        i => {
+            let (k, sub) = ((i - 1) / 4 + 8, (i - 1) % 4);
+            (1u64 << k) + sub as u64 * (1u64 << (k - 2))
+        }
+    }
+}
+
+impl PauseHistogram {
+    fn record(&self, ns: u64) {
+        self.0[pause_bucket(ns)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Histogram {
+        let mut buckets: Vec<f64> = (0..PAUSE_BUCKETS)
+            .map(|i| pause_bucket_start(i) as f64 / 1e9)
+            .collect();
+        buckets.push(f64::INFINITY);
+        Histogram {
+            counts: self.0.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            buckets,
+        }
+    }
+}
+
+/// A histogram as `runtime/metrics` gives one (`Float64Histogram`): `counts[i]` values fell in
+/// `[buckets[i], buckets[i + 1])`; `buckets` has one more entry than `counts`, in seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// Count per bucket.
+    pub counts: Vec<u64>,
+    /// Bucket boundaries (seconds); the last is +∞.
+    pub buckets: Vec<f64>,
+}
+
+impl Histogram {
+    /// Total count.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The upper boundary of the bucket holding quantile `q` (0–1), in seconds: an upper bound
+    /// on that quantile (`None` if empty).
+    pub fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let want = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Some(self.buckets[i + 1]);
+            }
+        }
+        self.buckets.last().copied()
+    }
+}
+
+/// A metric's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A count or byte figure.
+    Uint64(u64),
+    /// A time in seconds or a ratio.
+    Float64(f64),
+    /// A distribution.
+    Histogram(Histogram),
+}
+
+/// One metric of a snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The metric's name, as in Go's `runtime/metrics` (`/gc/cycles/total:gc-cycles`), or under
+    /// `/gccore/` for figures Go does not have.
+    pub name: &'static str,
+    /// Its value.
+    pub value: Value,
+}
+
+/// Every metric a snapshot holds, with what it means (Go's `metrics.All`).
+pub const ALL: &[(&str, &str)] = &[
+    ("/gc/cycles/total:gc-cycles", "Completed GC cycles."),
+    (
+        "/gc/cycles/automatic:gc-cycles",
+        "Completed cycles started by the trigger.",
+    ),
+    (
+        "/gc/cycles/forced:gc-cycles",
+        "Completed cycles started by collect().",
+    ),
+    (
+        "/gc/pauses:seconds",
+        "Stop-the-world pauses, from the stop request (histogram).",
+    ),
+    (
+        "/gc/heap/goal:bytes",
+        "The heap goal (u64::MAX with GOGC=off and no memory limit).",
+    ),
+    (
+        "/gc/heap/live:bytes",
+        "Bytes marked live by the last cycle.",
+    ),
+    ("/gc/heap/allocs:objects", "Objects allocated (cumulative)."),
+    (
+        "/gc/heap/frees:objects",
+        "Objects freed by sweeping (cumulative).",
+    ),
+    (
+        "/gc/heap/frees:bytes",
+        "Bytes freed by sweeping (cumulative).",
+    ),
+    (
+        "/gc/heap/objects:objects",
+        "Objects allocated and not yet freed.",
+    ),
+    ("/gc/gogc:percent", "GOGC (u64::MAX when off)."),
+    (
+        "/gc/gomemlimit:bytes",
+        "The soft memory limit (i64::MAX when off, as Go).",
+    ),
+    (
+        "/gc/limiter/last-enabled:gc-cycle",
+        "The cycle in which the GC CPU limiter last turned on (0: never).",
+    ),
+    (
+        "/memory/classes/heap/objects:bytes",
+        "Bytes of objects allocated and not yet swept free.",
+    ),
+    (
+        "/memory/classes/heap/unused:bytes",
+        "Bytes in spans not holding objects.",
+    ),
+    (
+        "/memory/classes/heap/free:bytes",
+        "Free pages not returned to the OS.",
+    ),
+    (
+        "/memory/classes/heap/released:bytes",
+        "Free pages returned to the OS.",
+    ),
+    (
+        "/memory/classes/total:bytes",
+        "Arena pages ever touched (mapped), released or not.",
+    ),
+    (
+        "/cpu/classes/gc/mark/assist:cpu-seconds",
+        "Time in mark assists.",
+    ),
+    (
+        "/cpu/classes/gc/mark/dedicated:cpu-seconds",
+        "Time of the background mark workers (gc-core does not split dedicated and fractional).",
+    ),
+    (
+        "/cpu/classes/gc/mark/idle:cpu-seconds",
+        "Marking beyond the workers' share while a CPU was spare (Go's idle mark workers).",
+    ),
+    (
+        "/cpu/classes/gc/pause:cpu-seconds",
+        "Pause time × the CPUs paced for.",
+    ),
+    (
+        "/cpu/classes/gc/total:cpu-seconds",
+        "Assist + background + idle marking + pause CPU.",
+    ),
+    (
+        "/cpu/classes/scavenge/background:cpu-seconds",
+        "Time of the background scavenger.",
+    ),
+    (
+        "/cpu/classes/scavenge/assist:cpu-seconds",
+        "Time allocations spent releasing pages over the memory limit.",
+    ),
+    (
+        "/cpu/classes/total:cpu-seconds",
+        "Wall time since the heap was created × the CPUs paced for.",
+    ),
+    (
+        "/sched/gomaxprocs:threads",
+        "The CPUs the heap paces for (Go: GOMAXPROCS).",
+    ),
+    (
+        "/gccore/heap/trigger:bytes",
+        "heap_live at which the next cycle starts.",
+    ),
+    (
+        "/gccore/heap/live-now:bytes",
+        "Go's heapLive: marked by the last cycle plus allocated since.",
+    ),
+    (
+        "/gccore/memory/mapped-ready:bytes",
+        "Mapped and not released (what the memory limit bounds).",
+    ),
+    (
+        "/gccore/cpu/process:cpu-seconds",
+        "CPU time of the whole process (all threads).",
+    ),
+    (
+        "/gccore/gc/limiter/enabled:bool",
+        "1 while the GC CPU limiter is on.",
+    ),
+    (
+        "/gccore/gc/limiter/enabled-count:events",
+        "Times the GC CPU limiter turned on.",
+    ),
+    (
+        "/gccore/pacer/cons-mark:ratio",
+        "The pacer's cons/mark estimate.",
+    ),
+];
+
+/// A snapshot of the heap's metrics, by `runtime/metrics` name (see [`ALL`]); read with
+/// [`Heap::metrics`](crate::Heap::metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metrics {
+    samples: Vec<Sample>,
+}
+
+impl Metrics {
+    pub(crate) fn read(h: &Shared) -> Metrics {
+        let s = &h.stats;
+        let u = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let secs = |ns: u64| ns as f64 * 1e-9;
+        let cycles = u(&s.cycles);
+        let forced = u(&s.forced_cycles).min(cycles);
+        let procs = h.cpus as u64;
+        let pause_cpu = u(&s.pause_total_ns) * procs;
+        let assist = u(&s.assist_ns);
+        let bg = u(&s.bg_mark_ns);
+        let idle = u(&s.idle_mark_ns);
+        let scav_bg = u(&s.scavenge_ns);
+        let scav_sync = h.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
+        let (gc_percent, limit, cons_mark) = {
+            let p = h.pacer.lock();
+            (p.gc_percent(), p.memory_limit(), p.cons_mark())
+        };
+        let heap_alloc = h.heap_alloc.load(Ordering::Relaxed) as u64;
+        let in_use = h.arena.in_use_bytes() as u64;
+        let elapsed = h.phases.elapsed().as_nanos() as u64;
+        let objects = u(&s.objects_allocated);
+        let freed = u(&s.objects_freed);
+        use Value::{Float64 as F, Histogram as H, Uint64 as U};
+        let values = [
+            U(cycles),
+            U(cycles - forced),
+            U(forced),
+            H(s.pause_hist.read()),
+            U(s.heap_goal.load(Ordering::Relaxed) as u64),
+            U(h.heap_marked.load(Ordering::Relaxed) as u64),
+            U(objects),
+            U(freed),
+            U(u(&s.bytes_freed)),
+            U(objects.saturating_sub(freed)),
+            U(gc_percent.map_or(u64::MAX, u64::from)),
+            U(limit.unwrap_or(i64::MAX as u64)),
+            U(u(&s.limiter_last_enabled_cycle)),
+            U(heap_alloc),
+            U(in_use.saturating_sub(heap_alloc)),
+            U(h.arena.free_ready_bytes() as u64),
+            U(h.arena.released_bytes() as u64),
+            U(h.arena.mapped_bytes() as u64),
+            F(secs(assist)),
+            F(secs(bg)),
+            F(secs(idle)),
+            F(secs(pause_cpu)),
+            F(secs(assist + bg + idle + pause_cpu)),
+            F(secs(scav_bg)),
+            F(secs(scav_sync)),
+            F(secs(elapsed * procs)),
+            U(procs),
+            U(h.trigger.load(Ordering::Relaxed) as u64),
+            U(h.heap_live.load(Ordering::Relaxed) as u64),
+            U(h.arena.mapped_ready_bytes() as u64),
+            F(secs(crate::pacer::controller::process_cpu_ns())),
+            U(h.limiting.load(Ordering::Relaxed) as u64),
+            U(u(&s.limiter_enabled)),
+            F(cons_mark),
+        ];
+        debug_assert_eq!(values.len(), ALL.len());
+        Metrics {
+            samples: ALL
+                .iter()
+                .zip(values)
+                .map(|(&(name, _), value)| Sample { name, value })
+                .collect(),
+        }
+    }
+
+    /// All samples, in the order of [`ALL`].
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The value of the metric `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.samples
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| &s.value)
+    }
+
+    /// The value of a `Uint64` metric.
+    pub fn u64(&self, name: &str) -> Option<u64> {
+        match self.get(name)? {
+            Value::Uint64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of a `Float64` metric.
+    pub fn f64(&self, name: &str) -> Option<f64> {
+        match self.get(name)? {
+            Value::Float64(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The value of a histogram metric.
+    pub fn histogram(&self, name: &str) -> Option<&Histogram> {
+        match self.get(name)? {
+            Value::Histogram(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// GC CPU ÷ process CPU between two snapshots (`earlier`, then `self`): the share of the
+    /// CPU the program used that went to the collector, as the GC CPU limiter counts it —
+    /// assists, background marking within the workers' share, pauses × CPUs (counted on both
+    /// sides) — leaving out idle-priority marking, which only used CPU nothing else wanted
+    /// (`/cpu/classes/gc/mark/idle:cpu-seconds`; it is in neither the numerator nor the
+    /// denominator).
+    pub fn gc_cpu_fraction_since(&self, earlier: &Metrics) -> f64 {
+        let d = |n: &str| self.f64(n).unwrap_or(0.0) - earlier.f64(n).unwrap_or(0.0);
+        let idle = d("/cpu/classes/gc/mark/idle:cpu-seconds");
+        let gc = d("/cpu/classes/gc/total:cpu-seconds") - idle;
+        let pause = d("/cpu/classes/gc/pause:cpu-seconds");
+        let process = d("/gccore/cpu/process:cpu-seconds") - idle;
+        if process + pause <= 0.0 {
+            return 0.0;
+        }
+        (gc / (process + pause)).min(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_buckets_are_contiguous_and_contain_their_values() {
+        for i in 0..PAUSE_BUCKETS - 1 {
+            assert!(pause_bucket_start(i) < pause_bucket_start(i + 1), "{i}");
+            assert_eq!(pause_bucket(pause_bucket_start(i)), i);
+            assert_eq!(pause_bucket(pause_bucket_start(i + 1) - 1), i);
+        }
+        assert_eq!(pause_bucket(u64::MAX), PAUSE_BUCKETS - 1);
+        assert_eq!(pause_bucket(1000), pause_bucket(1023));
+        let h = PauseHistogram::default();
+        for ns in [100, 10_000, 10_500, 50_000, 2_000_000] {
+            h.record(ns);
+        }
+        let r = h.read();
+        assert_eq!(r.total(), 5);
+        assert_eq!(r.buckets.len(), r.counts.len() + 1);
+        // The median (third of five) is 10.5 µs: its bucket [10240, 12288) ns.
+        assert_eq!(r.quantile_upper_bound(0.5), Some(12288.0 / 1e9));
+        assert_eq!(
+            r.quantile_upper_bound(1.0),
+            Some(pause_bucket_start(pause_bucket(2_000_000) + 1) as f64 / 1e9)
+        );
+    }
+}

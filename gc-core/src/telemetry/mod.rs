@@ -1,0 +1,7 @@
+//! What the heap reports: counters and `HeapStats`, Go-named metrics, per-cycle records
+//! (gctrace), phase and pause records, minimum mutator utilisation.
+
+pub mod gctrace;
+pub mod metrics;
+pub mod mmu;
+pub mod phases;

@@ -43,6 +43,10 @@
 //! assert_eq!(sum, 4950);
 //! ```
 //!
+//! ## Layers
+//!
+//! Layers, top to bottom: `api` → `gc` → `pacer` → `telemetry` → `alloc` → `util`.
+//!
 //! ## Map of the crate (data flow top to bottom)
 //!
 //! | module | concept |
@@ -95,20 +99,21 @@ mod telemetry;
 
 pub use api::array::{GcArray, GcVec, VecObj};
 pub use api::cell::{GcCell, Slot};
-pub use api::config::{self, Config};
 pub use api::gc::Gc;
+pub use api::heap::Heap;
 pub use api::mutator::{Mutation, Mutator};
 pub use api::nanbox::{NanBox, Unboxed};
 pub use api::root::{__DynRootable, NoStack, Root, RootStack, Rootable};
 pub use api::stash::Stash;
 pub use api::string::{GcBytes, GcStr};
-pub use api::weak::{GcWeak, WeakBox};
-pub use gc::heap::Heap;
+pub use api::weak::GcWeak;
 pub use gc::mark::tracer::Tracer;
 pub use gc::trace::Trace;
+pub use gc::weak::WeakBox;
 pub use gc_derive::Trace;
 pub use telemetry::metrics::HeapStats;
 pub use telemetry::{gctrace, metrics, mmu, phases};
+pub use util::config::{self, Config};
 pub use util::error::{AllocError, ConfigError, HeapError};
 
 /// Layout constants, for documentation and tests.

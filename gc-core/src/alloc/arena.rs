@@ -400,6 +400,21 @@ impl Arena {
             .load(Ordering::Acquire)
     }
 
+    /// The span owning `addr`, or `None` if `addr` is not in an in-use span.
+    ///
+    /// # Safety
+    /// The span found must not be freed (nor its metadata reused) while the reference is used:
+    /// `addr` lies in an object that stays allocated meanwhile (reachable, or allocated in the
+    /// caller's scope), or no span can be freed meanwhile (the world is stopped and sweeping is
+    /// done, or the weak-clearing window is open).
+    #[inline]
+    pub(crate) unsafe fn span_of_live(&self, addr: usize) -> Option<&Span> {
+        let span = self.span_of(addr);
+        // SAFETY: non-null page-map entries point to in-use spans (published initialised,
+        // unpublished before they are freed); by the contract it stays so while in use.
+        (!span.is_null()).then(|| unsafe { &*span })
+    }
+
     /// Point every page of `[addr, addr + npages pages)` at `span` (or null to unpublish).
     pub(crate) fn publish(&self, addr: usize, npages: usize, span: *const Span) {
         let first = (addr - self.base) >> PAGE_SHIFT;

@@ -15,23 +15,29 @@
 //!
 //! The owning mutator, inside its scopes; the collector, only with the world stopped (to flush
 //! it); the mutator's `Drop`, under the registry lock. The safepoint handshake orders these, so
-//! the cache lives in an `UnsafeCell` without a lock.
+//! the cache needs no lock (the collector's mutator record holds it; see `gc::registry`).
+//!
+//! # What the slow path reports
+//!
+//! The cache knows nothing of marking or pacing: it is told whether marking is on (`black`:
+//! windows are then loaded pre-marked, allocate-black), sweeps lazily through the [`LazySweep`]
+//! the collector passes in, and reports a span it took ([`TookSpan`]); the collector decides
+//! from that whether a cycle is due and charges the mark assist.
 //!
 //! # Heap accounting (Go: `heapLive` updated at `mcache.refill`)
 //!
 //! When a cache takes a span, all its free bytes are added to `heap_live` at once; when it gives
-//! the span back, the bytes it did not use are subtracted. So `heap_live` is exact whenever the
-//! caches are flushed (at every stop-the-world) and an overestimate by at most one span per
-//! class in between, at the price of one atomic add per span rather than per object.
+//! the span back, the bytes it did not use are subtracted (see
+//! [`HeapCounters`](crate::alloc::mheap::HeapCounters)): one atomic add per span rather than per
+//! object.
 
 use std::ptr;
 use std::sync::atomic::Ordering;
 
-use crate::alloc::central::{NUM_SPAN_CLASSES, SpanRef, span_class};
+use crate::alloc::central::{NUM_SPAN_CLASSES, SpanRef, Swept, span_class};
+use crate::alloc::mheap::{MHeap, TookSpan};
 use crate::alloc::size_class::class_for;
-use crate::alloc::span::{LARGE, Span};
-use crate::gc::heap::Shared;
-use crate::gc::sweep;
+use crate::alloc::span::{Span, SpanAlloc};
 use crate::util::error::AllocError;
 
 /// The cached state for one span class.
@@ -60,16 +66,21 @@ const EMPTY: ClassCache = ClassCache {
     span: ptr::null(),
 };
 
+/// Lazy sweeping, as the collector provides it to the allocator: the cache pops and claims an
+/// unswept span of the class it needs and hands it over to be swept.
+pub(crate) trait LazySweep {
+    /// Whether to stop sweeping and take a fresh span instead (a pause is waiting).
+    fn should_stop(&self) -> bool;
+    /// Sweep `s`, which the caller has claimed and which is in no cache and on no list.
+    fn sweep(&self, s: SpanRef) -> Swept;
+}
+
 /// A mutator's allocation cache.
 pub(crate) struct MCache {
     classes: [ClassCache; NUM_SPAN_CLASSES],
-    /// Objects handed out and already written back (for metrics, flushed at release).
-    pub allocated_objects: u64,
-    /// Mark-assist debt in bytes of marking (negative: credit). Reset at every pause.
-    assist_debt: f64,
-    /// Set while the current scope is stale (it blocked across STW 1): the values stored into
-    /// new objects are shaded (see [`crate::api::blocking`]). Owner-only; not touched by flushes.
-    pub shade_init: bool,
+    /// Objects handed out and already written back (published to `objects_allocated` when the
+    /// cache is flushed).
+    allocated_objects: u64,
 }
 
 impl MCache {
@@ -77,65 +88,74 @@ impl MCache {
         MCache {
             classes: [EMPTY; NUM_SPAN_CLASSES],
             allocated_objects: 0,
-            assist_debt: 0.0,
-            shade_init: false,
         }
     }
 
-    /// Allocate a slot of span class `sc`: the fast path. Returns the slot address.
+    /// Allocate a slot of span class `sc` from the current window: the fast path. `None` when
+    /// the window is empty (then [`MCache::refill`]).
     #[inline(always)]
-    pub(crate) fn alloc_small(&mut self, h: &Shared, sc: usize) -> Result<usize, AllocError> {
+    pub(crate) fn alloc_small(&mut self, sc: usize) -> Option<usize> {
         let c = &mut self.classes[sc];
         let f = c.free;
         if f != 0 {
             c.free = f & (f - 1);
-            return Ok(c.base + f.trailing_zeros() as usize * c.elem_size);
+            return Some(c.base + f.trailing_zeros() as usize * c.elem_size);
         }
-        self.refill(h, sc)
+        None
     }
 
-    /// Write the consumed bits of `c`'s window back into the span's alloc bitmap. While
-    /// marking, the window was loaded pre-marked (allocate-black, see [`load_window`]): clear
-    /// the marks of the slots it did not hand out and count the ones it did as allocated black.
+    /// Write the consumed bits of `c`'s window back into the span's alloc bitmap. A window
+    /// loaded while marking was pre-marked (allocate-black, see [`load_window`]): clear the
+    /// marks of the slots it did not hand out and count the ones it did as allocated black.
     fn write_back(
-        h: &Shared,
+        mh: &MHeap,
         c: &mut ClassCache,
         span: &Span,
-        st: &mut crate::alloc::span::SpanAlloc,
+        st: &mut SpanAlloc,
+        black: bool,
     ) -> u64 {
         let used = c.window_free & !c.free;
         st.alloc.as_raw_mut_slice()[c.word] |= used;
         st.allocated += used.count_ones() as usize;
-        if h.marking.load(Ordering::Relaxed) {
+        if black {
             // `Relaxed`: markers only set bits of allocated objects, never of these free slots.
             span.mark_words()[c.word].fetch_and(!c.free, Ordering::Relaxed);
-            h.alloc_black.fetch_add(
+            let k = &mh.counters;
+            k.alloc_black.fetch_add(
                 used.count_ones() as usize * span.elem_size,
                 Ordering::Relaxed,
             );
-            h.marked_objects_elsewhere
+            k.alloc_black_objects
                 .fetch_add(used.count_ones() as u64, Ordering::Relaxed);
         }
         c.window_free = c.free;
         used.count_ones() as u64
     }
 
-    /// Slow path: next window of the cached span, or a new span.
+    /// Slow path of [`MCache::alloc_small`]: the next window of the cached span, or a new span
+    /// (swept lazily through `sweeper`, or fresh). `black`: marking is on. Returns the slot and,
+    /// if a span was taken, what to report.
     #[cold]
     #[inline(never)]
-    fn refill(&mut self, h: &Shared, sc: usize) -> Result<usize, AllocError> {
+    pub(crate) fn refill(
+        &mut self,
+        mh: &MHeap,
+        sc: usize,
+        black: bool,
+        sweeper: &impl LazySweep,
+    ) -> Result<(usize, Option<TookSpan>), AllocError> {
         let c = &mut self.classes[sc];
         if !c.span.is_null() {
             // SAFETY: a cached span stays allocated while cached: it is in no list, so no
             // sweeper can free it.
             let span = unsafe { &*c.span };
             let mut st = span.state.lock();
-            self.allocated_objects += Self::write_back(h, c, span, &mut st);
+            self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);
             let words = st.alloc.as_raw_slice();
             for (w, &word) in words.iter().enumerate().skip(c.word + 1) {
                 let free = !word;
                 if free != 0 {
-                    load_window(h, span, w, free);
+                    load_window(span, w, free, black);
                     c.word = w;
                     c.free = free;
                     c.window_free = free;
@@ -143,19 +163,23 @@ impl MCache {
                     drop(st);
                     let f = c.free;
                     c.free = f & (f - 1);
-                    return Ok(c.base + f.trailing_zeros() as usize * c.elem_size);
+                    return Ok((c.base + f.trailing_zeros() as usize * c.elem_size, None));
                 }
             }
             drop(st);
-            self.release(h, sc, false);
+            self.release(mh, sc, black, false);
         }
-        let s = acquire_span(h, sc)?;
-        self.install(h, sc, s);
-        self.alloc_small(h, sc)
+        let (s, fresh) = acquire_span(mh, sc, sweeper)?;
+        let bytes = self.install(mh, sc, s, black);
+        let addr = self
+            .alloc_small(sc)
+            .unwrap_or_else(|| bug!("an installed span's window had no free slot"));
+        Ok((addr, Some(TookSpan { bytes, fresh })))
     }
 
-    /// Take `s` (swept, with free slots, not on any list) into the cache for `sc`.
-    fn install(&mut self, h: &Shared, sc: usize, s: SpanRef) {
+    /// Take `s` (swept, with free slots, not on any list) into the cache for `sc`; returns the
+    /// bytes added to `heap_live`.
+    fn install(&mut self, mh: &MHeap, sc: usize, s: SpanRef, black: bool) -> usize {
         let span = s.get();
         let mut st = span.state.lock();
         debug_assert!(!st.in_cache && !st.in_partial);
@@ -166,7 +190,7 @@ impl MCache {
             bug!("installed span has no free slot");
         };
         let free = !words[w];
-        load_window(h, span, w, free);
+        load_window(span, w, free, black);
         drop(st);
         self.classes[sc] = ClassCache {
             free,
@@ -176,23 +200,14 @@ impl MCache {
             word: w,
             span: s.0.as_ptr(),
         };
-        h.note_alloc(free_bytes, span.noscan);
-        self.charge_assist(h, free_bytes);
-    }
-
-    /// Charge `bytes` of new allocation to this mutator's assist debt while marking (see
-    /// [`crate::gc::concurrent::assist`]).
-    #[inline]
-    pub(crate) fn charge_assist(&mut self, h: &Shared, bytes: usize) {
-        if h.marking.load(Ordering::Relaxed) {
-            self.assist_debt = crate::gc::concurrent::assist(h, self.assist_debt, bytes);
-        }
+        mh.note_taken(free_bytes, span.noscan, black);
+        free_bytes
     }
 
     /// Give the span cached for `sc` back. With `to_partial`, a span with free slots goes on
     /// its central partial list (mutator exit); otherwise it is left for the next sweep
     /// (world stopped: every span is about to be queued for sweeping anyway).
-    pub(crate) fn release(&mut self, h: &Shared, sc: usize, to_partial: bool) {
+    fn release(&mut self, mh: &MHeap, sc: usize, black: bool, to_partial: bool) {
         let c = &mut self.classes[sc];
         if c.span.is_null() {
             return;
@@ -209,21 +224,22 @@ impl MCache {
                 st.allocated < span.nelems,
             )
         };
-        h.heap_live.fetch_sub(unused, Ordering::Relaxed);
-        h.heap_alloc.fetch_sub(unused, Ordering::Relaxed);
-        if !span.noscan && !h.marking.load(Ordering::Relaxed) {
-            // As `note_alloc` counts it (not while marking). Saturating: the count is reset at
+        let k = &mh.counters;
+        k.heap_live.fetch_sub(unused, Ordering::Relaxed);
+        k.heap_alloc.fetch_sub(unused, Ordering::Relaxed);
+        if !span.noscan && !black {
+            // As `note_taken` counts it (not while marking). Saturating: the count is reset at
             // mark termination, after every cache's flush, so this only guards a mismatch.
-            let _ = h
+            let _ = k
                 .heap_scan
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                     Some(v.saturating_sub(unused))
                 });
         }
         if to_partial && has_free {
-            let mut l = h.central.classes[sc].lock();
+            let mut l = mh.central.classes[sc].lock();
             let mut st = span.state.lock();
-            if !st.in_partial && !h.central.needs_sweep(span) {
+            if !st.in_partial && !mh.central.needs_sweep(span) {
                 st.in_partial = true;
                 drop(st);
                 l.partial.push(s);
@@ -231,9 +247,9 @@ impl MCache {
         }
     }
 
-    /// Write back every window and release every span (world stopped, or mutator exit).
-    pub(crate) fn flush(&mut self, h: &Shared, to_partial: bool) {
-        self.assist_debt = 0.0;
+    /// Write back every window and release every span (world stopped, or mutator exit); see
+    /// [`MCache::release`] for `to_partial`.
+    pub(crate) fn flush(&mut self, mh: &MHeap, black: bool, to_partial: bool) {
         for sc in 0..NUM_SPAN_CLASSES {
             let c = &mut self.classes[sc];
             if c.span.is_null() {
@@ -243,23 +259,23 @@ impl MCache {
             let span = unsafe { &*c.span };
             {
                 let mut st = span.state.lock();
-                self.allocated_objects += Self::write_back(h, c, span, &mut st);
+                self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);
             }
-            self.release(h, sc, to_partial);
+            self.release(mh, sc, black, to_partial);
         }
-        h.stats.objects_allocated.fetch_add(
+        mh.counters.objects_allocated.fetch_add(
             std::mem::take(&mut self.allocated_objects),
             Ordering::Relaxed,
         );
     }
 }
 
-/// A window of `span` (word `w`, free slots `free`) is being handed to a cache. While marking,
-/// pre-mark its free slots, so that whatever the cache allocates from it is black (allocated
-/// during the mark and never scanned: brief §2.3). `write_back` clears the unused ones.
+/// A window of `span` (word `w`, free slots `free`) is being handed to a cache. While marking
+/// (`black`), pre-mark its free slots, so that whatever the cache allocates from it is black
+/// (allocated during the mark and never scanned). `write_back` clears the unused ones.
 #[inline]
-fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
-    if h.marking.load(Ordering::Relaxed) {
+fn load_window(span: &Span, w: usize, free: u64, black: bool) {
+    if black {
         // `Relaxed`: the bits only need to be set before the sweep reads them, which the
         // mark-termination handshake orders.
         span.mark_words()[w].fetch_or(free, Ordering::Relaxed);
@@ -273,18 +289,22 @@ fn load_window(h: &Shared, span: &Span, w: usize, free: u64) {
 const SWEEP_BUDGET: usize = 100;
 
 /// Get a swept span with a free slot for `sc`: from the partial list, by sweeping an unswept
-/// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), or fresh from the arena.
+/// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), or fresh from the arena
+/// (then `true`).
 ///
-/// Whatever it pops is its own (see [`crate::alloc::central`]): a partial span is swept already, an
-/// unswept one it claims and sweeps. In the weak-clearing window it takes a fresh span: nothing
-/// may be swept then, and the collector is moving the partial lists' spans to the unswept lists.
-/// (Called inside a scope, so the window cannot open meanwhile; it may close, which only means
-/// a fresh span taken where a swept one was available.)
-fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
-    let c = &h.central;
+/// Whatever it pops is its own (see [`crate::alloc::central`]): a partial span is swept already,
+/// an unswept one it claims and sweeps. In the weak-clearing window it takes a fresh span:
+/// nothing may be swept then, and the collector is moving the partial lists' spans to the
+/// unswept lists. (Called inside a scope, so the window cannot open meanwhile; it may close,
+/// which only means a fresh span taken where a swept one was available.)
+fn acquire_span(
+    mh: &MHeap,
+    sc: usize,
+    sweeper: &impl LazySweep,
+) -> Result<(SpanRef, bool), AllocError> {
+    let c = &mh.central;
     let mut budget = SWEEP_BUDGET;
-    // Also stop sweeping when a pause is waiting for this mutator.
-    while !c.sweep_held() && budget > 0 && !h.safepoint.stop_requested() {
+    while !c.sweep_held() && budget > 0 && !sweeper.should_stop() {
         let from_partial = {
             let mut l = c.classes[sc].lock();
             let s = l.partial.pop();
@@ -297,7 +317,7 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
             if !c.is_swept(s.get()) {
                 bug!("an unswept span was on a partial list");
             }
-            return Ok(s);
+            return Ok((s, false));
         }
         let Some(s) = c.pop_unswept(sc) else { break };
         // Popped outside the window, inside a scope (no mark termination meanwhile): ours.
@@ -305,65 +325,12 @@ fn acquire_span(h: &Shared, sc: usize) -> Result<SpanRef, AllocError> {
             bug!("a span popped from an unswept list could not be claimed");
         }
         budget -= 1;
-        if sweep::sweep_span(h, s).free_slots > 0 {
-            return Ok(s);
+        if sweeper.sweep(s).free_slots > 0 {
+            return Ok((s, false));
         }
         // Full after sweeping: it stays in `all` only.
     }
-    let noscan = sc % 2 == 1;
-    check_max_heap(h)?;
-    let s = h
-        .central
-        .new_span(&h.arena, Some(sc), 0, noscan, h.verify)
-        .ok_or(AllocError::OutOfMemory {
-            requested: crate::alloc::size_class::CLASSES[sc / 2].size,
-            reservation: h.arena.len(),
-        })?;
-    crate::pacer::controller::note_growth(h);
-    Ok(s)
-}
-
-/// The live-heap limit ([`Config::max_heap`](crate::Config::max_heap)): new spans are refused
-/// while the last completed cycle found more than it live.
-#[inline]
-fn check_max_heap(h: &Shared) -> Result<(), AllocError> {
-    let live = h.heap_marked.load(Ordering::Relaxed);
-    if live > h.max_heap {
-        return Err(AllocError::HeapLimit {
-            live,
-            limit: h.max_heap,
-        });
-    }
-    Ok(())
-}
-
-/// Allocate a large object (more than 32 KiB) in a span of its own.
-pub(crate) fn alloc_large(h: &Shared, bytes: usize, noscan: bool) -> Result<usize, AllocError> {
-    check_max_heap(h)?;
-    let s = h
-        .central
-        .new_span(&h.arena, None, bytes, noscan, h.verify)
-        .ok_or(AllocError::OutOfMemory {
-            requested: bytes,
-            reservation: h.arena.len(),
-        })?;
-    let span = s.get();
-    debug_assert_eq!(span.class, LARGE);
-    {
-        let mut st = span.state.lock();
-        st.alloc.set(0, true);
-        st.allocated = 1;
-    }
-    if h.marking.load(Ordering::Relaxed) {
-        // Allocate black (see `load_window`).
-        span.try_mark(0);
-        h.alloc_black.fetch_add(span.elem_size, Ordering::Relaxed);
-        h.marked_objects_elsewhere.fetch_add(1, Ordering::Relaxed);
-    }
-    h.stats.objects_allocated.fetch_add(1, Ordering::Relaxed);
-    h.note_alloc(span.elem_size, noscan);
-    crate::pacer::controller::note_growth(h);
-    Ok(span.start)
+    Ok((mh.new_span(Some(sc), 0, sc % 2 == 1)?, true))
 }
 
 /// Span class and size class for a request of `bytes` with alignment `align`, or `None` for a

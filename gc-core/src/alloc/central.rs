@@ -41,9 +41,9 @@ use parking_lot::Mutex;
 
 use crate::alloc::arena::{Arena, PAGE_SIZE};
 use crate::alloc::size_class::{CLASSES, NUM_CLASSES};
+use crate::alloc::span::POISON;
 use crate::alloc::span::{LARGE, Span};
 use crate::alloc::sweepgen::SweepGen;
-use crate::gc::object::POISON;
 
 /// Number of span classes: every size class in a scan and a noscan flavour.
 pub(crate) const NUM_SPAN_CLASSES: usize = NUM_CLASSES * 2;
@@ -70,6 +70,15 @@ impl SpanRef {
         // invariant above).
         unsafe { self.0.as_ref() }
     }
+}
+
+/// What a sweep found.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    /// Free slots after the sweep.
+    pub free_slots: usize,
+    /// Whether the span holds no object at all now.
+    pub empty: bool,
 }
 
 #[derive(Default)]

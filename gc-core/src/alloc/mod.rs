@@ -5,6 +5,7 @@
 pub(crate) mod arena;
 pub(crate) mod cache;
 pub(crate) mod central;
+pub(crate) mod mheap;
 pub(crate) mod size_class;
 pub(crate) mod span;
 pub(crate) mod sweepgen;

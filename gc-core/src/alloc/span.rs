@@ -35,6 +35,12 @@ use crate::util::primitive::AtomicU64 as GenAtomic;
 use bitvec::prelude::*;
 use parking_lot::Mutex;
 
+/// Byte written over every freed slot and every fresh span in verify mode, so that a read of
+/// freed memory or a stale pointer shows up (see the verifier).
+pub(crate) const POISON: u8 = 0xDB;
+/// The poison byte repeated over a word.
+pub(crate) const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
+
 /// Mutable allocation state of a span (behind `Span::state`).
 pub(crate) struct SpanAlloc {
     /// 1 = slot allocated.

@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::alloc::cache::span_class_for;
 use crate::api::cell::{GcCell, Slot};
-use crate::api::gc::{Gc, alloc_raw};
+use crate::api::gc::Gc;
 use crate::api::mutator::Mutation;
-use crate::gc::barrier;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::object::{Header, TypeInfo, VAR_DATA_OFFSET, VarHeader};
 use crate::gc::trace::Trace;
@@ -39,7 +38,7 @@ pub(crate) fn alloc_var(
         .and_then(|b| b.checked_add(VAR_DATA_OFFSET))
         .filter(|&b| b <= isize::MAX as usize)
         .ok_or(AllocError::TooLarge { len })?;
-    let addr = alloc_raw(mc, span_class_for(bytes, 8, noscan), bytes, noscan, false)?;
+    let addr = mc.alloc_raw(span_class_for(bytes, 8, noscan), bytes, noscan, false)?;
     let p = addr as *mut VarHeader;
     // SAFETY: a fresh slot of at least `bytes` bytes, 8-aligned, owned by no one else.
     unsafe {
@@ -138,9 +137,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
     /// An array of `len` copies of `init`, or an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
         let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8, !T::NEEDS_TRACE)?;
-        if T::NEEDS_TRACE && crate::api::blocking::must_shade_init(mc) {
-            crate::api::blocking::shade_init(mc.shared, &init);
-        }
+        mc.shade_init(&init);
         let w = init.to_word();
         // SAFETY: the element area has room for `len` words; writing them initialises it.
         unsafe {
@@ -161,9 +158,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
             Some(&first) => Self::new(mc, items.len(), first),
             None => return Self::empty(mc),
         };
-        if T::NEEDS_TRACE && crate::api::blocking::must_shade_init(mc) {
-            crate::api::blocking::shade_init(mc.shared, items);
-        }
+        mc.shade_init(items);
         for (w, v) in a.words().iter().zip(items) {
             // Initialisation of a fresh array: no barrier needed (not yet reachable).
             w.store(v.to_word(), Ordering::Relaxed);
@@ -221,7 +216,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
         let w = &self.words()[i];
         // SAFETY: as in `get`.
         let old = unsafe { T::from_word(w.load(Ordering::Acquire)) };
-        barrier::write(mc, &old, &v);
+        mc.write_barrier(&old, &v);
         w.store(v.to_word(), Ordering::Release);
     }
 

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::api::gc::Gc;
 use crate::api::mutator::Mutation;
-use crate::gc::barrier;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::trace::Trace;
 
@@ -142,7 +141,7 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
     #[inline(always)]
     pub fn set(&self, mc: &Mutation<'gc>, v: T) {
         let old = self.get();
-        barrier::write(mc, &old, &v);
+        mc.write_barrier(&old, &v);
         self.word.store(v.to_word(), Ordering::Release);
     }
 
@@ -150,7 +149,7 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
     #[inline]
     pub fn replace(&self, mc: &Mutation<'gc>, v: T) -> T {
         let old = self.get();
-        barrier::write(mc, &old, &v);
+        mc.write_barrier(&old, &v);
         self.word.store(v.to_word(), Ordering::Release);
         old
     }

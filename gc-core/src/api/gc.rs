@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::alloc::cache::{alloc_large, span_class_for};
+use crate::alloc::cache::span_class_for;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::object::{GcBox, Header};
@@ -41,36 +41,6 @@ impl<T> Copy for Gc<'_, T> {}
 unsafe impl<T: Send + Sync> Send for Gc<'_, T> {}
 // SAFETY: as for `Send`.
 unsafe impl<T: Send + Sync> Sync for Gc<'_, T> {}
-
-/// Allocate `bytes` (header included) with alignment `align` from the mutator's cache, or as a
-/// large object. `SC` is the span class computed at compile time (None = large).
-#[inline(always)]
-pub(crate) fn alloc_raw(
-    mc: &Mutation<'_>,
-    sc: Option<usize>,
-    bytes: usize,
-    noscan: bool,
-    needs_drop: bool,
-) -> Result<usize, AllocError> {
-    let addr = match sc {
-        // SAFETY: the cache reference is used for this one call and dropped.
-        Some(sc) => unsafe { mc.cache() }.alloc_small(mc.shared, sc)?,
-        None => {
-            let a = alloc_large(mc.shared, bytes, noscan)?;
-            // SAFETY: as above.
-            unsafe { mc.cache() }.charge_assist(mc.shared, bytes);
-            a
-        }
-    };
-    if needs_drop {
-        let span = mc.shared.arena.span_of(addr);
-        // SAFETY: `addr` was just allocated from an in-use span, published in the page map.
-        unsafe { &*span }
-            .may_drop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(addr)
-}
 
 impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     const SPAN_CLASS: Option<usize> = span_class_for(
@@ -101,16 +71,13 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
                 "gc-core: types aligned to more than 16 bytes cannot be allocated"
             )
         };
-        let addr = alloc_raw(
-            mc,
+        let addr = mc.alloc_raw(
             Self::SPAN_CLASS,
             std::mem::size_of::<GcBox<T>>(),
             !T::NEEDS_TRACE,
             std::mem::needs_drop::<T>(),
         )?;
-        if T::NEEDS_TRACE && crate::api::blocking::must_shade_init(mc) {
-            crate::api::blocking::shade_init(mc.shared, &value);
-        }
+        mc.shade_init(&value);
         let p = addr as *mut GcBox<T>;
         // SAFETY: `addr` is a fresh slot of at least `size_of::<GcBox<T>>()` bytes, aligned for
         // `GcBox<T>` (class sizes ≥ 32 are multiples of 16; large objects are page aligned), and

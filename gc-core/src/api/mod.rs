@@ -1,11 +1,11 @@
 //! The public handles: `Heap`, `Mutator` and `Mutation`, `Gc`, cells, arrays, strings, weak
-//! references, NaN-boxed values, roots and the stash, blocking regions, and `Config`.
+//! references, NaN-boxed values, roots and the stash, blocking regions.
 
 pub(crate) mod array;
 pub(crate) mod blocking;
 pub(crate) mod cell;
-pub mod config;
 pub(crate) mod gc;
+pub(crate) mod heap;
 pub(crate) mod mutator;
 pub(crate) mod nanbox;
 pub(crate) mod root;

@@ -24,51 +24,19 @@
 //! A long-running scope should poll [`Mutation::should_yield`] (one relaxed load) and return
 //! when it is true, so that a waiting collection can start; re-enter with a new scope.
 
-use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::alloc::cache::MCache;
-use crate::api::root::{NoStack, Root, RootSet, RootStack, Rootable, RootsBox};
-use crate::gc::heap::{IN_SCOPE, ObjAddr, Owner, Shared, in_scope_of};
-use crate::gc::safepoint::OUTSIDE;
+use crate::api::heap::Owner;
+use crate::api::root::{NoStack, Root, RootStack, Rootable, RootsBox};
+use crate::gc::heap::Shared;
+use crate::gc::registry::{InScope, MutatorRecord, SCAN_GONE};
+use crate::gc::roots::RootSet;
+use crate::gc::scope::in_scope_of;
 use crate::gc::trace::Trace;
 use crate::telemetry::metrics::HeapStats;
-use crate::util::primitive::AtomicU8;
-
-/// The collector's view of one mutator.
-///
-/// | field     | touched by |
-/// |-----------|------------|
-/// | `state`   | atomics (see [`crate::gc::safepoint`]) |
-/// | `cache`, `wb_buf` | the mutator inside its scopes; the collector with the world stopped; the mutator's `Drop` under the registry lock |
-/// | `roots`   | written once before registration; the pointee is read by the collector with the world stopped |
-pub(crate) struct MutatorRecord {
-    pub id: usize,
-    /// The cycle whose concurrent mark has scanned this mutator's roots ([`SCAN_GONE`] once
-    /// the mutator is dropped). Taken by the mutator at scope entry and by the collector to
-    /// scan a parked mutator (see [`crate::gc::concurrent`]).
-    pub scanned: parking_lot::Mutex<u64>,
-    /// Set (under `scanned`) by the owner when a scope of it leaves the managed state for a
-    /// blocking region, cleared when that scope ends: while set, only the owner scans its
-    /// roots (see [`crate::api::blocking`]).
-    pub blocking_scope: std::sync::atomic::AtomicBool,
-    pub state: AtomicU8,
-    pub cache: UnsafeCell<MCache>,
-    pub wb_buf: UnsafeCell<Vec<ObjAddr>>,
-    pub roots: NonNull<dyn RootSet>,
-}
-
-// SAFETY: the non-`Sync` fields (`cache`, `wb_buf`, the `roots` pointee) are accessed only as the
-// table above says: by one thread at a time, with the safepoint handshake or the registry lock
-// ordering the accesses of different threads.
-unsafe impl Sync for MutatorRecord {}
-// SAFETY: as for `Sync`; the record is shared through `Arc` between the mutator and collector.
-unsafe impl Send for MutatorRecord {}
-
-/// `MutatorRecord::scanned` of a dropped mutator: never scan its roots again.
-pub(crate) const SCAN_GONE: u64 = u64::MAX;
+use crate::util::error::AllocError;
 
 /// One thread's handle on a heap: a root object of type `Root<'gc, R>` and a root stack of
 /// `Root<'gc, S>` values. Heap access happens in [`Mutator::mutate`] scopes; between scopes the
@@ -98,79 +66,43 @@ where
 pub struct Mutation<'gc> {
     owner: &'gc Arc<Owner>,
     pub(crate) shared: &'gc Shared,
-    pub(crate) record: &'gc MutatorRecord,
+    /// Proof that this thread is inside a scope of the mutator (`!Send`, `!Sync`).
+    scope: InScope<'gc>,
     /// Invariant in `'gc`, so brands of different scopes never unify.
     _invariant: PhantomData<std::cell::Cell<&'gc ()>>,
-    _not_sync: PhantomData<*mut ()>,
 }
 
-/// Leaves the scope (and the thread-local scope list) when dropped, also on unwinding.
+/// A running scope: entered on creation, left when dropped (also on unwinding), after which the
+/// unregistrations of mutators of this heap dropped inside it run.
 struct ScopeGuard<'a> {
-    shared: &'a Shared,
-    record: &'a MutatorRecord,
+    mc: Mutation<'a>,
 }
 
 impl<'a> ScopeGuard<'a> {
-    fn enter(shared: &'a Shared, record: &'a MutatorRecord) -> Self {
-        let key = shared as *const Shared as usize;
-        IN_SCOPE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.contains(&key) {
-                panic!(
-                    "gc-core: this thread is already inside a mutation scope of this heap; \
-                     nesting scopes of two mutators of one heap on one thread would deadlock \
-                     the collector"
-                );
-            }
-            s.push(key);
-        });
-        shared.safepoint.enter(&record.state);
-        // Ordered after STW 1 by `enter`'s acquire of the restarted world (`marking` changes
-        // only with the world stopped).
-        if shared.marking.load(std::sync::atomic::Ordering::Relaxed) {
-            let epoch = shared.mark_epoch.load(std::sync::atomic::Ordering::Relaxed);
-            // SAFETY: we are the owner, at scope entry, before any user code of the scope.
-            unsafe { crate::gc::concurrent::scan_roots(shared, record, epoch) };
+    fn enter(owner: &'a Arc<Owner>, record: &'a MutatorRecord) -> Self {
+        let shared = &*owner.shared;
+        // SAFETY: called by `Mutator`'s scope methods, which take `&mut self` (so the owner, on
+        // its own thread — `Mutator` is `!Send` — outside its scopes); the token lives in the
+        // `Mutation` this guard owns, and `drop` ends the scope.
+        let scope = unsafe { crate::gc::scope::enter(shared, record) };
+        ScopeGuard {
+            mc: Mutation {
+                owner,
+                shared,
+                scope,
+                _invariant: PhantomData,
+            },
         }
-        ScopeGuard { shared, record }
     }
 }
 
 impl Drop for ScopeGuard<'_> {
     fn drop(&mut self) {
-        // While marking, shade what the barrier buffered before leaving, so that a pause finds
-        // the buffers empty and does no shading work itself.
-        if self
-            .shared
-            .marking
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            // SAFETY: still inside the scope (state `INSIDE`), so the buffer is ours; no user
-            // code runs meanwhile.
-            let buf = unsafe { &mut *self.record.wb_buf.get() };
-            if !buf.is_empty() {
-                // Drained, not taken: the buffer keeps its capacity (no reallocation per scope).
-                crate::gc::concurrent::shade(self.shared, buf.drain(..));
-            }
-        }
-        if self
-            .record
-            .blocking_scope
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            // SAFETY: we are the owner, inside the scope, after its user code; the flag is set.
-            unsafe { crate::api::blocking::end_scope(self.shared, self.record) };
-        }
-        self.shared.safepoint.exit(&self.record.state);
-        let key = self.shared as *const Shared as usize;
-        IN_SCOPE.with(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(i) = s.iter().rposition(|&k| k == key) {
-                s.swap_remove(i);
-            }
-        });
+        let h = self.mc.shared;
+        crate::gc::scope::exit(h, &self.mc.scope);
         // Mutators of this heap dropped inside the scope: now that this thread is outside
         // every scope of the heap, unregister them.
+        let key = h as *const Shared as usize;
         let deferred: Vec<_> = DEFERRED_DROPS.with(|d| {
             let mut d = d.borrow_mut();
             let (mine, others) = std::mem::take(&mut *d)
@@ -221,17 +153,10 @@ where
             stack: RootStack::new(),
         })));
         let h = &owner.shared;
-        let record = Arc::new(MutatorRecord {
-            id: h
-                .next_mutator_id
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            scanned: parking_lot::Mutex::new(0),
-            blocking_scope: std::sync::atomic::AtomicBool::new(false),
-            state: AtomicU8::new(OUTSIDE),
-            cache: UnsafeCell::new(MCache::new()),
-            wb_buf: UnsafeCell::new(Vec::new()),
-            roots: roots as NonNull<dyn RootSet>,
-        });
+        let id = h
+            .next_mutator_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record = Arc::new(MutatorRecord::new(id, roots as NonNull<dyn RootSet>));
         // Blocks while a stop-the-world phase holds the registry.
         h.registry.lock().push(record.clone());
         let m = Mutator {
@@ -241,10 +166,8 @@ where
             _not_send: PhantomData,
         };
         {
-            let h = &*m.owner.shared;
-            let _scope = ScopeGuard::enter(h, &m.record);
-            let mc = Mutation::new(&m.owner, &m.record);
-            let root = init(&mc);
+            let scope = ScopeGuard::enter(&m.owner, &m.record);
+            let root = init(&scope.mc);
             // SAFETY: `Root<'x, R>` and `Root<'static, R>` are the same type but for the
             // lifetime, so they have the same layout; the erased value is only ever handed out
             // again as `&Root<'gc, R>` for a fresh scope's `'gc` (see `mutate`), and is stored
@@ -273,9 +196,7 @@ where
         &mut self,
         f: impl for<'gc> FnOnce(&Mutation<'gc>, &Root<'gc, R>, &RootStack<'gc, Root<'gc, S>>) -> T,
     ) -> T {
-        let h = &*self.owner.shared;
-        let _scope = ScopeGuard::enter(h, &self.record);
-        let mc = Mutation::new(&self.owner, &self.record);
+        let scope = ScopeGuard::enter(&self.owner, &self.record);
         // SAFETY: `roots` is alive until `Drop`, and the collector reads it only at safepoints,
         // never while this scope runs. The lifetime cast is the branding argument: the
         // references handed out are valid for this scope only, and the `'gc` brand is fresh
@@ -291,7 +212,7 @@ where
                 &*(&raw const b.stack).cast::<RootStack<'_, Root<'_, S>>>(),
             )
         };
-        f(&mc, root, stack)
+        f(&scope.mc, root, stack)
     }
 
     /// Run a full collection (and its sweep) and wait for it. Must be called between scopes,
@@ -320,10 +241,13 @@ where
             "gc-core: debug_barrier_buffer_len inside a mutation scope of the same heap would \
              wait for the collector that waits for that scope"
         );
-        let _reg = self.owner.shared.registry.lock();
-        // SAFETY: outside any scope (we hold `&self` and scopes need `&mut self`), holding the
-        // registry lock: no collector phase is running, so nobody else touches the buffer.
-        unsafe { (*self.record.wb_buf.get()).len() }
+        let reg = self.owner.shared.registry.lock();
+        // SAFETY: the owner's thread (`Mutator` is `!Send`), outside its scopes (they need
+        // `&mut self`; a scope of another mutator of this heap was refused above), holding the
+        // registry lock.
+        unsafe { self.record.local_outside_scopes(&reg) }
+            .wb_buf
+            .len()
     }
 }
 
@@ -364,14 +288,16 @@ where
 {
     {
         let mut reg = h.registry.lock();
-        // SAFETY: we hold the registry lock, so no stop-the-world phase is running, and the
-        // mutator is outside any scope (its `Drop` runs outside them; see `DEFERRED_DROPS`):
-        // this thread is the only one touching the cache and barrier buffer.
-        unsafe { (*record.cache.get()).flush(h, true) };
-        // SAFETY: as above.
-        let buf = unsafe { std::mem::take(&mut *record.wb_buf.get()) };
+        let marking = h.mark.marking.load(std::sync::atomic::Ordering::Relaxed);
+        let buf = {
+            // SAFETY: the owner's `Drop`, on its thread, outside every scope of the heap (see
+            // `DEFERRED_DROPS`), holding the registry lock.
+            let local = unsafe { record.local_outside_scopes(&reg) };
+            local.cache.flush(&h.mheap, marking, true);
+            std::mem::take(&mut local.wb_buf)
+        };
         // While marking, the buffered values are deletions the marker must still see.
-        if h.marking.load(std::sync::atomic::Ordering::Relaxed) {
+        if marking {
             crate::gc::concurrent::shade(h, buf);
         }
         reg.retain(|r| !Arc::ptr_eq(r, record));
@@ -384,16 +310,6 @@ where
 }
 
 impl<'gc> Mutation<'gc> {
-    fn new(owner: &'gc Arc<Owner>, record: &'gc MutatorRecord) -> Self {
-        Mutation {
-            owner,
-            shared: &owner.shared,
-            record,
-            _invariant: PhantomData,
-            _not_sync: PhantomData,
-        }
-    }
-
     /// Whether the collector is waiting for this mutator to leave its scope. One relaxed load:
     /// poll it in long loops and return from the scope when it is true.
     #[inline(always)]
@@ -406,13 +322,14 @@ impl<'gc> Mutation<'gc> {
     #[doc(hidden)]
     pub fn debug_marking(&self) -> bool {
         self.shared
+            .mark
             .marking
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A snapshot of the heap's figures.
     pub fn stats(&self) -> HeapStats {
-        HeapStats::read(self.shared)
+        crate::gc::report::heap_stats(self.shared)
     }
 
     /// The heap's owner handle (for stash handles).
@@ -420,28 +337,39 @@ impl<'gc> Mutation<'gc> {
         self.owner.clone()
     }
 
-    /// The allocation cache.
-    ///
-    /// # Safety
-    /// The returned reference must not overlap another reference to the cache: callers use it
-    /// for one allocation and drop it, and never call user code while holding it.
+    /// Allocate `bytes` (header included) from this mutator's cache, or as a large object
+    /// when `sc` (the span class, computed at compile time) is `None`. `needs_drop`: the object
+    /// has drop glue (its span must run drop glue when swept).
     #[inline(always)]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn cache(&self) -> &mut MCache {
-        // SAFETY: we are inside a scope of this mutator (a `Mutation` exists only there), so the
-        // collector does not touch the cache; `Mutation` is `!Sync`, so only this thread has it;
-        // non-overlap is the caller's contract.
-        unsafe { &mut *self.record.cache.get() }
+    pub(crate) fn alloc_raw(
+        &self,
+        sc: Option<usize>,
+        bytes: usize,
+        noscan: bool,
+        needs_drop: bool,
+    ) -> Result<usize, AllocError> {
+        crate::gc::malloc::malloc(self.shared, &self.scope, sc, bytes, noscan, needs_drop)
     }
 
-    /// The write-barrier buffer.
-    ///
-    /// # Safety
-    /// As for [`Mutation::cache`].
-    #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn wb_buf(&self) -> &mut Vec<ObjAddr> {
-        // SAFETY: as in `cache`.
-        unsafe { &mut *self.record.wb_buf.get() }
+    /// The write barrier, before `old` is replaced by `new` in a heap slot.
+    #[inline(always)]
+    pub(crate) fn write_barrier<T: Trace>(&self, old: &T, new: &T) {
+        crate::gc::barrier::write(self.shared, &self.scope, old, new);
+    }
+
+    /// Shade the pointers in `value`, about to be stored into a new object, if this scope is
+    /// stale (it blocked across the start of a mark phase: see `gc::blocking`).
+    #[inline(always)]
+    pub(crate) fn shade_init<T: Trace + ?Sized>(&self, value: &T) {
+        if T::NEEDS_TRACE && crate::gc::blocking::must_shade_init(&self.scope) {
+            crate::gc::blocking::shade_init(self.shared, value);
+        }
+    }
+
+    /// The token proving this thread is inside the scope (for the collector's side of
+    /// allocation, barriers and blocking regions).
+    #[inline(always)]
+    pub(crate) fn scope(&self) -> &InScope<'gc> {
+        &self.scope
     }
 }

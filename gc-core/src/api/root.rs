@@ -32,6 +32,7 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
 use crate::gc::mark::tracer::Tracer;
+use crate::gc::roots::RootSet;
 use crate::gc::trace::Trace;
 
 /// A `'static` marker naming a family of types `Root<'gc>`, one per `'gc`. Use the
@@ -164,15 +165,6 @@ where
 {
     pub root: Option<Root<'static, R>>,
     pub stack: RootStack<'static, Root<'static, S>>,
-}
-
-/// Type-erased access to a mutator's roots for the collector.
-pub(crate) trait RootSet {
-    /// Trace the root object and the root stack.
-    fn trace_roots(&self, t: &mut Tracer);
-
-    /// Whether the root stack is borrowed (inside [`RootStack::with`]); only its owner asks.
-    fn stack_in_use(&self) -> bool;
 }
 
 impl<R, S> RootSet for RootsBox<R, S>

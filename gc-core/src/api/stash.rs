@@ -10,44 +10,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::api::gc::Gc;
+use crate::api::heap::Owner;
 use crate::api::mutator::Mutation;
 use crate::api::root::{Root, Rootable};
-use crate::gc::heap::{ObjAddr, Owner};
-use crate::gc::mark::tracer::Tracer;
-
-/// Slots of stashed objects; read by the collector with the world stopped.
-#[derive(Default)]
-pub(crate) struct StashTable {
-    slots: Vec<Option<ObjAddr>>,
-    free: Vec<usize>,
-}
-
-impl StashTable {
-    fn insert(&mut self, a: ObjAddr) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(a);
-                i
-            }
-            None => {
-                self.slots.push(Some(a));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    /// Trace every stashed object.
-    pub(crate) fn trace(&self, t: &mut Tracer) {
-        for a in self.slots.iter().flatten() {
-            t.edge(a.0);
-        }
-    }
-
-    /// Number of live stash handles.
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-}
+use crate::gc::heap::ObjAddr;
 
 /// A heap-wide root holding one object of type `Root<'gc, R>`.
 pub struct Stash<R: for<'gc> Rootable<'gc>> {
@@ -64,16 +30,7 @@ impl<'gc> Mutation<'gc> {
         R: for<'x> Rootable<'x>,
         Root<'gc, R>: Sized,
     {
-        // The stash is greyed at STW 1; an entry added while marking is shaded here (it may come
-        // from a scope that blocked across STW 1, whose locals the marker has not seen).
-        if self
-            .shared
-            .marking
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            crate::gc::concurrent::shade(self.shared, [ObjAddr(gc.header())]);
-        }
-        let slot = self.shared.stash.lock().insert(ObjAddr(gc.header()));
+        let slot = crate::gc::roots::stash(self.shared, ObjAddr(gc.header()));
         Stash {
             owner: self.owner(),
             slot,
@@ -95,7 +52,7 @@ impl<R: for<'gc> Rootable<'gc>> Stash<R> {
             std::ptr::eq(&*self.owner.shared, mc.shared),
             "gc-core: Stash::fetch with a mutator of another heap"
         );
-        let a = self.owner.shared.stash.lock().slots[self.slot].expect("live stash slot");
+        let a = self.owner.shared.stash.lock().get(self.slot);
         // SAFETY: the slot holds the address of a `Root<'_, R>` object stored by `stash`, kept
         // alive as a root since; the returned `Gc` is branded with this scope.
         unsafe { Gc::from_word(a.0 as usize) }
@@ -105,7 +62,7 @@ impl<R: for<'gc> Rootable<'gc>> Stash<R> {
 impl<R: for<'gc> Rootable<'gc>> Clone for Stash<R> {
     fn clone(&self) -> Self {
         let mut t = self.owner.shared.stash.lock();
-        let a = t.slots[self.slot].expect("live stash slot");
+        let a = t.get(self.slot);
         let slot = t.insert(a);
         Stash {
             owner: self.owner.clone(),
@@ -118,7 +75,6 @@ impl<R: for<'gc> Rootable<'gc>> Clone for Stash<R> {
 impl<R: for<'gc> Rootable<'gc>> Drop for Stash<R> {
     fn drop(&mut self) {
         let mut t = self.owner.shared.stash.lock();
-        t.slots[self.slot] = None;
-        t.free.push(self.slot);
+        t.remove(self.slot);
     }
 }

@@ -1,7 +1,7 @@
 //! The write barrier hook (Go: `mbarrier.go`, the hybrid barrier of proposal 17503).
 //!
-//! Every store of a pointer-bearing value into a heap slot (a [`GcCell`](crate::GcCell), a
-//! [`GcArray`](crate::GcArray) element, a [`GcVec`](crate::GcVec) element) calls [`write`]
+//! Every store of a pointer-bearing value into a heap slot (a `GcCell`, a `GcArray` element, a
+//! `GcVec` element) calls [`write`]
 //! with the old and the new value **before** the store. While marking, the barrier shades both:
 //! the old value (Yuasa deletion barrier: a pointer removed from the heap while the marker may
 //! not have seen it yet stays reachable) and the new value (Dijkstra insertion barrier).
@@ -20,45 +20,55 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::api::mutator::Mutation;
 use crate::gc::concurrent::WB_FLUSH_LEN;
+use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
+use crate::gc::registry::InScope;
 use crate::gc::trace::Trace;
 
 /// Barrier for replacing `old` by `new` in a heap slot. Call before the store.
 #[inline(always)]
-pub(crate) fn write<T: Trace>(mc: &Mutation<'_>, old: &T, new: &T) {
-    if T::NEEDS_TRACE && mc.shared.barrier_on.load(Ordering::Relaxed) {
-        write_slow(mc, old, new);
-    }
-}
-
-/// Record one object to shade (a weak reference upgraded while marking).
-#[cold]
-pub(crate) fn record(mc: &Mutation<'_>, a: crate::gc::heap::ObjAddr) {
-    // SAFETY: the buffer reference is used for this block only; no user code runs meanwhile.
-    let buf = unsafe { mc.wb_buf() };
-    buf.push(a);
-    flush_if_full(mc, buf);
-}
-
-/// While marking, shade a full buffer (Go: `wbBufFlush`).
-#[inline]
-fn flush_if_full(mc: &Mutation<'_>, buf: &mut Vec<crate::gc::heap::ObjAddr>) {
-    if buf.len() >= WB_FLUSH_LEN && mc.shared.marking.load(Ordering::Relaxed) {
-        // Drained in place: the buffer keeps its capacity.
-        crate::gc::concurrent::shade(mc.shared, buf.drain(..));
+pub(crate) fn write<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
+    if T::NEEDS_TRACE && h.mark.barrier_on.load(Ordering::Relaxed) {
+        write_slow(h, scope, old, new);
     }
 }
 
 #[cold]
 #[inline(never)]
-fn write_slow<T: Trace>(mc: &Mutation<'_>, old: &T, new: &T) {
-    let mut t = Tracer::new_collect(&mc.shared.arena);
+fn write_slow<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
+    let mut t = Tracer::new_collect(&h.mheap.arena);
     old.trace(&mut t);
     new.trace(&mut t);
-    // SAFETY: the buffer reference is used for this block only; no user code runs meanwhile.
-    let buf = unsafe { mc.wb_buf() };
-    buf.extend(t.take_collected());
-    flush_if_full(mc, buf);
+    let edges = t.take_collected();
+    let full = scope.with_local(move |l| {
+        l.wb_buf.extend(edges);
+        l.wb_buf.len() >= WB_FLUSH_LEN
+    });
+    if full && h.mark.marking.load(Ordering::Relaxed) {
+        flush(h, scope);
+    }
+}
+
+/// Record one object to shade (a weak reference upgraded while marking).
+#[cold]
+pub(crate) fn record(h: &Shared, scope: &InScope<'_>, a: ObjAddr) {
+    let full = scope.with_local(move |l| {
+        l.wb_buf.push(a);
+        l.wb_buf.len() >= WB_FLUSH_LEN
+    });
+    if full && h.mark.marking.load(Ordering::Relaxed) {
+        flush(h, scope);
+    }
+}
+
+/// While marking, shade what the buffer holds (Go: `wbBufFlush`): when it is full, at scope
+/// exit, before a blocking region.
+pub(crate) fn flush(h: &Shared, scope: &InScope<'_>) {
+    // Taken out and put back: shading runs no user code, but the buffer keeps its capacity.
+    let mut buf = scope.with_local(|l| std::mem::take(&mut l.wb_buf));
+    if !buf.is_empty() {
+        crate::gc::concurrent::shade(h, buf.drain(..));
+    }
+    scope.with_local(move |l| l.wb_buf = buf);
 }

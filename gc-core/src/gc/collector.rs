@@ -25,18 +25,40 @@
 //! mutators keep allocating, so it starts at the pacer's trigger, below the goal.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::gc::heap::{Shared, in_scope_of};
+use parking_lot::{Condvar, Mutex};
+
+use crate::gc::heap::Shared;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::mark::workers::{self, MarkJob};
+use crate::gc::scope::in_scope_of;
+use crate::gc::stw::StoppedWorld;
 use crate::gc::sweep;
 use crate::gc::verify;
+use crate::telemetry::phases::Phase;
 
-/// Cycle bookkeeping, behind `Shared::collector`.
+/// When cycles run. Each field says who writes it.
 #[derive(Default)]
-pub(crate) struct CollectorState {
+pub(crate) struct Control {
+    /// Cycle counts and requests; see [`Cycles`].
+    pub state: Mutex<Cycles>,
+    /// Wakes the collector thread (requests, shutdown). Notified under `state`.
+    pub wake: Condvar,
+    /// Wakes threads waiting for a cycle to complete. Notified after `completed` moves.
+    pub done: Condvar,
+    /// Set by the allocation path when it requests a cycle (so that later allocations skip
+    /// the lock); cleared when the cycle starts.
+    pub pending: AtomicBool,
+    /// Set when the collector thread shuts down: the mark workers exit.
+    pub stop: AtomicBool,
+}
+
+/// Cycle bookkeeping, behind `Control::state`.
+#[derive(Default)]
+pub(crate) struct Cycles {
     /// Cycles asked for: a cycle runs while `requested > started`.
     pub requested: u64,
     /// Cycles that have stopped the world.
@@ -51,12 +73,12 @@ pub(crate) struct CollectorState {
 
 /// Ask for a cycle (allocation trigger). Cheap if one is already pending.
 pub(crate) fn request_cycle(h: &Shared) {
-    if h.gc_pending.swap(true, Ordering::Relaxed) {
+    if h.control.pending.swap(true, Ordering::Relaxed) {
         return;
     }
-    let mut st = h.collector.lock();
+    let mut st = h.control.state.lock();
     st.requested = st.requested.max(st.started + 1);
-    h.collector_wake.notify_all();
+    h.control.wake.notify_all();
 }
 
 thread_local! {
@@ -80,13 +102,13 @@ pub(crate) fn collect(h: &Shared) {
         );
     }
     {
-        let mut st = h.collector.lock();
+        let mut st = h.control.state.lock();
         let target = st.started + 1;
         st.requested = st.requested.max(target);
         st.forced_upto = st.forced_upto.max(target);
-        h.collector_wake.notify_all();
+        h.control.wake.notify_all();
         while st.completed < target {
-            h.cycle_done.wait(&mut st);
+            h.control.done.wait(&mut st);
         }
     }
     sweep::finish_sweep(h);
@@ -94,9 +116,9 @@ pub(crate) fn collect(h: &Shared) {
 
 /// If a sweep phase is open and nothing is left to sweep, record its end.
 pub(crate) fn note_sweep_done(h: &Shared) {
-    let mut s = h.sweep_started.lock();
+    let mut s = h.sweep.started.lock();
     if let Some((cycle, start)) = *s
-        && h.central.unswept_count() == 0
+        && h.mheap.central.unswept_count() == 0
     {
         h.phases
             .record(cycle, crate::telemetry::phases::Phase::Sweep, start);
@@ -107,52 +129,69 @@ pub(crate) fn note_sweep_done(h: &Shared) {
 /// Count a cycle as started (world stopped); returns its number.
 pub(crate) fn begin_cycle(h: &Shared) -> u64 {
     let n = {
-        let mut st = h.collector.lock();
+        let mut st = h.control.state.lock();
         st.started += 1;
         st.started
     };
-    h.gc_pending.store(false, Ordering::Relaxed);
+    h.control.pending.store(false, Ordering::Relaxed);
     n
 }
 
-/// Count cycle `n` as completed and wake the threads waiting for it.
-pub(crate) fn end_cycle(h: &Shared, n: u64) {
+/// Recompute the trigger and goal (a setting changed, or the heap was created) and request a
+/// cycle if one is due.
+pub(crate) fn update_trigger(h: &Shared) {
+    if h.pacing()
+        .update_trigger(h.mark.marking.load(Ordering::Relaxed))
     {
-        let mut st = h.collector.lock();
+        request_cycle(h);
+    }
+}
+
+/// Start the collector thread of `h`.
+pub(crate) fn spawn(h: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("gc-core collector".into())
+        .spawn(move || run(h))
+}
+
+/// Count cycle `n` as completed and wake the threads waiting for it.
+pub(crate) fn complete_cycle(h: &Shared, n: u64) {
+    {
+        let mut st = h.control.state.lock();
         st.completed = n;
     }
-    h.cycle_done.notify_all();
+    h.control.done.notify_all();
 }
 
 /// The collector thread: start the mark helpers, run the loop, stop the helpers.
-pub(crate) fn run(h: Arc<Shared>) {
+fn run(h: Arc<Shared>) {
     ON_COLLECTOR_THREAD.with(|c| c.set(true));
     std::thread::scope(|s| {
         let mut helpers = 0;
-        for i in 1..h.mark_workers {
+        for i in 1..h.settings.stw_mark_workers {
             let h = &*h;
             let spawned = std::thread::Builder::new()
                 .name(format!("gc-core mark worker {i}"))
                 // The collector waits for every helper with the world stopped.
                 .spawn_scoped(s, move || {
-                    fatal_on_panic("a mark worker", || h.pool.helper(h))
+                    fatal_on_panic("a mark worker", || h.mark.pool.helper(h))
                 });
             if spawned.is_ok() {
                 helpers += 1;
             }
         }
-        h.mark_helpers.store(helpers, Ordering::Relaxed);
+        h.mark.stw_helpers.store(helpers, Ordering::Relaxed);
         {
             let h = &*h;
             // Without a scavenger the heap only keeps its pages; not fatal.
             let _ = std::thread::Builder::new()
                 .name("gc-core scavenger".into())
-                .spawn_scoped(s, move || crate::pacer::scavenger::run(h));
+                .spawn_scoped(s, move || h.pacer.scavenger.run(&h.mheap.arena, &h.stats));
         }
         // Background mark helpers of the concurrent cycle (25% of the CPUs in all, the
         // collector thread being the first worker).
-        if h.concurrent {
-            for (i, share) in crate::pacer::worker_shares(h.cpus)
+        if h.settings.concurrent {
+            for (i, share) in crate::pacer::worker_shares(h.settings.procs)
                 .into_iter()
                 .enumerate()
                 .skip(1)
@@ -171,11 +210,10 @@ pub(crate) fn run(h: Arc<Shared>) {
         }
         // A panic here would leave mutators waiting for a world that never restarts.
         fatal_on_panic("the collector thread", || collector_loop(&h));
-        h.pool.shutdown();
-        h.bg_stop.store(true, Ordering::Release);
-        crate::pacer::scavenger::wake(&h);
-        let _g = h.bg_wake.0.lock();
-        h.bg_wake.1.notify_all();
+        h.mark.pool.shutdown();
+        h.control.stop.store(true, Ordering::Release);
+        h.pacer.scavenger.shutdown();
+        h.mark.workers_wake.wake_all();
     });
 }
 
@@ -196,7 +234,7 @@ fn fatal_on_panic(who: &str, f: impl FnOnce()) {
 fn collector_loop(h: &Shared) {
     loop {
         let cycle = {
-            let mut st = h.collector.lock();
+            let mut st = h.control.state.lock();
             loop {
                 if st.shutdown {
                     return;
@@ -204,19 +242,19 @@ fn collector_loop(h: &Shared) {
                 if st.requested > st.started {
                     break true;
                 }
-                if h.back_to_back.load(Ordering::Relaxed) {
+                if h.hooks.back_to_back.load(Ordering::Relaxed) {
                     // Testing: start the next cycle as soon as the last one ended.
                     st.requested = st.started + 1;
                     break true;
                 }
-                if h.central.unswept_count() > 0 {
+                if h.mheap.central.unswept_count() > 0 {
                     break false;
                 }
-                h.collector_wake.wait(&mut st);
+                h.control.wake.wait(&mut st);
             }
         };
         if cycle {
-            if h.concurrent {
+            if h.settings.concurrent {
                 crate::gc::concurrent::gc_cycle(h);
             } else {
                 gc_cycle(h);
@@ -235,40 +273,25 @@ fn collector_loop(h: &Shared) {
 
 /// Stop the world at a moment when no mutator is in a scope that contains a blocking region
 /// (its Rust locals would be invisible to this cycle, which also sweeps; see
-/// [`crate::api::blocking`]). Such a scope found after stopping restarts the world (a pause recorded
-/// as [`Phase::StopTheWorldRetry`](crate::telemetry::phases::Phase)), and the collector waits for it.
-fn stop_without_blocking_scopes(
-    h: &Shared,
-) -> (
-    parking_lot::MutexGuard<'_, Vec<Arc<crate::api::mutator::MutatorRecord>>>,
-    Instant,
-) {
-    let blocked = |reg: &[Arc<crate::api::mutator::MutatorRecord>]| {
+/// [`crate::gc::blocking`]). Such a scope found after stopping restarts the world (a pause
+/// recorded as [`Phase::StopTheWorldRetry`]), and the collector waits for it.
+fn stop_without_blocking_scopes(h: &Shared) -> StoppedWorld<'_> {
+    let blocked = |reg: &[Arc<crate::gc::registry::MutatorRecord>]| {
         reg.iter().any(|r| r.blocking_scope.load(Ordering::Acquire))
     };
     loop {
-        let registry = h.registry.lock();
-        if blocked(&registry) {
-            drop(registry);
-            crate::api::blocking::wait_for_scopes(h, || blocked(&h.registry.lock()));
+        if blocked(&h.registry.lock()) {
+            crate::gc::blocking::wait_for_scopes(h, || blocked(&h.registry.lock()));
             continue;
         }
-        let t_stop = Instant::now();
-        h.safepoint.stop(registry.iter().map(|r| &r.state));
+        let world = StoppedWorld::stop(h);
         // The flag is written before the mutator's `Release` store of `OUTSIDE`, which the
         // stop acquired.
-        if !blocked(&registry) {
-            return (registry, t_stop);
+        if !blocked(world.records()) {
+            return world;
         }
-        let end = Instant::now();
-        h.stats.record_pause(end.saturating_duration_since(t_stop));
-        h.phases.record_span(
-            h.collector.lock().started + 1,
-            crate::telemetry::phases::Phase::StopTheWorldRetry,
-            t_stop,
-            end,
-        );
-        h.safepoint.start();
+        let next = h.control.state.lock().started + 1;
+        world.end_pause(next, Phase::StopTheWorldRetry);
     }
 }
 
@@ -276,41 +299,37 @@ fn stop_without_blocking_scopes(
 pub(crate) fn gc_cycle(h: &Shared) {
     let t_begin = Instant::now();
     sweep::finish_sweep(h);
-    let (registry, t_stop) = stop_without_blocking_scopes(h);
-    let this_cycle = begin_cycle(h);
-    let heap_start = h.heap_live.load(Ordering::Relaxed);
-    let cycle_goal = crate::pacer::controller::start_cycle(h);
+    let mut world = stop_without_blocking_scopes(h);
+    let cycle = begin_cycle(h);
+    let heap_start = h.mheap.counters.heap_live.load(Ordering::Relaxed);
+    h.pacing().start_cycle();
     // Every mutator is at a safepoint: their caches, barrier buffers and roots are ours.
-    for r in registry.iter() {
-        // SAFETY: world stopped and registry locked (see `MutatorRecord`).
-        unsafe { (*r.cache.get()).flush(h, false) };
+    for m in world.mutators() {
+        m.local.cache.flush(&h.mheap, false, false);
+        m.local.assist_debt = 0.0;
     }
     sweep::finish_sweep(h);
-    debug_assert_eq!(h.central.unswept_count(), 0);
+    debug_assert_eq!(h.mheap.central.unswept_count(), 0);
 
     let t_mark = Instant::now();
-    let helpers = h.mark_helpers.load(Ordering::Relaxed);
+    let helpers = h.mark.stw_helpers.load(Ordering::Relaxed);
     let job = (helpers > 0).then(|| Arc::new(MarkJob::new(helpers + 1)));
     let mut t = match &job {
-        Some(job) => Tracer::new_parallel(&h.arena, job),
-        None => Tracer::new(&h.arena),
+        Some(job) => Tracer::new_parallel(&h.mheap.arena, job),
+        None => Tracer::new(&h.mheap.arena),
     };
-    for r in registry.iter() {
-        // SAFETY: world stopped: the mutator is outside its scopes, its roots are not being
-        // written, and the registry lock keeps it registered (so `roots` is alive).
-        unsafe { r.roots.as_ref().trace_roots(&mut t) };
-        // SAFETY: as above, for the barrier buffer.
-        let buf = unsafe { std::mem::take(&mut *r.wb_buf.get()) };
-        for a in buf {
+    for m in world.mutators() {
+        m.roots.trace_roots(&mut t);
+        for a in m.local.wb_buf.drain(..) {
             t.edge(a.0);
         }
     }
     h.stash.lock().trace(&mut t);
     let (marked, marked_objects) = match &job {
         Some(job) => {
-            h.pool.start(job.clone());
+            h.mark.pool.start(job.clone());
             workers::work(job, &mut t);
-            h.pool.wait(helpers);
+            h.mark.pool.wait(helpers);
             h.stats.last_shared_batches.store(
                 job.shared_batches.load(Ordering::Relaxed),
                 Ordering::Relaxed,
@@ -324,51 +343,45 @@ pub(crate) fn gc_cycle(h: &Shared) {
     };
     let mark_time = t_mark.elapsed();
 
-    // Mark termination. Weak references are cleared in the weak-clearing window (after the sweep
-    // generation advanced, what `weak::is_live` expects), before anything is swept.
-    let heap_end = h.heap_live.load(Ordering::Relaxed);
-    h.heap_marked.store(marked, Ordering::Relaxed);
-    h.heap_live.store(marked, Ordering::Relaxed);
-    let (_, cons_mark) = crate::pacer::controller::end_cycle(
-        h,
-        crate::pacer::controller::CycleMeasures {
+    // Mark termination. Weak references are cleared in the weak-clearing window (after the
+    // sweep generation advanced, what `weak::is_live` expects), before anything is swept.
+    let counters = &h.mheap.counters;
+    let heap_end = counters.heap_live.load(Ordering::Relaxed);
+    counters.heap_marked.store(marked, Ordering::Relaxed);
+    counters.heap_live.store(marked, Ordering::Relaxed);
+    let end = h
+        .pacing()
+        .end_cycle(crate::pacer::controller::CycleMeasures {
             marked,
             heap_end,
             mark_ns: mark_time.as_nanos() as u64,
             assist_ns: 0,
             idle_ns: 0,
             concurrent: false,
-        },
-    );
+        });
     h.stats
         .last_marked_objects
         .store(marked_objects, Ordering::Relaxed);
-    h.central.advance_sweep_gen();
+    h.mheap.central.advance_sweep_gen();
     sweep::end_weak_window(h);
-    if h.verify {
+    if h.settings.verify {
         sweep::finish_sweep(h);
-        verify::verify_or_abort(h, &registry, this_cycle);
+        verify::verify_or_abort(h, &mut world, cycle);
     }
-    let t_end = Instant::now();
-    let pause = t_end.saturating_duration_since(t_stop);
-    h.phases.record_span(
-        this_cycle,
-        crate::telemetry::phases::Phase::StopTheWorldCycle,
-        t_stop,
-        t_end,
-    );
-    h.safepoint.start();
-    drop(registry);
-    h.stats.record_cycle(pause, mark_time, t_begin.elapsed());
-    let base = crate::telemetry::gctrace::record_base(
+    let pause = world.end_pause(cycle, Phase::StopTheWorldCycle);
+    if end.cycle_due {
+        request_cycle(h);
+    }
+    h.stats.record_cycle_end(mark_time, t_begin.elapsed());
+    let base = crate::gc::report::record_base(
         h,
-        this_cycle,
+        cycle,
         t_begin,
         (heap_start, heap_end, marked),
-        cycle_goal,
-        cons_mark,
+        end.goal,
+        end.cons_mark,
     );
-    crate::telemetry::gctrace::cycle_done(
+    crate::gc::report::cycle_done(
         h,
         crate::telemetry::gctrace::CycleRecord {
             mark: mark_time,
@@ -376,5 +389,5 @@ pub(crate) fn gc_cycle(h: &Shared) {
             ..base
         },
     );
-    end_cycle(h, this_cycle);
+    complete_cycle(h, cycle);
 }

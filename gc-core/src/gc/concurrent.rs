@@ -54,10 +54,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::api::mutator::{MutatorRecord, SCAN_GONE};
 use crate::gc::collector;
 use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
+use crate::gc::registry::{InScope, MutatorRecord, SCAN_GONE};
+use crate::gc::stw::StoppedWorld;
 use crate::gc::sweep;
 use crate::gc::verify;
 use crate::pacer::controller::{self as pacing, WORK_UNIT_BYTES};
@@ -75,22 +76,20 @@ const DRAIN_SLICE: usize = 1024;
 /// nanoseconds, but microseconds when it misses cache and TLB, so keep it small.
 const ASSIST_SLICE: usize = 32;
 
-/// Scan `rec`'s roots for the cycle `epoch` unless already done, handing the grey objects to
-/// the background marker. Called by the mutator itself at scope entry.
-///
-/// # Safety
-///
-/// `rec` must be registered (its roots alive), and the caller must be its owner at scope entry,
-/// before any user code of the scope.
-pub(crate) unsafe fn scan_roots(h: &Shared, rec: &MutatorRecord, epoch: u64) {
+/// Scan the scope owner's roots for the cycle `epoch` unless already done, handing the grey
+/// objects to the background marker. Called by the mutator itself at scope entry, before any
+/// user code of the scope.
+pub(crate) fn scan_own_roots(h: &Shared, scope: &InScope<'_>, epoch: u64) {
+    let rec = scope.record();
     let mut scanned = rec.scanned.lock();
-    // SAFETY: forwarded; nobody writes the roots while their owner enters its scope.
+    // SAFETY: the record is registered (a scope of it runs), we hold its scan lock, and we are
+    // its owner at scope entry, before any user code: nobody writes the roots.
     unsafe { scan_roots_locked(h, rec, &mut scanned, epoch) };
 }
 
-/// Collector side of [`scan_roots`]: scan a mutator that has not entered a scope since STW 1.
+/// Collector side of [`scan_own_roots`]: scan a mutator that has not entered a scope since STW 1.
 /// Returns `false` if its roots stay unscanned because it is in a scope that contains a
-/// blocking region (its owner scans them when that scope ends; see [`crate::api::blocking`]).
+/// blocking region (its owner scans them when that scope ends; see [`crate::gc::blocking`]).
 ///
 /// # Safety
 ///
@@ -131,11 +130,13 @@ pub(crate) unsafe fn scan_roots_locked(
         return;
     }
     let guard = AbortOnUnwind("a root scan");
-    let mut t = Tracer::new_concurrent(&h.arena);
-    // SAFETY: alive and not written, by the contract above.
-    unsafe { rec.roots.as_ref().trace_roots(&mut t) };
+    let mut t = Tracer::new_concurrent(&h.mheap.arena);
+    // SAFETY: the scan lock is held and did not read `SCAN_GONE`; the caller's contract says
+    // nobody writes the roots meanwhile.
+    unsafe { rec.roots_when_parked() }.trace_roots(&mut t);
     *scanned = epoch;
-    h.stack_scan_work
+    h.pacer
+        .stack_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     hand_over(h, &mut t);
     guard.disarm();
@@ -143,7 +144,7 @@ pub(crate) unsafe fn scan_roots_locked(
 
 /// Shade the addresses of a write-barrier buffer (mutator side, while marking).
 pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
-    let mut t = Tracer::new_concurrent(&h.arena);
+    let mut t = Tracer::new_concurrent(&h.mheap.arena);
     for a in addrs {
         t.edge(a.0);
     }
@@ -151,9 +152,9 @@ pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
 }
 
 /// Shade the pointers a value holds (mutator side, while marking).
-pub(crate) fn shade_value<T: crate::Trace + ?Sized>(h: &Shared, value: &T) {
+pub(crate) fn shade_value<T: crate::gc::trace::Trace + ?Sized>(h: &Shared, value: &T) {
     let guard = AbortOnUnwind("shading a stored value");
-    let mut t = Tracer::new_concurrent(&h.arena);
+    let mut t = Tracer::new_concurrent(&h.mheap.arena);
     value.trace(&mut t);
     hand_over(h, &mut t);
     guard.disarm();
@@ -173,18 +174,18 @@ const OVER_ASSIST_WORK: f64 = 64.0 * 1024.0;
 /// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid: the
 /// heap may overshoot the goal instead (Go does the same).
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
-    let ratio = f64::from_bits(h.assist_ratio.load(Ordering::Relaxed));
+    let ratio = f64::from_bits(h.pacer.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
-    if debt <= 0.0 || h.limiting.load(Ordering::Relaxed) {
+    if debt <= 0.0 || h.pacer.limiting.load(Ordering::Relaxed) {
         return debt;
     }
     // Steal the background workers' credit.
     let want = debt.max(OVER_ASSIST_WORK) as i64;
-    let mut credit = h.bg_credit.load(Ordering::Relaxed);
+    let mut credit = h.pacer.bg_credit.load(Ordering::Relaxed);
     let mut stolen = 0;
     while credit > 0 {
         let take = credit.min(want);
-        match h.bg_credit.compare_exchange_weak(
+        match h.pacer.bg_credit.compare_exchange_weak(
             credit,
             credit - take,
             Ordering::Relaxed,
@@ -202,32 +203,33 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         return debt;
     }
     let target = (want - stolen) as u64;
-    let mut last = pacing::thread_cpu_ns();
+    let mut last = crate::util::clock::thread_cpu_ns();
     // `mark_busy` stays raised until the work is handed back, so unwinding out of here would
     // leave marking unable to end, as well as lose the grey objects: abort instead.
     let guard = AbortOnUnwind("a mark assist");
-    h.mark_busy.fetch_add(1, Ordering::SeqCst);
-    let mut t = Tracer::new_concurrent(&h.arena);
+    h.mark.busy.fetch_add(1, Ordering::SeqCst);
+    let mut t = Tracer::new_concurrent(&h.mheap.arena);
     let mut slices = 0u32;
     while t.work() * WORK_UNIT_BYTES < target {
         // Account the CPU time as it passes (the CPU limiter reads it; every 16 slices, a
         // few tens of microseconds) and let the limiter update.
         if slices % 16 == 0 {
-            let now = pacing::thread_cpu_ns();
+            let now = crate::util::clock::thread_cpu_ns();
             h.stats
                 .assist_ns
                 .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
             last = now;
-            pacing::update_limiter(h, false);
+            h.pacing()
+                .update_limiter(false, h.mark.cycle.load(Ordering::Relaxed));
         }
         slices += 1;
         // A pause is waiting for this mutator, or the GC has taken too much of the CPU: stop
         // assisting (the debt stays for later).
-        if h.safepoint.stop_requested() || h.limiting.load(Ordering::Relaxed) {
+        if h.safepoint.stop_requested() || h.pacer.limiting.load(Ordering::Relaxed) {
             break;
         }
         if !t.has_grey() {
-            match h.grey.pop() {
+            match h.mark.grey.pop() {
                 Some(b) => t.push_grey_batch(b),
                 // No grey work left: marking is nearly done; keep the debt.
                 None => break,
@@ -242,10 +244,10 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         .fetch_add(t.marked_bytes as u64, Ordering::Relaxed);
     hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
-    h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+    h.mark.busy.fetch_sub(1, Ordering::SeqCst);
     guard.disarm();
     h.stats.assist_ns.fetch_add(
-        pacing::thread_cpu_ns().saturating_sub(last),
+        crate::util::clock::thread_cpu_ns().saturating_sub(last),
         Ordering::Relaxed,
     );
     debt - done as f64
@@ -253,16 +255,19 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
 
 /// Give a mutator-side tracer's grey objects and marked bytes to the background marker.
 fn hand_over(h: &Shared, t: &mut Tracer) {
-    h.scan_work
+    h.pacer
+        .heap_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
-    h.marked_by_mutators
+    h.mark
+        .marked_bytes_others
         .fetch_add(t.marked_bytes, Ordering::Relaxed);
-    h.marked_objects_elsewhere
+    h.mark
+        .marked_objects_others
         .fetch_add(t.marked_objects as u64, Ordering::Relaxed);
     t.marked_bytes = 0;
     t.marked_objects = 0;
     if t.has_grey() {
-        h.grey.push(t.take_grey_batch());
+        h.mark.grey.push(t.take_grey_batch());
     }
 }
 
@@ -274,33 +279,34 @@ fn hand_over(h: &Shared, t: &mut Tracer) {
 pub(crate) fn background_helper(h: &Shared, share: f64) {
     loop {
         {
-            let mut g = h.bg_wake.0.lock();
-            while !h.marking.load(Ordering::Acquire) && !h.bg_stop.load(Ordering::Acquire) {
-                h.bg_wake.1.wait_for(&mut g, Duration::from_millis(10));
+            let mut g = h.mark.workers_wake.lock();
+            while !h.mark.marking.load(Ordering::Acquire) && !h.control.stop.load(Ordering::Acquire)
+            {
+                g = h.mark.workers_wake.wait_for(g, Duration::from_millis(10));
             }
         }
-        if h.bg_stop.load(Ordering::Acquire) {
+        if h.control.stop.load(Ordering::Acquire) {
             return;
         }
-        let mut pace = Pace::new(share, h.cpus);
-        let mut t = Tracer::new_concurrent(&h.arena);
-        while h.marking.load(Ordering::Acquire) && !h.bg_stop.load(Ordering::Relaxed) {
-            if h.hold_marking.load(Ordering::Relaxed) {
+        let mut pace = Pace::new(share, h.settings.procs);
+        let mut t = Tracer::new_concurrent(&h.mheap.arena);
+        while h.mark.marking.load(Ordering::Acquire) && !h.control.stop.load(Ordering::Relaxed) {
+            if h.hooks.hold_marking.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
-            h.mark_busy.fetch_add(1, Ordering::SeqCst);
-            match h.grey.pop() {
+            h.mark.busy.fetch_add(1, Ordering::SeqCst);
+            match h.mark.grey.pop() {
                 Some(b) => t.push_grey_batch(b),
                 None => {
-                    h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+                    h.mark.busy.fetch_sub(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_micros(50));
                     continue;
                 }
             }
             let took = background_slice(h, &mut t);
             hand_over(h, &mut t);
-            h.mark_busy.fetch_sub(1, Ordering::SeqCst);
+            h.mark.busy.fetch_sub(1, Ordering::SeqCst);
             pace.after(h, took);
         }
     }
@@ -314,17 +320,17 @@ const BALANCE_MIN: usize = 64;
 /// (for the pacer, and as credit assists can steal) and the time, share work if the queue is
 /// empty, and return the time (for the worker's pace).
 fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
-    let start = pacing::thread_cpu_ns();
+    let start = crate::util::clock::thread_cpu_ns();
     t.drain_budget(DRAIN_SLICE);
-    if h.grey.is_empty()
+    if h.mark.grey.is_empty()
         && let Some(b) = t.split_grey(BALANCE_MIN)
     {
-        h.grey.push(b);
+        h.mark.grey.push(b);
     }
     let work = t.take_work() * WORK_UNIT_BYTES;
-    h.scan_work.fetch_add(work, Ordering::Relaxed);
-    h.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
-    Duration::from_nanos(pacing::thread_cpu_ns().saturating_sub(start))
+    h.pacer.heap_scan_work.fetch_add(work, Ordering::Relaxed);
+    h.pacer.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
+    Duration::from_nanos(crate::util::clock::thread_cpu_ns().saturating_sub(start))
 }
 
 /// Keeps a background worker's CPU use near its share (see [`crate::pacer::worker_shares`]),
@@ -362,11 +368,7 @@ impl Pace {
             busy: Duration::ZERO,
             share,
             cpus,
-            window: (
-                now,
-                crate::pacer::controller::process_cpu_ns(),
-                Duration::ZERO,
-            ),
+            window: (now, crate::util::clock::process_cpu_ns(), Duration::ZERO),
             own: Duration::ZERO,
             idle: false,
         }
@@ -389,7 +391,7 @@ impl Pace {
         let now = Instant::now();
         let wall = now.saturating_duration_since(self.window.0);
         if wall >= IDLE_WINDOW {
-            let process = crate::pacer::controller::process_cpu_ns();
+            let process = crate::util::clock::process_cpu_ns();
             let others = process
                 .saturating_sub(self.window.1)
                 .saturating_sub((self.own - self.window.2).as_nanos() as u64);
@@ -398,8 +400,8 @@ impl Pace {
             // paid): marking flat out on the "spare" CPU also takes the slack that absorbs the
             // machine's other work, which cost treechurn's operations up to 19 ms and its
             // pauses up to 4 ms when done all the time.
-            let late =
-                h.heap_live.load(Ordering::Relaxed) >= h.stats.heap_goal.load(Ordering::Relaxed);
+            let late = h.mheap.counters.heap_live.load(Ordering::Relaxed)
+                >= h.pacer.heap_goal.load(Ordering::Relaxed);
             self.idle = late && spare >= wall.as_nanos() as u64;
             self.window = (now, process, self.own);
         }
@@ -416,16 +418,6 @@ impl Pace {
     }
 }
 
-/// Account a pause that began (stop request) at `t_stop` and ends now, in the figures and the
-/// phase log alike.
-fn end_pause(h: &Shared, cycle: u64, phase: Phase, t_stop: Instant) -> Duration {
-    let end = Instant::now();
-    let d = end.saturating_duration_since(t_stop);
-    h.stats.record_pause(d);
-    h.phases.record_span(cycle, phase, t_stop, end);
-    d
-}
-
 /// One concurrent cycle, run on the collector thread.
 pub(crate) fn gc_cycle(h: &Shared) {
     let t_begin = Instant::now();
@@ -433,105 +425,104 @@ pub(crate) fn gc_cycle(h: &Shared) {
 
     // ---- STW 1: sweep termination and mark setup.
     collector::note_sweep_done(h);
-    let registry = h.registry.lock();
-    let t_stop = Instant::now();
-    h.safepoint.stop(registry.iter().map(|r| &r.state));
-    let this_cycle = collector::begin_cycle(h);
-    for r in registry.iter() {
-        // SAFETY: world stopped and registry locked (see `MutatorRecord`). The spans go back to
-        // the partial lists: they are swept and stay usable during marking.
-        unsafe { (*r.cache.get()).flush(h, true) };
+    let mut world = StoppedWorld::stop(h);
+    let cycle = collector::begin_cycle(h);
+    for m in world.mutators() {
+        // The spans go back to the partial lists: they are swept and stay usable during
+        // marking.
+        m.local.cache.flush(&h.mheap, false, true);
+        m.local.assist_debt = 0.0;
     }
-    debug_assert_eq!(h.central.unswept_count(), 0);
-    h.alloc_black.store(0, Ordering::Relaxed);
-    h.marked_by_mutators.store(0, Ordering::Relaxed);
-    h.marked_objects_elsewhere.store(0, Ordering::Relaxed);
-    h.mark_epoch.store(this_cycle, Ordering::Relaxed);
+    debug_assert_eq!(h.mheap.central.unswept_count(), 0);
+    let counters = &h.mheap.counters;
+    counters.alloc_black.store(0, Ordering::Relaxed);
+    counters.alloc_black_objects.store(0, Ordering::Relaxed);
+    h.mark.marked_bytes_others.store(0, Ordering::Relaxed);
+    h.mark.marked_objects_others.store(0, Ordering::Relaxed);
+    h.mark.cycle.store(cycle, Ordering::Relaxed);
     // Heap at the start, goal, trigger off while marking, first assist ratio.
-    let heap_start = h.heap_live.load(Ordering::Relaxed);
-    let cycle_goal = pacing::start_cycle(h);
+    let heap_start = counters.heap_live.load(Ordering::Relaxed);
+    let cycle_goal = h.pacing().start_cycle();
     let (assist0, bg0, idle0) = (
         h.stats.assist_ns.load(Ordering::Relaxed),
         h.stats.bg_mark_ns.load(Ordering::Relaxed),
         h.stats.idle_mark_ns.load(Ordering::Relaxed),
     );
-    let mut t = Tracer::new_concurrent(&h.arena);
+    let mut t = Tracer::new_concurrent(&h.mheap.arena);
     h.stash.lock().trace(&mut t);
-    h.globals_scan_work
+    h.pacer
+        .globals_scan_work
         .store(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
-    // Published to mutators by `start`'s `Release` store, which their scope entry acquires.
-    h.marking.store(true, Ordering::Relaxed);
-    h.barrier_on.store(true, Ordering::Relaxed);
-    let stw1 = end_pause(h, this_cycle, Phase::SweepTermination, t_stop);
-    h.safepoint.start();
-    drop(registry);
-    pacing::update_limiter(h, true);
-    {
-        let _g = h.bg_wake.0.lock();
-        h.bg_wake.1.notify_all();
-    }
+    // Published to mutators by the restart's `Release` store, which their scope entry acquires.
+    h.mark.marking.store(true, Ordering::Relaxed);
+    h.mark.barrier_on.store(true, Ordering::Relaxed);
+    let stw1 = world.end_pause(cycle, Phase::SweepTermination);
+    h.pacing().update_limiter(true, cycle);
+    h.mark.workers_wake.wake_all();
 
     // ---- Concurrent mark, ending with the world stopped (STW 2).
     let t_mark = Instant::now();
-    let (registry, t_stop) = mark(h, &mut t, this_cycle);
-    let mark_time = t_stop.saturating_duration_since(t_mark);
+    let mut world = mark(h, &mut t, cycle);
+    let mark_time = world.t_stop.saturating_duration_since(t_mark);
     h.phases
-        .record_span(this_cycle, Phase::Mark, t_mark, t_stop);
+        .record_span(cycle, Phase::Mark, t_mark, world.t_stop);
 
     // ---- STW 2: mark termination. Dead weak references are cleared after the restart, in the
     // weak-clearing window (nothing is swept meanwhile), so the pause does not grow with them.
-    for r in registry.iter() {
-        // SAFETY: world stopped and registry locked. Writing the windows back while `marking`
-        // is still on clears the pre-set marks of the slots they did not hand out.
-        unsafe { (*r.cache.get()).flush(h, false) };
+    for m in world.mutators() {
+        // Writing the windows back while marking is still on clears the pre-set marks of the
+        // slots they did not hand out.
+        m.local.cache.flush(&h.mheap, true, false);
+        m.local.assist_debt = 0.0;
     }
-    h.marking.store(false, Ordering::Relaxed);
-    h.barrier_on.store(false, Ordering::Relaxed);
+    h.mark.marking.store(false, Ordering::Relaxed);
+    h.mark.barrier_on.store(false, Ordering::Relaxed);
     let marked = t.marked_bytes
-        + h.marked_by_mutators.load(Ordering::Relaxed)
-        + h.alloc_black.load(Ordering::Relaxed);
-    h.scan_work
+        + h.mark.marked_bytes_others.load(Ordering::Relaxed)
+        + counters.alloc_black.load(Ordering::Relaxed);
+    h.pacer
+        .heap_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
-    let heap_end = h.heap_live.load(Ordering::Relaxed);
+    let heap_end = counters.heap_live.load(Ordering::Relaxed);
     let assist_ns = h.stats.assist_ns.load(Ordering::Relaxed) - assist0;
     let idle_ns = h.stats.idle_mark_ns.load(Ordering::Relaxed) - idle0;
-    h.heap_marked.store(marked, Ordering::Relaxed);
-    h.heap_live.store(marked, Ordering::Relaxed);
-    let (_, cons_mark) = pacing::end_cycle(
-        h,
-        pacing::CycleMeasures {
-            marked,
-            heap_end,
-            mark_ns: mark_time.as_nanos() as u64,
-            assist_ns,
-            idle_ns,
-            concurrent: true,
-        },
-    );
+    counters.heap_marked.store(marked, Ordering::Relaxed);
+    counters.heap_live.store(marked, Ordering::Relaxed);
+    let end = h.pacing().end_cycle(pacing::CycleMeasures {
+        marked,
+        heap_end,
+        mark_ns: mark_time.as_nanos() as u64,
+        assist_ns,
+        idle_ns,
+        concurrent: true,
+    });
     h.stats.last_marked_objects.store(
-        t.marked_objects as u64 + h.marked_objects_elsewhere.load(Ordering::Relaxed),
+        t.marked_objects as u64
+            + h.mark.marked_objects_others.load(Ordering::Relaxed)
+            + counters.alloc_black_objects.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
-    h.central.advance_sweep_gen();
-    if h.verify {
+    h.mheap.central.advance_sweep_gen();
+    if h.settings.verify {
         sweep::end_weak_window(h);
         sweep::finish_sweep(h);
-        verify::verify_or_abort(h, &registry, this_cycle);
+        verify::verify_or_abort(h, &mut world, cycle);
     }
-    let stw2 = end_pause(h, this_cycle, Phase::MarkTermination, t_stop);
-    *h.sweep_started.lock() = Some((this_cycle, Instant::now()));
-    h.safepoint.start();
-    drop(registry);
-    pacing::update_limiter(h, true);
-    let base = crate::telemetry::gctrace::record_base(
+    let stw2 = world.end_pause(cycle, Phase::MarkTermination);
+    *h.sweep.started.lock() = Some((cycle, Instant::now()));
+    if end.cycle_due {
+        collector::request_cycle(h);
+    }
+    h.pacing().update_limiter(true, cycle);
+    let base = crate::gc::report::record_base(
         h,
-        this_cycle,
+        cycle,
         t_begin,
         (heap_start, heap_end, marked),
         cycle_goal,
-        cons_mark,
+        end.cons_mark,
     );
-    crate::telemetry::gctrace::cycle_done(
+    crate::gc::report::cycle_done(
         h,
         crate::telemetry::gctrace::CycleRecord {
             concurrent: true,
@@ -541,39 +532,35 @@ pub(crate) fn gc_cycle(h: &Shared) {
             assist_cpu: Duration::from_nanos(assist_ns),
             background_cpu: Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed) - bg0),
             idle_cpu: Duration::from_nanos(idle_ns),
-            stack_scan: h.stack_scan_work.load(Ordering::Relaxed),
-            globals_scan: h.globals_scan_work.load(Ordering::Relaxed),
-            heap_scan: h.scan_work.load(Ordering::Relaxed),
-            limiter_on: h.limiting.load(Ordering::Relaxed),
+            stack_scan: h.pacer.stack_scan_work.load(Ordering::Relaxed),
+            globals_scan: h.pacer.globals_scan_work.load(Ordering::Relaxed),
+            heap_scan: h.pacer.heap_scan_work.load(Ordering::Relaxed),
+            limiter_on: h.pacer.limiting.load(Ordering::Relaxed),
             ..base
         },
     );
     // With the world running, in the weak-clearing window: clear dead weak references, queue
     // the spans for the sweepers (O(spans)), then let sweeping begin.
-    if h.central.sweep_held() {
-        while h.hold_weak_clearing.load(Ordering::Relaxed) {
+    if h.mheap.central.sweep_held() {
+        while h.hooks.hold_weak_clearing.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
         }
         sweep::end_weak_window(h);
     }
     h.stats.record_cycle_end(mark_time, t_begin.elapsed());
-    collector::end_cycle(h, this_cycle);
+    collector::complete_cycle(h, cycle);
 }
 
 /// The concurrent mark phase: scan parked mutators, drain the grey queue at the worker's pace,
-/// and attempt termination whenever no grey work is left. Returns with the world stopped and
-/// the registry locked, marking complete.
-fn mark<'h>(
-    h: &'h Shared,
-    t: &mut Tracer,
-    epoch: u64,
-) -> (
-    parking_lot::MutexGuard<'h, Vec<std::sync::Arc<MutatorRecord>>>,
-    Instant,
-) {
-    let mut pace = Pace::new(crate::pacer::worker_shares(h.cpus)[0], h.cpus);
+/// and attempt termination whenever no grey work is left. Returns with the world stopped,
+/// marking complete.
+fn mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorld<'h> {
+    let mut pace = Pace::new(
+        crate::pacer::worker_shares(h.settings.procs)[0],
+        h.settings.procs,
+    );
     loop {
-        while h.hold_marking.load(Ordering::Relaxed) {
+        while h.hooks.hold_marking.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
         }
         // Mutators that have not entered a scope since STW 1: scan them here.
@@ -587,20 +574,20 @@ fn mark<'h>(
         loop {
             // One batch at a time: the rest stays where assists can take it.
             if !t.has_grey() {
-                match h.grey.pop() {
+                match h.mark.grey.pop() {
                     Some(batch) => t.push_grey_batch(batch),
                     None => break,
                 }
             }
             let took = background_slice(h, t);
-            pacing::revise(h);
-            pacing::update_limiter(h, false);
+            h.pacing().revise();
+            h.pacing().update_limiter(false, epoch);
             pace.after(h, took);
         }
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
         // it ends: wait for it with the world running, draining whatever arrives meanwhile.
         if blocked {
-            crate::api::blocking::wait_for_scopes(h, || {
+            crate::gc::blocking::wait_for_scopes(h, || {
                 records.iter().any(|r| {
                     let s = *r.scanned.lock();
                     s != epoch && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
@@ -612,25 +599,21 @@ fn mark<'h>(
         // Attempt termination, unless grey work arrived meanwhile or an assist holds some
         // (the attempt would be a pause for nothing: the stop would wait for the assist to
         // hand its work back, and marking would resume).
-        if !h.grey.is_empty() {
+        if !h.mark.grey.is_empty() {
             continue;
         }
-        if h.mark_busy.load(Ordering::SeqCst) > 0 {
-            pacing::update_limiter(h, false);
+        if h.mark.busy.load(Ordering::SeqCst) > 0 {
+            h.pacing().update_limiter(false, epoch);
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }
-        let registry = h.registry.lock();
-        let t_stop = Instant::now();
-        h.safepoint.stop(registry.iter().map(|r| &r.state));
-        for r in registry.iter() {
-            // SAFETY: world stopped and registry locked (see `MutatorRecord`).
-            let buf = unsafe { std::mem::take(&mut *r.wb_buf.get()) };
-            for a in buf {
+        let mut world = StoppedWorld::stop(h);
+        for m in world.mutators() {
+            for a in m.local.wb_buf.drain(..) {
                 t.edge(a.0);
             }
         }
-        let unscanned = registry.iter().any(|r| {
+        let unscanned = world.records().iter().any(|r| {
             let s = *r.scanned.lock();
             s != epoch && s != SCAN_GONE
         });
@@ -638,15 +621,13 @@ fn mark<'h>(
         // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
         // reads empty after its pop, the count read after that sees it.)
         if !t.has_grey()
-            && h.grey.is_empty()
-            && h.mark_busy.load(Ordering::SeqCst) == 0
+            && h.mark.grey.is_empty()
+            && h.mark.busy.load(Ordering::SeqCst) == 0
             && !unscanned
         {
-            return (registry, t_stop);
+            return world;
         }
-        end_pause(h, epoch, Phase::MarkTerminationRetry, t_stop);
-        h.safepoint.start();
-        drop(registry);
+        world.end_pause(epoch, Phase::MarkTerminationRetry);
     }
 }
 

@@ -21,11 +21,6 @@
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::trace::Trace;
 
-/// Byte written over every freed slot in verify mode.
-pub(crate) const POISON: u8 = 0xDB;
-/// The poison byte repeated over a word.
-pub(crate) const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
-
 /// Per-type information shared by all objects of one type.
 pub(crate) struct TypeInfo {
     /// Traces the payload of the object at the given header; `None` for noscan types.

@@ -26,20 +26,40 @@
 //! that runs its drop glue, and a slot with a clear alloc bit is never dropped again. A panic in
 //! drop glue aborts the process (it would otherwise leave the span half-swept).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
-use crate::alloc::central::{SpanRef, span_class};
+use parking_lot::Mutex;
+
+use crate::alloc::cache::LazySweep;
+use crate::alloc::central::{SpanRef, Swept, span_class};
 use crate::alloc::span::LARGE;
+use crate::alloc::span::POISON;
 use crate::gc::heap::Shared;
-use crate::gc::object::{Header, POISON};
+use crate::gc::object::Header;
 
-/// What a sweep found.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Swept {
-    /// Free slots after the sweep.
-    pub free_slots: usize,
-    /// Whether the span holds no object at all now.
-    pub empty: bool,
+/// The sweep's shared state.
+#[derive(Default)]
+pub(crate) struct SweepState {
+    /// The span class the background sweeper looks at first (where it last found work).
+    /// Written by background sweepers.
+    pub cursor: AtomicUsize,
+    /// The cycle whose sweep is in progress and when it began; recorded as a phase when the
+    /// sweep ends. Written at mark termination and by whoever sees the sweep end.
+    pub started: Mutex<Option<(u64, Instant)>>,
+}
+
+/// Lazy sweeping for the allocator: a span is swept by the allocating mutator, until a pause is
+/// waiting for it.
+pub(crate) struct LazySweeper<'h>(pub &'h Shared);
+
+impl LazySweep for LazySweeper<'_> {
+    fn should_stop(&self) -> bool {
+        self.0.safepoint.stop_requested()
+    }
+    fn sweep(&self, s: SpanRef) -> Swept {
+        sweep_span(self.0, s)
+    }
 }
 
 /// Sweep one span the caller has claimed ([`Central::try_claim`](crate::alloc::central::Central::try_claim));
@@ -49,7 +69,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let mut st = span.state.lock();
     debug_assert!(!st.in_cache);
     let run_drops = span.may_drop.load(Ordering::Relaxed);
-    let slow = run_drops || h.verify;
+    let slow = run_drops || h.settings.verify;
     let nelems = span.nelems;
     let marks = span.mark_words();
     let mut freed = 0usize;
@@ -72,7 +92,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
                 if run_drops {
                     run_drop(addr as *mut Header);
                 }
-                if h.verify {
+                if h.settings.verify {
                     // SAFETY: slot `i` is dead (allocated, unmarked): nothing reachable points
                     // to it and its drop glue has run, so its bytes are ours to overwrite.
                     unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
@@ -86,7 +106,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     if live == 0 {
         span.may_drop.store(false, Ordering::Relaxed);
     }
-    h.central.set_swept(span);
+    h.mheap.central.set_swept(span);
     drop(st);
     if freed > 0 {
         h.stats
@@ -95,7 +115,9 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
         h.stats
             .bytes_freed
             .fetch_add((freed * span.elem_size) as u64, Ordering::Relaxed);
-        h.heap_alloc
+        h.mheap
+            .counters
+            .heap_alloc
             .fetch_sub(freed * span.elem_size, Ordering::Relaxed);
     }
     Swept {
@@ -149,13 +171,13 @@ fn run_drop(h: *mut Header) {
 fn place(h: &Shared, s: SpanRef, r: Swept) {
     let span = s.get();
     if r.empty {
-        h.central.free_span(&h.arena, s);
+        h.mheap.central.free_span(&h.mheap.arena, s);
         return;
     }
     if span.class == LARGE || r.free_slots == 0 {
         return;
     }
-    let mut l = h.central.classes[span_class(span.class, span.noscan)].lock();
+    let mut l = h.mheap.central.classes[span_class(span.class, span.noscan)].lock();
     let mut st = span.state.lock();
     if st.in_cache || st.in_partial {
         bug!("a span popped for sweeping was also cached or listed");
@@ -168,17 +190,17 @@ fn place(h: &Shared, s: SpanRef, r: Swept) {
 /// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep (also
 /// in the weak-clearing window, when nothing may be swept).
 pub(crate) fn sweep_some(h: &Shared) -> bool {
-    let c = &h.central;
+    let c = &h.mheap.central;
     // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
     c.sweepers.fetch_add(1, Ordering::SeqCst);
     let popped = c.pop_large_unswept().or_else(|| {
         let n = c.classes.len();
-        let start = h.sweep_cursor.load(Ordering::Relaxed) % n;
+        let start = h.sweep.cursor.load(Ordering::Relaxed) % n;
         (0..n).find_map(|k| {
             let sc = (start + k) % n;
             let s = c.pop_unswept(sc);
             if s.is_some() {
-                h.sweep_cursor.store(sc, Ordering::Relaxed);
+                h.sweep.cursor.store(sc, Ordering::Relaxed);
             }
             s
         })
@@ -201,20 +223,20 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
 /// [`crate::alloc::sweepgen`]): clear the dead weak references (they need the mark bits as marking
 /// left them), queue every span that needs sweeping, then let sweeping begin.
 pub(crate) fn end_weak_window(h: &Shared) {
-    crate::api::weak::process_weaks(h);
-    h.central.queue_unswept();
-    h.central.open_sweep();
+    crate::gc::weak::process_weaks(h);
+    h.mheap.central.queue_unswept();
+    h.mheap.central.open_sweep();
 }
 
 /// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep
 /// termination, `collect`, `Heap::finish_sweep`, verify mode). Called in the weak-clearing
 /// window (by a thread other than the collector), it first waits for the window to close.
 pub(crate) fn finish_sweep(h: &Shared) {
-    while h.central.sweep_held() {
+    while h.mheap.central.sweep_held() {
         std::thread::yield_now();
     }
     while sweep_some(h) {}
-    while h.central.sweepers.load(Ordering::SeqCst) > 0 {
+    while h.mheap.central.sweepers.load(Ordering::SeqCst) > 0 {
         std::thread::yield_now();
     }
 }

@@ -14,20 +14,19 @@
 //!
 //! The collector aborts the process with the list of problems if any check fails.
 
-use std::sync::Arc;
-
 use crate::alloc::arena::PAGE_SIZE;
-use crate::api::mutator::MutatorRecord;
-use crate::api::weak::WeakBox;
+use crate::alloc::span::POISON;
 use crate::gc::heap::Shared;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{GcBox, POISON};
+use crate::gc::object::GcBox;
+use crate::gc::stw::StoppedWorld;
+use crate::gc::weak::WeakBox;
 
 /// Run every check; `Err` lists what is wrong (at most a few dozen entries).
 /// Verify the heap after `cycle` and abort with the problems found, if any (verify mode; world
 /// stopped, registry locked).
-pub(crate) fn verify_or_abort(h: &Shared, registry: &[Arc<MutatorRecord>], cycle: u64) {
-    if let Err(problems) = verify_heap(h, registry) {
+pub(crate) fn verify_or_abort(h: &Shared, world: &mut StoppedWorld<'_>, cycle: u64) {
+    if let Err(problems) = verify_heap(h, world) {
         eprintln!("gc-core: heap verification failed after cycle {cycle}:");
         for p in &problems {
             eprintln!("  {p}");
@@ -36,11 +35,10 @@ pub(crate) fn verify_or_abort(h: &Shared, registry: &[Arc<MutatorRecord>], cycle
     }
 }
 
-pub(crate) fn verify_heap(h: &Shared, registry: &[Arc<MutatorRecord>]) -> Result<(), Vec<String>> {
-    let mut t = Tracer::new_verify(&h.arena);
-    for r in registry {
-        // SAFETY: called by the collector with the world stopped and the registry locked.
-        unsafe { r.roots.as_ref().trace_roots(&mut t) };
+pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<(), Vec<String>> {
+    let mut t = Tracer::new_verify(&h.mheap.arena);
+    for m in world.mutators() {
+        m.roots.trace_roots(&mut t);
     }
     h.stash.lock().trace(&mut t);
     for w in h.weaks.lock().iter() {
@@ -62,7 +60,7 @@ pub(crate) fn verify_heap(h: &Shared, registry: &[Arc<MutatorRecord>]) -> Result
 }
 
 fn check_spans(h: &Shared, problems: &mut Vec<String>) {
-    let all = h.central.all.lock().clone();
+    let all = h.mheap.central.all.lock().clone();
     for (i, s) in all.into_iter().enumerate() {
         if problems.len() >= 32 {
             return;
@@ -73,7 +71,7 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
         if span.all_index.load(std::sync::atomic::Ordering::Relaxed) != i {
             problems.push(format!("{where_}: wrong position in the all-spans list"));
         }
-        if !h.central.is_swept(span) {
+        if !h.mheap.central.is_swept(span) {
             problems.push(format!("{where_}: not swept after the cycle"));
         }
         if span.marked_count() != 0 {
@@ -90,11 +88,14 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
             problems.push(format!("{where_}: alloc bits past the last slot are clear"));
         }
         for p in 0..span.npages {
-            if !std::ptr::eq(h.arena.span_of(span.start + p * PAGE_SIZE), s.0.as_ptr()) {
+            if !std::ptr::eq(
+                h.mheap.arena.span_of(span.start + p * PAGE_SIZE),
+                s.0.as_ptr(),
+            ) {
                 problems.push(format!("{where_}: page {p} does not map back to the span"));
             }
         }
-        if h.verify {
+        if h.settings.verify {
             for i in st.alloc[..span.nelems].iter_zeros() {
                 let a = span.slot_addr(i);
                 // SAFETY: a free slot of an in-use span: memory we own, read as bytes.
@@ -132,12 +133,11 @@ mod tests {
         m.collect();
         let h = heap.shared();
         {
-            let reg = h.registry.lock();
-            assert_eq!(verify_heap(h, &reg), Ok(()));
+            let mut world = StoppedWorld::stop(h);
+            assert_eq!(verify_heap(h, &mut world), Ok(()));
             // Corrupt: free the reachable object's slot behind the collector's back.
-            // SAFETY (test): the world is effectively stopped (no mutator in a scope, registry
-            // held), the slot belongs to the arena.
-            let span = unsafe { &*h.arena.span_of(addr) };
+            // SAFETY (test): the world is stopped, the slot belongs to the arena.
+            let span = unsafe { h.mheap.arena.span_of_live(addr) }.unwrap();
             let i = span.slot_index(addr);
             {
                 let mut st = span.state.lock();
@@ -148,7 +148,7 @@ mod tests {
             let header = unsafe { *(addr as *const *const u8) };
             // SAFETY (test): as above.
             unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
-            let problems = verify_heap(h, &reg).unwrap_err();
+            let problems = verify_heap(h, &mut world).unwrap_err();
             assert!(
                 problems.iter().any(|p| p.contains("free slot")),
                 "{problems:?}"
@@ -164,7 +164,7 @@ mod tests {
             let free = span.state.lock().alloc[..span.nelems].first_zero().unwrap();
             // SAFETY (test): a free slot of our span.
             unsafe { *(span.slot_addr(free) as *mut u8).add(3) = 0 };
-            let problems = verify_heap(h, &reg).unwrap_err();
+            let problems = verify_heap(h, &mut world).unwrap_err();
             assert!(
                 problems
                     .iter()

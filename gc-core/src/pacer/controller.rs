@@ -1,118 +1,134 @@
-//! Applying the pacer: what the collector measures goes into [`crate::pacer::Pacer`], and what
-//! it returns goes into the atomics the allocation path reads (`trigger`, `heap_goal`,
+//! Applying the pacer: what the collector measures goes into [`Pacer`], and what it
+//! returns goes into the atomics the allocation path reads (`trigger`, `heap_goal`,
 //! `assist_ratio`), plus the GC CPU limiter's feed and the scavenger's goals.
 //!
-//! | when | Go | here |
+//! | when | Go | here ([`Pacing`]) |
 //! |------|----|------|
-//! | heap created, GOGC or limit changed | `commit`, `trigger` | [`update_trigger`] |
-//! | STW 1 | `startCycle` | [`start_cycle`] |
-//! | while marking (background worker, every slice) | `revise` | [`revise`] |
-//! | STW 2 | `endCycle`, `resetLive`, `commit`, `gcPaceScavenger` | [`end_cycle`] |
-//! | every ms of marking, each pause | `gcCPULimiter.update` | [`update_limiter`] |
+//! | heap created, GOGC or limit changed, mapped memory moved under a limit | `commit`, `trigger` | [`Pacing::update_trigger`], [`Pacing::note_growth`] |
+//! | STW 1 | `startCycle` | [`Pacing::start_cycle`] |
+//! | while marking (background worker, every slice) | `revise` | [`Pacing::revise`] |
+//! | STW 2 | `endCycle`, `resetLive`, `commit`, `gcPaceScavenger` | [`Pacing::end_cycle`] |
+//! | every ms of marking, each pause | `gcCPULimiter.update` | [`Pacing::update_limiter`] |
+//!
+//! The controller sits below the collector: it reads the allocator's counters, the telemetry
+//! counters and its own state, and *reports* when a cycle is due (`true` from the trigger
+//! updates); the collector requests the cycle.
 //!
 //! # Scan work
 //!
 //! The pacer counts marking in *scan work* (see [`crate::pacer`]): here, 8 bytes per unit of
 //! tracer work (one object or array chunk scanned, one edge followed), so a pointer-dense
-//! object's scan work is about its size. Each tracer's work is added to `scan_work` once, by
-//! whoever takes it (`concurrent::hand_over`, the background slice, a root scan).
+//! object's scan work is about its size. Each tracer's work is added to the scan-work counters
+//! once, by whoever takes it (a hand-over of grey work, a background slice, a root scan).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::gc::heap::Shared;
-use crate::pacer::{CpuLimiter, CycleEnd, MemoryStats, scavenge_goals};
+use parking_lot::Mutex;
+
+use crate::alloc::mheap::MHeap;
+use crate::pacer::scavenger::Scavenger;
+use crate::pacer::{CpuLimiter, CycleEnd, MemoryStats, Pacer, scavenge_goals};
+use crate::telemetry::metrics::Stats;
+use crate::telemetry::phases::PhaseLog;
+use crate::util::config::Config;
 
 /// Scan work (bytes) per unit of tracer work.
 pub(crate) const WORK_UNIT_BYTES: u64 = 8;
 
-/// The heap's memory figures for the memory limit.
-pub(crate) fn memory_stats(h: &Shared) -> MemoryStats {
-    MemoryStats {
-        mapped_ready: h.arena.mapped_ready_bytes() as u64,
-        heap_free: h.arena.free_ready_bytes() as u64,
-        heap_alloc: h.heap_alloc.load(Ordering::Relaxed) as u64,
+/// The pacer's state (Go: `gcControllerState`'s runtime fields). Each field says who writes it.
+pub(crate) struct PacerState {
+    /// The pure model. Locked by the functions of [`Pacing`] only.
+    pub model: Mutex<Pacer>,
+    /// GOGC (`u64::MAX`: off), a mirror of the model's for readers that do not lock it. Written
+    /// under the model lock (`Heap::set_gc_percent`).
+    pub gc_percent: AtomicU64,
+    /// `heap_live` at which the next cycle starts (`usize::MAX` while a cycle marks, or with
+    /// GOGC=off and no limit). Written by [`Pacing::update_trigger`] and
+    /// [`Pacing::start_cycle`].
+    pub trigger: AtomicUsize,
+    /// The heap goal: of the cycle marking now, else of the next one. Written with `trigger`.
+    pub heap_goal: AtomicUsize,
+    /// Scan work owed per byte allocated while marking (f64 bits; Go: `assistWorkPerByte`).
+    /// Written by [`Pacing::revise`].
+    pub assist_ratio: AtomicU64,
+    /// Scan work done by background markers and not yet taken by assists (Go:
+    /// `bgScanCredit`). Added by background markers, taken by assists; reset at the start of a
+    /// cycle.
+    pub bg_credit: AtomicI64,
+    /// Scan work of the current cycle on heap objects, root stacks and the stash (Go:
+    /// `heapScanWork`, `stackScanWork`, `globalsScanWork`). Added by every marker as it hands
+    /// work over; reset at the start of a cycle (globals: set in STW 1).
+    pub heap_scan_work: AtomicU64,
+    pub stack_scan_work: AtomicU64,
+    pub globals_scan_work: AtomicU64,
+    /// Mapped memory when the trigger was last derived (see [`Pacing::note_growth`]).
+    pub last_trigger_mapped: AtomicUsize,
+    /// The GC CPU limiter and its feed; updated by whoever gets its lock when an update is due.
+    pub limiter: Mutex<LimiterFeed>,
+    /// Whether the GC CPU limiter is on (mark assists are skipped while it is). Written by
+    /// [`Pacing::update_limiter`].
+    pub limiting: AtomicBool,
+    /// When (ns since the heap's creation) the limiter is next due for an update.
+    pub limiter_next_ns: AtomicU64,
+    /// The background scavenger's goals and wake-up (its goals are set at each cycle's end).
+    pub scavenger: Scavenger,
+    /// Concurrent marking: cycles start at the trigger (else at the goal).
+    concurrent: bool,
+    /// Print a gcpacertrace line per cycle.
+    trace: bool,
+}
+
+impl PacerState {
+    pub(crate) fn new(config: &Config, procs: usize) -> PacerState {
+        PacerState {
+            model: Mutex::new(Pacer::new(
+                config.gc_percent,
+                config.memory_limit.map(|l| l as u64),
+                procs,
+            )),
+            gc_percent: AtomicU64::new(config.gc_percent.map_or(u64::MAX, u64::from)),
+            // Set by `update_trigger` before any mutator exists.
+            trigger: AtomicUsize::new(usize::MAX),
+            heap_goal: AtomicUsize::new(0),
+            assist_ratio: AtomicU64::new(0),
+            bg_credit: AtomicI64::new(0),
+            heap_scan_work: AtomicU64::new(0),
+            stack_scan_work: AtomicU64::new(0),
+            globals_scan_work: AtomicU64::new(0),
+            last_trigger_mapped: AtomicUsize::new(0),
+            limiter: Mutex::new(LimiterFeed::new(procs)),
+            limiting: AtomicBool::new(false),
+            limiter_next_ns: AtomicU64::new(0),
+            scavenger: Scavenger::new(config.memory_limit, procs),
+            concurrent: config.concurrent,
+            trace: config.pacertrace,
+        }
+    }
+
+    /// The GC percent, or `None` when off.
+    pub(crate) fn gc_percent(&self) -> Option<u64> {
+        match self.gc_percent.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            p => Some(p),
+        }
     }
 }
 
-/// Recompute the trigger and goal between cycles (after a setting change, or when the heap's
-/// mapped memory moved under a memory limit) and request a cycle if `heap_live` is past the
-/// trigger. While a cycle marks, the trigger stays off and the goal is the cycle's.
-pub(crate) fn update_trigger(h: &Shared) {
-    let p = h.pacer.lock();
-    let m = memory_stats(h);
-    h.last_trigger_mapped
-        .store(m.mapped_ready as usize, Ordering::Relaxed);
-    if h.marking.load(Ordering::Relaxed) {
-        h.stats
-            .heap_goal
-            .store(to_usize(p.heap_goal(m)), Ordering::Relaxed);
-        return;
-    }
-    let (trigger, goal) = p.trigger(m);
-    // The stop-the-world collector marks with the world stopped: it starts at the goal.
-    let trigger = if h.concurrent { trigger } else { goal };
-    h.stats.heap_goal.store(to_usize(goal), Ordering::Relaxed);
-    h.trigger.store(to_usize(trigger), Ordering::Relaxed);
-    drop(p);
-    if trigger != u64::MAX && h.heap_live.load(Ordering::Relaxed) as u64 >= trigger {
-        crate::gc::collector::request_cycle(h);
-    }
-}
-
-/// Under a memory limit, the goal moves with mapped memory: re-derive the trigger when mapped
-/// memory has moved by 1/64 of the limit since the last time (called when spans are created).
-#[inline]
-pub(crate) fn note_growth(h: &Shared) {
-    let limit = h.arena.memory_limit.load(Ordering::Relaxed);
-    if limit == usize::MAX {
-        return;
-    }
-    let now = h.arena.mapped_ready_bytes();
-    let last = h.last_trigger_mapped.load(Ordering::Relaxed);
-    if now.abs_diff(last) > limit / 64 {
-        update_trigger(h);
-    }
+/// The controller: the pacer's state with the figures it reads from the layers below.
+pub(crate) struct Pacing<'a> {
+    pub p: &'a PacerState,
+    pub mheap: &'a MHeap,
+    pub stats: &'a Stats,
+    pub phases: &'a PhaseLog,
+    pub procs: usize,
 }
 
 fn to_usize(x: u64) -> usize {
     usize::try_from(x).unwrap_or(usize::MAX)
 }
 
-/// STW 1: the cycle starts at the current `heap_live` (Go: `startCycle`). Turns the trigger off,
-/// resets the per-cycle counters and sets the first assist ratio. Returns the cycle's goal.
-pub(crate) fn start_cycle(h: &Shared) -> usize {
-    let mut p = h.pacer.lock();
-    let live = h.heap_live.load(Ordering::Relaxed);
-    h.cycle_heap_start.store(live, Ordering::Relaxed);
-    let m = memory_stats(h);
-    let goal = to_usize(p.start_cycle(live as u64, m));
-    h.stats.heap_goal.store(goal, Ordering::Relaxed);
-    // No new cycle is requested while this one marks.
-    h.trigger.store(usize::MAX, Ordering::Relaxed);
-    h.scan_work.store(0, Ordering::Relaxed);
-    h.stack_scan_work.store(0, Ordering::Relaxed);
-    h.bg_credit.store(0, Ordering::Relaxed);
-    drop(p);
-    revise(h);
-    goal
-}
-
-/// The assist ratio from the current figures (Go: `revise`), stored for the allocation path.
-pub(crate) fn revise(h: &Shared) {
-    let p = h.pacer.lock();
-    let r = p.revise(
-        h.heap_live.load(Ordering::Relaxed) as u64,
-        h.heap_scan.load(Ordering::Relaxed) as u64,
-        h.stack_scan_work.load(Ordering::Relaxed),
-        h.scan_work.load(Ordering::Relaxed) + h.stack_scan_work.load(Ordering::Relaxed),
-        memory_stats(h),
-    );
-    h.assist_ratio
-        .store(r.work_per_byte.to_bits(), Ordering::Relaxed);
-}
-
-/// What the collector measured of a cycle, for [`end_cycle`].
+/// What the collector measured of a cycle, for [`Pacing::end_cycle`].
 pub(crate) struct CycleMeasures {
     /// Bytes marked (allocate-black included).
     pub marked: usize,
@@ -128,76 +144,218 @@ pub(crate) struct CycleMeasures {
     pub concurrent: bool,
 }
 
-/// STW 2 (world stopped, `heap_live` already reset to the marked bytes): feed the cycle's
-/// figures to the pacer (Go: `endCycle`, `resetLive`, `commit`), set the next trigger and goal,
-/// and the scavenger's goals. Returns the goal the cycle paced for and the pacer's cons/mark
-/// estimate.
-pub(crate) fn end_cycle(h: &Shared, c: CycleMeasures) -> (usize, f64) {
-    let mut p = h.pacer.lock();
-    let heap_live = c.heap_end as u64;
-    let heap_work = h.scan_work.load(Ordering::Relaxed);
-    let stack_work = h.stack_scan_work.load(Ordering::Relaxed);
-    let m = memory_stats(h);
-    let goal = p.heap_goal(m);
-    if c.concurrent {
-        let line = p.end_cycle_traced(
-            CycleEnd {
-                heap_live,
-                scan_work: heap_work + stack_work,
-                assist_ns: c.assist_ns,
-                idle_ns: c.idle_ns,
-                mark_ns: c.mark_ns,
-            },
-            goal,
-        );
-        if h.pacertrace
-            && let Some(l) = line
-        {
-            eprintln!("{l}");
+/// What [`Pacing::end_cycle`] returns.
+pub(crate) struct CycleEndReport {
+    /// The goal the cycle paced for.
+    pub goal: usize,
+    /// The pacer's cons/mark estimate.
+    pub cons_mark: f64,
+    /// Whether `heap_live` is already past the next trigger (a cycle is due).
+    pub cycle_due: bool,
+}
+
+impl Pacing<'_> {
+    /// The heap's memory figures for the memory limit.
+    pub(crate) fn memory_stats(&self) -> MemoryStats {
+        let a = &self.mheap.arena;
+        MemoryStats {
+            mapped_ready: a.mapped_ready_bytes() as u64,
+            heap_free: a.free_ready_bytes() as u64,
+            heap_alloc: self.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64,
         }
-    } else {
-        p.end_cycle(CycleEnd::default(), goal);
     }
-    // The stop-the-world collector does not count scan work: its marked bytes stand in.
-    let heap_scan = if c.concurrent {
-        heap_work
-    } else {
-        c.marked as u64
-    };
-    p.reset_live(c.marked as u64, heap_scan, stack_work);
-    p.set_globals_scan(h.globals_scan_work.load(Ordering::Relaxed));
-    h.heap_scan.store(to_usize(heap_scan), Ordering::Relaxed);
-    // The sweep of this cycle has not started: the trigger keeps its distance (Go passes
-    // `isSweepDone()`, false here too).
-    p.commit(false, c.marked as u64);
-    let last_goal = p.last_heap_goal();
-    let (next_goal, cons_mark) = (p.heap_goal(m), p.cons_mark());
-    let goals = scavenge_goals(
-        p.memory_limit(),
-        next_goal,
-        last_goal,
-        h.arena.in_use_bytes() as u64,
-        h.arena.mapped_ready_bytes() as u64,
-        h.arena.mapped_ready_bytes() as u64,
-        crate::alloc::arena::PAGE_SIZE as u64,
-    );
-    drop(p);
-    let to = |g: Option<u64>| g.map_or(usize::MAX, to_usize);
-    h.arena
-        .retain_goal
-        .store(to(goals.gc_percent_goal), Ordering::Relaxed);
-    h.scavenge_goals
-        .0
-        .store(to(goals.gc_percent_goal), Ordering::Relaxed);
-    h.scavenge_goals
-        .1
-        .store(to(goals.memory_limit_goal), Ordering::Relaxed);
-    debug_assert!(!h.marking.load(Ordering::Relaxed));
-    update_trigger(h);
-    if goals.gc_percent_goal.is_some() || goals.memory_limit_goal.is_some() {
-        crate::pacer::scavenger::wake(h);
+
+    /// Recompute the trigger and goal between cycles (after a setting change, or when the
+    /// heap's mapped memory moved under a memory limit); `true` if `heap_live` is past the new
+    /// trigger (a cycle is due). While a cycle marks (`marking`), the trigger stays off and the
+    /// goal is the cycle's.
+    pub(crate) fn update_trigger(&self, marking: bool) -> bool {
+        let p = self.p;
+        let model = p.model.lock();
+        let m = self.memory_stats();
+        p.last_trigger_mapped
+            .store(m.mapped_ready as usize, Ordering::Relaxed);
+        if marking {
+            p.heap_goal
+                .store(to_usize(model.heap_goal(m)), Ordering::Relaxed);
+            return false;
+        }
+        let (trigger, goal) = model.trigger(m);
+        // The stop-the-world collector marks with the world stopped: it starts at the goal.
+        let trigger = if p.concurrent { trigger } else { goal };
+        p.heap_goal.store(to_usize(goal), Ordering::Relaxed);
+        p.trigger.store(to_usize(trigger), Ordering::Relaxed);
+        drop(model);
+        trigger != u64::MAX
+            && self.mheap.counters.heap_live.load(Ordering::Relaxed) as u64 >= trigger
     }
-    (to_usize(goal), cons_mark)
+
+    /// Under a memory limit, the goal moves with mapped memory: re-derive the trigger when
+    /// mapped memory has moved by 1/64 of the limit since the last time (called when spans are
+    /// made). `true` if a cycle is due.
+    #[inline]
+    pub(crate) fn note_growth(&self, marking: bool) -> bool {
+        let a = &self.mheap.arena;
+        let limit = a.memory_limit.load(Ordering::Relaxed);
+        if limit == usize::MAX {
+            return false;
+        }
+        let now = a.mapped_ready_bytes();
+        let last = self.p.last_trigger_mapped.load(Ordering::Relaxed);
+        now.abs_diff(last) > limit / 64 && self.update_trigger(marking)
+    }
+
+    /// STW 1: the cycle starts at the current `heap_live` (Go: `startCycle`). Turns the trigger
+    /// off, resets the per-cycle counters and sets the first assist ratio. Returns the cycle's
+    /// goal.
+    pub(crate) fn start_cycle(&self) -> usize {
+        let p = self.p;
+        let mut model = p.model.lock();
+        let live = self.mheap.counters.heap_live.load(Ordering::Relaxed);
+        let m = self.memory_stats();
+        let goal = to_usize(model.start_cycle(live as u64, m));
+        p.heap_goal.store(goal, Ordering::Relaxed);
+        // No new cycle is requested while this one marks.
+        p.trigger.store(usize::MAX, Ordering::Relaxed);
+        p.heap_scan_work.store(0, Ordering::Relaxed);
+        p.stack_scan_work.store(0, Ordering::Relaxed);
+        p.bg_credit.store(0, Ordering::Relaxed);
+        drop(model);
+        self.revise();
+        goal
+    }
+
+    /// The assist ratio from the current figures (Go: `revise`), stored for the allocation
+    /// path.
+    pub(crate) fn revise(&self) {
+        let p = self.p;
+        let c = &self.mheap.counters;
+        let model = p.model.lock();
+        let stack = p.stack_scan_work.load(Ordering::Relaxed);
+        let r = model.revise(
+            c.heap_live.load(Ordering::Relaxed) as u64,
+            c.heap_scan.load(Ordering::Relaxed) as u64,
+            stack,
+            p.heap_scan_work.load(Ordering::Relaxed) + stack,
+            self.memory_stats(),
+        );
+        p.assist_ratio
+            .store(r.work_per_byte.to_bits(), Ordering::Relaxed);
+    }
+
+    /// STW 2 (world stopped, `heap_live` already reset to the marked bytes): feed the cycle's
+    /// figures to the pacer (Go: `endCycle`, `resetLive`, `commit`), set the next trigger and
+    /// goal, and the scavenger's goals.
+    pub(crate) fn end_cycle(&self, c: CycleMeasures) -> CycleEndReport {
+        let p = self.p;
+        let mut model = p.model.lock();
+        let heap_work = p.heap_scan_work.load(Ordering::Relaxed);
+        let stack_work = p.stack_scan_work.load(Ordering::Relaxed);
+        let m = self.memory_stats();
+        let goal = model.heap_goal(m);
+        if c.concurrent {
+            let line = model.end_cycle_traced(
+                CycleEnd {
+                    heap_live: c.heap_end as u64,
+                    scan_work: heap_work + stack_work,
+                    assist_ns: c.assist_ns,
+                    idle_ns: c.idle_ns,
+                    mark_ns: c.mark_ns,
+                },
+                goal,
+            );
+            if p.trace
+                && let Some(l) = line
+            {
+                eprintln!("{l}");
+            }
+        } else {
+            model.end_cycle(CycleEnd::default(), goal);
+        }
+        // The stop-the-world collector does not count scan work: its marked bytes stand in.
+        let heap_scan = if c.concurrent {
+            heap_work
+        } else {
+            c.marked as u64
+        };
+        model.reset_live(c.marked as u64, heap_scan, stack_work);
+        model.set_globals_scan(p.globals_scan_work.load(Ordering::Relaxed));
+        self.mheap
+            .counters
+            .heap_scan
+            .store(to_usize(heap_scan), Ordering::Relaxed);
+        // The sweep of this cycle has not started: the trigger keeps its distance (Go passes
+        // `isSweepDone()`, false here too).
+        model.commit(false, c.marked as u64);
+        let last_goal = model.last_heap_goal();
+        let (next_goal, cons_mark) = (model.heap_goal(m), model.cons_mark());
+        let a = &self.mheap.arena;
+        let goals = scavenge_goals(
+            model.memory_limit(),
+            next_goal,
+            last_goal,
+            a.in_use_bytes() as u64,
+            a.mapped_ready_bytes() as u64,
+            a.mapped_ready_bytes() as u64,
+            crate::alloc::arena::PAGE_SIZE as u64,
+        );
+        drop(model);
+        let to = |g: Option<u64>| g.map_or(usize::MAX, to_usize);
+        a.retain_goal
+            .store(to(goals.gc_percent_goal), Ordering::Relaxed);
+        p.scavenger.set_goals(
+            to(goals.gc_percent_goal),
+            to(goals.memory_limit_goal),
+            goals.gc_percent_goal.is_some() || goals.memory_limit_goal.is_some(),
+        );
+        let cycle_due = self.update_trigger(false);
+        CycleEndReport {
+            goal: to_usize(goal),
+            cons_mark,
+            cycle_due,
+        }
+    }
+
+    /// Feed the limiter the CPU used since the last update, at most every millisecond unless
+    /// `force`: GC time as [`Stats::gc_cpu_ns`], mutator time as the process's CPU time minus
+    /// the marking in it (stopped mutators use none, so pauses add nothing). Publishes whether
+    /// it is on (`limiting`); `cycle` is the cycle in progress (recorded when it turns on).
+    pub(crate) fn update_limiter(&self, force: bool, cycle: u64) {
+        let p = self.p;
+        let now = Instant::now();
+        // Cheap check first: assists call this every few microseconds.
+        let now_ns = self.phases.offset(now).as_nanos() as u64;
+        if !force && now_ns < p.limiter_next_ns.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(mut f) = p.limiter.try_lock() else {
+            // Someone else is updating it.
+            return;
+        };
+        p.limiter_next_ns
+            .store(now_ns + 1_000_000, Ordering::Relaxed);
+        let process = crate::util::clock::process_cpu_ns();
+        let gc = self.stats.gc_cpu_ns(self.procs);
+        let mark = self.stats.mark_cpu_ns();
+        if f.last_update.is_some() {
+            let d_gc = gc.saturating_sub(f.last_gc_ns);
+            let d_mutator = process
+                .saturating_sub(f.last_process_ns)
+                .saturating_sub(mark.saturating_sub(f.last_mark_ns));
+            let on = f.limiter.accumulate(d_mutator, d_gc);
+            if on && !p.limiting.load(Ordering::Relaxed) {
+                self.stats.limiter_enabled.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .limiter_last_enabled_cycle
+                    .store(cycle, Ordering::Relaxed);
+            }
+            p.limiting.store(on, Ordering::Relaxed);
+        }
+        f.last_update = Some(now);
+        f.last_process_ns = process;
+        f.last_gc_ns = gc;
+        f.last_mark_ns = mark;
+    }
 }
 
 /// The GC CPU limiter's feed (Go: `gcCPULimiterState.update`): process CPU time and the GC's
@@ -220,94 +378,4 @@ impl LimiterFeed {
             last_mark_ns: 0,
         }
     }
-}
-
-/// GC CPU time so far as the CPU limiter counts it: assists, background marking within the
-/// workers' share, and each pause × the CPUs (as Go counts a stop-the-world pause: no CPU runs
-/// the mutator). Idle-priority marking is left out, as Go's limiter leaves it out: it used CPU
-/// that nothing else wanted.
-pub(crate) fn gc_cpu_ns(h: &Shared) -> u64 {
-    h.stats.assist_ns.load(Ordering::Relaxed)
-        + h.stats.bg_mark_ns.load(Ordering::Relaxed)
-        + h.stats.pause_total_ns.load(Ordering::Relaxed) * h.cpus as u64
-}
-
-/// Time spent marking with the world running: assists, background and idle-priority marking.
-fn mark_cpu_ns(h: &Shared) -> u64 {
-    h.stats.assist_ns.load(Ordering::Relaxed)
-        + h.stats.bg_mark_ns.load(Ordering::Relaxed)
-        + h.stats.idle_mark_ns.load(Ordering::Relaxed)
-}
-
-/// Read a CPU-time clock (`CLOCK_PROCESS_CPUTIME_ID` or `CLOCK_THREAD_CPUTIME_ID`), in
-/// nanoseconds. Under Miri, which has no CPU clocks, wall time since the first call stands in.
-fn cpu_clock_ns(#[cfg_attr(miri, allow(unused_variables))] clock: libc::clockid_t) -> u64 {
-    #[cfg(not(miri))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec; both CPU-time clocks are supported by
-        // every Linux (and POSIX) kernel. On failure `ts` stays zero.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-    #[cfg(miri)]
-    {
-        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
-    }
-}
-
-/// CPU time of the whole process (all threads), in nanoseconds.
-pub(crate) fn process_cpu_ns() -> u64 {
-    cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
-
-/// CPU time of the calling thread, in nanoseconds: what marking is booked as, so that a
-/// thread preempted in the middle of a slice (a busy machine) does not count the wait as GC
-/// time.
-pub(crate) fn thread_cpu_ns() -> u64 {
-    cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-/// Feed the limiter the CPU used since the last update, at most every millisecond unless
-/// `force`: GC time as [`gc_cpu_ns`], mutator time as the process's CPU time minus the marking
-/// in it (stopped mutators use none, so pauses add nothing). Publishes whether it is on
-/// (`limiting`).
-pub(crate) fn update_limiter(h: &Shared, force: bool) {
-    let now = Instant::now();
-    // Cheap check first: assists call this every few microseconds.
-    let now_ns = h.phases.offset(now).as_nanos() as u64;
-    if !force && now_ns < h.limiter_next_ns.load(Ordering::Relaxed) {
-        return;
-    }
-    let Some(mut f) = h.limiter.try_lock() else {
-        // Someone else is updating it.
-        return;
-    };
-    h.limiter_next_ns
-        .store(now_ns + 1_000_000, Ordering::Relaxed);
-    let process = process_cpu_ns();
-    let gc = gc_cpu_ns(h);
-    let mark = mark_cpu_ns(h);
-    if f.last_update.is_some() {
-        let d_gc = gc.saturating_sub(f.last_gc_ns);
-        let d_mutator = process
-            .saturating_sub(f.last_process_ns)
-            .saturating_sub(mark.saturating_sub(f.last_mark_ns));
-        let on = f.limiter.accumulate(d_mutator, d_gc);
-        if on && !h.limiting.load(Ordering::Relaxed) {
-            h.stats.limiter_enabled.fetch_add(1, Ordering::Relaxed);
-            h.stats
-                .limiter_last_enabled_cycle
-                .store(h.mark_epoch.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        h.limiting.store(on, Ordering::Relaxed);
-    }
-    f.last_update = Some(now);
-    f.last_process_ns = process;
-    f.last_gc_ns = gc;
-    f.last_mark_ns = mark;
 }

@@ -9,10 +9,12 @@
 //! urgent part itself: growing the heap past the memory limit releases pages synchronously (see
 //! `Arena::alloc_pages`).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::gc::heap::Shared;
+use crate::alloc::arena::Arena;
+use crate::telemetry::metrics::Stats;
+use crate::util::primitive::Monitor;
 
 /// Bytes released per step (Go: 64 KiB, `scavengeQuantum` in 1.19's background scavenger).
 pub(crate) const SCAVENGE_QUANTUM: usize = 64 << 10;
@@ -20,50 +22,87 @@ pub(crate) const SCAVENGE_QUANTUM: usize = 64 << 10;
 /// Share of the CPUs the background scavenger aims to use (Go: `scavengePercent`, 1%).
 const SCAVENGE_CPU_FRACTION: f64 = 0.01;
 
-/// Whether mapped memory is above a scavenging goal.
-fn has_work(h: &Shared) -> bool {
-    let ready = h.arena.mapped_ready_bytes();
-    ready > h.scavenge_goals.0.load(Ordering::Relaxed)
-        || ready > h.scavenge_goals.1.load(Ordering::Relaxed)
+/// The scavenger's goals and its thread's wake-up.
+pub(crate) struct Scavenger {
+    /// Retained bytes (GOGC part) and mapped bytes (memory-limit part) to scavenge down to;
+    /// `usize::MAX` where there is nothing to do. Written at each cycle's end and when the
+    /// memory limit changes.
+    goals: (AtomicUsize, AtomicUsize),
+    /// Wakes the scavenger thread.
+    wake: Monitor,
+    /// Set when the heap shuts down: the thread exits.
+    stop: AtomicBool,
+    /// Share of one CPU the thread may use.
+    share: f64,
 }
 
-/// Wake the scavenger (new goals were set).
-pub(crate) fn wake(h: &Shared) {
-    let _g = h.scavenger_wake.0.lock();
-    h.scavenger_wake.1.notify_all();
-}
+impl Scavenger {
+    pub(crate) fn new(memory_limit: Option<usize>, procs: usize) -> Scavenger {
+        let s = Scavenger {
+            goals: (AtomicUsize::new(usize::MAX), AtomicUsize::new(usize::MAX)),
+            wake: Monitor::default(),
+            stop: AtomicBool::new(false),
+            share: (SCAVENGE_CPU_FRACTION * procs as f64).min(1.0),
+        };
+        s.set_memory_limit(memory_limit);
+        s
+    }
 
-/// The scavenger thread's body; returns when the collector shuts down (`bg_stop`).
-pub(crate) fn run(h: &Shared) {
-    let share = (SCAVENGE_CPU_FRACTION * h.cpus as f64).min(1.0);
-    loop {
-        {
-            let mut g = h.scavenger_wake.0.lock();
-            while !h.bg_stop.load(Ordering::Acquire) && !has_work(h) {
-                h.scavenger_wake
-                    .1
-                    .wait_for(&mut g, Duration::from_millis(100));
+    /// Set both goals (a cycle ended); wake the thread if `wake`.
+    pub(crate) fn set_goals(&self, retained: usize, mapped: usize, wake: bool) {
+        self.goals.0.store(retained, Ordering::Relaxed);
+        self.goals.1.store(mapped, Ordering::Relaxed);
+        if wake {
+            self.wake.wake_all();
+        }
+    }
+
+    /// The memory limit changed: mapped memory should stay under 95% of it. Wakes the thread.
+    pub(crate) fn set_memory_limit(&self, limit: Option<usize>) {
+        let goal = limit.map_or(usize::MAX, |l| l / 100 * 95);
+        self.goals.1.store(goal, Ordering::Relaxed);
+        self.wake.wake_all();
+    }
+
+    /// Stop the thread (heap shutdown).
+    pub(crate) fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.wake_all();
+    }
+
+    /// Whether mapped memory is above a scavenging goal.
+    fn has_work(&self, arena: &Arena) -> bool {
+        let ready = arena.mapped_ready_bytes();
+        ready > self.goals.0.load(Ordering::Relaxed) || ready > self.goals.1.load(Ordering::Relaxed)
+    }
+
+    /// The scavenger thread's body; returns after [`Scavenger::shutdown`].
+    pub(crate) fn run(&self, arena: &Arena, stats: &Stats) {
+        loop {
+            {
+                let mut g = self.wake.lock();
+                while !self.stop.load(Ordering::Acquire) && !self.has_work(arena) {
+                    g = self.wake.wait_for(g, Duration::from_millis(100));
+                }
             }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let t = Instant::now();
+            let n = arena.scavenge(SCAVENGE_QUANTUM);
+            let took = t.elapsed();
+            stats
+                .scavenge_ns
+                .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+            if n == 0 {
+                // Over the goal with no free page left to release: the goals are recomputed at
+                // the next cycle's end; look again later.
+                let g = self.wake.lock();
+                drop(self.wake.wait_for(g, Duration::from_millis(10)));
+                continue;
+            }
+            let sleep = took.as_secs_f64() * (1.0 / self.share - 1.0);
+            std::thread::sleep(Duration::from_secs_f64(sleep.min(0.01)));
         }
-        if h.bg_stop.load(Ordering::Acquire) {
-            return;
-        }
-        let t = Instant::now();
-        let n = h.arena.scavenge(SCAVENGE_QUANTUM);
-        let took = t.elapsed();
-        h.stats
-            .scavenge_ns
-            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        if n == 0 {
-            // Over the goal with no free page left to release: the goals are recomputed at
-            // the next cycle's end; look again later.
-            let mut g = h.scavenger_wake.0.lock();
-            h.scavenger_wake
-                .1
-                .wait_for(&mut g, Duration::from_millis(10));
-            continue;
-        }
-        let sleep = took.as_secs_f64() * (1.0 / share - 1.0);
-        std::thread::sleep(Duration::from_secs_f64(sleep.min(0.01)));
     }
 }

@@ -142,50 +142,6 @@ impl CycleRecord {
     }
 }
 
-/// The fields every cycle's record has, read at the end of its STW 2 (the goal and trigger it
-/// set for the next cycle) from what the cycle measured; the caller adds its phases and CPU.
-pub(crate) fn record_base(
-    h: &crate::gc::heap::Shared,
-    cycle: u64,
-    started: std::time::Instant,
-    (heap_start, heap_end, heap_marked): (usize, usize, usize),
-    heap_goal: usize,
-    cons_mark: f64,
-) -> CycleRecord {
-    use std::sync::atomic::Ordering;
-    CycleRecord {
-        cycle,
-        start: h.phases.offset(started),
-        procs: h.cpus,
-        heap_start,
-        heap_end,
-        heap_marked,
-        heap_goal,
-        next_goal: h.stats.heap_goal.load(Ordering::Relaxed),
-        next_trigger: h.trigger.load(Ordering::Relaxed),
-        cons_mark,
-        ..CycleRecord::default()
-    }
-}
-
-/// A cycle has ended (world restarted): complete its record (forced or not, GC CPU fraction so
-/// far), log it, and print it if gctrace is on.
-pub(crate) fn cycle_done(h: &crate::gc::heap::Shared, mut rec: CycleRecord) {
-    use std::sync::atomic::Ordering;
-    rec.forced = h.collector.lock().forced_upto >= rec.cycle;
-    if rec.forced {
-        h.stats.forced_cycles.fetch_add(1, Ordering::Relaxed);
-    }
-    let capacity = h.phases.elapsed().as_nanos() as f64 * h.cpus as f64;
-    if capacity > 0.0 {
-        rec.gc_cpu_fraction = crate::pacer::controller::gc_cpu_ns(h) as f64 / capacity;
-    }
-    if h.gctrace {
-        eprintln!("{}", rec.gctrace_line());
-    }
-    h.cycles.push(rec);
-}
-
 /// The heap's log of cycle records.
 #[derive(Default)]
 pub(crate) struct CycleLog {

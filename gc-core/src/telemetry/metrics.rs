@@ -1,14 +1,11 @@
 //! Heap figures: counters kept by the collector and the [`HeapStats`] snapshot users read.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::gc::heap::Shared;
 
 /// Counters updated by the allocator, the sweeper and the collector.
 #[derive(Default)]
 pub(crate) struct Stats {
-    pub objects_allocated: AtomicU64,
     pub objects_freed: AtomicU64,
     pub bytes_freed: AtomicU64,
     pub cycles: AtomicU64,
@@ -18,7 +15,6 @@ pub(crate) struct Stats {
     pub last_pause_ns: AtomicU64,
     pub mark_total_ns: AtomicU64,
     pub cycle_total_ns: AtomicU64,
-    pub heap_goal: AtomicUsize,
     pub last_marked_objects: AtomicU64,
     pub last_shared_batches: AtomicU64,
     pub assists: AtomicU64,
@@ -40,11 +36,6 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn record_cycle(&self, pause: Duration, mark: Duration, cycle: Duration) {
-        self.record_pause(pause);
-        self.record_cycle_end(mark, cycle);
-    }
-
     /// One stop-the-world pause (measured from the stop request).
     pub(crate) fn record_pause(&self, pause: Duration) {
         let ns = pause.as_nanos() as u64;
@@ -53,6 +44,24 @@ impl Stats {
         self.pause_max_ns.fetch_max(ns, Ordering::Relaxed);
         self.last_pause_ns.store(ns, Ordering::Relaxed);
         self.pause_hist.record(ns);
+    }
+
+    /// GC CPU time so far as the CPU limiter counts it: assists, background marking within
+    /// the workers' share, and each pause × `procs` (as Go counts a stop-the-world pause: no
+    /// CPU runs the mutator). Idle-priority marking is left out, as Go's limiter leaves it
+    /// out: it used CPU that nothing else wanted.
+    pub(crate) fn gc_cpu_ns(&self, procs: usize) -> u64 {
+        self.assist_ns.load(Ordering::Relaxed)
+            + self.bg_mark_ns.load(Ordering::Relaxed)
+            + self.pause_total_ns.load(Ordering::Relaxed) * procs as u64
+    }
+
+    /// Time spent marking with the world running: assists, background and idle-priority
+    /// marking.
+    pub(crate) fn mark_cpu_ns(&self) -> u64 {
+        self.assist_ns.load(Ordering::Relaxed)
+            + self.bg_mark_ns.load(Ordering::Relaxed)
+            + self.idle_mark_ns.load(Ordering::Relaxed)
     }
 
     /// A completed cycle: its marking time and its time from start to the end of STW 2.
@@ -125,37 +134,6 @@ pub struct HeapStats {
 }
 
 impl HeapStats {
-    pub(crate) fn read(h: &Shared) -> HeapStats {
-        let s = &h.stats;
-        let d = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
-        HeapStats {
-            gc_cycles: s.cycles.load(Ordering::Relaxed),
-            heap_live: h.heap_live.load(Ordering::Relaxed),
-            heap_marked: h.heap_marked.load(Ordering::Relaxed),
-            marked_objects: s.last_marked_objects.load(Ordering::Relaxed),
-            mark_shared_batches: s.last_shared_batches.load(Ordering::Relaxed),
-            heap_goal: s.heap_goal.load(Ordering::Relaxed),
-            heap_trigger: h.trigger.load(Ordering::Relaxed),
-            mapped_bytes: h.arena.mapped_bytes(),
-            in_use_bytes: h.arena.in_use_bytes(),
-            objects_allocated: s.objects_allocated.load(Ordering::Relaxed),
-            objects_freed: s.objects_freed.load(Ordering::Relaxed),
-            bytes_freed: s.bytes_freed.load(Ordering::Relaxed),
-            pauses: s.pauses.load(Ordering::Relaxed),
-            pause_total: d(&s.pause_total_ns),
-            pause_max: d(&s.pause_max_ns),
-            last_pause: d(&s.last_pause_ns),
-            mark_total: d(&s.mark_total_ns),
-            cycle_total: d(&s.cycle_total_ns),
-            gc_percent: h.gc_percent().map(|p| p as u32),
-            assists: s.assists.load(Ordering::Relaxed),
-            assist_bytes: s.assist_bytes.load(Ordering::Relaxed),
-            assist_time: d(&s.assist_ns),
-            stashed: h.stash.lock().len(),
-            weak_refs: h.weaks.lock().len(),
-        }
-    }
-
     /// Objects allocated and not (yet) freed.
     pub fn live_objects(&self) -> u64 {
         self.objects_allocated.saturating_sub(self.objects_freed)
@@ -204,7 +182,7 @@ impl PauseHistogram {
         self.0[pause_bucket(ns)].fetch_add(1, Ordering::Relaxed);
     }
 
-    fn read(&self) -> Histogram {
+    pub(crate) fn read(&self) -> Histogram {
         let mut buckets: Vec<f64> = (0..PAUSE_BUCKETS)
             .map(|i| pause_bucket_start(i) as f64 / 1e9)
             .collect();
@@ -411,65 +389,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn read(h: &Shared) -> Metrics {
-        let s = &h.stats;
-        let u = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let secs = |ns: u64| ns as f64 * 1e-9;
-        let cycles = u(&s.cycles);
-        let forced = u(&s.forced_cycles).min(cycles);
-        let procs = h.cpus as u64;
-        let pause_cpu = u(&s.pause_total_ns) * procs;
-        let assist = u(&s.assist_ns);
-        let bg = u(&s.bg_mark_ns);
-        let idle = u(&s.idle_mark_ns);
-        let scav_bg = u(&s.scavenge_ns);
-        let scav_sync = h.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
-        let (gc_percent, limit, cons_mark) = {
-            let p = h.pacer.lock();
-            (p.gc_percent(), p.memory_limit(), p.cons_mark())
-        };
-        let heap_alloc = h.heap_alloc.load(Ordering::Relaxed) as u64;
-        let in_use = h.arena.in_use_bytes() as u64;
-        let elapsed = h.phases.elapsed().as_nanos() as u64;
-        let objects = u(&s.objects_allocated);
-        let freed = u(&s.objects_freed);
-        use Value::{Float64 as F, Histogram as H, Uint64 as U};
-        let values = [
-            U(cycles),
-            U(cycles - forced),
-            U(forced),
-            H(s.pause_hist.read()),
-            U(s.heap_goal.load(Ordering::Relaxed) as u64),
-            U(h.heap_marked.load(Ordering::Relaxed) as u64),
-            U(objects),
-            U(freed),
-            U(u(&s.bytes_freed)),
-            U(objects.saturating_sub(freed)),
-            U(gc_percent.map_or(u64::MAX, u64::from)),
-            U(limit.unwrap_or(i64::MAX as u64)),
-            U(u(&s.limiter_last_enabled_cycle)),
-            U(heap_alloc),
-            U(in_use.saturating_sub(heap_alloc)),
-            U(h.arena.free_ready_bytes() as u64),
-            U(h.arena.released_bytes() as u64),
-            U(h.arena.mapped_bytes() as u64),
-            F(secs(assist)),
-            F(secs(bg)),
-            F(secs(idle)),
-            F(secs(pause_cpu)),
-            F(secs(assist + bg + idle + pause_cpu)),
-            F(secs(scav_bg)),
-            F(secs(scav_sync)),
-            F(secs(elapsed * procs)),
-            U(procs),
-            U(h.trigger.load(Ordering::Relaxed) as u64),
-            U(h.heap_live.load(Ordering::Relaxed) as u64),
-            U(h.arena.mapped_ready_bytes() as u64),
-            F(secs(crate::pacer::controller::process_cpu_ns())),
-            U(h.limiting.load(Ordering::Relaxed) as u64),
-            U(u(&s.limiter_enabled)),
-            F(cons_mark),
-        ];
+    /// The snapshot of `values`, in the order of [`ALL`].
+    pub(crate) fn from_values(values: Vec<Value>) -> Metrics {
         debug_assert_eq!(values.len(), ALL.len());
         Metrics {
             samples: ALL

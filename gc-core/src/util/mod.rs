@@ -1,7 +1,9 @@
-//! Building blocks with no knowledge of the heap: synchronisation primitives (swappable for
-//! loom's), internal-failure reporting, and the error types.
+//! Leaf types every layer may use: the configuration and the error types, synchronisation
+//! primitives (swappable for loom's), CPU clocks, internal-failure reporting.
 
 #[macro_use]
 pub(crate) mod bug;
+pub(crate) mod clock;
+pub mod config;
 pub(crate) mod error;
 pub(crate) mod primitive;

@@ -65,8 +65,32 @@ impl Monitor {
         return self.cv.wait(g).unwrap();
     }
 
-    /// Wake every waiter.
+    /// Release the lock, sleep until notified or `timeout` has passed, take it again.
+    pub(crate) fn wait_for<'a>(
+        &self,
+        g: MonitorGuard<'a>,
+        timeout: std::time::Duration,
+    ) -> MonitorGuard<'a> {
+        #[cfg(not(loom))]
+        {
+            let mut g = g;
+            self.cv.wait_for(&mut g, timeout);
+            g
+        }
+        #[cfg(loom)]
+        return self.cv.wait_timeout(g, timeout).unwrap().0;
+    }
+
+    /// Wake every waiter (the caller holds the lock, or has just changed what they wait for
+    /// under it).
     pub(crate) fn notify_all(&self) {
+        self.cv.notify_all();
+    }
+
+    /// Take the lock and wake every waiter: a waiter that checked its condition under the lock
+    /// before it slept cannot miss this.
+    pub(crate) fn wake_all(&self) {
+        let _g = self.lock();
         self.cv.notify_all();
     }
 }

@@ -9,7 +9,7 @@
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
 //! pushed, so the marker never reads them.
 //!
-//! A [`Tracer`] is handed to every [`Trace::trace`](crate::Trace::trace) call. For each `Gc` it
+//! A [`Tracer`] is handed to every [`Trace::trace`](crate::gc::trace::Trace::trace) call. For each `Gc` it
 //! is given it finds the object's span through the arena's page map (one load), the slot index
 //! by a multiply-shift (`Span::slot_index`), and sets the mark bit with a test-and-set; a newly
 //! greyed scan object is pushed on the grey stack. [`Tracer::drain`] pops grey objects and calls
@@ -22,9 +22,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::alloc::arena::Arena;
+use crate::alloc::span::POISON_WORD;
 use crate::gc::heap::ObjAddr;
 use crate::gc::mark::workers::{BatchQueue, MarkJob, SHARE_THRESHOLD};
-use crate::gc::object::{Header, POISON_WORD};
+use crate::gc::object::Header;
 
 /// What the tracer does with each edge.
 enum Mode {
@@ -39,7 +40,7 @@ enum Mode {
     },
 }
 
-/// Receives the GC pointers reported by [`Trace::trace`](crate::Trace::trace).
+/// Receives the GC pointers reported by [`Trace::trace`](crate::gc::trace::Trace::trace).
 ///
 /// Only the collector creates tracers; user code sees one only as the argument of `trace`,
 /// where the one thing to do with it is pass it on to the fields' `trace`.
@@ -254,12 +255,11 @@ impl Tracer {
     }
 
     /// The edges a collecting tracer recorded.
-    pub(crate) fn take_collected(
-        &mut self,
-    ) -> impl Iterator<Item = crate::gc::heap::ObjAddr> + use<> {
+    pub(crate) fn take_collected(&mut self) -> Vec<ObjAddr> {
         std::mem::take(&mut self.stack)
             .into_iter()
-            .map(crate::gc::heap::ObjAddr)
+            .map(ObjAddr)
+            .collect()
     }
 
     /// A verifying tracer over `arena` (see [`crate::gc::verify`]).
@@ -289,15 +289,15 @@ impl Tracer {
             Mode::Verify { .. } => return self.verify_edge(h),
         }
         let addr = h as usize;
-        let span = self.arena().span_of(addr);
-        if span.is_null() {
+        let arena = self.arena;
+        // SAFETY: the arena outlives the tracer (see `arena`); `h` is an edge a `Trace` impl
+        // reported (its contract: a `Gc` of the current scope or of the graph being marked), so
+        // a reachable object, whose span no sweep frees during this cycle.
+        let Some(span) = (unsafe { (*arena).span_of_live(addr) }) else {
             // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
             // on would mean freeing something reachable.
             bug!("traced pointer {addr:#x} is not in an in-use span");
-        }
-        // SAFETY: non-null page-map entries point to live spans (spans are unpublished before
-        // they are freed, and a span holding a reachable object is never freed).
-        let span = unsafe { &*span };
+        };
         let i = span.slot_index(addr);
         // A lone stop-the-world marker is the only thread touching mark bits while it runs (the
         // sweep finished before the world stopped), so it can skip the atomic RMW; parallel
@@ -380,14 +380,13 @@ impl Tracer {
     }
 
     fn check_object(&self, addr: usize) -> Option<String> {
-        let span = self.arena().span_of(addr);
-        if span.is_null() {
+        // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is
+        // freed meanwhile.
+        let Some(span) = (unsafe { self.arena().span_of_live(addr) }) else {
             return Some(format!(
                 "reachable pointer {addr:#x} is not in an in-use span"
             ));
-        }
-        // SAFETY: as in `edge`.
-        let span = unsafe { &*span };
+        };
         if !span.is_slot_start(addr) {
             return Some(format!(
                 "reachable pointer {addr:#x} is not a slot start (span {:#x}, size {})",

@@ -206,7 +206,7 @@ impl Pool {
                 seen = st.epoch;
                 st.job.clone().expect("a job for every epoch")
             };
-            let mut t = Tracer::new_parallel(&h.arena, &job);
+            let mut t = Tracer::new_parallel(&h.mheap.arena, &job);
             work(&job, &mut t);
             let mut st = self.state.lock();
             st.finished += 1;

@@ -1,0 +1,156 @@
+//! The allocator's heap-wide state (Go: `mheap`): the arena, the central span lists, the heap's
+//! size counters, and large-object allocation.
+//!
+//! The allocator knows nothing of marking or pacing. It keeps the counters below exact; the
+//! collector reads them, and decides from what allocation reports (a span taken, the heap grown)
+//! whether a cycle or an assist is due.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::alloc::arena::Arena;
+use crate::alloc::central::{Central, SpanRef};
+use crate::alloc::span::LARGE;
+use crate::util::error::AllocError;
+
+/// The heap's size figures, Go's names. Each says who writes it; all are read by anyone
+/// (`Relaxed`: they are figures, not synchronisation).
+#[derive(Default)]
+pub(crate) struct HeapCounters {
+    /// Bytes considered allocated (Go: `heapLive`). A cache that takes a span adds all its free
+    /// bytes at once and subtracts what it did not use when it gives the span back (Go:
+    /// `mcache.refill`), so the figure is exact whenever the caches are flushed (every pause)
+    /// and over by at most one span per class and mutator in between. Written by the allocator;
+    /// set to `heap_marked` by the collector at mark termination.
+    pub heap_live: AtomicUsize,
+    /// Bytes of objects allocated and not yet freed (Go: `totalAlloc − totalFree`), counted a
+    /// span at a time like `heap_live`. Written by the allocator (+) and the sweeper (−).
+    pub heap_alloc: AtomicUsize,
+    /// Scannable heap (Go: `heapScan`): the last cycle's heap scan work plus the bytes of
+    /// pointer-bearing spans taken since, up to the start of the next mark phase (what is
+    /// allocated while marking is allocated black and never scanned). Written by the allocator
+    /// outside mark phases, and by the collector at mark termination.
+    pub heap_scan: AtomicUsize,
+    /// Live bytes the last mark found (Go: `heapMarked`). Written by the collector at mark
+    /// termination.
+    pub heap_marked: AtomicUsize,
+    /// Bytes and objects allocated black during the current mark phase. Written by the
+    /// allocator while marking; reset by the collector at the start of a mark phase.
+    pub alloc_black: AtomicUsize,
+    pub alloc_black_objects: AtomicU64,
+    /// Objects handed out since the heap was created, published a window at a time (when a
+    /// cache writes a window back) and per large object. Written by the allocator.
+    pub objects_allocated: AtomicU64,
+}
+
+/// The allocator's state, owned by the heap.
+pub(crate) struct MHeap {
+    pub arena: Arena,
+    pub central: Central,
+    pub counters: HeapCounters,
+    /// Verify mode: fresh spans are poisoned (and the sweeper poisons freed slots).
+    pub poison: bool,
+    /// The live-heap limit (`Config::max_heap`; `usize::MAX`: none): no new span is made while
+    /// the last completed mark found more than this live.
+    pub max_heap: usize,
+}
+
+/// What an allocation that took a new span reports to the layer above, which decides whether a
+/// cycle or a mark assist is due.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TookSpan {
+    /// Bytes added to `heap_live` (the span's free bytes, or a large object's size).
+    pub bytes: usize,
+    /// Whether the span was made fresh from the arena (mapped memory may have grown).
+    pub fresh: bool,
+}
+
+impl MHeap {
+    pub(crate) fn new(arena: Arena, poison: bool, max_heap: Option<usize>) -> MHeap {
+        MHeap {
+            arena,
+            central: Central::new(),
+            counters: HeapCounters::default(),
+            poison,
+            max_heap: max_heap.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Refuse a new span while the last completed cycle found more than the live-heap limit.
+    #[inline]
+    pub(crate) fn check_max_heap(&self) -> Result<(), AllocError> {
+        let live = self.counters.heap_marked.load(Ordering::Relaxed);
+        if live > self.max_heap {
+            return Err(AllocError::HeapLimit {
+                live,
+                limit: self.max_heap,
+            });
+        }
+        Ok(())
+    }
+
+    /// A fresh span for span class `sc` (or a large span of `large_bytes` when `sc` is `None`).
+    pub(crate) fn new_span(
+        &self,
+        sc: Option<usize>,
+        large_bytes: usize,
+        noscan: bool,
+    ) -> Result<SpanRef, AllocError> {
+        self.check_max_heap()?;
+        self.central
+            .new_span(&self.arena, sc, large_bytes, noscan, self.poison)
+            .ok_or(AllocError::OutOfMemory {
+                requested: match sc {
+                    Some(sc) => crate::alloc::size_class::CLASSES[sc / 2].size,
+                    None => large_bytes,
+                },
+                reservation: self.arena.len(),
+            })
+    }
+
+    /// Account `bytes` newly taken by an allocation (a span's free bytes, a large object), of a
+    /// pointer-bearing type unless `noscan`, with marking on or off (`black`).
+    #[inline]
+    pub(crate) fn note_taken(&self, bytes: usize, noscan: bool, black: bool) {
+        let c = &self.counters;
+        c.heap_alloc.fetch_add(bytes, Ordering::Relaxed);
+        // Go fixes `heapScan` for the length of a mark phase: it is the worst-case scan work of
+        // the cycle, and what is allocated meanwhile is allocated black (never scanned).
+        if !noscan && !black {
+            c.heap_scan.fetch_add(bytes, Ordering::Relaxed);
+        }
+        c.heap_live.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Allocate a large object (more than 32 KiB) in a span of its own; `black` while marking
+    /// (the object is allocated marked).
+    pub(crate) fn alloc_large(
+        &self,
+        bytes: usize,
+        noscan: bool,
+        black: bool,
+    ) -> Result<(usize, TookSpan), AllocError> {
+        let s = self.new_span(None, bytes, noscan)?;
+        let span = s.get();
+        debug_assert_eq!(span.class, LARGE);
+        {
+            let mut st = span.state.lock();
+            st.alloc.set(0, true);
+            st.allocated = 1;
+        }
+        let c = &self.counters;
+        if black {
+            span.try_mark(0);
+            c.alloc_black.fetch_add(span.elem_size, Ordering::Relaxed);
+            c.alloc_black_objects.fetch_add(1, Ordering::Relaxed);
+        }
+        c.objects_allocated.fetch_add(1, Ordering::Relaxed);
+        self.note_taken(span.elem_size, noscan, black);
+        Ok((
+            span.start,
+            TookSpan {
+                bytes: span.elem_size,
+                fresh: true,
+            },
+        ))
+    }
+}

@@ -1,0 +1,339 @@
+//! The [`Heap`] handle: creating a heap, collecting, reading its figures, changing GOGC and the
+//! memory limit at run time, and the test hooks.
+//!
+//! Every handle (`Heap`, `Mutator`, `Stash`) holds an `Arc<Owner>`; dropping the last one stops
+//! and joins the collector thread, after which the heap's shared state drops (running the drop
+//! glue of every remaining object).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use crate::api::mutator::{Mutation, Mutator};
+use crate::api::root::{Root, Rootable};
+use crate::gc::heap::Shared;
+use crate::gc::trace::Trace;
+use crate::telemetry::metrics::HeapStats;
+use crate::util::config::Config;
+use crate::util::error::HeapError;
+
+/// Stops and joins the collector thread when the last user handle drops.
+pub(crate) struct Owner {
+    pub shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        {
+            let c = &self.shared.control;
+            let mut st = c.state.lock();
+            st.shutdown = true;
+            c.wake.notify_all();
+        }
+        if let Some(t) = self.thread.lock().take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A garbage-collected heap. Cheap to clone (a shared handle); `Send + Sync`, so threads can
+/// each register a [`Mutator`].
+#[derive(Clone)]
+pub struct Heap {
+    pub(crate) owner: Arc<Owner>,
+}
+
+impl Heap {
+    /// Create a heap: reserve the arena and start the collector thread.
+    pub fn new(config: Config) -> Result<Heap, HeapError> {
+        let shared = Shared::new(&config)?;
+        let thread = crate::gc::collector::spawn(shared.clone()).map_err(HeapError::Thread)?;
+        Ok(Heap {
+            owner: Arc::new(Owner {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// A heap configured from the environment (`GOGC`, `GCCORE_ARENA`, `GCCORE_VERIFY`).
+    pub fn from_env() -> Result<Heap, HeapError> {
+        Heap::new(Config::from_env()?)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    /// Register a mutator for the calling thread. `init` builds its root object inside a first
+    /// mutation scope.
+    pub fn mutator<R>(
+        &self,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
+    ) -> Mutator<R>
+    where
+        R: for<'gc> Rootable<'gc>,
+        for<'gc> Root<'gc, R>: Trace + Sized,
+    {
+        Mutator::new(self.owner.clone(), init)
+    }
+
+    /// Register a mutator with a root stack of `Root<'gc, S>` values.
+    pub fn mutator_with_stack<R, S>(
+        &self,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
+    ) -> Mutator<R, S>
+    where
+        R: for<'gc> Rootable<'gc>,
+        S: for<'gc> Rootable<'gc>,
+        for<'gc> Root<'gc, R>: Trace + Sized,
+        for<'gc> Root<'gc, S>: Trace + Sized,
+    {
+        Mutator::new(self.owner.clone(), init)
+    }
+
+    /// Run a full collection and finish its sweep. Blocks until the cycle has completed.
+    ///
+    /// # Panics
+    ///
+    /// If the calling thread is inside a mutation scope of this heap (the cycle would wait for
+    /// that scope to end: a deadlock). Call it between scopes.
+    pub fn collect(&self) {
+        crate::gc::collector::collect(self.shared());
+    }
+
+    /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps
+    /// running on other threads. Right after a mark termination (while the collector clears
+    /// weak references) it first waits for sweeping to be allowed; if a new cycle's mark
+    /// termination happens meanwhile, that cycle's sweep is left to the sweepers.
+    ///
+    /// # Panics
+    /// When called from drop glue run by a sweep (it would wait for that sweep: a deadlock).
+    pub fn finish_sweep(&self) {
+        crate::gc::sweep::refuse_in_drop_glue("Heap::finish_sweep");
+        crate::gc::sweep::finish_sweep(self.shared());
+    }
+
+    /// A snapshot of the heap's figures.
+    pub fn stats(&self) -> HeapStats {
+        crate::gc::report::heap_stats(self.shared())
+    }
+
+    /// A snapshot of the heap's metrics under Go's `runtime/metrics` names (see
+    /// [`metrics::ALL`](crate::metrics::ALL)).
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        crate::gc::report::metrics(self.shared())
+    }
+
+    /// Take the phase records logged since the last call (oldest first): every pause with its
+    /// duration (measured from the stop request), every mark and sweep phase. See
+    /// [`phases`](crate::phases).
+    pub fn take_phase_records(&self) -> Vec<crate::phases::PhaseRecord> {
+        self.shared().phases.take()
+    }
+
+    /// Set the GC percent (`None` = off) and return the previous value, like Go's
+    /// `debug.SetGCPercent`. The new trigger applies from now on (a cycle starts at once if the
+    /// heap is already past it).
+    pub fn set_gc_percent(&self, percent: Option<u32>) -> Option<u32> {
+        let h = self.shared();
+        let old = {
+            let mut p = h.pacer.model.lock();
+            h.pacer
+                .gc_percent
+                .store(percent.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+            p.set_gc_percent(percent)
+        };
+        crate::gc::collector::update_trigger(h);
+        old
+    }
+
+    /// Set the soft memory limit (`None`: none) and return the previous one, like Go's
+    /// `debug.SetMemoryLimit` (see [`Config::memory_limit`]; values below
+    /// [`MIN_MEMORY_LIMIT`](crate::config::MIN_MEMORY_LIMIT) are raised to it). A lower limit
+    /// applies at once: the trigger moves, and the scavenger starts releasing memory.
+    pub fn set_memory_limit(&self, limit: Option<usize>) -> Option<usize> {
+        let h = self.shared();
+        let limit = limit.map(|l| l.max(crate::util::config::MIN_MEMORY_LIMIT));
+        let old = h
+            .pacer
+            .model
+            .lock()
+            .set_memory_limit(limit.map(|l| l as u64));
+        h.mheap
+            .arena
+            .memory_limit
+            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        crate::gc::collector::update_trigger(h);
+        h.pacer.scavenger.set_memory_limit(limit);
+        old.map(|l| l as usize)
+    }
+
+    /// The records of the cycles completed since the last call (oldest first; at most
+    /// [`MAX_CYCLE_RECORDS`](crate::gctrace::MAX_CYCLE_RECORDS) are kept): what each cycle
+    /// marked, its goal, its phases and CPU — a gctrace line each.
+    pub fn take_cycle_records(&self) -> Vec<crate::gctrace::CycleRecord> {
+        self.shared().cycle_log.take()
+    }
+
+    /// Whether verify mode is on.
+    pub fn verify_mode(&self) -> bool {
+        self.shared().settings.verify
+    }
+
+    /// Turn the write barrier on or off by hand, to exercise its slow path in tests. The
+    /// collector itself turns it on only while marking.
+    ///
+    /// The other `debug_*` hooks only hold the collector back or start cycles: they can make a
+    /// program wait (a hold never released), never make it unsound. This one can, hence
+    /// `unsafe`.
+    ///
+    /// # Safety
+    /// Must not turn the barrier off while a cycle is marking (nor while one may start before
+    /// it is turned on again): stores would then go unshaded and reachable objects be freed.
+    /// Turning it on is always sound.
+    #[doc(hidden)]
+    pub unsafe fn debug_force_barrier(&self, on: bool) {
+        self.shared().mark.barrier_on.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: while `on`, the background marker neither scans objects nor ends the mark phase
+    /// (mutators still scan their roots, shade and allocate black), so a test can run scopes at
+    /// a known point of a cycle. Use with [`Heap::debug_start_cycle`].
+    #[doc(hidden)]
+    pub fn debug_hold_marking(&self, on: bool) {
+        self.shared().hooks.hold_marking.store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: while `on`, the collector waits after STW 2 before clearing the cycle's dead
+    /// weak references (the window in which `GcWeak::upgrade` must treat unmarked targets as
+    /// dead). [`Heap::debug_weaks_pending`] tells when a cycle is in that window.
+    #[doc(hidden)]
+    pub fn debug_hold_weak_clearing(&self, on: bool) {
+        self.shared()
+            .hooks
+            .hold_weak_clearing
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: whether the weak-clearing window is open (from mark termination until the
+    /// collector has cleared the dead weak references and queued the spans for sweeping;
+    /// nothing is swept meanwhile).
+    #[doc(hidden)]
+    pub fn debug_weaks_pending(&self) -> bool {
+        self.shared().mheap.central.sweep_held()
+    }
+
+    /// Testing: ask for a cycle without waiting for it.
+    #[doc(hidden)]
+    pub fn debug_start_cycle(&self) {
+        let h = self.shared();
+        let mut st = h.control.state.lock();
+        st.requested = st.requested.max(st.started + 1);
+        h.control.wake.notify_all();
+    }
+
+    /// Testing: start a new cycle as soon as the last one ends (so that marking races the
+    /// mutators all the time), or stop doing so.
+    #[doc(hidden)]
+    pub fn debug_back_to_back(&self, on: bool) {
+        let h = self.shared();
+        h.hooks.back_to_back.store(on, Ordering::SeqCst);
+        let _st = h.control.state.lock();
+        h.control.wake.notify_all();
+    }
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Gc, GcCell, Tracer};
+    use std::sync::atomic::AtomicUsize;
+
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+    struct Node<'gc> {
+        next: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+        payload: Vec<u64>,
+    }
+    impl Drop for Node<'_> {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // SAFETY: traces the one `Gc`-bearing field; `payload` holds no `Gc`.
+    unsafe impl Trace for Node<'_> {
+        fn trace(&self, t: &mut Tracer) {
+            self.next.trace(t);
+        }
+    }
+    struct RootT<'gc> {
+        head: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    }
+    // SAFETY: traces its one field.
+    unsafe impl Trace for RootT<'_> {
+        fn trace(&self, t: &mut Tracer) {
+            self.head.trace(t);
+        }
+    }
+
+    #[test]
+    fn list_survives_and_garbage_is_dropped() {
+        let n = if cfg!(miri) { 50 } else { 5000 };
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<crate::Rootable!['gc => RootT<'gc>]> = heap.mutator(|_| RootT {
+            head: GcCell::new(None),
+        });
+        m.mutate(|mc, root| {
+            for i in 0..n {
+                let node = Gc::new(
+                    mc,
+                    Node {
+                        next: GcCell::new(root.head.get()),
+                        payload: vec![i as u64; 3],
+                    },
+                );
+                root.head.set(mc, Some(node));
+                // Garbage: never linked.
+                Gc::new(
+                    mc,
+                    Node {
+                        next: GcCell::new(None),
+                        payload: vec![],
+                    },
+                );
+            }
+        });
+        m.collect();
+        let s = heap.stats();
+        assert_eq!(DROPS.load(Ordering::Relaxed), n, "{s:?}");
+        assert_eq!(s.marked_objects, n as u64);
+        let sum = m.mutate(|_, root| {
+            let mut cur = root.head.get();
+            let mut sum = 0;
+            while let Some(node) = cur {
+                sum += node.payload[0];
+                cur = node.next.get();
+            }
+            sum
+        });
+        assert_eq!(sum, (0..n as u64).sum());
+        m.mutate(|mc, root| root.head.set(mc, None));
+        m.collect();
+        assert_eq!(DROPS.load(Ordering::Relaxed), 2 * n);
+        assert_eq!(heap.stats().marked_objects, 0);
+    }
+}

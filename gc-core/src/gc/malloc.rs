@@ -1,0 +1,93 @@
+//! Allocation as the collector sees it (Go: `mallocgc`): the allocator hands out the slot, and
+//! reports what it took; here that report becomes a cycle request when `heap_live` crosses the
+//! trigger, a mark assist while marking, and a trigger update when mapped memory grew under a
+//! memory limit.
+
+use std::sync::atomic::Ordering;
+
+use crate::alloc::mheap::TookSpan;
+use crate::gc::heap::Shared;
+use crate::gc::registry::InScope;
+use crate::gc::sweep::LazySweeper;
+use crate::util::error::AllocError;
+
+/// Allocate `bytes` (header included) with the span class `sc` from the scope's cache, or as a
+/// large object (`sc` is `None`); `needs_drop` marks the span as holding drop glue.
+#[inline(always)]
+pub(crate) fn malloc(
+    h: &Shared,
+    scope: &InScope<'_>,
+    sc: Option<usize>,
+    bytes: usize,
+    noscan: bool,
+    needs_drop: bool,
+) -> Result<usize, AllocError> {
+    let addr = match sc {
+        Some(sc) => alloc_small(h, scope, sc)?,
+        None => alloc_large(h, scope, bytes, noscan)?,
+    };
+    if needs_drop {
+        // SAFETY: `addr` was just allocated: it lies in an in-use span, which cannot be freed
+        // before this scope ends.
+        unsafe { h.mheap.arena.span_of_live(addr) }
+            .unwrap_or_else(|| bug!("a fresh object at {addr:#x} is in no span"))
+            .may_drop
+            .store(true, Ordering::Relaxed);
+    }
+    Ok(addr)
+}
+
+/// Allocate a slot of span class `sc` in the scope's cache: the fast path is one window
+/// operation; the slow path refills the cache.
+#[inline(always)]
+pub(crate) fn alloc_small(h: &Shared, scope: &InScope<'_>, sc: usize) -> Result<usize, AllocError> {
+    match scope.with_local(|l| l.cache.alloc_small(sc)) {
+        Some(addr) => Ok(addr),
+        None => alloc_small_slow(h, scope, sc),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_small_slow(h: &Shared, scope: &InScope<'_>, sc: usize) -> Result<usize, AllocError> {
+    let black = h.mark.marking.load(Ordering::Relaxed);
+    let sweeper = LazySweeper(h);
+    let mheap = &h.mheap;
+    let (addr, took) = scope.with_local(|l| l.cache.refill(mheap, sc, black, &sweeper))?;
+    if let Some(t) = took {
+        took_span(h, scope, t, black);
+    }
+    Ok(addr)
+}
+
+/// Allocate a large object (more than 32 KiB) in a span of its own.
+pub(crate) fn alloc_large(
+    h: &Shared,
+    scope: &InScope<'_>,
+    bytes: usize,
+    noscan: bool,
+) -> Result<usize, AllocError> {
+    let black = h.mark.marking.load(Ordering::Relaxed);
+    let (addr, took) = h.mheap.alloc_large(bytes, noscan, black)?;
+    took_span(h, scope, took, black);
+    Ok(addr)
+}
+
+/// The allocator took `t` (a span's free bytes, or a large object): request a cycle if
+/// `heap_live` crossed the trigger, charge the mark assist while marking (`black`), and
+/// re-derive the trigger if mapped memory grew under a memory limit.
+fn took_span(h: &Shared, scope: &InScope<'_>, t: TookSpan, black: bool) {
+    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
+    if live >= h.pacer.trigger.load(Ordering::Relaxed) && !h.control.pending.load(Ordering::Relaxed)
+    {
+        crate::gc::collector::request_cycle(h);
+    }
+    if black {
+        let debt = scope.with_local(|l| l.assist_debt);
+        let debt = crate::gc::concurrent::assist(h, debt, t.bytes);
+        scope.with_local(|l| l.assist_debt = debt);
+    }
+    if t.fresh && h.pacing().note_growth(black) {
+        crate::gc::collector::request_cycle(h);
+    }
+}

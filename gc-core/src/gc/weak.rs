@@ -1,0 +1,122 @@
+//! Weak references: a pointer that does not keep its target alive.
+//!
+//! `Gc::downgrade` allocates a small **weak box** (a noscan object holding the target's address
+//! in an atomic) and registers it with the heap. The marker never follows the box's pointer.
+//! After mark termination, before anything is swept, the collector walks the registered boxes:
+//! a box whose target did not survive the cycle has its pointer cleared (before the sweep can
+//! free the target, so a cleared box never points at a reused slot); boxes that are themselves
+//! dead, or already cleared, leave the registry. The concurrent collector does this with the
+//! world running, right after STW 2, in the **weak-clearing window** in which nothing is swept
+//! ([`crate::alloc::sweepgen`]): a box or target allocated meanwhile is unmarked but alive, which
+//! [`is_live`] recognises by its span (tested in `tests/concurrent.rs`,
+//! `weak_references_made_while_weak_clearing_is_pending`).
+//!
+//! `upgrade` outside the window reads the pointer: non-null means the target is alive for the
+//! rest of the scope (the last clearing nulled it otherwise, and a cycle that starts later
+//! cannot finish marking before the scope ends, blocking regions included). Inside the window it holds the window open while it also checks the target's mark
+//! (the linearisation point is that read lock; [`crate::alloc::sweepgen::upgrade_target`]). While
+//! marking, upgrade shades the target, so an upgraded object survives the cycle in progress.
+
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::gc::heap::{ObjAddr, Shared};
+use crate::gc::mark::tracer::Tracer;
+use crate::gc::object::{GcBox, Header};
+use crate::gc::registry::InScope;
+use crate::gc::trace::Trace;
+
+/// The heap object behind a `GcWeak` (the API type).
+#[doc(hidden)]
+pub struct WeakBox {
+    target: AtomicPtr<Header>,
+}
+
+impl WeakBox {
+    pub(crate) fn new(target: *const Header) -> WeakBox {
+        WeakBox {
+            target: AtomicPtr::new(target as *mut Header),
+        }
+    }
+
+    /// The target's header, or null once cleared.
+    pub(crate) fn target(&self) -> *const Header {
+        self.target.load(Ordering::Acquire)
+    }
+}
+
+// SAFETY: the target is deliberately not traced (that is what makes the reference weak).
+unsafe impl Trace for WeakBox {
+    const NEEDS_TRACE: bool = false;
+    fn trace(&self, _: &mut Tracer) {}
+}
+
+/// Register the weak box at `b` (just allocated) for clearing.
+pub(crate) fn register(h: &Shared, b: *const Header) {
+    h.weaks.lock().push(ObjAddr(b));
+}
+
+/// The target of the weak box `b`, or `None` if it did not survive (`GcWeak::upgrade`).
+///
+/// A target returned stays alive for the rest of the scope: it survived the last marking
+/// ([`upgrade_target`](crate::alloc::sweepgen::upgrade_target): a dead target is nulled before
+/// sweeping may begin, and in the weak-clearing window one that did not survive is refused); it
+/// is shaded if a cycle is marking (it may be outside the cycle's snapshot, reachable only
+/// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
+/// marking before this scope ends (also across a blocking region: see `gc::blocking`).
+pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Header> {
+    let p = crate::alloc::sweepgen::upgrade_target(
+        &h.mheap.central.sweep_gen,
+        || b.target() as usize,
+        |p| is_live(h, p as *const Header),
+    )? as *const Header;
+    if h.mark.marking.load(Ordering::Relaxed) {
+        crate::gc::barrier::record(h, scope, ObjAddr(p));
+    }
+    Some(p)
+}
+
+/// Clear the weak boxes whose targets did not survive the cycle (after mark termination has
+/// advanced the sweep generation, before anything is swept).
+///
+/// The concurrent collector runs this with the world running, in the weak-clearing window, which
+/// keeps every span unswept (so mark bits are valid and no box or target is freed): it takes the registry,
+/// filters it, and puts the survivors back beside the boxes registered meanwhile (allocated
+/// after marking, so not in the taken list).
+pub(crate) fn process_weaks(h: &Shared) {
+    let mut weaks = std::mem::take(&mut *h.weaks.lock());
+    weaks.retain(|&ObjAddr(b)| {
+        if !is_live(h, b) {
+            return false;
+        }
+        // SAFETY: `b` is a marked (live) weak box: registered boxes are `GcBox<WeakBox>`.
+        let wb = unsafe { &(*(b as *const GcBox<WeakBox>)).value };
+        let t = wb.target.load(Ordering::Relaxed);
+        if t.is_null() {
+            return false;
+        }
+        if !is_live(h, t) {
+            wb.target.store(std::ptr::null_mut(), Ordering::Release);
+            return false;
+        }
+        true
+    });
+    h.weaks.lock().extend(weaks);
+}
+
+/// Whether the object at `obj` survives the cycle that just marked: it is marked, or it was
+/// allocated after mark termination. Valid after marking, before its span is swept (world
+/// stopped, or in the weak-clearing window, which holds sweeping off).
+///
+/// The second case matters while the collector clears weak references with the world running:
+/// objects allocated meanwhile are not marked (marking is over) yet alive. They are all in
+/// spans taken fresh from the arena after mark termination (caches are flushed in STW 2 and
+/// nothing is swept, so no older span is handed out), which carry the current sweep generation,
+/// while every span that existed at mark termination is still unswept.
+pub(crate) fn is_live(h: &Shared, obj: *const Header) -> bool {
+    // SAFETY: called with the world stopped or in the weak-clearing window, where nothing is
+    // swept, so no span is freed meanwhile.
+    let Some(span) = (unsafe { h.mheap.arena.span_of_live(obj as usize) }) else {
+        return false;
+    };
+    span.is_marked(span.slot_index(obj as usize)) || h.mheap.central.is_swept(span)
+}

@@ -298,7 +298,7 @@ where
         };
         // While marking, the buffered values are deletions the marker must still see.
         if marking {
-            crate::gc::concurrent::shade(h, buf);
+            crate::gc::mark::roots::shade(h, buf);
         }
         reg.retain(|r| !Arc::ptr_eq(r, record));
     }

@@ -20,11 +20,13 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::gc::concurrent::WB_FLUSH_LEN;
 use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::registry::InScope;
 use crate::gc::trace::Trace;
+
+/// A mutator shades its write-barrier buffer (Go: `wbBuf`) when it holds this many pointers.
+pub(crate) const WB_FLUSH_LEN: usize = 256;
 
 /// Barrier for replacing `old` by `new` in a heap slot. Call before the store.
 #[inline(always)]
@@ -37,7 +39,7 @@ pub(crate) fn write<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T)
 #[cold]
 #[inline(never)]
 fn write_slow<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
-    let mut t = Tracer::new_collect(&h.mheap.arena);
+    let mut t = Tracer::collecting(&h.mheap.arena);
     old.trace(&mut t);
     new.trace(&mut t);
     let edges = t.take_collected();
@@ -68,7 +70,7 @@ pub(crate) fn flush(h: &Shared, scope: &InScope<'_>) {
     // Taken out and put back: shading runs no user code, but the buffer keeps its capacity.
     let mut buf = scope.with_local(|l| std::mem::take(&mut l.wb_buf));
     if !buf.is_empty() {
-        crate::gc::concurrent::shade(h, buf.drain(..));
+        crate::gc::mark::roots::shade(h, buf.drain(..));
     }
     scope.with_local(move |l| l.wb_buf = buf);
 }

@@ -25,7 +25,7 @@
 //!
 //! * **Not marking, or marking with this scope's roots already scanned** (the scope began
 //!   after STW 1): every object the scope can hold is reachable from the snapshot of this
-//!   cycle or was allocated black, so this cycle marks it (see [`crate::gc::concurrent`]) and its
+//!   cycle or was allocated black, so this cycle marks it (see [`crate::gc::cycle`]) and its
 //!   sweep frees none of them.
 //! * **A cycle starts (STW 1) while the region runs.** The scope is now *stale*: it began
 //!   before the cycle's snapshot, so its locals may hold white objects the marker cannot see.
@@ -86,7 +86,7 @@ pub(crate) fn leave<'s, 'a>(h: &'s Shared, scope: &'s InScope<'a>) -> Outside<'s
     if !rec.blocking_scope.load(Ordering::Relaxed) {
         // Under the scan lock, so a collector deciding whether to scan this mutator's roots sees
         // either the flag or a mutator that is still inside a scope whose roots it must not
-        // scan anyway (see `concurrent::scan_parked`).
+        // scan anyway (see `mark::roots::scan_parked`).
         let _scan = rec.scanned.lock();
         rec.blocking_scope.store(true, Ordering::Relaxed);
     }
@@ -124,7 +124,7 @@ pub(crate) fn end_scope(h: &Shared, scope: &InScope<'_>) {
             let cycle = h.mark.cycle.load(Ordering::Relaxed);
             // SAFETY: we are the owner, at the scope's end after its code: nobody writes the
             // roots; we hold the scan lock, and the record is registered.
-            unsafe { crate::gc::concurrent::scan_roots_locked(h, rec, &mut scanned, cycle) };
+            unsafe { crate::gc::mark::roots::scan_roots_locked(h, rec, &mut scanned, cycle) };
         }
         rec.blocking_scope.store(false, Ordering::Relaxed);
         scope.with_local(|l| l.shade_init = false);
@@ -136,7 +136,7 @@ pub(crate) fn end_scope(h: &Shared, scope: &InScope<'_>) {
 /// scope (`MCache::shade_init`).
 #[cold]
 pub(crate) fn shade_init<T: crate::gc::trace::Trace + ?Sized>(h: &Shared, value: &T) {
-    crate::gc::concurrent::shade_value(h, value);
+    crate::gc::mark::roots::shade_value(h, value);
 }
 
 /// Whether the current scope must shade the values it stores into new objects.

@@ -84,7 +84,7 @@ fn took_span(h: &Shared, scope: &InScope<'_>, t: TookSpan, black: bool) {
     }
     if black {
         let debt = scope.with_local(|l| l.assist_debt);
-        let debt = crate::gc::concurrent::assist(h, debt, t.bytes);
+        let debt = crate::gc::mark::assist::assist(h, debt, t.bytes);
         scope.with_local(|l| l.assist_debt = debt);
     }
     if t.fresh && h.pacing().note_growth(black) {

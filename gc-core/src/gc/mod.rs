@@ -5,7 +5,7 @@
 pub(crate) mod barrier;
 pub(crate) mod blocking;
 pub(crate) mod collector;
-pub(crate) mod concurrent;
+pub(crate) mod cycle;
 pub(crate) mod heap;
 pub(crate) mod malloc;
 pub(crate) mod mark;

@@ -67,7 +67,7 @@ impl StashTable {
 /// locals the marker has not seen).
 pub(crate) fn stash(h: &Shared, a: ObjAddr) -> usize {
     if h.mark.marking.load(Ordering::Relaxed) {
-        crate::gc::concurrent::shade(h, [a]);
+        crate::gc::mark::roots::shade(h, [a]);
     }
     h.stash.lock().insert(a)
 }

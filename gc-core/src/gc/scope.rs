@@ -51,7 +51,7 @@ pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InSc
     // with the world stopped).
     if h.mark.marking.load(Ordering::Relaxed) {
         let cycle = h.mark.cycle.load(Ordering::Relaxed);
-        crate::gc::concurrent::scan_own_roots(h, &scope, cycle);
+        crate::gc::mark::roots::scan_own_roots(h, &scope, cycle);
     }
     scope
 }

@@ -15,10 +15,14 @@
 //! The collector aborts the process with the list of problems if any check fails.
 
 use crate::alloc::arena::PAGE_SIZE;
-use crate::alloc::span::POISON;
+use std::collections::HashSet;
+
+use crate::alloc::arena::Arena;
+use crate::alloc::span::{POISON, POISON_WORD};
 use crate::gc::heap::Shared;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::object::GcBox;
+use crate::gc::object::Header;
 use crate::gc::stw::StoppedWorld;
 use crate::gc::weak::WeakBox;
 
@@ -36,7 +40,7 @@ pub(crate) fn verify_or_abort(h: &Shared, world: &mut StoppedWorld<'_>, cycle: u
 }
 
 pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<(), Vec<String>> {
-    let mut t = Tracer::new_verify(&h.mheap.arena);
+    let mut t = Tracer::checking(&h.mheap.arena);
     for m in world.mutators() {
         m.roots.trace_roots(&mut t);
     }
@@ -109,6 +113,70 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// The verifier's side of a checking tracer ([`Tracer::checking`]): checks each object an
+/// edge reaches, and has the tracer walk each good one once.
+#[derive(Default)]
+pub(crate) struct Checker {
+    seen: HashSet<usize>,
+    problems: Vec<String>,
+}
+
+impl Checker {
+    /// Check the object at `h`; whether the tracer should walk it (good, and not seen before).
+    #[cold]
+    pub(crate) fn visit(&mut self, arena: *const Arena, h: *const Header) -> bool {
+        let addr = h as usize;
+        // SAFETY: the arena outlives every tracer (see the field `Tracer::arena`).
+        if let Some(p) = check_object(unsafe { &*arena }, addr) {
+            if self.problems.len() < 32 {
+                self.problems.push(p);
+            }
+            return false;
+        }
+        self.seen.insert(addr)
+    }
+
+    /// The problems found so far.
+    pub(crate) fn take_problems(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.problems)
+    }
+}
+
+/// What is wrong with a reachable pointer `addr`, if anything: not in an in-use span, not a
+/// slot start, a free slot, or poisoned.
+fn check_object(arena: &Arena, addr: usize) -> Option<String> {
+    // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is freed
+    // meanwhile.
+    let Some(span) = (unsafe { arena.span_of_live(addr) }) else {
+        return Some(format!(
+            "reachable pointer {addr:#x} is not in an in-use span"
+        ));
+    };
+    if !span.is_slot_start(addr) {
+        return Some(format!(
+            "reachable pointer {addr:#x} is not a slot start (span {:#x}, size {})",
+            span.start, span.elem_size
+        ));
+    }
+    let i = span.slot_index(addr);
+    let allocated = span.state.lock().alloc[i];
+    if !allocated {
+        return Some(format!(
+            "reachable pointer {addr:#x} points into a free slot (span {:#x}, slot {i})",
+            span.start
+        ));
+    }
+    // SAFETY: the slot is allocated, so its first word is an initialised header (or, in a
+    // corrupted heap, poison: which is what we check for, as a plain word read).
+    let first = unsafe { *(addr as *const usize) };
+    if first == POISON_WORD {
+        return Some(format!(
+            "reachable object {addr:#x} has been poisoned (freed while reachable)"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -146,8 +146,6 @@ pub(crate) struct CycleMeasures {
 
 /// What [`Pacing::end_cycle`] returns.
 pub(crate) struct CycleEndReport {
-    /// The goal the cycle paced for.
-    pub goal: usize,
     /// The pacer's cons/mark estimate.
     pub cons_mark: f64,
     /// Whether `heap_live` is already past the next trigger (a cycle is due).
@@ -310,7 +308,6 @@ impl Pacing<'_> {
         );
         let cycle_due = self.update_trigger(false);
         CycleEndReport {
-            goal: to_usize(goal),
             cons_mark,
             cycle_due,
         }

@@ -1,16 +1,16 @@
-//! Marking: the tracer, the grey-work queues, the workers, and the mark phase's shared state.
+//! Marking (Go: `mgcmark.go`, `mgcwork.go`): the tracer, the grey work every marker shares and
+//! its termination, the mark workers, the mutators' side (root scans, shading), mark assists,
+//! and the mark phase's shared state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
-use crossbeam_queue::SegQueue;
-
-use crate::util::primitive::Monitor;
-
+pub(crate) mod assist;
+pub(crate) mod roots;
 pub(crate) mod tracer;
+pub(crate) mod work;
 pub(crate) mod workers;
 
 /// The mark phase's shared state. Each field says who writes it.
-#[derive(Default)]
 pub(crate) struct MarkState {
     /// On from STW 1 to STW 2 of a concurrent cycle: objects are allocated black, mutators scan
     /// their roots before their first scope, assists run. Written with the world stopped.
@@ -22,23 +22,30 @@ pub(crate) struct MarkState {
     /// The cycle whose marking is in progress (root scans are stamped with it). Written in
     /// STW 1.
     pub cycle: AtomicU64,
-    /// Grey work handed between concurrent markers: mutators' root scans and barrier flushes,
-    /// assists, background workers.
-    pub grey: SegQueue<tracer::GreyBatch>,
+    /// The grey work every marker shares, and the termination count.
+    pub work: work::MarkWork,
     /// Bytes and objects marked during the current mark phase by every tracer but the
     /// collector thread's own (mutator-side tracers, assists, background helpers), added when
     /// they hand their work over. Reset in STW 1.
     pub marked_bytes_others: AtomicUsize,
     pub marked_objects_others: AtomicU64,
-    /// Markers holding grey work the collector cannot see (assists, background helpers): mark
-    /// termination is not attempted, and fails, while this is not 0. Raised before taking work
-    /// and lowered after handing the rest back (`SeqCst` on both sides).
-    pub busy: AtomicUsize,
-    /// Wakes the background mark workers when marking starts, and at shutdown.
-    pub workers_wake: Monitor,
-    /// The stop-the-world mark's helper threads, parked between cycles.
+    /// The mark workers' helper threads, parked between mark phases.
     pub pool: workers::Pool,
-    /// Helper threads of the stop-the-world mark actually running (set by the collector thread
-    /// at start).
-    pub stw_helpers: AtomicUsize,
+    /// Helper threads actually running (set by the collector thread at start).
+    pub helpers: AtomicUsize,
+}
+
+impl Default for MarkState {
+    fn default() -> MarkState {
+        MarkState {
+            marking: AtomicBool::new(false),
+            barrier_on: AtomicBool::new(false),
+            cycle: AtomicU64::new(0),
+            work: work::MarkWork::new(),
+            marked_bytes_others: AtomicUsize::new(0),
+            marked_objects_others: AtomicU64::new(0),
+            pool: workers::Pool::default(),
+            helpers: AtomicUsize::new(0),
+        }
+    }
 }

@@ -1,43 +1,54 @@
-//! Marking: tri-colour tracing from the roots (Go: `mgcmark.go`).
+//! The tracer: what every [`Trace::trace`](crate::gc::trace::Trace::trace) call reports its
+//! edges to, and the marker's grey stack (Go: `greyobject`, `scanobject`, `gcDrain`).
 //!
 //! | colour | meaning                                   | representation |
 //! |--------|-------------------------------------------|----------------|
 //! | white  | not reached (yet); freed by the sweep if it stays white | mark bit 0 |
-//! | grey   | reached, its fields not yet scanned       | mark bit 1, on the grey stack |
-//! | black  | reached and scanned                       | mark bit 1, off the grey stack |
+//! | grey   | reached, its fields not yet scanned       | mark bit 1, on a grey stack or the shared queue |
+//! | black  | reached and scanned                       | mark bit 1, on no stack |
 //!
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
 //! pushed, so the marker never reads them.
 //!
-//! A [`Tracer`] is handed to every [`Trace::trace`](crate::gc::trace::Trace::trace) call. For each `Gc` it
-//! is given it finds the object's span through the arena's page map (one load), the slot index
-//! by a multiply-shift (`Span::slot_index`), and sets the mark bit with a test-and-set; a newly
-//! greyed scan object is pushed on the grey stack. [`Tracer::drain`] pops grey objects and calls
-//! the `trace` function recorded in their header until the stack is empty.
+//! # One type, three purposes
 //!
-//! The same type also runs the verifier's walk ([`crate::gc::verify`]), which checks each edge
-//! instead of marking it.
-
-use std::collections::HashSet;
-use std::sync::Arc;
+//! `Trace::trace` names one type, and marking's hot path must not pay a dynamic call per edge,
+//! so a tracer is one struct whose [`Tracer::edge`] dispatches on its purpose with one
+//! predictable branch:
+//!
+//! | purpose | made by | what `edge` does |
+//! |---------|---------|------------------|
+//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; push a newly greyed scan object |
+//! | **collecting** ([`Tracer::collecting`]) | the write barrier (`gc::barrier`) | record the edge; marks nothing |
+//! | **checking** ([`Tracer::checking`]) | the verifier (`gc::verify`'s [`Checker`]) | check the object is live and unpoisoned; walk it once |
+//!
+//! [`Tracer::drain`] pops grey objects and calls the `trace` function recorded in their header
+//! until none is left; a marking tracer made with a [`MarkWork`] shares half its stack there
+//! whenever the queue is empty (see `gc::mark::work`).
 
 use crate::alloc::arena::Arena;
-use crate::alloc::span::POISON_WORD;
 use crate::gc::heap::ObjAddr;
-use crate::gc::mark::workers::{BatchQueue, MarkJob, SHARE_THRESHOLD};
+use crate::gc::mark::work::{MarkWork, SHARE_MIN};
 use crate::gc::object::Header;
+use crate::gc::verify::Checker;
 
 /// What the tracer does with each edge.
-enum Mode {
-    /// Mark reachable objects.
+enum Purpose {
     Mark,
-    /// Collect the edges (write barrier): marks nothing.
     Collect,
-    /// Check every reachable object (verify mode): collects problems, marks nothing.
-    Verify {
-        seen: HashSet<usize>,
-        problems: Vec<String>,
-    },
+    Check(Box<Checker>),
+}
+
+/// How a marking tracer sets mark bits and shares its work.
+pub(crate) enum Marking<'a> {
+    /// The only marker (stop-the-world marking with one worker): no other thread touches mark
+    /// bits, so they are set without an atomic read-modify-write.
+    Alone,
+    /// One of several mark workers: shares half its stack through `work` whenever the queue is
+    /// empty.
+    Shared(&'a MarkWork),
+    /// A short-lived tracer (root scan, shading, assist) that hands all its work over when done.
+    Local,
 }
 
 /// Receives the GC pointers reported by [`Trace::trace`](crate::gc::trace::Trace::trace).
@@ -45,34 +56,34 @@ enum Mode {
 /// Only the collector creates tracers; user code sees one only as the argument of `trace`,
 /// where the one thing to do with it is pass it on to the fields' `trace`.
 pub struct Tracer {
+    /// The heap's arena, which outlives every tracer: each lives inside one collection, one
+    /// barrier or one verification, during which the heap is alive.
     arena: *const Arena,
+    /// Grey objects (marking), the edges reported (collecting), objects to walk (checking).
     stack: Vec<*const Header>,
-    mode: Mode,
-    /// The parallel mark phase this tracer works for (None: the only marker).
-    job: Option<Arc<MarkJob>>,
-    /// Set mark bits with an atomic read-modify-write: other threads (workers, mutators
-    /// allocating black or shading) may set bits of the same word concurrently.
-    atomic: bool,
+    purpose: Purpose,
+    /// Marking: set mark bits without an atomic read-modify-write ([`Marking::Alone`]).
+    exclusive: bool,
+    /// Marking: the queue to share with (null: none). Outlives the tracer (it is the heap's).
+    share: *const MarkWork,
     /// Bytes of the objects this tracer marked.
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
     pub(crate) marked_objects: usize,
-    /// Scan large arrays a chunk at a time (concurrent markers), keeping the rest here as
-    /// (array, next index) continuations.
-    chunked: bool,
+    /// Marking: the unscanned rest of large arrays, as (array, next index) continuations.
     chunks: Vec<(*const Header, usize)>,
-    /// Work done, in units of one object or chunk scanned or one edge followed; bounds
-    /// [`Tracer::drain_budget`].
+    /// Marking: work done, in units of one object or chunk scanned or one edge followed;
+    /// bounds [`Tracer::drain_budget`].
     work: usize,
 }
 
-/// Elements of an array a concurrent marker scans as one unit (Go splits objects into 128 KiB
-/// "oblets" for the same reason): a large array is scanned in pieces between which the marker
-/// checks for a pause request or a budget, and the rest can be handed to another marker.
+/// Elements of an array a marker scans as one unit (Go splits objects into 128 KiB "oblets" for
+/// the same reason): a large array is scanned in pieces between which the marker checks for a
+/// pause request or a budget, and the rest can be handed to another marker.
 pub(crate) const ARRAY_CHUNK: usize = 128;
 
-/// Grey work handed between concurrent markers through the heap's queue: whole objects, and
-/// the unscanned rest of large arrays (array header, first element not yet scanned).
+/// Grey work handed between markers through the shared queue: whole objects, and the unscanned
+/// rest of large arrays (array header, first element not yet scanned).
 #[derive(Default)]
 pub(crate) struct GreyBatch {
     pub objs: Vec<ObjAddr>,
@@ -80,56 +91,95 @@ pub(crate) struct GreyBatch {
 }
 
 impl Tracer {
-    /// A marking tracer over `arena`, which must outlive it.
-    pub(crate) fn new(arena: &Arena) -> Tracer {
+    fn with_purpose(arena: &Arena, purpose: Purpose) -> Tracer {
         Tracer {
             arena,
-            stack: Vec::with_capacity(1024),
-            mode: Mode::Mark,
-            job: None,
-            atomic: false,
-            marked_bytes: 0,
-            marked_objects: 0,
-            chunked: false,
-            chunks: Vec::new(),
-            work: 0,
-        }
-    }
-
-    /// A marking tracer that is one of several workers of `job` (see [`crate::gc::mark::workers`]).
-    pub(crate) fn new_parallel(arena: &Arena, job: &Arc<MarkJob>) -> Tracer {
-        Tracer {
-            job: Some(job.clone()),
-            atomic: true,
-            ..Tracer::new(arena)
-        }
-    }
-
-    /// A marking tracer for the concurrent mark phase (the background worker, a mutator
-    /// scanning its roots or flushing its barrier buffer): marks atomically, shares nothing by
-    /// itself (see [`crate::gc::concurrent`]).
-    pub(crate) fn new_concurrent(arena: &Arena) -> Tracer {
-        Tracer {
-            arena,
-            // Mutator-side tracers are short-lived (a buffer flush, a root scan, an assist):
-            // let the stack grow as needed instead of allocating 1024 slots each time.
             stack: Vec::new(),
-            mode: Mode::Mark,
-            job: None,
-            atomic: true,
+            purpose,
+            exclusive: false,
+            share: std::ptr::null(),
             marked_bytes: 0,
             marked_objects: 0,
-            chunked: true,
             chunks: Vec::new(),
             work: 0,
         }
     }
 
-    /// Where the scan of an array of `len` elements that starts at `start` stops: the end,
-    /// or for a chunked tracer the end of one chunk, the rest being kept as a continuation.
+    /// A marking tracer over `arena` (which, like the queue of [`Marking::Shared`], must
+    /// outlive it: both are the heap's).
+    pub(crate) fn marking(arena: &Arena, m: Marking<'_>) -> Tracer {
+        let mut t = Tracer::with_purpose(arena, Purpose::Mark);
+        match m {
+            Marking::Alone => t.exclusive = true,
+            Marking::Shared(w) => {
+                t.share = w;
+                // Long-lived: start with room for a deep graph.
+                t.stack.reserve(1024);
+            }
+            // Short-lived (a buffer flush, a root scan, an assist): the stack grows as needed.
+            Marking::Local => {}
+        }
+        t
+    }
+
+    /// A tracer that only records the edges it is given (the write barrier).
+    pub(crate) fn collecting(arena: &Arena) -> Tracer {
+        Tracer::with_purpose(arena, Purpose::Collect)
+    }
+
+    /// A tracer that walks the heap checking every object it reaches (the verifier).
+    pub(crate) fn checking(arena: &Arena) -> Tracer {
+        Tracer::with_purpose(arena, Purpose::Check(Box::default()))
+    }
+
+    /// Report one edge to the object whose header is at `h`.
+    #[inline]
+    pub(crate) fn edge(&mut self, h: *const Header) {
+        match &mut self.purpose {
+            Purpose::Mark => self.mark(h),
+            Purpose::Collect => self.stack.push(h),
+            Purpose::Check(c) => {
+                if c.visit(self.arena, h) {
+                    self.stack.push(h);
+                }
+            }
+        }
+    }
+
+    /// Marking edge: set the mark bit; grey a newly marked scan object.
+    #[inline]
+    fn mark(&mut self, h: *const Header) {
+        self.work += 1;
+        let addr = h as usize;
+        let arena = self.arena;
+        // SAFETY: the arena outlives the tracer (see the field); `h` is an edge a `Trace` impl
+        // reported (its contract: a `Gc` of the current scope or of the graph being marked), so
+        // a reachable object, whose span no sweep frees during this cycle.
+        let Some(span) = (unsafe { (*arena).span_of_live(addr) }) else {
+            // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
+            // on would mean freeing something reachable.
+            bug!("traced pointer {addr:#x} is not in an in-use span");
+        };
+        let i = span.slot_index(addr);
+        let newly = if self.exclusive {
+            span.try_mark_exclusive(i)
+        } else {
+            span.try_mark(i)
+        };
+        if newly {
+            self.marked_bytes += span.elem_size;
+            self.marked_objects += 1;
+            if !span.noscan {
+                self.stack.push(h);
+            }
+        }
+    }
+
+    /// Where the scan of an array of `len` elements that starts at `start` stops: for a
+    /// marking tracer the end of one chunk (the rest kept as a continuation), else the end.
     #[inline]
     pub(crate) fn array_chunk_end(&mut self, h: *const Header, start: usize, len: usize) -> usize {
-        if !self.chunked || len - start <= ARRAY_CHUNK {
+        if !matches!(self.purpose, Purpose::Mark) || len - start <= ARRAY_CHUNK {
             return len;
         }
         let end = start + ARRAY_CHUNK;
@@ -137,10 +187,13 @@ impl Tracer {
         end
     }
 
-    /// Take the grey work this tracer holds (to hand it to another concurrent marker).
+    /// Take the grey work this tracer holds (to hand it to another marker).
     pub(crate) fn take_grey_batch(&mut self) -> GreyBatch {
         GreyBatch {
-            objs: self.take_grey(),
+            objs: std::mem::take(&mut self.stack)
+                .into_iter()
+                .map(ObjAddr)
+                .collect(),
             chunks: std::mem::take(&mut self.chunks)
                 .into_iter()
                 .map(|(h, i)| (ObjAddr(h), i))
@@ -148,46 +201,32 @@ impl Tracer {
         }
     }
 
-    /// Add grey work taken from the heap's queue.
+    /// Add grey work taken from the shared queue.
     pub(crate) fn push_grey_batch(&mut self, b: GreyBatch) {
-        self.push_batch(b.objs);
+        self.stack.extend(b.objs.into_iter().map(|a| a.0));
         self.chunks
             .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
 
-    /// Half of this tracer's grey work, if it holds more than `min` objects (or more than one
-    /// array continuation and no objects), for other markers (Go: `gcWork.balance`). The
-    /// oldest entries go: on a depth-first stack they root the largest unexplored subgraphs.
-    pub(crate) fn split_grey(&mut self, min: usize) -> Option<GreyBatch> {
-        if self.stack.len() > min {
-            let half = self.stack.len() / 2;
-            let objs = self.stack.drain(..half).map(ObjAddr).collect();
-            return Some(GreyBatch {
-                objs,
+    /// Hand the older half of the stack to the shared queue if it is empty and the stack holds
+    /// more than [`SHARE_MIN`] objects (Go: `gcWork.balance`).
+    #[inline]
+    fn balance(&mut self) {
+        if self.share.is_null() || self.stack.len() <= SHARE_MIN {
+            return;
+        }
+        // SAFETY: `share` was made from a reference to the heap's queue, which outlives every
+        // tracer (see `marking`).
+        let work = unsafe { &*self.share };
+        if work.is_empty() {
+            let n = self.stack.len() / 2;
+            work.push(GreyBatch {
+                objs: self.stack.drain(..n).map(ObjAddr).collect(),
                 chunks: Vec::new(),
             });
+            work.shared_batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if self.stack.is_empty() && self.chunks.len() > 1 {
-            let half = self.chunks.len() / 2;
-            let chunks = self
-                .chunks
-                .drain(..half)
-                .map(|(h, i)| (ObjAddr(h), i))
-                .collect();
-            return Some(GreyBatch {
-                objs: Vec::new(),
-                chunks,
-            });
-        }
-        None
-    }
-
-    /// Take the grey objects this tracer holds (to hand them to another marker).
-    pub(crate) fn take_grey(&mut self) -> Vec<ObjAddr> {
-        std::mem::take(&mut self.stack)
-            .into_iter()
-            .map(ObjAddr)
-            .collect()
     }
 
     /// Scan grey objects and array chunks until about `budget` units of work are done (one
@@ -203,13 +242,27 @@ impl Tracer {
         self.has_grey()
     }
 
+    /// Scan grey objects until none is left.
+    pub(crate) fn drain(&mut self) {
+        while self.scan_next() {}
+    }
+
     /// Scan the next grey object, or else the next array chunk; false if there is none.
     /// Objects first, so that what a chunk greyed is scanned before the array goes on and the
     /// grey stack stays small.
     #[inline]
     fn scan_next(&mut self) -> bool {
         if let Some(h) = self.stack.pop() {
-            self.scan(h);
+            self.balance();
+            self.work += 1;
+            // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
+            // what a `Gc` points to, batches come from other markers' stacks); the header is
+            // immutable after allocation.
+            let info = unsafe { (*h).info };
+            if let Some(trace) = info.trace {
+                // SAFETY: `trace` was recorded for exactly this object's type at allocation.
+                unsafe { trace(h, self) }
+            }
         } else if let Some((h, start)) = self.chunks.pop() {
             self.work += 1;
             // SAFETY: continuations are pushed only by `array_chunk_end`, for the array being
@@ -226,96 +279,6 @@ impl Tracer {
         true
     }
 
-    /// Scan one grey object.
-    #[inline]
-    fn scan(&mut self, h: *const Header) {
-        self.work += 1;
-        // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
-        // what a `Gc` points to, batches come from other markers' stacks); the header is
-        // immutable after allocation.
-        let info = unsafe { (*h).info };
-        if let Some(trace) = info.trace {
-            // SAFETY: `trace` was recorded for exactly this object's type at allocation.
-            unsafe { trace(h, self) }
-        }
-    }
-
-    /// Add a batch of grey objects taken from the global queue.
-    pub(crate) fn push_batch(&mut self, batch: Vec<ObjAddr>) {
-        self.stack.extend(batch.into_iter().map(|a| a.0));
-    }
-
-    /// A tracer that only records the edges it is given (for the write barrier).
-    pub(crate) fn new_collect(arena: &Arena) -> Tracer {
-        Tracer {
-            stack: Vec::new(),
-            mode: Mode::Collect,
-            ..Tracer::new(arena)
-        }
-    }
-
-    /// The edges a collecting tracer recorded.
-    pub(crate) fn take_collected(&mut self) -> Vec<ObjAddr> {
-        std::mem::take(&mut self.stack)
-            .into_iter()
-            .map(ObjAddr)
-            .collect()
-    }
-
-    /// A verifying tracer over `arena` (see [`crate::gc::verify`]).
-    pub(crate) fn new_verify(arena: &Arena) -> Tracer {
-        Tracer {
-            mode: Mode::Verify {
-                seen: HashSet::new(),
-                problems: Vec::new(),
-            },
-            ..Tracer::new(arena)
-        }
-    }
-
-    #[inline(always)]
-    fn arena(&self) -> &Arena {
-        // SAFETY: `new` takes `&Arena`, and every tracer lives inside one collection, during
-        // which the heap (and so the arena) is alive.
-        unsafe { &*self.arena }
-    }
-
-    /// Report one edge to the object whose header is at `h`.
-    #[inline]
-    pub(crate) fn edge(&mut self, h: *const Header) {
-        match self.mode {
-            Mode::Mark => self.work += 1,
-            Mode::Collect => return self.stack.push(h),
-            Mode::Verify { .. } => return self.verify_edge(h),
-        }
-        let addr = h as usize;
-        let arena = self.arena;
-        // SAFETY: the arena outlives the tracer (see `arena`); `h` is an edge a `Trace` impl
-        // reported (its contract: a `Gc` of the current scope or of the graph being marked), so
-        // a reachable object, whose span no sweep frees during this cycle.
-        let Some(span) = (unsafe { (*arena).span_of_live(addr) }) else {
-            // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
-            // on would mean freeing something reachable.
-            bug!("traced pointer {addr:#x} is not in an in-use span");
-        };
-        let i = span.slot_index(addr);
-        // A lone stop-the-world marker is the only thread touching mark bits while it runs (the
-        // sweep finished before the world stopped), so it can skip the atomic RMW; parallel
-        // workers race on the bits and need it.
-        let newly = if self.atomic {
-            span.try_mark(i)
-        } else {
-            span.try_mark_exclusive(i)
-        };
-        if newly {
-            self.marked_bytes += span.elem_size;
-            self.marked_objects += 1;
-            if !span.noscan {
-                self.stack.push(h);
-            }
-        }
-    }
-
     /// Units of work done since the last [`Tracer::take_work`].
     pub(crate) fn work(&self) -> u64 {
         self.work as u64
@@ -327,96 +290,24 @@ impl Tracer {
         std::mem::take(&mut self.work) as u64
     }
 
-    /// Scan grey objects until none is left.
-    pub(crate) fn drain(&mut self) {
-        loop {
-            self.drain_stack();
-            // Array continuations (chunked tracers only); what they grey is drained next.
-            if !self.scan_next() {
-                break;
-            }
-        }
-    }
-
-    fn drain_stack(&mut self) {
-        while let Some(h) = self.stack.pop() {
-            if let Some(job) = &self.job
-                && self.stack.len() > SHARE_THRESHOLD
-                && job.global.is_empty()
-            {
-                // Offer the older half of the local work to idle workers: the bottom of a
-                // depth-first stack holds the roots of the largest unexplored subgraphs.
-                let n = self.stack.len() / 2;
-                BatchQueue::push(&job.global, self.stack.drain(..n).map(ObjAddr).collect());
-                job.shared_batches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            self.scan(h);
-        }
-    }
-
     /// Whether the tracer has grey objects or array chunks left.
     pub(crate) fn has_grey(&self) -> bool {
         !self.stack.is_empty() || !self.chunks.is_empty()
     }
 
-    /// Verifier edge: check that `h` is a live, allocated, unpoisoned object, then scan it once.
-    #[cold]
-    fn verify_edge(&mut self, h: *const Header) {
-        let addr = h as usize;
-        let problem = self.check_object(addr);
-        let Mode::Verify { seen, problems } = &mut self.mode else {
-            unreachable!()
-        };
-        if let Some(p) = problem {
-            if problems.len() < 32 {
-                problems.push(p);
-            }
-            return;
-        }
-        if seen.insert(addr) {
-            self.stack.push(h);
-        }
+    /// The edges a collecting tracer recorded.
+    pub(crate) fn take_collected(&mut self) -> Vec<ObjAddr> {
+        std::mem::take(&mut self.stack)
+            .into_iter()
+            .map(ObjAddr)
+            .collect()
     }
 
-    fn check_object(&self, addr: usize) -> Option<String> {
-        // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is
-        // freed meanwhile.
-        let Some(span) = (unsafe { self.arena().span_of_live(addr) }) else {
-            return Some(format!(
-                "reachable pointer {addr:#x} is not in an in-use span"
-            ));
-        };
-        if !span.is_slot_start(addr) {
-            return Some(format!(
-                "reachable pointer {addr:#x} is not a slot start (span {:#x}, size {})",
-                span.start, span.elem_size
-            ));
-        }
-        let i = span.slot_index(addr);
-        let allocated = span.state.lock().alloc[i];
-        if !allocated {
-            return Some(format!(
-                "reachable pointer {addr:#x} points into a free slot (span {:#x}, slot {i})",
-                span.start
-            ));
-        }
-        // SAFETY: the slot is allocated, so its first word is an initialised header (or, in a
-        // corrupted heap, poison: which is what we check for, as a plain word read).
-        let first = unsafe { *(addr as *const usize) };
-        if first == POISON_WORD {
-            return Some(format!(
-                "reachable object {addr:#x} has been poisoned (freed while reachable)"
-            ));
-        }
-        None
-    }
-
-    /// The problems a verifying walk found.
+    /// The problems a checking walk found.
     pub(crate) fn take_problems(&mut self) -> Vec<String> {
-        match &mut self.mode {
-            Mode::Verify { problems, .. } => std::mem::take(problems),
-            Mode::Mark | Mode::Collect => Vec::new(),
+        match &mut self.purpose {
+            Purpose::Check(c) => c.take_problems(),
+            Purpose::Mark | Purpose::Collect => Vec::new(),
         }
     }
 }

@@ -1,0 +1,432 @@
+//! One GC cycle, in both modes (Go: `gcStart`, `gcBgMarkWorker`, `gcMarkDone`,
+//! `gcMarkTermination` in `mgc.go`). Stop-the-world marking (`Config::concurrent(false)`) is the
+//! same cycle with the world kept stopped from STW 1 to the end of mark termination.
+//!
+//! | phase | world | concurrent (default) | stop-the-world mode |
+//! |-------|-------|----------------------|---------------------|
+//! | **sweep termination** | running | the last cycle's sweep is finished, so all mark bits are clear | same |
+//! | **STW 1**: mark setup | stopped | caches flushed, the stash greyed; `marking` and the write barrier on; the world restarts | caches flushed; the stash, every root set and barrier buffer greyed; the world stays stopped (and is stopped only when no scope holds a blocking region: see `gc::blocking`) |
+//! | **mark** | running / stopped | each mutator's roots scanned once (by itself before its first scope, or by the collector while it is parked); background workers and assists drain the queue; mutators shade through the barrier and allocate black | every mark worker drains the queue flat out ([`Job::StopTheWorld`]) |
+//! | **STW 2**: mark termination | stopped | barrier buffers flushed; if that found grey objects the world restarts and marking goes on; else caches flushed, marking and the barrier off | same pause |
+//! | | | figures to the pacer, sweep generation advanced: the weak-clearing window opens (dead weak references are cleared right after the restart, then the spans queued for sweeping); verify mode clears weaks, sweeps and verifies in the pause | weak references cleared and spans queued in the pause |
+//! | **sweep** | running | background and lazy sweeping ([`crate::gc::sweep`]) | same |
+//!
+//! # Why marking is complete (snapshot at the beginning)
+//!
+//! The claim: when STW 2 ends marking, every object reachable from a root is marked. Let *S*
+//! be the objects reachable at STW 1.
+//!
+//! * **Roots are snapshotted at STW 1.** The stash is greyed in STW 1; each mutator's roots are
+//!   scanned exactly as they were at STW 1 (see [`crate::gc::mark::roots`]).
+//! * **Every edge of the snapshot is seen.** The marker reads the current value of each slot it
+//!   scans; a slot overwritten since STW 1 had its old value shaded by the write barrier first
+//!   (Yuasa deletion barrier), and barrier buffers are flushed before marking may end. So
+//!   every object of *S* is marked by termination.
+//! * **Nothing outside *S* ∪ new objects becomes reachable.** An object unreachable at STW 1
+//!   cannot be named by any mutator again, except through a weak reference, and
+//!   `GcWeak::upgrade` shades its target while marking. Objects allocated during marking are
+//!   allocated black (below) and never scanned, so the marker never reads an object whose
+//!   initialisation it has not been ordered after.
+//!
+//! The barrier also shades the new value (Dijkstra insertion), as Go's hybrid barrier does. The
+//! snapshot argument does not need it, but it costs nothing extra (the slow path records both
+//! words anyway) and keeps the invariant robust.
+//!
+//! # Allocate-black
+//!
+//! A mutator's cache hands out slots from a 64-slot window of a span. A window loaded while
+//! `marking` is on has the mark bits of its free slots set in the same step (one `fetch_or`);
+//! when the window is written back, the bits of slots still free are cleared again (one
+//! `fetch_and`), and the bytes actually handed out are counted as allocated black. Windows are
+//! flushed at both pauses, so a window is pre-marked exactly when it was loaded during marking,
+//! and the allocation fast path is unchanged.
+//!
+//! # Termination of concurrent marking
+//!
+//! The collector drains the queue until it finds it empty, then attempts mark termination: it
+//! stops the world, flushes every mutator's barrier buffer into its own grey stack and checks
+//! that every mutator's roots were scanned. With the world stopped no mutator can shade or scan,
+//! so if the collector then holds no grey object, the queue is empty and no marker is busy, no
+//! grey object exists anywhere (see [`crate::gc::mark::work`]): marking is complete. Otherwise it
+//! restarts the world and resumes. Each attempt is a short pause (the barrier buffers are at
+//! most [`WB_FLUSH_LEN`](crate::gc::barrier::WB_FLUSH_LEN) entries each).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::gc::collector::{begin_cycle, complete_cycle, note_sweep_done, request_cycle};
+use crate::gc::heap::Shared;
+use crate::gc::mark::roots::scan_parked;
+use crate::gc::mark::tracer::{Marking, Tracer};
+use crate::gc::mark::work::run_stw_worker;
+use crate::gc::mark::workers::{Job, Pace, background_slice};
+use crate::gc::registry::{MutatorRecord, SCAN_GONE};
+use crate::gc::stw::StoppedWorld;
+use crate::gc::sweep;
+use crate::gc::verify;
+use crate::pacer::controller::{CycleMeasures, WORK_UNIT_BYTES};
+use crate::telemetry::gctrace::CycleRecord;
+use crate::telemetry::phases::Phase;
+
+/// Run one cycle on the collector thread.
+pub(crate) fn gc_cycle(h: &Shared) {
+    let concurrent = h.settings.concurrent;
+    let t_begin = Instant::now();
+
+    // ---- Sweep termination.
+    sweep::finish_sweep(h);
+    note_sweep_done(h);
+
+    // ---- STW 1: mark setup.
+    let mut world = if concurrent {
+        StoppedWorld::stop(h)
+    } else {
+        stop_without_blocking_scopes(h)
+    };
+    let cycle = begin_cycle(h);
+    for m in world.mutators() {
+        // The spans go back to the partial lists: they are swept and stay usable during
+        // concurrent marking.
+        m.local.cache.flush(&h.mheap, false, true);
+        m.local.assist_debt = 0.0;
+    }
+    debug_assert_eq!(h.mheap.central.unswept_count(), 0);
+    let counters = &h.mheap.counters;
+    counters.alloc_black.store(0, Ordering::Relaxed);
+    counters.alloc_black_objects.store(0, Ordering::Relaxed);
+    h.mark.marked_bytes_others.store(0, Ordering::Relaxed);
+    h.mark.marked_objects_others.store(0, Ordering::Relaxed);
+    h.mark.work.shared_batches.store(0, Ordering::Relaxed);
+    h.mark.cycle.store(cycle, Ordering::Relaxed);
+    // Heap at the start, goal, trigger off while marking, first assist ratio.
+    let heap_start = counters.heap_live.load(Ordering::Relaxed);
+    let cycle_goal = h.pacing().start_cycle();
+    let (assist0, bg0, idle0) = (
+        h.stats.assist_ns.load(Ordering::Relaxed),
+        h.stats.bg_mark_ns.load(Ordering::Relaxed),
+        h.stats.idle_mark_ns.load(Ordering::Relaxed),
+    );
+    let helpers = h.mark.helpers.load(Ordering::Relaxed);
+    let mut t = if concurrent || helpers > 0 {
+        Tracer::marking(&h.mheap.arena, Marking::Shared(&h.mark.work))
+    } else {
+        Tracer::marking(&h.mheap.arena, Marking::Alone)
+    };
+    h.stash.lock().trace(&mut t);
+    h.pacer
+        .globals_scan_work
+        .store(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
+
+    // ---- Mark, ending with the world stopped.
+    let t_mark = Instant::now();
+    let (mut world, mark_time, stw1) = if concurrent {
+        // Published to mutators by the restart's `Release` store, which their scope entry
+        // acquires.
+        h.mark.marking.store(true, Ordering::Relaxed);
+        h.mark.barrier_on.store(true, Ordering::Relaxed);
+        let stw1 = world.end_pause(cycle, Phase::SweepTermination);
+        h.pacing().update_limiter(true, cycle);
+        h.mark.pool.start(Job::Background);
+        let t_mark = Instant::now();
+        let world = concurrent_mark(h, &mut t, cycle);
+        h.phases
+            .record_span(cycle, Phase::Mark, t_mark, world.t_stop);
+        let mark_time = world.t_stop.saturating_duration_since(t_mark);
+        (world, mark_time, stw1)
+    } else {
+        for m in world.mutators() {
+            m.roots.trace_roots(&mut t);
+            for a in m.local.wb_buf.drain(..) {
+                t.edge(a.0);
+            }
+        }
+        h.mark.work.start_workers(helpers + 1);
+        h.mark.pool.start(Job::StopTheWorld {
+            workers: helpers + 1,
+        });
+        run_stw_worker(&h.mark.work, &mut t);
+        h.mark.pool.wait(helpers);
+        (world, t_mark.elapsed(), Duration::ZERO)
+    };
+
+    // ---- STW 2: mark termination. In concurrent mode dead weak references are cleared after
+    // the restart, in the weak-clearing window (nothing is swept meanwhile), so the pause does
+    // not grow with them.
+    for m in world.mutators() {
+        // Writing the windows back while marking is still on clears the pre-set marks of the
+        // slots they did not hand out.
+        m.local.cache.flush(&h.mheap, concurrent, false);
+        m.local.assist_debt = 0.0;
+    }
+    h.mark.marking.store(false, Ordering::Relaxed);
+    h.mark.barrier_on.store(false, Ordering::Relaxed);
+    let marked = t.marked_bytes
+        + h.mark.marked_bytes_others.load(Ordering::Relaxed)
+        + counters.alloc_black.load(Ordering::Relaxed);
+    h.pacer
+        .heap_scan_work
+        .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
+    let heap_end = counters.heap_live.load(Ordering::Relaxed);
+    let assist_ns = h.stats.assist_ns.load(Ordering::Relaxed) - assist0;
+    let idle_ns = h.stats.idle_mark_ns.load(Ordering::Relaxed) - idle0;
+    counters.heap_marked.store(marked, Ordering::Relaxed);
+    counters.heap_live.store(marked, Ordering::Relaxed);
+    let end = h.pacing().end_cycle(CycleMeasures {
+        marked,
+        heap_end,
+        mark_ns: mark_time.as_nanos() as u64,
+        assist_ns,
+        idle_ns,
+        concurrent,
+    });
+    h.stats.last_marked_objects.store(
+        t.marked_objects as u64
+            + h.mark.marked_objects_others.load(Ordering::Relaxed)
+            + counters.alloc_black_objects.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    h.stats.last_shared_batches.store(
+        h.mark.work.shared_batches.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    h.mheap.central.advance_sweep_gen();
+    if !concurrent || h.settings.verify {
+        sweep::end_weak_window(h);
+    }
+    if h.settings.verify {
+        sweep::finish_sweep(h);
+        verify::verify_or_abort(h, &mut world, cycle);
+    }
+    let stw2 = world.end_pause(
+        cycle,
+        if concurrent {
+            Phase::MarkTermination
+        } else {
+            Phase::StopTheWorldCycle
+        },
+    );
+    *h.sweep.started.lock() = Some((cycle, Instant::now()));
+    if end.cycle_due {
+        request_cycle(h);
+    }
+    if concurrent {
+        h.pacing().update_limiter(true, cycle);
+    }
+    let base = crate::gc::report::record_base(
+        h,
+        cycle,
+        t_begin,
+        (heap_start, heap_end, marked),
+        cycle_goal,
+        end.cons_mark,
+    );
+    crate::gc::report::cycle_done(
+        h,
+        CycleRecord {
+            concurrent,
+            sweep_termination: stw1,
+            mark: mark_time,
+            mark_termination: stw2,
+            assist_cpu: Duration::from_nanos(assist_ns),
+            background_cpu: Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed) - bg0),
+            idle_cpu: Duration::from_nanos(idle_ns),
+            stack_scan: h.pacer.stack_scan_work.load(Ordering::Relaxed),
+            globals_scan: h.pacer.globals_scan_work.load(Ordering::Relaxed),
+            heap_scan: h.pacer.heap_scan_work.load(Ordering::Relaxed),
+            limiter_on: h.pacer.limiting.load(Ordering::Relaxed),
+            ..base
+        },
+    );
+    // With the world running, in the weak-clearing window: clear dead weak references, queue
+    // the spans for the sweepers (O(spans)), then let sweeping begin.
+    if h.mheap.central.sweep_held() {
+        while h.hooks.hold_weak_clearing.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sweep::end_weak_window(h);
+    }
+    h.stats.record_cycle_end(mark_time, t_begin.elapsed());
+    complete_cycle(h, cycle);
+}
+
+/// Stop the world at a moment when no mutator is in a scope that contains a blocking region
+/// (its Rust locals would be invisible to this cycle, which also sweeps; see
+/// [`crate::gc::blocking`]). Such a scope found after stopping restarts the world (a pause
+/// recorded as [`Phase::StopTheWorldRetry`]), and the collector waits for it.
+fn stop_without_blocking_scopes(h: &Shared) -> StoppedWorld<'_> {
+    let blocked =
+        |reg: &[Arc<MutatorRecord>]| reg.iter().any(|r| r.blocking_scope.load(Ordering::Acquire));
+    loop {
+        if blocked(&h.registry.lock()) {
+            crate::gc::blocking::wait_for_scopes(h, || blocked(&h.registry.lock()));
+            continue;
+        }
+        let world = StoppedWorld::stop(h);
+        // The flag is written before the mutator's `Release` store of `OUTSIDE`, which the
+        // stop acquired.
+        if !blocked(world.records()) {
+            return world;
+        }
+        let next = h.control.state.lock().started + 1;
+        world.end_pause(next, Phase::StopTheWorldRetry);
+    }
+}
+
+/// The concurrent mark phase: scan parked mutators, drain the grey queue at the worker's pace,
+/// and attempt termination whenever no grey work is left. Returns with the world stopped,
+/// marking complete.
+fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorld<'h> {
+    let mut pace = Pace::new(
+        crate::pacer::worker_shares(h.settings.procs)[0],
+        h.settings.procs,
+    );
+    loop {
+        while h.hooks.hold_marking.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Mutators that have not entered a scope since STW 1: scan them here.
+        let records = h.registry.lock().clone();
+        let mut blocked = false;
+        for r in &records {
+            // SAFETY: registered (the `Arc` keeps the record; `Mutator::drop` marks it gone
+            // under the scan lock before freeing the roots); we are the collector.
+            blocked |= !unsafe { scan_parked(h, r, epoch) };
+        }
+        loop {
+            // One batch at a time: the rest stays where assists can take it.
+            if !t.has_grey() {
+                match h.mark.work.pop() {
+                    Some(batch) => t.push_grey_batch(batch),
+                    None => break,
+                }
+            }
+            let took = background_slice(h, t);
+            h.pacing().revise();
+            h.pacing().update_limiter(false, epoch);
+            pace.after(h, took);
+        }
+        // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
+        // it ends: wait for it with the world running, draining whatever arrives meanwhile.
+        if blocked {
+            crate::gc::blocking::wait_for_scopes(h, || {
+                records.iter().any(|r| {
+                    let s = *r.scanned.lock();
+                    s != epoch && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
+                })
+            });
+            continue;
+        }
+        drop(records);
+        // Attempt termination, unless grey work arrived meanwhile or an assist holds some
+        // (the attempt would be a pause for nothing: the stop would wait for the assist to
+        // hand its work back, and marking would resume).
+        if !h.mark.work.is_empty() {
+            continue;
+        }
+        if h.mark.work.busy() > 0 {
+            h.pacing().update_limiter(false, epoch);
+            std::thread::sleep(Duration::from_micros(20));
+            continue;
+        }
+        let mut world = StoppedWorld::stop(h);
+        for m in world.mutators() {
+            for a in m.local.wb_buf.drain(..) {
+                t.edge(a.0);
+            }
+        }
+        let unscanned = world.records().iter().any(|r| {
+            let s = *r.scanned.lock();
+            s != epoch && s != SCAN_GONE
+        });
+        // Helpers are not stopped with the world: none may hold grey work either. (A helper
+        // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
+        // reads empty after its pop, the count read after that sees it.)
+        if !t.has_grey() && h.mark.work.is_empty() && h.mark.work.busy() == 0 && !unscanned {
+            return world;
+        }
+        world.end_pause(epoch, Phase::MarkTerminationRetry);
+    }
+}
+
+/// Loom model of mark termination with barrier work in flight: a mutator shades in its scopes
+/// (into its buffer, which it flushes to the global queue when it fills), while the collector
+/// drains the queue and attempts termination as `concurrent_mark` does: stop the world with the real
+/// safepoint handshake, flush the buffer, and end only if nothing is grey. Checked in every
+/// interleaving (two preemptions): when the collector ends marking, every item the mutator
+/// shaded has been processed; and the buffer (a loom `UnsafeCell`, which reports unsynchronised
+/// access) is never touched by both at once.
+///
+/// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::gc::safepoint::{OUTSIDE, Safepoint};
+    use crate::util::primitive::AtomicU8;
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+
+    /// The mutator's barrier buffer: touched by the mutator inside its scopes and by the
+    /// collector with the world stopped.
+    struct Buffer(UnsafeCell<Vec<u32>>);
+    // SAFETY: the handshake orders the two sides' accesses (what this model checks; loom's
+    // `UnsafeCell` would report a violation).
+    unsafe impl Sync for Buffer {}
+
+    #[test]
+    fn loom_termination_sees_buffered_and_queued_work() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let sp = Arc::new(Safepoint::default());
+            let state = Arc::new(AtomicU8::new(OUTSIDE));
+            let buf = Arc::new(Buffer(UnsafeCell::new(Vec::new())));
+            let queue = Arc::new(Mutex::new(Vec::<u32>::new()));
+            let produced = Arc::new(AtomicUsize::new(0));
+            let mutator = {
+                let (sp, state, buf, queue, produced) = (
+                    sp.clone(),
+                    state.clone(),
+                    buf.clone(),
+                    queue.clone(),
+                    produced.clone(),
+                );
+                loom::thread::spawn(move || {
+                    for k in 0..2 {
+                        sp.enter(&state);
+                        let full = buf.0.with_mut(|v| {
+                            // SAFETY: inside a scope, the mutator owns its buffer.
+                            let v = unsafe { &mut *v };
+                            v.push(k);
+                            produced.fetch_add(1, Ordering::SeqCst);
+                            (v.len() >= 2).then(|| std::mem::take(v))
+                        });
+                        if let Some(batch) = full {
+                            queue.lock().unwrap().extend(batch);
+                        }
+                        sp.exit(&state);
+                    }
+                })
+            };
+            let mut processed = 0;
+            loop {
+                processed += std::mem::take(&mut *queue.lock().unwrap()).len();
+                sp.stop(std::iter::once(&*state));
+                // SAFETY: world stopped: the mutator is outside its scopes.
+                processed += buf.0.with_mut(|v| std::mem::take(unsafe { &mut *v }).len());
+                let grey_left = !queue.lock().unwrap().is_empty();
+                if !grey_left {
+                    assert_eq!(
+                        processed,
+                        produced.load(Ordering::SeqCst),
+                        "marking ended with shaded work unprocessed"
+                    );
+                    sp.start();
+                    break;
+                }
+                sp.start();
+            }
+            mutator.join().unwrap();
+        });
+    }
+}

@@ -1,0 +1,261 @@
+//! The grey work every marker shares, and how marking knows it is done (Go: `work.full`,
+//! `gcWork`, the checks of `gcMarkDone`).
+//!
+//! Each marker drains a grey stack of its own (its [`Tracer`]). Work moves between markers
+//! through one queue of batches ([`MarkWork`], a `crossbeam_queue::SegQueue`):
+//!
+//! * **balancing**: a marker whose stack holds more than [`SHARE_MIN`] objects while the queue is
+//!   empty hands the older half over (Go: `gcWork.balance`; the bottom of a depth-first stack
+//!   roots the largest unexplored subgraphs), so idle workers and assists find work;
+//! * mutators hand over what their root scans and barrier flushes greyed, assists and
+//!   background workers hand back what they did not finish.
+//!
+//! # Termination
+//!
+//! `busy` counts the markers that may hold grey work nobody else can see: a marker raises it
+//! before it takes a batch and lowers it only once it holds nothing (it drained everything or
+//! handed the rest back). Mutators shade only inside their scopes or at their edges and hand what
+//! they greyed over before they return, so **with the world stopped, an empty queue and
+//! `busy == 0` mean that no grey object exists outside the caller's own stack**. Both modes end
+//! marking on that condition:
+//!
+//! * stop-the-world marking runs every worker through [`run_worker`]: all start counted busy; a
+//!   worker with nothing local and no batch to take lowers `busy` and waits, and returns once
+//!   `busy == 0` and the queue is empty. Completeness does not depend on timing: a worker never
+//!   returns while its stack holds grey objects or while it has seen the queue non-empty, and the
+//!   collector waits for every worker to return, so what one leaves in the queue another drains.
+//!   A waiting worker raises `busy` *before* it pops, so `busy == 0` always means nobody holds
+//!   work. The `SeqCst` accesses order the pushes before the reads that observe them.
+//! * concurrent marking: background workers and assists raise `busy` around each slice; the
+//!   collector attempts termination when it holds nothing, the queue is empty and `busy == 0`,
+//!   and decides with the world stopped (`gc::cycle`).
+//!
+//! [`run_worker`] is generic over the queue and the local work so that a loom test checks the
+//! real protocol with a model worker: in every interleaving of two workers splitting a small tree
+//! of tasks, every task is done exactly once and both workers return.
+
+use std::sync::atomic::Ordering;
+
+use crossbeam_queue::SegQueue;
+
+use crate::gc::mark::tracer::{GreyBatch, Tracer};
+use crate::util::primitive::{AtomicUsize, spin_wait};
+
+/// A marker holding more grey objects than this shares half of them when the queue is empty.
+/// Low, because tree-shaped graphs keep a depth-first stack short: a binary tree of depth 21
+/// never holds more than ~21.
+pub(crate) const SHARE_MIN: usize = 8;
+
+/// The shared grey-work queue and the termination count (module docs).
+pub(crate) struct MarkWork {
+    queue: SegQueue<GreyBatch>,
+    /// Markers that may hold grey work the others cannot see.
+    busy: AtomicUsize,
+    /// Batches handed over by balancing this cycle (a measure of load balancing).
+    pub shared_batches: std::sync::atomic::AtomicU64,
+}
+
+impl MarkWork {
+    pub(crate) fn new() -> MarkWork {
+        MarkWork {
+            queue: SegQueue::new(),
+            busy: AtomicUsize::new(0),
+            shared_batches: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Hand a batch of grey work over.
+    pub(crate) fn push(&self, b: GreyBatch) {
+        self.queue.push(b);
+    }
+
+    /// Take a batch; the caller must be counted busy (see [`MarkWork::enter`]).
+    pub(crate) fn pop(&self) -> Option<GreyBatch> {
+        self.queue.pop()
+    }
+
+    /// Whether the queue is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Count the caller busy (before it takes work).
+    pub(crate) fn enter(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Count the caller idle (it holds no grey work).
+    pub(crate) fn leave(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Markers counted busy.
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
+    pub(crate) fn start_workers(&self, n: usize) {
+        debug_assert_eq!(self.busy(), 0);
+        self.busy.store(n, Ordering::SeqCst);
+    }
+}
+
+/// The queue as the termination protocol sees it.
+pub(crate) trait BatchQueue {
+    type Batch;
+    fn pop(&self) -> Option<Self::Batch>;
+    fn is_empty(&self) -> bool;
+}
+
+impl BatchQueue for MarkWork {
+    type Batch = GreyBatch;
+    fn pop(&self) -> Option<GreyBatch> {
+        MarkWork::pop(self)
+    }
+    fn is_empty(&self) -> bool {
+        MarkWork::is_empty(self)
+    }
+}
+
+/// A worker's local side: drain local grey work (sharing batches through the queue as it goes),
+/// and accept a batch taken from the queue.
+pub(crate) trait LocalWork<Q: BatchQueue> {
+    fn drain(&mut self, q: &Q);
+    fn push_batch(&mut self, b: Q::Batch);
+}
+
+impl LocalWork<MarkWork> for Tracer {
+    fn drain(&mut self, _q: &MarkWork) {
+        // The tracer shares through the queue it was made with, which is `_q`.
+        Tracer::drain(self)
+    }
+    fn push_batch(&mut self, b: GreyBatch) {
+        self.push_grey_batch(b)
+    }
+}
+
+/// Run one stop-the-world worker until the termination condition holds (module docs). The
+/// worker was counted in `busy` before it started; `w` may already hold grey objects.
+pub(crate) fn run_worker<Q: BatchQueue, W: LocalWork<Q>>(busy: &AtomicUsize, q: &Q, w: &mut W) {
+    loop {
+        w.drain(q);
+        if let Some(batch) = q.pop() {
+            w.push_batch(batch);
+            continue;
+        }
+        // Idle: no local work, no batch in hand.
+        busy.fetch_sub(1, Ordering::SeqCst);
+        loop {
+            if busy.load(Ordering::SeqCst) == 0 && q.is_empty() {
+                return;
+            }
+            if !q.is_empty() {
+                // Count busy again *before* taking a batch, so that `busy == 0` always means
+                // "nobody holds grey work".
+                busy.fetch_add(1, Ordering::SeqCst);
+                if let Some(batch) = q.pop() {
+                    w.push_batch(batch);
+                    break;
+                }
+                busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            spin_wait();
+        }
+    }
+}
+
+/// Run one stop-the-world worker on the heap's queue (see [`run_worker`]).
+pub(crate) fn run_stw_worker(work: &MarkWork, t: &mut Tracer) {
+    run_worker(&work.busy, work, t);
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::{Arc, Mutex};
+    use std::collections::VecDeque;
+
+    /// The queue: batches of tasks (a task is a subtree depth).
+    #[derive(Default)]
+    struct ModelQueue(Mutex<VecDeque<Vec<u32>>>);
+
+    impl ModelQueue {
+        fn push(&self, b: Vec<u32>) {
+            self.0.lock().unwrap().push_back(b)
+        }
+    }
+
+    impl BatchQueue for ModelQueue {
+        type Batch = Vec<u32>;
+        fn pop(&self) -> Option<Vec<u32>> {
+            self.0.lock().unwrap().pop_front()
+        }
+        fn is_empty(&self) -> bool {
+            self.0.lock().unwrap().is_empty()
+        }
+    }
+
+    /// A worker whose grey objects are tree nodes: a node of depth d > 0 has two children.
+    /// It shares eagerly (whenever it holds two tasks and the queue is empty).
+    struct ModelWorker {
+        stack: Vec<u32>,
+        done: Arc<loom::sync::atomic::AtomicUsize>,
+    }
+
+    impl LocalWork<ModelQueue> for ModelWorker {
+        fn drain(&mut self, q: &ModelQueue) {
+            while let Some(d) = self.stack.pop() {
+                if self.stack.len() >= 2 && q.is_empty() {
+                    let n = self.stack.len() / 2;
+                    q.push(self.stack.drain(..n).collect());
+                }
+                self.done.fetch_add(1, Ordering::SeqCst);
+                if d > 0 {
+                    self.stack.push(d - 1);
+                    self.stack.push(d - 1);
+                }
+            }
+        }
+        fn push_batch(&mut self, b: Vec<u32>) {
+            self.stack.extend(b);
+        }
+    }
+
+    #[test]
+    fn loom_mark_termination_finishes_all_work() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let q = Arc::new(ModelQueue::default());
+            // Both workers start counted busy, as `MarkWork::start_workers` counts them.
+            let busy = Arc::new(AtomicUsize::new(2));
+            let done = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+            let helper = {
+                let (q, busy, done) = (q.clone(), busy.clone(), done.clone());
+                loom::thread::spawn(move || {
+                    let mut w = ModelWorker {
+                        stack: vec![],
+                        done,
+                    };
+                    run_worker(&busy, &*q, &mut w);
+                    assert!(w.stack.is_empty());
+                })
+            };
+            // The "collector" starts with the root: a tree of depth 2 (7 tasks).
+            let mut w = ModelWorker {
+                stack: vec![2],
+                done: done.clone(),
+            };
+            run_worker(&busy, &*q, &mut w);
+            assert!(w.stack.is_empty());
+            helper.join().unwrap();
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                7,
+                "every task done exactly once"
+            );
+            assert!(q.is_empty());
+        });
+    }
+}

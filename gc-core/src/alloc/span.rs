@@ -205,7 +205,7 @@ impl Span {
     }
 
     /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
-    /// Safe with several markers at once (the concurrent marker of the next issue uses it).
+    /// Safe with several markers at once.
     ///
     /// `Relaxed` suffices: the bit only decides which marker greys the object; the object's
     /// contents were published to the marker by the stop-the-world handshake that began the

@@ -2,7 +2,7 @@
 //!
 //! A [`GcCell<'gc, T>`] holds one [`Slot`] value (a `Gc`, an `Option<Gc>`, a weak reference, a
 //! number, or a user's one-word tagged value) in an atomic word. Reads are atomic loads, so the
-//! marker may read the cell while the mutator writes it (brief §2.1); [`GcCell::set`] takes the
+//! marker may read the cell while the mutator writes it (`docs/design.md` §9.1); [`GcCell::set`] takes the
 //! `&Mutation` and runs the write barrier before the store, on every path.
 //!
 //! # Orderings

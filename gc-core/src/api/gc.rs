@@ -4,8 +4,8 @@
 //! was obtained in (it is invariant, so two scopes' brands never unify), which is what lets the
 //! collector free anything the roots do not reach whenever no scope is running.
 //!
-//! Heap objects are `Send + Sync`: a marker thread reads their traced fields while mutators run
-//! (from the concurrent-marking issue on), objects may be shared between mutators on different
+//! Heap objects are `Send + Sync`: a marker thread reads their traced fields while mutators run,
+//! objects may be shared between mutators on different
 //! threads through a [`Stash`](crate::Stash), and their drop glue may run on the sweeper thread.
 //! Interior mutability therefore goes through atomics: [`GcCell`](crate::GcCell) for pointers and
 //! one-word values, std atomics (with `#[gc(skip)]`) for plain data.

@@ -1,6 +1,6 @@
 //! Roots: the root object, the root stack, and the `Rootable` machinery that names their types.
 //!
-//! The collector's roots are exactly (brief §1):
+//! The collector's roots are exactly (`docs/design.md` §1):
 //!
 //! * each mutator's **root object** (`Root<'gc, R>`), the mutator's entry into the graph;
 //! * each mutator's **root stack** ([`RootStack`]), unbarriered slots for an interpreter's
@@ -68,8 +68,8 @@ pub type NoStack = Rootable!['gc => ()];
 ///
 /// It is reachable only through the `&RootStack` a mutation scope hands out, so only its own
 /// mutator touches it, and only inside a scope. The collector scans it while the mutator is
-/// outside its scope (at a safepoint), which is why it needs no barrier (brief §3: stacks are
-/// scanned, not barriered). For the same reason a `RootStack` does not implement `Trace`: it can
+/// outside its scope (at a safepoint), which is why it needs no barrier (stacks are scanned,
+/// not barriered: `docs/design.md` §6). For the same reason a `RootStack` does not implement `Trace`: it can
 /// never be stored inside a heap object, where the marker could read it during a push.
 pub struct RootStack<'gc, T> {
     items: RefCell<Vec<T>>,

@@ -13,7 +13,7 @@
 //!
 //! The concurrent collector turns the flag on in STW 1 and off in STW 2. While marking, a
 //! mutator whose buffer reaches [`WB_FLUSH_LEN`] entries shades them itself (marks them and
-//! hands the grey ones to the background marker, Go's `wbBufFlush`); mark termination flushes
+//! hands the grey ones to the shared queue, Go's `wbBufFlush`); mark termination flushes
 //! what is left. (The stop-the-world collector never marks during a scope, so there the flag is
 //! only on when forced by a test, `Heap::debug_force_barrier`, and the buffer is drained with the
 //! world stopped.)

@@ -101,10 +101,10 @@ fn reenter(h: &Shared, scope: &InScope<'_>) {
     let rec = scope.record();
     h.safepoint.enter(&rec.state);
     // Ordered after any pause that happened meanwhile by `enter`'s acquire (`marking` and
-    // `mark_epoch` change only with the world stopped).
+    // `mark.cycle` change only with the world stopped).
     if h.mark.marking.load(Ordering::Relaxed) {
-        let epoch = h.mark.cycle.load(Ordering::Relaxed);
-        if *rec.scanned.lock() != epoch {
+        let cycle = h.mark.cycle.load(Ordering::Relaxed);
+        if *rec.scanned.lock() != cycle {
             // A cycle started while we were out: this scope is stale (module docs).
             scope.with_local(|l| l.shade_init = true);
         }
@@ -179,7 +179,7 @@ mod loom_tests {
     use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use loom::sync::{Arc, Mutex};
 
-    /// The record's scan lock: (epoch whose roots are scanned, `blocking_scope`).
+    /// The record's scan lock: (cycle whose roots are scanned, `blocking_scope`).
     type Scan = Mutex<(u64, bool)>;
 
     #[test]
@@ -190,24 +190,24 @@ mod loom_tests {
             let sp = Arc::new(Safepoint::default());
             let state = Arc::new(AtomicU8::new(OUTSIDE));
             let scan: Arc<Scan> = Arc::new(Mutex::new((0, false)));
-            // 0: not marking; 1: the cycle's epoch (set in STW 1).
-            let epoch = Arc::new(AtomicU64::new(0));
+            // 0: not marking; 1: the cycle's cycle (set in STW 1).
+            let cycle = Arc::new(AtomicU64::new(0));
             // Model-only observers.
             let in_scope = Arc::new(AtomicBool::new(false));
             let stale_open = Arc::new(AtomicBool::new(false));
             let mutator = {
-                let (sp, state, scan, epoch, in_scope, stale_open) = (
+                let (sp, state, scan, cycle, in_scope, stale_open) = (
                     sp.clone(),
                     state.clone(),
                     scan.clone(),
-                    epoch.clone(),
+                    cycle.clone(),
                     in_scope.clone(),
                     stale_open.clone(),
                 );
                 loom::thread::spawn(move || {
                     // Scope entry: scan own roots if marking (as `ScopeGuard::enter`).
                     sp.enter(&state);
-                    let e = epoch.load(Ordering::Relaxed);
+                    let e = cycle.load(Ordering::Relaxed);
                     if e != 0 {
                         scan.lock().unwrap().0 = e;
                     }
@@ -224,7 +224,7 @@ mod loom_tests {
                     // Scope end (`end_scope`): own root scan if marking needs it, flag off.
                     {
                         let mut s = scan.lock().unwrap();
-                        let e = epoch.load(Ordering::Relaxed);
+                        let e = cycle.load(Ordering::Relaxed);
                         if e != 0 && s.0 != e {
                             s.0 = e;
                         }
@@ -237,7 +237,7 @@ mod loom_tests {
             };
             // STW 1.
             sp.stop(std::iter::once(&*state));
-            epoch.store(1, Ordering::Relaxed);
+            cycle.store(1, Ordering::Relaxed);
             sp.start();
             loop {
                 // Scan a parked mutator (as `scan_parked`).

@@ -123,7 +123,7 @@ pub(crate) fn begin_cycle(h: &Shared) -> u64 {
 /// Recompute the trigger and goal (a setting changed, or the heap was created) and request a
 /// cycle if one is due.
 pub(crate) fn update_trigger(h: &Shared) {
-    if h.pacing()
+    if h.controller()
         .update_trigger(h.mark.marking.load(Ordering::Relaxed))
     {
         request_cycle(h);

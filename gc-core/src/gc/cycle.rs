@@ -101,18 +101,21 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.mark.cycle.store(cycle, Ordering::Relaxed);
     // Heap at the start, goal, trigger off while marking, first assist ratio.
     let heap_start = counters.heap_live.load(Ordering::Relaxed);
-    let cycle_goal = h.pacing().start_cycle();
+    let cycle_goal = h.controller().start_cycle();
     let (assist0, bg0, idle0) = (
         h.stats.assist_ns.load(Ordering::Relaxed),
         h.stats.bg_mark_ns.load(Ordering::Relaxed),
         h.stats.idle_mark_ns.load(Ordering::Relaxed),
     );
     let helpers = h.mark.helpers.load(Ordering::Relaxed);
-    let mut t = if concurrent || helpers > 0 {
-        Tracer::marking(&h.mheap.arena, Marking::Shared(&h.mark.work))
-    } else {
-        Tracer::marking(&h.mheap.arena, Marking::Alone)
-    };
+    let mut t = Tracer::marking(
+        &h.mheap.arena,
+        match (concurrent, helpers) {
+            (true, _) => Marking::Local,
+            (false, 0) => Marking::Alone,
+            (false, _) => Marking::Shared(&h.mark.work),
+        },
+    );
     h.stash.lock().trace(&mut t);
     h.pacer
         .globals_scan_work
@@ -126,7 +129,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         h.mark.marking.store(true, Ordering::Relaxed);
         h.mark.barrier_on.store(true, Ordering::Relaxed);
         let stw1 = world.end_pause(cycle, Phase::SweepTermination);
-        h.pacing().update_limiter(true, cycle);
+        h.controller().update_limiter(true, cycle);
         h.mark.pool.start(Job::Background);
         let t_mark = Instant::now();
         let world = concurrent_mark(h, &mut t, cycle);
@@ -172,7 +175,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     let idle_ns = h.stats.idle_mark_ns.load(Ordering::Relaxed) - idle0;
     counters.heap_marked.store(marked, Ordering::Relaxed);
     counters.heap_live.store(marked, Ordering::Relaxed);
-    let end = h.pacing().end_cycle(CycleMeasures {
+    let end = h.controller().end_cycle(CycleMeasures {
         marked,
         heap_end,
         mark_ns: mark_time.as_nanos() as u64,
@@ -211,7 +214,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         request_cycle(h);
     }
     if concurrent {
-        h.pacing().update_limiter(true, cycle);
+        h.controller().update_limiter(true, cycle);
     }
     let base = crate::gc::report::record_base(
         h,
@@ -276,7 +279,7 @@ fn stop_without_blocking_scopes(h: &Shared) -> StoppedWorld<'_> {
 /// The concurrent mark phase: scan parked mutators, drain the grey queue at the worker's pace,
 /// and attempt termination whenever no grey work is left. Returns with the world stopped,
 /// marking complete.
-fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorld<'h> {
+fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorld<'h> {
     let mut pace = Pace::new(
         crate::pacer::worker_shares(h.settings.procs)[0],
         h.settings.procs,
@@ -291,7 +294,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
         for r in &records {
             // SAFETY: registered (the `Arc` keeps the record; `Mutator::drop` marks it gone
             // under the scan lock before freeing the roots); we are the collector.
-            blocked |= !unsafe { scan_parked(h, r, epoch) };
+            blocked |= !unsafe { scan_parked(h, r, cycle) };
         }
         loop {
             // One batch at a time: the rest stays where assists can take it.
@@ -302,8 +305,8 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
                 }
             }
             let took = background_slice(h, t);
-            h.pacing().revise();
-            h.pacing().update_limiter(false, epoch);
+            h.controller().revise();
+            h.controller().update_limiter(false, cycle);
             pace.after(h, took);
         }
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
@@ -312,7 +315,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
             crate::gc::blocking::wait_for_scopes(h, || {
                 records.iter().any(|r| {
                     let s = *r.scanned.lock();
-                    s != epoch && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
+                    s != cycle && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
                 })
             });
             continue;
@@ -325,7 +328,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
             continue;
         }
         if h.mark.work.busy() > 0 {
-            h.pacing().update_limiter(false, epoch);
+            h.controller().update_limiter(false, cycle);
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }
@@ -337,7 +340,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
         }
         let unscanned = world.records().iter().any(|r| {
             let s = *r.scanned.lock();
-            s != epoch && s != SCAN_GONE
+            s != cycle && s != SCAN_GONE
         });
         // Helpers are not stopped with the world: none may hold grey work either. (A helper
         // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
@@ -345,7 +348,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, epoch: u64) -> StoppedWorl
         if !t.has_grey() && h.mark.work.is_empty() && h.mark.work.busy() == 0 && !unscanned {
             return world;
         }
-        world.end_pause(epoch, Phase::MarkTerminationRetry);
+        world.end_pause(cycle, Phase::MarkTerminationRetry);
     }
 }
 

@@ -111,7 +111,7 @@ impl Shared {
             arena.memory_limit.store(l, Ordering::Relaxed);
         }
         let procs = config
-            .cpus
+            .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let shared = Arc::new(Shared {
             mheap: MHeap::new(arena, config.verify, config.max_heap),
@@ -175,8 +175,8 @@ impl Drop for Shared {
 
 impl Shared {
     /// The pacer's controller over this heap's figures.
-    pub(crate) fn pacing(&self) -> crate::pacer::controller::Pacing<'_> {
-        crate::pacer::controller::Pacing {
+    pub(crate) fn controller(&self) -> crate::pacer::controller::Controller<'_> {
+        crate::pacer::controller::Controller {
             p: &self.pacer,
             mheap: &self.mheap,
             stats: &self.stats,

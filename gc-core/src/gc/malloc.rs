@@ -87,7 +87,7 @@ fn took_span(h: &Shared, scope: &InScope<'_>, t: TookSpan, black: bool) {
         let debt = crate::gc::mark::assist::assist(h, debt, t.bytes);
         scope.with_local(|l| l.assist_debt = debt);
     }
-    if t.fresh && h.pacing().note_growth(black) {
+    if t.fresh && h.controller().note_growth(black) {
         crate::gc::collector::request_cycle(h);
     }
 }

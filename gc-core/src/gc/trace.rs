@@ -7,9 +7,9 @@
 //!
 //! # Why `Trace` is an `unsafe trait`
 //!
-//! The collector frees whatever tracing does not reach, and (from the concurrent-marking issue on)
-//! calls `trace` on one thread while mutators run on others. An implementation is therefore a
-//! promise with three parts (brief §2):
+//! The collector frees whatever tracing does not reach, and calls `trace` on one thread while
+//! mutators run on others. An implementation is therefore a promise with three parts
+//! (`docs/design.md` §9):
 //!
 //! 1. it reports every `Gc` the value owns (a missed edge is a use-after-free later);
 //! 2. it reads only memory that is immutable since the object was initialised, or atomic

@@ -2,13 +2,13 @@
 //! returns goes into the atomics the allocation path reads (`trigger`, `heap_goal`,
 //! `assist_ratio`), plus the GC CPU limiter's feed and the scavenger's goals.
 //!
-//! | when | Go | here ([`Pacing`]) |
+//! | when | Go | here ([`Controller`]) |
 //! |------|----|------|
-//! | heap created, GOGC or limit changed, mapped memory moved under a limit | `commit`, `trigger` | [`Pacing::update_trigger`], [`Pacing::note_growth`] |
-//! | STW 1 | `startCycle` | [`Pacing::start_cycle`] |
-//! | while marking (background worker, every slice) | `revise` | [`Pacing::revise`] |
-//! | STW 2 | `endCycle`, `resetLive`, `commit`, `gcPaceScavenger` | [`Pacing::end_cycle`] |
-//! | every ms of marking, each pause | `gcCPULimiter.update` | [`Pacing::update_limiter`] |
+//! | heap created, GOGC or limit changed, mapped memory moved under a limit | `commit`, `trigger` | [`Controller::update_trigger`], [`Controller::note_growth`] |
+//! | STW 1 | `startCycle` | [`Controller::start_cycle`] |
+//! | while marking (background worker, every slice) | `revise` | [`Controller::revise`] |
+//! | STW 2 | `endCycle`, `resetLive`, `commit`, `gcPaceScavenger` | [`Controller::end_cycle`] |
+//! | every ms of marking, each pause | `gcCPULimiter.update` | [`Controller::update_limiter`] |
 //!
 //! The controller sits below the collector: it reads the allocator's counters, the telemetry
 //! counters and its own state, and *reports* when a cycle is due (`true` from the trigger
@@ -38,19 +38,19 @@ pub(crate) const WORK_UNIT_BYTES: u64 = 8;
 
 /// The pacer's state (Go: `gcControllerState`'s runtime fields). Each field says who writes it.
 pub(crate) struct PacerState {
-    /// The pure model. Locked by the functions of [`Pacing`] only.
+    /// The pure model. Locked by the functions of [`Controller`] only.
     pub model: Mutex<Pacer>,
     /// GOGC (`u64::MAX`: off), a mirror of the model's for readers that do not lock it. Written
     /// under the model lock (`Heap::set_gc_percent`).
     pub gc_percent: AtomicU64,
     /// `heap_live` at which the next cycle starts (`usize::MAX` while a cycle marks, or with
-    /// GOGC=off and no limit). Written by [`Pacing::update_trigger`] and
-    /// [`Pacing::start_cycle`].
+    /// GOGC=off and no limit). Written by [`Controller::update_trigger`] and
+    /// [`Controller::start_cycle`].
     pub trigger: AtomicUsize,
     /// The heap goal: of the cycle marking now, else of the next one. Written with `trigger`.
     pub heap_goal: AtomicUsize,
     /// Scan work owed per byte allocated while marking (f64 bits; Go: `assistWorkPerByte`).
-    /// Written by [`Pacing::revise`].
+    /// Written by [`Controller::revise`].
     pub assist_ratio: AtomicU64,
     /// Scan work done by background markers and not yet taken by assists (Go:
     /// `bgScanCredit`). Added by background markers, taken by assists; reset at the start of a
@@ -62,12 +62,12 @@ pub(crate) struct PacerState {
     pub heap_scan_work: AtomicU64,
     pub stack_scan_work: AtomicU64,
     pub globals_scan_work: AtomicU64,
-    /// Mapped memory when the trigger was last derived (see [`Pacing::note_growth`]).
+    /// Mapped memory when the trigger was last derived (see [`Controller::note_growth`]).
     pub last_trigger_mapped: AtomicUsize,
     /// The GC CPU limiter and its feed; updated by whoever gets its lock when an update is due.
     pub limiter: Mutex<LimiterFeed>,
     /// Whether the GC CPU limiter is on (mark assists are skipped while it is). Written by
-    /// [`Pacing::update_limiter`].
+    /// [`Controller::update_limiter`].
     pub limiting: AtomicBool,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
@@ -116,7 +116,7 @@ impl PacerState {
 }
 
 /// The controller: the pacer's state with the figures it reads from the layers below.
-pub(crate) struct Pacing<'a> {
+pub(crate) struct Controller<'a> {
     pub p: &'a PacerState,
     pub mheap: &'a MHeap,
     pub stats: &'a Stats,
@@ -128,7 +128,7 @@ fn to_usize(x: u64) -> usize {
     usize::try_from(x).unwrap_or(usize::MAX)
 }
 
-/// What the collector measured of a cycle, for [`Pacing::end_cycle`].
+/// What the collector measured of a cycle, for [`Controller::end_cycle`].
 pub(crate) struct CycleMeasures {
     /// Bytes marked (allocate-black included).
     pub marked: usize,
@@ -144,7 +144,7 @@ pub(crate) struct CycleMeasures {
     pub concurrent: bool,
 }
 
-/// What [`Pacing::end_cycle`] returns.
+/// What [`Controller::end_cycle`] returns.
 pub(crate) struct CycleEndReport {
     /// The pacer's cons/mark estimate.
     pub cons_mark: f64,
@@ -152,7 +152,7 @@ pub(crate) struct CycleEndReport {
     pub cycle_due: bool,
 }
 
-impl Pacing<'_> {
+impl Controller<'_> {
     /// The heap's memory figures for the memory limit.
     pub(crate) fn memory_stats(&self) -> MemoryStats {
         let a = &self.mheap.arena;

@@ -63,7 +63,7 @@ pub struct CycleEnd {
     pub scan_work: u64,
     /// CPU time of mark assists.
     pub assist_ns: u64,
-    /// CPU time of idle-priority marking (gc-core has none; kept for Go's formula).
+    /// CPU time of idle-priority marking (a fractional worker marking on a spare CPU).
     pub idle_ns: u64,
     /// Wall time assists were enabled: from mark start to mark termination.
     pub mark_ns: u64,

@@ -32,7 +32,7 @@ pub struct Config {
     pub(crate) mark_workers: usize,
     pub(crate) concurrent: bool,
     /// CPUs the background-worker sizing assumes (testing override; `None`: the machine's).
-    pub(crate) cpus: Option<usize>,
+    pub(crate) procs: Option<usize>,
     pub(crate) memory_limit: Option<usize>,
     pub(crate) gctrace: bool,
     pub(crate) pacertrace: bool,
@@ -51,7 +51,7 @@ impl Default for Config {
             verify: false,
             mark_workers: default_mark_workers(),
             concurrent: true,
-            cpus: None,
+            procs: None,
             memory_limit: None,
             gctrace: false,
             pacertrace: false,
@@ -204,18 +204,17 @@ impl Config {
     /// on a small machine.
     #[doc(hidden)]
     pub fn debug_cpus(mut self, n: usize) -> Self {
-        self.cpus = Some(n.max(1));
+        self.procs = Some(n.max(1));
         self
     }
 
-    /// The configured GC percent.
+    // The getters take the `get_` prefix because the builder methods own the plain names (the
+    // convention of `std::process::Command`: `arg` / `get_args`, `current_dir` /
+    // `get_current_dir`).
+
+    /// The configured GC percent (`None`: off).
     pub fn get_gc_percent(&self) -> Option<u32> {
         self.gc_percent
-    }
-
-    /// Whether verify mode is on.
-    pub fn get_verify(&self) -> bool {
-        self.verify
     }
 
     /// The configured soft memory limit.
@@ -228,9 +227,34 @@ impl Config {
         self.gctrace
     }
 
+    /// Whether gcpacertrace is on.
+    pub fn get_gcpacertrace(&self) -> bool {
+        self.pacertrace
+    }
+
     /// The configured live-heap limit.
     pub fn get_max_heap(&self) -> Option<usize> {
         self.max_heap
+    }
+
+    /// The arena reservation in bytes.
+    pub fn get_arena_bytes(&self) -> usize {
+        self.arena_bytes
+    }
+
+    /// Whether verify mode is on.
+    pub fn get_verify(&self) -> bool {
+        self.verify
+    }
+
+    /// Mark workers of stop-the-world marking.
+    pub fn get_mark_workers(&self) -> usize {
+        self.mark_workers
+    }
+
+    /// Whether marking is concurrent.
+    pub fn get_concurrent(&self) -> bool {
+        self.concurrent
     }
 }
 

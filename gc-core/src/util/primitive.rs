@@ -3,7 +3,7 @@
 //! Normal builds use `std` atomics and `parking_lot`'s mutex and condition variable. Under
 //! `--cfg loom` the same names are loom's model-checked versions, so the loom tests explore every
 //! interleaving of the real code of the safepoint handshake (`safepoint.rs`), of mark
-//! termination detection (`workers.rs`) and of the sweep claim and weak-clearing window
+//! termination detection (`gc/mark/work.rs`) and of the sweep claim and weak-clearing window
 //! (`sweepgen.rs`).
 
 #[cfg(not(loom))]

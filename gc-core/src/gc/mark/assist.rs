@@ -71,7 +71,7 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
                 .assist_ns
                 .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
             last = now;
-            h.pacing()
+            h.controller()
                 .update_limiter(false, h.mark.cycle.load(Ordering::Relaxed));
         }
         slices += 1;

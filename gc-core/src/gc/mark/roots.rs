@@ -20,15 +20,15 @@ use crate::gc::trace::Trace;
 use crate::pacer::controller::WORK_UNIT_BYTES;
 use crate::util::bug::AbortOnUnwind;
 
-/// Scan the scope owner's roots for the cycle `epoch` unless already done, handing the grey
-/// objects to the background marker. Called by the mutator itself at scope entry, before any
+/// Scan the scope owner's roots for the cycle `cycle` unless already done, handing the grey
+/// objects to the shared queue. Called by the mutator itself at scope entry, before any
 /// user code of the scope.
-pub(crate) fn scan_own_roots(h: &Shared, scope: &InScope<'_>, epoch: u64) {
+pub(crate) fn scan_own_roots(h: &Shared, scope: &InScope<'_>, cycle: u64) {
     let rec = scope.record();
     let mut scanned = rec.scanned.lock();
     // SAFETY: the record is registered (a scope of it runs), we hold its scan lock, and we are
     // its owner at scope entry, before any user code: nobody writes the roots.
-    unsafe { scan_roots_locked(h, rec, &mut scanned, epoch) };
+    unsafe { scan_roots_locked(h, rec, &mut scanned, cycle) };
 }
 
 /// Collector side of [`scan_own_roots`]: scan a mutator that has not entered a scope since STW 1.
@@ -38,9 +38,9 @@ pub(crate) fn scan_own_roots(h: &Shared, scope: &InScope<'_>, epoch: u64) {
 /// # Safety
 ///
 /// `rec` must be registered; the caller is the collector.
-pub(crate) unsafe fn scan_parked(h: &Shared, rec: &MutatorRecord, epoch: u64) -> bool {
+pub(crate) unsafe fn scan_parked(h: &Shared, rec: &MutatorRecord, cycle: u64) -> bool {
     let mut scanned = rec.scanned.lock();
-    if *scanned == epoch || *scanned == SCAN_GONE {
+    if *scanned == cycle || *scanned == SCAN_GONE {
         return true;
     }
     // Set by the owner under this lock before it leaves the managed state in a scope, and
@@ -52,11 +52,11 @@ pub(crate) unsafe fn scan_parked(h: &Shared, rec: &MutatorRecord, epoch: u64) ->
     // this lock, so it would have set `scanned`), and a scope begun before STW 1 could only
     // still be open if it blocked, which sets `blocking_scope` first. If the owner enters a
     // scope now, it waits for this lock, then finds the roots scanned.
-    unsafe { scan_roots_locked(h, rec, &mut scanned, epoch) };
+    unsafe { scan_roots_locked(h, rec, &mut scanned, cycle) };
     true
 }
 
-/// Scan `rec`'s roots for `epoch` unless already done; `scanned` is its scan lock, held.
+/// Scan `rec`'s roots for `cycle` unless already done; `scanned` is its scan lock, held.
 ///
 /// # Safety
 ///
@@ -68,9 +68,9 @@ pub(crate) unsafe fn scan_roots_locked(
     h: &Shared,
     rec: &MutatorRecord,
     scanned: &mut u64,
-    epoch: u64,
+    cycle: u64,
 ) {
-    if *scanned == epoch || *scanned == SCAN_GONE {
+    if *scanned == cycle || *scanned == SCAN_GONE {
         return;
     }
     let guard = AbortOnUnwind("a root scan");
@@ -78,7 +78,7 @@ pub(crate) unsafe fn scan_roots_locked(
     // SAFETY: the scan lock is held and did not read `SCAN_GONE`; the caller's contract says
     // nobody writes the roots meanwhile.
     unsafe { rec.roots_when_parked() }.trace_roots(&mut t);
-    *scanned = epoch;
+    *scanned = cycle;
     h.pacer
         .stack_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);

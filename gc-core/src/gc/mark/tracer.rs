@@ -23,8 +23,8 @@
 //! | **checking** ([`Tracer::checking`]) | the verifier (`gc::verify`'s [`Checker`]) | check the object is live and unpoisoned; walk it once |
 //!
 //! [`Tracer::drain`] pops grey objects and calls the `trace` function recorded in their header
-//! until none is left; a marking tracer made with a [`MarkWork`] shares half its stack there
-//! whenever the queue is empty (see `gc::mark::work`).
+//! until none is left; a marker offers half its stack to the shared [`MarkWork`] queue when the
+//! queue is empty (see `gc::mark::work` for when each kind of marker does).
 
 use crate::alloc::arena::Arena;
 use crate::gc::heap::ObjAddr;
@@ -44,10 +44,12 @@ pub(crate) enum Marking<'a> {
     /// The only marker (stop-the-world marking with one worker): no other thread touches mark
     /// bits, so they are set without an atomic read-modify-write.
     Alone,
-    /// One of several mark workers: shares half its stack through `work` whenever the queue is
-    /// empty.
+    /// One of several stop-the-world mark workers: offers half its stack to `work` at every
+    /// pop that finds the queue empty.
     Shared(&'a MarkWork),
-    /// A short-lived tracer (root scan, shading, assist) that hands all its work over when done.
+    /// Any other marker: a concurrent worker (which offers work between slices, see
+    /// `gc::mark::workers`), or a short-lived tracer (root scan, shading, assist) that hands all
+    /// its work over when done.
     Local,
 }
 
@@ -208,8 +210,8 @@ impl Tracer {
             .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
 
-    /// Hand the older half of the stack to the shared queue if it is empty and the stack holds
-    /// more than [`SHARE_MIN`] objects (Go: `gcWork.balance`).
+    /// At every pop of a stop-the-world worker ([`Marking::Shared`]): offer work when the
+    /// queue is empty (see [`Tracer::offer`]).
     #[inline]
     fn balance(&mut self) {
         if self.share.is_null() || self.stack.len() <= SHARE_MIN {
@@ -218,15 +220,39 @@ impl Tracer {
         // SAFETY: `share` was made from a reference to the heap's queue, which outlives every
         // tracer (see `marking`).
         let work = unsafe { &*self.share };
-        if work.is_empty() {
+        self.offer(work, SHARE_MIN);
+    }
+
+    /// If `work`'s queue is empty, hand it the older half of this tracer's grey objects when it
+    /// holds more than `min` of them, or else half of its array continuations when it holds
+    /// several (Go: `gcWork.balance`; the bottom of a depth-first stack roots the largest
+    /// unexplored subgraphs).
+    pub(crate) fn offer(&mut self, work: &MarkWork, min: usize) {
+        if !work.is_empty() {
+            return;
+        }
+        let batch = if self.stack.len() > min {
             let n = self.stack.len() / 2;
-            work.push(GreyBatch {
+            GreyBatch {
                 objs: self.stack.drain(..n).map(ObjAddr).collect(),
                 chunks: Vec::new(),
-            });
-            work.shared_batches
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+            }
+        } else if self.stack.is_empty() && self.chunks.len() > 1 {
+            let n = self.chunks.len() / 2;
+            GreyBatch {
+                objs: Vec::new(),
+                chunks: self
+                    .chunks
+                    .drain(..n)
+                    .map(|(h, i)| (ObjAddr(h), i))
+                    .collect(),
+            }
+        } else {
+            return;
+        };
+        work.push(batch);
+        work.shared_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Scan grey objects and array chunks until about `budget` units of work are done (one

@@ -116,7 +116,7 @@ impl Pool {
 /// that hold nothing.
 fn background_worker(h: &Shared, share: f64) {
     let mut pace = Pace::new(share, h.settings.procs);
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Shared(&h.mark.work));
+    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
     while h.mark.marking.load(Ordering::Acquire) && !h.control.stop.load(Ordering::Relaxed) {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
@@ -138,12 +138,17 @@ fn background_worker(h: &Shared, share: f64) {
     }
 }
 
-/// One slice of background marking: drain up to [`DRAIN_SLICE`] units, count the scan work
-/// (for the pacer, and as credit assists can steal) and the time, and return the time (for the
-/// worker's pace).
+/// A concurrent marker holding more grey objects than this offers half of them when the queue
+/// is empty, at the end of each slice (see `gc::mark::work` for why not at every pop).
+const OFFER_MIN: usize = 64;
+
+/// One slice of background marking: drain up to [`DRAIN_SLICE`] units, offer work if the queue
+/// is empty, count the scan work (for the pacer, and as credit assists can steal) and the time,
+/// and return the time (for the worker's pace).
 pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     let start = crate::util::clock::thread_cpu_ns();
     t.drain_budget(DRAIN_SLICE);
+    t.offer(&h.mark.work, OFFER_MIN);
     let work = t.take_work() * WORK_UNIT_BYTES;
     h.pacer.heap_scan_work.fetch_add(work, Ordering::Relaxed);
     h.pacer.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
@@ -157,7 +162,7 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
 /// Go runs an idle-priority mark worker on every processor that has nothing else to run. There
 /// is no scheduler here to ask, so a fractional worker looks at the process's CPU clock every
 /// [`IDLE_WINDOW`]: if over the last window the other threads left at least one whole CPU
-/// unused (`cpus × wall − (process CPU − own marking) ≥ wall`), it marks without pausing
+/// unused (`procs × wall − (process CPU − own marking) ≥ wall`), it marks without pausing
 /// through the next window and books that time as *idle* marking, which the pacer's
 /// cons/mark formula counts as Go counts idle utilisation and which the CPU limiter leaves out,
 /// as Go's does (it took CPU nobody wanted). On two CPUs with one busy mutator that doubles the
@@ -166,7 +171,7 @@ pub(crate) struct Pace {
     start: Instant,
     busy: Duration,
     share: f64,
-    cpus: usize,
+    procs: usize,
     /// Start of the current idle-detection window: wall time, process CPU, own marking.
     window: (Instant, u64, Duration),
     own: Duration,
@@ -178,13 +183,13 @@ pub(crate) struct Pace {
 const IDLE_WINDOW: Duration = Duration::from_millis(2);
 
 impl Pace {
-    pub(crate) fn new(share: f64, cpus: usize) -> Pace {
+    pub(crate) fn new(share: f64, procs: usize) -> Pace {
         let now = Instant::now();
         Pace {
             start: now,
             busy: Duration::ZERO,
             share,
-            cpus,
+            procs,
             window: (now, crate::util::clock::process_cpu_ns(), Duration::ZERO),
             own: Duration::ZERO,
             idle: false,
@@ -212,7 +217,7 @@ impl Pace {
             let others = process
                 .saturating_sub(self.window.1)
                 .saturating_sub((self.own - self.window.2).as_nanos() as u64);
-            let spare = (self.cpus as u64 * wall.as_nanos() as u64).saturating_sub(others);
+            let spare = (self.procs as u64 * wall.as_nanos() as u64).saturating_sub(others);
             // Only when the cycle is late (the heap has reached its goal, assists are being
             // paid): marking flat out on the "spare" CPU also takes the slack that absorbs the
             // machine's other work, which cost treechurn's operations up to 19 ms and its

@@ -43,43 +43,20 @@
 //! assert_eq!(sum, 4950);
 //! ```
 //!
-//! ## Layers
+//! ## Map of the crate
 //!
 //! Layers, top to bottom: `api` → `gc` → `pacer` → `telemetry` → `alloc` → `util`.
 //!
-//! ## Map of the crate (data flow top to bottom)
+//! A folder uses only itself and the folders below it (checked by `tests/layering.rs`).
 //!
-//! | module | concept |
-//! |--------|---------|
-//! | [`config`] | `Config`, GOGC and friends |
-//! | `arena` | the virtual reservation, page allocator and page map |
-//! | `size_class` | the size-class table |
-//! | `span` | spans and their mark/alloc bitmaps |
-//! | `central` | per-class span lists (Go: mcentral) |
-//! | `alloc` | per-mutator allocation caches (Go: mcache) |
-//! | `object` | object header and per-type info |
-//! | [`trace`](Trace) | the `Trace` trait and its std impls |
-//! | `gc`, `cell`, `array`, `string`, `weak` | the handles: `Gc`, `GcCell`, `GcArray`/`GcVec`, `GcStr`/`GcBytes`, `GcWeak` |
-//! | `barrier` | the write-barrier hook |
-//! | `root`, `stash` | roots: root object, root stack, heap-wide stash |
-//! | `mutator` | `Mutator`, `Mutation`, scopes |
-//! | `blocking` | `Mutation::blocking`: leaving the managed state around blocking calls |
-//! | `safepoint` | the stop-the-world handshake |
-//! | `mark` | tracing and the grey stack |
-//! | `workers` | parallel mark workers and their termination detection |
-//! | `sweepgen` | the sweep generation: the sweep claim and the weak-clearing window |
-//! | `sweep` | lazy and background sweeping |
-//! | [`pacer`] | GOGC, the memory limit, trigger, goal, assist ratio, CPU limiter (pure) |
-//! | `pacing` | feeding the pacer and applying its answers |
-//! | `scavenger` | returning free pages to the OS |
-//! | [`gctrace`] | per-cycle records and Go's gctrace line |
-//! | `collector` | when cycles run; the stop-the-world cycle; the collector thread |
-//! | `concurrent` | the concurrent cycle: STW 1, concurrent mark, assists, STW 2 |
-//! | [`phases`] | phase and pause records |
-//! | `verify` | verify mode |
-//! | `metrics` | `HeapStats` |
-//! | `heap` | the `Heap` handle and shared state |
-//! | `bug` | internal invariant failures abort with a report |
+//! | folder | concept (Go's counterpart) |
+//! |--------|----------------------------|
+//! | `api` | the public handles: `Heap`, `Mutator`, `Mutation`, `Gc`, cells, arrays, strings, weak references, `NanBox`, roots, `Stash`, blocking regions |
+//! | `gc` | the collector: shared state by owner, stopping the world, mutator registry and scopes, allocation as the collector sees it (`mallocgc`), the write barrier, marking (`mgcmark`, `mgcwork`), the one cycle (`mgc`), sweeping, weak clearing, verify mode, `Trace` |
+//! | [`pacer`] | the pure pacer model (`mgcpacer`, `mgclimit`), its controller, the scavenger |
+//! | `telemetry` | [`metrics`] (`HeapStats`, `runtime/metrics` names), [`gctrace`], [`phases`], [`mmu`] |
+//! | `alloc` | arena and page map, size classes, spans, central lists and sweep generation, caches (`mheap`, `mcentral`, `mcache`) |
+//! | `util` | [`config`] and errors, loom-swappable primitives, CPU clocks, `bug!` |
 //!
 //! See `docs/design.md` for the design and the soundness argument.
 

@@ -9,7 +9,7 @@
 //!
 //! — no lock, no atomic read-modify-write, no write to the span. Only when the window is empty
 //! does the slow path lock the span, write the window's consumed bits back into the span's alloc
-//! bitmap, and load the next window (or take another span from [`Central`]).
+//! bitmap, and load the next window (or take another span from [`Central`](crate::alloc::central::Central)).
 //!
 //! # Who touches a cache
 //!

@@ -2,7 +2,7 @@
 //!
 //! * [`GcArray<'gc, T>`]: a fixed-length heap array of [`Slot`] values, each an atomic word.
 //!   Reading an element is an atomic load; writing one takes the `&Mutation` and runs the write
-//!   barrier, exactly like a [`GcCell`](crate::GcCell).
+//!   barrier, exactly like a [`GcCell`].
 //! * [`GcVec<'gc, T>`]: a growable vector: a small heap object holding a length and a cell with
 //!   its backing `GcArray`. Growth allocates a new, larger array, copies the words and swings
 //!   the cell (with the barrier, which shades the old array, so values copied without a barrier

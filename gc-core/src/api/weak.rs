@@ -51,7 +51,8 @@ impl<'gc, T> GcWeak<'gc, T> {
     /// The target, if it has not been collected.
     ///
     /// The answer holds for the rest of the scope: a target handed out survives at least until
-    /// the scope ends (see [`crate::alloc::sweepgen`] for why no sweep can free it meanwhile).
+    /// the scope ends (`docs/design.md`, "`GcWeak::upgrade`'s linearisation point", says why
+    /// no sweep can free it meanwhile).
     pub fn upgrade(&self, mc: &Mutation<'gc>) -> Option<Gc<'gc, T>> {
         let p = crate::gc::weak::upgrade(mc.shared, mc.scope(), &self.inner)?;
         // SAFETY: `upgrade` returns a target that stays alive for the rest of the scope (see

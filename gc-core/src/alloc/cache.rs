@@ -31,7 +31,6 @@
 //! [`HeapCounters`](crate::alloc::mheap::HeapCounters)): one atomic add per span rather than per
 //! object.
 
-use std::ptr;
 use std::sync::atomic::Ordering;
 
 use crate::alloc::central::{NUM_SPAN_CLASSES, SpanRef, Swept, span_class};
@@ -53,8 +52,8 @@ struct ClassCache {
     elem_size: usize,
     /// Current window index.
     word: usize,
-    /// The cached span, or null.
-    span: *const Span,
+    /// The cached span.
+    span: Option<SpanRef>,
 }
 
 const EMPTY: ClassCache = ClassCache {
@@ -63,7 +62,7 @@ const EMPTY: ClassCache = ClassCache {
     base: 0,
     elem_size: 0,
     word: 0,
-    span: ptr::null(),
+    span: None,
 };
 
 /// Lazy sweeping, as the collector provides it to the allocator: the cache pops and claims an
@@ -145,10 +144,10 @@ impl MCache {
         sweeper: &impl LazySweep,
     ) -> Result<(usize, Option<TookSpan>), AllocError> {
         let c = &mut self.classes[sc];
-        if !c.span.is_null() {
-            // SAFETY: a cached span stays allocated while cached: it is in no list, so no
-            // sweeper can free it.
-            let span = unsafe { &*c.span };
+        if let Some(s) = c.span {
+            // A cached span stays allocated while cached: it is in no list, so no sweeper can
+            // free it.
+            let span = s.get();
             let mut st = span.state.lock();
             self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);
             let words = st.alloc.as_raw_slice();
@@ -198,7 +197,7 @@ impl MCache {
             base: span.start + w * 64 * span.elem_size,
             elem_size: span.elem_size,
             word: w,
-            span: s.0.as_ptr(),
+            span: Some(s),
         };
         mh.note_taken(free_bytes, span.noscan, black);
         free_bytes
@@ -209,12 +208,10 @@ impl MCache {
     /// (world stopped: every span is about to be queued for sweeping anyway).
     fn release(&mut self, mh: &MHeap, sc: usize, black: bool, to_partial: bool) {
         let c = &mut self.classes[sc];
-        if c.span.is_null() {
+        let Some(s) = c.span else {
             return;
-        }
-        // SAFETY: as in `refill`, a cached span is alive.
-        let span = unsafe { &*c.span };
-        let s = SpanRef(ptr::NonNull::from(span));
+        };
+        let span = s.get();
         *c = EMPTY;
         let (unused, has_free) = {
             let mut st = span.state.lock();
@@ -252,11 +249,10 @@ impl MCache {
     pub(crate) fn flush(&mut self, mh: &MHeap, black: bool, to_partial: bool) {
         for sc in 0..NUM_SPAN_CLASSES {
             let c = &mut self.classes[sc];
-            if c.span.is_null() {
+            let Some(s) = c.span else {
                 continue;
-            }
-            // SAFETY: as in `refill`.
-            let span = unsafe { &*c.span };
+            };
+            let span = s.get();
             {
                 let mut st = span.state.lock();
                 self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);

@@ -54,15 +54,22 @@ pub(crate) const fn span_class(class: usize, noscan: bool) -> usize {
     class * 2 + noscan as usize
 }
 
-/// A pointer to a span owned by the heap. Spans are boxed and freed only by `free_span`.
+/// A pointer to a span owned by the heap. Spans are boxed and freed only by `free_span` (or at
+/// heap teardown), when no list, cache or marker holds them; only this folder makes a `SpanRef`,
+/// and only for a span in use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct SpanRef(pub NonNull<Span>);
+pub(crate) struct SpanRef(pub(in crate::alloc) NonNull<Span>);
 
 // SAFETY: a `SpanRef` is an address; the `Span` it points to is `Sync` (atomics and mutexes) and
 // lives until `free_span`, which runs only when no list, cache or marker can hold the span.
 unsafe impl Send for SpanRef {}
 
 impl SpanRef {
+    /// The span's address (for comparison with page-map entries).
+    pub(crate) fn as_ptr(&self) -> *const Span {
+        self.0.as_ptr()
+    }
+
     /// The span.
     #[inline(always)]
     pub(crate) fn get(&self) -> &Span {
@@ -317,10 +324,16 @@ impl Central {
         }
     }
 
-    /// Free the metadata of the spare spans (heap teardown).
-    pub(crate) fn free_spares(&self) {
-        for s in std::mem::take(&mut *self.spare.lock()) {
-            // SAFETY: spare spans came from `Box::leak` and are referenced from nowhere else.
+    /// Heap teardown (no other thread is left): hand every in-use span to `each` (which runs
+    /// the drop glue of its remaining objects), then free the metadata of every span.
+    pub(crate) fn teardown(&mut self, mut each: impl FnMut(&Span)) {
+        let spans = std::mem::take(&mut *self.all.lock())
+            .into_iter()
+            .chain(std::mem::take(&mut *self.spare.lock()));
+        for s in spans {
+            each(s.get());
+            // SAFETY: every span came from `Box::leak` in `new_span`; `all` and `spare` have been
+            // emptied, and `&mut self` means no other thread, list or cache refers to it.
             drop(unsafe { Box::from_raw(s.0.as_ptr()) });
         }
     }

@@ -194,38 +194,38 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
         self.len() == 0
     }
 
+    /// Decode an element word of this array.
+    #[inline(always)]
+    fn decode(w: &AtomicUsize) -> T {
+        // SAFETY: every word of a `GcArray<T>` holds the `to_word` of a `T` (stored by the
+        // constructors and by `set`), reachable through this array for the scope `'gc`.
+        unsafe { T::from_word(w.load(Ordering::Acquire)) }
+    }
+
     /// Element `i`; panics if out of bounds.
     #[inline]
     pub fn get(&self, i: usize) -> T {
-        // SAFETY: every word holds a `to_word` of a `T` reachable through this array.
-        unsafe { T::from_word(self.words()[i].load(Ordering::Acquire)) }
+        Self::decode(&self.words()[i])
     }
 
     /// Element `i`, or `None` if out of bounds.
     #[inline]
     pub fn try_get(&self, i: usize) -> Option<T> {
-        self.words()
-            .get(i)
-            // SAFETY: as in `get`.
-            .map(|w| unsafe { T::from_word(w.load(Ordering::Acquire)) })
+        self.words().get(i).map(Self::decode)
     }
 
     /// Store `v` at `i` with the write barrier; panics if out of bounds.
     #[inline]
     pub fn set(&self, mc: &Mutation<'gc>, i: usize, v: T) {
         let w = &self.words()[i];
-        // SAFETY: as in `get`.
-        let old = unsafe { T::from_word(w.load(Ordering::Acquire)) };
+        let old = Self::decode(w);
         mc.write_barrier(&old, &v);
         w.store(v.to_word(), Ordering::Release);
     }
 
     /// The elements, in order.
     pub fn iter(self) -> impl Iterator<Item = T> + 'gc {
-        self.words()
-            .iter()
-            // SAFETY: as in `get`.
-            .map(|w| unsafe { T::from_word(w.load(Ordering::Acquire)) })
+        self.words().iter().map(Self::decode)
     }
 
     /// Whether two handles point to the same array.

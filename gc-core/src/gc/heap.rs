@@ -147,29 +147,23 @@ impl Drop for Shared {
     /// exited, so every allocated object is dead. Run each one's drop glue once, then free the
     /// span metadata (the reservation is unmapped when the arena drops).
     fn drop(&mut self) {
-        let central = &self.mheap.central;
-        central.free_spares();
-        let all = std::mem::take(&mut *central.all.lock());
-        for s in all {
-            let span = s.get();
-            if span.may_drop.load(Ordering::Relaxed) {
-                let st = span.state.lock();
-                for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
-                    let h = span.slot_addr(i) as *mut Header;
-                    // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
-                    // initialised object that has not been dropped (sweeping clears the alloc
-                    // bit of every object it drops); nothing can reach it any more.
-                    let info = unsafe { (*h).info };
-                    if let Some(d) = info.drop {
-                        // SAFETY: as above; dropped exactly once, here.
-                        unsafe { d(h) };
-                    }
+        self.mheap.central.teardown(|span| {
+            if !span.may_drop.load(Ordering::Relaxed) {
+                return;
+            }
+            let st = span.state.lock();
+            for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
+                let h = span.slot_addr(i) as *mut Header;
+                // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
+                // initialised object that has not been dropped (sweeping clears the alloc bit of
+                // every object it drops); nothing can reach it any more.
+                let info = unsafe { (*h).info };
+                if let Some(d) = info.drop {
+                    // SAFETY: as above; dropped exactly once, here.
+                    unsafe { d(h) };
                 }
             }
-            // SAFETY: the span came from `Box::leak` in `Central::new_span` and is referenced
-            // from nowhere else now that `all` has been emptied and no thread remains.
-            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
-        }
+        });
     }
 }
 

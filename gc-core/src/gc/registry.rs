@@ -101,26 +101,18 @@ impl MutatorRecord {
         unsafe { &mut *self.local.get() }
     }
 
-    /// The private state, with the world stopped (for [`StoppedWorld`](crate::gc::stw)).
+    /// The private state and the roots, with the world stopped (for
+    /// [`StoppedWorld`](crate::gc::stw::StoppedWorld)).
     ///
     /// # Safety
-    /// The world is stopped and the caller holds the registry lock (so the record is registered
-    /// and its owner is outside its scopes), and no other reference to this record's `local`
-    /// exists for `'a`.
+    /// The world is stopped and the caller holds the registry lock (so the record is registered:
+    /// its roots are alive; and its owner is outside its scopes: nobody else touches `local` or
+    /// writes the roots), and no other reference to this record's `local` exists while the
+    /// returned ones are used.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn local_stopped(&self) -> &mut MutatorLocal {
+    pub(crate) unsafe fn parts_stopped(&self) -> (&mut MutatorLocal, &dyn RootSet) {
         // SAFETY: forwarded contract.
-        unsafe { &mut *self.local.get() }
-    }
-
-    /// The roots, with the world stopped (for [`StoppedWorld`](crate::gc::stw)).
-    ///
-    /// # Safety
-    /// As for [`MutatorRecord::local_stopped`] (registered: the roots are alive; owner outside
-    /// its scopes: they are not being written).
-    pub(crate) unsafe fn roots_stopped(&self) -> &dyn RootSet {
-        // SAFETY: forwarded contract.
-        unsafe { self.roots.as_ref() }
+        unsafe { (&mut *self.local.get(), self.roots.as_ref()) }
     }
 
     /// The roots of a parked mutator, for a root scan with the world running.

@@ -52,14 +52,13 @@ impl<'h> StoppedWorld<'h> {
 
     /// Every registered mutator with its private state and roots.
     pub(crate) fn mutators(&mut self) -> impl Iterator<Item = StoppedMutator<'_>> {
-        self.registry.iter().map(|r| StoppedMutator {
+        self.registry.iter().map(|r| {
             // SAFETY: the world is stopped and the registry locked (this token's invariant), so
             // each record is registered and its owner outside its scopes; the records are
             // distinct, so the `&mut`s do not alias, and they borrow `self` mutably, so no other
             // access through the token overlaps them.
-            local: unsafe { r.local_stopped() },
-            // SAFETY: as above: registered, so the roots are alive; not being written.
-            roots: unsafe { r.roots_stopped() },
+            let (local, roots) = unsafe { r.parts_stopped() };
+            StoppedMutator { local, roots }
         })
     }
 

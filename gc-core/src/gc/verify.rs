@@ -94,7 +94,7 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
         for p in 0..span.npages {
             if !std::ptr::eq(
                 h.mheap.arena.span_of(span.start + p * PAGE_SIZE),
-                s.0.as_ptr(),
+                s.as_ptr(),
             ) {
                 problems.push(format!("{where_}: page {p} does not map back to the span"));
             }

@@ -55,7 +55,8 @@ use crate::gc::heap::Shared;
 use crate::gc::registry::InScope;
 
 /// The mutator is outside the managed state until this is dropped (also on unwinding), which
-/// re-enters it.
+/// re-enters it. Meanwhile the collector may flush the mutator's cache and barrier buffer: no
+/// `InScope::with_local` may run until `reenter` has entered the managed state.
 pub(crate) struct Outside<'s, 'a> {
     h: &'s Shared,
     scope: &'s InScope<'a>,

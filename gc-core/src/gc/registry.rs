@@ -5,7 +5,7 @@
 //! |----------------------------|------------|
 //! | `state` | atomics of the safepoint handshake ([`crate::gc::safepoint`]) |
 //! | `scanned`, `blocking_scope` | under the scan lock (`scanned`): the owner at scope entry and end, the collector scanning a parked mutator |
-//! | `local`: allocation cache, barrier buffer, assist debt, `shade_init` | the owner inside its scopes, through [`InScope`]; the collector with the world stopped, through [`StoppedWorld`](crate::gc::stw::StoppedWorld); the owner outside its scopes under the registry lock (registration and exit) |
+//! | `local`: allocation cache, barrier buffer, assist debt, `shade_init` | the owner inside its scopes in the managed state, through [`InScope`]; the collector with the world stopped (every owner `OUTSIDE`), through [`StoppedWorld`](crate::gc::stw::StoppedWorld); the owner outside its scopes under the registry lock (registration and exit) |
 //! | `roots` (the root object and root stack, owned by the `Mutator`) | written by the owner inside its scopes; read by the collector with the world stopped, or under the scan lock while the owner is parked |
 //!
 //! The safepoint handshake orders the owner's and the collector's accesses (the owner's
@@ -106,8 +106,8 @@ impl MutatorRecord {
     ///
     /// # Safety
     /// The world is stopped and the caller holds the registry lock (so the record is registered:
-    /// its roots are alive; and its owner is outside its scopes: nobody else touches `local` or
-    /// writes the roots), and no other reference to this record's `local` exists while the
+    /// its roots are alive; and its owner is `OUTSIDE`, outside its scopes or in a blocking
+    /// region: nobody else touches `local` or writes the roots), and no other reference to this record's `local` exists while the
     /// returned ones are used.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn parts_stopped(&self) -> (&mut MutatorLocal, &dyn RootSet) {
@@ -128,10 +128,17 @@ impl MutatorRecord {
     }
 }
 
-/// Proof that the calling thread is the owner of a mutator and inside one of its scopes: the
-/// collector does not touch the mutator's private state meanwhile (the handshake), and nothing
-/// else can (the state is reached only through this token, which is `!Send` and `!Sync`, and at
-/// most one exists per mutator: a scope needs `&mut Mutator`).
+/// Proof that the calling thread is the owner of a mutator and inside one of its scopes, so that
+/// nothing else touches the mutator's private state: the state is reached only through this
+/// token (which is `!Send` and `!Sync`, and of which at most one exists per mutator: a scope
+/// needs `&mut Mutator`), and the collector reaches it only with the world stopped, that is while
+/// the owner's safepoint state is `OUTSIDE`.
+///
+/// The owner is `OUTSIDE` while inside a scope only in a blocking region
+/// ([`crate::gc::blocking`]): from `leave`'s exit of the managed state to `reenter`'s entry. No
+/// `with_local` may run in that stretch: `leave` does its last access before it exits, `reenter`
+/// its first after it has entered, and the region's closure cannot reach the token (it is `Send`,
+/// the token is `!Sync`).
 pub(crate) struct InScope<'a> {
     record: &'a MutatorRecord,
     _not_send: PhantomData<*mut ()>,
@@ -154,14 +161,17 @@ impl<'a> InScope<'a> {
         self.record
     }
 
-    /// Run `f` on the mutator's private state. `f` is `Send`, so it cannot hold this token
-    /// (or anything that leads to it: the token and `Mutation` are `!Sync`), so it cannot call
-    /// `with_local` again: the `&mut` is unique while `f` runs, whatever `f` calls (drop glue of
-    /// a lazy sweep, `Trace` impls).
+    /// Run `f` on the mutator's private state. The `&mut` is unique while `f` runs: `f` is
+    /// `Send`, so it cannot capture this token or a `&Mutation` (both `!Sync`) and call
+    /// `with_local` again; and the user code `f` may call (drop glue of a lazy sweep, `Trace`
+    /// impls) cannot reach them either: a `Mutation<'gc>` is not `'static` (so not in a static or
+    /// thread-local) and cannot be stored in a heap object (`Send + Sync` only), and a scope of
+    /// another mutator of the same heap on this thread panics at entry.
     #[inline(always)]
     pub(crate) fn with_local<R>(&self, f: impl FnOnce(&mut MutatorLocal) -> R + Send) -> R {
-        // SAFETY: this thread is inside a scope of the mutator (the token's invariant), so the
-        // collector leaves `local` alone; no other `&mut` to it exists (see above).
+        // SAFETY: this thread is inside a scope of the mutator and in the managed state (the
+        // token's invariant), so the collector leaves `local` alone; no other `&mut` to it exists
+        // (see above).
         f(unsafe { &mut *self.record.local.get() })
     }
 

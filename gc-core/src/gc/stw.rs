@@ -3,7 +3,9 @@
 //!
 //! [`StoppedWorld::stop`] takes the registry lock (no mutator registers or leaves meanwhile)
 //! and runs the safepoint handshake's stop ([`crate::gc::safepoint`]): when it returns, every
-//! registered mutator is outside its scopes, and everything it wrote in them is visible. The
+//! registered mutator is `OUTSIDE` (outside its scopes, or in a blocking region, in which it does
+//! not touch its private state: see [`InScope`](crate::gc::registry::InScope)), and everything it
+//! wrote before is visible. The
 //! token then hands out each mutator's private state and roots as plain references, and
 //! restarts the world when dropped.
 
@@ -54,7 +56,7 @@ impl<'h> StoppedWorld<'h> {
     pub(crate) fn mutators(&mut self) -> impl Iterator<Item = StoppedMutator<'_>> {
         self.registry.iter().map(|r| {
             // SAFETY: the world is stopped and the registry locked (this token's invariant), so
-            // each record is registered and its owner outside its scopes; the records are
+            // each record is registered and its owner `OUTSIDE`; the records are
             // distinct, so the `&mut`s do not alias, and they borrow `self` mutably, so no other
             // access through the token overlaps them.
             let (local, roots) = unsafe { r.parts_stopped() };

@@ -150,10 +150,12 @@ fn run_drop(h: *mut Header) {
     let info = unsafe { (*h).info };
     if let Some(d) = info.drop {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            IN_DROP_GLUE.with(|c| c.set(true));
+            // Restored, not cleared, afterwards: this drop glue may itself run in drop glue (a
+            // lazy sweep of another heap it allocated in).
+            let outer = IN_DROP_GLUE.with(|c| c.replace(true));
             // SAFETY: as above; the value is dropped exactly once, here.
             unsafe { d(h) };
-            IN_DROP_GLUE.with(|c| c.set(false));
+            IN_DROP_GLUE.with(|c| c.set(outer));
         }));
         if r.is_err() {
             eprintln!(

@@ -115,9 +115,15 @@ impl Pool {
 /// batch until it has handed the rest back, which is what lets mark termination ignore helpers
 /// that hold nothing.
 fn background_worker(h: &Shared, share: f64) {
+    // This cycle's marking only: a worker still sleeping when the next cycle starts returns to
+    // the pool and comes back with a fresh pace.
+    let cycle = h.mark.cycle.load(Ordering::Relaxed);
     let mut pace = Pace::new(share, h.settings.procs);
     let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
-    while h.mark.marking.load(Ordering::Acquire) && !h.control.stop.load(Ordering::Relaxed) {
+    while h.mark.marking.load(Ordering::Acquire)
+        && h.mark.cycle.load(Ordering::Relaxed) == cycle
+        && !h.control.stop.load(Ordering::Relaxed)
+    {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_micros(200));
             continue;

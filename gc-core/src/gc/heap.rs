@@ -79,26 +79,42 @@ pub(crate) struct Hooks {
 
 /// State shared by the heap handles, the mutators and the collector threads (module docs).
 pub(crate) struct Shared {
+    /// The allocator's state: see [`MHeap`] and `HeapCounters` for who writes what.
     pub mheap: MHeap,
+    /// Fixed at creation.
     pub settings: Settings,
+    /// The stop flag of the handshake: written by the collector (stop, start), read by mutators.
     pub safepoint: Safepoint,
-    /// Registered mutators. The collector holds this lock for a whole stop-the-world phase, so
-    /// mutators are neither added nor removed while the world is stopped.
+    /// Registered mutators: pushed by `Mutator::new`, removed by a mutator's exit, both under
+    /// this lock. The collector holds it for a whole stop-the-world phase, so mutators are
+    /// neither added nor removed while the world is stopped.
     pub registry: Mutex<Vec<Arc<MutatorRecord>>>,
+    /// Ids of new mutators (atomic counter).
     pub next_mutator_id: AtomicUsize,
+    /// The heap-wide roots: entries added and removed by `Stash` handles under the lock; greyed
+    /// by the collector in STW 1 under it.
     pub stash: Mutex<StashTable>,
-    /// Weak boxes registered and not yet found dead (see [`crate::gc::weak`]).
+    /// Weak boxes registered and not yet found dead: pushed at `downgrade`, filtered by the
+    /// collector in the weak-clearing window (see [`crate::gc::weak`]); under the lock.
     pub weaks: Mutex<Vec<ObjAddr>>,
+    /// When cycles run (see [`Control`]).
     pub control: Control,
+    /// The mark phase (see [`MarkState`]).
     pub mark: MarkState,
+    /// The sweep (see [`SweepState`]).
     pub sweep: SweepState,
+    /// The pacer (see [`PacerState`]).
     pub pacer: PacerState,
-    /// Notified when a scope that contained a blocking region ends (see
-    /// [`crate::gc::blocking`]).
+    /// Notified by a mutator when a scope that contained a blocking region ends; the collector
+    /// waits on it (see [`crate::gc::blocking`]).
     pub blocking_end: Monitor,
+    /// Counters: each added to atomically by whoever does the work counted.
     pub stats: Stats,
+    /// Phase and pause records: appended by the collector (and sweepers) under the log's lock.
     pub phases: PhaseLog,
+    /// Per-cycle records: appended by the collector at each cycle's end, under the log's lock.
     pub cycle_log: CycleLog,
+    /// Test hooks (see [`Hooks`]).
     pub hooks: Hooks,
 }
 

@@ -135,8 +135,19 @@ impl Tracer {
     }
 
     /// Report one edge to the object whose header is at `h`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn edge(&mut self, h: *const Header) {
+        if let Purpose::Mark = self.purpose {
+            self.mark(h)
+        } else {
+            self.edge_other(h)
+        }
+    }
+
+    /// The edges of the other purposes, kept out of marking's inlined path.
+    #[cold]
+    #[inline(never)]
+    fn edge_other(&mut self, h: *const Header) {
         match &mut self.purpose {
             Purpose::Mark => self.mark(h),
             Purpose::Collect => self.stack.push(h),
@@ -149,7 +160,7 @@ impl Tracer {
     }
 
     /// Marking edge: set the mark bit; grey a newly marked scan object.
-    #[inline]
+    #[inline(always)]
     fn mark(&mut self, h: *const Header) {
         self.work += 1;
         let addr = h as usize;

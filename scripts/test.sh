@@ -13,6 +13,8 @@ trap 'rm -f "$log"' EXIT
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Doc links stay valid across moves (private items too: the module docs are the map).
+RUSTDOCFLAGS="-D warnings" cargo doc -p gc-core --no-deps --document-private-items --quiet
 cargo test --workspace --all-targets 2>&1 | tee -a "$log"
 cargo test --workspace --doc 2>&1 | tee -a "$log"
 # Pacer behaviour on real heaps (steady state vs goal, memory limit, limit below the live heap,

@@ -232,10 +232,7 @@ impl Heap {
     /// Testing: ask for a cycle without waiting for it.
     #[doc(hidden)]
     pub fn debug_start_cycle(&self) {
-        let h = self.shared();
-        let mut st = h.control.state.lock();
-        st.requested = st.requested.max(st.started + 1);
-        h.control.wake.notify_all();
+        crate::gc::collector::ask_for_cycle(self.shared());
     }
 
     /// Testing: start a new cycle as soon as the last one ends (so that marking races the

@@ -67,10 +67,11 @@ pub(crate) fn record(h: &Shared, scope: &InScope<'_>, a: ObjAddr) {
 /// While marking, shade what the buffer holds (Go: `wbBufFlush`): when it is full, at scope
 /// exit, before a blocking region.
 pub(crate) fn flush(h: &Shared, scope: &InScope<'_>) {
-    // Taken out and put back: shading runs no user code, but the buffer keeps its capacity.
-    let mut buf = scope.with_local(|l| std::mem::take(&mut l.wb_buf));
-    if !buf.is_empty() {
+    // Taken out and put back (the buffer keeps its capacity), only when there is something to
+    // shade: every scope exit while marking comes here.
+    let taken = scope.with_local(|l| (!l.wb_buf.is_empty()).then(|| std::mem::take(&mut l.wb_buf)));
+    if let Some(mut buf) = taken {
         crate::gc::mark::roots::shade(h, buf.drain(..));
+        scope.with_local(move |l| l.wb_buf = buf);
     }
-    scope.with_local(move |l| l.wb_buf = buf);
 }

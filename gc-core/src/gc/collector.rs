@@ -59,6 +59,11 @@ pub(crate) fn request_cycle(h: &Shared) {
     if h.control.pending.swap(true, Ordering::Relaxed) {
         return;
     }
+    ask_for_cycle(h);
+}
+
+/// Ask the collector thread for a cycle after the last one started, without waiting for it.
+pub(crate) fn ask_for_cycle(h: &Shared) {
     let mut st = h.control.state.lock();
     st.requested = st.requested.max(st.started + 1);
     h.control.wake.notify_all();

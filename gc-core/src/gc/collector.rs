@@ -200,11 +200,10 @@ fn run(h: Arc<Shared>) {
 /// (a pause, the end of marking), so unwinding would leave the process hanging.
 fn fatal_on_panic(who: &str, f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        eprintln!(
+        crate::util::bug::fatal(format!(
             "gc-core: {who} panicked (a `Trace` implementation, drop glue or a gc-core bug); \
              aborting"
-        );
-        std::process::abort();
+        ));
     }
 }
 

@@ -158,11 +158,10 @@ fn run_drop(h: *mut Header) {
             IN_DROP_GLUE.with(|c| c.set(outer));
         }));
         if r.is_err() {
-            eprintln!(
+            crate::util::bug::fatal(format!(
                 "gc-core: drop glue of a `{}` panicked during sweeping; aborting",
                 (info.name)()
-            );
-            std::process::abort();
+            ));
         }
     }
 }

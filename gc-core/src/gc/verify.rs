@@ -26,19 +26,20 @@ use crate::gc::object::Header;
 use crate::gc::stw::StoppedWorld;
 use crate::gc::weak::WeakBox;
 
-/// Run every check; `Err` lists what is wrong (at most a few dozen entries).
 /// Verify the heap after `cycle` and abort with the problems found, if any (verify mode; world
 /// stopped, registry locked).
 pub(crate) fn verify_or_abort(h: &Shared, world: &mut StoppedWorld<'_>, cycle: u64) {
     if let Err(problems) = verify_heap(h, world) {
-        eprintln!("gc-core: heap verification failed after cycle {cycle}:");
+        let mut report = format!("gc-core: heap verification failed after cycle {cycle}:");
         for p in &problems {
-            eprintln!("  {p}");
+            report.push_str("\n  ");
+            report.push_str(p);
         }
-        std::process::abort();
+        crate::util::bug::fatal(report);
     }
 }
 
+/// Run every check; `Err` lists what is wrong (at most a few dozen entries).
 pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<(), Vec<String>> {
     let mut t = Tracer::checking(&h.mheap.arena);
     for m in world.mutators() {

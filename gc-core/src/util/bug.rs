@@ -18,10 +18,22 @@ macro_rules! bug {
 #[inline(never)]
 pub(crate) fn abort(msg: std::fmt::Arguments<'_>) -> ! {
     let bt = std::backtrace::Backtrace::force_capture();
-    eprintln!(
+    fatal(format!(
         "gc-core bug: {msg}\n(thread {:?})\n{bt}\naborting",
         std::thread::current().name().unwrap_or("<unnamed>")
-    );
+    ))
+}
+
+/// Write `report` (one line or several) to stderr in one write and abort the process. One
+/// write, because other threads may be printing panic reports at the same moment (several mark
+/// workers running the same panicking `Trace` impl), and the panic hook does not take the
+/// lock `eprintln!` takes between its pieces.
+#[cold]
+#[inline(never)]
+pub(crate) fn fatal(mut report: String) -> ! {
+    use std::io::Write;
+    report.push('\n');
+    let _ = std::io::stderr().write_all(report.as_bytes());
     std::process::abort()
 }
 
@@ -41,11 +53,10 @@ impl AbortOnUnwind {
 impl Drop for AbortOnUnwind {
     #[cold]
     fn drop(&mut self) {
-        eprintln!(
+        fatal(format!(
             "gc-core: a panic unwound through {} (a `Trace` implementation or a gc-core bug); \
              marking cannot go on without the work it held: aborting",
             self.0
-        );
-        std::process::abort();
+        ));
     }
 }

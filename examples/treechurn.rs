@@ -157,9 +157,10 @@ fn parse_args() -> Args {
     a
 }
 
-/// Trees per mutator for `live_mib` MiB shared by `mutators` (a node takes a 48-byte slot).
+/// Trees per mutator for `live_mib` MiB shared by `mutators` (a node takes a 32-byte slot, as in
+/// Go: objects have no header).
 fn trees_per_mutator(a: &Args) -> usize {
-    let tree_bytes = NODES_PER_TREE * 48;
+    let tree_bytes = NODES_PER_TREE * std::mem::size_of::<Node<'static>>();
     (a.live_mib << 20).div_ceil(tree_bytes * a.mutators).max(1)
 }
 

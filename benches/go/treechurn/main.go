@@ -45,9 +45,9 @@ func main() {
 	ops := flag.Int("ops", 5000, "operations")
 	mutators := flag.Int("mutators", 1, "mutator goroutines")
 	flag.Parse()
-	// A node is 32 bytes in Go (no header); keep the same number of trees as the Rust harness,
-	// which counts 48 bytes per node.
-	treeBytes := nodesPerTree * 48
+	// A node is 32 bytes here and in the Rust harness (neither has an object header), which
+	// keeps the same number of trees.
+	treeBytes := nodesPerTree * 32
 	trees := (*liveMiB<<20 + treeBytes**mutators - 1) / (treeBytes * *mutators)
 	opsEach := (*ops + *mutators - 1) / *mutators
 

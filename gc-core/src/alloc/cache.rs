@@ -1,10 +1,12 @@
 //! Per-mutator allocation caches (Go: `mcache`): the lock-free allocation fast path.
 //!
-//! Each mutator owns one [`MCache`] with a slot per span class. A slot caches one span and a
-//! 64-slot **window** of it: `free` holds a 1 for every free slot in the window. Allocation is
+//! Each mutator owns one [`MCache`]: a small two-way set-associative table with an entry per
+//! span class it allocates in (a type in a size class: [`crate::alloc::span_class`]), found by
+//! hashing the class's key. An entry caches one span and a 64-slot **window** of it: `free`
+//! holds a 1 for every free slot in the window. Allocation is
 //!
 //! ```text
-//! if free != 0 { i = trailing_zeros(free); free &= free - 1; return base + i * size }
+//! e = entry(key); if e.free != 0 { i = trailing_zeros(e.free); e.free &= e.free - 1; return e.base + i * size }
 //! ```
 //!
 //! — no lock, no atomic read-modify-write, no write to the span. Only when the window is empty
@@ -33,15 +35,23 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::alloc::central::{NUM_SPAN_CLASSES, SpanRef, Swept, span_class};
+use crate::alloc::central::{SpanKind, SpanRef, Swept};
 use crate::alloc::mheap::{MHeap, TookSpan};
 use crate::alloc::size_class::class_for;
 use crate::alloc::span::{Span, SpanAlloc};
+use crate::alloc::span_class::TypeTag;
 use crate::util::error::AllocError;
+
+/// Entries in a cache (a power of two).
+const ENTRIES: usize = 128;
 
 /// The cached state for one span class.
 #[derive(Clone, Copy)]
 struct ClassCache {
+    /// The span class's cache key ([`TypeTag::key`]); 0 for an unused entry.
+    key: usize,
+    /// The span class's id (valid when `key` is not 0).
+    class_id: usize,
     /// Free slots of the current window (bit i = slot `word * 64 + i`).
     free: u64,
     /// Free slots of the window when it was loaded.
@@ -57,6 +67,8 @@ struct ClassCache {
 }
 
 const EMPTY: ClassCache = ClassCache {
+    key: 0,
+    class_id: 0,
     free: 0,
     window_free: 0,
     base: 0,
@@ -64,6 +76,13 @@ const EMPTY: ClassCache = ClassCache {
     word: 0,
     span: None,
 };
+
+/// The first of the two entries a key may occupy (the other is `index ^ 1`): a multiplicative
+/// hash of the key, whose low bits (the type's address) vary little between types.
+#[inline(always)]
+fn index(key: usize) -> usize {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - ENTRIES.trailing_zeros())
+}
 
 /// Lazy sweeping, as the collector provides it to the allocator: the cache pops and claims an
 /// unswept span of the class it needs and hands it over to be swept.
@@ -74,9 +93,10 @@ pub(crate) trait LazySweep {
     fn sweep(&self, s: SpanRef) -> Swept;
 }
 
-/// A mutator's allocation cache.
+/// A mutator's allocation cache: a two-way set-associative table of span classes, keyed by
+/// (type, size class).
 pub(crate) struct MCache {
-    classes: [ClassCache; NUM_SPAN_CLASSES],
+    entries: [ClassCache; ENTRIES],
     /// Objects handed out and already written back (published to `objects_allocated` when the
     /// cache is flushed).
     allocated_objects: u64,
@@ -85,16 +105,25 @@ pub(crate) struct MCache {
 impl MCache {
     pub(crate) fn new() -> MCache {
         MCache {
-            classes: [EMPTY; NUM_SPAN_CLASSES],
+            entries: [EMPTY; ENTRIES],
             allocated_objects: 0,
         }
     }
 
-    /// Allocate a slot of span class `sc` from the current window: the fast path. `None` when
-    /// the window is empty (then [`MCache::refill`]).
+    /// Allocate a slot of the span class with cache key `key` ([`TypeTag::key`]) from the
+    /// current window: the fast path. `None` when the window is empty or the class has no
+    /// entry (then [`MCache::refill`]).
     #[inline(always)]
-    pub(crate) fn alloc_small(&mut self, sc: usize) -> Option<usize> {
-        let c = &mut self.classes[sc];
+    pub(crate) fn alloc_small(&mut self, key: usize) -> Option<usize> {
+        let i = index(key);
+        let i = if self.entries[i].key == key {
+            i
+        } else if self.entries[i ^ 1].key == key {
+            i ^ 1
+        } else {
+            return None;
+        };
+        let c = &mut self.entries[i];
         let f = c.free;
         if f != 0 {
             c.free = f & (f - 1);
@@ -131,19 +160,60 @@ impl MCache {
         used.count_ones() as u64
     }
 
-    /// Slow path of [`MCache::alloc_small`]: the next window of the cached span, or a new span
-    /// (swept lazily through `sweeper`, or fresh). `black`: marking is on. Returns the slot and,
-    /// if a span was taken, what to report.
+    /// The entry of the span class of `tag` in `size_class`, made if it has none: an unused
+    /// entry of its two, or else one whose span is written back and released to its partial
+    /// list.
+    fn entry(
+        &mut self,
+        mh: &MHeap,
+        tag: TypeTag,
+        size_class: usize,
+        black: bool,
+    ) -> Result<usize, AllocError> {
+        let key = tag.key(size_class);
+        let i = index(key);
+        if self.entries[i].key == key {
+            return Ok(i);
+        }
+        if self.entries[i ^ 1].key == key {
+            return Ok(i ^ 1);
+        }
+        let class_id = mh
+            .central
+            .classes
+            .id(tag, size_class)
+            .ok_or(AllocError::TooManyTypes {
+                limit: crate::alloc::span_class::MAX_SPAN_CLASSES,
+            })?;
+        let victim = if self.entries[i].span.is_none() {
+            i
+        } else {
+            i ^ 1
+        };
+        self.flush_entry(mh, victim, black, true);
+        self.entries[victim] = ClassCache {
+            key,
+            class_id,
+            ..EMPTY
+        };
+        Ok(victim)
+    }
+
+    /// Slow path of [`MCache::alloc_small`] for objects of type `tag` in `size_class`: the next
+    /// window of the cached span, or a new span (swept lazily through `sweeper`, or fresh).
+    /// `black`: marking is on. Returns the slot and, if a span was taken, what to report.
     #[cold]
     #[inline(never)]
     pub(crate) fn refill(
         &mut self,
         mh: &MHeap,
-        sc: usize,
+        tag: TypeTag,
+        size_class: usize,
         black: bool,
         sweeper: &impl LazySweep,
     ) -> Result<(usize, Option<TookSpan>), AllocError> {
-        let c = &mut self.classes[sc];
+        let e = self.entry(mh, tag, size_class, black)?;
+        let c = &mut self.entries[e];
         if let Some(s) = c.span {
             // A cached span stays allocated while cached: it is in no list, so no sweeper can
             // free it.
@@ -166,19 +236,19 @@ impl MCache {
                 }
             }
             drop(st);
-            self.release(mh, sc, black, false);
+            self.release(mh, e, black, false);
         }
-        let (s, fresh) = acquire_span(mh, sc, sweeper)?;
-        let bytes = self.install(mh, sc, s, black);
+        let (s, fresh) = acquire_span(mh, self.entries[e].class_id, sweeper)?;
+        let bytes = self.install(mh, e, s, black);
         let addr = self
-            .alloc_small(sc)
+            .alloc_small(tag.key(size_class))
             .unwrap_or_else(|| bug!("an installed span's window had no free slot"));
         Ok((addr, Some(TookSpan { bytes, fresh })))
     }
 
-    /// Take `s` (swept, with free slots, not on any list) into the cache for `sc`; returns the
-    /// bytes added to `heap_live`.
-    fn install(&mut self, mh: &MHeap, sc: usize, s: SpanRef, black: bool) -> usize {
+    /// Take `s` (swept, with free slots, not on any list) into entry `e`; returns the bytes
+    /// added to `heap_live`.
+    fn install(&mut self, mh: &MHeap, e: usize, s: SpanRef, black: bool) -> usize {
         let span = s.get();
         let mut st = span.state.lock();
         debug_assert!(!st.in_cache && !st.in_partial);
@@ -191,28 +261,35 @@ impl MCache {
         let free = !words[w];
         load_window(span, w, free, black);
         drop(st);
-        self.classes[sc] = ClassCache {
+        let c = &mut self.entries[e];
+        *c = ClassCache {
             free,
             window_free: free,
             base: span.start + w * 64 * span.elem_size,
             elem_size: span.elem_size,
             word: w,
             span: Some(s),
+            ..*c
         };
-        mh.note_taken(free_bytes, span.noscan, black);
+        mh.note_taken(free_bytes, span.tag.noscan, black);
         free_bytes
     }
 
-    /// Give the span cached for `sc` back. With `to_partial`, a span with free slots goes on
-    /// its central partial list (mutator exit); otherwise it is left for the next sweep
-    /// (world stopped: every span is about to be queued for sweeping anyway).
-    fn release(&mut self, mh: &MHeap, sc: usize, black: bool, to_partial: bool) {
-        let c = &mut self.classes[sc];
+    /// Give the span cached in entry `e` back (its window written back already); the entry
+    /// keeps its span class. With `to_partial`, a span with free slots goes on its central
+    /// partial list (mutator exit, eviction); otherwise it is left for the next sweep (world
+    /// stopped: every span is about to be queued for sweeping anyway).
+    fn release(&mut self, mh: &MHeap, e: usize, black: bool, to_partial: bool) {
+        let c = &mut self.entries[e];
         let Some(s) = c.span else {
             return;
         };
         let span = s.get();
-        *c = EMPTY;
+        *c = ClassCache {
+            key: c.key,
+            class_id: c.class_id,
+            ..EMPTY
+        };
         let (unused, has_free) = {
             let mut st = span.state.lock();
             st.in_cache = false;
@@ -224,7 +301,7 @@ impl MCache {
         let k = &mh.counters;
         k.heap_live.fetch_sub(unused, Ordering::Relaxed);
         k.heap_alloc.fetch_sub(unused, Ordering::Relaxed);
-        if !span.noscan && !black {
+        if !span.tag.noscan && !black {
             // As `note_taken` counts it (not while marking). Saturating: the count is reset at
             // mark termination, after every cache's flush, so this only guards a mismatch.
             let _ = k
@@ -234,7 +311,7 @@ impl MCache {
                 });
         }
         if to_partial && has_free {
-            let mut l = mh.central.classes[sc].lock();
+            let mut l = mh.central.classes.get(span.class_id).lists.lock();
             let mut st = span.state.lock();
             if !st.in_partial && !mh.central.needs_sweep(span) {
                 st.in_partial = true;
@@ -244,20 +321,25 @@ impl MCache {
         }
     }
 
+    /// Write back entry `e`'s window and release its span, if it has one.
+    fn flush_entry(&mut self, mh: &MHeap, e: usize, black: bool, to_partial: bool) {
+        let c = &mut self.entries[e];
+        let Some(s) = c.span else {
+            return;
+        };
+        let span = s.get();
+        {
+            let mut st = span.state.lock();
+            self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);
+        }
+        self.release(mh, e, black, to_partial);
+    }
+
     /// Write back every window and release every span (world stopped, or mutator exit); see
     /// [`MCache::release`] for `to_partial`.
     pub(crate) fn flush(&mut self, mh: &MHeap, black: bool, to_partial: bool) {
-        for sc in 0..NUM_SPAN_CLASSES {
-            let c = &mut self.classes[sc];
-            let Some(s) = c.span else {
-                continue;
-            };
-            let span = s.get();
-            {
-                let mut st = span.state.lock();
-                self.allocated_objects += Self::write_back(mh, c, span, &mut st, black);
-            }
-            self.release(mh, sc, black, to_partial);
+        for e in 0..ENTRIES {
+            self.flush_entry(mh, e, black, to_partial);
         }
         mh.counters.objects_allocated.fetch_add(
             std::mem::take(&mut self.allocated_objects),
@@ -298,11 +380,12 @@ fn acquire_span(
     sc: usize,
     sweeper: &impl LazySweep,
 ) -> Result<(SpanRef, bool), AllocError> {
+    let lists = &mh.central.classes.get(sc).lists;
     let c = &mh.central;
     let mut budget = SWEEP_BUDGET;
     while !c.sweep_held() && budget > 0 && !sweeper.should_stop() {
         let from_partial = {
-            let mut l = c.classes[sc].lock();
+            let mut l = lists.lock();
             let s = l.partial.pop();
             if let Some(s) = s {
                 s.get().state.lock().in_partial = false;
@@ -326,15 +409,11 @@ fn acquire_span(
         }
         // Full after sweeping: it stays in `all` only.
     }
-    Ok((mh.new_span(Some(sc), 0, sc % 2 == 1)?, true))
+    Ok((mh.new_span(SpanKind::Small(sc))?, true))
 }
 
-/// Span class and size class for a request of `bytes` with alignment `align`, or `None` for a
-/// large object.
+/// Size class for a request of `bytes` with alignment `align`, or `None` for a large object.
 #[inline(always)]
-pub(crate) const fn span_class_for(bytes: usize, align: usize, noscan: bool) -> Option<usize> {
-    match class_for(bytes, if align > 8 { 16 } else { 8 }) {
-        Some(c) => Some(span_class(c, noscan)),
-        None => None,
-    }
+pub(crate) const fn size_class_for(bytes: usize, align: usize) -> Option<usize> {
+    class_for(bytes, if align > 8 { 16 } else { 8 })
 }

@@ -1,6 +1,7 @@
 //! Central span lists (Go: `mcentral`): where allocation caches get spans and return them.
 //!
-//! For each **span class** (size class × scan/noscan) there is one lock and two lists:
+//! For each **span class** (a type in a size class, [`crate::alloc::span_class`]) there is one
+//! lock and two lists:
 //!
 //! * `partial`: spans with at least one free slot, ready for a cache;
 //! * `unswept`: spans queued for sweeping this cycle.
@@ -40,18 +41,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::alloc::arena::{Arena, PAGE_SIZE};
-use crate::alloc::size_class::{CLASSES, NUM_CLASSES};
+use crate::alloc::size_class::CLASSES;
 use crate::alloc::span::POISON;
 use crate::alloc::span::{LARGE, Span};
+use crate::alloc::span_class::{SpanClasses, TypeTag};
 use crate::alloc::sweepgen::SweepGen;
 
-/// Number of span classes: every size class in a scan and a noscan flavour.
-pub(crate) const NUM_SPAN_CLASSES: usize = NUM_CLASSES * 2;
-
-/// Span class index for a size class and scan flavour.
-#[inline(always)]
-pub(crate) const fn span_class(class: usize, noscan: bool) -> usize {
-    class * 2 + noscan as usize
+/// What kind of span [`Central::new_span`] makes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SpanKind {
+    /// A span of span class `id` (its size class and type).
+    Small(usize),
+    /// A one-object span of at least `bytes` for an object of type `tag`.
+    Large { bytes: usize, tag: TypeTag },
 }
 
 /// A pointer to a span owned by the heap. Spans are boxed and freed only by `free_span` (or at
@@ -88,6 +90,7 @@ pub(crate) struct Swept {
     pub empty: bool,
 }
 
+/// The lists of one span class (under the class's lock).
 #[derive(Default)]
 pub(crate) struct ClassLists {
     pub partial: Vec<SpanRef>,
@@ -96,7 +99,8 @@ pub(crate) struct ClassLists {
 
 /// The central lists.
 pub(crate) struct Central {
-    pub classes: Box<[Mutex<ClassLists>]>,
+    /// The span classes and their lists.
+    pub classes: SpanClasses,
     pub large_unswept: Mutex<Vec<SpanRef>>,
     /// Spans on the unswept lists (raised before a push, lowered after a pop, so it never
     /// undercounts): "is anything left to sweep" without taking every class lock.
@@ -123,9 +127,7 @@ const MAX_SPARE: usize = 1 << 18;
 impl Central {
     pub(crate) fn new() -> Central {
         Central {
-            classes: (0..NUM_SPAN_CLASSES)
-                .map(|_| Mutex::new(ClassLists::default()))
-                .collect(),
+            classes: SpanClasses::new(),
             large_unswept: Mutex::new(Vec::new()),
             unswept_len: AtomicUsize::new(0),
             all: Mutex::new(Vec::new()),
@@ -197,7 +199,8 @@ impl Central {
             all.extend_from_slice(&l);
         }
         let mut large = Vec::new();
-        let mut by_class: Vec<Vec<SpanRef>> = (0..NUM_SPAN_CLASSES).map(|_| Vec::new()).collect();
+        let mut by_class: Vec<Vec<SpanRef>> =
+            (0..self.classes.count()).map(|_| Vec::new()).collect();
         for &s in all.iter() {
             let sp = s.get();
             if !self.needs_sweep(sp) {
@@ -206,11 +209,11 @@ impl Central {
             if sp.class == LARGE {
                 large.push(s);
             } else {
-                by_class[span_class(sp.class, sp.noscan)].push(s);
+                by_class[sp.class_id].push(s);
             }
         }
         for (sc, mut spans) in by_class.into_iter().enumerate() {
-            let mut l = self.classes[sc].lock();
+            let mut l = self.classes.get(sc).lists.lock();
             // Take the stale spans off the partial list: from now on the unswept list owns them.
             l.partial.retain(|s| {
                 let stale = self.needs_sweep(s.get());
@@ -243,25 +246,18 @@ impl Central {
         self.sweep_gen.open();
     }
 
-    /// Make a new span for `span_class` (or a large span of `large_bytes` when `span_class` is
-    /// `None`), publish it in the page map and list it in `all`. Returns `None` when the arena
-    /// is exhausted.
-    pub(crate) fn new_span(
-        &self,
-        arena: &Arena,
-        span_class: Option<usize>,
-        large_bytes: usize,
-        noscan: bool,
-        poison: bool,
-    ) -> Option<SpanRef> {
-        let (npages, elem_size, nelems, class) = match span_class {
-            Some(sc) => {
-                let c = CLASSES[sc / 2];
-                (c.pages, c.size, c.slots, sc / 2)
+    /// Make a new span of `kind`, publish it in the page map and list it in `all`. Returns
+    /// `None` when the arena is exhausted.
+    pub(crate) fn new_span(&self, arena: &Arena, kind: SpanKind, poison: bool) -> Option<SpanRef> {
+        let (npages, elem_size, nelems, class, class_id, tag) = match kind {
+            SpanKind::Small(id) => {
+                let sc = self.classes.get(id);
+                let c = CLASSES[sc.size_class];
+                (c.pages, c.size, c.slots, sc.size_class, id, sc.tag)
             }
-            None => {
-                let pages = large_bytes.div_ceil(PAGE_SIZE);
-                (pages, pages * PAGE_SIZE, 1, LARGE)
+            SpanKind::Large { bytes, tag } => {
+                let pages = bytes.div_ceil(PAGE_SIZE);
+                (pages, pages * PAGE_SIZE, 1, LARGE, LARGE, tag)
             }
         };
         let start = arena.alloc_pages(npages)?;
@@ -277,14 +273,15 @@ impl Central {
                 // SAFETY: a spare span is referenced from nowhere else (`free_span` put it
                 // there after unpublishing and unlisting it), so this is the only reference.
                 unsafe {
-                    (*s.0.as_ptr())
-                        .reuse(start, npages, elem_size, nelems, class, noscan, sweep_gen)
+                    (*s.0.as_ptr()).reuse(
+                        start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
+                    )
                 };
                 s
             }
             None => {
                 let span = Box::new(Span::new(
-                    start, npages, elem_size, nelems, class, noscan, sweep_gen,
+                    start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
                 ));
                 SpanRef(NonNull::from(Box::leak(span)))
             }
@@ -343,13 +340,16 @@ impl Central {
         self.unswept_len.load(Ordering::SeqCst)
     }
 
-    /// Take a span from the unswept list of span class `sc`; none in the weak-clearing window
+    /// Take a span from the unswept list of span class `sc` (an id); none in the weak-clearing window
     /// (checked under the list's lock, after which the window can only close: a span queued in
     /// the window is not popped before it closes, where its claim would fail and the span be
     /// lost to its sweep).
     pub(crate) fn pop_unswept(&self, sc: usize) -> Option<SpanRef> {
+        if sc >= self.classes.count() {
+            return None;
+        }
         let s = {
-            let mut l = self.classes[sc].lock();
+            let mut l = self.classes.get(sc).lists.lock();
             if self.sweep_held() {
                 None
             } else {

@@ -8,8 +8,9 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::alloc::arena::Arena;
-use crate::alloc::central::{Central, SpanRef};
+use crate::alloc::central::{Central, SpanKind, SpanRef};
 use crate::alloc::span::LARGE;
+use crate::alloc::span_class::TypeTag;
 use crate::util::error::AllocError;
 
 /// The heap's size figures, Go's names. Each says who writes it; all are read by anyone
@@ -88,20 +89,18 @@ impl MHeap {
         Ok(())
     }
 
-    /// A fresh span for span class `sc` (or a large span of `large_bytes` when `sc` is `None`).
-    pub(crate) fn new_span(
-        &self,
-        sc: Option<usize>,
-        large_bytes: usize,
-        noscan: bool,
-    ) -> Result<SpanRef, AllocError> {
+    /// A fresh span of `kind`.
+    pub(crate) fn new_span(&self, kind: SpanKind) -> Result<SpanRef, AllocError> {
         self.check_max_heap()?;
         self.central
-            .new_span(&self.arena, sc, large_bytes, noscan, self.poison)
+            .new_span(&self.arena, kind, self.poison)
             .ok_or(AllocError::OutOfMemory {
-                requested: match sc {
-                    Some(sc) => crate::alloc::size_class::CLASSES[sc / 2].size,
-                    None => large_bytes,
+                requested: match kind {
+                    SpanKind::Small(id) => {
+                        let c = self.central.classes.get(id).size_class;
+                        crate::alloc::size_class::CLASSES[c].size
+                    }
+                    SpanKind::Large { bytes, .. } => bytes,
                 },
                 reservation: self.arena.len(),
             })
@@ -121,15 +120,15 @@ impl MHeap {
         c.heap_live.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Allocate a large object (more than 32 KiB) in a span of its own; `black` while marking
-    /// (the object is allocated marked).
+    /// Allocate a large object (more than 32 KiB) of type `tag` in a span of its own; `black`
+    /// while marking (the object is allocated marked).
     pub(crate) fn alloc_large(
         &self,
         bytes: usize,
-        noscan: bool,
+        tag: TypeTag,
         black: bool,
     ) -> Result<(usize, TookSpan), AllocError> {
-        let s = self.new_span(None, bytes, noscan)?;
+        let s = self.new_span(SpanKind::Large { bytes, tag })?;
         let span = s.get();
         debug_assert_eq!(span.class, LARGE);
         {
@@ -144,7 +143,7 @@ impl MHeap {
             c.alloc_black_objects.fetch_add(1, Ordering::Relaxed);
         }
         c.objects_allocated.fetch_add(1, Ordering::Relaxed);
-        self.note_taken(span.elem_size, noscan, black);
+        self.note_taken(span.elem_size, tag.noscan, black);
         Ok((
             span.start,
             TookSpan {

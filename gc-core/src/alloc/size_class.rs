@@ -1,6 +1,6 @@
 //! Size classes: how a small allocation request is rounded up to a slot size.
 //!
-//! Small objects (at most [`MAX_SMALL_SIZE`] bytes, header included) are carved from spans that
+//! Small objects (at most [`MAX_SMALL_SIZE`] bytes) are carved from spans that
 //! hold slots of one size. The classes are generated at compile time by a rule, not copied from a
 //! table:
 //!

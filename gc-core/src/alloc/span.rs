@@ -1,8 +1,10 @@
 //! Spans: runs of pages holding slots of one size, with their mark and allocation bitmaps.
 //!
 //! A span is either **small** (a size class, many slots) or **large** (one object of more than
-//! 32 KiB, rounded up to whole pages). A span is also **scan** or **noscan**: noscan spans hold
-//! only pointer-free objects, so the marker sets their mark bit and never reads them.
+//! 32 KiB, rounded up to whole pages). Every object of a span has the same type, recorded once
+//! in the span ([`TypeTag`]; objects have no header, see [`crate::alloc::span_class`]). A span is
+//! **noscan** when its type holds no GC pointers: the marker sets its objects' mark bits and
+//! never reads them.
 //!
 //! # Bitmaps
 //!
@@ -28,7 +30,9 @@
 //! Every in-use span is also in `Central::all`. Span geometry (`start`, `elem_size`, …) is
 //! immutable for the span's life, which is what lets the marker read it without a lock.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::alloc::span_class::TypeTag;
 
 use crate::util::primitive::AtomicU64 as GenAtomic;
 
@@ -38,8 +42,6 @@ use parking_lot::Mutex;
 /// Byte written over every freed slot and every fresh span in verify mode, so that a read of
 /// freed memory or a stale pointer shows up (see the verifier).
 pub(crate) const POISON: u8 = 0xDB;
-/// The poison byte repeated over a word.
-pub(crate) const POISON_WORD: usize = usize::from_ne_bytes([POISON; 8]);
 
 /// Mutable allocation state of a span (behind `Span::state`).
 pub(crate) struct SpanAlloc {
@@ -65,8 +67,10 @@ pub(crate) struct Span {
     pub nelems: usize,
     /// Size-class index, or `LARGE` for a one-object span.
     pub class: usize,
-    /// Whether the span holds only pointer-free objects.
-    pub noscan: bool,
+    /// Span-class id (the central lists the span belongs to), or `LARGE` for a one-object span.
+    pub class_id: usize,
+    /// The type of every object in the span.
+    pub tag: TypeTag,
     /// `ceil(2^32 / elem_size)`: slot index of an offset is `(off * div_mul) >> 32`, exact for
     /// every slot start because the error term `off * (div_mul - 2^32/size) / 2^32` is below
     /// `span bytes / 2^32 < 1` (Go: `mspan.divMul`). Saves a division per marked pointer.
@@ -75,8 +79,6 @@ pub(crate) struct Span {
     pub mark: BitVec<AtomicU64, Lsb0>,
     /// Allocation state.
     pub state: Mutex<SpanAlloc>,
-    /// Set when an object with drop glue was allocated here since the last sweep.
-    pub may_drop: AtomicBool,
     /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
     /// [`SweepGen`](crate::alloc::sweepgen::SweepGen): needs sweeping, being swept, or swept.
     pub sweep_gen: GenAtomic,
@@ -90,13 +92,15 @@ pub(crate) const LARGE: usize = usize::MAX;
 
 impl Span {
     /// A new span over `[start, start + npages pages)` with `nelems` slots of `elem_size`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         start: usize,
         npages: usize,
         elem_size: usize,
         nelems: usize,
         class: usize,
-        noscan: bool,
+        class_id: usize,
+        tag: TypeTag,
         sweep_gen: u64,
     ) -> Span {
         Self::with_buffers(
@@ -105,7 +109,8 @@ impl Span {
             elem_size,
             nelems,
             class,
-            noscan,
+            class_id,
+            tag,
             sweep_gen,
             Vec::new(),
             Vec::new(),
@@ -122,13 +127,14 @@ impl Span {
         elem_size: usize,
         nelems: usize,
         class: usize,
-        noscan: bool,
+        class_id: usize,
+        tag: TypeTag,
         sweep_gen: u64,
     ) {
         let mark = std::mem::take(&mut self.mark).into_vec();
         let alloc = std::mem::take(&mut self.state.get_mut().alloc).into_vec();
         *self = Self::with_buffers(
-            start, npages, elem_size, nelems, class, noscan, sweep_gen, mark, alloc,
+            start, npages, elem_size, nelems, class, class_id, tag, sweep_gen, mark, alloc,
         );
     }
 
@@ -139,7 +145,8 @@ impl Span {
         elem_size: usize,
         nelems: usize,
         class: usize,
-        noscan: bool,
+        class_id: usize,
+        tag: TypeTag,
         sweep_gen: u64,
         mut mark: Vec<AtomicU64>,
         mut alloc: Vec<u64>,
@@ -163,7 +170,8 @@ impl Span {
             elem_size,
             nelems,
             class,
-            noscan,
+            class_id,
+            tag,
             div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
             mark,
             state: Mutex::new(SpanAlloc {
@@ -172,7 +180,6 @@ impl Span {
                 in_cache: false,
                 in_partial: false,
             }),
-            may_drop: AtomicBool::new(false),
             sweep_gen: GenAtomic::new(sweep_gen),
             all_index: AtomicUsize::new(usize::MAX),
         }
@@ -255,10 +262,19 @@ mod tests {
     use super::*;
     use crate::alloc::size_class::CLASSES;
 
+    static T0: u8 = 0;
+    static T1: u8 = 1;
+
+    /// A test tag (no collector reads it).
+    fn tag(t: &'static u8, noscan: bool) -> TypeTag {
+        // SAFETY (test): every tag made here points to a `'static u8`.
+        unsafe { TypeTag::new(t as *const u8 as *const (), noscan, false) }
+    }
+
     #[test]
     fn div_mul_is_exact_at_every_slot_start() {
         for c in CLASSES {
-            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, false, 0);
+            let s = Span::new(0x10000, c.pages, c.size, c.slots, 0, 0, tag(&T0, false), 0);
             for i in 0..c.slots {
                 assert_eq!(s.slot_index(s.slot_addr(i)), i, "class {c:?} slot {i}");
             }
@@ -267,7 +283,7 @@ mod tests {
 
     #[test]
     fn mark_bits_test_and_set() {
-        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
+        let s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 0);
         assert!(s.try_mark(5));
         assert!(!s.try_mark(5));
         assert!(s.is_marked(5));
@@ -282,7 +298,7 @@ mod tests {
 
     #[test]
     fn alloc_bits_past_end_are_set() {
-        let s = Span::new(0x10000, 1, 24, 341, 2, false, 0);
+        let s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 0);
         let st = s.state.lock();
         assert_eq!(st.alloc.len(), 384);
         assert!(st.alloc[341..].all());
@@ -293,7 +309,7 @@ mod tests {
     fn reused_metadata_is_as_new() {
         // A used span (bits set, counters moved) reused for a different geometry, bigger and
         // then smaller, must look exactly like a fresh one.
-        let mut s = Span::new(0x10000, 1, 24, 341, 2, false, 4);
+        let mut s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 4);
         s.try_mark(3);
         s.try_mark(300);
         {
@@ -302,10 +318,9 @@ mod tests {
             st.allocated = 9;
             st.in_partial = true;
         }
-        s.may_drop.store(true, Ordering::Relaxed);
         for (size, n) in [(16, 512), (48, 170)] {
-            s.reuse(0x20000, 1, size, n, 1, true, 6);
-            let fresh = Span::new(0x20000, 1, size, n, 1, true, 6);
+            s.reuse(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
+            let fresh = Span::new(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
             assert_eq!(s.marked_count(), 0);
             assert_eq!(s.mark.len(), fresh.mark.len());
             let (st, ft) = (s.state.lock(), fresh.state.lock());
@@ -316,11 +331,10 @@ mod tests {
             );
             drop((st, ft));
             assert_eq!(
-                (s.start, s.elem_size, s.nelems, s.noscan),
-                (0x20000, size, n, true)
+                (s.start, s.elem_size, s.nelems, s.class_id, s.tag),
+                (0x20000, size, n, 7, tag(&T1, true))
             );
             assert_eq!(s.slot_index(0x20000 + 5 * size), 5);
-            assert!(!s.may_drop.load(Ordering::Relaxed));
             assert_eq!(s.sweep_gen.load(Ordering::Relaxed), 6);
         }
     }

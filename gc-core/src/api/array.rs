@@ -15,38 +15,32 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::alloc::cache::span_class_for;
+use crate::alloc::cache::size_class_for;
 use crate::api::cell::{GcCell, Slot};
 use crate::api::gc::Gc;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{Header, TypeInfo, VAR_DATA_OFFSET, VarHeader};
+use crate::gc::object::{Object, TypeInfo, VAR_DATA_OFFSET, VarHeader};
 use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
-/// Allocate a variable-length object: a [`VarHeader`] followed by `len` elements of `elem`
-/// bytes. Returns the header, with `info` and `len` written; elements are uninitialised.
+/// Allocate a variable-length object of type `info`: a [`VarHeader`] followed by `len` elements
+/// of `elem` bytes. Returns the object, with `len` written; elements are uninitialised.
 pub(crate) fn alloc_var(
     mc: &Mutation<'_>,
     info: &'static TypeInfo,
     len: usize,
     elem: usize,
-    noscan: bool,
 ) -> Result<NonNull<VarHeader>, AllocError> {
     let bytes = len
         .checked_mul(elem)
         .and_then(|b| b.checked_add(VAR_DATA_OFFSET))
         .filter(|&b| b <= isize::MAX as usize)
         .ok_or(AllocError::TooLarge { len })?;
-    let addr = mc.alloc_raw(span_class_for(bytes, 8, noscan), bytes, noscan, false)?;
+    let addr = mc.alloc_raw(info, size_class_for(bytes, 8), bytes)?;
     let p = addr as *mut VarHeader;
     // SAFETY: a fresh slot of at least `bytes` bytes, 8-aligned, owned by no one else.
-    unsafe {
-        p.write(VarHeader {
-            header: Header { info },
-            len,
-        })
-    };
+    unsafe { p.write(VarHeader { len }) };
     // SAFETY: non-null (inside the arena).
     Ok(unsafe { NonNull::new_unchecked(p) })
 }
@@ -67,11 +61,12 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
         },
         drop: None,
         name: || "GcArray",
+        size: 0,
     };
 
     /// # Safety
-    /// `h` must be the header of a live `GcArray` of `T`.
-    unsafe fn trace_erased(h: *const Header, t: &mut Tracer) {
+    /// `h` must be a live `GcArray` of `T`.
+    unsafe fn trace_erased(h: *const Object, t: &mut Tracer) {
         // SAFETY: forwarded.
         unsafe { Self::trace_from_erased(h, 0, t) }
     }
@@ -81,8 +76,8 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
     /// scan of a large array holds up a pause or an assist's next check.
     ///
     /// # Safety
-    /// `h` must be the header of a live `GcArray` of `T`, and `start` at most its length.
-    unsafe fn trace_from_erased(h: *const Header, start: usize, t: &mut Tracer) {
+    /// `h` must be a live `GcArray` of `T`, and `start` at most its length.
+    unsafe fn trace_from_erased(h: *const Object, start: usize, t: &mut Tracer) {
         // SAFETY: by the contract `h` starts a live array object of `T` slots; its length is
         // immutable and its words are atomics.
         let words = unsafe { array_words(h as *const VarHeader) };
@@ -97,7 +92,7 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
 /// The element words of an array object.
 ///
 /// # Safety
-/// `h` must be the header of a live array object.
+/// `h` must be a live array object.
 unsafe fn array_words<'a>(h: *const VarHeader) -> &'a [AtomicUsize] {
     // SAFETY: an array object is a `VarHeader` followed by `len` initialised `AtomicUsize`s.
     unsafe {
@@ -136,7 +131,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
 
     /// An array of `len` copies of `init`, or an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8, !T::NEEDS_TRACE)?;
+        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8)?;
         mc.shade_init(&init);
         let w = init.to_word();
         // SAFETY: the element area has room for `len` words; writing them initialises it.
@@ -167,8 +162,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
     }
 
     fn empty(mc: &Mutation<'gc>) -> Self {
-        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8, !T::NEEDS_TRACE)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8).unwrap_or_else(|e| panic!("{e}"));
         GcArray {
             ptr: h,
             _t: PhantomData,
@@ -239,7 +233,7 @@ unsafe impl<'gc, T: Slot<'gc>> Trace for GcArray<'gc, T> {
     const NEEDS_TRACE: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.edge(self.ptr.as_ptr() as *const Header);
+        tracer.edge(self.ptr.as_ptr() as *const Object);
     }
 }
 

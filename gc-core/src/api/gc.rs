@@ -15,16 +15,16 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::alloc::cache::span_class_for;
+use crate::alloc::cache::size_class_for;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{GcBox, Header};
+use crate::gc::object::{Info, Object};
 use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
 /// A garbage-collected pointer to a `T`, valid for the mutation scope `'gc`.
 pub struct Gc<'gc, T> {
-    pub(crate) ptr: NonNull<GcBox<T>>,
+    pub(crate) ptr: NonNull<T>,
     pub(crate) _brand: PhantomData<(&'gc T, std::cell::Cell<&'gc ()>)>,
 }
 
@@ -43,10 +43,15 @@ unsafe impl<T: Send + Sync> Send for Gc<'_, T> {}
 unsafe impl<T: Send + Sync> Sync for Gc<'_, T> {}
 
 impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
-    const SPAN_CLASS: Option<usize> = span_class_for(
-        std::mem::size_of::<GcBox<T>>(),
-        std::mem::align_of::<GcBox<T>>(),
-        !T::NEEDS_TRACE,
+    /// The size class of a `T` (zero-sized types take the smallest slot, so that every
+    /// object has its own address and mark bit); `None` for a large object.
+    const SIZE_CLASS: Option<usize> = size_class_for(
+        if std::mem::size_of::<T>() == 0 {
+            1
+        } else {
+            std::mem::size_of::<T>()
+        },
+        std::mem::align_of::<T>(),
     );
 
     /// Allocate `value` on the heap.
@@ -72,24 +77,17 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
             )
         };
         let addr = mc.alloc_raw(
-            Self::SPAN_CLASS,
-            std::mem::size_of::<GcBox<T>>(),
-            !T::NEEDS_TRACE,
-            std::mem::needs_drop::<T>(),
+            &Info::<T>::INFO,
+            Self::SIZE_CLASS,
+            std::mem::size_of::<T>().max(1),
         )?;
         mc.shade_init(&value);
-        let p = addr as *mut GcBox<T>;
-        // SAFETY: `addr` is a fresh slot of at least `size_of::<GcBox<T>>()` bytes, aligned for
-        // `GcBox<T>` (class sizes ≥ 32 are multiples of 16; large objects are page aligned), and
-        // owned by no one else.
-        unsafe {
-            p.write(GcBox {
-                header: Header {
-                    info: &GcBox::<T>::INFO,
-                },
-                value,
-            })
-        };
+        let p = addr as *mut T;
+        // SAFETY: `addr` is a fresh slot of at least `size_of::<T>()` bytes, aligned for `T`
+        // (slots of 16-byte classes and classes ≥ 32 are 16-aligned, which `size_class_for`
+        // picks for alignments above 8; large objects are page aligned), and owned by no one
+        // else.
+        unsafe { p.write(value) };
         Ok(Gc {
             // SAFETY: `addr` is non-null (it is inside the arena).
             ptr: unsafe { NonNull::new_unchecked(p) },
@@ -108,8 +106,7 @@ impl<'gc, T> Gc<'gc, T> {
     /// The object's address (for hashing and identity; it does not change: objects never move).
     #[inline]
     pub fn as_ptr(self) -> *const T {
-        // SAFETY: `ptr` points to a live `GcBox<T>`.
-        unsafe { &raw const (*self.ptr.as_ptr()).value }
+        self.ptr.as_ptr()
     }
 
     /// A reference valid for the whole scope (unlike `Deref`, not tied to this handle).
@@ -117,12 +114,12 @@ impl<'gc, T> Gc<'gc, T> {
     pub fn as_ref_gc(self) -> &'gc T {
         // SAFETY: the object is alive for the whole scope `'gc` (a collection cannot run while
         // the scope does) and is only accessed by shared reference.
-        unsafe { &(*self.ptr.as_ptr()).value }
+        unsafe { self.ptr.as_ref() }
     }
 
     #[inline]
-    pub(crate) fn header(self) -> *const Header {
-        self.ptr.as_ptr() as *const Header
+    pub(crate) fn object(self) -> *const Object {
+        self.ptr.as_ptr() as *const Object
     }
 
     /// Encode as a word (the object address), for [`Slot`](crate::Slot) implementations.
@@ -140,7 +137,7 @@ impl<'gc, T> Gc<'gc, T> {
     pub unsafe fn from_word(w: usize) -> Gc<'gc, T> {
         Gc {
             // SAFETY: by the contract `w` is a non-null object address.
-            ptr: unsafe { NonNull::new_unchecked(w as *mut GcBox<T>) },
+            ptr: unsafe { NonNull::new_unchecked(w as *mut T) },
             _brand: PhantomData,
         }
     }
@@ -151,7 +148,7 @@ impl<T> Deref for Gc<'_, T> {
     #[inline(always)]
     fn deref(&self) -> &T {
         // SAFETY: the object is alive while the scope runs (see `as_ref`).
-        unsafe { &(*self.ptr.as_ptr()).value }
+        unsafe { self.ptr.as_ref() }
     }
 }
 
@@ -162,7 +159,7 @@ unsafe impl<T> Trace for Gc<'_, T> {
     const NEEDS_TRACE: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.edge(self.header());
+        tracer.edge(self.object());
     }
 }
 

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use crate::api::heap::Owner;
 use crate::api::root::{NoStack, Root, RootStack, Rootable, RootsBox};
 use crate::gc::heap::Shared;
+use crate::gc::object::TypeInfo;
 use crate::gc::registry::{InScope, MutatorRecord, SCAN_GONE};
 use crate::gc::roots::RootSet;
 use crate::gc::scope::in_scope_of;
@@ -337,18 +338,17 @@ impl<'gc> Mutation<'gc> {
         self.owner.clone()
     }
 
-    /// Allocate `bytes` (header included) from this mutator's cache, or as a large object
-    /// when `sc` (the span class, computed at compile time) is `None`. `needs_drop`: the object
-    /// has drop glue (its span must run drop glue when swept).
+    /// Allocate an object of type `info` and `bytes` bytes from this mutator's cache, in size
+    /// class `class` (computed at compile time for sized types), or as a large object when
+    /// `class` is `None`.
     #[inline(always)]
     pub(crate) fn alloc_raw(
         &self,
-        sc: Option<usize>,
+        info: &'static TypeInfo,
+        class: Option<usize>,
         bytes: usize,
-        noscan: bool,
-        needs_drop: bool,
     ) -> Result<usize, AllocError> {
-        crate::gc::malloc::malloc(self.shared, &self.scope, sc, bytes, noscan, needs_drop)
+        crate::gc::malloc::malloc(self.shared, &self.scope, info, class, bytes)
     }
 
     /// The write barrier, before `old` is replaced by `new` in a heap slot.

@@ -30,7 +30,7 @@ impl<'gc> Mutation<'gc> {
         R: for<'x> Rootable<'x>,
         Root<'gc, R>: Sized,
     {
-        let slot = crate::gc::roots::stash(self.shared, ObjAddr(gc.header()));
+        let slot = crate::gc::roots::stash(self.shared, ObjAddr(gc.object()));
         Stash {
             owner: self.owner(),
             slot,

@@ -1,6 +1,6 @@
 //! Pointer-free strings and byte buffers, allocated in noscan spans.
 //!
-//! [`GcStr`] and [`GcBytes`] are immutable after allocation: a header, a length and the bytes.
+//! [`GcStr`] and [`GcBytes`] are immutable after allocation: a length and the bytes.
 //! They are never read by the marker (noscan) and have no drop glue, so sweeping them is pure
 //! bitmap arithmetic.
 
@@ -12,7 +12,7 @@ use crate::api::array::alloc_var;
 use crate::api::cell::Slot;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{Header, TypeInfo, VAR_DATA_OFFSET, VarHeader};
+use crate::gc::object::{Object, TypeInfo, VAR_DATA_OFFSET, VarHeader};
 use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
@@ -21,6 +21,7 @@ static BYTES_INFO: TypeInfo = TypeInfo {
     trace_from: None,
     drop: None,
     name: || "GcBytes",
+    size: 0,
 };
 
 /// An immutable heap byte buffer.
@@ -48,8 +49,8 @@ impl<'gc> GcBytes<'gc> {
 
     /// Copy `bytes` into the heap, or return an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, bytes: &[u8]) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, &BYTES_INFO, bytes.len(), 1, true)?;
-        // SAFETY: the fresh object has room for `len` bytes after its header.
+        let h = alloc_var(mc, &BYTES_INFO, bytes.len(), 1)?;
+        // SAFETY: the fresh object has room for `len` bytes after its length.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -66,7 +67,7 @@ impl<'gc> GcBytes<'gc> {
     /// The bytes, valid for the whole scope.
     #[inline]
     pub fn as_bytes(self) -> &'gc [u8] {
-        // SAFETY: a live bytes object: header, `len`, then `len` initialised bytes, immutable.
+        // SAFETY: a live bytes object: `len`, then `len` initialised bytes, immutable.
         unsafe {
             let len = (*self.ptr.as_ptr()).len;
             std::slice::from_raw_parts((self.ptr.as_ptr() as *const u8).add(VAR_DATA_OFFSET), len)
@@ -96,7 +97,7 @@ impl fmt::Debug for GcBytes<'_> {
 unsafe impl Trace for GcBytes<'_> {
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.edge(self.ptr.as_ptr() as *const Header);
+        tracer.edge(self.ptr.as_ptr() as *const Object);
     }
 }
 

@@ -32,7 +32,7 @@ use crate::alloc::arena::Arena;
 use crate::alloc::mheap::MHeap;
 use crate::gc::collector::Control;
 use crate::gc::mark::MarkState;
-use crate::gc::object::Header;
+use crate::gc::object::{Object, type_of};
 use crate::gc::registry::MutatorRecord;
 use crate::gc::roots::StashTable;
 use crate::gc::safepoint::Safepoint;
@@ -47,7 +47,7 @@ use crate::util::primitive::Monitor;
 
 /// A raw object address kept in heap-side tables (weak registry, stash, barrier buffers).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct ObjAddr(pub *const Header);
+pub(crate) struct ObjAddr(pub *const Object);
 // SAFETY: an address; what it points to is only dereferenced by the collector under the
 // handshake's ordering.
 unsafe impl Send for ObjAddr {}
@@ -164,20 +164,16 @@ impl Drop for Shared {
     /// span metadata (the reservation is unmapped when the arena drops).
     fn drop(&mut self) {
         self.mheap.central.teardown(|span| {
-            if !span.may_drop.load(Ordering::Relaxed) {
+            let Some(d) = type_of(span).drop else {
                 return;
-            }
+            };
             let st = span.state.lock();
             for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
-                let h = span.slot_addr(i) as *mut Header;
                 // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
-                // initialised object that has not been dropped (sweeping clears the alloc bit of
-                // every object it drops); nothing can reach it any more.
-                let info = unsafe { (*h).info };
-                if let Some(d) = info.drop {
-                    // SAFETY: as above; dropped exactly once, here.
-                    unsafe { d(h) };
-                }
+                // initialised object of the span's type that has not been dropped (sweeping
+                // clears the alloc bit of every object it drops); nothing can reach it any more.
+                // Dropped exactly once, here.
+                unsafe { d(span.slot_addr(i) as *mut Object) };
             }
         });
     }

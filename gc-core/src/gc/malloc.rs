@@ -6,69 +6,73 @@
 use std::sync::atomic::Ordering;
 
 use crate::alloc::mheap::TookSpan;
+use crate::alloc::span_class::TypeTag;
 use crate::gc::heap::Shared;
+use crate::gc::object::TypeInfo;
 use crate::gc::registry::InScope;
 use crate::gc::sweep::LazySweeper;
 use crate::util::error::AllocError;
 
-/// Allocate `bytes` (header included) with the span class `sc` from the scope's cache, or as a
-/// large object (`sc` is `None`); `needs_drop` marks the span as holding drop glue.
+/// Allocate an object of type `info` and `bytes` bytes, in size class `class` from the scope's
+/// cache, or as a large object (`class` is `None`).
 #[inline(always)]
 pub(crate) fn malloc(
     h: &Shared,
     scope: &InScope<'_>,
-    sc: Option<usize>,
+    info: &'static TypeInfo,
+    class: Option<usize>,
     bytes: usize,
-    noscan: bool,
-    needs_drop: bool,
 ) -> Result<usize, AllocError> {
-    let addr = match sc {
-        Some(sc) => alloc_small(h, scope, sc)?,
-        None => alloc_large(h, scope, bytes, noscan)?,
-    };
-    if needs_drop {
-        // SAFETY: `addr` was just allocated: it lies in an in-use span, which cannot be freed
-        // before this scope ends.
-        unsafe { h.mheap.arena.span_of_live(addr) }
-            .unwrap_or_else(|| bug!("a fresh object at {addr:#x} is in no span"))
-            .may_drop
-            .store(true, Ordering::Relaxed);
+    let tag = info.tag();
+    match class {
+        Some(class) => alloc_small(h, scope, tag, class),
+        None => alloc_large(h, scope, bytes, tag),
     }
-    Ok(addr)
 }
 
-/// Allocate a slot of span class `sc` in the scope's cache: the fast path is one window
-/// operation; the slow path refills the cache.
+/// Allocate a slot of type `tag` in size class `class` from the scope's cache: the fast path is
+/// one window operation; the slow path refills the cache.
 #[inline(always)]
-pub(crate) fn alloc_small(h: &Shared, scope: &InScope<'_>, sc: usize) -> Result<usize, AllocError> {
-    match scope.with_local(|l| l.cache.alloc_small(sc)) {
+pub(crate) fn alloc_small(
+    h: &Shared,
+    scope: &InScope<'_>,
+    tag: TypeTag,
+    class: usize,
+) -> Result<usize, AllocError> {
+    let key = tag.key(class);
+    match scope.with_local(|l| l.cache.alloc_small(key)) {
         Some(addr) => Ok(addr),
-        None => alloc_small_slow(h, scope, sc),
+        None => alloc_small_slow(h, scope, tag, class),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn alloc_small_slow(h: &Shared, scope: &InScope<'_>, sc: usize) -> Result<usize, AllocError> {
+fn alloc_small_slow(
+    h: &Shared,
+    scope: &InScope<'_>,
+    tag: TypeTag,
+    class: usize,
+) -> Result<usize, AllocError> {
     let black = h.mark.marking.load(Ordering::Relaxed);
     let sweeper = LazySweeper(h);
     let mheap = &h.mheap;
-    let (addr, took) = scope.with_local(|l| l.cache.refill(mheap, sc, black, &sweeper))?;
+    let (addr, took) = scope.with_local(|l| l.cache.refill(mheap, tag, class, black, &sweeper))?;
     if let Some(t) = took {
         took_span(h, scope, t, black);
     }
     Ok(addr)
 }
 
-/// Allocate a large object (more than 32 KiB) in a span of its own.
+/// Allocate a large object (more than 32 KiB) of type `tag` in a span of its own.
 pub(crate) fn alloc_large(
     h: &Shared,
     scope: &InScope<'_>,
     bytes: usize,
-    noscan: bool,
+    tag: TypeTag,
 ) -> Result<usize, AllocError> {
     let black = h.mark.marking.load(Ordering::Relaxed);
-    let (addr, took) = h.mheap.alloc_large(bytes, noscan, black)?;
+    let (addr, took) = h.mheap.alloc_large(bytes, tag, black)?;
     took_span(h, scope, took, black);
     Ok(addr)
 }

@@ -1,53 +1,79 @@
-//! Object layout: every heap object starts with a one-word header naming its type.
+//! Object layout: objects have no header; their type is recorded once per span.
 //!
 //! ```text
+//!   span (one type, one size class) ─► tag ─► TypeInfo { trace, trace_from, drop, name }
 //!   slot ─► ┌──────────────────────┐
-//!           │ header: &TypeInfo    │  8 bytes, written once at allocation, immutable after
-//!           ├──────────────────────┤
-//!           │ payload (T, or len + │  what `Gc<'gc, T>` dereferences to
+//!           │ payload (T, or len + │  what `Gc<'gc, T>` points to and dereferences to
 //!           │  elements for arrays)│
 //!           └──────────────────────┘
 //! ```
 //!
 //! `TypeInfo` is a `'static` table per type (a promoted constant), giving the collector what it
 //! needs without knowing `T`: how to trace the payload, how to run its drop glue, and a name for
-//! diagnostics. The size comes from the span (every slot of a span has the same size), so it is
-//! not stored per object.
+//! diagnostics. Every object of a span has the same type (the allocator keeps one span class per
+//! type and size class, see [`crate::alloc::span_class`]), so the span records the table once, as
+//! a [`TypeTag`] made by [`TypeInfo::tag`], and [`type_of`] reads it back: a two-pointer node
+//! takes 16 bytes, not 24. The size comes from the span too.
 //!
-//! Only the header pointer is ever read by the collector through an untyped pointer; the payload
-//! is read through the typed `trace` function stored in the header, which is the `Trace` impl of
-//! the type the object was allocated with.
+//! The collector reads an object only through the typed functions of its span's table, which are
+//! the `Trace` impl and drop glue of the type the object was allocated with.
 
+use std::marker::PhantomData;
+
+use crate::alloc::span::Span;
+use crate::alloc::span_class::TypeTag;
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::trace::Trace;
 
+/// A heap object of unknown type: `*const Object` is an object's address (a slot start).
+#[repr(C)]
+pub(crate) struct Object {
+    _opaque: [u8; 0],
+}
+
 /// Per-type information shared by all objects of one type.
 pub(crate) struct TypeInfo {
-    /// Traces the payload of the object at the given header; `None` for noscan types.
-    pub trace: Option<unsafe fn(*const Header, &mut Tracer)>,
+    /// Traces the object at the given address; `None` for noscan types.
+    pub trace: Option<unsafe fn(*const Object, &mut Tracer)>,
     /// Arrays only: traces the elements from the given index on, one chunk at a time (see
     /// [`crate::gc::mark::tracer::ARRAY_CHUNK`]).
-    pub trace_from: Option<unsafe fn(*const Header, usize, &mut Tracer)>,
-    /// Runs the payload's drop glue; `None` if the type has none.
-    pub drop: Option<unsafe fn(*mut Header)>,
-    /// `std::any::type_name` of the payload, for verifier messages.
+    pub trace_from: Option<unsafe fn(*const Object, usize, &mut Tracer)>,
+    /// Runs the object's drop glue; `None` if the type has none.
+    pub drop: Option<unsafe fn(*mut Object)>,
+    /// `std::any::type_name` of the payload, for diagnostics.
     pub name: fn() -> &'static str,
+    /// Bytes of a sized object (`size_of::<T>()`); 0 for variable-length objects.
+    pub size: usize,
 }
 
-/// The first word of every object.
-#[repr(C)]
-pub(crate) struct Header {
-    pub info: &'static TypeInfo,
+impl TypeInfo {
+    /// The allocator's tag for this type.
+    #[inline(always)]
+    pub(crate) fn tag(&'static self) -> TypeTag {
+        // SAFETY: `self` is immutable `'static` data, and every tag in the crate is made here,
+        // from a `TypeInfo` (which `type_of` relies on).
+        unsafe {
+            TypeTag::new(
+                self as *const TypeInfo as *const (),
+                self.trace.is_none(),
+                self.drop.is_some(),
+            )
+        }
+    }
 }
 
-/// A sized object: header then value.
-#[repr(C)]
-pub(crate) struct GcBox<T> {
-    pub header: Header,
-    pub value: T,
+/// The type of every object in `span`.
+#[inline(always)]
+pub(crate) fn type_of(span: &Span) -> &'static TypeInfo {
+    // SAFETY: a span's tag was given by the allocation that made the span, and every tag is made
+    // by `TypeInfo::tag` from a `&'static TypeInfo`.
+    unsafe { &*(span.tag.ptr() as *const TypeInfo) }
 }
 
-impl<T: Trace> GcBox<T> {
+/// The [`TypeInfo`] of a sized type `T`.
+pub(crate) struct Info<T>(PhantomData<T>);
+
+impl<T: Trace> Info<T> {
     pub(crate) const INFO: TypeInfo = TypeInfo {
         trace: if T::NEEDS_TRACE {
             Some(Self::trace_erased)
@@ -61,29 +87,28 @@ impl<T: Trace> GcBox<T> {
             None
         },
         name: std::any::type_name::<T>,
+        size: std::mem::size_of::<T>(),
     };
 
     /// # Safety
-    /// `h` must be the header of a live `GcBox<T>`.
-    unsafe fn trace_erased(h: *const Header, t: &mut Tracer) {
-        // SAFETY: by the contract, `h` starts a live, initialised `GcBox<T>` (`repr(C)`, header
-        // first); `T: Trace` promises the trace reads only immutable or atomic fields.
-        unsafe { (*(h as *const GcBox<T>)).value.trace(t) }
+    /// `o` must be a live, initialised `T`.
+    unsafe fn trace_erased(o: *const Object, t: &mut Tracer) {
+        // SAFETY: by the contract, `o` is a live, initialised `T`; `T: Trace` promises the trace
+        // reads only immutable or atomic fields.
+        unsafe { (*(o as *const T)).trace(t) }
     }
 
     /// # Safety
-    /// `h` must be the header of a dead `GcBox<T>` whose value has not been dropped yet, and
-    /// nothing may use the value afterwards.
-    unsafe fn drop_erased(h: *mut Header) {
+    /// `o` must be a dead `T` that has not been dropped yet, and nothing may use it afterwards.
+    unsafe fn drop_erased(o: *mut Object) {
         // SAFETY: by the contract the value is initialised and dropped exactly once, here.
-        unsafe { std::ptr::drop_in_place(&raw mut (*(h as *mut GcBox<T>)).value) }
+        unsafe { std::ptr::drop_in_place(o as *mut T) }
     }
 }
 
-/// Variable-length objects (arrays, strings): header, element count, elements.
+/// Variable-length objects (arrays, strings): the element count, then the elements.
 #[repr(C)]
 pub(crate) struct VarHeader {
-    pub header: Header,
     pub len: usize,
 }
 

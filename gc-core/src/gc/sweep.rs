@@ -18,7 +18,7 @@
 //! afterwards (frees it if empty, lists it as partial if it has free slots).
 //!
 //! Sweeping a span: for each slot that is allocated and not marked, run its drop glue (if the
-//! span ever held a type with drop glue) and, in verify mode, overwrite it with poison; then the
+//! span's type has drop glue) and, in verify mode, overwrite it with poison; then the
 //! mark bitmap becomes the alloc bitmap and the mark bitmap is cleared. Spans whose objects have
 //! no drop glue are swept by bitmap arithmetic alone, without touching the objects.
 //!
@@ -32,11 +32,11 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::alloc::cache::LazySweep;
-use crate::alloc::central::{SpanRef, Swept, span_class};
+use crate::alloc::central::{SpanRef, Swept};
 use crate::alloc::span::LARGE;
 use crate::alloc::span::POISON;
 use crate::gc::heap::Shared;
-use crate::gc::object::Header;
+use crate::gc::object::{Object, TypeInfo, type_of};
 
 /// The sweep's shared state.
 #[derive(Default)]
@@ -68,7 +68,8 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let span = s.get();
     let mut st = span.state.lock();
     debug_assert!(!st.in_cache);
-    let run_drops = span.may_drop.load(Ordering::Relaxed);
+    let info = type_of(span);
+    let run_drops = info.drop.is_some();
     let slow = run_drops || h.settings.verify;
     let nelems = span.nelems;
     let marks = span.mark_words();
@@ -90,7 +91,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
                 dead &= dead - 1;
                 let addr = span.slot_addr(i);
                 if run_drops {
-                    run_drop(addr as *mut Header);
+                    run_drop(info, addr as *mut Object);
                 }
                 if h.settings.verify {
                     // SAFETY: slot `i` is dead (allocated, unmarked): nothing reachable points
@@ -103,9 +104,6 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
         marks[wi].store(0, Ordering::Relaxed);
     }
     st.allocated = live;
-    if live == 0 {
-        span.may_drop.store(false, Ordering::Relaxed);
-    }
     h.mheap.central.set_swept(span);
     drop(st);
     if freed > 0 {
@@ -143,18 +141,18 @@ pub(crate) fn refuse_in_drop_glue(what: &str) {
     }
 }
 
-fn run_drop(h: *mut Header) {
-    // SAFETY: `h` is the header of a dead object (allocated, unmarked) in a span being swept by
-    // this thread alone; its header is intact (only sweeping overwrites dead objects, after
-    // this call), and this is the one sweep that frees it.
-    let info = unsafe { (*h).info };
+/// Run the drop glue of the dead object `o` of type `info`.
+fn run_drop(info: &'static TypeInfo, o: *mut Object) {
     if let Some(d) = info.drop {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // Restored, not cleared, afterwards: this drop glue may itself run in drop glue (a
             // lazy sweep of another heap it allocated in).
             let outer = IN_DROP_GLUE.with(|c| c.replace(true));
-            // SAFETY: as above; the value is dropped exactly once, here.
-            unsafe { d(h) };
+            // SAFETY: `o` is a dead object (allocated, unmarked) of the span's type, in a span
+            // being swept by this thread alone; it is intact (only sweeping overwrites dead
+            // objects, after this call), and this is the one sweep that frees it, so it is
+            // dropped exactly once, here.
+            unsafe { d(o) };
             IN_DROP_GLUE.with(|c| c.set(outer));
         }));
         if r.is_err() {
@@ -178,7 +176,7 @@ fn place(h: &Shared, s: SpanRef, r: Swept) {
     if span.class == LARGE || r.free_slots == 0 {
         return;
     }
-    let mut l = h.mheap.central.classes[span_class(span.class, span.noscan)].lock();
+    let mut l = h.mheap.central.classes.get(span.class_id).lists.lock();
     let mut st = span.state.lock();
     if st.in_cache || st.in_partial {
         bug!("a span popped for sweeping was also cached or listed");
@@ -195,7 +193,7 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
     // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
     c.sweepers.fetch_add(1, Ordering::SeqCst);
     let popped = c.pop_large_unswept().or_else(|| {
-        let n = c.classes.len();
+        let n = c.classes.count().max(1);
         let start = h.sweep.cursor.load(Ordering::Relaxed) % n;
         (0..n).find_map(|k| {
             let sc = (start + k) % n;

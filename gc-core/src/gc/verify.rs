@@ -18,11 +18,10 @@ use crate::alloc::arena::PAGE_SIZE;
 use std::collections::HashSet;
 
 use crate::alloc::arena::Arena;
-use crate::alloc::span::{POISON, POISON_WORD};
+use crate::alloc::span::POISON;
 use crate::gc::heap::Shared;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::GcBox;
-use crate::gc::object::Header;
+use crate::gc::object::{Object, TypeInfo, type_of};
 use crate::gc::stw::StoppedWorld;
 use crate::gc::weak::WeakBox;
 
@@ -48,8 +47,8 @@ pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<()
     h.stash.lock().trace(&mut t);
     for w in h.weaks.lock().iter() {
         t.edge(w.0);
-        // SAFETY: registered weak boxes that survived `process_weaks` are live `GcBox<WeakBox>`.
-        let target = unsafe { (*(w.0 as *const GcBox<WeakBox>)).value.target() };
+        // SAFETY: registered weak boxes that survived `process_weaks` are live `WeakBox`es.
+        let target = unsafe { (*(w.0 as *const WeakBox)).target() };
         if !target.is_null() {
             t.edge(target);
         }
@@ -125,18 +124,25 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
-    /// Check the object at `h`; whether the tracer should walk it (good, and not seen before).
+    /// Check the object at `h`; its type if the tracer should walk it (good, and not seen
+    /// before).
     #[cold]
-    pub(crate) fn visit(&mut self, arena: *const Arena, h: *const Header) -> bool {
+    pub(crate) fn visit(
+        &mut self,
+        arena: *const Arena,
+        h: *const Object,
+    ) -> Option<&'static TypeInfo> {
         let addr = h as usize;
         // SAFETY: the arena outlives every tracer (see the field `Tracer::arena`).
-        if let Some(p) = check_object(unsafe { &*arena }, addr) {
-            if self.problems.len() < 32 {
-                self.problems.push(p);
+        match check_object(unsafe { &*arena }, addr) {
+            Err(p) => {
+                if self.problems.len() < 32 {
+                    self.problems.push(p);
+                }
+                None
             }
-            return false;
+            Ok(info) => self.seen.insert(addr).then_some(info),
         }
-        self.seen.insert(addr)
     }
 
     /// The problems found so far.
@@ -146,38 +152,45 @@ impl Checker {
 }
 
 /// What is wrong with a reachable pointer `addr`, if anything: not in an in-use span, not a
-/// slot start, a free slot, or poisoned.
-fn check_object(arena: &Arena, addr: usize) -> Option<String> {
+/// slot start, a free slot, or poisoned. Its type if nothing is.
+fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String> {
     // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is freed
     // meanwhile.
     let Some(span) = (unsafe { arena.span_of_live(addr) }) else {
-        return Some(format!(
+        return Err(format!(
             "reachable pointer {addr:#x} is not in an in-use span"
         ));
     };
     if !span.is_slot_start(addr) {
-        return Some(format!(
+        return Err(format!(
             "reachable pointer {addr:#x} is not a slot start (span {:#x}, size {})",
             span.start, span.elem_size
         ));
     }
     let i = span.slot_index(addr);
     let allocated = span.state.lock().alloc[i];
+    let info = type_of(span);
     if !allocated {
-        return Some(format!(
-            "reachable pointer {addr:#x} points into a free slot (span {:#x}, slot {i})",
+        return Err(format!(
+            "reachable `{}` at {addr:#x} points into a free slot (span {:#x}, slot {i})",
+            (info.name)(),
             span.start
         ));
     }
-    // SAFETY: the slot is allocated, so its first word is an initialised header (or, in a
-    // corrupted heap, poison: which is what we check for, as a plain word read).
-    let first = unsafe { *(addr as *const usize) };
-    if first == POISON_WORD {
-        return Some(format!(
-            "reachable object {addr:#x} has been poisoned (freed while reachable)"
-        ));
+    // Objects have no header whose corruption would show, so look for what the sweep leaves in
+    // a freed slot: poison over the whole object. Only for types with GC pointers, which no
+    // valid object of can be all poison (a pointer of poison bytes is in no span).
+    if info.trace.is_some() && info.size >= std::mem::size_of::<usize>() {
+        // SAFETY: the slot is allocated and at least `size` bytes long; read as plain bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, info.size) };
+        if bytes.iter().all(|&b| b == POISON) {
+            return Err(format!(
+                "reachable `{}` at {addr:#x} has been poisoned (freed while reachable)",
+                (info.name)()
+            ));
+        }
     }
-    None
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -214,7 +227,7 @@ mod tests {
                 st.allocated -= 1;
             }
             // SAFETY (test): reading then overwriting our own test object.
-            let header = unsafe { *(addr as *const *const u8) };
+            let saved = unsafe { *(addr as *const [u64; 3]) };
             // SAFETY (test): as above.
             unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
             let problems = verify_heap(h, &mut world).unwrap_err();
@@ -228,8 +241,8 @@ mod tests {
                 st.alloc.set(i, true);
                 st.allocated += 1;
             }
-            // SAFETY (test): write back the header word.
-            unsafe { *(addr as *mut *const u8) = header };
+            // SAFETY (test): write the object back.
+            unsafe { *(addr as *mut [u64; 3]) = saved };
             let free = span.state.lock().alloc[..span.nelems].first_zero().unwrap();
             // SAFETY (test): a free slot of our span.
             unsafe { *(span.slot_addr(free) as *mut u8).add(3) = 0 };

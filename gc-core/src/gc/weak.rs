@@ -21,25 +21,25 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{GcBox, Header};
+use crate::gc::object::Object;
 use crate::gc::registry::InScope;
 use crate::gc::trace::Trace;
 
 /// The heap object behind a `GcWeak` (the API type).
 #[doc(hidden)]
 pub struct WeakBox {
-    target: AtomicPtr<Header>,
+    target: AtomicPtr<Object>,
 }
 
 impl WeakBox {
-    pub(crate) fn new(target: *const Header) -> WeakBox {
+    pub(crate) fn new(target: *const Object) -> WeakBox {
         WeakBox {
-            target: AtomicPtr::new(target as *mut Header),
+            target: AtomicPtr::new(target as *mut Object),
         }
     }
 
-    /// The target's header, or null once cleared.
-    pub(crate) fn target(&self) -> *const Header {
+    /// The target, or null once cleared.
+    pub(crate) fn target(&self) -> *const Object {
         self.target.load(Ordering::Acquire)
     }
 }
@@ -51,7 +51,7 @@ unsafe impl Trace for WeakBox {
 }
 
 /// Register the weak box at `b` (just allocated) for clearing.
-pub(crate) fn register(h: &Shared, b: *const Header) {
+pub(crate) fn register(h: &Shared, b: *const Object) {
     h.weaks.lock().push(ObjAddr(b));
 }
 
@@ -63,12 +63,12 @@ pub(crate) fn register(h: &Shared, b: *const Header) {
 /// is shaded if a cycle is marking (it may be outside the cycle's snapshot, reachable only
 /// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
 /// marking before this scope ends (also across a blocking region: see `gc::blocking`).
-pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Header> {
+pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Object> {
     let p = crate::alloc::sweepgen::upgrade_target(
         &h.mheap.central.sweep_gen,
         || b.target() as usize,
-        |p| is_live(h, p as *const Header),
-    )? as *const Header;
+        |p| is_live(h, p as *const Object),
+    )? as *const Object;
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
     }
@@ -88,8 +88,8 @@ pub(crate) fn process_weaks(h: &Shared) {
         if !is_live(h, b) {
             return false;
         }
-        // SAFETY: `b` is a marked (live) weak box: registered boxes are `GcBox<WeakBox>`.
-        let wb = unsafe { &(*(b as *const GcBox<WeakBox>)).value };
+        // SAFETY: `b` is a marked (live) weak box: registered objects are `WeakBox`es.
+        let wb = unsafe { &*(b as *const WeakBox) };
         let t = wb.target.load(Ordering::Relaxed);
         if t.is_null() {
             return false;
@@ -112,7 +112,7 @@ pub(crate) fn process_weaks(h: &Shared) {
 /// spans taken fresh from the arena after mark termination (caches are flushed in STW 2 and
 /// nothing is swept, so no older span is handed out), which carry the current sweep generation,
 /// while every span that existed at mark termination is still unswept.
-pub(crate) fn is_live(h: &Shared, obj: *const Header) -> bool {
+pub(crate) fn is_live(h: &Shared, obj: *const Object) -> bool {
     // SAFETY: called with the world stopped or in the weak-clearing window, where nothing is
     // swept, so no span is freed meanwhile.
     let Some(span) = (unsafe { h.mheap.arena.span_of_live(obj as usize) }) else {

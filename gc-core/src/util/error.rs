@@ -81,7 +81,7 @@ pub enum AllocError {
     /// mutation scope, so leave the scope (letting the collector free garbage) and retry, or
     /// configure a larger reservation.
     OutOfMemory {
-        /// Bytes requested, header included.
+        /// Bytes requested.
         requested: usize,
         /// Size of the arena reservation.
         reservation: usize,
@@ -98,6 +98,12 @@ pub enum AllocError {
     TooLarge {
         /// Elements requested.
         len: usize,
+    },
+    /// The heap already has the most span classes it can have (distinct pairs of an object
+    /// type and a size class that have been allocated: each has its own spans).
+    TooManyTypes {
+        /// The most span classes a heap can have.
+        limit: usize,
     },
 }
 
@@ -123,6 +129,11 @@ impl fmt::Display for AllocError {
                     "gc-core: allocation of {len} elements overflows the address space"
                 )
             }
+            AllocError::TooManyTypes { limit } => write!(
+                f,
+                "gc-core: too many object types: the heap has its limit of {limit} span classes \
+                 (distinct type and size-class pairs)"
+            ),
         }
     }
 }

@@ -18,18 +18,19 @@
 //!
 //! | purpose | made by | what `edge` does |
 //! |---------|---------|------------------|
-//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; push a newly greyed scan object |
+//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; push a newly greyed scan object with its type's `trace` |
 //! | **collecting** ([`Tracer::collecting`]) | the write barrier (`gc::barrier`) | record the edge; marks nothing |
 //! | **checking** ([`Tracer::checking`]) | the verifier (`gc::verify`'s [`Checker`]) | check the object is live and unpoisoned; walk it once |
 //!
-//! [`Tracer::drain`] pops grey objects and calls the `trace` function recorded in their header
-//! until none is left; a marker offers half its stack to the shared [`MarkWork`] queue when the
+//! A grey object is kept with the `trace` function of its type, read from its span's type when
+//! it was marked (objects have no header: `gc::object`). [`Tracer::drain`] pops grey objects
+//! and calls their `trace` until none is left; a marker offers half its stack to the shared [`MarkWork`] queue when the
 //! queue is empty (see `gc::mark::work` for when each kind of marker does).
 
 use crate::alloc::arena::Arena;
 use crate::gc::heap::ObjAddr;
 use crate::gc::mark::work::{MarkWork, SHARE_MIN};
-use crate::gc::object::Header;
+use crate::gc::object::{Object, type_of};
 use crate::gc::verify::Checker;
 
 /// What the tracer does with each edge.
@@ -61,8 +62,10 @@ pub struct Tracer {
     /// The heap's arena, which outlives every tracer: each lives inside one collection, one
     /// barrier or one verification, during which the heap is alive.
     arena: *const Arena,
-    /// Grey objects (marking), the edges reported (collecting), objects to walk (checking).
-    stack: Vec<*const Header>,
+    /// Grey objects (marking), objects to walk (checking).
+    stack: Vec<Grey>,
+    /// The edges reported (collecting).
+    collected: Vec<*const Object>,
     purpose: Purpose,
     /// Marking: set mark bits without an atomic read-modify-write ([`Marking::Alone`]).
     exclusive: bool,
@@ -73,7 +76,7 @@ pub struct Tracer {
     /// Objects this tracer marked.
     pub(crate) marked_objects: usize,
     /// Marking: the unscanned rest of large arrays, as (array, next index) continuations.
-    chunks: Vec<(*const Header, usize)>,
+    chunks: Vec<(*const Object, usize)>,
     /// Marking: work done, in units of one object or chunk scanned or one edge followed;
     /// bounds [`Tracer::drain_budget`].
     work: usize,
@@ -84,11 +87,22 @@ pub struct Tracer {
 /// pause request or a budget, and the rest can be handed to another marker.
 pub(crate) const ARRAY_CHUNK: usize = 128;
 
+/// A grey object: its address and its type's `trace` function.
+#[derive(Clone, Copy)]
+pub(crate) struct Grey {
+    obj: *const Object,
+    trace: unsafe fn(*const Object, &mut Tracer),
+}
+
+// SAFETY: an object address and a function pointer; the object is `Send + Sync` (every heap
+// type is) and alive for the cycle (it is marked).
+unsafe impl Send for Grey {}
+
 /// Grey work handed between markers through the shared queue: whole objects, and the unscanned
-/// rest of large arrays (array header, first element not yet scanned).
+/// rest of large arrays (array, first element not yet scanned).
 #[derive(Default)]
 pub(crate) struct GreyBatch {
-    pub objs: Vec<ObjAddr>,
+    pub objs: Vec<Grey>,
     pub chunks: Vec<(ObjAddr, usize)>,
 }
 
@@ -97,6 +111,7 @@ impl Tracer {
         Tracer {
             arena,
             stack: Vec::new(),
+            collected: Vec::new(),
             purpose,
             exclusive: false,
             share: std::ptr::null(),
@@ -134,9 +149,9 @@ impl Tracer {
         Tracer::with_purpose(arena, Purpose::Check(Box::default()))
     }
 
-    /// Report one edge to the object whose header is at `h`.
+    /// Report one edge to the object at `h`.
     #[inline(always)]
-    pub(crate) fn edge(&mut self, h: *const Header) {
+    pub(crate) fn edge(&mut self, h: *const Object) {
         if let Purpose::Mark = self.purpose {
             self.mark(h)
         } else {
@@ -147,13 +162,13 @@ impl Tracer {
     /// The edges of the other purposes, kept out of marking's inlined path.
     #[cold]
     #[inline(never)]
-    fn edge_other(&mut self, h: *const Header) {
+    fn edge_other(&mut self, h: *const Object) {
         match &mut self.purpose {
             Purpose::Mark => self.mark(h),
-            Purpose::Collect => self.stack.push(h),
+            Purpose::Collect => self.collected.push(h),
             Purpose::Check(c) => {
-                if c.visit(self.arena, h) {
-                    self.stack.push(h);
+                if let Some(trace) = c.visit(self.arena, h).and_then(|info| info.trace) {
+                    self.stack.push(Grey { obj: h, trace });
                 }
             }
         }
@@ -161,7 +176,7 @@ impl Tracer {
 
     /// Marking edge: set the mark bit; grey a newly marked scan object.
     #[inline(always)]
-    fn mark(&mut self, h: *const Header) {
+    fn mark(&mut self, h: *const Object) {
         self.work += 1;
         let addr = h as usize;
         let arena = self.arena;
@@ -182,8 +197,10 @@ impl Tracer {
         if newly {
             self.marked_bytes += span.elem_size;
             self.marked_objects += 1;
-            if !span.noscan {
-                self.stack.push(h);
+            if !span.tag.noscan
+                && let Some(trace) = type_of(span).trace
+            {
+                self.stack.push(Grey { obj: h, trace });
             }
         }
     }
@@ -191,7 +208,7 @@ impl Tracer {
     /// Where the scan of an array of `len` elements that starts at `start` stops: for a
     /// marking tracer the end of one chunk (the rest kept as a continuation), else the end.
     #[inline]
-    pub(crate) fn array_chunk_end(&mut self, h: *const Header, start: usize, len: usize) -> usize {
+    pub(crate) fn array_chunk_end(&mut self, h: *const Object, start: usize, len: usize) -> usize {
         if !matches!(self.purpose, Purpose::Mark) || len - start <= ARRAY_CHUNK {
             return len;
         }
@@ -203,10 +220,7 @@ impl Tracer {
     /// Take the grey work this tracer holds (to hand it to another marker).
     pub(crate) fn take_grey_batch(&mut self) -> GreyBatch {
         GreyBatch {
-            objs: std::mem::take(&mut self.stack)
-                .into_iter()
-                .map(ObjAddr)
-                .collect(),
+            objs: std::mem::take(&mut self.stack),
             chunks: std::mem::take(&mut self.chunks)
                 .into_iter()
                 .map(|(h, i)| (ObjAddr(h), i))
@@ -216,7 +230,7 @@ impl Tracer {
 
     /// Add grey work taken from the shared queue.
     pub(crate) fn push_grey_batch(&mut self, b: GreyBatch) {
-        self.stack.extend(b.objs.into_iter().map(|a| a.0));
+        self.stack.extend(b.objs);
         self.chunks
             .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
@@ -245,7 +259,7 @@ impl Tracer {
         let batch = if self.stack.len() > min {
             let n = self.stack.len() / 2;
             GreyBatch {
-                objs: self.stack.drain(..n).map(ObjAddr).collect(),
+                objs: self.stack.drain(..n).collect(),
                 chunks: Vec::new(),
             }
         } else if self.stack.is_empty() && self.chunks.len() > 1 {
@@ -289,26 +303,24 @@ impl Tracer {
     /// grey stack stays small.
     #[inline]
     fn scan_next(&mut self) -> bool {
-        if let Some(h) = self.stack.pop() {
+        if let Some(g) = self.stack.pop() {
             self.balance();
             self.work += 1;
-            // SAFETY: only headers of allocated, initialised objects are pushed (`edge` pushes
-            // what a `Gc` points to, batches come from other markers' stacks); the header is
-            // immutable after allocation.
-            let info = unsafe { (*h).info };
-            if let Some(trace) = info.trace {
-                // SAFETY: `trace` was recorded for exactly this object's type at allocation.
-                unsafe { trace(h, self) }
-            }
+            // SAFETY: only allocated, initialised objects are pushed (`edge` pushes what a `Gc`
+            // points to, batches come from other markers' stacks), each with the `trace` of
+            // its span's type, which is the type it was allocated with.
+            unsafe { (g.trace)(g.obj, self) }
         } else if let Some((h, start)) = self.chunks.pop() {
             self.work += 1;
             // SAFETY: continuations are pushed only by `array_chunk_end`, for the array being
-            // scanned (alive for the whole cycle: marked), whose header names its type.
-            let trace_from = unsafe { (*h).info }
+            // scanned, which is marked: alive, with its span, for the whole cycle.
+            let span = unsafe { (*self.arena).span_of_live(h as usize) }
+                .unwrap_or_else(|| bug!("an array continuation is in no span"));
+            let trace_from = type_of(span)
                 .trace_from
-                .expect("only arrays leave continuations");
-            // SAFETY: `h` is a live array of the type `trace_from` was recorded for, and
-            // `start` is below its length.
+                .unwrap_or_else(|| bug!("a continuation of an object that is not an array"));
+            // SAFETY: `h` is a live array of the type `trace_from` was recorded for (its span's
+            // type), and `start` is below its length.
             unsafe { trace_from(h, start, self) }
         } else {
             return false;
@@ -334,7 +346,7 @@ impl Tracer {
 
     /// The edges a collecting tracer recorded.
     pub(crate) fn take_collected(&mut self) -> Vec<ObjAddr> {
-        std::mem::take(&mut self.stack)
+        std::mem::take(&mut self.collected)
             .into_iter()
             .map(ObjAddr)
             .collect()

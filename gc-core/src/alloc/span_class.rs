@@ -1,0 +1,194 @@
+//! Span classes: one object type in one size class per span (a BiBoP heap: "big bag of pages").
+//!
+//! Objects carry no header. What the collector needs to know about an object (how to trace it,
+//! its drop glue, its name) is the same for every object of its type, so a span holds objects
+//! of **one type** only, and the span records that type once, as a [`TypeTag`]. A small span's
+//! **span class** is the pair (type, size class); each span class has its own central lists
+//! (Go keys `mcentral` by size class × scan/noscan and keeps pointer bitmaps per object; here
+//! tracing is the type's own `Trace` code, so the type itself is the key).
+//!
+//! The allocator does not know what a tag points to; the collector makes every tag from its
+//! per-type table and reads it back from the span (see [`TypeTag::new`]).
+//!
+//! # Cost
+//!
+//! A two-pointer node takes 16 bytes instead of 24. The price is fragmentation across types: a
+//! partly free span of one type cannot take objects of another, so a heap holds up to one
+//! partly used span per span class and mutator cache beyond what the objects need (at most
+//! `pages × 8 KiB` each: 8 KiB for every class up to 1 KiB). Empty spans go back to the page
+//! heap and serve any class.
+//!
+//! # The registry
+//!
+//! Span classes get dense ids on first use ([`SpanClasses::id`], a map under a lock, taken once
+//! per cache entry, not per allocation) and live until the heap is dropped, in a table of
+//! lazily made chunks that is read without a lock.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::alloc::central::ClassLists;
+
+/// The identity of an object type, as the allocator sees it: an opaque `'static` address the
+/// collector gives meaning to, and the two facts the allocator itself needs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct TypeTag {
+    ptr: *const (),
+    /// Objects of this type hold no GC pointers: the marker never reads them.
+    pub noscan: bool,
+    /// Objects of this type have drop glue: the sweeper must visit each dead one.
+    pub drops: bool,
+}
+
+// SAFETY: a tag is the address of immutable `'static` data (see `TypeTag::new`); sharing or
+// sending the address shares nothing mutable.
+unsafe impl Send for TypeTag {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for TypeTag {}
+
+impl TypeTag {
+    /// A tag for the type described at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must point to immutable data that lives for the rest of the program, and every tag
+    /// of one heap must point to a value of the same type: the collector casts
+    /// [`TypeTag::ptr`] back to that type (`gc::object::type_of`).
+    pub(crate) const unsafe fn new(ptr: *const (), noscan: bool, drops: bool) -> TypeTag {
+        TypeTag { ptr, noscan, drops }
+    }
+
+    /// The address the tag was made from.
+    #[inline(always)]
+    pub(crate) fn ptr(self) -> *const () {
+        self.ptr
+    }
+
+    /// The allocation-cache key of this type in size class `class`: the type's address in the
+    /// low 48 bits (user-space addresses on 64-bit targets fit), the class above.
+    #[inline(always)]
+    pub(crate) fn key(self, class: usize) -> usize {
+        self.ptr as usize | (class << 48)
+    }
+}
+
+/// One span class: a type in a size class, with its central lists.
+pub(crate) struct SpanClass {
+    /// Size-class index.
+    pub size_class: usize,
+    /// The type of every object in the class's spans.
+    pub tag: TypeTag,
+    /// The class's partial and unswept spans.
+    pub lists: Mutex<ClassLists>,
+}
+
+/// Span classes per chunk of the table.
+const CHUNK: usize = 256;
+/// Chunks in the table: at most `CHUNK * CHUNKS` span classes per heap.
+const CHUNKS: usize = 256;
+/// The most span classes a heap can have (distinct (type, size class) pairs allocated).
+pub(crate) const MAX_SPAN_CLASSES: usize = CHUNK * CHUNKS;
+
+/// A chunk of the span-class table: `CHUNK` classes, each made once.
+type Chunk = Box<[OnceLock<SpanClass>]>;
+
+/// The span classes of one heap.
+pub(crate) struct SpanClasses {
+    chunks: Box<[OnceLock<Chunk>]>,
+    /// Number of span classes made (ids `0..count` are all initialised once this is read with
+    /// `Acquire`).
+    count: AtomicUsize,
+    /// (type address, size class) → id. Taken when a cache entry meets a new key.
+    ids: Mutex<HashMap<(usize, usize), usize>>,
+}
+
+impl SpanClasses {
+    pub(crate) fn new() -> SpanClasses {
+        SpanClasses {
+            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+            count: AtomicUsize::new(0),
+            ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The id of the span class of `tag` in size class `size_class`, made on first use; `None`
+    /// when the heap already has [`MAX_SPAN_CLASSES`].
+    pub(crate) fn id(&self, tag: TypeTag, size_class: usize) -> Option<usize> {
+        let mut ids = self.ids.lock();
+        if let Some(&id) = ids.get(&(tag.ptr as usize, size_class)) {
+            return Some(id);
+        }
+        let id = self.count.load(Ordering::Relaxed);
+        if id >= MAX_SPAN_CLASSES {
+            return None;
+        }
+        let chunk = self.chunks[id / CHUNK]
+            .get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect::<Box<[_]>>());
+        if chunk[id % CHUNK]
+            .set(SpanClass {
+                size_class,
+                tag,
+                lists: Mutex::new(ClassLists::default()),
+            })
+            .is_err()
+        {
+            bug!("span class {id} made twice");
+        }
+        ids.insert((tag.ptr as usize, size_class), id);
+        // Release: whoever reads the count sees every class below it initialised.
+        self.count.store(id + 1, Ordering::Release);
+        Some(id)
+    }
+
+    /// Span class `id` (made by [`SpanClasses::id`]).
+    #[inline]
+    pub(crate) fn get(&self, id: usize) -> &SpanClass {
+        self.chunks[id / CHUNK]
+            .get()
+            .and_then(|c| c[id % CHUNK].get())
+            .unwrap_or_else(|| bug!("span class {id} used before it was made"))
+    }
+
+    /// Number of span classes made so far.
+    #[inline]
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static A: u64 = 1;
+    static B: u64 = 2;
+
+    fn tag(p: &'static u64, noscan: bool) -> TypeTag {
+        // SAFETY (test): every tag made here points to a `'static u64`.
+        unsafe { TypeTag::new(p as *const u64 as *const (), noscan, false) }
+    }
+
+    #[test]
+    fn ids_are_dense_and_stable_per_type_and_class() {
+        let c = SpanClasses::new();
+        let a2 = c.id(tag(&A, false), 2).unwrap();
+        let b2 = c.id(tag(&B, true), 2).unwrap();
+        let a3 = c.id(tag(&A, false), 3).unwrap();
+        assert_eq!((a2, b2, a3), (0, 1, 2));
+        assert_eq!(c.id(tag(&A, false), 2), Some(a2));
+        assert_eq!(c.count(), 3);
+        assert_eq!(c.get(b2).size_class, 2);
+        assert!(c.get(b2).tag.noscan);
+        assert_eq!(c.get(a3).tag, tag(&A, false));
+    }
+
+    #[test]
+    fn keys_differ_by_class_and_type() {
+        let (a, b) = (tag(&A, false), tag(&B, false));
+        assert_ne!(a.key(1), a.key(2));
+        assert_ne!(a.key(1), b.key(1));
+        assert_eq!(a.key(5) & ((1 << 48) - 1), &A as *const u64 as usize);
+    }
+}

@@ -15,6 +15,10 @@ cd "$(dirname "$0")/.."
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-permissive-provenance -Zmiri-disable-isolation -Zmiri-tree-borrows}"
 cargo +nightly miri test -p gc-core --lib
 cargo +nightly miri test -p gc-core --test model --test api -- --skip a_polling_scope
+# Objects of every kind without headers (plain, drop glue, arrays, strings, weak boxes, NanBox
+# payloads, zero-sized, large), traced and dropped through their span's type; and the 16-byte
+# node.
+cargo +nightly miri test -p gc-core --test object_kinds -- every_kind_concurrent_verify_off two_pointer
 # A small concurrent test: the marker held at a known point, references moved under the
 # barrier, with the collector thread running alongside (Miri checks the data races too).
 cargo +nightly miri test -p gc-core --test concurrent -- held_marker

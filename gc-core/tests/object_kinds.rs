@@ -373,12 +373,13 @@ fn every_kind_stop_the_world_verify_off() {
     run::<3>(false, false, 4);
 }
 
+type ListRoot = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>];
+
 /// A two-pointer node takes a 16-byte slot: objects have no header.
 #[test]
 fn two_pointer_nodes_take_16_bytes() {
     let heap = Heap::new(Config::default()).unwrap();
-    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>]> =
-        heap.mutator(|_| GcCell::new(None));
+    let mut m: Mutator<ListRoot> = heap.mutator(|_| GcCell::new(None));
     let n = if cfg!(miri) { 500 } else { 100_000 };
     m.mutate(|mc, root| {
         for _ in 0..n {

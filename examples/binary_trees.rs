@@ -21,8 +21,11 @@
 //! * checking one piece of a deeper tree (8 191 visits, plus the ≤ DEPTH−11 nodes on its path
 //!   from the tree's root).
 //!
-//! So a stop request waits for at most one step, ≤ 8 191 allocations plus 8 191 node visits
-//! (tens to a few hundred microseconds, more if the mutator is made to assist marking).
+//! So a stop request waits for at most one step, ≤ 8 191 allocations plus 8 191 node visits:
+//! tens to a few hundred microseconds of the mutator's own work, more when its allocations must
+//! assist marking or sweep spans, and more wall time when the OS runs the collector's threads in
+//! its place (a 2-core machine has more runnable threads than cores while marking).
+//! `scope_max_us` on the last line is the longest scope a run had, timed from inside it.
 //!
 //! Trees deeper than 12 (the stretch tree, the long-lived tree, the depth-14…DEPTH trees of the
 //! loop) are built in pieces across scopes: the finished subtrees live between scopes on the
@@ -35,7 +38,8 @@
 //! moved from the stack into the root object (a `GcCell`) once built.
 //!
 //! The last line is `key=value` figures: `mode depth wall_ms rss_peak_mib` (VmHWM), and for
-//! gc-core `heap_peak_mib` (the arena's mapped high-water mark) `gc_cycles pauses
+//! gc-core `scope_max_us` (the longest time spent inside one mutation scope, timed from inside
+//! it), `heap_peak_mib` (the arena's mapped high-water mark) `gc_cycles pauses
 //! pause_total_ms pause_max_us` (the longest stop-the-world pause, exact, measured from the stop
 //! request, so it includes waiting for the mutator to leave its scope) `mark_total_ms assist_ms
 //! gc_cpu_frac` (CPU time of the collector's threads ÷ (wall × CPUs), sweeping included)
@@ -44,9 +48,9 @@
 //! mark termination ÷ that cycle's goal, over all cycles, from the cycle records)
 //! `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every pause on stderr.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use gc_core::{Gc, GcCell, Heap, Mutation, Mutator, Rootable, Trace};
+use gc_core::{Gc, GcCell, Heap, Mutation, Mutator, RootStack, Rootable, Trace};
 use gc_examples::{GcReport, gc_cpu_frac, rss_peak_mib};
 
 const MIN_DEPTH: u32 = 4;
@@ -80,6 +84,28 @@ struct Root<'gc> {
 /// subtrees of a tree being built, and a finished tree while it is being checked.
 type TreeMutator = Mutator<Rootable!['gc => Root<'gc>], Rootable!['gc => Gc<'gc, Node<'gc>>]>;
 
+/// The mutator, and the longest time the program has spent inside one of its scopes.
+struct Trees {
+    m: TreeMutator,
+    scope_max: Duration,
+}
+
+impl Trees {
+    /// Run `f` in a mutation scope, timing it from inside (so not counting a wait to enter).
+    fn scope<T>(
+        &mut self,
+        f: impl for<'gc> FnOnce(&Mutation<'gc>, &Root<'gc>, &RootStack<'gc, Gc<'gc, Node<'gc>>>) -> T,
+    ) -> T {
+        let (t, took) = self.m.mutate_with_stack(|mc, root, stack| {
+            let t0 = Instant::now();
+            let t = f(mc, root, stack);
+            (t, t0.elapsed())
+        });
+        self.scope_max = self.scope_max.max(took);
+        t
+    }
+}
+
 fn bottom_up<'gc>(mc: &Mutation<'gc>, depth: u32) -> Gc<'gc, Node<'gc>> {
     if depth == 0 {
         Gc::new(
@@ -108,16 +134,16 @@ fn check(n: &Node<'_>) -> u32 {
 
 /// Build a tree of `depth` and push it on the root stack, in scopes of at most
 /// [`SCOPE_BUDGET`] allocations.
-fn build(m: &mut TreeMutator, depth: u32) {
+fn build(m: &mut Trees, depth: u32) {
     if depth <= PIECE_DEPTH {
-        m.mutate_with_stack(|mc, _, stack| stack.push(bottom_up(mc, depth)));
+        m.scope(|mc, _, stack| stack.push(bottom_up(mc, depth)));
         return;
     }
     // Heights of the finished subtrees on top of the stack, bottom to top (strictly
     // decreasing, except for the two just about to be joined).
     let mut heights: Vec<u32> = Vec::with_capacity((depth - PIECE_DEPTH + 1) as usize);
     loop {
-        let done = m.mutate_with_stack(|mc, _, stack| {
+        let done = m.scope(|mc, _, stack| {
             let mut spent = 0;
             loop {
                 let n = heights.len();
@@ -154,9 +180,9 @@ fn build(m: &mut TreeMutator, depth: u32) {
 
 /// Check the tree of `depth` on top of the root stack and pop it, in scopes of at most
 /// [`SCOPE_BUDGET`] node visits.
-fn check_and_pop(m: &mut TreeMutator, depth: u32) -> u32 {
+fn check_and_pop(m: &mut Trees, depth: u32) -> u32 {
     if depth <= PIECE_DEPTH {
-        return m.mutate_with_stack(|_, _, stack| check(&stack.pop().expect("a tree")));
+        return m.scope(|_, _, stack| check(&stack.pop().expect("a tree")));
     }
     // The tree is 2^levels pieces of depth PIECE_DEPTH under `levels` levels of nodes.
     let levels = depth - PIECE_DEPTH;
@@ -165,7 +191,7 @@ fn check_and_pop(m: &mut TreeMutator, depth: u32) -> u32 {
     let mut sum = 0u32;
     let mut next = 0u64;
     while next < pieces {
-        m.mutate_with_stack(|mc, _, stack| {
+        m.scope(|mc, _, stack| {
             let tree = stack.last().expect("a tree");
             let mut spent = 0;
             while next < pieces && spent + step <= SCOPE_BUDGET {
@@ -248,15 +274,18 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
         eprintln!("binary_trees: {e}");
         std::process::exit(2)
     });
-    let mut m: TreeMutator = heap.mutator_with_stack(|_| Root {
-        long_lived: GcCell::new(None),
-    });
+    let mut m = Trees {
+        m: heap.mutator_with_stack(|_| Root {
+            long_lived: GcCell::new(None),
+        }),
+        scope_max: Duration::ZERO,
+    };
     let stretch = max_depth + 1;
     build(&mut m, stretch);
     let c = check_and_pop(&mut m, stretch);
     println!("stretch tree of depth {stretch}\t check: {c}");
     build(&mut m, max_depth);
-    m.mutate_with_stack(|mc, root, stack| root.long_lived.set(mc, stack.pop()));
+    m.scope(|mc, root, stack| root.long_lived.set(mc, stack.pop()));
     for d in (MIN_DEPTH..=max_depth).step_by(2) {
         let iterations = 1u32 << (max_depth - d + MIN_DEPTH);
         let mut sum = 0u32;
@@ -266,7 +295,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
             // or until the collector asks us to yield.
             let cost = 2 * nodes(d);
             while done < iterations {
-                m.mutate(|mc, _| {
+                m.scope(|mc, _, _| {
                     let mut spent = 0;
                     while done < iterations && spent + cost <= SCOPE_BUDGET {
                         sum = sum.wrapping_add(check(&bottom_up(mc, d)));
@@ -286,7 +315,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
         }
         println!("{iterations}\t trees of depth {d}\t check: {sum}");
     }
-    m.mutate_with_stack(|_, root, stack| stack.push(root.long_lived.get().expect("long-lived")));
+    m.scope(|_, root, stack| stack.push(root.long_lived.get().expect("long-lived")));
     let c = check_and_pop(&mut m, max_depth);
     println!("long lived tree of depth {max_depth}\t check: {c}");
 
@@ -295,9 +324,10 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
     let r = GcReport::take(Some(&heap), "BINARY_TREES_PAUSES", 0);
     let s = heap.stats();
     format!(
-        "heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
+        "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
          mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.3} \
          peak_heap_over_goal={:.3} objects_allocated={}",
+        m.scope_max.as_micros(),
         r.heap_peak_mib,
         s.gc_cycles,
         s.pauses,

@@ -10,8 +10,9 @@
 #   wall s; peak RSS MiB (each program's own VmHWM, rss_peak_mib); peak heap ÷ goal (gc-core:
 #   the largest heap at mark termination ÷ that cycle's goal over all cycles, exact, from the
 #   cycle records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
-#   from below; see benches/go/report); GC CPU (Go's GCCPUFraction definition on both: assists,
-#   mark workers and pauses × CPUs ÷ (wall × CPUs); gc_cpu_go); cycles; longest stop-the-world
+#   from below; see benches/go/report); GC CPU (Go 1.19's GCCPUFraction definition on both:
+#   assists, background mark workers and pauses × CPUs ÷ (wall × CPUs), idle-priority marking
+#   left out; gc_cpu_go); cycles; longest stop-the-world
 #   pause in ms (gc-core: exact, from the stop request; Go: the upper bound of its
 #   /gc/pauses:seconds histogram bucket); then wall time and peak RSS as ratios of the medians
 #   to Go's and to Box's.

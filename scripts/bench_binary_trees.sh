@@ -95,6 +95,11 @@ def med(impl, key, scale=1.0):
 def fmt(v, spec):
     return "—" if v is None else format(v, spec)
 
+def ms(v):  # 0.147, 3.00, 81.3, 267
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
 def ratio(a, b):
     return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
 
@@ -112,7 +117,7 @@ for i in impls:
         fmt(med(i, "peak_heap_over_goal") if gc else None, ".3f"),
         fmt(med(i, "gc_cpu_go") if gc else None, ".3f"),
         fmt(med(i, "gc_cycles") if gc else None, ".0f"),
-        fmt(med(i, "pause_max_us", 1e-3) if gc else None, ".3g"),
+        ms(med(i, "pause_max_us", 1e-3) if gc else None),
         ratio(wall[i], wall.get("go")),
         ratio(rss[i], rss.get("go")),
         ratio(wall[i], wall.get("box")),

@@ -1,29 +1,127 @@
 #!/usr/bin/env bash
-# binary-trees, gc-core vs Box, same binary, alternating runs; prints each run's last line and
-# the medians. Usage: scripts/bench_binary_trees.sh [DEPTH=21] [RUNS=5]
+# binary-trees (benchmarks game) side by side: gc-core with concurrent marking (the default),
+# gc-core stop-the-world (GCCORE_CONCURRENT=0), Go 1.19 (benches/go/binarytrees; skipped with a
+# message where /usr/lib/go-1.19/bin/go, or $GO, is absent: apt-get install golang-1.19-go) and
+# Box (the same Rust binary with --box: malloc/free, no GC). RUNS rounds, each running the four
+# one after the other (alternating, so that the machine's drift hits all of them), at DEPTH.
+# Every run must print the same benchmarks-game lines (checked); each run's key=value line goes
+# to stderr, and one markdown table of medians to stdout:
+#
+#   wall s; peak RSS MiB (each program's own VmHWM, rss_peak_mib); peak heap ÷ goal (gc-core:
+#   the largest heap at mark termination ÷ that cycle's goal over all cycles, exact, from the
+#   cycle records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
+#   from below; see benches/go/report); GC CPU (Go 1.19's GCCPUFraction definition on both:
+#   assists, background mark workers and pauses × CPUs ÷ (wall × CPUs), idle-priority marking
+#   left out; gc_cpu_go); cycles; longest stop-the-world
+#   pause in ms (gc-core: exact, from the stop request; Go: the upper bound of its
+#   /gc/pauses:seconds histogram bucket); then wall time and peak RSS as ratios of the medians
+#   to Go's and to Box's.
+#
+# Extra settings (GOGC=50, GOMEMLIMIT=…, GCCORE_MARK_WORKERS=1, …) apply to gc-core and Go
+# alike: set them in the environment or pass them as VAR=VALUE arguments after RUNS
+# (GCCORE_CONCURRENT is set by the script for the two gc-core rows).
+#
+#   scripts/bench_binary_trees.sh [DEPTH=21] [RUNS=5] [VAR=VALUE ...]
+#   e.g. scripts/bench_binary_trees.sh 21 5 GOGC=50
 set -euo pipefail
 cd "$(dirname "$0")/.."
-depth="${1:-21}"; runs="${2:-5}"
+depth="${1:-21}"
+runs="${2:-5}"
+shift $(($# < 2 ? $# : 2))
+extra=("$@")
+for kv in "${extra[@]}"; do
+  [[ "$kv" == *=* ]] || { echo "not VAR=VALUE: $kv" >&2; exit 2; }
+done
+
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --quiet --release --example binary_trees
-bin=target/release/examples/binary_trees
-out=$(mktemp)
+gc_bin="$target/release/examples/binary_trees"
+GO="${GO:-/usr/lib/go-1.19/bin/go}"
+impls=(gc-concurrent gc-stw go box)
+if [ -x "$GO" ]; then
+  go_bin="$target/release/binarytrees-go"
+  (cd benches/go && "$GO" build -o "$go_bin" ./binarytrees)
+  echo "go: $("$GO" version)" >&2
+else
+  echo "Go 1.19 not found at $GO (apt-get install golang-1.19-go, or set GO=): no Go row" >&2
+  impls=(gc-concurrent gc-stw box)
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+lines="$work/lines"
+: >"$lines"
 for i in $(seq "$runs"); do
-  for mode in "" "--box"; do
-    $bin "$depth" $mode | tail -1 | tee -a "$out"
+  for impl in "${impls[@]}"; do
+    case "$impl" in
+      gc-concurrent) cmd=(env "${extra[@]}" GCCORE_CONCURRENT=1 "$gc_bin" "$depth") ;;
+      gc-stw) cmd=(env "${extra[@]}" GCCORE_CONCURRENT=0 "$gc_bin" "$depth") ;;
+      go) cmd=(env "${extra[@]}" "$go_bin" "$depth") ;;
+      box) cmd=(env "${extra[@]}" "$gc_bin" "$depth" --box) ;;
+    esac
+    "${cmd[@]}" >"$work/out"
+    # The benchmarks-game lines must be the same for every run and implementation.
+    head -n -1 "$work/out" >"$work/trees"
+    if [ -f "$work/trees.ref" ]; then
+      if ! cmp -s "$work/trees" "$work/trees.ref"; then
+        echo "$impl (round $i) printed different trees:" >&2
+        diff "$work/trees.ref" "$work/trees" >&2 || true
+        exit 1
+      fi
+    else
+      mv "$work/trees" "$work/trees.ref"
+    fi
+    last=$(tail -1 "$work/out")
+    echo "round $i $impl: $last" >&2
+    echo "impl=$impl $last" >>"$lines"
   done
 done
-python3 - "$out" <<'PY'
-import sys, statistics
-rows = [dict(kv.split("=") for kv in l.split()) for l in open(sys.argv[1]) if l.strip()]
-med = {}
-for mode in ("gc", "box"):
-    r = [x for x in rows if x["mode"] == mode]
-    med[mode] = {k: statistics.median(float(x[k]) for x in r) for k in ("wall_ms", "rss_peak_mib")}
-    extra = ""
-    if mode == "gc":
-        for k in ("gc_cycles", "pause_total_ms", "pause_max_us", "mark_total_ms"):
-            extra += f" {k}={statistics.median(float(x[k]) for x in r):g}"
-    print(f"median {mode}: wall_ms={med[mode]['wall_ms']:g} rss_peak_mib={med[mode]['rss_peak_mib']:g}{extra} (n={len(r)})")
-print(f"ratio gc/box: time {med['gc']['wall_ms']/med['box']['wall_ms']:.2f}x, peak RSS {med['gc']['rss_peak_mib']/med['box']['rss_peak_mib']:.2f}x")
+
+echo
+echo "binary-trees depth $depth, median of $runs runs${extra:+, ${extra[*]}}:"
+echo
+python3 - "$lines" "$runs" <<'PY'
+import statistics, sys
+
+rows = [dict(kv.split("=", 1) for kv in l.split()) for l in open(sys.argv[1]) if l.strip()]
+names = {"gc-concurrent": "gc-core concurrent", "gc-stw": "gc-core stop-the-world",
+         "go": "Go 1.19", "box": "Box (malloc/free)"}
+impls = [i for i in names if any(r["impl"] == i for r in rows)]
+
+def med(impl, key, scale=1.0):
+    v = [float(r[key]) * scale for r in rows if r["impl"] == impl and key in r]
+    return statistics.median(v) if v else None
+
+def fmt(v, spec):
+    return "—" if v is None else format(v, spec)
+
+def ms(v):  # 0.147, 3.00, 81.3, 267
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+def ratio(a, b):
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
+
+wall = {i: med(i, "wall_ms", 1e-3) for i in impls}
+rss = {i: med(i, "rss_peak_mib") for i in impls}
+print("| implementation | wall s | peak RSS MiB | peak heap ÷ goal | GC CPU | cycles "
+      "| longest stop ms | wall ÷ Go | RSS ÷ Go | wall ÷ Box | RSS ÷ Box |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for i in impls:
+    gc = i != "box"
+    cells = [
+        names[i],
+        fmt(wall[i], ".2f"),
+        fmt(rss[i], ".1f"),
+        fmt(med(i, "peak_heap_over_goal") if gc else None, ".3f"),
+        fmt(med(i, "gc_cpu_go") if gc else None, ".3f"),
+        fmt(med(i, "gc_cycles") if gc else None, ".0f"),
+        ms(med(i, "pause_max_us", 1e-3) if gc else None),
+        ratio(wall[i], wall.get("go")),
+        ratio(rss[i], rss.get("go")),
+        ratio(wall[i], wall.get("box")),
+        ratio(rss[i], rss.get("box")),
+    ]
+    print("| " + " | ".join(cells) + " |")
 PY
-rm -f "$out"

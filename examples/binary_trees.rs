@@ -47,7 +47,9 @@
 //! `gc_cpu_go` (GC CPU as Go 1.19's `GCCPUFraction` counts it: assists, background mark
 //! workers and pauses × CPUs ÷ (time since the heap was created × CPUs), leaving out marking at
 //! idle priority as Go 1.19 does; `GcReport::gc_cpu_go` of the other harnesses counts it)
-//! `peak_heap_over_goal` (the largest heap at
+//! `assist_parks` (times a mark assist waited for background marking), `scope_wait_max_us`
+//! (the longest a stop waited for the mutator to leave its scope), `peak_heap_over_goal` (the
+//! largest heap at
 //! mark termination ÷ that cycle's goal, over all cycles, from the cycle records)
 //! `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every pause on stderr.
 
@@ -334,7 +336,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
     format!(
         "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
          mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={gc_cpu_go:.3} \
-         peak_heap_over_goal={:.3} objects_allocated={}",
+         peak_heap_over_goal={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={}",
         m.scope_max.as_micros(),
         r.heap_peak_mib,
         s.gc_cycles,
@@ -344,6 +346,8 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
         s.mark_total.as_secs_f64() * 1e3,
         r.assist_ms,
         r.peak_over_goal,
+        s.assist_parks,
+        s.scope_wait_max.as_micros(),
         s.objects_allocated
     )
 }

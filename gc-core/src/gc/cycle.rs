@@ -123,11 +123,12 @@ pub(crate) fn gc_cycle(h: &Shared) {
 
     // ---- Mark, ending with the world stopped.
     let t_mark = Instant::now();
-    let (mut world, mark_time, stw1) = if concurrent {
+    let (mut world, mark_time, stw1, wait1) = if concurrent {
         // Published to mutators by the restart's `Release` store, which their scope entry
         // acquires.
         h.mark.marking.store(true, Ordering::Relaxed);
         h.mark.barrier_on.store(true, Ordering::Relaxed);
+        let wait1 = (world.scope_wait, world.waited_for);
         let stw1 = world.end_pause(cycle, Phase::SweepTermination);
         h.controller().update_limiter(true, cycle);
         h.mark.pool.start(Job::Background);
@@ -136,7 +137,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         h.phases
             .record_span(cycle, Phase::Mark, t_mark, world.t_stop);
         let mark_time = world.t_stop.saturating_duration_since(t_mark);
-        (world, mark_time, stw1)
+        (world, mark_time, stw1, wait1)
     } else {
         for m in world.mutators() {
             m.roots.trace_roots(&mut t);
@@ -150,7 +151,20 @@ pub(crate) fn gc_cycle(h: &Shared) {
         });
         run_stw_worker(&h.mark.work, &mut t);
         h.mark.pool.wait(helpers);
-        (world, t_mark.elapsed(), Duration::ZERO)
+        (
+            world,
+            t_mark.elapsed(),
+            Duration::ZERO,
+            (Duration::ZERO, None),
+        )
+    };
+    // The longer of the two stops' waits names the mutator.
+    let (wait1, waited1) = wait1;
+    let (wait2, waited2) = (world.scope_wait, world.waited_for);
+    let waited_for = if wait2 >= wait1 {
+        waited2.or(waited1)
+    } else {
+        waited1.or(waited2)
     };
 
     // ---- STW 2: mark termination. In concurrent mode dead weak references are cleared after
@@ -231,6 +245,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
             sweep_termination: stw1,
             mark: mark_time,
             mark_termination: stw2,
+            sweep_termination_wait: wait1,
+            mark_termination_wait: wait2,
+            waited_for,
             assist_cpu: Duration::from_nanos(assist_ns),
             background_cpu: Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed) - bg0),
             idle_cpu: Duration::from_nanos(idle_ns),
@@ -296,6 +313,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             // under the scan lock before freeing the roots); we are the collector.
             blocked |= !unsafe { scan_parked(h, r, cycle) };
         }
+        h.mark.draining.store(true, Ordering::SeqCst);
         loop {
             // One batch at a time: the rest stays where assists can take it.
             if !t.has_grey() {
@@ -309,6 +327,10 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             h.controller().update_limiter(false, cycle);
             pace.after(h, took);
         }
+        // No more credit will come from here until grey work arrives: assists waiting for it
+        // must not wait on (see `assist::park`).
+        h.mark.draining.store(false, Ordering::SeqCst);
+        crate::gc::mark::assist::wake_parked(h);
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
         // it ends: wait for it with the world running, draining whatever arrives meanwhile.
         if blocked {

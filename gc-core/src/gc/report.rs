@@ -35,6 +35,14 @@ pub(crate) fn heap_stats(h: &Shared) -> HeapStats {
         assists: s.assists.load(Ordering::Relaxed),
         assist_bytes: s.assist_bytes.load(Ordering::Relaxed),
         assist_time: d(&s.assist_ns),
+        assist_parks: s.assist_parks.load(Ordering::Relaxed),
+        scope_wait_total: d(&s.scope_wait_total_ns),
+        scope_wait_max: d(&s.scope_wait_max_ns),
+        scope_wait_max_mutator: match s.scope_wait_max_mutator.load(Ordering::Relaxed) {
+            _ if s.scope_wait_max_ns.load(Ordering::Relaxed) == 0 => None,
+            usize::MAX => None,
+            id => Some(id),
+        },
         stashed: h.stash.lock().len(),
         weak_refs: h.weaks.lock().len(),
     }

@@ -110,9 +110,26 @@ impl Safepoint {
 
     /// Stop the world: returns once every state in `states` is `OUTSIDE`. The caller must call
     /// [`Safepoint::start`] afterwards.
-    pub(crate) fn stop<'a>(&self, states: impl Iterator<Item = &'a AtomicU8> + Clone) {
-        self.stop.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+    ///
+    /// Returns the position (in `states`) of the last mutator found inside a scope: the one
+    /// the stop waited for longest; `None` if none was inside.
+    pub(crate) fn stop<'a>(
+        &self,
+        states: impl Iterator<Item = &'a AtomicU8> + Clone,
+    ) -> Option<usize> {
+        self.request_stop();
+        let mut last = None;
+        // The first mutator inside (its position recorded in `last`), if any.
+        let mut inside = || match states
+            .clone()
+            .position(|s| s.load(Ordering::Acquire) != OUTSIDE)
+        {
+            Some(i) => {
+                last = Some(i);
+                true
+            }
+            None => false,
+        };
         // Poll before sleeping: a polling mutator reaches its safepoint within microseconds,
         // while a sleep on the monitor and the wake-up by the mutator's `exit` cost tens to
         // hundreds of microseconds of pause on their own. Yield the CPU every few polls: with
@@ -127,8 +144,8 @@ impl Safepoint {
             let start = std::time::Instant::now();
             let mut i = 0u32;
             while start.elapsed() < STOP_SPIN {
-                if states.clone().all(|s| s.load(Ordering::Acquire) == OUTSIDE) {
-                    return;
+                if !inside() {
+                    return last;
                 }
                 i = i.wrapping_add(1);
                 if i % 8 == 0 {
@@ -139,9 +156,18 @@ impl Safepoint {
             }
         }
         let mut g = self.monitor.lock();
-        while states.clone().any(|s| s.load(Ordering::Acquire) != OUTSIDE) {
+        while inside() {
             g = self.monitor.wait(g);
         }
+        drop(g);
+        last
+    }
+
+    /// Raise the stop flag (the first step of [`Safepoint::stop`], which may be taken ahead of
+    /// it so that threads waiting inside their scopes see it and give up their wait).
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 
     /// Restart the world.

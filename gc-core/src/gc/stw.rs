@@ -26,6 +26,11 @@ pub(crate) struct StoppedWorld<'h> {
     /// When the stop was requested: pauses are measured from here, so a mutator slow to reach
     /// a safepoint shows in them.
     pub t_stop: Instant,
+    /// How long the stop waited for mutators to leave their scopes (part of the pause).
+    pub scope_wait: Duration,
+    /// The mutator it waited for longest ([`Mutator::id`](crate::Mutator::id)), if it waited
+    /// for any.
+    pub waited_for: Option<usize>,
 }
 
 /// One stopped mutator, as the collector may use it.
@@ -39,11 +44,20 @@ impl<'h> StoppedWorld<'h> {
     pub(crate) fn stop(h: &'h Shared) -> StoppedWorld<'h> {
         let registry = h.registry.lock();
         let t_stop = Instant::now();
-        h.safepoint.stop(registry.iter().map(|r| &r.state));
+        h.safepoint.request_stop();
+        // Assists waiting for background credit inside their scopes give up at once (keeping
+        // their debt), so that the stop does not wait for their timeout.
+        crate::gc::mark::assist::wake_parked(h);
+        let last = h.safepoint.stop(registry.iter().map(|r| &r.state));
+        let scope_wait = t_stop.elapsed();
+        let waited_for = last.map(|i| registry[i].id);
+        h.stats.record_scope_wait(scope_wait, waited_for);
         StoppedWorld {
             h,
             registry,
             t_stop,
+            scope_wait,
+            waited_for,
         }
     }
 

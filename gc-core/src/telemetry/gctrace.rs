@@ -6,7 +6,7 @@
 //! [`gctrace_line`](CycleRecord::gctrace_line) to stderr, in the format of Go's runtime:
 //!
 //! ```text
-//! gc 7 @1.204s 9%: 0.011+48+0.018 ms clock, 0.022+3.1/24/0+0.036 ms cpu, 61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P
+//! gc 7 @1.204s 9%: 0.011+48+0.018 ms clock, 0.022+3.1/24/0+0.036 ms cpu, 61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P, 0.004+0.009 ms scope wait (mutator 1)
 //! ```
 //!
 //! | field | Go's meaning | gc-core's meaning, where it differs |
@@ -20,6 +20,7 @@
 //! | `G MB goal` | the cycle's heap goal | |
 //! | `S MB stacks`, `L MB globals` | scannable stack and globals | scan work of the root stacks and of the stash, this cycle |
 //! | `W P` | GOMAXPROCS | the CPUs the heap paces for |
+//! | `u+v ms scope wait (mutator M)` | (gc-core only) | how long STW 1 and STW 2 waited for mutators to leave their mutation scopes (part of `a` and `c`), and the mutator the longer wait was for; long waits mean scopes that do not poll `should_yield` often enough |
 //! | `(forced)` | cycle started by `runtime.GC()` | started by `collect()` |
 //!
 //! Go prints MB for 2^20 bytes, rounded down; so does this.
@@ -50,6 +51,14 @@ pub struct CycleRecord {
     pub mark: Duration,
     /// STW 2 (mark termination), from the stop request.
     pub mark_termination: Duration,
+    /// How long STW 1 waited for mutators to leave their mutation scopes (part of
+    /// `sweep_termination`; for the stop-the-world collector, zero).
+    pub sweep_termination_wait: Duration,
+    /// How long STW 2 (or the stop-the-world collector's one pause) waited for them (part of
+    /// `mark_termination`).
+    pub mark_termination_wait: Duration,
+    /// The mutator the longer of the two waits was for ([`Mutator::id`](crate::Mutator::id)).
+    pub waited_for: Option<usize>,
     /// Time mutators spent in mark assists during the cycle.
     pub assist_cpu: Duration,
     /// Time the background mark workers spent marking during the cycle, within their share.
@@ -135,6 +144,14 @@ impl CycleRecord {
             self.globals_scan >> 20,
             self.procs,
         );
+        line.push_str(&format!(
+            ", {}+{} ms scope wait",
+            fmt_ms(self.sweep_termination_wait),
+            fmt_ms(self.mark_termination_wait)
+        ));
+        if let Some(m) = self.waited_for {
+            line.push_str(&format!(" (mutator {m})"));
+        }
         if self.forced {
             line.push_str(" (forced)");
         }
@@ -198,14 +215,26 @@ mod tests {
             heap_marked: 31 << 20,
             heap_goal: 63 << 20,
             gc_cpu_fraction: 0.094,
+            sweep_termination_wait: Duration::from_micros(4),
+            mark_termination_wait: Duration::from_micros(9),
+            waited_for: Some(1),
             ..CycleRecord::default()
         };
         assert_eq!(
             r.gctrace_line(),
             "gc 7 @1.204s 9%: 0.011+48+0.018 ms clock, 0.022+3.1/24/0+0.036 ms cpu, \
-             61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P"
+             61->63->31 MB, 63 MB goal, 0 MB stacks, 0 MB globals, 2 P, \
+             0.004+0.009 ms scope wait (mutator 1)"
         );
-        let forced = CycleRecord { forced: true, ..r };
-        assert!(forced.gctrace_line().ends_with("2 P (forced)"));
+        let forced = CycleRecord {
+            forced: true,
+            waited_for: None,
+            ..r
+        };
+        assert!(
+            forced
+                .gctrace_line()
+                .ends_with("2 P, 0.004+0.009 ms scope wait (forced)")
+        );
     }
 }

@@ -20,6 +20,13 @@ pub(crate) struct Stats {
     pub assists: AtomicU64,
     pub assist_bytes: AtomicU64,
     pub assist_ns: AtomicU64,
+    /// Times an assist found neither credit nor grey work and waited for background marking.
+    pub assist_parks: AtomicU64,
+    /// Time stops waited for mutators to leave their scopes: in all, and the longest wait with
+    /// the mutator it waited for (`usize::MAX`: none).
+    pub scope_wait_total_ns: AtomicU64,
+    pub scope_wait_max_ns: AtomicU64,
+    pub scope_wait_max_mutator: std::sync::atomic::AtomicUsize,
     /// Time background mark workers spent in mark slices within their share.
     pub bg_mark_ns: AtomicU64,
     /// Time they spent marking beyond it, at idle priority (a CPU was spare).
@@ -36,6 +43,19 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    /// A stop waited `wait` for mutators to leave their scopes, longest for `mutator`.
+    pub(crate) fn record_scope_wait(&self, wait: Duration, mutator: Option<usize>) {
+        let ns = wait.as_nanos() as u64;
+        self.scope_wait_total_ns.fetch_add(ns, Ordering::Relaxed);
+        // Only the collector thread stops the world, so the maximum and its mutator are
+        // written together by one thread.
+        if ns > self.scope_wait_max_ns.load(Ordering::Relaxed) {
+            self.scope_wait_max_ns.store(ns, Ordering::Relaxed);
+            self.scope_wait_max_mutator
+                .store(mutator.unwrap_or(usize::MAX), Ordering::Relaxed);
+        }
+    }
+
     /// One stop-the-world pause (measured from the stop request).
     pub(crate) fn record_pause(&self, pause: Duration) {
         let ns = pause.as_nanos() as u64;
@@ -127,6 +147,17 @@ pub struct HeapStats {
     pub assist_bytes: u64,
     /// Time mutators spent in mark assists.
     pub assist_time: Duration,
+    /// Times an assist found neither background credit nor grey work to pay its debt with, and
+    /// waited for background marking (Go: assists parked on the assist queue).
+    pub assist_parks: u64,
+    /// Time stop-the-world pauses waited for mutators to leave their mutation scopes, in all
+    /// (included in `pause_total`).
+    pub scope_wait_total: Duration,
+    /// The longest such wait (included in `pause_max`). A long wait means some mutator's scopes
+    /// run long without polling [`Mutation::should_yield`](crate::Mutation::should_yield).
+    pub scope_wait_max: Duration,
+    /// The mutator the longest wait was for ([`Mutator::id`](crate::Mutator::id)).
+    pub scope_wait_max_mutator: Option<usize>,
     /// Live stash handles.
     pub stashed: usize,
     /// Registered weak references not yet cleared.

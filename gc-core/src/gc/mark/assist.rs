@@ -2,6 +2,7 @@
 //! allocation with marking of its own, in proportion to the pacer's assist ratio.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::gc::heap::Shared;
 use crate::gc::mark::tracer::{Marking, Tracer};
@@ -16,6 +17,11 @@ const ASSIST_SLICE: usize = 32;
 /// `gcOverAssistWork`): an assist has a fixed cost, so it is not worth doing for a few bytes.
 const OVER_ASSIST_WORK: f64 = 64.0 * 1024.0;
 
+/// The longest an assist waits at a time for background credit before it looks again (a safety
+/// net: background workers wake waiting assists when they add credit, and a stop request wakes
+/// them too).
+const PARK_MAX: Duration = Duration::from_millis(2);
+
 /// Mark assist (Go: `gcAssistAlloc`): a mutator that took `bytes` of new allocation while
 /// marking owes `bytes × assist ratio` of scan work ([`crate::pacer::controller`]). Its `debt` (scan
 /// work; negative is credit) grows by that; if it is in debt it pays, at least
@@ -23,18 +29,67 @@ const OVER_ASSIST_WORK: f64 = 64.0 * 1024.0;
 /// marking grey objects itself. Returns the new debt. A mutator that allocates faster than
 /// marking progresses thus spends its own time marking, which keeps the heap near its goal.
 ///
+/// When it finds neither credit nor grey work (a background worker holds the graph's only grey
+/// objects on its own stack, which is the usual case when one deep structure is being marked),
+/// the assist **waits** for the background workers to earn credit ([`park`]), as Go parks an
+/// assist on its assist queue: the mutator cannot allocate faster than marking progresses, so
+/// the heap holds its goal. It waits outside the mark-termination count (holding no grey work),
+/// so marking can end meanwhile, and it stops waiting when any stop is requested (mark
+/// termination waits for this scope to end): the debt then stays, and the mutator allocates on
+/// until it reaches a safepoint. So a mutator that polls [`should_yield`] is held to the goal,
+/// and one that does not is never deadlocked, only unthrottled until its scope ends.
+///
 /// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid: the
 /// heap may overshoot the goal instead (Go does the same).
+///
+/// [`should_yield`]: crate::Mutation::should_yield
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     let ratio = f64::from_bits(h.pacer.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
-    if debt <= 0.0 || h.pacer.limiting.load(Ordering::Relaxed) {
-        return debt;
+    loop {
+        if debt <= 0.0 || must_stop(h) {
+            return debt;
+        }
+        let want = debt.max(OVER_ASSIST_WORK) as i64;
+        let credit_seen = h.pacer.bg_credit.load(Ordering::SeqCst);
+        let stolen = steal_credit(h, want);
+        debt -= stolen as f64;
+        if stolen >= want {
+            return debt;
+        }
+        let (done, out_of_work) = mark_for(h, (want - stolen) as u64);
+        debt -= done as f64;
+        if debt <= 0.0 || !out_of_work {
+            // Paid, or interrupted by a stop request or the limiter (the loop's check).
+            continue;
+        }
+        if !progressing(h) {
+            // Nothing will earn credit: marking waits for a scope blocked across STW 1 or is
+            // about to terminate. Keep the debt.
+            return debt;
+        }
+        h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);
+        park(h, credit_seen);
     }
-    // Steal the background workers' credit.
-    let want = debt.max(OVER_ASSIST_WORK) as i64;
+}
+
+/// Whether an assist must stop paying (keeping its debt): a pause is waiting for this mutator,
+/// the GC has taken too much of the CPU, or marking is over.
+fn must_stop(h: &Shared) -> bool {
+    h.safepoint.stop_requested()
+        || h.pacer.limiting.load(Ordering::Relaxed)
+        || !h.mark.marking.load(Ordering::Relaxed)
+}
+
+/// Whether some marker holds grey work and so will earn credit or share work: the collector
+/// thread is draining, a helper or another assist is marking, or work is queued.
+fn progressing(h: &Shared) -> bool {
+    h.mark.draining.load(Ordering::SeqCst) || h.mark.work.busy() > 0 || !h.mark.work.is_empty()
+}
+
+/// Take up to `want` of the background workers' surplus credit; returns what was taken.
+fn steal_credit(h: &Shared, want: i64) -> i64 {
     let mut credit = h.pacer.bg_credit.load(Ordering::Relaxed);
-    let mut stolen = 0;
     while credit > 0 {
         let take = credit.min(want);
         match h.pacer.bg_credit.compare_exchange_weak(
@@ -43,18 +98,45 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
             Ordering::Relaxed,
             Ordering::Relaxed,
         ) {
-            Ok(_) => {
-                stolen = take;
-                break;
-            }
+            Ok(_) => return take,
             Err(c) => credit = c,
         }
     }
-    debt -= stolen as f64;
-    if stolen >= want {
-        return debt;
+    0
+}
+
+/// Wait until the background workers add credit (they wake waiting assists), a stop is
+/// requested (`StoppedWorld::stop` wakes them), the collector stops draining (it wakes them;
+/// then no credit may come, e.g. marking waits for a scope blocked across STW 1), marking ends,
+/// or [`PARK_MAX`] passes. Holds no grey work and is not counted as a busy marker, so marking
+/// can end meanwhile.
+fn park(h: &Shared, credit_seen: i64) {
+    let m = &h.mark.assist_park;
+    // Raised before the credit and `draining` are read again (all `SeqCst`), and a worker adds
+    // credit (the collector lowers `draining`) before it reads this count: either it sees this
+    // assist waiting and wakes it (under the monitor's lock, so not before it waits), or this
+    // assist sees the change.
+    h.mark.assists_parked.fetch_add(1, Ordering::SeqCst);
+    let g = m.lock();
+    if h.pacer.bg_credit.load(Ordering::SeqCst) == credit_seen && !must_stop(h) && progressing(h) {
+        drop(m.wait_for(g, PARK_MAX));
     }
-    let target = (want - stolen) as u64;
+    h.mark.assists_parked.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Wake the assists waiting for credit (a background worker added some, or a stop is being
+/// requested).
+pub(crate) fn wake_parked(h: &Shared) {
+    if h.mark.assists_parked.load(Ordering::SeqCst) > 0 {
+        h.mark.assist_park.wake_all();
+    }
+}
+
+/// Mark grey objects (taken from the shared queue) until `target` scan work is done, a stop is
+/// requested or the limiter turns on; returns the work done and whether it stopped because no
+/// grey work was left.
+fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
+    let mut out_of_work = false;
     let mut last = crate::util::clock::thread_cpu_ns();
     // `busy` stays raised until the work is handed back, so unwinding out of here would
     // leave marking unable to end, as well as lose the grey objects: abort instead.
@@ -83,8 +165,11 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         if !t.has_grey() {
             match h.mark.work.pop() {
                 Some(b) => t.push_grey_batch(b),
-                // No grey work left: marking is nearly done; keep the debt.
-                None => break,
+                // No grey work to share: the caller waits for background credit.
+                None => {
+                    out_of_work = true;
+                    break;
+                }
             }
         }
         t.drain_budget(ASSIST_SLICE);
@@ -102,5 +187,5 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         crate::util::clock::thread_cpu_ns().saturating_sub(last),
         Ordering::Relaxed,
     );
-    debt - done as f64
+    (done, out_of_work)
 }

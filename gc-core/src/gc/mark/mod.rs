@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
+use crate::util::primitive::Monitor;
+
 pub(crate) mod assist;
 pub(crate) mod roots;
 pub(crate) mod tracer;
@@ -33,6 +35,15 @@ pub(crate) struct MarkState {
     pub pool: workers::Pool,
     /// Helper threads actually running (set by the collector thread at start).
     pub helpers: AtomicUsize,
+    /// Where assists that found neither credit nor work wait for the background workers to earn
+    /// some (Go: the assist queue, `gcParkAssist`); see [`assist::park`].
+    pub assist_park: Monitor,
+    /// Assists waiting on `assist_park`: background workers wake them when they add credit.
+    pub assists_parked: AtomicUsize,
+    /// The collector thread is draining grey work in the mark phase (not waiting for a blocked
+    /// scope or attempting termination): assists may wait for the credit it earns. Written by
+    /// the collector thread.
+    pub draining: AtomicBool,
 }
 
 impl Default for MarkState {
@@ -46,6 +57,9 @@ impl Default for MarkState {
             marked_objects_others: AtomicU64::new(0),
             pool: workers::Pool::default(),
             helpers: AtomicUsize::new(0),
+            assist_park: Monitor::default(),
+            assists_parked: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 }

@@ -154,10 +154,13 @@ const OFFER_MIN: usize = 64;
 pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     let start = crate::util::clock::thread_cpu_ns();
     t.drain_budget(DRAIN_SLICE);
-    t.offer(&h.mark.work, OFFER_MIN);
+    // An assist waiting for credit can mark instead: offer it work however little there is.
+    let parked = h.mark.assists_parked.load(Ordering::Relaxed) > 0;
+    t.offer(&h.mark.work, if parked { 1 } else { OFFER_MIN });
     let work = t.take_work() * WORK_UNIT_BYTES;
     h.pacer.heap_scan_work.fetch_add(work, Ordering::Relaxed);
-    h.pacer.bg_credit.fetch_add(work as i64, Ordering::Relaxed);
+    h.pacer.bg_credit.fetch_add(work as i64, Ordering::SeqCst);
+    crate::gc::mark::assist::wake_parked(h);
     Duration::from_nanos(crate::util::clock::thread_cpu_ns().saturating_sub(start))
 }
 
@@ -206,6 +209,15 @@ impl Pace {
     /// of its share and no CPU is spare.
     pub(crate) fn after(&mut self, h: &Shared, slice: Duration) {
         self.own += slice;
+        // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
+        // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
+        // the processor its parked assist left).
+        if h.mark.assists_parked.load(Ordering::Relaxed) > 0 {
+            h.stats
+                .idle_mark_ns
+                .fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
+            return;
+        }
         let counter = if self.idle {
             &h.stats.idle_mark_ns
         } else {

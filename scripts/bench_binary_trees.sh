@@ -7,9 +7,10 @@
 # Every run must print the same benchmarks-game lines (checked); each run's key=value line goes
 # to stderr, and one markdown table of medians to stdout:
 #
-#   wall s; peak RSS MiB (each program's own VmHWM, rss_peak_mib); peak heap ÷ goal (gc-core:
-#   the largest heap at mark termination ÷ that cycle's goal over all cycles, exact, from the
-#   cycle records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
+#   wall s; peak RSS MiB (each program's own VmHWM, rss_peak_mib); peak and median heap ÷ goal
+#   (gc-core: the largest and the median heap at mark termination ÷ that cycle's goal from the
+#   sixth cycle on, after the stretch and long-lived trees are built, exact, from the cycle
+#   records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
 #   from below; see benches/go/report); GC CPU (Go 1.19's GCCPUFraction definition on both:
 #   assists, background mark workers and pauses × CPUs ÷ (wall × CPUs), idle-priority marking
 #   left out; gc_cpu_go); cycles; longest stop-the-world
@@ -105,9 +106,9 @@ def ratio(a, b):
 
 wall = {i: med(i, "wall_ms", 1e-3) for i in impls}
 rss = {i: med(i, "rss_peak_mib") for i in impls}
-print("| implementation | wall s | peak RSS MiB | peak heap ÷ goal | GC CPU | cycles "
+print("| implementation | wall s | peak RSS MiB | peak heap ÷ goal | median heap ÷ goal | GC CPU | cycles "
       "| longest stop ms | wall ÷ Go | RSS ÷ Go | wall ÷ Box | RSS ÷ Box |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for i in impls:
     gc = i != "box"
     cells = [
@@ -115,6 +116,7 @@ for i in impls:
         fmt(wall[i], ".2f"),
         fmt(rss[i], ".1f"),
         fmt(med(i, "peak_heap_over_goal") if gc else None, ".3f"),
+        fmt(med(i, "median_heap_over_goal") if gc else None, ".3f"),
         fmt(med(i, "gc_cpu_go") if gc else None, ".3f"),
         fmt(med(i, "gc_cycles") if gc else None, ".0f"),
         ms(med(i, "pause_max_us", 1e-3) if gc else None),

@@ -115,6 +115,8 @@ pub struct GcReport {
     /// [`GcReport::take`]), of the heap at mark termination to that cycle's goal (from the cycle
     /// records; 0 without such cycles).
     pub peak_over_goal: f64,
+    /// The median of the same ratio over the same cycles.
+    pub median_over_goal: f64,
     /// Minimum mutator utilisation over windows of 1, 10 and 100 ms, counting pauses and mark
     /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
     /// ([`gc_core::mmu`]).
@@ -129,8 +131,13 @@ impl GcReport {
     /// The pacing figures as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} peak_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
-            self.gc_cpu_go, self.peak_over_goal, self.mmu[0], self.mmu[1], self.mmu[2]
+            "gc_cpu_go={:.3} peak_over_goal={:.3} median_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            self.gc_cpu_go,
+            self.peak_over_goal,
+            self.median_over_goal,
+            self.mmu[0],
+            self.mmu[1],
+            self.mmu[2]
         )
     }
 
@@ -153,6 +160,7 @@ impl GcReport {
             assist_ms: 0.0,
             heap_goal_mib: 0.0,
             peak_over_goal: 0.0,
+            median_over_goal: 0.0,
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
         };
@@ -166,11 +174,14 @@ impl GcReport {
             / f("/cpu/classes/total:cpu-seconds").max(f64::MIN_POSITIVE);
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
-        r.peak_over_goal = cycles
+        let mut ratios: Vec<f64> = cycles
             .iter()
             .filter(|c| c.cycle >= first_steady_cycle)
             .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
-            .fold(0.0, f64::max);
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        r.peak_over_goal = ratios.last().copied().unwrap_or(0.0);
+        r.median_over_goal = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
             let include = gc_core::mmu::Include {
                 assists: true,

@@ -36,7 +36,7 @@ pub(crate) struct MarkState {
     /// Helper threads actually running (set by the collector thread at start).
     pub helpers: AtomicUsize,
     /// Where assists that found neither credit nor work wait for the background workers to earn
-    /// some (Go: the assist queue, `gcParkAssist`); see [`assist::park`].
+    /// some (Go: the assist queue, `gcParkAssist`); see [`assist`].
     pub assist_park: Monitor,
     /// Assists waiting on `assist_park`: background workers wake them when they add credit.
     pub assists_parked: AtomicUsize,

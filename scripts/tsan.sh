@@ -13,4 +13,5 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
 export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-5}"
 export CARGO_TARGET_DIR=target/tsan
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p gc-core \
-  --test stress --test concurrent --test blocking --test scavenge --test races --test liveness
+  --test stress --test concurrent --test blocking --test scavenge --test races --test liveness \
+  --test object_kinds

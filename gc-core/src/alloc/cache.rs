@@ -2,7 +2,7 @@
 //!
 //! Each mutator owns one [`MCache`]: a small two-way set-associative table with an entry per
 //! span class it allocates in (a type in a size class: [`crate::alloc::span_class`]), found by
-//! hashing the class's key. An entry caches one span and a 64-slot **window** of it: `free`
+//! hashing the class's key (its type's address and its size class). An entry caches one span and a 64-slot **window** of it: `free`
 //! holds a 1 for every free slot in the window. Allocation is
 //!
 //! ```text
@@ -39,7 +39,7 @@ use crate::alloc::central::{SpanKind, SpanRef, Swept};
 use crate::alloc::mheap::{MHeap, TookSpan};
 use crate::alloc::size_class::class_for;
 use crate::alloc::span::{Span, SpanAlloc};
-use crate::alloc::span_class::TypeTag;
+use crate::alloc::span_class::{CacheKey, TypeTag};
 use crate::util::error::AllocError;
 
 /// Entries in a cache (a power of two).
@@ -48,9 +48,9 @@ const ENTRIES: usize = 128;
 /// The cached state for one span class.
 #[derive(Clone, Copy)]
 struct ClassCache {
-    /// The span class's cache key ([`TypeTag::key`]); 0 for an unused entry.
-    key: usize,
-    /// The span class's id (valid when `key` is not 0).
+    /// The span class's cache key ([`TypeTag::key`]); [`CacheKey::NONE`] for an unused entry.
+    key: CacheKey,
+    /// The span class's id (valid when `key` is not `NONE`).
     class_id: usize,
     /// Free slots of the current window (bit i = slot `word * 64 + i`).
     free: u64,
@@ -67,7 +67,7 @@ struct ClassCache {
 }
 
 const EMPTY: ClassCache = ClassCache {
-    key: 0,
+    key: CacheKey::NONE,
     class_id: 0,
     free: 0,
     window_free: 0,
@@ -78,10 +78,11 @@ const EMPTY: ClassCache = ClassCache {
 };
 
 /// The first of the two entries a key may occupy (the other is `index ^ 1`): a multiplicative
-/// hash of the key, whose low bits (the type's address) vary little between types.
+/// hash of the type's address and the class (the address's low bits vary little between types).
 #[inline(always)]
-fn index(key: usize) -> usize {
-    key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - ENTRIES.trailing_zeros())
+fn index(key: CacheKey) -> usize {
+    (key.ty ^ key.class).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (usize::BITS - ENTRIES.trailing_zeros())
 }
 
 /// Lazy sweeping, as the collector provides it to the allocator: the cache pops and claims an
@@ -114,7 +115,7 @@ impl MCache {
     /// current window: the fast path. `None` when the window is empty or the class has no
     /// entry (then [`MCache::refill`]).
     #[inline(always)]
-    pub(crate) fn alloc_small(&mut self, key: usize) -> Option<usize> {
+    pub(crate) fn alloc_small(&mut self, key: CacheKey) -> Option<usize> {
         let i = index(key);
         let i = if self.entries[i].key == key {
             i

@@ -66,12 +66,30 @@ impl TypeTag {
         self.ptr
     }
 
-    /// The allocation-cache key of this type in size class `class`: the type's address in the
-    /// low 48 bits (user-space addresses on 64-bit targets fit), the class above.
+    /// The allocation-cache key of this type in size class `class`.
     #[inline(always)]
-    pub(crate) fn key(self, class: usize) -> usize {
-        self.ptr as usize | (class << 48)
+    pub(crate) fn key(self, class: usize) -> CacheKey {
+        CacheKey {
+            ty: self.ptr as usize,
+            class,
+        }
     }
+}
+
+/// The key of a span class in an allocation cache: the type's address and the size class, both
+/// compared (two compares; packing them into one word would rely on how many address bits a
+/// platform uses, and two keys that collided would allocate one type in another's span).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct CacheKey {
+    /// The type's address; 0 for no type (an unused cache entry: no tag is null).
+    pub ty: usize,
+    /// The size class.
+    pub class: usize,
+}
+
+impl CacheKey {
+    /// The key of an unused cache entry.
+    pub(crate) const NONE: CacheKey = CacheKey { ty: 0, class: 0 };
 }
 
 /// One span class: a type in a size class, with its central lists.
@@ -189,6 +207,7 @@ mod tests {
         let (a, b) = (tag(&A, false), tag(&B, false));
         assert_ne!(a.key(1), a.key(2));
         assert_ne!(a.key(1), b.key(1));
-        assert_eq!(a.key(5) & ((1 << 48) - 1), &A as *const u64 as usize);
+        assert_ne!(a.key(0), CacheKey::NONE);
+        assert_eq!(a.key(5).ty, &A as *const u64 as usize);
     }
 }

@@ -178,8 +178,10 @@ fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String>
         ));
     }
     // Objects have no header whose corruption would show, so look for what the sweep leaves in
-    // a freed slot: poison over the whole object. Only for types with GC pointers, which no
-    // valid object of can be all poison (a pointer of poison bytes is in no span).
+    // a freed slot: poison over the whole object. Only for types with GC pointers: a valid one
+    // is all poison only if each of its pointer fields holds a non-pointer of poison bytes (a
+    // `NanBox` number 0xDBDB…), since a pointer of poison bytes lies in no span. (The alloc-bit
+    // check above is the exact one; this catches a bitmap that disagrees with the memory.)
     if info.trace.is_some() && info.size >= std::mem::size_of::<usize>() {
         // SAFETY: the slot is allocated and at least `size` bytes long; read as plain bytes.
         let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, info.size) };

@@ -10,8 +10,8 @@
 //!
 //! A collection waits for a mutator that is inside a mutation scope to leave it, so the program
 //! works as a well-behaved embedder should: **no scope allocates or visits more than
-//! [`SCOPE_BUDGET`] = 16 384 nodes** (at most 16 384 node slots allocated: 384 KiB at 24 bytes
-//! a node, its 16 bytes and an 8-byte object header; 256 KiB where a node takes 16 bytes), and
+//! [`SCOPE_BUDGET`] = 16 384 nodes** (at most 16 384 node slots allocated: 256 KiB, a node
+//! taking 16 bytes), and
 //! every scope polls `mc.should_yield()` after each step and returns as soon as it is true. A
 //! step is one of:
 //!

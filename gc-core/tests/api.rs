@@ -362,14 +362,14 @@ fn gogc_off_with_a_memory_limit_still_collects() {
     )
     .unwrap();
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-    for _ in 0..200 {
+    for _ in 0..300 {
         m.mutate(|mc, _| {
             for i in 0..10_000u64 {
                 Gc::new(mc, [i; 4]);
             }
         });
     }
-    // 200 × 10 000 × 48 B ≈ 96 MB allocated, all garbage.
+    // 300 × 10 000 × 32 B ≈ 96 MB allocated, all garbage.
     let s = heap.stats();
     assert!(s.gc_cycles >= 4, "{s:?}");
     let mapped = heap

@@ -191,7 +191,7 @@ fn drop_glue_runs_once_for_every_dead_object_and_at_teardown() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "allocates 190 MB; too slow under Miri")]
+#[cfg_attr(miri, ignore = "allocates 128 MB; too slow under Miri")]
 fn allocation_triggers_cycles_and_the_heap_stays_bounded() {
     let heap = Heap::new(Config::default()).unwrap();
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
@@ -202,7 +202,7 @@ fn allocation_triggers_cycles_and_the_heap_stays_bounded() {
             }
         });
     }
-    // 400 × 10 000 × 48 B ≈ 190 MB allocated, all garbage.
+    // 400 × 10 000 × 32 B ≈ 128 MB allocated, all garbage.
     let s = heap.stats();
     assert!(s.gc_cycles >= 10, "{s:?}");
     assert!(

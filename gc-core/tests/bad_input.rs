@@ -71,7 +71,7 @@ fn objects_larger_than_the_largest_size_class() {
     let mut m: Mutator<Rootable!['gc => gc_core::GcCell<'gc, Option<Gc<'gc, [u64; 8192]>>>]> =
         heap.mutator(|_| gc_core::GcCell::new(None));
     m.mutate(|mc, root| {
-        let big = Gc::new(mc, [7u64; 8192]); // 64 KiB + header: a large span
+        let big = Gc::new(mc, [7u64; 8192]); // 64 KiB: a large span
         root.set(mc, Some(big));
         let arr = GcArray::new(mc, 100_000, 3u64); // 800 KB
         assert_eq!(arr.get(99_999), 3);

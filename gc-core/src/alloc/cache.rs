@@ -66,6 +66,19 @@ struct ClassCache {
     span: Option<SpanRef>,
 }
 
+impl ClassCache {
+    /// Take the lowest free slot of the window, if any.
+    #[inline(always)]
+    fn pop(&mut self) -> Option<usize> {
+        let f = self.free;
+        if f == 0 {
+            return None;
+        }
+        self.free = f & (f - 1);
+        Some(self.base + f.trailing_zeros() as usize * self.elem_size)
+    }
+}
+
 const EMPTY: ClassCache = ClassCache {
     key: CacheKey::NONE,
     class_id: 0,
@@ -116,21 +129,21 @@ impl MCache {
     /// entry (then [`MCache::refill`]).
     #[inline(always)]
     pub(crate) fn alloc_small(&mut self, key: CacheKey) -> Option<usize> {
+        let e = self.find(key)?;
+        self.entries[e].pop()
+    }
+
+    /// The entry holding `key`: one of its two places, if any.
+    #[inline(always)]
+    fn find(&self, key: CacheKey) -> Option<usize> {
         let i = index(key);
-        let i = if self.entries[i].key == key {
-            i
+        if self.entries[i].key == key {
+            Some(i)
         } else if self.entries[i ^ 1].key == key {
-            i ^ 1
+            Some(i ^ 1)
         } else {
-            return None;
-        };
-        let c = &mut self.entries[i];
-        let f = c.free;
-        if f != 0 {
-            c.free = f & (f - 1);
-            return Some(c.base + f.trailing_zeros() as usize * c.elem_size);
+            None
         }
-        None
     }
 
     /// Write the consumed bits of `c`'s window back into the span's alloc bitmap. A window
@@ -172,13 +185,10 @@ impl MCache {
         black: bool,
     ) -> Result<usize, AllocError> {
         let key = tag.key(size_class);
+        if let Some(e) = self.find(key) {
+            return Ok(e);
+        }
         let i = index(key);
-        if self.entries[i].key == key {
-            return Ok(i);
-        }
-        if self.entries[i ^ 1].key == key {
-            return Ok(i ^ 1);
-        }
         let class_id = mh
             .central
             .classes
@@ -231,9 +241,10 @@ impl MCache {
                     c.window_free = free;
                     c.base = span.start + w * 64 * c.elem_size;
                     drop(st);
-                    let f = c.free;
-                    c.free = f & (f - 1);
-                    return Ok((c.base + f.trailing_zeros() as usize * c.elem_size, None));
+                    let addr = c
+                        .pop()
+                        .unwrap_or_else(|| bug!("a loaded window had no free slot"));
+                    return Ok((addr, None));
                 }
             }
             drop(st);
@@ -241,8 +252,8 @@ impl MCache {
         }
         let (s, fresh) = acquire_span(mh, self.entries[e].class_id, sweeper)?;
         let bytes = self.install(mh, e, s, black);
-        let addr = self
-            .alloc_small(tag.key(size_class))
+        let addr = self.entries[e]
+            .pop()
             .unwrap_or_else(|| bug!("an installed span's window had no free slot"));
         Ok((addr, Some(TookSpan { bytes, fresh })))
     }

@@ -265,10 +265,8 @@ mod tests {
     static T0: u8 = 0;
     static T1: u8 = 1;
 
-    /// A test tag (no collector reads it).
     fn tag(t: &'static u8, noscan: bool) -> TypeTag {
-        // SAFETY (test): every tag made here points to a `'static u8`.
-        unsafe { TypeTag::new(t as *const u8 as *const (), noscan, false) }
+        crate::alloc::span_class::test_tag(t, noscan)
     }
 
     #[test]

@@ -176,6 +176,14 @@ impl SpanClasses {
     }
 }
 
+/// A tag for allocator tests, where no collector reads what it points to.
+#[cfg(test)]
+pub(crate) fn test_tag<T>(p: &'static T, noscan: bool) -> TypeTag {
+    // SAFETY (test): the allocator's tests never cast a tag back, so the type it points to does
+    // not matter; `p` is `'static`.
+    unsafe { TypeTag::new(p as *const T as *const (), noscan, false) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,8 +192,7 @@ mod tests {
     static B: u64 = 2;
 
     fn tag(p: &'static u64, noscan: bool) -> TypeTag {
-        // SAFETY (test): every tag made here points to a `'static u64`.
-        unsafe { TypeTag::new(p as *const u64 as *const (), noscan, false) }
+        test_tag(p, noscan)
     }
 
     #[test]

@@ -259,20 +259,34 @@ fn deep_structures_hold_the_goal_with_waiting_assists() {
         let recs = heap.take_cycle_records();
         let auto = automatic(&recs);
         assert!(auto.len() >= 12, "GOGC={gogc}: only {} cycles", auto.len());
-        let mut ratios: Vec<f64> = auto[5..]
-            .iter()
-            .map(|r| r.heap_end as f64 / r.heap_goal as f64)
-            .collect();
+        let steady = &auto[5..];
+        let ratio = |r: &&CycleRecord| r.heap_end as f64 / r.heap_goal as f64;
+        let mut ratios: Vec<f64> = steady.iter().map(ratio).collect();
         ratios.sort_by(f64::total_cmp);
-        let (median, worst) = (ratios[ratios.len() / 2], ratios[ratios.len() - 1]);
+        // A cycle in which the GC CPU limiter was on ran part of its mark phase without assists,
+        // by design (GC CPU is capped at 50%, memory gives): it must only not run away (2× its
+        // goal), and most cycles must be paced. At GOGC=50 this workload's GC CPU is 35–40%, so
+        // a cycle now and then tips over (seen: 1.40× the goal with the limiter on).
+        let (limited, paced): (Vec<&CycleRecord>, Vec<&CycleRecord>) =
+            steady.iter().partition(|r| r.limiter_on);
+        let median = ratios[ratios.len() / 2];
+        let worst = paced.iter().map(ratio).fold(0.0, f64::max);
+        let worst_limited = limited.iter().map(ratio).fold(0.0, f64::max);
         eprintln!(
-            "GOGC={gogc}: {} cycles, heap ÷ goal median {median:.3}, worst {worst:.3}, {} assist waits",
+            "GOGC={gogc}: {} cycles, heap ÷ goal median {median:.3}, worst {worst:.3} \
+             ({} cycles with the limiter on: worst {worst_limited:.3}), {} assist waits",
             auto.len(),
+            limited.len(),
             heap.stats().assist_parks
         );
         assert!(
-            median <= 1.05 && worst <= 1.10,
-            "GOGC={gogc}: heap ÷ goal median {median:.3}, worst {worst:.3}\n{}",
+            median <= 1.05
+                && worst <= 1.10
+                && worst_limited <= 2.0
+                && paced.len() >= steady.len() / 2,
+            "GOGC={gogc}: heap ÷ goal median {median:.3}, worst {worst:.3} without the limiter, \
+             {worst_limited:.3} in {} cycles with it\n{}",
+            limited.len(),
             trace(&recs)
         );
     }

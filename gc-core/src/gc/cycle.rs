@@ -99,6 +99,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.mark.marked_objects_others.store(0, Ordering::Relaxed);
     h.mark.work.shared_batches.store(0, Ordering::Relaxed);
     h.mark.cycle.store(cycle, Ordering::Relaxed);
+    h.pacer.limited_in_cycle.store(false, Ordering::Relaxed);
     // Heap at the start, goal, trigger off while marking, first assist ratio.
     let heap_start = counters.heap_live.load(Ordering::Relaxed);
     let cycle_goal = h.controller().start_cycle();
@@ -254,7 +255,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
             stack_scan: h.pacer.stack_scan_work.load(Ordering::Relaxed),
             globals_scan: h.pacer.globals_scan_work.load(Ordering::Relaxed),
             heap_scan: h.pacer.heap_scan_work.load(Ordering::Relaxed),
-            limiter_on: h.pacer.limiting.load(Ordering::Relaxed),
+            limiter_on: h.pacer.limited_in_cycle.load(Ordering::Relaxed),
             ..base
         },
     );

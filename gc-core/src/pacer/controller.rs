@@ -69,6 +69,10 @@ pub(crate) struct PacerState {
     /// Whether the GC CPU limiter is on (mark assists are skipped while it is). Written by
     /// [`Controller::update_limiter`].
     pub limiting: AtomicBool,
+    /// Whether the limiter was on at any update since the cycle's mark phase began (cleared at
+    /// its start): the cycle record reports it, because a cycle whose assists were cut off for a
+    /// while may end past its goal by design.
+    pub limited_in_cycle: AtomicBool,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
     /// The background scavenger's goals and wake-up (its goals are set at each cycle's end).
@@ -99,6 +103,7 @@ impl PacerState {
             last_trigger_mapped: AtomicUsize::new(0),
             limiter: Mutex::new(LimiterFeed::new(procs)),
             limiting: AtomicBool::new(false),
+            limited_in_cycle: AtomicBool::new(false),
             limiter_next_ns: AtomicU64::new(0),
             scavenger: Scavenger::new(config.memory_limit, procs),
             concurrent: config.concurrent,
@@ -347,6 +352,9 @@ impl Controller<'_> {
                     .store(cycle, Ordering::Relaxed);
             }
             p.limiting.store(on, Ordering::Relaxed);
+            if on {
+                p.limited_in_cycle.store(true, Ordering::Relaxed);
+            }
         }
         f.last_update = Some(now);
         f.last_process_ns = process;

@@ -87,7 +87,8 @@ pub struct CycleRecord {
     pub heap_scan: u64,
     /// The pacer's cons/mark estimate after this cycle.
     pub cons_mark: f64,
-    /// Whether the GC CPU limiter was on at mark termination.
+    /// Whether the GC CPU limiter was on at any time during the mark phase (mark assists are
+    /// skipped while it is, so such a cycle may end past its goal).
     pub limiter_on: bool,
     /// GC CPU since the heap was created ÷ (elapsed × procs), at the end of the cycle.
     pub gc_cpu_fraction: f64,

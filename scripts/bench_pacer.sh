@@ -11,6 +11,7 @@
 # and max).
 #
 #   scripts/bench_pacer.sh [RUNS] [TREECHURN_OPS] [MSGBUF_PUSHES]
+#   WORKLOADS=msgbuf scripts/bench_pacer.sh 3     # one workload only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
@@ -29,13 +30,13 @@ fi
 med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The memory limit as the same multiple of each implementation's own live heap: a treechurn
-# node is 32 bytes on both (objects have no header), but a msgbuf message takes a 1152-byte slot
-# on gc-core (1 KiB and its length word) against Go's 1024, so Go gets the msgbuf limit scaled
-# down by that ratio (320MiB → 284MiB).
+# node is 32 bytes on both (objects have no header), but a msgbuf message takes a 1040-byte slot
+# on gc-core (1 KiB and its length word, in a length-header size class) against Go's 1024, so Go
+# gets the msgbuf limit scaled down by that ratio (320MiB → 315MiB).
 go_limit() { # workload limit-in-MiB
   case "$1" in
     treechurn) echo "$2MiB" ;;
-    msgbuf) echo "$(($2 * 1024 / 1152))MiB" ;;
+    msgbuf) echo "$(($2 * 1024 / 1040))MiB" ;;
   esac
 }
 
@@ -62,7 +63,7 @@ run() { # impl workload env...
   env "$@" "${bin[@]}" | tail -1
 }
 
-for w in treechurn msgbuf; do
+for w in ${WORKLOADS:-treechurn msgbuf}; do
   echo
   echo "### $w"
   echo

@@ -8,8 +8,14 @@
 //! |---------------|------------------------------|------|
 //! | 8 ..= 128     | 8, 16, 24, 32, 48, 64, …, 128 | 8 up to 32, then 16 |
 //! | (2ᵏ, 2ᵏ⁺¹]    | 8 classes per doubling        | 2ᵏ / 8 |
+//! | 2ᵏ + 16, 256 ≤ 2ᵏ ≤ 16 KiB | one **length-header class** after each power of two | |
 //!
-//! so above 128 bytes consecutive classes differ by a factor of at most 9/8 and the worst-case
+//! An array or string is a length word followed by its elements, so a power-of-two payload
+//! (a 1 KiB buffer, a vector's doubled capacity) asks for 2ᵏ + 8 bytes; without the
+//! length-header classes it would round up to 2ᵏ · 9/8, 11 % more than it holds (Go keeps a
+//! slice's length outside the array and needs no such class).
+//!
+//! So above 128 bytes consecutive classes differ by a factor of at most 9/8 and the worst-case
 //! **internal fragmentation** (slot bytes not asked for, over slot bytes) is below
 //! 1/9 ≈ 11.1 %. Below 128 bytes the relative waste can be larger (a 9-byte request takes a
 //! 16-byte slot: 43.75 %) but the absolute waste is at most 15 bytes. The test
@@ -20,7 +26,10 @@
 //!
 //! Each class also chooses how many 8 KiB pages its spans have: the fewest pages (at most 16)
 //! for which the **tail waste** (span bytes left over after the last whole slot) is at most 1/8
-//! of the span. `span_tail_waste` checks that bound.
+//! of the span. A length-header class first tries for a tail of at most 1/32 within 8 pages
+//! (a 1040-byte class in one page would waste 11 % of it, as much as the class saves): 3 pages
+//! for 1040 bytes, 7 for 2064; from 4112 bytes up only the 1/8 bound can be met.
+//! `span_tail_waste` checks these bounds.
 
 use crate::alloc::arena::PAGE_SIZE;
 
@@ -48,31 +57,56 @@ const fn count_classes() -> usize {
     n
 }
 
+/// Bytes a length-header class adds to its power of two: the length word, rounded up to the
+/// 16-byte multiple every class from 32 bytes up keeps.
+pub const LENGTH_HEADER: usize = 16;
+
 /// The class after `s` (0 gives the first class).
 const fn next_size(s: usize) -> usize {
     if s < 32 {
         s + 8
     } else if s < 128 {
         s + 16
+    } else if s >= 256 && s < MAX_SMALL_SIZE && s.is_power_of_two() {
+        s + LENGTH_HEADER
     } else {
-        // 8 classes per power of two: step = 2^floor(log2 s) / 8.
+        // 8 classes per power of two: step = 2^floor(log2 s) / 8, counted from the last
+        // regular class (a length-header class sits 16 bytes above one).
         let pow = 1usize << (usize::BITS - 1 - s.leading_zeros());
-        s + pow / 8
+        let step = pow / 8;
+        s - s % step + step
     }
 }
 
-const fn pages_for(size: usize) -> usize {
+/// Whether `size` is a length-header class (2ᵏ + 16).
+const fn is_length_header_class(size: usize) -> bool {
+    size > 256 + LENGTH_HEADER - 1 && (size - LENGTH_HEADER).is_power_of_two()
+}
+
+/// The fewest pages (at most `max`) whose tail waste is at most `1/denominator` of the span.
+const fn pages_within(size: usize, denominator: usize, max: usize) -> Option<usize> {
     let mut pages = 1;
-    loop {
+    while pages <= max {
         let bytes = pages * PAGE_SIZE;
-        if bytes >= size && (bytes % size) * 8 <= bytes {
-            return pages;
-        }
-        if pages == 16 {
-            // Unreachable for the generated classes (checked by a test); fall back to one slot.
-            return size.div_ceil(PAGE_SIZE);
+        if bytes >= size && (bytes % size) * denominator <= bytes {
+            return Some(pages);
         }
         pages += 1;
+    }
+    None
+}
+
+const fn pages_for(size: usize) -> usize {
+    if is_length_header_class(size) {
+        // At most 64 KiB: every (type, class) pair has spans of its own.
+        if let Some(p) = pages_within(size, 32, 8) {
+            return p;
+        }
+    }
+    match pages_within(size, 8, 16) {
+        Some(p) => p,
+        // Unreachable for the generated classes (checked by a test); fall back to one slot.
+        None => size.div_ceil(PAGE_SIZE),
     }
 }
 
@@ -116,11 +150,13 @@ const SMALL_LOOKUP: [u8; SMALL_LOOKUP_MAX / 8 + 1] = {
     }
     t
 };
-const LARGE_LOOKUP: [u8; (MAX_SMALL_SIZE - SMALL_LOOKUP_MAX) / 128 + 1] = {
-    let mut t = [0u8; (MAX_SMALL_SIZE - SMALL_LOOKUP_MAX) / 128 + 1];
+/// Above 1 KiB every class is a multiple of 16 bytes (the length-header classes are not
+/// multiples of 128), so the table has one entry per 16 bytes.
+const LARGE_LOOKUP: [u8; (MAX_SMALL_SIZE - SMALL_LOOKUP_MAX) / 16 + 1] = {
+    let mut t = [0u8; (MAX_SMALL_SIZE - SMALL_LOOKUP_MAX) / 16 + 1];
     let mut i = 0;
     while i < t.len() {
-        let want = SMALL_LOOKUP_MAX + i * 128;
+        let want = SMALL_LOOKUP_MAX + i * 16;
         let mut c = 0;
         while CLASSES[c].size < want {
             c += 1;
@@ -143,7 +179,7 @@ pub const fn class_for(size: usize, align: usize) -> Option<usize> {
     let mut c = if size <= SMALL_LOOKUP_MAX {
         SMALL_LOOKUP[size.div_ceil(8)] as usize
     } else {
-        LARGE_LOOKUP[(size - SMALL_LOOKUP_MAX).div_ceil(128)] as usize
+        LARGE_LOOKUP[(size - SMALL_LOOKUP_MAX).div_ceil(16)] as usize
     };
     while CLASSES[c].size % align != 0 {
         c += 1;
@@ -188,8 +224,13 @@ mod tests {
     #[test]
     fn worst_case_fragmentation() {
         let mut worst_above_128 = 0.0f64;
-        for w in CLASSES.windows(2) {
-            let (prev, c) = (w[0].size, w[1].size);
+        let regular: Vec<usize> = CLASSES
+            .iter()
+            .map(|c| c.size)
+            .filter(|&s| !is_length_header_class(s))
+            .collect();
+        for w in regular.windows(2) {
+            let (prev, c) = (w[0], w[1]);
             let waste = (c - prev - 1) as f64 / c as f64;
             if prev >= 128 {
                 worst_above_128 = worst_above_128.max(waste);
@@ -206,5 +247,30 @@ mod tests {
             assert!(c.pages <= 16);
             assert!((bytes - c.slots * c.size) * 8 <= bytes, "{c:?}");
         }
+    }
+
+    /// A power-of-two payload behind a length word (2ᵏ + 8 bytes) gets a slot 16 bytes above
+    /// the power of two, in spans that waste at most 1/32 where 8 pages allow it, so it costs
+    /// less span memory per object than the next regular class would.
+    #[test]
+    fn power_of_two_payloads_with_a_length_word() {
+        let mut k = 256;
+        while k < MAX_SMALL_SIZE {
+            let c = CLASSES[class_for(k + 8, 16).unwrap()];
+            assert_eq!(c.size, k + LENGTH_HEADER, "{k}");
+            assert!(is_length_header_class(c.size));
+            let bytes = c.pages * PAGE_SIZE;
+            let per_object = bytes as f64 / c.slots as f64;
+            let next = CLASSES[class_for(k + LENGTH_HEADER + 1, 16).unwrap()];
+            let next_per_object = (next.pages * PAGE_SIZE) as f64 / next.slots as f64;
+            assert!(per_object < next_per_object, "{c:?} vs {next:?}");
+            if k <= 2048 {
+                assert!((bytes - c.slots * c.size) * 32 <= bytes, "{c:?}");
+            }
+            // The power of two itself is still a class of its own.
+            assert_eq!(CLASSES[class_for(k, 16).unwrap()].size, k);
+            k *= 2;
+        }
+        assert_eq!(CLASSES[class_for(1032, 8).unwrap()].pages, 3);
     }
 }

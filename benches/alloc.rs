@@ -1,4 +1,5 @@
-//! Micro-benchmarks: the allocation fast path, the write barrier, scope entry/exit, marking.
+//! Micro-benchmarks: the allocation fast path, the write barrier, scope entry/exit (marking and
+//! sweeping: `mark.rs`).
 //!
 //! `cargo bench -p gc-benches`
 

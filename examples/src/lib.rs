@@ -117,6 +117,12 @@ pub struct GcReport {
     pub peak_over_goal: f64,
     /// The median of the same ratio over the same cycles.
     pub median_over_goal: f64,
+    /// Of those cycles, the ones in which the GC CPU limiter was on at some time during the
+    /// mark phase (mark assists stop while it is, so such a cycle may end past its goal by
+    /// design).
+    pub limited_cycles: u64,
+    /// The largest ratio over the steady-state cycles in which the limiter stayed off.
+    pub peak_over_goal_paced: f64,
     /// Minimum mutator utilisation over windows of 1, 10 and 100 ms, counting pauses and mark
     /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
     /// ([`gc_core::mmu`]).
@@ -131,10 +137,12 @@ impl GcReport {
     /// The pacing figures as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} peak_over_goal={:.3} median_over_goal={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            "gc_cpu_go={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
             self.gc_cpu_go,
             self.peak_over_goal,
             self.median_over_goal,
+            self.limited_cycles,
+            self.peak_over_goal_paced,
             self.mmu[0],
             self.mmu[1],
             self.mmu[2]
@@ -161,6 +169,8 @@ impl GcReport {
             heap_goal_mib: 0.0,
             peak_over_goal: 0.0,
             median_over_goal: 0.0,
+            limited_cycles: 0,
+            peak_over_goal_paced: 0.0,
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
         };
@@ -182,6 +192,12 @@ impl GcReport {
         ratios.sort_by(f64::total_cmp);
         r.peak_over_goal = ratios.last().copied().unwrap_or(0.0);
         r.median_over_goal = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
+        let steady = cycles.iter().filter(|c| c.cycle >= first_steady_cycle);
+        r.limited_cycles = steady.clone().filter(|c| c.limiter_on).count() as u64;
+        r.peak_over_goal_paced = steady
+            .filter(|c| !c.limiter_on)
+            .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
+            .fold(0.0, f64::max);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
             let include = gc_core::mmu::Include {
                 assists: true,

@@ -46,7 +46,7 @@
 //! gc_cpu_frac` (CPU time of the collector's threads ÷ (wall × CPUs), sweeping included)
 //! `gc_cpu_go` (GC CPU as Go 1.19's `GCCPUFraction` counts it: assists, background mark
 //! workers and pauses × CPUs ÷ (time since the heap was created × CPUs), leaving out marking at
-//! idle priority as Go 1.19 does; `GcReport::gc_cpu_go` of the other harnesses counts it)
+//! idle priority as Go 1.19 does, like `GcReport::gc_cpu_go` of the other harnesses)
 //! `assist_parks` (times a mark assist waited for background marking), `scope_wait_max_us`
 //! (the longest a stop waited for the mutator to leave its scope), `peak_heap_over_goal` and
 //! `median_heap_over_goal` (the largest and the median heap at mark termination ÷ that cycle's
@@ -326,18 +326,13 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
 
     let wall = t0.elapsed();
     let gc_cpu_frac = gc_cpu_frac(wall);
-    let metrics = heap.metrics();
-    let cpu = |name: &str| metrics.f64(name).unwrap_or(0.0);
-    let gc_cpu_go = (cpu("/cpu/classes/gc/total:cpu-seconds")
-        - cpu("/cpu/classes/gc/mark/idle:cpu-seconds"))
-        / cpu("/cpu/classes/total:cpu-seconds").max(f64::MIN_POSITIVE);
     // The stretch and long-lived trees are built during the first cycles, where the heap grows
     // past each small goal (Go's too): the goal figures count the cycles after them.
     let r = GcReport::take(Some(&heap), "BINARY_TREES_PAUSES", STEADY_CYCLE);
     let s = heap.stats();
     format!(
         "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
-         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={gc_cpu_go:.3} \
+         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.3} \
          peak_heap_over_goal={:.3} median_heap_over_goal={:.3} limited_cycles={} peak_heap_over_goal_paced={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={}",
         m.scope_max.as_micros(),
         r.heap_peak_mib,
@@ -347,6 +342,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
         s.pause_max.as_micros(),
         s.mark_total.as_secs_f64() * 1e3,
         r.assist_ms,
+        r.gc_cpu_go,
         r.peak_over_goal,
         r.median_over_goal,
         r.limited_cycles,

@@ -127,18 +127,23 @@ pub struct GcReport {
     /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
     /// ([`gc_core::mmu`]).
     pub mmu: [f64; 3],
-    /// GC CPU as Go's `GCCPUFraction` counts it: assists, background marking and pauses × CPUs
-    /// (not sweeping or scavenging) ÷ (time since the heap was created × CPUs), from
+    /// GC CPU as Go 1.19's `GCCPUFraction` counts it: assists, background marking and pauses ×
+    /// CPUs (not idle-priority marking, which Go 1.19 leaves out as free, nor sweeping or
+    /// scavenging) ÷ (time since the heap was created × CPUs), from
     /// [`Heap::metrics`](gc_core::Heap::metrics).
     pub gc_cpu_go: f64,
+    /// Idle-priority marking ÷ (time since the heap was created × CPUs): what `gc_cpu_go`
+    /// leaves out.
+    pub gc_cpu_idle: f64,
 }
 
 impl GcReport {
     /// The pacing figures as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
             self.gc_cpu_go,
+            self.gc_cpu_idle,
             self.peak_over_goal,
             self.median_over_goal,
             self.limited_cycles,
@@ -173,6 +178,7 @@ impl GcReport {
             peak_over_goal_paced: 0.0,
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
+            gc_cpu_idle: 0.0,
         };
         let Some(heap) = heap else {
             return r;
@@ -180,8 +186,10 @@ impl GcReport {
         let log = std::env::var_os(pause_log_var).is_some();
         let metrics = heap.metrics();
         let f = |n: &str| metrics.f64(n).unwrap_or(0.0);
-        r.gc_cpu_go = f("/cpu/classes/gc/total:cpu-seconds")
-            / f("/cpu/classes/total:cpu-seconds").max(f64::MIN_POSITIVE);
+        let total = f("/cpu/classes/total:cpu-seconds").max(f64::MIN_POSITIVE);
+        let idle = f("/cpu/classes/gc/mark/idle:cpu-seconds");
+        r.gc_cpu_go = (f("/cpu/classes/gc/total:cpu-seconds") - idle) / total;
+        r.gc_cpu_idle = idle / total;
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
         let mut ratios: Vec<f64> = cycles

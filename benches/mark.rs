@@ -30,6 +30,21 @@ struct Node<'gc> {
     right: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
 }
 
+/// A new node with the given children.
+fn node<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    left: Option<Gc<'gc, Node<'gc>>>,
+    right: Option<Gc<'gc, Node<'gc>>>,
+) -> Gc<'gc, Node<'gc>> {
+    Gc::new(
+        mc,
+        Node {
+            left: GcCell::new(left),
+            right: GcCell::new(right),
+        },
+    )
+}
+
 type NodeRoot = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>];
 type BytesRoot = Rootable!['gc => GcArray<'gc, Option<GcBytes<'gc>>>];
 type ArraysRoot = Rootable!['gc => GcArray<'gc, Option<GcArray<'gc, Option<Gc<'gc, u64>>>>>];
@@ -68,13 +83,7 @@ fn build_tree(m: &mut Mutator<NodeRoot>, random: bool) {
                 Some(bottom_up(mc, depth - 1)),
             )
         };
-        Gc::new(
-            mc,
-            Node {
-                left: GcCell::new(left),
-                right: GcCell::new(right),
-            },
-        )
+        node(mc, left, right)
     }
     if !random {
         m.mutate(|mc, root| root.set(mc, Some(bottom_up(mc, NODES.trailing_zeros() - 1))));
@@ -83,17 +92,7 @@ fn build_tree(m: &mut Mutator<NodeRoot>, random: bool) {
     let mut order: Vec<usize> = (0..NODES - 1).collect();
     shuffle(&mut order, 0x9E37_79B9_7F4A_7C15);
     m.mutate(|mc, root| {
-        let nodes: Vec<Gc<Node>> = (0..NODES - 1)
-            .map(|_| {
-                Gc::new(
-                    mc,
-                    Node {
-                        left: GcCell::new(None),
-                        right: GcCell::new(None),
-                    },
-                )
-            })
-            .collect();
+        let nodes: Vec<Gc<Node>> = (0..NODES - 1).map(|_| node(mc, None, None)).collect();
         // Breadth-first position k lives in allocation slot order[k].
         let at = |k: usize| nodes[order[k]];
         for k in 0..NODES - 1 {
@@ -193,13 +192,7 @@ fn sweep(c: &mut Criterion) {
             for _ in 0..iters {
                 m.mutate(|mc, _| {
                     for _ in 0..NODES {
-                        std::hint::black_box(Gc::new(
-                            mc,
-                            Node {
-                                left: GcCell::new(None),
-                                right: GcCell::new(None),
-                            },
-                        ));
+                        std::hint::black_box(node(mc, None, None));
                     }
                 });
                 let t = std::time::Instant::now();

@@ -51,7 +51,10 @@
 //! (the longest a stop waited for the mutator to leave its scope), `peak_heap_over_goal` and
 //! `median_heap_over_goal` (the largest and the median heap at mark termination ÷ that cycle's
 //! goal, from the cycle records, over the cycles from the sixth on: the first ones run while
-//! the stretch and long-lived trees are built) `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every pause on stderr.
+//! the stretch and long-lived trees are built) `limited_cycles` (of those, the cycles in which
+//! the GC CPU limiter was on during the mark phase) `peak_heap_over_goal_paced` (the largest
+//! ratio over the others) `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every
+//! pause on stderr.
 
 use std::time::{Duration, Instant};
 

@@ -192,19 +192,21 @@ impl GcReport {
         r.gc_cpu_idle = idle / total;
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
-        let mut ratios: Vec<f64> = cycles
+        let steady: Vec<_> = cycles
             .iter()
             .filter(|c| c.cycle >= first_steady_cycle)
-            .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
             .collect();
+        let over_goal =
+            |c: &&gc_core::gctrace::CycleRecord| c.heap_end as f64 / c.heap_goal.max(1) as f64;
+        let mut ratios: Vec<f64> = steady.iter().map(over_goal).collect();
         ratios.sort_by(f64::total_cmp);
         r.peak_over_goal = ratios.last().copied().unwrap_or(0.0);
         r.median_over_goal = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
-        let steady = cycles.iter().filter(|c| c.cycle >= first_steady_cycle);
-        r.limited_cycles = steady.clone().filter(|c| c.limiter_on).count() as u64;
+        r.limited_cycles = steady.iter().filter(|c| c.limiter_on).count() as u64;
         r.peak_over_goal_paced = steady
+            .iter()
             .filter(|c| !c.limiter_on)
-            .map(|c| c.heap_end as f64 / c.heap_goal.max(1) as f64)
+            .map(over_goal)
             .fold(0.0, f64::max);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
             let include = gc_core::mmu::Include {

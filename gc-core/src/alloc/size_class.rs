@@ -80,7 +80,7 @@ const fn next_size(s: usize) -> usize {
 
 /// Whether `size` is a length-header class (2ᵏ + 16).
 const fn is_length_header_class(size: usize) -> bool {
-    size > 256 + LENGTH_HEADER - 1 && (size - LENGTH_HEADER).is_power_of_two()
+    size >= 256 + LENGTH_HEADER && (size - LENGTH_HEADER).is_power_of_two()
 }
 
 /// The fewest pages (at most `max`) whose tail waste is at most `1/denominator` of the span.

@@ -159,7 +159,7 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
         slices += 1;
         // A pause is waiting for this mutator, or the GC has taken too much of the CPU: stop
         // assisting (the debt stays for later).
-        if h.safepoint.stop_requested() || h.pacer.limiting.load(Ordering::Relaxed) {
+        if must_stop(h) {
             break;
         }
         if !t.has_grey() {

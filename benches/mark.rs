@@ -136,7 +136,7 @@ fn mark(c: &mut Criterion) {
             let h = heap((w == 1).then_some(1));
             let mut m: Mutator<NodeRoot> = h.mutator(|_| GcCell::new(None));
             build_tree(&mut m, random);
-            g.bench_function(BenchmarkId::new(name, label), |b| {
+            g.bench_function(BenchmarkId::new(name, &label), |b| {
                 b.iter_custom(|iters| mark_time(&h, iters, || m.collect()))
             });
         }

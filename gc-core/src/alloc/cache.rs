@@ -366,9 +366,10 @@ impl MCache {
 #[inline]
 fn load_window(span: &Span, w: usize, free: u64, black: bool) {
     if black {
-        // `Relaxed`: the bits only need to be set before the sweep reads them, which the
-        // mark-termination handshake orders.
-        span.mark_words()[w].fetch_or(free, Ordering::Relaxed);
+        // Scan bits first, so that no marker claims the free slots to scan them; the mark bits
+        // need only be set before the sweep reads them, which the mark-termination handshake
+        // orders.
+        span.mark_black(w, free);
     }
 }
 

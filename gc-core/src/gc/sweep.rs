@@ -68,6 +68,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let span = s.get();
     let mut st = span.state.lock();
     debug_assert!(!st.in_cache);
+    debug_assert!(!span.is_queued(), "a span swept while on a mark queue");
     let info = type_of(span);
     let run_drops = info.drop.is_some();
     let slow = run_drops || h.settings.verify;
@@ -101,7 +102,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
             }
         }
         *w = m | !valid;
-        marks[wi].store(0, Ordering::Relaxed);
+        span.clear_marks(wi);
     }
     st.allocated = live;
     h.mheap.central.set_swept(span);

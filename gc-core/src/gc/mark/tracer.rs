@@ -4,11 +4,24 @@
 //! | colour | meaning                                   | representation |
 //! |--------|-------------------------------------------|----------------|
 //! | white  | not reached (yet); freed by the sweep if it stays white | mark bit 0 |
-//! | grey   | reached, its fields not yet scanned       | mark bit 1, on a grey stack or the shared queue |
-//! | black  | reached and scanned                       | mark bit 1, on no stack |
+//! | grey   | reached, its fields not yet scanned       | small span: mark bit 1, scan bit 0, its span on a span queue; large object: mark bit 1, on a grey stack |
+//! | black  | reached and scanned                       | small span: mark and scan bits 1; large object: mark bit 1, on no stack |
 //!
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
-//! pushed, so the marker never reads them.
+//! queued, so the marker never reads them. Objects allocated during marking are black at once
+//! (mark and scan bits set by the allocation cache, `Span::mark_black`).
+//!
+//! # Span-local marking
+//!
+//! Marking an object of a small span does not push the object: it sets the mark bit and puts
+//! the *span* on the tracer's span queue unless it is queued already (`Span::enqueue`). A
+//! marker takes a span off the queue (oldest first, so that marks accumulate on spans that wait),
+//! claims every grey object of the span at once (`Span::claim_grey`: mark and not scan bit, scan
+//! bit set in the same step), prefetches them and scans them in address order
+//! ([`Tracer::scan_span`]). A span with one grey object costs one pass over its few mark words
+//! more than the object alone would. This is the idea of Go's "Green Tea" marker: the marker
+//! reads objects in memory order, a span's worth at a time, instead of one cold object per
+//! edge. Large objects (one per span) and array continuations keep a grey stack of their own.
 //!
 //! # One type, three purposes
 //!
@@ -18,16 +31,20 @@
 //!
 //! | purpose | made by | what `edge` does |
 //! |---------|---------|------------------|
-//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; push a newly greyed scan object with its type's `trace` |
+//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; queue the span of a newly greyed scan object (a large one: push it with its type's `trace`) |
 //! | **collecting** ([`Tracer::collecting`]) | the write barrier (`gc::barrier`) | record the edge; marks nothing |
 //! | **checking** ([`Tracer::checking`]) | the verifier (`gc::verify`'s [`Checker`]) | check the object is live and unpoisoned; walk it once |
 //!
-//! A grey object is kept with the `trace` function of its type, read from its span's type when
-//! it was marked (objects have no header: `gc::object`). [`Tracer::drain`] pops grey objects
-//! and calls their `trace` until none is left; a marker offers half its stack to the shared [`MarkWork`] queue when the
-//! queue is empty (see `gc::mark::work` for when each kind of marker does).
+//! The `trace` function of an object comes from its span's type (objects have no header:
+//! `gc::object`). [`Tracer::drain`] scans queued spans, grey large objects and array chunks
+//! until none is left; a marker offers half its spans (or its stack) to the shared
+//! [`MarkWork`] queue when the queue is empty (see `gc::mark::work` for when each kind of
+//! marker does).
+
+use std::collections::VecDeque;
 
 use crate::alloc::arena::Arena;
+use crate::alloc::span::{MARK_WORDS, Span};
 use crate::gc::heap::ObjAddr;
 use crate::gc::mark::work::{MarkWork, SHARE_MIN};
 use crate::gc::object::{Object, type_of};
@@ -62,8 +79,15 @@ pub struct Tracer {
     /// The heap's arena, which outlives every tracer: each lives inside one collection, one
     /// barrier or one verification, during which the heap is alive.
     arena: *const Arena,
-    /// Grey objects (marking), objects to walk (checking).
+    /// Grey objects of large spans (marking), objects to walk (checking).
     stack: Vec<Grey>,
+    /// Marking: small spans with grey objects, scanned a span at a time (see
+    /// [`Tracer::scan_span`]), oldest first.
+    spans: VecDeque<SpanPtr>,
+    /// Marking: the span [`Tracer::scan_span`] is scanning (null: none), and whether this
+    /// tracer greyed objects in it meanwhile (it scans the span again instead of queueing it).
+    current: *const Span,
+    rescan: bool,
     /// The edges reported (collecting).
     collected: Vec<*const Object>,
     purpose: Purpose,
@@ -98,11 +122,41 @@ pub(crate) struct Grey {
 // type is) and alive for the cycle (it is marked).
 unsafe impl Send for Grey {}
 
+/// Ask the CPU to load the slots `bits` of mark word `w` of a span at `start` with slots of
+/// `size` bytes, which the marker will scan next: their cache misses then overlap instead of
+/// coming one after another.
+#[inline(always)]
+fn prefetch_slots(start: usize, size: usize, w: usize, mut bits: u64) {
+    while bits != 0 {
+        let i = w * 64 + bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint that reads no memory architecturally; any address is
+        // allowed (this one is a slot of a live span).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                (start + i * size) as *const i8,
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, size, i);
+    }
+}
+
+/// A small span with grey objects, on a span queue.
+#[derive(Clone, Copy)]
+pub(crate) struct SpanPtr(*const Span);
+
+// SAFETY: spans are shared by every thread (`Span` is `Sync`); a queued span holds a marked
+// object, so no sweep frees it before the cycle's marking ends, and every queue is empty then.
+unsafe impl Send for SpanPtr {}
+
 /// Grey work handed between markers through the shared queue: whole objects, and the unscanned
 /// rest of large arrays (array, first element not yet scanned).
 #[derive(Default)]
 pub(crate) struct GreyBatch {
     pub objs: Vec<Grey>,
+    pub spans: Vec<SpanPtr>,
     pub chunks: Vec<(ObjAddr, usize)>,
 }
 
@@ -111,6 +165,9 @@ impl Tracer {
         Tracer {
             arena,
             stack: Vec::new(),
+            spans: VecDeque::new(),
+            current: std::ptr::null(),
+            rescan: false,
             collected: Vec::new(),
             purpose,
             exclusive: false,
@@ -132,6 +189,7 @@ impl Tracer {
                 t.share = w;
                 // Long-lived: start with room for a deep graph.
                 t.stack.reserve(1024);
+                t.spans.reserve(1024);
             }
             // Short-lived (a buffer flush, a root scan, an assist): the stack grows as needed.
             Marking::Local => {}
@@ -197,12 +255,72 @@ impl Tracer {
         if newly {
             self.marked_bytes += span.elem_size;
             self.marked_objects += 1;
-            if !span.tag.noscan
-                && let Some(trace) = type_of(span).trace
-            {
+            if span.tag.noscan {
+                // Black at once: never read.
+            } else if span.nelems > 1 {
+                // Grey until a marker claims it from its span (see `scan_span`).
+                if std::ptr::eq(span, self.current) {
+                    self.rescan = true;
+                } else if if self.exclusive {
+                    span.enqueue_exclusive()
+                } else {
+                    span.enqueue()
+                } {
+                    self.spans.push_back(SpanPtr(span));
+                }
+            } else if let Some(trace) = type_of(span).trace {
+                // A large object: scanned on its own (arrays a chunk at a time).
                 self.stack.push(Grey { obj: h, trace });
             }
         }
+    }
+
+    /// Scan the grey objects of a small span taken off a span queue, in address order (the
+    /// idea of Go's "Green Tea" marker): marking an object sets its mark bit and queues its
+    /// span, and the span is scanned later, once, for every object greyed in it meanwhile, so
+    /// that the marker reads objects in memory order instead of one cold object per edge.
+    /// Objects this tracer greys in the span while it scans it (a subgraph allocated together)
+    /// are scanned in further passes of the same visit; other markers' marks queue it again.
+    fn scan_span(&mut self, s: SpanPtr) {
+        // SAFETY: a queued span holds a marked object, so no sweep frees it during the cycle
+        // (see `SpanPtr`).
+        let span = unsafe { &*s.0 };
+        span.dequeue(self.exclusive);
+        let trace = type_of(span)
+            .trace
+            .unwrap_or_else(|| bug!("a span of a type without trace was queued"));
+        let (start, size) = (span.start, span.elem_size);
+        self.current = span;
+        let words = span.mark_words().len();
+        let mut claimed = [0u64; MARK_WORDS];
+        loop {
+            self.rescan = false;
+            // Claim every grey object of the pass and have the CPU fetch them all, then scan
+            // them in address order.
+            for (w, c) in claimed[..words].iter_mut().enumerate() {
+                *c = span.claim_grey(w, self.exclusive);
+                prefetch_slots(start, size, w, *c);
+            }
+            for (w, &c) in claimed[..words].iter().enumerate() {
+                let mut grey = c;
+                while grey != 0 {
+                    let i = w * 64 + grey.trailing_zeros() as usize;
+                    grey &= grey - 1;
+                    self.work += 1;
+                    // SAFETY: slot `i` was marked by a marker (allocate-black slots are
+                    // claimed scanned before they are marked), so it is an allocated,
+                    // initialised object of the span's type, which `trace` is for; this claim
+                    // is the only one of it.
+                    unsafe { trace((start + i * size) as *const Object, self) }
+                }
+            }
+            // Objects this pass greyed in the span itself (a subgraph allocated together):
+            // scan them now, while the span is in cache, instead of queueing it again.
+            if !self.rescan {
+                break;
+            }
+        }
+        self.current = std::ptr::null();
     }
 
     /// Where the scan of an array of `len` elements that starts at `start` stops: for a
@@ -221,6 +339,7 @@ impl Tracer {
     pub(crate) fn take_grey_batch(&mut self) -> GreyBatch {
         GreyBatch {
             objs: std::mem::take(&mut self.stack),
+            spans: std::mem::take(&mut self.spans).into(),
             chunks: std::mem::take(&mut self.chunks)
                 .into_iter()
                 .map(|(h, i)| (ObjAddr(h), i))
@@ -231,6 +350,7 @@ impl Tracer {
     /// Add grey work taken from the shared queue.
     pub(crate) fn push_grey_batch(&mut self, b: GreyBatch) {
         self.stack.extend(b.objs);
+        self.spans.extend(b.spans);
         self.chunks
             .extend(b.chunks.into_iter().map(|(a, i)| (a.0, i)));
     }
@@ -239,7 +359,9 @@ impl Tracer {
     /// queue is empty (see [`Tracer::offer`]).
     #[inline]
     fn balance(&mut self) {
-        if self.share.is_null() || self.stack.len() <= SHARE_MIN {
+        if self.share.is_null()
+            || (self.stack.len() <= SHARE_MIN && self.spans.len() <= 1 && self.chunks.is_empty())
+        {
             return;
         }
         // SAFETY: `share` was made from a reference to the heap's queue, which outlives every
@@ -248,29 +370,37 @@ impl Tracer {
         self.offer(work, SHARE_MIN);
     }
 
-    /// If `work`'s queue is empty, hand it the older half of this tracer's grey objects when it
-    /// holds more than `min` of them, or else half of its array continuations when it holds
-    /// several (Go: `gcWork.balance`; the bottom of a depth-first stack roots the largest
-    /// unexplored subgraphs).
+    /// If `work`'s queue is empty, hand it the older half of this tracer's queued spans when
+    /// it holds more than `min / 8` of them (at least two: a span holds one or more grey
+    /// objects), or else the older half of its grey large objects when it holds more than `min`,
+    /// or else half of its array continuations when it holds several, or its one continuation
+    /// when it has spans to go on with (Go: `gcWork.balance`; the bottom of a depth-first stack
+    /// roots the largest unexplored subgraphs).
     pub(crate) fn offer(&mut self, work: &MarkWork, min: usize) {
         if !work.is_empty() {
             return;
         }
-        let batch = if self.stack.len() > min {
+        let batch = if self.spans.len() > (min / 8).max(1) {
+            let n = self.spans.len() / 2;
+            GreyBatch {
+                spans: self.spans.drain(..n).collect(),
+                ..GreyBatch::default()
+            }
+        } else if self.stack.len() > min {
             let n = self.stack.len() / 2;
             GreyBatch {
                 objs: self.stack.drain(..n).collect(),
-                chunks: Vec::new(),
+                ..GreyBatch::default()
             }
-        } else if self.stack.is_empty() && self.chunks.len() > 1 {
-            let n = self.chunks.len() / 2;
+        } else if self.chunks.len() > 1 || (self.chunks.len() == 1 && !self.spans.is_empty()) {
+            let n = self.chunks.len().div_ceil(2);
             GreyBatch {
-                objs: Vec::new(),
                 chunks: self
                     .chunks
                     .drain(..n)
                     .map(|(h, i)| (ObjAddr(h), i))
                     .collect(),
+                ..GreyBatch::default()
             }
         } else {
             return;
@@ -303,13 +433,15 @@ impl Tracer {
     /// grey stack stays small.
     #[inline]
     fn scan_next(&mut self) -> bool {
+        self.balance();
         if let Some(g) = self.stack.pop() {
-            self.balance();
             self.work += 1;
             // SAFETY: only allocated, initialised objects are pushed (`edge` pushes what a `Gc`
             // points to, batches come from other markers' stacks), each with the `trace` of
             // its span's type, which is the type it was allocated with.
             unsafe { (g.trace)(g.obj, self) }
+        } else if let Some(s) = self.spans.pop_front() {
+            self.scan_span(s);
         } else if let Some((h, start)) = self.chunks.pop() {
             self.work += 1;
             // SAFETY: continuations are pushed only by `array_chunk_end`, for the array being
@@ -341,7 +473,7 @@ impl Tracer {
 
     /// Whether the tracer has grey objects or array chunks left.
     pub(crate) fn has_grey(&self) -> bool {
-        !self.stack.is_empty() || !self.chunks.is_empty()
+        !self.stack.is_empty() || !self.spans.is_empty() || !self.chunks.is_empty()
     }
 
     /// The edges a collecting tracer recorded.

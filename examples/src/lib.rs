@@ -135,13 +135,39 @@ pub struct GcReport {
     /// Idle-priority marking ÷ (time since the heap was created × CPUs): what `gc_cpu_go`
     /// leaves out.
     pub gc_cpu_idle: f64,
+    /// Where the collector's CPU went, in seconds, by class (from [`Heap::metrics`]
+    /// (gc_core::Heap::metrics)): see [`CPU_CLASSES`].
+    pub cpu_s: [f64; CPU_CLASSES.len()],
 }
 
+/// The CPU classes [`GcReport::cpu_s`] reports, as (key, metric): marking in the background,
+/// in assists and at idle priority, pauses (× CPUs), background sweeping, scavenging
+/// (background and in allocations), the rest of the collector threads' time, and the collector
+/// threads' own clocks in all (which the background, idle, sweep, background-scavenge and
+/// other classes add up to).
+pub const CPU_CLASSES: [(&str, &str); 9] = [
+    ("cpu_bg_s", "/cpu/classes/gc/mark/dedicated:cpu-seconds"),
+    ("cpu_assist_s", "/cpu/classes/gc/mark/assist:cpu-seconds"),
+    ("cpu_idle_s", "/cpu/classes/gc/mark/idle:cpu-seconds"),
+    ("cpu_pause_s", "/cpu/classes/gc/pause:cpu-seconds"),
+    ("cpu_sweep_s", "/gccore/cpu/sweep/background:cpu-seconds"),
+    (
+        "cpu_scav_bg_s",
+        "/cpu/classes/scavenge/background:cpu-seconds",
+    ),
+    (
+        "cpu_scav_assist_s",
+        "/cpu/classes/scavenge/assist:cpu-seconds",
+    ),
+    ("cpu_other_s", "/gccore/cpu/collector-other:cpu-seconds"),
+    ("cpu_threads_s", "/gccore/cpu/collector-threads:cpu-seconds"),
+];
+
 impl GcReport {
-    /// The pacing figures as `key=value` pairs for a harness's last line.
+    /// The pacing figures and the CPU breakdown as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3}",
+            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} {}",
             self.gc_cpu_go,
             self.gc_cpu_idle,
             self.peak_over_goal,
@@ -150,8 +176,19 @@ impl GcReport {
             self.peak_over_goal_paced,
             self.mmu[0],
             self.mmu[1],
-            self.mmu[2]
+            self.mmu[2],
+            self.cpu_keys()
         )
+    }
+
+    /// The CPU breakdown ([`GcReport::cpu_s`]) as `key=value` pairs.
+    pub fn cpu_keys(&self) -> String {
+        CPU_CLASSES
+            .iter()
+            .zip(self.cpu_s)
+            .map(|((k, _), v)| format!("{k}={v:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Take `heap`'s phase and cycle records (emptying its logs) and read its stats; `None` (a
@@ -179,6 +216,7 @@ impl GcReport {
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
             gc_cpu_idle: 0.0,
+            cpu_s: [0.0; CPU_CLASSES.len()],
         };
         let Some(heap) = heap else {
             return r;
@@ -190,6 +228,9 @@ impl GcReport {
         let idle = f("/cpu/classes/gc/mark/idle:cpu-seconds");
         r.gc_cpu_go = (f("/cpu/classes/gc/total:cpu-seconds") - idle) / total;
         r.gc_cpu_idle = idle / total;
+        for (v, (_, name)) in r.cpu_s.iter_mut().zip(CPU_CLASSES) {
+            *v = f(name);
+        }
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
         let steady: Vec<_> = cycles

@@ -384,3 +384,46 @@ fn gogc_off_with_a_memory_limit_still_collects() {
         mapped >> 20
     );
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "CPU clocks: Miri has none")]
+fn collector_cpu_classes_account_for_the_collector_threads() {
+    // A concurrent heap that churns garbage: background marking, background sweeping.
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    for round in 0..200u64 {
+        m.mutate(|mc, root| {
+            // A live list of 2 000 pairs replaced every round: the old one is garbage.
+            let mut head = None;
+            for i in 0..2_000 {
+                let p = pair(mc, round * 2_000 + i);
+                p.a.set(mc, head);
+                head = Some(p);
+            }
+            root.set(mc, head);
+        });
+    }
+    m.collect();
+    heap.finish_sweep();
+    let x = heap.metrics();
+    let f = |n: &str| x.f64(n).unwrap();
+    let threads = f("/gccore/cpu/collector-threads:cpu-seconds");
+    let booked = f("/cpu/classes/gc/mark/dedicated:cpu-seconds")
+        + f("/cpu/classes/gc/mark/idle:cpu-seconds")
+        + f("/gccore/cpu/sweep/background:cpu-seconds")
+        + f("/cpu/classes/scavenge/background:cpu-seconds");
+    let other = f("/gccore/cpu/collector-other:cpu-seconds");
+    assert!(heap.stats().gc_cycles >= 2, "{:?}", heap.stats());
+    assert!(threads > 0.0, "the collector threads' clocks were read");
+    // Each class is measured on a collector thread's own clock, so together they cannot
+    // exceed the clocks (a little slack: a class is read a moment after the clocks).
+    assert!(
+        booked <= threads * 1.01 + 1e-3,
+        "booked {booked} > threads {threads}"
+    );
+    assert!(
+        (booked + other - threads).abs() <= threads * 0.01 + 1e-3,
+        "the classes and `other` add up to the threads' clocks: {booked} + {other} vs {threads}"
+    );
+}

@@ -161,7 +161,7 @@ impl MCache {
         st.allocated += used.count_ones() as usize;
         if black {
             // `Relaxed`: markers only set bits of allocated objects, never of these free slots.
-            span.mark_words()[c.word].fetch_and(!c.free, Ordering::Relaxed);
+            span.mark_word(c.word).fetch_and(!c.free, Ordering::Relaxed);
             let k = &mh.counters;
             k.alloc_black.fetch_add(
                 used.count_ones() as usize * span.elem_size,

@@ -11,12 +11,17 @@
 //! | bitmap  | type                      | written by                         | read by |
 //! |---------|---------------------------|------------------------------------|---------|
 //! | `alloc` | `BitVec<u64>` in `state`  | owner of `state` (cache refill/flush, sweeper) | allocator, sweeper, verifier |
-//! | `mark`  | `[AtomicU64; MARK_WORDS]` inside the span | marker (`fetch_or`, concurrently), sweeper (clear) | sweeper, verifier, weak processing |
+//! | `mark`  | `MARK_WORDS` atomic words inside the span | marker (`fetch_or`, concurrently), allocation cache (allocate-black), sweeper (clear) | sweeper, verifier, weak processing, marker (claims) |
+//! | `scanned` | one atomic word beside each mark word | marker (claims, [`Span::claim_grey`]), allocation cache (allocate-black), sweeper (clear) | marker |
 //!
 //! The mark bits live in the `Span` itself, next to the fields the marker reads with them
 //! (`start`, `div_mul`, `tag`): marking an object costs one cache miss on the span instead of
 //! one on the span and a dependent one on a separately allocated bitmap. Every size class has
 //! at most 1 024 slots, so [`MARK_WORDS`] words always suffice.
+//!
+//! The scan bits make span-local marking possible (`gc::mark::tracer`): during a mark phase an
+//! object of a small span is white (mark 0), grey (mark 1, scan 0: its span is on a span queue,
+//! [`Span::enqueue`]) or black (both 1). Sweeping clears both bitmaps.
 //!
 //! A slot is **allocated** iff its alloc bit is 1 (the allocation cache writes back the bits of
 //! the slots it handed out whenever it leaves a 64-slot window or releases the span). After a
@@ -67,7 +72,8 @@ pub(crate) struct SpanAlloc {
 pub(crate) const MARK_WORDS: usize = 16;
 
 /// A run of pages holding slots of one size. `repr(C)`, cache-line aligned: the fields marking
-/// reads (`start`, `div_mul`, `elem_size`, `tag`) come first and the mark words follow them.
+/// reads (`start`, `div_mul`, `elem_size`, `tag`, `nelems`, `queued`) fill the first cache
+/// line, the mark and scan words follow them, then the fields sweeping reads.
 #[repr(C, align(64))]
 pub(crate) struct Span {
     /// Address of the first slot (page aligned).
@@ -87,25 +93,33 @@ pub(crate) struct Span {
     /// The span is on a marker's span queue (or the shared queue) and its grey objects will be
     /// scanned when it is taken off (see [`Span::enqueue`]).
     queued: AtomicBool,
-    /// Mark bits, set concurrently by the marker (words past `mark_len` stay 0).
-    mark: [AtomicU64; MARK_WORDS],
-    /// Scan bits (Go: `spanInlineMarkBits.scans`): set when a marker claims a marked object to
-    /// scan it, and for objects allocated black. A marked object without its scan bit is grey.
-    scanned: [AtomicU64; MARK_WORDS],
-    /// Pages in the span.
-    pub npages: usize,
+    /// Mark bits, set concurrently by the marker (words past `mark_len` stay 0), each word next
+    /// to its scan bits (claiming reads both, sweeping clears both: one cache line).
+    bits: [MarkWord; MARK_WORDS],
+    /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
+    /// [`SweepGen`](crate::alloc::sweepgen::SweepGen): needs sweeping, being swept, or swept.
+    /// With `class` and `class_id` in one cache line: the walk that queues every span for
+    /// sweeping reads only these.
+    pub sweep_gen: GenAtomic,
     /// Size-class index, or `LARGE` for a one-object span.
     pub class: usize,
     /// Span-class id (the central lists the span belongs to), or `LARGE` for a one-object span.
     pub class_id: usize,
-    /// Allocation state.
-    pub state: Mutex<SpanAlloc>,
-    /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
-    /// [`SweepGen`](crate::alloc::sweepgen::SweepGen): needs sweeping, being swept, or swept.
-    pub sweep_gen: GenAtomic,
+    /// Pages in the span.
+    pub npages: usize,
     /// Position of this span in `Central::all` (written under that list's lock), so that
     /// freeing a span is O(1) rather than a search of every span.
     pub all_index: AtomicUsize,
+    /// Allocation state.
+    pub state: Mutex<SpanAlloc>,
+}
+
+/// One word of a span's mark bits and the scan bits of the same 64 slots.
+struct MarkWord {
+    mark: AtomicU64,
+    /// Scan bits (Go: `spanInlineMarkBits.scans`): set when a marker claims a marked object to
+    /// scan it, and for objects allocated black. A marked object without its scan bit is grey.
+    scanned: AtomicU64,
 }
 
 /// `Span::class` of a large-object span.
@@ -192,8 +206,10 @@ impl Span {
             class_id,
             tag,
             div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
-            mark: std::array::from_fn(|_| AtomicU64::new(0)),
-            scanned: std::array::from_fn(|_| AtomicU64::new(0)),
+            bits: std::array::from_fn(|_| MarkWord {
+                mark: AtomicU64::new(0),
+                scanned: AtomicU64::new(0),
+            }),
             queued: AtomicBool::new(false),
             mark_len: words,
             state: Mutex::new(SpanAlloc {
@@ -227,10 +243,16 @@ impl Span {
             && (addr - self.start) % self.elem_size == 0
     }
 
-    /// The raw mark words.
+    /// Mark words in use: `nelems.div_ceil(64)`.
     #[inline]
-    pub(crate) fn mark_words(&self) -> &[AtomicU64] {
-        &self.mark[..self.mark_len]
+    pub(crate) fn mark_len(&self) -> usize {
+        self.mark_len
+    }
+
+    /// Mark word `w` (below [`Span::mark_len`]).
+    #[inline]
+    pub(crate) fn mark_word(&self, w: usize) -> &AtomicU64 {
+        &self.bits[..self.mark_len][w].mark
     }
 
     /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
@@ -241,7 +263,7 @@ impl Span {
     /// cycle, and the bit reaches whoever scans the object through [`Span::enqueue`]'s release.
     #[inline]
     pub(crate) fn try_mark(&self, i: usize) -> bool {
-        let w = &self.mark_words()[i / 64];
+        let w = self.mark_word(i / 64);
         let bit = 1u64 << (i % 64);
         if w.load(Ordering::Relaxed) & bit != 0 {
             return false;
@@ -254,7 +276,7 @@ impl Span {
     /// is about a third of the cost of marking an object. Returns true if the object was white.
     #[inline]
     pub(crate) fn try_mark_exclusive(&self, i: usize) -> bool {
-        let w = &self.mark_words()[i / 64];
+        let w = self.mark_word(i / 64);
         let bit = 1u64 << (i % 64);
         let v = w.load(Ordering::Relaxed);
         if v & bit != 0 {
@@ -317,8 +339,8 @@ impl Span {
     /// initialised.
     #[inline]
     pub(crate) fn claim_grey(&self, w: usize, exclusive: bool) -> u64 {
-        let marked = self.mark[w].load(Ordering::Acquire);
-        let scanned = &self.scanned[w];
+        let marked = self.bits[w].mark.load(Ordering::Acquire);
+        let scanned = &self.bits[w].scanned;
         let grey = marked & !scanned.load(Ordering::Relaxed);
         if grey == 0 {
             0
@@ -335,15 +357,15 @@ impl Span {
     /// the mark orders the scan bits before it for a claimer that reads the mark (`Acquire`).
     #[inline]
     pub(crate) fn mark_black(&self, w: usize, bits: u64) {
-        self.scanned[w].fetch_or(bits, Ordering::Relaxed);
-        self.mark[w].fetch_or(bits, Ordering::Release);
+        self.bits[w].scanned.fetch_or(bits, Ordering::Relaxed);
+        self.bits[w].mark.fetch_or(bits, Ordering::Release);
     }
 
     /// Clear mark word `w` and its scan bits (sweeping: the next cycle starts white).
     #[inline]
     pub(crate) fn clear_marks(&self, w: usize) {
-        self.mark[w].store(0, Ordering::Relaxed);
-        self.scanned[w].store(0, Ordering::Relaxed);
+        self.bits[w].mark.store(0, Ordering::Relaxed);
+        self.bits[w].scanned.store(0, Ordering::Relaxed);
     }
 
     /// Whether the span is on a span queue (tests and assertions).
@@ -354,14 +376,14 @@ impl Span {
     /// Whether slot `i` is marked.
     #[inline]
     pub(crate) fn is_marked(&self, i: usize) -> bool {
-        self.mark_words()[i / 64].load(Ordering::Relaxed) & (1u64 << (i % 64)) != 0
+        self.mark_word(i / 64).load(Ordering::Relaxed) & (1u64 << (i % 64)) != 0
     }
 
     /// Number of marked slots.
     pub(crate) fn marked_count(&self) -> usize {
-        self.mark_words()
+        self.bits[..self.mark_len]
             .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .map(|w| w.mark.load(Ordering::Relaxed).count_ones() as usize)
             .sum()
     }
 }
@@ -437,7 +459,7 @@ mod tests {
             s.reuse(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
             let fresh = Span::new(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
             assert_eq!(s.marked_count(), 0);
-            assert_eq!(s.mark_words().len(), fresh.mark_words().len());
+            assert_eq!(s.mark_len(), fresh.mark_len());
             let (st, ft) = (s.state.lock(), fresh.state.lock());
             assert_eq!(st.alloc, ft.alloc);
             assert_eq!(
@@ -473,7 +495,7 @@ mod tests {
         assert_eq!(s.claim_grey(0, false), 1 << 4);
         assert_eq!(s.marked_count(), 5);
         // Sweeping clears both bitmaps.
-        for w in 0..s.mark_words().len() {
+        for w in 0..s.mark_len() {
             s.clear_marks(w);
         }
         assert!(s.try_mark(3));
@@ -559,7 +581,7 @@ mod tests {
                 assert!(!span.is_queued());
                 for w in 0..8 {
                     assert_eq!(
-                        span.mark_words()[w].load(Ordering::Relaxed),
+                        span.mark_word(w).load(Ordering::Relaxed),
                         scans[k * 8 + w].load(Ordering::Relaxed),
                         "round {round}: span {k} word {w}: a marked object was never scanned"
                     );

@@ -154,6 +154,7 @@ pub(crate) fn complete_cycle(h: &Shared, n: u64) {
 /// The collector thread: start the mark helpers and the scavenger, run the loop, stop them.
 fn run(h: Arc<Shared>) {
     ON_COLLECTOR_THREAD.with(|c| c.set(true));
+    register_clock(&h);
     std::thread::scope(|s| {
         // The mark workers (the collector thread is worker 0): one per configured worker for
         // stop-the-world marking, 25% of the CPUs for concurrent marking.
@@ -171,6 +172,7 @@ fn run(h: Arc<Shared>) {
                 .name(format!("gc-core mark worker {i}"))
                 // Marking would wait for it forever.
                 .spawn_scoped(s, move || {
+                    register_clock(h);
                     fatal_on_panic("a mark worker", || h.mark.pool.helper(h, i, share))
                 });
             // A helper that cannot be spawned only means less parallel marking.
@@ -185,7 +187,10 @@ fn run(h: Arc<Shared>) {
             // Without a scavenger the heap only keeps its pages; not fatal.
             let _ = std::thread::Builder::new()
                 .name("gc-core scavenger".into())
-                .spawn_scoped(s, move || h.pacer.scavenger.run(&h.mheap.arena, &h.stats));
+                .spawn_scoped(s, move || {
+                    register_clock(h);
+                    h.pacer.scavenger.run(&h.mheap.arena, &h.stats)
+                });
         }
         // A panic here would leave mutators waiting for a world that never restarts.
         fatal_on_panic("the collector thread", || collector_loop(&h));
@@ -193,6 +198,14 @@ fn run(h: Arc<Shared>) {
         h.mark.pool.shutdown();
         h.pacer.scavenger.shutdown();
     });
+}
+
+/// Register the calling collector thread's CPU clock, so that the metrics can read what the
+/// collector's threads cost in all.
+fn register_clock(h: &Shared) {
+    if let Some(c) = crate::util::clock::this_thread_clock() {
+        h.stats.collector_clocks.lock().push(c);
+    }
 }
 
 /// Run `f`, the body of a collector-side thread; if it panics (a `Trace` implementation, drop
@@ -234,12 +247,17 @@ fn collector_loop(h: &Shared) {
             crate::gc::cycle::gc_cycle(h);
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.
+            let start = crate::util::clock::thread_cpu_ns();
             for _ in 0..16 {
                 if !sweep::sweep_some(h) {
                     break;
                 }
             }
             note_sweep_done(h);
+            h.stats.sweep_bg_ns.fetch_add(
+                crate::util::clock::thread_cpu_ns().saturating_sub(start),
+                Ordering::Relaxed,
+            );
         }
     }
 }

@@ -62,6 +62,14 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
     let idle = u(&s.idle_mark_ns);
     let scav_bg = u(&s.scavenge_ns);
     let scav_sync = h.mheap.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
+    let sweep_bg = u(&s.sweep_bg_ns);
+    let threads: u64 = s
+        .collector_clocks
+        .lock()
+        .iter()
+        .map(|&c| crate::util::clock::clock_ns(c))
+        .sum();
+    let booked = bg + idle + sweep_bg + scav_bg;
     let (gc_percent, limit, cons_mark) = {
         let p = h.pacer.model.lock();
         (p.gc_percent(), p.memory_limit(), p.cons_mark())
@@ -104,6 +112,9 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(h.mheap.counters.heap_live.load(Ordering::Relaxed) as u64),
         U(h.mheap.arena.mapped_ready_bytes() as u64),
         F(secs(crate::util::clock::process_cpu_ns())),
+        F(secs(sweep_bg)),
+        F(secs(threads)),
+        F(secs(threads.saturating_sub(booked))),
         U(h.pacer.limiting.load(Ordering::Relaxed) as u64),
         U(u(&s.limiter_enabled)),
         F(cons_mark),

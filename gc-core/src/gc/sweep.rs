@@ -73,7 +73,6 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let run_drops = info.drop.is_some();
     let slow = run_drops || h.settings.verify;
     let nelems = span.nelems;
-    let marks = span.mark_words();
     let mut freed = 0usize;
     let mut live = 0usize;
     for (wi, w) in st.alloc.as_raw_mut_slice().iter_mut().enumerate() {
@@ -82,7 +81,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
         } else {
             (1u64 << (nelems - wi * 64)) - 1
         };
-        let m = marks[wi].load(Ordering::Relaxed) & valid;
+        let m = span.mark_word(wi).load(Ordering::Relaxed) & valid;
         let mut dead = *w & !m & valid;
         freed += dead.count_ones() as usize;
         live += m.count_ones() as usize;

@@ -33,6 +33,12 @@ pub(crate) struct Stats {
     pub idle_mark_ns: AtomicU64,
     /// Time the background scavenger spent releasing pages.
     pub scavenge_ns: AtomicU64,
+    /// Time the collector thread spent sweeping in the background (between cycles).
+    pub sweep_bg_ns: AtomicU64,
+    /// The CPU clocks of the collector's own threads (collector, mark workers, scavenger), each
+    /// registered by its thread when it starts: what the collector costs in all, read by
+    /// `/gccore/cpu/collector-threads:cpu-seconds`.
+    pub collector_clocks: parking_lot::Mutex<Vec<libc::clockid_t>>,
     /// Times the GC CPU limiter turned on, and the cycle it last did.
     pub limiter_enabled: AtomicU64,
     pub limiter_last_enabled_cycle: AtomicU64,
@@ -397,6 +403,18 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "/gccore/cpu/process:cpu-seconds",
         "CPU time of the whole process (all threads).",
+    ),
+    (
+        "/gccore/cpu/sweep/background:cpu-seconds",
+        "Background sweeping on the collector thread (not in /cpu/classes/gc/total: Go books its background sweeper as mutator time).",
+    ),
+    (
+        "/gccore/cpu/collector-threads:cpu-seconds",
+        "CPU time of the collector's own threads (collector, mark workers, scavenger), from their clocks.",
+    ),
+    (
+        "/gccore/cpu/collector-other:cpu-seconds",
+        "collector-threads minus what the classes book on them (background and idle marking, background sweeping and scavenging): cycle control, pause work, mark termination attempts, waits.",
     ),
     (
         "/gccore/gc/limiter/enabled:bool",

@@ -30,6 +30,26 @@ pub(crate) fn process_cpu_ns() -> u64 {
     cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
+/// The CPU-time clock of the calling thread, which other threads can read with
+/// [`clock_ns`] (`None` where it cannot be had, and under Miri).
+pub(crate) fn this_thread_clock() -> Option<libc::clockid_t> {
+    #[cfg(not(miri))]
+    {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: `pthread_self()` is the calling thread, alive during the call; `id` is a
+        // valid, writable clockid.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        (rc == 0).then_some(id)
+    }
+    #[cfg(miri)]
+    None
+}
+
+/// Read a thread's CPU-time clock from [`this_thread_clock`] (0 once the thread has exited).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
+    cpu_clock_ns(clock)
+}
+
 /// CPU time of the calling thread, in nanoseconds: what marking is booked as, so that a
 /// thread preempted in the middle of a slice (a busy machine) does not count the wait as GC
 /// time.

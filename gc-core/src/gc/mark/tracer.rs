@@ -291,7 +291,7 @@ impl Tracer {
             .unwrap_or_else(|| bug!("a span of a type without trace was queued"));
         let (start, size) = (span.start, span.elem_size);
         self.current = span;
-        let words = span.mark_words().len();
+        let words = span.mark_len();
         let mut claimed = [0u64; MARK_WORDS];
         loop {
             self.rescan = false;

@@ -45,8 +45,8 @@ fn run_for() -> Duration {
     Duration::from_millis(if cfg!(miri) { 50 } else { 1500 })
 }
 
-fn heap(verify: bool) -> Heap {
-    let heap = Heap::new(Config::default().verify(verify)).unwrap();
+fn heap(verify: bool, span: bool) -> Heap {
+    let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
     heap.debug_back_to_back(true);
     heap
 }
@@ -85,13 +85,13 @@ fn check_all<'gc>(arr: GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>) -> usize {
 
 #[test]
 fn move_between_heap_objects_then_delete_the_original() {
-    for verify in [true, false] {
-        move_between_heap_objects_then_delete_the_original_in(verify);
+    for (verify, span) in common::MODES {
+        move_between_heap_objects_then_delete_the_original_in(verify, span);
     }
 }
 
-fn move_between_heap_objects_then_delete_the_original_in(verify: bool) {
-    let heap = heap(verify);
+fn move_between_heap_objects_then_delete_the_original_in(verify: bool, span: bool) {
+    let heap = heap(verify, span);
     let mut m: Mutator<TwoM> = heap.mutator(|mc| Two {
         from: GcArray::new(mc, SLOTS, None),
         to: GcArray::new(mc, SLOTS, None),
@@ -143,13 +143,13 @@ type StackM = Rootable!['gc => Gc<'gc, Obj<'gc>>];
 
 #[test]
 fn move_into_the_root_stack_then_delete_the_original() {
-    for verify in [true, false] {
-        move_into_the_root_stack_then_delete_the_original_in(verify);
+    for (verify, span) in common::MODES {
+        move_into_the_root_stack_then_delete_the_original_in(verify, span);
     }
 }
 
-fn move_into_the_root_stack_then_delete_the_original_in(verify: bool) {
-    let heap = heap(verify);
+fn move_into_the_root_stack_then_delete_the_original_in(verify: bool, span: bool) {
+    let heap = heap(verify, span);
     let mut m: Mutator<OneM, StackM> = heap.mutator_with_stack(|mc| One {
         from: GcArray::new(mc, SLOTS, None),
     });
@@ -204,13 +204,13 @@ type GrowM = Rootable!['gc => Grow<'gc>];
 
 #[test]
 fn move_into_a_growing_vector_then_delete_the_original() {
-    for verify in [true, false] {
-        move_into_a_growing_vector_then_delete_the_original_in(verify);
+    for (verify, span) in common::MODES {
+        move_into_a_growing_vector_then_delete_the_original_in(verify, span);
     }
 }
 
-fn move_into_a_growing_vector_then_delete_the_original_in(verify: bool) {
-    let heap = heap(verify);
+fn move_into_a_growing_vector_then_delete_the_original_in(verify: bool, span: bool) {
+    let heap = heap(verify, span);
     let mut m: Mutator<GrowM> = heap.mutator(|mc| Grow {
         from: GcArray::new(mc, SLOTS, None),
         vec: GcCell::new(None),
@@ -258,13 +258,18 @@ impl Drop for Counted {
 
 #[test]
 fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle() {
-    for verify in [true, false] {
-        objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(verify);
+    for (verify, span) in common::MODES {
+        objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(
+            verify, span,
+        );
     }
 }
 
-fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(verify: bool) {
-    let heap = heap(verify);
+fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycle_in(
+    verify: bool,
+    span: bool,
+) {
+    let heap = heap(verify, span);
     let dropped0 = DROPPED.load(Ordering::Relaxed);
     let mut m: Mutator<Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Counted>>>]> =
         heap.mutator(|mc| GcVec::new(mc));
@@ -311,16 +316,22 @@ fn objects_allocated_while_marking_survive_and_garbage_is_freed_by_the_next_cycl
 /// makes the verifier abort at once.)
 #[test]
 fn large_arrays_scanned_in_chunks_lose_nothing() {
-    for verify in [true, false] {
-        large_arrays_scanned_in_chunks_lose_nothing_in(verify);
+    for (verify, span) in common::MODES {
+        large_arrays_scanned_in_chunks_lose_nothing_in(verify, span);
     }
 }
 
-fn large_arrays_scanned_in_chunks_lose_nothing_in(verify: bool) {
+fn large_arrays_scanned_in_chunks_lose_nothing_in(verify: bool, span: bool) {
     const LEN: usize = if cfg!(miri) { 300 } else { 20_000 };
     // Two extra background mark helpers (sized as for 12 CPUs), so chunks of the array also
     // travel between several markers.
-    let heap = Heap::new(Config::default().verify(verify).debug_cpus(12)).unwrap();
+    let heap = Heap::new(
+        Config::default()
+            .verify(verify)
+            .span_marking(span)
+            .debug_cpus(12),
+    )
+    .unwrap();
     heap.debug_back_to_back(true);
     let mut m: Mutator<Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>]> =
         heap.mutator(|mc| GcArray::new(mc, LEN, None));
@@ -403,8 +414,8 @@ const N: usize = if cfg!(miri) { 20 } else { 200 };
 
 /// A heap and mutator with `N` white objects in `from`, and a cycle in its mark phase with the
 /// background marker held.
-fn held_cycle(verify: bool) -> (Heap, Mutator<DetM, StackM>) {
-    let heap = Heap::new(Config::default().verify(verify)).unwrap();
+fn held_cycle(verify: bool, span: bool) -> (Heap, Mutator<DetM, StackM>) {
+    let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
     let mut m: Mutator<DetM, StackM> = heap.mutator_with_stack(|mc| Det {
         from: GcArray::new(mc, N, None),
         to: GcCell::new(None),
@@ -445,13 +456,13 @@ fn finish_and_check(
 
 #[test]
 fn held_marker_heap_to_black_object() {
-    for verify in [true, false] {
-        held_marker_heap_to_black_object_in(verify);
+    for (verify, span) in common::MODES {
+        held_marker_heap_to_black_object_in(verify, span);
     }
 }
 
-fn held_marker_heap_to_black_object_in(verify: bool) {
-    let (heap, mut m) = held_cycle(verify);
+fn held_marker_heap_to_black_object_in(verify: bool, span: bool) {
+    let (heap, mut m) = held_cycle(verify, span);
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());
         let holder = Gc::new(
@@ -481,13 +492,13 @@ fn held_marker_heap_to_black_object_in(verify: bool) {
 
 #[test]
 fn held_marker_heap_to_root_stack() {
-    for verify in [true, false] {
-        held_marker_heap_to_root_stack_in(verify);
+    for (verify, span) in common::MODES {
+        held_marker_heap_to_root_stack_in(verify, span);
     }
 }
 
-fn held_marker_heap_to_root_stack_in(verify: bool) {
-    let (heap, mut m) = held_cycle(verify);
+fn held_marker_heap_to_root_stack_in(verify: bool, span: bool) {
+    let (heap, mut m) = held_cycle(verify, span);
     m.mutate_with_stack(|mc, r, stack| {
         assert!(mc.debug_marking());
         for i in 0..N {
@@ -513,13 +524,13 @@ fn held_marker_heap_to_root_stack_in(verify: bool) {
 
 #[test]
 fn held_marker_heap_to_growing_vector() {
-    for verify in [true, false] {
-        held_marker_heap_to_growing_vector_in(verify);
+    for (verify, span) in common::MODES {
+        held_marker_heap_to_growing_vector_in(verify, span);
     }
 }
 
-fn held_marker_heap_to_growing_vector_in(verify: bool) {
-    let (heap, mut m) = held_cycle(verify);
+fn held_marker_heap_to_growing_vector_in(verify: bool, span: bool) {
+    let (heap, mut m) = held_cycle(verify, span);
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());
         let v = GcVec::new(mc);
@@ -585,15 +596,15 @@ fn phase_records_cover_every_cycle() {
 
 #[test]
 fn allocating_while_marking_pays_with_mark_assists() {
-    for verify in [true, false] {
-        allocating_while_marking_pays_with_mark_assists_in(verify);
+    for (verify, span) in common::MODES {
+        allocating_while_marking_pays_with_mark_assists_in(verify, span);
     }
 }
 
-fn allocating_while_marking_pays_with_mark_assists_in(verify: bool) {
+fn allocating_while_marking_pays_with_mark_assists_in(verify: bool, span: bool) {
     // The background marker is held, so only the allocating mutator's assists can mark the
     // white live list: they must, and must leave it intact.
-    let (heap, mut m) = held_cycle(verify);
+    let (heap, mut m) = held_cycle(verify, span);
     let before = heap.stats();
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());

@@ -111,10 +111,17 @@ fn verify_for(seed: u64) -> bool {
     seed % 2 == 0
 }
 
+/// Span-local marking for a seed: on for every other pair of seeds, so that it runs with
+/// verify mode on and off.
+fn span_marking_for(seed: u64) -> bool {
+    (seed / 2) % 2 == 1
+}
+
 fn run(seed: u64, ops: usize, cycles: Cycles) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut config = Config::default()
         .verify(verify_for(seed))
+        .span_marking(span_marking_for(seed))
         .concurrent(!matches!(cycles, Cycles::StopTheWorld));
     if matches!(cycles, Cycles::BackToBackHelpers) {
         config = config.debug_cpus(12);

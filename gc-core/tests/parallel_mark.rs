@@ -15,10 +15,18 @@ type RootM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Lea
 #[test]
 fn workers_mark_a_wide_graph_completely() {
     const WIDTH: usize = if cfg!(miri) { 300 } else { 20_000 };
-    for workers in [1, 2, 4] {
+    for (workers, span) in [
+        (1, false),
+        (2, false),
+        (4, false),
+        (1, true),
+        (2, true),
+        (4, true),
+    ] {
         let heap = Heap::new(
             Config::default()
                 .verify(true)
+                .span_marking(span)
                 .concurrent(false)
                 .mark_workers(workers),
         )

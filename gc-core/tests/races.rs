@@ -72,10 +72,11 @@ impl Drop for Disturbers {
     }
 }
 
-fn heap(verify: bool) -> Heap {
+fn heap(verify: bool, span: bool) -> Heap {
     Heap::new(
         Config::default()
             .verify(verify)
+            .span_marking(span)
             .gc_percent(Some(20))
             // A background mark helper beside the collector thread, as on an 8-CPU machine.
             .debug_cpus(8),
@@ -117,9 +118,9 @@ fn link<'gc>(
 /// their scope whenever a pause waits; the old list is read (checksums) while the new one is
 /// built. A span that ends up in two caches, or a cache allocating into a freed span, hands
 /// out a slot that a live object occupies: its checksum then reads wrong.
-fn lists_of_one_size_class(verify: bool) {
+fn lists_of_one_size_class(verify: bool, span: bool) {
     const LEN: u64 = if cfg!(miri) { 300 } else { 20_000 };
-    let heap = heap(verify);
+    let heap = heap(verify, span);
     let disturbers = Disturbers::start(&heap);
     let deadline = Instant::now() + run_for();
     let threads: Vec<_> = (0..3u64)
@@ -208,12 +209,22 @@ fn lists_of_one_size_class(verify: bool) {
 
 #[test]
 fn lists_of_one_size_class_verify_off() {
-    lists_of_one_size_class(false);
+    lists_of_one_size_class(false, false);
 }
 
 #[test]
 fn lists_of_one_size_class_verify_on() {
-    lists_of_one_size_class(true);
+    lists_of_one_size_class(true, false);
+}
+
+#[test]
+fn lists_of_one_size_class_span_marking_verify_off() {
+    lists_of_one_size_class(false, true);
+}
+
+#[test]
+fn lists_of_one_size_class_span_marking_verify_on() {
+    lists_of_one_size_class(true, true);
 }
 
 // ---- Weak references: upgrades race the clearing; dead targets must be cleared.
@@ -259,8 +270,8 @@ type WeakM = Rootable!['gc => WeakRoot<'gc>];
 /// dead. With a thread in `finish_sweep` all the time, sweeping that starts before the dead
 /// weak references are cleared makes them look alive (not cleared, then upgraded to reused
 /// memory); an upgrade racing the clearing can hand out a target that is then freed.
-fn weak_references(verify: bool) {
-    let heap = heap(verify);
+fn weak_references(verify: bool, span: bool) {
+    let heap = heap(verify, span);
     let disturbers = Disturbers::start(&heap);
     let deadline = Instant::now() + run_for();
     let survived = Arc::new(AtomicU64::new(0));
@@ -349,12 +360,22 @@ fn weak_references(verify: bool) {
 
 #[test]
 fn weak_references_verify_off() {
-    weak_references(false);
+    weak_references(false, false);
 }
 
 #[test]
 fn weak_references_verify_on() {
-    weak_references(true);
+    weak_references(true, false);
+}
+
+#[test]
+fn weak_references_span_marking_verify_off() {
+    weak_references(false, true);
+}
+
+#[test]
+fn weak_references_span_marking_verify_on() {
+    weak_references(true, true);
 }
 
 // ---- The window held open by a hook (deterministic).

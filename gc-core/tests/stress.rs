@@ -20,9 +20,10 @@ mod common;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-/// Items allocated and dropped, per test (index: verify mode), as the two run side by side.
-static ALLOCATED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-static DROPPED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+/// Items allocated and dropped, per test (index: verify mode + 2 × span-local marking), as the
+/// tests run side by side.
+static ALLOCATED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static DROPPED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
 struct Count(usize);
 impl Drop for Count {
@@ -94,16 +95,26 @@ type BoardM = Rootable!['gc => Board<'gc>];
 
 #[test]
 fn four_mutators_share_and_collect_verify_on() {
-    four_mutators_share_and_collect(true);
+    four_mutators_share_and_collect(true, false);
 }
 
 #[test]
 fn four_mutators_share_and_collect_verify_off() {
-    four_mutators_share_and_collect(false);
+    four_mutators_share_and_collect(false, false);
 }
 
-fn four_mutators_share_and_collect(verify: bool) {
-    let k = verify as usize;
+#[test]
+fn four_mutators_share_and_collect_span_marking_verify_on() {
+    four_mutators_share_and_collect(true, true);
+}
+
+#[test]
+fn four_mutators_share_and_collect_span_marking_verify_off() {
+    four_mutators_share_and_collect(false, true);
+}
+
+fn four_mutators_share_and_collect(verify: bool, span: bool) {
+    let k = verify as usize + 2 * span as usize;
     let secs: u64 = std::env::var("GCCORE_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -112,6 +123,7 @@ fn four_mutators_share_and_collect(verify: bool) {
         Config::from_env()
             .unwrap()
             .verify(verify)
+            .span_marking(span)
             .gc_percent(Some(50))
             // Background mark helpers as on an 8-CPU machine (the collector thread and one
             // helper), so that several markers race the mutators here too.
@@ -207,7 +219,7 @@ fn four_mutators_share_and_collect(verify: bool) {
     hog.join().unwrap();
     heap.collect();
     let s = heap.stats();
-    eprintln!("stress (verify {verify}): {rounds} rounds, {s:?}");
+    eprintln!("stress (verify {verify}, span marking {span}): {rounds} rounds, {s:?}");
     assert!(s.gc_cycles >= 5, "too few cycles: {s:?}");
     assert!(s.objects_freed > 0, "no garbage was reclaimed: {s:?}");
     drop(board);

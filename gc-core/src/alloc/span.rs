@@ -46,7 +46,7 @@ use crate::alloc::span_class::TypeTag;
 
 use crate::util::primitive::AtomicU64 as GenAtomic;
 // The marking protocol's atomics (loom's under `--cfg loom`, see the loom tests below).
-use crate::util::primitive::{AtomicBool, AtomicU64};
+use crate::util::primitive::{AtomicU8, AtomicU64};
 
 use bitvec::prelude::*;
 use parking_lot::Mutex;
@@ -90,9 +90,10 @@ pub(crate) struct Span {
     mark_len: usize,
     /// Number of slots.
     pub nelems: usize,
-    /// The span is on a marker's span queue (or the shared queue) and its grey objects will be
-    /// scanned when it is taken off (see [`Span::enqueue`]).
-    queued: AtomicBool,
+    /// Whether the span is on a marker's span queue (or the shared queue), its grey objects to
+    /// be scanned when it is taken off, and whether only one of them is (see
+    /// [`Span::enqueue`]).
+    queued: AtomicU8,
     /// Mark bits, set concurrently by the marker (words past `mark_len` stay 0), each word next
     /// to its scan bits (claiming reads both, sweeping clears both: one cache line).
     bits: [MarkWord; MARK_WORDS],
@@ -121,6 +122,13 @@ struct MarkWord {
     /// scan it, and for objects allocated black. A marked object without its scan bit is grey.
     scanned: AtomicU64,
 }
+
+/// [`Span::enqueue`]'s states: not on a span queue.
+pub(crate) const UNQUEUED: u8 = 0;
+/// On a span queue, and the entry's representative is the only object greyed since.
+pub(crate) const QUEUED_ONE: u8 = 1;
+/// On a span queue, and other objects may have been greyed since.
+pub(crate) const QUEUED_MANY: u8 = 2;
 
 /// `Span::class` of a large-object span.
 pub(crate) const LARGE: usize = usize::MAX;
@@ -210,7 +218,7 @@ impl Span {
                 mark: AtomicU64::new(0),
                 scanned: AtomicU64::new(0),
             }),
-            queued: AtomicBool::new(false),
+            queued: AtomicU8::new(UNQUEUED),
             mark_len: words,
             state: Mutex::new(SpanAlloc {
                 alloc,
@@ -287,47 +295,79 @@ impl Span {
     }
 
     /// After a marker newly marked a grey object of this span: whether the caller must put the
-    /// span on its span queue (true once per trip through a queue; false if the span is queued
-    /// already, and whoever takes it off will see the mark).
+    /// span on its span queue, with that object as the entry's *representative* (true once per
+    /// trip through a queue; false if the span is queued already, and whoever takes it off will
+    /// see the mark).
     ///
-    /// Why the mark cannot be missed (acquire/release reasoning only, which loom checks): the
-    /// flag is only ever changed by swaps, so its writes form one chain, each swap reading the
-    /// one before. `queued` is true exactly while one queue entry for the span is waiting to be
-    /// taken off. If this swap reads `false`, the caller queues the span. If it reads `true`,
-    /// the swap that clears the flag for that entry ([`Span::dequeue`]) comes later in the
-    /// chain and reads this swap's write or a later one of the chain (all read-modify-writes,
-    /// which continue a release sequence), so this swap (release) synchronises with it
-    /// (acquire): the mark bit, set before this swap, is visible to the claim that follows
-    /// the dequeue.
+    /// The queue state (Go: `spanScanOwnership`) is [`UNQUEUED`], [`QUEUED_ONE`] (queued, and
+    /// no other object greyed since: its entry's representative is the only grey object) or
+    /// [`QUEUED_MANY`]. The one-object state lets [`Span::dequeue`]'s caller claim the
+    /// representative's mark word alone instead of every word of the span: a graph whose
+    /// objects alternate between spans (an instance, its field table, the next instance) greys
+    /// one object per span visit, and scanning a 16-word bitmap for it costs more than the object.
     ///
-    /// An unconditional swap, not a load first: a plain load that reads `true` would not
-    /// synchronise with the dequeue, which could then miss the mark (the store-buffering
-    /// pattern).
+    /// Why no mark is missed (acquire/release reasoning only, which loom checks): the state is
+    /// only ever changed by read-modify-writes (a compare-exchange here, a swap in `dequeue`), so
+    /// its writes form one chain, each reading the one before, and any of them that reads a
+    /// release write synchronises with it. The state is queued exactly while one entry for the
+    /// span waits on a queue. If this call reads `UNQUEUED`, the caller queues the span. If it
+    /// reads a queued state, the dequeue of that entry comes later in the chain and reads this
+    /// write or a later one: this write (release) synchronises with it (acquire), so the mark
+    /// bit, set before, is visible to the claims after the dequeue; and the dequeue reads
+    /// `QUEUED_MANY` (this call wrote it, and nothing but a dequeue writes a smaller value), so
+    /// its caller claims every word.
+    ///
+    /// A read-modify-write even when the span is queued already: a plain load that reads a
+    /// queued state would not synchronise with the dequeue, which could then miss the mark (the
+    /// store-buffering pattern).
     #[inline]
     pub(crate) fn enqueue(&self) -> bool {
-        !self.queued.swap(true, Ordering::AcqRel)
+        let mut cur = self.queued.load(Ordering::Relaxed);
+        loop {
+            let new = if cur == UNQUEUED {
+                QUEUED_ONE
+            } else {
+                QUEUED_MANY
+            };
+            match self
+                .queued
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return cur == UNQUEUED,
+                Err(c) => cur = c,
+            }
+        }
     }
 
     /// [`Span::enqueue`] for the only marker (the world stopped, one worker): a load and a
-    /// store instead of a locked swap.
+    /// store instead of a locked compare-exchange.
     #[inline]
     pub(crate) fn enqueue_exclusive(&self) -> bool {
-        if self.queued.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.queued.store(true, Ordering::Relaxed);
-        true
+        let cur = self.queued.load(Ordering::Relaxed);
+        let new = if cur == UNQUEUED {
+            QUEUED_ONE
+        } else {
+            QUEUED_MANY
+        };
+        self.queued.store(new, Ordering::Relaxed);
+        cur == UNQUEUED
     }
 
-    /// A marker took this span off a queue: clear its queued flag before it claims the grey
-    /// objects (a mark made after this point queues the span again).
+    /// A marker took this span off a queue: mark it unqueued before it claims the grey objects
+    /// (a mark made after this point queues the span again). Returns whether other objects than
+    /// the entry's representative may be grey ([`QUEUED_MANY`]): then the caller claims every
+    /// word, else the representative's word only (see [`Span::enqueue`]).
     #[inline]
-    pub(crate) fn dequeue(&self, exclusive: bool) {
-        if exclusive {
-            self.queued.store(false, Ordering::Relaxed);
+    pub(crate) fn dequeue(&self, exclusive: bool) -> bool {
+        let prev = if exclusive {
+            let prev = self.queued.load(Ordering::Relaxed);
+            self.queued.store(UNQUEUED, Ordering::Relaxed);
+            prev
         } else {
-            self.queued.swap(false, Ordering::AcqRel);
-        }
+            self.queued.swap(UNQUEUED, Ordering::AcqRel)
+        };
+        debug_assert_ne!(prev, UNQUEUED, "a span dequeued twice");
+        prev == QUEUED_MANY
     }
 
     /// Claim the grey objects of mark word `w` for scanning: those marked and not yet scanned,
@@ -370,7 +410,7 @@ impl Span {
 
     /// Whether the span is on a span queue (tests and assertions).
     pub(crate) fn is_queued(&self) -> bool {
-        self.queued.load(Ordering::Relaxed)
+        self.queued.load(Ordering::Relaxed) != UNQUEUED
     }
 
     /// Whether slot `i` is marked.
@@ -483,8 +523,16 @@ mod tests {
         // Slots 10 and 11 are handed to an allocation cache while marking.
         s.mark_black(0, (1 << 10) | (1 << 11));
         assert!(s.enqueue(), "the first grey object queues the span");
-        assert!(!s.enqueue(), "queued already");
         s.dequeue(false);
+        assert!(s.enqueue_exclusive());
+        assert!(
+            !s.dequeue(true),
+            "one object greyed: the representative's word suffices"
+        );
+        assert!(s.enqueue());
+        assert!(!s.enqueue(), "queued already");
+        assert!(s.is_queued());
+        assert!(s.dequeue(false), "two objects greyed: every word");
         assert!(!s.is_queued());
         assert_eq!(s.claim_grey(0, false), 1 << 3);
         assert_eq!(s.claim_grey(1, true), 1 << 6);
@@ -517,7 +565,7 @@ mod tests {
             let spans: Vec<Span> = (0..SPANS)
                 .map(|k| Span::new(0x10000 * (k + 1), 1, 16, 512, 1, 0, tag(&T0, false), 0))
                 .collect();
-            let queue = Mutex::new(VecDeque::<usize>::new());
+            let queue = Mutex::new(VecDeque::<(usize, usize)>::new());
             let scans: Vec<AtomicU64> = (0..SPANS * 8).map(|_| AtomicU64::new(0)).collect();
             let twice = std::sync::atomic::AtomicBool::new(false);
             let per_thread = if cfg!(miri) { 20 } else { 300 };
@@ -534,16 +582,19 @@ mod tests {
                         };
                         let mark = |k: usize, i: usize| {
                             if spans[k].try_mark(i) && spans[k].enqueue() {
-                                queue.lock().unwrap().push_back(k);
+                                queue.lock().unwrap().push_back((k, i));
                             }
                         };
                         for n in 0..per_thread {
                             mark(next() % SPANS, next() % 512);
                             if n % 3 == 0 {
                                 let popped = queue.lock().unwrap().pop_front();
-                                if let Some(k) = popped {
-                                    spans[k].dequeue(false);
+                                if let Some((k, rep)) = popped {
+                                    let all = spans[k].dequeue(false);
                                     for w in 0..8 {
+                                        if !all && w != rep / 64 {
+                                            continue;
+                                        }
                                         let mut g = spans[k].claim_grey(w, false);
                                         let old = scans[k * 8 + w].fetch_or(g, Ordering::Relaxed);
                                         if old & g != 0 {
@@ -563,11 +614,14 @@ mod tests {
             });
             // Drain what is left, as the last marker before termination would.
             loop {
-                let Some(k) = queue.lock().unwrap().pop_front() else {
+                let Some((k, rep)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                spans[k].dequeue(false);
+                let all = spans[k].dequeue(false);
                 for w in 0..8 {
+                    if !all && w != rep / 64 {
+                        continue;
+                    }
                     let g = spans[k].claim_grey(w, false);
                     assert_eq!(scans[k * 8 + w].fetch_or(g, Ordering::Relaxed) & g, 0);
                     // Children of these are not modelled: the threads have stopped.
@@ -614,33 +668,38 @@ mod loom_tests {
         )
     }
 
-    /// Queue entries (each one trip of the span through the queue) and the bits claimed.
+    /// Queue entries (each one trip of the span through the queue, with its representative)
+    /// and the bits claimed, per mark word.
     #[derive(Default)]
     struct Model {
-        entries: Mutex<usize>,
-        claimed: Mutex<u64>,
+        entries: Mutex<Vec<usize>>,
+        claimed: Mutex<[u64; 3]>,
     }
 
     impl Model {
         fn mark(&self, s: &Span, i: usize) {
             if s.try_mark(i) && s.enqueue() {
-                *self.entries.lock().unwrap() += 1;
+                self.entries.lock().unwrap().push(i);
             }
         }
-        /// Take the span off the queue if it is on it, and claim its grey objects.
+        fn pending(&self) -> bool {
+            !self.entries.lock().unwrap().is_empty()
+        }
+        /// Take the span off the queue if it is on it, and claim its grey objects: of every
+        /// word, or of the representative's alone when the span was queued for it only.
         fn scan(&self, s: &Span) {
-            {
-                let mut e = self.entries.lock().unwrap();
-                if *e == 0 {
-                    return;
+            let Some(rep) = self.entries.lock().unwrap().pop() else {
+                return;
+            };
+            let all = s.dequeue(false);
+            for w in 0..3 {
+                if all || w == rep / 64 {
+                    let g = s.claim_grey(w, false);
+                    let mut c = self.claimed.lock().unwrap();
+                    assert_eq!(c[w] & g, 0, "claimed twice");
+                    c[w] |= g;
                 }
-                *e -= 1;
             }
-            s.dequeue(false);
-            let g = s.claim_grey(0, false);
-            let mut c = self.claimed.lock().unwrap();
-            assert_eq!(*c & g, 0, "claimed twice");
-            *c |= g;
         }
     }
 
@@ -649,6 +708,8 @@ mod loom_tests {
         loom::model(|| {
             let s = Arc::new(span());
             let m = Arc::new(Model::default());
+            // Objects in three different mark words, so that claiming only the
+            // representative's word would miss the others.
             let t = {
                 let (s, m) = (s.clone(), m.clone());
                 loom::thread::spawn(move || {
@@ -656,18 +717,18 @@ mod loom_tests {
                     m.scan(&s);
                 })
             };
-            m.mark(&s, 2);
+            m.mark(&s, 70);
             m.scan(&s);
-            m.mark(&s, 3);
+            m.mark(&s, 130);
             t.join().unwrap();
             // Termination: whoever is left drains the queue.
-            while *m.entries.lock().unwrap() > 0 {
+            while m.pending() {
                 m.scan(&s);
             }
             assert!(!s.is_queued());
             assert_eq!(
                 *m.claimed.lock().unwrap(),
-                0b1110,
+                [1 << 1, 1 << 6, 1 << 2],
                 "every grey object scanned"
             );
         });
@@ -687,10 +748,14 @@ mod loom_tests {
             m.scan(&s);
             t.join().unwrap();
             m.mark(&s, 2);
-            while *m.entries.lock().unwrap() > 0 {
+            while m.pending() {
                 m.scan(&s);
             }
-            assert_eq!(*m.claimed.lock().unwrap(), 0b110, "only the grey objects");
+            assert_eq!(
+                *m.claimed.lock().unwrap(),
+                [0b110, 0, 0],
+                "only the grey objects"
+            );
         });
     }
 }

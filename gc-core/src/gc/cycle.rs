@@ -110,7 +110,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     );
     let helpers = h.mark.helpers.load(Ordering::Relaxed);
     let mut t = Tracer::marking(
-        &h.mheap.arena,
+        h,
         match (concurrent, helpers) {
             (true, _) => Marking::Local,
             (false, 0) => Marking::Alone,

@@ -64,6 +64,8 @@ pub(crate) struct Settings {
     pub procs: usize,
     /// Mark workers of a stop-the-world mark, the collector thread included.
     pub stw_mark_workers: usize,
+    /// Span-local marking ([`Config::span_marking`](crate::Config::span_marking)).
+    pub span_marking: bool,
 }
 
 /// Test hooks (`Heap::debug_*`): written by those methods, read by the collector.
@@ -137,6 +139,7 @@ impl Shared {
                 gctrace: config.gctrace,
                 procs,
                 stw_mark_workers: config.mark_workers.max(1),
+                span_marking: config.span_marking,
             },
             safepoint: Safepoint::default(),
             registry: Mutex::new(Vec::new()),

@@ -141,3 +141,9 @@ pub fn hold_before_weak_clearing(heap: &Heap) {
         std::thread::yield_now();
     }
 }
+
+/// The (verify mode, span-local marking) settings every concurrency test runs under: verify
+/// mode changes the protocol (it sweeps and clears weak references inside the pause), and
+/// span-local marking changes how grey objects are kept (`Config::span_marking`).
+#[allow(dead_code)]
+pub const MODES: [(bool, bool); 4] = [(true, false), (false, false), (true, true), (false, true)];

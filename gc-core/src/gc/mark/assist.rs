@@ -142,7 +142,7 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
     // leave marking unable to end, as well as lose the grey objects: abort instead.
     let guard = AbortOnUnwind("a mark assist");
     h.mark.work.enter();
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
+    let mut t = Tracer::marking(h, Marking::Local);
     let mut slices = 0u32;
     while t.work() * WORK_UNIT_BYTES < target {
         // Account the CPU time as it passes (the CPU limiter reads it; every 16 slices, a

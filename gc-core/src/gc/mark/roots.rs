@@ -74,7 +74,7 @@ pub(crate) unsafe fn scan_roots_locked(
         return;
     }
     let guard = AbortOnUnwind("a root scan");
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
+    let mut t = Tracer::marking(h, Marking::Local);
     // SAFETY: the scan lock is held and did not read `SCAN_GONE`; the caller's contract says
     // nobody writes the roots meanwhile.
     unsafe { rec.roots_when_parked() }.trace_roots(&mut t);
@@ -88,7 +88,7 @@ pub(crate) unsafe fn scan_roots_locked(
 
 /// Shade the addresses of a write-barrier buffer (mutator side, while marking).
 pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
+    let mut t = Tracer::marking(h, Marking::Local);
     for a in addrs {
         t.edge(a.0);
     }
@@ -98,7 +98,7 @@ pub(crate) fn shade(h: &Shared, addrs: impl IntoIterator<Item = ObjAddr>) {
 /// Shade the pointers a value holds (mutator side, while marking).
 pub(crate) fn shade_value<T: Trace + ?Sized>(h: &Shared, value: &T) {
     let guard = AbortOnUnwind("shading a stored value");
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
+    let mut t = Tracer::marking(h, Marking::Local);
     value.trace(&mut t);
     hand_over(h, &mut t);
     guard.disarm();

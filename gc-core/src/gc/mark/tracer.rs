@@ -4,8 +4,8 @@
 //! | colour | meaning                                   | representation |
 //! |--------|-------------------------------------------|----------------|
 //! | white  | not reached (yet); freed by the sweep if it stays white | mark bit 0 |
-//! | grey   | reached, its fields not yet scanned       | small span: mark bit 1, scan bit 0, its span on a span queue; large object: mark bit 1, on a grey stack |
-//! | black  | reached and scanned                       | small span: mark and scan bits 1; large object: mark bit 1, on no stack |
+//! | grey   | reached, its fields not yet scanned       | mark bit 1, on a grey stack; with span-local marking, in a small span: mark bit 1, scan bit 0, its span on a span queue |
+//! | black  | reached and scanned                       | mark bit 1, on no stack; with span-local marking, in a small span: mark and scan bits 1 |
 //!
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
 //! queued, so the marker never reads them. Objects allocated during marking are black at once
@@ -13,8 +13,12 @@
 //!
 //! # Span-local marking
 //!
-//! Marking an object of a small span does not push the object: it sets the mark bit and puts
-//! the *span* on the tracer's span queue unless it is queued already (`Span::enqueue`). A
+//! Off by default (`Config::span_marking`): then every grey scan object is pushed on the grey
+//! stack with its `trace`, and the marker walks the graph depth-first.
+//!
+//! With it, marking an object of a small span does not push the object: it sets the mark bit
+//! and puts the *span* on the tracer's span queue unless it is queued already
+//! (`Span::enqueue`). A
 //! marker takes a span off the queue (oldest first, so that marks accumulate on spans that wait),
 //! claims every grey object of the span at once (`Span::claim_grey`: mark and not scan bit, scan
 //! bit set in the same step), prefetches them and scans them in address order
@@ -45,7 +49,7 @@ use std::collections::VecDeque;
 
 use crate::alloc::arena::Arena;
 use crate::alloc::span::{MARK_WORDS, Span};
-use crate::gc::heap::ObjAddr;
+use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::work::{MarkWork, SHARE_MIN};
 use crate::gc::object::{Object, type_of};
 use crate::gc::verify::Checker;
@@ -84,10 +88,14 @@ pub struct Tracer {
     /// Marking: small spans with grey objects, scanned a span at a time (see
     /// [`Tracer::scan_span`]), oldest first.
     spans: VecDeque<SpanPtr>,
-    /// Marking: the span [`Tracer::scan_span`] is scanning (null: none), and whether this
-    /// tracer greyed objects in it meanwhile (it scans the span again instead of queueing it).
+    /// Marking: grey small objects by queueing their spans ([`Tracer::scan_span`]); else
+    /// they are pushed on `stack` like large ones.
+    span_local: bool,
+    /// Marking: the span [`Tracer::scan_span`] is scanning (null: none), and the mark words in
+    /// which this tracer greyed objects of it meanwhile (one bit per word: it scans them in
+    /// another pass instead of queueing the span).
     current: *const Span,
-    rescan: bool,
+    rescan: u32,
     /// The edges reported (collecting).
     collected: Vec<*const Object>,
     purpose: Purpose,
@@ -143,9 +151,13 @@ fn prefetch_slots(start: usize, size: usize, w: usize, mut bits: u64) {
     }
 }
 
-/// A small span with grey objects, on a span queue.
+// `scan_span` keeps one bit per mark word in a `u32`.
+const _: () = assert!(MARK_WORDS <= 32);
+
+/// A small span with grey objects, on a span queue, and the slot of the object whose marking
+/// queued it (its representative, see [`Span::enqueue`]).
 #[derive(Clone, Copy)]
-pub(crate) struct SpanPtr(*const Span);
+pub(crate) struct SpanPtr(*const Span, u32);
 
 // SAFETY: spans are shared by every thread (`Span` is `Sync`); a queued span holds a marked
 // object, so no sweep frees it before the cycle's marking ends, and every queue is empty then.
@@ -166,8 +178,9 @@ impl Tracer {
             arena,
             stack: Vec::new(),
             spans: VecDeque::new(),
+            span_local: false,
             current: std::ptr::null(),
-            rescan: false,
+            rescan: 0,
             collected: Vec::new(),
             purpose,
             exclusive: false,
@@ -179,10 +192,11 @@ impl Tracer {
         }
     }
 
-    /// A marking tracer over `arena` (which, like the queue of [`Marking::Shared`], must
-    /// outlive it: both are the heap's).
-    pub(crate) fn marking(arena: &Arena, m: Marking<'_>) -> Tracer {
-        let mut t = Tracer::with_purpose(arena, Purpose::Mark);
+    /// A marking tracer over the heap `h` (whose arena, like the queue of
+    /// [`Marking::Shared`], outlives it), span-local if the heap is configured so.
+    pub(crate) fn marking(h: &Shared, m: Marking<'_>) -> Tracer {
+        let mut t = Tracer::with_purpose(&h.mheap.arena, Purpose::Mark);
+        t.span_local = h.settings.span_marking;
         match m {
             Marking::Alone => t.exclusive = true,
             Marking::Shared(w) => {
@@ -257,19 +271,20 @@ impl Tracer {
             self.marked_objects += 1;
             if span.tag.noscan {
                 // Black at once: never read.
-            } else if span.nelems > 1 {
+            } else if self.span_local && span.nelems > 1 {
                 // Grey until a marker claims it from its span (see `scan_span`).
                 if std::ptr::eq(span, self.current) {
-                    self.rescan = true;
+                    self.rescan |= 1 << (i / 64);
                 } else if if self.exclusive {
                     span.enqueue_exclusive()
                 } else {
                     span.enqueue()
                 } {
-                    self.spans.push_back(SpanPtr(span));
+                    self.spans.push_back(SpanPtr(span, i as u32));
                 }
             } else if let Some(trace) = type_of(span).trace {
-                // A large object: scanned on its own (arrays a chunk at a time).
+                // A large object, or any without span-local marking: scanned on its own
+                // (arrays a chunk at a time).
                 self.stack.push(Grey { obj: h, trace });
             }
         }
@@ -281,24 +296,36 @@ impl Tracer {
     /// that the marker reads objects in memory order instead of one cold object per edge.
     /// Objects this tracer greys in the span while it scans it (a subgraph allocated together)
     /// are scanned in further passes of the same visit; other markers' marks queue it again.
+    ///
+    /// A span queued for one object (no other marked since, see [`Span::enqueue`]) has only
+    /// the representative's mark word claimed, not all of its words.
     fn scan_span(&mut self, s: SpanPtr) {
         // SAFETY: a queued span holds a marked object, so no sweep frees it during the cycle
         // (see `SpanPtr`).
         let span = unsafe { &*s.0 };
-        span.dequeue(self.exclusive);
+        let words = span.mark_len();
+        // The words to claim in this pass, one bit each (`MARK_WORDS` ≤ 32).
+        let mut todo: u32 = if span.dequeue(self.exclusive) {
+            (1u32 << words) - 1
+        } else {
+            1 << (s.1 / 64)
+        };
         let trace = type_of(span)
             .trace
             .unwrap_or_else(|| bug!("a span of a type without trace was queued"));
         let (start, size) = (span.start, span.elem_size);
         self.current = span;
-        let words = span.mark_len();
         let mut claimed = [0u64; MARK_WORDS];
-        loop {
-            self.rescan = false;
+        while todo != 0 {
+            self.rescan = 0;
             // Claim every grey object of the pass and have the CPU fetch them all, then scan
             // them in address order.
             for (w, c) in claimed[..words].iter_mut().enumerate() {
-                *c = span.claim_grey(w, self.exclusive);
+                *c = if todo & (1 << w) != 0 {
+                    span.claim_grey(w, self.exclusive)
+                } else {
+                    0
+                };
                 prefetch_slots(start, size, w, *c);
             }
             for (w, &c) in claimed[..words].iter().enumerate() {
@@ -316,9 +343,7 @@ impl Tracer {
             }
             // Objects this pass greyed in the span itself (a subgraph allocated together):
             // scan them now, while the span is in cache, instead of queueing it again.
-            if !self.rescan {
-                break;
-            }
+            todo = self.rescan;
         }
         self.current = std::ptr::null();
     }

@@ -70,7 +70,7 @@ impl Pool {
             };
             match job {
                 Job::StopTheWorld { workers } if i < workers => {
-                    let mut t = Tracer::marking(&h.mheap.arena, Marking::Shared(&h.mark.work));
+                    let mut t = Tracer::marking(h, Marking::Shared(&h.mark.work));
                     run_stw_worker(&h.mark.work, &mut t);
                     hand_over(h, &mut t);
                     let mut st = self.state.lock();
@@ -119,7 +119,7 @@ fn background_worker(h: &Shared, share: f64) {
     // the pool and comes back with a fresh pace.
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
     let mut pace = Pace::new(share, h.settings.procs);
-    let mut t = Tracer::marking(&h.mheap.arena, Marking::Local);
+    let mut t = Tracer::marking(h, Marking::Local);
     while h.mark.marking.load(Ordering::Acquire)
         && h.mark.cycle.load(Ordering::Relaxed) == cycle
         && !h.control.stop.load(Ordering::Relaxed)

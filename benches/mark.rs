@@ -13,6 +13,9 @@
 //! |---|---|
 //! | `nodes, random` | 2²⁰ − 1 two-pointer nodes (16 MiB) linked into a complete binary tree in random address order: a cache miss per edge (span, mark bitmap, object) |
 //! | `nodes, in order` | the same tree built recursively, children first: the marker walks memory in address order |
+//!
+//! Each node benchmark runs with the default depth-first marker and with span-local marking
+//! (`Config::span_marking`).
 //! | `1 KiB noscan ring` | 16 384 × 1 KiB `GcBytes` reached from one array: marking without scanning (msgbuf's shape) |
 //! | `large arrays` | 16 arrays of 65 536 pointers to 256 shared objects: array scanning in chunks, edges to marked objects |
 //!
@@ -51,8 +54,11 @@ type ArraysRoot = Rootable!['gc => GcArray<'gc, Option<GcArray<'gc, Option<Gc<'g
 
 const NODES: usize = 1 << 20;
 
-fn heap(workers: Option<usize>) -> Heap {
-    let mut c = Config::default().concurrent(false).gc_percent(None);
+fn heap(workers: Option<usize>, span_marking: bool) -> Heap {
+    let mut c = Config::default()
+        .concurrent(false)
+        .gc_percent(None)
+        .span_marking(span_marking);
     if let Some(w) = workers {
         c = c.mark_workers(w);
     }
@@ -125,24 +131,26 @@ fn mark(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Bytes((NODES * 16) as u64));
-    for (random, name) in [(true, "nodes, random"), (false, "nodes, in order")] {
-        let workers: &[usize] = &[1, 0];
-        for &w in workers {
-            let label = if w == 1 {
-                "1 worker".to_string()
-            } else {
-                format!("{cpus} workers")
-            };
-            let h = heap((w == 1).then_some(1));
-            let mut m: Mutator<NodeRoot> = h.mutator(|_| GcCell::new(None));
-            build_tree(&mut m, random);
-            g.bench_function(BenchmarkId::new(name, &label), |b| {
-                b.iter_custom(|iters| mark_time(&h, iters, || m.collect()))
-            });
+    for (random, shape) in [(true, "nodes, random"), (false, "nodes, in order")] {
+        for (span, marking) in [(false, "depth-first"), (true, "span-local")] {
+            let name = format!("{shape}, {marking}");
+            for w in [1, 0] {
+                let label = if w == 1 {
+                    "1 worker".to_string()
+                } else {
+                    format!("{cpus} workers")
+                };
+                let h = heap((w == 1).then_some(1), span);
+                let mut m: Mutator<NodeRoot> = h.mutator(|_| GcCell::new(None));
+                build_tree(&mut m, random);
+                g.bench_function(BenchmarkId::new(&name, &label), |b| {
+                    b.iter_custom(|iters| mark_time(&h, iters, || m.collect()))
+                });
+            }
         }
     }
     {
-        let h = heap(Some(1));
+        let h = heap(Some(1), false);
         let n = 16 * 1024;
         let mut m: Mutator<BytesRoot> = h.mutator(|mc| GcArray::new(mc, n, None));
         m.mutate(|mc, ring| {
@@ -157,7 +165,7 @@ fn mark(c: &mut Criterion) {
         });
     }
     {
-        let h = heap(Some(1));
+        let h = heap(Some(1), false);
         let (arrays, len) = (16, 1 << 16);
         let mut m: Mutator<ArraysRoot> = h.mutator(|mc| GcArray::new(mc, arrays, None));
         m.mutate(|mc, root| {
@@ -184,7 +192,7 @@ fn sweep(c: &mut Criterion) {
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Bytes((NODES * 16) as u64));
-    let h = heap(Some(1));
+    let h = heap(Some(1), false);
     let mut m: Mutator<NodeRoot> = h.mutator(|_| GcCell::new(None));
     g.bench_function("16-byte nodes, all dead", |b| {
         b.iter_custom(|iters| {

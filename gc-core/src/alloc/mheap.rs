@@ -53,6 +53,8 @@ pub(crate) struct MHeap {
     /// The live-heap limit (`Config::max_heap`; `usize::MAX`: none): no new span is made while
     /// the last completed mark found more than this live.
     pub max_heap: usize,
+    /// Span-local marking (`Config::span_marking`): allocate-black sets scan bits too.
+    pub span_marking: bool,
 }
 
 /// What an allocation that took a new span reports to the layer above, which decides whether a
@@ -66,13 +68,19 @@ pub(crate) struct TookSpan {
 }
 
 impl MHeap {
-    pub(crate) fn new(arena: Arena, poison: bool, max_heap: Option<usize>) -> MHeap {
+    pub(crate) fn new(
+        arena: Arena,
+        poison: bool,
+        max_heap: Option<usize>,
+        span_marking: bool,
+    ) -> MHeap {
         MHeap {
             arena,
             central: Central::new(),
             counters: HeapCounters::default(),
             poison,
             max_heap: max_heap.unwrap_or(usize::MAX),
+            span_marking,
         }
     }
 

@@ -12,7 +12,7 @@
 //! |---------|---------------------------|------------------------------------|---------|
 //! | `alloc` | `BitVec<u64>` in `state`  | owner of `state` (cache refill/flush, sweeper) | allocator, sweeper, verifier |
 //! | `mark`  | `MARK_WORDS` atomic words inside the span | marker (`fetch_or`, concurrently), allocation cache (allocate-black), sweeper (clear) | sweeper, verifier, weak processing, marker (claims) |
-//! | `scanned` | one atomic word beside each mark word | marker (claims, [`Span::claim_grey`]), allocation cache (allocate-black), sweeper (clear) | marker |
+//! | `scanned` | `MARK_WORDS` atomic words after the mark words; only with span-local marking | marker (claims, [`Span::claim_grey`]), allocation cache (allocate-black), sweeper (clear) | marker |
 //!
 //! The mark bits live in the `Span` itself, next to the fields the marker reads with them
 //! (`start`, `div_mul`, `tag`): marking an object costs one cache miss on the span instead of
@@ -73,7 +73,8 @@ pub(crate) const MARK_WORDS: usize = 16;
 
 /// A run of pages holding slots of one size. `repr(C)`, cache-line aligned: the fields marking
 /// reads (`start`, `div_mul`, `elem_size`, `tag`, `nelems`, `queued`) fill the first cache
-/// line, the mark and scan words follow them, then the fields sweeping reads.
+/// line, the mark words follow them (two lines for the smallest classes), then the fields
+/// sweeping reads, and last the scan words, which only span-local marking touches.
 #[repr(C, align(64))]
 pub(crate) struct Span {
     /// Address of the first slot (page aligned).
@@ -94,9 +95,8 @@ pub(crate) struct Span {
     /// be scanned when it is taken off, and whether only one of them is (see
     /// [`Span::enqueue`]).
     queued: AtomicU8,
-    /// Mark bits, set concurrently by the marker (words past `mark_len` stay 0), each word next
-    /// to its scan bits (claiming reads both, sweeping clears both: one cache line).
-    bits: [MarkWord; MARK_WORDS],
+    /// Mark bits, set concurrently by the marker (words past `mark_len` stay 0).
+    mark: [AtomicU64; MARK_WORDS],
     /// Sweep generation (Go: `mspan.sweepgen`), read against the heap's
     /// [`SweepGen`](crate::alloc::sweepgen::SweepGen): needs sweeping, being swept, or swept.
     /// With `class` and `class_id` in one cache line: the walk that queues every span for
@@ -113,14 +113,11 @@ pub(crate) struct Span {
     pub all_index: AtomicUsize,
     /// Allocation state.
     pub state: Mutex<SpanAlloc>,
-}
-
-/// One word of a span's mark bits and the scan bits of the same 64 slots.
-struct MarkWord {
-    mark: AtomicU64,
-    /// Scan bits (Go: `spanInlineMarkBits.scans`): set when a marker claims a marked object to
-    /// scan it, and for objects allocated black. A marked object without its scan bit is grey.
-    scanned: AtomicU64,
+    /// Scan bits (Go: `spanInlineMarkBits.scans`), used by span-local marking only (else never
+    /// touched, so that they cost the depth-first marker no cache footprint): set when a marker
+    /// claims a marked object to scan it, and for objects allocated black. A marked object
+    /// without its scan bit is grey.
+    scanned: [AtomicU64; MARK_WORDS],
 }
 
 /// [`Span::enqueue`]'s states: not on a span queue.
@@ -214,10 +211,8 @@ impl Span {
             class_id,
             tag,
             div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
-            bits: std::array::from_fn(|_| MarkWord {
-                mark: AtomicU64::new(0),
-                scanned: AtomicU64::new(0),
-            }),
+            mark: std::array::from_fn(|_| AtomicU64::new(0)),
+            scanned: std::array::from_fn(|_| AtomicU64::new(0)),
             queued: AtomicU8::new(UNQUEUED),
             mark_len: words,
             state: Mutex::new(SpanAlloc {
@@ -257,10 +252,16 @@ impl Span {
         self.mark_len
     }
 
+    /// The mark words in use.
+    #[inline]
+    fn mark_words(&self) -> &[AtomicU64] {
+        &self.mark[..self.mark_len]
+    }
+
     /// Mark word `w` (below [`Span::mark_len`]).
     #[inline]
     pub(crate) fn mark_word(&self, w: usize) -> &AtomicU64 {
-        &self.bits[..self.mark_len][w].mark
+        &self.mark[..self.mark_len][w]
     }
 
     /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
@@ -379,8 +380,8 @@ impl Span {
     /// initialised.
     #[inline]
     pub(crate) fn claim_grey(&self, w: usize, exclusive: bool) -> u64 {
-        let marked = self.bits[w].mark.load(Ordering::Acquire);
-        let scanned = &self.bits[w].scanned;
+        let marked = self.mark[w].load(Ordering::Acquire);
+        let scanned = &self.scanned[w];
         let grey = marked & !scanned.load(Ordering::Relaxed);
         if grey == 0 {
             0
@@ -393,19 +394,25 @@ impl Span {
     }
 
     /// Allocate-black: mark the slots `bits` of word `w` (handed to an allocation cache while
-    /// marking) and set them scanned first, so that no marker claims them to scan. `Release` on
-    /// the mark orders the scan bits before it for a claimer that reads the mark (`Acquire`).
+    /// marking). With span-local marking (`span_local`) set them scanned first, so that no
+    /// marker claims them to scan: `Release` on the mark orders the scan bits before it for a
+    /// claimer that reads the mark (`Acquire`).
     #[inline]
-    pub(crate) fn mark_black(&self, w: usize, bits: u64) {
-        self.bits[w].scanned.fetch_or(bits, Ordering::Relaxed);
-        self.bits[w].mark.fetch_or(bits, Ordering::Release);
+    pub(crate) fn mark_black(&self, w: usize, bits: u64, span_local: bool) {
+        if span_local {
+            self.scanned[w].fetch_or(bits, Ordering::Relaxed);
+        }
+        self.mark[w].fetch_or(bits, Ordering::Release);
     }
 
-    /// Clear mark word `w` and its scan bits (sweeping: the next cycle starts white).
+    /// Clear mark word `w`, and with span-local marking its scan bits (sweeping: the next
+    /// cycle starts white).
     #[inline]
-    pub(crate) fn clear_marks(&self, w: usize) {
-        self.bits[w].mark.store(0, Ordering::Relaxed);
-        self.bits[w].scanned.store(0, Ordering::Relaxed);
+    pub(crate) fn clear_marks(&self, w: usize, span_local: bool) {
+        self.mark[w].store(0, Ordering::Relaxed);
+        if span_local {
+            self.scanned[w].store(0, Ordering::Relaxed);
+        }
     }
 
     /// Whether the span is on a span queue (tests and assertions).
@@ -421,9 +428,9 @@ impl Span {
 
     /// Number of marked slots.
     pub(crate) fn marked_count(&self) -> usize {
-        self.bits[..self.mark_len]
+        self.mark_words()
             .iter()
-            .map(|w| w.mark.load(Ordering::Relaxed).count_ones() as usize)
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
             .sum()
     }
 }
@@ -521,7 +528,7 @@ mod tests {
         let s = Span::new(0x10000, 1, 16, 512, 1, 0, tag(&T0, false), 0);
         assert!(s.try_mark(3) && s.try_mark(70));
         // Slots 10 and 11 are handed to an allocation cache while marking.
-        s.mark_black(0, (1 << 10) | (1 << 11));
+        s.mark_black(0, (1 << 10) | (1 << 11), true);
         assert!(s.enqueue(), "the first grey object queues the span");
         s.dequeue(false);
         assert!(s.enqueue_exclusive());
@@ -544,7 +551,7 @@ mod tests {
         assert_eq!(s.marked_count(), 5);
         // Sweeping clears both bitmaps.
         for w in 0..s.mark_len() {
-            s.clear_marks(w);
+            s.clear_marks(w, true);
         }
         assert!(s.try_mark(3));
         assert_eq!(s.claim_grey(0, false), 1 << 3, "scan bits cleared too");
@@ -742,7 +749,7 @@ mod loom_tests {
             let t = {
                 let s = s.clone();
                 // An allocation cache takes slots 5 and 6 while marking.
-                loom::thread::spawn(move || s.mark_black(0, 0b110_0000))
+                loom::thread::spawn(move || s.mark_black(0, 0b110_0000, true))
             };
             m.mark(&s, 1);
             m.scan(&s);

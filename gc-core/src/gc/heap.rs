@@ -132,7 +132,7 @@ impl Shared {
             .procs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let shared = Arc::new(Shared {
-            mheap: MHeap::new(arena, config.verify, config.max_heap),
+            mheap: MHeap::new(arena, config.verify, config.max_heap, config.span_marking),
             settings: Settings {
                 verify: config.verify,
                 concurrent: config.concurrent,

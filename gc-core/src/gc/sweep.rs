@@ -101,7 +101,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
             }
         }
         *w = m | !valid;
-        span.clear_marks(wi);
+        span.clear_marks(wi, h.settings.span_marking);
     }
     st.allocated = live;
     h.mheap.central.set_swept(span);

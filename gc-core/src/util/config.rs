@@ -209,7 +209,7 @@ impl Config {
     /// small span queues the span instead of the object, and a marker scans every object greyed
     /// in a span at once, in address order. It pays where the marker would otherwise chase
     /// pointers across a heap whose objects are not in the order they are reached in (a
-    /// long-lived heap mutated in random order: marking a shuffled tree of small nodes is 3–4×
+    /// long-lived heap mutated in random order: marking a shuffled tree of small nodes is 2–5×
     /// faster); where the heap is reached in the order it was allocated in (trees built
     /// recursively and marked soon after, an interpreter's freshly built objects) the ordinary
     /// depth-first marker follows memory already, and span-local marking was measured up to

@@ -83,7 +83,8 @@ pub struct Tracer {
     /// The heap's arena, which outlives every tracer: each lives inside one collection, one
     /// barrier or one verification, during which the heap is alive.
     arena: *const Arena,
-    /// Grey objects of large spans (marking), objects to walk (checking).
+    /// Grey objects (marking: with span-local marking only those of large spans), objects to
+    /// walk (checking).
     stack: Vec<Grey>,
     /// Marking: small spans with grey objects, scanned a span at a time (see
     /// [`Tracer::scan_span`]), oldest first.
@@ -397,7 +398,7 @@ impl Tracer {
 
     /// If `work`'s queue is empty, hand it the older half of this tracer's queued spans when
     /// it holds more than `min / 8` of them (at least two: a span holds one or more grey
-    /// objects), or else the older half of its grey large objects when it holds more than `min`,
+    /// objects), or else the older half of its grey stack when it holds more than `min`,
     /// or else half of its array continuations when it holds several, or its one continuation
     /// when it has spans to go on with (Go: `gcWork.balance`; the bottom of a depth-first stack
     /// roots the largest unexplored subgraphs).

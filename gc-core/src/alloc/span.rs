@@ -71,6 +71,9 @@ pub(crate) struct SpanAlloc {
 /// one 8 KiB page; checked by a test).
 pub(crate) const MARK_WORDS: usize = 16;
 
+// `Span::dequeue` returns one bit per mark word in a `u32`.
+const _: () = assert!(MARK_WORDS <= 32);
+
 /// A run of pages holding slots of one size. `repr(C)`, cache-line aligned: the fields marking
 /// reads (`start`, `div_mul`, `elem_size`, `tag`, `nelems`, `queued`) fill the first cache
 /// line, the mark words follow them (two lines for the smallest classes), then the fields
@@ -261,7 +264,7 @@ impl Span {
     /// Mark word `w` (below [`Span::mark_len`]).
     #[inline]
     pub(crate) fn mark_word(&self, w: usize) -> &AtomicU64 {
-        &self.mark[..self.mark_len][w]
+        &self.mark_words()[w]
     }
 
     /// Set the mark bit of slot `i`; returns true if this call set it (the object was white).
@@ -302,8 +305,8 @@ impl Span {
     ///
     /// The queue state (Go: `spanScanOwnership`) is [`UNQUEUED`], [`QUEUED_ONE`] (queued, and
     /// no other object greyed since: its entry's representative is the only grey object) or
-    /// [`QUEUED_MANY`]. The one-object state lets [`Span::dequeue`]'s caller claim the
-    /// representative's mark word alone instead of every word of the span: a graph whose
+    /// [`QUEUED_MANY`]. The one-object state lets [`Span::dequeue`] name the representative's
+    /// mark word alone for claiming instead of every word of the span: a graph whose
     /// objects alternate between spans (an instance, its field table, the next instance) greys
     /// one object per span visit, and scanning a 16-word bitmap for it costs more than the object.
     ///
@@ -321,45 +324,43 @@ impl Span {
     /// A read-modify-write even when the span is queued already: a plain load that reads a
     /// queued state would not synchronise with the dequeue, which could then miss the mark (the
     /// store-buffering pattern).
+    ///
+    /// With `exclusive` (the only marker, the world stopped) a load and a store instead of a
+    /// locked compare-exchange.
     #[inline]
-    pub(crate) fn enqueue(&self) -> bool {
-        let mut cur = self.queued.load(Ordering::Relaxed);
-        loop {
-            let new = if cur == UNQUEUED {
+    pub(crate) fn enqueue(&self, exclusive: bool) -> bool {
+        let next = |cur| {
+            if cur == UNQUEUED {
                 QUEUED_ONE
             } else {
                 QUEUED_MANY
-            };
-            match self
-                .queued
-                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            }
+        };
+        let mut cur = self.queued.load(Ordering::Relaxed);
+        if exclusive {
+            self.queued.store(next(cur), Ordering::Relaxed);
+            return cur == UNQUEUED;
+        }
+        loop {
+            match self.queued.compare_exchange_weak(
+                cur,
+                next(cur),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return cur == UNQUEUED,
                 Err(c) => cur = c,
             }
         }
     }
 
-    /// [`Span::enqueue`] for the only marker (the world stopped, one worker): a load and a
-    /// store instead of a locked compare-exchange.
+    /// A marker took this span's entry, whose representative is slot `rep`, off a queue: mark
+    /// the span unqueued before it claims the grey objects (a mark made after this point
+    /// queues the span again). Returns the mark words that may hold grey objects, one bit each:
+    /// every word in use if other objects than the representative may have been greyed
+    /// ([`QUEUED_MANY`]), else the representative's word alone (see [`Span::enqueue`]).
     #[inline]
-    pub(crate) fn enqueue_exclusive(&self) -> bool {
-        let cur = self.queued.load(Ordering::Relaxed);
-        let new = if cur == UNQUEUED {
-            QUEUED_ONE
-        } else {
-            QUEUED_MANY
-        };
-        self.queued.store(new, Ordering::Relaxed);
-        cur == UNQUEUED
-    }
-
-    /// A marker took this span off a queue: mark it unqueued before it claims the grey objects
-    /// (a mark made after this point queues the span again). Returns whether other objects than
-    /// the entry's representative may be grey ([`QUEUED_MANY`]): then the caller claims every
-    /// word, else the representative's word only (see [`Span::enqueue`]).
-    #[inline]
-    pub(crate) fn dequeue(&self, exclusive: bool) -> bool {
+    pub(crate) fn dequeue(&self, rep: usize, exclusive: bool) -> u32 {
         let prev = if exclusive {
             let prev = self.queued.load(Ordering::Relaxed);
             self.queued.store(UNQUEUED, Ordering::Relaxed);
@@ -368,7 +369,11 @@ impl Span {
             self.queued.swap(UNQUEUED, Ordering::AcqRel)
         };
         debug_assert_ne!(prev, UNQUEUED, "a span dequeued twice");
-        prev == QUEUED_MANY
+        if prev == QUEUED_MANY {
+            (1u32 << self.mark_len) - 1
+        } else {
+            1 << (rep / 64)
+        }
     }
 
     /// Claim the grey objects of mark word `w` for scanning: those marked and not yet scanned,
@@ -382,11 +387,12 @@ impl Span {
     pub(crate) fn claim_grey(&self, w: usize, exclusive: bool) -> u64 {
         let marked = self.mark[w].load(Ordering::Acquire);
         let scanned = &self.scanned[w];
-        let grey = marked & !scanned.load(Ordering::Relaxed);
+        let seen = scanned.load(Ordering::Relaxed);
+        let grey = marked & !seen;
         if grey == 0 {
             0
         } else if exclusive {
-            scanned.store(scanned.load(Ordering::Relaxed) | grey, Ordering::Relaxed);
+            scanned.store(seen | grey, Ordering::Relaxed);
             grey
         } else {
             grey & !scanned.fetch_or(grey, Ordering::AcqRel)
@@ -529,17 +535,18 @@ mod tests {
         assert!(s.try_mark(3) && s.try_mark(70));
         // Slots 10 and 11 are handed to an allocation cache while marking.
         s.mark_black(0, (1 << 10) | (1 << 11), true);
-        assert!(s.enqueue(), "the first grey object queues the span");
-        s.dequeue(false);
-        assert!(s.enqueue_exclusive());
-        assert!(
-            !s.dequeue(true),
+        assert!(s.enqueue(false), "the first grey object queues the span");
+        s.dequeue(3, false);
+        assert!(s.enqueue(true));
+        assert_eq!(
+            s.dequeue(70, true),
+            0b10,
             "one object greyed: the representative's word suffices"
         );
-        assert!(s.enqueue());
-        assert!(!s.enqueue(), "queued already");
+        assert!(s.enqueue(false));
+        assert!(!s.enqueue(false), "queued already");
         assert!(s.is_queued());
-        assert!(s.dequeue(false), "two objects greyed: every word");
+        assert_eq!(s.dequeue(3, false), 0xff, "two objects greyed: every word");
         assert!(!s.is_queued());
         assert_eq!(s.claim_grey(0, false), 1 << 3);
         assert_eq!(s.claim_grey(1, true), 1 << 6);
@@ -556,6 +563,20 @@ mod tests {
         assert!(s.try_mark(3));
         assert_eq!(s.claim_grey(0, false), 1 << 3, "scan bits cleared too");
         assert_eq!(s.claim_grey(0, true), 0);
+    }
+
+    /// Take span `k`'s entry with representative `rep` off the queue and claim its grey
+    /// objects, recording the claims in `scans` (8 words per span): whether any was claimed
+    /// twice, and how many were claimed.
+    fn take_and_claim(spans: &[Span], scans: &[AtomicU64], k: usize, rep: usize) -> (bool, u32) {
+        let words = spans[k].dequeue(rep, false);
+        let (mut twice, mut n) = (false, 0);
+        for w in (0..8).filter(|w| words & (1 << w) != 0) {
+            let g = spans[k].claim_grey(w, false);
+            twice |= scans[k * 8 + w].fetch_or(g, Ordering::Relaxed) & g != 0;
+            n += g.count_ones();
+        }
+        (twice, n)
     }
 
     /// Randomised stress of the span queue with real threads: markers mark random slots of a
@@ -588,7 +609,7 @@ mod tests {
                             seed as usize
                         };
                         let mark = |k: usize, i: usize| {
-                            if spans[k].try_mark(i) && spans[k].enqueue() {
+                            if spans[k].try_mark(i) && spans[k].enqueue(false) {
                                 queue.lock().unwrap().push_back((k, i));
                             }
                         };
@@ -597,21 +618,13 @@ mod tests {
                             if n % 3 == 0 {
                                 let popped = queue.lock().unwrap().pop_front();
                                 if let Some((k, rep)) = popped {
-                                    let all = spans[k].dequeue(false);
-                                    for w in 0..8 {
-                                        if !all && w != rep / 64 {
-                                            continue;
-                                        }
-                                        let mut g = spans[k].claim_grey(w, false);
-                                        let old = scans[k * 8 + w].fetch_or(g, Ordering::Relaxed);
-                                        if old & g != 0 {
-                                            twice.store(true, Ordering::Relaxed);
-                                        }
-                                        while g != 0 {
-                                            g &= g - 1;
-                                            // The scanned object's one child.
-                                            mark(next() % SPANS, next() % 512);
-                                        }
+                                    let (again, claimed) = take_and_claim(spans, scans, k, rep);
+                                    if again {
+                                        twice.store(true, Ordering::Relaxed);
+                                    }
+                                    // Each scanned object's one child.
+                                    for _ in 0..claimed {
+                                        mark(next() % SPANS, next() % 512);
                                     }
                                 }
                             }
@@ -619,19 +632,14 @@ mod tests {
                     });
                 }
             });
-            // Drain what is left, as the last marker before termination would.
+            // Drain what is left, as the last marker before termination would (children of
+            // these are not modelled: the threads have stopped).
             loop {
                 let Some((k, rep)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let all = spans[k].dequeue(false);
-                for w in 0..8 {
-                    if !all && w != rep / 64 {
-                        continue;
-                    }
-                    let g = spans[k].claim_grey(w, false);
-                    assert_eq!(scans[k * 8 + w].fetch_or(g, Ordering::Relaxed) & g, 0);
-                    // Children of these are not modelled: the threads have stopped.
+                if take_and_claim(&spans, &scans, k, rep).0 {
+                    twice.store(true, Ordering::Relaxed);
                 }
             }
             assert!(
@@ -685,7 +693,7 @@ mod loom_tests {
 
     impl Model {
         fn mark(&self, s: &Span, i: usize) {
-            if s.try_mark(i) && s.enqueue() {
+            if s.try_mark(i) && s.enqueue(false) {
                 self.entries.lock().unwrap().push(i);
             }
         }
@@ -698,14 +706,12 @@ mod loom_tests {
             let Some(rep) = self.entries.lock().unwrap().pop() else {
                 return;
             };
-            let all = s.dequeue(false);
-            for w in 0..3 {
-                if all || w == rep / 64 {
-                    let g = s.claim_grey(w, false);
-                    let mut c = self.claimed.lock().unwrap();
-                    assert_eq!(c[w] & g, 0, "claimed twice");
-                    c[w] |= g;
-                }
+            let words = s.dequeue(rep, false);
+            for w in (0..3).filter(|w| words & (1 << w) != 0) {
+                let g = s.claim_grey(w, false);
+                let mut c = self.claimed.lock().unwrap();
+                assert_eq!(c[w] & g, 0, "claimed twice");
+                c[w] |= g;
             }
         }
     }

@@ -152,9 +152,6 @@ fn prefetch_slots(start: usize, size: usize, w: usize, mut bits: u64) {
     }
 }
 
-// `scan_span` keeps one bit per mark word in a `u32`.
-const _: () = assert!(MARK_WORDS <= 32);
-
 /// A small span with grey objects, on a span queue, and the slot of the object whose marking
 /// queued it (its representative, see [`Span::enqueue`]).
 #[derive(Clone, Copy)]
@@ -276,11 +273,7 @@ impl Tracer {
                 // Grey until a marker claims it from its span (see `scan_span`).
                 if std::ptr::eq(span, self.current) {
                     self.rescan |= 1 << (i / 64);
-                } else if if self.exclusive {
-                    span.enqueue_exclusive()
-                } else {
-                    span.enqueue()
-                } {
+                } else if span.enqueue(self.exclusive) {
                     self.spans.push_back(SpanPtr(span, i as u32));
                 }
             } else if let Some(trace) = type_of(span).trace {
@@ -305,12 +298,8 @@ impl Tracer {
         // (see `SpanPtr`).
         let span = unsafe { &*s.0 };
         let words = span.mark_len();
-        // The words to claim in this pass, one bit each (`MARK_WORDS` ≤ 32).
-        let mut todo: u32 = if span.dequeue(self.exclusive) {
-            (1u32 << words) - 1
-        } else {
-            1 << (s.1 / 64)
-        };
+        // The words to claim in this pass, one bit each.
+        let mut todo = span.dequeue(s.1 as usize, self.exclusive);
         let trace = type_of(span)
             .trace
             .unwrap_or_else(|| bug!("a span of a type without trace was queued"));

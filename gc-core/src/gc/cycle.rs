@@ -302,9 +302,19 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         crate::pacer::worker_shares(h.settings.procs)[0],
         h.settings.procs,
     );
+    // Raised for the whole mark phase except the waits for blocked scopes: while it is, the
+    // collector thread will earn credit, find grey work, or stop the world (which wakes
+    // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
+    h.mark.draining.store(true, Ordering::SeqCst);
     loop {
-        while h.hooks.hold_marking.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_micros(200));
+        if h.hooks.hold_marking.load(Ordering::Relaxed) {
+            // A test holds marking: nothing will earn credit until it lets go.
+            h.mark.draining.store(false, Ordering::SeqCst);
+            crate::gc::mark::assist::wake_parked(h);
+            while h.hooks.hold_marking.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            h.mark.draining.store(true, Ordering::SeqCst);
         }
         // Mutators that have not entered a scope since STW 1: scan them here.
         let records = h.registry.lock().clone();
@@ -314,7 +324,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             // under the scan lock before freeing the roots); we are the collector.
             blocked |= !unsafe { scan_parked(h, r, cycle) };
         }
-        h.mark.draining.store(true, Ordering::SeqCst);
+        h.mark.terminating.store(false, Ordering::SeqCst);
         loop {
             // One batch at a time: the rest stays where assists can take it.
             if !t.has_grey() {
@@ -328,22 +338,27 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             h.controller().update_limiter(false, cycle);
             pace.after(h, took);
         }
-        // No more credit will come from here until grey work arrives: assists waiting for it
-        // must not wait on (see `assist::park`).
-        h.mark.draining.store(false, Ordering::SeqCst);
-        crate::gc::mark::assist::wake_parked(h);
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
         // it ends: wait for it with the world running, draining whatever arrives meanwhile.
         if blocked {
+            // No credit will come from here until that scope ends, which may wait for a
+            // mutator in an assist: assists must not wait on (see `assist::park`).
+            h.mark.draining.store(false, Ordering::SeqCst);
+            crate::gc::mark::assist::wake_parked(h);
             crate::gc::blocking::wait_for_scopes(h, || {
                 records.iter().any(|r| {
                     let s = *r.scanned.lock();
                     s != cycle && s != SCAN_GONE && r.blocking_scope.load(Ordering::Relaxed)
                 })
             });
+            h.mark.draining.store(true, Ordering::SeqCst);
             continue;
         }
         drop(records);
+        // No credit will come until the attempt fails: assists may allocate on until the stop
+        // while the heap is below its goal; past it they keep waiting, for the stop.
+        h.mark.terminating.store(true, Ordering::SeqCst);
+        crate::gc::mark::assist::wake_parked(h);
         // Attempt termination, unless grey work arrived meanwhile or an assist holds some
         // (the attempt would be a pause for nothing: the stop would wait for the assist to
         // hand its work back, and marking would resume).
@@ -369,6 +384,8 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
         // reads empty after its pop, the count read after that sees it.)
         if !t.has_grey() && h.mark.work.is_empty() && h.mark.work.busy() == 0 && !unscanned {
+            h.mark.draining.store(false, Ordering::SeqCst);
+            h.mark.terminating.store(false, Ordering::SeqCst);
             return world;
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);

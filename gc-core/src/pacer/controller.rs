@@ -231,9 +231,23 @@ impl Controller<'_> {
     /// The assist ratio from the current figures (Go: `revise`), stored for the allocation
     /// path.
     pub(crate) fn revise(&self) {
+        self.revise_with(&self.p.model.lock());
+    }
+
+    /// [`Controller::revise`] from the allocation path, as Go revises at every change of
+    /// `heapLive` while marking: the background worker revises only between its slices, and a
+    /// fractional worker sleeps for milliseconds (longer when the machine is busy), while the
+    /// mutators allocate on at the last ratio. Skipped when another thread is revising (or
+    /// holds the pacer for anything else): its ratio is as fresh.
+    pub(crate) fn revise_if_free(&self) {
+        if let Some(model) = self.p.model.try_lock() {
+            self.revise_with(&model);
+        }
+    }
+
+    fn revise_with(&self, model: &Pacer) {
         let p = self.p;
         let c = &self.mheap.counters;
-        let model = p.model.lock();
         let stack = p.stack_scan_work.load(Ordering::Relaxed);
         let r = model.revise(
             c.heap_live.load(Ordering::Relaxed) as u64,

@@ -44,6 +44,7 @@ const PARK_MAX: Duration = Duration::from_millis(2);
 ///
 /// [`should_yield`]: crate::Mutation::should_yield
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
+    h.controller().revise_if_free();
     let ratio = f64::from_bits(h.pacer.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
     loop {
@@ -63,9 +64,10 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
             // Paid, or interrupted by a stop request or the limiter (the loop's check).
             continue;
         }
-        if !progressing(h) {
-            // Nothing will earn credit: marking waits for a scope blocked across STW 1 or is
-            // about to terminate. Keep the debt.
+        if !may_wait(h) {
+            // Nothing will earn credit: marking waits for a scope blocked across STW 1 (which
+            // may wait for this mutator), or is about to end and the heap is within the
+            // cycle's aim. Keep the debt.
             return debt;
         }
         h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);
@@ -81,8 +83,22 @@ fn must_stop(h: &Shared) -> bool {
         || !h.mark.marking.load(Ordering::Relaxed)
 }
 
-/// Whether some marker holds grey work and so will earn credit or share work: the collector
-/// thread is draining, a helper or another assist is marking, or work is queued.
+/// Whether an assist that found neither credit nor grey work may wait for the markers: they
+/// are [`progressing`], and either still draining (credit will come) or attempting termination
+/// with the heap at or past its goal. The stop will come then; allocating on would take the
+/// heap further past the goal, by as much as the mutator allocates before the stop lands (a
+/// collector thread descheduled in that window let it run a megabyte or more past). Below the
+/// goal the mutator allocates on until the stop, so that the stop need not wake it.
+fn may_wait(h: &Shared) -> bool {
+    progressing(h)
+        && (!h.mark.terminating.load(Ordering::SeqCst)
+            || h.mheap.counters.heap_live.load(Ordering::Relaxed)
+                >= h.pacer.heap_goal.load(Ordering::Relaxed))
+}
+
+/// Whether marking goes on without this mutator: the collector thread is marking (draining, or
+/// attempting termination, whose stop wakes waiting assists), a helper or another assist is
+/// marking, or work is queued. False only while the collector waits for a blocked scope.
 fn progressing(h: &Shared) -> bool {
     h.mark.draining.load(Ordering::SeqCst) || h.mark.work.busy() > 0 || !h.mark.work.is_empty()
 }
@@ -106,19 +122,29 @@ fn steal_credit(h: &Shared, want: i64) -> i64 {
 }
 
 /// Wait until the background workers add credit (they wake waiting assists), a stop is
-/// requested (`StoppedWorld::stop` wakes them), the collector stops draining (it wakes them;
-/// then no credit may come, e.g. marking waits for a scope blocked across STW 1), marking ends,
-/// or [`PARK_MAX`] passes. Holds no grey work and is not counted as a busy marker, so marking
-/// can end meanwhile.
+/// requested (`StoppedWorld::stop` wakes them), the collector stops draining or starts to
+/// attempt termination (it wakes them; then no credit may come: marking waits for a scope
+/// blocked across STW 1, or is about to end), marking ends, or [`PARK_MAX`] passes. Holds no
+/// grey work and is not counted as a busy marker, so marking can end meanwhile.
 fn park(h: &Shared, credit_seen: i64) {
+    if h.mark.terminating.load(Ordering::SeqCst) {
+        // The stop is coming, and its handshake waits for this mutator: wait for it on the
+        // CPU, yielding, since waking a parked thread added tens of microseconds to the pause
+        // (treechurn: mark termination's wait at the 90th percentile 17 → 60 µs).
+        let start = std::time::Instant::now();
+        while may_wait(h) && !must_stop(h) && start.elapsed() < PARK_MAX {
+            std::thread::yield_now();
+        }
+        return;
+    }
     let m = &h.mark.assist_park;
-    // Raised before the credit and `draining` are read again (all `SeqCst`), and a worker adds
-    // credit (the collector lowers `draining`) before it reads this count: either it sees this
-    // assist waiting and wakes it (under the monitor's lock, so not before it waits), or this
-    // assist sees the change.
+    // Raised before the credit, `draining` and `terminating` are read again (all `SeqCst`),
+    // and a worker adds credit (the collector changes the flags) before it reads this count:
+    // either it sees this assist waiting and wakes it (under the monitor's lock, so not before
+    // it waits), or this assist sees the change.
     h.mark.assists_parked.fetch_add(1, Ordering::SeqCst);
     let g = m.lock();
-    if h.pacer.bg_credit.load(Ordering::SeqCst) == credit_seen && !must_stop(h) && progressing(h) {
+    if h.pacer.bg_credit.load(Ordering::SeqCst) == credit_seen && !must_stop(h) && may_wait(h) {
         drop(m.wait_for(g, PARK_MAX));
     }
     h.mark.assists_parked.fetch_sub(1, Ordering::SeqCst);

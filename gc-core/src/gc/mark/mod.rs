@@ -40,10 +40,14 @@ pub(crate) struct MarkState {
     pub assist_park: Monitor,
     /// Assists waiting on `assist_park`: background workers wake them when they add credit.
     pub assists_parked: AtomicUsize,
-    /// The collector thread is draining grey work in the mark phase (not waiting for a blocked
-    /// scope or attempting termination): assists may wait for the credit it earns. Written by
-    /// the collector thread.
+    /// The collector thread is marking: draining grey work or attempting termination, not
+    /// waiting for a blocked scope. Assists may wait for the credit it earns or for its stop.
+    /// Written by the collector thread.
     pub draining: AtomicBool,
+    /// The collector thread found no grey work and is attempting mark termination: no credit
+    /// will come before the stop, so only assists with the heap past its goal keep waiting
+    /// (for the stop, which wakes them). Written by the collector thread.
+    pub terminating: AtomicBool,
 }
 
 impl Default for MarkState {
@@ -60,6 +64,7 @@ impl Default for MarkState {
             assist_park: Monitor::default(),
             assists_parked: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            terminating: AtomicBool::new(false),
         }
     }
 }

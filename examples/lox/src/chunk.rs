@@ -114,7 +114,7 @@ pub struct Proto {
     /// Empty for the top-level script.
     pub name: String,
     pub arity: u8,
-    pub upvalue_count: u8,
+    pub upvalue_count: u16,
     pub code: Vec<u8>,
     /// Source line of each byte of `code`.
     pub lines: Vec<u32>,

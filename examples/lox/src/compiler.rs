@@ -337,12 +337,16 @@ impl<'src> Compiler<'src, '_> {
 
     /// If the last instruction was `GetLocal` (with no jump target since), turn it into
     /// `fused` keeping its slot operand, and return true; the caller then emits the second
-    /// operand.
+    /// operand. The fused opcode takes the line of the second instruction: a runtime error is
+    /// reported at its opcode's line, and only the second part can fail (`o.⏎x` fails on the
+    /// name's line, as in clox).
     fn fuse_after_get_local(&mut self, fused: Op) -> bool {
+        let line = self.previous.line;
         let f = self.f();
         match f.last_op {
             Some((at, Op::GetLocal)) if at + 2 == f.proto.code.len() => {
                 f.proto.code[at] = fused as u8;
+                f.proto.lines[at] = line;
                 f.last_op = Some((at, fused));
                 true
             }
@@ -462,7 +466,7 @@ impl<'src> Compiler<'src, '_> {
     fn end_function(&mut self) -> (Proto, Vec<UpvalueRef>) {
         self.emit_return();
         let mut state = self.fns.pop().expect("a function is being compiled");
-        state.proto.upvalue_count = state.upvalues.len() as u8;
+        state.proto.upvalue_count = state.upvalues.len() as u16;
         (state.proto, state.upvalues)
     }
 

@@ -1,7 +1,8 @@
 //! `lox [--gc-stats] [--gc-stress[=N]] [FILE]`: run a Lox script, or start a REPL.
 //!
 //! Exit codes follow the book (and `sysexits.h`): 64 usage, 65 compile error, 70 runtime error,
-//! 74 unreadable file, 78 bad heap configuration (`GOGC`, `GCCORE_ARENA`, …).
+//! 74 unreadable file, 78 bad heap configuration (`GOGC`, `GCCORE_ARENA`, …); 101 an internal
+//! error (a panic: a bug in the interpreter, never a Lox error), reported as such on stderr.
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
@@ -44,14 +45,25 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// Exit code of an internal error (a panic), as Rust's own for a panicking `main`.
+const EXIT_INTERNAL: u8 = 101;
+
 fn main() -> ExitCode {
+    // A panic is a bug in the interpreter: say so, and never let it pass for a Lox error.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("lox: internal error (a bug in the interpreter, not in the program): {info}");
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            default_hook(info);
+        }
+    }));
     // The compiler recurses on nested code: give it a big stack (reserved, not committed).
     let worker = std::thread::Builder::new()
         .name("lox".into())
         .stack_size(256 << 20)
         .spawn(run)
         .expect("spawn the interpreter thread");
-    ExitCode::from(worker.join().unwrap_or(70))
+    ExitCode::from(worker.join().unwrap_or(EXIT_INTERNAL))
 }
 
 fn run() -> u8 {
@@ -84,6 +96,10 @@ fn run() -> u8 {
             return 78;
         }
     };
+    // Tests of the internal-error path force one here.
+    if std::env::var_os("LOX_TEST_INTERNAL_ERROR").is_some_and(|v| v == "1") {
+        panic!("forced by LOX_TEST_INTERNAL_ERROR=1");
+    }
     let options = Options {
         gc_stress: args.gc_stress,
     };

@@ -75,7 +75,7 @@ pub struct Function<'gc> {
     /// `None` for the top-level script.
     pub name: Option<Gc<'gc, Obj<'gc>>>,
     pub arity: u8,
-    pub upvalue_count: u8,
+    pub upvalue_count: u16,
     pub code: GcBytes<'gc>,
     /// Source line of each code byte, 4 little-endian bytes each.
     pub lines: GcBytes<'gc>,
@@ -183,10 +183,12 @@ pub fn hash_bytes(bytes: &[u8]) -> u32 {
 }
 
 /// Format a number as C's `printf("%g")` does (what the reference implementation prints):
-/// six significant digits, trailing zeros dropped, exponent form outside `1e-4 ..= 1e6`.
+/// six significant digits, trailing zeros dropped, exponent form outside `1e-4 ..= 1e6`; a NaN
+/// with its sign, as glibc prints it (`0/0` is the x86 default NaN, whose sign bit is set:
+/// `-nan`).
 pub fn fmt_number(out: &mut impl fmt::Write, n: f64) -> fmt::Result {
     if n.is_nan() {
-        return out.write_str("nan");
+        return out.write_str(if n.is_sign_negative() { "-nan" } else { "nan" });
     }
     if n.is_infinite() {
         return out.write_str(if n < 0.0 { "-inf" } else { "inf" });
@@ -275,6 +277,8 @@ mod tests {
         assert_eq!(g(1.0 / 3.0), "0.333333");
         assert_eq!(g(2.5e300), "2.5e+300");
         assert_eq!(g(f64::INFINITY), "inf");
+        assert_eq!(g(f64::NAN), "nan");
+        assert_eq!(g(-f64::NAN), "-nan");
     }
 
     #[test]

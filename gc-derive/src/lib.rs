@@ -101,8 +101,10 @@ use syn::{
     Attribute, Data, DeriveInput, Fields, Ident, Member, Type, parse_macro_input, parse_quote,
 };
 
-/// Derives `gc_core::Trace` for a struct or an enum. See the [crate docs](crate) for the
-/// generated code and the soundness argument.
+/// Derives `gc_core::Trace` for a struct or an enum. The generated code, the attributes and
+/// the soundness argument are in the documentation of the `gc-derive` crate (its sections
+/// "What it generates", "Attributes" and "Soundness"), not of gc-core, which re-exports this
+/// macro.
 ///
 /// * `#[gc(skip)]` on a field: do not trace it; the impl then requires its type to be
 ///   `'static`, so a skipped field can never hide a `Gc<'gc, _>`.

@@ -147,26 +147,31 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
         })
     }
 
-    /// An array holding the values of `items`.
+    /// An array holding the values of `items`. Panics if the arena is exhausted.
     pub fn from_slice(mc: &Mutation<'gc>, items: &[T]) -> Self {
+        Self::try_from_slice(mc, items).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An array holding the values of `items`, or an allocation error.
+    pub fn try_from_slice(mc: &Mutation<'gc>, items: &[T]) -> Result<Self, AllocError> {
         let a = match items.first() {
-            Some(&first) => Self::new(mc, items.len(), first),
-            None => return Self::empty(mc),
+            Some(&first) => Self::try_new(mc, items.len(), first)?,
+            None => return Self::try_empty(mc),
         };
         mc.shade_init(items);
         for (w, v) in a.words().iter().zip(items) {
             // Initialisation of a fresh array: no barrier needed (not yet reachable).
             w.store(v.to_word(), Ordering::Relaxed);
         }
-        a
+        Ok(a)
     }
 
-    fn empty(mc: &Mutation<'gc>) -> Self {
-        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8).unwrap_or_else(|e| panic!("{e}"));
-        GcArray {
+    fn try_empty(mc: &Mutation<'gc>) -> Result<Self, AllocError> {
+        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8)?;
+        Ok(GcArray {
             ptr: h,
             _t: PhantomData,
-        }
+        })
     }
 
     #[inline(always)]
@@ -289,16 +294,21 @@ impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
         Self::with_capacity(mc, 0)
     }
 
-    /// An empty vector with room for `cap` elements.
+    /// An empty vector with room for `cap` elements. Panics if the arena is exhausted.
     pub fn with_capacity(mc: &Mutation<'gc>, cap: usize) -> Self {
-        let buf = GcArray::new(mc, cap, T::default());
-        GcVec(Gc::new(
+        Self::try_with_capacity(mc, cap).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An empty vector with room for `cap` elements, or an allocation error.
+    pub fn try_with_capacity(mc: &Mutation<'gc>, cap: usize) -> Result<Self, AllocError> {
+        let buf = GcArray::try_new(mc, cap, T::default())?;
+        Ok(GcVec(Gc::try_new(
             mc,
             VecObj {
                 len: AtomicUsize::new(0),
                 buf: GcCell::new(buf),
             },
-        ))
+        )?))
     }
 
     /// Number of elements.
@@ -335,12 +345,19 @@ impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
         self.0.buf.get().set(mc, i, v);
     }
 
-    /// Append `v`, growing the backing array (doubling) when full.
+    /// Append `v`, growing the backing array (doubling) when full. Panics if the arena is
+    /// exhausted.
     pub fn push(&self, mc: &Mutation<'gc>, v: T) {
+        self.try_push(mc, v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Append `v`, growing the backing array (doubling) when full; on an allocation error the
+    /// vector is unchanged.
+    pub fn try_push(&self, mc: &Mutation<'gc>, v: T) -> Result<(), AllocError> {
         let len = self.len();
         let mut buf = self.0.buf.get();
         if len == buf.len() {
-            let grown = GcArray::new(mc, (len * 2).max(4), T::default());
+            let grown = GcArray::try_new(mc, (len * 2).max(4), T::default())?;
             for (dst, src) in grown.words().iter().zip(buf.words()) {
                 // Fresh array, not yet reachable: no barrier. The old array stays reachable
                 // until the `set` below, whose barrier shades it.
@@ -351,6 +368,7 @@ impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
         }
         buf.set(mc, len, v);
         self.0.len.store(len + 1, Ordering::Release);
+        Ok(())
     }
 
     /// Remove and return the last element (its slot is reset to `T::default()`).

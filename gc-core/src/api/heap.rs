@@ -61,7 +61,11 @@ impl Heap {
         })
     }
 
-    /// A heap configured from the environment (`GOGC`, `GCCORE_ARENA`, `GCCORE_VERIFY`).
+    /// A heap configured from the environment: every variable [`Config::from_env`] reads
+    /// (`GOGC`, `GOMEMLIMIT`, `GODEBUG` (`gctrace`, `gcpacertrace`), and the `GCCORE_*`
+    /// settings: `GCCORE_ARENA`, `GCCORE_VERIFY`, `GCCORE_MAX_HEAP`, `GCCORE_MARK_WORKERS`,
+    /// `GCCORE_CONCURRENT`, `GCCORE_SPAN_MARKING`; the table in [`crate::config`] says what each
+    /// takes). A malformed value is an error, not a default.
     pub fn from_env() -> Result<Heap, HeapError> {
         Heap::new(Config::from_env()?)
     }
@@ -81,6 +85,20 @@ impl Heap {
         for<'gc> Root<'gc, R>: Trace + Sized,
     {
         Mutator::new(self.owner.clone(), init)
+    }
+
+    /// [`Heap::mutator`] with a fallible `init` (one that allocates with the `try_` forms and
+    /// passes an [`AllocError`](crate::AllocError) on, say): on its error the mutator is
+    /// unregistered and the error returned.
+    pub fn try_mutator<R, E>(
+        &self,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Result<Root<'gc, R>, E>,
+    ) -> Result<Mutator<R>, E>
+    where
+        R: for<'gc> Rootable<'gc>,
+        for<'gc> Root<'gc, R>: Trace + Sized,
+    {
+        Mutator::try_new(self.owner.clone(), init)
     }
 
     /// Register a mutator with a root stack of `Root<'gc, S>` values.
@@ -105,6 +123,35 @@ impl Heap {
     /// that scope to end: a deadlock). Call it between scopes.
     pub fn collect(&self) {
         crate::gc::collector::collect(self.shared());
+    }
+
+    /// Run a full collection, then return every free page of the arena to the OS at once
+    /// (Go: `debug.FreeOSMemory`); returns the bytes released by this call. The background
+    /// scavenger returns memory gradually (about 1% of a CPU's time), which after a spike of
+    /// gigabytes takes minutes; call this after such a spike, or before a long idle period.
+    /// Pages still holding live objects stay: a span is returned only when all its objects
+    /// are dead.
+    ///
+    /// # Panics
+    ///
+    /// As [`Heap::collect`]: inside a mutation scope of this heap.
+    pub fn free_os_memory(&self) -> usize {
+        let h = self.shared();
+        crate::gc::collector::collect(h);
+        let start = std::time::Instant::now();
+        let mut released = 0;
+        loop {
+            let n = h.mheap.arena.scavenge(usize::MAX);
+            if n == 0 {
+                break;
+            }
+            released += n;
+        }
+        h.mheap
+            .arena
+            .sync_scavenge_ns
+            .fetch_add(start.elapsed().as_nanos() as usize, Ordering::Relaxed);
+        released
     }
 
     /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps

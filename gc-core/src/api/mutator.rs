@@ -140,6 +140,17 @@ where
         owner: Arc<Owner>,
         init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
     ) -> Self {
+        match Self::try_new(owner, |mc| Ok::<_, std::convert::Infallible>(init(mc))) {
+            Ok(m) => m,
+        }
+    }
+
+    /// [`Mutator::new`] with a fallible `init`: on its error the mutator is unregistered
+    /// (dropped) and the error returned.
+    pub(crate) fn try_new<E>(
+        owner: Arc<Owner>,
+        init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Result<Root<'gc, R>, E>,
+    ) -> Result<Self, E> {
         // Before the registry lock: a collector may hold it while it waits for the scope this
         // thread is in (or for the sweep whose drop glue this is).
         crate::gc::sweep::refuse_in_drop_glue("Heap::mutator");
@@ -166,9 +177,13 @@ where
             roots,
             _not_send: PhantomData,
         };
-        {
+        let failed = 'scope: {
             let scope = ScopeGuard::enter(&m.owner, &m.record);
-            let root = init(&scope.mc);
+            let root = match init(&scope.mc) {
+                Ok(root) => root,
+                // The scope ends with this block, before the mutator unregisters (dropped).
+                Err(e) => break 'scope Some(e),
+            };
             // SAFETY: `Root<'x, R>` and `Root<'static, R>` are the same type but for the
             // lifetime, so they have the same layout; the erased value is only ever handed out
             // again as `&Root<'gc, R>` for a fresh scope's `'gc` (see `mutate`), and is stored
@@ -181,8 +196,12 @@ where
             // SAFETY: we are inside a scope of this mutator, so the collector is not reading the
             // roots; `roots` is uniquely owned by this mutator.
             unsafe { (*m.roots.as_ptr()).root = Some(erased) };
+            None
+        };
+        match failed {
+            None => Ok(m),
+            Some(e) => Err(e),
         }
-        m
     }
 
     /// Run `f` in a mutation scope with this mutator's root object.
@@ -316,6 +335,18 @@ impl<'gc> Mutation<'gc> {
     #[inline(always)]
     pub fn should_yield(&self) -> bool {
         self.shared.safepoint.stop_requested()
+    }
+
+    /// Start a full collection now, without leaving the scope (what a `(gc)` or
+    /// `collectgarbage()` builtin of an interpreter calls): the cycle is requested at once and
+    /// counted as forced, like [`Heap::collect`]'s, but this call does not wait for it. Its
+    /// stop-the-world phases wait for this scope to end, as every stop does: keep polling
+    /// [`Mutation::should_yield`] (it turns true when the collector is ready) and leave the
+    /// scope then. A cycle already marking completes first; the requested one starts after it.
+    ///
+    /// [`Heap::collect`]: crate::Heap::collect
+    pub fn request_collect(&self) {
+        crate::gc::collector::request_forced_cycle(self.shared);
     }
 
     /// Testing: whether a concurrent mark is in progress (constant during a scope, except

@@ -75,6 +75,16 @@ impl<T> Clone for NanBox<'_, T> {
 }
 impl<T> Copy for NanBox<'_, T> {}
 
+/// The immediate 0 (what interpreters conventionally make their `nil`): so a
+/// [`GcVec`](crate::GcVec) of `NanBox`es, whose spare capacity holds `T::default()`, can be
+/// made.
+impl<T> Default for NanBox<'_, T> {
+    #[inline(always)]
+    fn default() -> Self {
+        Self::imm(0)
+    }
+}
+
 /// What a [`NanBox`] holds, for `match`.
 #[derive(Debug)]
 pub enum Unboxed<'gc, T> {

@@ -50,8 +50,10 @@ pub(crate) struct Cycles {
     pub completed: u64,
     /// Set when the last user handle is dropped.
     pub shutdown: bool,
-    /// Cycles up to this one were asked for by `collect()` (Go: forced).
-    pub forced_upto: u64,
+    /// The cycles `collect()` asked for (Go: forced) that have not completed yet: each call
+    /// asks for the cycle after the last started one. (A bound "cycles up to N" also labelled
+    /// a cycle the trigger had started, still marking when `collect()` was called, as forced.)
+    pub forced: Vec<u64>,
 }
 
 /// Ask for a cycle (allocation trigger). Cheap if one is already pending.
@@ -74,6 +76,19 @@ thread_local! {
     static ON_COLLECTOR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Ask for a forced cycle (as `collect()` does) that starts after this call, without waiting
+/// for it; returns its number. Its stops wait for the caller's scope like any other.
+pub(crate) fn request_forced_cycle(h: &Shared) -> u64 {
+    let mut st = h.control.state.lock();
+    let target = st.started + 1;
+    st.requested = st.requested.max(target);
+    if !st.forced.contains(&target) {
+        st.forced.push(target);
+    }
+    h.control.wake.notify_all();
+    target
+}
+
 /// Run a full cycle that starts after this call, wait for it, and finish its sweep.
 pub(crate) fn collect(h: &Shared) {
     sweep::refuse_in_drop_glue("collect()");
@@ -89,12 +104,9 @@ pub(crate) fn collect(h: &Shared) {
              for that scope to end (deadlock). Call it between scopes."
         );
     }
+    let target = request_forced_cycle(h);
     {
         let mut st = h.control.state.lock();
-        let target = st.started + 1;
-        st.requested = st.requested.max(target);
-        st.forced_upto = st.forced_upto.max(target);
-        h.control.wake.notify_all();
         while st.completed < target {
             h.control.done.wait(&mut st);
         }

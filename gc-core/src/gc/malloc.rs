@@ -57,7 +57,9 @@ fn alloc_small_slow(
     let black = h.mark.marking.load(Ordering::Relaxed);
     let sweeper = LazySweeper(h);
     let mheap = &h.mheap;
-    let (addr, took) = scope.with_local(|l| l.cache.refill(mheap, tag, class, black, &sweeper))?;
+    let (addr, took) = scope
+        .with_local(|l| l.cache.refill(mheap, tag, class, black, &sweeper))
+        .map_err(|e| refused(h, e))?;
     if let Some(t) = took {
         took_span(h, scope, t, black);
     }
@@ -72,9 +74,24 @@ pub(crate) fn alloc_large(
     tag: TypeTag,
 ) -> Result<usize, AllocError> {
     let black = h.mark.marking.load(Ordering::Relaxed);
-    let (addr, took) = h.mheap.alloc_large(bytes, tag, black)?;
+    let (addr, took) = h
+        .mheap
+        .alloc_large(bytes, tag, black)
+        .map_err(|e| refused(h, e))?;
     took_span(h, scope, took, black);
     Ok(addr)
+}
+
+/// An allocation failed with `e`. The live-heap limit ([`AllocError::HeapLimit`]) is checked
+/// against the last completed mark, so a refusal would last until the embedder called
+/// `collect()` even after it had dropped its data: start a cycle (if none is due yet), after
+/// which allocation works again if less is live.
+#[cold]
+fn refused(h: &Shared, e: AllocError) -> AllocError {
+    if matches!(e, AllocError::HeapLimit { .. }) {
+        crate::gc::collector::request_cycle(h);
+    }
+    e
 }
 
 /// The allocator took `t` (a span's free bytes, or a large object): request a cycle if

@@ -152,7 +152,12 @@ pub(crate) fn record_base(
 /// far), log it, and print it if gctrace is on.
 pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
     use std::sync::atomic::Ordering;
-    rec.forced = h.control.state.lock().forced_upto >= rec.cycle;
+    rec.forced = {
+        let mut st = h.control.state.lock();
+        let forced = st.forced.contains(&rec.cycle);
+        st.forced.retain(|&c| c > rec.cycle);
+        forced
+    };
     if rec.forced {
         h.stats.forced_cycles.fetch_add(1, Ordering::Relaxed);
     }

@@ -5,6 +5,7 @@
 //! | GC percent    | [`Config::gc_percent`] | `GOGC=100`, `GOGC=off` (a negative number also means off, as in Go) | 100 |
 //! | soft memory limit | [`Config::memory_limit`] | `GOMEMLIMIT=512MiB`, `GOMEMLIMIT=off` (B, KiB, MiB, GiB, TiB; at least 1 MiB) | off |
 //! | gctrace       | [`Config::gctrace`]    | `GODEBUG=gctrace=1` (other `GODEBUG` keys are ignored, as Go ignores unknown ones) | off |
+//! | gcpacertrace  | [`Config::gcpacertrace`] | `GODEBUG=gcpacertrace=1` (with `gctrace`: `GODEBUG=gctrace=1,gcpacertrace=1`) | off |
 //! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` | off |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
 //! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
@@ -168,7 +169,8 @@ impl Config {
 
     /// A hard limit on the *live* heap: once a completed cycle has found more than `bytes`
     /// live, allocations that need a new span fail with
-    /// [`AllocError::HeapLimit`](crate::AllocError::HeapLimit) (until a cycle finds less).
+    /// [`AllocError::HeapLimit`](crate::AllocError::HeapLimit) until a cycle finds less (the
+    /// first refusal starts one, so dropping data is enough: no `collect()` is needed).
     /// This is how a VM gets a clean "out of memory" instead of growing without bound. `None`
     /// (the default): no limit beyond the arena reservation.
     pub fn max_heap(mut self, bytes: Option<usize>) -> Self {

@@ -87,7 +87,8 @@ pub enum AllocError {
         reservation: usize,
     },
     /// The live heap is over the configured [`Config::max_heap`](crate::Config::max_heap): the
-    /// last completed cycle found `live` bytes live.
+    /// last completed cycle found `live` bytes live. The refusal starts a cycle; once a cycle
+    /// finds less live (the embedder dropped data), allocation works again.
     HeapLimit {
         /// Bytes found live by the last completed cycle.
         live: usize,

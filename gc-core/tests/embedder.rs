@@ -1,0 +1,350 @@
+//! What an interpreter embedding the heap needs beyond the basics: collecting from inside a
+//! scope (`Mutation::request_collect`, for a `(gc)` builtin), a vector of NaN-boxed values,
+//! fallible forms of every allocating constructor, a live-heap limit that lifts by itself once
+//! data is dropped, returning memory to the OS at once (`Heap::free_os_memory`), and cycle
+//! records that say which cycles were forced.
+
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
+use std::time::{Duration, Instant};
+
+use gc_core::{
+    AllocError, Config, Gc, GcArray, GcBytes, GcCell, GcVec, GcWeak, Heap, Mutator, NanBox,
+    Rootable, Trace, Unboxed,
+};
+
+const MIB: usize = 1 << 20;
+
+#[derive(Trace)]
+struct Obj {
+    id: u64,
+}
+
+/// Polls `done` (outside any scope) until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done()
+}
+
+type Weak = Rootable!['gc => GcCell<'gc, Option<GcWeak<'gc, Obj>>>];
+
+/// A `(gc)` builtin: requested inside a scope, the collection starts at once and is forced;
+/// the scope sees `should_yield` and leaves; the cycle then completes without `collect()` and
+/// reclaims what was garbage.
+#[test]
+fn request_collect_runs_a_forced_cycle_from_inside_a_scope() {
+    for verify in [false, true] {
+        // GOGC=off: no cycle but the requested one.
+        let heap = Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap();
+        let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+        let before = heap.stats().gc_cycles;
+        m.mutate(|mc, root| {
+            let garbage = Gc::new(mc, Obj { id: 7 });
+            root.set(mc, Some(garbage.downgrade(mc)));
+            mc.request_collect();
+            let start = Instant::now();
+            while !mc.should_yield() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the requested cycle never asked this scope to yield"
+                );
+                std::hint::spin_loop();
+            }
+        });
+        assert!(
+            wait_for(Duration::from_secs(10), || heap.stats().gc_cycles > before),
+            "the requested cycle did not complete"
+        );
+        heap.finish_sweep();
+        let recs = heap.take_cycle_records();
+        assert_eq!(recs.len(), 1, "one cycle: the requested one");
+        assert!(recs[0].forced, "a requested cycle is forced");
+        assert!(
+            m.mutate(|mc, root| root.get().unwrap().upgrade(mc).is_none()),
+            "the garbage survived the requested cycle"
+        );
+    }
+}
+
+/// A cycle the trigger (here: `debug_start_cycle`) started is not labelled forced because a
+/// forced one was asked for while it marked; the forced one is.
+#[test]
+fn only_requested_cycles_are_labelled_forced() {
+    let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+    let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+    heap.debug_hold_marking(true);
+    heap.debug_start_cycle();
+    assert!(wait_for(Duration::from_secs(10), || m
+        .mutate(|mc, _| mc.debug_marking())));
+    // Cycle 1 marks (held); ask for a forced one, which can only be cycle 2.
+    m.mutate(|mc, _| mc.request_collect());
+    heap.debug_hold_marking(false);
+    assert!(wait_for(Duration::from_secs(10), || heap.stats().gc_cycles >= 2));
+    let recs = heap.take_cycle_records();
+    let forced: Vec<(u64, bool)> = recs.iter().map(|r| (r.cycle, r.forced)).collect();
+    assert_eq!(forced, vec![(1, false), (2, true)]);
+    assert!(!recs[0].gctrace_line().contains("(forced)"));
+    assert!(recs[1].gctrace_line().ends_with("(forced)"));
+}
+
+#[derive(Trace)]
+struct ValuesRoot<'gc> {
+    v: GcVec<'gc, NanBox<'gc, Obj>>,
+    popped: GcCell<'gc, Option<GcWeak<'gc, Obj>>>,
+}
+
+type Values = Rootable!['gc => ValuesRoot<'gc>];
+
+/// `GcVec<NanBox<_>>`: numbers, immediates and pointers round-trip, the pointers keep their
+/// objects alive across cycles, popped ones are reclaimed, spare capacity holds the default
+/// (the immediate 0).
+#[test]
+fn a_vector_of_nan_boxed_values() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<Values> = heap.mutator(|mc| ValuesRoot {
+            v: GcVec::new(mc),
+            popped: GcCell::new(None),
+        });
+        m.mutate(|mc, r| {
+            let v = r.v;
+            for i in 0..1000u32 {
+                v.push(mc, NanBox::number(i as f64 + 0.5));
+                v.push(mc, NanBox::imm(i));
+                v.push(mc, NanBox::gc(Gc::new(mc, Obj { id: i as u64 })));
+            }
+        });
+        m.collect();
+        m.mutate(|mc, r| {
+            let v = r.v;
+            for i in 0..1000usize {
+                assert_eq!(v.get(3 * i).unwrap().as_number(), Some(i as f64 + 0.5));
+                assert!(
+                    matches!(v.get(3 * i + 1).unwrap().unbox(), Unboxed::Imm(x) if x == i as u32)
+                );
+                match v.get(3 * i + 2).unwrap().unbox() {
+                    Unboxed::Ptr(o) => assert_eq!(o.id, i as u64),
+                    _ => panic!("element {} is not a pointer", 3 * i + 2),
+                }
+            }
+            assert!(matches!(NanBox::<Obj>::default().unbox(), Unboxed::Imm(0)));
+            let Some(Unboxed::Ptr(last)) = v.pop(mc).map(|b| b.unbox()) else {
+                panic!("the last element is a pointer")
+            };
+            r.popped.set(mc, Some(last.downgrade(mc)));
+        });
+        m.collect();
+        m.mutate(|mc, r| {
+            let weak = r.popped.get().unwrap();
+            assert!(weak.upgrade(mc).is_none(), "a popped object survived");
+            assert_eq!(r.v.len(), 2999);
+            // The one before it is still there.
+            assert!(matches!(r.v.get(2996).unwrap().unbox(), Unboxed::Ptr(o) if o.id == 998));
+        });
+    }
+}
+
+type Chunks = Rootable!['gc => GcCell<'gc, Option<GcVec<'gc, Option<GcBytes<'gc>>>>>];
+
+/// The fallible forms return `AllocError` where the plain ones would panic, and leave things as
+/// they were; after data is dropped, a refusal by the live-heap limit lifts without
+/// `collect()` (the refusal itself starts a cycle).
+#[test]
+fn allocation_under_the_live_heap_limit_fails_cleanly_and_recovers() {
+    for verify in [false, true] {
+        let heap = Heap::new(
+            Config::default()
+                .gc_percent(None)
+                .max_heap(Some(8 * MIB))
+                .verify(verify),
+        )
+        .unwrap();
+        let mut m: Mutator<Chunks> = heap
+            .try_mutator(|mc| {
+                Ok::<_, AllocError>(GcCell::new(Some(GcVec::try_with_capacity(mc, 0)?)))
+            })
+            .unwrap();
+        // 16 MiB live, then a collection finds it: over the limit.
+        m.mutate(|mc, root| {
+            let v = root.get().unwrap();
+            for _ in 0..16 * 1024 {
+                v.try_push(mc, Some(GcBytes::try_new(mc, &[7; 1000]).unwrap()))
+                    .unwrap();
+            }
+        });
+        heap.collect();
+        let refused = m.mutate(|mc, root| {
+            let v = root.get().unwrap();
+            let len = v.len();
+            // Enough for several new spans: the first that needs one is refused.
+            for _ in 0..1024 {
+                match GcBytes::try_new(mc, &[1; 1000]) {
+                    Ok(b) => {
+                        let _ = v.try_push(mc, Some(b));
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, AllocError::HeapLimit { .. }), "{e}");
+                        assert!(matches!(
+                            GcArray::try_from_slice(mc, &[1u64; 2000]),
+                            Err(AllocError::HeapLimit { .. })
+                        ));
+                        assert!(matches!(
+                            GcVec::<u64>::try_with_capacity(mc, 4000),
+                            Err(AllocError::HeapLimit { .. })
+                        ));
+                        assert!(v.len() >= len);
+                        // Drop everything.
+                        root.set(mc, None);
+                        return true;
+                    }
+                }
+            }
+            false
+        });
+        assert!(
+            refused,
+            "16 MiB live under an 8 MiB limit was never refused"
+        );
+        // No collect(): the refusal started a cycle, which finds nothing live.
+        assert!(
+            wait_for(Duration::from_secs(10), || m
+                .mutate(|mc, _| GcBytes::try_new(mc, &[2; 1000]).is_ok()
+                    && GcArray::try_from_slice(mc, &[1u64; 2000]).is_ok())),
+            "allocation stayed refused after the data was dropped"
+        );
+    }
+}
+
+/// A mutator whose fallible root initialiser fails is not registered: the next collection
+/// does not wait for it, and the heap can be dropped.
+#[test]
+fn a_failed_root_initialiser_leaves_no_mutator() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let r: Result<Mutator<Weak>, &str> = heap.try_mutator(|_| Err("no room"));
+    assert_eq!(r.err(), Some("no room"));
+    let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+    m.collect();
+    assert_eq!(heap.stats().gc_cycles, 1);
+}
+
+type Big = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>>>>];
+
+/// `free_os_memory` collects and releases every free page at once: after 64 MiB of garbage,
+/// it releases most of it (the background scavenger would take many seconds), the metric
+/// shows it, a second call has nothing left, and the heap allocates on (released pages come
+/// back usable; verify mode checks them).
+#[test]
+fn free_os_memory_releases_the_free_pages_at_once() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap();
+        let mut m: Mutator<Big> = heap.mutator(|_| GcCell::new(None));
+        m.mutate(|mc, root| {
+            let a = GcArray::new(mc, 64 * 1024, None);
+            for i in 0..a.len() {
+                a.set(mc, i, Some(GcBytes::new(mc, &[3; 1000])));
+            }
+            root.set(mc, Some(a));
+        });
+        let released_metric = "/memory/classes/heap/released:bytes";
+        let before = heap.metrics().u64(released_metric).unwrap();
+        m.mutate(|mc, root| root.set(mc, None));
+        let released = heap.free_os_memory();
+        assert!(
+            released >= 48 * MIB,
+            "released only {released} bytes of 64 MiB of garbage"
+        );
+        let after = heap.metrics().u64(released_metric).unwrap();
+        assert!(after >= before + released as u64, "{before} -> {after}");
+        assert_eq!(
+            heap.free_os_memory(),
+            0,
+            "a second call found pages to release"
+        );
+        m.mutate(|mc, root| {
+            let a = GcArray::new(mc, 16 * 1024, None);
+            for i in 0..a.len() {
+                a.set(mc, i, Some(GcBytes::new(mc, &[4; 1000])));
+            }
+            root.set(mc, Some(a));
+        });
+        m.collect();
+        m.mutate(|_, root| {
+            let a = root.get().unwrap();
+            assert!(
+                a.iter()
+                    .all(|b| b.unwrap().as_bytes().iter().all(|&x| x == 4))
+            );
+        });
+    }
+}
+
+/// The metrics print as `name value` lines and as one JSON object, with the figures of the
+/// snapshot; the pause histogram prints its buckets, their counts summing to the pauses.
+#[test]
+fn metrics_render_as_text_and_json() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+    m.collect();
+    m.collect();
+    let metrics = heap.metrics();
+    let cycles = metrics.u64("/gc/cycles/total:gc-cycles").unwrap();
+    assert_eq!(cycles, 2);
+    let text = metrics.to_string();
+    assert_eq!(text.lines().count(), gc_core::metrics::ALL.len());
+    assert!(
+        text.lines().any(|l| l == "/gc/cycles/total:gc-cycles 2"),
+        "{text}"
+    );
+    let pauses = metrics.histogram("/gc/pauses:seconds").unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "/gc/pauses:seconds count={} p50<=",
+            pauses.total()
+        ))),
+        "{text}"
+    );
+    let json = metrics.to_json();
+    assert!(json.starts_with('{') && json.ends_with('}'));
+    assert!(json.contains("\"/gc/cycles/total:gc-cycles\":2,"), "{json}");
+    assert!(
+        json.contains("\"/gc/pauses:seconds\":{\"counts\":["),
+        "{json}"
+    );
+    assert!(
+        json.contains(",null]}"),
+        "the +inf boundary is null: {json}"
+    );
+    assert!(!json.contains("inf") && !json.contains("NaN"), "{json}");
+    // Balanced braces and brackets, one top-level key per metric.
+    let depth = json.chars().try_fold(0i32, |d, c| {
+        let d = match c {
+            '{' | '[' => d + 1,
+            '}' | ']' => d - 1,
+            _ => d,
+        };
+        (d >= 0).then_some(d)
+    });
+    assert_eq!(depth, Some(0));
+    let table = pauses.to_string();
+    let counted: u64 = table
+        .lines()
+        .map(|l| {
+            l.split(')')
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counted, pauses.total(), "{table}");
+    assert!(pauses.total() >= 4, "two cycles make at least four pauses");
+}

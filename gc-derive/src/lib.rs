@@ -32,9 +32,9 @@
 //!
 //! // unless #[gc(unsafe_drop)]: make `impl Drop for Node` a compile error
 //! const _: () = {
-//!     trait __GcMustNotImplDrop {}
-//!     impl<T: ::core::ops::Drop + ?Sized> __GcMustNotImplDrop for T {}
-//!     impl<'gc, T: Clone> __GcMustNotImplDrop for Node<'gc, T> {}
+//!     trait __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc {}
+//!     impl<T: ::core::ops::Drop + ?Sized> __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for T {}
+//!     impl<'gc, T: Clone> __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for Node<'gc, T> {}
 //! };
 //! ```
 //!
@@ -53,8 +53,11 @@
 //! * `#[gc(skip)]` on a field (of a struct or of an enum variant): the field is not traced and
 //!   contributes nothing to `NEEDS_TRACE`. The generated impl requires the field's type to be
 //!   `'static` (`FieldType: 'static` in its where clause). A `Gc<'gc, _>` is never `'static`
-//!   for the `'gc` of a real mutation scope, so a skipped field cannot hide a GC pointer; a type
-//!   with a skipped `Gc` field simply does not implement `Trace` where it is used. Use `skip` for
+//!   for the `'gc` of a real mutation scope, so a skipped field cannot hide a GC pointer. A
+//!   skipped field whose type names one of the type's lifetimes is rejected at the field; one
+//!   whose type parameter holds a `Gc` makes the type not implement `Trace` where it is used. A
+//!   traced `Cell`, `RefCell`, `UnsafeCell`, `Mutex` or `RwLock` field is rejected at the field
+//!   with what to use instead (`GcCell`, `GcVec`, …). Use `skip` for
 //!   pointer-free data the collector need not see, in particular types gc-core deliberately does
 //!   not implement `Trace` for (`Mutex<String>`, `Cell<u64>`, a foreign type, …).
 //! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). Writing
@@ -80,8 +83,8 @@
 //!   same sweep, in no particular order, and runs each one's drop glue as it goes. A `Drop` impl
 //!   on a traced type may therefore run after the objects its `Gc` fields point to have already
 //!   been freed (or reused): dereferencing one is a use-after-free. So unless the type says
-//!   `#[gc(unsafe_drop)]`, the derive adds a blanket `impl<T: Drop> __GcMustNotImplDrop for T`
-//!   and an `impl __GcMustNotImplDrop for YourType`. They conflict (error E0119) exactly when
+//!   `#[gc(unsafe_drop)]`, the derive adds a blanket `impl<T: Drop> __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for T`
+//!   and an `impl __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for YourType`. They conflict (error E0119) exactly when
 //!   `YourType: Drop`. Because Rust requires a `Drop` impl to cover every instantiation of the
 //!   type (E0367), and only the type's own crate may write it, the coherence checker can prove
 //!   that a generic type without `Drop` does not overlap, so the check compiles for such types.
@@ -203,22 +206,101 @@ fn path_text(path: &syn::Path) -> String {
     quote!(#path).to_string().replace(' ', "")
 }
 
-fn field_infos<'a>(fields: &'a Fields, errors: &mut Errors) -> Vec<FieldInfo<'a>> {
+fn field_infos<'a>(
+    fields: &'a Fields,
+    lifetimes: &[&syn::Lifetime],
+    errors: &mut Errors,
+) -> Vec<FieldInfo<'a>> {
     fields
         .iter()
         .enumerate()
-        .map(|(i, f)| FieldInfo {
-            member: match &f.ident {
-                Some(id) => Member::Named(id.clone()),
-                None => Member::Unnamed(syn::Index {
-                    index: i as u32,
-                    span: f.ty.span(),
-                }),
-            },
-            ty: &f.ty,
-            skip: parse_field_skip(f, errors),
+        .map(|(i, f)| {
+            let skip = parse_field_skip(f, errors);
+            check_field(f, skip, lifetimes, errors);
+            FieldInfo {
+                member: match &f.ident {
+                    Some(id) => Member::Named(id.clone()),
+                    None => Member::Unnamed(syn::Index {
+                        index: i as u32,
+                        span: f.ty.span(),
+                    }),
+                },
+                ty: &f.ty,
+                skip,
+            }
         })
         .collect()
+}
+
+/// Errors at the field for the two mistakes the type system would report far from it, or
+/// without saying what to do instead:
+///
+/// * `#[gc(skip)]` on a field whose type names one of the type's lifetime parameters (the
+///   `'gc` of a `Gc`): the impl's `'static` bound would reject it, but only where the type is
+///   used, as a lifetime error. (The bound stays: it also catches a lifetime that comes in
+///   through a type parameter.)
+/// * a traced field of type `Cell`, `RefCell`, `UnsafeCell`, `Mutex` or `RwLock`: not `Trace`,
+///   and the fix is a gc-core cell, not an impl.
+fn check_field(f: &syn::Field, skip: bool, lifetimes: &[&syn::Lifetime], errors: &mut Errors) {
+    if skip {
+        if let Some(lt) = mentioned_lifetime(&f.ty, lifetimes) {
+            errors.push(syn::Error::new(
+                f.ty.span(),
+                format!(
+                    "`#[gc(skip)]` on a field whose type mentions `{lt}`: a skipped field is not \
+                     traced, so it may not hold a `Gc` (it must be `'static`); remove \
+                     `#[gc(skip)]` to trace it"
+                ),
+            ));
+        }
+        return;
+    }
+    if let Type::Path(p) = &f.ty
+        && let Some(last) = p.path.segments.last()
+    {
+        let name = last.ident.to_string();
+        if matches!(
+            name.as_str(),
+            "Cell" | "RefCell" | "UnsafeCell" | "Mutex" | "RwLock"
+        ) {
+            errors.push(syn::Error::new(
+                f.ty.span(),
+                format!(
+                    "a `{name}` field cannot be traced: the marker reads heap objects while \
+                     mutators run. Use `GcCell<'gc, T>` for a mutable `Gc`, number or `bool` \
+                     (its `set` has the write barrier), `GcVec`/`GcArray` for a mutable \
+                     sequence; or, for a `'static` value holding no `Gc` behind a `Sync` lock, \
+                     `#[gc(skip)]`"
+                ),
+            ));
+        }
+    }
+}
+
+/// The first of `lifetimes` named anywhere in `ty`.
+fn mentioned_lifetime(ty: &Type, lifetimes: &[&syn::Lifetime]) -> Option<String> {
+    fn walk(tokens: TokenStream, lifetimes: &[&syn::Lifetime]) -> Option<String> {
+        let mut it = tokens.into_iter().peekable();
+        while let Some(tt) = it.next() {
+            match tt {
+                proc_macro2::TokenTree::Punct(p) if p.as_char() == '\'' => {
+                    if let Some(proc_macro2::TokenTree::Ident(id)) = it.peek()
+                        && lifetimes.iter().any(|l| l.ident == *id)
+                    {
+                        return Some(format!("'{id}"));
+                    }
+                }
+                proc_macro2::TokenTree::Group(g) => {
+                    if let Some(l) = walk(g.stream(), lifetimes) {
+                        return Some(l);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    walk(quote!(#ty), lifetimes)
 }
 
 /// `<#ty as ::gc_core::Trace>::trace(#arg, #tracer);`, spanned at the field's type so that an
@@ -244,6 +326,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
     let mut errors = Errors::default();
     let opts = parse_container_opts(&input.attrs, &mut errors);
+    let lifetimes: Vec<&syn::Lifetime> = input.generics.lifetimes().map(|l| &l.lifetime).collect();
     let name = &input.ident;
     let tracer = Ident::new("tracer", Span::call_site());
 
@@ -253,7 +336,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
     let body = match &input.data {
         Data::Struct(s) => {
-            let fields = field_infos(&s.fields, &mut errors);
+            let fields = field_infos(&s.fields, &lifetimes, &mut errors);
             let mut calls = Vec::new();
             for f in &fields {
                 if f.skip {
@@ -277,7 +360,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     ));
                 }
                 let vname = &v.ident;
-                let fields = field_infos(&v.fields, &mut errors);
+                let fields = field_infos(&v.fields, &lifetimes, &mut errors);
                 let mut binds = Vec::new();
                 let mut calls = Vec::new();
                 for (i, f) in fields.iter().enumerate() {
@@ -337,13 +420,15 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         // The second impl is spanned at the type's name, so the conflict is reported there.
         let (impl_g, ty_g, where_c) = input.generics.split_for_impl();
         let own_impl = quote_spanned! {name.span()=>
-            impl #impl_g __GcMustNotImplDrop for #name #ty_g #where_c {}
+            impl #impl_g __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for #name #ty_g #where_c {}
         };
+        // The trait's name is the error message (E0119 names the trait).
         quote! {
             const _: () = {
-                trait __GcMustNotImplDrop {}
+                #[allow(non_camel_case_types)]
+                trait __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc {}
                 #[allow(drop_bounds)]
-                impl<T: ::core::ops::Drop + ?::core::marker::Sized> __GcMustNotImplDrop for T {}
+                impl<T: ::core::ops::Drop + ?::core::marker::Sized> __Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc for T {}
                 #own_impl
             };
         }
@@ -387,9 +472,10 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 /// }
 ///
 /// #[derive(Trace)]
-/// struct Hidden<'gc> {
+/// struct Skipped<T> {
 ///     #[gc(skip)]
-///     g: Gc<'gc, u32>,
+///     t: T,
+///     n: u32,
 /// }
 ///
 /// #[derive(Trace)]
@@ -403,7 +489,7 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 /// fn main() {
 ///     needs_trace::<Node<'_>>();
 ///     needs_trace::<Wrap<u32>>();
-///     needs_trace::<Hidden<'static>>();
+///     needs_trace::<Skipped<u32>>();
 ///     needs_trace::<Dropper<'_>>();
 /// }
 /// ```
@@ -447,7 +533,8 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 /// fn main() {}
 /// ```
 ///
-/// A skipped field must be `'static`:
+/// A skipped field must be `'static`: one whose type names the type's lifetime is an error at
+/// the field,
 ///
 /// ```compile_fail
 #[doc = include_str!("doctest_prelude.txt")]
@@ -456,9 +543,21 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 ///     #[gc(skip)]
 ///     g: Gc<'gc, u32>,
 /// }
+/// fn main() {}
+/// ```
+///
+/// and one whose type parameter turns out to hold a `Gc` is rejected where it is used:
+///
+/// ```compile_fail
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// struct Skipped<T> {
+///     #[gc(skip)]
+///     t: T,
+/// }
 /// fn needs_trace<T: Trace>() {}
 /// fn in_scope<'gc>(_: Gc<'gc, u32>) {
-///     needs_trace::<Hidden<'gc>>();
+///     needs_trace::<Skipped<Gc<'gc, u32>>>();
 /// }
 /// fn main() {}
 /// ```
@@ -519,7 +618,8 @@ mod tests {
         }
     }
 
-    const DROP_CHECK: &str = "__GcMustNotImplDrop";
+    const DROP_CHECK: &str =
+        "__Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_Gc";
 
     #[test]
     fn named_struct() {
@@ -548,7 +648,7 @@ mod tests {
         );
         assert!(s.contains("#[inline]"), "{s}");
         assert!(s.contains(DROP_CHECK), "{s}");
-        assert!(s.contains("impl<'gc>__GcMustNotImplDropforA<'gc>{}"), "{s}");
+        assert!(s.contains("impl<'gc>__Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_GcforA<'gc>{}"), "{s}");
     }
 
     #[test]
@@ -577,7 +677,7 @@ mod tests {
             s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
             "{s}"
         );
-        assert!(s.contains("impl__GcMustNotImplDropforU{}"), "{s}");
+        assert!(s.contains("impl__Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_GcforU{}"), "{s}");
     }
 
     #[test]
@@ -642,7 +742,7 @@ mod tests {
         // The drop check uses the type's own generics, without the added bounds.
         assert!(
             s.contains(
-                "impl<'gc,T:Clone,U,constN:usize>__GcMustNotImplDropforG<'gc,T,U,N>whereT:Default{}"
+                "impl<'gc,T:Clone,U,constN:usize>__Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_GcforG<'gc,T,U,N>whereT:Default{}"
             ),
             "{s}"
         );
@@ -715,6 +815,37 @@ mod tests {
         // Malformed forms are errors too.
         assert!(exp("#[gc] struct A;").is_err());
         assert!(exp("#[gc = \"x\"] struct A;").is_err());
+    }
+
+    #[test]
+    fn field_mistakes_are_reported_at_the_field() {
+        // A skipped field naming the type's lifetime, however deep.
+        let e = err("struct A<'gc> { #[gc(skip)] g: Option<Vec<Gc<'gc, u8>>> }");
+        assert!(
+            e.contains("mentions `'gc`") && e.contains("remove `#[gc(skip)]`"),
+            "{e}"
+        );
+        let e = err("enum E<'a, 'gc> { V(#[gc(skip)] &'a u8), W }");
+        assert!(e.contains("mentions `'a`"), "{e}");
+        // Another lifetime, or none, is fine ('static is not a parameter).
+        ok("struct A<'gc> { #[gc(skip)] s: &'static str, g: Gc<'gc, u8> }");
+        // Interior mutability the marker cannot read safely, with the fix named.
+        for ty in [
+            "Cell<u64>",
+            "std::cell::RefCell<Vec<Gc<'gc, u8>>>",
+            "Mutex<u8>",
+            "RwLock<u8>",
+        ] {
+            let e = err(&format!("struct A<'gc> {{ x: {ty}, g: Gc<'gc, u8> }}"));
+            assert!(
+                e.contains("cannot be traced") && e.contains("GcCell"),
+                "{ty}: {e}"
+            );
+        }
+        // Skipped behind a lock (pointer-free, 'static): accepted.
+        ok("struct A { #[gc(skip)] m: std::sync::Mutex<String> }");
+        // A type merely named like one elsewhere in the path is not flagged.
+        ok("struct A { c: CellCount }");
     }
 
     #[test]

@@ -33,6 +33,15 @@ use crate::gc::mark::tracer::Tracer;
 /// constructed or is accessed atomically, must not allocate on the GC heap, and must not panic.
 /// `NEEDS_TRACE` may be `false` only if the type can never contain a `Gc` (the collector then
 /// never calls `trace` on it).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be traced: it does not implement `Trace`",
+    label = "not traceable",
+    note = "a heap object's mutable fields go in `GcCell` (a `Gc`, a number, a `bool`) or \
+            `GcArray`/`GcVec` (sequences): the marker reads objects while mutators run, so \
+            `Cell`, `RefCell`, `Mutex` and the std collections behind them are not traced",
+    note = "a field that holds no `Gc` (and is `'static`) can be left untraced with \
+            `#[gc(skip)]`; a type of your own can `#[derive(Trace)]`"
+)]
 pub unsafe trait Trace {
     /// Whether values of this type may contain GC pointers. `false` makes objects of this type
     /// **noscan**: they live in noscan spans and are never read by the marker.

@@ -348,3 +348,47 @@ fn metrics_render_as_text_and_json() {
     assert_eq!(counted, pauses.total(), "{table}");
     assert!(pauses.total() >= 4, "two cycles make at least four pauses");
 }
+
+/// Under a live-heap limit, a scope that never yields cannot grow the heap without end: past
+/// twice the larger of the goal and the limit, allocation fails with `HeapLimitInScope`; once
+/// the scope ends, a collection runs and allocation works again. (Before, an 8 MiB limit let
+/// one scope reach whatever it allocated: the limit was only checked against completed marks.)
+#[test]
+fn a_scope_that_never_yields_meets_the_heap_bound() {
+    for verify in [false, true] {
+        let limit = 8 * MIB;
+        let heap = Heap::new(Config::default().max_heap(Some(limit)).verify(verify)).unwrap();
+        let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+        let refused = m.mutate(|mc, _| {
+            // Garbage only, never polling: up to 256 MiB if nothing stops it.
+            for _ in 0..256 * 1024 {
+                if let Err(e) = GcBytes::try_new(mc, &[5; 1000]) {
+                    return Some((e, mc.stats()));
+                }
+            }
+            None
+        });
+        let Some((e, stats)) = refused else {
+            panic!("a scope allocated 256 MiB under an 8 MiB limit without a refusal")
+        };
+        let AllocError::HeapLimitInScope {
+            heap: at, bound, ..
+        } = e
+        else {
+            panic!("refused with {e}, not HeapLimitInScope")
+        };
+        assert!(
+            bound >= 2 * limit && bound <= 2 * stats.heap_goal.max(limit),
+            "{e}"
+        );
+        assert!(at <= bound + MIB && stats.heap_live <= bound + MIB, "{e}");
+        // The refusal asked for a cycle; it runs once the scope has ended.
+        assert!(
+            wait_for(Duration::from_secs(10), || m
+                .mutate(|mc, _| GcBytes::try_new(mc, &[6; 1000]).is_ok())),
+            "allocation stayed refused after the scope ended"
+        );
+        // (The cycle count is published just after the world restarts.)
+        assert!(wait_for(Duration::from_secs(10), || heap.stats().gc_cycles >= 1));
+    }
+}

@@ -53,6 +53,11 @@ pub(crate) struct MHeap {
     /// The live-heap limit (`Config::max_heap`; `usize::MAX`: none): no new span is made while
     /// the last completed mark found more than this live.
     pub max_heap: usize,
+    /// With a live-heap limit, no new span is made while `heap_live` is over this bound (set
+    /// with the heap goal by the pacer's controller: twice the larger of the goal and the
+    /// limit), so a scope that never ends cannot grow the heap without end. `usize::MAX`
+    /// without a limit.
+    pub heap_bound: AtomicUsize,
     /// Span-local marking (`Config::span_marking`): allocate-black sets scan bits too.
     pub span_marking: bool,
 }
@@ -80,17 +85,28 @@ impl MHeap {
             counters: HeapCounters::default(),
             poison,
             max_heap: max_heap.unwrap_or(usize::MAX),
+            heap_bound: AtomicUsize::new(usize::MAX),
             span_marking,
         }
     }
 
-    /// Refuse a new span while the last completed cycle found more than the live-heap limit.
+    /// Refuse a new span while the last completed cycle found more than the live-heap limit,
+    /// or while the heap is over its bound (see `heap_bound`).
     #[inline]
     pub(crate) fn check_max_heap(&self) -> Result<(), AllocError> {
         let live = self.counters.heap_marked.load(Ordering::Relaxed);
         if live > self.max_heap {
             return Err(AllocError::HeapLimit {
                 live,
+                limit: self.max_heap,
+            });
+        }
+        let heap = self.counters.heap_live.load(Ordering::Relaxed);
+        let bound = self.heap_bound.load(Ordering::Relaxed);
+        if heap > bound {
+            return Err(AllocError::HeapLimitInScope {
+                heap,
+                bound,
                 limit: self.max_heap,
             });
         }

@@ -85,10 +85,14 @@ pub(crate) fn alloc_large(
 /// An allocation failed with `e`. The live-heap limit ([`AllocError::HeapLimit`]) is checked
 /// against the last completed mark, so a refusal would last until the embedder called
 /// `collect()` even after it had dropped its data: start a cycle (if none is due yet), after
-/// which allocation works again if less is live.
+/// which allocation works again if less is live. A refusal of the bound inside a scope
+/// ([`AllocError::HeapLimitInScope`]) starts one too, so that `should_yield` turns true.
 #[cold]
 fn refused(h: &Shared, e: AllocError) -> AllocError {
-    if matches!(e, AllocError::HeapLimit { .. }) {
+    if matches!(
+        e,
+        AllocError::HeapLimit { .. } | AllocError::HeapLimitInScope { .. }
+    ) {
         crate::gc::collector::request_cycle(h);
     }
     e

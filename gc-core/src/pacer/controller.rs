@@ -168,6 +168,22 @@ impl Controller<'_> {
         }
     }
 
+    /// Publish the heap goal, and with a live-heap limit (`Config::max_heap`) the bound on the
+    /// heap inside a scope: twice the larger of the goal and the limit. A cycle can only
+    /// complete once every scope has ended, so within one long scope the limit (checked
+    /// against the last completed mark) cannot see what the scope allocates; past this bound
+    /// the allocator refuses new spans instead of growing without end. A scope that polls
+    /// `should_yield` keeps the heap within about 1.1 × the goal and never meets it.
+    fn set_goal(&self, goal: usize) {
+        self.p.heap_goal.store(goal, Ordering::Relaxed);
+        let limit = self.mheap.max_heap;
+        if limit != usize::MAX {
+            self.mheap
+                .heap_bound
+                .store(goal.max(limit).saturating_mul(2), Ordering::Relaxed);
+        }
+    }
+
     /// Recompute the trigger and goal between cycles (after a setting change, or when the
     /// heap's mapped memory moved under a memory limit); `true` if `heap_live` is past the new
     /// trigger (a cycle is due). While a cycle marks (`marking`), the trigger stays off and the
@@ -179,14 +195,13 @@ impl Controller<'_> {
         p.last_trigger_mapped
             .store(m.mapped_ready as usize, Ordering::Relaxed);
         if marking {
-            p.heap_goal
-                .store(to_usize(model.heap_goal(m)), Ordering::Relaxed);
+            self.set_goal(to_usize(model.heap_goal(m)));
             return false;
         }
         let (trigger, goal) = model.trigger(m);
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
-        p.heap_goal.store(to_usize(goal), Ordering::Relaxed);
+        self.set_goal(to_usize(goal));
         p.trigger.store(to_usize(trigger), Ordering::Relaxed);
         drop(model);
         trigger != u64::MAX
@@ -217,7 +232,7 @@ impl Controller<'_> {
         let live = self.mheap.counters.heap_live.load(Ordering::Relaxed);
         let m = self.memory_stats();
         let goal = to_usize(model.start_cycle(live as u64, m));
-        p.heap_goal.store(goal, Ordering::Relaxed);
+        self.set_goal(goal);
         // No new cycle is requested while this one marks.
         p.trigger.store(usize::MAX, Ordering::Relaxed);
         p.heap_scan_work.store(0, Ordering::Relaxed);

@@ -95,6 +95,19 @@ pub enum AllocError {
         /// The configured limit.
         limit: usize,
     },
+    /// With a [`Config::max_heap`](crate::Config::max_heap) limit, the heap grew past `bound`
+    /// (twice the larger of the heap goal and the limit) without a collection completing:
+    /// a collection needs every mutation scope to end, and one has not (it does not poll
+    /// `should_yield`, or allocates faster than that). Leave the scope so that a collection can
+    /// run; allocation works again once the heap is back under the bound.
+    HeapLimitInScope {
+        /// Bytes allocated and not yet freed.
+        heap: usize,
+        /// The bound it passed.
+        bound: usize,
+        /// The configured live-heap limit.
+        limit: usize,
+    },
     /// The requested array or string length overflows the address space.
     TooLarge {
         /// Elements requested.
@@ -123,6 +136,12 @@ impl fmt::Display for AllocError {
                 f,
                 "gc-core: out of memory: the last collection found {live} bytes live, over the \
                  heap limit of {limit} bytes"
+            ),
+            AllocError::HeapLimitInScope { heap, bound, limit } => write!(
+                f,
+                "gc-core: out of memory: the heap reached {heap} bytes inside a mutation scope, \
+                 over its bound of {bound} bytes (twice the goal or the heap limit of {limit} \
+                 bytes): end the scope so that a collection can run"
             ),
             AllocError::TooLarge { len } => {
                 write!(

@@ -81,7 +81,7 @@ pub use api::heap::Heap;
 pub use api::mutator::{Mutation, Mutator};
 pub use api::nanbox::{NanBox, Unboxed};
 pub use api::root::{__DynRootable, NoStack, Root, RootStack, Rootable};
-pub use api::stash::Stash;
+pub use api::stash::{Stash, StashValue};
 pub use api::string::{GcBytes, GcStr};
 pub use api::weak::GcWeak;
 pub use gc::mark::tracer::Tracer;

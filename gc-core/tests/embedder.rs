@@ -392,3 +392,52 @@ fn a_scope_that_never_yields_meets_the_heap_bound() {
         assert!(wait_for(Duration::from_secs(10), || heap.stats().gc_cycles >= 1));
     }
 }
+
+type ObjRoot = Rootable!['gc => Obj];
+
+/// `StashValue`: a NaN-boxed value kept across scopes and handed to another thread: numbers and
+/// immediates come back as they were; a pointer's object stays alive while stashed (also
+/// across collections) and is reclaimed once the last `StashValue` holding it is dropped.
+#[test]
+fn nan_boxed_values_can_be_stashed() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<Weak> = heap.mutator(|_| GcCell::new(None));
+        let (num, imm, ptr) = m.mutate(|mc, root| {
+            let o = Gc::new(mc, Obj { id: 42 });
+            root.set(mc, Some(o.downgrade(mc)));
+            (
+                mc.stash_value::<ObjRoot>(NanBox::number(-2.5)),
+                mc.stash_value::<ObjRoot>(NanBox::imm(7)),
+                mc.stash_value::<ObjRoot>(NanBox::gc(o)),
+            )
+        });
+        let copy = ptr.clone();
+        m.collect();
+        let h2 = heap.clone();
+        let seen = std::thread::spawn(move || {
+            let mut m2: Mutator<Weak> = h2.mutator(|_| GcCell::new(None));
+            m2.collect();
+            m2.mutate(|mc, _| {
+                let n = num.fetch(mc).as_number();
+                let i = matches!(imm.fetch(mc).unbox(), Unboxed::Imm(7));
+                let Unboxed::Ptr(o) = ptr.fetch(mc).unbox() else {
+                    panic!("the stashed pointer came back as something else")
+                };
+                (n, i, o.id)
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (Some(-2.5), true, 42));
+        // `ptr` was dropped with the thread's closure; `copy` still holds the object.
+        m.collect();
+        assert!(m.mutate(|mc, root| root.get().unwrap().upgrade(mc).is_some()));
+        drop(copy);
+        m.collect();
+        assert!(
+            m.mutate(|mc, root| root.get().unwrap().upgrade(mc).is_none()),
+            "the object outlived its last StashValue"
+        );
+    }
+}

@@ -99,7 +99,7 @@ pub enum Unboxed<'gc, T> {
 
 impl<'gc, T> NanBox<'gc, T> {
     #[inline(always)]
-    const fn from_bits(bits: u64) -> Self {
+    pub(crate) const fn from_bits(bits: u64) -> Self {
         NanBox {
             bits,
             _p: PhantomData,

@@ -66,8 +66,8 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         }
         if !may_wait(h) {
             // Nothing will earn credit: marking waits for a scope blocked across STW 1 (which
-            // may wait for this mutator), or is about to end and the heap is within the
-            // cycle's aim. Keep the debt.
+            // may wait for this mutator), or is about to end with the heap below its goal.
+            // Keep the debt.
             return debt;
         }
         h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,7 @@ struct Obj {
     id: u64,
 }
 
-/// Polls `done` (outside any scope) until it holds or `limit` passes.
+/// Polls `done` until it holds or `limit` passes.
 fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -48,14 +48,10 @@ fn request_collect_runs_a_forced_cycle_from_inside_a_scope() {
             let garbage = Gc::new(mc, Obj { id: 7 });
             root.set(mc, Some(garbage.downgrade(mc)));
             mc.request_collect();
-            let start = Instant::now();
-            while !mc.should_yield() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "the requested cycle never asked this scope to yield"
-                );
-                std::hint::spin_loop();
-            }
+            assert!(
+                wait_for(Duration::from_secs(10), || mc.should_yield()),
+                "the requested cycle never asked this scope to yield"
+            );
         });
         assert!(
             wait_for(Duration::from_secs(10), || heap.stats().gc_cycles > before),

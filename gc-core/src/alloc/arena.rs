@@ -281,6 +281,25 @@ impl Arena {
             .saturating_sub(self.released.load(Ordering::Relaxed))
     }
 
+    /// Release every free page to the OS now, on the calling thread (`Heap::free_os_memory`;
+    /// Go: `mheap.scavengeAll`), booked as synchronous scavenging like allocation's; returns
+    /// the bytes released.
+    pub(crate) fn scavenge_all(&self) -> usize {
+        let t = std::time::Instant::now();
+        let mut released = 0;
+        loop {
+            let n = self.scavenge(usize::MAX);
+            if n == 0 {
+                break;
+            }
+            released += n;
+        }
+        self.sync_released.fetch_add(released, Ordering::Relaxed);
+        self.sync_scavenge_ns
+            .fetch_add(t.elapsed().as_nanos() as usize, Ordering::Relaxed);
+        released
+    }
+
     /// Release up to `max_bytes` of free pages to the OS, the highest unreleased stretch first
     /// (Go: `pageAlloc.scavenge`), without holding the page lock during the system call: the
     /// stretch is taken out of the free runs (so no allocation can take it meanwhile), released,

@@ -138,20 +138,7 @@ impl Heap {
     pub fn free_os_memory(&self) -> usize {
         let h = self.shared();
         crate::gc::collector::collect(h);
-        let start = std::time::Instant::now();
-        let mut released = 0;
-        loop {
-            let n = h.mheap.arena.scavenge(usize::MAX);
-            if n == 0 {
-                break;
-            }
-            released += n;
-        }
-        h.mheap
-            .arena
-            .sync_scavenge_ns
-            .fetch_add(start.elapsed().as_nanos() as usize, Ordering::Relaxed);
-        released
+        h.mheap.arena.scavenge_all()
     }
 
     /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps

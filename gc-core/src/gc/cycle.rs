@@ -256,6 +256,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
             globals_scan: h.pacer.globals_scan_work.load(Ordering::Relaxed),
             heap_scan: h.pacer.heap_scan_work.load(Ordering::Relaxed),
             limiter_on: h.pacer.limited_in_cycle.load(Ordering::Relaxed),
+            heap_goal_extended: h.pacer.extended_goal.load(Ordering::Relaxed),
             ..base
         },
     );

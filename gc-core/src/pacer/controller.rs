@@ -73,6 +73,10 @@ pub(crate) struct PacerState {
     /// its start): the cycle record reports it, because a cycle whose assists were cut off for a
     /// while may end past its goal by design.
     pub limited_in_cycle: AtomicBool,
+    /// The highest goal the assist ratio paced for in the cycle that is marking (or last
+    /// marked): its goal, or the extended goal once its scan work passed the expectation
+    /// ([`crate::pacer::AssistRatio::extended_goal`]). Reset at the cycle's start.
+    pub extended_goal: AtomicUsize,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
     /// The background scavenger's goals and wake-up (its goals are set at each cycle's end).
@@ -104,6 +108,7 @@ impl PacerState {
             limiter: Mutex::new(LimiterFeed::new(procs)),
             limiting: AtomicBool::new(false),
             limited_in_cycle: AtomicBool::new(false),
+            extended_goal: AtomicUsize::new(0),
             limiter_next_ns: AtomicU64::new(0),
             scavenger: Scavenger::new(config.memory_limit, procs),
             concurrent: config.concurrent,
@@ -238,6 +243,7 @@ impl Controller<'_> {
         p.heap_scan_work.store(0, Ordering::Relaxed);
         p.stack_scan_work.store(0, Ordering::Relaxed);
         p.bg_credit.store(0, Ordering::Relaxed);
+        p.extended_goal.store(goal, Ordering::Relaxed);
         drop(model);
         self.revise();
         goal
@@ -273,6 +279,8 @@ impl Controller<'_> {
         );
         p.assist_ratio
             .store(r.work_per_byte.to_bits(), Ordering::Relaxed);
+        p.extended_goal
+            .fetch_max(to_usize(r.extended_goal), Ordering::Relaxed);
     }
 
     /// STW 2 (world stopped, `heap_live` already reset to the marked bytes): feed the cycle's

@@ -30,7 +30,7 @@ const LIMIT_HEADROOM_PERCENT: u64 = 3;
 const LIMIT_HEADROOM_MIN: u64 = 1 << 20;
 
 /// Past the goal, a cycle aims this much further (Go: `maxOvershoot` in `revise`).
-const MAX_OVERSHOOT: f64 = 1.1;
+pub const MAX_OVERSHOOT: f64 = 1.1;
 
 /// What the heap has mapped, for the memory limit (Go: `mappedReady`, `heapFree`,
 /// `totalAlloc − totalFree`).
@@ -52,6 +52,10 @@ pub struct AssistRatio {
     pub work_per_byte: f64,
     /// Bytes of allocation one unit of scan work pays for.
     pub bytes_per_work: f64,
+    /// The goal the ratio paces for before any overshoot allowance: the cycle's goal, or the
+    /// extended goal once the scan work has passed the expectation (see [`Pacer::revise`]).
+    /// The pacer lets a cycle end up to [`MAX_OVERSHOOT`] × this.
+    pub extended_goal: u64,
 }
 
 /// What a cycle measured, for the cons/mark estimate (Go: the inputs of `endCycle`).
@@ -365,6 +369,7 @@ impl Pacer {
             let limit = self.memory_limit_hard_goal(m) as f64;
             heap_goal = ext.min(hard).min(limit.max(heap_goal));
         }
+        let extended_goal = heap_goal as u64;
         if heap_live as f64 > heap_goal {
             heap_goal *= MAX_OVERSHOOT;
             expected = max_work;
@@ -374,6 +379,7 @@ impl Pacer {
         AssistRatio {
             work_per_byte: remaining_work / remaining_heap,
             bytes_per_work: remaining_heap / remaining_work,
+            extended_goal,
         }
     }
 
@@ -712,6 +718,7 @@ mod tests {
         let r = p.revise(180 * MIB, 90 * MIB, MIB, 30 * MIB, none);
         let want = (51 * MIB) as f64 / (goal - (180 * MIB) as f64);
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        assert_eq!(r.extended_goal, goal as u64);
         assert!((r.bytes_per_work * r.work_per_byte - 1.0).abs() < 1e-12);
         // More work done than expected (85 > 81 MiB): worst case is all 120 MiB of scannable
         // heap + 1 MiB of stacks; the goal moves to (goal − trigger)/81 × 121 + trigger,
@@ -720,11 +727,14 @@ mod tests {
         let ext = (goal - trigger as f64) / (81 * MIB) as f64 * (121 * MIB) as f64 + trigger as f64;
         let want = (36 * MIB) as f64 / (ext - (190 * MIB) as f64);
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        assert_eq!(r.extended_goal, ext as u64);
         // Past the goal (210 MiB live, expected work not exceeded): aim at 1.1 × goal with the
         // worst-case work (121 MiB).
         let r = p.revise(210 * MIB, 120 * MIB, MIB, 50 * MIB, none);
         let want = (71 * MIB) as f64 / (goal * 1.1 - (210 * MIB) as f64);
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        // The overshoot allowance is not an extension.
+        assert_eq!(r.extended_goal, goal as u64);
         // Past even that: at least 1 byte of heap and 1000 units of work remain.
         let r = p.revise(400 * MIB, 120 * MIB, MIB, 500 * MIB, none);
         assert_eq!(r.work_per_byte, 1000.0);

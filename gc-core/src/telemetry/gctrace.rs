@@ -75,6 +75,13 @@ pub struct CycleRecord {
     pub heap_marked: usize,
     /// The goal this cycle paced for.
     pub heap_goal: usize,
+    /// The goal the assists paced for at the end of marking: `heap_goal`, or more when the
+    /// cycle's scan work passed what the pacer expected from the last cycle, which it takes as
+    /// a growing heap and answers by moving the goal out in proportion (Go's `revise`: at most
+    /// to `(1 + GOGC/100) × heap_goal`, and to the memory limit). The pacer lets a cycle end up
+    /// to 1.1 × this ([`crate::pacer::MAX_OVERSHOOT`]) before its assists stop all allocation
+    /// until marking is done.
+    pub heap_goal_extended: usize,
     /// The goal and trigger it set for the next cycle.
     pub next_goal: usize,
     /// The trigger it set for the next cycle.

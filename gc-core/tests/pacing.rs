@@ -306,6 +306,9 @@ fn deep_structures(gogcs: &[u32]) {
         // (pauses count at wall time × CPUs); seen: 1.54× the goal with the limiter on.
         let (limited, paced): (Vec<&CycleRecord>, Vec<&CycleRecord>) =
             steady.iter().partition(|r| r.limiter_on);
+        // With two processes spinning beside it, the limiter was on in 24 of 31 cycles at
+        // GOGC=50; at GOGC=100 and 200 it has not been seen on here.
+        let min_paced = if gogc >= 100 { steady.len() / 2 } else { 5 };
         // The other cycles are paced, and must end where the pacer said they may: within
         // 1.1 × their goal, or within 1.1 × the goal they extended to when their scan work
         // passed the pacer's expectation (Go's rule, taken as a growing heap).
@@ -336,7 +339,7 @@ fn deep_structures(gogcs: &[u32]) {
                 && past_bound.is_empty()
                 && extended <= paced.len() / 4
                 && worst_limited <= 2.0
-                && paced.len() >= steady.len() / 4,
+                && paced.len() >= min_paced,
             "GOGC={gogc}: paced cycles: heap ÷ goal median {median:.3}, worst {worst:.3}, \
              {} past their bound, {extended} of {} with the goal extended; {worst_limited:.3} in \
              {} cycles with the limiter on\n{}",

@@ -1,6 +1,8 @@
 //! `Gc<'gc, T>`: a pointer to a heap object, valid for one mutation scope.
 //!
-//! A `Gc` is one word, `Copy`, and dereferences to `&T`. The `'gc` brand ties it to the scope it
+//! A `Gc` is one word, `Copy`, and dereferences to `&T`. (A `Gc` to a trait object,
+//! `Gc<'gc, dyn Trait>`, made with [`unsize!`](crate::unsize), is two words: the address and
+//! the vtable.) The `'gc` brand ties it to the scope it
 //! was obtained in (it is invariant, so two scopes' brands never unify), which is what lets the
 //! collector free anything the roots do not reach whenever no scope is running.
 //!
@@ -23,24 +25,28 @@ use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
 /// A garbage-collected pointer to a `T`, valid for the mutation scope `'gc`.
-pub struct Gc<'gc, T> {
+///
+/// `T` may be a trait object: [`unsize!`](crate::unsize) turns a `Gc<'gc, T>` into a
+/// `Gc<'gc, dyn Trait + 'gc>` for any trait `T` implements, as `Box<T>` coerces to
+/// `Box<dyn Trait>`. The collector still traces the object as the `T` it was allocated as.
+pub struct Gc<'gc, T: ?Sized> {
     pub(crate) ptr: NonNull<T>,
     pub(crate) _brand: PhantomData<(&'gc T, std::cell::Cell<&'gc ()>)>,
 }
 
-impl<T> Clone for Gc<'_, T> {
+impl<T: ?Sized> Clone for Gc<'_, T> {
     #[inline(always)]
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<T> Copy for Gc<'_, T> {}
+impl<T: ?Sized> Copy for Gc<'_, T> {}
 
 // SAFETY: a `Gc<'_, T>` only gives `&T`, and every allocation requires `T: Send + Sync`; the
 // brand keeps it inside its scope, during which the object cannot be freed.
-unsafe impl<T: Send + Sync> Send for Gc<'_, T> {}
+unsafe impl<T: Send + Sync + ?Sized> Send for Gc<'_, T> {}
 // SAFETY: as for `Send`.
-unsafe impl<T: Send + Sync> Sync for Gc<'_, T> {}
+unsafe impl<T: Send + Sync + ?Sized> Sync for Gc<'_, T> {}
 
 impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     /// The size class of a `T` (zero-sized types take the smallest slot, so that every
@@ -96,11 +102,12 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     }
 }
 
-impl<'gc, T> Gc<'gc, T> {
-    /// Whether two `Gc`s point to the same object.
+impl<'gc, T: ?Sized> Gc<'gc, T> {
+    /// Whether two `Gc`s point to the same object (by address: two `Gc<dyn Trait>` of one
+    /// object are equal whatever their vtables).
     #[inline]
     pub fn ptr_eq(a: Gc<'gc, T>, b: Gc<'gc, T>) -> bool {
-        a.ptr == b.ptr
+        std::ptr::addr_eq(a.ptr.as_ptr(), b.ptr.as_ptr())
     }
 
     /// The object's address (for hashing and identity; it does not change: objects never move).
@@ -122,6 +129,31 @@ impl<'gc, T> Gc<'gc, T> {
         self.ptr.as_ptr() as *const Object
     }
 
+    /// The pointer, for [`unsize!`](crate::unsize) only.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub fn __as_non_null(self) -> NonNull<T> {
+        self.ptr
+    }
+
+    /// A `Gc` of `gc`'s scope from `ptr`, for [`unsize!`](crate::unsize) only.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to the object `gc` points to, with metadata valid for the value there
+    /// (what an unsizing coercion of `gc.__as_non_null()` gives).
+    #[doc(hidden)]
+    #[inline(always)]
+    pub unsafe fn __unsized<U: ?Sized>(gc: Gc<'gc, T>, ptr: NonNull<U>) -> Gc<'gc, U> {
+        debug_assert!(std::ptr::addr_eq(gc.ptr.as_ptr(), ptr.as_ptr()));
+        Gc {
+            ptr,
+            _brand: PhantomData,
+        }
+    }
+}
+
+impl<'gc, T> Gc<'gc, T> {
     /// Encode as a word (the object address), for [`Slot`](crate::Slot) implementations.
     #[inline]
     pub fn to_word(self) -> usize {
@@ -143,7 +175,7 @@ impl<'gc, T> Gc<'gc, T> {
     }
 }
 
-impl<T> Deref for Gc<'_, T> {
+impl<T: ?Sized> Deref for Gc<'_, T> {
     type Target = T;
     #[inline(always)]
     fn deref(&self) -> &T {
@@ -155,7 +187,7 @@ impl<T> Deref for Gc<'_, T> {
 // SAFETY: a `Gc` is an edge to its object: reporting it is all there is to trace. The pointer
 // itself is immutable (a `Gc` field changes only by replacing the whole enclosing value, which
 // only cells allow, atomically).
-unsafe impl<T> Trace for Gc<'_, T> {
+unsafe impl<T: ?Sized> Trace for Gc<'_, T> {
     const NEEDS_TRACE: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
@@ -163,14 +195,64 @@ unsafe impl<T> Trace for Gc<'_, T> {
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for Gc<'_, T> {
+impl<T: fmt::Debug + ?Sized> fmt::Debug for Gc<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-impl<T: fmt::Display> fmt::Display for Gc<'_, T> {
+impl<T: fmt::Display + ?Sized> fmt::Display for Gc<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
     }
+}
+
+/// Turn a `Gc<'gc, T>` into a `Gc<'gc, U>` where `U` is an unsized type `T` coerces to, in
+/// practice a trait object: `unsize!(gc => dyn Shape + 'gc)`. The stable-Rust stand-in for the
+/// coercion `Box<T>` has built in (`CoerceUnsized` is unstable).
+///
+/// The macro asks the compiler for the coercion itself (a typed `let` of the raw pointer), so
+/// only what Rust would coerce compiles: `unsize!(gc => u64)` or a trait `T` does not implement
+/// is a type error, never a reinterpretation. The object is still traced, dropped and verified
+/// as the `T` it was allocated as (the collector keeps the type with its span, not in the
+/// pointer).
+///
+/// ```
+/// use gc_core::{unsize, Config, Gc, Heap, Mutator, Rootable, Trace};
+///
+/// trait Shape: Send + Sync {
+///     fn area(&self) -> f64;
+/// }
+/// #[derive(Trace)]
+/// struct Square(f64);
+/// impl Shape for Square {
+///     fn area(&self) -> f64 { self.0 * self.0 }
+/// }
+/// #[derive(Trace)]
+/// struct Circle(f64);
+/// impl Shape for Circle {
+///     fn area(&self) -> f64 { 3.0 * self.0 * self.0 }
+/// }
+///
+/// let heap = Heap::new(Config::default()).unwrap();
+/// let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+/// let total = m.mutate(|mc, _| {
+///     let shapes: Vec<Gc<dyn Shape>> = vec![
+///         unsize!(Gc::new(mc, Square(2.0)) => dyn Shape),
+///         unsize!(Gc::new(mc, Circle(1.0)) => dyn Shape),
+///     ];
+///     shapes.iter().map(|s| s.area()).sum::<f64>()
+/// });
+/// assert_eq!(total, 7.0);
+/// ```
+#[macro_export]
+macro_rules! unsize {
+    ($gc:expr => $ty:ty) => {{
+        let gc = $gc;
+        // Only an unsizing coercion (or none) turns `NonNull<T>` into `NonNull<$ty>` here.
+        let ptr: ::core::ptr::NonNull<$ty> = gc.__as_non_null();
+        // SAFETY: `ptr` is `gc`'s own pointer after an unsizing coercion: the same object, with
+        // the metadata of the type it was allocated as.
+        unsafe { $crate::Gc::__unsized(gc, ptr) }
+    }};
 }

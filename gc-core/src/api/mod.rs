@@ -1,5 +1,6 @@
-//! The public handles: `Heap`, `Mutator` and `Mutation`, `Gc`, cells, arrays, strings, weak
-//! references, NaN-boxed values, roots and the stash, blocking regions.
+//! The public handles: `Heap`, `Mutator` and `Mutation`, `Gc`, cells (one-word `GcCell`,
+//! borrow-flagged `GcRefCell`), arrays, strings, hash tables, weak references, NaN-boxed values,
+//! roots and the stash, blocking regions.
 
 pub(crate) mod array;
 pub(crate) mod blocking;
@@ -8,7 +9,9 @@ pub(crate) mod gc;
 pub(crate) mod heap;
 pub(crate) mod mutator;
 pub(crate) mod nanbox;
+pub(crate) mod refcell;
 pub(crate) mod root;
 pub(crate) mod stash;
 pub(crate) mod string;
+pub(crate) mod table;
 pub(crate) mod weak;

@@ -397,6 +397,19 @@ impl<'gc> Mutation<'gc> {
         }
     }
 
+    /// The barrier of a `GcRefCell` being mutably borrowed (`value`: its contents): shade
+    /// them if this cycle's mark phase has not yet (`shaded_in`: the last cycle it did).
+    #[inline(always)]
+    pub(crate) fn snapshot_barrier<T: Trace + ?Sized>(
+        &self,
+        shaded_in: &std::sync::atomic::AtomicU64,
+        value: &T,
+    ) {
+        if T::NEEDS_TRACE {
+            crate::gc::barrier::snapshot(self.shared, shaded_in, value);
+        }
+    }
+
     /// The token proving this thread is inside the scope (for the collector's side of
     /// allocation, barriers and blocking regions).
     #[inline(always)]

@@ -157,6 +157,33 @@ impl PartialEq for GcStr<'_> {
 }
 impl Eq for GcStr<'_> {}
 
+/// By text, as `Eq`: a `GcStr` is a value-keyed key in `HashMap`s and
+/// [`GcHashMap`](crate::GcHashMap)s, and finds entries by `&str` too (`Borrow<str>`).
+impl std::hash::Hash for GcStr<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl std::borrow::Borrow<str> for GcStr<'_> {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialOrd for GcStr<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By text.
+impl Ord for GcStr<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
 impl fmt::Debug for GcStr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)

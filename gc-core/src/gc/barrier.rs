@@ -52,6 +52,28 @@ fn write_slow<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
     }
 }
 
+/// Barrier of a `GcRefCell`'s mutable borrow (`api::refcell`): the first in a cycle's mark
+/// phase shades everything the value holds (a deletion barrier over the whole value, once per
+/// cycle), and records the cycle in `shaded_in`, which only the borrow's holder touches.
+#[inline]
+pub(crate) fn snapshot<T: Trace + ?Sized>(
+    h: &Shared,
+    shaded_in: &std::sync::atomic::AtomicU64,
+    value: &T,
+) {
+    // Inside a scope these do not change (a pause waits for the scope), except across a
+    // blocking region, after which the scope reads them again.
+    if !h.mark.marking.load(Ordering::Relaxed) {
+        return;
+    }
+    let cycle = h.mark.cycle.load(Ordering::Relaxed);
+    if shaded_in.load(Ordering::Relaxed) == cycle {
+        return;
+    }
+    crate::gc::mark::roots::shade_value(h, value);
+    shaded_in.store(cycle, Ordering::Relaxed);
+}
+
 /// Record one object to shade (a weak reference upgraded while marking).
 #[cold]
 pub(crate) fn record(h: &Shared, scope: &InScope<'_>, a: ObjAddr) {

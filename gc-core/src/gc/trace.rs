@@ -19,8 +19,11 @@
 //! The impls in this file, and what `#[derive(Trace)]` accepts, keep that promise: interior
 //! mutability (`Cell`, `RefCell`, `Mutex`, …) has **no** `Trace` impl, so a field such as
 //! `RefCell<Vec<Gc<'gc, T>>>` is a compile error; pointer-free fields of any `'static` type can be
-//! skipped with `#[gc(skip)]`. `Box`, `Vec`, `Option` and tuples are traced through because a
-//! heap object is only ever reached through `&T`: nothing can mutate them after allocation.
+//! skipped with `#[gc(skip)]`. `Box`, `Vec`, `VecDeque`, `HashMap`, `HashSet`, `BTreeMap`,
+//! `BTreeSet`, `Option` and tuples are traced through because a heap object is only ever
+//! reached through `&T`: nothing can mutate them after allocation, except inside a
+//! [`GcRefCell`](crate::GcRefCell), whose borrow flags keep mutators out while the marker
+//! reads and whose barrier makes skipping a borrowed value safe.
 
 use crate::gc::mark::tracer::Tracer;
 
@@ -36,9 +39,10 @@ use crate::gc::mark::tracer::Tracer;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be traced: it does not implement `Trace`",
     label = "not traceable",
-    note = "a heap object's mutable fields go in `GcCell` (a `Gc`, a number, a `bool`) or \
-            `GcArray`/`GcVec` (sequences): the marker reads objects while mutators run, so \
-            `Cell`, `RefCell`, `Mutex` and the std collections behind them are not traced",
+    note = "a heap object's mutable fields go in `GcCell` (a `Gc`, a number, a `bool`), \
+            `GcArray`/`GcVec` (sequences) or `GcRefCell` (any traced value, such as a `Vec` or \
+            `HashMap`): the marker reads objects while mutators run, so `Cell`, `RefCell` and \
+            `Mutex` are not traced",
     note = "a field that holds no `Gc` (and is `'static`) can be left untraced with \
             `#[gc(skip)]`; a type of your own can `#[derive(Trace)]`"
 )]
@@ -166,6 +170,75 @@ unsafe impl<T: Trace> Trace for Vec<T> {
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         self.as_slice().trace(tracer);
+    }
+}
+
+// SAFETY: every element is traced; behind `&` (or a `GcRefCell` borrow, which keeps mutators
+// out while the marker reads) the deque does not change.
+unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if T::NEEDS_TRACE {
+            let (a, b) = self.as_slices();
+            a.trace(tracer);
+            b.trace(tracer);
+        }
+    }
+}
+
+// SAFETY: every key and value is traced (iteration reads the table, never hashes); the hasher
+// state holds no `Gc` (it has no `Trace` bound to hold one through). Unchanging as `VecDeque`.
+unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> {
+    const NEEDS_TRACE: bool = K::NEEDS_TRACE || V::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if Self::NEEDS_TRACE {
+            for (k, v) in self {
+                k.trace(tracer);
+                v.trace(tracer);
+            }
+        }
+    }
+}
+
+// SAFETY: every element is traced; as `HashMap`.
+unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if T::NEEDS_TRACE {
+            for v in self {
+                v.trace(tracer);
+            }
+        }
+    }
+}
+
+// SAFETY: every key and value is traced (iteration never compares keys); as `VecDeque`.
+unsafe impl<K: Trace, V: Trace> Trace for std::collections::BTreeMap<K, V> {
+    const NEEDS_TRACE: bool = K::NEEDS_TRACE || V::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if Self::NEEDS_TRACE {
+            for (k, v) in self {
+                k.trace(tracer);
+                v.trace(tracer);
+            }
+        }
+    }
+}
+
+// SAFETY: every element is traced; as `BTreeMap`.
+unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        if T::NEEDS_TRACE {
+            for v in self {
+                v.trace(tracer);
+            }
+        }
     }
 }
 

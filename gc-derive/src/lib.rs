@@ -57,7 +57,7 @@
 //!   skipped field whose type names one of the type's lifetimes is rejected at the field; one
 //!   whose type parameter holds a `Gc` makes the type not implement `Trace` where it is used. A
 //!   traced `Cell`, `RefCell`, `UnsafeCell`, `Mutex` or `RwLock` field is rejected at the field
-//!   with what to use instead (`GcCell`, `GcVec`, …). Use `skip` for
+//!   with what to use instead (`GcCell`, `GcVec`, `GcRefCell`, …). Use `skip` for
 //!   pointer-free data the collector need not see, in particular types gc-core deliberately does
 //!   not implement `Trace` for (`Mutex<String>`, `Cell<u64>`, a foreign type, …).
 //! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). Writing
@@ -78,7 +78,8 @@
 //! * **Fields are only read through their own `Trace` impls.** gc-core has no impl for types
 //!   with unsynchronised interior mutability (`Cell`, `RefCell`, `Mutex`, …): the marker runs
 //!   concurrently with mutators, and walking a `RefCell<Vec<Gc<_>>>` while a mutator pushes to
-//!   it would read a freed buffer. Such a field is a compile error, not a silent hazard.
+//!   it would read a freed buffer. Such a field is a compile error, not a silent hazard;
+//!   `GcRefCell` is the cell whose borrow flags the marker takes part in.
 //! * **No `Drop` without opt-in.** The sweeper frees every unreachable object of a cycle in the
 //!   same sweep, in no particular order, and runs each one's drop glue as it goes. A `Drop` impl
 //!   on a traced type may therefore run after the objects its `Gc` fields point to have already
@@ -269,8 +270,9 @@ fn check_field(f: &syn::Field, skip: bool, lifetimes: &[&syn::Lifetime], errors:
                     "a `{name}` field cannot be traced: the marker reads heap objects while \
                      mutators run. Use `GcCell<'gc, T>` for a mutable `Gc`, number or `bool` \
                      (its `set` has the write barrier), `GcVec`/`GcArray` for a mutable \
-                     sequence; or, for a `'static` value holding no `Gc` behind a `Sync` lock, \
-                     `#[gc(skip)]`"
+                     sequence, `GcRefCell<'gc, T>` for a collection or other value changed in \
+                     place (`borrow_mut(mc)` runs the barrier); or, for a `'static` value \
+                     holding no `Gc` behind a `Sync` lock, `#[gc(skip)]`"
                 ),
             ));
         }

@@ -139,8 +139,21 @@ impl BorrowFlags {
     }
 }
 
-/// A traced value that mutators change in place behind borrow flags, with a write barrier
-/// (see the [module docs](self)). Put it in a heap object's field:
+/// A traced value that mutators change in place behind borrow flags, with a write barrier.
+///
+/// * Borrows follow `RefCell`'s rules, across threads: any number of shared borrows
+///   ([`borrow`](GcRefCell::borrow)) or one mutable borrow ([`borrow_mut`](GcRefCell::borrow_mut),
+///   which takes the `&Mutation`). A conflicting borrow panics, or is an `Err` from the `try_`
+///   forms; it never waits for another mutator.
+/// * The concurrent marker reads the value between mutable borrows; a mutable borrow waits
+///   only while a marker is reading it.
+/// * The barrier: the first mutable borrow of each mark phase traces the value once, shading
+///   everything it holds; later borrows in that phase, and every borrow outside marking, cost
+///   nothing more than the flags. (`docs/design.md` §6 has the argument.)
+/// * Memory the value owns outside the GC heap (a `Vec`'s buffer) does not count in the
+///   heap's size, so it does not pace collections.
+///
+/// Put it in a heap object's field:
 ///
 /// ```
 /// use gc_core::{Config, Gc, GcRefCell, Heap, Mutator, Rootable, Trace};
@@ -238,9 +251,9 @@ impl<'gc, T> GcRefCell<'gc, T> {
         }
     }
 
-    /// The value, by mutable borrow, running the barrier (see the [module docs](self)): `Err`
-    /// while it is borrowed by a mutator (this thread or another). Waits only for a marker
-    /// thread that is reading the value.
+    /// The value, by mutable borrow, running the barrier: `Err` while it is borrowed by a
+    /// mutator (this thread or another). Waits only for a marker thread that is reading the
+    /// value.
     pub fn try_borrow_mut<'a>(
         &'a self,
         mc: &'a Mutation<'gc>,

@@ -673,3 +673,183 @@ fn trait_objects(verify: bool, span: bool) {
     m.collect();
     assert_eq!(drops.load(Ordering::Relaxed), rounds as usize * 3);
 }
+
+/// A leaked mutable borrow (`mem::forget` of the guard, safe code) leaves the cell flagged for
+/// good: markers skip it in every later cycle, in both collector modes (no abort), and what it
+/// held is never handed out again: borrows fail and `get_mut`/`into_inner` panic.
+#[test]
+fn leaked_borrows_hand_nothing_out_again() {
+    for config in [
+        Config::default().verify(true),
+        Config::default().verify(false),
+        Config::default().concurrent(false).verify(true),
+    ] {
+        leaked_borrow_nested(config.clone());
+        leaked_borrow_on_the_root_stack(config);
+    }
+}
+
+type Cells<'gc> = GcRefCell<'gc, Vec<GcRefCell<'gc, Vec<Gc<'gc, Obj>>>>>;
+
+fn panic_message(f: impl FnOnce()) -> String {
+    let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+    e.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap()
+}
+
+fn leaked_borrow_nested(config: Config) {
+    let heap = Heap::new(config).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut m: Mutator<Rootable!['gc => Cells<'gc>]> = heap.mutator(|_| GcRefCell::default());
+    m.mutate(|mc, outer| {
+        let objs = (0..N).map(|id| obj(mc, id, &drops)).collect();
+        outer.borrow_mut(mc).push(GcRefCell::new(objs));
+        let o = outer.borrow();
+        std::mem::forget(o[0].borrow_mut(mc));
+    });
+    m.collect();
+    m.collect();
+    m.mutate(|mc, outer| {
+        let mut o = outer.borrow_mut(mc);
+        assert!(o[0].try_borrow().is_err());
+        assert!(o[0].try_borrow_mut(mc).is_err());
+        let msg = panic_message(|| {
+            o[0].get_mut();
+        });
+        assert!(msg.contains("leaked"), "{msg}");
+    });
+}
+
+fn leaked_borrow_on_the_root_stack(config: Config) {
+    let heap = Heap::new(config).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut m: Mutator<Rootable!['gc => ()], Rootable!['gc => GcRefCell<'gc, Vec<Gc<'gc, Obj>>>]> =
+        heap.mutator_with_stack(|_| ());
+    m.mutate_with_stack(|mc, _, stack| {
+        stack.push(GcRefCell::new(
+            (0..N).map(|id| obj(mc, id, &drops)).collect(),
+        ));
+        stack.with(|v| std::mem::forget(v[0].borrow_mut(mc)));
+    });
+    m.collect();
+    m.collect();
+    m.mutate_with_stack(|_, _, stack| {
+        let cell = stack.pop().unwrap();
+        let msg = panic_message(move || {
+            cell.into_inner();
+        });
+        assert!(msg.contains("leaked"), "{msg}");
+    });
+}
+
+#[derive(Trace)]
+struct Leaf {
+    id: u64,
+    check: u64,
+}
+
+#[derive(Trace)]
+struct Two<'gc> {
+    c: GcRefCell<'gc, Vec<Gc<'gc, Leaf>>>,
+    d: GcRefCell<'gc, Vec<Gc<'gc, Leaf>>>,
+}
+
+type R = Rootable!['gc => Gc<'gc, Two<'gc>>];
+
+fn two(heap: &Heap) -> Mutator<R> {
+    heap.mutator(|mc| {
+        Gc::new(
+            mc,
+            Two {
+                c: GcRefCell::new(vec![]),
+                d: GcRefCell::new(vec![]),
+            },
+        )
+    })
+}
+
+/// Two mutable borrows taken before STW 1; the scope blocks, STW 1 happens, the marker skips
+/// both values, and the blocking region itself moves everything from one to the other through
+/// the `&mut`s the guards gave (the guards cannot enter the region; their borrows can). The
+/// release of the second, in the now stale scope, shades its whole value.
+#[test]
+fn moves_inside_a_blocking_region_after_stw1() {
+    for verify in [true, false] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (blocked_tx, blocked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let h2 = heap.clone();
+        let a = std::thread::spawn(move || {
+            let mut m = two(&h2);
+            // A heap-wide root, traced at STW 1, so the marker reaches c and d while they are
+            // borrowed (A's own roots stay unscanned while its scope is blocked).
+            let _keep = m.mutate(|mc, r| mc.stash::<Rootable!['gc => Two<'gc>]>(*r));
+            m.mutate(|mc, r| {
+                for i in 0..N {
+                    r.c.borrow_mut(mc)
+                        .push(Gc::new(mc, Leaf { id: i, check: !i }));
+                }
+            });
+            m.mutate(|mc, r| {
+                let mut c = r.c.borrow_mut(mc);
+                let mut d = r.d.borrow_mut(mc);
+                let (cv, dv): (&mut Vec<_>, &mut Vec<_>) = (&mut c, &mut d);
+                blocked_tx.send(()).unwrap();
+                mc.blocking(move || {
+                    go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+                    // STW 1 happened meanwhile; the marker already skipped c and d.
+                    dv.extend(cv.drain(..));
+                });
+                assert!(mc.debug_marking());
+            }); // d released in a stale scope: whole value shaded
+            done_tx.send(()).unwrap();
+            check_rx.recv().unwrap();
+            m.mutate(|_, r| {
+                let d = r.d.borrow();
+                assert_eq!(d.len(), N as usize);
+                for l in d.iter() {
+                    assert_eq!(l.check, !l.id, "lost");
+                }
+            });
+        });
+        blocked_rx.recv().unwrap();
+        let mut b = two(&heap);
+        heap.debug_hold_marking(true);
+        heap.debug_start_cycle();
+        let t = Instant::now();
+        while !b.mutate(|mc, _| mc.debug_marking()) {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::yield_now();
+        }
+        heap.debug_hold_marking(false);
+        std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
+        go_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        b.collect();
+        b.collect();
+        check_tx.send(()).unwrap();
+        a.join().unwrap();
+    }
+}
+
+/// A leaked shared borrow only keeps mutable borrows out: markers keep reading the value.
+#[test]
+fn a_leaked_shared_borrow_only_keeps_writers_out() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m = two(&heap);
+    m.mutate(|mc, r| {
+        r.c.borrow_mut(mc)
+            .push(Gc::new(mc, Leaf { id: 3, check: !3 }));
+        std::mem::forget(r.c.borrow());
+    });
+    m.collect();
+    m.collect();
+    m.mutate(|mc, r| {
+        assert!(r.c.try_borrow_mut(mc).is_err());
+        assert_eq!(r.c.borrow()[0].check, !3);
+    });
+}

@@ -33,7 +33,13 @@
 //! (`gc::blocking`): its mutable borrows shade the whole value again when they end, the
 //! insertion half of the barrier, since such a scope may store objects the snapshot never
 //! saw; and marking cannot end before the scope does. Stop-the-world marking runs with every
-//! scope ended, so it never meets a borrowed value (it would abort if it did).
+//! scope ended, so the only borrowed values it meets are leaked ones.
+//!
+//! A **leaked** mutable borrow (`std::mem::forget` of the guard, safe code) leaves the writer
+//! flag set for good, and markers skip the value in every later cycle, so what it holds may be
+//! freed. Nothing can reach those contents again: borrows fail while the flag is set, and
+//! `get_mut`/`into_inner`, which need no borrow, panic when they find it set; drop glue may run
+//! on them, which is the rule for every object (no `Drop` impl may dereference a `Gc`).
 //!
 //! Memory the value owns outside the GC heap (a `Vec`'s buffer) is not counted in the heap's
 //! size, so it does not pace collections; keep large payloads in [`GcArray`](crate::GcArray)s
@@ -118,6 +124,11 @@ impl BorrowFlags {
             }
         }
         true
+    }
+
+    /// Whether the mutable borrow is held (for a cell reached by `&mut`: leaked).
+    fn writer_held(&self) -> bool {
+        self.0.load(Ordering::Acquire) & WRITER != 0
     }
 
     fn release_write(&self) {
@@ -289,13 +300,35 @@ impl<'gc, T> GcRefCell<'gc, T> {
 
     /// The value, through a unique reference to the cell (no borrow, no barrier: a cell
     /// reached by `&mut` is not shared with the heap).
+    ///
+    /// # Panics
+    ///
+    /// If a mutable borrow of the cell was leaked (`std::mem::forget` of a [`GcRefMut`]).
+    #[track_caller]
     pub fn get_mut(&mut self) -> &mut T {
+        self.assert_not_leaked();
         self.value.get_mut()
     }
 
     /// The value, consuming the cell.
+    ///
+    /// # Panics
+    ///
+    /// As [`GcRefCell::get_mut`].
+    #[track_caller]
     pub fn into_inner(self) -> T {
+        self.assert_not_leaked();
         self.value.into_inner()
+    }
+
+    /// With `&mut self` no borrow can be alive, so the writer flag set means a mutable borrow
+    /// was leaked. Markers skip such a cell for good (they cannot tell it from one in use), so
+    /// what it holds may have been freed: it must never be handed out again.
+    #[track_caller]
+    fn assert_not_leaked(&self) {
+        if self.state.writer_held() {
+            panic!("a mutable borrow of this GcRefCell was leaked: its contents are unusable");
+        }
     }
 }
 
@@ -318,7 +351,8 @@ impl<T: fmt::Debug> fmt::Debug for GcRefCell<'_, T> {
 // borrows out (they wait for the count to drop), so the marker reads memory nobody writes. A
 // value found mutably borrowed is skipped, which the module docs show complete: its borrower
 // shaded the contents this cycle, or is a stale scope that shades them when the borrow ends
-// and holds marking open until then.
+// and holds marking open until then, or leaked the borrow, after which the contents are never
+// handed out again.
 unsafe impl<T: Trace> Trace for GcRefCell<'_, T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
 
@@ -327,7 +361,6 @@ unsafe impl<T: Trace> Trace for GcRefCell<'_, T> {
             return;
         }
         if !self.state.marker_enter() {
-            tracer.skip_borrowed();
             return;
         }
         // SAFETY: counted as a marker with no mutable borrow held: none can begin before the

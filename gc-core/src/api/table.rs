@@ -73,9 +73,9 @@ impl<'gc, K, V, S> GcHashMap<'gc, K, V, S>
 where
     K: Eq + Hash + Trace,
     V: Trace,
-    S: BuildHasher,
+    S: BuildHasher + 'static,
 {
-    /// An empty table hashing with `hasher`.
+    /// An empty table hashing with `hasher` (a `'static` value: it is not traced).
     pub fn with_hasher(hasher: S) -> Self {
         GcHashMap {
             map: GcRefCell::new(HashMap::with_hasher(hasher)),
@@ -165,8 +165,8 @@ where
     }
 }
 
-// SAFETY: traced as its cell.
-unsafe impl<K: Trace, V: Trace, S> Trace for GcHashMap<'_, K, V, S> {
+// SAFETY: traced as its cell (the hasher is `'static`: see `HashMap`'s impl).
+unsafe impl<K: Trace, V: Trace, S: 'static> Trace for GcHashMap<'_, K, V, S> {
     const NEEDS_TRACE: bool = K::NEEDS_TRACE || V::NEEDS_TRACE;
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {

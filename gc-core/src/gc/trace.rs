@@ -187,9 +187,10 @@ unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
     }
 }
 
-// SAFETY: every key and value is traced (iteration reads the table, never hashes); the hasher
-// state holds no `Gc` (it has no `Trace` bound to hold one through). Unchanging as `VecDeque`.
-unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> {
+// SAFETY: every key and value is traced (iteration reads the table, never hashes). The hasher
+// state is `'static`, so it holds no `Gc` (which would go untraced, and which its drop glue
+// could dereference after the sweep freed it). Unchanging as `VecDeque`.
+unsafe impl<K: Trace, V: Trace, S: 'static> Trace for std::collections::HashMap<K, V, S> {
     const NEEDS_TRACE: bool = K::NEEDS_TRACE || V::NEEDS_TRACE;
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
@@ -202,8 +203,8 @@ unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> 
     }
 }
 
-// SAFETY: every element is traced; as `HashMap`.
-unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
+// SAFETY: every element is traced; the hasher as for `HashMap`.
+unsafe impl<T: Trace, S: 'static> Trace for std::collections::HashSet<T, S> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {

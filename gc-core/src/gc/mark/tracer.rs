@@ -475,17 +475,6 @@ impl Tracer {
         true
     }
 
-    /// A `GcRefCell` reached by this tracer is mutably borrowed, and its contents are skipped
-    /// (`api::refcell` shows why concurrent marking, the barrier and the verifier may). Marking
-    /// with the world stopped for the whole cycle must never meet one: every scope, and with it
-    /// every borrow, has ended before such a cycle stops the world.
-    #[cold]
-    pub(crate) fn skip_borrowed(&mut self) {
-        if matches!(self.purpose, Purpose::Mark) && (self.exclusive || !self.share.is_null()) {
-            bug!("stop-the-world marking met a mutably borrowed GcRefCell");
-        }
-    }
-
     /// Units of work done since the last [`Tracer::take_work`].
     pub(crate) fn work(&self) -> u64 {
         self.work as u64

@@ -802,7 +802,7 @@ fn moves_inside_a_blocking_region_after_stw1() {
                 mc.blocking(move || {
                     go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
                     // STW 1 happened meanwhile; the marker already skipped c and d.
-                    dv.extend(cv.drain(..));
+                    dv.append(cv);
                 });
                 assert!(mc.debug_marking());
             }); // d released in a stale scope: whole value shaded

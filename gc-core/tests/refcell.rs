@@ -853,3 +853,87 @@ fn a_leaked_shared_borrow_only_keeps_writers_out() {
         assert_eq!(r.c.borrow()[0].check, !3);
     });
 }
+
+/// The other collections with `Trace` impls: objects reachable only through a `HashSet`, a
+/// `BTreeSet` (keyed by a traced key type of the test's own) and a `Box<[_]>` survive cycles
+/// and are freed when removed.
+#[derive(Trace)]
+struct Sets<'gc> {
+    hash: GcRefCell<'gc, std::collections::HashSet<ById<'gc>>>,
+    tree: GcRefCell<'gc, std::collections::BTreeSet<ById<'gc>>>,
+    boxed: GcRefCell<'gc, Box<[Option<Gc<'gc, Obj>>]>>,
+}
+
+/// An object compared, ordered and hashed by its id (which it reads through the `Gc`: the key
+/// is traced, so it is alive whenever the set is used).
+#[derive(Trace, Clone, Copy)]
+struct ById<'gc>(Gc<'gc, Obj>);
+
+impl PartialEq for ById<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.id == o.0.id
+    }
+}
+impl Eq for ById<'_> {}
+impl std::hash::Hash for ById<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.id.hash(h)
+    }
+}
+impl PartialOrd for ById<'_> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ById<'_> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.id.cmp(&o.0.id)
+    }
+}
+
+#[test]
+fn sets_and_boxed_slices_are_traced() {
+    for (verify, span) in common::MODES {
+        let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
+        heap.debug_back_to_back(true);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => Sets<'gc>]> = heap.mutator(|_| Sets {
+            hash: GcRefCell::default(),
+            tree: GcRefCell::default(),
+            boxed: GcRefCell::new(vec![None; N as usize].into_boxed_slice()),
+        });
+        for round in 0..3 {
+            m.mutate(|mc, s| {
+                for id in 0..N {
+                    let o = obj(mc, round * 10 * N + id, &drops);
+                    match id % 3 {
+                        0 => assert!(s.hash.borrow_mut(mc).insert(ById(o))),
+                        1 => assert!(s.tree.borrow_mut(mc).insert(ById(o))),
+                        _ => s.boxed.borrow_mut(mc)[id as usize] = Some(o),
+                    }
+                }
+            });
+        }
+        heap.debug_back_to_back(false);
+        m.collect();
+        m.collect();
+        let (h, t, b) = m.mutate(|_, s| {
+            let h = s.hash.borrow().iter().map(|k| intact(&k.0)).count();
+            let t = s.tree.borrow().iter().map(|k| intact(&k.0)).count();
+            let b = s.boxed.borrow().iter().flatten().map(|o| intact(o)).count();
+            (h, t, b)
+        });
+        let third = |r: u64| (0..N).filter(|i| i % 3 == r).count();
+        assert_eq!((h, t, b), (3 * third(0), 3 * third(1), third(2)));
+        // Only the boxed slots of the first two rounds were overwritten so far.
+        assert_eq!(drops.load(Ordering::Relaxed), 2 * third(2));
+        m.mutate(|mc, s| {
+            s.hash.borrow_mut(mc).clear();
+            s.tree.borrow_mut(mc).clear();
+            s.boxed.borrow_mut(mc).fill(None);
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::Relaxed), 3 * N as usize);
+    }
+}

@@ -918,9 +918,31 @@ fn sets_and_boxed_slices_are_traced() {
         m.collect();
         m.collect();
         let (h, t, b) = m.mutate(|_, s| {
-            let h = s.hash.borrow().iter().map(|k| intact(&k.0)).count();
-            let t = s.tree.borrow().iter().map(|k| intact(&k.0)).count();
-            let b = s.boxed.borrow().iter().flatten().map(|o| intact(o)).count();
+            let h = s
+                .hash
+                .borrow()
+                .iter()
+                .inspect(|k| {
+                    intact(&k.0);
+                })
+                .count();
+            let t = s
+                .tree
+                .borrow()
+                .iter()
+                .inspect(|k| {
+                    intact(&k.0);
+                })
+                .count();
+            let b = s
+                .boxed
+                .borrow()
+                .iter()
+                .flatten()
+                .inspect(|o| {
+                    intact(o);
+                })
+                .count();
             (h, t, b)
         });
         let third = |r: u64| (0..N).filter(|i| i % 3 == r).count();

@@ -360,19 +360,21 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
 /// The first cycle counted in `peak_heap_over_goal` and `median_heap_over_goal`.
 const STEADY_CYCLE: u64 = 6;
 
+/// The benchmarks game's binary-trees on gc-core (or on `Box`), printing one line of
+/// `key=value` figures. Reads GOGC, GOMEMLIMIT, GODEBUG=gctrace=1 and the GCCORE_* settings.
+#[derive(clap::Parser)]
+#[command(name = "binary_trees")]
+struct Args {
+    /// Depth of the largest trees.
+    #[arg(default_value_t = 21)]
+    depth: u32,
+    /// Run on `Box` (no GC), the zero-overhead baseline.
+    #[arg(long = "box")]
+    boxed: bool,
+}
+
 fn main() {
-    let mut depth = 21;
-    let mut boxed = false;
-    for a in std::env::args().skip(1) {
-        if a == "--box" {
-            boxed = true;
-        } else if let Ok(d) = a.parse() {
-            depth = d;
-        } else {
-            eprintln!("usage: binary_trees [DEPTH] [--box]");
-            std::process::exit(2);
-        }
-    }
+    let Args { depth, boxed } = clap::Parser::parse();
     let max_depth = depth.max(MIN_DEPTH + 2);
     let t0 = Instant::now();
     if boxed {

@@ -204,11 +204,17 @@ fn run<'gc>(
 type Root = Rootable!['gc => Machine<'gc>];
 type Stack = Rootable!['gc => Value<'gc>];
 
+/// A yielding bytecode evaluator on the collector: builds, sums and drops a list of N numbers.
+#[derive(clap::Parser)]
+#[command(name = "evaluator")]
+struct Args {
+    /// Length of the list.
+    #[arg(default_value_t = 200_000)]
+    n: u64,
+}
+
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("N must be a number"))
-        .unwrap_or(200_000);
+    let Args { n } = clap::Parser::parse();
     let heap = Heap::new(Config::from_env().unwrap_or_else(|e| {
         eprintln!("evaluator: {e}");
         std::process::exit(2)

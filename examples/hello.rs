@@ -19,7 +19,14 @@ struct Root<'gc> {
     head: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
 }
 
+/// The README demo: a linked list on the gc-core heap, part of it dropped and collected.
+/// Reads GOGC, GOMEMLIMIT, GODEBUG=gctrace=1 and the GCCORE_* settings.
+#[derive(clap::Parser)]
+#[command(name = "hello")]
+struct Args {}
+
 fn main() {
+    let Args {} = clap::Parser::parse();
     let heap = match Heap::from_env() {
         Ok(h) => h,
         Err(e) => {

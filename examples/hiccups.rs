@@ -15,20 +15,21 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+/// The machine's latency floor: threads spinning on the clock report the gaps in which they did
+/// not run.
+#[derive(clap::Parser)]
+#[command(name = "hiccups")]
+struct Args {
+    /// Spinning threads.
+    #[arg(long, default_value_t = 2, value_parser = gc_examples::positive)]
+    threads: usize,
+    /// Seconds to spin.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    secs: u64,
+}
+
 fn main() {
-    let (mut threads, mut secs) = (2usize, 5u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v: u64 = it
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{k} needs a positive integer"));
-        match k.as_str() {
-            "--threads" => threads = v.max(1) as usize,
-            "--secs" => secs = v.max(1),
-            other => panic!("unknown argument {other}; usage: hiccups [--threads T] [--secs S]"),
-        }
-    }
+    let Args { threads, secs } = clap::Parser::parse();
     let run = Duration::from_secs(secs);
     let handles: Vec<_> = (0..threads)
         .map(|_| {

@@ -43,31 +43,20 @@ fn message(buf: &mut [u8; MSG_BYTES], i: usize) -> &[u8] {
     buf
 }
 
+/// Go's `gc_latency` benchmark: a window of 1 KiB messages, each push replacing the oldest;
+/// prints push-latency percentiles and the collector's figures as `key=value` pairs.
+#[derive(clap::Parser)]
+#[command(name = "msgbuf")]
 struct Args {
+    /// Messages kept alive (the window).
+    #[arg(long, default_value_t = 200_000, value_parser = gc_examples::positive)]
     window: usize,
+    /// Messages pushed in all.
+    #[arg(long, default_value_t = 10_000_000)]
     pushes: usize,
+    /// Run on `Box` (no GC), the zero-overhead baseline.
+    #[arg(long = "box")]
     boxed: bool,
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        window: 200_000,
-        pushes: 10_000_000,
-        boxed: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut num = |name: &str| gc_examples::flag_value(&mut it, name);
-        match k.as_str() {
-            "--window" => a.window = num("--window").max(1),
-            "--pushes" => a.pushes = num("--pushes"),
-            "--box" => a.boxed = true,
-            other => {
-                panic!("unknown argument {other}; usage: msgbuf [--window N] [--pushes N] [--box]")
-            }
-        }
-    }
-    a
 }
 
 /// The pushes on gc-core; returns the push latencies in ns.
@@ -121,7 +110,7 @@ fn run_box(a: &Args) -> Histogram<u64> {
 }
 
 fn main() {
-    let a = parse_args();
+    let a: Args = clap::Parser::parse();
     let start = Instant::now();
     let heap = (!a.boxed).then(|| {
         let config = Config::from_env().unwrap_or_else(|e| {

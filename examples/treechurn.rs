@@ -127,34 +127,23 @@ fn box_tree(depth: u32, seed: u64) -> Box<BoxNode> {
     })
 }
 
+/// treechurn: a live heap of binary trees, each operation replacing one tree; prints operation
+/// latency, pause and MMU figures as `key=value` pairs.
+#[derive(clap::Parser)]
+#[command(name = "treechurn")]
 struct Args {
+    /// Live heap to keep, in MiB.
+    #[arg(long, default_value_t = 64)]
     live_mib: usize,
+    /// Operations in all (each replaces one tree).
+    #[arg(long, default_value_t = 5000)]
     ops: usize,
+    /// Mutator threads sharing the heap.
+    #[arg(long, default_value_t = 1, value_parser = gc_examples::positive)]
     mutators: usize,
+    /// Run on `Box` (no GC), the zero-overhead baseline.
+    #[arg(long = "box")]
     boxed: bool,
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        live_mib: 64,
-        ops: 5000,
-        mutators: 1,
-        boxed: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut num = |name: &str| gc_examples::flag_value(&mut it, name);
-        match k.as_str() {
-            "--live-mib" => a.live_mib = num("--live-mib"),
-            "--ops" => a.ops = num("--ops"),
-            "--mutators" => a.mutators = num("--mutators").max(1),
-            "--box" => a.boxed = true,
-            other => panic!(
-                "unknown argument {other}; usage: treechurn --live-mib N --ops K [--mutators M] [--box]"
-            ),
-        }
-    }
-    a
 }
 
 /// Trees per mutator for `live_mib` MiB shared by `mutators` (a node takes a 32-byte slot, as in
@@ -169,7 +158,7 @@ fn percentiles(h: &Histogram<u64>) -> (u64, u64, u64) {
 }
 
 fn main() {
-    let a = parse_args();
+    let a: Args = clap::Parser::parse();
     let trees = trees_per_mutator(&a);
     let ops_each = a.ops.div_ceil(a.mutators);
     let start = Instant::now();

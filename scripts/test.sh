@@ -35,6 +35,17 @@ cargo run --quiet --release --example binary_trees -- 10 --box
 GCCORE_CONCURRENT=0 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example treechurn -- --live-mib 8 --ops 500 --mutators 2
 cargo run --quiet --release --example msgbuf -- --window 20000 --pushes 200000
+# Every example's command line: `--help` prints the usage and exits 0, an unknown flag exits 2
+# (the Lox VM: 64, the book's usage code).
+for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator lox; do
+  bin=target/release/examples/$ex; want=2
+  if [ "$ex" = lox ]; then bin=target/release/lox; want=64; fi
+  [ -x "$bin" ] || cargo build --quiet --release -p gc-examples --examples
+  "$bin" --help | grep -q "Usage: $ex" || { echo "$ex --help: no usage"; exit 1; }
+  rc=0; "$bin" --no-such-flag >/dev/null 2>&1 || rc=$?
+  [ "$rc" = "$want" ] || { echo "$ex --no-such-flag: exit $rc, want $want"; exit 1; }
+done
+echo "example command lines: --help exits 0, an unknown flag exits 2 (lox: 64)"
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
     echo "hello accepted $bad"; exit 1

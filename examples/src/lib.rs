@@ -76,12 +76,12 @@ pub fn process_cpu_secs() -> f64 {
     }
 }
 
-/// The value of a command-line flag `name` of the harnesses: the next argument, a
-/// non-negative integer (a panic with the flag's name otherwise).
-pub fn flag_value(args: &mut impl Iterator<Item = String>, name: &str) -> usize {
-    args.next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} needs a positive integer"))
+/// A `clap` value parser for a count that must be at least 1.
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
+    }
 }
 
 /// Collector CPU share of a run: CPU time of the heap's threads (names starting `gc-core`) ÷

@@ -1,4 +1,4 @@
-//! `lox [--gc-stats] [--gc-stress[=N]] [FILE]`: run a Lox script, or start a REPL.
+//! `lox [--gc-stats] [--gc-stress[=N]] [FILE]`: run a Lox script, or start a REPL (`--help`).
 //!
 //! Exit codes follow the book (and `sysexits.h`): 64 usage, 65 compile error, 70 runtime error,
 //! 74 unreadable file, 78 bad heap configuration (`GOGC`, `GCCORE_ARENA`, …); 101 an internal
@@ -10,39 +10,37 @@ use std::process::ExitCode;
 use gc_core::{Config, Heap, HeapStats};
 use lox::{LoxError, Options, Vm};
 
-const USAGE: &str = "Usage: lox [--gc-stats] [--gc-stress[=N]] [FILE]";
-
+/// Run a Lox script, or start a REPL, on the gc-core heap. Reads GOGC, GOMEMLIMIT,
+/// GODEBUG=gctrace=1 and the GCCORE_* settings.
+#[derive(clap::Parser)]
+#[command(name = "lox")]
 struct Args {
+    /// The script to run (none: a REPL).
     file: Option<String>,
+    /// Print the collector's figures at the end.
+    #[arg(long)]
     gc_stats: bool,
+    /// Collect every N allocations (default 1), with the heap verifier on.
+    #[arg(long, value_name = "N", num_args = 0..=1, require_equals = true,
+          default_missing_value = "1", value_parser = positive)]
     gc_stress: Option<u64>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        file: None,
-        gc_stats: false,
-        gc_stress: None,
-    };
-    for a in std::env::args().skip(1) {
-        if a == "--gc-stats" {
-            args.gc_stats = true;
-        } else if a == "--gc-stress" {
-            args.gc_stress = Some(1);
-        } else if let Some(n) = a.strip_prefix("--gc-stress=") {
-            match n.parse::<u64>() {
-                Ok(n) if n > 0 => args.gc_stress = Some(n),
-                _ => return Err(format!("--gc-stress=N needs a positive integer, got {n:?}")),
-            }
-        } else if a.starts_with("--") {
-            return Err(format!("unknown option {a}"));
-        } else if args.file.is_none() {
-            args.file = Some(a);
-        } else {
-            return Err("too many arguments".into());
-        }
+/// `--gc-stress`'s count: a whole number of at least 1.
+fn positive(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a whole number of at least 1, got {s:?}")),
     }
-    Ok(args)
+}
+
+/// Parse the command line; on a usage error, the message and the book's exit code (64), after
+/// `--help` the help and 0.
+fn parse_args() -> Result<Args, u8> {
+    <Args as clap::Parser>::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() { 64 } else { 0 }
+    })
 }
 
 /// Exit code of an internal error (a panic), as Rust's own for a panicking `main`.
@@ -69,10 +67,7 @@ fn main() -> ExitCode {
 fn run() -> u8 {
     let args = match parse_args() {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("lox: {e}\n{USAGE}");
-            return 64;
-        }
+        Err(code) => return code,
     };
     let mut config = match Config::from_env() {
         Ok(c) => c.verify(

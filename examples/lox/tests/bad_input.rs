@@ -11,7 +11,8 @@
 //!   under `ulimit -v` (8 GiB) so that a binary ignoring the limit cannot take the machine down;
 //! - a missing source file: exit 74 with a message; a source that is not UTF-8: exit 65 or
 //!   74 with a message;
-//! - too many command-line arguments: exit 64 with a usage message;
+//! - too many command-line arguments, an unknown flag, a bad `--gc-stress` count: exit 64 with a
+//!   usage message; `--help`: the usage on stdout, exit 0;
 //! - `--gc-stats`: collector figures (`gc_cycles=`) on stderr at exit, stdout unchanged.
 //!
 //! `LOX_BIN` selects another binary (see `common/mod.rs`).
@@ -248,6 +249,30 @@ fn too_many_arguments_is_a_usage_error() {
     assert!(
         said.contains("usage"),
         "expected a usage message: {}",
+        describe(&run)
+    );
+}
+
+#[test]
+fn an_unknown_flag_is_a_usage_error_and_help_is_not() {
+    for args in [
+        &["--bogus"][..],
+        &["--gc-stress=0", "a.lox"],
+        &["--gc-stress=x"],
+    ] {
+        let run = run_lox(args, &[], TIMEOUT);
+        assert_exit(&run, EXIT_USAGE);
+        assert!(
+            run.stderr.contains("error:") && run.stderr.contains("--help"),
+            "{}",
+            describe(&run)
+        );
+    }
+    let run = run_lox(&["--help"], &[], TIMEOUT);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("Usage: lox") && run.stdout.contains("--gc-stress"),
+        "{}",
         describe(&run)
     );
 }

@@ -35,9 +35,12 @@ cargo run --quiet --release --example binary_trees -- 10 --box
 GCCORE_CONCURRENT=0 cargo run --quiet --release --example binary_trees -- 10
 cargo run --quiet --release --example treechurn -- --live-mib 8 --ops 500 --mutators 2
 cargo run --quiet --release --example msgbuf -- --window 20000 --pushes 200000
+# GCBench, small, in verify mode and on Box.
+GCCORE_VERIFY=1 cargo run --quiet --release --example gcbench -- --stretch-depth 14 --long-lived-depth 12 --max-depth 12 --array 20000 | tail -1
+cargo run --quiet --release --example gcbench -- --box --stretch-depth 14 --long-lived-depth 12 --max-depth 12 --array 20000 | tail -1
 # Every example's command line: `--help` prints the usage and exits 0, an unknown flag exits 2
 # (the Lox VM: 64, the book's usage code).
-for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator lox; do
+for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator gcbench lox; do
   bin=target/release/examples/$ex; want=2
   if [ "$ex" = lox ]; then bin=target/release/lox; want=64; fi
   [ -x "$bin" ] || cargo build --quiet --release -p gc-examples --examples

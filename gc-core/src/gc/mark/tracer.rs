@@ -97,8 +97,8 @@ pub struct Tracer {
     /// another pass instead of queueing the span).
     current: *const Span,
     rescan: u32,
-    /// The edges reported (collecting).
-    collected: Vec<*const Object>,
+    /// The edges reported (collecting): the mutator's barrier buffer, lent for the call.
+    collected: Vec<ObjAddr>,
     purpose: Purpose,
     /// Marking: set mark bits without an atomic read-modify-write ([`Marking::Alone`]).
     exclusive: bool,
@@ -209,9 +209,12 @@ impl Tracer {
         t
     }
 
-    /// A tracer that only records the edges it is given (the write barrier).
-    pub(crate) fn collecting(arena: &Arena) -> Tracer {
-        Tracer::with_purpose(arena, Purpose::Collect)
+    /// A tracer that only records the edges it is given, appending them to `into` (the write
+    /// barrier lends it the mutator's buffer, so that a store allocates nothing).
+    pub(crate) fn collecting(arena: &Arena, into: Vec<ObjAddr>) -> Tracer {
+        let mut t = Tracer::with_purpose(arena, Purpose::Collect);
+        t.collected = into;
+        t
     }
 
     /// A tracer that walks the heap checking every object it reaches (the verifier).
@@ -235,7 +238,7 @@ impl Tracer {
     fn edge_other(&mut self, h: *const Object) {
         match &mut self.purpose {
             Purpose::Mark => self.mark(h),
-            Purpose::Collect => self.collected.push(h),
+            Purpose::Collect => self.collected.push(ObjAddr(h)),
             Purpose::Check(c) => {
                 if let Some(trace) = c.visit(self.arena, h).and_then(|info| info.trace) {
                     self.stack.push(Grey { obj: h, trace });
@@ -494,9 +497,6 @@ impl Tracer {
     /// The edges a collecting tracer recorded.
     pub(crate) fn take_collected(&mut self) -> Vec<ObjAddr> {
         std::mem::take(&mut self.collected)
-            .into_iter()
-            .map(ObjAddr)
-            .collect()
     }
 
     /// The problems a checking walk found.

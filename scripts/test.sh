@@ -49,6 +49,17 @@ for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator gcben
   [ "$rc" = "$want" ] || { echo "$ex --no-such-flag: exit $rc, want $want"; exit 1; }
 done
 echo "example command lines: --help exits 0, an unknown flag exits 2 (lox: 64)"
+# The benchmark suite's smoke run: every workload once, small, on every implementation present
+# (Go twins and clox only where installed); every output file written.
+rm -rf target/lab-quick
+cargo run --quiet --release -p gc-lab -- --quick --out target/lab-quick >/dev/null
+for f in machine.txt runs.csv summary.csv summary.json; do
+  [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick wrote no $f"; exit 1; }
+done
+for w in binary-trees gcbench msgbuf treechurn treechurn-4-mutators "lox quick"; do
+  grep -q "^$w,gc-core,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run"; exit 1; }
+done
+echo "gc-lab --quick: every workload ran, every file written"
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
     echo "hello accepted $bad"; exit 1

@@ -1,0 +1,311 @@
+//! The workloads and the programs that run them: each workload on gc-core, on its no-GC
+//! baseline (`Box`) and on its Go 1.19 twin where one exists; the Lox VM against `clox`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the programs are, built.
+pub struct Setup {
+    /// The repository.
+    pub root: PathBuf,
+    /// `target/release` (the lab's own directory): the Rust programs.
+    release: PathBuf,
+    /// The Go twins, built (`None`: no Go toolchain).
+    go_bins: Option<PathBuf>,
+    /// `go version`'s output.
+    pub go_version: Option<String>,
+    /// A reference clox.
+    pub clox: Option<PathBuf>,
+    /// A small Lox program for the quick run.
+    quick_lox: PathBuf,
+}
+
+/// One implementation of a workload: its name and how to start it.
+pub struct Impl {
+    pub name: &'static str,
+    pub command: Box<dyn Fn() -> Command>,
+}
+
+/// A workload and its implementations.
+pub struct Workload {
+    pub name: &'static str,
+    pub impls: Vec<Impl>,
+}
+
+/// Lox for the quick run: closures, instances, strings and a recursive call, a few million
+/// allocations in well under a second.
+const QUICK_LOX: &str = r#"
+class Node { init(l, r) { this.l = l; this.r = r; } }
+fun tree(d) { if (d == 0) return Node(nil, nil); return Node(tree(d - 1), tree(d - 1)); }
+fun count(n) { if (n == nil) return 0; return 1 + count(n.l) + count(n.r); }
+fun adder(k) { fun f(x) { return x + k; } return f; }
+var total = 0;
+for (var i = 0; i < 40; i = i + 1) {
+  var add = adder(i);
+  total = total + count(tree(10)) + add(1);
+}
+var s = "";
+for (var i = 0; i < 200; i = i + 1) s = s + "x";
+print total;
+print s == s + "";
+"#;
+
+fn run(cmd: &str) -> Option<String> {
+    let out = Command::new("sh").args(["-c", cmd]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Setup {
+    /// Build the Rust programs (cargo) and the Go twins (`go`, when present), and find `clox`.
+    pub fn prepare(
+        root: &Path,
+        go: &Path,
+        clox: Option<&Path>,
+        out: &Path,
+    ) -> Result<Setup, String> {
+        let release = std::env::current_exe()
+            .map_err(|e| format!("the lab's own path: {e}"))?
+            .parent()
+            .expect("an executable is in a directory")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("building the workload programs…");
+        let ok = Command::new(&cargo)
+            .current_dir(root)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "gc-examples",
+                "--examples",
+                "-p",
+                "lox",
+            ])
+            .status()
+            .map_err(|e| format!("{cargo}: {e}"))?
+            .success();
+        if !ok {
+            return Err("building the examples failed".into());
+        }
+        let (go_bins, go_version) = if go.exists() {
+            let dir = release.join("lab-go");
+            for twin in ["binarytrees", "gcbench", "msgbuf", "treechurn"] {
+                let ok = Command::new(go)
+                    .current_dir(root.join("benches/go"))
+                    .args(["build", "-o"])
+                    .arg(dir.join(twin))
+                    .arg(format!("./{twin}"))
+                    .status()
+                    .map_err(|e| format!("{}: {e}", go.display()))?
+                    .success();
+                if !ok {
+                    return Err(format!("go build ./{twin} failed"));
+                }
+            }
+            (Some(dir), run(&format!("{} version", go.display())))
+        } else {
+            eprintln!(
+                "Go not found at {} (apt-get install golang-1.19-go, or --go PATH): no Go twins",
+                go.display()
+            );
+            (None, None)
+        };
+        let clox = match clox {
+            Some(p) if p.exists() => Some(p.to_path_buf()),
+            Some(p) => return Err(format!("no clox at {}", p.display())),
+            None => {
+                let beside = root.join("../shared/lox/bin/clox");
+                beside.exists().then_some(beside)
+            }
+        };
+        if clox.is_none() {
+            eprintln!("no clox (--clox PATH): the Lox workloads run on the Lox VM alone");
+        }
+        let quick_lox = out.join("quick.lox");
+        std::fs::write(&quick_lox, QUICK_LOX)
+            .map_err(|e| format!("{}: {e}", quick_lox.display()))?;
+        Ok(Setup {
+            root: root.to_path_buf(),
+            release,
+            go_bins,
+            go_version,
+            clox,
+            quick_lox,
+        })
+    }
+
+    fn example(&self, name: &str) -> PathBuf {
+        self.release.join("examples").join(name)
+    }
+
+    /// The `hiccups` example for `secs` seconds.
+    pub fn hiccups(&self, secs: &str) -> Command {
+        let mut c = Command::new(self.example("hiccups"));
+        c.args(["--secs", secs]);
+        c
+    }
+}
+
+/// A command of `program` with `args`.
+fn command(program: PathBuf, args: Vec<String>) -> Box<dyn Fn() -> Command> {
+    Box::new(move || {
+        let mut c = Command::new(&program);
+        c.args(&args);
+        c
+    })
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A workload on gc-core and `Box` (the same example with `--box`) and on its Go twin.
+fn triple(s: &Setup, name: &'static str, example: &str, twin: &str, args: &[&str]) -> Workload {
+    let mut impls = vec![
+        Impl {
+            name: "gc-core",
+            command: command(s.example(example), strings(args)),
+        },
+        Impl {
+            name: "box",
+            command: command(s.example(example), strings(&[args, &["--box"]].concat())),
+        },
+    ];
+    if let Some(go) = &s.go_bins {
+        impls.push(Impl {
+            name: "go",
+            command: command(go.join(twin), strings(args)),
+        });
+    }
+    Workload { name, impls }
+}
+
+/// The suite: full sizes, or small ones for `--quick`.
+pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
+    let pick = |full: &'static [&'static str], small: &'static [&'static str]| {
+        if quick { small } else { full }
+    };
+    let mut suite = vec![
+        triple(
+            s,
+            "binary-trees",
+            "binary_trees",
+            "binarytrees",
+            pick(&["21"], &["12"]),
+        ),
+        triple(
+            s,
+            "gcbench",
+            "gcbench",
+            "gcbench",
+            pick(
+                &[],
+                &[
+                    "--stretch-depth",
+                    "14",
+                    "--long-lived-depth",
+                    "12",
+                    "--max-depth",
+                    "12",
+                    "--array",
+                    "20000",
+                ],
+            ),
+        ),
+        triple(
+            s,
+            "msgbuf",
+            "msgbuf",
+            "msgbuf",
+            pick(
+                &["--window", "200000", "--pushes", "10000000"],
+                &["--window", "20000", "--pushes", "200000"],
+            ),
+        ),
+        triple(
+            s,
+            "treechurn",
+            "treechurn",
+            "treechurn",
+            pick(
+                &["--live-mib", "256", "--ops", "20000"],
+                &["--live-mib", "8", "--ops", "500"],
+            ),
+        ),
+        triple(
+            s,
+            "treechurn-4-mutators",
+            "treechurn",
+            "treechurn",
+            pick(
+                &["--live-mib", "256", "--ops", "20000", "--mutators", "4"],
+                &["--live-mib", "8", "--ops", "500", "--mutators", "4"],
+            ),
+        ),
+    ];
+    // The Go twin of GCBench names its flags as Go does.
+    if let Some(go) = &s.go_bins
+        && quick
+    {
+        let gcbench = suite.iter_mut().find(|w| w.name == "gcbench").unwrap();
+        gcbench.impls.retain(|i| i.name != "go");
+        gcbench.impls.push(Impl {
+            name: "go",
+            command: command(
+                go.join("gcbench"),
+                strings(&[
+                    "-stretch",
+                    "14",
+                    "-long-lived",
+                    "12",
+                    "-max",
+                    "12",
+                    "-array",
+                    "20000",
+                ]),
+            ),
+        });
+    }
+    let lox_programs: Vec<PathBuf> = if quick {
+        vec![s.quick_lox.clone()]
+    } else {
+        [
+            "binary_trees",
+            "fib",
+            "string_build",
+            "method_call",
+            "closures",
+        ]
+        .iter()
+        .map(|p| s.root.join(format!("examples/lox/bench/{p}.lox")))
+        .collect()
+    };
+    for program in lox_programs {
+        let name: &'static str = Box::leak(
+            format!(
+                "lox {}",
+                program.file_stem().unwrap_or_default().to_string_lossy()
+            )
+            .into_boxed_str(),
+        );
+        let file = program.display().to_string();
+        let mut impls = vec![Impl {
+            name: "gc-core",
+            command: command(
+                s.release.join("lox"),
+                vec!["--gc-stats".into(), file.clone()],
+            ),
+        }];
+        if let Some(clox) = &s.clox {
+            impls.push(Impl {
+                name: "clox",
+                command: command(clox.clone(), vec![file]),
+            });
+        }
+        suite.push(Workload { name, impls });
+    }
+    suite
+}

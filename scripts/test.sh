@@ -59,6 +59,13 @@ done
 for w in binary-trees gcbench msgbuf treechurn treechurn-4-mutators "lox quick"; do
   grep -q "^$w,gc-core,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run"; exit 1; }
 done
+# The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).
+if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
+   /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf >/dev/null 2>&1; then
+  for f in wall.svg wall.png rss.svg rss.png; do
+    [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick drew no $f"; exit 1; }
+  done
+fi
 echo "gc-lab --quick: every workload ran, every file written"
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then

@@ -16,10 +16,13 @@
 //! * `runs.csv`: every figure of every run (`workload,impl,run,key,value`);
 //! * `summary.csv` and `summary.json`: per workload, implementation and figure, the median,
 //!   minimum and maximum over the runs;
+//! * `wall.svg`/`.png` and `rss.svg`/`.png`: each implementation's median wall time and peak
+//!   RSS against its workload's no-GC baseline, with the runs' range;
 //!
 //! and prints a markdown table of the medians. `--quick` runs every workload once at a small
 //! size (a smoke run: it checks that everything runs, not how fast).
 
+mod plot;
 mod run;
 mod workloads;
 
@@ -117,6 +120,7 @@ fn lab(args: &Args) -> Result<(), String> {
     let summary = summarize(&results);
     write(&out.join("summary.csv"), &summary_csv(&summary))?;
     write(&out.join("summary.json"), &summary_json(&summary, &machine))?;
+    plots(&summary, &out);
     print!("{}", table(&summary));
     eprintln!("figures written to {}", out.display());
     Ok(())
@@ -249,6 +253,68 @@ fn table(s: &Summary<'_>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `wall.svg/png` and `rss.svg/png`: each implementation's median wall time and peak RSS as a
+/// ratio to its workload's baseline (`box`, or `clox` for the Lox programs), with the runs'
+/// range. Skipped with a message without a font, or for a workload without its baseline.
+fn plots(s: &Summary<'_>, out: &Path) {
+    if !plot::load_font() {
+        eprintln!("no TrueType font found (DejaVu or Liberation Sans): no plots");
+        return;
+    }
+    for (key, stem, title, y) in [
+        (
+            "wall_s",
+            "wall",
+            "Wall time against the no-GC baseline (median, range over the runs)",
+            "wall time ÷ baseline",
+        ),
+        (
+            "rss_mib",
+            "rss",
+            "Peak RSS against the no-GC baseline (median, range over the runs)",
+            "peak RSS ÷ baseline",
+        ),
+    ] {
+        let mut groups: Vec<plot::Group> = Vec::new();
+        let workloads: Vec<&str> = s.iter().map(|((w, _), _)| *w).fold(Vec::new(), |mut v, w| {
+            if !v.contains(&w) {
+                v.push(w);
+            }
+            v
+        });
+        for w in workloads {
+            let of = |i: &str| {
+                s.iter()
+                    .find(|((sw, si), _)| *sw == w && *si == i)
+                    .and_then(|(_, st)| st.get(key).copied())
+            };
+            let Some((base, ..)) = of("box").or_else(|| of("clox")) else {
+                continue;
+            };
+            let bars = s
+                .iter()
+                .filter(|((sw, _), _)| *sw == w)
+                .filter_map(|((_, i), st)| {
+                    let (m, lo, hi, _) = st.get(key)?;
+                    Some(plot::Bar {
+                        implementation: i.to_string(),
+                        median: m / base,
+                        min: lo / base,
+                        max: hi / base,
+                    })
+                })
+                .collect();
+            groups.push(plot::Group {
+                workload: w.to_string(),
+                bars,
+            });
+        }
+        if let Err(e) = plot::bars(&out.join(stem), title, y, &groups) {
+            eprintln!("plot {stem}: {e}");
+        }
+    }
 }
 
 /// CPUs, CPU model, kernel and the latency floor (the `hiccups` example: threads spinning on the

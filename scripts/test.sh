@@ -56,7 +56,7 @@ cargo run --quiet --release -p gc-lab -- --quick --out target/lab-quick >/dev/nu
 for f in machine.txt runs.csv summary.csv summary.json; do
   [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick wrote no $f"; exit 1; }
 done
-for w in binary-trees gcbench msgbuf treechurn treechurn-4-mutators "lox quick"; do
+for w in binary-trees gcbench msgbuf treechurn treechurn-x4 "lox quick"; do
   grep -q "^$w,gc-core,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run"; exit 1; }
 done
 # The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).

@@ -11,20 +11,30 @@ use std::time::Instant;
 #[derive(Debug, Clone, Default)]
 pub struct Figures(pub BTreeMap<String, f64>);
 
-/// Run `cmd` (its stdout captured, stderr passed on) in `dir`; an error if it cannot start or
-/// exits unsuccessfully.
+/// Run `cmd` in `dir`, its output captured; an error (with the output) if it cannot start or
+/// exits unsuccessfully. The figures are the `key=value` pairs of stdout's last line that has
+/// any, completed by stderr's (where a program such as the Lox VM prints its collector
+/// figures, stdout being the script's).
 pub fn measure(mut cmd: Command, dir: &Path) -> Result<Figures, String> {
     let shown = format!("{cmd:?}");
     cmd.current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     let start = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
     let pid = child.id() as libc::pid_t;
-    // Read stdout before waiting, so a chatty program cannot block on a full pipe.
-    let mut out = child.stdout.expect("piped");
+    // Read both pipes before waiting (stderr on a thread), so that a chatty program cannot
+    // block on a full pipe.
+    let mut err = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut t = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut t);
+        t
+    });
+    let mut out = child.stdout.take().expect("piped");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| format!("{shown}: {e}"))?;
+    let errors = err_reader.join().unwrap_or_default();
     let mut status = 0;
     // SAFETY: `rusage` is plain data, zero is a valid value, and `wait4` fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -36,10 +46,15 @@ pub fn measure(mut cmd: Command, dir: &Path) -> Result<Figures, String> {
         return Err(format!("{shown}: wait4 failed"));
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{shown}: exited with status {status:#x}\n{text}"));
+        return Err(format!(
+            "{shown}: exited with status {status:#x}\n{text}{errors}"
+        ));
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let mut f = parse_keys(&text);
+    for (k, v) in parse_keys(&errors).0 {
+        f.0.entry(k).or_insert(v);
+    }
     f.0.insert("wall_s".into(), wall);
     f.0.insert("cpu_s".into(), tv(usage.ru_utime) + tv(usage.ru_stime));
     // Linux reports ru_maxrss in KiB.
@@ -99,10 +114,11 @@ mod tests {
     #[test]
     fn a_run_is_measured_by_the_kernel() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo 'a=1 b=2.5'; echo done"]);
+        cmd.args(["-c", "echo 'a=1 b=2.5'; echo done; echo 'b=9 c=3' >&2"]);
         let f = measure(cmd, Path::new(".")).unwrap();
         assert_eq!(f.0["a"], 1.0);
-        assert_eq!(f.0["b"], 2.5);
+        assert_eq!(f.0["b"], 2.5, "stdout's figures come first");
+        assert_eq!(f.0["c"], 3.0, "stderr's complete them");
         assert!(f.0["wall_s"] > 0.0 && f.0["rss_mib"] > 0.0);
         let mut bad = Command::new("sh");
         bad.args(["-c", "exit 3"]);

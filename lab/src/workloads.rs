@@ -237,7 +237,7 @@ pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
         ),
         triple(
             s,
-            "treechurn-4-mutators",
+            "treechurn-x4",
             "treechurn",
             "treechurn",
             pick(

@@ -891,6 +891,14 @@ impl Ord for ById<'_> {
     }
 }
 
+/// How many objects `objs` yields, each checked intact.
+fn checked<'a>(objs: impl Iterator<Item = &'a Obj>) -> usize {
+    objs.inspect(|o| {
+        intact(o);
+    })
+    .count()
+}
+
 #[test]
 fn sets_and_boxed_slices_are_traced() {
     for (verify, span) in common::MODES {
@@ -918,31 +926,9 @@ fn sets_and_boxed_slices_are_traced() {
         m.collect();
         m.collect();
         let (h, t, b) = m.mutate(|_, s| {
-            let h = s
-                .hash
-                .borrow()
-                .iter()
-                .inspect(|k| {
-                    intact(&k.0);
-                })
-                .count();
-            let t = s
-                .tree
-                .borrow()
-                .iter()
-                .inspect(|k| {
-                    intact(&k.0);
-                })
-                .count();
-            let b = s
-                .boxed
-                .borrow()
-                .iter()
-                .flatten()
-                .inspect(|o| {
-                    intact(o);
-                })
-                .count();
+            let h = checked(s.hash.borrow().iter().map(|k| &*k.0));
+            let t = checked(s.tree.borrow().iter().map(|k| &*k.0));
+            let b = checked(s.boxed.borrow().iter().flatten().map(|o| &**o));
             (h, t, b)
         });
         let third = |r: u64| (0..N).filter(|i| i % 3 == r).count();

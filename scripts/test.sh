@@ -52,8 +52,8 @@ echo "example command lines: --help exits 0, an unknown flag exits 2 (lox: 64)"
 # The benchmark suite's smoke run: every workload once, small, on every implementation present
 # (Go twins and clox only where installed); every output file written.
 rm -rf target/lab-quick
-cargo run --quiet --release -p gc-lab -- --quick --out target/lab-quick >/dev/null
-for f in machine.txt runs.csv summary.csv summary.json; do
+cargo run --quiet --release -p gc-lab -- --quick --curves 50,200 --out target/lab-quick >/dev/null
+for f in machine.txt runs.csv summary.csv summary.json curves.csv; do
   [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick wrote no $f"; exit 1; }
 done
 for w in binary-trees gcbench msgbuf treechurn treechurn-x4 "lox quick"; do
@@ -62,7 +62,8 @@ done
 # The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).
 if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
    /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf >/dev/null 2>&1; then
-  for f in wall.svg wall.png rss.svg rss.png; do
+  for f in wall.svg wall.png rss.svg rss.png curve-binary-trees.svg curve-binary-trees.png \
+           curve-treechurn.svg curve-treechurn.png; do
     [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick drew no $f"; exit 1; }
   done
 fi

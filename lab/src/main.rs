@@ -19,7 +19,9 @@
 //! * `wall.svg`/`.png` and `rss.svg`/`.png`: each implementation's median wall time and peak
 //!   RSS against its workload's no-GC baseline, with the runs' range;
 //!
-//! and prints a markdown table of the medians. `--quick` runs every workload once at a small
+//! and prints a markdown table of the medians. `--curves 25,50,100,200,400,800` also runs
+//! binary-trees and treechurn at each GOGC on gc-core and Go (and `Box` once) and plots wall time
+//! against peak RSS (`curve-<workload>.svg/png`, `curves.csv`). `--quick` runs every workload once at a small
 //! size (a smoke run: it checks that everything runs, not how fast).
 
 mod plot;
@@ -57,6 +59,10 @@ struct Args {
     /// A reference clox binary for the Lox workloads (skipped when absent).
     #[arg(long, env = "CLOX")]
     clox: Option<PathBuf>,
+    /// Also run binary-trees and treechurn at each of these GOGC values on gc-core and Go, and
+    /// plot time against peak RSS (`curve-<workload>.svg/png`, `curves.csv`).
+    #[arg(long, value_delimiter = ',', value_name = "GOGC,…")]
+    curves: Vec<u32>,
 }
 
 fn main() {
@@ -117,6 +123,9 @@ fn lab(args: &Args) -> Result<(), String> {
         }
     }
     write(&out.join("runs.csv"), &csv)?;
+    if !args.curves.is_empty() {
+        curves(&suite, &args.curves, runs, &root, &out)?;
+    }
     let summary = summarize(&results);
     write(&out.join("summary.csv"), &summary_csv(&summary))?;
     write(&out.join("summary.json"), &summary_json(&summary, &machine))?;
@@ -253,6 +262,93 @@ fn table(s: &Summary<'_>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The cost curves (the DaCapo way: time against memory as the heap size setting varies): for
+/// binary-trees and the single-mutator treechurn, gc-core and Go at each GOGC value and `Box`
+/// once, medians over `runs`; `curves.csv` and one plot per workload.
+fn curves(
+    suite: &[workloads::Workload],
+    gogcs: &[u32],
+    runs: u32,
+    root: &Path,
+    out: &Path,
+) -> Result<(), String> {
+    let mut csv = String::from("workload,impl,gogc,wall_s,rss_mib,gc_cpu_go\n");
+    let fonts = plot::load_font();
+    for w in suite
+        .iter()
+        .filter(|w| w.name == "binary-trees" || w.name == "treechurn")
+    {
+        let mut lines: Vec<plot::Curve> = Vec::new();
+        for i in &w.impls {
+            let settings: Vec<Option<u32>> = if i.name == "box" {
+                vec![None]
+            } else {
+                gogcs.iter().map(|&g| Some(g)).collect()
+            };
+            let mut points = Vec::new();
+            for g in settings {
+                let mut figs: Vec<Figures> = Vec::new();
+                for r in 1..=runs {
+                    eprint!(
+                        "curve: {} on {} GOGC={} (round {r})… ",
+                        w.name,
+                        i.name,
+                        g.map_or("-".into(), |g| g.to_string())
+                    );
+                    let mut cmd = (i.command)();
+                    if let Some(g) = g {
+                        cmd.env("GOGC", g.to_string());
+                    }
+                    let f = measure(cmd, root)?;
+                    eprintln!("{:.2} s, {:.0} MiB", f.0["wall_s"], f.0["rss_mib"]);
+                    figs.push(f);
+                }
+                let med = |k: &str| {
+                    median(
+                        &figs
+                            .iter()
+                            .filter_map(|f| f.0.get(k).copied())
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap_or(f64::NAN)
+                };
+                let (wall, rss, cpu) = (med("wall_s"), med("rss_mib"), med("gc_cpu_go"));
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{wall},{rss},{cpu}",
+                    w.name,
+                    i.name,
+                    g.map_or(String::new(), |g| g.to_string())
+                );
+                points.push(plot::Point {
+                    label: g.map_or(String::new(), |g| g.to_string()),
+                    x: rss,
+                    y: wall,
+                });
+            }
+            lines.push(plot::Curve {
+                implementation: i.name.to_string(),
+                points,
+            });
+        }
+        if fonts {
+            let title = format!(
+                "{}: wall time against peak RSS, GOGC {}",
+                w.name,
+                gogcs
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            );
+            if let Err(e) = plot::curves(&out.join(format!("curve-{}", w.name)), &title, &lines) {
+                eprintln!("plot curve-{}: {e}", w.name);
+            }
+        }
+    }
+    write(&out.join("curves.csv"), &csv)
 }
 
 /// `wall.svg/png` and `rss.svg/png`: each implementation's median wall time and peak RSS as a

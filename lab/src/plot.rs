@@ -169,3 +169,102 @@ where
     root.present()?;
     Ok(())
 }
+
+/// A point of a cost curve: peak RSS (x) and wall time (y) at one setting (`label`).
+pub struct Point {
+    pub label: String,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// One implementation's cost curve.
+pub struct Curve {
+    pub implementation: String,
+    pub points: Vec<Point>,
+}
+
+/// Cost curves (time against memory, one line per implementation, each point labelled with its
+/// setting) into `<stem>.svg` and `<stem>.png`.
+pub fn curves(stem: &Path, title: &str, lines: &[Curve]) -> Result<(), String> {
+    let size = (900, 600);
+    let svg = stem.with_extension("svg");
+    draw_curves(
+        SVGBackend::new(&svg, size).into_drawing_area(),
+        title,
+        lines,
+    )
+    .map_err(|e| format!("{}: {e}", svg.display()))?;
+    let png = stem.with_extension("png");
+    draw_curves(
+        BitMapBackend::new(&png, size).into_drawing_area(),
+        title,
+        lines,
+    )
+    .map_err(|e| format!("{}: {e}", png.display()))?;
+    Ok(())
+}
+
+fn draw_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    lines: &[Curve],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let finite = |v: f64| v.is_finite();
+    let xs = lines
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.x))
+        .filter(|v| finite(*v));
+    let ys = lines
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.y))
+        .filter(|v| finite(*v));
+    let x_max = xs.fold(1.0f64, f64::max) * 1.1;
+    let y_max = ys.fold(0.1f64, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("peak RSS (MiB)")
+        .y_desc("wall time (s)")
+        .draw()?;
+    for c in lines {
+        let col = colour(&c.implementation);
+        let mut pts: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .filter(|p| finite(p.x) && finite(p.y))
+            .map(|p| (p.x, p.y))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))?
+            .label(c.implementation.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], col.filled()));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, col.filled())))?;
+        for p in c.points.iter().filter(|p| finite(p.x) && finite(p.y)) {
+            if !p.label.is_empty() {
+                chart.draw_series(std::iter::once(Text::new(
+                    p.label.clone(),
+                    (p.x, p.y),
+                    ("sans-serif", 12).into_font(),
+                )))?;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -207,11 +207,12 @@ fn mutator(heap: &Heap) -> Mutator<RootM> {
 }
 
 /// Start a cycle with the background marker held, and wait until its mark phase runs.
-fn start_held_cycle(heap: &Heap, m: &mut Mutator<RootM>) {
+/// `marking` runs a scope of a mutator of the heap and says whether it saw marking.
+fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
     heap.debug_hold_marking(true);
     heap.debug_start_cycle();
     let t = Instant::now();
-    while !m.mutate(|mc, _| mc.debug_marking()) {
+    while !marking() {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "the cycle did not start"
@@ -250,16 +251,7 @@ fn held_marker_move(verify: bool, span: bool, from: Kind, to: Kind) {
             from.push(mc, &r.from, obj(mc, id, &drops));
         }
     });
-    heap.debug_hold_marking(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !m.mutate(|mc, _| mc.debug_marking()) {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the cycle did not start"
-        );
-        std::thread::yield_now();
-    }
+    start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
     m.mutate_with_stack(|mc, r, stack| {
         assert!(mc.debug_marking());
         for o in from.take_all(mc, &r.from) {
@@ -337,7 +329,7 @@ fn borrow_held_across_stw1(verify: bool) {
     };
     blocked_rx.recv().unwrap();
     let mut b = mutator(&heap);
-    start_held_cycle(&heap, &mut b);
+    start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
     // Let the marker run (it reaches the borrowed vector and skips it) before the scope goes on.
     heap.debug_hold_marking(false);
     std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
@@ -818,13 +810,7 @@ fn moves_inside_a_blocking_region_after_stw1() {
         });
         blocked_rx.recv().unwrap();
         let mut b = two(&heap);
-        heap.debug_hold_marking(true);
-        heap.debug_start_cycle();
-        let t = Instant::now();
-        while !b.mutate(|mc, _| mc.debug_marking()) {
-            assert!(t.elapsed() < Duration::from_secs(20));
-            std::thread::yield_now();
-        }
+        start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         heap.debug_hold_marking(false);
         std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
         go_tx.send(()).unwrap();

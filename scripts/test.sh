@@ -59,6 +59,12 @@ done
 for w in binary-trees gcbench msgbuf treechurn treechurn-x4 "lox quick"; do
   grep -q "^$w,gc-core,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run"; exit 1; }
 done
+# The Rust peers run binary-trees and GCBench (and answered as gc-core did, or the lab stopped).
+for p in gc-arena dumpster rust-gc sandpit; do
+  for w in binary-trees gcbench; do
+    grep -q "^$w,$p,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run on $p"; exit 1; }
+  done
+done
 # The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).
 if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
    /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf >/dev/null 2>&1; then

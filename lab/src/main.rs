@@ -24,17 +24,21 @@
 //! against peak RSS (`curve-<workload>.svg/png`, `curves.csv`). `--quick` runs every workload once at a small
 //! size (a smoke run: it checks that everything runs, not how fast).
 
+mod curves;
 mod plot;
+mod progress;
+mod report;
 mod run;
 mod workloads;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
-use crate::run::{Figures, measure, median};
+use crate::progress::Progress;
+use crate::report::Summary;
+use crate::run::{Figures, measure};
 use crate::workloads::{Setup, workloads};
 
 /// Run the benchmark suite and write its figures.
@@ -63,6 +67,21 @@ struct Args {
     /// plot time against peak RSS (`curve-<workload>.svg/png`, `curves.csv`).
     #[arg(long, value_delimiter = ',', value_name = "GOGC,…")]
     curves: Vec<u32>,
+    /// Leave out the Rust peers (gc-arena, dumpster, rust-gc, sandpit).
+    #[arg(long)]
+    no_peers: bool,
+}
+
+/// The environment variable that tells a harness where to write its detailed data (pause
+/// list, latency distribution, MMU curve, heap timeline), which the lab plots.
+pub const DATA_VAR: &str = "GC_LAB_DATA";
+
+/// Where run `r` of `implementation` on `workload` writes its detailed data.
+fn run_data_dir(out: &Path, workload: &str, implementation: &str, r: u32) -> PathBuf {
+    out.join("data")
+        .join(workload.replace(' ', "-"))
+        .join(implementation)
+        .join(format!("run{r}"))
 }
 
 fn main() {
@@ -81,7 +100,7 @@ fn lab(args: &Args) -> Result<(), String> {
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let setup = Setup::prepare(&root, args.go.as_path(), args.clox.as_deref(), &out)?;
-    let mut suite = workloads(&setup, args.quick);
+    let mut suite = workloads(&setup, args.quick, !args.no_peers);
     if !args.only.is_empty() {
         suite.retain(|w| args.only.iter().any(|o| o == w.name));
         if suite.is_empty() {
@@ -94,7 +113,7 @@ fn lab(args: &Args) -> Result<(), String> {
 
     let runs = if args.quick { 1 } else { args.runs };
     let total: usize = suite.iter().map(|w| w.impls.len()).sum::<usize>() * runs as usize;
-    let mut done = 0;
+    let progress = Progress::new(total as u64);
     // (workload, impl) → the runs' figures, in suite order.
     let mut results: Vec<((&str, &str), Vec<Figures>)> = Vec::new();
     for w in &suite {
@@ -105,11 +124,37 @@ fn lab(args: &Args) -> Result<(), String> {
     let mut csv = String::from("workload,impl,run,key,value\n");
     for r in 1..=runs {
         for w in &suite {
+            // The first implementation's answer lines, which the others must repeat.
+            let mut answer: Option<(&str, Vec<String>)> = None;
             for i in &w.impls {
-                done += 1;
-                eprint!("[{done}/{total}] {} on {} (round {r})… ", w.name, i.name);
-                let f = measure((i.command)(), &root)?;
-                eprintln!("{:.2} s", f.0["wall_s"]);
+                progress.start(&format!("{} on {} (round {r})", w.name, i.name));
+                let mut cmd = (i.command)();
+                let data = run_data_dir(&out, w.name, i.name, r);
+                std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+                cmd.env(DATA_VAR, &data);
+                let (f, stdout) = measure(cmd, &root)?;
+                progress.done(&format!(
+                    "{} on {} (round {r}): {:.2} s, {:.0} MiB",
+                    w.name, i.name, f.0["wall_s"], f.0["rss_mib"]
+                ));
+                let lines: Vec<String> = stdout
+                    .lines()
+                    .filter(|l| (w.answer)(l))
+                    .map(str::to_string)
+                    .collect();
+                match &answer {
+                    None => answer = Some((i.name, lines)),
+                    Some((first, expected)) if *expected != lines => {
+                        return Err(format!(
+                            "{} on {} answered\n{}\nwhere {first} answered\n{}",
+                            w.name,
+                            i.name,
+                            lines.join("\n"),
+                            expected.join("\n")
+                        ));
+                    }
+                    Some(_) => {}
+                }
                 for (k, v) in &f.0 {
                     let _ = writeln!(csv, "{},{},{r},{k},{v}", w.name, i.name);
                 }
@@ -122,233 +167,21 @@ fn lab(args: &Args) -> Result<(), String> {
             }
         }
     }
+    progress.finish();
     write(&out.join("runs.csv"), &csv)?;
     if !args.curves.is_empty() {
-        curves(&suite, &args.curves, runs, &root, &out)?;
+        curves::curves(&suite, &args.curves, runs, &root, &out)?;
     }
-    let summary = summarize(&results);
-    write(&out.join("summary.csv"), &summary_csv(&summary))?;
-    write(&out.join("summary.json"), &summary_json(&summary, &machine))?;
+    let summary = report::summarize(&results);
+    write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
+    write(
+        &out.join("summary.json"),
+        &report::summary_json(&summary, &machine),
+    )?;
     plots(&summary, &out);
-    print!("{}", table(&summary));
+    print!("{}", report::table(&summary));
     eprintln!("figures written to {}", out.display());
     Ok(())
-}
-
-/// Per (workload, impl): figure → (median, min, max, runs).
-type Summary<'a> = Vec<((&'a str, &'a str), BTreeMap<String, (f64, f64, f64, usize)>)>;
-
-fn summarize<'a>(results: &[((&'a str, &'a str), Vec<Figures>)]) -> Summary<'a> {
-    results
-        .iter()
-        .map(|(key, runs)| {
-            let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for f in runs {
-                for (k, v) in &f.0 {
-                    by_key.entry(k.clone()).or_default().push(*v);
-                }
-            }
-            let stats = by_key
-                .into_iter()
-                .map(|(k, v)| {
-                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    (k, (median(&v).unwrap_or(f64::NAN), lo, hi, v.len()))
-                })
-                .collect();
-            (*key, stats)
-        })
-        .collect()
-}
-
-fn summary_csv(s: &Summary<'_>) -> String {
-    let mut out = String::from("workload,impl,key,median,min,max,runs\n");
-    for ((w, i), stats) in s {
-        for (k, (m, lo, hi, n)) in stats {
-            let _ = writeln!(out, "{w},{i},{k},{m},{lo},{hi},{n}");
-        }
-    }
-    out
-}
-
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A JSON number (`null` for what JSON cannot hold).
-fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "null".into()
-    }
-}
-
-fn summary_json(s: &Summary<'_>, machine: &str) -> String {
-    let mut out = format!(
-        "{{\n  \"machine\": {},\n  \"results\": [\n",
-        json_str(machine)
-    );
-    for (n, ((w, i), stats)) in s.iter().enumerate() {
-        let _ = write!(
-            out,
-            "    {{\"workload\": {}, \"impl\": {}, \"figures\": {{",
-            json_str(w),
-            json_str(i)
-        );
-        for (m, (k, (med, lo, hi, runs))) in stats.iter().enumerate() {
-            let _ = write!(
-                out,
-                "{}{}: {{\"median\": {}, \"min\": {}, \"max\": {}, \"runs\": {runs}}}",
-                if m == 0 { "" } else { ", " },
-                json_str(k),
-                json_num(*med),
-                json_num(*lo),
-                json_num(*hi)
-            );
-        }
-        let _ = writeln!(out, "}}}}{}", if n + 1 < s.len() { "," } else { "" });
-    }
-    out.push_str("  ]\n}\n");
-    out
-}
-
-/// The medians as a markdown table: the kernel's figures for every implementation, the
-/// collector's where the program reports them.
-fn table(s: &Summary<'_>) -> String {
-    // (heading, the figure's key in each harness that reports it, decimals)
-    let cols: [(&str, &[&str], usize); 9] = [
-        ("wall s", &["wall_s"], 2),
-        ("CPU s", &["cpu_s"], 2),
-        ("peak RSS MiB", &["rss_mib"], 1),
-        ("GC cycles", &["gc_cycles"], 0),
-        ("pause p99 µs", &["stw_p99_us"], 0),
-        ("longest pause µs", &["pause_max_us", "stw_max_us"], 0),
-        ("op p99 µs", &["op_p99_us", "push_p99_us"], 0),
-        ("MMU 10 ms", &["mmu_10ms"], 3),
-        ("GC CPU (Go's def.)", &["gc_cpu_go"], 3),
-    ];
-    let mut out = String::from("| workload | implementation |");
-    for (h, _, _) in cols {
-        let _ = write!(out, " {h} |");
-    }
-    out.push_str("\n|---|---|");
-    out.push_str(&"---:|".repeat(cols.len()));
-    out.push('\n');
-    for ((w, i), stats) in s {
-        let _ = write!(out, "| {w} | {i} |");
-        for (_, keys, digits) in cols {
-            match keys.iter().find_map(|k| stats.get(*k)) {
-                Some((m, ..)) => {
-                    let _ = write!(out, " {m:.digits$} |");
-                }
-                None => out.push_str(" — |"),
-            }
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// The cost curves (the DaCapo way: time against memory as the heap size setting varies): for
-/// binary-trees and the single-mutator treechurn, gc-core and Go at each GOGC value and `Box`
-/// once, medians over `runs`; `curves.csv` and one plot per workload.
-fn curves(
-    suite: &[workloads::Workload],
-    gogcs: &[u32],
-    runs: u32,
-    root: &Path,
-    out: &Path,
-) -> Result<(), String> {
-    let mut csv = String::from("workload,impl,gogc,wall_s,rss_mib,gc_cpu_go\n");
-    let fonts = plot::load_font();
-    for w in suite
-        .iter()
-        .filter(|w| w.name == "binary-trees" || w.name == "treechurn")
-    {
-        let mut lines: Vec<plot::Curve> = Vec::new();
-        for i in &w.impls {
-            let settings: Vec<Option<u32>> = if i.name == "box" {
-                vec![None]
-            } else {
-                gogcs.iter().map(|&g| Some(g)).collect()
-            };
-            let mut points = Vec::new();
-            for g in settings {
-                let mut figs: Vec<Figures> = Vec::new();
-                for r in 1..=runs {
-                    eprint!(
-                        "curve: {} on {} GOGC={} (round {r})… ",
-                        w.name,
-                        i.name,
-                        g.map_or("-".into(), |g| g.to_string())
-                    );
-                    let mut cmd = (i.command)();
-                    if let Some(g) = g {
-                        cmd.env("GOGC", g.to_string());
-                    }
-                    let f = measure(cmd, root)?;
-                    eprintln!("{:.2} s, {:.0} MiB", f.0["wall_s"], f.0["rss_mib"]);
-                    figs.push(f);
-                }
-                let med = |k: &str| {
-                    median(
-                        &figs
-                            .iter()
-                            .filter_map(|f| f.0.get(k).copied())
-                            .collect::<Vec<_>>(),
-                    )
-                    .unwrap_or(f64::NAN)
-                };
-                let (wall, rss, cpu) = (med("wall_s"), med("rss_mib"), med("gc_cpu_go"));
-                let _ = writeln!(
-                    csv,
-                    "{},{},{},{wall},{rss},{cpu}",
-                    w.name,
-                    i.name,
-                    g.map_or(String::new(), |g| g.to_string())
-                );
-                points.push(plot::Point {
-                    label: g.map_or(String::new(), |g| g.to_string()),
-                    x: rss,
-                    y: wall,
-                });
-            }
-            lines.push(plot::Curve {
-                implementation: i.name.to_string(),
-                points,
-            });
-        }
-        if fonts {
-            let title = format!(
-                "{}: wall time against peak RSS, GOGC {}",
-                w.name,
-                gogcs
-                    .iter()
-                    .map(|g| g.to_string())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            );
-            if let Err(e) = plot::curves(&out.join(format!("curve-{}", w.name)), &title, &lines) {
-                eprintln!("plot curve-{}: {e}", w.name);
-            }
-        }
-    }
-    write(&out.join("curves.csv"), &csv)
 }
 
 /// `wall.svg/png` and `rss.svg/png`: each implementation's median wall time and peak RSS as a
@@ -432,7 +265,7 @@ fn describe_machine(setup: &Setup, quick: bool) -> String {
     let mut s = format!("cpus: {cpus}\ncpu model: {model}\nkernel: {kernel}\n");
     let secs = if quick { "1" } else { "5" };
     match measure(setup.hiccups(secs), &setup.root) {
-        Ok(f) => {
+        Ok((f, _)) => {
             let g = |k: &str| f.0.get(k).copied().unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
@@ -461,6 +294,6 @@ fn describe_machine(setup: &Setup, quick: bool) -> String {
     s
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

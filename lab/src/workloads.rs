@@ -30,6 +30,15 @@ pub struct Impl {
 pub struct Workload {
     pub name: &'static str,
     pub impls: Vec<Impl>,
+    /// The output lines that every implementation must print alike (the workload's answer, not
+    /// its timings): the lab stops with an error where one differs from the first
+    /// implementation's.
+    pub answer: fn(&str) -> bool,
+}
+
+/// No line is compared (the program's output includes timings, or differs by design).
+fn no_answer(_: &str) -> bool {
+    false
 }
 
 /// Lox for the quick run: closures, instances, strings and a recursive call, a few million
@@ -81,8 +90,11 @@ impl Setup {
                 "-p",
                 "gc-examples",
                 "--examples",
+                "--bins",
                 "-p",
                 "lox",
+                "-p",
+                "gc-peers",
             ])
             .status()
             .map_err(|e| format!("{cargo}: {e}"))?
@@ -180,11 +192,33 @@ fn triple(s: &Setup, name: &'static str, example: &str, twin: &str, args: &[&str
             command: command(go.join(twin), strings(args)),
         });
     }
-    Workload { name, impls }
+    Workload {
+        name,
+        impls,
+        answer: no_answer,
+    }
 }
 
+/// The Rust peers (the `gc-peers` program) for a workload they implement: `workload` is its
+/// subcommand, `args` its arguments.
+fn peers(s: &Setup, workload: &'static str, args: &[&str]) -> Vec<Impl> {
+    PEERS
+        .iter()
+        .map(|&peer| Impl {
+            name: peer,
+            command: command(
+                s.release.join("gc-peers"),
+                strings(&[&[peer, workload], args].concat()),
+            ),
+        })
+        .collect()
+}
+
+/// The Rust collectors `gc-peers` runs.
+pub const PEERS: [&str; 4] = ["gc-arena", "dumpster", "rust-gc", "sandpit"];
+
 /// The suite: full sizes, or small ones for `--quick`.
-pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
+pub fn workloads(s: &Setup, quick: bool, with_peers: bool) -> Vec<Workload> {
     let pick = |full: &'static [&'static str], small: &'static [&'static str]| {
         if quick { small } else { full }
     };
@@ -246,13 +280,43 @@ pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
             ),
         ),
     ];
+    // binary-trees prints its answer (node counts) on every line but the figures; GCBench its
+    // steps, between timings.
+    suite[0].answer = |l| !l.contains('=');
+    suite[1].answer = |l| l.starts_with("Stretching") || l.starts_with("Creating");
+    if with_peers {
+        let bt = peers(s, "binary-trees", pick(&["21"], &["12"]));
+        suite[0].impls.extend(bt);
+        let gcb = peers(
+            s,
+            "gcbench",
+            pick(
+                &[],
+                &[
+                    "--stretch-depth",
+                    "14",
+                    "--long-lived-depth",
+                    "12",
+                    "--max-depth",
+                    "12",
+                    "--array",
+                    "20000",
+                ],
+            ),
+        );
+        suite[1].impls.extend(gcb);
+    }
     // The Go twin of GCBench names its flags as Go does.
     if let Some(go) = &s.go_bins
         && quick
     {
         let gcbench = suite.iter_mut().find(|w| w.name == "gcbench").unwrap();
-        gcbench.impls.retain(|i| i.name != "go");
-        gcbench.impls.push(Impl {
+        let twin = gcbench
+            .impls
+            .iter_mut()
+            .find(|i| i.name == "go")
+            .expect("triple() adds the twin where Go is present");
+        *twin = Impl {
             name: "go",
             command: command(
                 go.join("gcbench"),
@@ -267,7 +331,7 @@ pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
                     "20000",
                 ]),
             ),
-        });
+        };
     }
     let lox_programs: Vec<PathBuf> = if quick {
         vec![s.quick_lox.clone()]
@@ -305,7 +369,11 @@ pub fn workloads(s: &Setup, quick: bool) -> Vec<Workload> {
                 command: command(clox.clone(), vec![file]),
             });
         }
-        suite.push(Workload { name, impls });
+        suite.push(Workload {
+            name,
+            impls,
+            answer: no_answer,
+        });
     }
     suite
 }

@@ -1,0 +1,183 @@
+//! sandpit 0.5 with its default features (single-threaded: a collection runs when a `mutate`
+//! call returns and the arena's trigger says so). Objects live in an `Arena` entered with
+//! `mutate`, so the workload builds at most a scope's budget of nodes per call (one tree, when
+//! a tree is larger). Mutable pointers are `GcOpt`s written through `write_barrier`.
+
+use sandpit::{Arena, Gc, GcOpt, Mutator, Root, Trace, field};
+
+use crate::Peer;
+
+#[derive(Trace)]
+struct Pair<'gc> {
+    left: GcOpt<'gc, Pair<'gc>>,
+    right: GcOpt<'gc, Pair<'gc>>,
+}
+
+#[derive(Trace)]
+struct Node<'gc> {
+    left: GcOpt<'gc, Node<'gc>>,
+    right: GcOpt<'gc, Node<'gc>>,
+    i: i32,
+    j: i32,
+}
+
+#[derive(Trace)]
+struct Roots<'gc> {
+    pairs: GcOpt<'gc, Pair<'gc>>,
+    boehm: GcOpt<'gc, Node<'gc>>,
+    array: GcOpt<'gc, [f64]>,
+}
+
+/// The arena, rooted at the `Roots` object.
+type RootedArena = Arena<Root![Gc<'_, Roots<'_>>]>;
+
+pub struct SandpitPeer {
+    arena: RootedArena,
+}
+
+impl SandpitPeer {
+    pub fn new() -> SandpitPeer {
+        SandpitPeer {
+            arena: Arena::new(|mu| {
+                Gc::new(
+                    mu,
+                    Roots {
+                        pairs: GcOpt::new_none(),
+                        boehm: GcOpt::new_none(),
+                        array: GcOpt::new_none(),
+                    },
+                )
+            }),
+        }
+    }
+
+    /// One `mutate` call, returning what `f` computes.
+    fn scope<T>(
+        &self,
+        f: impl for<'gc> FnOnce(&'gc Mutator<'gc>, &'gc Gc<'gc, Roots<'gc>>) -> T,
+    ) -> T {
+        let mut out = None;
+        self.arena.mutate(|mu, root| out = Some(f(mu, root)));
+        out.expect("mutate runs its closure")
+    }
+}
+
+fn pairs<'gc>(mu: &'gc Mutator<'gc>, d: u32) -> Gc<'gc, Pair<'gc>> {
+    let (left, right) = if d == 0 {
+        (GcOpt::new_none(), GcOpt::new_none())
+    } else {
+        (pairs(mu, d - 1).into(), pairs(mu, d - 1).into())
+    };
+    Gc::new(mu, Pair { left, right })
+}
+
+fn count_pairs(t: &Pair<'_>) -> u64 {
+    1 + t.left.as_option().map_or(0, |c| count_pairs(&c))
+        + t.right.as_option().map_or(0, |c| count_pairs(&c))
+}
+
+fn empty<'gc>(mu: &'gc Mutator<'gc>) -> Gc<'gc, Node<'gc>> {
+    Gc::new(
+        mu,
+        Node {
+            left: GcOpt::new_none(),
+            right: GcOpt::new_none(),
+            i: 0,
+            j: 0,
+        },
+    )
+}
+
+fn populate<'gc>(mu: &'gc Mutator<'gc>, d: u32, n: Gc<'gc, Node<'gc>>) {
+    if d == 0 {
+        return;
+    }
+    let (l, r) = (empty(mu), empty(mu));
+    n.write_barrier(mu, |b| {
+        field!(b, Node, left).set(l.clone());
+        field!(b, Node, right).set(r.clone());
+    });
+    populate(mu, d - 1, l);
+    populate(mu, d - 1, r);
+}
+
+fn make_tree<'gc>(mu: &'gc Mutator<'gc>, d: u32) -> Gc<'gc, Node<'gc>> {
+    if d == 0 {
+        return empty(mu);
+    }
+    let (l, r) = (make_tree(mu, d - 1), make_tree(mu, d - 1));
+    Gc::new(
+        mu,
+        Node {
+            left: l.into(),
+            right: r.into(),
+            i: 0,
+            j: 0,
+        },
+    )
+}
+
+fn count_nodes(t: &Node<'_>) -> u64 {
+    1 + t.left.as_option().map_or(0, |c| count_nodes(&c))
+        + t.right.as_option().map_or(0, |c| count_nodes(&c))
+}
+
+impl Peer for SandpitPeer {
+    fn pairs(&mut self, d: u32, n: u64) -> u64 {
+        self.scope(|mu, _| (0..n).map(|_| count_pairs(&pairs(mu, d))).sum())
+    }
+
+    fn keep_pairs(&mut self, d: u32) {
+        self.scope(|mu, root| {
+            let t = pairs(mu, d);
+            root.write_barrier(mu, |b| field!(b, Roots, pairs).set(t));
+        });
+    }
+
+    fn check_kept_pairs(&mut self) -> u64 {
+        self.scope(|_, root| root.pairs.as_option().map_or(0, |t| count_pairs(&t)))
+    }
+
+    fn boehm_top_down(&mut self, d: u32, n: u64) {
+        self.scope(|mu, _| {
+            for _ in 0..n {
+                let t = empty(mu);
+                populate(mu, d, t.clone());
+                std::hint::black_box(t);
+            }
+        });
+    }
+
+    fn boehm_bottom_up(&mut self, d: u32, n: u64) {
+        self.scope(|mu, _| {
+            for _ in 0..n {
+                std::hint::black_box(make_tree(mu, d));
+            }
+        });
+    }
+
+    fn keep_boehm(&mut self, d: u32, len: usize) {
+        self.scope(|mu, root| {
+            let t = empty(mu);
+            populate(mu, d, t.clone());
+            root.write_barrier(mu, |b| field!(b, Roots, boehm).set(t));
+        });
+        self.scope(|mu, root| {
+            let a = mu.alloc_array_from_fn(len, |i| if i == 0 { 0.0 } else { 1.0 / i as f64 });
+            root.write_barrier(mu, |b| field!(b, Roots, array).set(a));
+        });
+    }
+
+    fn check_kept_boehm(&mut self, probe: usize) -> (u64, f64) {
+        self.scope(|_, root| {
+            (
+                root.boehm.as_option().map_or(0, |t| count_nodes(&t)),
+                root.array.as_option().map_or(f64::NAN, |a| a[probe]),
+            )
+        })
+    }
+
+    fn cycles(&self) -> Option<u64> {
+        None
+    }
+}

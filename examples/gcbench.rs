@@ -23,7 +23,8 @@
 //!
 //! Lines: GCBench's own, then `key=value` figures: `mode wall_ms rss_peak_mib`, and for gc-core
 //! `heap_peak_mib gc_cycles pauses pause_total_ms pause_max_us mark_total_ms assist_ms
-//! gc_cpu_frac gc_cpu_go` (as `binary_trees`) `objects_allocated` and the CPU breakdown.
+//! gc_cpu_frac gc_cpu_go` (as `binary_trees`) `objects_allocated scope_wait_max_us` and the CPU
+//! breakdown.
 
 use std::time::Instant;
 
@@ -321,7 +322,7 @@ fn run_gc(a: &Args, t0: Instant) -> String {
     format!(
         "heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
          mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={frac:.3} gc_cpu_go={:.3} \
-         objects_allocated={} {}",
+         objects_allocated={} scope_wait_max_us={} {}",
         r.heap_peak_mib,
         s.gc_cycles,
         s.pauses,
@@ -331,6 +332,7 @@ fn run_gc(a: &Args, t0: Instant) -> String {
         r.assist_ms,
         r.gc_cpu_go,
         s.objects_allocated,
+        r.scope_wait_max_us,
         r.cpu_keys()
     )
 }

@@ -21,7 +21,10 @@
 //! `pause_max`; percentiles with `hdrhistogram`; push times are recorded in ns and printed in µs
 //! with three decimals (a push takes well under a microsecond); `gc_cpu_frac` = CPU time of the
 //! collector threads ÷ (wall time × CPUs); `heap_peak_mib` = the arena's mapped high-water mark.
-//! `MSGBUF_PAUSES=1` also prints every pause, with its cycle and phase, on stderr.
+//! Then the pacing and CPU keys (`GcReport::pacing_keys`) and the push latency distribution as
+//! `lat_p50_us … lat_p999999_us lat_max_us` (`gc_examples::lab_data`, which also writes the
+//! run's detailed data for the benchmark lab). `MSGBUF_PAUSES=1` also prints every pause, with
+//! its cycle and phase, on stderr.
 
 use std::time::Instant;
 
@@ -143,6 +146,7 @@ fn main() {
     let us = |q: f64| lat.value_at_quantile(q) as f64 / 1e3;
     let over = |ns: u64| lat.count_between(ns + 1, u64::MAX);
     let mode = if a.boxed { "box" } else { "gc" };
+    let lat_keys = gc_examples::lab_data::latency(&lat, 1.0);
     println!(
         "msgbuf {mode} window={} pushes={} msg_bytes={MSG_BYTES} scope_pushes={SCOPE_PUSHES}",
         a.window, a.pushes
@@ -152,7 +156,7 @@ fn main() {
          stw_max_us={smax} push_p50_us={:.3} push_p99_us={:.3} push_p999_us={:.3} \
          push_max_us={:.3} pushes_over_1ms={} pushes_over_2ms={} gc_cycles={cycles} \
          gc_cpu_frac={gc_cpu_frac:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
-         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing}",
+         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing} {lat_keys}",
         a.window,
         a.pushes,
         stw.len(),

@@ -17,8 +17,10 @@
 //! the heap's phase records, measured from the stop request, except `stw_max_us`, the heap's
 //! exact `pause_max`; percentiles with `hdrhistogram`;
 //! `gc_cpu_frac` = CPU time of the collector threads ÷ (wall time × CPUs); `heap_peak_mib` =
-//! the arena's mapped high-water mark). `TREECHURN_PAUSES=1` also prints every pause, with its
-//! cycle and phase, on stderr.
+//! the arena's mapped high-water mark), the pacing and CPU keys of `GcReport::pacing_keys`,
+//! and the operation latency distribution as `lat_p50_us … lat_p999999_us lat_max_us`
+//! (`gc_examples::lab_data`, which also writes the run's detailed data for the benchmark lab).
+//! `TREECHURN_PAUSES=1` also prints every pause, with its cycle and phase, on stderr.
 
 use std::time::Instant;
 
@@ -243,6 +245,7 @@ fn main() {
     let (s50, s99) = (stw.value_at_quantile(0.5), stw.value_at_quantile(0.99));
     let (o50, o99, omax) = percentiles(&ops);
     let ops_over = |us: u64| ops.count_between(us + 1, u64::MAX);
+    let lat_keys = gc_examples::lab_data::latency(&ops, 1000.0);
     println!(
         "treechurn {} live_mib={} mutators={} trees={} nodes_per_tree={}",
         if a.boxed { "box" } else { "gc" },
@@ -255,7 +258,7 @@ fn main() {
         "mode={} live_mib={} mutators={} ops={} stw_count={} stw_p50_us={s50} stw_p99_us={s99} \
          stw_max_us={smax} op_p50_us={o50} op_p99_us={o99} op_max_us={omax} ops_over_1ms={} ops_over_2ms={} gc_cycles={cycles} \
          gc_cpu_frac={gc_cpu_frac:.3} assist_ms={assist_ms:.1} heap_goal_mib={goal_mib:.1} \
-         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing}",
+         heap_peak_mib={heap_peak:.1} rss_peak_mib={:.1} wall_ms={} {pacing} {lat_keys}",
         if a.boxed { "box" } else { "gc" },
         a.live_mib,
         a.mutators,

@@ -52,11 +52,12 @@ echo "example command lines: --help exits 0, an unknown flag exits 2 (lox: 64)"
 # The benchmark suite's smoke run: every workload once, small, on every implementation present
 # (Go twins and clox only where installed); every output file written.
 rm -rf target/lab-quick
-cargo run --quiet --release -p gc-lab -- --quick --curves 50,200 --out target/lab-quick >/dev/null
+cargo run --quiet --release -p gc-lab -- --quick --curves 50,200 --limits 16,32 --out target/lab-quick >/dev/null
 for f in machine.txt runs.csv summary.csv summary.json curves.csv; do
   [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick wrote no $f"; exit 1; }
 done
-for w in binary-trees gcbench msgbuf treechurn treechurn-x4 "lox quick"; do
+for w in binary-trees gcbench msgbuf treechurn treechurn-1g treechurn-x2 treechurn-x4 treechurn-x8 \
+         "lox quick"; do
   grep -q "^$w,gc-core,wall_s," target/lab-quick/summary.csv || { echo "gc-lab: no $w run"; exit 1; }
 done
 # The Rust peers run binary-trees and GCBench (and answered as gc-core did, or the lab stopped).
@@ -68,9 +69,13 @@ done
 # The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).
 if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
    /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf >/dev/null 2>&1; then
-  for f in wall.svg wall.png rss.svg rss.png curve-binary-trees.svg curve-binary-trees.png \
-           curve-treechurn.svg curve-treechurn.png; do
-    [ -s "target/lab-quick/$f" ] || { echo "gc-lab --quick drew no $f"; exit 1; }
+  for stem in wall rss curve-binary-trees curve-treechurn curve-gccpu-treechurn limit-treechurn \
+              limit-gccpu-binary-trees latency-msgbuf latency-treechurn-x8 mmu-msgbuf \
+              mmu-treechurn-1g pauses-treechurn pauses-binary-trees timeline-msgbuf-gc-core \
+              timeline-treechurn-x2-gc-core; do
+    for ext in svg png; do
+      [ -s "target/lab-quick/$stem.$ext" ] || { echo "gc-lab --quick drew no $stem.$ext"; exit 1; }
+    done
   done
 fi
 echo "gc-lab --quick: every workload ran, every file written"

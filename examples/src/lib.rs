@@ -1,5 +1,7 @@
 //! Small helpers shared by the example programs and workload harnesses.
 
+pub mod lab_data;
+
 /// Peak resident set size of this process in MiB (`VmHWM` from `/proc/self/status`), or 0.0
 /// where that file does not exist.
 pub fn rss_peak_mib() -> f64 {
@@ -135,8 +137,11 @@ pub struct GcReport {
     /// Idle-priority marking ÷ (time since the heap was created × CPUs): what `gc_cpu_go`
     /// leaves out.
     pub gc_cpu_idle: f64,
-    /// Where the collector's CPU went, in seconds, by class (from [`Heap::metrics`]
-    /// (gc_core::Heap::metrics)): see [`CPU_CLASSES`].
+    /// The longest a stop waited for a mutator to leave its mutation scope, in µs
+    /// ([`HeapStats::scope_wait_max`](gc_core::HeapStats::scope_wait_max)).
+    pub scope_wait_max_us: u64,
+    /// Where the collector's CPU went, in seconds, by class (from
+    /// [`Heap::metrics`](gc_core::Heap::metrics)): see [`CPU_CLASSES`].
     pub cpu_s: [f64; CPU_CLASSES.len()],
 }
 
@@ -167,7 +172,7 @@ impl GcReport {
     /// The pacing figures and the CPU breakdown as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} {}",
+            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} scope_wait_max_us={} {}",
             self.gc_cpu_go,
             self.gc_cpu_idle,
             self.peak_over_goal,
@@ -177,6 +182,7 @@ impl GcReport {
             self.mmu[0],
             self.mmu[1],
             self.mmu[2],
+            self.scope_wait_max_us,
             self.cpu_keys()
         )
     }
@@ -216,6 +222,7 @@ impl GcReport {
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
             gc_cpu_idle: 0.0,
+            scope_wait_max_us: 0,
             cpu_s: [0.0; CPU_CLASSES.len()],
         };
         let Some(heap) = heap else {
@@ -233,6 +240,7 @@ impl GcReport {
         }
         let phases = heap.take_phase_records();
         let cycles = heap.take_cycle_records();
+        lab_data::heap(&phases, &cycles);
         let steady: Vec<_> = cycles
             .iter()
             .filter(|c| c.cycle >= first_steady_cycle)
@@ -270,6 +278,7 @@ impl GcReport {
         }
         let s = heap.stats();
         r.stw_max_us = s.pause_max.as_micros() as u64;
+        r.scope_wait_max_us = s.scope_wait_max.as_micros() as u64;
         r.gc_cycles = s.gc_cycles;
         r.heap_peak_mib = s.mapped_bytes as f64 / (1 << 20) as f64;
         r.assist_ms = s.assist_time.as_secs_f64() * 1e3;

@@ -1,16 +1,19 @@
 //! `gc-lab`: the benchmark suite in one command.
 //!
 //! ```sh
-//! cargo run --release -p gc-lab -- [--quick] [--runs N] [--out DIR] [--only NAME,…]
+//! cargo run --release -p gc-lab -- [--quick] [--runs N] [--out DIR] [--only NAME,…] [--no-peers]
+//!     [--curves 25,50,100,200,400,800] [--limits 300,400,600]
 //! ```
 //!
-//! Builds the workload programs (the gc-core examples and the Lox VM with cargo, the Go 1.19
-//! twins under `benches/go/` with `go build` where Go is installed), then runs every workload on
-//! every implementation it has (gc-core; the no-GC `Box` baseline; the Go twin; for the Lox VM,
-//! a reference `clox`), `--runs` times, the implementations of a workload one after the other in
-//! each round so that the machine's drift hits all of them. Each run is measured by the kernel
-//! (wall time, CPU time, peak RSS from `wait4`) and by the program's own `key=value` line (the
-//! collector's figures). Writes, into `--out`:
+//! Builds the workload programs (the gc-core examples, the Lox VM and the Rust peers with
+//! cargo, the Go 1.19 twins under `benches/go/` with `go build` where Go is installed), then
+//! runs every workload on every implementation it has (gc-core; the no-GC `Box` baseline; the Go
+//! twin; for binary-trees and GCBench the Rust peers gc-arena, dumpster, rust-gc and sandpit;
+//! for the Lox VM, a reference `clox`), `--runs` times, the implementations of a workload one
+//! after the other in each round so that the machine's drift hits all of them. Each run is
+//! measured by the kernel (wall time, CPU time, peak RSS from `wait4`) and by the program's own
+//! `key=value` line (the collector's figures), and where a workload prints an answer (node
+//! counts), every implementation must print the first one's. Writes, into `--out`:
 //!
 //! * `machine.txt`: CPUs, CPU model, kernel, and the latency floor `hiccups` measures;
 //! * `runs.csv`: every figure of every run (`workload,impl,run,key,value`);
@@ -18,13 +21,17 @@
 //!   minimum and maximum over the runs;
 //! * `wall.svg`/`.png` and `rss.svg`/`.png`: each implementation's median wall time and peak
 //!   RSS against its workload's no-GC baseline, with the runs' range;
+//! * `data/<workload>/<impl>/run<N>/`: each run's detailed data (latency distribution, pauses,
+//!   MMU curve, heap timeline; see [`detail`]), and from the first round's, per workload,
+//!   `latency-*`, `mmu-*`, `pauses-*` and `timeline-*` plots;
 //!
-//! and prints a markdown table of the medians. `--curves 25,50,100,200,400,800` also runs
-//! binary-trees and treechurn at each GOGC on gc-core and Go (and `Box` once) and plots wall time
-//! against peak RSS (`curve-<workload>.svg/png`, `curves.csv`). `--quick` runs every workload once at a small
-//! size (a smoke run: it checks that everything runs, not how fast).
+//! and prints a markdown table of the medians. `--curves` also runs binary-trees and treechurn at
+//! each GOGC value on gc-core and Go, `--limits` at each GOMEMLIMIT with GOGC=off, and plots time
+//! and GC CPU against peak RSS ([`curves`]). `--quick` runs every workload once at a small size
+//! (a smoke run: it checks that everything runs and every file is written, not how fast).
 
 mod curves;
+mod detail;
 mod plot;
 mod progress;
 mod report;
@@ -64,9 +71,13 @@ struct Args {
     #[arg(long, env = "CLOX")]
     clox: Option<PathBuf>,
     /// Also run binary-trees and treechurn at each of these GOGC values on gc-core and Go, and
-    /// plot time against peak RSS (`curve-<workload>.svg/png`, `curves.csv`).
+    /// plot time and GC CPU against peak RSS (`curve-*.svg/png`, `curves.csv`).
     #[arg(long, value_delimiter = ',', value_name = "GOGC,…")]
     curves: Vec<u32>,
+    /// Likewise with GOGC=off and each of these soft memory limits (GOMEMLIMIT, in MiB)
+    /// (`limit-*.svg/png`).
+    #[arg(long, value_delimiter = ',', value_name = "MiB,…")]
+    limits: Vec<u32>,
     /// Leave out the Rust peers (gc-arena, dumpster, rust-gc, sandpit).
     #[arg(long)]
     no_peers: bool,
@@ -132,7 +143,8 @@ fn lab(args: &Args) -> Result<(), String> {
                 let data = run_data_dir(&out, w.name, i.name, r);
                 std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
                 cmd.env(DATA_VAR, &data);
-                let (f, stdout) = measure(cmd, &root)?;
+                let (mut f, stdout) = measure(cmd, &root)?;
+                detail::complete(&mut f, &data);
                 progress.done(&format!(
                     "{} on {} (round {r}): {:.2} s, {:.0} MiB",
                     w.name, i.name, f.0["wall_s"], f.0["rss_mib"]
@@ -169,8 +181,15 @@ fn lab(args: &Args) -> Result<(), String> {
     }
     progress.finish();
     write(&out.join("runs.csv"), &csv)?;
+    let mut settings = Vec::new();
     if !args.curves.is_empty() {
-        curves::curves(&suite, &args.curves, runs, &root, &out)?;
+        settings.push(curves::Settings::gogc(&args.curves));
+    }
+    if !args.limits.is_empty() {
+        settings.push(curves::Settings::limits(&args.limits));
+    }
+    if !settings.is_empty() {
+        curves::curves(&suite, &settings, runs, &root, &out)?;
     }
     let summary = report::summarize(&results);
     write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
@@ -179,6 +198,16 @@ fn lab(args: &Args) -> Result<(), String> {
         &report::summary_json(&summary, &machine),
     )?;
     plots(&summary, &out);
+    if plot::load_font() {
+        for w in &suite {
+            let dirs: Vec<(&str, PathBuf)> = w
+                .impls
+                .iter()
+                .map(|i| (i.name, run_data_dir(&out, w.name, i.name, 1)))
+                .collect();
+            detail::plots(w.name, &dirs, &out);
+        }
+    }
     print!("{}", report::table(&summary));
     eprintln!("figures written to {}", out.display());
     Ok(())

@@ -1,6 +1,8 @@
 //! The suite's plots (`plotters`, SVG and PNG): each implementation's median against its
 //! workload's baseline (`Box`, or `clox` for the Lox programs), with the runs' range as a
-//! whisker, for wall time and for peak RSS.
+//! whisker, for wall time and for peak RSS; cost curves (time against memory); and line charts
+//! on linear, logarithmic or "nines" axes for the runs' detailed data (latency percentiles,
+//! MMU, pause histograms, the heap over time).
 //!
 //! Text needs a TrueType font, read at run time from the usual system locations (DejaVu or
 //! Liberation Sans); without one the plots are skipped with a message, the figures are not.
@@ -31,28 +33,35 @@ const FONT_PATHS: [&str; 4] = [
     "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
 ];
 
-/// Register a system font as "sans-serif"; false if none was found.
+/// Register a system font as "sans-serif" (once per process); false if none was found.
 pub fn load_font() -> bool {
-    for p in FONT_PATHS {
-        if let Ok(bytes) = std::fs::read(p) {
-            // Registered once for the process, which needs it to its end.
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                return true;
-            }
-        }
-    }
-    false
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        FONT_PATHS.iter().any(|p| {
+            std::fs::read(p).is_ok_and(|bytes| {
+                // Registered once for the process, which needs it to its end.
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+            })
+        })
+    })
 }
 
-/// Colours by implementation, the same in every plot.
+/// Colours by implementation (and for the timeline's goal and trigger), the same in every plot.
 fn colour(implementation: &str) -> RGBColor {
     match implementation {
         "gc-core" => RGBColor(0x1f, 0x77, 0xb4),
         "go" => RGBColor(0x2c, 0xa0, 0x2c),
         "box" => RGBColor(0x7f, 0x7f, 0x7f),
         "clox" => RGBColor(0xff, 0x7f, 0x0e),
-        _ => RGBColor(0x94, 0x67, 0xbd),
+        "gc-arena" => RGBColor(0x94, 0x67, 0xbd),
+        "dumpster" => RGBColor(0x8c, 0x56, 0x4b),
+        "rust-gc" => RGBColor(0xe3, 0x77, 0xc2),
+        "sandpit" => RGBColor(0xbc, 0xbd, 0x22),
+        // Quantities of the heap timeline.
+        "goal" => RGBColor(0xd6, 0x27, 0x28),
+        "trigger" => RGBColor(0xff, 0x7f, 0x0e),
+        _ => RGBColor(0x17, 0xbe, 0xcf),
     }
 }
 
@@ -170,7 +179,7 @@ where
     Ok(())
 }
 
-/// A point of a cost curve: peak RSS (x) and wall time (y) at one setting (`label`).
+/// A point of a cost curve: peak RSS (x) and a cost (y) at one setting (`label`).
 pub struct Point {
     pub label: String,
     pub x: f64,
@@ -183,14 +192,15 @@ pub struct Curve {
     pub points: Vec<Point>,
 }
 
-/// Cost curves (time against memory, one line per implementation, each point labelled with its
-/// setting) into `<stem>.svg` and `<stem>.png`.
-pub fn curves(stem: &Path, title: &str, lines: &[Curve]) -> Result<(), String> {
+/// Cost curves (a cost, described by `y_desc`, against memory, one line per implementation,
+/// each point labelled with its setting) into `<stem>.svg` and `<stem>.png`.
+pub fn curves(stem: &Path, title: &str, y_desc: &str, lines: &[Curve]) -> Result<(), String> {
     let size = (900, 600);
     let svg = stem.with_extension("svg");
     draw_curves(
         SVGBackend::new(&svg, size).into_drawing_area(),
         title,
+        y_desc,
         lines,
     )
     .map_err(|e| format!("{}: {e}", svg.display()))?;
@@ -198,6 +208,7 @@ pub fn curves(stem: &Path, title: &str, lines: &[Curve]) -> Result<(), String> {
     draw_curves(
         BitMapBackend::new(&png, size).into_drawing_area(),
         title,
+        y_desc,
         lines,
     )
     .map_err(|e| format!("{}: {e}", png.display()))?;
@@ -207,6 +218,7 @@ pub fn curves(stem: &Path, title: &str, lines: &[Curve]) -> Result<(), String> {
 fn draw_curves<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
+    y_desc: &str,
     lines: &[Curve],
 ) -> Result<(), Box<dyn std::error::Error>>
 where
@@ -233,7 +245,7 @@ where
     chart
         .configure_mesh()
         .x_desc("peak RSS (MiB)")
-        .y_desc("wall time (s)")
+        .y_desc(y_desc)
         .draw()?;
     for c in lines {
         let col = colour(&c.implementation);
@@ -267,4 +279,179 @@ where
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// How an axis maps values.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Scale {
+    Linear,
+    /// Powers of ten equally spaced (values ≤ 0 are left out).
+    Log,
+    /// Quantiles by their nines: 90 %, 99 %, 99.9 %, … equally spaced (`−log10(1 − q)`;
+    /// quantile 1, the maximum, is left out).
+    Nines,
+}
+
+impl Scale {
+    fn map(self, v: f64) -> Option<f64> {
+        let m = match self {
+            Scale::Linear => v,
+            Scale::Log if v > 0.0 => v.log10(),
+            Scale::Nines if v < 1.0 => -(1.0 - v).log10(),
+            _ => return None,
+        };
+        m.is_finite().then_some(m)
+    }
+
+    fn label(self, m: f64) -> String {
+        let trim = |v: f64| {
+            let s = format!("{v:.6}");
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        };
+        // Log and nines axes are labelled at whole powers of ten only.
+        if self != Scale::Linear && (m - m.round()).abs() > 1e-9 {
+            return String::new();
+        }
+        match self {
+            Scale::Linear => trim(m),
+            Scale::Log => trim(10f64.powf(m.round())),
+            Scale::Nines => format!("{}%", trim(100.0 * (1.0 - 10f64.powf(-m.round())))),
+        }
+    }
+}
+
+/// An axis: its description and scale.
+pub struct Axis {
+    pub desc: &'static str,
+    pub scale: Scale,
+}
+
+/// One line of a chart: an implementation's (or a quantity's) points, dashed or not.
+pub struct Series {
+    pub name: String,
+    /// The implementation (or timeline quantity) whose colour the line takes.
+    pub colour_of: String,
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+}
+
+/// A line chart.
+pub struct LineChart {
+    pub title: String,
+    pub x: Axis,
+    pub y: Axis,
+    /// The y axis starts at zero (else at the data's minimum).
+    pub y_from_zero: bool,
+    pub series: Vec<Series>,
+}
+
+/// `chart` into `<stem>.svg` and `<stem>.png`.
+pub fn lines(stem: &Path, chart: &LineChart) -> Result<(), String> {
+    let size = (900, 560);
+    let svg = stem.with_extension("svg");
+    draw_lines(SVGBackend::new(&svg, size).into_drawing_area(), chart)
+        .map_err(|e| format!("{}: {e}", svg.display()))?;
+    let png = stem.with_extension("png");
+    draw_lines(BitMapBackend::new(&png, size).into_drawing_area(), chart)
+        .map_err(|e| format!("{}: {e}", png.display()))?;
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    c: &LineChart,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let mapped: Vec<Vec<(f64, f64)>> = c
+        .series
+        .iter()
+        .map(|s| {
+            s.points
+                .iter()
+                .filter_map(|&(x, y)| Some((c.x.scale.map(x)?, c.y.scale.map(y)?)))
+                .collect()
+        })
+        .collect();
+    let all = || mapped.iter().flatten();
+    let bounds = |v: &mut dyn Iterator<Item = f64>| {
+        v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+    };
+    let (mut x0, mut x1) = bounds(&mut all().map(|p| p.0));
+    let (mut y0, mut y1) = bounds(&mut all().map(|p| p.1));
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if c.y_from_zero {
+        y0 = y0.min(0.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let pad = (y1 - y0) * 0.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&c.title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            x0..x1,
+            (y0 - if c.y_from_zero { 0.0 } else { pad })..(y1 + pad),
+        )?;
+    let (xs, ys) = (c.x.scale, c.y.scale);
+    let xf = move |v: &f64| xs.label(*v);
+    let yf = move |v: &f64| ys.label(*v);
+    chart
+        .configure_mesh()
+        .x_desc(c.x.desc)
+        .y_desc(c.y.desc)
+        .x_label_formatter(&xf)
+        .y_label_formatter(&yf)
+        .draw()?;
+    for (s, pts) in c.series.iter().zip(&mapped) {
+        let col = colour(&s.colour_of);
+        let style = col.stroke_width(2);
+        let anno = if s.dashed {
+            chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?
+        } else {
+            chart.draw_series(LineSeries::new(pts.clone(), style))?
+        };
+        anno.label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        if pts.len() <= 40 {
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.filled())))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_map_and_label() {
+        assert_eq!(Scale::Log.map(100.0), Some(2.0));
+        assert_eq!(Scale::Log.map(0.0), None);
+        assert!((Scale::Nines.map(0.999).unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(Scale::Nines.map(1.0), None);
+        assert_eq!(Scale::Nines.label(3.0), "99.9%");
+        assert_eq!(Scale::Log.label(-1.0), "0.1");
+        assert_eq!(Scale::Linear.label(2.5), "2.5");
+        assert_eq!(Scale::Log.label(0.5), "", "no label between powers of ten");
+    }
 }

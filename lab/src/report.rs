@@ -102,15 +102,21 @@ pub fn summary_json(s: &Summary<'_>, machine: &str) -> String {
 /// collector's where the program reports them.
 pub fn table(s: &Summary<'_>) -> String {
     // (heading, the figure's key in each harness that reports it, decimals)
-    let cols: [(&str, &[&str], usize); 9] = [
+    let cols: [(&str, &[&str], usize); 15] = [
         ("wall s", &["wall_s"], 2),
         ("CPU s", &["cpu_s"], 2),
         ("peak RSS MiB", &["rss_mib"], 1),
         ("GC cycles", &["gc_cycles"], 0),
+        ("pause p50 µs", &["stw_p50_us"], 0),
         ("pause p99 µs", &["stw_p99_us"], 0),
+        ("pause p99.9 µs", &["stw_p999_us"], 0),
         ("longest pause µs", &["pause_max_us", "stw_max_us"], 0),
-        ("op p99 µs", &["op_p99_us", "push_p99_us"], 0),
+        ("longest scope wait µs", &["scope_wait_max_us"], 0),
+        ("op p99 µs", &["lat_p99_us", "op_p99_us", "push_p99_us"], 1),
+        ("op p99.9999 µs", &["lat_p999999_us"], 0),
         ("MMU 10 ms", &["mmu_10ms"], 3),
+        ("MMU 10 ms (pauses only)", &["mmu_pauses_10ms"], 3),
+        ("heap ÷ goal", &["peak_over_goal", "peak_heap_over_goal"], 2),
         ("GC CPU (Go's def.)", &["gc_cpu_go"], 3),
     ];
     let mut out = String::from("| workload | implementation |");

@@ -271,15 +271,33 @@ pub fn workloads(s: &Setup, quick: bool, with_peers: bool) -> Vec<Workload> {
         ),
         triple(
             s,
-            "treechurn-x4",
+            "treechurn-1g",
             "treechurn",
             "treechurn",
             pick(
-                &["--live-mib", "256", "--ops", "20000", "--mutators", "4"],
-                &["--live-mib", "8", "--ops", "500", "--mutators", "4"],
+                &["--live-mib", "1024", "--ops", "20000"],
+                &["--live-mib", "16", "--ops", "300"],
             ),
         ),
     ];
+    // The multi-mutator workload: 2, 4 and 8 mutator threads sharing one heap, 256 MiB live.
+    for (name, n) in [
+        ("treechurn-x2", "2"),
+        ("treechurn-x4", "4"),
+        ("treechurn-x8", "8"),
+    ] {
+        suite.push(triple(
+            s,
+            name,
+            "treechurn",
+            "treechurn",
+            &if quick {
+                vec!["--live-mib", "8", "--ops", "500", "--mutators", n]
+            } else {
+                vec!["--live-mib", "256", "--ops", "20000", "--mutators", n]
+            },
+        ));
+    }
     // binary-trees prints its answer (node counts) on every line but the figures; GCBench its
     // steps, between timings.
     suite[0].answer = |l| !l.contains('=');

@@ -107,6 +107,7 @@ func main() {
 
 	wall := time.Since(start)
 	sampler.Stop()
+	sampler.WriteHeap()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	pauses := report.Pauses()

@@ -117,6 +117,7 @@ func main() {
 	wall := time.Since(start)
 	fmt.Printf("Completed in %d ms.\n", wall.Milliseconds())
 	sampler.Stop()
+	sampler.WriteHeap()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	pauses := report.Pauses()

@@ -125,9 +125,16 @@ func main() {
 	nsUs := func(ns uint64) float64 { return float64(ns) / 1e3 }
 	runtime.KeepAlive(win)
 	fmt.Printf("msgbuf go window=%d pushes=%d msg_bytes=%d sum=%d\n", *window, *pushes, msgBytes, sum)
-	fmt.Printf("mode=go window=%d pushes=%d %s push_p50_us=%.3f push_p99_us=%.3f push_p999_us=%.3f push_max_us=%.3f pushes_over_1ms=%d pushes_over_2ms=%d %s wall_ms=%d\n",
+	sampler.WriteHeap()
+	lat := report.LatencyKeys(func(q float64) float64 {
+		if q >= 1 {
+			return nsUs(histMax)
+		}
+		return nsUs(quantile(q))
+	})
+	fmt.Printf("mode=go window=%d pushes=%d %s push_p50_us=%.3f push_p99_us=%.3f push_p999_us=%.3f push_max_us=%.3f pushes_over_1ms=%d pushes_over_2ms=%d %s wall_ms=%d %s\n",
 		*window, *pushes, report.STWKeys(),
 		nsUs(quantile(0.5)), nsUs(quantile(0.99)), nsUs(quantile(0.999)), nsUs(histMax),
 		over(uint64(time.Millisecond)), over(uint64(2*time.Millisecond)),
-		report.GCKeys(sampler), wall.Milliseconds())
+		report.GCKeys(sampler), wall.Milliseconds(), lat)
 }

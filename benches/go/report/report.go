@@ -40,13 +40,21 @@ type Sampler struct {
 	// samples taken while marking, up to the one before mark termination, count; those taken
 	// while the last cycle's garbage is being swept (frees growing) do not.
 	PeakOverGoalSwept float64
+	// start and stopped bound the run; samples holds every 2 ms sample of the heap and goal
+	// when the lab asked for detailed data (GC_LAB_DATA), for timeline.csv.
+	start, stopped time.Time
+	samples        []sample
+	// exited is closed when the sampling goroutine has returned.
+	exited chan struct{}
 }
 
 // Start starts a sampler.
 func Start() *Sampler {
-	s := &Sampler{done: make(chan struct{})}
+	s := &Sampler{done: make(chan struct{}), exited: make(chan struct{}), start: time.Now()}
+	keep := dataDir() != ""
 	s.steadyAfter.Store(WarmupCycles)
 	go func() {
+		defer close(s.exited)
 		m := []metrics.Sample{
 			{Name: "/memory/classes/total:bytes"},
 			{Name: "/memory/classes/heap/released:bytes"},
@@ -67,6 +75,9 @@ func Start() *Sampler {
 				s.PeakMapped = v
 			}
 			frees, cycles := m[3].Value.Uint64(), m[5].Value.Uint64()
+			if keep {
+				s.samples = append(s.samples, sample{time.Since(s.start), m[2].Value.Uint64() - frees, m[4].Value.Uint64()})
+			}
 			if cycles >= s.steadyAfter.Load() {
 				heap := float64(m[2].Value.Uint64() - frees)
 				r := heap / float64(m[4].Value.Uint64())
@@ -96,8 +107,12 @@ func (s *Sampler) SteadyNow() {
 // harness whose every cycle matters, such as binarytrees, calls it right after Start).
 func (s *Sampler) AllCycles() { s.steadyAfter.Store(0) }
 
-// Stop stops the sampler.
-func (s *Sampler) Stop() { close(s.done) }
+// Stop stops the sampler and waits for its last sample, so its figures can be read.
+func (s *Sampler) Stop() {
+	s.stopped = time.Now()
+	close(s.done)
+	<-s.exited
+}
 
 // Pauses returns the stop-the-world pauses so far, sorted, each as the upper bound of its
 // runtime/metrics histogram bucket (Go exposes no exact values).

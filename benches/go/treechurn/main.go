@@ -106,8 +106,10 @@ func main() {
 		return n
 	}
 	us := func(d time.Duration) int64 { return d.Microseconds() }
-	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d %s op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d %s wall_ms=%d\n",
+	sampler.WriteHeap()
+	lat := report.LatencyKeys(report.SortedQuantile(all))
+	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d %s op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d %s wall_ms=%d %s\n",
 		*liveMiB, *mutators, opsEach**mutators, report.STWKeys(),
 		us(report.Pct(all, 0.5)), us(report.Pct(all, 0.99)), us(report.Pct(all, 1)), over(time.Millisecond), over(2*time.Millisecond),
-		report.GCKeys(sampler), wall.Milliseconds())
+		report.GCKeys(sampler), wall.Milliseconds(), lat)
 }

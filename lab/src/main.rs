@@ -25,7 +25,9 @@
 //!   MMU curve, heap timeline; see [`detail`]), and from the first round's, per workload,
 //!   `latency-*`, `mmu-*`, `pauses-*` and `timeline-*` plots;
 //!
-//! and prints a markdown table of the medians. `--curves` also runs binary-trees and treechurn at
+//! and `report.md`: the command, the machine, the table of medians (which it also prints) and
+//! every SVG plot embedded, ready to replace the suite's section of `docs/benchmarks.md`
+//! (`scripts/lab_docs.sh`). `--curves` also runs binary-trees and treechurn at
 //! each GOGC value on gc-core and Go, `--limits` at each GOMEMLIMIT with GOGC=off, and plots time
 //! and GC CPU against peak RSS ([`curves`]). `--quick` runs every workload once at a small size
 //! (a smoke run: it checks that everything runs and every file is written, not how fast).
@@ -181,6 +183,7 @@ fn lab(args: &Args) -> Result<(), String> {
     }
     progress.finish();
     write(&out.join("runs.csv"), &csv)?;
+    let summary = report::summarize(&results);
     let mut settings = Vec::new();
     if !args.curves.is_empty() {
         settings.push(curves::Settings::gogc(&args.curves));
@@ -189,9 +192,17 @@ fn lab(args: &Args) -> Result<(), String> {
         settings.push(curves::Settings::limits(&args.limits));
     }
     if !settings.is_empty() {
-        curves::curves(&suite, &settings, runs, &root, &out)?;
+        let known = |w: &str, i: &str| {
+            let stats = &summary.iter().find(|(key, _)| *key == (w, i))?.1;
+            let med = |k: &str| stats.get(k).map_or(f64::NAN, |s| s.0);
+            Some(curves::Measured {
+                wall: med("wall_s"),
+                rss: med("rss_mib"),
+                gc_cpu: med("gc_cpu_go"),
+            })
+        };
+        curves::curves(&suite, &settings, &known, runs, &root, &out)?;
     }
-    let summary = report::summarize(&results);
     write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
     write(
         &out.join("summary.json"),
@@ -208,7 +219,13 @@ fn lab(args: &Args) -> Result<(), String> {
             detail::plots(w.name, &dirs, &out);
         }
     }
-    print!("{}", report::table(&summary));
+    let table = report::table(&summary);
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write(
+        &out.join("report.md"),
+        &report::markdown(&command, &machine, &table, &out),
+    )?;
+    print!("{table}");
     eprintln!("figures written to {}", out.display());
     Ok(())
 }
@@ -315,10 +332,11 @@ fn describe_machine(setup: &Setup, quick: bool) -> String {
     let _ = writeln!(
         s,
         "clox: {}",
-        setup
-            .clox
-            .as_ref()
-            .map_or("absent".into(), |p| p.display().to_string())
+        if setup.clox.is_some() {
+            "present"
+        } else {
+            "absent"
+        }
     );
     s
 }

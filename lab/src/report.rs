@@ -1,8 +1,9 @@
 //! The runs' figures summarised: medians, minima and maxima per workload, implementation and
-//! figure, as CSV, JSON and a markdown table.
+//! figure, as CSV, JSON and a markdown table; and the run as a markdown report with its plots.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use crate::run::{Figures, median};
 
@@ -139,4 +140,52 @@ pub fn table(s: &Summary<'_>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The plots of a report, in order: (file-name prefix, section heading).
+const SECTIONS: [(&str, &str); 8] = [
+    ("wall", "Wall time and peak RSS against the no-GC baseline"),
+    ("rss", ""),
+    ("curve-", "Cost curves: GOGC"),
+    ("limit-", "Cost curves: GOMEMLIMIT (GOGC=off)"),
+    ("latency-", "Operation latency by percentile"),
+    ("mmu-", "Minimum mutator utilisation"),
+    ("pauses-", "Pause histograms"),
+    ("timeline-", "Heap, goal and trigger over time"),
+];
+
+/// The run as markdown: the command, the machine, the table and every SVG plot in `out`, by
+/// section, linked by file name.
+pub fn markdown(command: &str, machine: &str, table: &str, out: &Path) -> String {
+    let mut svgs: Vec<String> = std::fs::read_dir(out)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".svg"))
+                .collect()
+        })
+        .unwrap_or_default();
+    svgs.sort();
+    let mut md = format!(
+        "Produced by `{command}`.\n\nThe machine:\n\n```text\n{}\n```\n\nMedians over the runs \
+         (every run's figures are in `runs.csv`, medians with minima and maxima in `summary.csv`):\n\n{table}",
+        machine.trim_end()
+    );
+    for (prefix, heading) in SECTIONS {
+        let here: Vec<&String> = svgs
+            .iter()
+            .filter(|n| {
+                n.starts_with(prefix) && (prefix.ends_with('-') || *n == &format!("{prefix}.svg"))
+            })
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        if !heading.is_empty() {
+            let _ = write!(md, "\n#### {heading}\n\n");
+        }
+        for n in here {
+            let _ = writeln!(md, "![{}]({n})", n.trim_end_matches(".svg"));
+        }
+    }
+    md
 }

@@ -1,15 +1,20 @@
 //! treechurn: a live heap of binary trees, one random tree replaced per operation, with latency
-//! figures for operations and stop-the-world pauses (brief §6).
+//! figures for operations and stop-the-world pauses.
 //!
 //! ```sh
-//! cargo run --release --example treechurn -- --live-mib 256 --ops 20000 [--mutators 2] [--box]
+//! cargo run --release --example treechurn -- --live-mib 256 --ops 20000 [--mutators 2 [--share]] [--box]
 //! ```
 //!
 //! Each mutator keeps `live-mib / mutators` MiB of depth-10 binary trees (2047 nodes of two
 //! pointers and two 8-byte words each) in a GC array, and per operation builds a new tree and
 //! replaces a randomly chosen one (which becomes garbage). An operation polls `should_yield`
 //! between 127-node subtrees, as an interpreter's loop would, and is timed from start to end
-//! (including any time spent waiting for a pause). `--box` runs the same workload on `Box` (no
+//! (including any time spent waiting for a pause). With `--share`, the mutators also hand trees
+//! to each other through the stash: every 8th operation posts the new tree in the mutator's
+//! slot of a mailbox (a `GcArray` reached through a `Stash`, one slot per mutator) and adopts
+//! the tree the next mutator posted in its place, so that trees built on one thread stay
+//! reachable only from another's root (cross-thread stores and barriers; on `Box`, the trees
+//! are moved through a `Mutex`). `--box` runs the same workload on `Box` (no
 //! GC) as the floor.
 //!
 //! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
@@ -24,7 +29,7 @@
 
 use std::time::Instant;
 
-use gc_core::{Gc, GcArray, GcCell, Heap, Mutator, Rootable, Trace};
+use gc_core::{Gc, GcArray, GcCell, Heap, Mutator, Rootable, Stash, Trace};
 use gc_examples::{GcReport, gc_cpu_frac, rss_peak_mib};
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
@@ -62,6 +67,17 @@ fn tree<'gc>(mc: &gc_core::Mutation<'gc>, depth: u32, seed: u64) -> Gc<'gc, Node
 }
 
 type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>];
+
+/// `--share`: one slot per mutator, where it posts a tree for the next mutator to adopt.
+#[derive(Trace)]
+struct Mailbox<'gc> {
+    slots: GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+type MailboxM = Rootable!['gc => Mailbox<'gc>];
+
+/// With `--share`, every this many operations a mutator exchanges a tree through the mailbox.
+const SHARE_EVERY: usize = 8;
 type S = Rootable!['gc => Gc<'gc, Node<'gc>>];
 
 /// Depth of the subtrees an operation builds one at a time (16 of them make a tree).
@@ -105,6 +121,18 @@ fn replace(m: &mut Mutator<R, S>, i: usize, seed: u64) {
     });
 }
 
+/// `--share` on gc-core: post tree `i` in mutator `t`'s mailbox slot and, if the next of the
+/// `n` mutators has posted one, adopt that tree in slot `i` instead.
+fn exchange(m: &mut Mutator<R, S>, mailbox: &Stash<MailboxM>, i: usize, t: usize, n: usize) {
+    m.mutate(|mc, arr| {
+        let b = mailbox.fetch(mc);
+        b.slots.set(mc, t, arr.get(i));
+        if let Some(other) = b.slots.get((t + 1) % n) {
+            arr.set(mc, i, Some(other));
+        }
+    });
+}
+
 struct BoxNode {
     left: Option<Box<BoxNode>>,
     right: Option<Box<BoxNode>>,
@@ -143,6 +171,9 @@ struct Args {
     /// Mutator threads sharing the heap.
     #[arg(long, default_value_t = 1, value_parser = gc_examples::positive)]
     mutators: usize,
+    /// Hand trees between the mutators through a stashed mailbox every 8th operation.
+    #[arg(long)]
+    share: bool,
     /// Run on `Box` (no GC), the zero-overhead baseline.
     #[arg(long = "box")]
     boxed: bool,
@@ -169,10 +200,30 @@ fn main() {
     // figures): set by mutator 0 once all have.
     let built = std::sync::Arc::new(std::sync::Barrier::new(a.mutators));
     let first_steady = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // --share: the mailbox, stashed so that every mutator can reach it (gc-core), or behind a
+    // lock (Box).
+    let mailbox: Option<Stash<MailboxM>> = heap.as_ref().filter(|_| a.share).map(|heap| {
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        m.mutate(|mc, _| {
+            let b = Gc::new(
+                mc,
+                Mailbox {
+                    slots: GcArray::new(mc, a.mutators, None),
+                },
+            );
+            mc.stash::<MailboxM>(b)
+        })
+    });
+    let box_mailbox: std::sync::Arc<std::sync::Mutex<Vec<Option<Box<BoxNode>>>>> =
+        std::sync::Arc::new(std::sync::Mutex::new(
+            (0..a.mutators).map(|_| None).collect(),
+        ));
+    let (share, n) = (a.share, a.mutators);
     let handles: Vec<_> = (0..a.mutators)
         .map(|t| {
             let heap = heap.clone();
             let (built, first_steady) = (built.clone(), first_steady.clone());
+            let (mailbox, box_mailbox) = (mailbox.clone(), box_mailbox.clone());
             std::thread::spawn(move || {
                 let mut rng = SmallRng::seed_from_u64(t as u64);
                 let mut ops = Histogram::<u64>::new(3).unwrap();
@@ -193,6 +244,11 @@ fn main() {
                             let i = rng.gen_range(0..trees);
                             let t0 = Instant::now();
                             replace(&mut m, i, op as u64);
+                            if let Some(mb) = &mailbox
+                                && op % SHARE_EVERY == 0
+                            {
+                                exchange(&mut m, mb, i, t, n);
+                            }
                             ops.record(t0.elapsed().as_micros() as u64).unwrap();
                         }
                         let sum =
@@ -206,6 +262,15 @@ fn main() {
                             let i = rng.gen_range(0..trees);
                             let t0 = Instant::now();
                             v[i] = box_tree(DEPTH, op as u64);
+                            if share && op % SHARE_EVERY == 0 {
+                                // A `Box` has one owner: the next mutator's tree is taken out
+                                // of the mailbox (a new one built if it has none), and this
+                                // one's moved in.
+                                let other = box_mailbox.lock().unwrap()[(t + 1) % n].take();
+                                let other = other.unwrap_or_else(|| box_tree(DEPTH, op as u64));
+                                let mine = std::mem::replace(&mut v[i], other);
+                                box_mailbox.lock().unwrap()[t] = Some(mine);
+                            }
                             ops.record(t0.elapsed().as_micros() as u64).unwrap();
                         }
                         let sum: u64 = v.iter().map(|n| n.a ^ n.b).sum();
@@ -247,10 +312,11 @@ fn main() {
     let ops_over = |us: u64| ops.count_between(us + 1, u64::MAX);
     let lat_keys = gc_examples::lab_data::latency(&ops, 1000.0);
     println!(
-        "treechurn {} live_mib={} mutators={} trees={} nodes_per_tree={}",
+        "treechurn {} live_mib={} mutators={} share={} trees={} nodes_per_tree={}",
         if a.boxed { "box" } else { "gc" },
         a.live_mib,
         a.mutators,
+        u8::from(a.share),
         trees * a.mutators,
         NODES_PER_TREE
     );

@@ -67,8 +67,13 @@ for p in gc-arena dumpster rust-gc sandpit; do
   done
 done
 # The plots need a TrueType font (the lab reads DejaVu or Liberation Sans at run time).
-if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
-   /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf >/dev/null 2>&1; then
+fonts=0
+for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf \
+         /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf \
+         /usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf; do
+  if [ -f "$f" ]; then fonts=1; fi
+done
+if [ "$fonts" = 1 ]; then
   for stem in wall rss curve-binary-trees curve-treechurn curve-gccpu-treechurn limit-treechurn \
               limit-gccpu-binary-trees latency-msgbuf latency-treechurn-x8 mmu-msgbuf \
               mmu-treechurn-1g pauses-treechurn pauses-binary-trees timeline-msgbuf-gc-core \
@@ -78,7 +83,15 @@ if ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaV
     done
   done
 fi
-echo "gc-lab --quick: every workload ran, every file written"
+# --replot draws the same files again from the run's CSVs and data.
+rm -f target/lab-quick/*.svg target/lab-quick/*.png target/lab-quick/report.md
+cargo run --quiet --release -p gc-lab -- --replot --out target/lab-quick >/dev/null
+[ -s target/lab-quick/report.md ] || { echo "gc-lab --replot wrote no report.md"; exit 1; }
+if [ "$fonts" = 1 ]; then
+  [ -s target/lab-quick/curve-treechurn.svg ] && [ -s target/lab-quick/latency-msgbuf.png ] ||
+    { echo "gc-lab --replot drew no plots"; exit 1; }
+fi
+echo "gc-lab --quick: every workload ran, every file written (and again with --replot)"
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
     echo "hello accepted $bad"; exit 1

@@ -7,7 +7,6 @@
 //! (Go's definition) against peak RSS: `curve-<workload>`, `curve-gccpu-<workload>` (GOGC) and
 //! `limit-<workload>`, `limit-gccpu-<workload>` (GOMEMLIMIT).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -17,8 +16,6 @@ use crate::{plot, workloads, write};
 
 /// The heap-size settings of one kind.
 pub struct Settings {
-    /// `curve` (GOGC) or `limit` (GOMEMLIMIT): the plots' file prefix.
-    pub kind: &'static str,
     /// Each setting's label and environment.
     pub points: Vec<(String, Vec<(&'static str, String)>)>,
 }
@@ -26,7 +23,6 @@ pub struct Settings {
 impl Settings {
     pub fn gogc(values: &[u32]) -> Settings {
         Settings {
-            kind: "curve",
             points: values
                 .iter()
                 .map(|g| (format!("GOGC={g}"), vec![("GOGC", g.to_string())]))
@@ -36,7 +32,6 @@ impl Settings {
 
     pub fn limits(mib: &[u32]) -> Settings {
         Settings {
-            kind: "limit",
             points: mib
                 .iter()
                 .map(|m| {
@@ -51,15 +46,6 @@ impl Settings {
                 .collect(),
         }
     }
-
-    /// The settings' values, for a title.
-    fn values(&self) -> String {
-        self.points
-            .iter()
-            .map(|(l, _)| l.rsplit('=').next().unwrap_or(l))
-            .collect::<Vec<_>>()
-            .join("/")
-    }
 }
 
 /// A measured point: wall time, peak RSS and GC CPU (medians).
@@ -68,6 +54,16 @@ pub struct Measured {
     pub wall: f64,
     pub rss: f64,
     pub gc_cpu: f64,
+}
+
+/// One point of `curves.csv`: an implementation's medians on a workload at one setting
+/// (`GOGC=50`, `GOMEMLIMIT=400MiB`; empty for an implementation without such a setting, run
+/// once).
+pub struct Row {
+    pub workload: String,
+    pub implementation: String,
+    pub setting: String,
+    pub m: Measured,
 }
 
 /// Runs `settings` (one kind after the other) for the curve workloads of `suite`; writes
@@ -82,8 +78,6 @@ pub fn curves(
     root: &Path,
     out: &Path,
 ) -> Result<(), String> {
-    let mut csv = String::from("workload,impl,setting,wall_s,rss_mib,gc_cpu_go\n");
-    let fonts = plot::load_font();
     let chosen: Vec<&workloads::Workload> = suite
         .iter()
         .filter(|w| w.name == "binary-trees" || w.name == "treechurn")
@@ -141,48 +135,122 @@ pub fn curves(
             gc_cpu: med("gc_cpu_go"),
         })
     };
+    let mut rows = Vec::new();
     for w in chosen {
-        // The baselines and peers, measured once for all kinds of setting.
-        let mut fixed: BTreeMap<&str, Measured> = BTreeMap::new();
-        for i in w.impls.iter().filter(|i| !tunable(i.name)) {
-            let m = match known(w.name, i.name) {
-                Some(m) => m,
-                None => measure_median(w.name, i, "", &[])?,
+        for i in &w.impls {
+            let row = |setting: &str, m: Measured| Row {
+                workload: w.name.to_string(),
+                implementation: i.name.to_string(),
+                setting: setting.to_string(),
+                m,
             };
-            let _ = writeln!(
-                csv,
-                "{},{},,{},{},{}",
-                w.name, i.name, m.wall, m.rss, m.gc_cpu
-            );
-            fixed.insert(i.name, m);
-        }
-        for s in settings {
-            let mut lines: Vec<(String, Vec<(String, Measured)>)> = Vec::new();
-            for i in &w.impls {
-                let points = if let Some(m) = fixed.get(i.name) {
-                    vec![(String::new(), *m)]
-                } else {
-                    let mut v = Vec::new();
-                    for (label, env) in &s.points {
-                        let m = measure_median(w.name, i, label, env)?;
-                        let _ = writeln!(
-                            csv,
-                            "{},{},{label},{},{},{}",
-                            w.name, i.name, m.wall, m.rss, m.gc_cpu
-                        );
-                        v.push((label.rsplit('=').next().unwrap_or(label).to_string(), m));
-                    }
-                    v
+            if !tunable(i.name) {
+                let m = match known(w.name, i.name) {
+                    Some(m) => m,
+                    None => measure_median(w.name, i, "", &[])?,
                 };
-                lines.push((i.name.to_string(), points));
-            }
-            if !fonts {
+                rows.push(row("", m));
                 continue;
             }
-            let setting = if s.kind == "curve" {
-                "GOGC"
-            } else {
-                "GOGC=off, GOMEMLIMIT (MiB)"
+            for s in settings {
+                for (label, env) in &s.points {
+                    rows.push(row(label, measure_median(w.name, i, label, env)?));
+                }
+            }
+        }
+    }
+    progress.finish();
+    write(&out.join("curves.csv"), &to_csv(&rows))?;
+    plot_all(&rows, out);
+    Ok(())
+}
+
+fn to_csv(rows: &[Row]) -> String {
+    let mut csv = String::from("workload,impl,setting,wall_s,rss_mib,gc_cpu_go\n");
+    for r in rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{}",
+            r.workload, r.implementation, r.setting, r.m.wall, r.m.rss, r.m.gc_cpu
+        );
+    }
+    csv
+}
+
+/// The rows of a `curves.csv`.
+pub fn read_csv(text: &str) -> Result<Vec<Row>, String> {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let num = |k: usize| f.get(k).and_then(|v| v.parse::<f64>().ok());
+            match (f.len(), num(3), num(4)) {
+                (6, Some(wall), Some(rss)) => Ok(Row {
+                    workload: f[0].to_string(),
+                    implementation: f[1].to_string(),
+                    setting: f[2].to_string(),
+                    m: Measured {
+                        wall,
+                        rss,
+                        gc_cpu: num(5).unwrap_or(f64::NAN),
+                    },
+                }),
+                _ => Err(format!("curves.csv: bad line {l:?}")),
+            }
+        })
+        .collect()
+}
+
+/// The plots of `rows` into `out`: per workload and kind of setting present (GOGC, GOMEMLIMIT),
+/// wall time and GC CPU against peak RSS. Skipped without a font.
+pub fn plot_all(rows: &[Row], out: &Path) {
+    if !plot::load_font() {
+        return;
+    }
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in rows {
+        if !workloads.contains(&r.workload.as_str()) {
+            workloads.push(&r.workload);
+        }
+    }
+    for w in workloads {
+        let here: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
+        for (kind, var, setting) in [
+            ("curve", "GOGC=", "GOGC"),
+            ("limit", "GOMEMLIMIT=", "GOGC=off, GOMEMLIMIT"),
+        ] {
+            let mut values: Vec<&str> = Vec::new();
+            for r in &here {
+                if let Some(v) = r.setting.strip_prefix(var)
+                    && !values.contains(&v)
+                {
+                    values.push(v);
+                }
+            }
+            if values.is_empty() {
+                continue;
+            }
+            let mut implementations: Vec<&str> = Vec::new();
+            for r in &here {
+                if !implementations.contains(&r.implementation.as_str()) {
+                    implementations.push(&r.implementation);
+                }
+            }
+            // An implementation's points at this kind of setting, or its one fixed point.
+            let points = |i: &str| -> Vec<(String, Measured)> {
+                let at: Vec<(String, Measured)> = here
+                    .iter()
+                    .filter(|r| r.implementation == i)
+                    .filter_map(|r| Some((r.setting.strip_prefix(var)?.to_string(), r.m)))
+                    .collect();
+                if !at.is_empty() {
+                    return at;
+                }
+                here.iter()
+                    .filter(|r| r.implementation == i && r.setting.is_empty())
+                    .map(|r| (String::new(), r.m))
+                    .collect()
             };
             for (suffix, what, y_desc, y) in [
                 (
@@ -198,26 +266,26 @@ pub fn curves(
                     |m: &Measured| m.gc_cpu,
                 ),
             ] {
-                let curves: Vec<plot::Curve> = lines
+                let curves: Vec<plot::Curve> = implementations
                     .iter()
-                    .filter(|(i, _)| !what.starts_with("GC") || tunable(i))
-                    .map(|(i, pts)| plot::Curve {
-                        implementation: i.clone(),
-                        points: pts
-                            .iter()
+                    .map(|i| plot::Curve {
+                        implementation: i.to_string(),
+                        points: points(i)
+                            .into_iter()
                             .map(|(label, m)| plot::Point {
-                                label: label.clone(),
+                                label,
                                 x: m.rss,
-                                y: y(m),
+                                y: y(&m),
                             })
+                            .filter(|p| p.y.is_finite())
                             .collect(),
                     })
+                    .filter(|c| !c.points.is_empty())
                     .collect();
-                let stem = format!("{}-{suffix}{}", s.kind, w.name);
+                let stem = format!("{kind}-{suffix}{w}");
                 let title = format!(
-                    "{}: {what} against peak RSS, {setting} {}",
-                    w.name,
-                    s.values()
+                    "{w}: {what} against peak RSS, {setting} {}",
+                    values.join("/")
                 );
                 if let Err(e) = plot::curves(&out.join(&stem), &title, y_desc, &curves) {
                     eprintln!("plot {stem}: {e}");
@@ -225,6 +293,41 @@ pub fn curves(
             }
         }
     }
-    progress.finish();
-    write(&out.join("curves.csv"), &csv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_survive_the_csv() {
+        let rows = vec![
+            Row {
+                workload: "treechurn".into(),
+                implementation: "box".into(),
+                setting: String::new(),
+                m: Measured {
+                    wall: 1.5,
+                    rss: 300.0,
+                    gc_cpu: f64::NAN,
+                },
+            },
+            Row {
+                workload: "treechurn".into(),
+                implementation: "gc-core".into(),
+                setting: "GOMEMLIMIT=400MiB".into(),
+                m: Measured {
+                    wall: 2.0,
+                    rss: 410.0,
+                    gc_cpu: 0.25,
+                },
+            },
+        ];
+        let back = read_csv(&to_csv(&rows)).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].setting, "GOMEMLIMIT=400MiB");
+        assert_eq!(back[1].m.rss, 410.0);
+        assert!(back[0].m.gc_cpu.is_nan() && back[0].setting.is_empty());
+        assert!(read_csv("header\nnot,a,row\n").is_err());
+    }
 }

@@ -83,6 +83,10 @@ struct Args {
     /// Leave out the Rust peers (gc-arena, dumpster, rust-gc, sandpit).
     #[arg(long)]
     no_peers: bool,
+    /// Run nothing: redraw the plots and rewrite the summaries and `report.md` of the run
+    /// already in `--out` (from its `runs.csv`, `curves.csv`, `machine.txt` and `data/`).
+    #[arg(long)]
+    replot: bool,
 }
 
 /// The environment variable that tells a harness where to write its detailed data (pause
@@ -111,7 +115,12 @@ fn lab(args: &Args) -> Result<(), String> {
         .expect("the lab is a member of the workspace")
         .to_path_buf();
     let out = root.join(&args.out);
+    if args.replot {
+        return replot(&out);
+    }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    write(&out.join("command.txt"), &command)?;
     let setup = Setup::prepare(&root, args.go.as_path(), args.clox.as_deref(), &out)?;
     let mut suite = workloads(&setup, args.quick, !args.no_peers);
     if !args.only.is_empty() {
@@ -203,31 +212,93 @@ fn lab(args: &Args) -> Result<(), String> {
         };
         curves::curves(&suite, &settings, &known, runs, &root, &out)?;
     }
-    write(&out.join("summary.csv"), &report::summary_csv(&summary))?;
+    render(&results, &summary, &machine, &command, &out)
+}
+
+/// Write the summaries, the plots and `report.md` of a run's `results`, and print its table.
+fn render(
+    results: &[((&str, &str), Vec<Figures>)],
+    summary: &Summary<'_>,
+    machine: &str,
+    command: &str,
+    out: &Path,
+) -> Result<(), String> {
+    write(&out.join("summary.csv"), &report::summary_csv(summary))?;
     write(
         &out.join("summary.json"),
-        &report::summary_json(&summary, &machine),
+        &report::summary_json(summary, machine),
     )?;
-    plots(&summary, &out);
+    plots(summary, out);
     if plot::load_font() {
-        for w in &suite {
-            let dirs: Vec<(&str, PathBuf)> = w
-                .impls
+        let mut workloads: Vec<&str> = Vec::new();
+        for ((w, _), _) in results {
+            if !workloads.contains(w) {
+                workloads.push(w);
+            }
+        }
+        for w in workloads {
+            let dirs: Vec<(&str, PathBuf)> = results
                 .iter()
-                .map(|i| (i.name, run_data_dir(&out, w.name, i.name, 1)))
+                .filter(|((rw, _), _)| *rw == w)
+                .map(|((_, i), _)| (*i, run_data_dir(out, w, i, 1)))
                 .collect();
-            detail::plots(w.name, &dirs, &out);
+            detail::plots(w, &dirs, out);
         }
     }
-    let table = report::table(&summary);
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let table = report::table(summary);
     write(
         &out.join("report.md"),
-        &report::markdown(&command, &machine, &table, &out),
+        &report::markdown(command, machine, &table, out),
     )?;
     print!("{table}");
     eprintln!("figures written to {}", out.display());
     Ok(())
+}
+
+/// `--replot`: the figures of the run in `out`, read back, rendered again.
+fn replot(out: &Path) -> Result<(), String> {
+    let read = |name: &str| {
+        std::fs::read_to_string(out.join(name))
+            .map_err(|e| format!("{}: {e}", out.join(name).display()))
+    };
+    let runs = read("runs.csv")?;
+    let machine = read("machine.txt")?;
+    let command = read("command.txt").unwrap_or_else(|_| "gc-lab (command not recorded)".into());
+    // (workload, impl) in the order of first appearance, and each one's runs' figures.
+    let mut keys: Vec<(String, String)> = Vec::new();
+    let mut figures: Vec<Vec<Figures>> = Vec::new();
+    for line in runs.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let [w, i, r, k, v] = f[..] else {
+            return Err(format!("runs.csv: bad line {line:?}"));
+        };
+        let (Ok(r), Ok(v)) = (r.parse::<usize>(), v.parse::<f64>()) else {
+            return Err(format!("runs.csv: bad line {line:?}"));
+        };
+        let at = match keys.iter().position(|(kw, ki)| kw == w && ki == i) {
+            Some(at) => at,
+            None => {
+                keys.push((w.to_string(), i.to_string()));
+                figures.push(Vec::new());
+                keys.len() - 1
+            }
+        };
+        let runs = &mut figures[at];
+        while runs.len() < r {
+            runs.push(Figures::default());
+        }
+        runs[r - 1].0.insert(k.to_string(), v);
+    }
+    let results: Vec<((&str, &str), Vec<Figures>)> = keys
+        .iter()
+        .zip(figures)
+        .map(|((w, i), f)| ((w.as_str(), i.as_str()), f))
+        .collect();
+    let summary = report::summarize(&results);
+    if let Ok(text) = read("curves.csv") {
+        curves::plot_all(&curves::read_csv(&text)?, out);
+    }
+    render(&results, &summary, &machine, command.trim(), out)
 }
 
 /// `wall.svg/png` and `rss.svg/png`: each implementation's median wall time and peak RSS as a

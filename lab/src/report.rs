@@ -99,27 +99,46 @@ pub fn summary_json(s: &Summary<'_>, machine: &str) -> String {
     out
 }
 
-/// The medians as a markdown table: the kernel's figures for every implementation, the
-/// collector's where the program reports them.
-pub fn table(s: &Summary<'_>) -> String {
-    // (heading, the figure's key in each harness that reports it, decimals)
-    let cols: [(&str, &[&str], usize); 15] = [
-        ("wall s", &["wall_s"], 2),
-        ("CPU s", &["cpu_s"], 2),
-        ("peak RSS MiB", &["rss_mib"], 1),
-        ("GC cycles", &["gc_cycles"], 0),
-        ("pause p50 µs", &["stw_p50_us"], 0),
-        ("pause p99 µs", &["stw_p99_us"], 0),
-        ("pause p99.9 µs", &["stw_p999_us"], 0),
-        ("longest pause µs", &["pause_max_us", "stw_max_us"], 0),
-        ("longest scope wait µs", &["scope_wait_max_us"], 0),
-        ("op p99 µs", &["lat_p99_us", "op_p99_us", "push_p99_us"], 1),
-        ("op p99.9999 µs", &["lat_p999999_us"], 0),
-        ("MMU 10 ms", &["mmu_10ms"], 3),
-        ("MMU 10 ms (pauses only)", &["mmu_pauses_10ms"], 3),
-        ("heap ÷ goal", &["peak_over_goal", "peak_heap_over_goal"], 2),
-        ("GC CPU (Go's def.)", &["gc_cpu_go"], 3),
-    ];
+/// A table column: heading, the figure's key in each harness that reports it (the first
+/// present counts), decimals.
+type Column = (&'static str, &'static [&'static str], usize);
+
+/// Time, memory and GC CPU: every run has these (the kernel's at least).
+const COSTS: [Column; 7] = [
+    ("wall s", &["wall_s"], 2),
+    ("CPU s", &["cpu_s"], 2),
+    ("peak RSS MiB", &["rss_mib"], 1),
+    ("GC cycles", &["gc_cycles"], 0),
+    (
+        "peak heap ÷ goal",
+        &["peak_over_goal", "peak_heap_over_goal"],
+        2,
+    ),
+    ("GC CPU, Go's def.", &["gc_cpu_go"], 3),
+    ("GC threads' CPU", &["gc_cpu_frac"], 3),
+];
+
+/// Pauses, operation latency and MMU: the runs of a collector that reports them.
+const LATENCY: [Column; 14] = [
+    ("pause p50 µs", &["stw_p50_us"], 0),
+    ("p99", &["stw_p99_us"], 0),
+    ("p99.9", &["stw_p999_us"], 0),
+    ("max", &["pause_max_us", "stw_max_us"], 0),
+    ("longest scope wait µs", &["scope_wait_max_us"], 0),
+    ("op p50 µs", &["lat_p50_us", "op_p50_us", "push_p50_us"], 1),
+    ("p99", &["lat_p99_us", "op_p99_us", "push_p99_us"], 1),
+    ("p99.99", &["lat_p9999_us"], 0),
+    ("p99.9999", &["lat_p999999_us"], 0),
+    ("max", &["lat_max_us", "op_max_us", "push_max_us"], 0),
+    ("MMU 1 ms", &["mmu_1ms"], 3),
+    ("10 ms", &["mmu_10ms"], 3),
+    ("100 ms", &["mmu_100ms"], 3),
+    ("10 ms, pauses only", &["mmu_pauses_10ms"], 3),
+];
+
+/// The rows of `s` as a markdown table of `cols`; rows with none of the columns' figures but
+/// the first `always` are left out.
+fn markdown_table(s: &Summary<'_>, cols: &[Column], always: usize) -> String {
     let mut out = String::from("| workload | implementation |");
     for (h, _, _) in cols {
         let _ = write!(out, " {h} |");
@@ -128,10 +147,17 @@ pub fn table(s: &Summary<'_>) -> String {
     out.push_str(&"---:|".repeat(cols.len()));
     out.push('\n');
     for ((w, i), stats) in s {
+        let cells: Vec<Option<f64>> = cols
+            .iter()
+            .map(|(_, keys, _)| keys.iter().find_map(|k| stats.get(*k)).map(|v| v.0))
+            .collect();
+        if always == 0 && cells.iter().all(Option::is_none) {
+            continue;
+        }
         let _ = write!(out, "| {w} | {i} |");
-        for (_, keys, digits) in cols {
-            match keys.iter().find_map(|k| stats.get(*k)) {
-                Some((m, ..)) => {
+        for (cell, (_, _, digits)) in cells.iter().zip(cols) {
+            match cell {
+                Some(m) => {
                     let _ = write!(out, " {m:.digits$} |");
                 }
                 None => out.push_str(" — |"),
@@ -140,6 +166,18 @@ pub fn table(s: &Summary<'_>) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The medians as markdown: one table of time, memory and GC CPU for every implementation, one
+/// of pauses, operation latency and MMU for those that report them.
+pub fn table(s: &Summary<'_>) -> String {
+    format!(
+        "{}\nPauses (µs), operation latency (µs) and minimum mutator utilisation (pauses and mark \
+         assists count as the collector's time; the last column counts pauses only, as Go's \
+         figure does):\n\n{}",
+        markdown_table(s, &COSTS, 1),
+        markdown_table(s, &LATENCY, 0)
+    )
 }
 
 /// The plots of a report, in order: (file-name prefix, section heading).
@@ -188,4 +226,25 @@ pub fn markdown(command: &str, machine: &str, table: &str, out: &Path) -> String
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_show_medians_and_skip_rows_without_latency() {
+        let mut gc = BTreeMap::new();
+        gc.insert("wall_s".to_string(), (1.234, 1.0, 2.0, 3));
+        gc.insert("stw_p50_us".to_string(), (7.0, 6.0, 9.0, 3));
+        let mut bx = BTreeMap::new();
+        bx.insert("wall_s".to_string(), (2.0, 2.0, 2.0, 3));
+        let s: Summary<'_> = vec![(("w", "gc-core"), gc), (("w", "box"), bx)];
+        let t = table(&s);
+        assert!(t.contains("| w | gc-core | 1.23 |"), "{t}");
+        assert!(t.contains("| w | box | 2.00 |"), "{t}");
+        let latency = t.split("Pauses").nth(1).unwrap();
+        assert!(latency.contains("| w | gc-core | 7 |"), "{latency}");
+        assert!(!latency.contains("| box |"), "{latency}");
+    }
 }

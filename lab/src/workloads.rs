@@ -280,7 +280,8 @@ pub fn workloads(s: &Setup, quick: bool, with_peers: bool) -> Vec<Workload> {
             ),
         ),
     ];
-    // The multi-mutator workload: 2, 4 and 8 mutator threads sharing one heap, 256 MiB live.
+    // The multi-mutator workload: 2, 4 and 8 mutator threads sharing one heap, 256 MiB live,
+    // handing trees to each other through the stash (`--share`).
     for (name, n) in [
         ("treechurn-x2", "2"),
         ("treechurn-x4", "4"),
@@ -292,9 +293,25 @@ pub fn workloads(s: &Setup, quick: bool, with_peers: bool) -> Vec<Workload> {
             "treechurn",
             "treechurn",
             &if quick {
-                vec!["--live-mib", "8", "--ops", "500", "--mutators", n]
+                vec![
+                    "--live-mib",
+                    "8",
+                    "--ops",
+                    "500",
+                    "--mutators",
+                    n,
+                    "--share",
+                ]
             } else {
-                vec!["--live-mib", "256", "--ops", "20000", "--mutators", n]
+                vec![
+                    "--live-mib",
+                    "256",
+                    "--ops",
+                    "20000",
+                    "--mutators",
+                    n,
+                    "--share",
+                ]
             },
         ));
     }

@@ -1,11 +1,12 @@
 // treechurn in Go: the same workload as examples/treechurn.rs, for comparing with Go's
 // collector in the same session (see docs/benchmarks.md).
 //
-//	cd benches/go && go run ./treechurn -live-mib 256 -ops 20000 [-mutators M]
+//	cd benches/go && go run ./treechurn -live-mib 256 -ops 20000 [-mutators M [-share]]
 //
 // Each mutator keeps live-mib/mutators MiB of depth-10 binary trees (2047 nodes of two pointers
 // and two 8-byte words) in a slice, and per operation builds a new tree and replaces a random
-// one. The last line has the same key=value pairs as the Rust harness: stop-the-world pause
+// one. With -share, every 8th operation also posts the new tree in the mutator's slot of a
+// shared mailbox and adopts the tree the next mutator posted in its place. The last line has the same key=value pairs as the Rust harness: stop-the-world pause
 // percentiles (runtime/metrics /gc/pauses:seconds, a histogram whose buckets bound the values),
 // operation latency percentiles, cycles, GC CPU fraction (runtime.MemStats.GCCPUFraction: the
 // /cpu/classes/gc metrics arrive only in Go 1.20), heap peak (the largest
@@ -20,6 +21,7 @@ import (
 	"math/rand"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,7 +46,12 @@ func main() {
 	liveMiB := flag.Int("live-mib", 64, "live heap in MiB")
 	ops := flag.Int("ops", 5000, "operations")
 	mutators := flag.Int("mutators", 1, "mutator goroutines")
+	share := flag.Bool("share", false, "hand trees between the mutators through a mailbox every 8th operation")
 	flag.Parse()
+	// -share: one slot per mutator where it posts a tree for the next mutator to adopt (as the
+	// Rust harness's stashed mailbox; atomic pointers, as its slots are atomic words).
+	mailbox := make([]atomic.Pointer[node], *mutators)
+	const shareEvery = 8
 	// A node is 32 bytes here and in the Rust harness (neither has an object header), which
 	// keeps the same number of trees.
 	treeBytes := nodesPerTree * 32
@@ -79,6 +86,12 @@ func main() {
 				i := rng.Intn(trees)
 				t0 := time.Now()
 				v[i] = tree(depth, uint64(op))
+				if *share && op%shareEvery == 0 {
+					mailbox[t].Store(v[i])
+					if other := mailbox[(t+1)%*mutators].Load(); other != nil {
+						v[i] = other
+					}
+				}
 				lat = append(lat, time.Since(t0))
 			}
 			var sum uint64

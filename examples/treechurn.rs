@@ -12,9 +12,9 @@
 //! (including any time spent waiting for a pause). With `--share`, the mutators also hand trees
 //! to each other through the stash: every 8th operation posts the new tree in the mutator's
 //! slot of a mailbox (a `GcArray` reached through a `Stash`, one slot per mutator) and adopts
-//! the tree the next mutator posted in its place, so that trees built on one thread stay
-//! reachable only from another's root (cross-thread stores and barriers; on `Box`, the trees
-//! are moved through a `Mutex`). `--box` runs the same workload on `Box` (no
+//! the tree the next mutator posted in its place, so that trees built on one thread become
+//! reachable from another's root (cross-thread stores and barriers; on `Box`, a tree's root is
+//! an `Arc` and the mailbox a `Mutex<Vec<Option<Arc<_>>>>`). `--box` runs the same workload on `Box` (no
 //! GC) as the floor.
 //!
 //! The last line is `key=value` pairs: `stw_count stw_p50_us stw_p99_us stw_max_us op_p50_us
@@ -214,7 +214,7 @@ fn main() {
             mc.stash::<MailboxM>(b)
         })
     });
-    let box_mailbox: std::sync::Arc<std::sync::Mutex<Vec<Option<Box<BoxNode>>>>> =
+    let box_mailbox: std::sync::Arc<std::sync::Mutex<Vec<Option<std::sync::Arc<BoxNode>>>>> =
         std::sync::Arc::new(std::sync::Mutex::new(
             (0..a.mutators).map(|_| None).collect(),
         ));
@@ -256,20 +256,25 @@ fn main() {
                         std::hint::black_box(sum);
                     }
                     None => {
-                        let mut v: Vec<Box<BoxNode>> =
-                            (0..trees).map(|i| box_tree(DEPTH, i as u64)).collect();
+                        // A tree's root is an `Arc`, so that `--share` can hand it to another
+                        // thread as gc-core and Go do (one reference count per tree).
+                        let mut v: Vec<std::sync::Arc<BoxNode>> = (0..trees)
+                            .map(|i| std::sync::Arc::new(*box_tree(DEPTH, i as u64)))
+                            .collect();
                         for op in 0..ops_each {
                             let i = rng.gen_range(0..trees);
                             let t0 = Instant::now();
-                            v[i] = box_tree(DEPTH, op as u64);
+                            v[i] = std::sync::Arc::new(*box_tree(DEPTH, op as u64));
                             if share && op % SHARE_EVERY == 0 {
-                                // A `Box` has one owner: the next mutator's tree is taken out
-                                // of the mailbox (a new one built if it has none), and this
-                                // one's moved in.
-                                let other = box_mailbox.lock().unwrap()[(t + 1) % n].take();
-                                let other = other.unwrap_or_else(|| box_tree(DEPTH, op as u64));
-                                let mine = std::mem::replace(&mut v[i], other);
-                                box_mailbox.lock().unwrap()[t] = Some(mine);
+                                // Post this tree, adopt the next mutator's; the tree the post
+                                // displaces is released outside the lock.
+                                let mut mb = box_mailbox.lock().unwrap();
+                                let displaced = mb[t].replace(v[i].clone());
+                                if let Some(other) = &mb[(t + 1) % n] {
+                                    v[i] = other.clone();
+                                }
+                                drop(mb);
+                                drop(displaced);
                             }
                             ops.record(t0.elapsed().as_micros() as u64).unwrap();
                         }

@@ -113,7 +113,7 @@ pub fn curves(
             progress.start(&format!("{what} (round {r})"));
             let mut cmd = (i.command)();
             cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-            let (f, _) = measure(cmd, root)?;
+            let (f, ..) = measure(cmd, root)?;
             progress.done(&format!(
                 "{what} (round {r}): {:.2} s, {:.0} MiB",
                 f.0["wall_s"], f.0["rss_mib"]

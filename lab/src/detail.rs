@@ -10,7 +10,7 @@
 //! * `timeline-<workload>-<impl>`: the heap, its goal and its trigger over time;
 //!
 //! and completes a run's figures with its MMU at 1, 10 and 100 ms where the program did not
-//! print them (the Go twins), and with pause percentiles where it printed none.
+//! print them (binary-trees, GCBench, the Go twins), and with its pause percentiles.
 
 use std::path::Path;
 
@@ -42,9 +42,10 @@ fn column_pairs(rows: &[Vec<f64>], x: usize, y: usize) -> Vec<(f64, f64)> {
 }
 
 /// The MMU at 1, 10 and 100 ms from `dir/mmu.csv` (`mmu_10ms`, …) and `dir/mmu-pauses.csv`
-/// (`mmu_pauses_10ms`, …), and the pauses' 50th, 99th and 99.9th
-/// percentiles (`stw_p50_us`, `stw_p99_us`, `stw_p999_us`, nearest rank) from
-/// `dir/pauses.csv`, added to `f` where it has none.
+/// (`mmu_pauses_10ms`, …), added to `f` where it has none; and the pauses' 50th, 99th and
+/// 99.9th percentiles (`stw_p50_us`, `stw_p99_us`, `stw_p999_us`, nearest rank) from
+/// `dir/pauses.csv`, replacing the program's own, so that every implementation's come from
+/// the same computation.
 pub fn complete(f: &mut Figures, dir: &Path) {
     let mut pauses: Vec<f64> = read_csv(&dir.join("pauses.csv"))
         .iter()
@@ -59,8 +60,7 @@ pub fn complete(f: &mut Figures, dir: &Path) {
             (0.999, "stw_p999_us"),
         ] {
             let rank = (q * pauses.len() as f64).ceil() as usize;
-            f.0.entry(key.into())
-                .or_insert(pauses[rank.clamp(1, pauses.len()) - 1]);
+            f.0.insert(key.into(), pauses[rank.clamp(1, pauses.len()) - 1]);
         }
     }
     for (file, prefix) in [("mmu.csv", "mmu"), ("mmu-pauses.csv", "mmu_pauses")] {

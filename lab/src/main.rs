@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p gc-lab -- [--quick] [--runs N] [--out DIR] [--only NAME,…] [--no-peers]
-//!     [--curves 25,50,100,200,400,800] [--limits 300,400,600]
+//!     [--curves 25,50,100,200,400,800] [--limits 320,400,600,800] [--replot]
 //! ```
 //!
 //! Builds the workload programs (the gc-core examples, the Lox VM and the Rust peers with
@@ -34,6 +34,7 @@
 
 mod curves;
 mod detail;
+mod gotrace;
 mod plot;
 mod progress;
 mod report;
@@ -119,7 +120,14 @@ fn lab(args: &Args) -> Result<(), String> {
         return replot(&out);
     }
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    remove_plots(&out);
+    let command = format!(
+        "cargo run --release -p gc-lab --{}",
+        std::env::args()
+            .skip(1)
+            .map(|a| format!(" {a}"))
+            .collect::<String>()
+    );
     write(&out.join("command.txt"), &command)?;
     let setup = Setup::prepare(&root, args.go.as_path(), args.clox.as_deref(), &out)?;
     let mut suite = workloads(&setup, args.quick, !args.no_peers);
@@ -144,6 +152,9 @@ fn lab(args: &Args) -> Result<(), String> {
         }
     }
     let mut csv = String::from("workload,impl,run,key,value\n");
+    // Runs that failed or answered differently: reported at the end, after every file is
+    // written, so that one bad run does not cost the others.
+    let mut problems: Vec<String> = Vec::new();
     for r in 1..=runs {
         for w in &suite {
             // The first implementation's answer lines, which the others must repeat.
@@ -154,7 +165,21 @@ fn lab(args: &Args) -> Result<(), String> {
                 let data = run_data_dir(&out, w.name, i.name, r);
                 std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
                 cmd.env(DATA_VAR, &data);
-                let (mut f, stdout) = measure(cmd, &root)?;
+                if i.name == "go" {
+                    // Every pause, placed in time (see `gotrace`).
+                    cmd.env("GODEBUG", "gctrace=1");
+                }
+                let (mut f, stdout, stderr) = match measure(cmd, &root) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        progress.done(&format!("{} on {} (round {r}) failed", w.name, i.name));
+                        problems.push(e);
+                        continue;
+                    }
+                };
+                if i.name == "go" {
+                    gotrace::apply(&stderr, &data, &mut f)?;
+                }
                 detail::complete(&mut f, &data);
                 progress.done(&format!(
                     "{} on {} (round {r}): {:.2} s, {:.0} MiB",
@@ -168,8 +193,8 @@ fn lab(args: &Args) -> Result<(), String> {
                 match &answer {
                     None => answer = Some((i.name, lines)),
                     Some((first, expected)) if *expected != lines => {
-                        return Err(format!(
-                            "{} on {} answered\n{}\nwhere {first} answered\n{}",
+                        problems.push(format!(
+                            "{} on {} (round {r}) answered\n{}\nwhere {first} answered\n{}",
                             w.name,
                             i.name,
                             lines.join("\n"),
@@ -181,6 +206,7 @@ fn lab(args: &Args) -> Result<(), String> {
                 for (k, v) in &f.0 {
                     let _ = writeln!(csv, "{},{},{r},{k},{v}", w.name, i.name);
                 }
+                write(&out.join("runs.csv"), &csv)?;
                 results
                     .iter_mut()
                     .find(|(key, _)| *key == (w.name, i.name))
@@ -193,6 +219,8 @@ fn lab(args: &Args) -> Result<(), String> {
     progress.finish();
     write(&out.join("runs.csv"), &csv)?;
     let summary = report::summarize(&results);
+    // The report before the curves (which take long), and again with them.
+    render(&results, &summary, &machine, &command, &out)?;
     let mut settings = Vec::new();
     if !args.curves.is_empty() {
         settings.push(curves::Settings::gogc(&args.curves));
@@ -211,8 +239,26 @@ fn lab(args: &Args) -> Result<(), String> {
             })
         };
         curves::curves(&suite, &settings, &known, runs, &root, &out)?;
+        render(&results, &summary, &machine, &command, &out)?;
     }
-    render(&results, &summary, &machine, &command, &out)
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Remove the plots of an earlier run in `out`, so that a report lists only its own.
+fn remove_plots(out: &Path) {
+    let Ok(dir) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let p = e.path();
+        if matches!(p.extension().and_then(|x| x.to_str()), Some("svg" | "png")) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// Write the summaries, the plots and `report.md` of a run's `results`, and print its table.
@@ -272,7 +318,7 @@ fn replot(out: &Path) -> Result<(), String> {
         let [w, i, r, k, v] = f[..] else {
             return Err(format!("runs.csv: bad line {line:?}"));
         };
-        let (Ok(r), Ok(v)) = (r.parse::<usize>(), v.parse::<f64>()) else {
+        let (Ok(r @ 1..), Ok(v)) = (r.parse::<usize>(), v.parse::<f64>()) else {
             return Err(format!("runs.csv: bad line {line:?}"));
         };
         let at = match keys.iter().position(|(kw, ki)| kw == w && ki == i) {
@@ -295,6 +341,7 @@ fn replot(out: &Path) -> Result<(), String> {
         .map(|((w, i), f)| ((w.as_str(), i.as_str()), f))
         .collect();
     let summary = report::summarize(&results);
+    remove_plots(out);
     if let Ok(text) = read("curves.csv") {
         curves::plot_all(&curves::read_csv(&text)?, out);
     }
@@ -382,7 +429,7 @@ fn describe_machine(setup: &Setup, quick: bool) -> String {
     let mut s = format!("cpus: {cpus}\ncpu model: {model}\nkernel: {kernel}\n");
     let secs = if quick { "1" } else { "5" };
     match measure(setup.hiccups(secs), &setup.root) {
-        Ok((f, _)) => {
+        Ok((f, ..)) => {
             let g = |k: &str| f.0.get(k).copied().unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,

@@ -14,8 +14,8 @@ pub struct Figures(pub BTreeMap<String, f64>);
 /// Run `cmd` in `dir`, its output captured; an error (with the output) if it cannot start or
 /// exits unsuccessfully. The figures are the `key=value` pairs of stdout's last line that has
 /// any, completed by stderr's (where a program such as the Lox VM prints its collector
-/// figures, stdout being the script's); the program's stdout comes with them.
-pub fn measure(mut cmd: Command, dir: &Path) -> Result<(Figures, String), String> {
+/// figures, stdout being the script's); the program's stdout and stderr come with them.
+pub fn measure(mut cmd: Command, dir: &Path) -> Result<(Figures, String, String), String> {
     let shown = format!("{cmd:?}");
     cmd.current_dir(dir)
         .stdout(Stdio::piped())
@@ -59,7 +59,7 @@ pub fn measure(mut cmd: Command, dir: &Path) -> Result<(Figures, String), String
     f.0.insert("cpu_s".into(), tv(usage.ru_utime) + tv(usage.ru_stime));
     // Linux reports ru_maxrss in KiB.
     f.0.insert("rss_mib".into(), usage.ru_maxrss as f64 / 1024.0);
-    Ok((f, text))
+    Ok((f, text, errors))
 }
 
 /// The numeric `key=value` pairs of the last line of `text` that has any.
@@ -115,8 +115,9 @@ mod tests {
     fn a_run_is_measured_by_the_kernel() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo 'a=1 b=2.5'; echo done; echo 'b=9 c=3' >&2"]);
-        let (f, out) = measure(cmd, Path::new(".")).unwrap();
+        let (f, out, err) = measure(cmd, Path::new(".")).unwrap();
         assert_eq!(out, "a=1 b=2.5\ndone\n");
+        assert_eq!(err, "b=9 c=3\n");
         assert_eq!(f.0["a"], 1.0);
         assert_eq!(f.0["b"], 2.5, "stdout's figures come first");
         assert_eq!(f.0["c"], 3.0, "stderr's complete them");

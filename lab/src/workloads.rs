@@ -404,10 +404,11 @@ pub fn workloads(s: &Setup, quick: bool, with_peers: bool) -> Vec<Workload> {
                 command: command(clox.clone(), vec![file]),
             });
         }
+        // The benchmark programs print only their results (no clock): every line compared.
         suite.push(Workload {
             name,
             impls,
-            answer: no_answer,
+            answer: |_| true,
         });
     }
     suite

@@ -5,24 +5,18 @@ package report
 //
 //   - latency.csv (quantile,value_us): the operation latency distribution, median to 99.9999 %
 //     and the maximum (quantile 1);
-//   - pauses.csv (start_s,duration_us,cycle,phase): every stop-the-world pause, from the
-//     runtime/metrics histogram /gc/pauses:seconds, each as its bucket's upper bound (Go exposes
-//     no exact values and no start times: those columns stay empty);
-//   - mmu-pauses.csv (window_ms,mmu): minimum mutator utilisation over windows of 100 µs to 1 s from
-//     runtime.MemStats' last (up to 256) cycles, each cycle's pauses (PauseNs holds their sum)
-//     taken as one interval ending at its PauseEnd, over the time those cycles span: pauses
-//     only (the Rust harnesses' file of that name; their mmu.csv also counts mark assists, of
-//     which Go exposes no per-cycle time);
 //   - timeline.csv (t_s,heap_mib,goal_mib,trigger_mib): the sampler's 2 ms samples of the heap
 //     (allocated minus freed bytes) and the goal; Go 1.19 has no trigger metric.
+//
+// The pauses (pauses.csv, mmu-pauses.csv) the lab takes from the run's gctrace, which places
+// every pause in time: runtime/metrics has them only as a histogram, MemStats only as one sum
+// per cycle for the last 256 cycles.
 
 import (
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strings"
 	"time"
 )
@@ -89,74 +83,11 @@ type sample struct {
 	heap, goal uint64
 }
 
-// interval is a stretch of time the mutators lost to the collector, in seconds.
-type interval struct{ start, end float64 }
-
-// mmu is the minimum over windows of length w inside [from, to] of the time not covered by
-// busy (sorted, disjoint) ÷ w; a window longer than [from, to] shrinks to it. The minimum is
-// reached with a window starting at an interval's start or ending at an interval's end.
-func mmu(busy []interval, from, to, w float64) float64 {
-	if w > to-from {
-		w = to - from
-	}
-	if w <= 0 {
-		return 1
-	}
-	lost := func(a float64) float64 {
-		b, sum := a+w, 0.0
-		for _, iv := range busy {
-			s, e := math.Max(iv.start, a), math.Min(iv.end, b)
-			if e > s {
-				sum += e - s
-			}
-		}
-		return sum
-	}
-	worst := 0.0
-	for _, iv := range busy {
-		for _, a := range []float64{iv.start, iv.end - w} {
-			a = math.Max(from, math.Min(a, to-w))
-			worst = math.Max(worst, lost(a))
-		}
-	}
-	return 1 - worst/w
-}
-
-// WriteHeap writes pauses.csv, mmu.csv and timeline.csv where the lab asked (after Stop).
+// WriteHeap writes timeline.csv where the lab asked (after Stop).
 func (s *Sampler) WriteHeap() {
 	if dataDir() == "" {
 		return
 	}
-	var p strings.Builder
-	p.WriteString("start_s,duration_us,cycle,phase\n")
-	for _, d := range Pauses() {
-		fmt.Fprintf(&p, ",%v,,\n", float64(d.Nanoseconds())/1e3)
-	}
-	writeData("pauses.csv", p.String())
-
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	n := int(ms.NumGC)
-	if n > len(ms.PauseNs) {
-		n = len(ms.PauseNs)
-	}
-	var busy []interval
-	for k := 0; k < n; k++ {
-		i := (int(ms.NumGC) - 1 - k + len(ms.PauseNs)) % len(ms.PauseNs)
-		end := float64(int64(ms.PauseEnd[i])-s.start.UnixNano()) / 1e9
-		busy = append(busy, interval{end - float64(ms.PauseNs[i])/1e9, end})
-	}
-	sort.Slice(busy, func(i, j int) bool { return busy[i].start < busy[j].start })
-	var m strings.Builder
-	m.WriteString("window_ms,mmu\n")
-	if len(busy) > 0 {
-		from, to := busy[0].start, s.stopped.Sub(s.start).Seconds()
-		for _, ms := range []float64{0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000} {
-			fmt.Fprintf(&m, "%v,%v\n", ms, mmu(busy, from, to, ms/1e3))
-		}
-	}
-	writeData("mmu-pauses.csv", m.String())
-
 	var t strings.Builder
 	t.WriteString("t_s,heap_mib,goal_mib,trigger_mib\n")
 	for _, x := range s.samples {

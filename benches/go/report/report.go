@@ -40,10 +40,10 @@ type Sampler struct {
 	// samples taken while marking, up to the one before mark termination, count; those taken
 	// while the last cycle's garbage is being swept (frees growing) do not.
 	PeakOverGoalSwept float64
-	// start and stopped bound the run; samples holds every 2 ms sample of the heap and goal
-	// when the lab asked for detailed data (GC_LAB_DATA), for timeline.csv.
-	start, stopped time.Time
-	samples        []sample
+	// start is when sampling began; samples holds every 2 ms sample of the heap and goal when
+	// the lab asked for detailed data (GC_LAB_DATA), for timeline.csv.
+	start   time.Time
+	samples []sample
 	// exited is closed when the sampling goroutine has returned.
 	exited chan struct{}
 }
@@ -103,13 +103,17 @@ func (s *Sampler) SteadyNow() {
 	s.steadyAfter.Store(m[0].Value.Uint64() + 1)
 }
 
+// SteadyAfter counts the heap ÷ goal figure once n cycles have completed (binarytrees: as the Rust
+// program, from the sixth cycle on, the first ones running while the stretch and long-lived trees
+// are built).
+func (s *Sampler) SteadyAfter(n uint64) { s.steadyAfter.Store(n) }
+
 // AllCycles counts the heap ÷ goal figure over every cycle, the first ones included (a
 // harness whose every cycle matters, such as binarytrees, calls it right after Start).
 func (s *Sampler) AllCycles() { s.steadyAfter.Store(0) }
 
 // Stop stops the sampler and waits for its last sample, so its figures can be read.
 func (s *Sampler) Stop() {
-	s.stopped = time.Now()
 	close(s.done)
 	<-s.exited
 }
@@ -148,7 +152,9 @@ func STWKeys() string {
 
 // GCKeys formats the collector figures after a run (sampler stopped): gc_cycles, gc_cpu_frac
 // and gc_cpu_go (both MemStats.GCCPUFraction: the Rust harnesses print their collector
-// threads' CPU share as gc_cpu_frac and Go's definition as gc_cpu_go), heap_goal_mib, heap_peak_mib, rss_peak_mib, peak_over_goal.
+// threads' CPU share as gc_cpu_frac and Go's definition as gc_cpu_go), heap_goal_mib, heap_peak_mib, rss_peak_mib, and
+// peak_over_goal (PeakOverGoalSwept: the samples taken while marking, the nearest Go 1.19 comes to
+// the heap at mark termination that the Rust harnesses print).
 func GCKeys(s *Sampler) string {
 	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
 	metrics.Read(m)
@@ -156,7 +162,7 @@ func GCKeys(s *Sampler) string {
 	runtime.ReadMemStats(&ms)
 	return fmt.Sprintf("gc_cycles=%d gc_cpu_frac=%.3f gc_cpu_go=%.3f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f peak_over_goal=%.3f",
 		m[0].Value.Uint64(), ms.GCCPUFraction, ms.GCCPUFraction, float64(m[1].Value.Uint64())/(1<<20),
-		float64(s.PeakMapped)/(1<<20), RSSPeakMiB(), s.PeakOverGoal)
+		float64(s.PeakMapped)/(1<<20), RSSPeakMiB(), s.PeakOverGoalSwept)
 }
 
 // RSSPeakMiB is VmHWM from /proc/self/status in MiB, or 0 where that is unavailable.

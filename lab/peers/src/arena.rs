@@ -44,7 +44,8 @@ impl ArenaPeer {
         }
     }
 
-    /// One `mutate` call, then the debt it left paid.
+    /// One `mutate` call (`mutate_root`: the root is changed in place), then the debt it
+    /// left paid.
     fn scope<T>(&mut self, f: impl for<'gc> FnOnce(&Mutation<'gc>, &mut Roots<'gc>) -> T) -> T {
         let r = self.arena.mutate_root(|mc, root| f(mc, root));
         self.arena.collect_debt();
@@ -82,8 +83,9 @@ fn populate<'gc>(mc: &Mutation<'gc>, d: u32, n: Gc<'gc, Node<'gc>>) {
         return;
     }
     let (l, r) = (empty(mc), empty(mc));
-    unlock!(Gc::write(mc, n), Node, left).set(Some(l));
-    unlock!(Gc::write(mc, n), Node, right).set(Some(r));
+    let w = Gc::write(mc, n);
+    unlock!(w, Node, left).set(Some(l));
+    unlock!(w, Node, right).set(Some(r));
     populate(mc, d - 1, l);
     populate(mc, d - 1, r);
 }

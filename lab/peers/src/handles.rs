@@ -51,16 +51,18 @@ macro_rules! handle_peer {
             })
         }
 
-        /// GCBench's top-down construction: children allocated empty, stored, then filled.
+        /// GCBench's top-down construction: children allocated empty, stored, then filled
+        /// through the parent (no second handle: dropping one would make dumpster record the
+        /// node as a cycle candidate, and rust-gc root and unroot it).
         fn populate(d: u32, n: &Node) {
             if d == 0 {
                 return;
             }
-            let (l, r) = (empty(), empty());
-            *n.left.borrow_mut() = Some(l.clone());
-            *n.right.borrow_mut() = Some(r.clone());
-            populate(d - 1, &l);
-            populate(d - 1, &r);
+            *n.left.borrow_mut() = Some(empty());
+            *n.right.borrow_mut() = Some(empty());
+            for child in [&n.left, &n.right] {
+                populate(d - 1, child.borrow().as_ref().expect("just stored"));
+            }
         }
 
         fn make_tree(d: u32) -> $gc<Node> {

@@ -178,6 +178,7 @@ impl Peer for SandpitPeer {
     }
 
     fn cycles(&self) -> Option<u64> {
-        None
+        let m = self.arena.metrics();
+        Some(m.get_major_collections() + m.get_minor_collections())
     }
 }

@@ -8,7 +8,8 @@
 //! Builds the workload programs (the gc-core examples, the Lox VM and the Rust peers with
 //! cargo, the Go 1.19 twins under `benches/go/` with `go build` where Go is installed), then
 //! runs every workload on every implementation it has (gc-core; the no-GC `Box` baseline; the Go
-//! twin; for binary-trees and GCBench the Rust peers gc-arena, dumpster, rust-gc and sandpit;
+//! twin; for binary-trees, GCBench, msgbuf and treechurn the Rust peers gc-arena, dumpster,
+//! rust-gc and sandpit;
 //! for the Lox VM, a reference `clox`), `--runs` times, the implementations of a workload one
 //! after the other in each round so that the machine's drift hits all of them. Each run is
 //! measured by the kernel (wall time, CPU time, peak RSS from `wait4`) and by the program's own

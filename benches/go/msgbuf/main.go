@@ -124,7 +124,8 @@ func main() {
 	sampler.Stop()
 	nsUs := func(ns uint64) float64 { return float64(ns) / 1e3 }
 	runtime.KeepAlive(win)
-	fmt.Printf("msgbuf go window=%d pushes=%d msg_bytes=%d sum=%d\n", *window, *pushes, msgBytes, sum)
+	fmt.Printf("msgbuf go window=%d pushes=%d msg_bytes=%d\n", *window, *pushes, msgBytes)
+	fmt.Printf("window sum: %d\n", sum)
 	sampler.WriteHeap()
 	lat := report.LatencyKeys(func(q float64) float64 {
 		if q >= 1 {

@@ -7,7 +7,12 @@
 use gc_arena::barrier::unlock;
 use gc_arena::{Arena, Collect, Gc, Lock, Mutation, Rootable};
 
-use crate::Peer;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+
+use crate::{CHURN_DEPTH, MSG_BYTES, Peer, SCOPE_PUSHES, churn_rng, message};
 
 #[derive(Collect)]
 #[collect(no_drop)]
@@ -25,12 +30,23 @@ struct Node<'gc> {
     j: i32,
 }
 
+#[derive(Collect)]
+#[collect(no_drop)]
+struct Churn<'gc> {
+    left: Option<Gc<'gc, Churn<'gc>>>,
+    right: Option<Gc<'gc, Churn<'gc>>>,
+    a: u64,
+    b: u64,
+}
+
 #[derive(Collect, Default)]
 #[collect(no_drop)]
 struct Roots<'gc> {
     pairs: Option<Gc<'gc, Pair<'gc>>>,
     boehm: Option<Gc<'gc, Node<'gc>>>,
     array: Option<Gc<'gc, Vec<f64>>>,
+    window: Vec<Option<Gc<'gc, [u8; MSG_BYTES]>>>,
+    churn: Vec<Gc<'gc, Churn<'gc>>>,
 }
 
 pub struct ArenaPeer {
@@ -106,6 +122,26 @@ fn make_tree<'gc>(mc: &Mutation<'gc>, d: u32) -> Gc<'gc, Node<'gc>> {
     )
 }
 
+fn churn_tree<'gc>(mc: &Mutation<'gc>, depth: u32, seed: u64) -> Gc<'gc, Churn<'gc>> {
+    let (left, right) = if depth == 0 {
+        (None, None)
+    } else {
+        (
+            Some(churn_tree(mc, depth - 1, seed.wrapping_mul(3))),
+            Some(churn_tree(mc, depth - 1, seed.wrapping_mul(5))),
+        )
+    };
+    Gc::new(
+        mc,
+        Churn {
+            left,
+            right,
+            a: seed,
+            b: depth as u64,
+        },
+    )
+}
+
 fn count_nodes(t: &Node<'_>) -> u64 {
     1 + t.left.get().map_or(0, |c| count_nodes(&c)) + t.right.get().map_or(0, |c| count_nodes(&c))
 }
@@ -162,6 +198,41 @@ impl Peer for ArenaPeer {
                 root.array.map_or(f64::NAN, |a| a[probe]),
             )
         })
+    }
+
+    fn msgbuf(&mut self, window: usize, pushes: usize, lat: &mut Histogram<u64>) -> u64 {
+        self.scope(|_, root| root.window = vec![None; window]);
+        let mut buf = [0u8; MSG_BYTES];
+        let mut i = 0;
+        let mut last = Instant::now();
+        while i < pushes {
+            self.scope(|mc, root| {
+                let end = (i + SCOPE_PUSHES).min(pushes);
+                while i < end {
+                    message(&mut buf, i);
+                    root.window[i % window] = Some(Gc::new(mc, buf));
+                    let now = Instant::now();
+                    lat.saturating_record((now - last).as_nanos() as u64);
+                    last = now;
+                    i += 1;
+                }
+            });
+        }
+        self.scope(|_, root| root.window.iter().flatten().map(|b| b[0] as u64).sum())
+    }
+
+    fn treechurn(&mut self, trees: usize, ops: usize, lat: &mut Histogram<u64>) -> u64 {
+        for k in 0..trees {
+            self.scope(|mc, root| root.churn.push(churn_tree(mc, CHURN_DEPTH, k as u64)));
+        }
+        let mut rng = churn_rng();
+        for op in 0..ops {
+            let i = rng.gen_range(0..trees);
+            let t0 = Instant::now();
+            self.scope(|mc, root| root.churn[i] = churn_tree(mc, CHURN_DEPTH, op as u64));
+            lat.saturating_record(t0.elapsed().as_micros() as u64);
+        }
+        self.scope(|_, root| root.churn.iter().map(|n| n.a ^ n.b).sum())
     }
 
     fn cycles(&self) -> Option<u64> {

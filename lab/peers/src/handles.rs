@@ -21,11 +21,36 @@ macro_rules! handle_peer {
             j: i32,
         }
 
+        #[derive($($derive),*)]
+        struct Churn {
+            left: Option<$gc<Churn>>,
+            right: Option<$gc<Churn>>,
+            a: u64,
+            b: u64,
+        }
+
         #[derive(Default)]
         pub struct $peer {
             pairs: Option<$gc<Pair>>,
             boehm: Option<$gc<Node>>,
             array: Option<$gc<Vec<f64>>>,
+        }
+
+        fn churn_tree(depth: u32, seed: u64) -> $gc<Churn> {
+            let (left, right) = if depth == 0 {
+                (None, None)
+            } else {
+                (
+                    Some(churn_tree(depth - 1, seed.wrapping_mul(3))),
+                    Some(churn_tree(depth - 1, seed.wrapping_mul(5))),
+                )
+            };
+            $gc::new(Churn {
+                left,
+                right,
+                a: seed,
+                b: depth as u64,
+            })
         }
 
         fn pairs(d: u32) -> $gc<Pair> {
@@ -125,6 +150,46 @@ macro_rules! handle_peer {
                     self.boehm.as_ref().map_or(0, |t| count_nodes(t)),
                     self.array.as_ref().map_or(f64::NAN, |a| a[probe]),
                 )
+            }
+
+            fn msgbuf(
+                &mut self,
+                window: usize,
+                pushes: usize,
+                lat: &mut hdrhistogram::Histogram<u64>,
+            ) -> u64 {
+                let mut win: Vec<Option<$gc<[u8; $crate::MSG_BYTES]>>> =
+                    (0..window).map(|_| None).collect();
+                let mut buf = [0u8; $crate::MSG_BYTES];
+                let mut last = std::time::Instant::now();
+                for i in 0..pushes {
+                    $crate::message(&mut buf, i);
+                    win[i % window] = Some($gc::new(buf));
+                    let now = std::time::Instant::now();
+                    lat.saturating_record((now - last).as_nanos() as u64);
+                    last = now;
+                }
+                win.iter().flatten().map(|b| b[0] as u64).sum()
+            }
+
+            fn treechurn(
+                &mut self,
+                trees: usize,
+                ops: usize,
+                lat: &mut hdrhistogram::Histogram<u64>,
+            ) -> u64 {
+                use rand::Rng;
+                let mut v: Vec<$gc<Churn>> = (0..trees)
+                    .map(|k| churn_tree($crate::CHURN_DEPTH, k as u64))
+                    .collect();
+                let mut rng = $crate::churn_rng();
+                for op in 0..ops {
+                    let i = rng.gen_range(0..trees);
+                    let t0 = std::time::Instant::now();
+                    v[i] = churn_tree($crate::CHURN_DEPTH, op as u64);
+                    lat.saturating_record(t0.elapsed().as_micros() as u64);
+                }
+                v.iter().map(|n| n.a ^ n.b).sum()
             }
 
             fn cycles(&self) -> Option<u64> {

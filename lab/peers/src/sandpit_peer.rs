@@ -5,7 +5,12 @@
 
 use sandpit::{Arena, Gc, GcOpt, Mutator, Root, Trace, field};
 
-use crate::Peer;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+
+use crate::{CHURN_DEPTH, MSG_BYTES, Peer, SCOPE_PUSHES, churn_rng, message};
 
 #[derive(Trace)]
 struct Pair<'gc> {
@@ -22,10 +27,20 @@ struct Node<'gc> {
 }
 
 #[derive(Trace)]
+struct Churn<'gc> {
+    left: GcOpt<'gc, Churn<'gc>>,
+    right: GcOpt<'gc, Churn<'gc>>,
+    a: u64,
+    b: u64,
+}
+
+#[derive(Trace)]
 struct Roots<'gc> {
     pairs: GcOpt<'gc, Pair<'gc>>,
     boehm: GcOpt<'gc, Node<'gc>>,
     array: GcOpt<'gc, [f64]>,
+    window: GcOpt<'gc, [GcOpt<'gc, [u8]>]>,
+    churn: GcOpt<'gc, [GcOpt<'gc, Churn<'gc>>]>,
 }
 
 /// The arena, rooted at the `Roots` object.
@@ -45,6 +60,8 @@ impl SandpitPeer {
                         pairs: GcOpt::new_none(),
                         boehm: GcOpt::new_none(),
                         array: GcOpt::new_none(),
+                        window: GcOpt::new_none(),
+                        churn: GcOpt::new_none(),
                     },
                 )
             }),
@@ -117,6 +134,26 @@ fn make_tree<'gc>(mu: &'gc Mutator<'gc>, d: u32) -> Gc<'gc, Node<'gc>> {
     )
 }
 
+fn churn_tree<'gc>(mu: &'gc Mutator<'gc>, depth: u32, seed: u64) -> Gc<'gc, Churn<'gc>> {
+    let (left, right) = if depth == 0 {
+        (GcOpt::new_none(), GcOpt::new_none())
+    } else {
+        (
+            churn_tree(mu, depth - 1, seed.wrapping_mul(3)).into(),
+            churn_tree(mu, depth - 1, seed.wrapping_mul(5)).into(),
+        )
+    };
+    Gc::new(
+        mu,
+        Churn {
+            left,
+            right,
+            a: seed,
+            b: depth as u64,
+        },
+    )
+}
+
 fn count_nodes(t: &Node<'_>) -> u64 {
     1 + t.left.as_option().map_or(0, |c| count_nodes(&c))
         + t.right.as_option().map_or(0, |c| count_nodes(&c))
@@ -174,6 +211,70 @@ impl Peer for SandpitPeer {
                 root.boehm.as_option().map_or(0, |t| count_nodes(&t)),
                 root.array.as_option().map_or(f64::NAN, |a| a[probe]),
             )
+        })
+    }
+
+    fn msgbuf(&mut self, window: usize, pushes: usize, lat: &mut Histogram<u64>) -> u64 {
+        self.scope(|mu, root| {
+            let w = mu.alloc_array_from_fn(window, |_| GcOpt::new_none());
+            root.write_barrier(mu, |b| field!(b, Roots, window).set(w));
+        });
+        let mut buf = [0u8; MSG_BYTES];
+        let mut i = 0;
+        let mut last = Instant::now();
+        while i < pushes {
+            self.scope(|mu, root| {
+                let w = root.window.unwrap();
+                let end = (i + SCOPE_PUSHES).min(pushes);
+                while i < end {
+                    message(&mut buf, i);
+                    let msg = mu.alloc_array_from_slice(&buf);
+                    w.write_barrier(mu, |b| b.at(i % window).set(msg));
+                    let now = Instant::now();
+                    lat.saturating_record((now - last).as_nanos() as u64);
+                    last = now;
+                    i += 1;
+                }
+            });
+        }
+        self.scope(|_, root| {
+            root.window
+                .unwrap()
+                .iter()
+                .filter_map(|m| m.as_option())
+                .map(|m| m[0] as u64)
+                .sum()
+        })
+    }
+
+    fn treechurn(&mut self, trees: usize, ops: usize, lat: &mut Histogram<u64>) -> u64 {
+        self.scope(|mu, root| {
+            let c = mu.alloc_array_from_fn(trees, |_| GcOpt::new_none());
+            root.write_barrier(mu, |b| field!(b, Roots, churn).set(c));
+        });
+        let put = |this: &Self, i: usize, seed: u64| {
+            this.scope(|mu, root| {
+                let t = churn_tree(mu, CHURN_DEPTH, seed);
+                root.churn.unwrap().write_barrier(mu, |b| b.at(i).set(t));
+            })
+        };
+        for k in 0..trees {
+            put(self, k, k as u64);
+        }
+        let mut rng = churn_rng();
+        for op in 0..ops {
+            let i = rng.gen_range(0..trees);
+            let t0 = Instant::now();
+            put(self, i, op as u64);
+            lat.saturating_record(t0.elapsed().as_micros() as u64);
+        }
+        self.scope(|_, root| {
+            root.churn
+                .unwrap()
+                .iter()
+                .filter_map(|n| n.as_option())
+                .map(|n| n.a ^ n.b)
+                .sum()
         })
     }
 

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use crate::{Peer, SCOPE_BUDGET, tree_size};
+use hdrhistogram::Histogram;
+
+use crate::{CHURN_DEPTH, Peer, SCOPE_BUDGET, tree_size};
 
 const MIN_DEPTH: u32 = 4;
 
@@ -125,4 +127,56 @@ pub fn gcbench(p: &mut dyn Peer, a: &GcBenchArgs) {
         count == tree_size(a.long_lived_depth) && at_probe == 1.0 / probe as f64,
         "the long-lived data did not survive"
     );
+}
+
+/// msgbuf's parameters (the gc-core harness's defaults).
+#[derive(clap::Args)]
+pub struct MsgbufArgs {
+    /// Messages kept alive (the window).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    window: u64,
+    /// Messages pushed in all.
+    #[arg(long, default_value_t = 10_000_000)]
+    pushes: u64,
+}
+
+/// msgbuf, as the gc-core example `msgbuf` runs it; returns its `key=value` figures (the push
+/// latency distribution as `lat_*`, and `latency.csv` where the lab asked).
+pub fn msgbuf(p: &mut dyn Peer, a: &MsgbufArgs) -> String {
+    let mut lat = Histogram::<u64>::new(3).expect("3 significant digits are valid");
+    let sum = p.msgbuf(a.window as usize, a.pushes as usize, &mut lat);
+    println!("window sum: {sum}");
+    format!(
+        "window={} pushes={} {}",
+        a.window,
+        a.pushes,
+        gc_examples::lab_data::latency(&lat, 1.0)
+    )
+}
+
+/// treechurn's parameters (the gc-core harness's defaults; one mutator).
+#[derive(clap::Args)]
+pub struct TreechurnArgs {
+    /// Live heap to keep, in MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    live_mib: u64,
+    /// Operations in all (each replaces one tree).
+    #[arg(long, default_value_t = 5000)]
+    ops: u64,
+}
+
+/// treechurn, as the gc-core example `treechurn` runs it with one mutator (as many trees: a
+/// node counted as 32 bytes); returns its `key=value` figures.
+pub fn treechurn(p: &mut dyn Peer, a: &TreechurnArgs) -> String {
+    let tree_bytes = tree_size(CHURN_DEPTH) * 32;
+    let trees = ((a.live_mib << 20).div_ceil(tree_bytes)).max(1) as usize;
+    let mut lat = Histogram::<u64>::new(3).expect("3 significant digits are valid");
+    let sum = p.treechurn(trees, a.ops as usize, &mut lat);
+    println!("treechurn live_mib={} trees={trees} sum={sum}", a.live_mib);
+    format!(
+        "live_mib={} ops={} {}",
+        a.live_mib,
+        a.ops,
+        gc_examples::lab_data::latency(&lat, 1000.0)
+    )
 }

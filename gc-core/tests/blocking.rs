@@ -367,8 +367,12 @@ fn random_blocking_regions_with_cycles_back_to_back() {
                     // At least three cycles, however slow the build or busy the machine (the
                     // stop-the-world collector waits for blocked scopes), within 20 × run_for.
                     let cycles0 = heap.stats().gc_cycles;
+                    // Until the time is up, three cycles have run and this thread has blocked
+                    // at least once (a slow machine may run few rounds, each blocking 0–2
+                    // times), with a cap.
                     while begin.elapsed() < run_for
-                        || (heap.stats().gc_cycles < cycles0 + 3 && begin.elapsed() < run_for * 20)
+                        || ((heap.stats().gc_cycles < cycles0 + 3 || blocks == 0)
+                            && begin.elapsed() < run_for * 20)
                     {
                         base += 1000;
                         let len = rng.gen_range(1..200u64);

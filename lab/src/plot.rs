@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 /// One bar: an implementation's median and the runs' minimum and maximum, as ratios.
@@ -65,26 +65,48 @@ fn colour(implementation: &str) -> RGBColor {
     }
 }
 
+/// Draw with `$draw` (an expression of the drawing area `$root`) into `<stem>.svg` and
+/// `<stem>.png`, `$size` pixels; the function returns `Ok(())` or the first error with its file.
+macro_rules! svg_and_png {
+    ($stem:expr, $size:expr, |$root:ident| $draw:expr) => {{
+        let svg = $stem.with_extension("svg");
+        {
+            let $root = SVGBackend::new(&svg, $size).into_drawing_area();
+            $draw
+        }
+        .map_err(|e| format!("{}: {e}", svg.display()))?;
+        let png = $stem.with_extension("png");
+        {
+            let $root = BitMapBackend::new(&png, $size).into_drawing_area();
+            $draw
+        }
+        .map_err(|e| format!("{}: {e}", png.display()))?;
+        Ok(())
+    }};
+}
+
+/// The series' legend at `at`, then the drawing finished.
+fn legend_and_present<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, Shift>,
+    at: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(at)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Grouped bars of `groups` into `<stem>.svg` and `<stem>.png`.
 pub fn bars(stem: &Path, title: &str, y_desc: &str, groups: &[Group]) -> Result<(), String> {
-    let size = (1100, 600);
-    let svg = stem.with_extension("svg");
-    draw(
-        SVGBackend::new(&svg, size).into_drawing_area(),
-        title,
-        y_desc,
-        groups,
-    )
-    .map_err(|e| format!("{}: {e}", svg.display()))?;
-    let png = stem.with_extension("png");
-    draw(
-        BitMapBackend::new(&png, size).into_drawing_area(),
-        title,
-        y_desc,
-        groups,
-    )
-    .map_err(|e| format!("{}: {e}", png.display()))?;
-    Ok(())
+    svg_and_png!(stem, (1100, 600), |root| draw(root, title, y_desc, groups))
 }
 
 fn draw<DB: DrawingBackend>(
@@ -169,14 +191,7 @@ where
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
         chart.draw_series(whiskers)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
 /// A point of a cost curve: peak RSS (x) and a cost (y) at one setting (`label`).
@@ -195,24 +210,9 @@ pub struct Curve {
 /// Cost curves (a cost, described by `y_desc`, against memory, one line per implementation,
 /// each point labelled with its setting) into `<stem>.svg` and `<stem>.png`.
 pub fn curves(stem: &Path, title: &str, y_desc: &str, lines: &[Curve]) -> Result<(), String> {
-    let size = (900, 600);
-    let svg = stem.with_extension("svg");
-    draw_curves(
-        SVGBackend::new(&svg, size).into_drawing_area(),
-        title,
-        y_desc,
-        lines,
-    )
-    .map_err(|e| format!("{}: {e}", svg.display()))?;
-    let png = stem.with_extension("png");
-    draw_curves(
-        BitMapBackend::new(&png, size).into_drawing_area(),
-        title,
-        y_desc,
-        lines,
-    )
-    .map_err(|e| format!("{}: {e}", png.display()))?;
-    Ok(())
+    svg_and_png!(stem, (900, 600), |root| draw_curves(
+        root, title, y_desc, lines
+    ))
 }
 
 fn draw_curves<DB: DrawingBackend>(
@@ -271,14 +271,7 @@ where
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperRight)
 }
 
 /// How an axis maps values.
@@ -347,14 +340,7 @@ pub struct LineChart {
 
 /// `chart` into `<stem>.svg` and `<stem>.png`.
 pub fn lines(stem: &Path, chart: &LineChart) -> Result<(), String> {
-    let size = (900, 560);
-    let svg = stem.with_extension("svg");
-    draw_lines(SVGBackend::new(&svg, size).into_drawing_area(), chart)
-        .map_err(|e| format!("{}: {e}", svg.display()))?;
-    let png = stem.with_extension("png");
-    draw_lines(BitMapBackend::new(&png, size).into_drawing_area(), chart)
-        .map_err(|e| format!("{}: {e}", png.display()))?;
-    Ok(())
+    svg_and_png!(stem, (900, 560), |root| draw_lines(root, chart))
 }
 
 fn draw_lines<DB: DrawingBackend>(
@@ -429,14 +415,7 @@ where
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.filled())))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

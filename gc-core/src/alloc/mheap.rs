@@ -58,6 +58,10 @@ pub(crate) struct MHeap {
     /// limit), so a scope that never ends cannot grow the heap without end. `usize::MAX`
     /// without a limit.
     pub heap_bound: AtomicUsize,
+    /// How long the GC CPU limiter has been on without a break, once that passed the pacer's
+    /// fail-fast window (`PacerConfig::limiter_fail_fast_ns`); 0 otherwise. While it is not 0,
+    /// no new span is made. Written by the pacer's controller at each limiter update.
+    pub limiter_stall_ns: AtomicU64,
     /// Span-local marking (`Config::span_marking`): allocate-black sets scan bits too.
     pub span_marking: bool,
 }
@@ -86,14 +90,22 @@ impl MHeap {
             poison,
             max_heap: max_heap.unwrap_or(usize::MAX),
             heap_bound: AtomicUsize::new(usize::MAX),
+            limiter_stall_ns: AtomicU64::new(0),
             span_marking,
         }
     }
 
-    /// Refuse a new span while the last completed cycle found more than the live-heap limit,
+    /// Refuse a new span while the limiter's fail-fast window has passed (see
+    /// `limiter_stall_ns`), while the last completed cycle found more than the live-heap limit,
     /// or while the heap is over its bound (see `heap_bound`).
     #[inline]
     pub(crate) fn check_max_heap(&self) -> Result<(), AllocError> {
+        let stall = self.limiter_stall_ns.load(Ordering::Relaxed);
+        if stall != 0 {
+            return Err(AllocError::MemoryLimitStall {
+                limiter_on: std::time::Duration::from_nanos(stall),
+            });
+        }
         let live = self.counters.heap_marked.load(Ordering::Relaxed);
         if live > self.max_heap {
             return Err(AllocError::HeapLimit {

@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     pub cycle_log: CycleLog,
     /// Test hooks (see [`Hooks`]).
     pub hooks: Hooks,
+    /// The pacer trace file, if asked for: a line per cycle, written by the collector after
+    /// each cycle under the trace's lock.
+    pub pacer_trace: crate::telemetry::pacertrace::PacerTrace,
 }
 
 impl Shared {
@@ -155,6 +158,9 @@ impl Shared {
             phases: PhaseLog::new(),
             cycle_log: CycleLog::default(),
             hooks: Hooks::default(),
+            pacer_trace: crate::telemetry::pacertrace::PacerTrace::open(
+                config.pacer_trace.as_deref(),
+            ),
         });
         crate::gc::collector::update_trigger(&shared);
         Ok(shared)

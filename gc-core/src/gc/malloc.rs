@@ -91,7 +91,9 @@ pub(crate) fn alloc_large(
 fn refused(h: &Shared, e: AllocError) -> AllocError {
     if matches!(
         e,
-        AllocError::HeapLimit { .. } | AllocError::HeapLimitInScope { .. }
+        AllocError::HeapLimit { .. }
+            | AllocError::HeapLimitInScope { .. }
+            | AllocError::MemoryLimitStall { .. }
     ) {
         crate::gc::collector::request_cycle(h);
     }

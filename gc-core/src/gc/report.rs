@@ -118,6 +118,8 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(h.pacer.limiting.load(Ordering::Relaxed) as u64),
         U(u(&s.limiter_enabled)),
         F(cons_mark),
+        U(u(&s.limiter_stalls)),
+        U((h.mheap.limiter_stall_ns.load(Ordering::Relaxed) != 0) as u64),
     ];
     Metrics::from_values(values.into())
 }
@@ -167,6 +169,28 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
     }
     if h.settings.gctrace {
         eprintln!("{}", rec.gctrace_line());
+    }
+    if h.pacer_trace.on() {
+        let threads: u64 = h
+            .stats
+            .collector_clocks
+            .lock()
+            .iter()
+            .map(|&c| crate::util::clock::clock_ns(c))
+            .sum();
+        let (gc_percent, memory_limit) = {
+            let p = h.pacer.model.lock();
+            (p.gc_percent().map(u64::from), p.memory_limit())
+        };
+        let extra = crate::telemetry::pacertrace::TraceExtra {
+            mutator_cpu_ns: crate::util::clock::process_cpu_ns()
+                .saturating_sub(threads)
+                .saturating_sub(h.stats.assist_ns.load(Ordering::Relaxed)),
+            gc_percent,
+            memory_limit,
+            mapped_ready: h.mheap.arena.mapped_ready_bytes() as u64,
+        };
+        h.pacer_trace.write(&rec, &extra);
     }
     h.cycle_log.push(rec);
 }

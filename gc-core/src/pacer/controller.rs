@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 
 use crate::alloc::mheap::MHeap;
 use crate::pacer::scavenger::Scavenger;
-use crate::pacer::{CpuLimiter, CycleEnd, MemoryStats, Pacer, scavenge_goals};
+use crate::pacer::{CpuLimiter, CycleEnd, LimiterWatch, MemoryStats, Pacer, scavenge_goals};
 use crate::telemetry::metrics::Stats;
 use crate::telemetry::phases::PhaseLog;
 use crate::util::config::Config;
@@ -79,6 +79,9 @@ pub(crate) struct PacerState {
     pub extended_goal: AtomicUsize,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
+    /// When (ns since the heap's creation) the last cycle's mark terminated (0: none yet).
+    /// Written by [`Controller::end_cycle`].
+    last_end_ns: AtomicU64,
     /// The background scavenger's goals and wake-up (its goals are set at each cycle's end).
     pub scavenger: Scavenger,
     /// Concurrent marking: cycles start at the trigger (else at the goal).
@@ -90,10 +93,11 @@ pub(crate) struct PacerState {
 impl PacerState {
     pub(crate) fn new(config: &Config, procs: usize) -> PacerState {
         PacerState {
-            model: Mutex::new(Pacer::new(
+            model: Mutex::new(Pacer::with_config(
                 config.gc_percent,
                 config.memory_limit.map(|l| l as u64),
                 procs,
+                config.pacer.clone(),
             )),
             gc_percent: AtomicU64::new(config.gc_percent.map_or(u64::MAX, u64::from)),
             // Set by `update_trigger` before any mutator exists.
@@ -105,11 +109,16 @@ impl PacerState {
             stack_scan_work: AtomicU64::new(0),
             globals_scan_work: AtomicU64::new(0),
             last_trigger_mapped: AtomicUsize::new(0),
-            limiter: Mutex::new(LimiterFeed::new(procs)),
+            limiter: Mutex::new(LimiterFeed::new(
+                procs,
+                config.pacer.limiter_capacity_per_proc_ns,
+                config.pacer.limiter_fail_fast_ns,
+            )),
             limiting: AtomicBool::new(false),
             limited_in_cycle: AtomicBool::new(false),
             extended_goal: AtomicUsize::new(0),
             limiter_next_ns: AtomicU64::new(0),
+            last_end_ns: AtomicU64::new(0),
             scavenger: Scavenger::new(config.memory_limit, procs),
             concurrent: config.concurrent,
             trace: config.pacertrace,
@@ -293,6 +302,13 @@ impl Controller<'_> {
         let stack_work = p.stack_scan_work.load(Ordering::Relaxed);
         let m = self.memory_stats();
         let goal = model.heap_goal(m);
+        let now_ns = self.phases.offset(Instant::now()).as_nanos() as u64;
+        let last_end = p.last_end_ns.swap(now_ns, Ordering::Relaxed);
+        let cycle_ns = if last_end == 0 {
+            0
+        } else {
+            now_ns - last_end.min(now_ns)
+        };
         if c.concurrent {
             let line = model.end_cycle_traced(
                 CycleEnd {
@@ -301,6 +317,7 @@ impl Controller<'_> {
                     assist_ns: c.assist_ns,
                     idle_ns: c.idle_ns,
                     mark_ns: c.mark_ns,
+                    cycle_ns,
                 },
                 goal,
             );
@@ -392,6 +409,14 @@ impl Controller<'_> {
             if on {
                 p.limited_in_cycle.store(true, Ordering::Relaxed);
             }
+            let stalled = f.watch.update(on, now_ns);
+            let was = self
+                .mheap
+                .limiter_stall_ns
+                .swap(stalled.unwrap_or(0), Ordering::Relaxed);
+            if stalled.is_some() && was == 0 {
+                self.stats.limiter_stalls.fetch_add(1, Ordering::Relaxed);
+            }
         }
         f.last_update = Some(now);
         f.last_process_ns = process;
@@ -401,9 +426,10 @@ impl Controller<'_> {
 }
 
 /// The GC CPU limiter's feed (Go: `gcCPULimiterState.update`): process CPU time and the GC's
-/// CPU time at the last update.
+/// CPU time at the last update, and the fail-fast watch.
 pub(crate) struct LimiterFeed {
     pub limiter: CpuLimiter,
+    watch: LimiterWatch,
     last_update: Option<Instant>,
     last_process_ns: u64,
     last_gc_ns: u64,
@@ -411,9 +437,10 @@ pub(crate) struct LimiterFeed {
 }
 
 impl LimiterFeed {
-    pub(crate) fn new(procs: usize) -> LimiterFeed {
+    pub(crate) fn new(procs: usize, per_proc_ns: u64, fail_fast_ns: Option<u64>) -> LimiterFeed {
         LimiterFeed {
-            limiter: CpuLimiter::new(procs),
+            limiter: CpuLimiter::with_capacity(procs, per_proc_ns),
+            watch: LimiterWatch::new(fail_fast_ns),
             last_update: None,
             last_process_ns: 0,
             last_gc_ns: 0,

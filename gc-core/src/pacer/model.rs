@@ -1,5 +1,9 @@
 //! The pacer model: trigger, heap goal, assist ratio, CPU limiter and scavenger goals (pure).
 
+use std::collections::VecDeque;
+
+use super::config::{PacerConfig, Policy};
+
 /// Fraction of the CPUs background marking uses (Go: `gcBackgroundUtilization`); also the goal
 /// utilisation of a cycle (`gcGoalUtilization`): the trigger is placed so that marking at this
 /// utilisation alone ends as the heap reaches the goal, with no assists.
@@ -17,19 +21,14 @@ pub const MIN_RUNWAY: u64 = 64 << 10;
 /// (Go: `sweepMinHeapDistance`), so that sweeping has some allocation to happen in.
 pub const SWEEP_MIN_HEAP_DISTANCE: u64 = 1 << 20;
 
-/// The trigger is at least 45/64 (≈ 0.7) and at most 61/64 (≈ 0.95) of the way from the live
-/// heap to the goal (Go 1.19: `minTriggerRatioNum`, `maxTriggerRatioNum` over `triggerRatioDen`).
-const TRIGGER_RATIO_DEN: u64 = 64;
-const MIN_TRIGGER_RATIO_NUM: u64 = 45;
-const MAX_TRIGGER_RATIO_NUM: u64 = 61;
-
 /// Memory-limit headroom: the limit-based goal is lowered by 3% of itself, at least 1 MiB, to
 /// absorb pacing error (Go 1.21's `memoryLimitHeapGoalHeadroomPercent` and its 1 MiB minimum;
 /// Go 1.19 used a flat 1 MiB, which lets a heap of hundreds of MiB overshoot the limit).
 const LIMIT_HEADROOM_PERCENT: u64 = 3;
 const LIMIT_HEADROOM_MIN: u64 = 1 << 20;
 
-/// Past the goal, a cycle aims this much further (Go: `maxOvershoot` in `revise`).
+/// Past the goal, a cycle aims this much further (Go: `maxOvershoot` in `revise`); the default
+/// of [`PacerConfig::max_overshoot`].
 pub const MAX_OVERSHOOT: f64 = 1.1;
 
 /// What the heap has mapped, for the memory limit (Go: `mappedReady`, `heapFree`,
@@ -71,11 +70,15 @@ pub struct CycleEnd {
     pub idle_ns: u64,
     /// Wall time assists were enabled: from mark start to mark termination.
     pub mark_ns: u64,
+    /// Wall time since the last cycle's mark termination (the allocation rate's denominator
+    /// for [`Policy::SqrtRule`]; 0 for the heap's first cycle).
+    pub cycle_ns: u64,
 }
 
 /// The pacer state (Go: `gcControllerState`, the parts that are not counters).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pacer {
+    cfg: PacerConfig,
     gc_percent: Option<u32>,
     memory_limit: Option<u64>,
     heap_minimum: u64,
@@ -88,10 +91,14 @@ pub struct Pacer {
     last_stack_scan: u64,
     /// Global-root scan work (the stash; Go: `globalsScan`).
     globals_scan: u64,
-    /// The cons/mark estimate used for the next trigger (Go: `consMark`) and the last cycle's
-    /// raw value (`lastConsMark`).
+    /// The cons/mark estimate used for the next trigger (Go: `consMark`) and the last cycles'
+    /// raw values, newest last (Go 1.19 keeps one: `lastConsMark`).
     cons_mark: f64,
-    last_cons_mark: f64,
+    cons_mark_history: VecDeque<f64>,
+    /// The square-root rule's smoothed allocation rate (bytes per second) and collector speed
+    /// (bytes marked per GC CPU-second), once a cycle has measured them.
+    alloc_rate: Option<f64>,
+    gc_speed: Option<f64>,
     /// Goal from GOGC alone (Go: `gcPercentHeapGoal`), set by `commit`.
     gc_percent_goal: u64,
     /// Heap growth the next cycle needs to mark in (Go: `runway`), set by `commit`.
@@ -109,7 +116,23 @@ impl Pacer {
     /// A pacer for `GOGC = gc_percent` (`None`: off), the soft memory limit (`None`: none) and
     /// `procs` CPUs (Go: GOMAXPROCS).
     pub fn new(gc_percent: Option<u32>, memory_limit: Option<u64>, procs: usize) -> Pacer {
+        Pacer::with_config(gc_percent, memory_limit, procs, PacerConfig::default())
+    }
+
+    /// [`Pacer::new`] with other knobs than the defaults. `cfg` should pass
+    /// [`PacerConfig::validate`]; out-of-range values are clamped into range.
+    pub fn with_config(
+        gc_percent: Option<u32>,
+        memory_limit: Option<u64>,
+        procs: usize,
+        cfg: PacerConfig,
+    ) -> Pacer {
         let mut p = Pacer {
+            cfg: PacerConfig {
+                cons_mark_window: cfg.cons_mark_window.clamp(1, 64),
+                max_overshoot: cfg.max_overshoot.max(1.0),
+                ..cfg
+            },
             gc_percent: None,
             memory_limit,
             heap_minimum: 0,
@@ -119,7 +142,9 @@ impl Pacer {
             last_stack_scan: 0,
             globals_scan: 0,
             cons_mark: 0.0,
-            last_cons_mark: 0.0,
+            cons_mark_history: VecDeque::new(),
+            alloc_rate: None,
+            gc_speed: None,
             gc_percent_goal: 0,
             runway: 0,
             sweep_dist_min_trigger: 0,
@@ -146,6 +171,17 @@ impl Pacer {
     /// Set the soft memory limit and return the old one (Go: `setMemoryLimit`).
     pub fn set_memory_limit(&mut self, limit: Option<u64>) -> Option<u64> {
         std::mem::replace(&mut self.memory_limit, limit)
+    }
+
+    /// The knobs this pacer runs with.
+    pub fn config(&self) -> &PacerConfig {
+        &self.cfg
+    }
+
+    /// The square-root rule's estimates: the smoothed allocation rate (bytes per second) and
+    /// collector speed (bytes marked per GC CPU-second), once a cycle has measured them.
+    pub fn sqrt_rule_estimates(&self) -> Option<(f64, f64)> {
+        Some((self.alloc_rate?, self.gc_speed?))
     }
 
     /// GOGC (`None`: off).
@@ -190,7 +226,10 @@ impl Pacer {
     /// Recompute the GOGC goal and the runway (Go: `commit`), after a cycle or a setting change.
     ///
     /// * GOGC goal = `marked + (marked + stack scan + globals scan) × GOGC/100`, at least the
-    ///   heap minimum `4 MiB × GOGC/100`; none with GOGC=off.
+    ///   heap minimum `4 MiB × GOGC/100`; none with GOGC=off. Under [`Policy::SqrtRule`], once
+    ///   a cycle has measured the allocation rate `g` and the collector's speed `s`, the goal
+    ///   is `marked + √(marked × g ÷ (c × s))` instead, at least the heap minimum of GOGC=100
+    ///   (4 MiB) and `marked + MIN_RUNWAY`.
     /// * runway = `cons/mark × (1 − u)/u × (last heap scan + stack scan + globals scan)` with
     ///   `u` = [`GC_BACKGROUND_UTILIZATION`]: the bytes the mutators allocate while the
     ///   background workers, at `u` of the CPUs, do the expected scan work — the mutators having
@@ -209,9 +248,21 @@ impl Pacer {
     /// The GOGC goal and the runway from the current state (the body of Go's `commit`).
     fn recompute(&mut self) {
         let scan = self.last_heap_scan + self.last_stack_scan + self.globals_scan;
-        self.gc_percent_goal = match self.gc_percent {
-            None => u64::MAX,
-            Some(p) => {
+        self.gc_percent_goal = match (self.gc_percent, self.cfg.policy, self.sqrt_rule_estimates())
+        {
+            (None, _, _) => u64::MAX,
+            (Some(_), Policy::SqrtRule { c }, Some((g, s))) => {
+                let extra = (self.heap_marked as f64 * g / (c * s)).sqrt();
+                let goal = self.heap_marked as f64 + extra;
+                let goal = if goal.is_finite() {
+                    goal.min(u64::MAX as f64) as u64
+                } else {
+                    u64::MAX
+                };
+                goal.max(DEFAULT_HEAP_MINIMUM)
+                    .max(self.heap_marked.saturating_add(MIN_RUNWAY))
+            }
+            (Some(p), _, _) => {
                 let roots_and_heap = (self.heap_marked + self.last_stack_scan + self.globals_scan)
                     as u128
                     * p as u128
@@ -296,7 +347,8 @@ impl Pacer {
     /// bounded below by `marked + (goal − marked) × 45/64` (so that a fast allocator does not
     /// make the collector run nearly all the time) and above by `marked + (goal − marked) ×
     /// 61/64` or, for large heaps, `goal − heap minimum` (some headroom is left whenever a
-    /// cycle starts).
+    /// cycle starts). The two ratios are [`PacerConfig::min_trigger_ratio`] and
+    /// [`PacerConfig::max_trigger_ratio`].
     pub fn trigger(&self, m: MemoryStats) -> (u64, u64) {
         let (goal, mut min_trigger) = self.heap_goal_and_min_trigger(m);
         if goal == u64::MAX {
@@ -308,8 +360,9 @@ impl Pacer {
         }
         min_trigger = min_trigger.max(marked);
         let span = goal - marked;
-        min_trigger = min_trigger.max(span / TRIGGER_RATIO_DEN * MIN_TRIGGER_RATIO_NUM + marked);
-        let mut max_trigger = span / TRIGGER_RATIO_DEN * MAX_TRIGGER_RATIO_NUM + marked;
+        let at = |ratio: f64| (span as f64 * ratio) as u64 + marked;
+        min_trigger = min_trigger.max(at(self.cfg.min_trigger_ratio));
+        let mut max_trigger = at(self.cfg.max_trigger_ratio);
         if goal > DEFAULT_HEAP_MINIMUM && goal - DEFAULT_HEAP_MINIMUM > max_trigger {
             max_trigger = goal - DEFAULT_HEAP_MINIMUM;
         }
@@ -371,7 +424,7 @@ impl Pacer {
         }
         let extended_goal = heap_goal as u64;
         if heap_live as f64 > heap_goal {
-            heap_goal *= MAX_OVERSHOOT;
+            heap_goal *= self.cfg.max_overshoot;
             expected = max_work;
         }
         let remaining_work = (expected - work).max(1000.0);
@@ -380,6 +433,21 @@ impl Pacer {
             work_per_byte: remaining_work / remaining_heap,
             bytes_per_work: remaining_heap / remaining_work,
             extended_goal,
+        }
+    }
+
+    /// The square-root rule's measurements of one cycle (see [`Pacer::end_cycle`]).
+    fn learn_sqrt_rule(&mut self, c: &CycleEnd) {
+        let allocated = c.heap_live.saturating_sub(self.heap_marked) as f64;
+        let gc_cpu = c.mark_ns as f64 * GC_BACKGROUND_UTILIZATION * self.procs as f64
+            + c.assist_ns as f64
+            + c.idle_ns as f64;
+        let ewma = |old: Option<f64>, new: f64| Some(old.map_or(new, |o| (o + new) / 2.0));
+        if c.cycle_ns > 0 && allocated > 0.0 {
+            self.alloc_rate = ewma(self.alloc_rate, allocated / (c.cycle_ns as f64 * 1e-9));
+        }
+        if gc_cpu > 0.0 && c.scan_work > 0 {
+            self.gc_speed = ewma(self.gc_speed, c.scan_work as f64 / (gc_cpu * 1e-9));
         }
     }
 
@@ -395,7 +463,13 @@ impl Pacer {
     ///
     /// — bytes allocated per mutator CPU over scan work per GC CPU. The estimate used for the
     /// next trigger is the mean of this cycle's and the last cycle's values (Go 1.19 replaced
-    /// 1.18's PI controller by this two-cycle average: the raw value is noisy).
+    /// 1.18's PI controller by this two-cycle average: the raw value is noisy); the window is
+    /// [`PacerConfig::cons_mark_window`] cycles.
+    ///
+    /// For [`Policy::SqrtRule`] it also updates the allocation rate `g` = bytes allocated since
+    /// the last cycle ÷ [`CycleEnd::cycle_ns`] and the collector's speed `s` = scan work ÷
+    /// the mark phase's GC CPU (background share, assists, idle marking), each an exponentially
+    /// weighted mean that gives the new cycle half the weight (MemBalancer smooths both).
     pub fn end_cycle(&mut self, c: CycleEnd, goal: u64) {
         self.end_cycle_traced(c, goal);
     }
@@ -405,6 +479,7 @@ impl Pacer {
     pub fn end_cycle_traced(&mut self, c: CycleEnd, goal: u64) -> Option<String> {
         self.last_heap_goal = goal;
         let triggered = self.triggered?;
+        self.learn_sqrt_rule(&c);
         let procs = self.procs as f64;
         let mut utilization = GC_BACKGROUND_UTILIZATION;
         let mut idle = 0.0;
@@ -419,8 +494,16 @@ impl Pacer {
         let current = (c.heap_live - triggered) as f64 * (utilization + idle)
             / (c.scan_work as f64 * (1.0 - utilization));
         let old = self.cons_mark;
-        self.cons_mark = (current + self.last_cons_mark) / 2.0;
-        self.last_cons_mark = current;
+        // Go 1.19 starts with a zero `lastConsMark`: the first estimate is half the first value.
+        if self.cons_mark_history.is_empty() {
+            self.cons_mark_history.push_back(0.0);
+        }
+        self.cons_mark_history.push_back(current);
+        while self.cons_mark_history.len() > self.cfg.cons_mark_window {
+            self.cons_mark_history.pop_front();
+        }
+        self.cons_mark =
+            self.cons_mark_history.iter().sum::<f64>() / self.cons_mark_history.len() as f64;
         Some(format!(
             "pacer: {}% CPU ({} exp.) for {} B work ({} B exp.) in {} B -> {} B (∆goal {}, cons/mark {:.6})",
             (utilization * 100.0) as u64,
@@ -489,8 +572,15 @@ pub const LIMITER_CAPACITY_PER_PROC: u64 = 100_000_000;
 impl CpuLimiter {
     /// A limiter for `procs` CPUs, empty and off.
     pub fn new(procs: usize) -> CpuLimiter {
+        CpuLimiter::with_capacity(procs, LIMITER_CAPACITY_PER_PROC)
+    }
+
+    /// A limiter for `procs` CPUs whose bucket holds `per_proc_ns` per CPU
+    /// ([`PacerConfig::limiter_capacity_per_proc_ns`]; at least 40 ns, so that its margins are
+    /// not zero).
+    pub fn with_capacity(procs: usize, per_proc_ns: u64) -> CpuLimiter {
         CpuLimiter {
-            capacity: LIMITER_CAPACITY_PER_PROC * procs.max(1) as u64,
+            capacity: per_proc_ns.max(LIMITER_ON_MARGIN) * procs.max(1) as u64,
             fill: 0,
             enabled: false,
             overflow: 0,
@@ -541,6 +631,39 @@ impl CpuLimiter {
     /// GC CPU time the limiter has refused so far.
     pub fn overflow(&self) -> u64 {
         self.overflow
+    }
+}
+
+/// The fail-fast watch on the GC CPU limiter ([`PacerConfig::limiter_fail_fast_ns`]): how long
+/// the limiter has been on without a break, and whether that is past the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimiterWatch {
+    window_ns: Option<u64>,
+    /// When (ns on the caller's clock) the limiter last turned on; `None` while it is off.
+    on_since: Option<u64>,
+}
+
+impl LimiterWatch {
+    /// A watch that trips after `window_ns` of limiting (`None`: never).
+    pub fn new(window_ns: Option<u64>) -> LimiterWatch {
+        LimiterWatch {
+            window_ns,
+            on_since: None,
+        }
+    }
+
+    /// The limiter is `on` at `now_ns` (any monotonic clock). Returns how long it has been on
+    /// without a break if that is at least the window (the heap is then *stalled*), else
+    /// `None`.
+    pub fn update(&mut self, on: bool, now_ns: u64) -> Option<u64> {
+        if !on {
+            self.on_since = None;
+            return None;
+        }
+        let since = *self.on_since.get_or_insert(now_ns);
+        let on_for = now_ns.saturating_sub(since);
+        let window = self.window_ns?;
+        (on_for >= window).then_some(on_for)
     }
 }
 
@@ -767,6 +890,7 @@ mod tests {
             assist_ns: 40_000_000,
             idle_ns: 0,
             mark_ns: 100_000_000,
+            cycle_ns: 0,
         };
         p.end_cycle(end, 200 * MIB);
         let u = 0.35;
@@ -796,6 +920,128 @@ mod tests {
             200 * MIB,
         );
         assert_eq!(p.cons_mark(), before);
+    }
+
+    /// A cycle that started at `start` and ended at `end` after `scan` units of work in a
+    /// 100 ms mark phase (no assists), `cycle_ns` after the last one, finding 100 MiB live.
+    fn run_cycle(p: &mut Pacer, start: u64, end: u64, scan: u64, cycle_ns: u64) {
+        let none = MemoryStats::default();
+        p.start_cycle(start, none);
+        let goal = p.heap_goal(none);
+        p.end_cycle(
+            CycleEnd {
+                heap_live: end,
+                scan_work: scan,
+                mark_ns: 100_000_000,
+                cycle_ns,
+                ..CycleEnd::default()
+            },
+            goal,
+        );
+        // The same 100 MiB found live each time.
+        p.reset_live(100 * MIB, scan, 0);
+        p.commit(true, 100 * MIB);
+    }
+
+    #[test]
+    fn sqrt_rule_sizes_the_goal_from_rates() {
+        let none = MemoryStats::default();
+        let c = 1e-8;
+        let cfg = PacerConfig {
+            policy: Policy::SqrtRule { c },
+            ..PacerConfig::default()
+        };
+        let mut p = Pacer::with_config(Some(100), None, 4, cfg);
+        p.reset_live(100 * MIB, 100 * MIB, 0);
+        p.commit(true, 100 * MIB);
+        // No rates yet: GOGC's goal.
+        assert_eq!(p.heap_goal(none), 200 * MIB);
+        assert_eq!(p.sqrt_rule_estimates(), None);
+        // 50 MiB allocated in 1 s; 100 MiB of scan work in a 100 ms mark at 1 of 4 CPUs.
+        run_cycle(&mut p, 140 * MIB, 150 * MIB, 100 * MIB, 1_000_000_000);
+        let (g, s) = p.sqrt_rule_estimates().unwrap();
+        assert!((g - (50 * MIB) as f64).abs() < 1.0, "{g}");
+        assert!((s - (100 * MIB) as f64 / 0.1).abs() < 1.0, "{s}");
+        let want = 100.0 * MIB as f64 + (100.0 * MIB as f64 * g / (c * s)).sqrt();
+        assert_eq!(p.heap_goal(none), want as u64);
+        // A second cycle allocating twice as fast: the estimate moves halfway.
+        run_cycle(&mut p, 140 * MIB, 200 * MIB, 100 * MIB, 1_000_000_000);
+        let (g2, _) = p.sqrt_rule_estimates().unwrap();
+        assert!((g2 - (g + (100 * MIB) as f64) / 2.0).abs() < 1.0, "{g2}");
+        // GOGC=off still means off; the memory limit still caps.
+        p.set_gc_percent(None);
+        assert_eq!(p.heap_goal(none), u64::MAX);
+        p.set_gc_percent(Some(100));
+        p.set_memory_limit(Some(110 * MIB));
+        assert!(p.heap_goal(none) < 110 * MIB);
+    }
+
+    #[test]
+    fn knobs_change_trigger_bounds_overshoot_and_smoothing() {
+        let none = MemoryStats::default();
+        let cfg = PacerConfig {
+            min_trigger_ratio: 0.5,
+            max_trigger_ratio: 0.6,
+            max_overshoot: 1.5,
+            cons_mark_window: 1,
+            ..PacerConfig::default()
+        };
+        let mut p = Pacer::with_config(Some(100), None, 4, cfg);
+        p.reset_live(100 * MIB, 100 * MIB, 0);
+        p.commit(true, 100 * MIB);
+        // No runway yet: the trigger sits at the (raised) upper bound, goal − 4 MiB.
+        assert_eq!(p.trigger(none), (196 * MIB, 200 * MIB));
+        p.cons_mark = 10.0;
+        p.commit(true, 100 * MIB);
+        assert_eq!(
+            p.trigger(none).0,
+            150 * MIB,
+            "the lower bound, 0.5 of the way"
+        );
+        // Past the goal the cycle aims at 1.5 × it.
+        p.start_cycle(150 * MIB, none);
+        let r = p.revise(210 * MIB, 100 * MIB, 0, 10 * MIB, none);
+        let want = (90 * MIB) as f64 / (300.0 * MIB as f64 - (210 * MIB) as f64);
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?}");
+        // A one-cycle window: the estimate is the last cycle's value alone.
+        let mut q = Pacer::with_config(
+            Some(100),
+            None,
+            4,
+            PacerConfig {
+                cons_mark_window: 1,
+                ..PacerConfig::default()
+            },
+        );
+        q.reset_live(100 * MIB, 80 * MIB, 0);
+        q.commit(true, 100 * MIB);
+        run_cycle(&mut q, 150 * MIB, 190 * MIB, 80 * MIB, 0);
+        let c1 = (40 * MIB) as f64 * 0.25 / ((80 * MIB) as f64 * 0.75);
+        assert!((q.cons_mark() - c1).abs() < 1e-12);
+        run_cycle(&mut q, 150 * MIB, 170 * MIB, 80 * MIB, 0);
+        assert!((q.cons_mark() - c1 / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn limiter_capacity_and_fail_fast_watch() {
+        let mut l = CpuLimiter::with_capacity(2, 1_000_000_000);
+        assert_eq!(l.fill(), (0, 2_000_000_000));
+        // 100% GC for 1 s of 2 CPUs fills 2 CPU-s: on.
+        assert!(!l.accumulate(0, 1_000_000_000));
+        assert!(l.accumulate(0, 1_000_000_000));
+        let mut w = LimiterWatch::new(Some(500));
+        assert_eq!(w.update(true, 1000), None);
+        assert_eq!(w.update(true, 1499), None);
+        assert_eq!(w.update(true, 1500), Some(500));
+        // A break resets it.
+        assert_eq!(w.update(false, 1600), None);
+        assert_eq!(w.update(true, 1700), None);
+        assert_eq!(w.update(true, 2100), None);
+        assert_eq!(w.update(true, 2200), Some(500));
+        // No window: never stalls.
+        let mut never = LimiterWatch::new(None);
+        assert_eq!(never.update(true, 0), None);
+        assert_eq!(never.update(true, u64::MAX), None);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub(crate) struct Stats {
     /// Times the GC CPU limiter turned on, and the cycle it last did.
     pub limiter_enabled: AtomicU64,
     pub limiter_last_enabled_cycle: AtomicU64,
+    /// Times the heap became stalled by the limiter's fail-fast window.
+    pub limiter_stalls: AtomicU64,
     /// Cycles started by `collect()`.
     pub forced_cycles: AtomicU64,
     /// Pause durations (see [`crate::telemetry::metrics::PAUSE_BUCKETS`]).
@@ -427,6 +429,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "/gccore/pacer/cons-mark:ratio",
         "The pacer's cons/mark estimate.",
+    ),
+    (
+        "/gccore/gc/limiter/stalls:events",
+        "Times the heap became stalled: the GC CPU limiter stayed on past the pacer's fail-fast window, and allocations needing a new span failed with MemoryLimitStall until it turned off.",
+    ),
+    (
+        "/gccore/gc/limiter/stalled:bool",
+        "1 while the heap is stalled by the fail-fast window.",
     ),
 ];
 

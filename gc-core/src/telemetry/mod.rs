@@ -5,5 +5,6 @@
 pub mod gctrace;
 pub mod metrics;
 pub mod mmu;
+pub(crate) mod pacertrace;
 pub mod phases;
 mod render;

@@ -12,10 +12,15 @@
 //! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
 //! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1/true/false) | on |
 //! | span-local marking | [`Config::span_marking`] | `GCCORE_SPAN_MARKING=1` (0/1, true/false, on/off, yes/no) | off |
+//! | pacer knobs   | [`Config::pacer`]      | `GCCORE_PACER=max_overshoot=1.05,fail_fast=2s` (the keys of [`PACER_KEYS`](crate::pacer::PACER_KEYS)) | gc-core's pacer |
+//! | pacer trace   | [`Config::pacer_trace`] | `GCCORE_PACERTRACE=/tmp/run.csv` | off |
 //!
 //! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
 //! error naming the variable and the accepted forms.
 
+use std::path::PathBuf;
+
+use crate::pacer::PacerConfig;
 use crate::util::error::ConfigError;
 
 /// Default arena reservation.
@@ -26,7 +31,7 @@ pub const DEFAULT_ARENA_BYTES: usize = 64 << 30;
 pub const DEFAULT_ARENA_BYTES: usize = 16 << 20;
 
 /// Heap configuration. Build with [`Config::default`] or [`Config::from_env`], then adjust.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub(crate) gc_percent: Option<u32>,
     pub(crate) arena_bytes: usize,
@@ -40,6 +45,8 @@ pub struct Config {
     pub(crate) gctrace: bool,
     pub(crate) pacertrace: bool,
     pub(crate) max_heap: Option<usize>,
+    pub(crate) pacer: PacerConfig,
+    pub(crate) pacer_trace: Option<PathBuf>,
 }
 
 /// The smallest soft memory limit accepted (`GOMEMLIMIT`): 1 MiB, the limit-based goal's
@@ -60,6 +67,8 @@ impl Default for Config {
             gctrace: false,
             pacertrace: false,
             max_heap: None,
+            pacer: PacerConfig::default(),
+            pacer_trace: None,
         }
     }
 }
@@ -117,6 +126,15 @@ impl Config {
         }
         if let Some(v) = get("GCCORE_SPAN_MARKING") {
             self.span_marking = parse_bool("GCCORE_SPAN_MARKING", &v)?;
+        }
+        if let Some(v) = get("GCCORE_PACER") {
+            self.pacer = PacerConfig::from_env_value(&v)?;
+        }
+        if let Some(v) = get("GCCORE_PACERTRACE") {
+            self.pacer_trace = match v.trim() {
+                "" | "off" => None,
+                path => Some(PathBuf::from(path)),
+            };
         }
         if let Some(v) = get("GCCORE_MARK_WORKERS") {
             self.mark_workers = match v.trim().parse::<usize>() {
@@ -221,6 +239,24 @@ impl Config {
         self
     }
 
+    /// The pacer's knobs: trigger bounds, cons/mark smoothing, overshoot, the GC CPU limiter's
+    /// bucket and fail-fast window, the goal-sizing policy (see [`PacerConfig`]). Invalid
+    /// values are clamped into range; check them first with [`PacerConfig::validate`] (the
+    /// environment form `GCCORE_PACER` is checked, and an error when invalid).
+    pub fn pacer(mut self, pacer: PacerConfig) -> Self {
+        self.pacer = pacer;
+        self
+    }
+
+    /// Write the pacer's inputs and decisions, one CSV line per cycle, to `path` (created or
+    /// truncated when the heap is made; `None`: off). The pacer lab replays such a trace under
+    /// other settings; `docs/pacer.md` lists the columns. If the file cannot be created the
+    /// heap says so on stderr once and runs without it.
+    pub fn pacer_trace(mut self, path: Option<PathBuf>) -> Self {
+        self.pacer_trace = path;
+        self
+    }
+
     /// Testing: size the background mark workers as if the machine had `n` CPUs (they are 25%
     /// of the CPUs: see [`crate::pacer::worker_shares`]), so that several workers can be exercised
     /// on a small machine.
@@ -233,6 +269,16 @@ impl Config {
     // The getters take the `get_` prefix because the builder methods own the plain names (the
     // convention of `std::process::Command`: `arg` / `get_args`, `current_dir` /
     // `get_current_dir`).
+
+    /// The pacer's knobs.
+    pub fn get_pacer(&self) -> &PacerConfig {
+        &self.pacer
+    }
+
+    /// Where the pacer trace goes (`None`: off).
+    pub fn get_pacer_trace(&self) -> Option<&std::path::Path> {
+        self.pacer_trace.as_deref()
+    }
 
     /// The configured GC percent (`None`: off).
     pub fn get_gc_percent(&self) -> Option<u32> {

@@ -108,6 +108,17 @@ pub enum AllocError {
         /// The configured live-heap limit.
         limit: usize,
     },
+    /// The GC CPU limiter has been on for longer than the pacer's fail-fast window
+    /// ([`PacerConfig::limiter_fail_fast_ns`](crate::pacer::PacerConfig::limiter_fail_fast_ns)):
+    /// under its memory limit the heap needs more collection than half the CPU can give (the
+    /// live heap is near or over the limit). Allocations that need a new span fail until the
+    /// limiter turns off, which it does once the GC uses less than half the CPU again: drop
+    /// data (or raise the limit with `Heap::set_memory_limit`) and allocation works again. The
+    /// refusal starts a cycle, as [`AllocError::HeapLimit`] does.
+    MemoryLimitStall {
+        /// How long the limiter had been on without a break.
+        limiter_on: std::time::Duration,
+    },
     /// The requested array or string length overflows the address space.
     TooLarge {
         /// Elements requested.
@@ -142,6 +153,12 @@ impl fmt::Display for AllocError {
                 "gc-core: out of memory: the heap reached {heap} bytes inside a mutation scope, \
                  over its bound of {bound} bytes (twice the goal or the heap limit of {limit} \
                  bytes): end the scope so that a collection can run"
+            ),
+            AllocError::MemoryLimitStall { limiter_on } => write!(
+                f,
+                "gc-core: out of memory: the GC CPU limiter has been on for {:.0} ms under the \
+                 memory limit, past the fail-fast window (the live heap is at or over the limit)",
+                limiter_on.as_secs_f64() * 1e3
             ),
             AllocError::TooLarge { len } => {
                 write!(

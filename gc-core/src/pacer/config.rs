@@ -1,0 +1,297 @@
+//! The pacer's knobs ([`PacerConfig`]): the constants Go's pacer hard-codes, and the heap-sizing
+//! policy, as one value the heap ([`Config::pacer`](crate::Config::pacer), `GCCORE_PACER`) and a
+//! simulator driving [`Pacer`](crate::pacer::Pacer) both take.
+//!
+//! The defaults are gc-core's pacer as documented in [`crate::pacer`]; changing them is for
+//! experiments (the pacer lab replays a recorded run under other values in seconds).
+
+use std::fmt;
+
+use crate::util::error::ConfigError;
+
+/// How the heap goal is sized from the live heap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Policy {
+    /// Go's rule: the goal is the live heap plus `GOGC` percent of it and of the roots
+    /// (`marked + (marked + stacks + globals) × GOGC/100`).
+    Proportional,
+    /// MemBalancer's square-root rule (Kirisame et al., "Optimal heap limits for reducing
+    /// browser memory use", OOPSLA 2022): the extra heap over the live heap `L` is
+    /// `E = √(L × g ÷ (c × s))`, with `g` the allocation rate (bytes per second of wall time)
+    /// and `s` the collector's speed (bytes marked per second of its CPU time), both smoothed
+    /// over cycles, and `c` the knob trading memory for GC time: a cycle then costs about as
+    /// much extra memory-time as it saves GC time, summed over heaps. Where `g` is high or
+    /// marking slow the heap gets more room; a live heap 4× larger gets only 2× the room. GOGC
+    /// still switches proportional collection off (`GOGC=off`), and the memory limit still
+    /// caps the goal. Until a cycle has measured `g` and `s`, the proportional rule applies.
+    SqrtRule {
+        /// The tuning constant `c` (> 0; smaller: more memory, less GC time). Its unit is
+        /// 1/bytes: `c = 1e-8` gives a 100 MiB live heap allocating as fast as it marks
+        /// about 100 MiB of extra room.
+        c: f64,
+    },
+}
+
+/// The pacer's knobs. `PacerConfig::default()` is gc-core's pacer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacerConfig {
+    /// How the goal is sized (default: [`Policy::Proportional`], GOGC).
+    pub policy: Policy,
+    /// The trigger is at least this far (a fraction of `goal − marked`) from the live heap to
+    /// the goal (Go 1.19: 45/64 ≈ 0.70), so that a fast allocator does not keep the collector
+    /// marking nearly all the time.
+    pub min_trigger_ratio: f64,
+    /// … and at most this far (Go 1.19: 61/64 ≈ 0.95, or `goal − 4 MiB` for large heaps),
+    /// so that some runway is always left.
+    pub max_trigger_ratio: f64,
+    /// The cons/mark estimate is the mean of the last this many cycles' values (Go 1.19: 2;
+    /// 1 uses the last cycle's alone). At most 64.
+    pub cons_mark_window: usize,
+    /// Past its goal, a cycle aims this much further before its assists stop all allocation
+    /// (Go: `maxOvershoot`, 1.1). At least 1.
+    pub max_overshoot: f64,
+    /// CPU time per CPU the GC CPU limiter's bucket holds, in nanoseconds (gc-core: 100 ms;
+    /// Go: 1 s). The limiter turns on once the GC has used this much more CPU than half the
+    /// machine.
+    pub limiter_capacity_per_proc_ns: u64,
+    /// Fail fast under a memory limit (what Go users ask for in golang/go#58106): once the GC
+    /// CPU limiter has been on for this long without a break (nanoseconds of wall time), the
+    /// heap is *stalled*: allocations that need a new span fail with
+    /// [`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall), until the limiter
+    /// turns off. `None` (the default): never; the heap goes on past its limit, as Go does.
+    pub limiter_fail_fast_ns: Option<u64>,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            policy: Policy::Proportional,
+            min_trigger_ratio: 45.0 / 64.0,
+            max_trigger_ratio: 61.0 / 64.0,
+            cons_mark_window: 2,
+            max_overshoot: 1.1,
+            limiter_capacity_per_proc_ns: 100_000_000,
+            limiter_fail_fast_ns: None,
+        }
+    }
+}
+
+/// The keys [`PacerConfig::set`] takes, with what their values look like.
+pub const PACER_KEYS: &[(&str, &str)] = &[
+    ("policy", "proportional | sqrt"),
+    (
+        "sqrt_c",
+        "the square-root rule's c, a positive number (sets policy=sqrt)",
+    ),
+    ("min_trigger", "a ratio in (0, 1), at most max_trigger"),
+    ("max_trigger", "a ratio in (0, 1), at least min_trigger"),
+    ("cons_mark_window", "cycles averaged, 1 to 64"),
+    ("max_overshoot", "a factor, at least 1"),
+    ("limiter_bucket", "a duration per CPU: 100ms, 1s, 250us"),
+    (
+        "fail_fast",
+        "a duration (the limiter on that long stalls allocation), or off",
+    ),
+];
+
+const EXPECTED: &str = "comma-separated key=value pairs: policy=proportional|sqrt, sqrt_c=X, \
+     min_trigger=R, max_trigger=R, cons_mark_window=N, max_overshoot=F, limiter_bucket=DUR, \
+     fail_fast=DUR|off";
+
+impl PacerConfig {
+    /// Set one knob by name (the keys of [`PACER_KEYS`]), as `GCCORE_PACER` and the pacer lab
+    /// spell them. The result is checked as [`PacerConfig::validate`] checks it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        let num = || {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| format!("{key}: {v:?} is not a number"))
+        };
+        match key.trim() {
+            "policy" => {
+                self.policy = match v {
+                    "proportional" | "gogc" | "go" => Policy::Proportional,
+                    "sqrt" | "membalancer" => match self.policy {
+                        p @ Policy::SqrtRule { .. } => p,
+                        Policy::Proportional => Policy::SqrtRule { c: 1e-8 },
+                    },
+                    _ => return Err(format!("policy: {v:?} is not proportional or sqrt")),
+                }
+            }
+            "sqrt_c" => self.policy = Policy::SqrtRule { c: num()? },
+            "min_trigger" => self.min_trigger_ratio = num()?,
+            "max_trigger" => self.max_trigger_ratio = num()?,
+            "cons_mark_window" => {
+                self.cons_mark_window = v
+                    .parse()
+                    .map_err(|_| format!("cons_mark_window: {v:?} is not a whole number"))?
+            }
+            "max_overshoot" => self.max_overshoot = num()?,
+            "limiter_bucket" => self.limiter_capacity_per_proc_ns = parse_duration_ns(v)?,
+            "fail_fast" => {
+                self.limiter_fail_fast_ns = match v {
+                    "off" | "none" => None,
+                    _ => Some(parse_duration_ns(v)?),
+                }
+            }
+            k => {
+                let known: Vec<&str> = PACER_KEYS.iter().map(|k| k.0).collect();
+                return Err(format!(
+                    "unknown pacer key {k:?} (known: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        self.validate()
+    }
+
+    /// Apply `key=value` pairs separated by commas (`GCCORE_PACER`'s form).
+    pub fn apply(&mut self, assignments: &str) -> Result<(), String> {
+        for pair in assignments.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            self.set(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Check the knobs: trigger ratios `0 < min ≤ max < 1`, window 1–64, overshoot ≥ 1, a
+    /// non-zero limiter bucket, a positive `c`.
+    pub fn validate(&self) -> Result<(), String> {
+        let (lo, hi) = (self.min_trigger_ratio, self.max_trigger_ratio);
+        if !(lo > 0.0 && lo <= hi && hi < 1.0) {
+            return Err(format!(
+                "trigger ratios must satisfy 0 < min_trigger ≤ max_trigger < 1 (got {lo}, {hi})"
+            ));
+        }
+        if !(1..=64).contains(&self.cons_mark_window) {
+            return Err(format!(
+                "cons_mark_window must be 1 to 64 (got {})",
+                self.cons_mark_window
+            ));
+        }
+        if !(self.max_overshoot >= 1.0 && self.max_overshoot.is_finite()) {
+            return Err(format!(
+                "max_overshoot must be at least 1 (got {})",
+                self.max_overshoot
+            ));
+        }
+        if self.limiter_capacity_per_proc_ns == 0 {
+            return Err("limiter_bucket must be more than zero".into());
+        }
+        if let Policy::SqrtRule { c } = self.policy
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(format!("sqrt_c must be a positive number (got {c})"));
+        }
+        Ok(())
+    }
+
+    /// Parse `GCCORE_PACER`'s value onto the defaults.
+    pub(crate) fn from_env_value(v: &str) -> Result<PacerConfig, ConfigError> {
+        let mut c = PacerConfig::default();
+        c.apply(v).map_err(|_| ConfigError {
+            var: "GCCORE_PACER",
+            value: v.to_string(),
+            expected: EXPECTED,
+        })?;
+        Ok(c)
+    }
+}
+
+impl fmt::Display for PacerConfig {
+    /// The knobs in [`PacerConfig::apply`]'s form (which reads it back).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.policy {
+            Policy::Proportional => write!(f, "policy=proportional")?,
+            Policy::SqrtRule { c } => write!(f, "policy=sqrt,sqrt_c={c:e}")?,
+        }
+        write!(
+            f,
+            ",min_trigger={},max_trigger={},cons_mark_window={},max_overshoot={},limiter_bucket={}ns,fail_fast=",
+            self.min_trigger_ratio,
+            self.max_trigger_ratio,
+            self.cons_mark_window,
+            self.max_overshoot,
+            self.limiter_capacity_per_proc_ns
+        )?;
+        match self.limiter_fail_fast_ns {
+            Some(ns) => write!(f, "{ns}ns"),
+            None => write!(f, "off"),
+        }
+    }
+}
+
+/// A duration with a unit: `250us`, `100ms`, `1.5s`, `2m`, `40ns`.
+pub fn parse_duration_ns(v: &str) -> Result<u64, String> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{v:?} has no unit (ns, us, ms, s, m)"))?;
+    let (num, unit) = v.split_at(split);
+    let scale = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        u => return Err(format!("{v:?}: unknown unit {u:?} (ns, us, ms, s, m)")),
+    };
+    let x: f64 = num
+        .parse()
+        .map_err(|_| format!("{v:?} is not a duration"))?;
+    let ns = x * scale;
+    if !(ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64) {
+        return Err(format!("{v:?} is out of range"));
+    }
+    Ok(ns.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_apply_validate_and_display_round_trip() {
+        let mut c = PacerConfig::default();
+        assert_eq!(c.validate(), Ok(()));
+        c.apply("policy=sqrt, sqrt_c=2e-8,max_overshoot=1.05,limiter_bucket=1s,fail_fast=2s")
+            .unwrap();
+        assert_eq!(c.policy, Policy::SqrtRule { c: 2e-8 });
+        assert_eq!(c.max_overshoot, 1.05);
+        assert_eq!(c.limiter_capacity_per_proc_ns, 1_000_000_000);
+        assert_eq!(c.limiter_fail_fast_ns, Some(2_000_000_000));
+        let mut back = PacerConfig::default();
+        back.apply(&c.to_string()).unwrap();
+        assert_eq!(back, c);
+        // Refusals name what was wrong.
+        for bad in [
+            "min_trigger=0.99",
+            "max_trigger=1",
+            "cons_mark_window=0",
+            "max_overshoot=0.9",
+            "limiter_bucket=0ms",
+            "limiter_bucket=5",
+            "sqrt_c=-1",
+            "policy=pi",
+            "colour=red",
+            "max_overshoot",
+        ] {
+            assert!(PacerConfig::default().apply(bad).is_err(), "{bad}");
+        }
+        let e = PacerConfig::from_env_value("max_overshoot=x").unwrap_err();
+        assert_eq!(e.var, "GCCORE_PACER");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ns("250us"), Ok(250_000));
+        assert_eq!(parse_duration_ns("1.5s"), Ok(1_500_000_000));
+        assert_eq!(parse_duration_ns("2m"), Ok(120_000_000_000));
+        assert!(parse_duration_ns("ms").is_err());
+        assert!(parse_duration_ns("3 parsecs").is_err());
+    }
+}

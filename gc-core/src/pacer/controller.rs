@@ -409,7 +409,10 @@ impl Controller<'_> {
             if on {
                 p.limited_in_cycle.store(true, Ordering::Relaxed);
             }
-            let stalled = f.watch.update(on, now_ns);
+            // Fail-fast is about the memory limit: without one the limiter may still turn on
+            // (a tiny GOGC), but that is no reason to refuse allocation.
+            let limited = self.mheap.arena.memory_limit.load(Ordering::Relaxed) != usize::MAX;
+            let stalled = f.watch.update(on && limited, now_ns);
             let was = self
                 .mheap
                 .limiter_stall_ns

@@ -622,8 +622,8 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
     let mut rng = SmallRng::seed_from_u64(12);
     let t = Instant::now();
     // The limit is half the live heap: cycles run back to back and the limiter holds the GC
-    // near half the CPU, on most of the time. Within a few seconds the fail-fast window
-    // (300 ms net) passes and allocation fails with a clean error.
+    // near half the CPU, flickering on and off. Within a few seconds the fail-fast window
+    // (300 ms of engagement) passes and allocation fails with a clean error.
     let err = try_churn(&mut m, slots, 16 << 30, &mut rng);
     let stalled_after = t.elapsed();
     let Some(gc_core::AllocError::MemoryLimitStall { limiter_on }) = err else {
@@ -676,7 +676,7 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
             assert_eq!(len, CHAIN);
         }
     });
-    eprintln!("stalled after {stalled_after:?} (limiter on {limiter_on:?} net)");
+    eprintln!("stalled after {stalled_after:?} (limiter engaged {limiter_on:?})");
 }
 
 #[test]

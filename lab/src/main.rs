@@ -36,7 +36,6 @@
 mod curves;
 mod detail;
 mod gotrace;
-mod plot;
 mod progress;
 mod report;
 mod run;
@@ -46,6 +45,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+/// The plots live in the package's library, which the pacer lab shares.
+pub(crate) use gc_lab::plot;
 
 use crate::progress::Progress;
 use crate::report::Summary;

@@ -58,9 +58,16 @@ fn colour(implementation: &str) -> RGBColor {
         "dumpster" => RGBColor(0x8c, 0x56, 0x4b),
         "rust-gc" => RGBColor(0xe3, 0x77, 0xc2),
         "sandpit" => RGBColor(0xbc, 0xbd, 0x22),
-        // Quantities of the heap timeline.
+        // Quantities of the heap timeline and the pacer lab.
         "goal" => RGBColor(0xd6, 0x27, 0x28),
         "trigger" => RGBColor(0xff, 0x7f, 0x0e),
+        "heap" => RGBColor(0x1f, 0x77, 0xb4),
+        "marked" => RGBColor(0x94, 0x67, 0xbd),
+        "limit" => RGBColor(0x00, 0x00, 0x00),
+        "rss" => RGBColor(0x8c, 0x56, 0x4b),
+        "target" => RGBColor(0x7f, 0x7f, 0x7f),
+        "utilisation" => RGBColor(0x2c, 0xa0, 0x2c),
+        "b" => RGBColor(0xe3, 0x77, 0xc2),
         _ => RGBColor(0x17, 0xbe, 0xcf),
     }
 }
@@ -340,17 +347,41 @@ pub struct LineChart {
 
 /// `chart` into `<stem>.svg` and `<stem>.png`.
 pub fn lines(stem: &Path, chart: &LineChart) -> Result<(), String> {
-    svg_and_png!(stem, (900, 560), |root| draw_lines(root, chart))
+    svg_and_png!(stem, (900, 560), |root| draw_panels(
+        root,
+        std::slice::from_ref(chart)
+    ))
 }
 
-fn draw_lines<DB: DrawingBackend>(
+/// `charts` stacked top to bottom in one figure, into `<stem>.svg` and `<stem>.png`.
+pub fn panels(stem: &Path, charts: &[LineChart]) -> Result<(), String> {
+    let height = 40 + 330 * charts.len() as u32;
+    svg_and_png!(stem, (1000, height), |root| draw_panels(root, charts))
+}
+
+fn draw_panels<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    c: &LineChart,
+    charts: &[LineChart],
 ) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
+    let areas = root.split_evenly((charts.len().max(1), 1));
+    for (area, c) in areas.iter().zip(charts) {
+        draw_lines(area, c)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    c: &LineChart,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
     let mapped: Vec<Vec<(f64, f64)>> = c
         .series
         .iter()
@@ -382,7 +413,7 @@ where
         y1 = y0 + 1.0;
     }
     let pad = (y1 - y0) * 0.05;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(45)
@@ -415,7 +446,7 @@ where
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.filled())))?;
         }
     }
-    legend_and_present(&mut chart, &root, SeriesLabelPosition::UpperLeft)
+    legend_and_present(&mut chart, root, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

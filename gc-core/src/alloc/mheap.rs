@@ -58,8 +58,8 @@ pub(crate) struct MHeap {
     /// limit), so a scope that never ends cannot grow the heap without end. `usize::MAX`
     /// without a limit.
     pub heap_bound: AtomicUsize,
-    /// How long the GC CPU limiter has been on net of its breaks, while that holds the heap
-    /// stalled by the pacer's fail-fast window (`PacerConfig::limiter_fail_fast_ns`); 0 otherwise. While it is not 0,
+    /// How long the GC CPU limiter has been engaged, while that holds the heap stalled by the
+    /// pacer's fail-fast window (`PacerConfig::limiter_fail_fast_ns`); 0 otherwise. While it is not 0,
     /// no new span is made. Written by the pacer's controller at each limiter update.
     pub limiter_stall_ns: AtomicU64,
     /// Span-local marking (`Config::span_marking`): allocate-black sets scan bits too.

@@ -55,12 +55,13 @@ pub struct PacerConfig {
     /// machine.
     pub limiter_capacity_per_proc_ns: u64,
     /// Fail fast under a memory limit (what Go users ask for in golang/go#58106): once the GC
-    /// CPU limiter has been on for this long (nanoseconds of wall time) more than it has been
-    /// off ([`LimiterWatch`](crate::pacer::LimiterWatch)), the heap is *stalled*: allocations
-    /// that need a new span fail with
-    /// [`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall) until that net time
-    /// is back under half the window. `None` (the default): never; the heap goes on past its
-    /// limit, as Go does.
+    /// CPU limiter has been engaged for this long (nanoseconds of wall time; an engagement goes
+    /// on through breaks shorter than a quarter of this, see
+    /// [`LimiterWatch`](crate::pacer::LimiterWatch)), the heap is *stalled*: allocations that
+    /// need a new span fail with
+    /// [`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall) until the limiter
+    /// has stayed off for a quarter of this. Counted only while a memory limit is set. `None`
+    /// (the default): never; the heap goes on past its limit, as Go does.
     pub limiter_fail_fast_ns: Option<u64>,
 }
 

@@ -638,45 +638,49 @@ impl CpuLimiter {
 ///
 /// The limiter does not stay on without a break when the heap is stuck over its memory limit:
 /// it turns off as soon as its bucket drains a little, the assists it allowed again refill it,
-/// and it flickers, on most of the time. So the watch keeps a leaky count: time with the
-/// limiter on adds to it, time with it off takes away. The heap is *stalled* once the count
-/// reaches the window (the limiter has been on for the window more than it has been off), and
-/// stays stalled until the count is back under half the window.
+/// and it flickers, on for milliseconds at a time. So the watch counts *episodes*: an episode
+/// starts when the limiter turns on and goes on through breaks shorter than a quarter of the
+/// window; it ends once the limiter has stayed off for a quarter of the window. The heap is
+/// *stalled* while an episode has lasted the window (from its start to the limiter's latest
+/// time on).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimiterWatch {
     window_ns: Option<u64>,
-    /// Time on minus time off (not below 0), in ns.
-    on_for: u64,
-    last_ns: Option<u64>,
-    stalled: bool,
+    /// When the current episode started, and when the limiter was last seen on.
+    episode: Option<(u64, u64)>,
+    /// Whether it was on at the last update (then it is taken to have stayed on until this
+    /// one).
+    was_on: bool,
 }
 
 impl LimiterWatch {
-    /// A watch that stalls after `window_ns` of net limiting (`None`: never).
+    /// A watch that stalls after `window_ns` of limiting (`None`: never).
     pub fn new(window_ns: Option<u64>) -> LimiterWatch {
         LimiterWatch {
             window_ns,
-            ..LimiterWatch::default()
+            episode: None,
+            was_on: false,
         }
     }
 
-    /// The limiter is `on` at `now_ns` (any monotonic clock; it is taken to have been so since
-    /// the last update). Returns the net time on if the heap is stalled, else `None`.
+    /// The limiter is `on` at `now_ns` (any monotonic clock). Returns how long the episode has
+    /// lasted if the heap is stalled, else `None`.
     pub fn update(&mut self, on: bool, now_ns: u64) -> Option<u64> {
-        let dt = now_ns.saturating_sub(self.last_ns.unwrap_or(now_ns));
-        self.last_ns = Some(now_ns);
-        self.on_for = if on {
-            self.on_for.saturating_add(dt)
-        } else {
-            self.on_for.saturating_sub(dt)
-        };
         let window = self.window_ns?;
-        if self.on_for >= window {
-            self.stalled = true;
-        } else if self.on_for < window / 2 {
-            self.stalled = false;
+        let was_on = std::mem::replace(&mut self.was_on, on);
+        if let Some((_, last_on)) = self.episode
+            && !was_on
+            && now_ns.saturating_sub(last_on) > window / 4
+        {
+            self.episode = None;
         }
-        self.stalled.then_some(self.on_for)
+        if on {
+            let (start, _) = self.episode.unwrap_or((now_ns, now_ns));
+            self.episode = Some((start, now_ns));
+        }
+        let (start, last_on) = self.episode?;
+        let lasted = last_on - start;
+        (lasted >= window).then_some(lasted)
     }
 }
 
@@ -1042,27 +1046,29 @@ mod tests {
         // 100% GC for 1 s of 2 CPUs fills 2 CPU-s: on.
         assert!(!l.accumulate(0, 1_000_000_000));
         assert!(l.accumulate(0, 1_000_000_000));
-        let mut w = LimiterWatch::new(Some(500));
+        let mut w = LimiterWatch::new(Some(400));
         assert_eq!(w.update(true, 1000), None);
-        assert_eq!(w.update(true, 1499), None);
-        assert_eq!(w.update(true, 1500), Some(500));
-        // Off for 100: 400 net, still stalled (not under half the window).
-        assert_eq!(w.update(false, 1600), Some(400));
-        // Off for another 200: 200 net, under 250: no longer stalled.
-        assert_eq!(w.update(false, 1800), None);
-        // Flickering, on 3 parts in 4: the net time grows by half the elapsed time.
-        let mut now = 1800;
+        assert_eq!(w.update(true, 1399), None);
+        assert_eq!(w.update(true, 1400), Some(400));
+        // A break of up to a quarter of the window keeps the episode (and the stall) going.
+        assert_eq!(w.update(false, 1450), Some(400));
+        assert_eq!(w.update(false, 1500), Some(400));
+        // Off for longer: the episode is over.
+        assert_eq!(w.update(false, 1501), None);
+        assert_eq!(w.update(true, 1600), None);
+        // Flickering, on 10 in every 40: the breaks are short, so the episode runs on and
+        // stalls 400 after it started.
+        let mut now = 1600;
         let mut stalled_at = None;
-        for _ in 0..100 {
-            now += 30;
-            w.update(true, now);
+        for _ in 0..30 {
             now += 10;
-            if w.update(false, now).is_some() && stalled_at.is_none() {
-                stalled_at = Some(now);
+            if w.update(true, now).is_some() {
+                stalled_at.get_or_insert(now);
             }
+            now += 30;
+            w.update(false, now);
         }
-        // 300 of net time to gain at 20 per 40: 15 rounds (600).
-        assert_eq!(stalled_at, Some(1800 + 600));
+        assert_eq!(stalled_at, Some(2010));
         // No window: never stalls.
         let mut never = LimiterWatch::new(None);
         assert_eq!(never.update(true, 0), None);

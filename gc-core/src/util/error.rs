@@ -108,16 +108,16 @@ pub enum AllocError {
         /// The configured live-heap limit.
         limit: usize,
     },
-    /// The GC CPU limiter has been on for longer than the pacer's fail-fast window, net of its
-    /// breaks ([`PacerConfig::limiter_fail_fast_ns`](crate::pacer::PacerConfig::limiter_fail_fast_ns)):
+    /// The GC CPU limiter has been engaged for longer than the pacer's fail-fast window
+    /// ([`PacerConfig::limiter_fail_fast_ns`](crate::pacer::PacerConfig::limiter_fail_fast_ns)):
     /// under its memory limit the heap needs more collection than half the CPU can give (the
     /// live heap is near or over the limit). Allocations that need a new span fail until the
-    /// limiter has been off long enough (half the window, net), which it is once the GC uses
-    /// less than half the CPU again: drop data (or raise the limit with
-    /// `Heap::set_memory_limit`) and allocation works again. The refusal starts a cycle, as
-    /// [`AllocError::HeapLimit`] does.
+    /// limiter has stayed off for a quarter of the window, which it does once the GC uses less
+    /// than half the CPU again: drop data (or raise the limit with `Heap::set_memory_limit`)
+    /// and allocation works again. The refusal starts a cycle, as [`AllocError::HeapLimit`]
+    /// does.
     MemoryLimitStall {
-        /// How long the limiter had been on without a break.
+        /// How long the limiter had been engaged.
         limiter_on: std::time::Duration,
     },
     /// The requested array or string length overflows the address space.
@@ -157,7 +157,7 @@ impl fmt::Display for AllocError {
             ),
             AllocError::MemoryLimitStall { limiter_on } => write!(
                 f,
-                "gc-core: out of memory: the GC CPU limiter has been on for {:.0} ms (net) under \
+                "gc-core: out of memory: the GC CPU limiter has been engaged for {:.0} ms under \
                  the memory limit, past the fail-fast window (the live heap is at or over the \
                  limit)",
                 limiter_on.as_secs_f64() * 1e3

@@ -12,8 +12,8 @@
 //!   `heap_marked_i − (heap_end_i − heap_start_i)`, linear between cycles;
 //! * **scannable fraction** `heap_scan_i ÷ live_i`, **scan rate** `(heap + stack + globals scan)
 //!   ÷ (background + assist + idle CPU)`, **stacks** and **globals** scan work, per cycle;
-//! * `cpus` = `procs`, the pause = the median of `(stw1 + stw2) ÷ 2`, idle marking if the trace
-//!   has any, GOGC and the memory limit of the first cycle.
+//! * `cpus` = `procs`, the pause = the median of `(stw1 + stw2) ÷ 2`, the idle-marking share =
+//!   idle marking CPU ÷ (spare CPUs × mark time), GOGC and the memory limit of the first cycle.
 //!
 //! Cycles started by `collect()` (`forced`) are not cycles the pacer chose: the simulation does
 //! not repeat them, but the allocation around them is kept.
@@ -110,7 +110,7 @@ impl Trace {
         let mut stacks = Vec::new();
         let mut globals = Vec::new();
         let (mut last_cpu, mut last_marked, mut last_tau) = (0.0, 0.0, f64::NEG_INFINITY);
-        let mut idle = false;
+        let (mut idle_cpu, mut spare_cpu) = (0.0, 0.0);
         for x in l {
             let cpu = x.f("mutator_cpu_s")?;
             let tau = cpu / mutators;
@@ -131,7 +131,9 @@ impl Trace {
             let heap_scan = x.f("heap_scan")?;
             let work = heap_scan + x.f("stack_scan")? + x.f("globals_scan")?;
             let gc = x.f("background_cpu_s")? + x.f("assist_cpu_s")? + x.f("idle_cpu_s")?;
-            idle |= x.f("idle_cpu_s")? > 0.0;
+            idle_cpu += x.f("idle_cpu_s")?;
+            let spare = procs - procs * gc_core::pacer::GC_BACKGROUND_UTILIZATION - mutators;
+            spare_cpu += spare.max(0.0) * x.f("mark_s")?;
             scannable.push((
                 from,
                 if l_i > 0.0 {
@@ -164,7 +166,11 @@ impl Trace {
             mutators,
             gogc: first.opt("gogc")?.map(|g| g as u32),
             memory_limit: first.opt("memory_limit")?.map(Stream::Constant),
-            idle_marking: idle,
+            idle_marking: if spare_cpu > 0.0 {
+                (idle_cpu / spare_cpu).min(1.0)
+            } else {
+                0.0
+            },
             pause: pause_each[pause_each.len() / 2],
             alloc_rate: steps(alloc),
             live: Stream::Table(live),

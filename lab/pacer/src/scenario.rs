@@ -82,7 +82,8 @@ pub struct Scenario {
     pub mutators: f64,
     pub gogc: Option<u32>,
     pub memory_limit: Option<Stream>,
-    pub idle_marking: bool,
+    /// Share of the spare CPUs (not mutators, not background workers) that mark.
+    pub idle_marking: f64,
     /// Seconds per pause.
     pub pause: f64,
     /// Seconds per simulation step.
@@ -114,7 +115,7 @@ impl Default for Scenario {
             mutators: 8.0,
             gogc: Some(100),
             memory_limit: None,
-            idle_marking: false,
+            idle_marking: 0.0,
             pause: 50e-6,
             step: 1e-3,
             alloc_rate: Stream::Constant(33.0 * MIB),
@@ -177,9 +178,17 @@ impl Scenario {
                 }
             }
             "idle_marking" => {
-                self.idle_marking = v
-                    .parse()
-                    .map_err(|_| format!("idle_marking: {v:?} is not true or false"))?
+                self.idle_marking = match v {
+                    "true" => 1.0,
+                    "false" => 0.0,
+                    _ => v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|x| (0.0..=1.0).contains(x))
+                        .ok_or_else(|| {
+                            format!("idle_marking: {v:?} is not 0 to 1, true or false")
+                        })?,
+                }
             }
             "pause" => self.pause = quantity(v).map_err(err)?.max(0.0),
             "step" => {

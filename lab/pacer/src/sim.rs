@@ -9,7 +9,7 @@
 //!   (the pacer's `trigger()` from the memory figures of the moment) a cycle starts: a pause,
 //!   then [`Pacer::start_cycle`].
 //! * **While marking** the background workers take 25% of the CPUs and scan at `scan_rate`;
-//!   idle CPUs mark too if `idle_marking`. The mutators get the rest; every byte they allocate
+//!   a share `idle_marking` of the spare CPUs marks too. The mutators get the rest; every byte they allocate
 //!   owes `assist ratio` units of scan work ([`Pacer::revise`], called every step as the heap
 //!   calls it on every allocation slow path), paid first from the background workers' credit,
 //!   then by assists out of the mutators' own CPU time — not while the GC CPU limiter is on.
@@ -371,11 +371,7 @@ impl<'a> Sim<'a> {
         let cpus = s.cpus as f64;
         let bg = GC_BACKGROUND_UTILIZATION * cpus;
         let mut_cpus = s.mutators.min(cpus - bg);
-        let idle = if s.idle_marking {
-            (cpus - bg - mut_cpus).max(0.0)
-        } else {
-            0.0
-        };
+        let idle = (cpus - bg - mut_cpus).max(0.0) * s.idle_marking;
         let scan = s.scan_rate.at(self.tau, s.seed).max(1.0);
         let rate = s.alloc_rate.at(self.tau, s.seed).max(0.0);
         let scannable = s.scannable.at(self.tau, s.seed).clamp(0.0, 1.0);

@@ -93,6 +93,31 @@ if [ "$fonts" = 1 ]; then
     { echo "gc-lab --replot drew no plots"; exit 1; }
 fi
 echo "gc-lab --quick: every workload ran, every file written (and again with --replot)"
+# The pacer lab: the simulator's tests (the replay test runs real heaps: optimised), then the
+# command line: every built-in scenario, a comparison, and the replay of a trace that a real
+# heap wrote (GCCORE_PACERTRACE) under another GOGC.
+cargo test --release -p pacer-lab 2>&1 | tee -a "$log"
+rm -rf target/pacer-smoke
+cargo run --quiet --release -p pacer-lab -- run --all --out target/pacer-smoke >/dev/null
+cargo run --quiet --release -p pacer-lab -- compare steady --b sqrt_c=1e-8 --out target/pacer-smoke >/dev/null
+GCCORE_PACERTRACE=target/pacer-smoke/trace.csv cargo run --quiet --release --example binary_trees -- 16 >/dev/null
+cargo run --quiet --release -p pacer-lab -- replay target/pacer-smoke/trace.csv --set gogc=200 \
+  --against target/pacer-smoke/trace.csv --out target/pacer-smoke | grep -q "prediction ÷ real run" ||
+  { echo "pacer-lab replay printed no comparison"; exit 1; }
+for f in steady.csv fail-fast.csv steady-compare-a.csv steady-compare-b.csv trace-replay.csv summary.md; do
+  [ -s "target/pacer-smoke/$f" ] || { echo "pacer-lab wrote no $f"; exit 1; }
+done
+if [ "$fonts" = 1 ]; then
+  for stem in steady exceed-memory-limit steady-compare trace-replay; do
+    [ -s "target/pacer-smoke/$stem.svg" ] || { echo "pacer-lab drew no $stem.svg"; exit 1; }
+  done
+fi
+for bad in "--set gogc=lots" "--set colour=red" "--set max_overshoot=0.5"; do
+  if cargo run --quiet --release -p pacer-lab -- run steady $bad --out target/pacer-smoke >/dev/null 2>&1; then
+    echo "pacer-lab accepted $bad"; exit 1
+  fi
+done
+echo "pacer-lab: every scenario, a comparison and a replay ran; bad settings refused"
 for bad in GOGC=abc GOGC=-5x GOMEMLIMIT=12XB GODEBUG=gctrace=yes; do
   if err=$(env "$bad" cargo run --quiet --release --example hello 2>&1); then
     echo "hello accepted $bad"; exit 1

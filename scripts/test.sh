@@ -101,8 +101,10 @@ rm -rf target/pacer-smoke
 cargo run --quiet --release -p pacer-lab -- run --all --out target/pacer-smoke >/dev/null
 cargo run --quiet --release -p pacer-lab -- compare steady --b sqrt_c=1e-8 --out target/pacer-smoke >/dev/null
 GCCORE_PACERTRACE=target/pacer-smoke/trace.csv cargo run --quiet --release --example binary_trees -- 16 >/dev/null
+GOGC=200 GCCORE_PACERTRACE=target/pacer-smoke/trace200.csv \
+  cargo run --quiet --release --example binary_trees -- 16 >/dev/null
 cargo run --quiet --release -p pacer-lab -- replay target/pacer-smoke/trace.csv --set gogc=200 \
-  --against target/pacer-smoke/trace.csv --out target/pacer-smoke | grep -q "prediction ÷ real run" ||
+  --against target/pacer-smoke/trace200.csv --out target/pacer-smoke | grep -q "prediction ÷ real run" ||
   { echo "pacer-lab replay printed no comparison"; exit 1; }
 for f in steady.csv fail-fast.csv steady-compare-a.csv steady-compare-b.csv trace-replay.csv summary.md; do
   [ -s "target/pacer-smoke/$f" ] || { echo "pacer-lab wrote no $f"; exit 1; }

@@ -56,7 +56,7 @@
 //! | [`pacer`] | the pure pacer model (`mgcpacer`, `mgclimit`), its controller, the scavenger |
 //! | `telemetry` | [`metrics`] (`HeapStats`, `runtime/metrics` names), [`gctrace`], [`phases`], [`mmu`] |
 //! | `alloc` | arena and page map, size classes, spans, central lists and sweep generation, caches (`mheap`, `mcentral`, `mcache`) |
-//! | `util` | [`config`] and errors, loom-swappable primitives, CPU clocks, `bug!` |
+//! | `util` | [`config`] and the pacer's knobs (`PacerConfig`, re-exported by [`pacer`]), errors, loom-swappable primitives, CPU clocks, `bug!` |
 //!
 //! See `docs/design.md` for the design and the soundness argument.
 

@@ -46,6 +46,37 @@ fn impossible_reservation_is_an_os_error() {
     }
 }
 
+#[test]
+fn pacer_knobs_out_of_range_are_refused_by_the_heap() {
+    let mut bad = gc_core::pacer::PacerConfig::default();
+    bad.set("min_trigger", "0.98").unwrap(); // above max_trigger: only validate sees it
+    match Heap::new(Config::default().pacer(bad)) {
+        Err(HeapError::Config(e)) => {
+            assert_eq!(e.var, "Config::pacer");
+            assert!(e.value.contains("min_trigger=0.98"), "{}", e.value);
+            assert!(e.value.contains("max_trigger"), "{}", e.value);
+        }
+        other => panic!("expected a config error, got {:?}", other.err()),
+    }
+    // The same knobs in a valid combination are taken.
+    let mut good = gc_core::pacer::PacerConfig::default();
+    good.apply("min_trigger=0.98,max_trigger=0.99").unwrap();
+    assert!(Heap::new(Config::default().pacer(good)).is_ok());
+    // Fail-fast and the square-root rule belong to concurrent marking: refused without it.
+    for knobs in ["fail_fast=1s", "policy=sqrt"] {
+        let mut p = gc_core::pacer::PacerConfig::default();
+        p.apply(knobs).unwrap();
+        assert!(
+            Heap::new(Config::default().pacer(p.clone())).is_ok(),
+            "{knobs}"
+        );
+        match Heap::new(Config::default().concurrent(false).pacer(p)) {
+            Err(HeapError::Config(e)) => assert!(e.expected.contains("stop-the-world"), "{e}"),
+            other => panic!("{knobs}: expected a config error, got {:?}", other.err()),
+        }
+    }
+}
+
 #[derive(Trace, Debug, PartialEq)]
 struct Unit;
 

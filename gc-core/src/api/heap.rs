@@ -190,7 +190,9 @@ impl Heap {
     /// Set the soft memory limit (`None`: none) and return the previous one, like Go's
     /// `debug.SetMemoryLimit` (see [`Config::memory_limit`]; values below
     /// [`MIN_MEMORY_LIMIT`](crate::config::MIN_MEMORY_LIMIT) are raised to it). A lower limit
-    /// applies at once: the trigger moves, and the scavenger starts releasing memory.
+    /// applies at once: the trigger moves, and the scavenger starts releasing memory. A
+    /// fail-fast stall ([`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall))
+    /// is lifted, and the watch starts over under the new limit.
     pub fn set_memory_limit(&self, limit: Option<usize>) -> Option<usize> {
         let h = self.shared();
         let limit = limit.map(|l| l.max(crate::util::config::MIN_MEMORY_LIMIT));
@@ -203,6 +205,7 @@ impl Heap {
             .arena
             .memory_limit
             .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        h.controller().reset_fail_fast();
         crate::gc::collector::update_trigger(h);
         h.pacer.scavenger.set_memory_limit(limit);
         old.map(|l| l as usize)

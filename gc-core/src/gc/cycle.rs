@@ -102,7 +102,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     h.pacer.limited_in_cycle.store(false, Ordering::Relaxed);
     // Heap at the start, goal, trigger off while marking, first assist ratio.
     let heap_start = counters.heap_live.load(Ordering::Relaxed);
-    let cycle_goal = h.controller().start_cycle();
+    let (cycle_trigger, cycle_goal) = h.controller().start_cycle();
     let (assist0, bg0, idle0) = (
         h.stats.assist_ns.load(Ordering::Relaxed),
         h.stats.bg_mark_ns.load(Ordering::Relaxed),
@@ -236,7 +236,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         cycle,
         t_begin,
         (heap_start, heap_end, marked),
-        cycle_goal,
+        (cycle_trigger, cycle_goal),
         end.cons_mark,
     );
     crate::gc::report::cycle_done(

@@ -37,12 +37,13 @@ use crate::gc::registry::MutatorRecord;
 use crate::gc::roots::StashTable;
 use crate::gc::safepoint::Safepoint;
 use crate::gc::sweep::SweepState;
+use crate::pacer::Policy;
 use crate::pacer::controller::PacerState;
 use crate::telemetry::gctrace::CycleLog;
 use crate::telemetry::metrics::Stats;
 use crate::telemetry::phases::PhaseLog;
 use crate::util::config::Config;
-use crate::util::error::HeapError;
+use crate::util::error::{ConfigError, HeapError};
 use crate::util::primitive::Monitor;
 
 /// A raw object address kept in heap-side tables (weak registry, stash, barrier buffers).
@@ -127,6 +128,27 @@ impl Shared {
     /// The state of a new heap: reserve the arena, set up the pacer. The collector thread is
     /// started separately ([`crate::gc::collector::spawn`]).
     pub(crate) fn new(config: &Config) -> Result<Arc<Shared>, HeapError> {
+        config.pacer.validate().map_err(|why| {
+            HeapError::Config(ConfigError {
+                var: "Config::pacer",
+                value: format!("{} ({why})", config.pacer),
+                expected: "knobs that pass PacerConfig::validate",
+            })
+        })?;
+        // The stop-the-world collector has no limiter (nothing to limit: no assists) and does
+        // not measure what the square-root rule needs; asking for either there is a mistake.
+        let pacer = &config.pacer;
+        if !config.concurrent
+            && (pacer.limiter_fail_fast_ns.is_some() || pacer.policy != Policy::Proportional)
+        {
+            return Err(HeapError::Config(ConfigError {
+                var: "Config::pacer",
+                value: pacer.to_string(),
+                expected: "policy=proportional and fail_fast=off with the stop-the-world \
+                           collector (Config::concurrent(false)): the limiter and the square-root \
+                           rule's measurements belong to concurrent marking",
+            }));
+        }
         let arena = Arena::new(config.arena_bytes)?;
         if let Some(l) = config.memory_limit {
             arena.memory_limit.store(l, Ordering::Relaxed);

@@ -63,12 +63,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
     let scav_bg = u(&s.scavenge_ns);
     let scav_sync = h.mheap.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
     let sweep_bg = u(&s.sweep_bg_ns);
-    let threads: u64 = s
-        .collector_clocks
-        .lock()
-        .iter()
-        .map(|&c| crate::util::clock::clock_ns(c))
-        .sum();
+    let threads = s.collector_threads_ns();
     let booked = bg + idle + sweep_bg + scav_bg;
     let (gc_percent, limit, cons_mark) = {
         let p = h.pacer.model.lock();
@@ -131,7 +126,7 @@ pub(crate) fn record_base(
     cycle: u64,
     started: std::time::Instant,
     (heap_start, heap_end, heap_marked): (usize, usize, usize),
-    heap_goal: usize,
+    (trigger, heap_goal): (usize, usize),
     cons_mark: f64,
 ) -> CycleRecord {
     use std::sync::atomic::Ordering;
@@ -140,6 +135,7 @@ pub(crate) fn record_base(
         start: h.phases.offset(started),
         procs: h.settings.procs,
         heap_start,
+        trigger,
         heap_end,
         heap_marked,
         heap_goal,
@@ -171,13 +167,7 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
         eprintln!("{}", rec.gctrace_line());
     }
     if h.pacer_trace.on() {
-        let threads: u64 = h
-            .stats
-            .collector_clocks
-            .lock()
-            .iter()
-            .map(|&c| crate::util::clock::clock_ns(c))
-            .sum();
+        let threads = h.stats.collector_threads_ns();
         let (gc_percent, memory_limit) = {
             let p = h.pacer.model.lock();
             (p.gc_percent().map(u64::from), p.memory_limit())

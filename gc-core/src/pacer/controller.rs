@@ -238,9 +238,9 @@ impl Controller<'_> {
     }
 
     /// STW 1: the cycle starts at the current `heap_live` (Go: `startCycle`). Turns the trigger
-    /// off, resets the per-cycle counters and sets the first assist ratio. Returns the cycle's
-    /// goal.
-    pub(crate) fn start_cycle(&self) -> usize {
+    /// off, resets the per-cycle counters and sets the first assist ratio. Returns the trigger
+    /// that was in force (`usize::MAX`: none) and the cycle's goal.
+    pub(crate) fn start_cycle(&self) -> (usize, usize) {
         let p = self.p;
         let mut model = p.model.lock();
         let live = self.mheap.counters.heap_live.load(Ordering::Relaxed);
@@ -248,14 +248,14 @@ impl Controller<'_> {
         let goal = to_usize(model.start_cycle(live as u64, m));
         self.set_goal(goal);
         // No new cycle is requested while this one marks.
-        p.trigger.store(usize::MAX, Ordering::Relaxed);
+        let trigger = p.trigger.swap(usize::MAX, Ordering::Relaxed);
         p.heap_scan_work.store(0, Ordering::Relaxed);
         p.stack_scan_work.store(0, Ordering::Relaxed);
         p.bg_credit.store(0, Ordering::Relaxed);
         p.extended_goal.store(goal, Ordering::Relaxed);
         drop(model);
         self.revise();
-        goal
+        (trigger, goal)
     }
 
     /// The assist ratio from the current figures (Go: `revise`), stored for the allocation
@@ -279,11 +279,16 @@ impl Controller<'_> {
         let p = self.p;
         let c = &self.mheap.counters;
         let stack = p.stack_scan_work.load(Ordering::Relaxed);
+        // Work done counts the globals (scanned in STW 1), as the work expected does (Go:
+        // heap + stack + globals scan work).
+        let done = p.heap_scan_work.load(Ordering::Relaxed)
+            + stack
+            + p.globals_scan_work.load(Ordering::Relaxed);
         let r = model.revise(
             c.heap_live.load(Ordering::Relaxed) as u64,
             c.heap_scan.load(Ordering::Relaxed) as u64,
             stack,
-            p.heap_scan_work.load(Ordering::Relaxed) + stack,
+            done,
             self.memory_stats(),
         );
         p.assist_ratio
@@ -300,6 +305,7 @@ impl Controller<'_> {
         let mut model = p.model.lock();
         let heap_work = p.heap_scan_work.load(Ordering::Relaxed);
         let stack_work = p.stack_scan_work.load(Ordering::Relaxed);
+        let globals_work = p.globals_scan_work.load(Ordering::Relaxed);
         let m = self.memory_stats();
         let goal = model.heap_goal(m);
         let now_ns = self.phases.offset(Instant::now()).as_nanos() as u64;
@@ -313,7 +319,7 @@ impl Controller<'_> {
             let line = model.end_cycle_traced(
                 CycleEnd {
                     heap_live: c.heap_end as u64,
-                    scan_work: heap_work + stack_work,
+                    scan_work: heap_work + stack_work + globals_work,
                     assist_ns: c.assist_ns,
                     idle_ns: c.idle_ns,
                     mark_ns: c.mark_ns,
@@ -336,7 +342,7 @@ impl Controller<'_> {
             c.marked as u64
         };
         model.reset_live(c.marked as u64, heap_scan, stack_work);
-        model.set_globals_scan(p.globals_scan_work.load(Ordering::Relaxed));
+        model.set_globals_scan(globals_work);
         self.mheap
             .counters
             .heap_scan
@@ -425,6 +431,15 @@ impl Controller<'_> {
         f.last_process_ns = process;
         f.last_gc_ns = gc;
         f.last_mark_ns = mark;
+    }
+}
+
+impl Controller<'_> {
+    /// The memory limit changed: forget the fail-fast watch's episode and lift a stall at once
+    /// (a stall is about the old limit; under the new one the watch starts over).
+    pub(crate) fn reset_fail_fast(&self) {
+        self.p.limiter.lock().watch.reset();
+        self.mheap.limiter_stall_ns.store(0, Ordering::Relaxed);
     }
 }
 

@@ -25,9 +25,8 @@
 //! object's last pointer word; gc-core counts the whole object of a type that has pointers) plus
 //! eight bytes per root slot traced. Times are nanoseconds of CPU.
 
-mod config;
 mod model;
-pub use config::*;
+pub use crate::util::pacer_config::*;
 pub use model::*;
 
 pub(crate) mod controller;

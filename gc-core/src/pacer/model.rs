@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::config::{PacerConfig, Policy};
+use crate::util::pacer_config::{PacerConfig, Policy};
 
 /// Fraction of the CPUs background marking uses (Go: `gcBackgroundUtilization`); also the goal
 /// utilisation of a cycle (`gcGoalUtilization`): the trigger is placed so that marking at this
@@ -96,7 +96,7 @@ pub struct Pacer {
     cons_mark: f64,
     cons_mark_history: VecDeque<f64>,
     /// The square-root rule's smoothed allocation rate (bytes per second) and collector speed
-    /// (bytes marked per GC CPU-second), once a cycle has measured them.
+    /// (scan work per GC CPU-second), once a cycle has measured them.
     alloc_rate: Option<f64>,
     gc_speed: Option<f64>,
     /// Goal from GOGC alone (Go: `gcPercentHeapGoal`), set by `commit`.
@@ -120,18 +120,34 @@ impl Pacer {
     }
 
     /// [`Pacer::new`] with other knobs than the defaults. `cfg` should pass
-    /// [`PacerConfig::validate`]; out-of-range values are clamped into range.
+    /// [`PacerConfig::validate`] (the heap refuses one that does not); here out-of-range values
+    /// are clamped into range (trigger ratios into `[0.01, 0.99]` with the maximum at least the
+    /// minimum, the window into 1–64, the overshoot to at least 1, the buckets to at least 1 ns)
+    /// and a square-root rule without a positive, finite `c` falls back to the proportional one.
     pub fn with_config(
         gc_percent: Option<u32>,
         memory_limit: Option<u64>,
         procs: usize,
         cfg: PacerConfig,
     ) -> Pacer {
+        let ratio = |r: f64| if r.is_nan() { 0.5 } else { r.clamp(0.01, 0.99) };
+        let min_trigger_ratio = ratio(cfg.min_trigger_ratio);
         let mut p = Pacer {
             cfg: PacerConfig {
+                policy: match cfg.policy {
+                    Policy::SqrtRule { c } if !(c > 0.0 && c.is_finite()) => Policy::Proportional,
+                    p => p,
+                },
+                min_trigger_ratio,
+                max_trigger_ratio: ratio(cfg.max_trigger_ratio).max(min_trigger_ratio),
                 cons_mark_window: cfg.cons_mark_window.clamp(1, 64),
-                max_overshoot: cfg.max_overshoot.max(1.0),
-                ..cfg
+                max_overshoot: if cfg.max_overshoot.is_finite() {
+                    cfg.max_overshoot.max(1.0)
+                } else {
+                    1.0
+                },
+                limiter_capacity_per_proc_ns: cfg.limiter_capacity_per_proc_ns.max(1),
+                limiter_fail_fast_ns: cfg.limiter_fail_fast_ns.map(|n| n.max(1)),
             },
             gc_percent: None,
             memory_limit,
@@ -179,7 +195,7 @@ impl Pacer {
     }
 
     /// The square-root rule's estimates: the smoothed allocation rate (bytes per second) and
-    /// collector speed (bytes marked per GC CPU-second), once a cycle has measured them.
+    /// collector speed (scan work per GC CPU-second), once a cycle has measured them.
     pub fn sqrt_rule_estimates(&self) -> Option<(f64, f64)> {
         Some((self.alloc_rate?, self.gc_speed?))
     }
@@ -495,7 +511,9 @@ impl Pacer {
             / (c.scan_work as f64 * (1.0 - utilization));
         let old = self.cons_mark;
         // Go 1.19 starts with a zero `lastConsMark`: the first estimate is half the first value.
-        if self.cons_mark_history.is_empty() {
+        // Only the two-cycle window gets that seed: a longer one would average it in for
+        // several cycles.
+        if self.cons_mark_history.is_empty() && self.cfg.cons_mark_window == 2 {
             self.cons_mark_history.push_back(0.0);
         }
         self.cons_mark_history.push_back(current);
@@ -639,18 +657,21 @@ impl CpuLimiter {
 /// The limiter does not stay on without a break when the heap is stuck over its memory limit:
 /// it turns off as soon as its bucket drains a little, the assists it allowed again refill it,
 /// and it flickers, on for milliseconds at a time. So the watch counts *episodes*: an episode
-/// starts when the limiter turns on and goes on through breaks shorter than a quarter of the
-/// window; it ends once the limiter has stayed off for a quarter of the window. The heap is
+/// starts when the limiter turns on and goes on through breaks of up to a quarter of the
+/// window; it ends once the limiter has stayed off for longer than that. The heap is
 /// *stalled* while an episode has lasted the window (from its start to the limiter's latest
 /// time on).
+///
+/// Between two updates that both see the limiter on, it is taken to have stayed on, unless
+/// they are more than a quarter of the window apart: then nobody watched, and the gap counts
+/// as a break.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimiterWatch {
     window_ns: Option<u64>,
     /// When the current episode started, and when the limiter was last seen on.
     episode: Option<(u64, u64)>,
-    /// Whether it was on at the last update (then it is taken to have stayed on until this
-    /// one).
-    was_on: bool,
+    /// Whether it was on at the last update, and when that was.
+    last: Option<(bool, u64)>,
 }
 
 impl LimiterWatch {
@@ -659,15 +680,25 @@ impl LimiterWatch {
         LimiterWatch {
             window_ns,
             episode: None,
-            was_on: false,
+            last: None,
         }
+    }
+
+    /// Forget the current episode (the memory limit changed: what the limiter did under the
+    /// old one says nothing about the new one).
+    pub fn reset(&mut self) {
+        self.episode = None;
+        self.last = None;
     }
 
     /// The limiter is `on` at `now_ns` (any monotonic clock). Returns how long the episode has
     /// lasted if the heap is stalled, else `None`.
     pub fn update(&mut self, on: bool, now_ns: u64) -> Option<u64> {
         let window = self.window_ns?;
-        let was_on = std::mem::replace(&mut self.was_on, on);
+        let was_on = match self.last.replace((on, now_ns)) {
+            Some((was_on, at)) => was_on && now_ns.saturating_sub(at) <= window / 4,
+            None => false,
+        };
         if let Some((_, last_on)) = self.episode
             && !was_on
             && now_ns.saturating_sub(last_on) > window / 4
@@ -1003,10 +1034,17 @@ mod tests {
             cons_mark_window: 1,
             ..PacerConfig::default()
         };
+        // A small heap: the upper bound is the ratio, 0.6 of the way from marked to the goal
+        // (no runway measured yet, so the trigger sits at it).
+        let mut small = Pacer::with_config(Some(100), None, 4, cfg.clone());
+        small.reset_live(4 * MIB, 4 * MIB, 0);
+        small.commit(true, 4 * MIB);
+        let at = ((4 * MIB) as f64 * 0.6) as u64 + 4 * MIB;
+        assert_eq!(small.trigger(none), (at, 8 * MIB));
         let mut p = Pacer::with_config(Some(100), None, 4, cfg);
         p.reset_live(100 * MIB, 100 * MIB, 0);
         p.commit(true, 100 * MIB);
-        // No runway yet: the trigger sits at the (raised) upper bound, goal − 4 MiB.
+        // A large heap: the upper bound is raised to goal − 4 MiB, as Go raises it.
         assert_eq!(p.trigger(none), (196 * MIB, 200 * MIB));
         p.cons_mark = 10.0;
         p.commit(true, 100 * MIB);
@@ -1037,6 +1075,23 @@ mod tests {
         assert!((q.cons_mark() - c1).abs() < 1e-12);
         run_cycle(&mut q, 150 * MIB, 170 * MIB, 80 * MIB, 0);
         assert!((q.cons_mark() - c1 / 2.0).abs() < 1e-12);
+        // A longer window is not seeded with Go's zero: the first estimate is the first value,
+        // then the mean of those seen.
+        let mut w = Pacer::with_config(
+            Some(100),
+            None,
+            4,
+            PacerConfig {
+                cons_mark_window: 3,
+                ..PacerConfig::default()
+            },
+        );
+        w.reset_live(100 * MIB, 80 * MIB, 0);
+        w.commit(true, 100 * MIB);
+        run_cycle(&mut w, 150 * MIB, 190 * MIB, 80 * MIB, 0);
+        assert!((w.cons_mark() - c1).abs() < 1e-12);
+        run_cycle(&mut w, 150 * MIB, 170 * MIB, 80 * MIB, 0);
+        assert!((w.cons_mark() - 0.75 * c1).abs() < 1e-12);
     }
 
     #[test]
@@ -1047,8 +1102,9 @@ mod tests {
         assert!(!l.accumulate(0, 1_000_000_000));
         assert!(l.accumulate(0, 1_000_000_000));
         let mut w = LimiterWatch::new(Some(400));
-        assert_eq!(w.update(true, 1000), None);
-        assert_eq!(w.update(true, 1399), None);
+        for t in [1000, 1100, 1200, 1300, 1399] {
+            assert_eq!(w.update(true, t), None);
+        }
         assert_eq!(w.update(true, 1400), Some(400));
         // A break of up to a quarter of the window keeps the episode (and the stall) going.
         assert_eq!(w.update(false, 1450), Some(400));
@@ -1069,6 +1125,18 @@ mod tests {
             w.update(false, now);
         }
         assert_eq!(stalled_at, Some(2010));
+        // On at two updates too far apart to say what happened between: a break, and a new
+        // episode.
+        let mut w = LimiterWatch::new(Some(400));
+        assert_eq!(w.update(true, 0), None);
+        assert_eq!(w.update(true, 500), None);
+        for t in [600, 700, 800] {
+            assert_eq!(w.update(true, t), None);
+        }
+        assert_eq!(w.update(true, 900), Some(400));
+        // A reset forgets the episode and the stall.
+        w.reset();
+        assert_eq!(w.update(true, 950), None);
         // No window: never stalls.
         let mut never = LimiterWatch::new(None);
         assert_eq!(never.update(true, 0), None);

@@ -69,6 +69,10 @@ pub struct CycleRecord {
     pub procs: usize,
     /// `heap_live` when the cycle started (Go: `heap0`).
     pub heap_start: usize,
+    /// The trigger in force when the cycle started (`usize::MAX`: none, as with `GOGC=off`
+    /// and no memory limit). `heap_start` is at or past it for a cycle the trigger started, and
+    /// may be below it for a forced one.
+    pub trigger: usize,
     /// `heap_live` at mark termination (Go: `heap1`).
     pub heap_end: usize,
     /// Bytes marked live (Go: `heap2`).
@@ -79,10 +83,10 @@ pub struct CycleRecord {
     /// cycle's scan work passed what the pacer expected from the last cycle, which it takes as
     /// a growing heap and answers by moving the goal out in proportion (Go's `revise`: at most
     /// to `(1 + GOGC/100) × heap_goal`, and to the memory limit). The pacer lets a cycle end up
-    /// to 1.1 × this ([`crate::pacer::MAX_OVERSHOOT`]) before its assists stop all allocation
+    /// to 1.1 × this ([`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot)) before its assists stop all allocation
     /// until marking is done.
     pub heap_goal_extended: usize,
-    /// The goal and trigger it set for the next cycle.
+    /// The goal it set for the next cycle.
     pub next_goal: usize,
     /// The trigger it set for the next cycle.
     pub next_trigger: usize,

@@ -84,6 +84,15 @@ impl Stats {
             + self.pause_total_ns.load(Ordering::Relaxed) * procs as u64
     }
 
+    /// CPU time the collector's own threads have used so far (their clocks summed).
+    pub(crate) fn collector_threads_ns(&self) -> u64 {
+        self.collector_clocks
+            .lock()
+            .iter()
+            .map(|&c| crate::util::clock::clock_ns(c))
+            .sum()
+    }
+
     /// Time spent marking with the world running: assists, background and idle-priority
     /// marking.
     pub(crate) fn mark_cpu_ns(&self) -> u64 {

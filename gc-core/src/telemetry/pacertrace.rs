@@ -12,7 +12,7 @@
 //! | `mutator_cpu_s` | CPU the mutators had used by its end: the process's CPU minus the collector's threads and the assists |
 //! | `procs` | CPUs paced for |
 //! | `gogc`, `memory_limit` | the settings in force (`off` for none) |
-//! | `trigger` | the trigger this cycle started at (the one the last cycle set; the heap's first: `heap_start`) |
+//! | `trigger` | the trigger in force when this cycle started ([`CycleRecord::trigger`]; `heap_start` when there was none) |
 //! | `heap_start`, `heap_end`, `heap_marked` | `heap_live` at the start and at mark termination; bytes marked |
 //! | `heap_goal`, `heap_goal_extended` | the goal, and the goal the assists paced for at the end |
 //! | `heap_scan`, `stack_scan`, `globals_scan` | scan work done on the heap, the root stacks, the stash |
@@ -70,9 +70,9 @@ pub(crate) struct TraceExtra {
     pub mapped_ready: u64,
 }
 
-/// The trace file (or none), and the trigger the last line's cycle set.
+/// The trace file (or none).
 pub(crate) struct PacerTrace {
-    out: Mutex<Option<(BufWriter<File>, usize)>>,
+    out: Mutex<Option<BufWriter<File>>>,
 }
 
 impl PacerTrace {
@@ -87,7 +87,7 @@ impl PacerTrace {
                 Ok(w)
             });
             match made {
-                Ok(w) => Some((w, 0)),
+                Ok(w) => Some(w),
                 Err(e) => {
                     eprintln!("gc-core: pacer trace {}: {e}; not tracing", p.display());
                     None
@@ -108,15 +108,14 @@ impl PacerTrace {
     /// keeps every finished cycle). A write error stops the trace with a message.
     pub(crate) fn write(&self, rec: &CycleRecord, x: &TraceExtra) {
         let mut out = self.out.lock();
-        let Some((w, last_trigger)) = out.as_mut() else {
+        let Some(w) = out.as_mut() else {
             return;
         };
-        let trigger = if rec.cycle <= 1 || *last_trigger == usize::MAX {
+        let trigger = if rec.trigger == usize::MAX {
             rec.heap_start
         } else {
-            *last_trigger
+            rec.trigger
         };
-        *last_trigger = rec.next_trigger;
         let s = |d: std::time::Duration| d.as_secs_f64();
         let opt = |v: Option<u64>| v.map_or("off".to_string(), |v| v.to_string());
         let end = rec.start + rec.sweep_termination + rec.mark + rec.mark_termination;

@@ -20,8 +20,8 @@
 
 use std::path::PathBuf;
 
-use crate::pacer::PacerConfig;
 use crate::util::error::ConfigError;
+use crate::util::pacer_config::PacerConfig;
 
 /// Default arena reservation.
 #[cfg(not(miri))]
@@ -240,9 +240,10 @@ impl Config {
     }
 
     /// The pacer's knobs: trigger bounds, cons/mark smoothing, overshoot, the GC CPU limiter's
-    /// bucket and fail-fast window, the goal-sizing policy (see [`PacerConfig`]). Invalid
-    /// values are clamped into range; check them first with [`PacerConfig::validate`] (the
-    /// environment form `GCCORE_PACER` is checked, and an error when invalid).
+    /// bucket and fail-fast window, the goal-sizing policy (see [`PacerConfig`]).
+    /// [`Heap::new`](crate::Heap::new) refuses knobs that do not pass
+    /// [`PacerConfig::validate`] with [`HeapError::Config`](crate::HeapError::Config)
+    /// (`GCCORE_PACER` is checked the same way by [`Config::from_env`]).
     pub fn pacer(mut self, pacer: PacerConfig) -> Self {
         self.pacer = pacer;
         self

@@ -112,9 +112,9 @@ pub enum AllocError {
     /// ([`PacerConfig::limiter_fail_fast_ns`](crate::pacer::PacerConfig::limiter_fail_fast_ns)):
     /// under its memory limit the heap needs more collection than half the CPU can give (the
     /// live heap is near or over the limit). Allocations that need a new span fail until the
-    /// limiter has stayed off for a quarter of the window, which it does once the GC uses less
-    /// than half the CPU again: drop data (or raise the limit with `Heap::set_memory_limit`)
-    /// and allocation works again. The refusal starts a cycle, as [`AllocError::HeapLimit`]
+    /// limiter has stayed off for more than a quarter of the window, which it does once the GC
+    /// uses less than half the CPU again: drop data and allocation works again. Changing the
+    /// limit (`Heap::set_memory_limit`) lifts the stall at once. The refusal starts a cycle, as [`AllocError::HeapLimit`]
     /// does.
     MemoryLimitStall {
         /// How long the limiter had been engaged.

@@ -1,9 +1,11 @@
-//! Leaf types every layer may use: the configuration and the error types, synchronisation
-//! primitives (swappable for loom's), CPU clocks, internal-failure reporting.
+//! Leaf types every layer may use: the configuration (the heap's and the pacer's knobs) and the
+//! error types, synchronisation primitives (swappable for loom's), CPU clocks, internal-failure
+//! reporting.
 
 #[macro_use]
 pub(crate) mod bug;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod error;
+pub(crate) mod pacer_config;
 pub(crate) mod primitive;

@@ -14,7 +14,8 @@
 //!   calls it on every allocation slow path), paid first from the background workers' credit,
 //!   then by assists out of the mutators' own CPU time — not while the GC CPU limiter is on.
 //!   The cycle's work is the scannable part of the live heap when it started plus its stacks and
-//!   globals; objects allocated during marking are black (marked, not scanned).
+//!   globals; objects allocated during marking are black (marked, not scanned), so the
+//!   scannable heap passed to [`Pacer::revise`] stays put while marking, as the heap's does.
 //! * **Mark termination**: a pause; bytes marked = the live heap at the cycle's start plus
 //!   everything allocated since (allocate-black); [`Pacer::end_cycle`], [`Pacer::reset_live`],
 //!   [`Pacer::commit`] as the heap's controller calls them; sweeping is instant.
@@ -233,11 +234,10 @@ impl<'a> Sim<'a> {
         let s = self.s;
         while self.tau < s.duration {
             self.settings();
-            let dt = s.step.min((s.duration - self.tau).max(1e-9) * 4.0);
             if self.marking.is_some() {
-                self.mark_step(dt);
+                self.mark_step(s.step);
             } else {
-                self.run_step(dt);
+                self.run_step(s.step);
             }
             if self.run.stalled_at.is_some() {
                 break;
@@ -374,7 +374,6 @@ impl<'a> Sim<'a> {
         let idle = (cpus - bg - mut_cpus).max(0.0) * s.idle_marking;
         let scan = s.scan_rate.at(self.tau, s.seed).max(1.0);
         let rate = s.alloc_rate.at(self.tau, s.seed).max(0.0);
-        let scannable = s.scannable.at(self.tau, s.seed).clamp(0.0, 1.0);
         let mem = self.memory();
         let m = self.marking.as_mut().expect("marking");
         let r = self.pacer.revise(
@@ -416,8 +415,9 @@ impl<'a> Sim<'a> {
         m.assist_cpu += assist * f;
         m.ratio_time += ratio * dt * f;
         let d = dt * f;
+        // Allocated black: `heap_scan` (the worst-case scan work the pacer is told) stays put
+        // while marking, as the heap's does.
         self.heap_live += alloc * f;
-        self.heap_scan += alloc * f * scannable;
         self.tau += (mcpu - assist) * f / s.mutators;
         self.t += d;
         self.memory_step(d);

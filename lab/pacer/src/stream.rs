@@ -144,9 +144,10 @@ impl Stream {
             }
         };
         let q = |i: usize| quantity(args[i]);
-        let points = || -> Result<Vec<(f64, f64)>, String> {
+        // `time:value` pairs, times increasing.
+        let points = |args: &[&str]| -> Result<Vec<(f64, f64)>, String> {
             let mut v = Vec::new();
-            for a in &args {
+            for a in args {
                 let (t, x) = a
                     .split_once(':')
                     .ok_or_else(|| format!("{a:?} in {text:?} is not time:value"))?;
@@ -218,24 +219,11 @@ impl Stream {
                 }
             }
             "steps" => {
-                let first = quantity(args[0])?;
-                let rest: Result<Vec<(f64, f64)>, String> = args[1..]
-                    .iter()
-                    .map(|a| {
-                        let (t, x) = a
-                            .split_once(':')
-                            .ok_or_else(|| format!("{a:?} in {text:?} is not time:value"))?;
-                        Ok((quantity(t)?, quantity(x)?))
-                    })
-                    .collect();
-                let mut v = vec![(f64::NEG_INFINITY, first)];
-                v.extend(rest?);
-                if v.windows(2).any(|w| w[0].0 >= w[1].0) {
-                    return Err(format!("{text:?}: times must increase"));
-                }
+                let mut v = vec![(f64::NEG_INFINITY, quantity(args[0])?)];
+                v.extend(points(&args[1..])?);
                 Stream::Steps(v)
             }
-            "table" => Stream::Table(points()?),
+            "table" => Stream::Table(points(&args)?),
             _ => return Err(format!("{text:?}: unknown stream {name:?}")),
         };
         Ok(s)
@@ -272,6 +260,7 @@ impl fmt::Display for Stream {
                 every,
                 ..
             } => write!(f, "jitter({mean}, {amplitude}, {every})"),
+            Stream::Steps(v) if v.len() == 1 => write!(f, "steps({})", v[0].1),
             Stream::Steps(v) => write!(f, "steps({}, {})", v[0].1, pts(&v[1..])),
             Stream::Table(v) => write!(f, "table({})", pts(v)),
         }
@@ -282,7 +271,7 @@ impl fmt::Display for Stream {
 pub fn quantity(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let split = t
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .find(|c: char| c.is_alphabetic() && c != 'e' && c != 'E')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let scale = match unit.trim() {
@@ -299,7 +288,7 @@ pub fn quantity(text: &str) -> Result<f64, String> {
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
         "s" => 1.0,
-        "min" => 60.0,
+        "m" | "min" => 60.0,
         u => return Err(format!("{t:?}: unknown unit {u:?}")),
     };
     let x: f64 = num
@@ -337,6 +326,11 @@ mod tests {
         assert_eq!(quantity("1e6"), Ok(1e6));
         assert_eq!(quantity("2GB"), Ok(2e9));
         assert!(quantity("3 parsecs").is_err());
+        // Durations read as gc-core reads the pacer's (`GCCORE_PACER=fail_fast=2m`).
+        for d in ["250us", "250µs", "1.5s", "2m", "40ns", "100ms"] {
+            let ns = (quantity(d).unwrap() * 1e9).round() as u64;
+            assert_eq!(Ok(ns), gc_core::pacer::parse_duration_ns(d), "{d}");
+        }
         assert!(quantity("MiB").is_err());
     }
 
@@ -395,6 +389,7 @@ mod tests {
         for text in [
             "ramp(0, 10MiB, 1s, 2s)",
             "steps(1, 5s:2)",
+            "steps(3)",
             "table(1s:10, 3s:30)",
             "7",
         ] {

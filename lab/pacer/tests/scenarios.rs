@@ -171,7 +171,7 @@ fn the_memory_limit_sets_the_goal_and_the_limiter_caps_the_death_spiral() {
     let late: Vec<_> = r.rows.iter().filter(|c| c.start_s > 10.0).collect();
     let unlimited: f64 = late.iter().map(|c| c.gc_cpu_frac).sum::<f64>() / late.len() as f64;
     assert!(
-        unlimited > gc + 0.1,
+        unlimited > 0.55 && unlimited > gc + 0.05,
         "{unlimited:.3} unlimited vs {gc:.3} limited"
     );
     assert!(late.iter().all(|c| !c.limiter_on));
@@ -246,7 +246,8 @@ fn every_builtin_runs_and_summarises() {
         let r = run(name, &[]);
         let s = summary(&r);
         assert!(s.cycles >= 5, "{name}: {} cycles", s.cycles);
-        assert!(s.peak_heap > 0 && s.peak_rss >= s.peak_heap / 2, "{name}");
+        // The RSS model is mapped memory, which always covers the spans in use.
+        assert!(s.peak_heap > 0 && s.peak_rss >= s.peak_heap, "{name}");
         assert!(
             s.gc_cpu_frac > 0.0 && s.gc_cpu_frac < 1.0,
             "{name}: {}",

@@ -18,7 +18,7 @@ pub enum Policy {
     /// MemBalancer's square-root rule (Kirisame et al., "Optimal heap limits for reducing
     /// browser memory use", OOPSLA 2022): the extra heap over the live heap `L` is
     /// `E = √(L × g ÷ (c × s))`, with `g` the allocation rate (bytes per second of wall time)
-    /// and `s` the collector's speed (bytes marked per second of its CPU time), both smoothed
+    /// and `s` the collector's speed (scan work per second of its CPU time), both smoothed
     /// over cycles, and `c` the knob trading memory for GC time: a cycle then costs about as
     /// much extra memory-time as it saves GC time, summed over heaps. Where `g` is high or
     /// marking slow the heap gets more room; a live heap 4× larger gets only 2× the room. GOGC
@@ -56,11 +56,11 @@ pub struct PacerConfig {
     pub limiter_capacity_per_proc_ns: u64,
     /// Fail fast under a memory limit (what Go users ask for in golang/go#58106): once the GC
     /// CPU limiter has been engaged for this long (nanoseconds of wall time; an engagement goes
-    /// on through breaks shorter than a quarter of this, see
+    /// on through breaks of up to a quarter of this, see
     /// [`LimiterWatch`](crate::pacer::LimiterWatch)), the heap is *stalled*: allocations that
     /// need a new span fail with
     /// [`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall) until the limiter
-    /// has stayed off for a quarter of this. Counted only while a memory limit is set. `None`
+    /// has stayed off for more than a quarter of this (or the memory limit is changed). Counted only while a memory limit is set. `None`
     /// (the default): never; the heap goes on past its limit, as Go does.
     pub limiter_fail_fast_ns: Option<u64>,
 }
@@ -103,7 +103,10 @@ const EXPECTED: &str = "comma-separated key=value pairs: policy=proportional|sqr
 
 impl PacerConfig {
     /// Set one knob by name (the keys of [`PACER_KEYS`]), as `GCCORE_PACER` and the pacer lab
-    /// spell them. The result is checked as [`PacerConfig::validate`] checks it.
+    /// spell them. Only the value's form is checked here: knobs that constrain each other
+    /// (`min_trigger ≤ max_trigger`) may be set in any order, and [`PacerConfig::validate`]
+    /// (which [`PacerConfig::apply`] and [`Heap::new`](crate::Heap::new) call) checks the
+    /// result.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let v = value.trim();
         let num = || {
@@ -147,10 +150,11 @@ impl PacerConfig {
                 ));
             }
         }
-        self.validate()
+        Ok(())
     }
 
-    /// Apply `key=value` pairs separated by commas (`GCCORE_PACER`'s form).
+    /// Apply `key=value` pairs separated by commas (`GCCORE_PACER`'s form), in any order, then
+    /// [`validate`](PacerConfig::validate) the result.
     pub fn apply(&mut self, assignments: &str) -> Result<(), String> {
         for pair in assignments.split(',').filter(|p| !p.trim().is_empty()) {
             let (k, v) = pair
@@ -158,11 +162,11 @@ impl PacerConfig {
                 .ok_or_else(|| format!("{pair:?} is not key=value"))?;
             self.set(k, v)?;
         }
-        Ok(())
+        self.validate()
     }
 
     /// Check the knobs: trigger ratios `0 < min ≤ max < 1`, window 1–64, overshoot ≥ 1, a
-    /// non-zero limiter bucket, a positive `c`.
+    /// non-zero limiter bucket and fail-fast window, a positive `c`.
     pub fn validate(&self) -> Result<(), String> {
         let (lo, hi) = (self.min_trigger_ratio, self.max_trigger_ratio);
         if !(lo > 0.0 && lo <= hi && hi < 1.0) {
@@ -184,6 +188,9 @@ impl PacerConfig {
         }
         if self.limiter_capacity_per_proc_ns == 0 {
             return Err("limiter_bucket must be more than zero".into());
+        }
+        if self.limiter_fail_fast_ns == Some(0) {
+            return Err("fail_fast must be more than zero (or off)".into());
         }
         if let Policy::SqrtRule { c } = self.policy
             && !(c > 0.0 && c.is_finite())
@@ -278,6 +285,7 @@ mod tests {
             "max_overshoot=0.9",
             "limiter_bucket=0ms",
             "limiter_bucket=5",
+            "fail_fast=0s",
             "sqrt_c=-1",
             "policy=pi",
             "colour=red",
@@ -287,6 +295,21 @@ mod tests {
         }
         let e = PacerConfig::from_env_value("max_overshoot=x").unwrap_err();
         assert_eq!(e.var, "GCCORE_PACER");
+        // Knobs that constrain each other may come in any order: only the result is checked.
+        let mut c = PacerConfig::default();
+        c.apply("min_trigger=0.96,max_trigger=0.98").unwrap();
+        assert_eq!((c.min_trigger_ratio, c.max_trigger_ratio), (0.96, 0.98));
+        c.apply("max_trigger=0.5,min_trigger=0.4").unwrap();
+        assert_eq!((c.min_trigger_ratio, c.max_trigger_ratio), (0.4, 0.5));
+        c.set("min_trigger", "0.9").unwrap(); // not checked yet ...
+        assert!(c.validate().is_err()); // ... but refused as a whole
+    }
+
+    #[test]
+    fn the_env_error_names_every_key() {
+        for (key, _) in PACER_KEYS {
+            assert!(EXPECTED.contains(&format!("{key}=")), "{key}");
+        }
     }
 
     #[test]

@@ -603,7 +603,9 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
         limiter_fail_fast_ns: Some(300_000_000),
         ..Default::default()
     };
-    let heap = Heap::new(Config::from_env().unwrap().pacer(pacer)).unwrap();
+    // Fail-fast watches the limiter of concurrent marking (refused without it).
+    let config = Config::from_env().unwrap().concurrent(true).pacer(pacer);
+    let heap = Heap::new(config).unwrap();
     // Without a memory limit the watch does not count (the limiter may still turn on, e.g.
     // under verify mode's long pauses): the live set is built first, then the limit set.
     let (mut m, slots) = live_set(&heap, 128 * MIB);

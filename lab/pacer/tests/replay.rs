@@ -138,17 +138,16 @@ fn attempt() -> (String, bool) {
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn a_replayed_trace_predicts_cycles_and_peak_heap_under_other_gogc() {
     // Real runs on a shared machine: a busy neighbour slows the mutator and the marker by
-    // different amounts, which the model (CPU shares fixed by the pacer) does not see. One
-    // attempt may miss; the second must agree.
-    let (first, agreed) = attempt();
-    eprint!("{first}");
-    if agreed {
-        return;
+    // different amounts, which the model (CPU shares fixed by the pacer) does not see. An
+    // attempt may miss; one of three must agree.
+    let mut reports = String::new();
+    for n in 1..=3 {
+        let (report, agreed) = attempt();
+        eprint!("attempt {n}:\n{report}");
+        if agreed {
+            return;
+        }
+        reports.push_str(&format!("attempt {n}:\n{report}"));
     }
-    let (second, agreed) = attempt();
-    eprint!("second attempt:\n{second}");
-    assert!(
-        agreed,
-        "off by more than 10% twice:\n{first}second attempt:\n{second}"
-    );
+    panic!("off by more than 10% in three attempts:\n{reports}");
 }

@@ -32,3 +32,7 @@ cargo +nightly miri test -p gc-core --test blocking -- a_scope_blocked a_panic
 # the many cycles made one test run for over 25 minutes under Miri (it runs natively and under
 # TSan in both modes).
 cargo +nightly miri test -p gc-core --test races -- --skip verify_on
+# Ephemeron tables, cleanups and finalizer queues: entries dying with their keys (values
+# pointing back at them), chains through values, resurrection and freeing later, cleanups once
+# and at teardown (the cleanup thread included), in both collector modes, verify on and off.
+cargo +nightly miri test -p gc-core --test finalization -- an_entry chains cleanups finalizers_resurrect

@@ -51,8 +51,8 @@
 //!
 //! | folder | concept (Go's counterpart) |
 //! |--------|----------------------------|
-//! | `api` | the public handles: `Heap`, `Mutator`, `Mutation`, `Gc`, cells, arrays, strings, weak references, `NanBox`, roots, `Stash`, blocking regions |
-//! | `gc` | the collector: shared state by owner, stopping the world, mutator registry and scopes, allocation as the collector sees it (`mallocgc`), the write barrier, marking (`mgcmark`, `mgcwork`), the one cycle (`mgc`), sweeping, weak clearing, verify mode, `Trace` |
+//! | `api` | the public handles: `Heap`, `Mutator`, `Mutation`, `Gc`, cells, arrays, strings, weak references, ephemeron tables, cleanups and finalizer queues, `NanBox`, roots, `Stash`, blocking regions |
+//! | `gc` | the collector: shared state by owner, stopping the world, mutator registry and scopes, allocation as the collector sees it (`mallocgc`), the write barrier, marking (`mgcmark`, `mgcwork`), the one cycle (`mgc`), sweeping, weak clearing, ephemerons, finalization (`mfinal`), verify mode, `Trace` |
 //! | [`pacer`] | the pure pacer model (`mgcpacer`, `mgclimit`), its controller, the scavenger |
 //! | `telemetry` | [`metrics`] (`HeapStats`, `runtime/metrics` names), [`gctrace`], [`phases`], [`mmu`] |
 //! | `alloc` | arena and page map, size classes, spans, central lists and sweep generation, caches (`mheap`, `mcentral`, `mcache`) |
@@ -76,6 +76,8 @@ mod telemetry;
 
 pub use api::array::{GcArray, GcVec, VecObj};
 pub use api::cell::{GcCell, Slot};
+pub use api::ephemeron::GcEphemeronTable;
+pub use api::finalize::GcFinalizers;
 pub use api::gc::Gc;
 pub use api::heap::Heap;
 pub use api::mutator::{Mutation, Mutator};

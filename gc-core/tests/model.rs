@@ -1,8 +1,13 @@
 //! Randomized model test: random graph mutations against a shadow model.
 //!
 //! Operations: allocate, link, unlink, root-stack push/pop, global set/clear, weak create and
-//! upgrade, collect. After every collection exactly the model-reachable objects are alive (drop
-//! trackers say which objects were dropped) and weak references to collected objects are dead.
+//! upgrade, ephemeron insert/remove/lookup, finalizer registration, cleanup registration,
+//! collect. Reachability follows ephemeron semantics (an entry's value is reachable when its key
+//! is). After every collection the registered objects found unreachable are popped from the
+//! finalizer queue (exactly those, each once; some are kept alive again), then exactly the
+//! model-reachable objects are alive (drop trackers say which objects were dropped), weak
+//! references to collected or finalized objects are dead, ephemeron entries of dead keys are
+//! gone, and an object's cleanup has run exactly when the object was freed (once).
 //! Fixed seeds in three settings: concurrent marking, concurrent marking with cycles back to
 //! back (so that marking races every step), and stop-the-world marking; plus one seed from
 //! `GCCORE_SEED` (back to back). Verify mode is on for even seeds (the heap verifier runs after
@@ -11,7 +16,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use gc_core::{Config, Gc, GcCell, GcVec, GcWeak, Heap, Mutation, Mutator, Rootable, Trace};
+use gc_core::{
+    Config, Gc, GcCell, GcEphemeronTable, GcFinalizers, GcVec, GcWeak, Heap, Mutation, Mutator,
+    Rootable, Trace,
+};
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -42,6 +50,8 @@ struct Obj<'gc> {
 struct Root<'gc> {
     globals: [GcCell<'gc, Option<Gc<'gc, Obj<'gc>>>>; GLOBALS],
     weaks: GcVec<'gc, Option<GcWeak<'gc, Obj<'gc>>>>,
+    table: GcEphemeronTable<'gc, Obj<'gc>, Gc<'gc, Obj<'gc>>>,
+    queue: GcFinalizers<'gc, Obj<'gc>>,
 }
 
 type M = Mutator<Rootable!['gc => Root<'gc>], Rootable!['gc => Gc<'gc, Obj<'gc>>]>;
@@ -53,6 +63,14 @@ struct Model {
     globals: [Option<usize>; GLOBALS],
     stack: Vec<usize>,
     weaks: Vec<usize>,
+    /// Weak references (by index) whose target was queued for finalization: dead for good.
+    dead_weaks: HashSet<usize>,
+    /// Ephemeron entries, key to value.
+    eph: HashMap<usize, usize>,
+    /// Objects registered with the finalizer queue and not yet queued.
+    registered: Vec<usize>,
+    /// Objects with a cleanup.
+    cleanups: HashSet<usize>,
     /// Allocated and not yet collected.
     alive: HashSet<usize>,
 }
@@ -65,6 +83,8 @@ impl Model {
         while let Some(i) = todo.pop() {
             if seen.insert(i) {
                 todo.extend(self.edges[i].iter().flatten().copied());
+                // Ephemeron semantics: an entry's value is reachable once its key is.
+                todo.extend(self.eph.get(&i).copied());
             }
         }
         seen
@@ -83,6 +103,7 @@ fn reachable_objs<'gc>(
         if seen.insert(o.tracker.id) {
             out.push(o);
             todo.extend(o.edges.iter().filter_map(|e| e.get()));
+            todo.extend(root.table.get(o));
         }
     }
     out.sort_by_key(|o| o.tracker.id);
@@ -132,9 +153,12 @@ fn run(seed: u64, ops: usize, cycles: Cycles) {
         Cycles::BackToBack | Cycles::BackToBackHelpers
     ));
     let dropped = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let cleaned = Arc::new(Mutex::new(Vec::<u32>::new()));
     let mut m: M = heap.mutator_with_stack(|mc| Root {
         globals: Default::default(),
         weaks: GcVec::new(mc),
+        table: GcEphemeronTable::new(mc),
+        queue: GcFinalizers::new(mc),
     });
     let mut model = Model::default();
     let mut done = 0;
@@ -142,7 +166,7 @@ fn run(seed: u64, ops: usize, cycles: Cycles) {
         let batch = rng.gen_range(1..20).min(ops - done);
         m.mutate_with_stack(|mc, root, stack| {
             for _ in 0..batch {
-                step(mc, root, stack, &mut model, &mut rng, &dropped);
+                step(mc, root, stack, &mut model, &mut rng, &dropped, &cleaned);
             }
             // The heap's graph equals the model's.
             let objs = reachable_objs(root, stack);
@@ -166,23 +190,128 @@ fn run(seed: u64, ops: usize, cycles: Cycles) {
         });
         done += batch;
         if rng.gen_bool(0.15) {
-            m.collect();
-            check_after_collect(&mut model, &dropped, seed);
-            check_weaks(&mut m, &model, seed);
+            collect_and_check(
+                &heap, &mut m, &mut model, &dropped, &cleaned, &mut rng, seed,
+            );
         }
     }
-    m.collect();
-    check_after_collect(&mut model, &dropped, seed);
+    collect_and_check(
+        &heap, &mut m, &mut model, &dropped, &cleaned, &mut rng, seed,
+    );
     let allocated = model.edges.len();
     drop(m);
     drop(heap);
-    // Heap teardown drops everything else, exactly once.
+    // Heap teardown drops everything else, exactly once, and runs every cleanup not yet run.
     let d = dropped.lock();
     assert_eq!(d.len(), allocated);
     assert!(
         d.iter().all(|&n| n == 1),
         "seed {seed}: after teardown every object is dropped exactly once"
     );
+    let c = cleaned.lock();
+    for &id in &model.cleanups {
+        assert_eq!(c[id], 1, "seed {seed}: cleanup of {id} after teardown");
+    }
+}
+
+/// A collection, then the checks: finalization (popping what the cycles queued), drops,
+/// ephemeron entries, cleanups and weak references.
+fn collect_and_check(
+    heap: &Heap,
+    m: &mut M,
+    model: &mut Model,
+    dropped: &Arc<Mutex<Vec<u32>>>,
+    cleaned: &Arc<Mutex<Vec<u32>>>,
+    rng: &mut SmallRng,
+    seed: u64,
+) {
+    m.collect();
+    if pop_finalized(m, model, rng, seed) {
+        // What was popped and not kept is garbage now: one more cycle frees it (and queues
+        // nothing: every registered object it reached was queued with it).
+        m.collect();
+        assert!(
+            !pop_finalized(m, model, rng, seed),
+            "seed {seed}: queued again"
+        );
+    }
+    heap.wait_for_cleanups();
+    check_after_collect(model, dropped, seed);
+    let len = m.mutate_with_stack(|_, root, stack| {
+        for o in reachable_objs(root, stack) {
+            let id = o.tracker.id;
+            let got = root.table.get(o).map(|v| v.tracker.id);
+            assert_eq!(
+                got,
+                model.eph.get(&id).copied(),
+                "seed {seed}: entry of {id}"
+            );
+        }
+        root.table.len()
+    });
+    assert_eq!(
+        len,
+        model.eph.len(),
+        "seed {seed}: entries of dead keys are removed"
+    );
+    let c = cleaned.lock();
+    let d = dropped.lock();
+    for &id in &model.cleanups {
+        assert_eq!(
+            c[id], d[id],
+            "seed {seed}: the cleanup of {id} ran exactly when it was freed"
+        );
+    }
+    drop((c, d));
+    check_weaks(m, model, seed);
+}
+
+/// Pop everything the finalizer queue holds: exactly the registered objects the model finds
+/// unreachable (each once). Each is kept (pushed on the root stack) or dropped at random;
+/// weak references to it are dead from now on. Whether anything was popped.
+fn pop_finalized(m: &mut M, model: &mut Model, rng: &mut SmallRng, seed: u64) -> bool {
+    let reach = model.reachable();
+    let mut want: Vec<usize> = model
+        .registered
+        .iter()
+        .copied()
+        .filter(|i| !reach.contains(i))
+        .collect();
+    want.sort();
+    let keep: Vec<bool> = (0..want.len()).map(|_| rng.gen_bool(0.5)).collect();
+    let popped: Vec<usize> = m.mutate_with_stack(|mc, root, stack| {
+        let mut popped = Vec::new();
+        while let Some(o) = root.queue.pop(mc) {
+            if keep.get(popped.len()).copied().unwrap_or(false) {
+                stack.push(o);
+            }
+            popped.push(o.tracker.id);
+        }
+        popped
+    });
+    for (n, &id) in popped.iter().enumerate() {
+        if keep.get(n).copied().unwrap_or(false) {
+            model.stack.push(id);
+        }
+        let at = model
+            .registered
+            .iter()
+            .position(|&r| r == id)
+            .unwrap_or_else(|| panic!("seed {seed}: {id} was queued but not registered"));
+        model.registered.remove(at);
+        for (w, &t) in model.weaks.iter().enumerate() {
+            if t == id {
+                model.dead_weaks.insert(w);
+            }
+        }
+    }
+    let mut got = popped.clone();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "seed {seed}: the queue holds exactly the unreachable registered objects"
+    );
+    !popped.is_empty()
 }
 
 fn step<'gc>(
@@ -192,26 +321,15 @@ fn step<'gc>(
     model: &mut Model,
     rng: &mut SmallRng,
     dropped: &Arc<Mutex<Vec<u32>>>,
+    cleaned: &Arc<Mutex<Vec<u32>>>,
 ) {
     let objs = reachable_objs(root, stack);
     let pick = |rng: &mut SmallRng| (!objs.is_empty()).then(|| objs[rng.gen_range(0..objs.len())]);
-    match rng.gen_range(0..100) {
+    match rng.gen_range(0..120) {
         // Allocate, push on the root stack.
         0..=29 => {
-            let id = model.edges.len();
-            dropped.lock().push(0);
-            model.edges.push([None; EDGES]);
-            model.alive.insert(id);
-            let o = Gc::new(
-                mc,
-                Obj {
-                    tracker: DropTracker {
-                        id,
-                        dropped: dropped.clone(),
-                    },
-                    edges: Default::default(),
-                },
-            );
+            let o = new_obj(mc, model, dropped, cleaned);
+            let id = o.tracker.id;
             stack.push(o);
             model.stack.push(id);
         }
@@ -251,6 +369,69 @@ fn step<'gc>(
                 model.weaks.push(a.tracker.id);
             }
         }
+        // Ephemeron entry: key a, value b, or a new object reachable only through the entry
+        // (which may point on to b: chains through values).
+        100..=105 => {
+            if let (Some(a), Some(b)) = (pick(rng), pick(rng)) {
+                let v = if rng.gen_bool(0.6) {
+                    let o = new_obj(mc, model, dropped, cleaned);
+                    if rng.gen_bool(0.5) {
+                        o.edges[0].set(mc, Some(b));
+                        model.edges[o.tracker.id][0] = Some(b.tracker.id);
+                    }
+                    o
+                } else {
+                    b
+                };
+                root.table.insert(mc, a, v);
+                model.eph.insert(a.tracker.id, v.tracker.id);
+            }
+        }
+        // Remove an entry, or look one up; the value goes on the root stack, so that an entry
+        // removed while marking relies on the deletion barrier.
+        106..=109 => {
+            if let Some(a) = pick(rng) {
+                let id = a.tracker.id;
+                let got = if rng.gen_bool(0.4) {
+                    let got = root.table.remove(mc, a);
+                    assert_eq!(
+                        got.map(|v| v.tracker.id),
+                        model.eph.remove(&id),
+                        "remove {id}"
+                    );
+                    got
+                } else {
+                    let got = root.table.get(a);
+                    let want = model.eph.get(&id).copied();
+                    assert_eq!(got.map(|v| v.tracker.id), want, "lookup {id}");
+                    got
+                };
+                if let Some(v) = got
+                    && rng.gen_bool(0.7)
+                {
+                    stack.push(v);
+                    model.stack.push(v.tracker.id);
+                }
+            }
+        }
+        // Register for finalization (once at a time).
+        110..=114 => {
+            if let Some(a) = pick(rng)
+                && !model.registered.contains(&a.tracker.id)
+            {
+                root.queue.register(mc, a);
+                model.registered.push(a.tracker.id);
+            }
+        }
+        // A cleanup (one per object).
+        115..=119 => {
+            if let Some(a) = pick(rng)
+                && model.cleanups.insert(a.tracker.id)
+            {
+                let (id, cleaned) = (a.tracker.id, cleaned.clone());
+                a.add_cleanup(mc, move || cleaned.lock()[id] += 1);
+            }
+        }
         // Upgrade a weak reference; if alive, push the target (resurrection is allowed until a
         // collection has freed it).
         _ => {
@@ -273,13 +454,37 @@ fn step<'gc>(
                     // may have freed an unreachable target since; the next explicit
                     // collection's drop counts confirm it was freed exactly once.)
                     None => assert!(
-                        !model.reachable().contains(&target),
+                        !model.reachable().contains(&target) || model.dead_weaks.contains(&i),
                         "weak to reachable object {target} is dead"
                     ),
                 }
             }
         }
     }
+}
+
+/// A new object with no edges, known to the model (not yet reachable from anything).
+fn new_obj<'gc>(
+    mc: &Mutation<'gc>,
+    model: &mut Model,
+    dropped: &Arc<Mutex<Vec<u32>>>,
+    cleaned: &Arc<Mutex<Vec<u32>>>,
+) -> Gc<'gc, Obj<'gc>> {
+    let id = model.edges.len();
+    dropped.lock().push(0);
+    cleaned.lock().push(0);
+    model.edges.push([None; EDGES]);
+    model.alive.insert(id);
+    Gc::new(
+        mc,
+        Obj {
+            tracker: DropTracker {
+                id,
+                dropped: dropped.clone(),
+            },
+            edges: Default::default(),
+        },
+    )
 }
 
 fn check_after_collect(model: &mut Model, dropped: &Arc<Mutex<Vec<u32>>>, seed: u64) {
@@ -295,6 +500,7 @@ fn check_after_collect(model: &mut Model, dropped: &Arc<Mutex<Vec<u32>>>, seed: 
             );
         }
     }
+    model.eph.retain(|k, _| reach.contains(k));
     model.alive = reach;
 }
 
@@ -307,7 +513,7 @@ fn check_weaks(m: &mut M, model: &Model, seed: u64) {
     for (i, live) in states {
         assert_eq!(
             live,
-            model.alive.contains(&model.weaks[i]),
+            model.alive.contains(&model.weaks[i]) && !model.dead_weaks.contains(&i),
             "seed {seed}: weak {i}"
         );
     }

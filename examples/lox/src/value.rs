@@ -8,7 +8,7 @@
 
 use std::fmt::{self, Write as _};
 
-use gc_core::{Gc, GcArray, GcBytes, GcCell, GcStr, NanBox, Trace, Unboxed};
+use gc_core::{Gc, GcArray, GcBytes, GcCell, GcEphemeronTable, GcStr, NanBox, Trace, Unboxed};
 
 use crate::table::Table;
 
@@ -60,6 +60,9 @@ pub enum Obj<'gc> {
     Class(Class<'gc>),
     Instance(Instance<'gc>),
     BoundMethod(BoundMethod<'gc>),
+    /// A `WeakMap` (an extension of Lox, see the crate's README): object keys held weakly,
+    /// each value alive only while its key is reachable otherwise.
+    WeakMap(GcEphemeronTable<'gc, Obj<'gc>, Value<'gc>>),
 }
 
 /// An interned string: its characters live in a noscan `GcStr`; the hash is cached.
@@ -98,6 +101,8 @@ impl Function<'_> {
 #[derive(Trace, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Native {
     Clock,
+    /// `WeakMap()`: a new, empty weak map.
+    WeakMap,
 }
 
 #[derive(Trace)]
@@ -240,6 +245,7 @@ fn write_value(out: &mut String, v: Value<'_>) -> fmt::Result {
             Obj::Class(c) => out.write_str(as_str(c.name)),
             Obj::Instance(i) => write!(out, "{} instance", as_str(as_class(i.class).name)),
             Obj::BoundMethod(b) => write_function(out, &as_closure(b.method).function),
+            Obj::WeakMap(_) => out.write_str("<weakmap>"),
         },
     }
 }

@@ -34,7 +34,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use gc_core::{
-    AllocError, Gc, GcArray, GcBytes, GcCell, Heap, Mutation, Mutator, Rootable, Trace, Unboxed,
+    AllocError, Gc, GcArray, GcBytes, GcCell, GcEphemeronTable, Heap, Mutation, Mutator, Rootable,
+    Trace, Unboxed,
 };
 
 use crate::chunk::{Constant, Proto, op};
@@ -55,6 +56,8 @@ pub struct VmRoot<'gc> {
     pub globals: GcCell<'gc, GcArray<'gc, Value<'gc>>>,
     pub strings: Interner<'gc>,
     pub init_string: Gc<'gc, Obj<'gc>>,
+    /// The interned names of `WeakMap`'s methods: `get`, `set`, `has`, `delete`.
+    pub weakmap_methods: [Gc<'gc, Obj<'gc>>; 4],
     /// Open upvalues, sorted by stack slot, highest first.
     pub open_upvalues: GcCell<'gc, Option<Gc<'gc, Upvalue<'gc>>>>,
 }
@@ -121,10 +124,13 @@ impl Vm {
         let mutator: Mutator<RootM, StackM> = heap.mutator_with_stack(|mc| {
             let strings = Interner::new();
             let init_string = strings.intern(mc, "init").expect("a new heap has room");
+            let weakmap_methods = ["get", "set", "has", "delete"]
+                .map(|m| strings.intern(mc, m).expect("a new heap has room"));
             VmRoot {
                 globals: GcCell::new(GcArray::new(mc, 64, undefined())),
                 strings,
                 init_string,
+                weakmap_methods,
                 open_upvalues: GcCell::new(None),
             }
         });
@@ -139,9 +145,12 @@ impl Vm {
             stress_collections: 0,
         };
         let clock_slot = vm.global_names.slot("clock").expect("first global") as usize;
+        let weakmap_slot = vm.global_names.slot("WeakMap").expect("second global") as usize;
         vm.mutator.mutate(|mc, root| {
             let clock = Gc::new(mc, Obj::Native(Native::Clock));
             root.globals.get().set(mc, clock_slot, Value::gc(clock));
+            let weakmap = Gc::new(mc, Obj::Native(Native::WeakMap));
+            root.globals.get().set(mc, weakmap_slot, Value::gc(weakmap));
         });
         vm
     }
@@ -490,6 +499,18 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                     self.push(Value::number(t));
                     return Ok(());
                 }
+                Obj::Native(Native::WeakMap) => {
+                    if argc != 0 {
+                        return Err(Fault::Runtime(format!(
+                            "Expected 0 arguments but got {argc}."
+                        )));
+                    }
+                    let table = GcEphemeronTable::try_new(self.mc)?;
+                    let map = self.alloc(Obj::WeakMap(table))?;
+                    self.sp -= 1;
+                    self.push(Value::gc(map));
+                    return Ok(());
+                }
                 _ => {}
             }
         }
@@ -512,6 +533,9 @@ impl<'a, 'gc> Exec<'a, 'gc> {
 
     fn invoke(&mut self, name: Gc<'gc, Obj<'gc>>, argc: usize) -> Result<(), Fault<'gc>> {
         let receiver = self.peek(argc);
+        if let Some(Obj::WeakMap(map)) = receiver.as_gc().map(|o| o.as_ref_gc()) {
+            return self.weakmap_method(*map, name, argc);
+        }
         let Some(Obj::Instance(instance)) = receiver.as_gc().map(|o| o.as_ref_gc()) else {
             return Err(Fault::Message("Only instances have methods."));
         };
@@ -525,6 +549,48 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             return self.call_value(field, argc);
         }
         self.invoke_from_class(instance.class, name, argc)
+    }
+
+    /// `map.get(key)`, `map.set(key, value)`, `map.has(key)`, `map.delete(key)` on a
+    /// `WeakMap` (the extension in the crate's README). Keys are objects, compared by identity
+    /// (strings are interned, so equal strings are one key); `get` of a missing key is `nil`;
+    /// `set` returns `nil`, `has` and `delete` a boolean. Nothing allocates, so nothing needs
+    /// rewinding.
+    fn weakmap_method(
+        &mut self,
+        map: GcEphemeronTable<'gc, Obj<'gc>, Value<'gc>>,
+        name: Gc<'gc, Obj<'gc>>,
+        argc: usize,
+    ) -> Result<(), Fault<'gc>> {
+        let Some(method) = self
+            .root
+            .weakmap_methods
+            .iter()
+            .position(|&m| Gc::ptr_eq(m, name))
+        else {
+            return Err(Fault::UndefinedProperty(name));
+        };
+        let want = if method == 1 { 2 } else { 1 };
+        if argc != want {
+            return Err(Fault::Runtime(format!(
+                "Expected {want} arguments but got {argc}."
+            )));
+        }
+        let Some(key) = self.peek(argc - 1).as_gc() else {
+            return Err(Fault::Message("WeakMap keys must be objects."));
+        };
+        let result = match method {
+            0 => map.get(key).unwrap_or_else(nil),
+            1 => {
+                map.insert(self.mc, key, self.peek(0));
+                nil()
+            }
+            2 => boolean(map.contains_key(key)),
+            _ => boolean(map.remove(self.mc, key).is_some()),
+        };
+        self.sp -= argc + 1;
+        self.push(result);
+        Ok(())
     }
 
     /// Property `name` of `receiver`: a field, else a method bound to it. Allocates (a bound

@@ -179,3 +179,64 @@ fn errors_reset_the_vm_and_globals_persist() {
     vm.interpret("total = total + 2; print total;").unwrap();
     assert_eq!(out.take(), "1\n42\n");
 }
+
+#[test]
+fn weakmap_entries_die_with_their_keys_and_live_keys_keep_theirs() {
+    for stress in [None, Some(50)] {
+        let heap = verify_heap();
+        let (mut vm, out) = vm(&heap, Options { gc_stress: stress });
+        // 2000 entries; every tenth key is kept in a list. Each value points back at its key,
+        // which must not keep the key alive.
+        vm.interpret(
+            "class Node { init(next, n) { this.next = next; this.n = n; } }
+             var meta = WeakMap();
+             var kept = nil;
+             var c = 0;
+             for (var i = 0; i < 2000; i = i + 1) {
+               var key = Node(nil, i);
+               meta.set(key, Node(key, i * 2));
+               c = c + 1;
+               if (c == 10) { kept = Node(kept, key); c = 0; }
+             }
+             print meta;",
+        )
+        .unwrap();
+        heap.collect();
+        heap.collect();
+        let cleared = heap
+            .metrics()
+            .u64("/gccore/gc/ephemerons/cleared:entries")
+            .unwrap();
+        assert_eq!(cleared, 1800, "the entries of the 1800 dropped keys");
+        // The kept keys have their entries, intact.
+        vm.interpret(
+            "var count = 0; var ok = true;
+             for (var k = kept; k != nil; k = k.next) {
+               var v = meta.get(k.n);
+               ok = ok and meta.has(k.n) and v.next == k.n and v.n == k.n.n * 2;
+               count = count + 1;
+             }
+             print count; print ok;
+             print meta.delete(kept.n); print meta.has(kept.n); print meta.delete(kept.n);
+             print meta.get(\"nothing\");",
+        )
+        .unwrap();
+        assert_eq!(
+            out.take(),
+            "<weakmap>\n200\ntrue\ntrue\nfalse\nfalse\nnil\n"
+        );
+        // Misuse is a runtime error, not a crash.
+        for (src, msg) in [
+            ("WeakMap().set(1, 2);", "WeakMap keys must be objects."),
+            ("WeakMap().get(nil);", "WeakMap keys must be objects."),
+            ("WeakMap().size();", "Undefined property 'size'."),
+            ("WeakMap().get();", "Expected 1 arguments but got 0."),
+            ("WeakMap(1);", "Expected 0 arguments but got 1."),
+        ] {
+            match vm.interpret(src) {
+                Err(LoxError::Runtime(lines)) => assert_eq!(lines[0], msg, "{src}"),
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+    }
+}

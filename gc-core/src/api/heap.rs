@@ -211,6 +211,15 @@ impl Heap {
         old.map(|l| l as usize)
     }
 
+    /// Wait until the cleanup thread has run every cleanup ([`Gc::add_cleanup`](crate::Gc::add_cleanup))
+    /// that completed cycles have queued. A cycle queues the cleanups of the objects it found
+    /// dead right after it ends, so after [`Mutator::collect`](crate::Mutator::collect) and
+    /// this call, the cleanups of everything that was unreachable before the `collect` have
+    /// run. Not to be called from a cleanup (it would wait for itself).
+    pub fn wait_for_cleanups(&self) {
+        self.shared().finalize.wait_for_cleanups();
+    }
+
     /// The records of the cycles completed since the last call (oldest first; at most
     /// [`MAX_CYCLE_RECORDS`](crate::gctrace::MAX_CYCLE_RECORDS) are kept): what each cycle
     /// marked, its goal, its phases and CPU — a gctrace line each.

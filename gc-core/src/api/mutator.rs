@@ -388,6 +388,13 @@ impl<'gc> Mutation<'gc> {
         crate::gc::barrier::write(self.shared, &self.scope, old, new);
     }
 
+    /// The barrier of a value put into or taken out of a container without slots (ephemeron
+    /// tables, finalizer queues): shade it while marking.
+    #[inline(always)]
+    pub(crate) fn shade_barrier<T: Trace + ?Sized>(&self, value: &T) {
+        crate::gc::barrier::shade(self.shared, &self.scope, value);
+    }
+
     /// Shade the pointers in `value`, about to be stored into a new object, if this scope is
     /// stale (it blocked across the start of a mark phase: see `gc::blocking`).
     #[inline(always)]

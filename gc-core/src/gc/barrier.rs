@@ -32,13 +32,25 @@ pub(crate) const WB_FLUSH_LEN: usize = 256;
 #[inline(always)]
 pub(crate) fn write<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
     if T::NEEDS_TRACE && h.mark.barrier_on.load(Ordering::Relaxed) {
-        write_slow(h, scope, old, new);
+        write_slow(h, scope, |t| {
+            old.trace(t);
+            new.trace(t);
+        });
+    }
+}
+
+/// Barrier for a value put into or taken out of a container that has no slot to overwrite (an
+/// ephemeron table's entry, a finalizer queue): while marking, shade it.
+#[inline(always)]
+pub(crate) fn shade<T: Trace + ?Sized>(h: &Shared, scope: &InScope<'_>, value: &T) {
+    if T::NEEDS_TRACE && h.mark.barrier_on.load(Ordering::Relaxed) {
+        write_slow(h, scope, |t| value.trace(t));
     }
 }
 
 #[cold]
 #[inline(never)]
-fn write_slow<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
+fn write_slow(h: &Shared, scope: &InScope<'_>, report: impl FnOnce(&mut Tracer)) {
     // The edges go straight into the mutator's buffer, lent to the tracer (a store allocates
     // nothing: collecting into a fresh vector and appending it cost two allocations, 70 ns a
     // store). Nobody else touches the buffer while this scope runs; losing it to an unwinding
@@ -46,8 +58,7 @@ fn write_slow<T: Trace>(h: &Shared, scope: &InScope<'_>, old: &T, new: &T) {
     let guard = crate::util::bug::AbortOnUnwind("the write barrier");
     let buf = scope.with_local(|l| std::mem::take(&mut l.wb_buf));
     let mut t = Tracer::collecting(&h.mheap.arena, buf);
-    old.trace(&mut t);
-    new.trace(&mut t);
+    report(&mut t);
     let buf = t.take_collected();
     guard.disarm();
     let full = scope.with_local(move |l| {

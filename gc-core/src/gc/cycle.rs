@@ -50,6 +50,15 @@
 //! grey object exists anywhere (see [`crate::gc::mark::work`]): marking is complete. Otherwise it
 //! restarts the world and resumes. Each attempt is a short pause (the barrier buffers are at
 //! most [`WB_FLUSH_LEN`](crate::gc::barrier::WB_FLUSH_LEN) entries each).
+//!
+//! **Ephemerons and finalization.** Strong marking complete is not yet the end: the values of
+//! ephemeron entries whose keys were marked after their tables were scanned must be traced
+//! (`gc::ephemeron`), and unreachable objects registered for finalization are resurrected once
+//! per cycle (`gc::finalize`). The collector runs an ephemeron round with the world running
+//! whenever it runs out of grey work, and, in the attempt that found nothing grey, rounds to the
+//! fixpoint and then resurrection with the world stopped ([`settle`]); if they grey anything the
+//! world restarts and marking goes on. So an attempt ends marking only when nothing is grey, no
+//! ephemeron entry with a marked key has an unmarked value, and resurrection has run.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -85,6 +94,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
         stop_without_blocking_scopes(h)
     };
     let cycle = begin_cycle(h);
+    h.ephemerons.start_cycle();
+    h.finalize.start_cycle();
     for m in world.mutators() {
         // The spans go back to the partial lists: they are swept and stay usable during
         // concurrent marking.
@@ -152,6 +163,13 @@ pub(crate) fn gc_cycle(h: &Shared) {
         });
         run_stw_worker(&h.mark.work, &mut t);
         h.mark.pool.wait(helpers);
+        // Ephemeron rounds and resurrection, each followed by marking what they greyed (the
+        // collector alone: they are rare and usually small).
+        let mut resurrected = false;
+        while settle(h, &mut t, &mut resurrected) {
+            h.mark.work.start_workers(1);
+            run_stw_worker(&h.mark.work, &mut t);
+        }
         (
             world,
             t_mark.elapsed(),
@@ -179,6 +197,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
     }
     h.mark.marking.store(false, Ordering::Relaxed);
     h.mark.barrier_on.store(false, Ordering::Relaxed);
+    // The ephemeron tables still pending hold the dead entries, cleared with the weak
+    // references.
+    h.ephemerons.end_marking();
     let marked = t.marked_bytes
         + h.mark.marked_bytes_others.load(Ordering::Relaxed)
         + counters.alloc_black.load(Ordering::Relaxed);
@@ -256,6 +277,12 @@ pub(crate) fn gc_cycle(h: &Shared) {
             globals_scan: h.pacer.globals_scan_work.load(Ordering::Relaxed),
             heap_scan: h.pacer.heap_scan_work.load(Ordering::Relaxed),
             limiter_on: h.pacer.limited_in_cycle.load(Ordering::Relaxed),
+            ephemeron_rounds: h.ephemerons.rounds_in_cycle.load(Ordering::Relaxed),
+            finalizers_queued: h
+                .finalize
+                .finalizers_queued_in_cycle
+                .load(Ordering::Relaxed),
+            cleanups_pending: h.finalize.cleanups_pending(),
             heap_goal_extended: h.pacer.extended_goal.load(Ordering::Relaxed),
             ..base
         },
@@ -307,6 +334,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
     // collector thread will earn credit, find grey work, or stop the world (which wakes
     // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
     h.mark.draining.store(true, Ordering::SeqCst);
+    let mut resurrected = false;
     loop {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
             // A test holds marking: nothing will earn credit until it lets go.
@@ -338,6 +366,11 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             h.controller().revise();
             h.controller().update_limiter(false, cycle);
             pace.after(h, took);
+        }
+        // Out of grey work: an ephemeron round with the world running (values whose keys were
+        // marked since their tables were scanned); if it greyed anything, mark on.
+        if crate::gc::ephemeron::round(h, t) {
+            continue;
         }
         // A scope that was blocked across STW 1 holds its roots (and Rust locals) back until
         // it ends: wait for it with the world running, draining whatever arrives meanwhile.
@@ -384,12 +417,43 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         // Helpers are not stopped with the world: none may hold grey work either. (A helper
         // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
         // reads empty after its pop, the count read after that sees it.)
-        if !t.has_grey() && h.mark.work.is_empty() && h.mark.work.busy() == 0 && !unscanned {
+        if !t.has_grey()
+            && h.mark.work.is_empty()
+            && h.mark.work.busy() == 0
+            && !unscanned
+            && !settle(h, t, &mut resurrected)
+        {
             h.mark.draining.store(false, Ordering::SeqCst);
             h.mark.terminating.store(false, Ordering::SeqCst);
             return world;
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);
+    }
+}
+
+/// With the world stopped (or every stop-the-world worker returned) and no grey work anywhere:
+/// run ephemeron rounds to the fixpoint, then, once per cycle, resurrect the unreachable objects
+/// registered for finalization (`gc::finalize`). Whether marking must go on: something was
+/// greyed (rounds that mark only noscan objects, which may be keys, are repeated here).
+fn settle(h: &Shared, t: &mut Tracer, resurrected: &mut bool) -> bool {
+    loop {
+        let progressed = crate::gc::ephemeron::round(h, t);
+        if t.has_grey() {
+            return true;
+        }
+        if progressed {
+            continue;
+        }
+        if !*resurrected {
+            *resurrected = true;
+            if crate::gc::finalize::resurrect(h, t) > 0 {
+                if t.has_grey() {
+                    return true;
+                }
+                continue;
+            }
+        }
+        return false;
     }
 }
 

@@ -100,6 +100,11 @@ pub(crate) struct Shared {
     /// Weak boxes registered and not yet found dead: pushed at `downgrade`, filtered by the
     /// collector in the weak-clearing window (see [`crate::gc::weak`]); under the lock.
     pub weaks: Mutex<Vec<ObjAddr>>,
+    /// Ephemeron tables deferred by markers, rounds, clearing (see [`crate::gc::ephemeron`]).
+    pub ephemerons: crate::gc::ephemeron::Ephemerons,
+    /// Finalizer registrations, resurrection, cleanups and their thread (see
+    /// [`crate::gc::finalize`]).
+    pub finalize: crate::gc::finalize::Finalization,
     /// When cycles run (see [`Control`]).
     pub control: Control,
     /// The mark phase (see [`MarkState`]).
@@ -171,6 +176,8 @@ impl Shared {
             next_mutator_id: AtomicUsize::new(0),
             stash: Mutex::new(StashTable::default()),
             weaks: Mutex::new(Vec::new()),
+            ephemerons: Default::default(),
+            finalize: Default::default(),
             control: Control::default(),
             mark: MarkState::default(),
             sweep: SweepState::default(),
@@ -191,9 +198,11 @@ impl Shared {
 
 impl Drop for Shared {
     /// Heap teardown: every mutator, stash and heap handle is gone and the collector thread has
-    /// exited, so every allocated object is dead. Run each one's drop glue once, then free the
-    /// span metadata (the reservation is unmapped when the arena drops).
+    /// exited, so every allocated object is dead. Run every cleanup not yet run (see
+    /// [`crate::gc::finalize`]), then each object's drop glue once, then free the span metadata
+    /// (the reservation is unmapped when the arena drops).
     fn drop(&mut self) {
+        self.finalize.teardown();
         self.mheap.central.teardown(|span| {
             let Some(d) = type_of(span).drop else {
                 return;

@@ -64,6 +64,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
     let scav_sync = h.mheap.arena.sync_scavenge_ns.load(Ordering::Relaxed) as u64;
     let sweep_bg = u(&s.sweep_bg_ns);
     let threads = s.collector_threads_ns();
+    let (cleanups_run, cleanups_panicked) = h.finalize.cleanups_run();
     let booked = bg + idle + sweep_bg + scav_bg;
     let (gc_percent, limit, cons_mark) = {
         let p = h.pacer.model.lock();
@@ -115,6 +116,12 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         F(cons_mark),
         U(u(&s.limiter_stalls)),
         U((h.mheap.limiter_stall_ns.load(Ordering::Relaxed) != 0) as u64),
+        U(u(&h.ephemerons.rounds)),
+        U(u(&h.ephemerons.cleared)),
+        U(u(&h.finalize.finalizers_queued)),
+        U(cleanups_run),
+        U(h.finalize.cleanups_pending()),
+        U(cleanups_panicked),
     ];
     Metrics::from_values(values.into())
 }
@@ -174,6 +181,7 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
         };
         let extra = crate::telemetry::pacertrace::TraceExtra {
             mutator_cpu_ns: crate::util::clock::process_cpu_ns()
+                .saturating_sub(h.pacer_trace.base_cpu_ns())
                 .saturating_sub(threads)
                 .saturating_sub(h.stats.assist_ns.load(Ordering::Relaxed)),
             gc_percent,

@@ -219,12 +219,17 @@ pub(crate) fn sweep_some(h: &Shared) -> bool {
 }
 
 /// The work of the weak-clearing window, after mark termination opened it (see
-/// [`crate::alloc::sweepgen`]): clear the dead weak references (they need the mark bits as marking
+/// [`crate::alloc::sweepgen`]): clear the dead weak references and ephemeron entries, hand the
+/// cleanups of dead objects to the cleanup thread (all of which need the mark bits as marking
 /// left them), queue every span that needs sweeping, then let sweeping begin.
 pub(crate) fn end_weak_window(h: &Shared) {
     crate::gc::weak::process_weaks(h);
+    let live = |p: *const crate::gc::object::Object| crate::gc::weak::is_live(h, p);
+    h.ephemerons.clear_dead(&live);
+    h.finalize.queue_cleanups(&live);
     h.mheap.central.queue_unswept();
     h.mheap.central.open_sweep();
+    h.finalize.end_weak_window();
 }
 
 /// Sweep everything still unswept and wait for sweeps in progress on other threads (sweep

@@ -62,13 +62,20 @@ pub(crate) fn register(h: &Shared, b: *const Object) {
 /// sweeping may begin, and in the weak-clearing window one that did not survive is refused); it
 /// is shaded if a cycle is marking (it may be outside the cycle's snapshot, reachable only
 /// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
-/// marking before this scope ends (also across a blocking region: see `gc::blocking`).
+/// marking before this scope ends (also across a blocking region: see `gc::blocking`). A
+/// target queued for finalization in the current cycle is refused: it is dead to weak
+/// references from then on (`gc::finalize`; the set is kept until the window has closed and
+/// the reference has been cleared).
 pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Object> {
     let p = crate::alloc::sweepgen::upgrade_target(
         &h.mheap.central.sweep_gen,
         || b.target() as usize,
         |p| is_live(h, p as *const Object),
     )? as *const Object;
+    // Queued for finalization this cycle: dead to weak references (`gc::finalize`).
+    if h.finalize.is_resurrected(p as usize) {
+        return None;
+    }
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
     }
@@ -94,7 +101,7 @@ pub(crate) fn process_weaks(h: &Shared) {
         if t.is_null() {
             return false;
         }
-        if !is_live(h, t) {
+        if !is_live(h, t) || h.finalize.is_resurrected(t as usize) {
             wb.target.store(std::ptr::null_mut(), Ordering::Release);
             return false;
         }

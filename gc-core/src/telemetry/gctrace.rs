@@ -21,6 +21,7 @@
 //! | `S MB stacks`, `L MB globals` | scannable stack and globals | scan work of the root stacks and of the stash, this cycle |
 //! | `W P` | GOMAXPROCS | the CPUs the heap paces for |
 //! | `u+v ms scope wait (mutator M)` | (gc-core only) | how long STW 1 and STW 2 waited for mutators to leave their mutation scopes (part of `a` and `c`), and the mutator the longer wait was for; long waits mean scopes that do not poll `should_yield` often enough |
+//! | `R eph rounds, F fin, C cleanups` | (gc-core only; printed when any is non-zero) | ephemeron rounds this cycle ran, objects it queued for finalization (`GcFinalizers`), cleanups registered and not yet run when it ended |
 //! | `(forced)` | cycle started by `runtime.GC()` | started by `collect()` |
 //!
 //! Go prints MB for 2^20 bytes, rounded down; so does this.
@@ -103,6 +104,13 @@ pub struct CycleRecord {
     pub limiter_on: bool,
     /// GC CPU since the heap was created ÷ (elapsed × procs), at the end of the cycle.
     pub gc_cpu_fraction: f64,
+    /// Ephemeron rounds the cycle ran (passes over the tables whose keys were not all marked
+    /// when they were scanned; `GcEphemeronTable`).
+    pub ephemeron_rounds: u64,
+    /// Objects the cycle found unreachable and queued for finalization (`GcFinalizers`).
+    pub finalizers_queued: u64,
+    /// Cleanups registered and not yet run when the cycle ended (`Gc::add_cleanup`).
+    pub cleanups_pending: u64,
 }
 
 /// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with at most
@@ -163,6 +171,12 @@ impl CycleRecord {
         ));
         if let Some(m) = self.waited_for {
             line.push_str(&format!(" (mutator {m})"));
+        }
+        if self.ephemeron_rounds + self.finalizers_queued + self.cleanups_pending > 0 {
+            line.push_str(&format!(
+                ", {} eph rounds, {} fin, {} cleanups",
+                self.ephemeron_rounds, self.finalizers_queued, self.cleanups_pending
+            ));
         }
         if self.forced {
             line.push_str(" (forced)");

@@ -447,6 +447,30 @@ pub const ALL: &[(&str, &str)] = &[
         "/gccore/gc/limiter/stalled:bool",
         "1 while the heap is stalled by the fail-fast window.",
     ),
+    (
+        "/gccore/gc/ephemerons/rounds:rounds",
+        "Ephemeron rounds run (cumulative): passes over the ephemeron tables whose keys were not all marked when they were scanned.",
+    ),
+    (
+        "/gccore/gc/ephemerons/cleared:entries",
+        "Ephemeron table entries removed because their key died (cumulative).",
+    ),
+    (
+        "/gccore/gc/finalizers/queued:objects",
+        "Objects found unreachable and resurrected onto a GcFinalizers queue (cumulative).",
+    ),
+    (
+        "/gccore/gc/cleanups/run:calls",
+        "Cleanups (Gc::add_cleanup) run, including those that panicked (cumulative).",
+    ),
+    (
+        "/gccore/gc/cleanups/pending:calls",
+        "Cleanups registered and not yet run: their objects alive, or queued on the cleanup thread.",
+    ),
+    (
+        "/gccore/gc/cleanups/panics:events",
+        "Cleanups that panicked (caught; the others still ran).",
+    ),
 ];
 
 /// A snapshot of the heap's metrics, by `runtime/metrics` name (see [`ALL`]); read with

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `cycle` | the cycle, from 1 |
 //! | `start_s`, `end_s` | its start (stop request of STW 1) and the end of STW 2, since the heap was made |
-//! | `mutator_cpu_s` | CPU the mutators had used by its end: the process's CPU minus the collector's threads and the assists |
+//! | `mutator_cpu_s` | CPU the mutators had used by its end: the process's CPU since the heap was made, minus the collector's threads and the assists |
 //! | `procs` | CPUs paced for |
 //! | `gogc`, `memory_limit` | the settings in force (`off` for none) |
 //! | `trigger` | the trigger in force when this cycle started ([`CycleRecord::trigger`]; `heap_start` when there was none) |
@@ -70,9 +70,10 @@ pub(crate) struct TraceExtra {
     pub mapped_ready: u64,
 }
 
-/// The trace file (or none).
+/// The trace file (or none), and the process's CPU time when the heap was made.
 pub(crate) struct PacerTrace {
     out: Mutex<Option<BufWriter<File>>>,
+    base_cpu_ns: u64,
 }
 
 impl PacerTrace {
@@ -96,7 +97,14 @@ impl PacerTrace {
         });
         PacerTrace {
             out: Mutex::new(out),
+            base_cpu_ns: crate::util::clock::process_cpu_ns(),
         }
+    }
+
+    /// The process's CPU time when the heap was made: the mutator CPU of a line counts from
+    /// there, so that a heap made after others in the same process starts at zero.
+    pub(crate) fn base_cpu_ns(&self) -> u64 {
+        self.base_cpu_ns
     }
 
     /// Whether a trace is being written.

@@ -43,7 +43,7 @@ fn chain<'gc>(mc: &gc_core::Mutation<'gc>, seed: u64) -> Gc<'gc, Node<'gc>> {
 }
 
 /// The workload: 12 MiB of chains kept live, 768 MiB of replacements, in scopes of 256; each
-/// replacement also walks eight random chains, so that the program does more than allocate
+/// replacement also walks sixteen random chains, so that the program does more than allocate
 /// (one that only allocates hands the GC over half the CPU, and the CPU limiter decides, not
 /// the pacer). Returns the trace's text.
 fn workload(gogc: u32, tag: &str) -> String {
@@ -75,7 +75,7 @@ fn workload(gogc: u32, tag: &str) -> String {
             for _ in 0..256 {
                 let i = rng.gen_range(0..slots);
                 arr.set(mc, i, Some(chain(mc, i as u64)));
-                for _ in 0..8 {
+                for _ in 0..16 {
                     let mut n = arr.get(rng.gen_range(0..slots));
                     while let Some(node) = n {
                         sum = sum.wrapping_add(node.b);

@@ -114,9 +114,10 @@ pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
     h.mark
         .marked_bytes_others
         .fetch_add(t.marked_bytes, Ordering::Relaxed);
+    // `Release`: an ephemeron round that reads the count sees the marks (`gc::ephemeron`).
     h.mark
         .marked_objects_others
-        .fetch_add(t.marked_objects as u64, Ordering::Relaxed);
+        .fetch_add(t.marked_objects as u64, Ordering::Release);
     t.marked_bytes = 0;
     t.marked_objects = 0;
     if t.has_grey() {

@@ -49,6 +49,7 @@ use std::collections::VecDeque;
 
 use crate::alloc::arena::Arena;
 use crate::alloc::span::{MARK_WORDS, Span};
+use crate::gc::ephemeron::{Ephemerons, Pending};
 use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::work::{MarkWork, SHARE_MIN};
 use crate::gc::object::{Object, type_of};
@@ -104,6 +105,9 @@ pub struct Tracer {
     exclusive: bool,
     /// Marking: the queue to share with (null: none). Outlives the tracer (it is the heap's).
     share: *const MarkWork,
+    /// Marking: where ephemeron tables with unmarked keys are deferred (the heap's, which
+    /// outlives the tracer; null for the other purposes).
+    ephemerons: *const Ephemerons,
     /// Bytes of the objects this tracer marked.
     pub(crate) marked_bytes: usize,
     /// Objects this tracer marked.
@@ -183,6 +187,7 @@ impl Tracer {
             purpose,
             exclusive: false,
             share: std::ptr::null(),
+            ephemerons: std::ptr::null(),
             marked_bytes: 0,
             marked_objects: 0,
             chunks: Vec::new(),
@@ -195,6 +200,7 @@ impl Tracer {
     pub(crate) fn marking(h: &Shared, m: Marking<'_>) -> Tracer {
         let mut t = Tracer::with_purpose(&h.mheap.arena, Purpose::Mark);
         t.span_local = h.settings.span_marking;
+        t.ephemerons = &h.ephemerons;
         match m {
             Marking::Alone => t.exclusive = true,
             Marking::Shared(w) => {
@@ -220,6 +226,35 @@ impl Tracer {
     /// A tracer that walks the heap checking every object it reaches (the verifier).
     pub(crate) fn checking(arena: &Arena) -> Tracer {
         Tracer::with_purpose(arena, Purpose::Check(Box::default()))
+    }
+
+    /// Whether this tracer marks (else it collects edges for the barrier or checks them for
+    /// the verifier): ephemeron tables trace values only for marked keys when it does.
+    pub(crate) fn is_marking(&self) -> bool {
+        matches!(self.purpose, Purpose::Mark)
+    }
+
+    /// Marking: whether the object at `h` (a key an ephemeron table holds, alive this cycle:
+    /// see `gc::ephemeron`) is marked.
+    pub(crate) fn is_marked(&self, h: *const Object) -> bool {
+        // SAFETY: the arena outlives the tracer; the key is alive for the cycle (module docs
+        // of `gc::ephemeron`: a table never holds a key freed by an earlier sweep).
+        let Some(span) = (unsafe { (*self.arena).span_of_live(h as usize) }) else {
+            bug!(
+                "an ephemeron key {:#x} is not in an in-use span",
+                h as usize
+            );
+        };
+        span.is_marked(span.slot_index(h as usize))
+    }
+
+    /// Marking: defer an ephemeron table that has unmarked keys to the cycle's rounds.
+    pub(crate) fn defer_ephemerons(&mut self, p: Pending) {
+        debug_assert!(!self.ephemerons.is_null());
+        // SAFETY: set from the heap's state, which outlives every tracer (see `marking`).
+        if let Some(e) = unsafe { self.ephemerons.as_ref() } {
+            e.defer(p);
+        }
     }
 
     /// Report one edge to the object at `h`.

@@ -1,0 +1,125 @@
+//! The cost of ephemerons: a collection with 2²⁰ entries in a `GcEphemeronTable` against the
+//! same entries in a plain `GcHashMap` (which holds keys and values strongly).
+//!
+//! `cargo bench -p gc-benches --bench ephemeron`
+//!
+//! Each measurement is one `collect()` of the default (concurrent) collector, GOGC off so that
+//! no other cycle runs, timed from the call to its return (marking, both pauses, the
+//! weak-clearing window and the sweep). The keys are 2²⁰ `Gc<u64>` held in a `GcArray`, the
+//! values 2²⁰ other `Gc<u64>`.
+//!
+//! | case | what it measures |
+//! |---|---|
+//! | `plain table, keys live` | a `GcHashMap<u64, (Gc<u64>, Gc<u64>)>`: every key and value traced through the map |
+//! | `ephemeron table, keys live` | the same entries in an ephemeron table: values traced once their keys are marked (the table is scanned before most keys are, so it is deferred and an ephemeron round traces them) |
+//! | `ephemeron table, keys dead` | every key unreachable: no value traced, every entry removed in the weak-clearing window (the table is rebuilt between iterations, untimed) |
+//!
+//! The figures go into `docs/benchmarks.md` with the pause times the cycle records give.
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gc_core::{Config, Gc, GcArray, GcEphemeronTable, GcHashMap, Heap, Mutator, Rootable, Trace};
+
+const N: usize = 1 << 20;
+
+#[derive(Trace)]
+struct Plain<'gc> {
+    keys: GcArray<'gc, Option<Gc<'gc, u64>>>,
+    table: GcHashMap<'gc, u64, (Gc<'gc, u64>, Gc<'gc, u64>)>,
+}
+
+#[derive(Trace)]
+struct Eph<'gc> {
+    keys: GcArray<'gc, Option<Gc<'gc, u64>>>,
+    table: GcEphemeronTable<'gc, u64, Gc<'gc, u64>>,
+}
+
+fn heap() -> Heap {
+    Heap::new(Config::default().gc_percent(None)).unwrap()
+}
+
+/// Time `iters` collections, printing the pauses of the last one.
+fn collections(h: &Heap, iters: u64, mut collect: impl FnMut(), label: &str) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let t = Instant::now();
+        collect();
+        total += t.elapsed();
+    }
+    if let Some(r) = h.take_cycle_records().last() {
+        eprintln!(
+            "{label}: mark {:?}, STW 1 {:?}, STW 2 {:?}, {} ephemeron rounds",
+            r.mark, r.sweep_termination, r.mark_termination, r.ephemeron_rounds
+        );
+    }
+    total
+}
+
+fn ephemerons(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ephemerons");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(6));
+    {
+        let h = heap();
+        let mut m: Mutator<Rootable!['gc => Plain<'gc>]> = h.mutator(|mc| Plain {
+            keys: GcArray::new(mc, N, None),
+            table: GcHashMap::with_capacity(N),
+        });
+        m.mutate(|mc, r| {
+            for i in 0..N {
+                let k = Gc::new(mc, i as u64);
+                r.keys.set(mc, i, Some(k));
+                r.table.insert(mc, i as u64, (k, Gc::new(mc, i as u64)));
+            }
+        });
+        g.bench_function("plain table, keys live", |b| {
+            b.iter_custom(|iters| collections(&h, iters, || m.collect(), "plain, live"))
+        });
+    }
+    {
+        let h = heap();
+        let mut m: Mutator<Rootable!['gc => Eph<'gc>]> = h.mutator(|mc| Eph {
+            keys: GcArray::new(mc, N, None),
+            table: GcEphemeronTable::new(mc),
+        });
+        m.mutate(|mc, r| {
+            for i in 0..N {
+                let k = Gc::new(mc, i as u64);
+                r.keys.set(mc, i, Some(k));
+                r.table.insert(mc, k, Gc::new(mc, i as u64));
+            }
+        });
+        g.bench_function("ephemeron table, keys live", |b| {
+            b.iter_custom(|iters| collections(&h, iters, || m.collect(), "ephemeron, live"))
+        });
+    }
+    {
+        let h = heap();
+        let mut m: Mutator<Rootable!['gc => Eph<'gc>]> = h.mutator(|mc| Eph {
+            keys: GcArray::new(mc, 1, None),
+            table: GcEphemeronTable::new(mc),
+        });
+        g.bench_function("ephemeron table, keys dead", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    m.mutate(|mc, r| {
+                        for i in 0..N {
+                            r.table
+                                .insert(mc, Gc::new(mc, i as u64), Gc::new(mc, i as u64));
+                        }
+                    });
+                    total += collections(&h, 1, || m.collect(), "ephemeron, dead");
+                    assert!(m.mutate(|_, r| r.table.is_empty()));
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ephemerons);
+criterion_main!(benches);

@@ -1,0 +1,401 @@
+//! Ephemerons: table entries whose value is kept alive only while the key is reachable
+//! otherwise (the API type is `GcEphemeronTable`; this is the collector's side).
+//!
+//! A table is a heap object ([`EphemeronObj`]) holding a map from key addresses to values under
+//! a lock. The marker never traces a key from the table, and traces a value only once its key
+//! is marked:
+//!
+//! * **Scanning a table** ([`EphemeronObj`]'s `trace`) traces the value of every entry whose key
+//!   is already marked. If some key is not, the table is *deferred*: put on the cycle's list of
+//!   pending tables ([`Ephemerons::pending`]).
+//! * **A round** ([`round`]) goes over the pending tables again, tracing the values of entries
+//!   whose key has been marked since, and keeps the tables that still have unmarked keys. A
+//!   round that greys anything means more marking, which may mark more keys: marking and rounds
+//!   alternate until a round finds nothing new — the ephemeron **fixpoint**. Chains (a value is
+//!   the key of another entry) take one round per link; a round costs one mark-bit test per
+//!   entry with an unmarked key.
+//! * **Termination.** Rounds run with the world running whenever the collector runs out of grey
+//!   work, and once more in every termination attempt, with the world stopped: a key may have
+//!   been marked after the last concurrent round, and only a round that finds nothing new with
+//!   nothing grey anywhere proves the fixpoint. (`gc::cycle` runs them; the loom model in this
+//!   file checks the protocol.)
+//! * **Clearing.** After marking, the entries of the tables still pending have unmarked keys:
+//!   dead. In the weak-clearing window (nothing swept yet) those entries are removed and their
+//!   values dropped, so no table ever holds the address of a freed key. A table that never got
+//!   pending had every key marked when it was scanned or was allocated during marking (all its
+//!   keys were named by a mutator during marking, so they are marked): it holds no dead key.
+//!
+//! # The barrier
+//!
+//! An entry removed or overwritten while marking has its old value shaded (the deletion half
+//! of the hybrid barrier: the marker may not have traced it yet, and the snapshot reached it if
+//! its key was reachable); an entry inserted while marking has its value shaded (the insertion
+//! half: a table allocated during marking is black and never scanned, so nothing else would
+//! trace its values). A lookup needs no barrier: a mutator can only look up a key it holds, and
+//! a key a mutator holds is marked by the end of marking (snapshot or allocate-black), so the
+//! entry's value is traced by a round unless the entry is removed first (then the deletion
+//! barrier shaded it). There is no iteration over entries (as with JavaScript's `WeakMap`): an
+//! entry is reachable only through its key.
+//!
+//! # Locking
+//!
+//! The map's lock is taken by mutators inside table operations (never across a scope's end or a
+//! barrier or allocation call), by markers scanning a table, and by the collector in rounds and
+//! clearing. A stop waits for scopes to end, so no lock is held while the world is stopped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::gc::heap::{ObjAddr, Shared};
+use crate::gc::mark::tracer::Tracer;
+use crate::gc::object::Object;
+use crate::gc::trace::Trace;
+
+/// A round over one table: trace the values of entries whose key is marked; whether entries
+/// with unmarked keys remain.
+pub(crate) type RoundFn = unsafe fn(*const Object, &mut Tracer) -> bool;
+/// Remove the entries whose key `is_live` refuses; how many were removed.
+type ClearFn = unsafe fn(*const Object, &dyn Fn(*const Object) -> bool) -> usize;
+
+/// A pending table: its address and its type's round and clearing functions.
+#[derive(Clone, Copy)]
+pub(crate) struct Pending {
+    table: ObjAddr,
+    round: RoundFn,
+    clear: ClearFn,
+}
+
+/// The heap's ephemeron state.
+pub(crate) struct Ephemerons {
+    /// Tables scanned this cycle with entries whose key was not marked: pushed by markers,
+    /// filtered by rounds (collector thread), taken at mark termination for clearing; and how
+    /// many deferrals there have been (under the same lock).
+    pending: Mutex<(Vec<Pending>, u64)>,
+    /// Tables to clear in the weak-clearing window (the pending list at mark termination).
+    to_clear: Mutex<Vec<Pending>>,
+    /// Rounds run, in all cycles and in the current one (reset at its start).
+    pub rounds: AtomicU64,
+    pub rounds_in_cycle: AtomicU64,
+    /// Entries removed because their key died.
+    pub cleared: AtomicU64,
+    /// The cycle's count of marked objects (see [`marks`]) and of deferrals, read at the start
+    /// of the last round that marked nothing (`u64::MAX`: none this cycle). A round that finds
+    /// both unchanged would mark nothing either, and is skipped: so a termination attempt with
+    /// the world stopped does not go over a large table of dead keys again when nothing was
+    /// marked or deferred since the concurrent round.
+    quiet_at: Mutex<(u64, u64)>,
+}
+
+impl Default for Ephemerons {
+    fn default() -> Self {
+        Ephemerons {
+            pending: Mutex::default(),
+            to_clear: Mutex::default(),
+            rounds: AtomicU64::new(0),
+            rounds_in_cycle: AtomicU64::new(0),
+            cleared: AtomicU64::new(0),
+            quiet_at: Mutex::new((u64::MAX, u64::MAX)),
+        }
+    }
+}
+
+/// Objects marked so far this cycle: every other tracer's, handed over (`Release`) when it
+/// stops, plus the caller's own. A tracer marks before it hands its count over, so a count read
+/// with `Acquire` covers marks whose bits a round started after it will see.
+fn marks(h: &Shared, t: &Tracer) -> u64 {
+    h.mark.marked_objects_others.load(Ordering::Acquire) + t.marked_objects as u64
+}
+
+impl Ephemerons {
+    /// A marker scanned a table with unmarked keys.
+    pub(crate) fn defer(&self, p: Pending) {
+        let mut pending = self.pending.lock();
+        pending.0.push(p);
+        pending.1 += 1;
+    }
+
+    /// Start of a cycle (STW 1).
+    pub(crate) fn start_cycle(&self) {
+        debug_assert!(self.pending.lock().0.is_empty());
+        self.rounds_in_cycle.store(0, Ordering::Relaxed);
+        *self.quiet_at.lock() = (u64::MAX, u64::MAX);
+    }
+
+    /// Marking is over (STW 2): the tables still pending hold dead entries, cleared in the
+    /// weak-clearing window ([`Ephemerons::clear_dead`]).
+    pub(crate) fn end_marking(&self) {
+        let p = std::mem::take(&mut self.pending.lock().0);
+        self.to_clear.lock().extend(p);
+    }
+
+    /// Remove the entries of the tables pending at mark termination whose key did not survive
+    /// (weak-clearing window, or with the world stopped). `is_live` is
+    /// [`crate::gc::weak::is_live`].
+    pub(crate) fn clear_dead(&self, is_live: &dyn Fn(*const Object) -> bool) {
+        let tables = std::mem::take(&mut *self.to_clear.lock());
+        let mut n = 0;
+        for p in tables {
+            // SAFETY: the table was marked this cycle (it was scanned), so it is alive until
+            // the sweep, which has not begun (weak-clearing window); `clear` is its type's.
+            n += unsafe { (p.clear)(p.table.0, is_live) };
+        }
+        self.cleared.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// One round over the pending tables (module docs): trace the values of entries whose key has
+/// been marked, keep the tables that still have unmarked keys. Whether it greyed or marked
+/// anything (then marking must go on before the fixpoint is reached).
+///
+/// Skipped when nothing was marked and no table deferred since a round that marked nothing
+/// started (see [`Ephemerons::quiet_at`]): every key it found unmarked still is, and the tables
+/// are the same.
+pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
+    let e = &h.ephemerons;
+    let count = marks(h, t);
+    let (tables, deferrals) = {
+        let mut pending = e.pending.lock();
+        if *e.quiet_at.lock() == (count, pending.1) {
+            return false;
+        }
+        (std::mem::take(&mut pending.0), pending.1)
+    };
+    if tables.is_empty() {
+        return false;
+    }
+    e.rounds.fetch_add(1, Ordering::Relaxed);
+    e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
+    let before = t.marked_objects;
+    let mut keep = Vec::new();
+    for p in tables {
+        // SAFETY: a pending table was marked (scanned) this cycle, so it is alive for the
+        // cycle; `round` is its type's.
+        if unsafe { (p.round)(p.table.0, t) } {
+            keep.push(p);
+        }
+    }
+    e.pending.lock().0.extend(keep);
+    let progressed = t.marked_objects != before || t.has_grey();
+    if !progressed {
+        *e.quiet_at.lock() = (count, deferrals);
+    }
+    progressed
+}
+
+/// The heap object behind a `GcEphemeronTable`: values by key address.
+#[doc(hidden)]
+pub struct EphemeronObj<V> {
+    map: Mutex<HashMap<usize, V>>,
+}
+
+impl<V: Trace> EphemeronObj<V> {
+    pub(crate) fn new() -> Self {
+        EphemeronObj {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The map, locked (see the module docs on locking: callers never allocate, run a barrier
+    /// or end a scope while they hold it).
+    pub(crate) fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<usize, V>> {
+        self.map.lock()
+    }
+
+    /// Trace the values of entries whose key is marked; whether unmarked keys remain.
+    fn trace_marked(&self, t: &mut Tracer) -> bool {
+        let map = self.map.lock();
+        let mut pending = false;
+        for (&k, v) in map.iter() {
+            if t.is_marked(k as *const Object) {
+                v.trace(t);
+            } else {
+                pending = true;
+            }
+        }
+        pending
+    }
+}
+
+/// [`RoundFn`] of `EphemeronObj<V>`.
+///
+/// # Safety
+/// `obj` is a live `EphemeronObj<V>`, and `t` a marking tracer.
+unsafe fn round_of<V: Trace>(obj: *const Object, t: &mut Tracer) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { &*(obj as *const EphemeronObj<V>) }.trace_marked(t)
+}
+
+/// [`ClearFn`] of `EphemeronObj<V>`.
+///
+/// # Safety
+/// `obj` is a live `EphemeronObj<V>`, after its cycle's marking and before its sweep.
+unsafe fn clear_of<V: Trace>(obj: *const Object, is_live: &dyn Fn(*const Object) -> bool) -> usize {
+    // SAFETY: the caller's contract.
+    let table = unsafe { &*(obj as *const EphemeronObj<V>) };
+    let dead: Vec<V> = {
+        let mut map = table.map.lock();
+        let keys: Vec<usize> = map
+            .keys()
+            .copied()
+            .filter(|&k| !is_live(k as *const Object))
+            .collect();
+        keys.iter().filter_map(|k| map.remove(k)).collect()
+    };
+    // Dropped outside the lock.
+    dead.len()
+}
+
+// SAFETY: a table's keys are weak (never reported to a marker); its values are reported once
+// their key is marked, in this scan or in a later round of the same cycle (the table is then
+// deferred), which `gc::cycle` runs to a fixpoint before marking ends (module docs). The map
+// is read under its lock, which no mutator holds across anything that waits for the collector.
+// Tracers that do not mark (the barrier's, the verifier's) get every key and value.
+unsafe impl<V: Trace> Trace for EphemeronObj<V> {
+    fn trace(&self, t: &mut Tracer) {
+        if t.is_marking() {
+            if self.trace_marked(t) {
+                t.defer_ephemerons(Pending {
+                    table: ObjAddr(self as *const Self as *const Object),
+                    round: round_of::<V>,
+                    clear: clear_of::<V>,
+                });
+            }
+        } else {
+            let map = self.map.lock();
+            for (&k, v) in map.iter() {
+                t.edge(k as *const Object);
+                v.trace(t);
+            }
+        }
+    }
+}
+
+/// Loom model of the ephemeron fixpoint's termination, with the real safepoint handshake. One
+/// table entry `K → V`; the table was scanned with `K` unmarked, so it is pending. A helper
+/// marker (not stopped with the world, counted `busy` around its batch, as `gc::mark::work`
+/// counts it) takes `K` from the queue and marks it; a mutator removes the entry inside a scope,
+/// shading `V` into its barrier buffer (the deletion barrier). The collector does what
+/// `gc::cycle` does: a round with the world running, then termination attempts — stop the
+/// world, flush the buffer, check the queue and `busy`, rounds until one marks nothing — and
+/// ends only when an attempt finds nothing. Checked in every interleaving (two preemptions):
+/// when marking ends, `V` is marked if `K` is and the entry is still in the table, or if the
+/// entry was removed (the mutator may have kept `V`). Without the rounds in the pause, or
+/// without the deletion barrier, it fails.
+///
+/// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::gc::safepoint::{OUTSIDE, Safepoint};
+    use crate::util::primitive::AtomicU8;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+
+    struct World {
+        key: AtomicBool,
+        value: AtomicBool,
+        /// The entry is in the table; the table is pending (scanned with `K` unmarked).
+        entry: Mutex<bool>,
+        pending: Mutex<bool>,
+        /// Grey work the helper may take: `K`.
+        queue: Mutex<Vec<()>>,
+        busy: AtomicUsize,
+        /// The mutator's barrier buffer (`V` shaded), flushed with the world stopped.
+        buffer: Mutex<bool>,
+        removed: AtomicBool,
+    }
+
+    impl World {
+        /// An ephemeron round: trace `V` if `K` is marked and the entry is there; whether it
+        /// marked anything.
+        fn round(&self) -> bool {
+            let mut pending = self.pending.lock().unwrap();
+            if !*pending {
+                return false;
+            }
+            let entry = self.entry.lock().unwrap();
+            if !*entry {
+                *pending = false;
+                return false;
+            }
+            if self.key.load(Ordering::Relaxed) {
+                *pending = false;
+                return !self.value.swap(true, Ordering::Relaxed);
+            }
+            false
+        }
+    }
+
+    #[test]
+    fn loom_ephemeron_fixpoint_ends_with_every_live_value_marked() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let w = Arc::new(World {
+                key: AtomicBool::new(false),
+                value: AtomicBool::new(false),
+                entry: Mutex::new(true),
+                pending: Mutex::new(true),
+                queue: Mutex::new(vec![()]),
+                busy: AtomicUsize::new(0),
+                buffer: Mutex::new(false),
+                removed: AtomicBool::new(false),
+            });
+            let sp = Arc::new(Safepoint::default());
+            let state = Arc::new(AtomicU8::new(OUTSIDE));
+            let helper = {
+                let w = w.clone();
+                loom::thread::spawn(move || {
+                    w.busy.fetch_add(1, Ordering::SeqCst);
+                    if w.queue.lock().unwrap().pop().is_some() {
+                        w.key.store(true, Ordering::Relaxed);
+                    }
+                    w.busy.fetch_sub(1, Ordering::SeqCst);
+                })
+            };
+            let mutator = {
+                let (w, sp, state) = (w.clone(), sp.clone(), state.clone());
+                loom::thread::spawn(move || {
+                    sp.enter(&state);
+                    let had = std::mem::replace(&mut *w.entry.lock().unwrap(), false);
+                    if had {
+                        // Deletion barrier, outside the table's lock.
+                        *w.buffer.lock().unwrap() = true;
+                        w.removed.store(true, Ordering::Relaxed);
+                    }
+                    sp.exit(&state);
+                })
+            };
+            // The collector: out of grey work, a round with the world running.
+            w.round();
+            loop {
+                sp.stop(std::iter::once(&*state));
+                if std::mem::take(&mut *w.buffer.lock().unwrap()) {
+                    w.value.store(true, Ordering::Relaxed);
+                }
+                let quiet =
+                    w.queue.lock().unwrap().is_empty() && w.busy.load(Ordering::SeqCst) == 0;
+                // Rounds to the fixpoint with the world stopped (nothing here is grey after a
+                // round: `V` has no fields).
+                while quiet && w.round() {}
+                if quiet {
+                    let key = w.key.load(Ordering::Relaxed);
+                    let value = w.value.load(Ordering::Relaxed);
+                    let entry = *w.entry.lock().unwrap();
+                    let removed = w.removed.load(Ordering::Relaxed);
+                    assert!(
+                        value || !((key && entry) || removed),
+                        "marking ended with a live value unmarked (key {key}, entry {entry}, removed {removed})"
+                    );
+                    sp.start();
+                    break;
+                }
+                sp.start();
+                loom::thread::yield_now();
+            }
+            helper.join().unwrap();
+            mutator.join().unwrap();
+        });
+    }
+}

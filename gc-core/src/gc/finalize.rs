@@ -1,0 +1,322 @@
+//! Finalization: code that runs when an object dies (the API is `Gc::add_cleanup` and
+//! `GcFinalizers`; this is the collector's side).
+//!
+//! Two kinds, as Go 1.24 and Lua/gc-arena offer them:
+//!
+//! * **Cleanups** (Go: `runtime.AddCleanup`): a `'static + Send` closure registered for an
+//!   object runs once the object is unreachable. It cannot reach the object (it is `'static`, so
+//!   it holds no `Gc`). After each cycle's marking, in the weak-clearing window (nothing swept
+//!   yet, [`crate::gc::weak::is_live`] valid), the cleanups of objects that did not survive are
+//!   handed to the heap's **cleanup thread**, which runs them one at a time, in the order their
+//!   objects were found dead (then registered). A cleanup that panics is caught and counted; the
+//!   others still run. At heap teardown every cleanup not yet run runs exactly once: the queued
+//!   ones on the cleanup thread, then those of objects still alive, on the thread that drops the
+//!   heap, in registration order.
+//! * **Finalizers with resurrection** (Lua's `__gc`, gc-arena's finalization): an object
+//!   registered with a finalizer queue is, when found unreachable, *resurrected*: marked again
+//!   with everything it reaches, and pushed on its queue, which holds it strongly; the embedder
+//!   pops it inside a mutation scope and may read it, store it again (it lives on) or drop it (it
+//!   is freed once unreachable again; registration is one-shot).
+//!
+//! # When an object is found dead
+//!
+//! Resurrection needs marking to be complete, ephemerons included: with the world stopped in a
+//! termination attempt that proved completion (`gc::cycle`), [`resurrect`] goes over the
+//! registrations in order. An object not marked is dead: it is queued, added to the cycle's
+//! *resurrected* set and marked (greyed). Marking then resumes (with the world running in the
+//! concurrent collector) for what the resurrected objects reach, ephemeron rounds included,
+//! until a second attempt proves completion again; resurrection runs once per cycle. A
+//! registration whose queue is not marked is dropped (its object is not finalized: nothing could
+//! pop it). Every object found dead in a cycle is queued in that cycle, so objects that point
+//! to each other are finalized together (in registration order), and each finalizer can still
+//! read the others: none is freed while a resurrected object reaches it.
+//!
+//! # Weak references and ephemerons
+//!
+//! A `GcWeak` to a resurrected object reads as dead from the moment the object is queued, as
+//! Go's weak pointers do once a finalizer is queued: upgrades refuse the objects of the
+//! resurrected set, and the weak-clearing window clears references to them. An ephemeron entry
+//! keyed by a resurrected object stays (its key is marked), as Lua keeps resurrected keys in
+//! weak-keyed tables until the next collection. Cleanups of a resurrected object wait until it
+//! is really freed.
+
+use std::collections::{HashSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::gc::heap::{ObjAddr, Shared};
+use crate::gc::mark::tracer::Tracer;
+use crate::gc::object::Object;
+use crate::gc::trace::Trace;
+
+/// A cleanup closure.
+pub(crate) type Cleanup = Box<dyn FnOnce() + Send + 'static>;
+
+/// The heap's finalization state.
+#[derive(Default)]
+pub(crate) struct Finalization {
+    /// (queue, object) registrations for resurrecting finalization, oldest first.
+    registered: Mutex<Vec<(ObjAddr, ObjAddr)>>,
+    /// The objects queued for finalization this cycle: filled at mark termination, emptied
+    /// after the weak-clearing window closed (module docs).
+    resurrected: RwLock<HashSet<usize>>,
+    any_resurrected: AtomicBool,
+    /// Cleanups by object, oldest first.
+    cleanups: Mutex<Vec<(ObjAddr, Cleanup)>>,
+    /// The cleanup thread's queue.
+    runner: Arc<Runner>,
+    /// Objects queued for finalization, in all cycles and in the current one.
+    pub finalizers_queued: AtomicU64,
+    pub finalizers_queued_in_cycle: AtomicU64,
+}
+
+impl Finalization {
+    /// Register `obj` for finalization into the queue object `queue`.
+    pub(crate) fn register(&self, queue: *const Object, obj: *const Object) {
+        self.registered.lock().push((ObjAddr(queue), ObjAddr(obj)));
+    }
+
+    /// Register a cleanup for `obj`.
+    pub(crate) fn add_cleanup(&self, obj: *const Object, f: Cleanup) {
+        self.cleanups.lock().push((ObjAddr(obj), f));
+    }
+
+    /// Whether `p` was queued for finalization in the cycle whose weak references are being
+    /// cleared (then `GcWeak::upgrade` refuses it).
+    pub(crate) fn is_resurrected(&self, p: usize) -> bool {
+        self.any_resurrected.load(Ordering::Acquire) && self.resurrected.read().contains(&p)
+    }
+
+    /// Start of a cycle (STW 1).
+    pub(crate) fn start_cycle(&self) {
+        self.finalizers_queued_in_cycle.store(0, Ordering::Relaxed);
+    }
+
+    /// In the weak-clearing window: hand the cleanups of objects that did not survive to the
+    /// cleanup thread.
+    pub(crate) fn queue_cleanups(&self, is_live: &dyn Fn(*const Object) -> bool) {
+        let ready: Vec<Cleanup> = {
+            let mut all = self.cleanups.lock();
+            if all.is_empty() {
+                return;
+            }
+            let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *all)
+                .into_iter()
+                .partition(|(o, _)| !is_live(o.0));
+            *all = live;
+            dead.into_iter().map(|(_, f)| f).collect()
+        };
+        if !ready.is_empty() {
+            self.runner.push(ready);
+        }
+    }
+
+    /// After the weak-clearing window closed: forget the cycle's resurrected set.
+    pub(crate) fn end_weak_window(&self) {
+        if self.any_resurrected.swap(false, Ordering::AcqRel) {
+            self.resurrected.write().clear();
+        }
+    }
+
+    /// Cleanups registered and not yet run (their objects alive, or queued on the thread).
+    pub(crate) fn cleanups_pending(&self) -> u64 {
+        self.cleanups.lock().len() as u64 + self.runner.backlog()
+    }
+
+    /// Cleanups run, and of those, the ones that panicked.
+    pub(crate) fn cleanups_run(&self) -> (u64, u64) {
+        (
+            self.runner.ran.load(Ordering::Relaxed),
+            self.runner.panicked.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Wait until the cleanup thread has run every cleanup queued so far.
+    pub(crate) fn wait_for_cleanups(&self) {
+        self.runner.wait_idle();
+    }
+
+    /// Heap teardown (every object is about to be dropped): run every cleanup not yet run,
+    /// exactly once — the queued ones on the cleanup thread, which then exits, the others here.
+    pub(crate) fn teardown(&self) {
+        self.runner.shut_down();
+        let rest = std::mem::take(&mut *self.cleanups.lock());
+        for (_, f) in rest {
+            self.runner.run_one(f);
+        }
+    }
+}
+
+/// With the world stopped and marking complete (ephemerons included): queue every registered
+/// object that is not marked on its queue, and mark it (module docs). Returns how many.
+pub(crate) fn resurrect(h: &Shared, t: &mut Tracer) -> u64 {
+    let f = &h.finalize;
+    let mut reg = f.registered.lock();
+    if reg.is_empty() {
+        return 0;
+    }
+    let mut set = f.resurrected.write();
+    let mut n = 0;
+    reg.retain(|&(q, o)| {
+        if !t.is_marked(q.0) {
+            // The queue is dead: nobody could pop the object.
+            return false;
+        }
+        if t.is_marked(o.0) {
+            return true;
+        }
+        // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is
+        // marked, so alive.
+        let queue = unsafe { &*(q.0 as *const FinalizerObj) };
+        queue.ready.lock().push_back(o);
+        set.insert(o.0 as usize);
+        t.edge(o.0);
+        n += 1;
+        false
+    });
+    drop(reg);
+    if n > 0 {
+        f.any_resurrected.store(true, Ordering::Release);
+    }
+    f.finalizers_queued.fetch_add(n, Ordering::Relaxed);
+    f.finalizers_queued_in_cycle.fetch_add(n, Ordering::Relaxed);
+    n
+}
+
+/// The heap object behind a `GcFinalizers` queue: the resurrected objects not yet popped.
+#[doc(hidden)]
+pub struct FinalizerObj {
+    ready: Mutex<VecDeque<ObjAddr>>,
+}
+
+impl FinalizerObj {
+    pub(crate) fn new() -> Self {
+        FinalizerObj {
+            ready: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The oldest object queued and not yet popped.
+    pub(crate) fn pop(&self) -> Option<*const Object> {
+        self.ready.lock().pop_front().map(|a| a.0)
+    }
+
+    /// Objects queued and not yet popped.
+    pub(crate) fn len(&self) -> usize {
+        self.ready.lock().len()
+    }
+}
+
+// SAFETY: every queued object is reported (the queue holds them strongly). The list is read
+// under its lock, which mutators hold only inside `pop`/`len` and the collector only with the
+// world stopped.
+unsafe impl Trace for FinalizerObj {
+    fn trace(&self, t: &mut Tracer) {
+        for o in self.ready.lock().iter() {
+            t.edge(o.0);
+        }
+    }
+}
+
+/// The cleanup thread's queue (shared with the thread, which does not hold the heap).
+#[derive(Default)]
+struct Runner {
+    state: Mutex<RunnerState>,
+    cv: Condvar,
+    ran: AtomicU64,
+    panicked: AtomicU64,
+}
+
+#[derive(Default)]
+struct RunnerState {
+    queue: VecDeque<Cleanup>,
+    /// A cleanup is running.
+    busy: bool,
+    started: bool,
+    closed: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Runner {
+    fn push(self: &Arc<Self>, fs: Vec<Cleanup>) {
+        let mut st = self.state.lock();
+        st.queue.extend(fs);
+        if !st.started && !st.closed {
+            st.started = true;
+            let me = self.clone();
+            match std::thread::Builder::new()
+                .name("gc-core cleanups".into())
+                .spawn(move || me.work())
+            {
+                Ok(t) => st.thread = Some(t),
+                Err(e) => {
+                    // No thread: the cleanups run at teardown instead.
+                    eprintln!("gc-core: cannot start the cleanup thread ({e}); cleanups wait");
+                }
+            }
+        }
+        self.cv.notify_all();
+    }
+
+    fn work(&self) {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(f) = st.queue.pop_front() {
+                st.busy = true;
+                drop(st);
+                self.run_one(f);
+                st = self.state.lock();
+                st.busy = false;
+                self.cv.notify_all();
+            } else if st.closed {
+                return;
+            } else {
+                self.cv.wait(&mut st);
+            }
+        }
+    }
+
+    /// Run one cleanup, catching a panic (reported once on stderr, counted).
+    fn run_one(&self, f: Cleanup) {
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            self.panicked.fetch_add(1, Ordering::Relaxed);
+            eprintln!("gc-core: a cleanup panicked; the other cleanups still run");
+        }
+        self.ran.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn backlog(&self) -> u64 {
+        let st = self.state.lock();
+        st.queue.len() as u64 + st.busy as u64
+    }
+
+    fn wait_idle(&self) {
+        let mut st = self.state.lock();
+        while (!st.queue.is_empty() && st.thread.is_some()) || st.busy {
+            self.cv.wait(&mut st);
+        }
+    }
+
+    /// Let the thread run what is queued and exit; join it (unless this is that thread: a
+    /// cleanup dropped the last handle of the heap), then run whatever is left here.
+    fn shut_down(&self) {
+        let thread = {
+            let mut st = self.state.lock();
+            st.closed = true;
+            self.cv.notify_all();
+            st.thread.take()
+        };
+        if let Some(t) = thread
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
+        }
+        let rest = std::mem::take(&mut self.state.lock().queue);
+        for f in rest {
+            self.run_one(f);
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Ephemeron tables, cleanups and finalizer queues: what each promises, in both marking modes
+//! and with verify mode on and off (the verifier checks every table and queue after each cycle).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gc_core::{
+    Config, Gc, GcCell, GcEphemeronTable, GcFinalizers, GcVec, GcWeak, Heap, Mutator, Rootable,
+    Trace,
+};
+
+/// Every setting: concurrent and stop-the-world marking, verify mode on and off.
+fn settings() -> Vec<Config> {
+    let mut v = Vec::new();
+    for concurrent in [true, false] {
+        for verify in [false, true] {
+            v.push(Config::default().concurrent(concurrent).verify(verify));
+        }
+    }
+    v
+}
+
+/// Counts its drops.
+struct Tracker(Arc<AtomicUsize>);
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Trace)]
+struct Node<'gc> {
+    #[gc(skip)]
+    id: u64,
+    #[gc(skip)]
+    _tracker: Option<Tracker>,
+    next: GcCell<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+fn node<'gc>(mc: &gc_core::Mutation<'gc>, id: u64, drops: &Arc<AtomicUsize>) -> Gc<'gc, Node<'gc>> {
+    Gc::new(
+        mc,
+        Node {
+            id,
+            _tracker: Some(Tracker(drops.clone())),
+            next: GcCell::new(None),
+        },
+    )
+}
+
+#[derive(Trace)]
+struct Root<'gc> {
+    table: GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>,
+    keys: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+type R = Rootable!['gc => Root<'gc>];
+
+fn root_mutator(heap: &Heap) -> Mutator<R> {
+    heap.mutator(|mc| Root {
+        table: GcEphemeronTable::new(mc),
+        keys: GcVec::new(mc),
+    })
+}
+
+#[test]
+fn an_entry_lives_exactly_as_long_as_its_key() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        // Ten entries; the values point back at their keys (which must not keep them alive).
+        m.mutate(|mc, r| {
+            for i in 0..10 {
+                let k = node(mc, i, &drops);
+                let v = node(mc, 100 + i, &drops);
+                v.next.set(mc, Some(k));
+                r.table.insert(mc, k, v);
+                r.keys.push(mc, Some(k));
+            }
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "everything is reachable");
+        m.mutate(|_, r| {
+            assert_eq!(r.table.len(), 10);
+            for i in 0..10 {
+                let k = r.keys.get(i).flatten().unwrap();
+                let v = r.table.get(k).expect("live key, live entry");
+                assert_eq!(v.id, 100 + k.id);
+                assert_eq!(v.next.get().map(|n| n.id), Some(k.id));
+            }
+        });
+        // Drop the even keys: their entries (and values) go, the odd ones stay.
+        m.mutate(|mc, r| {
+            for i in (0..10).step_by(2) {
+                r.keys.set(mc, i, None);
+            }
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            10,
+            "5 keys and their 5 values"
+        );
+        m.mutate(|_, r| {
+            assert_eq!(r.table.len(), 5);
+            for i in (1..10).step_by(2) {
+                let k = r.keys.get(i).flatten().unwrap();
+                assert_eq!(r.table.get(k).unwrap().id, 100 + k.id);
+            }
+        });
+        drop(m);
+        drop(heap);
+        assert_eq!(drops.load(Ordering::SeqCst), 20);
+    }
+}
+
+#[test]
+fn chains_and_cycles_through_values() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        const N: u64 = 50;
+        // A chain: key i's value is (a node pointing at) key i+1, and the last value points at
+        // key 0, closing a cycle through values. Only key 0 is rooted.
+        m.mutate(|mc, r| {
+            let keys: Vec<_> = (0..N).map(|i| node(mc, i, &drops)).collect();
+            for i in 0..N as usize {
+                let v = node(mc, 1000 + i as u64, &drops);
+                v.next.set(mc, Some(keys[(i + 1) % N as usize]));
+                r.table.insert(mc, keys[i], v);
+            }
+            r.keys.push(mc, Some(keys[0]));
+        });
+        m.collect();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "the whole chain hangs from key 0"
+        );
+        m.mutate(|_, r| {
+            let mut k = r.keys.get(0).flatten().unwrap();
+            for i in 0..N {
+                assert_eq!(k.id, i);
+                let v = r.table.get(k).expect("each link is alive");
+                k = v.next.get().unwrap();
+            }
+            assert_eq!(k.id, 0, "the cycle closes");
+        });
+        let rounds: u64 = heap
+            .take_cycle_records()
+            .iter()
+            .map(|c| c.ephemeron_rounds)
+            .max()
+            .unwrap();
+        assert!(rounds >= 2, "a chain takes rounds: {rounds}");
+        // Unroot key 0: the cycle through values keeps nothing alive.
+        m.mutate(|mc, r| r.keys.set(mc, 0, None));
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 2 * N as usize);
+        assert_eq!(m.mutate(|_, r| r.table.len()), 0);
+    }
+}
+
+#[test]
+fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        m.mutate(|mc, r| {
+            for i in 0..20 {
+                let k = node(mc, i, &Arc::new(AtomicUsize::new(0)));
+                let ran = ran.clone();
+                k.add_cleanup(mc, move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+                if i < 5 {
+                    r.keys.push(mc, Some(k)); // kept alive
+                }
+            }
+            // One that panics: caught, the others still run.
+            Gc::new(mc, 0u64).add_cleanup(mc, || panic!("a cleanup that panics"));
+        });
+        m.collect();
+        heap.wait_for_cleanups();
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            15,
+            "the 15 unreachable ones, once"
+        );
+        let metrics = heap.metrics();
+        assert_eq!(metrics.u64("/gccore/gc/cleanups/panics:events"), Some(1));
+        assert_eq!(metrics.u64("/gccore/gc/cleanups/run:calls"), Some(16));
+        assert_eq!(metrics.u64("/gccore/gc/cleanups/pending:calls"), Some(5));
+        m.collect();
+        heap.wait_for_cleanups();
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            15,
+            "never twice, never for a live object"
+        );
+        drop(m);
+        drop(heap);
+        assert_eq!(ran.load(Ordering::SeqCst), 20, "the rest at teardown, once");
+    }
+}
+
+#[derive(Trace)]
+struct FRoot<'gc> {
+    queue: GcFinalizers<'gc, Node<'gc>>,
+    weaks: GcVec<'gc, Option<GcWeak<'gc, Node<'gc>>>>,
+    kept: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+#[test]
+fn finalizers_resurrect_in_registration_order_and_free_later() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => FRoot<'gc>]> = heap.mutator(|mc| FRoot {
+            queue: GcFinalizers::new(mc),
+            weaks: GcVec::new(mc),
+            kept: GcVec::new(mc),
+        });
+        // 0 → 1 → 2 (each registered), 3 alone (registered), 4 not registered.
+        m.mutate(|mc, r| {
+            let n: Vec<_> = (0..5).map(|i| node(mc, i, &drops)).collect();
+            n[0].next.set(mc, Some(n[1]));
+            n[1].next.set(mc, Some(n[2]));
+            for &i in &[2usize, 0, 1, 3] {
+                r.queue.register(mc, n[i]);
+            }
+            for x in &n {
+                r.weaks.push(mc, Some(x.downgrade(mc)));
+            }
+        });
+        m.collect();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "only the unregistered one is freed"
+        );
+        assert_eq!(
+            heap.metrics().u64("/gccore/gc/finalizers/queued:objects"),
+            Some(4)
+        );
+        m.mutate(|mc, r| {
+            // Weak references to queued objects are dead already.
+            for i in 0..5 {
+                assert!(
+                    r.weaks.get(i).flatten().unwrap().upgrade(mc).is_none(),
+                    "weak {i}"
+                );
+            }
+            // Registration order; each still readable, with what it points to.
+            let order: Vec<u64> = std::iter::from_fn(|| r.queue.pop(mc))
+                .map(|o| {
+                    if o.id == 0 {
+                        assert_eq!(o.next.get().unwrap().id, 1);
+                        assert_eq!(o.next.get().unwrap().next.get().unwrap().id, 2);
+                        r.kept.push(mc, Some(o)); // resurrected for good
+                    }
+                    o.id
+                })
+                .collect();
+            assert_eq!(order, vec![2, 0, 1, 3]);
+        });
+        m.collect();
+        m.collect();
+        // 3 is freed (popped and dropped); 0 is kept and keeps 1 and 2.
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        m.mutate(|mc, r| {
+            let o = r.kept.get(0).flatten().unwrap();
+            assert_eq!(o.next.get().unwrap().next.get().unwrap().id, 2);
+            assert!(r.queue.pop(mc).is_none(), "queued once per registration");
+            r.kept.set(mc, 0, None);
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 5);
+    }
+}
+
+#[test]
+fn a_dead_queue_takes_its_registrations_with_it() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        m.mutate(|mc, _| {
+            let q: GcFinalizers<'_, Node<'_>> = GcFinalizers::new(mc);
+            for i in 0..3 {
+                q.register(mc, node(mc, i, &drops));
+            }
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            heap.metrics().u64("/gccore/gc/finalizers/queued:objects"),
+            Some(0)
+        );
+    }
+}
+
+#[derive(Trace)]
+struct SRoot<'gc> {
+    table: GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>,
+    keys: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+    queue: GcFinalizers<'gc, Node<'gc>>,
+}
+
+/// Values are numbered from their key: `key id + VALUE`.
+const VALUE: u64 = 1 << 40;
+
+/// Several mutators insert entries (values pointing back at their keys, and chained to the
+/// previous key), drop keys, look every rooted key up, register objects for finalization and
+/// cleanups, and pop their queues, while cycles run back to back with background helpers; in
+/// verify mode too. Every rooted key keeps an intact value; popped objects were never rooted;
+/// at the end every dead entry is gone, and every object is dropped and every cleanup run once.
+#[test]
+fn mutators_change_tables_and_queues_while_cycles_run_back_to_back() {
+    let run_for = std::time::Duration::from_millis(if cfg!(miri) { 50 } else { 1200 });
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify).debug_cpus(8)).unwrap();
+        heap.debug_back_to_back(true);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let made = Arc::new(AtomicUsize::new(0));
+        let cleaned = Arc::new(AtomicUsize::new(0));
+        let cleanups = Arc::new(AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for t in 0..3u64 {
+                let (heap, drops, made, cleaned, cleanups) =
+                    (&heap, &drops, &made, &cleaned, &cleanups);
+                s.spawn(move || {
+                    let mut m: Mutator<Rootable!['gc => SRoot<'gc>]> = heap.mutator(|mc| SRoot {
+                        table: GcEphemeronTable::new(mc),
+                        keys: GcVec::new(mc),
+                        queue: GcFinalizers::new(mc),
+                    });
+                    let mut next = t << 32;
+                    let mut rng = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                    let mut roll = move |n: u64| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng % n
+                    };
+                    let start = std::time::Instant::now();
+                    let mut popped = 0u64;
+                    while start.elapsed() < run_for {
+                        m.mutate(|mc, r| {
+                            for _ in 0..50 {
+                                match roll(10) {
+                                    0..=3 => {
+                                        next += 1;
+                                        made.fetch_add(2, Ordering::Relaxed);
+                                        let k = node(mc, next, drops);
+                                        let v = node(mc, next + VALUE, drops);
+                                        v.next.set(mc, Some(k));
+                                        // Chain: the value also keeps the previous key's
+                                        // node reachable through another node.
+                                        if let Some(Some(prev)) = r
+                                            .keys
+                                            .len()
+                                            .checked_sub(1)
+                                            .map(|i| r.keys.get(i).flatten())
+                                        {
+                                            let link = node(mc, next + 2 * VALUE, drops);
+                                            made.fetch_add(1, Ordering::Relaxed);
+                                            link.next.set(mc, Some(prev));
+                                            k.next.set(mc, Some(link));
+                                        }
+                                        r.table.insert(mc, k, v);
+                                        if roll(3) > 0 {
+                                            r.keys.push(mc, Some(k));
+                                        }
+                                        if roll(8) == 0 {
+                                            r.queue.register(mc, v);
+                                        }
+                                        if roll(8) == 0 {
+                                            cleanups.fetch_add(1, Ordering::Relaxed);
+                                            let c = cleaned.clone();
+                                            k.add_cleanup(mc, move || {
+                                                c.fetch_add(1, Ordering::Relaxed);
+                                            });
+                                        }
+                                    }
+                                    4..=5 => {
+                                        let n = r.keys.len();
+                                        if n > 0 {
+                                            r.keys.set(mc, roll(n as u64) as usize, None);
+                                        }
+                                    }
+                                    6 => {
+                                        // Drop the emptied slots now and then.
+                                        if r.keys.len() > 200 {
+                                            let live: Vec<_> = (0..r.keys.len())
+                                                .filter_map(|i| r.keys.get(i).flatten())
+                                                .collect();
+                                            r.keys.truncate(mc, 0);
+                                            for k in live {
+                                                r.keys.push(mc, Some(k));
+                                            }
+                                        }
+                                    }
+                                    7 => {
+                                        while let Some(o) = r.queue.pop(mc) {
+                                            // Only values are registered, and a rooted key's
+                                            // value is reachable: a popped one's key is gone.
+                                            assert!(o.id >= VALUE && o.id < 2 * VALUE);
+                                            popped += 1;
+                                        }
+                                    }
+                                    _ => {
+                                        for i in 0..r.keys.len() {
+                                            let Some(k) = r.keys.get(i).flatten() else {
+                                                continue;
+                                            };
+                                            let v = r.table.get(k).expect("a rooted key's entry");
+                                            assert_eq!(v.id, k.id + VALUE);
+                                            assert_eq!(v.next.get().map(|n| n.id), Some(k.id));
+                                        }
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    let _ = popped;
+                });
+            }
+        });
+        heap.debug_back_to_back(false);
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        m.collect();
+        m.collect();
+        m.collect();
+        heap.wait_for_cleanups();
+        // Every mutator is gone: everything was garbage, and every cycle's garbage is freed
+        // (queued objects included, with their dead queues) and its cleanups run.
+        assert_eq!(drops.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
+        assert_eq!(
+            cleaned.load(Ordering::SeqCst),
+            cleanups.load(Ordering::SeqCst)
+        );
+        drop(m);
+        drop(heap);
+        assert_eq!(drops.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
+    }
+}

@@ -453,3 +453,152 @@ fn mutators_change_tables_and_queues_while_cycles_run_back_to_back() {
         assert_eq!(drops.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
     }
 }
+
+/// A chain through noscan keys and values: each value is the next entry's key, and marking a
+/// value greys nothing, so the rounds that follow the chain run back to back (in the pause,
+/// with the world stopped, after the concurrent ones).
+#[test]
+fn chains_of_noscan_keys_are_followed_to_the_end() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        #[derive(Trace)]
+        struct Chain<'gc> {
+            table: GcEphemeronTable<'gc, u64, Gc<'gc, u64>>,
+            first: GcCell<'gc, Option<Gc<'gc, u64>>>,
+        }
+        let mut m: Mutator<Rootable!['gc => Chain<'gc>]> = heap.mutator(|mc| Chain {
+            table: GcEphemeronTable::new(mc),
+            first: GcCell::new(None),
+        });
+        const N: u64 = 100;
+        m.mutate(|mc, r| {
+            let keys: Vec<_> = (0..=N).map(|i| Gc::new(mc, i)).collect();
+            for i in 0..N as usize {
+                r.table.insert(mc, keys[i], keys[i + 1]);
+            }
+            r.first.set(mc, Some(keys[0]));
+        });
+        m.collect();
+        m.collect();
+        m.mutate(|_, r| {
+            let mut k = r.first.get().unwrap();
+            for i in 0..N {
+                assert_eq!(*k, i);
+                k = r.table.get(k).expect("every link alive");
+            }
+            assert_eq!(*k, N);
+            assert_eq!(r.table.len(), N as usize);
+        });
+        m.mutate(|mc, r| r.first.set(mc, None));
+        m.collect();
+        m.collect();
+        assert_eq!(m.mutate(|_, r| r.table.len()), 0);
+    }
+}
+
+/// An object registered twice, with one queue or two, is queued by each registration in the
+/// cycle that finds it dead; an ephemeron entry keyed by a resurrected object keeps its value.
+#[test]
+fn double_registration_and_resurrected_keys() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        #[derive(Trace)]
+        struct Two<'gc> {
+            a: GcFinalizers<'gc, Node<'gc>>,
+            b: GcFinalizers<'gc, Node<'gc>>,
+            table: GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>,
+        }
+        let mut m: Mutator<Rootable!['gc => Two<'gc>]> = heap.mutator(|mc| Two {
+            a: GcFinalizers::new(mc),
+            b: GcFinalizers::new(mc),
+            table: GcEphemeronTable::new(mc),
+        });
+        m.mutate(|mc, r| {
+            let twice = node(mc, 1, &drops);
+            r.a.register(mc, twice);
+            r.a.register(mc, twice);
+            let both = node(mc, 2, &drops);
+            r.a.register(mc, both);
+            r.b.register(mc, both);
+            r.table.insert(mc, both, node(mc, 3, &drops));
+        });
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        m.mutate(|mc, r| {
+            let a: Vec<u64> = std::iter::from_fn(|| r.a.pop(mc)).map(|o| o.id).collect();
+            let b: Vec<u64> = std::iter::from_fn(|| r.b.pop(mc)).map(|o| o.id).collect();
+            assert_eq!(a, vec![1, 1, 2]);
+            assert_eq!(b, vec![2]);
+        });
+        // The resurrected key kept its entry's value; popped and dropped, all three go.
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+        assert_eq!(m.mutate(|_, r| r.table.len()), 0);
+    }
+}
+
+/// A scope that blocked across the start of marking holds a key the snapshot never saw (a
+/// local, here a large object) and inserts it into a table allocated during marking, which the
+/// marker never scans: the insertion must shade the key, or the table would keep the address
+/// of a freed key (the verifier checks every key of every table after each cycle).
+#[test]
+fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    type Big = [u64; 8192];
+    #[derive(Trace)]
+    struct Keep<'gc> {
+        table: GcCell<'gc, Option<GcEphemeronTable<'gc, Big, Gc<'gc, u64>>>>,
+    }
+    for verify in [true, false] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (blocked_tx, blocked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let a = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut m: Mutator<Rootable!['gc => Keep<'gc>]> = heap.mutator(|_| Keep {
+                    table: GcCell::new(None),
+                });
+                m.mutate(|mc, root| {
+                    let key = Gc::new(mc, [7u64; 8192]);
+                    blocked_tx.send(()).unwrap();
+                    mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
+                        .expect("never released");
+                    assert!(
+                        mc.debug_marking(),
+                        "the cycle did not start during the block"
+                    );
+                    let table = GcEphemeronTable::new(mc);
+                    table.insert(mc, key, Gc::new(mc, 42u64));
+                    root.table.set(mc, Some(table));
+                    assert_eq!(table.get(key).map(|v| *v), Some(42));
+                });
+                done_tx.send(()).unwrap();
+                check_rx.recv().unwrap();
+                // The key is gone (it was only ever a local): so is its entry.
+                m.collect();
+                m.collect();
+                assert_eq!(m.mutate(|_, root| root.table.get().unwrap().len()), 0);
+            })
+        };
+        blocked_rx.recv().unwrap();
+        let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        heap.debug_hold_marking(true);
+        heap.debug_start_cycle();
+        while !b.mutate(|mc, _| mc.debug_marking()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        go_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        heap.debug_hold_marking(false);
+        b.collect();
+        b.collect();
+        check_tx.send(()).unwrap();
+        a.join().unwrap();
+    }
+}

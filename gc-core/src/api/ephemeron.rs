@@ -30,10 +30,10 @@ use crate::util::error::AllocError;
 /// table's lock briefly; values are cloned out (`V` is typically a `Gc`, a [`GcWeak`](crate::GcWeak)
 /// or a [`NanBox`](crate::NanBox)).
 ///
-/// **Cost**: marking a table costs one mark-bit test per entry; entries whose key is not yet
-/// marked when the table is scanned are looked at again in each *ephemeron round* of the cycle
-/// (one round per link of the longest chain of entries whose value leads to another entry's
-/// key), the last one with the world stopped. `docs/benchmarks.md` has figures.
+/// **Cost**: marking a table costs one mark-bit test per entry; a table with keys not yet
+/// marked when it is scanned is gone over again in each *ephemeron round* of the cycle (one
+/// round per link of the longest chain of entries whose value leads to another entry's key).
+/// `docs/benchmarks.md` has figures.
 ///
 /// ```
 /// use gc_core::{Config, Gc, GcEphemeronTable, Heap, Mutator, Rootable};
@@ -90,7 +90,12 @@ impl<'gc, K: ?Sized + 'gc, V: Trace + Send + Sync + 'gc> GcEphemeronTable<'gc, K
 
     /// Set the value for `key`, returning the previous one.
     pub fn insert(&self, mc: &Mutation<'gc>, key: Gc<'gc, K>, value: V) -> Option<V> {
-        // Insertion barrier: a table allocated during marking is never scanned in that cycle.
+        // Insertion barrier on the value (a table allocated during marking is never scanned in
+        // that cycle) and on the key: a scope that blocked across the start of marking may hold
+        // a key outside the snapshot, and a table already scanned (or never scanned) would not
+        // be cleared of it if it stayed unmarked. Any other key a mutator can name is marked by
+        // the end of marking anyway, so shading it changes nothing.
+        mc.shade_barrier(&key);
         mc.shade_barrier(&value);
         let old = self.inner.map().insert(key.object() as usize, value);
         // Deletion barrier: the marker may not have traced the old value yet.
@@ -153,5 +158,18 @@ unsafe impl<'gc, K: ?Sized + 'gc, V: Trace + 'gc> Slot<'gc> for GcEphemeronTable
             inner: unsafe { Gc::from_word(w) },
             _k: PhantomData,
         }
+    }
+}
+
+// SAFETY: `None` is 0, which no table address is.
+unsafe impl<'gc, K: ?Sized + 'gc, V: Trace + 'gc> Slot<'gc>
+    for Option<GcEphemeronTable<'gc, K, V>>
+{
+    fn to_word(self) -> usize {
+        self.map_or(0, |t| t.to_word())
+    }
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { GcEphemeronTable::from_word(w) })
     }
 }

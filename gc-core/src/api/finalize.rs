@@ -163,3 +163,14 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcFinalizers<'gc, T> {
         }
     }
 }
+
+// SAFETY: `None` is 0, which no queue address is.
+unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<GcFinalizers<'gc, T>> {
+    fn to_word(self) -> usize {
+        self.map_or(0, |q| q.to_word())
+    }
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract; 0 is `None`.
+        (w != 0).then(|| unsafe { GcFinalizers::from_word(w) })
+    }
+}

@@ -12,8 +12,9 @@
 //!   whose key has been marked since, and keeps the tables that still have unmarked keys. A
 //!   round that greys anything means more marking, which may mark more keys: marking and rounds
 //!   alternate until a round finds nothing new — the ephemeron **fixpoint**. Chains (a value is
-//!   the key of another entry) take one round per link; a round costs one mark-bit test per
-//!   entry with an unmarked key.
+//!   the key of another entry) take one round per link; a round goes over every entry of every
+//!   pending table (a mark-bit test each; the values of marked keys are traced again, which
+//!   marks nothing new once they are marked).
 //! * **Termination.** Rounds run with the world running whenever the collector runs out of grey
 //!   work, and once more in every termination attempt, with the world stopped: a key may have
 //!   been marked after the last concurrent round, and only a round that finds nothing new with
@@ -21,17 +22,19 @@
 //!   file checks the protocol.)
 //! * **Clearing.** After marking, the entries of the tables still pending have unmarked keys:
 //!   dead. In the weak-clearing window (nothing swept yet) those entries are removed and their
-//!   values dropped, so no table ever holds the address of a freed key. A table that never got
-//!   pending had every key marked when it was scanned or was allocated during marking (all its
-//!   keys were named by a mutator during marking, so they are marked): it holds no dead key.
+//!   values dropped (as drop glue), so no table ever holds the address of a freed key. A table
+//!   that never got pending had every key marked when it was scanned, and every key inserted
+//!   since (or into a table allocated during marking, never scanned) was shaded by the
+//!   insertion barrier: it holds no dead key.
 //!
 //! # The barrier
 //!
 //! An entry removed or overwritten while marking has its old value shaded (the deletion half
 //! of the hybrid barrier: the marker may not have traced it yet, and the snapshot reached it if
-//! its key was reachable); an entry inserted while marking has its value shaded (the insertion
-//! half: a table allocated during marking is black and never scanned, so nothing else would
-//! trace its values). A lookup needs no barrier: a mutator can only look up a key it holds, and
+//! its key was reachable); an entry inserted while marking has its key and value shaded (the
+//! insertion half: a table allocated during marking is black and never scanned, and a scope
+//! that blocked across STW 1 may insert a key or value the snapshot never saw; any other key a
+//! mutator can name is marked by the end of marking anyway). A lookup needs no barrier: a mutator can only look up a key it holds, and
 //! a key a mutator holds is marked by the end of marking (snapshot or allocate-black), so the
 //! entry's value is traced by a round unless the entry is removed first (then the deletion
 //! barrier shaded it). There is no iteration over entries (as with JavaScript's `WeakMap`): an
@@ -39,9 +42,11 @@
 //!
 //! # Locking
 //!
-//! The map's lock is taken by mutators inside table operations (never across a scope's end or a
-//! barrier or allocation call), by markers scanning a table, and by the collector in rounds and
-//! clearing. A stop waits for scopes to end, so no lock is held while the world is stopped.
+//! The map's lock is taken by mutators inside one table operation (never across a barrier or
+//! allocation call or a scope's end), by markers scanning a table, and by the collector in
+//! rounds and clearing. A lookup needs no `Mutation`, so one may run inside a blocking region
+//! while the world is stopped; a marker then waits for that one map operation, which never
+//! waits for the collector.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -243,14 +248,17 @@ unsafe fn clear_of<V: Trace>(obj: *const Object, is_live: &dyn Fn(*const Object)
             .collect();
         keys.iter().filter_map(|k| map.remove(k)).collect()
     };
-    // Dropped outside the lock.
-    dead.len()
+    // Dropped outside the lock, as the sweeper drops objects (the values were part of the
+    // table object, whose drop glue would have dropped them).
+    let n = dead.len();
+    crate::gc::sweep::as_drop_glue(|| std::any::type_name::<V>().to_string(), || drop(dead));
+    n
 }
 
 // SAFETY: a table's keys are weak (never reported to a marker); its values are reported once
 // their key is marked, in this scan or in a later round of the same cycle (the table is then
 // deferred), which `gc::cycle` runs to a fixpoint before marking ends (module docs). The map
-// is read under its lock, which no mutator holds across anything that waits for the collector.
+// is read under its lock, which no one holds across anything that waits for the collector.
 // Tracers that do not mark (the barrier's, the verifier's) get every key and value.
 unsafe impl<V: Trace> Trace for EphemeronObj<V> {
     fn trace(&self, t: &mut Tracer) {

@@ -159,7 +159,10 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer) -> u64 {
         return 0;
     }
     let mut set = f.resurrected.write();
-    let mut n = 0;
+    // Decide every registration from the marks as marking left them, then mark: an object
+    // registered twice (with one queue or two) is queued by each registration, and a queue
+    // counts as dead or alive by the same marks as the objects.
+    let mut dead = Vec::new();
     reg.retain(|&(q, o)| {
         if !t.is_marked(q.0) {
             // The queue is dead: nobody could pop the object.
@@ -168,16 +171,19 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer) -> u64 {
         if t.is_marked(o.0) {
             return true;
         }
+        dead.push((q, o));
+        false
+    });
+    drop(reg);
+    let n = dead.len() as u64;
+    for (q, o) in dead {
         // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is
         // marked, so alive.
         let queue = unsafe { &*(q.0 as *const FinalizerObj) };
         queue.ready.lock().push_back(o);
         set.insert(o.0 as usize);
         t.edge(o.0);
-        n += 1;
-        false
-    });
-    drop(reg);
+    }
     if n > 0 {
         f.any_resurrected.store(true, Ordering::Release);
     }

@@ -144,23 +144,33 @@ pub(crate) fn refuse_in_drop_glue(what: &str) {
 /// Run the drop glue of the dead object `o` of type `info`.
 fn run_drop(info: &'static TypeInfo, o: *mut Object) {
     if let Some(d) = info.drop {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Restored, not cleared, afterwards: this drop glue may itself run in drop glue (a
-            // lazy sweep of another heap it allocated in).
-            let outer = IN_DROP_GLUE.with(|c| c.replace(true));
+        as_drop_glue(
+            || (info.name)().to_string(),
             // SAFETY: `o` is a dead object (allocated, unmarked) of the span's type, in a span
             // being swept by this thread alone; it is intact (only sweeping overwrites dead
             // objects, after this call), and this is the one sweep that frees it, so it is
             // dropped exactly once, here.
-            unsafe { d(o) };
-            IN_DROP_GLUE.with(|c| c.set(outer));
-        }));
-        if r.is_err() {
-            crate::util::bug::fatal(format!(
-                "gc-core: drop glue of a `{}` panicked during sweeping; aborting",
-                (info.name)()
-            ));
-        }
+            || unsafe { d(o) },
+        );
+    }
+}
+
+/// Run `drop` as the collector runs drop glue (a sweep, or the removal of a dead ephemeron
+/// entry): calls that would wait for the collector are refused ([`refuse_in_drop_glue`]), and
+/// a panic aborts with a message naming `what` (a sweep cannot unwind half done).
+pub(crate) fn as_drop_glue(what: impl FnOnce() -> String, glue: impl FnOnce()) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Restored, not cleared, afterwards: this drop glue may itself run in drop glue (a
+        // lazy sweep of another heap it allocated in).
+        let outer = IN_DROP_GLUE.with(|c| c.replace(true));
+        glue();
+        IN_DROP_GLUE.with(|c| c.set(outer));
+    }));
+    if r.is_err() {
+        crate::util::bug::fatal(format!(
+            "gc-core: drop glue of a `{}` panicked during sweeping; aborting",
+            what()
+        ));
     }
 }
 

@@ -34,5 +34,6 @@ cargo +nightly miri test -p gc-core --test blocking -- a_scope_blocked a_panic
 cargo +nightly miri test -p gc-core --test races -- --skip verify_on
 # Ephemeron tables, cleanups and finalizer queues: entries dying with their keys (values
 # pointing back at them), chains through values, resurrection and freeing later, cleanups once
-# and at teardown (the cleanup thread included), in both collector modes, verify on and off.
-cargo +nightly miri test -p gc-core --test finalization -- an_entry chains cleanups finalizers_resurrect
+# and at teardown (the cleanup thread included), double registration, a resurrected key;
+# concurrent marking, verify off (`settings()` under Miri: each collection is slow there).
+cargo +nightly miri test -p gc-core --test finalization -- an_entry chains_and cleanups finalizers_resurrect double_registration

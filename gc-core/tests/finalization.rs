@@ -274,6 +274,10 @@ fn finalizers_resurrect_in_registration_order_and_free_later() {
                 .collect();
             assert_eq!(order, vec![2, 0, 1, 3]);
         });
+        assert_eq!(
+            heap.metrics().u64("/gccore/gc/finalizers/popped:objects"),
+            Some(4)
+        );
         m.collect();
         m.collect();
         // 3 is freed (popped and dropped); 0 is kept and keeps 1 and 2.

@@ -128,6 +128,10 @@ impl<'gc, T: 'gc> GcFinalizers<'gc, T> {
         // marker may not have seen).
         let g: Gc<'gc, T> = unsafe { Gc::from_word(p as usize) };
         mc.shade_barrier(&g);
+        mc.shared
+            .finalize
+            .finalizers_popped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(g)
     }
 

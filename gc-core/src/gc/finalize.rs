@@ -71,6 +71,8 @@ pub(crate) struct Finalization {
     /// Objects queued for finalization, in all cycles and in the current one.
     pub finalizers_queued: AtomicU64,
     pub finalizers_queued_in_cycle: AtomicU64,
+    /// Queued objects handed to the embedder (`GcFinalizers::pop`): finalizers run.
+    pub finalizers_popped: AtomicU64,
 }
 
 impl Finalization {

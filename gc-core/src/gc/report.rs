@@ -119,6 +119,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(u(&h.ephemerons.rounds)),
         U(u(&h.ephemerons.cleared)),
         U(u(&h.finalize.finalizers_queued)),
+        U(u(&h.finalize.finalizers_popped)),
         U(cleanups_run),
         U(h.finalize.cleanups_pending()),
         U(cleanups_panicked),

@@ -460,6 +460,10 @@ pub const ALL: &[(&str, &str)] = &[
         "Objects found unreachable and resurrected onto a GcFinalizers queue (cumulative).",
     ),
     (
+        "/gccore/gc/finalizers/popped:objects",
+        "Queued objects handed back by GcFinalizers::pop (the finalizers the embedder ran; cumulative).",
+    ),
+    (
         "/gccore/gc/cleanups/run:calls",
         "Cleanups (Gc::add_cleanup) run, including those that panicked (cumulative).",
     ),

@@ -1,6 +1,8 @@
 //! Ephemeron tables, cleanups and finalizer queues: what each promises, in both marking modes
 //! and with verify mode on and off (the verifier checks every table and queue after each cycle).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -596,11 +598,7 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
         };
         blocked_rx.recv().unwrap();
         let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-        heap.debug_hold_marking(true);
-        heap.debug_start_cycle();
-        while !b.mutate(|mc, _| mc.debug_marking()) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         go_tx.send(()).unwrap();
         done_rx.recv().unwrap();
         heap.debug_hold_marking(false);

@@ -206,21 +206,6 @@ fn mutator(heap: &Heap) -> Mutator<RootM> {
     })
 }
 
-/// Start a cycle with the background marker held, and wait until its mark phase runs.
-/// `marking` runs a scope of a mutator of the heap and says whether it saw marking.
-fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
-    heap.debug_hold_marking(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !marking() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the cycle did not start"
-        );
-        std::thread::yield_now();
-    }
-}
-
 type StackM = Rootable!['gc => Gc<'gc, Obj>];
 
 /// With the marker held after STW 1, every object of one container of `from` (greyed by the
@@ -251,7 +236,7 @@ fn held_marker_move(verify: bool, span: bool, from: Kind, to: Kind) {
             from.push(mc, &r.from, obj(mc, id, &drops));
         }
     });
-    start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+    common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
     m.mutate_with_stack(|mc, r, stack| {
         assert!(mc.debug_marking());
         for o in from.take_all(mc, &r.from) {
@@ -329,7 +314,7 @@ fn borrow_held_across_stw1(verify: bool) {
     };
     blocked_rx.recv().unwrap();
     let mut b = mutator(&heap);
-    start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
+    common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
     // Let the marker run (it reaches the borrowed vector and skips it) before the scope goes on.
     heap.debug_hold_marking(false);
     std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
@@ -810,7 +795,7 @@ fn moves_inside_a_blocking_region_after_stw1() {
         });
         blocked_rx.recv().unwrap();
         let mut b = two(&heap);
-        start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
+        common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         heap.debug_hold_marking(false);
         std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
         go_tx.send(()).unwrap();

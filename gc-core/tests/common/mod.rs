@@ -127,6 +127,21 @@ pub fn run_child(test: &str, env_var: &str, timeout: Duration) -> ChildEnd {
     }
 }
 
+/// Start a cycle with the background marker held, and wait until its mark phase runs.
+/// `marking` runs a scope of a mutator of the heap and says whether it saw marking.
+pub fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
+    heap.debug_hold_marking(true);
+    heap.debug_start_cycle();
+    let t = Instant::now();
+    while !marking() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the cycle did not start"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Start a cycle and wait until it is between STW 2 and the clearing of dead weak references
 /// (the weak-clearing window), holding it there (release with `debug_hold_weak_clearing(false)`).
 pub fn hold_before_weak_clearing(heap: &Heap) {

@@ -334,6 +334,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
     // collector thread will earn credit, find grey work, or stop the world (which wakes
     // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
     h.mark.draining.store(true, Ordering::SeqCst);
+    let mut lap = crate::util::clock::CpuLap::start();
     let mut resurrected = false;
     loop {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
@@ -362,10 +363,12 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
                     None => break,
                 }
             }
-            let took = background_slice(h, t);
+            background_slice(h, t);
             h.controller().revise();
             h.controller().update_limiter(false, cycle);
-            pace.after(h, took);
+            if let Some(cpu) = lap.lap() {
+                pace.after(h, cpu);
+            }
         }
         // Out of grey work: an ephemeron round with the world running (values whose keys were
         // marked since their tables were scanned); if it greyed anything, mark on.
@@ -404,6 +407,8 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }
+        // Book the marking so far before the pause (which books its own time).
+        pace.book(h, lap.finish());
         let mut world = StoppedWorld::stop(h);
         for m in world.mutators() {
             for a in m.local.wb_buf.drain(..) {

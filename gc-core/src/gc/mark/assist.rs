@@ -163,7 +163,7 @@ pub(crate) fn wake_parked(h: &Shared) {
 /// grey work was left.
 fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
     let mut out_of_work = false;
-    let mut last = crate::util::clock::thread_cpu_ns();
+    let mut lap = crate::util::clock::CpuLap::start();
     // `busy` stays raised until the work is handed back, so unwinding out of here would
     // leave marking unable to end, as well as lose the grey objects: abort instead.
     let guard = AbortOnUnwind("a mark assist");
@@ -171,14 +171,14 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
     let mut t = Tracer::marking(h, Marking::Local);
     let mut slices = 0u32;
     while t.work() * WORK_UNIT_BYTES < target {
-        // Account the CPU time as it passes (the CPU limiter reads it; every 16 slices, a
-        // few tens of microseconds) and let the limiter update.
+        // Account the CPU time as it passes (the CPU limiter reads it) and let the limiter
+        // update, every 16 slices (a few tens of microseconds).
         if slices % 16 == 0 {
-            let now = crate::util::clock::thread_cpu_ns();
-            h.stats
-                .assist_ns
-                .fetch_add(now.saturating_sub(last), Ordering::Relaxed);
-            last = now;
+            if let Some(cpu) = lap.lap() {
+                h.stats
+                    .assist_ns
+                    .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
+            }
             h.controller()
                 .update_limiter(false, h.mark.cycle.load(Ordering::Relaxed));
         }
@@ -209,9 +209,8 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
     // After the hand-over: a collector that sees no assist running finds their work queued.
     h.mark.work.leave();
     guard.disarm();
-    h.stats.assist_ns.fetch_add(
-        crate::util::clock::thread_cpu_ns().saturating_sub(last),
-        Ordering::Relaxed,
-    );
+    h.stats
+        .assist_ns
+        .fetch_add(lap.finish().as_nanos() as u64, Ordering::Relaxed);
     (done, out_of_work)
 }

@@ -19,6 +19,7 @@ use crate::gc::mark::roots::hand_over;
 use crate::gc::mark::tracer::{Marking, Tracer};
 use crate::gc::mark::work::run_stw_worker;
 use crate::pacer::controller::WORK_UNIT_BYTES;
+use crate::util::clock::CpuLap;
 
 /// Work (objects scanned and edges followed, see `Tracer::drain_budget`) between two checks of
 /// a background worker's pace and of the queue.
@@ -119,6 +120,7 @@ fn background_worker(h: &Shared, share: f64) {
     // the pool and comes back with a fresh pace.
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
     let mut pace = Pace::new(share, h.settings.procs);
+    let mut lap = CpuLap::start();
     let mut t = Tracer::marking(h, Marking::Local);
     while h.mark.marking.load(Ordering::Acquire)
         && h.mark.cycle.load(Ordering::Relaxed) == cycle
@@ -137,11 +139,14 @@ fn background_worker(h: &Shared, share: f64) {
                 continue;
             }
         }
-        let took = background_slice(h, &mut t);
+        background_slice(h, &mut t);
         hand_over(h, &mut t);
         h.mark.work.leave();
-        pace.after(h, took);
+        if let Some(cpu) = lap.lap() {
+            pace.after(h, cpu);
+        }
     }
+    pace.book(h, lap.finish());
 }
 
 /// A concurrent marker holding more grey objects than this offers half of them when the queue
@@ -149,10 +154,9 @@ fn background_worker(h: &Shared, share: f64) {
 const OFFER_MIN: usize = 64;
 
 /// One slice of background marking: drain up to [`DRAIN_SLICE`] units, offer work if the queue
-/// is empty, count the scan work (for the pacer, and as credit assists can steal) and the time,
-/// and return the time (for the worker's pace).
-pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
-    let start = crate::util::clock::thread_cpu_ns();
+/// is empty, and count the scan work (for the pacer, and as credit assists can steal). The
+/// caller books the time over several slices ([`CpuLap`]) and paces itself with [`Pace`].
+pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
     t.drain_budget(DRAIN_SLICE);
     // An assist waiting for credit can mark instead: offer it work however little there is.
     let parked = h.mark.assists_parked.load(Ordering::Relaxed) > 0;
@@ -161,7 +165,6 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) -> Duration {
     h.pacer.heap_scan_work.fetch_add(work, Ordering::Relaxed);
     h.pacer.bg_credit.fetch_add(work as i64, Ordering::SeqCst);
     crate::gc::mark::assist::wake_parked(h);
-    Duration::from_nanos(crate::util::clock::thread_cpu_ns().saturating_sub(start))
 }
 
 /// Keeps a background worker's CPU use near its share (see [`crate::pacer::worker_shares`]),
@@ -205,27 +208,10 @@ impl Pace {
         }
     }
 
-    /// Account `slice` of work (as background or idle marking); sleep if the worker is ahead
-    /// of its share and no CPU is spare.
+    /// Account `slice` of work (CPU time, as background or idle marking); sleep if the worker
+    /// is ahead of its share and no CPU is spare.
     pub(crate) fn after(&mut self, h: &Shared, slice: Duration) {
-        self.own += slice;
-        // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
-        // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
-        // the processor its parked assist left).
-        if h.mark.assists_parked.load(Ordering::Relaxed) > 0 {
-            h.stats
-                .idle_mark_ns
-                .fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
-            return;
-        }
-        let counter = if self.idle {
-            &h.stats.idle_mark_ns
-        } else {
-            self.busy += slice;
-            &h.stats.bg_mark_ns
-        };
-        counter.fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
-        if self.share >= 1.0 {
+        if !self.book(h, slice) || self.share >= 1.0 {
             return;
         }
         let now = Instant::now();
@@ -255,5 +241,28 @@ impl Pace {
                 Duration::from_secs_f64(ahead / self.share).min(Duration::from_millis(2)),
             );
         }
+    }
+
+    /// Account `slice` of work (CPU time) as background or idle marking; false when it went to
+    /// idle marking because an assist is waiting (then the worker must not pause).
+    pub(crate) fn book(&mut self, h: &Shared, slice: Duration) -> bool {
+        self.own += slice;
+        // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
+        // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
+        // the processor its parked assist left).
+        if h.mark.assists_parked.load(Ordering::Relaxed) > 0 {
+            h.stats
+                .idle_mark_ns
+                .fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
+            return false;
+        }
+        let counter = if self.idle {
+            &h.stats.idle_mark_ns
+        } else {
+            self.busy += slice;
+            &h.stats.bg_mark_ns
+        };
+        counter.fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
+        true
     }
 }

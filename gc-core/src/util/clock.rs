@@ -58,7 +58,7 @@ pub(crate) fn thread_cpu_ns() -> u64 {
 }
 
 /// How much wall time passes between two reads of the thread's CPU clock by a [`CpuLap`].
-pub(crate) const LAP: std::time::Duration = std::time::Duration::from_micros(250);
+pub(crate) const LAP: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Books a thread's CPU time over many short stretches of work (slices of marking) without
 /// reading its CPU clock after each: the thread's CPU clock is a system call (0.6 µs on a

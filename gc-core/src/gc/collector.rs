@@ -234,10 +234,25 @@ fn fatal_on_panic(who: &str, f: impl FnOnce()) {
 
 /// Wait for requests; run cycles; sweep in the background in between.
 fn collector_loop(h: &Shared) {
+    // Background sweeping's CPU time, booked in laps (`CpuLap`) across batches and up to date
+    // before anything else runs on this thread.
+    let mut sweeping: Option<crate::util::clock::CpuLap> = None;
+    let book_sweep = |d: std::time::Duration| {
+        h.stats
+            .sweep_bg_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed)
+    };
     loop {
         let cycle = {
             let mut st = h.control.state.lock();
             loop {
+                let sweep_next = !st.shutdown
+                    && st.requested <= st.started
+                    && !h.hooks.back_to_back.load(Ordering::Relaxed)
+                    && h.mheap.central.unswept_count() > 0;
+                if !sweep_next && let Some(mut lap) = sweeping.take() {
+                    book_sweep(lap.finish());
+                }
                 if st.shutdown {
                     return;
                 }
@@ -259,17 +274,16 @@ fn collector_loop(h: &Shared) {
             crate::gc::cycle::gc_cycle(h);
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.
-            let start = crate::util::clock::thread_cpu_ns();
+            let lap = sweeping.get_or_insert_with(crate::util::clock::CpuLap::start);
             for _ in 0..16 {
                 if !sweep::sweep_some(h) {
                     break;
                 }
             }
+            if let Some(d) = lap.lap() {
+                book_sweep(d);
+            }
             note_sweep_done(h);
-            h.stats.sweep_bg_ns.fetch_add(
-                crate::util::clock::thread_cpu_ns().saturating_sub(start),
-                Ordering::Relaxed,
-            );
         }
     }
 }

@@ -47,6 +47,12 @@ use crate::alloc::span::{LARGE, Span};
 use crate::alloc::span_class::{SpanClasses, TypeTag};
 use crate::alloc::sweepgen::SweepGen;
 
+/// How far ahead of the span it reads the walk in [`Central::queue_unswept`] prefetches.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Cache lines of a `Span` that sweeping it reads: up to the end of its allocation state.
+const SWEPT_LINES: usize = (std::mem::offset_of!(Span, state) + 64) / 64;
+
 /// What kind of span [`Central::new_span`] makes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum SpanKind {
@@ -201,7 +207,13 @@ impl Central {
         let mut large = Vec::new();
         let mut by_class: Vec<Vec<SpanRef>> =
             (0..self.classes.count()).map(|_| Vec::new()).collect();
-        for &s in all.iter() {
+        for (i, &s) in all.iter().enumerate() {
+            // The spans are cold: start loading a later one's sweep fields now.
+            if let Some(ahead) = all.get(i + PREFETCH_AHEAD) {
+                crate::util::prefetch::prefetch(
+                    ahead.as_ptr() as usize + std::mem::offset_of!(Span, sweep_gen),
+                );
+            }
             let sp = s.get();
             if !self.needs_sweep(sp) {
                 continue;
@@ -353,7 +365,15 @@ impl Central {
             if self.sweep_held() {
                 None
             } else {
-                l.unswept.pop()
+                let s = l.unswept.pop();
+                // The next span popped from this list (by this sweeper, or by an allocating
+                // mutator's lazy sweep) is cold: have the CPU load the fields a sweep reads
+                // (the first lines: marking's fields, the mark words, the sweep generation and
+                // allocation state) while this one is swept.
+                if let Some(next) = l.unswept.last() {
+                    crate::util::prefetch::prefetch_lines(next.as_ptr() as usize, SWEPT_LINES);
+                }
+                s
             }
         };
         if s.is_some() {

@@ -1,6 +1,6 @@
 //! Leaf types every layer may use: the configuration (the heap's and the pacer's knobs) and the
-//! error types, synchronisation primitives (swappable for loom's), CPU clocks, internal-failure
-//! reporting.
+//! error types, synchronisation primitives (swappable for loom's), CPU clocks, software prefetch,
+//! internal-failure reporting.
 
 #[macro_use]
 pub(crate) mod bug;
@@ -8,4 +8,5 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod pacer_config;
+pub(crate) mod prefetch;
 pub(crate) mod primitive;

@@ -143,16 +143,7 @@ fn prefetch_slots(start: usize, size: usize, w: usize, mut bits: u64) {
     while bits != 0 {
         let i = w * 64 + bits.trailing_zeros() as usize;
         bits &= bits - 1;
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint that reads no memory architecturally; any address is
-        // allowed (this one is a slot of a live span).
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                (start + i * size) as *const i8,
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (start, size, i);
+        crate::util::prefetch::prefetch(start + i * size);
     }
 }
 

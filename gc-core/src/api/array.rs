@@ -82,6 +82,7 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
         // immutable and its words are atomics.
         let words = unsafe { array_words(h as *const VarHeader) };
         let end = t.array_chunk_end(h, start, words.len());
+        t.prefetch_words(&words[start..end]);
         for w in &words[start..end] {
             // SAFETY: every word was written by `to_word` of a `T` (at allocation or by `set`).
             unsafe { T::from_word(w.load(Ordering::Acquire)) }.trace(t);

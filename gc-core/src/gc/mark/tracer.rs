@@ -124,6 +124,13 @@ pub struct Tracer {
 /// pause request or a budget, and the rest can be handed to another marker.
 pub(crate) const ARRAY_CHUNK: usize = 128;
 
+/// Cache lines at the start of a `Span` that marking an object in it reads: the slot-finding
+/// fields and the mark words (`Tracer::prefetch_words`).
+const SPAN_MARK_LINES: usize = 3;
+
+/// Array chunks shorter than this are traced without prefetching (`Tracer::prefetch_words`).
+const PREFETCH_MIN_WORDS: usize = 32;
+
 /// A grey object: its address and its type's `trace` function.
 #[derive(Clone, Copy)]
 pub(crate) struct Grey {
@@ -377,6 +384,36 @@ impl Tracer {
         let end = start + ARRAY_CHUNK;
         self.chunks.push((h, end));
         end
+    }
+
+    /// Marking: before the words of an array chunk are traced, have the CPU load what marking
+    /// each will read — its page-map entry, then the first lines of its span (the fields that
+    /// find the slot, and the mark words) — so that the cache misses of a chunk overlap. Traced
+    /// one by one, each element's misses come after the last one's, since marking a white
+    /// object is a locked read-modify-write, which the CPU lets no later load pass: a ring of
+    /// buffers scattered over the heap (msgbuf's shape) then costs two misses in a row per
+    /// element. Any word may be passed (a tagged value, null): prefetches are hints. Short
+    /// arrays (an interpreter's small tables and frames) are left alone: for them the two
+    /// extra passes cost more than the overlap saves.
+    pub(crate) fn prefetch_words(&self, words: &[std::sync::atomic::AtomicUsize]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if words.len() < PREFETCH_MIN_WORDS || !matches!(self.purpose, Purpose::Mark) {
+            return;
+        }
+        // SAFETY: the arena outlives the tracer (see the field).
+        let arena = unsafe { &*self.arena };
+        for w in words {
+            arena.prefetch_page_entry(w.load(Relaxed));
+        }
+        for w in words {
+            let a = w.load(Relaxed);
+            if arena.contains(a) {
+                let span = arena.span_of(a);
+                if !span.is_null() {
+                    crate::util::prefetch::prefetch_lines(span as usize, SPAN_MARK_LINES);
+                }
+            }
+        }
     }
 
     /// Take the grey work this tracer holds (to hand it to another marker).

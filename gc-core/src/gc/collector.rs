@@ -246,10 +246,11 @@ fn collector_loop(h: &Shared) {
         let cycle = {
             let mut st = h.control.state.lock();
             loop {
-                let sweep_next = !st.shutdown
-                    && st.requested <= st.started
-                    && !h.hooks.back_to_back.load(Ordering::Relaxed)
-                    && h.mheap.central.unswept_count() > 0;
+                // Read once: the sweep lap is booked unless this very decision is to sweep on.
+                let back_to_back = h.hooks.back_to_back.load(Ordering::Relaxed);
+                let unswept = h.mheap.central.unswept_count() > 0;
+                let sweep_next =
+                    !st.shutdown && st.requested <= st.started && !back_to_back && unswept;
                 if !sweep_next && let Some(mut lap) = sweeping.take() {
                     book_sweep(lap.finish());
                 }
@@ -259,12 +260,12 @@ fn collector_loop(h: &Shared) {
                 if st.requested > st.started {
                     break true;
                 }
-                if h.hooks.back_to_back.load(Ordering::Relaxed) {
+                if back_to_back {
                     // Testing: start the next cycle as soon as the last one ended.
                     st.requested = st.started + 1;
                     break true;
                 }
-                if h.mheap.central.unswept_count() > 0 {
+                if unswept {
                     break false;
                 }
                 h.control.wake.wait(&mut st);

@@ -433,6 +433,8 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             return world;
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);
+        // The pause books its own time (wall × CPUs): the lap starts again after it.
+        lap.finish();
     }
 }
 

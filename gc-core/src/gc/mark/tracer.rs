@@ -402,8 +402,15 @@ impl Tracer {
         }
         // SAFETY: the arena outlives the tracer (see the field).
         let arena = unsafe { &*self.arena };
+        let mut in_heap = false;
         for w in words {
-            arena.prefetch_page_entry(w.load(Relaxed));
+            let a = w.load(Relaxed);
+            in_heap |= arena.contains(a);
+            arena.prefetch_page_entry(a);
+        }
+        // An array of numbers or tagged values outside the heap: nothing more to fetch.
+        if !in_heap {
+            return;
         }
         for w in words {
             let a = w.load(Relaxed);

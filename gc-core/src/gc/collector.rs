@@ -232,42 +232,48 @@ fn fatal_on_panic(who: &str, f: impl FnOnce()) {
     }
 }
 
+/// Book what background sweeping has spent since its last lap, and end the lap (before this
+/// thread does anything else: a cycle, waiting, exiting).
+fn end_sweep_lap(h: &Shared, sweeping: &mut Option<crate::util::clock::CpuLap>) {
+    if let Some(mut lap) = sweeping.take() {
+        book_sweep(h, lap.finish());
+    }
+}
+
+/// Book `cpu` of background sweeping.
+fn book_sweep(h: &Shared, cpu: std::time::Duration) {
+    h.stats
+        .sweep_bg_ns
+        .fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
+}
+
 /// Wait for requests; run cycles; sweep in the background in between.
 fn collector_loop(h: &Shared) {
-    // Background sweeping's CPU time, booked in laps (`CpuLap`) across batches and up to date
-    // before anything else runs on this thread.
+    // Background sweeping's CPU time, booked in laps (`CpuLap`) across batches; every way out
+    // of sweeping but another batch ends the lap.
     let mut sweeping: Option<crate::util::clock::CpuLap> = None;
-    let book_sweep = |d: std::time::Duration| {
-        h.stats
-            .sweep_bg_ns
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed)
-    };
     loop {
         let cycle = {
             let mut st = h.control.state.lock();
             loop {
-                // Read once: the sweep lap is booked unless this very decision is to sweep on.
-                let back_to_back = h.hooks.back_to_back.load(Ordering::Relaxed);
-                let unswept = h.mheap.central.unswept_count() > 0;
-                let sweep_next =
-                    !st.shutdown && st.requested <= st.started && !back_to_back && unswept;
-                if !sweep_next && let Some(mut lap) = sweeping.take() {
-                    book_sweep(lap.finish());
-                }
                 if st.shutdown {
+                    end_sweep_lap(h, &mut sweeping);
                     return;
                 }
                 if st.requested > st.started {
+                    end_sweep_lap(h, &mut sweeping);
                     break true;
                 }
-                if back_to_back {
+                if h.hooks.back_to_back.load(Ordering::Relaxed) {
                     // Testing: start the next cycle as soon as the last one ended.
+                    end_sweep_lap(h, &mut sweeping);
                     st.requested = st.started + 1;
                     break true;
                 }
-                if unswept {
+                if h.mheap.central.unswept_count() > 0 {
                     break false;
                 }
+                end_sweep_lap(h, &mut sweeping);
                 h.control.wake.wait(&mut st);
             }
         };
@@ -282,7 +288,7 @@ fn collector_loop(h: &Shared) {
                 }
             }
             if let Some(d) = lap.lap() {
-                book_sweep(d);
+                book_sweep(h, d);
             }
             note_sweep_done(h);
         }

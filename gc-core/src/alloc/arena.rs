@@ -453,9 +453,10 @@ impl Arena {
         }
     }
 
-    /// Allocate a run of `npages` pages. Returns its address, or `None` if the reservation is
-    /// exhausted.
-    pub(crate) fn alloc_pages(&self, npages: usize) -> Option<usize> {
+    /// Allocate a run of `npages` pages: a free run, or with `grow` new pages above the
+    /// high-water mark if none fits. Returns its address, or `None` if none fits and `grow` is
+    /// false or the reservation is exhausted.
+    pub(crate) fn alloc_pages(&self, npages: usize, grow: bool) -> Option<usize> {
         let mut pa = self.pages.lock();
         // Best fit, but among the few best-fitting runs prefer one without released pages:
         // reusing released pages makes memory resident again, which under a memory limit
@@ -484,7 +485,7 @@ impl Arena {
                 (start, reused)
             }
             None => {
-                if pa.high_water + npages > self.npages {
+                if !grow || pa.high_water + npages > self.npages {
                     return None;
                 }
                 let start = pa.high_water;
@@ -503,6 +504,15 @@ impl Arena {
             self.scavenge_for_growth(&mut pa, growth);
         }
         Some(self.base + start * PAGE_SIZE)
+    }
+
+    /// Whether retained memory (touched, not released) is over the scavenger's goal or 95% of
+    /// the memory limit (the scavenger's own bound): then freed pages should go back to the
+    /// page allocator, where the scavenger can release them, rather than be kept in spans.
+    pub(crate) fn over_retain_goal(&self) -> bool {
+        let goal = self.retain_goal.load(Ordering::Relaxed);
+        let limit = self.memory_limit.load(Ordering::Relaxed) / 100 * 95;
+        self.mapped_ready_bytes() > goal.min(limit)
     }
 
     /// The heap just grew by `growth` backed pages: release free pages so that mapped memory
@@ -574,38 +584,51 @@ mod tests {
     #[test]
     fn alloc_free_coalesce_and_exhaust() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let x = a.alloc_pages(4).unwrap();
-        let y = a.alloc_pages(4).unwrap();
-        let z = a.alloc_pages(8).unwrap();
+        let x = a.alloc_pages(4, true).unwrap();
+        let y = a.alloc_pages(4, true).unwrap();
+        let z = a.alloc_pages(8, true).unwrap();
         assert_eq!(y, x + 4 * PAGE_SIZE);
         assert_eq!(z, y + 4 * PAGE_SIZE);
         assert!(
-            a.alloc_pages(1).is_none(),
+            a.alloc_pages(1, true).is_none(),
             "reservation should be exhausted"
         );
         a.free_pages(x, 4);
         a.free_pages(z, 8);
         a.free_pages(y, 4);
         // All three runs coalesced into one: a 16-page request fits again.
-        assert_eq!(a.alloc_pages(16), Some(x));
+        assert_eq!(a.alloc_pages(16, true), Some(x));
         assert_eq!(a.in_use_bytes(), 16 * PAGE_SIZE);
     }
 
     #[test]
     fn best_fit_reuses_smallest_hole() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let p: Vec<usize> = (0..6).map(|_| a.alloc_pages(2).unwrap()).collect();
+        let p: Vec<usize> = (0..6).map(|_| a.alloc_pages(2, true).unwrap()).collect();
         a.free_pages(p[1], 2); // hole of 2
         a.free_pages(p[3], 2);
         a.free_pages(p[4], 2); // hole of 4
-        assert_eq!(a.alloc_pages(2), Some(p[1]));
-        assert_eq!(a.alloc_pages(3), Some(p[3]));
+        assert_eq!(a.alloc_pages(2, true), Some(p[1]));
+        assert_eq!(a.alloc_pages(3, true), Some(p[3]));
+    }
+
+    #[test]
+    fn without_growth_only_free_runs_are_used() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let x = a.alloc_pages(4, false);
+        assert_eq!(x, None, "a fresh arena has no free run");
+        assert_eq!(a.mapped_bytes(), 0);
+        let p: Vec<usize> = (0..3).map(|_| a.alloc_pages(2, true).unwrap()).collect();
+        a.free_pages(p[1], 2);
+        assert_eq!(a.alloc_pages(3, false), None, "no free run of 3 pages");
+        assert_eq!(a.mapped_bytes(), 6 * PAGE_SIZE, "grew without `grow`");
+        assert_eq!(a.alloc_pages(2, false), Some(p[1]));
     }
 
     #[test]
     fn scavenge_releases_free_pages_highest_first() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let p: Vec<usize> = (0..4).map(|_| a.alloc_pages(4).unwrap()).collect();
+        let p: Vec<usize> = (0..4).map(|_| a.alloc_pages(4, true).unwrap()).collect();
         assert_eq!(a.mapped_ready_bytes(), 16 * PAGE_SIZE);
         // Touch the pages so that release is observable.
         for &x in &p {
@@ -633,7 +656,7 @@ mod tests {
         assert_eq!(a.scavenge(100 * PAGE_SIZE), 0);
         assert_eq!(a.free_ready_bytes(), 0);
         // Reusing released pages makes them ready again.
-        let q = a.alloc_pages(4).unwrap();
+        let q = a.alloc_pages(4, true).unwrap();
         assert!(q == p[1] || q == p[3]);
         assert_eq!(a.released_bytes(), 4 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
@@ -643,13 +666,13 @@ mod tests {
     fn growth_over_the_memory_limit_releases_free_pages() {
         let a = Arena::new(64 * PAGE_SIZE).unwrap();
         a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
-        let x = a.alloc_pages(8).unwrap();
-        let _y = a.alloc_pages(4).unwrap();
+        let x = a.alloc_pages(8, true).unwrap();
+        let _y = a.alloc_pages(4, true).unwrap();
         a.free_pages(x, 8);
         assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
         // 10 new pages (the free run is too short) would make 22 ready, 10 over the limit: all
         // 8 free pages are released, which leaves only the pages in use (14).
-        let _z = a.alloc_pages(10).unwrap();
+        let _z = a.alloc_pages(10, true).unwrap();
         assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
         assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
@@ -658,7 +681,7 @@ mod tests {
     #[test]
     fn page_map_publish_and_lookup() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let x = a.alloc_pages(2).unwrap();
+        let x = a.alloc_pages(2, true).unwrap();
         let fake = 0x1000 as *const Span;
         a.publish(x, 2, fake);
         assert_eq!(a.span_of(x), fake);

@@ -265,6 +265,7 @@ impl MCache {
         let mut st = span.state.lock();
         debug_assert!(!st.in_cache && !st.in_partial);
         st.in_cache = true;
+        st.idle = false;
         let free_bytes = (span.nelems - st.allocated) * span.elem_size;
         let words = st.alloc.as_raw_slice();
         let Some(w) = words.iter().position(|w| !w != 0) else {
@@ -380,8 +381,8 @@ fn load_window(span: &Span, w: usize, free: u64, black: bool, span_marking: bool
 const SWEEP_BUDGET: usize = 100;
 
 /// Get a swept span with a free slot for `sc`: from the partial list, by sweeping an unswept
-/// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), or fresh from the arena
-/// (then `true`).
+/// span of the class (lazy sweeping, at most [`SWEEP_BUDGET`] spans), from the class's empty
+/// list, or fresh from the arena (then `true`).
 ///
 /// Whatever it pops is its own (see [`crate::alloc::central`]): a partial span is swept already,
 /// an unswept one it claims and sweeps. In the weak-clearing window it takes a fresh span:
@@ -421,6 +422,11 @@ fn acquire_span(
             return Ok((s, false));
         }
         // Full after sweeping: it stays in `all` only.
+    }
+    // A span a sweep emptied and kept for the class (cheaper than a fresh one: no page
+    // allocation, no page-map writes).
+    if let Some(s) = c.pop_empty(sc) {
+        return Ok((s, false));
     }
     Ok((mh.new_span(SpanKind::Small(sc))?, true))
 }

@@ -1,9 +1,11 @@
 //! Central span lists (Go: `mcentral`): where allocation caches get spans and return them.
 //!
 //! For each **span class** (a type in a size class, [`crate::alloc::span_class`]) there is one
-//! lock and two lists:
+//! lock and three lists:
 //!
 //! * `partial`: spans with at least one free slot, ready for a cache;
+//! * `empty`: swept spans with no object left, kept for the class's next allocations (see
+//!   below);
 //! * `unswept`: spans queued for sweeping this cycle.
 //!
 //! # Who owns a span
@@ -14,7 +16,7 @@
 //! | place | owner |
 //! |-------|-------|
 //! | a mutator's allocation cache | that mutator (the collector with the world stopped) |
-//! | a `partial` list | the list: whoever pops it (under the class lock) owns it next |
+//! | a `partial` or `empty` list | the list: whoever pops it (under the class lock) owns it next |
 //! | an `unswept` list | the list, likewise |
 //! | a sweeper's hands | the thread that popped it and won its claim ([`SweepGen::try_claim`]) |
 //! | nowhere (full, or just made) | the thread that holds it, else nobody until the next cycle |
@@ -30,8 +32,26 @@
 //! "exactly once" explicit and refuses any sweep in the window.
 //!
 //! `all` lists every in-use span (for the verifier, teardown and the queueing walk). A span's
-//! pages and its `Box<Span>` are freed only by `free_span`, called by the owner of an empty
-//! span (a sweeper that popped it).
+//! pages are given back to the arena only by `free_span`, called by the owner of an empty span
+//! (a sweeper that popped it, or an allocation that took it off an empty list).
+//!
+//! # Empty spans
+//!
+//! A background sweep that empties a span keeps it on its class's `empty` list
+//! ([`Central::place_empty`]) instead of giving its pages back. In a steady state (a message
+//! buffer, an interpreter's short-lived frames) the class asks for as many spans during the
+//! next cycle as the sweep emptied, and a kept span is ready: no page-allocator update (two
+//! tree updates to free a run and coalesce it, two more to take one), no page-map writes, no
+//! metadata reset. It is bounded three ways, so that holding it never grows the heap:
+//!
+//! * a kept span that no cache takes before the next sweep is freed by that sweep (the `idle`
+//!   flag): a class holds at most what it emptied in one cycle;
+//! * before the arena grows to make a span of any class, the allocation frees kept spans first
+//!   ([`Central::new_span`]), so a phase change from one class to another reuses the pages;
+//! * when retained memory is over the scavenger's goal or the memory limit, sweeps free empty
+//!   spans as before, so the scavenger can release their pages.
+//!
+//! Kept spans count as in-use pages (`/memory/classes/heap/unused`), not free ones.
 //!
 //! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
 
@@ -100,6 +120,8 @@ pub(crate) struct Swept {
 #[derive(Default)]
 pub(crate) struct ClassLists {
     pub partial: Vec<SpanRef>,
+    /// Swept spans with no object, kept for the class (see the module docs).
+    pub empty: Vec<SpanRef>,
     pub unswept: Vec<SpanRef>,
 }
 
@@ -125,6 +147,22 @@ pub(crate) struct Central {
     spare: Mutex<Vec<SpanRef>>,
     /// The buffer `queue_unswept` copies `all` into, kept between cycles.
     walk_buf: Mutex<Vec<SpanRef>>,
+    /// Spans on the empty lists (changed under the class locks): whether an allocation about
+    /// to grow the arena has kept spans to free first.
+    empties: AtomicUsize,
+    /// The span class where [`Central::take_any_empty`] last found a kept span.
+    empty_cursor: AtomicUsize,
+    /// While nonzero, sweeps keep no empty span (see [`Central::keep_none`]).
+    keep_off: AtomicUsize,
+}
+
+/// While alive, sweeps keep no empty span ([`Central::keep_none`]).
+pub(crate) struct KeepNone<'c>(&'c Central);
+
+impl Drop for KeepNone<'_> {
+    fn drop(&mut self) {
+        self.0.keep_off.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Freed span metadata kept for reuse at most (beyond it, freed for real).
@@ -141,6 +179,9 @@ impl Central {
             sweepers: AtomicUsize::new(0),
             spare: Mutex::new(Vec::new()),
             walk_buf: Mutex::new(Vec::new()),
+            empties: AtomicUsize::new(0),
+            empty_cursor: AtomicUsize::new(0),
+            keep_off: AtomicUsize::new(0),
         }
     }
 
@@ -226,6 +267,12 @@ impl Central {
         }
         for (sc, mut spans) in by_class.into_iter().enumerate() {
             let mut l = self.classes.get(sc).lists.lock();
+            // The spans kept empty were swept last cycle, so all of them are stale: the unswept
+            // list owns them now (a sweep that finds one still empty frees it). Taken in O(1)
+            // under the lock, which allocating mutators take; their flags are cleared below,
+            // after it, before the window closes (no sweep reads them before).
+            let kept = std::mem::take(&mut l.empty);
+            self.empties.fetch_sub(kept.len(), Ordering::Relaxed);
             // Take the stale spans off the partial list: from now on the unswept list owns them.
             l.partial.retain(|s| {
                 let stale = self.needs_sweep(s.get());
@@ -234,16 +281,20 @@ impl Central {
                 }
                 !stale
             });
-            if spans.is_empty() {
-                continue;
+            if !spans.is_empty() {
+                self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
+                // Hand the list over by swapping when the class has none queued (the usual
+                // case), so the class lock is held for O(1).
+                if l.unswept.is_empty() {
+                    std::mem::swap(&mut l.unswept, &mut spans);
+                } else {
+                    l.unswept.extend(spans);
+                }
             }
-            self.unswept_len.fetch_add(spans.len(), Ordering::SeqCst);
-            // Hand the list over by swapping when the class has none queued (the usual case),
-            // so the class lock, which allocating mutators take, is held for O(1).
-            if l.unswept.is_empty() {
-                std::mem::swap(&mut l.unswept, &mut spans);
-            } else {
-                l.unswept.extend(spans);
+            drop(l);
+            for s in kept {
+                debug_assert!(self.needs_sweep(s.get()));
+                s.get().state.lock().in_partial = false;
             }
         }
         self.unswept_len.fetch_add(large.len(), Ordering::SeqCst);
@@ -272,7 +323,21 @@ impl Central {
                 (pages, pages * PAGE_SIZE, 1, LARGE, LARGE, tag)
             }
         };
-        let start = arena.alloc_pages(npages)?;
+        // Before the arena grows, free the spans kept empty for other classes (or, for a large
+        // span, for any class), one at a time until a free run fits.
+        let start = loop {
+            let grow = self.empties.load(Ordering::Relaxed) == 0;
+            if let Some(start) = arena.alloc_pages(npages, grow) {
+                break start;
+            }
+            if grow {
+                return None;
+            }
+            match self.take_any_empty() {
+                Some(e) => self.free_span(arena, e),
+                None => break arena.alloc_pages(npages, true)?,
+            }
+        };
         if poison {
             // SAFETY: `[start, start + npages pages)` was just handed to us by the arena and is
             // referenced by nothing else yet.
@@ -303,6 +368,84 @@ impl Central {
         r.get().all_index.store(all.len(), Ordering::Relaxed);
         all.push(r);
         Some(r)
+    }
+
+    /// Place an empty span that a sweeper popped and swept (so it is listed nowhere and cached
+    /// nowhere): keep it on its class's empty list, or free it if it is large, if it was kept
+    /// empty already and no cache took it since the last sweep, or if retained memory is over
+    /// the scavenger's goal (see the module docs).
+    pub(crate) fn place_empty(&self, arena: &Arena, s: SpanRef) {
+        let span = s.get();
+        if span.class != LARGE
+            && self.keep_off.load(Ordering::Relaxed) == 0
+            && !arena.over_retain_goal()
+        {
+            let mut l = self.classes.get(span.class_id).lists.lock();
+            let mut st = span.state.lock();
+            if st.in_cache || st.in_partial {
+                bug!("a span popped for sweeping was also cached or listed");
+            }
+            if !st.idle {
+                st.idle = true;
+                st.in_partial = true;
+                drop(st);
+                l.empty.push(s);
+                self.empties.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.free_span(arena, s);
+    }
+
+    /// Until the guard is dropped, sweeps free every empty span instead of keeping it. A full
+    /// cycle run meanwhile (`Heap::free_os_memory`) frees every kept span: a span kept before
+    /// its mark termination is queued for sweeping then, and its sweep finds it empty. (Kept
+    /// spans are freed by sweeps, not directly, because freeing a span outside a sweep would
+    /// race with the heap verifier of a pause.)
+    pub(crate) fn keep_none(&self) -> KeepNone<'_> {
+        self.keep_off.fetch_add(1, Ordering::Relaxed);
+        KeepNone(self)
+    }
+
+    /// Take a span kept empty for span class `sc` (an id); none in the weak-clearing window,
+    /// when the spans on the empty lists are stale (checked under the list's lock, as
+    /// [`Central::pop_unswept`] does).
+    pub(crate) fn pop_empty(&self, sc: usize) -> Option<SpanRef> {
+        let mut l = self.classes.get(sc).lists.lock();
+        if self.sweep_held() {
+            return None;
+        }
+        let s = l.empty.pop()?;
+        self.empties.fetch_sub(1, Ordering::Relaxed);
+        let mut st = s.get().state.lock();
+        debug_assert!(st.in_partial && st.allocated == 0 && self.is_swept(s.get()));
+        st.in_partial = false;
+        drop(st);
+        Some(s)
+    }
+
+    /// Spans kept on the empty lists (for tests).
+    #[cfg(test)]
+    pub(crate) fn kept_empty(&self) -> usize {
+        self.empties.load(Ordering::Relaxed)
+    }
+
+    /// Take a span kept empty for any class, to free it before the arena grows. Starts at the
+    /// class where it last found one; `None` if none is kept (or in the weak-clearing window).
+    fn take_any_empty(&self) -> Option<SpanRef> {
+        let n = self.classes.count();
+        let start = self.empty_cursor.load(Ordering::Relaxed);
+        for k in 0..n {
+            if self.empties.load(Ordering::Relaxed) == 0 || self.sweep_held() {
+                return None;
+            }
+            let sc = (start + k) % n;
+            if let Some(s) = self.pop_empty(sc) {
+                self.empty_cursor.store(sc, Ordering::Relaxed);
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// Unpublish and free an empty span that is on no list and in no cache (its owner's call).

@@ -35,6 +35,7 @@
 //! |------------------|---------------------------------|------------------------|
 //! | cached           | one mutator's allocation cache  | that mutator (and the collector with the world stopped) |
 //! | partial / full   | `Central::partial` / nowhere    | whoever holds the central lock, then the span lock |
+//! | empty (kept)     | `Central::empty`                | whoever holds the central lock, then the span lock |
 //! | unswept          | `Central::unswept`              | the sweeper that pops it |
 //!
 //! Every in-use span is also in `Central::all`. Span geometry (`start`, `elem_size`, …) is
@@ -63,8 +64,13 @@ pub(crate) struct SpanAlloc {
     pub allocated: usize,
     /// Whether a mutator cache currently owns this span.
     pub in_cache: bool,
-    /// Whether the span is on a central partial list.
+    /// Whether the span is on one of its class's central lists of swept spans (the partial
+    /// list, or the empty list).
     pub in_partial: bool,
+    /// Whether a sweep found the span empty and kept it for its class, and no cache has taken
+    /// it since: the next sweep that finds it still empty frees it (see
+    /// [`Central::place_empty`](crate::alloc::central::Central::place_empty)).
+    pub idle: bool,
 }
 
 /// Mark-bitmap words in every span: 1 024 slots, the most any size class has (8-byte slots in
@@ -223,6 +229,7 @@ impl Span {
                 allocated: 0,
                 in_cache: false,
                 in_partial: false,
+                idle: false,
             }),
             sweep_gen: GenAtomic::new(sweep_gen),
             all_index: AtomicUsize::new(usize::MAX),

@@ -137,7 +137,11 @@ impl Heap {
     /// As [`Heap::collect`]: inside a mutation scope of this heap.
     pub fn free_os_memory(&self) -> usize {
         let h = self.shared();
+        // Spans that sweeps keep empty for their classes are in-use pages: this cycle's sweep
+        // frees them.
+        let keep_none = h.mheap.central.keep_none();
         crate::gc::collector::collect(h);
+        drop(keep_none);
         h.mheap.arena.scavenge_all()
     }
 

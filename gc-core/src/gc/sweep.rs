@@ -175,12 +175,14 @@ pub(crate) fn as_drop_glue(what: impl FnOnce() -> String, glue: impl FnOnce()) {
 }
 
 /// Place a span swept by a sweeper that popped it from an unswept list (so it is listed
-/// nowhere and cached nowhere): free it if it is empty, list it as partial if it has free slots,
-/// leave it otherwise (full: found again through `all` after the next mark).
+/// nowhere and cached nowhere): keep it for its class or free it if it is empty
+/// ([`Central::place_empty`](crate::alloc::central::Central::place_empty)), list it as partial
+/// if it has free slots, leave it otherwise (full: found again through `all` after the next
+/// mark).
 fn place(h: &Shared, s: SpanRef, r: Swept) {
     let span = s.get();
     if r.empty {
-        h.mheap.central.free_span(&h.mheap.arena, s);
+        h.mheap.central.place_empty(&h.mheap.arena, s);
         return;
     }
     if span.class == LARGE || r.free_slots == 0 {
@@ -252,5 +254,137 @@ pub(crate) fn finish_sweep(h: &Shared) {
     while sweep_some(h) {}
     while h.mheap.central.sweepers.load(Ordering::SeqCst) > 0 {
         std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, GcArray, GcBytes, GcCell, Heap, Mutator, Rootable};
+
+    type Bufs = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>>>>];
+
+    /// Messages per batch: 8 MiB of 1000-byte buffers (1 KiB slots), fewer under Miri.
+    const N: usize = if cfg!(miri) { 64 } else { 8 * 1024 };
+
+    /// Fill the root with `N` buffers of `len` bytes each (every byte `fill`).
+    fn fill(m: &mut Mutator<Bufs>, len: usize, fill: u8) {
+        m.mutate(|mc, root| {
+            let a = GcArray::new(mc, N, None);
+            for i in 0..N {
+                a.set(mc, i, Some(GcBytes::new(mc, &vec![fill; len])));
+            }
+            root.set(mc, Some(a));
+        });
+    }
+
+    /// Every buffer of the root is intact (nothing reachable was freed or reused).
+    fn check(m: &mut Mutator<Bufs>, len: usize, fill: u8) {
+        m.mutate(|_, root| {
+            let a = root.get().unwrap();
+            for i in 0..N {
+                let b = a.get(i).unwrap();
+                assert!(b.len() == len && b.iter().all(|&x| x == fill), "buffer {i}");
+            }
+        });
+    }
+
+    fn heap(verify: bool) -> Heap {
+        Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap()
+    }
+
+    /// A sweep that empties spans keeps them for their class; the class's next allocations
+    /// take them instead of growing the arena, and what no allocation took is freed by the
+    /// next sweep (kept at most one cycle).
+    #[test]
+    fn emptied_spans_are_kept_one_cycle_and_reused() {
+        for verify in [false, true] {
+            let heap = heap(verify);
+            let h = heap.shared();
+            let (central, arena) = (&h.mheap.central, &h.mheap.arena);
+            let mut m: Mutator<Bufs> = heap.mutator(|_| GcCell::new(None));
+            fill(&mut m, 1000, 1);
+            m.mutate(|mc, root| root.set(mc, None));
+            let freed = heap.stats().objects_freed;
+            m.collect();
+            assert!(
+                heap.stats().objects_freed >= freed + N as u64,
+                "garbage not freed"
+            );
+            // 8 buffers per 8 KiB span: nearly all of them are empty now, and kept.
+            let kept = central.kept_empty();
+            assert!(kept >= N / 8 * 9 / 10, "kept {kept} spans of {}", N / 8);
+            let mapped = arena.mapped_bytes();
+            fill(&mut m, 1000, 2);
+            check(&mut m, 1000, 2);
+            assert!(
+                central.kept_empty() <= kept / 10,
+                "the class took {} of {kept} kept spans",
+                kept - central.kept_empty()
+            );
+            assert!(
+                arena.mapped_bytes() <= mapped + 64 * 1024,
+                "the arena grew from {mapped} to {} bytes",
+                arena.mapped_bytes()
+            );
+            // Garbage again, and two cycles with no allocation in between: the first keeps
+            // the emptied spans, the second frees them (no cache took one).
+            m.mutate(|mc, root| root.set(mc, None));
+            m.collect();
+            assert!(central.kept_empty() >= N / 8 * 9 / 10);
+            let free = arena.free_ready_bytes() + arena.released_bytes();
+            m.collect();
+            assert_eq!(
+                central.kept_empty(),
+                0,
+                "kept spans outlived a second sweep"
+            );
+            assert!(
+                arena.free_ready_bytes() + arena.released_bytes() >= free + N * 1024 * 9 / 10,
+                "freed pages: {free} -> {}",
+                arena.free_ready_bytes() + arena.released_bytes()
+            );
+        }
+    }
+
+    /// Spans kept for one class are freed for another before the arena grows: a program that
+    /// switches from 1 KiB buffers to 2 KiB ones reuses the pages.
+    #[test]
+    fn kept_spans_are_freed_before_the_arena_grows() {
+        for verify in [false, true] {
+            let heap = heap(verify);
+            let h = heap.shared();
+            let (central, arena) = (&h.mheap.central, &h.mheap.arena);
+            let mut m: Mutator<Bufs> = heap.mutator(|_| GcCell::new(None));
+            fill(&mut m, 1000, 3);
+            m.mutate(|mc, root| root.set(mc, None));
+            m.collect();
+            assert!(central.kept_empty() >= N / 8 * 9 / 10);
+            let mapped = arena.mapped_bytes();
+            // Half as many buffers, twice the size: the same bytes in another size class.
+            m.mutate(|mc, root| {
+                let a = GcArray::new(mc, N / 2, None);
+                for i in 0..N / 2 {
+                    a.set(mc, i, Some(GcBytes::new(mc, &[4; 2000])));
+                }
+                root.set(mc, Some(a));
+            });
+            assert!(
+                central.kept_empty() <= (N / 8 / 10).max(2),
+                "{} spans still kept while the arena grew",
+                central.kept_empty()
+            );
+            assert!(
+                arena.mapped_bytes() <= mapped + 64 * 1024,
+                "the arena grew from {mapped} to {} bytes",
+                arena.mapped_bytes()
+            );
+            m.collect();
+            m.mutate(|_, root| {
+                let a = root.get().unwrap();
+                for i in 0..N / 2 {
+                    assert!(a.get(i).unwrap().iter().all(|&x| x == 4), "buffer {i}");
+                }
+            });
+        }
     }
 }

@@ -349,7 +349,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/memory/classes/heap/unused:bytes",
-        "Bytes in spans not holding objects.",
+        "Bytes in spans not holding objects (free slots, and empty spans a sweep kept for their class).",
     ),
     (
         "/memory/classes/heap/free:bytes",

@@ -417,6 +417,13 @@ impl Central {
         }
         let s = l.empty.pop()?;
         self.empties.fetch_sub(1, Ordering::Relaxed);
+        // The next kept span is cold, and the class's next refill takes it: have the CPU load
+        // the lines a cache reads and writes when it installs a span (as `pop_unswept` does).
+        if let Some(next) = l.empty.last() {
+            crate::util::prefetch::prefetch_lines(next.as_ptr() as usize, SWEPT_LINES);
+        }
+        // Popped: ours (see the module docs), so its flag is cleared outside the class lock.
+        drop(l);
         let mut st = s.get().state.lock();
         debug_assert!(st.in_partial && st.allocated == 0 && self.is_swept(s.get()));
         st.in_partial = false;

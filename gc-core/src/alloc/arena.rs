@@ -39,6 +39,16 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Free runs `alloc_pages` considers (best fit first) to find one without released pages.
 const FIT_CANDIDATES: usize = 8;
 
+/// Which runs [`Arena::alloc_pages`] may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// Only a free run with no released page (memory that is resident already).
+    Ready,
+    /// Any free run, preferring one without released pages, else new pages above the
+    /// high-water mark.
+    Grow,
+}
+
 /// Pages a single allocation releases at most beyond its own growth (the background
 /// scavenger does the rest): each released stretch is a system call under the page lock,
 /// and a mutator holding it cannot reach a safepoint.
@@ -453,10 +463,9 @@ impl Arena {
         }
     }
 
-    /// Allocate a run of `npages` pages: a free run, or with `grow` new pages above the
-    /// high-water mark if none fits. Returns its address, or `None` if none fits and `grow` is
-    /// false or the reservation is exhausted.
-    pub(crate) fn alloc_pages(&self, npages: usize, grow: bool) -> Option<usize> {
+    /// Allocate a run of `npages` pages, from the runs `fit` allows. Returns its address, or
+    /// `None` if none fits (with [`Fit::Grow`]: the reservation is exhausted).
+    pub(crate) fn alloc_pages(&self, npages: usize, fit: Fit) -> Option<usize> {
         let mut pa = self.pages.lock();
         // Best fit, but among the few best-fitting runs prefer one without released pages:
         // reusing released pages makes memory resident again, which under a memory limit
@@ -468,7 +477,7 @@ impl Arena {
                 Some((_, s)) if pa.any_released(s, npages) => fits
                     .find(|&&(_, s)| !pa.any_released(s, npages))
                     .copied()
-                    .or(first),
+                    .or(first.filter(|_| fit == Fit::Grow)),
                 f => f,
             }
         };
@@ -485,7 +494,7 @@ impl Arena {
                 (start, reused)
             }
             None => {
-                if !grow || pa.high_water + npages > self.npages {
+                if fit == Fit::Ready || pa.high_water + npages > self.npages {
                     return None;
                 }
                 let start = pa.high_water;
@@ -584,51 +593,66 @@ mod tests {
     #[test]
     fn alloc_free_coalesce_and_exhaust() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let x = a.alloc_pages(4, true).unwrap();
-        let y = a.alloc_pages(4, true).unwrap();
-        let z = a.alloc_pages(8, true).unwrap();
+        let x = a.alloc_pages(4, Fit::Grow).unwrap();
+        let y = a.alloc_pages(4, Fit::Grow).unwrap();
+        let z = a.alloc_pages(8, Fit::Grow).unwrap();
         assert_eq!(y, x + 4 * PAGE_SIZE);
         assert_eq!(z, y + 4 * PAGE_SIZE);
         assert!(
-            a.alloc_pages(1, true).is_none(),
+            a.alloc_pages(1, Fit::Grow).is_none(),
             "reservation should be exhausted"
         );
         a.free_pages(x, 4);
         a.free_pages(z, 8);
         a.free_pages(y, 4);
         // All three runs coalesced into one: a 16-page request fits again.
-        assert_eq!(a.alloc_pages(16, true), Some(x));
+        assert_eq!(a.alloc_pages(16, Fit::Grow), Some(x));
         assert_eq!(a.in_use_bytes(), 16 * PAGE_SIZE);
     }
 
     #[test]
     fn best_fit_reuses_smallest_hole() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let p: Vec<usize> = (0..6).map(|_| a.alloc_pages(2, true).unwrap()).collect();
+        let p: Vec<usize> = (0..6)
+            .map(|_| a.alloc_pages(2, Fit::Grow).unwrap())
+            .collect();
         a.free_pages(p[1], 2); // hole of 2
         a.free_pages(p[3], 2);
         a.free_pages(p[4], 2); // hole of 4
-        assert_eq!(a.alloc_pages(2, true), Some(p[1]));
-        assert_eq!(a.alloc_pages(3, true), Some(p[3]));
+        assert_eq!(a.alloc_pages(2, Fit::Grow), Some(p[1]));
+        assert_eq!(a.alloc_pages(3, Fit::Grow), Some(p[3]));
     }
 
     #[test]
-    fn without_growth_only_free_runs_are_used() {
+    fn ready_fit_takes_only_resident_free_runs() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let x = a.alloc_pages(4, false);
+        let x = a.alloc_pages(4, Fit::Ready);
         assert_eq!(x, None, "a fresh arena has no free run");
         assert_eq!(a.mapped_bytes(), 0);
-        let p: Vec<usize> = (0..3).map(|_| a.alloc_pages(2, true).unwrap()).collect();
+        let p: Vec<usize> = (0..4)
+            .map(|_| a.alloc_pages(2, Fit::Grow).unwrap())
+            .collect();
+        // SAFETY: the pages were just allocated and hold nothing; touching them makes their
+        // release observable.
+        unsafe { std::ptr::write_bytes(p[0] as *mut u8, 1, 8 * PAGE_SIZE) };
         a.free_pages(p[1], 2);
-        assert_eq!(a.alloc_pages(3, false), None, "no free run of 3 pages");
-        assert_eq!(a.mapped_bytes(), 6 * PAGE_SIZE, "grew without `grow`");
-        assert_eq!(a.alloc_pages(2, false), Some(p[1]));
+        assert_eq!(a.alloc_pages(3, Fit::Ready), None, "no free run of 3 pages");
+        assert_eq!(a.mapped_bytes(), 8 * PAGE_SIZE, "grew with `Fit::Ready`");
+        assert_eq!(a.alloc_pages(2, Fit::Ready), Some(p[1]));
+        // A released run: `Ready` leaves it, `Grow` takes it rather than growing.
+        a.free_pages(p[3], 2);
+        assert_eq!(a.scavenge_all(), 2 * PAGE_SIZE);
+        assert_eq!(a.alloc_pages(2, Fit::Ready), None, "took released pages");
+        assert_eq!(a.alloc_pages(2, Fit::Grow), Some(p[3]));
+        assert_eq!(a.mapped_bytes(), 8 * PAGE_SIZE);
     }
 
     #[test]
     fn scavenge_releases_free_pages_highest_first() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let p: Vec<usize> = (0..4).map(|_| a.alloc_pages(4, true).unwrap()).collect();
+        let p: Vec<usize> = (0..4)
+            .map(|_| a.alloc_pages(4, Fit::Grow).unwrap())
+            .collect();
         assert_eq!(a.mapped_ready_bytes(), 16 * PAGE_SIZE);
         // Touch the pages so that release is observable.
         for &x in &p {
@@ -656,7 +680,7 @@ mod tests {
         assert_eq!(a.scavenge(100 * PAGE_SIZE), 0);
         assert_eq!(a.free_ready_bytes(), 0);
         // Reusing released pages makes them ready again.
-        let q = a.alloc_pages(4, true).unwrap();
+        let q = a.alloc_pages(4, Fit::Grow).unwrap();
         assert!(q == p[1] || q == p[3]);
         assert_eq!(a.released_bytes(), 4 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
@@ -666,13 +690,13 @@ mod tests {
     fn growth_over_the_memory_limit_releases_free_pages() {
         let a = Arena::new(64 * PAGE_SIZE).unwrap();
         a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
-        let x = a.alloc_pages(8, true).unwrap();
-        let _y = a.alloc_pages(4, true).unwrap();
+        let x = a.alloc_pages(8, Fit::Grow).unwrap();
+        let _y = a.alloc_pages(4, Fit::Grow).unwrap();
         a.free_pages(x, 8);
         assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
         // 10 new pages (the free run is too short) would make 22 ready, 10 over the limit: all
         // 8 free pages are released, which leaves only the pages in use (14).
-        let _z = a.alloc_pages(10, true).unwrap();
+        let _z = a.alloc_pages(10, Fit::Grow).unwrap();
         assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
         assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
@@ -681,7 +705,7 @@ mod tests {
     #[test]
     fn page_map_publish_and_lookup() {
         let a = Arena::new(MIN_RESERVATION).unwrap();
-        let x = a.alloc_pages(2, true).unwrap();
+        let x = a.alloc_pages(2, Fit::Grow).unwrap();
         let fake = 0x1000 as *const Span;
         a.publish(x, 2, fake);
         assert_eq!(a.span_of(x), fake);

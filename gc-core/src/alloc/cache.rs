@@ -265,7 +265,6 @@ impl MCache {
         let mut st = span.state.lock();
         debug_assert!(!st.in_cache && !st.in_partial);
         st.in_cache = true;
-        st.idle = false;
         let free_bytes = (span.nelems - st.allocated) * span.elem_size;
         let words = st.alloc.as_raw_slice();
         let Some(w) = words.iter().position(|w| !w != 0) else {

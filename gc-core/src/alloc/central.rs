@@ -25,7 +25,8 @@
 //! termination every span needs sweeping ([`crate::alloc::sweepgen`]); in the weak-clearing window,
 //! when nothing may be swept or taken from a partial list, the collector moves the spans that
 //! need sweeping onto the unswept lists ([`Central::queue_unswept`]): full spans (found
-//! through `all`) and the spans still on partial lists (taken off them). When the window
+//! through `all`) and the spans still on partial lists (taken off them); the empty lists are
+//! empty then (the collector freed the kept spans before mark termination). When the window
 //! closes every span that needs sweeping is on an unswept list, and the one thread that pops it
 //! sweeps it: a background sweeper or `finish_sweep` caller ([`crate::gc::sweep`]), or an
 //! allocating mutator (lazy sweeping, [`crate::alloc::cache`]). The claim's compare-and-swap makes the
@@ -37,21 +38,28 @@
 //!
 //! # Empty spans
 //!
-//! A background sweep that empties a span keeps it on its class's `empty` list
+//! A sweeper that empties a span keeps it on its class's `empty` list
 //! ([`Central::place_empty`]) instead of giving its pages back. In a steady state (a message
 //! buffer, an interpreter's short-lived frames) the class asks for as many spans during the
 //! next cycle as the sweep emptied, and a kept span is ready: no page-allocator update (two
 //! tree updates to free a run and coalesce it, two more to take one), no page-map writes, no
-//! metadata reset. It is bounded three ways, so that holding it never grows the heap:
+//! metadata reset. It is bounded so that keeping never grows the heap:
 //!
-//! * a kept span that no cache takes before the next sweep is freed by that sweep (the `idle`
-//!   flag): a class holds at most what it emptied in one cycle;
-//! * before the arena grows to make a span of any class, the allocation frees kept spans first
+//! * the collector frees the spans no cache took before the next mark termination
+//!   ([`Central::free_kept`], on its own thread, before it stops the world): a class keeps at
+//!   most what one sweep emptied, and no span is kept in the weak-clearing window, where a
+//!   kept span could be neither taken nor freed;
+//! * an allocation that would grow the arena, or reuse released pages, frees kept spans first
 //!   ([`Central::new_span`]), so a phase change from one class to another reuses the pages;
-//! * when retained memory is over the scavenger's goal or the memory limit, sweeps free empty
-//!   spans as before, so the scavenger can release their pages.
+//! * while retained memory is over the scavenger's goal or the memory limit, sweeps free empty
+//!   spans as before, so the scavenger can release their pages; and with
+//!   [`Central::keep_none`] (`Heap::free_os_memory`) they keep none.
 //!
-//! Kept spans count as in-use pages (`/memory/classes/heap/unused`), not free ones.
+//! Kept spans are free memory for the pacer, the scavenger and the metrics
+//! (`/memory/classes/heap/free`), though the page allocator sees them in use. Only a sweeper,
+//! an allocating mutator (inside a scope) and the collector thread outside its pauses free a
+//! kept span: a free from any other thread could run during a pause, under the heap
+//! verifier's walk of `all`.
 //!
 //! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
 
@@ -60,7 +68,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::alloc::arena::{Arena, PAGE_SIZE};
+use crate::alloc::arena::{Arena, Fit, PAGE_SIZE};
 use crate::alloc::size_class::CLASSES;
 use crate::alloc::span::POISON;
 use crate::alloc::span::{LARGE, Span};
@@ -150,6 +158,10 @@ pub(crate) struct Central {
     /// Spans on the empty lists (changed under the class locks): whether an allocation about
     /// to grow the arena has kept spans to free first.
     empties: AtomicUsize,
+    /// Bytes of the spans on the empty lists (changed with `empties`).
+    kept_bytes: AtomicUsize,
+    /// Spans made by [`Central::new_span`] (fresh pages from the arena), ever.
+    made: AtomicUsize,
     /// The span class where [`Central::take_any_empty`] last found a kept span.
     empty_cursor: AtomicUsize,
     /// While nonzero, sweeps keep no empty span (see [`Central::keep_none`]).
@@ -168,6 +180,10 @@ impl Drop for KeepNone<'_> {
 /// Freed span metadata kept for reuse at most (beyond it, freed for real).
 const MAX_SPARE: usize = 1 << 18;
 
+/// Kept spans [`Central::new_span`] frees at most to find a run of its size (plus four per
+/// page of the run), before it takes released pages or grows the arena instead.
+const MAX_FREES_PER_SPAN: usize = 64;
+
 impl Central {
     pub(crate) fn new() -> Central {
         Central {
@@ -180,6 +196,8 @@ impl Central {
             spare: Mutex::new(Vec::new()),
             walk_buf: Mutex::new(Vec::new()),
             empties: AtomicUsize::new(0),
+            kept_bytes: AtomicUsize::new(0),
+            made: AtomicUsize::new(0),
             empty_cursor: AtomicUsize::new(0),
             keep_off: AtomicUsize::new(0),
         }
@@ -230,7 +248,7 @@ impl Central {
     /// Runs in the window, so no span is swept, taken from a partial list or freed meanwhile:
     /// the spans that need sweeping are exactly the ones that existed at mark termination, and
     /// they are full and unlisted (found through a copy of `all`) or on a partial list (taken
-    /// off it here). Spans made meanwhile are swept already and stay where they are. Caches
+    /// off it here); none is on an empty list (see [`Central::free_kept`]). Spans made meanwhile are swept already and stay where they are. Caches
     /// hold no unswept span (they were flushed at mark termination and take only fresh spans
     /// in the window).
     pub(crate) fn queue_unswept(&self) {
@@ -267,12 +285,11 @@ impl Central {
         }
         for (sc, mut spans) in by_class.into_iter().enumerate() {
             let mut l = self.classes.get(sc).lists.lock();
-            // The spans kept empty were swept last cycle, so all of them are stale: the unswept
-            // list owns them now (a sweep that finds one still empty frees it). Taken in O(1)
-            // under the lock, which allocating mutators take; their flags are cleared below,
-            // after it, before the window closes (no sweep reads them before).
-            let kept = std::mem::take(&mut l.empty);
-            self.empties.fetch_sub(kept.len(), Ordering::Relaxed);
+            // The collector freed the kept spans before mark termination, and nothing has been
+            // swept (so kept) since.
+            if !l.empty.is_empty() {
+                bug!("a span kept empty at mark termination");
+            }
             // Take the stale spans off the partial list: from now on the unswept list owns them.
             l.partial.retain(|s| {
                 let stale = self.needs_sweep(s.get());
@@ -290,11 +307,6 @@ impl Central {
                 } else {
                     l.unswept.extend(spans);
                 }
-            }
-            drop(l);
-            for s in kept {
-                debug_assert!(self.needs_sweep(s.get()));
-                s.get().state.lock().in_partial = false;
             }
         }
         self.unswept_len.fetch_add(large.len(), Ordering::SeqCst);
@@ -323,21 +335,27 @@ impl Central {
                 (pages, pages * PAGE_SIZE, 1, LARGE, LARGE, tag)
             }
         };
-        // Before the arena grows, free the spans kept empty for other classes (or, for a large
-        // span, for any class), one at a time until a free run fits.
+        // Before the arena grows or released pages are made resident again, free spans kept
+        // empty for other classes (or, for a large span, for any class), one at a time until a
+        // free run without released pages fits: at most a bounded number, so that one
+        // allocation (a large object among scattered one-page spans) cannot spend
+        // milliseconds freeing them all.
+        let mut frees = 0;
         let start = loop {
-            let grow = self.empties.load(Ordering::Relaxed) == 0;
-            if let Some(start) = arena.alloc_pages(npages, grow) {
-                break start;
+            let kept = self.kept_bytes.load(Ordering::Relaxed);
+            if kept < npages * PAGE_SIZE || frees >= MAX_FREES_PER_SPAN + 4 * npages {
+                break arena.alloc_pages(npages, Fit::Grow)?;
             }
-            if grow {
-                return None;
+            if let Some(start) = arena.alloc_pages(npages, Fit::Ready) {
+                break start;
             }
             match self.take_any_empty() {
                 Some(e) => self.free_span(arena, e),
-                None => break arena.alloc_pages(npages, true)?,
+                None => break arena.alloc_pages(npages, Fit::Grow)?,
             }
+            frees += 1;
         };
+        self.made.fetch_add(1, Ordering::Relaxed);
         if poison {
             // SAFETY: `[start, start + npages pages)` was just handed to us by the arena and is
             // referenced by nothing else yet.
@@ -371,30 +389,51 @@ impl Central {
     }
 
     /// Place an empty span that a sweeper popped and swept (so it is listed nowhere and cached
-    /// nowhere): keep it on its class's empty list, or free it if it is large, if it was kept
-    /// empty already and no cache took it since the last sweep, or if retained memory is over
-    /// the scavenger's goal (see the module docs).
+    /// nowhere): keep it on its class's empty list, or free it if it is large, if keeping is
+    /// off, or if retained memory is over the scavenger's goal (see the module docs).
     pub(crate) fn place_empty(&self, arena: &Arena, s: SpanRef) {
         let span = s.get();
-        if span.class != LARGE
-            && self.keep_off.load(Ordering::Relaxed) == 0
-            && !arena.over_retain_goal()
+        if span.class == LARGE
+            || self.keep_off.load(Ordering::Relaxed) > 0
+            || arena.over_retain_goal()
         {
-            let mut l = self.classes.get(span.class_id).lists.lock();
-            let mut st = span.state.lock();
-            if st.in_cache || st.in_partial {
-                bug!("a span popped for sweeping was also cached or listed");
-            }
-            if !st.idle {
-                st.idle = true;
-                st.in_partial = true;
-                drop(st);
-                l.empty.push(s);
-                self.empties.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            self.free_span(arena, s);
+            return;
         }
-        self.free_span(arena, s);
+        let mut l = self.classes.get(span.class_id).lists.lock();
+        let mut st = span.state.lock();
+        if st.in_cache || st.in_partial {
+            bug!("a span popped for sweeping was also cached or listed");
+        }
+        st.in_partial = true;
+        drop(st);
+        l.empty.push(s);
+        self.empties.fetch_add(1, Ordering::Relaxed);
+        self.kept_bytes
+            .fetch_add(span.npages * PAGE_SIZE, Ordering::Relaxed);
+    }
+
+    /// Free every span kept empty (the collector thread, before it stops the world for mark
+    /// termination; see the module docs). Returns how many it freed.
+    pub(crate) fn free_kept(&self, arena: &Arena) -> usize {
+        let mut n = 0;
+        while let Some(s) = self.take_any_empty() {
+            self.free_span(arena, s);
+            n += 1;
+        }
+        n
+    }
+
+    /// Bytes of the spans kept empty for their classes: in use for the page allocator, free
+    /// for everything else (the pacer's and the scavenger's figures, the metrics).
+    pub(crate) fn kept_bytes(&self) -> usize {
+        self.kept_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Spans made from the arena's pages so far (not counting kept or partial spans reused).
+    #[cfg(test)]
+    pub(crate) fn spans_made(&self) -> usize {
+        self.made.load(Ordering::Relaxed)
     }
 
     /// Until the guard is dropped, sweeps free every empty span instead of keeping it. A full
@@ -417,6 +456,8 @@ impl Central {
         }
         let s = l.empty.pop()?;
         self.empties.fetch_sub(1, Ordering::Relaxed);
+        self.kept_bytes
+            .fetch_sub(s.get().npages * PAGE_SIZE, Ordering::Relaxed);
         // The next kept span is cold, and the class's next refill takes it: have the CPU load
         // the lines a cache reads and writes when it installs a span (as `pop_unswept` does).
         if let Some(next) = l.empty.last() {

@@ -67,10 +67,6 @@ pub(crate) struct SpanAlloc {
     /// Whether the span is on one of its class's central lists of swept spans (the partial
     /// list, or the empty list).
     pub in_partial: bool,
-    /// Whether a sweep found the span empty and kept it for its class, and no cache has taken
-    /// it since: the next sweep that finds it still empty frees it (see
-    /// [`Central::place_empty`](crate::alloc::central::Central::place_empty)).
-    pub idle: bool,
 }
 
 /// Mark-bitmap words in every span: 1 024 slots, the most any size class has (8-byte slots in
@@ -229,7 +225,6 @@ impl Span {
                 allocated: 0,
                 in_cache: false,
                 in_partial: false,
-                idle: false,
             }),
             sweep_gen: GenAtomic::new(sweep_gen),
             all_index: AtomicUsize::new(usize::MAX),

@@ -240,6 +240,19 @@ fn end_sweep_lap(h: &Shared, sweeping: &mut Option<crate::util::clock::CpuLap>) 
     }
 }
 
+/// Free the spans the last sweep kept empty for their classes and no allocation took
+/// ([`Central::free_kept`](crate::alloc::central::Central::free_kept)), on the collector thread
+/// before it stops the world for mark termination (in the stop-the-world mode: for the
+/// cycle); booked as background sweeping.
+pub(crate) fn free_kept_spans(h: &Shared) {
+    if h.mheap.central.kept_bytes() == 0 {
+        return;
+    }
+    let mut lap = crate::util::clock::CpuLap::start();
+    h.mheap.central.free_kept(&h.mheap.arena);
+    book_sweep(h, lap.finish());
+}
+
 /// Book `cpu` of background sweeping.
 fn book_sweep(h: &Shared, cpu: std::time::Duration) {
     h.stats

@@ -87,6 +87,11 @@ pub(crate) fn gc_cycle(h: &Shared) {
     sweep::finish_sweep(h);
     note_sweep_done(h);
 
+    // Stop-the-world mode: mark termination is in the pause that follows.
+    if !concurrent {
+        crate::gc::collector::free_kept_spans(h);
+    }
+
     // ---- STW 1: mark setup.
     let mut world = if concurrent {
         StoppedWorld::stop(h)
@@ -409,6 +414,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());
+        crate::gc::collector::free_kept_spans(h);
         let mut world = StoppedWorld::stop(h);
         for m in world.mutators() {
             for a in m.local.wb_buf.drain(..) {

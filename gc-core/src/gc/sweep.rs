@@ -15,7 +15,8 @@
 //! Sweep termination also waits for sweeps in progress on other threads (`Central::sweepers`),
 //! so no sweep of the last cycle can clear mark bits of the next. A span is never swept while
 //! it is listed or cached: whoever sweeps it took it off its list first, and places it
-//! afterwards (frees it if empty, lists it as partial if it has free slots).
+//! afterwards (keeps it for its class or frees it if empty, lists it as partial if it has free
+//! slots).
 //!
 //! Sweeping a span: for each slot that is allocated and not marked, run its drop glue (if the
 //! span's type has drop glue) and, in verify mode, overwrite it with poison; then the
@@ -293,8 +294,8 @@ mod tests {
     }
 
     /// A sweep that empties spans keeps them for their class; the class's next allocations
-    /// take them instead of growing the arena, and what no allocation took is freed by the
-    /// next sweep (kept at most one cycle).
+    /// take them instead of new spans, and what no allocation took is freed before the next
+    /// mark termination (kept at most one cycle).
     #[test]
     fn emptied_spans_are_kept_one_cycle_and_reused() {
         for verify in [false, true] {
@@ -313,7 +314,7 @@ mod tests {
             // 8 buffers per 8 KiB span: nearly all of them are empty now, and kept.
             let kept = central.kept_empty();
             assert!(kept >= N / 8 * 9 / 10, "kept {kept} spans of {}", N / 8);
-            let mapped = arena.mapped_bytes();
+            let (mapped, made) = (arena.mapped_bytes(), central.spans_made());
             fill(&mut m, 1000, 2);
             check(&mut m, 1000, 2);
             assert!(
@@ -326,8 +327,12 @@ mod tests {
                 "the arena grew from {mapped} to {} bytes",
                 arena.mapped_bytes()
             );
+            // The array (one large span) and a few spans: not one per kept span.
+            let new = central.spans_made() - made;
+            assert!(new <= 4, "{new} new spans made next to {kept} kept ones");
             // Garbage again, and two cycles with no allocation in between: the first keeps
-            // the emptied spans, the second frees them (no cache took one).
+            // the emptied spans, the second frees them (no cache took one) before its mark
+            // termination.
             m.mutate(|mc, root| root.set(mc, None));
             m.collect();
             assert!(central.kept_empty() >= N / 8 * 9 / 10);
@@ -336,8 +341,37 @@ mod tests {
             assert_eq!(
                 central.kept_empty(),
                 0,
-                "kept spans outlived a second sweep"
+                "kept spans outlived a second cycle"
             );
+            assert!(
+                arena.free_ready_bytes() + arena.released_bytes() >= free + N * 1024 * 9 / 10,
+                "freed pages: {free} -> {}",
+                arena.free_ready_bytes() + arena.released_bytes()
+            );
+        }
+    }
+
+    /// With retained memory over the memory limit, sweeps keep no span: the pages go back to
+    /// the page allocator, where the scavenger can release them.
+    #[test]
+    fn over_the_memory_limit_no_span_is_kept() {
+        for verify in [false, true] {
+            let heap = Heap::new(
+                Config::default()
+                    .gc_percent(None)
+                    .memory_limit(Some(N / 4 * 1024))
+                    .verify(verify),
+            )
+            .unwrap();
+            let h = heap.shared();
+            let (central, arena) = (&h.mheap.central, &h.mheap.arena);
+            let mut m: Mutator<Bufs> = heap.mutator(|_| GcCell::new(None));
+            fill(&mut m, 1000, 5);
+            check(&mut m, 1000, 5);
+            m.mutate(|mc, root| root.set(mc, None));
+            let free = arena.free_ready_bytes() + arena.released_bytes();
+            m.collect();
+            assert_eq!(central.kept_empty(), 0, "a span kept over the memory limit");
             assert!(
                 arena.free_ready_bytes() + arena.released_bytes() >= free + N * 1024 * 9 / 10,
                 "freed pages: {free} -> {}",

@@ -177,7 +177,9 @@ impl Controller<'_> {
         let a = &self.mheap.arena;
         MemoryStats {
             mapped_ready: a.mapped_ready_bytes() as u64,
-            heap_free: a.free_ready_bytes() as u64,
+            // Spans kept empty for their classes are free memory the page allocator counts in
+            // use.
+            heap_free: (a.free_ready_bytes() + self.mheap.central.kept_bytes()) as u64,
             heap_alloc: self.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64,
         }
     }
@@ -357,7 +359,8 @@ impl Controller<'_> {
             model.memory_limit(),
             next_goal,
             last_goal,
-            a.in_use_bytes() as u64,
+            a.in_use_bytes()
+                .saturating_sub(self.mheap.central.kept_bytes()) as u64,
             a.mapped_ready_bytes() as u64,
             a.mapped_ready_bytes() as u64,
             crate::alloc::arena::PAGE_SIZE as u64,

@@ -135,7 +135,8 @@ pub struct HeapStats {
     pub heap_trigger: usize,
     /// Bytes of arena pages ever handed out (the high-water mark).
     pub mapped_bytes: usize,
-    /// Bytes of arena pages currently in spans.
+    /// Bytes of arena pages currently in spans (not counting empty spans kept for reuse by
+    /// their size class, which count as free).
     pub in_use_bytes: usize,
     /// Objects allocated since the heap was created.
     pub objects_allocated: u64,
@@ -349,11 +350,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/memory/classes/heap/unused:bytes",
-        "Bytes in spans not holding objects (free slots, and empty spans a sweep kept for their class).",
+        "Bytes in spans not holding objects.",
     ),
     (
         "/memory/classes/heap/free:bytes",
-        "Free pages not returned to the OS.",
+        "Free pages not returned to the OS (with empty spans kept for reuse by their size class).",
     ),
     (
         "/memory/classes/heap/released:bytes",

@@ -34,7 +34,8 @@
 //!
 //! `all` lists every in-use span (for the verifier, teardown and the queueing walk). A span's
 //! pages are given back to the arena only by `free_span`, called by the owner of an empty span
-//! (a sweeper that popped it, or an allocation that took it off an empty list).
+//! (a sweeper that popped it, or an allocation or the collector thread that took it off an
+//! empty list).
 //!
 //! # Empty spans
 //!
@@ -155,8 +156,8 @@ pub(crate) struct Central {
     spare: Mutex<Vec<SpanRef>>,
     /// The buffer `queue_unswept` copies `all` into, kept between cycles.
     walk_buf: Mutex<Vec<SpanRef>>,
-    /// Spans on the empty lists (changed under the class locks): whether an allocation about
-    /// to grow the arena has kept spans to free first.
+    /// Spans on the empty lists (changed under the class locks): whether there are kept spans
+    /// to take or free.
     empties: AtomicUsize,
     /// Bytes of the spans on the empty lists (changed with `empties`).
     kept_bytes: AtomicUsize,
@@ -248,9 +249,9 @@ impl Central {
     /// Runs in the window, so no span is swept, taken from a partial list or freed meanwhile:
     /// the spans that need sweeping are exactly the ones that existed at mark termination, and
     /// they are full and unlisted (found through a copy of `all`) or on a partial list (taken
-    /// off it here); none is on an empty list (see [`Central::free_kept`]). Spans made meanwhile are swept already and stay where they are. Caches
-    /// hold no unswept span (they were flushed at mark termination and take only fresh spans
-    /// in the window).
+    /// off it here); none is on an empty list (see [`Central::free_kept`]). Spans made
+    /// meanwhile are swept already and stay where they are. Caches hold no unswept span (they
+    /// were flushed at mark termination and take only fresh spans in the window).
     pub(crate) fn queue_unswept(&self) {
         debug_assert!(self.sweep_held());
         // The copy goes into a buffer kept from cycle to cycle: its pages are already mapped, so
@@ -336,8 +337,8 @@ impl Central {
             }
         };
         // Before the arena grows or released pages are made resident again, free spans kept
-        // empty for other classes (or, for a large span, for any class), one at a time until a
-        // free run without released pages fits: at most a bounded number, so that one
+        // empty (for other classes, mostly: the caller found none of its own), one at a time
+        // until a free run without released pages fits: at most a bounded number, so that one
         // allocation (a large object among scattered one-page spans) cannot spend
         // milliseconds freeing them all.
         let mut frees = 0;
@@ -437,18 +438,17 @@ impl Central {
     }
 
     /// Until the guard is dropped, sweeps free every empty span instead of keeping it. A full
-    /// cycle run meanwhile (`Heap::free_os_memory`) frees every kept span: a span kept before
-    /// its mark termination is queued for sweeping then, and its sweep finds it empty. (Kept
-    /// spans are freed by sweeps, not directly, because freeing a span outside a sweep would
-    /// race with the heap verifier of a pause.)
+    /// cycle run meanwhile (`Heap::free_os_memory`) leaves no span kept: the collector frees
+    /// the kept ones before its mark termination ([`Central::free_kept`]), and its sweep keeps
+    /// none.
     pub(crate) fn keep_none(&self) -> KeepNone<'_> {
         self.keep_off.fetch_add(1, Ordering::Relaxed);
         KeepNone(self)
     }
 
-    /// Take a span kept empty for span class `sc` (an id); none in the weak-clearing window,
-    /// when the spans on the empty lists are stale (checked under the list's lock, as
-    /// [`Central::pop_unswept`] does).
+    /// Take a span kept empty for span class `sc` (an id). None in the weak-clearing window
+    /// (checked under the list's lock, as [`Central::pop_unswept`] does), though the lists are
+    /// empty then anyway: the collector freed the kept spans before mark termination.
     pub(crate) fn pop_empty(&self, sc: usize) -> Option<SpanRef> {
         let mut l = self.classes.get(sc).lists.lock();
         if self.sweep_held() {
@@ -478,7 +478,8 @@ impl Central {
         self.empties.load(Ordering::Relaxed)
     }
 
-    /// Take a span kept empty for any class, to free it before the arena grows. Starts at the
+    /// Take a span kept empty for any class, to free it ([`Central::new_span`] before the arena
+    /// grows, [`Central::free_kept`]). Starts at the
     /// class where it last found one; `None` if none is kept (or in the weak-clearing window).
     fn take_any_empty(&self) -> Option<SpanRef> {
         let n = self.classes.count();

@@ -137,8 +137,8 @@ impl Heap {
     /// As [`Heap::collect`]: inside a mutation scope of this heap.
     pub fn free_os_memory(&self) -> usize {
         let h = self.shared();
-        // Spans that sweeps keep empty for their classes are in-use pages: this cycle's sweep
-        // frees them.
+        // Spans kept empty for their classes hold pages the scavenger cannot release: the
+        // collector frees them before this cycle's mark termination, and its sweep keeps none.
         let keep_none = h.mheap.central.keep_none();
         crate::gc::collector::collect(h);
         drop(keep_none);

@@ -397,6 +397,13 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             continue;
         }
         drop(records);
+        // Free the spans kept empty that no allocation took, before anything waits for the
+        // stop (booked as background sweeping, so the mark lap restarts after it).
+        if h.mheap.central.kept_bytes() > 0 {
+            pace.book(h, lap.finish());
+            crate::gc::collector::free_kept_spans(h);
+            lap.finish();
+        }
         // No credit will come until the attempt fails: assists may allocate on until the stop
         // while the heap is below its goal; past it they keep waiting, for the stop.
         h.mark.terminating.store(true, Ordering::SeqCst);
@@ -414,7 +421,6 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());
-        crate::gc::collector::free_kept_spans(h);
         let mut world = StoppedWorld::stop(h);
         for m in world.mutators() {
             for a in m.local.wb_buf.drain(..) {

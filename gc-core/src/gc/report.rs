@@ -71,7 +71,9 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         (p.gc_percent(), p.memory_limit(), p.cons_mark())
     };
     let heap_alloc = h.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64;
-    let in_use = in_use_bytes(h) as u64;
+    // Read once, so that the memory classes add up to the mapped total.
+    let kept = h.mheap.central.kept_bytes();
+    let in_use = h.mheap.arena.in_use_bytes().saturating_sub(kept) as u64;
     let elapsed = h.phases.elapsed().as_nanos() as u64;
     let objects = u(&h.mheap.counters.objects_allocated);
     let freed = u(&s.objects_freed);
@@ -92,7 +94,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(u(&s.limiter_last_enabled_cycle)),
         U(heap_alloc),
         U(in_use.saturating_sub(heap_alloc)),
-        U((h.mheap.arena.free_ready_bytes() + h.mheap.central.kept_bytes()) as u64),
+        U((h.mheap.arena.free_ready_bytes() + kept) as u64),
         U(h.mheap.arena.released_bytes() as u64),
         U(h.mheap.arena.mapped_bytes() as u64),
         F(secs(assist)),

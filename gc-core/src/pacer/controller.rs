@@ -359,6 +359,7 @@ impl Controller<'_> {
             model.memory_limit(),
             next_goal,
             last_goal,
+            // (No span is kept at mark termination: the collector freed them before it.)
             a.in_use_bytes()
                 .saturating_sub(self.mheap.central.kept_bytes()) as u64,
             a.mapped_ready_bytes() as u64,

@@ -401,13 +401,16 @@ impl Central {
             self.free_span(arena, s);
             return;
         }
-        let mut l = self.classes.get(span.class_id).lists.lock();
-        let mut st = span.state.lock();
-        if st.in_cache || st.in_partial {
-            bug!("a span popped for sweeping was also cached or listed");
+        // Still ours (listed nowhere): its flag is set before the class lock, which allocating
+        // mutators take, so that the lock is held for a push only.
+        {
+            let mut st = span.state.lock();
+            if st.in_cache || st.in_partial {
+                bug!("a span popped for sweeping was also cached or listed");
+            }
+            st.in_partial = true;
         }
-        st.in_partial = true;
-        drop(st);
+        let mut l = self.classes.get(span.class_id).lists.lock();
         l.empty.push(s);
         self.empties.fetch_add(1, Ordering::Relaxed);
         self.kept_bytes

@@ -417,16 +417,6 @@ impl Arena {
         unsafe { &*(self.page_map.ptr as *const AtomicPtr<Span>).add(page) }
     }
 
-    /// Have the CPU load the page-map entry of `addr` (which may be any word: nothing happens
-    /// outside the reservation), ahead of a [`Arena::span_of`] for it.
-    #[inline]
-    pub(crate) fn prefetch_page_entry(&self, addr: usize) {
-        if self.contains(addr) {
-            let slot = self.page_slot((addr - self.base) >> PAGE_SHIFT);
-            crate::util::prefetch::prefetch(slot as *const AtomicPtr<Span> as usize);
-        }
-    }
-
     /// The span owning `addr`, or null if `addr` is not in an in-use span.
     #[inline]
     pub(crate) fn span_of(&self, addr: usize) -> *const Span {

@@ -387,14 +387,16 @@ impl Tracer {
     }
 
     /// Marking: before the words of an array chunk are traced, have the CPU load what marking
-    /// each will read — its page-map entry, then the first lines of its span (the fields that
-    /// find the slot, and the mark words) — so that the cache misses of a chunk overlap. Traced
-    /// one by one, each element's misses come after the last one's, since marking a white
-    /// object is a locked read-modify-write, which the CPU lets no later load pass: a ring of
-    /// buffers scattered over the heap (msgbuf's shape) then costs two misses in a row per
-    /// element. Any word may be passed (a tagged value, null): prefetches are hints. Short
-    /// arrays (an interpreter's small tables and frames) are left alone: for them the two
-    /// extra passes cost more than the overlap saves.
+    /// each will read — the first lines of its span (the fields that find the slot, and the
+    /// mark words), once per run of words in one span — so that the cache misses of a chunk
+    /// overlap. Traced one by one, each element's misses come after the last one's, since
+    /// marking a white object is a locked read-modify-write, which the CPU lets no later load
+    /// pass: a ring of buffers scattered over the heap (msgbuf's shape) then costs a miss in a
+    /// row per element. One pass: a second one that first prefetched the page-map entries cost
+    /// more than it saved (the entries of a ring's spans are read in order, which the CPU's own
+    /// prefetcher covers). Any word may be passed (a tagged value, null): prefetches are hints.
+    /// Short arrays (an interpreter's small tables and frames) are left alone: for them the
+    /// extra pass costs more than the overlap saves.
     pub(crate) fn prefetch_words(&self, words: &[std::sync::atomic::AtomicUsize]) {
         use std::sync::atomic::Ordering::Relaxed;
         if words.len() < PREFETCH_MIN_WORDS || !matches!(self.purpose, Purpose::Mark) {
@@ -402,22 +404,14 @@ impl Tracer {
         }
         // SAFETY: the arena outlives the tracer (see the field).
         let arena = unsafe { &*self.arena };
-        let mut in_heap = false;
-        for w in words {
-            let a = w.load(Relaxed);
-            in_heap |= arena.contains(a);
-            arena.prefetch_page_entry(a);
-        }
-        // An array of numbers or tagged values outside the heap: nothing more to fetch.
-        if !in_heap {
-            return;
-        }
+        let mut last = std::ptr::null();
         for w in words {
             let a = w.load(Relaxed);
             if arena.contains(a) {
                 let span = arena.span_of(a);
-                if !span.is_null() {
+                if !span.is_null() && span != last {
                     crate::util::prefetch::prefetch_lines(span as usize, SPAN_MARK_LINES);
+                    last = span;
                 }
             }
         }

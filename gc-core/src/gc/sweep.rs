@@ -289,6 +289,30 @@ mod tests {
         });
     }
 
+    /// The heap's memory classes add up to its mapped pages, and the spans kept empty count
+    /// as free memory (at least `kept` spans' bytes of it), not as in use.
+    fn check_memory_classes(heap: &Heap, kept: usize) {
+        let m = heap.metrics();
+        let g = |n: &str| m.u64(&format!("/memory/classes/{n}:bytes")).unwrap();
+        let (objects, unused, free, released) = (
+            g("heap/objects"),
+            g("heap/unused"),
+            g("heap/free"),
+            g("heap/released"),
+        );
+        assert_eq!(
+            objects + unused + free + released,
+            g("total"),
+            "classes do not add up"
+        );
+        assert!(
+            free >= (kept * 8 * 1024) as u64,
+            "{kept} kept spans, {free} bytes free"
+        );
+        let in_use = heap.stats().in_use_bytes as u64;
+        assert_eq!(in_use, objects + unused, "in-use bytes count kept spans");
+    }
+
     fn heap(verify: bool) -> Heap {
         Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap()
     }
@@ -314,6 +338,7 @@ mod tests {
             // 8 buffers per 8 KiB span: nearly all of them are empty now, and kept.
             let kept = central.kept_empty();
             assert!(kept >= N / 8 * 9 / 10, "kept {kept} spans of {}", N / 8);
+            check_memory_classes(&heap, kept);
             let (mapped, made) = (arena.mapped_bytes(), central.spans_made());
             fill(&mut m, 1000, 2);
             check(&mut m, 1000, 2);
@@ -327,6 +352,7 @@ mod tests {
                 "the arena grew from {mapped} to {} bytes",
                 arena.mapped_bytes()
             );
+            check_memory_classes(&heap, central.kept_empty());
             // The array (one large span) and a few spans: not one per kept span.
             let new = central.spans_made() - made;
             assert!(new <= 4, "{new} new spans made next to {kept} kept ones");

@@ -161,7 +161,7 @@ pub(crate) struct Central {
     empties: AtomicUsize,
     /// Bytes of the spans on the empty lists (changed with `empties`).
     kept_bytes: AtomicUsize,
-    /// Spans made by [`Central::new_span`] (fresh pages from the arena), ever.
+    /// Spans made by [`Central::new_span`] (pages from the page allocator), ever.
     made: AtomicUsize,
     /// The span class where [`Central::take_any_empty`] last found a kept span.
     empty_cursor: AtomicUsize,
@@ -482,8 +482,8 @@ impl Central {
     }
 
     /// Take a span kept empty for any class, to free it ([`Central::new_span`] before the arena
-    /// grows, [`Central::free_kept`]). Starts at the
-    /// class where it last found one; `None` if none is kept (or in the weak-clearing window).
+    /// grows, [`Central::free_kept`]). Starts at the class where it last found one; `None` if
+    /// none is kept (or in the weak-clearing window).
     fn take_any_empty(&self) -> Option<SpanRef> {
         let n = self.classes.count();
         let start = self.empty_cursor.load(Ordering::Relaxed);

@@ -21,7 +21,7 @@ pub(crate) fn heap_stats(h: &Shared) -> HeapStats {
         heap_goal: h.pacer.heap_goal.load(Ordering::Relaxed),
         heap_trigger: h.pacer.trigger.load(Ordering::Relaxed),
         mapped_bytes: h.mheap.arena.mapped_bytes(),
-        in_use_bytes: in_use_bytes(h),
+        in_use_bytes: h.mheap.page_use().0,
         objects_allocated: h.mheap.counters.objects_allocated.load(Ordering::Relaxed),
         objects_freed: s.objects_freed.load(Ordering::Relaxed),
         bytes_freed: s.bytes_freed.load(Ordering::Relaxed),
@@ -71,9 +71,8 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         (p.gc_percent(), p.memory_limit(), p.cons_mark())
     };
     let heap_alloc = h.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64;
-    // Read once, so that the memory classes add up to the mapped total.
-    let kept = h.mheap.central.kept_bytes();
-    let in_use = h.mheap.arena.in_use_bytes().saturating_sub(kept) as u64;
+    let (in_use, free) = h.mheap.page_use();
+    let in_use = in_use as u64;
     let elapsed = h.phases.elapsed().as_nanos() as u64;
     let objects = u(&h.mheap.counters.objects_allocated);
     let freed = u(&s.objects_freed);
@@ -94,7 +93,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(u(&s.limiter_last_enabled_cycle)),
         U(heap_alloc),
         U(in_use.saturating_sub(heap_alloc)),
-        U((h.mheap.arena.free_ready_bytes() + kept) as u64),
+        U(free as u64),
         U(h.mheap.arena.released_bytes() as u64),
         U(h.mheap.arena.mapped_bytes() as u64),
         F(secs(assist)),
@@ -194,13 +193,4 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
         h.pacer_trace.write(&rec, &extra);
     }
     h.cycle_log.push(rec);
-}
-
-/// Bytes of pages in spans that hold objects or have slots for them: the page allocator's
-/// in-use pages less the spans kept empty for their classes, which count as free.
-fn in_use_bytes(h: &Shared) -> usize {
-    h.mheap
-        .arena
-        .in_use_bytes()
-        .saturating_sub(h.mheap.central.kept_bytes())
 }

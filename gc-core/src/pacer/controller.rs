@@ -177,9 +177,8 @@ impl Controller<'_> {
         let a = &self.mheap.arena;
         MemoryStats {
             mapped_ready: a.mapped_ready_bytes() as u64,
-            // Spans kept empty for their classes are free memory the page allocator counts in
-            // use.
-            heap_free: (a.free_ready_bytes() + self.mheap.central.kept_bytes()) as u64,
+            // Spans kept empty for their classes count as free.
+            heap_free: self.mheap.page_use().1 as u64,
             heap_alloc: self.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64,
         }
     }
@@ -360,8 +359,7 @@ impl Controller<'_> {
             next_goal,
             last_goal,
             // (No span is kept at mark termination: the collector freed them before it.)
-            a.in_use_bytes()
-                .saturating_sub(self.mheap.central.kept_bytes()) as u64,
+            self.mheap.page_use().0 as u64,
             a.mapped_ready_bytes() as u64,
             a.mapped_ready_bytes() as u64,
             crate::alloc::arena::PAGE_SIZE as u64,

@@ -640,6 +640,94 @@ fn allocating_while_marking_pays_with_mark_assists_in(verify: bool, span: bool) 
 }
 
 #[derive(Trace)]
+struct Tree<'gc> {
+    id: u64,
+    left: Option<Gc<'gc, Tree<'gc>>>,
+    right: Option<Gc<'gc, Tree<'gc>>>,
+}
+
+type TreeM = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Tree<'gc>>>>];
+
+/// A complete binary tree of `depth` levels, numbered in preorder from `*next`.
+fn tree<'gc>(mc: &gc_core::Mutation<'gc>, depth: u32, next: &mut u64) -> Gc<'gc, Tree<'gc>> {
+    let id = *next;
+    *next += 1;
+    let (left, right) = if depth > 1 {
+        (
+            Some(tree(mc, depth - 1, next)),
+            Some(tree(mc, depth - 1, next)),
+        )
+    } else {
+        (None, None)
+    };
+    Gc::new(mc, Tree { id, left, right })
+}
+
+/// The ids of `t`'s nodes in preorder.
+fn preorder(t: &Tree<'_>, out: &mut Vec<u64>) {
+    out.push(t.id);
+    for c in [&t.left, &t.right].into_iter().flatten() {
+        preorder(c, out);
+    }
+}
+
+#[test]
+fn assists_offer_the_bottom_of_their_stack_to_the_queue() {
+    for (verify, span) in common::MODES {
+        assists_offer_the_bottom_of_their_stack_to_the_queue_in(verify, span);
+    }
+}
+
+/// An assist marking a tree depth-first holds about the tree's depth of grey objects, the
+/// bottom ones rooting the largest unmarked subtrees. Whenever the shared queue is empty it
+/// offers the older half of them, so that a background worker or idle-priority marking on a
+/// spare CPU can mark them instead of the allocating mutator. Here the background marker is
+/// held, so only assists mark, and the cycle's balancing count is theirs; nothing is lost on the
+/// way through the queue.
+fn assists_offer_the_bottom_of_their_stack_to_the_queue_in(verify: bool, span: bool) {
+    const DEPTH: u32 = if cfg!(miri) { 6 } else { 12 };
+    let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
+    let mut m: Mutator<TreeM> = heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| {
+        let mut next = 0;
+        root.set(mc, Some(tree(mc, DEPTH, &mut next)));
+    });
+    let cycles = heap.stats().gc_cycles;
+    common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+    // Allocate far more than the tree while the marker is held: the assists owe the whole
+    // tree's marking many times over.
+    m.mutate(|mc, _| {
+        for _ in 0..if cfg!(miri) { 200 } else { 64_000 } {
+            obj(mc, u64::MAX);
+        }
+    });
+    heap.debug_hold_marking(false);
+    // Let the held cycle end (the mutator reaches safepoints), without starting another.
+    let t = Instant::now();
+    while heap.stats().gc_cycles == cycles {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the cycle did not end"
+        );
+        m.mutate(|_, _| ());
+        std::thread::yield_now();
+    }
+    let s = heap.stats();
+    assert!(s.assist_bytes > 0, "assists marked nothing: {s:?}");
+    assert!(
+        s.mark_shared_batches > 0,
+        "no assist offered grey work: {s:?}"
+    );
+    m.collect();
+    let ids = m.mutate(|_, root| {
+        let mut ids = Vec::new();
+        preorder(&root.get().unwrap(), &mut ids);
+        ids
+    });
+    assert_eq!(ids, (0..(1u64 << DEPTH) - 1).collect::<Vec<_>>());
+}
+
+#[derive(Trace)]
 struct Weaks<'gc> {
     strong: GcVec<'gc, Option<Gc<'gc, Obj<'gc>>>>,
     weak: GcVec<'gc, Option<gc_core::GcWeak<'gc, Obj<'gc>>>>,

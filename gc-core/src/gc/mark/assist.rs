@@ -13,6 +13,13 @@ use crate::util::bug::AbortOnUnwind;
 /// nanoseconds, but microseconds when it misses cache and TLB, so keep it small.
 const ASSIST_SLICE: usize = 32;
 
+/// An assist holding more grey objects than this offers the older half of them when the
+/// shared queue is empty, after each slice (Go: `gcDrainN` balances when `work.full` is
+/// empty). Low, because a depth-first stack over a tree holds about its depth: the bottom
+/// entries root the largest subtrees, which the background worker (and idle-priority
+/// marking on a spare CPU) can then mark instead of the mutator.
+const ASSIST_OFFER_MIN: usize = 4;
+
 /// Scan work an assist does at least, paying ahead for later allocations (Go:
 /// `gcOverAssistWork`): an assist has a fixed cost, so it is not worth doing for a few bytes.
 const OVER_ASSIST_WORK: f64 = 64.0 * 1024.0;
@@ -199,6 +206,7 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
             }
         }
         t.drain_budget(ASSIST_SLICE);
+        t.offer(&h.mark.work, ASSIST_OFFER_MIN);
     }
     let done = t.work() * WORK_UNIT_BYTES;
     h.stats.assists.fetch_add(1, Ordering::Relaxed);

@@ -11,7 +11,9 @@
 //!   Concurrent workers offer at the end of each slice, above 64 objects: what they offer feeds
 //!   the mark assists, and offering at every pop above 8 was measured to move binary-trees
 //!   (depth 21, 2 CPUs) to −52% peak RSS but +28% wall time — a pacing trade-off, not this
-//!   module's to make;
+//!   module's to make. Assists offer after each of their slices, above 4 objects (Go's
+//!   `gcDrainN` balances as well): the bottom of an assist's stack is work a background worker
+//!   can do instead of the allocating mutator;
 //! * mutators hand over what their root scans and barrier flushes greyed, assists and
 //!   background workers hand back what they did not finish.
 //!

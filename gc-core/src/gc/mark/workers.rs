@@ -173,12 +173,15 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 ///
 /// Go runs an idle-priority mark worker on every processor that has nothing else to run. There
 /// is no scheduler here to ask, so a fractional worker looks at the process's CPU clock every
-/// [`IDLE_WINDOW`]: if over the last window the other threads left at least one whole CPU
-/// unused (`procs × wall − (process CPU − own marking) ≥ wall`), it marks without pausing
-/// through the next window and books that time as *idle* marking, which the pacer's
-/// cons/mark formula counts as Go counts idle utilisation and which the CPU limiter leaves out,
-/// as Go's does (it took CPU nobody wanted). On two CPUs with one busy mutator that doubles the
-/// marking rate; with two busy mutators nothing changes.
+/// [`IDLE_WINDOW`]: if over the last window the other threads left a CPU unused
+/// (`procs × wall − (process CPU − own marking) ≥ IDLE_SPARE × wall`), it marks without
+/// pausing through the next window. Of that time it books its share as background marking (Go's
+/// fractional worker runs its share whether or not a processor is idle) and the rest as *idle*
+/// marking, which the pacer's cons/mark formula counts as Go counts idle utilisation and which
+/// the CPU limiter and Go's `GCCPUFraction` leave out, as Go's do (it took CPU nobody wanted).
+/// On two CPUs with one busy mutator that doubles the marking rate, and assists hand the
+/// worker the bottom of their stacks ([`crate::gc::mark::assist`]) so that it has the work to
+/// do; with two busy mutators nothing changes.
 pub(crate) struct Pace {
     start: Instant,
     busy: Duration,
@@ -193,6 +196,12 @@ pub(crate) struct Pace {
 
 /// How often a fractional worker checks for a spare CPU.
 const IDLE_WINDOW: Duration = Duration::from_millis(2);
+
+/// The share of a CPU the other threads must have left unused over a window for the worker to
+/// mark at idle priority: most of one (the collector's other threads and the clocks'
+/// granularity take a little; demanding all of it, the worker almost never saw a spare CPU
+/// beside a mutator running flat out).
+const IDLE_SPARE: f64 = 0.9;
 
 impl Pace {
     pub(crate) fn new(share: f64, procs: usize) -> Pace {
@@ -221,14 +230,7 @@ impl Pace {
             let others = process
                 .saturating_sub(self.window.1)
                 .saturating_sub((self.own - self.window.2).as_nanos() as u64);
-            let spare = (self.procs as u64 * wall.as_nanos() as u64).saturating_sub(others);
-            // Only when the cycle is late (the heap has reached its goal, assists are being
-            // paid): marking flat out on the "spare" CPU also takes the slack that absorbs the
-            // machine's other work, which cost treechurn's operations up to 19 ms and its
-            // pauses up to 4 ms when done all the time.
-            let late = h.mheap.counters.heap_live.load(Ordering::Relaxed)
-                >= h.pacer.heap_goal.load(Ordering::Relaxed);
-            self.idle = late && spare >= wall.as_nanos() as u64;
+            self.idle = cpu_spare(self.procs, wall, others);
             self.window = (now, process, self.own);
         }
         if self.idle {
@@ -256,13 +258,84 @@ impl Pace {
                 .fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
             return false;
         }
-        let counter = if self.idle {
-            &h.stats.idle_mark_ns
-        } else {
-            self.busy += slice;
-            &h.stats.bg_mark_ns
-        };
-        counter.fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
+        // At idle priority the worker's share is still background marking; only what it marks
+        // beyond its share is idle.
+        let bg = background_part(
+            self.idle,
+            self.start.elapsed().mul_f64(self.share),
+            self.busy,
+            slice,
+        );
+        self.busy += bg;
+        h.stats
+            .bg_mark_ns
+            .fetch_add(bg.as_nanos() as u64, Ordering::Relaxed);
+        if bg < slice {
+            h.stats
+                .idle_mark_ns
+                .fetch_add((slice - bg).as_nanos() as u64, Ordering::Relaxed);
+        }
         true
+    }
+}
+
+/// Whether, over a window of `wall`, threads other than the worker (which used `others_ns` of
+/// CPU) left [`IDLE_SPARE`] of a CPU unused on `procs` CPUs.
+fn cpu_spare(procs: usize, wall: Duration, others_ns: u64) -> bool {
+    let wall = wall.as_nanos() as u64;
+    let spare = (procs as u64 * wall).saturating_sub(others_ns);
+    spare as f64 >= IDLE_SPARE * wall as f64
+}
+
+/// The part of a worker's `slice` of marking that is background marking: all of it at the
+/// worker's own pace; at idle priority, only what is left of its share (`allowed`, the share of
+/// the time since the worker started) after the background marking it has booked (`busy`).
+fn background_part(idle: bool, allowed: Duration, busy: Duration, slice: Duration) -> Duration {
+    if idle {
+        allowed.saturating_sub(busy).min(slice)
+    } else {
+        slice
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Beside one mutator running flat out on two CPUs a CPU is spare, even with the other
+    /// collector threads' few percent; beside two, or one and a half, none is.
+    #[test]
+    fn a_cpu_is_spare_beside_one_busy_mutator_of_two_cpus() {
+        let ns = |ms: f64| (ms * 1e6) as u64;
+        assert!(cpu_spare(2, 2 * MS, ns(2.0)));
+        assert!(cpu_spare(2, 2 * MS, ns(2.1)));
+        assert!(!cpu_spare(2, 2 * MS, ns(3.0)));
+        assert!(!cpu_spare(2, 2 * MS, ns(4.0)));
+        assert!(cpu_spare(4, 2 * MS, ns(6.0)));
+        assert!(!cpu_spare(1, 2 * MS, ns(0.5)));
+        assert!(cpu_spare(1, 2 * MS, 0));
+    }
+
+    /// At its own pace a worker's marking is all background; at idle priority its share comes
+    /// first and the rest is idle, so the idle figure (left out of the GC CPU fraction and the
+    /// limiter) is only what no fractional worker would have done.
+    #[test]
+    fn idle_priority_marking_books_the_share_first() {
+        assert_eq!(background_part(false, 5 * MS, 9 * MS, 2 * MS), 2 * MS);
+        // 1 ms of the share left: that much is background, the other 2 ms idle.
+        assert_eq!(background_part(true, 5 * MS, 4 * MS, 3 * MS), MS);
+        // Behind its share by more than the slice: all of it is background.
+        assert_eq!(background_part(true, 10 * MS, 4 * MS, 3 * MS), 3 * MS);
+        // At or past its share: all idle.
+        assert_eq!(
+            background_part(true, 5 * MS, 5 * MS, 3 * MS),
+            Duration::ZERO
+        );
+        assert_eq!(
+            background_part(true, 5 * MS, 7 * MS, 3 * MS),
+            Duration::ZERO
+        );
     }
 }

@@ -146,6 +146,10 @@ impl Pacer {
                 } else {
                     1.0
                 },
+                max_extension: cfg
+                    .max_extension
+                    .filter(|x| !x.is_nan())
+                    .map(|x| x.max(1.0)),
                 limiter_capacity_per_proc_ns: cfg.limiter_capacity_per_proc_ns.max(1),
                 limiter_fail_fast_ns: cfg.limiter_fail_fast_ns.map(|n| n.max(1)),
             },
@@ -399,7 +403,8 @@ impl Pacer {
     /// * Expected scan work = last heap scan + stack scan + globals scan. If more than that has
     ///   been done (the heap grew), the cycle assumes the worst — all scannable memory
     ///   (`heap_scan` + roots) is live — and moves the goal out in proportion, at most to
-    ///   `(1 + GOGC/100) × goal` (Go's hard goal).
+    ///   `(1 + GOGC/100) × goal` (Go's hard goal), and at most to
+    ///   [`PacerConfig::max_extension`] × goal when that is set.
     /// * Past the goal anyway, it aims at 1.1 × the goal with the worst-case work.
     /// * Under a memory limit the extension stops at the limit itself (the limit-based goal
     ///   without its headroom, [`Pacer::memory_limit_hard_goal`]), so the overshoot past it is
@@ -434,7 +439,10 @@ impl Pacer {
                 f64::INFINITY
             };
             expected = max_work;
-            let hard = (1.0 + gc_percent / 100.0) * heap_goal;
+            let mut hard = (1.0 + gc_percent / 100.0) * heap_goal;
+            if let Some(x) = self.cfg.max_extension {
+                hard = hard.min(x * heap_goal);
+            }
             let limit = self.memory_limit_hard_goal(m) as f64;
             heap_goal = ext.min(hard).min(limit.max(heap_goal));
         }
@@ -1022,6 +1030,37 @@ mod tests {
         p.set_gc_percent(Some(100));
         p.set_memory_limit(Some(110 * MIB));
         assert!(p.heap_goal(none) < 110 * MIB);
+    }
+
+    /// `max_extension` bounds the goal extension below the hard goal; 1 turns it off (the
+    /// cycle paces for its goal with the worst-case work left).
+    #[test]
+    fn max_extension_bounds_the_extended_goal() {
+        let none = MemoryStats::default();
+        let at = |x: Option<f64>| {
+            let cfg = PacerConfig {
+                max_extension: x,
+                ..PacerConfig::default()
+            };
+            let mut p = Pacer::with_config(Some(100), None, 4, cfg);
+            // Last cycle: 100 MiB marked and scanned; goal 200 MiB; triggered at 170 MiB.
+            p.reset_live(100 * MIB, 100 * MIB, 0);
+            p.commit(true, 100 * MIB);
+            p.start_cycle(170 * MIB, none);
+            // 110 MiB of work done of the 100 MiB expected, 150 MiB scannable now: the extension
+            // is (200 − 170) / 100 × 150 + 170 = 215 MiB, within the hard goal (400 MiB).
+            p.revise(190 * MIB, 150 * MIB, 0, 110 * MIB, none)
+        };
+        assert_eq!(at(None).extended_goal, 215 * MIB);
+        assert_eq!(at(Some(1.5)).extended_goal, 215 * MIB);
+        let r = at(Some(1.05));
+        assert_eq!(r.extended_goal, 210 * MIB);
+        let want = (40 * MIB) as f64 / (20 * MIB) as f64;
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        let r = at(Some(1.0));
+        assert_eq!(r.extended_goal, 200 * MIB);
+        let want = (40 * MIB) as f64 / (10 * MIB) as f64;
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
     }
 
     #[test]

@@ -50,6 +50,13 @@ pub struct PacerConfig {
     /// Past its goal, a cycle aims this much further before its assists stop all allocation
     /// (Go: `maxOvershoot`, 1.1). At least 1.
     pub max_overshoot: f64,
+    /// The goal extension stops at this factor of the goal (at least 1), or at the hard goal
+    /// (`1 + GOGC/100` times the goal) if that is lower. A cycle whose scan work passes the last
+    /// cycle's moves its goal out in proportion to the extra work, as Go 1.19 does, so that a
+    /// heap that is growing is not met with an assist storm; this bounds how far (`None`, the
+    /// default: the hard goal alone, as Go). `1` turns the extension off: such a cycle paces
+    /// for its goal with the worst-case work left, and past it for `max_overshoot` times it.
+    pub max_extension: Option<f64>,
     /// CPU time per CPU the GC CPU limiter's bucket holds, in nanoseconds (gc-core: 100 ms;
     /// Go: 1 s). The limiter turns on once the GC has used this much more CPU than half the
     /// machine.
@@ -73,6 +80,7 @@ impl Default for PacerConfig {
             max_trigger_ratio: 61.0 / 64.0,
             cons_mark_window: 2,
             max_overshoot: 1.1,
+            max_extension: None,
             limiter_capacity_per_proc_ns: 100_000_000,
             limiter_fail_fast_ns: None,
         }
@@ -90,6 +98,10 @@ pub const PACER_KEYS: &[(&str, &str)] = &[
     ("max_trigger", "a ratio in (0, 1), at least min_trigger"),
     ("cons_mark_window", "cycles averaged, 1 to 64"),
     ("max_overshoot", "a factor, at least 1"),
+    (
+        "max_extension",
+        "a factor of the goal, at least 1, or hard (the hard goal alone)",
+    ),
     ("limiter_bucket", "a duration per CPU: 100ms, 1s, 250us"),
     (
         "fail_fast",
@@ -98,8 +110,8 @@ pub const PACER_KEYS: &[(&str, &str)] = &[
 ];
 
 const EXPECTED: &str = "comma-separated key=value pairs: policy=proportional|sqrt, sqrt_c=X, \
-     min_trigger=R, max_trigger=R, cons_mark_window=N, max_overshoot=F, limiter_bucket=DUR, \
-     fail_fast=DUR|off";
+     min_trigger=R, max_trigger=R, cons_mark_window=N, max_overshoot=F, max_extension=F|hard, \
+     limiter_bucket=DUR, fail_fast=DUR|off";
 
 impl PacerConfig {
     /// Set one knob by name (the keys of [`PACER_KEYS`]), as `GCCORE_PACER` and the pacer lab
@@ -135,6 +147,12 @@ impl PacerConfig {
                     .map_err(|_| format!("cons_mark_window: {v:?} is not a whole number"))?
             }
             "max_overshoot" => self.max_overshoot = num()?,
+            "max_extension" => {
+                self.max_extension = match v {
+                    "hard" | "go" => None,
+                    _ => Some(num()?),
+                }
+            }
             "limiter_bucket" => self.limiter_capacity_per_proc_ns = parse_duration_ns(v)?,
             "fail_fast" => {
                 self.limiter_fail_fast_ns = match v {
@@ -186,6 +204,13 @@ impl PacerConfig {
                 self.max_overshoot
             ));
         }
+        if let Some(x) = self.max_extension
+            && !(x >= 1.0 && x.is_finite())
+        {
+            return Err(format!(
+                "max_extension must be at least 1, or hard (got {x})"
+            ));
+        }
         if self.limiter_capacity_per_proc_ns == 0 {
             return Err("limiter_bucket must be more than zero".into());
         }
@@ -221,11 +246,19 @@ impl fmt::Display for PacerConfig {
         }
         write!(
             f,
-            ",min_trigger={},max_trigger={},cons_mark_window={},max_overshoot={},limiter_bucket={}ns,fail_fast=",
+            ",min_trigger={},max_trigger={},cons_mark_window={},max_overshoot={},max_extension=",
             self.min_trigger_ratio,
             self.max_trigger_ratio,
             self.cons_mark_window,
             self.max_overshoot,
+        )?;
+        match self.max_extension {
+            Some(x) => write!(f, "{x}")?,
+            None => write!(f, "hard")?,
+        }
+        write!(
+            f,
+            ",limiter_bucket={}ns,fail_fast=",
             self.limiter_capacity_per_proc_ns
         )?;
         match self.limiter_fail_fast_ns {
@@ -268,8 +301,11 @@ mod tests {
     fn set_apply_validate_and_display_round_trip() {
         let mut c = PacerConfig::default();
         assert_eq!(c.validate(), Ok(()));
-        c.apply("policy=sqrt, sqrt_c=2e-8,max_overshoot=1.05,limiter_bucket=1s,fail_fast=2s")
-            .unwrap();
+        c.apply(
+            "policy=sqrt, sqrt_c=2e-8,max_overshoot=1.05,max_extension=1.2,limiter_bucket=1s,fail_fast=2s",
+        )
+        .unwrap();
+        assert_eq!(c.max_extension, Some(1.2));
         assert_eq!(c.policy, Policy::SqrtRule { c: 2e-8 });
         assert_eq!(c.max_overshoot, 1.05);
         assert_eq!(c.limiter_capacity_per_proc_ns, 1_000_000_000);
@@ -283,6 +319,8 @@ mod tests {
             "max_trigger=1",
             "cons_mark_window=0",
             "max_overshoot=0.9",
+            "max_extension=0.5",
+            "max_extension=inf",
             "limiter_bucket=0ms",
             "limiter_bucket=5",
             "fail_fast=0s",

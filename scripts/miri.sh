@@ -22,6 +22,9 @@ cargo +nightly miri test -p gc-core --test object_kinds -- every_kind_concurrent
 # A small concurrent test: the marker held at a known point, references moved under the
 # barrier, with the collector thread running alongside (Miri checks the data races too).
 cargo +nightly miri test -p gc-core --test concurrent -- held_marker
+# An assist offering the bottom of its grey stack to the shared queue (marker held; one
+# setting, a 511-node tree).
+cargo +nightly miri test -p gc-core --test concurrent -- assists_offer
 # GcRefCell: a mutable borrow held across STW 1 by a blocked scope while the marker skips the
 # value, and the borrow rules (the held-marker test, 16 heaps, did not finish in 20 minutes).
 cargo +nightly miri test -p gc-core --test refcell -- a_borrow_held borrows_conflict

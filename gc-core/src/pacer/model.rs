@@ -412,7 +412,7 @@ impl Pacer {
     ///   with GOGC taken as 100000 when off, i.e. without bound. (Capping the 10% overshoot
     ///   at the limit too held mapped memory down but made a single treechurn operation wait
     ///   66 ms in assists.) A cycle with no scan work on record yet (the heap's first)
-    ///   extends straight to the hard goal.
+    ///   extends straight to the hard goal (or `max_extension` × goal, if lower).
     /// * Remaining work is at least 1000, remaining heap at least 1 byte.
     ///
     /// `heap_live`: now; `heap_scan`: scannable bytes of the heap now (marked scannable bytes

@@ -184,7 +184,7 @@ impl PacerConfig {
     }
 
     /// Check the knobs: trigger ratios `0 < min ≤ max < 1`, window 1–64, overshoot ≥ 1, a
-    /// non-zero limiter bucket and fail-fast window, a positive `c`.
+    /// finite extension bound ≥ 1 (if any), a non-zero limiter bucket and fail-fast window, a positive `c`.
     pub fn validate(&self) -> Result<(), String> {
         let (lo, hi) = (self.min_trigger_ratio, self.max_trigger_ratio);
         if !(lo > 0.0 && lo <= hi && hi < 1.0) {
@@ -330,6 +330,17 @@ mod tests {
             "max_overshoot",
         ] {
             assert!(PacerConfig::default().apply(bad).is_err(), "{bad}");
+        }
+        // The default extension bound (the hard goal) and no extension round-trip too.
+        for x in [None, Some(1.0)] {
+            let c = PacerConfig {
+                max_extension: x,
+                ..PacerConfig::default()
+            };
+            let mut back = PacerConfig::default();
+            back.apply("max_extension=1.5").unwrap();
+            back.apply(&c.to_string()).unwrap();
+            assert_eq!(back, c);
         }
         let e = PacerConfig::from_env_value("max_overshoot=x").unwrap_err();
         assert_eq!(e.var, "GCCORE_PACER");

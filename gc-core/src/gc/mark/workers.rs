@@ -181,7 +181,10 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 /// the CPU limiter and Go's `GCCPUFraction` leave out, as Go's do (it took CPU nobody wanted).
 /// On two CPUs with one busy mutator that doubles the marking rate, and assists hand the
 /// worker the bottom of their stacks ([`crate::gc::mark::assist`]) so that it has the work to
-/// do; with two busy mutators nothing changes.
+/// do; with two busy mutators nothing changes. The process clock sees only this process's
+/// threads: another process's load on the "spare" CPU is shared with it by the kernel, as it is
+/// with Go's idle workers (measured with a CPU hog beside treechurn: operation latency as with
+/// idle marking confined to late cycles; `docs/benchmarks.md`).
 pub(crate) struct Pace {
     start: Instant,
     busy: Duration,
@@ -245,23 +248,17 @@ impl Pace {
         }
     }
 
-    /// Account `slice` of work (CPU time) as background or idle marking; false when it went to
-    /// idle marking because an assist is waiting (then the worker must not pause).
+    /// Account `slice` of work (CPU time) as background or idle marking; false when an assist
+    /// is waiting (then the worker must not pause).
     pub(crate) fn book(&mut self, h: &Shared, slice: Duration) -> bool {
         self.own += slice;
         // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
         // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
-        // the processor its parked assist left).
-        if h.mark.assists_parked.load(Ordering::Relaxed) > 0 {
-            h.stats
-                .idle_mark_ns
-                .fetch_add(slice.as_nanos() as u64, Ordering::Relaxed);
-            return false;
-        }
-        // At idle priority the worker's share is still background marking; only what it marks
-        // beyond its share is idle.
+        // the processor its parked assist left). At idle priority the worker's share is still
+        // background marking; only what it marks beyond its share is idle.
+        let parked = h.mark.assists_parked.load(Ordering::Relaxed) > 0;
         let bg = background_part(
-            self.idle,
+            self.idle || parked,
             self.start.elapsed().mul_f64(self.share),
             self.busy,
             slice,
@@ -275,7 +272,7 @@ impl Pace {
                 .idle_mark_ns
                 .fetch_add((slice - bg).as_nanos() as u64, Ordering::Relaxed);
         }
-        true
+        !parked
     }
 }
 

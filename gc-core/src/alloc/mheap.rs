@@ -95,10 +95,6 @@ impl MHeap {
         }
     }
 
-    /// Refuse a new span while the limiter's fail-fast window has passed (see
-    /// `limiter_stall_ns`), while the last completed cycle found more than the live-heap limit,
-    /// or while the heap is over its bound (see `heap_bound`).
-    #[inline]
     /// Bytes of pages in spans that hold objects or have slots for them, and of free pages not
     /// released, as everything but the page allocator counts them: spans kept empty for their
     /// classes are free. Read together, so that the two add up with the rest of the arena.
@@ -110,6 +106,10 @@ impl MHeap {
         )
     }
 
+    /// Refuse a new span while the limiter's fail-fast window has passed (see
+    /// `limiter_stall_ns`), while the last completed cycle found more than the live-heap limit,
+    /// or while the heap is over its bound (see `heap_bound`).
+    #[inline]
     pub(crate) fn check_max_heap(&self) -> Result<(), AllocError> {
         let stall = self.limiter_stall_ns.load(Ordering::Relaxed);
         if stall != 0 {

@@ -184,7 +184,8 @@ impl PacerConfig {
     }
 
     /// Check the knobs: trigger ratios `0 < min ≤ max < 1`, window 1–64, overshoot ≥ 1, a
-    /// finite extension bound ≥ 1 (if any), a non-zero limiter bucket and fail-fast window, a positive `c`.
+    /// finite extension bound ≥ 1 (if any), a non-zero limiter bucket and fail-fast window, a
+    /// positive `c`.
     pub fn validate(&self) -> Result<(), String> {
         let (lo, hi) = (self.min_trigger_ratio, self.max_trigger_ratio);
         if !(lo > 0.0 && lo <= hi && hi < 1.0) {

@@ -239,13 +239,15 @@ impl Pace {
         if self.idle {
             return;
         }
-        let allowed = self.start.elapsed().as_secs_f64() * self.share;
-        let ahead = self.busy.as_secs_f64() - allowed;
-        if ahead > 0.0 {
-            std::thread::sleep(
-                Duration::from_secs_f64(ahead / self.share).min(Duration::from_millis(2)),
-            );
+        let ahead = self.busy.saturating_sub(self.allowed());
+        if !ahead.is_zero() {
+            std::thread::sleep(ahead.div_f64(self.share).min(Duration::from_millis(2)));
         }
+    }
+
+    /// The background marking the worker's share allows since it started.
+    fn allowed(&self) -> Duration {
+        self.start.elapsed().mul_f64(self.share)
     }
 
     /// Account `slice` of work (CPU time) as background or idle marking; false when an assist
@@ -257,12 +259,7 @@ impl Pace {
         // the processor its parked assist left). At idle priority the worker's share is still
         // background marking; only what it marks beyond its share is idle.
         let parked = h.mark.assists_parked.load(Ordering::Relaxed) > 0;
-        let bg = background_part(
-            self.idle || parked,
-            self.start.elapsed().mul_f64(self.share),
-            self.busy,
-            slice,
-        );
+        let bg = background_part(self.idle || parked, self.allowed(), self.busy, slice);
         self.busy += bg;
         h.stats
             .bg_mark_ns

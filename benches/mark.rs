@@ -16,7 +16,7 @@
 //!
 //! Each node benchmark runs with the default depth-first marker and with span-local marking
 //! (`Config::span_marking`).
-//! | `1 KiB noscan ring` | 16 384 × 1 KiB `GcBytes` reached from one array: marking without scanning (msgbuf's shape) |
+//! | `1 KiB noscan ring` | 16 384 × 1 KiB `GcBytes` reached from one array: marking without scanning (msgbuf's shape); with one worker (plain stores) and all of them (locked read-modify-writes, as concurrent marking) |
 //! | `large arrays` | 16 arrays of 65 536 pointers to 256 shared objects: array scanning in chunks, edges to marked objects |
 //!
 //! The `sweep` benchmark frees 2²⁰ dead 16-byte nodes per cycle and reports the whole
@@ -149,8 +149,15 @@ fn mark(c: &mut Criterion) {
             }
         }
     }
-    {
-        let h = heap(Some(1), false);
+    // One worker sets mark bits with plain stores; several use locked read-modify-writes, as
+    // concurrent marking does.
+    for w in [1, 0] {
+        let label = if w == 1 {
+            "1 worker".to_string()
+        } else {
+            format!("{cpus} workers")
+        };
+        let h = heap((w == 1).then_some(1), false);
         let n = 16 * 1024;
         let mut m: Mutator<BytesRoot> = h.mutator(|mc| GcArray::new(mc, n, None));
         m.mutate(|mc, ring| {
@@ -160,7 +167,7 @@ fn mark(c: &mut Criterion) {
             }
         });
         g.throughput(Throughput::Bytes((n * 1024) as u64));
-        g.bench_function(BenchmarkId::new("1 KiB noscan ring", "1 worker"), |b| {
+        g.bench_function(BenchmarkId::new("1 KiB noscan ring", &label), |b| {
             b.iter_custom(|iters| mark_time(&h, iters, || m.collect()))
         });
     }

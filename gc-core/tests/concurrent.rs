@@ -133,6 +133,95 @@ fn move_between_heap_objects_then_delete_the_original_in(verify: bool, span: boo
     assert!(s.objects_freed >= next_id, "{s:?}");
 }
 
+/// A noscan object (no GC pointers): the marker sets its mark bit and never reads it, and
+/// marks of such objects reached from one array chunk are set a mark word at a time.
+#[derive(Trace)]
+struct Leaf {
+    id: u64,
+    check: u64,
+}
+
+fn leaf<'gc>(mc: &gc_core::Mutation<'gc>, id: u64) -> Gc<'gc, Leaf> {
+    Gc::new(
+        mc,
+        Leaf {
+            id,
+            check: id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        },
+    )
+}
+
+#[derive(Trace)]
+struct Leaves<'gc> {
+    from: GcArray<'gc, Option<Gc<'gc, Leaf>>>,
+    to: GcArray<'gc, Option<Gc<'gc, Leaf>>>,
+}
+
+type LeavesM = Rootable!['gc => Leaves<'gc>];
+
+/// Arrays of noscan objects (several chunks long, so a scan batches the marks of many objects
+/// per mark word, and a word mixes live and dead objects), whose only references move from
+/// one array to the other, in reverse order, while cycles run back to back: every object
+/// survives, and garbage is reclaimed.
+#[test]
+fn noscan_objects_moved_between_arrays_survive() {
+    for (verify, span) in common::MODES {
+        noscan_objects_moved_between_arrays_survive_in(verify, span);
+    }
+}
+
+fn noscan_objects_moved_between_arrays_survive_in(verify: bool, span: bool) {
+    const LEN: usize = if cfg!(miri) { 150 } else { 1000 };
+    let heap = heap(verify, span);
+    let mut m: Mutator<LeavesM> = heap.mutator(|mc| Leaves {
+        from: GcArray::new(mc, LEN, None),
+        to: GcArray::new(mc, LEN, None),
+    });
+    let start = Instant::now();
+    let cycles0 = heap.stats().gc_cycles;
+    let mut next_id = 0u64;
+    let mut during_mark = 0usize;
+    while start.elapsed() < run_for() {
+        m.mutate(|mc, r| {
+            for i in 0..LEN {
+                r.from.set(mc, i, Some(leaf(mc, next_id)));
+                next_id += 1;
+                if i % 3 == 0 {
+                    // Garbage between the live objects, in the same mark words.
+                    leaf(mc, u64::MAX);
+                }
+            }
+        });
+        m.mutate(|mc, r| {
+            if mc.debug_marking() {
+                during_mark += 1;
+            }
+            for i in 0..LEN {
+                let x = r.from.get(i);
+                r.to.set(mc, LEN - 1 - i, x);
+                r.from.set(mc, i, None);
+            }
+        });
+        let n = m.mutate(|_, r| {
+            r.to.iter()
+                .flatten()
+                .inspect(|l| assert_eq!(l.check, l.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+                .count()
+        });
+        assert_eq!(n, LEN);
+    }
+    heap.debug_back_to_back(false);
+    let cycles = heap.stats().gc_cycles - cycles0;
+    assert!(cycles >= 5, "only {cycles} cycles ran");
+    assert!(during_mark > 0, "no scope ran while marking");
+    m.collect();
+    m.collect();
+    // Exactly the LEN objects in `to` and the two arrays are live now.
+    let s = heap.stats();
+    assert_eq!(s.marked_objects, LEN as u64 + 2, "{s:?}");
+    assert!(s.objects_freed >= next_id, "{s:?}");
+}
+
 #[derive(Trace)]
 struct One<'gc> {
     from: GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>,

@@ -2,7 +2,7 @@
 //! global queue) and every reachable object survives, cycle after cycle, with verify mode on;
 //! garbage in between is reclaimed.
 
-use gc_core::{Config, Gc, GcArray, GcCell, Heap, Mutator, Rootable, Trace};
+use gc_core::{Config, Gc, GcArray, GcBytes, GcCell, Heap, Mutator, Rootable, Trace};
 
 #[derive(Trace)]
 struct Leaf<'gc> {
@@ -86,5 +86,100 @@ fn workers_mark_a_wide_graph_completely() {
             assert_eq!(sum, n * (n - 1) / 2);
         }
         assert!(heap.stats().objects_freed >= WIDTH as u64);
+    }
+}
+
+#[derive(Trace)]
+struct Noscan<'gc> {
+    nums: GcArray<'gc, Option<Gc<'gc, u64>>>,
+    bufs: GcArray<'gc, Option<GcBytes<'gc>>>,
+    /// The objects of `nums` again, in reverse order: each must be counted once.
+    again: GcArray<'gc, Option<Gc<'gc, u64>>>,
+}
+
+type NoscanM = Rootable!['gc => Noscan<'gc>];
+
+/// Noscan objects reached from arrays (whose scans set their mark bits a mark word at a
+/// time): each is marked and counted exactly once (also when two arrays reach it), with one stop-the-world worker (plain
+/// stores), several (atomics) and concurrent marking, verify mode on and off; the ones the
+/// arrays drop are freed.
+#[test]
+fn noscan_objects_reached_from_arrays_are_marked_and_counted_once() {
+    const WIDTH: usize = if cfg!(miri) { 300 } else { 20_000 };
+    for verify in [false, true] {
+        for (concurrent, workers, span) in [
+            (false, 1, false),
+            (false, 2, false),
+            (true, 2, false),
+            (true, 2, true),
+        ] {
+            let what = format!("verify {verify} concurrent {concurrent} workers {workers}");
+            let heap = Heap::new(
+                Config::default()
+                    .verify(verify)
+                    .concurrent(concurrent)
+                    .mark_workers(workers)
+                    .span_marking(span),
+            )
+            .unwrap();
+            let mut m: Mutator<NoscanM> = heap.mutator(|mc| Noscan {
+                nums: GcArray::new(mc, WIDTH, None),
+                bufs: GcArray::new(mc, WIDTH, None),
+                again: GcArray::new(mc, WIDTH, None),
+            });
+            m.mutate(|mc, r| {
+                for i in 0..WIDTH {
+                    let n = Gc::new(mc, i as u64);
+                    r.nums.set(mc, i, Some(n));
+                    r.again.set(mc, WIDTH - 1 - i, Some(n));
+                    r.bufs.set(mc, i, Some(GcBytes::new(mc, &[i as u8; 100])));
+                    if i % 5 == 0 {
+                        // Garbage in the same mark words as the live objects.
+                        Gc::new(mc, u64::MAX);
+                        GcBytes::new(mc, &[0xEE; 100]);
+                    }
+                }
+            });
+            let check = |m: &mut Mutator<NoscanM>, live: &dyn Fn(usize) -> bool| {
+                m.mutate(|_, r| {
+                    for i in 0..WIDTH {
+                        let (n, b) = (r.nums.get(i), r.bufs.get(i));
+                        assert_eq!(n.is_some(), live(i), "{what}: slot {i}");
+                        let again = r.again.get(WIDTH - 1 - i);
+                        assert_eq!(again.map(|a| *a), n.map(|n| *n), "{what}: slot {i}");
+                        if let (Some(n), Some(b)) = (n, b) {
+                            assert_eq!(*n, i as u64, "{what}");
+                            assert!(b.iter().all(|&x| x == i as u8), "{what}: buffer {i}");
+                        }
+                    }
+                })
+            };
+            for round in 0..2 {
+                m.collect();
+                let s = heap.stats();
+                assert_eq!(
+                    s.marked_objects,
+                    2 * WIDTH as u64 + 3,
+                    "{what} round {round}: {s:?}"
+                );
+                check(&mut m, &|_| true);
+            }
+            let marked_all = heap.stats().heap_marked;
+            m.mutate(|mc, r| {
+                for i in (0..WIDTH).filter(|i| i % 2 == 1) {
+                    r.nums.set(mc, i, None);
+                    r.bufs.set(mc, i, None);
+                    r.again.set(mc, WIDTH - 1 - i, None);
+                }
+            });
+            let freed = heap.stats().objects_freed;
+            m.collect();
+            m.collect();
+            let s = heap.stats();
+            assert_eq!(s.marked_objects, WIDTH as u64 + 3, "{what}: {s:?}");
+            assert!(s.heap_marked < marked_all, "{what}: {s:?}");
+            assert!(s.objects_freed >= freed + WIDTH as u64, "{what}: {s:?}");
+            check(&mut m, &|i| i % 2 == 0);
+        }
     }
 }

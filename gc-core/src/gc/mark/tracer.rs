@@ -8,7 +8,9 @@
 //! | black  | reached and scanned                       | mark bit 1, on no stack; with span-local marking, in a small span: mark and scan bits 1 |
 //!
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
-//! queued, so the marker never reads them. Objects allocated during marking are black at once
+//! queued, so the marker never reads them. Within one array chunk's scan, the marks of white
+//! noscan objects are batched per mark word and set with one read-modify-write per word
+//! ([`Tracer::begin_noscan_batch`]). Objects allocated during marking are black at once
 //! (mark and scan bits set by the allocation cache, `Span::mark_black`).
 //!
 //! # Span-local marking
@@ -117,6 +119,16 @@ pub struct Tracer {
     /// Marking: work done, in units of one object or chunk scanned or one edge followed;
     /// bounds [`Tracer::drain_budget`].
     work: usize,
+    /// Marking: whether edges to noscan objects are batched (inside an array chunk's scan,
+    /// between [`Tracer::begin_noscan_batch`] and [`Tracer::end_noscan_batch`]).
+    batching: bool,
+    /// Marking: the batch, mark bits of word `batch_word` of span `batch_span` not yet set
+    /// (`batch_bits` 0: empty). Valid while the cycle's marking runs: the span holds an
+    /// object reached this cycle, so no sweep frees it before the batch is flushed, which is
+    /// before the tracer's work ends.
+    batch_span: *const Span,
+    batch_word: usize,
+    batch_bits: u64,
 }
 
 /// Elements of an array a marker scans as one unit (Go splits objects into 128 KiB "oblets" for
@@ -190,6 +202,10 @@ impl Tracer {
             marked_objects: 0,
             chunks: Vec::new(),
             work: 0,
+            batching: false,
+            batch_span: std::ptr::null(),
+            batch_word: 0,
+            batch_bits: 0,
         }
     }
 
@@ -295,6 +311,23 @@ impl Tracer {
             bug!("traced pointer {addr:#x} is not in an in-use span");
         };
         let i = span.slot_index(addr);
+        if self.batching && span.tag.noscan {
+            // Batched: consecutive edges to white objects of one mark word (a ring of buffers
+            // allocated in order) cost one locked `fetch_or` between them instead of one each.
+            // An object marked already (many edges to a few objects) costs the load alone, as
+            // unbatched.
+            if span.is_marked(i) {
+                return;
+            }
+            let (w, bit) = (i / 64, 1u64 << (i % 64));
+            if !(std::ptr::eq(span, self.batch_span) && w == self.batch_word) {
+                self.flush_noscan_batch();
+                self.batch_span = span;
+                self.batch_word = w;
+            }
+            self.batch_bits |= bit;
+            return;
+        }
         let newly = if self.exclusive {
             span.try_mark_exclusive(i)
         } else {
@@ -318,6 +351,39 @@ impl Tracer {
                 self.stack.push(Grey { obj: h, trace });
             }
         }
+    }
+
+    /// Marking: batch the marks of the noscan objects the next edges reach, per mark word,
+    /// until [`Tracer::end_noscan_batch`], which the caller must reach before it returns (an
+    /// array's scan of one chunk). Marking a noscan object greys nothing, so its bit may be
+    /// set later within the scan; setting a run of them with one locked `fetch_or` saves
+    /// what dominates marking a ring of buffers, one locked read-modify-write per buffer.
+    #[inline]
+    pub(crate) fn begin_noscan_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// End the batch [`Tracer::begin_noscan_batch`] began: set its pending mark bits.
+    #[inline]
+    pub(crate) fn end_noscan_batch(&mut self) {
+        self.flush_noscan_batch();
+        self.batching = false;
+    }
+
+    /// Set the batch's pending mark bits and count the objects they newly marked.
+    #[inline]
+    fn flush_noscan_batch(&mut self) {
+        if self.batch_bits == 0 {
+            return;
+        }
+        // SAFETY: the batch's span holds an object reached this cycle, so it stays in use
+        // until the cycle's marking ends (see the field), and this tracer's work has not ended.
+        let span = unsafe { &*self.batch_span };
+        let newly = span.mark_bits(self.batch_word, self.batch_bits, self.exclusive);
+        self.batch_bits = 0;
+        let n = newly.count_ones() as usize;
+        self.marked_objects += n;
+        self.marked_bytes += n * span.elem_size;
     }
 
     /// Scan the grey objects of a small span taken off a span queue, in address order (the

@@ -231,6 +231,7 @@ impl Tracer {
 
     /// A tracer that only records the edges it is given, appending them to `into` (the write
     /// barrier lends it the mutator's buffer, so that a store allocates nothing).
+    #[inline]
     pub(crate) fn collecting(arena: &Arena, into: Vec<ObjAddr>) -> Tracer {
         let mut t = Tracer::with_purpose(arena, Purpose::Collect);
         t.collected = into;
@@ -311,34 +312,20 @@ impl Tracer {
             bug!("traced pointer {addr:#x} is not in an in-use span");
         };
         let i = span.slot_index(addr);
-        if self.batching && span.tag.noscan {
-            // Batched: consecutive edges to white objects of one mark word (a ring of buffers
-            // allocated in order) cost one locked `fetch_or` between them instead of one each.
-            // An object marked already (many edges to a few objects) costs the load alone, as
-            // unbatched.
-            if span.is_marked(i) {
-                return;
+        if span.tag.noscan {
+            // Black at once: never read.
+            if self.batching {
+                self.mark_noscan_batched(span, i);
+            } else if self.try_mark(span, i) {
+                self.marked_bytes += span.elem_size;
+                self.marked_objects += 1;
             }
-            let (w, bit) = (i / 64, 1u64 << (i % 64));
-            if !(std::ptr::eq(span, self.batch_span) && w == self.batch_word) {
-                self.flush_noscan_batch();
-                self.batch_span = span;
-                self.batch_word = w;
-            }
-            self.batch_bits |= bit;
             return;
         }
-        let newly = if self.exclusive {
-            span.try_mark_exclusive(i)
-        } else {
-            span.try_mark(i)
-        };
-        if newly {
+        if self.try_mark(span, i) {
             self.marked_bytes += span.elem_size;
             self.marked_objects += 1;
-            if span.tag.noscan {
-                // Black at once: never read.
-            } else if self.span_local && span.nelems > 1 {
+            if self.span_local && span.nelems > 1 {
                 // Grey until a marker claims it from its span (see `scan_span`).
                 if std::ptr::eq(span, self.current) {
                     self.rescan |= 1 << (i / 64);
@@ -351,6 +338,34 @@ impl Tracer {
                 self.stack.push(Grey { obj: h, trace });
             }
         }
+    }
+
+    /// Set the mark bit of slot `i` of `span`; whether this call set it.
+    #[inline(always)]
+    fn try_mark(&self, span: &Span, i: usize) -> bool {
+        if self.exclusive {
+            span.try_mark_exclusive(i)
+        } else {
+            span.try_mark(i)
+        }
+    }
+
+    /// Marking edge to noscan slot `i` of `span` inside a batch: consecutive edges to white
+    /// objects of one mark word (a ring of buffers allocated in order) cost one locked
+    /// `fetch_or` between them instead of one each. An object marked already (many edges to
+    /// a few objects) costs the load alone, as unbatched.
+    #[inline(always)]
+    fn mark_noscan_batched(&mut self, span: &Span, i: usize) {
+        if span.is_marked(i) {
+            return;
+        }
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        if !(std::ptr::eq(span, self.batch_span) && w == self.batch_word) {
+            self.flush_noscan_batch();
+            self.batch_span = span;
+            self.batch_word = w;
+        }
+        self.batch_bits |= bit;
     }
 
     /// Marking: batch the marks of the noscan objects the next edges reach, per mark word,

@@ -577,6 +577,80 @@ impl Central {
         s
     }
 
+    /// Take up to `out.len()` spans off span class `sc`'s unswept list into `out`, under one
+    /// lock and with one update of the count (the background sweeper's batches, see
+    /// `gc::sweep::sweep_batch`), and have the CPU load the lines a sweep reads of each;
+    /// returns how many. None in the weak-clearing window (checked under the lock, as
+    /// [`Central::pop_unswept`] does).
+    pub(crate) fn pop_unswept_batch(&self, sc: usize, out: &mut [Option<SpanRef>]) -> usize {
+        if sc >= self.classes.count() {
+            return 0;
+        }
+        let n = {
+            let mut l = self.classes.get(sc).lists.lock();
+            if self.sweep_held() {
+                0
+            } else {
+                let n = out.len().min(l.unswept.len());
+                let from = l.unswept.len() - n;
+                for (o, s) in out.iter_mut().zip(l.unswept.drain(from..)) {
+                    crate::util::prefetch::prefetch_lines(s.as_ptr() as usize, SWEPT_LINES);
+                    *o = Some(s);
+                }
+                n
+            }
+        };
+        if n > 0 {
+            self.unswept_len.fetch_sub(n, Ordering::SeqCst);
+        }
+        n
+    }
+
+    /// Place swept spans of the small span class `class_id` that a sweeper popped (so they are
+    /// listed nowhere and cached nowhere), under one lock of the class: the `empty` ones kept
+    /// on its empty list or freed, as [`Central::place_empty`] decides (once for the batch:
+    /// keeping spans does not change what it reads), the `partial` ones listed as partial.
+    /// Every entry of both slices is `Some`.
+    pub(crate) fn place_swept_batch(
+        &self,
+        arena: &Arena,
+        class_id: usize,
+        empty: &[Option<SpanRef>],
+        partial: &[Option<SpanRef>],
+    ) {
+        let keep = self.keep_off.load(Ordering::Relaxed) == 0 && !arena.over_retain_goal();
+        let kept = if keep { empty } else { &[] };
+        // Still ours (listed nowhere): the flags are set before the class lock, which
+        // allocating mutators take, so that the lock is held for the pushes only.
+        for s in kept.iter().chain(partial).flatten() {
+            let mut st = s.get().state.lock();
+            if st.in_cache || st.in_partial || s.get().class_id != class_id {
+                bug!("a span popped for sweeping was also cached or listed, or of another class");
+            }
+            st.in_partial = true;
+        }
+        if !keep {
+            for &s in empty.iter().flatten() {
+                self.free_span(arena, s);
+            }
+        }
+        if kept.is_empty() && partial.is_empty() {
+            return;
+        }
+        let mut l = self.classes.get(class_id).lists.lock();
+        l.partial.extend(partial.iter().flatten());
+        if !kept.is_empty() {
+            l.empty.extend(kept.iter().flatten());
+            self.empties.fetch_add(kept.len(), Ordering::Relaxed);
+            let bytes = kept
+                .iter()
+                .flatten()
+                .map(|s| s.get().npages * PAGE_SIZE)
+                .sum();
+            self.kept_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// Take a large span from the unswept list.
     pub(crate) fn pop_large_unswept(&self) -> Option<SpanRef> {
         let s = {

@@ -295,11 +295,7 @@ fn collector_loop(h: &Shared) {
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.
             let lap = sweeping.get_or_insert_with(crate::util::clock::CpuLap::start);
-            for _ in 0..16 {
-                if !sweep::sweep_some(h) {
-                    break;
-                }
-            }
+            sweep::sweep_batch(h);
             if let Some(d) = lap.lap() {
                 book_sweep(h, d);
             }

@@ -25,6 +25,9 @@ cargo +nightly miri test -p gc-core --test concurrent -- held_marker
 # An assist offering the bottom of its grey stack to the shared queue (marker held; one
 # setting, a 511-node tree).
 cargo +nightly miri test -p gc-core --test concurrent -- assists_offer
+# Noscan objects reached from arrays, whose marks are set a mark word at a time: each marked
+# and counted once, with one stop-the-world worker, two, and concurrent marking.
+cargo +nightly miri test -p gc-core --test parallel_mark -- noscan_objects
 # GcRefCell: a mutable borrow held across STW 1 by a blocked scope while the marker skips the
 # value, and the borrow rules (the held-marker test, 16 heaps, did not finish in 20 minutes).
 cargo +nightly miri test -p gc-core --test refcell -- a_borrow_held borrows_conflict

@@ -301,8 +301,9 @@ impl Span {
     }
 
     /// Set the mark bits `bits` of mark word `w` at once (a marker's batch of noscan objects in
-    /// one word, see `Tracer::mark`); returns the bits this call set (the objects that were
-    /// white). With `exclusive` (the single stop-the-world marker) a load and a store, else one
+    /// one word, see `Tracer::flush_noscan_batch`); returns the bits this call set (the objects
+    /// that were white). With `exclusive` (the single stop-the-world marker, which does not
+    /// batch today) a load and a store, else one
     /// locked `fetch_or` for the whole batch, and none when every bit is set already. `Relaxed`
     /// as in [`Span::try_mark`]: noscan objects are never read by the marker.
     #[inline]

@@ -108,6 +108,7 @@ pub(crate) fn shade_value<T: Trace + ?Sized>(h: &Shared, value: &T) {
 /// objects) to the cycle's counters: every tracer but the collector thread's own does this when
 /// it stops (or after each slice).
 pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
+    debug_assert!(t.batch_closed(), "a tracer handed over with marks pending");
     h.pacer
         .heap_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);

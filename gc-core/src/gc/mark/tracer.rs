@@ -521,8 +521,15 @@ impl Tracer {
         }
     }
 
+    /// Whether no noscan batch is open or pending: true whenever a tracer's work is handed
+    /// over or its grey work taken (a batch lives inside one array chunk's scan).
+    pub(crate) fn batch_closed(&self) -> bool {
+        self.batch_bits == 0 && self.mode & BATCHING == 0
+    }
+
     /// Take the grey work this tracer holds (to hand it to another marker).
     pub(crate) fn take_grey_batch(&mut self) -> GreyBatch {
+        debug_assert!(self.batch_closed(), "grey work taken with marks pending");
         GreyBatch {
             objs: std::mem::take(&mut self.stack),
             spans: std::mem::take(&mut self.spans).into(),

@@ -394,27 +394,11 @@ impl Central {
     /// off, or if retained memory is over the scavenger's goal (see the module docs).
     pub(crate) fn place_empty(&self, arena: &Arena, s: SpanRef) {
         let span = s.get();
-        if span.class == LARGE
-            || self.keep_off.load(Ordering::Relaxed) > 0
-            || arena.over_retain_goal()
-        {
+        if span.class == LARGE {
             self.free_span(arena, s);
             return;
         }
-        // Still ours (listed nowhere): its flag is set before the class lock, which allocating
-        // mutators take, so that the lock is held for a push only.
-        {
-            let mut st = span.state.lock();
-            if st.in_cache || st.in_partial {
-                bug!("a span popped for sweeping was also cached or listed");
-            }
-            st.in_partial = true;
-        }
-        let mut l = self.classes.get(span.class_id).lists.lock();
-        l.empty.push(s);
-        self.empties.fetch_add(1, Ordering::Relaxed);
-        self.kept_bytes
-            .fetch_add(span.npages * PAGE_SIZE, Ordering::Relaxed);
+        self.place_swept_batch(arena, span.class_id, &[Some(s)], &[]);
     }
 
     /// Free every span kept empty (the collector thread, before it stops the world for mark
@@ -608,9 +592,9 @@ impl Central {
 
     /// Place swept spans of the small span class `class_id` that a sweeper popped (so they are
     /// listed nowhere and cached nowhere), under one lock of the class: the `empty` ones kept
-    /// on its empty list or freed, as [`Central::place_empty`] decides (once for the batch:
-    /// keeping spans does not change what it reads), the `partial` ones listed as partial.
-    /// Every entry of both slices is `Some`.
+    /// on its empty list, or freed if keeping is off or retained memory is over the
+    /// scavenger's goal (decided once for the batch: keeping spans does not change what it
+    /// reads), the `partial` ones listed as partial. Every entry of both slices is `Some`.
     pub(crate) fn place_swept_batch(
         &self,
         arena: &Arena,

@@ -300,22 +300,16 @@ impl Span {
         true
     }
 
-    /// Set the mark bits `bits` of mark word `w` at once (a marker's batch of noscan objects in
-    /// one word, see `Tracer::flush_noscan_batch`); returns the bits this call set (the objects
-    /// that were white). With `exclusive` (the single stop-the-world marker, which does not
-    /// batch today) a load and a store, else one
-    /// locked `fetch_or` for the whole batch, and none when every bit is set already. `Relaxed`
-    /// as in [`Span::try_mark`]: noscan objects are never read by the marker.
+    /// Set the mark bits `bits` of mark word `w` at once (a concurrent marker's batch of noscan
+    /// objects in one word, see `Tracer::flush_noscan_batch`); returns the bits this call set
+    /// (the objects that were white): one locked `fetch_or` for the whole batch, and none when
+    /// every bit is set already. `Relaxed` as in [`Span::try_mark`]: noscan objects are never
+    /// read by the marker.
     #[inline]
-    pub(crate) fn mark_bits(&self, w: usize, bits: u64, exclusive: bool) -> u64 {
+    pub(crate) fn mark_bits(&self, w: usize, bits: u64) -> u64 {
         let word = self.mark_word(w);
-        let v = word.load(Ordering::Relaxed);
-        if v & bits == bits {
+        if word.load(Ordering::Relaxed) & bits == bits {
             return 0;
-        }
-        if exclusive {
-            word.store(v | bits, Ordering::Relaxed);
-            return bits & !v;
         }
         bits & !word.fetch_or(bits, Ordering::Relaxed)
     }
@@ -510,16 +504,14 @@ mod tests {
 
     #[test]
     fn a_batch_of_mark_bits_returns_the_ones_it_set() {
-        for exclusive in [false, true] {
-            let s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, true), 0);
-            assert!(s.try_mark(65));
-            // Word 1 holds slots 64..128: slot 65 is marked, 66 and 127 are white.
-            let bits = (1 << 1) | (1 << 2) | (1 << 63);
-            assert_eq!(s.mark_bits(1, bits, exclusive), (1 << 2) | (1 << 63));
-            assert_eq!(s.mark_bits(1, bits, exclusive), 0);
-            assert!(s.is_marked(66) && s.is_marked(127) && !s.is_marked(64));
-            assert_eq!(s.marked_count(), 3);
-        }
+        let s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, true), 0);
+        assert!(s.try_mark(65));
+        // Word 1 holds slots 64..128: slot 65 is marked, 66 and 127 are white.
+        let bits = (1 << 1) | (1 << 2) | (1 << 63);
+        assert_eq!(s.mark_bits(1, bits), (1 << 2) | (1 << 63));
+        assert_eq!(s.mark_bits(1, bits), 0);
+        assert!(s.is_marked(66) && s.is_marked(127) && !s.is_marked(64));
+        assert_eq!(s.marked_count(), 3);
     }
 
     #[test]

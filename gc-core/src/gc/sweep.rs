@@ -190,18 +190,23 @@ fn place(h: &Shared, s: SpanRef, r: Swept) {
     if span.class == LARGE || r.free_slots == 0 {
         return;
     }
-    let mut l = h.mheap.central.classes.get(span.class_id).lists.lock();
-    let mut st = span.state.lock();
-    if st.in_cache || st.in_partial {
-        bug!("a span popped for sweeping was also cached or listed");
-    }
-    st.in_partial = true;
-    drop(st);
-    l.partial.push(s);
+    h.mheap
+        .central
+        .place_swept_batch(&h.mheap.arena, span.class_id, &[], &[Some(s)]);
 }
 
-/// Sweep one unswept span, if any is left. Returns false when there was nothing to sweep (also
-/// in the weak-clearing window, when nothing may be swept).
+/// Claim a span the caller popped from an unswept list, for sweeping.
+fn claim(h: &Shared, s: SpanRef) {
+    // Popped outside the window (checked under the list lock), and the next mark termination
+    // waits for this sweeper: the claim cannot fail.
+    if !h.mheap.central.try_claim(s.get()) {
+        bug!("a span popped from an unswept list could not be claimed");
+    }
+}
+
+/// Sweep one unswept span, if any is left (`finish_sweep`; the background sweeper takes
+/// batches, [`sweep_batch`]). Returns false when there was nothing to sweep (also in the
+/// weak-clearing window, when nothing may be swept).
 pub(crate) fn sweep_some(h: &Shared) -> bool {
     let c = &h.mheap.central;
     // Counted before the pop, so "lists empty and no sweeper" means the sweep is over.
@@ -259,11 +264,7 @@ pub(crate) fn sweep_batch(h: &Shared) -> bool {
             let (mut empty, mut ne) = ([None; SWEEP_BATCH], 0);
             let (mut partial, mut np) = ([None; SWEEP_BATCH], 0);
             for s in batch[..n].iter().flatten() {
-                // Popped outside the window, and the next mark termination waits for this
-                // sweeper: the claim cannot fail.
-                if !c.try_claim(s.get()) {
-                    bug!("a span popped from an unswept list could not be claimed");
-                }
+                claim(h, *s);
                 let r = sweep_span(h, *s);
                 if r.empty {
                     empty[ne] = Some(*s);
@@ -284,11 +285,7 @@ pub(crate) fn sweep_batch(h: &Shared) -> bool {
 
 /// Claim a span popped from an unswept list, sweep it and place it.
 fn claim_sweep_place(h: &Shared, s: SpanRef) {
-    // Popped outside the window (checked under the list lock), and the next mark termination
-    // waits for this sweeper: the claim cannot fail.
-    if !h.mheap.central.try_claim(s.get()) {
-        bug!("a span popped from an unswept list could not be claimed");
-    }
+    claim(h, s);
     let r = sweep_span(h, s);
     place(h, s, r);
 }

@@ -103,8 +103,6 @@ pub struct Tracer {
     /// The edges reported (collecting): the mutator's barrier buffer, lent for the call.
     collected: Vec<ObjAddr>,
     purpose: Purpose,
-    /// Marking: set mark bits without an atomic read-modify-write ([`Marking::Alone`]).
-    exclusive: bool,
     /// Marking: the queue to share with (null: none). Outlives the tracer (it is the heap's).
     share: *const MarkWork,
     /// Marking: where ephemeron tables with unmarked keys are deferred (the heap's, which
@@ -122,7 +120,7 @@ pub struct Tracer {
     /// Marking: how an edge sets a mark bit, [`ATOMIC`] or [`EXCLUSIVE`], plus [`BATCHING`]
     /// while edges to noscan objects are batched (inside an array chunk's scan, between
     /// [`Tracer::begin_noscan_batch`] and [`Tracer::end_noscan_batch`]). One byte, so that
-    /// the marking path tests it once, as it tested `exclusive` alone.
+    /// the marking path tests it once.
     mode: u8,
     /// Marking: the batch, mark bits of word `batch_word` of span `batch_span` not yet set
     /// (`batch_bits` 0: empty). Valid while the cycle's marking runs: the span holds an
@@ -205,7 +203,6 @@ impl Tracer {
             rescan: 0,
             collected: Vec::new(),
             purpose,
-            exclusive: false,
             share: std::ptr::null(),
             ephemerons: std::ptr::null(),
             marked_bytes: 0,
@@ -226,10 +223,7 @@ impl Tracer {
         t.span_local = h.settings.span_marking;
         t.ephemerons = &h.ephemerons;
         match m {
-            Marking::Alone => {
-                t.exclusive = true;
-                t.mode = EXCLUSIVE;
-            }
+            Marking::Alone => t.mode = EXCLUSIVE,
             Marking::Shared(w) => {
                 t.share = w;
                 // Long-lived: start with room for a deep graph.
@@ -327,6 +321,13 @@ impl Tracer {
         self.mark_in(span, span.slot_index(addr), h);
     }
 
+    /// Marking: whether this is the only marker ([`Marking::Alone`]), which sets mark bits
+    /// without an atomic read-modify-write.
+    #[inline(always)]
+    fn exclusive(&self) -> bool {
+        self.mode & EXCLUSIVE != 0
+    }
+
     /// Marking edge to slot `i` of `span` (the object `h`).
     #[inline(always)]
     fn mark_in(&mut self, span: &Span, i: usize, h: *const Object) {
@@ -347,7 +348,7 @@ impl Tracer {
                 // Grey until a marker claims it from its span (see `scan_span`).
                 if std::ptr::eq(span, self.current) {
                     self.rescan |= 1 << (i / 64);
-                } else if span.enqueue(self.exclusive) {
+                } else if span.enqueue(self.exclusive()) {
                     self.spans.push_back(SpanPtr(span, i as u32));
                 }
             } else if let Some(trace) = type_of(span).trace {
@@ -417,7 +418,7 @@ impl Tracer {
         // SAFETY: the batch's span holds an object reached this cycle, so it stays in use
         // until the cycle's marking ends (see the field), and this tracer's work has not ended.
         let span = unsafe { &*self.batch_span };
-        let newly = span.mark_bits(self.batch_word, self.batch_bits, self.exclusive);
+        let newly = span.mark_bits(self.batch_word, self.batch_bits);
         self.batch_bits = 0;
         let n = newly.count_ones() as usize;
         self.marked_objects += n;
@@ -439,7 +440,7 @@ impl Tracer {
         let span = unsafe { &*s.0 };
         let words = span.mark_len();
         // The words to claim in this pass, one bit each.
-        let mut todo = span.dequeue(s.1 as usize, self.exclusive);
+        let mut todo = span.dequeue(s.1 as usize, self.exclusive());
         let trace = type_of(span)
             .trace
             .unwrap_or_else(|| bug!("a span of a type without trace was queued"));
@@ -452,7 +453,7 @@ impl Tracer {
             // them in address order.
             for (w, c) in claimed[..words].iter_mut().enumerate() {
                 *c = if todo & (1 << w) != 0 {
-                    span.claim_grey(w, self.exclusive)
+                    span.claim_grey(w, self.exclusive())
                 } else {
                     0
                 };

@@ -74,6 +74,7 @@ use crate::alloc::size_class::CLASSES;
 use crate::alloc::span::POISON;
 use crate::alloc::span::{LARGE, Span};
 use crate::alloc::span_class::{SpanClasses, TypeTag};
+use crate::alloc::span_slab::SpanSlab;
 use crate::alloc::sweepgen::SweepGen;
 
 /// How far ahead of the span it reads the walk in [`Central::queue_unswept`] prefetches.
@@ -91,14 +92,16 @@ pub(crate) enum SpanKind {
     Large { bytes: usize, tag: TypeTag },
 }
 
-/// A pointer to a span owned by the heap. Spans are boxed and freed only by `free_span` (or at
-/// heap teardown), when no list, cache or marker holds them; only this folder makes a `SpanRef`,
-/// and only for a span in use.
+/// A pointer to a span owned by the heap. Spans live in the heap's span slab; a span's use ends
+/// in `free_span` (its metadata then waits on the spare list to describe the next span made),
+/// when no list, cache or marker holds it, and its slot is freed at heap teardown. Only this
+/// folder makes a `SpanRef`, and only for a span in use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct SpanRef(pub(in crate::alloc) NonNull<Span>);
 
 // SAFETY: a `SpanRef` is an address; the `Span` it points to is `Sync` (atomics and mutexes) and
-// lives until `free_span`, which runs only when no list, cache or marker can hold the span.
+// stays in use until `free_span`, which runs only when no list, cache or marker can hold the
+// span (its slot outlives that: it is freed at heap teardown).
 unsafe impl Send for SpanRef {}
 
 impl SpanRef {
@@ -148,12 +151,13 @@ pub(crate) struct Central {
     /// Threads between taking a span off an unswept list and placing it after its sweep (sweep
     /// termination waits for them).
     pub sweepers: AtomicUsize,
-    /// Metadata of freed spans, kept for reuse by `new_span` (Go recycles `mspan`s the same
-    /// way): span turnover then costs no `malloc`/`free`. Measured: with the global allocator
-    /// in the loop, the collector freeing thousands of spans at the start of a cycle while a
-    /// mutator allocated new ones contended on glibc's arena lock and made the mutator wait
-    /// milliseconds (strace showed the futex waits).
-    spare: Mutex<Vec<SpanRef>>,
+    /// Span metadata: the slab every span lives in, and the freed spans kept for reuse by
+    /// `new_span` (Go recycles `mspan`s the same way): span turnover then costs no
+    /// `malloc`/`free`. Measured: with the global allocator in the loop, the collector freeing
+    /// thousands of spans at the start of a cycle while a mutator allocated new ones contended
+    /// on glibc's arena lock and made the mutator wait milliseconds (strace showed the futex
+    /// waits).
+    metadata: Mutex<Metadata>,
     /// The buffer `queue_unswept` copies `all` into, kept between cycles.
     walk_buf: Mutex<Vec<SpanRef>>,
     /// Spans on the empty lists (changed under the class locks): whether there are kept spans
@@ -167,6 +171,18 @@ pub(crate) struct Central {
     empty_cursor: AtomicUsize,
     /// While nonzero, sweeps keep no empty span (see [`Central::keep_none`]).
     keep_off: AtomicUsize,
+    /// The heap marks span-locally: every span is made with scan words
+    /// ([`Span::set_scan_words`]).
+    span_local: bool,
+}
+
+/// Span metadata ([`Central`]'s `metadata`).
+struct Metadata {
+    /// Where every span's metadata lives, in use or spare.
+    slab: SpanSlab,
+    /// Freed spans, their slots to be reused (every one, so a slot is never freed alone: at
+    /// most the heap's largest span count stays allocated, as in Go).
+    spare: Vec<SpanRef>,
 }
 
 /// While alive, sweeps keep no empty span ([`Central::keep_none`]).
@@ -178,23 +194,24 @@ impl Drop for KeepNone<'_> {
     }
 }
 
-/// Freed span metadata kept for reuse at most (beyond it, freed for real).
-const MAX_SPARE: usize = 1 << 18;
-
 /// Kept spans [`Central::new_span`] frees at most to find a run of its size (plus four per
 /// page of the run), before it takes released pages or grows the arena instead.
 const MAX_FREES_PER_SPAN: usize = 64;
 
 impl Central {
-    pub(crate) fn new() -> Central {
+    pub(crate) fn new(span_local: bool) -> Central {
         Central {
+            span_local,
             classes: SpanClasses::new(),
             large_unswept: Mutex::new(Vec::new()),
             unswept_len: AtomicUsize::new(0),
             all: Mutex::new(Vec::new()),
             sweep_gen: SweepGen::new(),
             sweepers: AtomicUsize::new(0),
-            spare: Mutex::new(Vec::new()),
+            metadata: Mutex::new(Metadata {
+                slab: SpanSlab::new(),
+                spare: Vec::new(),
+            }),
             walk_buf: Mutex::new(Vec::new()),
             empties: AtomicUsize::new(0),
             kept_bytes: AtomicUsize::new(0),
@@ -363,23 +380,25 @@ impl Central {
             unsafe { std::ptr::write_bytes(start as *mut u8, POISON, npages * PAGE_SIZE) };
         }
         let sweep_gen = self.sweep_gen.fresh();
-        let spare = self.spare.lock().pop();
-        let r = match spare {
+        let mut md = self.metadata.lock();
+        let r = match md.spare.pop() {
             Some(s) => {
+                drop(md);
                 // SAFETY: a spare span is referenced from nowhere else (`free_span` put it
                 // there after unpublishing and unlisting it), so this is the only reference.
-                unsafe {
-                    (*s.0.as_ptr()).reuse(
-                        start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
-                    )
-                };
+                let span = unsafe { &mut *s.0.as_ptr() };
+                span.reuse(
+                    start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
+                );
+                span.set_scan_words(self.span_local);
                 s
             }
             None => {
-                let span = Box::new(Span::new(
+                let mut span = Span::new(
                     start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
-                ));
-                SpanRef(NonNull::from(Box::leak(span)))
+                );
+                span.set_scan_words(self.span_local);
+                SpanRef(md.slab.alloc(span))
             }
         };
         arena.publish(start, npages, r.0.as_ptr());
@@ -501,29 +520,19 @@ impl Central {
         }
         arena.publish(start, npages, std::ptr::null());
         arena.free_pages(start, npages);
-        let mut spare = self.spare.lock();
-        if spare.len() < MAX_SPARE {
-            spare.push(s);
-        } else {
-            drop(spare);
-            // SAFETY: the span came from `Box::leak` in `new_span`; it is unpublished and
-            // unlisted, so this was the last reference.
-            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
-        }
+        self.metadata.lock().spare.push(s);
     }
 
     /// Heap teardown (no other thread is left): hand every in-use span to `each` (which runs
     /// the drop glue of its remaining objects), then free the metadata of every span.
     pub(crate) fn teardown(&mut self, mut each: impl FnMut(&Span)) {
-        let spans = std::mem::take(&mut *self.all.lock())
-            .into_iter()
-            .chain(std::mem::take(&mut *self.spare.lock()));
-        for s in spans {
+        let md = self.metadata.get_mut();
+        for s in self.all.get_mut().drain(..).chain(md.spare.drain(..)) {
             each(s.get());
-            // SAFETY: every span came from `Box::leak` in `new_span`; `all` and `spare` have been
-            // emptied, and `&mut self` means no other thread, list or cache refers to it.
-            drop(unsafe { Box::from_raw(s.0.as_ptr()) });
         }
+        // SAFETY: `all` and `spare` have been emptied, and `&mut self` means no other thread,
+        // list or cache refers to a span: no slot is used after this.
+        unsafe { md.slab.clear() };
     }
 
     /// Number of unswept spans (for tests and `finish_sweep` assertions).

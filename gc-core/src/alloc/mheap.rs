@@ -85,7 +85,7 @@ impl MHeap {
     ) -> MHeap {
         MHeap {
             arena,
-            central: Central::new(),
+            central: Central::new(span_marking),
             counters: HeapCounters::default(),
             poison,
             max_heap: max_heap.unwrap_or(usize::MAX),

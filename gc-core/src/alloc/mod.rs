@@ -9,4 +9,5 @@ pub(crate) mod mheap;
 pub(crate) mod size_class;
 pub(crate) mod span;
 pub(crate) mod span_class;
+pub(crate) mod span_slab;
 pub(crate) mod sweepgen;

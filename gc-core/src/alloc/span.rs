@@ -12,7 +12,7 @@
 //! |---------|---------------------------|------------------------------------|---------|
 //! | `alloc` | `BitVec<u64>` in `state`  | owner of `state` (cache refill/flush, sweeper) | allocator, sweeper, verifier |
 //! | `mark`  | `MARK_WORDS` atomic words inside the span | marker (`fetch_or`, concurrently), allocation cache (allocate-black), sweeper (clear) | sweeper, verifier, weak processing, marker (claims) |
-//! | `scanned` | `MARK_WORDS` atomic words after the mark words; only with span-local marking | marker (claims, [`Span::claim_grey`]), allocation cache (allocate-black), sweeper (clear) | marker |
+//! | `scanned` | `MARK_WORDS` atomic words in a separate allocation, which only spans of a heap with span-local marking have | marker (claims, [`Span::claim_grey`]), allocation cache (allocate-black), sweeper (clear) | marker |
 //!
 //! The mark bits live in the `Span` itself, next to the fields the marker reads with them
 //! (`start`, `div_mul`, `tag`): marking an object costs one cache miss on the span instead of
@@ -79,7 +79,8 @@ const _: () = assert!(MARK_WORDS <= 32);
 /// A run of pages holding slots of one size. `repr(C)`, cache-line aligned: the fields marking
 /// reads (`start`, `div_mul`, `elem_size`, `tag`, `nelems`, `queued`) fill the first cache
 /// line, the mark words follow them (two lines for the smallest classes), then the fields
-/// sweeping reads, and last the scan words, which only span-local marking touches.
+/// sweeping reads, and last the pointer to the scan words, which only span-local marking has.
+/// Spans live in the heap's span slab ([`crate::alloc::span_slab`]), packed at this size.
 #[repr(C, align(64))]
 pub(crate) struct Span {
     /// Address of the first slot (page aligned).
@@ -118,11 +119,12 @@ pub(crate) struct Span {
     pub all_index: AtomicUsize,
     /// Allocation state.
     pub state: Mutex<SpanAlloc>,
-    /// Scan bits (Go: `spanInlineMarkBits.scans`), used by span-local marking only (else never
-    /// touched, so that they cost the depth-first marker no cache footprint): set when a marker
-    /// claims a marked object to scan it, and for objects allocated black. A marked object
-    /// without its scan bit is grey.
-    scanned: [AtomicU64; MARK_WORDS],
+    /// Scan bits (Go: `spanInlineMarkBits.scans`), used by span-local marking only: set when a
+    /// marker claims a marked object to scan it, and for objects allocated black. A marked
+    /// object without its scan bit is grey. A separate allocation that only a heap marking
+    /// span-locally gives its spans ([`Span::set_scan_words`]), so that the spans of every other
+    /// heap carry 8 bytes for them instead of 128 (a span is five cache lines instead of seven).
+    scanned: Option<Box<[AtomicU64; MARK_WORDS]>>,
 }
 
 /// [`Span::enqueue`]'s states: not on a span queue.
@@ -176,9 +178,41 @@ impl Span {
         sweep_gen: u64,
     ) {
         let alloc = std::mem::take(&mut self.state.get_mut().alloc).into_vec();
+        let scanned = self.scanned.take();
         *self = Self::with_buffers(
             start, npages, elem_size, nelems, class, class_id, tag, sweep_gen, alloc,
         );
+        // Kept for `set_scan_words`, which clears them.
+        self.scanned = scanned;
+    }
+
+    /// Give this span scan words, all clear (kept from an earlier life of its metadata if it
+    /// has them), or take them away: with `on`, span-local marking may claim its objects.
+    /// Every span of a heap that marks span-locally gets them when it is made.
+    pub(crate) fn set_scan_words(&mut self, on: bool) {
+        match (&self.scanned, on) {
+            (Some(words), true) => words.iter().for_each(|w| w.store(0, Ordering::Relaxed)),
+            (None, true) => {
+                self.scanned = Some(Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
+            }
+            (_, false) => self.scanned = None,
+        }
+    }
+
+    /// [`Span::set_scan_words`] as a builder (tests).
+    #[cfg(test)]
+    pub(crate) fn with_scan_words(mut self) -> Span {
+        self.set_scan_words(true);
+        self
+    }
+
+    /// The scan words: only spans of a heap that marks span-locally have them.
+    #[inline]
+    fn scan_words(&self) -> &[AtomicU64; MARK_WORDS] {
+        match &self.scanned {
+            Some(words) => words,
+            None => bug!("span-local marking of a span made without scan words"),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -217,7 +251,7 @@ impl Span {
             tag,
             div_mul: (u32::MAX as u64) / (elem_size as u64) + 1,
             mark: std::array::from_fn(|_| AtomicU64::new(0)),
-            scanned: std::array::from_fn(|_| AtomicU64::new(0)),
+            scanned: None,
             queued: AtomicU8::new(UNQUEUED),
             mark_len: words,
             state: Mutex::new(SpanAlloc {
@@ -402,7 +436,7 @@ impl Span {
     #[inline]
     pub(crate) fn claim_grey(&self, w: usize, exclusive: bool) -> u64 {
         let marked = self.mark[w].load(Ordering::Acquire);
-        let scanned = &self.scanned[w];
+        let scanned = &self.scan_words()[w];
         let seen = scanned.load(Ordering::Relaxed);
         let grey = marked & !seen;
         if grey == 0 {
@@ -422,7 +456,7 @@ impl Span {
     #[inline]
     pub(crate) fn mark_black(&self, w: usize, bits: u64, span_local: bool) {
         if span_local {
-            self.scanned[w].fetch_or(bits, Ordering::Relaxed);
+            self.scan_words()[w].fetch_or(bits, Ordering::Relaxed);
         }
         self.mark[w].fetch_or(bits, Ordering::Release);
     }
@@ -433,7 +467,7 @@ impl Span {
     pub(crate) fn clear_marks(&self, w: usize, span_local: bool) {
         self.mark[w].store(0, Ordering::Relaxed);
         if span_local {
-            self.scanned[w].store(0, Ordering::Relaxed);
+            self.scan_words()[w].store(0, Ordering::Relaxed);
         }
     }
 
@@ -523,13 +557,22 @@ mod tests {
         assert!(st.alloc[..341].not_any());
     }
 
+    /// A span's metadata is five cache lines on a 64-bit target: the geometry, two of mark
+    /// words, the sweep fields and allocation state. (The scan words, 128 bytes, live apart.)
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn span_metadata_is_five_cache_lines() {
+        assert_eq!(std::mem::size_of::<Span>(), 5 * 64);
+    }
+
     #[test]
     fn reused_metadata_is_as_new() {
         // A used span (bits set, counters moved) reused for a different geometry, bigger and
         // then smaller, must look exactly like a fresh one.
-        let mut s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 4);
+        let mut s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 4).with_scan_words();
         s.try_mark(3);
         s.try_mark(300);
+        s.mark_black(1, 1 << 2, true);
         {
             let mut st = s.state.lock();
             st.alloc.set(7, true);
@@ -538,8 +581,15 @@ mod tests {
         }
         for (size, n) in [(16, 512), (48, 170)] {
             s.reuse(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
+            s.set_scan_words(true);
             let fresh = Span::new(0x20000, 1, size, n, 1, 7, tag(&T1, true), 6);
             assert_eq!(s.marked_count(), 0);
+            assert!(
+                s.scan_words()
+                    .iter()
+                    .all(|w| w.load(Ordering::Relaxed) == 0),
+                "scan words kept, and cleared"
+            );
             assert_eq!(s.mark_len(), fresh.mark_len());
             let (st, ft) = (s.state.lock(), fresh.state.lock());
             assert_eq!(st.alloc, ft.alloc);
@@ -555,11 +605,15 @@ mod tests {
             assert_eq!(s.slot_index(0x20000 + 5 * size), 5);
             assert_eq!(s.sweep_gen.load(Ordering::Relaxed), 6);
         }
+        s.set_scan_words(false);
+        assert!(s.scanned.is_none());
+        let fresh = Span::new(0x20000, 1, 16, 512, 1, 7, tag(&T1, true), 6);
+        assert!(fresh.scanned.is_none(), "spans are made without scan words");
     }
 
     #[test]
     fn grey_objects_are_claimed_once_and_black_slots_never() {
-        let s = Span::new(0x10000, 1, 16, 512, 1, 0, tag(&T0, false), 0);
+        let s = Span::new(0x10000, 1, 16, 512, 1, 0, tag(&T0, false), 0).with_scan_words();
         assert!(s.try_mark(3) && s.try_mark(70));
         // Slots 10 and 11 are handed to an allocation cache while marking.
         s.mark_black(0, (1 << 10) | (1 << 11), true);
@@ -619,7 +673,10 @@ mod tests {
         let rounds = if cfg!(miri) { 2 } else { 200 };
         for round in 0..rounds {
             let spans: Vec<Span> = (0..SPANS)
-                .map(|k| Span::new(0x10000 * (k + 1), 1, 16, 512, 1, 0, tag(&T0, false), 0))
+                .map(|k| {
+                    Span::new(0x10000 * (k + 1), 1, 16, 512, 1, 0, tag(&T0, false), 0)
+                        .with_scan_words()
+                })
                 .collect();
             let queue = Mutex::new(VecDeque::<(usize, usize)>::new());
             let scans: Vec<AtomicU64> = (0..SPANS * 8).map(|_| AtomicU64::new(0)).collect();
@@ -709,6 +766,7 @@ mod loom_tests {
             crate::alloc::span_class::test_tag(&T, false),
             0,
         )
+        .with_scan_words()
     }
 
     /// Queue entries (each one trip of the span through the queue, with its representative)

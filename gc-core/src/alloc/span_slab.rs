@@ -1,0 +1,129 @@
+//! Span metadata, allocated in chunks (Go: `mheap_.spanalloc`, a fixed-size allocator for
+//! `mspan`s).
+//!
+//! A [`Span`] is cache-line aligned. Allocated one by one with the global allocator, every
+//! span paid for its alignment: glibc's aligned allocation leaves fragments around each block,
+//! and spans of 320 bytes were measured 580 bytes apart. A slab hands out consecutive slots of
+//! chunks of [`CHUNK`] spans instead, so span metadata costs its size and no more, and spans
+//! made together sit together.
+//!
+//! Slots are never returned to the global allocator one by one: a freed span goes to
+//! `Central`'s spare list and its slot is reused for the next span made (as Go's `mspan`s are).
+//! The slab frees everything when it is dropped, with the heap.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use crate::alloc::span::Span;
+
+/// Spans per chunk (20 KiB of metadata, the spans of 80 MiB of one-page spans).
+const CHUNK: usize = 64;
+
+/// Chunks of span slots, the last one filled up to `used`.
+pub(crate) struct SpanSlab {
+    /// Every chunk but the last is full. Boxed slices: a chunk never moves, so a slot's address
+    /// is stable for the slab's life while `chunks` itself grows.
+    chunks: Vec<Box<[MaybeUninit<Span>]>>,
+    /// Initialised slots of the last chunk.
+    used: usize,
+}
+
+// SAFETY: the slab owns its spans (`Span` is `Send`: atomics, mutexes and owned buffers); the
+// raw slots are only reached through `&mut self` or through the `NonNull`s handed out, whose
+// use is governed by `SpanRef`'s invariant.
+unsafe impl Send for SpanSlab {}
+
+impl SpanSlab {
+    pub(crate) const fn new() -> SpanSlab {
+        SpanSlab {
+            chunks: Vec::new(),
+            used: CHUNK,
+        }
+    }
+
+    /// Move `span` into a fresh slot and return its address, stable until the slab is dropped
+    /// or [`SpanSlab::clear`]ed.
+    pub(crate) fn alloc(&mut self, span: Span) -> NonNull<Span> {
+        if self.used == CHUNK {
+            self.chunks.push(Box::new_uninit_slice(CHUNK));
+            self.used = 0;
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk was just pushed");
+        let slot = chunk[self.used].write(span);
+        self.used += 1;
+        NonNull::from(slot)
+    }
+
+    /// Spans made so far (in use or spare).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        match self.chunks.len() {
+            0 => 0,
+            n => (n - 1) * CHUNK + self.used,
+        }
+    }
+
+    /// Drop every span and free the chunks.
+    ///
+    /// # Safety
+    /// No pointer [`SpanSlab::alloc`] returned may be used afterwards.
+    pub(crate) unsafe fn clear(&mut self) {
+        let last = self.chunks.len().saturating_sub(1);
+        for (c, chunk) in self.chunks.iter_mut().enumerate() {
+            let n = if c == last { self.used } else { CHUNK };
+            for slot in &mut chunk[..n] {
+                // SAFETY: the first `n` slots of this chunk were initialised by `alloc` (every
+                // chunk but the last is full) and are dropped once: the chunks are emptied
+                // below, and the caller promises nothing uses them any more.
+                unsafe { slot.assume_init_drop() };
+            }
+        }
+        self.chunks.clear();
+        self.used = CHUNK;
+    }
+}
+
+impl Drop for SpanSlab {
+    fn drop(&mut self) {
+        // SAFETY: dropping the slab ends the life of every slot; `Central`, which owns it, is
+        // being dropped, and with it every list and page-map entry that held its spans.
+        unsafe { self.clear() }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::alloc::span_class::test_tag;
+
+    static T: u8 = 0;
+
+    #[test]
+    fn slots_are_packed_stable_and_dropped() {
+        let mut slab = SpanSlab::new();
+        let n = 2 * CHUNK + 5;
+        let spans: Vec<NonNull<Span>> = (0..n)
+            .map(|i| {
+                let s = Span::new(0x10000 * (i + 1), 1, 16, 512, 1, 0, test_tag(&T, false), 0);
+                slab.alloc(s.with_scan_words())
+            })
+            .collect();
+        assert_eq!(slab.len(), n);
+        for (i, p) in spans.iter().enumerate() {
+            // SAFETY: the slab is alive and not cleared.
+            assert_eq!(
+                unsafe { p.as_ref() }.start,
+                0x10000 * (i + 1),
+                "slot {i} kept"
+            );
+        }
+        // Within a chunk, spans are exactly their size apart.
+        let gap = spans[1].as_ptr() as usize - spans[0].as_ptr() as usize;
+        assert_eq!(gap, std::mem::size_of::<Span>());
+        // SAFETY: `spans` is not used after this.
+        unsafe { slab.clear() };
+        assert_eq!(slab.len(), 0);
+        slab.alloc(Span::new(0x10000, 1, 16, 512, 1, 0, test_tag(&T, false), 0));
+        assert_eq!(slab.len(), 1);
+    }
+}

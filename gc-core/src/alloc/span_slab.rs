@@ -21,16 +21,18 @@ const CHUNK: usize = 64;
 
 /// Chunks of span slots, the last one filled up to `used`.
 pub(crate) struct SpanSlab {
-    /// Every chunk but the last is full. Boxed slices: a chunk never moves, so a slot's address
-    /// is stable for the slab's life while `chunks` itself grows.
-    chunks: Vec<Box<[MaybeUninit<Span>]>>,
+    /// The first slot of each chunk (a leaked `Box<[MaybeUninit<Span>]>` of [`CHUNK`] slots);
+    /// every chunk but the last is full. Slots are reached by pointer arithmetic from these,
+    /// never through a reference to a whole chunk, so making a span does not touch (retag)
+    /// the slots of spans handed out before it, which other threads use.
+    chunks: Vec<NonNull<MaybeUninit<Span>>>,
     /// Initialised slots of the last chunk.
     used: usize,
 }
 
-// SAFETY: the slab owns its spans (`Span` is `Send`: atomics, mutexes and owned buffers); the
-// raw slots are only reached through `&mut self` or through the `NonNull`s handed out, whose
-// use is governed by `SpanRef`'s invariant.
+// SAFETY: the slab owns its chunks and the spans in them (`Span` is `Send`: atomics, mutexes
+// and owned buffers); the slots are only reached through `&mut self` or through the pointers
+// handed out, whose use is governed by `SpanRef`'s invariant.
 unsafe impl Send for SpanSlab {}
 
 impl SpanSlab {
@@ -45,13 +47,19 @@ impl SpanSlab {
     /// or [`SpanSlab::clear`]ed.
     pub(crate) fn alloc(&mut self, span: Span) -> NonNull<Span> {
         if self.used == CHUNK {
-            self.chunks.push(Box::new_uninit_slice(CHUNK));
+            let chunk = Box::into_raw(Box::<[MaybeUninit<Span>]>::new_uninit_slice(CHUNK));
+            self.chunks
+                .push(NonNull::new(chunk.cast()).expect("Box::into_raw is never null"));
             self.used = 0;
         }
-        let chunk = self.chunks.last_mut().expect("a chunk was just pushed");
-        let slot = chunk[self.used].write(span);
+        let base = *self.chunks.last().expect("a chunk was just pushed");
+        // SAFETY: `used < CHUNK`, so the slot is inside the last chunk's allocation; it is not
+        // initialised yet (slots are filled in order), so nothing else refers to it.
+        let slot = unsafe { base.add(self.used) };
+        // SAFETY: as above: a valid, unaliased slot of the chunk, written once.
+        unsafe { slot.write(MaybeUninit::new(span)) };
         self.used += 1;
-        NonNull::from(slot)
+        slot.cast()
     }
 
     /// Spans made so far (in use or spare).
@@ -69,14 +77,19 @@ impl SpanSlab {
     /// No pointer [`SpanSlab::alloc`] returned may be used afterwards.
     pub(crate) unsafe fn clear(&mut self) {
         let last = self.chunks.len().saturating_sub(1);
-        for (c, chunk) in self.chunks.iter_mut().enumerate() {
+        for (c, &base) in self.chunks.iter().enumerate() {
             let n = if c == last { self.used } else { CHUNK };
-            for slot in &mut chunk[..n] {
+            for i in 0..n {
                 // SAFETY: the first `n` slots of this chunk were initialised by `alloc` (every
-                // chunk but the last is full) and are dropped once: the chunks are emptied
-                // below, and the caller promises nothing uses them any more.
-                unsafe { slot.assume_init_drop() };
+                // chunk but the last is full) and are dropped once: the chunks are freed just
+                // below, and the caller promises nothing uses the spans any more.
+                unsafe { std::ptr::drop_in_place(base.add(i).cast::<Span>().as_ptr()) };
             }
+            let chunk = std::ptr::slice_from_raw_parts_mut(base.as_ptr(), CHUNK);
+            // SAFETY: `chunk` is the allocation `alloc` leaked with `Box::into_raw` (same
+            // element type and length), freed once here; its spans were dropped above and
+            // `MaybeUninit` slots need no drop.
+            drop(unsafe { Box::from_raw(chunk) });
         }
         self.chunks.clear();
         self.used = CHUNK;

@@ -62,7 +62,8 @@
 //! kept span: a free from any other thread could run during a pause, under the heap
 //! verifier's walk of `all`.
 //!
-//! Lock order: `all` → class lock → span `state` lock; the arena's page lock is a leaf.
+//! Lock order: `all` → class lock → span `state` lock; the arena's page lock and the span
+//! metadata lock are leaves.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -180,8 +181,9 @@ pub(crate) struct Central {
 struct Metadata {
     /// Where every span's metadata lives, in use or spare.
     slab: SpanSlab,
-    /// Freed spans, their slots to be reused (every one, so a slot is never freed alone: at
-    /// most the heap's largest span count stays allocated, as in Go).
+    /// Freed spans, their slots to be reused (every one, so a slot is never freed alone: the
+    /// metadata of the heap's largest span count stays allocated until the heap is dropped, as
+    /// in Go, and `free_os_memory` does not release it).
     spare: Vec<SpanRef>,
 }
 
@@ -380,10 +382,11 @@ impl Central {
             unsafe { std::ptr::write_bytes(start as *mut u8, POISON, npages * PAGE_SIZE) };
         }
         let sweep_gen = self.sweep_gen.fresh();
-        let mut md = self.metadata.lock();
-        let r = match md.spare.pop() {
+        // The metadata lock is held only to pop a spare span or to take a slab slot, never
+        // while a span is built (which allocates its bitmap).
+        let spare = self.metadata.lock().spare.pop();
+        let r = match spare {
             Some(s) => {
-                drop(md);
                 // SAFETY: a spare span is referenced from nowhere else (`free_span` put it
                 // there after unpublishing and unlisting it), so this is the only reference.
                 let span = unsafe { &mut *s.0.as_ptr() };
@@ -398,7 +401,7 @@ impl Central {
                     start, npages, elem_size, nelems, class, class_id, tag, sweep_gen,
                 );
                 span.set_scan_words(self.span_local);
-                SpanRef(md.slab.alloc(span))
+                SpanRef(self.metadata.lock().slab.alloc(span))
             }
         };
         arena.publish(start, npages, r.0.as_ptr());

@@ -164,7 +164,7 @@ impl Span {
     }
 
     /// Make this (freed) span's metadata describe a new span, reusing its bitmap buffers, so
-    /// that span turnover does not go through the global allocator (see `Central::spare`).
+    /// that span turnover does not go through the global allocator (see `Central`'s spare list).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn reuse(
         &mut self,

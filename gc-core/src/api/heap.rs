@@ -130,7 +130,8 @@ impl Heap {
     /// scavenger returns memory gradually (about 1% of a CPU's time), which after a spike of
     /// gigabytes takes minutes; call this after such a spike, or before a long idle period.
     /// Pages still holding live objects stay: a span is returned only when all its objects
-    /// are dead.
+    /// are dead. Span metadata stays too (a few percent of the largest heap, kept for reuse
+    /// until the heap is dropped; see `docs/tuning.md`).
     ///
     /// # Panics
     ///

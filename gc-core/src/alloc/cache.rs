@@ -235,7 +235,7 @@ impl MCache {
             for (w, &word) in words.iter().enumerate().skip(c.word + 1) {
                 let free = !word;
                 if free != 0 {
-                    load_window(span, w, free, black, mh.span_marking);
+                    load_window(span, w, free, black);
                     c.word = w;
                     c.free = free;
                     c.window_free = free;
@@ -271,7 +271,7 @@ impl MCache {
             bug!("installed span has no free slot");
         };
         let free = !words[w];
-        load_window(span, w, free, black, mh.span_marking);
+        load_window(span, w, free, black);
         drop(st);
         let c = &mut self.entries[e];
         *c = ClassCache {
@@ -364,12 +364,12 @@ impl MCache {
 /// (`black`), pre-mark its free slots, so that whatever the cache allocates from it is black
 /// (allocated during the mark and never scanned). `write_back` clears the unused ones.
 #[inline]
-fn load_window(span: &Span, w: usize, free: u64, black: bool, span_marking: bool) {
+fn load_window(span: &Span, w: usize, free: u64, black: bool) {
     if black {
         // Scan bits first, so that no marker claims the free slots to scan them; the mark bits
         // need only be set before the sweep reads them, which the mark-termination handshake
         // orders.
-        span.mark_black(w, free, span_marking);
+        span.mark_black(w, free);
     }
 }
 

@@ -62,8 +62,6 @@ pub(crate) struct MHeap {
     /// pacer's fail-fast window (`PacerConfig::limiter_fail_fast_ns`); 0 otherwise. While it is not 0,
     /// no new span is made. Written by the pacer's controller at each limiter update.
     pub limiter_stall_ns: AtomicU64,
-    /// Span-local marking (`Config::span_marking`): allocate-black sets scan bits too.
-    pub span_marking: bool,
 }
 
 /// What an allocation that took a new span reports to the layer above, which decides whether a
@@ -91,7 +89,6 @@ impl MHeap {
             max_heap: max_heap.unwrap_or(usize::MAX),
             heap_bound: AtomicUsize::new(usize::MAX),
             limiter_stall_ns: AtomicU64::new(0),
-            span_marking,
         }
     }
 

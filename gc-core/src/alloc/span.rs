@@ -450,24 +450,24 @@ impl Span {
     }
 
     /// Allocate-black: mark the slots `bits` of word `w` (handed to an allocation cache while
-    /// marking). With span-local marking (`span_local`) set them scanned first, so that no
-    /// marker claims them to scan: `Release` on the mark orders the scan bits before it for a
-    /// claimer that reads the mark (`Acquire`).
+    /// marking). With span-local marking (the span has scan words) set them scanned first, so
+    /// that no marker claims them to scan: `Release` on the mark orders the scan bits before it
+    /// for a claimer that reads the mark (`Acquire`).
     #[inline]
-    pub(crate) fn mark_black(&self, w: usize, bits: u64, span_local: bool) {
-        if span_local {
-            self.scan_words()[w].fetch_or(bits, Ordering::Relaxed);
+    pub(crate) fn mark_black(&self, w: usize, bits: u64) {
+        if let Some(scanned) = &self.scanned {
+            scanned[w].fetch_or(bits, Ordering::Relaxed);
         }
         self.mark[w].fetch_or(bits, Ordering::Release);
     }
 
-    /// Clear mark word `w`, and with span-local marking its scan bits (sweeping: the next
-    /// cycle starts white).
+    /// Clear mark word `w`, and with span-local marking (the span has scan words) its scan bits
+    /// (sweeping: the next cycle starts white).
     #[inline]
-    pub(crate) fn clear_marks(&self, w: usize, span_local: bool) {
+    pub(crate) fn clear_marks(&self, w: usize) {
         self.mark[w].store(0, Ordering::Relaxed);
-        if span_local {
-            self.scan_words()[w].store(0, Ordering::Relaxed);
+        if let Some(scanned) = &self.scanned {
+            scanned[w].store(0, Ordering::Relaxed);
         }
     }
 
@@ -572,7 +572,7 @@ mod tests {
         let mut s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 4).with_scan_words();
         s.try_mark(3);
         s.try_mark(300);
-        s.mark_black(1, 1 << 2, true);
+        s.mark_black(1, 1 << 2);
         {
             let mut st = s.state.lock();
             st.alloc.set(7, true);
@@ -616,7 +616,7 @@ mod tests {
         let s = Span::new(0x10000, 1, 16, 512, 1, 0, tag(&T0, false), 0).with_scan_words();
         assert!(s.try_mark(3) && s.try_mark(70));
         // Slots 10 and 11 are handed to an allocation cache while marking.
-        s.mark_black(0, (1 << 10) | (1 << 11), true);
+        s.mark_black(0, (1 << 10) | (1 << 11));
         assert!(s.enqueue(false), "the first grey object queues the span");
         s.dequeue(3, false);
         assert!(s.enqueue(true));
@@ -640,7 +640,7 @@ mod tests {
         assert_eq!(s.marked_count(), 5);
         // Sweeping clears both bitmaps.
         for w in 0..s.mark_len() {
-            s.clear_marks(w, true);
+            s.clear_marks(w);
         }
         assert!(s.try_mark(3));
         assert_eq!(s.claim_grey(0, false), 1 << 3, "scan bits cleared too");
@@ -841,7 +841,7 @@ mod loom_tests {
             let t = {
                 let s = s.clone();
                 // An allocation cache takes slots 5 and 6 while marking.
-                loom::thread::spawn(move || s.mark_black(0, 0b110_0000, true))
+                loom::thread::spawn(move || s.mark_black(0, 0b110_0000))
             };
             m.mark(&s, 1);
             m.scan(&s);

@@ -103,7 +103,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
             }
         }
         *w = m | !valid;
-        span.clear_marks(wi, h.settings.span_marking);
+        span.clear_marks(wi);
     }
     st.allocated = live;
     h.mheap.central.set_swept(span);

@@ -334,11 +334,12 @@ impl Span {
         true
     }
 
-    /// Set the mark bits `bits` of mark word `w` at once (a concurrent marker's batch of noscan
-    /// objects in one word, see `Tracer::flush_noscan_batch`); returns the bits this call set
-    /// (the objects that were white): one locked `fetch_or` for the whole batch, and none when
-    /// every bit is set already. `Relaxed` as in [`Span::try_mark`]: noscan objects are never
-    /// read by the marker.
+    /// Set the mark bits `bits` of mark word `w` at once (a concurrent marker's batch of the
+    /// objects it claimed in one word, see `Tracer::mark_deferred`); returns the bits this call
+    /// set (the objects that were white): one locked `fetch_or` for the whole batch, and none
+    /// when every bit is set already. `Relaxed` as in [`Span::try_mark`]: the claimer greyed
+    /// the objects on its own stack already, and the bits only decide what is counted (and,
+    /// once marking has ended, what survives).
     #[inline]
     pub(crate) fn mark_bits(&self, w: usize, bits: u64) -> u64 {
         let word = self.mark_word(w);

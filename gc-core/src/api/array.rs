@@ -83,12 +83,12 @@ impl<'gc, T: Slot<'gc>> ArrayInfo<T> {
         let words = unsafe { array_words(h as *const VarHeader) };
         let end = t.array_chunk_end(h, start, words.len());
         t.prefetch_words(&words[start..end]);
-        t.begin_noscan_batch();
+        let began = t.begin_deferred();
         for w in &words[start..end] {
             // SAFETY: every word was written by `to_word` of a `T` (at allocation or by `set`).
             unsafe { T::from_word(w.load(Ordering::Acquire)) }.trace(t);
         }
-        t.end_noscan_batch();
+        t.end_deferred(began);
     }
 }
 

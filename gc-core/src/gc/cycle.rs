@@ -205,7 +205,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // The ephemeron tables still pending hold the dead entries, cleared with the weak
     // references.
     h.ephemerons.end_marking();
-    let marked = t.marked_bytes
+    let marked = t.marked.bytes
         + h.mark.marked_bytes_others.load(Ordering::Relaxed)
         + counters.alloc_black.load(Ordering::Relaxed);
     h.pacer
@@ -225,7 +225,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         concurrent,
     });
     h.stats.last_marked_objects.store(
-        t.marked_objects as u64
+        t.marked.objects as u64
             + h.mark.marked_objects_others.load(Ordering::Relaxed)
             + counters.alloc_black_objects.load(Ordering::Relaxed),
         Ordering::Relaxed,

@@ -110,7 +110,7 @@ impl Default for Ephemerons {
 /// stops, plus the caller's own. A tracer marks before it hands its count over, so a count read
 /// with `Acquire` covers marks whose bits a round started after it will see.
 fn marks(h: &Shared, t: &Tracer) -> u64 {
-    h.mark.marked_objects_others.load(Ordering::Acquire) + t.marked_objects as u64
+    h.mark.marked_objects_others.load(Ordering::Acquire) + t.marked.objects as u64
 }
 
 impl Ephemerons {
@@ -172,7 +172,7 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
     }
     e.rounds.fetch_add(1, Ordering::Relaxed);
     e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
-    let before = t.marked_objects;
+    let before = t.marked.objects;
     let mut keep = Vec::new();
     for p in tables {
         // SAFETY: a pending table was marked (scanned) this cycle, so it is alive for the
@@ -182,7 +182,7 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
         }
     }
     e.pending.lock().0.extend(keep);
-    let progressed = t.marked_objects != before || t.has_grey();
+    let progressed = t.marked.objects != before || t.has_grey();
     if !progressed {
         *e.quiet_at.lock() = (count, deferrals);
     }

@@ -212,7 +212,7 @@ fn mark_for(h: &Shared, target: u64) -> (u64, bool) {
     h.stats.assists.fetch_add(1, Ordering::Relaxed);
     h.stats
         .assist_bytes
-        .fetch_add(t.marked_bytes as u64, Ordering::Relaxed);
+        .fetch_add(t.marked.bytes as u64, Ordering::Relaxed);
     crate::gc::mark::roots::hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
     h.mark.work.leave();

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use crate::util::primitive::Monitor;
 
 pub(crate) mod assist;
+pub(crate) mod batch;
 pub(crate) mod roots;
 pub(crate) mod tracer;
 pub(crate) mod work;

@@ -114,13 +114,13 @@ pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
     h.mark
         .marked_bytes_others
-        .fetch_add(t.marked_bytes, Ordering::Relaxed);
+        .fetch_add(t.marked.bytes, Ordering::Relaxed);
     // `Release`: an ephemeron round that reads the count sees the marks (`gc::ephemeron`).
     h.mark
         .marked_objects_others
-        .fetch_add(t.marked_objects as u64, Ordering::Release);
-    t.marked_bytes = 0;
-    t.marked_objects = 0;
+        .fetch_add(t.marked.objects as u64, Ordering::Release);
+    t.marked.bytes = 0;
+    t.marked.objects = 0;
     if t.has_grey() {
         h.mark.work.push(t.take_grey_batch());
     }

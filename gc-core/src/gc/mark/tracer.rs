@@ -8,10 +8,12 @@
 //! | black  | reached and scanned                       | mark bit 1, on no stack; with span-local marking, in a small span: mark and scan bits 1 |
 //!
 //! Noscan objects go straight from white to black: their mark bit is set and they are never
-//! queued, so the marker never reads them. Within one array chunk's scan, the marks of white
-//! noscan objects are batched per mark word and set with one read-modify-write per word
-//! ([`Tracer::begin_noscan_batch`]). Objects allocated during marking are black at once
-//! (mark and scan bits set by the allocation cache, `Span::mark_black`).
+//! queued, so the marker never reads them. Inside a drain, a marker that shares mark bits with
+//! others claims the white objects it reaches in a batch of one mark word and sets the batch
+//! with one read-modify-write when it moves on to another word or the drain ends
+//! ([`Tracer::mark_deferred`]; a span-local marker batches only noscan objects). Objects
+//! allocated during marking are black at once (mark and scan bits set by the allocation
+//! cache, `Span::mark_black`).
 //!
 //! # Span-local marking
 //!
@@ -53,6 +55,7 @@ use crate::alloc::arena::Arena;
 use crate::alloc::span::{MARK_WORDS, Span};
 use crate::gc::ephemeron::{Ephemerons, Pending};
 use crate::gc::heap::{ObjAddr, Shared};
+use crate::gc::mark::batch::{MarkBatch, Marked};
 use crate::gc::mark::work::{MarkWork, SHARE_MIN};
 use crate::gc::object::{Object, type_of};
 use crate::gc::verify::Checker;
@@ -108,27 +111,20 @@ pub struct Tracer {
     /// Marking: where ephemeron tables with unmarked keys are deferred (the heap's, which
     /// outlives the tracer; null for the other purposes).
     ephemerons: *const Ephemerons,
-    /// Bytes of the objects this tracer marked.
-    pub(crate) marked_bytes: usize,
-    /// Objects this tracer marked.
-    pub(crate) marked_objects: usize,
+    /// Objects (and their bytes) this tracer marked.
+    pub(crate) marked: Marked,
     /// Marking: the unscanned rest of large arrays, as (array, next index) continuations.
     chunks: Vec<(*const Object, usize)>,
     /// Marking: work done, in units of one object or chunk scanned or one edge followed;
     /// bounds [`Tracer::drain_budget`].
     work: usize,
-    /// Marking: how an edge sets a mark bit, [`ATOMIC`] or [`EXCLUSIVE`], plus [`BATCHING`]
-    /// while edges to noscan objects are batched (inside an array chunk's scan, between
-    /// [`Tracer::begin_noscan_batch`] and [`Tracer::end_noscan_batch`]). One byte, so that
+    /// Marking: how an edge sets a mark bit: [`ATOMIC`], [`EXCLUSIVE`], or one of the
+    /// deferring modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain. One byte, so that
     /// the marking path tests it once.
     mode: u8,
-    /// Marking: the batch, mark bits of word `batch_word` of span `batch_span` not yet set
-    /// (`batch_bits` 0: empty). Valid while the cycle's marking runs: the span holds an
-    /// object reached this cycle, so no sweep frees it before the batch is flushed, which is
-    /// before the tracer's work ends.
-    batch_span: *const Span,
-    batch_word: usize,
-    batch_bits: u64,
+    /// Marking, while deferring: the claims on one mark word not yet set
+    /// ([`Tracer::mark_deferred`]).
+    batch: MarkBatch,
 }
 
 /// [`Tracer`]'s `mode`: mark bits are set with a locked read-modify-write.
@@ -136,8 +132,14 @@ const ATOMIC: u8 = 0;
 /// [`Tracer`]'s `mode`: the only marker ([`Marking::Alone`]) sets mark bits with a load and a
 /// store.
 const EXCLUSIVE: u8 = 1;
-/// [`Tracer`]'s `mode`, added to one of the above: edges to noscan objects are batched.
-const BATCHING: u8 = 2;
+/// [`Tracer`]'s `mode` inside a drain of a depth-first marker that shares mark bits with
+/// others: marks are claimed in the tracer's batch and set a mark word at a time
+/// ([`Tracer::mark_deferred`]).
+const DEFERRED: u8 = 2;
+/// [`Tracer`]'s `mode` inside a drain of a span-local marker: only the marks of noscan
+/// objects are batched (a span-local grey object must be marked in memory before its span is
+/// queued, since whoever scans the span finds it by its mark bit).
+const DEFERRED_NOSCAN: u8 = 4;
 
 /// Elements of an array a marker scans as one unit (Go splits objects into 128 KiB "oblets" for
 /// the same reason): a large array is scanned in pieces between which the marker checks for a
@@ -205,14 +207,11 @@ impl Tracer {
             purpose,
             share: std::ptr::null(),
             ephemerons: std::ptr::null(),
-            marked_bytes: 0,
-            marked_objects: 0,
+            marked: Marked::default(),
             chunks: Vec::new(),
             work: 0,
             mode: ATOMIC,
-            batch_span: std::ptr::null(),
-            batch_word: 0,
-            batch_bits: 0,
+            batch: MarkBatch::new(),
         }
     }
 
@@ -267,7 +266,9 @@ impl Tracer {
                 h as usize
             );
         };
-        span.is_marked(span.slot_index(h as usize))
+        let i = span.slot_index(h as usize);
+        // A mark this tracer claimed but has not set yet counts.
+        span.is_marked(i) || self.batch.holds(span, i)
     }
 
     /// Marking: defer an ephemeron table that has unmarked keys to the cycle's rounds.
@@ -334,95 +335,98 @@ impl Tracer {
         let newly = match self.mode {
             ATOMIC => span.try_mark(i),
             EXCLUSIVE => span.try_mark_exclusive(i),
-            // Batching: an object marked already (many edges to a few objects) costs the
-            // test alone, the rest a call.
-            _ if span.is_marked(i) => return,
-            _ => return self.mark_batching(span, i, h),
+            DEFERRED => return self.mark_deferred(span, i, h),
+            _ => return self.mark_deferred_noscan(span, i, h),
         };
         if newly {
-            self.marked_bytes += span.elem_size;
-            self.marked_objects += 1;
-            if span.tag.noscan {
-                // Black at once: never read.
-            } else if self.span_local && span.nelems > 1 {
-                // Grey until a marker claims it from its span (see `scan_span`).
-                if std::ptr::eq(span, self.current) {
-                    self.rescan |= 1 << (i / 64);
-                } else if span.enqueue(self.exclusive()) {
-                    self.spans.push_back(SpanPtr(span, i as u32));
-                }
-            } else if let Some(trace) = type_of(span).trace {
-                // A large object, or any without span-local marking: scanned on its own
-                // (arrays a chunk at a time).
-                self.stack.push(Grey { obj: h, trace });
-            }
+            self.marked.bytes += span.elem_size;
+            self.marked.objects += 1;
+            self.grey(span, i, h);
         }
     }
 
-    /// Marking edge while batching (`mode` has [`BATCHING`]): a noscan object's mark joins
-    /// the batch, any other is marked as outside one. Out of line, so that the path every
-    /// other edge takes stays as small as without batching (inlined, it made marking a tree
-    /// built in address order 3–4% slower).
-    #[inline(never)]
-    fn mark_batching(&mut self, span: &Span, i: usize, h: *const Object) {
-        if span.tag.noscan {
-            self.mark_noscan_batched(span, i);
-            return;
-        }
-        self.mode &= !BATCHING;
-        self.mark_in(span, i, h);
-        self.mode |= BATCHING;
-    }
-
-    /// Marking edge to white noscan slot `i` of `span` inside a batch: consecutive edges to
-    /// white objects of one mark word (a ring of buffers allocated in order) cost one locked
-    /// `fetch_or` between them instead of one each.
+    /// Make newly marked slot `i` of `span` (the object `h`) grey: queue its span or push it.
     #[inline(always)]
-    fn mark_noscan_batched(&mut self, span: &Span, i: usize) {
-        let (w, bit) = (i / 64, 1u64 << (i % 64));
-        if !(std::ptr::eq(span, self.batch_span) && w == self.batch_word) {
-            self.flush_noscan_batch();
-            self.batch_span = span;
-            self.batch_word = w;
-        }
-        self.batch_bits |= bit;
-    }
-
-    /// Marking: batch the marks of the noscan objects the next edges reach, per mark word,
-    /// until [`Tracer::end_noscan_batch`], which the caller must reach before it returns (an
-    /// array's scan of one chunk). Marking a noscan object greys nothing, so its bit may be
-    /// set later within the scan; setting a run of them with one locked `fetch_or` saves
-    /// what dominates marking a ring of buffers, one locked read-modify-write per buffer.
-    #[inline]
-    pub(crate) fn begin_noscan_batch(&mut self) {
-        // The only marker sets a bit with a plain load and store, which a batch would not
-        // make cheaper than the call it costs.
-        if self.mode == ATOMIC {
-            self.mode = ATOMIC | BATCHING;
+    fn grey(&mut self, span: &Span, i: usize, h: *const Object) {
+        if span.tag.noscan {
+            // Black at once: never read.
+        } else if self.span_local && span.nelems > 1 {
+            // Grey until a marker claims it from its span (see `scan_span`).
+            if std::ptr::eq(span, self.current) {
+                self.rescan |= 1 << (i / 64);
+            } else if span.enqueue(self.exclusive()) {
+                self.spans.push_back(SpanPtr(span, i as u32));
+            }
+        } else if let Some(trace) = type_of(span).trace {
+            // A large object, or any without span-local marking: scanned on its own
+            // (arrays a chunk at a time).
+            self.stack.push(Grey { obj: h, trace });
         }
     }
 
-    /// End the batch [`Tracer::begin_noscan_batch`] began: set its pending mark bits.
-    #[inline]
-    pub(crate) fn end_noscan_batch(&mut self) {
-        self.flush_noscan_batch();
-        self.mode &= !BATCHING;
+    /// Marking edge of a depth-first marker inside a drain ([`DEFERRED`]): claim the object
+    /// in the tracer's [`MarkBatch`] (one mark word's claims, set with one locked `fetch_or`
+    /// when an edge reaches another word or the drain ends) and grey it if it was white.
+    /// Marking a tree of small nodes allocated together then costs one locked operation per
+    /// run of objects in one mark word instead of one per object. Nothing reads a mark bit as
+    /// final before every drain has returned (mark termination, sweeping), and an ephemeron
+    /// table's key test asks this tracer too ([`Tracer::is_marked`]); why an object greyed
+    /// twice is harmless and a stale bit never greys a black object: `gc::mark::batch`.
+    #[inline(always)]
+    fn mark_deferred(&mut self, span: &Span, i: usize, h: *const Object) {
+        debug_assert!(
+            !self.span_local,
+            "span-local marking with every mark deferred"
+        );
+        if self.batch.claim(span, i, &mut self.marked)
+            && !span.tag.noscan
+            && let Some(trace) = type_of(span).trace
+        {
+            self.stack.push(Grey { obj: h, trace });
+        }
     }
 
-    /// Set the batch's pending mark bits and count the objects they newly marked.
-    #[inline]
-    fn flush_noscan_batch(&mut self) {
-        if self.batch_bits == 0 {
-            return;
+    /// Marking edge of a span-local marker inside a drain ([`DEFERRED_NOSCAN`]): a noscan
+    /// object's mark joins the batch (it greys nothing, so its bit may be set later in the
+    /// drain), any other is marked at once. Out of line, so that the path every other edge
+    /// takes stays small.
+    #[inline(never)]
+    fn mark_deferred_noscan(&mut self, span: &Span, i: usize, h: *const Object) {
+        if span.tag.noscan {
+            self.batch.claim(span, i, &mut self.marked);
+        } else if span.try_mark(i) {
+            self.marked.bytes += span.elem_size;
+            self.marked.objects += 1;
+            self.grey(span, i, h);
         }
-        // SAFETY: the batch's span holds an object reached this cycle, so it stays in use
-        // until the cycle's marking ends (see the field), and this tracer's work has not ended.
-        let span = unsafe { &*self.batch_span };
-        let newly = span.mark_bits(self.batch_word, self.batch_bits);
-        self.batch_bits = 0;
-        let n = newly.count_ones() as usize;
-        self.marked_objects += n;
-        self.marked_bytes += n * span.elem_size;
+    }
+
+    /// Marking: defer the marks of the edges that follow (see [`DEFERRED`] and
+    /// [`DEFERRED_NOSCAN`]) until [`Tracer::end_deferred`], which the caller must reach before
+    /// its marking ends (a drain, an array chunk's scan); whether this call turned deferring
+    /// on (false if it was on already, or if the tracer is the only marker: its plain load
+    /// and store per mark cost no more than a batch).
+    #[inline]
+    pub(crate) fn begin_deferred(&mut self) -> bool {
+        if self.mode != ATOMIC || !self.is_marking() {
+            return false;
+        }
+        self.mode = if self.span_local {
+            DEFERRED_NOSCAN
+        } else {
+            DEFERRED
+        };
+        true
+    }
+
+    /// End what [`Tracer::begin_deferred`] began (`began`: what it returned): set the pending
+    /// mark bits.
+    #[inline]
+    pub(crate) fn end_deferred(&mut self, began: bool) {
+        if began {
+            self.batch.finish(&mut self.marked);
+            self.mode = ATOMIC;
+        }
     }
 
     /// Scan the grey objects of a small span taken off a span queue, in address order (the
@@ -525,7 +529,7 @@ impl Tracer {
     /// Whether no noscan batch is open or pending: true whenever a tracer's work is handed
     /// over or its grey work taken (a batch lives inside one array chunk's scan).
     pub(crate) fn batch_closed(&self) -> bool {
-        self.batch_bits == 0 && self.mode & BATCHING == 0
+        self.batch.is_empty() && self.mode & (DEFERRED | DEFERRED_NOSCAN) == 0
     }
 
     /// Take the grey work this tracer holds (to hand it to another marker).
@@ -609,17 +613,23 @@ impl Tracer {
     /// object's edges or an [`ARRAY_CHUNK`]); whether grey work remains.
     pub(crate) fn drain_budget(&mut self, budget: usize) -> bool {
         let end = self.work + budget;
+        let began = self.begin_deferred();
+        let mut more = true;
         while self.work < end {
             if !self.scan_next() {
-                return false;
+                more = false;
+                break;
             }
         }
-        self.has_grey()
+        self.end_deferred(began);
+        more && self.has_grey()
     }
 
     /// Scan grey objects until none is left.
     pub(crate) fn drain(&mut self) {
+        let began = self.begin_deferred();
         while self.scan_next() {}
+        self.end_deferred(began);
     }
 
     /// Scan the next grey object, or else the next queued span or array chunk; false if there

@@ -2,8 +2,9 @@
 # ThreadSanitizer (nightly) over the multi-mutator stress test (4 mutators, concurrent cycles
 # back to back, verify mode on and off), the concurrent-marking, blocking, scavenger, sweep/weak
 # race and liveness tests, the embedder tests (a stash handed to another thread, a
-# collection requested from inside a scope), and the GcRefCell tests (markers reading
-# collections that mutators borrow mutably). Result goes in docs/verification.md.
+# collection requested from inside a scope), the GcRefCell tests (markers reading
+# collections that mutators borrow mutably), and the parallel stop-the-world markers. Result
+# goes in docs/verification.md.
 #
 #   rustup component add --toolchain nightly rust-src   # once (-Zbuild-std needs it)
 #   scripts/tsan.sh
@@ -16,4 +17,4 @@ export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-5}"
 export CARGO_TARGET_DIR=target/tsan
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p gc-core \
   --test stress --test concurrent --test blocking --test scavenge --test races --test liveness \
-  --test object_kinds --test embedder --test refcell
+  --test object_kinds --test embedder --test refcell --test parallel_mark

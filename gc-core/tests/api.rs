@@ -202,9 +202,11 @@ fn allocation_triggers_cycles_and_the_heap_stays_bounded() {
             }
         });
     }
-    // 400 × 10 000 × 32 B ≈ 128 MB allocated, all garbage.
+    // 400 × 10 000 × 32 B ≈ 128 MB allocated, all garbage: about 30 cycles of a 4 MiB goal
+    // on a quiet machine. Fewer where the tests beside it keep the collector thread off the
+    // CPU (seen: 9 with two busy processes on two CPUs), so the test asks for several.
     let s = heap.stats();
-    assert!(s.gc_cycles >= 10, "{s:?}");
+    assert!(s.gc_cycles >= 4, "{s:?}");
     assert!(
         s.mapped_bytes < 64 << 20,
         "heap grew to {} bytes",
@@ -392,7 +394,12 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
     let heap = Heap::new(Config::default()).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
         heap.mutator(|_| GcCell::new(None));
-    for round in 0..200u64 {
+    // At least 200 rounds (≈ 13 MB, three 4 MiB goals), and on until two cycles ran: a
+    // collector thread kept off a busy machine's CPUs may start its first cycle late (seen:
+    // none in 200 rounds with the other tests of this file running).
+    let mut round = 0u64;
+    while round < 200 || (heap.stats().gc_cycles < 2 && round < 20_000) {
+        round += 1;
         m.mutate(|mc, root| {
             // A live list of 2 000 pairs replaced every round: the old one is garbage.
             let mut head = None;

@@ -1,6 +1,6 @@
-//! Marking (Go: `mgcmark.go`, `mgcwork.go`): the tracer, the grey work every marker shares and
-//! its termination, the mark workers, the mutators' side (root scans, shading), mark assists,
-//! and the mark phase's shared state.
+//! Marking (Go: `mgcmark.go`, `mgcwork.go`): the tracer and its deferred marks, the grey work
+//! every marker shares and its termination, the mark workers, the mutators' side (root scans,
+//! shading), mark assists, and the mark phase's shared state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 

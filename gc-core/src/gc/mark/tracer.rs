@@ -11,7 +11,8 @@
 //! queued, so the marker never reads them. Inside a drain, a marker that shares mark bits with
 //! others claims the white objects it reaches in a batch of one mark word and sets the batch
 //! with one read-modify-write when it moves on to another word or the drain ends
-//! ([`Tracer::mark_deferred`]; a span-local marker batches only noscan objects). Objects
+//! ([`Tracer::mark_deferred`]; a span-local marker batches only the noscan objects of one
+//! array chunk's scan). Objects
 //! allocated during marking are black at once (mark and scan bits set by the allocation
 //! cache, `Span::mark_black`).
 //!
@@ -119,7 +120,8 @@ pub struct Tracer {
     /// bounds [`Tracer::drain_budget`].
     work: usize,
     /// Marking: how an edge sets a mark bit: [`ATOMIC`], [`EXCLUSIVE`], or one of the
-    /// deferring modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain. One byte, so that
+    /// deferring modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain or an array chunk's
+    /// scan. One byte, so that
     /// the marking path tests it once.
     mode: u8,
     /// Marking, while deferring: the claims on one mark word not yet set
@@ -136,8 +138,8 @@ const EXCLUSIVE: u8 = 1;
 /// others: marks are claimed in the tracer's batch and set a mark word at a time
 /// ([`Tracer::mark_deferred`]).
 const DEFERRED: u8 = 2;
-/// [`Tracer`]'s `mode` inside a drain of a span-local marker: only the marks of noscan
-/// objects are batched (a span-local grey object must be marked in memory before its span is
+/// [`Tracer`]'s `mode` inside an array chunk's scan by a span-local marker: only the marks of
+/// noscan objects are batched (a span-local grey object must be marked in memory before its span is
 /// queued, since whoever scans the span finds it by its mark bit).
 const DEFERRED_NOSCAN: u8 = 4;
 
@@ -386,9 +388,9 @@ impl Tracer {
         }
     }
 
-    /// Marking edge of a span-local marker inside a drain ([`DEFERRED_NOSCAN`]): a noscan
-    /// object's mark joins the batch (it greys nothing, so its bit may be set later in the
-    /// drain), any other is marked at once. Out of line, so that the path every other edge
+    /// Marking edge of a span-local marker inside an array chunk's scan ([`DEFERRED_NOSCAN`]):
+    /// a noscan object's mark joins the batch (it greys nothing, so its bit may be set later in
+    /// the scan), any other is marked at once. Out of line, so that the path every other edge
     /// takes stays small.
     #[inline(never)]
     fn mark_deferred_noscan(&mut self, span: &Span, i: usize, h: *const Object) {
@@ -417,6 +419,14 @@ impl Tracer {
             DEFERRED
         };
         true
+    }
+
+    /// [`Tracer::begin_deferred`] for a drain: a span-local marker defers only inside an
+    /// array chunk's scan (where its noscan edges come in runs), since its mark path would
+    /// otherwise take the out-of-line [`DEFERRED_NOSCAN`] edge for every object.
+    #[inline]
+    fn begin_drain(&mut self) -> bool {
+        !self.span_local && self.begin_deferred()
     }
 
     /// End what [`Tracer::begin_deferred`] began (`began`: what it returned): set the pending
@@ -613,7 +623,7 @@ impl Tracer {
     /// object's edges or an [`ARRAY_CHUNK`]); whether grey work remains.
     pub(crate) fn drain_budget(&mut self, budget: usize) -> bool {
         let end = self.work + budget;
-        let began = self.begin_deferred();
+        let began = self.begin_drain();
         let mut more = true;
         while self.work < end {
             if !self.scan_next() {
@@ -627,7 +637,7 @@ impl Tracer {
 
     /// Scan grey objects until none is left.
     pub(crate) fn drain(&mut self) {
-        let began = self.begin_deferred();
+        let began = self.begin_drain();
         while self.scan_next() {}
         self.end_deferred(began);
     }

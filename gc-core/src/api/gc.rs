@@ -20,7 +20,7 @@ use std::ptr::NonNull;
 use crate::alloc::cache::size_class_for;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
-use crate::gc::object::{Info, Object};
+use crate::gc::object::{Info, Object, TypeInfo};
 use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
@@ -65,40 +65,88 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     /// # Panics
     ///
     /// If the arena is exhausted (see [`Gc::try_new`] for the fallible form).
-    #[inline]
+    #[inline(always)]
     pub fn new(mc: &Mutation<'gc>, value: T) -> Gc<'gc, T> {
-        match Self::try_new(mc, value) {
-            Ok(g) => g,
-            Err(e) => panic!("{e}"),
+        // One reference for both paths: the cache finds a type's span by its `TypeInfo`'s
+        // address, and each use of a constant may be given an address of its own.
+        let info = &Info::<T>::INFO;
+        match Self::alloc_fast(mc, info) {
+            // SAFETY: a fresh slot for a `T` (see `alloc_fast`).
+            Some(p) => unsafe { Self::init(p, value) },
+            None => Self::new_slow(mc, value, info),
         }
     }
 
     /// Allocate `value`, or return an error if the arena is exhausted (the value is dropped).
-    #[inline]
+    #[inline(always)]
     pub fn try_new(mc: &Mutation<'gc>, value: T) -> Result<Gc<'gc, T>, AllocError> {
+        // One reference for both paths (see `new`).
+        let info = &Info::<T>::INFO;
+        match Self::alloc_fast(mc, info) {
+            // SAFETY: a fresh slot for a `T` (see `alloc_fast`).
+            Some(p) => Ok(unsafe { Self::init(p, value) }),
+            None => Self::try_new_slow(mc, value, info),
+        }
+    }
+
+    /// The allocation fast path: a fresh slot of `T`'s size class from the mutator's cache
+    /// (`None`: take the slow path, which refills it, allocates a large object or shades the
+    /// value first).
+    #[inline(always)]
+    fn alloc_fast(mc: &Mutation<'gc>, info: &'static TypeInfo) -> Option<*mut T> {
         const {
             assert!(
                 std::mem::align_of::<T>() <= 16,
                 "gc-core: types aligned to more than 16 bytes cannot be allocated"
             )
         };
-        let addr = mc.alloc_raw(
-            &Info::<T>::INFO,
-            Self::SIZE_CLASS,
-            std::mem::size_of::<T>().max(1),
-        )?;
-        mc.shade_init(&value);
-        let p = addr as *mut T;
-        // SAFETY: `addr` is a fresh slot of at least `size_of::<T>()` bytes, aligned for `T`
-        // (slots of 16-byte classes and classes ≥ 32 are 16-aligned, which `size_class_for`
-        // picks for alignments above 8; large objects are page aligned), and owned by no one
-        // else.
+        let class = Self::SIZE_CLASS?;
+        let addr = mc.alloc_fast(info, class, T::NEEDS_TRACE)?;
+        Some(addr as *mut T)
+    }
+
+    /// Move `value` into the fresh slot `p`.
+    ///
+    /// # Safety
+    /// `p` must be a fresh slot of at least `size_of::<T>()` bytes, aligned for `T`, owned by
+    /// no one else, allocated for `T`'s type in this scope, and (if `T` holds pointers and the
+    /// scope must shade what it stores into new objects) `value` shaded.
+    #[inline(always)]
+    unsafe fn init(p: *mut T, value: T) -> Gc<'gc, T> {
+        // SAFETY: by the contract (slots of 16-byte classes and classes ≥ 32 are 16-aligned,
+        // which `size_class_for` picks for alignments above 8; large objects are page
+        // aligned).
         unsafe { p.write(value) };
-        Ok(Gc {
-            // SAFETY: `addr` is non-null (it is inside the arena).
+        Gc {
+            // SAFETY: `p` is non-null (it is inside the arena).
             ptr: unsafe { NonNull::new_unchecked(p) },
             _brand: PhantomData,
-        })
+        }
+    }
+
+    /// [`Gc::new`] when the fast path has no slot.
+    #[cold]
+    #[inline(never)]
+    fn new_slow(mc: &Mutation<'gc>, value: T, info: &'static TypeInfo) -> Gc<'gc, T> {
+        match Self::try_new_slow(mc, value, info) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Gc::try_new`] when the fast path has no slot: refill the cache (or allocate a large
+    /// object), shade the value if the scope must.
+    #[inline(never)]
+    fn try_new_slow(
+        mc: &Mutation<'gc>,
+        value: T,
+        info: &'static TypeInfo,
+    ) -> Result<Gc<'gc, T>, AllocError> {
+        let addr = mc.alloc_raw(info, Self::SIZE_CLASS, std::mem::size_of::<T>().max(1))?;
+        mc.shade_init(&value);
+        // SAFETY: `addr` is a fresh slot of at least `size_of::<T>()` bytes of `T`'s type and
+        // class, aligned for `T` (see `init`), owned by no one else; the value was shaded.
+        Ok(unsafe { Self::init(addr as *mut T, value) })
     }
 }
 

@@ -382,6 +382,26 @@ impl<'gc> Mutation<'gc> {
         crate::gc::malloc::malloc(self.shared, &self.scope, info, class, bytes)
     }
 
+    /// The allocation fast path: a slot of size class `class` for type `info` from this
+    /// mutator's cache, or `None` if the cache has none for it or (`shade`: the value to store
+    /// holds pointers) this scope must shade what it stores into new objects; the caller then
+    /// takes [`Mutation::alloc_raw`] and [`Mutation::shade_init`]. Inlined into every
+    /// allocation, so that the common case is a few instructions in the caller and the rest
+    /// (refills, shading, errors) one call out of line.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(
+        &self,
+        info: &'static TypeInfo,
+        class: usize,
+        shade: bool,
+    ) -> Option<usize> {
+        if shade && crate::gc::blocking::must_shade_init(&self.scope) {
+            return None;
+        }
+        let key = info.tag().key(class);
+        self.scope.with_local(|l| l.cache.alloc_small(key))
+    }
+
     /// The write barrier, before `old` is replaced by `new` in a heap slot.
     #[inline(always)]
     pub(crate) fn write_barrier<T: Trace>(&self, old: &T, new: &T) {

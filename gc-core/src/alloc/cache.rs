@@ -366,9 +366,12 @@ impl MCache {
 #[inline]
 fn load_window(span: &Span, w: usize, free: u64, black: bool) {
     if black {
-        // Scan bits first, so that no marker claims the free slots to scan them; the mark bits
-        // need only be set before the sweep reads them, which the mark-termination handshake
-        // orders.
+        // Scan bits first, so that no marker claims the free slots to scan them. The mark bits
+        // must be set here, before any slot of the window is handed out: a marker that later
+        // reaches one of its objects (through an `Acquire` load of a location the mutator
+        // wrote after the allocation) tests its bit with a plain load before greying it
+        // (deferred marks, `gc::mark::batch`), and must see it black, never scan an object
+        // being initialised.
         span.mark_black(w, free);
     }
 }

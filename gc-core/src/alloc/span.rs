@@ -338,8 +338,9 @@ impl Span {
     /// objects it claimed in one word, see `Tracer::mark_deferred`); returns the bits this call
     /// set (the objects that were white): one locked `fetch_or` for the whole batch, and none
     /// when every bit is set already. `Relaxed` as in [`Span::try_mark`]: the claimer greyed
-    /// the objects on its own stack already, and the bits only decide what is counted (and,
-    /// once marking has ended, what survives).
+    /// the objects on its own stack already; the bits decide what is counted, whether other
+    /// markers grey the objects too (a duplicate, see `gc::mark::batch`), what an ephemeron
+    /// table's key test sees, and once marking has ended, what survives.
     #[inline]
     pub(crate) fn mark_bits(&self, w: usize, bits: u64) -> u64 {
         let word = self.mark_word(w);
@@ -451,9 +452,12 @@ impl Span {
     }
 
     /// Allocate-black: mark the slots `bits` of word `w` (handed to an allocation cache while
-    /// marking). With span-local marking (the span has scan words) set them scanned first, so
-    /// that no marker claims them to scan: `Release` on the mark orders the scan bits before it
-    /// for a claimer that reads the mark (`Acquire`).
+    /// marking), before any of them is handed out: the allocating thread then publishes each
+    /// object's address only after its mark, so a marker that reaches the object sees it black
+    /// (deferred marks test the bit with a plain load, `gc::mark::batch`). With span-local
+    /// marking (the span has scan words) set them scanned first, so that no marker claims them
+    /// to scan: `Release` on the mark orders the scan bits before it for a claimer that reads
+    /// the mark (`Acquire`).
     #[inline]
     pub(crate) fn mark_black(&self, w: usize, bits: u64) {
         if let Some(scanned) = &self.scanned {

@@ -67,9 +67,7 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     /// If the arena is exhausted (see [`Gc::try_new`] for the fallible form).
     #[inline(always)]
     pub fn new(mc: &Mutation<'gc>, value: T) -> Gc<'gc, T> {
-        // One reference for both paths: the cache finds a type's span by its `TypeInfo`'s
-        // address, and each use of a constant may be given an address of its own.
-        let info = &Info::<T>::INFO;
+        let info = Self::type_info();
         match Self::alloc_fast(mc, info) {
             // SAFETY: a fresh slot for a `T` (see `alloc_fast`).
             Some(p) => unsafe { Self::init(p, value) },
@@ -80,8 +78,7 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     /// Allocate `value`, or return an error if the arena is exhausted (the value is dropped).
     #[inline(always)]
     pub fn try_new(mc: &Mutation<'gc>, value: T) -> Result<Gc<'gc, T>, AllocError> {
-        // One reference for both paths (see `new`).
-        let info = &Info::<T>::INFO;
+        let info = Self::type_info();
         match Self::alloc_fast(mc, info) {
             // SAFETY: a fresh slot for a `T` (see `alloc_fast`).
             Some(p) => Ok(unsafe { Self::init(p, value) }),
@@ -89,9 +86,19 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
         }
     }
 
+    /// `T`'s `TypeInfo`, taken in one place for both allocation paths of `new` and
+    /// `try_new`: the cache finds a type's span by the `TypeInfo`'s address, and each use of
+    /// a constant may be given an address of its own (two addresses for one type are sound,
+    /// but cost a span class each, and a fast path with one would never find the slow path's
+    /// span).
+    #[inline(always)]
+    fn type_info() -> &'static TypeInfo {
+        &Info::<T>::INFO
+    }
+
     /// The allocation fast path: a fresh slot of `T`'s size class from the mutator's cache
-    /// (`None`: take the slow path, which refills it, allocates a large object or shades the
-    /// value first).
+    /// (`None`: take the slow path, which refills the cache or allocates a large object, and
+    /// shades the value if the scope must).
     #[inline(always)]
     fn alloc_fast(mc: &Mutation<'gc>, info: &'static TypeInfo) -> Option<*mut T> {
         const {

@@ -536,8 +536,9 @@ impl Tracer {
         }
     }
 
-    /// Whether no noscan batch is open or pending: true whenever a tracer's work is handed
-    /// over or its grey work taken (a batch lives inside one array chunk's scan).
+    /// Whether no deferring is on and no claim pending: true whenever a tracer's work is handed
+    /// over or its grey work taken (a batch lives inside one drain or one array chunk's
+    /// scan).
     pub(crate) fn batch_closed(&self) -> bool {
         self.batch.is_empty() && self.mode & (DEFERRED | DEFERRED_NOSCAN) == 0
     }

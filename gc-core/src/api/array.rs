@@ -134,7 +134,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
 
     /// An array of `len` copies of `init`, or an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, len, 8)?;
+        let h = alloc_var(mc, Self::type_info(), len, 8)?;
         mc.shade_init(&init);
         let w = init.to_word();
         // SAFETY: the element area has room for `len` words; writing them initialises it.
@@ -169,8 +169,16 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
         Ok(a)
     }
 
+    /// The array type's `TypeInfo`, taken in one place for every allocation: the cache finds
+    /// a type's span by the `TypeInfo`'s address, and each use of a constant may be given an
+    /// address of its own (one span class per address).
+    #[inline(always)]
+    fn type_info() -> &'static TypeInfo {
+        &ArrayInfo::<T>::INFO
+    }
+
     fn try_empty(mc: &Mutation<'gc>) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, &ArrayInfo::<T>::INFO, 0, 8)?;
+        let h = alloc_var(mc, Self::type_info(), 0, 8)?;
         Ok(GcArray {
             ptr: h,
             _t: PhantomData,

@@ -7,14 +7,13 @@
 //! | grey   | reached, its fields not yet scanned       | mark bit 1, on a grey stack; with span-local marking, in a small span: mark bit 1, scan bit 0, its span on a span queue |
 //! | black  | reached and scanned                       | mark bit 1, on no stack; with span-local marking, in a small span: mark and scan bits 1 |
 //!
-//! Noscan objects go straight from white to black: their mark bit is set and they are never
-//! queued, so the marker never reads them. Inside a drain, a marker that shares mark bits with
-//! others claims the white objects it reaches in a batch of one mark word and sets the batch
-//! with one read-modify-write when it moves on to another word or the drain ends
-//! ([`Tracer::mark_deferred`]; a span-local marker batches only the noscan objects of one
-//! array chunk's scan). Objects
-//! allocated during marking are black at once (mark and scan bits set by the allocation
-//! cache, `Span::mark_black`).
+//! Noscan objects go straight from white to black: their mark bit is set and they are never queued,
+//! so the marker never reads them. Inside a drain, a marker that shares mark bits with others
+//! claims the white objects it reaches in a batch of one mark word and sets the batch with one
+//! read-modify-write when it moves on to another word or the drain ends ([`Tracer::mark_deferred`];
+//! a span-local marker batches only the noscan objects of one array chunk's scan). Objects
+//! allocated during marking are black at once (mark and scan bits set by the allocation cache,
+//! `Span::mark_black`).
 //!
 //! # Span-local marking
 //!
@@ -119,10 +118,9 @@ pub struct Tracer {
     /// Marking: work done, in units of one object or chunk scanned or one edge followed;
     /// bounds [`Tracer::drain_budget`].
     work: usize,
-    /// Marking: how an edge sets a mark bit: [`ATOMIC`], [`EXCLUSIVE`], or one of the
-    /// deferring modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain or an array chunk's
-    /// scan. One byte, so that
-    /// the marking path tests it once.
+    /// Marking: how an edge sets a mark bit: [`ATOMIC`], [`EXCLUSIVE`], or one of the deferring
+    /// modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain or an array chunk's scan. One byte,
+    /// so that the marking path tests it once.
     mode: u8,
     /// Marking, while deferring: the claims on one mark word not yet set
     /// ([`Tracer::mark_deferred`]).

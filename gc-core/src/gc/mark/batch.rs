@@ -117,24 +117,19 @@ impl MarkBatch {
     }
 }
 
+/// A one-page span of 512 16-byte slots, for the tests.
+#[cfg(test)]
+fn test_span(noscan: bool) -> Span {
+    static T: u8 = 0;
+    let tag = crate::alloc::span_class::test_tag(&T, noscan);
+    Span::new(0x10000, 1, 16, 512, 1, 0, tag, 0)
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
-    static T: u8 = 0;
-
-    fn span(noscan: bool) -> Span {
-        Span::new(
-            0x10000,
-            1,
-            16,
-            512,
-            1,
-            0,
-            crate::alloc::span_class::test_tag(&T, noscan),
-            0,
-        )
-    }
+    use super::test_span as span;
 
     #[test]
     fn claims_are_set_a_word_at_a_time_and_counted_once() {
@@ -222,19 +217,8 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicBool;
 
-    static T: u8 = 0;
-
     fn span() -> Span {
-        Span::new(
-            0x10000,
-            1,
-            16,
-            512,
-            1,
-            0,
-            crate::alloc::span_class::test_tag(&T, false),
-            0,
-        )
+        super::test_span(false)
     }
 
     #[test]

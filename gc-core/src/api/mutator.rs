@@ -398,8 +398,7 @@ impl<'gc> Mutation<'gc> {
         if shade && crate::gc::blocking::must_shade_init(&self.scope) {
             return None;
         }
-        let key = info.tag().key(class);
-        self.scope.with_local(|l| l.cache.alloc_small(key))
+        crate::gc::malloc::alloc_small_fast(&self.scope, info.tag(), class)
     }
 
     /// The write barrier, before `old` is replaced by `new` in a heap slot.

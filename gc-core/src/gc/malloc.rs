@@ -39,11 +39,18 @@ pub(crate) fn alloc_small(
     tag: TypeTag,
     class: usize,
 ) -> Result<usize, AllocError> {
-    let key = tag.key(class);
-    match scope.with_local(|l| l.cache.alloc_small(key)) {
+    match alloc_small_fast(scope, tag, class) {
         Some(addr) => Ok(addr),
         None => alloc_small_slow(h, scope, tag, class),
     }
+}
+
+/// The fast path alone: a slot of type `tag` in size class `class` from the scope's cache, if
+/// the cache holds one (`None`: the caller takes the slow path).
+#[inline(always)]
+pub(crate) fn alloc_small_fast(scope: &InScope<'_>, tag: TypeTag, class: usize) -> Option<usize> {
+    let key = tag.key(class);
+    scope.with_local(|l| l.cache.alloc_small(key))
 }
 
 #[cold]

@@ -339,10 +339,16 @@ impl Tracer {
             _ => return self.mark_deferred_noscan(span, i, h),
         };
         if newly {
-            self.marked.bytes += span.elem_size;
-            self.marked.objects += 1;
-            self.grey(span, i, h);
+            self.newly_marked(span, i, h);
         }
+    }
+
+    /// Count newly marked slot `i` of `span` (the object `h`) and make it grey.
+    #[inline(always)]
+    fn newly_marked(&mut self, span: &Span, i: usize, h: *const Object) {
+        self.marked.bytes += span.elem_size;
+        self.marked.objects += 1;
+        self.grey(span, i, h);
     }
 
     /// Make newly marked slot `i` of `span` (the object `h`) grey: queue its span or push it.
@@ -378,6 +384,8 @@ impl Tracer {
             !self.span_local,
             "span-local marking with every mark deferred"
         );
+        // Pushed here rather than through `grey`, whose span-local test (never true in this
+        // mode) cost the in-order tree 5% on this path.
         if self.batch.claim(span, i, &mut self.marked)
             && !span.tag.noscan
             && let Some(trace) = type_of(span).trace
@@ -395,9 +403,7 @@ impl Tracer {
         if span.tag.noscan {
             self.batch.claim(span, i, &mut self.marked);
         } else if span.try_mark(i) {
-            self.marked.bytes += span.elem_size;
-            self.marked.objects += 1;
-            self.grey(span, i, h);
+            self.newly_marked(span, i, h);
         }
     }
 

@@ -331,10 +331,7 @@ fn stop_without_blocking_scopes(h: &Shared) -> StoppedWorld<'_> {
 /// and attempt termination whenever no grey work is left. Returns with the world stopped,
 /// marking complete.
 fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorld<'h> {
-    let mut pace = Pace::new(
-        crate::pacer::worker_shares(h.settings.procs)[0],
-        h.settings.procs,
-    );
+    let mut pace = Pace::new(h, crate::pacer::worker_shares(h.settings.procs)[0]);
     // Raised for the whole mark phase except the waits for blocked scopes: while it is, the
     // collector thread will earn credit, find grey work, or stop the world (which wakes
     // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
@@ -442,6 +439,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         {
             h.mark.draining.store(false, Ordering::SeqCst);
             h.mark.terminating.store(false, Ordering::SeqCst);
+            pace.finish(h);
             return world;
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);

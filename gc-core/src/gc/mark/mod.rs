@@ -49,6 +49,10 @@ pub(crate) struct MarkState {
     /// will come before the stop, so only assists with the heap past its goal keep waiting
     /// (for the stop, which wakes them). Written by the collector thread.
     pub terminating: AtomicBool,
+    /// The fractional mark worker's idle-detection window, and whether it was marking at idle
+    /// priority, as the last mark phase left them, for the next phase to go on from (see
+    /// [`workers::Pace`]). Written by that worker as it leaves a mark phase.
+    pub idle_window: parking_lot::Mutex<Option<(workers::IdleWindow, bool)>>,
 }
 
 impl Default for MarkState {
@@ -66,6 +70,7 @@ impl Default for MarkState {
             assists_parked: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             terminating: AtomicBool::new(false),
+            idle_window: parking_lot::Mutex::new(None),
         }
     }
 }

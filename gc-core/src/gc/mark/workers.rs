@@ -119,7 +119,7 @@ fn background_worker(h: &Shared, share: f64) {
     // This cycle's marking only: a worker still sleeping when the next cycle starts returns to
     // the pool and comes back with a fresh pace.
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
-    let mut pace = Pace::new(share, h.settings.procs);
+    let mut pace = Pace::new(h, share);
     let mut lap = CpuLap::start();
     let mut t = Tracer::marking(h, Marking::Local);
     while h.mark.marking.load(Ordering::Acquire)
@@ -147,6 +147,7 @@ fn background_worker(h: &Shared, share: f64) {
         }
     }
     pace.book(h, lap.finish());
+    pace.finish(h);
 }
 
 /// A concurrent marker holding more grey objects than this offers half of them when the queue
@@ -172,9 +173,9 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 /// spare.
 ///
 /// Go runs an idle-priority mark worker on every processor that has nothing else to run. There
-/// is no scheduler here to ask, so a fractional worker looks at the process's CPU clock every
-/// [`IDLE_WINDOW`]: if over the last window the other threads left a CPU unused
-/// (`procs × wall − (process CPU − own marking) ≥ IDLE_SPARE × wall`), it marks without
+/// is no scheduler here to ask, so a fractional worker looks at the process's CPU clock over
+/// windows of at least [`IDLE_WINDOW`]: if over the last window the other threads left a CPU
+/// unused (`procs × wall − (process CPU − own marking) ≥ IDLE_SPARE × wall`), it marks without
 /// pausing through the next window. Of that time it books its share as background marking (Go's
 /// fractional worker runs its share whether or not a processor is idle) and the rest as *idle*
 /// marking, which the pacer's cons/mark formula counts as Go counts idle utilisation and which
@@ -185,16 +186,56 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 /// threads: another process's load on the "spare" CPU is shared with it by the kernel, as it is
 /// with Go's idle workers (measured with a CPU hog beside treechurn: operation latency as with
 /// idle marking confined to late cycles; `docs/benchmarks.md`).
+///
+/// The window runs on from one mark phase to the next ([`Pace::finish`] leaves it, with the
+/// decision, in `MarkState::idle_window`): a phase starts with the decision the last one ended
+/// with, and the time between phases, when nobody marks, counts in the window. Go's scheduler
+/// puts an idle worker on an idle processor the moment marking starts; a window begun afresh
+/// with each phase kept the worker at its pace through the first [`IDLE_WINDOW`] of every
+/// phase, which on a small heap is all of it (msgbuf's phases last about 1.5 ms), with a CPU
+/// standing idle.
 pub(crate) struct Pace {
     start: Instant,
     busy: Duration,
     share: f64,
     procs: usize,
-    /// Start of the current idle-detection window: wall time, process CPU, own marking.
-    window: (Instant, u64, Duration),
-    own: Duration,
+    window: IdleWindow,
     /// Marking at idle priority until the window ends.
     idle: bool,
+}
+
+/// A fractional worker's idle-detection window: when it began (the wall and the process CPU
+/// clocks) and the worker's own marking since.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IdleWindow {
+    wall: Instant,
+    process: u64,
+    own: Duration,
+}
+
+impl IdleWindow {
+    fn starting(wall: Instant, process: u64) -> IdleWindow {
+        IdleWindow {
+            wall,
+            process,
+            own: Duration::ZERO,
+        }
+    }
+
+    /// Whether, from the window's start to `now` (the wall and process CPU clocks), the other
+    /// threads left a CPU spare ([`cpu_spare`]); `None` until the window has lasted
+    /// [`IDLE_WINDOW`].
+    fn spare(&self, procs: usize, now: (Instant, u64)) -> Option<bool> {
+        let wall = now.0.saturating_duration_since(self.wall);
+        if wall < IDLE_WINDOW {
+            return None;
+        }
+        let others = now
+            .1
+            .saturating_sub(self.process)
+            .saturating_sub(self.own.as_nanos() as u64);
+        Some(cpu_spare(procs, wall, others))
+    }
 }
 
 /// How often a fractional worker checks for a spare CPU.
@@ -207,16 +248,39 @@ const IDLE_WINDOW: Duration = Duration::from_millis(2);
 const IDLE_SPARE: f64 = 0.9;
 
 impl Pace {
-    pub(crate) fn new(share: f64, procs: usize) -> Pace {
+    /// A worker's pace for one mark phase, at `share` of a CPU. A fractional worker goes on
+    /// with the window and the decision the last phase left.
+    pub(crate) fn new(h: &Shared, share: f64) -> Pace {
         let now = Instant::now();
-        Pace {
+        let (window, idle) = match *h.mark.idle_window.lock() {
+            Some(last) if share < 1.0 => last,
+            _ => (
+                IdleWindow::starting(now, crate::util::clock::process_cpu_ns()),
+                false,
+            ),
+        };
+        let mut pace = Pace {
             start: now,
             busy: Duration::ZERO,
             share,
-            procs,
-            window: (now, crate::util::clock::process_cpu_ns(), Duration::ZERO),
-            own: Duration::ZERO,
-            idle: false,
+            procs: h.settings.procs,
+            window,
+            idle,
+        };
+        pace.roll(now);
+        pace
+    }
+
+    /// Once the window has lasted [`IDLE_WINDOW`]: decide from it whether a CPU is spare, and
+    /// start the next.
+    fn roll(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.window.wall) < IDLE_WINDOW {
+            return;
+        }
+        let process = crate::util::clock::process_cpu_ns();
+        if let Some(spare) = self.window.spare(self.procs, (now, process)) {
+            self.idle = spare;
+            self.window = IdleWindow::starting(now, process);
         }
     }
 
@@ -226,16 +290,7 @@ impl Pace {
         if !self.book(h, slice) || self.share >= 1.0 {
             return;
         }
-        let now = Instant::now();
-        let wall = now.saturating_duration_since(self.window.0);
-        if wall >= IDLE_WINDOW {
-            let process = crate::util::clock::process_cpu_ns();
-            let others = process
-                .saturating_sub(self.window.1)
-                .saturating_sub((self.own - self.window.2).as_nanos() as u64);
-            self.idle = cpu_spare(self.procs, wall, others);
-            self.window = (now, process, self.own);
-        }
+        self.roll(Instant::now());
         if self.idle {
             return;
         }
@@ -253,7 +308,7 @@ impl Pace {
     /// Account `slice` of work (CPU time) as background or idle marking; false when an assist
     /// is waiting (then the worker must not pause).
     pub(crate) fn book(&mut self, h: &Shared, slice: Duration) -> bool {
-        self.own += slice;
+        self.window.own += slice;
         // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
         // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
         // the processor its parked assist left). At idle priority the worker's share is still
@@ -270,6 +325,14 @@ impl Pace {
                 .fetch_add((slice - bg).as_nanos() as u64, Ordering::Relaxed);
         }
         !parked
+    }
+
+    /// The end of the worker's mark phase, after its last [`Pace::book`]: a fractional worker
+    /// leaves its window and decision to the next phase.
+    pub(crate) fn finish(self, h: &Shared) {
+        if self.share < 1.0 {
+            *h.mark.idle_window.lock() = Some((self.window, self.idle));
+        }
     }
 }
 
@@ -310,6 +373,27 @@ mod tests {
         assert!(cpu_spare(4, 2 * MS, ns(6.0)));
         assert!(!cpu_spare(1, 2 * MS, ns(0.5)));
         assert!(cpu_spare(1, 2 * MS, 0));
+    }
+
+    /// A window decides nothing before [`IDLE_WINDOW`]; then a CPU was spare (two CPUs) if the
+    /// process used at most one CPU and a tenth beside the worker's own marking, whether the
+    /// window spans a mark phase or the time between two (when the worker marks nothing).
+    #[test]
+    fn a_window_judges_the_cpu_the_other_threads_used() {
+        let t0 = Instant::now();
+        let at = |ms: u32| t0 + ms * MS;
+        let ns = |ms: u64| ms * 1_000_000;
+        let mut w = IdleWindow::starting(t0, ns(5));
+        assert_eq!(w.spare(2, (at(1), ns(5))), None);
+        assert_eq!(w.spare(2, (at(2), ns(5))), Some(true));
+        // 40 ms between phases: the mutator ran flat out, the sweeper took 2 ms.
+        assert_eq!(w.spare(2, (at(40), ns(5 + 42))), Some(true));
+        // Two mutators.
+        assert_eq!(w.spare(2, (at(40), ns(5 + 80))), Some(false));
+        // The worker marked 30 of the 40 ms beside one mutator: still spare.
+        w.own = 30 * MS;
+        assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 30))), Some(true));
+        assert_eq!(w.spare(2, (at(40), ns(5 + 60 + 30))), Some(false));
     }
 
     /// At its own pace a worker's marking is all background; at idle priority its share comes

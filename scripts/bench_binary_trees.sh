@@ -9,8 +9,9 @@
 #
 #   wall s; peak RSS MiB (each program's own VmHWM, rss_peak_mib); peak and median heap ÷ goal
 #   (gc-core: the largest and the median heap at mark termination ÷ that cycle's goal from the
-#   sixth cycle on, after the stretch and long-lived trees are built, exact, from the cycle
-#   records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
+#   second cycle to start after the long-lived tree is built (the first whose goal comes from a
+#   mark of the whole live heap; both programs print or use the same point), exact, from the
+#   cycle records; Go: allocs − frees ÷ goal sampled every 2 ms while nothing is being swept, so
 #   from below; see benches/go/report); gc-core's steady cycles in which the GC CPU limiter was
 #   on during the mark phase (assists off, so the heap may pass the goal by design) and the worst
 #   heap ÷ goal of the others; GC CPU (Go 1.19's GCCPUFraction definition on both:

@@ -25,7 +25,7 @@
 //     /cpu/classes/gc metrics arrive only in Go 1.20);
 //   - peak_heap_over_goal: the largest heap (/gc/heap/allocs:bytes − /gc/heap/frees:bytes) over
 //     /gc/heap/goal:bytes seen by the 2 ms sampler while marking (PeakOverGoalSwept), from the
-//     sixth cycle on, as the Rust figure. Go 1.19 exposes the heap at mark termination only in
+//     second cycle to start after the long-lived tree is built, as the Rust figure. Go 1.19 exposes the heap at mark termination only in
 //     its gctrace line, so this samples it from below: a peak between two samples is missed;
 //   - objects_allocated: MemStats.Mallocs.
 //
@@ -89,12 +89,12 @@ func main() {
 	}
 
 	sampler := report.Start()
-	sampler.SteadyAfter(5)
 	start := time.Now()
 
 	stretch := maxDepth + 1
 	fmt.Printf("stretch tree of depth %d\t check: %d\n", stretch, bottomUp(stretch).check())
 	longLived := bottomUp(maxDepth)
+	sampler.SteadyFromSecondCycle()
 	for d := minDepth; d <= maxDepth; d += 2 {
 		iterations := 1 << uint(maxDepth-d+minDepth)
 		var sum uint32

@@ -103,10 +103,15 @@ func (s *Sampler) SteadyNow() {
 	s.steadyAfter.Store(m[0].Value.Uint64() + 1)
 }
 
-// SteadyAfter counts the heap ÷ goal figure once n cycles have completed (binarytrees: as the Rust
-// program, from the sixth cycle on, the first ones running while the stretch and long-lived trees
-// are built).
-func (s *Sampler) SteadyAfter(n uint64) { s.steadyAfter.Store(n) }
+// SteadyFromSecondCycle marks the end of a phase in which the live heap grew: the heap ÷ goal
+// figure counts from the second cycle to start after it, the first whose goal comes from a mark
+// of the whole live heap (binarytrees, after the long-lived tree, as the Rust program).
+func (s *Sampler) SteadyFromSecondCycle() {
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	s.steadyAfter.Store(m[0].Value.Uint64() + 2)
+}
+
 
 // AllCycles counts the heap ÷ goal figure over every cycle, the first ones included (a
 // harness whose every cycle matters, such as binarytrees, calls it right after Start).

@@ -111,6 +111,29 @@ fn stash_fetch_from_another_heap_panics() {
     });
 }
 
+/// A one-word slot type of a user's that leaves `Slot::WORD_EDGE` off: its stores are traced
+/// into the barrier's buffer.
+#[derive(Clone, Copy)]
+struct Tagged<'gc>(Option<Gc<'gc, Pair<'gc>>>);
+
+// SAFETY: reports the one `Gc` it holds, if any.
+unsafe impl Trace for Tagged<'_> {
+    fn trace(&self, tracer: &mut gc_core::Tracer) {
+        self.0.trace(tracer);
+    }
+}
+
+// SAFETY: the word is the `Option<Gc>`'s word, a lossless round trip.
+unsafe impl<'gc> gc_core::Slot<'gc> for Tagged<'gc> {
+    fn to_word(self) -> usize {
+        self.0.to_word()
+    }
+    unsafe fn from_word(w: usize) -> Self {
+        // SAFETY: forwarded contract.
+        Tagged(unsafe { <Option<Gc<'gc, Pair<'gc>>> as gc_core::Slot<'gc>>::from_word(w) })
+    }
+}
+
 #[test]
 fn barrier_hook_records_old_and_new_values_on_every_store_path() {
     let heap = Heap::new(Config::default()).unwrap();
@@ -133,8 +156,21 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
         x.a.set(mc, Some(y)); // 1
         let s = GcCell::new(5u64);
         s.set(mc, 6); // pointer-free slot: nothing recorded
+        // The traced path (a slot type without `WORD_EDGE`).
+        let t = GcCell::new(Tagged(None));
+        t.set(mc, Tagged(Some(x))); // 1
+        t.set(mc, Tagged(Some(y))); // 2
+        // A NaN-boxed slot: only its pointer cases count.
+        let nb = GcCell::new(gc_core::NanBox::<Pair>::number(1.5));
+        nb.set(mc, gc_core::NanBox::imm(7)); // 0
+        nb.set(mc, gc_core::NanBox::gc(x)); // 1
+        nb.set(mc, gc_core::NanBox::gc(y)); // 2
+        nb.set(mc, gc_core::NanBox::number(2.5)); // 1 (old y)
     });
-    assert_eq!(m.debug_barrier_buffer_len(), 1 + 2 + 1 + 1 + 3 + 1 + 1);
+    assert_eq!(
+        m.debug_barrier_buffer_len(),
+        1 + 2 + 1 + 1 + 3 + 1 + 1 + (1 + 2) + (1 + 2 + 1)
+    );
     // SAFETY: no cycle is marking: this test allocates a few objects, far below the first
     // trigger (4 MiB), and starts its collection only after this.
     unsafe { heap.debug_force_barrier(false) };

@@ -229,7 +229,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
     pub fn set(&self, mc: &Mutation<'gc>, i: usize, v: T) {
         let w = &self.words()[i];
         let old = Self::decode(w);
-        mc.write_barrier(&old, &v);
+        mc.write_barrier(old, v);
         w.store(v.to_word(), Ordering::Release);
     }
 
@@ -254,7 +254,9 @@ unsafe impl<'gc, T: Slot<'gc>> Trace for GcArray<'gc, T> {
 }
 
 // SAFETY: the handle is its non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for GcArray<'gc, T> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.ptr.as_ptr() as usize
@@ -424,7 +426,9 @@ unsafe impl<'gc, T: Slot<'gc> + Default> Trace for GcVec<'gc, T> {
 }
 
 // SAFETY: the handle is its non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for GcVec<'gc, T> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.0.to_word()

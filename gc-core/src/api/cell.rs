@@ -29,7 +29,24 @@ use crate::gc::trace::Trace;
 /// be safe to copy to and use from another thread: a pointer to a heap object (heap objects are
 /// `Send + Sync`) or plain data. (This is not a `Send + Sync` bound only because such a bound
 /// makes the trait solver loop on self-referential types like `Node { next: GcCell<Option<Gc<Node>>> }`.)
+///
+/// An implementation that sets [`Slot::WORD_EDGE`] also promises that for every value `v`,
+/// `Self::word_edge(v.to_word())` is 0 when `v`'s `trace` reports no `Gc`, and otherwise
+/// [`Gc::to_word`] of the one `Gc` it reports (it must never report more than one).
 pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
+    /// Whether the write barrier may take the pointer a value holds from its word
+    /// ([`Slot::word_edge`]) instead of running its `trace` (see the trait's safety section).
+    /// Storing a pointer while the collector marks then costs an append to the mutator's
+    /// buffer. Off by default; `Gc`, `Option<Gc>`, the other handles and [`NanBox`](crate::NanBox)
+    /// set it.
+    const WORD_EDGE: bool = false;
+    /// With [`Slot::WORD_EDGE`]: the address of the heap object a word of this type points to
+    /// ([`Gc::to_word`]), 0 for none. By default the word itself (a handle's word is its
+    /// object's address, `None` is 0).
+    #[inline(always)]
+    fn word_edge(w: usize) -> usize {
+        w
+    }
     /// Encode into one word.
     fn to_word(self) -> usize;
     /// Decode a word produced by [`Slot::to_word`].
@@ -40,8 +57,9 @@ pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     unsafe fn from_word(w: usize) -> Self;
 }
 
-// SAFETY: a `Gc` is its non-null address.
+// SAFETY: a `Gc` is its non-null address, the one edge its `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Gc<'gc, T> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         Gc::to_word(self)
@@ -53,8 +71,10 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for Gc<'gc, T> {
     }
 }
 
-// SAFETY: `None` is 0, which no object address is.
+// SAFETY: `None` is 0, which no object address is, and reports nothing; `Some` is the `Gc`'s
+// word, its one edge.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<Gc<'gc, T>> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Gc::to_word)
@@ -141,7 +161,7 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
     #[inline(always)]
     pub fn set(&self, mc: &Mutation<'gc>, v: T) {
         let old = self.get();
-        mc.write_barrier(&old, &v);
+        mc.write_barrier(old, v);
         self.word.store(v.to_word(), Ordering::Release);
     }
 
@@ -149,7 +169,7 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
     #[inline]
     pub fn replace(&self, mc: &Mutation<'gc>, v: T) -> T {
         let old = self.get();
-        mc.write_barrier(&old, &v);
+        mc.write_barrier(old, v);
         self.word.store(v.to_word(), Ordering::Release);
         old
     }
@@ -182,8 +202,11 @@ impl<'gc, T: Slot<'gc> + Default> Default for GcCell<'gc, T> {
 /// `Option<H>` for handle types whose word is a non-null address: `None` is the word 0.
 macro_rules! option_handle_slot {
     ($($h:ty),* $(,)?) => {$(
-        // SAFETY: the handle's word is a non-null address, so 0 is free to mean `None`.
+        // SAFETY: the handle's word is a non-null address, so 0 is free to mean `None` (which
+        // reports nothing); `Some` is the handle's word, its one edge (the handle sets
+        // `WORD_EDGE`).
         unsafe impl<'gc> Slot<'gc> for Option<$h> {
+            const WORD_EDGE: bool = <$h as Slot<'gc>>::WORD_EDGE;
             #[inline(always)]
             fn to_word(self) -> usize {
                 self.map_or(0, Slot::to_word)
@@ -199,8 +222,10 @@ macro_rules! option_handle_slot {
 
 option_handle_slot!(crate::GcStr<'gc>, crate::GcBytes<'gc>);
 
-// SAFETY: an array handle's word is its non-null address, so 0 is free to mean `None`.
+// SAFETY: an array handle's word is its non-null address, so 0 is free to mean `None` (which
+// reports nothing); `Some` is the handle's word, its one edge.
 unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Slot::to_word)
@@ -212,8 +237,10 @@ unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
     }
 }
 
-// SAFETY: a vector handle's word is its non-null address, so 0 is free to mean `None`.
+// SAFETY: a vector handle's word is its non-null address, so 0 is free to mean `None` (which
+// reports nothing); `Some` is the handle's word, its one edge.
 unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for Option<crate::GcVec<'gc, T>> {
+    const WORD_EDGE: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Slot::to_word)

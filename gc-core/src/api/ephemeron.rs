@@ -148,7 +148,9 @@ unsafe impl<K: ?Sized, V: Trace> Trace for GcEphemeronTable<'_, K, V> {
 }
 
 // SAFETY: the handle is the table object's non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc, K: ?Sized + 'gc, V: Trace + 'gc> Slot<'gc> for GcEphemeronTable<'gc, K, V> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.inner.to_word()
     }

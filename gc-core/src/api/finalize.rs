@@ -155,7 +155,9 @@ unsafe impl<T> Trace for GcFinalizers<'_, T> {
 }
 
 // SAFETY: the handle is the queue object's non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for GcFinalizers<'gc, T> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.inner.to_word()
     }
@@ -169,7 +171,10 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcFinalizers<'gc, T> {
 }
 
 // SAFETY: `None` is 0, which no queue address is.
+// `WORD_EDGE`: `None` reports nothing; `Some` is the handle's word, the one edge its
+// `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<GcFinalizers<'gc, T>> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.map_or(0, |q| q.to_word())
     }

@@ -401,10 +401,21 @@ impl<'gc> Mutation<'gc> {
         crate::gc::malloc::alloc_small_fast(&self.scope, info.tag(), class)
     }
 
-    /// The write barrier, before `old` is replaced by `new` in a heap slot.
+    /// The write barrier, before `old` is replaced by `new` in a heap slot: while marking, a
+    /// slot type whose word names its one pointer ([`Slot::WORD_EDGE`](crate::Slot)) has the
+    /// two words' pointers appended to the buffer; any other is traced into it.
     #[inline(always)]
-    pub(crate) fn write_barrier<T: Trace>(&self, old: &T, new: &T) {
-        crate::gc::barrier::write(self.shared, &self.scope, old, new);
+    pub(crate) fn write_barrier<T: crate::Slot<'gc>>(&self, old: T, new: T) {
+        if T::NEEDS_TRACE && T::WORD_EDGE {
+            crate::gc::barrier::write_words(
+                self.shared,
+                &self.scope,
+                T::word_edge(old.to_word()),
+                T::word_edge(new.to_word()),
+            );
+        } else {
+            crate::gc::barrier::write(self.shared, &self.scope, &old, &new);
+        }
     }
 
     /// The barrier of a value put into or taken out of a container without slots (ephemeron

@@ -215,7 +215,14 @@ unsafe impl<T> Trace for NanBox<'_, T> {
 // SAFETY: the word is the encoding itself, so the round trip is the identity; every word
 // `to_word` produces decodes to the same case (see `as_gc`). A pointer case is a `Gc`, which is
 // thread-safe to copy like any `Gc` (heap objects are `Send + Sync`); the other cases are data.
+// `WORD_EDGE`: `word_edge` decodes the word as `as_gc` does, and `trace` reports exactly that
+// `Gc`, if any.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for NanBox<'gc, T> {
+    const WORD_EDGE: bool = true;
+    #[inline(always)]
+    fn word_edge(w: usize) -> usize {
+        Self::from_bits(w as u64).as_gc().map_or(0, Gc::to_word)
+    }
     #[inline(always)]
     fn to_word(self) -> usize {
         self.bits as usize

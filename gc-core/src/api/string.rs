@@ -102,7 +102,9 @@ unsafe impl Trace for GcBytes<'_> {
 }
 
 // SAFETY: the handle is its non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc> Slot<'gc> for GcBytes<'gc> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.ptr.as_ptr() as usize
     }
@@ -204,7 +206,9 @@ unsafe impl Trace for GcStr<'_> {
 }
 
 // SAFETY: as for `GcBytes`.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc> Slot<'gc> for GcStr<'gc> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.0.to_word()
     }

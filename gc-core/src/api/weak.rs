@@ -78,7 +78,9 @@ unsafe impl<T> Trace for GcWeak<'_, T> {
 }
 
 // SAFETY: the handle is the box's non-null address.
+// `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.inner.to_word()
     }
@@ -92,7 +94,10 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for GcWeak<'gc, T> {
 }
 
 // SAFETY: `None` is 0, which no box address is.
+// `WORD_EDGE`: `None` reports nothing; `Some` is the handle's word, the one edge its
+// `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<GcWeak<'gc, T>> {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.map_or(0, |w| w.to_word())
     }

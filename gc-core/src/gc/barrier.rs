@@ -48,6 +48,34 @@ pub(crate) fn shade<T: Trace + ?Sized>(h: &Shared, scope: &InScope<'_>, value: &
     }
 }
 
+/// Barrier for replacing, in a heap slot, a value whose pointer is the object at `old` (0 for
+/// none) by one whose pointer is at `new` (the slot types that set `Slot::WORD_EDGE`: `Gc`,
+/// `Option<Gc>`, the other handles, `NanBox`). Call before the store.
+#[inline(always)]
+pub(crate) fn write_words(h: &Shared, scope: &InScope<'_>, old: usize, new: usize) {
+    if h.mark.barrier_on.load(Ordering::Relaxed) {
+        write_words_slow(h, scope, old, new);
+    }
+}
+
+/// The words' pointers appended to the buffer, as the collecting tracer of [`write_slow`] would
+/// append them, without building it (a `GcCell` store with marking on: 16.3 → 6.4 ns).
+#[inline(never)]
+fn write_words_slow(h: &Shared, scope: &InScope<'_>, old: usize, new: usize) {
+    let full = scope.with_local(move |l| {
+        for w in [old, new] {
+            if w != 0 {
+                l.wb_buf
+                    .push(ObjAddr(w as *const crate::gc::object::Object));
+            }
+        }
+        l.wb_buf.len() >= WB_FLUSH_LEN
+    });
+    if full && h.mark.marking.load(Ordering::Relaxed) {
+        flush(h, scope);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn write_slow(h: &Shared, scope: &InScope<'_>, report: impl FnOnce(&mut Tracer)) {

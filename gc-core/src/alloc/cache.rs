@@ -39,7 +39,7 @@ use crate::alloc::central::{SpanKind, SpanRef, Swept};
 use crate::alloc::mheap::{MHeap, TookSpan};
 use crate::alloc::size_class::class_for;
 use crate::alloc::span::{Span, SpanAlloc};
-use crate::alloc::span_class::{CacheKey, TypeTag};
+use crate::alloc::span_class::{CacheKey, TypeIdentity, TypeTag};
 use crate::util::error::AllocError;
 
 /// Entries in a cache (a power of two).
@@ -183,19 +183,20 @@ impl MCache {
         tag: TypeTag,
         size_class: usize,
         black: bool,
+        identity: impl FnOnce(TypeTag) -> TypeIdentity,
     ) -> Result<usize, AllocError> {
         let key = tag.key(size_class);
         if let Some(e) = self.find(key) {
             return Ok(e);
         }
         let i = index(key);
-        let class_id = mh
-            .central
-            .classes
-            .id(tag, size_class)
-            .ok_or(AllocError::TooManyTypes {
-                limit: crate::alloc::span_class::MAX_SPAN_CLASSES,
-            })?;
+        let class_id =
+            mh.central
+                .classes
+                .id(tag, size_class, identity)
+                .ok_or(AllocError::TooManyTypes {
+                    limit: crate::alloc::span_class::MAX_SPAN_CLASSES,
+                })?;
         let victim = if self.entries[i].span.is_none() {
             i
         } else {
@@ -222,8 +223,9 @@ impl MCache {
         size_class: usize,
         black: bool,
         sweeper: &impl LazySweep,
+        identity: impl FnOnce(TypeTag) -> TypeIdentity,
     ) -> Result<(usize, Option<TookSpan>), AllocError> {
-        let e = self.entry(mh, tag, size_class, black)?;
+        let e = self.entry(mh, tag, size_class, black, identity)?;
         let c = &mut self.entries[e];
         if let Some(s) = c.span {
             // A cached span stays allocated while cached: it is in no list, so no sweeper can

@@ -23,6 +23,14 @@
 //! Span classes get dense ids on first use ([`SpanClasses::id`], a map under a lock, taken once
 //! per cache entry, not per allocation) and live until the heap is dropped, in a table of
 //! lazily made chunks that is read without a lock.
+//!
+//! One type can come with tags of different addresses: a tag is the address of a constant, and
+//! each codegen unit that inlines the allocation path may get a copy of the constant (the Lox VM's
+//! object type had two). Such tags share one span class: a tag met for the first time is also
+//! looked up by its [`TypeIdentity`], what the collector makes of the type (its trace and drop
+//! functions, size and name), and a tag with the identity of a class already made joins that
+//! class. The allocation caches still key entries by the tag's address (the fast path compares
+//! it), so a cache may hold one entry per copy; the central lists and their spans are shared.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -76,6 +84,17 @@ impl TypeTag {
     }
 }
 
+/// What the collector makes of a type, as far as the spans of a class depend on it (from
+/// `gc::object::TypeInfo`; opaque here): tags with equal identities are interchangeable for a
+/// span class, since the collector treats objects alike whichever of them they came with.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct TypeIdentity {
+    /// The trace, chunked-trace and drop functions' addresses (0 for none) and the size.
+    pub words: [usize; 4],
+    /// The type's name.
+    pub name: &'static str,
+}
+
 /// The key of a span class in an allocation cache: the type's address and the size class, both
 /// compared (two compares; packing them into one word would rely on how many address bits a
 /// platform uses, and two keys that collided would allocate one type in another's span).
@@ -118,8 +137,16 @@ pub(crate) struct SpanClasses {
     /// Number of span classes made (ids `0..count` are all initialised once this is read with
     /// `Acquire`).
     count: AtomicUsize,
-    /// (type address, size class) → id. Taken when a cache entry meets a new key.
-    ids: Mutex<HashMap<(usize, usize), usize>>,
+    /// The registry, taken when a cache entry meets a new key.
+    ids: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// (type address, size class) → id.
+    by_tag: HashMap<(usize, usize), usize>,
+    /// (type identity, size class) → id.
+    by_identity: HashMap<(TypeIdentity, usize), usize>,
 }
 
 impl SpanClasses {
@@ -127,15 +154,28 @@ impl SpanClasses {
         SpanClasses {
             chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
             count: AtomicUsize::new(0),
-            ids: Mutex::new(HashMap::new()),
+            ids: Mutex::new(Registry::default()),
         }
     }
 
     /// The id of the span class of `tag` in size class `size_class`, made on first use; `None`
     /// when the heap already has [`MAX_SPAN_CLASSES`].
-    pub(crate) fn id(&self, tag: TypeTag, size_class: usize) -> Option<usize> {
-        let mut ids = self.ids.lock();
-        if let Some(&id) = ids.get(&(tag.ptr as usize, size_class)) {
+    /// A tag not met before joins the class of an earlier tag with the same `identity`
+    /// (computed only then).
+    pub(crate) fn id(
+        &self,
+        tag: TypeTag,
+        size_class: usize,
+        identity: impl FnOnce(TypeTag) -> TypeIdentity,
+    ) -> Option<usize> {
+        let mut reg = self.ids.lock();
+        let by_tag = (tag.ptr as usize, size_class);
+        if let Some(&id) = reg.by_tag.get(&by_tag) {
+            return Some(id);
+        }
+        let by_identity = (identity(tag), size_class);
+        if let Some(&id) = reg.by_identity.get(&by_identity) {
+            reg.by_tag.insert(by_tag, id);
             return Some(id);
         }
         let id = self.count.load(Ordering::Relaxed);
@@ -154,7 +194,8 @@ impl SpanClasses {
         {
             bug!("span class {id} made twice");
         }
-        ids.insert((tag.ptr as usize, size_class), id);
+        reg.by_tag.insert(by_tag, id);
+        reg.by_identity.insert(by_identity, id);
         // Release: whoever reads the count sees every class below it initialised.
         self.count.store(id + 1, Ordering::Release);
         Some(id)
@@ -173,6 +214,15 @@ impl SpanClasses {
     #[inline]
     pub(crate) fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+}
+
+/// An identity for allocator tests: each tag's address a type of its own.
+#[cfg(test)]
+pub(crate) fn test_identity(t: TypeTag) -> TypeIdentity {
+    TypeIdentity {
+        words: [t.ptr as usize, 0, 0, 0],
+        name: "",
     }
 }
 
@@ -195,18 +245,54 @@ mod tests {
         test_tag(p, noscan)
     }
 
+    /// Each address a type of its own.
+    fn own(t: TypeTag) -> TypeIdentity {
+        test_identity(t)
+    }
+
     #[test]
     fn ids_are_dense_and_stable_per_type_and_class() {
         let c = SpanClasses::new();
-        let a2 = c.id(tag(&A, false), 2).unwrap();
-        let b2 = c.id(tag(&B, true), 2).unwrap();
-        let a3 = c.id(tag(&A, false), 3).unwrap();
+        let a2 = c.id(tag(&A, false), 2, own).unwrap();
+        let b2 = c.id(tag(&B, true), 2, own).unwrap();
+        let a3 = c.id(tag(&A, false), 3, own).unwrap();
         assert_eq!((a2, b2, a3), (0, 1, 2));
-        assert_eq!(c.id(tag(&A, false), 2), Some(a2));
+        assert_eq!(c.id(tag(&A, false), 2, own), Some(a2));
         assert_eq!(c.count(), 3);
         assert_eq!(c.get(b2).size_class, 2);
         assert!(c.get(b2).tag.noscan);
         assert_eq!(c.get(a3).tag, tag(&A, false));
+    }
+
+    /// A second address of one type (same identity) joins the first one's class, in each size
+    /// class, and is asked for its identity only the first time; another type does not.
+    #[test]
+    fn tags_with_one_identity_share_a_class() {
+        static A2: u64 = 3;
+        let c = SpanClasses::new();
+        let same = |_: TypeTag| TypeIdentity {
+            words: [1, 0, 0, 8],
+            name: "A",
+        };
+        let a = c.id(tag(&A, false), 2, same).unwrap();
+        let a2 = c.id(tag(&A2, false), 2, same).unwrap();
+        assert_eq!(a, a2);
+        assert_eq!(
+            c.get(a2).tag,
+            tag(&A, false),
+            "the class keeps its first tag"
+        );
+        assert_eq!(c.id(tag(&A2, false), 2, |_| unreachable!()), Some(a));
+        let other = c
+            .id(tag(&B, false), 2, |_| TypeIdentity {
+                words: [1, 0, 0, 8],
+                name: "B",
+            })
+            .unwrap();
+        assert_ne!(other, a);
+        let a2_3 = c.id(tag(&A2, false), 3, same).unwrap();
+        assert_eq!(c.id(tag(&A, false), 3, same), Some(a2_3));
+        assert_eq!(c.count(), 3);
     }
 
     #[test]

@@ -65,7 +65,16 @@ fn alloc_small_slow(
     let sweeper = LazySweeper(h);
     let mheap = &h.mheap;
     let (addr, took) = scope
-        .with_local(|l| l.cache.refill(mheap, tag, class, black, &sweeper))
+        .with_local(|l| {
+            l.cache.refill(
+                mheap,
+                tag,
+                class,
+                black,
+                &sweeper,
+                crate::gc::object::identity,
+            )
+        })
         .map_err(|e| refused(h, e))?;
     if let Some(t) = took {
         took_span(h, scope, t, black);

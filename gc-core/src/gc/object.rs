@@ -21,7 +21,7 @@
 use std::marker::PhantomData;
 
 use crate::alloc::span::Span;
-use crate::alloc::span_class::TypeTag;
+use crate::alloc::span_class::{TypeIdentity, TypeTag};
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::trace::Trace;
 
@@ -68,6 +68,24 @@ pub(crate) fn type_of(span: &Span) -> &'static TypeInfo {
     // SAFETY: a span's tag was given by the allocation that made the span, and every tag is made
     // by `TypeInfo::tag` from a `&'static TypeInfo`.
     unsafe { &*(span.tag.ptr() as *const TypeInfo) }
+}
+
+/// What the collector makes of the type of `tag` (made by [`TypeInfo::tag`]): its trace,
+/// chunked-trace and drop functions, size and name. Two tags with equal identities are handled
+/// alike by marking, sweeping and the verifier, so the allocator lets them share a span class
+/// (one type's tags can have several addresses: see `alloc::span_class`).
+pub(crate) fn identity(tag: TypeTag) -> TypeIdentity {
+    // SAFETY: every tag is made by `TypeInfo::tag` from a `&'static TypeInfo`.
+    let info = unsafe { &*(tag.ptr() as *const TypeInfo) };
+    TypeIdentity {
+        words: [
+            info.trace.map_or(0, |f| f as usize),
+            info.trace_from.map_or(0, |f| f as usize),
+            info.drop.map_or(0, |f| f as usize),
+            info.size,
+        ],
+        name: (info.name)(),
+    }
 }
 
 /// The [`TypeInfo`] of a sized type `T`.

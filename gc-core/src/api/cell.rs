@@ -30,9 +30,12 @@ use crate::gc::trace::Trace;
 /// `Send + Sync`) or plain data. (This is not a `Send + Sync` bound only because such a bound
 /// makes the trait solver loop on self-referential types like `Node { next: GcCell<Option<Gc<Node>>> }`.)
 ///
-/// An implementation that sets [`Slot::WORD_EDGE`] also promises that for every value `v`,
-/// `Self::word_edge(v.to_word())` is 0 when `v`'s `trace` reports no `Gc`, and otherwise
-/// [`Gc::to_word`] of the one `Gc` it reports (it must never report more than one).
+/// An implementation that sets [`Slot::WORD_EDGE`] also promises that `word_edge` depends on
+/// the word alone and that for every value `v`, `Self::word_edge(v.to_word())` is 0 when `v`'s
+/// `trace` reports nothing, and otherwise the address of the one object it reports: the
+/// [`Slot::to_word`] of the one handle (`Gc`, `GcArray`, `GcStr`, …) whose `trace` it calls
+/// (it must never report more than one). A wrong address is a use-after-free, as a missed edge
+/// in `trace` is.
 pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     /// Whether the write barrier may take the pointer a value holds from its word
     /// ([`Slot::word_edge`]) instead of running its `trace` (see the trait's safety section).
@@ -41,8 +44,8 @@ pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     /// set it.
     const WORD_EDGE: bool = false;
     /// With [`Slot::WORD_EDGE`]: the address of the heap object a word of this type points to
-    /// ([`Gc::to_word`]), 0 for none. By default the word itself (a handle's word is its
-    /// object's address, `None` is 0).
+    /// (its handle's [`Slot::to_word`]), 0 for none. By default the word itself (a handle's word
+    /// is its object's address, `None` is 0).
     #[inline(always)]
     fn word_edge(w: usize) -> usize {
         w
@@ -207,6 +210,10 @@ macro_rules! option_handle_slot {
         // `WORD_EDGE`).
         unsafe impl<'gc> Slot<'gc> for Option<$h> {
             const WORD_EDGE: bool = <$h as Slot<'gc>>::WORD_EDGE;
+            #[inline(always)]
+            fn word_edge(w: usize) -> usize {
+                if w == 0 { 0 } else { <$h as Slot<'gc>>::word_edge(w) }
+            }
             #[inline(always)]
             fn to_word(self) -> usize {
                 self.map_or(0, Slot::to_word)

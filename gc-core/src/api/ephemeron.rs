@@ -164,9 +164,12 @@ unsafe impl<'gc, K: ?Sized + 'gc, V: Trace + 'gc> Slot<'gc> for GcEphemeronTable
 }
 
 // SAFETY: `None` is 0, which no table address is.
+// `WORD_EDGE`: `None` reports nothing; `Some` is the handle's word, the one edge its `trace`
+// reports.
 unsafe impl<'gc, K: ?Sized + 'gc, V: Trace + 'gc> Slot<'gc>
     for Option<GcEphemeronTable<'gc, K, V>>
 {
+    const WORD_EDGE: bool = true;
     fn to_word(self) -> usize {
         self.map_or(0, |t| t.to_word())
     }

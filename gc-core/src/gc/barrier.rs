@@ -1,8 +1,9 @@
 //! The write barrier hook (Go: `mbarrier.go`, the hybrid barrier of proposal 17503).
 //!
 //! Every store of a pointer-bearing value into a heap slot (a `GcCell`, a `GcArray` element, a
-//! `GcVec` element) calls [`write()`]
-//! with the old and the new value **before** the store. While marking, the barrier shades both:
+//! `GcVec` element) runs the barrier with the old and the new value **before** the store:
+//! [`write_words`] with the two words' pointers for slot types whose word names their one
+//! pointer (`Slot::WORD_EDGE`), [`write()`] with the values, traced into the buffer, for others. While marking, the barrier shades both:
 //! the old value (Yuasa deletion barrier: a pointer removed from the heap while the marker may
 //! not have seen it yet stays reachable) and the new value (Dijkstra insertion barrier).
 //!

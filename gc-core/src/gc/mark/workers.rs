@@ -188,12 +188,16 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 /// idle marking confined to late cycles; `docs/benchmarks.md`).
 ///
 /// The window runs on from one mark phase to the next ([`Pace::finish`] leaves it, with the
-/// decision, in `MarkState::idle_window`): a phase starts with the decision the last one ended
-/// with, and the time between phases, when nobody marks, counts in the window. Go's scheduler
+/// decision, in `MarkState::idle_window`): a phase starts by judging the window the last one
+/// left, in which the time between the phases (nobody marking) counts, or, if that window is
+/// shorter than [`IDLE_WINDOW`], with the decision the last phase ended with. Go's scheduler
 /// puts an idle worker on an idle processor the moment marking starts; a window begun afresh
 /// with each phase kept the worker at its pace through the first [`IDLE_WINDOW`] of every
 /// phase, which on a small heap is all of it (msgbuf's phases last about 1.5 ms), with a CPU
-/// standing idle.
+/// standing idle. The time between phases may not be like the phase, though (mutators idle
+/// between bursts of allocation, and the bursts start cycles): a phase that starts at idle
+/// priority judges itself after [`FIRST_JUDGEMENT`], so beside busy mutators it marks flat out
+/// for at most that long.
 pub(crate) struct Pace {
     start: Instant,
     busy: Duration,
@@ -205,29 +209,30 @@ pub(crate) struct Pace {
 }
 
 /// A fractional worker's idle-detection window: when it began (the wall and the process CPU
-/// clocks) and the worker's own marking since.
+/// clocks), how long it must last before it decides, and the worker's own marking since.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IdleWindow {
     wall: Instant,
     process: u64,
+    length: Duration,
     own: Duration,
 }
 
 impl IdleWindow {
-    fn starting(wall: Instant, process: u64) -> IdleWindow {
+    fn starting(wall: Instant, process: u64, length: Duration) -> IdleWindow {
         IdleWindow {
             wall,
             process,
+            length,
             own: Duration::ZERO,
         }
     }
 
     /// Whether, from the window's start to `now` (the wall and process CPU clocks), the other
-    /// threads left a CPU spare ([`cpu_spare`]); `None` until the window has lasted
-    /// [`IDLE_WINDOW`].
+    /// threads left a CPU spare ([`cpu_spare`]); `None` until the window has lasted its length.
     fn spare(&self, procs: usize, now: (Instant, u64)) -> Option<bool> {
         let wall = now.0.saturating_duration_since(self.wall);
-        if wall < IDLE_WINDOW {
+        if wall < self.length {
             return None;
         }
         let others = now
@@ -238,8 +243,12 @@ impl IdleWindow {
     }
 }
 
-/// How often a fractional worker checks for a spare CPU.
+/// The shortest window over which a fractional worker judges whether a CPU is spare (a window
+/// runs on until the next judgement after that, and across the time between mark phases).
 const IDLE_WINDOW: Duration = Duration::from_millis(2);
+
+/// The first window of a mark phase that starts at idle priority: judged after this much.
+const FIRST_JUDGEMENT: Duration = Duration::from_micros(500);
 
 /// The share of a CPU the other threads must have left unused over a window for the worker to
 /// mark at idle priority: most of one (the collector's other threads and the clocks'
@@ -248,39 +257,45 @@ const IDLE_WINDOW: Duration = Duration::from_millis(2);
 const IDLE_SPARE: f64 = 0.9;
 
 impl Pace {
-    /// A worker's pace for one mark phase, at `share` of a CPU. A fractional worker goes on
-    /// with the window and the decision the last phase left.
+    /// A worker's pace for one mark phase, at `share` of a CPU. A fractional worker starts
+    /// from the window and the decision the last phase left (see above).
     pub(crate) fn new(h: &Shared, share: f64) -> Pace {
         let now = Instant::now();
-        let (window, idle) = match *h.mark.idle_window.lock() {
-            Some(last) if share < 1.0 => last,
-            _ => (
-                IdleWindow::starting(now, crate::util::clock::process_cpu_ns()),
-                false,
-            ),
-        };
         let mut pace = Pace {
             start: now,
             busy: Duration::ZERO,
             share,
             procs: h.settings.procs,
-            window,
-            idle,
+            window: IdleWindow::starting(now, 0, IDLE_WINDOW),
+            idle: false,
         };
-        pace.roll(now);
+        if share >= 1.0 {
+            // A dedicated worker marks flat out: it has no use for a window.
+            return pace;
+        }
+        let process = crate::util::clock::process_cpu_ns();
+        if let Some((last, idle)) = *h.mark.idle_window.lock() {
+            pace.idle = last.spare(pace.procs, (now, process)).unwrap_or(idle);
+        }
+        let length = if pace.idle {
+            FIRST_JUDGEMENT
+        } else {
+            IDLE_WINDOW
+        };
+        pace.window = IdleWindow::starting(now, process, length);
         pace
     }
 
-    /// Once the window has lasted [`IDLE_WINDOW`]: decide from it whether a CPU is spare, and
-    /// start the next.
+    /// Once the window has lasted its length: decide from it whether a CPU is spare, and start
+    /// the next.
     fn roll(&mut self, now: Instant) {
-        if now.saturating_duration_since(self.window.wall) < IDLE_WINDOW {
+        if now.saturating_duration_since(self.window.wall) < self.window.length {
             return;
         }
         let process = crate::util::clock::process_cpu_ns();
         if let Some(spare) = self.window.spare(self.procs, (now, process)) {
             self.idle = spare;
-            self.window = IdleWindow::starting(now, process);
+            self.window = IdleWindow::starting(now, process, IDLE_WINDOW);
         }
     }
 
@@ -383,7 +398,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u32| t0 + ms * MS;
         let ns = |ms: u64| ms * 1_000_000;
-        let mut w = IdleWindow::starting(t0, ns(5));
+        let mut w = IdleWindow::starting(t0, ns(5), IDLE_WINDOW);
         assert_eq!(w.spare(2, (at(1), ns(5))), None);
         assert_eq!(w.spare(2, (at(2), ns(5))), Some(true));
         // 40 ms between phases: the mutator ran flat out, the sweeper took 2 ms.
@@ -394,6 +409,12 @@ mod tests {
         w.own = 30 * MS;
         assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 30))), Some(true));
         assert_eq!(w.spare(2, (at(40), ns(5 + 60 + 30))), Some(false));
+        // The first window of a phase at idle priority decides after half a millisecond.
+        let first = IdleWindow::starting(t0, 0, FIRST_JUDGEMENT);
+        let us = |us: u64| t0 + Duration::from_micros(us);
+        assert_eq!(first.spare(2, (us(400), 400_000)), None);
+        assert_eq!(first.spare(2, (us(500), 500_000)), Some(true));
+        assert_eq!(first.spare(2, (us(500), 1_000_000)), Some(false));
     }
 
     /// At its own pace a worker's marking is all background; at idle priority its share comes

@@ -473,3 +473,47 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
         "the classes and `other` add up to the threads' clocks: {booked} + {other} vs {threads}"
     );
 }
+
+type LargeRoot = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, u64>>>];
+
+/// Large arrays made with a zero initial value read as that value, also in memory that held
+/// other arrays: the fill is skipped only in pages known to be zero (never touched, or
+/// released to the OS since), never in reused ones. Each round writes non-zero values over the
+/// arrays it makes and drops them, so that the next round's arrays reuse their pages (freed
+/// at the collection between, every other round also released to the OS).
+#[test]
+fn large_arrays_start_at_their_initial_value_in_reused_memory() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<LargeRoot> = heap.mutator(|_| GcCell::new(None));
+        // Large objects (over 32 KiB) either way; smaller under Miri.
+        const LEN: usize = if cfg!(miri) { 5_000 } else { 100_000 };
+        let rounds = if cfg!(miri) { 4 } else { 12 };
+        for round in 0..rounds {
+            m.mutate(|mc, root| {
+                let a = GcArray::new(mc, LEN, 0u64);
+                let b: GcArray<'_, Option<Gc<'_, Pair<'_>>>> = GcArray::new(mc, LEN, None);
+                assert!(
+                    a.iter().all(|v| v == 0),
+                    "round {round}: a u64 array not zero"
+                );
+                assert!(
+                    b.iter().all(|v| v.is_none()),
+                    "round {round}: a pointer not None"
+                );
+                let p = pair(mc, round);
+                for i in 0..LEN {
+                    a.set(mc, i, 0xDEAD_0000 + i as u64);
+                    b.set(mc, i, Some(p));
+                }
+                // Kept over the next collection (its pages stay in use), then dropped.
+                root.set(mc, Some(a));
+            });
+            m.collect();
+            if round % 2 == 1 {
+                heap.free_os_memory();
+            }
+        }
+        assert!(heap.stats().objects_freed > 0);
+    }
+}

@@ -455,7 +455,18 @@ impl Arena {
 
     /// Allocate a run of `npages` pages, from the runs `fit` allows. Returns its address, or
     /// `None` if none fits (with [`Fit::Grow`]: the reservation is exhausted).
+    #[cfg(test)]
     pub(crate) fn alloc_pages(&self, npages: usize, fit: Fit) -> Option<usize> {
+        self.alloc_pages_zeroed(npages, fit).map(|(addr, _)| addr)
+    }
+
+    /// [`Arena::alloc_pages`], and whether every byte of the run is known to be zero (Go: the
+    /// negation of `needzero`): pages above the high-water mark were never touched since the
+    /// anonymous private mapping was made, and released pages (`MADV_DONTNEED`) read as zero
+    /// on their next touch; a run of only such pages is zero. A run with any page used since
+    /// (freed by a span, not released) is not. (Under Miri releasing does nothing, so only the
+    /// pages above the high-water mark count.)
+    pub(crate) fn alloc_pages_zeroed(&self, npages: usize, fit: Fit) -> Option<(usize, bool)> {
         let mut pa = self.pages.lock();
         // Best fit, but among the few best-fitting runs prefer one without released pages:
         // reusing released pages makes memory resident again, which under a memory limit
@@ -471,7 +482,7 @@ impl Arena {
                 f => f,
             }
         };
-        let (start, growth) = match found {
+        let (start, growth, zeroed) = match found {
             Some((len, start)) => {
                 pa.remove(start, len);
                 if len > npages {
@@ -481,7 +492,7 @@ impl Arena {
                 let reused = pa.unrelease(start, npages);
                 self.released
                     .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
-                (start, reused)
+                (start, reused, reused == npages && cfg!(not(miri)))
             }
             None => {
                 if fit == Fit::Ready || pa.high_water + npages > self.npages {
@@ -495,14 +506,14 @@ impl Arena {
                 }
                 self.mapped
                     .store(pa.high_water * PAGE_SIZE, Ordering::Relaxed);
-                (start, npages)
+                (start, npages, true)
             }
         };
         pa.in_use += npages;
         if growth > 0 {
             self.scavenge_for_growth(&mut pa, growth);
         }
-        Some(self.base + start * PAGE_SIZE)
+        Some((self.base + start * PAGE_SIZE, zeroed))
     }
 
     /// Whether retained memory (touched, not released) is over the scavenger's goal or 95% of
@@ -598,6 +609,52 @@ mod tests {
         // All three runs coalesced into one: a 16-page request fits again.
         assert_eq!(a.alloc_pages(16, Fit::Grow), Some(x));
         assert_eq!(a.in_use_bytes(), 16 * PAGE_SIZE);
+    }
+
+    /// A run is known zero when it comes from above the high-water mark or is all released
+    /// pages, and not when any page of it was used and freed since; the pages of a zero run
+    /// read as zero, also after they were written, freed and released.
+    #[test]
+    fn zeroed_runs_are_fresh_or_released() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let all_zero = |addr: usize, n: usize| {
+            // SAFETY: the run was just allocated to this test and lies inside the mapping.
+            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, n * PAGE_SIZE) };
+            bytes.iter().all(|&b| b == 0)
+        };
+        let (x, fresh) = a.alloc_pages_zeroed(4, Fit::Grow).unwrap();
+        assert!(fresh);
+        assert!(all_zero(x, 4));
+        // SAFETY: as above; dirty the run.
+        unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+        a.free_pages(x, 4);
+        assert_eq!(
+            a.alloc_pages_zeroed(4, Fit::Grow),
+            Some((x, false)),
+            "used pages"
+        );
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(x as *mut u8, 0xCD, 4 * PAGE_SIZE) };
+        a.free_pages(x, 4);
+        a.scavenge_all();
+        let (y, zeroed) = a.alloc_pages_zeroed(4, Fit::Grow).unwrap();
+        assert_eq!(y, x);
+        // Releasing does nothing under Miri, so released pages are not known zero there.
+        assert_eq!(zeroed, cfg!(not(miri)));
+        if zeroed {
+            assert!(all_zero(y, 4), "released pages read as zero");
+        }
+        // Part released, part used: not zero.
+        a.free_pages(y, 4);
+        a.scavenge_all();
+        let (z, _) = a.alloc_pages_zeroed(2, Fit::Grow).unwrap();
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(z as *mut u8, 0xEF, 2 * PAGE_SIZE) };
+        a.free_pages(z, 2);
+        assert_eq!(
+            a.alloc_pages_zeroed(4, Fit::Grow).map(|(_, z)| z),
+            Some(false)
+        );
     }
 
     #[test]

@@ -343,7 +343,14 @@ impl Central {
 
     /// Make a new span of `kind`, publish it in the page map and list it in `all`. Returns
     /// `None` when the arena is exhausted.
-    pub(crate) fn new_span(&self, arena: &Arena, kind: SpanKind, poison: bool) -> Option<SpanRef> {
+    /// Also says whether the span's memory is known to be zero ([`Arena::alloc_pages_zeroed`];
+    /// never when `poison` filled it).
+    pub(crate) fn new_span(
+        &self,
+        arena: &Arena,
+        kind: SpanKind,
+        poison: bool,
+    ) -> Option<(SpanRef, bool)> {
         let (npages, elem_size, nelems, class, class_id, tag) = match kind {
             SpanKind::Small(id) => {
                 let sc = self.classes.get(id);
@@ -361,17 +368,17 @@ impl Central {
         // allocation (a large object among scattered one-page spans) cannot spend
         // milliseconds freeing them all.
         let mut frees = 0;
-        let start = loop {
+        let (start, zeroed) = loop {
             let kept = self.kept_bytes.load(Ordering::Relaxed);
             if kept < npages * PAGE_SIZE || frees >= MAX_FREES_PER_SPAN + 4 * npages {
-                break arena.alloc_pages(npages, Fit::Grow)?;
+                break arena.alloc_pages_zeroed(npages, Fit::Grow)?;
             }
-            if let Some(start) = arena.alloc_pages(npages, Fit::Ready) {
-                break start;
+            if let Some(run) = arena.alloc_pages_zeroed(npages, Fit::Ready) {
+                break run;
             }
             match self.take_any_empty() {
                 Some(e) => self.free_span(arena, e),
-                None => break arena.alloc_pages(npages, Fit::Grow)?,
+                None => break arena.alloc_pages_zeroed(npages, Fit::Grow)?,
             }
             frees += 1;
         };
@@ -408,7 +415,7 @@ impl Central {
         let mut all = self.all.lock();
         r.get().all_index.store(all.len(), Ordering::Relaxed);
         all.push(r);
-        Some(r)
+        Some((r, zeroed && !poison))
     }
 
     /// Place an empty span that a sweeper popped and swept (so it is listed nowhere and cached

@@ -135,6 +135,12 @@ impl MHeap {
 
     /// A fresh span of `kind`.
     pub(crate) fn new_span(&self, kind: SpanKind) -> Result<SpanRef, AllocError> {
+        self.new_span_zeroed(kind).map(|(s, _)| s)
+    }
+
+    /// A fresh span of `kind`, and whether its memory is known to be zero (see
+    /// [`Arena::alloc_pages_zeroed`](crate::alloc::arena::Arena::alloc_pages_zeroed)).
+    pub(crate) fn new_span_zeroed(&self, kind: SpanKind) -> Result<(SpanRef, bool), AllocError> {
         self.check_max_heap()?;
         self.central
             .new_span(&self.arena, kind, self.poison)
@@ -171,8 +177,8 @@ impl MHeap {
         bytes: usize,
         tag: TypeTag,
         black: bool,
-    ) -> Result<(usize, TookSpan), AllocError> {
-        let s = self.new_span(SpanKind::Large { bytes, tag })?;
+    ) -> Result<(usize, TookSpan, bool), AllocError> {
+        let (s, zeroed) = self.new_span_zeroed(SpanKind::Large { bytes, tag })?;
         let span = s.get();
         debug_assert_eq!(span.class, LARGE);
         {
@@ -194,6 +200,7 @@ impl MHeap {
                 bytes: span.elem_size,
                 fresh: true,
             },
+            zeroed,
         ))
     }
 }

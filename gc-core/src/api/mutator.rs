@@ -382,6 +382,17 @@ impl<'gc> Mutation<'gc> {
         crate::gc::malloc::malloc(self.shared, &self.scope, info, class, bytes)
     }
 
+    /// [`Mutation::alloc_raw`], and whether the memory is known to be zero (a large object in
+    /// pages fresh from the OS: see `gc::malloc::malloc_zeroed`).
+    pub(crate) fn alloc_raw_zeroed(
+        &self,
+        info: &'static TypeInfo,
+        class: Option<usize>,
+        bytes: usize,
+    ) -> Result<(usize, bool), AllocError> {
+        crate::gc::malloc::malloc_zeroed(self.shared, &self.scope, info, class, bytes)
+    }
+
     /// The allocation fast path: a slot of size class `class` for type `info` from this
     /// mutator's cache, or `None` if the cache has none for it or (`shade`: the value to store
     /// holds pointers) this scope must shade what it stores into new objects; the caller then

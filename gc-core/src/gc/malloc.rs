@@ -26,6 +26,23 @@ pub(crate) fn malloc(
     let tag = info.tag();
     match class {
         Some(class) => alloc_small(h, scope, tag, class),
+        None => alloc_large(h, scope, bytes, tag).map(|(addr, _)| addr),
+    }
+}
+
+/// [`malloc`], and whether the object's memory is known to be zero: only a large object can
+/// be, in a span of pages never touched or released to the OS since (see
+/// `Arena::alloc_pages_zeroed`); its maker may then skip writing zeros.
+pub(crate) fn malloc_zeroed(
+    h: &Shared,
+    scope: &InScope<'_>,
+    info: &'static TypeInfo,
+    class: Option<usize>,
+    bytes: usize,
+) -> Result<(usize, bool), AllocError> {
+    let tag = info.tag();
+    match class {
+        Some(class) => alloc_small(h, scope, tag, class).map(|addr| (addr, false)),
         None => alloc_large(h, scope, bytes, tag),
     }
 }
@@ -82,20 +99,21 @@ fn alloc_small_slow(
     Ok(addr)
 }
 
-/// Allocate a large object (more than 32 KiB) of type `tag` in a span of its own.
+/// Allocate a large object (more than 32 KiB) of type `tag` in a span of its own; also says
+/// whether its memory is known to be zero.
 pub(crate) fn alloc_large(
     h: &Shared,
     scope: &InScope<'_>,
     bytes: usize,
     tag: TypeTag,
-) -> Result<usize, AllocError> {
+) -> Result<(usize, bool), AllocError> {
     let black = h.mark.marking.load(Ordering::Relaxed);
-    let (addr, took) = h
+    let (addr, took, zeroed) = h
         .mheap
         .alloc_large(bytes, tag, black)
         .map_err(|e| refused(h, e))?;
     took_span(h, scope, took, black);
-    Ok(addr)
+    Ok((addr, zeroed))
 }
 
 /// An allocation failed with `e`. The live-heap limit ([`AllocError::HeapLimit`]) is checked

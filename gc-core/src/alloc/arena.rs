@@ -39,7 +39,7 @@ pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Free runs `alloc_pages` considers (best fit first) to find one without released pages.
 const FIT_CANDIDATES: usize = 8;
 
-/// Which runs [`Arena::alloc_pages`] may take.
+/// Which runs [`Arena::alloc_pages_zeroed`] may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fit {
     /// Only a free run with no released page (memory that is resident already).
@@ -460,8 +460,9 @@ impl Arena {
         self.alloc_pages_zeroed(npages, fit).map(|(addr, _)| addr)
     }
 
-    /// [`Arena::alloc_pages`], and whether every byte of the run is known to be zero (Go: the
-    /// negation of `needzero`): pages above the high-water mark were never touched since the
+    /// Allocate a run of `npages` pages, from the runs `fit` allows: its address, or `None` if
+    /// none fits (with [`Fit::Grow`]: the reservation is exhausted), and whether every byte of
+    /// the run is known to be zero (Go: the negation of `needzero`): pages above the high-water mark were never touched since the
     /// anonymous private mapping was made, and released pages (`MADV_DONTNEED`) read as zero
     /// on their next touch; a run of only such pages is zero. A run with any page used since
     /// (freed by a span, not released) is not. (Under Miri releasing does nothing, so only the

@@ -432,7 +432,7 @@ fn acquire_span(
     if let Some(s) = c.pop_empty(sc) {
         return Ok((s, false));
     }
-    Ok((mh.new_span(SpanKind::Small(sc))?, true))
+    Ok((mh.new_span(SpanKind::Small(sc))?.0, true))
 }
 
 /// Size class for a request of `bytes` with alignment `align`, or `None` for a large object.

@@ -133,14 +133,9 @@ impl MHeap {
         Ok(())
     }
 
-    /// A fresh span of `kind`.
-    pub(crate) fn new_span(&self, kind: SpanKind) -> Result<SpanRef, AllocError> {
-        self.new_span_zeroed(kind).map(|(s, _)| s)
-    }
-
     /// A fresh span of `kind`, and whether its memory is known to be zero (see
     /// [`Arena::alloc_pages_zeroed`](crate::alloc::arena::Arena::alloc_pages_zeroed)).
-    pub(crate) fn new_span_zeroed(&self, kind: SpanKind) -> Result<(SpanRef, bool), AllocError> {
+    pub(crate) fn new_span(&self, kind: SpanKind) -> Result<(SpanRef, bool), AllocError> {
         self.check_max_heap()?;
         self.central
             .new_span(&self.arena, kind, self.poison)
@@ -178,7 +173,7 @@ impl MHeap {
         tag: TypeTag,
         black: bool,
     ) -> Result<(usize, TookSpan, bool), AllocError> {
-        let (s, zeroed) = self.new_span_zeroed(SpanKind::Large { bytes, tag })?;
+        let (s, zeroed) = self.new_span(SpanKind::Large { bytes, tag })?;
         let span = s.get();
         debug_assert_eq!(span.class, LARGE);
         {

@@ -217,15 +217,6 @@ impl SpanClasses {
     }
 }
 
-/// An identity for allocator tests: each tag's address a type of its own.
-#[cfg(test)]
-pub(crate) fn test_identity(t: TypeTag) -> TypeIdentity {
-    TypeIdentity {
-        words: [t.ptr as usize, 0, 0, 0],
-        name: "",
-    }
-}
-
 /// A tag for allocator tests, where no collector reads what it points to.
 #[cfg(test)]
 pub(crate) fn test_tag<T>(p: &'static T, noscan: bool) -> TypeTag {
@@ -247,7 +238,10 @@ mod tests {
 
     /// Each address a type of its own.
     fn own(t: TypeTag) -> TypeIdentity {
-        test_identity(t)
+        TypeIdentity {
+            words: [t.ptr as usize, 0, 0, 0],
+            name: "",
+        }
     }
 
     #[test]

@@ -25,19 +25,10 @@ use crate::gc::trace::Trace;
 use crate::util::error::AllocError;
 
 /// Allocate a variable-length object of type `info`: a [`VarHeader`] followed by `len` elements
-/// of `elem` bytes. Returns the object, with `len` written; elements are uninitialised.
+/// of `elem` bytes. Returns the object, with `len` written; elements are uninitialised, unless
+/// the flag returned with it says the memory is known to be zero (a large object in pages fresh
+/// from the OS: see `Mutation::alloc_raw`).
 pub(crate) fn alloc_var(
-    mc: &Mutation<'_>,
-    info: &'static TypeInfo,
-    len: usize,
-    elem: usize,
-) -> Result<NonNull<VarHeader>, AllocError> {
-    alloc_var_zeroed(mc, info, len, elem).map(|(h, _)| h)
-}
-
-/// [`alloc_var`], and whether the element area is known to be zero (a large object in pages
-/// fresh from the OS: see `Mutation::alloc_raw_zeroed`).
-pub(crate) fn alloc_var_zeroed(
     mc: &Mutation<'_>,
     info: &'static TypeInfo,
     len: usize,
@@ -48,7 +39,7 @@ pub(crate) fn alloc_var_zeroed(
         .and_then(|b| b.checked_add(VAR_DATA_OFFSET))
         .filter(|&b| b <= isize::MAX as usize)
         .ok_or(AllocError::TooLarge { len })?;
-    let (addr, zeroed) = mc.alloc_raw_zeroed(info, size_class_for(bytes, 8), bytes)?;
+    let (addr, zeroed) = mc.alloc_raw(info, size_class_for(bytes, 8), bytes)?;
     let p = addr as *mut VarHeader;
     // SAFETY: a fresh slot of at least `bytes` bytes, 8-aligned, owned by no one else.
     unsafe { p.write(VarHeader { len }) };
@@ -145,7 +136,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
 
     /// An array of `len` copies of `init`, or an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, len: usize, init: T) -> Result<Self, AllocError> {
-        let (h, zeroed) = alloc_var_zeroed(mc, Self::type_info(), len, 8)?;
+        let (h, zeroed) = alloc_var(mc, Self::type_info(), len, 8)?;
         mc.shade_init(&init);
         let w = init.to_word();
         // Memory known to be zero already holds `len` zero words: writing them again would only
@@ -194,7 +185,7 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
     }
 
     fn try_empty(mc: &Mutation<'gc>) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, Self::type_info(), 0, 8)?;
+        let (h, _) = alloc_var(mc, Self::type_info(), 0, 8)?;
         Ok(GcArray {
             ptr: h,
             _t: PhantomData,

@@ -149,7 +149,7 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
         value: T,
         info: &'static TypeInfo,
     ) -> Result<Gc<'gc, T>, AllocError> {
-        let addr = mc.alloc_raw(info, Self::SIZE_CLASS, std::mem::size_of::<T>().max(1))?;
+        let (addr, _) = mc.alloc_raw(info, Self::SIZE_CLASS, std::mem::size_of::<T>().max(1))?;
         mc.shade_init(&value);
         // SAFETY: `addr` is a fresh slot of at least `size_of::<T>()` bytes of `T`'s type and
         // class, aligned for `T` (see `init`), owned by no one else; the value was shaded.

@@ -371,26 +371,16 @@ impl<'gc> Mutation<'gc> {
 
     /// Allocate an object of type `info` and `bytes` bytes from this mutator's cache, in size
     /// class `class` (computed at compile time for sized types), or as a large object when
-    /// `class` is `None`.
+    /// `class` is `None`. Also says whether the memory is known to be zero (a large object in
+    /// pages fresh from the OS: see `gc::malloc::malloc`).
     #[inline(always)]
     pub(crate) fn alloc_raw(
         &self,
         info: &'static TypeInfo,
         class: Option<usize>,
         bytes: usize,
-    ) -> Result<usize, AllocError> {
-        crate::gc::malloc::malloc(self.shared, &self.scope, info, class, bytes)
-    }
-
-    /// [`Mutation::alloc_raw`], and whether the memory is known to be zero (a large object in
-    /// pages fresh from the OS: see `gc::malloc::malloc_zeroed`).
-    pub(crate) fn alloc_raw_zeroed(
-        &self,
-        info: &'static TypeInfo,
-        class: Option<usize>,
-        bytes: usize,
     ) -> Result<(usize, bool), AllocError> {
-        crate::gc::malloc::malloc_zeroed(self.shared, &self.scope, info, class, bytes)
+        crate::gc::malloc::malloc(self.shared, &self.scope, info, class, bytes)
     }
 
     /// The allocation fast path: a slot of size class `class` for type `info` from this

@@ -49,7 +49,7 @@ impl<'gc> GcBytes<'gc> {
 
     /// Copy `bytes` into the heap, or return an allocation error.
     pub fn try_new(mc: &Mutation<'gc>, bytes: &[u8]) -> Result<Self, AllocError> {
-        let h = alloc_var(mc, &BYTES_INFO, bytes.len(), 1)?;
+        let (h, _) = alloc_var(mc, &BYTES_INFO, bytes.len(), 1)?;
         // SAFETY: the fresh object has room for `len` bytes after its length.
         unsafe {
             std::ptr::copy_nonoverlapping(

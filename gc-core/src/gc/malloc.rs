@@ -14,26 +14,11 @@ use crate::gc::sweep::LazySweeper;
 use crate::util::error::AllocError;
 
 /// Allocate an object of type `info` and `bytes` bytes, in size class `class` from the scope's
-/// cache, or as a large object (`class` is `None`).
+/// cache, or as a large object (`class` is `None`). Also says whether the object's memory is
+/// known to be zero: only a large object's can be, in a span of pages never touched or released
+/// to the OS since (see `Arena::alloc_pages_zeroed`); its maker may then skip writing zeros.
 #[inline(always)]
 pub(crate) fn malloc(
-    h: &Shared,
-    scope: &InScope<'_>,
-    info: &'static TypeInfo,
-    class: Option<usize>,
-    bytes: usize,
-) -> Result<usize, AllocError> {
-    let tag = info.tag();
-    match class {
-        Some(class) => alloc_small(h, scope, tag, class),
-        None => alloc_large(h, scope, bytes, tag).map(|(addr, _)| addr),
-    }
-}
-
-/// [`malloc`], and whether the object's memory is known to be zero: only a large object can
-/// be, in a span of pages never touched or released to the OS since (see
-/// `Arena::alloc_pages_zeroed`); its maker may then skip writing zeros.
-pub(crate) fn malloc_zeroed(
     h: &Shared,
     scope: &InScope<'_>,
     info: &'static TypeInfo,

@@ -289,6 +289,8 @@ impl Pace {
     /// Once the window has lasted its length: decide from it whether a CPU is spare, and start
     /// the next.
     fn roll(&mut self, now: Instant) {
+        // `spare` checks the length too; checked here first so that the process clock (a
+        // system call) is read only when a judgement is due.
         if now.saturating_duration_since(self.window.wall) < self.window.length {
             return;
         }

@@ -394,13 +394,6 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             continue;
         }
         drop(records);
-        // Free the spans kept empty that no allocation took, before anything waits for the
-        // stop (booked as background sweeping, so the mark lap restarts after it).
-        if h.mheap.central.kept_bytes() > 0 {
-            pace.book(h, lap.finish());
-            crate::gc::collector::free_kept_spans(h);
-            lap.finish();
-        }
         // No credit will come until the attempt fails: assists may allocate on until the stop
         // while the heap is below its goal; past it they keep waiting, for the stop.
         h.mark.terminating.store(true, Ordering::SeqCst);
@@ -414,6 +407,18 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         if h.mark.work.busy() > 0 {
             h.controller().update_limiter(false, cycle);
             std::thread::sleep(Duration::from_micros(20));
+            continue;
+        }
+        // Marking is out of work everywhere: free the spans kept empty that no allocation
+        // took, before the stop (booked as background sweeping, so the mark lap restarts
+        // after it), then look for work again. Not earlier: this thread runs out of work
+        // whenever an assist holds it all, as at the start of most phases, and the 1–2 ms of
+        // freeing there (binary-trees: 20–30 MB of spans a cycle) kept the spare CPU from
+        // marking what the assist handed back.
+        if h.mheap.central.kept_bytes() > 0 {
+            pace.book(h, lap.finish());
+            crate::gc::collector::free_kept_spans(h);
+            lap.finish();
             continue;
         }
         // Book the marking so far before the pause (which books its own time).

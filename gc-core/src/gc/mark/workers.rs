@@ -175,7 +175,8 @@ pub(crate) fn background_slice(h: &Shared, t: &mut Tracer) {
 /// Go runs an idle-priority mark worker on every processor that has nothing else to run. There
 /// is no scheduler here to ask, so a fractional worker looks at the process's CPU clock over
 /// windows of at least [`IDLE_WINDOW`]: if over the last window the other threads left a CPU
-/// unused (`procs × wall − (process CPU − own marking) ≥ IDLE_SPARE × wall`), it marks without
+/// unused (`procs × wall − (process CPU − the worker thread's CPU) ≥ IDLE_SPARE × wall`; see
+/// [`IdleWindow`] for why all of its thread's time), it marks without
 /// pausing through the next window. Of that time it books its share as background marking (Go's
 /// fractional worker runs its share whether or not a processor is idle) and the rest as *idle*
 /// marking, which the pacer's cons/mark formula counts as Go counts idle utilisation and which
@@ -209,13 +210,20 @@ pub(crate) struct Pace {
 }
 
 /// A fractional worker's idle-detection window: when it began (the wall and the process CPU
-/// clocks), how long it must last before it decides, and the worker's own marking since.
+/// clocks), how long it must last before it decides, and the worker thread's own CPU clock then.
+///
+/// The worker's own time is everything its thread ran, not only its marking: on two CPUs the
+/// fractional worker is the collector thread, which also sweeps between mark phases and frees
+/// the spans kept empty before mark termination. Counted as another thread's load, that work
+/// (1–2 ms at a time) made a CPU look busy beside one mutator, and the worker marked at its pace
+/// with the CPU standing idle.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IdleWindow {
     wall: Instant,
     process: u64,
     length: Duration,
-    own: Duration,
+    /// The thread that started the window and its CPU clock then.
+    thread: (std::thread::ThreadId, u64),
 }
 
 impl IdleWindow {
@@ -224,13 +232,27 @@ impl IdleWindow {
             wall,
             process,
             length,
-            own: Duration::ZERO,
+            thread: (
+                std::thread::current().id(),
+                crate::util::clock::thread_cpu_ns(),
+            ),
         }
     }
 
-    /// Whether, from the window's start to `now` (the wall and process CPU clocks), the other
-    /// threads left a CPU spare ([`cpu_spare`]); `None` until the window has lasted its length.
-    fn spare(&self, procs: usize, now: (Instant, u64)) -> Option<bool> {
+    /// The CPU the calling thread used since the window started; zero if another thread
+    /// started it (then all of the process's time counts as the other threads', which errs
+    /// towards "no CPU is spare").
+    fn own(&self) -> Duration {
+        if std::thread::current().id() != self.thread.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(crate::util::clock::thread_cpu_ns().saturating_sub(self.thread.1))
+    }
+
+    /// Whether, from the window's start to `now` (the wall and process CPU clocks), the threads
+    /// other than the worker (which used `own` of CPU meanwhile) left a CPU spare
+    /// ([`cpu_spare`]); `None` until the window has lasted its length.
+    fn spare(&self, procs: usize, now: (Instant, u64), own: Duration) -> Option<bool> {
         let wall = now.0.saturating_duration_since(self.wall);
         if wall < self.length {
             return None;
@@ -238,7 +260,7 @@ impl IdleWindow {
         let others = now
             .1
             .saturating_sub(self.process)
-            .saturating_sub(self.own.as_nanos() as u64);
+            .saturating_sub(own.as_nanos() as u64);
         Some(cpu_spare(procs, wall, others))
     }
 }
@@ -275,7 +297,9 @@ impl Pace {
         }
         let process = crate::util::clock::process_cpu_ns();
         if let Some((last, idle)) = *h.mark.idle_window.lock() {
-            pace.idle = last.spare(pace.procs, (now, process)).unwrap_or(idle);
+            pace.idle = last
+                .spare(pace.procs, (now, process), last.own())
+                .unwrap_or(idle);
         }
         let length = if pace.idle {
             FIRST_JUDGEMENT
@@ -295,7 +319,10 @@ impl Pace {
             return;
         }
         let process = crate::util::clock::process_cpu_ns();
-        if let Some(spare) = self.window.spare(self.procs, (now, process)) {
+        if let Some(spare) = self
+            .window
+            .spare(self.procs, (now, process), self.window.own())
+        {
             self.idle = spare;
             self.window = IdleWindow::starting(now, process, IDLE_WINDOW);
         }
@@ -325,7 +352,6 @@ impl Pace {
     /// Account `slice` of work (CPU time) as background or idle marking; false when an assist
     /// is waiting (then the worker must not pause).
     pub(crate) fn book(&mut self, h: &Shared, slice: Duration) -> bool {
-        self.window.own += slice;
         // A mutator waiting in an assist for background credit leaves its CPU idle: mark on
         // at idle priority, without pausing, until it can go on (Go runs an idle mark worker on
         // the processor its parked assist left). At idle priority the worker's share is still
@@ -393,30 +419,50 @@ mod tests {
     }
 
     /// A window decides nothing before [`IDLE_WINDOW`]; then a CPU was spare (two CPUs) if the
-    /// process used at most one CPU and a tenth beside the worker's own marking, whether the
+    /// process used at most one CPU and a tenth beside the worker's own time, whether the
     /// window spans a mark phase or the time between two (when the worker marks nothing).
     #[test]
     fn a_window_judges_the_cpu_the_other_threads_used() {
         let t0 = Instant::now();
         let at = |ms: u32| t0 + ms * MS;
         let ns = |ms: u64| ms * 1_000_000;
-        let mut w = IdleWindow::starting(t0, ns(5), IDLE_WINDOW);
-        assert_eq!(w.spare(2, (at(1), ns(5))), None);
-        assert_eq!(w.spare(2, (at(2), ns(5))), Some(true));
-        // 40 ms between phases: the mutator ran flat out, the sweeper took 2 ms.
-        assert_eq!(w.spare(2, (at(40), ns(5 + 42))), Some(true));
+        let none = Duration::ZERO;
+        let w = IdleWindow::starting(t0, ns(5), IDLE_WINDOW);
+        assert_eq!(w.spare(2, (at(1), ns(5)), none), None);
+        assert_eq!(w.spare(2, (at(2), ns(5)), none), Some(true));
+        // 40 ms between phases: the mutator ran flat out, another thread took 2 ms.
+        assert_eq!(w.spare(2, (at(40), ns(5 + 42)), none), Some(true));
         // Two mutators.
-        assert_eq!(w.spare(2, (at(40), ns(5 + 80))), Some(false));
+        assert_eq!(w.spare(2, (at(40), ns(5 + 80)), none), Some(false));
         // The worker marked 30 of the 40 ms beside one mutator: still spare.
-        w.own = 30 * MS;
-        assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 30))), Some(true));
-        assert_eq!(w.spare(2, (at(40), ns(5 + 60 + 30))), Some(false));
+        assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 30)), 30 * MS), Some(true));
+        assert_eq!(w.spare(2, (at(40), ns(5 + 60 + 30)), 30 * MS), Some(false));
+        // The worker's thread swept for 8 of the 40 ms between phases beside one mutator:
+        // its own work, so a CPU was spare; the same 8 ms from another thread leave none.
+        assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 8)), 8 * MS), Some(true));
+        assert_eq!(w.spare(2, (at(40), ns(5 + 40 + 8)), none), Some(false));
         // The first window of a phase at idle priority decides after half a millisecond.
         let first = IdleWindow::starting(t0, 0, FIRST_JUDGEMENT);
         let us = |us: u64| t0 + Duration::from_micros(us);
-        assert_eq!(first.spare(2, (us(400), 400_000)), None);
-        assert_eq!(first.spare(2, (us(500), 500_000)), Some(true));
-        assert_eq!(first.spare(2, (us(500), 1_000_000)), Some(false));
+        assert_eq!(first.spare(2, (us(400), 400_000), none), None);
+        assert_eq!(first.spare(2, (us(500), 500_000), none), Some(true));
+        assert_eq!(first.spare(2, (us(500), 1_000_000), none), Some(false));
+    }
+
+    /// A window's own time is its thread's CPU clock (marking or not), and nothing from any
+    /// other thread.
+    #[test]
+    // Miri has no CPU clocks.
+    #[cfg_attr(miri, ignore)]
+    fn a_window_counts_its_own_threads_cpu() {
+        let w = IdleWindow::starting(Instant::now(), 0, IDLE_WINDOW);
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < 5 * MS {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(w.own() >= MS, "own {:?} after 5 ms of spinning", w.own());
+        assert_eq!(std::thread::spawn(move || w.own()).join().unwrap(), Duration::ZERO);
     }
 
     /// At its own pace a worker's marking is all background; at idle priority its share comes

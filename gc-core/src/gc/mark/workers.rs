@@ -462,7 +462,10 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(w.own() >= MS, "own {:?} after 5 ms of spinning", w.own());
-        assert_eq!(std::thread::spawn(move || w.own()).join().unwrap(), Duration::ZERO);
+        assert_eq!(
+            std::thread::spawn(move || w.own()).join().unwrap(),
+            Duration::ZERO
+        );
     }
 
     /// At its own pace a worker's marking is all background; at idle priority its share comes

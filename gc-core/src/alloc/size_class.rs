@@ -30,6 +30,14 @@
 //! (a 1040-byte class in one page would waste 11 % of it, as much as the class saves): 3 pages
 //! for 1040 bytes, 7 for 2064; from 4112 bytes up only the 1/8 bound can be met.
 //! `span_tail_waste` checks these bounds.
+//!
+//! A class that fits one page then grows its spans to [`SPAN_PAGES_MIN`] pages (32 KiB) as far
+//! as the mark bitmap's 1 024 slots and the tail bound allow: 16-byte slots take 2 pages, 24-
+//! and 32-byte slots 3 and 4, and most classes up to 8 KiB 4. A span's record (320 bytes,
+//! and an allocation bitmap of up to 128) costs the same whatever the span's size, so one-page
+//! spans of 16-byte nodes spent 5 % of the heap on it; and each span is a cache refill, a
+//! sweep and an entry in the sweep queue of its own. `small_classes_take_up_to_four_pages`
+//! checks the rule.
 
 use crate::alloc::arena::PAGE_SIZE;
 
@@ -96,6 +104,12 @@ const fn pages_within(size: usize, denominator: usize, max: usize) -> Option<usi
     None
 }
 
+/// The pages a class's span grows to when its slots allow (see [`pages_for`]).
+pub const SPAN_PAGES_MIN: usize = 4;
+
+/// The most slots a span may have: its mark bitmap's bits.
+const MAX_SLOTS: usize = crate::alloc::span::MARK_WORDS * 64;
+
 const fn pages_for(size: usize) -> usize {
     if is_length_header_class(size) {
         // At most 64 KiB: every (type, class) pair has spans of its own.
@@ -103,11 +117,28 @@ const fn pages_for(size: usize) -> usize {
             return p;
         }
     }
-    match pages_within(size, 8, 16) {
+    let fewest = match pages_within(size, 8, 16) {
         Some(p) => p,
         // Unreachable for the generated classes (checked by a test); fall back to one slot.
         None => size.div_ceil(PAGE_SIZE),
+    };
+    if fewest > 1 {
+        return fewest;
     }
+    // A class that fits one page takes as many pages, up to SPAN_PAGES_MIN, as the mark
+    // bitmap's slots and the tail bound allow: a span's record costs about 400 bytes whatever
+    // its size (5% of a one-page span of 16-byte slots), and each span is a cache refill, a
+    // sweep and a place in the sweep queue of its own.
+    let mut pages = fewest;
+    let mut p = fewest + 1;
+    while p <= SPAN_PAGES_MIN {
+        let bytes = p * PAGE_SIZE;
+        if bytes / size <= MAX_SLOTS && (bytes % size) * 8 <= bytes {
+            pages = p;
+        }
+        p += 1;
+    }
+    pages
 }
 
 /// Number of small size classes.
@@ -238,6 +269,33 @@ mod tests {
             assert!(c - prev - 1 < c / 8 + 1 || prev < 128);
         }
         assert!(worst_above_128 < 1.0 / 9.0, "{worst_above_128}");
+    }
+
+    /// A class that fits one page has spans of [`SPAN_PAGES_MIN`] pages, or of the most pages
+    /// below that whose slots fit the mark bitmap and whose tail is within 1/8.
+    #[test]
+    fn small_classes_take_up_to_four_pages() {
+        let fits = |size: usize, pages: usize| {
+            let bytes = pages * PAGE_SIZE;
+            bytes / size <= MAX_SLOTS && (bytes % size) * 8 <= bytes
+        };
+        for c in CLASSES {
+            assert!(c.slots <= MAX_SLOTS, "{c:?}");
+            let one_page = !is_length_header_class(c.size) && fits(c.size, 1);
+            if one_page {
+                assert!(c.pages <= SPAN_PAGES_MIN, "{c:?}");
+                assert!(
+                    (c.pages + 1..=SPAN_PAGES_MIN).all(|p| !fits(c.size, p)),
+                    "{c:?} could take more pages"
+                );
+            }
+        }
+        let class = |size: usize| CLASSES[class_for(size, 8).unwrap()];
+        assert_eq!((class(8).pages, class(8).slots), (1, 1024));
+        assert_eq!((class(16).pages, class(16).slots), (2, 1024));
+        assert_eq!((class(32).pages, class(32).slots), (4, 1024));
+        assert_eq!((class(1024).pages, class(1024).slots), (4, 32));
+        assert_eq!(class(1040).pages, 3);
     }
 
     #[test]

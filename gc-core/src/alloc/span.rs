@@ -70,7 +70,7 @@ pub(crate) struct SpanAlloc {
 }
 
 /// Mark-bitmap words in every span: 1 024 slots, the most any size class has (8-byte slots in
-/// one 8 KiB page; checked by a test).
+/// one 8 KiB page, 16-byte slots in two, 32-byte slots in four; checked by a test).
 pub(crate) const MARK_WORDS: usize = 16;
 
 // `Span::dequeue` returns one bit per mark word in a `u32`.

@@ -15,8 +15,8 @@
 //! A two-pointer node takes 16 bytes instead of 24. The price is fragmentation across types: a
 //! partly free span of one type cannot take objects of another, so a heap holds up to one
 //! partly used span per span class and mutator cache beyond what the objects need (at most
-//! `pages × 8 KiB` each: 8 KiB for every class up to 1 KiB). Empty spans go back to the page
-//! heap and serve any class.
+//! `pages × 8 KiB` each: 16 KiB for 16-byte slots, 32 KiB for most classes up to 8 KiB).
+//! Empty spans go back to the page heap and serve any class.
 //!
 //! # The registry
 //!

@@ -324,7 +324,20 @@ mod tests {
     type Bufs = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>>>>];
 
     /// Messages per batch: 8 MiB of 1000-byte buffers (1 KiB slots), fewer under Miri.
-    const N: usize = if cfg!(miri) { 64 } else { 8 * 1024 };
+    const N: usize = if cfg!(miri) { 128 } else { 8 * 1024 };
+
+    /// The class of the test's buffers (1000 bytes behind a length word): its slots per span
+    /// and its span's bytes.
+    fn buffer_spans() -> (usize, usize) {
+        use crate::alloc::size_class::{CLASSES, class_for};
+        let c = CLASSES[class_for(1000 + 8, 8).unwrap()];
+        (c.slots, c.pages * crate::alloc::arena::PAGE_SIZE)
+    }
+
+    /// Spans `n` of the test's buffers fill.
+    fn spans_of(n: usize) -> usize {
+        n.div_ceil(buffer_spans().0)
+    }
 
     /// Fill the root with `N` buffers of `len` bytes each (every byte `fill`).
     fn fill(m: &mut Mutator<Bufs>, len: usize, fill: u8) {
@@ -365,7 +378,7 @@ mod tests {
             "classes do not add up"
         );
         assert!(
-            free >= (kept * 8 * 1024) as u64,
+            free >= (kept * buffer_spans().1) as u64,
             "{kept} kept spans, {free} bytes free"
         );
         let in_use = heap.stats().in_use_bytes as u64;
@@ -394,9 +407,13 @@ mod tests {
                 heap.stats().objects_freed >= freed + N as u64,
                 "garbage not freed"
             );
-            // 8 buffers per 8 KiB span: nearly all of them are empty now, and kept.
+            // Nearly all of the buffers' spans are empty now, and kept.
             let kept = central.kept_empty();
-            assert!(kept >= N / 8 * 9 / 10, "kept {kept} spans of {}", N / 8);
+            assert!(
+                kept >= spans_of(N) * 9 / 10,
+                "kept {kept} spans of {}",
+                spans_of(N)
+            );
             check_memory_classes(&heap, kept);
             let (mapped, made) = (arena.mapped_bytes(), central.spans_made());
             fill(&mut m, 1000, 2);
@@ -420,7 +437,7 @@ mod tests {
             // termination.
             m.mutate(|mc, root| root.set(mc, None));
             m.collect();
-            assert!(central.kept_empty() >= N / 8 * 9 / 10);
+            assert!(central.kept_empty() >= spans_of(N) * 9 / 10);
             let free = arena.free_ready_bytes() + arena.released_bytes();
             m.collect();
             assert_eq!(
@@ -478,9 +495,9 @@ mod tests {
             assert!(s.objects_freed >= freed + (N / 2 + N / 4) as u64, "{s:?}");
             let kept = central.kept_empty();
             assert!(
-                kept >= N / 2 / 8 * 9 / 10,
+                kept >= spans_of(N / 2) * 9 / 10,
                 "kept {kept} of {} spans",
-                N / 16
+                spans_of(N / 2)
             );
             check_memory_classes(&heap, kept);
             let mapped = arena.mapped_bytes();
@@ -548,7 +565,7 @@ mod tests {
             fill(&mut m, 1000, 3);
             m.mutate(|mc, root| root.set(mc, None));
             m.collect();
-            assert!(central.kept_empty() >= N / 8 * 9 / 10);
+            assert!(central.kept_empty() >= spans_of(N) * 9 / 10);
             let mapped = arena.mapped_bytes();
             // Half as many buffers, twice the size: the same bytes in another size class.
             m.mutate(|mc, root| {
@@ -559,7 +576,7 @@ mod tests {
                 root.set(mc, Some(a));
             });
             assert!(
-                central.kept_empty() <= (N / 8 / 10).max(2),
+                central.kept_empty() <= (spans_of(N) / 10).max(2),
                 "{} spans still kept while the arena grew",
                 central.kept_empty()
             );

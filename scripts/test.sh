@@ -20,6 +20,9 @@ cargo test --workspace --doc 2>&1 | tee -a "$log"
 # Pacer behaviour on real heaps (steady state vs goal, memory limit, limit below the live heap,
 # scavenger): gigabytes of allocation, so optimised; ignored in the debug run above.
 cargo test --release -p gc-core --test pacing 2>&1 | tee -a "$log"
+# Mark termination racing the assists that finish the last grey work, at the speed a user's
+# release build runs it (the debug run above is too slow to open the window).
+cargo test --release -p gc-core --test concurrent -- churned_trees 2>&1 | tee -a "$log"
 # loom model check of the safepoint handshake (separate target dir: different cfg).
 CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
   cargo test -p gc-core --lib --release loom_ 2>&1 | tee -a "$log"

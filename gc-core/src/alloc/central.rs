@@ -365,7 +365,7 @@ impl Central {
         // Before the arena grows or released pages are made resident again, free spans kept
         // empty (for other classes, mostly: the caller found none of its own), one at a time
         // until a free run without released pages fits: at most a bounded number, so that one
-        // allocation (a large object among scattered one-page spans) cannot spend
+        // allocation (a large object among scattered small spans) cannot spend
         // milliseconds freeing them all.
         let mut frees = 0;
         let (start, zeroed) = loop {

@@ -31,7 +31,8 @@
 //! for 1040 bytes, 7 for 2064; from 4112 bytes up only the 1/8 bound can be met.
 //! `span_tail_waste` checks these bounds.
 //!
-//! A class that fits one page then grows its spans to [`SPAN_PAGES_MIN`] pages (32 KiB) as far
+//! A regular class (not a length-header one) that fits one page then grows its spans to
+//! [`SPAN_PAGES_MIN`] pages (32 KiB) as far
 //! as the mark bitmap's 1 024 slots and the tail bound allow: 16-byte slots take 2 pages, 24-
 //! and 32-byte slots 3 and 4, and most classes up to 8 KiB 4. A span's record (320 bytes,
 //! and an allocation bitmap of up to 128) costs the same whatever the span's size, so one-page
@@ -125,7 +126,7 @@ const fn pages_for(size: usize) -> usize {
     if fewest > 1 {
         return fewest;
     }
-    // A class that fits one page takes as many pages, up to SPAN_PAGES_MIN, as the mark
+    // A regular class that fits one page takes as many pages, up to SPAN_PAGES_MIN, as the mark
     // bitmap's slots and the tail bound allow: a span's record costs about 400 bytes whatever
     // its size (5% of a one-page span of 16-byte slots), and each span is a cache refill, a
     // sweep and a place in the sweep queue of its own.

@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 
 use crate::alloc::span::Span;
 
-/// Spans per chunk (20 KiB of metadata; 512 KiB of heap in one-page spans).
+/// Spans per chunk (20 KiB of metadata; 2 MiB of heap in four-page spans).
 const CHUNK: usize = 64;
 
 /// Chunks of span slots, the last one filled up to `used`.

@@ -243,14 +243,15 @@ fn end_sweep_lap(h: &Shared, sweeping: &mut Option<crate::util::clock::CpuLap>) 
 /// Free the spans the last sweep kept empty for their classes and no allocation took
 /// ([`Central::free_kept`](crate::alloc::central::Central::free_kept)), on the collector thread
 /// before it stops the world for mark termination (in the stop-the-world mode: for the
-/// cycle); booked as background sweeping.
-pub(crate) fn free_kept_spans(h: &Shared) {
+/// cycle); booked as background sweeping. Returns how many it freed.
+pub(crate) fn free_kept_spans(h: &Shared) -> usize {
     if h.mheap.central.kept_bytes() == 0 {
-        return;
+        return 0;
     }
     let mut lap = crate::util::clock::CpuLap::start();
-    h.mheap.central.free_kept(&h.mheap.arena);
+    let n = h.mheap.central.free_kept(&h.mheap.arena);
     book_sweep(h, lap.finish());
+    n
 }
 
 /// Book `cpu` of background sweeping.

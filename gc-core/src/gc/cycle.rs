@@ -394,6 +394,22 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             continue;
         }
         drop(records);
+        // Marking is out of work everywhere (nothing queued, no assist or helper holding grey
+        // objects): free the spans kept empty that no allocation took, before anything waits
+        // for the stop (booked as background sweeping, so the mark lap restarts after it),
+        // then look for work again. Not earlier: this thread runs out of work whenever an
+        // assist holds it all, as at the start of most phases, and the 1–2 ms of freeing there
+        // (binary-trees: 20–30 MB of spans a cycle) kept the spare CPU from marking what the
+        // assist handed back. Not later either, once `terminating` is raised: assists past the
+        // goal then wait on the CPU for a stop that would not come until the freeing is done.
+        if h.mheap.central.kept_bytes() > 0 && h.mark.work.is_empty() && h.mark.work.busy() == 0 {
+            pace.book(h, lap.finish());
+            let freed = crate::gc::collector::free_kept_spans(h);
+            lap.finish();
+            if freed > 0 {
+                continue;
+            }
+        }
         // No credit will come until the attempt fails: assists may allocate on until the stop
         // while the heap is below its goal; past it they keep waiting, for the stop.
         h.mark.terminating.store(true, Ordering::SeqCst);
@@ -409,17 +425,12 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             std::thread::sleep(Duration::from_micros(20));
             continue;
         }
-        // Marking is out of work everywhere: free the spans kept empty that no allocation
-        // took, before the stop (booked as background sweeping, so the mark lap restarts
-        // after it), then look for work again. Not earlier: this thread runs out of work
-        // whenever an assist holds it all, as at the start of most phases, and the 1–2 ms of
-        // freeing there (binary-trees: 20–30 MB of spans a cycle) kept the spare CPU from
-        // marking what the assist handed back.
+        // The work ran out between the test above and here (an assist finished what it
+        // held): free the kept spans now, since none may be kept at mark termination.
         if h.mheap.central.kept_bytes() > 0 {
             pace.book(h, lap.finish());
             crate::gc::collector::free_kept_spans(h);
             lap.finish();
-            continue;
         }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());

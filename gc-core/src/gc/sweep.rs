@@ -326,17 +326,10 @@ mod tests {
     /// Messages per batch: 8 MiB of 1000-byte buffers (1 KiB slots), fewer under Miri.
     const N: usize = if cfg!(miri) { 128 } else { 8 * 1024 };
 
-    /// The class of the test's buffers (1000 bytes behind a length word): its slots per span
-    /// and its span's bytes.
-    fn buffer_spans() -> (usize, usize) {
-        use crate::alloc::size_class::{CLASSES, class_for};
-        let c = CLASSES[class_for(1000 + 8, 8).unwrap()];
-        (c.slots, c.pages * crate::alloc::arena::PAGE_SIZE)
-    }
-
-    /// Spans `n` of the test's buffers fill.
+    /// Spans `n` of the test's buffers (1000 bytes behind a length word) fill.
     fn spans_of(n: usize) -> usize {
-        n.div_ceil(buffer_spans().0)
+        use crate::alloc::size_class::{CLASSES, class_for};
+        n.div_ceil(CLASSES[class_for(1000 + 8, 8).unwrap()].slots)
     }
 
     /// Fill the root with `N` buffers of `len` bytes each (every byte `fill`).
@@ -361,9 +354,14 @@ mod tests {
         });
     }
 
-    /// The heap's memory classes add up to its mapped pages, and the spans kept empty count
-    /// as free memory (at least `kept` spans' bytes of it), not as in use.
+    /// The heap's memory classes add up to its mapped pages, and the spans kept empty (`kept`
+    /// of them, of any class) count as free memory, not as in use.
     fn check_memory_classes(heap: &Heap, kept: usize) {
+        let kept_bytes = heap.shared().mheap.central.kept_bytes();
+        assert!(
+            kept_bytes >= kept * crate::alloc::arena::PAGE_SIZE,
+            "{kept} kept spans in {kept_bytes} bytes"
+        );
         let m = heap.metrics();
         let g = |n: &str| m.u64(&format!("/memory/classes/{n}:bytes")).unwrap();
         let (objects, unused, free, released) = (
@@ -378,8 +376,8 @@ mod tests {
             "classes do not add up"
         );
         assert!(
-            free >= (kept * buffer_spans().1) as u64,
-            "{kept} kept spans, {free} bytes free"
+            free >= kept_bytes as u64,
+            "{kept} kept spans of {kept_bytes} bytes, {free} bytes free"
         );
         let in_use = heap.stats().in_use_bytes as u64;
         assert_eq!(in_use, objects + unused, "in-use bytes count kept spans");

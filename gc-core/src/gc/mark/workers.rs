@@ -449,19 +449,42 @@ mod tests {
         assert_eq!(first.spare(2, (us(500), 1_000_000), none), Some(false));
     }
 
-    /// A window's own time is its thread's CPU clock (marking or not), and nothing from any
-    /// other thread.
+    /// A window's own time is its thread's CPU clock (marking or not): not the process's (a
+    /// busy thread beside it adds nothing), and nothing when asked from another thread.
     #[test]
     // Miri has no CPU clocks.
     #[cfg_attr(miri, ignore)]
     fn a_window_counts_its_own_threads_cpu() {
+        use crate::util::clock::thread_cpu_ns;
+        use std::sync::atomic::AtomicBool;
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let busy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        };
+        let before = thread_cpu_ns();
         let w = IdleWindow::starting(Instant::now(), 0, IDLE_WINDOW);
-        let spin = Instant::now();
+        let t0 = thread_cpu_ns();
+        // Spin until this thread has run 2 ms (however the machine shares its CPUs).
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut x = 0u64;
-        while spin.elapsed() < 5 * MS {
+        while thread_cpu_ns() - t0 < 2_000_000 && Instant::now() < deadline {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
-        assert!(w.own() >= MS, "own {:?} after 5 ms of spinning", w.own());
+        let own = w.own();
+        let mine = Duration::from_nanos(thread_cpu_ns() - before);
+        stop.store(true, Ordering::Relaxed);
+        busy.join().unwrap();
+        assert!(own >= 2 * MS, "own {own:?} after 2 ms of this thread's CPU");
+        assert!(
+            own <= mine,
+            "own {own:?} is more than this thread's {mine:?}"
+        );
         assert_eq!(
             std::thread::spawn(move || w.own()).join().unwrap(),
             Duration::ZERO

@@ -1044,9 +1044,11 @@ fn churned_trees_beside_a_long_lived_one_in(verify: bool, span: bool) {
     m.mutate(|mc, root| root.set(mc, Some(tree(mc, long_depth, &mut next))));
     let long_lived = next;
     let before = heap.stats();
-    let deadline = Instant::now() + run_for();
+    // For `run_for`, and at least 5 cycles (slow builds: sanitizers, verify mode's pauses).
+    let start = Instant::now();
     let mut built = 0u64;
-    while Instant::now() < deadline {
+    while start.elapsed() < run_for() || heap.stats().gc_cycles < before.gc_cycles + 5 {
+        assert!(start.elapsed().as_secs() < 300, "5 cycles took 5 minutes");
         m.mutate(|mc, _| {
             let mut id = 0;
             let t = tree(mc, churn_depth, &mut id);

@@ -32,13 +32,12 @@
 //! `span_tail_waste` checks these bounds.
 //!
 //! A regular class (not a length-header one) that fits one page then grows its spans to
-//! [`SPAN_PAGES_MIN`] pages (32 KiB) as far
-//! as the mark bitmap's 1 024 slots and the tail bound allow: 16-byte slots take 2 pages, 24-
-//! and 32-byte slots 3 and 4, and most classes up to 8 KiB 4. A span's record (320 bytes,
-//! and an allocation bitmap of up to 128) costs the same whatever the span's size, so one-page
-//! spans of 16-byte nodes spent 5 % of the heap on it; and each span is a cache refill, a
-//! sweep and an entry in the sweep queue of its own. `small_classes_take_up_to_four_pages`
-//! checks the rule.
+//! [`SPAN_PAGES_MIN`] pages (32 KiB) as far as the mark bitmap's 1 024 slots and the tail bound
+//! allow: 16-byte slots take 2 pages, 24- and 32-byte slots 3 and 4, and most classes up to
+//! 8 KiB 4. A span's record (320 bytes, and an allocation bitmap of up to 128) costs the same
+//! whatever the span's size, so one-page spans of 16-byte nodes spent 5 % of the heap on it;
+//! and each span is a cache refill, a sweep and an entry in the sweep queue of its own.
+//! `small_classes_take_up_to_four_pages` checks the rule.
 
 use crate::alloc::arena::PAGE_SIZE;
 
@@ -272,8 +271,8 @@ mod tests {
         assert!(worst_above_128 < 1.0 / 9.0, "{worst_above_128}");
     }
 
-    /// A class that fits one page has spans of [`SPAN_PAGES_MIN`] pages, or of the most pages
-    /// below that whose slots fit the mark bitmap and whose tail is within 1/8.
+    /// A regular class that fits one page has spans of [`SPAN_PAGES_MIN`] pages, or of the most
+    /// pages below that whose slots fit the mark bitmap and whose tail is within 1/8.
     #[test]
     fn small_classes_take_up_to_four_pages() {
         let fits = |size: usize, pages: usize| {

@@ -354,6 +354,7 @@ fn a_scope_that_never_polls_holds_the_cycle_and_the_wait_is_reported() {
     m.mutate(|mc, root| root.set(mc, Some(tree(mc, 16))));
     m.collect();
     let goal = heap.stats().heap_goal;
+    heap.take_cycle_records();
     // Allocate ten goals' worth of garbage in one scope, for at least 50 ms after the trigger.
     let t0 = Instant::now();
     let mut garbage = 0usize;
@@ -366,10 +367,14 @@ fn a_scope_that_never_polls_holds_the_cycle_and_the_wait_is_reported() {
     let held = t0.elapsed();
     let s = heap.stats();
     // The heap grew past the goal by about what the scope allocated (no cycle ran inside it).
+    // If this thread lost its CPU as the scope ended, the cycle the scope held up may have run
+    // to its end before the read above: then it started with the heap the scope left.
+    let early = heap.take_cycle_records();
+    let grown = early.first().map_or(s.heap_live, |r| r.heap_start);
     assert!(
-        s.heap_live > 5 * goal,
+        grown > 5 * goal,
         "heap {} MiB, goal {} MiB: a cycle finished inside the scope?",
-        s.heap_live >> 20,
+        grown >> 20,
         goal >> 20
     );
     m.collect();
@@ -387,7 +392,7 @@ fn a_scope_that_never_polls_holds_the_cycle_and_the_wait_is_reported() {
         s.scope_wait_max_mutator,
         m.id()
     );
-    let recs = heap.take_cycle_records();
+    let recs: Vec<_> = early.into_iter().chain(heap.take_cycle_records()).collect();
     let waited = recs
         .iter()
         .find(|r| r.sweep_termination_wait + r.mark_termination_wait >= held / 4)
@@ -724,11 +729,13 @@ fn pacer_trace_has_a_line_per_cycle_with_the_records_figures() {
         last_mutator_cpu = cpu;
     }
     // The trigger column is the trigger in force at the start: an automatic cycle started at
-    // or past it, and it lies below the goal.
+    // or past it (less what caches gave back between the request and the stop: the unused
+    // bytes of a span they had counted whole, up to a four-page span's), and it lies below
+    // the goal.
     for (row, rec) in rows.iter().zip(&recs) {
         assert_eq!(row[col("trigger")], rec.trigger.to_string());
         if !rec.forced {
-            assert!(rec.trigger <= rec.heap_start, "{rec:?}");
+            assert!(rec.trigger <= rec.heap_start + 32 * 1024, "{rec:?}");
             assert!(rec.trigger < rec.heap_goal, "{rec:?}");
         }
     }

@@ -77,6 +77,7 @@ use crate::gc::verify;
 use crate::pacer::controller::{CycleMeasures, WORK_UNIT_BYTES};
 use crate::telemetry::gctrace::CycleRecord;
 use crate::telemetry::phases::Phase;
+use crate::util::clock::CpuLap;
 
 /// Run one cycle on the collector thread.
 pub(crate) fn gc_cycle(h: &Shared) {
@@ -327,6 +328,16 @@ fn stop_without_blocking_scopes(h: &Shared) -> StoppedWorld<'_> {
     }
 }
 
+/// Free the spans kept empty ([`free_kept_spans`](crate::gc::collector::free_kept_spans)) from
+/// the concurrent mark loop: the marking so far is booked first, and the mark lap restarts
+/// after, since the freeing is booked as background sweeping. Returns how many it freed.
+fn free_kept_while_marking(h: &Shared, pace: &mut Pace, lap: &mut CpuLap) -> usize {
+    pace.book(h, lap.finish());
+    let freed = crate::gc::collector::free_kept_spans(h);
+    lap.finish();
+    freed
+}
+
 /// The concurrent mark phase: scan parked mutators, drain the grey queue at the worker's pace,
 /// and attempt termination whenever no grey work is left. Returns with the world stopped,
 /// marking complete.
@@ -336,7 +347,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
     // collector thread will earn credit, find grey work, or stop the world (which wakes
     // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
     h.mark.draining.store(true, Ordering::SeqCst);
-    let mut lap = crate::util::clock::CpuLap::start();
+    let mut lap = CpuLap::start();
     let mut resurrected = false;
     loop {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
@@ -402,13 +413,12 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         // (binary-trees: 20–30 MB of spans a cycle) kept the spare CPU from marking what the
         // assist handed back. Not later either, once `terminating` is raised: assists past the
         // goal then wait on the CPU for a stop that would not come until the freeing is done.
-        if h.mheap.central.kept_bytes() > 0 && h.mark.work.is_empty() && h.mark.work.busy() == 0 {
-            pace.book(h, lap.finish());
-            let freed = crate::gc::collector::free_kept_spans(h);
-            lap.finish();
-            if freed > 0 {
-                continue;
-            }
+        if h.mheap.central.kept_bytes() > 0
+            && h.mark.work.is_empty()
+            && h.mark.work.busy() == 0
+            && free_kept_while_marking(h, &mut pace, &mut lap) > 0
+        {
+            continue;
         }
         // No credit will come until the attempt fails: assists may allocate on until the stop
         // while the heap is below its goal; past it they keep waiting, for the stop.
@@ -428,9 +438,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         // The work ran out between the test above and here (an assist finished what it
         // held): free the kept spans now, since none may be kept at mark termination.
         if h.mheap.central.kept_bytes() > 0 {
-            pace.book(h, lap.finish());
-            crate::gc::collector::free_kept_spans(h);
-            lap.finish();
+            free_kept_while_marking(h, &mut pace, &mut lap);
         }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());

@@ -23,32 +23,49 @@
 #
 # Extra settings (GOGC=50, GOMEMLIMIT=…, GCCORE_MARK_WORKERS=1, …) apply to gc-core and Go
 # alike: set them in the environment or pass them as VAR=VALUE arguments after RUNS
-# (GCCORE_CONCURRENT is set by the script for the two gc-core rows).
+# (GCCORE_CONCURRENT is set by the script for the two gc-core rows). An argument
+# gc:VAR=VALUE[&VAR=VALUE…] adds a row: gc-core, concurrent, with those settings on top (e.g. a
+# GOGC or pacer knob to set beside Go at its default).
 #
-#   scripts/bench_binary_trees.sh [DEPTH=21] [RUNS=5] [VAR=VALUE ...]
+#   scripts/bench_binary_trees.sh [DEPTH=21] [RUNS=5] [VAR=VALUE | gc:VAR=VALUE[&…] ...]
 #   e.g. scripts/bench_binary_trees.sh 21 5 GOGC=50
+#        scripts/bench_binary_trees.sh 21 3 gc:GOGC=80 gc:GCCORE_PACER=min_trigger=0.875
 set -euo pipefail
 cd "$(dirname "$0")/.."
 depth="${1:-21}"
 runs="${2:-5}"
 shift $(($# < 2 ? $# : 2))
-extra=("$@")
-for kv in "${extra[@]}"; do
-  [[ "$kv" == *=* ]] || { echo "not VAR=VALUE: $kv" >&2; exit 2; }
+extra=()
+variants=()
+for kv in "$@"; do
+  [[ "$kv" == *=* ]] || { echo "not VAR=VALUE or gc:VAR=VALUE: $kv" >&2; exit 2; }
+  if [[ "$kv" == gc:* ]]; then
+    variants+=("${kv#gc:}")
+  else
+    extra+=("$kv")
+  fi
 done
 
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 cargo build --quiet --release --example binary_trees
 gc_bin="$target/release/examples/binary_trees"
 GO="${GO:-/usr/lib/go-1.19/bin/go}"
-impls=(gc-concurrent gc-stw go box)
+impls=(gc-concurrent)
+for v in "${!variants[@]}"; do
+  impls+=("gc-v$v")
+done
+impls+=(gc-stw go box)
 if [ -x "$GO" ]; then
   go_bin="$target/release/binarytrees-go"
   (cd benches/go && "$GO" build -o "$go_bin" ./binarytrees)
   echo "go: $("$GO" version)" >&2
 else
   echo "Go 1.19 not found at $GO (apt-get install golang-1.19-go, or set GO=): no Go row" >&2
-  impls=(gc-concurrent gc-stw box)
+  kept=()
+  for impl in "${impls[@]}"; do
+    [ "$impl" = go ] || kept+=("$impl")
+  done
+  impls=("${kept[@]}")
 fi
 
 work=$(mktemp -d)
@@ -62,6 +79,10 @@ for i in $(seq "$runs"); do
       gc-stw) cmd=(env "${extra[@]}" GCCORE_CONCURRENT=0 "$gc_bin" "$depth") ;;
       go) cmd=(env "${extra[@]}" "$go_bin" "$depth") ;;
       box) cmd=(env "${extra[@]}" "$gc_bin" "$depth" --box) ;;
+      gc-v*)
+        IFS='&' read -ra settings <<<"${variants[${impl#gc-v}]}"
+        cmd=(env "${extra[@]}" "${settings[@]}" GCCORE_CONCURRENT=1 "$gc_bin" "$depth")
+        ;;
     esac
     "${cmd[@]}" >"$work/out"
     # The benchmarks-game lines must be the same for every run and implementation.
@@ -84,12 +105,14 @@ done
 echo
 echo "binary-trees depth $depth, median of $runs runs${extra:+, ${extra[*]}}:"
 echo
-python3 - "$lines" "$runs" <<'PY'
+python3 - "$lines" "$runs" "${variants[@]}" <<'PY'
 import statistics, sys
 
 rows = [dict(kv.split("=", 1) for kv in l.split()) for l in open(sys.argv[1]) if l.strip()]
-names = {"gc-concurrent": "gc-core concurrent", "gc-stw": "gc-core stop-the-world",
-         "go": "Go 1.19", "box": "Box (malloc/free)"}
+names = {"gc-concurrent": "gc-core concurrent"}
+for n, v in enumerate(sys.argv[3:]):
+    names[f"gc-v{n}"] = "gc-core concurrent, " + v.replace("&", ", ")
+names.update({"gc-stw": "gc-core stop-the-world", "go": "Go 1.19", "box": "Box (malloc/free)"})
 impls = [i for i in names if any(r["impl"] == i for r in rows)]
 
 def med(impl, key, scale=1.0):

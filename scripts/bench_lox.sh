@@ -12,7 +12,8 @@
 # Environment:
 #   LOX_BIN     the lox binary to measure; when set, the cargo build is skipped
 #               (default: target/release/lox, built here with cargo build --release -p lox)
-#   CLOX        the reference binary (default: ../shared/lox/bin/clox, beside the repo root)
+#   CLOX        the reference binary (default: bin/clox of the Lox test data, $LOX_TEST_DATA,
+#               by default the test-data directory beside the repository root)
 #   NO_INSTALL  set to 1 to never try `apt-get install hyperfine`
 #   NO_HYPERFINE set to 1 to use the Python timing loop even when hyperfine is present
 # Exit status: 0 when every program printed the same as clox, 1 otherwise.
@@ -44,8 +45,9 @@ esac
 
 clox="$clox_env"
 if [ -z "$clox" ]; then
-  clox="$root/../shared/lox/bin/clox"
-  [ -d "$root/../shared/lox/bin" ] && clox="$(cd "$root/../shared/lox/bin" && pwd)/clox"
+  data="${LOX_TEST_DATA:-$root/../shared/lox}"
+  clox="$data/bin/clox"
+  [ -d "$data/bin" ] && clox="$(cd "$data/bin" && pwd)/clox"
 fi
 if [ ! -x "$clox" ]; then
   echo "clox not found or not executable at $clox (set CLOX)" >&2

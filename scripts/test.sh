@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-# The multi-mutator stress test runs this many seconds, once with verify mode on, once off.
+# The multi-mutator stress test runs this many seconds in each of its four settings (verify mode
+# on and off, each with depth-first and with span-local marking).
 export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-10}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

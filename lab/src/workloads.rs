@@ -129,7 +129,12 @@ impl Setup {
             Some(p) if p.exists() => Some(p.to_path_buf()),
             Some(p) => return Err(format!("no clox at {}", p.display())),
             None => {
-                let beside = root.join("../shared/lox/bin/clox");
+                // The Lox test data (as the Lox tests find it): `$LOX_TEST_DATA`, or the
+                // test-data directory beside the repository.
+                let data = std::env::var_os("LOX_TEST_DATA")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root.join("../shared/lox"));
+                let beside = data.join("bin/clox");
                 beside.exists().then_some(beside)
             }
         };

@@ -1,4 +1,4 @@
-//! Differential test against the reference `clox` (`../shared/lox/bin/clox`): generated Lox
+//! Differential test against the reference `clox` (`common::clox`): generated Lox
 //! programs must give the same exit code, stdout and stderr on both. Skipped, with a message,
 //! where the reference binary is absent.
 //!
@@ -17,21 +17,16 @@
 
 mod common;
 
-use common::{Run, par_map, run_file, scratch_dir, test_threads, workspace_root};
+use common::{Run, clox, par_map, run_file, scratch_dir, test_threads};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FIXED_SEEDS: [u64; 2] = [0xd1ff_0001, 0xd1ff_0002];
 const TIMEOUT: Duration = Duration::from_secs(20);
-
-fn clox() -> Option<PathBuf> {
-    let path = workspace_root().join("../shared/lox/bin/clox");
-    path.is_file().then_some(path)
-}
 
 /// What the generator has in scope.
 #[derive(Default, Clone)]
@@ -423,7 +418,10 @@ fn run_clox(clox: &Path, path: &Path) -> (Option<i32>, String, String) {
 #[test]
 fn generated_programs_behave_as_in_clox() {
     let Some(clox) = clox() else {
-        println!("differential: ../shared/lox/bin/clox not found; skipped");
+        println!(
+            "differential: no clox in {} (LOX_TEST_DATA); skipped",
+            common::test_data_dir().display()
+        );
         return;
     };
     let per_seed = std::env::var("LOX_DIFF_PROGRAMS")

@@ -1,7 +1,7 @@
 //! Mutation fuzzing of the `lox` binary: malformed and hostile programs must end in a clean
 //! Lox outcome, never a crash.
 //!
-//! `mutated_programs_never_crash` takes programs of the suite (`../shared/lox/test`), applies
+//! `mutated_programs_never_crash` takes programs of the suite (`common::suite_dir`), applies
 //! 1 to 4 random mutations to each (delete, duplicate, swap, insert or replace tokens from a
 //! small Lox vocabulary; delete, insert or flip bytes; truncate; insert 2000 copies of an
 //! opening token such as `(`), plus some generated programs (deeply nested expressions,
@@ -131,7 +131,7 @@ fn mutated_programs_never_crash() {
     }
 
     let dir = scratch_dir("lox-fuzz");
-    let clox = common::workspace_root().join("../shared/lox/bin/clox");
+    let clox = common::clox().unwrap_or_default();
     let start = Instant::now();
     let verdicts = par_map(&cases, test_threads(), |case| {
         if start.elapsed() >= BUDGET {

@@ -1,7 +1,7 @@
 //! Programs that once ran wrong on the `lox` binary, each with the output the reference `clox`
 //! gives. Every program carries the suite's expectation comments (`// expect: …`,
 //! `// expect runtime error: …`, `// Error …`; see `common/mod.rs`) and is checked against
-//! them; where the reference binary is present (`../shared/lox/bin/clox`), the binary's exit
+//! them; where the reference binary is present (`common::clox`), the binary's exit
 //! code, stdout and stderr must also equal clox's on the same file.
 //!
 //! - a closure capturing exactly 256 variables (the most clox allows): the count was stored in
@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{Expectations, Run, run_file, scratch_dir, workspace_root};
+use common::{Expectations, Run, clox, run_file, scratch_dir};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,12 +32,6 @@ fn program(name: &str, source: &str) -> PathBuf {
     let path = scratch_dir("lox-regressions").join(format!("{name}.lox"));
     std::fs::write(&path, source).expect("write test program");
     path
-}
-
-/// The reference binary, if this checkout has it.
-fn clox() -> Option<PathBuf> {
-    let path = workspace_root().join("../shared/lox/bin/clox");
-    path.is_file().then_some(path)
 }
 
 /// Runs the program at `path`, checks it against its expectation comments and, when clox is

@@ -1,4 +1,4 @@
-//! The *Crafting Interpreters* test suite (`../shared/lox/test`, 246 programs) run against the
+//! The *Crafting Interpreters* test suite (`common::suite_dir`, 246 programs) run against the
 //! `lox` binary.
 //!
 //! - `suite_passes`: every program, as is. Each program states its expected stdout, compile

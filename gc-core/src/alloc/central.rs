@@ -52,7 +52,7 @@
 //!   kept span could be neither taken nor freed;
 //! * an allocation that would grow the arena, or reuse released pages, frees kept spans first
 //!   ([`Central::new_span`]), so a phase change from one class to another reuses the pages;
-//! * while retained memory is over the scavenger's goal or the memory limit, sweeps free empty
+//! * while retained memory is over the scavenger's goal or 95% of the memory limit, sweeps free empty
 //!   spans as before, so the scavenger can release their pages; and with
 //!   [`Central::keep_none`] (`Heap::free_os_memory`) they keep none.
 //!

@@ -16,7 +16,8 @@
 //! partly free span of one type cannot take objects of another, so a heap holds up to one
 //! partly used span per span class and mutator cache beyond what the objects need (at most
 //! `pages × 8 KiB` each: 16 KiB for 16-byte slots, 32 KiB for most classes up to 8 KiB).
-//! Empty spans go back to the page heap and serve any class.
+//! An emptied span stays with its span class for a while (kept for reuse, see
+//! `alloc::central`), then goes back to the page heap, where it serves any class.
 //!
 //! # The registry
 //!

@@ -6,7 +6,7 @@
 //! |------|----|------|
 //! | heap created, GOGC or limit changed, mapped memory moved under a limit | `commit`, `trigger` | [`Controller::update_trigger`], [`Controller::note_growth`] |
 //! | STW 1 | `startCycle` | [`Controller::start_cycle`] |
-//! | while marking (background worker, every slice) | `revise` | [`Controller::revise`] |
+//! | while marking (the collector thread's mark loop after each slice; mutators when they take a span) | `revise` | [`Controller::revise`], [`Controller::revise_if_free`] |
 //! | STW 2 | `endCycle`, `resetLive`, `commit`, `gcPaceScavenger` | [`Controller::end_cycle`] |
 //! | every ms of marking, each pause | `gcCPULimiter.update` | [`Controller::update_limiter`] |
 //!

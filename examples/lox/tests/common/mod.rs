@@ -1,7 +1,8 @@
 //! Shared helpers for the `lox` integration tests.
 //!
-//! - [`suite_dir`] / [`suite_files`]: the *Crafting Interpreters* test suite kept in
-//!   `../shared/lox/test` next to the workspace root.
+//! - [`test_data_dir`]: where the *Crafting Interpreters* test suite ([`suite_dir`],
+//!   [`suite_files`]) and the reference `clox` ([`clox`]) are read from: `$LOX_TEST_DATA`, or
+//!   the test-data directory checked out beside the workspace.
 //! - [`lox_bin`]: the binary under test: `$LOX_BIN` when set (e.g. the reference `clox`),
 //!   otherwise the `lox` binary Cargo built for this package.
 //! - [`Expectations::parse`]: reads the `// expect: …`, `// Error …`, `// [line N] Error …`,
@@ -46,9 +47,23 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The suite directory, `<workspace root>/../shared/lox/test`.
+/// The test data: the book's suite in `test/`, the reference `clox` in `bin/clox`.
+/// `$LOX_TEST_DATA` when set, else the test-data directory beside the workspace root.
+pub fn test_data_dir() -> PathBuf {
+    std::env::var_os("LOX_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/lox"))
+}
+
+/// The suite directory (`test/` of [`test_data_dir`]).
 pub fn suite_dir() -> PathBuf {
-    workspace_root().join("../shared/lox/test")
+    test_data_dir().join("test")
+}
+
+/// The reference `clox` binary, if the test data has it.
+pub fn clox() -> Option<PathBuf> {
+    let path = test_data_dir().join("bin/clox");
+    path.is_file().then_some(path)
 }
 
 /// Every `.lox` file under the suite directory, recursively, in sorted order.

@@ -3,7 +3,7 @@
 //!
 //! | mode | job | workers | how long |
 //! |------|-----|---------|----------|
-//! | stop-the-world marking | [`Job::StopTheWorld`] | `Config::mark_workers` (one per core by default) | flat out, until the termination protocol of `gc::mark::work` says done; the collector waits for every worker |
+//! | stop-the-world marking | [`Job::StopTheWorld`] | `Config::mark_workers` (one per core by default, at most 8) | flat out, until the termination protocol of `gc::mark::work` says done; the collector waits for every worker |
 //! | concurrent marking | [`Job::Background`] | 25% of the CPUs ([`worker_shares`](crate::pacer::worker_shares)): whole dedicated workers and at most one fractional one | slices of [`DRAIN_SLICE`] units at the worker's CPU share ([`Pace`]), until marking ends |
 //!
 //! Helpers are spawned with the collector thread and parked on the pool between jobs; the

@@ -237,6 +237,8 @@ fn main() {
     for c in &counters {
         line += &format!(" {}_per_obj={:.3}", c.name, c.read() / marked);
     }
+    // Grey batches handed between markers in the last collection (work balancing).
+    line += &format!(" shared_batches={}", h.stats().mark_shared_batches);
     println!("{line}");
     drop(collect);
     drop(h);

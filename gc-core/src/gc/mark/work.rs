@@ -7,7 +7,8 @@
 //! * **balancing** (`Tracer::offer`, Go: `gcWork.balance`): a marker finding the queue empty
 //!   hands over the older half of its stack (the bottom of a depth-first stack roots the
 //!   largest unexplored subgraphs), so idle workers and assists find work. Stop-the-world
-//!   workers offer at every pop, above [`SHARE_MIN`] objects: every core is waiting for work.
+//!   workers offer at every pop, above [`SHARE_MIN`] objects, when another worker waits
+//!   ([`MarkWork::hungry`]): every core is marking or waiting for work.
 //!   Concurrent workers offer at the end of each slice, above 64 objects: what they offer feeds
 //!   the mark assists, and offering at every pop above 8 was measured to move binary-trees
 //!   (depth 21, 2 CPUs) to −52% peak RSS but +28% wall time — a pacing trade-off, not this
@@ -58,6 +59,8 @@ pub(crate) struct MarkWork {
     queue: SegQueue<GreyBatch>,
     /// Markers that may hold grey work the others cannot see.
     busy: AtomicUsize,
+    /// Stop-the-world workers of the current marking ([`MarkWork::start_workers`]).
+    workers: AtomicUsize,
     /// Batches handed over by balancing this cycle (a measure of load balancing).
     pub shared_batches: std::sync::atomic::AtomicU64,
 }
@@ -67,6 +70,7 @@ impl MarkWork {
         MarkWork {
             queue: SegQueue::new(),
             busy: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
             shared_batches: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -104,7 +108,17 @@ impl MarkWork {
     /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
     pub(crate) fn start_workers(&self, n: usize) {
         debug_assert_eq!(self.busy(), 0);
+        self.workers.store(n, Ordering::Relaxed);
         self.busy.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether a stop-the-world worker is waiting for work that is not there: the queue is
+    /// empty and fewer workers are busy than run. A hint for balancing only (relaxed loads: a
+    /// stale answer offers a batch early or a pop late, and the termination protocol does not
+    /// depend on it).
+    pub(crate) fn hungry(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) < self.workers.load(Ordering::Relaxed)
+            && self.queue.is_empty()
     }
 }
 

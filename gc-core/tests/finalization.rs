@@ -608,3 +608,95 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
         a.join().unwrap();
     }
 }
+
+#[derive(Trace)]
+struct WeakAndQueue<'gc> {
+    weak: GcWeak<'gc, u64>,
+    queue: GcFinalizers<'gc, u64>,
+}
+
+type WeakAndQueueRoot = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, WeakAndQueue<'gc>>>>];
+
+/// A weak reference reads as dead from the cycle that queues its target for finalization, also
+/// to an upgrade racing the end of weak clearing: readers on other threads upgrade the weak
+/// reference while the main thread makes the target garbage and collects. An upgrade that
+/// returns the target while the queue holds it breaks the promise (it did, with concurrent
+/// marking and verify mode off, when the upgrade tested the queued set after leaving the
+/// weak-clearing window, which may by then have closed and forgotten the set).
+#[test]
+fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization() {
+    use std::sync::atomic::AtomicBool;
+    let secs = if cfg!(miri) { 0.2 } else { 1.5 };
+    for config in settings() {
+        let what = format!("{config:?}");
+        let heap = Heap::new(config).unwrap();
+        let mut main: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        let shared =
+            main.mutate(|mc, _| mc.stash::<WeakAndQueueRoot>(Gc::new(mc, GcCell::new(None))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (heap, shared, stop) = (heap.clone(), shared.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+                    let mut upgrades = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let seen = m.mutate(|mc, _| {
+                            let pair = shared.fetch(mc).get()?;
+                            for _ in 0..1000 {
+                                if let Some(obj) = pair.weak.upgrade(mc) {
+                                    upgrades += 1;
+                                    // No cycle can end inside this scope, so the queue
+                                    // held the target already when the upgrade ran.
+                                    if pair.queue.len() > 0 {
+                                        return Some(*obj);
+                                    }
+                                }
+                            }
+                            None
+                        });
+                        if let Some(v) = seen {
+                            return Err(v);
+                        }
+                    }
+                    Ok(upgrades)
+                })
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let mut rounds = 0u64;
+        while start.elapsed().as_secs_f64() < secs && !readers.iter().any(|r| r.is_finished()) {
+            main.mutate(|mc, _| {
+                let obj = Gc::new(mc, rounds);
+                let queue = GcFinalizers::new(mc);
+                queue.register(mc, obj);
+                let weak = obj.downgrade(mc);
+                shared
+                    .fetch(mc)
+                    .set(mc, Some(Gc::new(mc, WeakAndQueue { weak, queue })));
+            });
+            // `obj` is unreachable: this cycle queues it and clears the weak reference.
+            main.collect();
+            rounds += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut upgrades = 0;
+        for r in readers {
+            match r.join().unwrap() {
+                Ok(n) => upgrades += n,
+                Err(v) => panic!("{what}: object {v} upgraded while in its finalizer queue"),
+            }
+        }
+        // The readers did race the cycles: they upgraded live targets in between (an upgrade
+        // during marking shades its target, which then survives that cycle).
+        assert!(
+            rounds > 10 && upgrades > 0,
+            "{what}: {rounds} rounds, {upgrades} upgrades"
+        );
+        let queued = heap
+            .metrics()
+            .u64("/gccore/gc/finalizers/queued:objects")
+            .unwrap_or(0);
+        assert!(queued > 0, "{what}: no target was ever queued");
+    }
+}

@@ -64,18 +64,16 @@ pub(crate) fn register(h: &Shared, b: *const Object) {
 /// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
 /// marking before this scope ends (also across a blocking region: see `gc::blocking`). A
 /// target queued for finalization in the current cycle is refused: it is dead to weak
-/// references from then on (`gc::finalize`; the set is kept until the window has closed and
-/// the reference has been cleared).
+/// references from then on (`gc::finalize`). That test is part of the decision made with the
+/// window pinned: the set of queued objects is emptied once the window has closed, by which
+/// time the reference has been cleared, so a test made after the pin is released could find
+/// the set already empty and return a target whose reference reads as dead.
 pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Object> {
     let p = crate::alloc::sweepgen::upgrade_target(
         &h.mheap.central.sweep_gen,
         || b.target() as usize,
-        |p| is_live(h, p as *const Object),
+        |p| is_live(h, p as *const Object) && !h.finalize.is_resurrected(p),
     )? as *const Object;
-    // Queued for finalization this cycle: dead to weak references (`gc::finalize`).
-    if h.finalize.is_resurrected(p as usize) {
-        return None;
-    }
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
     }

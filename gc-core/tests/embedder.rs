@@ -437,3 +437,44 @@ fn nan_boxed_values_can_be_stashed() {
         );
     }
 }
+
+type Unit = Rootable!['gc => ()];
+
+thread_local! {
+    /// A per-thread mutator, as an embedder running one interpreter per thread may keep it.
+    static THREAD_MUTATOR: std::cell::RefCell<Option<Mutator<Unit>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A mutator kept in a thread-local is dropped with the thread's other thread-locals as the
+/// thread exits, possibly after the collector's own record of the thread's scopes is gone: it
+/// must unregister (the heap collects afterwards, and frees what it allocated), not abort the
+/// process on a destroyed thread-local.
+#[test]
+fn a_mutator_in_a_thread_local_is_dropped_at_thread_exit() {
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent)).unwrap();
+        let h = heap.clone();
+        std::thread::spawn(move || {
+            // Touched first, so that its destructor runs after those registered later.
+            THREAD_MUTATOR.with(|_| ());
+            let mut m: Mutator<Unit> = h.mutator(|_| ());
+            // Enter a scope, so that the collector's per-thread record of scopes exists and
+            // is destroyed before this thread-local.
+            m.mutate(|mc, _| {
+                for i in 0..1000u64 {
+                    Gc::new(mc, Obj { id: i });
+                }
+            });
+            THREAD_MUTATOR.with(|s| *s.borrow_mut() = Some(m));
+        })
+        .join()
+        .expect("the thread exited cleanly");
+        heap.collect();
+        let s = heap.stats();
+        assert!(
+            s.objects_freed >= 1000,
+            "concurrent {concurrent}: the thread's garbage was collected: {s:?}"
+        );
+    }
+}

@@ -18,9 +18,13 @@ fn key(h: &Shared) -> usize {
 }
 
 /// Whether this thread is inside a mutation scope of the heap `h` (a wait for the collector
-/// from here could wait for this very scope).
+/// from here could wait for this very scope). False once the thread's record of scopes has been
+/// destroyed: that happens only as the thread exits, after every scope on it has ended (a
+/// mutator kept in a thread-local is dropped then, with this question asked).
 pub(crate) fn in_scope_of(h: &Shared) -> bool {
-    IN_SCOPE.with(|s| s.borrow().contains(&key(h)))
+    IN_SCOPE
+        .try_with(|s| s.borrow().contains(&key(h)))
+        .unwrap_or(false)
 }
 
 /// Enter a scope of `record` on its owner's thread: wait out any pause, and scan the roots if a

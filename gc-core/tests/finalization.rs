@@ -700,3 +700,90 @@ fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization(
         assert!(queued > 0, "{what}: no target was ever queued");
     }
 }
+
+/// An object that keeps a finalizer queue of its own (a Lua table with a `__gc` that owns
+/// other finalizable objects).
+#[derive(Trace)]
+struct Owner<'gc> {
+    #[gc(skip)]
+    id: u64,
+    #[gc(skip)]
+    _tracker: Tracker,
+    queue: GcCell<'gc, Option<GcFinalizers<'gc, Owner<'gc>>>>,
+}
+
+type OwnerRoot = Rootable!['gc => GcFinalizers<'gc, Owner<'gc>>];
+
+fn owner<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    id: u64,
+    queue: Option<GcFinalizers<'gc, Owner<'gc>>>,
+    drops: &Arc<AtomicUsize>,
+) -> Gc<'gc, Owner<'gc>> {
+    Gc::new(
+        mc,
+        Owner {
+            id,
+            _tracker: Tracker(drops.clone()),
+            queue: GcCell::new(queue),
+        },
+    )
+}
+
+/// A queue that only an object resurrected in the same cycle reaches is alive, so its dead
+/// objects are queued on it in that cycle (they were freed unqueued when a queue unmarked at the
+/// first decision counted as dead), three levels deep: the root queue finalizes `a`, which
+/// holds queue 2, which finalizes `b`, which holds queue 3, which finalizes `c`. A queue that
+/// nothing reaches still takes its registration with it: `d`, registered with a queue only
+/// `d` itself holds, is freed unqueued.
+#[test]
+fn a_queue_reached_only_from_a_resurrected_object_gets_its_objects() {
+    for config in settings() {
+        let what = format!("{config:?}");
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<OwnerRoot> = heap.mutator(|mc| GcFinalizers::new(mc));
+        m.mutate(|mc, q1| {
+            let owner = |id: u64, queue| owner(mc, id, queue, &drops);
+            let (q2, q3, q4) = (
+                GcFinalizers::new(mc),
+                GcFinalizers::new(mc),
+                GcFinalizers::new(mc),
+            );
+            // Registered innermost first, so that registration order helps nothing.
+            q3.register(mc, owner(3, None));
+            q2.register(mc, owner(2, Some(q3)));
+            q1.register(mc, owner(1, Some(q2)));
+            q4.register(mc, owner(4, Some(q4)));
+        });
+        m.collect();
+        // Pop the chain: each object popped from a queue holds the next queue.
+        let popped = m.mutate(|mc, q1| {
+            let mut ids = Vec::new();
+            let mut queue = Some(*q1);
+            while let Some(q) = queue.take() {
+                let mut next = None;
+                while let Some(o) = q.pop(mc) {
+                    ids.push(o.id);
+                    next = o.queue.get();
+                }
+                queue = next;
+            }
+            ids
+        });
+        assert_eq!(popped, vec![1, 2, 3], "{what}: one finalization per level");
+        // The unreachable queue's object was freed at once; the popped ones go next.
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "{what}: only `d` freed yet"
+        );
+        m.collect();
+        m.collect();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            4,
+            "{what}: every object freed"
+        );
+    }
+}

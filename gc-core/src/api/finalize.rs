@@ -53,7 +53,9 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 ///   a finalizer is queued), even if the finalizer stores it again. An
 ///   [`GcEphemeronTable`](crate::GcEphemeronTable) entry keyed by it stays while it is alive.
 /// * **A queue that dies** takes its registrations with it: objects registered with an
-///   unreachable queue are freed without being queued.
+///   unreachable queue are freed without being queued. A queue that only an object resurrected
+///   in the same cycle reaches (a queue kept in a finalized object) is alive: its dead
+///   objects are queued on it in that cycle too.
 /// * **Teardown**: objects still registered or queued when the heap is dropped are dropped
 ///   without finalization (a finalizer needs a mutation scope); use cleanups for what must
 ///   run exactly once.

@@ -53,8 +53,9 @@
 //!
 //! **Ephemerons and finalization.** Strong marking complete is not yet the end: the values of
 //! ephemeron entries whose keys were marked after their tables were scanned must be traced
-//! (`gc::ephemeron`), and unreachable objects registered for finalization are resurrected once
-//! per cycle (`gc::finalize`). The collector runs an ephemeron round with the world running
+//! (`gc::ephemeron`), and unreachable objects registered for finalization are resurrected (once
+//! per cycle, or in further rounds when a resurrected object reaches a finalizer queue that was
+//! not marked: `gc::finalize`). The collector runs an ephemeron round with the world running
 //! whenever it runs out of grey work, and, in the attempt that found nothing grey, rounds to the
 //! fixpoint and then resurrection with the world stopped ([`settle`]); if they grey anything the
 //! world restarts and marking goes on. So an attempt ends marking only when nothing is grey, no
@@ -171,8 +172,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
         h.mark.pool.wait(helpers);
         // Ephemeron rounds and resurrection, each followed by marking what they greyed (the
         // collector alone: they are rare and usually small).
-        let mut resurrected = false;
-        while settle(h, &mut t, &mut resurrected) {
+        let mut resurrection = Resurrection::NotYet;
+        while settle(h, &mut t, &mut resurrection) {
             h.mark.work.start_workers(1);
             run_stw_worker(&h.mark.work, &mut t);
         }
@@ -348,7 +349,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
     // waiting assists), so an assist may wait for it ([`crate::gc::mark::assist`]).
     h.mark.draining.store(true, Ordering::SeqCst);
     let mut lap = CpuLap::start();
-    let mut resurrected = false;
+    let mut resurrection = Resurrection::NotYet;
     loop {
         if h.hooks.hold_marking.load(Ordering::Relaxed) {
             // A test holds marking: nothing will earn credit until it lets go.
@@ -459,7 +460,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             && h.mark.work.is_empty()
             && h.mark.work.busy() == 0
             && !unscanned
-            && !settle(h, t, &mut resurrected)
+            && !settle(h, t, &mut resurrection)
         {
             h.mark.draining.store(false, Ordering::SeqCst);
             h.mark.terminating.store(false, Ordering::SeqCst);
@@ -472,11 +473,23 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
     }
 }
 
+/// Where a cycle's resurrection of objects registered for finalization stands (`settle`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resurrection {
+    /// No round yet.
+    NotYet,
+    /// A round queued objects: the next completion of marking runs another.
+    Rounds,
+    /// A round queued nothing: done for this cycle.
+    Done,
+}
+
 /// With the world stopped (or every stop-the-world worker returned) and no grey work anywhere:
-/// run ephemeron rounds to the fixpoint, then, once per cycle, resurrect the unreachable objects
-/// registered for finalization (`gc::finalize`). Whether marking must go on: something was
-/// greyed (rounds that mark only noscan objects, which may be keys, are repeated here).
-fn settle(h: &Shared, t: &mut Tracer, resurrected: &mut bool) -> bool {
+/// run ephemeron rounds to the fixpoint, then resurrection rounds for the unreachable objects
+/// registered for finalization until one queues nothing (`gc::finalize`). Whether marking must
+/// go on: something was greyed (rounds that mark only noscan objects, which may be keys, are
+/// repeated here).
+fn settle(h: &Shared, t: &mut Tracer, resurrection: &mut Resurrection) -> bool {
     loop {
         let progressed = crate::gc::ephemeron::round(h, t);
         if t.has_grey() {
@@ -485,14 +498,17 @@ fn settle(h: &Shared, t: &mut Tracer, resurrected: &mut bool) -> bool {
         if progressed {
             continue;
         }
-        if !*resurrected {
-            *resurrected = true;
-            if crate::gc::finalize::resurrect(h, t) > 0 {
+        if *resurrection != Resurrection::Done {
+            let first = *resurrection == Resurrection::NotYet;
+            if crate::gc::finalize::resurrect(h, t, first) > 0 {
+                *resurrection = Resurrection::Rounds;
                 if t.has_grey() {
                     return true;
                 }
                 continue;
             }
+            crate::gc::finalize::abandon_undecided(h);
+            *resurrection = Resurrection::Done;
         }
         return false;
     }

@@ -25,11 +25,16 @@
 //! registrations in order. An object not marked is dead: it is queued, added to the cycle's
 //! *resurrected* set and marked (greyed). Marking then resumes (with the world running in the
 //! concurrent collector) for what the resurrected objects reach, ephemeron rounds included,
-//! until a second attempt proves completion again; resurrection runs once per cycle. A
-//! registration whose queue is not marked is dropped (its object is not finalized: nothing could
-//! pop it). Every object found dead in a cycle is queued in that cycle, so objects that point
-//! to each other are finalized together (in registration order), and each finalizer can still
-//! read the others: none is freed while a resurrected object reaches it.
+//! until a second attempt proves completion again. A registration whose queue is not marked is
+//! set aside: a resurrected object may reach its queue (a queue kept in a finalized object).
+//! At the next completion a further round decides the set-aside registrations whose queue is
+//! marked now, by their object's mark as marking first left it, and so on; once a round queues
+//! nothing, the registrations whose queue is still not marked are dropped (their objects are
+//! not finalized: nothing could pop them). Rounds after the first happen only in that case, so
+//! a cycle without such registrations resurrects once. Every object found dead in a cycle (by
+//! the marks before any resurrection) is queued in that cycle, so objects that point to each
+//! other are finalized together (in registration order), and each finalizer can still read the
+//! others: none is freed while a resurrected object reaches it.
 //!
 //! # Weak references and ephemerons
 //!
@@ -60,6 +65,10 @@ pub(crate) type Cleanup = Box<dyn FnOnce() + Send + 'static>;
 pub(crate) struct Finalization {
     /// (queue, object) registrations for resurrecting finalization, oldest first.
     registered: Mutex<Vec<(ObjAddr, ObjAddr)>>,
+    /// During a cycle's resurrection rounds: the registrations whose queue was not marked when
+    /// they were decided, with whether the object was marked as marking first left it (see
+    /// [`resurrect`]). Empty outside them.
+    undecided: Mutex<Vec<Undecided>>,
     /// The objects queued for finalization this cycle: filled at mark termination, emptied
     /// after the weak-clearing window closed (module docs).
     resurrected: RwLock<HashSet<usize>>,
@@ -152,31 +161,74 @@ impl Finalization {
     }
 }
 
-/// With the world stopped and marking complete (ephemerons included): queue every registered
-/// object that is not marked on its queue, and mark it (module docs). Returns how many.
-pub(crate) fn resurrect(h: &Shared, t: &mut Tracer) -> u64 {
+/// A registration whose queue was not marked when its round decided it: the queue, the object,
+/// and whether the object was dead (not marked) before any resurrection of the cycle.
+#[derive(Clone, Copy)]
+pub(crate) struct Undecided {
+    queue: ObjAddr,
+    obj: ObjAddr,
+    obj_dead: bool,
+}
+
+/// With the world stopped and marking complete (ephemerons included): one resurrection round
+/// (module docs). Returns how many objects it queued (and marked).
+///
+/// The first round (`first`) decides every registration from the marks as marking left them:
+/// an object not marked, of a marked queue, is queued and marked (an object registered twice,
+/// with one queue or two, is queued by each registration). A registration whose queue is not
+/// marked is set aside, with its object's mark: the queue may yet be reached from an object
+/// resurrected in this round (a finalizer queue kept in a finalized object). Each later round,
+/// after marking has completed again for what the last round resurrected, takes the set-aside
+/// registrations whose queue is marked now and decides them by their object's first mark;
+/// [`abandon_undecided`] drops the rest once a round queues nothing (their queues are dead:
+/// nobody could pop their objects).
+pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     let f = &h.finalize;
-    let mut reg = f.registered.lock();
-    if reg.is_empty() {
+    let mut dead = Vec::new();
+    if first {
+        let mut reg = f.registered.lock();
+        let mut undecided = f.undecided.lock();
+        reg.retain(|&(q, o)| {
+            let obj_dead = !t.is_marked(o.0);
+            if !t.is_marked(q.0) {
+                undecided.push(Undecided {
+                    queue: q,
+                    obj: o,
+                    obj_dead,
+                });
+                return false;
+            }
+            if obj_dead {
+                dead.push((q, o));
+                return false;
+            }
+            true
+        });
+    } else {
+        let mut undecided = f.undecided.lock();
+        let mut alive = Vec::new();
+        undecided.retain(|u| {
+            if !t.is_marked(u.queue.0) {
+                return true;
+            }
+            if u.obj_dead {
+                dead.push((u.queue, u.obj));
+            } else {
+                alive.push((u.queue, u.obj));
+            }
+            false
+        });
+        drop(undecided);
+        if !alive.is_empty() {
+            // Registered again in their order; objects registered since come before them,
+            // which changes nothing but the order of a later cycle's queueing.
+            f.registered.lock().extend(alive);
+        }
+    }
+    if dead.is_empty() {
         return 0;
     }
     let mut set = f.resurrected.write();
-    // Decide every registration from the marks as marking left them, then mark: an object
-    // registered twice (with one queue or two) is queued by each registration, and a queue
-    // counts as dead or alive by the same marks as the objects.
-    let mut dead = Vec::new();
-    reg.retain(|&(q, o)| {
-        if !t.is_marked(q.0) {
-            // The queue is dead: nobody could pop the object.
-            return false;
-        }
-        if t.is_marked(o.0) {
-            return true;
-        }
-        dead.push((q, o));
-        false
-    });
-    drop(reg);
     let n = dead.len() as u64;
     for (q, o) in dead {
         // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is
@@ -192,6 +244,13 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer) -> u64 {
     f.finalizers_queued.fetch_add(n, Ordering::Relaxed);
     f.finalizers_queued_in_cycle.fetch_add(n, Ordering::Relaxed);
     n
+}
+
+/// After the last resurrection round of a cycle: drop the registrations set aside because
+/// their queue was not marked, which it still is not (the queue is dead, and nobody could pop
+/// the object). Their addresses are not read: the queue and maybe the object are garbage.
+pub(crate) fn abandon_undecided(h: &Shared) {
+    h.finalize.undecided.lock().clear();
 }
 
 /// The heap object behind a `GcFinalizers` queue: the resurrected objects not yet popped.

@@ -648,7 +648,7 @@ fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization(
                                     upgrades += 1;
                                     // No cycle can end inside this scope, so the queue
                                     // held the target already when the upgrade ran.
-                                    if pair.queue.len() > 0 {
+                                    if !pair.queue.is_empty() {
                                         return Some(*obj);
                                     }
                                 }

@@ -787,3 +787,52 @@ fn a_queue_reached_only_from_a_resurrected_object_gets_its_objects() {
         );
     }
 }
+
+/// A table value whose `Clone` looks itself up in the table it is stored in.
+#[derive(Trace)]
+struct SelfReading<'gc> {
+    table: GcEphemeronTable<'gc, Node<'gc>, SelfReading<'gc>>,
+    key: Gc<'gc, Node<'gc>>,
+}
+
+impl Clone for SelfReading<'_> {
+    fn clone(&self) -> Self {
+        assert!(self.table.contains_key(self.key));
+        SelfReading {
+            table: self.table,
+            key: self.key,
+        }
+    }
+}
+
+/// `GcEphemeronTable::get` clones the value with the table locked: a `Clone` that uses the
+/// same table panics (it waited for its own lock for ever, and every later pause for its
+/// scope), and the table stays usable after the panic.
+#[test]
+fn a_value_clone_that_reads_its_own_table_panics_instead_of_hanging() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        let outcome = m.mutate(|mc, _| {
+            let table = GcEphemeronTable::new(mc);
+            let key = node(mc, 1, &drops);
+            table.insert(mc, key, SelfReading { table, key });
+            let got =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.get(key).is_some()));
+            // The lock was released on the way out: the table still answers.
+            (got.is_err(), table.contains_key(key), table.len())
+        });
+        m.collect();
+        tx.send(outcome).unwrap();
+    });
+    let (panicked, still_there, len) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("get returned (no deadlock on the table's own lock)");
+    assert!(panicked, "the re-entering Clone panicked");
+    assert!(
+        still_there && len == 1,
+        "the table is intact after the panic"
+    );
+}

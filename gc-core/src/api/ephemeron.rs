@@ -106,11 +106,15 @@ impl<'gc, K: ?Sized + 'gc, V: Trace + Send + Sync + 'gc> GcEphemeronTable<'gc, K
     }
 
     /// The value for `key` (a clone).
+    ///
+    /// # Panics
+    /// If `V::clone` uses this table (it runs with the table locked): as a `RefCell` borrowed
+    /// mutably twice does, rather than wait for its own lock for ever.
     pub fn get(&self, key: Gc<'gc, K>) -> Option<V>
     where
         V: Clone,
     {
-        self.inner.map().get(&(key.object() as usize)).cloned()
+        self.inner.get_cloned(key.object() as usize)
     }
 
     /// Whether `key` has an entry.

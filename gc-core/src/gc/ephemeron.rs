@@ -47,6 +47,11 @@
 //! rounds and clearing. A lookup needs no `Mutation`, so one may run inside a blocking region
 //! while the world is stopped; a marker then waits for that one map operation, which never
 //! waits for the collector.
+//!
+//! The one piece of user code run under the lock is the value's `Clone` in `get`. A `Clone`
+//! that used the same table again would wait for its own lock for ever (and every later pause
+//! for its scope); instead the table panics, as a `RefCell` borrowed twice does: each thread
+//! keeps the tables whose `get` it is inside ([`EphemeronObj::get_cloned`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,6 +194,27 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
     progressed
 }
 
+thread_local! {
+    /// The tables (by address) whose `get` is cloning a value on this thread, innermost last.
+    static CLONING_FROM: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks a table as cloning a value on this thread while it lives (also on unwinding).
+struct Cloning;
+
+impl Cloning {
+    fn start(table: usize) -> Cloning {
+        CLONING_FROM.with(|c| c.borrow_mut().push(table));
+        Cloning
+    }
+}
+
+impl Drop for Cloning {
+    fn drop(&mut self) {
+        CLONING_FROM.with(|c| c.borrow_mut().pop());
+    }
+}
+
 /// The heap object behind a `GcEphemeronTable`: values by key address.
 #[doc(hidden)]
 pub struct EphemeronObj<V> {
@@ -204,8 +230,33 @@ impl<V: Trace> EphemeronObj<V> {
 
     /// The map, locked (see the module docs on locking: callers never allocate, run a barrier
     /// or end a scope while they hold it).
+    ///
+    /// # Panics
+    /// If this thread is inside [`EphemeronObj::get_cloned`] of this table: a value's `Clone`
+    /// used the table it is being read from (the lock is held; waiting would never end).
     pub(crate) fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<usize, V>> {
+        let me = self as *const Self as usize;
+        if CLONING_FROM
+            .try_with(|c| c.borrow().contains(&me))
+            .unwrap_or(false)
+        {
+            panic!(
+                "gc-core: a GcEphemeronTable value's Clone used the table it is being read \
+                 from (GcEphemeronTable::get clones the value with the table locked)"
+            );
+        }
         self.map.lock()
+    }
+
+    /// The value of the entry keyed by the object at `key`, cloned.
+    pub(crate) fn get_cloned(&self, key: usize) -> Option<V>
+    where
+        V: Clone,
+    {
+        let map = self.map();
+        let v = map.get(&key)?;
+        let _cloning = Cloning::start(self as *const Self as usize);
+        Some(v.clone())
     }
 
     /// Trace the values of entries whose key is marked; whether unmarked keys remain.

@@ -517,3 +517,75 @@ fn large_arrays_start_at_their_initial_value_in_reused_memory() {
         assert!(heap.stats().objects_freed > 0);
     }
 }
+
+#[derive(Trace)]
+struct SharedVec<'gc> {
+    v: GcVec<'gc, u64>,
+}
+
+/// Two threads push onto one shared `GcVec` and pop from it at once, which `GcVec` documents
+/// as a race that may lose elements: it must still never hold anything but pushed values and
+/// `T::default()` (the popped slots), nor corrupt the heap (verify mode on and off), and its
+/// length stays within its capacity.
+#[test]
+fn a_shared_vector_raced_by_two_threads_holds_only_pushed_values() {
+    type VecRoot = Rootable!['gc => SharedVec<'gc>];
+    let per = if cfg!(miri) { 200 } else { 50_000 };
+    for (concurrent, verify) in [(true, false), (true, true), (false, false)] {
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let what = format!("concurrent {concurrent} verify {verify}");
+        let heap = Heap::new(Config::default().concurrent(concurrent).verify(verify)).unwrap();
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        let stash: Stash<VecRoot> =
+            m.mutate(|mc, _| mc.stash(Gc::new(mc, SharedVec { v: GcVec::new(mc) })));
+        let threads: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (heap, stash, start) = (heap.clone(), stash.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+                    start.wait();
+                    let mut i = 0;
+                    while i < per {
+                        m.mutate(|mc, _| {
+                            let v = stash.fetch(mc).v;
+                            for _ in 0..500 {
+                                v.push(mc, 1 + t * per + i);
+                                if i % 7 == 0 {
+                                    v.pop(mc);
+                                }
+                                i += 1;
+                            }
+                        });
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        m.collect();
+        let (len, cap, values) = m.mutate(|mc, _| {
+            let v = stash.fetch(mc).v;
+            (v.len(), v.capacity(), v.iter().collect::<Vec<u64>>())
+        });
+        assert!(
+            len <= cap && values.len() == len,
+            "{what}: length {len}, capacity {cap}"
+        );
+        assert!(
+            values.iter().all(|&x| x == 0 || (1..=2 * per).contains(&x)),
+            "{what}: only pushed values and defaults"
+        );
+        let mut pushed: Vec<u64> = values.iter().copied().filter(|&x| x != 0).collect();
+        let n = pushed.len();
+        pushed.sort_unstable();
+        pushed.dedup();
+        assert_eq!(pushed.len(), n, "{what}: no value twice");
+        // Without a race, 2 × (per − per/7) elements remain; fewer or defaults show one.
+        eprintln!(
+            "{what}: {len} elements ({} defaults) of {} pushes less pops",
+            len - n,
+            2 * (per - per.div_ceil(7))
+        );
+    }
+}

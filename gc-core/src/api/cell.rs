@@ -168,6 +168,21 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
         self.word.store(v.to_word(), Ordering::Release);
     }
 
+    /// Store `new` if the cell still holds `current` (compared by word); whether it did. Runs
+    /// the write barrier for `current` and `new` first, as a `set` would (if the exchange
+    /// fails, they were shaded for nothing, which is harmless).
+    pub(crate) fn compare_and_set(&self, mc: &Mutation<'gc>, current: T, new: T) -> bool {
+        mc.write_barrier(current, new);
+        self.word
+            .compare_exchange(
+                current.to_word(),
+                new.to_word(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
     /// Store `v` and return the previous value, running the write barrier.
     #[inline]
     pub fn replace(&self, mc: &Mutation<'gc>, v: T) -> T {

@@ -3,8 +3,9 @@
 # back to back, verify mode on and off), the concurrent-marking, blocking, scavenger, sweep/weak
 # race and liveness tests, the embedder tests (a stash handed to another thread, a
 # collection requested from inside a scope), the GcRefCell tests (markers reading
-# collections that mutators borrow mutably), and the parallel stop-the-world markers. Result
-# goes in docs/verification.md.
+# collections that mutators borrow mutably), the parallel stop-the-world markers, the
+# finalization tests (weak upgrades racing weak clearing, tables and queues changed while cycles
+# run) and the API tests (a vector raced by two threads). Result goes in docs/verification.md.
 #
 #   rustup component add --toolchain nightly rust-src   # once (-Zbuild-std needs it)
 #   scripts/tsan.sh
@@ -17,4 +18,5 @@ export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-5}"
 export CARGO_TARGET_DIR=target/tsan
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p gc-core \
   --test stress --test concurrent --test blocking --test scavenge --test races --test liveness \
-  --test object_kinds --test embedder --test refcell --test parallel_mark
+  --test object_kinds --test embedder --test refcell --test parallel_mark --test finalization \
+  --test api

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gc_core::{
-    Config, Gc, GcCell, GcEphemeronTable, GcFinalizers, GcVec, GcWeak, Heap, Mutator, Rootable,
-    Trace,
+    Config, Gc, GcArray, GcCell, GcEphemeronTable, GcFinalizers, GcVec, GcWeak, Heap, Mutator,
+    Rootable, Trace,
 };
 
 /// Every setting: concurrent and stop-the-world marking, verify mode on and off (under Miri,
@@ -609,10 +609,19 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
     }
 }
 
+/// A finalizable object; with ballast, resurrecting it leaves marking work for after the
+/// resurrection round.
+#[derive(Trace)]
+struct Weighted<'gc> {
+    #[gc(skip)]
+    id: u64,
+    ballast: GcArray<'gc, Option<Gc<'gc, u64>>>,
+}
+
 #[derive(Trace)]
 struct WeakAndQueue<'gc> {
-    weak: GcWeak<'gc, u64>,
-    queue: GcFinalizers<'gc, u64>,
+    weak: GcWeak<'gc, Weighted<'gc>>,
+    queue: GcFinalizers<'gc, Weighted<'gc>>,
 }
 
 type WeakAndQueueRoot = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, WeakAndQueue<'gc>>>>];
@@ -622,11 +631,14 @@ type WeakAndQueueRoot = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, WeakAndQueue
 /// reference while the main thread makes the target garbage and collects. An upgrade that
 /// returns the target while the queue holds it breaks the promise (it did, with concurrent
 /// marking and verify mode off, when the upgrade tested the queued set after leaving the
-/// weak-clearing window, which may by then have closed and forgotten the set).
+/// weak-clearing window, which may by then have closed and forgotten the set). Every other
+/// target carries 20 000 objects, which the concurrent collector marks with the world running
+/// after resurrecting it, before the window opens: upgrades then must refuse it too.
 #[test]
 fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization() {
     use std::sync::atomic::AtomicBool;
     let secs = if cfg!(miri) { 0.2 } else { 1.5 };
+    const BALLAST: usize = if cfg!(miri) { 50 } else { 20_000 };
     for config in settings() {
         let what = format!("{config:?}");
         let heap = Heap::new(config).unwrap();
@@ -649,7 +661,7 @@ fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization(
                                     // No cycle can end inside this scope, so the queue
                                     // held the target already when the upgrade ran.
                                     if !pair.queue.is_empty() {
-                                        return Some(*obj);
+                                        return Some(obj.id);
                                     }
                                 }
                             }
@@ -667,7 +679,18 @@ fn a_weak_upgrade_racing_weak_clearing_refuses_a_target_queued_for_finalization(
         let mut rounds = 0u64;
         while start.elapsed().as_secs_f64() < secs && !readers.iter().any(|r| r.is_finished()) {
             main.mutate(|mc, _| {
-                let obj = Gc::new(mc, rounds);
+                let n = if rounds % 2 == 1 { BALLAST } else { 0 };
+                let ballast = GcArray::new(mc, n, None);
+                for i in 0..n {
+                    ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
+                }
+                let obj = Gc::new(
+                    mc,
+                    Weighted {
+                        id: rounds,
+                        ballast,
+                    },
+                );
                 let queue = GcFinalizers::new(mc);
                 queue.register(mc, obj);
                 let weak = obj.downgrade(mc);

@@ -64,16 +64,22 @@ pub(crate) fn register(h: &Shared, b: *const Object) {
 /// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
 /// marking before this scope ends (also across a blocking region: see `gc::blocking`). A
 /// target queued for finalization in the current cycle is refused: it is dead to weak
-/// references from then on (`gc::finalize`). That test is part of the decision made with the
-/// window pinned: the set of queued objects is emptied once the window has closed, by which
-/// time the reference has been cleared, so a test made after the pin is released could find
-/// the set already empty and return a target whose reference reads as dead.
+/// references from then on (`gc::finalize`). The set of queued objects is filled while
+/// marking completes, and emptied once the weak-clearing window has closed (by which time the
+/// reference has been cleared), so it is tested twice: as part of the decision made with the
+/// window pinned (after the pin is released the window may close and the set be emptied, and
+/// a test then would pass a target whose reference already reads as dead), and, outside the
+/// window, after the read (marking that resumes after resurrection, before the window opens:
+/// the reference is not cleared yet, and the set cannot be emptied before this scope ends).
 pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*const Object> {
     let p = crate::alloc::sweepgen::upgrade_target(
         &h.mheap.central.sweep_gen,
         || b.target() as usize,
         |p| is_live(h, p as *const Object) && !h.finalize.is_resurrected(p),
     )? as *const Object;
+    if h.finalize.is_resurrected(p as usize) {
+        return None;
+    }
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
     }

@@ -553,7 +553,7 @@ fn a_shared_vector_raced_by_two_threads_holds_only_pushed_values() {
                     while i < per {
                         m.mutate(|mc, _| {
                             let v = stash.fetch(mc).v;
-                            for _ in 0..500 {
+                            for _ in 0..500.min(per - i) {
                                 v.push(mc, 1 + t * per + i);
                                 if i % 7 == 0 {
                                     v.pop(mc);

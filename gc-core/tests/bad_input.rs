@@ -192,3 +192,72 @@ fn nested_scopes_of_one_heap_on_one_thread_panic() {
     let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
     a.mutate(|_, _| b.mutate(|_, _| ()));
 }
+
+/// A limiter bucket too large to count in nanoseconds for all CPUs is taken (it holds the most
+/// a bucket can, which never fills) instead of overflowing: with overflow checks `Heap::new`
+/// panicked, without them the bucket wrapped round to almost nothing and the limiter stayed on.
+#[test]
+fn a_huge_limiter_bucket_never_fills() {
+    let mut p = gc_core::pacer::PacerConfig::default();
+    p.apply("limiter_bucket=9223372036854775808ns").unwrap();
+    let heap = Heap::new(Config::default().debug_cpus(2).pacer(p)).expect("a valid bucket");
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    for _ in 0..200 {
+        m.mutate(|mc, _| {
+            for _ in 0..100 {
+                GcArray::new(mc, 1000, 0u64);
+            }
+        });
+    }
+    assert_eq!(
+        heap.metrics()
+            .u64("/gccore/gc/limiter/enabled-count:events"),
+        Some(0),
+        "the limiter never turned on"
+    );
+}
+
+/// An arena smaller than the heap's first trigger (4 MiB at GOGC=100) filled with garbage:
+/// `OutOfMemory` starts a cycle, so a mutator that leaves its scope and retries, as the error
+/// asks, gets its memory back without calling `collect()` (no cycle was ever due before, so
+/// every retry failed for ever). Every setting; verify mode checks the heap the cycles leave.
+#[test]
+fn out_of_memory_starts_a_cycle_that_frees_the_garbage() {
+    for (concurrent, verify) in [(true, false), (true, true), (false, false)] {
+        let heap = Heap::new(
+            Config::default()
+                .arena_bytes(2 << 20)
+                .concurrent(concurrent)
+                .verify(verify),
+        )
+        .unwrap();
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        let (mut ok, mut refused, mut in_a_row) = (0u32, 0u32, 0u32);
+        let start = std::time::Instant::now();
+        while ok < 2000 {
+            match m.mutate(|mc, _| GcArray::try_new(mc, 1000, 0u64).map(|_| ())) {
+                Ok(()) => {
+                    ok += 1;
+                    in_a_row = 0;
+                }
+                Err(e) => {
+                    assert!(matches!(e, AllocError::OutOfMemory { .. }), "{e:?}");
+                    refused += 1;
+                    in_a_row += 1;
+                    assert!(
+                        start.elapsed() < std::time::Duration::from_secs(30),
+                        "concurrent {concurrent} verify {verify}: {ok} allocations, then \
+                         {in_a_row} refusals in a row: the garbage was never freed"
+                    );
+                    std::thread::yield_now();
+                }
+            }
+        }
+        // 2 000 arrays of 8 KB are 16 MB through a 2 MiB arena: cycles ran and freed them.
+        let cycles = heap.stats().gc_cycles;
+        assert!(
+            cycles > 0,
+            "concurrent {concurrent} verify {verify}: {refused} refusals, no cycle"
+        );
+    }
+}

@@ -105,7 +105,11 @@ pub(crate) fn alloc_large(
 /// against the last completed mark, so a refusal would last until the embedder called
 /// `collect()` even after it had dropped its data: start a cycle (if none is due yet), after
 /// which allocation works again if less is live. A refusal of the bound inside a scope
-/// ([`AllocError::HeapLimitInScope`]) starts one too, so that `should_yield` turns true.
+/// ([`AllocError::HeapLimitInScope`]) starts one too, so that `should_yield` turns true. So
+/// does an exhausted arena ([`AllocError::OutOfMemory`]): its pages may be full of garbage
+/// that no cycle was due to free (an arena smaller than the trigger, which the pacer keeps at
+/// 4 MiB × GOGC/100 or more, never reached it), and leaving the scope and retrying, as the
+/// error asks, must then find them freed.
 #[cold]
 fn refused(h: &Shared, e: AllocError) -> AllocError {
     if matches!(
@@ -113,6 +117,7 @@ fn refused(h: &Shared, e: AllocError) -> AllocError {
         AllocError::HeapLimit { .. }
             | AllocError::HeapLimitInScope { .. }
             | AllocError::MemoryLimitStall { .. }
+            | AllocError::OutOfMemory { .. }
     ) {
         crate::gc::collector::request_cycle(h);
     }

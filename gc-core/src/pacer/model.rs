@@ -603,10 +603,13 @@ impl CpuLimiter {
 
     /// A limiter for `procs` CPUs whose bucket holds `per_proc_ns` per CPU
     /// ([`PacerConfig::limiter_capacity_per_proc_ns`]; at least 40 ns, so that its margins are
-    /// not zero).
+    /// not zero; a bucket past `u64::MAX` ns in all holds `u64::MAX`, centuries of CPU time,
+    /// rather than wrap round to a tiny one that would keep the limiter on).
     pub fn with_capacity(procs: usize, per_proc_ns: u64) -> CpuLimiter {
         CpuLimiter {
-            capacity: per_proc_ns.max(LIMITER_ON_MARGIN) * procs.max(1) as u64,
+            capacity: per_proc_ns
+                .max(LIMITER_ON_MARGIN)
+                .saturating_mul(procs.max(1) as u64),
             fill: 0,
             enabled: false,
             overflow: 0,
@@ -1131,6 +1134,16 @@ mod tests {
         assert!((w.cons_mark() - c1).abs() < 1e-12);
         run_cycle(&mut w, 150 * MIB, 170 * MIB, 80 * MIB, 0);
         assert!((w.cons_mark() - 0.75 * c1).abs() < 1e-12);
+    }
+
+    /// A bucket too large to count in nanoseconds holds `u64::MAX` instead of wrapping round
+    /// (2⁶³ ns per CPU on two CPUs wrapped to 0, which kept the limiter on for good).
+    #[test]
+    fn a_huge_limiter_bucket_saturates() {
+        let mut l = CpuLimiter::with_capacity(2, 1 << 63);
+        assert_eq!(l.fill(), (0, u64::MAX));
+        assert!(!l.accumulate(0, 1_000_000_000_000));
+        assert!(!l.limiting());
     }
 
     #[test]

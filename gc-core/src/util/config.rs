@@ -425,7 +425,9 @@ pub fn parse_bytes(var: &'static str, v: &str) -> Result<usize, ConfigError> {
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim() {
         "1" | "true" | "on" | "yes" => Ok(true),
-        "0" | "false" | "off" | "no" | "" => Ok(false),
+        // Empty is an error, as it is for GOGC: `GCCORE_CONCURRENT=` read as false would select
+        // stop-the-world marking without a word.
+        "0" | "false" | "off" | "no" => Ok(false),
         _ => Err(ConfigError {
             var,
             value: v.to_string(),
@@ -550,6 +552,10 @@ mod tests {
         let e = env(&[("GOGC", "abc")]).unwrap_err();
         assert_eq!(e.var, "GOGC");
         assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());
+        // Empty is an error, as for GOGC: read as false it would turn concurrent marking off.
+        let e = env(&[("GCCORE_CONCURRENT", "")]).unwrap_err();
+        assert_eq!(e.var, "GCCORE_CONCURRENT");
+        assert!(env(&[("GCCORE_CONCURRENT", " on ")]).unwrap().concurrent);
         assert!(
             !env(&[]).unwrap().span_marking,
             "span-local marking is off by default"

@@ -859,3 +859,116 @@ fn a_value_clone_that_reads_its_own_table_panics_instead_of_hanging() {
         "the table is intact after the panic"
     );
 }
+
+#[derive(Trace)]
+struct PopRoot<'gc> {
+    queue: GcFinalizers<'gc, Weighted<'gc>>,
+    kept: GcCell<'gc, Option<Gc<'gc, Weighted<'gc>>>>,
+    weak: GcCell<'gc, Option<GcWeak<'gc, Weighted<'gc>>>>,
+}
+
+type PopRootR = Rootable!['gc => PopRoot<'gc>];
+
+fn pop_root(heap: &Heap) -> Mutator<PopRootR> {
+    heap.mutator(|mc| PopRoot {
+        queue: GcFinalizers::new(mc),
+        kept: GcCell::new(None),
+        weak: GcCell::new(None),
+    })
+}
+
+/// Register a finalizable object that reaches `ballast` others and drop it.
+fn register_weighted(m: &mut Mutator<PopRootR>, id: u64, ballast: usize) {
+    m.mutate(|mc, r| {
+        let b = GcArray::new(mc, ballast, None);
+        for i in 0..ballast {
+            b.set(mc, i, Some(Gc::new(mc, i as u64)));
+        }
+        r.queue
+            .register(mc, Gc::new(mc, Weighted { id, ballast: b }));
+    });
+}
+
+/// Pop the queued object, keep it, and make a weak reference to it; whether that reference
+/// upgrades in the same scope.
+fn pop_and_downgrade(m: &mut Mutator<PopRootR>) -> Option<bool> {
+    m.mutate(|mc, r| {
+        let o = r.queue.pop(mc)?;
+        r.kept.set(mc, Some(o));
+        let w = o.downgrade(mc);
+        r.weak.set(mc, Some(w));
+        Some(w.upgrade(mc).is_some_and(|x| x.id == o.id))
+    })
+}
+
+/// The reference made from the kept object still upgrades to it, cycles later.
+fn assert_weak_upgrades(m: &mut Mutator<PopRootR>, what: &str) {
+    m.collect();
+    m.collect();
+    m.mutate(|mc, r| {
+        let (kept, weak) = (r.kept.get().unwrap(), r.weak.get().unwrap());
+        let up = weak.upgrade(mc);
+        assert!(
+            up.is_some_and(|x| x.id == kept.id),
+            "{what}: a weak reference to an object kept alive reads as dead"
+        );
+        // Garbage again: the reference dies with it.
+        r.kept.set(mc, None);
+    });
+    m.collect();
+    m.collect();
+    m.mutate(|mc, r| {
+        let weak = r.weak.get().unwrap();
+        assert!(weak.upgrade(mc).is_none(), "{what}: the object died");
+        r.weak.set(mc, None);
+    });
+}
+
+/// A weak reference made to an object after it was queued for finalization (popped from its
+/// queue and kept) works like any other, whenever in the cycle it is made: in the weak-clearing
+/// window before the collector cleared the cycle's dead references, or while marking resumes
+/// for what the resurrected objects reach. (It did not: a reference made then was cleared for
+/// good, with its target alive, while one made a moment later worked.) References made before
+/// the target was queued read as dead: `finalizers_resurrect_in_registration_order_and_free_later`.
+#[test]
+fn a_weak_reference_made_to_a_popped_object_works() {
+    // In the weak-clearing window, held open (only the concurrent collector with verify mode
+    // off clears weak references with the world running).
+    let heap = Heap::new(Config::default().concurrent(true).verify(false)).unwrap();
+    let mut m = pop_root(&heap);
+    register_weighted(&mut m, 1, 0);
+    heap.debug_hold_weak_clearing(true);
+    heap.debug_start_cycle();
+    while !heap.debug_weaks_pending() {
+        std::thread::yield_now();
+    }
+    let upgraded = pop_and_downgrade(&mut m);
+    heap.debug_hold_weak_clearing(false);
+    assert_eq!(upgraded, Some(true), "in the window");
+    assert_weak_upgrades(&mut m, "in the window");
+
+    // While marking resumes for the ballast of the object just resurrected: a second thread
+    // pops it as soon as it is queued.
+    const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
+    for config in settings() {
+        let what = format!("{config:?}");
+        let heap = Heap::new(config).unwrap();
+        let mut m = pop_root(&heap);
+        for round in 0..3 {
+            register_weighted(&mut m, round, BALLAST);
+            let collector = {
+                let heap = heap.clone();
+                std::thread::spawn(move || heap.collect())
+            };
+            let upgraded = loop {
+                if let Some(u) = pop_and_downgrade(&mut m) {
+                    break u;
+                }
+                std::hint::spin_loop();
+            };
+            collector.join().unwrap();
+            assert!(upgraded, "{what}: round {round}: in the scope that made it");
+            assert_weak_upgrades(&mut m, &format!("{what}: round {round}"));
+        }
+    }
+}

@@ -50,7 +50,9 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 ///   is freed while a queued or resurrected object reaches it.
 /// * **Weak references** to an object read as dead from the cycle that queues it
 ///   ([`GcWeak::upgrade`](crate::GcWeak::upgrade) returns `None`, as Go's weak pointers do once
-///   a finalizer is queued), even if the finalizer stores it again. An
+///   a finalizer is queued), even if the finalizer stores it again. A weak reference made
+///   *after* it was queued (from the popped object) is an ordinary one, whenever in the cycle
+///   it is made. An
 ///   [`GcEphemeronTable`](crate::GcEphemeronTable) entry keyed by it stays while it is alive.
 /// * **A queue that dies** takes its registrations with it: objects registered with an
 ///   unreachable queue are freed without being queued. A queue that only an object resurrected

@@ -38,7 +38,7 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
 
     /// A weak reference to this object, or an error if the arena cannot hold the weak box.
     pub fn try_downgrade(self, mc: &Mutation<'gc>) -> Result<GcWeak<'gc, T>, AllocError> {
-        let inner = Gc::try_new(mc, WeakBox::new(self.object()))?;
+        let inner = Gc::try_new(mc, WeakBox::new(mc.shared, self.object()))?;
         crate::gc::weak::register(mc.shared, inner.object());
         Ok(GcWeak {
             inner,

@@ -40,12 +40,15 @@
 //!
 //! A `GcWeak` to a resurrected object reads as dead from the moment the object is queued, as
 //! Go's weak pointers do once a finalizer is queued: upgrades refuse the objects of the
-//! resurrected set, and the weak-clearing window clears references to them. An ephemeron entry
+//! resurrected set, and the weak-clearing window clears references to them. Only references
+//! made before: one made from the popped object (while marking resumes, or in the window) is
+//! an ordinary reference; each weak box records how many rounds had queued objects when it
+//! was made ([`Finalization::queued_since`]). An ephemeron entry
 //! keyed by a resurrected object stays (its key is marked), as Lua keeps resurrected keys in
 //! weak-keyed tables until the next collection. Cleanups of a resurrected object wait until it
 //! is really freed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,10 +72,14 @@ pub(crate) struct Finalization {
     /// they were decided, with whether the object was marked as marking first left it (see
     /// [`resurrect`]). Empty outside them.
     undecided: Mutex<Vec<Undecided>>,
-    /// The objects queued for finalization this cycle: filled at mark termination, emptied
-    /// after the weak-clearing window closed (module docs).
-    resurrected: RwLock<HashSet<usize>>,
+    /// The objects queued for finalization this cycle, each with the number of the round that
+    /// queued it: filled at mark termination, emptied after the weak-clearing window closed
+    /// (module docs).
+    resurrected: RwLock<HashMap<usize, u64>>,
     any_resurrected: AtomicBool,
+    /// Resurrection rounds that queued objects, in all cycles (a weak box records the count
+    /// when it is made: [`Finalization::queued_since`]).
+    rounds: AtomicU64,
     /// Cleanups by object, oldest first.
     cleanups: Mutex<Vec<(ObjAddr, Cleanup)>>,
     /// The cleanup thread's queue.
@@ -95,10 +102,21 @@ impl Finalization {
         self.cleanups.lock().push((ObjAddr(obj), f));
     }
 
+    /// The number of resurrection rounds that have queued objects so far, for a weak box made
+    /// now. (Rounds run with the world stopped and boxes are made inside scopes, so the stop's
+    /// handshake orders every box before or after each round.)
+    pub(crate) fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Acquire)
+    }
+
     /// Whether `p` was queued for finalization in the cycle whose weak references are being
-    /// cleared (then `GcWeak::upgrade` refuses it).
-    pub(crate) fn is_resurrected(&self, p: usize) -> bool {
-        self.any_resurrected.load(Ordering::Acquire) && self.resurrected.read().contains(&p)
+    /// cleared, by a round after the first `born` (a weak box made when [`Finalization::rounds`]
+    /// was `born`). A weak reference made before its target was queued reads as dead from
+    /// then on (`GcWeak::upgrade` refuses it, weak clearing clears it); one made afterwards,
+    /// from the object popped off its queue and kept, is an ordinary reference.
+    pub(crate) fn queued_since(&self, born: u64, p: usize) -> bool {
+        self.any_resurrected.load(Ordering::Acquire)
+            && self.resurrected.read().get(&p).is_some_and(|&r| r > born)
     }
 
     /// Start of a cycle (STW 1).
@@ -230,12 +248,13 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     }
     let mut set = f.resurrected.write();
     let n = dead.len() as u64;
+    let round = f.rounds.fetch_add(1, Ordering::AcqRel) + 1;
     for (q, o) in dead {
         // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is
         // marked, so alive.
         let queue = unsafe { &*(q.0 as *const FinalizerObj) };
         queue.ready.lock().push_back(o);
-        set.insert(o.0 as usize);
+        set.insert(o.0 as usize, round);
         t.edge(o.0);
     }
     if n > 0 {

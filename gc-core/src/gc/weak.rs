@@ -29,12 +29,16 @@ use crate::gc::trace::Trace;
 #[doc(hidden)]
 pub struct WeakBox {
     target: AtomicPtr<Object>,
+    /// The heap's count of resurrection rounds when the box was made: a target queued for
+    /// finalization by a later round is dead to this reference (`Finalization::queued_since`).
+    born: u64,
 }
 
 impl WeakBox {
-    pub(crate) fn new(target: *const Object) -> WeakBox {
+    pub(crate) fn new(h: &Shared, target: *const Object) -> WeakBox {
         WeakBox {
             target: AtomicPtr::new(target as *mut Object),
+            born: h.finalize.rounds(),
         }
     }
 
@@ -75,9 +79,9 @@ pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*c
     let p = crate::alloc::sweepgen::upgrade_target(
         &h.mheap.central.sweep_gen,
         || b.target() as usize,
-        |p| is_live(h, p as *const Object) && !h.finalize.is_resurrected(p),
+        |p| is_live(h, p as *const Object) && !h.finalize.queued_since(b.born, p),
     )? as *const Object;
-    if h.finalize.is_resurrected(p as usize) {
+    if h.finalize.queued_since(b.born, p as usize) {
         return None;
     }
     if h.mark.marking.load(Ordering::Relaxed) {
@@ -105,7 +109,7 @@ pub(crate) fn process_weaks(h: &Shared) {
         if t.is_null() {
             return false;
         }
-        if !is_live(h, t) || h.finalize.is_resurrected(t as usize) {
+        if !is_live(h, t) || h.finalize.queued_since(wb.born, t as usize) {
             wb.target.store(std::ptr::null_mut(), Ordering::Release);
             return false;
         }

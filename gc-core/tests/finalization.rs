@@ -972,3 +972,131 @@ fn a_weak_reference_made_to_a_popped_object_works() {
         }
     }
 }
+
+/// An object with a finalizer queue of its own and a successor (`Owner` with ballast).
+#[derive(Trace)]
+struct Holder<'gc> {
+    #[gc(skip)]
+    id: u64,
+    #[gc(skip)]
+    _tracker: Tracker,
+    ballast: GcArray<'gc, Option<Gc<'gc, u64>>>,
+    queue: GcCell<'gc, Option<GcFinalizers<'gc, Holder<'gc>>>>,
+    next: GcCell<'gc, Option<Gc<'gc, Holder<'gc>>>>,
+}
+
+#[derive(Trace)]
+struct HolderRoot<'gc> {
+    queue: GcFinalizers<'gc, Holder<'gc>>,
+    kept: GcVec<'gc, Option<Gc<'gc, Holder<'gc>>>>,
+    weak: GcCell<'gc, Option<GcWeak<'gc, Holder<'gc>>>>,
+}
+
+/// An object that was unreachable when marking first completed, registered with a queue that
+/// only a resurrected object reaches, is decided by a later resurrection round; if the program
+/// gets it back through a weak reference before that round (the concurrent collector marks
+/// with the world running between rounds), it is alive: it is not queued in that cycle, and
+/// the weak reference keeps working while the program holds it (as Go runs no finalizer of an
+/// object a weak pointer handed back). It was queued anyway, and the reference went dead while
+/// the object was held. Otherwise (stop-the-world marking runs every round in the pause) the
+/// round queues it and the reference reads as dead.
+#[test]
+fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
+    const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
+    for config in settings() {
+        let what = format!("{config:?}");
+        let concurrent = config.get_concurrent();
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => HolderRoot<'gc>]> = heap.mutator(|mc| HolderRoot {
+            queue: GcFinalizers::new(mc),
+            kept: GcVec::new(mc),
+            weak: GcCell::new(None),
+        });
+        let mut between_rounds = 0;
+        for round in 0..4u64 {
+            m.mutate(|mc, r| {
+                let holder = |id, n| {
+                    let ballast = GcArray::new(mc, n, None);
+                    for i in 0..n {
+                        ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
+                    }
+                    Gc::new(
+                        mc,
+                        Holder {
+                            id,
+                            _tracker: Tracker(drops.clone()),
+                            ballast,
+                            queue: GcCell::new(None),
+                            next: GcCell::new(None),
+                        },
+                    )
+                };
+                // `a` (root queue) holds queue 2 and `y`; `y` is registered with queue 2.
+                let (a, y) = (holder(2 * round, BALLAST), holder(2 * round + 1, 0));
+                let q2 = GcFinalizers::new(mc);
+                a.queue.set(mc, Some(q2));
+                a.next.set(mc, Some(y));
+                q2.register(mc, y);
+                r.queue.register(mc, a);
+                r.weak.set(mc, Some(y.downgrade(mc)));
+            });
+            let collector = {
+                let heap = heap.clone();
+                std::thread::spawn(move || heap.collect())
+            };
+            // As soon as `a` is queued: whether `y`'s round has run yet, and the upgrade.
+            let (early, upgraded) = loop {
+                let seen = m.mutate(|mc, r| {
+                    let a = r.queue.pop(mc)?;
+                    let early = a.queue.get().unwrap().is_empty();
+                    let y = r.weak.get().unwrap().upgrade(mc);
+                    if let Some(y) = y {
+                        r.kept.push(mc, Some(y));
+                    }
+                    Some((early, y.is_some()))
+                });
+                if let Some(s) = seen {
+                    break s;
+                }
+                std::hint::spin_loop();
+            };
+            collector.join().unwrap();
+            m.collect();
+            m.mutate(|mc, r| {
+                let up = r.weak.get().unwrap().upgrade(mc);
+                if early {
+                    between_rounds += 1;
+                    assert!(upgraded, "{what}: `y` upgrades before its round");
+                    let kept = r.kept.get(r.kept.len() - 1).flatten().unwrap();
+                    assert!(
+                        up.is_some_and(|y| y.id == kept.id),
+                        "{what}: the weak reference to `y`, held, reads as dead"
+                    );
+                } else {
+                    assert!(!upgraded && up.is_none(), "{what}: `y` was queued");
+                }
+            });
+        }
+        if concurrent && !cfg!(miri) {
+            assert!(
+                between_rounds > 0,
+                "{what}: no upgrade landed between rounds"
+            );
+        }
+        // Everything becomes garbage and is freed, once each.
+        m.mutate(|mc, r| {
+            while r.kept.pop(mc).is_some() {}
+            while r.queue.pop(mc).is_some() {}
+            r.weak.set(mc, None);
+        });
+        for _ in 0..4 {
+            m.collect();
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            8,
+            "{what}: every object freed once"
+        );
+    }
+}

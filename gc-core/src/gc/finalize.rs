@@ -43,7 +43,11 @@
 //! resurrected set, and the weak-clearing window clears references to them. Only references
 //! made before: one made from the popped object (while marking resumes, or in the window) is
 //! an ordinary reference; each weak box records how many rounds had queued objects when it
-//! was made ([`Finalization::queued_since`]). An ephemeron entry
+//! was made ([`Finalization::queued_since`]). An object set aside for a later round (its queue
+//! not marked yet) that an upgrade hands out while marking resumes is held again, so alive:
+//! the upgrade clears its "dead" flag ([`Finalization::upgraded`]) and the round registers it
+//! again instead of queueing it, as Go runs no finalizer of an object a weak pointer handed
+//! back. An ephemeron entry
 //! keyed by a resurrected object stays (its key is marked), as Lua keeps resurrected keys in
 //! weak-keyed tables until the next collection. Cleanups of a resurrected object wait until it
 //! is really freed.
@@ -72,6 +76,9 @@ pub(crate) struct Finalization {
     /// they were decided, with whether the object was marked as marking first left it (see
     /// [`resurrect`]). Empty outside them.
     undecided: Mutex<Vec<Undecided>>,
+    /// Whether `undecided` may hold a registration whose object was not marked (so a weak
+    /// upgrade must look there: [`Finalization::upgraded`]).
+    undecided_dead: AtomicBool,
     /// The objects queued for finalization this cycle, each with the number of the round that
     /// queued it: filled at mark termination, emptied after the weak-clearing window closed
     /// (module docs).
@@ -117,6 +124,21 @@ impl Finalization {
     pub(crate) fn queued_since(&self, born: u64, p: usize) -> bool {
         self.any_resurrected.load(Ordering::Acquire)
             && self.resurrected.read().get(&p).is_some_and(|&r| r > born)
+    }
+
+    /// `GcWeak::upgrade` handed out `p` while marking: if `p` was not marked when marking first
+    /// completed and its registration waits for a later round (its queue was not marked then),
+    /// it is alive now, held by the program, and that round must not queue it. Rounds run in
+    /// stops and upgrades in scopes, so the next round sees this.
+    pub(crate) fn upgraded(&self, p: usize) {
+        if !self.undecided_dead.load(Ordering::Acquire) {
+            return;
+        }
+        for u in self.undecided.lock().iter_mut() {
+            if u.obj.0 as usize == p {
+                u.obj_dead = false;
+            }
+        }
     }
 
     /// Start of a cycle (STW 1).
@@ -214,6 +236,9 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
                     obj: o,
                     obj_dead,
                 });
+                if obj_dead {
+                    f.undecided_dead.store(true, Ordering::Release);
+                }
                 return false;
             }
             if obj_dead {
@@ -269,7 +294,9 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
 /// their queue was not marked, which it still is not (the queue is dead, and nobody could pop
 /// the object). Their addresses are not read: the queue and maybe the object are garbage.
 pub(crate) fn abandon_undecided(h: &Shared) {
-    h.finalize.undecided.lock().clear();
+    let f = &h.finalize;
+    f.undecided.lock().clear();
+    f.undecided_dead.store(false, Ordering::Release);
 }
 
 /// The heap object behind a `GcFinalizers` queue: the resurrected objects not yet popped.

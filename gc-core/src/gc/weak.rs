@@ -86,6 +86,9 @@ pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*c
     }
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
+        // Between resurrection rounds: a target whose finalization a later round decides is
+        // held again, so not dead (`gc::finalize`).
+        h.finalize.upgraded(p as usize);
     }
     Some(p)
 }

@@ -52,7 +52,7 @@
 //! weak-keyed tables until the next collection. Cleanups of a resurrected object wait until it
 //! is really freed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -73,12 +73,14 @@ pub(crate) struct Finalization {
     /// (queue, object) registrations for resurrecting finalization, oldest first.
     registered: Mutex<Vec<(ObjAddr, ObjAddr)>>,
     /// During a cycle's resurrection rounds: the registrations whose queue was not marked when
-    /// they were decided, with whether the object was marked as marking first left it (see
-    /// [`resurrect`]). Empty outside them.
+    /// they were decided (see [`resurrect`]). Empty outside them.
     undecided: Mutex<Vec<Undecided>>,
-    /// Whether `undecided` may hold a registration whose object was not marked (so a weak
-    /// upgrade must look there: [`Finalization::upgraded`]).
-    undecided_dead: AtomicBool,
+    /// The objects of `undecided` that were not marked as marking first left them, less those
+    /// a weak upgrade has handed out since ([`Finalization::upgraded`]): a later round queues
+    /// these. Empty outside the rounds.
+    set_aside_dead: Mutex<HashSet<usize>>,
+    /// Whether `set_aside_dead` may be non-empty (the upgrade's fast path).
+    any_set_aside_dead: AtomicBool,
     /// The objects queued for finalization this cycle, each with the number of the round that
     /// queued it: filled at mark termination, emptied after the weak-clearing window closed
     /// (module docs).
@@ -131,13 +133,8 @@ impl Finalization {
     /// it is alive now, held by the program, and that round must not queue it. Rounds run in
     /// stops and upgrades in scopes, so the next round sees this.
     pub(crate) fn upgraded(&self, p: usize) {
-        if !self.undecided_dead.load(Ordering::Acquire) {
-            return;
-        }
-        for u in self.undecided.lock().iter_mut() {
-            if u.obj.0 as usize == p {
-                u.obj_dead = false;
-            }
+        if self.any_set_aside_dead.load(Ordering::Acquire) {
+            self.set_aside_dead.lock().remove(&p);
         }
     }
 
@@ -201,13 +198,12 @@ impl Finalization {
     }
 }
 
-/// A registration whose queue was not marked when its round decided it: the queue, the object,
-/// and whether the object was dead (not marked) before any resurrection of the cycle.
+/// A registration whose queue was not marked when its round decided it (whether its object was
+/// dead before any resurrection of the cycle is in `Finalization::set_aside_dead`).
 #[derive(Clone, Copy)]
 pub(crate) struct Undecided {
     queue: ObjAddr,
     obj: ObjAddr,
-    obj_dead: bool,
 }
 
 /// With the world stopped and marking complete (ephemerons included): one resurrection round
@@ -228,16 +224,13 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     if first {
         let mut reg = f.registered.lock();
         let mut undecided = f.undecided.lock();
+        let mut set_aside_dead = f.set_aside_dead.lock();
         reg.retain(|&(q, o)| {
             let obj_dead = !t.is_marked(o.0);
             if !t.is_marked(q.0) {
-                undecided.push(Undecided {
-                    queue: q,
-                    obj: o,
-                    obj_dead,
-                });
+                undecided.push(Undecided { queue: q, obj: o });
                 if obj_dead {
-                    f.undecided_dead.store(true, Ordering::Release);
+                    set_aside_dead.insert(o.0 as usize);
                 }
                 return false;
             }
@@ -247,21 +240,25 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
             }
             true
         });
+        if !set_aside_dead.is_empty() {
+            f.any_set_aside_dead.store(true, Ordering::Release);
+        }
     } else {
         let mut undecided = f.undecided.lock();
+        let set_aside_dead = f.set_aside_dead.lock();
         let mut alive = Vec::new();
         undecided.retain(|u| {
             if !t.is_marked(u.queue.0) {
                 return true;
             }
-            if u.obj_dead {
+            if set_aside_dead.contains(&(u.obj.0 as usize)) {
                 dead.push((u.queue, u.obj));
             } else {
                 alive.push((u.queue, u.obj));
             }
             false
         });
-        drop(undecided);
+        drop((undecided, set_aside_dead));
         if !alive.is_empty() {
             // Registered again in their order; objects registered since come before them,
             // which changes nothing but the order of a later cycle's queueing.
@@ -296,7 +293,8 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
 pub(crate) fn abandon_undecided(h: &Shared) {
     let f = &h.finalize;
     f.undecided.lock().clear();
-    f.undecided_dead.store(false, Ordering::Release);
+    f.any_set_aside_dead.store(false, Ordering::Release);
+    f.set_aside_dead.lock().clear();
 }
 
 /// The heap object behind a `GcFinalizers` queue: the resurrected objects not yet popped.

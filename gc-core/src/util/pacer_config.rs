@@ -229,9 +229,11 @@ impl PacerConfig {
     /// Parse `GCCORE_PACER`'s value onto the defaults.
     pub(crate) fn from_env_value(v: &str) -> Result<PacerConfig, ConfigError> {
         let mut c = PacerConfig::default();
-        c.apply(v).map_err(|_| ConfigError {
+        // The value, with why it was refused (as `Heap::new` reports a `Config::pacer` that
+        // fails `validate`).
+        c.apply(v).map_err(|why| ConfigError {
             var: "GCCORE_PACER",
-            value: v.to_string(),
+            value: format!("{v} ({why})"),
             expected: EXPECTED,
         })?;
         Ok(c)
@@ -345,6 +347,9 @@ mod tests {
         }
         let e = PacerConfig::from_env_value("max_overshoot=x").unwrap_err();
         assert_eq!(e.var, "GCCORE_PACER");
+        // The error says why, not only which forms are accepted.
+        let e = PacerConfig::from_env_value("min_trigger=0.9,max_trigger=0.5").unwrap_err();
+        assert!(e.to_string().contains("min_trigger ≤ max_trigger"), "{e}");
         // Knobs that constrain each other may come in any order: only the result is checked.
         let mut c = PacerConfig::default();
         c.apply("min_trigger=0.96,max_trigger=0.98").unwrap();

@@ -109,7 +109,7 @@ impl Config {
             }
         }
         if let Some(v) = get("GCCORE_MAX_HEAP") {
-            self.max_heap = if v.trim() == "off" {
+            self.max_heap = if v.trim().eq_ignore_ascii_case("off") {
                 None
             } else {
                 Some(parse_bytes("GCCORE_MAX_HEAP", &v)?)
@@ -342,7 +342,8 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
         value: v.to_string(),
         expected: EXPECTED,
     };
-    if v.trim() == "off" {
+    // `off` in any case, as `GOGC` takes it.
+    if v.trim().eq_ignore_ascii_case("off") {
         return Ok(None);
     }
     let b = parse_bytes("GOMEMLIMIT", v).map_err(|_| err())?;
@@ -474,9 +475,14 @@ mod tests {
         assert_eq!(parse_memory_limit("2048KiB"), Ok(Some(2 << 20)));
         assert_eq!(parse_memory_limit("1TiB"), Ok(Some(1 << 40)));
         assert_eq!(parse_memory_limit("off"), Ok(None));
+        assert_eq!(
+            parse_memory_limit("OFF"),
+            Ok(None),
+            "as GOGC=OFF is accepted"
+        );
         assert_eq!(parse_memory_limit("9223372036854775807"), Ok(None));
         for bad in [
-            "12XB", "", "MiB", "1.5GiB", "-1", "512 MB", "512mb", "100", "1023KiB", "OFF",
+            "12XB", "", "MiB", "1.5GiB", "-1", "512 MB", "512mb", "100", "1023KiB",
         ] {
             let e = parse_memory_limit(bad).unwrap_err();
             assert_eq!(e.var, "GOMEMLIMIT", "{bad}");

@@ -201,18 +201,21 @@ impl Heap {
     pub fn set_memory_limit(&self, limit: Option<usize>) -> Option<usize> {
         let h = self.shared();
         let limit = limit.map(|l| l.max(crate::util::config::MIN_MEMORY_LIMIT));
-        let old = h
-            .pacer
-            .model
-            .lock()
-            .set_memory_limit(limit.map(|l| l as u64));
-        h.mheap
-            .arena
-            .memory_limit
-            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+        // The pacer's model, the arena (allocation-time scavenging) and the scavenger take the
+        // limit under the model's lock, so that two threads setting limits at once leave all
+        // three with the same one.
+        let old = {
+            let mut model = h.pacer.model.lock();
+            let old = model.set_memory_limit(limit.map(|l| l as u64));
+            h.mheap
+                .arena
+                .memory_limit
+                .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
+            h.pacer.scavenger.set_memory_limit(limit);
+            old
+        };
         h.controller().reset_fail_fast();
         crate::gc::collector::update_trigger(h);
-        h.pacer.scavenger.set_memory_limit(limit);
         old.map(|l| l as usize)
     }
 

@@ -64,8 +64,9 @@ impl Heap {
     /// A heap configured from the environment: every variable [`Config::from_env`] reads
     /// (`GOGC`, `GOMEMLIMIT`, `GODEBUG` (`gctrace`, `gcpacertrace`), and the `GCCORE_*`
     /// settings: `GCCORE_ARENA`, `GCCORE_VERIFY`, `GCCORE_MAX_HEAP`, `GCCORE_MARK_WORKERS`,
-    /// `GCCORE_CONCURRENT`, `GCCORE_SPAN_MARKING`, `GCCORE_PACER`, `GCCORE_PACERTRACE`; the table in [`crate::config`] says what each
-    /// takes). A malformed value is an error, not a default.
+    /// `GCCORE_CONCURRENT`, `GCCORE_SPAN_MARKING`, `GCCORE_PACER`, `GCCORE_PACERTRACE`; the
+    /// table in [`crate::config`] says what each takes). A malformed value is an error, not a
+    /// default.
     pub fn from_env() -> Result<Heap, HeapError> {
         Heap::new(Config::from_env()?)
     }

@@ -437,6 +437,24 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
     // collector thread kept off a busy machine's CPUs may start its first cycle late (seen:
     // none in 200 rounds with the other tests of this file running).
     let mut round = 0u64;
+    // A cumulative metric never goes down, read at any moment (the classes are booked up to
+    // 100 µs after the threads' clocks move, so the raw difference can dip): a thread reads it
+    // all the time the heap churns.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (heap, done) = (heap.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut last, mut reads) = (0.0, 0u64);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || reads < 2_000 {
+                let other = heap
+                    .metrics()
+                    .f64("/gccore/cpu/collector-other:cpu-seconds")
+                    .unwrap();
+                assert!(other >= last, "collector-other fell: {last} → {other}");
+                (last, reads) = (other, reads + 1);
+            }
+        })
+    };
     while round < 200 || (heap.stats().gc_cycles < 2 && round < 20_000) {
         round += 1;
         m.mutate(|mc, root| {
@@ -452,6 +470,8 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
     }
     m.collect();
     heap.finish_sweep();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
     let x = heap.metrics();
     let f = |n: &str| x.f64(n).unwrap();
     let threads = f("/gccore/cpu/collector-threads:cpu-seconds");

@@ -111,7 +111,13 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         F(secs(crate::util::clock::process_cpu_ns())),
         F(secs(sweep_bg)),
         F(secs(threads)),
-        F(secs(threads.saturating_sub(booked))),
+        F(secs({
+            // Cumulative, so never lower than a value already read (see the field).
+            let other = threads.saturating_sub(booked);
+            s.collector_other_ns
+                .fetch_max(other, Ordering::Relaxed)
+                .max(other)
+        })),
         U(h.pacer.limiting.load(Ordering::Relaxed) as u64),
         U(u(&s.limiter_enabled)),
         F(cons_mark),

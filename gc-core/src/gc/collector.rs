@@ -201,7 +201,7 @@ fn run(h: Arc<Shared>) {
                 .name("gc-core scavenger".into())
                 .spawn_scoped(s, move || {
                     register_clock(h);
-                    h.pacer.scavenger.run(&h.mheap.arena, &h.stats)
+                    h.pacer.scavenger.run(&h.mheap, &h.stats)
                 });
         }
         // A panic here would leave mutators waiting for a world that never restarts.

@@ -371,7 +371,6 @@ impl Controller<'_> {
         p.scavenger.set_goals(
             to(goals.gc_percent_goal),
             to(goals.memory_limit_goal),
-            to_usize(c.marked as u64),
             goals.gc_percent_goal.is_some() || goals.memory_limit_goal.is_some(),
         );
         let cycle_due = self.update_trigger(false);

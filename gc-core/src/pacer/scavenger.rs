@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::alloc::arena::Arena;
+use crate::alloc::mheap::MHeap;
 use crate::telemetry::metrics::Stats;
 use crate::util::primitive::Monitor;
 
@@ -42,11 +43,6 @@ pub(crate) struct Scavenger {
     /// `usize::MAX` where there is nothing to do. Written at each cycle's end and when the
     /// memory limit changes.
     goals: (AtomicUsize, AtomicUsize),
-    /// The memory limit (`usize::MAX`: none): above it the thread does not pace itself, if
-    /// `marked` is at most half of it.
-    limit: AtomicUsize,
-    /// The heap marked by the last cycle.
-    marked: AtomicUsize,
     /// Wakes the scavenger thread.
     wake: Monitor,
     /// Set when the heap shuts down: the thread exits.
@@ -59,8 +55,6 @@ impl Scavenger {
     pub(crate) fn new(memory_limit: Option<usize>, procs: usize) -> Scavenger {
         let s = Scavenger {
             goals: (AtomicUsize::new(usize::MAX), AtomicUsize::new(usize::MAX)),
-            limit: AtomicUsize::new(usize::MAX),
-            marked: AtomicUsize::new(0),
             wake: Monitor::default(),
             stop: AtomicBool::new(false),
             share: (SCAVENGE_CPU_FRACTION * procs as f64).min(1.0),
@@ -69,12 +63,10 @@ impl Scavenger {
         s
     }
 
-    /// Set both goals and the heap the cycle `marked` (a cycle ended); wake the thread if
-    /// `wake`.
-    pub(crate) fn set_goals(&self, retained: usize, mapped: usize, marked: usize, wake: bool) {
+    /// Set both goals (a cycle ended); wake the thread if `wake`.
+    pub(crate) fn set_goals(&self, retained: usize, mapped: usize, wake: bool) {
         self.goals.0.store(retained, Ordering::Relaxed);
         self.goals.1.store(mapped, Ordering::Relaxed);
-        self.marked.store(marked, Ordering::Relaxed);
         if wake {
             self.wake.wake_all();
         }
@@ -84,8 +76,6 @@ impl Scavenger {
     pub(crate) fn set_memory_limit(&self, limit: Option<usize>) {
         let goal = limit.map_or(usize::MAX, |l| l / 100 * 95);
         self.goals.1.store(goal, Ordering::Relaxed);
-        self.limit
-            .store(limit.unwrap_or(usize::MAX), Ordering::Relaxed);
         self.wake.wake_all();
     }
 
@@ -102,7 +92,8 @@ impl Scavenger {
     }
 
     /// The scavenger thread's body; returns after [`Scavenger::shutdown`].
-    pub(crate) fn run(&self, arena: &Arena, stats: &Stats) {
+    pub(crate) fn run(&self, mheap: &MHeap, stats: &Stats) {
+        let arena = &mheap.arena;
         loop {
             {
                 let mut g = self.wake.lock();
@@ -126,9 +117,11 @@ impl Scavenger {
                 drop(self.wake.wait_for(g, Duration::from_millis(10)));
                 continue;
             }
-            let limit = self.limit.load(Ordering::Relaxed);
+            // The limit as the arena applies it (`usize::MAX`: none), and the heap the last
+            // cycle marked.
+            let limit = arena.memory_limit.load(Ordering::Relaxed);
             if arena.mapped_ready_bytes() > limit
-                && self.marked.load(Ordering::Relaxed) <= limit / 2
+                && mheap.counters.heap_marked.load(Ordering::Relaxed) <= limit / 2
             {
                 // Over the limit with little live: every moment costs collections (module
                 // docs).

@@ -109,7 +109,7 @@ impl Config {
             }
         }
         if let Some(v) = get("GCCORE_MAX_HEAP") {
-            self.max_heap = if v.trim().eq_ignore_ascii_case("off") {
+            self.max_heap = if is_off(&v) {
                 None
             } else {
                 Some(parse_bytes("GCCORE_MAX_HEAP", &v)?)
@@ -342,8 +342,7 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
         value: v.to_string(),
         expected: EXPECTED,
     };
-    // `off` in any case, as `GOGC` takes it.
-    if v.trim().eq_ignore_ascii_case("off") {
+    if is_off(v) {
         return Ok(None);
     }
     let b = parse_bytes("GOMEMLIMIT", v).map_err(|_| err())?;
@@ -382,12 +381,17 @@ pub fn parse_godebug(v: &str, key: &str) -> Result<Option<bool>, ConfigError> {
     Ok(out)
 }
 
+/// Whether a setting's value is `off`, in any case (`GOGC`, `GOMEMLIMIT`, `GCCORE_MAX_HEAP`).
+fn is_off(v: &str) -> bool {
+    v.trim().eq_ignore_ascii_case("off")
+}
+
 /// Parse a `GOGC` value: `off`, or a decimal integer (negative means off, as in Go).
 pub fn parse_gogc(v: &str) -> Result<Option<u32>, ConfigError> {
-    let t = v.trim();
-    if t.eq_ignore_ascii_case("off") {
+    if is_off(v) {
         return Ok(None);
     }
+    let t = v.trim();
     match t.parse::<i64>() {
         Ok(n) if n < 0 => Ok(None),
         Ok(n) => Ok(Some(n.min(u32::MAX as i64) as u32)),

@@ -364,9 +364,9 @@ impl Pacer {
     }
 
     /// The trigger and the goal (Go 1.19: `gcControllerState.trigger`): `goal − runway`,
-    /// bounded below by `marked + (goal − marked) × 45/64` (so that a fast allocator does not
-    /// make the collector run nearly all the time) and above by `marked + (goal − marked) ×
-    /// 61/64` or, for large heaps, `goal − heap minimum` (some headroom is left whenever a
+    /// bounded below by `marked + (goal − marked) × min_trigger` (0.8; Go: 45/64, so that a fast
+    /// allocator does not make the collector run nearly all the time) and above by `marked +
+    /// (goal − marked) × 61/64` or, for large heaps, `goal − heap minimum` (some headroom is left whenever a
     /// cycle starts). The two ratios are [`PacerConfig::min_trigger_ratio`] and
     /// [`PacerConfig::max_trigger_ratio`].
     pub fn trigger(&self, m: MemoryStats) -> (u64, u64) {
@@ -830,10 +830,10 @@ mod tests {
         let runway = (0.1f64 * 0.75 / 0.25 * (60 * MIB) as f64) as u64;
         assert_eq!(p.trigger(none), (goal - runway, goal));
         // cons/mark 2: a runway of 360 MiB would trigger below the live heap; the lower bound
-        // marked + (goal − marked)/64 × 45 holds.
+        // marked + (goal − marked) × 0.8 holds.
         p.cons_mark = 2.0;
         p.commit(true, marked);
-        assert_eq!(p.trigger(none).0, marked + (goal - marked) / 64 * 45);
+        assert_eq!(p.trigger(none).0, marked + (goal - marked) / 5 * 4);
     }
 
     #[test]

@@ -38,8 +38,13 @@ pub struct PacerConfig {
     /// How the goal is sized (default: [`Policy::Proportional`], GOGC).
     pub policy: Policy,
     /// The trigger is at least this far (a fraction of `goal − marked`) from the live heap to
-    /// the goal (Go 1.19: 45/64 ≈ 0.70), so that a fast allocator does not keep the collector
-    /// marking nearly all the time.
+    /// the goal, so that a fast allocator does not keep the collector marking nearly all the
+    /// time. gc-core: 0.8; Go 1.19: 45/64 ≈ 0.70. A mutator that allocates faster than the
+    /// collector marks starts every cycle at this bound, and what it allocates between the
+    /// trigger and mark termination is allocated black and doubled into the next goal: gc-core's
+    /// mutators allocate two to three times as fast as Go's on the same program, so at Go's
+    /// bound its heap was 8% larger than Go's on binary-trees; at 0.8 it is Go's size, for
+    /// assists that cost that program about a tenth of its wall time (`docs/tuning.md`).
     pub min_trigger_ratio: f64,
     /// … and at most this far (Go 1.19: 61/64 ≈ 0.95, or `goal − 4 MiB` for large heaps),
     /// so that some runway is always left.
@@ -76,7 +81,7 @@ impl Default for PacerConfig {
     fn default() -> Self {
         PacerConfig {
             policy: Policy::Proportional,
-            min_trigger_ratio: 45.0 / 64.0,
+            min_trigger_ratio: 0.8,
             max_trigger_ratio: 61.0 / 64.0,
             cons_mark_window: 2,
             max_overshoot: 1.1,

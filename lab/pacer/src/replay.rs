@@ -178,6 +178,8 @@ impl Trace {
             scan_rate: steps(scan_rate),
             stacks: steps(stacks),
             globals: steps(globals),
+            // The heap's own pacer (the built-in scenarios' default is Go's lowest trigger).
+            pacer: gc_core::pacer::PacerConfig::default(),
             ..Scenario::default()
         };
         if matches!(s.scan_rate, Stream::Constant(_)) {

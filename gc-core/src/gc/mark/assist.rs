@@ -55,8 +55,16 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     let ratio = f64::from_bits(h.pacer.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
     loop {
-        if debt <= 0.0 || must_stop(h) {
+        if must_stop(h) {
             return debt;
+        }
+        if debt <= 0.0 {
+            if !past_bound_at_termination(h) {
+                return debt;
+            }
+            h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);
+            park(h, h.pacer.bg_credit.load(Ordering::SeqCst));
+            continue;
         }
         let want = debt.max(OVER_ASSIST_WORK) as i64;
         let credit_seen = h.pacer.bg_credit.load(Ordering::SeqCst);
@@ -88,6 +96,29 @@ fn must_stop(h: &Shared) -> bool {
     h.safepoint.stop_requested()
         || h.pacer.limiting.load(Ordering::Relaxed)
         || !h.mark.marking.load(Ordering::Relaxed)
+}
+
+/// Whether the collector is attempting termination (marking found no work left) with the heap
+/// past the furthest a cycle may go: its goal, or the goal it extended to, times
+/// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot). Then an assist
+/// waits for the stop whatever its debt. Once the scan work is done the assist ratio falls to
+/// almost nothing, so a mutator out of debt would allocate on until the stop landed: with the
+/// collector thread descheduled in that window (another process on a CPU), a deep-structure
+/// test ran a cycle to 1.137 × its goal with the lowest trigger at 0.8.
+fn past_bound_at_termination(h: &Shared) -> bool {
+    if !h.mark.terminating.load(Ordering::SeqCst) {
+        return false;
+    }
+    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
+    let goal = h
+        .pacer
+        .heap_goal
+        .load(Ordering::Relaxed)
+        .max(h.pacer.extended_goal.load(Ordering::Relaxed));
+    // The lock only past the goal, where the bound can be near.
+    live >= goal
+        && live as f64 >= goal as f64 * h.pacer.model.lock().config().max_overshoot
+        && may_wait(h)
 }
 
 /// Whether an assist that found neither credit nor grey work may wait for the markers: they

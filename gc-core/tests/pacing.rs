@@ -1,6 +1,7 @@
 //! Pacer behaviour on real heaps: the heap stays near its goal in steady state (also when the
 //! marker holds the only grey work, one deep structure, so that assists must wait for it), a
-//! scope that never polls holds the cycle up and the wait shows in the metrics, the memory
+//! scope that never polls holds the cycle up and the wait shows in the metrics, an assist
+//! holds its mutator past 1.1 × the goal even at a stale assist ratio, the memory
 //! limit bounds mapped memory, a limit below the live heap degrades throughput instead of
 //! livelocking, and the scavenger gives memory back.
 //!
@@ -776,4 +777,77 @@ fn short_mark_phases_mark_at_idle_priority_beside_one_mutator() {
         100.0 * share,
         trace(&recs)
     );
+}
+
+/// Past 1.1 × its goal an assist holds its mutator whatever its debt. Debt is charged at the
+/// last revised assist ratio, which a mutator cannot revise while another thread holds the
+/// pacer's lock; at the end of marking that ratio is close to nothing and the background
+/// credit large, so a mutator that paid by debt alone allocated on without bound while the
+/// collector thread was descheduled holding the lock. The test stops the collector there
+/// (`debug_stall_holding_pacer`) while a second mutator allocates garbage as fast as it can.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn past_its_bound_an_assist_holds_the_mutator_whatever_its_debt() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().gc_percent(Some(100)).verify(verify)).unwrap();
+        let (mut m, _slots) = live_set(&heap, 16 * MIB);
+        let stop = AtomicBool::new(false);
+        let cap = 512 * MIB;
+        let allocated = std::thread::scope(|s| {
+            let allocator = s.spawn(|| {
+                let mut a: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+                let mut bytes = 0;
+                while !stop.load(Ordering::Relaxed) && bytes < cap {
+                    a.mutate(|mc, _| {
+                        for i in 0..1024 {
+                            std::hint::black_box(chain(mc, i));
+                        }
+                    });
+                    bytes += 1024 * CHAIN * NODE_BYTES;
+                }
+                bytes
+            });
+            heap.debug_stall_holding_pacer(true);
+            heap.debug_start_cycle();
+            let start = Instant::now();
+            while !heap.debug_pacer_stalled() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let stalled = heap.debug_pacer_stalled();
+            // The allocator runs on for a while with the collector stopped at the end of marking.
+            std::thread::sleep(Duration::from_millis(300));
+            heap.debug_stall_holding_pacer(false);
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::Relaxed);
+            assert!(
+                stalled,
+                "verify={verify}: the collector never reached the stall"
+            );
+            allocator.join().unwrap()
+        });
+        check_intact(&mut m);
+        let recs = heap.take_cycle_records();
+        for r in automatic(&recs).iter().filter(|r| !r.limiter_on) {
+            let bound = r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT;
+            assert!(
+                r.heap_end as f64 <= bound + MIB as f64,
+                "verify={verify}: cycle {} ended at {} MiB, bound {:.1} MiB; the allocator \
+                 allocated {} MiB in all\n{}",
+                r.cycle,
+                r.heap_end / MIB,
+                bound / MIB as f64,
+                allocated / MIB,
+                trace(&recs)
+            );
+        }
+        // And garbage is reclaimed: the allocator's chains are gone once a cycle has run.
+        heap.collect();
+        let live = heap.stats().heap_live;
+        assert!(
+            live < 24 * MIB,
+            "verify={verify}: {} MiB live after a collection (16 MiB of chains are reachable)",
+            live / MIB
+        );
+    }
 }

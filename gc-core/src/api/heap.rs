@@ -276,6 +276,24 @@ impl Heap {
             .store(on, Ordering::SeqCst);
     }
 
+    /// Testing: while `on`, the collector stops when concurrent marking runs out of grey work,
+    /// holding the pacer's lock (as a collector thread descheduled there would), until it is
+    /// turned off; [`Heap::debug_pacer_stalled`] tells when it is there. Mutators then assist
+    /// at the last assist ratio the collector set.
+    #[doc(hidden)]
+    pub fn debug_stall_holding_pacer(&self, on: bool) {
+        self.shared()
+            .hooks
+            .stall_holding_pacer
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: whether the collector is stopped by [`Heap::debug_stall_holding_pacer`].
+    #[doc(hidden)]
+    pub fn debug_pacer_stalled(&self) -> bool {
+        self.shared().hooks.pacer_stalled.load(Ordering::SeqCst)
+    }
+
     /// Testing: whether the weak-clearing window is open (from mark termination until the
     /// collector has cleared the dead weak references and queued the spans for sweeping;
     /// nothing is swept meanwhile).

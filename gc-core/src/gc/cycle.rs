@@ -384,6 +384,14 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
                 pace.after(h, cpu);
             }
         }
+        if h.hooks.stall_holding_pacer.load(Ordering::Relaxed) {
+            let _pacer = h.pacer.model.lock();
+            h.hooks.pacer_stalled.store(true, Ordering::SeqCst);
+            while h.hooks.stall_holding_pacer.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            h.hooks.pacer_stalled.store(false, Ordering::SeqCst);
+        }
         // Out of grey work: an ephemeron round with the world running (values whose keys were
         // marked since their tables were scanned); if it greyed anything, mark on.
         if crate::gc::ephemeron::round(h, t) {

@@ -78,6 +78,11 @@ pub(crate) struct Hooks {
     pub hold_marking: AtomicBool,
     /// The collector waits before clearing weak references after mark termination while set.
     pub hold_weak_clearing: AtomicBool,
+    /// When concurrent marking runs out of grey work, the collector waits while set, holding
+    /// the pacer's lock (a collector thread descheduled there), and raises `pacer_stalled`
+    /// meanwhile.
+    pub stall_holding_pacer: AtomicBool,
+    pub pacer_stalled: AtomicBool,
 }
 
 /// State shared by the heap handles, the mutators and the collector threads (module docs).

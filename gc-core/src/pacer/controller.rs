@@ -77,6 +77,9 @@ pub(crate) struct PacerState {
     /// marked): its goal, or the extended goal once its scan work passed the expectation
     /// ([`crate::pacer::AssistRatio::extended_goal`]). Reset at the cycle's start.
     pub extended_goal: AtomicUsize,
+    /// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) as the model
+    /// took it (f64 bits; fixed at creation), for assists, which must not take the model's lock.
+    pub max_overshoot: AtomicU64,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
     /// When (ns since the heap's creation) the last cycle's mark terminated (0: none yet).
@@ -92,13 +95,16 @@ pub(crate) struct PacerState {
 
 impl PacerState {
     pub(crate) fn new(config: &Config, procs: usize) -> PacerState {
+        let model = Pacer::with_config(
+            config.gc_percent,
+            config.memory_limit.map(|l| l as u64),
+            procs,
+            config.pacer.clone(),
+        );
+        let max_overshoot = AtomicU64::new(model.config().max_overshoot.to_bits());
         PacerState {
-            model: Mutex::new(Pacer::with_config(
-                config.gc_percent,
-                config.memory_limit.map(|l| l as u64),
-                procs,
-                config.pacer.clone(),
-            )),
+            model: Mutex::new(model),
+            max_overshoot,
             gc_percent: AtomicU64::new(config.gc_percent.map_or(u64::MAX, u64::from)),
             // Set by `update_trigger` before any mutator exists.
             trigger: AtomicUsize::new(usize::MAX),

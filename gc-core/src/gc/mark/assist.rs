@@ -46,6 +46,9 @@ const PARK_MAX: Duration = Duration::from_millis(2);
 /// until it reaches a safepoint. So a mutator that polls [`should_yield`] is held to the goal,
 /// and one that does not is never deadlocked, only unthrottled until its scope ends.
 ///
+/// Past the furthest the cycle may take the heap ([`past_bound`]: 1.1 × its goal), the assist
+/// holds the mutator, marking or waiting, whatever its debt.
+///
 /// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid: the
 /// heap may overshoot the goal instead (Go does the same).
 ///
@@ -58,25 +61,26 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
         if must_stop(h) {
             return debt;
         }
-        if debt <= 0.0 {
-            if !past_bound_at_termination(h) {
-                return debt;
-            }
-            h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);
-            park(h, h.pacer.bg_credit.load(Ordering::SeqCst));
-            continue;
-        }
-        let want = debt.max(OVER_ASSIST_WORK) as i64;
-        let credit_seen = h.pacer.bg_credit.load(Ordering::SeqCst);
-        let stolen = steal_credit(h, want);
-        debt -= stolen as f64;
-        if stolen >= want {
+        // Past the bound, the mutator pays with marking of its own, or waits, whatever its debt.
+        let held = past_bound(h);
+        if debt <= 0.0 && !held {
             return debt;
         }
-        let (done, out_of_work) = mark_for(h, (want - stolen) as u64);
+        let mut want = debt.max(OVER_ASSIST_WORK) as i64;
+        let credit_seen = h.pacer.bg_credit.load(Ordering::SeqCst);
+        if !held {
+            let stolen = steal_credit(h, want);
+            debt -= stolen as f64;
+            if stolen >= want {
+                return debt;
+            }
+            want -= stolen;
+        }
+        let (done, out_of_work) = mark_for(h, want as u64);
         debt -= done as f64;
-        if debt <= 0.0 || !out_of_work {
-            // Paid, or interrupted by a stop request or the limiter (the loop's check).
+        if !out_of_work || (debt <= 0.0 && !held) {
+            // Paid, or interrupted by a stop request or the limiter (the loop's check), or
+            // marking on past the bound.
             continue;
         }
         if !may_wait(h) {
@@ -90,35 +94,31 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     }
 }
 
+/// Whether the heap has passed the furthest a cycle may take it: its goal, or the goal it
+/// extended to, times [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot).
+/// Past it an assist takes no background credit and returns only when a stop is requested,
+/// the limiter turns on, marking ends or nothing will earn credit ([`may_wait`]): the mutator
+/// marks or waits meanwhile, whatever its debt. Debt alone did not hold that bound: it is
+/// charged at the last revised assist ratio, and a mutator revises only when the pacer's lock
+/// is free, so with the collector thread descheduled while holding it (another process on a
+/// CPU) the ratio from below the goal, where it is small, stayed in force; a busy-machine
+/// pacing test once ended a cycle at 1.137 × its goal with the lowest trigger at 0.8.
+fn past_bound(h: &Shared) -> bool {
+    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
+    let goal = h
+        .pacer
+        .heap_goal
+        .load(Ordering::Relaxed)
+        .max(h.pacer.extended_goal.load(Ordering::Relaxed)) as f64;
+    live >= goal * f64::from_bits(h.pacer.max_overshoot.load(Ordering::Relaxed))
+}
+
 /// Whether an assist must stop paying (keeping its debt): a pause is waiting for this mutator,
 /// the GC has taken too much of the CPU, or marking is over.
 fn must_stop(h: &Shared) -> bool {
     h.safepoint.stop_requested()
         || h.pacer.limiting.load(Ordering::Relaxed)
         || !h.mark.marking.load(Ordering::Relaxed)
-}
-
-/// Whether the collector is attempting termination (marking found no work left) with the heap
-/// past the furthest a cycle may go: its goal, or the goal it extended to, times
-/// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot). Then an assist
-/// waits for the stop whatever its debt. Once the scan work is done the assist ratio falls to
-/// almost nothing, so a mutator out of debt would allocate on until the stop landed: with the
-/// collector thread descheduled in that window (another process on a CPU), a deep-structure
-/// test ran a cycle to 1.137 × its goal with the lowest trigger at 0.8.
-fn past_bound_at_termination(h: &Shared) -> bool {
-    if !h.mark.terminating.load(Ordering::SeqCst) {
-        return false;
-    }
-    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
-    let goal = h
-        .pacer
-        .heap_goal
-        .load(Ordering::Relaxed)
-        .max(h.pacer.extended_goal.load(Ordering::Relaxed));
-    // The lock only past the goal, where the bound can be near.
-    live >= goal
-        && live as f64 >= goal as f64 * h.pacer.model.lock().config().max_overshoot
-        && may_wait(h)
 }
 
 /// Whether an assist that found neither credit nor grey work may wait for the markers: they

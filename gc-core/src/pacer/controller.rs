@@ -78,8 +78,8 @@ pub(crate) struct PacerState {
     /// ([`crate::pacer::AssistRatio::extended_goal`]). Reset at the cycle's start.
     pub extended_goal: AtomicUsize,
     /// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) as the model
-    /// took it (f64 bits; fixed at creation), for assists, which must not take the model's lock.
-    pub max_overshoot: AtomicU64,
+    /// took it (fixed at creation), for assists, which must not take the model's lock.
+    pub max_overshoot: f64,
     /// When (ns since the heap's creation) the limiter is next due for an update.
     pub limiter_next_ns: AtomicU64,
     /// When (ns since the heap's creation) the last cycle's mark terminated (0: none yet).
@@ -101,7 +101,7 @@ impl PacerState {
             procs,
             config.pacer.clone(),
         );
-        let max_overshoot = AtomicU64::new(model.config().max_overshoot.to_bits());
+        let max_overshoot = model.config().max_overshoot;
         PacerState {
             model: Mutex::new(model),
             max_overshoot,

@@ -366,8 +366,8 @@ impl Pacer {
     /// The trigger and the goal (Go 1.19: `gcControllerState.trigger`): `goal − runway`,
     /// bounded below by `marked + (goal − marked) × min_trigger` (0.8; Go: 45/64, so that a fast
     /// allocator does not make the collector run nearly all the time) and above by `marked +
-    /// (goal − marked) × 61/64` or, for large heaps, `goal − heap minimum` (some headroom is left whenever a
-    /// cycle starts). The two ratios are [`PacerConfig::min_trigger_ratio`] and
+    /// (goal − marked) × 61/64` or, for large heaps, `goal − heap minimum` (some headroom is
+    /// left whenever a cycle starts). The two ratios are [`PacerConfig::min_trigger_ratio`] and
     /// [`PacerConfig::max_trigger_ratio`].
     pub fn trigger(&self, m: MemoryStats) -> (u64, u64) {
         let (goal, mut min_trigger) = self.heap_goal_and_min_trigger(m);

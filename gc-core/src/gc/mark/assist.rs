@@ -110,7 +110,7 @@ fn past_bound(h: &Shared) -> bool {
         .heap_goal
         .load(Ordering::Relaxed)
         .max(h.pacer.extended_goal.load(Ordering::Relaxed)) as f64;
-    live >= goal * f64::from_bits(h.pacer.max_overshoot.load(Ordering::Relaxed))
+    live >= goal * h.pacer.max_overshoot
 }
 
 /// Whether an assist must stop paying (keeping its debt): a pause is waiting for this mutator,

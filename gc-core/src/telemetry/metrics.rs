@@ -40,8 +40,9 @@ pub(crate) struct Stats {
     /// `/gccore/cpu/collector-threads:cpu-seconds`.
     pub collector_clocks: parking_lot::Mutex<Vec<libc::clockid_t>>,
     /// The largest `/gccore/cpu/collector-other:cpu-seconds` read so far, in ns: the threads'
-    /// clocks run ahead of the classes booked on them (a lap of up to 100 µs), so their
-    /// difference can dip, and a cumulative metric must not go down.
+    /// clocks run ahead of the classes booked on them (by a lap: 100 µs and the slice that ends
+    /// it), so their difference can dip, and a cumulative metric must not go down. It therefore
+    /// overstates by the largest such lag a read has caught.
     pub collector_other_ns: AtomicU64,
     /// Times the GC CPU limiter turned on, and the cycle it last did.
     pub limiter_enabled: AtomicU64,
@@ -430,7 +431,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/gccore/cpu/collector-other:cpu-seconds",
-        "collector-threads minus what the classes book on them (background and idle marking, background sweeping and scavenging): cycle control, pause work, mark termination attempts, waits. Never decreases (the largest difference read so far: the classes are booked up to 100 µs late).",
+        "collector-threads minus what the classes book on them (background and idle marking, background sweeping and scavenging): cycle control, pause work, mark termination attempts, waits. Never decreases (the largest difference read so far: the classes are booked a lap, about 100 µs, late, so it may overstate by that).",
     ),
     (
         "/gccore/gc/limiter/enabled:bool",

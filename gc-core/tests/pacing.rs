@@ -218,7 +218,7 @@ fn deep_structures_hold_the_goal_with_waiting_assists() {
 /// while the fractional worker slept or was descheduled) and waited through the termination
 /// attempt (they gave up as soon as the collector stopped draining), cycles ended 1.07–1.3×
 /// past the goal here in most runs. GOGC=50 is left out: with one of two CPUs taken, the GC CPU
-/// limiter is on in a third of its cycles, by design.
+/// limiter is on in most of its cycles (24 of 31 seen), which leaves too few paced ones.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn deep_structures_hold_the_goal_on_a_busy_machine() {
@@ -243,70 +243,26 @@ impl Drop for StopOnDrop {
 fn deep_structures(gogcs: &[u32]) {
     for &gogc in gogcs {
         let heap = Heap::new(Config::default().gc_percent(Some(gogc))).unwrap();
-        let mut m: Mutator<TreeRoot, TreeStack> = heap.mutator_with_stack(|_| GcCell::new(None));
-        // The long-lived tree: 2^20 nodes (16 MiB), built in depth-12 pieces (bounded scopes).
-        let pieces = 1 << 8;
-        for _ in 0..pieces {
-            m.mutate_with_stack(|mc, _, stack| stack.push(tree(mc, 11)));
-        }
-        m.mutate_with_stack(|mc, root, stack| {
-            while stack.len() > 1 {
-                let mut level = Vec::new();
-                while let (Some(r), Some(l)) = (stack.pop(), stack.pop()) {
-                    level.push(Gc::new(
-                        mc,
-                        Tree {
-                            left: Some(l),
-                            right: Some(r),
-                        },
-                    ));
-                }
-                for t in level.into_iter().rev() {
-                    stack.push(t);
-                }
-            }
-            root.set(mc, stack.pop());
-        });
-        let target = 40 * MIB * gogc as usize / 100 * 25;
-        let mut built = 0;
-        let mut sum = 0;
-        while built < target {
-            m.mutate(|mc, _| {
-                loop {
-                    sum += count(Some(tree(mc, 13)));
-                    built += (1 << 14) * 16;
-                    if built >= target || mc.should_yield() {
-                        break;
-                    }
-                }
-            });
-        }
-        assert_eq!(sum as usize, (built / ((1 << 14) * 16)) * ((1 << 14) - 1));
-        let whole = m.mutate(|_, root| count(root.get()));
-        assert_eq!(whole, (1 << 20) - 1, "the long-lived tree lost nodes");
-        let recs = heap.take_cycle_records();
+        let recs = deep_structures_run(&heap, gogc);
         let auto = automatic(&recs);
         assert!(auto.len() >= 12, "GOGC={gogc}: only {} cycles", auto.len());
         let steady = &auto[5..];
         let ratio = |r: &&CycleRecord| r.heap_end as f64 / r.heap_goal as f64;
-        // A cycle in which the GC CPU limiter was on ran part of its mark phase without assists,
-        // by design (GC CPU is capped at 50%, memory gives): it must only not run away (2× its
-        // goal). At GOGC=50 this workload's GC CPU is 35–40%, so the limiter is on in a third
-        // of the cycles on a quiet machine and in half of them with another process on a CPU
-        // (pauses count at wall time × CPUs); seen: 1.54× the goal with the limiter on.
+        // A cycle in which the GC CPU limiter was on ran part of its mark phase without
+        // assists, by design (GC CPU is capped at 50%, memory gives up to the bound below). At
+        // GOGC=50 this workload's GC CPU is 35–40%, so the limiter is on in a third of the
+        // cycles on a quiet machine and in half of them with another process on a CPU (pauses
+        // count at wall time × CPUs); before assists held their mutators past the bound with
+        // the limiter on too, such cycles ended up to 1.54× their goal here.
         let (limited, paced): (Vec<&CycleRecord>, Vec<&CycleRecord>) =
             steady.iter().partition(|r| r.limiter_on);
         // With two processes spinning beside it, the limiter was on in 24 of 31 cycles at
         // GOGC=50; at GOGC=100 and 200 it has not been seen on here.
         let min_paced = if gogc >= 100 { steady.len() / 2 } else { 5 };
-        // The other cycles are paced, and must end where the pacer said they may: within
-        // 1.1 × their goal, or within 1.1 × the goal they extended to when their scan work
-        // passed the pacer's expectation (Go's rule, taken as a growing heap).
-        let bound = |r: &&CycleRecord| r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT;
-        let past_bound: Vec<&&CycleRecord> = paced
-            .iter()
-            .filter(|r| r.heap_end as f64 > bound(r))
-            .collect();
+        // Every cycle must end where the pacer said it may: within 1.1 × its goal, or within
+        // 1.1 × the goal it extended to when its scan work passed the pacer's expectation (Go's
+        // rule, taken as a growing heap); the paced ones near their goal.
+        let past_bound = past_their_bound(steady, 0);
         let extended = paced
             .iter()
             .filter(|r| r.heap_goal_extended > r.heap_goal)
@@ -328,15 +284,134 @@ fn deep_structures(gogcs: &[u32]) {
             median <= 1.05
                 && past_bound.is_empty()
                 && extended <= paced.len() / 4
-                && worst_limited <= 2.0
                 && paced.len() >= min_paced,
             "GOGC={gogc}: paced cycles: heap ÷ goal median {median:.3}, worst {worst:.3}, \
-             {} past their bound, {extended} of {} with the goal extended; {worst_limited:.3} in \
-             {} cycles with the limiter on\n{}",
-            past_bound.len(),
+             {extended} of {} with the goal extended; {worst_limited:.3} in {} cycles with the \
+             limiter on; {} cycles past their bound\n{}",
             paced.len(),
             limited.len(),
+            past_bound.len(),
             trace(&recs)
+        );
+    }
+}
+
+/// The cycles of `recs` that ended more than `slack` bytes past their bound: 1.1 × their goal,
+/// or the goal they extended to.
+fn past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r CycleRecord> {
+    let bound = |r: &CycleRecord| r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT;
+    recs.iter()
+        .copied()
+        .filter(|r| r.heap_end as f64 > bound(r) + slack as f64)
+        .collect()
+}
+
+/// A tree of depth 13 (2^14 − 1 nodes of 16 bytes), counted as 2^14 nodes.
+const TREE_13_BYTES: usize = (1 << 14) * 16;
+
+/// The binary-trees shape on `heap`: a long-lived tree of 2^20 nodes built in bounded scopes,
+/// then trees of depth 13 built and counted one at a time, polling `should_yield` after each,
+/// for 25 times the GOGC runway of a 40 MiB heap; checks every tree and returns the heap's
+/// cycle records.
+fn deep_structures_run(heap: &Heap, gogc: u32) -> Vec<CycleRecord> {
+    let mut m: Mutator<TreeRoot, TreeStack> = heap.mutator_with_stack(|_| GcCell::new(None));
+    // The long-lived tree: 2^20 nodes (16 MiB), built in depth-12 pieces (bounded scopes).
+    let pieces = 1 << 8;
+    for _ in 0..pieces {
+        m.mutate_with_stack(|mc, _, stack| stack.push(tree(mc, 11)));
+    }
+    m.mutate_with_stack(|mc, root, stack| {
+        while stack.len() > 1 {
+            let mut level = Vec::new();
+            while let (Some(r), Some(l)) = (stack.pop(), stack.pop()) {
+                level.push(Gc::new(
+                    mc,
+                    Tree {
+                        left: Some(l),
+                        right: Some(r),
+                    },
+                ));
+            }
+            for t in level.into_iter().rev() {
+                stack.push(t);
+            }
+        }
+        root.set(mc, stack.pop());
+    });
+    let target = 40 * MIB * gogc as usize / 100 * 25;
+    let mut built = 0;
+    let mut sum = 0;
+    while built < target {
+        m.mutate(|mc, _| {
+            loop {
+                sum += count(Some(tree(mc, 13)));
+                built += TREE_13_BYTES;
+                if built >= target || mc.should_yield() {
+                    break;
+                }
+            }
+        });
+    }
+    assert_eq!(sum as usize, (built / TREE_13_BYTES) * ((1 << 14) - 1));
+    let whole = m.mutate(|_, root| count(root.get()));
+    assert_eq!(whole, (1 << 20) - 1, "the long-lived tree lost nodes");
+    heap.take_cycle_records()
+}
+
+/// Without a memory limit, the GC CPU limiter cuts assists only below 1.1 × the goal: a GOGC
+/// goal always leaves room above the marked heap, so the death spiral the limiter is there
+/// for cannot happen, and an assist past the bound holds its mutator whatever the limiter
+/// says. A one-microsecond bucket keeps the limiter on through nearly every mark phase here.
+/// Before, such cycles ran on without assists to 1.2–1.5 × their goal.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn with_the_limiter_on_and_no_memory_limit_cycles_keep_their_bound() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for verify in [false, true] {
+        let pacer = gc_core::pacer::PacerConfig {
+            limiter_capacity_per_proc_ns: 1_000,
+            ..Default::default()
+        };
+        let config = Config::default()
+            .gc_percent(Some(100))
+            .verify(verify)
+            .pacer(pacer);
+        let heap = Heap::new(config).unwrap();
+        let recs = deep_structures_run(&heap, 100);
+        let auto = automatic(&recs);
+        assert!(
+            auto.len() >= 12,
+            "verify={verify}: only {} cycles",
+            auto.len()
+        );
+        let steady = &auto[5..];
+        let limited = steady.iter().filter(|r| r.limiter_on).count();
+        // A held mutator lets go when mark termination is requested, and allocates on until
+        // its next poll of `should_yield`: up to a tree of depth 13.
+        let past = past_their_bound(steady, 2 * TREE_13_BYTES);
+        let worst = steady
+            .iter()
+            .map(|r| r.heap_end as f64 / r.heap_goal as f64)
+            .fold(0.0, f64::max);
+        eprintln!(
+            "verify={verify}: {limited} of {} steady cycles with the limiter on, worst heap ÷ \
+             goal {worst:.3}",
+            steady.len()
+        );
+        assert!(
+            limited >= steady.len() / 2 && past.is_empty(),
+            "verify={verify}: {limited} of {} cycles with the limiter on, {} past their bound\n{}",
+            steady.len(),
+            past.len(),
+            trace(&recs)
+        );
+        // Garbage is reclaimed: the short-lived trees are gone once a cycle has run.
+        heap.collect();
+        let live = heap.stats().heap_live;
+        assert!(
+            live < 40 * MIB,
+            "verify={verify}: {} MiB live after a collection (16 MiB reachable)",
+            live / MIB
         );
     }
 }
@@ -478,8 +553,10 @@ fn rss() -> usize {
     kb << 10
 }
 
-type BigR =
-    Rootable!['gc => (GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>, GcCell<'gc, Option<GcBytes<'gc>>>)];
+type BigR = Rootable!['gc => (GcArray<'gc, Option<Gc<'gc, Node<'gc>>>>, GcArray<'gc, Option<GcBytes<'gc>>>)];
+
+/// Buffers of 1 MiB the spike keeps live at once.
+const SPIKE_BUFFERS: usize = 128;
 
 #[test]
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
@@ -491,10 +568,13 @@ fn scavenger_returns_a_garbage_spike_to_the_os() {
     // already be 2.2 × live.
     let baseline = rss();
     let heap = Heap::new(Config::default().gc_percent(Some(25))).unwrap();
-    // The live set, and a cell through which 1 MiB buffers pass (each garbage at once).
+    // The live set, and the slots that hold the spike.
     let mut m: Mutator<BigR> = heap.mutator(|mc| {
         let slots = live / (NODE_BYTES * CHAIN);
-        (GcArray::new(mc, slots, None), GcCell::new(None))
+        (
+            GcArray::new(mc, slots, None),
+            GcArray::new(mc, SPIKE_BUFFERS, None),
+        )
     });
     for i in (0..m.mutate(|_, r| r.0.len())).step_by(1024) {
         m.mutate(|mc, r| {
@@ -507,13 +587,18 @@ fn scavenger_returns_a_garbage_spike_to_the_os() {
         .metrics()
         .u64("/memory/classes/heap/released:bytes")
         .unwrap();
-    // The spike: 1 GiB of 1 MiB buffers, each garbage as soon as the next is made.
+    // The spike: 128 MiB of 1 MiB buffers live at once (cycles keep the heap near its goal,
+    // so a spike of garbage alone no longer grows it), then all garbage.
     let buf = vec![7u8; MIB];
-    for _ in 0..1024 {
-        m.mutate(|mc, r| r.1.set(mc, Some(GcBytes::new(mc, &buf))));
+    for i in 0..SPIKE_BUFFERS {
+        m.mutate(|mc, r| r.1.set(mc, i, Some(GcBytes::new(mc, &buf))));
     }
-    m.mutate(|mc, r| r.1.set(mc, None));
     let spike_rss = rss().saturating_sub(baseline);
+    m.mutate(|mc, r| {
+        for i in 0..SPIKE_BUFFERS {
+            r.1.set(mc, i, None);
+        }
+    });
     // Quiet allocation: a few short-lived chains now and then, so that cycles keep running.
     let t = Instant::now();
     let mut last = rss().saturating_sub(baseline);

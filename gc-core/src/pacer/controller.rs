@@ -66,7 +66,8 @@ pub(crate) struct PacerState {
     pub last_trigger_mapped: AtomicUsize,
     /// The GC CPU limiter and its feed; updated by whoever gets its lock when an update is due.
     pub limiter: Mutex<LimiterFeed>,
-    /// Whether the GC CPU limiter is on (mark assists are skipped while it is). Written by
+    /// Whether the GC CPU limiter is on (mark assists are skipped while it is, below 1.1 × a
+    /// goal GOGC set and at all under a memory limit that sets it). Written by
     /// [`Controller::update_limiter`].
     pub limiting: AtomicBool,
     /// Whether the limiter was on at any update since the cycle's mark phase began (cleared at
@@ -77,6 +78,9 @@ pub(crate) struct PacerState {
     /// marked): its goal, or the extended goal once its scan work passed the expectation
     /// ([`crate::pacer::AssistRatio::extended_goal`]). Reset at the cycle's start.
     pub extended_goal: AtomicUsize,
+    /// Whether the memory limit sets `heap_goal` ([`Pacer::goal_from_memory_limit`]). Written
+    /// with `heap_goal`.
+    pub goal_from_limit: AtomicBool,
     /// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) as the model
     /// took it (fixed at creation), for assists, which must not take the model's lock.
     pub max_overshoot: f64,
@@ -109,6 +113,7 @@ impl PacerState {
             // Set by `update_trigger` before any mutator exists.
             trigger: AtomicUsize::new(usize::MAX),
             heap_goal: AtomicUsize::new(0),
+            goal_from_limit: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             bg_credit: AtomicI64::new(0),
             heap_scan_work: AtomicU64::new(0),
@@ -195,8 +200,9 @@ impl Controller<'_> {
     /// against the last completed mark) cannot see what the scope allocates; past this bound
     /// the allocator refuses new spans instead of growing without end. A scope that polls
     /// `should_yield` keeps the heap within about 1.1 × the goal and never meets it.
-    fn set_goal(&self, goal: usize) {
+    fn set_goal(&self, goal: usize, from_limit: bool) {
         self.p.heap_goal.store(goal, Ordering::Relaxed);
+        self.p.goal_from_limit.store(from_limit, Ordering::Relaxed);
         let limit = self.mheap.max_heap;
         if limit != usize::MAX {
             self.mheap
@@ -215,14 +221,15 @@ impl Controller<'_> {
         let m = self.memory_stats();
         p.last_trigger_mapped
             .store(m.mapped_ready as usize, Ordering::Relaxed);
+        let from_limit = model.goal_from_memory_limit(m);
         if marking {
-            self.set_goal(to_usize(model.heap_goal(m)));
+            self.set_goal(to_usize(model.heap_goal(m)), from_limit);
             return false;
         }
         let (trigger, goal) = model.trigger(m);
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
-        self.set_goal(to_usize(goal));
+        self.set_goal(to_usize(goal), from_limit);
         p.trigger.store(to_usize(trigger), Ordering::Relaxed);
         drop(model);
         trigger != u64::MAX
@@ -253,7 +260,7 @@ impl Controller<'_> {
         let live = self.mheap.counters.heap_live.load(Ordering::Relaxed);
         let m = self.memory_stats();
         let goal = to_usize(model.start_cycle(live as u64, m));
-        self.set_goal(goal);
+        self.set_goal(goal, model.goal_from_memory_limit(m));
         // No new cycle is requested while this one marks.
         let trigger = p.trigger.swap(usize::MAX, Ordering::Relaxed);
         p.heap_scan_work.store(0, Ordering::Relaxed);

@@ -342,6 +342,14 @@ impl Pacer {
             .max(self.heap_marked)
     }
 
+    /// Whether the memory limit sets the heap goal (its goal is below the GOGC goal), as
+    /// [`Pacer::heap_goal_and_min_trigger`] decides. Only then can the live heap leave a cycle
+    /// no room to reach its goal, the death spiral the GC CPU limiter is there to stop: a GOGC
+    /// goal is always GOGC% above the marked heap.
+    pub fn goal_from_memory_limit(&self, m: MemoryStats) -> bool {
+        self.memory_limit_heap_goal(m) < self.gc_percent_goal
+    }
+
     /// The heap goal and the lowest trigger the goal allows (Go: `heapGoalInternal`): the
     /// smaller of the GOGC goal and the memory-limit goal. When GOGC decides, the goal is also
     /// at least the sweep distance and [`MIN_RUNWAY`] above where the current cycle started.
@@ -854,6 +862,7 @@ mod tests {
             want,
             "smaller than the GOGC goal of 200 MiB"
         );
+        assert!(p.goal_from_memory_limit(m));
         // Mapped above the limit: the overage comes off too.
         let m2 = MemoryStats {
             mapped_ready: 170 * MIB,
@@ -869,11 +878,17 @@ mod tests {
         // Small limits keep at least the 1 MiB headroom.
         let q = Pacer::new(Some(100), Some(20 * MIB), 1);
         assert_eq!(q.memory_limit_heap_goal(MemoryStats::default()), 19 * MIB);
-        // No limit: no cap.
+        // No limit: no cap, and GOGC sets the goal (also with GOGC=off: no goal at all).
         assert_eq!(
             after_cycle(Some(100), MIB, MIB, 0).memory_limit_heap_goal(m),
             u64::MAX
         );
+        assert!(!after_cycle(Some(100), MIB, MIB, 0).goal_from_memory_limit(m));
+        assert!(!after_cycle(None, MIB, MIB, 0).goal_from_memory_limit(m));
+        // A limit above the GOGC goal: GOGC sets it.
+        p.set_memory_limit(Some(1024 * MIB));
+        assert_eq!(p.heap_goal(m), 200 * MIB);
+        assert!(!p.goal_from_memory_limit(m));
     }
 
     #[test]

@@ -299,6 +299,18 @@ fn deep_structures(gogcs: &[u32]) {
     }
 }
 
+/// Collect, and check that less than `max` bytes are live afterwards (`what`: the test's
+/// setting, for the message).
+fn assert_collects_to(heap: &Heap, max: usize, what: &str) {
+    heap.collect();
+    let live = heap.stats().heap_live;
+    assert!(
+        live < max,
+        "{what}: {} MiB live after a collection",
+        live / MIB
+    );
+}
+
 /// The cycles of `recs` that ended more than `slack` bytes past their bound: 1.1 × their goal,
 /// or the goal they extended to.
 fn past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r CycleRecord> {
@@ -414,12 +426,10 @@ fn with_the_limiter_on_and_no_memory_limit_cycles_keep_their_bound() {
             trace(&recs)
         );
         // Garbage is reclaimed: the short-lived trees are gone once a cycle has run.
-        heap.collect();
-        let live = heap.stats().heap_live;
-        assert!(
-            live < 40 * MIB,
-            "verify={verify}: {} MiB live after a collection (16 MiB reachable)",
-            live / MIB
+        assert_collects_to(
+            &heap,
+            40 * MIB,
+            &format!("verify={verify}, 16 MiB of trees reachable"),
         );
     }
 }
@@ -945,12 +955,10 @@ fn past_its_bound_an_assist_holds_the_mutator_whatever_its_debt() {
             );
         }
         // And garbage is reclaimed: the allocator's chains are gone once a cycle has run.
-        heap.collect();
-        let live = heap.stats().heap_live;
-        assert!(
-            live < 24 * MIB,
-            "verify={verify}: {} MiB live after a collection (16 MiB of chains are reachable)",
-            live / MIB
+        assert_collects_to(
+            &heap,
+            24 * MIB,
+            &format!("verify={verify}, 16 MiB of chains reachable"),
         );
     }
 }

@@ -66,8 +66,8 @@ pub(crate) struct PacerState {
     pub last_trigger_mapped: AtomicUsize,
     /// The GC CPU limiter and its feed; updated by whoever gets its lock when an update is due.
     pub limiter: Mutex<LimiterFeed>,
-    /// Whether the GC CPU limiter is on (mark assists are skipped while it is, below 1.1 × a
-    /// goal GOGC set and at all under a memory limit that sets it). Written by
+    /// Whether the GC CPU limiter is on (mark assists are skipped while it is, below a goal
+    /// GOGC set and at all under a memory limit that sets it). Written by
     /// [`Controller::update_limiter`].
     pub limiting: AtomicBool,
     /// Whether the limiter was on at any update since the cycle's mark phase began (cleared at

@@ -100,9 +100,9 @@ pub struct CycleRecord {
     /// The pacer's cons/mark estimate after this cycle.
     pub cons_mark: f64,
     /// Whether the GC CPU limiter was on at any time during the mark phase (mark assists are
-    /// skipped while it is, so such a cycle may end past its goal: up to 1.1 × the goal, or
-    /// the goal it extended to, where GOGC sets the goal; without bound under a memory limit
-    /// that sets it).
+    /// skipped or slowed while it is, so such a cycle may end past its goal: up to 1.1 × the
+    /// goal, or the goal it extended to, where GOGC sets the goal; without bound under a
+    /// memory limit that sets it).
     pub limiter_on: bool,
     /// GC CPU since the heap was created ÷ (elapsed × procs), at the end of the cycle.
     pub gc_cpu_fraction: f64,

@@ -46,12 +46,13 @@ const PARK_MAX: Duration = Duration::from_millis(2);
 /// until it reaches a safepoint. So a mutator that polls [`should_yield`] is held to the goal,
 /// and one that does not is never deadlocked, only unthrottled until its scope ends.
 ///
-/// Past the furthest the cycle may take the heap ([`past_bound`]: 1.1 × its goal), the assist
+/// Past the furthest the cycle may take the heap (1.1 × its goal, see [`position`]), the assist
 /// holds the mutator, marking or waiting, whatever its debt.
 ///
 /// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid below
-/// that bound, and under a memory limit that sets the goal nothing at all: the heap may
-/// overshoot the goal instead, as in Go ([`limiter_stops`]).
+/// the goal, past it at most [`OVER_ASSIST_WORK`] per call and without waiting, and under a
+/// memory limit that sets the goal nothing at all: the heap may overshoot the goal instead, as
+/// in Go ([`limiter_stops`]).
 ///
 /// [`should_yield`]: crate::Mutation::should_yield
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
@@ -60,14 +61,23 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     let mut debt = debt + bytes as f64 * ratio;
     loop {
         // Past the bound, the mutator pays with marking of its own, or waits, whatever its debt.
-        let held = past_bound(h);
-        if must_stop(h, held) {
+        let at = position(h);
+        let held = at.past_bound;
+        if must_stop(h, at) {
             return debt;
         }
         if debt <= 0.0 && !held {
             return debt;
         }
-        let mut want = debt.max(OVER_ASSIST_WORK) as i64;
+        // With the limiter on, an assist that got here is past the goal (below it the limiter
+        // stopped it) but not the bound: it pays one slice's worth and never waits
+        // ([`limiter_stops`]).
+        let limited = !held && h.pacer.limiting.load(Ordering::Relaxed);
+        let mut want = if limited {
+            OVER_ASSIST_WORK
+        } else {
+            debt.max(OVER_ASSIST_WORK)
+        } as i64;
         let credit_seen = h.pacer.bg_credit.load(Ordering::SeqCst);
         if !held {
             let stolen = steal_credit(h, want);
@@ -77,8 +87,11 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
             }
             want -= stolen;
         }
-        let (done, out_of_work) = mark_for(h, want as u64, held);
+        let (done, out_of_work) = mark_for(h, want as u64, at);
         debt -= done as f64;
+        if limited {
+            return debt;
+        }
         if !out_of_work || (debt <= 0.0 && !held) {
             // Paid, or interrupted by a stop request or the limiter (the loop's check), or
             // marking on past the bound.
@@ -91,52 +104,65 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
             return debt;
         }
         h.stats.assist_parks.fetch_add(1, Ordering::Relaxed);
-        park(h, credit_seen, held);
+        park(h, credit_seen, at);
     }
 }
 
-/// Whether the heap has passed the furthest a cycle may take it: its goal, or the goal it
-/// extended to, times [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot).
-/// Past it an assist takes no background credit and returns only when a stop is requested,
-/// marking ends, nothing will earn credit ([`may_wait`]) or, where the memory limit sets the
-/// goal, the limiter turns on ([`limiter_stops`]): the mutator
+/// Whether the heap has passed its goal (or the goal it extended to), and whether it has passed
+/// the furthest a cycle may take it, that goal times
+/// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) (the bound).
+/// Past the bound an assist takes no background credit and returns only when a stop is
+/// requested, marking ends, nothing will earn credit ([`may_wait`]) or, where the memory limit
+/// sets the goal, the limiter turns on ([`limiter_stops`]): the mutator
 /// marks or waits meanwhile, whatever its debt. Debt alone did not hold that bound: it is
 /// charged at the last revised assist ratio, and a mutator revises only when the pacer's lock
 /// is free, so with the collector thread descheduled while holding it (another process on a
 /// CPU) the ratio from below the goal, where it is small, stayed in force; a busy-machine
 /// pacing test once ended a cycle at 1.137 × its goal with the lowest trigger at 0.8.
-fn past_bound(h: &Shared) -> bool {
+fn position(h: &Shared) -> Position {
     let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
     let goal = h
         .pacer
         .heap_goal
         .load(Ordering::Relaxed)
         .max(h.pacer.extended_goal.load(Ordering::Relaxed)) as f64;
-    live >= goal * h.pacer.max_overshoot
+    Position {
+        past_goal: live >= goal,
+        past_bound: live >= goal * h.pacer.max_overshoot,
+    }
+}
+
+/// Where `heap_live` stands against the cycle's goal (or the goal it extended to), from
+/// [`position`].
+#[derive(Clone, Copy)]
+struct Position {
+    past_goal: bool,
+    past_bound: bool,
 }
 
 /// Whether an assist must stop paying (keeping its debt): a pause is waiting for this mutator,
-/// marking is over, or the GC has taken too much of the CPU ([`limiter_stops`]). `held`: the
-/// heap is [`past_bound`].
-fn must_stop(h: &Shared, held: bool) -> bool {
-    h.safepoint.stop_requested()
-        || !h.mark.marking.load(Ordering::Relaxed)
-        || limiter_stops(h, held)
+/// marking is over, or the GC has taken too much of the CPU ([`limiter_stops`]). `at`: where
+/// the heap stood when the assist looked ([`position`]).
+fn must_stop(h: &Shared, at: Position) -> bool {
+    h.safepoint.stop_requested() || !h.mark.marking.load(Ordering::Relaxed) || limiter_stops(h, at)
 }
 
-/// Whether the GC CPU limiter stops an assist: it is on, and the assist is not holding its
-/// mutator past the bound (`held`) of a goal that GOGC set. The limiter is there for the death
-/// spiral, a memory limit under which the live heap leaves a cycle no room, where assists
-/// would take all the CPU and still not reach the goal; Go lets the heap overshoot instead, and
-/// so does gc-core when the memory limit sets the goal. A GOGC goal always leaves GOGC% of the
-/// marked heap to grow into, so there the limiter cuts only the assists below the bound: the
-/// heap ends within 1.1 × its goal, and while an assist holds a mutator past it the GC may
-/// take over half the CPU. (Go has no such exception. Without it, binary-trees at GOGC=50 on
-/// two CPUs had the limiter on in about 100 of 220 cycles, ending up to 1.18–1.25 × their
-/// goal; now 1.10.)
-fn limiter_stops(h: &Shared, held: bool) -> bool {
+/// Whether the GC CPU limiter stops an assist: it is on, and the heap is below a goal that
+/// GOGC set, or the memory limit sets the goal. The limiter is there for the death spiral, a
+/// memory limit under which the live heap leaves a cycle no room, where assists would take
+/// all the CPU and still not reach the goal; Go lets the heap overshoot instead, and so does
+/// gc-core when the memory limit sets the goal. A GOGC goal always leaves GOGC% of the marked
+/// heap to grow into, so there the limiter lets the mutators reach the goal without assists,
+/// and past it slows them instead of stopping their assists: each pays at most
+/// [`OVER_ASSIST_WORK`] per call and never waits for credit ([`assist`]), and past the bound
+/// they are held as in any cycle. (Go has no such exception. Without it, treechurn at GOGC=50
+/// had the limiter on in most cycles and a heap larger than at GOGC=100. Two other rules were
+/// measured: stopping assists up to 1.1 × the goal left every such cycle at 1.1 ×; letting them
+/// pay in full past the goal held it, but a mutator then owed the end of marking's large ratio
+/// and waited 45 ms for credit.)
+fn limiter_stops(h: &Shared, at: Position) -> bool {
     h.pacer.limiting.load(Ordering::Relaxed)
-        && (!held || h.pacer.goal_from_limit.load(Ordering::Relaxed))
+        && (!at.past_goal || h.pacer.goal_from_limit.load(Ordering::Relaxed))
 }
 
 /// Whether an assist that found neither credit nor grey work may wait for the markers: they
@@ -182,13 +208,13 @@ fn steal_credit(h: &Shared, want: i64) -> i64 {
 /// attempt termination (it wakes them; then no credit may come: marking waits for a scope
 /// blocked across STW 1, or is about to end), marking ends, or [`PARK_MAX`] passes. Holds no
 /// grey work and is not counted as a busy marker, so marking can end meanwhile.
-fn park(h: &Shared, credit_seen: i64, held: bool) {
+fn park(h: &Shared, credit_seen: i64, at: Position) {
     if h.mark.terminating.load(Ordering::SeqCst) {
         // The stop is coming, and its handshake waits for this mutator: wait for it on the
         // CPU, yielding, since waking a parked thread added tens of microseconds to the pause
         // (treechurn: mark termination's wait at the 90th percentile 17 → 60 µs).
         let start = std::time::Instant::now();
-        while may_wait(h) && !must_stop(h, held) && start.elapsed() < PARK_MAX {
+        while may_wait(h) && !must_stop(h, at) && start.elapsed() < PARK_MAX {
             std::thread::yield_now();
         }
         return;
@@ -200,8 +226,7 @@ fn park(h: &Shared, credit_seen: i64, held: bool) {
     // it waits), or this assist sees the change.
     h.mark.assists_parked.fetch_add(1, Ordering::SeqCst);
     let g = m.lock();
-    if h.pacer.bg_credit.load(Ordering::SeqCst) == credit_seen && !must_stop(h, held) && may_wait(h)
-    {
+    if h.pacer.bg_credit.load(Ordering::SeqCst) == credit_seen && !must_stop(h, at) && may_wait(h) {
         drop(m.wait_for(g, PARK_MAX));
     }
     h.mark.assists_parked.fetch_sub(1, Ordering::SeqCst);
@@ -216,9 +241,9 @@ pub(crate) fn wake_parked(h: &Shared) {
 }
 
 /// Mark grey objects (taken from the shared queue) until `target` scan work is done, a stop is
-/// requested or the limiter stops it (`held`: past the bound, see [`limiter_stops`]); returns
+/// requested or the limiter stops it (`at`: see [`limiter_stops`]); returns
 /// the work done and whether it stopped because no grey work was left.
-fn mark_for(h: &Shared, target: u64, held: bool) -> (u64, bool) {
+fn mark_for(h: &Shared, target: u64, at: Position) -> (u64, bool) {
     let mut out_of_work = false;
     let mut lap = crate::util::clock::CpuLap::start();
     // `busy` stays raised until the work is handed back, so unwinding out of here would
@@ -242,7 +267,7 @@ fn mark_for(h: &Shared, target: u64, held: bool) -> (u64, bool) {
         slices += 1;
         // A pause is waiting for this mutator, or the GC has taken too much of the CPU: stop
         // assisting (the debt stays for later).
-        if must_stop(h, held) {
+        if must_stop(h, at) {
             break;
         }
         if !t.has_grey() {

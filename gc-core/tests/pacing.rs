@@ -311,10 +311,14 @@ fn assert_collects_to(heap: &Heap, max: usize, what: &str) {
     );
 }
 
-/// The cycles of `recs` that ended more than `slack` bytes past their bound: 1.1 × their goal,
-/// or the goal they extended to.
+/// The furthest the pacer lets cycle `r` take the heap: 1.1 × its goal, or the goal it extended
+/// to.
+fn bound(r: &CycleRecord) -> f64 {
+    r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT
+}
+
+/// The cycles of `recs` that ended more than `slack` bytes past their [`bound`].
 fn past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r CycleRecord> {
-    let bound = |r: &CycleRecord| r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT;
     recs.iter()
         .copied()
         .filter(|r| r.heap_end as f64 > bound(r) + slack as f64)
@@ -945,7 +949,7 @@ fn past_its_bound_an_assist_holds_the_mutator_whatever_its_debt() {
             .collect();
         assert_eq!(stalled.len(), 1, "verify={verify}:\n{}", trace(&recs));
         for r in stalled {
-            let bound = r.heap_goal_extended.max(r.heap_goal) as f64 * MAX_OVERSHOOT;
+            let bound = bound(r);
             assert!(
                 r.heap_end as f64 <= bound + MIB as f64,
                 "verify={verify}: cycle {} ended at {} MiB, bound {:.1} MiB; the allocator \

@@ -39,7 +39,7 @@
 //!
 //! | purpose | made by | what `edge` does |
 //! |---------|---------|------------------|
-//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load), the slot by a multiply-shift, test-and-set the mark bit; queue the span of a newly greyed scan object (a large one: push it with its type's `trace`) |
+//! | **marking** ([`Tracer::marking`]) | mark workers, assists, root scans, shading | find the span through the page map (one load; none when the edge lands on the page of the last lookup, see `HotSpan`), the slot by a multiply-shift, test-and-set the mark bit; queue the span of a newly greyed scan object (a large one: push it with its type's `trace`) |
 //! | **collecting** ([`Tracer::collecting`]) | the write barrier (`gc::barrier`) | record the edge; marks nothing |
 //! | **checking** ([`Tracer::checking`]) | the verifier (`gc::verify`'s [`Checker`]) | check the object is live and unpoisoned; walk it once |
 //!
@@ -51,7 +51,7 @@
 
 use std::collections::VecDeque;
 
-use crate::alloc::arena::Arena;
+use crate::alloc::arena::{Arena, PAGE_SHIFT};
 use crate::alloc::span::{MARK_WORDS, Span};
 use crate::gc::ephemeron::{Ephemerons, Pending};
 use crate::gc::heap::{ObjAddr, Shared};
@@ -125,6 +125,33 @@ pub struct Tracer {
     /// Marking, while deferring: the claims on one mark word not yet set
     /// ([`Tracer::mark_deferred`]).
     batch: MarkBatch,
+    /// Marking: the page and span of the last object whose span [`Tracer::mark`] looked up.
+    hot: HotSpan,
+}
+
+/// The page of the last object whose span a marking tracer found through the page map, and
+/// that span: an edge into the same page finds its span without the page-map load, so the
+/// loads of the span's geometry do not wait for it. Objects allocated together are marked
+/// together, so most edges of a tree built in order land in the page of the last one. The
+/// test depends only on the edge's address (not on the span the last lookup found), so on a
+/// heap reached in random order, where it misses, the lookups of successive edges still
+/// overlap.
+///
+/// Valid for the tracer's life: the span held an object this tracer reached, which is marked
+/// for the rest of the cycle, so no sweep frees the span while a tracer of this cycle's
+/// marking exists (tracers live inside one collection's marking).
+#[derive(Clone, Copy)]
+struct HotSpan {
+    page: usize,
+    span: *const Span,
+}
+
+impl HotSpan {
+    /// No span: no address is on page `usize::MAX` (`addr >> PAGE_SHIFT` is smaller).
+    const NONE: HotSpan = HotSpan {
+        page: usize::MAX,
+        span: std::ptr::null(),
+    };
 }
 
 /// [`Tracer`]'s `mode`: mark bits are set with a locked read-modify-write.
@@ -212,6 +239,7 @@ impl Tracer {
             work: 0,
             mode: ATOMIC,
             batch: MarkBatch::new(),
+            hot: HotSpan::NONE,
         }
     }
 
@@ -310,16 +338,35 @@ impl Tracer {
     fn mark(&mut self, h: *const Object) {
         self.work += 1;
         let addr = h as usize;
+        let span = if addr >> PAGE_SHIFT == self.hot.page {
+            // SAFETY: `addr` lies on the hot page, so in the hot span, which stays in use while
+            // this tracer exists (see `HotSpan`).
+            unsafe { &*self.hot.span }
+        } else {
+            self.find_span(addr)
+        };
+        self.mark_in(span, span.slot_index(addr), h);
+    }
+
+    /// The span of the object at `addr` (an edge being marked), through the page map; its
+    /// page becomes the hot page.
+    #[inline(always)]
+    fn find_span<'s>(&mut self, addr: usize) -> &'s Span {
         let arena = self.arena;
-        // SAFETY: the arena outlives the tracer (see the field); `h` is an edge a `Trace` impl
-        // reported (its contract: a `Gc` of the current scope or of the graph being marked), so
-        // a reachable object, whose span no sweep frees during this cycle.
+        // SAFETY: the arena outlives the tracer (see the field); `addr` is an edge a `Trace`
+        // impl reported (its contract: a `Gc` of the current scope or of the graph being
+        // marked), so a reachable object, whose span no sweep frees during this cycle, which
+        // every use of the reference lies in (see `HotSpan`).
         let Some(span) = (unsafe { (*arena).span_of_live(addr) }) else {
             // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
             // on would mean freeing something reachable.
             bug!("traced pointer {addr:#x} is not in an in-use span");
         };
-        self.mark_in(span, span.slot_index(addr), h);
+        self.hot = HotSpan {
+            page: addr >> PAGE_SHIFT,
+            span,
+        };
+        span
     }
 
     /// Marking: whether this is the only marker ([`Marking::Alone`]), which sets mark bits

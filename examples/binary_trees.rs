@@ -343,7 +343,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
     let s = heap.stats();
     format!(
         "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
-         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.3} \
+         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.4} \
          peak_heap_over_goal={:.3} median_heap_over_goal={:.3} steady_from={first_steady} limited_cycles={} peak_heap_over_goal_paced={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={} {}",
         m.scope_max.as_micros(),
         r.heap_peak_mib,

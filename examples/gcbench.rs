@@ -321,7 +321,7 @@ fn run_gc(a: &Args, t0: Instant) -> String {
     let s = heap.stats();
     format!(
         "heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
-         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={frac:.3} gc_cpu_go={:.3} \
+         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={frac:.3} gc_cpu_go={:.4} \
          objects_allocated={} scope_wait_max_us={} {}",
         r.heap_peak_mib,
         s.gc_cycles,

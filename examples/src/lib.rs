@@ -172,7 +172,7 @@ impl GcReport {
     /// The pacing figures and the CPU breakdown as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.3} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} scope_wait_max_us={} {}",
+            "gc_cpu_go={:.4} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} scope_wait_max_us={} {}",
             self.gc_cpu_go,
             self.gc_cpu_idle,
             self.peak_over_goal,

@@ -165,7 +165,7 @@ func GCKeys(s *Sampler) string {
 	metrics.Read(m)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return fmt.Sprintf("gc_cycles=%d gc_cpu_frac=%.3f gc_cpu_go=%.3f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f peak_over_goal=%.3f",
+	return fmt.Sprintf("gc_cycles=%d gc_cpu_frac=%.3f gc_cpu_go=%.4f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f peak_over_goal=%.3f",
 		m[0].Value.Uint64(), ms.GCCPUFraction, ms.GCCPUFraction, float64(m[1].Value.Uint64())/(1<<20),
 		float64(s.PeakMapped)/(1<<20), RSSPeakMiB(), s.PeakOverGoalSwept)
 }

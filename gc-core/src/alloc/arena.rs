@@ -250,6 +250,12 @@ impl Arena {
         })
     }
 
+    /// The reservation's first address (aligned to the OS page only); pages are counted from it.
+    #[inline]
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
     /// Reservation length in bytes.
     #[inline]
     pub(crate) fn len(&self) -> usize {

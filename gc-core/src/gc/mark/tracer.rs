@@ -137,21 +137,39 @@ pub struct Tracer {
 /// heap reached in random order, where it misses, the lookups of successive edges still
 /// overlap.
 ///
-/// Valid for the tracer's life: the span held an object this tracer reached, which is marked
-/// for the rest of the cycle, so no sweep frees the span while a tracer of this cycle's
-/// marking exists (tracers live inside one collection's marking).
+/// Pages are counted from the arena's base, as the page map counts them: the reservation is
+/// only aligned to the OS page, so an address's own `addr >> PAGE_SHIFT` could straddle two
+/// arena pages of two spans.
+///
+/// Valid while this cycle's marking lasts: the span held an object this tracer reached, which
+/// is marked for the rest of the cycle, so no sweep frees the span before the cycle's marking
+/// ends. A tracer marks inside one cycle's marking, except a background helper's, which may
+/// sleep through the end of its cycle between slices: it forgets the hot page whenever it takes
+/// a batch from the shared queue or hands its work over ([`Tracer::forget_hot`]).
 #[derive(Clone, Copy)]
 struct HotSpan {
+    /// The arena's base address (constant).
+    base: usize,
+    /// Arena page index (`usize::MAX`: none; no page index is that large).
     page: usize,
     span: *const Span,
 }
 
 impl HotSpan {
-    /// No span: no address is on page `usize::MAX` (`addr >> PAGE_SHIFT` is smaller).
-    const NONE: HotSpan = HotSpan {
-        page: usize::MAX,
-        span: std::ptr::null(),
-    };
+    /// No hot page, for the arena at `base`.
+    fn none(base: usize) -> HotSpan {
+        HotSpan {
+            base,
+            page: usize::MAX,
+            span: std::ptr::null(),
+        }
+    }
+
+    /// The arena page index of `addr` (an address in the arena).
+    #[inline(always)]
+    fn page_of(&self, addr: usize) -> usize {
+        addr.wrapping_sub(self.base) >> PAGE_SHIFT
+    }
 }
 
 /// [`Tracer`]'s `mode`: mark bits are set with a locked read-modify-write.
@@ -239,7 +257,7 @@ impl Tracer {
             work: 0,
             mode: ATOMIC,
             batch: MarkBatch::new(),
-            hot: HotSpan::NONE,
+            hot: HotSpan::none(arena.base()),
         }
     }
 
@@ -338,35 +356,49 @@ impl Tracer {
     fn mark(&mut self, h: *const Object) {
         self.work += 1;
         let addr = h as usize;
-        let span = if addr >> PAGE_SHIFT == self.hot.page {
-            // SAFETY: `addr` lies on the hot page, so in the hot span, which stays in use while
-            // this tracer exists (see `HotSpan`).
-            unsafe { &*self.hot.span }
+        let page = self.hot.page_of(addr);
+        let span = if page == self.hot.page {
+            #[cfg(debug_assertions)]
+            {
+                // SAFETY: the arena outlives the tracer (see the field).
+                let entry = unsafe { (*self.arena).span_of(addr) };
+                assert!(
+                    std::ptr::eq(entry, self.hot.span),
+                    "the hot page of {addr:#x} changed span while a tracer held it"
+                );
+            }
+            self.hot.span
         } else {
-            self.find_span(addr)
+            self.find_span(addr, page)
         };
+        // SAFETY: `span` is the in-use span of the object at `addr`, found through the page map
+        // now or for an earlier edge onto the same page; an edge a `Trace` impl reported (its
+        // contract: a `Gc` of the current scope or of the graph being marked) is a reachable
+        // object, and either object keeps its span from being freed while this cycle's marking
+        // lasts (see `HotSpan`), which this use lies in.
+        let span = unsafe { &*span };
         self.mark_in(span, span.slot_index(addr), h);
     }
 
-    /// The span of the object at `addr` (an edge being marked), through the page map; its
-    /// page becomes the hot page.
+    /// The span of the object at `addr` (an edge being marked, on arena page `page`), through
+    /// the page map; its page becomes the hot page.
     #[inline(always)]
-    fn find_span<'s>(&mut self, addr: usize) -> &'s Span {
-        let arena = self.arena;
-        // SAFETY: the arena outlives the tracer (see the field); `addr` is an edge a `Trace`
-        // impl reported (its contract: a `Gc` of the current scope or of the graph being
-        // marked), so a reachable object, whose span no sweep frees during this cycle, which
-        // every use of the reference lies in (see `HotSpan`).
-        let Some(span) = (unsafe { (*arena).span_of_live(addr) }) else {
+    fn find_span(&mut self, addr: usize, page: usize) -> *const Span {
+        // SAFETY: the arena outlives the tracer (see the field).
+        let span = unsafe { (*self.arena).span_of(addr) };
+        if span.is_null() {
             // A `Gc` can only be obtained from an allocation, so this is a collector bug; going
             // on would mean freeing something reachable.
             bug!("traced pointer {addr:#x} is not in an in-use span");
-        };
-        self.hot = HotSpan {
-            page: addr >> PAGE_SHIFT,
-            span,
-        };
+        }
+        self.hot.page = page;
+        self.hot.span = span;
         span
+    }
+
+    /// Forget the hot page (see [`HotSpan`]): the tracer may next mark in a later cycle.
+    pub(crate) fn forget_hot(&mut self) {
+        self.hot = HotSpan::none(self.hot.base);
     }
 
     /// Marking: whether this is the only marker ([`Marking::Alone`]), which sets mark bits
@@ -609,6 +641,7 @@ impl Tracer {
 
     /// Add grey work taken from the shared queue.
     pub(crate) fn push_grey_batch(&mut self, b: GreyBatch) {
+        self.forget_hot();
         self.stack.extend(b.objs);
         self.spans.extend(b.spans);
         self.chunks
@@ -771,5 +804,31 @@ impl Tracer {
             Purpose::Check(c) => c.take_problems(),
             Purpose::Mark | Purpose::Collect => Vec::new(),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::alloc::arena::PAGE_SIZE;
+
+    #[test]
+    fn the_hot_page_is_counted_from_the_arena_base() {
+        // A reservation aligned to the OS page only: arena page 0 is [base, base + 8 KiB), and
+        // the 8 KiB-aligned block that holds its top half also holds the bottom half of page 1.
+        let base = 0x7f00_0000_1000usize;
+        assert_ne!(base % PAGE_SIZE, 0);
+        let hot = HotSpan::none(base);
+        let (top_of_0, bottom_of_1) = (base + PAGE_SIZE - 16, base + PAGE_SIZE);
+        assert_eq!(top_of_0 >> PAGE_SHIFT, bottom_of_1 >> PAGE_SHIFT);
+        assert_eq!(hot.page_of(base), 0);
+        assert_eq!(hot.page_of(top_of_0), 0);
+        assert_eq!(hot.page_of(bottom_of_1), 1);
+        // Nothing matches before a lookup, not even an address below the base.
+        assert!(
+            [0, base - 16, base, usize::MAX]
+                .iter()
+                .all(|&a| hot.page_of(a) != hot.page)
+        );
     }
 }

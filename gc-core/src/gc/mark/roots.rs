@@ -124,5 +124,4 @@ pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
     if t.has_grey() {
         h.mark.work.push(t.take_grey_batch());
     }
-    t.forget_hot();
 }

@@ -144,8 +144,9 @@ pub struct Tracer {
 /// Valid while this cycle's marking lasts: the span held an object this tracer reached, which
 /// is marked for the rest of the cycle, so no sweep frees the span before the cycle's marking
 /// ends. A tracer marks inside one cycle's marking, except a background helper's, which may
-/// sleep through the end of its cycle between slices: it forgets the hot page whenever it takes
-/// a batch from the shared queue or hands its work over ([`Tracer::forget_hot`]).
+/// sleep through the end of its cycle between slices, and marks only work it took from the
+/// shared queue: a tracer forgets the hot page whenever it takes a batch
+/// ([`Tracer::push_grey_batch`]).
 #[derive(Clone, Copy)]
 struct HotSpan {
     /// The arena's base address (constant).
@@ -397,7 +398,7 @@ impl Tracer {
     }
 
     /// Forget the hot page (see [`HotSpan`]): the tracer may next mark in a later cycle.
-    pub(crate) fn forget_hot(&mut self) {
+    fn forget_hot(&mut self) {
         self.hot = HotSpan::none(self.hot.base);
     }
 

@@ -20,6 +20,18 @@
 //!         || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
 //!         || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE;   // traced fields only
 //!
+//!     // struct only (an enum keeps the trait's default, `None` unless it holds no `Gc`)
+//!     const POINTER_WORDS: ::core::option::Option<u64> = {
+//!         let words = ::core::option::Option::Some(0u64);
+//!         let words = ::gc_core::__add_field_pointer_words(
+//!             words,
+//!             <FieldType1 as ::gc_core::Trace>::POINTER_WORDS,
+//!             ::core::mem::offset_of!(Self, field1),
+//!         );
+//!         // ... one per traced field
+//!         words
+//!     };
+//!
 //!     #[inline]
 //!     fn trace(&self, tracer: &mut ::gc_core::Tracer) {
 //!         // struct: every traced field, in declaration order
@@ -42,6 +54,10 @@
 //! * `NEEDS_TRACE` is the OR of the traced fields' `NEEDS_TRACE`. A type none of whose traced
 //!   fields can hold a `Gc` (only integers, `String`s, …) therefore gets `NEEDS_TRACE == false`:
 //!   its objects are allocated **noscan** and the marker never reads them.
+//! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
+//!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
+//!   multiple of 8, a word past the 64th). The marker then reads those words instead of calling
+//!   `trace`.
 //! * `trace` is called through `<FieldType as Trace>`, spanned at the field's type, so a field
 //!   whose type does not implement `Trace` is reported at that field:
 //!   ``the trait bound `RefCell<Vec<Gc<'gc, u32>>>: Trace` is not satisfied``.
@@ -75,6 +91,10 @@
 //! * **Every field is traced**, except those marked `#[gc(skip)]`, and those must be `'static`,
 //!   which no type holding a `Gc<'gc, _>` is. `NEEDS_TRACE` is `false` only if every traced
 //!   field's own impl says `false`, so a noscan object never holds a `Gc`.
+//! * **`POINTER_WORDS` is exactly what `trace` reports.** `trace` reports each traced field
+//!   through the field type's own impl, whose `POINTER_WORDS` promise covers that field at its
+//!   offset (the `offset_of!` of the field in this very type); skipped fields are neither traced
+//!   nor in the mask; a field with no promise (`None`) makes the whole type `None`.
 //! * **Fields are only read through their own `Trace` impls.** gc-core has no impl for types
 //!   with unsynchronised interior mutability (`Cell`, `RefCell`, `Mutex`, …): the marker runs
 //!   concurrently with mutators, and walking a `RefCell<Vec<Gc<_>>>` while a mutator pushes to
@@ -335,6 +355,8 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     // Types of the traced fields (for NEEDS_TRACE) and of the skipped ones (for `'static`).
     let mut traced: Vec<&Type> = Vec::new();
     let mut skipped: Vec<&Type> = Vec::new();
+    // A struct's pointer words (`POINTER_WORDS`): its traced fields' at their offsets.
+    let mut pointer_words = TokenStream::new();
 
     let body = match &input.data {
         Data::Struct(s) => {
@@ -349,6 +371,27 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 let member = &f.member;
                 calls.push(trace_call(f.ty, quote!(&self.#member), &tracer));
             }
+            let adds = fields.iter().filter(|f| !f.skip).map(|f| {
+                let (ty, member) = (f.ty, &f.member);
+                // Spanned at the field's type, as `NEEDS_TRACE`'s terms are, so that an error
+                // in the type is reported once, at the field.
+                let field_words =
+                    quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS };
+                quote! {
+                    let words = ::gc_core::__add_field_pointer_words(
+                        words,
+                        #field_words,
+                        ::core::mem::offset_of!(Self, #member),
+                    );
+                }
+            });
+            pointer_words = quote! {
+                const POINTER_WORDS: ::core::option::Option<u64> = {
+                    let words = ::core::option::Option::Some(0u64);
+                    #(#adds)*
+                    words
+                };
+            };
             quote!(#(#calls)*)
         }
         Data::Enum(e) => {
@@ -440,6 +483,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         #[automatically_derived]
         unsafe impl #impl_generics ::gc_core::Trace for #name #ty_generics #where_clause {
             const NEEDS_TRACE: bool = false #(#needs)*;
+            #pointer_words
 
             #[inline]
             fn trace(&self, #tracer_param: &mut ::gc_core::Tracer) {

@@ -24,7 +24,37 @@ pub struct Tracer {
 /// Report every `Gc`.
 pub unsafe trait Trace {
     const NEEDS_TRACE: bool = true;
+    const POINTER_WORDS: Option<u64> = if Self::NEEDS_TRACE { None } else { Some(0) };
     fn trace(&self, tracer: &mut Tracer);
+}
+
+/// Same as gc-core's: `field`'s pointer words at byte `offset` added to `words`.
+pub const fn __add_field_pointer_words(
+    words: Option<u64>,
+    field: Option<u64>,
+    offset: usize,
+) -> Option<u64> {
+    match (words, field) {
+        (Some(w), Some(0)) => Some(w),
+        (Some(w), Some(f)) if offset % 8 == 0 && offset / 8 < 64 => {
+            if f.leading_zeros() < (offset / 8) as u32 {
+                None
+            } else {
+                Some(w | f << (offset / 8))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A word the marker could read as a pointer (gc-core's `Gc` is one).
+pub struct Word(u64);
+
+unsafe impl Trace for Word {
+    const POINTER_WORDS: Option<u64> = Some(1);
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.seen.push(self.0 as u32);
+    }
 }
 
 /// Makes `Gc` invariant in `'gc`, like gc-core's.
@@ -176,6 +206,58 @@ macro_rules! make_struct {
     };
 }
 make_struct!(FromMacro, inner: Option<Gc<'gc, u8>>);
+
+#[repr(C)]
+#[derive(Trace)]
+struct Words {
+    a: u64,
+    b: Word,
+    #[gc(skip)]
+    c: Vec<u64>,
+    d: [u8; 8],
+    e: Word,
+}
+
+#[repr(C)]
+#[derive(Trace)]
+struct WordInArray {
+    a: u32,
+    b: [Word; 1],
+}
+
+#[repr(C)]
+#[derive(Trace)]
+struct WordAfter64 {
+    pad: [u64; 64],
+    w: Word,
+}
+
+#[repr(C)]
+#[derive(Trace)]
+struct Nested {
+    pad: u64,
+    words: Words,
+}
+
+#[test]
+fn pointer_words_are_the_traced_fields_words() {
+    // Word fields at words 1 and 6 (after the skipped `Vec` of three words and 8 bytes).
+    const { assert!(matches!(<Words as Trace>::POINTER_WORDS, Some(0b100_0010))) };
+    // A nested struct's words move with its offset.
+    const {
+        assert!(matches!(
+            <Nested as Trace>::POINTER_WORDS,
+            Some(0b1000_0100)
+        ))
+    };
+    // A field with no pointer words of its own (an array here) makes the whole type `None`;
+    // so does a word past the 64th.
+    const { assert!(<WordInArray as Trace>::POINTER_WORDS.is_none()) };
+    const { assert!(<WordAfter64 as Trace>::POINTER_WORDS.is_none()) };
+    // Enums are traced by their `trace`.
+    const { assert!(<Enum<'static> as Trace>::POINTER_WORDS.is_none()) };
+    const { assert!(matches!(<Plain as Trace>::POINTER_WORDS, Some(0))) };
+}
 
 #[test]
 fn named_struct() {

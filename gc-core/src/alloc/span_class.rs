@@ -90,8 +90,9 @@ impl TypeTag {
 /// span class, since the collector treats objects alike whichever of them they came with.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct TypeIdentity {
-    /// The trace, chunked-trace and drop functions' addresses (0 for none) and the size.
-    pub words: [usize; 4],
+    /// The trace, chunked-trace and drop functions' addresses (0 for none), the size and the
+    /// pointer words.
+    pub words: [usize; 5],
     /// The type's name.
     pub name: &'static str,
 }
@@ -240,7 +241,7 @@ mod tests {
     /// Each address a type of its own.
     fn own(t: TypeTag) -> TypeIdentity {
         TypeIdentity {
-            words: [t.ptr as usize, 0, 0, 0],
+            words: [t.ptr as usize, 0, 0, 0, 0],
             name: "",
         }
     }
@@ -266,7 +267,7 @@ mod tests {
         static A2: u64 = 3;
         let c = SpanClasses::new();
         let same = |_: TypeTag| TypeIdentity {
-            words: [1, 0, 0, 8],
+            words: [1, 0, 0, 8, 0],
             name: "A",
         };
         let a = c.id(tag(&A, false), 2, same).unwrap();
@@ -280,7 +281,7 @@ mod tests {
         assert_eq!(c.id(tag(&A2, false), 2, |_| unreachable!()), Some(a));
         let other = c
             .id(tag(&B, false), 2, |_| TypeIdentity {
-                words: [1, 0, 0, 8],
+                words: [1, 0, 0, 8, 0],
                 name: "B",
             })
             .unwrap();

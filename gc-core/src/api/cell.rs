@@ -36,6 +36,9 @@ use crate::gc::trace::Trace;
 /// [`Slot::to_word`] of the one handle (`Gc`, `GcArray`, `GcStr`, …) whose `trace` it calls
 /// (it must never report more than one). A wrong address is a use-after-free, as a missed edge
 /// in `trace` is.
+///
+/// One that sets [`Slot::WORD_IS_ADDRESS`] also sets `WORD_EDGE` and keeps `word_edge` the
+/// identity: its word is 0 or the address of the one object its `trace` reports.
 pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     /// Whether the write barrier may take the pointer a value holds from its word
     /// ([`Slot::word_edge`]) instead of running its `trace` (see the trait's safety section).
@@ -50,6 +53,11 @@ pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     fn word_edge(w: usize) -> usize {
         w
     }
+    /// Whether the word is 0 or the address of the object the value reports (see the trait's
+    /// safety section), so that the marker may read a [`GcCell`] of this type as a pointer word
+    /// ([`Trace::POINTER_WORDS`]) instead of calling its `trace`. Set by `Gc` and `Option<Gc>`.
+    #[doc(hidden)]
+    const WORD_IS_ADDRESS: bool = false;
     /// Encode into one word.
     fn to_word(self) -> usize;
     /// Decode a word produced by [`Slot::to_word`].
@@ -63,6 +71,7 @@ pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
 // SAFETY: a `Gc` is its non-null address, the one edge its `trace` reports.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Gc<'gc, T> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         Gc::to_word(self)
@@ -78,6 +87,7 @@ unsafe impl<'gc, T: 'gc> Slot<'gc> for Gc<'gc, T> {
 // word, its one edge.
 unsafe impl<'gc, T: 'gc> Slot<'gc> for Option<Gc<'gc, T>> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Gc::to_word)
@@ -194,9 +204,18 @@ impl<'gc, T: Slot<'gc>> GcCell<'gc, T> {
 }
 
 // SAFETY: the current value is read atomically and traced; a concurrent `set` has already shaded
-// both the old and the new value through the barrier.
+// both the old and the new value through the barrier. Pointer words: a cell of a slot whose word
+// is its object's address (`Slot::WORD_IS_ADDRESS`) is one atomic pointer word, which `trace`
+// reads and reports just as the marker does with the mask.
 unsafe impl<'gc, T: Slot<'gc>> Trace for GcCell<'gc, T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    const POINTER_WORDS: Option<u64> = if !T::NEEDS_TRACE {
+        Some(0)
+    } else if T::WORD_IS_ADDRESS {
+        Some(1 << (std::mem::offset_of!(Self, word) / 8))
+    } else {
+        None
+    };
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         if T::NEEDS_TRACE {
@@ -225,6 +244,7 @@ macro_rules! option_handle_slot {
         // `WORD_EDGE`).
         unsafe impl<'gc> Slot<'gc> for Option<$h> {
             const WORD_EDGE: bool = <$h as Slot<'gc>>::WORD_EDGE;
+            const WORD_IS_ADDRESS: bool = <$h as Slot<'gc>>::WORD_IS_ADDRESS;
             #[inline(always)]
             fn word_edge(w: usize) -> usize {
                 if w == 0 { 0 } else { <$h as Slot<'gc>>::word_edge(w) }
@@ -248,6 +268,7 @@ option_handle_slot!(crate::GcStr<'gc>, crate::GcBytes<'gc>);
 // reports nothing); `Some` is the handle's word, its one edge.
 unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Slot::to_word)
@@ -263,6 +284,7 @@ unsafe impl<'gc, T: Slot<'gc>> Slot<'gc> for Option<crate::GcArray<'gc, T>> {
 // reports nothing); `Some` is the handle's word, its one edge.
 unsafe impl<'gc, T: Slot<'gc> + Default> Slot<'gc> for Option<crate::GcVec<'gc, T>> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     #[inline(always)]
     fn to_word(self) -> usize {
         self.map_or(0, Slot::to_word)

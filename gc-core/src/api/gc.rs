@@ -29,6 +29,10 @@ use crate::util::error::AllocError;
 /// `T` may be a trait object: [`unsize!`](crate::unsize) turns a `Gc<'gc, T>` into a
 /// `Gc<'gc, dyn Trait + 'gc>` for any trait `T` implements, as `Box<T>` coerces to
 /// `Box<dyn Trait>`. The collector still traces the object as the `T` it was allocated as.
+///
+/// Transparent over its non-null pointer, so that `Option<Gc<'gc, T>>` stores `None` as a null
+/// word (which the marker's pointer words rely on, see [`Trace::POINTER_WORDS`]).
+#[repr(transparent)]
 pub struct Gc<'gc, T: ?Sized> {
     pub(crate) ptr: NonNull<T>,
     pub(crate) _brand: PhantomData<(&'gc T, std::cell::Cell<&'gc ()>)>,
@@ -242,8 +246,18 @@ impl<T: ?Sized> Deref for Gc<'_, T> {
 // SAFETY: a `Gc` is an edge to its object: reporting it is all there is to trace. The pointer
 // itself is immutable (a `Gc` field changes only by replacing the whole enclosing value, which
 // only cells allow, atomically).
+//
+// Pointer words: a thin `Gc` is one word, the address it reports (a fat one, to an unsized
+// value, is left to `trace`). `#[repr(transparent)]` over `NonNull` makes an `Option<Gc>`'s
+// `None` the null word.
 unsafe impl<T: ?Sized> Trace for Gc<'_, T> {
     const NEEDS_TRACE: bool = true;
+    const POINTER_WORDS: Option<u64> = if std::mem::size_of::<Self>() == 8 {
+        Some(1 << (std::mem::offset_of!(Self, ptr) / 8))
+    } else {
+        None
+    };
+    const NONE_IS_NULL: bool = std::mem::size_of::<Self>() == 8;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
         tracer.edge(self.object());

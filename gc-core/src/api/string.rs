@@ -22,9 +22,11 @@ static BYTES_INFO: TypeInfo = TypeInfo {
     drop: None,
     name: || "GcBytes",
     size: 0,
+    pointer_words: 0,
 };
 
 /// An immutable heap byte buffer.
+#[repr(transparent)]
 pub struct GcBytes<'gc> {
     ptr: NonNull<VarHeader>,
     _brand: PhantomData<std::cell::Cell<&'gc ()>>,
@@ -93,8 +95,11 @@ impl fmt::Debug for GcBytes<'_> {
     }
 }
 
-// SAFETY: an edge to a noscan object.
+// SAFETY: an edge to a noscan object. Pointer words: the handle is that object's address,
+// transparent over `NonNull` (so an `Option`'s `None` is null).
 unsafe impl Trace for GcBytes<'_> {
+    const POINTER_WORDS: Option<u64> = Some(1 << (std::mem::offset_of!(Self, ptr) / 8));
+    const NONE_IS_NULL: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
         tracer.edge(self.ptr.as_ptr() as *const Object);
@@ -105,6 +110,7 @@ unsafe impl Trace for GcBytes<'_> {
 // `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc> Slot<'gc> for GcBytes<'gc> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     fn to_word(self) -> usize {
         self.ptr.as_ptr() as usize
     }
@@ -119,6 +125,7 @@ unsafe impl<'gc> Slot<'gc> for GcBytes<'gc> {
 
 /// An immutable heap string (UTF-8).
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct GcStr<'gc>(GcBytes<'gc>);
 
 impl<'gc> GcStr<'gc> {
@@ -197,8 +204,11 @@ impl fmt::Display for GcStr<'_> {
     }
 }
 
-// SAFETY: an edge to a noscan object.
+// SAFETY: an edge to a noscan object; the pointer words and null `None` of the `GcBytes` it is
+// transparent over.
 unsafe impl Trace for GcStr<'_> {
+    const POINTER_WORDS: Option<u64> = <GcBytes<'_> as Trace>::POINTER_WORDS;
+    const NONE_IS_NULL: bool = true;
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
         self.0.trace(tracer);
@@ -209,6 +219,7 @@ unsafe impl Trace for GcStr<'_> {
 // `WORD_EDGE`: the word is also the one edge the handle's `trace` reports.
 unsafe impl<'gc> Slot<'gc> for GcStr<'gc> {
     const WORD_EDGE: bool = true;
+    const WORD_IS_ADDRESS: bool = true;
     fn to_word(self) -> usize {
         self.0.to_word()
     }

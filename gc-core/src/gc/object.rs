@@ -1,7 +1,7 @@
 //! Object layout: objects have no header; their type is recorded once per span.
 //!
 //! ```text
-//!   span (one type, one size class) ─► tag ─► TypeInfo { trace, trace_from, drop, name }
+//!   span (one type, one size class) ─► tag ─► TypeInfo { trace, trace_from, drop, name, pointer_words }
 //!   slot ─► ┌──────────────────────┐
 //!           │ payload (T, or len + │  what `Gc<'gc, T>` points to and dereferences to
 //!           │  elements for arrays)│
@@ -44,6 +44,9 @@ pub(crate) struct TypeInfo {
     pub name: fn() -> &'static str,
     /// Bytes of a sized object (`size_of::<T>()`); 0 for variable-length objects.
     pub size: usize,
+    /// The object's pointer words ([`Trace::POINTER_WORDS`]) when the marker may read them
+    /// instead of calling `trace`; 0 when it must call `trace` (and for noscan types).
+    pub pointer_words: u64,
 }
 
 impl TypeInfo {
@@ -83,6 +86,7 @@ pub(crate) fn identity(tag: TypeTag) -> TypeIdentity {
             info.trace_from.map_or(0, |f| f as usize),
             info.drop.map_or(0, |f| f as usize),
             info.size,
+            info.pointer_words as usize,
         ],
         name: (info.name)(),
     }
@@ -106,6 +110,10 @@ impl<T: Trace> Info<T> {
         },
         name: std::any::type_name::<T>,
         size: std::mem::size_of::<T>(),
+        pointer_words: match T::POINTER_WORDS {
+            Some(words) if T::NEEDS_TRACE => words,
+            _ => 0,
+        },
     };
 
     /// # Safety

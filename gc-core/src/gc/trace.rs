@@ -51,8 +51,53 @@ pub unsafe trait Trace {
     /// **noscan**: they live in noscan spans and are never read by the marker.
     const NEEDS_TRACE: bool = true;
 
+    /// The words of a value that hold GC pointers, when reading them is all `trace` does: a bit
+    /// mask, bit `k` for the 8-byte word at byte offset `8 k` (Go keeps the same "pointer
+    /// bitmap" per type). The marker then reads those words itself instead of calling `trace`
+    /// (see `docs/design.md` §5). `None` (the default for a type that may hold a `Gc`): the
+    /// marker calls `trace`. `#[derive(Trace)]` computes it for a struct from its fields'; a
+    /// hand-written impl is best left with the default.
+    ///
+    /// `Some(mask)` is a promise, for every value of the type, that (1) `trace` reports exactly
+    /// one edge per set bit whose word is not 0, the object whose address is the word's value
+    /// (as a `Gc` holds it), and nothing else; (2) each such word is initialised, 8-byte
+    /// aligned within the value, and either never written after the value was constructed or
+    /// only written atomically, so that an atomic load of it races with nothing. A type that
+    /// cannot hold a `Gc` has no pointer words: `Some(0)`.
+    const POINTER_WORDS: Option<u64> = if Self::NEEDS_TRACE { None } else { Some(0) };
+
+    /// Whether `Option<Self>` is `None` exactly when every word of [`Trace::POINTER_WORDS`] is
+    /// 0, with a `Some`'s words those of its value (a `Gc`: a non-null pointer that
+    /// `Option` stores as null for `None`), so that `Option<Self>` has the same pointer words.
+    #[doc(hidden)]
+    const NONE_IS_NULL: bool = false;
+
     /// Report every GC pointer reachable from `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer);
+}
+
+/// The pointer words of a struct so far (`words`), with those of a field (`field`) at byte
+/// `offset` added; `None` if either is `None` or the field's words do not fit the mask (used by
+/// `#[derive(Trace)]`).
+#[doc(hidden)]
+pub const fn add_field_pointer_words(
+    words: Option<u64>,
+    field: Option<u64>,
+    offset: usize,
+) -> Option<u64> {
+    match (words, field) {
+        (Some(words), Some(0)) => Some(words),
+        (Some(words), Some(field)) => {
+            // Words at an offset that is not a multiple of 8, or past the 64th: not maskable.
+            let shift = offset / 8;
+            if offset % 8 != 0 || shift >= 64 || field.leading_zeros() < shift as u32 {
+                None
+            } else {
+                Some(words | field << shift)
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Pointer-free leaf types: nothing to trace.
@@ -120,6 +165,14 @@ unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
 // `&`, so it cannot change after construction.
 unsafe impl<T: Trace> Trace for Option<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    // `None` stores 0 in the payload's pointer words, which the marker skips as `trace` does.
+    const POINTER_WORDS: Option<u64> = if T::NONE_IS_NULL {
+        T::POINTER_WORDS
+    } else if T::NEEDS_TRACE {
+        None
+    } else {
+        Some(0)
+    };
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         if let Some(v) = self {
@@ -243,9 +296,19 @@ unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
     }
 }
 
-// SAFETY: traced as its slice.
+// SAFETY: traced as its slice. Pointer words: the element's, once per element (elements are
+// `size_of::<T>()` apart).
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    const POINTER_WORDS: Option<u64> = {
+        let mut words = Some(0);
+        let mut i = 0;
+        while i < N && words.is_some() {
+            words = add_field_pointer_words(words, T::POINTER_WORDS, i * std::mem::size_of::<T>());
+            i += 1;
+        }
+        words
+    };
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         self.as_slice().trace(tracer);
@@ -273,3 +336,170 @@ tuple_trace!(
     (0 A, 1 B, 2 C, 3 D, 4 E),
     (0 A, 1 B, 2 C, 3 D, 4 E, 5 F),
 );
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::marker::PhantomData;
+    use std::ptr::NonNull;
+
+    use super::*;
+    use crate::alloc::arena::{Arena, MIN_RESERVATION};
+    use crate::{Gc, GcCell, NanBox};
+
+    /// A `Gc` to `target` (only its address is used: no collector sees it).
+    fn handle<'gc>(target: &'gc u64) -> Gc<'gc, u64> {
+        Gc {
+            ptr: NonNull::from(target),
+            _brand: PhantomData,
+        }
+    }
+
+    /// The edges `v`'s `trace` reports, and what the marker reads from its pointer words
+    /// (`None` if the type has none), both sorted.
+    fn edges<T: Trace>(v: &T) -> (Vec<usize>, Option<Vec<usize>>) {
+        let arena = Arena::new(MIN_RESERVATION).unwrap();
+        let mut t = Tracer::collecting(&arena, Vec::new());
+        v.trace(&mut t);
+        let mut traced: Vec<usize> = t.take_collected().iter().map(|a| a.0 as usize).collect();
+        traced.sort_unstable();
+        let words = T::POINTER_WORDS.map(|mask| {
+            let base = v as *const T as *const usize;
+            let mut words: Vec<usize> = (0..64)
+                .filter(|k| mask & 1 << k != 0)
+                // SAFETY: a pointer word lies inside the value and is initialised.
+                .map(|k| unsafe { base.add(k).read() })
+                .filter(|&w| w != 0)
+                .collect();
+            words.sort_unstable();
+            words
+        });
+        (traced, words)
+    }
+
+    #[derive(crate::Trace)]
+    struct Node<'gc> {
+        left: Option<Gc<'gc, u64>>,
+        right: Option<Gc<'gc, u64>>,
+    }
+
+    #[derive(crate::Trace)]
+    struct Mixed<'gc> {
+        n: u32,
+        first: Gc<'gc, u64>,
+        #[gc(skip)]
+        _name: String,
+        cell: GcCell<'gc, Option<Gc<'gc, u64>>>,
+        count: GcCell<'gc, i64>,
+        inner: Node<'gc>,
+    }
+
+    #[derive(crate::Trace)]
+    struct Pair<'gc>(u8, Gc<'gc, u64>);
+
+    #[derive(crate::Trace)]
+    struct Wrap<T>(u64, T);
+
+    #[derive(crate::Trace)]
+    struct WithVec<'gc> {
+        first: Gc<'gc, u64>,
+        rest: Vec<Gc<'gc, u64>>,
+    }
+
+    #[derive(crate::Trace)]
+    struct WithNanBox<'gc> {
+        first: Gc<'gc, u64>,
+        value: NanBox<'gc, u64>,
+    }
+
+    #[test]
+    fn pointer_words_hold_what_trace_reports() {
+        let targets = [1u64, 2, 3, 4, 5];
+        let [a, b, c, d, e] = targets.each_ref().map(handle);
+        let addr = |g: Gc<'_, u64>| g.object() as usize;
+
+        let full = Node {
+            left: Some(a),
+            right: Some(b),
+        };
+        let half = Node {
+            left: None,
+            right: Some(c),
+        };
+        for node in [&full, &half] {
+            let (traced, words) = edges(node);
+            assert_eq!(Some(traced), words);
+        }
+        assert_eq!(Node::POINTER_WORDS, Some(0b11));
+        assert_eq!(edges(&half).0, [addr(c)]);
+
+        for cell in [None, Some(d)] {
+            let m = Mixed {
+                n: 7,
+                first: a,
+                _name: "x".repeat(3),
+                cell: GcCell::new(cell),
+                count: GcCell::new(-1),
+                inner: Node {
+                    left: Some(e),
+                    right: None,
+                },
+            };
+            let (traced, words) = edges(&m);
+            assert_eq!(traced.len(), 2 + cell.is_some() as usize);
+            assert_eq!(Some(traced), words);
+            assert_eq!(Mixed::POINTER_WORDS.map(u64::count_ones), Some(4));
+        }
+
+        let (traced, words) = edges(&Pair(1, b));
+        assert_eq!(
+            (traced.as_slice(), words),
+            (&[addr(b)][..], Some(vec![addr(b)]))
+        );
+        let (traced, words) = edges(&Wrap(9, Some(c)));
+        assert_eq!(Some(traced), words);
+        assert_eq!(Wrap::<u64>::POINTER_WORDS, Some(0));
+        let array = [Some(a), None, Some(e)];
+        let (traced, words) = edges(&array);
+        assert_eq!((traced.len(), Some(traced)), (2, words));
+        assert_eq!(<[Option<Gc<'_, u64>>; 3]>::POINTER_WORDS, Some(0b111));
+        assert_eq!(<[Option<Gc<'_, u64>>; 65]>::POINTER_WORDS, None);
+        assert_eq!(<[u64; 1000]>::POINTER_WORDS, Some(0));
+
+        // Fields the marker cannot read as words leave the type to its `trace`.
+        assert_eq!(Wrap::<Vec<Gc<'_, u64>>>::POINTER_WORDS, None);
+        assert_eq!(WithVec::POINTER_WORDS, None);
+        assert_eq!(WithNanBox::POINTER_WORDS, None);
+        assert_eq!(GcCell::<'_, NanBox<'_, u64>>::POINTER_WORDS, None);
+        assert_eq!(Option::<Option<Gc<'_, u64>>>::POINTER_WORDS, None);
+        assert_eq!(<Gc<'_, [u64]>>::POINTER_WORDS, None);
+        // The other handles are one pointer word, and so is an `Option` of one.
+        assert_eq!(<Option<crate::GcStr<'_>>>::POINTER_WORDS, Some(1));
+        assert_eq!(
+            <GcCell<'_, Option<crate::GcArray<'_, u64>>>>::POINTER_WORDS,
+            Some(1)
+        );
+        assert_eq!(
+            <crate::GcVec<'_, Option<Gc<'_, u64>>>>::POINTER_WORDS,
+            Some(1)
+        );
+        assert_eq!(
+            crate::VecObj::<'_, u64>::POINTER_WORDS.map(u64::count_ones),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn field_words_past_the_mask_or_unaligned_are_not_maskable() {
+        assert_eq!(add_field_pointer_words(Some(1), Some(1), 8), Some(0b11));
+        assert_eq!(add_field_pointer_words(Some(1), Some(0), 4), Some(1));
+        assert_eq!(add_field_pointer_words(Some(1), Some(1), 4), None);
+        assert_eq!(
+            add_field_pointer_words(Some(0), Some(1), 63 * 8),
+            Some(1 << 63)
+        );
+        assert_eq!(add_field_pointer_words(Some(0), Some(0b10), 63 * 8), None);
+        assert_eq!(add_field_pointer_words(Some(0), Some(1), 64 * 8), None);
+        assert_eq!(add_field_pointer_words(None, Some(1), 0), None);
+        assert_eq!(add_field_pointer_words(Some(1), None, 8), None);
+    }
+}

@@ -20,7 +20,8 @@
 //!         || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
 //!         || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE;   // traced fields only
 //!
-//!     // struct only (an enum keeps the trait's default, `None` unless it holds no `Gc`)
+//!     // struct only (an enum, or a struct with a `?Sized` parameter or an unsized tail, keeps
+//!     // the trait's default: `None` unless it holds no `Gc`)
 //!     const POINTER_WORDS: ::core::option::Option<u64> = {
 //!         let words = ::core::option::Option::Some(0u64);
 //!         let words = ::gc_core::__add_field_pointer_words(
@@ -57,7 +58,9 @@
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
 //!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
 //!   multiple of 8, a word past the 64th). The marker then reads those words instead of calling
-//!   `trace`.
+//!   `trace`. Not generated for a struct with a `?Sized` type parameter or an unsized last
+//!   field written as a slice, `str` or `dyn Trait` (`offset_of!` needs sized fields), which
+//!   keeps the trait's default.
 //! * `trace` is called through `<FieldType as Trace>`, spanned at the field's type, so a field
 //!   whose type does not implement `Trace` is reported at that field:
 //!   ``the trait bound `RefCell<Vec<Gc<'gc, u32>>>: Trace` is not satisfied``.
@@ -385,12 +388,20 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     );
                 }
             });
-            pointer_words = quote! {
+            // `offset_of!` needs every field sized: a type with a `?Sized` parameter (an
+            // unsized tail) keeps the trait's default and is traced by its `trace`.
+            pointer_words = if has_maybe_sized_param(&input.generics)
+                || fields.last().is_some_and(|f| is_unsized(f.ty))
+            {
+                TokenStream::new()
+            } else {
+                quote! {
                 const POINTER_WORDS: ::core::option::Option<u64> = {
                     let words = ::core::option::Option::Some(0u64);
                     #(#adds)*
                     words
                 };
+                }
             };
             quote!(#(#calls)*)
         }
@@ -492,6 +503,35 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         }
         #drop_check
     })
+}
+
+/// Whether `ty` is written as an unsized type (a slice, `str`, a trait object): the tail of a
+/// dynamically sized struct, which `offset_of!` cannot take.
+fn is_unsized(ty: &Type) -> bool {
+    match ty {
+        Type::Slice(_) | Type::TraitObject(_) => true,
+        Type::Paren(p) => is_unsized(&p.elem),
+        Type::Group(g) => is_unsized(&g.elem),
+        Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
+        _ => false,
+    }
+}
+
+/// Whether a type parameter is declared `?Sized`, in its bounds or in the where clause.
+fn has_maybe_sized_param(generics: &syn::Generics) -> bool {
+    let maybe = |bounds: &syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>| {
+        bounds.iter().any(|b| {
+            matches!(b, syn::TypeParamBound::Trait(t)
+                if matches!(t.modifier, syn::TraitBoundModifier::Maybe(_)))
+        })
+    };
+    generics.type_params().any(|p| maybe(&p.bounds))
+        || generics.where_clause.as_ref().is_some_and(|w| {
+            w.predicates.iter().any(|p| match p {
+                syn::WherePredicate::Type(t) => maybe(&t.bounds),
+                _ => false,
+            })
+        })
 }
 
 /// `#ty: 'static`, spanned at the field's type so an unmet requirement points at the field.

@@ -108,6 +108,15 @@ unsafe impl<T: Trace> Trace for Vec<T> {
     }
 }
 
+unsafe impl<T: Trace> Trace for [T] {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    fn trace(&self, tracer: &mut Tracer) {
+        for v in self {
+            v.trace(tracer);
+        }
+    }
+}
+
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, tracer: &mut Tracer) {
@@ -354,4 +363,37 @@ fn trace_in_scope<'gc>(g: Gc<'gc, u8>) -> Vec<u32> {
 #[test]
 fn non_static_lifetimes() {
     assert_eq!(trace_in_scope(gc(14)), [14]);
+}
+
+#[derive(Trace)]
+struct Unsized<T: ?Sized> {
+    n: u32,
+    tail: T,
+}
+
+#[derive(Trace)]
+struct SliceTail<'gc> {
+    n: u32,
+    tail: [Gc<'gc, u8>],
+}
+
+#[derive(Trace)]
+struct UnsizedWhere<T>
+where
+    T: ?Sized,
+{
+    tail: T,
+}
+
+#[test]
+fn a_struct_with_an_unsized_parameter_is_traced_by_its_trace() {
+    let v = Unsized {
+        n: 1,
+        tail: [gc::<u8>(5), gc(6)],
+    };
+    assert_eq!(traced(&v), [5, 6]);
+    assert_eq!(traced(&UnsizedWhere { tail: Word(7) }), [7]);
+    // No pointer words, even where the parameter is a word.
+    const { assert!(<UnsizedWhere<Word> as Trace>::POINTER_WORDS.is_none()) };
+    const { assert!(<SliceTail<'static> as Trace>::POINTER_WORDS.is_none()) };
 }

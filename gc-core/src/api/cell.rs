@@ -55,7 +55,8 @@ pub unsafe trait Slot<'gc>: Copy + Trace + 'gc {
     }
     /// Whether the word is 0 or the address of the object the value reports (see the trait's
     /// safety section), so that the marker may read a [`GcCell`] of this type as a pointer word
-    /// ([`Trace::POINTER_WORDS`]) instead of calling its `trace`. Set by `Gc` and `Option<Gc>`.
+    /// ([`Trace::POINTER_WORDS`]) instead of calling its `trace`. Set by `Gc`, `GcArray`, `GcVec`,
+    /// `GcBytes`, `GcStr` and their `Option`s.
     #[doc(hidden)]
     const WORD_IS_ADDRESS: bool = false;
     /// Encode into one word.

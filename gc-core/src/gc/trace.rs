@@ -303,6 +303,12 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const POINTER_WORDS: Option<u64> = {
         let mut words = Some(0);
         let mut i = 0;
+        // Pointer-free elements: no words, without a step per element (a megabyte-long array
+        // would exhaust const evaluation). Otherwise an element is at least a word, so the loop
+        // ends by the 65th element, past the mask.
+        if matches!(T::POINTER_WORDS, Some(0)) {
+            i = N;
+        }
         while i < N && words.is_some() {
             words = add_field_pointer_words(words, T::POINTER_WORDS, i * std::mem::size_of::<T>());
             i += 1;
@@ -463,7 +469,8 @@ mod tests {
         assert_eq!((traced.len(), Some(traced)), (2, words));
         assert_eq!(<[Option<Gc<'_, u64>>; 3]>::POINTER_WORDS, Some(0b111));
         assert_eq!(<[Option<Gc<'_, u64>>; 65]>::POINTER_WORDS, None);
-        assert_eq!(<[u64; 1000]>::POINTER_WORDS, Some(0));
+        assert_eq!(<[u64; 1 << 24]>::POINTER_WORDS, Some(0));
+        assert_eq!(<[Option<Gc<'_, u64>>; 1 << 24]>::POINTER_WORDS, None);
 
         // Fields the marker cannot read as words leave the type to its `trace`.
         assert_eq!(Wrap::<Vec<Gc<'_, u64>>>::POINTER_WORDS, None);

@@ -751,6 +751,9 @@ impl Tracer {
     fn scan_next(&mut self) -> bool {
         self.balance();
         if let Some(g) = self.stack.pop() {
+            // The object's cache miss starts now, not after its type's pointer words are read
+            // (without this a tree in random address order marked 20-50% slower).
+            crate::util::prefetch::prefetch(g.obj as usize);
             self.work += 1;
             // SAFETY: only allocated, initialised objects are pushed (`edge` pushes what a `Gc`
             // points to, batches come from other markers' stacks), each with its span's type,
@@ -773,7 +776,6 @@ impl Tracer {
     /// type must have a `trace`.
     #[inline(always)]
     unsafe fn scan_object(&mut self, obj: *const Object, info: &'static TypeInfo) {
-        crate::util::prefetch::prefetch(obj as usize);
         let mut words = info.pointer_words;
         if words != 0 && self.is_marking() {
             while words != 0 {

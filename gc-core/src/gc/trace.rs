@@ -35,7 +35,9 @@ use crate::gc::mark::tracer::Tracer;
 /// `Gc` (directly or transitively), must read only memory that is immutable since the value was
 /// constructed or is accessed atomically, must not allocate on the GC heap, and must not panic.
 /// `NEEDS_TRACE` may be `false` only if the type can never contain a `Gc` (the collector then
-/// never calls `trace` on it).
+/// never calls `trace` on it). `POINTER_WORDS`, if `Some`, and `NONE_IS_NULL`, if `true`, must
+/// keep the promises in their documentation: the marker then reads the value's words instead
+/// of calling `trace`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be traced: it does not implement `Trace`",
     label = "not traceable",

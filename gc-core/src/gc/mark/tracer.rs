@@ -47,10 +47,10 @@
 //! `gc::object`). A marker scans an object whose type has pointer words
 //! ([`Trace::POINTER_WORDS`](crate::gc::trace::Trace::POINTER_WORDS)) by reading those words
 //! itself, as Go's marker reads a type's pointer bitmap ([`Tracer::scan_object`]); the verifier
-//! always calls `trace`, so that it checks the words against it. [`Tracer::drain`] scans queued spans, grey large objects and array chunks
-//! until none is left; a marker offers half its spans (or its stack) to the shared
-//! [`MarkWork`] queue when the queue is empty (see `gc::mark::work` for when each kind of
-//! marker does).
+//! always calls `trace`, so that it checks the words against it. [`Tracer::drain`] scans queued
+//! spans, grey large objects and array chunks until none is left; a marker offers half its
+//! spans (or its stack) to the shared [`MarkWork`] queue when the queue is empty (see
+//! `gc::mark::work` for when each kind of marker does).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -349,8 +349,8 @@ impl Tracer {
             Purpose::Mark => self.mark(h),
             Purpose::Collect => self.collected.push(ObjAddr(h)),
             Purpose::Check(c) => {
-                if let Some(info) = c.visit(self.arena, h).filter(|info| info.trace.is_some()) {
-                    self.stack.push(Grey { obj: h, info });
+                if let Some(info) = c.visit(self.arena, h) {
+                    self.push_grey(h, info);
                 }
             }
         }
@@ -450,10 +450,15 @@ impl Tracer {
         } else {
             // A large object, or any without span-local marking: scanned on its own
             // (arrays a chunk at a time).
-            let info = type_of(span);
-            if info.trace.is_some() {
-                self.stack.push(Grey { obj: h, info });
-            }
+            self.push_grey(h, type_of(span));
+        }
+    }
+
+    /// Push the grey object `h` of type `info`, if the type has anything to scan (a `trace`).
+    #[inline(always)]
+    fn push_grey(&mut self, h: *const Object, info: &'static TypeInfo) {
+        if info.trace.is_some() {
+            self.stack.push(Grey { obj: h, info });
         }
     }
 
@@ -474,10 +479,7 @@ impl Tracer {
         // Pushed here rather than through `grey`, whose span-local test (never true in this
         // mode) cost the in-order tree 5% on this path.
         if self.batch.claim(span, i, &mut self.marked) && !span.tag.noscan {
-            let info = type_of(span);
-            if info.trace.is_some() {
-                self.stack.push(Grey { obj: h, info });
-            }
+            self.push_grey(h, type_of(span));
         }
     }
 

@@ -325,9 +325,16 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
 
 macro_rules! tuple_trace {
     ($(($($n:tt $t:ident),+)),* $(,)?) => {$(
-        // SAFETY: every component is traced.
+        // SAFETY: every component is traced. Pointer words: the components' at their offsets,
+        // as a derived struct's.
         unsafe impl<$($t: Trace),+> Trace for ($($t,)+) {
             const NEEDS_TRACE: bool = false $(|| $t::NEEDS_TRACE)+;
+            const POINTER_WORDS: Option<u64> = {
+                let words = Some(0);
+                $(let words =
+                    add_field_pointer_words(words, $t::POINTER_WORDS, std::mem::offset_of!(Self, $n));)+
+                words
+            };
             #[inline]
             fn trace(&self, tracer: &mut Tracer) {
                 $(self.$n.trace(tracer);)+
@@ -404,6 +411,16 @@ mod tests {
     #[derive(crate::Trace)]
     struct Pair<'gc>(u8, Gc<'gc, u64>);
 
+    /// How many words of a value's type are pointer words.
+    trait WordsCount {
+        fn trace_words_count(&self) -> Option<u32>;
+    }
+    impl<T: Trace> WordsCount for T {
+        fn trace_words_count(&self) -> Option<u32> {
+            T::POINTER_WORDS.map(u64::count_ones)
+        }
+    }
+
     #[derive(crate::Trace)]
     struct Wrap<T>(u64, T);
 
@@ -458,6 +475,12 @@ mod tests {
             assert_eq!(Mixed::POINTER_WORDS.map(u64::count_ones), Some(4));
         }
 
+        let tuple = (7u32, Some(a), c, GcCell::new(None::<Gc<'_, u64>>));
+        let (traced, words) = edges(&tuple);
+        assert_eq!((traced.len(), Some(traced)), (2, words));
+        assert_eq!(tuple.trace_words_count(), Some(3));
+        assert_eq!(<(Gc<'_, u64>, Vec<u8>)>::POINTER_WORDS, Some(1));
+        assert_eq!(<(u8, Vec<Gc<'_, u64>>)>::POINTER_WORDS, None);
         let (traced, words) = edges(&Pair(1, b));
         assert_eq!(
             (traced.as_slice(), words),

@@ -365,29 +365,27 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         Data::Struct(s) => {
             let fields = field_infos(&s.fields, &lifetimes, &mut errors);
             let mut calls = Vec::new();
+            let mut adds = Vec::new();
             for f in &fields {
                 if f.skip {
                     skipped.push(f.ty);
                     continue;
                 }
                 traced.push(f.ty);
-                let member = &f.member;
-                calls.push(trace_call(f.ty, quote!(&self.#member), &tracer));
-            }
-            let adds = fields.iter().filter(|f| !f.skip).map(|f| {
                 let (ty, member) = (f.ty, &f.member);
+                calls.push(trace_call(ty, quote!(&self.#member), &tracer));
                 // Spanned at the field's type, as `NEEDS_TRACE`'s terms are, so that an error
                 // in the type is reported once, at the field.
                 let field_words =
                     quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS };
-                quote! {
+                adds.push(quote! {
                     let words = ::gc_core::__add_field_pointer_words(
                         words,
                         #field_words,
                         ::core::mem::offset_of!(Self, #member),
                     );
-                }
-            });
+                });
+            }
             // `offset_of!` needs every field sized: a type with a `?Sized` parameter (an
             // unsized tail) keeps the trait's default and is traced by its `trace`.
             pointer_words = if has_maybe_sized_param(&input.generics)
@@ -396,11 +394,11 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 TokenStream::new()
             } else {
                 quote! {
-                const POINTER_WORDS: ::core::option::Option<u64> = {
-                    let words = ::core::option::Option::Some(0u64);
-                    #(#adds)*
-                    words
-                };
+                    const POINTER_WORDS: ::core::option::Option<u64> = {
+                        let words = ::core::option::Option::Some(0u64);
+                        #(#adds)*
+                        words
+                    };
                 }
             };
             quote!(#(#calls)*)

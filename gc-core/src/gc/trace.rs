@@ -302,20 +302,21 @@ unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
 // `size_of::<T>()` apart).
 unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
-    const POINTER_WORDS: Option<u64> = {
-        let mut words = Some(0);
-        let mut i = 0;
+    const POINTER_WORDS: Option<u64> = match T::POINTER_WORDS {
         // Pointer-free elements: no words, without a step per element (a megabyte-long array
-        // would exhaust const evaluation). Otherwise an element is at least a word, so the loop
-        // ends by the 65th element, past the mask.
-        if matches!(T::POINTER_WORDS, Some(0)) {
-            i = N;
+        // would exhaust const evaluation).
+        Some(0) => Some(0),
+        // Otherwise an element is at least a word, so the loop ends by the 65th element, past
+        // the mask.
+        element => {
+            let mut words = Some(0);
+            let mut i = 0;
+            while i < N && words.is_some() {
+                words = add_field_pointer_words(words, element, i * std::mem::size_of::<T>());
+                i += 1;
+            }
+            words
         }
-        while i < N && words.is_some() {
-            words = add_field_pointer_words(words, T::POINTER_WORDS, i * std::mem::size_of::<T>());
-            i += 1;
-        }
-        words
     };
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {

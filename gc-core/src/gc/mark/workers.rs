@@ -131,14 +131,21 @@ fn background_worker(h: &Shared, share: f64) {
             continue;
         }
         h.mark.work.enter();
-        match h.mark.work.pop() {
-            Some(b) => t.push_grey_batch(b),
-            None => {
-                h.mark.work.leave();
-                std::thread::sleep(Duration::from_micros(50));
-                continue;
-            }
+        let Some(b) = h.mark.work.pop() else {
+            h.mark.work.leave();
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        };
+        // Preempted between the loop's test and the pop, the worker may have taken a batch of
+        // a later cycle: hand it back unmarked to that cycle's workers rather than mark it at
+        // this cycle's pace. (The batch was pushed after the cycle's number was stored, and
+        // the pop synchronizes with the push, so this load sees the new number.)
+        if h.mark.cycle.load(Ordering::Relaxed) != cycle {
+            h.mark.work.push(b);
+            h.mark.work.leave();
+            break;
         }
+        t.push_grey_batch(b);
         background_slice(h, &mut t);
         hand_over(h, &mut t);
         h.mark.work.leave();

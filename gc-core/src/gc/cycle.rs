@@ -207,9 +207,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // The ephemeron tables still pending hold the dead entries, cleared with the weak
     // references.
     h.ephemerons.end_marking();
-    let marked = t.marked.bytes
-        + h.mark.marked_bytes_others.load(Ordering::Relaxed)
-        + counters.alloc_black.load(Ordering::Relaxed);
+    let reached = t.marked.bytes + h.mark.marked_bytes_others.load(Ordering::Relaxed);
+    let marked = reached + counters.alloc_black.load(Ordering::Relaxed);
     h.pacer
         .heap_scan_work
         .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
@@ -220,6 +219,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     counters.heap_live.store(marked, Ordering::Relaxed);
     let end = h.controller().end_cycle(CycleMeasures {
         marked,
+        reached,
         heap_end,
         mark_ns: mark_time.as_nanos() as u64,
         assist_ns,

@@ -78,9 +78,9 @@ pub(crate) struct PacerState {
     /// marked): its goal, or the extended goal once its scan work passed the expectation
     /// ([`crate::pacer::AssistRatio::extended_goal`]). Reset at the cycle's start.
     pub extended_goal: AtomicUsize,
-    /// Whether the memory limit sets `heap_goal` ([`Pacer::goal_from_memory_limit`]). Written
-    /// with `heap_goal`.
-    pub goal_from_limit: AtomicBool,
+    /// Whether `heap_goal` leaves the live heap room to grow into ([`Pacer::goal_leaves_room`]:
+    /// a GOGC goal, or a memory-limit goal above the live heap); written with `heap_goal`.
+    pub goal_has_room: AtomicBool,
     /// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) as the model
     /// took it (fixed at creation), for assists, which must not take the model's lock.
     pub max_overshoot: f64,
@@ -113,7 +113,7 @@ impl PacerState {
             // Set by `update_trigger` before any mutator exists.
             trigger: AtomicUsize::new(usize::MAX),
             heap_goal: AtomicUsize::new(0),
-            goal_from_limit: AtomicBool::new(false),
+            goal_has_room: AtomicBool::new(true),
             assist_ratio: AtomicU64::new(0),
             bg_credit: AtomicI64::new(0),
             heap_scan_work: AtomicU64::new(0),
@@ -162,6 +162,8 @@ fn to_usize(x: u64) -> usize {
 pub(crate) struct CycleMeasures {
     /// Bytes marked (allocate-black included).
     pub marked: usize,
+    /// Of those, the bytes marked by tracing (allocate-black left out).
+    pub reached: usize,
     /// `heap_live` at mark termination, before it was reset to `marked`.
     pub heap_end: usize,
     /// Wall time of the mark phase (assists enabled).
@@ -200,9 +202,9 @@ impl Controller<'_> {
     /// against the last completed mark) cannot see what the scope allocates; past this bound
     /// the allocator refuses new spans instead of growing without end. A scope that polls
     /// `should_yield` keeps the heap within about 1.1 × the goal and never meets it.
-    fn set_goal(&self, goal: usize, from_limit: bool) {
+    fn set_goal(&self, goal: usize, room: bool) {
         self.p.heap_goal.store(goal, Ordering::Relaxed);
-        self.p.goal_from_limit.store(from_limit, Ordering::Relaxed);
+        self.p.goal_has_room.store(room, Ordering::Relaxed);
         let limit = self.mheap.max_heap;
         if limit != usize::MAX {
             self.mheap
@@ -221,15 +223,15 @@ impl Controller<'_> {
         let m = self.memory_stats();
         p.last_trigger_mapped
             .store(m.mapped_ready as usize, Ordering::Relaxed);
-        let from_limit = model.goal_from_memory_limit(m);
+        let room = model.goal_leaves_room(m);
         if marking {
-            self.set_goal(to_usize(model.heap_goal(m)), from_limit);
+            self.set_goal(to_usize(model.heap_goal(m)), room);
             return false;
         }
         let (trigger, goal) = model.trigger(m);
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
-        self.set_goal(to_usize(goal), from_limit);
+        self.set_goal(to_usize(goal), room);
         p.trigger.store(to_usize(trigger), Ordering::Relaxed);
         drop(model);
         trigger != u64::MAX
@@ -260,7 +262,7 @@ impl Controller<'_> {
         let live = self.mheap.counters.heap_live.load(Ordering::Relaxed);
         let m = self.memory_stats();
         let goal = to_usize(model.start_cycle(live as u64, m));
-        self.set_goal(goal, model.goal_from_memory_limit(m));
+        self.set_goal(goal, model.goal_leaves_room(m));
         // No new cycle is requested while this one marks.
         let trigger = p.trigger.swap(usize::MAX, Ordering::Relaxed);
         p.heap_scan_work.store(0, Ordering::Relaxed);
@@ -355,7 +357,7 @@ impl Controller<'_> {
         } else {
             c.marked as u64
         };
-        model.reset_live(c.marked as u64, heap_scan, stack_work);
+        model.reset_live(c.marked as u64, c.reached as u64, heap_scan, stack_work);
         model.set_globals_scan(globals_work);
         self.mheap
             .counters

@@ -12,7 +12,7 @@
 //! use gc_core::pacer::{MemoryStats, Pacer};
 //! let mut p = Pacer::new(Some(100), None, 4);
 //! // The first cycle ended with 64 MiB marked, all of it scannable, no stacks or globals.
-//! p.reset_live(64 << 20, 64 << 20, 0);
+//! p.reset_live(64 << 20, 64 << 20, 64 << 20, 0);
 //! p.commit(true, 64 << 20);
 //! let (trigger, goal) = p.trigger(MemoryStats::default());
 //! assert_eq!(goal, 128 << 20); // GOGC=100: marked × 2

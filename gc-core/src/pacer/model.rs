@@ -27,6 +27,11 @@ pub const SWEEP_MIN_HEAP_DISTANCE: u64 = 1 << 20;
 const LIMIT_HEADROOM_PERCENT: u64 = 3;
 const LIMIT_HEADROOM_MIN: u64 = 1 << 20;
 
+/// The least room a goal the memory limit sets must leave, as a fraction of the heap the last
+/// cycle reached by tracing, for the GC CPU limiter to treat it as it treats a GOGC goal (a
+/// GOGC of 6, so to speak; see [`Pacer::goal_leaves_room`]).
+pub const LIMIT_MIN_ROOM: f64 = 1.0 / 16.0;
+
 /// Past the goal, a cycle aims this much further (Go: `maxOvershoot` in `revise`); the default
 /// of [`PacerConfig::max_overshoot`].
 pub const MAX_OVERSHOOT: f64 = 1.1;
@@ -85,6 +90,10 @@ pub struct Pacer {
     procs: usize,
     /// Bytes marked by the last cycle (Go: `heapMarked`).
     heap_marked: u64,
+    /// Of those, the bytes it reached by tracing: the marked heap without what was allocated
+    /// black during the cycle, i.e. what was live at its start and still is (Go has no such
+    /// figure). Free of the floating garbage allocate-black keeps.
+    heap_reached: u64,
     /// Heap scan work of the last cycle (Go: `lastHeapScan`).
     last_heap_scan: u64,
     /// Root-stack scan work of the last cycle (Go: `lastStackScan`).
@@ -158,6 +167,7 @@ impl Pacer {
             heap_minimum: 0,
             procs: procs.max(1),
             heap_marked: 0,
+            heap_reached: 0,
             last_heap_scan: 0,
             last_stack_scan: 0,
             globals_scan: 0,
@@ -234,10 +244,18 @@ impl Pacer {
         self.globals_scan = bytes;
     }
 
-    /// Record the end of a mark phase (Go: `resetLive`): `marked` bytes are live,
+    /// Record the end of a mark phase (Go: `resetLive`): `marked` bytes are live, `reached` of
+    /// them were reached by tracing (the rest was allocated black during the cycle),
     /// `heap_scan_work` of them were scanned, and the root stacks took `stack_scan_work`.
-    pub fn reset_live(&mut self, marked: u64, heap_scan_work: u64, stack_scan_work: u64) {
+    pub fn reset_live(
+        &mut self,
+        marked: u64,
+        reached: u64,
+        heap_scan_work: u64,
+        stack_scan_work: u64,
+    ) {
         self.heap_marked = marked;
+        self.heap_reached = reached.min(marked);
         self.last_heap_scan = heap_scan_work;
         self.last_stack_scan = stack_scan_work;
         self.triggered = None;
@@ -310,22 +328,28 @@ impl Pacer {
     /// minus the headroom (3%, at least 1 MiB), and never below the live heap: a limit below
     /// the live heap gives back-to-back cycles, whose CPU the [`CpuLimiter`] caps.
     pub fn memory_limit_heap_goal(&self, m: MemoryStats) -> u64 {
+        self.memory_limit_room(m).max(self.heap_marked)
+    }
+
+    /// The memory-limit goal before it is held at the live heap: `limit − (non_heap +
+    /// overage)` minus the headroom, 0 when those take all of the limit (`u64::MAX` without a
+    /// limit).
+    fn memory_limit_room(&self, m: MemoryStats) -> u64 {
         let Some(limit) = self.memory_limit else {
             return u64::MAX;
         };
         let non_heap = m.mapped_ready.saturating_sub(m.heap_free + m.heap_alloc);
         let overage = m.mapped_ready.saturating_sub(limit);
         if non_heap + overage >= limit {
-            return self.heap_marked;
+            return 0;
         }
         let goal = limit - (non_heap + overage);
         let headroom = (goal / 100 * LIMIT_HEADROOM_PERCENT).max(LIMIT_HEADROOM_MIN);
-        let goal = if goal < 2 * headroom {
+        if goal < 2 * headroom {
             headroom
         } else {
             goal - headroom
-        };
-        goal.max(self.heap_marked)
+        }
     }
 
     /// The most the heap may reach under the memory limit: `limit − (non_heap + overage)`
@@ -348,6 +372,27 @@ impl Pacer {
     /// goal is always GOGC% above the marked heap.
     pub fn goal_from_memory_limit(&self, m: MemoryStats) -> bool {
         self.memory_limit_heap_goal(m) < self.gc_percent_goal
+    }
+
+    /// Whether the goal leaves the live heap room to grow into, which decides what the GC CPU
+    /// limiter does past the goal (`gc::mark::assist`): a GOGC goal always does (it is GOGC%
+    /// above the marked heap); a goal the memory limit sets does when the limit, before it is
+    /// held at the live heap, is at least [`LIMIT_MIN_ROOM`] above the heap the last cycle
+    /// reached by tracing. When it is not, the live heap is at (or over) the limit: the death
+    /// spiral, in which assists would take all the CPU and still not reach the goal, and the
+    /// limiter lets the heap overshoot instead, as Go's does.
+    ///
+    /// Why the reached heap and not the marked one: what the mutators allocate during a mark
+    /// phase is marked (allocate-black) whether or not it is garbage by the end. With the
+    /// limiter stopping assists, a fast allocator makes most of the marked heap floating
+    /// garbage (treechurn, 256 MiB live under a 384 MiB limit: 483 MB marked of which 227 MB
+    /// allocated during the phase), and judged by the marked heap the limit would look
+    /// outgrown and the spiral would feed itself.
+    pub fn goal_leaves_room(&self, m: MemoryStats) -> bool {
+        if !self.goal_from_memory_limit(m) {
+            return true;
+        }
+        self.memory_limit_room(m) as f64 >= self.heap_reached as f64 * (1.0 + LIMIT_MIN_ROOM)
     }
 
     /// The heap goal and the lowest trigger the goal allows (Go: `heapGoalInternal`): the
@@ -790,7 +835,7 @@ mod tests {
 
     fn after_cycle(gogc: Option<u32>, marked: u64, scan: u64, stack: u64) -> Pacer {
         let mut p = Pacer::new(gogc, None, 4);
-        p.reset_live(marked, scan, stack);
+        p.reset_live(marked, marked, scan, stack);
         p.commit(true, marked);
         p
     }
@@ -889,6 +934,46 @@ mod tests {
         p.set_memory_limit(Some(1024 * MIB));
         assert_eq!(p.heap_goal(m), 200 * MIB);
         assert!(!p.goal_from_memory_limit(m));
+    }
+
+    #[test]
+    fn a_goal_leaves_room_unless_the_reached_heap_is_at_the_limit() {
+        let mapped = |mib: u64| MemoryStats {
+            mapped_ready: mib * MIB,
+            heap_free: 0,
+            heap_alloc: mib * MIB,
+        };
+        // A GOGC goal always leaves room, however small GOGC is.
+        assert!(after_cycle(Some(1), 100 * MIB, 100 * MIB, 0).goal_leaves_room(mapped(100)));
+        // 400 MiB marked of which 250 MiB reached by tracing (150 MiB allocated black), under
+        // a 384 MiB limit: the limit-based goal is the marked heap (the limit is below it),
+        // but the live heap has room under the limit.
+        let mut p = Pacer::new(Some(100), Some(384 * MIB), 2);
+        p.reset_live(400 * MIB, 250 * MIB, 250 * MIB, 0);
+        p.commit(true, 400 * MIB);
+        assert_eq!(p.heap_goal(mapped(380)), 400 * MIB);
+        assert!(p.goal_from_memory_limit(mapped(380)));
+        assert!(p.goal_leaves_room(mapped(380)));
+        // The same marked heap, all of it reached: the live heap is over the limit (the death
+        // spiral).
+        p.reset_live(400 * MIB, 400 * MIB, 400 * MIB, 0);
+        assert!(!p.goal_leaves_room(mapped(380)));
+        // Just under the limit: less than 1/16 of room is none.
+        let room = |reached: u64| {
+            let mut q = Pacer::new(Some(100), Some(384 * MIB), 2);
+            q.reset_live(reached, reached, reached, 0);
+            q.commit(true, reached);
+            q.goal_leaves_room(mapped(reached >> 20))
+        };
+        let goal = 384 * MIB - 384 * MIB / 100 * 3;
+        assert!(room((goal as f64 / (1.0 + LIMIT_MIN_ROOM)) as u64 - MIB));
+        assert!(!room((goal as f64 / (1.0 + LIMIT_MIN_ROOM)) as u64 + MIB));
+        // Memory mapped past the limit counts against the room, as against the goal.
+        let mut r = Pacer::new(Some(100), Some(384 * MIB), 2);
+        r.reset_live(300 * MIB, 300 * MIB, 300 * MIB, 0);
+        r.commit(true, 300 * MIB);
+        assert!(r.goal_leaves_room(mapped(300)));
+        assert!(!r.goal_leaves_room(mapped(480)));
     }
 
     #[test]
@@ -1013,7 +1098,7 @@ mod tests {
             goal,
         );
         // The same 100 MiB found live each time.
-        p.reset_live(100 * MIB, scan, 0);
+        p.reset_live(100 * MIB, 100 * MIB, scan, 0);
         p.commit(true, 100 * MIB);
     }
 
@@ -1026,7 +1111,7 @@ mod tests {
             ..PacerConfig::default()
         };
         let mut p = Pacer::with_config(Some(100), None, 4, cfg);
-        p.reset_live(100 * MIB, 100 * MIB, 0);
+        p.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
         p.commit(true, 100 * MIB);
         // No rates yet: GOGC's goal.
         assert_eq!(p.heap_goal(none), 200 * MIB);
@@ -1062,7 +1147,7 @@ mod tests {
             };
             let mut p = Pacer::with_config(Some(100), None, 4, cfg);
             // Last cycle: 100 MiB marked and scanned; goal 200 MiB; triggered at 170 MiB.
-            p.reset_live(100 * MIB, 100 * MIB, 0);
+            p.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
             p.commit(true, 100 * MIB);
             p.start_cycle(170 * MIB, none);
             // 110 MiB of work done of the 100 MiB expected, 150 MiB scannable now: the extension
@@ -1094,12 +1179,12 @@ mod tests {
         // A small heap: the upper bound is the ratio, 0.6 of the way from marked to the goal
         // (no runway measured yet, so the trigger sits at it).
         let mut small = Pacer::with_config(Some(100), None, 4, cfg.clone());
-        small.reset_live(4 * MIB, 4 * MIB, 0);
+        small.reset_live(4 * MIB, 4 * MIB, 4 * MIB, 0);
         small.commit(true, 4 * MIB);
         let at = ((4 * MIB) as f64 * 0.6) as u64 + 4 * MIB;
         assert_eq!(small.trigger(none), (at, 8 * MIB));
         let mut p = Pacer::with_config(Some(100), None, 4, cfg);
-        p.reset_live(100 * MIB, 100 * MIB, 0);
+        p.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
         p.commit(true, 100 * MIB);
         // A large heap: the upper bound is raised to goal − 4 MiB, as Go raises it.
         assert_eq!(p.trigger(none), (196 * MIB, 200 * MIB));
@@ -1125,7 +1210,7 @@ mod tests {
                 ..PacerConfig::default()
             },
         );
-        q.reset_live(100 * MIB, 80 * MIB, 0);
+        q.reset_live(100 * MIB, 100 * MIB, 80 * MIB, 0);
         q.commit(true, 100 * MIB);
         run_cycle(&mut q, 150 * MIB, 190 * MIB, 80 * MIB, 0);
         let c1 = (40 * MIB) as f64 * 0.25 / ((80 * MIB) as f64 * 0.75);
@@ -1143,7 +1228,7 @@ mod tests {
                 ..PacerConfig::default()
             },
         );
-        w.reset_live(100 * MIB, 80 * MIB, 0);
+        w.reset_live(100 * MIB, 100 * MIB, 80 * MIB, 0);
         w.commit(true, 100 * MIB);
         run_cycle(&mut w, 150 * MIB, 190 * MIB, 80 * MIB, 0);
         assert!((w.cons_mark() - c1).abs() < 1e-12);

@@ -457,8 +457,12 @@ impl<'a> Sim<'a> {
             },
             goal_now,
         );
-        self.pacer
-            .reset_live(marked, m.heap_scan_work as u64, m.stacks as u64);
+        self.pacer.reset_live(
+            marked,
+            m.live.min(marked),
+            m.heap_scan_work as u64,
+            m.stacks as u64,
+        );
         self.pacer.set_globals_scan(m.globals as u64);
         self.pacer.commit(false, marked);
         self.heap_live = marked as f64;

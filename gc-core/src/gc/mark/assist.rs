@@ -50,9 +50,9 @@ const PARK_MAX: Duration = Duration::from_millis(2);
 /// holds the mutator, marking or waiting, whatever its debt.
 ///
 /// While the GC CPU limiter is on (the GC has used over half the CPU), nothing is paid below
-/// the goal, past it at most [`OVER_ASSIST_WORK`] per call and without waiting, and under a
-/// memory limit that sets the goal nothing at all: the heap may overshoot the goal instead, as
-/// in Go ([`limiter_stops`]).
+/// the goal, past it at most [`OVER_ASSIST_WORK`] per call and without waiting, and when the
+/// live heap is at the memory limit that sets the goal nothing at all: the heap may overshoot
+/// the goal instead, as in Go ([`limiter_stops`]).
 ///
 /// [`should_yield`]: crate::Mutation::should_yield
 pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
@@ -112,8 +112,8 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
 /// the furthest a cycle may take it, that goal times
 /// [`PacerConfig::max_overshoot`](crate::pacer::PacerConfig::max_overshoot) (the bound).
 /// Past the bound an assist takes no background credit and returns only when a stop is
-/// requested, marking ends, nothing will earn credit ([`may_wait`]) or, where the memory limit
-/// sets the goal, the limiter turns on ([`limiter_stops`]): the mutator
+/// requested, marking ends, nothing will earn credit ([`may_wait`]) or, where the live heap is
+/// at the memory limit that sets the goal, the limiter turns on ([`limiter_stops`]): the mutator
 /// marks or waits meanwhile, whatever its debt. Debt alone did not hold that bound: it is
 /// charged at the last revised assist ratio, and a mutator revises only when the pacer's lock
 /// is free, so with the collector thread descheduled while holding it (another process on a
@@ -147,22 +147,27 @@ fn must_stop(h: &Shared, at: Position) -> bool {
     h.safepoint.stop_requested() || !h.mark.marking.load(Ordering::Relaxed) || limiter_stops(h, at)
 }
 
-/// Whether the GC CPU limiter stops an assist: it is on, and the heap is below a goal that
-/// GOGC set, or the memory limit sets the goal. The limiter is there for the death spiral, a
-/// memory limit under which the live heap leaves a cycle no room, where assists would take
-/// all the CPU and still not reach the goal; Go lets the heap overshoot instead, and so does
-/// gc-core when the memory limit sets the goal. A GOGC goal always leaves GOGC% of the marked
-/// heap to grow into, so there the limiter lets the mutators reach the goal without assists,
-/// and past it slows them instead of stopping their assists: each pays at most
-/// [`OVER_ASSIST_WORK`] per call and never waits for credit ([`assist`]), and past the bound
-/// they are held as in any cycle. (Go has no such exception. Without it, treechurn at GOGC=50
-/// had the limiter on in most cycles and a heap larger than at GOGC=100. Two other rules were
-/// measured: stopping assists up to 1.1 × the goal left every such cycle at 1.1 ×; letting them
-/// pay in full past the goal held it, but a mutator then owed the end of marking's large ratio
-/// and waited 45 ms for credit.)
+/// Whether the GC CPU limiter stops an assist: it is on, and the heap is below its goal, or
+/// the goal leaves the live heap no room ([`Pacer::goal_leaves_room`]). The limiter is there
+/// for the death spiral, a memory limit under which the live heap leaves a cycle no room,
+/// where assists would take all the CPU and still not reach the goal; Go lets the heap
+/// overshoot instead, and so does gc-core then. A GOGC goal always leaves GOGC% of the marked
+/// heap to grow into, and a memory-limit goal well above the live heap leaves room too, so
+/// there the limiter lets the mutators reach the goal without assists, and past it slows them
+/// instead of stopping their assists: each pays at most [`OVER_ASSIST_WORK`] per call and
+/// never waits for credit ([`assist`]), and past the bound they are held as in any cycle. (Go
+/// has no such exception. Without it, treechurn at GOGC=50 had the limiter on in most cycles
+/// and a heap larger than at GOGC=100, and treechurn with 256 MiB live under a 384 MiB limit
+/// ran its heap to 630–700 MB: every byte allocated while assists were off was marked, and
+/// the heap it took past the limit shrank the next goal. Two other rules were measured:
+/// stopping assists up to 1.1 × the goal left every such cycle at 1.1 ×; letting them pay in
+/// full past the goal held it, but a mutator then owed the end of marking's large ratio and
+/// waited 45 ms for credit.)
+///
+/// [`Pacer::goal_leaves_room`]: crate::pacer::Pacer::goal_leaves_room
 fn limiter_stops(h: &Shared, at: Position) -> bool {
     h.pacer.limiting.load(Ordering::Relaxed)
-        && (!at.past_goal || h.pacer.goal_from_limit.load(Ordering::Relaxed))
+        && (!at.past_goal || !h.pacer.goal_has_room.load(Ordering::Relaxed))
 }
 
 /// Whether an assist that found neither credit nor grey work may wait for the markers: they

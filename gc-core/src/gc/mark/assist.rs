@@ -158,7 +158,7 @@ fn must_stop(h: &Shared, at: Position) -> bool {
 /// never waits for credit ([`assist`]), and past the bound they are held as in any cycle. (Go
 /// has no such exception. Without it, treechurn at GOGC=50 had the limiter on in most cycles
 /// and a heap larger than at GOGC=100, and treechurn with 256 MiB live under a 384 MiB limit
-/// ran its heap to 630–700 MB: every byte allocated while assists were off was marked, and
+/// ran its heap to 600–700 MiB: every byte allocated while assists were off was marked, and
 /// the heap it took past the limit shrank the next goal. Two other rules were measured:
 /// stopping assists up to 1.1 × the goal left every such cycle at 1.1 ×; letting them pay in
 /// full past the goal held it, but a mutator then owed the end of marking's large ratio and

@@ -13,9 +13,11 @@
 //!   owes `assist ratio` units of scan work ([`Pacer::revise`], called every step as the heap
 //!   calls it on every allocation slow path), paid first from the background workers' credit,
 //!   then by assists out of the mutators' own CPU time — not while the GC CPU limiter is on.
-//!   (The heap's limiter, where GOGC sets the goal, stops assists only below the goal and
-//!   slows them past it, and its assists hold a mutator outright once the heap passes 1.1 × its
-//!   goal; the simulator models neither, so its cycles may end further past the goal.)
+//!   (The heap's limiter, where the goal leaves the live heap room — a GOGC goal, or a memory
+//!   limit at least 1/16 above it, [`Pacer::goal_leaves_room`] — stops assists only below the
+//!   goal and slows them past it, and its assists hold a mutator outright once the heap passes
+//!   1.1 × its goal; the simulator models neither, so its cycles may end further past the
+//!   goal.)
 //!   The cycle's work is the scannable part of the live heap when it started plus its stacks and
 //!   globals; objects allocated during marking are black (marked, not scanned), so the
 //!   scannable heap passed to [`Pacer::revise`] stays put while marking, as the heap's does.

@@ -328,13 +328,13 @@ impl Pacer {
     /// minus the headroom (3%, at least 1 MiB), and never below the live heap: a limit below
     /// the live heap gives back-to-back cycles, whose CPU the [`CpuLimiter`] caps.
     pub fn memory_limit_heap_goal(&self, m: MemoryStats) -> u64 {
-        self.memory_limit_room(m).max(self.heap_marked)
+        self.memory_limit_raw_goal(m).max(self.heap_marked)
     }
 
     /// The memory-limit goal before it is held at the live heap: `limit − (non_heap +
     /// overage)` minus the headroom, 0 when those take all of the limit (`u64::MAX` without a
     /// limit).
-    fn memory_limit_room(&self, m: MemoryStats) -> u64 {
+    fn memory_limit_raw_goal(&self, m: MemoryStats) -> u64 {
         let Some(limit) = self.memory_limit else {
             return u64::MAX;
         };
@@ -392,7 +392,7 @@ impl Pacer {
         if !self.goal_from_memory_limit(m) {
             return true;
         }
-        self.memory_limit_room(m) as f64 >= self.heap_reached as f64 * (1.0 + LIMIT_MIN_ROOM)
+        self.memory_limit_raw_goal(m) as f64 >= self.heap_reached as f64 * (1.0 + LIMIT_MIN_ROOM)
     }
 
     /// The heap goal and the lowest trigger the goal allows (Go: `heapGoalInternal`): the

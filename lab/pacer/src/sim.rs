@@ -12,12 +12,14 @@
 //!   a share `idle_marking` of the spare CPUs marks too. The mutators get the rest; every byte they allocate
 //!   owes `assist ratio` units of scan work ([`Pacer::revise`], called every step as the heap
 //!   calls it on every allocation slow path), paid first from the background workers' credit,
-//!   then by assists out of the mutators' own CPU time — not while the GC CPU limiter is on.
-//!   (The heap's limiter, where the goal leaves the live heap room — a GOGC goal, or a memory
-//!   limit at least 1/16 above it, [`Pacer::goal_leaves_room`] — stops assists only below the
-//!   goal and slows them past it, and its assists hold a mutator outright once the heap passes
-//!   1.1 × its goal; the simulator models neither, so its cycles may end further past the
-//!   goal.)
+//!   then by assists out of the mutators' own CPU time. Past 1.1 × the goal (or the goal it
+//!   extended to; [`PacerConfig::max_overshoot`](gc_core::pacer::PacerConfig::max_overshoot))
+//!   assists hold the mutators: what a step would allocate past that bound is marking instead.
+//!   The GC CPU limiter stops assists below the goal; past it, it stops them (the hold too)
+//!   only when the goal leaves the live heap no room ([`Pacer::goal_leaves_room`]: a memory
+//!   limit within 1/16 of the live heap or under it, the death spiral), as the heap's does.
+//!   (The heap's assists past the goal with the limiter on pay a slice per call without
+//!   waiting for credit; the simulator, which has no waiting, pays them as usual.)
 //!   The cycle's work is the scannable part of the live heap when it started plus its stacks and
 //!   globals; objects allocated during marking are black (marked, not scanned), so the
 //!   scannable heap passed to [`Pacer::revise`] stays put while marking, as the heap's does.
@@ -394,7 +396,15 @@ impl<'a> Sim<'a> {
         let gc_work = scan * (bg + idle) * dt;
         let mcpu = mut_cpus * dt;
         let c = m.credit + gc_work;
-        let (assist, alloc) = if self.limiter.limiting() || ratio * rate * mcpu <= c {
+        // Where the heap stands against its goal (or the goal it extended to) and the bound
+        // 1.1 × past it, as the heap's assists judge it (`gc::mark::assist::position`): the
+        // limiter stops assists below the goal, and past it too when the goal leaves the live
+        // heap no room (the death spiral).
+        let goal = self.pacer.heap_goal(mem).max(m.extended) as f64;
+        let bound = goal * self.pacer.config().max_overshoot;
+        let spiral = !self.pacer.goal_leaves_room(mem);
+        let limiter_stops = self.limiter.limiting() && (self.heap_live < goal || spiral);
+        let (mut assist, mut alloc) = if limiter_stops || ratio * rate * mcpu <= c {
             (0.0, rate * mcpu)
         } else {
             // Allocate x = rate × (mcpu − a) while assists a make up what the credit lacks:
@@ -402,8 +412,28 @@ impl<'a> Sim<'a> {
             let a = ((ratio * rate * mcpu - c) / (scan + ratio * rate)).clamp(0.0, mcpu);
             (a, rate * (mcpu - a))
         };
-        let step_work = gc_work + scan * assist;
+        // Past the bound, assists hold the mutators, whatever their debt, unless the limiter
+        // stops them: from the moment in the step the heap would pass the bound (if marking
+        // has not finished by then), the mutators' CPU marks instead of allocating. `assist`
+        // and `alloc` become the step's averages up to where marking ends.
         let left = m.work_total - m.work_done;
+        let normal = gc_work + scan * assist;
+        let ends = (left / normal).min(1.0);
+        if left > 0.0
+            && !(self.limiter.limiting() && spiral)
+            && self.heap_live + alloc * ends > bound
+        {
+            let at = if alloc > 0.0 {
+                ((bound - self.heap_live).max(0.0) / alloc).min(ends)
+            } else {
+                0.0
+            };
+            let held = gc_work + scan * mcpu;
+            let until = (at + (left - at * normal).max(0.0) / held).min(1.0);
+            assist = (assist * at + mcpu * (until - at)) / until;
+            alloc = alloc * at / until;
+        }
+        let step_work = gc_work + scan * assist;
         let f = if step_work >= left {
             (left / step_work).clamp(0.0, 1.0)
         } else {

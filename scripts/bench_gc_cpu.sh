@@ -15,14 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BEFORE="$1"; AFTER="$2"; RUNS="${3:-3}"
-GO=/usr/lib/go-1.19/bin/go
 impls="before after"
-if [ -x "$GO" ]; then
-  (cd benches/go && "$GO" build -o ../../target/release/binarytrees-go ./binarytrees \
-    && "$GO" build -o ../../target/release/treechurn-go ./treechurn \
-    && "$GO" build -o ../../target/release/msgbuf-go ./msgbuf)
-  impls="before after go"
-fi
+if scripts/build_go_twins.sh; then impls="before after go"; fi
 keys="wall_s rss_mib gc_cpu_go cpu_bg_s cpu_assist_s cpu_idle_s cpu_pause_s cpu_sweep_s cpu_scav_bg_s cpu_scav_assist_s cpu_other_s cpu_threads_s"
 med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "—"}'; }
 declare -A res

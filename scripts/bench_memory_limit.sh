@@ -9,18 +9,12 @@
 #
 # Each target dir must hold release builds of the examples binary_trees, treechurn and msgbuf
 # (cargo build --release --examples -p gc-examples). Go's twins are built from benches/go
-# (apt-get install golang-1.19-go; skipped without it).
+# (scripts/build_go_twins.sh; skipped without Go 1.19).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="$1/release/examples"; A="$2/release/examples"; ROUNDS="${3:-3}"
-GO=/usr/lib/go-1.19/bin/go
 impls="before after"
-if [ -x "$GO" ]; then
-  (cd benches/go && "$GO" build -o ../../target/release/binarytrees-go ./binarytrees \
-    && "$GO" build -o ../../target/release/treechurn-go ./treechurn \
-    && "$GO" build -o ../../target/release/msgbuf-go ./msgbuf)
-  impls="before after go"
-fi
+if scripts/build_go_twins.sh; then impls="before after go"; fi
 keys='wall_ms|heap_peak_mib|rss_peak_mib|gc_cpu_go|op_p99_us|op_max_us|push_p999_us|push_max_us|limited_cycles|peak_over_goal|median_over_goal|gc_cycles'
 for _ in $(seq "$ROUNDS"); do
   for w in tc384 tc200 mb300 bt160; do

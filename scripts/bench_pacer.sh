@@ -18,13 +18,8 @@ RUNS="${1:-3}"
 OPS="${2:-10000}"
 PUSHES="${3:-10000000}"
 cargo build -q --release --example treechurn --example msgbuf
-GO=/usr/lib/go-1.19/bin/go
 impls="gc"
-if [ -x "$GO" ]; then
-  (cd benches/go && "$GO" build -o ../../target/release/treechurn-go ./treechurn \
-    && "$GO" build -o ../../target/release/msgbuf-go ./msgbuf)
-  impls="gc go"
-fi
+if scripts/build_go_twins.sh; then impls="gc go"; fi
 
 # median of the values of key $1 in the lines on stdin
 med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -570,6 +570,11 @@ fn memory_limit_bounds_mapped_memory_under_churn() {
     // Without the limit, GOGC=100 on 128 MiB live would aim at about 256 MiB + overshoot:
     // the goals really were capped below the limit.
     assert!(automatic(&recs).iter().all(|r| r.heap_goal < limit));
+    // The live heap has room under the limit: no death spiral.
+    assert_eq!(
+        heap.metrics().u64("/gccore/gc/limiter/goal-has-room:bool"),
+        Some(1)
+    );
 }
 
 #[test]
@@ -604,6 +609,8 @@ fn limit_below_the_live_heap_completes_with_gc_cpu_at_most_55_percent() {
     // `Metrics::gc_cpu_fraction_since`.) The goal could not be met: the limiter must have been
     // what held the CPU back.
     assert!(after.u64("/gc/limiter/last-enabled:gc-cycle").unwrap() > 0);
+    // And the heap knows it: the live heap leaves the limit no room.
+    assert_eq!(after.u64("/gccore/gc/limiter/goal-has-room:bool"), Some(0));
 }
 
 /// Resident memory of this process, from `/proc/self/status`. The test counts what the heap

@@ -123,6 +123,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         F(cons_mark),
         U(u(&s.limiter_stalls)),
         U((h.mheap.limiter_stall_ns.load(Ordering::Relaxed) != 0) as u64),
+        U(h.pacer.goal_has_room.load(Ordering::Relaxed) as u64),
         U(u(&h.ephemerons.rounds)),
         U(u(&h.ephemerons.cleared)),
         U(u(&h.finalize.finalizers_queued)),

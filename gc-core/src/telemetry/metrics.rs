@@ -454,6 +454,10 @@ pub const ALL: &[(&str, &str)] = &[
         "1 while the heap is stalled by the fail-fast window.",
     ),
     (
+        "/gccore/gc/limiter/goal-has-room:bool",
+        "1 while the heap goal leaves the live heap room to grow into: a GOGC goal, or a memory limit at least 1/16 above the heap the last cycle reached by tracing. The GC CPU limiter then stops assists only below the goal. 0: the live heap is at or over the memory limit (the death spiral), and with the limiter on the heap overshoots its goal.",
+    ),
+    (
         "/gccore/gc/ephemerons/rounds:rounds",
         "Ephemeron rounds run (cumulative): passes over the ephemeron tables whose keys were not all marked when they were scanned.",
     ),

@@ -543,6 +543,61 @@ fn finish_and_check(
     assert_eq!(m.mutate(|_, r| r.from.iter().flatten().count()), 0);
 }
 
+/// What a cycle allocates while it marks is marked for that alone (allocate-black), and its
+/// record says how much: `heap_marked − heap_reached` covers it. The next cycle frees it, since
+/// none of it stayed reachable; with the stop-the-world collector nothing is allocated black.
+#[test]
+fn cycle_records_count_what_was_allocated_black() {
+    const GARBAGE: usize = 2000;
+    for (verify, span) in common::MODES {
+        let (heap, mut m) = held_cycle(verify, span);
+        heap.take_cycle_records();
+        m.mutate(|mc, _| {
+            assert!(mc.debug_marking());
+            for i in 0..GARBAGE {
+                std::hint::black_box(Gc::new(mc, [i as u64; 8]));
+            }
+        });
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.collect();
+        let recs = heap.take_cycle_records();
+        let black = GARBAGE * 64;
+        let held = recs
+            .iter()
+            .position(|r| r.heap_marked - r.heap_reached >= black)
+            .unwrap_or_else(|| {
+                panic!("verify={verify}: no record shows {black} bytes allocated black: {recs:?}")
+            });
+        let after = recs[held + 1..].last().expect("a cycle after the held one");
+        assert!(
+            after.heap_marked + black <= recs[held].heap_marked,
+            "verify={verify}, span={span}: the garbage allocated black was not freed: {} then {} bytes marked",
+            recs[held].heap_marked,
+            after.heap_marked
+        );
+        assert!(recs.iter().all(|r| r.heap_reached <= r.heap_marked));
+    }
+    let heap = Heap::new(Config::default().concurrent(false)).unwrap();
+    let mut m: Mutator<DetM, StackM> = heap.mutator_with_stack(|mc| Det {
+        from: GcArray::new(mc, N, None),
+        to: GcCell::new(None),
+        vec: GcCell::new(None),
+    });
+    m.mutate(|mc, r| {
+        for i in 0..N {
+            r.from.set(mc, i, Some(obj(mc, i as u64)));
+        }
+    });
+    m.collect();
+    let recs = heap.take_cycle_records();
+    assert!(!recs.is_empty());
+    assert!(
+        recs.iter().all(|r| r.heap_reached == r.heap_marked),
+        "{recs:?}"
+    );
+}
+
 #[test]
 fn held_marker_heap_to_black_object() {
     for (verify, span) in common::MODES {

@@ -291,6 +291,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
                 .load(Ordering::Relaxed),
             cleanups_pending: h.finalize.cleanups_pending(),
             heap_goal_extended: h.pacer.extended_goal.load(Ordering::Relaxed),
+            heap_reached: reached,
             ..base
         },
     );

@@ -78,6 +78,11 @@ pub struct CycleRecord {
     pub heap_end: usize,
     /// Bytes marked live (Go: `heap2`).
     pub heap_marked: usize,
+    /// Of those, the bytes marked by tracing: `heap_marked − heap_reached` were allocated
+    /// during the cycle and marked for that alone (allocate-black), live or not; what of it is
+    /// garbage (floating garbage) the next cycle frees. For the stop-the-world collector, all
+    /// of `heap_marked`.
+    pub heap_reached: usize,
     /// The goal this cycle paced for.
     pub heap_goal: usize,
     /// The goal the assists paced for at the end of marking: `heap_goal`, or more when the

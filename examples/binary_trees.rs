@@ -55,7 +55,9 @@
 //! before it the live heap grows past each small goal, Go's too) `steady_from` (the first
 //! steady cycle) `limited_cycles` (of those, the cycles in which
 //! the GC CPU limiter was on during the mark phase) `peak_heap_over_goal_paced` (the largest
-//! ratio over the others) `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every
+//! ratio over the others) `black_share` (the median share of a steady cycle's marked heap that
+//! was allocated black during it: the most of it that can be floating garbage)
+//! `objects_allocated`. `BINARY_TREES_PAUSES=1` also prints every
 //! pause on stderr.
 
 use std::time::{Duration, Instant};
@@ -344,7 +346,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
     format!(
         "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
          mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.4} \
-         peak_heap_over_goal={:.3} median_heap_over_goal={:.3} steady_from={first_steady} limited_cycles={} peak_heap_over_goal_paced={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={} {}",
+         peak_heap_over_goal={:.3} median_heap_over_goal={:.3} steady_from={first_steady} limited_cycles={} peak_heap_over_goal_paced={:.3} black_share={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={} {}",
         m.scope_max.as_micros(),
         r.heap_peak_mib,
         s.gc_cycles,
@@ -358,6 +360,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> String {
         r.median_over_goal,
         r.limited_cycles,
         r.peak_over_goal_paced,
+        r.black_share,
         s.assist_parks,
         s.scope_wait_max.as_micros(),
         s.objects_allocated,

@@ -125,6 +125,10 @@ pub struct GcReport {
     pub limited_cycles: u64,
     /// The largest ratio over the steady-state cycles in which the limiter stayed off.
     pub peak_over_goal_paced: f64,
+    /// The median, over the steady-state cycles, of the share of the marked heap that was
+    /// allocated black during the cycle (`1 − heap_reached ÷ heap_marked`): the upper bound on
+    /// the floating garbage a cycle leaves, which the next goal counts as live.
+    pub black_share: f64,
     /// Minimum mutator utilisation over windows of 1, 10 and 100 ms, counting pauses and mark
     /// assists (each cycle's assist time spread over its mark phase) as time lost to the GC
     /// ([`gc_core::mmu`]).
@@ -172,13 +176,14 @@ impl GcReport {
     /// The pacing figures and the CPU breakdown as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
         format!(
-            "gc_cpu_go={:.4} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} scope_wait_max_us={} {}",
+            "gc_cpu_go={:.4} gc_cpu_idle={:.3} peak_over_goal={:.3} median_over_goal={:.3} limited_cycles={} peak_over_goal_paced={:.3} black_share={:.3} mmu_1ms={:.3} mmu_10ms={:.3} mmu_100ms={:.3} scope_wait_max_us={} {}",
             self.gc_cpu_go,
             self.gc_cpu_idle,
             self.peak_over_goal,
             self.median_over_goal,
             self.limited_cycles,
             self.peak_over_goal_paced,
+            self.black_share,
             self.mmu[0],
             self.mmu[1],
             self.mmu[2],
@@ -219,6 +224,7 @@ impl GcReport {
             median_over_goal: 0.0,
             limited_cycles: 0,
             peak_over_goal_paced: 0.0,
+            black_share: 0.0,
             mmu: [1.0; 3],
             gc_cpu_go: 0.0,
             gc_cpu_idle: 0.0,
@@ -257,6 +263,12 @@ impl GcReport {
             .filter(|c| !c.limiter_on)
             .map(over_goal)
             .fold(0.0, f64::max);
+        let mut black: Vec<f64> = steady
+            .iter()
+            .map(|c| 1.0 - c.heap_reached as f64 / c.heap_marked.max(1) as f64)
+            .collect();
+        black.sort_by(f64::total_cmp);
+        r.black_share = black.get(black.len() / 2).copied().unwrap_or(0.0);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
             let include = gc_core::mmu::Include {
                 assists: true,

@@ -172,6 +172,11 @@ pub const CPU_CLASSES: [(&str, &str); 9] = [
     ("cpu_threads_s", "/gccore/cpu/collector-threads:cpu-seconds"),
 ];
 
+/// The median of `sorted` (the upper one of an even count; 0 when empty).
+fn sorted_median(sorted: &[f64]) -> f64 {
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
 impl GcReport {
     /// The pacing figures and the CPU breakdown as `key=value` pairs for a harness's last line.
     pub fn pacing_keys(&self) -> String {
@@ -256,7 +261,7 @@ impl GcReport {
         let mut ratios: Vec<f64> = steady.iter().map(over_goal).collect();
         ratios.sort_by(f64::total_cmp);
         r.peak_over_goal = ratios.last().copied().unwrap_or(0.0);
-        r.median_over_goal = ratios.get(ratios.len() / 2).copied().unwrap_or(0.0);
+        r.median_over_goal = sorted_median(&ratios);
         r.limited_cycles = steady.iter().filter(|c| c.limiter_on).count() as u64;
         r.peak_over_goal_paced = steady
             .iter()
@@ -268,7 +273,7 @@ impl GcReport {
             .map(|c| 1.0 - c.heap_reached as f64 / c.heap_marked.max(1) as f64)
             .collect();
         black.sort_by(f64::total_cmp);
-        r.black_share = black.get(black.len() / 2).copied().unwrap_or(0.0);
+        r.black_share = sorted_median(&black);
         if let (Some(first), Some(last)) = (phases.first(), phases.iter().map(|p| p.end()).max()) {
             let include = gc_core::mmu::Include {
                 assists: true,

@@ -402,8 +402,8 @@ impl<'a> Sim<'a> {
         // heap no room (the death spiral).
         let goal = self.pacer.heap_goal(mem).max(m.extended) as f64;
         let bound = goal * self.pacer.config().max_overshoot;
-        let spiral = !self.pacer.goal_leaves_room(mem);
-        let limiter_stops = self.limiter.limiting() && (self.heap_live < goal || spiral);
+        let stops_past_goal = self.limiter.limiting() && !self.pacer.goal_leaves_room(mem);
+        let limiter_stops = stops_past_goal || (self.limiter.limiting() && self.heap_live < goal);
         let (mut assist, mut alloc) = if limiter_stops || ratio * rate * mcpu <= c {
             (0.0, rate * mcpu)
         } else {
@@ -419,10 +419,7 @@ impl<'a> Sim<'a> {
         let left = m.work_total - m.work_done;
         let normal = gc_work + scan * assist;
         let ends = (left / normal).min(1.0);
-        if left > 0.0
-            && !(self.limiter.limiting() && spiral)
-            && self.heap_live + alloc * ends > bound
-        {
+        if left > 0.0 && !stops_past_goal && self.heap_live + alloc * ends > bound {
             let at = if alloc > 0.0 {
                 ((bound - self.heap_live).max(0.0) / alloc).min(ends)
             } else {

@@ -90,8 +90,6 @@ pub use api::table::GcHashMap;
 pub use api::weak::GcWeak;
 pub use gc::mark::tracer::Tracer;
 pub use gc::trace::Trace;
-#[doc(hidden)]
-pub use gc::trace::add_field_pointer_words as __add_field_pointer_words;
 pub use gc::weak::WeakBox;
 pub use gc_derive::Trace;
 pub use telemetry::metrics::HeapStats;

@@ -24,7 +24,7 @@
 //!     // the trait's default: `None` unless it holds no `Gc`)
 //!     const POINTER_WORDS: ::core::option::Option<u64> = {
 //!         let words = ::core::option::Option::Some(0u64);
-//!         let words = ::gc_core::__add_field_pointer_words(
+//!         let words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
 //!             words,
 //!             <FieldType1 as ::gc_core::Trace>::POINTER_WORDS,
 //!             ::core::mem::offset_of!(Self, field1),
@@ -114,6 +114,22 @@
 //!   that a generic type without `Drop` does not overlap, so the check compiles for such types.
 //!   Fields' drop glue is not affected: a field type that derives `Trace` is checked itself, and
 //!   one with a hand-written `unsafe impl Trace` carries its own obligation.
+//!
+//! * **Paths.** The generated code names items by absolute paths (`::gc_core::…`, `::core::…`),
+//!   and those resolve in the crate that uses the derive, which can rebind them: a crate that
+//!   declares `extern crate self as gc_core;` and re-exports the real `Trace` and `Tracer` gets
+//!   gc-core's trait under `::gc_core::Trace` and its own items under every other
+//!   `::gc_core::` path. So every value the points above rely on is reached through the trait
+//!   being implemented: the fields' `NEEDS_TRACE` and `POINTER_WORDS` are associated items of
+//!   `<FieldType as ::gc_core::Trace>`, and the helper that adds a field's words to the mask is
+//!   an inherent method of a value the trait itself provides
+//!   (`<Self as ::gc_core::Trace>::__DERIVE_KIT`), which no other crate can replace. Where
+//!   `::gc_core::Trace` is not gc-core's trait the impl is not gc-core's either, and no gc-core
+//!   heap can hold the type. `::core` is trusted to be the standard library's: the field
+//!   offsets (`offset_of!`) and the `Drop` check read it, and a crate that rebinds `core`
+//!   itself (`extern crate self as core;`) can defeat both; no path a derive can write avoids
+//!   that. Nor is a field type written as a macro call that expands differently each time it
+//!   is named defended against: the impl names each field's type again.
 //!
 //! The proc macro itself contains no `unsafe` code; the `unsafe impl` it emits is justified by
 //! the points above.
@@ -378,8 +394,10 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 // in the type is reported once, at the field.
                 let field_words =
                     quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS };
+                // The helper is reached through the trait, not by a path of its own: see
+                // "Paths" in the crate docs.
                 adds.push(quote! {
-                    let words = ::gc_core::__add_field_pointer_words(
+                    let words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
                         words,
                         #field_words,
                         ::core::mem::offset_of!(Self, #member),

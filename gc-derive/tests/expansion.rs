@@ -25,11 +25,27 @@ pub struct Tracer {
 pub unsafe trait Trace {
     const NEEDS_TRACE: bool = true;
     const POINTER_WORDS: Option<u64> = if Self::NEEDS_TRACE { None } else { Some(0) };
+    const __DERIVE_KIT: DeriveKit = DeriveKit;
     fn trace(&self, tracer: &mut Tracer);
 }
 
+/// Same as gc-core's: the derive's helpers, reached through the trait.
+#[derive(Clone, Copy)]
+pub struct DeriveKit;
+
+impl DeriveKit {
+    pub const fn add_field(
+        self,
+        words: Option<u64>,
+        field: Option<u64>,
+        offset: usize,
+    ) -> Option<u64> {
+        add_field_pointer_words(words, field, offset)
+    }
+}
+
 /// Same as gc-core's: `field`'s pointer words at byte `offset` added to `words`.
-pub const fn __add_field_pointer_words(
+const fn add_field_pointer_words(
     words: Option<u64>,
     field: Option<u64>,
     offset: usize,

@@ -74,15 +74,48 @@ pub unsafe trait Trace {
     #[doc(hidden)]
     const NONE_IS_NULL: bool = false;
 
+    /// Not API: what `#[derive(Trace)]` computes a struct's pointer words with (see
+    /// `DeriveKit`). An impl has no reason to set it; every value of the type is the same.
+    #[doc(hidden)]
+    const __DERIVE_KIT: DeriveKit = DeriveKit(());
+
     /// Report every GC pointer reachable from `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer);
 }
 
+/// The helpers `#[derive(Trace)]` calls, reached through the trait it implements
+/// (`<Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(..)`), never by a path of their own.
+///
+/// The derive's output names items by paths such as `::gc_core::…`, and those resolve in the
+/// crate that uses the derive: a crate that declares `extern crate self as gc_core;` and
+/// re-exports the real `Trace` and `Tracer` could otherwise swap in a helper of its own and
+/// make the `unsafe impl` the derive writes claim the wrong pointer words, in safe code. An
+/// associated item of the real trait, and an inherent method of this type (which no other
+/// crate can add to, and which method resolution prefers to any trait's method of the same
+/// name), are the real ones whatever the paths around them resolve to; if the trait named is
+/// not gc-core's, the impl is not gc-core's either and the collector never relies on it.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct DeriveKit(());
+
+impl DeriveKit {
+    /// [`add_field_pointer_words`], for the derive.
+    #[doc(hidden)]
+    #[inline]
+    pub const fn add_field(
+        self,
+        words: Option<u64>,
+        field: Option<u64>,
+        offset: usize,
+    ) -> Option<u64> {
+        add_field_pointer_words(words, field, offset)
+    }
+}
+
 /// The pointer words of a struct so far (`words`), with those of a field (`field`) at byte
 /// `offset` added; `None` if either is `None` or the field's words do not fit the mask (used by
-/// `#[derive(Trace)]`).
-#[doc(hidden)]
-pub const fn add_field_pointer_words(
+/// `#[derive(Trace)]` through [`DeriveKit::add_field`], and by the impls for arrays and tuples).
+pub(crate) const fn add_field_pointer_words(
     words: Option<u64>,
     field: Option<u64>,
     offset: usize,

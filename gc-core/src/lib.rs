@@ -89,7 +89,7 @@ pub use api::string::{GcBytes, GcStr};
 pub use api::table::GcHashMap;
 pub use api::weak::GcWeak;
 pub use gc::mark::tracer::Tracer;
-pub use gc::trace::Trace;
+pub use gc::trace::{Trace, UnsafeDrop};
 pub use gc::weak::WeakBox;
 pub use gc_derive::Trace;
 pub use telemetry::metrics::HeapStats;

@@ -190,6 +190,9 @@ struct Noisy {
     n: u64,
 }
 
+// SAFETY: `Noisy` holds no GC handle.
+unsafe impl gc_core::UnsafeDrop for Noisy {}
+
 impl Drop for Noisy {
     fn drop(&mut self) {
         DROPS.fetch_add(1, Ordering::Relaxed);
@@ -307,6 +310,9 @@ static NANBOX_DROPS: AtomicUsize = AtomicUsize::new(0);
 #[derive(Trace)]
 #[gc(unsafe_drop)]
 struct Counted(u64);
+
+// SAFETY: `Counted` holds no GC handle.
+unsafe impl gc_core::UnsafeDrop for Counted {}
 
 impl Drop for Counted {
     fn drop(&mut self) {

@@ -339,6 +339,9 @@ static DROPPED: AtomicUsize = AtomicUsize::new(0);
 #[gc(unsafe_drop)]
 struct Counted(u64);
 
+// SAFETY: `Counted` holds no GC handle.
+unsafe impl gc_core::UnsafeDrop for Counted {}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         DROPPED.fetch_add(1, Ordering::Relaxed);

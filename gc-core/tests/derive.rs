@@ -116,6 +116,9 @@ struct Guard<'gc> {
     drops: AtomicU64,
 }
 
+// SAFETY: `Guard::drop` never dereferences `target`: it only counts its drops.
+unsafe impl gc_core::UnsafeDrop for Guard<'_> {}
+
 impl Drop for Guard<'_> {
     // Never dereferences `target`: that is the `unsafe_drop` promise.
     fn drop(&mut self) {
@@ -128,6 +131,9 @@ impl Drop for Guard<'_> {
 struct PlainWithDrop {
     name: String,
 }
+
+// SAFETY: no GC handle at all.
+unsafe impl gc_core::UnsafeDrop for PlainWithDrop {}
 
 impl Drop for PlainWithDrop {
     fn drop(&mut self) {}

@@ -41,6 +41,9 @@ impl std::fmt::Debug for Obj {
     }
 }
 
+// SAFETY: `Obj::drop` only counts; it never dereferences a `Gc`.
+unsafe impl gc_core::UnsafeDrop for Obj {}
+
 impl Drop for Obj {
     fn drop(&mut self) {
         self.drops.fetch_add(1, Ordering::Relaxed);

@@ -16,9 +16,13 @@
 //!     /* the type's own where clause */,
 //!     SkippedFieldType: 'static,              // one per #[gc(skip)] field
 //! {
-//!     const NEEDS_TRACE: bool = false
-//!         || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
-//!         || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE;   // traced fields only
+//!     const NEEDS_TRACE: bool = {
+//!         // #[gc(unsafe_drop)] only: the type must be `gc_core::UnsafeDrop`
+//!         <Self as ::gc_core::Trace>::__DERIVE_KIT.unsafe_drop::<Self>();
+//!         false
+//!             || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
+//!             || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE   // traced fields only
+//!     };
 //!
 //!     // struct only (an enum, or a struct with a `?Sized` parameter or an unsized tail, keeps
 //!     // the trait's default: `None` unless it holds no `Gc`)
@@ -79,9 +83,11 @@
 //!   with what to use instead (`GcCell`, `GcVec`, `GcRefCell`, …). Use `skip` for
 //!   pointer-free data the collector need not see, in particular types gc-core deliberately does
 //!   not implement `Trace` for (`Mutex<String>`, `Cell<u64>`, a foreign type, …).
-//! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). Writing
-//!   it is a promise that the `Drop` impl never dereferences a `Gc` (nor a `GcCell`, `GcWeak`, …
-//!   reachable from the value).
+//! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). The type
+//!   must then also carry the promise that its `Drop` never dereferences a `Gc` (nor a
+//!   `GcCell`, `GcWeak`, … reachable from the value), an `unsafe impl gc_core::UnsafeDrop for
+//!   Type {}` written beside it: the derive checks that the impl exists, so the promise is made
+//!   with the `unsafe` keyword, where `#![forbid(unsafe_code)]` and a reviewer see it.
 //!
 //! Any other key in `#[gc(...)]`, a `#[gc(...)]` on an enum variant, and deriving for a `union`
 //! are compile errors.
@@ -151,12 +157,14 @@ use syn::{
 ///
 /// * `#[gc(skip)]` on a field: do not trace it; the impl then requires its type to be
 ///   `'static`, so a skipped field can never hide a `Gc<'gc, _>`.
-/// * `#[gc(unsafe_drop)]` on the type: allow `impl Drop` for it.
+/// * `#[gc(unsafe_drop)]` on the type: allow `impl Drop` for it, with the promise
+///   `unsafe impl gc_core::UnsafeDrop for Type {}` beside it.
 ///
 /// Without `#[gc(unsafe_drop)]` an `impl Drop` for the type is a compile error: the sweeper
 /// frees all unreachable objects of a sweep in arbitrary order and runs their drop glue as it
 /// goes, so a `Drop` impl could dereference a `Gc` whose target was already freed in the same
-/// sweep. With the attribute you promise your `Drop` never dereferences a `Gc`.
+/// sweep. With the attribute and the `unsafe impl` you promise your `Drop` never dereferences a
+/// `Gc`.
 #[proc_macro_derive(Trace, attributes(gc))]
 pub fn derive_trace(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -484,6 +492,17 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         quote!(#tracer)
     };
 
+    // With `#[gc(unsafe_drop)]` the type must carry gc-core's `UnsafeDrop` promise, an
+    // `unsafe impl` its author writes: the kit's method has the bound, and is reached through
+    // the trait (see "Paths"), so no other trait of that name can stand in. Spanned at the
+    // type's name, where the missing promise is reported.
+    let drop_promise = if opts.unsafe_drop {
+        quote_spanned! {name.span()=>
+            <Self as ::gc_core::Trace>::__DERIVE_KIT.unsafe_drop::<Self>();
+        }
+    } else {
+        TokenStream::new()
+    };
     let drop_check = if opts.unsafe_drop {
         TokenStream::new()
     } else {
@@ -509,7 +528,10 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     Ok(quote! {
         #[automatically_derived]
         unsafe impl #impl_generics ::gc_core::Trace for #name #ty_generics #where_clause {
-            const NEEDS_TRACE: bool = false #(#needs)*;
+            const NEEDS_TRACE: bool = {
+                #drop_promise
+                false #(#needs)*
+            };
             #pointer_words
 
             #[inline]
@@ -583,6 +605,7 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 /// #[derive(Trace)]
 /// #[gc(unsafe_drop)]
 /// struct Dropper<'gc>(Gc<'gc, u32>);
+/// unsafe impl UnsafeDrop for Dropper<'_> {}
 /// impl Drop for Dropper<'_> {
 ///     fn drop(&mut self) {}
 /// }
@@ -594,6 +617,19 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 ///     needs_trace::<Skipped<u32>>();
 ///     needs_trace::<Dropper<'_>>();
 /// }
+/// ```
+///
+/// `#[gc(unsafe_drop)]` without the `unsafe impl UnsafeDrop` promise:
+///
+/// ```compile_fail,E0277
+#[doc = include_str!("doctest_prelude.txt")]
+/// #[derive(Trace)]
+/// #[gc(unsafe_drop)]
+/// struct Dropper<'gc>(Gc<'gc, u32>);
+/// impl Drop for Dropper<'_> {
+///     fn drop(&mut self) {}
+/// }
+/// fn main() {}
 /// ```
 ///
 /// `Drop` without `#[gc(unsafe_drop)]`:
@@ -732,8 +768,8 @@ mod tests {
         );
         assert!(
             s.contains(
-                "constNEEDS_TRACE:bool=false||<Gc<'gc,u32>as::gc_core::Trace>::NEEDS_TRACE\
-                 ||<u64as::gc_core::Trace>::NEEDS_TRACE;"
+                "constNEEDS_TRACE:bool={false||<Gc<'gc,u32>as::gc_core::Trace>::NEEDS_TRACE\
+                 ||<u64as::gc_core::Trace>::NEEDS_TRACE};"
             ),
             "{s}"
         );
@@ -765,7 +801,7 @@ mod tests {
         );
         assert!(
             s.contains(
-                "false||<u32as::gc_core::Trace>::NEEDS_TRACE||<Stringas::gc_core::Trace>::NEEDS_TRACE;"
+                "false||<u32as::gc_core::Trace>::NEEDS_TRACE||<Stringas::gc_core::Trace>::NEEDS_TRACE};"
             ),
             "{s}"
         );
@@ -774,7 +810,7 @@ mod tests {
     #[test]
     fn unit_struct() {
         let s = ok("struct U;");
-        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
+        assert!(s.contains("constNEEDS_TRACE:bool={false};"), "{s}");
         assert!(
             s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
             "{s}"
@@ -806,7 +842,7 @@ mod tests {
         assert!(
             s.contains(
                 "false||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE||<u32as::gc_core::Trace>::NEEDS_TRACE\
-                 ||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE;"
+                 ||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE};"
             ),
             "{s}"
         );
@@ -816,7 +852,7 @@ mod tests {
     #[test]
     fn enum_without_traced_fields_and_empty_enum() {
         let s = ok("enum E { A, B }");
-        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
+        assert!(s.contains("constNEEDS_TRACE:bool={false};"), "{s}");
         assert!(
             s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
             "{s}"
@@ -861,14 +897,16 @@ mod tests {
         assert!(s.contains("trace(&self.b,tracer)"), "{s}");
         assert!(s.contains("whereAtomicU64:'static,T:'static{"), "{s}");
         assert!(
-            s.contains("constNEEDS_TRACE:bool=false||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE;"),
+            s.contains(
+                "constNEEDS_TRACE:bool={false||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE};"
+            ),
             "{s}"
         );
 
         // Appended to an existing where clause.
         let s = ok("struct W<T> where T: Copy { #[gc(skip)] g: Gc<'static, T> }");
         assert!(s.contains("whereT:Copy,Gc<'static,T>:'static{"), "{s}");
-        assert!(s.contains("constNEEDS_TRACE:bool=false;"), "{s}");
+        assert!(s.contains("constNEEDS_TRACE:bool={false};"), "{s}");
     }
 
     #[test]
@@ -876,6 +914,13 @@ mod tests {
         let s = ok("#[gc(unsafe_drop)] struct D<'gc> { a: Gc<'gc, u8> }");
         assert!(!s.contains(DROP_CHECK), "{s}");
         assert!(s.contains("::gc_core::TraceforD<'gc>"), "{s}");
+        // ... and asks for the `UnsafeDrop` promise instead, through the trait.
+        assert!(
+            s.contains("constNEEDS_TRACE:bool={<Selfas::gc_core::Trace>::__DERIVE_KIT.unsafe_drop::<Self>();false||"),
+            "{s}"
+        );
+        let s = ok("struct D<'gc> { a: Gc<'gc, u8> }");
+        assert!(!s.contains(".unsafe_drop::<Self>()"), "{s}");
         // Other attributes and doc comments are ignored.
         let s = ok("/// doc\n#[derive(Debug)] #[gc(unsafe_drop)] #[repr(C)] struct D { a: u8 }");
         assert!(!s.contains(DROP_CHECK), "{s}");

@@ -29,11 +29,18 @@ pub unsafe trait Trace {
     fn trace(&self, tracer: &mut Tracer);
 }
 
+/// Same as gc-core's: the promise a `#[gc(unsafe_drop)]` type makes.
+///
+/// # Safety
+/// The type's `Drop` never dereferences a `Gc`.
+pub unsafe trait UnsafeDrop {}
+
 /// Same as gc-core's: the derive's helpers, reached through the trait.
 #[derive(Clone, Copy)]
 pub struct DeriveKit;
 
 impl DeriveKit {
+    pub const fn unsafe_drop<T: UnsafeDrop + ?Sized>(self) {}
     pub const fn add_field(
         self,
         words: Option<u64>,
@@ -215,6 +222,9 @@ struct SkipGeneric<T> {
 struct WithDrop<'gc> {
     g: Gc<'gc, u8>,
 }
+
+// SAFETY: its `Drop` does nothing.
+unsafe impl UnsafeDrop for WithDrop<'_> {}
 
 impl Drop for WithDrop<'_> {
     fn drop(&mut self) {}

@@ -83,6 +83,50 @@ pub unsafe trait Trace {
     fn trace(&self, tracer: &mut Tracer);
 }
 
+/// The promise that a type's `Drop` never reaches the heap through a GC handle it holds: a
+/// type that derives [`Trace`] and implements `Drop` says `#[gc(unsafe_drop)]` and makes this
+/// promise with `unsafe impl UnsafeDrop for T {}`.
+///
+/// The sweeper frees every object a cycle found unreachable in the same sweep, in no particular
+/// order, and runs each one's drop glue as it goes: when a dead object's `Drop` runs, the
+/// objects its `Gc` fields point to may already be freed, and their memory handed out again.
+/// Without `#[gc(unsafe_drop)]` the derive makes an `impl Drop` for the type a compile error.
+///
+/// ```
+/// use gc_core::{Gc, Trace, UnsafeDrop};
+///
+/// #[derive(Trace)]
+/// #[gc(unsafe_drop)]
+/// struct Handle<'gc> {
+///     target: Gc<'gc, u64>,
+///     #[gc(skip)]
+///     id: u32,
+/// }
+///
+/// // SAFETY: `Handle::drop` reads only `id`, never `target`.
+/// unsafe impl UnsafeDrop for Handle<'_> {}
+///
+/// impl Drop for Handle<'_> {
+///     fn drop(&mut self) {
+///         println!("handle {} closed", self.id);
+///     }
+/// }
+/// ```
+///
+/// # Safety
+///
+/// The type's `Drop::drop` must not dereference, upgrade or otherwise read through any GC
+/// handle the value holds (`Gc`, `GcArray`, `GcVec`, `GcStr`, `GcBytes`, a `GcCell` or weak
+/// reference of those, a `NanBox` holding one), directly or through the fields it calls into;
+/// copying a handle out of `self` to use later is reading through it too. Reading the value's
+/// other fields, and dropping them, is fine.
+#[diagnostic::on_unimplemented(
+    message = "`#[gc(unsafe_drop)]` on `{Self}` needs the promise `unsafe impl gc_core::UnsafeDrop for {Self} {{}}`",
+    label = "no `UnsafeDrop` promise",
+    note = "the impl promises that the type's `Drop` never dereferences a `Gc`: the objects it points to may be freed before it runs"
+)]
+pub unsafe trait UnsafeDrop {}
+
 /// The helpers `#[derive(Trace)]` calls, reached through the trait it implements
 /// (`<Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(..)`), never by a path of their own.
 ///
@@ -99,6 +143,12 @@ pub unsafe trait Trace {
 pub struct DeriveKit(());
 
 impl DeriveKit {
+    /// A derive with `#[gc(unsafe_drop)]` calls this with its type, so that the type must
+    /// carry the [`UnsafeDrop`] promise, which only an `unsafe impl` can make.
+    #[doc(hidden)]
+    #[inline]
+    pub const fn unsafe_drop<T: UnsafeDrop + ?Sized>(self) {}
+
     /// [`add_field_pointer_words`], for the derive.
     #[doc(hidden)]
     #[inline]

@@ -16,7 +16,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::alloc::cache::size_class_for;
-use crate::api::cell::{GcCell, Slot};
+use crate::api::cell::{GcCell, Invariant, Slot};
 use crate::api::gc::Gc;
 use crate::api::mutator::Mutation;
 use crate::gc::mark::tracer::Tracer;
@@ -114,7 +114,9 @@ unsafe fn array_words<'a>(h: *const VarHeader) -> &'a [AtomicUsize] {
 #[repr(transparent)]
 pub struct GcArray<'gc, T: Slot<'gc>> {
     ptr: NonNull<VarHeader>,
-    _t: PhantomData<(T, std::cell::Cell<&'gc ()>)>,
+    /// Invariant in `T` and `'gc`, as [`GcCell`] is: its slots are written through a shared
+    /// handle.
+    _t: Invariant<'gc, T>,
 }
 
 impl<'gc, T: Slot<'gc>> Clone for GcArray<'gc, T> {

@@ -143,8 +143,14 @@ unsafe impl<'gc> Slot<'gc> for bool {
 /// numbers, or a user's one-word tagged value).
 pub struct GcCell<'gc, T: Slot<'gc>> {
     word: AtomicUsize,
-    _t: PhantomData<(T, std::cell::Cell<&'gc ()>)>,
+    _t: Invariant<'gc, T>,
 }
+
+/// A phantom invariant in `T` (the `fn(T) -> T`) and in `'gc`, for the handles whose values are
+/// written through a shared handle ([`GcCell`], `GcArray`): a `GcCell<T>` must not be usable
+/// as a `GcCell<U>` for a supertype `U`, which could store a `U` that is not a `T` (this is why
+/// `Cell<T>` is invariant; `tests/ui/handle_variance.rs`).
+pub(crate) type Invariant<'gc, T> = PhantomData<(fn(T) -> T, std::cell::Cell<&'gc ()>)>;
 
 // SAFETY: the cell is an atomic word; the values it holds are `Slot`s, which are `Gc`s (Send +
 // Sync for heap objects) or plain data. Writes need the owning `&Mutation`.

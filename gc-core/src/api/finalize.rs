@@ -82,8 +82,14 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 /// ```
 pub struct GcFinalizers<'gc, T> {
     inner: Gc<'gc, FinalizerObj>,
-    _t: PhantomData<Gc<'gc, T>>,
+    _t: PhantomData<Queued<'gc, T>>,
 }
+
+/// What a [`GcFinalizers`] holds in phantom: `Gc<'gc, T>`s (its auto traits and brand),
+/// invariantly in `T` (the `fn(T) -> T`): `register` stores objects through a shared handle and
+/// `pop` hands them back as `T`s, so a queue of `T` must not be usable as a queue of a
+/// supertype (`tests/ui/handle_variance.rs`).
+type Queued<'gc, T> = (Gc<'gc, T>, fn(T) -> T);
 
 impl<T> Clone for GcFinalizers<'_, T> {
     fn clone(&self) -> Self {

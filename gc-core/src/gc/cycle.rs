@@ -462,15 +462,16 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             let s = *r.scanned.lock();
             s != cycle && s != SCAN_GONE
         });
-        // Helpers are not stopped with the world: none may hold grey work either. (A helper
-        // counts itself busy before it pops a batch, `SeqCst` on both sides: if the queue
-        // reads empty after its pop, the count read after that sees it.)
-        if !t.has_grey()
-            && h.mark.work.is_empty()
-            && h.mark.work.busy() == 0
+        // Helpers are not stopped with the world: none may hold grey work either, and none may
+        // take a batch while the check runs, or one could hand back what it did not mark
+        // between the reads of the queue and of the count (`MarkWork::idle_and_empty` closes
+        // the queue to them first; `gc::mark::work`'s module docs).
+        let done = !t.has_grey()
+            && h.mark.work.idle_and_empty()
             && !unscanned
-            && !settle(h, t, &mut resurrection)
-        {
+            && !settle(h, t, &mut resurrection);
+        h.mark.work.reopen();
+        if done {
             h.mark.draining.store(false, Ordering::SeqCst);
             h.mark.terminating.store(false, Ordering::SeqCst);
             pace.finish(h);

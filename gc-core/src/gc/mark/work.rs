@@ -36,18 +36,32 @@
 //!   work. The `SeqCst` accesses order the pushes before the reads that observe them.
 //! * concurrent marking: background workers and assists raise `busy` around each slice; the
 //!   collector attempts termination when it holds nothing, the queue is empty and `busy == 0`,
-//!   and decides with the world stopped (`gc::cycle`).
+//!   and decides with the world stopped (`gc::cycle`). Assists run inside mutation scopes, so
+//!   none runs then; background workers do, and a worker may hand back what it did not mark
+//!   between the collector's two reads: a check that read the queue empty while the worker held
+//!   its batch, and `busy == 0` after the worker pushed the rest back and left, would end
+//!   marking with grey work in the queue. So the check *closes* the queue to them first
+//!   ([`MarkWork::idle_and_empty`]): a worker counts itself busy, then takes a batch only if the
+//!   queue is not closed ([`MarkWork::take_concurrent`]); the collector closes it, then reads
+//!   `busy`, then the queue (a `SeqCst` fence between the store and the load on both sides, the
+//!   store-fence-load pattern of the safepoint handshake). Either the worker counted itself busy before the collector read
+//!   `busy`, and the check fails, or it reads the queue closed and takes nothing; once `busy`
+//!   reads 0 nobody holds a batch and nobody can take one, so the queue read after it is final.
+//!   A failed check reopens the queue ([`MarkWork::reopen`]).
 //!
 //! [`run_worker`] is generic over the queue and the local work so that a loom test checks the
 //! real protocol with a model worker: in every interleaving of two workers splitting a small tree
-//! of tasks, every task is done exactly once and both workers return.
+//! of tasks, every task is done exactly once and both workers return. [`take_concurrent`] and
+//! [`idle_and_empty`] are generic in the same way: a loom test runs a worker that marks part of
+//! a batch and hands the rest back against a collector's check, and the check never passes
+//! while a task is left.
 
 use std::sync::atomic::Ordering;
 
 use crossbeam_queue::SegQueue;
 
 use crate::gc::mark::tracer::{GreyBatch, Tracer};
-use crate::util::primitive::{AtomicUsize, spin_wait};
+use crate::util::primitive::{AtomicBool, AtomicUsize, fence, spin_wait};
 
 /// A marker holding more grey objects than this shares half of them when the queue is empty.
 /// Low, because tree-shaped graphs keep a depth-first stack short: a binary tree of depth 21
@@ -59,6 +73,9 @@ pub(crate) struct MarkWork {
     queue: SegQueue<GreyBatch>,
     /// Markers that may hold grey work the others cannot see.
     busy: AtomicUsize,
+    /// Set while the collector checks for termination with the world stopped: the markers that
+    /// keep running then (background workers) take no batch ([`MarkWork::take_concurrent`]).
+    closed: AtomicBool,
     /// Stop-the-world workers of the current marking ([`MarkWork::start_workers`]).
     workers: AtomicUsize,
     /// Batches handed over by balancing this cycle (a measure of load balancing).
@@ -70,6 +87,7 @@ impl MarkWork {
         MarkWork {
             queue: SegQueue::new(),
             busy: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             workers: AtomicUsize::new(0),
             shared_batches: std::sync::atomic::AtomicU64::new(0),
         }
@@ -103,6 +121,26 @@ impl MarkWork {
     /// Markers counted busy.
     pub(crate) fn busy(&self) -> usize {
         self.busy.load(Ordering::SeqCst)
+    }
+
+    /// A background worker's turn at the queue: counted busy, take a batch unless a
+    /// termination check has closed the queue (module docs). `Some`: the caller must
+    /// [`leave`](MarkWork::leave) once it holds nothing; `None`: nothing taken, and the caller
+    /// is counted idle again.
+    pub(crate) fn take_concurrent(&self) -> Option<GreyBatch> {
+        take_concurrent(&self.busy, &self.closed, self)
+    }
+
+    /// With the world stopped: whether no marker holds grey work and the queue is empty, after
+    /// closing the queue to the background workers (module docs). The caller must
+    /// [`reopen`](MarkWork::reopen) it before marking goes on.
+    pub(crate) fn idle_and_empty(&self) -> bool {
+        idle_and_empty(&self.busy, &self.closed, self)
+    }
+
+    /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]).
+    pub(crate) fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
     }
 
     /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
@@ -186,6 +224,42 @@ pub(crate) fn run_worker<Q: BatchQueue, W: LocalWork<Q>>(busy: &AtomicUsize, q: 
     }
 }
 
+/// [`MarkWork::take_concurrent`] on any queue (generic for the loom test): count the caller in
+/// `busy`, then take a batch only if `closed` is not set; otherwise, or if the queue is empty,
+/// count it idle again. The increment comes before the load of `closed`, with a `SeqCst` fence
+/// between them as between the collector's store of `closed` and its load of `busy` (the
+/// store-fence-load pattern of the safepoint handshake), so a collector that closes the queue
+/// and then reads `busy` either sees this caller counted or made it see the queue closed.
+pub(crate) fn take_concurrent<Q: BatchQueue>(
+    busy: &AtomicUsize,
+    closed: &AtomicBool,
+    q: &Q,
+) -> Option<Q::Batch> {
+    busy.fetch_add(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    if !closed.load(Ordering::SeqCst)
+        && let Some(b) = q.pop()
+    {
+        return Some(b);
+    }
+    busy.fetch_sub(1, Ordering::SeqCst);
+    None
+}
+
+/// [`MarkWork::idle_and_empty`] on any queue: close it, then read `busy`, then the queue. Once
+/// `busy` reads 0 no marker of [`take_concurrent`] holds a batch or can take one, and what each
+/// pushed back before it left is in the queue (its push comes before its decrement, which
+/// this load reads), so an empty queue then means no grey work outside the caller's.
+pub(crate) fn idle_and_empty<Q: BatchQueue>(
+    busy: &AtomicUsize,
+    closed: &AtomicBool,
+    q: &Q,
+) -> bool {
+    closed.store(true, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    busy.load(Ordering::SeqCst) == 0 && q.is_empty()
+}
+
 /// Run one stop-the-world worker on the heap's queue (see [`run_worker`]).
 pub(crate) fn run_stw_worker(work: &MarkWork, t: &mut Tracer) {
     run_worker(&work.busy, work, t);
@@ -241,6 +315,69 @@ mod loom_tests {
         fn push_batch(&mut self, b: Vec<u32>) {
             self.stack.extend(b);
         }
+    }
+
+    /// Do one task of `stack` (a node of depth d > 0 has two children).
+    fn do_one(stack: &mut Vec<u32>, done: &loom::sync::atomic::AtomicUsize) {
+        if let Some(d) = stack.pop() {
+            done.fetch_add(1, Ordering::SeqCst);
+            if d > 0 {
+                stack.push(d - 1);
+                stack.push(d - 1);
+            }
+        }
+    }
+
+    /// Concurrent termination: a background worker takes the one batch (a tree of depth 1,
+    /// three tasks), does one task and hands the rest back, while the collector, with the
+    /// world stopped, checks for termination and otherwise drains the queue itself (a failed
+    /// attempt, then marking again). When the check passes, every task is done. (With the
+    /// queue read before `busy` and no closing, the check could pass after the worker took the
+    /// batch and before it handed the rest back.)
+    #[test]
+    fn loom_concurrent_termination_sees_work_handed_back() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let q = Arc::new(ModelQueue::default());
+            q.push(vec![1]);
+            let busy = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+            let worker = {
+                let (q, busy, closed, done) =
+                    (q.clone(), busy.clone(), closed.clone(), done.clone());
+                loom::thread::spawn(move || {
+                    if let Some(mut stack) = take_concurrent(&busy, &closed, &*q) {
+                        do_one(&mut stack, &done);
+                        if !stack.is_empty() {
+                            q.push(stack);
+                        }
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            loop {
+                if idle_and_empty(&busy, &closed, &*q) {
+                    break;
+                }
+                closed.store(false, Ordering::SeqCst);
+                if let Some(mut stack) = q.pop() {
+                    while !stack.is_empty() {
+                        do_one(&mut stack, &done);
+                    }
+                } else {
+                    loom::thread::yield_now();
+                }
+            }
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                3,
+                "termination with a task left"
+            );
+            worker.join().unwrap();
+            assert_eq!(done.load(Ordering::SeqCst), 3);
+        });
     }
 
     #[test]

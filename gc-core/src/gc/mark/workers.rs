@@ -130,9 +130,9 @@ fn background_worker(h: &Shared, share: f64) {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        h.mark.work.enter();
-        let Some(b) = h.mark.work.pop() else {
-            h.mark.work.leave();
+        // Counted busy, unless the collector is checking for termination (`MarkWork::
+        // take_concurrent`: this worker runs through stops).
+        let Some(b) = h.mark.work.take_concurrent() else {
             std::thread::sleep(Duration::from_micros(50));
             continue;
         };

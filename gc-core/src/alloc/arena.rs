@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -211,6 +211,25 @@ pub(crate) struct Arena {
     /// Bytes released by allocations (the synchronous part) and CPU nanoseconds it took.
     pub(crate) sync_released: AtomicUsize,
     pub(crate) sync_scavenge_ns: AtomicUsize,
+    /// Whether free pages can be released to the OS such that they read as zero afterwards
+    /// ([`release_supported`]); cleared for good the first time an `madvise` fails (memory
+    /// locked with `mlock`/`mlockall`). While false nothing is released, so no page is marked
+    /// released and none is taken for zero that was not fresh.
+    can_release: AtomicBool,
+}
+
+/// Whether this system releases an arena page to the OS exactly and reads it as zeros
+/// afterwards: `MADV_DONTNEED` on a private anonymous mapping gives zero pages on Linux only
+/// (elsewhere the contents may stay), and it acts on whole OS pages, so an OS page larger than
+/// an arena page (16 KiB or 64 KiB pages on some arm64 and ppc64 kernels) would zero the live
+/// neighbours of a free page. Elsewhere the heap returns no memory to the OS.
+fn release_supported() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
+    // SAFETY: `sysconf` reads a configuration value; it has no preconditions.
+    let os_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    os_page > 0 && PAGE_SIZE % os_page as usize == 0
 }
 
 // SAFETY: the raw pointers in `Backing` point to memory owned by the arena for its whole life;
@@ -247,6 +266,7 @@ impl Arena {
             retain_goal: AtomicUsize::new(usize::MAX),
             sync_released: AtomicUsize::new(0),
             sync_scavenge_ns: AtomicUsize::new(0),
+            can_release: AtomicBool::new(release_supported()),
         })
     }
 
@@ -322,6 +342,9 @@ impl Arena {
     /// and put back marked released. Returns the bytes released. (The background scavenger's
     /// path; allocation releases with the lock held, see `scavenge_for_growth`.)
     pub(crate) fn scavenge(&self, max_bytes: usize) -> usize {
+        if !self.can_release.load(Ordering::Relaxed) {
+            return 0;
+        }
         let max_pages = max_bytes.div_ceil(PAGE_SIZE);
         let (first, n) = {
             let mut pa = self.pages.lock();
@@ -338,8 +361,13 @@ impl Arena {
             self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
             (first, n)
         };
-        self.release_to_os(first, n);
+        let released = self.release_to_os(first, n);
         let mut pa = self.pages.lock();
+        if !released {
+            // Still resident, with whatever it held: a free run again, not marked released.
+            self.insert_free(&mut pa, first, n);
+            return 0;
+        }
         for p in first..first + n {
             pa.released[p / 64] |= 1 << (p % 64);
         }
@@ -352,6 +380,9 @@ impl Arena {
 
     /// [`Arena::scavenge`] of up to `max_pages` with the page lock held.
     fn scavenge_locked(&self, pa: &mut PageAlloc, max_pages: usize) -> usize {
+        if !self.can_release.load(Ordering::Relaxed) {
+            return 0;
+        }
         let mut done = 0;
         let mut key = pa.scav_hint;
         'runs: while let Some((&start, &len)) = pa.by_start.range(..key).next_back() {
@@ -380,7 +411,13 @@ impl Arena {
                     pa.released[p / 64] |= 1 << (p % 64);
                     p += 1;
                 }
-                self.release_to_os(first, p - first);
+                if !self.release_to_os(first, p - first) {
+                    // Still resident: not released after all.
+                    for q in first..p {
+                        pa.released[q / 64] &= !(1 << (q % 64));
+                    }
+                    break 'runs;
+                }
                 done += p - first;
             }
             key = start;
@@ -392,8 +429,13 @@ impl Arena {
         done * PAGE_SIZE
     }
 
-    /// `madvise(MADV_DONTNEED)` the pages `[first, first + n)`.
-    fn release_to_os(&self, first: usize, n: usize) {
+    /// `madvise(MADV_DONTNEED)` the pages `[first, first + n)`; whether they were released
+    /// (and so read as zero from now on). A failure (pages locked in memory) turns releasing
+    /// off for good (`can_release`): the pages stay resident with their contents.
+    fn release_to_os(&self, first: usize, n: usize) -> bool {
+        if !self.can_release.load(Ordering::Relaxed) {
+            return false;
+        }
         #[cfg(not(miri))]
         {
             // SAFETY: the pages are free: no span owns them, so no object lives there and no
@@ -408,11 +450,19 @@ impl Arena {
                     n * PAGE_SIZE,
                 )
             };
-            // Only possible for a bad range (a bug); the pages then merely stay resident.
-            debug_assert!(r.is_ok(), "madvise failed: {r:?}");
+            if r.is_err() {
+                self.can_release.store(false, Ordering::Relaxed);
+                return false;
+            }
+            true
         }
+        // Releasing does nothing under Miri, so released pages are not known zero there
+        // (`alloc_pages_zeroed`).
         #[cfg(miri)]
-        let _ = (first, n);
+        {
+            let _ = (first, n);
+            true
+        }
     }
 
     #[inline]
@@ -662,6 +712,45 @@ mod tests {
             a.alloc_pages_zeroed(4, Fit::Grow).map(|(_, z)| z),
             Some(false)
         );
+    }
+
+    /// A release the OS refuses (pages locked in memory: `MADV_DONTNEED` fails with `EINVAL`)
+    /// leaves the pages resident with their contents, so they must not be marked released nor
+    /// handed out as zero (an array allocated there would skip writing its initial elements
+    /// and read stale pointers), and releasing stops.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_refused_release_marks_nothing_released() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        if !a.can_release.load(Ordering::Relaxed) {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        let (x, fresh) = a.alloc_pages_zeroed(4, Fit::Grow).unwrap();
+        assert!(fresh);
+        // SAFETY: the run was just allocated to this test and lies inside the mapping.
+        unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+        a.free_pages(x, 4);
+        // SAFETY: locks pages of the live mapping; unlocked below.
+        if unsafe { libc::mlock(x as *const libc::c_void, 4 * PAGE_SIZE) } != 0 {
+            eprintln!("mlock refused (RLIMIT_MEMLOCK); nothing to check");
+            return;
+        }
+        let released = a.scavenge_all();
+        // SAFETY: as above.
+        unsafe { libc::munlock(x as *const libc::c_void, 4 * PAGE_SIZE) };
+        assert_eq!(released, 0, "a refused release counts nothing");
+        assert_eq!(a.released_bytes(), 0);
+        let (y, zeroed) = a.alloc_pages_zeroed(4, Fit::Grow).unwrap();
+        assert_eq!(y, x);
+        assert!(!zeroed, "pages whose release failed taken for zero");
+        // SAFETY: as above.
+        let bytes = unsafe { std::slice::from_raw_parts(y as *const u8, 4 * PAGE_SIZE) };
+        assert!(bytes.iter().all(|&b| b == 0xAB), "the contents stayed");
+        // Releasing is off for good: nothing is released later either.
+        a.free_pages(y, 4);
+        assert_eq!(a.scavenge_all(), 0);
+        assert_eq!(a.released_bytes(), 0);
     }
 
     #[test]

@@ -468,6 +468,8 @@ mod loom_tests {
                 let s = s.clone();
                 loom::thread::spawn(move || {
                     if s.flags.marker_enter() {
+                        // SAFETY: the marker's flag excludes the writer (what the model
+                        // checks: loom reports a concurrent access to the cell).
                         let v = s.value.with(|p| unsafe { *p });
                         s.flags.marker_leave();
                         Some(v)
@@ -481,12 +483,15 @@ mod loom_tests {
                 loom::thread::spawn(move || {
                     if s.flags.try_write() {
                         s.wrote.store(true, Ordering::Relaxed);
+                        // SAFETY: the write borrow excludes the marker and the reader (checked
+                        // by loom, as above).
                         s.value.with_mut(|p| unsafe { *p += 1 });
                         s.flags.release_write();
                     }
                 })
             };
             if s.flags.try_read() {
+                // SAFETY: the read borrow excludes the writer (checked by loom, as above).
                 let v = s.value.with(|p| unsafe { *p });
                 assert!(v <= 1);
                 s.flags.release_read();

@@ -161,6 +161,10 @@ impl MCache {
         st.allocated += used.count_ones() as usize;
         if black {
             // `Relaxed`: markers only set bits of allocated objects, never of these free slots.
+            // With span-local marking their scan bits stay set (`Span::mark_black` set both):
+            // harmless, since a slot with its mark bit clear is never claimed, and the sweep
+            // clears every scan bit (`Span::clear_marks`) before a slot can be handed out again
+            // other than black.
             span.mark_word(c.word).fetch_and(!c.free, Ordering::Relaxed);
             let k = &mh.counters;
             k.alloc_black.fetch_add(

@@ -70,7 +70,12 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let span = s.get();
     let mut st = span.state.lock();
     debug_assert!(!st.in_cache);
-    debug_assert!(!span.is_queued(), "a span swept while on a mark queue");
+    // Checked in release builds too (one load per span): a span still queued here was lost by
+    // span-local marking with grey objects unscanned, and would stay queued for good, so that
+    // no later mark of it is ever scanned; stop rather than free what they reach.
+    if span.is_queued() {
+        bug!("a span swept while on a mark queue (grey objects of it never scanned)");
+    }
     let info = type_of(span);
     let run_drops = info.drop.is_some();
     let slow = run_drops || h.settings.verify;

@@ -148,9 +148,13 @@ impl Heap {
     }
 
     /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps
-    /// running on other threads. Right after a mark termination (while the collector clears
-    /// weak references) it first waits for sweeping to be allowed; if a new cycle's mark
-    /// termination happens meanwhile, that cycle's sweep is left to the sweepers.
+    /// running on other threads outside mutation scopes (the background sweeper, other callers
+    /// of this and of `collect`). A mutator that is sweeping a span lazily, inside its scope as
+    /// it allocates, may still be running that span's drop glue when this returns (the next
+    /// cycle's marking waits for it: it waits for the scope). Right after a mark termination
+    /// (while the collector clears weak references) it first waits for sweeping to be allowed;
+    /// if a new cycle's mark termination happens meanwhile, that cycle's sweep is left to the
+    /// sweepers.
     ///
     /// # Panics
     /// When called from drop glue run by a sweep (it would wait for that sweep: a deadlock).

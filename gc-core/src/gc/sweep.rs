@@ -13,8 +13,9 @@
 //! * a thread in [`finish_sweep`]: **sweep termination** at the start of the next cycle (so
 //!   that the next mark starts from clean mark bits), `collect` callers, `Heap::finish_sweep`.
 //!
-//! Sweep termination also waits for sweeps in progress on other threads (`Central::sweepers`),
-//! so no sweep of the last cycle can clear mark bits of the next. A span is never swept while
+//! Sweep termination also waits for sweeps in progress on other threads outside scopes
+//! (`Central::sweepers`); a mutator's lazy sweep runs inside its scope, which STW 1 waits for, so
+//! no sweep of the last cycle can clear mark bits of the next. A span is never swept while
 //! it is listed or cached: whoever sweeps it took it off its list first, and places it
 //! afterwards (keeps it for its class or frees it if empty, lists it as partial if it has free
 //! slots).

@@ -239,6 +239,10 @@ type Big = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>
 fn free_os_memory_releases_the_free_pages_at_once() {
     for verify in [false, true] {
         let heap = Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap();
+        if !heap.returns_memory_to_os() {
+            eprintln!("this system returns no memory to the OS: nothing to check");
+            return;
+        }
         let mut m: Mutator<Big> = heap.mutator(|_| GcCell::new(None));
         m.mutate(|mc, root| {
             let a = GcArray::new(mc, 64 * 1024, None);

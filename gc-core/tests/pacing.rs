@@ -462,14 +462,26 @@ fn limited_cycles_keep_their_bound(
         let steady = &auto[5..];
         let limited = steady.iter().filter(|r| r.limiter_on).count();
         let past = grew_past_their_bound(steady, LIMITED_SLACK);
+        // A cycle may start past its bound when its collector thread is kept off the CPU, but
+        // not most of them: that would be a trigger that comes too late.
+        let started_past = steady
+            .iter()
+            .filter(|r| r.heap_start as f64 > bound(r))
+            .count();
         let worst = steady
             .iter()
             .map(|r| r.heap_end as f64 / r.heap_goal as f64)
             .fold(0.0, f64::max);
         eprintln!(
             "{what}, verify={verify}: {limited} of {} steady cycles with the limiter on, worst \
-             heap ÷ goal {worst:.3}",
+             heap ÷ goal {worst:.3}, {started_past} started past their bound",
             steady.len()
+        );
+        assert!(
+            started_past <= steady.len() / 2,
+            "{what}, verify={verify}: {started_past} of {} cycles started past their bound\n{}",
+            steady.len(),
+            trace(&recs)
         );
         assert!(
             limited >= steady.len() / 2 && past.is_empty(),
@@ -649,6 +661,10 @@ fn scavenger_returns_a_garbage_spike_to_the_os() {
     // already be 2.2 × live.
     let baseline = rss();
     let heap = Heap::new(Config::default().gc_percent(Some(25))).unwrap();
+    if !heap.returns_memory_to_os() {
+        eprintln!("this system returns no memory to the OS: nothing to check");
+        return;
+    }
     // The live set, and the slots that hold the spike.
     let mut m: Mutator<BigR> = heap.mutator(|mc| {
         let slots = live / (NODE_BYTES * CHAIN);

@@ -93,7 +93,10 @@ fn released_pages_are_reused_safely_while_mutators_allocate_in(verify: bool) {
     let m = heap.metrics();
     let released = m.u64("/memory/classes/heap/released:bytes").unwrap();
     let cycles = m.u64("/gc/cycles/total:gc-cycles").unwrap();
-    assert!(released > 0, "no page was released under a 12 MiB limit");
+    assert!(
+        released > 0 || !heap.returns_memory_to_os(),
+        "no page was released under a 12 MiB limit"
+    );
     let mapped = m.u64("/gccore/memory/mapped-ready:bytes").unwrap();
     eprintln!(
         "verify {verify}: {cycles} cycles, {} MiB mapped",
@@ -128,6 +131,10 @@ fn a_heap_that_shrinks_under_its_memory_limit_releases_its_pages_and_stops_colle
     use std::time::{Duration, Instant};
     for verify in [false, true] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        if !heap.returns_memory_to_os() {
+            eprintln!("this system returns no memory to the OS: nothing to check");
+            return;
+        }
         let n = 1536; // 96 MiB of 64 KiB buffers
         let mut m: Mutator<Buffers> = heap.mutator(|mc| GcArray::new(mc, n, None));
         let buf = vec![7u8; 64 << 10];

@@ -132,7 +132,8 @@ impl Heap {
     /// gigabytes takes minutes; call this after such a spike, or before a long idle period.
     /// Pages still holding live objects stay: a span is returned only when all its objects
     /// are dead. Span metadata stays too (a few percent of the largest heap, kept for reuse
-    /// until the heap is dropped; see `docs/tuning.md`).
+    /// until the heap is dropped; see `docs/tuning.md`). Where the heap returns no memory to
+    /// the OS ([`Heap::returns_memory_to_os`] is false) it collects and returns 0.
     ///
     /// # Panics
     ///
@@ -145,6 +146,15 @@ impl Heap {
         crate::gc::collector::collect(h);
         drop(keep_none);
         h.mheap.arena.scavenge_all()
+    }
+
+    /// Whether the heap returns free pages to the OS (the scavenger, [`Heap::free_os_memory`],
+    /// allocation under a memory limit). Only on Linux with OS pages of at most 8 KiB, where
+    /// releasing a heap page is exact and leaves it reading as zero; and not after the OS
+    /// refused a release (memory locked with `mlock`/`mlockall`), when the pages stay resident.
+    /// Where it is false, free pages are kept for reuse and resident memory does not shrink.
+    pub fn returns_memory_to_os(&self) -> bool {
+        self.shared().mheap.arena.can_release()
     }
 
     /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps

@@ -344,6 +344,10 @@ fn free_kept_while_marking(h: &Shared, pace: &mut Pace, lap: &mut CpuLap) -> usi
 /// and attempt termination whenever no grey work is left. Returns with the world stopped,
 /// marking complete.
 fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorld<'h> {
+    debug_assert!(
+        !h.mark.work.is_closed(),
+        "the queue is closed to helpers at a mark phase's start"
+    );
     let mut pace = Pace::new(h, crate::pacer::worker_shares(h.settings.procs)[0]);
     // Raised for the whole mark phase except the waits for blocked scopes: while it is, the
     // collector thread will earn credit, find grey work, or stop the world (which wakes

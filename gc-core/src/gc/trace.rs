@@ -74,8 +74,9 @@ pub unsafe trait Trace {
     #[doc(hidden)]
     const NONE_IS_NULL: bool = false;
 
-    /// Not API: what `#[derive(Trace)]` computes a struct's pointer words with (see
-    /// `DeriveKit`). An impl has no reason to set it; every value of the type is the same.
+    /// Not API: what `#[derive(Trace)]` computes a struct's pointer words with, and checks a
+    /// `#[gc(unsafe_drop)]` type's [`UnsafeDrop`] promise through (see `DeriveKit`). An impl
+    /// has no reason to set it; every value of the type is the same.
     #[doc(hidden)]
     const __DERIVE_KIT: DeriveKit = DeriveKit(());
 
@@ -123,7 +124,8 @@ pub unsafe trait Trace {
 #[diagnostic::on_unimplemented(
     message = "`#[gc(unsafe_drop)]` on `{Self}` needs the promise `unsafe impl gc_core::UnsafeDrop for {Self} {{}}`",
     label = "no `UnsafeDrop` promise",
-    note = "the impl promises that the type's `Drop` never dereferences a `Gc`: the objects it points to may be freed before it runs"
+    note = "the impl promises that the type's `Drop` never dereferences a `Gc`: the objects it points to may be freed before it runs",
+    note = "write it with the type's parameters, e.g. `unsafe impl gc_core::UnsafeDrop for Node<'_> {{}}` or `unsafe impl<T: Trace> gc_core::UnsafeDrop for Wrap<T> {{}}`; a type without `Drop` needs neither it nor `#[gc(unsafe_drop)]`"
 )]
 pub unsafe trait UnsafeDrop {}
 

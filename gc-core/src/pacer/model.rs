@@ -341,8 +341,8 @@ impl Pacer {
         self.memory_limit_goal_less(limit, m, m.mapped_ready.saturating_sub(limit))
     }
 
-    /// `limit − (non_heap + excess)` minus the headroom, 0 when those take all of the limit:
-    /// the memory-limit goal with `excess` as the overage.
+    /// `limit − (non_heap + overage)` minus the headroom, 0 when those take all of the limit:
+    /// the memory-limit goal for the given overage.
     fn memory_limit_goal_less(&self, limit: u64, m: MemoryStats, overage: u64) -> u64 {
         let non_heap = m.mapped_ready.saturating_sub(m.heap_free + m.heap_alloc);
         if non_heap + overage >= limit {

@@ -44,10 +44,12 @@
 //!   ([`MarkWork::idle_and_empty`]): a worker counts itself busy, then takes a batch only if the
 //!   queue is not closed ([`MarkWork::take_concurrent`]); the collector closes it, then reads
 //!   `busy`, then the queue (a `SeqCst` fence between the store and the load on both sides, the
-//!   store-fence-load pattern of the safepoint handshake). Either the worker counted itself busy before the collector read
-//!   `busy`, and the check fails, or it reads the queue closed and takes nothing; once `busy`
-//!   reads 0 nobody holds a batch and nobody can take one, so the queue read after it is final.
-//!   A failed check reopens the queue ([`MarkWork::reopen`]).
+//!   store-fence-load pattern of the safepoint handshake). Either the collector's read of `busy` comes after the worker's
+//!   increment, and then it sees the worker still busy or, if the worker has left, what it
+//!   handed back before leaving (in the queue, read next); or the worker reads the queue closed
+//!   and takes nothing. Once `busy` reads 0 nobody holds a batch and nobody can take one, so
+//!   the queue read after it is final. The collector reopens the queue after every check,
+//!   passed or failed ([`MarkWork::reopen`]), so that a cycle never starts with it closed.
 //!
 //! [`run_worker`] is generic over the queue and the local work so that a loom test checks the
 //! real protocol with a model worker: in every interleaving of two workers splitting a small tree
@@ -136,6 +138,11 @@ impl MarkWork {
     /// [`reopen`](MarkWork::reopen) it before marking goes on.
     pub(crate) fn idle_and_empty(&self) -> bool {
         idle_and_empty(&self.busy, &self.closed, self)
+    }
+
+    /// Whether a termination check has the queue closed (assertions).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]).

@@ -178,8 +178,10 @@ impl<'gc, T: ?Sized> Gc<'gc, T> {
     /// A reference valid for the whole scope (unlike `Deref`, not tied to this handle).
     #[inline]
     pub fn as_ref_gc(self) -> &'gc T {
-        // SAFETY: the object is alive for the whole scope `'gc` (a collection cannot run while
-        // the scope does) and is only accessed by shared reference.
+        // SAFETY: the object is alive for the whole scope `'gc`: no mark termination (and so no
+        // sweep) runs while the scope is inside, and one that runs while it is in a blocking
+        // region treats what the scope can reach as live (`gc::blocking`); it is only accessed
+        // by shared reference.
         unsafe { self.ptr.as_ref() }
     }
 

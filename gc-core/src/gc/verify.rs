@@ -40,7 +40,15 @@ pub(crate) fn verify_or_abort(h: &Shared, world: &mut StoppedWorld<'_>, cycle: u
 
 /// Run every check; `Err` lists what is wrong (at most a few dozen entries).
 pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<(), Vec<String>> {
-    let mut t = Tracer::checking(&h.mheap.arena);
+    // A mutator in a blocking region runs its closure (and any threads it spawned) through the
+    // pause, and may write the objects it holds (atomic fields, a `GcRefCell` borrowed before
+    // the region): reading their bytes then would race with it, so the poison check (a
+    // secondary check, see `check_object`) is left out while one is.
+    let read_bytes = !world
+        .records()
+        .iter()
+        .any(|r| r.blocking_scope.load(std::sync::atomic::Ordering::Relaxed));
+    let mut t = Tracer::checking(&h.mheap.arena, read_bytes);
     for m in world.mutators() {
         m.roots.trace_roots(&mut t);
     }
@@ -117,13 +125,23 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
 
 /// The verifier's side of a checking tracer ([`Tracer::checking`]): checks each object an
 /// edge reaches, and has the tracer walk each good one once.
-#[derive(Default)]
 pub(crate) struct Checker {
     seen: HashSet<usize>,
     problems: Vec<String>,
+    /// Whether to read objects' bytes for poison (see `verify_heap`).
+    read_bytes: bool,
 }
 
 impl Checker {
+    /// A checker that reads objects' bytes for poison if `read_bytes`.
+    pub(crate) fn new(read_bytes: bool) -> Checker {
+        Checker {
+            seen: HashSet::new(),
+            problems: Vec::new(),
+            read_bytes,
+        }
+    }
+
     /// Check the object at `h`; its type if the tracer should walk it (good, and not seen
     /// before).
     #[cold]
@@ -134,7 +152,7 @@ impl Checker {
     ) -> Option<&'static TypeInfo> {
         let addr = h as usize;
         // SAFETY: the arena outlives every tracer (see the field `Tracer::arena`).
-        match check_object(unsafe { &*arena }, addr) {
+        match check_object(unsafe { &*arena }, addr, self.read_bytes) {
             Err(p) => {
                 if self.problems.len() < 32 {
                     self.problems.push(p);
@@ -153,7 +171,7 @@ impl Checker {
 
 /// What is wrong with a reachable pointer `addr`, if anything: not in an in-use span, not a
 /// slot start, a free slot, or poisoned. Its type if nothing is.
-fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String> {
+fn check_object(arena: &Arena, addr: usize, read_bytes: bool) -> Result<&'static TypeInfo, String> {
     // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is freed
     // meanwhile.
     let Some(span) = (unsafe { arena.span_of_live(addr) }) else {
@@ -182,8 +200,10 @@ fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String>
     // is all poison only if each of its pointer fields holds a non-pointer of poison bytes (a
     // `NanBox` number 0xDBDB…), since a pointer of poison bytes lies in no span. (The alloc-bit
     // check above is the exact one; this catches a bitmap that disagrees with the memory.)
-    if info.trace.is_some() && info.size >= std::mem::size_of::<usize>() {
-        // SAFETY: the slot is allocated and at least `size` bytes long; read as plain bytes.
+    if read_bytes && info.trace.is_some() && info.size >= std::mem::size_of::<usize>() {
+        // SAFETY: the slot is allocated and at least `size` bytes long; read as plain bytes,
+        // which nothing writes meanwhile: the world is stopped and no mutator is in a blocking
+        // region (`read_bytes`), and the collector's other threads write no object.
         let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, info.size) };
         if bytes.iter().all(|&b| b == POISON) {
             return Err(format!(

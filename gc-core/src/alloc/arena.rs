@@ -129,6 +129,15 @@ impl PageAlloc {
         self.by_len.remove(&(len, start));
     }
 
+    /// Set the released bits of `[start, start + len)`, pages that were not released (their
+    /// `madvise` has just succeeded).
+    fn mark_released(&mut self, start: usize, len: usize) {
+        for p in start..start + len {
+            self.released[p / 64] |= 1 << (p % 64);
+        }
+        self.released_pages += len;
+    }
+
     /// Clear the released bits of `[start, start + len)` (pages being allocated); returns how
     /// many were set.
     fn unrelease(&mut self, start: usize, len: usize) -> usize {
@@ -374,10 +383,7 @@ impl Arena {
             self.insert_free(&mut pa, first, n);
             return 0;
         }
-        for p in first..first + n {
-            pa.released[p / 64] |= 1 << (p % 64);
-        }
-        pa.released_pages += n;
+        pa.mark_released(first, n);
         self.released
             .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
         self.insert_free(&mut pa, first, n);
@@ -414,22 +420,18 @@ impl Arena {
                     && p - first < max_pages - done
                     && pa.released[p / 64] & (1 << (p % 64)) == 0
                 {
-                    pa.released[p / 64] |= 1 << (p % 64);
                     p += 1;
                 }
                 if !self.release_to_os(first, p - first) {
-                    // Still resident: not released after all.
-                    for q in first..p {
-                        pa.released[q / 64] &= !(1 << (q % 64));
-                    }
+                    // Still resident: releasing is off from now on.
                     break 'runs;
                 }
+                pa.mark_released(first, p - first);
                 done += p - first;
             }
             key = start;
         }
         pa.scav_hint = key;
-        pa.released_pages += done;
         self.released
             .store(pa.released_pages * PAGE_SIZE, Ordering::Relaxed);
         done * PAGE_SIZE
@@ -438,10 +440,8 @@ impl Arena {
     /// `madvise(MADV_DONTNEED)` the pages `[first, first + n)`; whether they were released
     /// (and so read as zero from now on). A failure (pages locked in memory) turns releasing
     /// off for good (`can_release`): the pages stay resident with their contents.
+    /// Its callers do not call it once releasing is off.
     fn release_to_os(&self, first: usize, n: usize) -> bool {
-        if !self.can_release.load(Ordering::Relaxed) {
-            return false;
-        }
         #[cfg(not(miri))]
         {
             // SAFETY: the pages are free: no span owns them, so no object lives there and no

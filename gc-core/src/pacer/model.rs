@@ -328,17 +328,11 @@ impl Pacer {
     /// minus the headroom (3%, at least 1 MiB), and never below the live heap: a limit below
     /// the live heap gives back-to-back cycles, whose CPU the [`CpuLimiter`] caps.
     pub fn memory_limit_heap_goal(&self, m: MemoryStats) -> u64 {
-        self.memory_limit_raw_goal(m).max(self.heap_marked)
-    }
-
-    /// The memory-limit goal before it is held at the live heap: `limit − (non_heap +
-    /// overage)` minus the headroom, 0 when those take all of the limit (`u64::MAX` without a
-    /// limit).
-    fn memory_limit_raw_goal(&self, m: MemoryStats) -> u64 {
         let Some(limit) = self.memory_limit else {
             return u64::MAX;
         };
         self.memory_limit_goal_less(limit, m, m.mapped_ready.saturating_sub(limit))
+            .max(self.heap_marked)
     }
 
     /// `limit − (non_heap + overage)` minus the headroom, 0 when those take all of the limit:

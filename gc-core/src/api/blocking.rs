@@ -10,8 +10,12 @@ impl<'gc> Mutation<'gc> {
     /// blocking I/O, lock waits or long native calls inside a scope.
     ///
     /// `f` must be `Send`, which keeps the `Mutation` and the root stack out of it: it cannot
-    /// allocate or write to the heap. It may read objects through captured `Gc`s, which stay
-    /// valid for the whole scope.
+    /// allocate or run a write barrier. It may read objects through captured `Gc`s, which stay
+    /// valid for the whole scope, and write through a `&mut` into a [`GcRefCell`] borrowed
+    /// before the call (the collector skips a value while it is borrowed mutably; the barrier
+    /// of the borrow covers what the region writes).
+    ///
+    /// [`GcRefCell`]: crate::GcRefCell
     ///
     /// ```
     /// # use gc_core::*;

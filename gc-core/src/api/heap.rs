@@ -279,6 +279,17 @@ impl Heap {
         self.shared().hooks.hold_marking.store(on, Ordering::SeqCst);
     }
 
+    /// Testing: while `on`, the collector does not start a requested cycle (as a collector
+    /// thread kept off its CPU would not), so a test can run scopes with a cycle due but not
+    /// started.
+    #[doc(hidden)]
+    pub fn debug_hold_cycle_start(&self, on: bool) {
+        self.shared()
+            .hooks
+            .hold_cycle_start
+            .store(on, Ordering::SeqCst);
+    }
+
     /// Testing: while `on`, the collector waits after STW 2 before clearing the cycle's dead
     /// weak references (the window in which `GcWeak::upgrade` must treat unmarked targets as
     /// dead). [`Heap::debug_weaks_pending`] tells when a cycle is in that window.

@@ -11,11 +11,15 @@
 //! # What the closure may do
 //!
 //! The closure must be `Send`. `&Mutation` is not (`Mutation` is `!Sync`) and neither is
-//! `&RootStack`, so the closure cannot allocate, write a pointer, or touch the mutator's cache,
-//! barrier buffer or roots, which the collector may flush or scan while it runs. It may read
-//! heap objects through `Gc`s it captured: they stay valid (below), and reads of heap objects
-//! are atomic or of immutable data, which the marker reads too. (PyO3's `allow_threads` uses
-//! the same bound for the same reason.)
+//! `&RootStack`, so the closure cannot allocate, run a write barrier, or touch the mutator's
+//! cache, barrier buffer or roots, which the collector may flush or scan while it runs. It may
+//! read heap objects through `Gc`s it captured: they stay valid (below), and reads of heap
+//! objects are atomic or of immutable data, which the marker reads too. (PyO3's
+//! `allow_threads` uses the same bound for the same reason.) The one write it can make is
+//! through a `&mut` into a `GcRefCell` borrowed before the region (the guard is `!Send`, the
+//! `&mut` it gives is not): every tracer skips a value while its cell is borrowed mutably, the
+//! borrow's snapshot barrier covers what it removes, and if a cycle started meanwhile the
+//! stale-scope rule below shades the whole value when the borrow ends.
 //!
 //! # Why the scope's locals stay valid
 //!

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -30,7 +31,8 @@ pub(crate) struct Control {
     pub state: Mutex<Cycles>,
     /// Wakes the collector thread (requests, shutdown). Notified under `state`.
     pub wake: Condvar,
-    /// Wakes threads waiting for a cycle to complete. Notified after `completed` moves.
+    /// Wakes threads waiting for a cycle to complete, or to start ([`wait_for_late_start`]).
+    /// Notified after `completed` or `started` moves.
     pub done: Condvar,
     /// Set by the allocation path when it requests a cycle (so that later allocations skip
     /// the lock); cleared when the cycle starts.
@@ -134,7 +136,46 @@ pub(crate) fn begin_cycle(h: &Shared) -> u64 {
         st.started
     };
     h.control.pending.store(false, Ordering::Relaxed);
+    // Mutators held at a scope's entry for this start ([`wait_for_late_start`]).
+    h.control.done.notify_all();
     n
+}
+
+/// The longest a mutator waits at a scope's entry for a late cycle to start
+/// ([`wait_for_late_start`]).
+const LATE_START_WAIT_MAX: Duration = Duration::from_millis(50);
+
+/// At the entry of a scope of `h` (the thread is in none): if the trigger requested a cycle
+/// that has not started yet and `heap_live` is already past the furthest a cycle may take the
+/// heap (`max_overshoot` × the goal, the bound assists hold once marking runs), wait for the
+/// cycle to start, at most [`LATE_START_WAIT_MAX`].
+///
+/// The allocation path only asks the collector thread for a cycle; it does not start it, as
+/// Go's allocating goroutine does (`gcStart`). A collector thread kept off its CPU by other
+/// threads (a machine with more runnable threads than CPUs) then leaves the mutators
+/// allocating, unpaced, until it runs; nothing holds them before the mark phase, so the cycle
+/// began past its bound. Here, between scopes, the mutator holds nothing the cycle needs and no
+/// pause waits for it, so it can wait safely; waiting gives the collector thread its CPU. The
+/// wait is bounded because the start may itself wait for another mutator's scope (its pause
+/// cannot begin before that scope ends), and that scope might wait for this thread: then
+/// the mutator goes on unthrottled, as an assist does when nothing marks. Not on the
+/// collector thread (drop glue the background sweep runs): the cycle waits for that sweep.
+pub(crate) fn wait_for_late_start(h: &Shared) {
+    if !h.control.pending.load(Ordering::Relaxed) {
+        return;
+    }
+    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
+    let goal = h.pacer.heap_goal.load(Ordering::Relaxed) as f64;
+    if live < goal * h.pacer.max_overshoot || ON_COLLECTOR_THREAD.with(|c| c.get()) {
+        return;
+    }
+    let deadline = Instant::now() + LATE_START_WAIT_MAX;
+    let mut st = h.control.state.lock();
+    while st.requested > st.started && !st.shutdown {
+        if h.control.done.wait_until(&mut st, deadline).timed_out() {
+            break;
+        }
+    }
 }
 
 /// Recompute the trigger and goal (a setting changed, or the heap was created) and request a
@@ -292,6 +333,9 @@ fn collector_loop(h: &Shared) {
             }
         };
         if cycle {
+            while h.hooks.hold_cycle_start.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             crate::gc::cycle::gc_cycle(h);
         } else {
             // Background sweeping, in small batches so a request is noticed promptly.

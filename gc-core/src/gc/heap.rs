@@ -76,6 +76,9 @@ pub(crate) struct Hooks {
     pub back_to_back: AtomicBool,
     /// The background marker neither marks nor ends the mark phase while set.
     pub hold_marking: AtomicBool,
+    /// The collector does not start a requested cycle while set (a collector thread kept off
+    /// its CPU).
+    pub hold_cycle_start: AtomicBool,
     /// The collector waits before clearing weak references after mark termination while set.
     pub hold_weak_clearing: AtomicBool,
     /// When concurrent marking runs out of grey work, the collector waits while set, holding

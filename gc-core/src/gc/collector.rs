@@ -145,9 +145,22 @@ pub(crate) fn begin_cycle(h: &Shared) -> u64 {
 /// ([`wait_for_late_start`]).
 const LATE_START_WAIT_MAX: Duration = Duration::from_millis(50);
 
-/// At the entry of a scope of `h` (the thread is in none): if the trigger requested a cycle
-/// that has not started yet and `heap_live` is already past the furthest a cycle may take the
-/// heap (`max_overshoot` × the goal, the bound assists hold once marking runs), wait for the
+/// At the allocation of a span or large object outside marking (`gc::malloc`): whether the
+/// trigger has requested a cycle that has not started yet while `heap_live` is past the
+/// furthest a cycle may take the heap (`max_overshoot` × the goal, the bound assists hold once
+/// marking runs). The mutator then waits for the start at its next scope entry
+/// ([`wait_for_late_start`]).
+pub(crate) fn start_is_late(h: &Shared) -> bool {
+    if !h.control.pending.load(Ordering::Relaxed) {
+        return false;
+    }
+    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
+    let goal = h.pacer.heap_goal.load(Ordering::Relaxed) as f64;
+    live >= goal * h.pacer.max_overshoot
+}
+
+/// At the entry of a scope of `h` (the thread is in none) by a mutator that allocated past the
+/// bound with the cycle not started ([`start_is_late`]): if that is still so, wait for the
 /// cycle to start, at most [`LATE_START_WAIT_MAX`].
 ///
 /// The allocation path only asks the collector thread for a cycle; it does not start it, as
@@ -155,18 +168,14 @@ const LATE_START_WAIT_MAX: Duration = Duration::from_millis(50);
 /// threads (a machine with more runnable threads than CPUs) then leaves the mutators
 /// allocating, unpaced, until it runs; nothing holds them before the mark phase, so the cycle
 /// began past its bound. Here, between scopes, the mutator holds nothing the cycle needs and no
-/// pause waits for it, so it can wait safely; waiting gives the collector thread its CPU. The
-/// wait is bounded because the start may itself wait for another mutator's scope (its pause
-/// cannot begin before that scope ends), and that scope might wait for this thread: then
-/// the mutator goes on unthrottled, as an assist does when nothing marks. Not on the
-/// collector thread (drop glue the background sweep runs): the cycle waits for that sweep.
+/// pause waits for it, so it can wait safely; waiting gives the collector thread its CPU. Only
+/// a mutator that allocated past the bound waits: one that only reads is not held up. The wait
+/// is bounded because the start may itself wait for another mutator's scope (its pause cannot
+/// begin before that scope ends), and that scope might wait for this thread: then the mutator
+/// goes on unthrottled, as an assist does when nothing marks. Not on the collector thread
+/// (drop glue the background sweep runs): the cycle waits for that sweep.
 pub(crate) fn wait_for_late_start(h: &Shared) {
-    if !h.control.pending.load(Ordering::Relaxed) {
-        return;
-    }
-    let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
-    let goal = h.pacer.heap_goal.load(Ordering::Relaxed) as f64;
-    if live < goal * h.pacer.max_overshoot || ON_COLLECTOR_THREAD.with(|c| c.get()) {
+    if !start_is_late(h) || ON_COLLECTOR_THREAD.with(|c| c.get()) {
         return;
     }
     let deadline = Instant::now() + LATE_START_WAIT_MAX;
@@ -333,8 +342,8 @@ fn collector_loop(h: &Shared) {
             }
         };
         if cycle {
-            while h.hooks.hold_cycle_start.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_micros(200));
+            if !hold_start(h) {
+                continue;
             }
             crate::gc::cycle::gc_cycle(h);
         } else {
@@ -347,4 +356,16 @@ fn collector_loop(h: &Shared) {
             note_sweep_done(h);
         }
     }
+}
+
+/// Testing: wait while `Heap::debug_hold_cycle_start` holds the start of a cycle; false if the
+/// heap shut down meanwhile.
+fn hold_start(h: &Shared) -> bool {
+    while h.hooks.hold_cycle_start.load(Ordering::Relaxed) {
+        if h.control.state.lock().shutdown {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
 }

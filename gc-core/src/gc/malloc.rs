@@ -125,13 +125,17 @@ fn refused(h: &Shared, e: AllocError) -> AllocError {
 }
 
 /// The allocator took `t` (a span's free bytes, or a large object): request a cycle if
-/// `heap_live` crossed the trigger, charge the mark assist while marking (`black`), and
-/// re-derive the trigger if mapped memory grew under a memory limit.
+/// `heap_live` crossed the trigger, note a late start (the scope's successor then waits for
+/// it, `collector::wait_for_late_start`) or charge the mark assist while marking (`black`),
+/// and re-derive the trigger if mapped memory grew under a memory limit.
 fn took_span(h: &Shared, scope: &InScope<'_>, t: TookSpan, black: bool) {
     let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
     if live >= h.pacer.trigger.load(Ordering::Relaxed) && !h.control.pending.load(Ordering::Relaxed)
     {
         crate::gc::collector::request_cycle(h);
+    }
+    if !black && crate::gc::collector::start_is_late(h) {
+        scope.record().late_start.store(true, Ordering::Relaxed);
     }
     if black {
         let debt = scope.with_local(|l| l.assist_debt);

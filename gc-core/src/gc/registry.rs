@@ -54,6 +54,10 @@ pub(crate) struct MutatorRecord {
     pub blocking_scope: AtomicBool,
     /// Safepoint state: `OUTSIDE` or `INSIDE` a scope.
     pub state: AtomicU8,
+    /// Set by the owner when it took a span past the heap's bound with a requested cycle not
+    /// started yet; taken at its next scope entry, which then waits for the start
+    /// ([`crate::gc::collector::wait_for_late_start`]). Owner only.
+    pub late_start: AtomicBool,
     local: UnsafeCell<MutatorLocal>,
     roots: NonNull<dyn RootSet>,
 }
@@ -74,6 +78,7 @@ impl MutatorRecord {
             scanned: Mutex::new(0),
             blocking_scope: AtomicBool::new(false),
             state: AtomicU8::new(OUTSIDE),
+            late_start: AtomicBool::new(false),
             local: UnsafeCell::new(MutatorLocal {
                 cache: MCache::new(),
                 wb_buf: Vec::new(),

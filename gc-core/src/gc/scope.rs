@@ -27,9 +27,10 @@ pub(crate) fn in_scope_of(h: &Shared) -> bool {
         .unwrap_or(false)
 }
 
-/// Enter a scope of `record` on its owner's thread: wait for a late cycle to start if the heap
-/// is past its bound ([`wait_for_late_start`](crate::gc::collector::wait_for_late_start)), wait
-/// out any pause, and scan the roots if a mark phase has not seen them yet.
+/// Enter a scope of `record` on its owner's thread: wait for a late cycle to start if the
+/// mutator allocated past the heap's bound before it
+/// ([`wait_for_late_start`](crate::gc::collector::wait_for_late_start)), wait out any pause,
+/// and scan the roots if a mark phase has not seen them yet.
 ///
 /// # Panics
 /// If this thread is already inside a scope of this heap (nesting scopes of two mutators of one
@@ -49,7 +50,9 @@ pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InSc
         }
         s.push(key(h));
     });
-    crate::gc::collector::wait_for_late_start(h);
+    if record.late_start.swap(false, Ordering::Relaxed) {
+        crate::gc::collector::wait_for_late_start(h);
+    }
     h.safepoint.enter(&record.state);
     // SAFETY: the owner has just entered a scope (state `INSIDE`), by the contract.
     let scope = unsafe { InScope::new(record) };

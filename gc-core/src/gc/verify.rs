@@ -6,7 +6,8 @@
 //!
 //! 1. **Reachability**: walking from every root (root objects, root stacks, stash, live weak
 //!    targets), every object reached lies in an in-use span, starts a slot, has its alloc bit set
-//!    and is not poisoned. A failure here is a live object the collector freed.
+//!    and its pointer words are not all poison. A failure here is a live object the collector
+//!    freed.
 //! 2. **Bitmaps**: every span is swept, its mark bitmap is clear, its `allocated` count equals the
 //!    alloc bitmap's population, and the alloc bits past the last slot are set.
 //! 3. **Poison**: every free slot is still entirely poison (nothing wrote to freed memory).
@@ -16,6 +17,7 @@
 
 use crate::alloc::arena::PAGE_SIZE;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::alloc::arena::Arena;
 use crate::alloc::span::POISON;
@@ -40,15 +42,7 @@ pub(crate) fn verify_or_abort(h: &Shared, world: &mut StoppedWorld<'_>, cycle: u
 
 /// Run every check; `Err` lists what is wrong (at most a few dozen entries).
 pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<(), Vec<String>> {
-    // A mutator in a blocking region runs its closure (and any threads it spawned) through the
-    // pause, and may write the objects it holds (atomic fields, a `GcRefCell` borrowed before
-    // the region): reading their bytes then would race with it, so the poison check (a
-    // secondary check, see `check_object`) is left out while one is.
-    let read_bytes = !world
-        .records()
-        .iter()
-        .any(|r| r.blocking_scope.load(std::sync::atomic::Ordering::Relaxed));
-    let mut t = Tracer::checking(&h.mheap.arena, read_bytes);
+    let mut t = Tracer::checking(&h.mheap.arena);
     for m in world.mutators() {
         m.roots.trace_roots(&mut t);
     }
@@ -80,7 +74,7 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
         let span = s.get();
         let st = span.state.lock();
         let where_ = format!("span {:#x} (size {})", span.start, span.elem_size);
-        if span.all_index.load(std::sync::atomic::Ordering::Relaxed) != i {
+        if span.all_index.load(Ordering::Relaxed) != i {
             problems.push(format!("{where_}: wrong position in the all-spans list"));
         }
         if !h.mheap.central.is_swept(span) {
@@ -128,17 +122,14 @@ fn check_spans(h: &Shared, problems: &mut Vec<String>) {
 pub(crate) struct Checker {
     seen: HashSet<usize>,
     problems: Vec<String>,
-    /// Whether to read objects' bytes for poison (see `verify_heap`).
-    read_bytes: bool,
 }
 
 impl Checker {
-    /// A checker that reads objects' bytes for poison if `read_bytes`.
-    pub(crate) fn new(read_bytes: bool) -> Checker {
+    /// A checker that has seen nothing yet.
+    pub(crate) fn new() -> Checker {
         Checker {
             seen: HashSet::new(),
             problems: Vec::new(),
-            read_bytes,
         }
     }
 
@@ -152,7 +143,7 @@ impl Checker {
     ) -> Option<&'static TypeInfo> {
         let addr = h as usize;
         // SAFETY: the arena outlives every tracer (see the field `Tracer::arena`).
-        match check_object(unsafe { &*arena }, addr, self.read_bytes) {
+        match check_object(unsafe { &*arena }, addr) {
             Err(p) => {
                 if self.problems.len() < 32 {
                     self.problems.push(p);
@@ -171,7 +162,7 @@ impl Checker {
 
 /// What is wrong with a reachable pointer `addr`, if anything: not in an in-use span, not a
 /// slot start, a free slot, or poisoned. Its type if nothing is.
-fn check_object(arena: &Arena, addr: usize, read_bytes: bool) -> Result<&'static TypeInfo, String> {
+fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String> {
     // SAFETY: the verifier runs with the world stopped and the sweep finished: no span is freed
     // meanwhile.
     let Some(span) = (unsafe { arena.span_of_live(addr) }) else {
@@ -196,16 +187,29 @@ fn check_object(arena: &Arena, addr: usize, read_bytes: bool) -> Result<&'static
         ));
     }
     // Objects have no header whose corruption would show, so look for what the sweep leaves in
-    // a freed slot: poison over the whole object. Only for types with GC pointers: a valid one
-    // is all poison only if each of its pointer fields holds a non-pointer of poison bytes (a
-    // `NanBox` number 0xDBDB…), since a pointer of poison bytes lies in no span. (The alloc-bit
-    // check above is the exact one; this catches a bitmap that disagrees with the memory.)
-    if read_bytes && info.trace.is_some() && info.size >= std::mem::size_of::<usize>() {
-        // SAFETY: the slot is allocated and at least `size` bytes long; read as plain bytes,
-        // which nothing writes meanwhile: the world is stopped and no mutator is in a blocking
-        // region (`read_bytes`), and the collector's other threads write no object.
-        let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, info.size) };
-        if bytes.iter().all(|&b| b == POISON) {
+    // a freed slot: poison over the whole object, read in the object's pointer words (the
+    // bytes between fields may be uninitialised padding, which no code may read as integers;
+    // pointer words are always initialised). A valid object has them all poison only if each
+    // holds a non-pointer of poison bytes (a `NanBox` number 0xDBDB…), since a pointer of
+    // poison bytes lies in no span. Types the marker scans through `trace` (no pointer words)
+    // are left to the checks of the edges `trace` reports. (The alloc-bit check above is the
+    // exact one; this catches a bitmap that disagrees with the memory.)
+    if info.pointer_words != 0 {
+        let poison = usize::from_ne_bytes([POISON; std::mem::size_of::<usize>()]);
+        let mut words = info.pointer_words;
+        let mut all_poison = true;
+        while words != 0 && all_poison {
+            let k = words.trailing_zeros() as usize;
+            words &= words - 1;
+            // SAFETY: the slot is allocated and holds an initialised object of this type,
+            // whose pointer word `k` lies inside it, aligned and initialised, and written after
+            // construction only atomically (`Trace::POINTER_WORDS`): this atomic load races
+            // with nothing, also with a mutator in a blocking region, which runs through the
+            // pause.
+            let w = unsafe { (*(addr as *const AtomicUsize).add(k)).load(Ordering::Relaxed) };
+            all_poison = w == poison;
+        }
+        if all_poison {
             return Err(format!(
                 "reachable `{}` at {addr:#x} has been poisoned (freed while reachable)",
                 (info.name)()
@@ -282,5 +286,43 @@ mod tests {
             st.alloc.set(i, false);
             st.allocated -= 1;
         }
+    }
+
+    #[derive(crate::Trace)]
+    struct Link<'gc> {
+        tag: u8,
+        next: Option<Gc<'gc, Link<'gc>>>,
+    }
+
+    /// A reachable object whose memory holds the sweep's poison though its alloc bit is set (a
+    /// bitmap that disagrees with the memory) is reported, from its pointer words: the bytes
+    /// of its padding (after `tag`) are never read.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn verifier_detects_a_poisoned_object_by_its_pointer_words() {
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Link<'gc>>>>]> =
+            heap.mutator(|_| GcCell::new(None));
+        let addr = m.mutate(|mc, root| {
+            let g = Gc::new(mc, Link { tag: 7, next: None });
+            root.set(mc, Some(g));
+            g.to_word()
+        });
+        assert_ne!(<Link<'static> as crate::Trace>::POINTER_WORDS, None);
+        m.collect();
+        let h = heap.shared();
+        let mut world = StoppedWorld::stop(h);
+        assert_eq!(verify_heap(h, &mut world), Ok(()));
+        // SAFETY (test): the world is stopped and the object is ours; it is written back
+        // below before anything reads it as a `Link`.
+        unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, size_of::<Link<'static>>()) };
+        let problems = verify_heap(h, &mut world).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("has been poisoned")),
+            "{problems:?}"
+        );
+        // SAFETY (test): as above; the object as it was.
+        unsafe { std::ptr::write(addr as *mut Link<'static>, Link { tag: 7, next: None }) };
+        assert_eq!(verify_heap(h, &mut world), Ok(()));
     }
 }

@@ -296,9 +296,8 @@ impl Tracer {
     }
 
     /// A tracer that walks the heap checking every object it reaches (the verifier).
-    /// `read_bytes`: whether it reads objects' bytes for poison (see `gc::verify`).
-    pub(crate) fn checking(arena: &Arena, read_bytes: bool) -> Tracer {
-        Tracer::with_purpose(arena, Purpose::Check(Box::new(Checker::new(read_bytes))))
+    pub(crate) fn checking(arena: &Arena) -> Tracer {
+        Tracer::with_purpose(arena, Purpose::Check(Box::new(Checker::new())))
     }
 
     /// Whether this tracer marks (else it collects edges for the barrier or checks them for

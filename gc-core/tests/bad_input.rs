@@ -27,6 +27,60 @@ fn gogc_abc_is_an_error_naming_the_variable() {
     assert!(he.to_string().contains("GOGC"));
 }
 
+/// A variable whose value is not valid UTF-8 is malformed, not unset (read as unset, `GOGC`
+/// bytes that are not text gave the default GC percent and a `GOMEMLIMIT` no limit). Set in a
+/// child process of this test, since the environment is the process's.
+#[test]
+fn a_value_that_is_not_utf8_is_an_error_naming_the_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    if std::env::var_os("GCCORE_TEST_CHILD").is_some() {
+        let e = Config::from_env().unwrap_err();
+        assert_eq!(e.var, "GOMEMLIMIT");
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_value_that_is_not_utf8_is_an_error_naming_the_variable",
+        ])
+        .env("GCCORE_TEST_CHILD", "1")
+        .env("GOMEMLIMIT", std::ffi::OsStr::from_bytes(b"512MiB\xff"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the child failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The child ran the test (not zero tests filtered in).
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+/// `GCCORE_MAX_HEAP` takes `GOMEMLIMIT`'s minimum (a bare `100` is 100 bytes, surely meant as
+/// more, and would refuse every span once anything is live); the builder raises a smaller cap
+/// to it, as it does a memory limit.
+#[test]
+fn a_live_heap_cap_below_one_mebibyte_is_an_error() {
+    for bad in ["100", "0", "1023KiB", "lots"] {
+        let e = Config::default()
+            .apply_env(env_with("GCCORE_MAX_HEAP", bad))
+            .unwrap_err();
+        assert_eq!(e.var, "GCCORE_MAX_HEAP", "{bad}");
+        assert!(e.to_string().contains("1MiB"), "{e}");
+    }
+    for (v, want) in [("1MiB", Some(1 << 20)), ("OFF", None), ("off", None)] {
+        let c = Config::default()
+            .apply_env(env_with("GCCORE_MAX_HEAP", v))
+            .unwrap();
+        assert_eq!(c.get_max_heap(), want, "{v}");
+    }
+    assert_eq!(
+        Config::default().max_heap(Some(100)).get_max_heap(),
+        Some(gc_core::config::MIN_MEMORY_LIMIT)
+    );
+}
+
 #[test]
 fn reservation_too_small_for_one_span() {
     match Heap::new(Config::default().arena_bytes(8192)) {
@@ -147,6 +201,26 @@ fn arena_exhaustion_is_an_error_and_recoverable() {
     m.mutate(|mc, _| {
         GcArray::try_new(mc, 128 * 1024, 0u64).expect("memory was reclaimed");
     });
+}
+
+/// A request larger than the whole arena is refused without starting a cycle, which could not
+/// help (a refusal of an exhausted arena does start one, as above).
+#[test]
+fn a_request_larger_than_the_arena_starts_no_cycle() {
+    let heap = Heap::new(Config::default().arena_bytes(4 << 20).gc_percent(None)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let e = m.mutate(|mc, _| GcArray::try_new(mc, 1 << 20, 0u64).map(|_| ()).unwrap_err());
+    match e {
+        AllocError::OutOfMemory {
+            requested,
+            reservation,
+        } => assert!(requested > reservation, "{e}"),
+        other => panic!("expected OutOfMemory, got {other:?}"),
+    }
+    // A requested cycle would run now that the scope has ended.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    m.mutate(|_, _| ());
+    assert_eq!(heap.stats().gc_cycles, 0);
 }
 
 #[test]

@@ -166,10 +166,11 @@ fn allocation_under_the_live_heap_limit_fails_cleanly_and_recovers() {
                 Ok::<_, AllocError>(GcCell::new(Some(GcVec::try_with_capacity(mc, 0)?)))
             })
             .unwrap();
-        // 16 MiB live, then a collection finds it: over the limit.
+        // 12 MiB live (under the bound of one scope, twice the limit), then a collection finds
+        // it: over the limit.
         m.mutate(|mc, root| {
             let v = root.get().unwrap();
-            for _ in 0..16 * 1024 {
+            for _ in 0..12 * 1024 {
                 v.try_push(mc, Some(GcBytes::try_new(mc, &[7; 1000]).unwrap()))
                     .unwrap();
             }
@@ -390,6 +391,66 @@ fn a_scope_that_never_yields_meets_the_heap_bound() {
         );
         // (The cycle count is published just after the world restarts.)
         assert!(wait_for(Duration::from_secs(10), || heap.stats().gc_cycles >= 1));
+    }
+}
+
+/// With `GOGC=off` and no memory limit a live-heap cap still runs cycles (when the heap reaches
+/// it), so a program that makes garbage in short scopes runs under it, its garbage reclaimed
+/// as it goes, and data over the cap is refused. (Before, nothing ran a cycle: the heap grew
+/// to the arena's size and the cap never applied.)
+#[test]
+fn a_live_heap_cap_with_gogc_off_runs_cycles() {
+    for verify in [false, true] {
+        let limit = 8 * MIB;
+        let heap = Heap::new(
+            Config::default()
+                .gc_percent(None)
+                .max_heap(Some(limit))
+                .verify(verify),
+        )
+        .unwrap();
+        let mut m: Mutator<Chunks> = heap.mutator(|mc| GcCell::new(Some(GcVec::new(mc))));
+        let mut highest = 0;
+        // 64 MiB of garbage in scopes of 256 KiB.
+        for _ in 0..256 {
+            m.mutate(|mc, _| {
+                for _ in 0..256 {
+                    GcBytes::new(mc, &[5; 1000]);
+                }
+                highest = highest.max(mc.stats().heap_live);
+            });
+        }
+        let cycles = heap.stats().gc_cycles;
+        assert!(cycles >= 3, "verify={verify}: {cycles} cycles");
+        // Reclaimed while it ran (the cycles are not paced: with no goal there are no assists,
+        // so the heap may run past the cap while one marks).
+        assert!(
+            highest <= 40 * MIB,
+            "verify={verify}: the heap reached {} KiB",
+            highest >> 10
+        );
+        // Data kept over the cap (12 MiB): once a cycle has found it, new spans are refused.
+        for _ in 0..48 {
+            m.mutate(|mc, root| {
+                let v = root.get().unwrap();
+                for _ in 0..256 {
+                    let Ok(b) = GcBytes::try_new(mc, &[7; 1000]) else {
+                        return;
+                    };
+                    if v.try_push(mc, Some(b)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        heap.collect();
+        // (Free slots of spans already made are still handed out: only new spans are refused.)
+        let refused =
+            m.mutate(|mc, _| (0..4096).find_map(|_| GcBytes::try_new(mc, &[6; 1000]).err()));
+        assert!(
+            matches!(refused, Some(AllocError::HeapLimit { live, .. }) if live > limit),
+            "verify={verify}: {refused:?}"
+        );
     }
 }
 

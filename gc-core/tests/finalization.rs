@@ -216,6 +216,93 @@ fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
     }
 }
 
+/// Counts its drop, then panics if asked to.
+struct Panicky {
+    _tracker: Tracker,
+    panics: bool,
+}
+
+impl Drop for Panicky {
+    fn drop(&mut self) {
+        if self.panics {
+            panic!("a drop that panics at teardown");
+        }
+    }
+}
+
+#[derive(Trace)]
+struct Noisy {
+    #[gc(skip)]
+    _inner: Panicky,
+}
+
+type NoisyVec = Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Noisy>>>];
+
+/// A drop glue that panics at heap teardown does not stop the others (nothing leaks: every
+/// object is dropped once), and the panic reaches the drop of the last handle, as a `Vec`'s
+/// element's would.
+#[test]
+fn a_panicking_drop_at_teardown_drops_the_rest_then_unwinds() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<NoisyVec> = heap.mutator(|mc| GcVec::new(mc));
+        m.mutate(|mc, v| {
+            for i in 0..10 {
+                let n = Noisy {
+                    _inner: Panicky {
+                        _tracker: Tracker(drops.clone()),
+                        panics: i == 3 || i == 7,
+                    },
+                };
+                v.push(mc, Some(Gc::new(mc, n)));
+            }
+        });
+        drop(m);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(heap)));
+        let msg = r.expect_err("the panic reaches the drop of the last handle");
+        assert_eq!(
+            msg.downcast_ref::<&str>(),
+            Some(&"a drop that panics at teardown")
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            10,
+            "every object dropped once"
+        );
+    }
+}
+
+/// A cleanup that waits for the cleanups would wait for itself: it panics instead (caught and
+/// counted like any cleanup's panic), and the cleanups after it still run.
+#[test]
+fn wait_for_cleanups_from_a_cleanup_panics_instead_of_hanging() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let done = common::within(30, "wait_for_cleanups from a cleanup", {
+            let heap = heap.clone();
+            move || {
+                let ran = Arc::new(AtomicUsize::new(0));
+                let mut m = root_mutator(&heap);
+                m.mutate(|mc, _| {
+                    let h = heap.clone();
+                    Gc::new(mc, 1u64).add_cleanup(mc, move || h.wait_for_cleanups());
+                    let ran = ran.clone();
+                    Gc::new(mc, 2u64).add_cleanup(mc, move || {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    });
+                });
+                m.collect();
+                heap.wait_for_cleanups();
+                ran.load(Ordering::SeqCst)
+            }
+        });
+        assert_eq!(done, 1, "the other cleanup ran");
+        let metrics = heap.metrics();
+        assert_eq!(metrics.u64("/gccore/gc/cleanups/panics:events"), Some(1));
+    }
+}
+
 #[derive(Trace)]
 struct FRoot<'gc> {
     queue: GcFinalizers<'gc, Node<'gc>>,

@@ -34,6 +34,10 @@ pub(crate) struct HeapCounters {
     /// Live bytes the last mark found (Go: `heapMarked`). Written by the collector at mark
     /// termination.
     pub heap_marked: AtomicUsize,
+    /// Of `heap_marked`, the bytes marked by tracing from the roots (not allocated black): the
+    /// data live when the last mark began, which the live-heap limit is checked against.
+    /// Written by the collector at mark termination.
+    pub heap_reached: AtomicUsize,
     /// Bytes and objects allocated black during the current mark phase. Written by the
     /// allocator while marking; reset by the collector at the start of a mark phase.
     pub alloc_black: AtomicUsize,
@@ -114,7 +118,10 @@ impl MHeap {
                 limiter_on: std::time::Duration::from_nanos(stall),
             });
         }
-        let live = self.counters.heap_marked.load(Ordering::Relaxed);
+        // What the last cycle reached, not all it marked: objects allocated black while it
+        // marked (much of it garbage, with a cycle's worth of allocation in flight) would make
+        // a refusal of data that is not live; they count from the next cycle if they live.
+        let live = self.counters.heap_reached.load(Ordering::Relaxed);
         if live > self.max_heap {
             return Err(AllocError::HeapLimit {
                 live,

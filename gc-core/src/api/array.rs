@@ -133,7 +133,8 @@ unsafe impl<'gc, T: Slot<'gc>> Send for GcArray<'gc, T> {}
 unsafe impl<'gc, T: Slot<'gc>> Sync for GcArray<'gc, T> {}
 
 impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
-    /// An array of `len` copies of `init`. Panics if the arena is exhausted.
+    /// An array of `len` copies of `init`. Panics where [`GcArray::try_new`] would return an
+    /// [`AllocError`], with its message.
     pub fn new(mc: &Mutation<'gc>, len: usize, init: T) -> Self {
         Self::try_new(mc, len, init).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -161,7 +162,8 @@ impl<'gc, T: Slot<'gc>> GcArray<'gc, T> {
         })
     }
 
-    /// An array holding the values of `items`. Panics if the arena is exhausted.
+    /// An array holding the values of `items`. Panics where [`GcArray::try_from_slice`] would
+    /// return an [`AllocError`], with its message.
     pub fn from_slice(mc: &Mutation<'gc>, items: &[T]) -> Self {
         Self::try_from_slice(mc, items).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -343,7 +345,9 @@ impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
         Self::with_capacity(mc, 0)
     }
 
-    /// An empty vector with room for `cap` elements. Panics if the arena is exhausted.
+    /// An empty vector with room for `cap` elements. Panics where
+    /// [`GcVec::try_with_capacity`] would return an [`AllocError`], with its
+    /// message.
     pub fn with_capacity(mc: &Mutation<'gc>, cap: usize) -> Self {
         Self::try_with_capacity(mc, cap).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -394,8 +398,8 @@ impl<'gc, T: Slot<'gc> + Default> GcVec<'gc, T> {
         self.0.buf.get().set(mc, i, v);
     }
 
-    /// Append `v`, growing the backing array (doubling) when full. Panics if the arena is
-    /// exhausted.
+    /// Append `v`, growing the backing array (doubling) when full. Panics where
+    /// [`GcVec::try_push`] would return an [`AllocError`], with its message.
     pub fn push(&self, mc: &Mutation<'gc>, v: T) {
         self.try_push(mc, v).unwrap_or_else(|e| panic!("{e}"))
     }

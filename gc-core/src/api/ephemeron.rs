@@ -72,7 +72,8 @@ impl<'gc, K: ?Sized + 'gc, V: Trace + Send + Sync + 'gc> GcEphemeronTable<'gc, K
     /// A new, empty table.
     ///
     /// # Panics
-    /// If the arena is exhausted (see [`GcEphemeronTable::try_new`]).
+    /// Where [`GcEphemeronTable::try_new`] would return an [`AllocError`]
+    /// (the arena is exhausted, a heap limit refuses), with its message.
     pub fn new(mc: &Mutation<'gc>) -> Self {
         match Self::try_new(mc) {
             Ok(t) => t,

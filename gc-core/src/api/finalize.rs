@@ -108,7 +108,8 @@ impl<'gc, T: 'gc> GcFinalizers<'gc, T> {
     /// A new, empty queue.
     ///
     /// # Panics
-    /// If the arena is exhausted (see [`GcFinalizers::try_new`]).
+    /// Where [`GcFinalizers::try_new`] would return an [`AllocError`] (the
+    /// arena is exhausted, a heap limit refuses), with its message.
     pub fn new(mc: &Mutation<'gc>) -> Self {
         match Self::try_new(mc) {
             Ok(q) => q,

@@ -68,7 +68,9 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
     ///
     /// # Panics
     ///
-    /// If the arena is exhausted (see [`Gc::try_new`] for the fallible form).
+    /// Where [`Gc::try_new`] (the fallible form) would return an
+    /// [`AllocError`]: the arena is exhausted, a heap limit or the memory
+    /// limit's fail-fast window refuses, too many types; with the error's message.
     #[inline(always)]
     pub fn new(mc: &Mutation<'gc>, value: T) -> Gc<'gc, T> {
         let info = Self::type_info();
@@ -79,7 +81,8 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
         }
     }
 
-    /// Allocate `value`, or return an error if the arena is exhausted (the value is dropped).
+    /// Allocate `value`, or return the [`AllocError`] that refused it (the
+    /// value is dropped).
     #[inline(always)]
     pub fn try_new(mc: &Mutation<'gc>, value: T) -> Result<Gc<'gc, T>, AllocError> {
         let info = Self::type_info();

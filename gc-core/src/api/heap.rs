@@ -238,7 +238,11 @@ impl Heap {
     /// that completed cycles have queued. A cycle queues the cleanups of the objects it found
     /// dead right after it ends, so after [`Mutator::collect`](crate::Mutator::collect) and
     /// this call, the cleanups of everything that was unreachable before the `collect` have
-    /// run. Not to be called from a cleanup (it would wait for itself).
+    /// run.
+    ///
+    /// # Panics
+    /// If called from a cleanup (it would wait for itself); the cleanup's panic is caught and
+    /// counted like any other.
     pub fn wait_for_cleanups(&self) {
         self.shared().finalize.wait_for_cleanups();
     }

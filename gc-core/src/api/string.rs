@@ -44,7 +44,8 @@ unsafe impl Send for GcBytes<'_> {}
 unsafe impl Sync for GcBytes<'_> {}
 
 impl<'gc> GcBytes<'gc> {
-    /// Copy `bytes` into the heap. Panics if the arena is exhausted.
+    /// Copy `bytes` into the heap. Panics where [`GcBytes::try_new`] would return an
+    /// [`AllocError`], with its message.
     pub fn new(mc: &Mutation<'gc>, bytes: &[u8]) -> Self {
         Self::try_new(mc, bytes).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -129,7 +130,8 @@ unsafe impl<'gc> Slot<'gc> for GcBytes<'gc> {
 pub struct GcStr<'gc>(GcBytes<'gc>);
 
 impl<'gc> GcStr<'gc> {
-    /// Copy `s` into the heap. Panics if the arena is exhausted.
+    /// Copy `s` into the heap. Panics where [`GcStr::try_new`] would return an
+    /// [`AllocError`], with its message.
     pub fn new(mc: &Mutation<'gc>, s: &str) -> Self {
         GcStr(GcBytes::new(mc, s.as_bytes()))
     }

@@ -216,6 +216,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     let assist_ns = h.stats.assist_ns.load(Ordering::Relaxed) - assist0;
     let idle_ns = h.stats.idle_mark_ns.load(Ordering::Relaxed) - idle0;
     counters.heap_marked.store(marked, Ordering::Relaxed);
+    counters.heap_reached.store(reached, Ordering::Relaxed);
     counters.heap_live.store(marked, Ordering::Relaxed);
     let end = h.controller().end_cycle(CycleMeasures {
         marked,

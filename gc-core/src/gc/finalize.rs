@@ -404,8 +404,21 @@ impl Runner {
         st.queue.len() as u64 + st.busy as u64
     }
 
+    /// # Panics
+    /// On the cleanup thread (a cleanup that waits for the cleanups would wait for itself).
     fn wait_idle(&self) {
         let mut st = self.state.lock();
+        if st
+            .thread
+            .as_ref()
+            .is_some_and(|t| t.thread().id() == std::thread::current().id())
+        {
+            drop(st);
+            panic!(
+                "gc-core: Heap::wait_for_cleanups called from a cleanup; it would wait for that \
+                 cleanup to end (deadlock)"
+            );
+        }
         while (!st.queue.is_empty() && st.thread.is_some()) || st.busy {
             self.cv.wait(&mut st);
         }

@@ -209,21 +209,36 @@ impl Drop for Shared {
     /// exited, so every allocated object is dead. Run every cleanup not yet run (see
     /// [`crate::gc::finalize`]), then each object's drop glue once, then free the span metadata
     /// (the reservation is unmapped when the arena drops).
+    ///
+    /// A panicking drop glue does not stop the others, as in a `Vec`'s drop: every object is
+    /// dropped, then the first panic goes on unwinding from here (out of the drop of the last
+    /// heap handle or mutator). Unlike a sweep, teardown is not half done when it unwinds.
     fn drop(&mut self) {
         self.finalize.teardown();
+        let mut panicked = None;
         self.mheap.central.teardown(|span| {
             let Some(d) = type_of(span).drop else {
                 return;
             };
             let st = span.state.lock();
             for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
-                // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
-                // initialised object of the span's type that has not been dropped (sweeping
-                // clears the alloc bit of every object it drops); nothing can reach it any more.
-                // Dropped exactly once, here.
-                unsafe { d(span.slot_addr(i) as *mut Object) };
+                let o = span.slot_addr(i) as *mut Object;
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
+                    // initialised object of the span's type that has not been dropped (sweeping
+                    // clears the alloc bit of every object it drops); nothing can reach it any
+                    // more. Dropped exactly once, here: a panic of its drop glue is caught and
+                    // the slot never visited again.
+                    unsafe { d(o) }
+                }));
+                if let Err(p) = r {
+                    panicked.get_or_insert(p);
+                }
             }
         });
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
     }
 }
 

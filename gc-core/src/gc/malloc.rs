@@ -109,16 +109,21 @@ pub(crate) fn alloc_large(
 /// does an exhausted arena ([`AllocError::OutOfMemory`]): its pages may be full of garbage
 /// that no cycle was due to free (an arena smaller than the trigger, which the pacer keeps at
 /// 4 MiB × GOGC/100 or more, never reached it), and leaving the scope and retrying, as the
-/// error asks, must then find them freed.
+/// error asks, must then find them freed; unless the request is larger than the whole arena,
+/// which no cycle helps.
 #[cold]
 fn refused(h: &Shared, e: AllocError) -> AllocError {
-    if matches!(
-        e,
+    let helps = match e {
         AllocError::HeapLimit { .. }
-            | AllocError::HeapLimitInScope { .. }
-            | AllocError::MemoryLimitStall { .. }
-            | AllocError::OutOfMemory { .. }
-    ) {
+        | AllocError::HeapLimitInScope { .. }
+        | AllocError::MemoryLimitStall { .. } => true,
+        AllocError::OutOfMemory {
+            requested,
+            reservation,
+        } => requested <= reservation,
+        _ => false,
+    };
+    if helps {
         crate::gc::collector::request_cycle(h);
     }
     e

@@ -197,7 +197,10 @@ impl Controller<'_> {
     }
 
     /// Publish the heap goal, and with a live-heap limit (`Config::max_heap`) the bound on the
-    /// heap inside a scope: twice the larger of the goal and the limit. A cycle can only
+    /// heap inside a scope: twice the larger of the goal and the limit (none when there is no
+    /// goal: with GOGC=off and no memory limit, cycles run when the heap reaches the limit, but
+    /// nothing paces the mutators while they mark, so a bound could refuse a program that only
+    /// makes garbage). A cycle can only
     /// complete once every scope has ended, so within one long scope the limit (checked
     /// against the last completed mark) cannot see what the scope allocates; past this bound
     /// the allocator refuses new spans instead of growing without end. A scope that polls
@@ -231,6 +234,13 @@ impl Controller<'_> {
         let (trigger, goal) = model.trigger(m);
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
+        // With no goal (GOGC=off and no memory limit) a live-heap cap still needs cycles to
+        // find what is live: one runs when the heap reaches the cap.
+        let trigger = if goal == u64::MAX {
+            trigger.min(self.mheap.max_heap as u64)
+        } else {
+            trigger
+        };
         self.set_goal(to_usize(goal), room);
         p.trigger.store(to_usize(trigger), Ordering::Relaxed);
         drop(model);

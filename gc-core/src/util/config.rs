@@ -6,17 +6,17 @@
 //! | soft memory limit | [`Config::memory_limit`] | `GOMEMLIMIT=512MiB`, `GOMEMLIMIT=off` (B, KiB, MiB, GiB, TiB; at least 1 MiB) | off |
 //! | gctrace       | [`Config::gctrace`]    | `GODEBUG=gctrace=1` (other `GODEBUG` keys are ignored, as Go ignores unknown ones) | off |
 //! | gcpacertrace  | [`Config::gcpacertrace`] | `GODEBUG=gcpacertrace=1` (with `gctrace`: `GODEBUG=gctrace=1,gcpacertrace=1`) | off |
-//! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` | off |
+//! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` (units as for `GOMEMLIMIT`; at least 1 MiB) | off |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
 //! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
-//! | mark workers  | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
+//! | mark workers (stop-the-world collector) | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
 //! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1/true/false) | on |
 //! | span-local marking | [`Config::span_marking`] | `GCCORE_SPAN_MARKING=1` (0/1, true/false, on/off, yes/no) | off |
 //! | pacer knobs   | [`Config::pacer`]      | `GCCORE_PACER=max_overshoot=1.05,fail_fast=2s` (the keys of [`PACER_KEYS`](crate::pacer::PACER_KEYS)) | gc-core's pacer |
-//! | pacer trace   | [`Config::pacer_trace`] | `GCCORE_PACERTRACE=/tmp/run.csv` | off |
+//! | pacer trace   | [`Config::pacer_trace`] | `GCCORE_PACERTRACE=/tmp/run.csv` (empty or `off`: off) | off |
 //!
-//! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse is an
-//! error naming the variable and the accepted forms.
+//! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse (or
+//! is not valid UTF-8) is an error naming the variable and the accepted forms.
 
 use std::path::PathBuf;
 
@@ -82,11 +82,48 @@ fn default_mark_workers() -> usize {
     }
 }
 
+/// The environment variables [`Config::from_env`] reads.
+const ENV_VARS: [&str; 11] = [
+    "GOGC",
+    "GOMEMLIMIT",
+    "GODEBUG",
+    "GCCORE_MAX_HEAP",
+    "GCCORE_ARENA",
+    "GCCORE_VERIFY",
+    "GCCORE_CONCURRENT",
+    "GCCORE_SPAN_MARKING",
+    "GCCORE_PACER",
+    "GCCORE_PACERTRACE",
+    "GCCORE_MARK_WORKERS",
+];
+
 impl Config {
     /// The default configuration with the variables of the module table (`GOGC`, `GOMEMLIMIT`,
     /// `GODEBUG`, `GCCORE_*`) applied from the environment. Unset variables keep their defaults; malformed ones are errors.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::default().apply_env(|k| std::env::var(k).ok())
+        // A value that is not valid UTF-8 is malformed too (not unset).
+        let bad = std::cell::RefCell::new(None);
+        let config = Config::default().apply_env(|k| match std::env::var(k) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(v)) => {
+                bad.borrow_mut()
+                    .get_or_insert((k.to_string(), v.to_string_lossy().into_owned()));
+                None
+            }
+        });
+        match bad.into_inner() {
+            Some((k, value)) => Err(ConfigError {
+                var: ENV_VARS
+                    .iter()
+                    .copied()
+                    .find(|n| *n == k)
+                    .unwrap_or("environment"),
+                value,
+                expected: "valid UTF-8",
+            }),
+            None => config,
+        }
     }
 
     /// Apply settings from a lookup function (the environment, or a map in tests).
@@ -109,11 +146,7 @@ impl Config {
             }
         }
         if let Some(v) = get("GCCORE_MAX_HEAP") {
-            self.max_heap = if is_off(&v) {
-                None
-            } else {
-                Some(parse_bytes("GCCORE_MAX_HEAP", &v)?)
-            };
+            self.max_heap = parse_max_heap(&v)?;
         }
         if let Some(v) = get("GCCORE_ARENA") {
             self.arena_bytes = parse_bytes("GCCORE_ARENA", &v)?;
@@ -132,7 +165,8 @@ impl Config {
         }
         if let Some(v) = get("GCCORE_PACERTRACE") {
             self.pacer_trace = match v.trim() {
-                "" | "off" => None,
+                "" => None,
+                off if is_off(off) => None,
                 path => Some(PathBuf::from(path)),
             };
         }
@@ -190,9 +224,15 @@ impl Config {
     /// [`AllocError::HeapLimit`](crate::AllocError::HeapLimit) until a cycle finds less (the
     /// first refusal starts one, so dropping data is enough: no `collect()` is needed).
     /// This is how a VM gets a clean "out of memory" instead of growing without bound. `None`
-    /// (the default): no limit beyond the arena reservation.
+    /// (the default): no limit beyond the arena reservation. Values below
+    /// [`MIN_MEMORY_LIMIT`] (1 MiB) are raised to it, as for [`Config::memory_limit`].
+    ///
+    /// "Live" is what the last cycle reached by tracing from the roots: the data live when it
+    /// began. What the mutators allocated while it marked (allocated black, much of it
+    /// garbage) counts from the next cycle, if it is still live then, so a refusal comes at
+    /// most a cycle late and never for garbage.
     pub fn max_heap(mut self, bytes: Option<usize>) -> Self {
-        self.max_heap = bytes;
+        self.max_heap = bytes.map(|b| b.max(MIN_MEMORY_LIMIT));
         self
     }
 
@@ -210,7 +250,9 @@ impl Config {
     }
 
     /// Threads that mark while the world is stopped (the collector thread plus `n - 1` helpers);
-    /// at least 1. Default: one per core, at most 8.
+    /// at least 1. Default: one per core, at most 8. Only the stop-the-world collector
+    /// (`concurrent(false)`) uses it: concurrent marking takes 25% of the CPUs, as Go's does
+    /// (its background workers are sized from the CPU count).
     pub fn mark_workers(mut self, n: usize) -> Self {
         self.mark_workers = n.clamp(1, 64);
         self
@@ -240,7 +282,10 @@ impl Config {
     }
 
     /// The pacer's knobs: trigger bounds, cons/mark smoothing, overshoot, the GC CPU limiter's
-    /// bucket and fail-fast window, the goal-sizing policy (see [`PacerConfig`]).
+    /// bucket and fail-fast window, the goal-sizing policy (see [`PacerConfig`]). The
+    /// stop-the-world collector (`concurrent(false)`) starts each cycle at the goal and has no
+    /// assists or limiter, so of these it uses only the goal's inputs; the heap refuses the two
+    /// that would change its behaviour silently (`fail_fast`, `sqrt`).
     /// [`Heap::new`](crate::Heap::new) refuses knobs that do not pass
     /// [`PacerConfig::validate`] with [`HeapError::Config`](crate::HeapError::Config)
     /// (`GCCORE_PACER` is checked the same way by [`Config::from_env`]).
@@ -333,7 +378,8 @@ impl Config {
 }
 
 /// Parse a `GOMEMLIMIT` value: `off`, or a byte count with Go's units (B, KiB, MiB, GiB, TiB) of
-/// at least [`MIN_MEMORY_LIMIT`]. A count of `i64::MAX` or more also means off (Go's `math.MaxInt64`).
+/// at least [`MIN_MEMORY_LIMIT`]. A count from `i64::MAX` (Go's `math.MaxInt64`, its "no
+/// limit") up to what a `u64` holds also means off; a larger one is an error, as in Go.
 pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
     const EXPECTED: &str = "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB \
                             or TiB (e.g. 512MiB), or \"off\"";
@@ -353,6 +399,24 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
         return Err(err());
     }
     Ok(Some(b))
+}
+
+/// Parse a `GCCORE_MAX_HEAP` value: `off`, or a byte count (units as for `GOMEMLIMIT`) of at
+/// least [`MIN_MEMORY_LIMIT`].
+fn parse_max_heap(v: &str) -> Result<Option<usize>, ConfigError> {
+    let err = || ConfigError {
+        var: "GCCORE_MAX_HEAP",
+        value: v.to_string(),
+        expected: "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB or TiB \
+                   (e.g. 1GiB), or \"off\"",
+    };
+    if is_off(v) {
+        return Ok(None);
+    }
+    match parse_bytes("GCCORE_MAX_HEAP", v) {
+        Ok(b) if b >= MIN_MEMORY_LIMIT => Ok(Some(b)),
+        _ => Err(err()),
+    }
 }
 
 /// The setting `key` (`gctrace`, `gcpacertrace`) of a `GODEBUG` value (`key=value` pairs
@@ -386,7 +450,8 @@ fn is_off(v: &str) -> bool {
     v.trim().eq_ignore_ascii_case("off")
 }
 
-/// Parse a `GOGC` value: `off`, or a decimal integer (negative means off, as in Go).
+/// Parse a `GOGC` value: `off`, or a decimal integer that fits an `i64` (negative means off, as
+/// in Go; values above `u32::MAX` are taken as `u32::MAX`, a goal no heap reaches).
 pub fn parse_gogc(v: &str) -> Result<Option<u32>, ConfigError> {
     if is_off(v) {
         return Ok(None);
@@ -527,6 +592,31 @@ mod tests {
         for bad in ["12XB", "MiB", "1.5GiB", "-1", "99999999999999TiB"] {
             assert!(parse_bytes("X", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_variables_read_are_the_ones_listed() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::default()
+            .apply_env(|k| {
+                asked.borrow_mut().push(k.to_string());
+                None
+            })
+            .unwrap();
+        assert_eq!(asked.into_inner(), ENV_VARS);
+    }
+
+    #[test]
+    fn pacer_trace_off_in_any_case() {
+        for v in ["", " off ", "OFF", "Off"] {
+            assert_eq!(env(&[("GCCORE_PACERTRACE", v)]).unwrap().pacer_trace, None);
+        }
+        assert_eq!(
+            env(&[("GCCORE_PACERTRACE", "/tmp/x.csv")])
+                .unwrap()
+                .pacer_trace,
+            Some(PathBuf::from("/tmp/x.csv"))
+        );
     }
 
     #[test]

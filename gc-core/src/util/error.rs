@@ -90,7 +90,7 @@ pub enum AllocError {
     /// last completed cycle found `live` bytes live. The refusal starts a cycle; once a cycle
     /// finds less live (the embedder dropped data), allocation works again.
     HeapLimit {
-        /// Bytes found live by the last completed cycle.
+        /// Bytes the last completed cycle reached by tracing (live when it began).
         live: usize,
         /// The configured limit.
         limit: usize,

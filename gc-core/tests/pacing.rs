@@ -264,7 +264,10 @@ fn deep_structures(gogcs: &[u32]) {
         // rule, taken as a growing heap); the paced ones near their goal. Cycles with the
         // limiter on reach the bound, and a stop releases a held mutator for up to a tree
         // (`with_the_limiter_on_and_no_memory_limit_cycles_keep_their_bound`).
-        let mut past_bound = past_their_bound(&paced, 0);
+        // A paced cycle's mutator, held by its assist at the bound, is let go when the
+        // termination stop is requested and allocates on to its next poll, up to a tree of
+        // depth 13 (seen once with the CPU hog: 1.101 × the goal, 40 KiB past the bound).
+        let mut past_bound = past_their_bound(&paced, TREE_13_BYTES);
         past_bound.extend(past_their_bound(&limited, LIMITED_SLACK));
         let extended = paced
             .iter()
@@ -328,7 +331,7 @@ fn past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r Cycle
 /// The cycles of `recs` whose heap grew past their [`bound`] during the cycle by more than
 /// `slack` bytes: a cycle that starts past its bound (its collector thread kept off the CPU
 /// between the trigger and the start, while a scope that began before the heap reached the
-/// bound runs on: a scope's entry waits for the start, see
+/// bound runs on: the next scope's entry waits for the start, see
 /// [`a_late_cycle_start_holds_mutators_at_their_bound`]) is held from its start, so it counts
 /// only if it grew by more than `slack` from there.
 fn grew_past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r CycleRecord> {
@@ -337,11 +340,6 @@ fn grew_past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r 
         .filter(|r| r.heap_end as f64 > bound(r).max(r.heap_start as f64) + slack as f64)
         .collect()
 }
-
-/// How long [`a_late_cycle_start_holds_mutators_at_their_bound`] keeps the collector from
-/// starting a requested cycle: long enough for the mutator to allocate several times the
-/// runway, a few times the longest a scope's entry waits for the start (50 ms).
-const HELD_START: Duration = Duration::from_millis(150);
 
 /// Lets go of [`Heap::debug_hold_cycle_start`] when dropped.
 struct HeldStart<'h>(&'h Heap);
@@ -353,10 +351,10 @@ impl Drop for HeldStart<'_> {
 }
 
 /// A cycle the trigger requested but the collector has not started (its thread kept off the
-/// CPU; here a hook holds it) does not let the mutators run the heap far past the bound: past
-/// it, the entry of a scope after one that allocated waits for the start (at most 50 ms each
-/// time). Without that wait the mutator, churning in short scopes, allocated everything it was
-/// given before the cycle began. Scopes that only read are not held.
+/// CPU; here a hook holds it) does not let a mutator run the heap past the bound: its next
+/// scope after one that allocated past it waits for the start (up to 50 ms). A mutator that
+/// only reads is not held, and once a wait has timed out (the start held by something other
+/// than the CPU) no scope waits for that cycle again.
 #[test]
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn a_late_cycle_start_holds_mutators_at_their_bound() {
@@ -366,6 +364,7 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
     for verify in [false, true] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
         let (mut m, slots) = live_set(&heap, 8 * MIB);
+        let mut reader: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         m.collect();
         // The goal in force until the next cycle starts (a late start raises its record's goal
         // to just above where it began, as Go's does).
@@ -374,25 +373,48 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             .last()
             .expect("a forced cycle")
             .next_goal;
+        let bound = goal as f64 * MAX_OVERSHOOT;
         let mut rng = SmallRng::seed_from_u64(7);
         let cycles = heap.stats().gc_cycles;
         heap.debug_hold_cycle_start(true);
         // Let go also when an assertion fails: dropping the heap waits for its collector.
         let held = HeldStart(&heap);
-        let (t, mut scopes) = (Instant::now(), 0);
-        while t.elapsed() < HELD_START && scopes * scope_bytes < 512 * MIB {
+        let mut scopes = 0;
+        while (heap.stats().heap_live as f64) < bound {
             churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
             scopes += 1;
+            assert!(
+                scopes < 10_000,
+                "verify={verify}: the heap never reached its bound"
+            );
         }
-        // Only a mutator that allocated past the bound waits, once per allocating scope:
-        // scopes that only read (20 of them, still held) pass after the first one's wait.
+        // Scopes that only read are not held.
         let t = Instant::now();
         for _ in 0..20 {
-            m.mutate(|_, arr| assert_eq!(arr.len(), slots));
+            reader.mutate(|_, _| ());
         }
         assert!(
-            t.elapsed() < Duration::from_millis(500),
+            t.elapsed() < Duration::from_millis(25),
             "verify={verify}: 20 reading scopes took {:?}",
+            t.elapsed()
+        );
+        // The mutator that allocated past the bound waits at its next entry (the hook holds
+        // the start, so until the wait times out).
+        let t = Instant::now();
+        churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40),
+            "verify={verify}: the scope after the bound began after {waited:?}"
+        );
+        // Given up for this cycle: the next scopes are not held.
+        let t = Instant::now();
+        for _ in 0..5 {
+            churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(45),
+            "verify={verify}: 5 scopes after a wait in vain took {:?}",
             t.elapsed()
         );
         drop(held);
@@ -411,16 +433,13 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("verify={verify}: no triggered cycle\n{}", trace(&recs)));
-        // The entries past the bound each waited up to 50 ms (a few), and the collector's own
-        // start may land a scope late.
-        let (bound, slack) = (goal as f64 * MAX_OVERSHOOT, 6 * scope_bytes);
+        // The last scope below the bound, the one that waited, the five after it.
+        let slack = 8 * scope_bytes;
         assert!(
             r.heap_start as f64 <= bound + slack as f64,
-            "verify={verify}: the cycle started at {} KiB, its bound {} KiB, after {scopes} \
-             scopes of {} KiB\n{}",
+            "verify={verify}: the cycle started at {} KiB, its bound {} KiB\n{}",
             r.heap_start >> 10,
             bound as usize >> 10,
-            scope_bytes >> 10,
             trace(&recs)
         );
         assert!(

@@ -21,7 +21,7 @@
 //! closure returns, the mutator is at a **safepoint**, and the collector may free anything the
 //! roots do not reach.
 //!
-//! A long-running scope should poll [`Mutation::should_yield`] (one relaxed load) and return
+//! A long-running scope should poll [`Mutation::should_yield`] (two relaxed loads) and return
 //! when it is true, so that a waiting collection can start; re-enter with a new scope.
 
 use std::marker::PhantomData;
@@ -330,11 +330,18 @@ where
 }
 
 impl<'gc> Mutation<'gc> {
-    /// Whether the collector is waiting for this mutator to leave its scope. One relaxed load:
-    /// poll it in long loops and return from the scope when it is true.
+    /// Whether the collector is waiting for this mutator to leave its scope, or a cycle is due
+    /// whose start is late while this mutator allocates past the heap's bound (its next scope
+    /// then waits for the start). Two relaxed loads: poll it in long loops and return from the
+    /// scope when it is true.
     #[inline(always)]
     pub fn should_yield(&self) -> bool {
         self.shared.safepoint.stop_requested()
+            || self
+                .scope
+                .record()
+                .late_start
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start a full collection now, without leaving the scope (what a `(gc)` or

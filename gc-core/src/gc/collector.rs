@@ -39,6 +39,9 @@ pub(crate) struct Control {
     pub pending: AtomicBool,
     /// Set when the collector thread shuts down: the mark workers exit.
     pub stop: AtomicBool,
+    /// Set by a mutator whose wait for a late start timed out ([`wait_for_late_start`]);
+    /// cleared when a cycle starts. While set, no mutator waits for the start again.
+    pub late_start_gave_up: AtomicBool,
 }
 
 /// Cycle bookkeeping, behind `Control::state`.
@@ -136,6 +139,7 @@ pub(crate) fn begin_cycle(h: &Shared) -> u64 {
         st.started
     };
     h.control.pending.store(false, Ordering::Relaxed);
+    h.control.late_start_gave_up.store(false, Ordering::Relaxed);
     // Mutators held at a scope's entry for this start ([`wait_for_late_start`]).
     h.control.done.notify_all();
     n
@@ -148,10 +152,13 @@ const LATE_START_WAIT_MAX: Duration = Duration::from_millis(50);
 /// At the allocation of a span or large object outside marking (`gc::malloc`): whether the
 /// trigger has requested a cycle that has not started yet while `heap_live` is past the
 /// furthest a cycle may take the heap (`max_overshoot` × the goal, the bound assists hold once
-/// marking runs). The mutator then waits for the start at its next scope entry
-/// ([`wait_for_late_start`]).
+/// marking runs), and no wait for this start has timed out. The mutator then waits for the
+/// start at its next scope entry ([`wait_for_late_start`]), and `Mutation::should_yield` tells
+/// it to leave its scope meanwhile.
 pub(crate) fn start_is_late(h: &Shared) -> bool {
-    if !h.control.pending.load(Ordering::Relaxed) {
+    if !h.control.pending.load(Ordering::Relaxed)
+        || h.control.late_start_gave_up.load(Ordering::Relaxed)
+    {
         return false;
     }
     let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
@@ -171,9 +178,11 @@ pub(crate) fn start_is_late(h: &Shared) -> bool {
 /// pause waits for it, so it can wait safely; waiting gives the collector thread its CPU. Only
 /// a mutator that allocated past the bound waits: one that only reads is not held up. The wait
 /// is bounded because the start may itself wait for another mutator's scope (its pause cannot
-/// begin before that scope ends), and that scope might wait for this thread: then the mutator
-/// goes on unthrottled, as an assist does when nothing marks. Not on the collector thread
-/// (drop glue the background sweep runs): the cycle waits for that sweep.
+/// begin before that scope ends, or a blocking region's), and that scope might wait for this
+/// thread: once a wait has timed out, no mutator waits for that cycle's start again, and they go
+/// on unthrottled, as an assist does when nothing marks. Not on the collector thread (drop glue
+/// the background sweep runs): the cycle waits for that sweep; nor inside a scope of another
+/// heap (see `scope::enter`), whose pauses would wait for this one.
 pub(crate) fn wait_for_late_start(h: &Shared) {
     if !start_is_late(h) || ON_COLLECTOR_THREAD.with(|c| c.get()) {
         return;
@@ -182,6 +191,9 @@ pub(crate) fn wait_for_late_start(h: &Shared) {
     let mut st = h.control.state.lock();
     while st.requested > st.started && !st.shutdown {
         if h.control.done.wait_until(&mut st, deadline).timed_out() {
+            // Something other than the CPU holds the start (a scope it waits for): waiting
+            // again for it would only slow the mutators down.
+            h.control.late_start_gave_up.store(true, Ordering::Relaxed);
             break;
         }
     }

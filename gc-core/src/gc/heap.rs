@@ -212,7 +212,8 @@ impl Drop for Shared {
     ///
     /// A panicking drop glue does not stop the others, as in a `Vec`'s drop: every object is
     /// dropped, then the first panic goes on unwinding from here (out of the drop of the last
-    /// heap handle or mutator). Unlike a sweep, teardown is not half done when it unwinds.
+    /// heap handle or mutator; dropped instead if this thread is unwinding already). Unlike a
+    /// sweep, teardown is not half done when it unwinds.
     fn drop(&mut self) {
         self.finalize.teardown();
         let mut panicked = None;
@@ -236,7 +237,9 @@ impl Drop for Shared {
                 }
             }
         });
-        if let Some(p) = panicked {
+        // Not while this thread is already unwinding (the last handle dropped by a panic): a
+        // second panic would abort the process.
+        if let Some(p) = panicked.filter(|_| !std::thread::panicking()) {
             std::panic::resume_unwind(p);
         }
     }

@@ -40,7 +40,7 @@ pub(crate) fn in_scope_of(h: &Shared) -> bool {
 /// The caller owns `record` (it is registered, on this thread) and is outside its scopes, and
 /// the returned token is dropped, through [`exit`], when the scope ends.
 pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InScope<'a> {
-    IN_SCOPE.with(|s| {
+    let nested = IN_SCOPE.with(|s| {
         let mut s = s.borrow_mut();
         if s.contains(&key(h)) {
             panic!(
@@ -49,8 +49,10 @@ pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InSc
             );
         }
         s.push(key(h));
+        s.len() > 1
     });
-    if record.late_start.swap(false, Ordering::Relaxed) {
+    // Not inside a scope of another heap: its pauses would wait for this one meanwhile.
+    if record.late_start.swap(false, Ordering::Relaxed) && !nested {
         crate::gc::collector::wait_for_late_start(h);
     }
     h.safepoint.enter(&record.state);

@@ -201,11 +201,12 @@ fn check_object(arena: &Arena, addr: usize) -> Result<&'static TypeInfo, String>
         while words != 0 && all_poison {
             let k = words.trailing_zeros() as usize;
             words &= words - 1;
-            // SAFETY: the slot is allocated and holds an initialised object of this type,
-            // whose pointer word `k` lies inside it, aligned and initialised, and written after
-            // construction only atomically (`Trace::POINTER_WORDS`): this atomic load races
-            // with nothing, also with a mutator in a blocking region, which runs through the
-            // pause.
+            // SAFETY: word `k` lies inside the slot (a pointer word of the span's type) and is
+            // aligned; it is initialised whatever the slot holds in verify mode: the object
+            // (pointer words are always initialised), the sweep's poison, or a fresh span's
+            // poison. A live object's pointer words are written after construction only
+            // atomically (`Trace::POINTER_WORDS`), so this atomic load races with nothing, also
+            // with a mutator in a blocking region, which runs through the pause.
             let w = unsafe { (*(addr as *const AtomicUsize).add(k)).load(Ordering::Relaxed) };
             all_poison = w == poison;
         }

@@ -235,12 +235,16 @@ impl Controller<'_> {
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
         // With no goal (GOGC=off and no memory limit) a live-heap cap still needs cycles to
-        // find what is live: one runs when the heap reaches the cap.
-        let trigger = if goal == u64::MAX {
-            trigger.min(self.mheap.max_heap as u64)
-        } else {
-            trigger
-        };
+        // find what is live: one runs when the heap reaches the cap. Not while the last cycle
+        // found the cap exceeded: the heap would stay past the trigger and cycles run back to
+        // back for nothing; allocation is refused then, and each refusal asks for a cycle.
+        let cap = self.mheap.max_heap;
+        let trigger =
+            if goal == u64::MAX && self.mheap.counters.heap_reached.load(Ordering::Relaxed) < cap {
+                trigger.min(cap as u64)
+            } else {
+                trigger
+            };
         self.set_goal(to_usize(goal), room);
         p.trigger.store(to_usize(trigger), Ordering::Relaxed);
         drop(model);

@@ -375,7 +375,7 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             .next_goal;
         let bound = goal as f64 * MAX_OVERSHOOT;
         let mut rng = SmallRng::seed_from_u64(7);
-        let cycles = heap.stats().gc_cycles;
+        let (cycles, waits) = (heap.stats().gc_cycles, heap.stats().late_start_wait);
         heap.debug_hold_cycle_start(true);
         // Let go also when an assertion fails: dropping the heap waits for its collector.
         let held = HeldStart(&heap);
@@ -406,6 +406,19 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
         assert!(
             waited >= Duration::from_millis(40),
             "verify={verify}: the scope after the bound began after {waited:?}"
+        );
+        // The embedder sees it (the building of the live set may have waited briefly too).
+        let stats = heap.stats();
+        let metric = heap.metrics().u64("/gccore/gc/late-start/waits:events");
+        assert!(
+            stats.late_start_waits >= 1 && metric == Some(stats.late_start_waits),
+            "verify={verify}: {} waits, metric {metric:?}",
+            stats.late_start_waits
+        );
+        assert!(
+            stats.late_start_wait - waits >= Duration::from_millis(40),
+            "verify={verify}: {:?} of waits counted",
+            stats.late_start_wait - waits
         );
         // Given up for this cycle: the next scopes are not held.
         let t = Instant::now();

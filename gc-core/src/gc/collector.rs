@@ -187,16 +187,26 @@ pub(crate) fn wait_for_late_start(h: &Shared) {
     if !start_is_late(h) || ON_COLLECTOR_THREAD.with(|c| c.get()) {
         return;
     }
-    let deadline = Instant::now() + LATE_START_WAIT_MAX;
-    let mut st = h.control.state.lock();
-    while st.requested > st.started && !st.shutdown {
-        if h.control.done.wait_until(&mut st, deadline).timed_out() {
-            // Something other than the CPU holds the start (a scope it waits for): waiting
-            // again for it would only slow the mutators down.
-            h.control.late_start_gave_up.store(true, Ordering::Relaxed);
-            break;
+    let began = Instant::now();
+    let deadline = began + LATE_START_WAIT_MAX;
+    {
+        let mut st = h.control.state.lock();
+        if st.requested <= st.started || st.shutdown {
+            return;
+        }
+        while st.requested > st.started && !st.shutdown {
+            if h.control.done.wait_until(&mut st, deadline).timed_out() {
+                // Something other than the CPU holds the start (a scope it waits for): waiting
+                // again for it would only slow the mutators down.
+                h.control.late_start_gave_up.store(true, Ordering::Relaxed);
+                break;
+            }
         }
     }
+    h.stats.late_start_waits.fetch_add(1, Ordering::Relaxed);
+    h.stats
+        .late_start_wait_ns
+        .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 /// Recompute the trigger and goal (a setting changed, or the heap was created) and request a

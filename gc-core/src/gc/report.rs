@@ -36,6 +36,8 @@ pub(crate) fn heap_stats(h: &Shared) -> HeapStats {
         assist_bytes: s.assist_bytes.load(Ordering::Relaxed),
         assist_time: d(&s.assist_ns),
         assist_parks: s.assist_parks.load(Ordering::Relaxed),
+        late_start_waits: s.late_start_waits.load(Ordering::Relaxed),
+        late_start_wait: d(&s.late_start_wait_ns),
         scope_wait_total: d(&s.scope_wait_total_ns),
         scope_wait_max: d(&s.scope_wait_max_ns),
         scope_wait_max_mutator: match s.scope_wait_max_mutator.load(Ordering::Relaxed) {
@@ -131,6 +133,8 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(cleanups_run),
         U(h.finalize.cleanups_pending()),
         U(cleanups_panicked),
+        U(u(&s.late_start_waits)),
+        F(secs(u(&s.late_start_wait_ns))),
     ];
     Metrics::from_values(values.into())
 }

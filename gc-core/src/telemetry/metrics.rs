@@ -22,6 +22,10 @@ pub(crate) struct Stats {
     pub assist_ns: AtomicU64,
     /// Times an assist found neither credit nor grey work and waited for background marking.
     pub assist_parks: AtomicU64,
+    /// Waits of mutators at a scope's entry for a late cycle start, and their time
+    /// (`collector::wait_for_late_start`).
+    pub late_start_waits: AtomicU64,
+    pub late_start_wait_ns: AtomicU64,
     /// Time stops waited for mutators to leave their scopes: in all, and the longest wait with
     /// the mutator it waited for (`usize::MAX`: none).
     pub scope_wait_total_ns: AtomicU64,
@@ -173,6 +177,12 @@ pub struct HeapStats {
     /// Times an assist found neither background credit nor grey work to pay its debt with, and
     /// waited for background marking (Go: assists parked on the assist queue).
     pub assist_parks: u64,
+    /// Times a mutator that allocated past 1.1 × the goal while a requested cycle had not
+    /// started waited for that start at its next scope entry (the collector thread was late,
+    /// usually kept off its CPU), and the time they waited in all.
+    pub late_start_waits: u64,
+    /// See `late_start_waits`.
+    pub late_start_wait: Duration,
     /// Time stop-the-world pauses waited for mutators to leave their mutation scopes, in all
     /// (included in `pause_total`).
     pub scope_wait_total: Duration,
@@ -484,6 +494,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "/gccore/gc/cleanups/panics:events",
         "Cleanups that panicked (caught; the others still ran).",
+    ),
+    (
+        "/gccore/gc/late-start/waits:events",
+        "Times a mutator that allocated past 1.1 × the heap goal, with a cycle due but not started (the collector thread late, usually off its CPU), waited for the start at its next scope entry.",
+    ),
+    (
+        "/gccore/gc/late-start/wait:seconds",
+        "Time mutators waited at scope entries for late cycle starts (cumulative).",
     ),
 ];
 

@@ -117,6 +117,9 @@ struct PageAlloc {
     /// No free page at or above this index is unreleased (Go: the scavenger's search
     /// address): scavenging starts below it instead of walking every released run again.
     scav_hint: usize,
+    /// Free pages out of the free runs while [`Arena::scavenge`] releases them without the
+    /// lock: an allocation that finds no room waits for them instead of failing.
+    scavenging: usize,
 }
 
 impl PageAlloc {
@@ -374,10 +377,12 @@ impl Arena {
                 pa.insert(first + n, start + len - (first + n));
             }
             self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+            pa.scavenging += n;
             (first, n)
         };
         let released = self.release_to_os(first, n);
         let mut pa = self.pages.lock();
+        pa.scavenging -= n;
         if !released {
             // Still resident, with whatever it held: a free run again, not marked released.
             self.insert_free(&mut pa, first, n);
@@ -531,6 +536,18 @@ impl Arena {
     /// pages above the high-water mark count.)
     pub(crate) fn alloc_pages_zeroed(&self, npages: usize, fit: Fit) -> Option<(usize, bool)> {
         let mut pa = self.pages.lock();
+        // Free pages the background scavenger holds out of the free runs while it releases
+        // them (microseconds): an allocation that finds no room without them waits for them
+        // rather than failing with the arena full of free pages.
+        while fit == Fit::Grow
+            && pa.scavenging > 0
+            && pa.high_water + npages > self.npages
+            && pa.by_len.range((npages, 0)..).next().is_none()
+        {
+            drop(pa);
+            std::thread::yield_now();
+            pa = self.pages.lock();
+        }
         // Best fit, but among the few best-fitting runs prefer one without released pages:
         // reusing released pages makes memory resident again, which under a memory limit
         // means releasing other pages right away (a run of small `madvise` calls).
@@ -677,6 +694,34 @@ mod tests {
     /// A run is known zero when it comes from above the high-water mark or is all released
     /// pages, and not when any page of it was used and freed since; the pages of a zero run
     /// read as zero, also after they were written, freed and released.
+    /// An allocation that finds the arena full while the scavenger holds free pages out of the
+    /// free runs (releasing them without the lock) waits for them instead of failing.
+    #[test]
+    fn an_allocation_waits_for_pages_the_scavenger_holds() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let all = a.npages;
+        let x = a.alloc_pages(all, Fit::Grow).unwrap();
+        a.free_pages(x, all);
+        // Take the whole free run out, as `scavenge` does around its system call.
+        {
+            let mut pa = a.pages.lock();
+            pa.remove(0, all);
+            pa.scavenging += all;
+            a.free.fetch_sub(all * PAGE_SIZE, Ordering::Relaxed);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let mut pa = a.pages.lock();
+                pa.scavenging -= all;
+                a.insert_free(&mut pa, 0, all);
+            });
+            assert_eq!(a.alloc_pages(all, Fit::Grow), Some(x));
+        });
+        // Nothing held: a full arena refuses at once.
+        assert!(a.alloc_pages(1, Fit::Grow).is_none());
+    }
+
     #[test]
     fn zeroed_runs_are_fresh_or_released() {
         if !release_supported() {

@@ -227,8 +227,19 @@ impl Controller<'_> {
         p.last_trigger_mapped
             .store(m.mapped_ready as usize, Ordering::Relaxed);
         let room = model.goal_leaves_room(m);
-        if marking {
-            self.set_goal(to_usize(model.heap_goal(m)), room);
+        // A cycle that has started but not yet set `marking` (its STW 1), or cleared it and not
+        // yet ended, or a stop-the-world cycle: the trigger is off until it ends. Decided under
+        // the lock, which the cycle's start and end hold: a setting changed in those windows
+        // left a trigger at or below `heap_live` and an extra cycle after this one.
+        if marking || model.cycle_running() {
+            // The setting moved the cycle's goal: the goal the cycle extended to goes with it
+            // (assists judge the bound against the larger of the two), and the next revise
+            // extends from the new goal if the scan work calls for it.
+            let goal = to_usize(model.heap_goal(m));
+            self.set_goal(goal, room);
+            p.extended_goal.store(goal, Ordering::Relaxed);
+            drop(model);
+            self.revise();
             return false;
         }
         let (trigger, goal) = model.trigger(m);
@@ -393,7 +404,8 @@ impl Controller<'_> {
             a.mapped_ready_bytes() as u64,
             crate::alloc::arena::PAGE_SIZE as u64,
         );
-        drop(model);
+        // Published before the lock goes: a memory limit set meanwhile publishes its own goals
+        // under it, which these would otherwise overwrite with the old limit's.
         let to = |g: Option<u64>| g.map_or(usize::MAX, to_usize);
         a.retain_goal
             .store(to(goals.gc_percent_goal), Ordering::Relaxed);
@@ -402,6 +414,7 @@ impl Controller<'_> {
             to(goals.memory_limit_goal),
             goals.gc_percent_goal.is_some() || goals.memory_limit_goal.is_some(),
         );
+        drop(model);
         let cycle_due = self.update_trigger(false);
         CycleEndReport {
             cons_mark,
@@ -425,6 +438,10 @@ impl Controller<'_> {
             // Someone else is updating it.
             return;
         };
+        // Read again under the lock: an updater that read the clock before another took and
+        // released the lock would feed the watch a time earlier than the last one.
+        let now = Instant::now();
+        let now_ns = self.phases.offset(now).as_nanos() as u64;
         p.limiter_next_ns
             .store(now_ns + 1_000_000, Ordering::Relaxed);
         let process = crate::util::clock::process_cpu_ns();

@@ -21,9 +21,11 @@
 //!
 //! # Units
 //!
-//! Bytes are `u64`. *Scan work* is bytes of scannable objects scanned (Go counts up to an
-//! object's last pointer word; gc-core counts the whole object of a type that has pointers) plus
-//! eight bytes per root slot traced. Times are nanoseconds of CPU.
+//! Bytes are `u64`. *Scan work* is eight bytes per unit of the marker's work: one unit per
+//! object scanned and per non-null edge followed (roots included), so a node with two pointers
+//! costs three units. The scannable heap (`heap_scan`) a cycle expects is last cycle's scan work
+//! plus the bytes of the scannable spans allocated since, a coarser measure of the same thing
+//! (Go counts both up to an object's last pointer word). Times are nanoseconds of CPU.
 
 mod model;
 pub use crate::util::pacer_config::*;

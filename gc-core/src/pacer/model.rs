@@ -261,6 +261,12 @@ impl Pacer {
         self.triggered = None;
     }
 
+    /// Whether a cycle has started ([`Pacer::start_cycle`]) and not yet ended
+    /// ([`Pacer::reset_live`]).
+    pub fn cycle_running(&self) -> bool {
+        self.triggered.is_some()
+    }
+
     /// Recompute the GOGC goal and the runway (Go: `commit`), after a cycle or a setting change.
     ///
     /// * GOGC goal = `marked + (marked + stack scan + globals scan) × GOGC/100`, at least the
@@ -322,8 +328,8 @@ impl Pacer {
     /// The goal the soft memory limit allows (Go: `memoryLimitHeapGoal`; `u64::MAX` without a
     /// limit).
     ///
-    /// Memory that is mapped but not heap objects or free pages (span fragmentation and unswept
-    /// garbage, for gc-core) is `non_heap = mapped_ready − heap_free − heap_alloc`; what is
+    /// Memory that is mapped but not heap objects or free pages (span fragmentation, for
+    /// gc-core; unswept garbage is still in `heap_alloc`) is `non_heap = mapped_ready − heap_free − heap_alloc`; what is
     /// mapped beyond the limit is the `overage`. The goal is `limit − (non_heap + overage)`,
     /// minus the headroom (3%, at least 1 MiB), and never below the live heap: a limit below
     /// the live heap gives back-to-back cycles, whose CPU the [`CpuLimiter`] caps.
@@ -780,11 +786,12 @@ impl LimiterWatch {
             self.episode = None;
         }
         if on {
-            let (start, _) = self.episode.unwrap_or((now_ns, now_ns));
-            self.episode = Some((start, now_ns));
+            let (start, last_on) = self.episode.unwrap_or((now_ns, now_ns));
+            // Times only move on (a caller's clock read may race with another's).
+            self.episode = Some((start, now_ns.max(last_on)));
         }
         let (start, last_on) = self.episode?;
-        let lasted = last_on - start;
+        let lasted = last_on.saturating_sub(start);
         (lasted >= window).then_some(lasted)
     }
 }
@@ -1310,6 +1317,15 @@ mod tests {
         // A reset forgets the episode and the stall.
         w.reset();
         assert_eq!(w.update(true, 950), None);
+        // A time earlier than the last (two updaters' clock reads racing) neither moves the
+        // episode back nor underflows its length.
+        let mut w = LimiterWatch::new(Some(400));
+        assert_eq!(w.update(true, 1000), None);
+        assert_eq!(w.update(true, 990), None);
+        for t in [1090, 1190, 1290, 1390] {
+            assert_eq!(w.update(true, t), None);
+        }
+        assert_eq!(w.update(true, 1400), Some(400));
         // No window: never stalls.
         let mut never = LimiterWatch::new(None);
         assert_eq!(never.update(true, 0), None);

@@ -70,9 +70,11 @@ fn run() -> u8 {
         Err(code) => return code,
     };
     let mut config = match Config::from_env() {
-        Ok(c) => c.verify(
-            args.gc_stress.is_some() || std::env::var_os("GCCORE_VERIFY").is_some_and(|v| v == "1"),
-        ),
+        // `from_env` read GCCORE_VERIFY (any of its spellings); stress mode adds it.
+        Ok(c) => {
+            let verify = c.get_verify() || args.gc_stress.is_some();
+            c.verify(verify)
+        }
         Err(e) => {
             eprintln!("lox: {e}");
             return 78;

@@ -446,10 +446,14 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 None => format!("[line {line}] in script"),
             });
         }
+        // Close the open upvalues first: a closure that outlives the program (kept in a
+        // global, for the next REPL line) keeps the values, as clox's do in practice, instead
+        // of slots of a stack the next program reuses (read out of bounds, or another
+        // program's locals).
+        self.close_upvalues(0);
         self.frames.clear();
         self.stack.clear();
         self.sp = 0;
-        self.root.open_upvalues.set(self.mc, None);
         lines
     }
 
@@ -552,9 +556,12 @@ impl<'a, 'gc> Exec<'a, 'gc> {
     }
 
     /// `map.get(key)`, `map.set(key, value)`, `map.has(key)`, `map.delete(key)` on a
-    /// `WeakMap` (the extension in the crate's README). Keys are objects, compared by identity
-    /// (strings are interned, so equal strings are one key); `get` of a missing key is `nil`;
-    /// `set` returns `nil`, `has` and `delete` a boolean. Nothing allocates, so nothing needs
+    /// `WeakMap` (the extension in the crate's README). Keys are objects other than strings,
+    /// compared by identity; `get` of a missing key is `nil`; `set` returns `nil`, `has` and
+    /// `delete` a boolean. A string is refused as a key to `set`, as JavaScript refuses
+    /// primitives: strings are interned weakly, so `a + "b"` built twice is one object while
+    /// the first lives and two if a collection came between, and an entry keyed by one would
+    /// come and go with the collector's timing. Nothing allocates, so nothing needs
     /// rewinding.
     fn weakmap_method(
         &mut self,
@@ -579,6 +586,9 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         let Some(key) = self.peek(argc - 1).as_gc() else {
             return Err(Fault::Message("WeakMap keys must be objects."));
         };
+        if method == 1 && matches!(*key, Obj::String(_)) {
+            return Err(Fault::Message("WeakMap keys cannot be strings."));
+        }
         let result = match method {
             0 => map.get(key).unwrap_or_else(nil),
             1 => {

@@ -75,6 +75,28 @@ fn garbage_instances_are_reclaimed_and_live_ones_kept() {
     assert_eq!(out.take(), "200\ntrue\n");
 }
 
+/// A runtime error closes the open upvalues: a closure kept in a global for a later program
+/// (the next REPL line) reads the value it captured, not a slot of the stack the next program
+/// reuses (before: an index out of bounds, a panic; or another program's local).
+#[test]
+fn a_runtime_error_closes_the_open_upvalues() {
+    let heap = verify_heap();
+    let (mut vm, out) = vm(&heap, Options::default());
+    let e = vm.interpret(
+        "var f; var set;
+         { var a = 1; var b = 2; var c = 3;
+           fun g() { return c; } fun s(v) { c = v; }
+           f = g; set = s; nil(); }",
+    );
+    assert!(matches!(e, Err(LoxError::Runtime(_))), "{e:?}");
+    heap.collect();
+    vm.interpret(
+        r#"print f(); { var x = "keep"; var y = "too"; set(99); print x; print y; print f(); }"#,
+    )
+    .unwrap();
+    assert_eq!(out.take(), "3\nkeep\ntoo\n99\n");
+}
+
 #[test]
 fn interned_strings_are_weak_and_survivors_stay_canonical() {
     let heap = verify_heap();
@@ -229,6 +251,10 @@ fn weakmap_entries_die_with_their_keys_and_live_keys_keep_theirs() {
         for (src, msg) in [
             ("WeakMap().set(1, 2);", "WeakMap keys must be objects."),
             ("WeakMap().get(nil);", "WeakMap keys must be objects."),
+            (
+                "var a = \"a\"; WeakMap().set(a + \"b\", 1);",
+                "WeakMap keys cannot be strings.",
+            ),
             ("WeakMap().size();", "Undefined property 'size'."),
             ("WeakMap().get();", "Expected 1 arguments but got 0."),
             ("WeakMap(1);", "Expected 0 arguments but got 1."),

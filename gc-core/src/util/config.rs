@@ -381,41 +381,43 @@ impl Config {
 /// at least [`MIN_MEMORY_LIMIT`]. A count from `i64::MAX` (Go's `math.MaxInt64`, its "no
 /// limit") up to what a `u64` holds also means off; a larger one is an error, as in Go.
 pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
-    const EXPECTED: &str = "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB \
-                            or TiB (e.g. 512MiB), or \"off\"";
-    let err = || ConfigError {
-        var: "GOMEMLIMIT",
-        value: v.to_string(),
-        expected: EXPECTED,
-    };
-    if is_off(v) {
-        return Ok(None);
-    }
-    let b = parse_bytes("GOMEMLIMIT", v).map_err(|_| err())?;
-    if b as u64 >= i64::MAX as u64 {
-        return Ok(None);
-    }
-    if b < MIN_MEMORY_LIMIT {
-        return Err(err());
-    }
-    Ok(Some(b))
+    let limit = parse_limit(
+        "GOMEMLIMIT",
+        "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB or TiB (e.g. \
+         512MiB), or \"off\"",
+        v,
+    )?;
+    Ok(limit.filter(|&b| (b as u64) < i64::MAX as u64))
 }
 
 /// Parse a `GCCORE_MAX_HEAP` value: `off`, or a byte count (units as for `GOMEMLIMIT`) of at
 /// least [`MIN_MEMORY_LIMIT`].
 fn parse_max_heap(v: &str) -> Result<Option<usize>, ConfigError> {
-    let err = || ConfigError {
-        var: "GCCORE_MAX_HEAP",
-        value: v.to_string(),
-        expected: "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB or TiB \
-                   (e.g. 1GiB), or \"off\"",
-    };
+    parse_limit(
+        "GCCORE_MAX_HEAP",
+        "a byte count of at least 1MiB with an optional unit B, KiB, MiB, GiB or TiB (e.g. \
+         1GiB), or \"off\"",
+        v,
+    )
+}
+
+/// A limit's value for the variable `var`: `off` (any case), or a byte count of at least
+/// [`MIN_MEMORY_LIMIT`]; otherwise an error naming `expected`.
+fn parse_limit(
+    var: &'static str,
+    expected: &'static str,
+    v: &str,
+) -> Result<Option<usize>, ConfigError> {
     if is_off(v) {
         return Ok(None);
     }
-    match parse_bytes("GCCORE_MAX_HEAP", v) {
+    match parse_bytes(var, v) {
         Ok(b) if b >= MIN_MEMORY_LIMIT => Ok(Some(b)),
-        _ => Err(err()),
+        _ => Err(ConfigError {
+            var,
+            value: v.to_string(),
+            expected,
+        }),
     }
 }
 

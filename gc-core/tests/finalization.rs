@@ -303,6 +303,49 @@ fn wait_for_cleanups_from_a_cleanup_panics_instead_of_hanging() {
     }
 }
 
+/// Waiting for the cleanups inside a scope is refused, as `collect()` there is: a cleanup that
+/// collects waits for the scope to end, and the scope would wait for that cleanup (before the
+/// refusal, a deadlock). Between scopes the wait works, and the cleanup's cycle has run.
+#[test]
+fn wait_for_cleanups_inside_a_scope_panics_instead_of_deadlocking() {
+    for config in settings() {
+        let heap = Heap::new(config).unwrap();
+        let (message, collected) = common::within(30, "wait_for_cleanups inside a scope", {
+            let heap = heap.clone();
+            move || {
+                let collected = Arc::new(AtomicUsize::new(0));
+                let mut m = root_mutator(&heap);
+                m.mutate(|mc, _| {
+                    let (h, collected) = (heap.clone(), collected.clone());
+                    Gc::new(mc, 1u64).add_cleanup(mc, move || {
+                        h.collect();
+                        collected.fetch_add(1, Ordering::SeqCst);
+                    });
+                });
+                m.collect();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    m.mutate(|_, _| heap.wait_for_cleanups())
+                }));
+                let message = match r {
+                    Ok(()) => String::from("no panic"),
+                    Err(e) => e
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| e.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| String::from("a panic without a message")),
+                };
+                heap.wait_for_cleanups();
+                (message, collected.load(Ordering::SeqCst))
+            }
+        });
+        assert!(
+            message.contains("wait_for_cleanups called inside a mutation scope"),
+            "{message}"
+        );
+        assert_eq!(collected, 1, "the cleanup's collect() returned");
+    }
+}
+
 #[derive(Trace)]
 struct FRoot<'gc> {
     queue: GcFinalizers<'gc, Node<'gc>>,

@@ -241,10 +241,21 @@ impl Heap {
     /// run.
     ///
     /// # Panics
-    /// If called from a cleanup (it would wait for itself); the cleanup's panic is caught and
-    /// counted like any other.
+    /// If called from a cleanup (it would wait for itself; the cleanup's panic is caught and
+    /// counted like any other), inside a mutation scope of this heap, or from drop glue the
+    /// sweeper runs: a cleanup that calls [`Heap::collect`] would wait for that scope or that
+    /// sweep to end, and they for the cleanup (deadlock). Call it between scopes, as `collect`.
     pub fn wait_for_cleanups(&self) {
-        self.shared().finalize.wait_for_cleanups();
+        crate::gc::sweep::refuse_in_drop_glue("Heap::wait_for_cleanups");
+        let h = self.shared();
+        if crate::gc::scope::in_scope_of(h) {
+            panic!(
+                "gc-core: Heap::wait_for_cleanups called inside a mutation scope of the same \
+                 heap; a cleanup that collects would wait for that scope to end (deadlock). \
+                 Call it between scopes."
+            );
+        }
+        h.finalize.wait_for_cleanups();
     }
 
     /// The records of the cycles completed since the last call (oldest first; at most

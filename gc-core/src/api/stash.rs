@@ -21,7 +21,11 @@ use crate::gc::heap::ObjAddr;
 pub struct Stash<R: for<'gc> Rootable<'gc>> {
     owner: Arc<Owner>,
     slot: usize,
-    _r: PhantomData<fn() -> R>,
+    /// Invariant in `R` (and `Send + Sync` whatever `R` is). `fetch` rebuilds the object's type
+    /// from the marker, so a stash covariant in `R` would let a user's marker that is covariant
+    /// in a type parameter view a stash of `Root<'gc, M<A>>` as one of `Root<'gc, M<B>>` for a
+    /// supertype `B` of `A`, store a `B` into the object through it, and read it back as an `A`.
+    _r: PhantomData<fn(R) -> R>,
 }
 
 impl<'gc> Mutation<'gc> {

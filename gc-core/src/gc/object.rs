@@ -111,7 +111,16 @@ impl<T: Trace> Info<T> {
         name: std::any::type_name::<T>,
         size: std::mem::size_of::<T>(),
         pointer_words: match T::POINTER_WORDS {
-            Some(words) if T::NEEDS_TRACE => words,
+            // A mask naming a word past the end of a `T` is a broken `unsafe impl Trace` (or a
+            // derive fooled by a crate that rebinds `::core`): the marker would read the next
+            // slot's memory. Refused when the type is first allocated (a compile-time error).
+            Some(words) if T::NEEDS_TRACE => {
+                assert!(
+                    pointer_words_fit(words, std::mem::size_of::<T>()),
+                    "gc-core: Trace::POINTER_WORDS names a word past the end of the type"
+                );
+                words
+            }
             _ => 0,
         },
     };
@@ -132,6 +141,12 @@ impl<T: Trace> Info<T> {
     }
 }
 
+/// Whether every word `words` names (bit `k`: bytes `8 k .. 8 k + 8`) lies inside a value of
+/// `size` bytes.
+pub(crate) const fn pointer_words_fit(words: u64, size: usize) -> bool {
+    size >= 64 * 8 || words >> (size / 8) == 0
+}
+
 /// Variable-length objects (arrays, strings): the element count, then the elements.
 #[repr(C)]
 pub(crate) struct VarHeader {
@@ -140,3 +155,41 @@ pub(crate) struct VarHeader {
 
 /// Byte offset of the first element after a [`VarHeader`].
 pub(crate) const VAR_DATA_OFFSET: usize = std::mem::size_of::<VarHeader>();
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointer_words_must_lie_inside_the_type() {
+        assert!(pointer_words_fit(0, 0));
+        assert!(!pointer_words_fit(1, 0));
+        assert!(
+            !pointer_words_fit(1, 7),
+            "a word that would end past a 7-byte value"
+        );
+        assert!(pointer_words_fit(1, 8));
+        assert!(pointer_words_fit(0b11, 16));
+        assert!(!pointer_words_fit(0b100, 16));
+        assert!(pointer_words_fit(0b100, 24));
+        assert!(pointer_words_fit(1 << 63, 64 * 8));
+        assert!(!pointer_words_fit(1 << 63, 63 * 8));
+        // Every mask derived for the crate's own types fits them.
+        for (words, size) in [
+            (Info::<crate::Gc<'static, u64>>::INFO.pointer_words, 8),
+            (
+                Info::<[Option<crate::Gc<'static, u64>>; 3]>::INFO.pointer_words,
+                24,
+            ),
+            (
+                Info::<(u64, crate::Gc<'static, u64>)>::INFO.pointer_words,
+                16,
+            ),
+        ] {
+            assert!(
+                words != 0 && pointer_words_fit(words, size),
+                "{words:#b} in {size}"
+            );
+        }
+    }
+}

@@ -727,6 +727,91 @@ fn finish_sweep_from_drop_glue() {
     );
 }
 
+thread_local! {
+    /// The mutator that `EntersScope`'s drop glue uses, on the thread that made it.
+    static THREAD_MUTATOR: std::cell::RefCell<Option<Mutator<Rootable!['gc => ()]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Drop glue that enters a mutation scope with a mutator of its thread. A sweep runs it: in
+/// verify mode inside the mark-termination pause, which the scope's entry would wait for.
+struct EntersScope(Arc<AtomicBool>);
+impl Drop for EntersScope {
+    fn drop(&mut self) {
+        THREAD_MUTATOR.with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut()
+                && let Some(m) = m.as_mut()
+            {
+                m.mutate(|mc, _| {
+                    Gc::new(mc, 0u64);
+                });
+                self.0.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+}
+
+#[derive(Trace)]
+struct HasEntersScope {
+    #[gc(skip)]
+    #[allow(dead_code)]
+    e: EntersScope,
+    #[gc(skip)]
+    _pad: [u64; 60],
+}
+
+fn scope_from_drop_glue_child() {
+    let heap = Heap::new(Config::default()).unwrap();
+    THREAD_MUTATOR.with(|m| *m.borrow_mut() = Some(heap.mutator(|_| ())));
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let entered = Arc::new(AtomicBool::new(false));
+    // Garbage in many spans, so that this thread sweeps some of them itself (lazily, as it
+    // allocates, and in `collect()`, which finishes the sweep) and runs their drop glue, which
+    // finds the thread's other mutator (the collector thread has none).
+    for _ in 0..50 {
+        m.mutate(|mc, _| {
+            for _ in 0..4096 {
+                Gc::new(
+                    mc,
+                    HasEntersScope {
+                        e: EntersScope(entered.clone()),
+                        _pad: [0; 60],
+                    },
+                );
+            }
+        });
+        heap.collect();
+    }
+    eprintln!(
+        "drop glue entered a scope: {}",
+        entered.load(Ordering::SeqCst)
+    );
+    std::process::exit(3);
+}
+
+/// Drop glue that enters a mutation scope would wait for a pause that waits for the sweep
+/// running it (verify mode sweeps inside mark termination): the entry panics, which aborts the
+/// process with the reason (never a hang), also where it would not have deadlocked.
+#[test]
+fn scope_from_drop_glue() {
+    if std::env::var_os("ATTACK_CHILD_SCOPE").is_some() {
+        scope_from_drop_glue_child();
+        return;
+    }
+    let end = run_child(
+        "scope_from_drop_glue",
+        "ATTACK_CHILD_SCOPE",
+        Duration::from_secs(60),
+    );
+    assert_eq!(end.signal, Some(6), "expected an abort:\n{}", end.stderr);
+    assert!(
+        end.stderr
+            .contains("a mutation scope entered called from drop glue run by the sweeper"),
+        "the report does not say why:\n{}",
+        end.stderr
+    );
+}
+
 // ---- A panic in `Trace` on a stop-the-world parallel mark helper: the collector waits for the
 // helpers with the world stopped, so the helper's panic must abort the process, not hang it.
 

@@ -267,6 +267,104 @@ fn nested_scopes_of_one_heap_on_one_thread_panic() {
     a.mutate(|_, _| b.mutate(|_, _| ()));
 }
 
+type UnitRoot = Rootable!['gc => ()];
+
+/// The message of a panic caught by `catch_unwind` ("no panic" if there was none).
+fn panic_message(r: std::thread::Result<()>) -> String {
+    match r {
+        Ok(()) => String::from("no panic"),
+        Err(e) => e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_default(),
+    }
+}
+
+/// Scopes of two heaps nested in one order on one thread and in the other order on another
+/// deadlock when both wait at once (each thread holds one heap's pause back while it waits out
+/// the other's): the second order panics, every time and not only when the threads meet, as
+/// do `collect()`, `Heap::mutator` and `wait_for_cleanups` of the outer heap inside a scope of
+/// the inner one. Both heaps keep working afterwards.
+#[test]
+fn scopes_of_two_heaps_nested_in_both_orders_panic() {
+    let a = Heap::new(Config::default()).unwrap();
+    let b = Heap::new(Config::default()).unwrap();
+    let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+    let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+    // A outside B, twice: one order is fine.
+    for _ in 0..2 {
+        ma.mutate(|mc, _| {
+            Gc::new(mc, 1u64);
+            mb.mutate(|mc, _| Gc::new(mc, 2u64).as_ref_gc().to_owned())
+        });
+    }
+    // B outside A, on another thread with mutators of its own: refused.
+    let message = std::thread::scope(|t| {
+        t.spawn(|| {
+            let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+            panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || mb.mutate(|_, _| ma.mutate(|_, _| ())),
+            )))
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        message.contains("mutation scope entered inside a mutation scope of another heap")
+            && message.contains("in one order"),
+        "{message}"
+    );
+    // Waiting for A's cycle, or for A's registry, inside a scope of B: refused as well.
+    let calls: [(&str, &dyn Fn()); 3] = [
+        ("collect()", &|| a.collect()),
+        ("Heap::mutator", &|| drop(a.mutator::<UnitRoot>(|_| ()))),
+        ("Heap::wait_for_cleanups", &|| a.wait_for_cleanups()),
+    ];
+    for (what, call) in calls {
+        let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || mb.mutate(|_, _| call()),
+        )));
+        assert!(
+            message.starts_with(&format!(
+                "gc-core: {what} inside a mutation scope of another heap"
+            )),
+            "{what}: {message}"
+        );
+    }
+    // Dropping a mutator of A inside a scope of B is not refused: it is unregistered once the
+    // thread has left the scope.
+    let extra: Mutator<UnitRoot> = a.mutator(|_| ());
+    mb.mutate(|_, _| drop(extra));
+    // Both heaps still collect, and the allowed order still works.
+    ma.collect();
+    mb.collect();
+    ma.mutate(|_, _| mb.mutate(|_, _| ()));
+    assert!(a.stats().gc_cycles >= 1 && b.stats().gc_cycles >= 1);
+}
+
+/// A cycle through three heaps (A outside B, B outside C, then C outside A) is refused too.
+#[test]
+fn scopes_of_three_heaps_nested_in_a_cycle_panic() {
+    let heaps: Vec<Heap> = (0..3)
+        .map(|_| Heap::new(Config::default()).unwrap())
+        .collect();
+    let mut ms: Vec<Mutator<UnitRoot>> = heaps.iter().map(|h| h.mutator(|_| ())).collect();
+    let (m0, rest) = ms.split_at_mut(1);
+    let (m1, m2) = rest.split_at_mut(1);
+    let (m0, m1, m2) = (&mut m0[0], &mut m1[0], &mut m2[0]);
+    m0.mutate(|_, _| m1.mutate(|_, _| ()));
+    m1.mutate(|_, _| m2.mutate(|_, _| ()));
+    // Transitively, A's scopes wait for C's; C outside A would close the cycle.
+    let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || m2.mutate(|_, _| m0.mutate(|_, _| ())),
+    )));
+    assert!(message.contains("in one order"), "{message}");
+    // The edges already made still hold: A outside C is the order they imply.
+    m0.mutate(|_, _| m2.mutate(|_, _| ()));
+}
+
 /// A limiter bucket too large to count in nanoseconds for all CPUs is taken (it holds the most
 /// a bucket can, which never fills) instead of overflowing: with overflow checks `Heap::new`
 /// panicked, without them the bucket wrapped round to almost nothing and the limiter stayed on.

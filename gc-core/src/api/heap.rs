@@ -255,6 +255,7 @@ impl Heap {
                  Call it between scopes."
             );
         }
+        crate::gc::scope::note_wait_for(h, "Heap::wait_for_cleanups");
         h.finalize.wait_for_cleanups();
     }
 

@@ -101,8 +101,8 @@ impl Drop for ScopeGuard<'_> {
     fn drop(&mut self) {
         let h = self.mc.shared;
         crate::gc::scope::exit(h, &self.mc.scope);
-        // Mutators of this heap dropped inside the scope: now that this thread is outside
-        // every scope of the heap, unregister them.
+        // Mutators dropped inside this scope or scopes nested in it (it was the thread's
+        // outermost): now that this thread is outside every scope, unregister them.
         let key = h as *const Shared as usize;
         let deferred: Vec<_> = DEFERRED_DROPS.with(|d| {
             let mut d = d.borrow_mut();
@@ -122,9 +122,10 @@ impl Drop for ScopeGuard<'_> {
 type DeferredDrop = (usize, Box<dyn FnOnce()>);
 
 thread_local! {
-    /// Mutators dropped while this thread was inside a scope of another mutator of the same heap
-    /// (by `Shared` address), unregistered when that scope ends. Unregistering takes the
-    /// registry lock, which a collector holds while it waits for that very scope to end.
+    /// Mutators dropped while this thread was inside a scope, with the heap of its outermost
+    /// scope (by `Shared` address); unregistered when that scope ends. Unregistering takes the
+    /// registry lock, which a collector holds while it waits for every scope of its heap to end
+    /// (this thread's, or, for another heap's scope, a thread waiting for that heap's pause).
     static DEFERRED_DROPS: std::cell::RefCell<Vec<DeferredDrop>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -160,6 +161,7 @@ where
                  first scope would nest in that one (deadlock). Create mutators between scopes."
             );
         }
+        crate::gc::scope::note_wait_for(&owner.shared, "Heap::mutator");
         let roots: NonNull<RootsBox<R, S>> = NonNull::from(Box::leak(Box::new(RootsBox {
             root: None,
             stack: RootStack::new(),
@@ -282,13 +284,17 @@ where
             // SAFETY: `roots` came from `Box::leak` in `new` and is dropped only here, once.
             unsafe { unregister(&owner.shared, &record, roots) }
         };
-        if in_scope_of(&self.owner.shared) {
-            // Inside a scope of another mutator of this heap: taking the registry lock could
-            // wait for a collector that waits for that scope. Unregister when it ends; until
-            // then this mutator stays registered, outside any scope (a parked mutator).
-            let key = &*self.owner.shared as *const Shared as usize;
-            DEFERRED_DROPS.with(|d| d.borrow_mut().push((key, Box::new(unregister))));
+        if let Some(outer) = crate::gc::scope::outermost_scope() {
+            // Inside a scope (of another mutator of this heap, or of another heap): taking the
+            // registry lock could wait for a collector that waits for that scope, or hold that
+            // other heap's pauses back while it waits for this heap's. Unregister when the
+            // thread has left its last scope; until then this mutator stays registered,
+            // outside any scope (a parked mutator).
+            DEFERRED_DROPS.with(|d| d.borrow_mut().push((outer, Box::new(unregister))));
         } else {
+            // The registry lock: a pause holds it while it waits for every scope of the heap,
+            // and for a sweep whose drop glue this may be (verify mode sweeps in the pause).
+            crate::gc::sweep::refuse_in_drop_glue("a Mutator's drop");
             unregister();
         }
     }

@@ -32,8 +32,9 @@
 //! across STW 1 can do (a stop waits for every other scope to end). That scope is *stale*
 //! (`gc::blocking`): its mutable borrows shade the whole value again when they end, the
 //! insertion half of the barrier, since such a scope may store objects the snapshot never
-//! saw; and marking cannot end before the scope does. Stop-the-world marking runs with every
-//! scope ended, so the only borrowed values it meets are leaked ones.
+//! saw; and marking cannot end before the scope does. A pause (the stop-the-world collector's,
+//! or mark termination) meets borrowed values of scopes in a blocking region, covered by the
+//! same two cases, and leaked ones.
 //!
 //! A **leaked** mutable borrow (`std::mem::forget` of the guard, safe code) leaves the writer
 //! flag set for good, and markers skip the value in every later cycle, so what it holds may be

@@ -109,6 +109,7 @@ pub(crate) fn collect(h: &Shared) {
              for that scope to end (deadlock). Call it between scopes."
         );
     }
+    crate::gc::scope::note_wait_for(h, "collect()");
     let target = request_forced_cycle(h);
     {
         let mut st = h.control.state.lock();

@@ -135,6 +135,9 @@ pub(crate) struct Shared {
     /// The pacer trace file, if asked for: a line per cycle, written by the collector after
     /// each cycle under the trace's lock.
     pub pacer_trace: crate::telemetry::pacertrace::PacerTrace,
+    /// Unique for the process's life (an address may be reused by a later heap): names the
+    /// heap in the graph of waits between heaps' scopes ([`crate::gc::scope::note_wait_for`]).
+    pub id: u64,
 }
 
 impl Shared {
@@ -198,6 +201,7 @@ impl Shared {
             pacer_trace: crate::telemetry::pacertrace::PacerTrace::open(
                 config.pacer_trace.as_deref(),
             ),
+            id: crate::gc::scope::new_heap_id(),
         });
         crate::gc::collector::update_trigger(&shared);
         Ok(shared)
@@ -215,6 +219,7 @@ impl Drop for Shared {
     /// heap handle or mutator; dropped instead if this thread is unwinding already). Unlike a
     /// sweep, teardown is not half done when it unwinds.
     fn drop(&mut self) {
+        crate::gc::scope::forget_heap(self.id);
         self.finalize.teardown();
         let mut panicked = None;
         self.mheap.central.teardown(|span| {

@@ -1,6 +1,17 @@
 //! Mutation scopes as the collector sees them: entering one (the safepoint handshake, the root
-//! scan a mark phase needs first), leaving one (shading what the barrier buffered), and which
-//! heaps the current thread is inside a scope of.
+//! scan a mark phase needs first), leaving one (shading what the barrier buffered), which
+//! heaps the current thread is inside a scope of, and the order in which scopes of different
+//! heaps wait for each other.
+//!
+//! **Waits between heaps.** A thread inside a scope of heap A that waits for heap B (to enter
+//! a scope of B, which waits out B's pause; or in B's `collect()`, or for B's registry lock or
+//! its cleanups) holds A's pauses back while it waits. Two such waits in opposite directions
+//! are a deadlock, as two locks taken in opposite orders are: thread 1 inside A waits for B's
+//! pause, whose stop waits for thread 2, inside B and waiting for A's pause, whose stop waits
+//! for thread 1. So every such wait is recorded as an edge A → B of a process-wide graph of heap
+//! ids, and a wait that would close a cycle in it panics, whether or not the other threads are
+//! waiting at that moment (as a lock-order checker does): the order in which a program nests
+//! scopes of different heaps must be one order, the same on every thread.
 
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
@@ -9,12 +20,78 @@ use crate::gc::heap::Shared;
 use crate::gc::registry::{InScope, MutatorRecord};
 
 thread_local! {
-    /// Heaps (by `Shared` address) that this thread is inside a mutation scope of.
-    static IN_SCOPE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// Heaps that this thread is inside a mutation scope of: their `Shared` address and id.
+    static IN_SCOPE: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn key(h: &Shared) -> usize {
     h as *const Shared as usize
+}
+
+/// Edges `(a, b)` of the wait graph between heaps (by [`Shared::id`]): a thread inside a scope
+/// of heap `a` has waited for heap `b`. Kept acyclic ([`note_wait_for`]); a heap's edges go
+/// when it is dropped ([`forget_heap`]).
+static WAITS: parking_lot::Mutex<Vec<(u64, u64)>> = parking_lot::Mutex::new(Vec::new());
+
+/// A new heap's id for the wait graph: never reused, unlike its address.
+pub(crate) fn new_heap_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The heap with this id is gone: drop its edges.
+pub(crate) fn forget_heap(id: u64) {
+    WAITS.lock().retain(|&(a, b)| a != id && b != id);
+}
+
+/// Whether `to` can be reached from `from` along `edges`.
+fn reaches(edges: &[(u64, u64)], from: u64, to: u64) -> bool {
+    let mut seen = vec![from];
+    let mut next = vec![from];
+    while let Some(x) = next.pop() {
+        for &(a, b) in edges {
+            if a == x && !seen.contains(&b) {
+                if b == to {
+                    return true;
+                }
+                seen.push(b);
+                next.push(b);
+            }
+        }
+    }
+    false
+}
+
+/// This thread is about to wait for heap `h` (`what` says for what): for every other heap it
+/// is inside a scope of, record that that heap's scopes wait for `h`.
+///
+/// # Panics
+/// If `h`'s scopes have been seen waiting, directly or through other heaps, for one of those
+/// heaps: the two waits could deadlock (see the module docs). Nothing is recorded then.
+pub(crate) fn note_wait_for(h: &Shared, what: &str) {
+    let Ok(Some(outer)) = IN_SCOPE.try_with(|s| {
+        let s = s.borrow();
+        s.iter().any(|&(_, id)| id != h.id).then(|| s.clone())
+    }) else {
+        return;
+    };
+    let mut waits = WAITS.lock();
+    for &(_, a) in &outer {
+        if a == h.id || waits.contains(&(a, h.id)) {
+            continue;
+        }
+        if reaches(&waits, h.id, a) {
+            drop(waits);
+            panic!(
+                "gc-core: {what} inside a mutation scope of another heap, whose scopes this heap's \
+                 scopes have waited for before (scopes of the two heaps nested in both orders, or \
+                 one heap's collect(), mutators or cleanups used inside the other's scope): two \
+                 threads doing both at once deadlock. Nest scopes of different heaps in one order \
+                 on every thread."
+            );
+        }
+        waits.push((a, h.id));
+    }
 }
 
 /// Whether this thread is inside a mutation scope of the heap `h` (a wait for the collector
@@ -23,8 +100,17 @@ fn key(h: &Shared) -> usize {
 /// mutator kept in a thread-local is dropped then, with this question asked).
 pub(crate) fn in_scope_of(h: &Shared) -> bool {
     IN_SCOPE
-        .try_with(|s| s.borrow().contains(&key(h)))
+        .try_with(|s| s.borrow().iter().any(|&(k, _)| k == key(h)))
         .unwrap_or(false)
+}
+
+/// The heap (by `Shared` address) of the outermost scope this thread is inside, if any: when
+/// that scope ends, the thread is outside every scope.
+pub(crate) fn outermost_scope() -> Option<usize> {
+    IN_SCOPE
+        .try_with(|s| s.borrow().first().map(|&(k, _)| k))
+        .ok()
+        .flatten()
 }
 
 /// Enter a scope of `record` on its owner's thread: wait for a late cycle to start if the
@@ -34,23 +120,32 @@ pub(crate) fn in_scope_of(h: &Shared) -> bool {
 ///
 /// # Panics
 /// If this thread is already inside a scope of this heap (nesting scopes of two mutators of one
-/// heap on one thread would deadlock the collector).
+/// heap on one thread would deadlock the collector), if it runs drop glue for a sweep, or if
+/// it is inside a scope of another heap in the order opposite to one seen before
+/// ([`note_wait_for`]).
 ///
 /// # Safety
 /// The caller owns `record` (it is registered, on this thread) and is outside its scopes, and
 /// the returned token is dropped, through [`exit`], when the scope ends.
 pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InScope<'a> {
+    // A sweep running drop glue on this thread may hold up a pause (verify mode sweeps inside
+    // one), which this entry would wait for.
+    crate::gc::sweep::refuse_in_drop_glue("a mutation scope entered");
     let nested = IN_SCOPE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.contains(&key(h)) {
+        let s = s.borrow();
+        if s.iter().any(|&(k, _)| k == key(h)) {
             panic!(
                 "gc-core: this thread is already inside a mutation scope of this heap; nesting \
                  scopes of two mutators of one heap on one thread would deadlock the collector"
             );
         }
-        s.push(key(h));
-        s.len() > 1
+        !s.is_empty()
     });
+    if nested {
+        // Entering waits out a pause of `h`, holding back the other heaps' pauses meanwhile.
+        note_wait_for(h, "a mutation scope entered");
+    }
+    IN_SCOPE.with(|s| s.borrow_mut().push((key(h), h.id)));
     // Not inside a scope of another heap: its pauses would wait for this one meanwhile.
     if record.late_start.swap(false, Ordering::Relaxed) && !nested {
         crate::gc::collector::wait_for_late_start(h);
@@ -83,8 +178,28 @@ pub(crate) fn exit(h: &Shared, scope: &InScope<'_>) {
     h.safepoint.exit(&record.state);
     IN_SCOPE.with(|s| {
         let mut s = s.borrow_mut();
-        if let Some(i) = s.iter().rposition(|&k| k == key(h)) {
-            s.swap_remove(i);
+        if let Some(i) = s.iter().rposition(|&(k, _)| k == key(h)) {
+            s.remove(i);
         }
     });
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_graph_finds_paths_and_forgets_heaps() {
+        let edges = [(1, 2), (2, 3), (5, 1)];
+        assert!(reaches(&edges, 1, 3));
+        assert!(reaches(&edges, 5, 3));
+        assert!(!reaches(&edges, 3, 1));
+        assert!(!reaches(&edges, 2, 1));
+        assert!(!reaches(&edges, 4, 4), "no edge, no path");
+        let (x, y) = (new_heap_id(), new_heap_id());
+        assert_ne!(x, y);
+        WAITS.lock().extend([(x, y), (y, x + 1000)]);
+        forget_heap(y);
+        assert!(!WAITS.lock().iter().any(|&(a, b)| a == y || b == y));
+    }
 }

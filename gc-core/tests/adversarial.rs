@@ -765,10 +765,11 @@ fn scope_from_drop_glue_child() {
     THREAD_MUTATOR.with(|m| *m.borrow_mut() = Some(heap.mutator(|_| ())));
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
     let entered = Arc::new(AtomicBool::new(false));
-    // Garbage in many spans, so that this thread sweeps some of them itself (lazily, as it
-    // allocates, and in `collect()`, which finishes the sweep) and runs their drop glue, which
-    // finds the thread's other mutator (the collector thread has none).
-    for _ in 0..50 {
+    // Garbage in many spans and cycles, so that this thread sweeps some of them itself (lazily,
+    // as it allocates spans while the background sweeper is behind, and in `collect()`, which
+    // finishes the sweep) and runs their drop glue, which finds the thread's other mutator
+    // (the collector thread has none).
+    for round in 0..400 {
         m.mutate(|mc, _| {
             for _ in 0..4096 {
                 Gc::new(
@@ -780,7 +781,9 @@ fn scope_from_drop_glue_child() {
                 );
             }
         });
-        heap.collect();
+        if round % 50 == 49 {
+            heap.collect();
+        }
     }
     eprintln!(
         "drop glue entered a scope: {}",

@@ -20,6 +20,14 @@ use crate::util::config::Config;
 use crate::util::error::HeapError;
 
 /// Stops and joins the collector thread when the last user handle drops.
+///
+/// The join waits for the collector thread to exit, and the teardown after it (on the thread
+/// that drops the last reference to the heap's state) runs the heap's cleanups, user code. So
+/// it is not done on a collector thread (drop glue of another heap's sweep dropping this
+/// heap's last handle: two heaps holding each other's handles would join each other's
+/// collector), where the collector is left to exit and tear down on its own; nor inside a
+/// mutation scope (of another heap: a cleanup may wait for that heap), where it is deferred
+/// until the thread has left its outermost scope.
 pub(crate) struct Owner {
     pub shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -33,10 +41,23 @@ impl Drop for Owner {
             st.shutdown = true;
             c.wake.notify_all();
         }
-        if let Some(t) = self.thread.lock().take()
-            && t.thread().id() != std::thread::current().id()
+        let Some(t) = self.thread.lock().take() else {
+            return;
+        };
+        if t.thread().id() == std::thread::current().id()
+            || crate::gc::collector::on_collector_thread()
         {
+            return;
+        }
+        // Kept alive with the join, so that the teardown runs where the join does or on the
+        // collector thread, never inside this thread's scopes.
+        let shared = self.shared.clone();
+        let join = Box::new(move || {
             let _ = t.join();
+            drop(shared);
+        });
+        if let Some(join) = crate::api::mutator::defer_past_scopes(join) {
+            join();
         }
     }
 }
@@ -77,6 +98,12 @@ impl Heap {
 
     /// Register a mutator for the calling thread. `init` builds its root object inside a first
     /// mutation scope.
+    ///
+    /// # Panics
+    ///
+    /// Inside a mutation scope of this heap (the first scope would nest in it), from drop glue
+    /// the sweeper runs, and inside a scope of a heap that this heap's scopes have waited for
+    /// (scopes of different heaps nest in one order: `docs/api.md`, §6).
     pub fn mutator<R>(
         &self,
         init: impl for<'gc> FnOnce(&Mutation<'gc>) -> Root<'gc, R>,
@@ -121,7 +148,9 @@ impl Heap {
     /// # Panics
     ///
     /// If the calling thread is inside a mutation scope of this heap (the cycle would wait for
-    /// that scope to end: a deadlock). Call it between scopes.
+    /// that scope to end: a deadlock), runs drop glue for the sweeper, or is inside a scope of
+    /// a heap that this heap's scopes have waited for (scopes of different heaps nest in one
+    /// order: `docs/api.md`, §6). Call it between scopes.
     pub fn collect(&self) {
         crate::gc::collector::collect(self.shared());
     }
@@ -137,7 +166,7 @@ impl Heap {
     ///
     /// # Panics
     ///
-    /// As [`Heap::collect`]: inside a mutation scope of this heap.
+    /// As [`Heap::collect`].
     pub fn free_os_memory(&self) -> usize {
         let h = self.shared();
         // Spans kept empty for their classes hold pages the scavenger cannot release: the

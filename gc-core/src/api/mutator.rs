@@ -73,8 +73,9 @@ pub struct Mutation<'gc> {
     _invariant: PhantomData<std::cell::Cell<&'gc ()>>,
 }
 
-/// A running scope: entered on creation, left when dropped (also on unwinding), after which the
-/// unregistrations of mutators of this heap dropped inside it run.
+/// A running scope: entered on creation, left when dropped (also on unwinding), after which,
+/// if it was the thread's outermost scope, the work deferred past the thread's scopes runs
+/// ([`defer_past_scopes`]: unregistering mutators dropped inside it, joining a heap's collector).
 struct ScopeGuard<'a> {
     mc: Mutation<'a>,
 }
@@ -101,8 +102,9 @@ impl Drop for ScopeGuard<'_> {
     fn drop(&mut self) {
         let h = self.mc.shared;
         crate::gc::scope::exit(h, &self.mc.scope);
-        // Mutators dropped inside this scope or scopes nested in it (it was the thread's
-        // outermost): now that this thread is outside every scope, unregister them.
+        // Work deferred inside this scope or scopes nested in it (it was the thread's
+        // outermost): now that this thread is outside every scope, run it. Each piece runs even
+        // if one before it panics (a root's `Drop`); the first panic then goes on.
         let key = h as *const Shared as usize;
         let deferred: Vec<_> = DEFERRED_DROPS.with(|d| {
             let mut d = d.borrow_mut();
@@ -112,22 +114,43 @@ impl Drop for ScopeGuard<'_> {
             *d = others;
             mine
         });
-        for (_, unregister) in deferred {
-            unregister();
+        let mut panicked = None;
+        for (_, work) in deferred {
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                panicked.get_or_insert(p);
+            }
+        }
+        // Not while already unwinding out of the scope: a second panic would abort.
+        if let Some(p) = panicked.filter(|_| !std::thread::panicking()) {
+            std::panic::resume_unwind(p);
         }
     }
 }
 
-/// An unregistration left for later: a boxed [`unregister`] call.
+/// Work left for when the thread has left its outermost scope, with that scope's heap.
 type DeferredDrop = (usize, Box<dyn FnOnce()>);
 
 thread_local! {
-    /// Mutators dropped while this thread was inside a scope, with the heap of its outermost
-    /// scope (by `Shared` address); unregistered when that scope ends. Unregistering takes the
-    /// registry lock, which a collector holds while it waits for every scope of its heap to end
-    /// (this thread's, or, for another heap's scope, a thread waiting for that heap's pause).
+    /// Work deferred while this thread was inside a scope, with the heap of its outermost scope
+    /// (by `Shared` address); run when that scope ends ([`defer_past_scopes`]).
     static DEFERRED_DROPS: std::cell::RefCell<Vec<DeferredDrop>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// If this thread is inside a mutation scope (of any heap), keep `work` for when it has left
+/// its outermost scope and return `None`; else return `work` to be done now. For work that
+/// waits for a heap in a way a scope must not: unregistering a mutator takes its heap's registry
+/// lock, which a pause holds while it waits for every scope of that heap (this thread's, or a
+/// thread's that waits for a pause of the heap this thread is in a scope of); joining a heap's
+/// collector thread waits for its teardown, whose cleanups may wait for another heap.
+pub(crate) fn defer_past_scopes(work: Box<dyn FnOnce()>) -> Option<Box<dyn FnOnce()>> {
+    match crate::gc::scope::outermost_scope() {
+        Some(outer) => {
+            DEFERRED_DROPS.with(|d| d.borrow_mut().push((outer, work)));
+            None
+        }
+        None => Some(work),
+    }
 }
 
 impl<R, S> Mutator<R, S>
@@ -207,12 +230,23 @@ where
     }
 
     /// Run `f` in a mutation scope with this mutator's root object.
+    ///
+    /// # Panics
+    ///
+    /// If this thread is already inside a scope of the same heap (with another mutator), runs
+    /// drop glue for the sweeper, or is inside a scope of another heap that nests the two heaps
+    /// in the order opposite to one seen before (`docs/api.md`, §6: two threads nesting in
+    /// both orders deadlock).
     #[inline]
     pub fn mutate<T>(&mut self, f: impl for<'gc> FnOnce(&Mutation<'gc>, &Root<'gc, R>) -> T) -> T {
         self.mutate_with_stack(|mc, root, _stack| f(mc, root))
     }
 
     /// Run `f` in a mutation scope with the root object and the root stack.
+    ///
+    /// # Panics
+    ///
+    /// As [`Mutator::mutate`].
     #[inline]
     pub fn mutate_with_stack<T>(
         &mut self,
@@ -284,14 +318,10 @@ where
             // SAFETY: `roots` came from `Box::leak` in `new` and is dropped only here, once.
             unsafe { unregister(&owner.shared, &record, roots) }
         };
-        if let Some(outer) = crate::gc::scope::outermost_scope() {
-            // Inside a scope (of another mutator of this heap, or of another heap): taking the
-            // registry lock could wait for a collector that waits for that scope, or hold that
-            // other heap's pauses back while it waits for this heap's. Unregister when the
-            // thread has left its last scope; until then this mutator stays registered,
-            // outside any scope (a parked mutator).
-            DEFERRED_DROPS.with(|d| d.borrow_mut().push((outer, Box::new(unregister))));
-        } else {
+        // Inside a scope (of another mutator of this heap, or of another heap), unregistered
+        // when the thread has left its last scope; until then this mutator stays registered,
+        // outside any scope (a parked mutator).
+        if let Some(unregister) = defer_past_scopes(Box::new(unregister)) {
             // The registry lock: a pause holds it while it waits for every scope of the heap,
             // and for a sweep whose drop glue this may be (verify mode sweeps in the pause).
             crate::gc::sweep::refuse_in_drop_glue("a Mutator's drop");

@@ -81,6 +81,11 @@ thread_local! {
     static ON_COLLECTOR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is a collector thread (of any heap).
+pub(crate) fn on_collector_thread() -> bool {
+    ON_COLLECTOR_THREAD.try_with(|c| c.get()).unwrap_or(false)
+}
+
 /// Ask for a forced cycle (as `collect()` does) that starts after this call, without waiting
 /// for it; returns its number. Its stops wait for the caller's scope like any other.
 pub(crate) fn request_forced_cycle(h: &Shared) -> u64 {

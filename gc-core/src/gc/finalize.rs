@@ -144,8 +144,8 @@ impl Finalization {
     }
 
     /// In the weak-clearing window: hand the cleanups of objects that did not survive to the
-    /// cleanup thread.
-    pub(crate) fn queue_cleanups(&self, is_live: &dyn Fn(*const Object) -> bool) {
+    /// cleanup thread (of the heap with id `heap`).
+    pub(crate) fn queue_cleanups(&self, is_live: &dyn Fn(*const Object) -> bool, heap: u64) {
         let ready: Vec<Cleanup> = {
             let mut all = self.cleanups.lock();
             if all.is_empty() {
@@ -158,7 +158,7 @@ impl Finalization {
             dead.into_iter().map(|(_, f)| f).collect()
         };
         if !ready.is_empty() {
-            self.runner.push(ready);
+            self.runner.push(ready, heap);
         }
     }
 
@@ -352,7 +352,7 @@ struct RunnerState {
 }
 
 impl Runner {
-    fn push(self: &Arc<Self>, fs: Vec<Cleanup>) {
+    fn push(self: &Arc<Self>, fs: Vec<Cleanup>, heap: u64) {
         let mut st = self.state.lock();
         st.queue.extend(fs);
         if !st.started && !st.closed {
@@ -360,8 +360,10 @@ impl Runner {
             let me = self.clone();
             match std::thread::Builder::new()
                 .name("gc-core cleanups".into())
-                .spawn(move || me.work())
-            {
+                .spawn(move || {
+                    crate::gc::scope::run_cleanups_of(heap);
+                    me.work()
+                }) {
                 Ok(t) => st.thread = Some(t),
                 Err(e) => {
                     // No thread: the cleanups run at teardown instead.

@@ -8,12 +8,16 @@
 //! its cleanups) holds A's pauses back while it waits. Two such waits in opposite directions
 //! are a deadlock, as two locks taken in opposite orders are: thread 1 inside A waits for B's
 //! pause, whose stop waits for thread 2, inside B and waiting for A's pause, whose stop waits
-//! for thread 1. So every such wait is recorded as an edge A → B of a process-wide graph of heap
-//! ids, and a wait that would close a cycle in it panics, whether or not the other threads are
-//! waiting at that moment (as a lock-order checker does): the order in which a program nests
-//! scopes of different heaps must be one order, the same on every thread.
+//! for thread 1. So each such wait is recorded as an edge A → B of a process-wide graph of heap
+//! ids (a cleanup of A waiting for B too: whoever waits for A's cleanups waits for it), and a
+//! wait that would close a cycle in it panics, whether or not the other threads are waiting at
+//! that moment (as a lock-order checker does): the order in which a program nests scopes of
+//! different heaps must be one order, the same on every thread. Two waits are deferred instead
+//! of recorded: dropping a mutator, or a heap's last handle (joining its collector), inside a
+//! scope waits until the thread has left its outermost scope
+//! ([`defer_past_scopes`](crate::api::mutator::defer_past_scopes)).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 
 use crate::gc::heap::Shared;
@@ -62,35 +66,70 @@ fn reaches(edges: &[(u64, u64)], from: u64, to: u64) -> bool {
     false
 }
 
+thread_local! {
+    /// The heap whose cleanup thread this is (its id), or 0. A cleanup that waits for another
+    /// heap holds back whoever waits for its heap's cleanups (`Heap::wait_for_cleanups`), as a
+    /// scope that waits holds back its heap's pauses: its waits count as waits from inside
+    /// that heap ([`run_cleanups_of`]).
+    static CLEANUPS_OF: Cell<u64> = const { Cell::new(0) };
+    /// Edges of [`WAITS`] this thread has recorded or found there: a cache that spares a
+    /// nested scope's entry the process-wide lock once its order is known (an edge leaves the
+    /// graph only with a heap, and a heap's id is never reused).
+    static KNOWN: RefCell<Vec<(u64, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread runs the cleanups of the heap with id `heap` (its cleanup thread).
+pub(crate) fn run_cleanups_of(heap: u64) {
+    CLEANUPS_OF.with(|c| c.set(heap));
+}
+
 /// This thread is about to wait for heap `h` (`what` says for what): for every other heap it
-/// is inside a scope of, record that that heap's scopes wait for `h`.
+/// is inside a scope of (or whose cleanups it runs), record that that heap waits for `h`. A
+/// thread inside a blocking region counts as inside its scope: a pause does not wait for it,
+/// but mark termination may, and so may `collect()`.
 ///
 /// # Panics
-/// If `h`'s scopes have been seen waiting, directly or through other heaps, for one of those
-/// heaps: the two waits could deadlock (see the module docs). Nothing is recorded then.
+/// If `h` has been seen waiting, directly or through other heaps, for one of those heaps: the
+/// two waits could deadlock (see the module docs). Nothing is recorded then.
 pub(crate) fn note_wait_for(h: &Shared, what: &str) {
-    let Ok(Some(outer)) = IN_SCOPE.try_with(|s| {
-        let s = s.borrow();
-        s.iter().any(|&(_, id)| id != h.id).then(|| s.clone())
+    let serving = CLEANUPS_OF.try_with(Cell::get).unwrap_or(0);
+    let Ok(outer) = IN_SCOPE.try_with(|s| {
+        s.borrow()
+            .iter()
+            .map(|&(_, id)| id)
+            .chain((serving != 0).then_some(serving))
+            .filter(|&id| id != h.id)
+            .collect::<Vec<u64>>()
     }) else {
         return;
     };
+    let known = |a: u64| {
+        KNOWN
+            .try_with(|k| k.borrow().contains(&(a, h.id)))
+            .unwrap_or(false)
+    };
+    let new: Vec<u64> = outer.into_iter().filter(|&a| !known(a)).collect();
+    if new.is_empty() {
+        return;
+    }
     let mut waits = WAITS.lock();
-    for &(_, a) in &outer {
-        if a == h.id || waits.contains(&(a, h.id)) {
-            continue;
+    // Every edge checked before any is recorded. Edges into `h` add no path out of `h`, so
+    // each check holds with the others' edges added.
+    if new.iter().any(|&a| reaches(&waits, h.id, a)) {
+        drop(waits);
+        panic!(
+            "gc-core: {what} inside a mutation scope of another heap (or a cleanup of another \
+             heap), and this heap has waited for that one before (scopes of the two heaps nested \
+             in both orders, or one heap's collect(), mutators or cleanups used inside the \
+             other's scope): two threads doing both at once deadlock. Nest scopes of different \
+             heaps in one order on every thread."
+        );
+    }
+    for a in new {
+        if !waits.contains(&(a, h.id)) {
+            waits.push((a, h.id));
         }
-        if reaches(&waits, h.id, a) {
-            drop(waits);
-            panic!(
-                "gc-core: {what} inside a mutation scope of another heap, whose scopes this heap's \
-                 scopes have waited for before (scopes of the two heaps nested in both orders, or \
-                 one heap's collect(), mutators or cleanups used inside the other's scope): two \
-                 threads doing both at once deadlock. Nest scopes of different heaps in one order \
-                 on every thread."
-            );
-        }
-        waits.push((a, h.id));
+        let _ = KNOWN.try_with(|k| k.borrow_mut().push((a, h.id)));
     }
 }
 

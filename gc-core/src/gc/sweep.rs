@@ -304,7 +304,7 @@ pub(crate) fn end_weak_window(h: &Shared) {
     crate::gc::weak::process_weaks(h);
     let live = |p: *const crate::gc::object::Object| crate::gc::weak::is_live(h, p);
     h.ephemerons.clear_dead(&live);
-    h.finalize.queue_cleanups(&live);
+    h.finalize.queue_cleanups(&live, h.id);
     h.mheap.central.queue_unswept();
     h.mheap.central.open_sweep();
     h.finalize.end_weak_window();

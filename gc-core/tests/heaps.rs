@@ -1,0 +1,213 @@
+//! Several heaps used together: scopes of different heaps nest in one order, and what waits
+//! for a heap (entering its scope, `collect()`, `Heap::mutator`, `wait_for_cleanups`, joining
+//! its collector when its last handle drops) is refused or deferred where it could deadlock
+//! with another thread.
+
+#![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gc_core::{Config, Gc, Heap, Mutator, Rootable, Trace};
+
+/// Sets its flag when dropped.
+struct Tracker(Arc<AtomicBool>);
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Trace)]
+struct Flag(
+    #[gc(skip)]
+    #[allow(dead_code)]
+    Tracker,
+);
+
+type FlagRoot = Rootable!['gc => Flag];
+
+type UnitRoot = Rootable!['gc => ()];
+
+/// The message of a panic caught by `catch_unwind` ("no panic" if there was none).
+fn panic_message(r: std::thread::Result<()>) -> String {
+    match r {
+        Ok(()) => String::from("no panic"),
+        Err(e) => e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_default(),
+    }
+}
+
+/// Scopes of two heaps nested in one order on one thread and in the other order on another
+/// deadlock when both wait at once (each thread holds one heap's pause back while it waits out
+/// the other's): the second order panics, every time and not only when the threads meet, as
+/// do `collect()`, `Heap::mutator` and `wait_for_cleanups` of the outer heap inside a scope of
+/// the inner one. Both heaps keep working afterwards.
+#[test]
+fn scopes_of_two_heaps_nested_in_both_orders_panic() {
+    let a = Heap::new(Config::default()).unwrap();
+    let b = Heap::new(Config::default()).unwrap();
+    let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+    let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+    // A outside B, twice: one order is fine.
+    for _ in 0..2 {
+        ma.mutate(|mc, _| {
+            Gc::new(mc, 1u64);
+            mb.mutate(|mc, _| Gc::new(mc, 2u64).as_ref_gc().to_owned())
+        });
+    }
+    // B outside A, on another thread with mutators of its own: refused.
+    let message = std::thread::scope(|t| {
+        t.spawn(|| {
+            let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+            panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || mb.mutate(|_, _| ma.mutate(|_, _| ())),
+            )))
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        message.contains("mutation scope entered inside a mutation scope of another heap")
+            && message.contains("in one order"),
+        "{message}"
+    );
+    // Waiting for A's cycle, or for A's registry, inside a scope of B: refused as well.
+    let calls: [(&str, &dyn Fn()); 3] = [
+        ("collect()", &|| a.collect()),
+        ("Heap::mutator", &|| drop(a.mutator::<UnitRoot>(|_| ()))),
+        ("Heap::wait_for_cleanups", &|| a.wait_for_cleanups()),
+    ];
+    for (what, call) in calls {
+        let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || mb.mutate(|_, _| call()),
+        )));
+        assert!(
+            message.starts_with(&format!(
+                "gc-core: {what} inside a mutation scope of another heap"
+            )),
+            "{what}: {message}"
+        );
+    }
+    // Dropping a mutator of A inside a scope of B is not refused: it is unregistered (its root
+    // dropped) once the thread has left the scope.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let extra: Mutator<FlagRoot> = a.mutator(|_| Flag(Tracker(dropped.clone())));
+    mb.mutate(|_, _| {
+        drop(extra);
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "unregistered inside the scope"
+        );
+    });
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "not unregistered after the scope"
+    );
+    // Both heaps still collect, and the allowed order still works.
+    ma.collect();
+    mb.collect();
+    ma.mutate(|_, _| mb.mutate(|_, _| ()));
+    assert!(a.stats().gc_cycles >= 1 && b.stats().gc_cycles >= 1);
+}
+
+/// A cycle through three heaps (A outside B, B outside C, then C outside A) is refused too.
+#[test]
+fn scopes_of_three_heaps_nested_in_a_cycle_panic() {
+    let heaps: Vec<Heap> = (0..3)
+        .map(|_| Heap::new(Config::default()).unwrap())
+        .collect();
+    let mut ms: Vec<Mutator<UnitRoot>> = heaps.iter().map(|h| h.mutator(|_| ())).collect();
+    let (m0, rest) = ms.split_at_mut(1);
+    let (m1, m2) = rest.split_at_mut(1);
+    let (m0, m1, m2) = (&mut m0[0], &mut m1[0], &mut m2[0]);
+    m0.mutate(|_, _| m1.mutate(|_, _| ()));
+    m1.mutate(|_, _| m2.mutate(|_, _| ()));
+    // Transitively, A's scopes wait for C's; C outside A would close the cycle.
+    let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || m2.mutate(|_, _| m0.mutate(|_, _| ())),
+    )));
+    assert!(message.contains("in one order"), "{message}");
+    // The edges already made still hold: A outside C is the order they imply.
+    m0.mutate(|_, _| m2.mutate(|_, _| ()));
+}
+
+/// A cleanup of heap B that waits for heap A, and a thread inside a scope of A that waits for
+/// B's cleanups, deadlock when they meet (A's stop waits for the thread, the thread for the
+/// cleanup, the cleanup for A's cycle): a cleanup's waits count as waits from inside its heap,
+/// so the second of the two, in either order, panics.
+#[test]
+fn a_cleanup_that_waits_for_another_heap_orders_the_two_heaps() {
+    for cleanup_first in [true, false] {
+        let a = Heap::new(Config::default()).unwrap();
+        let b = Heap::new(Config::default()).unwrap();
+        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+        let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+        let in_scope_wait = |ma: &mut Mutator<UnitRoot>| {
+            panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || ma.mutate(|_, _| b.wait_for_cleanups()),
+            )))
+        };
+        if !cleanup_first {
+            // A waits for B's cleanups (none yet): A → B.
+            assert_eq!(in_scope_wait(&mut ma), "no panic");
+        }
+        let a2 = a.clone();
+        mb.mutate(|mc, _| Gc::new(mc, 1u64).add_cleanup(mc, move || a2.collect()));
+        mb.collect();
+        b.wait_for_cleanups();
+        let panics = b.metrics().u64("/gccore/gc/cleanups/panics:events");
+        if cleanup_first {
+            // The cleanup collected A (B → A); waiting for B's cleanups inside A is refused.
+            assert_eq!(panics, Some(0));
+            let message = in_scope_wait(&mut ma);
+            assert!(
+                message.starts_with("gc-core: Heap::wait_for_cleanups inside a mutation scope"),
+                "{message}"
+            );
+        } else {
+            // The cleanup's collect() of A was refused (a cleanup's panic is caught and counted).
+            assert_eq!(panics, Some(1));
+        }
+    }
+}
+
+/// The last handle of heap B dropped inside a scope of heap A: the join of B's collector and
+/// B's teardown, which waits for B's cleanup thread, are deferred until the scope has ended.
+/// Done at once, they deadlocked with a queued cleanup of B that collects A (it waited for A's
+/// cycle, whose stop waited for the scope).
+#[test]
+fn the_last_handle_of_a_heap_dropped_inside_another_heaps_scope() {
+    let ran = common::within(30, "a heap dropped inside another heap's scope", || {
+        let a = Heap::new(Config::default()).unwrap();
+        let b = Heap::new(Config::default()).unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        {
+            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+            let (a2, ran) = (a.clone(), ran.clone());
+            mb.mutate(|mc, _| {
+                Gc::new(mc, 1u64).add_cleanup(mc, move || {
+                    let _ = gate.recv();
+                    a2.collect();
+                    ran.store(true, Ordering::SeqCst);
+                })
+            });
+            // The object is garbage: the cycle queues its cleanup, which waits at the gate.
+            mb.collect();
+        }
+        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+        ma.mutate(|_, _| {
+            open.send(()).unwrap();
+            drop(b);
+        });
+        ran.load(Ordering::SeqCst)
+    });
+    assert!(ran, "the cleanup ran by the end of the scope");
+}

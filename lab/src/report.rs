@@ -136,6 +136,10 @@ const LATENCY: [Column; 14] = [
     ("10 ms, pauses only", &["mmu_pauses_10ms"], 3),
 ];
 
+/// Figures a harness reports as 0 when it has nothing to say: no steady-state cycle (a run
+/// too short, or no collector at all), where a ratio of 0 would read as a measurement.
+const ZERO_IS_NONE: [&str; 2] = ["peak_over_goal", "peak_heap_over_goal"];
+
 /// The rows of `s` as a markdown table of `cols`; rows with none of the columns' figures but
 /// the first `always` are left out.
 fn markdown_table(s: &Summary<'_>, cols: &[Column], always: usize) -> String {
@@ -149,7 +153,12 @@ fn markdown_table(s: &Summary<'_>, cols: &[Column], always: usize) -> String {
     for ((w, i), stats) in s {
         let cells: Vec<Option<f64>> = cols
             .iter()
-            .map(|(_, keys, _)| keys.iter().find_map(|k| stats.get(*k)).map(|v| v.0))
+            .map(|(_, keys, _)| {
+                keys.iter()
+                    .find_map(|k| stats.get(*k).map(|v| (k, v.0)))
+                    .filter(|&(k, m)| !(m == 0.0 && ZERO_IS_NONE.contains(k)))
+                    .map(|(_, m)| m)
+            })
             .collect();
         if always == 0 && cells.iter().all(Option::is_none) {
             continue;
@@ -246,5 +255,19 @@ mod tests {
         let latency = t.split("Pauses").nth(1).unwrap();
         assert!(latency.contains("| w | gc-core | 7 |"), "{latency}");
         assert!(!latency.contains("| box |"), "{latency}");
+    }
+
+    #[test]
+    fn a_zero_heap_over_goal_means_no_steady_cycle() {
+        let row = |over: f64| {
+            let mut f = BTreeMap::new();
+            f.insert("wall_s".to_string(), (1.0, 1.0, 1.0, 3));
+            f.insert("peak_over_goal".to_string(), (over, over, over, 3));
+            f
+        };
+        let s: Summary<'_> = vec![(("w", "gc-core"), row(1.04)), (("w", "box"), row(0.0))];
+        let t = table(&s);
+        assert!(t.contains("| w | gc-core | 1.00 | — | — | — | 1.04 |"), "{t}");
+        assert!(t.contains("| w | box | 1.00 | — | — | — | — |"), "{t}");
     }
 }

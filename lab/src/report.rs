@@ -267,7 +267,10 @@ mod tests {
         };
         let s: Summary<'_> = vec![(("w", "gc-core"), row(1.04)), (("w", "box"), row(0.0))];
         let t = table(&s);
-        assert!(t.contains("| w | gc-core | 1.00 | — | — | — | 1.04 |"), "{t}");
+        assert!(
+            t.contains("| w | gc-core | 1.00 | — | — | — | 1.04 |"),
+            "{t}"
+        );
         assert!(t.contains("| w | box | 1.00 | — | — | — | — |"), "{t}");
     }
 }

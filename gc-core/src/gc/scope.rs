@@ -170,21 +170,26 @@ pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InSc
     // A sweep running drop glue on this thread may hold up a pause (verify mode sweeps inside
     // one), which this entry would wait for.
     crate::gc::sweep::refuse_in_drop_glue("a mutation scope entered");
+    // One access to the thread-local in the common case (no other scope open).
     let nested = IN_SCOPE.with(|s| {
-        let s = s.borrow();
+        let mut s = s.borrow_mut();
+        if s.is_empty() {
+            s.push((key(h), h.id));
+            return false;
+        }
         if s.iter().any(|&(k, _)| k == key(h)) {
             panic!(
                 "gc-core: this thread is already inside a mutation scope of this heap; nesting \
                  scopes of two mutators of one heap on one thread would deadlock the collector"
             );
         }
-        !s.is_empty()
+        true
     });
     if nested {
         // Entering waits out a pause of `h`, holding back the other heaps' pauses meanwhile.
         note_wait_for(h, "a mutation scope entered");
+        IN_SCOPE.with(|s| s.borrow_mut().push((key(h), h.id)));
     }
-    IN_SCOPE.with(|s| s.borrow_mut().push((key(h), h.id)));
     // Not inside a scope of another heap: its pauses would wait for this one meanwhile.
     if record.late_start.swap(false, Ordering::Relaxed) && !nested {
         crate::gc::collector::wait_for_late_start(h);

@@ -5,7 +5,9 @@
 # collection requested from inside a scope), the GcRefCell tests (markers reading
 # collections that mutators borrow mutably), the parallel stop-the-world markers, the
 # finalization tests (weak upgrades racing weak clearing, tables and queues changed while cycles
-# run) and the API tests (a vector raced by two threads). Result goes in docs/verification.md.
+# run), the API tests (a vector raced by two threads) and the several-heaps tests (scopes of two
+# heaps on two threads, cleanups ordering heaps, a heap dropped inside another's scope). Result
+# goes in docs/verification.md.
 #
 #   rustup component add --toolchain nightly rust-src   # once (-Zbuild-std needs it)
 #   scripts/tsan.sh
@@ -19,4 +21,4 @@ export CARGO_TARGET_DIR=target/tsan
 cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p gc-core \
   --test stress --test concurrent --test blocking --test scavenge --test races --test liveness \
   --test object_kinds --test embedder --test refcell --test parallel_mark --test finalization \
-  --test api
+  --test api --test heaps

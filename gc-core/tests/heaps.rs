@@ -211,3 +211,45 @@ fn the_last_handle_of_a_heap_dropped_inside_another_heaps_scope() {
     });
     assert!(ran, "the cleanup ran by the end of the scope");
 }
+
+/// A cleanup of heap A dropping the last handle of heap B, while a queued cleanup of B waits
+/// for A's cleanups: joining B's collector and tearing B down on A's cleanup thread waited for
+/// B's cleanup, which waited for A's cleanup thread. A thread of its own does it now.
+#[test]
+fn a_cleanup_that_drops_another_heaps_last_handle() {
+    let done = common::within(30, "a cleanup dropping another heap's last handle", || {
+        let a = Heap::new(Config::default()).unwrap();
+        let b = Heap::new(Config::default()).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        {
+            // B's cleanup, queued and held at the gate: it will wait for A's cleanups.
+            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+            let (a2, done) = (a.clone(), done.clone());
+            mb.mutate(|mc, _| {
+                Gc::new(mc, 1u64).add_cleanup(mc, move || {
+                    let _ = gate.recv();
+                    a2.wait_for_cleanups();
+                    done.store(true, Ordering::SeqCst);
+                })
+            });
+            mb.collect();
+        }
+        // A's cleanup holds B's last handle: it opens the gate, then drops the handle.
+        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+        ma.mutate(|mc, _| {
+            Gc::new(mc, 2u64).add_cleanup(mc, move || {
+                open.send(()).unwrap();
+                drop(b);
+            })
+        });
+        ma.collect();
+        a.wait_for_cleanups();
+        let t = std::time::Instant::now();
+        while !done.load(Ordering::SeqCst) && t.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done.load(Ordering::SeqCst)
+    });
+    assert!(done, "B's cleanup finished");
+}

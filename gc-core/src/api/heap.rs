@@ -22,12 +22,12 @@ use crate::util::error::HeapError;
 /// Stops and joins the collector thread when the last user handle drops.
 ///
 /// The join waits for the collector thread to exit, and the teardown after it (on the thread
-/// that drops the last reference to the heap's state) runs the heap's cleanups, user code. So
-/// it is not done on a collector thread (drop glue of another heap's sweep dropping this
-/// heap's last handle: two heaps holding each other's handles would join each other's
-/// collector), where the collector is left to exit and tear down on its own; nor inside a
-/// mutation scope (of another heap: a cleanup may wait for that heap), where it is deferred
-/// until the thread has left its outermost scope.
+/// that drops the last reference to the heap's state) runs the heap's cleanups, user code that
+/// may wait for another heap. So neither is done where that could close a cycle of waits:
+/// inside a mutation scope (a cleanup may wait for that scope's heap) they are deferred until
+/// the thread has left its outermost scope; on a collector thread (drop glue of another heap's
+/// sweep) or a cleanup thread (a cleanup of another heap), whose heap the cleanups could wait
+/// for, a thread of their own does them.
 pub(crate) struct Owner {
     pub shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -44,19 +44,28 @@ impl Drop for Owner {
         let Some(t) = self.thread.lock().take() else {
             return;
         };
-        if t.thread().id() == std::thread::current().id()
-            || crate::gc::collector::on_collector_thread()
-        {
+        // The heap's own collector thread (its drop glue dropped the last handle): it exits
+        // once this drop glue returns, and its reference to the heap's state is then the last.
+        if t.thread().id() == std::thread::current().id() {
             return;
         }
-        // Kept alive with the join, so that the teardown runs where the join does or on the
-        // collector thread, never inside this thread's scopes.
+        // Kept alive with the join, so that the teardown runs after the join: where the join
+        // runs, never inside this thread's scopes or on a thread serving another heap.
         let shared = self.shared.clone();
-        let join = Box::new(move || {
+        let join = move || {
             let _ = t.join();
             drop(shared);
-        });
-        if let Some(join) = crate::api::mutator::defer_past_scopes(join) {
+        };
+        if crate::gc::collector::on_collector_thread() || crate::gc::scope::on_cleanup_thread() {
+            // If no thread can be started, the closure is dropped here: the collector is left
+            // to exit on its own (detached), and the teardown runs on whichever thread lets go
+            // of the heap's state last.
+            let _ = std::thread::Builder::new()
+                .name("gc-core teardown".into())
+                .spawn(join);
+            return;
+        }
+        if let Some(join) = crate::api::mutator::defer_past_scopes(Box::new(join)) {
             join();
         }
     }

@@ -219,8 +219,9 @@ impl Drop for Shared {
     /// heap handle or mutator; dropped instead if this thread is unwinding already). Unlike a
     /// sweep, teardown is not half done when it unwinds.
     fn drop(&mut self) {
-        crate::gc::scope::forget_heap(self.id);
+        // The cleanups first: one still running may record a wait for this heap.
         self.finalize.teardown();
+        crate::gc::scope::forget_heap(self.id);
         let mut panicked = None;
         self.mheap.central.teardown(|span| {
             let Some(d) = type_of(span).drop else {

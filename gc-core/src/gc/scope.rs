@@ -83,6 +83,16 @@ pub(crate) fn run_cleanups_of(heap: u64) {
     CLEANUPS_OF.with(|c| c.set(heap));
 }
 
+/// Whether this thread is a cleanup thread (of any heap).
+pub(crate) fn on_cleanup_thread() -> bool {
+    CLEANUPS_OF.try_with(Cell::get).unwrap_or(0) != 0
+}
+
+/// Edges kept in a thread's [`KNOWN`] cache before it is emptied (a thread nesting scopes of
+/// many short-lived heaps inside a long-lived one would otherwise grow it, and its scans,
+/// without bound).
+const KNOWN_MAX: usize = 64;
+
 /// This thread is about to wait for heap `h` (`what` says for what): for every other heap it
 /// is inside a scope of (or whose cleanups it runs), record that that heap waits for `h`. A
 /// thread inside a blocking region counts as inside its scope: a pause does not wait for it,
@@ -129,7 +139,13 @@ pub(crate) fn note_wait_for(h: &Shared, what: &str) {
         if !waits.contains(&(a, h.id)) {
             waits.push((a, h.id));
         }
-        let _ = KNOWN.try_with(|k| k.borrow_mut().push((a, h.id)));
+        let _ = KNOWN.try_with(|k| {
+            let mut k = k.borrow_mut();
+            if k.len() >= KNOWN_MAX {
+                k.clear();
+            }
+            k.push((a, h.id));
+        });
     }
 }
 
@@ -170,21 +186,24 @@ pub(crate) unsafe fn enter<'a>(h: &'a Shared, record: &'a MutatorRecord) -> InSc
     // A sweep running drop glue on this thread may hold up a pause (verify mode sweeps inside
     // one), which this entry would wait for.
     crate::gc::sweep::refuse_in_drop_glue("a mutation scope entered");
-    // One access to the thread-local in the common case (no other scope open).
-    let nested = IN_SCOPE.with(|s| {
+    // One access to the thread-local in the common case (no other scope open). (On a cleanup
+    // thread, which waits for nothing here that `Heap::mutator` did not already record: its
+    // mutators are made on it, `Mutator` being `!Send`.)
+    let (nested, again) = IN_SCOPE.with(|s| {
         let mut s = s.borrow_mut();
         if s.is_empty() {
             s.push((key(h), h.id));
-            return false;
+            return (false, false);
         }
-        if s.iter().any(|&(k, _)| k == key(h)) {
-            panic!(
-                "gc-core: this thread is already inside a mutation scope of this heap; nesting \
-                 scopes of two mutators of one heap on one thread would deadlock the collector"
-            );
-        }
-        true
+        (true, s.iter().any(|&(k, _)| k == key(h)))
     });
+    // Panicked outside the borrow, so that a panic hook may ask which scopes are open.
+    if again {
+        panic!(
+            "gc-core: this thread is already inside a mutation scope of this heap; nesting \
+             scopes of two mutators of one heap on one thread would deadlock the collector"
+        );
+    }
     if nested {
         // Entering waits out a pause of `h`, holding back the other heaps' pauses meanwhile.
         note_wait_for(h, "a mutation scope entered");

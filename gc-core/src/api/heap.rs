@@ -284,16 +284,12 @@ impl Heap {
     /// sweeper runs: a cleanup that calls [`Heap::collect`] would wait for that scope or that
     /// sweep to end, and they for the cleanup (deadlock). Call it between scopes, as `collect`.
     pub fn wait_for_cleanups(&self) {
-        crate::gc::sweep::refuse_in_drop_glue("Heap::wait_for_cleanups");
         let h = self.shared();
-        if crate::gc::scope::in_scope_of(h) {
-            panic!(
-                "gc-core: Heap::wait_for_cleanups called inside a mutation scope of the same \
-                 heap; a cleanup that collects would wait for that scope to end (deadlock). \
-                 Call it between scopes."
-            );
-        }
-        crate::gc::scope::note_wait_for(h, "Heap::wait_for_cleanups");
+        crate::gc::scope::before_waiting_for(
+            h,
+            "Heap::wait_for_cleanups",
+            "a cleanup that collects would wait for that scope to end",
+        );
         h.finalize.wait_for_cleanups();
     }
 

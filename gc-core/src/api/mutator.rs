@@ -106,7 +106,7 @@ impl Drop for ScopeGuard<'_> {
         // outermost): now that this thread is outside every scope, run it. Each piece runs even
         // if one before it panics (a root's `Drop`); the first panic then goes on.
         let key = h as *const Shared as usize;
-        let deferred: Vec<_> = DEFERRED_DROPS.with(|d| {
+        let deferred: Vec<_> = DEFERRED_WORK.with(|d| {
             let mut d = d.borrow_mut();
             let (mine, others) = std::mem::take(&mut *d)
                 .into_iter()
@@ -128,12 +128,12 @@ impl Drop for ScopeGuard<'_> {
 }
 
 /// Work left for when the thread has left its outermost scope, with that scope's heap.
-type DeferredDrop = (usize, Box<dyn FnOnce()>);
+type DeferredWork = (usize, Box<dyn FnOnce()>);
 
 thread_local! {
     /// Work deferred while this thread was inside a scope, with the heap of its outermost scope
     /// (by `Shared` address); run when that scope ends ([`defer_past_scopes`]).
-    static DEFERRED_DROPS: std::cell::RefCell<Vec<DeferredDrop>> =
+    static DEFERRED_WORK: std::cell::RefCell<Vec<DeferredWork>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -146,7 +146,7 @@ thread_local! {
 pub(crate) fn defer_past_scopes(work: Box<dyn FnOnce()>) -> Option<Box<dyn FnOnce()>> {
     match crate::gc::scope::outermost_scope() {
         Some(outer) => {
-            DEFERRED_DROPS.with(|d| d.borrow_mut().push((outer, work)));
+            DEFERRED_WORK.with(|d| d.borrow_mut().push((outer, work)));
             None
         }
         None => Some(work),
@@ -177,14 +177,11 @@ where
     ) -> Result<Self, E> {
         // Before the registry lock: a collector may hold it while it waits for the scope this
         // thread is in (or for the sweep whose drop glue this is).
-        crate::gc::sweep::refuse_in_drop_glue("Heap::mutator");
-        if in_scope_of(&owner.shared) {
-            panic!(
-                "gc-core: a mutator was created inside a mutation scope of the same heap; its \
-                 first scope would nest in that one (deadlock). Create mutators between scopes."
-            );
-        }
-        crate::gc::scope::note_wait_for(&owner.shared, "Heap::mutator");
+        crate::gc::scope::before_waiting_for(
+            &owner.shared,
+            "Heap::mutator",
+            "its first scope would nest in that one",
+        );
         let roots: NonNull<RootsBox<R, S>> = NonNull::from(Box::leak(Box::new(RootsBox {
             root: None,
             stack: RootStack::new(),
@@ -347,7 +344,7 @@ where
         let marking = h.mark.marking.load(std::sync::atomic::Ordering::Relaxed);
         let buf = {
             // SAFETY: the owner's `Drop`, on its thread, outside every scope of the heap (see
-            // `DEFERRED_DROPS`), holding the registry lock.
+            // `DEFERRED_WORK`), holding the registry lock.
             let local = unsafe { record.local_outside_scopes(&reg) };
             local.cache.flush(&h.mheap, marking, true);
             std::mem::take(&mut local.wb_buf)

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gc::heap::Shared;
-use crate::gc::scope::in_scope_of;
 use crate::gc::sweep;
 
 /// When cycles run. Each field says who writes it.
@@ -101,20 +100,13 @@ pub(crate) fn request_forced_cycle(h: &Shared) -> u64 {
 
 /// Run a full cycle that starts after this call, wait for it, and finish its sweep.
 pub(crate) fn collect(h: &Shared) {
-    sweep::refuse_in_drop_glue("collect()");
+    crate::gc::scope::before_waiting_for(h, "collect()", "it would wait for that scope to end");
     if ON_COLLECTOR_THREAD.with(|c| c.get()) {
         panic!(
             "gc-core: collect() called on a collector thread (from drop glue run by the sweeper); \
              the cycle would wait for this thread (deadlock)"
         );
     }
-    if in_scope_of(h) {
-        panic!(
-            "gc-core: collect() called inside a mutation scope of the same heap; it would wait \
-             for that scope to end (deadlock). Call it between scopes."
-        );
-    }
-    crate::gc::scope::note_wait_for(h, "collect()");
     let target = request_forced_cycle(h);
     {
         let mut st = h.control.state.lock();

@@ -149,6 +149,24 @@ pub(crate) fn note_wait_for(h: &Shared, what: &str) {
     }
 }
 
+/// Before a call that waits for heap `h` (`what`: its name in messages): refuse it where it
+/// would wait for itself, from drop glue a sweep runs or inside a scope of `h` (`why` says what
+/// it would wait for there), and record the wait for the order between heaps
+/// ([`note_wait_for`]).
+///
+/// # Panics
+/// In those two cases, and where [`note_wait_for`] does.
+pub(crate) fn before_waiting_for(h: &Shared, what: &str, why: &str) {
+    crate::gc::sweep::refuse_in_drop_glue(what);
+    if in_scope_of(h) {
+        panic!(
+            "gc-core: {what} called inside a mutation scope of the same heap; {why} (deadlock). \
+             Call it between scopes."
+        );
+    }
+    note_wait_for(h, what);
+}
+
 /// Whether this thread is inside a mutation scope of the heap `h` (a wait for the collector
 /// from here could wait for this very scope). False once the thread's record of scopes has been
 /// destroyed: that happens only as the thread exits, after every scope on it has ended (a

@@ -490,7 +490,11 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
     // exceed the clocks (a little slack: a class is read a moment after the clocks).
     assert!(
         booked <= threads * 1.01 + 1e-3,
-        "booked {booked} > threads {threads}"
+        "booked {booked} > threads {threads}: mark {} + idle {} + sweep {} + scavenge {}",
+        f("/cpu/classes/gc/mark/dedicated:cpu-seconds"),
+        f("/cpu/classes/gc/mark/idle:cpu-seconds"),
+        f("/gccore/cpu/sweep/background:cpu-seconds"),
+        f("/cpu/classes/scavenge/background:cpu-seconds"),
     );
     // `other` is what no class booked: the threads' clocks less the classes now, or more if a
     // read caught the classes a lap behind the clocks (the largest value read is kept). On a

@@ -24,7 +24,7 @@
 //! hold the page lock and interrupt every thread).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::alloc::arena::Arena;
 use crate::alloc::mheap::MHeap;
@@ -104,9 +104,12 @@ impl Scavenger {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let t = Instant::now();
+            // The thread's CPU time, not the wall clock: waiting for the arena's lock, or for a
+            // CPU on a busy machine, is not scavenging (and the class must stay within the
+            // collector threads' clocks, which `/gccore/cpu/collector-other` subtracts it from).
+            let mut lap = crate::util::clock::CpuLap::start();
             let n = arena.scavenge(SCAVENGE_QUANTUM);
-            let took = t.elapsed();
+            let took = lap.finish();
             stats
                 .scavenge_ns
                 .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);

@@ -401,7 +401,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/cpu/classes/scavenge/background:cpu-seconds",
-        "Time of the background scavenger.",
+        "CPU time of the background scavenger (its thread's clock while it releases pages).",
     ),
     (
         "/cpu/classes/scavenge/assist:cpu-seconds",

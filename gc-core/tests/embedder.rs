@@ -393,18 +393,27 @@ fn a_scope_that_never_yields_meets_the_heap_bound() {
     }
 }
 
-/// With `GOGC=off` and no memory limit a live-heap cap still runs cycles (when the heap reaches
-/// it), so a program that makes garbage in short scopes runs under it, its garbage reclaimed
-/// as it goes, and data over the cap is refused. (Before, nothing ran a cycle: the heap grew
-/// to the arena's size and the cap never applied.)
+/// With no goal the heap can reach (`GOGC=off` and no memory limit; a `GOGC` so large that
+/// the goal lies past the arena; a memory limit past the arena) a live-heap cap still runs
+/// cycles (when the heap reaches it), so a program that makes garbage in short scopes runs
+/// under it, its garbage reclaimed as it goes, and data over the cap is refused. (Before,
+/// nothing ran a cycle: the heap grew to the arena's size and the cap never applied.)
 #[test]
-fn a_live_heap_cap_with_gogc_off_runs_cycles() {
-    for verify in [false, true] {
+fn a_live_heap_cap_without_a_reachable_goal_runs_cycles() {
+    let settings: [(&str, fn(Config) -> Config); 3] = [
+        ("GOGC=off", |c| c.gc_percent(None)),
+        ("GOGC=u32::MAX", |c| c.gc_percent(Some(u32::MAX))),
+        ("GOGC=off, a 1 TiB limit", |c| {
+            c.gc_percent(None).memory_limit(Some(1 << 40))
+        }),
+    ];
+    for ((setting, set), verify) in settings.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let label = format!("{setting}, verify={verify}");
         let limit = 8 * MIB;
         let heap = Heap::new(
-            Config::default()
-                .gc_percent(None)
+            set(Config::default())
                 .max_heap(Some(limit))
+                .arena_bytes(1 << 30)
                 .verify(verify),
         )
         .unwrap();
@@ -420,12 +429,12 @@ fn a_live_heap_cap_with_gogc_off_runs_cycles() {
             });
         }
         let cycles = heap.stats().gc_cycles;
-        assert!(cycles >= 3, "verify={verify}: {cycles} cycles");
+        assert!(cycles >= 3, "{label}: {cycles} cycles");
         // Reclaimed while it ran (the cycles are not paced: with no goal there are no assists,
         // so the heap may run past the cap while one marks).
         assert!(
             highest <= 40 * MIB,
-            "verify={verify}: the heap reached {} KiB",
+            "{label}: the heap reached {} KiB",
             highest >> 10
         );
         // Data kept over the cap (12 MiB): once a cycle has found it, new spans are refused.
@@ -448,14 +457,14 @@ fn a_live_heap_cap_with_gogc_off_runs_cycles() {
             m.mutate(|mc, _| (0..4096).find_map(|_| GcBytes::try_new(mc, &[6; 1000]).err()));
         assert!(
             matches!(refused, Some(AllocError::HeapLimit { live, .. }) if live > limit),
-            "verify={verify}: {refused:?}"
+            "{label}: {refused:?}"
         );
         // Over the cap, cycles run when a refusal asks for one, not back to back.
         let cycles = heap.stats().gc_cycles;
         std::thread::sleep(Duration::from_millis(300));
         assert!(
             heap.stats().gc_cycles <= cycles + 1,
-            "verify={verify}: {} cycles in 300 ms with the mutator idle",
+            "{label}: {} cycles in 300 ms with the mutator idle",
             heap.stats().gc_cycles - cycles
         );
     }

@@ -245,13 +245,16 @@ impl Controller<'_> {
         let (trigger, goal) = model.trigger(m);
         // The stop-the-world collector marks with the world stopped: it starts at the goal.
         let trigger = if p.concurrent { trigger } else { goal };
-        // With no goal (GOGC=off and no memory limit) a live-heap cap still needs cycles to
-        // find what is live: one runs when the heap reaches the cap. Not while the last cycle
-        // found the cap exceeded: the heap would stay past the trigger and cycles run back to
-        // back for nothing; allocation is refused then, and each refusal asks for a cycle.
+        // With no goal the heap can reach (GOGC=off and no memory limit, or a GOGC so large
+        // that the goal lies past the arena's reservation) a live-heap cap still needs cycles
+        // to find what is live: one runs when the heap reaches the cap. Not while the last
+        // cycle found the cap exceeded: the heap would stay past the trigger and cycles run
+        // back to back for nothing; allocation is refused then, and each refusal asks for a
+        // cycle. A goal the heap can reach brings a cycle, which applies the cap, by itself.
         let cap = self.mheap.max_heap;
+        let unreachable = goal >= self.mheap.arena.len() as u64;
         let trigger =
-            if goal == u64::MAX && self.mheap.counters.heap_reached.load(Ordering::Relaxed) < cap {
+            if unreachable && self.mheap.counters.heap_reached.load(Ordering::Relaxed) < cap {
                 trigger.min(cap as u64)
             } else {
                 trigger
@@ -443,7 +446,7 @@ impl Controller<'_> {
         let now = Instant::now();
         let now_ns = self.phases.offset(now).as_nanos() as u64;
         p.limiter_next_ns
-            .store(now_ns + 1_000_000, Ordering::Relaxed);
+            .store(now_ns + crate::pacer::LIMITER_UPDATE_NS, Ordering::Relaxed);
         let process = crate::util::clock::process_cpu_ns();
         let gc = self.stats.gc_cpu_ns(self.procs);
         let mark = self.stats.mark_cpu_ns();

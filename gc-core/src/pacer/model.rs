@@ -307,8 +307,9 @@ impl Pacer {
                     .max(self.heap_marked.saturating_add(MIN_RUNWAY))
             }
             (Some(p), _, _) => {
-                let roots_and_heap = (self.heap_marked + self.last_stack_scan + self.globals_scan)
-                    as u128
+                let roots_and_heap = (self.heap_marked as u128
+                    + self.last_stack_scan as u128
+                    + self.globals_scan as u128)
                     * p as u128
                     / 100;
                 (self.heap_marked as u128 + roots_and_heap)
@@ -607,7 +608,12 @@ impl Pacer {
             self.last_heap_scan + self.last_stack_scan + self.globals_scan,
             triggered,
             c.heap_live,
-            c.heap_live as i64 - goal as i64,
+            // No goal (GOGC=off and no memory limit): no distance to it.
+            if goal == u64::MAX {
+                "none".to_string()
+            } else {
+                (c.heap_live as i128 - goal as i128).to_string()
+            },
             old
         ))
     }
@@ -692,7 +698,7 @@ impl CpuLimiter {
             let change = gc_ns - mutator_ns;
             let headroom = self.capacity - self.fill;
             if change >= headroom {
-                self.overflow += change - headroom;
+                self.overflow = self.overflow.saturating_add(change - headroom);
                 self.fill = self.capacity;
                 self.enabled = true;
                 return true;
@@ -732,19 +738,24 @@ impl CpuLimiter {
     }
 }
 
+/// How often a heap feeds its GC CPU limiter the CPU time used since the last update, at
+/// most (while something calls for updates: marking, assists, allocation under a limit).
+pub const LIMITER_UPDATE_NS: u64 = 1_000_000;
+
 /// The fail-fast watch on the GC CPU limiter ([`PacerConfig::limiter_fail_fast_ns`]).
 ///
 /// The limiter does not stay on without a break when the heap is stuck over its memory limit:
 /// it turns off as soon as its bucket drains a little, the assists it allowed again refill it,
 /// and it flickers, on for milliseconds at a time. So the watch counts *episodes*: an episode
 /// starts when the limiter turns on and goes on through breaks of up to a quarter of the
-/// window; it ends once the limiter has stayed off for longer than that. The heap is
+/// window, and at least two of the heap's limiter updates ([`LIMITER_UPDATE_NS`] apart; a
+/// shorter break could never be told from the time between two updates, and a window under
+/// 4 ms would never stall); it ends once the limiter has stayed off for longer than that. The heap is
 /// *stalled* while an episode has lasted the window (from its start to the limiter's latest
 /// time on).
 ///
 /// Between two updates that both see the limiter on, it is taken to have stayed on, unless
-/// they are more than a quarter of the window apart: then nobody watched, and the gap counts
-/// as a break.
+/// they are further apart than that break: then nobody watched, and the gap counts as one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimiterWatch {
     window_ns: Option<u64>,
@@ -775,13 +786,14 @@ impl LimiterWatch {
     /// lasted if the heap is stalled, else `None`.
     pub fn update(&mut self, on: bool, now_ns: u64) -> Option<u64> {
         let window = self.window_ns?;
+        let longest_break = (window / 4).max(2 * LIMITER_UPDATE_NS);
         let was_on = match self.last.replace((on, now_ns)) {
-            Some((was_on, at)) => was_on && now_ns.saturating_sub(at) <= window / 4,
+            Some((was_on, at)) => was_on && now_ns.saturating_sub(at) <= longest_break,
             None => false,
         };
         if let Some((_, last_on)) = self.episode
             && !was_on
-            && now_ns.saturating_sub(last_on) > window / 4
+            && now_ns.saturating_sub(last_on) > longest_break
         {
             self.episode = None;
         }
@@ -833,9 +845,10 @@ pub fn scavenge_goals(
         None
     } else {
         let ratio = heap_goal as f64 / last_heap_goal as f64;
+        let page = page.max(1);
         let mut g = (heap_in_use as f64 * ratio) as u64;
-        g += g / (100 / RETAIN_EXTRA_PERCENT);
-        g = g.div_ceil(page) * page;
+        g = g.saturating_add(g / (100 / RETAIN_EXTRA_PERCENT));
+        g = g.div_ceil(page).saturating_mul(page);
         (retained > g && retained - g >= page).then_some(g)
     };
     ScavengeGoals {
@@ -1281,55 +1294,93 @@ mod tests {
         // 100% GC for 1 s of 2 CPUs fills 2 CPU-s: on.
         assert!(!l.accumulate(0, 1_000_000_000));
         assert!(l.accumulate(0, 1_000_000_000));
-        let mut w = LimiterWatch::new(Some(400));
-        for t in [1000, 1100, 1200, 1300, 1399] {
+        // Times in units of 0.1 ms: a window of 40 ms, whose quarter (10 ms) is longer than
+        // two of the heap's limiter updates.
+        let u = |t: u64| t * 100_000;
+        let mut w = LimiterWatch::new(Some(u(400)));
+        for t in [u(1000), u(1100), u(1200), u(1300), u(1399)] {
             assert_eq!(w.update(true, t), None);
         }
-        assert_eq!(w.update(true, 1400), Some(400));
+        assert_eq!(w.update(true, u(1400)), Some(u(400)));
         // A break of up to a quarter of the window keeps the episode (and the stall) going.
-        assert_eq!(w.update(false, 1450), Some(400));
-        assert_eq!(w.update(false, 1500), Some(400));
+        assert_eq!(w.update(false, u(1450)), Some(u(400)));
+        assert_eq!(w.update(false, u(1500)), Some(u(400)));
         // Off for longer: the episode is over.
-        assert_eq!(w.update(false, 1501), None);
-        assert_eq!(w.update(true, 1600), None);
+        assert_eq!(w.update(false, u(1501)), None);
+        assert_eq!(w.update(true, u(1600)), None);
         // Flickering, on 10 in every 40: the breaks are short, so the episode runs on and
         // stalls 400 after it started.
-        let mut now = 1600;
+        let mut now = u(1600);
         let mut stalled_at = None;
         for _ in 0..30 {
-            now += 10;
+            now += u(10);
             if w.update(true, now).is_some() {
                 stalled_at.get_or_insert(now);
             }
-            now += 30;
+            now += u(30);
             w.update(false, now);
         }
-        assert_eq!(stalled_at, Some(2010));
+        assert_eq!(stalled_at, Some(u(2010)));
         // On at two updates too far apart to say what happened between: a break, and a new
         // episode.
-        let mut w = LimiterWatch::new(Some(400));
-        assert_eq!(w.update(true, 0), None);
-        assert_eq!(w.update(true, 500), None);
-        for t in [600, 700, 800] {
+        let mut w = LimiterWatch::new(Some(u(400)));
+        assert_eq!(w.update(true, u(0)), None);
+        assert_eq!(w.update(true, u(500)), None);
+        for t in [u(600), u(700), u(800)] {
             assert_eq!(w.update(true, t), None);
         }
-        assert_eq!(w.update(true, 900), Some(400));
+        assert_eq!(w.update(true, u(900)), Some(u(400)));
         // A reset forgets the episode and the stall.
         w.reset();
-        assert_eq!(w.update(true, 950), None);
+        assert_eq!(w.update(true, u(950)), None);
         // A time earlier than the last (two updaters' clock reads racing) neither moves the
         // episode back nor underflows its length.
-        let mut w = LimiterWatch::new(Some(400));
-        assert_eq!(w.update(true, 1000), None);
-        assert_eq!(w.update(true, 990), None);
-        for t in [1090, 1190, 1290, 1390] {
+        let mut w = LimiterWatch::new(Some(u(400)));
+        assert_eq!(w.update(true, u(1000)), None);
+        assert_eq!(w.update(true, u(990)), None);
+        for t in [u(1090), u(1190), u(1290), u(1390)] {
             assert_eq!(w.update(true, t), None);
         }
-        assert_eq!(w.update(true, 1400), Some(400));
+        assert_eq!(w.update(true, u(1400)), Some(u(400)));
         // No window: never stalls.
         let mut never = LimiterWatch::new(None);
         assert_eq!(never.update(true, 0), None);
         assert_eq!(never.update(true, u64::MAX), None);
+        // A window shorter than 4 ms, fed as a heap feeds it (an update a millisecond while
+        // the limiter stays on): its quarter is shorter than the time between two updates,
+        // and the episode still runs on (breaks of up to 2 ms), so the heap stalls.
+        let ms = |t: u64| t * LIMITER_UPDATE_NS;
+        let mut w = LimiterWatch::new(Some(ms(2)));
+        assert_eq!(w.update(true, ms(10)), None);
+        assert_eq!(w.update(true, ms(11)), None);
+        assert_eq!(w.update(true, ms(12)), Some(ms(2)));
+        // Off for longer than 2 ms: over.
+        assert_eq!(w.update(false, ms(14)), Some(ms(2)));
+        assert_eq!(w.update(false, ms(15)), None);
+        assert_eq!(w.update(true, ms(16)), None);
+    }
+
+    /// The pure pacer's public functions saturate at extreme inputs instead of overflowing
+    /// (a panic in a debug build, a wrapped value in a release build).
+    #[test]
+    fn extreme_inputs_saturate() {
+        // A marked heap of u64::MAX (with stacks and globals on top): the goal saturates.
+        let p = after_cycle(Some(100), u64::MAX, 1, 1);
+        assert_eq!(p.heap_goal(MemoryStats::default()), u64::MAX);
+        // The limiter's overflow counter saturates.
+        let mut l = CpuLimiter::new(1);
+        assert!(l.accumulate(0, u64::MAX));
+        assert!(l.accumulate(0, u64::MAX));
+        assert_eq!(l.overflow(), u64::MAX);
+        // Scavenging goals with a goal near u64::MAX, and a zero page size (taken as 1 byte).
+        let g = scavenge_goals(None, u64::MAX - 1, 1, 2, u64::MAX, 4, 8192);
+        assert_eq!(
+            g.gc_percent_goal, None,
+            "the goal saturates: nothing over it to return"
+        );
+        // 10 in use × (200 ÷ 100) × 1.1 = 22, in pages of 1 byte.
+        let g = scavenge_goals(None, 200, 100, 10, 100, 4, 0);
+        assert_eq!(g.gc_percent_goal, Some(22));
     }
 
     #[test]

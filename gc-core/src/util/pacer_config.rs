@@ -68,11 +68,11 @@ pub struct PacerConfig {
     pub limiter_capacity_per_proc_ns: u64,
     /// Fail fast under a memory limit (what Go users ask for in golang/go#58106): once the GC
     /// CPU limiter has been engaged for this long (nanoseconds of wall time; an engagement goes
-    /// on through breaks of up to a quarter of this, see
+    /// on through breaks of up to a quarter of this, and at least 2 ms, see
     /// [`LimiterWatch`](crate::pacer::LimiterWatch)), the heap is *stalled*: allocations that
     /// need a new span fail with
     /// [`AllocError::MemoryLimitStall`](crate::AllocError::MemoryLimitStall) until the limiter
-    /// has stayed off for more than a quarter of this (or the memory limit is changed). Counted only while a memory limit is set. `None`
+    /// has stayed off for longer than such a break (or the memory limit is changed). Counted only while a memory limit is set. `None`
     /// (the default): never; the heap goes on past its limit, as Go does.
     pub limiter_fail_fast_ns: Option<u64>,
 }

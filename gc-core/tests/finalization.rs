@@ -172,6 +172,33 @@ fn chains_and_cycles_through_values() {
     }
 }
 
+/// A panic payload whose `Drop` panics.
+struct PayloadPanicsOnDrop;
+
+impl Drop for PayloadPanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a panic payload's Drop that panics");
+    }
+}
+
+/// `heap.wait_for_cleanups()`, failing the test if it has not returned within a minute.
+fn wait_for_cleanups_within_a_minute(heap: &Heap) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let heap = heap.clone();
+    std::thread::spawn(move || {
+        heap.wait_for_cleanups();
+        // Before the answer: the caller's handle must be the last one when it drops it.
+        drop(heap);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("wait_for_cleanups returned");
+}
+
+/// Cleanups run once each, after their object dies or at teardown; a panicking one is caught
+/// and the others still run, also when its panic's payload panics when dropped (that ended the
+/// cleanup thread, and every later wait for the cleanups hung; at teardown it unwound out of
+/// the heap's drop with the remaining cleanups not run).
 #[test]
 fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
     for config in settings() {
@@ -184,16 +211,20 @@ fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
                 let ran = ran.clone();
                 k.add_cleanup(mc, move || {
                     ran.fetch_add(1, Ordering::SeqCst);
+                    if i == 0 {
+                        // Kept alive: this one runs at teardown, with four others.
+                        std::panic::panic_any(PayloadPanicsOnDrop);
+                    }
                 });
                 if i < 5 {
                     r.keys.push(mc, Some(k)); // kept alive
                 }
             }
             // One that panics: caught, the others still run.
-            Gc::new(mc, 0u64).add_cleanup(mc, || panic!("a cleanup that panics"));
+            Gc::new(mc, 0u64).add_cleanup(mc, || std::panic::panic_any(PayloadPanicsOnDrop));
         });
         m.collect();
-        heap.wait_for_cleanups();
+        wait_for_cleanups_within_a_minute(&heap);
         assert_eq!(
             ran.load(Ordering::SeqCst),
             15,
@@ -204,7 +235,7 @@ fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
         assert_eq!(metrics.u64("/gccore/gc/cleanups/run:calls"), Some(16));
         assert_eq!(metrics.u64("/gccore/gc/cleanups/pending:calls"), Some(5));
         m.collect();
-        heap.wait_for_cleanups();
+        wait_for_cleanups_within_a_minute(&heap);
         assert_eq!(
             ran.load(Ordering::SeqCst),
             15,
@@ -216,16 +247,19 @@ fn cleanups_run_once_after_the_object_dies_and_at_teardown() {
     }
 }
 
-/// Counts its drop, then panics if asked to.
+/// Counts its drop, then panics if asked to: with a message, or with a payload whose own
+/// `Drop` panics.
 struct Panicky {
     _tracker: Tracker,
-    panics: bool,
+    panics: Option<&'static str>,
 }
 
 impl Drop for Panicky {
     fn drop(&mut self) {
-        if self.panics {
-            panic!("a drop that panics at teardown");
+        match self.panics {
+            Some("payload") => std::panic::panic_any(PayloadPanicsOnDrop),
+            Some(msg) => panic!("{msg}"),
+            None => {}
         }
     }
 }
@@ -239,8 +273,9 @@ struct Noisy {
 type NoisyVec = Rootable!['gc => GcVec<'gc, Option<Gc<'gc, Noisy>>>];
 
 /// A drop glue that panics at heap teardown does not stop the others (nothing leaks: every
-/// object is dropped once), and the panic reaches the drop of the last handle, as a `Vec`'s
-/// element's would.
+/// object is dropped once), and the first panic reaches the drop of the last handle, as a
+/// `Vec`'s element's would. A later panic whose payload panics when dropped is dropped without
+/// letting that out (it unwound out of the teardown, leaving the objects after it undropped).
 #[test]
 fn a_panicking_drop_at_teardown_drops_the_rest_then_unwinds() {
     for config in settings() {
@@ -252,7 +287,11 @@ fn a_panicking_drop_at_teardown_drops_the_rest_then_unwinds() {
                 let n = Noisy {
                     _inner: Panicky {
                         _tracker: Tracker(drops.clone()),
-                        panics: i == 3 || i == 7,
+                        panics: match i {
+                            3 => Some("a drop that panics at teardown"),
+                            5 | 7 => Some("payload"),
+                            _ => None,
+                        },
                     },
                 };
                 v.push(mc, Some(Gc::new(mc, n)));
@@ -261,10 +300,10 @@ fn a_panicking_drop_at_teardown_drops_the_rest_then_unwinds() {
         drop(m);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(heap)));
         let msg = r.expect_err("the panic reaches the drop of the last handle");
-        assert_eq!(
-            msg.downcast_ref::<&str>(),
-            Some(&"a drop that panics at teardown")
-        );
+        let text = msg.downcast_ref::<String>().cloned();
+        // (Not dropped: were it the other payload, its drop would panic here.)
+        std::mem::forget(msg);
+        assert_eq!(text.as_deref(), Some("a drop that panics at teardown"));
         assert_eq!(
             drops.load(Ordering::SeqCst),
             10,
@@ -990,6 +1029,115 @@ fn a_value_clone_that_reads_its_own_table_panics_instead_of_hanging() {
     assert!(
         still_there && len == 1,
         "the table is intact after the panic"
+    );
+}
+
+/// A table value whose `Clone` asks another table about a key, after waiting at a barrier if
+/// it has one.
+#[derive(Trace)]
+struct OtherReading<'gc> {
+    other: GcEphemeronTable<'gc, Node<'gc>, OtherReading<'gc>>,
+    key: Gc<'gc, Node<'gc>>,
+    #[gc(skip)]
+    gate: Option<Arc<std::sync::Barrier>>,
+}
+
+impl Clone for OtherReading<'_> {
+    fn clone(&self) -> Self {
+        if let Some(gate) = &self.gate {
+            gate.wait();
+        }
+        assert!(self.other.contains_key(self.key));
+        OtherReading {
+            other: self.other,
+            key: self.key,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// Two tables whose values read each other's, and their keys (`c`: a value without a barrier).
+#[derive(Trace)]
+struct TwoTables<'gc> {
+    a: GcEphemeronTable<'gc, Node<'gc>, OtherReading<'gc>>,
+    b: GcEphemeronTable<'gc, Node<'gc>, OtherReading<'gc>>,
+    ka: Gc<'gc, Node<'gc>>,
+    kb: Gc<'gc, Node<'gc>>,
+    kc: Gc<'gc, Node<'gc>>,
+}
+
+type TwoTablesR = Rootable!['gc => TwoTables<'gc>];
+
+/// No table operation runs inside a value's `Clone` (which runs with its table locked): two
+/// threads each reading a value whose `Clone` uses the other's table at the same moment (a
+/// barrier in the `Clone` makes sure each holds its table's lock) waited for each other for
+/// ever; now each `Clone` panics. Without another thread the same `Clone` panics too: the rule
+/// does not depend on whether threads meet. Both tables stay usable.
+#[test]
+fn value_clones_that_use_each_others_tables_panic_instead_of_deadlocking() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    let stash = m.mutate(|mc, _| {
+        let (a, b) = (GcEphemeronTable::new(mc), GcEphemeronTable::new(mc));
+        let (ka, kb, kc) = (
+            node(mc, 1, &drops),
+            node(mc, 2, &drops),
+            node(mc, 3, &drops),
+        );
+        let value = |other, key, gate: &Arc<std::sync::Barrier>| OtherReading {
+            other,
+            key,
+            gate: Some(gate.clone()),
+        };
+        a.insert(mc, ka, value(b, kb, &gate));
+        b.insert(mc, kb, value(a, ka, &gate));
+        let alone = OtherReading {
+            other: b,
+            key: kb,
+            gate: None,
+        };
+        a.insert(mc, kc, alone);
+        mc.stash::<TwoTablesR>(Gc::new(mc, TwoTables { a, b, ka, kb, kc }))
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    for first in [true, false] {
+        let (heap, stash, tx) = (heap.clone(), stash.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+            let panicked = m.mutate(|mc, _| {
+                let t = stash.fetch(mc);
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if first { t.a.get(t.ka) } else { t.b.get(t.kb) }.is_some()
+                }))
+                .is_err()
+            });
+            tx.send(panicked).unwrap();
+        });
+    }
+    for _ in 0..2 {
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("get returned (no wait for the other thread's table)");
+        assert!(panicked, "the Clone that used another table panicked");
+    }
+    let (alone_panicked, answers) = m.mutate(|mc, _| {
+        let t = stash.fetch(mc);
+        let alone = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.a.get(t.kc)));
+        (
+            alone.is_err(),
+            (t.a.len(), t.b.len(), t.a.contains_key(t.kc)),
+        )
+    });
+    assert!(
+        alone_panicked,
+        "also on one thread, with the other table free"
+    );
+    assert_eq!(
+        answers,
+        (2, 1, true),
+        "the tables are intact after the panics"
     );
 }
 

@@ -109,8 +109,10 @@ impl<'gc, K: ?Sized + 'gc, V: Trace + Send + Sync + 'gc> GcEphemeronTable<'gc, K
     /// The value for `key` (a clone).
     ///
     /// # Panics
-    /// If `V::clone` uses this table (it runs with the table locked): as a `RefCell` borrowed
-    /// mutably twice does, rather than wait for its own lock for ever.
+    /// If `V::clone` uses this or any other ephemeron table (it runs with this table locked):
+    /// as a `RefCell` borrowed mutably twice does, rather than wait for its own lock for ever,
+    /// or for another table's held by a thread that waits for this one. A `Clone` should not
+    /// wait for other threads either: the collector may wait for the table meanwhile.
     pub fn get(&self, key: Gc<'gc, K>) -> Option<V>
     where
         V: Clone,

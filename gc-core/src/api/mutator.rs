@@ -114,16 +114,12 @@ impl Drop for ScopeGuard<'_> {
             *d = others;
             mine
         });
-        let mut panicked = None;
+        // (Not resumed while already unwinding out of the scope: a second panic would abort.)
+        let mut first = crate::util::unwind::FirstPanic::default();
         for (_, work) in deferred {
-            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-                panicked.get_or_insert(p);
-            }
+            first.run(work);
         }
-        // Not while already unwinding out of the scope: a second panic would abort.
-        if let Some(p) = panicked.filter(|_| !std::thread::panicking()) {
-            std::panic::resume_unwind(p);
-        }
+        first.resume();
     }
 }
 

@@ -294,7 +294,9 @@ fn register_clock(h: &Shared) {
 /// glue, or a gc-core bug), abort with a message naming `who`: other threads wait for this one
 /// (a pause, the end of marking), so unwinding would leave the process hanging.
 fn fatal_on_panic(who: &str, f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        // Not dropped: its `Drop` (user code) could panic and unwind this thread after all.
+        std::mem::forget(p);
         crate::util::bug::fatal(format!(
             "gc-core: {who} panicked (a `Trace` implementation, drop glue or a gc-core bug); \
              aborting"

@@ -46,12 +46,14 @@
 //! allocation call or a scope's end), by markers scanning a table, and by the collector in
 //! rounds and clearing. A lookup needs no `Mutation`, so one may run inside a blocking region
 //! while the world is stopped; a marker then waits for that one map operation, which never
-//! waits for the collector.
+//! waits for the collector (unless a value's `Clone` waits for another thread: see below).
 //!
 //! The one piece of user code run under the lock is the value's `Clone` in `get`. A `Clone`
 //! that used the same table again would wait for its own lock for ever (and every later pause
-//! for its scope); instead the table panics, as a `RefCell` borrowed twice does: each thread
-//! keeps the tables whose `get` it is inside ([`EphemeronObj::get_cloned`]).
+//! for its scope); two threads whose values' `Clone`s each used the other's table would wait
+//! for each other's lock. So no table operation may run inside a value's `Clone`: it panics,
+//! as a `RefCell` borrowed twice does, and no thread ever holds two tables' locks. Each thread
+//! counts the `get`s whose `Clone` it is inside ([`EphemeronObj::get_cloned`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,23 +197,23 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
 }
 
 thread_local! {
-    /// The tables (by address) whose `get` is cloning a value on this thread, innermost last.
-    static CLONING_FROM: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// How many `get`s are cloning a value on this thread (with their tables locked).
+    static CLONING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Marks a table as cloning a value on this thread while it lives (also on unwinding).
+/// Counts a `get` cloning a value on this thread while it lives (also on unwinding).
 struct Cloning;
 
 impl Cloning {
-    fn start(table: usize) -> Cloning {
-        CLONING_FROM.with(|c| c.borrow_mut().push(table));
+    fn start() -> Cloning {
+        CLONING.with(|c| c.set(c.get() + 1));
         Cloning
     }
 }
 
 impl Drop for Cloning {
     fn drop(&mut self) {
-        CLONING_FROM.with(|c| c.borrow_mut().pop());
+        CLONING.with(|c| c.set(c.get() - 1));
     }
 }
 
@@ -232,22 +234,16 @@ impl<V: Trace> EphemeronObj<V> {
     /// or end a scope while they hold it).
     ///
     /// # Panics
-    /// If this thread is inside [`EphemeronObj::get_cloned`] of this table: a value's `Clone`
-    /// used the table it is being read from (the lock is held; waiting would never end).
+    /// If this thread is inside [`EphemeronObj::get_cloned`] of any table: a value's `Clone`
+    /// used a table while the one it is read from is locked (its own: the wait would never
+    /// end; another: two threads doing so in opposite directions would wait for each other).
     pub(crate) fn map(&self) -> parking_lot::MutexGuard<'_, HashMap<usize, V>> {
-        // The re-entry test runs only when the lock is taken: a `Clone` inside `get` always
-        // finds it so, and an uncontended operation pays nothing for the test.
-        if let Some(map) = self.map.try_lock() {
-            return map;
-        }
-        let me = self as *const Self as usize;
-        if CLONING_FROM
-            .try_with(|c| c.borrow().contains(&me))
-            .unwrap_or(false)
-        {
+        // Tested on every operation, not only when the lock is taken: whether two threads meet
+        // is timing, and the rule must not depend on it.
+        if CLONING.try_with(|c| c.get() > 0).unwrap_or(false) {
             panic!(
-                "gc-core: a GcEphemeronTable value's Clone used the table it is being read \
-                 from (GcEphemeronTable::get clones the value with the table locked)"
+                "gc-core: a GcEphemeronTable value's Clone used an ephemeron table \
+                 (GcEphemeronTable::get clones the value with its table locked)"
             );
         }
         self.map.lock()
@@ -260,7 +256,7 @@ impl<V: Trace> EphemeronObj<V> {
     {
         let map = self.map();
         let v = map.get(&key)?;
-        let _cloning = Cloning::start(self as *const Self as usize);
+        let _cloning = Cloning::start();
         Some(v.clone())
     }
 

@@ -392,9 +392,12 @@ impl Runner {
         }
     }
 
-    /// Run one cleanup, catching a panic (reported once on stderr, counted).
+    /// Run one cleanup, catching a panic (reported once on stderr, counted; its payload
+    /// dropped without letting a panic of its own `Drop` out, which would end the cleanup
+    /// thread with `busy` set and every later wait hanging).
     fn run_one(&self, f: Cleanup) {
-        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            crate::util::unwind::drop_payload(p);
             self.panicked.fetch_add(1, Ordering::Relaxed);
             eprintln!("gc-core: a cleanup panicked; the other cleanups still run");
         }

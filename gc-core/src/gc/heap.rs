@@ -222,7 +222,7 @@ impl Drop for Shared {
         // The cleanups first: one still running may record a wait for this heap.
         self.finalize.teardown();
         crate::gc::scope::forget_heap(self.id);
-        let mut panicked = None;
+        let mut first = crate::util::unwind::FirstPanic::default();
         self.mheap.central.teardown(|span| {
             let Some(d) = type_of(span).drop else {
                 return;
@@ -230,24 +230,19 @@ impl Drop for Shared {
             let st = span.state.lock();
             for i in st.alloc.iter_ones().take_while(|&i| i < span.nelems) {
                 let o = span.slot_addr(i) as *mut Object;
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                first.run(|| {
                     // SAFETY: slot `i` is allocated (its alloc bit is set), so it holds an
                     // initialised object of the span's type that has not been dropped (sweeping
                     // clears the alloc bit of every object it drops); nothing can reach it any
                     // more. Dropped exactly once, here: a panic of its drop glue is caught and
                     // the slot never visited again.
                     unsafe { d(o) }
-                }));
-                if let Err(p) = r {
-                    panicked.get_or_insert(p);
-                }
+                });
             }
         });
-        // Not while this thread is already unwinding (the last handle dropped by a panic): a
-        // second panic would abort the process.
-        if let Some(p) = panicked.filter(|_| !std::thread::panicking()) {
-            std::panic::resume_unwind(p);
-        }
+        // Not resumed while this thread is already unwinding (the last handle dropped by a
+        // panic): a second panic would abort the process.
+        first.resume();
     }
 }
 

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `plain table, keys live` | a `GcHashMap<u64, (Gc<u64>, Gc<u64>)>`: every key and value traced through the map |
 //! | `ephemeron table, keys live` | the same entries in an ephemeron table: values traced once their keys are marked (the table is scanned before most keys are, so it is deferred and an ephemeron round traces them) |
+//! | `ephemeron table, 1024 gets` | the mutator's side: 1024 `get`s spread over the 2²⁰ entries, in one scope (no collection) |
 //! | `ephemeron table, keys dead` | every key unreachable: no value traced, every entry removed in the weak-clearing window (the table is rebuilt between iterations, untimed) |
 //!
 //! The figures go into `docs/benchmarks.md` with the pause times the cycle records give.
@@ -93,6 +94,19 @@ fn ephemerons(c: &mut Criterion) {
         });
         g.bench_function("ephemeron table, keys live", |b| {
             b.iter_custom(|iters| collections(&h, iters, || m.collect(), "ephemeron, live"))
+        });
+        // The mutator's side: 1024 lookups spread over the table, in one scope.
+        g.bench_function("ephemeron table, 1024 gets", |b| {
+            b.iter(|| {
+                m.mutate(|_, r| {
+                    let mut sum = 0u64;
+                    for i in (0..N).step_by(N / 1024) {
+                        let k = r.keys.get(i).unwrap();
+                        sum += *r.table.get(k).unwrap();
+                    }
+                    sum
+                })
+            })
         });
     }
     {

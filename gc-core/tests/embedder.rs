@@ -559,3 +559,50 @@ fn a_mutator_in_a_thread_local_is_dropped_at_thread_exit() {
         );
     }
 }
+
+/// A scope that waits for threads sharing its objects, which themselves need the heap (a new
+/// mutator, a scope, its drop), while a collection is requested: inside `Mutation::blocking`
+/// the pause goes ahead without the waiting scope, so the threads get in and out and the wait
+/// ends. (Outside `blocking` the pause would wait for the scope and the threads for the pause:
+/// the deadlock `docs/api.md` warns of.) Verify mode on and off.
+#[test]
+fn a_scope_joins_threads_that_use_the_heap_inside_a_blocking_region() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let h = heap.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut m: Mutator<Rootable!['gc => ()]> = h.mutator(|_| ());
+            let sum = m.mutate(|mc, _| {
+                let shared = Gc::new(mc, Obj { id: 7 });
+                mc.request_collect();
+                // The pause is now waiting for this scope: the helpers' registrations and
+                // scopes wait for the pause until this scope is outside the managed state.
+                mc.blocking(|| {
+                    std::thread::scope(|s| {
+                        let helpers: Vec<_> = (0..2u64)
+                            .map(|i| {
+                                let h = &h;
+                                s.spawn(move || {
+                                    let mut m2: Mutator<Rootable!['gc => ()]> = h.mutator(|_| ());
+                                    let made = m2.mutate(|mc, _| Gc::new(mc, Obj { id: i }).id);
+                                    made + shared.id
+                                })
+                            })
+                            .collect();
+                        helpers.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
+                    })
+                })
+            });
+            tx.send(sum).unwrap();
+        });
+        let sum = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the scope's wait for its helpers ended");
+        assert_eq!(sum, 7 + 7 + 1, "verify={verify}");
+        assert!(
+            wait_for(Duration::from_secs(10), || heap.stats().gc_cycles >= 1),
+            "verify={verify}: the requested collection ran"
+        );
+    }
+}

@@ -516,6 +516,16 @@ impl Central {
     /// Unpublish and free an empty span that is on no list and in no cache (its owner's call).
     pub(crate) fn free_span(&self, arena: &Arena, s: SpanRef) {
         let (start, npages) = (s.get().start, s.get().npages);
+        #[cfg(debug_assertions)]
+        {
+            // Idle: nothing allocated in it, owned by no cache, on no list or span queue (an
+            // ownership slip would otherwise reuse live memory without a word).
+            let st = s.get().state.lock();
+            debug_assert!(
+                st.allocated == 0 && !st.in_cache && !st.in_partial && !s.get().is_queued(),
+                "freeing a span that is not idle"
+            );
+        }
         {
             // `all_index` is only read and written under this lock.
             let mut all = self.all.lock();
@@ -534,10 +544,13 @@ impl Central {
     }
 
     /// Heap teardown (no other thread is left): hand every in-use span to `each` (which runs
-    /// the drop glue of its remaining objects), then free the metadata of every span.
+    /// the drop glue of its remaining objects), then free the metadata of every span. Spare
+    /// metadata (of freed spans, empty when freed) is not handed over: its geometry and type
+    /// are stale, and its pages may belong to another span by now.
     pub(crate) fn teardown(&mut self, mut each: impl FnMut(&Span)) {
         let md = self.metadata.get_mut();
-        for s in self.all.get_mut().drain(..).chain(md.spare.drain(..)) {
+        md.spare.clear();
+        for s in self.all.get_mut().drain(..) {
             each(s.get());
         }
         // SAFETY: `all` and `spare` have been emptied, and `&mut self` means no other thread,

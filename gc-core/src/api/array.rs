@@ -315,13 +315,16 @@ unsafe impl<'gc, T: Slot<'gc>> Trace for VecObj<'gc, T> {
     }
 }
 
-/// A growable heap vector of [`Slot`] values. Spare capacity holds `T::default()`.
+/// A growable heap vector of [`Slot`] values. Spare capacity holds `T::default()` (unless
+/// threads race on it: below).
 ///
 /// Its methods take `&self`, and mutators on several threads may share one, but a push or pop
 /// is not atomic: its length is read, the slot written and the new length stored, as a `Vec`
-/// would, so two threads that push or pop **the same vector at the same time** may lose
+/// would, so two threads that push, pop or set **the same vector at the same time** may lose
 /// elements, leave `T::default()` where an element was popped, or keep an element that was
-/// popped (a pop racing with a push that grows the vector copies it first). Nothing else: every slot
+/// popped (a pop racing with a push that grows the vector copies it first; a `set` of the last
+/// element racing with a pop may store its value in the spare capacity, where it stays alive
+/// until a push overwrites it). Nothing else: every slot
 /// always holds a value of `T`, the length never passes the capacity (the backing array is
 /// replaced by a larger one only with an atomic exchange), and every access is bounds-checked.
 /// Share a vector that several threads grow behind a lock, or give each thread its own.

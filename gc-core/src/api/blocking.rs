@@ -7,7 +7,10 @@ use crate::api::mutator::Mutation;
 impl<'gc> Mutation<'gc> {
     /// Run `f` with this mutator outside the managed state, so that a collection needing a
     /// stop-the-world pause does not wait for `f` (Go's system-call state). Use it around
-    /// blocking I/O, lock waits or long native calls inside a scope.
+    /// blocking I/O, lock waits or long native calls inside a scope, and always around a wait
+    /// for another thread that may use this heap (joining scoped threads that share the
+    /// scope's `Gc`s, a channel, a lock): outside `blocking`, a pause requested meanwhile
+    /// waits for this scope while that thread waits for the pause, and the heap deadlocks.
     ///
     /// `f` must be `Send`, which keeps the `Mutation` and the root stack out of it: it cannot
     /// allocate or run a write barrier. It may read objects through captured `Gc`s, which stay

@@ -21,7 +21,10 @@ use crate::gc::trace::Trace;
 /// A hash table to put in a heap object: keys compared and hashed by value, keys and values
 /// traced. Reads take `&self`; changes take the scope's `&Mutation` and run the
 /// [`GcRefCell`] barrier. Like a `GcRefCell`, it panics if a change meets a borrow held
-/// elsewhere ([`GcHashMap::borrow`], [`GcHashMap::borrow_mut`]).
+/// elsewhere ([`GcHashMap::borrow`], [`GcHashMap::borrow_mut`]), and a read panics if it meets
+/// a change: a table that one thread changes while another reads it (shared through a
+/// [`Stash`](crate::Stash)) needs a lock of its own, and a key's `Hash` or `Eq` must not read
+/// the table it is being inserted into.
 ///
 /// ```
 /// use gc_core::{Config, Gc, GcHashMap, GcStr, Heap, Mutator, Rootable, Trace};

@@ -849,7 +849,11 @@ fn stw_helper_panic_child() {
         }
     });
     ARMED.store(true, Ordering::Relaxed);
-    for _ in 0..20 {
+    // Until a helper takes some of the marking (which one takes what is timing: on a busy
+    // machine the collector thread may mark a whole heap alone, so a fixed count of
+    // collections was not always enough), for at most 20 s (the parent waits 30).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
         heap.collect();
     }
     eprintln!("collect returned");

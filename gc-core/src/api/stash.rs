@@ -130,6 +130,8 @@ impl<R: for<'gc> Rootable<'gc>> Clone for Stash<R> {
     fn clone(&self) -> Self {
         let mut t = self.owner.shared.stash.lock();
         let a = t.get(self.slot);
+        // No shading: the object is in the stash already, so it was greyed at this cycle's
+        // STW 1 (with every stash slot) or shaded when stashed during marking.
         let slot = t.insert(a);
         Stash {
             owner: self.owner.clone(),

@@ -344,7 +344,7 @@ impl Disturbers {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     std::thread::sleep(Duration::from_millis(2 + i % 5));
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         heap.debug_start_cycle();
                     } else {
                         heap.collect();
@@ -402,7 +402,7 @@ impl Disturbers {
                         for k in 0..30 {
                             make_entry(mc, r, round * 7 + k, false);
                         }
-                        if round % 4 == 0 {
+                        if round.is_multiple_of(4) {
                             h2.finish_sweep();
                         }
                         if round % 4 == 1 {
@@ -469,7 +469,7 @@ fn torture(verify: bool, concurrent: bool) {
                             rng = rng
                                 .wrapping_mul(6364136223846793005)
                                 .wrapping_add(1442695040888963407);
-                            let keep = (rng >> 20) % 3 == 0;
+                            let keep = (rng >> 20).is_multiple_of(3);
                             entries.push(make_entry(mc, r, rng >> 33, keep));
                             // Upgrade a few random older ones.
                             for j in 0..3u64 {
@@ -493,7 +493,7 @@ fn torture(verify: bool, concurrent: bool) {
                                             }
                                         }
                                     },
-                                    k % 7 == 0,
+                                    k.is_multiple_of(7),
                                     "upgraded",
                                 );
                                 assert!(

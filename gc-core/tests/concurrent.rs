@@ -916,7 +916,7 @@ fn weak_references_cleared_with_the_world_running() {
             for _ in 0..50 {
                 let o = obj(mc, next);
                 r.weak.push(mc, Some(o.downgrade(mc)));
-                if next % 3 == 0 {
+                if next.is_multiple_of(3) {
                     r.strong.push(mc, Some(o));
                     expected.push(next);
                 }

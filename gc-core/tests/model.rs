@@ -129,7 +129,7 @@ enum Cycles {
 /// (verify mode sweeps and clears weak references inside the STW 2 pause; without it they
 /// happen with the world running, a different protocol with races of its own).
 fn verify_for(seed: u64) -> bool {
-    seed % 2 == 0
+    seed.is_multiple_of(2)
 }
 
 /// Span-local marking for a seed: on for every other pair of seeds, so that it runs with

@@ -156,7 +156,7 @@ fn lists_of_one_size_class(verify: bool, span: bool) {
                                 let n = link(mc, v, anchor.next.get());
                                 anchor.next.set(mc, Some(n));
                                 built += 1;
-                                if built % 64 == 0 {
+                                if built.is_multiple_of(64) {
                                     // Read a little of what is reachable.
                                     let mut cur = anchor.next.get();
                                     for _ in 0..32 {
@@ -427,7 +427,7 @@ fn weak_references(verify: bool, span: bool) {
                             let k = (next.wrapping_mul(0x9E37_79B9) >> 7) as usize % ids.len();
                             if let Some(o) = r.weak.get(k).flatten().and_then(|w| w.upgrade(mc)) {
                                 check_target(&o, ids[k]);
-                                if k % 5 == 0 {
+                                if k.is_multiple_of(5) {
                                     r.strong.push(mc, Some(o));
                                 }
                             }
@@ -436,7 +436,7 @@ fn weak_references(verify: bool, span: bool) {
                             }
                         }
                     });
-                    if rounds % 8 == 0 {
+                    if rounds.is_multiple_of(8) {
                         // Weak references to garbage only: after a full collection that
                         // started after the targets became unreachable, all must be dead.
                         let mut fresh = m.mutate(|mc, r| {

@@ -128,7 +128,7 @@ impl Kind {
             }
             Kind::Deque => {
                 let mut v = b.deque.borrow_mut(mc);
-                if r % 2 == 0 {
+                if r.is_multiple_of(2) {
                     v.pop_back()
                 } else {
                     v.pop_front()

@@ -59,7 +59,7 @@ const fn add_field_pointer_words(
 ) -> Option<u64> {
     match (words, field) {
         (Some(w), Some(0)) => Some(w),
-        (Some(w), Some(f)) if offset % 8 == 0 && offset / 8 < 64 => {
+        (Some(w), Some(f)) if offset.is_multiple_of(8) && offset / 8 < 64 => {
             if f.leading_zeros() < (offset / 8) as u32 {
                 None
             } else {

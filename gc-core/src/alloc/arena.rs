@@ -54,8 +54,10 @@ pub(crate) enum Fit {
 /// and a mutator holding it cannot reach a safepoint.
 const SYNC_SCAVENGE_SLACK: usize = 16;
 
-/// The smallest reservation accepted: room for the largest small-object span.
+/// The smallest reservation accepted: room for the largest small-object span (the
+/// configuration checks `GCCORE_ARENA` against the same figure).
 pub const MIN_RESERVATION: usize = 16 * PAGE_SIZE;
+const _: () = assert!(MIN_RESERVATION == crate::util::config::MIN_ARENA_BYTES);
 
 /// Raw memory behind the arena and the page map.
 struct Backing {
@@ -241,7 +243,7 @@ fn release_supported() -> bool {
     }
     // SAFETY: `sysconf` reads a configuration value; it has no preconditions.
     let os_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    os_page > 0 && PAGE_SIZE % os_page as usize == 0
+    os_page > 0 && PAGE_SIZE.is_multiple_of(os_page as usize)
 }
 
 // SAFETY: the raw pointers in `Backing` point to memory owned by the arena for its whole life;

@@ -212,7 +212,7 @@ pub const fn class_for(size: usize, align: usize) -> Option<usize> {
     } else {
         LARGE_LOOKUP[(size - SMALL_LOOKUP_MAX).div_ceil(16)] as usize
     };
-    while CLASSES[c].size % align != 0 {
+    while !CLASSES[c].size.is_multiple_of(align) {
         c += 1;
     }
     Some(c)

@@ -238,7 +238,7 @@ impl Span {
         // Bits past the last slot read as allocated, so the allocator never hands them out.
         // (Set through the raw word: bitvec's partial-element `fill` trips Miri's Stacked
         // Borrows check.)
-        if nelems % 64 != 0 {
+        if !nelems.is_multiple_of(64) {
             alloc.as_raw_mut_slice()[words - 1] |= !0u64 << (nelems % 64);
         }
         Span {
@@ -282,7 +282,7 @@ impl Span {
     pub(crate) fn is_slot_start(&self, addr: usize) -> bool {
         addr >= self.start
             && addr < self.start + self.nelems * self.elem_size
-            && (addr - self.start) % self.elem_size == 0
+            && (addr - self.start).is_multiple_of(self.elem_size)
     }
 
     /// Mark words in use: `nelems.div_ceil(64)`.

@@ -148,7 +148,7 @@ impl Safepoint {
                     return last;
                 }
                 i = i.wrapping_add(1);
-                if i % 8 == 0 {
+                if i.is_multiple_of(8) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();

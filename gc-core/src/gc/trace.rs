@@ -177,7 +177,7 @@ pub(crate) const fn add_field_pointer_words(
         (Some(words), Some(field)) => {
             // Words at an offset that is not a multiple of 8, or past the 64th: not maskable.
             let shift = offset / 8;
-            if offset % 8 != 0 || shift >= 64 || field.leading_zeros() < shift as u32 {
+            if !offset.is_multiple_of(8) || shift >= 64 || field.leading_zeros() < shift as u32 {
                 None
             } else {
                 Some(words | field << shift)

@@ -53,6 +53,11 @@ pub struct Config {
 /// headroom. (Go accepts anything, down to 0; a limit that small only means back-to-back cycles.)
 pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
 
+/// The smallest arena reservation a heap accepts ([`Config::arena_bytes`], `GCCORE_ARENA`):
+/// 128 KiB, room for the largest small-object span (`gc_core::layout::MIN_RESERVATION`, the
+/// same figure, is where the arena checks it).
+pub const MIN_ARENA_BYTES: usize = 128 << 10;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -149,7 +154,7 @@ impl Config {
             self.max_heap = parse_max_heap(&v)?;
         }
         if let Some(v) = get("GCCORE_ARENA") {
-            self.arena_bytes = parse_bytes("GCCORE_ARENA", &v)?;
+            self.arena_bytes = parse_arena(&v)?;
         }
         if let Some(v) = get("GCCORE_VERIFY") {
             self.verify = parse_bool("GCCORE_VERIFY", &v)?;
@@ -237,7 +242,8 @@ impl Config {
     }
 
     /// Size of the virtual reservation backing the heap (rounded down to 8 KiB pages). This is
-    /// the hard limit on heap memory.
+    /// the hard limit on heap memory. Below [`MIN_ARENA_BYTES`] (128 KiB), `Heap::new` fails
+    /// with [`HeapError::ReservationTooSmall`](crate::HeapError::ReservationTooSmall).
     pub fn arena_bytes(mut self, bytes: usize) -> Self {
         self.arena_bytes = bytes;
         self
@@ -392,6 +398,21 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
 
 /// Parse a `GCCORE_MAX_HEAP` value: `off`, or a byte count (units as for `GOMEMLIMIT`) of at
 /// least [`MIN_MEMORY_LIMIT`].
+/// `GCCORE_ARENA`: a byte count of at least the smallest reservation a heap can work in (a
+/// smaller one would only fail later, in `Heap::new`, with an error that does not name the
+/// variable).
+fn parse_arena(v: &str) -> Result<usize, ConfigError> {
+    match parse_bytes("GCCORE_ARENA", v) {
+        Ok(b) if b >= MIN_ARENA_BYTES => Ok(b),
+        _ => Err(ConfigError {
+            var: "GCCORE_ARENA",
+            value: v.to_string(),
+            expected: "a byte count of at least 128KiB with an optional unit B, KiB, MiB, GiB or \
+                       TiB (e.g. 64GiB)",
+        }),
+    }
+}
+
 fn parse_max_heap(v: &str) -> Result<Option<usize>, ConfigError> {
     parse_limit(
         "GCCORE_MAX_HEAP",
@@ -628,6 +649,16 @@ mod tests {
         assert!(c.verify);
         let c = env(&[("GCCORE_ARENA", "1GiB")]).unwrap();
         assert_eq!(c.arena_bytes, 1 << 30);
+        // Below the smallest reservation: refused here, naming the variable.
+        for small in ["0", "64KiB", "131071"] {
+            let e = env(&[("GCCORE_ARENA", small)]).unwrap_err();
+            assert_eq!(e.var, "GCCORE_ARENA");
+            assert!(e.expected.contains("at least 128KiB"), "{e}");
+        }
+        assert_eq!(
+            env(&[("GCCORE_ARENA", "128KiB")]).unwrap().arena_bytes,
+            MIN_ARENA_BYTES
+        );
         assert_eq!(c.gc_percent, Some(100));
         let c = env(&[
             ("GOMEMLIMIT", "256MiB"),

@@ -260,7 +260,7 @@ fn mark_for(h: &Shared, target: u64, at: Position) -> (u64, bool) {
     while t.work() * WORK_UNIT_BYTES < target {
         // Account the CPU time as it passes (the CPU limiter reads it) and let the limiter
         // update, every 16 slices (a few tens of microseconds).
-        if slices % 16 == 0 {
+        if slices.is_multiple_of(16) {
             if let Some(cpu) = lap.lap() {
                 h.stats
                     .assist_ns

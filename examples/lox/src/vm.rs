@@ -16,8 +16,8 @@
 //! # Yielding to the collector
 //!
 //! The dispatch loop runs inside one mutation scope. At *poll points* (backward jumps, calls,
-//! and instructions that allocate) it checks [`Mutation::should_yield`] (one relaxed
-//! load); when a collection is waiting it saves its frames as above and returns from the scope,
+//! and instructions that allocate) it checks [`Mutation::should_yield`] (two relaxed
+//! loads); when a collection is waiting it saves its frames as above and returns from the scope,
 //! and the driver loop re-enters at once. A running Lox program therefore never holds up a
 //! pause for longer than one straight-line stretch of bytecode.
 //!
@@ -28,7 +28,9 @@
 //!
 //! Instructions allocate before they change any VM state, so an allocation failure rewinds
 //! the instruction; the driver collects and retries it once. If it fails again the program
-//! ends with the runtime error `Out of memory.`.
+//! ends with the runtime error `Out of memory.`. Once the retried instruction has completed
+//! (the next poll point), a later failure is collected and retried in turn: a program that
+//! only makes garbage runs in an arena smaller than its first trigger.
 
 use std::io::Write;
 use std::time::Instant;
@@ -860,6 +862,10 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         }
         macro_rules! poll {
             () => {
+                // Poll points follow an instruction's effects: the instruction retried after an
+                // allocation failure has completed, so a later failure is a new one (collect and
+                // retry it), not the retried instruction's second.
+                self.retrying = false;
                 if self.must_yield() {
                     return self.yield_now(f.ip, sp);
                 }

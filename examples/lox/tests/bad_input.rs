@@ -160,6 +160,20 @@ fn huge_string_runs_out_of_memory() {
 }
 
 #[test]
+fn garbage_only_loop_runs_in_an_arena_smaller_than_the_first_trigger() {
+    // The arena (2 MiB) fills before the heap reaches its first trigger (4 MiB), so no cycle
+    // is ever triggered: every fill is an allocation failure, collected and retried. Only the
+    // retried instruction's own second failure is final (it ended the run at the second fill).
+    let path = program(
+        "garbage_small_arena",
+        "class N {}\nvar s = 0;\nfor (var i = 0; i < 300000; i = i + 1) { N(); s = s + 1; }\nprint s;\n",
+    );
+    let run = run_capped(&path, &[("GCCORE_ARENA", "2MiB")]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "300000\n", "{}", describe(&run));
+}
+
+#[test]
 fn unbounded_instance_list_runs_out_of_memory() {
     // Every node stays reachable, so no collection can help.
     let path = program(

@@ -100,6 +100,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
     } else {
         stop_without_blocking_scopes(h)
     };
+    // The cycle's start in its record: its first stop request (Go: `tSweepTerm`), not the
+    // sweeping before it.
+    let t_start = world.t_stop;
     let cycle = begin_cycle(h);
     h.ephemerons.start_cycle();
     h.finalize.start_cycle();
@@ -164,6 +167,11 @@ pub(crate) fn gc_cycle(h: &Shared) {
                 t.edge(a.0);
             }
         }
+        // The roots' scan work, as a concurrent cycle books it when it scans each mutator's
+        // roots (the pacer's stack term, gctrace's `MB stacks`).
+        h.pacer
+            .stack_scan_work
+            .fetch_add(t.take_work() * WORK_UNIT_BYTES, Ordering::Relaxed);
         h.mark.work.start_workers(helpers + 1);
         h.mark.pool.start(Job::StopTheWorld {
             workers: helpers + 1,
@@ -263,7 +271,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     let base = crate::gc::report::record_base(
         h,
         cycle,
-        t_begin,
+        t_start,
         (heap_start, heap_end, marked),
         (cycle_trigger, cycle_goal),
         end.cons_mark,

@@ -56,7 +56,6 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
     let u = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let secs = |ns: u64| ns as f64 * 1e-9;
     let cycles = u(&s.cycles);
-    let forced = u(&s.forced_cycles).min(cycles);
     let procs = h.settings.procs as u64;
     let pause_cpu = u(&s.pause_total_ns) * procs;
     let assist = u(&s.assist_ns);
@@ -81,8 +80,10 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
     use Value::{Float64 as F, Histogram as H, Uint64 as U};
     let values = [
         U(cycles),
-        U(cycles - forced),
-        U(forced),
+        // Counted apart (not the total less the forced ones): the two are counted at
+        // different moments of a cycle's end, and a difference could go down meanwhile.
+        U(u(&s.automatic_cycles)),
+        U(u(&s.forced_cycles)),
         H(s.pause_hist.read()),
         U(h.pacer.heap_goal.load(Ordering::Relaxed) as u64),
         U(h.mheap.counters.heap_marked.load(Ordering::Relaxed) as u64),
@@ -178,6 +179,8 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
     };
     if rec.forced {
         h.stats.forced_cycles.fetch_add(1, Ordering::Relaxed);
+    } else {
+        h.stats.automatic_cycles.fetch_add(1, Ordering::Relaxed);
     }
     let capacity = h.phases.elapsed().as_nanos() as f64 * h.settings.procs as f64;
     if capacity > 0.0 {

@@ -48,7 +48,8 @@ pub struct CycleRecord {
     /// STW 1 (sweep termination and mark setup), from the stop request.
     pub sweep_termination: Duration,
     /// Concurrent marking, from the end of STW 1 to the stop request of the final STW 2
-    /// (including any mark-termination retries).
+    /// (including any mark-termination retries). For the stop-the-world collector, the
+    /// marking inside its one pause (part of `mark_termination`).
     pub mark: Duration,
     /// STW 2 (mark termination), from the stop request.
     pub mark_termination: Duration,
@@ -96,7 +97,7 @@ pub struct CycleRecord {
     pub next_goal: usize,
     /// The trigger it set for the next cycle.
     pub next_trigger: usize,
-    /// Scan work of the root stacks and of the stash (bytes).
+    /// Scan work of the mutators' roots: root objects and root stacks (bytes).
     pub stack_scan: u64,
     /// Scan work of the stash.
     pub globals_scan: u64,

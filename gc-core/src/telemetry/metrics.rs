@@ -53,8 +53,9 @@ pub(crate) struct Stats {
     pub limiter_last_enabled_cycle: AtomicU64,
     /// Times the heap became stalled by the limiter's fail-fast window.
     pub limiter_stalls: AtomicU64,
-    /// Cycles started by `collect()`.
+    /// Cycles started by `collect()`, and the others, each counted when its record is made.
     pub forced_cycles: AtomicU64,
+    pub automatic_cycles: AtomicU64,
     /// Pause durations (see [`crate::telemetry::metrics::PAUSE_BUCKETS`]).
     pub pause_hist: PauseHistogram,
 }

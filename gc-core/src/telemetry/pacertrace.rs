@@ -126,7 +126,13 @@ impl PacerTrace {
         };
         let s = |d: std::time::Duration| d.as_secs_f64();
         let opt = |v: Option<u64>| v.map_or("off".to_string(), |v| v.to_string());
-        let end = rec.start + rec.sweep_termination + rec.mark + rec.mark_termination;
+        // The end of STW 2. The stop-the-world collector marks inside its one pause, which
+        // `mark_termination` times whole from its stop request (the cycle's start).
+        let end = if rec.concurrent {
+            rec.start + rec.sweep_termination + rec.mark + rec.mark_termination
+        } else {
+            rec.start + rec.mark_termination
+        };
         let line = format!(
             "{},{:.6},{:.6},{:.6},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{}",
             rec.cycle,

@@ -757,3 +757,50 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
         }
     }
 }
+
+/// A setting changed while a cycle is starting (counted as started, world stopped, before the
+/// pacer starts it) does not queue a second cycle: the cycle's end sets the trigger with the
+/// new setting. (The setter found the heap past the new trigger and asked for a cycle, which
+/// ran right after the first, on a heap just collected.)
+#[test]
+fn a_setting_changed_while_a_cycle_starts_queues_no_second_cycle() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    // About 2.7 MiB live (16-byte pairs): below the first trigger at GOGC=100 (3.8 MiB), past
+    // it at GOGC=50 (1.9 MiB).
+    m.mutate(|mc, root| {
+        let mut head = None;
+        for i in 0..180_000 {
+            let p = pair(mc, i);
+            p.a.set(mc, head);
+            head = Some(p);
+        }
+        root.set(mc, head);
+    });
+    assert_eq!(heap.stats().gc_cycles, 0, "no cycle before the test's");
+    heap.debug_hold_after_cycle_begin(true);
+    heap.debug_start_cycle();
+    let t0 = std::time::Instant::now();
+    while !heap.debug_held_after_cycle_begin() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let held = heap.debug_held_after_cycle_begin();
+    let trigger_before = heap.stats().heap_trigger;
+    heap.set_gc_percent(Some(50));
+    let trigger_set = heap.stats().heap_trigger;
+    heap.debug_hold_after_cycle_begin(false);
+    assert!(held, "the collector was held after the cycle's start");
+    assert!(
+        trigger_set < trigger_before && trigger_set <= heap.stats().heap_live,
+        "the setting moved the trigger below the heap: {trigger_before} → {trigger_set}"
+    );
+    let t0 = std::time::Instant::now();
+    while heap.stats().gc_cycles < 1 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let recs = heap.take_cycle_records();
+    assert_eq!(recs.len(), 1, "one cycle, not two: {recs:#?}");
+    drop(m);
+}

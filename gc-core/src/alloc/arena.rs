@@ -378,13 +378,23 @@ impl Arena {
             if first + n < start + len {
                 pa.insert(first + n, start + len - (first + n));
             }
-            self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
+            // Still counted in `free` while out of the runs: the pacer's figures (free ready
+            // bytes, and so the non-heap memory a memory limit leaves out) must not see the
+            // stretch as something else for the length of the system call. `insert_free` adds
+            // it again below, so it is taken off first, under the same lock.
             pa.scavenging += n;
             (first, n)
         };
+        #[cfg(test)]
+        tests::DURING_RELEASE.with(|f| {
+            if let Some(f) = f.get() {
+                f(self)
+            }
+        });
         let released = self.release_to_os(first, n);
         let mut pa = self.pages.lock();
         pa.scavenging -= n;
+        self.free.fetch_sub(n * PAGE_SIZE, Ordering::Relaxed);
         if !released {
             // Still resident, with whatever it held: a free run again, not marked released.
             self.insert_free(&mut pa, first, n);
@@ -709,13 +719,13 @@ mod tests {
             let mut pa = a.pages.lock();
             pa.remove(0, all);
             pa.scavenging += all;
-            a.free.fetch_sub(all * PAGE_SIZE, Ordering::Relaxed);
         }
         std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 let mut pa = a.pages.lock();
                 pa.scavenging -= all;
+                a.free.fetch_sub(all * PAGE_SIZE, Ordering::Relaxed);
                 a.insert_free(&mut pa, 0, all);
             });
             assert_eq!(a.alloc_pages(all, Fit::Grow), Some(x));
@@ -847,6 +857,39 @@ mod tests {
         assert_eq!(a.alloc_pages(2, Fit::Ready), None, "took released pages");
         assert_eq!(a.alloc_pages(2, Fit::Grow), Some(p[3]));
         assert_eq!(a.mapped_bytes(), 8 * PAGE_SIZE);
+    }
+
+    thread_local! {
+        /// Called by [`Arena::scavenge`] on this thread while it holds a stretch out of the free
+        /// runs, before its system call.
+        pub(super) static DURING_RELEASE: std::cell::Cell<Option<fn(&Arena)>> =
+            const { std::cell::Cell::new(None) };
+        static SEEN: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+    }
+
+    /// While the scavenger holds a stretch out of the free runs for its system call, the
+    /// stretch still counts as free (ready) memory: the pacer derives the non-heap memory a
+    /// memory limit leaves out from these figures, and saw the whole stretch as non-heap
+    /// memory for the length of the call (`Heap::free_os_memory` releases gigabytes at a time).
+    #[test]
+    fn pages_being_released_still_count_as_free() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        let x = a.alloc_pages(8, Fit::Grow).unwrap();
+        a.free_pages(x, 8);
+        let before = (a.free_ready_bytes(), a.mapped_ready_bytes());
+        DURING_RELEASE.with(|f| {
+            f.set(Some(|a: &Arena| {
+                SEEN.with(|s| s.set((a.free_ready_bytes(), a.mapped_ready_bytes())))
+            }))
+        });
+        let released = a.scavenge(8 * PAGE_SIZE);
+        DURING_RELEASE.with(|f| f.set(None));
+        assert_eq!(SEEN.with(|s| s.get()), before, "during the call");
+        assert_eq!(
+            (a.free_ready_bytes(), a.mapped_ready_bytes()),
+            (before.0 - released, before.1 - released),
+            "after it"
+        );
     }
 
     #[test]

@@ -329,6 +329,23 @@ impl Heap {
         self.shared().hooks.hold_marking.store(on, Ordering::SeqCst);
     }
 
+    /// Testing: while `on`, the collector waits right after it has counted a cycle as started
+    /// (with the world stopped), before the pacer starts the cycle;
+    /// [`Heap::debug_held_after_cycle_begin`] tells when it is there.
+    #[doc(hidden)]
+    pub fn debug_hold_after_cycle_begin(&self, on: bool) {
+        self.shared()
+            .hooks
+            .hold_after_begin
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Testing: whether the collector is held by [`Heap::debug_hold_after_cycle_begin`].
+    #[doc(hidden)]
+    pub fn debug_held_after_cycle_begin(&self) -> bool {
+        self.shared().hooks.held_after_begin.load(Ordering::SeqCst)
+    }
+
     /// Testing: while `on`, the collector does not start a requested cycle (as a collector
     /// thread kept off its CPU would not), so a test can run scopes with a cycle due but not
     /// started.

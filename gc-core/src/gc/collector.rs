@@ -210,11 +210,23 @@ pub(crate) fn wait_for_late_start(h: &Shared) {
 /// Recompute the trigger and goal (a setting changed, or the heap was created) and request a
 /// cycle if one is due.
 pub(crate) fn update_trigger(h: &Shared) {
-    if h.controller()
+    if !h
+        .controller()
         .update_trigger(h.mark.marking.load(Ordering::Relaxed))
     {
-        request_cycle(h);
+        return;
     }
+    // Not while a cycle has started and not ended: its end sets the next trigger with this
+    // setting and asks for a cycle then if one is due. (Between the count of its start and the
+    // pacer's start of the cycle the controller cannot tell that one is running, and a request
+    // then queued a second cycle right after it.) Decided under the lock that counts starts,
+    // so that a cycle cannot start between the test and the request.
+    let mut st = h.control.state.lock();
+    if st.started > st.completed || h.control.pending.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    st.requested = st.requested.max(st.started + 1);
+    h.control.wake.notify_all();
 }
 
 /// Start the collector thread of `h`.

@@ -104,6 +104,13 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // sweeping before it.
     let t_start = world.t_stop;
     let cycle = begin_cycle(h);
+    if h.hooks.hold_after_begin.load(Ordering::Relaxed) {
+        h.hooks.held_after_begin.store(true, Ordering::SeqCst);
+        while h.hooks.hold_after_begin.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        h.hooks.held_after_begin.store(false, Ordering::SeqCst);
+    }
     h.ephemerons.start_cycle();
     h.finalize.start_cycle();
     for m in world.mutators() {

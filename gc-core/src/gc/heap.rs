@@ -86,6 +86,10 @@ pub(crate) struct Hooks {
     /// meanwhile.
     pub stall_holding_pacer: AtomicBool,
     pub pacer_stalled: AtomicBool,
+    /// The collector waits right after counting a cycle as started (world stopped, before the
+    /// pacer's start of the cycle) while set, and raises `held_after_begin` meanwhile.
+    pub hold_after_begin: AtomicBool,
+    pub held_after_begin: AtomicBool,
 }
 
 /// State shared by the heap handles, the mutators and the collector threads (module docs).

@@ -121,8 +121,8 @@ func main() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	pauses := report.Pauses()
-	fmt.Printf("mode=go stretch_depth=%d long_lived_depth=%d max_depth=%d wall_ms=%d rss_peak_mib=%.1f heap_peak_mib=%.1f gc_cycles=%d pauses=%d pause_total_ms=%.1f pause_max_us=%d gc_cpu_frac=%.3f gc_cpu_go=%.4f objects_allocated=%d\n",
+	fmt.Printf("mode=go stretch_depth=%d long_lived_depth=%d max_depth=%d wall_ms=%d rss_peak_mib=%.1f heap_peak_mib=%.1f gc_cycles=%d pauses=%d pause_total_ms=%.1f pause_max_us=%d gc_cpu_go=%.4f objects_allocated=%d\n",
 		*stretch, *longLivedDepth, *maxDepth, wall.Milliseconds(), report.RSSPeakMiB(),
 		float64(sampler.PeakMapped)/(1<<20), ms.NumGC, len(pauses), float64(ms.PauseTotalNs)/1e6,
-		report.Pct(pauses, 1).Microseconds(), ms.GCCPUFraction, ms.GCCPUFraction, ms.Mallocs)
+		report.Pct(pauses, 1).Microseconds(), ms.GCCPUFraction, ms.Mallocs)
 }

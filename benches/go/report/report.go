@@ -5,6 +5,7 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -112,7 +113,6 @@ func (s *Sampler) SteadyFromSecondCycle() {
 	s.steadyAfter.Store(m[0].Value.Uint64() + 2)
 }
 
-
 // AllCycles counts the heap ÷ goal figure over every cycle, the first ones included (a
 // harness whose every cycle matters, such as binarytrees, calls it right after Start).
 func (s *Sampler) AllCycles() { s.steadyAfter.Store(0) }
@@ -139,12 +139,21 @@ func Pauses() []time.Duration {
 	return pauses
 }
 
-// Pct is the q-quantile of sorted durations (0 for none).
+// Pct is the q-quantile of sorted durations by nearest rank, the smallest value with at least
+// q of them at or below it (as hdrhistogram's value_at_quantile in the Rust harnesses), 0 for
+// none.
 func Pct(v []time.Duration, q float64) time.Duration {
 	if len(v) == 0 {
 		return 0
 	}
-	return v[int(q*float64(len(v)-1))]
+	rank := int(math.Ceil(q * float64(len(v))))
+	if rank < 1 {
+		rank = 1
+	}
+	if rank > len(v) {
+		rank = len(v)
+	}
+	return v[rank-1]
 }
 
 // STWKeys formats the pause figures: stw_count, stw_p50_us, stw_p99_us, stw_max_us.
@@ -155,9 +164,10 @@ func STWKeys() string {
 		len(p), us(Pct(p, 0.5)), us(Pct(p, 0.99)), us(Pct(p, 1)))
 }
 
-// GCKeys formats the collector figures after a run (sampler stopped): gc_cycles, gc_cpu_frac
-// and gc_cpu_go (both MemStats.GCCPUFraction: the Rust harnesses print their collector
-// threads' CPU share as gc_cpu_frac and Go's definition as gc_cpu_go), heap_goal_mib, heap_peak_mib, rss_peak_mib, and
+// GCKeys formats the collector figures after a run (sampler stopped): gc_cycles, gc_cpu_go
+// (MemStats.GCCPUFraction, Go's definition, which the Rust harnesses print under the same key;
+// their gc_cpu_frac, the collector threads' own CPU, has no Go 1.19 counterpart, so none is
+// printed), heap_goal_mib, heap_peak_mib, rss_peak_mib, and
 // peak_over_goal (PeakOverGoalSwept: the samples taken while marking, the nearest Go 1.19 comes to
 // the heap at mark termination that the Rust harnesses print).
 func GCKeys(s *Sampler) string {
@@ -165,8 +175,8 @@ func GCKeys(s *Sampler) string {
 	metrics.Read(m)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return fmt.Sprintf("gc_cycles=%d gc_cpu_frac=%.3f gc_cpu_go=%.4f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f peak_over_goal=%.3f",
-		m[0].Value.Uint64(), ms.GCCPUFraction, ms.GCCPUFraction, float64(m[1].Value.Uint64())/(1<<20),
+	return fmt.Sprintf("gc_cycles=%d gc_cpu_go=%.4f heap_goal_mib=%.1f heap_peak_mib=%.1f rss_peak_mib=%.1f peak_over_goal=%.3f",
+		m[0].Value.Uint64(), ms.GCCPUFraction, float64(m[1].Value.Uint64())/(1<<20),
 		float64(s.PeakMapped)/(1<<20), RSSPeakMiB(), s.PeakOverGoalSwept)
 }
 

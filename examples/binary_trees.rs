@@ -280,9 +280,9 @@ fn run_box(max_depth: u32) {
     );
 }
 
-/// Run on gc-core; returns the collector's `key=value` figures (taken while the heap lives).
-/// Runs the benchmark; returns its wall time (up to its last check, before the report and the
-/// heap's teardown, where Go's twin stops its clock) and the figures.
+/// Run on gc-core; returns the wall time (up to the last check, before the report and the
+/// heap's teardown, where Go's twin stops its clock) and the collector's `key=value` figures
+/// (taken while the heap lives).
 fn run_gc(max_depth: u32, t0: Instant) -> (std::time::Duration, String) {
     let heap = Heap::from_env().unwrap_or_else(|e| {
         eprintln!("binary_trees: {e}");

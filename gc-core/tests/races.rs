@@ -273,24 +273,24 @@ fn mutators_come_and_go_across_the_window(verify: bool) {
                     let base = (t << 48) | (rounds << 24);
                     // A mutator for one round: a list in its own root, checked, then dropped
                     // with its cache's spans part full.
-                    let mut brief: Mutator<Rootable!['gc => ListRoot<'gc>]> =
+                    let mut short_lived: Mutator<Rootable!['gc => ListRoot<'gc>]> =
                         heap.mutator(|_| ListRoot {
                             head: GcCell::new(None),
                         });
-                    brief.mutate(|mc, root| {
+                    short_lived.mutate(|mc, root| {
                         for k in 0..LEN / 3 {
                             let n = link(mc, base + k, root.head.get());
                             root.head.set(mc, Some(n));
                         }
                     });
-                    brief.mutate(|_, root| {
+                    short_lived.mutate(|_, root| {
                         let mut cur = root.head.get();
                         while let Some(l) = cur {
                             assert_eq!(l.check, checksum(l.value), "corrupted link");
                             cur = l.next.get();
                         }
                     });
-                    drop(brief);
+                    drop(short_lived);
                     // The long-lived list: replaced every round, the old one read first.
                     kept.mutate(|mc, root| {
                         let mut cur = root.head.get();
@@ -328,7 +328,7 @@ fn mutators_come_and_go_across_the_window(verify: bool) {
         assert!(held >= 1, "the window was never held open");
     }
     assert!(s.gc_cycles >= 3, "too few cycles: {s:?}");
-    // Each round's brief list and the replaced long-lived list are garbage.
+    // Each round's short-lived list and the replaced long-lived list are garbage.
     assert!(
         s.objects_freed >= rounds * LEN,
         "garbage not reclaimed: {s:?}"

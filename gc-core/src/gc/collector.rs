@@ -52,6 +52,9 @@ pub(crate) struct Cycles {
     pub started: u64,
     /// Cycles that have finished (world restarted).
     pub completed: u64,
+    /// From a cycle's count as started to the pacer's start of it (STW 1), where the pacer
+    /// cannot yet tell that a cycle runs ([`update_trigger`]).
+    pub starting: bool,
     /// Set when the last user handle is dropped.
     pub shutdown: bool,
     /// The cycles `collect()` asked for (Go: forced) that have not completed yet: each call
@@ -70,7 +73,11 @@ pub(crate) fn request_cycle(h: &Shared) {
 
 /// Ask the collector thread for a cycle after the last one started, without waiting for it.
 pub(crate) fn ask_for_cycle(h: &Shared) {
-    let mut st = h.control.state.lock();
+    ask_locked(h, &mut h.control.state.lock());
+}
+
+/// [`ask_for_cycle`] with the state locked.
+fn ask_locked(h: &Shared, st: &mut Cycles) {
     st.requested = st.requested.max(st.started + 1);
     h.control.wake.notify_all();
 }
@@ -134,6 +141,7 @@ pub(crate) fn begin_cycle(h: &Shared) -> u64 {
     let n = {
         let mut st = h.control.state.lock();
         st.started += 1;
+        st.starting = true;
         st.started
     };
     h.control.pending.store(false, Ordering::Relaxed);
@@ -216,17 +224,21 @@ pub(crate) fn update_trigger(h: &Shared) {
     {
         return;
     }
-    // Not while a cycle has started and not ended: its end sets the next trigger with this
-    // setting and asks for a cycle then if one is due. (Between the count of its start and the
-    // pacer's start of the cycle the controller cannot tell that one is running, and a request
-    // then queued a second cycle right after it.) Decided under the lock that counts starts,
-    // so that a cycle cannot start between the test and the request.
+    // Not while a cycle is starting (counted as started, not yet started by the pacer, which
+    // cannot tell that one runs and so found the heap past the trigger): the cycle's end sets
+    // the next trigger with this setting and asks for a cycle then if one is due; a request
+    // now queued a second cycle right after it. Decided under the lock that counts starts, so
+    // that a cycle cannot start between the test and the request.
     let mut st = h.control.state.lock();
-    if st.started > st.completed || h.control.pending.swap(true, Ordering::Relaxed) {
+    if st.starting || h.control.pending.swap(true, Ordering::Relaxed) {
         return;
     }
-    st.requested = st.requested.max(st.started + 1);
-    h.control.wake.notify_all();
+    ask_locked(h, &mut st);
+}
+
+/// Note that the pacer has started the cycle counted by [`begin_cycle`].
+pub(crate) fn note_cycle_started(h: &Shared) {
+    h.control.state.lock().starting = false;
 }
 
 /// Start the collector thread of `h`.
@@ -306,9 +318,9 @@ fn register_clock(h: &Shared) {
 /// glue, or a gc-core bug), abort with a message naming `who`: other threads wait for this one
 /// (a pause, the end of marking), so unwinding would leave the process hanging.
 fn fatal_on_panic(who: &str, f: impl FnOnce()) {
-    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        // Not dropped: its `Drop` (user code) could panic and unwind this thread after all.
-        std::mem::forget(p);
+    // The payload is kept (bound, not dropped) until the abort: its `Drop` is user code that
+    // could panic and unwind this thread after all.
+    if let Err(_payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         crate::util::bug::fatal(format!(
             "gc-core: {who} panicked (a `Trace` implementation, drop glue or a gc-core bug); \
              aborting"

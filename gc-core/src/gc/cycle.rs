@@ -100,8 +100,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
     } else {
         stop_without_blocking_scopes(h)
     };
-    // The cycle's start in its record: its first stop request (Go: `tSweepTerm`), not the
-    // sweeping before it.
+    // The cycle's start in its record: the stop request of its STW 1 (Go: `tSweepTerm`; the
+    // last attempt, if a blocked scope made the collector stop again), not the sweeping
+    // before it.
     let t_start = world.t_stop;
     let cycle = begin_cycle(h);
     if h.hooks.hold_after_begin.load(Ordering::Relaxed) {
@@ -131,6 +132,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // Heap at the start, goal, trigger off while marking, first assist ratio.
     let heap_start = counters.heap_live.load(Ordering::Relaxed);
     let (cycle_trigger, cycle_goal) = h.controller().start_cycle();
+    crate::gc::collector::note_cycle_started(h);
     let (assist0, bg0, idle0) = (
         h.stats.assist_ns.load(Ordering::Relaxed),
         h.stats.bg_mark_ns.load(Ordering::Relaxed),
@@ -283,7 +285,7 @@ pub(crate) fn gc_cycle(h: &Shared) {
         (cycle_trigger, cycle_goal),
         end.cons_mark,
     );
-    crate::gc::report::cycle_done(
+    let forced = crate::gc::report::cycle_done(
         h,
         CycleRecord {
             concurrent,
@@ -319,7 +321,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
         }
         sweep::end_weak_window(h);
     }
-    h.stats.record_cycle_end(mark_time, t_begin.elapsed());
+    h.stats
+        .record_cycle_end(mark_time, t_begin.elapsed(), forced);
     complete_cycle(h, cycle);
 }
 

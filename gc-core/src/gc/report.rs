@@ -168,8 +168,8 @@ pub(crate) fn record_base(
 }
 
 /// A cycle has ended (world restarted): complete its record (forced or not, GC CPU fraction so
-/// far), log it, and print it if gctrace is on.
-pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
+/// far), log it, and print it if gctrace is on. Returns whether it was forced.
+pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) -> bool {
     use std::sync::atomic::Ordering;
     rec.forced = {
         let mut st = h.control.state.lock();
@@ -177,11 +177,6 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
         st.forced.retain(|&c| c > rec.cycle);
         forced
     };
-    if rec.forced {
-        h.stats.forced_cycles.fetch_add(1, Ordering::Relaxed);
-    } else {
-        h.stats.automatic_cycles.fetch_add(1, Ordering::Relaxed);
-    }
     let capacity = h.phases.elapsed().as_nanos() as f64 * h.settings.procs as f64;
     if capacity > 0.0 {
         rec.gc_cpu_fraction = h.stats.gc_cpu_ns(h.settings.procs) as f64 / capacity;
@@ -206,5 +201,7 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) {
         };
         h.pacer_trace.write(&rec, &extra);
     }
+    let forced = rec.forced;
     h.cycle_log.push(rec);
+    forced
 }

@@ -39,7 +39,7 @@ pub const MAX_CYCLE_RECORDS: usize = 1 << 12;
 pub struct CycleRecord {
     /// The cycle (1 for the heap's first).
     pub cycle: u64,
-    /// When it started (its first stop request), as an offset from the heap's creation.
+    /// When it started (the stop request of its STW 1), as an offset from the heap's creation.
     pub start: Duration,
     /// Started by an explicit `collect()` rather than the trigger.
     pub forced: bool,

@@ -53,7 +53,7 @@ pub(crate) struct Stats {
     pub limiter_last_enabled_cycle: AtomicU64,
     /// Times the heap became stalled by the limiter's fail-fast window.
     pub limiter_stalls: AtomicU64,
-    /// Cycles started by `collect()`, and the others, each counted when its record is made.
+    /// Completed cycles started by `collect()`, and the others.
     pub forced_cycles: AtomicU64,
     pub automatic_cycles: AtomicU64,
     /// Pause durations (see [`crate::telemetry::metrics::PAUSE_BUCKETS`]).
@@ -111,8 +111,15 @@ impl Stats {
             + self.idle_mark_ns.load(Ordering::Relaxed)
     }
 
-    /// A completed cycle: its marking time and its time from start to the end of STW 2.
-    pub(crate) fn record_cycle_end(&self, mark: Duration, cycle: Duration) {
+    /// A completed cycle: its marking time, its time from start to the end of STW 2, and
+    /// whether `collect()` asked for it (counted by kind here too, so that the counts by kind
+    /// add up to the total but for a cycle ending at the moment they are read).
+    pub(crate) fn record_cycle_end(&self, mark: Duration, cycle: Duration, forced: bool) {
+        if forced {
+            self.forced_cycles.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.automatic_cycles.fetch_add(1, Ordering::Relaxed);
+        }
         self.cycles.fetch_add(1, Ordering::Relaxed);
         self.mark_total_ns
             .fetch_add(mark.as_nanos() as u64, Ordering::Relaxed);

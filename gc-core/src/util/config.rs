@@ -396,8 +396,6 @@ pub fn parse_memory_limit(v: &str) -> Result<Option<usize>, ConfigError> {
     Ok(limit.filter(|&b| (b as u64) < i64::MAX as u64))
 }
 
-/// Parse a `GCCORE_MAX_HEAP` value: `off`, or a byte count (units as for `GOMEMLIMIT`) of at
-/// least [`MIN_MEMORY_LIMIT`].
 /// `GCCORE_ARENA`: a byte count of at least the smallest reservation a heap can work in (a
 /// smaller one would only fail later, in `Heap::new`, with an error that does not name the
 /// variable).
@@ -413,6 +411,8 @@ fn parse_arena(v: &str) -> Result<usize, ConfigError> {
     }
 }
 
+/// Parse a `GCCORE_MAX_HEAP` value: `off`, or a byte count (units as for `GOMEMLIMIT`) of at
+/// least [`MIN_MEMORY_LIMIT`].
 fn parse_max_heap(v: &str) -> Result<Option<usize>, ConfigError> {
     parse_limit(
         "GCCORE_MAX_HEAP",

@@ -64,7 +64,7 @@ impl SpanSlab {
     }
 
     /// Spans made so far (in use or spare).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         match self.chunks.len() {
             0 => 0,

@@ -231,7 +231,7 @@ impl Peer for ArenaPeer {
             let i = rng.gen_range(0..trees);
             let t0 = Instant::now();
             self.scope(|mc, root| root.churn[i] = churn_tree(mc, CHURN_DEPTH, op as u64));
-            lat.record(t0.elapsed().as_micros() as u64)
+            lat.record(t0.elapsed().as_nanos() as u64)
                 .expect("the histogram grows to any value");
         }
         self.scope(|_, root| root.churn.iter().map(|n| n.a ^ n.b).sum())

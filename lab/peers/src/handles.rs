@@ -188,7 +188,7 @@ macro_rules! handle_peer {
                     let i = rng.gen_range(0..trees);
                     let t0 = std::time::Instant::now();
                     v[i] = churn_tree($crate::CHURN_DEPTH, op as u64);
-                    lat.record(t0.elapsed().as_micros() as u64)
+                    lat.record(t0.elapsed().as_nanos() as u64)
                 .expect("the histogram grows to any value");
                 }
                 v.iter().map(|n| n.a ^ n.b).sum()

@@ -63,7 +63,7 @@ pub trait Peer {
     /// treechurn: `trees` churn trees of depth [`CHURN_DEPTH`] kept (tree `k` from seed `k`);
     /// then `ops` times tree `rng.gen_range(0..trees)` replaced by a new one (seed: the
     /// operation's number), one tree per mutation scope, each operation's latency into `lat`
-    /// in µs. Returns Σ `a ^ b` over the trees' roots.
+    /// in ns. Returns Σ `a ^ b` over the trees' roots.
     fn treechurn(&mut self, trees: usize, ops: usize, lat: &mut Histogram<u64>) -> u64;
     /// Collections so far, where the collector counts them.
     fn cycles(&self) -> Option<u64>;

@@ -267,7 +267,7 @@ impl Peer for SandpitPeer {
             let i = rng.gen_range(0..trees);
             let t0 = Instant::now();
             put(self, i, op as u64);
-            lat.record(t0.elapsed().as_micros() as u64)
+            lat.record(t0.elapsed().as_nanos() as u64)
                 .expect("the histogram grows to any value");
         }
         self.scope(|_, root| {

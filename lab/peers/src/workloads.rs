@@ -177,6 +177,7 @@ pub fn treechurn(p: &mut dyn Peer, a: &TreechurnArgs) -> String {
         "live_mib={} ops={} {}",
         a.live_mib,
         a.ops,
-        gc_examples::lab_data::latency(&lat, 1000.0)
+        // Recorded in nanoseconds, as gc-core's harness and Go's twin do.
+        gc_examples::lab_data::latency(&lat, 1.0)
     )
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,6 +27,17 @@ fn pair<'gc>(mc: &gc_core::Mutation<'gc>, n: u64) -> Gc<'gc, Pair<'gc>> {
             n,
         },
     )
+}
+
+/// A list of `n` pairs linked through `a`, numbered `first..first + n` (the last made first).
+fn pair_list<'gc>(mc: &gc_core::Mutation<'gc>, first: u64, n: u64) -> Option<Gc<'gc, Pair<'gc>>> {
+    let mut head = None;
+    for i in first..first + n {
+        let p = pair(mc, i);
+        p.a.set(mc, head);
+        head = Some(p);
+    }
+    head
 }
 
 #[derive(Trace)]
@@ -466,13 +479,7 @@ fn collector_cpu_classes_account_for_the_collector_threads() {
         round += 1;
         m.mutate(|mc, root| {
             // A live list of 2 000 pairs replaced every round: the old one is garbage.
-            let mut head = None;
-            for i in 0..2_000 {
-                let p = pair(mc, round * 2_000 + i);
-                p.a.set(mc, head);
-                head = Some(p);
-            }
-            root.set(mc, head);
+            root.set(mc, pair_list(mc, round * 2_000, 2_000));
         });
     }
     m.collect();
@@ -709,13 +716,7 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
         let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
             heap.mutator(|_| GcCell::new(None));
         m.mutate(|mc, root| {
-            let mut head = None;
-            for i in 0..60_000 {
-                let p = pair(mc, i);
-                p.a.set(mc, head);
-                head = Some(p);
-            }
-            root.set(mc, head);
+            root.set(mc, pair_list(mc, 0, 60_000));
         });
         let mut walls = Vec::new();
         for _ in 0..3 {
@@ -726,14 +727,11 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
         let recs = heap.take_cycle_records();
         drop(m);
         drop(heap);
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::remove_file(&path).ok();
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        let col = |name: &str| header.iter().position(|&h| h == name).unwrap();
-        let rows: Vec<Vec<f64>> = lines
-            .map(|l| {
-                let r: Vec<&str> = l.split(',').collect();
+        let (header, rows) = common::take_pacer_trace(&path);
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let rows: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| {
                 vec![
                     r[col("start_s")].parse().unwrap(),
                     r[col("end_s")].parse().unwrap(),
@@ -780,13 +778,7 @@ fn a_setting_changed_while_a_cycle_starts_queues_no_second_cycle() {
     // About 2.7 MiB live (16-byte pairs): below the first trigger at GOGC=100 (3.8 MiB), past
     // it at GOGC=50 (1.9 MiB).
     m.mutate(|mc, root| {
-        let mut head = None;
-        for i in 0..180_000 {
-            let p = pair(mc, i);
-            p.a.set(mc, head);
-            head = Some(p);
-        }
-        root.set(mc, head);
+        root.set(mc, pair_list(mc, 0, 180_000));
     });
     assert_eq!(heap.stats().gc_cycles, 0, "no cycle before the test's");
     heap.debug_hold_after_cycle_begin(true);

@@ -1011,12 +1011,8 @@ fn pacer_trace_has_a_line_per_cycle_with_the_records_figures() {
     let recs = heap.take_cycle_records();
     drop(m);
     drop(heap);
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::remove_file(&path).ok();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|&h| h == name).unwrap();
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let (header, rows) = common::take_pacer_trace(&path);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     assert!(recs.len() >= 5, "{} cycles", recs.len());
     // A cycle may still end while the heap is dropped, after the records were taken.
     assert!(

@@ -162,3 +162,15 @@ pub fn hold_before_weak_clearing(heap: &Heap) {
 /// span-local marking changes how grey objects are kept (`Config::span_marking`).
 #[allow(dead_code)]
 pub const MODES: [(bool, bool); 4] = [(true, false), (false, false), (true, true), (false, true)];
+
+/// The pacer trace a heap wrote to `path` (read, then removed): its header's column names and
+/// each row's fields.
+pub fn take_pacer_trace(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    std::fs::remove_file(path).ok();
+    let mut lines = text
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>());
+    let header = lines.next().expect("a header line");
+    (header, lines.collect())
+}

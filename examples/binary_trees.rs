@@ -47,6 +47,8 @@
 //! `gc_cpu_go` (GC CPU as Go 1.19's `GCCPUFraction` counts it: assists, background mark
 //! workers and pauses × CPUs ÷ (time since the heap was created × CPUs), leaving out marking at
 //! idle priority as Go 1.19 does, like `GcReport::gc_cpu_go` of the other harnesses)
+//! `gc_cpu_go_last_cycle` (the same at the end of the last cycle: Go 1.19 updates its figure
+//! only at mark termination, so its twin's value is taken there)
 //! `assist_parks` (times a mark assist waited for background marking), `scope_wait_max_us`
 //! (the longest a stop waited for the mutator to leave its scope), `peak_heap_over_goal` and
 //! `median_heap_over_goal` (the largest and the median heap at mark termination ÷ that cycle's
@@ -349,7 +351,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> (std::time::Duration, String) {
         wall,
         format!(
             "scope_max_us={} heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
-         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.4} \
+         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={gc_cpu_frac:.3} gc_cpu_go={:.4} gc_cpu_go_last_cycle={:.4} \
          peak_heap_over_goal={:.3} median_heap_over_goal={:.3} steady_from={first_steady} limited_cycles={} peak_heap_over_goal_paced={:.3} black_share={:.3} assist_parks={} scope_wait_max_us={} objects_allocated={} {}",
             m.scope_max.as_micros(),
             r.heap_peak_mib,
@@ -360,6 +362,7 @@ fn run_gc(max_depth: u32, t0: Instant) -> (std::time::Duration, String) {
             s.mark_total.as_secs_f64() * 1e3,
             r.assist_ms,
             r.gc_cpu_go,
+            r.gc_cpu_go_last_cycle,
             r.peak_over_goal,
             r.median_over_goal,
             r.limited_cycles,

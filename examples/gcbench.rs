@@ -23,7 +23,7 @@
 //!
 //! Lines: GCBench's own, then `key=value` figures: `mode wall_ms rss_peak_mib`, and for gc-core
 //! `heap_peak_mib gc_cycles pauses pause_total_ms pause_max_us mark_total_ms assist_ms
-//! gc_cpu_frac gc_cpu_go` (as `binary_trees`) `objects_allocated scope_wait_max_us` and the CPU
+//! gc_cpu_frac gc_cpu_go gc_cpu_go_last_cycle` (as `binary_trees`) `objects_allocated scope_wait_max_us` and the CPU
 //! breakdown.
 
 use std::time::Instant;
@@ -325,7 +325,7 @@ fn run_gc(a: &Args, t0: Instant) -> (std::time::Duration, String) {
         wall,
         format!(
             "heap_peak_mib={:.1} gc_cycles={} pauses={} pause_total_ms={:.1} pause_max_us={} \
-         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={frac:.3} gc_cpu_go={:.4} \
+         mark_total_ms={:.1} assist_ms={:.1} gc_cpu_frac={frac:.3} gc_cpu_go={:.4} gc_cpu_go_last_cycle={:.4} \
          objects_allocated={} scope_wait_max_us={} {}",
             r.heap_peak_mib,
             s.gc_cycles,
@@ -335,6 +335,7 @@ fn run_gc(a: &Args, t0: Instant) -> (std::time::Duration, String) {
             s.mark_total.as_secs_f64() * 1e3,
             r.assist_ms,
             r.gc_cpu_go,
+            r.gc_cpu_go_last_cycle,
             s.objects_allocated,
             r.scope_wait_max_us,
             r.cpu_keys()

@@ -3,7 +3,9 @@
 # (depth 21), treechurn (256 MiB live, 10 000 ops) and msgbuf (200 000 × 1 KiB, 10M pushes).
 # Runs the three implementations interleaved, RUNS times each (default 3), and prints per
 # workload the median of each figure: wall, peak RSS, GC CPU as Go 1.19's GCCPUFraction counts it
-# (`gc_cpu_go`: assists, background marking, pauses × CPUs ÷ wall × CPUs) and, for gc-core, the
+# (`gc_cpu_go`: assists, background marking, pauses × CPUs ÷ wall × CPUs; for gc-core also
+# `gc_cpu_go_last_cycle`, the same at the end of its last cycle, where Go 1.19 last updates its
+# figure) and, for gc-core, the
 # CPU seconds by class (background, assist and idle marking, pauses × CPUs, background sweeping,
 # scavenging, the rest of the collector threads' time, and the collector threads' clocks in all).
 #
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 BEFORE="$1"; AFTER="$2"; RUNS="${3:-3}"
 impls="before after"
 if scripts/build_go_twins.sh; then impls="before after go"; fi
-keys="wall_s rss_mib gc_cpu_go cpu_bg_s cpu_assist_s cpu_idle_s cpu_pause_s cpu_sweep_s cpu_scav_bg_s cpu_scav_assist_s cpu_other_s cpu_threads_s"
+keys="wall_s rss_mib gc_cpu_go gc_cpu_go_last_cycle cpu_bg_s cpu_assist_s cpu_idle_s cpu_pause_s cpu_sweep_s cpu_scav_bg_s cpu_scav_assist_s cpu_other_s cpu_threads_s"
 med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "—"}'; }
 declare -A res
 run() { # impl workload

@@ -231,7 +231,15 @@ impl std::error::Error for BorrowMutError {}
 
 impl<'gc, T> GcRefCell<'gc, T> {
     /// A cell holding `value`. (No barrier: the object it goes into is not reachable yet.)
-    pub fn new(value: T) -> Self {
+    ///
+    /// `T: 'gc` here and for mutable borrows: what the cell holds belongs to its heap's scope,
+    /// as for every other handle. Without it a local cell could hold another heap's `Gc`s and
+    /// be borrowed mutably with this heap's `Mutation`, whose barrier would hand them to this
+    /// heap's marker (which stops the process on a pointer outside its arena).
+    pub fn new(value: T) -> Self
+    where
+        T: 'gc,
+    {
         GcRefCell {
             state: BorrowFlags::new(),
             shaded_in: std::sync::atomic::AtomicU64::new(0),
@@ -271,7 +279,7 @@ impl<'gc, T> GcRefCell<'gc, T> {
         mc: &'a Mutation<'gc>,
     ) -> Result<GcRefMut<'a, 'gc, T>, BorrowMutError>
     where
-        T: Trace,
+        T: Trace + 'gc,
     {
         if !self.state.try_write() {
             return Err(BorrowMutError);
@@ -291,7 +299,7 @@ impl<'gc, T> GcRefCell<'gc, T> {
     #[track_caller]
     pub fn borrow_mut<'a>(&'a self, mc: &'a Mutation<'gc>) -> GcRefMut<'a, 'gc, T>
     where
-        T: Trace,
+        T: Trace + 'gc,
     {
         match self.try_borrow_mut(mc) {
             Ok(r) => r,
@@ -333,7 +341,7 @@ impl<'gc, T> GcRefCell<'gc, T> {
     }
 }
 
-impl<T: Default> Default for GcRefCell<'_, T> {
+impl<'gc, T: Default + 'gc> Default for GcRefCell<'gc, T> {
     fn default() -> Self {
         GcRefCell::new(T::default())
     }

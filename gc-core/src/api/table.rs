@@ -50,7 +50,7 @@ pub struct GcHashMap<'gc, K, V, S = RandomState> {
     map: GcRefCell<'gc, HashMap<K, V, S>>,
 }
 
-impl<'gc, K, V> GcHashMap<'gc, K, V, RandomState> {
+impl<'gc, K: 'gc, V: 'gc> GcHashMap<'gc, K, V, RandomState> {
     /// An empty table.
     pub fn new() -> Self {
         GcHashMap {
@@ -66,7 +66,7 @@ impl<'gc, K, V> GcHashMap<'gc, K, V, RandomState> {
     }
 }
 
-impl<K, V> Default for GcHashMap<'_, K, V, RandomState> {
+impl<'gc, K: 'gc, V: 'gc> Default for GcHashMap<'gc, K, V, RandomState> {
     fn default() -> Self {
         GcHashMap::new()
     }
@@ -74,8 +74,8 @@ impl<K, V> Default for GcHashMap<'_, K, V, RandomState> {
 
 impl<'gc, K, V, S> GcHashMap<'gc, K, V, S>
 where
-    K: Eq + Hash + Trace,
-    V: Trace,
+    K: Eq + Hash + Trace + 'gc,
+    V: Trace + 'gc,
     S: BuildHasher + 'static,
 {
     /// An empty table hashing with `hasher` (a `'static` value: it is not traced).

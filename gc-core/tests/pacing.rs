@@ -728,6 +728,66 @@ fn memory_limit_bounds_mapped_memory_under_churn() {
     );
 }
 
+/// Where the heap cannot return pages to the OS, mapped memory never falls: a spike past the
+/// memory limit must not hold every later goal at the marked heap (cycles back to back for
+/// ever), and the limit must still bound the heap in use.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn without_releasing_pages_a_past_spike_does_not_hold_the_goal_down() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = 32 * MIB;
+    let heap = Heap::new(Config::default().gc_percent(None).memory_limit(Some(limit))).unwrap();
+    heap.debug_stop_releasing();
+    assert!(!heap.returns_memory_to_os());
+    let mapped = || {
+        heap.metrics()
+            .u64("/gccore/memory/mapped-ready:bytes")
+            .unwrap() as usize
+    };
+    // The spike: 64 MiB live under a 32 MiB limit, then dropped.
+    drop(live_set(&heap, 64 * MIB));
+    heap.collect();
+    assert!(
+        mapped() > 2 * limit,
+        "the spike stays mapped: {} MiB",
+        mapped() >> 20
+    );
+    // Then 4 MiB live and 512 MiB of churn, which the free pages of the spike hold.
+    let (mut m, slots) = live_set(&heap, 4 * MIB);
+    heap.take_cycle_records();
+    let mut rng = SmallRng::seed_from_u64(13);
+    churn(&mut m, slots, 512 * MIB, 0, &mut rng, || {});
+    check_intact(&mut m);
+    let recs = heap.take_cycle_records();
+    let auto = automatic(&recs);
+    // With the overage counted, the goal is the marked heap (about 4 MiB) and cycles run back
+    // to back: hundreds in this churn. With the free pages left out, the goal is the limit less
+    // the headroom and the spans' fragmentation, so a cycle comes every 20 MiB or so of
+    // allocation (the lowest trigger is 0.8 of the way from the marked heap to the goal).
+    assert!(
+        auto.len() >= 5 && auto.len() <= 60,
+        "{} automatic cycles for 512 MiB of churn\n{}",
+        auto.len(),
+        trace(&recs)
+    );
+    eprintln!(
+        "{} automatic cycles, mapped {} MiB",
+        auto.len(),
+        mapped() >> 20
+    );
+    // The limit still sets every goal (GOGC is off), inside it: most near it, some lower while
+    // the spans the last cycle left sparse count as fragmentation.
+    let mut goals: Vec<usize> = auto.iter().map(|r| r.heap_goal).collect();
+    goals.sort_unstable();
+    assert!(
+        goals[goals.len() - 1] < limit && goals[goals.len() / 2] > limit / 2,
+        "{}",
+        trace(&recs)
+    );
+    // No more was mapped for the churn: the spike's free pages were reused.
+    assert!(mapped() <= 80 * MIB, "mapped {} MiB", mapped() >> 20);
+}
+
 #[test]
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn limit_below_the_live_heap_completes_with_gc_cpu_at_most_55_percent() {

@@ -317,6 +317,13 @@ impl Arena {
         self.can_release.load(Ordering::Relaxed)
     }
 
+    /// Stop releasing pages for good, as a refused `madvise` does (a test hook: the heap then
+    /// behaves as on a system where releasing is not supported). Pages released before stay
+    /// released (they read as zero when reused); none is released after.
+    pub(crate) fn stop_releasing(&self) {
+        self.can_release.store(false, Ordering::Relaxed);
+    }
+
     /// Bytes of pages released to the OS (Go: `/memory/classes/heap/released:bytes`).
     pub(crate) fn released_bytes(&self) -> usize {
         self.released.load(Ordering::Relaxed)
@@ -610,10 +617,11 @@ impl Arena {
     /// Whether retained memory (touched, not released) is over the scavenger's goal or 95% of
     /// the memory limit (the scavenger's own bound): then freed pages should go back to the
     /// page allocator, where the scavenger can release them, rather than be kept in spans.
+    /// Never where nothing can be released (mapped memory then never falls).
     pub(crate) fn over_retain_goal(&self) -> bool {
         let goal = self.retain_goal.load(Ordering::Relaxed);
         let limit = self.memory_limit.load(Ordering::Relaxed) / 100 * 95;
-        self.mapped_ready_bytes() > goal.min(limit)
+        self.can_release() && self.mapped_ready_bytes() > goal.min(limit)
     }
 
     /// The heap just grew by `growth` backed pages: release free pages so that mapped memory

@@ -195,6 +195,13 @@ impl Heap {
         self.shared().mheap.arena.can_release()
     }
 
+    /// Stop returning memory to the OS for good, as on a system where the heap cannot (see
+    /// [`Heap::returns_memory_to_os`]): for tests of that policy on a system where it can.
+    #[doc(hidden)]
+    pub fn debug_stop_releasing(&self) {
+        self.shared().mheap.arena.stop_releasing();
+    }
+
     /// Sweep what is left of the last cycle's sweep on the calling thread, and wait for sweeps
     /// running on other threads outside mutation scopes (the background sweeper, other callers
     /// of this and of `collect`). A mutator that is sweeping a span lazily, inside its scope as

@@ -186,13 +186,31 @@ pub(crate) struct CycleEndReport {
 
 impl Controller<'_> {
     /// The heap's memory figures for the memory limit.
+    ///
+    /// Where the heap cannot return pages to the OS (`Arena::can_release`: not Linux, OS pages
+    /// over 8 KiB, or `madvise` refused), mapped memory never falls: one spike past the limit
+    /// would stay an overage for good, and every later goal would sit at the marked heap, with
+    /// cycles back to back that give the OS nothing back. There the free pages are left out of
+    /// the figures (as if released): the limit then bounds the memory in use (objects and the
+    /// spans' fragmentation), and free pages are reused before new ones are mapped.
     pub(crate) fn memory_stats(&self) -> MemoryStats {
         let a = &self.mheap.arena;
-        MemoryStats {
-            mapped_ready: a.mapped_ready_bytes() as u64,
-            // Spans kept empty for their classes count as free.
-            heap_free: self.mheap.page_use().1 as u64,
-            heap_alloc: self.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64,
+        let mapped_ready = a.mapped_ready_bytes() as u64;
+        // Spans kept empty for their classes count as free.
+        let heap_free = self.mheap.page_use().1 as u64;
+        let heap_alloc = self.mheap.counters.heap_alloc.load(Ordering::Relaxed) as u64;
+        if a.can_release() {
+            MemoryStats {
+                mapped_ready,
+                heap_free,
+                heap_alloc,
+            }
+        } else {
+            MemoryStats {
+                mapped_ready: mapped_ready.saturating_sub(heap_free),
+                heap_free: 0,
+                heap_alloc,
+            }
         }
     }
 
@@ -224,8 +242,10 @@ impl Controller<'_> {
         let p = self.p;
         let model = p.model.lock();
         let m = self.memory_stats();
+        // The figure `note_growth` compares with (not `m`'s, which leaves out free pages where
+        // none can be released).
         p.last_trigger_mapped
-            .store(m.mapped_ready as usize, Ordering::Relaxed);
+            .store(self.mheap.arena.mapped_ready_bytes(), Ordering::Relaxed);
         let room = model.goal_leaves_room(m);
         // A cycle that has started but not yet set `marking` (its STW 1), or cleared it and not
         // yet ended, or a stop-the-world cycle: the trigger is off until it ends. Decided under

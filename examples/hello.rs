@@ -1,4 +1,4 @@
-//! The README demo: build a linked structure on the gc-core heap, drop part of it, collect, and
+//! The smallest program on the API (the README names it beside the Lox demo): build a linked structure on the gc-core heap, drop part of it, collect, and
 //! print what was freed and what the heap looks like.
 //!
 //! Run: `cargo run --release --example hello`

@@ -12,6 +12,20 @@ export GCCORE_STRESS_SECS="${GCCORE_STRESS_SECS:-10}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
+# What the run needs beyond Cargo's dependencies: the formatting and lint components (added when
+# rustup is there), and the Lox test suite (the Lox VM's tests read it).
+if command -v rustup >/dev/null; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+lox_data="${LOX_TEST_DATA:-../shared/lox}"
+if [ ! -d "$lox_data/test" ]; then
+  echo "scripts/test.sh: the Lox test suite is not at $lox_data/test: put the craftinginterpreters"
+  echo "suite (its test/ directory) at ../shared/lox beside the repository, or set LOX_TEST_DATA"
+  exit 1
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Doc links stay valid across moves (private items too: the module docs are the map).
@@ -136,13 +150,5 @@ echo "$trace" | head -3
 echo "$trace" | grep -Eq '^gc 1 @[0-9.]+s [0-9]+%: [0-9.]+\+[0-9.]+\+[0-9.]+ ms clock, .* MB goal, .* P' \
   || { echo "no gctrace line"; exit 1; }
 
-python3 - "$log" <<'PY'
-import re, sys
-p = f = 0
-for line in open(sys.argv[1]):
-    m = re.match(r"test result: \w+\. (\d+) passed; (\d+) failed", line)
-    if m:
-        p += int(m[1]); f += int(m[2])
-print(f"{p} passed, {f} failed")
-sys.exit(1 if f or p == 0 else 0)
-PY
+awk '/^test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed/ { p += $4; f += $6 }
+     END { printf "%d passed, %d failed\n", p, f; exit (f || !p) }' "$log"

@@ -22,7 +22,7 @@
 //! | `W P` | GOMAXPROCS | the CPUs the heap paces for |
 //! | `u+v ms scope wait (mutator M)` | (gc-core only) | how long STW 1 and STW 2 waited for mutators to leave their mutation scopes (part of `a` and `c`), and the mutator the longer wait was for; long waits mean scopes that do not poll `should_yield` often enough |
 //! | `R eph rounds, F fin, C cleanups` | (gc-core only; printed when any is non-zero) | ephemeron rounds this cycle ran, objects it queued for finalization (`GcFinalizers`), cleanups registered and not yet run when it ended |
-//! | `(forced)` | cycle started by `runtime.GC()` | started by `collect()` |
+//! | `(forced)` | cycle started by `runtime.GC()` | started by `collect()`, `request_collect()` or `free_os_memory()` |
 //!
 //! Go prints MB for 2^20 bytes, rounded down; so does this.
 
@@ -41,7 +41,8 @@ pub struct CycleRecord {
     pub cycle: u64,
     /// When it started (the stop request of its STW 1), as an offset from the heap's creation.
     pub start: Duration,
-    /// Started by an explicit `collect()` rather than the trigger.
+    /// Started by an explicit request (`collect()`, `request_collect()`, `free_os_memory()`)
+    /// rather than the trigger.
     pub forced: bool,
     /// Marked concurrently (else the stop-the-world collector).
     pub concurrent: bool,

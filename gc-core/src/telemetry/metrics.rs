@@ -145,7 +145,8 @@ pub struct HeapStats {
     pub marked_objects: u64,
     /// Batches of grey objects the last cycle's mark workers handed to each other.
     pub mark_shared_batches: u64,
-    /// The heap size the last cycle set as the goal for the next (`usize::MAX` with GOGC=off).
+    /// The heap size the last cycle set as the goal for the next (`usize::MAX` with GOGC=off and
+    /// no memory limit).
     pub heap_goal: usize,
     /// `heap_live` at which the next cycle starts (at or below the goal; `usize::MAX` while a
     /// cycle is marking or with GOGC=off).
@@ -331,7 +332,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         "/gc/cycles/forced:gc-cycles",
-        "Completed cycles started by collect().",
+        "Completed cycles started by collect(), request_collect() or free_os_memory().",
     ),
     (
         "/gc/pauses:seconds",

@@ -8,15 +8,17 @@
 //! | gcpacertrace  | [`Config::gcpacertrace`] | `GODEBUG=gcpacertrace=1` (with `gctrace`: `GODEBUG=gctrace=1,gcpacertrace=1`) | off |
 //! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` (units as for `GOMEMLIMIT`; at least 1 MiB) | off |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
-//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1/true/false) | off |
+//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1, true/false, on/off, yes/no) | off |
 //! | mark workers (stop-the-world collector) | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
-//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1/true/false) | on |
+//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1, true/false, on/off, yes/no) | on |
 //! | span-local marking | [`Config::span_marking`] | `GCCORE_SPAN_MARKING=1` (0/1, true/false, on/off, yes/no) | off |
 //! | pacer knobs   | [`Config::pacer`]      | `GCCORE_PACER=max_overshoot=1.05,fail_fast=2s` (the keys of [`PACER_KEYS`](crate::pacer::PACER_KEYS)) | gc-core's pacer |
 //! | pacer trace   | [`Config::pacer_trace`] | `GCCORE_PACERTRACE=/tmp/run.csv` (empty or `off`: off) | off |
 //!
 //! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse (or
-//! is not valid UTF-8) is an error naming the variable and the accepted forms.
+//! is not valid UTF-8) is an error naming the variable and the accepted forms. So is an empty
+//! value (Go reads `GOGC=` as unset): read as a default it would hide a script's unset variable,
+//! and read as false it would turn `GCCORE_CONCURRENT` off.
 
 use std::path::PathBuf;
 
@@ -191,8 +193,9 @@ impl Config {
     }
 
     /// GC percent: collect when the heap grows by this percentage over the live heap of the
-    /// last cycle. `None` turns proportional collection off (`GOGC=off`); only explicit
-    /// `collect()` calls then run cycles.
+    /// last cycle. `None` turns proportional collection off (`GOGC=off`): cycles then run only
+    /// when asked for (`collect()`, `request_collect()`, `free_os_memory()`), when a memory
+    /// limit needs them, or when the heap reaches the live-heap cap (`max_heap`).
     pub fn gc_percent(mut self, percent: Option<u32>) -> Self {
         self.gc_percent = percent;
         self

@@ -4,7 +4,7 @@
 //! 74 unreadable file, 78 bad heap configuration (`GOGC`, `GCCORE_ARENA`, …); 101 an internal
 //! error (a panic: a bug in the interpreter, never a Lox error), reported as such on stderr.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use gc_core::{Config, Heap, HeapStats};
@@ -100,7 +100,14 @@ fn run() -> u8 {
     let options = Options {
         gc_stress: args.gc_stress,
     };
-    let out = Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout()));
+    // Buffered in blocks into a file or a pipe; a line at a time on a terminal (as C's stdio
+    // does for clox), so that output shows as it is printed.
+    let stdout = std::io::stdout();
+    let out: Box<dyn Write> = if stdout.is_terminal() {
+        Box::new(stdout)
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 16, stdout))
+    };
     let mut vm = Vm::new(&heap, options, out);
     let code = match &args.file {
         Some(path) => run_file(&mut vm, path),
@@ -138,6 +145,13 @@ fn report(e: &LoxError) -> u8 {
     let (lines, code) = match e {
         LoxError::Compile(lines) => (lines, 65),
         LoxError::Runtime(lines) => (lines, 70),
+        // The reader went away (`lox prog.lox | head`): end quietly with the status of a
+        // process that SIGPIPE ended, as clox's is.
+        LoxError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return 141,
+        LoxError::Output(e) => {
+            let _ = writeln!(err, "Could not write output: {e}.");
+            return 74;
+        }
     };
     for l in lines {
         let _ = writeln!(err, "{l}");

@@ -79,6 +79,9 @@ pub enum LoxError {
     Compile(Vec<String>),
     /// A runtime error: the message, then the stack trace lines (exit code 70).
     Runtime(Vec<String>),
+    /// Printing failed (e.g. the reading end of a pipe closed): the program stops there, as
+    /// clox does when the write kills it.
+    Output(std::io::Error),
 }
 
 /// VM settings.
@@ -105,6 +108,8 @@ enum Outcome {
     OutOfMemory,
     /// A runtime error, already formatted; the VM state is reset.
     Error(Vec<String>),
+    /// Printing failed; the VM state is reset.
+    Output(std::io::Error),
 }
 
 /// A Lox virtual machine on a gc-core heap.
@@ -247,6 +252,7 @@ impl Vm {
                     self.flush();
                     return Err(LoxError::Runtime(lines));
                 }
+                Outcome::Output(e) => return Err(LoxError::Output(e)),
             }
         }
     }
@@ -324,6 +330,8 @@ enum Fault<'gc> {
     Runtime(String),
     UndefinedVariable(usize),
     Alloc,
+    /// Writing printed output failed.
+    Output(std::io::Error),
 }
 
 impl From<AllocError> for Fault<'_> {
@@ -696,6 +704,10 @@ impl<'a, 'gc> Exec<'a, 'gc> {
             u.closed.set(self.mc, self.stack[s]);
             u.slot.set(self.mc, CLOSED);
             self.root.open_upvalues.set(self.mc, u.next.get());
+            // A closed upvalue holds its value only: left linked, it would keep the upvalues
+            // below it (other variables of this and the calling frames) alive for as long as a
+            // closure holds it.
+            u.next.set(self.mc, None);
         }
     }
 
@@ -717,12 +729,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
         Ok(Value::gc(interned?))
     }
 
-    fn print(&mut self, v: Value<'gc>) {
+    fn print(&mut self, v: Value<'gc>) -> std::io::Result<()> {
         self.print_buf.clear();
         display(&mut self.print_buf, v);
         self.print_buf.push('\n');
-        // A closed stdout (e.g. a pipe) is not the program's error.
-        let _ = self.out.write_all(self.print_buf.as_bytes());
+        self.out.write_all(self.print_buf.as_bytes())
     }
 
     /// Leave the scope for the collector: save the frames (the running one at `ip`).
@@ -751,6 +762,11 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 return Outcome::OutOfMemory;
             }
             Fault::Alloc => "Out of memory.".to_string(),
+            Fault::Output(e) => {
+                // The trace is not printed: reset the VM as a runtime error does.
+                self.runtime_error(String::new());
+                return Outcome::Output(e);
+            }
             Fault::Message(m) => m.to_string(),
             Fault::Runtime(m) => m,
             Fault::UndefinedVariable(slot) => self.undefined_variable(slot),
@@ -1087,7 +1103,9 @@ impl<'a, 'gc> Exec<'a, 'gc> {
                 },
                 op::PRINT => {
                     let v = pop!();
-                    self.print(v);
+                    if let Err(e) = self.print(v) {
+                        fail!(Fault::Output(e));
+                    }
                 }
                 op::JUMP => {
                     let offset = short!();

@@ -13,7 +13,8 @@
 //!   74 with a message;
 //! - too many command-line arguments, an unknown flag, a bad `--gc-stress` count: exit 64 with a
 //!   usage message; `--help`: the usage on stdout, exit 0;
-//! - `--gc-stats`: collector figures (`gc_cycles=`) on stderr at exit, stdout unchanged.
+//! - `--gc-stats`: collector figures (`gc_cycles=`) on stderr at exit, stdout unchanged;
+//! - printing into a pipe whose reader has closed: exit 141, as when SIGPIPE ends clox.
 //!
 //! `LOX_BIN` selects another binary (see `common/mod.rs`).
 
@@ -343,4 +344,47 @@ fn gc_stats_go_to_stderr_and_leave_stdout_alone() {
         "expected collector figures (`gc_cycles=`) on stderr: {}",
         describe(&stats)
     );
+}
+
+/// A program that prints for ever into a pipe whose reader has gone ends, as clox does when
+/// SIGPIPE kills it, with status 141 and nothing on stderr (before: printing errors were
+/// dropped and the program ran on for ever).
+#[test]
+fn printing_into_a_closed_pipe_ends_the_program() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let path = program(
+        "print_forever",
+        "var i = 0; while (true) { print i; i = i + 1; }\n",
+    );
+    let mut child = Command::new(common::lox_bin())
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 4];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"0\n1\n");
+    // The reading end is closed (dropped above): the next block written fails.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            panic!("still printing {TIMEOUT:?} after its reader closed the pipe");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(141));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(err, "");
 }

@@ -201,3 +201,155 @@ fn unsafe_drop() {
 fn any_lifetime() {
     assert_eq!(needs_trace_in_scope(None), [true; 4]);
 }
+
+// ---- types that hold themselves outside a `Gc` (an AST, a JSON value) ----
+
+/// An interpreter's syntax tree: its `Gc` leaves are reached only through `Box`es and `Vec`s
+/// of the type itself.
+#[derive(Trace)]
+enum Expr<'gc> {
+    Lit(Gc<'gc, u64>),
+    Add(Box<Expr<'gc>>, Box<Self>),
+    Sum(Vec<Expr<'gc>>),
+}
+
+/// No `Gc` at any depth: noscan, however deep.
+#[derive(Trace)]
+enum Json {
+    Null,
+    Num(f64),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+/// Both kinds of self-reference: through a `Gc` (pointer words kept) and through a `Vec`.
+#[derive(Trace)]
+struct Rose<'gc> {
+    kids: Vec<Rose<'gc>>,
+    next: Option<Gc<'gc, Rose<'gc>>>,
+}
+
+#[test]
+fn types_holding_themselves_outside_a_gc_derive() {
+    assert!(needs_trace::<Expr<'static>>());
+    assert!(!needs_trace::<Json>());
+    assert!(needs_trace::<Rose<'static>>());
+    // A field holding the type through a `Vec` is traced by `trace`; through a `Gc` only, the
+    // marker reads the pointer word.
+    assert_eq!(<Rose<'static> as Trace>::POINTER_WORDS, None);
+    assert_eq!(<Linked<'static> as Trace>::POINTER_WORDS, Some(1 << 1));
+}
+
+/// The leaves of a syntax tree held in one object, reached only through `Box`es and `Vec`s,
+/// survive collections in verify mode (a freed leaf would be poisoned and the verifier would
+/// report it); dropped, the tree's leaves are reclaimed.
+#[test]
+fn a_syntax_tree_keeps_its_leaves_alive_through_its_boxes() {
+    use gc_core::{Config, GcCell, Heap, Mutator, Rootable};
+    fn build<'gc>(mc: &gc_core::Mutation<'gc>, depth: u32, next: &mut u64) -> Expr<'gc> {
+        if depth == 0 {
+            *next += 1;
+            return Expr::Lit(Gc::new(mc, *next));
+        }
+        let sum = Expr::Sum((0..2).map(|_| build(mc, depth - 1, next)).collect());
+        Expr::Add(Box::new(build(mc, depth - 1, next)), Box::new(sum))
+    }
+    fn total(e: &Expr<'_>) -> (u64, u64) {
+        match e {
+            Expr::Lit(g) => (**g, 1),
+            Expr::Add(a, b) => {
+                let (x, m) = total(a);
+                let (y, n) = total(b);
+                (x + y, m + n)
+            }
+            Expr::Sum(v) => v
+                .iter()
+                .map(total)
+                .fold((0, 0), |(x, m), (y, n)| (x + y, m + n)),
+        }
+    }
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    type Tree = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Expr<'gc>>>>];
+    let mut m: Mutator<Tree> = heap.mutator(|_| GcCell::new(None));
+    let leaves = m.mutate(|mc, root| {
+        let mut next = 0;
+        root.set(mc, Some(Gc::new(mc, build(mc, 8, &mut next))));
+        next
+    });
+    for _ in 0..3 {
+        m.mutate(|mc, _| {
+            for i in 0..50_000u64 {
+                Gc::new(mc, i);
+            }
+        });
+        m.collect();
+    }
+    let (sum, count) = m.mutate(|_, root| total(&root.get().unwrap()));
+    assert_eq!(count, leaves);
+    assert_eq!(sum, leaves * (leaves + 1) / 2);
+    let live = heap.stats().live_objects();
+    m.mutate(|mc, root| root.set(mc, None));
+    m.collect();
+    assert!(
+        heap.stats().live_objects() + leaves <= live + 1,
+        "{} live after dropping the tree of {leaves} leaves, {live} before",
+        heap.stats().live_objects()
+    );
+}
+
+/// A type of the user's own named like a standard cell, a field of an associated type, and
+/// deprecated fields and variants all derive (the last without warnings: this file is built
+/// with clippy's `-D warnings`).
+mod accepted {
+    use gc_core::{Gc, Trace};
+
+    #[derive(Trace)]
+    pub struct Cell<'gc> {
+        pub car: Gc<'gc, u64>,
+    }
+
+    #[derive(Trace)]
+    pub struct Pair<'gc> {
+        pub head: Cell<'gc>,
+    }
+
+    pub trait Family {
+        type Repr;
+    }
+
+    #[derive(Trace)]
+    pub struct Words;
+    impl Family for Words {
+        type Repr = Vec<u64>;
+    }
+
+    #[derive(Trace)]
+    pub struct Node<'gc, F: Family> {
+        pub payload: F::Repr,
+        pub next: Option<Gc<'gc, u8>>,
+    }
+
+    #[derive(Trace)]
+    pub struct Old {
+        #[deprecated]
+        pub old: u32,
+        pub n: u64,
+    }
+
+    #[derive(Trace)]
+    pub enum Versioned<'gc> {
+        Now(Gc<'gc, u8>),
+        #[deprecated]
+        Then {
+            x: u32,
+        },
+    }
+}
+
+#[test]
+fn types_the_derive_once_refused() {
+    assert!(needs_trace::<accepted::Pair<'static>>());
+    assert!(needs_trace::<accepted::Node<'static, accepted::Words>>());
+    assert!(needs_trace::<accepted::Versioned<'static>>());
+    assert!(!needs_trace::<accepted::Old>());
+}

@@ -27,21 +27,21 @@
 //!     // struct only (an enum, or a struct with a `?Sized` parameter or an unsized tail, keeps
 //!     // the trait's default: `None` unless it holds no `Gc`)
 //!     const POINTER_WORDS: ::core::option::Option<u64> = {
-//!         let words = ::core::option::Option::Some(0u64);
-//!         let words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
-//!             words,
+//!         let __gc_words = ::core::option::Option::Some(0u64);
+//!         let __gc_words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
+//!             __gc_words,
 //!             <FieldType1 as ::gc_core::Trace>::POINTER_WORDS,
 //!             ::core::mem::offset_of!(Self, field1),
 //!         );
 //!         // ... one per traced field
-//!         words
+//!         __gc_words
 //!     };
 //!
 //!     #[inline]
-//!     fn trace(&self, tracer: &mut ::gc_core::Tracer) {
+//!     fn trace(&self, __gc_tracer: &mut ::gc_core::Tracer) {
 //!         // struct: every traced field, in declaration order
-//!         <FieldType1 as ::gc_core::Trace>::trace(&self.field1, tracer);
-//!         <FieldType2 as ::gc_core::Trace>::trace(&self.field2, tracer);
+//!         <FieldType1 as ::gc_core::Trace>::trace(&self.field1, __gc_tracer);
+//!         <FieldType2 as ::gc_core::Trace>::trace(&self.field2, __gc_tracer);
 //!         // enum: one arm per variant
 //!         // match self { Node::V { a: __gc_f0, .. } => { /* trace __gc_f0 */ } ... }
 //!     }
@@ -55,13 +55,19 @@
 //! };
 //! ```
 //!
-//! * Every type parameter gets a `::gc_core::Trace` bound.
+//! * Every type parameter gets a `::gc_core::Trace` bound, and so does every associated type of
+//!   one that a traced field names (`F::Repr`, `<F as Family>::Repr`).
 //! * `NEEDS_TRACE` is the OR of the traced fields' `NEEDS_TRACE`. A type none of whose traced
 //!   fields can hold a `Gc` (only integers, `String`s, …) therefore gets `NEEDS_TRACE == false`:
-//!   its objects are allocated **noscan** and the marker never reads them.
+//!   its objects are allocated **noscan** and the marker never reads them. A field that holds
+//!   the type itself outside a `Gc` (`Box<Self>`, `Vec<Expr<'gc>>`: a syntax tree, a JSON value)
+//!   enters with the type read as `()`, the least fixpoint (the type needs tracing exactly when
+//!   some field does other than through itself), since its own `NEEDS_TRACE` is what is being
+//!   computed. Two types that hold each other that way are still a cycle the compiler reports:
+//!   put a `Gc` between them.
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
 //!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
-//!   multiple of 8, a word past the 64th). The marker then reads those words instead of calling
+//!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`. The marker then reads those words instead of calling
 //!   `trace`. Not generated for a struct with a `?Sized` type parameter or an unsized last
 //!   field written as a slice, `str` or `dyn Trait` (`offset_of!` needs sized fields), which
 //!   keeps the trait's default.
@@ -287,8 +293,9 @@ fn field_infos<'a>(
 ///   `'gc` of a `Gc`): the impl's `'static` bound would reject it, but only where the type is
 ///   used, as a lifetime error. (The bound stays: it also catches a lifetime that comes in
 ///   through a type parameter.)
-/// * a traced field of type `Cell`, `RefCell`, `UnsafeCell`, `Mutex` or `RwLock`: not `Trace`,
-///   and the fix is a gc-core cell, not an impl.
+/// * a traced field of type `Cell<T>`, `RefCell<T>`, `UnsafeCell<T>`, `Mutex<T>` or
+///   `RwLock<T>` (one type argument, as the standard library's): not `Trace`, and the fix is a
+///   gc-core cell, not an impl.
 fn check_field(f: &syn::Field, skip: bool, lifetimes: &[&syn::Lifetime], errors: &mut Errors) {
     if skip {
         if let Some(lt) = mentioned_lifetime(&f.ty, lifetimes) {
@@ -305,6 +312,7 @@ fn check_field(f: &syn::Field, skip: bool, lifetimes: &[&syn::Lifetime], errors:
     }
     if let Type::Path(p) = &f.ty
         && let Some(last) = p.path.segments.last()
+        && is_one_type_argument(&last.arguments)
     {
         let name = last.ident.to_string();
         if matches!(
@@ -323,6 +331,18 @@ fn check_field(f: &syn::Field, skip: bool, lifetimes: &[&syn::Lifetime], errors:
                 ),
             ));
         }
+    }
+}
+
+/// Whether a path segment's arguments are one type and nothing else, as those of the standard
+/// library's `Cell<T>`, `Mutex<T>`, …: a type of the user's own with one of those names and a
+/// lifetime (`Cell<'gc>`) or other arguments is not taken for them.
+fn is_one_type_argument(args: &syn::PathArguments) -> bool {
+    match args {
+        syn::PathArguments::AngleBracketed(a) => {
+            a.args.len() == 1 && matches!(a.args[0], syn::GenericArgument::Type(_))
+        }
+        _ => false,
     }
 }
 
@@ -353,8 +373,7 @@ fn mentioned_lifetime(ty: &Type, lifetimes: &[&syn::Lifetime]) -> Option<String>
 }
 
 /// `<#ty as ::gc_core::Trace>::trace(#arg, #tracer);`, spanned at the field's type so that an
-/// unsatisfied `Trace` bound is reported there. `arg` and `tracer` keep their own (call-site)
-/// spans, so resolving `self` and the locals never depends on the hygiene of the type's tokens
+/// unsatisfied `Trace` bound is reported there. `arg` and `tracer` keep their own spans, so resolving `self` and the locals never depends on the hygiene of the type's tokens
 /// (which may come from elsewhere, e.g. a `macro_rules!` fragment).
 fn trace_call(ty: &Type, arg: TokenStream, tracer: &Ident) -> TokenStream {
     quote_spanned! {ty.span()=>
@@ -377,7 +396,12 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let opts = parse_container_opts(&input.attrs, &mut errors);
     let lifetimes: Vec<&syn::Lifetime> = input.generics.lifetimes().map(|l| &l.lifetime).collect();
     let name = &input.ident;
-    let tracer = Ident::new("tracer", Span::call_site());
+    let shadowed = input.generics.type_params().any(|t| t.ident == *name);
+    // The expansion's own bindings have names no one writes (`__gc_…`): a constant or unit
+    // struct named `words` or `tracer` where the type is defined would turn them into patterns
+    // (items resolve at the call site, whatever the span).
+    let tracer = Ident::new("__gc_tracer", Span::mixed_site());
+    let words = Ident::new("__gc_words", Span::mixed_site());
 
     // Types of the traced fields (for NEEDS_TRACE) and of the skipped ones (for `'static`).
     let mut traced: Vec<&Type> = Vec::new();
@@ -400,13 +424,18 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 calls.push(trace_call(ty, quote!(&self.#member), &tracer));
                 // Spanned at the field's type, as `NEEDS_TRACE`'s terms are, so that an error
                 // in the type is reported once, at the field.
-                let field_words =
-                    quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS };
+                // A field that holds the type itself outside a `Gc` is traced by `trace`: its
+                // words would be read from the type's own constants (see `without_self`).
+                let field_words = if without_self(ty, name, shadowed).is_some() {
+                    quote!(::core::option::Option::None::<u64>)
+                } else {
+                    quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS }
+                };
                 // The helper is reached through the trait, not by a path of its own: see
                 // "Paths" in the crate docs.
                 adds.push(quote! {
-                    let words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
-                        words,
+                    let #words = <Self as ::gc_core::Trace>::__DERIVE_KIT.add_field(
+                        #words,
                         #field_words,
                         ::core::mem::offset_of!(Self, #member),
                     );
@@ -421,9 +450,9 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             } else {
                 quote! {
                     const POINTER_WORDS: ::core::option::Option<u64> = {
-                        let words = ::core::option::Option::Some(0u64);
+                        let #words = ::core::option::Option::Some(0u64);
                         #(#adds)*
-                        words
+                        #words
                     };
                 }
             };
@@ -450,7 +479,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     }
                     traced.push(f.ty);
                     // Bind to fresh names: a field called `tracer` must not shadow the argument.
-                    let b = format_ident!("__gc_f{}", i);
+                    let b = format_ident!("__gc_f{}", i, span = Span::mixed_site());
                     let member = &f.member;
                     binds.push(quote!(#member: #b));
                     calls.push(trace_call(f.ty, quote!(#b), &tracer));
@@ -481,10 +510,26 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             where_clause.predicates.push(static_bound(ty));
         }
     }
+    // A traced field of an associated type of a parameter (`F::Repr`, `<F as Family>::Repr`) is
+    // traced by that type's impl: the bound is the parameter's, not one its author can add.
+    let params: Vec<&Ident> = input.generics.type_params().map(|t| &t.ident).collect();
+    let mut projections: Vec<Type> = Vec::new();
+    for ty in &traced {
+        collect_projections(ty, &params, &mut projections);
+    }
+    if !projections.is_empty() {
+        let where_clause = generics.make_where_clause();
+        for ty in &projections {
+            where_clause
+                .predicates
+                .push(parse_quote!(#ty: ::gc_core::Trace));
+        }
+    }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    let needs = traced.iter().map(|ty| {
-        quote_spanned! {ty.span()=> || <#ty as ::gc_core::Trace>::NEEDS_TRACE }
+    let needs = traced.iter().map(|&ty| {
+        let term = without_self(ty, name, shadowed).unwrap_or_else(|| ty.clone());
+        quote_spanned! {ty.span()=> || <#term as ::gc_core::Trace>::NEEDS_TRACE }
     });
     let tracer_param = if traced.is_empty() {
         quote!(_)
@@ -527,6 +572,9 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
     Ok(quote! {
         #[automatically_derived]
+        // The impl names every field and variant, deprecated ones too: using its own type is
+        // not the user's use of them.
+        #[allow(deprecated)]
         unsafe impl #impl_generics ::gc_core::Trace for #name #ty_generics #where_clause {
             const NEEDS_TRACE: bool = {
                 #drop_promise
@@ -541,6 +589,116 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         }
         #drop_check
     })
+}
+
+/// `ty` with every mention of the type being derived replaced by `()`, or `None` if it has none:
+/// the type a field's `NEEDS_TRACE` term is read from. A type that holds itself through a `Box`,
+/// `Vec` or `Option` (an AST, a JSON value) would otherwise ask for its own `NEEDS_TRACE` while
+/// computing it, a cycle the compiler rejects. With the mention read as `()` the term is the
+/// least fixpoint: the type needs tracing if some field does other than through itself, and
+/// otherwise holds no `Gc` at any depth. `()` is written as a type, not a path, so no crate can
+/// rebind it. A mention is `Self` or the type's own name as a one-segment path (inside the
+/// definition that names the type itself, unless a type parameter of the same name shadows it,
+/// `shadowed`); those inside the type arguments of a `Gc`, `GcArray` or `GcVec` are left alone,
+/// since those handles' constants do not depend on what they point to (a linked list's
+/// `Option<Gc<'gc, Self>>` keeps its pointer words). A mention this misses (a longer path, two
+/// types that hold each other) only leaves the compiler's cycle error.
+fn without_self(ty: &Type, name: &Ident, shadowed: bool) -> Option<Type> {
+    fn replace(ty: &mut Type, name: &Ident, shadowed: bool) -> bool {
+        match ty {
+            Type::Path(p) if p.qself.is_none() => {
+                let segs = &p.path.segments;
+                if p.path.leading_colon.is_none()
+                    && segs.len() == 1
+                    && (segs[0].ident == "Self" || (!shadowed && segs[0].ident == *name))
+                {
+                    *ty = parse_quote!(());
+                    return true;
+                }
+                if segs.last().is_some_and(|s| {
+                    matches!(s.ident.to_string().as_str(), "Gc" | "GcArray" | "GcVec")
+                }) {
+                    return false;
+                }
+                let mut found = false;
+                for seg in &mut p.path.segments {
+                    if let syn::PathArguments::AngleBracketed(a) = &mut seg.arguments {
+                        for arg in &mut a.args {
+                            if let syn::GenericArgument::Type(t) = arg {
+                                found |= replace(t, name, shadowed);
+                            }
+                        }
+                    }
+                }
+                found
+            }
+            Type::Array(a) => replace(&mut a.elem, name, shadowed),
+            Type::Slice(s) => replace(&mut s.elem, name, shadowed),
+            Type::Paren(p) => replace(&mut p.elem, name, shadowed),
+            Type::Group(g) => replace(&mut g.elem, name, shadowed),
+            Type::Reference(r) => replace(&mut r.elem, name, shadowed),
+            Type::Ptr(p) => replace(&mut p.elem, name, shadowed),
+            Type::Tuple(t) => {
+                let mut found = false;
+                for e in &mut t.elems {
+                    found |= replace(e, name, shadowed);
+                }
+                found
+            }
+            _ => false,
+        }
+    }
+    let mut out = ty.clone();
+    replace(&mut out, name, shadowed).then_some(out)
+}
+
+/// Add to `out` (once each) the associated types of the type parameters `params` that `ty`
+/// names: `P::Name…` paths and qualified `<P as Trait>::Name` paths.
+fn collect_projections(ty: &Type, params: &[&Ident], out: &mut Vec<Type>) {
+    match ty {
+        Type::Path(p) => {
+            let of_param = p
+                .qself
+                .as_ref()
+                .is_some_and(|q| mentions_param(&q.ty, params))
+                || (p.qself.is_none()
+                    && p.path.leading_colon.is_none()
+                    && p.path.segments.len() > 1
+                    && params.iter().any(|&n| p.path.segments[0].ident == *n));
+            if of_param {
+                let text = quote!(#ty).to_string();
+                if !out.iter().any(|o| quote!(#o).to_string() == text) {
+                    out.push(ty.clone());
+                }
+                return;
+            }
+            for seg in &p.path.segments {
+                if let syn::PathArguments::AngleBracketed(a) = &seg.arguments {
+                    for arg in &a.args {
+                        if let syn::GenericArgument::Type(t) = arg {
+                            collect_projections(t, params, out);
+                        }
+                    }
+                }
+            }
+        }
+        Type::Array(a) => collect_projections(&a.elem, params, out),
+        Type::Slice(s) => collect_projections(&s.elem, params, out),
+        Type::Paren(p) => collect_projections(&p.elem, params, out),
+        Type::Group(g) => collect_projections(&g.elem, params, out),
+        Type::Reference(r) => collect_projections(&r.elem, params, out),
+        Type::Ptr(p) => collect_projections(&p.elem, params, out),
+        Type::Tuple(t) => t
+            .elems
+            .iter()
+            .for_each(|e| collect_projections(e, params, out)),
+        _ => {}
+    }
+}
+
+/// Whether `ty` is one of the type parameters `params` (written as a plain name).
+fn mentions_param(ty: &Type, params: &[&Ident]) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none() && params.iter().any(|&n| p.path.is_ident(n)))
 }
 
 /// Whether `ty` is written as an unsized type (a slice, `str`, a trait object): the tail of a
@@ -774,13 +932,13 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("fntrace(&self,tracer:&mut::gc_core::Tracer)"),
+            s.contains("fntrace(&self,__gc_tracer:&mut::gc_core::Tracer)"),
             "{s}"
         );
         assert!(
             s.contains(
-                "<Gc<'gc,u32>as::gc_core::Trace>::trace(&self.x,tracer);\
-                 <u64as::gc_core::Trace>::trace(&self.y,tracer);"
+                "<Gc<'gc,u32>as::gc_core::Trace>::trace(&self.x,__gc_tracer);\
+                 <u64as::gc_core::Trace>::trace(&self.y,__gc_tracer);"
             ),
             "{s}"
         );
@@ -794,8 +952,8 @@ mod tests {
         let s = ok("struct T(u32, String);");
         assert!(
             s.contains(
-                "<u32as::gc_core::Trace>::trace(&self.0,tracer);\
-                 <Stringas::gc_core::Trace>::trace(&self.1,tracer);"
+                "<u32as::gc_core::Trace>::trace(&self.0,__gc_tracer);\
+                 <Stringas::gc_core::Trace>::trace(&self.1,__gc_tracer);"
             ),
             "{s}"
         );
@@ -827,15 +985,15 @@ mod tests {
         assert!(s.contains("E::A{..}=>{}"), "{s}");
         assert!(
             s.contains(
-                "E::B{0:__gc_f0,..}=>{<Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f0,tracer);}"
+                "E::B{0:__gc_f0,..}=>{<Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f0,__gc_tracer);}"
             ),
             "{s}"
         );
         // A field named `tracer` is bound under a fresh name.
         assert!(
             s.contains(
-                "E::C{x:__gc_f0,tracer:__gc_f1,..}=>{<u32as::gc_core::Trace>::trace(__gc_f0,tracer);\
-                 <Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f1,tracer);}"
+                "E::C{x:__gc_f0,tracer:__gc_f1,..}=>{<u32as::gc_core::Trace>::trace(__gc_f0,__gc_tracer);\
+                 <Gc<'gc,u8>as::gc_core::Trace>::trace(__gc_f1,__gc_tracer);}"
             ),
             "{s}"
         );
@@ -894,7 +1052,7 @@ mod tests {
         assert!(!s.contains("self.t"), "{s}");
         assert!(!s.contains("<AtomicU64as"), "{s}");
         assert!(!s.contains("<Tas"), "{s}");
-        assert!(s.contains("trace(&self.b,tracer)"), "{s}");
+        assert!(s.contains("trace(&self.b,__gc_tracer)"), "{s}");
         assert!(s.contains("whereAtomicU64:'static,T:'static{"), "{s}");
         assert!(
             s.contains(
@@ -1012,5 +1170,77 @@ mod tests {
         let input: DeriveInput = syn::parse_str("union U { a: u32 }").unwrap();
         let ts = expand(input).unwrap_err().to_compile_error().to_string();
         assert!(ts.contains("compile_error"), "{ts}");
+    }
+
+    #[test]
+    fn a_type_that_holds_itself_outside_a_gc_reads_its_needs_trace_from_the_rest() {
+        // Through `Box` and `Vec`, as `Self` or by name: `()` in the NEEDS_TRACE term, and no
+        // pointer words for the field (it is traced by `trace`).
+        let s = ok("struct T<'gc> { a: Box<T<'gc>>, b: Vec<Self>, c: Gc<'gc, u8> }");
+        assert!(
+            s.contains(
+                "<Box<()>as::gc_core::Trace>::NEEDS_TRACE||<Vec<()>as::gc_core::Trace>::NEEDS_TRACE"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("__gc_words,::core::option::Option::None::<u64>,"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("<Box<T<'gc>>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
+        // The trace call keeps the real type.
+        assert!(
+            s.contains("<Box<T<'gc>>as::gc_core::Trace>::trace(&self.a"),
+            "{s}"
+        );
+        // Behind a `Gc` the type is left alone: its pointer words stay.
+        let s = ok("struct L<'gc> { next: Option<Gc<'gc, L<'gc>>> }");
+        assert!(
+            s.contains("<Option<Gc<'gc,L<'gc>>>as::gc_core::Trace>::POINTER_WORDS"),
+            "{s}"
+        );
+        assert!(
+            s.contains("<Option<Gc<'gc,L<'gc>>>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
+        // A longer path, or a type parameter of the same name, is not the type itself.
+        let s = ok("struct T { a: Box<other::T> }");
+        assert!(
+            s.contains("<Box<other::T>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
+        let s = ok("enum E { A(Vec<(String, E)>), B(std::collections::HashMap<String, E>) }");
+        assert!(s.contains("<Vec<(String,())>as"), "{s}");
+        assert!(s.contains("<std::collections::HashMap<String,()>as"), "{s}");
+    }
+
+    #[test]
+    fn associated_types_of_parameters_are_bound_to_trace() {
+        let s = ok(
+            "struct N<'gc, F: Family> { a: F::Repr, b: Vec<<F as Family>::Other>, c: Gc<'gc, u8> }",
+        );
+        assert!(s.contains("F::Repr:::gc_core::Trace"), "{s}");
+        assert!(s.contains("<FasFamily>::Other:::gc_core::Trace"), "{s}");
+        // Not for a path that only starts like a parameter's name elsewhere.
+        let s = ok("struct M { a: std::string::String }");
+        assert!(!s.contains("where"), "{s}");
+    }
+
+    #[test]
+    fn a_cell_of_ones_own_is_not_the_standard_librarys() {
+        ok("struct P<'gc> { head: Cell<'gc>, m: Mutex<'gc, u8> }");
+        let e = err("struct P { head: Cell<u32> }");
+        assert!(e.contains("a `Cell` field cannot be traced"), "{e}");
+        let e = err("struct P { m: std::sync::Mutex<Vec<u8>> }");
+        assert!(e.contains("a `Mutex` field cannot be traced"), "{e}");
+    }
+
+    #[test]
+    fn deprecated_fields_and_variants_are_allowed_in_the_impl() {
+        let s = ok("enum E { #[deprecated] A { #[deprecated] x: u32 } }");
+        assert!(s.contains("#[allow(deprecated)]unsafeimpl"), "{s}");
     }
 }

@@ -89,6 +89,8 @@ pub use api::string::{GcBytes, GcStr};
 pub use api::table::GcHashMap;
 pub use api::weak::GcWeak;
 pub use gc::mark::tracer::Tracer;
+#[doc(hidden)]
+pub use gc::trace::HoldsSelf;
 pub use gc::trace::{Trace, UnsafeDrop};
 pub use gc::weak::WeakBox;
 pub use gc_derive::Trace;

@@ -229,8 +229,37 @@ struct Rose<'gc> {
     next: Option<Gc<'gc, Rose<'gc>>>,
 }
 
+/// Every shape the derive reads through, in a type with no `Gc` (noscan) and one with a `Gc`.
+#[derive(Trace)]
+struct Shapes {
+    a: Box<Shapes>,
+    b: Vec<Self>,
+    c: std::collections::VecDeque<Shapes>,
+    d: Box<[Shapes]>,
+    e: Option<Box<Shapes>>,
+    f: Option<Vec<Shapes>>,
+    g: Vec<(String, Shapes)>,
+    h: std::collections::HashMap<String, Shapes>,
+    i: std::collections::BTreeMap<u32, Shapes>,
+}
+
+#[derive(Trace)]
+struct ShapesWithGc<'gc> {
+    h: std::collections::HashMap<String, ShapesWithGc<'gc>>,
+    g: Vec<(Gc<'gc, u8>, Self)>,
+}
+
+#[derive(Trace)]
+struct KeyedByGc<'gc> {
+    map: std::collections::BTreeMap<Gc<'gc, u8>, Self>,
+}
+
 #[test]
 fn types_holding_themselves_outside_a_gc_derive() {
+    assert!(!needs_trace::<Shapes>());
+    // Through the key of a pair, or of a map: the `Gc` is in what is not the type itself.
+    assert!(needs_trace::<ShapesWithGc<'static>>());
+    assert!(needs_trace::<KeyedByGc<'static>>());
     assert!(needs_trace::<Expr<'static>>());
     assert!(!needs_trace::<Json>());
     assert!(needs_trace::<Rose<'static>>());
@@ -352,4 +381,38 @@ fn types_the_derive_once_refused() {
     assert!(needs_trace::<accepted::Node<'static, accepted::Words>>());
     assert!(needs_trace::<accepted::Versioned<'static>>());
     assert!(!needs_trace::<accepted::Old>());
+}
+
+/// A type that holds itself through a container of the user's own, whose traced type depends on
+/// its parameter through a trait (with `()` it would be a number, with the type itself a `Gc`):
+/// the derive leaves such a field to its own `NEEDS_TRACE`, which the compiler works out
+/// exactly (the type needs tracing), instead of reading it with the type as `()`.
+mod picked {
+    use gc_core::{Gc, Trace};
+
+    pub trait Pick {
+        type Out;
+    }
+    impl Pick for () {
+        type Out = u32;
+    }
+    impl<'gc> Pick for Node<'gc> {
+        type Out = Gc<'gc, u32>;
+    }
+
+    #[derive(Trace)]
+    pub struct Holder<T: Pick + Trace> {
+        pub x: T::Out,
+    }
+
+    #[derive(Trace)]
+    pub struct Node<'gc> {
+        pub h: Holder<Node<'gc>>,
+    }
+}
+
+#[test]
+fn a_container_of_ones_own_is_read_as_it_is() {
+    assert!(needs_trace::<picked::Node<'static>>());
+    assert!(!needs_trace::<picked::Holder<()>>());
 }

@@ -61,10 +61,17 @@
 //!   fields can hold a `Gc` (only integers, `String`s, …) therefore gets `NEEDS_TRACE == false`:
 //!   its objects are allocated **noscan** and the marker never reads them. A field that holds
 //!   the type itself outside a `Gc` (`Box<Self>`, `Vec<Expr<'gc>>`: a syntax tree, a JSON value)
-//!   enters with the type read as `()`, the least fixpoint (the type needs tracing exactly when
-//!   some field does other than through itself), since its own `NEEDS_TRACE` is what is being
-//!   computed. Two types that hold each other that way are still a cycle the compiler reports:
-//!   put a `Gc` between them.
+//!   enters as `<Self as ::gc_core::Trace>::__DERIVE_KIT.needs_trace_holding_self::<Self,
+//!   FieldType>()`: the same container with the type read as `()`, the least fixpoint (the
+//!   type needs tracing exactly when some field does other than through itself), since its own
+//!   `NEEDS_TRACE` is what is being computed. Only fields written as one of those containers of
+//!   the type itself (`Box<M>`, `Vec<M>`, `VecDeque<M>`, `Box<[M]>`, `Option<Box<M>>`,
+//!   `Option<Vec<M>>`, `Vec<(K, M)>`, `HashMap<K, M>`, `BTreeMap<K, M>`, with `M` the type
+//!   with its own parameters) are read this way, and the kit's bound (gc-core's sealed
+//!   `HoldsSelf`) checks the field's real type against them, so a look-alike is a compile
+//!   error, never a wrong answer; every other field keeps its own `NEEDS_TRACE`. Two types that
+//!   hold each other through such containers are still a cycle the compiler reports: put a
+//!   `Gc` between them.
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
 //!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
 //!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`. The marker then reads those words instead of calling
@@ -396,7 +403,11 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let opts = parse_container_opts(&input.attrs, &mut errors);
     let lifetimes: Vec<&syn::Lifetime> = input.generics.lifetimes().map(|l| &l.lifetime).collect();
     let name = &input.ident;
-    let shadowed = input.generics.type_params().any(|t| t.ident == *name);
+    // The type as its fields name it (`Node<'gc, T>`), as text: see `holds_self`.
+    let me = {
+        let (_, ty_generics, _) = input.generics.split_for_impl();
+        quote!(#name #ty_generics).to_string()
+    };
     // The expansion's own bindings have names no one writes (`__gc_…`): a constant or unit
     // struct named `words` or `tracer` where the type is defined would turn them into patterns
     // (items resolve at the call site, whatever the span).
@@ -425,8 +436,8 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 // Spanned at the field's type, as `NEEDS_TRACE`'s terms are, so that an error
                 // in the type is reported once, at the field.
                 // A field that holds the type itself outside a `Gc` is traced by `trace`: its
-                // words would be read from the type's own constants (see `without_self`).
-                let field_words = if without_self(ty, name, shadowed).is_some() {
+                // words would be read from the type's own constants (see `holds_self`).
+                let field_words = if holds_self(ty, &me) {
                     quote!(::core::option::Option::None::<u64>)
                 } else {
                     quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS }
@@ -528,8 +539,13 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
     let needs = traced.iter().map(|&ty| {
-        let term = without_self(ty, name, shadowed).unwrap_or_else(|| ty.clone());
-        quote_spanned! {ty.span()=> || <#term as ::gc_core::Trace>::NEEDS_TRACE }
+        if holds_self(ty, &me) {
+            quote_spanned! {ty.span()=>
+                || <Self as ::gc_core::Trace>::__DERIVE_KIT.needs_trace_holding_self::<Self, #ty>()
+            }
+        } else {
+            quote_spanned! {ty.span()=> || <#ty as ::gc_core::Trace>::NEEDS_TRACE }
+        }
     });
     let tracer_param = if traced.is_empty() {
         quote!(_)
@@ -591,65 +607,76 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     })
 }
 
-/// `ty` with every mention of the type being derived replaced by `()`, or `None` if it has none:
-/// the type a field's `NEEDS_TRACE` term is read from. A type that holds itself through a `Box`,
-/// `Vec` or `Option` (an AST, a JSON value) would otherwise ask for its own `NEEDS_TRACE` while
-/// computing it, a cycle the compiler rejects. With the mention read as `()` the term is the
-/// least fixpoint: the type needs tracing if some field does other than through itself, and
-/// otherwise holds no `Gc` at any depth. `()` is written as a type, not a path, so no crate can
-/// rebind it. A mention is `Self` or the type's own name as a one-segment path (inside the
-/// definition that names the type itself, unless a type parameter of the same name shadows it,
-/// `shadowed`); those inside the type arguments of a `Gc`, `GcArray` or `GcVec` are left alone,
-/// since those handles' constants do not depend on what they point to (a linked list's
-/// `Option<Gc<'gc, Self>>` keeps its pointer words). A mention this misses (a longer path, two
-/// types that hold each other) only leaves the compiler's cycle error.
-fn without_self(ty: &Type, name: &Ident, shadowed: bool) -> Option<Type> {
-    fn replace(ty: &mut Type, name: &Ident, shadowed: bool) -> bool {
+/// Whether `ty` is written as one of the containers through which a type may hold itself
+/// outside a `Gc` (gc-core's `HoldsSelf`: `Box<M>`, `Vec<M>`, `VecDeque<M>`, `Box<[M]>`,
+/// `Option<Box<M>>`, `Option<Vec<M>>`, `Vec<(K, M)>`, `HashMap<K, M>`, `BTreeMap<K, M>`), where
+/// `M` is the type itself: `Self`, or its name with its own parameters as a one-segment path
+/// (`me`: `Name<'gc, T>` as text). Such a field's `NEEDS_TRACE` term goes through
+/// `DeriveKit::needs_trace_holding_self`, whose `HoldsSelf` bound checks the field's real type,
+/// so a look-alike (a type of the user's named `Vec`, a type parameter that shadows the name) is
+/// a compile error, never a wrong answer. Other fields, the type itself inside a `Gc` included
+/// (a linked list's `Option<Gc<'gc, Self>>`, which keeps its pointer words), are left to their
+/// own `NEEDS_TRACE`: those that hold the type through a container whose constants depend on
+/// it stay a cycle the compiler reports, as before.
+fn holds_self(ty: &Type, me: &str) -> bool {
+    /// `ty` without parentheses and invisible groups.
+    fn bare(ty: &Type) -> &Type {
         match ty {
-            Type::Path(p) if p.qself.is_none() => {
-                let segs = &p.path.segments;
-                if p.path.leading_colon.is_none()
-                    && segs.len() == 1
-                    && (segs[0].ident == "Self" || (!shadowed && segs[0].ident == *name))
-                {
-                    *ty = parse_quote!(());
-                    return true;
-                }
-                if segs.last().is_some_and(|s| {
-                    matches!(s.ident.to_string().as_str(), "Gc" | "GcArray" | "GcVec")
-                }) {
-                    return false;
-                }
-                let mut found = false;
-                for seg in &mut p.path.segments {
-                    if let syn::PathArguments::AngleBracketed(a) = &mut seg.arguments {
-                        for arg in &mut a.args {
-                            if let syn::GenericArgument::Type(t) = arg {
-                                found |= replace(t, name, shadowed);
-                            }
-                        }
-                    }
-                }
-                found
-            }
-            Type::Array(a) => replace(&mut a.elem, name, shadowed),
-            Type::Slice(s) => replace(&mut s.elem, name, shadowed),
-            Type::Paren(p) => replace(&mut p.elem, name, shadowed),
-            Type::Group(g) => replace(&mut g.elem, name, shadowed),
-            Type::Reference(r) => replace(&mut r.elem, name, shadowed),
-            Type::Ptr(p) => replace(&mut p.elem, name, shadowed),
-            Type::Tuple(t) => {
-                let mut found = false;
-                for e in &mut t.elems {
-                    found |= replace(e, name, shadowed);
-                }
-                found
-            }
-            _ => false,
+            Type::Paren(p) => bare(&p.elem),
+            Type::Group(g) => bare(&g.elem),
+            _ => ty,
         }
     }
-    let mut out = ty.clone();
-    replace(&mut out, name, shadowed).then_some(out)
+    /// The last segment's name and its type arguments, for a plain path.
+    fn container(ty: &Type) -> Option<(String, Vec<&Type>)> {
+        let Type::Path(p) = bare(ty) else {
+            return None;
+        };
+        if p.qself.is_some() {
+            return None;
+        }
+        let last = p.path.segments.last()?;
+        let args = match &last.arguments {
+            syn::PathArguments::AngleBracketed(a) => a
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    syn::GenericArgument::Type(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some((last.ident.to_string(), args))
+    }
+    let is_me = |ty: &Type| match bare(ty) {
+        Type::Path(p) => {
+            p.qself.is_none()
+                && p.path.leading_colon.is_none()
+                && p.path.segments.len() == 1
+                && (p.path.is_ident("Self") || quote!(#p).to_string() == me)
+        }
+        _ => false,
+    };
+    let Some((outer, args)) = container(ty) else {
+        return false;
+    };
+    match (outer.as_str(), args.as_slice()) {
+        ("Box" | "Vec" | "VecDeque", [m]) if is_me(m) => true,
+        ("Box", [m]) => matches!(bare(m), Type::Slice(s) if is_me(&s.elem)),
+        ("Option", [inner]) => matches!(
+            container(inner),
+            Some((name, inner_args)) if (name == "Box" || name == "Vec")
+                && inner_args.len() == 1
+                && is_me(inner_args[0])
+        ),
+        ("Vec", [pair]) => matches!(
+            bare(pair),
+            Type::Tuple(t) if t.elems.len() == 2 && is_me(&t.elems[1])
+        ),
+        ("HashMap", [_, m] | [_, m, _]) | ("BTreeMap", [_, m]) => is_me(m),
+        _ => false,
+    }
 }
 
 /// Add to `out` (once each) the associated types of the type parameters `params` that `ty`
@@ -1173,14 +1200,17 @@ mod tests {
     }
 
     #[test]
-    fn a_type_that_holds_itself_outside_a_gc_reads_its_needs_trace_from_the_rest() {
-        // Through `Box` and `Vec`, as `Self` or by name: `()` in the NEEDS_TRACE term, and no
-        // pointer words for the field (it is traced by `trace`).
+    fn a_type_that_holds_itself_outside_a_gc_reads_its_needs_trace_through_the_kit() {
+        // Through `Box` and `Vec`, as `Self` or by name with its own parameters: the kit's
+        // term (checked against the containers it reads through), and no pointer words for
+        // the field (it is traced by `trace`).
         let s = ok("struct T<'gc> { a: Box<T<'gc>>, b: Vec<Self>, c: Gc<'gc, u8> }");
         assert!(
-            s.contains(
-                "<Box<()>as::gc_core::Trace>::NEEDS_TRACE||<Vec<()>as::gc_core::Trace>::NEEDS_TRACE"
-            ),
+            s.contains("||<Selfas::gc_core::Trace>::__DERIVE_KIT.needs_trace_holding_self::<Self,Box<T<'gc>>>()"),
+            "{s}"
+        );
+        assert!(
+            s.contains("needs_trace_holding_self::<Self,Vec<Self>>()"),
             "{s}"
         );
         assert!(
@@ -1206,15 +1236,28 @@ mod tests {
             s.contains("<Option<Gc<'gc,L<'gc>>>as::gc_core::Trace>::NEEDS_TRACE"),
             "{s}"
         );
-        // A longer path, or a type parameter of the same name, is not the type itself.
+        // A longer path, another instance of the type, or a container the derive does not know
+        // is not read through: left to the compiler (which reports the cycle if there is one).
         let s = ok("struct T { a: Box<other::T> }");
         assert!(
             s.contains("<Box<other::T>as::gc_core::Trace>::NEEDS_TRACE"),
             "{s}"
         );
+        let s = ok("enum P<'gc, T> { Leaf(T), Wrap(Box<P<'gc, Gc<'gc, u64>>>) }");
+        assert!(!s.contains("needs_trace_holding_self"), "{s}");
+        let s = ok("enum O<'gc> { W(GcEphemeronTable<'gc, O<'gc>, u8>), H(Holder<Self>) }");
+        assert!(!s.contains("needs_trace_holding_self"), "{s}");
+        let s = ok("struct B { a: Option<Box<Self>>, b: Box<[B]>, c: Vec<(u8, Self)> }");
+        assert_eq!(s.matches("needs_trace_holding_self").count(), 3, "{s}");
         let s = ok("enum E { A(Vec<(String, E)>), B(std::collections::HashMap<String, E>) }");
-        assert!(s.contains("<Vec<(String,())>as"), "{s}");
-        assert!(s.contains("<std::collections::HashMap<String,()>as"), "{s}");
+        assert!(
+            s.contains("needs_trace_holding_self::<Self,Vec<(String,E)>>()"),
+            "{s}"
+        );
+        assert!(
+            s.contains("needs_trace_holding_self::<Self,std::collections::HashMap<String,E>>()"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -151,6 +151,15 @@ impl DeriveKit {
     #[inline]
     pub const fn unsafe_drop<T: UnsafeDrop + ?Sized>(self) {}
 
+    /// A field of type `F` that holds the type being derived, `S`, outside a `Gc` (see
+    /// [`HoldsSelf`]): its `NEEDS_TRACE` term, read with `S` as `()`, so that `S`'s own
+    /// `NEEDS_TRACE` (being computed) is not asked for.
+    #[doc(hidden)]
+    #[inline]
+    pub const fn needs_trace_holding_self<S, F: HoldsSelf<S>>(self) -> bool {
+        <F::Unit as Trace>::NEEDS_TRACE
+    }
+
     /// [`add_field_pointer_words`], for the derive.
     #[doc(hidden)]
     #[inline]
@@ -162,6 +171,58 @@ impl DeriveKit {
     ) -> Option<u64> {
         add_field_pointer_words(words, field, offset)
     }
+}
+
+/// The shapes in which a derived type may hold itself outside a `Gc` (an interpreter's syntax
+/// tree, a JSON value): `Self` is `S`, and `Unit` is the same container of `()`.
+///
+/// The derive reads such a field's `NEEDS_TRACE` from `Unit`
+/// ([`DeriveKit::needs_trace_holding_self`]): the type's own `NEEDS_TRACE` is what is being
+/// computed, so asking for it through the field is a cycle the compiler rejects. Read as `()`,
+/// the term is the least fixpoint: the type needs tracing exactly when some field does other
+/// than through itself, which is right because each of these containers needs tracing exactly
+/// when its elements (or keys) do. The list is closed (`Sealed`): a container of another kind
+/// could make its `NEEDS_TRACE` with `()` smaller than with the type itself (a trait that maps
+/// `()` to a number and the type to a `Gc`), and the type would be allocated noscan with `Gc`s
+/// inside. The impls match the field's real type, so a different instance of the type
+/// (`Box<Node<u8>>` inside `Node<T>`) or a look-alike of one of these names (a type alias of
+/// the user's called `Vec`) is not accepted either.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`#[derive(Trace)]` cannot read through `{Self}`, which holds the type being derived outside a `Gc`",
+    label = "holds the type itself",
+    note = "write the field as `Box<Self>`, `Vec<Self>`, `VecDeque<Self>`, `Box<[Self]>`, `Option<Box<Self>>`, `Option<Vec<Self>>`, `Vec<(K, Self)>`, `HashMap<K, Self>` or `BTreeMap<K, Self>` (the type itself with its own parameters), or put a `Gc` between"
+)]
+pub trait HoldsSelf<S>: holds_self::Sealed<S> {
+    /// The container with the type itself replaced by `()`.
+    type Unit: Trace;
+}
+
+mod holds_self {
+    /// Closes [`super::HoldsSelf`] to the containers below.
+    pub trait Sealed<S> {}
+}
+
+macro_rules! holds_self {
+    ($([$($g:tt)*] $t:ty => $unit:ty;)*) => {$(
+        impl<$($g)*> holds_self::Sealed<S> for $t {}
+        impl<$($g)*> HoldsSelf<S> for $t {
+            type Unit = $unit;
+        }
+    )*};
+}
+
+holds_self! {
+    [S] Box<S> => Box<()>;
+    [S] Vec<S> => Vec<()>;
+    [S] std::collections::VecDeque<S> => std::collections::VecDeque<()>;
+    [S] Box<[S]> => Box<[()]>;
+    [S] Option<Box<S>> => Option<Box<()>>;
+    [S] Option<Vec<S>> => Option<Vec<()>>;
+    [S, K: Trace] Vec<(K, S)> => Vec<(K, ())>;
+    [S, K: Trace, H: 'static] std::collections::HashMap<K, S, H>
+        => std::collections::HashMap<K, (), H>;
+    [S, K: Trace] std::collections::BTreeMap<K, S> => std::collections::BTreeMap<K, ()>;
 }
 
 /// The pointer words of a struct so far (`words`), with those of a field (`field`) at byte

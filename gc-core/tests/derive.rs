@@ -241,6 +241,12 @@ struct Shapes {
     g: Vec<(String, Shapes)>,
     h: std::collections::HashMap<String, Shapes>,
     i: std::collections::BTreeMap<u32, Shapes>,
+    j: Vec<Vec<Shapes>>,
+    #[allow(clippy::vec_box)]
+    k: Vec<Box<Self>>,
+    l: Vec<Option<Box<Shapes>>>,
+    m: std::collections::BTreeSet<Shapes>,
+    n: std::collections::HashSet<Shapes>,
 }
 
 #[derive(Trace)]

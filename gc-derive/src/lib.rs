@@ -66,7 +66,8 @@
 //!   type needs tracing exactly when some field does other than through itself), since its own
 //!   `NEEDS_TRACE` is what is being computed. Only fields written as one of those containers of
 //!   the type itself (`Box<M>`, `Vec<M>`, `VecDeque<M>`, `Box<[M]>`, `Option<Box<M>>`,
-//!   `Option<Vec<M>>`, `Vec<(K, M)>`, `HashMap<K, M>`, `BTreeMap<K, M>`, with `M` the type
+//!   `Option<Vec<M>>`, `Vec<(K, M)>`, `Vec<Vec<M>>`, `Vec<Box<M>>`, `Vec<Option<Box<M>>>`,
+//!   `HashMap<K, M>`, `BTreeMap<K, M>`, `HashSet<M>`, `BTreeSet<M>`, with `M` the type
 //!   with its own parameters) are read this way, and the kit's bound (gc-core's sealed
 //!   `HoldsSelf`) checks the field's real type against them, so a look-alike is a compile
 //!   error, never a wrong answer; every other field keeps its own `NEEDS_TRACE`. Two types that
@@ -609,7 +610,8 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
 /// Whether `ty` is written as one of the containers through which a type may hold itself
 /// outside a `Gc` (gc-core's `HoldsSelf`: `Box<M>`, `Vec<M>`, `VecDeque<M>`, `Box<[M]>`,
-/// `Option<Box<M>>`, `Option<Vec<M>>`, `Vec<(K, M)>`, `HashMap<K, M>`, `BTreeMap<K, M>`), where
+/// `Option<Box<M>>`, `Option<Vec<M>>`, `Vec<(K, M)>`, `Vec<Vec<M>>`, `Vec<Box<M>>`,
+/// `Vec<Option<Box<M>>>`, `HashMap<K, M>`, `BTreeMap<K, M>`, `HashSet<M>`, `BTreeSet<M>`), where
 /// `M` is the type itself: `Self`, or its name with its own parameters as a one-segment path
 /// (`me`: `Name<'gc, T>` as text). Such a field's `NEEDS_TRACE` term goes through
 /// `DeriveKit::needs_trace_holding_self`, whose `HoldsSelf` bound checks the field's real type,
@@ -670,11 +672,22 @@ fn holds_self(ty: &Type, me: &str) -> bool {
                 && inner_args.len() == 1
                 && is_me(inner_args[0])
         ),
-        ("Vec", [pair]) => matches!(
+        ("Vec", [pair]) if matches!(bare(pair), Type::Tuple(_)) => matches!(
             bare(pair),
             Type::Tuple(t) if t.elems.len() == 2 && is_me(&t.elems[1])
         ),
+        ("Vec", [inner]) => match container(inner) {
+            Some((name, inner_args)) if (name == "Vec" || name == "Box") => {
+                inner_args.len() == 1 && is_me(inner_args[0])
+            }
+            Some((name, inner_args)) if name == "Option" && inner_args.len() == 1 => matches!(
+                container(inner_args[0]),
+                Some((boxed, m)) if boxed == "Box" && m.len() == 1 && is_me(m[0])
+            ),
+            _ => false,
+        },
         ("HashMap", [_, m] | [_, m, _]) | ("BTreeMap", [_, m]) => is_me(m),
+        ("HashSet", [m] | [m, _]) | ("BTreeSet", [m]) => is_me(m),
         _ => false,
     }
 }
@@ -1249,6 +1262,11 @@ mod tests {
         assert!(!s.contains("needs_trace_holding_self"), "{s}");
         let s = ok("struct B { a: Option<Box<Self>>, b: Box<[B]>, c: Vec<(u8, Self)> }");
         assert_eq!(s.matches("needs_trace_holding_self").count(), 3, "{s}");
+        let s = ok(
+            "struct M { a: Vec<Vec<M>>, b: Vec<Box<Self>>, c: Vec<Option<Box<M>>>, \
+                    d: HashSet<Self>, e: std::collections::BTreeSet<M>, f: Vec<Option<M>> }",
+        );
+        assert_eq!(s.matches("needs_trace_holding_self").count(), 5, "{s}");
         let s = ok("enum E { A(Vec<(String, E)>), B(std::collections::HashMap<String, E>) }");
         assert!(
             s.contains("needs_trace_holding_self::<Self,Vec<(String,E)>>()"),

@@ -191,7 +191,7 @@ impl DeriveKit {
 #[diagnostic::on_unimplemented(
     message = "`#[derive(Trace)]` cannot read through `{Self}`, which holds the type being derived outside a `Gc`",
     label = "holds the type itself",
-    note = "write the field as `Box<Self>`, `Vec<Self>`, `VecDeque<Self>`, `Box<[Self]>`, `Option<Box<Self>>`, `Option<Vec<Self>>`, `Vec<(K, Self)>`, `HashMap<K, Self>` or `BTreeMap<K, Self>` (the type itself with its own parameters), or put a `Gc` between"
+    note = "write the field as `Box<Self>`, `Vec<Self>`, `VecDeque<Self>`, `Box<[Self]>`, `Option<Box<Self>>`, `Option<Vec<Self>>`, `Vec<(K, Self)>`, `Vec<Vec<Self>>`, `Vec<Box<Self>>`, `Vec<Option<Box<Self>>>`, `HashMap<K, Self>`, `BTreeMap<K, Self>`, `HashSet<Self>` or `BTreeSet<Self>` (the type itself with its own parameters), or put a `Gc` between"
 )]
 pub trait HoldsSelf<S>: holds_self::Sealed<S> {
     /// The container with the type itself replaced by `()`.
@@ -223,6 +223,11 @@ holds_self! {
     [S, K: Trace, H: 'static] std::collections::HashMap<K, S, H>
         => std::collections::HashMap<K, (), H>;
     [S, K: Trace] std::collections::BTreeMap<K, S> => std::collections::BTreeMap<K, ()>;
+    [S] Vec<Vec<S>> => Vec<Vec<()>>;
+    [S] Vec<Box<S>> => Vec<Box<()>>;
+    [S] Vec<Option<Box<S>>> => Vec<Option<Box<()>>>;
+    [S, H: 'static] std::collections::HashSet<S, H> => std::collections::HashSet<(), H>;
+    [S] std::collections::BTreeSet<S> => std::collections::BTreeSet<()>;
 }
 
 /// The pointer words of a struct so far (`words`), with those of a field (`field`) at byte

@@ -5,6 +5,7 @@
 //! and joins the collector thread, after which the heap's shared state drops (running the drop
 //! glue of every remaining object).
 
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -29,14 +30,22 @@ use crate::util::error::HeapError;
 /// sweep) or a cleanup thread (a cleanup of another heap), whose heap the cleanups could wait
 /// for, a thread of their own does them.
 pub(crate) struct Owner {
-    pub shared: Arc<Shared>,
+    /// Taken by `Drop` (and only there), so that the owner's own reference goes with the join
+    /// to the thread that does it: a clone left behind could be the last one (once that thread
+    /// has finished), and the teardown would then run here after all, on a cleanup or collector
+    /// thread of another heap that the teardown may wait for.
+    pub shared: ManuallyDrop<Arc<Shared>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        // SAFETY: `shared` is not used again: this is the owner's drop, and the field is read
+        // nowhere below but through this binding (the struct is not dropped a second time, and
+        // `ManuallyDrop` keeps the field from being dropped after this function).
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
         {
-            let c = &self.shared.control;
+            let c = &shared.control;
             let mut st = c.state.lock();
             st.shutdown = true;
             c.wake.notify_all();
@@ -51,7 +60,6 @@ impl Drop for Owner {
         }
         // Kept alive with the join, so that the teardown runs after the join: where the join
         // runs, never inside this thread's scopes or on a thread serving another heap.
-        let shared = self.shared.clone();
         let join = move || {
             let _ = t.join();
             drop(shared);
@@ -85,7 +93,7 @@ impl Heap {
         let thread = crate::gc::collector::spawn(shared.clone()).map_err(HeapError::Thread)?;
         Ok(Heap {
             owner: Arc::new(Owner {
-                shared,
+                shared: ManuallyDrop::new(shared),
                 thread: Mutex::new(Some(thread)),
             }),
         })

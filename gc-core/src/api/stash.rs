@@ -55,7 +55,7 @@ impl<R: for<'gc> Rootable<'gc>> Stash<R> {
         Root<'gc, R>: Sized,
     {
         assert!(
-            std::ptr::eq(&*self.owner.shared, mc.shared),
+            std::ptr::eq(&**self.owner.shared, mc.shared),
             "gc-core: Stash::fetch with a mutator of another heap"
         );
         let a = self.owner.shared.stash.lock().get(self.slot);

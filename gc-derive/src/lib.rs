@@ -75,10 +75,10 @@
 //!   `Gc` between them.
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
 //!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
-//!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`. The marker then reads those words instead of calling
-//!   `trace`. Not generated for a struct with a `?Sized` type parameter or an unsized last
-//!   field written as a slice, `str` or `dyn Trait` (`offset_of!` needs sized fields), which
-//!   keeps the trait's default.
+//!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`. The marker
+//!   then reads those words instead of calling `trace`. Not generated for a struct with a
+//!   `?Sized` type parameter or an unsized last field written as a slice, `str` or `dyn Trait`
+//!   (`offset_of!` needs sized fields), which keeps the trait's default.
 //! * `trace` is called through `<FieldType as Trace>`, spanned at the field's type, so a field
 //!   whose type does not implement `Trace` is reported at that field:
 //!   ``the trait bound `RefCell<Vec<Gc<'gc, u32>>>: Trace` is not satisfied``.
@@ -381,8 +381,9 @@ fn mentioned_lifetime(ty: &Type, lifetimes: &[&syn::Lifetime]) -> Option<String>
 }
 
 /// `<#ty as ::gc_core::Trace>::trace(#arg, #tracer);`, spanned at the field's type so that an
-/// unsatisfied `Trace` bound is reported there. `arg` and `tracer` keep their own spans, so resolving `self` and the locals never depends on the hygiene of the type's tokens
-/// (which may come from elsewhere, e.g. a `macro_rules!` fragment).
+/// unsatisfied `Trace` bound is reported there. `arg` and `tracer` keep their own spans, so
+/// resolving `self` and the locals never depends on the hygiene of the type's tokens (which may
+/// come from elsewhere, e.g. a `macro_rules!` fragment).
 fn trace_call(ty: &Type, arg: TokenStream, tracer: &Ident) -> TokenStream {
     quote_spanned! {ty.span()=>
         <#ty as ::gc_core::Trace>::trace(#arg, #tracer);

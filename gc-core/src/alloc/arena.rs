@@ -319,7 +319,8 @@ impl Arena {
 
     /// Stop releasing pages for good, as a refused `madvise` does (a test hook: the heap then
     /// behaves as on a system where releasing is not supported). Pages released before stay
-    /// released (they read as zero when reused); none is released after.
+    /// released (they read as zero when reused); none is released after, but a release
+    /// already under way completes (its pages are then marked released too).
     pub(crate) fn stop_releasing(&self) {
         self.can_release.store(false, Ordering::Relaxed);
     }

@@ -622,14 +622,6 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 /// own `NEEDS_TRACE`: those that hold the type through a container whose constants depend on
 /// it stay a cycle the compiler reports, as before.
 fn holds_self(ty: &Type, me: &str) -> bool {
-    /// `ty` without parentheses and invisible groups.
-    fn bare(ty: &Type) -> &Type {
-        match ty {
-            Type::Paren(p) => bare(&p.elem),
-            Type::Group(g) => bare(&g.elem),
-            _ => ty,
-        }
-    }
     /// The last segment's name and its type arguments, for a plain path.
     fn container(ty: &Type) -> Option<(String, Vec<&Type>)> {
         let Type::Path(p) = bare(ty) else {
@@ -745,12 +737,20 @@ fn mentions_param(ty: &Type, params: &[&Ident]) -> bool {
 /// Whether `ty` is written as an unsized type (a slice, `str`, a trait object): the tail of a
 /// dynamically sized struct, which `offset_of!` cannot take.
 fn is_unsized(ty: &Type) -> bool {
-    match ty {
+    match bare(ty) {
         Type::Slice(_) | Type::TraitObject(_) => true,
-        Type::Paren(p) => is_unsized(&p.elem),
-        Type::Group(g) => is_unsized(&g.elem),
         Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
         _ => false,
+    }
+}
+
+/// `ty` without parentheses and invisible groups (a type passed through a `macro_rules!`
+/// fragment arrives in a group).
+fn bare(ty: &Type) -> &Type {
+    match ty {
+        Type::Paren(p) => bare(&p.elem),
+        Type::Group(g) => bare(&g.elem),
+        _ => ty,
     }
 }
 

@@ -13,6 +13,7 @@
 //! | `plain table, keys live` | a `GcHashMap<u64, (Gc<u64>, Gc<u64>)>`: every key and value traced through the map |
 //! | `ephemeron table, keys live` | the same entries in an ephemeron table: values traced once their keys are marked (the table is scanned before most keys are, so it is deferred and an ephemeron round traces them) |
 //! | `ephemeron table, 1024 gets` | the mutator's side: 1024 `get`s spread over the 2²⁰ entries, in one scope (no collection) |
+//! | `ephemeron chain, 20 000 links` | a chain through values (each entry's value is the next entry's key), only the first key rooted: one round per link, the later ones through the cycle's key index |
 //! | `ephemeron table, keys dead` | every key unreachable: no value traced, every entry removed in the weak-clearing window (the table is rebuilt between iterations, untimed) |
 //!
 //! The figures go into `docs/benchmarks.md` with the pause times the cycle records give.
@@ -20,7 +21,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gc_core::{Config, Gc, GcArray, GcEphemeronTable, GcHashMap, Heap, Mutator, Rootable, Trace};
+use gc_core::{
+    Config, Gc, GcArray, GcCell, GcEphemeronTable, GcHashMap, Heap, Mutator, Rootable, Trace,
+};
 
 const N: usize = 1 << 20;
 
@@ -29,6 +32,15 @@ struct Plain<'gc> {
     keys: GcArray<'gc, Option<Gc<'gc, u64>>>,
     table: GcHashMap<'gc, u64, (Gc<'gc, u64>, Gc<'gc, u64>)>,
 }
+
+#[derive(Trace)]
+struct Chain<'gc> {
+    first: GcCell<'gc, Option<Gc<'gc, u64>>>,
+    table: GcEphemeronTable<'gc, u64, Gc<'gc, u64>>,
+}
+
+/// Links of the chain case.
+const LINKS: usize = 20_000;
 
 #[derive(Trace)]
 struct Eph<'gc> {
@@ -108,6 +120,24 @@ fn ephemerons(c: &mut Criterion) {
                 })
             })
         });
+    }
+    {
+        let h = heap();
+        let mut m: Mutator<Rootable!['gc => Chain<'gc>]> = h.mutator(|mc| Chain {
+            first: GcCell::new(None),
+            table: GcEphemeronTable::new(mc),
+        });
+        m.mutate(|mc, r| {
+            let keys: Vec<_> = (0..=LINKS).map(|i| Gc::new(mc, i as u64)).collect();
+            for i in 0..LINKS {
+                r.table.insert(mc, keys[i], keys[i + 1]);
+            }
+            r.first.set(mc, Some(keys[0]));
+        });
+        g.bench_function("ephemeron chain, 20 000 links", |b| {
+            b.iter_custom(|iters| collections(&h, iters, || m.collect(), "ephemeron chain"))
+        });
+        assert_eq!(m.mutate(|_, r| r.table.len()), LINKS);
     }
     {
         let h = heap();

@@ -675,6 +675,121 @@ fn chains_of_noscan_keys_are_followed_to_the_end() {
     }
 }
 
+#[derive(Trace)]
+struct Chains<'gc> {
+    /// Key `i` → a value pointing at key `i + 1`.
+    links: GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>,
+    /// Every third key → a value of its own (so those keys are in two tables).
+    marks: GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>,
+    /// Key 0, then keys deep in the chain that the mutator roots.
+    keys: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+/// Chains longer than the rounds that go over every entry: later rounds look up the keys the
+/// collector's tracer marked since the last one in an index (`gc::ephemeron`). Here a mutator
+/// walks the chain while cycles run back to back and roots keys deep in it, which its own
+/// barrier and root scan mark, not the collector's tracer: such a key is in no log, and its
+/// value must still be traced (the round that finds no logged key goes over the index). Every
+/// rooted key's entries and every link after them stay intact, with verify mode on and off;
+/// the entries of an unrooted chain beside it are removed, and so is the whole chain once
+/// unrooted.
+#[test]
+fn long_chains_stay_intact_while_a_mutator_roots_keys_deep_in_them() {
+    const N: usize = if cfg!(miri) { 40 } else { 1500 };
+    const DEAD: u64 = 50;
+    let run_for = std::time::Duration::from_millis(if cfg!(miri) { 50 } else { 1000 });
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => Chains<'gc>]> = heap.mutator(|mc| Chains {
+            links: GcEphemeronTable::new(mc),
+            marks: GcEphemeronTable::new(mc),
+            keys: GcVec::new(mc),
+        });
+        m.mutate(|mc, r| {
+            let keys: Vec<_> = (0..N).map(|i| node(mc, i as u64, &drops)).collect();
+            for i in 0..N {
+                let v = node(mc, VALUE + i as u64, &drops);
+                v.next.set(mc, keys.get(i + 1).copied());
+                r.links.insert(mc, keys[i], v);
+                if i % 3 == 0 {
+                    r.marks
+                        .insert(mc, keys[i], node(mc, 2 * VALUE + i as u64, &drops));
+                }
+            }
+            r.keys.push(mc, Some(keys[0]));
+            // A chain nothing roots, in both tables: cleared by the first cycle.
+            let dead: Vec<_> = (0..DEAD).map(|i| node(mc, 3 * VALUE + i, &drops)).collect();
+            for (i, &k) in dead.iter().enumerate() {
+                let v = node(mc, 4 * VALUE + i as u64, &drops);
+                v.next.set(mc, dead.get(i + 1).copied());
+                r.links.insert(mc, k, v);
+                r.marks.insert(mc, k, v);
+            }
+        });
+        // Follow the chain from key 0 for `steps` links, checking each entry; the key reached.
+        fn walk<'gc>(r: &Chains<'gc>, steps: usize) -> Gc<'gc, Node<'gc>> {
+            let mut k = r.keys.get(0).flatten().unwrap();
+            for i in 0..steps {
+                assert_eq!(k.id, i as u64);
+                let v = r.links.get(k).expect("a live key's entry");
+                assert_eq!(v.id, VALUE + i as u64);
+                if i % 3 == 0 {
+                    let w = r.marks.get(k).expect("a live key's entry");
+                    assert_eq!(w.id, 2 * VALUE + i as u64);
+                }
+                k = v.next.get().expect("the next link");
+            }
+            k
+        }
+        heap.debug_back_to_back(true);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < run_for {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let steps = (rng % (N as u64 - 1)) as usize;
+            m.mutate(|mc, r| {
+                let deep = walk(r, steps);
+                if r.keys.len() > 16 {
+                    r.keys.truncate(mc, 1);
+                }
+                r.keys.push(mc, Some(deep));
+            });
+        }
+        heap.debug_back_to_back(false);
+        m.mutate(|mc, r| r.keys.truncate(mc, 1));
+        m.collect();
+        m.collect();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2 * DEAD as usize,
+            "the chain hangs from key 0; the unrooted one is gone"
+        );
+        m.mutate(|_, r| {
+            walk(r, N - 1);
+            assert_eq!(r.links.len(), N);
+            assert_eq!(r.marks.len(), N.div_ceil(3));
+        });
+        let rounds = heap
+            .take_cycle_records()
+            .iter()
+            .map(|c| c.ephemeron_rounds)
+            .max()
+            .unwrap();
+        assert!(rounds > 3, "the chain took the index's rounds: {rounds}");
+        m.mutate(|mc, r| r.keys.set(mc, 0, None));
+        m.collect();
+        m.collect();
+        assert_eq!(m.mutate(|_, r| (r.links.len(), r.marks.len())), (0, 0));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2 * N + N.div_ceil(3) + 2 * DEAD as usize
+        );
+    }
+}
+
 /// An object registered twice, with one queue or two, is queued by each registration in the
 /// cycle that finds it dead; an ephemeron entry keyed by a resurrected object keeps its value.
 #[test]

@@ -11,16 +11,21 @@
 //! * **A round** ([`round`]) goes over the pending tables again, tracing the values of entries
 //!   whose key has been marked since, and keeps the tables that still have unmarked keys. A
 //!   round that greys anything means more marking, which may mark more keys: marking and rounds
-//!   alternate until a round finds nothing new — the ephemeron **fixpoint**. Chains (a value is
-//!   the key of another entry) take one round per link; a round goes over every entry of every
-//!   pending table (a mark-bit test each; the values of marked keys are traced again, which
-//!   marks nothing new once they are marked).
+//!   alternate until a round finds nothing new — the ephemeron **fixpoint**. Chains (a value
+//!   leads to the key of another entry) take one round per link. The first
+//!   [`ROUNDS_BEFORE_INDEX`] rounds of a cycle go over every entry of every pending table (a
+//!   mark-bit test each; the values of marked keys are traced again, which marks nothing new
+//!   once they are marked); later ones look up the keys marked since the last round in an
+//!   [`Index`] of the entries with unmarked keys, so that a chain costs time linear in its
+//!   length, not quadratic.
 //! * **Termination.** Rounds run with the world running whenever the collector runs out of grey
 //!   work, and once more in every termination attempt, with the world stopped: a key may have
 //!   been marked after the last concurrent round, and only a round that finds nothing new with
-//!   nothing grey anywhere proves the fixpoint. (`gc::cycle` runs them; the loom model in this
-//!   file checks the protocol.)
-//! * **Clearing.** After marking, the entries of the tables still pending have unmarked keys:
+//!   nothing grey anywhere proves the fixpoint. With an index, a round that finds nothing new
+//!   has tested every indexed key's mark bit, as a round without one tests every pending
+//!   entry's. (`gc::cycle` runs them; the loom model in this file checks the protocol.)
+//! * **Clearing.** After marking, the entries of the tables still pending (or indexed, with
+//!   keys still unmarked) have unmarked keys:
 //!   dead. In the weak-clearing window (nothing swept yet) those entries are removed and their
 //!   values dropped (as drop glue), so no table ever holds the address of a freed key. A table
 //!   that never got pending had every key marked when it was scanned, and every key inserted
@@ -65,19 +70,148 @@ use crate::gc::mark::tracer::Tracer;
 use crate::gc::object::Object;
 use crate::gc::trace::Trace;
 
-/// A round over one table: trace the values of entries whose key is marked; whether entries
-/// with unmarked keys remain.
-pub(crate) type RoundFn = unsafe fn(*const Object, &mut Tracer) -> bool;
+/// A scan of one table: trace the values of entries whose key is marked, append the unmarked
+/// keys to the vector (if one is given); whether entries with unmarked keys remain.
+pub(crate) type ScanFn = unsafe fn(*const Object, &mut Tracer, Option<&mut Vec<usize>>) -> bool;
+/// Trace the value of one table's entry keyed by the object at the given address, if there is
+/// one.
+type ValueFn = unsafe fn(*const Object, usize, &mut Tracer);
 /// Remove the entries whose key `is_live` refuses; how many were removed.
 type ClearFn = unsafe fn(*const Object, &dyn Fn(*const Object) -> bool) -> usize;
 
-/// A pending table: its address and its type's round and clearing functions.
+/// A pending table: its address and its type's scan, value and clearing functions.
 #[derive(Clone, Copy)]
 pub(crate) struct Pending {
     table: ObjAddr,
-    round: RoundFn,
+    scan: ScanFn,
+    value: ValueFn,
     clear: ClearFn,
 }
+
+/// Rounds in a cycle that go over the pending tables' entries; later rounds use the cycle's
+/// [`Index`]. Most cycles need one or two rounds, for which a pass over the entries costs less
+/// than building the index; a third means chains.
+const ROUNDS_BEFORE_INDEX: u64 = 2;
+
+/// Marks the collector's tracer logs for the [`Index`] at least (more when the index holds
+/// more keys: the pass over the index that a full log costs is then paid for by the marks).
+const LOG_MIN: usize = 1 << 16;
+
+/// The entries with unmarked keys of the tables pending in a cycle that needed more than
+/// [`ROUNDS_BEFORE_INDEX`] rounds, by key, so that a round looks up the keys marked since the
+/// last one instead of going over every entry again: with chains of entries (a value leads to
+/// another entry's key) a round finds one more link, so passes over the entries made marking
+/// quadratic in the chain's length (V8 switches to such an index for the same reason).
+///
+/// Which keys were marked since the last round: the objects the collector's tracer logged
+/// ([`Tracer::start_mark_log`]) while it marked what the last round greyed. Keys that another
+/// marker marked (a mark worker, an assist) are not in that log, nor are those marked after
+/// the log filled up; so a round whose lookups find nothing, or that has no complete log,
+/// goes over the index's keys (a mark-bit test each) before it reports no progress. The last
+/// round of every cycle is therefore such a pass, as the rounds without an index are: the
+/// fixpoint argument (module docs) is unchanged.
+///
+/// Each key's value is traced once, when the round finds the key marked; the entry's later
+/// values are shaded by the barrier (module docs), so that is enough. Keys are addresses of
+/// objects that are unmarked when indexed: alive (white objects are freed only by this cycle's
+/// sweep) and never reused within the cycle.
+#[derive(Default)]
+struct Index {
+    /// The indexed tables, and how many of their indexed keys are not marked yet.
+    tables: Vec<(Pending, usize)>,
+    /// Each unmarked key's first link in `links`.
+    keys: HashMap<usize, u32, BuildAddrHasher>,
+    /// (table in `tables`, next link of the same key or [`NO_LINK`]): a key may be in several
+    /// tables.
+    links: Vec<(u32, u32)>,
+    /// The buffer of the collector's mark log, kept between rounds.
+    log: Vec<usize>,
+}
+
+/// The end of a key's links in [`Index::links`].
+const NO_LINK: u32 = u32::MAX;
+
+impl Index {
+    /// Index table `p`'s unmarked keys.
+    fn add(&mut self, p: Pending, keys: &[usize]) {
+        if keys.is_empty() {
+            return;
+        }
+        let ti = self.tables.len() as u32;
+        self.tables.push((p, keys.len()));
+        for &k in keys {
+            let link = self.links.len() as u32;
+            let head = self.keys.entry(k).or_insert(NO_LINK);
+            self.links.push((ti, *head));
+            *head = link;
+        }
+    }
+
+    /// The key at `k` is marked: trace its values and drop it from the index; whether it was
+    /// in the index.
+    fn visit(&mut self, k: usize, t: &mut Tracer) -> bool {
+        let Some(mut link) = self.keys.remove(&k) else {
+            return false;
+        };
+        while link != NO_LINK {
+            let (ti, next) = self.links[link as usize];
+            let (p, left) = &mut self.tables[ti as usize];
+            *left -= 1;
+            // SAFETY: an indexed table was marked (scanned) this cycle, so it is alive for the
+            // cycle; `value` is its type's.
+            unsafe { (p.value)(p.table.0, k, t) };
+            link = next;
+        }
+        true
+    }
+
+    /// Visit every indexed key that is marked (a mark-bit test each).
+    fn visit_marked(&mut self, t: &mut Tracer) {
+        let marked: Vec<usize> = self
+            .keys
+            .keys()
+            .copied()
+            .filter(|&k| t.is_marked(k as *const Object))
+            .collect();
+        for k in marked {
+            self.visit(k, t);
+        }
+    }
+
+    /// The tables that still have unmarked keys.
+    fn unfinished(&self) -> impl Iterator<Item = Pending> + '_ {
+        self.tables
+            .iter()
+            .filter(|&&(_, left)| left > 0)
+            .map(|&(p, _)| p)
+    }
+}
+
+/// Hashes an object address for the [`Index`]: the address times an odd constant, folded (the
+/// high half of the product mixes every bit of the address; std's SipHash costs several times
+/// more and guards against chosen keys, which object addresses are not).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        let m = (self.0 ^ n) as u128 * 0x9e37_79b9_7f4a_7c15u128;
+        self.0 = (m >> 64) as u64 ^ m as u64;
+    }
+}
+
+type BuildAddrHasher = std::hash::BuildHasherDefault<AddrHasher>;
 
 /// The heap's ephemeron state.
 pub(crate) struct Ephemerons {
@@ -85,8 +219,10 @@ pub(crate) struct Ephemerons {
     /// filtered by rounds (collector thread), taken at mark termination for clearing; and how
     /// many deferrals there have been (under the same lock).
     pending: Mutex<(Vec<Pending>, u64)>,
-    /// Tables to clear in the weak-clearing window (the pending list at mark termination).
-    to_clear: Mutex<Vec<Pending>>,
+    /// Tables to clear in the weak-clearing window (the pending list and the indexed tables
+    /// with unmarked keys at mark termination), and the cycle's index, freed then too (not in
+    /// the pause: its tables and log are allocations of up to several megabytes).
+    to_clear: Mutex<(Vec<Pending>, Option<Index>)>,
     /// Rounds run, in all cycles and in the current one (reset at its start).
     pub rounds: AtomicU64,
     pub rounds_in_cycle: AtomicU64,
@@ -98,6 +234,9 @@ pub(crate) struct Ephemerons {
     /// the world stopped does not go over a large table of dead keys again when nothing was
     /// marked or deferred since the concurrent round.
     quiet_at: Mutex<(u64, u64)>,
+    /// The cycle's [`Index`], once it needed more than [`ROUNDS_BEFORE_INDEX`] rounds (used by
+    /// the collector thread only, which runs the rounds).
+    index: Mutex<Option<Index>>,
 }
 
 impl Default for Ephemerons {
@@ -109,6 +248,7 @@ impl Default for Ephemerons {
             rounds_in_cycle: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
             quiet_at: Mutex::new((u64::MAX, u64::MAX)),
+            index: Mutex::new(None),
         }
     }
 }
@@ -131,6 +271,7 @@ impl Ephemerons {
     /// Start of a cycle (STW 1).
     pub(crate) fn start_cycle(&self) {
         debug_assert!(self.pending.lock().0.is_empty());
+        debug_assert!(self.index.lock().is_none());
         self.rounds_in_cycle.store(0, Ordering::Relaxed);
         *self.quiet_at.lock() = (u64::MAX, u64::MAX);
     }
@@ -139,14 +280,20 @@ impl Ephemerons {
     /// weak-clearing window ([`Ephemerons::clear_dead`]).
     pub(crate) fn end_marking(&self) {
         let p = std::mem::take(&mut self.pending.lock().0);
-        self.to_clear.lock().extend(p);
+        let mut to_clear = self.to_clear.lock();
+        to_clear.0.extend(p);
+        if let Some(index) = self.index.lock().take() {
+            to_clear.0.extend(index.unfinished());
+            to_clear.1 = Some(index);
+        }
     }
 
     /// Remove the entries of the tables pending at mark termination whose key did not survive
     /// (weak-clearing window, or with the world stopped). `is_live` is
     /// [`crate::gc::weak::is_live`].
     pub(crate) fn clear_dead(&self, is_live: &dyn Fn(*const Object) -> bool) {
-        let tables = std::mem::take(&mut *self.to_clear.lock());
+        let (tables, index) = std::mem::take(&mut *self.to_clear.lock());
+        drop(index);
         let mut n = 0;
         for p in tables {
             // SAFETY: the table was marked this cycle (it was scanned), so it is alive until
@@ -159,7 +306,9 @@ impl Ephemerons {
 
 /// One round over the pending tables (module docs): trace the values of entries whose key has
 /// been marked, keep the tables that still have unmarked keys. Whether it greyed or marked
-/// anything (then marking must go on before the fixpoint is reached).
+/// anything (then marking must go on before the fixpoint is reached). After
+/// [`ROUNDS_BEFORE_INDEX`] rounds in a cycle, the round looks up the keys marked since the last
+/// one in the cycle's [`Index`] instead of going over the entries.
 ///
 /// Skipped when nothing was marked and no table deferred since a round that marked nothing
 /// started (see [`Ephemerons::quiet_at`]): every key it found unmarked still is, and the tables
@@ -174,21 +323,47 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
         }
         (std::mem::take(&mut pending.0), pending.1)
     };
-    if tables.is_empty() {
+    let mut index = e.index.lock();
+    if tables.is_empty() && index.as_ref().is_none_or(|i| i.keys.is_empty()) {
         return false;
     }
     e.rounds.fetch_add(1, Ordering::Relaxed);
-    e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
+    let earlier = e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
     let before = t.marked.objects;
-    let mut keep = Vec::new();
-    for p in tables {
-        // SAFETY: a pending table was marked (scanned) this cycle, so it is alive for the
-        // cycle; `round` is its type's.
-        if unsafe { (p.round)(p.table.0, t) } {
-            keep.push(p);
+    if index.is_none() && earlier < ROUNDS_BEFORE_INDEX {
+        let mut keep = Vec::new();
+        for p in tables {
+            // SAFETY: a pending table was marked (scanned) this cycle, so it is alive for the
+            // cycle; `scan` is its type's.
+            if unsafe { (p.scan)(p.table.0, t, None) } {
+                keep.push(p);
+            }
+        }
+        e.pending.lock().0.extend(keep);
+    } else {
+        let index = index.get_or_insert_with(Index::default);
+        // The marks since the last round; log the ones from here on for the next.
+        let (log, complete) = t.take_mark_log();
+        let buf = std::mem::take(&mut index.log);
+        t.start_mark_log(LOG_MIN.max(index.keys.len()), buf);
+        let mut keys = Vec::new();
+        for p in tables {
+            keys.clear();
+            // SAFETY: as above.
+            unsafe { (p.scan)(p.table.0, t, Some(&mut keys)) };
+            index.add(p, &keys);
+        }
+        for &k in &log {
+            index.visit(k, t);
+        }
+        index.log = log;
+        // Keys other markers marked, or marked after the log filled up: before the round
+        // reports no progress, every indexed key is tested.
+        if !complete || (t.marked.objects == before && !t.has_grey()) {
+            index.visit_marked(t);
         }
     }
-    e.pending.lock().0.extend(keep);
+    drop(index);
     let progressed = t.marked.objects != before || t.has_grey();
     if !progressed {
         *e.quiet_at.lock() = (count, deferrals);
@@ -260,8 +435,9 @@ impl<V: Trace> EphemeronObj<V> {
         Some(v.clone())
     }
 
-    /// Trace the values of entries whose key is marked; whether unmarked keys remain.
-    fn trace_marked(&self, t: &mut Tracer) -> bool {
+    /// Trace the values of entries whose key is marked, appending the unmarked keys to
+    /// `unmarked` if given; whether unmarked keys remain.
+    fn trace_marked(&self, t: &mut Tracer, mut unmarked: Option<&mut Vec<usize>>) -> bool {
         let map = self.map.lock();
         let mut pending = false;
         for (&k, v) in map.iter() {
@@ -269,19 +445,38 @@ impl<V: Trace> EphemeronObj<V> {
                 v.trace(t);
             } else {
                 pending = true;
+                if let Some(u) = unmarked.as_deref_mut() {
+                    u.push(k);
+                }
             }
         }
         pending
     }
 }
 
-/// [`RoundFn`] of `EphemeronObj<V>`.
+/// [`ScanFn`] of `EphemeronObj<V>`.
 ///
 /// # Safety
 /// `obj` is a live `EphemeronObj<V>`, and `t` a marking tracer.
-unsafe fn round_of<V: Trace>(obj: *const Object, t: &mut Tracer) -> bool {
+unsafe fn scan_of<V: Trace>(
+    obj: *const Object,
+    t: &mut Tracer,
+    unmarked: Option<&mut Vec<usize>>,
+) -> bool {
     // SAFETY: the caller's contract.
-    unsafe { &*(obj as *const EphemeronObj<V>) }.trace_marked(t)
+    unsafe { &*(obj as *const EphemeronObj<V>) }.trace_marked(t, unmarked)
+}
+
+/// [`ValueFn`] of `EphemeronObj<V>`.
+///
+/// # Safety
+/// `obj` is a live `EphemeronObj<V>`, and `t` a marking tracer.
+unsafe fn value_of<V: Trace>(obj: *const Object, key: usize, t: &mut Tracer) {
+    // SAFETY: the caller's contract.
+    let table = unsafe { &*(obj as *const EphemeronObj<V>) };
+    if let Some(v) = table.map.lock().get(&key) {
+        v.trace(t);
+    }
 }
 
 /// [`ClearFn`] of `EphemeronObj<V>`.
@@ -315,10 +510,11 @@ unsafe fn clear_of<V: Trace>(obj: *const Object, is_live: &dyn Fn(*const Object)
 unsafe impl<V: Trace> Trace for EphemeronObj<V> {
     fn trace(&self, t: &mut Tracer) {
         if t.is_marking() {
-            if self.trace_marked(t) {
+            if self.trace_marked(t, None) {
                 t.defer_ephemerons(Pending {
                     table: ObjAddr(self as *const Self as *const Object),
-                    round: round_of::<V>,
+                    scan: scan_of::<V>,
+                    value: value_of::<V>,
                     clear: clear_of::<V>,
                 });
             }

@@ -123,14 +123,20 @@ pub struct Tracer {
     /// bounds [`Tracer::drain_budget`].
     work: usize,
     /// Marking: how an edge sets a mark bit: [`ATOMIC`], [`EXCLUSIVE`], or one of the deferring
-    /// modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain or an array chunk's scan. One byte,
-    /// so that the marking path tests it once.
+    /// modes ([`DEFERRED`], [`DEFERRED_NOSCAN`]) inside a drain or an array chunk's scan, with
+    /// the [`LOG`] bit set while marks are logged. One byte, so that the marking path tests it
+    /// once.
     mode: u8,
     /// Marking, while deferring: the claims on one mark word not yet set
     /// ([`Tracer::mark_deferred`]).
     batch: MarkBatch,
     /// Marking: the page and span of the last object whose span [`Tracer::mark`] looked up.
     hot: HotSpan,
+    /// Marking, while [`LOG`] is set in `mode`: the objects this tracer marked since
+    /// [`Tracer::start_mark_log`], at most `log_cap` of them (the ephemeron index asks which
+    /// of its keys are among them: `gc::ephemeron`).
+    mark_log: Vec<usize>,
+    log_cap: usize,
 }
 
 /// The page of the last object whose span a marking tracer found through the page map, and
@@ -190,6 +196,11 @@ const DEFERRED: u8 = 2;
 /// noscan objects are batched (a span-local grey object must be marked in memory before its span is
 /// queued, since whoever scans the span finds it by its mark bit).
 const DEFERRED_NOSCAN: u8 = 4;
+/// [`Tracer`]'s `mode`, a bit set beside [`ATOMIC`] or [`EXCLUSIVE`]: every object the tracer
+/// marks is also logged ([`Tracer::start_mark_log`]). Marks are not deferred meanwhile
+/// ([`Tracer::begin_deferred`] refuses), so every new mark goes through
+/// [`Tracer::mark_other_mode`], out of the inlined path.
+const LOG: u8 = 8;
 
 /// Elements of an array a marker scans as one unit (Go splits objects into 128 KiB "oblets" for
 /// the same reason): a large array is scanned in pieces between which the marker checks for a
@@ -263,6 +274,8 @@ impl Tracer {
             mode: ATOMIC,
             batch: MarkBatch::new(),
             hot: HotSpan::none(arena.base()),
+            mark_log: Vec::new(),
+            log_cap: 0,
         }
     }
 
@@ -420,7 +433,7 @@ impl Tracer {
             ATOMIC => span.try_mark(i),
             EXCLUSIVE => span.try_mark_exclusive(i),
             DEFERRED => return self.mark_deferred(span, i, h),
-            _ => return self.mark_deferred_noscan(span, i, h),
+            _ => return self.mark_other_mode(span, i, h),
         };
         if newly {
             self.newly_marked(span, i, h);
@@ -483,11 +496,53 @@ impl Tracer {
         }
     }
 
+    /// Marking edge in the modes that are not inlined: [`DEFERRED_NOSCAN`], and marking with
+    /// the [`LOG`] bit set, which logs each object it marks (if the log is full, it stops
+    /// logging: [`Tracer::take_mark_log`] then says the log is incomplete).
+    #[inline(never)]
+    fn mark_other_mode(&mut self, span: &Span, i: usize, h: *const Object) {
+        if self.mode & LOG == 0 {
+            return self.mark_deferred_noscan(span, i, h);
+        }
+        let newly = if self.exclusive() {
+            span.try_mark_exclusive(i)
+        } else {
+            span.try_mark(i)
+        };
+        if newly {
+            self.newly_marked(span, i, h);
+            if self.mark_log.len() < self.log_cap {
+                self.mark_log.push(h as usize);
+            } else {
+                self.mode &= !LOG;
+            }
+        }
+    }
+
+    /// Marking: log every object this tracer marks from now on, at most `cap` of them, in
+    /// `buf` (emptied first; a buffer [`Tracer::take_mark_log`] returned, to reuse its
+    /// memory). Not inside a drain (marks may be deferred there).
+    pub(crate) fn start_mark_log(&mut self, cap: usize, mut buf: Vec<usize>) {
+        debug_assert!(self.is_marking() && self.mode & (DEFERRED | DEFERRED_NOSCAN) == 0);
+        buf.clear();
+        self.mark_log = buf;
+        self.log_cap = cap;
+        self.mode |= LOG;
+    }
+
+    /// Marking: stop logging marks; the objects marked since [`Tracer::start_mark_log`], and
+    /// whether that is all of them (false if the log filled up, or none was started).
+    pub(crate) fn take_mark_log(&mut self) -> (Vec<usize>, bool) {
+        let complete = self.mode & LOG != 0;
+        self.mode &= !LOG;
+        (std::mem::take(&mut self.mark_log), complete)
+    }
+
     /// Marking edge of a span-local marker inside an array chunk's scan ([`DEFERRED_NOSCAN`]):
     /// a noscan object's mark joins the batch (it greys nothing, so its bit may be set later in
-    /// the scan), any other is marked at once. Out of line, so that the path every other edge
-    /// takes stays small.
-    #[inline(never)]
+    /// the scan), any other is marked at once. Reached through [`Tracer::mark_other_mode`], out
+    /// of line, so that the path every other edge takes stays small.
+    #[inline(always)]
     fn mark_deferred_noscan(&mut self, span: &Span, i: usize, h: *const Object) {
         if span.tag.noscan {
             self.batch.claim(span, i, &mut self.marked);
@@ -880,5 +935,44 @@ mod tests {
                 .iter()
                 .all(|&a| hot.page_of(a) != hot.page)
         );
+    }
+
+    /// The mark log (what the ephemeron index reads): objects newly marked, once each, while
+    /// logging; full, it stops and says so; no deferred marks meanwhile.
+    #[test]
+    fn the_mark_log_holds_new_marks_and_says_when_it_filled_up() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        type Objs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, u64>>>];
+        let mut m: crate::Mutator<Objs> = heap.mutator(|mc| crate::GcVec::new(mc));
+        // Four live objects of a noscan type; a tracer marks them outside any cycle, which no
+        // collection follows (the heap is dropped after).
+        let objs: Vec<usize> = m.mutate(|mc, v| {
+            (0..4)
+                .map(|i| {
+                    let g = crate::Gc::new(mc, i as u64);
+                    v.push(mc, Some(g));
+                    g.object() as usize
+                })
+                .collect()
+        });
+        let h = heap.shared();
+        let mut t = Tracer::marking(h, Marking::Local);
+        t.start_mark_log(2, Vec::new());
+        assert!(!t.begin_deferred(), "marks are not deferred while logged");
+        for &o in &[objs[0], objs[1], objs[0]] {
+            t.edge(o as *const Object);
+        }
+        assert_eq!(t.take_mark_log(), (vec![objs[0], objs[1]], true));
+        // Not logging: nothing is.
+        t.edge(objs[2] as *const Object);
+        t.start_mark_log(0, Vec::new());
+        assert_eq!(t.take_mark_log(), (vec![], true));
+        // A log with room for none: the next new mark fills it.
+        t.start_mark_log(0, Vec::new());
+        t.edge(objs[3] as *const Object);
+        assert_eq!(t.take_mark_log(), (vec![], false));
+        assert_eq!(t.marked.objects, 4, "every object marked once");
+        assert!(t.begin_deferred(), "deferring again once the log is taken");
+        t.end_deferred(true);
     }
 }

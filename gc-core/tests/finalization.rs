@@ -778,7 +778,12 @@ fn long_chains_stay_intact_while_a_mutator_roots_keys_deep_in_them() {
             .map(|c| c.ephemeron_rounds)
             .max()
             .unwrap();
-        assert!(rounds > 3, "the chain took the index's rounds: {rounds}");
+        assert!(rounds > 3, "a round per link: {rounds}");
+        let indexed = heap.metrics().u64("/gccore/gc/ephemerons/indexed:entries");
+        assert!(
+            indexed >= Some(N as u64 / 2),
+            "later rounds used the key index: {indexed:?} entries indexed"
+        );
         m.mutate(|mc, r| r.keys.set(mc, 0, None));
         m.collect();
         m.collect();

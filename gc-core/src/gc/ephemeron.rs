@@ -12,12 +12,12 @@
 //!   whose key has been marked since, and keeps the tables that still have unmarked keys. A
 //!   round that greys anything means more marking, which may mark more keys: marking and rounds
 //!   alternate until a round finds nothing new — the ephemeron **fixpoint**. Chains (a value
-//!   leads to the key of another entry) take one round per link. The first
-//!   [`ROUNDS_BEFORE_INDEX`] rounds of a cycle go over every entry of every pending table (a
-//!   mark-bit test each; the values of marked keys are traced again, which marks nothing new
-//!   once they are marked); later ones look up the keys marked since the last round in an
-//!   [`Index`] of the entries with unmarked keys, so that a chain costs time linear in its
-//!   length, not quadratic.
+//!   leads to the key of another entry) take one round per link. A cycle's rounds go over every
+//!   entry of every pending table (a mark-bit test each; the values of marked keys are traced
+//!   again, which marks nothing new once they are marked) until [`ROUNDS_BEFORE_INDEX`] of them
+//!   have marked something; later ones look up the keys marked since the last round in an
+//!   [`Index`] of the entries with unmarked keys, so that a chain the collector's tracer marks
+//!   costs time linear in its length, not quadratic.
 //! * **Termination.** Rounds run with the world running whenever the collector runs out of grey
 //!   work, and once more in every termination attempt, with the world stopped: a key may have
 //!   been marked after the last concurrent round, and only a round that finds nothing new with
@@ -88,9 +88,11 @@ pub(crate) struct Pending {
     clear: ClearFn,
 }
 
-/// Rounds in a cycle that go over the pending tables' entries; later rounds use the cycle's
-/// [`Index`]. Most cycles need one or two rounds, for which a pass over the entries costs less
-/// than building the index; a third means chains.
+/// Rounds in a cycle that go over the pending tables' entries and mark something; the rounds
+/// after them use the cycle's [`Index`]. Most cycles need one such round or two, for which a
+/// pass over the entries costs less than building the index; more mean chains. (Rounds that
+/// mark nothing do not count: the collector runs one whenever it runs out of grey work, which
+/// on a busy heap may be often, and they say nothing about chains.)
 const ROUNDS_BEFORE_INDEX: u64 = 2;
 
 /// Marks the collector's tracer logs for the [`Index`] at least (more when the index holds
@@ -98,7 +100,7 @@ const ROUNDS_BEFORE_INDEX: u64 = 2;
 const LOG_MIN: usize = 1 << 16;
 
 /// The entries with unmarked keys of the tables pending in a cycle that needed more than
-/// [`ROUNDS_BEFORE_INDEX`] rounds, by key, so that a round looks up the keys marked since the
+/// [`ROUNDS_BEFORE_INDEX`] rounds that marked something, by key, so that a round looks up the keys marked since the
 /// last one instead of going over every entry again: with chains of entries (a value leads to
 /// another entry's key) a round finds one more link, so passes over the entries made marking
 /// quadratic in the chain's length (V8 switches to such an index for the same reason).
@@ -109,7 +111,16 @@ const LOG_MIN: usize = 1 << 16;
 /// the log filled up; so a round whose lookups find nothing, or that has no complete log,
 /// goes over the index's keys (a mark-bit test each) before it reports no progress. The last
 /// round of every cycle is therefore such a pass, as the rounds without an index are: the
-/// fixpoint argument (module docs) is unchanged.
+/// fixpoint argument (module docs) is unchanged. It also means that a chain whose keys other
+/// markers mark (the values are subgraphs large enough for the collector to hand part of them
+/// to a worker, or a mutator roots keys of the chain) still costs a pass over the index's
+/// keys for each of those links: fewer keys than the pending entries and no value traced
+/// twice, but quadratic all the same. Logging by every marker would fix that, at a cost to
+/// the marking of every cycle with an index.
+///
+/// Memory: a hash-table slot and a link per indexed key, and the log (8 bytes an object, up to
+/// the larger of [`LOG_MIN`] and the number of indexed keys): tens of megabytes for a million
+/// pending entries, freed at the end of the cycle.
 ///
 /// Each key's value is traced once, when the round finds the key marked; the entry's later
 /// values are shaded by the barrier (module docs), so that is enough. Keys are addresses of
@@ -137,10 +148,13 @@ impl Index {
         if keys.is_empty() {
             return;
         }
-        let ti = self.tables.len() as u32;
+        let ti = u32::try_from(self.tables.len()).expect("fewer than 2^32 indexed tables");
         self.tables.push((p, keys.len()));
         for &k in keys {
-            let link = self.links.len() as u32;
+            let link = u32::try_from(self.links.len())
+                .ok()
+                .filter(|&l| l != NO_LINK)
+                .expect("fewer than 2^32 - 1 indexed entries");
             let head = self.keys.entry(k).or_insert(NO_LINK);
             self.links.push((ti, *head));
             *head = link;
@@ -221,21 +235,26 @@ pub(crate) struct Ephemerons {
     pending: Mutex<(Vec<Pending>, u64)>,
     /// Tables to clear in the weak-clearing window (the pending list and the indexed tables
     /// with unmarked keys at mark termination), and the cycle's index, freed then too (not in
-    /// the pause: its tables and log are allocations of up to several megabytes).
+    /// the pause: its hash table and links can take tens of megabytes).
     to_clear: Mutex<(Vec<Pending>, Option<Index>)>,
     /// Rounds run, in all cycles and in the current one (reset at its start).
     pub rounds: AtomicU64,
     pub rounds_in_cycle: AtomicU64,
+    /// Rounds of the current cycle that went over the entries and marked something (see
+    /// [`ROUNDS_BEFORE_INDEX`]; collector thread only).
+    passes_marked: AtomicU64,
     /// Entries removed because their key died.
     pub cleared: AtomicU64,
+    /// Entries indexed by key ([`Index`]).
+    pub indexed: AtomicU64,
     /// The cycle's count of marked objects (see [`marks`]) and of deferrals, read at the start
     /// of the last round that marked nothing (`u64::MAX`: none this cycle). A round that finds
     /// both unchanged would mark nothing either, and is skipped: so a termination attempt with
     /// the world stopped does not go over a large table of dead keys again when nothing was
     /// marked or deferred since the concurrent round.
     quiet_at: Mutex<(u64, u64)>,
-    /// The cycle's [`Index`], once it needed more than [`ROUNDS_BEFORE_INDEX`] rounds (used by
-    /// the collector thread only, which runs the rounds).
+    /// The cycle's [`Index`], once more than [`ROUNDS_BEFORE_INDEX`] rounds marked something
+    /// (used by the collector thread only, which runs the rounds).
     index: Mutex<Option<Index>>,
 }
 
@@ -246,7 +265,9 @@ impl Default for Ephemerons {
             to_clear: Mutex::default(),
             rounds: AtomicU64::new(0),
             rounds_in_cycle: AtomicU64::new(0),
+            passes_marked: AtomicU64::new(0),
             cleared: AtomicU64::new(0),
+            indexed: AtomicU64::new(0),
             quiet_at: Mutex::new((u64::MAX, u64::MAX)),
             index: Mutex::new(None),
         }
@@ -273,6 +294,7 @@ impl Ephemerons {
         debug_assert!(self.pending.lock().0.is_empty());
         debug_assert!(self.index.lock().is_none());
         self.rounds_in_cycle.store(0, Ordering::Relaxed);
+        self.passes_marked.store(0, Ordering::Relaxed);
         *self.quiet_at.lock() = (u64::MAX, u64::MAX);
     }
 
@@ -307,8 +329,8 @@ impl Ephemerons {
 /// One round over the pending tables (module docs): trace the values of entries whose key has
 /// been marked, keep the tables that still have unmarked keys. Whether it greyed or marked
 /// anything (then marking must go on before the fixpoint is reached). After
-/// [`ROUNDS_BEFORE_INDEX`] rounds in a cycle, the round looks up the keys marked since the last
-/// one in the cycle's [`Index`] instead of going over the entries.
+/// [`ROUNDS_BEFORE_INDEX`] rounds in a cycle that marked something, the round looks up the keys
+/// marked since the last one in the cycle's [`Index`] instead of going over the entries.
 ///
 /// Skipped when nothing was marked and no table deferred since a round that marked nothing
 /// started (see [`Ephemerons::quiet_at`]): every key it found unmarked still is, and the tables
@@ -328,9 +350,9 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
         return false;
     }
     e.rounds.fetch_add(1, Ordering::Relaxed);
-    let earlier = e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
+    e.rounds_in_cycle.fetch_add(1, Ordering::Relaxed);
     let before = t.marked.objects;
-    if index.is_none() && earlier < ROUNDS_BEFORE_INDEX {
+    if index.is_none() && e.passes_marked.load(Ordering::Relaxed) < ROUNDS_BEFORE_INDEX {
         let mut keep = Vec::new();
         for p in tables {
             // SAFETY: a pending table was marked (scanned) this cycle, so it is alive for the
@@ -340,6 +362,9 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
             }
         }
         e.pending.lock().0.extend(keep);
+        if t.marked.objects != before || t.has_grey() {
+            e.passes_marked.fetch_add(1, Ordering::Relaxed);
+        }
     } else {
         let index = index.get_or_insert_with(Index::default);
         // The marks since the last round; log the ones from here on for the next.
@@ -352,6 +377,7 @@ pub(crate) fn round(h: &Shared, t: &mut Tracer) -> bool {
             // SAFETY: as above.
             unsafe { (p.scan)(p.table.0, t, Some(&mut keys)) };
             index.add(p, &keys);
+            e.indexed.fetch_add(keys.len() as u64, Ordering::Relaxed);
         }
         for &k in &log {
             index.visit(k, t);

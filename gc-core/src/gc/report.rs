@@ -129,6 +129,7 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(h.pacer.goal_has_room.load(Ordering::Relaxed) as u64),
         U(u(&h.ephemerons.rounds)),
         U(u(&h.ephemerons.cleared)),
+        U(u(&h.ephemerons.indexed)),
         U(u(&h.finalize.finalizers_queued)),
         U(u(&h.finalize.finalizers_popped)),
         U(cleanups_run),

@@ -485,6 +485,10 @@ pub const ALL: &[(&str, &str)] = &[
         "Ephemeron table entries removed because their key died (cumulative).",
     ),
     (
+        "/gccore/gc/ephemerons/indexed:entries",
+        "Ephemeron table entries indexed by key (cumulative): the entries with unmarked keys in a cycle that needed more than two ephemeron rounds that marked something (chains through values), whose later rounds look keys up instead of going over the tables.",
+    ),
+    (
         "/gccore/gc/finalizers/queued:objects",
         "Objects found unreachable and resurrected onto a GcFinalizers queue (cumulative).",
     ),

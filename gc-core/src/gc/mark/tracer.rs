@@ -523,7 +523,7 @@ impl Tracer {
     /// `buf` (emptied first; a buffer [`Tracer::take_mark_log`] returned, to reuse its
     /// memory). Not inside a drain (marks may be deferred there).
     pub(crate) fn start_mark_log(&mut self, cap: usize, mut buf: Vec<usize>) {
-        debug_assert!(self.is_marking() && self.mode & (DEFERRED | DEFERRED_NOSCAN) == 0);
+        debug_assert!(self.is_marking() && self.batch_closed());
         buf.clear();
         self.mark_log = buf;
         self.log_cap = cap;

@@ -42,6 +42,59 @@ struct Chain<'gc> {
 /// Links of the chain case.
 const LINKS: usize = 20_000;
 
+/// A binary tree node; a leaf may hold a key of the chain.
+#[derive(Trace)]
+struct Node<'gc> {
+    l: Option<Gc<'gc, Node<'gc>>>,
+    r: Option<Gc<'gc, Node<'gc>>>,
+    key: Option<Gc<'gc, u64>>,
+}
+
+/// A tree of `2^depth - 1` nodes whose leftmost leaf holds `key`.
+fn tree<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    depth: u32,
+    key: Option<Gc<'gc, u64>>,
+) -> Gc<'gc, Node<'gc>> {
+    if depth <= 1 {
+        return Gc::new(
+            mc,
+            Node {
+                l: None,
+                r: None,
+                key,
+            },
+        );
+    }
+    let l = tree(mc, depth - 1, key);
+    let r = tree(mc, depth - 1, None);
+    Gc::new(
+        mc,
+        Node {
+            l: Some(l),
+            r: Some(r),
+            key: None,
+        },
+    )
+}
+
+/// A value of the chain of trees: `WIDTH` trees of 7 nodes, the first holding the next key.
+#[derive(Trace)]
+struct Wide<'gc> {
+    kids: Vec<Gc<'gc, Node<'gc>>>,
+}
+
+#[derive(Trace)]
+struct TreeChain<'gc> {
+    first: GcCell<'gc, Option<Gc<'gc, u64>>>,
+    table: GcEphemeronTable<'gc, u64, Gc<'gc, Wide<'gc>>>,
+}
+
+/// Links of the chain of trees, and the trees per value: more than a worker keeps to itself
+/// (64 grey objects), so it hands the first ones, those under the next key, to another.
+const TREE_LINKS: usize = 8_000;
+const WIDTH: usize = 128;
+
 #[derive(Trace)]
 struct Eph<'gc> {
     keys: GcArray<'gc, Option<Gc<'gc, u64>>>,
@@ -138,6 +191,30 @@ fn ephemerons(c: &mut Criterion) {
             b.iter_custom(|iters| collections(&h, iters, || m.collect(), "ephemeron chain"))
         });
         assert_eq!(m.mutate(|_, r| r.table.len()), LINKS);
+    }
+    {
+        // Each value 128 small trees, the first holding the next key: the bottom of the
+        // collector's stack, which it hands to a helper worker (8 CPUs: two mark workers).
+        let h = Heap::new(Config::default().gc_percent(None).debug_cpus(8)).unwrap();
+        let mut m: Mutator<Rootable!['gc => TreeChain<'gc>]> = h.mutator(|mc| TreeChain {
+            first: GcCell::new(None),
+            table: GcEphemeronTable::new(mc),
+        });
+        m.mutate(|mc, r| {
+            let keys: Vec<_> = (0..=TREE_LINKS).map(|i| Gc::new(mc, i as u64)).collect();
+            for i in 0..TREE_LINKS {
+                let kids = (0..WIDTH)
+                    .map(|j| tree(mc, 3, (j == 0).then_some(keys[i + 1])))
+                    .collect();
+                r.table.insert(mc, keys[i], Gc::new(mc, Wide { kids }));
+            }
+            r.first.set(mc, Some(keys[0]));
+        });
+        g.bench_function(
+            "ephemeron chain of wide values, 8 000 links, 2 workers",
+            |b| b.iter_custom(|iters| collections(&h, iters, || m.collect(), "chain of trees")),
+        );
+        assert_eq!(m.mutate(|_, r| r.table.len()), TREE_LINKS);
     }
     {
         let h = heap();

@@ -31,11 +31,13 @@ use crate::util::error::AllocError;
 /// or a [`NanBox`](crate::NanBox)).
 ///
 /// **Cost**: marking a table costs one mark-bit test per entry; a table with keys not yet
-/// marked when it is scanned is gone over again in the first two *ephemeron rounds* of the
-/// cycle (one round per link of the longest chain of entries whose value leads to another
-/// entry's key). A cycle that needs more indexes the entries whose keys are unmarked by key
-/// (a hash-table insertion each, once), and each later round costs a lookup per object the
-/// collector marked since the last one: chains cost time linear in their length.
+/// marked when it is scanned is gone over again in each *ephemeron round* of the cycle (one
+/// round per link of the longest chain of entries whose value leads to another entry's key)
+/// until two rounds have marked something. A cycle that needs more indexes the entries whose
+/// keys are unmarked by key (a hash-table insertion each, once), and each later round costs a
+/// lookup per object the collector marked since the last one: chains cost time linear in
+/// their length (a key a mutator stores while the cycle follows the chain costs a pass over
+/// the indexed keys).
 /// `docs/benchmarks.md` has figures.
 ///
 /// ```

@@ -303,17 +303,8 @@ impl Pace {
             return pace;
         }
         let process = crate::util::clock::process_cpu_ns();
-        if let Some((last, idle)) = *h.mark.idle_window.lock() {
-            pace.idle = last
-                .spare(pace.procs, (now, process), last.own())
-                .unwrap_or(idle);
-        }
-        let length = if pace.idle {
-            FIRST_JUDGEMENT
-        } else {
-            IDLE_WINDOW
-        };
-        pace.window = IdleWindow::starting(now, process, length);
+        let last = *h.mark.idle_window.lock();
+        (pace.window, pace.idle) = resume(last, pace.procs, (now, process));
         pace
     }
 
@@ -386,6 +377,32 @@ impl Pace {
     }
 }
 
+/// A fractional worker's window and decision at the start of a mark phase (the time `now`, the
+/// wall and process CPU clocks), from what the last phase left (`last`): its window judged if
+/// it has lasted its length, and a new one started (short if the phase starts at idle
+/// priority); else that window goes on, with the last phase's decision. Goes on, not starts
+/// afresh: where cycles come less than [`IDLE_WINDOW`] apart (a small heap, a fast mutator:
+/// 0.3–0.7 ms phases every 1.7 ms), a window restarted with every phase never lasted long
+/// enough to be judged, and a worker that once decided "no CPU spare" kept marking at its pace
+/// beside an idle CPU for the rest of the run (2% of its marking at idle priority instead of
+/// 44%, in about one run of three of `tests/pacing.rs`'s short-phase test).
+fn resume(
+    last: Option<(IdleWindow, bool)>,
+    procs: usize,
+    now: (Instant, u64),
+) -> (IdleWindow, bool) {
+    let Some((last, idle)) = last else {
+        return (IdleWindow::starting(now.0, now.1, IDLE_WINDOW), false);
+    };
+    match last.spare(procs, now, last.own()) {
+        Some(spare) => {
+            let length = if spare { FIRST_JUDGEMENT } else { IDLE_WINDOW };
+            (IdleWindow::starting(now.0, now.1, length), spare)
+        }
+        None => (last, idle),
+    }
+}
+
 /// Whether, over a window of `wall`, threads other than the worker (which used `others_ns` of
 /// CPU) left [`IDLE_SPARE`] of a CPU unused on `procs` CPUs.
 fn cpu_spare(procs: usize, wall: Duration, others_ns: u64) -> bool {
@@ -454,6 +471,31 @@ mod tests {
         assert_eq!(first.spare(2, (us(400), 400_000), none), None);
         assert_eq!(first.spare(2, (us(500), 500_000), none), Some(true));
         assert_eq!(first.spare(2, (us(500), 1_000_000), none), Some(false));
+    }
+
+    /// A mark phase goes on with the window the last one left until that window has lasted
+    /// its length (also when phases come faster than that), and only then judges it and
+    /// starts another: short after a spare CPU, [`IDLE_WINDOW`] after none.
+    #[test]
+    fn a_phase_goes_on_with_a_window_too_short_to_judge() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let ns = |us: u64| us * 1000;
+        // No earlier phase: a full window, not idle.
+        let (w, idle) = resume(None, 2, (t0, 0));
+        assert_eq!((w.wall, w.length, idle), (t0, IDLE_WINDOW, false));
+        // Phases 1.7 ms apart beside one busy mutator (one CPU of the two): the window goes
+        // on through the first, keeping its start and the "not idle" decision ...
+        let (w1, idle) = resume(Some((w, false)), 2, (at(1700), ns(1700)));
+        assert_eq!((w1.wall, idle), (t0, false));
+        // ... and is judged at the second, which starts at idle priority with a short window.
+        let (w2, idle) = resume(Some((w1, false)), 2, (at(3400), ns(3400)));
+        assert!(idle, "a CPU was spare over the 3.4 ms");
+        assert_eq!((w2.wall, w2.length), (at(3400), FIRST_JUDGEMENT));
+        // Both CPUs busy over the next window: back to the worker's pace.
+        let (w3, idle) = resume(Some((w2, true)), 2, (at(4000), ns(3400 + 1200)));
+        assert!(!idle);
+        assert_eq!((w3.wall, w3.length), (at(4000), IDLE_WINDOW));
     }
 
     /// A window's own time is its thread's CPU clock (marking or not): not the process's (a

@@ -150,6 +150,9 @@ impl Index {
         }
         let ti = u32::try_from(self.tables.len()).expect("fewer than 2^32 indexed tables");
         self.tables.push((p, keys.len()));
+        // Once, rather than rehashing as it grows (this may run with the world stopped).
+        self.keys.reserve(keys.len());
+        self.links.reserve(keys.len());
         for &k in keys {
             let link = u32::try_from(self.links.len())
                 .ok()
@@ -179,8 +182,13 @@ impl Index {
         true
     }
 
-    /// Visit every indexed key that is marked (a mark-bit test each).
+    /// Visit every indexed key that is marked (a mark-bit test each). The hash table shrinks
+    /// first when most of its keys are gone, so that the pass costs the keys left, not the
+    /// table's largest size.
     fn visit_marked(&mut self, t: &mut Tracer) {
+        if self.keys.len() < self.keys.capacity() / 4 {
+            self.keys.shrink_to_fit();
+        }
         let marked: Vec<usize> = self
             .keys
             .keys()

@@ -1053,6 +1053,129 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
     eprintln!("stalled after {stalled_after:?} (limiter engaged {limiter_on:?})");
 }
 
+/// A heap that stays past its trigger with nobody allocating (here a memory limit below what
+/// the spans left sparse by freed objects map: the goal is the marked heap) runs no cycles
+/// while the program is idle; the next allocation that takes a span starts one. Before,
+/// each cycle's end found the heap past the next trigger and started another: about 35 cycles
+/// a second, half the CPU, for as long as the program sat idle.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn an_idle_heap_past_its_trigger_runs_no_cycles() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let heap = Heap::new(Config::from_env().unwrap()).unwrap();
+    let (mut m, slots) = live_set(&heap, 128 * MIB);
+    heap.set_memory_limit(Some(64 * MIB));
+    // Drop three quarters of the chains: every span keeps a quarter of its objects.
+    m.mutate(|mc, arr| {
+        for i in 0..slots {
+            if i % 4 != 0 {
+                arr.set(mc, i, None);
+            }
+        }
+    });
+    m.collect();
+    m.collect();
+    let goal = heap.metrics().u64("/gc/heap/goal:bytes").unwrap();
+    let live = heap
+        .metrics()
+        .u64("/memory/classes/heap/objects:bytes")
+        .unwrap();
+    assert!(
+        goal <= live + MIB as u64,
+        "the test needs a goal at the live heap: goal {goal}, live {live}"
+    );
+    let cycles = || heap.stats().gc_cycles;
+    // Let a cycle the last one asked for finish.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cycles();
+    std::thread::sleep(Duration::from_millis(400));
+    let idle = cycles() - before;
+    assert!(idle <= 1, "{idle} cycles in 400 ms with no allocation");
+    // Allocation takes spans, and cycles run again.
+    let before = cycles();
+    m.mutate(|mc, _| {
+        for _ in 0..64 {
+            std::hint::black_box(Gc::new(mc, [0u64; 8192]));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        cycles() > before,
+        "allocation past the trigger started no cycle"
+    );
+    // The quarter kept is intact.
+    m.mutate(|_, arr| {
+        for i in (0..slots).step_by(4) {
+            let mut n = arr.get(i);
+            let mut len = 0;
+            while let Some(node) = n {
+                assert_eq!(node.a, i as u64);
+                n = node.next.get();
+                len += 1;
+            }
+            assert_eq!(len, CHAIN);
+        }
+    });
+}
+
+/// A fail-fast stall is decided when the limiter is fed, which happens while the collector
+/// works. A program that stops allocating when refused, drops data and comes back after a
+/// pause found the stall of an episode its pause had ended: its first allocation was refused
+/// again (and the program that then backs off again never gets past it). The limiter is fed at
+/// the refusal now: a pause longer than a quarter of the window ends the episode, and the
+/// allocation goes through.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn a_pause_in_allocation_ends_a_fail_fast_stall() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let window = Duration::from_millis(40);
+    let pacer = gc_core::pacer::PacerConfig {
+        limiter_fail_fast_ns: Some(window.as_nanos() as u64),
+        ..Default::default()
+    };
+    let config = Config::from_env().unwrap().concurrent(true).pacer(pacer);
+    if config.get_verify() {
+        // Verify mode's pauses alone keep the limiter on (see the test above).
+        return;
+    }
+    let heap = Heap::new(config).unwrap();
+    let (mut m, slots) = live_set(&heap, 128 * MIB);
+    heap.set_memory_limit(Some(64 * MIB));
+    let mut rng = SmallRng::seed_from_u64(13);
+    let err = try_churn(&mut m, slots, 16 << 30, &mut rng);
+    assert!(
+        matches!(err, Some(gc_core::AllocError::MemoryLimitStall { .. })),
+        "{err:?}"
+    );
+    // Drop three quarters of the live set (the rest fits the limit) and pause: the cycle the
+    // refusal asked for ends, and nothing feeds the limiter after it.
+    m.mutate(|mc, arr| {
+        for i in 0..slots {
+            if i % 4 != 0 {
+                arr.set(mc, i, None);
+            }
+        }
+    });
+    std::thread::sleep(10 * window);
+    assert_eq!(
+        heap.metrics().u64("/gccore/gc/limiter/stalled:bool"),
+        Some(1),
+        "the stall outlives the cycles that decided it"
+    );
+    // A large object: a span of its own, which a stall refuses.
+    let r = m.mutate(|mc, _| Gc::try_new(mc, [7u64; 8192]).map(|g| g[8191]));
+    assert_eq!(
+        r.ok(),
+        Some(7),
+        "refused after a pause of {:?}",
+        10 * window
+    );
+    assert_eq!(
+        heap.metrics().u64("/gccore/gc/limiter/stalled:bool"),
+        Some(0)
+    );
+}
+
 #[test]
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn pacer_trace_has_a_line_per_cycle_with_the_records_figures() {

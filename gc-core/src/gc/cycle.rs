@@ -271,7 +271,13 @@ pub(crate) fn gc_cycle(h: &Shared) {
         },
     );
     *h.sweep.started.lock() = Some((cycle, Instant::now()));
-    if end.cycle_due {
+    // The next cycle starts at once only if the mutators allocated during this one. A heap
+    // that stays past its trigger with nobody allocating (a memory limit that the live heap, or
+    // spans left sparse by freed objects, exceed: the goal is then the marked heap) collected
+    // back to back for nothing, half the CPU of an idle program for as long as it was idle. As
+    // in Go, where only an allocation starts a cycle, the next span a mutator takes does
+    // (`gc::malloc`), and so does a refused allocation.
+    if end.cycle_due && heap_end > heap_start {
         request_cycle(h);
     }
     if concurrent {

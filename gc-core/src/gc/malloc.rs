@@ -66,8 +66,8 @@ fn alloc_small_slow(
     let black = h.mark.marking.load(Ordering::Relaxed);
     let sweeper = LazySweeper(h);
     let mheap = &h.mheap;
-    let (addr, took) = scope
-        .with_local(|l| {
+    let (addr, took) = unless_refused(h, || {
+        scope.with_local(|l| {
             l.cache.refill(
                 mheap,
                 tag,
@@ -77,7 +77,7 @@ fn alloc_small_slow(
                 crate::gc::object::identity,
             )
         })
-        .map_err(|e| refused(h, e))?;
+    })?;
     if let Some(t) = took {
         took_span(h, scope, t, black);
     }
@@ -93,12 +93,37 @@ pub(crate) fn alloc_large(
     tag: TypeTag,
 ) -> Result<(usize, bool), AllocError> {
     let black = h.mark.marking.load(Ordering::Relaxed);
-    let (addr, took, zeroed) = h
-        .mheap
-        .alloc_large(bytes, tag, black)
-        .map_err(|e| refused(h, e))?;
+    let (addr, took, zeroed) = unless_refused(h, || h.mheap.alloc_large(bytes, tag, black))?;
     took_span(h, scope, took, black);
     Ok((addr, zeroed))
+}
+
+/// Run `alloc` (a cache refill or a large allocation), handing a refusal to [`refused`]. A
+/// fail-fast stall ([`AllocError::MemoryLimitStall`]) is looked at again first: the limiter is
+/// fed (and the stall decided) only while the collector works, so after a pause in the
+/// program's allocation the stall may describe an episode that ended with it. The limiter is
+/// fed now; if that lifts the stall (it ends once the limiter has been off, or not fed at all,
+/// for a quarter of the fail-fast window: `LimiterWatch`), `alloc` runs once more.
+#[inline(always)]
+fn unless_refused<T>(
+    h: &Shared,
+    mut alloc: impl FnMut() -> Result<T, AllocError>,
+) -> Result<T, AllocError> {
+    match alloc() {
+        Ok(v) => Ok(v),
+        Err(AllocError::MemoryLimitStall { .. }) if stall_lifted(h) => {
+            alloc().map_err(|e| refused(h, e))
+        }
+        Err(e) => Err(refused(h, e)),
+    }
+}
+
+/// Feed the limiter now; whether the fail-fast stall is lifted.
+#[cold]
+fn stall_lifted(h: &Shared) -> bool {
+    h.controller()
+        .update_limiter(true, h.mark.cycle.load(Ordering::Relaxed));
+    h.mheap.limiter_stall_ns.load(Ordering::Relaxed) == 0
 }
 
 /// An allocation failed with `e`. The live-heap limit ([`AllocError::HeapLimit`]) is checked

@@ -112,8 +112,10 @@ pub enum AllocError {
     /// ([`PacerConfig::limiter_fail_fast_ns`](crate::pacer::PacerConfig::limiter_fail_fast_ns)):
     /// under its memory limit the heap needs more collection than half the CPU can give (the
     /// live heap is near or over the limit). Allocations that need a new span fail until the
-    /// limiter has stayed off for more than a quarter of the window (and 2 ms), which it does once the GC
-    /// uses less than half the CPU again: drop data and allocation works again. Changing the
+    /// limiter has stayed off for more than a quarter of the window (and 2 ms), which it does
+    /// once the GC uses less than half the CPU again, or the program has allocated nothing for
+    /// that long (then the collector runs no cycles): drop data, or back off, and allocation
+    /// works again. Changing the
     /// limit (`Heap::set_memory_limit`) lifts the stall at once. The refusal starts a cycle, as [`AllocError::HeapLimit`]
     /// does.
     MemoryLimitStall {

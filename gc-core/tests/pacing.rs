@@ -1118,6 +1118,41 @@ fn an_idle_heap_past_its_trigger_runs_no_cycles() {
     });
 }
 
+/// A setting changed while a cycle runs leaves its request to that cycle's end, which starts the
+/// next cycle if one is due, also when nobody allocated during it (the rule above would
+/// otherwise leave an idle heap past its new trigger uncollected until it allocates); after
+/// that one, the idle heap runs no more.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn a_setting_changed_during_a_cycle_starts_the_next_when_due() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let heap = Heap::new(Config::from_env().unwrap().concurrent(true)).unwrap();
+    let (mut m, _slots) = live_set(&heap, 32 * MIB);
+    m.collect();
+    let cycles = || heap.stats().gc_cycles;
+    let before = cycles();
+    heap.debug_hold_marking(true);
+    heap.debug_start_cycle();
+    std::thread::sleep(Duration::from_millis(50));
+    // Under the live heap: the next cycle is due as soon as this one ends.
+    heap.set_memory_limit(Some(16 * MIB));
+    heap.debug_hold_marking(false);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = cycles();
+    assert!(
+        after >= before + 2,
+        "{} cycles: the one held and none for the new setting",
+        after - before
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        cycles() <= after + 1,
+        "{} more cycles with no allocation",
+        cycles() - after
+    );
+    check_intact(&mut m);
+}
+
 /// A fail-fast stall is decided when the limiter is fed, which happens while the collector
 /// works. A program that stops allocating when refused, drops data and comes back after a
 /// pause found the stall of an episode its pause had ended: its first allocation was refused

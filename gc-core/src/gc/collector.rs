@@ -41,6 +41,10 @@ pub(crate) struct Control {
     /// Set by a mutator whose wait for a late start timed out ([`wait_for_late_start`]);
     /// cleared when a cycle starts. While set, no mutator waits for the start again.
     pub late_start_gave_up: AtomicBool,
+    /// Set when a setting moved the trigger ([`update_trigger`]); taken at each cycle's end,
+    /// which then asks for the next cycle if one is due even when no mutator allocated during
+    /// it (a setter that found a cycle running leaves the request to that cycle's end).
+    pub setting_changed: AtomicBool,
 }
 
 /// Cycle bookkeeping, behind `Control::state`.
@@ -218,6 +222,7 @@ pub(crate) fn wait_for_late_start(h: &Shared) {
 /// Recompute the trigger and goal (a setting changed, or the heap was created) and request a
 /// cycle if one is due.
 pub(crate) fn update_trigger(h: &Shared) {
+    h.control.setting_changed.store(true, Ordering::Relaxed);
     if !h
         .controller()
         .update_trigger(h.mark.marking.load(Ordering::Relaxed))

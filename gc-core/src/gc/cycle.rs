@@ -271,13 +271,15 @@ pub(crate) fn gc_cycle(h: &Shared) {
         },
     );
     *h.sweep.started.lock() = Some((cycle, Instant::now()));
-    // The next cycle starts at once only if the mutators allocated during this one. A heap
-    // that stays past its trigger with nobody allocating (a memory limit that the live heap, or
-    // spans left sparse by freed objects, exceed: the goal is then the marked heap) collected
-    // back to back for nothing, half the CPU of an idle program for as long as it was idle. As
-    // in Go, where only an allocation starts a cycle, the next span a mutator takes does
-    // (`gc::malloc`), and so does a refused allocation.
-    if end.cycle_due && heap_end > heap_start {
+    // The next cycle starts at once only if the mutators allocated during this one, or a
+    // setting changed meanwhile (its setter left the request to this cycle's end). A heap
+    // that stays past its trigger with nobody allocating (a memory limit that the live heap,
+    // or spans left sparse by freed objects, exceed: the goal is then the marked heap)
+    // collected back to back for nothing, half the CPU of an idle program for as long as it
+    // was idle. As in Go, where only an allocation starts a cycle, the next span a mutator
+    // takes does (`gc::malloc`), and so does a refused allocation.
+    let setting_changed = h.control.setting_changed.swap(false, Ordering::Relaxed);
+    if end.cycle_due && (heap_end > heap_start || setting_changed) {
         request_cycle(h);
     }
     if concurrent {

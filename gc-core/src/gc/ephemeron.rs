@@ -23,7 +23,9 @@
 //!   been marked after the last concurrent round, and only a round that finds nothing new with
 //!   nothing grey anywhere proves the fixpoint. With an index, a round that finds nothing new
 //!   has tested every indexed key's mark bit, as a round without one tests every pending
-//!   entry's. (`gc::cycle` runs them; the loom model in this file checks the protocol.)
+//!   entry's. (`gc::cycle` runs them; the loom model in this file checks the protocol, with a
+//!   round that goes over the entries; the index changes which round finds a key, not what
+//!   the last round tests.)
 //! * **Clearing.** After marking, the entries of the tables still pending (or indexed, with
 //!   keys still unmarked) have unmarked keys:
 //!   dead. In the weak-clearing window (nothing swept yet) those entries are removed and their
@@ -100,10 +102,11 @@ const ROUNDS_BEFORE_INDEX: u64 = 2;
 const LOG_MIN: usize = 1 << 16;
 
 /// The entries with unmarked keys of the tables pending in a cycle that needed more than
-/// [`ROUNDS_BEFORE_INDEX`] rounds that marked something, by key, so that a round looks up the keys marked since the
-/// last one instead of going over every entry again: with chains of entries (a value leads to
-/// another entry's key) a round finds one more link, so passes over the entries made marking
-/// quadratic in the chain's length (V8 switches to such an index for the same reason).
+/// [`ROUNDS_BEFORE_INDEX`] rounds that marked something, by key, so that a round looks up the
+/// keys marked since the last one instead of going over every entry again: with chains of
+/// entries (a value leads to another entry's key) a round finds one more link, so passes over
+/// the entries made marking quadratic in the chain's length (V8 switches to such an index for
+/// the same reason).
 ///
 /// Which keys were marked since the last round: the objects the collector's tracer logged
 /// ([`Tracer::start_mark_log`]) while it marked what the last round greyed. Keys that another

@@ -172,7 +172,12 @@ fn repl(vm: &mut Vm) -> u8 {
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
                 if let Err(e) = vm.interpret(&line) {
-                    report(&e);
+                    let code = report(&e);
+                    // Output that cannot be written ends the session as it ends a script
+                    // (141 for a closed pipe): there is nowhere to print what comes next.
+                    if matches!(e, LoxError::Output(_)) {
+                        return code;
+                    }
                 }
             }
             Err(rustyline::error::ReadlineError::Interrupted) => continue,

@@ -388,3 +388,48 @@ fn printing_into_a_closed_pipe_ends_the_program() {
         .unwrap();
     assert_eq!(err, "");
 }
+
+/// The same in the REPL: a line that prints into a closed pipe ends the session with 141 (it
+/// reported nothing and read the next line, whose prompt then failed: exit 0, as if the input
+/// had ended).
+#[test]
+fn printing_into_a_closed_pipe_ends_the_repl() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::lox_bin())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"var i = 0; while (true) { print i; i = i + 1; }\nprint \"after\";\n")
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 64];
+    while !seen.windows(4).any(|w| w == b"0\n1\n") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the REPL printed {:?} and stopped",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stdout);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            panic!("still running {TIMEOUT:?} after its reader closed the pipe");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(141));
+}

@@ -97,8 +97,13 @@ fn churn(
 /// Sum of the chains' `a` fields: every chain must still be intact (a freed node would read
 /// as poison in verify mode or as garbage).
 fn check_intact(m: &mut Mutator<R>) {
+    check_intact_every(m, 1);
+}
+
+/// [`check_intact`] for every `step`th chain (those [`drop_three_quarters`] keeps, with 4).
+fn check_intact_every(m: &mut Mutator<R>, step: usize) {
     m.mutate(|_, arr| {
-        for i in 0..arr.len() {
+        for i in (0..arr.len()).step_by(step) {
             let mut n = arr.get(i);
             let mut len = 0;
             while let Some(node) = n {
@@ -107,6 +112,18 @@ fn check_intact(m: &mut Mutator<R>) {
                 len += 1;
             }
             assert_eq!(len, CHAIN, "chain {i} lost nodes");
+        }
+    });
+}
+
+/// Drop every chain but every fourth: the heap keeps a quarter of its objects, spread over all
+/// of its spans.
+fn drop_three_quarters(m: &mut Mutator<R>, slots: usize) {
+    m.mutate(|mc, arr| {
+        for i in 0..slots {
+            if i % 4 != 0 {
+                arr.set(mc, i, None);
+            }
         }
     });
 }
@@ -1010,13 +1027,7 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
     heap.set_memory_limit(Some(64 * MIB));
     // Drop three quarters of the live set: the heap fits its limit, the limiter drains, and
     // allocation works again without any call into the heap beyond allocating.
-    m.mutate(|mc, arr| {
-        for i in 0..slots {
-            if i % 4 != 0 {
-                arr.set(mc, i, None);
-            }
-        }
-    });
+    drop_three_quarters(&mut m, slots);
     if Config::from_env().unwrap().get_verify() {
         // Verify mode checks the heap inside every pause, and pauses count as GC CPU on every
         // CPU: its cycles alone keep the limiter on, so the stall would not clear. The
@@ -1038,18 +1049,7 @@ fn fail_fast_stalls_allocation_under_a_limit_below_the_live_heap_and_recovers() 
         "still stalled 30 s after the live heap fell under the limit"
     );
     // The quarter kept is intact.
-    m.mutate(|_, arr| {
-        for i in (0..slots).step_by(4) {
-            let mut n = arr.get(i);
-            let mut len = 0;
-            while let Some(node) = n {
-                assert_eq!(node.a, i as u64);
-                n = node.next.get();
-                len += 1;
-            }
-            assert_eq!(len, CHAIN);
-        }
-    });
+    check_intact_every(&mut m, 4);
     eprintln!("stalled after {stalled_after:?} (limiter engaged {limiter_on:?})");
 }
 
@@ -1066,13 +1066,7 @@ fn an_idle_heap_past_its_trigger_runs_no_cycles() {
     let (mut m, slots) = live_set(&heap, 128 * MIB);
     heap.set_memory_limit(Some(64 * MIB));
     // Drop three quarters of the chains: every span keeps a quarter of its objects.
-    m.mutate(|mc, arr| {
-        for i in 0..slots {
-            if i % 4 != 0 {
-                arr.set(mc, i, None);
-            }
-        }
-    });
+    drop_three_quarters(&mut m, slots);
     m.collect();
     m.collect();
     let goal = heap.metrics().u64("/gc/heap/goal:bytes").unwrap();
@@ -1104,18 +1098,7 @@ fn an_idle_heap_past_its_trigger_runs_no_cycles() {
         "allocation past the trigger started no cycle"
     );
     // The quarter kept is intact.
-    m.mutate(|_, arr| {
-        for i in (0..slots).step_by(4) {
-            let mut n = arr.get(i);
-            let mut len = 0;
-            while let Some(node) = n {
-                assert_eq!(node.a, i as u64);
-                n = node.next.get();
-                len += 1;
-            }
-            assert_eq!(len, CHAIN);
-        }
-    });
+    check_intact_every(&mut m, 4);
 }
 
 /// A setting changed while a cycle runs leaves its request to that cycle's end, which starts the
@@ -1184,13 +1167,7 @@ fn a_pause_in_allocation_ends_a_fail_fast_stall() {
     );
     // Drop three quarters of the live set (the rest fits the limit) and pause: the cycle the
     // refusal asked for ends, and nothing feeds the limiter after it.
-    m.mutate(|mc, arr| {
-        for i in 0..slots {
-            if i % 4 != 0 {
-                arr.set(mc, i, None);
-            }
-        }
-    });
+    drop_three_quarters(&mut m, slots);
     std::thread::sleep(10 * window);
     assert_eq!(
         heap.metrics().u64("/gccore/gc/limiter/stalled:bool"),

@@ -367,17 +367,7 @@ fn printing_into_a_closed_pipe_ends_the_program() {
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     assert_eq!(&first, b"0\n1\n");
     // The reading end is closed (dropped above): the next block written fails.
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            child.kill().unwrap();
-            panic!("still printing {TIMEOUT:?} after its reader closed the pipe");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_after_pipe_closed(&mut child);
     assert_eq!(status.code(), Some(141));
     let mut err = String::new();
     child
@@ -387,6 +377,22 @@ fn printing_into_a_closed_pipe_ends_the_program() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(err, "");
+}
+
+/// The exit status of `child`, whose stdout reader has gone; killed and failed if it is still
+/// running after [`TIMEOUT`].
+fn exit_after_pipe_closed(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            panic!("still running {TIMEOUT:?} after its reader closed the pipe");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The same in the REPL: a line that prints into a closed pipe ends the session with 141 (it
@@ -419,17 +425,7 @@ fn printing_into_a_closed_pipe_ends_the_repl() {
         seen.extend_from_slice(&buf[..n]);
     }
     drop(stdout);
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            child.kill().unwrap();
-            panic!("still running {TIMEOUT:?} after its reader closed the pipe");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_after_pipe_closed(&mut child);
     drop(stdin);
     assert_eq!(status.code(), Some(141));
 }

@@ -162,9 +162,11 @@ const LATE_START_WAIT_MAX: Duration = Duration::from_millis(50);
 /// At the allocation of a span or large object outside marking (`gc::malloc`): whether the
 /// trigger has requested a cycle that has not started yet while `heap_live` is past the
 /// furthest a cycle may take the heap (`max_overshoot` × the goal, the bound assists hold once
-/// marking runs), and no wait for this start has timed out. The mutator then waits for the
-/// start at its next scope entry ([`wait_for_late_start`]), and `Mutation::should_yield` tells
-/// it to leave its scope meanwhile.
+/// marking runs, or × the live-heap cap `Config::max_heap` if that is lower: with no goal the
+/// heap can reach, GOGC=off for one, the cap is what triggers cycles), and no wait for this
+/// start has timed out. The mutator then waits for the start at its next scope entry
+/// ([`wait_for_late_start`]), and `Mutation::should_yield` tells it to leave its scope
+/// meanwhile.
 pub(crate) fn start_is_late(h: &Shared) -> bool {
     if !h.control.pending.load(Ordering::Relaxed)
         || h.control.late_start_gave_up.load(Ordering::Relaxed)
@@ -173,7 +175,7 @@ pub(crate) fn start_is_late(h: &Shared) -> bool {
     }
     let live = h.mheap.counters.heap_live.load(Ordering::Relaxed) as f64;
     let goal = h.pacer.heap_goal.load(Ordering::Relaxed) as f64;
-    live >= goal * h.pacer.max_overshoot
+    live >= goal.min(h.mheap.max_heap as f64) * h.pacer.max_overshoot
 }
 
 /// At the entry of a scope of `h` (the thread is in none) by a mutator that allocated past the

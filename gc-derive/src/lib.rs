@@ -39,6 +39,12 @@
 //!
 //!     #[inline]
 //!     fn trace(&self, __gc_tracer: &mut ::gc_core::Tracer) {
+//!         // never called: compiles only for the item as the derive read it (see "Soundness")
+//!         let _ = |__gc_self: &Self| {
+//!             let Self { field1: _, field2: _, } = __gc_self;   // every field, skipped too
+//!             let _: *const FieldType1 = ::core::ptr::addr_of!(__gc_self.field1);
+//!             // ... one per field; an enum: `match __gc_self { Node::V { a: __gc_p0, } => { ... } }`
+//!         };
 //!         // struct: every traced field, in declaration order
 //!         <FieldType1 as ::gc_core::Trace>::trace(&self.field1, __gc_tracer);
 //!         <FieldType2 as ::gc_core::Trace>::trace(&self.field2, __gc_tracer);
@@ -134,6 +140,15 @@
 //!   that a generic type without `Drop` does not overlap, so the check compiles for such types.
 //!   Fields' drop glue is not affected: a field type that derives `Trace` is checked itself, and
 //!   one with a hand-written `unsafe impl Trace` carries its own obligation.
+//!
+//! * **The impl is for the item the derive read.** An attribute macro written below
+//!   `#[derive(Trace)]` expands after it and may change the item: add a field (a `Gc` that
+//!   `trace` would not report, in an object the constants call noscan), change a field's type (a
+//!   `Gc` read through `Deref` as the type it replaced), add a variant. So `trace` holds a
+//!   closure, never called, that compiles only for the item as read: a pattern naming every
+//!   field of the struct (of every variant, with no wildcard arm), without `..`, and each
+//!   field's type pinned through `addr_of!` to a raw pointer, which no `Deref` coerces. Any
+//!   change is a compile error at the derive.
 //!
 //! * **Paths.** The generated code names items by absolute paths (`::gc_core::…`, `::core::…`),
 //!   and those resolve in the crate that uses the derive, which can rebind them: a crate that
@@ -422,9 +437,23 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     // A struct's pointer words (`POINTER_WORDS`): its traced fields' at their offsets.
     let mut pointer_words = TokenStream::new();
 
+    // The shape the impl was made for (see `shape_check`): one pattern per struct or variant
+    // naming every field, and each field's type pinned.
+    let shape_self = Ident::new("__gc_self", Span::mixed_site());
+    let shape;
+
     let body = match &input.data {
         Data::Struct(s) => {
             let fields = field_infos(&s.fields, &lifetimes, &mut errors);
+            let members = fields.iter().map(|f| &f.member);
+            let pins = fields.iter().map(|f| {
+                let (ty, member) = (f.ty, &f.member);
+                quote!(let _: *const #ty = ::core::ptr::addr_of!(#shape_self.#member);)
+            });
+            shape = quote! {
+                let Self { #(#members: _,)* } = #shape_self;
+                #(#pins)*
+            };
             let mut calls = Vec::new();
             let mut adds = Vec::new();
             for f in &fields {
@@ -473,6 +502,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         }
         Data::Enum(e) => {
             let mut arms = Vec::new();
+            let mut shape_arms = Vec::new();
             for v in &e.variants {
                 for attr in gc_attrs(&v.attrs) {
                     errors.push(syn::Error::new_spanned(
@@ -483,6 +513,21 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 }
                 let vname = &v.ident;
                 let fields = field_infos(&v.fields, &lifetimes, &mut errors);
+                let (shape_binds, shape_pins): (Vec<_>, Vec<_>) = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let b = format_ident!("__gc_p{}", i, span = Span::mixed_site());
+                        let (ty, member) = (f.ty, &f.member);
+                        (
+                            quote!(#member: #b),
+                            quote!(let _: *const #ty = ::core::ptr::addr_of!(*#b);),
+                        )
+                    })
+                    .unzip();
+                shape_arms.push(quote! {
+                    #name::#vname { #(#shape_binds,)* } => { #(#shape_pins)* }
+                });
                 let mut binds = Vec::new();
                 let mut calls = Vec::new();
                 for (i, f) in fields.iter().enumerate() {
@@ -502,6 +547,11 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     #name::#vname { #(#binds,)* .. } => { #(#calls)* }
                 });
             }
+            shape = if e.variants.is_empty() {
+                quote!(match *#shape_self {})
+            } else {
+                quote!(match #shape_self { #(#shape_arms)* })
+            };
             if traced.is_empty() {
                 // Nothing to trace in any variant (this also covers the empty enum).
                 quote!()
@@ -602,6 +652,9 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
             #[inline]
             fn trace(&self, #tracer_param: &mut ::gc_core::Tracer) {
+                // Never called: compiles only for the type as the derive saw it (see
+                // "Soundness" in gc-derive's docs).
+                let _ = |#shape_self: &Self| { #shape };
                 #body
             }
         }
@@ -1011,7 +1064,9 @@ mod tests {
         let s = ok("struct U;");
         assert!(s.contains("constNEEDS_TRACE:bool={false};"), "{s}");
         assert!(
-            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            s.contains(
+                "fntrace(&self,_:&mut::gc_core::Tracer){let_=|__gc_self:&Self|{letSelf{}=__gc_self;};}"
+            ),
             "{s}"
         );
         assert!(s.contains("impl__Type_implements_Drop__add_gc_unsafe_drop_if_its_Drop_never_dereferences_a_GcforU{}"), "{s}");
@@ -1049,16 +1104,52 @@ mod tests {
     }
 
     #[test]
+    fn the_impl_compiles_only_for_the_shape_it_was_made_for() {
+        // Every field, skipped ones too, named in a pattern without `..` and its type pinned
+        // through a raw pointer (which no `Deref` coerces).
+        let s = ok("struct S<'gc> { #[gc(skip)] a: u64, b: Gc<'gc, u8> }");
+        assert!(
+            s.contains(
+                "let_=|__gc_self:&Self|{letSelf{a:_,b:_,}=__gc_self;\
+                 let_:*constu64=::core::ptr::addr_of!(__gc_self.a);\
+                 let_:*constGc<'gc,u8>=::core::ptr::addr_of!(__gc_self.b);};"
+            ),
+            "{s}"
+        );
+        let s = ok("struct T(u32, #[gc(skip)] u8);");
+        assert!(
+            s.contains("letSelf{0:_,1:_,}=__gc_self;let_:*constu32=::core::ptr::addr_of!(__gc_self.0);"),
+            "{s}"
+        );
+        // Every variant, every field, no wildcard arm.
+        let s = ok("enum E<'gc> { A, B(Gc<'gc, u8>, #[gc(skip)] u8), C { x: u32 } }");
+        assert!(
+            s.contains(
+                "match__gc_self{E::A{}=>{}E::B{0:__gc_p0,1:__gc_p1,}=>{\
+                 let_:*constGc<'gc,u8>=::core::ptr::addr_of!(*__gc_p0);\
+                 let_:*constu8=::core::ptr::addr_of!(*__gc_p1);}\
+                 E::C{x:__gc_p0,}=>{let_:*constu32=::core::ptr::addr_of!(*__gc_p0);}}"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
     fn enum_without_traced_fields_and_empty_enum() {
         let s = ok("enum E { A, B }");
         assert!(s.contains("constNEEDS_TRACE:bool={false};"), "{s}");
+        // Nothing traced; the shape check alone names the variants.
         assert!(
-            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            s.contains(
+                "fntrace(&self,_:&mut::gc_core::Tracer){let_=|__gc_self:&Self|{match__gc_self{E::A{}=>{}E::B{}=>{}}};}"
+            ),
             "{s}"
         );
         let s = ok("enum Never {}");
         assert!(
-            s.contains("fntrace(&self,_:&mut::gc_core::Tracer){}"),
+            s.contains(
+                "fntrace(&self,_:&mut::gc_core::Tracer){let_=|__gc_self:&Self|{match*__gc_self{}};}"
+            ),
             "{s}"
         );
     }
@@ -1089,8 +1180,8 @@ mod tests {
     fn skip_is_not_traced_and_must_be_static() {
         let s =
             ok("struct S<'gc, T> { #[gc(skip)] a: AtomicU64, b: Gc<'gc, u8>, #[gc(skip)] t: T }");
-        assert!(!s.contains("self.a"), "{s}");
-        assert!(!s.contains("self.t"), "{s}");
+        assert!(!s.contains("&self.a"), "{s}");
+        assert!(!s.contains("&self.t"), "{s}");
         assert!(!s.contains("<AtomicU64as"), "{s}");
         assert!(!s.contains("<Tas"), "{s}");
         assert!(s.contains("trace(&self.b,__gc_tracer)"), "{s}");

@@ -1118,7 +1118,9 @@ mod tests {
         );
         let s = ok("struct T(u32, #[gc(skip)] u8);");
         assert!(
-            s.contains("letSelf{0:_,1:_,}=__gc_self;let_:*constu32=::core::ptr::addr_of!(__gc_self.0);"),
+            s.contains(
+                "letSelf{0:_,1:_,}=__gc_self;let_:*constu32=::core::ptr::addr_of!(__gc_self.0);"
+            ),
             "{s}"
         );
         // Every variant, every field, no wildcard arm.

@@ -14,8 +14,7 @@ pub fn add_gc_field(_: TokenStream, item: TokenStream) -> TokenStream {
     if let Data::Struct(s) = &mut input.data
         && let Fields::Named(f) = &mut s.fields
     {
-        f.named
-            .push(parse_quote!(hidden: ::gc_core::Gc<'gc, u64>));
+        f.named.push(parse_quote!(hidden: ::gc_core::Gc<'gc, u64>));
     }
     quote!(#input).into()
 }
@@ -37,7 +36,8 @@ pub fn retype_first_field(_: TokenStream, item: TokenStream) -> TokenStream {
 pub fn add_variant(_: TokenStream, item: TokenStream) -> TokenStream {
     let mut input = parse_macro_input!(item as DeriveInput);
     if let Data::Enum(e) = &mut input.data {
-        e.variants.push(parse_quote!(Hidden(::gc_core::Gc<'gc, u64>)));
+        e.variants
+            .push(parse_quote!(Hidden(::gc_core::Gc<'gc, u64>)));
     }
     quote!(#input).into()
 }

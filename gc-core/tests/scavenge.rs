@@ -195,3 +195,49 @@ fn a_heap_that_shrinks_under_its_memory_limit_releases_its_pages_and_stops_colle
         );
     }
 }
+
+/// A heap whose live data is over its memory limit's scavenging goal, idle, with no free page
+/// to release: the scavenger looks for pages a few times, waiting longer each time (before, it
+/// looked 100 times a second for as long as the program ran). Where the heap returns no
+/// memory to the OS it does not look at all.
+#[test]
+fn an_idle_heap_with_nothing_to_release_is_not_polled() {
+    use std::time::Duration;
+    for stop_releasing in [false, true] {
+        let heap = Heap::new(Config::default()).unwrap();
+        if !heap.returns_memory_to_os() {
+            eprintln!("this system returns no memory to the OS: nothing to check");
+            return;
+        }
+        if stop_releasing {
+            heap.debug_stop_releasing();
+        }
+        let n = 512; // 32 MiB of 64 KiB buffers, all live
+        let mut m: Mutator<Buffers> = heap.mutator(|mc| GcArray::new(mc, n, None));
+        let buf = vec![7u8; 64 << 10];
+        for i in 0..n {
+            m.mutate(|mc, a| a.set(mc, i, Some(GcBytes::new(mc, &buf))));
+        }
+        m.collect();
+        heap.set_memory_limit(Some(16 * MIB));
+        let looks = || heap.metrics().u64("/gccore/scavenge/looks:calls").unwrap();
+        // Whatever was free is released in the first moments.
+        std::thread::sleep(Duration::from_millis(300));
+        let cycles = heap.stats().gc_cycles;
+        let first = looks();
+        std::thread::sleep(Duration::from_millis(1500));
+        let looked = looks() - first;
+        assert_eq!(heap.stats().gc_cycles, cycles, "the heap is idle");
+        let most = if stop_releasing { 0 } else { 8 };
+        assert!(
+            looked <= most,
+            "stop_releasing={stop_releasing}: {looked} looks in 1.5 s with nothing to release"
+        );
+        // Live data intact.
+        m.mutate(|_, a| {
+            for i in 0..n {
+                assert_eq!(a.get(i).unwrap()[100], 7);
+            }
+        });
+    }
+}

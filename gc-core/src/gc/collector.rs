@@ -128,7 +128,8 @@ pub(crate) fn collect(h: &Shared) {
     sweep::finish_sweep(h);
 }
 
-/// If a sweep phase is open and nothing is left to sweep, record its end.
+/// If a sweep phase is open and nothing is left to sweep, record its end (and wake the
+/// scavenger).
 pub(crate) fn note_sweep_done(h: &Shared) {
     let mut s = h.sweep.started.lock();
     if let Some((cycle, start)) = *s
@@ -137,6 +138,8 @@ pub(crate) fn note_sweep_done(h: &Shared) {
         h.phases
             .record(cycle, crate::telemetry::phases::Phase::Sweep, start);
         *s = None;
+        // The sweep freed the pages of the spans it emptied: the scavenger may release them.
+        h.pacer.scavenger.wake();
     }
 }
 

@@ -37,6 +37,15 @@ pub(crate) const SCAVENGE_QUANTUM: usize = 64 << 10;
 /// Share of the CPUs the background scavenger aims to use (Go: `scavengePercent`, 1%).
 const SCAVENGE_CPU_FRACTION: f64 = 0.01;
 
+/// How long the thread first waits, over a goal with no free page left to release, before it
+/// looks again (unless woken: a cycle's end, a sweep's end, a new memory limit); each look that
+/// finds nothing doubles the wait, up to [`NOTHING_FREE_WAIT_MAX`].
+const NOTHING_FREE_WAIT_MIN: Duration = Duration::from_millis(10);
+
+/// The longest wait between two looks that find nothing to release (see
+/// [`NOTHING_FREE_WAIT_MIN`]).
+const NOTHING_FREE_WAIT_MAX: Duration = Duration::from_secs(1);
+
 /// The scavenger's goals and its thread's wake-up.
 pub(crate) struct Scavenger {
     /// Retained bytes (GOGC part) and mapped bytes (memory-limit part) to scavenge down to;
@@ -47,6 +56,9 @@ pub(crate) struct Scavenger {
     wake: Monitor,
     /// Set when the heap shuts down: the thread exits.
     stop: AtomicBool,
+    /// Set by every wake-up ([`Scavenger::wake`]), cleared by the thread before it looks for
+    /// pages to release: a wake-up that comes while it looks is not lost.
+    woken: AtomicBool,
     /// Share of one CPU the thread may use.
     share: f64,
 }
@@ -57,6 +69,7 @@ impl Scavenger {
             goals: (AtomicUsize::new(usize::MAX), AtomicUsize::new(usize::MAX)),
             wake: Monitor::default(),
             stop: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             share: (SCAVENGE_CPU_FRACTION * procs as f64).min(1.0),
         };
         s.set_memory_limit(memory_limit);
@@ -68,7 +81,7 @@ impl Scavenger {
         self.goals.0.store(retained, Ordering::Relaxed);
         self.goals.1.store(mapped, Ordering::Relaxed);
         if wake {
-            self.wake.wake_all();
+            self.wake();
         }
     }
 
@@ -76,24 +89,36 @@ impl Scavenger {
     pub(crate) fn set_memory_limit(&self, limit: Option<usize>) {
         let goal = limit.map_or(usize::MAX, |l| l / 100 * 95);
         self.goals.1.store(goal, Ordering::Relaxed);
+        self.wake();
+    }
+
+    /// Wake the thread to look for pages to release: the goals changed, or a sweep has ended
+    /// (it frees the pages of the spans it emptied).
+    pub(crate) fn wake(&self) {
+        self.woken.store(true, Ordering::Relaxed);
         self.wake.wake_all();
     }
 
     /// Stop the thread (heap shutdown).
     pub(crate) fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
-        self.wake.wake_all();
+        self.wake();
     }
 
-    /// Whether mapped memory is above a scavenging goal.
+    /// Whether mapped memory is above a scavenging goal, and the heap releases pages at all
+    /// (without that, a goal below the heap stays out of reach and the thread would look for
+    /// pages to release every few milliseconds for as long as the program runs).
     fn has_work(&self, arena: &Arena) -> bool {
         let ready = arena.mapped_ready_bytes();
-        ready > self.goals.0.load(Ordering::Relaxed) || ready > self.goals.1.load(Ordering::Relaxed)
+        arena.can_release()
+            && (ready > self.goals.0.load(Ordering::Relaxed)
+                || ready > self.goals.1.load(Ordering::Relaxed))
     }
 
     /// The scavenger thread's body; returns after [`Scavenger::shutdown`].
     pub(crate) fn run(&self, mheap: &MHeap, stats: &Stats) {
         let arena = &mheap.arena;
+        let mut nothing_free_wait = NOTHING_FREE_WAIT_MIN;
         loop {
             {
                 let mut g = self.wake.lock();
@@ -108,18 +133,28 @@ impl Scavenger {
             // CPU on a busy machine, is not scavenging (and the class must stay within the
             // collector threads' clocks, which `/gccore/cpu/collector-other` subtracts it from).
             let mut lap = crate::util::clock::CpuLap::start();
+            self.woken.store(false, Ordering::Relaxed);
+            stats.scavenge_looks.fetch_add(1, Ordering::Relaxed);
             let n = arena.scavenge(SCAVENGE_QUANTUM);
             let took = lap.finish();
             stats
                 .scavenge_ns
                 .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
             if n == 0 {
-                // Over the goal with no free page left to release: the goals are recomputed at
-                // the next cycle's end; look again later.
+                // Over the goal with no free page left to release (the heap in use is above
+                // it): pages come free when a sweep empties spans, and the goals move at a
+                // cycle's end, both of which wake the thread. Until then it looks again after a
+                // wait that doubles each time it finds nothing, so that a program that stays in
+                // this state (an idle one: no cycle comes) is not polled 100 times a second for
+                // as long as it runs.
                 let g = self.wake.lock();
-                drop(self.wake.wait_for(g, Duration::from_millis(10)));
+                if !self.woken.load(Ordering::Relaxed) && !self.stop.load(Ordering::Acquire) {
+                    drop(self.wake.wait_for(g, nothing_free_wait));
+                }
+                nothing_free_wait = (nothing_free_wait * 2).min(NOTHING_FREE_WAIT_MAX);
                 continue;
             }
+            nothing_free_wait = NOTHING_FREE_WAIT_MIN;
             // The limit as the arena applies it (`usize::MAX`: none), and the heap the last
             // cycle marked.
             let limit = arena.memory_limit.load(Ordering::Relaxed);

@@ -37,6 +37,8 @@ pub(crate) struct Stats {
     pub idle_mark_ns: AtomicU64,
     /// Time the background scavenger spent releasing pages.
     pub scavenge_ns: AtomicU64,
+    /// Times the background scavenger looked for free pages to release.
+    pub scavenge_looks: AtomicU64,
     /// Time the collector thread spent sweeping in the background (between cycles).
     pub sweep_bg_ns: AtomicU64,
     /// The CPU clocks of the collector's own threads (collector, mark workers, scavenger), each
@@ -515,6 +517,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "/gccore/gc/late-start/wait:seconds",
         "Time mutators waited at scope entries for late cycle starts (cumulative).",
+    ),
+    (
+        "/gccore/scavenge/looks:calls",
+        "Times the background scavenger looked for free pages to release (cumulative): once per 64 KiB released while retained memory is over its goal; where it finds nothing free, again after a wait that doubles up to 1 s unless a cycle's or a sweep's end wakes it.",
     ),
 ];
 

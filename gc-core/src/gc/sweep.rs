@@ -90,6 +90,17 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
             (1u64 << (nelems - wi * 64)) - 1
         };
         let m = span.mark_word(wi).load(Ordering::Relaxed) & valid;
+        // Marks are set only on allocated slots (a cache's window pre-marks its slots while
+        // marking runs, and writing the window back clears the marks of those it did not hand
+        // out): a marked free slot would become allocated below with nothing in it, and its
+        // drop glue run on whatever bytes are there.
+        if m & !*w != 0 {
+            bug!(
+                "span {:#x}: slots {:#x} of mark word {wi} are marked but not allocated",
+                span.start,
+                m & !*w
+            );
+        }
         let mut dead = *w & !m & valid;
         freed += dead.count_ones() as usize;
         live += m.count_ones() as usize;

@@ -430,7 +430,9 @@ impl Tracer {
         self.mode & EXCLUSIVE != 0
     }
 
-    /// Marking edge to slot `i` of `span` (the object `h`).
+    /// Marking edge to slot `i` of `span` (the object `h`). (`Tracer::drain_stack` repeats
+    /// this path, and `newly_marked`'s and `grey`'s, for the modes it runs in, on its own
+    /// copies of the tracer's state: a change here belongs there too.)
     #[inline(always)]
     fn mark_in(&mut self, span: &Span, i: usize, h: *const Object) {
         let newly = match self.mode {

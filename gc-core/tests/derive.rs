@@ -422,3 +422,130 @@ fn a_container_of_ones_own_is_read_as_it_is() {
     assert!(needs_trace::<picked::Node<'static>>());
     assert!(!needs_trace::<picked::Holder<()>>());
 }
+
+// ---- shapes the derive does not read through: the type counts as traced ----
+
+/// A type holding itself in shapes other than the fourteen containers: arrays, `Result`,
+/// tuples, a `GcRefCell` of a vector. Before, each was a cycle error.
+#[derive(Trace)]
+struct Odd<'gc> {
+    pair: [Option<Box<Self>>; 2],
+    res: Result<Box<Odd<'gc>>, String>,
+    tup: (u8, Option<Box<Self>>),
+    cell: gc_core::GcRefCell<'gc, Vec<Self>>,
+    leaf: Option<Gc<'gc, u64>>,
+}
+
+/// Its only `Gc` is in the field that holds the type itself: noscan, it would be freed.
+#[derive(Trace)]
+struct ErrLeaf<'gc> {
+    r: Result<Box<Self>, Gc<'gc, u64>>,
+}
+
+/// Another instance of the type outside a `Gc` (was a compile-fail case: a cycle).
+#[derive(Trace)]
+enum Poly<'gc, T> {
+    Leaf(T),
+    Wrap(Box<Poly<'gc, Gc<'gc, u64>>>),
+}
+
+/// No `Gc` anywhere, held through an array of boxes: traced all the same (the cost of not
+/// asking for its own constants).
+#[derive(Trace)]
+struct PlainTree {
+    kids: [Option<Box<PlainTree>>; 2],
+    n: u64,
+}
+
+#[test]
+fn types_holding_themselves_in_other_shapes_count_as_traced() {
+    assert!(needs_trace::<Odd<'static>>());
+    assert_eq!(<Odd<'static> as Trace>::POINTER_WORDS, None);
+    assert!(needs_trace::<Poly<'static, u64>>());
+    assert!(needs_trace::<PlainTree>());
+    assert!(needs_trace::<ErrLeaf<'static>>());
+}
+
+/// The `Gc`s of an `Odd` reached only through its arrays, results, tuples and cell survive
+/// collections in verify mode (a freed one would be poisoned, and the verifier reports it), and
+/// are reclaimed once the `Odd` is dropped.
+#[test]
+fn gcs_held_in_those_shapes_stay_alive_and_are_reclaimed() {
+    use gc_core::{Config, GcCell, GcRefCell, Heap, Mutator, Rootable};
+    fn odd<'gc>(leaf: Option<Gc<'gc, u64>>) -> Odd<'gc> {
+        Odd {
+            pair: [None, None],
+            res: Err(String::new()),
+            tup: (0, None),
+            cell: GcRefCell::new(Vec::new()),
+            leaf,
+        }
+    }
+    fn sum(o: &Odd<'_>) -> u64 {
+        let mut s = o.leaf.map_or(0, |g| *g);
+        s += o.pair.iter().flatten().map(|b| sum(b)).sum::<u64>();
+        if let Ok(b) = &o.res {
+            s += sum(b);
+        }
+        s += o.tup.1.as_deref().map_or(0, sum);
+        s += o.cell.borrow().iter().map(sum).sum::<u64>();
+        s
+    }
+    fn err_leaf(e: &ErrLeaf<'_>) -> u64 {
+        match &e.r {
+            Ok(b) => err_leaf(b),
+            Err(g) => **g,
+        }
+    }
+    type R = Rootable!['gc => (
+        GcCell<'gc, Option<Gc<'gc, Odd<'gc>>>>,
+        GcCell<'gc, Option<Gc<'gc, ErrLeaf<'gc>>>>,
+    )];
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|_| (GcCell::new(None), GcCell::new(None)));
+        m.mutate(|mc, (root, errs)| {
+            let inner = ErrLeaf {
+                r: Err(Gc::new(mc, 64)),
+            };
+            errs.set(
+                mc,
+                Some(Gc::new(
+                    mc,
+                    ErrLeaf {
+                        r: Ok(Box::new(inner)),
+                    },
+                )),
+            );
+            let mut o = odd(Some(Gc::new(mc, 1)));
+            o.pair[1] = Some(Box::new(odd(Some(Gc::new(mc, 2)))));
+            o.res = Ok(Box::new(odd(Some(Gc::new(mc, 4)))));
+            o.tup.1 = Some(Box::new(odd(Some(Gc::new(mc, 8)))));
+            o.cell = GcRefCell::new(vec![odd(Some(Gc::new(mc, 16))), odd(Some(Gc::new(mc, 32)))]);
+            root.set(mc, Some(Gc::new(mc, o)));
+            // Garbage beside it.
+            for i in 0..1000 {
+                Gc::new(mc, i as u64);
+            }
+        });
+        for _ in 0..3 {
+            m.collect();
+            m.mutate(|mc, (root, errs)| {
+                assert_eq!(sum(&root.get().unwrap()), 63, "verify={verify}");
+                assert_eq!(err_leaf(&errs.get().unwrap()), 64, "verify={verify}");
+                for i in 0..1000 {
+                    Gc::new(mc, i as u64);
+                }
+            });
+        }
+        let freed = heap.stats().objects_freed;
+        assert!(freed >= 2000, "verify={verify}: {freed} objects freed");
+        m.mutate(|mc, (root, errs)| {
+            root.set(mc, None);
+            errs.set(mc, None);
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(heap.stats().marked_objects, 0, "verify={verify}");
+    }
+}

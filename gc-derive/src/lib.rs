@@ -76,7 +76,11 @@
 //!   `HashMap<K, M>`, `BTreeMap<K, M>`, `HashSet<M>`, `BTreeSet<M>`, with `M` the type
 //!   with its own parameters) are read this way, and the kit's bound (gc-core's sealed
 //!   `HoldsSelf`) checks the field's real type against them, so a look-alike is a compile
-//!   error, never a wrong answer; every other field keeps its own `NEEDS_TRACE`. Two types that
+//!   error, never a wrong answer. Any other field that names the type outside a `Gc`
+//!   (`[Option<Box<Self>>; 2]`, `Result<Box<Self>, E>`, a tuple, `GcRefCell<Vec<Self>>`, another
+//!   instance of it, a container of your own) enters as `true`, with no pointer words: its own
+//!   `NEEDS_TRACE` would ask for the type's, a cycle, and tracing is never wrong (it may scan
+//!   objects that hold no `Gc`). Every other field keeps its own `NEEDS_TRACE`. Two types that
 //!   hold each other through such containers are still a cycle the compiler reports: put a
 //!   `Gc` between them.
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
@@ -468,7 +472,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                 // in the type is reported once, at the field.
                 // A field that holds the type itself outside a `Gc` is traced by `trace`: its
                 // words would be read from the type's own constants (see `holds_self`).
-                let field_words = if holds_self(ty, &me) {
+                let field_words = if holds_self(ty, &me) || mentions_self(ty, name) {
                     quote!(::core::option::Option::None::<u64>)
                 } else {
                     quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS }
@@ -595,6 +599,10 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             quote_spanned! {ty.span()=>
                 || <Self as ::gc_core::Trace>::__DERIVE_KIT.needs_trace_holding_self::<Self, #ty>()
             }
+        } else if mentions_self(ty, name) {
+            // Its own `NEEDS_TRACE` would ask for this type's (a cycle the compiler reports):
+            // traced, which is never wrong (see `mentions_self`).
+            quote!(|| true)
         } else {
             quote_spanned! {ty.span()=> || <#ty as ::gc_core::Trace>::NEEDS_TRACE }
         }
@@ -672,8 +680,8 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 /// so a look-alike (a type of the user's named `Vec`, a type parameter that shadows the name) is
 /// a compile error, never a wrong answer. Other fields, the type itself inside a `Gc` included
 /// (a linked list's `Option<Gc<'gc, Self>>`, which keeps its pointer words), are left to their
-/// own `NEEDS_TRACE`: those that hold the type through a container whose constants depend on
-/// it stay a cycle the compiler reports, as before.
+/// own `NEEDS_TRACE`, or, if they name the type outside a `Gc`, count as traced
+/// ([`mentions_self`]).
 fn holds_self(ty: &Type, me: &str) -> bool {
     /// The last segment's name and its type arguments, for a plain path.
     fn container(ty: &Type) -> Option<(String, Vec<&Type>)> {
@@ -785,6 +793,59 @@ fn collect_projections(ty: &Type, params: &[&Ident], out: &mut Vec<Type>) {
 /// Whether `ty` is one of the type parameters `params` (written as a plain name).
 fn mentions_param(ty: &Type, params: &[&Ident]) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && params.iter().any(|&n| p.path.is_ident(n)))
+}
+
+/// Whether `ty` names the type being derived (`Self`, or a path whose last segment is its name
+/// `name`, with any arguments) other than inside a `Gc<…>`: a field that holds the type in a
+/// shape [`holds_self`] does not read through (`[Option<Box<Self>>; 2]`, `Result<Box<Self>, E>`,
+/// a tuple, `GcRefCell<Vec<Self>>`, another instance `Box<Node<'gc, u8>>`, a container of the
+/// user's own). Its `NEEDS_TRACE` would depend on the type's own, being computed, so the
+/// derive does not ask for it: the field counts as traced and without pointer words. That is
+/// never wrong (a traced object is scanned by its `trace`, which reports the field's edges
+/// through the field type's own impl); at most it scans objects that hold no `Gc` (a type
+/// with no `Gc` at any depth, holding itself through such a shape, is scanned instead of
+/// noscan). A `Gc<'gc, Self>` is a pointer whose constants do not depend on what it points to,
+/// so it keeps them. A name hidden behind a type alias or a macro is not seen (the compiler's
+/// cycle error stays).
+fn mentions_self(ty: &Type, name: &Ident) -> bool {
+    match ty {
+        Type::Path(p) => {
+            if let Some(q) = &p.qself
+                && mentions_self(&q.ty, name)
+            {
+                return true;
+            }
+            let Some(last) = p.path.segments.last() else {
+                return false;
+            };
+            if last.ident == "Self" || last.ident == *name {
+                return true;
+            }
+            if last.ident == "Gc" {
+                return false;
+            }
+            p.path.segments.iter().any(|seg| match &seg.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
+                    syn::GenericArgument::Type(t) => mentions_self(t, name),
+                    syn::GenericArgument::AssocType(a) => mentions_self(&a.ty, name),
+                    _ => false,
+                }),
+                syn::PathArguments::Parenthesized(a) => {
+                    a.inputs.iter().any(|t| mentions_self(t, name))
+                        || matches!(&a.output, syn::ReturnType::Type(_, t) if mentions_self(t, name))
+                }
+                syn::PathArguments::None => false,
+            })
+        }
+        Type::Array(a) => mentions_self(&a.elem, name),
+        Type::Slice(a) => mentions_self(&a.elem, name),
+        Type::Paren(a) => mentions_self(&a.elem, name),
+        Type::Group(a) => mentions_self(&a.elem, name),
+        Type::Ptr(a) => mentions_self(&a.elem, name),
+        Type::Reference(a) => mentions_self(&a.elem, name),
+        Type::Tuple(t) => t.elems.iter().any(|t| mentions_self(t, name)),
+        _ => false,
+    }
 }
 
 /// Whether `ty` is written as an unsized type (a slice, `str`, a trait object): the tail of a
@@ -1344,14 +1405,32 @@ mod tests {
             "{s}"
         );
         // A longer path, another instance of the type, or a container the derive does not know
-        // is not read through: left to the compiler (which reports the cycle if there is one).
+        // is not read through: a field naming the type outside a `Gc` counts as traced, with no
+        // pointer words (its own constants would ask for the type's: a cycle).
         let s = ok("struct T { a: Box<other::T> }");
+        assert!(s.contains("constNEEDS_TRACE:bool={false||true};"), "{s}");
         assert!(
-            s.contains("<Box<other::T>as::gc_core::Trace>::NEEDS_TRACE"),
+            !s.contains("<Box<other::T>as::gc_core::Trace>::NEEDS_TRACE"),
             "{s}"
         );
         let s = ok("enum P<'gc, T> { Leaf(T), Wrap(Box<P<'gc, Gc<'gc, u64>>>) }");
         assert!(!s.contains("needs_trace_holding_self"), "{s}");
+        assert!(
+            s.contains("false||<Tas::gc_core::Trace>::NEEDS_TRACE||true};"),
+            "{s}"
+        );
+        let s = ok(
+            "struct S<'gc> { a: [Option<Box<Self>>; 2], b: (u8, Box<S<'gc>>), \
+                    c: Result<Box<Self>, String>, d: Option<Gc<'gc, Self>>, e: u64 }",
+        );
+        assert!(
+            s.contains(
+                "false||true||true||true||<Option<Gc<'gc,Self>>as::gc_core::Trace>::NEEDS_TRACE\
+                 ||<u64as::gc_core::Trace>::NEEDS_TRACE};"
+            ),
+            "{s}"
+        );
+        assert_eq!(s.matches("Option::None::<u64>").count(), 3, "{s}");
         let s = ok("enum O<'gc> { W(GcEphemeronTable<'gc, O<'gc>, u8>), H(Holder<Self>) }");
         assert!(!s.contains("needs_trace_holding_self"), "{s}");
         let s = ok("struct B { a: Option<Box<Self>>, b: Box<[B]>, c: Vec<(u8, Self)> }");

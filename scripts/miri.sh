@@ -27,7 +27,7 @@ cargo +nightly miri test -p gc-core --test concurrent -- held_marker
 cargo +nightly miri test -p gc-core --test concurrent -- assists_offer
 # Noscan objects reached from arrays, whose marks are set a mark word at a time: each marked
 # and counted once, with one stop-the-world worker, two, and concurrent marking.
-cargo +nightly miri test -p gc-core --test parallel_mark -- noscan_objects
+cargo +nightly miri test -p gc-core --test parallel_mark -- noscan_objects trees_and_objects
 # GcRefCell: a mutable borrow held across STW 1 by a blocked scope while the marker skips the
 # value, and the borrow rules (the held-marker test, 16 heaps, did not finish in 20 minutes).
 cargo +nightly miri test -p gc-core --test refcell -- a_borrow_held borrows_conflict

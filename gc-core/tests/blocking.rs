@@ -268,6 +268,86 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
     a.join().unwrap();
 }
 
+/// A scope blocked across STW 1 stores locals it made before the cycle (white, known to
+/// nothing but its Rust variables) into an object the marker has already scanned (reached
+/// from another mutator's roots) and as a new array's initial value, after the marker has
+/// drained everything it can reach: the stores must shade them (the insertion half of the
+/// hybrid barrier, which only such a scope needs; `shade_init` for the array), or the cycle
+/// frees them while they are reachable. (The blocked scope's own root object is no such
+/// object: it is scanned when the scope ends.)
+#[test]
+fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
+    type FreshM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>>>];
+    for verify in [true, false] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (stash_tx, stash_rx) = mpsc::channel();
+        let (blocked_tx, blocked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let a = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut m: Mutator<FreshM> = heap.mutator(|_| GcCell::new(None));
+                let existing: Stash<ObjM> = m.mutate(|mc, _| {
+                    let o = Gc::new(
+                        mc,
+                        Obj {
+                            id: u64::MAX,
+                            check: check_of(u64::MAX),
+                            next: GcCell::new(None),
+                        },
+                    );
+                    mc.stash(o)
+                });
+                stash_tx.send(existing.clone()).unwrap();
+                m.mutate(|mc, fresh| {
+                    let (l1, l3) = (chain(mc, 0, LEN), chain(mc, 20_000, LEN));
+                    blocked_tx.send(()).unwrap();
+                    mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
+                        .expect("never released");
+                    assert!(mc.debug_marking(), "the cycle ended during the block");
+                    existing.fetch(mc).next.set(mc, Some(l1));
+                    fresh.set(mc, Some(GcArray::new(mc, 3, Some(l3))));
+                });
+                done_tx.send(()).unwrap();
+                check_rx.recv().unwrap();
+                m.mutate(|mc, fresh| {
+                    check_chain(existing.fetch(mc).next.get(), 0, LEN);
+                    let a = fresh.get().unwrap();
+                    for i in 0..3 {
+                        check_chain(a.get(i), 20_000, LEN);
+                    }
+                    // Whatever was freed is reused.
+                    for i in 0..LEN * 4 {
+                        chain(mc, 100_000 + i, 1);
+                    }
+                    check_chain(existing.fetch(mc).next.get(), 0, LEN);
+                });
+            })
+        };
+        let existing: Stash<ObjM> = stash_rx.recv().unwrap();
+        let mut b = mutator(&heap);
+        // Reached from `b`'s roots, which the cycle scans while the blocked scope is out.
+        b.mutate(|mc, root| root.keep.set(mc, Some(existing.fetch(mc))));
+        drop(existing);
+        blocked_rx.recv().unwrap();
+        heap.debug_hold_marking(true);
+        heap.debug_start_cycle();
+        wait_for_marking(&mut b);
+        // Let the marker drain what it can reach (the object included) before the stores; the
+        // blocked scope keeps the cycle from ending.
+        heap.debug_hold_marking(false);
+        std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 50 }));
+        go_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        b.collect();
+        b.collect();
+        check_tx.send(()).unwrap();
+        a.join().unwrap();
+    }
+}
+
 #[test]
 fn stop_the_world_collector_waits_for_blocked_scopes() {
     let heap = Heap::new(Config::default().concurrent(false).verify(true)).unwrap();

@@ -1501,3 +1501,57 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
         );
     }
 }
+
+/// An `insert` that overwrites an entry returns the old value, which the table held alone:
+/// kept in a new object (whose initial values are not shaded: the scope began after STW 1, so
+/// everything it can name is in the snapshot, this value through the table), it must be shaded
+/// by the insert (the deletion half of the barrier), or the marker, reaching the table after
+/// the overwrite, never finds it. Concurrent marking, verify mode on and off.
+#[test]
+fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        m.mutate(|mc, r| {
+            let k = node(mc, 1, &drops);
+            r.keys.push(mc, Some(k));
+            r.table.insert(mc, k, node(mc, 2, &drops));
+            // The replacement, made now: an allocation during marking may assist, and the
+            // assist may scan the table before the overwrite.
+            r.keys.push(mc, Some(node(mc, 3, &drops)));
+        });
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        m.mutate(|mc, r| {
+            let k = r.keys.get(0).unwrap().unwrap();
+            let new = r.keys.get(1).unwrap().unwrap();
+            let old = r.table.insert(mc, k, new).unwrap();
+            assert_eq!(old.id, 2);
+            let holder = Gc::new(
+                mc,
+                Node {
+                    id: 4,
+                    _tracker: None,
+                    next: GcCell::new(Some(old)),
+                },
+            );
+            r.keys.push(mc, Some(holder));
+        });
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.collect();
+        m.mutate(|mc, r| {
+            // Whatever was freed is reused.
+            for i in 0..1000 {
+                Gc::new(mc, i as u64);
+            }
+            let holder = r.keys.get(2).unwrap().unwrap();
+            assert_eq!(holder.next.get().unwrap().id, 2, "verify={verify}");
+        });
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "verify={verify}: a live node dropped"
+        );
+    }
+}

@@ -1111,6 +1111,43 @@ mod tests {
         );
     }
 
+    /// The only marker (`Marking::Alone`) drained on a small budget, as a marker that checks
+    /// for pauses between slices would be: the object it keeps out of its stack to scan next
+    /// (`Tracer::drain_stack`) goes back on the stack when a slice ends, so every object of a
+    /// tree is marked, once.
+    #[test]
+    fn a_lone_marker_on_a_budget_marks_every_object() {
+        #[derive(crate::Trace)]
+        struct Node<'gc> {
+            left: Option<crate::Gc<'gc, Node<'gc>>>,
+            right: Option<crate::Gc<'gc, Node<'gc>>>,
+        }
+        fn tree<'gc>(mc: &crate::Mutation<'gc>, depth: u32) -> crate::Gc<'gc, Node<'gc>> {
+            let kid = |mc| (depth > 0).then(|| tree(mc, depth - 1));
+            let (left, right) = (kid(mc), kid(mc));
+            crate::Gc::new(mc, Node { left, right })
+        }
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
+        let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
+        // A tracer marks the tree outside any cycle, which no collection follows (the heap is
+        // dropped after).
+        let root = m.mutate(|mc, r| {
+            let t = tree(mc, 8);
+            r.set(mc, Some(t));
+            t.object() as usize
+        });
+        let mut t = Tracer::marking(heap.shared(), Marking::Alone);
+        t.edge(root as *const Object);
+        let mut slices = 0;
+        while t.drain_budget(5) {
+            slices += 1;
+        }
+        assert!(slices > 100, "{slices} slices");
+        assert_eq!(t.marked.objects, (1 << 9) - 1, "every node marked once");
+        assert!(!t.has_grey());
+    }
+
     /// The mark log (what the ephemeron index reads): objects newly marked, once each, while
     /// logging; full, it stops and says so; no deferred marks meanwhile.
     #[test]

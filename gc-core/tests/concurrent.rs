@@ -1129,3 +1129,40 @@ fn churned_trees_beside_a_long_lived_one_in(verify: bool, span: bool) {
         assert_eq!(ids, (0..long_lived).collect::<Vec<_>>());
     });
 }
+
+/// Allocate one `[u64; N]` of each size listed (each its own type, so each its own span class
+/// and cache entry).
+macro_rules! one_of_each {
+    ($mc:ident; $($n:literal)*) => {
+        $( Gc::new($mc, [7u64; $n]); )*
+    };
+}
+
+/// Two hundred types allocated while marking: more span classes than the mutator's cache has
+/// entries (128), so entries are evicted with their windows mostly unused. A window loaded
+/// while marking has its free slots marked in advance (allocate-black); written back, the
+/// slots it did not hand out must lose those marks, or the sweep would take them for live
+/// objects (it stops the process on a marked free slot). Verify mode on and off; the garbage
+/// is reclaimed.
+#[test]
+fn cache_entries_evicted_while_marking_give_back_their_unused_slots() {
+    type R = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, u64>>>];
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|_| GcCell::new(None));
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        m.mutate(|mc, _| {
+            one_of_each!(mc; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159 160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195 196 197 198 199 200);
+        });
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.collect();
+        let s = heap.stats();
+        assert!(
+            s.objects_freed >= 200,
+            "verify={verify}: {} freed",
+            s.objects_freed
+        );
+        assert_eq!(s.marked_objects, 0, "verify={verify}");
+    }
+}

@@ -1384,6 +1384,7 @@ struct Holder<'gc> {
     ballast: GcArray<'gc, Option<Gc<'gc, u64>>>,
     queue: GcCell<'gc, Option<GcFinalizers<'gc, Holder<'gc>>>>,
     next: GcCell<'gc, Option<Gc<'gc, Holder<'gc>>>>,
+    weak: GcCell<'gc, Option<GcWeak<'gc, Holder<'gc>>>>,
 }
 
 #[derive(Trace)]
@@ -1394,15 +1395,16 @@ struct HolderRoot<'gc> {
 }
 
 /// An object that was unreachable when marking first completed, registered with a queue that
-/// only a resurrected object reaches, is decided by a later resurrection round; if the program
-/// gets it back through a weak reference before that round (the concurrent collector marks
-/// with the world running between rounds), it is alive: it is not queued in that cycle, and
-/// the weak reference keeps working while the program holds it (as Go runs no finalizer of an
-/// object a weak pointer handed back). It was queued anyway, and the reference went dead while
-/// the object was held. Otherwise (stop-the-world marking runs every round in the pause) the
-/// round queues it and the reference reads as dead.
+/// only a resurrected object reaches, is decided by a later resurrection round. Between the
+/// rounds (the concurrent collector marks with the world running) a weak reference made before
+/// the first round cannot hand it back: it was dead when marking completed, and the later
+/// round queues it, as the first round queued the object that reaches its queue. (An earlier
+/// version handed it out and kept it from being queued, which made it alive; the same upgrade
+/// of an object that merely *reaches* a queued one could not be undone, see
+/// `a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object`.) The
+/// stop-the-world collector runs every round in the pause, with the same answer.
 #[test]
-fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
+fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_rounds() {
     const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
     for config in settings() {
         let what = format!("{config:?}");
@@ -1415,7 +1417,12 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
             weak: GcCell::new(None),
         });
         let mut between_rounds = 0;
-        for round in 0..4u64 {
+        // Four rounds, and more (up to 32) until one upgrade lands between the resurrection
+        // rounds in the concurrent settings: a loaded machine may delay the mutator past them.
+        let mut rounds = 0u64;
+        while rounds < 4 || (rounds < 32 && concurrent && !cfg!(miri) && between_rounds == 0) {
+            let round = rounds;
+            rounds += 1;
             m.mutate(|mc, r| {
                 let holder = |id, n| {
                     let ballast = GcArray::new(mc, n, None);
@@ -1430,6 +1437,7 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
                             ballast,
                             queue: GcCell::new(None),
                             next: GcCell::new(None),
+                            weak: GcCell::new(None),
                         },
                     )
                 };
@@ -1450,11 +1458,9 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
             let (early, upgraded) = loop {
                 let seen = m.mutate(|mc, r| {
                     let a = r.queue.pop(mc)?;
+                    r.kept.push(mc, Some(a));
                     let early = a.queue.get().unwrap().is_empty();
                     let y = r.weak.get().unwrap().upgrade(mc);
-                    if let Some(y) = y {
-                        r.kept.push(mc, Some(y));
-                    }
                     Some((early, y.is_some()))
                 });
                 if let Some(s) = seen {
@@ -1463,20 +1469,23 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
                 std::hint::spin_loop();
             };
             collector.join().unwrap();
-            m.collect();
+            between_rounds += early as usize;
+            assert!(
+                !upgraded,
+                "{what}: `y`, dead at the first completion, upgraded"
+            );
             m.mutate(|mc, r| {
-                let up = r.weak.get().unwrap().upgrade(mc);
-                if early {
-                    between_rounds += 1;
-                    assert!(upgraded, "{what}: `y` upgrades before its round");
-                    let kept = r.kept.get(r.kept.len() - 1).flatten().unwrap();
-                    assert!(
-                        up.is_some_and(|y| y.id == kept.id),
-                        "{what}: the weak reference to `y`, held, reads as dead"
-                    );
-                } else {
-                    assert!(!upgraded && up.is_none(), "{what}: `y` was queued");
-                }
+                assert!(
+                    r.weak.get().unwrap().upgrade(mc).is_none(),
+                    "{what}: the weak reference to `y` reads as alive"
+                );
+                let a = r.kept.get(r.kept.len() - 1).flatten().unwrap();
+                let popped = a.queue.get().unwrap().pop(mc);
+                assert_eq!(
+                    popped.map(|y| y.id),
+                    Some(2 * round + 1),
+                    "{what}: `y` was not queued with `a`"
+                );
             });
         }
         if concurrent && !cfg!(miri) {
@@ -1495,8 +1504,125 @@ fn an_object_upgraded_between_resurrection_rounds_is_not_finalized() {
             m.collect();
         }
         assert_eq!(
-            drops.load(Ordering::SeqCst),
-            8,
+            drops.load(Ordering::SeqCst) as u64,
+            2 * rounds,
+            "{what}: every object freed once"
+        );
+    }
+}
+
+/// An object `k` with no finalizer, reachable only through a weak reference, points to `y`,
+/// registered with a live queue; another object `a`, registered too, carries a large ballast,
+/// so that marking what `a`'s resurrection reaches takes a while. Both `a` and `y` are dead
+/// when marking first completes and are queued by the first round. Once `a` has been popped
+/// (the round has run), upgrading the weak reference to `k` must fail: `k` was dead, and
+/// handing it out would give the program `y`, an object queued for finalization, through an
+/// ordinary path (its finalizer would run while it is reachable, and any older weak reference
+/// to `y` would be cleared while the program holds it). The concurrent collector resumes
+/// marking with the world running after the round, which is when the upgrade lands; the
+/// stop-the-world one has cleared the reference by then. The same holds for a weak reference
+/// that only `a` reaches (its box is dead too when marking first completes) to another dead
+/// object.
+#[test]
+fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object() {
+    const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
+    for config in settings() {
+        let what = format!("{config:?}");
+        let concurrent = config.get_concurrent();
+        let heap = Heap::new(config).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => HolderRoot<'gc>]> = heap.mutator(|mc| HolderRoot {
+            queue: GcFinalizers::new(mc),
+            kept: GcVec::new(mc),
+            weak: GcCell::new(None),
+        });
+        let mut resumed = 0;
+        // As in the test above: more rounds until one lands while marking resumed.
+        let mut rounds = 0u64;
+        while rounds < 4 || (rounds < 32 && concurrent && !cfg!(miri) && resumed == 0) {
+            let round = rounds;
+            rounds += 1;
+            m.mutate(|mc, r| {
+                let holder = |id, n| {
+                    let ballast = GcArray::new(mc, n, None);
+                    for i in 0..n {
+                        ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
+                    }
+                    Gc::new(
+                        mc,
+                        Holder {
+                            id,
+                            _tracker: Tracker(drops.clone()),
+                            ballast,
+                            queue: GcCell::new(None),
+                            next: GcCell::new(None),
+                            weak: GcCell::new(None),
+                        },
+                    )
+                };
+                let a = holder(4 * round, BALLAST);
+                let k = holder(4 * round + 1, 0);
+                let y = holder(4 * round + 2, 0);
+                k.next.set(mc, Some(y));
+                r.queue.register(mc, a);
+                r.queue.register(mc, y);
+                r.weak.set(mc, Some(k.downgrade(mc)));
+                // A weak reference that only `a` reaches, to another dead object.
+                a.weak.set(mc, Some(holder(4 * round + 3, 0).downgrade(mc)));
+            });
+            let collector = {
+                let heap = heap.clone();
+                std::thread::spawn(move || heap.collect())
+            };
+            let (marking, k_upgraded) = loop {
+                let seen = m.mutate(|mc, r| {
+                    let a = r.queue.pop(mc)?;
+                    assert_eq!(a.id, 4 * round, "{what}: queued in registration order");
+                    let marking = mc.debug_marking();
+                    let k = r.weak.get().unwrap().upgrade(mc);
+                    if let Some(k) = k {
+                        // The program now holds `y` through `k`.
+                        r.kept.push(mc, k.next.get());
+                    }
+                    let other = a.weak.get().unwrap().upgrade(mc);
+                    r.kept.push(mc, other);
+                    Some((marking, k.is_some() || other.is_some()))
+                });
+                if let Some(s) = seen {
+                    break s;
+                }
+                std::hint::spin_loop();
+            };
+            collector.join().unwrap();
+            resumed += marking as usize;
+            assert!(
+                !k_upgraded,
+                "{what}: an object dead at the first completion upgraded after the round \
+                 (marking still running: {marking})"
+            );
+            // `y` was queued, and nothing but the queue holds it.
+            m.mutate(|mc, r| {
+                let y = r.queue.pop(mc).expect("`y` queued");
+                assert_eq!(y.id, 4 * round + 2, "{what}");
+                assert!(r.queue.pop(mc).is_none(), "{what}");
+            });
+        }
+        if concurrent && !cfg!(miri) {
+            assert!(
+                resumed > 0,
+                "{what}: no upgrade landed while marking resumed"
+            );
+        }
+        m.mutate(|mc, r| {
+            while r.kept.pop(mc).is_some() {}
+            r.weak.set(mc, None);
+        });
+        for _ in 0..4 {
+            m.collect();
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst) as u64,
+            4 * rounds,
             "{what}: every object freed once"
         );
     }

@@ -50,7 +50,10 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 ///   is freed while a queued or resurrected object reaches it.
 /// * **Weak references** to an object read as dead from the cycle that queues it
 ///   ([`GcWeak::upgrade`](crate::GcWeak::upgrade) returns `None`, as Go's weak pointers do once
-///   a finalizer is queued), even if the finalizer stores it again. A weak reference made
+///   a finalizer is queued), even if the finalizer stores it again, and so do those to
+///   everything that was unreachable with it (what only queued objects reach included, as
+///   Java and Lua clear them): no weak reference hands the program an object through which it
+///   could reach one being finalized. A weak reference made
 ///   *after* it was queued (from the popped object) is an ordinary one, whenever in the cycle
 ///   it is made, until the object is queued again (an object registered twice may be queued
 ///   twice in one cycle). An
@@ -58,9 +61,7 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 /// * **A queue that dies** takes its registrations with it: objects registered with an
 ///   unreachable queue are freed without being queued. A queue that only an object resurrected
 ///   in the same cycle reaches (a queue kept in a finalized object) is alive: its dead
-///   objects are queued on it in that cycle too, unless the program got one back through a
-///   weak reference first (possible while the concurrent collector marks what the
-///   resurrected objects reach): that one is alive and stays registered.
+///   objects are queued on it in that cycle too.
 /// * **Teardown**: objects still registered or queued when the heap is dropped are dropped
 ///   without finalization (a finalizer needs a mutation scope); use cleanups for what must
 ///   run exactly once.

@@ -43,11 +43,24 @@
 //! resurrected set, and the weak-clearing window clears references to them. Only references
 //! made before: one made from the popped object (while marking resumes, or in the window) is
 //! an ordinary reference; each weak box records how many rounds had queued objects when it
-//! was made ([`Finalization::queued_since`]). An object set aside for a later round (its queue
-//! not marked yet) that an upgrade hands out while marking resumes is held again, so alive:
-//! the upgrade clears its "dead" flag ([`Finalization::upgraded`]) and the round registers it
-//! again instead of queueing it, as Go runs no finalizer of an object a weak pointer handed
-//! back. An ephemeron entry
+//! was made ([`Finalization::queued_since`]).
+//!
+//! A first round that queues objects makes marking resume after it, with the world running in
+//! the concurrent collector, and from then on *every* weak reference whose target that
+//! marking left unmarked is dead, not only those to queued objects: the round puts those
+//! targets into the same set (a walk of the weak registry in the pause, a mark-bit test per
+//! reference). Otherwise an upgrade between the rounds could hand out an object that was dead
+//! (it would be shaded, so alive again) and, through it, an object already queued or set aside
+//! for a later round: the program would hold an object whose finalizer runs, and see older weak
+//! references to it cleared while it holds it. So the set is the objects not strongly
+//! reachable when marking first completed, as Java and Lua clear weak references to objects
+//! reachable only through objects being finalized; a later round decides a set-aside
+//! registration by its object's first mark, and no upgrade can have made that object alive
+//! since. (Go marks what a finalizable object reaches in the same mark phase, so weak pointers
+//! to those objects stay valid there; gc-core resurrects after marking, and the objects
+//! resurrection reaches are dead to weak references made before.)
+//!
+//! An ephemeron entry
 //! keyed by a resurrected object stays (its key is marked), as Lua keeps resurrected keys in
 //! weak-keyed tables until the next collection. Cleanups of a resurrected object wait until it
 //! is really freed.
@@ -63,6 +76,7 @@ use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
 use crate::gc::object::Object;
 use crate::gc::trace::Trace;
+use crate::gc::weak::WeakBox;
 
 /// A cleanup closure.
 pub(crate) type Cleanup = Box<dyn FnOnce() + Send + 'static>;
@@ -75,15 +89,13 @@ pub(crate) struct Finalization {
     /// During a cycle's resurrection rounds: the registrations whose queue was not marked when
     /// they were decided (see [`resurrect`]). Empty outside them.
     undecided: Mutex<Vec<Undecided>>,
-    /// The objects of `undecided` that were not marked as marking first left them, less those
-    /// a weak upgrade has handed out since ([`Finalization::upgraded`]): a later round queues
-    /// these. Empty outside the rounds.
+    /// The objects of `undecided` that were not marked as marking first left them: a later
+    /// round queues these. Empty outside the rounds.
     set_aside_dead: Mutex<HashSet<usize>>,
-    /// Whether `set_aside_dead` may be non-empty (the upgrade's fast path).
-    any_set_aside_dead: AtomicBool,
-    /// The objects queued for finalization this cycle, each with the number of the round that
-    /// queued it: filled at mark termination, emptied after the weak-clearing window closed
-    /// (module docs).
+    /// The objects dead to weak references this cycle (queued for finalization, or a weak
+    /// reference's target that marking left unmarked before a first round that queued
+    /// something), each with the number of the round that put it here: filled at mark
+    /// termination, emptied after the weak-clearing window closed (module docs).
     resurrected: RwLock<HashMap<usize, u64>>,
     any_resurrected: AtomicBool,
     /// Resurrection rounds that queued objects, in all cycles (a weak box records the count
@@ -126,16 +138,6 @@ impl Finalization {
     pub(crate) fn queued_since(&self, born: u64, p: usize) -> bool {
         self.any_resurrected.load(Ordering::Acquire)
             && self.resurrected.read().get(&p).is_some_and(|&r| r > born)
-    }
-
-    /// `GcWeak::upgrade` handed out `p` while marking: if `p` was not marked when marking first
-    /// completed and its registration waits for a later round (its queue was not marked then),
-    /// it is alive now, held by the program, and that round must not queue it. Rounds run in
-    /// stops and upgrades in scopes, so the next round sees this.
-    pub(crate) fn upgraded(&self, p: usize) {
-        if self.any_set_aside_dead.load(Ordering::Acquire) {
-            self.set_aside_dead.lock().remove(&p);
-        }
     }
 
     /// Start of a cycle (STW 1).
@@ -217,7 +219,9 @@ pub(crate) struct Undecided {
 /// after marking has completed again for what the last round resurrected, takes the set-aside
 /// registrations whose queue is marked now and decides them by their object's first mark;
 /// [`abandon_undecided`] drops the rest once a round queues nothing (their queues are dead:
-/// nobody could pop their objects).
+/// nobody could pop their objects). A first round that queues objects also makes every weak
+/// reference's unmarked target dead to weak references made before it (module docs), which
+/// the later rounds rely on: no upgrade hands out an object the first marks left dead.
 pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     let f = &h.finalize;
     let mut dead = Vec::new();
@@ -240,9 +244,6 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
             }
             true
         });
-        if !set_aside_dead.is_empty() {
-            f.any_set_aside_dead.store(true, Ordering::Release);
-        }
     } else {
         let mut undecided = f.undecided.lock();
         let set_aside_dead = f.set_aside_dead.lock();
@@ -271,6 +272,22 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     let mut set = f.resurrected.write();
     let n = dead.len() as u64;
     let round = f.rounds.fetch_add(1, Ordering::AcqRel) + 1;
+    if first {
+        // Marking resumes after this round (with the world running in the concurrent
+        // collector): from now on every weak reference whose target marking left unmarked is
+        // dead, whatever later marking of resurrected objects reaches (module docs).
+        // Every box, marked or not: one that only a resurrected object reaches can be upgraded
+        // from that object once it is popped.
+        for &ObjAddr(b) in h.weaks.lock().iter() {
+            // SAFETY: registered objects are `WeakBox`es, and each is allocated: a box leaves
+            // the registry in the weak clearing of the cycle that finds it dead, before that
+            // cycle's sweep may free it, and nothing of this cycle has been swept yet.
+            let target = unsafe { &*(b as *const WeakBox) }.target();
+            if !target.is_null() && !t.is_marked(target) {
+                set.entry(target as usize).or_insert(round);
+            }
+        }
+    }
     for (q, o) in dead {
         // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is
         // marked, so alive.
@@ -293,7 +310,6 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
 pub(crate) fn abandon_undecided(h: &Shared) {
     let f = &h.finalize;
     f.undecided.lock().clear();
-    f.any_set_aside_dead.store(false, Ordering::Release);
     f.set_aside_dead.lock().clear();
 }
 

@@ -68,7 +68,8 @@ pub(crate) fn register(h: &Shared, b: *const Object) {
 /// weakly at STW 1, and is strongly held again); and a cycle that starts later cannot finish
 /// marking before this scope ends (also across a blocking region: see `gc::blocking`). A
 /// target queued for finalization in the current cycle is refused: it is dead to weak
-/// references from then on (`gc::finalize`). The set of queued objects is filled while
+/// references from then on (`gc::finalize`), as is, once a first resurrection round has queued
+/// objects, any target marking left unmarked before it. The set of these objects is filled while
 /// marking completes, and emptied once the weak-clearing window has closed (by which time the
 /// reference has been cleared), so it is tested twice: as part of the decision made with the
 /// window pinned (after the pin is released the window may close and the set be emptied, and
@@ -86,9 +87,6 @@ pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*c
     }
     if h.mark.marking.load(Ordering::Relaxed) {
         crate::gc::barrier::record(h, scope, ObjAddr(p));
-        // Between resurrection rounds: a target whose finalization a later round decides is
-        // held again, so not dead (`gc::finalize`).
-        h.finalize.upgraded(p as usize);
     }
     Some(p)
 }

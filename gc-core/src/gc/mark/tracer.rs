@@ -50,7 +50,9 @@
 //! always calls `trace`, so that it checks the words against it. [`Tracer::drain`] scans queued
 //! spans, grey large objects and array chunks until none is left; a marker offers half its
 //! spans (or its stack) to the shared [`MarkWork`] queue when the queue is empty (see
-//! `gc::mark::work` for when each kind of marker does).
+//! `gc::mark::work` for when each kind of marker does). A depth-first drain that keeps leaving
+//! the hot page (a heap reached in random address order) takes its objects through a small
+//! prefetch ring instead of straight off the stack ([`Tracer::judge_window`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,6 +139,15 @@ pub struct Tracer {
     /// of its keys are among them: `gc::ephemeron`).
     mark_log: Vec<usize>,
     log_cap: usize,
+    /// Marking: edges whose span a drain loop looked up through the page map (the hot page
+    /// missed), and whether the depth-first drain loop takes its objects through a prefetch
+    /// ring ([`Tracer::drain_until`] decides, a window of work at a time).
+    misses: usize,
+    ring: bool,
+    /// The work count and misses when the current window began, and the windows judged for
+    /// the ring so far.
+    window: (usize, usize),
+    ring_windows: usize,
 }
 
 /// The page of the last object whose span a marking tracer found through the page map, and
@@ -205,6 +216,59 @@ const LOG: u8 = 8;
 /// Grey objects scanned by their type's `trace` one after another on the general path of a
 /// drain, before its local-state loop is tried again (`Tracer::drain_until`).
 const TRACED_RUN: usize = 64;
+
+/// Objects a depth-first drain loop in ring mode takes off its grey stack ahead of scanning
+/// them, each prefetched when taken (`Ring`).
+const PREFETCH_RING: usize = 8;
+
+/// Work units (`Tracer::drain_until`) after which a depth-first drain loop judges its hot-page
+/// misses again, and the share of them (one miss per this many units) past which it takes its
+/// objects through the prefetch ring.
+const ORDER_WINDOW: usize = 1024;
+const RING_MISSES: usize = 8;
+
+/// Grey objects taken off the stack and prefetched, scanned oldest first (`Tracer::drain_stack`
+/// in ring mode): each object's cache miss overlaps the scans of the ones before it.
+struct Ring {
+    slots: [Option<Grey>; PREFETCH_RING],
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new() -> Ring {
+        Ring {
+            slots: [None; PREFETCH_RING],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, g: Grey) {
+        debug_assert!(self.len < PREFETCH_RING);
+        self.slots[(self.head + self.len) % PREFETCH_RING] = Some(g);
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    fn pop(&mut self) -> Option<Grey> {
+        if self.len == 0 {
+            return None;
+        }
+        let g = self.slots[self.head].take();
+        self.head = (self.head + 1) % PREFETCH_RING;
+        self.len -= 1;
+        g
+    }
+
+    /// Put the objects back on `stack` (the ring is empty after).
+    fn drain_into(&mut self, stack: &mut Vec<Grey>) {
+        while let Some(g) = self.pop() {
+            stack.push(g);
+        }
+    }
+}
 
 /// Elements of an array a marker scans as one unit (Go splits objects into 128 KiB "oblets" for
 /// the same reason): a large array is scanned in pieces between which the marker checks for a
@@ -280,6 +344,10 @@ impl Tracer {
             hot: HotSpan::none(arena.base()),
             mark_log: Vec::new(),
             log_cap: 0,
+            misses: 0,
+            ring: false,
+            window: (0, 0),
+            ring_windows: 0,
         }
     }
 
@@ -415,6 +483,7 @@ impl Tracer {
         }
         self.hot.page = page;
         self.hot.span = span;
+        self.misses += 1;
         span
     }
 
@@ -805,11 +874,16 @@ impl Tracer {
     fn drain_until(&mut self, end: usize) -> bool {
         while self.work < end {
             if !self.span_local && (self.mode == EXCLUSIVE || self.mode == DEFERRED) {
-                let traced = if self.mode == EXCLUSIVE {
-                    self.drain_stack::<true>(end)
-                } else {
-                    self.drain_stack::<false>(end)
+                // Run to the end of the current window of work at most, then judge the window
+                // if it is complete (slices of a budget add up to windows).
+                let window_end = end.min(self.window.0.saturating_add(ORDER_WINDOW));
+                let traced = match (self.mode == EXCLUSIVE, self.ring) {
+                    (true, false) => self.drain_stack::<true, false>(window_end),
+                    (true, true) => self.drain_stack::<true, true>(window_end),
+                    (false, false) => self.drain_stack::<false, false>(window_end),
+                    (false, true) => self.drain_stack::<false, true>(window_end),
                 };
+                self.judge_window();
                 if traced {
                     // A run of objects scanned by their `trace` (an interpreter's heap is
                     // mostly such objects) on the general path, before trying again.
@@ -834,6 +908,22 @@ impl Tracer {
         true
     }
 
+    /// Whether the depth-first drain loop takes its objects through the prefetch ring: at the
+    /// end of each window of [`ORDER_WINDOW`] work units, yes if more than one unit in
+    /// [`RING_MISSES`] was an edge off the hot page (a heap reached in random address order,
+    /// where each object is a cache miss), else no (a heap reached in address order, where the
+    /// depth-first order is what keeps the next object in cache).
+    #[inline]
+    fn judge_window(&mut self) {
+        let (work0, misses0) = self.window;
+        let done = self.work - work0;
+        if done >= ORDER_WINDOW {
+            self.ring = (self.misses - misses0) * RING_MISSES > done;
+            self.ring_windows += self.ring as usize;
+            self.window = (self.work, self.misses);
+        }
+    }
+
     /// Pop and scan the grey stack of a depth-first marker in the [`EXCLUSIVE`] or
     /// [`DEFERRED`] mode (`EXCL`: the former) until it is empty or the work count reaches
     /// `end`, with what every object's scan updates — the stack, the work count, the hot page,
@@ -847,8 +937,15 @@ impl Tracer {
     /// and a pop less per object that greys one: another 10%; with deferred marks, whose batch
     /// takes the registers, it made two workers 13% slower). Stops at an object whose type has
     /// no pointer words, leaving it on the stack; returns whether it did.
+    ///
+    /// `RING`: objects are taken off the stack into a [`Ring`] of [`PREFETCH_RING`], prefetched
+    /// as they are taken and scanned oldest first, so that on a heap reached in random address
+    /// order each object's cache miss overlaps the scans of the ones before it (the only
+    /// marker's kept-out object is not used then). [`Tracer::judge_window`] picks the mode; the
+    /// ring's objects go back on the stack wherever the state is written back. The marked
+    /// counts of the only marker are one scalar per hot span (`hot_marked`).
     #[inline(never)]
-    fn drain_stack<const EXCL: bool>(&mut self, end: usize) -> bool {
+    fn drain_stack<const EXCL: bool, const RING: bool>(&mut self, end: usize) -> bool {
         debug_assert!(!self.span_local && self.mode == if EXCL { EXCLUSIVE } else { DEFERRED });
         let exclusive = EXCL;
         // SAFETY: the arena outlives the tracer (see the field).
@@ -865,8 +962,28 @@ impl Tracer {
         let mut hot = self.hot;
         let mut batch = std::mem::replace(&mut self.batch, MarkBatch::new());
         let mut marked = std::mem::take(&mut self.marked);
+        // EXCL: objects marked in the hot span since it became hot, counted into `marked` when
+        // it stops being hot and when the state is put back: kept as one scalar, because the
+        // two counts of `marked` added per mark were a vector the compiler copied between two
+        // stack slots every iteration (a store-to-load chain per object).
+        let mut hot_marked = 0usize;
+        macro_rules! count_hot {
+            () => {
+                if hot_marked != 0 {
+                    // SAFETY: the hot span, non-null since an object was marked in it, is kept
+                    // from being freed while this cycle's marking lasts (see `HotSpan`).
+                    marked.bytes += hot_marked * unsafe { (*hot.span).elem_size };
+                    marked.objects += hot_marked;
+                    #[allow(unused_assignments)]
+                    {
+                        hot_marked = 0;
+                    }
+                }
+            };
+        }
         macro_rules! put_back {
             () => {
+                count_hot!();
                 self.stack = std::mem::take(&mut stack);
                 self.work = work;
                 self.hot = hot;
@@ -886,26 +1003,42 @@ impl Tracer {
         // The object to scan next: the last one greyed by the object before, kept out of the
         // stack (a push and a pop less for every object that greys one).
         let mut next: Option<Grey> = None;
+        // RING: the objects to scan next, taken off the stack and prefetched ahead.
+        let mut ring = Ring::new();
         while work < end {
             if let Some(w) = share
                 && (stack.len() > SHARE_MIN || self.spans.len() > 1 || !self.chunks.is_empty())
                 && w.hungry()
             {
                 stack.extend(next.take());
+                ring.drain_into(&mut stack);
                 put_back!();
                 self.offer(w, SHARE_MIN);
                 take_back!();
             }
-            let Some(g) = next.take().or_else(|| stack.pop()) else {
-                break;
+            let g = if RING {
+                while ring.len < PREFETCH_RING {
+                    let Some(g) = stack.pop() else { break };
+                    crate::util::prefetch::prefetch(g.obj as usize);
+                    ring.push(g);
+                }
+                let Some(g) = ring.pop() else { break };
+                g
+            } else {
+                let Some(g) = next.take().or_else(|| stack.pop()) else {
+                    break;
+                };
+                // The object's cache miss starts now, not after its type's pointer words are
+                // read.
+                crate::util::prefetch::prefetch(g.obj as usize);
+                g
             };
-            // The object's cache miss starts now, not after its type's pointer words are read.
-            crate::util::prefetch::prefetch(g.obj as usize);
             work += 1;
             let mut words = g.info.pointer_words;
             if words == 0 {
                 // Scanned by its `trace`, which reports to the tracer itself: left to the
                 // general path (see `drain_until`).
+                ring.drain_into(&mut stack);
                 stack.push(g);
                 work -= 1;
                 put_back!();
@@ -929,8 +1062,12 @@ impl Tracer {
                     if span.is_null() {
                         bug!("traced pointer {addr:#x} is not in an in-use span");
                     }
+                    if EXCL {
+                        count_hot!();
+                    }
                     hot.page = page;
                     hot.span = span;
+                    self.misses += 1;
                 }
                 #[cfg(debug_assertions)]
                 assert!(
@@ -944,10 +1081,7 @@ impl Tracer {
                 let i = span.slot_index(addr);
                 let newly = if exclusive {
                     let white = span.try_mark_exclusive(i);
-                    if white {
-                        marked.bytes += span.elem_size;
-                        marked.objects += 1;
-                    }
+                    hot_marked += white as usize;
                     white
                 } else {
                     batch.claim(span, i, &mut marked)
@@ -959,7 +1093,7 @@ impl Tracer {
                         info: type_of(span),
                     };
                     debug_assert!(grey.info.trace.is_some());
-                    if !EXCL {
+                    if !EXCL || RING {
                         stack.push(grey);
                     } else if let Some(prev) = next.replace(grey) {
                         stack.push(prev);
@@ -968,6 +1102,7 @@ impl Tracer {
             }
         }
         stack.extend(next);
+        ring.drain_into(&mut stack);
         put_back!();
         false
     }
@@ -1146,6 +1281,107 @@ mod tests {
         assert!(slices > 100, "{slices} slices");
         assert_eq!(t.marked.objects, (1 << 9) - 1, "every node marked once");
         assert!(!t.has_grey());
+    }
+
+    /// A tree whose nodes sit in random address order is drained through the prefetch ring
+    /// (nearly every edge leaves the hot page), one in address order is not; either way, by the
+    /// only marker and by one that defers its marks, drained at once or in small slices (whose
+    /// work adds up to the windows that decide), every node is marked once.
+    #[test]
+    fn a_heap_in_random_address_order_goes_through_the_prefetch_ring() {
+        #[derive(crate::Trace)]
+        struct Node<'gc> {
+            left: crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>,
+            right: crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>,
+            side: Option<crate::Gc<'gc, Side<'gc>>>,
+        }
+        /// Scanned by its `trace` (a `Vec` has no pointer words): the drain loop hands it to
+        /// the general path, with what its ring holds.
+        #[derive(crate::Trace)]
+        struct Side<'gc> {
+            kids: Vec<crate::Gc<'gc, Node<'gc>>>,
+        }
+        const N: usize = if cfg!(miri) { 1 << 10 } else { 1 << 14 };
+        const SIDES: usize = N / 16;
+        type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
+        for shuffled in [true, false] {
+            for alone in [true, false] {
+                for budget in [None, Some(7)] {
+                    let what = format!("shuffled {shuffled}, alone {alone}, budget {budget:?}");
+                    let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+                    let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
+                    // Breadth-first position k (children 2k + 1 and 2k + 2) is the node
+                    // allocated `order[k]`-th: in random order, or in the order the depth-first
+                    // marker visits them (a node, its right subtree, its left one). A tracer
+                    // marks the tree outside any cycle, which no collection follows (the heap
+                    // is dropped after).
+                    let mut order: Vec<usize> = vec![0; N];
+                    fn visit(k: usize, next: &mut usize, order: &mut [usize]) {
+                        if k < order.len() {
+                            order[k] = *next;
+                            *next += 1;
+                            visit(2 * k + 2, next, order);
+                            visit(2 * k + 1, next, order);
+                        }
+                    }
+                    visit(0, &mut 0, &mut order);
+                    if shuffled {
+                        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+                        for i in (1..N).rev() {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            order.swap(i, (x % (i as u64 + 1)) as usize);
+                        }
+                    }
+                    let root = m.mutate(|mc, r| {
+                        let nodes: Vec<_> = (0..N)
+                            .map(|i| {
+                                let side = (i % 16 == 0)
+                                    .then(|| crate::Gc::new(mc, Side { kids: Vec::new() }));
+                                crate::Gc::new(
+                                    mc,
+                                    Node {
+                                        left: crate::GcCell::new(None),
+                                        right: crate::GcCell::new(None),
+                                        side,
+                                    },
+                                )
+                            })
+                            .collect();
+                        let at = |k: usize| nodes[order[k]];
+                        for k in 0..N {
+                            if 2 * k + 1 < N {
+                                at(k).left.set(mc, Some(at(2 * k + 1)));
+                            }
+                            if 2 * k + 2 < N {
+                                at(k).right.set(mc, Some(at(2 * k + 2)));
+                            }
+                        }
+                        r.set(mc, Some(at(0)));
+                        at(0).object() as usize
+                    });
+                    let marking = if alone {
+                        Marking::Alone
+                    } else {
+                        Marking::Local
+                    };
+                    let mut t = Tracer::marking(heap.shared(), marking);
+                    t.edge(root as *const Object);
+                    match budget {
+                        None => t.drain(),
+                        Some(b) => while t.drain_budget(b) {},
+                    }
+                    assert_eq!(t.ring_windows > 0, shuffled, "{what}: the prefetch ring");
+                    assert_eq!(
+                        t.marked.objects,
+                        N + SIDES,
+                        "{what}: every object marked once"
+                    );
+                    assert!(!t.has_grey(), "{what}");
+                }
+            }
+        }
     }
 
     /// The mark log (what the ephemeron index reads): objects newly marked, once each, while

@@ -6,7 +6,9 @@
 //! is). After every collection the registered objects found unreachable are popped from the
 //! finalizer queue (exactly those, each once; some are kept alive again), then exactly the
 //! model-reachable objects are alive (drop trackers say which objects were dropped), weak
-//! references to collected or finalized objects are dead, ephemeron entries of dead keys are
+//! references to collected or finalized objects are dead (and those to objects that were
+//! unreachable in a cycle that queued objects may be, and stay dead once seen so), ephemeron
+//! entries of dead keys are
 //! gone, and an object's cleanup has run exactly when the object was freed (once).
 //! Fixed seeds in three settings: concurrent marking, concurrent marking with cycles back to
 //! back (so that marking races every step), and stop-the-world marking; plus one seed from
@@ -65,6 +67,12 @@ struct Model {
     weaks: Vec<usize>,
     /// Weak references (by index) whose target was queued for finalization: dead for good.
     dead_weaks: HashSet<usize>,
+    /// Weak references (by index) to an object that was unreachable when something was queued
+    /// for finalization, kept alive since by a queued object: dead if the object was unmarked
+    /// when that cycle's marking first completed, which the model cannot tell (an object
+    /// unlinked during concurrent marking, or after an automatic cycle, may have been marked);
+    /// once seen dead, dead for good.
+    maybe_dead_weaks: HashSet<usize>,
     /// Ephemeron entries, key to value.
     eph: HashMap<usize, usize>,
     /// Objects registered with the finalizer queue and not yet queued.
@@ -305,6 +313,13 @@ fn pop_finalized(m: &mut M, model: &mut Model, rng: &mut SmallRng, seed: u64) ->
             }
         }
     }
+    if !popped.is_empty() {
+        for (w, &t) in model.weaks.iter().enumerate() {
+            if !reach.contains(&t) && !model.dead_weaks.contains(&w) {
+                model.maybe_dead_weaks.insert(w);
+            }
+        }
+    }
     let mut got = popped.clone();
     got.sort();
     assert_eq!(
@@ -453,10 +468,17 @@ fn step<'gc>(
                     // collection": a cycle started by the allocation trigger or back to back
                     // may have freed an unreachable target since; the next explicit
                     // collection's drop counts confirm it was freed exactly once.)
-                    None => assert!(
-                        !model.reachable().contains(&target) || model.dead_weaks.contains(&i),
-                        "weak to reachable object {target} is dead"
-                    ),
+                    None => {
+                        assert!(
+                            !model.reachable().contains(&target)
+                                || model.dead_weaks.contains(&i)
+                                || model.maybe_dead_weaks.contains(&i),
+                            "weak to reachable object {target} is dead"
+                        );
+                        if model.maybe_dead_weaks.remove(&i) {
+                            model.dead_weaks.insert(i);
+                        }
+                    }
                 }
             }
         }
@@ -504,18 +526,19 @@ fn check_after_collect(model: &mut Model, dropped: &Arc<Mutex<Vec<u32>>>, seed: 
     model.alive = reach;
 }
 
-fn check_weaks(m: &mut M, model: &Model, seed: u64) {
+fn check_weaks(m: &mut M, model: &mut Model, seed: u64) {
     let states: HashMap<usize, bool> = m.mutate(|mc, root| {
         (0..root.weaks.len())
             .map(|i| (i, root.weaks.get(i).unwrap().unwrap().upgrade(mc).is_some()))
             .collect()
     });
     for (i, live) in states {
-        assert_eq!(
-            live,
-            model.alive.contains(&model.weaks[i]) && !model.dead_weaks.contains(&i),
-            "seed {seed}: weak {i}"
-        );
+        let alive = model.alive.contains(&model.weaks[i]) && !model.dead_weaks.contains(&i);
+        if alive && !live && model.maybe_dead_weaks.remove(&i) {
+            model.dead_weaks.insert(i);
+            continue;
+        }
+        assert_eq!(live, alive, "seed {seed}: weak {i}");
     }
 }
 

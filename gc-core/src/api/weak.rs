@@ -48,7 +48,9 @@ impl<'gc, T: Trace + Send + Sync + 'gc> Gc<'gc, T> {
 }
 
 impl<'gc, T> GcWeak<'gc, T> {
-    /// The target, if it has not been collected.
+    /// The target, if it has not been collected. A target queued for finalization, or
+    /// unreachable in the cycle that queued objects and kept alive only through them since,
+    /// reads as dead from that cycle on (to references made before it: `GcFinalizers`).
     ///
     /// The answer holds for the rest of the scope: a target handed out survives at least until
     /// the scope ends (`docs/design.md`, "`GcWeak::upgrade`'s linearisation point", says why
@@ -60,7 +62,8 @@ impl<'gc, T> GcWeak<'gc, T> {
         Some(unsafe { Gc::from_word(p as usize) })
     }
 
-    /// Whether the target has been collected (its reference cleared). Right after a cycle,
+    /// Whether the reference has been cleared: its target collected, or dead to it as
+    /// [`GcWeak::upgrade`] says (finalization). Right after a cycle,
     /// until the collector has cleared the dead references, a target that did not survive may
     /// still read as not dead here while [`GcWeak::upgrade`] already refuses it: `upgrade` is
     /// the authority.

@@ -281,7 +281,9 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
         for &ObjAddr(b) in h.weaks.lock().iter() {
             // SAFETY: registered objects are `WeakBox`es, and each is allocated: a box leaves
             // the registry in the weak clearing of the cycle that finds it dead, before that
-            // cycle's sweep may free it, and nothing of this cycle has been swept yet.
+            // cycle's sweep may free it, and nothing of this cycle has been swept yet. Its
+            // target, if not null, is allocated too: that clearing nulls every target that did
+            // not survive, and a box made since points at an object its maker held.
             let target = unsafe { &*(b as *const WeakBox) }.target();
             if !target.is_null() && !t.is_marked(target) {
                 set.entry(target as usize).or_insert(round);

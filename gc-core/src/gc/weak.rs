@@ -3,7 +3,9 @@
 //! `Gc::downgrade` allocates a small **weak box** (a noscan object holding the target's address
 //! in an atomic) and registers it with the heap. The marker never follows the box's pointer.
 //! After mark termination, before anything is swept, the collector walks the registered boxes:
-//! a box whose target did not survive the cycle has its pointer cleared (before the sweep can
+//! a box whose target did not survive the cycle, or is dead to weak references though it
+//! survived (queued for finalization, or reached only through queued objects:
+//! `gc::finalize`), has its pointer cleared (before the sweep can
 //! free the target, so a cleared box never points at a reused slot); boxes that are themselves
 //! dead, or already cleared, leave the registry. The concurrent collector does this with the
 //! world running, right after STW 2, in the **weak-clearing window** in which nothing is swept

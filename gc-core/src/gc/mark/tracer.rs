@@ -391,14 +391,17 @@ impl Tracer {
         matches!(self.purpose, Purpose::Mark)
     }
 
-    /// Marking: whether the object at `h` (a key an ephemeron table holds, alive this cycle:
-    /// see `gc::ephemeron`) is marked.
+    /// Marking: whether the object at `h` is marked: a key an ephemeron table holds, a
+    /// finalizer registration's object or queue, a weak reference's box or target, each
+    /// allocated this cycle (see `gc::ephemeron` and `gc::finalize`).
     pub(crate) fn is_marked(&self, h: *const Object) -> bool {
-        // SAFETY: the arena outlives the tracer; the key is alive for the cycle (module docs
-        // of `gc::ephemeron`: a table never holds a key freed by an earlier sweep).
+        // SAFETY: the arena outlives the tracer; the object is allocated for the cycle (the
+        // callers' contract: a table never holds a key freed by an earlier sweep, registrations
+        // and weak boxes leave their lists in the weak clearing of the cycle that finds them
+        // dead, and weak targets are cleared there, all before that cycle's sweep).
         let Some(span) = (unsafe { (*self.arena).span_of_live(h as usize) }) else {
             bug!(
-                "an ephemeron key {:#x} is not in an in-use span",
+                "an object {:#x} tested for its mark is not in an in-use span",
                 h as usize
             );
         };
@@ -916,7 +919,11 @@ impl Tracer {
     #[inline]
     fn judge_window(&mut self) {
         let (work0, misses0) = self.window;
-        let done = self.work - work0;
+        let Some(done) = self.work.checked_sub(work0) else {
+            // The work count was taken (`take_work`) since the window began: start another.
+            self.window = (self.work, self.misses);
+            return;
+        };
         if done >= ORDER_WINDOW {
             self.ring = (self.misses - misses0) * RING_MISSES > done;
             self.ring_windows += self.ring as usize;

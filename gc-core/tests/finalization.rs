@@ -1522,7 +1522,8 @@ fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_
 /// marking with the world running after the round, which is when the upgrade lands; the
 /// stop-the-world one has cleared the reference by then. The same holds for a weak reference
 /// that only `a` reaches (its box is dead too when marking first completes) to another dead
-/// object.
+/// object. Whether the upgrade landed between the rounds is read off a queue that only `a`
+/// reaches, which the cycle's second round fills.
 #[test]
 fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object() {
     const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
@@ -1560,15 +1561,21 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
                         },
                     )
                 };
-                let a = holder(4 * round, BALLAST);
-                let k = holder(4 * round + 1, 0);
-                let y = holder(4 * round + 2, 0);
+                let a = holder(5 * round, BALLAST);
+                let k = holder(5 * round + 1, 0);
+                let y = holder(5 * round + 2, 0);
+                // `z`, registered with a queue only `a` reaches, is queued by the cycle's
+                // second round: while that queue is empty, the first round has run and the
+                // second has not (marking resumed in this very cycle).
+                let q2 = GcFinalizers::new(mc);
+                q2.register(mc, holder(5 * round + 4, 0));
+                a.queue.set(mc, Some(q2));
                 k.next.set(mc, Some(y));
                 r.queue.register(mc, a);
                 r.queue.register(mc, y);
                 r.weak.set(mc, Some(k.downgrade(mc)));
                 // A weak reference that only `a` reaches, to another dead object.
-                a.weak.set(mc, Some(holder(4 * round + 3, 0).downgrade(mc)));
+                a.weak.set(mc, Some(holder(5 * round + 3, 0).downgrade(mc)));
             });
             let collector = {
                 let heap = heap.clone();
@@ -1577,8 +1584,8 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
             let (marking, k_upgraded) = loop {
                 let seen = m.mutate(|mc, r| {
                     let a = r.queue.pop(mc)?;
-                    assert_eq!(a.id, 4 * round, "{what}: queued in registration order");
-                    let marking = mc.debug_marking();
+                    assert_eq!(a.id, 5 * round, "{what}: queued in registration order");
+                    let marking = a.queue.get().unwrap().is_empty();
                     let k = r.weak.get().unwrap().upgrade(mc);
                     if let Some(k) = k {
                         // The program now holds `y` through `k`.
@@ -1598,20 +1605,17 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
             assert!(
                 !k_upgraded,
                 "{what}: an object dead at the first completion upgraded after the round \
-                 (marking still running: {marking})"
+                 (before the second round: {marking})"
             );
             // `y` was queued, and nothing but the queue holds it.
             m.mutate(|mc, r| {
                 let y = r.queue.pop(mc).expect("`y` queued");
-                assert_eq!(y.id, 4 * round + 2, "{what}");
+                assert_eq!(y.id, 5 * round + 2, "{what}");
                 assert!(r.queue.pop(mc).is_none(), "{what}");
             });
         }
         if concurrent && !cfg!(miri) {
-            assert!(
-                resumed > 0,
-                "{what}: no upgrade landed while marking resumed"
-            );
+            assert!(resumed > 0, "{what}: no upgrade landed between the rounds");
         }
         m.mutate(|mc, r| {
             while r.kept.pop(mc).is_some() {}
@@ -1622,7 +1626,7 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
         }
         assert_eq!(
             drops.load(Ordering::SeqCst) as u64,
-            4 * rounds,
+            5 * rounds,
             "{what}: every object freed once"
         );
     }

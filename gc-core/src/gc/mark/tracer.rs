@@ -139,9 +139,10 @@ pub struct Tracer {
     /// of its keys are among them: `gc::ephemeron`).
     mark_log: Vec<usize>,
     log_cap: usize,
-    /// Marking: edges whose span a drain loop looked up through the page map (the hot page
-    /// missed), and whether the depth-first drain loop takes its objects through a prefetch
-    /// ring ([`Tracer::drain_until`] decides, a window of work at a time).
+    /// Marking: edges whose span this tracer looked up through the page map (the hot page
+    /// missed: in a drain loop, on the general path or in a root scan), and whether the
+    /// depth-first drain loop takes its objects through a prefetch ring
+    /// ([`Tracer::judge_window`] decides, a window of work at a time).
     misses: usize,
     ring: bool,
     /// The work count and misses when the current window began, and the windows judged for
@@ -878,8 +879,9 @@ impl Tracer {
         while self.work < end {
             if !self.span_local && (self.mode == EXCLUSIVE || self.mode == DEFERRED) {
                 // Run to the end of the current window of work at most, then judge the window
-                // if it is complete (slices of a budget add up to windows).
-                let window_end = end.min(self.window.0.saturating_add(ORDER_WINDOW));
+                // if it is complete (slices of a budget add up to windows, also across
+                // `take_work`).
+                let window_end = end.min(self.window.0.wrapping_add(ORDER_WINDOW));
                 let traced = match (self.mode == EXCLUSIVE, self.ring) {
                     (true, false) => self.drain_stack::<true, false>(window_end),
                     (true, true) => self.drain_stack::<true, true>(window_end),
@@ -919,11 +921,8 @@ impl Tracer {
     #[inline]
     fn judge_window(&mut self) {
         let (work0, misses0) = self.window;
-        let Some(done) = self.work.checked_sub(work0) else {
-            // The work count was taken (`take_work`) since the window began: start another.
-            self.window = (self.work, self.misses);
-            return;
-        };
+        // Modulo the word: `take_work` moves the start below zero.
+        let done = self.work.wrapping_sub(work0);
         if done >= ORDER_WINDOW {
             self.ring = (self.misses - misses0) * RING_MISSES > done;
             self.ring_windows += self.ring as usize;
@@ -1206,7 +1205,11 @@ impl Tracer {
     /// Units of work done since the last call, resetting the count (whoever takes the work
     /// accounts for it: see [`crate::pacer::controller`]).
     pub(crate) fn take_work(&mut self) -> u64 {
-        std::mem::take(&mut self.work) as u64
+        let taken = std::mem::take(&mut self.work);
+        // The window of `judge_window` goes on across the take: its start moves with the
+        // count (modulo the word: a window may now start "below" zero).
+        self.window.0 = self.window.0.wrapping_sub(taken);
+        taken as u64
     }
 
     /// Whether the tracer has grey objects or array chunks left.
@@ -1232,6 +1235,7 @@ impl Tracer {
 mod tests {
     use super::*;
     use crate::alloc::arena::PAGE_SIZE;
+    use crate::gc::mark::workers::DRAIN_SLICE;
 
     #[test]
     fn the_hot_page_is_counted_from_the_arena_base() {
@@ -1292,8 +1296,9 @@ mod tests {
 
     /// A tree whose nodes sit in random address order is drained through the prefetch ring
     /// (nearly every edge leaves the hot page), one in address order is not; either way, by the
-    /// only marker and by one that defers its marks, drained at once or in small slices (whose
-    /// work adds up to the windows that decide), every node is marked once.
+    /// only marker and by one that defers its marks, drained at once, in small slices (whose
+    /// work adds up to the windows that decide) or in a background worker's slices (whose work
+    /// count is taken after each), every object is marked once, and the marked bytes agree.
     #[test]
     fn a_heap_in_random_address_order_goes_through_the_prefetch_ring() {
         #[derive(crate::Trace)]
@@ -1312,8 +1317,9 @@ mod tests {
         const SIDES: usize = N / 16;
         type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
         for shuffled in [true, false] {
+            let mut bytes = None;
             for alone in [true, false] {
-                for budget in [None, Some(7)] {
+                for budget in [None, Some(7), Some(DRAIN_SLICE)] {
                     let what = format!("shuffled {shuffled}, alone {alone}, budget {budget:?}");
                     let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
                     let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
@@ -1375,17 +1381,39 @@ mod tests {
                     };
                     let mut t = Tracer::marking(heap.shared(), marking);
                     t.edge(root as *const Object);
+                    let mut taken = 0;
                     match budget {
                         None => t.drain(),
+                        Some(DRAIN_SLICE) => {
+                            while t.drain_budget(DRAIN_SLICE) {
+                                taken += t.take_work() as usize;
+                            }
+                        }
                         Some(b) => while t.drain_budget(b) {},
                     }
-                    assert_eq!(t.ring_windows > 0, shuffled, "{what}: the prefetch ring");
+                    // Shuffled, most windows (after the first, which the root's few edges
+                    // begin) go through the ring; in order, none.
+                    let windows = (taken + t.work) / ORDER_WINDOW;
+                    if shuffled {
+                        assert!(
+                            t.ring_windows * 2 >= windows && windows >= 2,
+                            "{what}: the prefetch ring in {} of {windows} windows",
+                            t.ring_windows
+                        );
+                    } else {
+                        assert_eq!(t.ring_windows, 0, "{what}: the prefetch ring");
+                    }
                     assert_eq!(
                         t.marked.objects,
                         N + SIDES,
                         "{what}: every object marked once"
                     );
                     assert!(!t.has_grey(), "{what}");
+                    assert_eq!(
+                        *bytes.get_or_insert(t.marked.bytes),
+                        t.marked.bytes,
+                        "{what}: marked bytes"
+                    );
                 }
             }
         }

@@ -139,10 +139,10 @@ pub struct Tracer {
     /// of its keys are among them: `gc::ephemeron`).
     mark_log: Vec<usize>,
     log_cap: usize,
-    /// Marking: edges whose span this tracer looked up through the page map (the hot page
-    /// missed: in a drain loop, on the general path or in a root scan), and whether the
-    /// depth-first drain loop takes its objects through a prefetch ring
-    /// ([`Tracer::judge_window`] decides, a window of work at a time).
+    /// Marking: edges whose span the depth-first drain loop looked up through the page map
+    /// (the hot page missed; the general path's lookups are not counted: the ring cannot help
+    /// objects scanned by their `trace`), and whether that loop takes its objects through a
+    /// prefetch ring ([`Tracer::judge_window`] decides, a window of work at a time).
     misses: usize,
     ring: bool,
     /// The work count and misses when the current window began, and the windows judged for
@@ -487,7 +487,6 @@ impl Tracer {
         }
         self.hot.page = page;
         self.hot.span = span;
-        self.misses += 1;
         span
     }
 
@@ -878,10 +877,15 @@ impl Tracer {
     fn drain_until(&mut self, end: usize) -> bool {
         while self.work < end {
             if !self.span_local && (self.mode == EXCLUSIVE || self.mode == DEFERRED) {
-                // Run to the end of the current window of work at most, then judge the window
-                // if it is complete (slices of a budget add up to windows, also across
-                // `take_work`).
-                let window_end = end.min(self.window.0.wrapping_add(ORDER_WINDOW));
+                // A long drain (a stop-the-world marker's whole drain) runs to the end of the
+                // current window at most; a slice of a budget (a worker's, an assist's) runs
+                // whole, and slices add up to windows (also across `take_work`). The window is
+                // judged when complete.
+                let window_end = if end.saturating_sub(self.work) > 2 * ORDER_WINDOW {
+                    end.min(self.window.0.wrapping_add(ORDER_WINDOW))
+                } else {
+                    end
+                };
                 let traced = match (self.mode == EXCLUSIVE, self.ring) {
                     (true, false) => self.drain_stack::<true, false>(window_end),
                     (true, true) => self.drain_stack::<true, true>(window_end),

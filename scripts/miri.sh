@@ -27,7 +27,7 @@ cargo +nightly miri test -p gc-core --test concurrent -- held_marker
 cargo +nightly miri test -p gc-core --test concurrent -- assists_offer
 # Noscan objects reached from arrays, whose marks are set a mark word at a time: each marked
 # and counted once, with one stop-the-world worker, two, and concurrent marking.
-cargo +nightly miri test -p gc-core --test parallel_mark -- noscan_objects trees_and_objects
+cargo +nightly miri test -p gc-core --test parallel_mark -- noscan_objects trees_and_objects two_markers
 # GcRefCell: a mutable borrow held across STW 1 by a blocked scope while the marker skips the
 # value, and the borrow rules (the held-marker test, 16 heaps, did not finish in 20 minutes).
 cargo +nightly miri test -p gc-core --test refcell -- a_borrow_held borrows_conflict
@@ -42,4 +42,4 @@ cargo +nightly miri test -p gc-core --test races -- --skip verify_on
 # pointing back at them), chains through values, resurrection and freeing later, cleanups once
 # and at teardown (the cleanup thread included), double registration, a resurrected key;
 # concurrent marking, verify off (`settings()` under Miri: each collection is slow there).
-cargo +nightly miri test -p gc-core --test finalization -- an_entry chains_and chains_of_noscan cleanups finalizers_resurrect double_registration a_queue_reached a_value_clone a_weak_reference_made an_object_upgraded
+cargo +nightly miri test -p gc-core --test finalization -- an_entry chains_and chains_of_noscan cleanups finalizers_resurrect double_registration a_queue_reached a_value_clone a_weak_reference_made an_object_dead_at_the_first a_weak_reference_dead_at_the_first

@@ -1311,9 +1311,11 @@ mod tests {
 
     /// A tree whose nodes sit in random address order is drained through the prefetch ring
     /// (nearly every edge leaves the hot page), one in address order is not; either way, by the
-    /// only marker and by one that defers its marks, drained at once, in small slices (whose
-    /// work adds up to the windows that decide) or in a background worker's slices (whose work
-    /// count is taken after each), every object is marked once, and the marked bytes agree.
+    /// only marker, by one that defers its marks, and by a stop-the-world worker that offers
+    /// half its work to a hungry queue (fed back to it here), drained at once, in small slices
+    /// (whose work adds up to the windows that decide) or in a background worker's slices
+    /// (whose work count is taken after each), every object is marked once, and the marked
+    /// bytes agree.
     #[test]
     fn a_heap_in_random_address_order_goes_through_the_prefetch_ring() {
         #[derive(crate::Trace)]
@@ -1335,9 +1337,9 @@ mod tests {
         type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
         for shuffled in [true, false] {
             let mut bytes = None;
-            for alone in [true, false] {
+            for marker in ["alone", "local", "shared"] {
                 for budget in [None, Some(7), Some(DRAIN_SLICE)] {
-                    let what = format!("shuffled {shuffled}, alone {alone}, budget {budget:?}");
+                    let what = format!("shuffled {shuffled}, {marker}, budget {budget:?}");
                     let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
                     let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
                     // Breadth-first position k (children 2k + 1 and 2k + 2) is the node
@@ -1391,23 +1393,36 @@ mod tests {
                         r.set(mc, Some(at(0)));
                         at(0).object() as usize
                     });
-                    let marking = if alone {
-                        Marking::Alone
-                    } else {
-                        Marking::Local
+                    // A queue whose other worker waits for work (hungry), so that the shared
+                    // marker offers half its stack whenever the queue is empty; the batches are
+                    // handed back to it between slices.
+                    let queue = MarkWork::new();
+                    queue.start_workers(2);
+                    queue.leave();
+                    let marking = match marker {
+                        "alone" => Marking::Alone,
+                        "local" => Marking::Local,
+                        _ => Marking::Shared(&queue),
                     };
                     let mut t = Tracer::marking(heap.shared(), marking);
                     t.edge(root as *const Object);
                     let mut taken = 0;
-                    match budget {
-                        None => t.drain(),
-                        Some(DRAIN_SLICE) => {
-                            while t.drain_budget(DRAIN_SLICE) {
-                                taken += t.take_work() as usize;
+                    let mut offered = 0;
+                    loop {
+                        match budget {
+                            None => t.drain(),
+                            Some(DRAIN_SLICE) => {
+                                while t.drain_budget(DRAIN_SLICE) {
+                                    taken += t.take_work() as usize;
+                                }
                             }
+                            Some(b) => while t.drain_budget(b) {},
                         }
-                        Some(b) => while t.drain_budget(b) {},
+                        let Some(batch) = queue.pop() else { break };
+                        offered += 1;
+                        t.push_grey_batch(batch);
                     }
+                    assert_eq!(offered > 0, marker == "shared", "{what}: offers");
                     // Shuffled, most windows (after the first, which the root's few edges
                     // begin) go through the ring; in order, none.
                     let windows = (taken + t.work) / ORDER_WINDOW;

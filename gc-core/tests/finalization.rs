@@ -1394,6 +1394,40 @@ struct HolderRoot<'gc> {
     weak: GcCell<'gc, Option<GcWeak<'gc, Holder<'gc>>>>,
 }
 
+/// A mutator whose root has an empty queue, list and weak reference.
+fn holder_mutator(heap: &Heap) -> Mutator<Rootable!['gc => HolderRoot<'gc>]> {
+    heap.mutator(|mc| HolderRoot {
+        queue: GcFinalizers::new(mc),
+        kept: GcVec::new(mc),
+        weak: GcCell::new(None),
+    })
+}
+
+/// A new `Holder` with id `id`, counted in `drops` when dropped, with a ballast array of `n`
+/// fresh objects (marking what it reaches takes a while when `n` is large).
+fn holder<'gc>(
+    mc: &gc_core::Mutation<'gc>,
+    drops: &Arc<AtomicUsize>,
+    id: u64,
+    n: usize,
+) -> Gc<'gc, Holder<'gc>> {
+    let ballast = GcArray::new(mc, n, None);
+    for i in 0..n {
+        ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
+    }
+    Gc::new(
+        mc,
+        Holder {
+            id,
+            _tracker: Tracker(drops.clone()),
+            ballast,
+            queue: GcCell::new(None),
+            next: GcCell::new(None),
+            weak: GcCell::new(None),
+        },
+    )
+}
+
 /// An object that was unreachable when marking first completed, registered with a queue that
 /// only a resurrected object reaches, is decided by a later resurrection round. Between the
 /// rounds (the concurrent collector marks with the world running) a weak reference made before
@@ -1411,11 +1445,7 @@ fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_
         let concurrent = config.get_concurrent();
         let heap = Heap::new(config).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut m: Mutator<Rootable!['gc => HolderRoot<'gc>]> = heap.mutator(|mc| HolderRoot {
-            queue: GcFinalizers::new(mc),
-            kept: GcVec::new(mc),
-            weak: GcCell::new(None),
-        });
+        let mut m = holder_mutator(&heap);
         let mut between_rounds = 0;
         // Four rounds, and more (up to 32) until one upgrade lands between the resurrection
         // rounds in the concurrent settings: a loaded machine may delay the mutator past them.
@@ -1424,23 +1454,7 @@ fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_
             let round = rounds;
             rounds += 1;
             m.mutate(|mc, r| {
-                let holder = |id, n| {
-                    let ballast = GcArray::new(mc, n, None);
-                    for i in 0..n {
-                        ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
-                    }
-                    Gc::new(
-                        mc,
-                        Holder {
-                            id,
-                            _tracker: Tracker(drops.clone()),
-                            ballast,
-                            queue: GcCell::new(None),
-                            next: GcCell::new(None),
-                            weak: GcCell::new(None),
-                        },
-                    )
-                };
+                let holder = |id, n| holder(mc, &drops, id, n);
                 // `a` (root queue) holds queue 2 and `y`; `y` is registered with queue 2.
                 let (a, y) = (holder(2 * round, BALLAST), holder(2 * round + 1, 0));
                 let q2 = GcFinalizers::new(mc);
@@ -1532,11 +1546,7 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
         let concurrent = config.get_concurrent();
         let heap = Heap::new(config).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut m: Mutator<Rootable!['gc => HolderRoot<'gc>]> = heap.mutator(|mc| HolderRoot {
-            queue: GcFinalizers::new(mc),
-            kept: GcVec::new(mc),
-            weak: GcCell::new(None),
-        });
+        let mut m = holder_mutator(&heap);
         let mut resumed = 0;
         // As in the test above: more rounds until one lands while marking resumed.
         let mut rounds = 0u64;
@@ -1544,23 +1554,7 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
             let round = rounds;
             rounds += 1;
             m.mutate(|mc, r| {
-                let holder = |id, n| {
-                    let ballast = GcArray::new(mc, n, None);
-                    for i in 0..n {
-                        ballast.set(mc, i, Some(Gc::new(mc, i as u64)));
-                    }
-                    Gc::new(
-                        mc,
-                        Holder {
-                            id,
-                            _tracker: Tracker(drops.clone()),
-                            ballast,
-                            queue: GcCell::new(None),
-                            next: GcCell::new(None),
-                            weak: GcCell::new(None),
-                        },
-                    )
-                };
+                let holder = |id, n| holder(mc, &drops, id, n);
                 let a = holder(5 * round, BALLAST);
                 let k = holder(5 * round + 1, 0);
                 let y = holder(5 * round + 2, 0);

@@ -11,8 +11,9 @@
 
 #![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -99,29 +100,23 @@ const LEN: u64 = if cfg!(miri) { 20 } else { 2000 };
 #[test]
 fn locals_survive_a_cycle_that_starts_while_blocked() {
     let heap = Heap::new(Config::default().verify(true)).unwrap();
-    let (blocked_tx, blocked_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();
         std::thread::spawn(move || {
             let mut m = mutator(&heap);
-            let (waited, marking_after) = m.mutate(|mc, root| {
+            let marking_after = m.mutate(|mc, root| {
                 // Reachable only from this scope's locals.
                 let local = chain(mc, 0, LEN);
                 let garbage = chain(mc, 1_000_000, LEN);
                 root.garbage.set(mc, Some(garbage.downgrade(mc)));
-                blocked_tx.send(()).unwrap();
-                // `move`: a `Receiver` is `Send` but not `Sync`, so it is moved in, not borrowed.
-                let waited = mc.blocking(move || {
-                    // `local` may be read in the region: it stays valid.
-                    check_chain(Some(local), 0, LEN);
-                    go_rx.recv_timeout(Duration::from_secs(60))
-                });
+                // `local` may be read in the region, after the cycles that ran meanwhile: it
+                // stays valid.
+                scope.block(mc, move || check_chain(Some(local), 0, LEN));
                 check_chain(Some(local), 0, LEN);
                 root.keep.set(mc, Some(local));
-                (waited, mc.debug_marking())
+                mc.debug_marking()
             });
-            assert!(waited.is_ok(), "never released");
             assert!(
                 marking_after,
                 "the cycle ended its mark phase before the scope did"
@@ -138,7 +133,7 @@ fn locals_survive_a_cycle_that_starts_while_blocked() {
             });
         })
     };
-    blocked_rx.recv().unwrap();
+    driver.wait_blocked();
     // Another thread asks for a collection while `a` is blocked, and a mutator keeps running:
     // STW 1 does not wait for `a`, so the cycle's first pause shows up in the records.
     let mut b = mutator(&heap);
@@ -176,7 +171,7 @@ fn locals_survive_a_cycle_that_starts_while_blocked() {
             "pause {p:?} waited for the blocked mutator"
         );
     }
-    go_tx.send(()).unwrap();
+    driver.release();
     a.join().unwrap();
     c.join().unwrap();
 }
@@ -189,10 +184,7 @@ struct Holder<'gc> {
 #[test]
 fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
     let heap = Heap::new(Config::default().verify(true)).unwrap();
-    let (blocked_tx, blocked_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (done_tx, done_rx) = mpsc::channel();
-    let (check_tx, check_rx) = mpsc::channel::<()>();
+    let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();
         std::thread::spawn(move || {
@@ -204,9 +196,7 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
                     chain(mc, 20_000, LEN),
                     chain(mc, 30_000, LEN),
                 );
-                blocked_tx.send(()).unwrap();
-                mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
-                    .expect("never released");
+                scope.block(mc, || ());
                 assert!(
                     mc.debug_marking(),
                     "the cycle did not start during the block"
@@ -239,8 +229,7 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
                     .set(mc, Some(GcArray::from_slice(mc, &[Some(held), Some(l3)])));
                 s
             });
-            done_tx.send(()).unwrap();
-            check_rx.recv().unwrap();
+            scope.finished();
             m.mutate(|mc, root| {
                 let w = root.keep.get().unwrap();
                 assert_eq!(w.check, check_of(u64::MAX));
@@ -254,17 +243,17 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
             });
         })
     };
-    blocked_rx.recv().unwrap();
+    driver.wait_blocked();
     let mut b = mutator(&heap);
     heap.debug_hold_marking(true);
     heap.debug_start_cycle();
     wait_for_marking(&mut b);
-    go_tx.send(()).unwrap();
-    done_rx.recv().unwrap();
+    driver.release();
+    driver.wait_finished();
     heap.debug_hold_marking(false);
     b.collect();
     b.collect();
-    check_tx.send(()).unwrap();
+    driver.let_check();
     a.join().unwrap();
 }
 
@@ -280,11 +269,8 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
     type FreshM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>>>];
     for verify in [true, false] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
-        let (stash_tx, stash_rx) = mpsc::channel();
-        let (blocked_tx, blocked_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (done_tx, done_rx) = mpsc::channel();
-        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let (stash_tx, stash_rx) = std::sync::mpsc::channel();
+        let (mut scope, driver) = common::blocked_scope();
         let a = {
             let heap = heap.clone();
             std::thread::spawn(move || {
@@ -303,15 +289,12 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
                 stash_tx.send(existing.clone()).unwrap();
                 m.mutate(|mc, fresh| {
                     let (l1, l3) = (chain(mc, 0, LEN), chain(mc, 20_000, LEN));
-                    blocked_tx.send(()).unwrap();
-                    mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
-                        .expect("never released");
+                    scope.block(mc, || ());
                     assert!(mc.debug_marking(), "the cycle ended during the block");
                     existing.fetch(mc).next.set(mc, Some(l1));
                     fresh.set(mc, Some(GcArray::new(mc, 3, Some(l3))));
                 });
-                done_tx.send(()).unwrap();
-                check_rx.recv().unwrap();
+                scope.finished();
                 m.mutate(|mc, fresh| {
                     check_chain(existing.fetch(mc).next.get(), 0, LEN);
                     let a = fresh.get().unwrap();
@@ -331,7 +314,7 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
         // Reached from `b`'s roots, which the cycle scans while the blocked scope is out.
         b.mutate(|mc, root| root.keep.set(mc, Some(existing.fetch(mc))));
         drop(existing);
-        blocked_rx.recv().unwrap();
+        driver.wait_blocked();
         heap.debug_hold_marking(true);
         heap.debug_start_cycle();
         wait_for_marking(&mut b);
@@ -339,11 +322,11 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
         // blocked scope keeps the cycle from ending.
         heap.debug_hold_marking(false);
         std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 50 }));
-        go_tx.send(()).unwrap();
-        done_rx.recv().unwrap();
+        driver.release();
+        driver.wait_finished();
         b.collect();
         b.collect();
-        check_tx.send(()).unwrap();
+        driver.let_check();
         a.join().unwrap();
     }
 }
@@ -351,17 +334,14 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
 #[test]
 fn stop_the_world_collector_waits_for_blocked_scopes() {
     let heap = Heap::new(Config::default().concurrent(false).verify(true)).unwrap();
-    let (blocked_tx, blocked_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();
         std::thread::spawn(move || {
             let mut m = mutator(&heap);
             m.mutate(|mc, root| {
                 let local = chain(mc, 0, LEN);
-                blocked_tx.send(()).unwrap();
-                mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
-                    .expect("never released");
+                scope.block(mc, || ());
                 check_chain(Some(local), 0, LEN);
                 root.keep.set(mc, Some(local));
             });
@@ -369,7 +349,7 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
             m.mutate(|_, root| check_chain(root.keep.get(), 0, LEN));
         })
     };
-    blocked_rx.recv().unwrap();
+    driver.wait_blocked();
     let collected = Arc::new(AtomicBool::new(false));
     let c = {
         let (heap, collected) = (heap.clone(), collected.clone());
@@ -388,7 +368,7 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
         !collected.load(Ordering::SeqCst),
         "a stop-the-world cycle ran while a scope with live locals was blocked"
     );
-    go_tx.send(()).unwrap();
+    driver.release();
     a.join().unwrap();
     c.join().unwrap();
     assert!(collected.load(Ordering::SeqCst));

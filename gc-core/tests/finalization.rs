@@ -844,8 +844,6 @@ fn double_registration_and_resurrected_keys() {
 /// of a freed key (the verifier checks every key of every table after each cycle).
 #[test]
 fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
-    use std::sync::mpsc;
-    use std::time::Duration;
     type Big = [u64; 8192];
     #[derive(Trace)]
     struct Keep<'gc> {
@@ -853,10 +851,7 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
     }
     for verify in [true, false] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
-        let (blocked_tx, blocked_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (done_tx, done_rx) = mpsc::channel();
-        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let (mut scope, driver) = common::blocked_scope();
         let a = {
             let heap = heap.clone();
             std::thread::spawn(move || {
@@ -865,9 +860,7 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
                 });
                 m.mutate(|mc, root| {
                     let key = Gc::new(mc, [7u64; 8192]);
-                    blocked_tx.send(()).unwrap();
-                    mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
-                        .expect("never released");
+                    scope.block(mc, || ());
                     assert!(
                         mc.debug_marking(),
                         "the cycle did not start during the block"
@@ -877,23 +870,22 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
                     root.table.set(mc, Some(table));
                     assert_eq!(table.get(key).map(|v| *v), Some(42));
                 });
-                done_tx.send(()).unwrap();
-                check_rx.recv().unwrap();
+                scope.finished();
                 // The key is gone (it was only ever a local): so is its entry.
                 m.collect();
                 m.collect();
                 assert_eq!(m.mutate(|_, root| root.table.get().unwrap().len()), 0);
             })
         };
-        blocked_rx.recv().unwrap();
+        driver.wait_blocked();
         let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
-        go_tx.send(()).unwrap();
-        done_rx.recv().unwrap();
+        driver.release();
+        driver.wait_finished();
         heap.debug_hold_marking(false);
         b.collect();
         b.collect();
-        check_tx.send(()).unwrap();
+        driver.let_check();
         a.join().unwrap();
     }
 }

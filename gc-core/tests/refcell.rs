@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gc_core::{
@@ -281,10 +280,7 @@ fn a_borrow_held_across_stw1_by_a_blocked_scope() {
 fn borrow_held_across_stw1(verify: bool) {
     let heap = Heap::new(Config::default().verify(verify)).unwrap();
     let drops = Arc::new(AtomicUsize::new(0));
-    let (blocked_tx, blocked_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let (done_tx, done_rx) = mpsc::channel();
-    let (check_tx, check_rx) = mpsc::channel::<()>();
+    let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();
         let drops = drops.clone();
@@ -298,9 +294,7 @@ fn borrow_held_across_stw1(verify: bool) {
             m.mutate(|mc, r| {
                 let mut held = r.from.vec.borrow_mut(mc);
                 assert!(!mc.debug_marking());
-                blocked_tx.send(()).unwrap();
-                mc.blocking(move || go_rx.recv_timeout(Duration::from_secs(60)))
-                    .expect("never released");
+                scope.block(mc, || ());
                 assert!(mc.debug_marking(), "no cycle started during the block");
                 let b = bag(mc);
                 r.to.set(mc, Some(b));
@@ -309,23 +303,22 @@ fn borrow_held_across_stw1(verify: bool) {
                     map.insert(o.id, o);
                 }
             });
-            done_tx.send(()).unwrap();
-            check_rx.recv().unwrap();
+            scope.finished();
             let ids = m.mutate(|_, r| Kind::Map.ids(&r.to.get().unwrap()));
             assert_eq!(ids, (0..N).collect::<Vec<_>>(), "verify {verify}");
         })
     };
-    blocked_rx.recv().unwrap();
+    driver.wait_blocked();
     let mut b = mutator(&heap);
     common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
     // Let the marker run (it reaches the borrowed vector and skips it) before the scope goes on.
     heap.debug_hold_marking(false);
     std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
-    go_tx.send(()).unwrap();
-    done_rx.recv().unwrap();
+    driver.release();
+    driver.wait_finished();
     b.collect();
     b.collect();
-    check_tx.send(()).unwrap();
+    driver.let_check();
     a.join().unwrap();
     assert_eq!(drops.load(Ordering::Relaxed), 0, "verify {verify}");
 }
@@ -758,10 +751,7 @@ fn two(heap: &Heap) -> Mutator<R> {
 fn moves_inside_a_blocking_region_after_stw1() {
     for verify in [true, false] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
-        let (blocked_tx, blocked_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (done_tx, done_rx) = mpsc::channel();
-        let (check_tx, check_rx) = mpsc::channel::<()>();
+        let (mut scope, driver) = common::blocked_scope();
         let h2 = heap.clone();
         let a = std::thread::spawn(move || {
             let mut m = two(&h2);
@@ -778,16 +768,11 @@ fn moves_inside_a_blocking_region_after_stw1() {
                 let mut c = r.c.borrow_mut(mc);
                 let mut d = r.d.borrow_mut(mc);
                 let (cv, dv): (&mut Vec<_>, &mut Vec<_>) = (&mut c, &mut d);
-                blocked_tx.send(()).unwrap();
-                mc.blocking(move || {
-                    go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-                    // STW 1 happened meanwhile; the marker already skipped c and d.
-                    dv.append(cv);
-                });
+                // STW 1 happens during the block; the marker skips c and d.
+                scope.block(mc, move || dv.append(cv));
                 assert!(mc.debug_marking());
             }); // d released in a stale scope: whole value shaded
-            done_tx.send(()).unwrap();
-            check_rx.recv().unwrap();
+            scope.finished();
             m.mutate(|_, r| {
                 let d = r.d.borrow();
                 assert_eq!(d.len(), N as usize);
@@ -796,16 +781,16 @@ fn moves_inside_a_blocking_region_after_stw1() {
                 }
             });
         });
-        blocked_rx.recv().unwrap();
+        driver.wait_blocked();
         let mut b = two(&heap);
         common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         heap.debug_hold_marking(false);
         std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
-        go_tx.send(()).unwrap();
-        done_rx.recv().unwrap();
+        driver.release();
+        driver.wait_finished();
         b.collect();
         b.collect();
-        check_tx.send(()).unwrap();
+        driver.let_check();
         a.join().unwrap();
     }
 }

@@ -6,9 +6,10 @@ use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gc_core::Heap;
+use gc_core::{Heap, Mutation};
 
 /// Run `f` on a thread; fail if it has not finished within `secs` (the thread is leaked), so a
 /// deadlock fails the test instead of hanging the run.
@@ -139,6 +140,95 @@ pub fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
             "the cycle did not start"
         );
         std::thread::yield_now();
+    }
+}
+
+/// The handshake of a test in which one thread's scope blocks (`Mutation::blocking`) while the
+/// test drives a cycle around it: the scope's thread keeps the [`BlockedScope`], the test the
+/// [`ScopeDriver`]. The usual order: the scope calls [`BlockedScope::block`]; the driver
+/// [`wait_blocked`](ScopeDriver::wait_blocked)s, starts a cycle, [`release`](ScopeDriver::release)s
+/// the scope and [`wait_finished`](ScopeDriver::wait_finished)s for its end; the scope's thread
+/// calls [`finished`](BlockedScope::finished) after the scope, and checks its heap once the driver
+/// [`let_check`](ScopeDriver::let_check)s (after the collections the test wants in between).
+pub fn blocked_scope() -> (BlockedScope, ScopeDriver) {
+    let (blocked_tx, blocked) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let (check, check_rx) = mpsc::channel();
+    (
+        BlockedScope {
+            blocked: blocked_tx,
+            go: Some(go_rx),
+            done: done_tx,
+            check: check_rx,
+        },
+        ScopeDriver {
+            blocked,
+            go,
+            done,
+            check,
+        },
+    )
+}
+
+/// The blocking thread's half of [`blocked_scope`].
+pub struct BlockedScope {
+    blocked: mpsc::Sender<()>,
+    go: Option<mpsc::Receiver<()>>,
+    done: mpsc::Sender<()>,
+    check: mpsc::Receiver<()>,
+}
+
+impl BlockedScope {
+    /// Tell the driver that this scope blocks, leave the managed state (`mc.blocking`) until the
+    /// driver releases it (at most 60 s), and run `then` still inside the blocking region (where
+    /// a test writes through `&mut`s borrowed before the block). Once per scope.
+    pub fn block<R: Send>(&mut self, mc: &Mutation<'_>, then: impl FnOnce() -> R + Send) -> R {
+        // `go` is moved into the region: a `Receiver` is `Send` but not `Sync`.
+        let go = self.go.take().expect("the scope blocks once");
+        self.blocked.send(()).unwrap();
+        mc.blocking(move || {
+            go.recv_timeout(Duration::from_secs(60))
+                .expect("never released");
+            then()
+        })
+    }
+
+    /// After the scope: tell the driver it ended, and wait until the driver lets this thread
+    /// check its heap.
+    pub fn finished(&self) {
+        self.done.send(()).unwrap();
+        self.check.recv().unwrap();
+    }
+}
+
+/// The test's half of [`blocked_scope`].
+pub struct ScopeDriver {
+    blocked: mpsc::Receiver<()>,
+    go: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
+    check: mpsc::Sender<()>,
+}
+
+impl ScopeDriver {
+    /// Wait until the scope is about to block.
+    pub fn wait_blocked(&self) {
+        self.blocked.recv().unwrap();
+    }
+
+    /// Let the blocked scope go on.
+    pub fn release(&self) {
+        self.go.send(()).unwrap();
+    }
+
+    /// Wait until the scope has ended ([`BlockedScope::finished`]).
+    pub fn wait_finished(&self) {
+        self.done.recv().unwrap();
+    }
+
+    /// Let the scope's thread check its heap.
+    pub fn let_check(&self) {
+        self.check.send(()).unwrap();
     }
 }
 

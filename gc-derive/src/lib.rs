@@ -22,6 +22,7 @@
 //!         false
 //!             || <FieldType1 as ::gc_core::Trace>::NEEDS_TRACE
 //!             || <FieldType2 as ::gc_core::Trace>::NEEDS_TRACE   // traced fields only
+//!             || true                           // a #[gc(recursive)] field (also its words: None)
 //!     };
 //!
 //!     // struct only (an enum, or a struct with a `?Sized` parameter or an unsized tail, keeps
@@ -80,12 +81,15 @@
 //!   (`[Option<Box<Self>>; 2]`, `Result<Box<Self>, E>`, a tuple, `GcRefCell<Vec<Self>>`, another
 //!   instance of it, a container of your own) enters as `true`, with no pointer words: its own
 //!   `NEEDS_TRACE` would ask for the type's, a cycle, and tracing is never wrong (it may scan
-//!   objects that hold no `Gc`). Every other field keeps its own `NEEDS_TRACE`. Two types that
-//!   hold each other through such containers are still a cycle the compiler reports: put a
-//!   `Gc` between them.
+//!   objects that hold no `Gc`). A field marked `#[gc(recursive)]` enters as `true` too, with no
+//!   pointer words, whatever its type. Every other field keeps its own `NEEDS_TRACE`. Two types
+//!   that hold each other outside a `Gc` (`Expr` holds a `Vec<Stmt>`, `Stmt` a `Box<Expr>`), or
+//!   a type naming itself behind an alias or a macro, are a cycle the compiler reports (E0391
+//!   on `NEEDS_TRACE`) unless a field on the cycle is `#[gc(recursive)]`.
 //! * `POINTER_WORDS` (structs): the traced fields' pointer words, each field's shifted to its
 //!   offset; `None` as soon as one field's is `None` or does not fit (an offset that is not a
-//!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`. The marker
+//!   multiple of 8, a word past the 64th), or holds the type itself outside a `Gc`, or is
+//!   `#[gc(recursive)]`. The marker
 //!   then reads those words instead of calling `trace`. Not generated for a struct with a
 //!   `?Sized` type parameter or an unsized last field written as a slice, `str` or `dyn Trait`
 //!   (`offset_of!` needs sized fields), which keeps the trait's default.
@@ -107,6 +111,14 @@
 //!   with what to use instead (`GcCell`, `GcVec`, `GcRefCell`, …). Use `skip` for
 //!   pointer-free data the collector need not see, in particular types gc-core deliberately does
 //!   not implement `Trace` for (`Mutex<String>`, `Cell<u64>`, a foreign type, …).
+//! * `#[gc(recursive)]` on a field: the field's type holds the type being derived (through
+//!   another type that holds this one outside a `Gc`, as an interpreter's statements and
+//!   expressions hold each other, or behind a type alias or a macro), which the derive cannot
+//!   see. The field is traced as any other, and counts as needing tracing, with no pointer
+//!   words, without the derive asking for its type's constants, which would ask for this type's
+//!   own (the compiler's cycle error E0391 on `NEEDS_TRACE`). Mark one field on every such
+//!   cycle. Never unsound: at most objects that hold no `Gc` are scanned. Not together with
+//!   `skip`.
 //! * `#[gc(unsafe_drop)]` on the type: allow the type to implement `Drop` (see below). The type
 //!   must then also carry the promise that its `Drop` never dereferences a `Gc` (nor a
 //!   `GcCell`, `GcWeak`, … reachable from the value), an `unsafe impl gc_core::UnsafeDrop for
@@ -190,6 +202,9 @@ use syn::{
 ///
 /// * `#[gc(skip)]` on a field: do not trace it; the impl then requires its type to be
 ///   `'static`, so a skipped field can never hide a `Gc<'gc, _>`.
+/// * `#[gc(recursive)]` on a field whose type holds this type (types that hold each other
+///   outside a `Gc`, or the type behind an alias): trace it without asking its type's
+///   constants, which would be a compile-time cycle (E0391).
 /// * `#[gc(unsafe_drop)]` on the type: allow `impl Drop` for it, with the promise
 ///   `unsafe impl gc_core::UnsafeDrop for Type {}` beside it.
 ///
@@ -218,6 +233,9 @@ struct FieldInfo<'a> {
     member: Member,
     ty: &'a Type,
     skip: bool,
+    /// `#[gc(recursive)]`: traced, without asking the field type's constants (see
+    /// [`parse_field_attrs`]).
+    recursive: bool,
 }
 
 /// Collects errors so that all bad attributes are reported at once.
@@ -262,16 +280,26 @@ fn parse_container_opts(attrs: &[Attribute], errors: &mut Errors) -> ContainerOp
     opts
 }
 
-fn parse_field_skip(field: &syn::Field, errors: &mut Errors) -> bool {
-    let mut skip = false;
+/// A field's `#[gc(...)]` keys: `skip`, and `recursive` (the field's type holds the type being
+/// derived, in a way [`holds_self`] and [`mentions_self`] do not see: through another type that
+/// holds this one outside a `Gc`, a type alias or a macro). A recursive field is traced and
+/// makes the type count as needing tracing, without pointer words, as a field
+/// [`mentions_self`] finds does: the derive never asks for the field type's `NEEDS_TRACE` or
+/// `POINTER_WORDS`, which would depend on this type's own, being computed (the compiler's
+/// cycle error E0391). That is never wrong; at most objects that hold no `Gc` are scanned.
+fn parse_field_attrs(field: &syn::Field, errors: &mut Errors) -> (bool, bool) {
+    let (mut skip, mut recursive) = (false, false);
     for attr in gc_attrs(&field.attrs) {
         let r = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("skip") {
                 skip = true;
                 Ok(())
+            } else if meta.path.is_ident("recursive") {
+                recursive = true;
+                Ok(())
             } else {
                 Err(meta.error(format!(
-                    "unknown `gc` attribute `{}` on a field; expected `skip`",
+                    "unknown `gc` attribute `{}` on a field; expected `skip` or `recursive`",
                     path_text(&meta.path)
                 )))
             }
@@ -280,7 +308,14 @@ fn parse_field_skip(field: &syn::Field, errors: &mut Errors) -> bool {
             errors.push(e);
         }
     }
-    skip
+    if skip && recursive {
+        errors.push(syn::Error::new(
+            field.ty.span(),
+            "`#[gc(skip)]` and `#[gc(recursive)]` on one field: a skipped field is not traced, \
+             a recursive one is; keep one",
+        ));
+    }
+    (skip, recursive)
 }
 
 fn path_text(path: &syn::Path) -> String {
@@ -296,7 +331,7 @@ fn field_infos<'a>(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let skip = parse_field_skip(f, errors);
+            let (skip, recursive) = parse_field_attrs(f, errors);
             check_field(f, skip, lifetimes, errors);
             FieldInfo {
                 member: match &f.ident {
@@ -308,6 +343,7 @@ fn field_infos<'a>(
                 },
                 ty: &f.ty,
                 skip,
+                recursive,
             }
         })
         .collect()
@@ -435,8 +471,9 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     let tracer = Ident::new("__gc_tracer", Span::mixed_site());
     let words = Ident::new("__gc_words", Span::mixed_site());
 
-    // Types of the traced fields (for NEEDS_TRACE) and of the skipped ones (for `'static`).
-    let mut traced: Vec<&Type> = Vec::new();
+    // Types of the traced fields (for NEEDS_TRACE; with whether the field is
+    // `#[gc(recursive)]`) and of the skipped ones (for `'static`).
+    let mut traced: Vec<(&Type, bool)> = Vec::new();
     let mut skipped: Vec<&Type> = Vec::new();
     // A struct's pointer words (`POINTER_WORDS`): its traced fields' at their offsets.
     let mut pointer_words = TokenStream::new();
@@ -465,14 +502,14 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                     skipped.push(f.ty);
                     continue;
                 }
-                traced.push(f.ty);
+                traced.push((f.ty, f.recursive));
                 let (ty, member) = (f.ty, &f.member);
                 calls.push(trace_call(ty, quote!(&self.#member), &tracer));
                 // Spanned at the field's type, as `NEEDS_TRACE`'s terms are, so that an error
                 // in the type is reported once, at the field.
                 // A field that holds the type itself outside a `Gc` is traced by `trace`: its
                 // words would be read from the type's own constants (see `holds_self`).
-                let field_words = if holds_self(ty, &me) || mentions_self(ty, name) {
+                let field_words = if f.recursive || holds_self(ty, &me) || mentions_self(ty, name) {
                     quote!(::core::option::Option::None::<u64>)
                 } else {
                     quote_spanned! {ty.span()=> <#ty as ::gc_core::Trace>::POINTER_WORDS }
@@ -539,7 +576,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
                         skipped.push(f.ty);
                         continue;
                     }
-                    traced.push(f.ty);
+                    traced.push((f.ty, f.recursive));
                     // Bind to fresh names: a field called `tracer` must not shadow the argument.
                     let b = format_ident!("__gc_f{}", i, span = Span::mixed_site());
                     let member = &f.member;
@@ -581,7 +618,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     // traced by that type's impl: the bound is the parameter's, not one its author can add.
     let params: Vec<&Ident> = input.generics.type_params().map(|t| &t.ident).collect();
     let mut projections: Vec<Type> = Vec::new();
-    for ty in &traced {
+    for (ty, _) in &traced {
         collect_projections(ty, &params, &mut projections);
     }
     if !projections.is_empty() {
@@ -594,8 +631,11 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
 
-    let needs = traced.iter().map(|&ty| {
-        if holds_self(ty, &me) {
+    let needs = traced.iter().map(|&(ty, recursive)| {
+        if recursive {
+            // Told to hold this type (see `parse_field_attrs`): traced, without asking.
+            quote!(|| true)
+        } else if holds_self(ty, &me) {
             quote_spanned! {ty.span()=>
                 || <Self as ::gc_core::Trace>::__DERIVE_KIT.needs_trace_holding_self::<Self, #ty>()
             }
@@ -806,7 +846,7 @@ fn mentions_param(ty: &Type, params: &[&Ident]) -> bool {
 /// with no `Gc` at any depth, holding itself through such a shape, is scanned instead of
 /// noscan). A `Gc<'gc, Self>` is a pointer whose constants do not depend on what it points to,
 /// so it keeps them. A name hidden behind a type alias or a macro is not seen (the compiler's
-/// cycle error stays).
+/// cycle error stays, until the user marks the field `#[gc(recursive)]`).
 fn mentions_self(ty: &Type, name: &Ident) -> bool {
     match ty {
         Type::Path(p) => {

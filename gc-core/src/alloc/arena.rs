@@ -242,7 +242,12 @@ fn release_supported() -> bool {
         return false;
     }
     // SAFETY: `sysconf` reads a configuration value; it has no preconditions.
-    let os_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    releases_exactly(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+}
+
+/// Whether an OS page of `os_page` bytes (`sysconf`'s answer: -1 if unknown) divides an arena
+/// page, so that releasing whole arena pages releases nothing else.
+fn releases_exactly(os_page: libc::c_long) -> bool {
     os_page > 0 && PAGE_SIZE.is_multiple_of(os_page as usize)
 }
 
@@ -645,7 +650,15 @@ impl Arena {
     }
 
     /// Return a run of pages obtained from `alloc_pages`, coalescing with free neighbours.
+    ///
+    /// The run's pages must be unpublished first (`publish(addr, npages, null)`): once free, they
+    /// may be taken and published by another thread's new span at any moment, and a late null
+    /// store would hide that span from the marker, which then frees its reachable objects.
     pub(crate) fn free_pages(&self, addr: usize, npages: usize) {
+        debug_assert!(
+            (0..npages).all(|i| self.span_of(addr + i * PAGE_SIZE).is_null()),
+            "pages freed while still published in the page map"
+        );
         let mut pa = self.pages.lock();
         pa.in_use -= npages;
         self.insert_free(&mut pa, (addr - self.base) >> PAGE_SHIFT, npages);
@@ -964,6 +977,56 @@ mod tests {
         assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
         assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
+    }
+
+    /// The same through the release an allocation makes when the heap grows past the memory
+    /// limit (`scavenge_for_growth`, with the page lock held): a refused release marks nothing
+    /// released, so the pages are not handed out as zero.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_refused_release_on_growth_marks_nothing_released() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        if !a.can_release.load(Ordering::Relaxed) {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
+        let (x, _) = a.alloc_pages_zeroed(8, Fit::Grow).unwrap();
+        let _y = a.alloc_pages(4, Fit::Grow).unwrap();
+        // SAFETY: the run was just allocated to this test and lies inside the mapping.
+        unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 8 * PAGE_SIZE) };
+        a.free_pages(x, 8);
+        // SAFETY: locks pages of the live mapping; unlocked below.
+        if unsafe { libc::mlock(x as *const libc::c_void, 8 * PAGE_SIZE) } != 0 {
+            eprintln!("mlock refused (RLIMIT_MEMLOCK); nothing to check");
+            return;
+        }
+        // 10 new pages would make 22 ready, 10 over the limit: the 8 free pages are offered
+        // to the OS, which refuses them.
+        let _z = a.alloc_pages(10, Fit::Grow).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::munlock(x as *const libc::c_void, 8 * PAGE_SIZE) };
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 0);
+        assert_eq!(a.released_bytes(), 0);
+        let (w, zeroed) = a.alloc_pages_zeroed(8, Fit::Grow).unwrap();
+        assert_eq!(w, x);
+        assert!(!zeroed, "pages whose release failed taken for zero");
+        // SAFETY: as above.
+        let bytes = unsafe { std::slice::from_raw_parts(w as *const u8, 8 * PAGE_SIZE) };
+        assert!(bytes.iter().all(|&b| b == 0xAB), "the contents stayed");
+    }
+
+    /// Releasing is on only where OS pages divide arena pages: on a kernel with 16 or 64 KiB
+    /// pages, releasing a free 8 KiB arena page would zero the OS page around it, live
+    /// neighbours included.
+    #[test]
+    fn pages_are_released_only_where_os_pages_divide_arena_pages() {
+        for os_page in [512, 4096, PAGE_SIZE as libc::c_long] {
+            assert!(releases_exactly(os_page), "{os_page}-byte OS pages");
+        }
+        for os_page in [-1, 0, 3000, 2 * PAGE_SIZE as libc::c_long, 16384, 65536] {
+            assert!(!releases_exactly(os_page), "{os_page}-byte OS pages");
+        }
     }
 
     #[test]

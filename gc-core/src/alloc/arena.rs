@@ -979,6 +979,43 @@ mod tests {
         assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
     }
 
+    /// An allocation that grows the heap releases nothing while retained memory is within the
+    /// scavenger's goal and the memory limit, and past them at most its own growth plus
+    /// [`SYNC_SCAVENGE_SLACK`] pages (each released stretch is a system call under the page
+    /// lock; the background scavenger does the rest).
+    #[test]
+    fn growth_releases_at_most_its_own_size_and_the_slack() {
+        let a = Arena::new(256 * PAGE_SIZE).unwrap();
+        if !a.can_release.load(Ordering::Relaxed) {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        // 64 free pages between runs in use (so that none is reused for the growth).
+        let mut runs = Vec::new();
+        for _ in 0..16 {
+            let free = a.alloc_pages(4, Fit::Grow).unwrap();
+            runs.push(free);
+            a.alloc_pages(1, Fit::Grow).unwrap();
+        }
+        for &r in &runs {
+            a.free_pages(r, 4);
+        }
+        let _ = a.alloc_pages(8, Fit::Grow).unwrap();
+        assert_eq!(
+            a.sync_released.load(Ordering::Relaxed),
+            0,
+            "released with no limit and no goal"
+        );
+        // Under a limit of 24 pages, growing by 8 more (96 ready) would want 72 released: it
+        // releases its 8 and the slack, of the 64 free.
+        a.memory_limit.store(24 * PAGE_SIZE, Ordering::Relaxed);
+        let _ = a.alloc_pages(8, Fit::Grow).unwrap();
+        assert_eq!(
+            a.sync_released.load(Ordering::Relaxed),
+            (8 + SYNC_SCAVENGE_SLACK) * PAGE_SIZE
+        );
+    }
+
     /// The same through the release an allocation makes when the heap grows past the memory
     /// limit (`scavenge_for_growth`, with the page lock held): a refused release marks nothing
     /// released, so the pages are not handed out as zero.

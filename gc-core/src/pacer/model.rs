@@ -1051,6 +1051,10 @@ mod tests {
         let want = (36 * MIB) as f64 / (ext - (190 * MIB) as f64);
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
         assert_eq!(r.extended_goal, ext as u64);
+        // Less stack scanned so far than in the last cycle: the worst case keeps the last
+        // cycle's (Go: `max(stackScan, lastStackScan)`), so the same extension.
+        let r = p.revise(190 * MIB, 120 * MIB, MIB / 4, 85 * MIB, none);
+        assert_eq!(r.extended_goal, ext as u64);
         // Past the goal (210 MiB live, expected work not exceeded): aim at 1.1 × goal with the
         // worst-case work (121 MiB).
         let r = p.revise(210 * MIB, 120 * MIB, MIB, 50 * MIB, none);
@@ -1109,6 +1113,21 @@ mod tests {
         );
         let c2 = (20 * MIB) as f64 * 0.25 / ((80 * MIB) as f64 * 0.75);
         assert!((p.cons_mark() - (c1 + c2) / 2.0).abs() < 1e-12);
+        // Third cycle: 60 ms of idle marking on the 4 CPUs counts as collector time beside
+        // the background share (Go: `utilization + idleUtilization` over `1 − utilization`),
+        // so the same allocation gives a larger cons/mark: i = 60/(100 × 4) = 0.15.
+        p.start_cycle(150 * MIB, none);
+        p.end_cycle(
+            CycleEnd {
+                heap_live: 170 * MIB,
+                assist_ns: 0,
+                idle_ns: 60_000_000,
+                ..end
+            },
+            200 * MIB,
+        );
+        let c3 = (20 * MIB) as f64 * (0.25 + 0.15) / ((80 * MIB) as f64 * 0.75);
+        assert!((p.cons_mark() - (c2 + c3) / 2.0).abs() < 1e-12);
         // A cycle that allocated nothing leaves the estimate alone.
         let before = p.cons_mark();
         p.start_cycle(150 * MIB, none);

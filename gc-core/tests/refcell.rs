@@ -904,3 +904,101 @@ fn sets_and_boxed_slices_are_traced() {
         assert_eq!(drops.load(Ordering::Relaxed), 3 * N as usize);
     }
 }
+
+/// Maps and sets whose keys are their only `Gc`s (names to plain numbers, as an interpreter's
+/// globals), each a heap object of its own: each needs tracing (were one noscan, the marker
+/// would never read its keys, and they would be freed while the map holds them). Keys survive
+/// collections with verify mode on (freed memory is poisoned) and off (freed slots are reused
+/// by the garbage strings made between collections), and are reclaimed once the maps are
+/// dropped.
+#[test]
+fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
+    use gc_core::{GcStr, Trace};
+    use std::collections::{HashMap, HashSet};
+    type Table<'gc> = GcHashMap<'gc, GcStr<'gc>, f64>;
+    type Map<'gc> = GcRefCell<'gc, HashMap<GcStr<'gc>, u64>>;
+    type Set<'gc> = GcRefCell<'gc, HashSet<GcStr<'gc>>>;
+    #[derive(Trace)]
+    struct Names<'gc> {
+        table: GcCell<'gc, Option<Gc<'gc, Table<'gc>>>>,
+        map: GcCell<'gc, Option<Gc<'gc, Map<'gc>>>>,
+        set: GcCell<'gc, Option<Gc<'gc, Set<'gc>>>>,
+    }
+    assert!(<Table<'static> as Trace>::NEEDS_TRACE);
+    assert!(<Map<'static> as Trace>::NEEDS_TRACE);
+    assert!(<Set<'static> as Trace>::NEEDS_TRACE);
+    type NamesM = Rootable!['gc => Names<'gc>];
+    const N: usize = if cfg!(miri) { 20 } else { 500 };
+    let name = |i: usize| format!("name number {i} of the table");
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<NamesM> = heap.mutator(|_| Names {
+            table: GcCell::new(None),
+            map: GcCell::new(None),
+            set: GcCell::new(None),
+        });
+        m.mutate(|mc, root| {
+            let (table, map, set) = (
+                Gc::new(mc, GcHashMap::new()),
+                Gc::new(mc, GcRefCell::new(HashMap::new())),
+                Gc::new(mc, GcRefCell::new(HashSet::new())),
+            );
+            for i in 0..N {
+                table.insert(mc, GcStr::new(mc, &name(i)), i as f64);
+                map.borrow_mut(mc)
+                    .insert(GcStr::new(mc, &name(i)), i as u64);
+                set.borrow_mut(mc).insert(GcStr::new(mc, &name(i)));
+            }
+            root.table.set(mc, Some(table));
+            root.map.set(mc, Some(map));
+            root.set.set(mc, Some(set));
+        });
+        for round in 0..3 {
+            m.collect();
+            m.mutate(|mc, root| {
+                let mut seen: Vec<usize> = Vec::new();
+                for (k, v) in root.table.get().unwrap().entries() {
+                    assert_eq!(
+                        k.as_str(),
+                        name(v as usize),
+                        "verify={verify} round {round}"
+                    );
+                    seen.push(v as usize);
+                }
+                for (k, &v) in root.map.get().unwrap().borrow().iter() {
+                    assert_eq!(
+                        k.as_str(),
+                        name(v as usize),
+                        "verify={verify} round {round}"
+                    );
+                }
+                let set = root.set.get().unwrap();
+                let mut in_set: Vec<&str> = set.borrow().iter().map(|k| k.as_str()).collect();
+                in_set.sort();
+                let mut names: Vec<String> = (0..N).map(name).collect();
+                names.sort();
+                assert_eq!(in_set, names, "verify={verify} round {round}");
+                seen.sort();
+                assert_eq!(seen, (0..N).collect::<Vec<_>>());
+                // Garbage strings of the same size, into the slots of anything freed.
+                for i in 0..4 * N {
+                    GcStr::new(mc, &format!("garbage number {i:>5} of many"));
+                }
+            });
+        }
+        let marked = heap.stats().marked_objects;
+        assert!(marked >= 3 * N as u64, "verify={verify}: {marked} marked");
+        m.mutate(|mc, root| {
+            root.table.set(mc, None);
+            root.map.set(mc, None);
+            root.set.set(mc, None);
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(
+            heap.stats().marked_objects,
+            0,
+            "verify={verify}: the maps' keys not reclaimed"
+        );
+    }
+}

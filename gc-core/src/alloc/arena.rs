@@ -1070,7 +1070,10 @@ mod tests {
         let os_page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         if cfg!(all(target_os = "linux", not(miri))) && releases_exactly(os_page) {
             let a = Arena::new(MIN_RESERVATION).unwrap();
-            assert!(a.can_release(), "Linux with {os_page}-byte pages releases no memory");
+            assert!(
+                a.can_release(),
+                "Linux with {os_page}-byte pages releases no memory"
+            );
         }
     }
 

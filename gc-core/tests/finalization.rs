@@ -841,13 +841,16 @@ fn double_registration_and_resurrected_keys() {
 /// A scope that blocked across the start of marking holds a key the snapshot never saw (a
 /// local, here a large object) and inserts it into a table allocated during marking, which the
 /// marker never scans: the insertion must shade the key, or the table would keep the address
-/// of a freed key (the verifier checks every key of every table after each cycle).
+/// of a freed key (the verifier checks every key of every table after each cycle). Likewise a
+/// value the snapshot never saw (a local made before the block), under a key the program
+/// keeps: the insertion must shade the value, or `get` hands out a freed object.
 #[test]
 fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
     type Big = [u64; 8192];
     #[derive(Trace)]
     struct Keep<'gc> {
         table: GcCell<'gc, Option<GcEphemeronTable<'gc, Big, Gc<'gc, u64>>>>,
+        kept: GcCell<'gc, Option<Gc<'gc, Big>>>,
     }
     for verify in [true, false] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
@@ -857,9 +860,11 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
             std::thread::spawn(move || {
                 let mut m: Mutator<Rootable!['gc => Keep<'gc>]> = heap.mutator(|_| Keep {
                     table: GcCell::new(None),
+                    kept: GcCell::new(None),
                 });
                 m.mutate(|mc, root| {
                     let key = Gc::new(mc, [7u64; 8192]);
+                    let value = Gc::new(mc, 43u64);
                     scope.block(mc, || ());
                     assert!(
                         mc.debug_marking(),
@@ -867,14 +872,29 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
                     );
                     let table = GcEphemeronTable::new(mc);
                     table.insert(mc, key, Gc::new(mc, 42u64));
+                    let kept = Gc::new(mc, [8u64; 8192]);
+                    table.insert(mc, kept, value);
                     root.table.set(mc, Some(table));
+                    root.kept.set(mc, Some(kept));
                     assert_eq!(table.get(key).map(|v| *v), Some(42));
                 });
                 scope.finished();
-                // The key is gone (it was only ever a local): so is its entry.
-                m.collect();
-                m.collect();
-                assert_eq!(m.mutate(|_, root| root.table.get().unwrap().len()), 0);
+                // The first key is gone (it was only ever a local): so is its entry. The kept
+                // key's value is there, whole (garbage made meanwhile reuses freed slots).
+                for _ in 0..2 {
+                    m.collect();
+                    m.mutate(|mc, _| {
+                        for i in 0..1000 {
+                            Gc::new(mc, i as u64);
+                        }
+                    });
+                }
+                m.mutate(|_, root| {
+                    let table = root.table.get().unwrap();
+                    assert_eq!(table.len(), 1);
+                    let kept = root.kept.get().unwrap();
+                    assert_eq!(table.get(kept).map(|v| *v), Some(43));
+                });
             })
         };
         driver.wait_blocked();

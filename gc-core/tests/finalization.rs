@@ -172,6 +172,45 @@ fn chains_and_cycles_through_values() {
     }
 }
 
+/// A cycle long enough to look keys up in the index (a chain through values takes a round a
+/// link) clears every entry whose key stayed unmarked, down to a table left with a single one:
+/// the chain's table also holds `dead` entries whose keys nothing reaches.
+#[test]
+fn indexed_rounds_clear_a_table_left_with_one_dead_key() {
+    for config in settings() {
+        for dead in [1, 2] {
+            let what = format!("{config:?}, {dead} dead");
+            let heap = Heap::new(config.clone()).unwrap();
+            let drops = Arc::new(AtomicUsize::new(0));
+            let mut m = root_mutator(&heap);
+            const N: u64 = 12;
+            m.mutate(|mc, r| {
+                let keys: Vec<_> = (0..N).map(|i| node(mc, i, &drops)).collect();
+                for i in 0..N as usize - 1 {
+                    let v = node(mc, 1000 + i as u64, &drops);
+                    v.next.set(mc, Some(keys[i + 1]));
+                    r.table.insert(mc, keys[i], v);
+                }
+                for d in 0..dead {
+                    r.table
+                        .insert(mc, node(mc, 5000 + d, &drops), node(mc, 6000 + d, &drops));
+                }
+                r.keys.push(mc, Some(keys[0]));
+            });
+            m.collect();
+            let rounds: u64 = heap
+                .take_cycle_records()
+                .iter()
+                .map(|c| c.ephemeron_rounds)
+                .max()
+                .unwrap();
+            assert!(rounds > 3, "{what}: the chain took {rounds} rounds");
+            assert_eq!(m.mutate(|_, r| r.table.len()), N as usize - 1, "{what}");
+            assert_eq!(drops.load(Ordering::SeqCst), 2 * dead as usize, "{what}");
+        }
+    }
+}
+
 /// A panic payload whose `Drop` panics.
 struct PayloadPanicsOnDrop;
 

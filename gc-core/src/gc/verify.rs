@@ -289,6 +289,96 @@ mod tests {
         }
     }
 
+    /// Free the object at `addr` behind the collector's back (alloc bit cleared, memory
+    /// poisoned, as a sweep that freed it would leave it), check that the verifier reports a
+    /// reachable object in a free slot (`what`: the path it is reached by), and put it back.
+    fn freed_behind_the_back_is_reported(
+        h: &Shared,
+        world: &mut StoppedWorld<'_>,
+        addr: usize,
+        what: &str,
+    ) {
+        // SAFETY (test): the world is stopped and the object is allocated in an in-use span.
+        let span = unsafe { h.mheap.arena.span_of_live(addr) }.unwrap();
+        let i = span.slot_index(addr);
+        // SAFETY (test): our test object's bytes, read, poisoned, then written back below.
+        let saved: Vec<u8> =
+            unsafe { std::slice::from_raw_parts(addr as *const u8, span.elem_size) }.to_vec();
+        {
+            let mut st = span.state.lock();
+            st.alloc.set(i, false);
+            st.allocated -= 1;
+        }
+        // SAFETY (test): as above.
+        unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
+        let problems = verify_heap(h, world).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("free slot")),
+            "{what}: {problems:?}"
+        );
+        {
+            let mut st = span.state.lock();
+            st.alloc.set(i, true);
+            st.allocated += 1;
+        }
+        // SAFETY (test): as above.
+        unsafe { std::ptr::copy_nonoverlapping(saved.as_ptr(), addr as *mut u8, saved.len()) };
+        assert_eq!(verify_heap(h, world), Ok(()), "{what}: restored");
+    }
+
+    #[derive(crate::Trace)]
+    struct Holders<'gc> {
+        strong: crate::GcVec<'gc, Option<Gc<'gc, [u64; 3]>>>,
+        weak: GcCell<'gc, Option<crate::GcWeak<'gc, [u64; 3]>>>,
+        table: crate::GcEphemeronTable<'gc, [u64; 3], Gc<'gc, [u64; 3]>>,
+    }
+
+    /// The verifier walks every way an object stays reachable besides roots and fields: a
+    /// stash, a weak reference's live target (an upgrade may hand it out), and an ephemeron
+    /// table's keys and values. An object reached only that way and freed behind the
+    /// collector's back is reported.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn verifier_reaches_objects_through_stashes_weak_references_and_ephemeron_tables() {
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<Rootable!['gc => Holders<'gc>]> = heap.mutator(|mc| Holders {
+            strong: crate::GcVec::new(mc),
+            weak: GcCell::new(None),
+            table: crate::GcEphemeronTable::new(mc),
+        });
+        let (stash, addrs) = m.mutate(|mc, r| {
+            let obj = |n: u64| Gc::new(mc, [n; 3]);
+            let (stashed, weak, key, value) = (obj(1), obj(2), obj(3), obj(4));
+            let stash = mc.stash::<Rootable!['gc => [u64; 3]]>(stashed);
+            r.weak.set(mc, Some(weak.downgrade(mc)));
+            r.table.insert(mc, key, value);
+            // Held strongly for the collection below, then let go.
+            r.strong.push(mc, Some(weak));
+            r.strong.push(mc, Some(key));
+            let a = |g: Gc<'_, [u64; 3]>| g.to_word();
+            (stash, [a(stashed), a(weak), a(key), a(value)])
+        });
+        m.collect();
+        // No cycle runs after this: the weak target stays set and the entry stays, each
+        // reached by that path alone.
+        m.mutate(|mc, r| r.strong.truncate(mc, 0));
+        let h = heap.shared();
+        {
+            let mut world = StoppedWorld::stop(h);
+            assert_eq!(verify_heap(h, &mut world), Ok(()));
+            let paths = [
+                "a stash",
+                "a weak reference",
+                "a table's key",
+                "a table's value",
+            ];
+            for (addr, what) in addrs.into_iter().zip(paths) {
+                freed_behind_the_back_is_reported(h, &mut world, addr, what);
+            }
+        }
+        drop(stash);
+    }
+
     #[derive(crate::Trace)]
     struct Link<'gc> {
         tag: u8,

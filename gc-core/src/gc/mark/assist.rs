@@ -295,7 +295,7 @@ fn mark_for(h: &Shared, target: u64, at: Position) -> (u64, bool) {
         .fetch_add(t.marked.bytes as u64, Ordering::Relaxed);
     crate::gc::mark::roots::hand_over(h, &mut t);
     // After the hand-over: a collector that sees no assist running finds their work queued.
-    h.mark.work.leave();
+    h.mark.work.leave_handed_over(&t);
     guard.disarm();
     h.stats
         .assist_ns

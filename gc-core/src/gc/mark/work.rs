@@ -120,6 +120,18 @@ impl MarkWork {
         self.busy.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// [`MarkWork::leave`] for a marker that marked with `t` and has handed its grey work back
+    /// (`roots::hand_over`). Leaving first would let a termination check read `busy == 0` and
+    /// an empty queue before the push: marking would end with grey objects unscanned, and the
+    /// sweep free what they reach. The order is checked here, where any run catches a swap,
+    /// rather than left to the race.
+    pub(crate) fn leave_handed_over(&self, t: &Tracer) {
+        if t.has_grey() {
+            bug!("a marker counted itself idle while holding grey work");
+        }
+        self.leave();
+    }
+
     /// Markers counted busy.
     pub(crate) fn busy(&self) -> usize {
         self.busy.load(Ordering::SeqCst)

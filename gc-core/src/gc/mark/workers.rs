@@ -148,7 +148,7 @@ fn background_worker(h: &Shared, share: f64) {
         t.push_grey_batch(b);
         background_slice(h, &mut t);
         hand_over(h, &mut t);
-        h.mark.work.leave();
+        h.mark.work.leave_handed_over(&t);
         if let Some(cpu) = lap.lap() {
             pace.after(h, cpu);
         }

@@ -924,9 +924,12 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
         map: GcCell<'gc, Option<Gc<'gc, Map<'gc>>>>,
         set: GcCell<'gc, Option<Gc<'gc, Set<'gc>>>>,
     }
-    assert!(<Table<'static> as Trace>::NEEDS_TRACE);
-    assert!(<Map<'static> as Trace>::NEEDS_TRACE);
-    assert!(<Set<'static> as Trace>::NEEDS_TRACE);
+    fn needs_trace<T: Trace>() -> bool {
+        T::NEEDS_TRACE
+    }
+    assert!(needs_trace::<Table<'static>>());
+    assert!(needs_trace::<Map<'static>>());
+    assert!(needs_trace::<Set<'static>>());
     type NamesM = Rootable!['gc => Names<'gc>];
     const N: usize = if cfg!(miri) { 20 } else { 500 };
     let name = |i: usize| format!("name number {i} of the table");

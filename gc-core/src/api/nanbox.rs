@@ -278,6 +278,19 @@ mod tests {
         }
     }
 
+    /// The pointer encoding holds every user-space address of a 48-bit address space
+    /// (x86-64's lower half; AArch64 with 48-bit virtual addresses, where `mmap` hands out
+    /// addresses with bit 47 set), and its tag bits stay clear of them.
+    #[test]
+    fn the_pointer_encoding_holds_48_bit_addresses() {
+        for addr in [0x1000u64, (1 << 47) | 0x1000, (1 << 48) - 8] {
+            let v = NanBox::<u8>::from_bits(PTR_TAG | addr);
+            assert!(!v.is_number() && v.as_imm().is_none());
+            assert_eq!(v.to_bits() & ADDR_MASK, addr, "{addr:#x}");
+            assert_eq!(v.to_bits() & !ADDR_MASK, PTR_TAG, "{addr:#x}");
+        }
+    }
+
     #[test]
     fn immediates_and_pointers_round_trip() {
         for i in [0, 1, 2, 0xFFFF_FFFF] {

@@ -123,6 +123,20 @@ impl Finalization {
         self.cleanups.lock().push((ObjAddr(obj), f));
     }
 
+    /// Every object a registration names: the queue and the object of each finalization
+    /// registration, the object of each cleanup (the verifier walks them: between cycles each
+    /// is alive, since a cycle that finds one dead resurrects it, queues its cleanup, or drops
+    /// the registration with its dead queue).
+    pub(crate) fn for_each_registered(&self, mut each: impl FnMut(*const Object)) {
+        for &(q, o) in self.registered.lock().iter() {
+            each(q.0);
+            each(o.0);
+        }
+        for (o, _) in self.cleanups.lock().iter() {
+            each(o.0);
+        }
+    }
+
     /// The number of resurrection rounds that have queued objects so far, for a weak box made
     /// now. (Rounds run with the world stopped and boxes are made inside scopes, so the stop's
     /// handshake orders every box before or after each round.)

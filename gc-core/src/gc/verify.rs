@@ -5,7 +5,8 @@
 //! cycle (with the world stopped and the sweep finished) [`verify_heap`] checks:
 //!
 //! 1. **Reachability**: walking from every root (root objects, root stacks, stash, live weak
-//!    targets), every object reached lies in an in-use span, starts a slot, has its alloc bit set
+//!    targets, the objects and queues of finalization and cleanup registrations), every object
+//!    reached lies in an in-use span, starts a slot, has its alloc bit set
 //!    and its pointer words are not all poison. A failure here is a live object the collector
 //!    freed.
 //! 2. **Bitmaps**: every span is swept, its mark bitmap is clear, its `allocated` count equals the
@@ -47,6 +48,7 @@ pub(crate) fn verify_heap(h: &Shared, world: &mut StoppedWorld<'_>) -> Result<()
         m.roots.trace_roots(&mut t);
     }
     h.stash.lock().trace(&mut t);
+    h.finalize.for_each_registered(|p| t.edge(p));
     for w in h.weaks.lock().iter() {
         t.edge(w.0);
         // SAFETY: registered weak boxes that survived `process_weaks` are live `WeakBox`es.
@@ -331,12 +333,13 @@ mod tests {
         strong: crate::GcVec<'gc, Option<Gc<'gc, [u64; 3]>>>,
         weak: GcCell<'gc, Option<crate::GcWeak<'gc, [u64; 3]>>>,
         table: crate::GcEphemeronTable<'gc, [u64; 3], Gc<'gc, [u64; 3]>>,
+        queue: crate::GcFinalizers<'gc, [u64; 3]>,
     }
 
     /// The verifier walks every way an object stays reachable besides roots and fields: a
-    /// stash, a weak reference's live target (an upgrade may hand it out), and an ephemeron
-    /// table's keys and values. An object reached only that way and freed behind the
-    /// collector's back is reported.
+    /// stash, a weak reference's live target (an upgrade may hand it out), an ephemeron
+    /// table's keys and values, and the objects of finalization and cleanup registrations. An
+    /// object reached only that way and freed behind the collector's back is reported.
     #[test]
     #[allow(clippy::type_complexity)]
     fn verifier_reaches_objects_through_stashes_weak_references_and_ephemeron_tables() {
@@ -345,18 +348,31 @@ mod tests {
             strong: crate::GcVec::new(mc),
             weak: GcCell::new(None),
             table: crate::GcEphemeronTable::new(mc),
+            queue: crate::GcFinalizers::new(mc),
         });
         let (stash, addrs) = m.mutate(|mc, r| {
             let obj = |n: u64| Gc::new(mc, [n; 3]);
             let (stashed, weak, key, value) = (obj(1), obj(2), obj(3), obj(4));
+            let (finalizable, cleaned) = (obj(5), obj(6));
             let stash = mc.stash::<Rootable!['gc => [u64; 3]]>(stashed);
             r.weak.set(mc, Some(weak.downgrade(mc)));
             r.table.insert(mc, key, value);
+            r.queue.register(mc, finalizable);
+            cleaned.add_cleanup(mc, || {});
             // Held strongly for the collection below, then let go.
-            r.strong.push(mc, Some(weak));
-            r.strong.push(mc, Some(key));
+            for g in [weak, key, finalizable, cleaned] {
+                r.strong.push(mc, Some(g));
+            }
             let a = |g: Gc<'_, [u64; 3]>| g.to_word();
-            (stash, [a(stashed), a(weak), a(key), a(value)])
+            let addrs = [
+                a(stashed),
+                a(weak),
+                a(key),
+                a(value),
+                a(finalizable),
+                a(cleaned),
+            ];
+            (stash, addrs)
         });
         m.collect();
         // No cycle runs after this: the weak target stays set and the entry stays, each
@@ -371,6 +387,8 @@ mod tests {
                 "a weak reference",
                 "a table's key",
                 "a table's value",
+                "a finalization registration",
+                "a cleanup",
             ];
             for (addr, what) in addrs.into_iter().zip(paths) {
                 freed_behind_the_back_is_reported(h, &mut world, addr, what);

@@ -8,10 +8,10 @@
 //! | gcpacertrace  | [`Config::gcpacertrace`] | `GODEBUG=gcpacertrace=1` (with `gctrace`: `GODEBUG=gctrace=1,gcpacertrace=1`) | off |
 //! | live-heap limit | [`Config::max_heap`] | `GCCORE_MAX_HEAP=1GiB`, `off` (units as for `GOMEMLIMIT`; at least 1 MiB) | off |
 //! | arena size    | [`Config::arena_bytes`] | `GCCORE_ARENA=64GiB` (B, KiB, MiB, GiB, TiB) | 64 GiB (16 MiB under Miri) |
-//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1, true/false, on/off, yes/no) | off |
+//! | verify mode   | [`Config::verify`]     | `GCCORE_VERIFY=1` (0/1, true/false, on/off, yes/no, any case) | off |
 //! | mark workers (stop-the-world collector) | [`Config::mark_workers`] | `GCCORE_MARK_WORKERS=2` (1–64) | one per core, ≤ 8 |
-//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1, true/false, on/off, yes/no) | on |
-//! | span-local marking | [`Config::span_marking`] | `GCCORE_SPAN_MARKING=1` (0/1, true/false, on/off, yes/no) | off |
+//! | concurrent marking | [`Config::concurrent`] | `GCCORE_CONCURRENT=1` (0/1, true/false, on/off, yes/no, any case) | on |
+//! | span-local marking | [`Config::span_marking`] | `GCCORE_SPAN_MARKING=1` (0/1, true/false, on/off, yes/no, any case) | off |
 //! | pacer knobs   | [`Config::pacer`]      | `GCCORE_PACER=max_overshoot=1.05,fail_fast=2s` (the keys of [`PACER_KEYS`](crate::pacer::PACER_KEYS)) | gc-core's pacer |
 //! | pacer trace   | [`Config::pacer_trace`] | `GCCORE_PACERTRACE=/tmp/run.csv` (empty or `off`: off) | off |
 //!
@@ -519,7 +519,7 @@ pub fn parse_bytes(var: &'static str, v: &str) -> Result<usize, ConfigError> {
 }
 
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim() {
+    match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "on" | "yes" => Ok(true),
         // Empty is an error, as it is for GOGC: `GCCORE_CONCURRENT=` read as false would select
         // stop-the-world marking without a word.
@@ -553,6 +553,11 @@ mod tests {
         assert_eq!(parse_gogc("off"), Ok(None));
         assert_eq!(parse_gogc("OFF"), Ok(None));
         assert_eq!(parse_gogc("-1"), Ok(None));
+        // Past `u32::MAX`: taken as `u32::MAX` (a goal no heap reaches), not wrapped (2³² would
+        // be GOGC=0, cycles back to back).
+        assert_eq!(parse_gogc("4294967295"), Ok(Some(u32::MAX)));
+        assert_eq!(parse_gogc("4294967296"), Ok(Some(u32::MAX)));
+        assert_eq!(parse_gogc("5000000000"), Ok(Some(u32::MAX)));
         for bad in ["abc", "", "10%", "-5x", "1e3"] {
             let e = parse_gogc(bad).unwrap_err();
             assert_eq!(e.var, "GOGC");
@@ -711,5 +716,48 @@ mod tests {
                 "GCCORE_MARK_WORKERS"
             );
         }
+        assert_eq!(
+            env(&[("GCCORE_MARK_WORKERS", "64")]).unwrap().mark_workers,
+            64
+        );
+    }
+
+    /// Every documented spelling of the three switches, both ways, against the default of
+    /// the other value (so a spelling read the wrong way shows).
+    #[test]
+    fn switches_read_every_spelling_both_ways() {
+        for (on, off) in [("1", "0"), ("true", "false"), ("on", "off"), ("yes", "no")] {
+            for v in [on, &on.to_uppercase()] {
+                assert!(env(&[("GCCORE_VERIFY", v)]).unwrap().verify, "{v}");
+                assert!(
+                    env(&[("GCCORE_SPAN_MARKING", v)]).unwrap().span_marking,
+                    "{v}"
+                );
+                let c = Config::default().concurrent(false);
+                let c = c.apply_env(|k| (k == "GCCORE_CONCURRENT").then(|| v.to_string()));
+                assert!(c.unwrap().concurrent, "{v}");
+            }
+            for v in [off, &off.to_uppercase()] {
+                assert!(!env(&[("GCCORE_CONCURRENT", v)]).unwrap().concurrent, "{v}");
+                let c = Config::default().verify(true).span_marking(true);
+                let c = c
+                    .apply_env(|k| {
+                        (k == "GCCORE_VERIFY" || k == "GCCORE_SPAN_MARKING").then(|| v.to_string())
+                    })
+                    .unwrap();
+                assert!(!c.verify && !c.span_marking, "{v}");
+            }
+        }
+    }
+
+    /// `GODEBUG`'s two keys set their own switch and leave the other alone.
+    #[test]
+    fn godebug_keys_set_their_own_switch() {
+        let c = env(&[("GODEBUG", "gcpacertrace=1")]).unwrap();
+        assert!(c.pacertrace && !c.gctrace);
+        let c = env(&[("GODEBUG", "gctrace=1,gcpacertrace=0")]).unwrap();
+        assert!(c.gctrace && !c.pacertrace);
+        let c = env(&[("GODEBUG", "gcpacertrace=1,gctrace=1")]).unwrap();
+        assert!(c.gctrace && c.pacertrace);
     }
 }

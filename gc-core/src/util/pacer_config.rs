@@ -326,6 +326,10 @@ mod tests {
             "min_trigger=0.99",
             "max_trigger=1",
             "cons_mark_window=0",
+            "cons_mark_window=65",
+            "cons_mark_window=1000",
+            "min_trigger=0",
+            "min_trigger=-0.1",
             "max_overshoot=0.9",
             "max_extension=0.5",
             "max_extension=inf",
@@ -338,6 +342,14 @@ mod tests {
             "max_overshoot",
         ] {
             assert!(PacerConfig::default().apply(bad).is_err(), "{bad}");
+        }
+        // The ends of the ranges are accepted.
+        for good in [
+            "cons_mark_window=1",
+            "cons_mark_window=64",
+            "min_trigger=0.01",
+        ] {
+            assert!(PacerConfig::default().apply(good).is_ok(), "{good}");
         }
         // The default extension bound (the hard goal) and no extension round-trip too.
         for x in [None, Some(1.0)] {

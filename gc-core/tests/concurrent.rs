@@ -741,6 +741,52 @@ fn phase_records_cover_every_cycle() {
     assert!(later.iter().all(|r| r.phase == Phase::Sweep), "{later:?}");
 }
 
+/// The headline figures agree with the records they summarise: `pause_max` is the longest
+/// pause (one made long on purpose, a scope that keeps the first stop waiting 30 ms, then short
+/// ones after it), and the Go-named frees metrics are the stats' objects and bytes freed.
+#[test]
+fn pause_max_and_the_frees_metrics_match_what_they_summarise() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let slow = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+            m.mutate(|_, _| {
+                ready_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+            });
+        })
+    };
+    ready_rx.recv().unwrap();
+    heap.collect();
+    slow.join().unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    for _ in 0..3 {
+        m.mutate(|mc, _| {
+            for i in 0..1000u64 {
+                obj(mc, i);
+            }
+        });
+        m.collect();
+    }
+    heap.finish_sweep();
+    let recs = heap.take_phase_records();
+    let s = heap.stats();
+    let longest = recs
+        .iter()
+        .filter(|r| r.phase.is_pause())
+        .map(|r| r.duration)
+        .max()
+        .unwrap();
+    assert_eq!(s.pause_max, longest, "{recs:?}");
+    assert!(longest >= Duration::from_millis(20), "{recs:?}");
+    let metrics = heap.metrics();
+    assert!(s.objects_freed >= 3000);
+    assert_eq!(metrics.u64("/gc/heap/frees:objects"), Some(s.objects_freed));
+    assert_eq!(metrics.u64("/gc/heap/frees:bytes"), Some(s.bytes_freed));
+}
+
 #[test]
 fn allocating_while_marking_pays_with_mark_assists() {
     for (verify, span) in common::MODES {

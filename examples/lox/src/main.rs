@@ -115,7 +115,7 @@ fn run() -> u8 {
     };
     vm.flush();
     if args.gc_stats {
-        print_stats(&heap.stats(), vm.stress_collections());
+        print_stats(&heap.stats(), vm.stress_collections(), heap.verify_mode());
     }
     code
 }
@@ -186,7 +186,7 @@ fn repl(vm: &mut Vm) -> u8 {
     }
 }
 
-fn print_stats(s: &HeapStats, stress_collections: u64) {
+fn print_stats(s: &HeapStats, stress_collections: u64, verify: bool) {
     let mean_us = if s.pauses == 0 {
         0.0
     } else {
@@ -195,7 +195,7 @@ fn print_stats(s: &HeapStats, stress_collections: u64) {
     eprintln!(
         "gc_cycles={} pauses={} pause_total_ms={:.3} pause_mean_us={:.1} pause_max_us={} \
          mark_total_ms={:.3} objects_allocated={} objects_freed={} heap_live_bytes={} \
-         heap_goal_bytes={} mapped_bytes={} stress_collections={}",
+         heap_goal_bytes={} mapped_bytes={} stress_collections={} verify={}",
         s.gc_cycles,
         s.pauses,
         s.pause_total.as_secs_f64() * 1e3,
@@ -208,5 +208,6 @@ fn print_stats(s: &HeapStats, stress_collections: u64) {
         s.heap_goal,
         s.mapped_bytes,
         stress_collections,
+        u8::from(verify),
     );
 }

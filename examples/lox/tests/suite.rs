@@ -103,20 +103,29 @@ fn suite_passes_under_gc_stress() {
 #[test]
 fn gc_stress_really_collects() {
     // Guards the stress test against a flag that does nothing: a small program that never
-    // fills the heap must still see collections under `--gc-stress=1`.
+    // fills the heap must still see collections under `--gc-stress=1`, with the heap verifier
+    // on (it poisons freed memory, which is what turns a value the VM forgot to root into a
+    // failure); without the flag the verifier stays off.
     let path = common::suite_dir().join("closure/nested_closure.lox");
-    let run = run_file(&["--gc-stress=1", "--gc-stats"], &path, &[], TIMEOUT);
-    let cycles = run
-        .stderr
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("gc_cycles="))
-        .and_then(|n| n.parse::<u64>().ok());
+    let field = |stderr: &str, key: &str| {
+        stderr
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(key))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    // `GCCORE_VERIFY=0` in both: the flag turns the verifier on over the environment.
+    let off = [("GCCORE_VERIFY", "0")];
+    let run = run_file(&["--gc-stress=1", "--gc-stats"], &path, &off, TIMEOUT);
+    let cycles = field(&run.stderr, "gc_cycles=");
     assert!(
         run.code == Some(0) && cycles.is_some_and(|n| n > 0),
         "expected gc_cycles > 0 on stderr under --gc-stress=1 ({}):\n{}",
         run.outcome(),
         run.stderr
     );
+    assert_eq!(field(&run.stderr, "verify="), Some(1), "{}", run.stderr);
+    let plain = run_file(&["--gc-stats"], &path, &off, TIMEOUT);
+    assert_eq!(field(&plain.stderr, "verify="), Some(0), "{}", plain.stderr);
 }
 
 #[test]

@@ -291,6 +291,28 @@ mod tests {
         assert_eq!(c.count(), 3);
     }
 
+    /// The heap's last span class is made, and the next one is refused (`None`, which the
+    /// allocation paths turn into `AllocError::TooManyTypes`) rather than indexed past the end;
+    /// the classes already made are still found.
+    #[test]
+    #[cfg_attr(miri, ignore)] // 65 536 classes: minutes under Miri
+    fn the_class_past_the_last_is_refused() {
+        static SLOTS: [u8; 1024] = [0; 1024];
+        let c = SpanClasses::new();
+        let size_classes = MAX_SPAN_CLASSES / SLOTS.len();
+        for sc in 0..size_classes {
+            for slot in &SLOTS {
+                assert!(c.id(test_tag(slot, true), sc, own).is_some());
+            }
+        }
+        assert_eq!(c.count(), MAX_SPAN_CLASSES);
+        assert_eq!(c.id(test_tag(&A, true), 0, own), None);
+        assert_eq!(c.id(test_tag(&SLOTS[0], true), size_classes, own), None);
+        assert_eq!(c.count(), MAX_SPAN_CLASSES);
+        assert_eq!(c.id(test_tag(&SLOTS[5], true), 1, own), Some(SLOTS.len() + 5));
+        assert_eq!(c.get(MAX_SPAN_CLASSES - 1).size_class, size_classes - 1);
+    }
+
     #[test]
     fn keys_differ_by_class_and_type() {
         let (a, b) = (tag(&A, false), tag(&B, false));

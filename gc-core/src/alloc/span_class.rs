@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(c.id(test_tag(&A, true), 0, own), None);
         assert_eq!(c.id(test_tag(&SLOTS[0], true), size_classes, own), None);
         assert_eq!(c.count(), MAX_SPAN_CLASSES);
-        assert_eq!(c.id(test_tag(&SLOTS[5], true), 1, own), Some(SLOTS.len() + 5));
+        assert_eq!(
+            c.id(test_tag(&SLOTS[5], true), 1, own),
+            Some(SLOTS.len() + 5)
+        );
         assert_eq!(c.get(MAX_SPAN_CLASSES - 1).size_class, size_classes - 1);
     }
 

@@ -491,3 +491,33 @@ impl<'gc> Mutation<'gc> {
         &self.scope
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Config, Heap, Mutator, Rootable};
+
+    type Unit = Rootable!['gc => ()];
+
+    /// A mutator dropped inside nested scopes of two other heaps is unregistered when the
+    /// outermost scope ends, not the innermost: unregistering takes its heap's registry lock,
+    /// which must not be waited for from inside any scope.
+    #[test]
+    fn a_mutator_dropped_in_nested_scopes_goes_when_the_outermost_ends() {
+        let (a, c, x) = (
+            Heap::new(Config::default()).unwrap(),
+            Heap::new(Config::default()).unwrap(),
+            Heap::new(Config::default()).unwrap(),
+        );
+        let mut ma: Mutator<Unit> = a.mutator(|_| ());
+        let mut mc: Mutator<Unit> = c.mutator(|_| ());
+        let mut mx = Some(x.mutator::<Unit>(|_| ()));
+        let registered = || x.shared().registry.lock().len();
+        assert_eq!(registered(), 1);
+        ma.mutate(|_, _| {
+            mc.mutate(|_, _| drop(mx.take()));
+            // The inner scope has ended, the outer goes on: still registered.
+            assert_eq!(registered(), 1);
+        });
+        assert_eq!(registered(), 0);
+    }
+}

@@ -283,4 +283,25 @@ mod tests {
         forget_heap(y);
         assert!(!WAITS.lock().iter().any(|&(a, b)| a == y || b == y));
     }
+
+    /// A heap's edges leave the wait graph when the heap is dropped (a program that makes a
+    /// heap per task inside a long-lived heap's scope would otherwise grow it for ever, and
+    /// stale edges through dead heaps would refuse nestings that can no longer deadlock).
+    #[test]
+    fn a_dropped_heap_leaves_the_wait_graph() {
+        use crate::{Config, Heap, Mutator, Rootable};
+        type Unit = Rootable!['gc => ()];
+        let (a, b) = (
+            Heap::new(Config::default()).unwrap(),
+            Heap::new(Config::default()).unwrap(),
+        );
+        let (ida, idb) = (a.shared().id, b.shared().id);
+        let mut ma: Mutator<Unit> = a.mutator(|_| ());
+        let mut mb: Mutator<Unit> = b.mutator(|_| ());
+        ma.mutate(|_, _| mb.mutate(|_, _| ()));
+        assert!(WAITS.lock().contains(&(ida, idb)));
+        drop(mb);
+        drop(b);
+        assert!(!WAITS.lock().iter().any(|&(x, y)| x == idb || y == idb));
+    }
 }

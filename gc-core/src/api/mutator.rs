@@ -520,4 +520,20 @@ mod tests {
         });
         assert_eq!(registered(), 0);
     }
+
+    /// A concurrent mark phase scans parked mutators' roots from a copy of the registry, taken
+    /// without holding its lock: a mutator dropped meanwhile must read as gone to that copy
+    /// (its record's scan mark `SCAN_GONE`, set under the scan lock before the roots are
+    /// freed), or the scan reads freed roots.
+    #[test]
+    fn a_dropped_mutator_reads_as_gone_to_a_copy_of_the_registry() {
+        use crate::gc::registry::SCAN_GONE;
+        let heap = Heap::new(Config::default()).unwrap();
+        let m: Mutator<Unit> = heap.mutator(|_| ());
+        let copy = heap.shared().registry.lock()[0].clone();
+        assert_ne!(*copy.scanned.lock(), SCAN_GONE);
+        drop(m);
+        assert!(heap.shared().registry.lock().is_empty());
+        assert_eq!(*copy.scanned.lock(), SCAN_GONE);
+    }
 }

@@ -271,5 +271,16 @@ mod tests {
                 .gctrace_line()
                 .ends_with("2 P, 0.004+0.009 ms scope wait (forced)")
         );
+        // The heap at mark termination, not the goal, between the arrows (the overshoot a
+        // reader looks for).
+        let past = CycleRecord {
+            heap_end: 70 << 20,
+            ..forced.clone()
+        };
+        assert!(
+            past.gctrace_line().contains("61->70->31 MB, 63 MB goal"),
+            "{}",
+            past.gctrace_line()
+        );
     }
 }

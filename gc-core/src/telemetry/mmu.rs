@@ -231,5 +231,31 @@ mod tests {
         assert_eq!(b.len(), 3);
         // 10 ms of marking CPU over 10 ms × 2 CPUs.
         assert!((b[1].share - 0.5).abs() < 1e-9);
+        // Each class alone counts its own CPU (the harnesses count assists only): 2 ms of
+        // assists and 6 of background work, over 10 ms × 2 CPUs.
+        let cycles = [CycleRecord {
+            assist_cpu: ms(2),
+            background_cpu: ms(6),
+            ..cycles[0].clone()
+        }];
+        for (include, share) in [
+            (
+                Include {
+                    assists: true,
+                    background: false,
+                },
+                0.1,
+            ),
+            (
+                Include {
+                    assists: false,
+                    background: true,
+                },
+                0.3,
+            ),
+        ] {
+            let b = busy_intervals(&phases, &cycles, include);
+            assert!((b[1].share - share).abs() < 1e-9, "{}", b[1].share);
+        }
     }
 }

@@ -781,6 +781,12 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
                 r.stack_scan > 0,
                 "concurrent={concurrent}: the root's scan work: {r:?}"
             );
+            // The same roots each cycle: the same root scan work (a count carried over from
+            // the cycles before would grow the goal, which counts it, by as much every cycle).
+            assert_eq!(
+                r.stack_scan, recs[0].stack_scan,
+                "concurrent={concurrent}: {recs:?}"
+            );
         }
     }
 }

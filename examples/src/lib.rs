@@ -276,9 +276,11 @@ impl GcReport {
             .filter(|c| !c.limiter_on)
             .map(over_goal)
             .fold(0.0, f64::max);
+        // Cycles that marked nothing have no share (it was 1.0 for them: nothing reached).
         let mut black: Vec<f64> = steady
             .iter()
-            .map(|c| 1.0 - c.heap_reached as f64 / c.heap_marked.max(1) as f64)
+            .filter(|c| c.heap_marked > 0)
+            .map(|c| 1.0 - c.heap_reached as f64 / c.heap_marked as f64)
             .collect();
         black.sort_by(f64::total_cmp);
         r.black_share = sorted_median(&black);
@@ -320,7 +322,9 @@ mod tests {
     fn the_gc_cpu_at_the_last_cycle_comes_from_that_cycles_record() {
         assert_eq!(GcReport::take(None, "", 0).gc_cpu_go_last_cycle, 0.0);
         let heap = gc_core::Heap::new(gc_core::Config::default()).unwrap();
-        let mut m: gc_core::Mutator<gc_core::Rootable!['gc => ()]> = heap.mutator(|_| ());
+        // Something live, so that each cycle marks.
+        let mut m: gc_core::Mutator<gc_core::Rootable!['gc => gc_core::Gc<'gc, [u64; 64]>]> =
+            heap.mutator(|mc| gc_core::Gc::new(mc, [7; 64]));
         for _ in 0..3 {
             m.mutate(|mc, _| {
                 for i in 0..10_000u64 {
@@ -346,5 +350,8 @@ mod tests {
             r.gc_cpu_go,
             r.gc_cpu_go_last_cycle
         );
+        // Nothing was allocated while these cycles marked (each a `collect` between scopes):
+        // nothing allocated black, all of the marked heap reached by tracing.
+        assert!(r.black_share < 0.01, "black share {}", r.black_share);
     }
 }

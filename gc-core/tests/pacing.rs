@@ -1369,3 +1369,40 @@ fn past_its_bound_an_assist_holds_the_mutator_whatever_its_debt() {
         );
     }
 }
+
+/// The stop-the-world collector starts its cycles at the goal (no marking runs alongside the
+/// mutators, so there is no runway to leave): every cycle the pacer started had, as its
+/// trigger, the goal the cycle before set, and the heap had reached it. (A cycle's own record
+/// shows the goal raised to just above where it started, as Go does.)
+#[test]
+fn the_stop_the_world_collector_triggers_at_the_goal() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let heap = Heap::new(Config::default().concurrent(false)).unwrap();
+    let (mut m, slots) = live_set(&heap, 4 * MIB);
+    let mut rng = SmallRng::seed_from_u64(5);
+    churn(&mut m, slots, 64 * MIB, 0, &mut rng, || {});
+    check_intact(&mut m);
+    let recs = heap.take_cycle_records();
+    let mut paced = 0;
+    for w in recs.windows(2) {
+        let (before, r) = (&w[0], &w[1]);
+        if r.forced {
+            continue;
+        }
+        paced += 1;
+        assert_eq!(
+            r.trigger,
+            before.next_goal,
+            "cycle {}\n{}",
+            r.cycle,
+            trace(&recs)
+        );
+        assert!(
+            r.heap_start >= r.trigger,
+            "cycle {}\n{}",
+            r.cycle,
+            trace(&recs)
+        );
+    }
+    assert!(paced >= 3, "{}", trace(&recs));
+}

@@ -323,8 +323,8 @@ mod tests {
         assert_eq!(GcReport::take(None, "", 0).gc_cpu_go_last_cycle, 0.0);
         let heap = gc_core::Heap::new(gc_core::Config::default()).unwrap();
         // Something live, so that each cycle marks.
-        let mut m: gc_core::Mutator<gc_core::Rootable!['gc => gc_core::Gc<'gc, [u64; 64]>]> =
-            heap.mutator(|mc| gc_core::Gc::new(mc, [7; 64]));
+        type Live = gc_core::Rootable!['gc => gc_core::Gc<'gc, [u64; 64]>];
+        let mut m: gc_core::Mutator<Live> = heap.mutator(|mc| gc_core::Gc::new(mc, [7; 64]));
         for _ in 0..3 {
             m.mutate(|mc, _| {
                 for i in 0..10_000u64 {

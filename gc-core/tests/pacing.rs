@@ -477,6 +477,33 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             "verify={verify}: started below its trigger"
         );
         assert_collects_to(&heap, 16 * MIB, &format!("verify={verify}"));
+        // Giving up lasts one cycle: the next late start holds the mutator again.
+        let goal = heap.take_cycle_records().last().unwrap().next_goal;
+        let bound = goal as f64 * MAX_OVERSHOOT;
+        let cycles = heap.stats().gc_cycles;
+        heap.debug_hold_cycle_start(true);
+        let held = HeldStart(&heap);
+        while (heap.stats().heap_live as f64) < bound {
+            churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+        }
+        let t = Instant::now();
+        churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+        let waited = t.elapsed();
+        drop(held);
+        assert!(
+            waited >= Duration::from_millis(40),
+            "verify={verify}: after a wait given up in an earlier cycle, the scope after the \
+             bound began after {waited:?}"
+        );
+        common::within(10, "the second held cycle", {
+            let heap = heap.clone();
+            move || {
+                while heap.stats().gc_cycles == cycles {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        check_intact(&mut m);
     }
 }
 

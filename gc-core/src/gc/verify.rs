@@ -342,6 +342,10 @@ mod tests {
     /// object reached only that way and freed behind the collector's back is reported.
     #[test]
     #[allow(clippy::type_complexity)]
+    #[cfg_attr(
+        miri,
+        ignore = "thirteen whole-heap verifications: did not finish in 15 minutes under Miri"
+    )]
     fn verifier_reaches_objects_through_stashes_weak_references_and_ephemeron_tables() {
         let heap = Heap::new(Config::default().verify(true)).unwrap();
         let mut m: Mutator<Rootable!['gc => Holders<'gc>]> = heap.mutator(|mc| Holders {

@@ -179,10 +179,14 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
         nb.set(mc, gc_core::NanBox::gc(x)); // 1
         nb.set(mc, gc_core::NanBox::gc(y)); // 2
         nb.set(mc, gc_core::NanBox::number(2.5)); // 1 (old y)
+        // `replace` is a store too: old x, new y = 2; then old y, new None = 1.
+        let c = GcCell::new(Some(x));
+        assert!(c.replace(mc, Some(y)).is_some_and(|o| Gc::ptr_eq(o, x)));
+        assert!(c.replace(mc, None).is_some_and(|o| Gc::ptr_eq(o, y)));
     });
     assert_eq!(
         m.debug_barrier_buffer_len(),
-        1 + 2 + 1 + 1 + 3 + 1 + 1 + (1 + 2) + (1 + 2 + 1)
+        1 + 2 + 1 + 1 + 3 + 1 + 1 + (1 + 2) + (1 + 2 + 1) + (2 + 1)
     );
     // SAFETY: no cycle is marking: this test allocates a few objects, far below the first
     // trigger (4 MiB), and starts its collection only after this.
@@ -567,6 +571,12 @@ fn large_arrays_start_at_their_initial_value_in_reused_memory() {
                     a.iter().all(|v| v == 0),
                     "round {round}: a u64 array not zero"
                 );
+                // A non-zero initial value is written also into memory known to be zero.
+                let three = GcArray::new(mc, LEN, 3u64);
+                assert!(
+                    three.iter().all(|v| v == 3),
+                    "round {round}: an array of 3s not all 3"
+                );
                 assert!(
                     b.iter().all(|v| v.is_none()),
                     "round {round}: a pointer not None"
@@ -830,4 +840,55 @@ fn a_setting_changed_while_a_cycle_starts_queues_no_second_cycle() {
     let recs = heap.take_cycle_records();
     assert_eq!(recs.len(), 1, "one cycle, not two: {recs:#?}");
     drop(m);
+}
+
+/// The handles' indexing and string comparisons as documented: `GcArray::set`/`get` and
+/// `GcVec::set` panic past the length, `GcVec::get` and `GcArray::try_get` answer `None` there
+/// (also with spare capacity behind the length), a `GcStr` key is found by a `&str`, and `GcStr`s
+/// order as their text.
+#[test]
+fn indexing_past_the_end_and_string_keys_behave_as_documented() {
+    use gc_core::{GcHashMap, GcStr};
+    use std::collections::{BTreeSet, HashMap};
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        let arr = GcArray::new(mc, 3, 7u64);
+        let panics =
+            |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+        assert!(panics(&|| arr.set(mc, 3, 1)), "GcArray::set past the end");
+        assert!(panics(&|| {
+            arr.get(3);
+        }));
+        assert_eq!(arr.try_get(2), Some(7));
+        assert_eq!(arr.try_get(3), None);
+        let v: GcVec<'_, u64> = GcVec::with_capacity(mc, 8);
+        v.push(mc, 1);
+        v.push(mc, 2);
+        v.push(mc, 3);
+        v.pop(mc);
+        assert_eq!(v.get(1), Some(2));
+        assert_eq!(v.get(2), None, "a popped slot, in spare capacity");
+        assert_eq!(v.get(3), None);
+        assert!(panics(&|| v.set(mc, 2, 9)), "GcVec::set at its length");
+        assert_eq!(v.len(), 2);
+        // String keys, looked up by `&str` (the documented `Borrow<str>`).
+        let table: GcHashMap<'_, GcStr<'_>, u64> = GcHashMap::new();
+        table.insert(mc, GcStr::new(mc, "x"), 1);
+        table.insert(mc, GcStr::new(mc, "yy"), 2);
+        assert_eq!(table.get("x"), Some(1));
+        assert_eq!(table.get("yy"), Some(2));
+        assert_eq!(table.get("z"), None);
+        let mut map = HashMap::new();
+        map.insert(GcStr::new(mc, "x"), 1);
+        assert_eq!(map.get("x"), Some(&1));
+        // Text order.
+        let set: BTreeSet<GcStr<'_>> = ["pear", "apple", "fig", "apples"]
+            .iter()
+            .map(|s| GcStr::new(mc, s))
+            .collect();
+        let order: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
+        assert_eq!(order, ["apple", "apples", "fig", "pear"]);
+        assert!(GcStr::new(mc, "a") < GcStr::new(mc, "b"));
+    });
 }

@@ -54,9 +54,10 @@
 //! [`run_worker`] is generic over the queue and the local work so that a loom test checks the
 //! real protocol with a model worker: in every interleaving of two workers splitting a small tree
 //! of tasks, every task is done exactly once and both workers return. [`take_concurrent`] and
-//! [`idle_and_empty`] are generic in the same way: a loom test runs a worker that marks part of
-//! a batch and hands the rest back against a collector's check, and the check never passes
-//! while a task is left.
+//! [`idle_and_empty`] are generic in the same way, and so is [`hand_back_and_leave`], the end of a
+//! concurrent marker's turn: a loom test runs a worker that marks part of a batch and hands the
+//! rest back through it against a collector's check, and the check never passes while a task is
+//! left.
 
 use std::sync::atomic::Ordering;
 
@@ -132,6 +133,12 @@ impl MarkWork {
         self.leave();
     }
 
+    /// Hand back the batch `b` untouched and stop counting the caller busy
+    /// ([`hand_back_and_leave`], the order the loom model checks).
+    pub(crate) fn hand_back_batch_and_leave(&self, b: GreyBatch) {
+        hand_back_and_leave(&self.busy, self, Some(b));
+    }
+
     /// Markers counted busy.
     pub(crate) fn busy(&self) -> usize {
         self.busy.load(Ordering::SeqCst)
@@ -182,12 +189,16 @@ impl MarkWork {
 /// The queue as the termination protocol sees it.
 pub(crate) trait BatchQueue {
     type Batch;
+    fn push(&self, b: Self::Batch);
     fn pop(&self) -> Option<Self::Batch>;
     fn is_empty(&self) -> bool;
 }
 
 impl BatchQueue for MarkWork {
     type Batch = GreyBatch;
+    fn push(&self, b: GreyBatch) {
+        MarkWork::push(self, b)
+    }
     fn pop(&self) -> Option<GreyBatch> {
         MarkWork::pop(self)
     }
@@ -265,6 +276,21 @@ pub(crate) fn take_concurrent<Q: BatchQueue>(
     None
 }
 
+/// A marker of [`take_concurrent`] ends its turn: hand back what it did not mark (`rest`), then
+/// stop counting itself busy, in that order ([`idle_and_empty`] relies on it: a check that
+/// reads `busy == 0` then finds what was handed back in the queue). The loom model's worker
+/// ends its turn through this function too.
+pub(crate) fn hand_back_and_leave<Q: BatchQueue>(
+    busy: &AtomicUsize,
+    q: &Q,
+    rest: Option<Q::Batch>,
+) {
+    if let Some(b) = rest {
+        q.push(b);
+    }
+    busy.fetch_sub(1, Ordering::SeqCst);
+}
+
 /// [`MarkWork::idle_and_empty`] on any queue: close it, then read `busy`, then the queue. Once
 /// `busy` reads 0 no marker of [`take_concurrent`] holds a batch or can take one, and what each
 /// pushed back before it left is in the queue (its push comes before its decrement, which
@@ -294,14 +320,11 @@ mod loom_tests {
     #[derive(Default)]
     struct ModelQueue(Mutex<VecDeque<Vec<u32>>>);
 
-    impl ModelQueue {
+    impl BatchQueue for ModelQueue {
+        type Batch = Vec<u32>;
         fn push(&self, b: Vec<u32>) {
             self.0.lock().unwrap().push_back(b)
         }
-    }
-
-    impl BatchQueue for ModelQueue {
-        type Batch = Vec<u32>;
         fn pop(&self) -> Option<Vec<u32>> {
             self.0.lock().unwrap().pop_front()
         }
@@ -369,10 +392,8 @@ mod loom_tests {
                 loom::thread::spawn(move || {
                     if let Some(mut stack) = take_concurrent(&busy, &closed, &*q) {
                         do_one(&mut stack, &done);
-                        if !stack.is_empty() {
-                            q.push(stack);
-                        }
-                        busy.fetch_sub(1, Ordering::SeqCst);
+                        let rest = (!stack.is_empty()).then_some(stack);
+                        hand_back_and_leave(&busy, &*q, rest);
                     }
                 })
             };

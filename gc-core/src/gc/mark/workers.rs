@@ -141,8 +141,7 @@ fn background_worker(h: &Shared, share: f64) {
         // this cycle's pace. (The batch was pushed after the cycle's number was stored, and
         // the pop synchronizes with the push, so this load sees the new number.)
         if h.mark.cycle.load(Ordering::Relaxed) != cycle {
-            h.mark.work.push(b);
-            h.mark.work.leave();
+            h.mark.work.hand_back_batch_and_leave(b);
             break;
         }
         t.push_grey_batch(b);

@@ -701,51 +701,13 @@ fn held_marker_heap_to_growing_vector_in(verify: bool, span: bool) {
     });
 }
 
+/// Every cycle's phases are recorded, in order, and the headline figures agree with the
+/// records they summarise: the pause count and total, `pause_max` the longest pause (the first
+/// made long on purpose, a scope that keeps its stop waiting 30 ms, then short ones after it),
+/// and the Go-named frees metrics the stats' objects and bytes freed.
 #[test]
 fn phase_records_cover_every_cycle() {
     use gc_core::phases::Phase;
-    let heap = Heap::new(Config::default()).unwrap();
-    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-    for _ in 0..3 {
-        m.mutate(|mc, _| {
-            for i in 0..1000u64 {
-                obj(mc, i);
-            }
-        });
-        m.collect();
-    }
-    let recs = heap.take_phase_records();
-    let s = heap.stats();
-    for cycle in 1..=s.gc_cycles {
-        let of = |p: Phase| {
-            recs.iter()
-                .filter(|r| r.cycle == cycle && r.phase == p)
-                .count()
-        };
-        assert_eq!(of(Phase::SweepTermination), 1, "cycle {cycle}: {recs:?}");
-        assert_eq!(of(Phase::Mark), 1, "cycle {cycle}: {recs:?}");
-        assert_eq!(of(Phase::MarkTermination), 1, "cycle {cycle}: {recs:?}");
-    }
-    let pauses: Vec<_> = recs.iter().filter(|r| r.phase.is_pause()).collect();
-    assert_eq!(pauses.len() as u64, s.pauses);
-    let total: Duration = pauses.iter().map(|r| r.duration).sum();
-    assert_eq!(total, s.pause_total);
-    // Phases of one cycle come in order and do not overlap.
-    for w in recs.windows(2) {
-        if w[0].cycle == w[1].cycle && w[1].phase != Phase::Sweep {
-            assert!(w[0].end() <= w[1].start, "{w:?}");
-        }
-    }
-    // Taking empties the log (the last sweep may end, and be logged, in the meantime).
-    let later = heap.take_phase_records();
-    assert!(later.iter().all(|r| r.phase == Phase::Sweep), "{later:?}");
-}
-
-/// The headline figures agree with the records they summarise: `pause_max` is the longest
-/// pause (one made long on purpose, a scope that keeps the first stop waiting 30 ms, then short
-/// ones after it), and the Go-named frees metrics are the stats' objects and bytes freed.
-#[test]
-fn pause_max_and_the_frees_metrics_match_what_they_summarise() {
     let heap = Heap::new(Config::default()).unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let slow = {
@@ -773,18 +735,36 @@ fn pause_max_and_the_frees_metrics_match_what_they_summarise() {
     heap.finish_sweep();
     let recs = heap.take_phase_records();
     let s = heap.stats();
-    let longest = recs
-        .iter()
-        .filter(|r| r.phase.is_pause())
-        .map(|r| r.duration)
-        .max()
-        .unwrap();
+    for cycle in 1..=s.gc_cycles {
+        let of = |p: Phase| {
+            recs.iter()
+                .filter(|r| r.cycle == cycle && r.phase == p)
+                .count()
+        };
+        assert_eq!(of(Phase::SweepTermination), 1, "cycle {cycle}: {recs:?}");
+        assert_eq!(of(Phase::Mark), 1, "cycle {cycle}: {recs:?}");
+        assert_eq!(of(Phase::MarkTermination), 1, "cycle {cycle}: {recs:?}");
+    }
+    let pauses: Vec<_> = recs.iter().filter(|r| r.phase.is_pause()).collect();
+    assert_eq!(pauses.len() as u64, s.pauses);
+    let total: Duration = pauses.iter().map(|r| r.duration).sum();
+    assert_eq!(total, s.pause_total);
+    let longest = pauses.iter().map(|r| r.duration).max().unwrap();
     assert_eq!(s.pause_max, longest, "{recs:?}");
     assert!(longest >= Duration::from_millis(20), "{recs:?}");
     let metrics = heap.metrics();
     assert!(s.objects_freed >= 3000);
     assert_eq!(metrics.u64("/gc/heap/frees:objects"), Some(s.objects_freed));
     assert_eq!(metrics.u64("/gc/heap/frees:bytes"), Some(s.bytes_freed));
+    // Phases of one cycle come in order and do not overlap.
+    for w in recs.windows(2) {
+        if w[0].cycle == w[1].cycle && w[1].phase != Phase::Sweep {
+            assert!(w[0].end() <= w[1].start, "{w:?}");
+        }
+    }
+    // Taking empties the log (the last sweep may end, and be logged, in the meantime).
+    let later = heap.take_phase_records();
+    assert!(later.iter().all(|r| r.phase == Phase::Sweep), "{later:?}");
 }
 
 #[test]

@@ -361,6 +361,19 @@ fn grew_past_their_bound<'r>(recs: &[&'r CycleRecord], slack: usize) -> Vec<&'r 
 /// Lets go of [`Heap::debug_hold_cycle_start`] when dropped.
 struct HeldStart<'h>(&'h Heap);
 
+/// Wait (at most 10 s) until `heap` has completed more than `cycles` cycles (`what`: the cycle
+/// waited for, in the failure message).
+fn wait_for_a_cycle_after(heap: &Heap, cycles: u64, what: &str) {
+    common::within(10, what, {
+        let heap = heap.clone();
+        move || {
+            while heap.stats().gc_cycles == cycles {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+}
+
 impl Drop for HeldStart<'_> {
     fn drop(&mut self) {
         self.0.debug_hold_cycle_start(false);
@@ -449,14 +462,7 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
         );
         drop(held);
         // The held cycle runs (a `collect` now would take it over as its own, forced).
-        common::within(10, "the held cycle", {
-            let heap = heap.clone();
-            move || {
-                while heap.stats().gc_cycles == cycles {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        });
+        wait_for_a_cycle_after(&heap, cycles, "the held cycle");
         check_intact(&mut m);
         let recs = heap.take_cycle_records();
         let r = automatic(&recs)
@@ -495,14 +501,7 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             "verify={verify}: after a wait given up in an earlier cycle, the scope after the \
              bound began after {waited:?}"
         );
-        common::within(10, "the second held cycle", {
-            let heap = heap.clone();
-            move || {
-                while heap.stats().gc_cycles == cycles {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        });
+        wait_for_a_cycle_after(&heap, cycles, "the second held cycle");
         check_intact(&mut m);
     }
 }

@@ -806,6 +806,29 @@ mod tests {
         );
     }
 
+    /// Run `f` with the `pages` pages at `x` (part of `a`'s mapping, free, filled with `0xAB`)
+    /// locked in memory, so that the OS refuses to release them; `None` (and nothing run) where
+    /// this process may not lock memory. Then check that the pages were not taken for released:
+    /// the next allocation of their size gets them back, not as zero, with their contents.
+    fn refused_release<T>(a: &Arena, x: usize, pages: usize, f: impl FnOnce() -> T) -> Option<T> {
+        // SAFETY: locks pages of the live mapping; unlocked below.
+        if unsafe { libc::mlock(x as *const libc::c_void, pages * PAGE_SIZE) } != 0 {
+            eprintln!("mlock refused (RLIMIT_MEMLOCK); nothing to check");
+            return None;
+        }
+        let r = f();
+        // SAFETY: as above.
+        unsafe { libc::munlock(x as *const libc::c_void, pages * PAGE_SIZE) };
+        assert_eq!(a.released_bytes(), 0);
+        let (y, zeroed) = a.alloc_pages_zeroed(pages, Fit::Grow).unwrap();
+        assert_eq!(y, x);
+        assert!(!zeroed, "pages whose release failed taken for zero");
+        // SAFETY: the run was just allocated to the caller and lies inside the mapping.
+        let bytes = unsafe { std::slice::from_raw_parts(y as *const u8, pages * PAGE_SIZE) };
+        assert!(bytes.iter().all(|&b| b == 0xAB), "the contents stayed");
+        Some(r)
+    }
+
     /// A release the OS refuses (pages locked in memory: `MADV_DONTNEED` fails with `EINVAL`)
     /// leaves the pages resident with their contents, so they must not be marked released nor
     /// handed out as zero (an array allocated there would skip writing its initial elements
@@ -823,24 +846,12 @@ mod tests {
         // SAFETY: the run was just allocated to this test and lies inside the mapping.
         unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 4 * PAGE_SIZE) };
         a.free_pages(x, 4);
-        // SAFETY: locks pages of the live mapping; unlocked below.
-        if unsafe { libc::mlock(x as *const libc::c_void, 4 * PAGE_SIZE) } != 0 {
-            eprintln!("mlock refused (RLIMIT_MEMLOCK); nothing to check");
+        let Some(released) = refused_release(&a, x, 4, || a.scavenge_all()) else {
             return;
-        }
-        let released = a.scavenge_all();
-        // SAFETY: as above.
-        unsafe { libc::munlock(x as *const libc::c_void, 4 * PAGE_SIZE) };
+        };
         assert_eq!(released, 0, "a refused release counts nothing");
-        assert_eq!(a.released_bytes(), 0);
-        let (y, zeroed) = a.alloc_pages_zeroed(4, Fit::Grow).unwrap();
-        assert_eq!(y, x);
-        assert!(!zeroed, "pages whose release failed taken for zero");
-        // SAFETY: as above.
-        let bytes = unsafe { std::slice::from_raw_parts(y as *const u8, 4 * PAGE_SIZE) };
-        assert!(bytes.iter().all(|&b| b == 0xAB), "the contents stayed");
         // Releasing is off for good: nothing is released later either.
-        a.free_pages(y, 4);
+        a.free_pages(x, 4);
         assert_eq!(a.scavenge_all(), 0);
         assert_eq!(a.released_bytes(), 0);
     }
@@ -1033,24 +1044,12 @@ mod tests {
         // SAFETY: the run was just allocated to this test and lies inside the mapping.
         unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 8 * PAGE_SIZE) };
         a.free_pages(x, 8);
-        // SAFETY: locks pages of the live mapping; unlocked below.
-        if unsafe { libc::mlock(x as *const libc::c_void, 8 * PAGE_SIZE) } != 0 {
-            eprintln!("mlock refused (RLIMIT_MEMLOCK); nothing to check");
-            return;
-        }
         // 10 new pages would make 22 ready, 10 over the limit: the 8 free pages are offered
         // to the OS, which refuses them.
-        let _z = a.alloc_pages(10, Fit::Grow).unwrap();
-        // SAFETY: as above.
-        unsafe { libc::munlock(x as *const libc::c_void, 8 * PAGE_SIZE) };
-        assert_eq!(a.sync_released.load(Ordering::Relaxed), 0);
-        assert_eq!(a.released_bytes(), 0);
-        let (w, zeroed) = a.alloc_pages_zeroed(8, Fit::Grow).unwrap();
-        assert_eq!(w, x);
-        assert!(!zeroed, "pages whose release failed taken for zero");
-        // SAFETY: as above.
-        let bytes = unsafe { std::slice::from_raw_parts(w as *const u8, 8 * PAGE_SIZE) };
-        assert!(bytes.iter().all(|&b| b == 0xAB), "the contents stayed");
+        refused_release(&a, x, 8, || {
+            a.alloc_pages(10, Fit::Grow).unwrap();
+            assert_eq!(a.sync_released.load(Ordering::Relaxed), 0);
+        });
     }
 
     /// Releasing is on only where OS pages divide arena pages: on a kernel with 16 or 64 KiB

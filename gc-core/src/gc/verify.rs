@@ -246,32 +246,13 @@ mod tests {
         {
             let mut world = StoppedWorld::stop(h);
             assert_eq!(verify_heap(h, &mut world), Ok(()));
-            // Corrupt: free the reachable object's slot behind the collector's back.
+            // Corrupt: free the reachable object's slot behind the collector's back (and
+            // restore it).
+            freed_behind_the_back_is_reported(h, &mut world, addr, "the root's object");
+            // Then scribble on the freed garbage slot next to it.
             // SAFETY (test): the world is stopped, the slot belongs to the arena.
             let span = unsafe { h.mheap.arena.span_of_live(addr) }.unwrap();
             let i = span.slot_index(addr);
-            {
-                let mut st = span.state.lock();
-                st.alloc.set(i, false);
-                st.allocated -= 1;
-            }
-            // SAFETY (test): reading then overwriting our own test object.
-            let saved = unsafe { *(addr as *const [u64; 3]) };
-            // SAFETY (test): as above.
-            unsafe { std::ptr::write_bytes(addr as *mut u8, POISON, span.elem_size) };
-            let problems = verify_heap(h, &mut world).unwrap_err();
-            assert!(
-                problems.iter().any(|p| p.contains("free slot")),
-                "{problems:?}"
-            );
-            // Restore it, then scribble on the freed garbage slot next to it.
-            {
-                let mut st = span.state.lock();
-                st.alloc.set(i, true);
-                st.allocated += 1;
-            }
-            // SAFETY (test): write the object back.
-            unsafe { *(addr as *mut [u64; 3]) = saved };
             let free = span.state.lock().alloc[..span.nelems].first_zero().unwrap();
             // SAFETY (test): a free slot of our span.
             unsafe { *(span.slot_addr(free) as *mut u8).add(3) = 0 };

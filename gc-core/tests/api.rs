@@ -917,5 +917,52 @@ fn departing_mutators_hand_their_spans_back() {
         "{} KiB in use for {mutators} mutators' few objects",
         s.in_use_bytes >> 10
     );
+    // The pacer's count of the heap likewise: a span handed back takes its unused slots out.
+    assert!(
+        s.heap_live <= 2 << 20,
+        "heap_live {} KiB for {mutators} mutators' few objects",
+        s.heap_live >> 10
+    );
     drop(keep);
+}
+
+/// The pacer's root terms count every root: three mutators' roots are three times one's
+/// stack scan work (each mutator's roots scanned once a cycle), and the stash's scan work
+/// (globals) grows by the same amount for each hundred objects stashed, with either collector.
+#[test]
+fn root_scan_work_counts_every_mutator_and_every_stashed_object() {
+    type R = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>];
+    type Stashed = gc_core::Stash<Rootable!['gc => [u64; 2]]>;
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+        let last = |heap: &Heap| heap.take_cycle_records().pop().expect("a record");
+        let mut ms: Vec<Mutator<R>> = (0..3)
+            .map(|_| heap.mutator(|_| GcCell::new(None)))
+            .collect();
+        for m in &mut ms {
+            m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 10)));
+        }
+        ms[0].collect();
+        let three = last(&heap).stack_scan;
+        ms.truncate(1);
+        ms[0].collect();
+        let one = last(&heap).stack_scan;
+        assert!(one > 0, "concurrent={concurrent}");
+        assert_eq!(three, 3 * one, "concurrent={concurrent}: stack scan work");
+        let mut keep: Vec<Stashed> = Vec::new();
+        let mut globals = Vec::new();
+        for _ in 0..3 {
+            ms[0].collect();
+            globals.push(last(&heap).globals_scan);
+            ms[0].mutate(|mc, _| {
+                keep.extend((0..100).map(|i| mc.stash(Gc::new(mc, [i as u64; 2]))));
+            });
+        }
+        let step = globals[1] - globals[0];
+        assert!(
+            step > 0 && globals[2] - globals[1] == step,
+            "concurrent={concurrent}: globals scan work {globals:?} for 0, 100, 200 stashed"
+        );
+        drop(keep);
+    }
 }

@@ -549,9 +549,12 @@ fn finish_and_check(
 /// What a cycle allocates while it marks is marked for that alone (allocate-black), and its
 /// record says how much: `heap_marked − heap_reached` covers it. The next cycle frees it, since
 /// none of it stayed reachable; with the stop-the-world collector nothing is allocated black.
+/// Small objects and large ones (their own spans, allocated black on another path) alike.
 #[test]
 fn cycle_records_count_what_was_allocated_black() {
     const GARBAGE: usize = 2000;
+    const LARGE: usize = 16;
+    const LARGE_LEN: usize = 8192;
     for (verify, span) in common::MODES {
         let (heap, mut m) = held_cycle(verify, span);
         heap.take_cycle_records();
@@ -560,12 +563,15 @@ fn cycle_records_count_what_was_allocated_black() {
             for i in 0..GARBAGE {
                 std::hint::black_box(Gc::new(mc, [i as u64; 8]));
             }
+            for i in 0..LARGE {
+                std::hint::black_box(GcArray::new(mc, LARGE_LEN, i as u64));
+            }
         });
         heap.debug_hold_marking(false);
         m.collect();
         m.collect();
         let recs = heap.take_cycle_records();
-        let black = GARBAGE * 64;
+        let black = GARBAGE * 64 + LARGE * LARGE_LEN * 8;
         let held = recs
             .iter()
             .position(|r| r.heap_marked - r.heap_reached >= black)
@@ -667,6 +673,43 @@ fn held_marker_heap_to_root_stack_in(verify: bool, span: bool) {
         })
     });
     assert_eq!(ids, (0..N as u64).collect::<Vec<_>>());
+}
+
+/// A large object (its own span) made while marking and held only on the root stack, which
+/// has no barrier and was scanned before the push: allocated black, it survives the cycle, and
+/// large arrays made after it (garbage, which would take its pages if it were freed) leave it
+/// as it was.
+#[test]
+fn a_large_object_made_while_marking_lives_on_the_root_stack() {
+    type BigStack = Rootable!['gc => GcArray<'gc, u64>];
+    const LEN: usize = 10_000;
+    for (verify, span) in common::MODES {
+        let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
+        let mut m: Mutator<Rootable!['gc => ()], BigStack> = heap.mutator_with_stack(|_| ());
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        m.mutate_with_stack(|mc, _, stack| {
+            assert!(mc.debug_marking());
+            stack.push(GcArray::new(mc, LEN, 7u64));
+        });
+        heap.debug_hold_marking(false);
+        m.collect();
+        for _ in 0..2 {
+            m.mutate(|mc, _| {
+                for _ in 0..4 {
+                    GcArray::new(mc, LEN, 3u64);
+                }
+            });
+            m.collect();
+        }
+        m.mutate_with_stack(|_, _, stack| {
+            let a = stack.last().expect("the array");
+            assert_eq!(a.len(), LEN, "verify={verify} span={span}");
+            assert!(
+                (0..LEN).all(|i| a.get(i) == 7),
+                "verify={verify} span={span}: the array was overwritten"
+            );
+        });
+    }
 }
 
 #[test]

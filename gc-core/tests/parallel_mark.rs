@@ -384,3 +384,64 @@ fn two_markers_setting_bits_of_one_mark_word_lose_no_mark() {
         }
     }
 }
+
+#[derive(Trace)]
+struct Holder<'gc> {
+    next: Option<Gc<'gc, Holder<'gc>>>,
+    buf: Gc<'gc, [u64; 128]>,
+}
+
+type HolderM = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Holder<'gc>>>>];
+
+/// The marked heap counts every object at its own slot size, and the scan work (the pacer's
+/// input) is the same whichever marker does it: a list of 16-byte nodes, each holding a
+/// 1 KiB buffer, so that the marker moves between spans of two sizes at every step. One
+/// stop-the-world worker (which counts its marks per span as it goes), two, and span-local
+/// marking all report the same figures.
+#[test]
+fn the_marked_heap_and_scan_work_are_the_same_for_every_marker() {
+    const N: usize = if cfg!(miri) { 50 } else { 2000 };
+    let mut seen = Vec::new();
+    for (workers, span) in [(1, false), (2, false), (1, true), (2, true)] {
+        let heap = Heap::new(
+            Config::default()
+                .concurrent(false)
+                .mark_workers(workers)
+                .span_marking(span)
+                .gc_percent(None),
+        )
+        .unwrap();
+        let mut m: Mutator<HolderM> = heap.mutator(|_| GcCell::new(None));
+        m.mutate(|mc, root| {
+            let mut list = None;
+            for i in 0..N {
+                let buf = Gc::new(mc, [i as u64; 128]);
+                list = Some(Gc::new(mc, Holder { next: list, buf }));
+            }
+            root.set(mc, list);
+        });
+        m.collect();
+        heap.take_cycle_records();
+        m.collect();
+        let r = heap.take_cycle_records().pop().expect("a record");
+        let (marked, scan) = (r.heap_marked, r.heap_scan);
+        let least = N * (16 + 1024);
+        assert!(
+            (least..least + 64 * 1024).contains(&marked),
+            "workers {workers} span {span}: {marked} bytes marked for {least}"
+        );
+        assert_eq!(heap.stats().marked_objects, 2 * N as u64);
+        // A work unit (8 bytes) per node scanned (the buffers hold no pointers: not scanned)
+        // and per pointer followed (N − 1 `next`, N `buf`); the root's is root-scan work.
+        assert_eq!(
+            scan,
+            8 * (3 * N as u64 - 1),
+            "workers {workers} span {span}: heap scan work"
+        );
+        seen.push((workers, span, marked, scan));
+    }
+    assert!(
+        seen.iter().all(|s| (s.2, s.3) == (seen[0].2, seen[0].3)),
+        "marked bytes and scan work differ between markers: {seen:?}"
+    );
+}

@@ -914,15 +914,17 @@ fn sets_and_boxed_slices_are_traced() {
 #[test]
 fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
     use gc_core::{GcStr, Trace};
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{BTreeMap, HashMap, HashSet};
     type Table<'gc> = GcHashMap<'gc, GcStr<'gc>, f64>;
     type Map<'gc> = GcRefCell<'gc, HashMap<GcStr<'gc>, u64>>;
     type Set<'gc> = GcRefCell<'gc, HashSet<GcStr<'gc>>>;
+    type Tree<'gc> = GcRefCell<'gc, BTreeMap<GcStr<'gc>, u64>>;
     #[derive(Trace)]
     struct Names<'gc> {
         table: GcCell<'gc, Option<Gc<'gc, Table<'gc>>>>,
         map: GcCell<'gc, Option<Gc<'gc, Map<'gc>>>>,
         set: GcCell<'gc, Option<Gc<'gc, Set<'gc>>>>,
+        tree: GcCell<'gc, Option<Gc<'gc, Tree<'gc>>>>,
     }
     fn needs_trace<T: Trace>() -> bool {
         T::NEEDS_TRACE
@@ -930,6 +932,7 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
     assert!(needs_trace::<Table<'static>>());
     assert!(needs_trace::<Map<'static>>());
     assert!(needs_trace::<Set<'static>>());
+    assert!(needs_trace::<Tree<'static>>());
     type NamesM = Rootable!['gc => Names<'gc>];
     const N: usize = if cfg!(miri) { 20 } else { 500 };
     let name = |i: usize| format!("name number {i} of the table");
@@ -939,22 +942,27 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
             table: GcCell::new(None),
             map: GcCell::new(None),
             set: GcCell::new(None),
+            tree: GcCell::new(None),
         });
         m.mutate(|mc, root| {
-            let (table, map, set) = (
+            let (table, map, set, tree) = (
                 Gc::new(mc, GcHashMap::new()),
                 Gc::new(mc, GcRefCell::new(HashMap::new())),
                 Gc::new(mc, GcRefCell::new(HashSet::new())),
+                Gc::new(mc, GcRefCell::new(BTreeMap::new())),
             );
             for i in 0..N {
                 table.insert(mc, GcStr::new(mc, &name(i)), i as f64);
                 map.borrow_mut(mc)
                     .insert(GcStr::new(mc, &name(i)), i as u64);
                 set.borrow_mut(mc).insert(GcStr::new(mc, &name(i)));
+                tree.borrow_mut(mc)
+                    .insert(GcStr::new(mc, &name(i)), i as u64);
             }
             root.table.set(mc, Some(table));
             root.map.set(mc, Some(map));
             root.set.set(mc, Some(set));
+            root.tree.set(mc, Some(tree));
         });
         for round in 0..3 {
             m.collect();
@@ -975,6 +983,15 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
                         "verify={verify} round {round}"
                     );
                 }
+                let tree = root.tree.get().unwrap();
+                for (k, &v) in tree.borrow().iter() {
+                    assert_eq!(
+                        k.as_str(),
+                        name(v as usize),
+                        "verify={verify} round {round}"
+                    );
+                }
+                assert_eq!(tree.borrow().len(), N, "verify={verify} round {round}");
                 let set = root.set.get().unwrap();
                 let mut in_set: Vec<&str> = set.borrow().iter().map(|k| k.as_str()).collect();
                 in_set.sort();
@@ -990,11 +1007,12 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
             });
         }
         let marked = heap.stats().marked_objects;
-        assert!(marked >= 3 * N as u64, "verify={verify}: {marked} marked");
+        assert!(marked >= 4 * N as u64, "verify={verify}: {marked} marked");
         m.mutate(|mc, root| {
             root.table.set(mc, None);
             root.map.set(mc, None);
             root.set.set(mc, None);
+            root.tree.set(mc, None);
         });
         m.collect();
         m.collect();

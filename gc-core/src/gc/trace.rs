@@ -648,6 +648,25 @@ mod tests {
         assert_eq!(<[Option<Gc<'_, u64>>; 65]>::POINTER_WORDS, None);
         assert_eq!(<[u64; 1 << 24]>::POINTER_WORDS, Some(0));
         assert_eq!(<[Option<Gc<'_, u64>>; 1 << 24]>::POINTER_WORDS, None);
+        // Elements wider than a word: the words at each element's offset, not the next word.
+        let wide = [(a, 7u64), (b, 0u64)];
+        let (traced, words) = edges(&wide);
+        assert_eq!(
+            (traced.as_slice(), words),
+            (&[addr(a), addr(b)][..], Some(vec![addr(a), addr(b)]))
+        );
+        assert_eq!(<[(Gc<'_, u64>, u64); 2]>::POINTER_WORDS, Some(0b101));
+        // Either variant of a `Result` may hold the pointer.
+        let needs_trace = [
+            <Result<u64, Gc<'_, u64>>>::NEEDS_TRACE,
+            <Result<Gc<'_, u64>, u64>>::NEEDS_TRACE,
+            <Result<u64, u8>>::NEEDS_TRACE,
+        ];
+        assert_eq!(needs_trace, [true, true, false]);
+        for r in [Ok(7u64), Err(d)] {
+            let (traced, _) = edges(&r);
+            assert_eq!(traced, r.err().map(addr).into_iter().collect::<Vec<_>>());
+        }
 
         // Fields the marker cannot read as words leave the type to its `trace`.
         assert_eq!(Wrap::<Vec<Gc<'_, u64>>>::POINTER_WORDS, None);

@@ -427,6 +427,70 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A background worker marks what is queued for its cycle, in slices of [`DRAIN_SLICE`],
+    /// handing its figures over after each: every object once, its bytes once, its scan work
+    /// once (a tree of 2¹³ − 1 two-pointer nodes, marked outside any collection, which no
+    /// collection follows: the heap is dropped after).
+    #[test]
+    fn a_background_worker_marks_its_cycles_work_and_hands_each_slice_over_once() {
+        #[derive(crate::Trace)]
+        struct Node<'gc> {
+            left: Option<crate::Gc<'gc, Node<'gc>>>,
+            right: Option<crate::Gc<'gc, Node<'gc>>>,
+        }
+        fn tree<'gc>(mc: &crate::Mutation<'gc>, depth: u32) -> crate::Gc<'gc, Node<'gc>> {
+            let kid = |mc| (depth > 0).then(|| tree(mc, depth - 1));
+            let (left, right) = (kid(mc), kid(mc));
+            crate::Gc::new(mc, Node { left, right })
+        }
+        const DEPTH: u32 = if cfg!(miri) { 8 } else { 12 };
+        const NODES: u64 = (1 << (DEPTH + 1)) - 1;
+        type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
+        let root = m.mutate(|mc, r| {
+            let t = tree(mc, DEPTH);
+            r.set(mc, Some(t));
+            t.object() as usize
+        });
+        let h = heap.shared();
+        let objects = || h.mark.marked_objects_others.load(Ordering::Relaxed);
+        let bytes = || h.mark.marked_bytes_others.load(Ordering::Relaxed);
+        let scan = || h.pacer.heap_scan_work.load(Ordering::Relaxed);
+        let before = (objects(), bytes(), scan());
+        // The root, marked and queued as a mutator's shading would.
+        let mut t = Tracer::marking(h, Marking::Local);
+        t.edge(root as *const crate::gc::object::Object);
+        hand_over(h, &mut t);
+        h.mark.marking.store(true, Ordering::Release);
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| background_worker(h, 1.0));
+            let t0 = Instant::now();
+            while !(h.mark.work.is_empty() && h.mark.work.busy() == 0) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "the queue never drained"
+                );
+                std::thread::sleep(MS);
+            }
+            h.mark.marking.store(false, Ordering::Release);
+            worker.join().unwrap();
+        });
+        assert_eq!(objects() - before.0, NODES, "every node marked once");
+        assert_eq!(
+            bytes() - before.1,
+            NODES as usize * 16,
+            "every node's bytes once"
+        );
+        // A unit per node scanned and per pointer followed (the root's by the shading).
+        let work = 2 * NODES * WORK_UNIT_BYTES;
+        assert_eq!(scan() - before.2, work, "the scan work of every slice once");
+        assert!(
+            work > 4 * (DRAIN_SLICE as u64) * WORK_UNIT_BYTES,
+            "several slices"
+        );
+    }
+
     /// Beside one mutator running flat out on two CPUs a CPU is spare, even with the other
     /// collector threads' few percent; beside two, or one and a half, none is.
     #[test]

@@ -150,11 +150,52 @@ fn zero_sized_types_get_distinct_live_objects() {
     assert!(heap.stats().objects_freed >= 3);
 }
 
+#[derive(Trace, Debug, PartialEq)]
+#[repr(align(16))]
+struct Aligned16;
+
+#[derive(Trace, Debug, PartialEq)]
+#[repr(align(16))]
+struct Aligned16Word(u64);
+
+/// Types aligned to 16 bytes (the most `Gc::new` takes), zero-sized or not, get 16-byte aligned
+/// objects, each its own.
+#[test]
+fn objects_aligned_to_16_bytes_are_aligned() {
+    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        let units: Vec<_> = (0..200).map(|_| Gc::new(mc, Aligned16)).collect();
+        let words: Vec<_> = (0..200).map(|i| Gc::new(mc, Aligned16Word(i))).collect();
+        let mut addrs: Vec<usize> = units.iter().map(|g| g.as_ptr() as usize).collect();
+        addrs.extend(words.iter().map(|g| g.as_ptr() as usize));
+        assert!(
+            addrs.iter().all(|a| a % 16 == 0),
+            "misaligned: {:?}",
+            addrs
+                .iter()
+                .filter(|a| *a % 16 != 0)
+                .take(4)
+                .collect::<Vec<_>>()
+        );
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 400, "objects share addresses");
+        assert!(
+            words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| **w == Aligned16Word(i as u64))
+        );
+    });
+}
+
 #[test]
 fn objects_larger_than_the_largest_size_class() {
     let heap = Heap::new(Config::default().verify(true)).unwrap();
     let mut m: Mutator<Rootable!['gc => gc_core::GcCell<'gc, Option<Gc<'gc, [u64; 8192]>>>]> =
         heap.mutator(|_| gc_core::GcCell::new(None));
+    let allocated = heap.stats().objects_allocated;
     m.mutate(|mc, root| {
         let big = Gc::new(mc, [7u64; 8192]); // 64 KiB: a large span
         root.set(mc, Some(big));
@@ -165,6 +206,11 @@ fn objects_larger_than_the_largest_size_class() {
     });
     m.collect();
     let s1 = heap.stats();
+    assert_eq!(
+        s1.objects_allocated - allocated,
+        3,
+        "three large objects counted"
+    );
     assert_eq!(m.mutate(|_, root| root.get().unwrap()[8191]), 7);
     m.mutate(|mc, root| root.set(mc, None));
     m.collect();

@@ -439,6 +439,13 @@ fn the_marked_heap_and_scan_work_are_the_same_for_every_marker() {
             "workers {workers} span {span}: heap scan work"
         );
         seen.push((workers, span, marked, scan));
+        // Dropped, the list is freed object for object and byte for byte.
+        let before = heap.stats();
+        m.mutate(|mc, root| root.set(mc, None));
+        m.collect();
+        let after = heap.stats();
+        assert_eq!(after.objects_freed - before.objects_freed, 2 * N as u64);
+        assert_eq!((after.bytes_freed - before.bytes_freed) as usize, marked);
     }
     assert!(
         seen.iter().all(|s| (s.2, s.3) == (seen[0].2, seen[0].3)),

@@ -1027,6 +1027,111 @@ mod tests {
         );
     }
 
+    /// A free run of 16 pages and one in use above it, each page written.
+    fn a_written_free_run(a: &Arena) -> usize {
+        let x = a.alloc_pages(16, Fit::Grow).unwrap();
+        a.alloc_pages(1, Fit::Grow).unwrap();
+        // SAFETY: the run was just allocated to this test and lies inside the mapping.
+        unsafe { std::ptr::write_bytes(x as *mut u8, 0xAB, 16 * PAGE_SIZE) };
+        a.free_pages(x, 16);
+        x
+    }
+
+    /// A free run the background scavenger releases a stretch at a time stays one run: the
+    /// released pages above each stretch go back with the rest, and the whole run is handed
+    /// out again (in an arena too small to grow by as much instead).
+    #[test]
+    fn a_run_released_in_stretches_stays_one_run() {
+        let a = Arena::new(32 * PAGE_SIZE).unwrap();
+        if !a.can_release() {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        let x = a_written_free_run(&a);
+        assert_eq!(a.scavenge(8 * PAGE_SIZE), 8 * PAGE_SIZE);
+        assert_eq!(a.scavenge(8 * PAGE_SIZE), 8 * PAGE_SIZE);
+        assert_eq!(a.released_bytes(), 16 * PAGE_SIZE);
+        assert_eq!(a.alloc_pages(16, Fit::Grow), Some(x));
+        assert_eq!(a.mapped_bytes(), 17 * PAGE_SIZE);
+    }
+
+    /// A release on growth that stops inside a run leaves the rest of the run to the
+    /// scavenger: 7 of a free run's 16 pages released to keep under the memory limit, then
+    /// the other 9 by `scavenge_all`.
+    #[test]
+    fn a_release_on_growth_stopped_inside_a_run_leaves_the_rest_to_the_scavenger() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        if !a.can_release() {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        a_written_free_run(&a);
+        // 17 new pages (the free run is too short) make 34 ready, 7 over a 27-page limit.
+        a.memory_limit.store(27 * PAGE_SIZE, Ordering::Relaxed);
+        a.alloc_pages(17, Fit::Grow).unwrap();
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 7 * PAGE_SIZE);
+        assert_eq!(a.scavenge_all(), 9 * PAGE_SIZE);
+        assert_eq!(a.free_ready_bytes(), 0);
+    }
+
+    /// Reusing released pages makes them resident again, which counts as growth (as in Go):
+    /// under the memory limit, other free pages are released for them.
+    #[test]
+    fn reusing_released_pages_under_the_memory_limit_releases_others() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        if !a.can_release() {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        let b = a.alloc_pages(2, Fit::Grow).unwrap();
+        a.alloc_pages(1, Fit::Grow).unwrap();
+        let x = a.alloc_pages(4, Fit::Grow).unwrap();
+        a.alloc_pages(1, Fit::Grow).unwrap();
+        for (run, n) in [(b, 2), (x, 4)] {
+            // SAFETY: the runs were just allocated to this test and lie inside the mapping.
+            unsafe { std::ptr::write_bytes(run as *mut u8, 0xAB, n * PAGE_SIZE) };
+            a.free_pages(run, n);
+        }
+        // The highest run released, the lower one not.
+        assert_eq!(a.scavenge(4 * PAGE_SIZE), 4 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 4 * PAGE_SIZE);
+        // Taking the released run back makes 8 pages ready, 3 over a 5-page limit: the other
+        // free run's 2 pages go.
+        a.memory_limit.store(5 * PAGE_SIZE, Ordering::Relaxed);
+        assert_eq!(a.alloc_pages(4, Fit::Grow), Some(x));
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 2 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 6 * PAGE_SIZE);
+    }
+
+    /// Past the scavenger's goal (retained memory GOGC allows, with no memory limit), a heap
+    /// that grows releases as much as it grows.
+    #[test]
+    fn growth_past_the_retain_goal_releases_its_own_size() {
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        if !a.can_release() {
+            eprintln!("this system releases no pages; nothing to check");
+            return;
+        }
+        // Four free runs of 4 pages between pages in use: 20 pages ready.
+        let runs: Vec<usize> = (0..4)
+            .map(|_| {
+                let run = a.alloc_pages(4, Fit::Grow).unwrap();
+                a.alloc_pages(1, Fit::Grow).unwrap();
+                run
+            })
+            .collect();
+        for &run in &runs {
+            // SAFETY: the run was allocated to this test and lies inside the mapping.
+            unsafe { std::ptr::write_bytes(run as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+            a.free_pages(run, 4);
+        }
+        // 5 new pages (no free run is long enough) make 25 ready, 17 over a goal of 8: the
+        // release is the growth's 5 pages.
+        a.retain_goal.store(8 * PAGE_SIZE, Ordering::Relaxed);
+        a.alloc_pages(5, Fit::Grow).unwrap();
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 5 * PAGE_SIZE);
+    }
+
     /// The same through the release an allocation makes when the heap grows past the memory
     /// limit (`scavenge_for_growth`, with the page lock held): a refused release marks nothing
     /// released, so the pages are not handed out as zero.

@@ -679,3 +679,41 @@ impl Central {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::span_class::test_tag;
+
+    static T: u64 = 0;
+
+    /// A freed span's metadata describes the next span made: large spans made and freed one
+    /// after another, and small ones of two classes, use as many slab slots as are in use at
+    /// once.
+    #[test]
+    fn freed_spans_metadata_describes_the_next_span() {
+        let arena = Arena::new(64 * PAGE_SIZE).unwrap();
+        let mut c = Central::new(false);
+        let tag = test_tag(&T, true);
+        let own = |t: TypeTag| crate::alloc::span_class::TypeIdentity {
+            words: [t.ptr() as usize, 0, 0, 0, 0],
+            name: "",
+        };
+        let small = [1, 5].map(|size_class| c.classes.id(tag, size_class, own).unwrap());
+        for i in 0..500 {
+            let large = SpanKind::Large {
+                bytes: 3 * PAGE_SIZE,
+                tag,
+            };
+            let (s, _) = c.new_span(&arena, large, false).unwrap();
+            let (t, _) = c
+                .new_span(&arena, SpanKind::Small(small[i % 2]), false)
+                .unwrap();
+            c.free_span(&arena, s);
+            c.free_span(&arena, t);
+        }
+        assert_eq!(c.metadata.lock().slab.len(), 2);
+        assert_eq!(arena.in_use_bytes(), 0);
+        c.teardown(|_| ());
+    }
+}

@@ -313,13 +313,43 @@ fn strings_and_root_stack() {
         GcStr::new(mc, "garbage");
     });
     m.collect();
-    m.mutate_with_stack(|_, _, stack| {
+    m.mutate_with_stack(|mc, _, stack| {
         assert_eq!(stack.len(), 100);
         assert_eq!(stack.get(42).unwrap().as_str(), "s42");
+        assert_eq!(stack.last().unwrap().as_str(), "s99");
         stack.truncate(10);
+        assert_eq!(stack.last().unwrap().as_str(), "s9");
+        stack.set(0, GcStr::new(mc, "replaced"));
+        assert_eq!(stack.get(0).unwrap().as_str(), "replaced");
     });
     m.collect();
     assert_eq!(heap.stats().marked_objects, 10);
+    m.mutate_with_stack(|_, _, stack| {
+        assert_eq!(stack.get(0).unwrap().as_str(), "replaced");
+        assert_eq!(stack.get(1).unwrap().as_str(), "s1");
+    });
+}
+
+/// `ptr_eq` is identity, not content: two strings, byte strings, arrays or vectors with the
+/// same contents are equal and not the same object.
+#[test]
+fn ptr_eq_is_identity_not_content() {
+    use gc_core::GcBytes;
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        let (s1, s2) = (GcStr::new(mc, "x"), GcStr::new(mc, "x"));
+        assert!(s1 == s2 && !GcStr::ptr_eq(s1, s2) && GcStr::ptr_eq(s1, s1));
+        let (b1, b2) = (GcBytes::new(mc, b"x"), GcBytes::new(mc, b"x"));
+        assert!(b1.as_bytes() == b2.as_bytes() && !GcBytes::ptr_eq(b1, b2));
+        assert!(GcBytes::ptr_eq(b2, b2));
+        let (a1, a2) = (GcArray::new(mc, 3, 7u64), GcArray::new(mc, 3, 7u64));
+        assert!(!GcArray::ptr_eq(a1, a2) && GcArray::ptr_eq(a1, a1));
+        let (v1, v2) = (GcVec::new(mc), GcVec::new(mc));
+        v1.push(mc, 1u64);
+        v2.push(mc, 1u64);
+        assert!(!GcVec::ptr_eq(v1, v2) && GcVec::ptr_eq(v2, v2));
+    });
 }
 
 static NANBOX_DROPS: AtomicUsize = AtomicUsize::new(0);
@@ -924,6 +954,42 @@ fn departing_mutators_hand_their_spans_back() {
         s.heap_live >> 10
     );
     drop(keep);
+}
+
+/// The mutator a pause waited for is named by its id among several registered (an idle one
+/// registered first, a busy one whose scope the stop waited out), with either collector.
+#[test]
+fn the_mutator_a_pause_waited_for_is_named() {
+    type R = Rootable!['gc => ()];
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+        let idle: Mutator<R> = heap.mutator(|_| ());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let busy = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut busy: Mutator<R> = heap.mutator(|_| ());
+                let id = busy.id();
+                busy.mutate(|mc, _| {
+                    tx.send(id).unwrap();
+                    while !mc.should_yield() {
+                        std::hint::spin_loop();
+                    }
+                    // Late to leave, so that the stop finds it inside (unless the collector
+                    // thread is kept off its CPU this long).
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                });
+            })
+        };
+        let id = rx.recv().unwrap();
+        assert_ne!(id, idle.id());
+        heap.take_cycle_records();
+        heap.collect();
+        busy.join().unwrap();
+        let rec = heap.take_cycle_records().pop().expect("a record");
+        assert_eq!(rec.waited_for, Some(id), "concurrent={concurrent}");
+        assert_eq!(heap.stats().scope_wait_max_mutator, Some(id));
+    }
 }
 
 /// The pacer's root terms count every root: three mutators' roots are three times one's

@@ -171,6 +171,14 @@ fn locals_survive_a_cycle_that_starts_while_blocked() {
             "pause {p:?} waited for the blocked mutator"
         );
     }
+    // Nor does the collector try to end marking while the blocked scope's roots are unscanned
+    // (each try a stop of the world): it waits for the scope (`a` registered before `b`, so the
+    // scope is not the last the collector looks at).
+    let retries = records
+        .iter()
+        .filter(|r| r.phase == Phase::MarkTerminationRetry)
+        .count();
+    assert_eq!(retries, 0, "stops to end marking while a scope was blocked");
     driver.release();
     a.join().unwrap();
     c.join().unwrap();

@@ -27,6 +27,33 @@ struct Linked<'gc> {
     next: Option<Gc<'gc, Linked<'gc>>>,
 }
 
+// ---- unsized tails ----
+
+/// A `?Sized` parameter as the last field: `offset_of!` cannot name its fields, so the type
+/// is traced by its `trace` (no pointer words).
+#[derive(Trace)]
+struct Tail<'gc, T: ?Sized> {
+    head: Gc<'gc, u64>,
+    t: T,
+}
+
+/// A slice as the last field.
+#[derive(Trace)]
+struct SliceTail<'gc> {
+    head: Gc<'gc, u64>,
+    tail: [Option<Gc<'gc, u64>>],
+}
+
+#[test]
+fn types_with_an_unsized_tail_derive() {
+    assert!(needs_trace::<Tail<'static, [u64]>>());
+    assert!(needs_trace::<Tail<'static, u64>>());
+    assert!(needs_trace::<SliceTail<'static>>());
+    assert_eq!(<Tail<'static, u64> as Trace>::POINTER_WORDS, None);
+    assert_eq!(<Tail<'static, [u8]> as Trace>::POINTER_WORDS, None);
+    assert_eq!(<SliceTail<'static> as Trace>::POINTER_WORDS, None);
+}
+
 // ---- tuple structs ----
 
 #[derive(Trace)]

@@ -138,6 +138,50 @@ fn scopes_of_three_heaps_nested_in_a_cycle_panic() {
     m0.mutate(|_, _| m2.mutate(|_, _| ()));
 }
 
+/// A scope of a heap nested inside another heap's is recorded like an outermost one: a second
+/// mutator of the inner heap, or its `collect()`, inside it panics instead of deadlocking; and
+/// entering a third heap inside both checks the order against each of them, not only the
+/// outermost (C seen outside B, then C inside A inside B: refused).
+#[test]
+fn scopes_nested_inside_another_heaps_are_checked_like_outer_ones() {
+    common::within(60, "nested scopes of three heaps", || {
+        let heaps: Vec<Heap> = (0..3)
+            .map(|_| Heap::new(Config::default()).unwrap())
+            .collect();
+        let (a, b, c) = (&heaps[0], &heaps[1], &heaps[2]);
+        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+        let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+        let mut mb2: Mutator<UnitRoot> = b.mutator(|_| ());
+        let mut mc: Mutator<UnitRoot> = c.mutator(|_| ());
+        let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || ma.mutate(|_, _| mb.mutate(|_, _| mb2.mutate(|_, _| ()))),
+        )));
+        assert!(
+            message.contains("already inside a mutation scope of this heap"),
+            "{message}"
+        );
+        let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || ma.mutate(|_, _| mb.mutate(|_, _| b.collect())),
+        )));
+        assert!(
+            message
+                .starts_with("gc-core: collect() called inside a mutation scope of the same heap"),
+            "{message}"
+        );
+        // C outside B, then C inside A and B: B's scopes wait for C's, C's for B's.
+        mc.mutate(|_, _| mb.mutate(|_, _| ()));
+        let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+            || ma.mutate(|_, _| mb.mutate(|_, _| mc.mutate(|_, _| ()))),
+        )));
+        assert!(message.contains("in one order"), "{message}");
+        // Every heap still collects.
+        for m in [&mut ma, &mut mb, &mut mc] {
+            m.collect();
+        }
+        assert!(heaps.iter().all(|h| h.stats().gc_cycles >= 1));
+    });
+}
+
 /// A cleanup of heap B that waits for heap A, and a thread inside a scope of A that waits for
 /// B's cleanups, deadlock when they meet (A's stop waits for the thread, the thread for the
 /// cleanup, the cleanup for A's cycle): a cleanup's waits count as waits from inside its heap,

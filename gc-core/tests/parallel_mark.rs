@@ -91,6 +91,11 @@ fn workers_mark_a_wide_graph_completely() {
             assert!(shared > 0, "workers {workers}: work was never shared");
         }
         assert!(heap.stats().objects_freed >= WIDTH as u64);
+        // The figure is the last cycle's: a cycle that marks nothing shares nothing.
+        m.mutate(|mc, root| root.set(mc, None));
+        m.collect();
+        m.collect();
+        assert_eq!(heap.stats().mark_shared_batches, 0, "workers {workers}");
     }
 }
 

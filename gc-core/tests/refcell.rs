@@ -1023,3 +1023,36 @@ fn maps_whose_keys_alone_hold_gcs_keep_their_keys() {
         );
     }
 }
+
+/// `GcHashMap::clear` empties the table, and what only it held is reclaimed.
+#[test]
+fn a_cleared_table_is_empty_and_its_entries_are_reclaimed() {
+    use gc_core::GcStr;
+    type Table<'gc> = GcHashMap<'gc, GcStr<'gc>, Gc<'gc, u64>>;
+    type R = Rootable!['gc => Gc<'gc, Table<'gc>>];
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|mc| Gc::new(mc, GcHashMap::new()));
+        m.mutate(|mc, table| {
+            for i in 0..3u64 {
+                table.insert(mc, GcStr::new(mc, &format!("k{i}")), Gc::new(mc, i));
+            }
+            assert_eq!(table.len(), 3);
+        });
+        m.collect();
+        m.mutate(|mc, table| {
+            assert_eq!(table.get("k1").map(|v| *v), Some(1));
+            table.clear(mc);
+            assert!(table.is_empty(), "verify={verify}");
+            assert_eq!(table.len(), 0);
+            assert!(table.get("k1").is_none() && !table.contains_key("k1"));
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(
+            heap.stats().marked_objects,
+            1,
+            "verify={verify}: only the table is left"
+        );
+    }
+}

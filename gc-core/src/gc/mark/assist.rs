@@ -302,3 +302,34 @@ fn mark_for(h: &Shared, target: u64, at: Position) -> (u64, bool) {
         .fetch_add(lap.finish().as_nanos() as u64, Ordering::Relaxed);
     (done, out_of_work)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An assist whose debt the background workers' credit covers takes the credit and
+    /// returns: no mark assist runs (or is counted), and the debt is paid ahead by up to
+    /// [`OVER_ASSIST_WORK`]. Without credit, it marks (here: nothing to mark, so it counts an
+    /// assist and keeps its debt, the heap being far below its goal). The heap's mark phase is
+    /// set by hand, with no cycle (GOGC off, nothing requested).
+    #[test]
+    fn an_assist_covered_by_background_credit_does_not_mark() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        h.mark.marking.store(true, Ordering::Release);
+        h.pacer.bg_credit.store(1 << 40, Ordering::SeqCst);
+        let assists = h.stats.assists.load(Ordering::Relaxed);
+        let debt = assist(h, 1000.0, 0);
+        assert_eq!(debt, 1000.0 - OVER_ASSIST_WORK);
+        assert_eq!(
+            h.pacer.bg_credit.load(Ordering::SeqCst),
+            (1 << 40) - OVER_ASSIST_WORK as i64
+        );
+        assert_eq!(h.stats.assists.load(Ordering::Relaxed), assists);
+        h.pacer.bg_credit.store(0, Ordering::SeqCst);
+        let kept = assist(h, 1000.0, 0);
+        assert_eq!(kept, 1000.0, "nothing to mark, nothing paid");
+        assert_eq!(h.stats.assists.load(Ordering::Relaxed), assists + 1);
+        h.mark.marking.store(false, Ordering::Release);
+    }
+}

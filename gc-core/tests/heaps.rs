@@ -297,3 +297,61 @@ fn a_cleanup_that_drops_another_heaps_last_handle() {
     });
     assert!(done, "B's cleanup finished");
 }
+
+/// Opens a gate, then drops a heap handle, when dropped.
+struct GateThenDrop(Option<(std::sync::mpsc::Sender<()>, Heap)>);
+impl Drop for GateThenDrop {
+    fn drop(&mut self) {
+        if let Some((open, heap)) = self.0.take() {
+            open.send(()).unwrap();
+            drop(heap);
+        }
+    }
+}
+
+#[derive(Trace)]
+struct HoldsHeap(
+    #[gc(skip)]
+    #[allow(dead_code)]
+    GateThenDrop,
+);
+
+/// Drop glue that heap A's background sweep runs (on A's collector thread) dropping the last
+/// handle of heap B, while a queued cleanup of B waits for a cycle of A: joining B's collector
+/// and tearing B down (which waits for B's cleanups) on A's collector thread would wait for
+/// the cleanup, which waits for A's collector. A thread of its own does it.
+#[test]
+fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
+    let done = common::within(30, "a sweep dropping another heap's last handle", || {
+        let a = Heap::new(Config::default()).unwrap();
+        let b = Heap::new(Config::default()).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        {
+            // B's cleanup, queued and held at the gate: it will wait for a cycle of A.
+            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+            let (a2, done) = (a.clone(), done.clone());
+            mb.mutate(|mc, _| {
+                Gc::new(mc, 1u64).add_cleanup(mc, move || {
+                    let _ = gate.recv();
+                    a2.collect();
+                    done.store(true, Ordering::SeqCst);
+                })
+            });
+            mb.collect();
+        }
+        // Garbage of A whose drop glue holds B's last handle; a cycle of A that this thread
+        // does not sweep (no `collect`, no allocation here), so its collector thread does.
+        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+        ma.mutate(|mc, _| {
+            Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
+        });
+        a.debug_start_cycle();
+        let t = std::time::Instant::now();
+        while !done.load(Ordering::SeqCst) && t.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        done.load(Ordering::SeqCst)
+    });
+    assert!(done, "B's cleanup finished");
+}

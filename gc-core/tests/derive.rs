@@ -44,8 +44,37 @@ struct SliceTail<'gc> {
     tail: [Option<Gc<'gc, u64>>],
 }
 
+/// `str` as the last field.
+#[derive(Trace)]
+struct StrTail {
+    n: u32,
+    s: str,
+}
+
+/// A `?Sized` parameter in a where clause with another predicate.
+#[derive(Trace)]
+struct UnsizedWhere2<A, T>
+where
+    A: Clone,
+    T: ?Sized,
+{
+    a: A,
+    t: T,
+}
+
+/// A slice of the type itself, behind an `Option`.
+#[derive(Trace)]
+struct SliceKids<'gc> {
+    kids: Option<Box<[Self]>>,
+    g: Option<Gc<'gc, u8>>,
+}
+
 #[test]
 fn types_with_an_unsized_tail_derive() {
+    assert!(!needs_trace::<StrTail>());
+    assert!(!needs_trace::<UnsizedWhere2<u8, [u64]>>());
+    assert!(needs_trace::<SliceKids<'static>>());
+    assert_eq!(<SliceKids<'static> as Trace>::POINTER_WORDS, None);
     assert!(needs_trace::<Tail<'static, [u64]>>());
     assert!(needs_trace::<Tail<'static, u64>>());
     assert!(needs_trace::<SliceTail<'static>>());
@@ -391,6 +420,18 @@ mod accepted {
         pub next: Option<Gc<'gc, u8>>,
     }
 
+    /// An associated type inside an array and inside a tuple.
+    #[derive(Trace)]
+    pub struct InArray<'gc, F: Family> {
+        pub a: [F::Repr; 2],
+        pub n: Option<Gc<'gc, u8>>,
+    }
+
+    #[derive(Trace)]
+    pub struct InTuple<F: Family> {
+        pub t: (u8, F::Repr),
+    }
+
     #[derive(Trace)]
     pub struct Old {
         #[deprecated]
@@ -412,6 +453,8 @@ mod accepted {
 fn types_the_derive_once_refused() {
     assert!(needs_trace::<accepted::Pair<'static>>());
     assert!(needs_trace::<accepted::Node<'static, accepted::Words>>());
+    assert!(needs_trace::<accepted::InArray<'static, accepted::Words>>());
+    assert!(!needs_trace::<accepted::InTuple<accepted::Words>>());
     assert!(needs_trace::<accepted::Versioned<'static>>());
     assert!(!needs_trace::<accepted::Old>());
 }
@@ -632,6 +675,20 @@ fn types_with_a_recursive_field_count_as_traced() {
     assert_eq!(<Aliased<'static> as Trace>::POINTER_WORDS, None);
     assert!(needs_trace::<PlainRecursive>());
     assert_eq!(<PlainRecursive as Trace>::POINTER_WORDS, None);
+    assert!(needs_trace::<Stmt3<'static>>());
+    assert!(needs_trace::<Decl3<'static>>());
+}
+
+/// A recursive field in an enum variant (statements as an enum, declarations holding them).
+#[derive(Trace)]
+enum Stmt3<'gc> {
+    Print(Gc<'gc, u64>),
+    Block(#[gc(recursive)] Vec<Decl3<'gc>>),
+}
+
+#[derive(Trace)]
+struct Decl3<'gc> {
+    body: Box<Stmt3<'gc>>,
 }
 
 /// The `Gc`s of a syntax tree reached only through the recursive fields (a block's statements,

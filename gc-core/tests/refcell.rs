@@ -1056,3 +1056,70 @@ fn a_cleared_table_is_empty_and_its_entries_are_reclaimed() {
         );
     }
 }
+
+/// A value that, traced on a thread whose `PROBED` is set, records whether the cell it names
+/// is still mutably borrowed.
+struct Probe;
+
+type ProbeCell<'gc> = GcRefCell<'gc, Vec<Probe>>;
+
+thread_local! {
+    /// The cell the probe checks (its address), on the scope's thread only.
+    static PROBED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// What the probe saw: `Some(true)` if the cell was still borrowed mutably.
+    static SAW: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+// SAFETY: no pointers to trace; `trace` reads a cell whose address the test set, which lives
+// in the heap for the whole scope in which `PROBED` is set.
+unsafe impl Trace for Probe {
+    const NEEDS_TRACE: bool = true;
+    fn trace(&self, _: &mut gc_core::Tracer) {
+        let cell = PROBED.with(|p| p.get());
+        if cell != 0 {
+            // SAFETY: see the impl's comment; the probe only reads the borrow flag.
+            let cell = unsafe { &*(cell as *const ProbeCell<'_>) };
+            SAW.with(|s| s.set(Some(cell.try_borrow().is_err())));
+        }
+    }
+}
+
+/// A mutable borrow ended in a scope that blocked across STW 1 shades the whole value (which
+/// the snapshot may not have seen) before it lets the borrow go: another thread that took the
+/// borrow meanwhile could change the value (free a vector's buffer) under the shading.
+#[test]
+fn a_stale_scope_shades_a_borrowed_value_before_it_lets_the_borrow_go() {
+    type R = Rootable!['gc => Gc<'gc, ProbeCell<'gc>>];
+    let heap = Heap::new(Config::default()).unwrap();
+    let (mut scope, driver) = common::blocked_scope();
+    let a = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m: Mutator<R> =
+                heap.mutator(|mc| Gc::new(mc, GcRefCell::new(vec![Probe, Probe])));
+            m.mutate(|mc, cell| {
+                let held = cell.borrow_mut(mc);
+                scope.block(mc, || ());
+                assert!(mc.debug_marking(), "no cycle started during the block");
+                PROBED.with(|p| p.set(&**cell as *const ProbeCell<'_> as usize));
+                drop(held);
+                PROBED.with(|p| p.set(0));
+            });
+            scope.finished();
+            SAW.with(|s| s.get())
+        })
+    };
+    driver.wait_blocked();
+    let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
+    driver.release();
+    driver.wait_finished();
+    heap.debug_hold_marking(false);
+    b.collect();
+    driver.let_check();
+    assert_eq!(
+        a.join().unwrap(),
+        Some(true),
+        "the value was shaded after the borrow was let go (or not at all)"
+    );
+}

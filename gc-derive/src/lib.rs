@@ -1013,13 +1013,13 @@ fn static_bound(ty: &Type) -> syn::WherePredicate {
 /// fn main() {}
 /// ```
 ///
-/// A field type without `Trace` (the stand-in, like gc-core, has none for `RefCell`):
+/// A field type without `Trace` (the stand-in, like gc-core, has none for `Rc`):
 ///
 /// ```compile_fail,E0277
 #[doc = include_str!("doctest_prelude.txt")]
 /// #[derive(Trace)]
 /// struct Bad<'gc> {
-///     items: std::cell::RefCell<Vec<Gc<'gc, u32>>>,
+///     items: std::rc::Rc<Vec<Gc<'gc, u32>>>,
 /// }
 /// fn main() {}
 /// ```
@@ -1367,6 +1367,11 @@ mod tests {
         );
         let e = err("enum E<'a, 'gc> { V(#[gc(skip)] &'a u8), W }");
         assert!(e.contains("mentions `'a`"), "{e}");
+        // Inside a tuple or an array (token groups), too.
+        let e = err("struct A<'gc> { #[gc(skip)] p: (u32, Gc<'gc, u8>) }");
+        assert!(e.contains("mentions `'gc`"), "{e}");
+        let e = err("struct B<'a> { #[gc(skip)] r: [&'a u8; 2] }");
+        assert!(e.contains("mentions `'a`"), "{e}");
         // Another lifetime, or none, is fine ('static is not a parameter).
         ok("struct A<'gc> { #[gc(skip)] s: &'static str, g: Gc<'gc, u8> }");
         // Interior mutability the marker cannot read safely, with the fix named.
@@ -1375,6 +1380,7 @@ mod tests {
             "std::cell::RefCell<Vec<Gc<'gc, u8>>>",
             "Mutex<u8>",
             "RwLock<u8>",
+            "std::cell::UnsafeCell<u64>",
         ] {
             let e = err(&format!("struct A<'gc> {{ x: {ty}, g: Gc<'gc, u8> }}"));
             assert!(
@@ -1498,6 +1504,11 @@ mod tests {
         );
         assert!(s.contains("F::Repr:::gc_core::Trace"), "{s}");
         assert!(s.contains("<FasFamily>::Other:::gc_core::Trace"), "{s}");
+        // Inside an array or a tuple.
+        for field in ["[F::Repr; 2]", "(u8, F::Repr)"] {
+            let s = ok(&format!("struct N<F: Family> {{ a: {field} }}"));
+            assert!(s.contains("F::Repr:::gc_core::Trace"), "{field}: {s}");
+        }
         // Not for a path that only starts like a parameter's name elsewhere.
         let s = ok("struct M { a: std::string::String }");
         assert!(!s.contains("where"), "{s}");
@@ -1506,10 +1517,57 @@ mod tests {
     #[test]
     fn a_cell_of_ones_own_is_not_the_standard_librarys() {
         ok("struct P<'gc> { head: Cell<'gc>, m: Mutex<'gc, u8> }");
+        // Other arguments, or none: a type of the user's own too.
+        ok("struct P { a: Cell<u8, u16>, b: Mutex, c: RwLock<u8, u8> }");
         let e = err("struct P { head: Cell<u32> }");
         assert!(e.contains("a `Cell` field cannot be traced"), "{e}");
         let e = err("struct P { m: std::sync::Mutex<Vec<u8>> }");
         assert!(e.contains("a `Mutex` field cannot be traced"), "{e}");
+    }
+
+    /// An enum variant's `#[gc(recursive)]` field counts as traced without asking its type.
+    #[test]
+    fn a_recursive_field_of_an_enum_variant_asks_its_type_nothing() {
+        let s = ok("enum E { A(u64), B(#[gc(recursive)] Vec<Other>) }");
+        assert!(
+            s.contains("||<u64as::gc_core::Trace>::NEEDS_TRACE||true"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("<Vec<Other>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
+    }
+
+    /// Unsized last fields (a slice, `str`, `dyn Trait`) and `?Sized` parameters (also in a
+    /// where clause among other predicates) leave the pointer words to the trait's default.
+    #[test]
+    fn unsized_tails_have_no_pointer_words() {
+        for src in [
+            "struct S { n: u32, s: str }",
+            "struct S { n: u32, s: [u64] }",
+            "struct S { n: u32, t: dyn Shape }",
+            "struct S<T: ?Sized> { n: u32, t: T }",
+            "struct U<T, A> where A: Clone, T: ?Sized { a: A, t: T }",
+        ] {
+            assert!(!ok(src).contains("POINTER_WORDS"), "{src}");
+        }
+        assert!(ok("struct S { n: u32, s: u64 }").contains("POINTER_WORDS"));
+    }
+
+    /// A field naming the type inside a slice counts as traced (`|| true`), as other shapes
+    /// that hold the type outside a `Gc` do.
+    #[test]
+    fn a_slice_of_the_type_itself_counts_as_traced() {
+        let s = ok("struct F<'gc> { k: Option<Box<[Self]>>, g: Gc<'gc, u8> }");
+        assert!(
+            !s.contains("<Option<Box<[Self]>>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
+        assert!(
+            s.contains("||true||<Gc<'gc,u8>as::gc_core::Trace>::NEEDS_TRACE"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -1832,3 +1832,146 @@ fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
         );
     }
 }
+
+/// Cleanups run on the heap's one cleanup thread, one at a time, in the order their objects
+/// were registered: three cycles of ten dead objects each.
+#[test]
+fn cleanups_run_in_registration_order_on_one_thread() {
+    for config in settings() {
+        let heap = Heap::new(config.clone()).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut m = root_mutator(&heap);
+        for round in 0..3u64 {
+            m.mutate(|mc, _| {
+                for i in 0..10u64 {
+                    let seen = seen.clone();
+                    Gc::new(mc, i).add_cleanup(mc, move || {
+                        let me = std::thread::current().id();
+                        seen.lock().unwrap().push((round * 10 + i, me));
+                    });
+                }
+            });
+            m.collect();
+            wait_for_cleanups_within_a_minute(&heap);
+        }
+        let seen = seen.lock().unwrap();
+        let order: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(order, (0..30).collect::<Vec<_>>(), "{config:?}");
+        assert!(
+            seen.iter().all(|s| s.1 == seen[0].1),
+            "{config:?}: cleanups ran on more than one thread"
+        );
+    }
+}
+
+/// A cleanup that is running counts as pending (registered, not yet run), and
+/// `wait_for_cleanups` waits for it to end.
+#[test]
+fn a_running_cleanup_is_pending_and_waited_for() {
+    for config in settings() {
+        let heap = Heap::new(config.clone()).unwrap();
+        let mut m = root_mutator(&heap);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        m.mutate(|mc, _| {
+            Gc::new(mc, 0u64).add_cleanup(mc, move || {
+                started_tx.send(()).unwrap();
+                // Let go by the test only after `wait_for_cleanups` returned: if it returns
+                // first, the cleanup ends on its own, saying it was not let go.
+                let let_go = go_rx
+                    .recv_timeout(std::time::Duration::from_millis(250))
+                    .is_ok();
+                done_tx.send(let_go).unwrap();
+            });
+        });
+        m.collect();
+        started.recv().unwrap();
+        assert_eq!(
+            heap.metrics().u64("/gccore/gc/cleanups/pending:calls"),
+            Some(1),
+            "{config:?}"
+        );
+        heap.wait_for_cleanups();
+        let _ = go.send(());
+        assert!(
+            !done.recv().unwrap(),
+            "{config:?}: wait_for_cleanups returned while the cleanup ran"
+        );
+        assert_eq!(
+            heap.metrics().u64("/gccore/gc/cleanups/pending:calls"),
+            Some(0)
+        );
+    }
+}
+
+#[derive(Trace)]
+struct Queued<'gc> {
+    queue: GcFinalizers<'gc, Node<'gc>>,
+    table: GcCell<'gc, Option<GcEphemeronTable<'gc, Node<'gc>, Gc<'gc, Node<'gc>>>>>,
+    keys: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+/// A cycle's record counts what that cycle did: the objects it queued for finalization and
+/// its ephemeron rounds, not the heap's totals; and a cycle without ephemeron chains builds
+/// no key index, also after one that did (its index state starts afresh each cycle).
+#[test]
+fn cycle_records_count_their_own_cycle_and_only_chains_build_the_key_index() {
+    for config in settings() {
+        let heap = Heap::new(config.clone().gc_percent(None)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => Queued<'gc>]> = heap.mutator(|mc| Queued {
+            queue: GcFinalizers::new(mc),
+            table: GcCell::new(None),
+            keys: GcVec::new(mc),
+        });
+        let indexed = |heap: &Heap| {
+            heap.metrics()
+                .u64("/gccore/gc/ephemerons/indexed:entries")
+                .unwrap()
+        };
+        // Cycle 1: three objects queued, and a chain of 12 through the values of a table.
+        const N: u64 = 12;
+        m.mutate(|mc, r| {
+            for i in 0..3 {
+                r.queue.register(mc, node(mc, 100 + i, &drops));
+            }
+            let table = GcEphemeronTable::new(mc);
+            let keys: Vec<_> = (0..N).map(|i| node(mc, i, &drops)).collect();
+            for i in 0..N as usize - 1 {
+                let v = node(mc, 1000 + i as u64, &drops);
+                v.next.set(mc, Some(keys[i + 1]));
+                table.insert(mc, keys[i], v);
+            }
+            r.keys.push(mc, Some(keys[0]));
+            r.table.set(mc, Some(table));
+        });
+        heap.take_cycle_records();
+        m.collect();
+        let first = heap.take_cycle_records().pop().unwrap();
+        assert_eq!(first.finalizers_queued, 3, "{config:?}");
+        assert!(first.ephemeron_rounds > 3, "{config:?}: {first:?}");
+        let after_chain = indexed(&heap);
+        assert!(after_chain > 0, "{config:?}: the chain built no index");
+        // Cycle 2: the queue emptied, the chain dropped; a new table whose five keys are dead.
+        m.mutate(|mc, r| {
+            while r.queue.pop(mc).is_some() {}
+            r.keys.truncate(mc, 0);
+            let table = GcEphemeronTable::new(mc);
+            for i in 0..5 {
+                table.insert(mc, node(mc, 2000 + i, &drops), node(mc, 3000 + i, &drops));
+            }
+            r.table.set(mc, Some(table));
+        });
+        m.collect();
+        let second = heap.take_cycle_records().pop().unwrap();
+        assert_eq!(second.finalizers_queued, 0, "{config:?}: {second:?}");
+        assert!(second.ephemeron_rounds <= 2, "{config:?}: {second:?}");
+        assert_eq!(
+            indexed(&heap),
+            after_chain,
+            "{config:?}: an index without a chain"
+        );
+        assert_eq!(m.mutate(|_, r| r.table.get().unwrap().len()), 0);
+    }
+}

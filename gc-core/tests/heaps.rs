@@ -355,3 +355,49 @@ fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
     });
     assert!(done, "B's cleanup finished");
 }
+
+/// Panics when dropped.
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a root's drop panicked");
+    }
+}
+
+#[derive(Trace)]
+struct Bomb(
+    #[gc(skip)]
+    #[allow(dead_code)]
+    PanicsOnDrop,
+);
+
+type BombRoot = Rootable!['gc => Bomb];
+
+type CellRoot = Rootable!['gc => Gc<'gc, Flag>];
+
+/// Two mutators of heap B dropped inside a scope of heap A go at the end of the scope, the
+/// second also when the first's root panics when dropped: the panic goes on, and the second
+/// is unregistered (its root dropped, what it held reclaimed by B's next cycle).
+#[test]
+fn a_root_that_panics_when_dropped_at_a_scopes_end_does_not_keep_the_next_mutator() {
+    let a = Heap::new(Config::default()).unwrap();
+    let b = Heap::new(Config::default()).unwrap();
+    let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+    let bomb: Mutator<BombRoot> = b.mutator(|_| Bomb(PanicsOnDrop));
+    let freed = Arc::new(AtomicBool::new(false));
+    let held: Mutator<CellRoot> = b.mutator(|mc| Gc::new(mc, Flag(Tracker(freed.clone()))));
+    let message = panic_message(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || {
+            ma.mutate(|_, _| {
+                drop(bomb);
+                drop(held);
+            })
+        },
+    )));
+    assert!(message.contains("a root's drop panicked"), "{message}");
+    b.collect();
+    assert!(
+        freed.load(Ordering::SeqCst),
+        "the second mutator's object outlived it"
+    );
+}

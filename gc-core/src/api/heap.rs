@@ -513,4 +513,18 @@ mod tests {
         assert_eq!(DROPS.load(Ordering::Relaxed), 2 * n);
         assert_eq!(heap.stats().marked_objects, 0);
     }
+
+    /// A memory limit given at creation reaches the same places as one set later: the pacer's
+    /// model and the arena (its releases on growth, span keeping, the fail-fast stall).
+    #[test]
+    fn a_memory_limit_from_the_config_is_the_setters() {
+        const LIMIT: usize = 64 << 20;
+        let a = Heap::new(Config::default().memory_limit(Some(LIMIT))).unwrap();
+        let b = Heap::new(Config::default()).unwrap();
+        b.set_memory_limit(Some(LIMIT));
+        for h in [a.shared(), b.shared()] {
+            assert_eq!(h.mheap.arena.memory_limit.load(Ordering::Relaxed), LIMIT);
+            assert_eq!(h.pacer.model.lock().memory_limit(), Some(LIMIT as u64));
+        }
+    }
 }

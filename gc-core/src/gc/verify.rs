@@ -272,6 +272,89 @@ mod tests {
         }
     }
 
+    /// `verify_heap` reports a problem containing `what`, and finds none once `undo` has run.
+    fn reported(h: &Shared, world: &mut StoppedWorld<'_>, what: &str, undo: impl FnOnce()) {
+        let problems = verify_heap(h, world).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains(what)),
+            "{what}: {problems:?}"
+        );
+        undo();
+        assert_eq!(verify_heap(h, world), Ok(()), "{what}: undone");
+    }
+
+    /// Each check of the verifier's span walk and object check reports its corruption: bits
+    /// past the last slot cleared, a span not swept, marks left, an allocated count off, a
+    /// later page of the span not mapped back, a write into the last free slot's last byte,
+    /// and pointers that are not slot starts (inside an object, in the span's tail).
+    #[test]
+    #[cfg_attr(miri, ignore = "several whole-heap verifications")]
+    fn verifier_reports_each_kind_of_span_corruption() {
+        type R = Rootable!['gc => crate::GcVec<'gc, Option<Gc<'gc, [u64; 6]>>>];
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|mc| crate::GcVec::new(mc));
+        let addr = m.mutate(|mc, root| {
+            for i in 0..4 {
+                root.push(mc, Some(Gc::new(mc, [i; 6])));
+                Gc::new(mc, [9u64; 6]); // garbage: free, poisoned slots
+            }
+            root.get(0).flatten().unwrap().to_word()
+        });
+        m.collect();
+        let h = heap.shared();
+        let mut world = StoppedWorld::stop(h);
+        assert_eq!(verify_heap(h, &mut world), Ok(()));
+        // SAFETY (test): the world is stopped and the object is allocated in an in-use span.
+        let span = unsafe { h.mheap.arena.span_of_live(addr) }.unwrap();
+        assert!(
+            span.nelems % 64 != 0 && span.npages > 1,
+            "a 48-byte class span: a tail of bits and several pages"
+        );
+        let i = span.slot_index(addr);
+        span.state.lock().alloc.set(span.nelems, false);
+        reported(h, &mut world, "past the last slot", || {
+            span.state.lock().alloc.set(span.nelems, true)
+        });
+        let g = span.sweep_gen.load(Ordering::Relaxed);
+        span.sweep_gen.store(g - 1, Ordering::Relaxed);
+        reported(h, &mut world, "not swept after the cycle", || {
+            span.sweep_gen.store(g, Ordering::Relaxed)
+        });
+        assert!(span.try_mark(i));
+        reported(h, &mut world, "mark bits not cleared", || {
+            span.clear_marks(i / 64)
+        });
+        span.state.lock().allocated += 1;
+        reported(h, &mut world, "allocated count", || {
+            span.state.lock().allocated -= 1
+        });
+        let last_page = span.start + (span.npages - 1) * PAGE_SIZE;
+        h.mheap.arena.publish(last_page, 1, std::ptr::null());
+        let p = span.npages - 1;
+        reported(
+            h,
+            &mut world,
+            &format!("page {p} does not map back"),
+            || h.mheap.arena.publish(last_page, 1, span as *const _),
+        );
+        // The last byte of the last free slot.
+        let free = span.state.lock().alloc[..span.nelems].last_zero().unwrap();
+        let byte = span.slot_addr(free) + span.elem_size - 1;
+        // SAFETY (test): a free slot of our span, poisoned by the sweep; written back below.
+        unsafe { *(byte as *mut u8) = 0 };
+        reported(h, &mut world, "written after it was freed", || {
+            // SAFETY (test): as above.
+            unsafe { *(byte as *mut u8) = POISON }
+        });
+        let tail = span.start + span.nelems * span.elem_size;
+        assert!(tail < span.start + span.npages * PAGE_SIZE, "a tail");
+        for bad in [addr + 8, tail] {
+            let e = check_object(&h.mheap.arena, bad).err().unwrap_or_default();
+            assert!(e.contains("not a slot start"), "{bad:#x}: {e}");
+        }
+        assert!(check_object(&h.mheap.arena, addr).is_ok());
+    }
+
     /// Free the object at `addr` behind the collector's back (alloc bit cleared, memory
     /// poisoned, as a sweep that freed it would leave it), check that the verifier reports a
     /// reachable object in a free slot (`what`: the path it is reached by), and put it back.

@@ -680,7 +680,7 @@ impl Central {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::alloc::span_class::test_tag;

@@ -279,11 +279,15 @@ mod loom_tests {
             let boxed = Arc::new(AtomicUsize::new(8));
             let memory = Arc::new(UnsafeCellSync(UnsafeCell::new(7u32)));
             sweeps.hold();
-            // The mutator's scope begins after mark termination (the restart orders it).
+            // The mutator's scope begins after mark termination (the restart orders it). Its
+            // liveness rule is `GcWeak::upgrade`'s for an unmarked target: alive only if its
+            // span has been swept since (then it was allocated after the marking).
             let mutator = {
                 let (sweeps, boxed, memory) = (sweeps.clone(), boxed.clone(), memory.clone());
+                let span_gen = span_gen.clone();
                 loom::thread::spawn(move || {
-                    let got = upgrade_target(&sweeps, || boxed.load(Ordering::Acquire), |_| false);
+                    let live = |_| sweeps.is_swept(&span_gen);
+                    let got = upgrade_target(&sweeps, || boxed.load(Ordering::Acquire), live);
                     if got.is_some() {
                         // SAFETY: an upgraded target is alive for the scope (loom checks that
                         // the sweep does not free it meanwhile).

@@ -589,6 +589,8 @@ impl Central {
         };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+            #[cfg(all(test, not(loom)))]
+            self.after_pop();
         }
         s
     }
@@ -618,6 +620,8 @@ impl Central {
         };
         if n > 0 {
             self.unswept_len.fetch_sub(n, Ordering::SeqCst);
+            #[cfg(all(test, not(loom)))]
+            self.after_pop();
         }
         n
     }
@@ -675,9 +679,29 @@ impl Central {
         };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
+            #[cfg(all(test, not(loom)))]
+            self.after_pop();
         }
         s
     }
+
+    /// Testing: run this thread's [`AFTER_POP`] callback, if set, right after a span was
+    /// taken off an unswept list.
+    #[cfg(all(test, not(loom)))]
+    fn after_pop(&self) {
+        AFTER_POP.with(|f| {
+            if let Some(f) = f.get() {
+                f(self)
+            }
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// Testing: called on this thread right after it took spans off an unswept list.
+    pub(crate) static AFTER_POP: std::cell::Cell<Option<fn(&Central)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 #[cfg(all(test, not(loom)))]

@@ -404,6 +404,71 @@ mod tests {
         Heap::new(Config::default().gc_percent(None).verify(verify)).unwrap()
     }
 
+    thread_local! {
+        /// Spans taken off unswept lists on this thread, and the fewest sweepers counted when
+        /// one had just been taken (recorded by [`count_pops`]).
+        static POPS: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, usize::MAX)) };
+    }
+
+    /// `Central`'s after-pop callback for [`a_sweep_is_counted_before_it_takes_a_span`].
+    fn count_pops(c: &crate::alloc::central::Central) {
+        let n = c.sweepers.load(std::sync::atomic::Ordering::SeqCst);
+        POPS.with(|p| {
+            let (pops, least) = p.get();
+            p.set((pops + 1, least.min(n)));
+        });
+    }
+
+    /// A sweep counts itself as a sweeper before it takes spans off an unswept list, so that
+    /// "lists empty and no sweeper" (what sweep termination waits for) cannot hold while a
+    /// span taken off a list is still unswept. The collector thread is kept from sweeping (a
+    /// second cycle requested while the first marks, its start held), so that this thread's
+    /// sweeps take every span, one at a time and in batches.
+    #[test]
+    fn a_sweep_is_counted_before_it_takes_a_span() {
+        use crate::alloc::central::AFTER_POP;
+        let heap = heap(false);
+        let h = heap.shared();
+        let mut m: Mutator<Bufs> = heap.mutator(|_| GcCell::new(None));
+        fill(&mut m, 1000, 1);
+        m.mutate(|mc, root| {
+            let a = root.get().unwrap();
+            for i in (0..N).step_by(2) {
+                a.set(mc, i, None);
+            }
+        });
+        let cycles = heap.stats().gc_cycles;
+        heap.debug_hold_marking(true);
+        heap.debug_start_cycle();
+        while !m.mutate(|mc, _| mc.debug_marking()) {
+            std::thread::yield_now();
+        }
+        heap.debug_hold_cycle_start(true);
+        heap.debug_start_cycle();
+        heap.debug_hold_marking(false);
+        let t = std::time::Instant::now();
+        while heap.stats().gc_cycles == cycles {
+            let limit = if cfg!(miri) { 1200 } else { 20 };
+            assert!(t.elapsed().as_secs() < limit, "the cycle did not end");
+            std::thread::yield_now();
+        }
+        AFTER_POP.with(|f| f.set(Some(count_pops)));
+        let mut singles = 0;
+        while singles < 3 && super::sweep_some(h) {
+            singles += 1;
+        }
+        while super::sweep_batch(h) {}
+        AFTER_POP.with(|f| f.set(None));
+        heap.debug_hold_cycle_start(false);
+        let (pops, least) = POPS.with(|p| p.get());
+        assert!(
+            singles == 3 && pops > 3,
+            "{singles} single sweeps, {pops} pops"
+        );
+        assert!(least >= 1, "a sweep took a span before counting itself");
+        assert_eq!(h.mheap.central.unswept_count(), 0);
+    }
+
     /// A sweep that empties spans keeps them for their class; the class's next allocations
     /// take them instead of new spans, and what no allocation took is freed before the next
     /// mark termination (kept at most one cycle).

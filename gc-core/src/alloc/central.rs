@@ -589,7 +589,7 @@ impl Central {
         };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
-            #[cfg(all(test, not(loom)))]
+            #[cfg(test)]
             self.after_pop();
         }
         s
@@ -620,7 +620,7 @@ impl Central {
         };
         if n > 0 {
             self.unswept_len.fetch_sub(n, Ordering::SeqCst);
-            #[cfg(all(test, not(loom)))]
+            #[cfg(test)]
             self.after_pop();
         }
         n
@@ -679,7 +679,7 @@ impl Central {
         };
         if s.is_some() {
             self.unswept_len.fetch_sub(1, Ordering::SeqCst);
-            #[cfg(all(test, not(loom)))]
+            #[cfg(test)]
             self.after_pop();
         }
         s
@@ -687,7 +687,7 @@ impl Central {
 
     /// Testing: run this thread's [`AFTER_POP`] callback, if set, right after a span was
     /// taken off an unswept list.
-    #[cfg(all(test, not(loom)))]
+    #[cfg(test)]
     fn after_pop(&self) {
         AFTER_POP.with(|f| {
             if let Some(f) = f.get() {
@@ -697,7 +697,7 @@ impl Central {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 thread_local! {
     /// Testing: called on this thread right after it took spans off an unswept list.
     pub(crate) static AFTER_POP: std::cell::Cell<Option<fn(&Central)>> =

@@ -166,6 +166,9 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
         let v = GcVec::new(mc);
         v.push(mc, Some(y)); // grows: cell set (old array, new array) = 2, then slot set = 1
         v.pop(mc); // old y = 1
+        v.push(mc, Some(x)); // room left: slot set = 1
+        v.set(mc, 0, Some(y)); // old x, new y = 2
+        v.set(mc, 0, None); // old y = 1
         x.a.set(mc, Some(y)); // 1
         let s = GcCell::new(5u64);
         s.set(mc, 6); // pointer-free slot: nothing recorded
@@ -186,7 +189,7 @@ fn barrier_hook_records_old_and_new_values_on_every_store_path() {
     });
     assert_eq!(
         m.debug_barrier_buffer_len(),
-        1 + 2 + 1 + 1 + 3 + 1 + 1 + (1 + 2) + (1 + 2 + 1) + (2 + 1)
+        1 + 2 + 1 + 1 + 3 + 1 + (1 + 2 + 1) + 1 + (1 + 2) + (1 + 2 + 1) + (2 + 1)
     );
     // SAFETY: no cycle is marking: this test allocates a few objects, far below the first
     // trigger (4 MiB), and starts its collection only after this.
@@ -340,6 +343,10 @@ fn ptr_eq_is_identity_not_content() {
     m.mutate(|mc, _| {
         let (s1, s2) = (GcStr::new(mc, "x"), GcStr::new(mc, "x"));
         assert!(s1 == s2 && !GcStr::ptr_eq(s1, s2) && GcStr::ptr_eq(s1, s1));
+        // Formatted as a `str` is: quoted and escaped for `Debug`, as is for `Display`.
+        let q = GcStr::new(mc, "a \"b\"\n");
+        assert_eq!(format!("{q:?}"), r#""a \"b\"\n""#);
+        assert_eq!(format!("{q}"), "a \"b\"\n");
         let (b1, b2) = (GcBytes::new(mc, b"x"), GcBytes::new(mc, b"x"));
         assert!(b1.as_bytes() == b2.as_bytes() && !GcBytes::ptr_eq(b1, b2));
         assert!(GcBytes::ptr_eq(b2, b2));
@@ -777,6 +784,12 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
         m.mutate(|mc, root| {
             root.set(mc, pair_list(mc, 0, 60_000));
         });
+        // Globals too, so that each root column has its own figure.
+        let keep: Vec<gc_core::Stash<Rootable!['gc => [u64; 2]]>> = m.mutate(|mc, _| {
+            (0..100)
+                .map(|i| mc.stash(Gc::new(mc, [i as u64; 2])))
+                .collect()
+        });
         let mut walls = Vec::new();
         for _ in 0..3 {
             let t = std::time::Instant::now();
@@ -784,10 +797,21 @@ fn pacer_trace_times_and_root_scan_work_with_either_collector() {
             walls.push(t.elapsed().as_secs_f64());
         }
         let recs = heap.take_cycle_records();
+        drop(keep);
         drop(m);
         drop(heap);
         let (header, rows) = common::take_pacer_trace(&path);
         let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        // The scan work columns are the records' figures, each in its own column.
+        for (row, r) in rows.iter().zip(&recs) {
+            let work = |name: &str| row[col(name)].parse::<u64>().unwrap();
+            assert_eq!(
+                (work("heap_scan"), work("stack_scan"), work("globals_scan")),
+                (r.heap_scan, r.stack_scan, r.globals_scan),
+                "concurrent={concurrent}"
+            );
+            assert!(r.globals_scan > 0 && r.globals_scan != r.stack_scan);
+        }
         let rows: Vec<Vec<f64>> = rows
             .iter()
             .map(|r| {
@@ -954,6 +978,25 @@ fn departing_mutators_hand_their_spans_back() {
         s.heap_live >> 10
     );
     drop(keep);
+}
+
+/// `/gc/heap/live:bytes` is the heap the last cycle marked (Go's), not the heap now.
+#[test]
+fn the_live_heap_metric_is_the_last_cycles_marked_heap() {
+    let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 10_000)));
+    m.collect();
+    m.mutate(|mc, _| {
+        pair_list(mc, 0, 100_000);
+    });
+    let s = heap.stats();
+    assert!(s.heap_live > s.heap_marked + (1 << 20), "{s:?}");
+    assert_eq!(
+        heap.metrics().u64("/gc/heap/live:bytes"),
+        Some(s.heap_marked as u64)
+    );
 }
 
 /// The mutator a pause waited for is named by its id among several registered (an idle one

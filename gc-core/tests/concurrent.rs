@@ -795,6 +795,13 @@ fn phase_records_cover_every_cycle() {
     let longest = pauses.iter().map(|r| r.duration).max().unwrap();
     assert_eq!(s.pause_max, longest, "{recs:?}");
     assert!(longest >= Duration::from_millis(20), "{recs:?}");
+    // The last pause (short), and the marking inside the cycles' time.
+    assert_eq!(s.last_pause, pauses.last().unwrap().duration);
+    assert!(s.last_pause < s.pause_max, "{s:?}");
+    assert!(
+        Duration::ZERO < s.mark_total && s.mark_total < s.cycle_total,
+        "{s:?}"
+    );
     let metrics = heap.metrics();
     assert!(s.objects_freed >= 3000);
     assert_eq!(metrics.u64("/gc/heap/frees:objects"), Some(s.objects_freed));

@@ -1042,6 +1042,11 @@ fn a_cleared_table_is_empty_and_its_entries_are_reclaimed() {
         m.collect();
         m.mutate(|mc, table| {
             assert_eq!(table.get("k1").map(|v| *v), Some(1));
+            // Inserting at a key that is there answers the value it replaces.
+            let old = table.insert(mc, GcStr::new(mc, "k1"), Gc::new(mc, 10));
+            assert_eq!(old.map(|v| *v), Some(1));
+            assert_eq!(table.get("k1").map(|v| *v), Some(10));
+            assert_eq!(table.len(), 3);
             table.clear(mc);
             assert!(table.is_empty(), "verify={verify}");
             assert_eq!(table.len(), 0);

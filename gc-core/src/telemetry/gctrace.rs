@@ -282,5 +282,36 @@ mod tests {
             "{}",
             past.gctrace_line()
         );
+        // Roots, ephemeron rounds, finalizers and cleanups, each in its place.
+        let busy = CycleRecord {
+            stack_scan: 3 << 20,
+            globals_scan: 5 << 20,
+            ephemeron_rounds: 4,
+            finalizers_queued: 9,
+            cleanups_pending: 2,
+            ..forced
+        };
+        let line = busy.gctrace_line();
+        assert!(
+            line.contains("3 MB stacks, 5 MB globals")
+                && line.ends_with("4 eph rounds, 9 fin, 2 cleanups (forced)"),
+            "{line}"
+        );
+    }
+
+    /// The log keeps the newest records: past its capacity, the oldest go.
+    #[test]
+    fn the_cycle_log_drops_its_oldest_records() {
+        let log = CycleLog::default();
+        for cycle in 1..=MAX_CYCLE_RECORDS as u64 + 10 {
+            log.push(CycleRecord {
+                cycle,
+                ..CycleRecord::default()
+            });
+        }
+        let kept = log.take();
+        assert_eq!(kept.len(), MAX_CYCLE_RECORDS);
+        assert_eq!(kept.first().unwrap().cycle, 11);
+        assert_eq!(kept.last().unwrap().cycle, MAX_CYCLE_RECORDS as u64 + 10);
     }
 }

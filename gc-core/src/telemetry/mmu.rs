@@ -164,6 +164,10 @@ mod tests {
         assert!((m(10) - 0.8).abs() < 1e-9);
         assert!((m(100) - 0.98).abs() < 1e-9);
         assert_eq!(mmu(&[], ms(0), ms(100), ms(10)), 1.0);
+        // A window longer than the range is the range: 2 of the first 10 ms busy.
+        let short = |w| mmu(&busy, ms(5), ms(15), ms(w));
+        assert!((short(100) - 0.8).abs() < 1e-9, "{}", short(100));
+        assert!((short(10) - 0.8).abs() < 1e-9);
     }
 
     #[test]

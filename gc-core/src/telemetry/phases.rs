@@ -122,3 +122,24 @@ impl PhaseLog {
         self.records.lock().drain(..).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log keeps the newest records: past its capacity, the oldest go.
+    #[test]
+    #[cfg_attr(miri, ignore = "65 546 records")]
+    fn the_phase_log_drops_its_oldest_records() {
+        let log = PhaseLog::new();
+        let t = Instant::now();
+        let n = MAX_RECORDS as u64;
+        for cycle in 1..=n + 10 {
+            log.record(cycle, Phase::Mark, t);
+        }
+        let kept = log.take();
+        assert_eq!(kept.len(), MAX_RECORDS);
+        assert_eq!(kept.first().unwrap().cycle, 11);
+        assert_eq!(kept.last().unwrap().cycle, n + 10);
+    }
+}

@@ -180,3 +180,46 @@ impl fmt::Display for AllocError {
 }
 
 impl std::error::Error for AllocError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each message puts each figure in its place.
+    #[test]
+    fn allocation_errors_say_their_figures() {
+        let msg = |e: AllocError| e.to_string();
+        assert!(
+            msg(AllocError::OutOfMemory {
+                requested: 11,
+                reservation: 22
+            })
+            .contains("cannot allocate 11 bytes in an arena reservation of 22 bytes")
+        );
+        assert!(
+            msg(AllocError::HeapLimit {
+                live: 33,
+                limit: 22
+            })
+            .contains("found 33 bytes live, over the heap limit of 22 bytes")
+        );
+        let m = msg(AllocError::HeapLimitInScope {
+            heap: 44,
+            bound: 33,
+            limit: 22,
+        });
+        assert!(
+            m.contains("reached 44 bytes inside a mutation scope, over its bound of 33 bytes")
+                && m.contains("the heap limit of 22 bytes"),
+            "{m}"
+        );
+        assert!(
+            msg(AllocError::MemoryLimitStall {
+                limiter_on: std::time::Duration::from_millis(1500)
+            })
+            .contains("engaged for 1500 ms")
+        );
+        assert!(msg(AllocError::TooLarge { len: 7 }).contains("allocation of 7 elements"));
+        assert!(msg(AllocError::TooManyTypes { limit: 9 }).contains("its limit of 9 span classes"));
+    }
+}

@@ -358,6 +358,7 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
         })
     };
     driver.wait_blocked();
+    heap.take_phase_records();
     let collected = Arc::new(AtomicBool::new(false));
     let c = {
         let (heap, collected) = (heap.clone(), collected.clone());
@@ -376,11 +377,84 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
         !collected.load(Ordering::SeqCst),
         "a stop-the-world cycle ran while a scope with live locals was blocked"
     );
+    // It waits without stopping the world again and again: at most one stop found the scope
+    // blocked (the scope may have entered its region while that stop waited for it).
+    let retries = heap
+        .take_phase_records()
+        .iter()
+        .filter(|r| r.phase == Phase::StopTheWorldRetry)
+        .count();
+    assert!(retries <= 1, "{retries} stops while a scope was blocked");
     driver.release();
     a.join().unwrap();
     c.join().unwrap();
     assert!(collected.load(Ordering::SeqCst));
     b.mutate(|_, root| check_chain(root.keep.get(), 99_000, 100));
+}
+
+/// A stop of the stop-the-world collector that finds a scope in a blocking region (it entered
+/// the region while the stop waited for it) restarts the world, recorded as a retry of the
+/// cycle it is for, and the cycle runs once the region ends, with the scope's locals intact.
+#[test]
+fn a_stop_that_finds_a_blocked_scope_is_a_retry_of_its_cycle() {
+    let heap = Heap::new(Config::default().concurrent(false).verify(true)).unwrap();
+    let (inside_tx, inside) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let a = {
+        let heap = heap.clone();
+        std::thread::spawn(move || {
+            let mut m = mutator(&heap);
+            m.mutate(|mc, root| {
+                let local = chain(mc, 0, LEN);
+                inside_tx.send(()).unwrap();
+                // Enter the region once the collector waits for this scope.
+                while !mc.should_yield() {
+                    std::hint::spin_loop();
+                }
+                mc.blocking(move || release_rx.recv().unwrap());
+                check_chain(Some(local), 0, LEN);
+                root.keep.set(mc, Some(local));
+            });
+        })
+    };
+    inside.recv().unwrap();
+    heap.take_phase_records();
+    let cycles = heap.stats().gc_cycles;
+    let c = {
+        let heap = heap.clone();
+        std::thread::spawn(move || heap.collect())
+    };
+    let mut records: Vec<PhaseRecord> = Vec::new();
+    let t = Instant::now();
+    while !records.iter().any(|r| r.phase == Phase::StopTheWorldRetry) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no retry: {records:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+        records.extend(heap.take_phase_records());
+    }
+    assert_eq!(
+        heap.stats().gc_cycles,
+        cycles,
+        "a cycle ran while the scope was blocked"
+    );
+    release.send(()).unwrap();
+    a.join().unwrap();
+    c.join().unwrap();
+    records.extend(heap.take_phase_records());
+    let retry = records
+        .iter()
+        .find(|r| r.phase == Phase::StopTheWorldRetry)
+        .unwrap();
+    let cycle = records
+        .iter()
+        .find(|r| r.phase == Phase::StopTheWorldCycle)
+        .unwrap_or_else(|| panic!("no cycle: {records:?}"));
+    assert_eq!(retry.cycle, cycle.cycle, "{records:?}");
+    assert_eq!(cycle.cycle, cycles + 1);
+    let mut m = mutator(&heap);
+    m.collect();
 }
 
 #[test]

@@ -744,6 +744,64 @@ fn held_marker_heap_to_growing_vector_in(verify: bool, span: bool) {
     });
 }
 
+/// Each collector's cycles are recorded as their own pauses, then their sweep, once: the
+/// concurrent collector's sweep termination, mark phase and mark termination, the
+/// stop-the-world collector's one pause; and each cycle's sweep after its last pause.
+#[test]
+fn each_cycle_records_its_pauses_then_its_sweep() {
+    use gc_core::phases::Phase;
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        heap.take_phase_records();
+        let first = heap.stats().gc_cycles + 1;
+        for _ in 0..3 {
+            m.mutate(|mc, _| {
+                for i in 0..1000u64 {
+                    obj(mc, i);
+                }
+            });
+            m.collect();
+        }
+        let recs = heap.take_phase_records();
+        // The last cycle's sweep may be recorded later (the background sweeper notes its end).
+        for cycle in first..first + 2 {
+            let of = |p: Phase| {
+                recs.iter()
+                    .filter(|r| r.cycle == cycle && r.phase == p)
+                    .count()
+            };
+            let (mine, stw) = if concurrent {
+                (
+                    [Phase::SweepTermination, Phase::Mark, Phase::MarkTermination],
+                    Phase::StopTheWorldCycle,
+                )
+            } else {
+                (
+                    [Phase::StopTheWorldCycle; 3],
+                    Phase::MarkTermination,
+                )
+            };
+            for p in mine {
+                assert_eq!(of(p), 1, "concurrent={concurrent} cycle {cycle} {p:?}: {recs:?}");
+            }
+            assert_eq!(of(stw), 0, "concurrent={concurrent} cycle {cycle}: {recs:?}");
+            assert_eq!(of(Phase::Sweep), 1, "concurrent={concurrent} cycle {cycle}: {recs:?}");
+            let last_pause = recs
+                .iter()
+                .filter(|r| r.cycle == cycle && r.phase.is_pause())
+                .map(|r| r.end())
+                .max()
+                .unwrap();
+            let sweep = recs
+                .iter()
+                .find(|r| r.cycle == cycle && r.phase == Phase::Sweep)
+                .unwrap();
+            assert!(sweep.start >= last_pause, "concurrent={concurrent}: {recs:?}");
+        }
+    }
+}
+
 /// Every cycle's phases are recorded, in order, and the headline figures agree with the
 /// records they summarise: the pause count and total, `pause_max` the longest pause (the first
 /// made long on purpose, a scope that keeps its stop waiting 30 ms, then short ones after it),

@@ -1975,3 +1975,41 @@ fn cycle_records_count_their_own_cycle_and_only_chains_build_the_key_index() {
         assert_eq!(m.mutate(|_, r| r.table.get().unwrap().len()), 0);
     }
 }
+
+/// A termination attempt that finds more to mark (an object queued for finalization, whose
+/// child the attempt greys) is a pause recorded as a retry; only the attempt that ends marking
+/// is the cycle's mark termination. Both count as pauses.
+#[test]
+fn a_termination_attempt_that_finds_work_is_recorded_as_a_retry() {
+    use gc_core::phases::Phase;
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify).gc_percent(None)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m: Mutator<Rootable!['gc => FRoot<'gc>]> = heap.mutator(|mc| FRoot {
+            queue: GcFinalizers::new(mc),
+            weaks: GcVec::new(mc),
+            kept: GcVec::new(mc),
+        });
+        m.mutate(|mc, r| {
+            let parent = node(mc, 1, &drops);
+            parent.next.set(mc, Some(node(mc, 2, &drops)));
+            r.queue.register(mc, parent);
+        });
+        heap.take_phase_records();
+        let (pauses, cycles) = (heap.stats().pauses, heap.stats().gc_cycles);
+        m.collect();
+        let recs = heap.take_phase_records();
+        let cycle = cycles + 1;
+        let of = |p: Phase| {
+            recs.iter()
+                .filter(|r| r.cycle == cycle && r.phase == p)
+                .count()
+        };
+        assert!(of(Phase::MarkTerminationRetry) >= 1, "verify={verify}: {recs:?}");
+        assert_eq!(of(Phase::MarkTermination), 1, "verify={verify}: {recs:?}");
+        let recorded = recs.iter().filter(|r| r.phase.is_pause()).count() as u64;
+        assert_eq!(heap.stats().pauses - pauses, recorded, "verify={verify}");
+        assert_eq!(m.mutate(|mc, r| r.queue.pop(mc).map(|n| n.id)), Some(1));
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "verify={verify}");
+    }
+}

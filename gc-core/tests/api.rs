@@ -1035,6 +1035,60 @@ fn the_mutator_a_pause_waited_for_is_named() {
     }
 }
 
+/// A scope on another thread that sleeps `hold` inside, once `go` says so; sends its mutator's
+/// id when inside.
+fn a_sleeping_scope(
+    heap: &Heap,
+    hold: std::time::Duration,
+) -> (std::sync::mpsc::Receiver<usize>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let heap = heap.clone();
+    let t = std::thread::spawn(move || {
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        let id = m.id();
+        m.mutate(|_, _| {
+            tx.send(id).unwrap();
+            std::thread::sleep(hold);
+        });
+    });
+    (rx, t)
+}
+
+/// A cycle whose two stops waited for different mutators names the one it waited for longer,
+/// and books each stop's wait as its own: sweep termination waited 400 ms for one scope, mark
+/// termination at most 100 ms for another.
+#[test]
+fn a_cycle_names_the_mutator_it_waited_for_longer() {
+    use std::time::Duration;
+    let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    heap.take_cycle_records();
+    let (long_id, long) = a_sleeping_scope(&heap, Duration::from_millis(400));
+    let long_id = long_id.recv().unwrap();
+    heap.debug_hold_marking(true);
+    heap.debug_start_cycle();
+    while !m.mutate(|mc, _| mc.debug_marking()) {
+        std::thread::yield_now();
+    }
+    long.join().unwrap();
+    let (short_id, short) = a_sleeping_scope(&heap, Duration::from_millis(100));
+    let short_id = short_id.recv().unwrap();
+    heap.debug_hold_marking(false);
+    short.join().unwrap();
+    m.collect();
+    let rec = heap
+        .take_cycle_records()
+        .into_iter()
+        .next()
+        .expect("the held cycle's record");
+    assert_eq!(rec.waited_for, Some(long_id), "{rec:?} (short {short_id})");
+    assert!(rec.sweep_termination_wait >= Duration::from_millis(250), "{rec:?}");
+    assert!(
+        rec.sweep_termination_wait > rec.mark_termination_wait,
+        "{rec:?}"
+    );
+}
+
 /// The pacer's root terms count every root: three mutators' roots are three times one's
 /// stack scan work (each mutator's roots scanned once a cycle), and the stash's scan work
 /// (globals) grows by the same amount for each hundred objects stashed, with either collector.

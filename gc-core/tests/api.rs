@@ -1089,6 +1089,36 @@ fn a_cycle_names_the_mutator_it_waited_for_longer() {
     );
 }
 
+/// A setting that puts the heap past its new trigger starts a cycle at once, with nothing
+/// allocated after it, also after cycles have run (GOGC 100 → 10 with the heap between the two
+/// triggers).
+#[test]
+fn lowering_gogc_below_the_heap_starts_a_cycle_at_once() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 300_000)));
+    m.collect();
+    m.collect();
+    let s = heap.stats();
+    // Garbage up to a quarter of the way to the trigger.
+    let target = s.heap_marked + (s.heap_trigger - s.heap_marked) / 4;
+    while heap.stats().heap_live < target {
+        m.mutate(|mc, _| {
+            pair_list(mc, 0, 1000);
+        });
+    }
+    let s = heap.stats();
+    assert!(s.heap_live < s.heap_trigger, "{s:?}");
+    heap.set_gc_percent(Some(10));
+    assert!(heap.stats().heap_trigger <= s.heap_live, "{:?}", heap.stats());
+    let t = std::time::Instant::now();
+    while heap.stats().gc_cycles == s.gc_cycles {
+        assert!(t.elapsed().as_secs() < 30, "no cycle after the setting");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The pacer's root terms count every root: three mutators' roots are three times one's
 /// stack scan work (each mutator's roots scanned once a cycle), and the stash's scan work
 /// (globals) grows by the same amount for each hundred objects stashed, with either collector.

@@ -1040,7 +1040,10 @@ fn the_mutator_a_pause_waited_for_is_named() {
 fn a_sleeping_scope(
     heap: &Heap,
     hold: std::time::Duration,
-) -> (std::sync::mpsc::Receiver<usize>, std::thread::JoinHandle<()>) {
+) -> (
+    std::sync::mpsc::Receiver<usize>,
+    std::thread::JoinHandle<()>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
     let heap = heap.clone();
     let t = std::thread::spawn(move || {
@@ -1082,7 +1085,10 @@ fn a_cycle_names_the_mutator_it_waited_for_longer() {
         .next()
         .expect("the held cycle's record");
     assert_eq!(rec.waited_for, Some(long_id), "{rec:?} (short {short_id})");
-    assert!(rec.sweep_termination_wait >= Duration::from_millis(250), "{rec:?}");
+    assert!(
+        rec.sweep_termination_wait >= Duration::from_millis(250),
+        "{rec:?}"
+    );
     assert!(
         rec.sweep_termination_wait > rec.mark_termination_wait,
         "{rec:?}"
@@ -1111,12 +1117,42 @@ fn lowering_gogc_below_the_heap_starts_a_cycle_at_once() {
     let s = heap.stats();
     assert!(s.heap_live < s.heap_trigger, "{s:?}");
     heap.set_gc_percent(Some(10));
-    assert!(heap.stats().heap_trigger <= s.heap_live, "{:?}", heap.stats());
+    assert!(
+        heap.stats().heap_trigger <= s.heap_live,
+        "{:?}",
+        heap.stats()
+    );
     let t = std::time::Instant::now();
     while heap.stats().gc_cycles == s.gc_cycles {
         assert!(t.elapsed().as_secs() < 30, "no cycle after the setting");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// The stop-the-world collector clears weak references inside its pause: a hold on the
+/// concurrent collector's weak-clearing window (after the restart) does not hold its cycles,
+/// and a weak reference to garbage is dead when `collect` returns.
+#[test]
+fn the_stop_the_world_collector_clears_weak_references_in_its_pause() {
+    let dead = common::within(
+        30,
+        "a stop-the-world collect with weak clearing held",
+        || {
+            let heap = Heap::new(Config::default().concurrent(false)).unwrap();
+            let mut m: Mutator<HolderM> = heap.mutator(|_| Holder {
+                strong: GcCell::new(None),
+                weak: GcCell::new(None),
+            });
+            m.mutate(|mc, r| r.weak.set(mc, Some(pair(mc, 1).downgrade(mc))));
+            heap.debug_hold_weak_clearing(true);
+            m.collect();
+            let pending = heap.debug_weaks_pending();
+            heap.debug_hold_weak_clearing(false);
+            assert!(!pending, "the weak-clearing window outlived the pause");
+            m.mutate(|mc, r| r.weak.get().unwrap().upgrade(mc).is_none())
+        },
+    );
+    assert!(dead, "a weak reference to garbage upgraded");
 }
 
 /// The pacer's root terms count every root: three mutators' roots are three times one's

@@ -777,16 +777,25 @@ fn each_cycle_records_its_pauses_then_its_sweep() {
                     Phase::StopTheWorldCycle,
                 )
             } else {
-                (
-                    [Phase::StopTheWorldCycle; 3],
-                    Phase::MarkTermination,
-                )
+                ([Phase::StopTheWorldCycle; 3], Phase::MarkTermination)
             };
             for p in mine {
-                assert_eq!(of(p), 1, "concurrent={concurrent} cycle {cycle} {p:?}: {recs:?}");
+                assert_eq!(
+                    of(p),
+                    1,
+                    "concurrent={concurrent} cycle {cycle} {p:?}: {recs:?}"
+                );
             }
-            assert_eq!(of(stw), 0, "concurrent={concurrent} cycle {cycle}: {recs:?}");
-            assert_eq!(of(Phase::Sweep), 1, "concurrent={concurrent} cycle {cycle}: {recs:?}");
+            assert_eq!(
+                of(stw),
+                0,
+                "concurrent={concurrent} cycle {cycle}: {recs:?}"
+            );
+            assert_eq!(
+                of(Phase::Sweep),
+                1,
+                "concurrent={concurrent} cycle {cycle}: {recs:?}"
+            );
             let last_pause = recs
                 .iter()
                 .filter(|r| r.cycle == cycle && r.phase.is_pause())
@@ -797,7 +806,10 @@ fn each_cycle_records_its_pauses_then_its_sweep() {
                 .iter()
                 .find(|r| r.cycle == cycle && r.phase == Phase::Sweep)
                 .unwrap();
-            assert!(sweep.start >= last_pause, "concurrent={concurrent}: {recs:?}");
+            assert!(
+                sweep.start >= last_pause,
+                "concurrent={concurrent}: {recs:?}"
+            );
         }
     }
 }

@@ -2005,7 +2005,10 @@ fn a_termination_attempt_that_finds_work_is_recorded_as_a_retry() {
                 .filter(|r| r.cycle == cycle && r.phase == p)
                 .count()
         };
-        assert!(of(Phase::MarkTerminationRetry) >= 1, "verify={verify}: {recs:?}");
+        assert!(
+            of(Phase::MarkTerminationRetry) >= 1,
+            "verify={verify}: {recs:?}"
+        );
         assert_eq!(of(Phase::MarkTermination), 1, "verify={verify}: {recs:?}");
         let recorded = recs.iter().filter(|r| r.phase.is_pause()).count() as u64;
         assert_eq!(heap.stats().pauses - pauses, recorded, "verify={verify}");

@@ -917,6 +917,15 @@ mod tests {
         p.cons_mark = 2.0;
         p.commit(true, marked);
         assert_eq!(p.trigger(none).0, marked + (goal - marked) / 5 * 4);
+        // The upper bound's `goal − 4 MiB` is Go's fixed heap minimum at any GOGC (not the
+        // minimum goal GOGC scales): at GOGC=400 it is above the 61/64 point, at GOGC=25 below.
+        let p = after_cycle(Some(400), marked, marked, 0);
+        assert_eq!(p.trigger(none), (496 * MIB, 500 * MIB));
+        let p = after_cycle(Some(25), marked, marked, 0);
+        assert_eq!(
+            p.trigger(none),
+            (marked + 25 * MIB / 64 * 61, 125 * MIB)
+        );
     }
 
     #[test]
@@ -1081,6 +1090,54 @@ mod tests {
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
     }
 
+    /// More work than expected extends the goal at most to Go's hard goal, (1 + GOGC/100) ×
+    /// the goal: the first cycle (no expectation yet, so an unbounded extension) aims at twice
+    /// the 4 MiB minimum goal; a later cycle whose work runs far past its expectation at twice,
+    /// or at GOGC=50 one and a half times, its goal.
+    #[test]
+    fn the_hard_goal_caps_the_extension() {
+        let none = MemoryStats::default();
+        let mut p = Pacer::new(Some(100), None, 4);
+        p.start_cycle(3 * MIB, none);
+        assert_eq!(p.heap_goal(none), 4 * MIB);
+        let r = p.revise(3 * MIB + MIB / 2, 3 * MIB + MIB / 2, 0, MIB, none);
+        assert_eq!(r.extended_goal, 8 * MIB);
+        for (gogc, goal, start) in [(100, 200, 170), (50, 150, 140)] {
+            let mut p = after_cycle(Some(gogc), 100 * MIB, MIB, 0);
+            assert_eq!(p.heap_goal(none), goal * MIB);
+            p.start_cycle(start * MIB, none);
+            let r = p.revise((start + 5) * MIB, 100 * MIB, 0, 2 * MIB, none);
+            let hard = goal * MIB / 100 * (100 + gogc as u64);
+            assert_eq!(r.extended_goal, hard, "GOGC={gogc}");
+        }
+    }
+
+    /// Under a memory limit, the hard goal leaves out what is mapped past the limit as well
+    /// as the memory that is not heap: with 10 MiB mapped over a 210 MiB limit, an extension
+    /// stops at 200 MiB.
+    #[test]
+    fn the_memory_limits_hard_goal_leaves_out_the_overage() {
+        let mut p = after_cycle(Some(100), 100 * MIB, 80 * MIB, MIB);
+        let none = MemoryStats::default();
+        p.start_cycle(170 * MIB, none);
+        p.set_memory_limit(Some(210 * MIB));
+        let m = MemoryStats {
+            mapped_ready: 220 * MIB,
+            heap_free: 0,
+            heap_alloc: 220 * MIB,
+        };
+        assert_eq!(p.memory_limit_hard_goal(m), 200 * MIB);
+        let r = p.revise(190 * MIB, 120 * MIB, MIB, 85 * MIB, m);
+        assert_eq!(r.extended_goal, 200 * MIB);
+        // The memory that is not heap comes off too: 10 MiB of it under the limit.
+        let m = MemoryStats {
+            mapped_ready: 200 * MIB,
+            heap_free: 0,
+            heap_alloc: 190 * MIB,
+        };
+        assert_eq!(p.memory_limit_hard_goal(m), 200 * MIB);
+    }
+
     #[test]
     fn cons_mark_is_a_two_cycle_average() {
         let none = MemoryStats::default();
@@ -1139,6 +1196,21 @@ mod tests {
             200 * MIB,
         );
         assert_eq!(p.cons_mark(), before);
+        // Nor does one whose assists took three quarters of the CPUs or more (utilization 1:
+        // the formula divides by zero, and past it turns negative).
+        for assist_ms in [300, 400] {
+            p.start_cycle(150 * MIB, none);
+            let line = p.end_cycle_traced(
+                CycleEnd {
+                    heap_live: 190 * MIB,
+                    assist_ns: assist_ms * 1_000_000,
+                    ..end
+                },
+                200 * MIB,
+            );
+            assert!(line.is_none(), "{assist_ms} ms of assists: {line:?}");
+            assert_eq!(p.cons_mark(), before, "{assist_ms} ms of assists");
+        }
     }
 
     /// A cycle that started at `start` and ended at `end` after `scan` units of work in a

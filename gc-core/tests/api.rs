@@ -1155,6 +1155,49 @@ fn the_stop_the_world_collector_clears_weak_references_in_its_pause() {
     assert!(dead, "a weak reference to garbage upgraded");
 }
 
+/// The next goal is Go's formula on a real heap: marked + (marked + stacks + globals) ×
+/// GOGC/100, the stash's scan work among the globals.
+#[test]
+fn the_next_goal_counts_the_stash() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 300_000)));
+    let keep: Vec<gc_core::Stash<Rootable!['gc => [u64; 2]]>> = m.mutate(|mc, _| {
+        (0..10_000)
+            .map(|i| mc.stash(Gc::new(mc, [i as u64; 2])))
+            .collect()
+    });
+    m.collect();
+    heap.take_cycle_records();
+    m.collect();
+    let r = heap.take_cycle_records().pop().unwrap();
+    assert!(r.globals_scan > 0, "{r:?}");
+    assert_eq!(
+        r.next_goal as u64,
+        2 * r.heap_marked as u64 + r.stack_scan + r.globals_scan,
+        "{r:?}"
+    );
+    drop(keep);
+}
+
+/// A small GOGC leaves at least 1 MiB between the marked heap and the next goal (Go's sweep
+/// distance, since the sweep has not ended at mark termination): GOGC=0 does not collect
+/// back to back, GOGC=10 on 2 MiB gets 1 MiB rather than 200 KiB.
+#[test]
+fn a_small_gogc_keeps_a_megabyte_of_runway() {
+    for gogc in [0, 10] {
+        let heap = Heap::new(Config::default().gc_percent(Some(gogc))).unwrap();
+        let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+            heap.mutator(|_| GcCell::new(None));
+        m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 60_000)));
+        m.collect();
+        let r = heap.take_cycle_records().pop().unwrap();
+        assert_eq!(r.next_goal, r.heap_marked + (1 << 20), "GOGC={gogc}: {r:?}");
+        assert_eq!(r.next_trigger, r.next_goal, "GOGC={gogc}: {r:?}");
+    }
+}
+
 /// The pacer's root terms count every root: three mutators' roots are three times one's
 /// stack scan work (each mutator's roots scanned once a cycle), and the stash's scan work
 /// (globals) grows by the same amount for each hundred objects stashed, with either collector.

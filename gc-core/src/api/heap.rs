@@ -527,4 +527,46 @@ mod tests {
             assert_eq!(h.pacer.model.lock().memory_limit(), Some(LIMIT as u64));
         }
     }
+
+    /// Fail-fast refuses allocation only under a memory limit: the GC CPU limiter held on for
+    /// twice the window stalls a heap with a limit and not one without. Changing the limit
+    /// starts the watch over: the stall is lifted and stays lifted at the next update.
+    #[test]
+    fn fail_fast_stalls_only_under_a_memory_limit_and_starts_over_with_a_new_one() {
+        use crate::pacer::CpuLimiter;
+        use crate::util::pacer_config::PacerConfig;
+        for limit in [None, Some(64 << 20)] {
+            let pacer = PacerConfig {
+                limiter_fail_fast_ns: Some(40_000_000),
+                ..PacerConfig::default()
+            };
+            let config = Config::default()
+                .gc_percent(None)
+                .memory_limit(limit)
+                .pacer(pacer);
+            let heap = Heap::new(config).unwrap();
+            let h = heap.shared();
+            // The limiter on, its bucket too large for the time of this test to drain.
+            {
+                let mut f = h.pacer.limiter.lock();
+                f.limiter = CpuLimiter::with_capacity(1, u64::MAX / 2);
+                assert!(f.limiter.accumulate(0, u64::MAX / 2));
+            }
+            // Updates a millisecond apart, for twice the window (without a limit), or until the
+            // stall (a thread kept off its CPU for a quarter of the window breaks an episode).
+            let stalled = || h.mheap.limiter_stall_ns.load(Ordering::Relaxed) != 0;
+            let t = std::time::Instant::now();
+            let long = std::time::Duration::from_millis(if limit.is_some() { 20_000 } else { 80 });
+            while t.elapsed() < long && !stalled() {
+                h.controller().update_limiter(true, 1);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(stalled(), limit.is_some(), "limit {limit:?}");
+            if limit.is_some() {
+                heap.set_memory_limit(Some(1 << 30));
+                h.controller().update_limiter(true, 1);
+                assert_eq!(h.mheap.limiter_stall_ns.load(Ordering::Relaxed), 0);
+            }
+        }
+    }
 }

@@ -922,10 +922,7 @@ mod tests {
         let p = after_cycle(Some(400), marked, marked, 0);
         assert_eq!(p.trigger(none), (496 * MIB, 500 * MIB));
         let p = after_cycle(Some(25), marked, marked, 0);
-        assert_eq!(
-            p.trigger(none),
-            (marked + 25 * MIB / 64 * 61, 125 * MIB)
-        );
+        assert_eq!(p.trigger(none), (marked + 25 * MIB / 64 * 61, 125 * MIB));
     }
 
     #[test]

@@ -569,4 +569,30 @@ mod tests {
             }
         }
     }
+
+    /// The square-root rule learns its rates on a real heap: after cycles that allocated, the
+    /// pacer holds estimates of the allocation rate and the collector's speed (without them it
+    /// would run GOGC's rule for the heap's whole life).
+    #[test]
+    fn the_square_root_rule_learns_its_rates_from_the_heaps_cycles() {
+        use crate::util::pacer_config::{PacerConfig, Policy};
+        let pacer = PacerConfig {
+            policy: Policy::SqrtRule { c: 1e-8 },
+            ..PacerConfig::default()
+        };
+        let heap = Heap::new(Config::default().pacer(pacer)).unwrap();
+        let mut m: crate::Mutator<crate::Rootable!['gc => GcCell<'gc, Option<Gc<'gc, [u64; 4]>>>]> =
+            heap.mutator(|mc| GcCell::new(Some(Gc::new(mc, [1; 4]))));
+        for _ in 0..3 {
+            m.mutate(|mc, _| {
+                for i in 0..20_000u64 {
+                    Gc::new(mc, [i; 4]);
+                }
+            });
+            m.collect();
+        }
+        let estimates = heap.shared().pacer.model.lock().sqrt_rule_estimates();
+        let (alloc_rate, speed) = estimates.expect("no estimates after three cycles");
+        assert!(alloc_rate > 0.0 && speed > 0.0, "{estimates:?}");
+    }
 }

@@ -170,3 +170,22 @@ impl Scavenger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scavenger's share is 1% of the CPUs, at most one CPU (past 100 CPUs its sleep
+    /// between releases would be negative); its goal under a memory limit is 95% of it.
+    #[test]
+    fn the_share_is_at_most_one_cpu_and_the_goal_95_percent_of_the_limit() {
+        assert!((Scavenger::new(None, 2).share - 0.02).abs() < 1e-12);
+        assert_eq!(Scavenger::new(None, 256).share, 1.0);
+        let s = Scavenger::new(Some(100 << 20), 2);
+        assert_eq!(s.goals.1.load(Ordering::Relaxed), (100 << 20) / 100 * 95);
+        assert_eq!(
+            Scavenger::new(None, 2).goals.1.load(Ordering::Relaxed),
+            usize::MAX
+        );
+    }
+}

@@ -562,6 +562,12 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             assert_eq!(stalled(), limit.is_some(), "limit {limit:?}");
+            // A stall is one event however many updates see it.
+            for _ in 0..5 {
+                h.controller().update_limiter(true, 1);
+            }
+            let stalls = h.stats.limiter_stalls.load(Ordering::Relaxed);
+            assert_eq!(stalls, u64::from(limit.is_some()), "limit {limit:?}");
             if limit.is_some() {
                 heap.set_memory_limit(Some(1 << 30));
                 h.controller().update_limiter(true, 1);

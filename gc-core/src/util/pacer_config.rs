@@ -337,6 +337,7 @@ mod tests {
             "limiter_bucket=5",
             "fail_fast=0s",
             "sqrt_c=-1",
+            "sqrt_c=0",
             "policy=pi",
             "colour=red",
             "max_overshoot",
@@ -348,6 +349,8 @@ mod tests {
             "cons_mark_window=1",
             "cons_mark_window=64",
             "min_trigger=0.01",
+            "max_overshoot=1",
+            "max_extension=1",
         ] {
             assert!(PacerConfig::default().apply(good).is_ok(), "{good}");
         }

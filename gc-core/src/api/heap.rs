@@ -587,8 +587,8 @@ mod tests {
             ..PacerConfig::default()
         };
         let heap = Heap::new(Config::default().pacer(pacer)).unwrap();
-        let mut m: crate::Mutator<crate::Rootable!['gc => GcCell<'gc, Option<Gc<'gc, [u64; 4]>>>]> =
-            heap.mutator(|mc| GcCell::new(Some(Gc::new(mc, [1; 4]))));
+        type R = crate::Rootable!['gc => Gc<'gc, [u64; 4]>];
+        let mut m: crate::Mutator<R> = heap.mutator(|mc| Gc::new(mc, [1; 4]));
         for _ in 0..3 {
             m.mutate(|mc, _| {
                 for i in 0..20_000u64 {

@@ -45,7 +45,9 @@ impl<'gc, T: ?Sized + 'gc> Gc<'gc, T> {
 /// again, without being queued a second time unless it is registered again.
 ///
 /// * **Ordering**: every registered object found unreachable in a cycle is queued in that
-///   cycle, in registration order. Objects that point to each other are queued together, so
+///   cycle, in registration order (one exception: a registration set aside in a cycle because
+///   only a resurrected object reached its queue, and found alive after all, goes to the end,
+///   behind registrations made since). Objects that point to each other are queued together, so
 ///   a finalizer may find that an object it refers to has been finalized already; none of them
 ///   is freed while a queued or resurrected object reaches it.
 /// * **Weak references** to an object read as dead from the cycle that queues it

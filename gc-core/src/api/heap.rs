@@ -174,7 +174,7 @@ impl Heap {
 
     /// Run a full collection, then return every free page of the arena to the OS at once
     /// (Go: `debug.FreeOSMemory`); returns the bytes released by this call. The background
-    /// scavenger returns memory gradually (about 1% of a CPU's time), which after a spike of
+    /// scavenger returns memory gradually (1% of the CPUs' time, at most one CPU), which after a spike of
     /// gigabytes takes minutes; call this after such a spike, or before a long idle period.
     /// Pages still holding live objects stay: a span is returned only when all its objects
     /// are dead. Span metadata stays too (a few percent of the largest heap, kept for reuse

@@ -151,7 +151,8 @@ pub struct HeapStats {
     /// no memory limit).
     pub heap_goal: usize,
     /// `heap_live` at which the next cycle starts (at or below the goal; `usize::MAX` while a
-    /// cycle is marking or with GOGC=off).
+    /// cycle is marking, or with GOGC=off and neither a memory limit nor a live-heap cap: with
+    /// one of those, the trigger they set).
     pub heap_trigger: usize,
     /// Bytes of arena pages ever handed out (the high-water mark).
     pub mapped_bytes: usize,
@@ -165,7 +166,8 @@ pub struct HeapStats {
     /// Bytes (slot sizes) freed by sweeping.
     pub bytes_freed: u64,
     /// Stop-the-world pauses (two per concurrent cycle, more when a mark-termination attempt
-    /// finds grey objects and marking resumes; one per stop-the-world cycle).
+    /// finds grey objects and marking resumes; one per stop-the-world cycle, more when a stop
+    /// finds a scope in a blocking region and restarts the world to wait for it).
     pub pauses: u64,
     /// Total stop-the-world time.
     pub pause_total: Duration,

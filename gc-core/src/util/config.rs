@@ -18,7 +18,9 @@
 //! Unlike Go, which silently falls back to 100 on `GOGC=abc`, a value that does not parse (or
 //! is not valid UTF-8) is an error naming the variable and the accepted forms. So is an empty
 //! value (Go reads `GOGC=` as unset): read as a default it would hide a script's unset variable,
-//! and read as false it would turn `GCCORE_CONCURRENT` off.
+//! and read as false it would turn `GCCORE_CONCURRENT` off. Two take an empty value, as their
+//! forms say: `GODEBUG`, a list of settings (empty: none, as in Go), and `GCCORE_PACERTRACE`
+//! (empty: off).
 
 use std::path::PathBuf;
 
@@ -219,9 +221,12 @@ impl Config {
         self
     }
 
-    /// Print the pacer's view of every cycle to stderr, as Go's `GODEBUG=gcpacertrace=1` does:
-    /// utilisation, scan work done and expected, heap at trigger and at the end, distance to
-    /// the goal, cons/mark.
+    /// Print the pacer's view of each concurrent cycle to stderr, as Go's
+    /// `GODEBUG=gcpacertrace=1` does: utilisation, scan work done and expected, heap at trigger
+    /// and at the end, distance to the goal, cons/mark. As in Go, a cycle that taught the pacer
+    /// nothing (it allocated nothing after its trigger, or its assists took the CPUs) prints no
+    /// line, and neither do stop-the-world cycles (`Config::concurrent(false)`), which have no
+    /// cons/mark to estimate.
     pub fn gcpacertrace(mut self, on: bool) -> Self {
         self.pacertrace = on;
         self
@@ -694,6 +699,8 @@ mod tests {
         assert_eq!(e.var, "GOGC");
         assert!(env(&[("GCCORE_VERIFY", "maybe")]).is_err());
         // Empty is an error, as for GOGC: read as false it would turn concurrent marking off.
+        let e = env(&[("GCCORE_PACER", " ")]).unwrap_err();
+        assert_eq!(e.var, "GCCORE_PACER");
         let e = env(&[("GCCORE_CONCURRENT", "")]).unwrap_err();
         assert_eq!(e.var, "GCCORE_CONCURRENT");
         assert!(env(&[("GCCORE_CONCURRENT", " on ")]).unwrap().concurrent);

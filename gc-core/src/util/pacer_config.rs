@@ -99,15 +99,24 @@ pub const PACER_KEYS: &[(&str, &str)] = &[
         "sqrt_c",
         "the square-root rule's c, a positive number (sets policy=sqrt)",
     ),
-    ("min_trigger", "a ratio in (0, 1), at most max_trigger"),
-    ("max_trigger", "a ratio in (0, 1), at least min_trigger"),
+    (
+        "min_trigger",
+        "a ratio from 0.01 to 0.99, at most max_trigger",
+    ),
+    (
+        "max_trigger",
+        "a ratio from 0.01 to 0.99, at least min_trigger",
+    ),
     ("cons_mark_window", "cycles averaged, 1 to 64"),
     ("max_overshoot", "a factor, at least 1"),
     (
         "max_extension",
         "a factor of the goal, at least 1, or hard (the hard goal alone)",
     ),
-    ("limiter_bucket", "a duration per CPU: 100ms, 1s, 250us"),
+    (
+        "limiter_bucket",
+        "a duration per CPU, at least 40ns: 100ms, 1s, 250us",
+    ),
     (
         "fail_fast",
         "a duration (the limiter on that long stalls allocation), or off",
@@ -188,14 +197,16 @@ impl PacerConfig {
         self.validate()
     }
 
-    /// Check the knobs: trigger ratios `0 < min ≤ max < 1`, window 1–64, overshoot ≥ 1, a
-    /// finite extension bound ≥ 1 (if any), a non-zero limiter bucket and fail-fast window, a
-    /// positive `c`.
+    /// Check the knobs: trigger ratios `0.01 ≤ min ≤ max ≤ 0.99`, window 1–64, overshoot ≥ 1,
+    /// a finite extension bound ≥ 1 (if any), a limiter bucket of at least
+    /// [`LIMITER_ON_MARGIN`](crate::pacer::LIMITER_ON_MARGIN) ns and a non-zero fail-fast
+    /// window, a positive `c`. These are the ranges the pacer applies: a value it would move
+    /// into them is refused rather than shown as set and not in force.
     pub fn validate(&self) -> Result<(), String> {
         let (lo, hi) = (self.min_trigger_ratio, self.max_trigger_ratio);
-        if !(lo > 0.0 && lo <= hi && hi < 1.0) {
+        if !(lo >= 0.01 && lo <= hi && hi <= 0.99) {
             return Err(format!(
-                "trigger ratios must satisfy 0 < min_trigger ≤ max_trigger < 1 (got {lo}, {hi})"
+                "trigger ratios must satisfy 0.01 ≤ min_trigger ≤ max_trigger ≤ 0.99 (got {lo}, {hi})"
             ));
         }
         if !(1..=64).contains(&self.cons_mark_window) {
@@ -217,8 +228,12 @@ impl PacerConfig {
                 "max_extension must be at least 1, or hard (got {x})"
             ));
         }
-        if self.limiter_capacity_per_proc_ns == 0 {
-            return Err("limiter_bucket must be more than zero".into());
+        if self.limiter_capacity_per_proc_ns < crate::pacer::LIMITER_ON_MARGIN {
+            return Err(format!(
+                "limiter_bucket must be at least {}ns (got {}ns)",
+                crate::pacer::LIMITER_ON_MARGIN,
+                self.limiter_capacity_per_proc_ns
+            ));
         }
         if self.limiter_fail_fast_ns == Some(0) {
             return Err("fail_fast must be more than zero (or off)".into());
@@ -231,8 +246,16 @@ impl PacerConfig {
         Ok(())
     }
 
-    /// Parse `GCCORE_PACER`'s value onto the defaults.
+    /// Parse `GCCORE_PACER`'s value onto the defaults. An empty value is an error, as for the
+    /// other variables (a script's unset variable would otherwise pass as the defaults).
     pub(crate) fn from_env_value(v: &str) -> Result<PacerConfig, ConfigError> {
+        if v.trim().is_empty() {
+            return Err(ConfigError {
+                var: "GCCORE_PACER",
+                value: v.to_string(),
+                expected: EXPECTED,
+            });
+        }
         let mut c = PacerConfig::default();
         // The value, with why it was refused (as `Heap::new` reports a `Config::pacer` that
         // fails `validate`).
@@ -338,6 +361,9 @@ mod tests {
             "fail_fast=0s",
             "sqrt_c=-1",
             "sqrt_c=0",
+            "min_trigger=0.005",
+            "max_trigger=0.995",
+            "limiter_bucket=39ns",
             "policy=pi",
             "colour=red",
             "max_overshoot",
@@ -351,8 +377,14 @@ mod tests {
             "min_trigger=0.01",
             "max_overshoot=1",
             "max_extension=1",
+            "min_trigger=0.01,max_trigger=0.99",
+            "limiter_bucket=40ns",
         ] {
-            assert!(PacerConfig::default().apply(good).is_ok(), "{good}");
+            let mut c = PacerConfig::default();
+            assert!(c.apply(good).is_ok(), "{good}");
+            // What is accepted is what the pacer applies (not moved into its range).
+            let applied = crate::pacer::Pacer::with_config(Some(100), None, 4, c.clone());
+            assert_eq!(applied.config(), &c, "{good}");
         }
         // The default extension bound (the hard goal) and no extension round-trip too.
         for x in [None, Some(1.0)] {

@@ -1000,3 +1000,67 @@ fn everything_inside_a_held_window() {
         assert_eq!(BAD_DROPS.load(Ordering::SeqCst), 0);
     });
 }
+
+// ---- A `Drop` that panics while the sweep runs it: the sweep cannot unwind half done, so the
+// process aborts, naming the type (as `docs/api.md` says).
+
+#[derive(Trace)]
+#[gc(unsafe_drop)]
+struct BoomOnDrop(u64);
+
+// SAFETY: `BoomOnDrop` holds no GC handle.
+unsafe impl gc_core::UnsafeDrop for BoomOnDrop {}
+
+impl Drop for BoomOnDrop {
+    fn drop(&mut self) {
+        panic!("BoomOnDrop {}", self.0);
+    }
+}
+
+fn panicking_drop_child(verify: bool) {
+    let heap = Heap::new(Config::default().verify(verify)).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        Gc::new(mc, BoomOnDrop(7));
+    });
+    m.collect();
+    eprintln!("the drop glue's panic was not seen");
+    std::process::exit(3);
+}
+
+/// A `Drop` that panics during a sweep aborts the process with a report naming the type, with
+/// verify mode on (the sweep inside the pause) and off.
+#[test]
+fn a_panicking_drop_during_a_sweep_aborts_naming_the_type() {
+    for (var, verify) in [
+        ("ATTACK_CHILD_BOOM", false),
+        ("ATTACK_CHILD_BOOM_VERIFY", true),
+    ] {
+        if std::env::var_os(var).is_some() {
+            panicking_drop_child(verify);
+            return;
+        }
+    }
+    for (var, _) in [
+        ("ATTACK_CHILD_BOOM", false),
+        ("ATTACK_CHILD_BOOM_VERIFY", true),
+    ] {
+        let end = run_child(
+            "a_panicking_drop_during_a_sweep_aborts_naming_the_type",
+            var,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            end.signal,
+            Some(6),
+            "{var}: expected an abort:\n{}",
+            end.stderr
+        );
+        assert!(
+            end.stderr.contains("drop glue of a `")
+                && end.stderr.contains("BoomOnDrop` panicked during sweeping"),
+            "{var}: the report does not name the type:\n{}",
+            end.stderr
+        );
+    }
+}

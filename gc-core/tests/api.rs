@@ -983,7 +983,7 @@ fn departing_mutators_hand_their_spans_back() {
 /// `/gc/heap/live:bytes` is the heap the last cycle marked (Go's), not the heap now.
 #[test]
 fn the_live_heap_metric_is_the_last_cycles_marked_heap() {
-    let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+    let heap = Heap::new(Config::default().gc_percent(None).debug_cpus(3)).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
         heap.mutator(|_| GcCell::new(None));
     m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 10_000)));
@@ -993,10 +993,19 @@ fn the_live_heap_metric_is_the_last_cycles_marked_heap() {
     });
     let s = heap.stats();
     assert!(s.heap_live > s.heap_marked + (1 << 20), "{s:?}");
+    let metrics = heap.metrics();
     assert_eq!(
-        heap.metrics().u64("/gc/heap/live:bytes"),
+        metrics.u64("/gc/heap/live:bytes"),
         Some(s.heap_marked as u64)
     );
+    // With it: GOGC off reads as the largest number (as Go's), the trigger is the stats', and
+    // the CPUs paced for are the heap's.
+    assert_eq!(metrics.u64("/gc/gogc:percent"), Some(u64::MAX));
+    assert_eq!(
+        metrics.u64("/gccore/heap/trigger:bytes"),
+        Some(s.heap_trigger as u64)
+    );
+    assert_eq!(metrics.u64("/sched/gomaxprocs:threads"), Some(3));
 }
 
 /// The mutator a pause waited for is named by its id among several registered (an idle one
@@ -1196,6 +1205,21 @@ fn a_small_gogc_keeps_a_megabyte_of_runway() {
         assert_eq!(r.next_goal, r.heap_marked + (1 << 20), "GOGC={gogc}: {r:?}");
         assert_eq!(r.next_trigger, r.next_goal, "GOGC={gogc}: {r:?}");
     }
+}
+
+/// A pacer trace whose file cannot be created leaves the heap working, without the trace.
+#[test]
+fn a_pacer_trace_that_cannot_be_created_leaves_a_working_heap() {
+    let path = std::path::PathBuf::from("/nonexistent-directory-of-gc-core/trace.csv");
+    let heap = Heap::new(Config::default().pacer_trace(Some(path.clone()))).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 1000)));
+    m.collect();
+    m.collect();
+    assert!(heap.stats().gc_cycles >= 2);
+    assert_eq!(m.mutate(|_, root| root.get().unwrap().n), 999);
+    assert!(!path.exists());
 }
 
 /// The pacer's root terms count every root: three mutators' roots are three times one's

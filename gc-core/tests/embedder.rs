@@ -148,6 +148,41 @@ fn a_vector_of_nan_boxed_values() {
 
 type Chunks = Rootable!['gc => GcCell<'gc, Option<GcVec<'gc, Option<GcBytes<'gc>>>>>];
 
+#[derive(Trace)]
+struct Held<'gc> {
+    chunks: GcVec<'gc, Option<GcBytes<'gc>>>,
+    nums: GcVec<'gc, u64>,
+}
+
+/// A `try_push` that must grow the vector and is refused (over the live-heap limit) leaves it
+/// as it was: length, capacity and elements.
+#[test]
+fn a_refused_try_push_leaves_the_vector_unchanged() {
+    let heap = Heap::new(Config::default().gc_percent(None).max_heap(Some(8 * MIB))).unwrap();
+    let mut m: Mutator<Rootable!['gc => Held<'gc>]> = heap.mutator(|mc| Held {
+        chunks: GcVec::new(mc),
+        nums: GcVec::new(mc),
+    });
+    // A full vector of 8192 numbers (growing it takes a 128 KiB array: a span of its own),
+    // and 12 MiB live beside it, which the collection finds over the limit.
+    m.mutate(|mc, r| {
+        for i in 0..8192u64 {
+            r.nums.push(mc, i);
+        }
+        assert_eq!((r.nums.len(), r.nums.capacity()), (8192, 8192));
+        for _ in 0..12 * 1024 {
+            r.chunks.push(mc, Some(GcBytes::new(mc, &[7; 1000])));
+        }
+    });
+    heap.collect();
+    m.mutate(|mc, r| {
+        let e = r.nums.try_push(mc, 8192).unwrap_err();
+        assert!(matches!(e, AllocError::HeapLimit { .. }), "{e}");
+        assert_eq!((r.nums.len(), r.nums.capacity()), (8192, 8192));
+        assert!((0..8192).all(|i| r.nums.get(i) == Some(i as u64)));
+    });
+}
+
 /// The fallible forms return `AllocError` where the plain ones would panic, and leave things as
 /// they were; after data is dropped, a refusal by the live-heap limit lifts without
 /// `collect()` (the refusal itself starts a cycle).
@@ -230,6 +265,36 @@ fn a_failed_root_initialiser_leaves_no_mutator() {
 }
 
 type Big = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>>>>];
+
+/// Where the heap returns no memory to the OS, `free_os_memory` still collects (a forced
+/// cycle, the garbage freed) and returns 0, releasing nothing.
+#[test]
+fn free_os_memory_without_releasing_collects_and_returns_zero() {
+    let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+    heap.debug_stop_releasing();
+    assert!(!heap.returns_memory_to_os());
+    let mut m: Mutator<Big> = heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, _| {
+        let a = GcArray::new(mc, 4096, None);
+        for i in 0..a.len() {
+            a.set(mc, i, Some(GcBytes::new(mc, &[3; 1000])));
+        }
+    });
+    let metrics = heap.metrics();
+    let (forced, released) = (
+        metrics.u64("/gc/cycles/forced:gc-cycles").unwrap(),
+        metrics.u64("/memory/classes/heap/released:bytes").unwrap(),
+    );
+    let freed = heap.stats().objects_freed;
+    assert_eq!(heap.free_os_memory(), 0);
+    let metrics = heap.metrics();
+    assert_eq!(metrics.u64("/gc/cycles/forced:gc-cycles"), Some(forced + 1));
+    assert_eq!(
+        metrics.u64("/memory/classes/heap/released:bytes"),
+        Some(released)
+    );
+    assert!(heap.stats().objects_freed >= freed + 4097);
+}
 
 /// `free_os_memory` collects and releases every free page at once: after 64 MiB of garbage,
 /// it releases most of it (the background scavenger would take many seconds), the metric

@@ -606,6 +606,41 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// A snapshot holding only the CPU classes `gc_cpu_fraction_since` reads.
+    fn cpu(total: f64, idle: f64, pause: f64, process: f64) -> Metrics {
+        let samples = [
+            ("/cpu/classes/gc/total:cpu-seconds", total),
+            ("/cpu/classes/gc/mark/idle:cpu-seconds", idle),
+            ("/cpu/classes/gc/pause:cpu-seconds", pause),
+            ("/gccore/cpu/process:cpu-seconds", process),
+        ];
+        Metrics {
+            samples: samples
+                .into_iter()
+                .map(|(name, v)| Sample {
+                    name,
+                    value: Value::Float64(v),
+                })
+                .collect(),
+        }
+    }
+
+    /// GC CPU over process CPU between two snapshots, idle marking on neither side and pauses
+    /// (× CPUs) on both; at most 1, and 0 where no CPU was used.
+    #[test]
+    fn gc_cpu_fraction_leaves_out_idle_marking_and_counts_pauses_on_both_sides() {
+        let earlier = cpu(1.0, 0.5, 0.25, 3.0);
+        let later = cpu(1.6, 0.6, 0.45, 4.1);
+        // GC 0.6 − idle 0.1 = 0.5 over (process 1.1 − idle 0.1) + pause 0.2 = 1.2.
+        let f = later.gc_cpu_fraction_since(&earlier);
+        assert!((f - 0.5 / 1.2).abs() < 1e-12, "{f}");
+        assert_eq!(
+            cpu(3.0, 0.0, 0.0, 1.0).gc_cpu_fraction_since(&cpu(0.0, 0.0, 0.0, 0.0)),
+            1.0
+        );
+        assert_eq!(later.gc_cpu_fraction_since(&later), 0.0);
+    }
+
     #[test]
     fn pause_buckets_are_contiguous_and_contain_their_values() {
         for i in 0..PAUSE_BUCKETS - 1 {

@@ -174,3 +174,65 @@ fn internal_errors_are_not_lox_errors() {
     let run = run_file(&[], &path, &[], TIMEOUT);
     assert_eq!((run.code, run.stdout.as_str()), (Some(0), "1\n"));
 }
+
+/// Shapes no suite program has, each once wrong in a mutation of the VM that no test saw:
+/// more than 64 global names (the globals array grows, its new slots undefined, the old ones
+/// kept), `clock()` inside a function (the native's slot popped with its arguments), an
+/// assignment to an undefined global used as an expression (the unfused instruction), loops
+/// whose condition starts with a literal after a local initialised from a local (a loop head
+/// must not fuse with the instruction before it), and a runtime error in a condition written
+/// over two lines (reported at the comparison's line).
+#[test]
+fn shapes_the_suite_does_not_have() {
+    let mut many = String::new();
+    for i in 0..70 {
+        write!(many, "var g{i} = {i}; ").unwrap();
+    }
+    many.push_str(
+        "\nprint g69; // expect: 69\n\
+         print g0; // expect: 0\n\
+         print clock; // expect: <native fn>\n\
+         print late; // expect runtime error: Undefined variable 'late'.\n\
+         var late = 1;\n",
+    );
+    check(&program("many_globals", &many));
+    let source = "\
+fun timed() {
+  var start = clock();
+  var label = \"elapsed\";
+  print label; // expect: elapsed
+  print clock() - start >= 0; // expect: true
+  print clock(1, 2) >= start; // expect: true
+  print label; // expect: elapsed
+}
+timed();
+";
+    check(&program("clock_in_a_function", source));
+    let source = "\
+var a = \"a\";
+print a = \"b\"; // expect: b
+a = notDefined = \"c\"; // expect runtime error: Undefined variable 'notDefined'.
+";
+    check(&program("undefined_global_in_an_expression", source));
+    let source = "\
+fun countdown(n) {
+  var i = n;
+  while (0 < i) { print i; i = i - 1; }
+  for (var j = i; 0 < 2 - j; j = j + 1) print j;
+}
+countdown(3);
+// expect: 3
+// expect: 2
+// expect: 1
+// expect: 0
+// expect: 1
+";
+    check(&program("literal_first_loop_conditions", source));
+    let source = "\
+var a = 1;
+if (a <
+    \"x\" // expect runtime error: Operands must be numbers.
+) print a;
+";
+    check(&program("condition_over_two_lines", source));
+}

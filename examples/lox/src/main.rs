@@ -109,11 +109,15 @@ fn run() -> u8 {
         Box::new(BufWriter::with_capacity(1 << 16, stdout))
     };
     let mut vm = Vm::new(&heap, options, out);
-    let code = match &args.file {
+    let mut code = match &args.file {
         Some(path) => run_file(&mut vm, path),
         None => repl(&mut vm),
     };
-    vm.flush();
+    if let Err(e) = vm.flush()
+        && code == 0
+    {
+        code = report(&LoxError::Output(e));
+    }
     if args.gc_stats {
         print_stats(&heap.stats(), vm.stress_collections(), heap.verify_mode());
     }

@@ -167,9 +167,9 @@ impl Vm {
         self.stress_collections
     }
 
-    /// Flush printed output.
-    pub fn flush(&mut self) {
-        let _ = self.out.flush();
+    /// Flush printed output; an error if it cannot be written (a full disk, a closed pipe).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 
     /// Live interned strings (walks the interner).
@@ -237,8 +237,9 @@ impl Vm {
             });
             match outcome {
                 Outcome::Done => {
-                    self.flush();
-                    return Ok(());
+                    // Output still buffered that cannot be written is an error of the run, as
+                    // output written during it is (`lox prog.lox > /dev/full`: exit 74).
+                    return self.flush().map_err(LoxError::Output);
                 }
                 Outcome::Yield => {
                     retrying = false;
@@ -249,7 +250,9 @@ impl Vm {
                     self.mutator.collect();
                 }
                 Outcome::Error(lines) => {
-                    self.flush();
+                    // The runtime error is the one to report, whether or not the output
+                    // before it could be written.
+                    let _ = self.flush();
                     return Err(LoxError::Runtime(lines));
                 }
                 Outcome::Output(e) => return Err(LoxError::Output(e)),

@@ -14,7 +14,8 @@
 //! - too many command-line arguments, an unknown flag, a bad `--gc-stress` count: exit 64 with a
 //!   usage message; `--help`: the usage on stdout, exit 0;
 //! - `--gc-stats`: collector figures (`gc_cycles=`) on stderr at exit, stdout unchanged;
-//! - printing into a pipe whose reader has closed: exit 141, as when SIGPIPE ends clox.
+//! - printing into a pipe whose reader has closed: exit 141, as when SIGPIPE ends clox; into a
+//!   full disk: exit 74 with a message, also for output still buffered at the end.
 //!
 //! `LOX_BIN` selects another binary (see `common/mod.rs`).
 
@@ -377,6 +378,28 @@ fn printing_into_a_closed_pipe_ends_the_program() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(err, "");
+}
+
+/// Output that cannot be written is an I/O error (exit 74, with a message) also when it is all
+/// still buffered at the end of the program (a short program printing to a full disk ended 0
+/// with its output lost).
+#[test]
+fn output_to_a_full_disk_is_an_io_error() {
+    use std::process::{Command, Stdio};
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("no /dev/full here: nothing to check");
+        return;
+    };
+    let path = program("print_once", "print \"hello\";\n");
+    let out = Command::new(common::lox_bin())
+        .arg(&path)
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_IO_ERROR));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("Could not write output:"), "{err}");
 }
 
 /// The exit status of `child`, whose stdout reader has gone; killed and failed if it is still

@@ -120,6 +120,31 @@ fn unbounded_recursion_is_a_stack_overflow() {
     );
 }
 
+/// The same through method invocations (their fast path had its own depth check), under the
+/// memory cap: without the check the stack grows until memory runs out.
+#[test]
+fn unbounded_method_recursion_is_a_stack_overflow() {
+    let path = program(
+        "unbounded_method_recursion",
+        "class A {\n  m() { return this.m(); }\n}\nA().m();\n",
+    );
+    let run = run_capped(&path, &[("GCCORE_ARENA", "256MiB")]);
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert_eq!(
+        first_stderr_line(&run),
+        "Stack overflow.",
+        "{}",
+        describe(&run)
+    );
+    assert!(
+        lines(&run.stderr)
+            .get(1)
+            .is_some_and(|l| l.starts_with("[line 2]")),
+        "{}",
+        describe(&run)
+    );
+}
+
 #[test]
 fn deep_non_tail_recursion_ends_cleanly() {
     // The VM may have room for 10 000 frames or not; either way the outcome must be a Lox
@@ -173,6 +198,57 @@ fn garbage_only_loop_runs_in_an_arena_smaller_than_the_first_trigger() {
     let run = run_capped(&path, &[("GCCORE_ARENA", "2MiB")]);
     assert_exit(&run, 0);
     assert_eq!(run.stdout, "300000\n", "{}", describe(&run));
+}
+
+/// The same with the class called through a field (an invocation whose callee is not a
+/// method): the rewound instruction must find the receiver where it was.
+#[test]
+fn garbage_made_through_a_field_holding_a_class_runs_in_a_small_arena() {
+    let path = program(
+        "garbage_small_arena_field",
+        "class N {}\nclass H { init() { this.make = N; } }\nvar h = H();\nvar s = 0;\n\
+         for (var i = 0; i < 300000; i = i + 1) { h.make(); s = s + 1; }\nprint s;\n",
+    );
+    let run = run_capped(&path, &[("GCCORE_ARENA", "2MiB")]);
+    assert_exit(&run, 0);
+    assert_eq!(run.stdout, "300000\n", "{}", describe(&run));
+}
+
+/// The documented limit of global names: 65 534 of the program's own (with `clock` and
+/// `WeakMap`); one more is a compile error at its name, not a slot shared with `clock`.
+#[test]
+fn too_many_globals_is_a_compile_error() {
+    let mut source = String::new();
+    for i in 0..65_535 {
+        source.push_str(&format!("var g{i};\n"));
+    }
+    source.push_str("print clock;\n");
+    let path = program("too_many_globals", &source);
+    let run = run_file(&[], &path, &[], TIMEOUT);
+    assert_exit(&run, EXIT_COMPILE_ERROR);
+    assert_eq!(
+        lines(&run.stderr),
+        ["[line 65535] Error at 'g65534': Too many global variables."],
+        "{}",
+        describe(&run)
+    );
+}
+
+/// `--gc-stress=N` collects after every N allocations, not at every poll point once N were
+/// made: 1 001 allocations (a class and 1 000 instances), at N = 100, make 10 collections.
+#[test]
+fn gc_stress_collects_every_n_allocations() {
+    let path = program(
+        "stress_every_100",
+        "class P {}\nfor (var i = 0; i < 1000; i = i + 1) P();\n",
+    );
+    let run = run_file(&["--gc-stress=100", "--gc-stats"], &path, &[], TIMEOUT);
+    assert_exit(&run, 0);
+    assert!(
+        run.stderr.contains("stress_collections=10"),
+        "{}",
+        describe(&run)
+    );
 }
 
 #[test]

@@ -457,3 +457,69 @@ fn the_marked_heap_and_scan_work_are_the_same_for_every_marker() {
         "marked bytes and scan work differ between markers: {seen:?}"
     );
 }
+
+/// Scanned by its `trace` (a `Vec` has no pointer words): the general path.
+#[derive(Trace)]
+struct TracedNode<'gc> {
+    next: Option<Gc<'gc, TracedNode<'gc>>>,
+    extra: Vec<u64>,
+}
+
+#[derive(Trace)]
+struct Paths<'gc> {
+    list: GcCell<'gc, Option<Gc<'gc, TracedNode<'gc>>>>,
+    array: GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, u64>>>>>,
+}
+
+/// The scan work of objects marked on the other paths (scanned by their `trace`, and a large
+/// array scanned in chunks) is counted once, the same by every marker: a unit per object
+/// scanned and per pointer followed.
+#[test]
+fn scan_work_on_the_general_and_array_paths_is_counted_once() {
+    const M: u64 = if cfg!(miri) { 50 } else { 1000 };
+    const A: u64 = if cfg!(miri) { 600 } else { 5000 };
+    let mut seen = Vec::new();
+    for (workers, span) in [(1, false), (2, false), (1, true), (2, true)] {
+        let heap = Heap::new(
+            Config::default()
+                .concurrent(false)
+                .mark_workers(workers)
+                .span_marking(span)
+                .gc_percent(None),
+        )
+        .unwrap();
+        let mut m: Mutator<Rootable!['gc => Paths<'gc>]> = heap.mutator(|_| Paths {
+            list: GcCell::new(None),
+            array: GcCell::new(None),
+        });
+        m.mutate(|mc, root| {
+            let mut list = None;
+            for i in 0..M {
+                list = Some(Gc::new(
+                    mc,
+                    TracedNode {
+                        next: list,
+                        extra: vec![i; 3],
+                    },
+                ));
+            }
+            root.list.set(mc, list);
+            let a = GcArray::new(mc, A as usize, None);
+            for i in 0..A as usize {
+                a.set(mc, i, Some(Gc::new(mc, i as u64)));
+            }
+            root.array.set(mc, Some(a));
+        });
+        m.collect();
+        heap.take_cycle_records();
+        m.collect();
+        let r = heap.take_cycle_records().pop().expect("a record");
+        assert_eq!(heap.stats().marked_objects, M + 1 + A);
+        // The list: M nodes and M − 1 `next` pointers (the root's is root-scan work); the
+        // array: a unit per chunk of 128 elements scanned and one per element.
+        let want = 8 * (M + (M - 1) + A.div_ceil(128) + A);
+        assert_eq!(r.heap_scan, want, "workers {workers} span {span}");
+        seen.push((workers, span, r.heap_scan));
+    }
+    assert_eq!(seen.len(), 4);
+}

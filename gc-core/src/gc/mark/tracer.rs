@@ -1270,6 +1270,17 @@ mod tests {
                 .iter()
                 .all(|&a| hot.page_of(a) != hot.page)
         );
+        // A heap's tracers count from its arena's base (wherever the OS put the reservation),
+        // also after forgetting the hot page; and are span-local as the heap is configured.
+        for span in [false, true] {
+            let heap = crate::Heap::new(crate::Config::default().span_marking(span)).unwrap();
+            let h = heap.shared();
+            let mut t = Tracer::marking(h, Marking::Alone);
+            assert_eq!(t.hot.base, h.mheap.arena.base());
+            t.forget_hot();
+            assert_eq!(t.hot.base, h.mheap.arena.base());
+            assert_eq!(t.span_local, span);
+        }
     }
 
     /// The only marker (`Marking::Alone`) drained on a small budget, as a marker that checks

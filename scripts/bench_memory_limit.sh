@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 B="$1/release/examples"; A="$2/release/examples"; ROUNDS="${3:-3}"
 impls="before after"
 if scripts/build_go_twins.sh; then impls="before after go"; fi
-keys='wall_ms|heap_peak_mib|rss_peak_mib|gc_cpu_go|op_p99_us|op_max_us|push_p999_us|push_max_us|limited_cycles|peak_over_goal|median_over_goal|gc_cycles'
+keys='wall_ms|heap_peak_mib|rss_peak_mib|gc_cpu_go|gc_cpu_go_last_cycle|op_p99_us|op_max_us|push_p999_us|push_max_us|limited_cycles|peak_over_goal|median_over_goal|gc_cycles'
 for _ in $(seq "$ROUNDS"); do
   for w in tc384 tc200 mb300 bt160; do
     for impl in $impls; do

@@ -82,7 +82,7 @@ for w in ${WORKLOADS:-treechurn msgbuf}; do
       if [ "$impl" = go ]; then
         case "$setting" in *GOMEMLIMIT=*) n=${setting##*GOMEMLIMIT=}; n=${n%MiB}; shown="${setting%GOMEMLIMIT=*}GOMEMLIMIT=$(go_limit "$w" "$n")" ;; esac
       fi
-      row="| $impl | \`$shown\` | $(echo "$out" | med peak_over_goal) | $(echo "$out" | med heap_peak_mib) | $(echo "$out" | med rss_peak_mib) | $(echo "$out" | med gc_cpu_go) | $( [ "$impl" = gc ] && echo "$out" | med gc_cpu_frac || echo –) | $(echo "$out" | med gc_cycles) | $(echo "$out" | med stw_max_us)"
+      row="| $impl | \`$shown\` | $(echo "$out" | med peak_over_goal) | $(echo "$out" | med heap_peak_mib) | $(echo "$out" | med rss_peak_mib) | $( [ "$impl" = gc ] && echo "$out" | med gc_cpu_go_last_cycle || echo "$out" | med gc_cpu_go) | $( [ "$impl" = gc ] && echo "$out" | med gc_cpu_frac || echo –) | $(echo "$out" | med gc_cycles) | $(echo "$out" | med stw_max_us)"
       if [ "$w" = treechurn ]; then
         echo "$row | $(echo "$out" | med op_max_us) |"
       else

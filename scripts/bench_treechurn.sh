@@ -35,7 +35,8 @@ for n in 256 1024; do
       esac
     done
     row="| $n | $m"
-    for k in stw_p50_us stw_p99_us stw_max_us op_p50_us op_p99_us op_max_us ops_over_2ms gc_cycles gc_cpu_go; do
+    # GC CPU at the end of the last cycle, where Go 1.19 last updates its GCCPUFraction.
+    for k in stw_p50_us stw_p99_us stw_max_us op_p50_us op_p99_us op_max_us ops_over_2ms gc_cycles gc_cpu_go_last_cycle; do
       row+=" | $(printf '%s' "$out" | med $k)"
     done
     if [ "$m" = box ]; then

@@ -132,7 +132,10 @@ pub fn curves(
         Ok::<_, String>(Measured {
             wall: med("wall_s"),
             rss: med("rss_mib"),
-            gc_cpu: med("gc_cpu_go"),
+            // At the last cycle's end on both sides (see the report's GC CPU column).
+            gc_cpu: Some(med("gc_cpu_go_last_cycle"))
+                .filter(|v| !v.is_nan())
+                .unwrap_or_else(|| med("gc_cpu_go")),
         })
     };
     let mut rows = Vec::new();

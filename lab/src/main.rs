@@ -237,7 +237,10 @@ fn lab(args: &Args) -> Result<(), String> {
             Some(curves::Measured {
                 wall: med("wall_s"),
                 rss: med("rss_mib"),
-                gc_cpu: med("gc_cpu_go"),
+                // At the last cycle's end on both sides (see the report's GC CPU column).
+                gc_cpu: Some(med("gc_cpu_go_last_cycle"))
+                    .filter(|v| !v.is_nan())
+                    .unwrap_or_else(|| med("gc_cpu_go")),
             })
         };
         curves::curves(&suite, &settings, &known, runs, &root, &out)?;

@@ -114,7 +114,13 @@ const COSTS: [Column; 7] = [
         &["peak_over_goal", "peak_heap_over_goal"],
         2,
     ),
-    ("GC CPU, Go's def.", &["gc_cpu_go"], 3),
+    // At the end of the last cycle on both sides (gc-core's first key; Go's only one): where
+    // Go 1.19 last updates GCCPUFraction, so that neither side counts time the other does not.
+    (
+        "GC CPU, Go's def.",
+        &["gc_cpu_go_last_cycle", "gc_cpu_go"],
+        3,
+    ),
     ("GC threads' CPU", &["gc_cpu_frac"], 3),
 ];
 

@@ -662,6 +662,9 @@ pub const LIMITER_OFF_MARGIN: u64 = 20;
 /// The limiter turns on when its bucket is within 1/this of its capacity of full.
 pub const LIMITER_ON_MARGIN: u64 = 40;
 
+// The smallest bucket `PacerConfig::validate` accepts is the one with a margin of 1 ns.
+const _: () = assert!(crate::util::pacer_config::MIN_LIMITER_BUCKET_NS == LIMITER_ON_MARGIN);
+
 /// CPU time per CPU the limiter's bucket holds: 100 ms. Go's `capacityPerProc` is one second,
 /// which lets the GC take well over half the CPU for the first several seconds of a memory
 /// limit below the live heap (the bucket fills at the *excess* over 50%, e.g. 0.1 CPU-s per

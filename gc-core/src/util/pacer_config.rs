@@ -92,6 +92,11 @@ impl Default for PacerConfig {
     }
 }
 
+/// The smallest GC CPU limiter bucket per CPU, in nanoseconds: the limiter turns on within
+/// 1/40 of full and off at 1/20 short (`pacer::LIMITER_ON_MARGIN`), margins a smaller bucket
+/// would not have.
+pub const MIN_LIMITER_BUCKET_NS: u64 = 40;
+
 /// The keys [`PacerConfig::set`] takes, with what their values look like.
 pub const PACER_KEYS: &[(&str, &str)] = &[
     ("policy", "proportional | sqrt"),
@@ -199,7 +204,7 @@ impl PacerConfig {
 
     /// Check the knobs: trigger ratios `0.01 ≤ min ≤ max ≤ 0.99`, window 1–64, overshoot ≥ 1,
     /// a finite extension bound ≥ 1 (if any), a limiter bucket of at least
-    /// [`LIMITER_ON_MARGIN`](crate::pacer::LIMITER_ON_MARGIN) ns and a non-zero fail-fast
+    /// [`MIN_LIMITER_BUCKET_NS`] and a non-zero fail-fast
     /// window, a positive `c`. These are the ranges the pacer applies: a value it would move
     /// into them is refused rather than shown as set and not in force.
     pub fn validate(&self) -> Result<(), String> {
@@ -228,10 +233,9 @@ impl PacerConfig {
                 "max_extension must be at least 1, or hard (got {x})"
             ));
         }
-        if self.limiter_capacity_per_proc_ns < crate::pacer::LIMITER_ON_MARGIN {
+        if self.limiter_capacity_per_proc_ns < MIN_LIMITER_BUCKET_NS {
             return Err(format!(
-                "limiter_bucket must be at least {}ns (got {}ns)",
-                crate::pacer::LIMITER_ON_MARGIN,
+                "limiter_bucket must be at least {MIN_LIMITER_BUCKET_NS}ns (got {}ns)",
                 self.limiter_capacity_per_proc_ns
             ));
         }

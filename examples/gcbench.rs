@@ -331,7 +331,7 @@ fn run_gc(a: &Args, t0: Instant) -> (std::time::Duration, String) {
             s.gc_cycles,
             s.pauses,
             s.pause_total.as_secs_f64() * 1e3,
-            s.pause_max.as_micros(),
+            gc_examples::round_us(s.pause_max),
             s.mark_total.as_secs_f64() * 1e3,
             r.assist_ms,
             r.gc_cpu_go,

@@ -4,8 +4,9 @@
 # (benches/go; apt-get install golang-1.19-go), RUNS times each (default 3). Prints one markdown
 # row per configuration with the median of each figure over the runs: peak heap ÷ goal
 # (gc-core: heap at mark termination ÷ the cycle's goal; Go: heap sampled every 2 ms ÷ goal;
-# both after 4 warm-up cycles), heap peak (mapped and not released) and RSS peak, GC CPU
-# fraction as Go's GCCPUFraction counts it (assists, mark workers, pauses × CPUs ÷ wall × CPUs)
+# both after the harness's warm-up cycles), heap peak (mapped and not released) and RSS peak,
+# GC CPU fraction as Go's GCCPUFraction counts it (assists, mark workers, pauses × CPUs ÷ wall ×
+# CPUs; at the end of the last cycle on both sides, where Go 1.19 last updates it)
 # and, for gc-core, the CPU share of all its collector threads (sweeping and scavenging
 # included), cycles, and the latency figures (STW max; treechurn op max; msgbuf push p99.9
 # and max).

@@ -123,10 +123,15 @@ pub fn heap(phases: &[PhaseRecord], cycles: &[CycleRecord]) {
     }
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     let mut timeline = String::from("t_s,heap_mib,goal_mib,trigger_mib\n");
-    let mut trigger: Option<usize> = None;
     for c in cycles {
         let end = c.start + c.sweep_termination + c.mark + c.mark_termination;
-        let t = trigger.map_or(String::new(), |t| mib(t).to_string());
+        // The cycle's own trigger (a setting changed since the cycle before, or a late start,
+        // leaves it other than that cycle's `next_trigger`).
+        let t = if c.trigger == usize::MAX {
+            String::new()
+        } else {
+            mib(c.trigger).to_string()
+        };
         for (at, heap) in [(c.start, c.heap_start), (end, c.heap_end)] {
             let _ = writeln!(
                 timeline,
@@ -136,7 +141,6 @@ pub fn heap(phases: &[PhaseRecord], cycles: &[CycleRecord]) {
                 mib(c.heap_goal)
             );
         }
-        trigger = Some(c.next_trigger);
     }
     write("timeline.csv", &timeline);
 }

@@ -177,9 +177,21 @@ pub const CPU_CLASSES: [(&str, &str); 9] = [
     ("cpu_threads_s", "/gccore/cpu/collector-threads:cpu-seconds"),
 ];
 
-/// The median of `sorted` (the upper one of an even count; 0 when empty).
+/// `d` in whole microseconds, rounded to the nearest (tables print pause percentiles rounded;
+/// a maximum floored could read below them).
+pub fn round_us(d: std::time::Duration) -> u64 {
+    ((d.as_nanos() + 500) / 1000) as u64
+}
+
+/// The median of `sorted` (the mean of the middle two of an even count, as the lab's; 0 when
+/// empty).
 fn sorted_median(sorted: &[f64]) -> f64 {
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 impl GcReport {
@@ -304,7 +316,8 @@ impl GcReport {
             }
         }
         let s = heap.stats();
-        r.stw_max_us = s.pause_max.as_micros() as u64;
+        // Rounded, as the percentiles beside it are (floored, the maximum read below them).
+        r.stw_max_us = round_us(s.pause_max);
         r.scope_wait_max_us = s.scope_wait_max.as_micros() as u64;
         r.gc_cycles = s.gc_cycles;
         r.heap_peak_mib = s.mapped_bytes as f64 / (1 << 20) as f64;

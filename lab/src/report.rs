@@ -22,10 +22,16 @@ pub fn summarize<'a>(results: &[((&'a str, &'a str), Vec<Figures>)]) -> Summary<
             }
             let stats = by_key
                 .into_iter()
-                .map(|(k, v)| {
+                .filter_map(|(k, mut v)| {
+                    // A run with nothing to say (0 for "no steady cycle") is left out of the
+                    // median, minimum and maximum, not counted as a ratio of 0.
+                    if ZERO_IS_NONE.contains(&k.as_str()) {
+                        v.retain(|&x| x != 0.0);
+                    }
                     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
                     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    (k, (median(&v).unwrap_or(f64::NAN), lo, hi, v.len()))
+                    let m = median(&v)?;
+                    Some((k, (m, lo, hi, v.len())))
                 })
                 .collect();
             (*key, stats)
@@ -246,6 +252,27 @@ pub fn markdown(command: &str, machine: &str, table: &str, out: &Path) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run that reports 0 for "no steady cycle" is left out of that figure's median and
+    /// range (it read as a ratio of 0: two runs 0 and 1.10 gave a median of 0.55); a figure no
+    /// run has is left out.
+    #[test]
+    fn runs_without_a_steady_cycle_are_left_out_of_its_figures() {
+        let run = |over: f64, wall: f64| {
+            Figures(BTreeMap::from([
+                ("peak_over_goal".to_string(), over),
+                ("wall_s".to_string(), wall),
+            ]))
+        };
+        let results = vec![
+            (("w", "gc"), vec![run(0.0, 1.0), run(1.10, 3.0)]),
+            (("w", "none"), vec![run(0.0, 1.0), run(0.0, 2.0)]),
+        ];
+        let s = summarize(&results);
+        assert_eq!(s[0].1["peak_over_goal"], (1.10, 1.10, 1.10, 1));
+        assert_eq!(s[0].1["wall_s"], (2.0, 1.0, 3.0, 2));
+        assert!(!s[1].1.contains_key("peak_over_goal"));
+    }
 
     #[test]
     fn tables_show_medians_and_skip_rows_without_latency() {

@@ -6,7 +6,7 @@
 //
 // A stretch tree of depth DEPTH+1 (built, checked, dropped), a long-lived tree of depth DEPTH
 // kept to the end, and for d = 4, 6, …, DEPTH, 2^(DEPTH−d+4) trees of depth d each built,
-// checked and dropped; a node is two pointers (16 bytes in Go, 24 with gc-core's header). One
+// checked and dropped; a node is two pointers (16 bytes in Go and in gc-core). One
 // goroutine does all of it, in order, as the Rust program does (the benchmarks game's Go entries
 // spread the depth loop over goroutines; this one does not). GOMAXPROCS is left at its default
 // (the number of CPUs), so Go's collector has them all, as gc-core's has.

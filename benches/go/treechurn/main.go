@@ -118,10 +118,12 @@ func main() {
 		}
 		return n
 	}
-	us := func(d time.Duration) int64 { return d.Microseconds() }
+	// Microseconds with one decimal, as gc-core's harness prints them (whole microseconds,
+	// floored, read up to 1 µs low).
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 	sampler.WriteHeap()
 	lat := report.LatencyKeys(report.SortedQuantile(all))
-	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d %s op_p50_us=%d op_p99_us=%d op_max_us=%d ops_over_1ms=%d ops_over_2ms=%d %s wall_ms=%d %s\n",
+	fmt.Printf("mode=go live_mib=%d mutators=%d ops=%d %s op_p50_us=%.1f op_p99_us=%.1f op_max_us=%.1f ops_over_1ms=%d ops_over_2ms=%d %s wall_ms=%d %s\n",
 		*liveMiB, *mutators, opsEach**mutators, report.STWKeys(),
 		us(report.Pct(all, 0.5)), us(report.Pct(all, 0.99)), us(report.Pct(all, 1)), over(time.Millisecond), over(2*time.Millisecond),
 		report.GCKeys(sampler), wall.Milliseconds(), lat)

@@ -532,6 +532,10 @@ mod tests {
     /// twice the window stalls a heap with a limit and not one without. Changing the limit
     /// starts the watch over: the stall is lifted and stays lifted at the next update.
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "real-time windows of tens of milliseconds, updated every millisecond"
+    )]
     fn fail_fast_stalls_only_under_a_memory_limit_and_starts_over_with_a_new_one() {
         use crate::pacer::CpuLimiter;
         use crate::util::pacer_config::PacerConfig;
@@ -580,6 +584,7 @@ mod tests {
     /// pacer holds estimates of the allocation rate and the collector's speed (without them it
     /// would run GOGC's rule for the heap's whole life).
     #[test]
+    #[cfg_attr(miri, ignore = "60 000 allocations and three collections")]
     fn the_square_root_rule_learns_its_rates_from_the_heaps_cycles() {
         use crate::util::pacer_config::{PacerConfig, Policy};
         let pacer = PacerConfig {

@@ -309,14 +309,14 @@ impl GcReport {
         }
         for p in phases {
             if p.phase.is_pause() {
-                r.stw.record(p.duration.as_micros() as u64).unwrap();
+                r.stw.record(round_us(p.duration)).unwrap();
                 if log {
                     eprintln!("cycle {} {:?} {:?}", p.cycle, p.phase, p.duration);
                 }
             }
         }
         let s = heap.stats();
-        // Rounded, as the percentiles beside it are (floored, the maximum read below them).
+        // Rounded, as the pauses the percentiles beside it come from are.
         r.stw_max_us = round_us(s.pause_max);
         r.scope_wait_max_us = s.scope_wait_max.as_micros() as u64;
         r.gc_cycles = s.gc_cycles;

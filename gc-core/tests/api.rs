@@ -982,6 +982,7 @@ fn departing_mutators_hand_their_spans_back() {
 
 /// `/gc/heap/live:bytes` is the heap the last cycle marked (Go's), not the heap now.
 #[test]
+#[cfg_attr(miri, ignore = "110 000 objects")]
 fn the_live_heap_metric_is_the_last_cycles_marked_heap() {
     let heap = Heap::new(Config::default().gc_percent(None).debug_cpus(3)).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
@@ -1011,41 +1012,36 @@ fn the_live_heap_metric_is_the_last_cycles_marked_heap() {
 /// The mutator a pause waited for is named by its id among several registered (an idle one
 /// registered first, a busy one whose scope the stop waited out), with either collector.
 #[test]
+#[cfg_attr(miri, ignore = "a scope held 100 ms of real time")]
 fn the_mutator_a_pause_waited_for_is_named() {
     type R = Rootable!['gc => ()];
     for concurrent in [true, false] {
         let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
         let idle: Mutator<R> = heap.mutator(|_| ());
-        let (tx, rx) = std::sync::mpsc::channel();
-        let busy = {
-            let heap = heap.clone();
-            std::thread::spawn(move || {
-                let mut busy: Mutator<R> = heap.mutator(|_| ());
-                let id = busy.id();
-                busy.mutate(|mc, _| {
-                    tx.send(id).unwrap();
-                    while !mc.should_yield() {
-                        std::hint::spin_loop();
-                    }
-                    // Late to leave, so that the stop finds it inside (unless the collector
-                    // thread is kept off its CPU this long).
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                });
-            })
-        };
-        let id = rx.recv().unwrap();
-        assert_ne!(id, idle.id());
-        heap.take_cycle_records();
-        heap.collect();
-        busy.join().unwrap();
-        let rec = heap.take_cycle_records().pop().expect("a record");
-        assert_eq!(rec.waited_for, Some(id), "concurrent={concurrent}");
+        // A collector thread kept off its CPU for the scope's 100 ms finds it gone and waits
+        // for nobody (`None`): try again then. (Naming the wrong one fails at once.)
+        let mut named = None;
+        for _ in 0..5 {
+            let (id, busy) = a_sleeping_scope(&heap, std::time::Duration::from_millis(100));
+            let id = id.recv().unwrap();
+            assert_ne!(id, idle.id());
+            heap.take_cycle_records();
+            heap.collect();
+            busy.join().unwrap();
+            let rec = heap.take_cycle_records().pop().expect("a record");
+            if let Some(w) = rec.waited_for {
+                assert_eq!(w, id, "concurrent={concurrent}");
+                named = Some(id);
+                break;
+            }
+        }
+        let id = named.expect("no stop waited for the scope in five tries");
         assert_eq!(heap.stats().scope_wait_max_mutator, Some(id));
     }
 }
 
-/// A scope on another thread that sleeps `hold` inside, once `go` says so; sends its mutator's
-/// id when inside.
+/// A scope on another thread that stays `hold` past the request of the first stop that finds
+/// it; sends its mutator's id when inside.
 fn a_sleeping_scope(
     heap: &Heap,
     hold: std::time::Duration,
@@ -1058,8 +1054,12 @@ fn a_sleeping_scope(
     let t = std::thread::spawn(move || {
         let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         let id = m.id();
-        m.mutate(|_, _| {
+        m.mutate(|mc, _| {
             tx.send(id).unwrap();
+            // Held `hold` past the stop's request: the stop waits at least that long.
+            while !mc.should_yield() {
+                std::hint::spin_loop();
+            }
             std::thread::sleep(hold);
         });
     });
@@ -1067,23 +1067,20 @@ fn a_sleeping_scope(
 }
 
 /// A cycle whose two stops waited for different mutators names the one it waited for longer,
-/// and books each stop's wait as its own: sweep termination waited 400 ms for one scope, mark
-/// termination at most 100 ms for another.
+/// and books each stop's wait as its own: sweep termination waited at least 300 ms for one
+/// scope, mark termination at least 50 ms (and far less than 300) for another.
 #[test]
+#[cfg_attr(miri, ignore = "waits timed in hundreds of milliseconds")]
 fn a_cycle_names_the_mutator_it_waited_for_longer() {
     use std::time::Duration;
     let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
     heap.take_cycle_records();
-    let (long_id, long) = a_sleeping_scope(&heap, Duration::from_millis(400));
+    let (long_id, long) = a_sleeping_scope(&heap, Duration::from_millis(300));
     let long_id = long_id.recv().unwrap();
-    heap.debug_hold_marking(true);
-    heap.debug_start_cycle();
-    while !m.mutate(|mc, _| mc.debug_marking()) {
-        std::thread::yield_now();
-    }
+    common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
     long.join().unwrap();
-    let (short_id, short) = a_sleeping_scope(&heap, Duration::from_millis(100));
+    let (short_id, short) = a_sleeping_scope(&heap, Duration::from_millis(50));
     let short_id = short_id.recv().unwrap();
     heap.debug_hold_marking(false);
     short.join().unwrap();
@@ -1095,7 +1092,7 @@ fn a_cycle_names_the_mutator_it_waited_for_longer() {
         .expect("the held cycle's record");
     assert_eq!(rec.waited_for, Some(long_id), "{rec:?} (short {short_id})");
     assert!(
-        rec.sweep_termination_wait >= Duration::from_millis(250),
+        rec.sweep_termination_wait >= Duration::from_millis(300),
         "{rec:?}"
     );
     assert!(
@@ -1108,6 +1105,7 @@ fn a_cycle_names_the_mutator_it_waited_for_longer() {
 /// allocated after it, also after cycles have run (GOGC 100 → 10 with the heap between the two
 /// triggers).
 #[test]
+#[cfg_attr(miri, ignore = "300 000 objects and a cycle within 30 s")]
 fn lowering_gogc_below_the_heap_starts_a_cycle_at_once() {
     let heap = Heap::new(Config::default()).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
@@ -1164,6 +1162,7 @@ fn the_stop_the_world_collector_clears_weak_references_in_its_pause() {
 /// The next goal is Go's formula on a real heap: marked + (marked + stacks + globals) ×
 /// GOGC/100, the stash's scan work among the globals.
 #[test]
+#[cfg_attr(miri, ignore = "300 000 objects, two collections")]
 fn the_next_goal_counts_the_stash() {
     let heap = Heap::new(Config::default()).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
@@ -1191,6 +1190,7 @@ fn the_next_goal_counts_the_stash() {
 /// distance, since the sweep has not ended at mark termination): GOGC=0 does not collect
 /// back to back, GOGC=10 on 2 MiB gets 1 MiB rather than 200 KiB.
 #[test]
+#[cfg_attr(miri, ignore = "120 000 objects")]
 fn a_small_gogc_keeps_a_megabyte_of_runway() {
     for gogc in [0, 10] {
         let heap = Heap::new(Config::default().gc_percent(Some(gogc))).unwrap();
@@ -1208,7 +1208,7 @@ fn a_small_gogc_keeps_a_megabyte_of_runway() {
 #[test]
 fn a_pacer_trace_that_cannot_be_created_leaves_a_working_heap() {
     let path = std::path::PathBuf::from("/nonexistent-directory-of-gc-core/trace.csv");
-    let heap = Heap::new(Config::default().pacer_trace(Some(path.clone()))).unwrap();
+    let heap = Heap::new(Config::default().pacer_trace(Some(path))).unwrap();
     let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
         heap.mutator(|_| GcCell::new(None));
     m.mutate(|mc, root| root.set(mc, pair_list(mc, 0, 1000)));
@@ -1216,7 +1216,6 @@ fn a_pacer_trace_that_cannot_be_created_leaves_a_working_heap() {
     m.collect();
     assert!(heap.stats().gc_cycles >= 2);
     assert_eq!(m.mutate(|_, root| root.get().unwrap().n), 999);
-    assert!(!path.exists());
 }
 
 /// The pacer's root terms count every root: three mutators' roots are three times one's

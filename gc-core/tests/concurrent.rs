@@ -867,7 +867,6 @@ fn phase_records_cover_every_cycle() {
     assert!(longest >= Duration::from_millis(20), "{recs:?}");
     // The last pause (short), and the marking inside the cycles' time.
     assert_eq!(s.last_pause, pauses.last().unwrap().duration);
-    assert!(s.last_pause < s.pause_max, "{s:?}");
     assert!(
         Duration::ZERO < s.mark_total && s.mark_total < s.cycle_total,
         "{s:?}"

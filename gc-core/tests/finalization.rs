@@ -1868,34 +1868,44 @@ fn cleanups_run_in_registration_order_on_one_thread() {
 /// `wait_for_cleanups` waits for it to end.
 #[test]
 fn a_running_cleanup_is_pending_and_waited_for() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
     for config in settings() {
         let heap = Heap::new(config.clone()).unwrap();
         let mut m = root_mutator(&heap);
         let (started_tx, started) = std::sync::mpsc::channel();
         let (go, go_rx) = std::sync::mpsc::channel::<()>();
-        let (done_tx, done) = std::sync::mpsc::channel();
         m.mutate(|mc, _| {
             Gc::new(mc, 0u64).add_cleanup(mc, move || {
                 started_tx.send(()).unwrap();
-                // Let go by the test only after `wait_for_cleanups` returned: if it returns
-                // first, the cleanup ends on its own, saying it was not let go.
-                let let_go = go_rx
-                    .recv_timeout(std::time::Duration::from_millis(250))
-                    .is_ok();
-                done_tx.send(let_go).unwrap();
+                // Runs until the test lets it go.
+                let _ = go_rx.recv();
             });
         });
         m.collect();
-        started.recv().unwrap();
+        started
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the cleanup ran");
         assert_eq!(
             heap.metrics().u64("/gccore/gc/cleanups/pending:calls"),
             Some(1),
             "{config:?}"
         );
-        heap.wait_for_cleanups();
-        let _ = go.send(());
+        // A wait on another thread does not return while the cleanup runs (here: for 50 ms).
+        let returned = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (heap, returned) = (heap.clone(), returned.clone());
+            std::thread::spawn(move || {
+                heap.wait_for_cleanups();
+                returned.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let early = returned.load(Ordering::SeqCst);
+        go.send(()).unwrap();
+        waiter.join().unwrap();
         assert!(
-            !done.recv().unwrap(),
+            !early,
             "{config:?}: wait_for_cleanups returned while the cleanup ran"
         );
         assert_eq!(

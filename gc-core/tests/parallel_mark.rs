@@ -472,13 +472,12 @@ struct Paths<'gc> {
 }
 
 /// The scan work of objects marked on the other paths (scanned by their `trace`, and a large
-/// array scanned in chunks) is counted once, the same by every marker: a unit per object
-/// scanned and per pointer followed.
+/// array scanned in chunks) is counted once, by every marker the same exact figure: a unit per
+/// object scanned, per array chunk and per pointer followed.
 #[test]
 fn scan_work_on_the_general_and_array_paths_is_counted_once() {
     const M: u64 = if cfg!(miri) { 50 } else { 1000 };
     const A: u64 = if cfg!(miri) { 600 } else { 5000 };
-    let mut seen = Vec::new();
     for (workers, span) in [(1, false), (2, false), (1, true), (2, true)] {
         let heap = Heap::new(
             Config::default()
@@ -519,7 +518,5 @@ fn scan_work_on_the_general_and_array_paths_is_counted_once() {
         // array: a unit per chunk of 128 elements scanned and one per element.
         let want = 8 * (M + (M - 1) + A.div_ceil(128) + A);
         assert_eq!(r.heap_scan, want, "workers {workers} span {span}");
-        seen.push((workers, span, r.heap_scan));
     }
-    assert_eq!(seen.len(), 4);
 }

@@ -132,10 +132,7 @@ pub fn curves(
         Ok::<_, String>(Measured {
             wall: med("wall_s"),
             rss: med("rss_mib"),
-            // At the last cycle's end on both sides (see the report's GC CPU column).
-            gc_cpu: Some(med("gc_cpu_go_last_cycle"))
-                .filter(|v| !v.is_nan())
-                .unwrap_or_else(|| med("gc_cpu_go")),
+            gc_cpu: crate::report::gc_cpu(med),
         })
     };
     let mut rows = Vec::new();

@@ -109,6 +109,20 @@ pub fn summary_json(s: &Summary<'_>, machine: &str) -> String {
 /// present counts), decimals.
 type Column = (&'static str, &'static [&'static str], usize);
 
+/// GC CPU by Go's definition, compared at the end of the last cycle on both sides: gc-core's
+/// first key, Go's only one (Go 1.19 updates `GCCPUFraction` only at mark termination;
+/// gc-core's whole-run `gc_cpu_go` counts the time after its last cycle too).
+pub const GC_CPU_KEYS: [&str; 2] = ["gc_cpu_go_last_cycle", "gc_cpu_go"];
+
+/// The first of [`GC_CPU_KEYS`] that `med` (a figure's median, NaN if none) has.
+pub fn gc_cpu(med: impl Fn(&str) -> f64) -> f64 {
+    GC_CPU_KEYS
+        .iter()
+        .map(|k| med(k))
+        .find(|v| !v.is_nan())
+        .unwrap_or(f64::NAN)
+}
+
 /// Time, memory and GC CPU: every run has these (the kernel's at least).
 const COSTS: [Column; 7] = [
     ("wall s", &["wall_s"], 2),
@@ -120,13 +134,7 @@ const COSTS: [Column; 7] = [
         &["peak_over_goal", "peak_heap_over_goal"],
         2,
     ),
-    // At the end of the last cycle on both sides (gc-core's first key; Go's only one): where
-    // Go 1.19 last updates GCCPUFraction, so that neither side counts time the other does not.
-    (
-        "GC CPU, Go's def.",
-        &["gc_cpu_go_last_cycle", "gc_cpu_go"],
-        3,
-    ),
+    ("GC CPU, Go's def.", &GC_CPU_KEYS, 3),
     ("GC threads' CPU", &["gc_cpu_frac"], 3),
 ];
 
@@ -150,7 +158,12 @@ const LATENCY: [Column; 14] = [
 
 /// Figures a harness reports as 0 when it has nothing to say: no steady-state cycle (a run
 /// too short, or no collector at all), where a ratio of 0 would read as a measurement.
-const ZERO_IS_NONE: [&str; 2] = ["peak_over_goal", "peak_heap_over_goal"];
+const ZERO_IS_NONE: [&str; 4] = [
+    "peak_over_goal",
+    "peak_heap_over_goal",
+    "median_over_goal",
+    "peak_over_goal_paced",
+];
 
 /// The rows of `s` as a markdown table of `cols`; rows with none of the columns' figures but
 /// the first `always` are left out.

@@ -324,7 +324,8 @@ pub(crate) fn gc_cycle(h: &Shared) {
     // With the world running, in the weak-clearing window: clear dead weak references, queue
     // the spans for the sweepers (O(spans)), then let sweeping begin.
     if h.mheap.central.sweep_held() {
-        while h.hooks.hold_weak_clearing.load(Ordering::Relaxed) {
+        while h.hooks.hold_weak_clearing.load(Ordering::Relaxed) && !h.control.state.lock().shutdown
+        {
             std::thread::sleep(Duration::from_micros(200));
         }
         sweep::end_weak_window(h);
@@ -387,7 +388,9 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             // A test holds marking: nothing will earn credit until it lets go.
             h.mark.draining.store(false, Ordering::SeqCst);
             crate::gc::mark::assist::wake_parked(h);
-            while h.hooks.hold_marking.load(Ordering::Relaxed) {
+            // (Not past the heap's shutdown: a test that fails while holding marking drops its
+            // heap, whose drop waits for this thread.)
+            while h.hooks.hold_marking.load(Ordering::Relaxed) && !h.control.state.lock().shutdown {
                 std::thread::sleep(Duration::from_micros(200));
             }
             h.mark.draining.store(true, Ordering::SeqCst);

@@ -131,7 +131,9 @@ impl Pacer {
     /// [`Pacer::new`] with other knobs than the defaults. `cfg` should pass
     /// [`PacerConfig::validate`] (the heap refuses one that does not); here out-of-range values
     /// are clamped into range (trigger ratios into `[0.01, 0.99]` with the maximum at least the
-    /// minimum, the window into 1–64, the overshoot to at least 1, the buckets to at least 1 ns)
+    /// minimum, the window into 1–64, the overshoot to at least 1, the limiter's bucket to at
+    /// least [`MIN_LIMITER_BUCKET_NS`](crate::util::pacer_config::MIN_LIMITER_BUCKET_NS) as its
+    /// limiter does, the fail-fast window to at least 1 ns)
     /// and a square-root rule without a positive, finite `c` falls back to the proportional one.
     pub fn with_config(
         gc_percent: Option<u32>,
@@ -159,7 +161,9 @@ impl Pacer {
                     .max_extension
                     .filter(|x| !x.is_nan())
                     .map(|x| x.max(1.0)),
-                limiter_capacity_per_proc_ns: cfg.limiter_capacity_per_proc_ns.max(1),
+                limiter_capacity_per_proc_ns: cfg
+                    .limiter_capacity_per_proc_ns
+                    .max(crate::util::pacer_config::MIN_LIMITER_BUCKET_NS),
                 limiter_fail_fast_ns: cfg.limiter_fail_fast_ns.map(|n| n.max(1)),
             },
             gc_percent: None,

@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A="$1"; B="$2"; RUNS="${3:-3}"
-med() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median (the mean of the middle two of an even count, as the harness's and the lab's).
+med() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else if (NR) print (a[NR/2]+a[NR/2+1])/2}'; }
 field() { grep -o " $1=[0-9.]*" | cut -d= -f2; }
 declare -A res
 run() { # label dir

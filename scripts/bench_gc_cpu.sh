@@ -20,7 +20,8 @@ BEFORE="$1"; AFTER="$2"; RUNS="${3:-3}"
 impls="before after"
 if scripts/build_go_twins.sh; then impls="before after go"; fi
 keys="wall_s rss_mib gc_cpu_go gc_cpu_go_last_cycle cpu_bg_s cpu_assist_s cpu_idle_s cpu_pause_s cpu_sweep_s cpu_scav_bg_s cpu_scav_assist_s cpu_other_s cpu_threads_s"
-med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "—"}'; }
+# The median (the mean of the middle two of an even count, as the harness's and the lab's).
+med() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else if (NR) print (a[NR/2]+a[NR/2+1])/2; else print "—"}'; }
 declare -A res
 run() { # impl workload
   local cmd

@@ -23,7 +23,8 @@ impls="gc"
 if scripts/build_go_twins.sh; then impls="gc go"; fi
 
 # median of the values of key $1 in the lines on stdin
-med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median (the mean of the middle two of an even count, as the harness's and the lab's).
+med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else if (NR) print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The memory limit as the same multiple of each implementation's own live heap: a treechurn
 # node is 32 bytes on both (objects have no header), but a msgbuf message takes a 1040-byte slot

@@ -20,7 +20,8 @@ if [ -x "$GO" ]; then
 fi
 
 # median of the values of key $1 in the lines on stdin
-med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median (the mean of the middle two of an even count, as the harness's and the lab's).
+med() { grep -o " $1=[0-9.]*" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else if (NR) print (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "| live MiB | mutators | STW p50 µs | STW p99 µs | STW max µs | op p50 µs | op p99 µs | op max µs | ops > 2 ms | cycles | GC CPU (Go's def.) | heap peak MiB |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -222,6 +222,37 @@ fn a_cleanup_that_waits_for_another_heap_orders_the_two_heaps() {
     }
 }
 
+/// A cleanup of heap `b`, queued (its object garbage, a collection of `b` run) and held at a
+/// gate: once the gate opens, it runs `then` and sets the flag. Returns the gate's opener and
+/// the flag.
+fn a_gated_cleanup(
+    b: &Heap,
+    then: impl FnOnce() + Send + 'static,
+) -> (std::sync::mpsc::Sender<()>, Arc<AtomicBool>) {
+    let ran = Arc::new(AtomicBool::new(false));
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
+    let flag = ran.clone();
+    mb.mutate(|mc, _| {
+        Gc::new(mc, 1u64).add_cleanup(mc, move || {
+            let _ = gate.recv();
+            then();
+            flag.store(true, Ordering::SeqCst);
+        })
+    });
+    mb.collect();
+    (open, ran)
+}
+
+/// Whether `flag` is set within 20 s.
+fn set_within_20_s(flag: &AtomicBool) -> bool {
+    let t = std::time::Instant::now();
+    while !flag.load(Ordering::SeqCst) && t.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    flag.load(Ordering::SeqCst)
+}
+
 /// The last handle of heap B dropped inside a scope of heap A: the join of B's collector and
 /// B's teardown, which waits for B's cleanup thread, are deferred until the scope has ended.
 /// Done at once, they deadlocked with a queued cleanup of B that collects A (it waited for A's
@@ -231,21 +262,8 @@ fn the_last_handle_of_a_heap_dropped_inside_another_heaps_scope() {
     let ran = common::within(30, "a heap dropped inside another heap's scope", || {
         let a = Heap::new(Config::default()).unwrap();
         let b = Heap::new(Config::default()).unwrap();
-        let ran = Arc::new(AtomicBool::new(false));
-        let (open, gate) = std::sync::mpsc::channel::<()>();
-        {
-            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
-            let (a2, ran) = (a.clone(), ran.clone());
-            mb.mutate(|mc, _| {
-                Gc::new(mc, 1u64).add_cleanup(mc, move || {
-                    let _ = gate.recv();
-                    a2.collect();
-                    ran.store(true, Ordering::SeqCst);
-                })
-            });
-            // The object is garbage: the cycle queues its cleanup, which waits at the gate.
-            mb.collect();
-        }
+        let a2 = a.clone();
+        let (open, ran) = a_gated_cleanup(&b, move || a2.collect());
         let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
         ma.mutate(|_, _| {
             open.send(()).unwrap();
@@ -264,21 +282,9 @@ fn a_cleanup_that_drops_another_heaps_last_handle() {
     let done = common::within(30, "a cleanup dropping another heap's last handle", || {
         let a = Heap::new(Config::default()).unwrap();
         let b = Heap::new(Config::default()).unwrap();
-        let done = Arc::new(AtomicBool::new(false));
-        let (open, gate) = std::sync::mpsc::channel::<()>();
-        {
-            // B's cleanup, queued and held at the gate: it will wait for A's cleanups.
-            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
-            let (a2, done) = (a.clone(), done.clone());
-            mb.mutate(|mc, _| {
-                Gc::new(mc, 1u64).add_cleanup(mc, move || {
-                    let _ = gate.recv();
-                    a2.wait_for_cleanups();
-                    done.store(true, Ordering::SeqCst);
-                })
-            });
-            mb.collect();
-        }
+        // B's cleanup, queued and held at the gate: it will wait for A's cleanups.
+        let a2 = a.clone();
+        let (open, done) = a_gated_cleanup(&b, move || a2.wait_for_cleanups());
         // A's cleanup holds B's last handle: it opens the gate, then drops the handle.
         let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
         ma.mutate(|mc, _| {
@@ -289,11 +295,7 @@ fn a_cleanup_that_drops_another_heaps_last_handle() {
         });
         ma.collect();
         a.wait_for_cleanups();
-        let t = std::time::Instant::now();
-        while !done.load(Ordering::SeqCst) && t.elapsed() < std::time::Duration::from_secs(20) {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        done.load(Ordering::SeqCst)
+        set_within_20_s(&done)
     });
     assert!(done, "B's cleanup finished");
 }
@@ -325,21 +327,9 @@ fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
     let done = common::within(30, "a sweep dropping another heap's last handle", || {
         let a = Heap::new(Config::default()).unwrap();
         let b = Heap::new(Config::default()).unwrap();
-        let done = Arc::new(AtomicBool::new(false));
-        let (open, gate) = std::sync::mpsc::channel::<()>();
-        {
-            // B's cleanup, queued and held at the gate: it will wait for a cycle of A.
-            let mut mb: Mutator<UnitRoot> = b.mutator(|_| ());
-            let (a2, done) = (a.clone(), done.clone());
-            mb.mutate(|mc, _| {
-                Gc::new(mc, 1u64).add_cleanup(mc, move || {
-                    let _ = gate.recv();
-                    a2.collect();
-                    done.store(true, Ordering::SeqCst);
-                })
-            });
-            mb.collect();
-        }
+        // B's cleanup, queued and held at the gate: it will wait for a cycle of A.
+        let a2 = a.clone();
+        let (open, done) = a_gated_cleanup(&b, move || a2.collect());
         // Garbage of A whose drop glue holds B's last handle; a cycle of A that this thread
         // does not sweep (no `collect`, no allocation here), so its collector thread does.
         let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
@@ -347,11 +337,7 @@ fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
             Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
         });
         a.debug_start_cycle();
-        let t = std::time::Instant::now();
-        while !done.load(Ordering::SeqCst) && t.elapsed() < std::time::Duration::from_secs(20) {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        done.load(Ordering::SeqCst)
+        set_within_20_s(&done)
     });
     assert!(done, "B's cleanup finished");
 }

@@ -398,6 +398,30 @@ struct Holder<'gc> {
 
 type HolderM = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Holder<'gc>>>>];
 
+/// The stop-the-world markers whose figures must agree: one worker (which counts its marks
+/// per span as it goes) and two, depth-first and span-local.
+const MARKERS: [(usize, bool); 4] = [(1, false), (2, false), (1, true), (2, true)];
+
+/// A stop-the-world heap marked by `workers` workers, span-local or not, with GOGC off.
+fn stw_heap(workers: usize, span: bool) -> Heap {
+    Heap::new(
+        Config::default()
+            .concurrent(false)
+            .mark_workers(workers)
+            .span_marking(span)
+            .gc_percent(None),
+    )
+    .unwrap()
+}
+
+/// The record of the second of two collections (the first settles what the mutator built).
+fn second_collection(heap: &Heap) -> gc_core::gctrace::CycleRecord {
+    heap.collect();
+    heap.take_cycle_records();
+    heap.collect();
+    heap.take_cycle_records().pop().expect("a record")
+}
+
 /// The marked heap counts every object at its own slot size, and the scan work (the pacer's
 /// input) is the same whichever marker does it: a list of 16-byte nodes, each holding a
 /// 1 KiB buffer, so that the marker moves between spans of two sizes at every step. One
@@ -407,15 +431,8 @@ type HolderM = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Holder<'gc>>>>];
 fn the_marked_heap_and_scan_work_are_the_same_for_every_marker() {
     const N: usize = if cfg!(miri) { 50 } else { 2000 };
     let mut seen = Vec::new();
-    for (workers, span) in [(1, false), (2, false), (1, true), (2, true)] {
-        let heap = Heap::new(
-            Config::default()
-                .concurrent(false)
-                .mark_workers(workers)
-                .span_marking(span)
-                .gc_percent(None),
-        )
-        .unwrap();
+    for (workers, span) in MARKERS {
+        let heap = stw_heap(workers, span);
         let mut m: Mutator<HolderM> = heap.mutator(|_| GcCell::new(None));
         m.mutate(|mc, root| {
             let mut list = None;
@@ -425,10 +442,7 @@ fn the_marked_heap_and_scan_work_are_the_same_for_every_marker() {
             }
             root.set(mc, list);
         });
-        m.collect();
-        heap.take_cycle_records();
-        m.collect();
-        let r = heap.take_cycle_records().pop().expect("a record");
+        let r = second_collection(&heap);
         let (marked, scan) = (r.heap_marked, r.heap_scan);
         let least = N * (16 + 1024);
         assert!(
@@ -478,15 +492,8 @@ struct Paths<'gc> {
 fn scan_work_on_the_general_and_array_paths_is_counted_once() {
     const M: u64 = if cfg!(miri) { 50 } else { 1000 };
     const A: u64 = if cfg!(miri) { 600 } else { 5000 };
-    for (workers, span) in [(1, false), (2, false), (1, true), (2, true)] {
-        let heap = Heap::new(
-            Config::default()
-                .concurrent(false)
-                .mark_workers(workers)
-                .span_marking(span)
-                .gc_percent(None),
-        )
-        .unwrap();
+    for (workers, span) in MARKERS {
+        let heap = stw_heap(workers, span);
         let mut m: Mutator<Rootable!['gc => Paths<'gc>]> = heap.mutator(|_| Paths {
             list: GcCell::new(None),
             array: GcCell::new(None),
@@ -509,10 +516,7 @@ fn scan_work_on_the_general_and_array_paths_is_counted_once() {
             }
             root.array.set(mc, Some(a));
         });
-        m.collect();
-        heap.take_cycle_records();
-        m.collect();
-        let r = heap.take_cycle_records().pop().expect("a record");
+        let r = second_collection(&heap);
         assert_eq!(heap.stats().marked_objects, M + 1 + A);
         // The list: M nodes and M − 1 `next` pointers (the root's is root-scan work); the
         // array: a unit per chunk of 128 elements scanned and one per element.

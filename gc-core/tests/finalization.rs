@@ -431,16 +431,21 @@ struct FRoot<'gc> {
     kept: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
 }
 
+/// A mutator rooted at an empty [`FRoot`].
+fn froot_mutator(heap: &Heap) -> Mutator<Rootable!['gc => FRoot<'gc>]> {
+    heap.mutator(|mc| FRoot {
+        queue: GcFinalizers::new(mc),
+        weaks: GcVec::new(mc),
+        kept: GcVec::new(mc),
+    })
+}
+
 #[test]
 fn finalizers_resurrect_in_registration_order_and_free_later() {
     for config in settings() {
         let heap = Heap::new(config).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut m: Mutator<Rootable!['gc => FRoot<'gc>]> = heap.mutator(|mc| FRoot {
-            queue: GcFinalizers::new(mc),
-            weaks: GcVec::new(mc),
-            kept: GcVec::new(mc),
-        });
+        let mut m = froot_mutator(&heap);
         // 0 → 1 → 2 (each registered), 3 alone (registered), 4 not registered.
         m.mutate(|mc, r| {
             let n: Vec<_> = (0..5).map(|i| node(mc, i, &drops)).collect();
@@ -1995,11 +2000,7 @@ fn a_termination_attempt_that_finds_work_is_recorded_as_a_retry() {
     for verify in [false, true] {
         let heap = Heap::new(Config::default().verify(verify).gc_percent(None)).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
-        let mut m: Mutator<Rootable!['gc => FRoot<'gc>]> = heap.mutator(|mc| FRoot {
-            queue: GcFinalizers::new(mc),
-            weaks: GcVec::new(mc),
-            kept: GcVec::new(mc),
-        });
+        let mut m = froot_mutator(&heap);
         m.mutate(|mc, r| {
             let parent = node(mc, 1, &drops);
             parent.next.set(mc, Some(node(mc, 2, &drops)));

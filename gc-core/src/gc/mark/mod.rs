@@ -74,3 +74,37 @@ impl Default for MarkState {
         }
     }
 }
+
+/// Heaps for the markers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_heaps {
+    /// A node of a binary tree.
+    #[derive(crate::Trace)]
+    pub(crate) struct Node<'gc> {
+        left: Option<crate::Gc<'gc, Node<'gc>>>,
+        right: Option<crate::Gc<'gc, Node<'gc>>>,
+    }
+
+    fn tree<'gc>(mc: &crate::Mutation<'gc>, depth: u32) -> crate::Gc<'gc, Node<'gc>> {
+        let kid = |mc| (depth > 0).then(|| tree(mc, depth - 1));
+        let (left, right) = (kid(mc), kid(mc));
+        crate::Gc::new(mc, Node { left, right })
+    }
+
+    /// The root of [`rooted_tree`]'s mutator.
+    pub(crate) type TreeRoot =
+        crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
+
+    /// A heap with GOGC off whose mutator roots a complete binary tree of `depth` (2^(depth+1)
+    /// − 1 two-pointer nodes), and the address of the tree's root object (to mark from).
+    pub(crate) fn rooted_tree(depth: u32) -> (crate::Heap, crate::Mutator<TreeRoot>, usize) {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let mut m: crate::Mutator<TreeRoot> = heap.mutator(|_| crate::GcCell::new(None));
+        let root = m.mutate(|mc, r| {
+            let t = tree(mc, depth);
+            r.set(mc, Some(t));
+            t.object() as usize
+        });
+        (heap, m, root)
+    }
+}

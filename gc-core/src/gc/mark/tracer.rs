@@ -1289,26 +1289,9 @@ mod tests {
     /// tree is marked, once.
     #[test]
     fn a_lone_marker_on_a_budget_marks_every_object() {
-        #[derive(crate::Trace)]
-        struct Node<'gc> {
-            left: Option<crate::Gc<'gc, Node<'gc>>>,
-            right: Option<crate::Gc<'gc, Node<'gc>>>,
-        }
-        fn tree<'gc>(mc: &crate::Mutation<'gc>, depth: u32) -> crate::Gc<'gc, Node<'gc>> {
-            let kid = |mc| (depth > 0).then(|| tree(mc, depth - 1));
-            let (left, right) = (kid(mc), kid(mc));
-            crate::Gc::new(mc, Node { left, right })
-        }
-        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
-        type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
-        let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
         // A tracer marks the tree outside any cycle, which no collection follows (the heap is
         // dropped after).
-        let root = m.mutate(|mc, r| {
-            let t = tree(mc, 8);
-            r.set(mc, Some(t));
-            t.object() as usize
-        });
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(8);
         let mut t = Tracer::marking(heap.shared(), Marking::Alone);
         t.edge(root as *const Object);
         let mut slices = 0;

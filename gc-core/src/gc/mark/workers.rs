@@ -433,26 +433,9 @@ mod tests {
     /// collection follows: the heap is dropped after).
     #[test]
     fn a_background_worker_marks_its_cycles_work_and_hands_each_slice_over_once() {
-        #[derive(crate::Trace)]
-        struct Node<'gc> {
-            left: Option<crate::Gc<'gc, Node<'gc>>>,
-            right: Option<crate::Gc<'gc, Node<'gc>>>,
-        }
-        fn tree<'gc>(mc: &crate::Mutation<'gc>, depth: u32) -> crate::Gc<'gc, Node<'gc>> {
-            let kid = |mc| (depth > 0).then(|| tree(mc, depth - 1));
-            let (left, right) = (kid(mc), kid(mc));
-            crate::Gc::new(mc, Node { left, right })
-        }
         const DEPTH: u32 = if cfg!(miri) { 10 } else { 12 };
         const NODES: u64 = (1 << (DEPTH + 1)) - 1;
-        type R = crate::Rootable!['gc => crate::GcCell<'gc, Option<crate::Gc<'gc, Node<'gc>>>>];
-        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
-        let mut m: crate::Mutator<R> = heap.mutator(|_| crate::GcCell::new(None));
-        let root = m.mutate(|mc, r| {
-            let t = tree(mc, DEPTH);
-            r.set(mc, Some(t));
-            t.object() as usize
-        });
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);
         let h = heap.shared();
         let objects = || h.mark.marked_objects_others.load(Ordering::Relaxed);
         let bytes = || h.mark.marked_bytes_others.load(Ordering::Relaxed);

@@ -63,9 +63,13 @@ fn code_of(text: &str) -> String {
     while let Some(l) = lines.next() {
         let t = l.trim_start();
         if t.starts_with("#[cfg(") && t.contains("test") {
-            // Skip the attribute's item if it is a module: up to its matching brace.
+            // Skip the attribute's item if it is a module (of any visibility): up to its
+            // matching brace.
             if let Some(next) = lines.peek()
-                && next.trim_start().starts_with("mod ")
+                && next
+                    .trim_start()
+                    .split_once("mod ")
+                    .is_some_and(|(vis, _)| vis.is_empty() || vis.starts_with("pub"))
             {
                 let mut depth = 0i32;
                 let mut opened = false;
@@ -189,7 +193,8 @@ fn the_checker_sees_groups_reexports_and_skips_comments_and_tests() {
     let code = code_of(
         "use crate::{gc::heap::Shared, Gc};\n// crate::api in a comment\n\
          let x = crate::alloc::arena::PAGE_SIZE; // crate::pacer\n\
-         #[cfg(test)]\nmod tests {\n    use crate::api::Heap;\n}\n",
+         #[cfg(test)]\nmod tests {\n    use crate::api::Heap;\n}\n\
+         #[cfg(test)]\npub(crate) mod test_heaps {\n    use crate::api::Heap;\n}\n",
     );
     assert_eq!(crate_paths(&code), ["gc", "Gc", "alloc"]);
     let lib = "//! Layers, top to bottom: `api` → `gc` → `util`.\npub use api::gc::Gc;\n\

@@ -210,7 +210,7 @@ mod tests {
 
 /// loom model checks: whatever the interleaving, a batch and an atomic marker count every
 /// object exactly once and grey each at least once, and a batch never greys an object
-/// allocated black whose address it read with `Acquire`.
+/// allocated black whose address it read as a marker reads a pointer word.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
@@ -262,9 +262,9 @@ mod loom_tests {
             };
             let (mut b, mut m) = (MarkBatch::new(), Marked::default());
             assert!(b.claim(&s, 3, &mut m));
-            // The marker reads the cell (`Acquire`); if it finds the new object, it must see
-            // it black.
-            if published.load(Ordering::Acquire) {
+            // The marker reads the cell as it reads a pointer word; if it finds the new
+            // object, it must see it black.
+            if published.load(crate::gc::mark::tracer::POINTER_WORD_LOAD) {
                 assert!(
                     !b.claim(&s, 4, &mut m),
                     "an object allocated black was greyed"

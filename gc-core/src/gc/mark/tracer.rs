@@ -298,6 +298,16 @@ const SPAN_MARK_LINES: usize = 3;
 /// Array chunks shorter than this are traced without prefetching (`Tracer::prefetch_words`).
 const PREFETCH_MIN_WORDS: usize = 32;
 
+/// How a marker reads a grey object's pointer words (`Tracer::drain_stack`,
+/// `Tracer::scan_object`). `Acquire`: a mutator that allocates while marking publishes the new
+/// object's address with a `Release` store after its mark bit was set (allocate-black,
+/// `Span::mark_black`), and a marker that tests the bit with a plain load (deferred marks,
+/// `gc::mark::batch`) must then see it set, or it would claim a black object as white and scan
+/// it, perhaps before its contents are visible. x86 orders every load so; weaker CPUs
+/// (AArch64, POWER) do not (the loom model `loom_deferred_marks_never_grey_a_black_object`
+/// reads its published address with this ordering).
+pub(crate) const POINTER_WORD_LOAD: Ordering = Ordering::Acquire;
+
 /// A grey object: its address and its type, one with a `trace` function.
 #[derive(Clone, Copy)]
 pub(crate) struct Grey {
@@ -696,6 +706,12 @@ impl Tracer {
         let words = span.mark_len();
         // The words to claim in this pass, one bit each.
         let mut todo = span.dequeue(s.1 as usize, self.exclusive());
+        #[cfg(test)]
+        AFTER_DEQUEUE.with(|f| {
+            if let Some(f) = f.borrow_mut().as_mut() {
+                f()
+            }
+        });
         let info = type_of(span);
         if info.trace.is_none() {
             bug!("a span of a type without trace was queued");
@@ -1075,7 +1091,7 @@ impl Tracer {
                 // SAFETY: as in `scan_object`: word `k` of an initialised object of a type
                 // whose pointer words include it, written after construction only atomically.
                 let addr =
-                    unsafe { (*(g.obj as *const AtomicUsize).add(k)).load(Ordering::Acquire) };
+                    unsafe { (*(g.obj as *const AtomicUsize).add(k)).load(POINTER_WORD_LOAD) };
                 if addr == 0 {
                     continue;
                 }
@@ -1172,7 +1188,7 @@ impl Tracer {
                 // word `k` (the caller's contract): it lies inside the object, is aligned and
                 // initialised, and is written after construction only atomically
                 // (`Trace::POINTER_WORDS`), so this atomic load races with nothing.
-                let w = unsafe { (*(obj as *const AtomicUsize).add(k)).load(Ordering::Acquire) };
+                let w = unsafe { (*(obj as *const AtomicUsize).add(k)).load(POINTER_WORD_LOAD) };
                 if w != 0 {
                     // What the type's `trace` would report for this word: the address of the
                     // object the `Gc` in it points to.
@@ -1244,6 +1260,14 @@ impl Tracer {
             Purpose::Mark | Purpose::Collect => Vec::new(),
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Testing: called on this thread right after [`Tracer::scan_span`] took a span off its
+    /// queue, before it claims the span's grey objects.
+    pub(crate) static AFTER_DEQUEUE: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(all(test, not(loom)))]
@@ -1443,6 +1467,276 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Two threads at the same moment in the same step (`step`: the one each is at), each
+    /// waiting for the other to reach it: a spin barrier per step, so that two markers touch
+    /// the same mark words and spans within nanoseconds of each other. A thread that ends (or
+    /// panics) holding a [`Done`] lets the other through every later step.
+    fn lockstep(at: &[AtomicUsize; 2], me: usize, step: usize) {
+        at[me].store(step, Ordering::Release);
+        let mut spins = 0u32;
+        while at[1 - me].load(Ordering::Acquire) < step {
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Sets its thread's step in [`lockstep`] past every step when dropped.
+    struct Done<'a>(&'a [AtomicUsize; 2], usize);
+
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0[self.1].store(usize::MAX, Ordering::Release);
+        }
+    }
+
+    /// A marker that logs its marks (the collector's tracer once the ephemeron index is being
+    /// built, `gc::ephemeron`, which marks concurrently with assists, shading and helpers) and
+    /// another marker set bits of the same mark words at once, word by word in lockstep:
+    /// neither erases the other's (the logging path sets them with a read-modify-write too),
+    /// so every object is marked, counted once, and the log holds the logging marker's.
+    #[test]
+    fn a_logging_marker_and_another_sharing_its_mark_words_lose_no_mark() {
+        const N: usize = if cfg!(miri) { 256 } else { 1 << 16 };
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        type Objs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, u64>>>];
+        let mut m: crate::Mutator<Objs> = heap.mutator(|mc| crate::GcVec::new(mc));
+        // Live noscan objects allocated one after another (so 64 in a row share mark words);
+        // tracers mark them outside any cycle, which no collection follows.
+        let objs: Vec<usize> = m.mutate(|mc, v| {
+            (0..N)
+                .map(|i| {
+                    let g = crate::Gc::new(mc, i as u64);
+                    v.push(mc, Some(g));
+                    g.object() as usize
+                })
+                .collect()
+        });
+        let h = heap.shared();
+        let spans: std::collections::BTreeSet<usize> = objs
+            .iter()
+            .map(|&o| h.mheap.arena.span_of(o) as usize)
+            .collect();
+        // Rounds over the same objects, white again after each: the markers must meet in one
+        // word within nanoseconds, which a round may not bring about.
+        for round in 0..if cfg!(miri) { 1 } else { 10 } {
+            let at = [AtomicUsize::new(0), AtomicUsize::new(0)];
+            let (logger, other) = std::thread::scope(|s| {
+                let run = |me: usize| {
+                    let (at, objs) = (&at, &objs);
+                    move || {
+                        let _done = Done(at, me);
+                        let mut t = Tracer::marking(h, Marking::Local);
+                        if me == 0 {
+                            t.start_mark_log(usize::MAX, Vec::new());
+                        }
+                        for (c, run) in objs.chunks(64).enumerate() {
+                            lockstep(at, me, c);
+                            for &o in run.iter().skip(me).step_by(2) {
+                                t.edge(o as *const Object);
+                            }
+                        }
+                        at[me].store(usize::MAX, Ordering::Release);
+                        let log = if me == 0 {
+                            t.take_mark_log()
+                        } else {
+                            (Vec::new(), true)
+                        };
+                        (t.marked.objects, log)
+                    }
+                };
+                let a = s.spawn(run(0));
+                let b = s.spawn(run(1));
+                (a.join().unwrap(), b.join().unwrap())
+            });
+            let check = Tracer::marking(h, Marking::Local);
+            let lost = objs
+                .iter()
+                .filter(|&&o| !check.is_marked(o as *const Object))
+                .count();
+            assert_eq!(
+                lost, 0,
+                "round {round}: objects whose mark bit another marker erased"
+            );
+            assert_eq!((logger.0, other.0), (N / 2, N / 2), "marks counted");
+            let evens: Vec<usize> = objs.iter().copied().step_by(2).collect();
+            assert_eq!(
+                logger.1,
+                (evens, true),
+                "the log: the logging marker's marks"
+            );
+            for &s in &spans {
+                // SAFETY: the in-use span of live objects (rooted by `m`).
+                let s = unsafe { &*(s as *const Span) };
+                (0..s.mark_len()).for_each(|w| s.clear_marks(w));
+            }
+        }
+        drop(m);
+    }
+
+    /// Span-local markers on two threads grey objects of the same spans, in lockstep span by
+    /// span: one takes a span off its queue while the other greys a second object of it (in
+    /// another mark word: the dequeue must see it and claim its word too, or the other must
+    /// queue the span again); both grey a third and a fourth object of it at once (both find
+    /// it unqueued: one queues it); and both claim one mark word at the same moment (one took
+    /// the span off its queue for an object, the other then greyed a second object in the
+    /// same word, queued the span and took it off too, and both wait for each other right
+    /// after the dequeue: `AFTER_DEQUEUE`). Every greyed object is claimed and scanned exactly once (its `trace` counts),
+    /// none else is, and no span is left queued.
+    #[test]
+    fn span_local_markers_greying_one_span_together_scan_every_grey_object_once() {
+        use std::sync::atomic::AtomicU32;
+        struct Counted {
+            scans: AtomicU32,
+        }
+        // SAFETY: holds no `Gc`; `trace` reports nothing, it counts its calls.
+        unsafe impl crate::Trace for Counted {
+            fn trace(&self, _: &mut Tracer) {
+                self.scans.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (n, rounds) = if cfg!(miri) { (640, 2) } else { (1 << 16, 40) };
+        let heap =
+            crate::Heap::new(crate::Config::default().gc_percent(None).span_marking(true)).unwrap();
+        type Objs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, Counted>>>];
+        let mut m: crate::Mutator<Objs> = heap.mutator(|mc| crate::GcVec::new(mc));
+        let objs: Vec<usize> = m.mutate(|mc, v| {
+            (0..n)
+                .map(|_| {
+                    let g = crate::Gc::new(
+                        mc,
+                        Counted {
+                            scans: AtomicU32::new(0),
+                        },
+                    );
+                    v.push(mc, Some(g));
+                    g.object() as usize
+                })
+                .collect()
+        });
+        let h = heap.shared();
+        let arena = &h.mheap.arena;
+        // Each span's objects by mark word.
+        let mut by_span: Vec<(*const Span, Vec<Vec<usize>>)> = Vec::new();
+        for &o in &objs {
+            let span = arena.span_of(o);
+            if by_span.last().is_none_or(|(s, _)| !std::ptr::eq(*s, span)) {
+                by_span.push((span, Vec::new()));
+            }
+            // SAFETY: the in-use span of a live object (rooted by `m`).
+            let w = unsafe { (*span).slot_index(o) } / 64;
+            let words = &mut by_span.last_mut().unwrap().1;
+            words.resize_with(words.len().max(w + 1), Vec::new);
+            words[w].push(o);
+        }
+        // Six objects of each span that has them, in mark words 0, 1, 2, 3, 4 and 4: the
+        // first's marker queues the span alone, the others come while it is queued or taken.
+        let picks: Vec<(&Span, [usize; 6])> = by_span
+            .iter()
+            .filter(|(_, words)| words.len() >= 5 && words[..5].iter().all(|w| w.len() >= 2))
+            .map(|(s, words)| {
+                let o = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (4, 1)].map(|(w, j)| words[w][j]);
+                // SAFETY: as above.
+                (unsafe { &**s }, o)
+            })
+            .collect();
+        assert!(
+            picks.len() >= if cfg!(miri) { 1 } else { 8 },
+            "{} spans",
+            picks.len()
+        );
+        for round in 0..rounds {
+            let at = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+            std::thread::scope(|s| {
+                let run = |me: usize| {
+                    let (at, picks) = (at.clone(), &picks);
+                    move || {
+                        let _done = Done(&at, me);
+                        let at = &at;
+                        let mut t = Tracer::marking(h, Marking::Local);
+                        // Steps in `lockstep` after the dequeue of the next span taken, then a
+                        // pause of 0 to 15 spins: the thread that reached the last step second
+                        // leaves it first, and the pauses vary which claim comes first by about
+                        // as much.
+                        let mut seed = (round * picks.len() * 2 + me + 1) as u64;
+                        let mut after_dequeue = |steps: Vec<usize>| {
+                            let at = at.clone();
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            let pause = seed % 16;
+                            AFTER_DEQUEUE.set(Some(Box::new(move || {
+                                steps.iter().for_each(|&step| lockstep(&at, me, step));
+                                (0..pause).for_each(|_| std::hint::spin_loop());
+                            })));
+                        };
+                        for (k, (_, o)) in picks.iter().enumerate() {
+                            let step = 5 * k;
+                            // One queues the span for one object; then it takes the span while
+                            // the other greys `late` (and takes it again if it queued it).
+                            let taken_while_greyed =
+                                |t: &mut Tracer, step: usize, first: usize, late: usize| {
+                                    if me == 0 {
+                                        t.edge(o[first] as *const Object);
+                                    }
+                                    lockstep(at, me, step);
+                                    if me == 1 {
+                                        t.edge(o[late] as *const Object);
+                                    }
+                                    t.drain();
+                                };
+                            taken_while_greyed(&mut t, step + 1, 0, 1);
+                            lockstep(at, me, step + 2);
+                            t.edge(o[2 + me] as *const Object);
+                            t.drain();
+                            // Both claim mark word 4 at once.
+                            if me == 0 {
+                                t.edge(o[4] as *const Object);
+                                after_dequeue(vec![step + 3, step + 4]);
+                            } else {
+                                lockstep(at, me, step + 3);
+                                t.edge(o[5] as *const Object);
+                                after_dequeue(vec![step + 4]);
+                            }
+                            t.drain();
+                            AFTER_DEQUEUE.set(None);
+                        }
+                        assert!(!t.has_grey());
+                    }
+                };
+                let a = s.spawn(run(0));
+                let b = s.spawn(run(1));
+                a.join().unwrap();
+                b.join().unwrap();
+            });
+            let scans: Vec<u32> = m.mutate(|_, v| {
+                v.iter()
+                    .map(|g| g.unwrap().scans.swap(0, Ordering::Relaxed))
+                    .collect()
+            });
+            let picked: std::collections::HashSet<usize> =
+                picks.iter().flat_map(|(_, o)| o.iter().copied()).collect();
+            let check = Tracer::marking(h, Marking::Local);
+            for (i, &o) in objs.iter().enumerate() {
+                let want = picked.contains(&o) as u32;
+                assert_eq!(
+                    (check.is_marked(o as *const Object) as u32, scans[i]),
+                    (want, want),
+                    "round {round}, object {i}: (marked, scans)"
+                );
+            }
+            for (s, _) in &picks {
+                assert!(!s.is_queued(), "round {round}: a span left queued");
+                // White again for the next round.
+                (0..s.mark_len()).for_each(|w| s.clear_marks(w));
+            }
+        }
+        drop(m);
     }
 
     /// The mark log (what the ephemeron index reads): objects newly marked, once each, while

@@ -1390,3 +1390,92 @@ fn a_slow_allocator_pays_its_assists_with_background_credit() {
         m.mutate(|_, arr| assert!(arr.iter().flatten().all(|o| intact(&o))));
     }
 }
+
+/// A chain link whose `trace` counts the calls made on a background mark helper's thread and,
+/// on the collector's thread, spins for 20 µs: the collector then cannot mark a heap of them
+/// alone before the helpers take some of its work.
+struct SlowLink<'gc> {
+    next: Option<Gc<'gc, SlowLink<'gc>>>,
+}
+
+static TRACED_ON_HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: traces its one `Gc` field; the rest of `trace` touches no heap object.
+unsafe impl Trace for SlowLink<'_> {
+    fn trace(&self, t: &mut gc_core::Tracer) {
+        let name = std::thread::current().name().map(str::to_owned);
+        if name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("gc-core mark worker"))
+        {
+            TRACED_ON_HELPERS.fetch_add(1, Ordering::Relaxed);
+        } else if name.as_deref() == Some("gc-core collector") {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+        }
+        self.next.trace(t);
+    }
+}
+
+/// Concurrent marking with helpers (sized as for 8 CPUs: the collector thread and one
+/// dedicated background helper) gives the helper some of the work: objects are traced on its
+/// thread, and every object survives. (Not started, the helper would stay parked and the
+/// collector mark alone; nothing else would show it.)
+#[test]
+fn concurrent_marking_hands_work_to_the_background_helper() {
+    const CHAINS: usize = if cfg!(miri) { 20 } else { 2_000 };
+    const LINKS: usize = 10;
+    for verify in [false, true] {
+        let heap = Heap::new(
+            Config::default()
+                .verify(verify)
+                .gc_percent(None)
+                .debug_cpus(8),
+        )
+        .unwrap();
+        let mut m: Mutator<Rootable!['gc => GcVec<'gc, Option<Gc<'gc, SlowLink<'gc>>>>]> =
+            heap.mutator(|mc| GcVec::new(mc));
+        m.mutate(|mc, v| {
+            for _ in 0..CHAINS {
+                let mut next = None;
+                for _ in 0..LINKS {
+                    next = Some(Gc::new(mc, SlowLink { next }));
+                }
+                v.push(mc, next);
+            }
+        });
+        TRACED_ON_HELPERS.store(0, Ordering::Relaxed);
+        // A few collections at most: which marker takes what is timing.
+        for _ in 0..10 {
+            m.collect();
+            if TRACED_ON_HELPERS.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+        }
+        assert!(
+            TRACED_ON_HELPERS.load(Ordering::Relaxed) > 0,
+            "verify {verify}: the helper traced nothing"
+        );
+        // The links, the vector and its buffer.
+        assert_eq!(
+            heap.stats().marked_objects,
+            (CHAINS * LINKS + 2) as u64,
+            "verify {verify}"
+        );
+        let links: usize = m.mutate(|_, v| {
+            v.iter()
+                .map(|mut l| {
+                    let mut n = 0;
+                    while let Some(g) = l {
+                        n += 1;
+                        l = g.next;
+                    }
+                    n
+                })
+                .sum()
+        });
+        assert_eq!(links, CHAINS * LINKS, "verify {verify}");
+    }
+}

@@ -380,6 +380,36 @@ impl Drop for HeldStart<'_> {
     }
 }
 
+/// Hold the start of the next cycle and churn (scopes of `scope_bytes`) until the heap is past
+/// the bound of the goal in force, the next-cycle goal of the last cycle record (a late start
+/// raises its record's goal to just above where it began, as Go's does); the start stays held
+/// while the returned guard lives.
+fn churn_past_the_bound_with_the_start_held<'h>(
+    heap: &'h Heap,
+    m: &mut Mutator<R>,
+    slots: usize,
+    scope_bytes: usize,
+    rng: &mut SmallRng,
+    what: &str,
+) -> (HeldStart<'h>, f64) {
+    let goal = heap
+        .take_cycle_records()
+        .last()
+        .expect("a cycle record")
+        .next_goal;
+    let bound = goal as f64 * MAX_OVERSHOOT;
+    heap.debug_hold_cycle_start(true);
+    // Let go also when an assertion fails: dropping the heap waits for its collector.
+    let held = HeldStart(heap);
+    let mut scopes = 0;
+    while (heap.stats().heap_live as f64) < bound {
+        churn(m, slots, scope_bytes, 0, rng, || {});
+        scopes += 1;
+        assert!(scopes < 10_000, "{what}: the heap never reached its bound");
+    }
+    (held, bound)
+}
+
 /// A cycle the trigger requested but the collector has not started (its thread kept off the
 /// CPU; here a hook holds it) does not let a mutator run the heap past the bound: its next
 /// scope after one that allocated past it waits for the start (up to 50 ms). A mutator that
@@ -396,28 +426,17 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
         let (mut m, slots) = live_set(&heap, 8 * MIB);
         let mut reader: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         m.collect();
-        // The goal in force until the next cycle starts (a late start raises its record's goal
-        // to just above where it began, as Go's does).
-        let goal = heap
-            .take_cycle_records()
-            .last()
-            .expect("a forced cycle")
-            .next_goal;
-        let bound = goal as f64 * MAX_OVERSHOOT;
         let mut rng = SmallRng::seed_from_u64(7);
         let (cycles, waits) = (heap.stats().gc_cycles, heap.stats().late_start_wait);
-        heap.debug_hold_cycle_start(true);
-        // Let go also when an assertion fails: dropping the heap waits for its collector.
-        let held = HeldStart(&heap);
-        let mut scopes = 0;
-        while (heap.stats().heap_live as f64) < bound {
-            churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
-            scopes += 1;
-            assert!(
-                scopes < 10_000,
-                "verify={verify}: the heap never reached its bound"
-            );
-        }
+        let what = format!("verify={verify}");
+        let (held, bound) = churn_past_the_bound_with_the_start_held(
+            &heap,
+            &mut m,
+            slots,
+            scope_bytes,
+            &mut rng,
+            &what,
+        );
         // Scopes that only read are not held.
         let t = Instant::now();
         for _ in 0..20 {
@@ -484,14 +503,15 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
         );
         assert_collects_to(&heap, 16 * MIB, &format!("verify={verify}"));
         // Giving up lasts one cycle: the next late start holds the mutator again.
-        let goal = heap.take_cycle_records().last().unwrap().next_goal;
-        let bound = goal as f64 * MAX_OVERSHOOT;
         let cycles = heap.stats().gc_cycles;
-        heap.debug_hold_cycle_start(true);
-        let held = HeldStart(&heap);
-        while (heap.stats().heap_live as f64) < bound {
-            churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
-        }
+        let (held, _) = churn_past_the_bound_with_the_start_held(
+            &heap,
+            &mut m,
+            slots,
+            scope_bytes,
+            &mut rng,
+            &what,
+        );
         let t = Instant::now();
         churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
         let waited = t.elapsed();
@@ -502,6 +522,71 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
              bound began after {waited:?}"
         );
         wait_for_a_cycle_after(&heap, cycles, "the second held cycle");
+        check_intact(&mut m);
+    }
+}
+
+/// A mutator held at a scope's entry for a late start goes on when the cycle starts, not at
+/// the cycle's end or when its wait times out: with the collector held right after it counted
+/// the cycle as started (so the cycle cannot end), the wait ends about when the start is let go.
+#[test]
+#[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
+fn a_mutator_held_for_a_late_start_goes_on_when_the_cycle_starts() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scope_bytes = 256 * NODE_BYTES * CHAIN;
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (mut m, slots) = live_set(&heap, 8 * MIB);
+        m.collect();
+        let mut rng = SmallRng::seed_from_u64(11);
+        let what = format!("verify={verify}");
+        let (held, _) = churn_past_the_bound_with_the_start_held(
+            &heap,
+            &mut m,
+            slots,
+            scope_bytes,
+            &mut rng,
+            &what,
+        );
+        let (waits, waited) = (heap.stats().late_start_waits, heap.stats().late_start_wait);
+        heap.debug_hold_after_cycle_begin(true);
+        // Another thread lets the start go 10 ms into the mutator's wait, then holds the
+        // cycle right after its start until the wait has ended (at most 45 ms: the wait
+        // times out after 50), then lets it go on.
+        let releaser = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(10));
+                heap.debug_hold_cycle_start(false);
+                let t = Instant::now();
+                while !heap.debug_held_after_cycle_begin() {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(10),
+                        "the cycle never began"
+                    );
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                let t = Instant::now();
+                while heap.stats().late_start_waits == waits
+                    && t.elapsed() < Duration::from_millis(45)
+                {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                heap.debug_hold_after_cycle_begin(false);
+            })
+        };
+        churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+        let joined = releaser.join();
+        heap.debug_hold_after_cycle_begin(false);
+        drop(held);
+        joined.expect("the releasing thread");
+        let stats = heap.stats();
+        assert_eq!(stats.late_start_waits, waits + 1, "{what}: one wait");
+        let this_wait = stats.late_start_wait - waited;
+        assert!(
+            this_wait >= Duration::from_millis(8) && this_wait < Duration::from_millis(45),
+            "{what}: the wait for the start took {this_wait:?}, the start let go after 10 ms"
+        );
         check_intact(&mut m);
     }
 }

@@ -537,3 +537,80 @@ impl LimiterFeed {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// The assist ratio counts the globals' scan work as done, as the work expected counts it
+    /// (Go: heap + stack + globals): with 8 MiB of heap and 4 MiB of globals to scan (a goal
+    /// of 8 + 12 MiB) and the heap at 10 MiB, 2 MiB of heap and the 4 MiB of globals scanned
+    /// leave 6 MiB of work for 10 MiB of runway.
+    #[test]
+    fn revise_counts_the_globals_scan_work_as_done() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(Some(100))).unwrap();
+        let h = heap.shared();
+        {
+            let mut model = h.pacer.model.lock();
+            model.reset_live(8 * MIB, 8 * MIB, 8 * MIB, 0);
+            model.set_globals_scan(4 * MIB);
+            model.commit(true, 8 * MIB);
+            assert_eq!(model.heap_goal(MemoryStats::default()), 20 * MIB);
+        }
+        let c = &h.mheap.counters;
+        let live = c.heap_live.swap(10 * MIB as usize, Ordering::Relaxed);
+        let scan = c.heap_scan.swap(8 * MIB as usize, Ordering::Relaxed);
+        let p = &h.pacer;
+        p.heap_scan_work.store(2 * MIB, Ordering::Relaxed);
+        let ratio = |globals: u64| {
+            p.globals_scan_work.store(globals, Ordering::Relaxed);
+            h.controller().revise();
+            f64::from_bits(p.assist_ratio.load(Ordering::Relaxed))
+        };
+        let (with, without) = (ratio(4 * MIB), ratio(0));
+        // The heap this test borrowed goes back as it was (no cycle ran meanwhile).
+        c.heap_live.store(live, Ordering::Relaxed);
+        c.heap_scan.store(scan, Ordering::Relaxed);
+        p.heap_scan_work.store(0, Ordering::Relaxed);
+        p.globals_scan_work.store(0, Ordering::Relaxed);
+        assert!((with - 0.6).abs() < 1e-9, "work per byte {with}");
+        assert!((without - 1.0).abs() < 1e-9, "work per byte {without}");
+    }
+
+    /// A heap that shrank keeps about what its new goal needs: at the end of the cycle that
+    /// found 32 MiB of 1 KiB buffers dead, the pages growth may keep before releasing
+    /// (`Arena::retain_goal`) are the pages in use scaled by the goals' ratio, new ÷ old (Go's
+    /// `gcPercentHeapGoal` scaling), plus 10%: about half the new goal here (the heap in use
+    /// was about half the old goal), not all it maps, nor the pages scaled the other way.
+    #[test]
+    fn a_shrunken_heaps_retain_goal_follows_its_new_goal() {
+        type Bufs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::GcBytes<'gc>>>];
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(Some(100))).unwrap();
+        let mut m: crate::Mutator<Bufs> = heap.mutator(|mc| crate::GcVec::new(mc));
+        let bufs = if cfg!(miri) { 64 } else { 32 << 10 };
+        m.mutate(|mc, v| {
+            for _ in 0..bufs {
+                v.push(mc, Some(crate::GcBytes::new(mc, &[1u8; 1024])));
+            }
+        });
+        m.collect();
+        m.mutate(|mc, v| v.truncate(mc, 0));
+        m.collect();
+        let goal = heap.take_cycle_records().last().unwrap().next_goal;
+        let retain = heap
+            .shared()
+            .mheap
+            .arena
+            .retain_goal
+            .load(Ordering::Relaxed);
+        assert!(
+            retain <= goal,
+            "retain goal {} KiB, next goal {} KiB",
+            retain >> 10,
+            goal >> 10
+        );
+        assert!(retain > 0);
+    }
+}

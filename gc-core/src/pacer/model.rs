@@ -1271,6 +1271,60 @@ mod tests {
         assert!(p.heap_goal(none) < 110 * MIB);
     }
 
+    /// The square-root rule's collector speed divides the scan work by all the GC CPU of the
+    /// cycle, the background share, the assists' and idle marking's; and its goal keeps the
+    /// heap minimum, however small the live heap.
+    #[test]
+    fn sqrt_rule_speed_counts_assists_and_idle_marking_and_its_goal_a_minimum() {
+        let none = MemoryStats::default();
+        let cfg = PacerConfig {
+            policy: Policy::SqrtRule { c: 1e-8 },
+            ..PacerConfig::default()
+        };
+        let mut p = Pacer::with_config(Some(100), None, 4, cfg);
+        p.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
+        p.commit(true, 100 * MIB);
+        p.start_cycle(140 * MIB, none);
+        let goal = p.heap_goal(none);
+        // A 100 ms mark at 1 of 4 CPUs (0.1 CPU-s), 0.2 CPU-s of assists, 0.1 of idle marking:
+        // 100 MiB of scan work in 0.4 CPU-s.
+        p.end_cycle(
+            CycleEnd {
+                heap_live: 150 * MIB,
+                scan_work: 100 * MIB,
+                assist_ns: 200_000_000,
+                idle_ns: 100_000_000,
+                mark_ns: 100_000_000,
+                cycle_ns: 1_000_000_000,
+            },
+            goal,
+        );
+        let (_, speed) = p.sqrt_rule_estimates().unwrap();
+        let want = (100 * MIB) as f64 / 0.4;
+        assert!((speed - want).abs() < 1.0, "{speed} against {want}");
+        // A live heap of 64 KiB allocating 1 KiB/s: the rule asks for a few KiB of runway;
+        // the goal is the heap minimum (4 MiB at GOGC=100) all the same.
+        let mut small = Pacer::with_config(Some(100), None, 4, p.config().clone());
+        small.reset_live(64 << 10, 64 << 10, 64 << 10, 0);
+        small.commit(true, 64 << 10);
+        small.start_cycle(100 << 10, none);
+        let goal = small.heap_goal(none);
+        small.end_cycle(
+            CycleEnd {
+                heap_live: 65 << 10,
+                scan_work: 64 << 10,
+                mark_ns: 1_000_000,
+                cycle_ns: 1_000_000_000,
+                ..CycleEnd::default()
+            },
+            goal,
+        );
+        small.reset_live(64 << 10, 64 << 10, 64 << 10, 0);
+        small.commit(true, 64 << 10);
+        assert!(small.sqrt_rule_estimates().is_some());
+        assert_eq!(small.heap_goal(none), DEFAULT_HEAP_MINIMUM);
+    }
+
     /// `max_extension` bounds the goal extension below the hard goal; 1 turns it off (the
     /// cycle paces for its goal with the worst-case work left).
     #[test]

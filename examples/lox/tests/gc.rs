@@ -186,16 +186,14 @@ fn closures_and_upvalues_survive_collections_in_stress_mode() {
     assert!(vm.stress_collections() > 5, "{}", vm.stress_collections());
 }
 
-#[test]
-fn a_running_program_does_not_hold_up_a_collection() {
+/// Collections requested from another thread while `src` runs (seconds in a debug build,
+/// allocating nothing) each wait less than 500 ms: the program's poll points let them in.
+fn a_running_program_lets_collections_in(src: &'static str, prints: &str) {
     let heap = verify_heap();
     let h2 = heap.clone();
     let worker = std::thread::spawn(move || {
         let (mut vm, out) = vm(&h2, Options::default());
-        // Runs for seconds in a debug build, allocating nothing: only the poll at the loop's
-        // backward jump lets a collection in.
-        vm.interpret("var i = 0; while (i < 20000000) i = i + 1; print i == 20000000;")
-            .unwrap();
+        vm.interpret(src).unwrap();
         out.take()
     });
     std::thread::sleep(Duration::from_millis(200));
@@ -206,7 +204,7 @@ fn a_running_program_does_not_hold_up_a_collection() {
         slowest = slowest.max(t.elapsed());
     }
     let finished_early = worker.is_finished();
-    assert_eq!(worker.join().unwrap(), "true\n");
+    assert_eq!(worker.join().unwrap(), prints);
     assert!(
         slowest < Duration::from_millis(500),
         "a collection waited {slowest:?} for the running program"
@@ -214,6 +212,30 @@ fn a_running_program_does_not_hold_up_a_collection() {
     assert!(
         !finished_early,
         "the program ended before the collections; make it longer"
+    );
+}
+
+#[test]
+fn a_running_program_does_not_hold_up_a_collection() {
+    // Only the poll at the loop's backward jump lets a collection in.
+    a_running_program_lets_collections_in(
+        "var i = 0; while (i < 20000000) i = i + 1; print i == 20000000;",
+        "true\n",
+    );
+}
+
+#[test]
+fn a_program_that_only_recurses_does_not_hold_up_a_collection() {
+    // No loop: only the polls after calls (a function's, then a method's) let a collection in.
+    a_running_program_lets_collections_in(
+        "fun fib(n) { if (n < 2) return n; return fib(n - 2) + fib(n - 1); }
+         print fib(32) == 2178309;",
+        "true\n",
+    );
+    a_running_program_lets_collections_in(
+        "class F { fib(n) { if (n < 2) return n; return this.fib(n - 2) + this.fib(n - 1); } }
+         print F().fib(32) == 2178309;",
+        "true\n",
     );
 }
 

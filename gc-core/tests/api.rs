@@ -310,9 +310,11 @@ fn strings_and_root_stack() {
     let mut m: Mutator<Rootable!['gc => ()], Rootable!['gc => GcStr<'gc>]> =
         heap.mutator_with_stack(|_| ());
     m.mutate_with_stack(|mc, _, stack| {
+        assert!(stack.is_empty());
         for i in 0..100 {
             stack.push(GcStr::new(mc, &format!("s{i}")));
         }
+        assert!(!stack.is_empty());
         GcStr::new(mc, "garbage");
     });
     m.collect();
@@ -330,6 +332,8 @@ fn strings_and_root_stack() {
     m.mutate_with_stack(|_, _, stack| {
         assert_eq!(stack.get(0).unwrap().as_str(), "replaced");
         assert_eq!(stack.get(1).unwrap().as_str(), "s1");
+        stack.truncate(0);
+        assert!(stack.is_empty());
     });
 }
 

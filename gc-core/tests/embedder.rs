@@ -558,6 +558,8 @@ fn nan_boxed_values_can_be_stashed() {
             )
         });
         let copy = ptr.clone();
+        // Copies of a number and an immediate hold the same bits.
+        let (num, imm) = (num.clone(), imm.clone());
         m.collect();
         let h2 = heap.clone();
         let seen = std::thread::spawn(move || {

@@ -988,6 +988,51 @@ mod tests {
         assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
         assert_eq!(a.mapped_ready_bytes(), 14 * PAGE_SIZE);
         assert_eq!(a.in_use_bytes(), 14 * PAGE_SIZE);
+        if a.can_release.load(Ordering::Relaxed) {
+            // The time it took is booked (`/cpu/classes/scavenge/assist`).
+            assert!(a.sync_scavenge_ns.load(Ordering::Relaxed) > 0);
+        }
+    }
+
+    /// A run freed below a free run not yet released leaves both to the scavenger (its hint,
+    /// the top of the highest free page not released, only rises on a free): every free page
+    /// is released, also by a growth over the memory limit.
+    #[test]
+    fn a_run_freed_below_an_unreleased_one_leaves_both_to_the_scavenger() {
+        if !release_supported() {
+            return; // no page is released on this system
+        }
+        // Two free runs of 4 pages, kept apart by pages in use, the higher one freed first.
+        let freed_high_then_low = |a: &Arena| {
+            let runs: Vec<usize> = (0..2)
+                .map(|_| {
+                    let r = a.alloc_pages(4, Fit::Grow).unwrap();
+                    a.alloc_pages(1, Fit::Grow).unwrap();
+                    // SAFETY: the run is allocated to this test and inside the reservation.
+                    unsafe { std::ptr::write_bytes(r as *mut u8, 0xAB, 4 * PAGE_SIZE) };
+                    r
+                })
+                .collect();
+            a.free_pages(runs[1], 4);
+            a.free_pages(runs[0], 4);
+            assert_eq!(a.free_ready_bytes(), 8 * PAGE_SIZE);
+        };
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        freed_high_then_low(&a);
+        assert_eq!(a.scavenge_all(), 8 * PAGE_SIZE);
+        assert_eq!(a.free_ready_bytes(), 0);
+        assert!(
+            a.sync_scavenge_ns.load(Ordering::Relaxed) > 0,
+            "time booked"
+        );
+        // Growth past the limit: 10 new pages (the free runs are too short) beside 2 in use and
+        // 8 free, under a limit of 12, must release all 8.
+        let a = Arena::new(64 * PAGE_SIZE).unwrap();
+        freed_high_then_low(&a);
+        a.memory_limit.store(12 * PAGE_SIZE, Ordering::Relaxed);
+        let _ = a.alloc_pages(10, Fit::Grow).unwrap();
+        assert_eq!(a.sync_released.load(Ordering::Relaxed), 8 * PAGE_SIZE);
+        assert_eq!(a.mapped_ready_bytes(), 12 * PAGE_SIZE);
     }
 
     /// An allocation that grows the heap releases nothing while retained memory is within the

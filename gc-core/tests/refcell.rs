@@ -1091,40 +1091,105 @@ unsafe impl Trace for Probe {
 
 /// A mutable borrow ended in a scope that blocked across STW 1 shades the whole value (which
 /// the snapshot may not have seen) before it lets the borrow go: another thread that took the
-/// borrow meanwhile could change the value (free a vector's buffer) under the shading.
+/// borrow meanwhile could change the value (free a vector's buffer) under the shading. The
+/// mutator's later scopes, once that cycle is over, shade nothing (the stale scope's shading
+/// of initialising stores ends with it).
 #[test]
 fn a_stale_scope_shades_a_borrowed_value_before_it_lets_the_borrow_go() {
     type R = Rootable!['gc => Gc<'gc, ProbeCell<'gc>>];
-    let heap = Heap::new(Config::default()).unwrap();
-    let (mut scope, driver) = common::blocked_scope();
-    let a = {
-        let heap = heap.clone();
-        std::thread::spawn(move || {
-            let mut m: Mutator<R> =
-                heap.mutator(|mc| Gc::new(mc, GcRefCell::new(vec![Probe, Probe])));
-            m.mutate(|mc, cell| {
-                let held = cell.borrow_mut(mc);
-                scope.block(mc, || ());
-                assert!(mc.debug_marking(), "no cycle started during the block");
-                PROBED.with(|p| p.set(&**cell as *const ProbeCell<'_> as usize));
-                drop(held);
-                PROBED.with(|p| p.set(0));
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (mut scope, driver) = common::blocked_scope();
+        let a = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut m: Mutator<R> =
+                    heap.mutator(|mc| Gc::new(mc, GcRefCell::new(vec![Probe, Probe])));
+                m.mutate(|mc, cell| {
+                    let held = cell.borrow_mut(mc);
+                    scope.block(mc, || ());
+                    assert!(mc.debug_marking(), "no cycle started during the block");
+                    PROBED.with(|p| p.set(&**cell as *const ProbeCell<'_> as usize));
+                    drop(held);
+                    PROBED.with(|p| p.set(0));
+                });
+                scope.finished();
+                let stale = SAW.with(|s| s.take());
+                // The cycle is over (the driver collected): a borrow now shades nothing.
+                let later = m.mutate(|mc, cell| {
+                    assert!(!mc.debug_marking());
+                    PROBED.with(|p| p.set(&**cell as *const ProbeCell<'_> as usize));
+                    drop(cell.borrow_mut(mc));
+                    PROBED.with(|p| p.set(0));
+                    SAW.with(|s| s.take())
+                });
+                (stale, later)
+            })
+        };
+        driver.wait_blocked();
+        let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
+        driver.release();
+        driver.wait_finished();
+        heap.debug_hold_marking(false);
+        b.collect();
+        driver.let_check();
+        let (stale, later) = a.join().unwrap();
+        assert_eq!(
+            stale,
+            Some(true),
+            "verify {verify}: the value was shaded after the borrow was let go (or not at all)"
+        );
+        assert_eq!(
+            later, None,
+            "verify {verify}: a later scope's borrow shaded the value"
+        );
+    }
+}
+
+/// A value element whose `trace` counts its calls on the calling thread.
+struct Counted;
+
+thread_local! {
+    static TRACED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: no pointers to trace; `trace` only counts.
+unsafe impl Trace for Counted {
+    const NEEDS_TRACE: bool = true;
+    fn trace(&self, _: &mut gc_core::Tracer) {
+        TRACED.with(|c| c.set(c.get() + 1));
+    }
+}
+
+/// A `GcRefCell`'s deletion barrier shades its value once per mark phase, however often it is
+/// borrowed mutably in it (a table updated in a loop while marking would otherwise be walked
+/// whole at every update), and once more in the next cycle's. The marker is held, so every
+/// trace on this thread is the barrier's.
+#[test]
+fn a_cells_value_is_shaded_once_per_mark_phase() {
+    type C = Rootable!['gc => Gc<'gc, GcRefCell<'gc, Vec<Counted>>>];
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<C> =
+            heap.mutator(|mc| Gc::new(mc, GcRefCell::new(vec![Counted, Counted, Counted])));
+        for cycle in 0..2 {
+            common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+            let traced = m.mutate(|mc, cell| {
+                assert!(mc.debug_marking());
+                TRACED.with(|c| c.set(0));
+                for _ in 0..10 {
+                    cell.borrow_mut(mc).push(Counted);
+                    cell.borrow_mut(mc).pop();
+                }
+                TRACED.with(|c| c.get())
             });
-            scope.finished();
-            SAW.with(|s| s.get())
-        })
-    };
-    driver.wait_blocked();
-    let mut b: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-    common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
-    driver.release();
-    driver.wait_finished();
-    heap.debug_hold_marking(false);
-    b.collect();
-    driver.let_check();
-    assert_eq!(
-        a.join().unwrap(),
-        Some(true),
-        "the value was shaded after the borrow was let go (or not at all)"
-    );
+            heap.debug_hold_marking(false);
+            m.collect();
+            assert_eq!(
+                traced, 3,
+                "verify {verify}, cycle {cycle}: elements traced by 20 borrows"
+            );
+        }
+    }
 }

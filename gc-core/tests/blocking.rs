@@ -97,6 +97,26 @@ fn wait_for_marking(m: &mut Mutator<RootM>) {
 
 const LEN: u64 = if cfg!(miri) { 20 } else { 2000 };
 
+/// The CPU time the heap's collector threads have used (s), and the wall time now.
+fn collector_cpu(heap: &Heap) -> (f64, Instant) {
+    let cpu = heap
+        .metrics()
+        .f64("/gccore/cpu/collector-threads:cpu-seconds")
+        .expect("the collector threads' CPU metric");
+    (cpu, Instant::now())
+}
+
+/// Check that the collector threads used under 30% of a CPU since `since` (a
+/// [`collector_cpu`] reading) while it waited for a blocked scope: it sleeps between looks.
+fn assert_waited_idle(heap: &Heap, since: (f64, Instant), what: &str) {
+    let (cpu, now) = collector_cpu(heap);
+    let (used, wall) = (cpu - since.0, (now - since.1).as_secs_f64());
+    assert!(
+        used < 0.3 * wall,
+        "{what}: the collector used {used:.3} CPU-s in {wall:.3} s waiting for a blocked scope"
+    );
+}
+
 #[test]
 fn locals_survive_a_cycle_that_starts_while_blocked() {
     let heap = Heap::new(Config::default().verify(true)).unwrap();
@@ -158,12 +178,14 @@ fn locals_survive_a_cycle_that_starts_while_blocked() {
         std::thread::sleep(Duration::from_micros(500));
         records.extend(heap.take_phase_records());
     }
+    let since = collector_cpu(&heap);
     for _ in 0..50 {
         b.mutate(|mc, _| {
             chain(mc, 5_000_000, 100);
         });
         std::thread::sleep(Duration::from_micros(500));
     }
+    assert_waited_idle(&heap, since, "concurrent");
     records.extend(heap.take_phase_records());
     for p in records.iter().filter(|r| r.phase.is_pause()) {
         assert!(
@@ -369,10 +391,14 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
     };
     // The world keeps running while the cycle waits for the blocked scope.
     let mut b = mutator(&heap);
+    // (Once the cycle has asked for the stop.)
+    std::thread::sleep(Duration::from_millis(10));
+    let since = collector_cpu(&heap);
     for i in 0..100 {
         b.mutate(|mc, root| root.keep.set(mc, Some(chain(mc, i * 1000, 100))));
         std::thread::sleep(Duration::from_micros(500));
     }
+    assert_waited_idle(&heap, since, "stop-the-world");
     assert!(
         !collected.load(Ordering::SeqCst),
         "a stop-the-world cycle ran while a scope with live locals was blocked"

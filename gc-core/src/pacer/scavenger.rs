@@ -155,20 +155,34 @@ impl Scavenger {
                 continue;
             }
             nothing_free_wait = NOTHING_FREE_WAIT_MIN;
-            // The limit as the arena applies it (`usize::MAX`: none), and the heap the last
-            // cycle marked.
-            let limit = arena.memory_limit.load(Ordering::Relaxed);
-            if arena.mapped_ready_bytes() > limit
-                && mheap.counters.heap_marked.load(Ordering::Relaxed) <= limit / 2
-            {
-                // Over the limit with little live: every moment costs collections (module
-                // docs).
-                continue;
+            let pause = pace(
+                took,
+                self.share,
+                arena.mapped_ready_bytes(),
+                // The limit as the arena applies it (`usize::MAX`: none).
+                arena.memory_limit.load(Ordering::Relaxed),
+                mheap.counters.heap_marked.load(Ordering::Relaxed),
+            );
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
             }
-            let sleep = took.as_secs_f64() * (1.0 / self.share - 1.0);
-            std::thread::sleep(Duration::from_secs_f64(sleep.min(0.01)));
         }
     }
+}
+
+/// The longest the scavenger sleeps after one release, however long the release took.
+const PACE_SLEEP_MAX: Duration = Duration::from_millis(10);
+
+/// How long the scavenger sleeps after a release that took `took` of its CPU, with `mapped`
+/// bytes mapped and ready, the memory limit at `limit` (`usize::MAX`: none) and `marked` bytes
+/// found live by the last cycle: long enough that releasing takes `share` of a CPU
+/// (`took × (1 ÷ share − 1)`, at most [`PACE_SLEEP_MAX`]), or not at all while over the limit
+/// with at most half of it live (every moment then costs collections: module docs).
+fn pace(took: Duration, share: f64, mapped: usize, limit: usize, marked: usize) -> Duration {
+    if mapped > limit && marked <= limit / 2 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(took.as_secs_f64() * (1.0 / share - 1.0)).min(PACE_SLEEP_MAX)
 }
 
 #[cfg(test)]
@@ -187,5 +201,29 @@ mod tests {
             Scavenger::new(None, 2).goals.1.load(Ordering::Relaxed),
             usize::MAX
         );
+    }
+
+    /// Between releases the scavenger sleeps 1 ÷ share − 1 times what the release took, at
+    /// most 10 ms (with the share at one CPU, not at all); over the memory limit with at most
+    /// half of it live it does not sleep, with more live it does.
+    #[test]
+    fn the_scavenger_sleeps_for_its_share_except_over_the_limit_with_little_live() {
+        const MIB: usize = 1 << 20;
+        let us = Duration::from_micros;
+        let none = usize::MAX;
+        assert_eq!(pace(us(20), 0.02, 100 * MIB, none, 50 * MIB), us(980));
+        assert_eq!(
+            pace(us(1000), 0.02, 100 * MIB, none, 50 * MIB),
+            PACE_SLEEP_MAX
+        );
+        assert_eq!(pace(us(20), 1.0, 100 * MIB, none, 50 * MIB), Duration::ZERO);
+        // Under a limit of 100 MiB: over it with 50 MiB live, no sleep; with 60 MiB, the share.
+        assert_eq!(
+            pace(us(20), 0.02, 120 * MIB, 100 * MIB, 50 * MIB),
+            Duration::ZERO
+        );
+        assert_eq!(pace(us(20), 0.02, 120 * MIB, 100 * MIB, 60 * MIB), us(980));
+        // Under the limit: the share, however little is live.
+        assert_eq!(pace(us(20), 0.02, 90 * MIB, 100 * MIB, MIB), us(980));
     }
 }

@@ -342,6 +342,48 @@ fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
     assert!(done, "B's cleanup finished");
 }
 
+/// The same drop glue run by a sweep on a user thread (`Heap::finish_sweep`; `collect` does
+/// the same): B's teardown, which waits for B's cleanup, which waits for a cycle of A, which
+/// waits for this sweep, goes to a thread of its own there too. (Hooks place the sweep on the
+/// test's thread: the cycle that finds the object dead is held before its sweep, and the next
+/// one before its start, so that A's collector thread, which would sweep in the background,
+/// waits for that start instead; it is let go 200 ms later, while the drop glue runs.)
+#[test]
+fn drop_glue_in_a_user_threads_sweep_that_drops_another_heaps_last_handle() {
+    let done = common::within(
+        30,
+        "a user's sweep dropping another heap's last handle",
+        || {
+            let a = Heap::new(Config::default()).unwrap();
+            let b = Heap::new(Config::default()).unwrap();
+            let a2 = a.clone();
+            let (open, done) = a_gated_cleanup(&b, move || a2.collect());
+            let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+            ma.mutate(|mc, _| {
+                Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
+            });
+            a.debug_hold_weak_clearing(true);
+            a.debug_start_cycle();
+            while !a.debug_weaks_pending() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            a.debug_hold_cycle_start(true);
+            a.debug_start_cycle();
+            a.debug_hold_weak_clearing(false);
+            let a3 = a.clone();
+            let release = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                a3.debug_hold_cycle_start(false);
+            });
+            a.finish_sweep();
+            let done = set_within_20_s(&done);
+            release.join().unwrap();
+            done
+        },
+    );
+    assert!(done, "B's cleanup finished");
+}
+
 /// Panics when dropped.
 struct PanicsOnDrop;
 impl Drop for PanicsOnDrop {

@@ -178,8 +178,8 @@
 //!   `::gc_core::Trace` is not gc-core's trait the impl is not gc-core's either, and no gc-core
 //!   heap can hold the type. `::core` is trusted to be the standard library's: the field
 //!   offsets (`offset_of!`) and the `Drop` check read it, and a crate that rebinds `core`
-//!   itself (`extern crate self as core;`) can defeat both; no path a derive can write avoids
-//!   that. Nor is a field type written as a macro call that expands differently each time it
+//!   itself (`extern crate self as core;`, or a dependency renamed `core` in its
+//!   `Cargo.toml`) can defeat both; no path a derive can write avoids that. Nor is a field type written as a macro call that expands differently each time it
 //!   is named defended against: the impl names each field's type again.
 //!
 //! The proc macro itself contains no `unsafe` code; the `unsafe impl` it emits is justified by

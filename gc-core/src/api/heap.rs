@@ -27,8 +27,9 @@ use crate::util::error::HeapError;
 /// may wait for another heap. So neither is done where that could close a cycle of waits:
 /// inside a mutation scope (a cleanup may wait for that scope's heap) they are deferred until
 /// the thread has left its outermost scope; on a collector thread (drop glue of another heap's
-/// sweep) or a cleanup thread (a cleanup of another heap), whose heap the cleanups could wait
-/// for, a thread of their own does them.
+/// sweep), in drop glue that a sweep runs on any other thread (`collect`, `finish_sweep`: the
+/// next cycle of the swept heap waits for that sweep) or on a cleanup thread (a cleanup of
+/// another heap), whose heap the cleanups could wait for, a thread of their own does them.
 pub(crate) struct Owner {
     /// Taken by `Drop` (and only there), so that the owner's own reference goes with the join
     /// to the thread that does it: a clone left behind could be the last one (once that thread
@@ -64,12 +65,16 @@ impl Drop for Owner {
             let _ = t.join();
             drop(shared);
         };
-        if crate::gc::collector::on_collector_thread() || crate::gc::scope::on_cleanup_thread() {
+        if crate::gc::collector::on_collector_thread()
+            || crate::gc::scope::on_cleanup_thread()
+            || crate::gc::sweep::in_drop_glue()
+        {
             // If no thread can be started, the closure is dropped here: the collector is left
             // to exit on its own (detached), and the teardown runs on whichever thread lets go
             // of the heap's state last.
             let _ = std::thread::Builder::new()
                 .name("gc-core teardown".into())
+                .stack_size(crate::gc::collector::TRACING_STACK)
                 .spawn(join);
             return;
         }

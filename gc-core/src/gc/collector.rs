@@ -251,10 +251,20 @@ pub(crate) fn note_cycle_started(h: &Shared) {
     h.control.state.lock().starting = false;
 }
 
+/// The stack of the threads that trace and drop heap values: the collector thread (marking,
+/// the verifier's walk, background sweeping), the mark workers and a heap's teardown thread.
+/// A value that holds its own type through `Box` (an interpreter's syntax tree) is traced and
+/// dropped by recursion, a few hundred bytes of stack per level in an optimised build and a few
+/// KiB in a debug one; with the default 2 MiB of a spawned thread a left-nested expression of a
+/// thousand terms overflowed the collector's stack in a debug build (an abort), and one of
+/// 100 000 in an optimised one. Only what a thread touches of its stack is committed.
+pub(crate) const TRACING_STACK: usize = 64 << 20;
+
 /// Start the collector thread of `h`.
 pub(crate) fn spawn(h: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gc-core collector".into())
+        .stack_size(TRACING_STACK)
         .spawn(move || run(h))
 }
 
@@ -286,6 +296,7 @@ fn run(h: Arc<Shared>) {
             let share = shares.get(i).copied().unwrap_or(1.0);
             let spawned = std::thread::Builder::new()
                 .name(format!("gc-core mark worker {i}"))
+                .stack_size(TRACING_STACK)
                 // Marking would wait for it forever.
                 .spawn_scoped(s, move || {
                     register_clock(h);

@@ -148,11 +148,16 @@ thread_local! {
     static IN_DROP_GLUE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Whether this thread is running drop glue for a sweep (of any heap).
+pub(crate) fn in_drop_glue() -> bool {
+    IN_DROP_GLUE.with(|c| c.get())
+}
+
 /// Panic if called from drop glue run by a sweep: `what` would wait for that sweep (or for a
 /// pause that waits for it) to end, which it never would. The panic aborts the process (see
 /// [`run_drop`]) with this message, rather than hanging it.
 pub(crate) fn refuse_in_drop_glue(what: &str) {
-    if IN_DROP_GLUE.with(|c| c.get()) {
+    if in_drop_glue() {
         panic!(
             "gc-core: {what} called from drop glue run by the sweeper; it would wait for the \
              sweep that runs this drop glue (deadlock)"

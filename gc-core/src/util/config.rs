@@ -62,6 +62,10 @@ pub const MIN_MEMORY_LIMIT: usize = 1 << 20;
 /// same figure, is where the arena checks it).
 pub const MIN_ARENA_BYTES: usize = 128 << 10;
 
+/// The most CPUs [`Config::debug_cpus`] sizes the mark workers for: 64 background workers.
+#[doc(hidden)]
+pub const DEBUG_CPUS_MAX: usize = 256;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -319,10 +323,11 @@ impl Config {
 
     /// Testing: size the background mark workers as if the machine had `n` CPUs (they are 25%
     /// of the CPUs: see [`crate::pacer::worker_shares`]), so that several workers can be exercised
-    /// on a small machine.
+    /// on a small machine. From 1 to [`DEBUG_CPUS_MAX`] (a larger `n` would spawn a mark
+    /// worker per 4 of them, or overflow the collector's sizing).
     #[doc(hidden)]
     pub fn debug_cpus(mut self, n: usize) -> Self {
-        self.procs = Some(n.max(1));
+        self.procs = Some(n.clamp(1, DEBUG_CPUS_MAX));
         self
     }
 
@@ -548,6 +553,17 @@ mod tests {
             .collect();
         Config::default()
             .apply_env(move |k| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()))
+    }
+
+    /// The testing CPU count stays within what the collector sizes its workers for.
+    #[test]
+    fn debug_cpus_is_clamped() {
+        assert_eq!(Config::default().debug_cpus(0).procs, Some(1));
+        assert_eq!(Config::default().debug_cpus(12).procs, Some(12));
+        assert_eq!(
+            Config::default().debug_cpus(usize::MAX).procs,
+            Some(DEBUG_CPUS_MAX)
+        );
     }
 
     #[test]

@@ -119,7 +119,9 @@ fn assert_waited_idle(heap: &Heap, since: (f64, Instant), what: &str) {
 
 #[test]
 fn locals_survive_a_cycle_that_starts_while_blocked() {
-    let heap = Heap::new(Config::default().verify(true)).unwrap();
+    // Sized as for 2 CPUs: the collector thread is the only marker, so that its CPU while it
+    // waits is what `assert_waited_idle` measures (background helpers poll the queue).
+    let heap = Heap::new(Config::default().verify(true).debug_cpus(2)).unwrap();
     let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();
@@ -363,7 +365,13 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
 
 #[test]
 fn stop_the_world_collector_waits_for_blocked_scopes() {
-    let heap = Heap::new(Config::default().concurrent(false).verify(true)).unwrap();
+    let heap = Heap::new(
+        Config::default()
+            .concurrent(false)
+            .verify(true)
+            .mark_workers(1),
+    )
+    .unwrap();
     let (mut scope, driver) = common::blocked_scope();
     let a = {
         let heap = heap.clone();

@@ -362,11 +362,7 @@ fn drop_glue_in_a_user_threads_sweep_that_drops_another_heaps_last_handle() {
             ma.mutate(|mc, _| {
                 Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
             });
-            a.debug_hold_weak_clearing(true);
-            a.debug_start_cycle();
-            while !a.debug_weaks_pending() {
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
+            common::hold_before_weak_clearing(&a);
             a.debug_hold_cycle_start(true);
             a.debug_start_cycle();
             a.debug_hold_weak_clearing(false);

@@ -582,9 +582,11 @@ fn a_mutator_held_for_a_late_start_goes_on_when_the_cycle_starts() {
         joined.expect("the releasing thread");
         let stats = heap.stats();
         assert_eq!(stats.late_start_waits, waits + 1, "{what}: one wait");
+        // (A wait is counted only once the scope found the start late and not yet made: it
+        // ended when the start woke it, or at its 50 ms timeout.)
         let this_wait = stats.late_start_wait - waited;
         assert!(
-            this_wait >= Duration::from_millis(8) && this_wait < Duration::from_millis(45),
+            this_wait < Duration::from_millis(45),
             "{what}: the wait for the start took {this_wait:?}, the start let go after 10 ms"
         );
         check_intact(&mut m);

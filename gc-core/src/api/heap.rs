@@ -27,9 +27,10 @@ use crate::util::error::HeapError;
 /// may wait for another heap. So neither is done where that could close a cycle of waits:
 /// inside a mutation scope (a cleanup may wait for that scope's heap) they are deferred until
 /// the thread has left its outermost scope; on a collector thread (drop glue of another heap's
-/// sweep), in drop glue that a sweep runs on any other thread (`collect`, `finish_sweep`: the
-/// next cycle of the swept heap waits for that sweep) or on a cleanup thread (a cleanup of
-/// another heap), whose heap the cleanups could wait for, a thread of their own does them.
+/// sweep), in drop glue that a sweep runs outside any scope on another thread (`collect`,
+/// `finish_sweep`: the next cycle of the swept heap waits for that sweep) or on a cleanup
+/// thread (a cleanup of another heap), whose heap the cleanups could wait for, a thread of
+/// their own does them.
 pub(crate) struct Owner {
     /// Taken by `Drop` (and only there), so that the owner's own reference goes with the join
     /// to the thread that does it: a clone left behind could be the last one (once that thread
@@ -65,9 +66,14 @@ impl Drop for Owner {
             let _ = t.join();
             drop(shared);
         };
+        // Drop glue of a sweep this thread runs outside any scope (`collect`, `finish_sweep`):
+        // the swept heap's next cycle waits for the sweep. (Inside a scope the work is deferred
+        // below: no sweep of this thread runs when it leaves its outermost scope.)
+        let in_a_sweep =
+            crate::gc::sweep::in_drop_glue() && crate::gc::scope::outermost_scope().is_none();
         if crate::gc::collector::on_collector_thread()
             || crate::gc::scope::on_cleanup_thread()
-            || crate::gc::sweep::in_drop_glue()
+            || in_a_sweep
         {
             // If no thread can be started, the closure is dropped here: the collector is left
             // to exit on its own (detached), and the teardown runs on whichever thread lets go

@@ -252,12 +252,15 @@ pub(crate) fn note_cycle_started(h: &Shared) {
 }
 
 /// The stack of the threads that trace and drop heap values: the collector thread (marking,
-/// the verifier's walk, background sweeping), the mark workers and a heap's teardown thread.
-/// A value that holds its own type through `Box` (an interpreter's syntax tree) is traced and
-/// dropped by recursion, a few hundred bytes of stack per level in an optimised build and a few
-/// KiB in a debug one; with the default 2 MiB of a spawned thread a left-nested expression of a
-/// thousand terms overflowed the collector's stack in a debug build (an abort), and one of
-/// 100 000 in an optimised one. Only what a thread touches of its stack is committed.
+/// the verifier's walk, background sweeping), the mark workers and the teardown thread that
+/// drop glue or a cleanup hands a heap's last handle to. A value that holds its own type
+/// through `Box` (an interpreter's syntax tree) is traced and dropped by recursion, tens to a
+/// couple of hundred bytes of stack per level in an optimised build and 2–3 KiB in a debug
+/// one: with the default 2 MiB of a spawned thread a left-nested expression of a thousand
+/// terms overflowed the collector's stack in a debug build (an abort), and one of 100 000 in an
+/// optimised one; with 64 MiB, 20 000 and 1 000 000 were traced and dropped. Only what a thread
+/// touches of its stack is resident (where transparent huge pages are `always`, perhaps one
+/// 2 MiB page).
 pub(crate) const TRACING_STACK: usize = 64 << 20;
 
 /// Start the collector thread of `h`.

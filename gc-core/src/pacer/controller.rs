@@ -583,13 +583,18 @@ mod tests {
     /// found 32 MiB of 1 KiB buffers dead, the pages growth may keep before releasing
     /// (`Arena::retain_goal`) are the pages in use scaled by the goals' ratio, new ÷ old (Go's
     /// `gcPercentHeapGoal` scaling), plus 10%: about half the new goal here (the heap in use
-    /// was about half the old goal), not all it maps, nor the pages scaled the other way.
+    /// was about half the old goal), not all it maps, nor the pages scaled the other way (the
+    /// test asks for a quarter to three quarters of the new goal).
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "needs a heap above the 4 MiB goal minimum: 32 MiB of buffers"
+    )]
     fn a_shrunken_heaps_retain_goal_follows_its_new_goal() {
         type Bufs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::GcBytes<'gc>>>];
         let heap = crate::Heap::new(crate::Config::default().gc_percent(Some(100))).unwrap();
         let mut m: crate::Mutator<Bufs> = heap.mutator(|mc| crate::GcVec::new(mc));
-        let bufs = if cfg!(miri) { 64 } else { 32 << 10 };
+        let bufs = 32 << 10;
         m.mutate(|mc, v| {
             for _ in 0..bufs {
                 v.push(mc, Some(crate::GcBytes::new(mc, &[1u8; 1024])));
@@ -606,11 +611,10 @@ mod tests {
             .retain_goal
             .load(Ordering::Relaxed);
         assert!(
-            retain <= goal,
+            retain >= goal / 4 && retain <= goal / 4 * 3,
             "retain goal {} KiB, next goal {} KiB",
             retain >> 10,
             goal >> 10
         );
-        assert!(retain > 0);
     }
 }

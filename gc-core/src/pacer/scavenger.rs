@@ -182,7 +182,9 @@ fn pace(took: Duration, share: f64, mapped: usize, limit: usize, marked: usize) 
     if mapped > limit && marked <= limit / 2 {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64(took.as_secs_f64() * (1.0 / share - 1.0)).min(PACE_SLEEP_MAX)
+    // (A share of 0 would make it infinite or NaN, which `Duration` refuses: the cap then.)
+    let secs = took.as_secs_f64() * (1.0 / share - 1.0);
+    Duration::try_from_secs_f64(secs).map_or(PACE_SLEEP_MAX, |d| d.min(PACE_SLEEP_MAX))
 }
 
 #[cfg(test)]

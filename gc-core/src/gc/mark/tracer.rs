@@ -1472,13 +1472,19 @@ mod tests {
     /// Two threads at the same moment in the same step (`step`: the one each is at), each
     /// waiting for the other to reach it: a spin barrier per step, so that two markers touch
     /// the same mark words and spans within nanoseconds of each other. A thread that ends (or
-    /// panics) holding a [`Done`] lets the other through every later step.
+    /// panics) holding a [`Done`] lets the other through every later step; one that waits a
+    /// minute for the other panics.
     fn lockstep(at: &[AtomicUsize; 2], me: usize, step: usize) {
         at[me].store(step, Ordering::Release);
-        let mut spins = 0u32;
+        let (mut spins, began) = (0u32, std::time::Instant::now());
         while at[1 - me].load(Ordering::Acquire) < step {
             spins += 1;
             if spins.is_multiple_of(64) {
+                // A marker that hangs fails the test (its partner's `Done` lets this one go).
+                assert!(
+                    began.elapsed() < std::time::Duration::from_secs(60),
+                    "step {step}: the other marker never came"
+                );
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -1493,6 +1499,32 @@ mod tests {
         fn drop(&mut self) {
             self.0[self.1].store(usize::MAX, Ordering::Release);
         }
+    }
+
+    /// Run `marker(at, me)` for `me` 0 and 1 on two threads, `at` the steps of their
+    /// [`lockstep`] (each thread past every step once it returns or panics: [`Done`]); both
+    /// results.
+    fn two_markers<R: Send>(
+        marker: impl Fn(&std::sync::Arc<[AtomicUsize; 2]>, usize) -> R + Sync,
+    ) -> (R, R) {
+        let at = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        std::thread::scope(|s| {
+            let run = |me: usize| {
+                let (at, marker) = (&at, &marker);
+                move || {
+                    let _done = Done(at, me);
+                    marker(at, me)
+                }
+            };
+            let a = s.spawn(run(0));
+            let b = s.spawn(run(1));
+            (a.join().unwrap(), b.join().unwrap())
+        })
+    }
+
+    /// Clear every mark of `s`: white again for a test's next round.
+    fn whiten(s: &Span) {
+        (0..s.mark_len()).for_each(|w| s.clear_marks(w));
     }
 
     /// A marker that logs its marks (the collector's tracer once the ephemeron index is being
@@ -1525,34 +1557,23 @@ mod tests {
         // Rounds over the same objects, white again after each: the markers must meet in one
         // word within nanoseconds, which a round may not bring about.
         for round in 0..if cfg!(miri) { 1 } else { 10 } {
-            let at = [AtomicUsize::new(0), AtomicUsize::new(0)];
-            let (logger, other) = std::thread::scope(|s| {
-                let run = |me: usize| {
-                    let (at, objs) = (&at, &objs);
-                    move || {
-                        let _done = Done(at, me);
-                        let mut t = Tracer::marking(h, Marking::Local);
-                        if me == 0 {
-                            t.start_mark_log(usize::MAX, Vec::new());
-                        }
-                        for (c, run) in objs.chunks(64).enumerate() {
-                            lockstep(at, me, c);
-                            for &o in run.iter().skip(me).step_by(2) {
-                                t.edge(o as *const Object);
-                            }
-                        }
-                        at[me].store(usize::MAX, Ordering::Release);
-                        let log = if me == 0 {
-                            t.take_mark_log()
-                        } else {
-                            (Vec::new(), true)
-                        };
-                        (t.marked.objects, log)
+            let (logger, other) = two_markers(|at, me| {
+                let mut t = Tracer::marking(h, Marking::Local);
+                if me == 0 {
+                    t.start_mark_log(usize::MAX, Vec::new());
+                }
+                for (c, run) in objs.chunks(64).enumerate() {
+                    lockstep(at, me, c);
+                    for &o in run.iter().skip(me).step_by(2) {
+                        t.edge(o as *const Object);
                     }
+                }
+                let log = if me == 0 {
+                    t.take_mark_log()
+                } else {
+                    (Vec::new(), true)
                 };
-                let a = s.spawn(run(0));
-                let b = s.spawn(run(1));
-                (a.join().unwrap(), b.join().unwrap())
+                (t.marked.objects, log)
             });
             let check = Tracer::marking(h, Marking::Local);
             let lost = objs
@@ -1572,8 +1593,7 @@ mod tests {
             );
             for &s in &spans {
                 // SAFETY: the in-use span of live objects (rooted by `m`).
-                let s = unsafe { &*(s as *const Span) };
-                (0..s.mark_len()).for_each(|w| s.clear_marks(w));
+                whiten(unsafe { &*(s as *const Span) });
             }
         }
         drop(m);
@@ -1651,68 +1671,56 @@ mod tests {
             picks.len()
         );
         for round in 0..rounds {
-            let at = std::sync::Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-            std::thread::scope(|s| {
-                let run = |me: usize| {
-                    let (at, picks) = (at.clone(), &picks);
-                    move || {
-                        let _done = Done(&at, me);
-                        let at = &at;
-                        let mut t = Tracer::marking(h, Marking::Local);
-                        // Steps in `lockstep` after the dequeue of the next span taken, then a
-                        // pause of 0 to 15 spins: the thread that reached the last step second
-                        // leaves it first, and the pauses vary which claim comes first by about
-                        // as much.
-                        let mut seed = (round * picks.len() * 2 + me + 1) as u64;
-                        let mut after_dequeue = |steps: Vec<usize>| {
-                            let at = at.clone();
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            let pause = seed % 16;
-                            AFTER_DEQUEUE.set(Some(Box::new(move || {
-                                steps.iter().for_each(|&step| lockstep(&at, me, step));
-                                (0..pause).for_each(|_| std::hint::spin_loop());
-                            })));
-                        };
-                        for (k, (_, o)) in picks.iter().enumerate() {
-                            let step = 5 * k;
-                            // One queues the span for one object; then it takes the span while
-                            // the other greys `late` (and takes it again if it queued it).
-                            let taken_while_greyed =
-                                |t: &mut Tracer, step: usize, first: usize, late: usize| {
-                                    if me == 0 {
-                                        t.edge(o[first] as *const Object);
-                                    }
-                                    lockstep(at, me, step);
-                                    if me == 1 {
-                                        t.edge(o[late] as *const Object);
-                                    }
-                                    t.drain();
-                                };
-                            taken_while_greyed(&mut t, step + 1, 0, 1);
-                            lockstep(at, me, step + 2);
-                            t.edge(o[2 + me] as *const Object);
-                            t.drain();
-                            // Both claim mark word 4 at once.
+            two_markers(|at, me| {
+                let mut t = Tracer::marking(h, Marking::Local);
+                // Steps in `lockstep` after the dequeue of the next span taken, then a
+                // pause of 0 to 15 spins: the thread that reached the last step second
+                // leaves it first, and the pauses vary which claim comes first by about
+                // as much.
+                let mut seed = (round * picks.len() * 2 + me + 1) as u64;
+                let mut after_dequeue = |steps: Vec<usize>| {
+                    let at = at.clone();
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let pause = seed % 16;
+                    AFTER_DEQUEUE.set(Some(Box::new(move || {
+                        steps.iter().for_each(|&step| lockstep(&at, me, step));
+                        (0..pause).for_each(|_| std::hint::spin_loop());
+                    })));
+                };
+                for (k, (_, o)) in picks.iter().enumerate() {
+                    let step = 5 * k;
+                    // One queues the span for one object; then it takes the span while
+                    // the other greys `late` (and takes it again if it queued it).
+                    let taken_while_greyed =
+                        |t: &mut Tracer, step: usize, first: usize, late: usize| {
                             if me == 0 {
-                                t.edge(o[4] as *const Object);
-                                after_dequeue(vec![step + 3, step + 4]);
-                            } else {
-                                lockstep(at, me, step + 3);
-                                t.edge(o[5] as *const Object);
-                                after_dequeue(vec![step + 4]);
+                                t.edge(o[first] as *const Object);
+                            }
+                            lockstep(at, me, step);
+                            if me == 1 {
+                                t.edge(o[late] as *const Object);
                             }
                             t.drain();
-                            AFTER_DEQUEUE.set(None);
-                        }
-                        assert!(!t.has_grey());
+                        };
+                    taken_while_greyed(&mut t, step + 1, 0, 1);
+                    lockstep(at, me, step + 2);
+                    t.edge(o[2 + me] as *const Object);
+                    t.drain();
+                    // Both claim mark word 4 at once.
+                    if me == 0 {
+                        t.edge(o[4] as *const Object);
+                        after_dequeue(vec![step + 3, step + 4]);
+                    } else {
+                        lockstep(at, me, step + 3);
+                        t.edge(o[5] as *const Object);
+                        after_dequeue(vec![step + 4]);
                     }
-                };
-                let a = s.spawn(run(0));
-                let b = s.spawn(run(1));
-                a.join().unwrap();
-                b.join().unwrap();
+                    t.drain();
+                    AFTER_DEQUEUE.set(None);
+                }
+                assert!(!t.has_grey());
             });
             let scans: Vec<u32> = m.mutate(|_, v| {
                 v.iter()
@@ -1732,8 +1740,7 @@ mod tests {
             }
             for (s, _) in &picks {
                 assert!(!s.is_queued(), "round {round}: a span left queued");
-                // White again for the next round.
-                (0..s.mark_len()).for_each(|w| s.clear_marks(w));
+                whiten(s);
             }
         }
         drop(m);

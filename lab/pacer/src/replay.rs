@@ -115,7 +115,9 @@ impl Trace {
             let cpu = x.f("mutator_cpu_s")?;
             let tau = cpu / mutators;
             if tau <= last_tau {
-                // Two cycles with no mutator time between (back to back): one point.
+                // Two cycles with no mutator time between (back to back): one point, the
+                // later cycle's marked heap the start of the next allocation.
+                last_marked = x.f("heap_marked")?;
                 continue;
             }
             let (start, end, marked) = (x.f("heap_start")?, x.f("heap_end")?, x.f("heap_marked")?);
@@ -129,10 +131,20 @@ impl Trace {
             let l_i = (marked - (end - start)).max(0.0);
             live.push((tau, l_i));
             let heap_scan = x.f("heap_scan")?;
-            let work = heap_scan + x.f("stack_scan")? + x.f("globals_scan")?;
+            // The work the model will do: its scannable share is at most 1 of the live heap
+            // (small pointer-dense objects cost more scan work than their bytes: a two-pointer
+            // node 24 bytes for 16), so the rate is the one that does that work in the
+            // recorded GC CPU.
+            let modelled = if l_i > 0.0 {
+                heap_scan.min(l_i)
+            } else {
+                heap_scan
+            };
+            let work = modelled + x.f("stack_scan")? + x.f("globals_scan")?;
             let gc = x.f("background_cpu_s")? + x.f("assist_cpu_s")? + x.f("idle_cpu_s")?;
             idle_cpu += x.f("idle_cpu_s")?;
-            let spare = procs - procs * gc_core::pacer::GC_BACKGROUND_UTILIZATION - mutators;
+            let background: f64 = gc_core::pacer::worker_shares(procs as usize).iter().sum();
+            let spare = procs - background - mutators;
             spare_cpu += spare.max(0.0) * x.f("mark_s")?;
             scannable.push((
                 from,

@@ -37,8 +37,7 @@
 //! the mutators have their CPUs, slower while marking takes some and assists take more.
 
 use gc_core::pacer::{
-    CpuLimiter, CycleEnd, GC_BACKGROUND_UTILIZATION, LimiterWatch, MemoryStats, Pacer,
-    scavenge_goals,
+    CpuLimiter, CycleEnd, LimiterWatch, MemoryStats, Pacer, scavenge_goals, worker_shares,
 };
 
 use crate::scenario::Scenario;
@@ -264,8 +263,12 @@ impl<'a> Sim<'a> {
             .as_ref()
             .map(|l| l.at(self.tau, self.s.seed).max(1.0) as u64);
         if limit != self.limit {
+            // As `Heap::set_memory_limit`: the model's limit, the scavenger's goal under it
+            // (95% of the limit) at once, and the fail-fast watch starting over.
             self.limit = limit;
             self.pacer.set_memory_limit(limit);
+            self.scav_goals.1 = limit.map_or(f64::INFINITY, |l| (l / 100 * 95) as f64);
+            self.watch.reset();
         }
     }
 
@@ -376,7 +379,9 @@ impl<'a> Sim<'a> {
     fn mark_step(&mut self, dt: f64) {
         let s = self.s;
         let cpus = s.cpus as f64;
-        let bg = GC_BACKGROUND_UTILIZATION * cpus;
+        // The background workers the heap starts: 25% of the CPUs rounded to whole dedicated
+        // workers where that is within 30% of it, as Go's (10 CPUs: 3 workers, 5 CPUs: 1).
+        let bg: f64 = worker_shares(s.cpus).iter().sum();
         let mut_cpus = s.mutators.min(cpus - bg);
         let idle = (cpus - bg - mut_cpus).max(0.0) * s.idle_marking;
         let scan = s.scan_rate.at(self.tau, s.seed).max(1.0);
@@ -503,7 +508,9 @@ impl<'a> Sim<'a> {
             self.limit,
             next_goal,
             self.pacer.last_heap_goal(),
-            marked,
+            // The pages in use at mark termination, before the sweep (the controller's
+            // `page_use`): the heap at its end, garbage included.
+            heap_end,
             self.mapped as u64,
             self.mapped as u64,
             PAGE,

@@ -347,7 +347,7 @@ fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
 /// waits for this sweep, goes to a thread of its own there too. (Hooks place the sweep on the
 /// test's thread: the cycle that finds the object dead is held before its sweep, and the next
 /// one before its start, so that A's collector thread, which would sweep in the background,
-/// waits for that start instead; it is let go 200 ms later, while the drop glue runs.)
+/// waits for that start instead, held until this thread's sweep has returned.)
 #[test]
 fn drop_glue_in_a_user_threads_sweep_that_drops_another_heaps_last_handle() {
     let done = common::within(
@@ -366,15 +366,11 @@ fn drop_glue_in_a_user_threads_sweep_that_drops_another_heaps_last_handle() {
             a.debug_hold_cycle_start(true);
             a.debug_start_cycle();
             a.debug_hold_weak_clearing(false);
-            let a3 = a.clone();
-            let release = std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                a3.debug_hold_cycle_start(false);
-            });
+            // Without a thread of its own for B's teardown this never returns: B's cleanup
+            // waits for A's held cycle, the teardown for the cleanup.
             a.finish_sweep();
-            let done = set_within_20_s(&done);
-            release.join().unwrap();
-            done
+            a.debug_hold_cycle_start(false);
+            set_within_20_s(&done)
         },
     );
     assert!(done, "B's cleanup finished");

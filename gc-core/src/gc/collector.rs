@@ -263,12 +263,15 @@ pub(crate) fn note_cycle_started(h: &Shared) {
 /// 2 MiB page).
 pub(crate) const TRACING_STACK: usize = 64 << 20;
 
-/// Start the collector thread of `h`.
+/// Start the collector thread of `h` (on a [`TRACING_STACK`], or the default stack where the
+/// system refuses that much: strict overcommit accounting, an address-space limit).
 pub(crate) fn spawn(h: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("gc-core collector".into())
+    let named = || std::thread::Builder::new().name("gc-core collector".into());
+    let first = h.clone();
+    named()
         .stack_size(TRACING_STACK)
-        .spawn(move || run(h))
+        .spawn(move || run(first))
+        .or_else(|_| named().spawn(move || run(h)))
 }
 
 /// Count cycle `n` as completed and wake the threads waiting for it.
@@ -297,14 +300,17 @@ fn run(h: Arc<Shared>) {
         for i in 1..workers {
             let h = &*h;
             let share = shares.get(i).copied().unwrap_or(1.0);
-            let spawned = std::thread::Builder::new()
-                .name(format!("gc-core mark worker {i}"))
-                .stack_size(TRACING_STACK)
+            let named = || std::thread::Builder::new().name(format!("gc-core mark worker {i}"));
+            let worker = move || {
+                register_clock(h);
                 // Marking would wait for it forever.
-                .spawn_scoped(s, move || {
-                    register_clock(h);
-                    fatal_on_panic("a mark worker", || h.mark.pool.helper(h, i, share))
-                });
+                fatal_on_panic("a mark worker", || h.mark.pool.helper(h, i, share))
+            };
+            // As the collector's stack (`spawn`): the default where that much is refused.
+            let spawned = named()
+                .stack_size(TRACING_STACK)
+                .spawn_scoped(s, worker)
+                .or_else(|_| named().spawn_scoped(s, worker));
             // A helper that cannot be spawned only means less parallel marking.
             if spawned.is_err() {
                 break;

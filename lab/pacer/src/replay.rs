@@ -10,9 +10,11 @@
 //!   (c_i − c_{i−1})`, bytes per mutator CPU-second (what the pacer counts as allocation);
 //! * **live heap** at `τ_i`: bytes marked less those allocated during the mark phase (black),
 //!   `heap_marked_i − (heap_end_i − heap_start_i)`, linear between cycles;
-//! * **scannable fraction** `heap_scan_i ÷ live_i`, **scan rate** `(heap + stack + globals scan)
-//!   ÷ (background + assist + idle CPU)`, **stacks** and **globals** scan work, per cycle;
-//! * `cpus` = `procs`, the pause = the median of `(stw1 + stw2) ÷ 2`, the idle-marking share =
+//! * **scannable fraction** `heap_scan_i ÷ live_i` (at most 1), **scan rate** the work the
+//!   model then does, `(min(heap_scan_i, live_i) + stack + globals scan) ÷ (background + assist
+//!   + idle CPU)`, **stacks** and **globals** scan work, per cycle;
+//! * `cpus` = `procs` (the spare CPUs net of the background workers the heap starts,
+//!   `worker_shares`), the pause = the median of `(stw1 + stw2) ÷ 2`, the idle-marking share =
 //!   idle marking CPU ÷ (spare CPUs × mark time), GOGC and the memory limit of the first cycle.
 //!
 //! Cycles started by `collect()` (`forced`) are not cycles the pacer chose: the simulation does

@@ -8,7 +8,8 @@
 //!   `alloc_rate` bytes per CPU-second; `heap_live` grows by that. When it reaches the trigger
 //!   (the pacer's `trigger()` from the memory figures of the moment) a cycle starts: a pause,
 //!   then [`Pacer::start_cycle`].
-//! * **While marking** the background workers take 25% of the CPUs and scan at `scan_rate`;
+//! * **While marking** the background workers take 25% of the CPUs, rounded to whole workers
+//!   as the heap starts them (`worker_shares`), and scan at `scan_rate`;
 //!   a share `idle_marking` of the spare CPUs marks too. The mutators get the rest; every byte they allocate
 //!   owes `assist ratio` units of scan work ([`Pacer::revise`], called every step as the heap
 //!   calls it on every allocation slow path), paid first from the background workers' credit,

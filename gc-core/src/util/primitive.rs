@@ -93,6 +93,12 @@ impl Monitor {
         let _g = self.lock();
         self.cv.notify_all();
     }
+
+    /// [`Monitor::wake_all`] for one waiter (one that has not been woken already, if any).
+    pub(crate) fn wake_one(&self) {
+        let _g = self.lock();
+        self.cv.notify_one();
+    }
 }
 
 /// A reader-writer lock without poisoning: `read`, `write`.

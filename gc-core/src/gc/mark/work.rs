@@ -60,11 +60,12 @@
 //! left.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crossbeam_queue::SegQueue;
 
 use crate::gc::mark::tracer::{GreyBatch, Tracer};
-use crate::util::primitive::{AtomicBool, AtomicUsize, fence, spin_wait};
+use crate::util::primitive::{AtomicBool, AtomicUsize, Monitor, fence, spin_wait};
 
 /// A marker holding more grey objects than this shares half of them when the queue is empty.
 /// Low, because tree-shaped graphs keep a depth-first stack short: a binary tree of depth 21
@@ -81,6 +82,9 @@ pub(crate) struct MarkWork {
     closed: AtomicBool,
     /// Stop-the-world workers of the current marking ([`MarkWork::start_workers`]).
     workers: AtomicUsize,
+    /// Background workers asleep in [`MarkWork::wait_for_batch`], and where they sleep.
+    waiting: AtomicUsize,
+    idle: Monitor,
     /// Batches handed over by balancing this cycle (a measure of load balancing).
     pub shared_batches: std::sync::atomic::AtomicU64,
 }
@@ -92,13 +96,16 @@ impl MarkWork {
             busy: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             workers: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            idle: Monitor::default(),
             shared_batches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Hand a batch of grey work over.
+    /// Hand a batch of grey work over, waking a background worker asleep for want of one.
     pub(crate) fn push(&self, b: GreyBatch) {
         self.queue.push(b);
+        wake_for_batch(&self.waiting, &self.idle);
     }
 
     /// Take a batch; the caller must be counted busy (see [`MarkWork::enter`]).
@@ -164,9 +171,26 @@ impl MarkWork {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]).
+    /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]),
+    /// waking those that slept because the queue was closed.
     pub(crate) fn reopen(&self) {
-        self.closed.store(false, Ordering::SeqCst);
+        reopen(&self.closed, self, &self.waiting, &self.idle);
+    }
+
+    /// A background worker that took nothing ([`MarkWork::take_concurrent`] returned `None`):
+    /// sleep until a batch is pushed, the queue reopens, the caller's mark phase is over
+    /// ([`MarkWork::wake_waiting`]; `marking` reads false), or `timeout` passes (a bound, not
+    /// a poll: every way work reaches the queue wakes a sleeper). See [`wait_for_batch`].
+    pub(crate) fn wait_for_batch(&self, timeout: Duration, marking: impl Fn() -> bool) {
+        wait_for_batch(&self.waiting, &self.idle, timeout, || {
+            !marking() || (!self.closed.load(Ordering::SeqCst) && !self.queue.is_empty())
+        });
+    }
+
+    /// Wake every background worker asleep in [`MarkWork::wait_for_batch`]: their mark phase
+    /// is over (called after `MarkState::marking` is cleared).
+    pub(crate) fn wake_waiting(&self) {
+        self.idle.wake_all();
     }
 
     /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
@@ -305,6 +329,62 @@ pub(crate) fn idle_and_empty<Q: BatchQueue>(
     busy.load(Ordering::SeqCst) == 0 && q.is_empty()
 }
 
+/// [`MarkWork::wait_for_batch`] on any waiter count and monitor (generic for the loom test):
+/// count the caller waiting, then, under the monitor's lock, sleep unless `ready` (work to
+/// take, or no longer wanted). The count is raised before `ready` reads the queue, with a
+/// `SeqCst` fence between them, as [`wake_for_batch`] puts one between its push and its read
+/// of the count (the store-fence-load pattern again): either the pusher sees the caller
+/// counted, and then wakes it under the lock, which it can take only once the caller sleeps
+/// or before the caller checked; or the caller's `ready` sees the batch. A change that
+/// `ready` reads (the end of marking) is made before a [`Monitor::wake_all`], which takes the
+/// lock: the same holds.
+pub(crate) fn wait_for_batch(
+    waiting: &AtomicUsize,
+    idle: &Monitor,
+    timeout: Duration,
+    ready: impl Fn() -> bool,
+) {
+    waiting.fetch_add(1, Ordering::SeqCst);
+    let g = idle.lock();
+    fence(Ordering::SeqCst);
+    if !ready() {
+        drop(idle.wait_for(g, timeout));
+    } else {
+        drop(g);
+    }
+    waiting.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// After a push to the queue: wake one worker of [`wait_for_batch`] if any is counted (one
+/// batch is work for one; a worker that finishes it looks at the queue again before it
+/// sleeps). One `SeqCst` fence and a load when none is: nothing more on the push path of
+/// stop-the-world marking, where nobody waits this way.
+pub(crate) fn wake_for_batch(waiting: &AtomicUsize, idle: &Monitor) {
+    fence(Ordering::SeqCst);
+    if waiting.load(Ordering::Relaxed) > 0 {
+        idle.wake_one();
+    }
+}
+
+/// [`MarkWork::reopen`] on any queue: clear `closed`, then, if batches are queued, wake every
+/// worker of [`wait_for_batch`] (those that found the queue closed slept with work in it). The
+/// fence orders the store before the read of the count, against the sleeper's increment
+/// before its read of `closed`.
+pub(crate) fn reopen<Q: BatchQueue>(
+    closed: &AtomicBool,
+    q: &Q,
+    waiting: &AtomicUsize,
+    idle: &Monitor,
+) {
+    closed.store(false, Ordering::SeqCst);
+    if !q.is_empty() {
+        fence(Ordering::SeqCst);
+        if waiting.load(Ordering::Relaxed) > 0 {
+            idle.wake_all();
+        }
+    }
+}
+
 /// Run one stop-the-world worker on the heap's queue (see [`run_worker`]).
 pub(crate) fn run_stw_worker(work: &MarkWork, t: &mut Tracer) {
     run_worker(&work.busy, work, t);
@@ -417,6 +497,106 @@ mod loom_tests {
             );
             worker.join().unwrap();
             assert_eq!(done.load(Ordering::SeqCst), 3);
+        });
+    }
+
+    /// A background worker that sleeps for want of work ([`wait_for_batch`]) is woken by what
+    /// makes work takeable or ends its phase: a batch pushed while the queue is closed for a
+    /// termination check, the queue's reopening, and the end of marking. The collector closes
+    /// the queue, pushes one batch (waking a sleeper, which finds the queue closed), reopens
+    /// it, then attempts termination until it passes, and ends marking. In every interleaving
+    /// the worker takes the batch and returns (loom's waits have no timeout, so a lost wake-up
+    /// is a deadlock: without the wake in `reopen`, the worker sleeps with the batch queued
+    /// and the collector's attempts never pass).
+    #[test]
+    fn loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let q = Arc::new(ModelQueue::default());
+            let busy = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicBool::new(false));
+            let marking = Arc::new(AtomicBool::new(true));
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let idle = Arc::new(Monitor::default());
+            let worker = {
+                let (q, busy, closed, marking, waiting, idle) = (
+                    q.clone(),
+                    busy.clone(),
+                    closed.clone(),
+                    marking.clone(),
+                    waiting.clone(),
+                    idle.clone(),
+                );
+                loom::thread::spawn(move || {
+                    let mut taken = 0;
+                    while marking.load(Ordering::SeqCst) {
+                        if let Some(b) = take_concurrent(&busy, &closed, &*q) {
+                            taken += b.len();
+                            hand_back_and_leave(&busy, &*q, None);
+                            continue;
+                        }
+                        wait_for_batch(&waiting, &idle, Duration::from_millis(10), || {
+                            !marking.load(Ordering::SeqCst)
+                                || (!closed.load(Ordering::SeqCst) && !q.is_empty())
+                        });
+                    }
+                    taken
+                })
+            };
+            closed.store(true, Ordering::SeqCst);
+            q.push(vec![0]);
+            wake_for_batch(&waiting, &idle);
+            reopen(&closed, &*q, &waiting, &idle);
+            while !idle_and_empty(&busy, &closed, &*q) {
+                reopen(&closed, &*q, &waiting, &idle);
+                loom::thread::yield_now();
+            }
+            marking.store(false, Ordering::SeqCst);
+            idle.wake_all();
+            assert_eq!(worker.join().unwrap(), 1, "the batch was lost");
+        });
+    }
+
+    /// A push alone wakes a worker asleep on the open queue: the worker returns once it took
+    /// one batch, and nothing else wakes it (a lost wake-up is a deadlock). The model above
+    /// cannot see this one: there the collector's attempts reopen the queue and wake it.
+    #[test]
+    fn loom_a_push_wakes_a_sleeping_background_worker() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let q = Arc::new(ModelQueue::default());
+            let (busy, closed) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let idle = Arc::new(Monitor::default());
+            let worker = {
+                let (q, busy, closed, waiting, idle) = (
+                    q.clone(),
+                    busy.clone(),
+                    closed.clone(),
+                    waiting.clone(),
+                    idle.clone(),
+                );
+                loom::thread::spawn(move || {
+                    loop {
+                        if take_concurrent(&busy, &closed, &*q).is_some() {
+                            hand_back_and_leave(&busy, &*q, None);
+                            return;
+                        }
+                        wait_for_batch(&waiting, &idle, Duration::from_millis(10), || {
+                            !q.is_empty()
+                        });
+                    }
+                })
+            };
+            q.push(vec![0]);
+            wake_for_batch(&waiting, &idle);
+            worker.join().unwrap();
+            assert!(q.is_empty());
         });
     }
 

@@ -676,11 +676,23 @@ fn mark_helpers_wait_for_work_without_polling() {
             b.mutate(|mc, _| mc.debug_marking()),
             "marking ended while a scope blocked across STW 1 was open"
         );
+        // Polling: about 0.32 of the wall time; asleep: about 0.012, most of it the collector
+        // looking at the blocked scope every 2 ms.
         assert!(
-            used < 0.03 * wall,
+            used < 0.05 * wall,
             "verify {verify}: the collector and three helpers used {used:.4} CPU-s in \
              {wall:.3} s of a mark phase with no work"
         );
+        // (Not vacuous: the helpers run. Linux names threads by their first 15 bytes.)
+        let helpers = std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.starts_with("gc-core mark w"))
+                    .count()
+            })
+            .unwrap_or(3);
+        assert!(helpers >= 3, "{helpers} mark helper threads running");
         driver.release();
         driver.wait_finished();
         driver.let_check();

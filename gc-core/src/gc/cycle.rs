@@ -221,9 +221,6 @@ pub(crate) fn gc_cycle(h: &Shared) {
     }
     h.mark.marking.store(false, Ordering::Relaxed);
     h.mark.barrier_on.store(false, Ordering::Relaxed);
-    // Background workers asleep for want of work leave the mark phase (they are not stopped
-    // with the world).
-    h.mark.work.wake_waiting();
     // The ephemeron tables still pending hold the dead entries, cleared with the weak
     // references.
     h.ephemerons.end_marking();
@@ -274,6 +271,9 @@ pub(crate) fn gc_cycle(h: &Shared) {
         },
     );
     *h.sweep.started.lock() = Some((cycle, Instant::now()));
+    // Background workers asleep for want of work leave the mark phase (they are not stopped
+    // with the world; woken after the pause, whose length the wake-up would add to).
+    h.mark.work.wake_waiting();
     // The next cycle starts at once only if the mutators allocated during this one, or a
     // setting changed meanwhile (its setter left the request to this cycle's end). A heap
     // that stays past its trigger with nobody allocating (a memory limit that the live heap,
@@ -515,6 +515,8 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             return world;
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);
+        // Helpers that found the queue closed during the check sleep with work queued.
+        h.mark.work.wake_if_queued();
         // The pause books its own time (wall × CPUs): the lap starts again after it.
         lap.finish();
     }

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::gc::heap::{ObjAddr, Shared};
-use crate::gc::mark::tracer::{Marking, Tracer};
+use crate::gc::mark::tracer::{GreyBatch, Marking, Tracer};
 use crate::gc::registry::{InScope, MutatorRecord, SCAN_GONE};
 use crate::gc::trace::Trace;
 use crate::pacer::controller::WORK_UNIT_BYTES;
@@ -108,6 +108,17 @@ pub(crate) fn shade_value<T: Trace + ?Sized>(h: &Shared, value: &T) {
 /// objects) to the cycle's counters: every tracer but the collector thread's own does this when
 /// it stops (or after each slice).
 pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
+    hand_over_to(h, t, |b| h.mark.work.push(b));
+}
+
+/// [`hand_over`] for a background worker at the end of a slice: its grey work goes back to
+/// the queue without waking a sleeping worker, since it takes a batch again at once
+/// (`MarkWork::push_quietly`).
+pub(crate) fn hand_over_quietly(h: &Shared, t: &mut Tracer) {
+    hand_over_to(h, t, |b| h.mark.work.push_quietly(b));
+}
+
+fn hand_over_to(h: &Shared, t: &mut Tracer, push: impl FnOnce(GreyBatch)) {
     debug_assert!(t.batch_closed(), "a tracer handed over with marks pending");
     h.pacer
         .heap_scan_work
@@ -122,6 +133,6 @@ pub(crate) fn hand_over(h: &Shared, t: &mut Tracer) {
     t.marked.bytes = 0;
     t.marked.objects = 0;
     if t.has_grey() {
-        h.mark.work.push(t.take_grey_batch());
+        push(t.take_grey_batch());
     }
 }

@@ -58,6 +58,17 @@
 //! concurrent marker's turn: a loom test runs a worker that marks part of a batch and hands the
 //! rest back through it against a collector's check, and the check never passes while a task is
 //! left.
+//!
+//! # Sleeping for work
+//!
+//! A background worker that finds nothing to take sleeps ([`MarkWork::wait_for_batch`]) until a
+//! push wakes it ([`push_and_wake`], one sleeper per batch), a failed termination check's
+//! reopening finds batches queued ([`wake_all_if_queued`]), or marking ends
+//! ([`MarkWork::wake_waiting`]). Its own hand-back at the end of a slice wakes nobody
+//! ([`MarkWork::push_quietly`]): it takes a batch again at once. The loom models
+//! `loom_pushes_wake_sleeping_background_workers_one_per_batch` and
+//! `loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end` run the real functions
+//! over a lock-free queue model, where a lost wake-up is a deadlock.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -102,10 +113,19 @@ impl MarkWork {
         }
     }
 
-    /// Hand a batch of grey work over, waking a background worker asleep for want of one.
+    /// Hand a batch of grey work over, waking a background worker asleep for want of one
+    /// ([`push_and_wake`]).
     pub(crate) fn push(&self, b: GreyBatch) {
+        push_and_wake(self, &self.waiting, &self.idle, b);
+    }
+
+    /// [`MarkWork::push`] without the wake-up: for a background worker's hand-back at the end
+    /// of a slice, which it takes again at once (waking another worker then, at every slice,
+    /// cost the pusher a wake-up system call and the sleeper a turn that finds nothing). A
+    /// worker that goes on to pause with work queued wakes a sleeper first
+    /// ([`MarkWork::wake_if_queued`]).
+    pub(crate) fn push_quietly(&self, b: GreyBatch) {
         self.queue.push(b);
-        wake_for_batch(&self.waiting, &self.idle);
     }
 
     /// Take a batch; the caller must be counted busy (see [`MarkWork::enter`]).
@@ -144,6 +164,7 @@ impl MarkWork {
     /// ([`hand_back_and_leave`], the order the loom model checks).
     pub(crate) fn hand_back_batch_and_leave(&self, b: GreyBatch) {
         hand_back_and_leave(&self.busy, self, Some(b));
+        self.wake_if_queued();
     }
 
     /// Markers counted busy.
@@ -171,10 +192,18 @@ impl MarkWork {
         self.closed.load(Ordering::Relaxed)
     }
 
-    /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]),
-    /// waking those that slept because the queue was closed.
+    /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]). Those
+    /// that slept because the queue was closed are woken by [`MarkWork::wake_if_queued`],
+    /// after the pause (the wake-up takes the sleepers' lock, which a helper the pause does not
+    /// stop may hold).
     pub(crate) fn reopen(&self) {
-        reopen(&self.closed, self, &self.waiting, &self.idle);
+        self.closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Wake every background worker asleep for want of work if batches are queued (see
+    /// [`wake_all_if_queued`]).
+    pub(crate) fn wake_if_queued(&self) {
+        wake_all_if_queued(self, &self.waiting, &self.idle);
     }
 
     /// A background worker that took nothing ([`MarkWork::take_concurrent`] returned `None`):
@@ -183,14 +212,17 @@ impl MarkWork {
     /// a poll: every way work reaches the queue wakes a sleeper). See [`wait_for_batch`].
     pub(crate) fn wait_for_batch(&self, timeout: Duration, marking: impl Fn() -> bool) {
         wait_for_batch(&self.waiting, &self.idle, timeout, || {
-            !marking() || (!self.closed.load(Ordering::SeqCst) && !self.queue.is_empty())
+            !marking() || may_take(&self.closed, self)
         });
     }
 
     /// Wake every background worker asleep in [`MarkWork::wait_for_batch`]: their mark phase
-    /// is over (called after `MarkState::marking` is cleared).
+    /// is over (called after `MarkState::marking` is cleared, once the pause has ended).
     pub(crate) fn wake_waiting(&self) {
-        self.idle.wake_all();
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.idle.wake_all();
+        }
     }
 
     /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
@@ -220,8 +252,9 @@ pub(crate) trait BatchQueue {
 
 impl BatchQueue for MarkWork {
     type Batch = GreyBatch;
+    /// The queue's own push: [`push_and_wake`] wakes around it.
     fn push(&self, b: GreyBatch) {
-        MarkWork::push(self, b)
+        self.queue.push(b)
     }
     fn pop(&self) -> Option<GreyBatch> {
         MarkWork::pop(self)
@@ -332,12 +365,13 @@ pub(crate) fn idle_and_empty<Q: BatchQueue>(
 /// [`MarkWork::wait_for_batch`] on any waiter count and monitor (generic for the loom test):
 /// count the caller waiting, then, under the monitor's lock, sleep unless `ready` (work to
 /// take, or no longer wanted). The count is raised before `ready` reads the queue, with a
-/// `SeqCst` fence between them, as [`wake_for_batch`] puts one between its push and its read
+/// `SeqCst` fence between them, as [`push_and_wake`] puts one between its push and its read
 /// of the count (the store-fence-load pattern again): either the pusher sees the caller
 /// counted, and then wakes it under the lock, which it can take only once the caller sleeps
-/// or before the caller checked; or the caller's `ready` sees the batch. A change that
-/// `ready` reads (the end of marking) is made before a [`Monitor::wake_all`], which takes the
-/// lock: the same holds.
+/// or before the caller checked; or the caller's `ready` sees the batch. The other changes
+/// `ready` reads are announced the same way: the end of marking ([`MarkWork::wake_waiting`]:
+/// the store of `marking`, a fence, the read of the count) and a reopened queue
+/// ([`wake_all_if_queued`]).
 pub(crate) fn wait_for_batch(
     waiting: &AtomicUsize,
     idle: &Monitor,
@@ -355,28 +389,35 @@ pub(crate) fn wait_for_batch(
     waiting.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// After a push to the queue: wake one worker of [`wait_for_batch`] if any is counted (one
-/// batch is work for one; a worker that finishes it looks at the queue again before it
-/// sleeps). One `SeqCst` fence and a load when none is: nothing more on the push path of
-/// stop-the-world marking, where nobody waits this way.
-pub(crate) fn wake_for_batch(waiting: &AtomicUsize, idle: &Monitor) {
+/// Whether a worker of [`take_concurrent`] could take a batch now: the queue is open and not
+/// empty (what [`wait_for_batch`]'s sleepers wait for, besides the end of marking).
+pub(crate) fn may_take<Q: BatchQueue>(closed: &AtomicBool, q: &Q) -> bool {
+    !closed.load(Ordering::SeqCst) && !q.is_empty()
+}
+
+/// [`MarkWork::push`] on any queue: push `b`, then wake one worker of [`wait_for_batch`] if
+/// any is counted (one batch is work for one; a worker that finishes it looks at the queue
+/// again before it sleeps). One `SeqCst` fence and a load when none is: nothing more on the
+/// push path of stop-the-world marking, where nobody waits this way.
+pub(crate) fn push_and_wake<Q: BatchQueue>(
+    q: &Q,
+    waiting: &AtomicUsize,
+    idle: &Monitor,
+    b: Q::Batch,
+) {
+    q.push(b);
     fence(Ordering::SeqCst);
     if waiting.load(Ordering::Relaxed) > 0 {
         idle.wake_one();
     }
 }
 
-/// [`MarkWork::reopen`] on any queue: clear `closed`, then, if batches are queued, wake every
-/// worker of [`wait_for_batch`] (those that found the queue closed slept with work in it). The
-/// fence orders the store before the read of the count, against the sleeper's increment
-/// before its read of `closed`.
-pub(crate) fn reopen<Q: BatchQueue>(
-    closed: &AtomicBool,
-    q: &Q,
-    waiting: &AtomicUsize,
-    idle: &Monitor,
-) {
-    closed.store(false, Ordering::SeqCst);
+/// [`MarkWork::wake_if_queued`] on any queue: after the queue was reopened
+/// ([`MarkWork::reopen`] clears `closed`), if batches are queued, wake every worker of
+/// [`wait_for_batch`] (those that found the queue closed slept with work in it). The fence
+/// orders the caller's store of `closed` before its read of the count, against the sleeper's
+/// increment before its read of `closed`.
+pub(crate) fn wake_all_if_queued<Q: BatchQueue>(q: &Q, waiting: &AtomicUsize, idle: &Monitor) {
     if !q.is_empty() {
         fence(Ordering::SeqCst);
         if waiting.load(Ordering::Relaxed) > 0 {
@@ -500,103 +541,124 @@ mod loom_tests {
         });
     }
 
-    /// A background worker that sleeps for want of work ([`wait_for_batch`]) is woken by what
-    /// makes work takeable or ends its phase: a batch pushed while the queue is closed for a
-    /// termination check, the queue's reopening, and the end of marking. The collector closes
-    /// the queue, pushes one batch (waking a sleeper, which finds the queue closed), reopens
-    /// it, then attempts termination until it passes, and ends marking. In every interleaving
-    /// the worker takes the batch and returns (loom's waits have no timeout, so a lost wake-up
-    /// is a deadlock: without the wake in `reopen`, the worker sleeps with the batch queued
-    /// and the collector's attempts never pass).
+    /// A lock-free queue of at most two batches (a batch is a nonzero number), so that the
+    /// models of the sleeping workers see the ordering the real queue gives (a push's
+    /// `Release`, a pop's `Acquire`), not a mutex's, and so depend on the `SeqCst` fences of
+    /// [`push_and_wake`] and [`wait_for_batch`].
+    #[derive(Default)]
+    struct Slots([loom::sync::atomic::AtomicU32; 2]);
+
+    impl BatchQueue for Slots {
+        type Batch = u32;
+        fn push(&self, b: u32) {
+            let free = self.0.iter().find(|s| {
+                s.compare_exchange(0, b, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+            });
+            assert!(free.is_some(), "more than two batches queued");
+        }
+        fn pop(&self) -> Option<u32> {
+            self.0.iter().find_map(|s| {
+                (s.load(Ordering::Acquire) != 0)
+                    .then(|| s.swap(0, Ordering::Acquire))
+                    .filter(|&b| b != 0)
+            })
+        }
+        fn is_empty(&self) -> bool {
+            self.0.iter().all(|s| s.load(Ordering::Acquire) == 0)
+        }
+    }
+
+    /// What a background worker shares: the queue, the termination count and flag, the
+    /// sleepers' count and monitor, and whether marking is on.
+    #[derive(Default)]
+    struct Sleepers {
+        q: Slots,
+        busy: AtomicUsize,
+        closed: AtomicBool,
+        stopped: AtomicBool,
+        waiting: AtomicUsize,
+        idle: Monitor,
+    }
+
+    impl Sleepers {
+        /// A background worker's loop (`workers::background_worker`): take a batch and count
+        /// it, or sleep for want of one, until marking ends or it has taken `quota` batches.
+        fn worker(&self, quota: u32) -> u32 {
+            let mut taken = 0;
+            while !self.stopped.load(Ordering::SeqCst) && taken < quota {
+                if take_concurrent(&self.busy, &self.closed, &self.q).is_some() {
+                    taken += 1;
+                    hand_back_and_leave(&self.busy, &self.q, None);
+                    continue;
+                }
+                wait_for_batch(&self.waiting, &self.idle, Duration::from_millis(10), || {
+                    self.stopped.load(Ordering::SeqCst) || may_take(&self.closed, &self.q)
+                });
+            }
+            taken
+        }
+    }
+
+    /// A background worker asleep for want of work ([`wait_for_batch`]) is woken by what makes
+    /// work takeable or ends its phase: a batch pushed while a termination check has the queue
+    /// closed (the sleeper wakes, finds it closed and sleeps again), the wake-up after the
+    /// failed check, and the end of marking. The collector closes the queue, pushes a batch,
+    /// reopens the queue and wakes the sleepers as after a failed attempt, then attempts
+    /// termination until it passes, and ends marking. In every interleaving the worker takes
+    /// the batch and returns (loom's waits have no timeout, so a lost wake-up is a deadlock or
+    /// a collector spinning forever: without the wake-up after the check, the worker sleeps
+    /// with the batch queued).
     #[test]
     fn loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end() {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
-            let q = Arc::new(ModelQueue::default());
-            let busy = Arc::new(AtomicUsize::new(0));
-            let closed = Arc::new(AtomicBool::new(false));
-            let marking = Arc::new(AtomicBool::new(true));
-            let waiting = Arc::new(AtomicUsize::new(0));
-            let idle = Arc::new(Monitor::default());
+            let s = Arc::new(Sleepers::default());
             let worker = {
-                let (q, busy, closed, marking, waiting, idle) = (
-                    q.clone(),
-                    busy.clone(),
-                    closed.clone(),
-                    marking.clone(),
-                    waiting.clone(),
-                    idle.clone(),
-                );
-                loom::thread::spawn(move || {
-                    let mut taken = 0;
-                    while marking.load(Ordering::SeqCst) {
-                        if let Some(b) = take_concurrent(&busy, &closed, &*q) {
-                            taken += b.len();
-                            hand_back_and_leave(&busy, &*q, None);
-                            continue;
-                        }
-                        wait_for_batch(&waiting, &idle, Duration::from_millis(10), || {
-                            !marking.load(Ordering::SeqCst)
-                                || (!closed.load(Ordering::SeqCst) && !q.is_empty())
-                        });
-                    }
-                    taken
-                })
+                let s = s.clone();
+                loom::thread::spawn(move || s.worker(u32::MAX))
             };
-            closed.store(true, Ordering::SeqCst);
-            q.push(vec![0]);
-            wake_for_batch(&waiting, &idle);
-            reopen(&closed, &*q, &waiting, &idle);
-            while !idle_and_empty(&busy, &closed, &*q) {
-                reopen(&closed, &*q, &waiting, &idle);
+            s.closed.store(true, Ordering::SeqCst);
+            push_and_wake(&s.q, &s.waiting, &s.idle, 1);
+            s.closed.store(false, Ordering::SeqCst);
+            wake_all_if_queued(&s.q, &s.waiting, &s.idle);
+            // Each failed attempt reopens the queue and wakes the sleepers, as
+            // `gc::cycle::concurrent_mark` does after the retry's pause.
+            while !idle_and_empty(&s.busy, &s.closed, &s.q) {
+                s.closed.store(false, Ordering::SeqCst);
+                wake_all_if_queued(&s.q, &s.waiting, &s.idle);
                 loom::thread::yield_now();
             }
-            marking.store(false, Ordering::SeqCst);
-            idle.wake_all();
+            s.stopped.store(true, Ordering::SeqCst);
+            s.idle.wake_all();
             assert_eq!(worker.join().unwrap(), 1, "the batch was lost");
         });
     }
 
-    /// A push alone wakes a worker asleep on the open queue: the worker returns once it took
-    /// one batch, and nothing else wakes it (a lost wake-up is a deadlock). The model above
-    /// cannot see this one: there the collector's attempts reopen the queue and wake it.
+    /// Pushes alone wake workers asleep on the open queue, one per batch: two workers each
+    /// return once they took one batch, and nothing else wakes them (a lost wake-up is a
+    /// deadlock). The queue's ordering is `Release`/`Acquire` only, so the check rests on the
+    /// fences: without the one in [`push_and_wake`] or the one in [`wait_for_batch`], a push
+    /// can read no sleeper while the sleeper reads an empty queue.
     #[test]
-    fn loom_a_push_wakes_a_sleeping_background_worker() {
+    fn loom_pushes_wake_sleeping_background_workers_one_per_batch() {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(2);
         b.check(|| {
-            let q = Arc::new(ModelQueue::default());
-            let (busy, closed) = (
-                Arc::new(AtomicUsize::new(0)),
-                Arc::new(AtomicBool::new(false)),
-            );
-            let waiting = Arc::new(AtomicUsize::new(0));
-            let idle = Arc::new(Monitor::default());
-            let worker = {
-                let (q, busy, closed, waiting, idle) = (
-                    q.clone(),
-                    busy.clone(),
-                    closed.clone(),
-                    waiting.clone(),
-                    idle.clone(),
-                );
-                loom::thread::spawn(move || {
-                    loop {
-                        if take_concurrent(&busy, &closed, &*q).is_some() {
-                            hand_back_and_leave(&busy, &*q, None);
-                            return;
-                        }
-                        wait_for_batch(&waiting, &idle, Duration::from_millis(10), || {
-                            !q.is_empty()
-                        });
-                    }
+            let s = Arc::new(Sleepers::default());
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || s.worker(1))
                 })
-            };
-            q.push(vec![0]);
-            wake_for_batch(&waiting, &idle);
-            worker.join().unwrap();
-            assert!(q.is_empty());
+                .collect();
+            push_and_wake(&s.q, &s.waiting, &s.idle, 1);
+            push_and_wake(&s.q, &s.waiting, &s.idle, 2);
+            for w in workers {
+                assert_eq!(w.join().unwrap(), 1);
+            }
+            assert!(s.q.is_empty());
         });
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gc::heap::Shared;
-use crate::gc::mark::roots::hand_over;
+use crate::gc::mark::roots::{hand_over, hand_over_quietly};
 use crate::gc::mark::tracer::{Marking, Tracer};
 use crate::gc::mark::work::run_stw_worker;
 use crate::pacer::controller::WORK_UNIT_BYTES;
@@ -133,9 +133,10 @@ fn background_worker(h: &Shared, share: f64) {
         // Counted busy, unless the collector is checking for termination (`MarkWork::
         // take_concurrent`: this worker runs through stops).
         let Some(b) = h.mark.work.take_concurrent() else {
-            // Asleep until a marker, a mutator or the collector pushes a batch, or marking
-            // ends (Go parks a worker that finds no work; polling the queue instead cost each
-            // helper about a tenth of a CPU through every wait for a blocked scope).
+            // Asleep until a marker, a mutator or the collector pushes a batch, a termination
+            // check that closed the queue fails, or marking ends (Go parks a worker that
+            // finds no work; polling the queue instead cost each helper about a tenth of a
+            // CPU through every wait for a blocked scope).
             h.mark.work.wait_for_batch(WAIT_FOR_WORK_MAX, || {
                 h.mark.marking.load(Ordering::Acquire)
                     && h.mark.cycle.load(Ordering::Relaxed) == cycle
@@ -153,7 +154,7 @@ fn background_worker(h: &Shared, share: f64) {
         }
         t.push_grey_batch(b);
         background_slice(h, &mut t);
-        hand_over(h, &mut t);
+        hand_over_quietly(h, &mut t);
         h.mark.work.leave_handed_over(&t);
         if let Some(cpu) = lap.lap() {
             pace.after(h, cpu);
@@ -349,6 +350,8 @@ impl Pace {
         }
         let ahead = self.busy.saturating_sub(self.allowed());
         if !ahead.is_zero() {
+            // What this worker handed back at the end of its slice is left to the others.
+            h.mark.work.wake_if_queued();
             std::thread::sleep(ahead.div_f64(self.share).min(Duration::from_millis(2)));
         }
     }
@@ -472,6 +475,7 @@ mod tests {
                 std::thread::sleep(MS);
             }
             h.mark.marking.store(false, Ordering::Release);
+            h.mark.work.wake_waiting();
             worker.join().unwrap();
         });
         assert_eq!(objects() - before.0, NODES, "every node marked once");

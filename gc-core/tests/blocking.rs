@@ -683,7 +683,9 @@ fn mark_helpers_wait_for_work_without_polling() {
             "verify {verify}: the collector and three helpers used {used:.4} CPU-s in \
              {wall:.3} s of a mark phase with no work"
         );
-        // (Not vacuous: the helpers run. Linux names threads by their first 15 bytes.)
+        // (Not vacuous: the helpers run. Linux names threads by their first 15 bytes. On a
+        // machine with 6 or more CPUs other tests' heaps have helpers too, so there this only
+        // shows that helpers can be spawned.)
         let helpers = std::fs::read_dir("/proc/self/task")
             .map(|tasks| {
                 tasks

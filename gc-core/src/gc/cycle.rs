@@ -516,7 +516,7 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         }
         world.end_pause(cycle, Phase::MarkTerminationRetry);
         // Helpers that found the queue closed during the check sleep with work queued.
-        h.mark.work.wake_if_queued();
+        h.mark.work.wake_all_if_queued();
         // The pause books its own time (wall × CPUs): the lap starts again after it.
         lap.finish();
     }

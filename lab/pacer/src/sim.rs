@@ -581,3 +581,59 @@ pub fn csv(run: &Run) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    /// A memory limit lowered while the program runs moves the scavenger's goal under the
+    /// limit at once, as `Heap::set_memory_limit` does, not at the next cycle's end: with the
+    /// heap well under the new limit, the mapping first drops to the limit (the synchronous
+    /// release) and then, at the scavenger's rate, below it towards 95% of it. (With the goal
+    /// left at 95% of the old limit, the mapping would stay at the new limit until a cycle
+    /// ended. The whole-run tests cannot see this: a cycle ends soon after any change.)
+    #[test]
+    fn a_lowered_limit_moves_the_scavengers_goal_at_once() {
+        let s = Scenario::from_toml(
+            "gogc = \"off\"\nmemory_limit = \"steps(512MiB, 5s:256MiB)\"\n[workload]\nlive = 64",
+        )
+        .unwrap();
+        let mut sim = Sim::new(&s);
+        sim.tau = 1.0;
+        sim.settings();
+        sim.heap_live = 100.0 * MIB;
+        sim.mapped = 400.0 * MIB;
+        // As a cycle under the first limit leaves them (GOGC off: no retained-heap goal).
+        sim.scav_goals = (f64::INFINITY, (512 * 1024 * 1024 / 100 * 95) as f64);
+        sim.memory_step(0.1);
+        assert_eq!(
+            sim.mapped,
+            400.0 * MIB,
+            "nothing to give back under 512 MiB"
+        );
+        sim.tau = 6.0;
+        sim.settings();
+        assert_eq!(sim.limit, Some(256 * 1024 * 1024));
+        sim.memory_step(0.1);
+        let limit = 256.0 * MIB;
+        assert!(
+            sim.mapped < limit - 0.1 * s.scavenge_rate * 0.99,
+            "mapped {:.1} MiB a tenth of a second after the limit fell to 256 MiB",
+            sim.mapped / MIB
+        );
+        assert!(
+            sim.mapped >= 0.95 * limit - MIB,
+            "below the scavenger's goal"
+        );
+        for _ in 0..20 {
+            sim.memory_step(0.1);
+        }
+        assert!(
+            (sim.mapped - (256 * 1024 * 1024 / 100 * 95) as f64).abs() < 1.0,
+            "the scavenger stops at 95% of the new limit: {:.2} MiB",
+            sim.mapped / MIB
+        );
+    }
+}

@@ -63,9 +63,12 @@
 //!
 //! A background worker that finds nothing to take sleeps ([`MarkWork::wait_for_batch`]) until a
 //! push wakes it ([`push_and_wake`], one sleeper per batch), a failed termination check's
-//! reopening finds batches queued ([`wake_all_if_queued`]), or marking ends
-//! ([`MarkWork::wake_waiting`]). Its own hand-back at the end of a slice wakes nobody
-//! ([`MarkWork::push_quietly`]): it takes a batch again at once. The loom models
+//! reopening finds batches queued ([`MarkWork::wake_all_if_queued`], after the pause), a worker
+//! about to pause for its CPU share or leaving an ended cycle has left batches queued
+//! ([`MarkWork::wake_one_if_queued`]), or marking ends ([`MarkWork::wake_waiting`], after the
+//! pause). Its own hand-back at the end of a slice wakes nobody ([`MarkWork::push_quietly`]):
+//! it takes a batch again at once. (The queue's own [`BatchQueue::push`] wakes nobody either:
+//! generic code that pushes must wake as [`push_and_wake`] does.) The loom models
 //! `loom_pushes_wake_sleeping_background_workers_one_per_batch` and
 //! `loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end` run the real functions
 //! over a lock-free queue model, where a lost wake-up is a deadlock.
@@ -123,7 +126,7 @@ impl MarkWork {
     /// of a slice, which it takes again at once (waking another worker then, at every slice,
     /// cost the pusher a wake-up system call and the sleeper a turn that finds nothing). A
     /// worker that goes on to pause with work queued wakes a sleeper first
-    /// ([`MarkWork::wake_if_queued`]).
+    /// ([`MarkWork::wake_one_if_queued`]).
     pub(crate) fn push_quietly(&self, b: GreyBatch) {
         self.queue.push(b);
     }
@@ -164,7 +167,7 @@ impl MarkWork {
     /// ([`hand_back_and_leave`], the order the loom model checks).
     pub(crate) fn hand_back_batch_and_leave(&self, b: GreyBatch) {
         hand_back_and_leave(&self.busy, self, Some(b));
-        self.wake_if_queued();
+        self.wake_one_if_queued();
     }
 
     /// Markers counted busy.
@@ -193,23 +196,32 @@ impl MarkWork {
     }
 
     /// Let background workers take batches again (after [`MarkWork::idle_and_empty`]). Those
-    /// that slept because the queue was closed are woken by [`MarkWork::wake_if_queued`],
+    /// that slept because the queue was closed are woken by [`MarkWork::wake_all_if_queued`],
     /// after the pause (the wake-up takes the sleepers' lock, which a helper the pause does not
     /// stop may hold).
     pub(crate) fn reopen(&self) {
         self.closed.store(false, Ordering::SeqCst);
     }
 
-    /// Wake every background worker asleep for want of work if batches are queued (see
-    /// [`wake_all_if_queued`]).
-    pub(crate) fn wake_if_queued(&self) {
-        wake_all_if_queued(self, &self.waiting, &self.idle);
+    /// Wake every background worker asleep for want of work if batches are queued: after a
+    /// failed termination check, which may have left several (see [`wake_if_queued`]).
+    pub(crate) fn wake_all_if_queued(&self) {
+        wake_if_queued(self, &self.waiting, &self.idle, true);
+    }
+
+    /// Wake one background worker asleep for want of work if batches are queued: the caller
+    /// handed back what it will not mark itself (a worker about to pause, or leaving a cycle
+    /// that has ended).
+    pub(crate) fn wake_one_if_queued(&self) {
+        wake_if_queued(self, &self.waiting, &self.idle, false);
     }
 
     /// A background worker that took nothing ([`MarkWork::take_concurrent`] returned `None`):
-    /// sleep until a batch is pushed, the queue reopens, the caller's mark phase is over
-    /// ([`MarkWork::wake_waiting`]; `marking` reads false), or `timeout` passes (a bound, not
-    /// a poll: every way work reaches the queue wakes a sleeper). See [`wait_for_batch`].
+    /// sleep until a batch is pushed by anyone but a worker that takes one again at once
+    /// ([`MarkWork::push_quietly`]), a failed termination check reopens the queue with batches
+    /// in it, a worker pauses or leaves with batches queued, the caller's mark phase is over
+    /// ([`MarkWork::wake_waiting`]; `marking` reads false), or `timeout` passes (a bound for a
+    /// missed wake-up, not a poll). See [`wait_for_batch`].
     pub(crate) fn wait_for_batch(&self, timeout: Duration, marking: impl Fn() -> bool) {
         wait_for_batch(&self.waiting, &self.idle, timeout, || {
             !marking() || may_take(&self.closed, self)
@@ -219,10 +231,7 @@ impl MarkWork {
     /// Wake every background worker asleep in [`MarkWork::wait_for_batch`]: their mark phase
     /// is over (called after `MarkState::marking` is cleared, once the pause has ended).
     pub(crate) fn wake_waiting(&self) {
-        fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) > 0 {
-            self.idle.wake_all();
-        }
+        wake_all_waiting(&self.waiting, &self.idle);
     }
 
     /// Count `n` stop-the-world workers busy before they start (each leaves when it returns).
@@ -371,7 +380,7 @@ pub(crate) fn idle_and_empty<Q: BatchQueue>(
 /// or before the caller checked; or the caller's `ready` sees the batch. The other changes
 /// `ready` reads are announced the same way: the end of marking ([`MarkWork::wake_waiting`]:
 /// the store of `marking`, a fence, the read of the count) and a reopened queue
-/// ([`wake_all_if_queued`]).
+/// ([`wake_if_queued`]).
 pub(crate) fn wait_for_batch(
     waiting: &AtomicUsize,
     idle: &Monitor,
@@ -412,17 +421,36 @@ pub(crate) fn push_and_wake<Q: BatchQueue>(
     }
 }
 
-/// [`MarkWork::wake_if_queued`] on any queue: after the queue was reopened
-/// ([`MarkWork::reopen`] clears `closed`), if batches are queued, wake every worker of
-/// [`wait_for_batch`] (those that found the queue closed slept with work in it). The fence
-/// orders the caller's store of `closed` before its read of the count, against the sleeper's
-/// increment before its read of `closed`.
-pub(crate) fn wake_all_if_queued<Q: BatchQueue>(q: &Q, waiting: &AtomicUsize, idle: &Monitor) {
+/// [`MarkWork::wake_all_if_queued`] and [`MarkWork::wake_one_if_queued`] on any queue: if
+/// batches are queued, wake every worker of [`wait_for_batch`] (`all`) or one. After a failed
+/// termination check the caller has just reopened the queue (cleared `closed`): the fence
+/// orders that store before the read of the count, against the sleeper's increment before its
+/// read of `closed`; after a quiet hand-back ([`MarkWork::push_quietly`]) it orders the push
+/// before the read, as in [`push_and_wake`].
+pub(crate) fn wake_if_queued<Q: BatchQueue>(
+    q: &Q,
+    waiting: &AtomicUsize,
+    idle: &Monitor,
+    all: bool,
+) {
     if !q.is_empty() {
         fence(Ordering::SeqCst);
         if waiting.load(Ordering::Relaxed) > 0 {
-            idle.wake_all();
+            if all {
+                idle.wake_all();
+            } else {
+                idle.wake_one();
+            }
         }
+    }
+}
+
+/// [`MarkWork::wake_waiting`] on any count and monitor: after the store that ends marking (which
+/// the sleepers' `ready` reads), a fence, then wake every sleeper if any is counted.
+pub(crate) fn wake_all_waiting(waiting: &AtomicUsize, idle: &Monitor) {
+    fence(Ordering::SeqCst);
+    if waiting.load(Ordering::Relaxed) > 0 {
+        idle.wake_all();
     }
 }
 
@@ -622,16 +650,16 @@ mod loom_tests {
             s.closed.store(true, Ordering::SeqCst);
             push_and_wake(&s.q, &s.waiting, &s.idle, 1);
             s.closed.store(false, Ordering::SeqCst);
-            wake_all_if_queued(&s.q, &s.waiting, &s.idle);
+            wake_if_queued(&s.q, &s.waiting, &s.idle, true);
             // Each failed attempt reopens the queue and wakes the sleepers, as
             // `gc::cycle::concurrent_mark` does after the retry's pause.
             while !idle_and_empty(&s.busy, &s.closed, &s.q) {
                 s.closed.store(false, Ordering::SeqCst);
-                wake_all_if_queued(&s.q, &s.waiting, &s.idle);
+                wake_if_queued(&s.q, &s.waiting, &s.idle, true);
                 loom::thread::yield_now();
             }
             s.stopped.store(true, Ordering::SeqCst);
-            s.idle.wake_all();
+            wake_all_waiting(&s.waiting, &s.idle);
             assert_eq!(worker.join().unwrap(), 1, "the batch was lost");
         });
     }
@@ -658,6 +686,31 @@ mod loom_tests {
             for w in workers {
                 assert_eq!(w.join().unwrap(), 1);
             }
+            assert!(s.q.is_empty());
+        });
+    }
+
+    /// A worker's quiet hand-back ([`MarkWork::push_quietly`]: the queue's own push) wakes
+    /// nobody, so a worker that pauses after it instead of taking a batch again wakes a sleeper
+    /// first (`workers::Pace::after`, through [`wake_if_queued`]): the sleeper takes the batch
+    /// (without that wake-up, or its fence, it sleeps forever in some interleaving).
+    #[test]
+    fn loom_a_worker_that_pauses_after_a_quiet_hand_back_wakes_a_sleeper() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let s = Arc::new(Sleepers::default());
+            let sleeper = {
+                let s = s.clone();
+                loom::thread::spawn(move || s.worker(1))
+            };
+            // The pausing worker, counted busy with a batch it took earlier: it hands the
+            // rest back quietly, leaves, and wakes a sleeper before its pause.
+            s.busy.fetch_add(1, Ordering::SeqCst);
+            s.q.push(7);
+            hand_back_and_leave(&s.busy, &s.q, None);
+            wake_if_queued(&s.q, &s.waiting, &s.idle, false);
+            assert_eq!(sleeper.join().unwrap(), 1);
             assert!(s.q.is_empty());
         });
     }

@@ -165,8 +165,7 @@ fn background_worker(h: &Shared, share: f64) {
 }
 
 /// The longest a background worker sleeps for want of work before it looks at the queue again
-/// (a bound in case of a missed wake-up; every push wakes a sleeper, and the end of marking
-/// wakes them all).
+/// (a bound in case of a missed wake-up: see `MarkWork::wait_for_batch` for what wakes it).
 const WAIT_FOR_WORK_MAX: Duration = Duration::from_millis(10);
 
 /// A concurrent marker holding more grey objects than this offers half of them when the queue
@@ -351,7 +350,7 @@ impl Pace {
         let ahead = self.busy.saturating_sub(self.allowed());
         if !ahead.is_zero() {
             // What this worker handed back at the end of its slice is left to the others.
-            h.mark.work.wake_if_queued();
+            h.mark.work.wake_one_if_queued();
             std::thread::sleep(ahead.div_f64(self.share).min(Duration::from_millis(2)));
         }
     }

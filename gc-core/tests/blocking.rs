@@ -666,22 +666,29 @@ fn mark_helpers_wait_for_work_without_polling() {
         let mut b = mutator(&heap);
         wait_for_marking(&mut b);
         // The helpers have had their first look at the queue, and the collector waits for the
-        // scope, looking every 2 ms.
+        // scope, looking every 2 ms. The collector threads' CPU over windows of 0.3 s: polling
+        // took about 0.3 of each window's wall time; asleep, about 0.012 (release) or 0.02
+        // (debug), most of it the collector looking at the blocked scope. The least of up to
+        // three windows is judged, so that a moment of load on the machine does not count.
         std::thread::sleep(Duration::from_millis(20));
-        let since = collector_cpu(&heap);
-        std::thread::sleep(Duration::from_millis(400));
-        let (cpu, now) = collector_cpu(&heap);
-        let (used, wall) = (cpu - since.0, (now - since.1).as_secs_f64());
+        let mut least = f64::INFINITY;
+        for _ in 0..3 {
+            let since = collector_cpu(&heap);
+            std::thread::sleep(Duration::from_millis(300));
+            let (cpu, now) = collector_cpu(&heap);
+            least = least.min((cpu - since.0) / (now - since.1).as_secs_f64());
+            if least < 0.1 {
+                break;
+            }
+        }
         assert!(
             b.mutate(|mc, _| mc.debug_marking()),
             "marking ended while a scope blocked across STW 1 was open"
         );
-        // Polling: about 0.32 of the wall time; asleep: about 0.012, most of it the collector
-        // looking at the blocked scope every 2 ms.
         assert!(
-            used < 0.05 * wall,
-            "verify {verify}: the collector and three helpers used {used:.4} CPU-s in \
-             {wall:.3} s of a mark phase with no work"
+            least < 0.1,
+            "verify {verify}: the collector and three helpers used {least:.3} of the wall time \
+             in a mark phase with no work"
         );
         // (Not vacuous: the helpers run. Linux names threads by their first 15 bytes. On a
         // machine with 6 or more CPUs other tests' heaps have helpers too, so there this only

@@ -100,7 +100,9 @@ fn move_between_heap_objects_then_delete_the_original_in(verify: bool, span: boo
     let cycles0 = heap.stats().gc_cycles;
     let mut next_id = 0u64;
     let mut during_mark = 0usize;
-    while start.elapsed() < run_for() {
+    // At least five cycles, however slow the build or loaded the machine.
+    while start.elapsed() < run_for() || heap.stats().gc_cycles - cycles0 < 5 {
+        assert!(start.elapsed() < Duration::from_secs(120), "cycles stalled");
         // A fresh object reachable only from `from[i]` (white if this scope ran between
         // cycles)...
         m.mutate(|mc, r| fill_fresh(mc, r.from, &mut next_id));
@@ -181,7 +183,9 @@ fn noscan_objects_moved_between_arrays_survive_in(verify: bool, span: bool) {
     let cycles0 = heap.stats().gc_cycles;
     let mut next_id = 0u64;
     let mut during_mark = 0usize;
-    while start.elapsed() < run_for() {
+    // At least five cycles, however slow the build or loaded the machine.
+    while start.elapsed() < run_for() || heap.stats().gc_cycles - cycles0 < 5 {
+        assert!(start.elapsed() < Duration::from_secs(120), "cycles stalled");
         m.mutate(|mc, r| {
             for i in 0..LEN {
                 r.from.set(mc, i, Some(leaf(mc, next_id)));
@@ -827,8 +831,15 @@ fn phase_records_cover_every_cycle() {
         let heap = heap.clone();
         std::thread::spawn(move || {
             let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
-            m.mutate(|_, _| {
+            m.mutate(|mc, _| {
                 ready_tx.send(()).unwrap();
+                // Held 30 ms past the stop's request (not past the message: the collector may
+                // be slow to ask on a loaded machine), so the stop waits at least that long.
+                let t = Instant::now();
+                while !mc.should_yield() {
+                    assert!(t.elapsed() < Duration::from_secs(20), "no stop requested");
+                    std::hint::spin_loop();
+                }
                 std::thread::sleep(Duration::from_millis(30));
             });
         })

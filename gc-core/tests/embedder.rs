@@ -484,8 +484,11 @@ fn a_live_heap_cap_without_a_reachable_goal_runs_cycles() {
         .unwrap();
         let mut m: Mutator<Chunks> = heap.mutator(|mc| GcCell::new(Some(GcVec::new(mc))));
         let mut highest = 0;
-        // 64 MiB of garbage in scopes of 256 KiB.
-        for _ in 0..256 {
+        // 64 MiB of garbage in scopes of 256 KiB, and on (up to four times that) until three
+        // cycles ran: a collector thread kept off a loaded machine's CPUs starts cycles late.
+        let mut scopes = 0;
+        while scopes < 256 || (heap.stats().gc_cycles < 3 && scopes < 1024) {
+            scopes += 1;
             m.mutate(|mc, _| {
                 for _ in 0..256 {
                     GcBytes::new(mc, &[5; 1000]);

@@ -437,15 +437,15 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             &mut rng,
             &what,
         );
-        // Scopes that only read are not held.
-        let t = Instant::now();
+        // Scopes that only read are not held (a held scope is a counted wait).
+        let before = heap.stats().late_start_waits;
         for _ in 0..20 {
             reader.mutate(|_, _| ());
         }
-        assert!(
-            t.elapsed() < Duration::from_millis(25),
-            "verify={verify}: 20 reading scopes took {:?}",
-            t.elapsed()
+        assert_eq!(
+            heap.stats().late_start_waits,
+            before,
+            "verify={verify}: a reading scope waited for the start"
         );
         // The mutator that allocated past the bound waits at its next entry (the hook holds
         // the start, so until the wait times out).
@@ -470,14 +470,14 @@ fn a_late_cycle_start_holds_mutators_at_their_bound() {
             stats.late_start_wait - waits
         );
         // Given up for this cycle: the next scopes are not held.
-        let t = Instant::now();
+        let before = heap.stats().late_start_waits;
         for _ in 0..5 {
             churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
         }
-        assert!(
-            t.elapsed() < Duration::from_millis(45),
-            "verify={verify}: 5 scopes after a wait in vain took {:?}",
-            t.elapsed()
+        assert_eq!(
+            heap.stats().late_start_waits,
+            before,
+            "verify={verify}: a scope waited again for a start already waited for in vain"
         );
         drop(held);
         // The held cycle runs (a `collect` now would take it over as its own, forced).
@@ -540,56 +540,73 @@ fn a_mutator_held_for_a_late_start_goes_on_when_the_cycle_starts() {
         m.collect();
         let mut rng = SmallRng::seed_from_u64(11);
         let what = format!("verify={verify}");
-        let (held, _) = churn_past_the_bound_with_the_start_held(
-            &heap,
-            &mut m,
-            slots,
-            scope_bytes,
-            &mut rng,
-            &what,
-        );
-        let (waits, waited) = (heap.stats().late_start_waits, heap.stats().late_start_wait);
-        heap.debug_hold_after_cycle_begin(true);
-        // Another thread lets the start go 10 ms into the mutator's wait, then holds the
-        // cycle right after its start until the wait has ended (at most 45 ms: the wait
-        // times out after 50), then lets it go on.
-        let releaser = {
-            let heap = heap.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(10));
-                heap.debug_hold_cycle_start(false);
-                let t = Instant::now();
-                while !heap.debug_held_after_cycle_begin() {
-                    assert!(
-                        t.elapsed() < Duration::from_secs(10),
-                        "the cycle never began"
-                    );
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                let t = Instant::now();
-                while heap.stats().late_start_waits == waits
-                    && t.elapsed() < Duration::from_millis(45)
-                {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-                heap.debug_hold_after_cycle_begin(false);
-            })
-        };
-        churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
-        let joined = releaser.join();
-        heap.debug_hold_after_cycle_begin(false);
-        drop(held);
-        joined.expect("the releasing thread");
-        let stats = heap.stats();
-        assert_eq!(stats.late_start_waits, waits + 1, "{what}: one wait");
-        // (A wait is counted only once the scope found the start late and not yet made: it
-        // ended when the start woke it, or at its 50 ms timeout.)
-        let this_wait = stats.late_start_wait - waited;
+        // The situation needs the mutator to start waiting within the releaser's first 10 ms
+        // and three threads to hand over within 35 ms: a loaded machine can miss either, so
+        // it is tried up to five times, and one try that shows the property is enough (a wait
+        // that ends at its timeout, or no wait at all, shows in every try).
+        let mut tries = Vec::new();
+        for _ in 0..5 {
+            let cycles = heap.stats().gc_cycles;
+            let (held, _) = churn_past_the_bound_with_the_start_held(
+                &heap,
+                &mut m,
+                slots,
+                scope_bytes,
+                &mut rng,
+                &what,
+            );
+            let (waits, waited) = (heap.stats().late_start_waits, heap.stats().late_start_wait);
+            heap.debug_hold_after_cycle_begin(true);
+            // Another thread lets the start go 10 ms into the mutator's wait, then holds the
+            // cycle right after its start until the wait has ended (at most 45 ms: the wait
+            // times out after 50), then lets it go on.
+            let releaser = {
+                let heap = heap.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(10));
+                    heap.debug_hold_cycle_start(false);
+                    let t = Instant::now();
+                    while !heap.debug_held_after_cycle_begin() {
+                        assert!(
+                            t.elapsed() < Duration::from_secs(10),
+                            "the cycle never began"
+                        );
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    let t = Instant::now();
+                    while heap.stats().late_start_waits == waits
+                        && t.elapsed() < Duration::from_millis(45)
+                    {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    heap.debug_hold_after_cycle_begin(false);
+                })
+            };
+            churn(&mut m, slots, scope_bytes, 0, &mut rng, || {});
+            let joined = releaser.join();
+            heap.debug_hold_after_cycle_begin(false);
+            drop(held);
+            joined.expect("the releasing thread");
+            let stats = heap.stats();
+            // (A wait is counted only once the scope found the start late and not yet made:
+            // it ended when the start woke it, or at its 50 ms timeout.)
+            let (n, this_wait) = (
+                stats.late_start_waits - waits,
+                stats.late_start_wait - waited,
+            );
+            wait_for_a_cycle_after(&heap, cycles, "the held cycle");
+            check_intact(&mut m);
+            if n == 1 && this_wait < Duration::from_millis(45) {
+                tries.clear();
+                break;
+            }
+            tries.push((n, this_wait));
+        }
         assert!(
-            this_wait < Duration::from_millis(45),
-            "{what}: the wait for the start took {this_wait:?}, the start let go after 10 ms"
+            tries.is_empty(),
+            "{what}: no try had one wait that ended with the start, let go after 10 ms \
+             (waits, their time): {tries:?}"
         );
-        check_intact(&mut m);
     }
 }
 
@@ -1215,11 +1232,14 @@ fn an_idle_heap_past_its_trigger_runs_no_cycles() {
             std::hint::black_box(Gc::new(mc, [0u64; 8192]));
         }
     });
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        cycles() > before,
-        "allocation past the trigger started no cycle"
-    );
+    let t = Instant::now();
+    while cycles() == before {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "allocation past the trigger started no cycle"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // The quarter kept is intact.
     check_intact_every(&mut m, 4);
 }
@@ -1239,17 +1259,30 @@ fn a_setting_changed_during_a_cycle_starts_the_next_when_due() {
     let before = cycles();
     heap.debug_hold_marking(true);
     heap.debug_start_cycle();
-    std::thread::sleep(Duration::from_millis(50));
+    // (Until the held cycle is marking: the setting must change during it.)
+    let t = Instant::now();
+    while !m.mutate(|mc, _| mc.debug_marking()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the cycle never began"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // Under the live heap: the next cycle is due as soon as this one ends.
     heap.set_memory_limit(Some(16 * MIB));
     heap.debug_hold_marking(false);
-    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    while cycles() < before + 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{} cycles: the one held and none for the new setting",
+            cycles() - before
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // (The cycle the setting asked for may still be ending.)
+    std::thread::sleep(Duration::from_millis(100));
     let after = cycles();
-    assert!(
-        after >= before + 2,
-        "{} cycles: the one held and none for the new setting",
-        after - before
-    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         cycles() <= after + 1,

@@ -383,7 +383,7 @@ fn random_moves(verify: bool, span: bool) {
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let heap = heap.clone();
-            std::thread::spawn(move || mover(&heap, t, verify, span, run))
+            std::thread::spawn(move || mover(&heap, t, verify, span, (run, cycles0)))
         })
         .collect();
     let results = common::join_then(handles, || heap.debug_back_to_back(false));
@@ -394,7 +394,9 @@ fn random_moves(verify: bool, span: bool) {
 }
 
 /// One thread's part: returns how many scopes ran while marking.
-fn mover(heap: &Heap, seed: u64, verify: bool, span: bool, run: Duration) -> u64 {
+/// It runs for `run.0`, and on until three cycles have ended since `run.1` cycles had (a
+/// loaded machine may run fewer in that time).
+fn mover(heap: &Heap, seed: u64, verify: bool, span: bool, run: (Duration, u64)) -> u64 {
     let what = format!("verify {verify}, span marking {span}, thread {seed}");
     let drops = Arc::new(AtomicUsize::new(0));
     let mut rng = SmallRng::seed_from_u64(seed * 7919 + verify as u64 * 2 + span as u64);
@@ -406,7 +408,11 @@ fn mover(heap: &Heap, seed: u64, verify: bool, span: bool, run: Duration) -> u64
     let mut model: Vec<Vec<u64>> = vec![Vec::new(); 8];
     let (mut next, mut dropped, mut during) = (0u64, 0usize, 0u64);
     let start = Instant::now();
-    while start.elapsed() < run {
+    while start.elapsed() < run.0 || heap.stats().gc_cycles - run.1 < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{what}: cycles stalled"
+        );
         let ops: Vec<(u8, usize, usize, usize)> = (0..20)
             .map(|_| {
                 (

@@ -245,23 +245,29 @@ fn an_idle_heap_with_nothing_to_release_is_not_polled() {
 /// Dropping a heap wakes its scavenger instead of waiting for its idle wait (100 ms) to time
 /// out: an embedder that makes a heap per task pays no stall at each teardown. Five heaps, each
 /// idle long enough for its scavenger to be asleep, are dropped in well under one such wait
-/// together (a wait not cut short would cost about 50 ms each).
+/// together (a wait not cut short would cost about 50 ms each). The least of three rounds is
+/// judged, so that a moment of load on the machine does not count (a round measured 1.7 ms;
+/// 250 ms with the wake-up removed, in every round).
 #[test]
 fn dropping_an_idle_heap_wakes_its_scavenger() {
-    let mut total = std::time::Duration::ZERO;
-    for _ in 0..5 {
-        let heap = Heap::new(Config::default()).unwrap();
-        type One = Rootable!['gc => GcCell<'gc, Option<GcBytes<'gc>>>];
-        let mut m: Mutator<One> = heap.mutator(|_| GcCell::new(None));
-        m.mutate(|mc, r| r.set(mc, Some(GcBytes::new(mc, &[1; 100]))));
-        drop(m);
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        let t = std::time::Instant::now();
-        drop(heap);
-        total += t.elapsed();
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let mut total = std::time::Duration::ZERO;
+        for _ in 0..5 {
+            let heap = Heap::new(Config::default()).unwrap();
+            type One = Rootable!['gc => GcCell<'gc, Option<GcBytes<'gc>>>];
+            let mut m: Mutator<One> = heap.mutator(|_| GcCell::new(None));
+            m.mutate(|mc, r| r.set(mc, Some(GcBytes::new(mc, &[1; 100]))));
+            drop(m);
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let t = std::time::Instant::now();
+            drop(heap);
+            total += t.elapsed();
+        }
+        rounds.push(total);
+        if total < std::time::Duration::from_millis(100) {
+            return;
+        }
     }
-    assert!(
-        total < std::time::Duration::from_millis(100),
-        "five idle heaps took {total:?} to drop"
-    );
+    panic!("five idle heaps took {rounds:?} to drop, in three rounds");
 }

@@ -62,10 +62,7 @@ impl Drop for Owner {
         }
         // Kept alive with the join, so that the teardown runs after the join: where the join
         // runs, never inside this thread's scopes or on a thread serving another heap.
-        let join = move || {
-            let _ = t.join();
-            drop(shared);
-        };
+        let join = Join(t, shared);
         // Drop glue of a sweep this thread runs outside any scope (`collect`, `finish_sweep`):
         // the swept heap's next cycle waits for the sweep. (Inside a scope the work is deferred
         // below: no sweep of this thread runs when it leaves its outermost scope.)
@@ -75,17 +72,65 @@ impl Drop for Owner {
             || crate::gc::scope::on_cleanup_thread()
             || in_a_sweep
         {
-            // If no thread can be started, the closure is dropped here: the collector is left
-            // to exit on its own (detached), and the teardown runs on whichever thread lets go
-            // of the heap's state last.
-            let _ = std::thread::Builder::new()
-                .name("gc-core teardown".into())
-                .stack_size(crate::gc::collector::TRACING_STACK)
-                .spawn(join);
+            let (t, shared) = join.into_parts();
+            tear_down_elsewhere(t, shared, |f| {
+                std::thread::Builder::new()
+                    .name("gc-core teardown".into())
+                    .stack_size(crate::gc::collector::TRACING_STACK)
+                    .spawn(f)
+                    .map(drop)
+            });
             return;
         }
-        if let Some(join) = crate::api::mutator::defer_past_scopes(Box::new(join)) {
+        if let Some(join) = crate::api::mutator::defer_past_scopes(Box::new(move || join.run())) {
             join();
+        }
+    }
+}
+
+/// The end of a heap: join its collector thread, then drop the last reference to its state
+/// held here (which tears the heap down, unless the collector thread, detached, holds one).
+struct Join(JoinHandle<()>, Arc<Shared>);
+
+impl Join {
+    fn run(self) {
+        let Join(t, shared) = self;
+        let _ = t.join();
+        drop(shared);
+    }
+
+    fn into_parts(self) -> (JoinHandle<()>, Arc<Shared>) {
+        (self.0, self.1)
+    }
+}
+
+/// Join the collector thread `t` and drop `shared` on a thread that `spawn` starts, where the
+/// teardown cannot close a cycle of waits (see [`Owner`]). If no thread can be started, the
+/// collector is left to exit on its own (detached): while it runs it holds the heap's state,
+/// and the teardown runs on it as it exits. If it has exited already, the reference here is the
+/// last, and dropping it would run the teardown on this thread, where it may wait for what waits
+/// for this thread: the heap is leaked instead (its memory stays mapped and its objects' drop
+/// glue and cleanups never run), a policy for a process that cannot start threads.
+fn tear_down_elsewhere(
+    t: JoinHandle<()>,
+    shared: Arc<Shared>,
+    spawn: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<()>,
+) {
+    // The heap is handed to the thread once it exists, so that a failed start leaves it here.
+    let (tx, rx) = std::sync::mpsc::channel::<Join>();
+    let started = spawn(Box::new(move || {
+        if let Ok(join) = rx.recv() {
+            join.run();
+        }
+    }));
+    let unsent = match started {
+        Ok(()) => tx.send(Join(t, shared)).err().map(|e| e.0),
+        Err(_) => Some(Join(t, shared)),
+    };
+    if let Some(Join(t, shared)) = unsent {
+        drop(t);
+        if let Some(state) = Arc::into_inner(shared) {
+            std::mem::forget(state);
         }
     }
 }
@@ -523,6 +568,92 @@ mod tests {
         m.collect();
         assert_eq!(DROPS.load(Ordering::Relaxed), 2 * n);
         assert_eq!(heap.stats().marked_objects, 0);
+    }
+
+    static TORN_DOWN: AtomicUsize = AtomicUsize::new(0);
+    static TORN_DOWN_ON: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+    /// Counts its drops, and names the thread of the last: an object of a heap that is torn
+    /// down.
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            *TORN_DOWN_ON.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+            TORN_DOWN.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // SAFETY: holds no `Gc`.
+    unsafe impl Trace for Counted {
+        fn trace(&self, _: &mut Tracer) {}
+    }
+
+    /// A heap holding one `Counted` garbage object, its collector stopped as the drop of its
+    /// last handle stops it (not joined: the handle returned), and a reference to its state.
+    fn stopped_heap() -> (JoinHandle<()>, Arc<Shared>) {
+        let heap = Heap::new(Config::default()).unwrap();
+        let mut m: Mutator<crate::Rootable!['gc => ()]> = heap.mutator(|_| ());
+        m.mutate(|mc, _| {
+            Gc::new(mc, Counted);
+        });
+        drop(m);
+        let owner = Arc::try_unwrap(heap.owner).ok().expect("the last handle");
+        let t = owner.thread.lock().take().expect("a collector thread");
+        let shared = Arc::clone(&owner.shared);
+        // With no thread to join, the owner's drop only stops the collector.
+        drop(owner);
+        (t, shared)
+    }
+
+    /// A teardown that must not run where the last handle was dropped (drop glue of a sweep,
+    /// a collector or cleanup thread) and gets no thread of its own is not run here: once the
+    /// collector has exited, this thread's reference is the last and the heap is leaked; while
+    /// another reference lives (the running collector's), the teardown is left to it. With a
+    /// thread, the teardown runs there. (Before, a refused thread dropped the reference here,
+    /// and with the collector gone the teardown ran on this thread.)
+    #[test]
+    #[cfg_attr(miri, ignore = "leaks a heap on purpose")]
+    fn a_teardown_without_a_thread_of_its_own_is_not_run_here() {
+        let refused =
+            |_: Box<dyn FnOnce() + Send>| Err(std::io::Error::other("no threads to be had"));
+        let exited = |t: &JoinHandle<()>| {
+            let start = std::time::Instant::now();
+            while !t.is_finished() {
+                assert!(start.elapsed().as_secs() < 10, "the collector never exited");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let (t, shared) = stopped_heap();
+        exited(&t);
+        tear_down_elsewhere(t, shared, refused);
+        assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 0, "torn down here");
+        let (t, shared) = stopped_heap();
+        let other = Arc::clone(&shared);
+        exited(&t);
+        tear_down_elsewhere(t, shared, refused);
+        assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 0, "torn down here");
+        drop(other);
+        assert_eq!(
+            TORN_DOWN.load(Ordering::SeqCst),
+            1,
+            "the last holder tears down"
+        );
+        let (t, shared) = stopped_heap();
+        tear_down_elsewhere(t, shared, |f| {
+            std::thread::Builder::new()
+                .name("the test's teardown".into())
+                .spawn(f)
+                .map(drop)
+        });
+        let start = std::time::Instant::now();
+        while TORN_DOWN.load(Ordering::SeqCst) < 2 {
+            assert!(start.elapsed().as_secs() < 10, "never torn down");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            TORN_DOWN_ON.lock().unwrap().as_deref(),
+            Some("the test's teardown"),
+            "torn down on another thread than the one started for it"
+        );
     }
 
     /// A memory limit given at creation reaches the same places as one set later: the pacer's

@@ -72,13 +72,9 @@ impl Drop for Owner {
             || crate::gc::scope::on_cleanup_thread()
             || in_a_sweep
         {
-            let (t, shared) = join.into_parts();
-            tear_down_elsewhere(t, shared, |f| {
-                std::thread::Builder::new()
-                    .name("gc-core teardown".into())
-                    .stack_size(crate::gc::collector::TRACING_STACK)
-                    .spawn(f)
-                    .map(drop)
+            let Join(t, shared) = join;
+            tear_down_elsewhere(t, shared, |make| {
+                spawn_tracing_thread("gc-core teardown", make)
             });
             return;
         }
@@ -98,41 +94,57 @@ impl Join {
         let _ = t.join();
         drop(shared);
     }
-
-    fn into_parts(self) -> (JoinHandle<()>, Arc<Shared>) {
-        (self.0, self.1)
-    }
 }
 
-/// Join the collector thread `t` and drop `shared` on a thread that `spawn` starts, where the
-/// teardown cannot close a cycle of waits (see [`Owner`]). If no thread can be started, the
-/// collector is left to exit on its own (detached): while it runs it holds the heap's state,
-/// and the teardown runs on it as it exits. If it has exited already, the reference here is the
-/// last, and dropping it would run the teardown on this thread, where it may wait for what waits
-/// for this thread: the heap is leaked instead (its memory stays mapped and its objects' drop
-/// glue and cleanups never run), a policy for a process that cannot start threads.
+/// The body of a thread that tears a heap down: it takes the heap from the slot it shares with
+/// [`tear_down_elsewhere`] (left there if the thread never starts).
+type TeardownBody = Box<dyn FnOnce() + Send>;
+
+/// Join the collector thread `t` and drop `shared` on a thread that `spawn` starts (it gets a
+/// maker of the thread's body, to call once per attempt), where the teardown cannot close a
+/// cycle of waits (see [`Owner`]). If no thread can be started, the collector is left to exit
+/// on its own (detached): while it runs it holds the heap's state, and the teardown runs on it
+/// as it exits. If it has exited already, the reference here is the last, and dropping it would
+/// run the teardown on this thread, where it may wait for what waits for this thread: the heap
+/// is leaked instead (its memory stays mapped, its objects' drop glue and its cleanups never
+/// run; its edges in the waits between heaps are dropped, as its teardown drops them), a policy
+/// for a process that cannot start threads.
 fn tear_down_elsewhere(
     t: JoinHandle<()>,
     shared: Arc<Shared>,
-    spawn: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<()>,
+    spawn: impl FnOnce(&dyn Fn() -> TeardownBody) -> std::io::Result<()>,
 ) {
-    // The heap is handed to the thread once it exists, so that a failed start leaves it here.
-    let (tx, rx) = std::sync::mpsc::channel::<Join>();
-    let started = spawn(Box::new(move || {
-        if let Ok(join) = rx.recv() {
-            join.run();
-        }
-    }));
-    let unsent = match started {
-        Ok(()) => tx.send(Join(t, shared)).err().map(|e| e.0),
-        Err(_) => Some(Join(t, shared)),
+    let slot = Arc::new(Mutex::new(Some(Join(t, shared))));
+    let body = || -> TeardownBody {
+        let slot = slot.clone();
+        Box::new(move || {
+            if let Some(join) = slot.lock().take() {
+                join.run();
+            }
+        })
     };
-    if let Some(Join(t, shared)) = unsent {
+    if spawn(&body).is_ok() {
+        return;
+    }
+    if let Some(Join(t, shared)) = slot.lock().take() {
         drop(t);
         if let Some(state) = Arc::into_inner(shared) {
+            crate::gc::scope::forget_heap(state.id);
             std::mem::forget(state);
         }
     }
+}
+
+/// Start a thread named `name` with a [`TRACING_STACK`](crate::gc::collector::TRACING_STACK),
+/// or with the default stack where the system refuses that much (as the collector does), to run
+/// a body `make` makes (once per attempt).
+fn spawn_tracing_thread(name: &str, make: &dyn Fn() -> TeardownBody) -> std::io::Result<()> {
+    let named = || std::thread::Builder::new().name(name.into());
+    named()
+        .stack_size(crate::gc::collector::TRACING_STACK)
+        .spawn(make())
+        .or_else(|_| named().spawn(make()))
+        .map(drop)
 }
 
 /// A garbage-collected heap. Cheap to clone (a shared handle); `Send + Sync`, so threads can
@@ -613,8 +625,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "leaks a heap on purpose")]
     fn a_teardown_without_a_thread_of_its_own_is_not_run_here() {
-        let refused =
-            |_: Box<dyn FnOnce() + Send>| Err(std::io::Error::other("no threads to be had"));
+        let refused = |_: &dyn Fn() -> TeardownBody| Err(std::io::Error::other("no threads"));
         let exited = |t: &JoinHandle<()>| {
             let start = std::time::Instant::now();
             while !t.is_finished() {
@@ -638,11 +649,10 @@ mod tests {
             "the last holder tears down"
         );
         let (t, shared) = stopped_heap();
-        tear_down_elsewhere(t, shared, |f| {
-            std::thread::Builder::new()
-                .name("the test's teardown".into())
-                .spawn(f)
-                .map(drop)
+        // The first attempt refused (as a 64 MiB stack may be), the second granted.
+        tear_down_elsewhere(t, shared, |make| {
+            drop(make());
+            spawn_tracing_thread("the test's teardown", make)
         });
         let start = std::time::Instant::now();
         while TORN_DOWN.load(Ordering::SeqCst) < 2 {

@@ -968,12 +968,13 @@ fn limit_below_the_live_heap_completes_with_gc_cpu_at_most_55_percent() {
     // what held the CPU back.
     assert!(after.u64("/gc/limiter/last-enabled:gc-cycle").unwrap() > 0);
     // It counts the times it turned on, not the updates it was on for (measured: 33 in 25
-    // cycles, against thousands of updates).
+    // cycles, and 179 in 41 on a loaded CI machine, where the run took twice as long; counting
+    // updates gave 1 066 in 26).
     let turned_on = after
         .u64("/gccore/gc/limiter/enabled-count:events")
         .unwrap();
     assert!(
-        (1..=4 * recs.len() as u64).contains(&turned_on),
+        (1..=12 * recs.len() as u64).contains(&turned_on),
         "the limiter turned on {turned_on} times in {} cycles",
         recs.len()
     );

@@ -69,8 +69,9 @@
 //! pause). Its own hand-back at the end of a slice wakes nobody ([`MarkWork::push_quietly`]):
 //! it takes a batch again at once. (The queue's own [`BatchQueue::push`] wakes nobody either:
 //! generic code that pushes must wake as [`push_and_wake`] does.) The loom models
-//! `loom_pushes_wake_sleeping_background_workers_one_per_batch` and
-//! `loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end` run the real functions
+//! `loom_pushes_wake_sleeping_background_workers_one_per_batch`,
+//! `loom_a_sleeping_background_worker_is_woken_for_work_and_for_the_end` and
+//! `loom_a_worker_that_pauses_after_a_quiet_hand_back_wakes_a_sleeper` run the real functions
 //! over a lock-free queue model, where a lost wake-up is a deadlock.
 
 use std::sync::atomic::Ordering;

@@ -97,6 +97,28 @@ fn wait_for_marking(m: &mut Mutator<RootM>) {
 
 const LEN: u64 = if cfg!(miri) { 20 } else { 2000 };
 
+/// A thread whose mutator, in one scope, makes a chain reachable only from a local, blocks in
+/// `scope`'s region, checks the chain and roots it; then runs `then` (with the mutator and the
+/// scope, after the scope has ended) and checks the rooted chain again.
+fn keep_a_local_chain_across_a_block(
+    heap: &Heap,
+    mut scope: common::BlockedScope,
+    then: impl FnOnce(&mut Mutator<RootM>, &common::BlockedScope) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let heap = heap.clone();
+    std::thread::spawn(move || {
+        let mut m = mutator(&heap);
+        m.mutate(|mc, root| {
+            let local = chain(mc, 0, LEN);
+            scope.block(mc, || ());
+            check_chain(Some(local), 0, LEN);
+            root.keep.set(mc, Some(local));
+        });
+        then(&mut m, &scope);
+        m.mutate(|_, root| check_chain(root.keep.get(), 0, LEN));
+    })
+}
+
 /// The CPU time the heap's collector threads have used (s), and the wall time now.
 fn collector_cpu(heap: &Heap) -> (f64, Instant) {
     let cpu = heap
@@ -373,21 +395,8 @@ fn stop_the_world_collector_waits_for_blocked_scopes() {
             .mark_workers(1),
     )
     .unwrap();
-    let (mut scope, driver) = common::blocked_scope();
-    let a = {
-        let heap = heap.clone();
-        std::thread::spawn(move || {
-            let mut m = mutator(&heap);
-            m.mutate(|mc, root| {
-                let local = chain(mc, 0, LEN);
-                scope.block(mc, || ());
-                check_chain(Some(local), 0, LEN);
-                root.keep.set(mc, Some(local));
-            });
-            m.collect();
-            m.mutate(|_, root| check_chain(root.keep.get(), 0, LEN));
-        })
-    };
+    let (scope, driver) = common::blocked_scope();
+    let a = keep_a_local_chain_across_a_block(&heap, scope, |m, _| m.collect());
     driver.wait_blocked();
     heap.take_phase_records();
     let collected = Arc::new(AtomicBool::new(false));
@@ -644,20 +653,8 @@ fn mark_helpers_wait_for_work_without_polling() {
     // polled it every 50 µs: 0.13 CPU-s in these 0.4 s on a 2-CPU machine, against 0.005).
     for verify in [false, true] {
         let heap = Heap::new(Config::default().verify(verify).debug_cpus(16)).unwrap();
-        let (mut scope, driver) = common::blocked_scope();
-        let a = {
-            let heap = heap.clone();
-            std::thread::spawn(move || {
-                let mut m = mutator(&heap);
-                m.mutate(|mc, root| {
-                    let local = chain(mc, 0, LEN);
-                    scope.block(mc, || ());
-                    root.keep.set(mc, Some(local));
-                });
-                scope.finished();
-                m.mutate(|_, root| check_chain(root.keep.get(), 0, LEN));
-            })
-        };
+        let (scope, driver) = common::blocked_scope();
+        let a = keep_a_local_chain_across_a_block(&heap, scope, |_, scope| scope.finished());
         driver.wait_blocked();
         let c = {
             let heap = heap.clone();

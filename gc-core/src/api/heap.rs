@@ -107,8 +107,8 @@ type TeardownBody = Box<dyn FnOnce() + Send>;
 /// as it exits. If it has exited already, the reference here is the last, and dropping it would
 /// run the teardown on this thread, where it may wait for what waits for this thread: the heap
 /// is leaked instead (its memory stays mapped, its objects' drop glue and its cleanups never
-/// run; its edges in the waits between heaps are dropped, as its teardown drops them), a policy
-/// for a process that cannot start threads.
+/// run; its edges in the waits between heaps are dropped, as its teardown drops them, and its
+/// cleanup thread, if it has one, exits), a policy for a process that cannot start threads.
 fn tear_down_elsewhere(
     t: JoinHandle<()>,
     shared: Arc<Shared>,
@@ -130,6 +130,7 @@ fn tear_down_elsewhere(
         drop(t);
         if let Some(state) = Arc::into_inner(shared) {
             crate::gc::scope::forget_heap(state.id);
+            state.finalize.abandon();
             std::mem::forget(state);
         }
     }
@@ -601,9 +602,20 @@ mod tests {
 
     /// A heap holding one `Counted` garbage object, its collector stopped as the drop of its
     /// last handle stops it (not joined: the handle returned), and a reference to its state.
-    fn stopped_heap() -> (JoinHandle<()>, Arc<Shared>) {
+    /// With `cleanup_thread`, a cleanup has run on the heap's cleanup thread first.
+    fn stopped_heap(cleanup_thread: bool) -> (JoinHandle<()>, Arc<Shared>) {
         let heap = Heap::new(Config::default()).unwrap();
         let mut m: Mutator<crate::Rootable!['gc => ()]> = heap.mutator(|_| ());
+        if cleanup_thread {
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let r = Arc::clone(&ran);
+            m.mutate(|mc, _| {
+                Gc::new(mc, 0u64).add_cleanup(mc, move || r.store(true, Ordering::SeqCst))
+            });
+            m.collect();
+            heap.wait_for_cleanups();
+            assert!(ran.load(Ordering::SeqCst), "the cleanup did not run");
+        }
         m.mutate(|mc, _| {
             Gc::new(mc, Counted);
         });
@@ -633,11 +645,11 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         };
-        let (t, shared) = stopped_heap();
+        let (t, shared) = stopped_heap(false);
         exited(&t);
         tear_down_elsewhere(t, shared, refused);
         assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 0, "torn down here");
-        let (t, shared) = stopped_heap();
+        let (t, shared) = stopped_heap(false);
         let other = Arc::clone(&shared);
         exited(&t);
         tear_down_elsewhere(t, shared, refused);
@@ -648,7 +660,27 @@ mod tests {
             1,
             "the last holder tears down"
         );
-        let (t, shared) = stopped_heap();
+        // A leaked heap's cleanup thread exits: it held the cleanup runner while it lived; the
+        // leaked state holds it now.
+        let (t, shared) = stopped_heap(true);
+        let runner = shared.finalize.runner_for_test();
+        assert_eq!(
+            runner.strong_count(),
+            2,
+            "the state's and the cleanup thread's"
+        );
+        exited(&t);
+        tear_down_elsewhere(t, shared, refused);
+        let start = std::time::Instant::now();
+        while runner.strong_count() > 1 {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the leaked heap's cleanup thread never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 1, "torn down here");
+        let (t, shared) = stopped_heap(false);
         // The first attempt refused (as a 64 MiB stack may be), the second granted.
         tear_down_elsewhere(t, shared, |make| {
             drop(make());

@@ -203,6 +203,20 @@ impl Finalization {
         self.runner.wait_idle();
     }
 
+    /// The cleanup runner, for a test to see who holds it (the cleanup thread does while it
+    /// lives).
+    #[cfg(test)]
+    pub(crate) fn runner_for_test(&self) -> std::sync::Weak<dyn Send + Sync> {
+        let weak: std::sync::Weak<dyn Send + Sync> = Arc::downgrade(&self.runner) as _;
+        weak
+    }
+
+    /// A heap that is leaked instead of torn down (`api::heap`): its cleanup thread exits
+    /// without running the cleanups queued (they never run, as the leak's policy says).
+    pub(crate) fn abandon(&self) {
+        self.runner.abandon();
+    }
+
     /// Heap teardown (every object is about to be dropped): run every cleanup not yet run,
     /// exactly once — the queued ones on the cleanup thread, which then exits, the others here.
     pub(crate) fn teardown(&self) {
@@ -459,6 +473,19 @@ impl Runner {
         while (!st.queue.is_empty() && st.thread.is_some()) || st.busy {
             self.cv.wait(&mut st);
         }
+    }
+
+    /// Let the thread exit without running what is queued, and detach it (a leaked heap: see
+    /// [`Finalization::abandon`]). The queued cleanups are forgotten, not dropped: what they
+    /// captured is leaked with the heap, as the cleanups registered on its live objects are,
+    /// rather than dropped here, on a thread that may be the cleanup thread itself or one
+    /// serving another heap. A cleanup running now ends first.
+    fn abandon(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        std::mem::forget(std::mem::take(&mut st.queue));
+        drop(st.thread.take());
+        self.cv.notify_all();
     }
 
     /// Let the thread run what is queued and exit; join it (unless this is that thread: a

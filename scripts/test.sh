@@ -56,9 +56,11 @@ cargo run --quiet --release --example msgbuf -- --window 20000 --pushes 200000
 # GCBench, small, in verify mode and on Box.
 GCCORE_VERIFY=1 cargo run --quiet --release --example gcbench -- --stretch-depth 14 --long-lived-depth 12 --max-depth 12 --array 20000 | tail -1
 cargo run --quiet --release --example gcbench -- --box --stretch-depth 14 --long-lived-depth 12 --max-depth 12 --array 20000 | tail -1
+# Finalizer registrations and weak references decided at mark termination, in verify mode.
+GCCORE_VERIFY=1 cargo run --quiet --release --example finalizer_pauses -- --objects 20000 --finalizers --weaks --cycles 4
 # Every example's command line: `--help` prints the usage and exits 0, an unknown flag exits 2
 # (the Lox VM: 64, the book's usage code).
-for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator gcbench lox; do
+for ex in hello binary_trees treechurn msgbuf hiccups allocbench evaluator gcbench finalizer_pauses lox; do
   bin=target/release/examples/$ex; want=2
   if [ "$ex" = lox ]; then bin=target/release/lox; want=64; fi
   [ -x "$bin" ] || cargo build --quiet --release -p gc-examples --examples

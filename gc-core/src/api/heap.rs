@@ -478,8 +478,14 @@ impl Heap {
         self.shared().mheap.central.sweep_held()
     }
 
-    /// Testing: ask for a cycle without waiting for it.
+    /// Testing: how many finalizer registrations and weak references the first resurrection
+    /// rounds of all cycles so far looked at with the world stopped.
     #[doc(hidden)]
+    pub fn debug_finalization_pause_looked(&self) -> u64 {
+        self.shared().finalize.pause_looked.load(Ordering::Relaxed)
+    }
+
+    /// Testing: ask for a cycle without waiting for it.
     pub fn debug_start_cycle(&self) {
         crate::gc::collector::ask_for_cycle(self.shared());
     }

@@ -487,6 +487,11 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         if h.mheap.central.kept_bytes() > 0 {
             free_kept_while_marking(h, &mut pace, &mut lap);
         }
+        // What the first resurrection round would look at with the world stopped, looked at
+        // now with it running.
+        if resurrection == Resurrection::NotYet {
+            crate::gc::finalize::precheck(h, t);
+        }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());
         let mut world = StoppedWorld::stop(h);

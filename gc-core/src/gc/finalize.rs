@@ -22,7 +22,9 @@
 //!
 //! Resurrection needs marking to be complete, ephemerons included: with the world stopped in a
 //! termination attempt that proved completion (`gc::cycle`), [`resurrect`] goes over the
-//! registrations in order. An object not marked is dead: it is queued, added to the cycle's
+//! registrations in order (the concurrent collector, just before its attempts, finds the
+//! registrations and weak references whose objects are marked already, so that the pause looks
+//! only at the rest: [`precheck`]). An object not marked is dead: it is queued, added to the cycle's
 //! *resurrected* set and marked (greyed). Marking then resumes (with the world running in the
 //! concurrent collector) for what the resurrected objects reach, ephemeron rounds included,
 //! until a second attempt proves completion again. A registration whose queue is not marked is
@@ -84,8 +86,15 @@ pub(crate) type Cleanup = Box<dyn FnOnce() + Send + 'static>;
 /// The heap's finalization state.
 #[derive(Default)]
 pub(crate) struct Finalization {
-    /// (queue, object) registrations for resurrecting finalization, oldest first.
+    /// (queue, object) registrations for resurrecting finalization, oldest first; a first
+    /// round that used a [`Precheck`] leaves [`REMOVED`] where it took registrations out, and
+    /// the next precheck (outside any pause) drops them.
     registered: Mutex<Vec<(ObjAddr, ObjAddr)>>,
+    /// What the concurrent collector found before this cycle's termination attempts: which
+    /// registrations, and which weak references, a first round need not look at
+    /// ([`precheck`]).
+    precheck: Mutex<Option<Precheck>>,
+    weak_precheck: Mutex<Option<Precheck>>,
     /// During a cycle's resurrection rounds: the registrations whose queue was not marked when
     /// they were decided (see [`resurrect`]). Empty outside them.
     undecided: Mutex<Vec<Undecided>>,
@@ -110,6 +119,48 @@ pub(crate) struct Finalization {
     pub finalizers_queued_in_cycle: AtomicU64,
     /// Queued objects handed to the embedder (`GcFinalizers::pop`): finalizers run.
     pub finalizers_popped: AtomicU64,
+    /// Registrations and weak references a first round looked at with the world stopped, in
+    /// all cycles (what [`precheck`] saves the pause).
+    pub pause_looked: AtomicU64,
+}
+
+/// A registration a first round took out of the list, without moving the rest (its place is
+/// dropped later, outside the pause).
+const REMOVED: (ObjAddr, ObjAddr) = (ObjAddr(std::ptr::null()), ObjAddr(std::ptr::null()));
+
+fn is_removed(e: &(ObjAddr, ObjAddr)) -> bool {
+    e.1.0.is_null()
+}
+
+/// What [`precheck`] found in a list (of registrations, or of weak boxes) during the marking of
+/// cycle `cycle`: its first `len` entries were looked at, and of those only the ones at
+/// `unmarked` (ascending) were not yet found marked. Marks only grow until the cycle's marking
+/// ends and the list only grows until the first round (which takes the precheck), so every
+/// other entry of the first `len` is still what it was found to be: a first round need only
+/// look at `unmarked` and at the entries added since.
+struct Precheck {
+    cycle: u64,
+    len: usize,
+    unmarked: Vec<usize>,
+}
+
+impl Precheck {
+    /// The entries a first round of `cycle` must look at in a list of `len` entries: the
+    /// precheck's unmarked ones and those added since, in order; `None` if the precheck is of
+    /// another cycle (then every entry).
+    fn candidates(self, cycle: u64, len: usize) -> Option<impl Iterator<Item = usize>> {
+        (self.cycle == cycle && self.len <= len)
+            .then(|| self.unmarked.into_iter().chain(self.len..len))
+    }
+
+    /// Look again (a later attempt of the same cycle) at the entries found unmarked and at those
+    /// added since (`marked`: whether entry `i` is marked now).
+    fn refresh(&mut self, len: usize, marked: impl Fn(usize) -> bool) {
+        let added = self.len..len;
+        self.unmarked.retain(|&i| !marked(i));
+        self.unmarked.extend(added.filter(|&i| !marked(i)));
+        self.len = len;
+    }
 }
 
 impl Finalization {
@@ -129,8 +180,10 @@ impl Finalization {
     /// the registration with its dead queue).
     pub(crate) fn for_each_registered(&self, mut each: impl FnMut(*const Object)) {
         for &(q, o) in self.registered.lock().iter() {
-            each(q.0);
-            each(o.0);
+            if !is_removed(&(q, o)) {
+                each(q.0);
+                each(o.0);
+            }
         }
         for (o, _) in self.cleanups.lock().iter() {
             each(o.0);
@@ -236,6 +289,70 @@ pub(crate) struct Undecided {
     obj: ObjAddr,
 }
 
+/// Before a termination attempt of the concurrent collector whose first resurrection round has
+/// not run (marking out of work, the world running): find the registrations whose object and
+/// queue are marked already, and, if some are not (only then can the first round queue
+/// anything, and so go over the weak references), the weak references whose target is marked
+/// or null. The first round, in the pause, then looks only at the rest and at what was added
+/// since ([`Precheck`]). It went over every registration in every cycle, and over every weak
+/// reference in a cycle that queued something, with the world stopped, a mark-bit test each:
+/// 0.37 ms per 100 000 registrations and 0.23 ms per 100 000 weak references, release build,
+/// this project's 2-CPU machine. A later attempt of the same cycle (the first failed: marking
+/// resumed) looks again only at what was not marked. Also drops the places the last first
+/// round left in the registrations ([`REMOVED`]).
+///
+/// Entries added after the precheck are objects and boxes a mutator held during this cycle's
+/// marking, marked by its end (the snapshot's or allocated black): the first round finds them
+/// alive, but looks at them anyway, a few, rather than rest on that.
+///
+/// `t` holds no claimed mark that it has not set (it is out of work between drains), so its
+/// mark test is the bits'; a mark another marker has claimed and not set reads as unmarked,
+/// which only leaves the entry to the pause.
+pub(crate) fn precheck(h: &Shared, t: &Tracer) {
+    let f = &h.finalize;
+    let cycle = h.mark.cycle.load(Ordering::Relaxed);
+    let mut reg = f.registered.lock();
+    let any = {
+        let mut pre = f.precheck.lock();
+        let both_marked = |(q, o): (ObjAddr, ObjAddr)| t.is_marked(o.0) && t.is_marked(q.0);
+        match pre.as_mut().filter(|p| p.cycle == cycle) {
+            Some(p) => p.refresh(reg.len(), |i| both_marked(reg[i])),
+            None => {
+                reg.retain(|e| !is_removed(e));
+                *pre = Some(Precheck {
+                    cycle,
+                    len: reg.len(),
+                    unmarked: (0..reg.len()).filter(|&i| !both_marked(reg[i])).collect(),
+                });
+            }
+        }
+        pre.as_ref().is_some_and(|p| !p.unmarked.is_empty())
+    };
+    drop(reg);
+    let mut pre = f.weak_precheck.lock();
+    if !any {
+        *pre = None;
+        return;
+    }
+    let weaks = h.weaks.lock();
+    let dead_now = |i: usize| {
+        // SAFETY: as in [`resurrect`]'s walk: a registered weak box is allocated, and so is
+        // its target if not null; no sweep runs while marking does.
+        let target = unsafe { &*(weaks[i].0 as *const WeakBox) }.target();
+        !target.is_null() && !t.is_marked(target)
+    };
+    match pre.as_mut().filter(|p| p.cycle == cycle) {
+        Some(p) => p.refresh(weaks.len(), |i| !dead_now(i)),
+        None => {
+            *pre = Some(Precheck {
+                cycle,
+                len: weaks.len(),
+                unmarked: (0..weaks.len()).filter(|&i| dead_now(i)).collect(),
+            });
+        }
+    }
+}
+
 /// With the world stopped and marking complete (ephemerons included): one resurrection round
 /// (module docs). Returns how many objects it queued (and marked).
 ///
@@ -253,11 +370,14 @@ pub(crate) struct Undecided {
 pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     let f = &h.finalize;
     let mut dead = Vec::new();
+    let cycle = h.mark.cycle.load(Ordering::Relaxed);
     if first {
         let mut reg = f.registered.lock();
         let mut undecided = f.undecided.lock();
         let mut set_aside_dead = f.set_aside_dead.lock();
-        reg.retain(|&(q, o)| {
+        // Whether the registration stays (its object and queue are marked); else it is queued
+        // or set aside.
+        let mut decide = |(q, o): (ObjAddr, ObjAddr)| {
             let obj_dead = !t.is_marked(o.0);
             if !t.is_marked(q.0) {
                 undecided.push(Undecided { queue: q, obj: o });
@@ -271,7 +391,25 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
                 return false;
             }
             true
-        });
+        };
+        let pre = f.precheck.lock().take();
+        match pre.and_then(|p| p.candidates(cycle, reg.len())) {
+            Some(candidates) => {
+                let mut looked = 0;
+                for i in candidates {
+                    looked += 1;
+                    if !is_removed(&reg[i]) && !decide(reg[i]) {
+                        reg[i] = REMOVED;
+                    }
+                }
+                f.pause_looked.fetch_add(looked, Ordering::Relaxed);
+            }
+            None => {
+                f.pause_looked
+                    .fetch_add(reg.len() as u64, Ordering::Relaxed);
+                reg.retain(|&e| !is_removed(&e) && decide(e));
+            }
+        }
     } else {
         let mut undecided = f.undecided.lock();
         let set_aside_dead = f.set_aside_dead.lock();
@@ -306,7 +444,9 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
         // dead, whatever later marking of resurrected objects reaches (module docs).
         // Every box, marked or not: one that only a resurrected object reaches can be upgraded
         // from that object once it is popped.
-        for &ObjAddr(b) in h.weaks.lock().iter() {
+        let pre = f.weak_precheck.lock().take();
+        let weaks = h.weaks.lock();
+        let mut dead_target = |ObjAddr(b): ObjAddr| {
             // SAFETY: registered objects are `WeakBox`es, and each is allocated: a box leaves
             // the registry in the weak clearing of the cycle that finds it dead, before that
             // cycle's sweep may free it, and nothing of this cycle has been swept yet. Its
@@ -315,6 +455,21 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
             let target = unsafe { &*(b as *const WeakBox) }.target();
             if !target.is_null() && !t.is_marked(target) {
                 set.entry(target as usize).or_insert(round);
+            }
+        };
+        match pre.and_then(|p| p.candidates(cycle, weaks.len())) {
+            Some(candidates) => {
+                let mut looked = 0;
+                for i in candidates {
+                    looked += 1;
+                    dead_target(weaks[i]);
+                }
+                f.pause_looked.fetch_add(looked, Ordering::Relaxed);
+            }
+            None => {
+                f.pause_looked
+                    .fetch_add(weaks.len() as u64, Ordering::Relaxed);
+                weaks.iter().for_each(|&b| dead_target(b));
             }
         }
     }

@@ -90,6 +90,7 @@ fn main() {
             n
         });
     }
+    assert_eq!(finalized, a.cycles, "one dead object finalized a cycle");
     let mut pauses: Vec<u128> = heap
         .take_cycle_records()
         .iter()

@@ -486,6 +486,7 @@ impl Heap {
     }
 
     /// Testing: ask for a cycle without waiting for it.
+    #[doc(hidden)]
     pub fn debug_start_cycle(&self) {
         crate::gc::collector::ask_for_cycle(self.shared());
     }

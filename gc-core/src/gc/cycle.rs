@@ -467,6 +467,11 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         {
             continue;
         }
+        // What the first resurrection round would look at with the world stopped, looked at
+        // now with it running; not once `terminating` is raised, for the reason above.
+        if resurrection == Resurrection::NotYet {
+            crate::gc::finalize::precheck(h, t);
+        }
         // No credit will come until the attempt fails: assists may allocate on until the stop
         // while the heap is below its goal; past it they keep waiting, for the stop.
         h.mark.terminating.store(true, Ordering::SeqCst);
@@ -486,11 +491,6 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         // held): free the kept spans now, since none may be kept at mark termination.
         if h.mheap.central.kept_bytes() > 0 {
             free_kept_while_marking(h, &mut pace, &mut lap);
-        }
-        // What the first resurrection round would look at with the world stopped, looked at
-        // now with it running.
-        if resurrection == Resurrection::NotYet {
-            crate::gc::finalize::precheck(h, t);
         }
         // Book the marking so far before the pause (which books its own time).
         pace.book(h, lap.finish());

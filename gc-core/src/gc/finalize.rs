@@ -50,8 +50,9 @@
 //! A first round that queues objects makes marking resume after it, with the world running in
 //! the concurrent collector, and from then on *every* weak reference whose target that
 //! marking left unmarked is dead, not only those to queued objects: the round puts those
-//! targets into the same set (a walk of the weak registry in the pause, a mark-bit test per
-//! reference). Otherwise an upgrade between the rounds could hand out an object that was dead
+//! targets into the same set (a walk of the weak registry, a mark-bit test per reference: in
+//! the pause, over the references that [`precheck`] did not find marked just before it in the
+//! concurrent collector). Otherwise an upgrade between the rounds could hand out an object that was dead
 //! (it would be shaded, so alive again) and, through it, an object already queued or set aside
 //! for a later round: the program would hold an object whose finalizer runs, and see older weak
 //! references to it cleared while it holds it. So the set is the objects not strongly
@@ -134,8 +135,10 @@ fn is_removed(e: &(ObjAddr, ObjAddr)) -> bool {
 
 /// What [`precheck`] found in a list (of registrations, or of weak boxes) during the marking of
 /// cycle `cycle`: its first `len` entries were looked at, and of those only the ones at
-/// `unmarked` (ascending) were not yet found marked. Marks only grow until the cycle's marking
-/// ends and the list only grows until the first round (which takes the precheck), so every
+/// `unmarked` (ascending) were not yet found marked. The marks of allocated objects only grow
+/// until the cycle's marking ends (sweeping alone clears them; an allocation cache's write-back
+/// clears only slots it did not hand out) and the list only grows until the first round (which
+/// takes the precheck), so every
 /// other entry of the first `len` is still what it was found to be: a first round need only
 /// look at `unmarked` and at the entries added since.
 struct Precheck {
@@ -154,8 +157,15 @@ impl Precheck {
     }
 
     /// Look again (a later attempt of the same cycle) at the entries found unmarked and at those
-    /// added since (`marked`: whether entry `i` is marked now).
+    /// added since (`marked`: whether entry `i` is marked now), in a list of `len` entries,
+    /// which only grew since (checked: else every entry is looked at again).
     fn refresh(&mut self, len: usize, marked: impl Fn(usize) -> bool) {
+        if len < self.len {
+            debug_assert!(false, "a list shrank between two prechecks of a cycle");
+            self.unmarked = (0..len).filter(|&i| !marked(i)).collect();
+            self.len = len;
+            return;
+        }
         let added = self.len..len;
         self.unmarked.retain(|&i| !marked(i));
         self.unmarked.extend(added.filter(|&i| !marked(i)));
@@ -296,8 +306,9 @@ pub(crate) struct Undecided {
 /// or null. The first round, in the pause, then looks only at the rest and at what was added
 /// since ([`Precheck`]). It went over every registration in every cycle, and over every weak
 /// reference in a cycle that queued something, with the world stopped, a mark-bit test each:
-/// 0.37 ms per 100 000 registrations and 0.23 ms per 100 000 weak references, release build,
-/// this project's 2-CPU machine. A later attempt of the same cycle (the first failed: marking
+/// mark termination took 0.4–0.6 ms per 100 000 registrations and 0.2–0.4 ms per 100 000 weak
+/// references, release build, this project's 2-CPU machine. Runs before the attempt raises
+/// `terminating` (assists past the goal then wait on the CPU for the stop). A later attempt of the same cycle (the first failed: marking
 /// resumed) looks again only at what was not marked. Also drops the places the last first
 /// round left in the registrations ([`REMOVED`]).
 ///
@@ -314,7 +325,12 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     let mut reg = f.registered.lock();
     let any = {
         let mut pre = f.precheck.lock();
-        let both_marked = |(q, o): (ObjAddr, ObjAddr)| t.is_marked(o.0) && t.is_marked(q.0);
+        // (No place of a removed registration: the next first round leaves them, after this
+        // cycle's last precheck, and a first precheck drops them before it looks.)
+        let both_marked = |(q, o): (ObjAddr, ObjAddr)| {
+            debug_assert!(!is_removed(&(q, o)));
+            t.is_marked(o.0) && t.is_marked(q.0)
+        };
         match pre.as_mut().filter(|p| p.cycle == cycle) {
             Some(p) => p.refresh(reg.len(), |i| both_marked(reg[i])),
             None => {
@@ -331,7 +347,13 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     drop(reg);
     let mut pre = f.weak_precheck.lock();
     if !any {
-        *pre = None;
+        // No first round of this cycle can queue anything, as things stand; a precheck of an
+        // earlier attempt of the cycle is kept (still valid, and a later attempt may need it:
+        // a registration made meanwhile may not be marked yet), one of an earlier cycle is
+        // dropped.
+        if pre.as_ref().is_some_and(|p| p.cycle != cycle) {
+            *pre = None;
+        }
         return;
     }
     let weaks = h.weaks.lock();

@@ -49,8 +49,14 @@ pub const ARRAYS: (usize, usize) = (16, 1 << 16);
 /// A heap whose cycles are full stop-the-world collections run only when asked (GOGC off), with
 /// `workers` mark workers (`None`: one per CPU) and span-local marking on or off.
 pub fn heap(workers: Option<usize>, span_marking: bool) -> Heap {
+    heap_with(workers, span_marking, false)
+}
+
+/// [`heap`], with concurrent cycles instead if `concurrent` (each `collect()` then runs a cycle
+/// of concurrent marking, the mutator idle in its wait).
+pub fn heap_with(workers: Option<usize>, span_marking: bool, concurrent: bool) -> Heap {
     let mut c = Config::default()
-        .concurrent(false)
+        .concurrent(concurrent)
         .gc_percent(None)
         .span_marking(span_marking);
     if let Some(w) = workers {
@@ -74,6 +80,12 @@ pub fn shuffle(v: &mut [usize], mut seed: u64) {
 /// recursively, children before their parent (as binary-trees and most recursive builders do),
 /// so the marker's depth-first walk reads memory in (descending) address order.
 pub fn build_tree(m: &mut Mutator<NodeRoot>, random: bool) {
+    build_tree_of(m, random, NODES);
+}
+
+/// [`build_tree`] with `nodes` − 1 nodes (`nodes` a power of two).
+pub fn build_tree_of(m: &mut Mutator<NodeRoot>, random: bool, nodes: usize) {
+    assert!(nodes.is_power_of_two() && nodes >= 2, "a power of two");
     fn bottom_up<'gc>(mc: &Mutation<'gc>, depth: u32) -> Gc<'gc, Node<'gc>> {
         let (left, right) = if depth == 0 {
             (None, None)
@@ -86,17 +98,17 @@ pub fn build_tree(m: &mut Mutator<NodeRoot>, random: bool) {
         node(mc, left, right)
     }
     if !random {
-        m.mutate(|mc, root| root.set(mc, Some(bottom_up(mc, NODES.trailing_zeros() - 1))));
+        m.mutate(|mc, root| root.set(mc, Some(bottom_up(mc, nodes.trailing_zeros() - 1))));
         return;
     }
-    let mut order: Vec<usize> = (0..NODES - 1).collect();
+    let mut order: Vec<usize> = (0..nodes - 1).collect();
     shuffle(&mut order, 0x9E37_79B9_7F4A_7C15);
     m.mutate(|mc, root| {
-        let nodes: Vec<Gc<Node>> = (0..NODES - 1).map(|_| node(mc, None, None)).collect();
+        let slots: Vec<Gc<Node>> = (0..nodes - 1).map(|_| node(mc, None, None)).collect();
         // Breadth-first position k lives in allocation slot order[k].
-        let at = |k: usize| nodes[order[k]];
-        for k in 0..NODES - 1 {
-            if 2 * k + 2 < NODES - 1 {
+        let at = |k: usize| slots[order[k]];
+        for k in 0..nodes - 1 {
+            if 2 * k + 2 < nodes - 1 {
                 at(k).left.set(mc, Some(at(2 * k + 1)));
                 at(k).right.set(mc, Some(at(2 * k + 2)));
             }

@@ -3,8 +3,11 @@
 //! one of `gc_benches`' heap shapes.
 //!
 //! `cargo run --release -p gc-benches --bin mark_counters -- SHAPE [--span-marking]
-//! [--workers N] [--collections K] [--ring N] [--software]` with SHAPE one of `random`, `in-order`, `ring`,
-//! `arrays` (`--ring`: buffers in the ring, default 16 384); `--software` counts CPU time only (for machines without hardware counters);
+//! [--workers N] [--collections K] [--ring N] [--depth D] [--concurrent] [--software]` with SHAPE one of `random`, `in-order`, `ring`,
+//! `arrays` (`--ring`: buffers in the ring, default 16 384; `--depth`: trees of 2^D − 1 nodes,
+//! default 2^20 − 1); `--concurrent`: each collection a cycle of concurrent marking (the
+//! mutator idle) instead of a stop-the-world one, with the workers the configuration gives it
+//! (`--workers` sets the stop-the-world workers only); `--software` counts CPU time only (for machines without hardware counters);
 //! `scripts/mark_counters.sh` runs every shape and marker. Needs hardware counters that a
 //! process may count on itself (`perf_event_paranoid` ≤ 2, and a machine or VM that exposes
 //! the PMU); without them it says which counter it could not open and exits with status 2.
@@ -23,7 +26,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use gc_benches::{ARRAYS, NODES, NodeRoot, RING, build_arrays, build_ring, build_tree, heap};
+use gc_benches::{
+    ARRAYS, NODES, NodeRoot, RING, build_arrays, build_ring, build_tree_of, heap_with,
+};
 use gc_core::GcCell;
 
 /// The first fields of the kernel's `struct perf_event_attr` (its size version 1, 72 bytes);
@@ -134,6 +139,8 @@ struct Args {
     collections: usize,
     software: bool,
     ring: usize,
+    nodes: usize,
+    concurrent: bool,
 }
 
 fn args() -> Args {
@@ -144,6 +151,8 @@ fn args() -> Args {
         collections: 20,
         software: false,
         ring: RING,
+        nodes: NODES,
+        concurrent: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -151,6 +160,12 @@ fn args() -> Args {
             "--span-marking" => a.span_marking = true,
             "--software" => a.software = true,
             "--ring" => a.ring = it.next().and_then(|v| v.parse().ok()).unwrap_or(RING),
+            "--depth" => {
+                let d: u32 = it.next().and_then(|v| v.parse().ok()).expect("--depth D");
+                assert!((2..=26).contains(&d), "--depth from 2 to 26");
+                a.nodes = 1 << d;
+            }
+            "--concurrent" => a.concurrent = true,
             "--workers" => a.workers = it.next().and_then(|v| v.parse().ok()),
             "--collections" => a.collections = it.next().and_then(|v| v.parse().ok()).unwrap_or(20),
             s if !s.starts_with('-') => a.shape = s.to_string(),
@@ -185,13 +200,13 @@ fn main() {
             }
         }
     }
-    let h = heap(a.workers, a.span_marking);
+    let h = heap_with(a.workers, a.span_marking, a.concurrent);
     // Keep the mutator (and so the shape) alive for the collections.
     let (objects, mut collect): (usize, Box<dyn FnMut()>) = match a.shape.as_str() {
         "random" | "in-order" => {
             let mut m = h.mutator::<NodeRoot>(|_| GcCell::new(None));
-            build_tree(&mut m, a.shape == "random");
-            (NODES - 1, Box::new(move || m.collect()))
+            build_tree_of(&mut m, a.shape == "random", a.nodes);
+            (a.nodes - 1, Box::new(move || m.collect()))
         }
         "ring" => {
             let mut m = build_ring(&h, a.ring);
@@ -223,7 +238,7 @@ fn main() {
     };
     let workers = a.workers.map_or("all".to_string(), |w| w.to_string());
     let mut line = format!(
-        "shape={}{} marker={marker} workers={workers} objects={objects} collections={} mark_ms={:.3}",
+        "shape={}{} marker={marker} workers={workers} objects={objects} collections={} cycles={} mark_ms={:.3}",
         a.shape,
         if a.shape == "ring" {
             format!("-{}", a.ring)
@@ -231,6 +246,11 @@ fn main() {
             String::new()
         },
         a.collections,
+        if a.concurrent {
+            "concurrent"
+        } else {
+            "stop-the-world"
+        },
         median.as_secs_f64() * 1e3
     );
     let marked = (objects * a.collections) as f64;

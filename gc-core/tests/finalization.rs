@@ -2043,7 +2043,7 @@ fn registered<'gc>(
 
 /// The concurrent collector looks at the finalizer registrations and weak references before
 /// its termination attempts, with the world running, so that a cycle's first resurrection
-/// round, in the pause, looks only at the few whose objects were not marked yet: with 2 000 live
+/// round, in the pause, looks only at the few whose objects were not marked yet: with 5 000 live
 /// registered objects, each with a weak reference to itself, and two dead ones registered each
 /// cycle, the pause looks at a handful. (The stop-the-world collector looks at every one: it
 /// has no other time.) What the round decides is unchanged: the dead objects are queued in
@@ -2053,7 +2053,8 @@ fn registered<'gc>(
 /// keep the order of the rest).
 #[test]
 fn a_pause_looks_only_at_registrations_and_weak_references_not_found_marked_before_it() {
-    const LIVE: u64 = if cfg!(miri) { 20 } else { 2000 };
+    // More than one chunk of the precheck's walk (4 096 entries).
+    const LIVE: u64 = if cfg!(miri) { 20 } else { 5000 };
     const CYCLES: u64 = if cfg!(miri) { 2 } else { 5 };
     for config in settings() {
         let what = format!("{config:?}");
@@ -2130,6 +2131,13 @@ fn a_pause_looks_only_at_registrations_and_weak_references_not_found_marked_befo
             drops.load(Ordering::SeqCst) as u64,
             LIVE + 2 * CYCLES,
             "{what}: every object freed once"
+        );
+        // The places of the registrations taken out are dropped (by a later cycle's precheck,
+        // in the concurrent collector).
+        assert_eq!(
+            heap.debug_finalization_registered(),
+            0,
+            "{what}: registrations left in the list"
         );
     }
 }

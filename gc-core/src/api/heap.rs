@@ -485,6 +485,13 @@ impl Heap {
         self.shared().finalize.pause_looked.load(Ordering::Relaxed)
     }
 
+    /// Testing: the length of the list of finalizer registrations (with the places of
+    /// registrations taken out that it has not dropped yet).
+    #[doc(hidden)]
+    pub fn debug_finalization_registered(&self) -> usize {
+        self.shared().finalize.registered_len()
+    }
+
     /// Testing: ask for a cycle without waiting for it.
     #[doc(hidden)]
     pub fn debug_start_cycle(&self) {

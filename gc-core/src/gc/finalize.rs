@@ -71,7 +71,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -89,7 +89,8 @@ pub(crate) type Cleanup = Box<dyn FnOnce() + Send + 'static>;
 pub(crate) struct Finalization {
     /// (queue, object) registrations for resurrecting finalization, oldest first; a first
     /// round that used a [`Precheck`] leaves [`REMOVED`] where it took registrations out, and
-    /// the next precheck (outside any pause) drops them.
+    /// a cycle's first precheck (outside any pause) drops those places once they are a quarter
+    /// of the list.
     registered: Mutex<Vec<(ObjAddr, ObjAddr)>>,
     /// What the concurrent collector found before this cycle's termination attempts: which
     /// registrations, and which weak references, a first round need not look at
@@ -123,10 +124,12 @@ pub(crate) struct Finalization {
     /// Registrations and weak references a first round looked at with the world stopped, in
     /// all cycles (what [`precheck`] saves the pause).
     pub pause_looked: AtomicU64,
+    /// The places of removed registrations ([`REMOVED`]) in `registered`.
+    removed: AtomicUsize,
 }
 
 /// A registration a first round took out of the list, without moving the rest (its place is
-/// dropped later, outside the pause).
+/// dropped later, outside the pause: [`precheck`]).
 const REMOVED: (ObjAddr, ObjAddr) = (ObjAddr(std::ptr::null()), ObjAddr(std::ptr::null()));
 
 fn is_removed(e: &(ObjAddr, ObjAddr)) -> bool {
@@ -155,28 +158,17 @@ impl Precheck {
         (self.cycle == cycle && self.len <= len)
             .then(|| self.unmarked.into_iter().chain(self.len..len))
     }
-
-    /// Look again (a later attempt of the same cycle) at the entries found unmarked and at those
-    /// added since (`marked`: whether entry `i` is marked now), in a list of `len` entries,
-    /// which only grew since (checked: else every entry is looked at again).
-    fn refresh(&mut self, len: usize, marked: impl Fn(usize) -> bool) {
-        if len < self.len {
-            debug_assert!(false, "a list shrank between two prechecks of a cycle");
-            self.unmarked = (0..len).filter(|&i| !marked(i)).collect();
-            self.len = len;
-            return;
-        }
-        let added = self.len..len;
-        self.unmarked.retain(|&i| !marked(i));
-        self.unmarked.extend(added.filter(|&i| !marked(i)));
-        self.len = len;
-    }
 }
 
 impl Finalization {
     /// Register `obj` for finalization into the queue object `queue`.
     pub(crate) fn register(&self, queue: *const Object, obj: *const Object) {
         self.registered.lock().push((ObjAddr(queue), ObjAddr(obj)));
+    }
+
+    /// The length of the registrations' list, places of removed ones included.
+    pub(crate) fn registered_len(&self) -> usize {
+        self.registered.lock().len()
     }
 
     /// Register a cleanup for `obj`.
@@ -308,9 +300,11 @@ pub(crate) struct Undecided {
 /// reference in a cycle that queued something, with the world stopped, a mark-bit test each:
 /// mark termination took 0.4–0.6 ms per 100 000 registrations and 0.2–0.4 ms per 100 000 weak
 /// references, release build, this project's 2-CPU machine. Runs before the attempt raises
-/// `terminating` (assists past the goal then wait on the CPU for the stop). A later attempt of the same cycle (the first failed: marking
-/// resumed) looks again only at what was not marked. Also drops the places the last first
-/// round left in the registrations ([`REMOVED`]).
+/// `terminating` (assists past the goal then wait on the CPU for the stop). A later attempt of
+/// the same cycle (the first failed: marking resumed) looks again only at what was not marked
+/// and at what was added since. Walks each list a chunk at a time ([`PRECHECK_CHUNK`]), and
+/// drops the places first rounds left in the registrations ([`REMOVED`]) once they are a
+/// quarter of the list.
 ///
 /// Entries added after the precheck are objects and boxes a mutator held during this cycle's
 /// marking, marked by its end (the snapshot's or allocated black): the first round finds them
@@ -322,29 +316,25 @@ pub(crate) struct Undecided {
 pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     let f = &h.finalize;
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
-    let mut reg = f.registered.lock();
     let any = {
         let mut pre = f.precheck.lock();
-        // (No place of a removed registration: the next first round leaves them, after this
-        // cycle's last precheck, and a first precheck drops them before it looks.)
-        let both_marked = |(q, o): (ObjAddr, ObjAddr)| {
-            debug_assert!(!is_removed(&(q, o)));
-            t.is_marked(o.0) && t.is_marked(q.0)
-        };
-        match pre.as_mut().filter(|p| p.cycle == cycle) {
-            Some(p) => p.refresh(reg.len(), |i| both_marked(reg[i])),
-            None => {
+        if pre.as_ref().is_none_or(|p| p.cycle != cycle) {
+            // A cycle's first precheck: drop the places the last first round left, once they
+            // are a quarter of the list (no precheck indexes the list across cycles).
+            let mut reg = f.registered.lock();
+            let removed = f.removed.load(Ordering::Relaxed);
+            if removed > 0 && removed * 4 >= reg.len() {
                 reg.retain(|e| !is_removed(e));
-                *pre = Some(Precheck {
-                    cycle,
-                    len: reg.len(),
-                    unmarked: (0..reg.len()).filter(|&i| !both_marked(reg[i])).collect(),
-                });
+                f.removed.store(0, Ordering::Relaxed);
             }
         }
+        precheck_list(&mut pre, cycle, &f.registered, |(q, o)| {
+            // A place of a removed registration is not looked at (null).
+            let left = is_removed(&(q, o)) || (t.is_marked(o.0) && t.is_marked(q.0));
+            !left
+        });
         pre.as_ref().is_some_and(|p| !p.unmarked.is_empty())
     };
-    drop(reg);
     let mut pre = f.weak_precheck.lock();
     if !any {
         // No first round of this cycle can queue anything, as things stand; a precheck of an
@@ -356,22 +346,53 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
         }
         return;
     }
-    let weaks = h.weaks.lock();
-    let dead_now = |i: usize| {
+    precheck_list(&mut pre, cycle, &h.weaks, |ObjAddr(b)| {
         // SAFETY: as in [`resurrect`]'s walk: a registered weak box is allocated, and so is
         // its target if not null; no sweep runs while marking does.
-        let target = unsafe { &*(weaks[i].0 as *const WeakBox) }.target();
+        let target = unsafe { &*(b as *const WeakBox) }.target();
         !target.is_null() && !t.is_marked(target)
-    };
-    match pre.as_mut().filter(|p| p.cycle == cycle) {
-        Some(p) => p.refresh(weaks.len(), |i| !dead_now(i)),
-        None => {
-            *pre = Some(Precheck {
-                cycle,
-                len: weaks.len(),
-                unmarked: (0..weaks.len()).filter(|&i| dead_now(i)).collect(),
-            });
+    });
+}
+
+/// Entries [`precheck`] looks at under a list's lock at a time: it lets go of the lock between
+/// chunks, so that a mutator registering an object or making a weak reference meanwhile waits
+/// for a chunk (tens of microseconds), not for the whole walk (milliseconds per million).
+const PRECHECK_CHUNK: usize = 4096;
+
+/// Bring `pre` up to date for `cycle` over `list` (`candidate`: whether an entry must be left to
+/// the pause): a precheck of another cycle (or none) starts afresh, one of this cycle looks again
+/// at its candidates, then at the entries added since, a chunk at a time. Indices stay valid
+/// across the chunks: the list only grows while the cycle marks (see [`Precheck`]).
+fn precheck_list<T: Copy>(
+    pre: &mut Option<Precheck>,
+    cycle: u64,
+    list: &Mutex<Vec<T>>,
+    candidate: impl Fn(T) -> bool,
+) {
+    if pre.as_ref().is_none_or(|p| p.cycle != cycle) {
+        *pre = Some(Precheck {
+            cycle,
+            len: 0,
+            unmarked: Vec::new(),
+        });
+    }
+    let Some(p) = pre.as_mut() else { return };
+    {
+        let l = list.lock();
+        if l.len() < p.len {
+            debug_assert!(false, "a list shrank between two prechecks of a cycle");
+            (p.len, p.unmarked) = (0, Vec::new());
         }
+        p.unmarked.retain(|&i| candidate(l[i]));
+    }
+    loop {
+        let l = list.lock();
+        if p.len >= l.len() {
+            return;
+        }
+        let end = (p.len + PRECHECK_CHUNK).min(l.len());
+        p.unmarked.extend((p.len..end).filter(|&i| candidate(l[i])));
+        p.len = end;
     }
 }
 
@@ -394,6 +415,8 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
     let mut dead = Vec::new();
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
     if first {
+        // (Each precheck's lock before its list's, as in `precheck`.)
+        let pre = f.precheck.lock().take();
         let mut reg = f.registered.lock();
         let mut undecided = f.undecided.lock();
         let mut set_aside_dead = f.set_aside_dead.lock();
@@ -414,22 +437,24 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
             }
             true
         };
-        let pre = f.precheck.lock().take();
         match pre.and_then(|p| p.candidates(cycle, reg.len())) {
             Some(candidates) => {
-                let mut looked = 0;
+                let (mut looked, mut removed) = (0, 0);
                 for i in candidates {
                     looked += 1;
                     if !is_removed(&reg[i]) && !decide(reg[i]) {
                         reg[i] = REMOVED;
+                        removed += 1;
                     }
                 }
                 f.pause_looked.fetch_add(looked, Ordering::Relaxed);
+                f.removed.fetch_add(removed, Ordering::Relaxed);
             }
             None => {
                 f.pause_looked
                     .fetch_add(reg.len() as u64, Ordering::Relaxed);
                 reg.retain(|&e| !is_removed(&e) && decide(e));
+                f.removed.store(0, Ordering::Relaxed);
             }
         }
     } else {

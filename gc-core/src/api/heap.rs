@@ -616,24 +616,20 @@ mod tests {
 
     /// A heap holding one `Counted` garbage object, its collector stopped as the drop of its
     /// last handle stops it (not joined: the handle returned), and a reference to its state.
-    /// With `cleanup_thread`, a cleanup has run on the heap's cleanup thread first.
-    fn stopped_heap(cleanup_thread: bool) -> (JoinHandle<()>, Arc<Shared>) {
+    fn stopped_heap() -> (JoinHandle<()>, Arc<Shared>) {
         let heap = Heap::new(Config::default()).unwrap();
         let mut m: Mutator<crate::Rootable!['gc => ()]> = heap.mutator(|_| ());
-        if cleanup_thread {
-            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let r = Arc::clone(&ran);
-            m.mutate(|mc, _| {
-                Gc::new(mc, 0u64).add_cleanup(mc, move || r.store(true, Ordering::SeqCst))
-            });
-            m.collect();
-            heap.wait_for_cleanups();
-            assert!(ran.load(Ordering::SeqCst), "the cleanup did not run");
-        }
         m.mutate(|mc, _| {
             Gc::new(mc, Counted);
         });
         drop(m);
+        stop(heap)
+    }
+
+    /// Stop the collector of `heap` (whose last handle this is, with no mutator left) as the
+    /// drop of its last handle does, without joining it: its thread's handle, and a reference
+    /// to its state.
+    fn stop(heap: Heap) -> (JoinHandle<()>, Arc<Shared>) {
         let owner = Arc::try_unwrap(heap.owner).ok().expect("the last handle");
         let t = owner.thread.lock().take().expect("a collector thread");
         let shared = Arc::clone(&owner.shared);
@@ -659,11 +655,11 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         };
-        let (t, shared) = stopped_heap(false);
+        let (t, shared) = stopped_heap();
         exited(&t);
         tear_down_elsewhere(t, shared, refused);
         assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 0, "torn down here");
-        let (t, shared) = stopped_heap(false);
+        let (t, shared) = stopped_heap();
         let other = Arc::clone(&shared);
         exited(&t);
         tear_down_elsewhere(t, shared, refused);
@@ -674,27 +670,7 @@ mod tests {
             1,
             "the last holder tears down"
         );
-        // A leaked heap's cleanup thread exits: it held the cleanup runner while it lived; the
-        // leaked state holds it now.
-        let (t, shared) = stopped_heap(true);
-        let runner = shared.finalize.runner_for_test();
-        assert_eq!(
-            runner.strong_count(),
-            2,
-            "the state's and the cleanup thread's"
-        );
-        exited(&t);
-        tear_down_elsewhere(t, shared, refused);
-        let start = std::time::Instant::now();
-        while runner.strong_count() > 1 {
-            assert!(
-                start.elapsed().as_secs() < 10,
-                "the leaked heap's cleanup thread never exited"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert_eq!(TORN_DOWN.load(Ordering::SeqCst), 1, "torn down here");
-        let (t, shared) = stopped_heap(false);
+        let (t, shared) = stopped_heap();
         // The first attempt refused (as a 64 MiB stack may be), the second granted.
         tear_down_elsewhere(t, shared, |make| {
             drop(make());
@@ -709,6 +685,73 @@ mod tests {
             TORN_DOWN_ON.lock().unwrap().as_deref(),
             Some("the test's teardown"),
             "torn down on another thread than the one started for it"
+        );
+    }
+
+    /// A heap leaked because its teardown got no thread (above) while its cleanup thread runs a
+    /// cleanup, another queued behind it: once the running one returns, the thread exits (it
+    /// lets go of the cleanup runner), and the queued cleanup never runs, nor is what it
+    /// captured dropped (it is leaked with the heap). Before, the thread stayed parked for the
+    /// life of the process.
+    #[test]
+    #[cfg_attr(miri, ignore = "leaks a heap on purpose")]
+    fn a_leaked_heaps_cleanup_thread_exits_without_running_or_dropping_what_is_queued() {
+        use std::sync::atomic::AtomicBool;
+        static RUNNING: AtomicBool = AtomicBool::new(false);
+        static RELEASE: AtomicBool = AtomicBool::new(false);
+        static QUEUED_RAN: AtomicBool = AtomicBool::new(false);
+        static QUEUED_DROPPED: AtomicBool = AtomicBool::new(false);
+        struct Captured;
+        impl Drop for Captured {
+            fn drop(&mut self) {
+                QUEUED_DROPPED.store(true, Ordering::SeqCst);
+            }
+        }
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let start = std::time::Instant::now();
+            while !done() {
+                assert!(start.elapsed().as_secs() < 10, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let heap = Heap::new(Config::default()).unwrap();
+        let mut m: Mutator<crate::Rootable!['gc => ()]> = heap.mutator(|_| ());
+        m.mutate(|mc, _| {
+            // Found dead in one cycle: run in registration order.
+            Gc::new(mc, 0u64).add_cleanup(mc, || {
+                RUNNING.store(true, Ordering::SeqCst);
+                while !RELEASE.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+            let captured = Captured;
+            Gc::new(mc, 1u64).add_cleanup(mc, move || {
+                let _kept = &captured;
+                QUEUED_RAN.store(true, Ordering::SeqCst);
+            });
+        });
+        m.collect();
+        until("the first cleanup never ran", &|| {
+            RUNNING.load(Ordering::SeqCst)
+        });
+        drop(m);
+        let (t, shared) = stop(heap);
+        let runner = shared.finalize.runner_for_test();
+        assert_eq!(
+            runner.strong_count(),
+            2,
+            "the state's and the cleanup thread's"
+        );
+        until("the collector never exited", &|| t.is_finished());
+        tear_down_elsewhere(t, shared, |_| Err(std::io::Error::other("no threads")));
+        RELEASE.store(true, Ordering::SeqCst);
+        until("the leaked heap's cleanup thread never exited", &|| {
+            runner.strong_count() == 1
+        });
+        assert!(!QUEUED_RAN.load(Ordering::SeqCst), "a queued cleanup ran");
+        assert!(
+            !QUEUED_DROPPED.load(Ordering::SeqCst),
+            "a queued cleanup was dropped"
         );
     }
 

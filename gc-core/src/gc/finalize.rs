@@ -73,7 +73,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::gc::heap::{ObjAddr, Shared};
 use crate::gc::mark::tracer::Tracer;
@@ -318,12 +318,13 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
     let any = {
         let mut pre = f.precheck.lock();
-        if pre.as_ref().is_none_or(|p| p.cycle != cycle) {
-            // A cycle's first precheck: drop the places the last first round left, once they
-            // are a quarter of the list (no precheck indexes the list across cycles).
+        if pre.as_ref().is_none_or(|p| p.cycle != cycle) && f.removed.load(Ordering::Relaxed) > 0 {
+            // A cycle's first precheck: drop the places the last first rounds left, once they
+            // are a quarter of the list (no precheck indexes the list across cycles). One pass
+            // over the list under its lock (about a millisecond per million entries), in a
+            // cycle after rounds that took out a quarter of the registrations.
             let mut reg = f.registered.lock();
-            let removed = f.removed.load(Ordering::Relaxed);
-            if removed > 0 && removed * 4 >= reg.len() {
+            if f.removed.load(Ordering::Relaxed) * 4 >= reg.len() {
                 reg.retain(|e| !is_removed(e));
                 f.removed.store(0, Ordering::Relaxed);
             }
@@ -377,13 +378,18 @@ fn precheck_list<T: Copy>(
         });
     }
     let Some(p) = pre.as_mut() else { return };
-    {
+    if list.lock().len() < p.len {
+        debug_assert!(false, "a list shrank between two prechecks of a cycle");
+        (p.len, p.unmarked) = (0, Vec::new());
+    }
+    // Each chunk's lock let go fairly: a mutator waiting for it gets it before this thread
+    // takes it again (parking_lot's mutex lets the releasing thread barge in otherwise).
+    let earlier = std::mem::take(&mut p.unmarked);
+    for part in earlier.chunks(PRECHECK_CHUNK) {
         let l = list.lock();
-        if l.len() < p.len {
-            debug_assert!(false, "a list shrank between two prechecks of a cycle");
-            (p.len, p.unmarked) = (0, Vec::new());
-        }
-        p.unmarked.retain(|&i| candidate(l[i]));
+        p.unmarked
+            .extend(part.iter().copied().filter(|&i| candidate(l[i])));
+        MutexGuard::unlock_fair(l);
     }
     loop {
         let l = list.lock();
@@ -393,6 +399,7 @@ fn precheck_list<T: Copy>(
         let end = (p.len + PRECHECK_CHUNK).min(l.len());
         p.unmarked.extend((p.len..end).filter(|&i| candidate(l[i])));
         p.len = end;
+        MutexGuard::unlock_fair(l);
     }
 }
 

@@ -1561,6 +1561,32 @@ fn holder_mutator(heap: &Heap) -> Mutator<Rootable!['gc => HolderRoot<'gc>]> {
     })
 }
 
+/// One of [`settings`] for the tests of `Holder`s: its name, whether it is concurrent, a heap, a
+/// drop counter and a [`holder_mutator`] of the heap.
+struct HolderSetting {
+    what: String,
+    concurrent: bool,
+    heap: Heap,
+    drops: Arc<AtomicUsize>,
+    m: Mutator<Rootable!['gc => HolderRoot<'gc>]>,
+}
+
+fn holder_settings() -> impl Iterator<Item = HolderSetting> {
+    settings().into_iter().map(|config| {
+        let what = format!("{config:?}");
+        let concurrent = config.get_concurrent();
+        let heap = Heap::new(config).unwrap();
+        let m = holder_mutator(&heap);
+        HolderSetting {
+            what,
+            concurrent,
+            heap,
+            drops: Arc::new(AtomicUsize::new(0)),
+            m,
+        }
+    })
+}
+
 /// A new `Holder` with id `id`, counted in `drops` when dropped, with a ballast array of `n`
 /// fresh objects (marking what it reaches takes a while when `n` is large).
 fn holder<'gc>(
@@ -1598,12 +1624,14 @@ fn holder<'gc>(
 #[test]
 fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_rounds() {
     const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
-    for config in settings() {
-        let what = format!("{config:?}");
-        let concurrent = config.get_concurrent();
-        let heap = Heap::new(config).unwrap();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut m = holder_mutator(&heap);
+    for HolderSetting {
+        what,
+        concurrent,
+        heap,
+        drops,
+        mut m,
+    } in holder_settings()
+    {
         let mut between_rounds = 0;
         // Four rounds, and more (up to 32) until one upgrade lands between the resurrection
         // rounds in the concurrent settings: a loaded machine may delay the mutator past them.
@@ -1699,12 +1727,14 @@ fn an_object_dead_at_the_first_completion_stays_dead_to_weak_references_between_
 #[test]
 fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object() {
     const BALLAST: usize = if cfg!(miri) { 200 } else { 200_000 };
-    for config in settings() {
-        let what = format!("{config:?}");
-        let concurrent = config.get_concurrent();
-        let heap = Heap::new(config).unwrap();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut m = holder_mutator(&heap);
+    for HolderSetting {
+        what,
+        concurrent,
+        heap,
+        drops,
+        mut m,
+    } in holder_settings()
+    {
         let mut resumed = 0;
         // As in the test above: more rounds until one lands while marking resumed.
         let mut rounds = 0u64;
@@ -2056,12 +2086,14 @@ fn a_pause_looks_only_at_registrations_and_weak_references_not_found_marked_befo
     // More than one chunk of the precheck's walk (4 096 entries).
     const LIVE: u64 = if cfg!(miri) { 20 } else { 5000 };
     const CYCLES: u64 = if cfg!(miri) { 2 } else { 5 };
-    for config in settings() {
-        let what = format!("{config:?}");
-        let concurrent = config.get_concurrent();
-        let heap = Heap::new(config).unwrap();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut m = holder_mutator(&heap);
+    for HolderSetting {
+        what,
+        concurrent,
+        heap,
+        drops,
+        mut m,
+    } in holder_settings()
+    {
         m.mutate(|mc, r| {
             for id in 0..LIVE {
                 let h = registered(mc, r, &drops, id);

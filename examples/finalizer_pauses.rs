@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example finalizer_pauses -- [--objects N] [--finalizers] [--weaks]
-//!     [--cycles C]
+//!     [--cycles C] [--churn-mib M]
 //! ```
 //!
 //! N live objects, each registered with a finalizer queue (`--finalizers`) and/or with a weak
@@ -14,7 +14,13 @@
 //! the stop-the-world time is what this measures: the last line is `key=value` pairs, `objects
 //! finalizers weaks cycles mark_termination_median_us mark_termination_max_us finalized`
 //! (mark termination from the cycle records, exact, of the cycles that ran while the C were
-//! measured; `finalized`: the objects queued and popped, which must be C).
+//! measured; `finalized`: the objects queued and popped, which must be C). With `--churn-mib M`,
+//! the mutator then allocates M MiB of garbage (16-byte objects, 10 000 a scope) while the
+//! heap's own cycles run (with mark assists), and the line adds `churn_cycles
+//! churn_mark_cpu_ms` (background, assist and idle-priority marking per cycle, from the cycle
+//! records) `churn_mark_termination_median_us churn_mark_termination_max_us its_wait_us` (the
+//! median and longest mark termination, and how much of the longest waited for the mutator to
+//! reach a safepoint).
 
 use gc_core::{Gc, GcFinalizers, GcVec, GcWeak, Heap, Mutator, Rootable, Trace};
 
@@ -34,6 +40,9 @@ struct Args {
     /// Cycles measured.
     #[arg(long, default_value_t = 10, value_parser = gc_examples::positive)]
     cycles: usize,
+    /// MiB of garbage to allocate afterwards, while the heap's own cycles run.
+    #[arg(long, default_value_t = 0)]
+    churn_mib: usize,
 }
 
 #[derive(Trace)]
@@ -97,7 +106,7 @@ fn main() {
         .map(|r| r.mark_termination.as_micros())
         .collect();
     pauses.sort_unstable();
-    println!(
+    let mut line = format!(
         "objects={} finalizers={} weaks={} cycles={} mark_termination_median_us={} \
          mark_termination_max_us={} finalized={finalized}",
         a.objects,
@@ -107,4 +116,37 @@ fn main() {
         pauses[pauses.len() / 2],
         pauses[pauses.len() - 1],
     );
+    if a.churn_mib > 0 {
+        let per_scope = 10_000;
+        let scopes = (a.churn_mib << 20) / (16 * per_scope);
+        for _ in 0..scopes {
+            m.mutate(|mc, _| {
+                for i in 0..per_scope {
+                    Gc::new(mc, Obj { id: i });
+                }
+            });
+        }
+        let records = heap.take_cycle_records();
+        let n = records.len().max(1);
+        let cpu: std::time::Duration = records
+            .iter()
+            .map(|r| r.background_cpu + r.assist_cpu + r.idle_cpu)
+            .sum();
+        let worst = records.iter().max_by_key(|r| r.mark_termination);
+        let mut churn: Vec<u128> = records
+            .iter()
+            .map(|r| r.mark_termination.as_micros())
+            .collect();
+        churn.sort_unstable();
+        line += &format!(
+            " churn_cycles={} churn_mark_cpu_ms={:.2} churn_mark_termination_median_us={} \
+             churn_mark_termination_max_us={} its_wait_us={}",
+            records.len(),
+            cpu.as_secs_f64() * 1e3 / n as f64,
+            churn.get(churn.len() / 2).copied().unwrap_or(0),
+            worst.map_or(0, |r| r.mark_termination.as_micros()),
+            worst.map_or(0, |r| r.mark_termination_wait.as_micros()),
+        );
+    }
+    println!("{line}");
 }

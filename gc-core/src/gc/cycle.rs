@@ -468,8 +468,17 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             continue;
         }
         // What the first resurrection round would look at with the world stopped, looked at
-        // now with it running; not once `terminating` is raised, for the reason above.
-        if resurrection == Resurrection::NotYet {
+        // now with it running; not once `terminating` is raised, for the reason above. The
+        // attempt below needs a look taken with no grey work left anywhere (`fresh`); a first
+        // look may come earlier, while an assist still holds grey work (this loop then comes
+        // back every 20 µs), so that a walk of every entry overlaps the assists' marking rather
+        // than lengthen the mark phase; looks again wait for the end (each goes over the
+        // entries not marked at the last, which early in a phase may be most of them).
+        let no_grey = h.mark.work.is_empty() && h.mark.work.busy() == 0;
+        let fresh = resurrection == Resurrection::NotYet && no_grey;
+        if fresh
+            || (resurrection == Resurrection::NotYet && !crate::gc::finalize::prechecked(h, cycle))
+        {
             crate::gc::finalize::precheck(h, t);
         }
         // No credit will come until the attempt fails: assists may allocate on until the stop
@@ -485,6 +494,12 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
         if h.mark.work.busy() > 0 {
             h.controller().update_limiter(false, cycle);
             std::thread::sleep(Duration::from_micros(20));
+            continue;
+        }
+        // The work ran out between the look above and here (an assist finished what it held)
+        // and the first round has not run: look again first, else the round in the pause would
+        // look at what was unmarked then, up to every registration.
+        if resurrection == Resurrection::NotYet && !fresh {
             continue;
         }
         // The work ran out between the test above and here (an assist finished what it

@@ -355,6 +355,15 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     });
 }
 
+/// Whether [`precheck`] has looked at the registrations in cycle `cycle`.
+pub(crate) fn prechecked(h: &Shared, cycle: u64) -> bool {
+    h.finalize
+        .precheck
+        .lock()
+        .as_ref()
+        .is_some_and(|p| p.cycle == cycle)
+}
+
 /// Entries [`precheck`] looks at under a list's lock at a time: it lets go of the lock between
 /// chunks, so that a mutator registering an object or making a weak reference meanwhile waits
 /// for a chunk (tens of microseconds), not for the whole walk (milliseconds per million).

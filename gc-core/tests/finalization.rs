@@ -2144,12 +2144,13 @@ fn a_pause_looks_only_at_registrations_and_weak_references_not_found_marked_befo
                 let up = h.weak.get().unwrap().upgrade(mc);
                 assert_eq!(up.map(|u| u.id), Some(h.id), "{what}: live {}", h.id);
             }
-            for i in (0..LIVE as usize).step_by(2) {
+            // The odd ones: entry 4 095, the last of the precheck's first chunk, among them.
+            for i in (1..LIVE as usize).step_by(2) {
                 r.kept.set(mc, i, None);
             }
         });
         m.collect();
-        let expected: Vec<u64> = (0..LIVE).step_by(2).collect();
+        let expected: Vec<u64> = (1..LIVE).step_by(2).collect();
         assert_eq!(pop_all(&mut m), expected, "{what}: every other live one");
         // Everything popped is garbage now; the rest dies with its registrations queued too.
         m.mutate(|mc, r| while r.kept.pop(mc).is_some() {});

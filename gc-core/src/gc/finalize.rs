@@ -150,14 +150,25 @@ struct Precheck {
     unmarked: Vec<usize>,
 }
 
-impl Precheck {
-    /// The entries a first round of `cycle` must look at in a list of `len` entries: the
-    /// precheck's unmarked ones and those added since, in order; `None` if the precheck is of
-    /// another cycle (then every entry).
-    fn candidates(self, cycle: u64, len: usize) -> Option<impl Iterator<Item = usize>> {
-        (self.cycle == cycle && self.len <= len)
-            .then(|| self.unmarked.into_iter().chain(self.len..len))
-    }
+/// Whether `pre` is a precheck of cycle `cycle`.
+fn of_cycle(pre: &Option<Precheck>, cycle: u64) -> bool {
+    pre.as_ref().is_some_and(|p| p.cycle == cycle)
+}
+
+/// The entries a first round of `cycle` must look at in a list of `len` entries, in order: the
+/// unmarked ones of `pre` and those added since, or every entry if `pre` is not a precheck of
+/// this cycle (none: the stop-the-world collector); and whether that is every entry.
+fn candidates(
+    pre: Option<Precheck>,
+    cycle: u64,
+    len: usize,
+) -> (impl Iterator<Item = usize>, bool) {
+    let (unmarked, from) = match pre {
+        Some(p) if p.cycle == cycle && p.len <= len => (p.unmarked, p.len),
+        _ => (Vec::new(), 0),
+    };
+    let every = from == 0 && unmarked.is_empty();
+    (unmarked.into_iter().chain(from..len), every)
 }
 
 impl Finalization {
@@ -318,7 +329,7 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
     let cycle = h.mark.cycle.load(Ordering::Relaxed);
     let any = {
         let mut pre = f.precheck.lock();
-        if pre.as_ref().is_none_or(|p| p.cycle != cycle) && f.removed.load(Ordering::Relaxed) > 0 {
+        if !of_cycle(&pre, cycle) && f.removed.load(Ordering::Relaxed) > 0 {
             // A cycle's first precheck: drop the places the last first rounds left, once they
             // are a quarter of the list (no precheck indexes the list across cycles). One pass
             // over the list under its lock (about a millisecond per million entries), in a
@@ -342,7 +353,7 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
         // earlier attempt of the cycle is kept (still valid, and a later attempt may need it:
         // a registration made meanwhile may not be marked yet), one of an earlier cycle is
         // dropped.
-        if pre.as_ref().is_some_and(|p| p.cycle != cycle) {
+        if !of_cycle(&pre, cycle) {
             *pre = None;
         }
         return;
@@ -357,11 +368,7 @@ pub(crate) fn precheck(h: &Shared, t: &Tracer) {
 
 /// Whether [`precheck`] has looked at the registrations in cycle `cycle`.
 pub(crate) fn prechecked(h: &Shared, cycle: u64) -> bool {
-    h.finalize
-        .precheck
-        .lock()
-        .as_ref()
-        .is_some_and(|p| p.cycle == cycle)
+    of_cycle(&h.finalize.precheck.lock(), cycle)
 }
 
 /// Entries [`precheck`] looks at under a list's lock at a time: it lets go of the lock between
@@ -379,7 +386,7 @@ fn precheck_list<T: Copy>(
     list: &Mutex<Vec<T>>,
     candidate: impl Fn(T) -> bool,
 ) {
-    if pre.as_ref().is_none_or(|p| p.cycle != cycle) {
+    if !of_cycle(pre, cycle) {
         *pre = Some(Precheck {
             cycle,
             len: 0,
@@ -453,25 +460,22 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
             }
             true
         };
-        match pre.and_then(|p| p.candidates(cycle, reg.len())) {
-            Some(candidates) => {
-                let (mut looked, mut removed) = (0, 0);
-                for i in candidates {
-                    looked += 1;
-                    if !is_removed(&reg[i]) && !decide(reg[i]) {
-                        reg[i] = REMOVED;
-                        removed += 1;
-                    }
-                }
-                f.pause_looked.fetch_add(looked, Ordering::Relaxed);
-                f.removed.fetch_add(removed, Ordering::Relaxed);
+        let (look, every) = candidates(pre, cycle, reg.len());
+        let (mut looked, mut removed) = (0, 0);
+        for i in look {
+            looked += 1;
+            if !is_removed(&reg[i]) && !decide(reg[i]) {
+                reg[i] = REMOVED;
+                removed += 1;
             }
-            None => {
-                f.pause_looked
-                    .fetch_add(reg.len() as u64, Ordering::Relaxed);
-                reg.retain(|&e| !is_removed(&e) && decide(e));
-                f.removed.store(0, Ordering::Relaxed);
-            }
+        }
+        f.pause_looked.fetch_add(looked, Ordering::Relaxed);
+        f.removed.fetch_add(removed, Ordering::Relaxed);
+        if every {
+            // This pause went over the whole list anyway (no precheck will drop the places in
+            // the stop-the-world collector).
+            reg.retain(|e| !is_removed(e));
+            f.removed.store(0, Ordering::Relaxed);
         }
     } else {
         let mut undecided = f.undecided.lock();
@@ -520,21 +524,13 @@ pub(crate) fn resurrect(h: &Shared, t: &mut Tracer, first: bool) -> u64 {
                 set.entry(target as usize).or_insert(round);
             }
         };
-        match pre.and_then(|p| p.candidates(cycle, weaks.len())) {
-            Some(candidates) => {
-                let mut looked = 0;
-                for i in candidates {
-                    looked += 1;
-                    dead_target(weaks[i]);
-                }
-                f.pause_looked.fetch_add(looked, Ordering::Relaxed);
-            }
-            None => {
-                f.pause_looked
-                    .fetch_add(weaks.len() as u64, Ordering::Relaxed);
-                weaks.iter().for_each(|&b| dead_target(b));
-            }
+        let (look, _) = candidates(pre, cycle, weaks.len());
+        let mut looked = 0;
+        for i in look {
+            looked += 1;
+            dead_target(weaks[i]);
         }
+        f.pause_looked.fetch_add(looked, Ordering::Relaxed);
     }
     for (q, o) in dead {
         // SAFETY: registered queues are `FinalizerObj`s (`register`'s callers), and this one is

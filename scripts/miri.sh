@@ -42,4 +42,4 @@ cargo +nightly miri test -p gc-core --test races -- --skip verify_on
 # pointing back at them), chains through values, resurrection and freeing later, cleanups once
 # and at teardown (the cleanup thread included), double registration, a resurrected key;
 # concurrent marking, verify off (`settings()` under Miri: each collection is slow there).
-cargo +nightly miri test -p gc-core --test finalization -- an_entry chains_and chains_of_noscan cleanups finalizers_resurrect double_registration a_queue_reached a_value_clone a_weak_reference_made an_object_dead_at_the_first a_weak_reference_dead_at_the_first registrations_set_aside indexed_rounds a_pause_looks
+cargo +nightly miri test -p gc-core --test finalization -- an_entry chains_and chains_of_noscan cleanups finalizers_resurrect double_registration a_queue_reached a_value_clone a_weak_reference_made an_object_dead_at_the_first a_weak_reference_dead_at_the_first registrations_set_aside indexed_rounds a_pause_looks the_places

@@ -2058,6 +2058,66 @@ fn a_termination_attempt_that_finds_work_is_recorded_as_a_retry() {
     }
 }
 
+/// The places of registrations taken out by the rounds are dropped before they are a quarter
+/// of the list, also when every cycle takes out only one (a long-lived program's list does not
+/// grow with what it ever finalized), and by a later look with the world running, not in the
+/// concurrent collector's pause: there a round leaves its places, also in a cycle whose look
+/// found every registration marked. The stop-the-world collector drops them in its pause.
+#[test]
+fn the_places_of_registrations_taken_out_are_dropped_before_they_are_a_quarter_of_the_list() {
+    const LIVE: usize = 20;
+    const ROUNDS: u64 = if cfg!(miri) { 10 } else { 40 };
+    for config in settings() {
+        let what = format!("{config:?}");
+        let concurrent = config.get_concurrent();
+        let heap = Heap::new(config.gc_percent(None)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = froot_mutator(&heap);
+        m.mutate(|mc, r| {
+            for id in 0..LIVE as u64 {
+                let n = node(mc, id, &drops);
+                r.queue.register(mc, n);
+                r.kept.push(mc, Some(n));
+            }
+        });
+        m.collect();
+        let mut longest = 0;
+        for round in 0..ROUNDS {
+            let id = LIVE as u64 + round;
+            m.mutate(|mc, r| r.queue.register(mc, node(mc, id, &drops)));
+            m.collect();
+            assert_eq!(
+                m.mutate(|mc, r| r.queue.pop(mc).map(|n| n.id)),
+                Some(id),
+                "{what}"
+            );
+            let len = heap.debug_finalization_registered();
+            longest = longest.max(len);
+            if !concurrent {
+                assert_eq!(len, LIVE, "{what}: round {round}");
+            } else if round == 0 {
+                // The pause left the place of the one taken out.
+                assert_eq!(len, LIVE + 1, "{what}");
+                // A cycle whose look finds every registration marked leaves it too.
+                m.collect();
+                assert_eq!(heap.debug_finalization_registered(), LIVE + 1, "{what}");
+            }
+        }
+        // Dropped once a quarter: the list peaks at LIVE + LIVE / 3 places.
+        assert!(
+            longest <= LIVE + LIVE / 3 + 1,
+            "{what}: the list grew to {longest} places for {LIVE} registrations"
+        );
+        if concurrent && !cfg!(miri) {
+            assert!(longest > LIVE + 1, "{what}: places dropped every cycle");
+        }
+        // Those taken out are freed once popped, the kept ones not.
+        m.collect();
+        m.collect();
+        assert_eq!(drops.load(Ordering::SeqCst) as u64, ROUNDS, "{what}");
+    }
+}
+
 /// A new `Holder` (see [`holder`]) with a weak reference to itself, registered with `r`'s queue.
 fn registered<'gc>(
     mc: &gc_core::Mutation<'gc>,

@@ -722,3 +722,90 @@ impl Runner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second look of a cycle keeps, of the entries the first found unmarked, those still
+    /// unmarked (over more than one chunk of them, the last one partial), and goes on with the
+    /// entries added since; a first round then looks at those and at what was added after the
+    /// look, in order. A precheck of another cycle, or of more entries than the list has, is
+    /// not trusted (the round looks at every entry), and a look in a new cycle starts afresh.
+    #[test]
+    fn a_second_look_keeps_what_is_still_unmarked_and_a_round_looks_at_that_and_the_rest() {
+        let n = if cfg!(miri) {
+            PRECHECK_CHUNK + 8
+        } else {
+            3 * PRECHECK_CHUNK
+        };
+        let list = Mutex::new((0..n).collect::<Vec<usize>>());
+        let mut pre = None;
+        // The first look: the even ones unmarked (more than a chunk of them).
+        precheck_list(&mut pre, 1, &list, |x| x % 2 == 0);
+        let p = pre.as_ref().unwrap();
+        assert_eq!((p.cycle, p.len), (1, n));
+        assert_eq!(p.unmarked, (0..n).step_by(2).collect::<Vec<_>>());
+        // Entries added, and half of the candidates marked since.
+        list.lock().extend(n..n + 10);
+        precheck_list(&mut pre, 1, &list, |x| x % 4 == 0);
+        let p = pre.as_ref().unwrap();
+        assert_eq!(p.len, n + 10);
+        assert_eq!(p.unmarked, (0..n + 10).step_by(4).collect::<Vec<_>>());
+        // The first round: those, then what was added after the look.
+        let (look, every) = candidates(pre.take(), 1, n + 12);
+        assert!(!every);
+        let want: Vec<usize> = (0..n + 10).step_by(4).chain(n + 10..n + 12).collect();
+        assert_eq!(look.collect::<Vec<_>>(), want);
+        // Not trusted: another cycle's, or one longer than the list.
+        let stale = || {
+            Some(Precheck {
+                cycle: 1,
+                len: 3,
+                unmarked: vec![1],
+            })
+        };
+        let (look, every) = candidates(stale(), 2, 5);
+        assert!(every);
+        assert_eq!(look.collect::<Vec<_>>(), (0..5).collect::<Vec<_>>());
+        let (look, every) = candidates(stale(), 1, 2);
+        assert!(every);
+        assert_eq!(look.collect::<Vec<_>>(), vec![0, 1]);
+        // A look in a new cycle starts afresh.
+        let mut pre = stale();
+        precheck_list(&mut pre, 2, &list, |x| x == 5);
+        let p = pre.as_ref().unwrap();
+        assert_eq!((p.cycle, p.len, &p.unmarked[..]), (2, n + 10, &[5][..]));
+    }
+
+    /// A leaked heap's cleanup thread that is idle, parked for the next cleanup (the usual
+    /// state), is woken by the abandon and exits, letting go of the runner, and its handle is
+    /// dropped (the thread detached, not left unjoined for the life of the process).
+    #[test]
+    // The detached thread may still be exiting when the test ends, which Miri reports as a
+    // leak of its memory.
+    #[cfg_attr(miri, ignore = "detaches a thread")]
+    fn an_abandoned_runner_wakes_its_idle_thread_which_exits_detached() {
+        let r = Arc::new(Runner::default());
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        r.push(
+            vec![Box::new(move || flag.store(true, Ordering::SeqCst))],
+            1,
+        );
+        // Returns once the thread, done, waits for more: it has let go of the lock.
+        r.wait_idle();
+        assert!(ran.load(Ordering::SeqCst));
+        assert_eq!(Arc::strong_count(&r), 2, "this test's and the thread's");
+        r.abandon();
+        assert!(r.state.lock().thread.is_none(), "the thread's handle kept");
+        let start = std::time::Instant::now();
+        while Arc::strong_count(&r) > 1 {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the idle cleanup thread never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}

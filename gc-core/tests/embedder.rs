@@ -679,3 +679,46 @@ fn a_scope_joins_threads_that_use_the_heap_inside_a_blocking_region() {
         );
     }
 }
+
+/// A scope that polls `should_yield` while the collector is late to start a cycle the trigger
+/// requested (here a hook holds the start; no stop is requested) is told to leave once it has
+/// allocated past the heap's bound, not long after; once that cycle has run, the mutator's
+/// next scope is not told to leave. Both collectors, verify mode on and off.
+#[test]
+fn should_yield_ends_a_scope_past_the_bound_of_a_late_start_and_only_that_one() {
+    for concurrent in [true, false] {
+        for verify in [false, true] {
+            let what = format!("concurrent={concurrent} verify={verify}");
+            let heap = Heap::new(Config::default().concurrent(concurrent).verify(verify)).unwrap();
+            let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+            m.collect();
+            let goal = heap.stats().heap_goal;
+            heap.debug_hold_cycle_start(true);
+            let mut allocated = 0usize;
+            let yielded = m.mutate(|mc, _| {
+                while allocated < 8 * goal {
+                    for i in 0..256u64 {
+                        std::hint::black_box(Gc::new(mc, [i; 4]));
+                    }
+                    allocated += 256 * 32;
+                    if mc.should_yield() {
+                        return true;
+                    }
+                }
+                false
+            });
+            heap.debug_hold_cycle_start(false);
+            assert!(
+                yielded && allocated < 2 * goal,
+                "{what}: left after {} KiB, goal {} KiB (told to: {yielded})",
+                allocated >> 10,
+                goal >> 10
+            );
+            m.collect();
+            assert!(
+                !m.mutate(|mc, _| mc.should_yield()),
+                "{what}: still told to leave after the cycle ran"
+            );
+        }
+    }
+}

@@ -411,6 +411,58 @@ enum Expr<'gc> {
     Add(Box<Expr<'gc>>, Box<Expr<'gc>>),
 }
 
+/// A heap torn down on a thread of its own (here its last handle is dropped by a cleanup of
+/// another heap, on that heap's cleanup thread, where the teardown may not run) drops a deeply
+/// nested boxed value there: that thread's stack is sized for drop glue that recurses once per
+/// term, as the collector's threads are (on the default 2 MiB stack a debug build overflowed
+/// with these 200 000 terms; 20 000 did not).
+#[test]
+fn a_deep_value_is_dropped_by_a_teardown_on_a_thread_of_its_own() {
+    const TERMS: u64 = if cfg!(miri) { 50 } else { 200_000 };
+    struct SetOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    /// Fields drop in order: the flag is set once the whole tree has been dropped.
+    #[derive(Trace)]
+    struct Deep<'gc> {
+        _e: Expr<'gc>,
+        #[gc(skip)]
+        _done: SetOnDrop,
+    }
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let a = Heap::new(Config::default()).unwrap();
+    // No cycle of B traces the tree: only the teardown's drop goes through it.
+    let b = Heap::new(Config::default().gc_percent(None)).unwrap();
+    {
+        let mut mb: Mutator<Rootable!['gc => ()]> = b.mutator(|_| ());
+        let done = SetOnDrop(dropped.clone());
+        mb.mutate(|mc, _| {
+            let mut e = Expr::Num(Gc::new(mc, 0));
+            for i in 1..=TERMS {
+                e = Expr::Add(Box::new(e), Box::new(Expr::Num(Gc::new(mc, i))));
+            }
+            Gc::new(mc, Deep { _e: e, _done: done });
+        });
+    }
+    let mut ma: Mutator<Rootable!['gc => ()]> = a.mutator(|_| ());
+    ma.mutate(|mc, _| {
+        Gc::new(mc, 1u64).add_cleanup(mc, move || drop(b));
+    });
+    ma.collect();
+    a.wait_for_cleanups();
+    let start = std::time::Instant::now();
+    while !dropped.load(Ordering::SeqCst) {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "B's deep value never dropped"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// A left-nested sum of `n + 1` numbers held in one heap object: tracing and dropping it
 /// recurse once per term, on the collector's threads (marking, the verifier's walk, the
 /// background sweep), whose stacks are sized for it: 5 000 terms overflowed a debug build's

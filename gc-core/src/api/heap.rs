@@ -755,6 +755,30 @@ mod tests {
         );
     }
 
+    /// A leaked heap's edges in the waits between heaps are dropped, as its teardown drops
+    /// them: with A's scope nested around X's and X's around B's, then X leaked, B's scope
+    /// around A's closes no cycle of waits (X can no longer wait for anything) and is allowed.
+    #[test]
+    #[cfg_attr(miri, ignore = "leaks a heap on purpose")]
+    fn a_leaked_heap_leaves_the_waits_between_heaps() {
+        type U = crate::Rootable!['gc => ()];
+        let heap = || Heap::new(Config::default()).unwrap();
+        let (a, b, x) = (heap(), heap(), heap());
+        let (mut ma, mut mb, mut mx): (Mutator<U>, Mutator<U>, Mutator<U>) =
+            (a.mutator(|_| ()), b.mutator(|_| ()), x.mutator(|_| ()));
+        ma.mutate(|_, _| mx.mutate(|_, _| ()));
+        mx.mutate(|_, _| mb.mutate(|_, _| ()));
+        drop(mx);
+        let (t, shared) = stop(x);
+        let start = std::time::Instant::now();
+        while !t.is_finished() {
+            assert!(start.elapsed().as_secs() < 10, "the collector never exited");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        tear_down_elsewhere(t, shared, |_| Err(std::io::Error::other("no threads")));
+        mb.mutate(|_, _| ma.mutate(|_, _| ()));
+    }
+
     /// A memory limit given at creation reaches the same places as one set later: the pacer's
     /// model and the arena (its releases on growth, span keeping, the fail-fast stall).
     #[test]

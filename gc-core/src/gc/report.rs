@@ -137,6 +137,8 @@ pub(crate) fn metrics(h: &Shared) -> Metrics {
         U(cleanups_panicked),
         U(u(&s.late_start_waits)),
         F(secs(u(&s.late_start_wait_ns))),
+        F(secs(u(&s.scope_wait_total_ns))),
+        F(secs(u(&s.scope_wait_max_ns))),
         U(u(&s.scavenge_looks)),
     ];
     Metrics::from_values(values.into())

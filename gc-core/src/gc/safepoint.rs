@@ -184,6 +184,47 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
+    /// A stop names the last mutator to leave its scope (the one it waited for longest), not
+    /// the first it found inside, and names it also when the wait ended within the polling
+    /// that precedes the sleep (the usual case). Here both are inside at the first poll; the
+    /// second poll finds the first gone, the third both.
+    #[test]
+    fn a_stop_names_the_last_mutator_to_leave() {
+        let sp = Arc::new(Safepoint::default());
+        let done = Arc::new(AtomicBool::new(false));
+        // Were this thread kept off its CPU past the polling, the stop would sleep with no
+        // mutator left to wake it: a stand-in leaves a scope now and then (a wake-up).
+        let waker = {
+            let (sp, done) = (sp.clone(), done.clone());
+            std::thread::spawn(move || {
+                let state = AtomicU8::new(OUTSIDE);
+                while !done.load(Ordering::SeqCst) {
+                    sp.exit(&state);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        };
+        for _ in 0..5 {
+            let states = [AtomicU8::new(INSIDE), AtomicU8::new(INSIDE)];
+            let polls = std::cell::Cell::new(0u32);
+            let scan = states.iter().inspect(|s| {
+                if std::ptr::eq(*s, &states[0]) {
+                    polls.set(polls.get() + 1);
+                    match polls.get() {
+                        2 => states[0].store(OUTSIDE, Ordering::Release),
+                        3 => states[1].store(OUTSIDE, Ordering::Release),
+                        _ => {}
+                    }
+                }
+            });
+            assert_eq!(sp.stop(scan), Some(1));
+            assert_eq!(polls.get(), 3);
+            sp.start();
+        }
+        done.store(true, Ordering::SeqCst);
+        waker.join().unwrap();
+    }
+
     /// Randomised handshake stress: mutators bump a counter only while inside; while the world
     /// is stopped the counter must not move.
     #[test]

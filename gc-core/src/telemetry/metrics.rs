@@ -521,6 +521,14 @@ pub const ALL: &[(&str, &str)] = &[
         "Time mutators waited at scope entries for late cycle starts (cumulative).",
     ),
     (
+        "/gccore/gc/scope-wait/total:seconds",
+        "Time stop-the-world pauses waited for mutators to leave their mutation scopes (cumulative; part of the pauses).",
+    ),
+    (
+        "/gccore/gc/scope-wait/max:seconds",
+        "The longest a pause waited for mutators to leave their scopes (HeapStats::scope_wait_max_mutator names the last to leave).",
+    ),
+    (
         "/gccore/scavenge/looks:calls",
         "Times the background scavenger looked for free pages to release (cumulative): once per 64 KiB released while retained memory is over its goal; where it finds nothing free, again after a wait that doubles up to 1 s unless a cycle's or a sweep's end wakes it.",
     ),

@@ -527,6 +527,13 @@ fn concurrent_mark<'h>(h: &'h Shared, t: &mut Tracer, cycle: u64) -> StoppedWorl
             && h.mark.work.idle_and_empty()
             && !unscanned
             && !settle(h, t, &mut resurrection);
+        // (A check that read the queue and the count without closing the queue first could
+        // pass with a helper's hand-back in flight: caught here in every test that ends a
+        // concurrent cycle, rather than left to that race.)
+        debug_assert!(
+            !done || h.mark.work.is_closed(),
+            "marking ended without closing the queue to the helpers"
+        );
         h.mark.work.reopen();
         if done {
             h.mark.draining.store(false, Ordering::SeqCst);

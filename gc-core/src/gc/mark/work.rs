@@ -184,6 +184,26 @@ impl MarkWork {
         take_concurrent(&self.busy, &self.closed, self)
     }
 
+    /// [`MarkWork::take_concurrent`] for a background worker of the mark phase `cycle`
+    /// (`current` reads the phase now). Preempted between its loop's test and the pop, a
+    /// worker may take a batch of a later phase: that batch is handed back untouched, to that
+    /// phase's workers, rather than marked at this phase's pace, and `None` returned as when
+    /// nothing was taken (the caller then finds its phase over). The batch was pushed after
+    /// the phase's number was stored, and the pop synchronizes with the push, so `current`
+    /// reads the new number then.
+    pub(crate) fn take_concurrent_of(
+        &self,
+        cycle: u64,
+        current: impl Fn() -> u64,
+    ) -> Option<GreyBatch> {
+        let b = self.take_concurrent()?;
+        if current() != cycle {
+            self.hand_back_batch_and_leave(b);
+            return None;
+        }
+        Some(b)
+    }
+
     /// With the world stopped: whether no marker holds grey work and the queue is empty, after
     /// closing the queue to the background workers (module docs). The caller must
     /// [`reopen`](MarkWork::reopen) it before marking goes on.
@@ -458,6 +478,99 @@ pub(crate) fn wake_all_waiting(waiting: &AtomicUsize, idle: &Monitor) {
 /// Run one stop-the-world worker on the heap's queue (see [`run_worker`]).
 pub(crate) fn run_stw_worker(work: &MarkWork, t: &mut Tracer) {
     run_worker(&work.busy, work, t);
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    /// Longer than any test here may take: a sleeper that is not woken fails the test.
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// `w.wait_for_batch` on another thread, returned once the sleeper has looked at the queue
+    /// under the sleepers' lock (which it keeps until it sleeps, and a wake-up takes).
+    fn asleep<'s>(
+        s: &'s std::thread::Scope<'s, '_>,
+        w: &'s MarkWork,
+    ) -> std::thread::ScopedJoinHandle<'s, ()> {
+        let looked = std::sync::Arc::new(AtomicBool::new(false));
+        let l = looked.clone();
+        let j = s.spawn(move || {
+            w.wait_for_batch(LONG, || {
+                l.store(true, Ordering::SeqCst);
+                true
+            })
+        });
+        let start = Instant::now();
+        while !looked.load(Ordering::SeqCst) {
+            assert!(
+                start.elapsed() < LONG,
+                "the sleeper never looked at the queue"
+            );
+            std::thread::yield_now();
+        }
+        j
+    }
+
+    /// A background worker sleeps only while marking goes on and there is no batch it may
+    /// take; a push wakes it, and so does a batch handed back by a worker that took one of a
+    /// later phase (which is queued again, untouched, and the worker counted idle); no sleeper
+    /// is left counted.
+    #[test]
+    fn workers_sleep_only_without_work_to_take_and_are_woken_for_it() {
+        let w = MarkWork::new();
+        let t0 = Instant::now();
+        // Marking over, or a batch to take: no sleep.
+        w.wait_for_batch(LONG, || false);
+        w.push_quietly(GreyBatch::default());
+        w.wait_for_batch(LONG, || true);
+        assert!(w.pop().is_some());
+        std::thread::scope(|s| {
+            let j = asleep(s, &w);
+            w.push(GreyBatch::default());
+            j.join().unwrap();
+        });
+        // A batch handed back untouched wakes a sleeper.
+        let b = w.take_concurrent().expect("the batch pushed");
+        assert_eq!(w.busy(), 1);
+        std::thread::scope(|s| {
+            let j = asleep(s, &w);
+            w.hand_back_batch_and_leave(b);
+            j.join().unwrap();
+        });
+        assert_eq!(w.busy(), 0);
+        // A worker of phase 1 takes the batch after phase 2 has begun: handed back, and the
+        // worker counted idle; a worker of phase 2 takes it.
+        assert!(w.take_concurrent_of(1, || 2).is_none());
+        assert!(!w.is_empty(), "the batch handed back was lost");
+        assert_eq!(w.busy(), 0);
+        assert!(w.take_concurrent_of(2, || 2).is_some());
+        assert_eq!(w.busy(), 1);
+        w.leave();
+        assert!(t0.elapsed() < LONG / 2, "a sleeper missed its wake-up");
+        assert_eq!(
+            w.waiting.load(Ordering::SeqCst),
+            0,
+            "sleepers still counted"
+        );
+    }
+
+    /// A stop-the-world worker offers work only when one of the workers is waiting for it
+    /// (fewer busy than run) and the queue is empty.
+    #[test]
+    fn the_queue_is_hungry_only_with_a_worker_waiting_and_nothing_queued() {
+        let w = MarkWork::new();
+        w.start_workers(2);
+        assert!(!w.hungry(), "every worker busy");
+        w.leave();
+        assert!(w.hungry());
+        w.push(GreyBatch::default());
+        assert!(!w.hungry(), "work queued");
+        assert!(w.pop().is_some());
+        w.leave();
+    }
 }
 
 #[cfg(all(test, loom))]

@@ -132,7 +132,10 @@ fn background_worker(h: &Shared, share: f64) {
         }
         // Counted busy, unless the collector is checking for termination (`MarkWork::
         // take_concurrent`: this worker runs through stops).
-        let Some(b) = h.mark.work.take_concurrent() else {
+        // A batch of a later phase, taken after a preemption, is handed back (`None`): the
+        // loop's test then ends the worker's turn.
+        let current = || h.mark.cycle.load(Ordering::Relaxed);
+        let Some(b) = h.mark.work.take_concurrent_of(cycle, current) else {
             // Asleep until a marker, a mutator or the collector pushes a batch, a termination
             // check that closed the queue fails, or marking ends (Go parks a worker that
             // finds no work; polling the queue instead cost each helper about a tenth of a
@@ -144,14 +147,6 @@ fn background_worker(h: &Shared, share: f64) {
             });
             continue;
         };
-        // Preempted between the loop's test and the pop, the worker may have taken a batch of
-        // a later cycle: hand it back unmarked to that cycle's workers rather than mark it at
-        // this cycle's pace. (The batch was pushed after the cycle's number was stored, and
-        // the pop synchronizes with the push, so this load sees the new number.)
-        if h.mark.cycle.load(Ordering::Relaxed) != cycle {
-            h.mark.work.hand_back_batch_and_leave(b);
-            break;
-        }
         t.push_grey_batch(b);
         background_slice(h, &mut t);
         hand_over_quietly(h, &mut t);
@@ -602,6 +597,91 @@ mod tests {
             std::thread::spawn(move || w.own()).join().unwrap(),
             Duration::ZERO
         );
+    }
+
+    /// A fractional worker at idle priority books its share of the time since it started as
+    /// background marking and the rest as idle, and does not count the idle part against its
+    /// share; while a mutator waits in an assist it books the same way, and does not pause;
+    /// back at its own pace, all of it is background. (Slices booked by hand; no cycle runs.)
+    #[test]
+    #[cfg_attr(miri, ignore = "bounds in milliseconds of real time")]
+    fn a_fractional_worker_books_its_share_first_and_does_not_pause_beside_a_waiting_assist() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        let now = Instant::now();
+        let mut pace = Pace {
+            start: now.checked_sub(100 * MS).unwrap(),
+            busy: Duration::ZERO,
+            share: 0.5,
+            procs: 2,
+            window: IdleWindow::starting(now, 0, Duration::from_secs(3600)),
+            idle: true,
+        };
+        let bg = || Duration::from_nanos(h.stats.bg_mark_ns.load(Ordering::Relaxed));
+        let idle = || Duration::from_nanos(h.stats.idle_mark_ns.load(Ordering::Relaxed));
+        let (bg0, idle0) = (bg(), idle());
+        assert!(pace.book(h, 40 * MS) && pace.book(h, 40 * MS));
+        assert!(
+            pace.busy <= pace.allowed(),
+            "idle marking counted against the share"
+        );
+        // The share of 100 ms and more (as long as this thread was held up meanwhile), not all.
+        assert!(
+            bg() - bg0 >= 50 * MS && bg() - bg0 < 80 * MS,
+            "{:?}",
+            bg() - bg0
+        );
+        assert_eq!(bg() - bg0 + idle() - idle0, 80 * MS);
+        // An assist waiting for credit: no pause, and what is beyond the share is idle.
+        h.mark.assists_parked.store(1, Ordering::SeqCst);
+        pace.idle = false;
+        let idle1 = idle();
+        assert!(
+            !pace.book(h, 40 * MS),
+            "the worker may pause beside a waiting assist"
+        );
+        assert!(
+            idle() - idle1 >= 20 * MS,
+            "booked as background: {:?}",
+            idle() - idle1
+        );
+        h.mark.assists_parked.store(0, Ordering::SeqCst);
+        let bg2 = bg();
+        assert!(pace.book(h, 40 * MS));
+        assert_eq!(bg() - bg2, 40 * MS, "at its own pace: all background");
+    }
+
+    /// A fractional worker judges a window that has lasted its length during a phase, both
+    /// ways: a CPU found spare turns idle priority on (for a window of [`IDLE_WINDOW`]), and a
+    /// window in which none was turns it off again. (1 000 CPUs always leave one spare, none
+    /// never does, whatever the clocks read.)
+    #[test]
+    #[cfg_attr(miri, ignore = "no CPU clocks")]
+    fn a_window_due_during_a_phase_is_judged_both_ways() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        let due = || {
+            IdleWindow::starting(
+                Instant::now().checked_sub(MS).unwrap(),
+                crate::util::clock::process_cpu_ns(),
+                Duration::from_micros(1),
+            )
+        };
+        let mut pace = Pace {
+            start: Instant::now(),
+            busy: Duration::ZERO,
+            share: 0.5,
+            procs: 1000,
+            window: due(),
+            idle: false,
+        };
+        pace.after(h, Duration::ZERO);
+        assert!(pace.idle, "a spare CPU found during the phase");
+        assert_eq!(pace.window.length, IDLE_WINDOW);
+        pace.procs = 0;
+        pace.window = due();
+        pace.after(h, Duration::ZERO);
+        assert!(!pace.idle, "idle priority kept beside busy threads");
     }
 
     /// At its own pace a worker's marking is all background; at idle priority its share comes

@@ -11,8 +11,9 @@ use gc_core::{
     Rootable, Trace,
 };
 
-/// Every setting: concurrent and stop-the-world marking, verify mode on and off (under Miri,
-/// concurrent marking with verify mode off: each collection is slow there).
+/// Every setting: concurrent and stop-the-world marking, verify mode on and off, and span-local
+/// marking with each collector (under Miri, concurrent marking with verify mode off: each
+/// collection is slow there).
 fn settings() -> Vec<Config> {
     if cfg!(miri) {
         return vec![Config::default()];
@@ -23,6 +24,15 @@ fn settings() -> Vec<Config> {
             v.push(Config::default().concurrent(concurrent).verify(verify));
         }
     }
+    // Span-local marking too (its marker reaches tables, queues and weak boxes by another
+    // path), once with each collector.
+    v.push(Config::default().span_marking(true));
+    v.push(
+        Config::default()
+            .concurrent(false)
+            .span_marking(true)
+            .verify(true),
+    );
     v
 }
 
@@ -1864,6 +1874,120 @@ fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
             drops.load(Ordering::SeqCst),
             0,
             "verify={verify}: a live node dropped"
+        );
+    }
+}
+
+/// An entry removed while marking, its value kept by the mutator only in a new object (whose
+/// initial values are not shaded), stays alive: `remove` shades the value it takes out (the
+/// deletion half of the barrier), or the marker, reaching the table after the removal, never
+/// finds it. Concurrent marking, verify mode on and off.
+#[test]
+fn a_removed_value_kept_by_the_mutator_stays_alive() {
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut m = root_mutator(&heap);
+        m.mutate(|mc, r| {
+            let k = node(mc, 1, &drops);
+            r.keys.push(mc, Some(k));
+            r.table.insert(mc, k, node(mc, 2, &drops));
+        });
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        // Nothing allocated before the removal: no assist scans the table first.
+        m.mutate(|mc, r| {
+            let k = r.keys.get(0).unwrap().unwrap();
+            let old = r.table.remove(mc, k).expect("the entry");
+            assert_eq!(old.id, 2);
+            let holder = Gc::new(
+                mc,
+                Node {
+                    id: 4,
+                    _tracker: None,
+                    next: GcCell::new(Some(old)),
+                },
+            );
+            r.keys.push(mc, Some(holder));
+        });
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.collect();
+        m.mutate(|mc, r| {
+            // Whatever was freed is reused.
+            for i in 0..1000 {
+                Gc::new(mc, i as u64);
+            }
+            assert!(r.table.is_empty(), "verify={verify}");
+            let holder = r.keys.get(1).unwrap().unwrap();
+            assert_eq!(holder.next.get().unwrap().id, 2, "verify={verify}");
+        });
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "verify={verify}: a live node dropped"
+        );
+    }
+}
+
+/// A table value with drop glue of its own (a field the collector does not trace).
+#[derive(Trace)]
+struct Tagged<'gc> {
+    #[gc(skip)]
+    _tracker: Tracker,
+    _node: Gc<'gc, Node<'gc>>,
+}
+
+#[derive(Trace)]
+struct TaggedRoot<'gc> {
+    table: GcEphemeronTable<'gc, Node<'gc>, Tagged<'gc>>,
+    keys: GcVec<'gc, Option<Gc<'gc, Node<'gc>>>>,
+}
+
+/// The value of an entry whose key dies is dropped with the entry, once, as a swept object's
+/// drop glue runs; the live keys' values are not, until the heap goes.
+#[test]
+fn a_dead_keys_value_is_dropped_once_with_its_entry() {
+    for config in settings() {
+        let what = format!("{config:?}");
+        let heap = Heap::new(config).unwrap();
+        let (nodes, values) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut m: Mutator<Rootable!['gc => TaggedRoot<'gc>]> = heap.mutator(|mc| TaggedRoot {
+            table: GcEphemeronTable::new(mc),
+            keys: GcVec::new(mc),
+        });
+        m.mutate(|mc, r| {
+            for i in 0..4 {
+                let k = node(mc, i, &nodes);
+                let v = Tagged {
+                    _tracker: Tracker(values.clone()),
+                    _node: node(mc, 100 + i, &nodes),
+                };
+                r.table.insert(mc, k, v);
+                // The odd keys live.
+                if i % 2 == 1 {
+                    r.keys.push(mc, Some(k));
+                }
+            }
+        });
+        m.collect();
+        m.collect();
+        assert_eq!(m.mutate(|_, r| r.table.len()), 2, "{what}");
+        assert_eq!(
+            values.load(Ordering::SeqCst),
+            2,
+            "{what}: the dead keys' values"
+        );
+        assert_eq!(
+            nodes.load(Ordering::SeqCst),
+            4,
+            "{what}: the dead keys and their values' nodes"
+        );
+        drop(m);
+        drop(heap);
+        assert_eq!(
+            values.load(Ordering::SeqCst),
+            4,
+            "{what}: the rest at teardown"
         );
     }
 }

@@ -144,6 +144,9 @@ mod tests {
             assert!(!b.claim(&s, 2, &mut m), "claimed twice");
             assert!(!b.claim(&s, 3, &mut m), "marked already");
             assert!(b.holds(&s, 2) && !b.holds(&s, 3));
+            // The same bit of another word, the same slot of another span: not held.
+            assert!(!b.holds(&s, 66));
+            assert!(!b.holds(&span(noscan), 2));
             // A scan object's first claim in a word is set at once; the rest wait.
             assert_eq!(s.is_marked(1), !noscan);
             assert!(!s.is_marked(2));

@@ -985,6 +985,17 @@ fn departing_mutators_hand_their_spans_back() {
         "heap_live {} KiB for {mutators} mutators' few objects",
         s.heap_live >> 10
     );
+    // And the allocated bytes (the memory classes, and the memory limit's goal, read them):
+    // 168 bytes a mutator.
+    let objects = heap
+        .metrics()
+        .u64("/memory/classes/heap/objects:bytes")
+        .unwrap();
+    assert!(
+        objects <= 64 << 10,
+        "{} KiB of objects for {mutators} mutators' few objects",
+        objects >> 10
+    );
     drop(keep);
 }
 

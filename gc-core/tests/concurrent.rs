@@ -1323,6 +1323,109 @@ fn cache_entries_evicted_while_marking_give_back_their_unused_slots() {
     }
 }
 
+/// A scope that stores pointers while the collector marks shades what its barrier buffered
+/// when it ends, so that mark termination finds the buffer empty (a pointer left for the
+/// pause to shade could make the attempt fail: another pause).
+#[test]
+fn a_scope_that_ends_while_marking_leaves_its_barrier_buffer_empty() {
+    for (verify, span) in common::MODES {
+        let (heap, mut m) = held_cycle(verify, span);
+        m.mutate(|mc, r| {
+            assert!(mc.debug_marking());
+            r.from.set(mc, 0, Some(obj(mc, u64::MAX)));
+        });
+        assert_eq!(
+            m.debug_barrier_buffer_len(),
+            0,
+            "verify={verify} span={span}: the scope left its buffer to the pause"
+        );
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.mutate(|_, r| assert!(intact(&r.from.get(0).unwrap())));
+    }
+}
+
+/// An assist pays what its allocation owes (at least 64 KiB of scan work ahead) and returns;
+/// it does not go on marking whatever grey work it finds: one allocation's assist, with the
+/// background marker held and 6 MiB of objects to mark, marks a small part of them.
+#[test]
+#[cfg_attr(miri, ignore = "a heap large enough to tell the two apart")]
+fn an_assist_marks_what_it_owes_not_everything_it_finds() {
+    type R = Rootable!['gc => GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>];
+    const OBJECTS: usize = 1 << 18;
+    for (verify, span) in common::MODES {
+        let heap = Heap::new(Config::default().verify(verify).span_marking(span)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|mc| GcArray::new(mc, OBJECTS, None));
+        for i in (0..OBJECTS).step_by(1024) {
+            m.mutate(|mc, a| {
+                for j in i..i + 1024 {
+                    a.set(mc, j, Some(obj(mc, j as u64)));
+                }
+            });
+        }
+        m.collect();
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        // Allocate until an allocation assists (at a cache refill, once the assist ratio
+        // makes it owe something): what that one allocation marked.
+        let marked = m.mutate(|mc, _| {
+            let before = mc.stats();
+            for i in 0..1_000_000 {
+                obj(mc, i);
+                let s = mc.stats();
+                if s.assists > before.assists {
+                    return s.assist_bytes - before.assist_bytes;
+                }
+            }
+            panic!("verify={verify} span={span}: no assist");
+        });
+        assert!(
+            marked < (OBJECTS * 24 / 4) as u64,
+            "verify={verify} span={span}: one allocation's assist marked {marked} bytes"
+        );
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.mutate(|_, a| assert!(a.iter().flatten().all(|o| intact(&o))));
+    }
+}
+
+/// A mutator dropped while the collector marks gives back the unused slots of its allocation
+/// window, which were made black when the window was loaded: no sweep finds them marked but
+/// never allocated (it stops the process), and the objects it did allocate are counted as
+/// allocated black. Its span is one no other mutator takes before marking ends (a type nobody
+/// else allocates). Verify mode on and off.
+#[test]
+fn a_mutator_dropped_while_marking_gives_back_its_unused_slots() {
+    type R = Rootable!['gc => GcCell<'gc, Option<Gc<'gc, u64>>>];
+    for verify in [false, true] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let mut m: Mutator<R> = heap.mutator(|_| GcCell::new(None));
+        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        heap.take_cycle_records();
+        let freed = heap.stats().objects_freed;
+        let mut d: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        d.mutate(|mc, _| {
+            assert!(mc.debug_marking());
+            for i in 0..3u64 {
+                std::hint::black_box(Gc::new(mc, [i; 3]));
+            }
+        });
+        drop(d);
+        heap.debug_hold_marking(false);
+        m.collect();
+        m.collect();
+        let recs = heap.take_cycle_records();
+        assert!(
+            recs.first()
+                .is_some_and(|r| r.heap_marked - r.heap_reached >= 3 * 24),
+            "verify={verify}: the departed mutator's objects not counted black: {recs:?}"
+        );
+        assert!(
+            heap.stats().objects_freed >= freed + 3,
+            "verify={verify}: its garbage not freed"
+        );
+    }
+}
+
 /// A span evicted from the mutator's cache with free slots goes back to its class's list, so
 /// that the next refill of that class takes it rather than a new span: forty rounds of two
 /// hundred types (more span classes than the cache has entries, so every round evicts most of

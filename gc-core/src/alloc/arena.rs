@@ -710,6 +710,33 @@ mod tests {
         }
     }
 
+    /// Retained memory is over the goal when it is past the scavenger's retain goal or past
+    /// 95% of the memory limit, whichever is lower, and never where nothing can be released.
+    #[test]
+    fn retained_memory_is_over_the_lower_of_the_retain_goal_and_the_limit() {
+        let a = Arena::new(MIN_RESERVATION).unwrap();
+        a.alloc_pages(8, Fit::Grow).unwrap();
+        let ready = a.mapped_ready_bytes();
+        assert!(ready >= 8 * PAGE_SIZE);
+        let over = |goal: usize, limit: usize| {
+            a.retain_goal.store(goal, Ordering::Relaxed);
+            a.memory_limit.store(limit, Ordering::Relaxed);
+            a.over_retain_goal()
+        };
+        if !a.can_release() {
+            assert!(!over(0, 0), "over, with nothing that can be released");
+            return;
+        }
+        assert!(!over(usize::MAX, usize::MAX));
+        assert!(
+            over(ready - 1, usize::MAX),
+            "past the retain goal, no limit"
+        );
+        assert!(!over(ready, usize::MAX));
+        assert!(over(usize::MAX, ready), "past 95% of the limit");
+        assert!(!over(usize::MAX, 2 * ready));
+    }
+
     #[test]
     fn alloc_free_coalesce_and_exhaust() {
         let a = Arena::new(MIN_RESERVATION).unwrap();

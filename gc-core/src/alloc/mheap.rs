@@ -206,3 +206,32 @@ impl MHeap {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    /// Taken bytes count as live and allocated, and as heap to scan (Go's `heapScan`) only
+    /// for a type with pointers taken while marking is off: objects of noscan types are never
+    /// scanned, and what is allocated while marking is allocated black.
+    #[test]
+    fn only_pointer_bearing_bytes_taken_outside_marking_count_as_heap_to_scan() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let mh = &heap.shared().mheap;
+        let c = &mh.counters;
+        let read = || {
+            (
+                c.heap_scan.load(Ordering::Relaxed),
+                c.heap_live.load(Ordering::Relaxed),
+                c.heap_alloc.load(Ordering::Relaxed),
+            )
+        };
+        let (scan, live, alloc) = read();
+        mh.note_taken(4096, true, false);
+        assert_eq!(read(), (scan, live + 4096, alloc + 4096), "noscan");
+        mh.note_taken(4096, false, true);
+        assert_eq!(read(), (scan, live + 8192, alloc + 8192), "black");
+        mh.note_taken(4096, false, false);
+        assert_eq!(read(), (scan + 4096, live + 12288, alloc + 12288));
+    }
+}

@@ -177,6 +177,66 @@ pub(crate) fn wait_for_scopes(h: &Shared, still_blocked: impl Fn() -> bool) {
 /// STW 1 and is still open).
 ///
 /// `RUSTFLAGS="--cfg loom" cargo test -p gc-core --lib --release loom_`
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::gc::safepoint::AFTER_EXIT;
+    use crate::{Config, Gc, Heap, Mutator, Rootable};
+    use std::time::{Duration, Instant};
+
+    /// A scope entering a blocking region is flagged as blocked before it leaves the managed
+    /// state: held at the first moment a stop could go on without it, a cycle requested then
+    /// waits for the scope to end (its Rust locals hold objects the collector cannot see), with
+    /// either collector. (Flagged after, the concurrent collector scanned its roots as a parked
+    /// mutator's and the cycle ended, freeing what only the locals held; the stop-the-world
+    /// one ran its cycle.)
+    #[test]
+    #[cfg_attr(miri, ignore = "a scope held 300 ms of real time")]
+    fn a_scope_is_flagged_blocked_before_it_leaves_the_managed_state() {
+        for concurrent in [true, false] {
+            let heap = Heap::new(Config::default().concurrent(concurrent).verify(true)).unwrap();
+            let (out_tx, out_rx) = std::sync::mpsc::channel::<()>();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let a = {
+                let heap = heap.clone();
+                std::thread::spawn(move || {
+                    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+                    m.mutate(|mc, _| {
+                        let local: Vec<Gc<'_, u64>> = (0..2000).map(|i| Gc::new(mc, i)).collect();
+                        AFTER_EXIT.with(|f| {
+                            *f.borrow_mut() = Some(Box::new(move || {
+                                out_tx.send(()).unwrap();
+                                go_rx.recv().unwrap();
+                            }))
+                        });
+                        mc.blocking(|| ());
+                        assert!(local.iter().enumerate().all(|(i, g)| **g == i as u64));
+                    });
+                })
+            };
+            out_rx.recv().unwrap();
+            let cycles = heap.stats().gc_cycles;
+            let collector = {
+                let heap = heap.clone();
+                std::thread::spawn(move || heap.collect())
+            };
+            let t = Instant::now();
+            let mut ended = false;
+            while t.elapsed() < Duration::from_millis(300) && !ended {
+                ended = heap.stats().gc_cycles != cycles;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            go_tx.send(()).unwrap();
+            a.join().unwrap();
+            collector.join().unwrap();
+            assert!(
+                !ended,
+                "concurrent={concurrent}: a cycle ended while a scope begun before it was \
+                 outside the managed state, not flagged"
+            );
+        }
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use crate::gc::safepoint::{OUTSIDE, Safepoint};

@@ -102,6 +102,10 @@ impl Safepoint {
     pub(crate) fn exit(&self, state: &AtomicU8) {
         state.store(OUTSIDE, Ordering::Release);
         fence(Ordering::SeqCst);
+        #[cfg(all(test, not(loom)))]
+        if let Some(f) = AFTER_EXIT.with(|f| f.borrow_mut().take()) {
+            f();
+        }
         if self.stop.load(Ordering::Relaxed) {
             let _g = self.monitor.lock();
             self.monitor.notify_all();
@@ -176,6 +180,14 @@ impl Safepoint {
         self.stop.store(false, Ordering::Release);
         self.monitor.notify_all();
     }
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// Testing: run once, by this thread's next [`Safepoint::exit`], right after its state
+    /// reads `OUTSIDE` (the thread held at the first moment a stop may proceed without it).
+    pub(crate) static AFTER_EXIT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(all(test, not(loom)))]

@@ -342,6 +342,7 @@ pub(crate) fn finish_sweep(h: &Shared) {
 #[cfg(test)]
 mod tests {
     use crate::{Config, GcArray, GcBytes, GcCell, Heap, Mutator, Rootable};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     type Bufs = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<GcBytes<'gc>>>>>];
 
@@ -424,16 +425,11 @@ mod tests {
         });
     }
 
-    /// A sweep counts itself as a sweeper before it takes spans off an unswept list, so that
-    /// "lists empty and no sweeper" (what sweep termination waits for) cannot hold while a
-    /// span taken off a list is still unswept. The collector thread is kept from sweeping (a
-    /// second cycle requested while the first marks, its start held), so that this thread's
-    /// sweeps take every span, one at a time and in batches.
-    #[test]
-    fn a_sweep_is_counted_before_it_takes_a_span() {
-        use crate::alloc::central::AFTER_POP;
-        let heap = heap(false);
-        let h = heap.shared();
+    /// A heap whose every other buffer is garbage found by a cycle, its spans queued for
+    /// sweeping, and its collector thread kept from sweeping them (a second cycle requested
+    /// while the first marked, its start held: release with `debug_hold_cycle_start(false)`),
+    /// so that this test's threads sweep every span. Returns the mutator holding the rest.
+    fn unswept_with_the_collector_held(heap: &Heap) -> Mutator<Bufs> {
         let mut m: Mutator<Bufs> = heap.mutator(|_| GcCell::new(None));
         fill(&mut m, 1000, 1);
         m.mutate(|mc, root| {
@@ -459,6 +455,79 @@ mod tests {
             assert!(t.elapsed().as_secs() < limit, "the cycle did not end");
             std::thread::yield_now();
         }
+        m
+    }
+
+    static HOLD_AFTER_POP: AtomicBool = AtomicBool::new(false);
+    static POPPED: AtomicBool = AtomicBool::new(false);
+
+    /// `Central`'s after-pop callback for [`finish_sweep_waits_for_a_sweep_in_progress_elsewhere`]:
+    /// say so, and hold the sweep (with its span taken) while `HOLD_AFTER_POP` is set.
+    fn hold_after_pop(_: &crate::alloc::central::Central) {
+        POPPED.store(true, Ordering::SeqCst);
+        while HOLD_AFTER_POP.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    }
+
+    /// `finish_sweep` (what `collect`, `Heap::finish_sweep` and sweep termination wait with)
+    /// waits for sweeps in progress on other threads, not only until the unswept lists are
+    /// empty: with one thread's sweep held just after it took a span, another thread's
+    /// `finish_sweep` sweeps the rest and then waits until that sweep is done.
+    #[test]
+    fn finish_sweep_waits_for_a_sweep_in_progress_elsewhere() {
+        use crate::alloc::central::AFTER_POP;
+        let heap = heap(false);
+        let h = heap.shared();
+        let _m = unswept_with_the_collector_held(&heap);
+        HOLD_AFTER_POP.store(true, Ordering::SeqCst);
+        let finished = AtomicBool::new(false);
+        let limit = if cfg!(miri) { 1200 } else { 20 };
+        let early = std::thread::scope(|s| {
+            let held = s.spawn(|| {
+                AFTER_POP.with(|f| f.set(Some(hold_after_pop)));
+                super::sweep_some(h);
+                AFTER_POP.with(|f| f.set(None));
+            });
+            let t = std::time::Instant::now();
+            while !POPPED.load(Ordering::SeqCst) {
+                assert!(t.elapsed().as_secs() < limit, "no span taken");
+                std::thread::yield_now();
+            }
+            let waiting = s.spawn(|| {
+                super::finish_sweep(h);
+                finished.store(true, Ordering::SeqCst);
+            });
+            while h.mheap.central.unswept_count() > 0 && t.elapsed().as_secs() < limit {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let early = finished.load(Ordering::SeqCst);
+            HOLD_AFTER_POP.store(false, Ordering::SeqCst);
+            held.join().unwrap();
+            waiting.join().unwrap();
+            early
+        });
+        heap.debug_hold_cycle_start(false);
+        assert!(
+            !early,
+            "finish_sweep returned while a sweep was in progress"
+        );
+        assert!(finished.load(Ordering::SeqCst));
+        assert_eq!(h.mheap.central.unswept_count(), 0);
+    }
+
+    /// A sweep counts itself as a sweeper before it takes spans off an unswept list, so that
+    /// "lists empty and no sweeper" (what sweep termination waits for) cannot hold while a
+    /// span taken off a list is still unswept. The collector thread is kept from sweeping (a
+    /// second cycle requested while the first marks, its start held), so that this thread's
+    /// sweeps take every span, one at a time and in batches.
+    #[test]
+    fn a_sweep_is_counted_before_it_takes_a_span() {
+        use crate::alloc::central::AFTER_POP;
+        let heap = heap(false);
+        let h = heap.shared();
+        let _m = unswept_with_the_collector_held(&heap);
         AFTER_POP.with(|f| f.set(Some(count_pops)));
         let mut singles = 0;
         while singles < 3 && super::sweep_some(h) {

@@ -326,10 +326,87 @@ mod tests {
             (1 << 40) - OVER_ASSIST_WORK as i64
         );
         assert_eq!(h.stats.assists.load(Ordering::Relaxed), assists);
+        // Less credit than the debt: all of it taken, no more.
+        h.pacer.bg_credit.store(600, Ordering::SeqCst);
+        assert_eq!(
+            assist(h, 1000.0, 0),
+            400.0,
+            "nothing to mark, the credit paid"
+        );
+        assert_eq!(
+            h.pacer.bg_credit.load(Ordering::SeqCst),
+            0,
+            "more credit taken than there was"
+        );
+        let assists = h.stats.assists.load(Ordering::Relaxed);
         h.pacer.bg_credit.store(0, Ordering::SeqCst);
         let kept = assist(h, 1000.0, 0);
         assert_eq!(kept, 1000.0, "nothing to mark, nothing paid");
         assert_eq!(h.stats.assists.load(Ordering::Relaxed), assists + 1);
         h.mark.marking.store(false, Ordering::Release);
+    }
+
+    /// An assist that finds neither credit nor grey work while the collector still marks
+    /// waits for credit, counted as waiting (what lets a wake-up reach it, and the collector
+    /// thread mark on at idle priority beside it), and returns paid once credit comes. The
+    /// heap's figures are set by hand: no cycle runs, its goal far away.
+    #[test]
+    #[cfg_attr(miri, ignore = "real time")]
+    fn a_waiting_assist_is_counted_and_woken_by_credit() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        h.pacer
+            .extended_goal
+            .store(usize::MAX / 4, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        h.mark.draining.store(true, Ordering::SeqCst);
+        h.pacer.bg_credit.store(0, Ordering::SeqCst);
+        let (counted, debt) = std::thread::scope(|s| {
+            let a = s.spawn(|| assist(h, 1000.0, 0));
+            let t = std::time::Instant::now();
+            while h.mark.assists_parked.load(Ordering::SeqCst) == 0
+                && t.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::yield_now();
+            }
+            let counted = h.mark.assists_parked.load(Ordering::SeqCst) > 0;
+            h.pacer.bg_credit.store(1 << 40, Ordering::SeqCst);
+            wake_parked(h);
+            (counted, a.join().unwrap())
+        });
+        h.mark.draining.store(false, Ordering::SeqCst);
+        h.mark.marking.store(false, Ordering::Release);
+        assert!(counted, "a waiting assist is not counted as waiting");
+        assert!(debt <= 0.0, "{debt}");
+        assert_eq!(h.mark.assists_parked.load(Ordering::SeqCst), 0);
+    }
+
+    /// An assist waiting through a termination attempt (past its goal, for the stop) stops
+    /// waiting as soon as the stop is requested: the stop waits for it.
+    #[test]
+    #[cfg_attr(miri, ignore = "real time")]
+    fn a_stop_request_ends_an_assists_wait_through_termination_at_once() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        h.pacer.heap_goal.store(0, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        h.mark.draining.store(true, Ordering::SeqCst);
+        h.mark.terminating.store(true, Ordering::SeqCst);
+        h.safepoint.request_stop();
+        let at = position(h);
+        let t = std::time::Instant::now();
+        for _ in 0..100 {
+            park(h, 0, at);
+        }
+        let took = t.elapsed();
+        h.safepoint.start();
+        h.mark.terminating.store(false, Ordering::SeqCst);
+        h.mark.draining.store(false, Ordering::SeqCst);
+        h.mark.marking.store(false, Ordering::Release);
+        assert!(
+            took < Duration::from_millis(100),
+            "100 waits took {took:?} with a stop requested"
+        );
     }
 }

@@ -722,3 +722,56 @@ fn should_yield_ends_a_scope_past_the_bound_of_a_late_start_and_only_that_one() 
         }
     }
 }
+
+/// A live-heap cap starts cycles only where no goal can be reached: with GOGC off the trigger
+/// is the cap itself; with GOGC=100 and 5 MiB live under an 8 MiB cap, the goal (about
+/// 10 MiB) is reachable and GOGC's trigger stands, past the cap.
+#[test]
+#[cfg_attr(miri, ignore = "5 MiB of buffers")]
+fn the_cap_triggers_cycles_only_where_no_goal_is_reachable() {
+    let heap = Heap::new(Config::default().gc_percent(None).max_heap(Some(8 * MIB))).unwrap();
+    assert_eq!(heap.stats().heap_trigger, 8 * MIB);
+    let heap = Heap::new(Config::default().max_heap(Some(8 * MIB))).unwrap();
+    let mut m: Mutator<Chunks> = heap.mutator(|mc| GcCell::new(Some(GcVec::new(mc))));
+    m.mutate(|mc, r| {
+        let v = r.get().unwrap();
+        for _ in 0..5 * 1024 {
+            v.push(mc, Some(GcBytes::new(mc, &[1; 1000])));
+        }
+    });
+    m.collect();
+    let s = heap.stats();
+    assert!(
+        s.heap_goal > 8 * MIB && s.heap_trigger > 8 * MIB && s.heap_trigger != usize::MAX,
+        "{s:?}"
+    );
+}
+
+/// With GOGC off and a live-heap cap, a cycle the cap asked for whose start is late (a hook
+/// holds it) tells a polling scope to leave once the heap is past 1.1 × the cap.
+#[test]
+fn should_yield_ends_a_scope_past_the_cap_of_a_late_start() {
+    let heap = Heap::new(Config::default().gc_percent(None).max_heap(Some(8 * MIB))).unwrap();
+    let mut m: Mutator<Unit> = heap.mutator(|_| ());
+    m.collect();
+    heap.debug_hold_cycle_start(true);
+    let mut allocated = 0usize;
+    let yielded = m.mutate(|mc, _| {
+        while allocated < 64 * MIB {
+            for i in 0..256u64 {
+                std::hint::black_box(Gc::new(mc, [i; 4]));
+            }
+            allocated += 256 * 32;
+            if mc.should_yield() {
+                return true;
+            }
+        }
+        false
+    });
+    heap.debug_hold_cycle_start(false);
+    assert!(
+        yielded && allocated < 16 * MIB,
+        "left after {} KiB (told to: {yielded})",
+        allocated >> 10
+    );
+}

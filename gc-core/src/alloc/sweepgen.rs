@@ -308,6 +308,46 @@ mod loom_tests {
         });
     }
 
+    /// A live (marked) target is upgraded whatever the interleaving with the window's opening
+    /// and the sweep of its span, which clears its mark: a decision that reads the mark bits
+    /// holds the window open (re-checked under its lock), and one made after the window closed
+    /// reads the box, which the clearing left alone. (Without the re-check, an upgrade that saw
+    /// the window held, then got the lock after it closed, read the mark the sweep had just
+    /// cleared, before the span was marked swept: `None` for a reachable object.)
+    #[test]
+    fn loom_upgrade_of_a_live_target_always_succeeds() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let sweeps = Arc::new(SweepGen::new());
+            let span_gen = Arc::new(AtomicU64::new(2));
+            let boxed = Arc::new(AtomicUsize::new(8));
+            let marked = Arc::new(loom::sync::atomic::AtomicBool::new(true));
+            sweeps.hold();
+            let mutator = {
+                let (sweeps, boxed, marked) = (sweeps.clone(), boxed.clone(), marked.clone());
+                let span_gen = span_gen.clone();
+                loom::thread::spawn(move || {
+                    // `weak::is_live`: marked, or in a span swept since the marking.
+                    let live = |_| marked.load(Ordering::Acquire) || sweeps.is_swept(&span_gen);
+                    upgrade_target(&sweeps, || boxed.load(Ordering::Acquire), live)
+                })
+            };
+            // The collector: open the window, then the sweep claims the span, clears its marks
+            // and marks it swept.
+            sweeps.open();
+            if sweeps.try_claim(&span_gen) {
+                marked.store(false, Ordering::Release);
+                sweeps.set_swept(&span_gen);
+            }
+            assert_eq!(
+                mutator.join().unwrap(),
+                Some(8),
+                "a live target was not upgraded"
+            );
+        });
+    }
+
     struct UnsafeCellSync(UnsafeCell<u32>);
     // SAFETY: accesses are checked by loom.
     unsafe impl Sync for UnsafeCellSync {}

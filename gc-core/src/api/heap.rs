@@ -790,6 +790,9 @@ mod tests {
         for h in [a.shared(), b.shared()] {
             assert_eq!(h.mheap.arena.memory_limit.load(Ordering::Relaxed), LIMIT);
             assert_eq!(h.pacer.model.lock().memory_limit(), Some(LIMIT as u64));
+            // The scavenger keeps mapped memory under 95% of it from now on, not from the
+            // next cycle's end.
+            assert_eq!(h.pacer.scavenger.mapped_goal(), LIMIT / 100 * 95);
         }
     }
 

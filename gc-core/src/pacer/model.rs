@@ -966,6 +966,11 @@ mod tests {
         // Small limits keep at least the 1 MiB headroom.
         let q = Pacer::new(Some(100), Some(20 * MIB), 1);
         assert_eq!(q.memory_limit_heap_goal(MemoryStats::default()), 19 * MIB);
+        // Below twice the headroom, the goal is the headroom (not what is left of the limit).
+        for l in [MIB, MIB + MIB / 2] {
+            let q = Pacer::new(Some(100), Some(l), 1);
+            assert_eq!(q.memory_limit_heap_goal(MemoryStats::default()), MIB);
+        }
         // No limit: no cap, and GOGC sets the goal (also with GOGC=off: no goal at all).
         assert_eq!(
             after_cycle(Some(100), MIB, MIB, 0).memory_limit_heap_goal(m),
@@ -988,6 +993,15 @@ mod tests {
         };
         // A GOGC goal always leaves room, however small GOGC is.
         assert!(after_cycle(Some(1), 100 * MIB, 100 * MIB, 0).goal_leaves_room(mapped(100)));
+        // Also under a memory limit just above it: the limit's goal (105 MiB less 3%) is
+        // above GOGC=1's 101 MiB, so GOGC decides, though the limit leaves less than 1/16 over
+        // the reached heap.
+        let mut g = Pacer::new(Some(1), Some(105 * MIB), 2);
+        g.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
+        g.commit(true, 100 * MIB);
+        assert_eq!(g.heap_goal(mapped(100)), 101 * MIB);
+        assert!(!g.goal_from_memory_limit(mapped(100)));
+        assert!(g.goal_leaves_room(mapped(100)));
         // 400 MiB marked of which 250 MiB reached by tracing (150 MiB allocated black), under
         // a 384 MiB limit: the limit-based goal is the marked heap (the limit is below it),
         // but the live heap has room under the limit.

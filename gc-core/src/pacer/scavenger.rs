@@ -92,6 +92,12 @@ impl Scavenger {
         self.wake();
     }
 
+    /// Testing: the mapped-memory goal (95% of the memory limit; `usize::MAX` without one).
+    #[cfg(test)]
+    pub(crate) fn mapped_goal(&self) -> usize {
+        self.goals.1.load(Ordering::Relaxed)
+    }
+
     /// Wake the thread to look for pages to release: the goals changed, or a sweep has ended
     /// (it frees the pages of the spans it emptied).
     pub(crate) fn wake(&self) {

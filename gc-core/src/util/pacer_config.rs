@@ -348,6 +348,10 @@ mod tests {
         let mut back = PacerConfig::default();
         back.apply(&c.to_string()).unwrap();
         assert_eq!(back, c);
+        // Keys in any order: the constant before the policy is kept.
+        let mut d = PacerConfig::default();
+        d.apply("sqrt_c=3e-8,policy=sqrt").unwrap();
+        assert_eq!(d.policy, Policy::SqrtRule { c: 3e-8 });
         // Refusals name what was wrong.
         for bad in [
             "min_trigger=0.99",

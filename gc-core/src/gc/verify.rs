@@ -471,6 +471,83 @@ mod tests {
         next: Option<Gc<'gc, Link<'gc>>>,
     }
 
+    /// The verifier walks the whole graph, through objects read by their pointer words, and
+    /// the roots of every mutator: the tail of a chain of 10 000 objects, reached by nothing
+    /// else, and an object only a second mutator's root stack holds, each freed behind the
+    /// collector's back, are reported.
+    #[test]
+    #[allow(clippy::type_complexity)]
+    #[cfg_attr(miri, ignore = "a 10 000-object walk, three times")]
+    fn verifier_walks_long_chains_and_every_mutators_roots() {
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Link<'gc>>>>]> =
+            heap.mutator(|_| GcCell::new(None));
+        let tail = m.mutate(|mc, root| {
+            let tail = Gc::new(mc, Link { tag: 0, next: None });
+            let mut head = tail;
+            for i in 1..10_000u32 {
+                head = Gc::new(
+                    mc,
+                    Link {
+                        tag: i as u8,
+                        next: Some(head),
+                    },
+                );
+            }
+            root.set(mc, Some(head));
+            tail.to_word()
+        });
+        let mut other: Mutator<Rootable!['gc => ()], Rootable!['gc => Gc<'gc, [u64; 3]>]> =
+            heap.mutator_with_stack(|_| ());
+        let held = other.mutate_with_stack(|mc, _, stack| {
+            let g = Gc::new(mc, [7u64; 3]);
+            stack.push(g);
+            g.to_word()
+        });
+        m.collect();
+        let h = heap.shared();
+        let mut world = StoppedWorld::stop(h);
+        assert_eq!(verify_heap(h, &mut world), Ok(()));
+        freed_behind_the_back_is_reported(h, &mut world, tail, "the tail of a long chain");
+        freed_behind_the_back_is_reported(h, &mut world, held, "a second mutator's root stack");
+    }
+
+    #[derive(crate::Trace)]
+    struct QueueHolder<'gc> {
+        queue: GcCell<'gc, Option<crate::GcFinalizers<'gc, [u64; 3]>>>,
+        object: GcCell<'gc, Option<Gc<'gc, [u64; 3]>>>,
+    }
+
+    /// A finalization queue reached only through a registration (its holder let go of it since
+    /// the last cycle) is walked: freed behind the collector's back, it is reported. (A
+    /// registration kept after its queue died would push objects onto whatever queue took its
+    /// slot.)
+    #[test]
+    #[allow(clippy::type_complexity)]
+    #[cfg_attr(miri, ignore = "whole-heap verifications")]
+    fn verifier_walks_the_queues_of_finalization_registrations() {
+        let heap = Heap::new(Config::default().verify(true)).unwrap();
+        let mut m: Mutator<Rootable!['gc => QueueHolder<'gc>]> = heap.mutator(|_| QueueHolder {
+            queue: GcCell::new(None),
+            object: GcCell::new(None),
+        });
+        let queue = m.mutate(|mc, r| {
+            let q = crate::GcFinalizers::new(mc);
+            let o = Gc::new(mc, [5u64; 3]);
+            q.register(mc, o);
+            r.queue.set(mc, Some(q));
+            r.object.set(mc, Some(o));
+            crate::api::cell::Slot::to_word(q)
+        });
+        m.collect();
+        // No cycle after this: the registration alone reaches the queue.
+        m.mutate(|mc, r| r.queue.set(mc, None));
+        let h = heap.shared();
+        let mut world = StoppedWorld::stop(h);
+        assert_eq!(verify_heap(h, &mut world), Ok(()));
+        freed_behind_the_back_is_reported(h, &mut world, queue, "a registration's queue");
+    }
+
     /// A reachable object whose memory holds the sweep's poison though its alloc bit is set (a
     /// bitmap that disagrees with the memory) is reported, from its pointer words: the bytes
     /// of its padding (after `tag`) are never read.

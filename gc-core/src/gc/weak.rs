@@ -102,6 +102,10 @@ pub(crate) fn upgrade(h: &Shared, scope: &InScope<'_>, b: &WeakBox) -> Option<*c
 /// after marking, so not in the taken list).
 pub(crate) fn process_weaks(h: &Shared) {
     let mut weaks = std::mem::take(&mut *h.weaks.lock());
+    #[cfg(all(test, not(loom)))]
+    if let Some(f) = AFTER_TAKE.with(|f| f.borrow_mut().take()) {
+        f();
+    }
     weaks.retain(|&ObjAddr(b)| {
         if !is_live(h, b) {
             return false;
@@ -137,4 +141,51 @@ pub(crate) fn is_live(h: &Shared, obj: *const Object) -> bool {
         return false;
     };
     span.is_marked(span.slot_index(obj as usize)) || h.mheap.central.is_swept(span)
+}
+
+#[cfg(all(test, not(loom)))]
+thread_local! {
+    /// Testing: run once, by this thread's next [`process_weaks`], right after it has taken
+    /// the registry (where a `downgrade` in another scope may register a box meanwhile).
+    static AFTER_TAKE: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{Config, Gc, GcWeak, Heap, Mutator, Rootable};
+
+    #[derive(crate::Trace)]
+    struct Held<'gc> {
+        target: Gc<'gc, u64>,
+        weak: GcWeak<'gc, u64>,
+    }
+
+    /// A weak box registered while the registry is being processed (taken, filtered with the
+    /// world running, put back) stays registered beside the survivors: lost, it would never be
+    /// cleared, and once its target died an upgrade would hand out freed memory. The box here
+    /// is one already made, taken out of the registry and registered again at that moment.
+    #[test]
+    fn a_weak_box_registered_while_the_registry_is_processed_stays_registered() {
+        let heap = Heap::new(Config::default().gc_percent(None)).unwrap();
+        let m: Mutator<Rootable!['gc => Held<'gc>]> = heap.mutator(|mc| {
+            let target = Gc::new(mc, 5u64);
+            Held {
+                target,
+                weak: target.downgrade(mc),
+            }
+        });
+        let h = heap.shared();
+        let b = h.weaks.lock().pop().expect("the weak box registered");
+        let again = heap.clone();
+        AFTER_TAKE
+            .with(|f| *f.borrow_mut() = Some(Box::new(move || register(again.shared(), b.0))));
+        process_weaks(h);
+        assert!(
+            h.weaks.lock().iter().any(|w| w.0 == b.0),
+            "the box registered meanwhile was dropped from the registry"
+        );
+        drop(m);
+    }
 }

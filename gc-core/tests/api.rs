@@ -1335,3 +1335,170 @@ fn root_scan_work_counts_every_mutator_and_every_stashed_object() {
         drop(keep);
     }
 }
+
+/// The pause histogram holds every pause once, in the bucket of its length: its count is the
+/// heap's pause count and the longest pause falls in its highest non-empty bucket. Either
+/// collector; GOGC off, so no pause comes between the reads.
+#[test]
+#[cfg_attr(miri, ignore = "whole collections")]
+fn the_pause_histogram_holds_every_pause_in_its_bucket() {
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        for _ in 0..3 {
+            m.collect();
+        }
+        let s = heap.stats();
+        let metrics = heap.metrics();
+        let h = metrics.histogram("/gc/pauses:seconds").unwrap();
+        assert_eq!(h.total(), s.pauses, "concurrent={concurrent}");
+        let top = h.counts.iter().rposition(|&c| c > 0).unwrap();
+        let max = s.pause_max.as_secs_f64();
+        assert!(
+            h.buckets[top] <= max * (1.0 + 1e-9) && max <= h.buckets[top + 1] * (1.0 + 1e-9),
+            "concurrent={concurrent}: the longest pause, {max} s, outside [{}, {})",
+            h.buckets[top],
+            h.buckets[top + 1]
+        );
+    }
+}
+
+/// A cycle's record and its phase records come from the same clock readings: its start and
+/// the lengths of its pauses and mark phase are theirs, phase for phase.
+#[test]
+#[cfg_attr(miri, ignore = "whole collections")]
+fn cycle_records_agree_with_their_phase_records() {
+    use gc_core::phases::Phase;
+    for concurrent in [true, false] {
+        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+        let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+        heap.take_cycle_records();
+        heap.take_phase_records();
+        for _ in 0..3 {
+            m.collect();
+        }
+        let (cycles, phases) = (heap.take_cycle_records(), heap.take_phase_records());
+        assert_eq!(cycles.len(), 3);
+        for c in &cycles {
+            let one = |p: Phase| {
+                *phases
+                    .iter()
+                    .find(|r| r.cycle == c.cycle && r.phase == p)
+                    .unwrap_or_else(|| panic!("no {p:?} of {c:?}: {phases:?}"))
+            };
+            if concurrent {
+                let (st, mk, mt) = (
+                    one(Phase::SweepTermination),
+                    one(Phase::Mark),
+                    one(Phase::MarkTermination),
+                );
+                assert_eq!(c.start, st.start, "{c:?}");
+                assert_eq!(c.sweep_termination, st.duration, "{c:?}");
+                assert_eq!(c.mark, mk.duration, "{c:?}");
+                assert_eq!(c.mark_termination, mt.duration, "{c:?}");
+            } else {
+                let stw = one(Phase::StopTheWorldCycle);
+                assert_eq!(c.start, stw.start, "{c:?}");
+                assert_eq!(c.mark_termination, stw.duration, "{c:?}");
+                assert_eq!(c.sweep_termination, Duration::ZERO, "{c:?}");
+            }
+        }
+    }
+}
+
+/// The pause CPU class is every pause times the CPUs paced for, and the total class is the
+/// time since the heap was made times those CPUs (Go's definitions, with GOMAXPROCS), here on
+/// 3 CPUs.
+#[test]
+#[cfg_attr(miri, ignore = "a collection and real time")]
+fn pause_and_total_cpu_classes_count_every_cpu_paced_for() {
+    let t0 = std::time::Instant::now();
+    let heap = Heap::new(Config::default().gc_percent(None).debug_cpus(3)).unwrap();
+    let t1 = std::time::Instant::now();
+    heap.collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let lower = t1.elapsed();
+    let metrics = heap.metrics();
+    let upper = t0.elapsed();
+    let s = heap.stats();
+    let f = |n: &str| metrics.f64(n).unwrap();
+    let pause = f("/cpu/classes/gc/pause:cpu-seconds");
+    assert!(
+        (pause - 3.0 * s.pause_total.as_secs_f64()).abs() < 1e-6,
+        "{pause} s against 3 × {:?}",
+        s.pause_total
+    );
+    let total = f("/cpu/classes/total:cpu-seconds");
+    assert!(
+        total >= 3.0 * lower.as_secs_f64() - 1e-6 && total <= 3.0 * upper.as_secs_f64() + 1e-6,
+        "{total} s for {lower:?}..{upper:?} on 3 CPUs"
+    );
+}
+
+/// Metrics that no other test reads, each against what it must equal: the trigger (with GOGC
+/// on, where it differs from the goal), the objects allocated (cumulative) and live (allocated
+/// less freed), and the heap live now against the last cycle's marked heap.
+#[test]
+#[cfg_attr(miri, ignore = "a collection of 10 000 objects")]
+fn the_trigger_object_counts_and_live_now_metrics_read_their_own_figures() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => GcCell<'gc, Option<Gc<'gc, Pair<'gc>>>>]> =
+        heap.mutator(|_| GcCell::new(None));
+    m.mutate(|mc, root| {
+        root.set(mc, pair_list(mc, 0, 10_000));
+        // Garbage the cycle frees.
+        pair_list(mc, 0, 1000);
+    });
+    m.collect();
+    // Garbage since the cycle: the heap now is above the marked heap.
+    m.mutate(|mc, _| {
+        pair_list(mc, 0, 1000);
+    });
+    let s = heap.stats();
+    let metrics = heap.metrics();
+    let u = |n: &str| metrics.u64(n).unwrap();
+    assert!(s.heap_trigger < s.heap_goal, "{s:?}");
+    assert_eq!(u("/gccore/heap/trigger:bytes"), s.heap_trigger as u64);
+    assert_eq!(u("/gc/heap/goal:bytes"), s.heap_goal as u64);
+    let (allocs, live) = (u("/gc/heap/allocs:objects"), u("/gc/heap/objects:objects"));
+    assert_eq!(allocs, s.objects_allocated, "{s:?}");
+    assert_eq!(live, s.objects_allocated - s.objects_freed, "{s:?}");
+    assert!(live < allocs);
+    assert!(
+        u("/gccore/heap/live-now:bytes") > u("/gc/heap/live:bytes"),
+        "live now {} against marked {}",
+        u("/gccore/heap/live-now:bytes"),
+        u("/gc/heap/live:bytes")
+    );
+}
+
+/// A cycle's GC CPU fraction (gctrace's `P%`) is its GC CPU over the time since the heap was
+/// made times the CPUs paced for: on 8 CPUs, the stop-the-world collector's one pause (whose
+/// CPU is the pause × 8) over 8 × that time.
+#[test]
+#[cfg_attr(miri, ignore = "a collection and real time")]
+fn a_cycles_gc_cpu_fraction_is_a_share_of_every_cpu_paced_for() {
+    let t0 = std::time::Instant::now();
+    let heap = Heap::new(
+        Config::default()
+            .concurrent(false)
+            .gc_percent(None)
+            .debug_cpus(8),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    heap.collect();
+    let upper = t0.elapsed();
+    assert_eq!(heap.stats().pauses, 1);
+    let rec = heap.take_cycle_records().pop().unwrap();
+    let pause = rec.mark_termination.as_secs_f64();
+    let (lo, hi) = (
+        pause / upper.as_secs_f64(),
+        pause / (rec.start + rec.mark_termination).as_secs_f64(),
+    );
+    let f = rec.gc_cpu_fraction;
+    assert!(
+        f >= lo * (1.0 - 1e-6) && f <= hi * (1.0 + 1e-6),
+        "{f} not in [{lo}, {hi}]: {rec:?}"
+    );
+}

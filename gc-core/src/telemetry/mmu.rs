@@ -140,6 +140,28 @@ mod tests {
         Duration::from_millis(x)
     }
 
+    /// The worst window may start at no change point, ending where a busy stretch ends:
+    /// marking at half a CPU over 0–10 ms, then a 1 ms pause; the worst 5 ms window is 6–11 ms
+    /// (4 ms × 0.5 + 1 ms busy), so the utilisation is 0.4, not the 0.5 of any window that
+    /// starts at a change point.
+    #[test]
+    fn a_window_may_end_where_a_busy_stretch_ends() {
+        let busy = [
+            Busy {
+                start: ms(0),
+                duration: ms(10),
+                share: 0.5,
+            },
+            Busy {
+                start: ms(10),
+                duration: ms(1),
+                share: 1.0,
+            },
+        ];
+        let m = mmu(&busy, ms(0), ms(100), ms(5));
+        assert!((m - 0.4).abs() < 1e-9, "{m}");
+    }
+
     #[test]
     fn pauses_close_together_add_up() {
         // Two 1 ms pauses 2 ms apart (at 10 and 13 ms) in 100 ms.

@@ -754,8 +754,15 @@ fn held_marker_heap_to_growing_vector_in(verify: bool, span: bool) {
 #[test]
 fn each_cycle_records_its_pauses_then_its_sweep() {
     use gc_core::phases::Phase;
-    for concurrent in [true, false] {
-        let heap = Heap::new(Config::default().concurrent(concurrent).gc_percent(None)).unwrap();
+    // Verify mode too: its sweep ends inside the pause, and the cycle after records it.
+    for (concurrent, verify) in [(true, false), (false, false), (true, true)] {
+        let heap = Heap::new(
+            Config::default()
+                .concurrent(concurrent)
+                .verify(verify)
+                .gc_percent(None),
+        )
+        .unwrap();
         let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
         heap.take_phase_records();
         let first = heap.stats().gc_cycles + 1;
@@ -908,6 +915,7 @@ fn allocating_while_marking_pays_with_mark_assists_in(verify: bool, span: bool) 
     // The background marker is held, so only the allocating mutator's assists can mark the
     // white live list: they must, and must leave it intact.
     let (heap, mut m) = held_cycle(verify, span);
+    heap.take_cycle_records();
     let before = heap.stats();
     m.mutate(|mc, r| {
         assert!(mc.debug_marking());
@@ -929,6 +937,15 @@ fn allocating_while_marking_pays_with_mark_assists_in(verify: bool, span: bool) 
     );
     heap.debug_hold_marking(false);
     m.collect();
+    // The cycle's record counts its assists' CPU (gctrace, the pacer trace and the MMU with
+    // assists read it): more than none, no more than the heap's total since.
+    let recs = heap.take_cycle_records();
+    let assist: Duration = recs.iter().map(|r| r.assist_cpu).sum();
+    let total = heap.stats().assist_time - before.assist_time;
+    assert!(
+        assist > Duration::ZERO && assist <= total,
+        "{assist:?} of {total:?} in the records: {recs:?}"
+    );
     let ids: Vec<u64> = m.mutate(|_, r| {
         r.from
             .iter()

@@ -316,12 +316,19 @@ struct KeyedByGc<'gc> {
     map: std::collections::BTreeMap<Gc<'gc, u8>, Self>,
 }
 
+/// A JSON-like object whose only handles are the keys of a hash map holding itself.
+#[derive(Trace)]
+struct StrKeyed<'gc> {
+    fields: std::collections::HashMap<gc_core::GcStr<'gc>, Self>,
+}
+
 #[test]
 fn types_holding_themselves_outside_a_gc_derive() {
     assert!(!needs_trace::<Shapes>());
     // Through the key of a pair, or of a map: the `Gc` is in what is not the type itself.
     assert!(needs_trace::<ShapesWithGc<'static>>());
     assert!(needs_trace::<KeyedByGc<'static>>());
+    assert!(needs_trace::<StrKeyed<'static>>());
     assert!(needs_trace::<Expr<'static>>());
     assert!(!needs_trace::<Json>());
     assert!(needs_trace::<Rose<'static>>());

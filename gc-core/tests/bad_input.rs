@@ -4,7 +4,7 @@
 #![allow(clippy::type_complexity)] // `Rootable![...]` expands to a long type
 
 use gc_core::{
-    AllocError, Config, Gc, GcArray, GcBytes, Heap, HeapError, Mutator, Rootable, Trace,
+    AllocError, Config, Gc, GcArray, GcBytes, GcVec, Heap, HeapError, Mutator, Rootable, Trace,
 };
 
 fn env_with(k: &'static str, v: &'static str) -> impl Fn(&str) -> Option<String> {
@@ -293,6 +293,34 @@ fn absurd_lengths_are_too_large() {
                 len: usize::MAX / 4
             }
         );
+    });
+}
+
+/// Lengths whose byte size wraps the word (in the multiplication or in the header's addition)
+/// or passes `isize::MAX` are too large, for an array and a vector's capacity alike: none gets
+/// a small object whose header claims the length (its initialisation would write past it).
+/// The first would wrap to a 64 KiB object, so a lost check fails here cleanly.
+#[test]
+fn lengths_whose_byte_size_wraps_or_passes_isize_max_are_too_large() {
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    m.mutate(|mc, _| {
+        for len in [
+            (1usize << 61) + 8192,
+            usize::MAX / 8,
+            isize::MAX as usize / 8,
+            usize::MAX / 8 - 1,
+        ] {
+            let e = GcArray::try_new(mc, len, 0u64).map(|_| ()).unwrap_err();
+            assert_eq!(e, AllocError::TooLarge { len }, "{len:#x}");
+            assert!(
+                matches!(
+                    GcVec::<u64>::try_with_capacity(mc, len).map(|_| ()),
+                    Err(AllocError::TooLarge { .. })
+                ),
+                "{len:#x}"
+            );
+        }
     });
 }
 

@@ -386,6 +386,67 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
     }
 }
 
+/// A vector grown by a scope blocked across STW 1 keeps what it held: the growth copies the
+/// elements into a new (black) array without a barrier of its own, and the exchange of the
+/// arrays shades the old one, which is what gets the elements marked. (The vector and its
+/// elements, made before the block, are reachable only from the scope's locals until it
+/// ends, so no marker reaches them first.)
+#[test]
+fn a_vector_grown_in_a_stale_scope_keeps_what_it_held() {
+    type VecM =
+        Rootable!['gc => GcCell<'gc, Option<gc_core::GcVec<'gc, Option<Gc<'gc, Obj<'gc>>>>>>];
+    for verify in [true, false] {
+        let heap = Heap::new(Config::default().verify(verify)).unwrap();
+        let (mut scope, driver) = common::blocked_scope();
+        let a = {
+            let heap = heap.clone();
+            std::thread::spawn(move || {
+                let mut m: Mutator<VecM> = heap.mutator(|_| GcCell::new(None));
+                m.mutate(|mc, root| {
+                    let v = gc_core::GcVec::with_capacity(mc, 4);
+                    for k in 0..4u64 {
+                        v.push(mc, Some(chain(mc, 10_000 * k, LEN)));
+                    }
+                    scope.block(mc, || ());
+                    assert!(
+                        mc.debug_marking(),
+                        "the cycle did not start during the block"
+                    );
+                    // Full: the elements are copied into a new array.
+                    v.push(mc, None);
+                    root.set(mc, Some(v));
+                });
+                scope.finished();
+                m.mutate(|mc, root| {
+                    let v = root.get().unwrap();
+                    for k in 0..4u64 {
+                        check_chain(v.get(k as usize).unwrap(), 10_000 * k, LEN);
+                    }
+                    // Whatever was freed is reused.
+                    for i in 0..LEN * 4 {
+                        chain(mc, 100_000 + i, 1);
+                    }
+                    for k in 0..4u64 {
+                        check_chain(v.get(k as usize).unwrap(), 10_000 * k, LEN);
+                    }
+                });
+            })
+        };
+        driver.wait_blocked();
+        let mut b = mutator(&heap);
+        heap.debug_hold_marking(true);
+        heap.debug_start_cycle();
+        wait_for_marking(&mut b);
+        heap.debug_hold_marking(false);
+        driver.release();
+        driver.wait_finished();
+        b.collect();
+        b.collect();
+        driver.let_check();
+        a.join().unwrap();
+    }
+}
+
 #[test]
 fn stop_the_world_collector_waits_for_blocked_scopes() {
     let heap = Heap::new(

@@ -1168,6 +1168,28 @@ unsafe impl Trace for Counted {
     }
 }
 
+/// A mutable borrow refused while marking (another borrow holds the cell: here one leaked
+/// before the cycle) reads nothing of the value: its deletion barrier runs only once the
+/// borrow is held, since the holder may be changing the value meanwhile.
+#[test]
+fn a_refused_mutable_borrow_reads_nothing() {
+    type C = Rootable!['gc => Gc<'gc, GcRefCell<'gc, Vec<Counted>>>];
+    let heap = Heap::new(Config::default()).unwrap();
+    let mut m: Mutator<C> =
+        heap.mutator(|mc| Gc::new(mc, GcRefCell::new(vec![Counted, Counted, Counted])));
+    m.mutate(|mc, cell| std::mem::forget(cell.borrow_mut(mc)));
+    common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+    let traced = m.mutate(|mc, cell| {
+        assert!(mc.debug_marking());
+        TRACED.with(|c| c.set(0));
+        assert!(cell.try_borrow_mut(mc).is_err());
+        TRACED.with(|c| c.get())
+    });
+    heap.debug_hold_marking(false);
+    m.collect();
+    assert_eq!(traced, 0, "a refused borrow traced the value");
+}
+
 /// A `GcRefCell`'s deletion barrier shades its value once per mark phase, however often it is
 /// borrowed mutably in it (a table updated in a loop while marking would otherwise be walked
 /// whole at every update), and once more in the next cycle's. The marker is held, so every

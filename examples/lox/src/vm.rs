@@ -181,28 +181,38 @@ impl Vm {
     pub fn interpret(&mut self, src: &str) -> Result<(), LoxError> {
         let proto = compile(src, &mut self.global_names).map_err(LoxError::Compile)?;
         let n_globals = self.global_names.len();
-        let loaded = self.mutator.mutate_with_stack(|mc, root, stack| {
-            let globals = root.globals.get();
-            if globals.len() < n_globals {
-                let grown = GcArray::try_new(mc, n_globals.max(2 * globals.len()), undefined())?;
-                for (i, v) in globals.iter().enumerate() {
-                    grown.set(mc, i, v);
+        let load_program = |mutator: &mut Mutator<RootM, StackM>| {
+            mutator.mutate_with_stack(|mc, root, stack| {
+                let globals = root.globals.get();
+                if globals.len() < n_globals {
+                    let grown =
+                        GcArray::try_new(mc, n_globals.max(2 * globals.len()), undefined())?;
+                    for (i, v) in globals.iter().enumerate() {
+                        grown.set(mc, i, v);
+                    }
+                    root.globals.set(mc, grown);
                 }
-                root.globals.set(mc, grown);
-            }
-            let function = load(mc, root, &proto)?;
-            let closure = Gc::try_new(
-                mc,
-                Obj::Closure(Closure {
-                    function,
-                    upvalues: None,
-                }),
-            )?;
-            // Slot 0 of the script's frame, then the saved frame's closure.
-            stack.push(Value::gc(closure));
-            stack.push(Value::gc(closure));
-            Ok::<_, AllocError>(())
-        });
+                let function = load(mc, root, &proto)?;
+                let closure = Gc::try_new(
+                    mc,
+                    Obj::Closure(Closure {
+                        function,
+                        upvalues: None,
+                    }),
+                )?;
+                // Slot 0 of the script's frame, then the saved frame's closure.
+                stack.push(Value::gc(closure));
+                stack.push(Value::gc(closure));
+                Ok::<_, AllocError>(())
+            })
+        };
+        let mut loaded = load_program(&mut self.mutator);
+        if loaded.is_err() {
+            // As for an instruction's allocation: collect (what earlier programs left may be
+            // what fills the heap) and try once more. Globals grown by the first try stay.
+            self.mutator.collect();
+            loaded = load_program(&mut self.mutator);
+        }
         if loaded.is_err() {
             return Err(LoxError::Runtime(vec![
                 "Out of memory.".into(),

@@ -528,3 +528,67 @@ fn printing_into_a_closed_pipe_ends_the_repl() {
     drop(stdin);
     assert_eq!(status.code(), Some(141));
 }
+
+/// A bound method made while the arena is full is rewound, collected and retried (the
+/// instruction must change nothing before it allocates), through a global receiver
+/// (GET_PROPERTY), a local one (GET_LOCAL_PROPERTY) and `super` (GET_SUPER): each loop's only
+/// allocation is that bound method, so every fill of the 2 MiB arena is its rewind.
+#[test]
+fn bound_methods_made_in_a_full_arena_are_retried() {
+    for (name, src) in [
+        (
+            "bound_global",
+            "class A { m() {} }\nvar a = A();\nvar s = 0;\n\
+             for (var i = 0; i < 300000; i = i + 1) { a.m; s = s + 1; }\nprint s;\n",
+        ),
+        (
+            "bound_local",
+            "class A { m() {} }\nvar s = 0;\n{\n  var b = A();\n\
+             for (var i = 0; i < 300000; i = i + 1) { b.m; var t = 1; s = s + t; }\n}\nprint s;\n",
+        ),
+        (
+            "bound_super",
+            "class A { m() {} }\nclass B < A { get() { return super.m; } }\n\
+             var b = B();\nvar s = 0;\n\
+             for (var i = 0; i < 300000; i = i + 1) { b.get(); s = s + 1; }\nprint s;\n",
+        ),
+    ] {
+        let path = program(name, src);
+        let run = run_capped(&path, &[("GCCORE_ARENA", "2MiB")]);
+        assert_exit(&run, 0);
+        assert_eq!(run.stdout, "300000\n", "{name}: {}", describe(&run));
+    }
+}
+
+/// `GCCORE_MAX_HEAP` caps the live heap on its own (without `GOMEMLIMIT`): a program that keeps
+/// everything reachable ends with "Out of memory." at the cap, having mapped a small multiple
+/// of it, not the whole 1 GiB arena.
+#[test]
+fn gccore_max_heap_caps_the_live_heap_on_its_own() {
+    let path = program(
+        "unbounded_list_max_heap",
+        "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
+    );
+    let run = common::run_lox_capped(
+        &[std::ffi::OsStr::new("--gc-stats"), path.as_os_str()],
+        &[("GCCORE_MAX_HEAP", "32MiB"), ("GCCORE_ARENA", "1GiB")],
+        OOM_TIMEOUT,
+        8 << 20,
+    );
+    assert_exit(&run, EXIT_RUNTIME_ERROR);
+    assert!(
+        first_stderr_line(&run).contains("Out of memory"),
+        "{}",
+        describe(&run)
+    );
+    let mapped: u64 = run
+        .stderr
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("mapped_bytes="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no mapped_bytes: {}", describe(&run)));
+    assert!(
+        mapped < 256 << 20,
+        "{mapped} bytes mapped under a 32 MiB live-heap cap"
+    );
+}

@@ -327,3 +327,20 @@ fn weakmap_entries_die_with_their_keys_and_live_keys_keep_theirs() {
         }
     }
 }
+
+/// A program loads into memory that an earlier program left as garbage: when the load's
+/// allocations fail, the VM collects and loads again, as it does for an instruction's. (A
+/// REPL's or an embedder's later program failed with "Out of memory." otherwise: with the heap
+/// below its first trigger, nothing had collected the first program's garbage.) A 2 MiB arena
+/// and two string constants of 1.1 MiB each.
+#[test]
+fn a_program_loads_into_memory_the_previous_one_left_as_garbage() {
+    let heap = Heap::new(Config::default().arena_bytes(2 << 20)).unwrap();
+    let (mut vm, out) = vm(&heap, Options::default());
+    let big = |c: char| c.to_string().repeat(1100 << 10);
+    vm.interpret(&format!("var s = \"{}\"; s = nil;", big('a')))
+        .unwrap();
+    vm.interpret(&format!("var t = \"{}\"; print t == t;", big('b')))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(out.take(), "true\n");
+}

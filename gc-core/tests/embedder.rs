@@ -680,6 +680,27 @@ fn a_scope_joins_threads_that_use_the_heap_inside_a_blocking_region() {
     }
 }
 
+/// One scope allocating up to `most` bytes of garbage, polling `should_yield`, while a hook
+/// holds any cycle's start: whether it was told to leave, and what it had allocated then.
+fn allocate_with_the_start_held(heap: &Heap, m: &mut Mutator<Unit>, most: usize) -> (bool, usize) {
+    heap.debug_hold_cycle_start(true);
+    let mut allocated = 0usize;
+    let yielded = m.mutate(|mc, _| {
+        while allocated < most {
+            for i in 0..256u64 {
+                std::hint::black_box(Gc::new(mc, [i; 4]));
+            }
+            allocated += 256 * 32;
+            if mc.should_yield() {
+                return true;
+            }
+        }
+        false
+    });
+    heap.debug_hold_cycle_start(false);
+    (yielded, allocated)
+}
+
 /// A scope that polls `should_yield` while the collector is late to start a cycle the trigger
 /// requested (here a hook holds the start; no stop is requested) is told to leave once it has
 /// allocated past the heap's bound, not long after; once that cycle has run, the mutator's
@@ -690,24 +711,10 @@ fn should_yield_ends_a_scope_past_the_bound_of_a_late_start_and_only_that_one() 
         for verify in [false, true] {
             let what = format!("concurrent={concurrent} verify={verify}");
             let heap = Heap::new(Config::default().concurrent(concurrent).verify(verify)).unwrap();
-            let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+            let mut m: Mutator<Unit> = heap.mutator(|_| ());
             m.collect();
             let goal = heap.stats().heap_goal;
-            heap.debug_hold_cycle_start(true);
-            let mut allocated = 0usize;
-            let yielded = m.mutate(|mc, _| {
-                while allocated < 8 * goal {
-                    for i in 0..256u64 {
-                        std::hint::black_box(Gc::new(mc, [i; 4]));
-                    }
-                    allocated += 256 * 32;
-                    if mc.should_yield() {
-                        return true;
-                    }
-                }
-                false
-            });
-            heap.debug_hold_cycle_start(false);
+            let (yielded, allocated) = allocate_with_the_start_held(&heap, &mut m, 8 * goal);
             assert!(
                 yielded && allocated < 2 * goal,
                 "{what}: left after {} KiB, goal {} KiB (told to: {yielded})",
@@ -754,21 +761,7 @@ fn should_yield_ends_a_scope_past_the_cap_of_a_late_start() {
     let heap = Heap::new(Config::default().gc_percent(None).max_heap(Some(8 * MIB))).unwrap();
     let mut m: Mutator<Unit> = heap.mutator(|_| ());
     m.collect();
-    heap.debug_hold_cycle_start(true);
-    let mut allocated = 0usize;
-    let yielded = m.mutate(|mc, _| {
-        while allocated < 64 * MIB {
-            for i in 0..256u64 {
-                std::hint::black_box(Gc::new(mc, [i; 4]));
-            }
-            allocated += 256 * 32;
-            if mc.should_yield() {
-                return true;
-            }
-        }
-        false
-    });
-    heap.debug_hold_cycle_start(false);
+    let (yielded, allocated) = allocate_with_the_start_held(&heap, &mut m, 64 * MIB);
     assert!(
         yielded && allocated < 16 * MIB,
         "left after {} KiB (told to: {yielded})",

@@ -1831,7 +1831,22 @@ fn a_weak_reference_dead_at_the_first_completion_does_not_reach_a_queued_object(
 /// the overwrite, never finds it. Concurrent marking, verify mode on and off.
 #[test]
 fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
+    a_value_taken_out_while_marking_and_kept_stays_alive(false);
+}
+
+/// The same for an entry removed while marking: `remove` shades the value it takes out.
+#[test]
+fn a_removed_value_kept_by_the_mutator_stays_alive() {
+    a_value_taken_out_while_marking_and_kept_stays_alive(true);
+}
+
+/// Key 1's value (node 2) taken out of the table while marking, by an overwrite with node 3
+/// or by `remove`, and kept only in a new object, survives the cycle. Nothing is allocated in
+/// the marking scope before the value is taken out (the replacement is made before the cycle):
+/// an allocation may assist, and the assist may scan the table first.
+fn a_value_taken_out_while_marking_and_kept_stays_alive(remove: bool) {
     for verify in [false, true] {
+        let what = format!("remove={remove} verify={verify}");
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let mut m = root_mutator(&heap);
@@ -1839,15 +1854,17 @@ fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
             let k = node(mc, 1, &drops);
             r.keys.push(mc, Some(k));
             r.table.insert(mc, k, node(mc, 2, &drops));
-            // The replacement, made now: an allocation during marking may assist, and the
-            // assist may scan the table before the overwrite.
             r.keys.push(mc, Some(node(mc, 3, &drops)));
         });
         common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
         m.mutate(|mc, r| {
             let k = r.keys.get(0).unwrap().unwrap();
-            let new = r.keys.get(1).unwrap().unwrap();
-            let old = r.table.insert(mc, k, new).unwrap();
+            let old = if remove {
+                r.table.remove(mc, k)
+            } else {
+                r.table.insert(mc, k, r.keys.get(1).unwrap().unwrap())
+            };
+            let old = old.expect("the entry");
             assert_eq!(old.id, 2);
             let holder = Gc::new(
                 mc,
@@ -1867,64 +1884,14 @@ fn an_overwritten_value_kept_by_the_mutator_stays_alive() {
             for i in 0..1000 {
                 Gc::new(mc, i as u64);
             }
+            assert_eq!(r.table.len(), !remove as usize, "{what}");
             let holder = r.keys.get(2).unwrap().unwrap();
-            assert_eq!(holder.next.get().unwrap().id, 2, "verify={verify}");
+            assert_eq!(holder.next.get().unwrap().id, 2, "{what}");
         });
         assert_eq!(
             drops.load(Ordering::SeqCst),
             0,
-            "verify={verify}: a live node dropped"
-        );
-    }
-}
-
-/// An entry removed while marking, its value kept by the mutator only in a new object (whose
-/// initial values are not shaded), stays alive: `remove` shades the value it takes out (the
-/// deletion half of the barrier), or the marker, reaching the table after the removal, never
-/// finds it. Concurrent marking, verify mode on and off.
-#[test]
-fn a_removed_value_kept_by_the_mutator_stays_alive() {
-    for verify in [false, true] {
-        let heap = Heap::new(Config::default().verify(verify)).unwrap();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut m = root_mutator(&heap);
-        m.mutate(|mc, r| {
-            let k = node(mc, 1, &drops);
-            r.keys.push(mc, Some(k));
-            r.table.insert(mc, k, node(mc, 2, &drops));
-        });
-        common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
-        // Nothing allocated before the removal: no assist scans the table first.
-        m.mutate(|mc, r| {
-            let k = r.keys.get(0).unwrap().unwrap();
-            let old = r.table.remove(mc, k).expect("the entry");
-            assert_eq!(old.id, 2);
-            let holder = Gc::new(
-                mc,
-                Node {
-                    id: 4,
-                    _tracker: None,
-                    next: GcCell::new(Some(old)),
-                },
-            );
-            r.keys.push(mc, Some(holder));
-        });
-        heap.debug_hold_marking(false);
-        m.collect();
-        m.collect();
-        m.mutate(|mc, r| {
-            // Whatever was freed is reused.
-            for i in 0..1000 {
-                Gc::new(mc, i as u64);
-            }
-            assert!(r.table.is_empty(), "verify={verify}");
-            let holder = r.keys.get(1).unwrap().unwrap();
-            assert_eq!(holder.next.get().unwrap().id, 2, "verify={verify}");
-        });
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            0,
-            "verify={verify}: a live node dropped"
+            "{what}: a live node dropped"
         );
     }
 }

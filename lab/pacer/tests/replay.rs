@@ -1,7 +1,7 @@
 //! Trace replay against real heaps: a churning workload runs on gc-core with
 //! `Config::pacer_trace` at GOGC=100; the lab replays that trace at GOGC=50 and 200; the same
-//! workload then runs for real at 50 and 200. Prediction and real run must agree on the number
-//! of cycles and the peak heap within 10%.
+//! workload then runs for real at 50 and 200, three times each. Prediction and the real runs'
+//! median must agree on the number of cycles and the peak heap within 10%.
 //!
 //! Allocates gigabytes, so it runs optimised (`scripts/test.sh`: `cargo test --release -p
 //! pacer-lab`); ignored in a debug build.
@@ -98,7 +98,13 @@ fn workload(gogc: u32, tag: &str) -> String {
     text
 }
 
-/// One attempt: record at GOGC=100, predict and run at 50 and 200. The report, and whether
+/// The middle of an odd number of figures.
+fn median<T: Ord + Copy>(mut v: Vec<T>) -> T {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// One attempt: record at GOGC=100, predict at 50 and 200 and run each three times. The report, and whether
 /// every figure agreed within 10%.
 fn attempt() -> (String, bool) {
     let recorded = PacerTrace::parse(&workload(100, "recorded")).unwrap();
@@ -110,18 +116,27 @@ fn attempt() -> (String, bool) {
         let mut s = base.clone();
         s.apply(&[format!("gogc={gogc}")]).unwrap();
         let predicted = summary(&simulate(&s));
-        let real = PacerTrace::parse(&workload(gogc, "real"))
-            .unwrap()
-            .summary()
-            .unwrap();
-        let cycles = predicted.cycles as f64 / real.cycles as f64;
-        let peak = predicted.peak_heap as f64 / real.peak_heap as f64;
+        // The real runs themselves vary by more than the tolerance from one to the next (at
+        // GOGC=200: 26 to 30 cycles, 40 to 49 MiB peak in one attempt), so the prediction is
+        // held to the median of three.
+        let mut real_cycles = Vec::new();
+        let mut real_peaks = Vec::new();
+        for _ in 0..3 {
+            let real = PacerTrace::parse(&workload(gogc, "real"))
+                .unwrap()
+                .summary()
+                .unwrap();
+            real_cycles.push(real.cycles);
+            real_peaks.push(real.peak_heap);
+        }
+        let (real_cycles, real_peaks) = (median(real_cycles), median(real_peaks));
+        let cycles = predicted.cycles as f64 / real_cycles as f64;
+        let peak = predicted.peak_heap as f64 / real_peaks as f64;
         report += &format!(
-            "GOGC={gogc}: cycles predicted {} real {} ({cycles:.3}); peak heap predicted {} MiB real {} MiB ({peak:.3})\n",
+            "GOGC={gogc}: cycles predicted {} real median {real_cycles} ({cycles:.3}); peak heap predicted {} MiB real median {} MiB ({peak:.3})\n",
             predicted.cycles,
-            real.cycles,
             predicted.peak_heap >> 20,
-            real.peak_heap >> 20
+            real_peaks >> 20
         );
         agreed &= (cycles - 1.0).abs() <= 0.10 && (peak - 1.0).abs() <= 0.10;
         // The prediction moved the right way from the recording.

@@ -1143,7 +1143,7 @@ fn a_cycle_names_the_mutator_it_waited_for_longer() {
             s1.join().unwrap();
             let (second_id, s2) = a_sleeping_scope(&heap, second);
             let second_id = second_id.recv().unwrap();
-            heap.debug_hold_marking(false);
+            common::release_held(&heap);
             s2.join().unwrap();
             m.collect();
             let rec = heap

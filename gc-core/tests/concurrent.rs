@@ -523,16 +523,7 @@ fn held_cycle(verify: bool, span: bool) -> (Heap, Mutator<DetM, StackM>) {
             r.from.set(mc, i, Some(obj(mc, i as u64)));
         }
     });
-    heap.debug_hold_marking(true);
-    heap.debug_start_cycle();
-    let t = Instant::now();
-    while !m.mutate(|mc, _| mc.debug_marking()) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the cycle did not start"
-        );
-        std::thread::yield_now();
-    }
+    common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
     (heap, m)
 }
 
@@ -542,7 +533,7 @@ fn finish_and_check(
     m: &mut Mutator<DetM, StackM>,
     get: impl Fn(&Det<'_>) -> Vec<u64>,
 ) {
-    heap.debug_hold_marking(false);
+    common::release_held(heap);
     m.collect();
     m.collect();
     let ids = m.mutate(|_, r| get(r));
@@ -571,7 +562,7 @@ fn cycle_records_count_what_was_allocated_black() {
                 std::hint::black_box(GcArray::new(mc, LARGE_LEN, i as u64));
             }
         });
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         m.collect();
         let recs = heap.take_cycle_records();
@@ -663,7 +654,7 @@ fn held_marker_heap_to_root_stack_in(verify: bool, span: bool) {
             r.from.set(mc, i, None);
         }
     });
-    heap.debug_hold_marking(false);
+    common::release_held(&heap);
     m.collect();
     m.collect();
     let ids: Vec<u64> = m.mutate_with_stack(|_, _, stack| {
@@ -695,7 +686,7 @@ fn a_large_object_made_while_marking_lives_on_the_root_stack() {
             assert!(mc.debug_marking());
             stack.push(GcArray::new(mc, LEN, 7u64));
         });
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         for _ in 0..2 {
             m.mutate(|mc, _| {
@@ -915,6 +906,8 @@ fn allocating_while_marking_pays_with_mark_assists_in(verify: bool, span: bool) 
     // The background marker is held, so only the allocating mutator's assists can mark the
     // white live list: they must, and must leave it intact.
     let (heap, mut m) = held_cycle(verify, span);
+    // Assists are what this test is about.
+    heap.debug_hold_assists(false);
     heap.take_cycle_records();
     let before = heap.stats();
     m.mutate(|mc, r| {
@@ -1023,6 +1016,8 @@ fn assists_offer_the_bottom_of_their_stack_to_the_queue_in(verify: bool, span: b
     });
     let cycles = heap.stats().gc_cycles;
     common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+    // Assists are what this test is about.
+    heap.debug_hold_assists(false);
     // Allocate far more than the tree while the marker is held: the assists owe the whole
     // tree's marking many times over.
     m.mutate(|mc, _| {
@@ -1327,7 +1322,7 @@ fn cache_entries_evicted_while_marking_give_back_their_unused_slots() {
         m.mutate(|mc, _| {
             one_of_each!(mc; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127 128 129 130 131 132 133 134 135 136 137 138 139 140 141 142 143 144 145 146 147 148 149 150 151 152 153 154 155 156 157 158 159 160 161 162 163 164 165 166 167 168 169 170 171 172 173 174 175 176 177 178 179 180 181 182 183 184 185 186 187 188 189 190 191 192 193 194 195 196 197 198 199 200);
         });
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         m.collect();
         let s = heap.stats();
@@ -1356,7 +1351,7 @@ fn a_scope_that_ends_while_marking_leaves_its_barrier_buffer_empty() {
             0,
             "verify={verify} span={span}: the scope left its buffer to the pause"
         );
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         m.mutate(|_, r| assert!(intact(&r.from.get(0).unwrap())));
     }
@@ -1382,6 +1377,8 @@ fn an_assist_marks_what_it_owes_not_everything_it_finds() {
         }
         m.collect();
         common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
+        // Assists are what this test is about.
+        heap.debug_hold_assists(false);
         // Allocate until an allocation assists (at a cache refill, once the assist ratio
         // makes it owe something): what that one allocation marked.
         let marked = m.mutate(|mc, _| {
@@ -1427,7 +1424,7 @@ fn a_mutator_dropped_while_marking_gives_back_its_unused_slots() {
             }
         });
         drop(d);
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         m.collect();
         let recs = heap.take_cycle_records();

@@ -956,7 +956,7 @@ fn a_scope_blocked_across_stw1_inserts_a_key_outside_the_snapshot() {
         common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         driver.release();
         driver.wait_finished();
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         b.collect();
         b.collect();
         driver.let_check();
@@ -1876,7 +1876,7 @@ fn a_value_taken_out_while_marking_and_kept_stays_alive(remove: bool) {
             );
             r.keys.push(mc, Some(holder));
         });
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         m.collect();
         m.collect();
         m.mutate(|mc, r| {

@@ -1578,6 +1578,7 @@ fn a_goal_lowered_during_marking_lowers_the_extended_goal() {
         heap.take_cycle_records();
         common::start_held_cycle(&heap, || m.mutate(|mc, _| mc.debug_marking()));
         heap.set_gc_percent(Some(10));
+        heap.debug_hold_assists(false);
         heap.debug_hold_marking(false);
         m.collect();
         let recs = heap.take_cycle_records();

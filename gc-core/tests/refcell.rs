@@ -245,7 +245,7 @@ fn held_marker_move(verify: bool, span: bool, from: Kind, to: Kind) {
             stack.push(o);
         }
     });
-    heap.debug_hold_marking(false);
+    common::release_held(&heap);
     m.collect();
     m.collect();
     m.mutate_with_stack(|mc, r, stack| {
@@ -312,7 +312,7 @@ fn borrow_held_across_stw1(verify: bool) {
     let mut b = mutator(&heap);
     common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
     // Let the marker run (it reaches the borrowed vector and skips it) before the scope goes on.
-    heap.debug_hold_marking(false);
+    common::release_held(&heap);
     std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
     driver.release();
     driver.wait_finished();
@@ -790,7 +790,7 @@ fn moves_inside_a_blocking_region_after_stw1() {
         driver.wait_blocked();
         let mut b = two(&heap);
         common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         std::thread::sleep(Duration::from_millis(if cfg!(miri) { 1 } else { 30 }));
         driver.release();
         driver.wait_finished();
@@ -1137,7 +1137,7 @@ fn a_stale_scope_shades_a_borrowed_value_before_it_lets_the_borrow_go() {
         common::start_held_cycle(&heap, || b.mutate(|mc, _| mc.debug_marking()));
         driver.release();
         driver.wait_finished();
-        heap.debug_hold_marking(false);
+        common::release_held(&heap);
         b.collect();
         driver.let_check();
         let (stale, later) = a.join().unwrap();
@@ -1185,7 +1185,7 @@ fn a_refused_mutable_borrow_reads_nothing() {
         assert!(cell.try_borrow_mut(mc).is_err());
         TRACED.with(|c| c.get())
     });
-    heap.debug_hold_marking(false);
+    common::release_held(&heap);
     m.collect();
     assert_eq!(traced, 0, "a refused borrow traced the value");
 }
@@ -1212,7 +1212,7 @@ fn a_cells_value_is_shaded_once_per_mark_phase() {
                 }
                 TRACED.with(|c| c.get())
             });
-            heap.debug_hold_marking(false);
+            common::release_held(&heap);
             m.collect();
             assert_eq!(
                 traced, 3,

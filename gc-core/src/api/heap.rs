@@ -413,6 +413,14 @@ impl Heap {
         self.shared().hooks.hold_marking.store(on, Ordering::SeqCst);
     }
 
+    /// Testing: while `on`, mark assists mark nothing and wait for nothing (an allocating
+    /// mutator's debt stays owed until it is turned off), so that with
+    /// [`Heap::debug_hold_marking`] a test's white objects stay white until it moves them.
+    #[doc(hidden)]
+    pub fn debug_hold_assists(&self, on: bool) {
+        self.shared().hooks.hold_assists.store(on, Ordering::SeqCst);
+    }
+
     /// Testing: while `on`, the collector waits right after it has counted a cycle as started
     /// (with the world stopped), before the pacer starts the cycle;
     /// [`Heap::debug_held_after_cycle_begin`] tells when it is there.

@@ -76,6 +76,8 @@ pub(crate) struct Hooks {
     pub back_to_back: AtomicBool,
     /// The background marker neither marks nor ends the mark phase while set.
     pub hold_marking: AtomicBool,
+    /// Mark assists pay nothing while set (their debt stays owed).
+    pub hold_assists: AtomicBool,
     /// The collector does not start a requested cycle while set (a collector thread kept off
     /// its CPU).
     pub hold_cycle_start: AtomicBool,

@@ -128,10 +128,13 @@ pub fn run_child(test: &str, env_var: &str, timeout: Duration) -> ChildEnd {
     }
 }
 
-/// Start a cycle with the background marker held, and wait until its mark phase runs.
-/// `marking` runs a scope of a mutator of the heap and says whether it saw marking.
+/// Start a cycle with the background marker and mark assists held, and wait until its mark
+/// phase runs. `marking` runs a scope of a mutator of the heap and says whether it saw
+/// marking. Nothing is marked beyond the roots' shading until [`release_held`] (or, in a test
+/// of assists, `debug_hold_assists(false)`).
 pub fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
     heap.debug_hold_marking(true);
+    heap.debug_hold_assists(true);
     heap.debug_start_cycle();
     let t = Instant::now();
     while !marking() {
@@ -141,6 +144,21 @@ pub fn start_held_cycle(heap: &Heap, mut marking: impl FnMut() -> bool) {
         );
         std::thread::yield_now();
     }
+}
+
+/// Let a held cycle go on ([`start_held_cycle`]), first checking that no mark assist has marked
+/// anything on this heap (so none while the cycle was held; a test that assisted before it
+/// releases the two holds itself): the tests that hold marking leave objects white on purpose (to
+/// move them behind the marker's back, or to see what a barrier or a pause marks), and an
+/// assist that had marked them would let such a test pass without checking what it is about.
+pub fn release_held(heap: &Heap) {
+    assert_eq!(
+        heap.stats().assist_bytes,
+        0,
+        "a mark assist marked while marking was held: the test no longer checks its moves"
+    );
+    heap.debug_hold_assists(false);
+    heap.debug_hold_marking(false);
 }
 
 /// The handshake of a test in which one thread's scope blocks (`Mutation::blocking`) while the

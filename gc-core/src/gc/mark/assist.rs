@@ -59,6 +59,9 @@ pub(crate) fn assist(h: &Shared, debt: f64, bytes: usize) -> f64 {
     h.controller().revise_if_free();
     let ratio = f64::from_bits(h.pacer.assist_ratio.load(Ordering::Relaxed));
     let mut debt = debt + bytes as f64 * ratio;
+    if h.hooks.hold_assists.load(Ordering::Relaxed) {
+        return debt;
+    }
     loop {
         // Past the bound, the mutator pays with marking of its own, or waits, whatever its debt.
         let at = position(h);

@@ -268,6 +268,34 @@ mod loom_tests {
         });
     }
 
+    /// Two claims of one span racing each other and the window's opening (as a span reached
+    /// by two sweepers would be, were it listed twice): the compare-and-swap lets exactly one
+    /// win over the cycle, whichever side of the opening each claim falls on. (In the model above the list's lock lets only
+    /// one thread reach the claim.)
+    #[test]
+    fn loom_two_claims_of_one_span_one_wins_and_none_in_the_window() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
+            let sweeps = Arc::new(SweepGen::new());
+            let span_gen = Arc::new(AtomicU64::new(2));
+            sweeps.hold();
+            let claimers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (sweeps, span_gen) = (sweeps.clone(), span_gen.clone());
+                    loom::thread::spawn(move || sweeps.try_claim(&span_gen))
+                })
+                .collect();
+            sweeps.open();
+            let mut wins: usize = claimers
+                .into_iter()
+                .map(|t| t.join().unwrap() as usize)
+                .sum();
+            wins += sweeps.try_claim(&span_gen) as usize;
+            assert_eq!(wins, 1, "a span claimed twice, or never");
+        });
+    }
+
     #[test]
     fn loom_upgrade_never_returns_a_target_the_sweep_frees() {
         let mut b = loom::model::Builder::new();

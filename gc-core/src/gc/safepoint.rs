@@ -266,8 +266,13 @@ mod tests {
                 })
             })
             .collect();
+        // Every mutator is running scopes before the first stop...
+        while work.load(Ordering::SeqCst) < 2 * n * 100 {
+            std::thread::yield_now();
+        }
+        let mut found_inside = 0;
         for _ in 0..iters / 10 {
-            sp.stop(states.iter());
+            found_inside += sp.stop(states.iter()).is_some() as usize;
             let a = work.load(Ordering::SeqCst);
             assert_eq!(a % 2, 0, "a mutator was inside while the world was stopped");
             std::hint::spin_loop();
@@ -278,6 +283,11 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
+        // ...and some stop had to wait for one to leave.
+        assert!(
+            found_inside > 0 || cfg!(miri),
+            "no stop found a mutator inside a scope"
+        );
     }
 }
 

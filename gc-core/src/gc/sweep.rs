@@ -498,7 +498,16 @@ mod tests {
                 super::finish_sweep(h);
                 finished.store(true, Ordering::SeqCst);
             });
-            while h.mheap.central.unswept_count() > 0 && t.elapsed().as_secs() < limit {
+            // The waiting thread has swept the rest (the lists are empty and the held sweep is
+            // the only one left), so all it has left to do is wait: one that did not would
+            // return within microseconds.
+            while h.mheap.central.unswept_count() > 0
+                || h.mheap.central.sweepers.load(Ordering::SeqCst) > 1
+            {
+                assert!(
+                    t.elapsed().as_secs() < limit,
+                    "the other finish_sweep did not sweep the rest"
+                );
                 std::thread::yield_now();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));

@@ -318,13 +318,17 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_new_objects() {
 /// drained everything it can reach: the stores must shade them (the insertion half of the
 /// hybrid barrier, which only such a scope needs; `shade_init` for the array), or the cycle
 /// frees them while they are reachable. (The blocked scope's own root object is no such
-/// object: it is scanned when the scope ends.)
+/// object: it is scanned when the scope ends.) Whether the marker has reached that object when
+/// the scope stores into it depends on the collector thread getting a CPU in time, so the
+/// scope also stores a local into an object another mutator allocated while the marker was
+/// held: black, never scanned, so only the store's shading keeps the local's chain.
 #[test]
 fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
     type FreshM = Rootable!['gc => GcCell<'gc, Option<GcArray<'gc, Option<Gc<'gc, Obj<'gc>>>>>>];
     for verify in [true, false] {
         let heap = Heap::new(Config::default().verify(verify)).unwrap();
         let (stash_tx, stash_rx) = std::sync::mpsc::channel();
+        let (black_tx, black_rx) = std::sync::mpsc::channel::<Stash<ObjM>>();
         let (mut scope, driver) = common::blocked_scope();
         let a = {
             let heap = heap.clone();
@@ -342,16 +346,24 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
                     mc.stash(o)
                 });
                 stash_tx.send(existing.clone()).unwrap();
-                m.mutate(|mc, fresh| {
-                    let (l1, l3) = (chain(mc, 0, LEN), chain(mc, 20_000, LEN));
+                let black = m.mutate(|mc, fresh| {
+                    let (l1, l2, l3) = (
+                        chain(mc, 0, LEN),
+                        chain(mc, 10_000, LEN),
+                        chain(mc, 20_000, LEN),
+                    );
                     scope.block(mc, || ());
                     assert!(mc.debug_marking(), "the cycle ended during the block");
                     existing.fetch(mc).next.set(mc, Some(l1));
                     fresh.set(mc, Some(GcArray::new(mc, 3, Some(l3))));
+                    let black = black_rx.recv().unwrap();
+                    black.fetch(mc).next.set(mc, Some(l2));
+                    black
                 });
                 scope.finished();
                 m.mutate(|mc, fresh| {
                     check_chain(existing.fetch(mc).next.get(), 0, LEN);
+                    check_chain(black.fetch(mc).next.get(), 10_000, LEN);
                     let a = fresh.get().unwrap();
                     for i in 0..3 {
                         check_chain(a.get(i), 20_000, LEN);
@@ -373,6 +385,23 @@ fn a_scope_blocked_across_stw1_shades_what_it_stores_into_scanned_objects() {
         heap.debug_hold_marking(true);
         heap.debug_start_cycle();
         wait_for_marking(&mut b);
+        // Allocated black while the marker is held, reached from `b`'s roots: no marker ever
+        // reads it.
+        let black: Stash<ObjM> = b.mutate(|mc, root| {
+            assert!(mc.debug_marking());
+            let o = Gc::new(
+                mc,
+                Obj {
+                    id: u64::MAX - 2,
+                    check: check_of(u64::MAX - 2),
+                    next: GcCell::new(None),
+                },
+            );
+            root.array
+                .set(mc, Some(GcArray::from_slice(mc, &[Some(o)])));
+            mc.stash(o)
+        });
+        black_tx.send(black).unwrap();
         // Let the marker drain what it can reach (the object included) before the stores; the
         // blocked scope keeps the cycle from ending.
         heap.debug_hold_marking(false);

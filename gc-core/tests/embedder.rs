@@ -649,8 +649,13 @@ fn a_scope_joins_threads_that_use_the_heap_inside_a_blocking_region() {
             let sum = m.mutate(|mc, _| {
                 let shared = Gc::new(mc, Obj { id: 7 });
                 mc.request_collect();
-                // The pause is now waiting for this scope: the helpers' registrations and
-                // scopes wait for the pause until this scope is outside the managed state.
+                // Once the pause is waiting for this scope, the helpers' registrations and
+                // scopes wait for the pause until this scope is outside the managed state
+                // (before that, they would get in and out without needing `blocking`).
+                assert!(
+                    wait_for(Duration::from_secs(10), || mc.should_yield()),
+                    "the requested cycle never asked this scope to yield"
+                );
                 mc.blocking(|| {
                     std::thread::scope(|s| {
                         let helpers: Vec<_> = (0..2u64)

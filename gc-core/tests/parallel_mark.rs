@@ -371,8 +371,12 @@ fn two_markers_setting_bits_of_one_mark_word_lose_no_mark() {
                 r.b.set(mc, i, Some(leaf(2 * i as u64 + 1)));
             }
         });
+        // Batches the collector offered and the helper took: without any, the helper never
+        // marked and no two markers set bits of one word at once.
+        let mut shared = 0;
         for round in 0..rounds {
             m.collect();
+            shared += heap.stats().mark_shared_batches;
             assert_eq!(
                 heap.stats().marked_objects,
                 (2 * N + 2) as u64,
@@ -387,6 +391,10 @@ fn two_markers_setting_bits_of_one_mark_word_lose_no_mark() {
             let n = (2 * N) as u64;
             assert_eq!(sum, n * (n - 1) / 2, "verify {verify}, round {round}");
         }
+        assert!(
+            shared > 0 || cfg!(miri),
+            "verify {verify}: the second worker never took work in {rounds} rounds"
+        );
     }
 }
 

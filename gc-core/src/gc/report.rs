@@ -209,3 +209,36 @@ pub(crate) fn cycle_done(h: &Shared, mut rec: CycleRecord) -> bool {
     h.cycle_log.push(rec);
     forced
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    /// The GC's total CPU class is the sum of its four parts, idle-priority marking included
+    /// (which a heap marks only where a CPU is spare, so an end-to-end test may see none): the
+    /// parts are set by hand on a heap that runs no cycle.
+    #[test]
+    fn the_gc_total_is_the_sum_of_its_cpu_classes() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
+        let h = heap.shared();
+        let s = &h.stats;
+        s.assist_ns.fetch_add(1_000_000, Ordering::Relaxed);
+        s.bg_mark_ns.fetch_add(20_000_000, Ordering::Relaxed);
+        s.idle_mark_ns.fetch_add(300_000_000, Ordering::Relaxed);
+        s.pause_total_ns.fetch_add(4_000, Ordering::Relaxed);
+        let m = super::metrics(h);
+        let f = |name: &str| m.f64(name).unwrap_or_else(|| panic!("{name}"));
+        let parts = [
+            "/cpu/classes/gc/mark/assist:cpu-seconds",
+            "/cpu/classes/gc/mark/dedicated:cpu-seconds",
+            "/cpu/classes/gc/mark/idle:cpu-seconds",
+            "/cpu/classes/gc/pause:cpu-seconds",
+        ];
+        for p in parts {
+            assert!(f(p) > 0.0, "{p} is zero");
+        }
+        let sum: f64 = parts.iter().map(|p| f(p)).sum();
+        let total = f("/cpu/classes/gc/total:cpu-seconds");
+        assert!((total - sum).abs() < 1e-9, "total {total}, parts {sum}");
+    }
+}

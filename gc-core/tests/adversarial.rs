@@ -465,6 +465,17 @@ fn torture(verify: bool, concurrent: bool) {
                     }
                     let h2 = heap.clone();
                     m.mutate(|mc, r| {
+                        // What earlier scopes kept of their upgrades is still intact (a dead
+                        // target handed out in a window would have been freed since).
+                        if let Some(o) = r.cs.get() {
+                            check(&*o, None, "kept (small)");
+                        }
+                        if let Some(o) = r.cm.get() {
+                            check(&*o, None, "kept (medium)");
+                        }
+                        if let Some(o) = r.cl.get() {
+                            check(&*o, None, "kept (large)");
+                        }
                         for _ in 0..60 {
                             rng = rng
                                 .wrapping_mul(6364136223846793005)
@@ -527,6 +538,14 @@ fn torture(verify: bool, concurrent: bool) {
         "drop glue ran twice or on a wild object"
     );
     assert!(s.gc_cycles >= 3);
+    // Where there is a window (the concurrent collector, verify off), some upgrades landed in
+    // it, or the checks made there never ran.
+    if concurrent && !verify {
+        assert!(
+            window_upgrades.load(Ordering::Relaxed) > 0,
+            "no upgrade landed in a weak-clearing window"
+        );
+    }
 }
 
 #[test]

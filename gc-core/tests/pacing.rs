@@ -1422,19 +1422,37 @@ fn pacer_trace_has_a_line_per_cycle_with_the_records_figures() {
 #[cfg_attr(debug_assertions, ignore = "allocates gigabytes: run with --release")]
 fn short_mark_phases_mark_at_idle_priority_beside_one_mutator() {
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let heap = Heap::new(Config::default().debug_cpus(2)).unwrap();
-    let (mut m, slots) = live_set(&heap, 2 * MIB);
-    let mut rng = SmallRng::seed_from_u64(3);
-    churn(&mut m, slots, 400 * MIB, 2, &mut rng, || {});
-    check_intact(&mut m);
-    let recs = heap.take_cycle_records();
+    // Only phases shorter than the window tell a window carried between phases from one begun
+    // afresh in each (a longer phase judges a fresh window within itself): a busy machine
+    // stretches them, so a run whose median phase is not short is tried again.
+    let mut medians = Vec::new();
+    let recs = loop {
+        let heap = Heap::new(Config::default().debug_cpus(2)).unwrap();
+        let (mut m, slots) = live_set(&heap, 2 * MIB);
+        let mut rng = SmallRng::seed_from_u64(3);
+        churn(&mut m, slots, 400 * MIB, 2, &mut rng, || {});
+        check_intact(&mut m);
+        let recs = heap.take_cycle_records();
+        let steady = &automatic(&recs)[5..];
+        assert!(
+            steady.len() >= 20,
+            "{} cycles\n{}",
+            steady.len(),
+            trace(&recs)
+        );
+        let mut marks: Vec<Duration> = steady.iter().map(|r| r.mark).collect();
+        marks.sort();
+        medians.push(marks[marks.len() / 2]);
+        if marks[marks.len() / 2] < Duration::from_millis(2) {
+            break recs;
+        }
+        assert!(
+            medians.len() < 4,
+            "median mark phases {medians:?}, none shorter than the 2 ms idle window: no run \
+             checked that the window carries over between phases"
+        );
+    };
     let steady = &automatic(&recs)[5..];
-    assert!(
-        steady.len() >= 20,
-        "{} cycles\n{}",
-        steady.len(),
-        trace(&recs)
-    );
     let bg: Duration = steady.iter().map(|r| r.background_cpu).sum();
     let idle: Duration = steady.iter().map(|r| r.idle_cpu).sum();
     let share = idle.as_secs_f64() / (bg + idle).as_secs_f64();

@@ -259,9 +259,11 @@ fn mutators_come_and_go_across_the_window(verify: bool) {
         })
     };
     let deadline = Instant::now() + run_for();
+    // Short-lived mutators dropped while the window was open (seen open just before the drop).
+    let drops_in_window = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..3u64)
         .map(|t| {
-            let heap = heap.clone();
+            let (heap, drops_in_window) = (heap.clone(), drops_in_window.clone());
             std::thread::spawn(move || {
                 let mut kept: Mutator<Rootable!['gc => ListRoot<'gc>]> =
                     heap.mutator(|_| ListRoot {
@@ -290,7 +292,11 @@ fn mutators_come_and_go_across_the_window(verify: bool) {
                             cur = l.next.get();
                         }
                     });
+                    let in_window = heap.debug_weaks_pending();
                     drop(short_lived);
+                    if in_window {
+                        drops_in_window.fetch_add(1, Ordering::Relaxed);
+                    }
                     // The long-lived list: replaced every round, the old one read first.
                     kept.mutate(|mc, root| {
                         let mut cur = root.head.get();
@@ -322,10 +328,18 @@ fn mutators_come_and_go_across_the_window(verify: bool) {
     heap.collect();
     heap.finish_sweep();
     let s = heap.stats();
-    eprintln!("mutators_come_and_go(verify={verify}): {rounds} rounds, {held} windows held, {s:?}");
+    eprintln!(
+        "mutators_come_and_go(verify={verify}): {rounds} rounds, {held} windows held, {} drops in \
+         a window, {s:?}",
+        drops_in_window.load(Ordering::Relaxed)
+    );
     if !verify {
         // (Verify mode clears weak references inside the pause: there is no window to hold.)
         assert!(held >= 1, "the window was never held open");
+        assert!(
+            drops_in_window.load(Ordering::Relaxed) >= 1 || cfg!(miri),
+            "no short-lived mutator was dropped while the window was open"
+        );
     }
     assert!(s.gc_cycles >= 3, "too few cycles: {s:?}");
     // Each round's short-lived list and the replaced long-lived list are garbage.
@@ -393,9 +407,10 @@ fn weak_references(verify: bool, span: bool) {
     let disturbers = Disturbers::start(&heap);
     let deadline = Instant::now() + run_for();
     let survived = Arc::new(AtomicU64::new(0));
+    let checked = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..2u64)
         .map(|t| {
-            let (heap, survived) = (heap.clone(), survived.clone());
+            let (heap, survived, checked) = (heap.clone(), survived.clone(), checked.clone());
             std::thread::spawn(move || {
                 let mut m: Mutator<WeakM> = heap.mutator(|mc| WeakRoot {
                     strong: GcVec::new(mc),
@@ -405,7 +420,8 @@ fn weak_references(verify: bool, span: bool) {
                 let mut ids: Vec<u64> = Vec::new();
                 let mut next = t << 40;
                 let mut rounds = 0u64;
-                while rounds < 4 || Instant::now() < deadline {
+                // At least one round that checks the weak references to garbage (every 8th).
+                while rounds < 8 || Instant::now() < deadline {
                     rounds += 1;
                     if ids.len() > 4000 {
                         // Start over (the old vectors and most targets become garbage).
@@ -458,6 +474,7 @@ fn weak_references(verify: bool, span: bool) {
                                 .count()
                         });
                         survived.fetch_add(alive as u64, Ordering::Relaxed);
+                        checked.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 rounds
@@ -472,6 +489,10 @@ fn weak_references(verify: bool, span: bool) {
         survived.load(Ordering::Relaxed),
         0,
         "weak references to garbage survived the collection after it became garbage"
+    );
+    assert!(
+        checked.load(Ordering::Relaxed) > 0,
+        "no round checked the weak references to garbage"
     );
     assert!(s.objects_freed > 0, "garbage not reclaimed: {s:?}");
 }

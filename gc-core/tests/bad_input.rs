@@ -255,6 +255,7 @@ fn arena_exhaustion_is_an_error_and_recoverable() {
 fn a_request_larger_than_the_arena_starts_no_cycle() {
     let heap = Heap::new(Config::default().arena_bytes(4 << 20).gc_percent(None)).unwrap();
     let mut m: Mutator<Rootable!['gc => ()]> = heap.mutator(|_| ());
+    heap.take_phase_records();
     let e = m.mutate(|mc, _| GcArray::try_new(mc, 1 << 20, 0u64).map(|_| ()).unwrap_err());
     match e {
         AllocError::OutOfMemory {
@@ -263,10 +264,14 @@ fn a_request_larger_than_the_arena_starts_no_cycle() {
         } => assert!(requested > reservation, "{e}"),
         other => panic!("expected OutOfMemory, got {other:?}"),
     }
-    // A requested cycle would run now that the scope has ended.
+    // A requested cycle would run now that the scope has ended, and would have recorded its
+    // first pause (sweep termination, microseconds after it starts) well within the wait, even
+    // on a machine too slow for it to have completed.
     std::thread::sleep(std::time::Duration::from_millis(200));
     m.mutate(|_, _| ());
     assert_eq!(heap.stats().gc_cycles, 0);
+    let phases = heap.take_phase_records();
+    assert!(phases.is_empty(), "a cycle started: {phases:?}");
 }
 
 #[test]

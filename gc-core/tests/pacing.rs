@@ -1222,6 +1222,21 @@ fn an_idle_heap_past_its_trigger_runs_no_cycles() {
     let cycles = || heap.stats().gc_cycles;
     // Let a cycle the last one asked for finish.
     std::thread::sleep(Duration::from_millis(100));
+    // (The trigger reads as off while a cycle marks.)
+    let t = Instant::now();
+    let s = loop {
+        let s = heap.stats();
+        if s.heap_trigger != usize::MAX || t.elapsed() > Duration::from_secs(5) {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        s.heap_live >= s.heap_trigger,
+        "the test needs the heap past its trigger: live {}, trigger {}",
+        s.heap_live,
+        s.heap_trigger
+    );
     let before = cycles();
     std::thread::sleep(Duration::from_millis(400));
     let idle = cycles() - before;

@@ -273,7 +273,7 @@ mod loom_tests {
     /// win over the cycle, whichever side of the opening each claim falls on. (In the model above the list's lock lets only
     /// one thread reach the claim.)
     #[test]
-    fn loom_two_claims_of_one_span_one_wins_and_none_in_the_window() {
+    fn loom_two_claims_of_one_span_exactly_one_wins() {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(3);
         b.check(|| {

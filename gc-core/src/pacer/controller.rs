@@ -269,12 +269,15 @@ impl Controller<'_> {
         // that the goal lies past the arena's reservation) a live-heap cap still needs cycles
         // to find what is live: one runs when the heap reaches the cap. Not while the last
         // cycle found the cap exceeded: the heap would stay past the trigger and cycles run
-        // back to back for nothing; allocation is refused then, and each refusal asks for a
-        // cycle. A goal the heap can reach brings a cycle, which applies the cap, by itself.
+        // back to back for nothing; allocation is refused then (`MHeap::check_max_heap`: more
+        // than the cap reached), and each refusal asks for a cycle. A live heap exactly at the
+        // cap is not refused, so it keeps the trigger (with none, nothing stopped the heap
+        // growing until the arena ran out). A goal the heap can reach brings a cycle, which
+        // applies the cap, by itself.
         let cap = self.mheap.max_heap;
         let unreachable = goal >= self.mheap.arena.len() as u64;
         let trigger =
-            if unreachable && self.mheap.counters.heap_reached.load(Ordering::Relaxed) < cap {
+            if unreachable && self.mheap.counters.heap_reached.load(Ordering::Relaxed) <= cap {
                 trigger.min(cap as u64)
             } else {
                 trigger
@@ -616,5 +619,287 @@ mod tests {
             retain >> 10,
             goal >> 10
         );
+    }
+
+    /// `HeapStats::gc_percent` reads the lock-free mirror of GOGC: as configured, and as set.
+    #[test]
+    fn the_gc_percent_mirror_follows_the_setting() {
+        let heap = crate::Heap::new(crate::Config::default().gc_percent(Some(50))).unwrap();
+        assert_eq!(heap.shared().pacer.gc_percent(), Some(50));
+        assert_eq!(heap.stats().gc_percent, Some(50));
+        heap.set_gc_percent(None);
+        assert_eq!(heap.stats().gc_percent, None);
+        heap.set_gc_percent(Some(300));
+        assert_eq!(heap.stats().gc_percent, Some(300));
+    }
+
+    /// A setting changed while a cycle runs but `marking` is not (yet, or no longer) set (STW 1
+    /// and STW 2, or a stop-the-world cycle) leaves the trigger off: the model decides.
+    #[test]
+    fn a_running_cycle_keeps_the_trigger_off_whatever_marking_says() {
+        let heap = crate::Heap::new(crate::Config::default()).unwrap();
+        let h = heap.shared();
+        let c = h.controller();
+        c.start_cycle();
+        assert_eq!(h.pacer.trigger.load(Ordering::Relaxed), usize::MAX);
+        assert!(!c.update_trigger(false));
+        let trigger = h.pacer.trigger.load(Ordering::Relaxed);
+        // End the borrowed cycle.
+        let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
+        c.end_cycle(CycleMeasures {
+            marked: live,
+            reached: live,
+            heap_end: live,
+            mark_ns: 1,
+            assist_ns: 0,
+            idle_ns: 0,
+            concurrent: true,
+        });
+        assert_eq!(trigger, usize::MAX, "a trigger set while the cycle ran");
+    }
+
+    /// A live-heap cap with no goal the heap can reach (GOGC=off, no limit) sets the trigger at
+    /// the cap, also when the last cycle found the live heap exactly at the cap (which
+    /// allocation does not refuse), but not once it found the cap exceeded (allocation is
+    /// refused then); a reachable goal keeps its own trigger, even above the cap.
+    #[test]
+    fn a_live_heap_cap_triggers_only_without_a_reachable_goal() {
+        const CAP: usize = 8 << 20;
+        let heap = crate::Heap::new(
+            crate::Config::default()
+                .gc_percent(None)
+                .max_heap(Some(CAP)),
+        )
+        .unwrap();
+        let h = heap.shared();
+        let c = h.controller();
+        let reached = &h.mheap.counters.heap_reached;
+        let trigger = || h.pacer.trigger.load(Ordering::Relaxed);
+        for (at, want) in [
+            (CAP / 2, CAP),
+            (CAP, CAP),
+            (CAP + 1, usize::MAX),
+            (CAP + CAP / 2, usize::MAX),
+        ] {
+            reached.store(at, Ordering::Relaxed);
+            assert!(!c.update_trigger(false));
+            assert_eq!(trigger(), want, "reached {at}");
+            // At the cap, and not past it: allocation goes on.
+            assert_eq!(h.mheap.check_max_heap().is_ok(), at <= CAP, "reached {at}");
+        }
+        // A reachable goal: GOGC=100 with 6 MiB marked, goal 12 MiB.
+        {
+            let mut model = h.pacer.model.lock();
+            model.set_gc_percent(Some(100));
+            model.reset_live(6 * MIB, 6 * MIB, 6 * MIB, 0);
+            model.commit(true, 6 * MIB);
+        }
+        reached.store(6 << 20, Ordering::Relaxed);
+        assert!(!c.update_trigger(false));
+        assert!(trigger() > CAP, "trigger {} lowered to the cap", trigger());
+        reached.store(0, Ordering::Relaxed);
+    }
+
+    /// Under a memory limit a fresh span re-derives the trigger once mapped memory has moved by
+    /// more than 1/64 of the limit since the last derivation, and not before.
+    #[test]
+    fn mapped_memory_moving_past_a_64th_of_the_limit_re_derives_the_trigger() {
+        const LIMIT: usize = 64 << 20;
+        let heap = crate::Heap::new(crate::Config::default().memory_limit(Some(LIMIT))).unwrap();
+        let h = heap.shared();
+        let c = h.controller();
+        let last = &h.pacer.last_trigger_mapped;
+        let now = h.mheap.arena.mapped_ready_bytes();
+        for moved in [LIMIT, LIMIT / 64 + 1] {
+            last.store(now + moved, Ordering::Relaxed);
+            // A sentinel the derivation replaces.
+            h.pacer.trigger.store(1, Ordering::Relaxed);
+            assert!(
+                !c.note_growth(false),
+                "moved {moved}: nothing allocated, no cycle due"
+            );
+            assert_eq!(
+                last.load(Ordering::Relaxed),
+                now,
+                "moved {moved}: not re-derived"
+            );
+            assert_ne!(h.pacer.trigger.load(Ordering::Relaxed), 1, "moved {moved}");
+        }
+        for moved in [LIMIT / 64, LIMIT / 128, 0] {
+            last.store(now + moved, Ordering::Relaxed);
+            assert!(!c.note_growth(false));
+            assert_eq!(
+                last.load(Ordering::Relaxed),
+                now + moved,
+                "moved {moved}: re-derived"
+            );
+        }
+        last.store(now, Ordering::Relaxed);
+    }
+
+    /// An assist revises the ratio when the pacer is free (as `revise` would) and leaves it
+    /// when another thread holds the pacer.
+    #[test]
+    fn revise_if_free_revises_unless_the_pacer_is_held() {
+        let heap = crate::Heap::new(crate::Config::default()).unwrap();
+        let h = heap.shared();
+        let p = &h.pacer;
+        let sentinel = (-1.0f64).to_bits();
+        p.assist_ratio.store(sentinel, Ordering::Relaxed);
+        h.controller().revise_if_free();
+        let free = p.assist_ratio.load(Ordering::Relaxed);
+        assert_ne!(free, sentinel, "not revised");
+        h.controller().revise();
+        assert_eq!(p.assist_ratio.load(Ordering::Relaxed), free);
+        p.assist_ratio.store(sentinel, Ordering::Relaxed);
+        {
+            let _held = p.model.lock();
+            h.controller().revise_if_free();
+        }
+        assert_eq!(p.assist_ratio.load(Ordering::Relaxed), sentinel);
+        h.controller().revise();
+    }
+
+    /// The cons/mark measurement counts heap, stack and globals scan work (Go: all three): 8
+    /// MiB allocated during the cycle over 4 MiB of scan work gives the same estimate as the
+    /// same cycle with the 4 MiB all heap work, and a different one from 2 MiB.
+    #[test]
+    fn the_cycles_scan_work_counts_heap_stack_and_globals() {
+        let cons_mark = |heap_w: u64, stack_w: u64, globals_w: u64| {
+            let heap = crate::Heap::new(crate::Config::default()).unwrap();
+            let h = heap.shared();
+            let (p, c) = (&h.pacer, h.controller());
+            let start = h.mheap.counters.heap_live.load(Ordering::Relaxed);
+            c.start_cycle();
+            p.heap_scan_work.store(heap_w, Ordering::Relaxed);
+            p.stack_scan_work.store(stack_w, Ordering::Relaxed);
+            p.globals_scan_work.store(globals_w, Ordering::Relaxed);
+            let end = c.end_cycle(CycleMeasures {
+                marked: start,
+                reached: start,
+                heap_end: start + 8 * MIB as usize,
+                mark_ns: 1_000_000,
+                assist_ns: 0,
+                idle_ns: 0,
+                concurrent: true,
+            });
+            for w in [&p.heap_scan_work, &p.stack_scan_work, &p.globals_scan_work] {
+                w.store(0, Ordering::Relaxed);
+            }
+            end.cons_mark
+        };
+        let split = cons_mark(2 * MIB, MIB, MIB);
+        assert_eq!(
+            split,
+            cons_mark(4 * MIB, 0, 0),
+            "globals or stack work left out"
+        );
+        assert_ne!(split, cons_mark(2 * MIB, 0, 0));
+    }
+
+    /// The limiter is fed at most every `LIMITER_UPDATE_NS` unless forced: a forced update sets
+    /// the next due time that far on; an unforced call before it does nothing, one after it
+    /// feeds the limiter; a forced one always does.
+    #[test]
+    fn the_limiter_is_fed_every_millisecond_unless_forced() {
+        let heap = crate::Heap::new(crate::Config::default()).unwrap();
+        let h = heap.shared();
+        let c = h.controller();
+        let next = &h.pacer.limiter_next_ns;
+        let now = || h.phases.offset(Instant::now()).as_nanos() as u64;
+        let step = crate::pacer::LIMITER_UPDATE_NS;
+        let before = now();
+        c.update_limiter(true, 1);
+        let after = now();
+        let n = next.load(Ordering::Relaxed);
+        assert!(
+            n >= before + step && n <= after + step,
+            "next {n}, now {before}..{after}"
+        );
+        next.store(u64::MAX, Ordering::Relaxed);
+        c.update_limiter(false, 1);
+        assert_eq!(
+            next.load(Ordering::Relaxed),
+            u64::MAX,
+            "fed before it was due"
+        );
+        c.update_limiter(true, 1);
+        assert_ne!(
+            next.load(Ordering::Relaxed),
+            u64::MAX,
+            "a forced update skipped"
+        );
+        next.store(0, Ordering::Relaxed);
+        c.update_limiter(false, 1);
+        assert_ne!(next.load(Ordering::Relaxed), 0, "not fed when due");
+    }
+
+    /// The limiter's enabled count counts the times it turns on, not the updates it is on for,
+    /// and records the cycle it turned on in.
+    #[test]
+    fn the_limiter_counts_the_times_it_turns_on() {
+        let heap = crate::Heap::new(crate::Config::default()).unwrap();
+        let h = heap.shared();
+        {
+            let mut f = h.pacer.limiter.lock();
+            f.limiter = CpuLimiter::with_capacity(1, u64::MAX / 2);
+            assert!(f.limiter.accumulate(0, u64::MAX / 2));
+        }
+        for _ in 0..6 {
+            // The first only records the figures.
+            h.controller().update_limiter(true, 7);
+        }
+        assert!(h.pacer.limiting.load(Ordering::Relaxed));
+        assert_eq!(h.stats.limiter_enabled.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            h.stats.limiter_last_enabled_cycle.load(Ordering::Relaxed),
+            7
+        );
+    }
+
+    /// The square-root rule's allocation rate is measured between cycle ends: nothing from the
+    /// first cycle (no end before it), then the bytes allocated since the last mark over the
+    /// time between the two ends.
+    #[test]
+    fn the_allocation_rate_is_measured_between_cycle_ends() {
+        use crate::util::pacer_config::{PacerConfig, Policy};
+        let pacer = PacerConfig {
+            policy: Policy::SqrtRule { c: 1e-8 },
+            ..PacerConfig::default()
+        };
+        let heap = crate::Heap::new(crate::Config::default().pacer(pacer)).unwrap();
+        let h = heap.shared();
+        let (p, c) = (&h.pacer, h.controller());
+        let cycle = |heap_end: u64| {
+            c.start_cycle();
+            p.heap_scan_work.store(MIB, Ordering::Relaxed);
+            c.end_cycle(CycleMeasures {
+                marked: MIB as usize,
+                reached: MIB as usize,
+                heap_end: heap_end as usize,
+                mark_ns: 1_000_000,
+                assist_ns: 0,
+                idle_ns: 0,
+                concurrent: true,
+            });
+            p.heap_scan_work.store(0, Ordering::Relaxed);
+        };
+        cycle(2 * MIB);
+        assert!(
+            p.model.lock().sqrt_rule_estimates().is_none(),
+            "a rate from the first cycle"
+        );
+        let end1 = p.last_end_ns.load(Ordering::Relaxed);
+        let marked = p.model.lock().heap_marked();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        cycle(marked + 4 * MIB);
+        let end2 = p.last_end_ns.load(Ordering::Relaxed);
+        let (g, _) = p
+            .model
+            .lock()
+            .sqrt_rule_estimates()
+            .expect("no rate after two cycles");
+        let want = (4 * MIB) as f64 / ((end2 - end1) as f64 * 1e-9);
+        assert!((g / want - 1.0).abs() < 1e-9, "rate {g}, want {want}");
     }
 }

@@ -234,4 +234,38 @@ mod tests {
         // Under the limit: the share, however little is live.
         assert_eq!(pace(us(20), 0.02, 90 * MIB, 100 * MIB, MIB), us(980));
     }
+
+    /// The thread has work while mapped memory is above either goal, each on its own (the
+    /// retained goal a cycle's end sets, the mapped goal under a memory limit), and none at
+    /// or below both; none at all where the arena cannot release pages.
+    #[test]
+    #[cfg_attr(miri, ignore = "the arena releases pages only where it is mapped")]
+    fn there_is_work_above_either_goal_and_none_at_or_below_both() {
+        type R = crate::Rootable!['gc => crate::Gc<'gc, [u64; 4]>];
+        let heap = crate::Heap::new(crate::Config::default()).unwrap();
+        // Some pages mapped.
+        let _m: crate::Mutator<R> = heap.mutator(|mc| crate::Gc::new(mc, [1; 4]));
+        let h = heap.shared();
+        let arena = &h.mheap.arena;
+        let s = Scavenger::new(None, 2);
+        let ready = arena.mapped_ready_bytes();
+        assert!(ready > 0);
+        let work = |retained: usize, mapped: usize| {
+            s.goals.0.store(retained, Ordering::Relaxed);
+            s.goals.1.store(mapped, Ordering::Relaxed);
+            s.has_work(arena)
+        };
+        if !arena.can_release() {
+            assert!(!work(0, 0));
+            return;
+        }
+        let none = usize::MAX;
+        assert!(work(ready - 1, none), "above the retained goal");
+        assert!(work(none, ready - 1), "above the mapped goal");
+        assert!(work(0, 0));
+        assert!(!work(ready, ready), "at both goals");
+        assert!(!work(ready, none));
+        assert!(!work(none, ready));
+        assert!(!work(none, none));
+    }
 }

@@ -25,6 +25,11 @@ if [ ! -d "$lox_data/test" ]; then
   echo "suite (its test/ directory) at ../shared/lox beside the repository, or set LOX_TEST_DATA"
   exit 1
 fi
+if [ ! -x "$lox_data/bin/clox" ] && [ -z "${LOX_NO_CLOX:-}" ]; then
+  echo "scripts/test.sh: no reference clox at $lox_data/bin/clox (the Lox VM's tests compare"
+  echo "with it); put it there, or set LOX_NO_CLOX=1 to skip those comparisons"
+  exit 1
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

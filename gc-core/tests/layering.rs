@@ -93,35 +93,59 @@ fn code_of(text: &str) -> String {
     out
 }
 
-/// The first segment of every `crate::` path in `code`, expanding `crate::{a::b, c}` groups.
+/// The first segment of every path from the crate root in `code`: `crate::…` and the crate's
+/// own alias `gc_core::…` (`lib.rs` declares `extern crate self as gc_core`), expanding
+/// `crate::{a::b, c::{d, e}}` groups at any depth.
 fn crate_paths(code: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        let before = rest[..i].chars().last();
-        rest = &rest[i + "crate::".len()..];
-        // `$crate::` (macros) names the crate from outside; `gc_crate::` and the like are not
-        // this crate.
-        if matches!(before, Some(c) if c == '$' || c == '_' || c.is_alphanumeric()) {
-            continue;
-        }
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').expect("closed use group");
-            for item in group[..end].split(',') {
-                let first = item.trim().split("::").next().unwrap().trim();
-                if !first.is_empty() {
-                    found.push(first.to_string());
-                }
+    for root in ["crate::", "gc_core::"] {
+        let mut rest = code;
+        while let Some(i) = rest.find(root) {
+            let before = rest[..i].chars().last();
+            rest = &rest[i + root.len()..];
+            // `$crate::` (macros) names the crate from outside; `gc_crate::` and the like are
+            // not this crate.
+            if matches!(before, Some(c) if c == '$' || c == '_' || c.is_alphanumeric()) {
+                continue;
             }
-        } else {
-            let seg: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            found.push(seg);
+            first_segments(rest, &mut found);
         }
     }
     found
+}
+
+/// The first segment of the path `s` starts with, or of each item of the `{…}` group it
+/// starts with (nested groups belong to their item).
+fn first_segments(s: &str, found: &mut Vec<String>) {
+    let seg = |t: &str| -> String {
+        t.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = s.strip_prefix('{') else {
+        found.push(seg(s));
+        return;
+    };
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            ',' | '}' if depth == 0 => {
+                let item = seg(&group[start..i]);
+                if !item.is_empty() {
+                    found.push(item);
+                }
+                if c == '}' {
+                    return;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    panic!("an unclosed use group: {s}");
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -197,6 +221,12 @@ fn the_checker_sees_groups_reexports_and_skips_comments_and_tests() {
          #[cfg(test)]\npub(crate) mod test_heaps {\n    use crate::api::Heap;\n}\n",
     );
     assert_eq!(crate_paths(&code), ["gc", "Gc", "alloc"]);
+    // Nested groups, and the crate's own alias.
+    let code = code_of(
+        "use crate::{alloc::central::{SpanKind, SpanRef}, api::heap::Heap};\n\
+         const N: usize = 16 * gc_core::alloc::arena::PAGE_SIZE;\n",
+    );
+    assert_eq!(crate_paths(&code), ["alloc", "api", "alloc"]);
     let lib = "//! Layers, top to bottom: `api` → `gc` → `util`.\npub use api::gc::Gc;\n\
                pub use telemetry::{gctrace, metrics};\npub use api::config::{self, Config};\n\
                pub use gc_derive::Trace;\npub use gc::trace::Trace;\n";

@@ -244,8 +244,9 @@ fn gc_stress_collects_every_n_allocations() {
     );
     let run = run_file(&["--gc-stress=100", "--gc-stats"], &path, &[], TIMEOUT);
     assert_exit(&run, 0);
-    assert!(
-        run.stderr.contains("stress_collections=10"),
+    assert_eq!(
+        gc_stat(&run, "stress_collections"),
+        10,
         "{}",
         describe(&run)
     );
@@ -275,12 +276,23 @@ fn unbounded_list_under_a_small_memory_limit_runs_out_of_memory() {
         "unbounded_list_memlimit",
         "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
     );
-    let run = run_capped(&path, &[("GOMEMLIMIT", "32MiB"), ("GCCORE_ARENA", "4GiB")]);
+    let run = common::run_lox_capped(
+        &[std::ffi::OsStr::new("--gc-stats"), path.as_os_str()],
+        &[("GOMEMLIMIT", "32MiB"), ("GCCORE_ARENA", "4GiB")],
+        OOM_TIMEOUT,
+        8 << 20,
+    );
     assert_exit(&run, EXIT_RUNTIME_ERROR);
     assert!(
         first_stderr_line(&run).contains("Out of memory"),
         "expected `Out of memory.`: {}",
         describe(&run)
+    );
+    // The cap ended it, not the arena or a cap far above the limit.
+    assert!(
+        mapped_bytes(&run) < 256 << 20,
+        "{} bytes mapped: the 32 MiB cap did not end the run",
+        mapped_bytes(&run)
     );
     // A garbage-only loop under the same limit finishes: the limit caps the live heap, not
     // what is allocated.
@@ -581,14 +593,23 @@ fn gccore_max_heap_caps_the_live_heap_on_its_own() {
         "{}",
         describe(&run)
     );
-    let mapped: u64 = run
-        .stderr
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("mapped_bytes="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no mapped_bytes: {}", describe(&run)));
+    let mapped = mapped_bytes(&run);
     assert!(
         mapped < 256 << 20,
         "{mapped} bytes mapped under a 32 MiB live-heap cap"
     );
+}
+
+/// A figure of the `--gc-stats` line a run printed on stderr.
+fn gc_stat(run: &Run, key: &str) -> u64 {
+    let key = format!("{key}=");
+    run.stderr
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(key.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}: {}", describe(run)))
+}
+
+fn mapped_bytes(run: &Run) -> u64 {
+    gc_stat(run, "mapped_bytes")
 }

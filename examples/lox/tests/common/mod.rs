@@ -60,10 +60,21 @@ pub fn suite_dir() -> PathBuf {
     test_data_dir().join("test")
 }
 
-/// The reference `clox` binary, if the test data has it.
+/// The reference `clox` binary of the test data; `None` (the comparisons skipped) only where
+/// `LOX_NO_CLOX` is set, a panic otherwise.
 pub fn clox() -> Option<PathBuf> {
     let path = test_data_dir().join("bin/clox");
-    path.is_file().then_some(path)
+    if path.is_file() {
+        return Some(path);
+    }
+    // Without it the comparisons would pass having compared nothing: only when asked.
+    assert!(
+        std::env::var_os("LOX_NO_CLOX").is_some(),
+        "no reference clox at {}: put it there (LOX_TEST_DATA names the directory), or set \
+         LOX_NO_CLOX=1 to skip the comparisons with it",
+        path.display()
+    );
+    None
 }
 
 /// Every `.lox` file under the suite directory, recursively, in sorted order.

@@ -272,27 +272,9 @@ fn unbounded_instance_list_runs_out_of_memory() {
 fn unbounded_list_under_a_small_memory_limit_runs_out_of_memory() {
     // The same program under GOMEMLIMIT=32MiB (arena at its default 64 GiB): the soft limit
     // makes the collector work hard, and the VM's live-heap cap (the limit) ends the run.
-    let path = program(
+    an_unbounded_list_ends_at_a_32_mib_cap(
         "unbounded_list_memlimit",
-        "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
-    );
-    let run = common::run_lox_capped(
-        &[std::ffi::OsStr::new("--gc-stats"), path.as_os_str()],
         &[("GOMEMLIMIT", "32MiB"), ("GCCORE_ARENA", "4GiB")],
-        OOM_TIMEOUT,
-        8 << 20,
-    );
-    assert_exit(&run, EXIT_RUNTIME_ERROR);
-    assert!(
-        first_stderr_line(&run).contains("Out of memory"),
-        "expected `Out of memory.`: {}",
-        describe(&run)
-    );
-    // The cap ended it, not the arena or a cap far above the limit.
-    assert!(
-        mapped_bytes(&run) < 256 << 20,
-        "{} bytes mapped: the 32 MiB cap did not end the run",
-        mapped_bytes(&run)
     );
     // A garbage-only loop under the same limit finishes: the limit caps the live heap, not
     // what is allocated.
@@ -577,26 +559,36 @@ fn bound_methods_made_in_a_full_arena_are_retried() {
 /// of it, not the whole 1 GiB arena.
 #[test]
 fn gccore_max_heap_caps_the_live_heap_on_its_own() {
-    let path = program(
+    an_unbounded_list_ends_at_a_32_mib_cap(
         "unbounded_list_max_heap",
+        &[("GCCORE_MAX_HEAP", "32MiB"), ("GCCORE_ARENA", "1GiB")],
+    );
+}
+
+/// A program that keeps every node it makes reachable, run with `env` (which sets a 32 MiB
+/// live-heap cap one way or another): it ends with "Out of memory." having mapped a small
+/// multiple of the cap, not its whole arena.
+fn an_unbounded_list_ends_at_a_32_mib_cap(name: &str, env: &[(&str, &str)]) {
+    let path = program(
+        name,
         "class N { init(n) { this.next = n; } }\nvar l = nil;\nwhile (true) l = N(l);\n",
     );
     let run = common::run_lox_capped(
         &[std::ffi::OsStr::new("--gc-stats"), path.as_os_str()],
-        &[("GCCORE_MAX_HEAP", "32MiB"), ("GCCORE_ARENA", "1GiB")],
+        env,
         OOM_TIMEOUT,
         8 << 20,
     );
     assert_exit(&run, EXIT_RUNTIME_ERROR);
     assert!(
         first_stderr_line(&run).contains("Out of memory"),
-        "{}",
+        "expected `Out of memory.`: {}",
         describe(&run)
     );
     let mapped = mapped_bytes(&run);
     assert!(
         mapped < 256 << 20,
-        "{mapped} bytes mapped under a 32 MiB live-heap cap"
+        "{mapped} bytes mapped under a 32 MiB live-heap cap ({env:?})"
     );
 }
 

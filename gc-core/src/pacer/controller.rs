@@ -547,6 +547,20 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// What a test's borrowed concurrent cycle measured: `marked` bytes, all reached by
+    /// tracing, the heap at `heap_end` at mark termination, 1 ms of marking, no assists.
+    fn concurrent_cycle(marked: usize, heap_end: usize) -> CycleMeasures {
+        CycleMeasures {
+            marked,
+            reached: marked,
+            heap_end,
+            mark_ns: 1_000_000,
+            assist_ns: 0,
+            idle_ns: 0,
+            concurrent: true,
+        }
+    }
+
     /// The assist ratio counts the globals' scan work as done, as the work expected counts it
     /// (Go: heap + stack + globals): with 8 MiB of heap and 4 MiB of globals to scan (a goal
     /// of 8 + 12 MiB) and the heap at 10 MiB, 2 MiB of heap and the 4 MiB of globals scanned
@@ -646,15 +660,7 @@ mod tests {
         let trigger = h.pacer.trigger.load(Ordering::Relaxed);
         // End the borrowed cycle.
         let live = h.mheap.counters.heap_live.load(Ordering::Relaxed);
-        c.end_cycle(CycleMeasures {
-            marked: live,
-            reached: live,
-            heap_end: live,
-            mark_ns: 1,
-            assist_ns: 0,
-            idle_ns: 0,
-            concurrent: true,
-        });
+        c.end_cycle(concurrent_cycle(live, live));
         assert_eq!(trigger, usize::MAX, "a trigger set while the cycle ran");
     }
 
@@ -774,15 +780,7 @@ mod tests {
             p.heap_scan_work.store(heap_w, Ordering::Relaxed);
             p.stack_scan_work.store(stack_w, Ordering::Relaxed);
             p.globals_scan_work.store(globals_w, Ordering::Relaxed);
-            let end = c.end_cycle(CycleMeasures {
-                marked: start,
-                reached: start,
-                heap_end: start + 8 * MIB as usize,
-                mark_ns: 1_000_000,
-                assist_ns: 0,
-                idle_ns: 0,
-                concurrent: true,
-            });
+            let end = c.end_cycle(concurrent_cycle(start, start + 8 * MIB as usize));
             for w in [&p.heap_scan_work, &p.stack_scan_work, &p.globals_scan_work] {
                 w.store(0, Ordering::Relaxed);
             }
@@ -873,15 +871,7 @@ mod tests {
         let cycle = |heap_end: u64| {
             c.start_cycle();
             p.heap_scan_work.store(MIB, Ordering::Relaxed);
-            c.end_cycle(CycleMeasures {
-                marked: MIB as usize,
-                reached: MIB as usize,
-                heap_end: heap_end as usize,
-                mark_ns: 1_000_000,
-                assist_ns: 0,
-                idle_ns: 0,
-                concurrent: true,
-            });
+            c.end_cycle(concurrent_cycle(MIB as usize, heap_end as usize));
             p.heap_scan_work.store(0, Ordering::Relaxed);
         };
         cycle(2 * MIB);

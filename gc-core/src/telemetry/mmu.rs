@@ -119,16 +119,20 @@ pub fn mmu(busy: &[Busy], from: Duration, to: Duration, window: Duration) -> f64
         integral[i] + level[i] * (t - points[i])
     };
     // The busy time in a window is piecewise linear in its start, with breaks where either end
-    // meets a change point: checking those starts finds the maximum.
-    let mut worst = 0.0f64;
-    for &p in &points {
-        for s in [p, p - w] {
-            if s >= t0 && s + w <= t1 {
-                worst = worst.max(at(s + w) - at(s));
-            }
-        }
-    }
-    worst = worst.max(at(t0 + w) - at(t0)).max(at(t1) - at(t1 - w));
+    // meets a change point, so its maximum over the starts in [t0, t1 - w] is at such a break or
+    // at an end of that range. A break outside the range is moved to the range's nearer end,
+    // which covers both ends: t0 is a change point, and the last start matters only when a
+    // change point lies after it (with none, its window is idle). Moving rather than dropping
+    // also keeps the whole range's window when rounding puts t0 + w a hair past t1.
+    let last_start = (t1 - w).max(t0);
+    let worst = points
+        .iter()
+        .flat_map(|&p| [p, p - w])
+        .map(|s| {
+            let s = s.clamp(t0, last_start);
+            at(s + w) - at(s)
+        })
+        .fold(0.0f64, f64::max);
     (1.0 - worst / w).clamp(0.0, 1.0)
 }
 
@@ -221,6 +225,41 @@ mod tests {
         assert!((m(100) - (1.0 - total / 100.0)).abs() < 1e-9);
     }
 
+    /// A busy stretch that began before the range counts only from the range's start: 0–15 ms
+    /// at half a CPU, seen from 10 ms, puts 2.5 ms of busy time in the worst 10 ms window
+    /// (10–20 ms), not the 5 ms a window starting before the range would see.
+    #[test]
+    fn busy_time_before_the_range_is_not_counted() {
+        let busy = [Busy {
+            start: ms(0),
+            duration: ms(15),
+            share: 0.5,
+        }];
+        let m = mmu(&busy, ms(10), ms(100), ms(10));
+        assert!((m - 0.75).abs() < 1e-9, "{m}");
+    }
+
+    /// The whole range as the window, where rounding makes no start in floating point fit
+    /// exactly: from 1 to 9 ms, 0.001 + (0.009 − 0.001) is a hair above 0.009 and 0.009 −
+    /// (0.009 − 0.001) a hair below 0.001. The one window is still judged: a 1 ms pause in 8 ms.
+    #[test]
+    fn the_whole_range_is_a_window_despite_rounding() {
+        let (t0, t1) = (ms(1).as_secs_f64(), ms(9).as_secs_f64());
+        assert!(
+            t0 + (t1 - t0) > t1 && t1 - (t1 - t0) < t0,
+            "the premise: rounding"
+        );
+        let busy = [Busy {
+            start: ms(3),
+            duration: ms(1),
+            share: 1.0,
+        }];
+        for window in [ms(8), ms(100)] {
+            let m = mmu(&busy, ms(1), ms(9), window);
+            assert!((m - 0.875).abs() < 1e-9, "{window:?}: {m}");
+        }
+    }
+
     #[test]
     fn from_records() {
         let rec = |cycle, phase, start, d| PhaseRecord {
@@ -257,6 +296,15 @@ mod tests {
         assert_eq!(b.len(), 3);
         // 10 ms of marking CPU over 10 ms × 2 CPUs.
         assert!((b[1].share - 0.5).abs() < 1e-9);
+        // A mark phase of no length has no share to give (its CPU over no capacity): no
+        // interval, rather than a share made up.
+        let mut instant = phases;
+        instant[1].duration = Duration::ZERO;
+        let both = Include {
+            assists: true,
+            background: true,
+        };
+        assert_eq!(busy_intervals(&instant, &cycles, both).len(), 2);
         // Each class alone counts its own CPU (the harnesses count assists only): 2 ms of
         // assists and 6 of background work, over 10 ms × 2 CPUs.
         let cycles = [CycleRecord {

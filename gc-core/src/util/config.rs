@@ -114,12 +114,19 @@ impl Config {
     /// The default configuration with the variables of the module table (`GOGC`, `GOMEMLIMIT`,
     /// `GODEBUG`, `GCCORE_*`) applied from the environment. Unset variables keep their defaults; malformed ones are errors.
     pub fn from_env() -> Result<Config, ConfigError> {
-        // A value that is not valid UTF-8 is malformed too (not unset).
+        Config::from_os_lookup(|k| std::env::var_os(k))
+    }
+
+    /// [`Config::from_env`] over any lookup of raw values (the environment's, or a map in
+    /// tests): a value that is not valid UTF-8 is malformed too (not unset), and the first such
+    /// is the error, naming its variable.
+    fn from_os_lookup(
+        get: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Config, ConfigError> {
         let bad = std::cell::RefCell::new(None);
-        let config = Config::default().apply_env(|k| match std::env::var(k) {
+        let config = Config::default().apply_env(|k| match get(k)?.into_string() {
             Ok(v) => Some(v),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(std::env::VarError::NotUnicode(v)) => {
+            Err(v) => {
                 bad.borrow_mut()
                     .get_or_insert((k.to_string(), v.to_string_lossy().into_owned()));
                 None
@@ -553,6 +560,181 @@ mod tests {
             .collect();
         Config::default()
             .apply_env(move |k| pairs.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone()))
+    }
+
+    /// Each builder sets its own setting, its getter reads it back, and every other setting is
+    /// left as it was: each is applied to the default, and the result compared whole with the
+    /// default changed in that one field.
+    #[test]
+    fn each_builder_sets_what_its_getter_reads_and_nothing_else() {
+        let d = Config::default();
+        let pacer = PacerConfig {
+            max_overshoot: 1.3,
+            ..PacerConfig::default()
+        };
+        let trace = PathBuf::from("pacer.trace");
+        let mb = 64 << 20;
+        let check =
+            |what: &str, built: Config, reads: &dyn Fn(&Config) -> bool, expected: Config| {
+                assert!(
+                    reads(&built),
+                    "{what}: the getter does not read what was set"
+                );
+                assert_eq!(built, expected, "{what}");
+                assert_ne!(
+                    built, d,
+                    "{what}: the premise: a setting other than the default"
+                );
+            };
+        let c = || d.clone();
+        check(
+            "gc_percent",
+            c().gc_percent(Some(37)),
+            &|c| c.get_gc_percent() == Some(37),
+            Config {
+                gc_percent: Some(37),
+                ..c()
+            },
+        );
+        check(
+            "gc_percent off",
+            c().gc_percent(None),
+            &|c| c.get_gc_percent().is_none(),
+            Config {
+                gc_percent: None,
+                ..c()
+            },
+        );
+        check(
+            "memory_limit",
+            c().memory_limit(Some(mb)),
+            &|c| c.get_memory_limit() == Some(mb),
+            Config {
+                memory_limit: Some(mb),
+                ..c()
+            },
+        );
+        check(
+            "max_heap",
+            c().max_heap(Some(mb)),
+            &|c| c.get_max_heap() == Some(mb),
+            Config {
+                max_heap: Some(mb),
+                ..c()
+            },
+        );
+        check(
+            "gctrace",
+            c().gctrace(true),
+            &|c| c.get_gctrace(),
+            Config {
+                gctrace: true,
+                ..c()
+            },
+        );
+        check(
+            "gcpacertrace",
+            c().gcpacertrace(true),
+            &|c| c.get_gcpacertrace(),
+            Config {
+                pacertrace: true,
+                ..c()
+            },
+        );
+        check(
+            "arena_bytes",
+            c().arena_bytes(mb),
+            &|c| c.get_arena_bytes() == mb,
+            Config {
+                arena_bytes: mb,
+                ..c()
+            },
+        );
+        check(
+            "verify",
+            c().verify(true),
+            &|c| c.get_verify(),
+            Config {
+                verify: true,
+                ..c()
+            },
+        );
+        check(
+            "mark_workers",
+            c().mark_workers(13),
+            &|c| c.get_mark_workers() == 13,
+            Config {
+                mark_workers: 13,
+                ..c()
+            },
+        );
+        check(
+            "concurrent",
+            c().concurrent(false),
+            &|c| !c.get_concurrent(),
+            Config {
+                concurrent: false,
+                ..c()
+            },
+        );
+        check(
+            "span_marking",
+            c().span_marking(true),
+            &|c| c.get_span_marking(),
+            Config {
+                span_marking: true,
+                ..c()
+            },
+        );
+        check(
+            "pacer",
+            c().pacer(pacer.clone()),
+            &|c| *c.get_pacer() == pacer,
+            Config {
+                pacer: pacer.clone(),
+                ..c()
+            },
+        );
+        check(
+            "pacer_trace",
+            c().pacer_trace(Some(trace.clone())),
+            &|c| c.get_pacer_trace() == Some(trace.as_path()),
+            Config {
+                pacer_trace: Some(trace.clone()),
+                ..c()
+            },
+        );
+        // The defaults the getters report: GOGC 100, concurrent marking, no traces, no limits,
+        // and one mark worker per CPU, at most eight (one under Miri).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(d.get_gc_percent(), Some(100));
+        assert!(d.get_concurrent() && !d.get_verify() && !d.get_span_marking());
+        assert!(!d.get_gctrace() && !d.get_gcpacertrace() && d.get_pacer_trace().is_none());
+        assert_eq!((d.get_memory_limit(), d.get_max_heap()), (None, None));
+        let workers = if cfg!(miri) { 1 } else { cpus.min(8) };
+        assert_eq!(d.get_mark_workers(), workers);
+        assert_eq!(d.get_arena_bytes(), DEFAULT_ARENA_BYTES);
+    }
+
+    /// A value that is not valid UTF-8 is an error naming its variable (here not the first one
+    /// read), with the value shown as far as it can be; valid values apply as from the
+    /// environment, and an empty lookup is the default.
+    #[test]
+    fn a_raw_value_that_is_not_utf8_is_an_error_naming_its_variable() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let e = Config::from_os_lookup(|k| match k {
+            "GOGC" => Some(OsString::from("50")),
+            "GCCORE_MAX_HEAP" => Some(OsString::from_vec(b"64MiB\xff".to_vec())),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(e.var, "GCCORE_MAX_HEAP");
+        assert_eq!(e.expected, "valid UTF-8");
+        assert!(e.value.starts_with("64MiB"), "{}", e.value);
+        let c = Config::from_os_lookup(|k| (k == "GOGC").then(|| OsString::from("50"))).unwrap();
+        assert_eq!(c, Config::default().gc_percent(Some(50)));
+        assert_eq!(Config::from_os_lookup(|_| None).unwrap(), Config::default());
     }
 
     /// The testing CPU count stays within what the collector sizes its workers for.

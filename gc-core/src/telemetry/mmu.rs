@@ -239,6 +239,20 @@ mod tests {
         assert!((m - 0.75).abs() < 1e-9, "{m}");
     }
 
+    /// Windows of seconds, late in a long range: a 2 s pause at 90 s of 100 s is the worst
+    /// 4 s window's half.
+    #[test]
+    fn a_long_window_late_in_a_long_range() {
+        let s = Duration::from_secs;
+        let busy = [Busy {
+            start: s(90),
+            duration: s(2),
+            share: 1.0,
+        }];
+        let m = mmu(&busy, s(0), s(100), s(4));
+        assert!((m - 0.5).abs() < 1e-9, "{m}");
+    }
+
     /// The whole range as the window, where rounding makes no start in floating point fit
     /// exactly: from 1 to 9 ms, 0.001 + (0.009 − 0.001) is a hair above 0.009 and 0.009 −
     /// (0.009 − 0.001) a hair below 0.001. The one window is still judged: a 1 ms pause in 8 ms.

@@ -434,5 +434,21 @@ mod tests {
         assert_eq!(parse_duration_ns("2m"), Ok(120_000_000_000));
         assert!(parse_duration_ns("ms").is_err());
         assert!(parse_duration_ns("3 parsecs").is_err());
+        // Durations past what a u64 of nanoseconds holds are refused, not saturated: 2^64 ns
+        // exactly (the first value a u64 cannot hold), 600 billion years, and a number too
+        // long for an f64 (infinite).
+        for v in [
+            "18446744073709551616ns",
+            "20000000000000000000s",
+            &format!("{}s", "9".repeat(400)),
+        ] {
+            let e = parse_duration_ns(v).unwrap_err();
+            assert!(e.contains("out of range"), "{v}: {e}");
+        }
+        // The largest whole f64 below 2^64 is accepted.
+        assert_eq!(
+            parse_duration_ns("18446744073709549568ns"),
+            Ok(18_446_744_073_709_549_568)
+        );
     }
 }

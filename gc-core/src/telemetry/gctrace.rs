@@ -297,6 +297,22 @@ mod tests {
                 && line.ends_with("4 eph rounds, 9 fin, 2 cleanups (forced)"),
             "{line}"
         );
+        // Any one of the three alone shows them (a cycle that queued finalizers and nothing
+        // else says so).
+        for (rounds, fin, cleanups) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
+            let one = CycleRecord {
+                ephemeron_rounds: rounds,
+                finalizers_queued: fin,
+                cleanups_pending: cleanups,
+                ..busy.clone()
+            };
+            let want = format!("{rounds} eph rounds, {fin} fin, {cleanups} cleanups (forced)");
+            assert!(
+                one.gctrace_line().ends_with(&want),
+                "{}",
+                one.gctrace_line()
+            );
+        }
     }
 
     /// The log keeps the newest records: past its capacity, the oldest go.

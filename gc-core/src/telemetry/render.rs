@@ -172,6 +172,36 @@ mod tests {
         assert_eq!(empty.to_string(), "(empty)\n");
     }
 
+    /// A comma between members and between array elements, none before the first or after
+    /// the last: a snapshot whose first metrics are an integer, a float and a histogram of four
+    /// buckets, rendered whole.
+    #[test]
+    fn json_members_and_elements_are_separated_by_single_commas() {
+        use crate::telemetry::metrics::ALL;
+        let n = ALL.len();
+        let mut values = vec![
+            Value::Uint64(7),
+            Value::Float64(0.5),
+            Value::Histogram(hist()),
+        ];
+        values.resize(n, Value::Uint64(0));
+        let json = Metrics::from_values(values).to_json();
+        let (a, b, c) = (ALL[0].0, ALL[1].0, ALL[2].0);
+        let head = format!(
+            "{{\"{a}\":7,\"{b}\":0.5,\"{c}\":{{\"counts\":[0,3,0,1],\
+             \"buckets\":[0.0,1e-6,2e-6,0.001,null]}},\""
+        );
+        assert!(json.starts_with(&head), "{json}");
+        assert!(
+            json.ends_with(&format!(",\"{}\":0}}", ALL[n - 1].0)),
+            "{json}"
+        );
+        for bad in ["{,", "[,", ",,", ",]", ",}"] {
+            assert!(!json.contains(bad), "{bad} in {json}");
+        }
+        assert_eq!(json.matches(",\"/").count(), n - 1, "{json}");
+    }
+
     #[test]
     fn floats_render_as_json_numbers_or_null() {
         let mut s = String::new();

@@ -213,5 +213,10 @@ mod tests {
         assert_eq!(s, "0.25 3.0 null");
         assert_eq!(seconds(1.5e-7), "150ns");
         assert_eq!(seconds(0.0123), "12.3ms");
+        // Each unit from its first whole value: 1µs, not 1000ns.
+        assert_eq!(seconds(1e-6), "1µs");
+        assert_eq!(seconds(1e-3), "1ms");
+        assert_eq!(seconds(1.0), "1s");
+        assert_eq!(seconds(f64::INFINITY), "inf");
     }
 }

@@ -242,11 +242,11 @@ fn pause_bucket(ns: u64) -> usize {
     1 + (k - 8) * 4 + ((ns >> (k - 2)) & 3) as usize
 }
 
-/// The lower bound of bucket `i`, in nanoseconds.
+/// The lower bound of bucket `i`, in nanoseconds (the last bucket's, 2^36, is the one past
+/// the last power of two's quarters).
 fn pause_bucket_start(i: usize) -> u64 {
     match i {
         0 => 0,
-        i if i == PAUSE_BUCKETS - 1 => 1 << 36,
         i => {
             let (k, sub) = ((i - 1) / 4 + 8, (i - 1) % 4);
             (1u64 << k) + sub as u64 * (1u64 << (k - 2))
@@ -647,6 +647,134 @@ mod tests {
             1.0
         );
         assert_eq!(later.gc_cpu_fraction_since(&later), 0.0);
+        // Pauses × CPUs may exceed the process's CPU (threads idle in a pause): still a share.
+        let f = cpu(0.3, 0.0, 0.2, 0.1).gc_cpu_fraction_since(&cpu(0.0, 0.0, 0.0, 0.0));
+        assert!((f - 1.0).abs() < 1e-12, "{f}");
+        let f = cpu(0.15, 0.0, 0.2, 0.1).gc_cpu_fraction_since(&cpu(0.0, 0.0, 0.0, 0.0));
+        assert!((f - 0.5).abs() < 1e-12, "{f}");
+    }
+
+    /// The counters add up what is recorded: pauses (count, total, longest, last, histogram),
+    /// scope waits (total, longest and its mutator), cycles by kind with their times, and the
+    /// CPU sums the limiter and the metrics read.
+    #[test]
+    fn stats_add_up_what_is_recorded() {
+        let s = Stats::default();
+        let us = Duration::from_micros;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for p in [1, 3, 2] {
+            s.record_pause(us(p));
+        }
+        assert_eq!(get(&s.pauses), 3);
+        assert_eq!(get(&s.pause_total_ns), 6_000);
+        assert_eq!(get(&s.pause_max_ns), 3_000);
+        assert_eq!(get(&s.last_pause_ns), 2_000);
+        let h = s.pause_hist.read();
+        assert_eq!(h.total(), 3);
+        assert_eq!(h.counts[pause_bucket(3_000)], 1);
+
+        s.record_scope_wait(us(5), Some(3));
+        s.record_scope_wait(us(2), Some(4));
+        assert_eq!(get(&s.scope_wait_total_ns), 7_000);
+        assert_eq!(get(&s.scope_wait_max_ns), 5_000);
+        assert_eq!(s.scope_wait_max_mutator.load(Ordering::Relaxed), 3);
+        s.record_scope_wait(us(9), None);
+        assert_eq!(get(&s.scope_wait_max_ns), 9_000);
+        assert_eq!(s.scope_wait_max_mutator.load(Ordering::Relaxed), usize::MAX);
+
+        s.record_cycle_end(us(10), us(30), true);
+        s.record_cycle_end(us(20), us(40), false);
+        s.record_cycle_end(us(20), us(40), false);
+        assert_eq!(get(&s.cycles), 3);
+        assert_eq!((get(&s.forced_cycles), get(&s.automatic_cycles)), (1, 2));
+        assert_eq!(get(&s.mark_total_ns), 50_000);
+        assert_eq!(get(&s.cycle_total_ns), 110_000);
+
+        s.assist_ns.store(100, Ordering::Relaxed);
+        s.bg_mark_ns.store(200, Ordering::Relaxed);
+        s.idle_mark_ns.store(400, Ordering::Relaxed);
+        // The limiter's sum: assists + background + pauses × 3 CPUs, idle marking left out.
+        assert_eq!(s.gc_cpu_ns(3), 100 + 200 + 6_000 * 3);
+        assert_eq!(s.mark_cpu_ns(), 700);
+
+        // The collector threads' CPU is their registered clocks summed: here this thread's,
+        // twice, read after it has used `before` of CPU.
+        #[cfg(not(miri))]
+        {
+            let clock = crate::util::clock::this_thread_clock().unwrap();
+            s.collector_clocks.lock().extend([clock, clock]);
+            let before = crate::util::clock::thread_cpu_ns();
+            let both = s.collector_threads_ns();
+            assert!(
+                before > 1 && both >= 2 * before && both < 2 * before + 10_000_000,
+                "{both} for 2 × {before}"
+            );
+        }
+    }
+
+    /// Live objects are allocations less frees, never below zero; a snapshot's typed getters
+    /// answer only for their own kind of value; a histogram's quantile bound clamps `q` into
+    /// 0–1, so the lowest quantile is bounded by the first non-empty bucket.
+    #[test]
+    fn snapshot_readers() {
+        let stats = |objects_allocated, objects_freed| HeapStats {
+            objects_allocated,
+            objects_freed,
+            ..HeapStats::default()
+        };
+        assert_eq!(stats(10, 4).live_objects(), 6);
+        assert_eq!(stats(4, 10).live_objects(), 0);
+
+        let h = Histogram {
+            counts: vec![0, 2, 1],
+            buckets: vec![0.0, 1.0, 2.0, f64::INFINITY],
+        };
+        assert_eq!(h.quantile_upper_bound(-1.0), Some(2.0));
+        assert_eq!(h.quantile_upper_bound(0.0), Some(2.0));
+        assert_eq!(h.quantile_upper_bound(0.67), Some(f64::INFINITY));
+        assert_eq!(h.quantile_upper_bound(2.0), Some(f64::INFINITY));
+        let empty = Histogram {
+            counts: vec![0],
+            buckets: vec![0.0, f64::INFINITY],
+        };
+        assert_eq!(empty.quantile_upper_bound(0.5), None);
+        // Unclamped, q = 2 would ask for a second value that the one-value histogram lacks.
+        let one = Histogram {
+            counts: vec![1, 0],
+            buckets: vec![0.0, 1.0, f64::INFINITY],
+        };
+        assert_eq!(one.quantile_upper_bound(2.0), Some(1.0));
+
+        let m = Metrics {
+            samples: vec![
+                Sample {
+                    name: "/a",
+                    value: Value::Uint64(7),
+                },
+                Sample {
+                    name: "/b",
+                    value: Value::Float64(0.5),
+                },
+                Sample {
+                    name: "/c",
+                    value: Value::Histogram(h.clone()),
+                },
+            ],
+        };
+        assert_eq!(
+            (m.u64("/a"), m.f64("/a"), m.histogram("/a")),
+            (Some(7), None, None)
+        );
+        assert_eq!(
+            (m.u64("/b"), m.f64("/b"), m.histogram("/b")),
+            (None, Some(0.5), None)
+        );
+        assert_eq!(
+            (m.u64("/c"), m.f64("/c"), m.histogram("/c")),
+            (None, None, Some(&h))
+        );
+        assert_eq!(m.get("/d"), None);
+        assert_eq!(m.samples().len(), 3);
     }
 
     #[test]

@@ -144,24 +144,21 @@ mod tests {
         Duration::from_millis(x)
     }
 
+    fn busy(start: Duration, duration: Duration, share: f64) -> Busy {
+        Busy {
+            start,
+            duration,
+            share,
+        }
+    }
+
     /// The worst window may start at no change point, ending where a busy stretch ends:
     /// marking at half a CPU over 0–10 ms, then a 1 ms pause; the worst 5 ms window is 6–11 ms
     /// (4 ms × 0.5 + 1 ms busy), so the utilisation is 0.4, not the 0.5 of any window that
     /// starts at a change point.
     #[test]
     fn a_window_may_end_where_a_busy_stretch_ends() {
-        let busy = [
-            Busy {
-                start: ms(0),
-                duration: ms(10),
-                share: 0.5,
-            },
-            Busy {
-                start: ms(10),
-                duration: ms(1),
-                share: 1.0,
-            },
-        ];
+        let busy = [busy(ms(0), ms(10), 0.5), busy(ms(10), ms(1), 1.0)];
         let m = mmu(&busy, ms(0), ms(100), ms(5));
         assert!((m - 0.4).abs() < 1e-9, "{m}");
     }
@@ -169,18 +166,7 @@ mod tests {
     #[test]
     fn pauses_close_together_add_up() {
         // Two 1 ms pauses 2 ms apart (at 10 and 13 ms) in 100 ms.
-        let busy = [
-            Busy {
-                start: ms(10),
-                duration: ms(1),
-                share: 1.0,
-            },
-            Busy {
-                start: ms(13),
-                duration: ms(1),
-                share: 1.0,
-            },
-        ];
+        let busy = [busy(ms(10), ms(1), 1.0), busy(ms(13), ms(1), 1.0)];
         let m = |w| mmu(&busy, ms(0), ms(100), ms(w));
         assert!((m(1) - 0.0).abs() < 1e-9);
         // A 4 ms window holds both: 2 of 4 ms busy.
@@ -200,21 +186,9 @@ mod tests {
     fn shares_overlap_up_to_one() {
         // 25% background marking from 0 to 50 ms, a pause inside it, and assists at 50%.
         let busy = [
-            Busy {
-                start: ms(0),
-                duration: ms(50),
-                share: 0.25,
-            },
-            Busy {
-                start: ms(20),
-                duration: ms(1),
-                share: 1.0,
-            },
-            Busy {
-                start: ms(30),
-                duration: ms(10),
-                share: 0.5,
-            },
+            busy(ms(0), ms(50), 0.25),
+            busy(ms(20), ms(1), 1.0),
+            busy(ms(30), ms(10), 0.5),
         ];
         let m = |w| mmu(&busy, ms(0), ms(100), ms(w));
         assert!((m(1) - 0.0).abs() < 1e-9);
@@ -230,11 +204,7 @@ mod tests {
     /// (10–20 ms), not the 5 ms a window starting before the range would see.
     #[test]
     fn busy_time_before_the_range_is_not_counted() {
-        let busy = [Busy {
-            start: ms(0),
-            duration: ms(15),
-            share: 0.5,
-        }];
+        let busy = [busy(ms(0), ms(15), 0.5)];
         let m = mmu(&busy, ms(10), ms(100), ms(10));
         assert!((m - 0.75).abs() < 1e-9, "{m}");
     }
@@ -244,11 +214,7 @@ mod tests {
     #[test]
     fn a_long_window_late_in_a_long_range() {
         let s = Duration::from_secs;
-        let busy = [Busy {
-            start: s(90),
-            duration: s(2),
-            share: 1.0,
-        }];
+        let busy = [busy(s(90), s(2), 1.0)];
         let m = mmu(&busy, s(0), s(100), s(4));
         assert!((m - 0.5).abs() < 1e-9, "{m}");
     }
@@ -263,11 +229,7 @@ mod tests {
             t0 + (t1 - t0) > t1 && t1 - (t1 - t0) < t0,
             "the premise: rounding"
         );
-        let busy = [Busy {
-            start: ms(3),
-            duration: ms(1),
-            share: 1.0,
-        }];
+        let busy = [busy(ms(3), ms(1), 1.0)];
         for window in [ms(8), ms(100)] {
             let m = mmu(&busy, ms(1), ms(9), window);
             assert!((m - 0.875).abs() < 1e-9, "{window:?}: {m}");

@@ -169,3 +169,69 @@ impl PacerTrace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A line's `end_s` is the end of STW 2 (the stop-the-world collector's one pause holds
+    /// its marking), its trigger is `heap_start` when none was in force, and the heap goal the
+    /// assists paced for is at least the goal; without a path nothing is traced.
+    #[test]
+    #[cfg_attr(miri, ignore = "writes a file")]
+    fn a_line_ends_at_stw2_with_either_collector() {
+        assert!(!PacerTrace::open(None).on());
+        let path =
+            std::env::temp_dir().join(format!("gccore-pacertrace-unit-{}.csv", std::process::id()));
+        let t = PacerTrace::open(Some(&path));
+        assert!(t.on());
+        assert!(t.base_cpu_ns() > 1, "the process has used CPU");
+        let ms = Duration::from_millis;
+        let rec = CycleRecord {
+            cycle: 3,
+            start: ms(1000),
+            sweep_termination: ms(100),
+            mark: ms(200),
+            mark_termination: ms(300),
+            concurrent: true,
+            trigger: usize::MAX,
+            heap_start: 4096,
+            heap_goal: 9000,
+            heap_goal_extended: 8000,
+            ..CycleRecord::default()
+        };
+        let x = TraceExtra {
+            mutator_cpu_ns: 2_500_000_000,
+            gc_percent: Some(100),
+            memory_limit: None,
+            mapped_ready: 7,
+        };
+        t.write(&rec, &x);
+        let stw = CycleRecord {
+            concurrent: false,
+            trigger: 5000,
+            ..rec.clone()
+        };
+        t.write(&stw, &x);
+        drop(t);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], COLUMNS);
+        let col =
+            |row: usize, name: &str| lines[row][COLUMNS.iter().position(|c| *c == name).unwrap()];
+        assert_eq!(
+            (col(1, "start_s"), col(1, "end_s")),
+            ("1.000000", "1.600000")
+        );
+        assert_eq!(col(2, "end_s"), "1.300000");
+        assert_eq!((col(1, "trigger"), col(2, "trigger")), ("4096", "5000"));
+        assert_eq!(col(1, "heap_goal_extended"), "9000");
+        assert_eq!(col(1, "mutator_cpu_s"), "2.500000");
+        assert_eq!((col(1, "gogc"), col(1, "memory_limit")), ("100", "off"));
+        assert_eq!((col(1, "concurrent"), col(2, "concurrent")), ("1", "0"));
+        assert_eq!(col(1, "mapped_ready"), "7");
+    }
+}

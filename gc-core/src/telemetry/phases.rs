@@ -127,6 +127,55 @@ impl PhaseLog {
 mod tests {
     use super::*;
 
+    /// A record holds its cycle, phase, start (an offset from the log's origin; a time before
+    /// the origin counts as the origin) and length; taking the records empties the log; the
+    /// pauses are exactly the phases in which the world is stopped.
+    #[test]
+    fn records_are_offsets_from_the_origin_and_taking_them_empties_the_log() {
+        let log = PhaseLog::new();
+        let ms = Duration::from_millis;
+        let (start, end) = (log.origin + ms(30), log.origin + ms(42));
+        log.record_span(7, Phase::MarkTermination, start, end);
+        assert_eq!(log.offset(end), ms(42));
+        let before = log.origin.checked_sub(ms(5)).unwrap();
+        assert_eq!(log.offset(before), Duration::ZERO);
+        log.record_span(8, Phase::Sweep, before, end);
+        let early = log.elapsed();
+        log.record(9, Phase::Mark, Instant::now());
+        let late = log.elapsed();
+        let r = log.take();
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].cycle, r[0].phase), (7, Phase::MarkTermination));
+        assert_eq!(
+            (r[0].start, r[0].duration, r[0].end()),
+            (ms(30), ms(12), ms(42))
+        );
+        assert_eq!(
+            (r[1].cycle, r[1].start, r[1].duration),
+            (8, Duration::ZERO, ms(47))
+        );
+        assert_eq!((r[2].cycle, r[2].phase), (9, Phase::Mark));
+        assert!(
+            early <= r[2].start && r[2].end() <= late,
+            "{early:?} {r:?} {late:?}"
+        );
+        assert!(log.take().is_empty());
+        let pauses: Vec<Phase> = [
+            Phase::SweepTermination,
+            Phase::Mark,
+            Phase::MarkTerminationRetry,
+            Phase::MarkTermination,
+            Phase::Sweep,
+            Phase::StopTheWorldCycle,
+            Phase::StopTheWorldRetry,
+        ]
+        .into_iter()
+        .filter(|p| p.is_pause())
+        .collect();
+        assert_eq!(pauses.len(), 5);
+        assert!(!pauses.contains(&Phase::Mark) && !pauses.contains(&Phase::Sweep));
+    }
+
     /// The log keeps the newest records: past its capacity, the oldest go.
     #[test]
     #[cfg_attr(miri, ignore = "65 546 records")]

@@ -574,136 +574,40 @@ mod tests {
         };
         let trace = PathBuf::from("pacer.trace");
         let mb = 64 << 20;
-        let check =
-            |what: &str, built: Config, reads: &dyn Fn(&Config) -> bool, expected: Config| {
-                assert!(
-                    reads(&built),
-                    "{what}: the getter does not read what was set"
-                );
+        // One line a setting: the builder call, the field it must change (to the same value),
+        // and what its getter must read.
+        macro_rules! check {
+            ($set:ident($v:expr); $field:ident; |$c:ident| $reads:expr) => {{
+                let what = stringify!($set($v));
+                let built = d.clone().$set($v);
+                let $c = &built;
+                assert!($reads, "{what}: the getter does not read what was set");
+                let expected = Config {
+                    $field: $v,
+                    ..d.clone()
+                };
                 assert_eq!(built, expected, "{what}");
                 assert_ne!(
                     built, d,
                     "{what}: the premise: a setting other than the default"
                 );
-            };
-        let c = || d.clone();
-        check(
-            "gc_percent",
-            c().gc_percent(Some(37)),
-            &|c| c.get_gc_percent() == Some(37),
-            Config {
-                gc_percent: Some(37),
-                ..c()
-            },
-        );
-        check(
-            "gc_percent off",
-            c().gc_percent(None),
-            &|c| c.get_gc_percent().is_none(),
-            Config {
-                gc_percent: None,
-                ..c()
-            },
-        );
-        check(
-            "memory_limit",
-            c().memory_limit(Some(mb)),
-            &|c| c.get_memory_limit() == Some(mb),
-            Config {
-                memory_limit: Some(mb),
-                ..c()
-            },
-        );
-        check(
-            "max_heap",
-            c().max_heap(Some(mb)),
-            &|c| c.get_max_heap() == Some(mb),
-            Config {
-                max_heap: Some(mb),
-                ..c()
-            },
-        );
-        check(
-            "gctrace",
-            c().gctrace(true),
-            &|c| c.get_gctrace(),
-            Config {
-                gctrace: true,
-                ..c()
-            },
-        );
-        check(
-            "gcpacertrace",
-            c().gcpacertrace(true),
-            &|c| c.get_gcpacertrace(),
-            Config {
-                pacertrace: true,
-                ..c()
-            },
-        );
-        check(
-            "arena_bytes",
-            c().arena_bytes(mb),
-            &|c| c.get_arena_bytes() == mb,
-            Config {
-                arena_bytes: mb,
-                ..c()
-            },
-        );
-        check(
-            "verify",
-            c().verify(true),
-            &|c| c.get_verify(),
-            Config {
-                verify: true,
-                ..c()
-            },
-        );
-        check(
-            "mark_workers",
-            c().mark_workers(13),
-            &|c| c.get_mark_workers() == 13,
-            Config {
-                mark_workers: 13,
-                ..c()
-            },
-        );
-        check(
-            "concurrent",
-            c().concurrent(false),
-            &|c| !c.get_concurrent(),
-            Config {
-                concurrent: false,
-                ..c()
-            },
-        );
-        check(
-            "span_marking",
-            c().span_marking(true),
-            &|c| c.get_span_marking(),
-            Config {
-                span_marking: true,
-                ..c()
-            },
-        );
-        check(
-            "pacer",
-            c().pacer(pacer.clone()),
-            &|c| *c.get_pacer() == pacer,
-            Config {
-                pacer: pacer.clone(),
-                ..c()
-            },
-        );
-        check(
-            "pacer_trace",
-            c().pacer_trace(Some(trace.clone())),
-            &|c| c.get_pacer_trace() == Some(trace.as_path()),
-            Config {
-                pacer_trace: Some(trace.clone()),
-                ..c()
-            },
-        );
+            }};
+        }
+        check!(gc_percent(Some(37)); gc_percent; |c| c.get_gc_percent() == Some(37));
+        check!(gc_percent(None); gc_percent; |c| c.get_gc_percent().is_none());
+        check!(memory_limit(Some(mb)); memory_limit; |c| c.get_memory_limit() == Some(mb));
+        check!(max_heap(Some(mb)); max_heap; |c| c.get_max_heap() == Some(mb));
+        check!(gctrace(true); gctrace; |c| c.get_gctrace());
+        check!(gcpacertrace(true); pacertrace; |c| c.get_gcpacertrace());
+        check!(arena_bytes(mb); arena_bytes; |c| c.get_arena_bytes() == mb);
+        check!(verify(true); verify; |c| c.get_verify());
+        check!(mark_workers(13); mark_workers; |c| c.get_mark_workers() == 13);
+        check!(concurrent(false); concurrent; |c| !c.get_concurrent());
+        check!(span_marking(true); span_marking; |c| c.get_span_marking());
+        check!(pacer(pacer.clone()); pacer; |c| *c.get_pacer() == pacer);
+        check!(pacer_trace(Some(trace.clone())); pacer_trace; |c| {
+            c.get_pacer_trace() == Some(trace.as_path())
+        });
         // The defaults the getters report: GOGC 100, concurrent marking, no traces, no limits,
         // and one mark worker per CPU, at most eight (one under Miri).
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

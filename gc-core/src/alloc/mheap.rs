@@ -234,4 +234,56 @@ mod tests {
         mh.note_taken(4096, false, false);
         assert_eq!(read(), (scan + 4096, live + 12288, alloc + 12288));
     }
+
+    /// A new span is refused once the last cycle reached more than the live-heap limit (a
+    /// live heap of exactly the limit is allowed: the limit's trigger still applies there),
+    /// once the heap is over its bound (at the bound it is not), and while the limiter's
+    /// fail-fast window holds the heap stalled.
+    #[test]
+    fn new_spans_are_refused_only_past_the_limit_and_the_bound() {
+        use crate::util::error::AllocError;
+        let limit = 1 << 20;
+        let heap = crate::Heap::new(
+            crate::Config::default()
+                .gc_percent(None)
+                .max_heap(Some(limit)),
+        )
+        .unwrap();
+        let mh = &heap.shared().mheap;
+        let c = &mh.counters;
+        let (reached, live, bound) = (
+            c.heap_reached.load(Ordering::Relaxed),
+            c.heap_live.load(Ordering::Relaxed),
+            mh.heap_bound.load(Ordering::Relaxed),
+        );
+        assert!(mh.check_max_heap().is_ok());
+        c.heap_reached.store(limit, Ordering::Relaxed);
+        assert!(
+            mh.check_max_heap().is_ok(),
+            "a live heap of exactly the limit"
+        );
+        c.heap_reached.store(limit + 1, Ordering::Relaxed);
+        assert!(matches!(
+            mh.check_max_heap(),
+            Err(AllocError::HeapLimit { live, limit: l }) if live == limit + 1 && l == limit
+        ));
+        c.heap_reached.store(reached, Ordering::Relaxed);
+        mh.heap_bound.store(4 * limit, Ordering::Relaxed);
+        c.heap_live.store(4 * limit, Ordering::Relaxed);
+        assert!(mh.check_max_heap().is_ok(), "a heap of exactly the bound");
+        c.heap_live.store(4 * limit + 1, Ordering::Relaxed);
+        assert!(matches!(
+            mh.check_max_heap(),
+            Err(AllocError::HeapLimitInScope { heap, bound: b, .. }) if heap == 4 * limit + 1 && b == 4 * limit
+        ));
+        c.heap_live.store(live, Ordering::Relaxed);
+        mh.limiter_stall_ns.store(5, Ordering::Relaxed);
+        assert!(matches!(
+            mh.check_max_heap(),
+            Err(AllocError::MemoryLimitStall { .. })
+        ));
+        mh.limiter_stall_ns.store(0, Ordering::Relaxed);
+        mh.heap_bound.store(bound, Ordering::Relaxed);
+        assert!(mh.check_max_heap().is_ok());
+    }
 }

@@ -154,6 +154,58 @@ pub(crate) fn upgrade_target(
     (p != 0).then_some(p)
 }
 
+/// The generation table of the module docs, walked through one cycle on one thread (the loom
+/// models below check the same code under every interleaving).
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_goes_from_swept_to_unswept_to_claimed_to_swept_once_a_cycle() {
+        let g = SweepGen::new();
+        let old = AtomicU64::new(g.fresh());
+        assert!(!g.held() && g.is_swept(&old) && !g.needs_sweep(&old));
+        assert!(g.pin_window().is_none());
+        assert!(!g.try_claim(&old), "a swept span cannot be claimed");
+
+        // Mark termination: every span needs sweeping, none can be claimed.
+        g.hold();
+        assert!(g.held() && g.pin_window().is_some());
+        assert!(g.needs_sweep(&old) && !g.is_swept(&old));
+        assert!(!g.try_claim(&old), "nothing is claimed in the window");
+        // A span made in the window is swept for the generation the window opens to.
+        let made_in_window = AtomicU64::new(g.fresh());
+        assert!(g.is_swept(&made_in_window) && !g.needs_sweep(&made_in_window));
+
+        // The window closes: sweeping allowed, each span claimed once.
+        g.open();
+        assert!(!g.held() && g.pin_window().is_none());
+        assert!(g.needs_sweep(&old) && !g.is_swept(&old));
+        assert!(g.try_claim(&old));
+        assert!(!g.try_claim(&old), "a second claim");
+        assert!(!g.needs_sweep(&old) && !g.is_swept(&old), "being swept");
+        g.set_swept(&old);
+        assert!(g.is_swept(&old) && !g.needs_sweep(&old));
+        assert!(!g.try_claim(&made_in_window) && g.is_swept(&made_in_window));
+    }
+
+    /// With the window closed an upgrade trusts the weak box (cleared if its target died);
+    /// inside it, the target's mark decides.
+    #[test]
+    fn an_upgrade_reads_the_mark_only_inside_the_window() {
+        let g = SweepGen::new();
+        let dead = |_: usize| false;
+        assert_eq!(upgrade_target(&g, || 64, dead), Some(64));
+        assert_eq!(upgrade_target(&g, || 0, |_| true), None);
+        g.hold();
+        assert_eq!(upgrade_target(&g, || 64, dead), None);
+        assert_eq!(upgrade_target(&g, || 64, |p| p == 64), Some(64));
+        assert_eq!(upgrade_target(&g, || 0, |_| true), None);
+        g.open();
+        assert_eq!(upgrade_target(&g, || 64, dead), Some(64));
+    }
+}
+
 /// Loom models of the sweep claim and of weak clearing against upgrade, with the real
 /// [`SweepGen`] code (its atomics and lock are loom's here) and [`upgrade_target`]. The span's
 /// memory is a loom `UnsafeCell`, which reports any two unsynchronised accesses (two sweeps at

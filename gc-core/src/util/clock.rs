@@ -104,6 +104,34 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// A clock's seconds and nanoseconds make one count of nanoseconds: read between two
+    /// reads of the same clock by `clock_gettime` itself (the monotonic clock, whose seconds
+    /// since boot are many, so that a wrong scale of the seconds shows).
+    #[test]
+    #[cfg_attr(miri, ignore = "no clock_gettime under Miri")]
+    fn a_clock_reads_as_nanoseconds() {
+        let read = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable timespec.
+            assert_eq!(
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) },
+                0
+            );
+            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        };
+        let before = read();
+        let ns = cpu_clock_ns(libc::CLOCK_MONOTONIC) as u128;
+        let after = read();
+        assert!(before.as_secs() > 0, "the premise: a second since boot");
+        assert!(
+            (before.as_nanos()..=after.as_nanos()).contains(&ns),
+            "{ns} not within {before:?}..{after:?}"
+        );
+    }
+
     /// Laps come once per [`LAP`] of wall time, and laps plus the finish book exactly the
     /// thread's CPU time between the start and the finish: nothing is lost or counted twice.
     #[test]

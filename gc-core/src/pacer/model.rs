@@ -243,6 +243,15 @@ impl Pacer {
         self.last_heap_goal
     }
 
+    /// The scan work a cycle expects (Go: `lastHeapScan + lastStackScan + globalsScan`): the last
+    /// cycle's heap and stack scan work and the global roots' now. It sizes the runway and is
+    /// what [`Pacer::revise`] paces for until more than that has been done.
+    fn expected_scan_work(&self) -> u64 {
+        self.last_heap_scan
+            .saturating_add(self.last_stack_scan)
+            .saturating_add(self.globals_scan)
+    }
+
     /// Set the scan work of the global roots (the stash) for the next goal.
     pub fn set_globals_scan(&mut self, bytes: u64) {
         self.globals_scan = bytes;
@@ -295,7 +304,7 @@ impl Pacer {
 
     /// The GOGC goal and the runway from the current state (the body of Go's `commit`).
     fn recompute(&mut self) {
-        let scan = self.last_heap_scan + self.last_stack_scan + self.globals_scan;
+        let scan = self.expected_scan_work();
         self.gc_percent_goal = match (self.gc_percent, self.cfg.policy, self.sqrt_rule_estimates())
         {
             (None, _, _) => u64::MAX,
@@ -323,11 +332,10 @@ impl Pacer {
         };
         let u = GC_BACKGROUND_UTILIZATION;
         let runway = self.cons_mark * (1.0 - u) / u * scan as f64;
-        self.runway = if runway.is_finite() && runway >= 0.0 {
-            runway.min(u64::MAX as f64) as u64
-        } else {
-            0
-        };
+        // `as` saturates: a runway too long for a `u64` (an unbounded cons/mark) starts the
+        // cycle at the trigger's lower bound, a negative or NaN one (never from `end_cycle`,
+        // whose estimates are finite and positive) at its upper bound.
+        self.runway = runway as u64;
     }
 
     /// The goal the soft memory limit allows (Go: `memoryLimitHeapGoal`; `u64::MAX` without a
@@ -502,7 +510,7 @@ impl Pacer {
         let gc_percent = self.gc_percent.unwrap_or(100_000) as f64;
         let mut heap_goal = self.heap_goal(m).min(i64::MAX as u64) as f64;
         let triggered = self.triggered.unwrap_or(heap_live) as f64;
-        let mut expected = (self.last_heap_scan + self.last_stack_scan + self.globals_scan) as f64;
+        let mut expected = self.expected_scan_work() as f64;
         let max_work =
             (heap_scan + stack_scan.max(self.last_stack_scan) + self.globals_scan) as f64;
         let work = work_done as f64;
@@ -609,7 +617,7 @@ impl Pacer {
             (utilization * 100.0) as u64,
             (GC_BACKGROUND_UTILIZATION * 100.0) as u64,
             c.scan_work,
-            self.last_heap_scan + self.last_stack_scan + self.globals_scan,
+            self.expected_scan_work(),
             triggered,
             c.heap_live,
             // No goal (GOGC=off and no memory limit): no distance to it.
@@ -924,6 +932,14 @@ mod tests {
         p.cons_mark = 2.0;
         p.commit(true, marked);
         assert_eq!(p.trigger(none).0, marked + (goal - marked) / 5 * 4);
+        // An unbounded cons/mark (a runway past `u64`) also triggers at the lower bound; one
+        // that is not a number, at the upper.
+        p.cons_mark = f64::INFINITY;
+        p.commit(true, marked);
+        assert_eq!(p.trigger(none).0, marked + (goal - marked) / 5 * 4);
+        p.cons_mark = f64::NAN;
+        p.commit(true, marked);
+        assert_eq!(p.trigger(none), (hi, goal));
         // The upper bound's `goal − 4 MiB` is Go's fixed heap minimum at any GOGC (not the
         // minimum goal GOGC scales): at GOGC=400 it is above the 61/64 point, at GOGC=25 below.
         let p = after_cycle(Some(400), marked, marked, 0);
@@ -1108,6 +1124,76 @@ mod tests {
         assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
     }
 
+    /// The global roots' scan work counts in the runway, in the work a cycle expects and in the
+    /// worst case past it; and at the boundaries the cycle keeps its goal: exactly the expected
+    /// work done does not extend it, a heap exactly at it is not past it (Go's `>` both times).
+    #[test]
+    fn globals_count_in_the_expected_work_and_boundaries_keep_the_goal() {
+        let none = MemoryStats::default();
+        // 100 MiB marked, 60 MiB scanned, 1 MiB of stacks, 3 MiB of globals: goal 204 MiB,
+        // 64 MiB of scan work expected.
+        let mut p = after_cycle(Some(100), 100 * MIB, 60 * MIB, MIB);
+        p.set_globals_scan(3 * MIB);
+        p.cons_mark = 0.1;
+        p.commit(true, 100 * MIB);
+        let goal = 204 * MIB;
+        let runway = (0.1f64 * 0.75 / 0.25 * (64 * MIB) as f64) as u64;
+        let trigger = goal - runway;
+        assert_eq!(p.trigger(none), (trigger, goal));
+        p.start_cycle(trigger, none);
+        // 30 MiB done, 190 MiB live: 34 MiB of work over 14 MiB of heap.
+        let r = p.revise(190 * MIB, 80 * MIB, MIB, 30 * MIB, none);
+        let want = (34 * MIB) as f64 / (14 * MIB) as f64;
+        assert!((r.work_per_byte - want).abs() < 1e-12, "{r:?} vs {want}");
+        // Exactly the 64 MiB expected: the goal stays, at least 1000 units of work remain.
+        let r = p.revise(190 * MIB, 80 * MIB, MIB, 64 * MIB, none);
+        assert_eq!(r.extended_goal, goal);
+        assert_eq!(r.work_per_byte, 1000.0 / (14 * MIB) as f64);
+        // 70 MiB done: the worst case is 80 MiB of scannable heap, 1 of stacks, 3 of globals.
+        let r = p.revise(190 * MIB, 80 * MIB, MIB, 70 * MIB, none);
+        let ext = (goal - trigger) as f64 / (64 * MIB) as f64 * (84 * MIB) as f64 + trigger as f64;
+        assert_eq!(r.extended_goal, ext as u64);
+        // A heap exactly at the goal is not past it: no 10% allowance, 1 byte of heap left.
+        let r = p.revise(goal, 80 * MIB, MIB, 30 * MIB, none);
+        assert_eq!(r.work_per_byte, (34 * MIB) as f64);
+        assert!(
+            p.end_cycle_traced(
+                CycleEnd {
+                    heap_live: 200 * MIB,
+                    scan_work: 70 * MIB,
+                    mark_ns: 1_000_000,
+                    ..CycleEnd::default()
+                },
+                goal,
+            )
+            .unwrap()
+            .contains(&format!("({} B exp.)", 64 * MIB))
+        );
+    }
+
+    /// The heap's first cycle (no scan work on record, so any work is more than expected),
+    /// started past the goal a memory limit sets, extends to the limit's hard goal, not below
+    /// where it started.
+    #[test]
+    fn a_first_cycle_started_past_a_memory_limit_goal_extends_to_the_hard_goal() {
+        // A 3 MiB limit, 2.5 MiB mapped, all of it objects: the goal is 3 MiB less the 1 MiB
+        // headroom, the hard goal the limit itself.
+        let mut p = Pacer::new(Some(100), Some(3 * MIB), 4);
+        let m = MemoryStats {
+            mapped_ready: 5 * MIB / 2,
+            heap_free: 0,
+            heap_alloc: 5 * MIB / 2,
+        };
+        assert_eq!(p.heap_goal(m), 2 * MIB);
+        assert_eq!(p.memory_limit_hard_goal(m), 3 * MIB);
+        p.start_cycle(5 * MIB / 2, m);
+        let live = 11 * MIB / 4;
+        let r = p.revise(live, live, 0, MIB, m);
+        assert_eq!(r.extended_goal, 3 * MIB);
+        // The worst case, all 2.75 MiB scannable, less the 1 MiB done, over the 0.25 MiB left.
+        assert_eq!(r.work_per_byte, 7.0);
+    }
+
     /// More work than expected extends the goal at most to Go's hard goal, (1 + GOGC/100) ×
     /// the goal: the first cycle (no expectation yet, so an unbounded extension) aims at twice
     /// the 4 MiB minimum goal; a later cycle whose work runs far past its expectation at twice,
@@ -1229,6 +1315,17 @@ mod tests {
             assert!(line.is_none(), "{assist_ms} ms of assists: {line:?}");
             assert_eq!(p.cons_mark(), before, "{assist_ms} ms of assists");
         }
+        // A mark phase too short for the clock (0 ns) counts the background share alone: no
+        // assist or idle utilization to divide by it.
+        p.start_cycle(150 * MIB, none);
+        let zero = CycleEnd {
+            heap_live: 170 * MIB,
+            assist_ns: 0,
+            mark_ns: 0,
+            ..end
+        };
+        assert!(p.end_cycle_traced(zero, 200 * MIB).is_some());
+        assert!((p.cons_mark() - (c3 + c2) / 2.0).abs() < 1e-12);
     }
 
     /// A cycle that started at `start` and ended at `end` after `scan` units of work in a
@@ -1337,6 +1434,60 @@ mod tests {
         small.commit(true, 64 << 10);
         assert!(small.sqrt_rule_estimates().is_some());
         assert_eq!(small.heap_goal(none), DEFAULT_HEAP_MINIMUM);
+    }
+
+    /// A cycle that measured nothing leaves the square-root rule's rates as they were: nothing
+    /// allocated since the last mark, no time since the last cycle (no allocation rate), no
+    /// scan work or no GC CPU (no collector speed).
+    #[test]
+    fn sqrt_rule_rates_ignore_cycles_that_measured_nothing() {
+        let none = MemoryStats::default();
+        let mut p = Pacer::new(Some(100), None, 4);
+        p.reset_live(100 * MIB, 100 * MIB, 100 * MIB, 0);
+        p.commit(true, 100 * MIB);
+        let mut learn = |end: CycleEnd| {
+            p.start_cycle(140 * MIB, none);
+            p.end_cycle(end, 200 * MIB);
+            p.sqrt_rule_estimates()
+        };
+        // 50 MiB allocated in 1 s; 100 MiB of scan work in 0.1 CPU-s.
+        let base = CycleEnd {
+            heap_live: 150 * MIB,
+            scan_work: 100 * MIB,
+            mark_ns: 100_000_000,
+            cycle_ns: 1_000_000_000,
+            ..CycleEnd::default()
+        };
+        let rates = learn(base);
+        let (g, speed) = rates.unwrap();
+        assert!((g - (50 * MIB) as f64).abs() < 1.0, "{g}");
+        assert!((speed - (100 * MIB) as f64 / 0.1).abs() < 1.0, "{speed}");
+        for (what, end) in [
+            (
+                "nothing allocated",
+                CycleEnd {
+                    heap_live: 100 * MIB,
+                    ..base
+                },
+            ),
+            (
+                "no time since the last cycle",
+                CycleEnd {
+                    cycle_ns: 0,
+                    ..base
+                },
+            ),
+            (
+                "no scan work",
+                CycleEnd {
+                    scan_work: 0,
+                    ..base
+                },
+            ),
+            ("no GC CPU", CycleEnd { mark_ns: 0, ..base }),
+        ] {
+            assert_eq!(learn(end), rates, "{what}");
+        }
     }
 
     /// `max_extension` bounds the goal extension below the hard goal; 1 turns it off (the

@@ -363,11 +363,8 @@ impl Pacer {
         }
         let goal = limit - (non_heap + overage);
         let headroom = (goal / 100 * LIMIT_HEADROOM_PERCENT).max(LIMIT_HEADROOM_MIN);
-        if goal < 2 * headroom {
-            headroom
-        } else {
-            goal - headroom
-        }
+        // Below twice the headroom, the headroom itself (not what is left of the goal).
+        goal.saturating_sub(headroom).max(headroom)
     }
 
     /// The most the heap may reach under the memory limit: `limit − (non_heap + overage)`
@@ -464,11 +461,9 @@ impl Pacer {
         let span = goal - marked;
         let at = |ratio: f64| (span as f64 * ratio) as u64 + marked;
         min_trigger = min_trigger.max(at(self.cfg.min_trigger_ratio));
-        let mut max_trigger = at(self.cfg.max_trigger_ratio);
-        if goal > DEFAULT_HEAP_MINIMUM && goal - DEFAULT_HEAP_MINIMUM > max_trigger {
-            max_trigger = goal - DEFAULT_HEAP_MINIMUM;
-        }
-        max_trigger = max_trigger.max(min_trigger);
+        let max_trigger = at(self.cfg.max_trigger_ratio)
+            .max(goal.saturating_sub(DEFAULT_HEAP_MINIMUM))
+            .max(min_trigger);
         let trigger = goal.saturating_sub(self.runway);
         (trigger.clamp(min_trigger, max_trigger).min(goal), goal)
     }
@@ -864,7 +859,7 @@ pub fn scavenge_goals(
         let mut g = (heap_in_use as f64 * ratio) as u64;
         g = g.saturating_add(g / (100 / RETAIN_EXTRA_PERCENT));
         g = g.div_ceil(page).saturating_mul(page);
-        (retained > g && retained - g >= page).then_some(g)
+        (retained.saturating_sub(g) >= page).then_some(g)
     };
     ScavengeGoals {
         gc_percent_goal,
@@ -894,7 +889,8 @@ mod tests {
         p.set_globals_scan(2 * MIB);
         p.commit(true, 100 * MIB);
         assert_eq!(p.heap_goal(none), 100 * MIB + 103 * MIB);
-        p.set_gc_percent(Some(50));
+        assert_eq!(p.set_gc_percent(Some(50)), Some(100));
+        assert_eq!(p.gc_percent(), Some(50));
         assert_eq!(p.heap_goal(none), 100 * MIB + 103 * MIB / 2);
         p.set_gc_percent(Some(200));
         assert_eq!(p.heap_goal(none), 100 * MIB + 206 * MIB);
@@ -905,6 +901,7 @@ mod tests {
         assert_eq!(p.heap_goal(none), 2 * MIB);
         // GOGC=off: no goal, no trigger.
         let p = after_cycle(None, 100 * MIB, 80 * MIB, 0);
+        assert_eq!(p.gc_percent(), None);
         assert_eq!(p.trigger(none), (u64::MAX, u64::MAX));
         // While sweeping, the goal is at least 1 MiB above the live heap.
         let mut p = after_cycle(Some(0), 100 * MIB, 80 * MIB, 0);
@@ -1490,6 +1487,39 @@ mod tests {
         }
     }
 
+    /// At a tie between the memory limit's goal and GOGC's, GOGC's decides (Go takes the
+    /// limit's only when it is lower), and with it the minimum runway above the start.
+    #[test]
+    fn at_a_tie_the_gogc_goal_decides() {
+        let none = MemoryStats::default();
+        // GOGC=100 over 48.5 MiB marked: 97 MiB; a 100 MiB limit less its 3%: 97 MiB.
+        let marked = 97 * MIB / 2;
+        let mut p = after_cycle(Some(100), marked, marked, 0);
+        p.set_memory_limit(Some(100 * MIB));
+        assert_eq!(p.memory_limit_heap_goal(none), 97 * MIB);
+        assert_eq!(p.heap_goal(none), 97 * MIB);
+        assert!(!p.goal_from_memory_limit(none));
+        p.start_cycle(97 * MIB, none);
+        assert_eq!(p.heap_goal(none), 97 * MIB + MIN_RUNWAY);
+    }
+
+    /// A square-root rule whose constant is not positive and finite sizes no goal: the pacer
+    /// takes the proportional rule instead.
+    #[test]
+    fn a_square_root_rule_needs_a_positive_finite_constant() {
+        let with = |c: f64| {
+            let cfg = PacerConfig {
+                policy: Policy::SqrtRule { c },
+                ..PacerConfig::default()
+            };
+            Pacer::with_config(Some(100), None, 4, cfg).config().policy
+        };
+        for c in [0.0, -1e-8, f64::INFINITY, f64::NAN] {
+            assert_eq!(with(c), Policy::Proportional, "c = {c}");
+        }
+        assert_eq!(with(1e-8), Policy::SqrtRule { c: 1e-8 });
+    }
+
     /// `max_extension` bounds the goal extension below the hard goal; 1 turns it off (the
     /// cycle paces for its goal with the worst-case work left).
     #[test]
@@ -1801,6 +1831,34 @@ mod tests {
             page,
         );
         assert_eq!(g.memory_limit_goal, Some(256 * MIB / 100 * 95));
+        // Mapped exactly at 95%: nothing over it.
+        let g = scavenge_goals(
+            Some(256 * MIB),
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            160 * MIB,
+            256 * MIB / 100 * 95,
+            page,
+        );
+        assert_eq!(g.memory_limit_goal, None);
+        // Less than a page over the 165 MiB goal: nothing to return.
+        let g = scavenge_goals(
+            None,
+            200 * MIB,
+            200 * MIB,
+            150 * MIB,
+            165 * MIB + page - 1,
+            400 * MIB,
+            page,
+        );
+        assert_eq!(g.gc_percent_goal, None);
+        // No goal of a last cycle to scale from (the heap's first): none, also with nothing
+        // in use (0 × ∞ would read as a goal of 0 pages).
+        for in_use in [0, 150 * MIB] {
+            let g = scavenge_goals(None, 200 * MIB, 0, in_use, 400 * MIB, 400 * MIB, page);
+            assert_eq!(g.gc_percent_goal, None, "{in_use} in use");
+        }
         let g = scavenge_goals(
             Some(256 * MIB),
             200 * MIB,

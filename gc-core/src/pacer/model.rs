@@ -1783,91 +1783,42 @@ mod tests {
     #[test]
     fn scavenger_goals() {
         let page = 8192;
+        // (memory limit, goal, last goal, in use, retained, mapped), in pages of 8 KiB.
+        let goals = |limit: Option<u64>, goal, last, in_use, retained, mapped| {
+            scavenge_goals(limit, goal, last, in_use, retained, mapped, page)
+        };
         // Goal unchanged (200 MiB → 200 MiB), 150 MiB in use: retain 165 MiB.
-        let g = scavenge_goals(
-            None,
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            400 * MIB,
-            400 * MIB,
-            page,
-        );
+        let g = goals(None, 200 * MIB, 200 * MIB, 150 * MIB, 400 * MIB, 400 * MIB);
         assert_eq!(g.gc_percent_goal, Some(165 * MIB));
         assert_eq!(g.memory_limit_goal, None);
         // Goal halved: retain half as much.
-        let g = scavenge_goals(
-            None,
-            100 * MIB,
-            200 * MIB,
-            150 * MIB,
-            400 * MIB,
-            400 * MIB,
-            page,
-        );
+        let g = goals(None, 100 * MIB, 200 * MIB, 150 * MIB, 400 * MIB, 400 * MIB);
         assert_eq!(
             g.gc_percent_goal,
             Some((75 * MIB + 75 * MIB / 10).div_ceil(page) * page)
         );
         // Already below: nothing to do.
-        let g = scavenge_goals(
-            None,
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            160 * MIB,
-            160 * MIB,
-            page,
-        );
+        let g = goals(None, 200 * MIB, 200 * MIB, 150 * MIB, 160 * MIB, 160 * MIB);
         assert_eq!(g.gc_percent_goal, None);
         // Memory limit 256 MiB: keep mapped memory at 95% of it, only when above.
-        let g = scavenge_goals(
-            Some(256 * MIB),
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            160 * MIB,
-            250 * MIB,
-            page,
-        );
-        assert_eq!(g.memory_limit_goal, Some(256 * MIB / 100 * 95));
+        let (limit, at_95) = (Some(256 * MIB), 256 * MIB / 100 * 95);
+        let g = goals(limit, 200 * MIB, 200 * MIB, 150 * MIB, 160 * MIB, 250 * MIB);
+        assert_eq!(g.memory_limit_goal, Some(at_95));
         // Mapped exactly at 95%: nothing over it.
-        let g = scavenge_goals(
-            Some(256 * MIB),
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            160 * MIB,
-            256 * MIB / 100 * 95,
-            page,
-        );
+        let g = goals(limit, 200 * MIB, 200 * MIB, 150 * MIB, 160 * MIB, at_95);
         assert_eq!(g.memory_limit_goal, None);
         // Less than a page over the 165 MiB goal: nothing to return.
-        let g = scavenge_goals(
-            None,
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            165 * MIB + page - 1,
-            400 * MIB,
-            page,
-        );
+        let near = 165 * MIB + page - 1;
+        let g = goals(None, 200 * MIB, 200 * MIB, 150 * MIB, near, 400 * MIB);
         assert_eq!(g.gc_percent_goal, None);
         // No goal of a last cycle to scale from (the heap's first): none, also with nothing
         // in use (0 × ∞ would read as a goal of 0 pages).
         for in_use in [0, 150 * MIB] {
-            let g = scavenge_goals(None, 200 * MIB, 0, in_use, 400 * MIB, 400 * MIB, page);
+            let g = goals(None, 200 * MIB, 0, in_use, 400 * MIB, 400 * MIB);
             assert_eq!(g.gc_percent_goal, None, "{in_use} in use");
         }
-        let g = scavenge_goals(
-            Some(256 * MIB),
-            200 * MIB,
-            200 * MIB,
-            150 * MIB,
-            160 * MIB,
-            200 * MIB,
-            page,
-        );
+        // Below 95%: nothing either.
+        let g = goals(limit, 200 * MIB, 200 * MIB, 150 * MIB, 160 * MIB, 200 * MIB);
         assert_eq!(g.memory_limit_goal, None);
     }
 }

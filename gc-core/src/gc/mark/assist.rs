@@ -309,6 +309,320 @@ fn mark_for(h: &Shared, target: u64, at: Position) -> (u64, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gc::object::Object;
+
+    /// A heap with GOGC off, in which no cycle runs: the tests set its figures by hand.
+    fn idle_heap() -> crate::Heap {
+        crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap()
+    }
+
+    /// Queue the root of a tree rooted in `heap` as grey work, as a root scan would: the tree's
+    /// other nodes are white, for an assist to mark.
+    fn queue_grey_root(h: &Shared, root: usize) {
+        let mut t = Tracer::marking(h, Marking::Local);
+        t.edge(root as *const Object);
+        crate::gc::mark::roots::hand_over(h, &mut t);
+    }
+
+    /// An assist adds its allocation times the assist ratio to its debt (negative: credit),
+    /// whether or not it goes on to pay: here marking is off, so it returns at once, as it does
+    /// while assists are held.
+    #[test]
+    fn an_assist_owes_its_allocation_times_the_assist_ratio() {
+        let heap = idle_heap();
+        let h = heap.shared();
+        // Held, so that the assist's own revision leaves the ratio set here.
+        let model = h.pacer.model.lock();
+        h.pacer
+            .assist_ratio
+            .store(0.25f64.to_bits(), Ordering::Relaxed);
+        assert_eq!(assist(h, 100.0, 1000), 350.0);
+        assert_eq!(assist(h, -500.0, 1000), -250.0);
+        h.mark.marking.store(true, Ordering::Release);
+        h.hooks.hold_assists.store(true, Ordering::Relaxed);
+        assert_eq!(assist(h, 100.0, 4000), 1100.0, "held: owed, not paid");
+        h.hooks.hold_assists.store(false, Ordering::Relaxed);
+        h.mark.marking.store(false, Ordering::Release);
+        drop(model);
+    }
+
+    /// Where the heap stands: past the goal from the goal itself, past the bound from the goal
+    /// times `max_overshoot`; the goal is the larger of the cycle's goal and the goal it
+    /// extended to.
+    #[test]
+    fn the_heap_is_placed_against_the_larger_goal_and_its_bound() {
+        let heap = idle_heap();
+        let h = heap.shared();
+        let live = &h.mheap.counters.heap_live;
+        let was = live.load(Ordering::Relaxed);
+        assert_eq!(h.pacer.max_overshoot, 1.1, "the default bound");
+        let at = |l: usize, goal: usize, extended: usize| {
+            live.store(l, Ordering::Relaxed);
+            h.pacer.heap_goal.store(goal, Ordering::Relaxed);
+            h.pacer.extended_goal.store(extended, Ordering::Relaxed);
+            let p = position(h);
+            (p.past_goal, p.past_bound)
+        };
+        assert_eq!(at(999, 1000, 0), (false, false));
+        assert_eq!(at(1000, 1000, 0), (true, false));
+        assert_eq!(at(1099, 1000, 0), (true, false));
+        assert_eq!(at(1100, 1000, 0), (true, true));
+        // The extended goal when larger, the goal when the extension is smaller.
+        assert_eq!(at(1500, 1000, 2000), (false, false));
+        assert_eq!(at(2000, 1000, 2000), (true, false));
+        assert_eq!(at(2199, 1000, 2000), (true, false));
+        assert_eq!(at(2200, 1000, 2000), (true, true));
+        assert_eq!(at(1000, 1000, 500), (true, false));
+        assert_eq!(at(1100, 1000, 500), (true, true));
+        live.store(was, Ordering::Relaxed);
+    }
+
+    /// An assist stops paying when a stop is requested, when marking is over, and when the
+    /// limiter is on with the heap below its goal or a goal that leaves the live heap no room;
+    /// with the limiter off, or past a goal that leaves room, it pays.
+    #[test]
+    fn an_assist_stops_for_a_stop_the_end_of_marking_and_the_limiter() {
+        let heap = idle_heap();
+        let h = heap.shared();
+        let below = Position {
+            past_goal: false,
+            past_bound: false,
+        };
+        let past = Position {
+            past_goal: true,
+            past_bound: false,
+        };
+        h.mark.marking.store(true, Ordering::Release);
+        for (limiting, room, at, stops) in [
+            (false, true, below, false),
+            (false, false, past, false),
+            (true, true, below, true),
+            (true, true, past, false),
+            (true, false, past, true),
+            (true, false, below, true),
+        ] {
+            h.pacer.limiting.store(limiting, Ordering::Relaxed);
+            h.pacer.goal_has_room.store(room, Ordering::Relaxed);
+            let what = format!(
+                "limiter {limiting}, room {room}, past goal {}",
+                at.past_goal
+            );
+            assert_eq!(limiter_stops(h, at), stops, "{what}");
+            assert_eq!(must_stop(h, at), stops, "{what}");
+        }
+        h.pacer.limiting.store(false, Ordering::Relaxed);
+        h.pacer.goal_has_room.store(true, Ordering::Relaxed);
+        assert!(!must_stop(h, past));
+        h.safepoint.request_stop();
+        assert!(must_stop(h, past), "a stop requested");
+        h.safepoint.start();
+        h.mark.marking.store(false, Ordering::Release);
+        assert!(must_stop(h, past), "marking over");
+    }
+
+    /// Marking progresses without the assist while the collector drains, another marker is
+    /// busy, or grey work is queued; an assist may wait for it then, unless a termination
+    /// attempt has begun with the heap below its goal.
+    #[test]
+    fn an_assist_waits_only_while_marking_progresses_without_it() {
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(2);
+        let h = heap.shared();
+        let live = &h.mheap.counters.heap_live;
+        let was = live.load(Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        assert!(!progressing(h) && !may_wait(h), "nothing marks");
+        h.mark.draining.store(true, Ordering::SeqCst);
+        assert!(progressing(h) && may_wait(h), "the collector drains");
+        h.mark.draining.store(false, Ordering::SeqCst);
+        h.mark.work.enter();
+        assert!(progressing(h) && may_wait(h), "another marker is busy");
+        h.mark.work.leave();
+        queue_grey_root(h, root);
+        assert!(progressing(h) && may_wait(h), "grey work queued");
+        // A termination attempt: waiting only at or past the goal.
+        h.mark.terminating.store(true, Ordering::SeqCst);
+        h.pacer.heap_goal.store(1000, Ordering::Relaxed);
+        live.store(999, Ordering::Relaxed);
+        assert!(progressing(h) && !may_wait(h), "terminating below the goal");
+        live.store(1000, Ordering::Relaxed);
+        assert!(may_wait(h), "terminating at the goal");
+        live.store(was, Ordering::Relaxed);
+        h.mark.terminating.store(false, Ordering::SeqCst);
+        assert!(h.mark.work.pop().is_some());
+        assert!(!progressing(h), "the queue emptied");
+        h.mark.marking.store(false, Ordering::Release);
+    }
+
+    /// Scan work the heap's markers have counted so far this cycle.
+    fn scan_work(h: &Shared) -> u64 {
+        h.pacer.heap_scan_work.load(Ordering::Relaxed)
+    }
+
+    /// An assist that takes some background credit marks only what the credit left unpaid;
+    /// with the limiter on (past a goal that leaves room), it marks [`OVER_ASSIST_WORK`] and
+    /// returns, owing the rest, where without the limiter it would mark until paid.
+    #[test]
+    fn an_assist_marks_what_credit_leaves_and_under_the_limiter_one_share() {
+        const DEPTH: u32 = 13;
+        // One slice's overshoot at most: 32 two-pointer nodes.
+        const SLACK: u64 = 4096;
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);
+        let h = heap.shared();
+        // A unit of work per node scanned and per edge followed (but the root's, followed by
+        // the root scan).
+        let nodes = (1u64 << (DEPTH + 1)) - 1;
+        let tree_work = (2 * nodes - 1) * WORK_UNIT_BYTES;
+        assert!(tree_work > 2 * OVER_ASSIST_WORK as u64 + SLACK);
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        h.pacer
+            .extended_goal
+            .store(usize::MAX / 4, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        queue_grey_root(h, root);
+        let start = scan_work(h);
+        let credit = 40_000i64;
+        h.pacer.bg_credit.store(credit, Ordering::SeqCst);
+        let before = scan_work(h);
+        let debt = assist(h, 1000.0, 0);
+        let marked = scan_work(h) - before;
+        let unpaid = OVER_ASSIST_WORK as u64 - credit as u64;
+        assert!(
+            (unpaid..unpaid + SLACK).contains(&marked),
+            "marked {marked} with {unpaid} left unpaid by the credit"
+        );
+        assert_eq!(debt, 1000.0 - credit as f64 - marked as f64);
+        assert_eq!(h.pacer.bg_credit.load(Ordering::SeqCst), 0);
+        // The limiter on, the heap past its goal (which leaves room), not past the bound.
+        let live = &h.mheap.counters.heap_live;
+        let was = live.load(Ordering::Relaxed);
+        live.store(1000, Ordering::Relaxed);
+        h.pacer.heap_goal.store(1000, Ordering::Relaxed);
+        h.pacer.extended_goal.store(0, Ordering::Relaxed);
+        h.pacer.limiting.store(true, Ordering::Relaxed);
+        let before = scan_work(h);
+        let owed = 1e12;
+        // Held, so that the assist's own revision does not raise the extended goal.
+        let model = h.pacer.model.lock();
+        let debt = assist(h, owed, 0);
+        drop(model);
+        let marked = scan_work(h) - before;
+        let share = OVER_ASSIST_WORK as u64;
+        assert!(
+            (share..share + SLACK).contains(&marked),
+            "marked {marked} under the limiter"
+        );
+        assert_eq!(debt, owed - marked as f64);
+        assert!(!h.mark.work.is_empty(), "the rest is left queued");
+        h.pacer.limiting.store(false, Ordering::Relaxed);
+        live.store(was, Ordering::Relaxed);
+        // Marking without the limiter would not stop short: drain the rest.
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        assist(h, owed, 0);
+        assert!(h.mark.work.is_empty());
+        assert_eq!(
+            scan_work(h) - start,
+            tree_work,
+            "the three assists scanned the tree once"
+        );
+        h.mark.marking.store(false, Ordering::Release);
+    }
+
+    /// An assist that has paid by the time the grey work runs out returns without waiting for
+    /// credit, though the collector still drains; one past the bound marks all the grey work
+    /// there is, owing nothing, without waiting between its rounds.
+    #[test]
+    fn a_paid_or_held_assist_marks_on_without_waiting() {
+        let parks = |h: &Shared| h.stats.assist_parks.load(Ordering::Relaxed);
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(6);
+        let h = heap.shared();
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        h.pacer
+            .extended_goal
+            .store(usize::MAX / 4, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        h.mark.draining.store(true, Ordering::SeqCst);
+        queue_grey_root(h, root);
+        let before = parks(h);
+        let debt = assist(h, 1000.0, 0);
+        assert!(debt <= 0.0, "{debt}: the tree's 127 nodes pay 1000 bytes");
+        assert!(h.mark.work.is_empty());
+        assert_eq!(parks(h), before, "a paid assist waited for credit");
+        h.mark.draining.store(false, Ordering::SeqCst);
+        h.mark.marking.store(false, Ordering::Release);
+        drop((heap, _m));
+
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(12);
+        let h = heap.shared();
+        let live = &h.mheap.counters.heap_live;
+        let was = live.load(Ordering::Relaxed);
+        live.store(1100, Ordering::Relaxed);
+        h.pacer.heap_goal.store(1000, Ordering::Relaxed);
+        h.pacer.extended_goal.store(0, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        queue_grey_root(h, root);
+        let start = scan_work(h);
+        let before = parks(h);
+        // Held, so that the assist's own revision does not raise the extended goal.
+        let model = h.pacer.model.lock();
+        let debt = assist(h, 0.0, 0);
+        drop(model);
+        let marked = scan_work(h) - start;
+        assert!(
+            marked > OVER_ASSIST_WORK as u64,
+            "marked {marked}: more than one round"
+        );
+        assert_eq!(debt, -(marked as f64), "held past the bound, owing nothing");
+        assert!(
+            h.mark.work.is_empty(),
+            "held: marks until no grey work is left"
+        );
+        assert_eq!(parks(h), before, "a held assist with grey work waited");
+        live.store(was, Ordering::Relaxed);
+        h.mark.marking.store(false, Ordering::Release);
+    }
+
+    /// An assist marks the queued grey work until it has paid its debt (at least
+    /// [`OVER_ASSIST_WORK`]), leaving the rest queued; the next, owing more than is left,
+    /// marks the rest and, with nothing left that could earn credit, keeps what it still owes.
+    /// Every object is marked once between them, counted in the assists' marked bytes and
+    /// the cycle's scan work, and no marker is left counted busy.
+    #[test]
+    fn an_assist_marks_queued_grey_work_until_it_has_paid() {
+        const DEPTH: u32 = 12;
+        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);
+        let h = heap.shared();
+        let nodes = (1u64 << (DEPTH + 1)) - 1;
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        h.pacer
+            .extended_goal
+            .store(usize::MAX / 4, Ordering::Relaxed);
+        h.mark.marking.store(true, Ordering::Release);
+        h.pacer.heap_scan_work.store(0, Ordering::Relaxed);
+        queue_grey_root(h, root);
+        let work_root = h.pacer.heap_scan_work.load(Ordering::Relaxed);
+        let assists = h.stats.assists.load(Ordering::Relaxed);
+        let bytes = h.stats.assist_bytes.load(Ordering::Relaxed);
+        let first = assist(h, 1000.0, 0);
+        let paid = 1000.0 - first;
+        assert!(paid >= OVER_ASSIST_WORK, "paid {paid}");
+        assert!(
+            !h.mark.work.is_empty(),
+            "the assist marked on past its debt"
+        );
+        let owed = 1e12;
+        let second = assist(h, owed, 0);
+        let all = h.pacer.heap_scan_work.load(Ordering::Relaxed) - work_root;
+        assert_eq!(paid + (owed - second), all as f64, "scan work paid");
+        let node = std::mem::size_of::<crate::gc::mark::test_heaps::Node<'static>>() as u64;
+        assert_eq!(
+            h.stats.assist_bytes.load(Ordering::Relaxed) - bytes,
+            (nodes - 1) * node,
+            "every node but the root (marked by the root scan) marked once by the assists"
+        );
+        assert_eq!(h.stats.assists.load(Ordering::Relaxed), assists + 2);
+        assert!(h.mark.work.is_empty() && h.mark.work.busy() == 0);
+        h.mark.marking.store(false, Ordering::Release);
+    }
 
     /// An assist whose debt the background workers' credit covers takes the credit and
     /// returns: no mark assist runs (or is counted), and the debt is paid ahead by up to
@@ -397,6 +711,54 @@ mod tests {
             after_wake[3] < PARK_MAX / 2,
             "the waiting assists returned at their timeout, not at the wake-up: {after_wake:?}"
         );
+    }
+
+    /// An assist waits for credit only while none has come since it looked, it need not stop
+    /// and marking progresses without it; then until [`PARK_MAX`] passes (nothing here wakes
+    /// it). Through a termination attempt, past its goal, it waits on the CPU for the stop,
+    /// also up to [`PARK_MAX`].
+    #[test]
+    #[cfg_attr(miri, ignore = "real time")]
+    fn an_assist_waits_only_while_nothing_else_can_end_its_wait() {
+        let heap = idle_heap();
+        let h = heap.shared();
+        h.pacer.heap_goal.store(0, Ordering::Relaxed);
+        let at = position(h);
+        let waits = |credit_seen: i64| {
+            let t = std::time::Instant::now();
+            for _ in 0..20 {
+                park(h, credit_seen, at);
+            }
+            t.elapsed()
+        };
+        let set = |marking: bool, draining: bool| {
+            h.mark.marking.store(marking, Ordering::Release);
+            h.mark.draining.store(draining, Ordering::SeqCst);
+        };
+        // Twenty waits that end at once take far less than twenty timeouts.
+        let at_once = 10 * PARK_MAX;
+        h.pacer.bg_credit.store(5, Ordering::SeqCst);
+        set(true, true);
+        let took = waits(0);
+        assert!(took < at_once, "credit came since: {took:?}");
+        let took = waits(5);
+        assert!(took >= 10 * PARK_MAX, "the assist did not wait: {took:?}");
+        set(false, true);
+        let took = waits(5);
+        assert!(took < at_once, "marking over: {took:?}");
+        set(true, false);
+        let took = waits(5);
+        assert!(took < at_once, "nothing marks: {took:?}");
+        // A termination attempt, the heap past its goal, no stop requested yet.
+        set(true, true);
+        h.mark.terminating.store(true, Ordering::SeqCst);
+        let took = waits(5);
+        assert!(
+            took >= 20 * PARK_MAX,
+            "the assist did not wait for the stop: {took:?}"
+        );
+        h.mark.terminating.store(false, Ordering::SeqCst);
+        set(false, false);
     }
 
     /// An assist waiting through a termination attempt (past its goal, for the stop) stops

@@ -462,6 +462,7 @@ mod tests {
     /// with the limiter on (past a goal that leaves room), it marks [`OVER_ASSIST_WORK`] and
     /// returns, owing the rest, where without the limiter it would mark until paid.
     #[test]
+    #[cfg_attr(miri, ignore = "trees of 8k to 16k nodes: minutes under Miri")]
     fn an_assist_marks_what_credit_leaves_and_under_the_limiter_one_share() {
         const DEPTH: u32 = 13;
         // One slice's overshoot at most: 32 two-pointer nodes.
@@ -528,11 +529,9 @@ mod tests {
     }
 
     /// An assist that has paid by the time the grey work runs out returns without waiting for
-    /// credit, though the collector still drains; one past the bound marks all the grey work
-    /// there is, owing nothing, without waiting between its rounds.
+    /// credit, though the collector still drains.
     #[test]
-    fn a_paid_or_held_assist_marks_on_without_waiting() {
-        let parks = |h: &Shared| h.stats.assist_parks.load(Ordering::Relaxed);
+    fn a_paid_assist_returns_without_waiting() {
         let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(6);
         let h = heap.shared();
         h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
@@ -549,8 +548,18 @@ mod tests {
         assert_eq!(parks(h), before, "a paid assist waited for credit");
         h.mark.draining.store(false, Ordering::SeqCst);
         h.mark.marking.store(false, Ordering::Release);
-        drop((heap, _m));
+    }
 
+    /// Waits for credit counted so far.
+    fn parks(h: &Shared) -> u64 {
+        h.stats.assist_parks.load(Ordering::Relaxed)
+    }
+
+    /// An assist past the bound marks all the grey work there is, owing nothing, without
+    /// waiting for credit between its rounds.
+    #[test]
+    #[cfg_attr(miri, ignore = "trees of 8k to 16k nodes: minutes under Miri")]
+    fn a_held_assist_marks_on_without_waiting() {
         let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(12);
         let h = heap.shared();
         let live = &h.mheap.counters.heap_live;
@@ -587,6 +596,7 @@ mod tests {
     /// Every object is marked once between them, counted in the assists' marked bytes and
     /// the cycle's scan work, and no marker is left counted busy.
     #[test]
+    #[cfg_attr(miri, ignore = "trees of 8k to 16k nodes: minutes under Miri")]
     fn an_assist_marks_queued_grey_work_until_it_has_paid() {
         const DEPTH: u32 = 12;
         let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);

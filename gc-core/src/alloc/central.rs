@@ -711,6 +711,133 @@ mod tests {
 
     static T: u64 = 0;
 
+    /// The span class of the first size class whose spans take one page, for the tests' type.
+    fn test_class(c: &Central) -> (TypeTag, usize) {
+        let one_page = (1..CLASSES.len()).find(|&i| CLASSES[i].pages == 1).unwrap();
+        let tag = test_tag(&T, true);
+        let own = |t: TypeTag| crate::alloc::span_class::TypeIdentity {
+            words: [t.ptr() as usize, 0, 0, 0, 0],
+            name: "",
+        };
+        (tag, c.classes.id(tag, one_page, own).unwrap())
+    }
+
+    /// At mark termination every span needs sweeping. The queueing walk in the weak-clearing
+    /// window lists exactly those, small ones on their class's unswept list and large ones on
+    /// the large list, and not a span made in the window (swept already, and its maker's); no
+    /// span is popped until the window closes.
+    #[test]
+    fn the_queueing_walk_lists_the_spans_made_before_mark_termination_only() {
+        let arena = Arena::new(64 * PAGE_SIZE).unwrap();
+        let mut c = Central::new(false);
+        let (tag, id) = test_class(&c);
+        let small = SpanKind::Small(id);
+        let mut old: Vec<SpanRef> = (0..3)
+            .map(|_| c.new_span(&arena, small, false).unwrap().0)
+            .collect();
+        let large = SpanKind::Large {
+            bytes: 3 * PAGE_SIZE,
+            tag,
+        };
+        let big = c.new_span(&arena, large, false).unwrap().0;
+        c.advance_sweep_gen();
+        let fresh = c.new_span(&arena, small, false).unwrap().0;
+        assert!(old.iter().chain([&big]).all(|s| c.needs_sweep(s.get())));
+        assert!(!c.needs_sweep(fresh.get()) && c.is_swept(fresh.get()));
+        c.queue_unswept();
+        assert_eq!(
+            c.unswept_count(),
+            4,
+            "the spans made before mark termination"
+        );
+        assert_eq!(c.pop_unswept(id), None, "popped in the window");
+        assert_eq!(c.pop_large_unswept(), None, "popped in the window");
+        c.open_sweep();
+        let mut popped = Vec::new();
+        while let Some(s) = c.pop_unswept(id) {
+            popped.push(s);
+        }
+        let by_address = |v: &mut Vec<SpanRef>| v.sort_by_key(|s| s.as_ptr() as usize);
+        by_address(&mut popped);
+        by_address(&mut old);
+        assert_eq!(popped, old);
+        assert_eq!(c.pop_large_unswept(), Some(big));
+        assert_eq!(c.unswept_count(), 0);
+        c.teardown(|_| ());
+    }
+
+    /// A new span frees spans kept empty (for other classes) until a run of its size is free,
+    /// rather than grow the arena: not when the kept bytes cannot make its run, and at most
+    /// `MAX_FREES_PER_SPAN` plus four per page of it, after which it grows the arena.
+    /// `free_kept` frees the rest and says how many.
+    #[test]
+    fn a_new_span_frees_kept_spans_before_the_arena_grows_within_a_bound() {
+        let arena = Arena::new(512 * PAGE_SIZE).unwrap();
+        let mut c = Central::new(false);
+        let (tag, id) = test_class(&c);
+        let one = |c: &Central| c.new_span(&arena, SpanKind::Small(id), false).unwrap().0;
+        let two = SpanKind::Large {
+            bytes: 2 * PAGE_SIZE,
+            tag,
+        };
+        // Two kept pages: too few for a three-page run, none freed; exactly a two-page run's
+        // bytes, one freed, then too few.
+        let (a, b) = (one(&c), one(&c));
+        c.place_empty(&arena, a);
+        c.place_empty(&arena, b);
+        assert_eq!((c.kept_empty(), c.kept_bytes()), (2, 2 * PAGE_SIZE));
+        let three = SpanKind::Large {
+            bytes: 3 * PAGE_SIZE,
+            tag,
+        };
+        c.new_span(&arena, three, false).unwrap();
+        assert_eq!(
+            c.kept_empty(),
+            2,
+            "freed kept pages too few to make the run"
+        );
+        c.new_span(&arena, two, false).unwrap();
+        assert_eq!((c.kept_empty(), c.kept_bytes()), (1, PAGE_SIZE));
+        assert_eq!(c.free_kept(&arena), 1);
+        // A hundred kept pages, each beside spans in use (the first two reuse the two free
+        // pages): no run of two pages is ever free, so the new span frees 64 + 4 × 2 of them
+        // and then grows the arena.
+        // (Made first: a span made while others are kept takes a kept one's page.)
+        let spans: Vec<SpanRef> = (0..200).map(|_| one(&c)).collect();
+        for &kept in spans.iter().step_by(2) {
+            c.place_empty(&arena, kept);
+        }
+        assert_eq!(c.kept_empty(), 100);
+        c.new_span(&arena, two, false).unwrap();
+        assert_eq!(c.kept_empty(), 100 - (MAX_FREES_PER_SPAN + 4 * 2));
+        assert_eq!(c.free_kept(&arena), 100 - (MAX_FREES_PER_SPAN + 4 * 2));
+        assert_eq!((c.kept_empty(), c.kept_bytes()), (0, 0));
+        c.teardown(|_| ());
+    }
+
+    /// A large span takes whole pages, its one object all of them; a span's memory is known
+    /// zero when the arena's pages are fresh, never when poisoned.
+    #[test]
+    fn large_spans_take_whole_pages_and_poisoned_memory_is_not_zero() {
+        let arena = Arena::new(64 * PAGE_SIZE).unwrap();
+        let mut c = Central::new(false);
+        let (tag, id) = test_class(&c);
+        let large = SpanKind::Large {
+            bytes: 2 * PAGE_SIZE + 1,
+            tag,
+        };
+        let (big, zeroed) = c.new_span(&arena, large, false).unwrap();
+        let sp = big.get();
+        assert_eq!((sp.npages, sp.elem_size, sp.nelems), (3, 3 * PAGE_SIZE, 1));
+        assert!(zeroed, "fresh pages");
+        let (s, zeroed) = c.new_span(&arena, SpanKind::Small(id), true).unwrap();
+        assert!(!zeroed, "poisoned memory taken for zero");
+        // SAFETY: the span's first page is mapped and its own, and nothing else writes it.
+        let first = unsafe { *(s.get().start as *const u8) };
+        assert_eq!(first, POISON);
+        c.teardown(|_| ());
+    }
+
     /// A freed span's metadata describes the next span made: large spans made and freed one
     /// after another, and small ones of two classes, use as many slab slots as are in use at
     /// once.

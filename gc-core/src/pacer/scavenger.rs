@@ -231,8 +231,97 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(pace(us(20), 0.02, 120 * MIB, 100 * MIB, 60 * MIB), us(980));
+        // At the limit, not over it: the share.
+        assert_eq!(pace(us(20), 0.02, 100 * MIB, 100 * MIB, 50 * MIB), us(980));
         // Under the limit: the share, however little is live.
         assert_eq!(pace(us(20), 0.02, 90 * MIB, 100 * MIB, MIB), us(980));
+    }
+
+    /// The thread releases free pages while mapped memory is over a goal, a quantum per look,
+    /// down to the goal and no further. Over a goal with no free page (the pages in use are
+    /// above it), it looks again after waits that double, not in a loop; shut down, it exits
+    /// at once, also from such a wait.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "real time, and pages are released only where they are mapped"
+    )]
+    fn the_thread_releases_down_to_its_goal_and_waits_longer_when_nothing_is_free() {
+        use crate::alloc::arena::{Fit, PAGE_SIZE};
+        let mheap = MHeap::new(Arena::new(64 << 20).unwrap(), false, None, false);
+        let arena = &mheap.arena;
+        let stats = Stats::default();
+        let looks = || stats.scavenge_looks.load(Ordering::Relaxed);
+        const QUANTA: usize = 8;
+        let npages = QUANTA * SCAVENGE_QUANTUM / PAGE_SIZE;
+        // Pages in use, which no release can take, below a free run.
+        arena.alloc_pages(4, Fit::Grow).unwrap();
+        let start = arena.alloc_pages(npages, Fit::Grow).unwrap();
+        arena.free_pages(start, npages);
+        let ready = arena.mapped_ready_bytes();
+        assert_eq!(ready, 4 * PAGE_SIZE + QUANTA * SCAVENGE_QUANTUM);
+        if !arena.can_release() {
+            // The system refused a release before (the arena found out at its creation).
+            return;
+        }
+        let mut s = Scavenger::new(None, 2);
+        // A share so small that every sleep after a release is the longest.
+        s.share = 1e-6;
+        let s = s;
+        let goal = ready - QUANTA / 2 * SCAVENGE_QUANTUM;
+        s.set_goals(goal, usize::MAX, false);
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let t = std::time::Instant::now();
+            while !done() {
+                assert!(t.elapsed() < Duration::from_secs(10), "{what}: not in 10 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        /// Shuts the thread down when dropped, also when an assertion fails (else the scope
+        /// would wait for the thread for ever).
+        struct Shutdown<'a>(&'a Scavenger);
+        impl Drop for Shutdown<'_> {
+            fn drop(&mut self) {
+                self.0.shutdown();
+            }
+        }
+        std::thread::scope(|sc| {
+            let _shutdown = Shutdown(&s);
+            let t = std::time::Instant::now();
+            let thread = sc.spawn(|| s.run(&mheap, &stats));
+            until("down to the goal", &|| arena.mapped_ready_bytes() <= goal);
+            let took = t.elapsed();
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(arena.mapped_ready_bytes(), goal, "released past the goal");
+            assert_eq!(looks(), QUANTA as u64 / 2, "a quantum per look");
+            assert!(stats.scavenge_ns.load(Ordering::Relaxed) > 0);
+            // Paced: the longest sleep after each of the first three releases.
+            assert!(took >= 3 * PACE_SLEEP_MAX, "four releases in {took:?}");
+            // Every free page released, then over the goal with nothing free: looks about 10,
+            // 20, 40, 80, 160, 320 and 640 ms after the last release (waits that double), so
+            // the shutdown below, at about 400 ms, comes during a wait of 320 ms.
+            s.set_goals(0, usize::MAX, true);
+            until("every free page released", &|| {
+                arena.free_ready_bytes() == 0
+            });
+            let (first, t) = (looks(), std::time::Instant::now());
+            std::thread::sleep(Duration::from_millis(400));
+            let idle = looks() - first;
+            assert!(
+                (1..=8).contains(&idle),
+                "{idle} looks in {:?} with nothing free",
+                t.elapsed()
+            );
+            let t = std::time::Instant::now();
+            s.shutdown();
+            thread.join().unwrap();
+            assert!(
+                t.elapsed() < Duration::from_millis(150),
+                "the shutdown waited out the wait: {:?}",
+                t.elapsed()
+            );
+        });
+        assert_eq!(arena.mapped_ready_bytes(), 4 * PAGE_SIZE);
     }
 
     /// The thread has work while mapped memory is above either goal, each on its own (the

@@ -324,6 +324,30 @@ mod tests {
         crate::gc::mark::roots::hand_over(h, &mut t);
     }
 
+    /// Goals so far away that the heap is past neither them nor their bound.
+    fn far_goals(h: &Shared) {
+        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        h.pacer
+            .extended_goal
+            .store(usize::MAX / 4, Ordering::Relaxed);
+    }
+
+    /// A heap marking (set by hand: no cycle runs) with a complete tree of `depth` rooted and
+    /// its root queued as grey work ([`queue_grey_root`]), the goals far away ([`far_goals`]).
+    fn marking_a_tree(
+        depth: u32,
+    ) -> (
+        crate::Heap,
+        crate::Mutator<crate::gc::mark::test_heaps::TreeRoot>,
+    ) {
+        let (heap, m, root) = crate::gc::mark::test_heaps::rooted_tree(depth);
+        let h = heap.shared();
+        far_goals(h);
+        h.mark.marking.store(true, Ordering::Release);
+        queue_grey_root(h, root);
+        (heap, m)
+    }
+
     /// An assist adds its allocation times the assist ratio to its debt (negative: credit),
     /// whether or not it goes on to pay: here marking is off, so it returns at once, as it does
     /// while assists are held.
@@ -467,19 +491,13 @@ mod tests {
         const DEPTH: u32 = 13;
         // One slice's overshoot at most: 32 two-pointer nodes.
         const SLACK: u64 = 4096;
-        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);
+        let (heap, _m) = marking_a_tree(DEPTH);
         let h = heap.shared();
         // A unit of work per node scanned and per edge followed (but the root's, followed by
         // the root scan).
         let nodes = (1u64 << (DEPTH + 1)) - 1;
         let tree_work = (2 * nodes - 1) * WORK_UNIT_BYTES;
         assert!(tree_work > 2 * OVER_ASSIST_WORK as u64 + SLACK);
-        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
-        h.pacer
-            .extended_goal
-            .store(usize::MAX / 4, Ordering::Relaxed);
-        h.mark.marking.store(true, Ordering::Release);
-        queue_grey_root(h, root);
         let start = scan_work(h);
         let credit = 40_000i64;
         h.pacer.bg_credit.store(credit, Ordering::SeqCst);
@@ -517,7 +535,7 @@ mod tests {
         h.pacer.limiting.store(false, Ordering::Relaxed);
         live.store(was, Ordering::Relaxed);
         // Marking without the limiter would not stop short: drain the rest.
-        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
+        far_goals(h);
         assist(h, owed, 0);
         assert!(h.mark.work.is_empty());
         assert_eq!(
@@ -532,15 +550,9 @@ mod tests {
     /// credit, though the collector still drains.
     #[test]
     fn a_paid_assist_returns_without_waiting() {
-        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(6);
+        let (heap, _m) = marking_a_tree(6);
         let h = heap.shared();
-        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
-        h.pacer
-            .extended_goal
-            .store(usize::MAX / 4, Ordering::Relaxed);
-        h.mark.marking.store(true, Ordering::Release);
         h.mark.draining.store(true, Ordering::SeqCst);
-        queue_grey_root(h, root);
         let before = parks(h);
         let debt = assist(h, 1000.0, 0);
         assert!(debt <= 0.0, "{debt}: the tree's 127 nodes pay 1000 bytes");
@@ -599,17 +611,10 @@ mod tests {
     #[cfg_attr(miri, ignore = "trees of 8k to 16k nodes: minutes under Miri")]
     fn an_assist_marks_queued_grey_work_until_it_has_paid() {
         const DEPTH: u32 = 12;
-        let (heap, _m, root) = crate::gc::mark::test_heaps::rooted_tree(DEPTH);
+        let (heap, _m) = marking_a_tree(DEPTH);
         let h = heap.shared();
         let nodes = (1u64 << (DEPTH + 1)) - 1;
-        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
-        h.pacer
-            .extended_goal
-            .store(usize::MAX / 4, Ordering::Relaxed);
-        h.mark.marking.store(true, Ordering::Release);
-        h.pacer.heap_scan_work.store(0, Ordering::Relaxed);
-        queue_grey_root(h, root);
-        let work_root = h.pacer.heap_scan_work.load(Ordering::Relaxed);
+        let work_root = scan_work(h);
         let assists = h.stats.assists.load(Ordering::Relaxed);
         let bytes = h.stats.assist_bytes.load(Ordering::Relaxed);
         let first = assist(h, 1000.0, 0);
@@ -682,10 +687,7 @@ mod tests {
     fn a_waiting_assist_is_counted_and_woken_by_credit() {
         let heap = crate::Heap::new(crate::Config::default().gc_percent(None)).unwrap();
         let h = heap.shared();
-        h.pacer.heap_goal.store(usize::MAX / 4, Ordering::Relaxed);
-        h.pacer
-            .extended_goal
-            .store(usize::MAX / 4, Ordering::Relaxed);
+        far_goals(h);
         h.mark.marking.store(true, Ordering::Release);
         h.mark.draining.store(true, Ordering::SeqCst);
         // Several rounds: the wait also ends by itself after `PARK_MAX`, after which the assist

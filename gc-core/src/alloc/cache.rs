@@ -467,3 +467,513 @@ fn acquire_span(
 pub(crate) const fn size_class_for(bytes: usize, align: usize) -> Option<usize> {
     class_for(bytes, if align > 8 { 16 } else { 8 })
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::alloc::arena::{Arena, PAGE_SIZE};
+    use crate::alloc::size_class::CLASSES;
+    use crate::alloc::span_class::test_tag;
+    use std::cell::Cell;
+
+    /// Types for the tests' tags: each element's address is a type of its own.
+    static TYPES: [u64; 1024] = [0; 1024];
+
+    /// Each tag is its own type identity (its own span class).
+    fn own(t: TypeTag) -> TypeIdentity {
+        TypeIdentity {
+            words: [t.ptr() as usize, 0, 0, 0, 0],
+            name: "",
+        }
+    }
+
+    fn tag(k: usize) -> TypeTag {
+        test_tag(&TYPES[k], false)
+    }
+
+    /// The size class of 16-byte objects: sixteen windows a span.
+    fn small() -> usize {
+        let c = size_class_for(16, 8).unwrap();
+        assert!(CLASSES[c].slots > 64 * 4, "several windows a span");
+        c
+    }
+
+    fn heap(pages: usize, span_marking: bool) -> MHeap {
+        MHeap::new(
+            Arena::new(pages * PAGE_SIZE).unwrap(),
+            false,
+            None,
+            span_marking,
+        )
+    }
+
+    /// Lazy sweeping as the collector does it, without drop glue: unmarked slots are freed.
+    /// Counts its sweeps; `stop` is what `should_stop` says.
+    struct Sweeper<'m> {
+        mh: &'m MHeap,
+        stop: bool,
+        sweeps: Cell<usize>,
+    }
+
+    impl<'m> Sweeper<'m> {
+        fn new(mh: &'m MHeap) -> Self {
+            Sweeper {
+                mh,
+                stop: false,
+                sweeps: Cell::new(0),
+            }
+        }
+    }
+
+    impl LazySweep for Sweeper<'_> {
+        fn should_stop(&self) -> bool {
+            self.stop
+        }
+        fn sweep(&self, s: SpanRef) -> Swept {
+            let span = s.get();
+            let mut st = span.state.lock();
+            let mut live = 0;
+            for (w, word) in st.alloc.as_raw_mut_slice().iter_mut().enumerate() {
+                let valid = if (w + 1) * 64 <= span.nelems {
+                    u64::MAX
+                } else {
+                    (1u64 << (span.nelems - w * 64)) - 1
+                };
+                let m = span.mark_word(w).load(Ordering::Relaxed) & valid;
+                *word = m | !valid;
+                live += m.count_ones() as usize;
+                span.clear_marks(w);
+            }
+            st.allocated = live;
+            self.mh.central.set_swept(span);
+            self.sweeps.set(self.sweeps.get() + 1);
+            Swept {
+                free_slots: span.nelems - live,
+                empty: live == 0,
+            }
+        }
+    }
+
+    /// Allocate one object of `tag` in `class`: the fast path, else a refill (whose report is
+    /// returned).
+    fn alloc(
+        c: &mut MCache,
+        mh: &MHeap,
+        sw: &Sweeper,
+        tag: TypeTag,
+        class: usize,
+        black: bool,
+    ) -> (usize, Option<Option<TookSpan>>) {
+        match c.alloc_small(tag.key(class)) {
+            Some(a) => (a, None),
+            None => {
+                let (a, took) = c.refill(mh, tag, class, black, sw, own).unwrap();
+                (a, Some(took))
+            }
+        }
+    }
+
+    fn span_at(mh: &MHeap, addr: usize) -> &Span {
+        // SAFETY (test): `addr` is in a span the test made and has not freed.
+        unsafe { &*mh.arena.span_of(addr) }
+    }
+
+    /// A cache hands out every slot of its span once, in address order, a window at a time:
+    /// the first refill takes a fresh span (reporting all its bytes), the next ones load the
+    /// span's next windows (reporting nothing), and the one after the last slot takes another
+    /// span. Flushed, the counters are exact: every object counted, what the cache did not use
+    /// given back, and the span it left with free slots on its partial list.
+    #[test]
+    fn a_cache_hands_out_a_span_slot_by_slot_a_window_at_a_time() {
+        let mh = heap(64, false);
+        let sw = Sweeper::new(&mh);
+        let class = small();
+        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let mut c = MCache::new();
+        assert_eq!(c.alloc_small(tag(0).key(class)), None, "no entry yet");
+        let mut addrs = Vec::new();
+        let mut windows = 0;
+        for i in 0..slots {
+            let (a, refill) = alloc(&mut c, &mh, &sw, tag(0), class, false);
+            match (i, refill) {
+                (0, Some(Some(took))) => {
+                    assert_eq!((took.bytes, took.fresh), (slots * size, true));
+                }
+                (0, r) => panic!("the first allocation reported {r:?}"),
+                (_, Some(None)) => windows += 1,
+                (_, Some(Some(took))) => panic!("slot {i} took a span: {took:?}"),
+                (_, None) => {}
+            }
+            addrs.push(a);
+        }
+        assert_eq!(windows, slots / 64 - 1, "one refill a window");
+        let span = span_at(&mh, addrs[0]);
+        let expect: Vec<usize> = (0..slots).map(|i| span.start + i * size).collect();
+        assert_eq!(addrs, expect);
+        assert_eq!(mh.counters.heap_live.load(Ordering::Relaxed), slots * size);
+        let (a, refill) = alloc(&mut c, &mh, &sw, tag(0), class, false);
+        let took = refill
+            .flatten()
+            .expect("a full span's next allocation takes a span");
+        assert!(took.fresh && took.bytes == slots * size);
+        let next = span_at(&mh, a);
+        assert!(!std::ptr::eq(next, span) && a == next.start);
+        c.alloc_small(tag(0).key(class)).unwrap();
+        assert_eq!(
+            mh.counters.objects_allocated.load(Ordering::Relaxed),
+            0,
+            "published at the flush"
+        );
+        c.flush(&mh, false, true);
+        let k = &mh.counters;
+        assert_eq!(
+            k.objects_allocated.load(Ordering::Relaxed),
+            slots as u64 + 2
+        );
+        for figure in [&k.heap_live, &k.heap_alloc, &k.heap_scan] {
+            assert_eq!(figure.load(Ordering::Relaxed), (slots + 2) * size);
+        }
+        assert_eq!(
+            (span.state.lock().allocated, next.state.lock().allocated),
+            (slots, 2)
+        );
+        assert!(!span.state.lock().in_cache && !next.state.lock().in_cache);
+        let lists = mh.central.classes.get(next.class_id).lists.lock();
+        assert_eq!(lists.partial.len(), 1, "only the span with free slots");
+        assert!(std::ptr::eq(lists.partial[0].get(), next) && next.state.lock().in_partial);
+        assert_eq!(c.alloc_small(tag(0).key(class)), None, "flushed");
+    }
+
+    /// While marking, a window is loaded pre-marked (allocate-black): every free slot of it is
+    /// black before one is handed out, and slots already allocated keep their marks. Written
+    /// back, the slots handed out stay black and are counted as allocated black; the others
+    /// are white again. A span taken while marking adds nothing to the scannable heap.
+    #[test]
+    fn a_window_loaded_while_marking_is_black_and_written_back_black_where_used() {
+        for span_marking in [false, true] {
+            let mh = heap(64, span_marking);
+            let sw = Sweeper::new(&mh);
+            let class = small();
+            let size = CLASSES[class].size;
+            let mut c = MCache::new();
+            let (first, _) = alloc(&mut c, &mh, &sw, tag(0), class, true);
+            let span = span_at(&mh, first);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), u64::MAX);
+            assert_eq!(
+                span.mark_word(1).load(Ordering::Relaxed),
+                0,
+                "the next window"
+            );
+            for _ in 0..2 {
+                alloc(&mut c, &mh, &sw, tag(0), class, true);
+            }
+            c.flush(&mh, true, true);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), 0b111);
+            let k = &mh.counters;
+            assert_eq!(k.alloc_black.load(Ordering::Relaxed), 3 * size);
+            assert_eq!(k.alloc_black_objects.load(Ordering::Relaxed), 3);
+            assert_eq!(k.heap_live.load(Ordering::Relaxed), 3 * size);
+            assert_eq!(k.heap_scan.load(Ordering::Relaxed), 0, "allocated black");
+            // The span again, from its partial list, while marking: the first window is loaded
+            // with the three allocated slots' marks as they were and the rest black; only what
+            // this cache hands out is counted as allocated black.
+            span.mark_word(0).store(0b101, Ordering::Relaxed);
+            let (a, took) = alloc(&mut c, &mh, &sw, tag(0), class, true);
+            let took = took.flatten().unwrap();
+            assert_eq!((a, took.fresh), (span.start + 3 * size, false));
+            assert_eq!(took.bytes, (CLASSES[class].slots - 3) * size);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), !0b010);
+            c.flush(&mh, true, true);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), 0b1101);
+            assert_eq!(k.alloc_black_objects.load(Ordering::Relaxed), 4);
+            // Not marking: nothing is pre-marked, and a scannable span's bytes are scan work.
+            let before = span.mark_word(0).load(Ordering::Relaxed);
+            alloc(&mut c, &mh, &sw, tag(0), class, false);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), before);
+            c.flush(&mh, false, true);
+            assert_eq!(span.mark_word(0).load(Ordering::Relaxed), before);
+            assert_eq!(k.alloc_black_objects.load(Ordering::Relaxed), 4);
+            assert_eq!(k.heap_live.load(Ordering::Relaxed), 5 * size);
+            assert_eq!(k.heap_scan.load(Ordering::Relaxed), size);
+            assert_eq!(span.state.lock().allocated, 5);
+        }
+    }
+
+    /// A span given back with free slots goes on its partial list when the cache is flushed
+    /// for good (mutator exit, eviction), not when the world is stopped (every span is about to
+    /// be queued for sweeping), nor when it needs sweeping; a full span never. Its unused bytes
+    /// leave the heap figures, and the scannable heap only for a scannable type.
+    #[test]
+    fn a_span_given_back_is_listed_as_partial_only_with_free_slots_and_for_good() {
+        let mh = heap(64, false);
+        let sw = Sweeper::new(&mh);
+        let class = small();
+        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let k = &mh.counters;
+        // A scan figure to subtract from: the last cycle's scan work.
+        let scan = 1 << 20;
+        k.heap_scan.store(scan, Ordering::Relaxed);
+        let partial = |t: TypeTag| {
+            let id = mh.central.classes.id(t, class, own).unwrap();
+            mh.central.classes.get(id).lists.lock().partial.len()
+        };
+        let mut c = MCache::new();
+        // Full: not listed.
+        let (a, _) = alloc(&mut c, &mh, &sw, tag(0), class, false);
+        for _ in 1..slots {
+            alloc(&mut c, &mh, &sw, tag(0), class, false);
+        }
+        c.flush(&mh, false, true);
+        assert!(!span_at(&mh, a).state.lock().in_partial);
+        assert_eq!(partial(tag(0)), 0, "a full span listed");
+        // With free slots, world stopped: not listed.
+        let (b, _) = alloc(&mut c, &mh, &sw, tag(1), class, false);
+        c.flush(&mh, false, false);
+        assert!(!span_at(&mh, b).state.lock().in_partial);
+        assert_eq!(partial(tag(1)), 0, "listed in a pause");
+        assert_eq!(k.heap_live.load(Ordering::Relaxed), (slots + 1) * size);
+        assert_eq!(
+            k.heap_scan.load(Ordering::Relaxed),
+            scan + (slots + 1) * size
+        );
+        // A noscan type's bytes are not scan work, taken or given back.
+        let noscan = test_tag(&TYPES[2], true);
+        alloc(&mut c, &mh, &sw, noscan, class, false);
+        c.flush(&mh, false, true);
+        assert_eq!(partial(noscan), 1);
+        assert_eq!(k.heap_live.load(Ordering::Relaxed), (slots + 2) * size);
+        assert_eq!(
+            k.heap_scan.load(Ordering::Relaxed),
+            scan + (slots + 1) * size
+        );
+        // Cached across a mark termination (which the protocol flushes first): it needs
+        // sweeping, and is left to the sweep.
+        let (d, _) = alloc(&mut c, &mh, &sw, tag(3), class, false);
+        mh.central.advance_sweep_gen();
+        c.flush(&mh, false, true);
+        assert!(mh.central.needs_sweep(span_at(&mh, d)));
+        assert_eq!(partial(tag(3)), 0, "an unswept span listed as partial");
+    }
+
+    /// A span whose first windows are full is installed at its first free window, and its
+    /// windows are written back where they are: the next window after it is the next free
+    /// one, and no slot is handed out twice.
+    #[test]
+    fn a_span_is_installed_at_its_first_free_window() {
+        let mh = heap(64, false);
+        let sw = Sweeper::new(&mh);
+        let class = small();
+        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let id = mh.central.classes.id(tag(0), class, own).unwrap();
+        let s = mh.new_span(SpanKind::Small(id)).unwrap().0;
+        let span = s.get();
+        {
+            // Windows 0 to 7 full, the rest free.
+            let mut st = span.state.lock();
+            st.alloc.as_raw_mut_slice()[..8].fill(u64::MAX);
+            st.allocated = 8 * 64;
+        }
+        mh.central.place_swept_batch(&mh.arena, id, &[], &[Some(s)]);
+        let mut c = MCache::new();
+        let mut addrs = Vec::new();
+        for _ in 0..slots - 8 * 64 {
+            addrs.push(alloc(&mut c, &mh, &sw, tag(0), class, false).0);
+        }
+        let expect: Vec<usize> = (8 * 64..slots).map(|i| span.start + i * size).collect();
+        assert_eq!(addrs, expect);
+        c.flush(&mh, false, true);
+        let st = span.state.lock();
+        assert_eq!(st.allocated, slots);
+        assert!(st.alloc.as_raw_slice().iter().all(|&w| w == u64::MAX));
+    }
+
+    /// `n` types (of one size class) whose keys have the same first entry, of parity `odd`.
+    fn sharing_first_entry(class: usize, n: usize, odd: bool) -> Vec<usize> {
+        let mut by_entry: Vec<Vec<usize>> = vec![Vec::new(); ENTRIES];
+        for k in 0..TYPES.len() {
+            let i = index(tag(k).key(class));
+            by_entry[i].push(k);
+            if by_entry[i].len() == n && (i % 2 == 1) == odd {
+                return by_entry[i].clone();
+            }
+        }
+        panic!("no {n} of {} types share a first entry", TYPES.len());
+    }
+
+    /// The keys of different types spread over the table (at least half of its entry pairs
+    /// for 128 types; 55 expected of a uniform hash), so that a mutator allocating a few types
+    /// rarely evicts one.
+    #[test]
+    fn keys_spread_over_the_table() {
+        let class = small();
+        let mut pairs: Vec<usize> = (0..ENTRIES).map(|k| index(tag(k).key(class)) / 2).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        assert!(pairs.len() >= ENTRIES / 4, "{} pairs", pairs.len());
+    }
+
+    /// A key is found in either of its two entries (the second is the first's other half of
+    /// its pair, for a first entry at an even index or an odd one), and nowhere else.
+    #[test]
+    fn a_key_is_found_in_either_of_its_two_entries() {
+        let class = small();
+        let mut c = MCache::new();
+        let mut parities = [false; 2];
+        for k in 0..TYPES.len() {
+            let key = tag(k).key(class);
+            let i = index(key);
+            parities[i % 2] = true;
+            for e in [i, i ^ 1] {
+                c.entries[e].key = key;
+                assert_eq!(c.find(key), Some(e), "type {k} in entry {e}, first {i}");
+                c.entries[e].key = CacheKey::NONE;
+            }
+            let elsewhere = (i + 2) % ENTRIES;
+            c.entries[elsewhere].key = key;
+            assert_eq!(c.find(key), None);
+            c.entries[elsewhere].key = CacheKey::NONE;
+        }
+        assert_eq!(parities, [true; 2], "first entries of both parities");
+    }
+
+    /// A key has two entries. Of three types whose keys have the same first entry, the first
+    /// takes it, the second the other entry of the pair (both are cached), and the third evicts
+    /// the second (the first entry has a span): its span is written back and listed as partial
+    /// with what was allocated of it counted, and taken again by the second type's next
+    /// allocation. For a first entry at an even index and at an odd one.
+    #[test]
+    fn a_third_type_on_an_entry_pair_evicts_the_second_to_its_partial_list() {
+        for odd in [false, true] {
+            let mh = heap(64, false);
+            let sw = Sweeper::new(&mh);
+            let class = small();
+            let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+            let types = sharing_first_entry(class, 3, odd);
+            let key = |k: usize| tag(types[k]).key(class);
+            let mut c = MCache::new();
+            let (x, _) = alloc(&mut c, &mh, &sw, tag(types[0]), class, false);
+            for _ in 0..2 {
+                alloc(&mut c, &mh, &sw, tag(types[1]), class, false);
+            }
+            let (y, _) = alloc(&mut c, &mh, &sw, tag(types[1]), class, false);
+            let i = index(key(0));
+            assert_eq!((c.find(key(0)), c.find(key(1))), (Some(i), Some(i ^ 1)));
+            let (kept, evicted) = (span_at(&mh, x), span_at(&mh, y));
+            alloc(&mut c, &mh, &sw, tag(types[2]), class, false);
+            assert_eq!(c.find(key(2)), Some(i ^ 1));
+            assert!(c.alloc_small(key(0)).is_some(), "the first kept");
+            assert_eq!(c.alloc_small(key(1)), None, "the second evicted");
+            assert!(c.alloc_small(key(2)).is_some());
+            {
+                let st = evicted.state.lock();
+                assert_eq!(st.allocated, 3);
+                assert!(!st.in_cache && st.in_partial);
+                assert!(kept.state.lock().in_cache);
+            }
+            let lists = mh.central.classes.get(evicted.class_id).lists.lock();
+            assert_eq!(lists.partial.len(), 1);
+            drop(lists);
+            assert_eq!(c.allocated_objects, 3, "the evicted window's objects");
+            // Three spans taken, one given back less its three objects.
+            assert_eq!(
+                mh.counters.heap_live.load(Ordering::Relaxed),
+                3 * slots * size - (slots - 3) * size
+            );
+            let (z, took) = alloc(&mut c, &mh, &sw, tag(types[1]), class, false);
+            let took = took.flatten().unwrap();
+            assert!(!took.fresh && std::ptr::eq(span_at(&mh, z), evicted));
+            assert_eq!(z, evicted.start + 3 * size);
+        }
+    }
+
+    /// Allocate every slot of `s` and mark `live` of them (those below it), as a cycle that
+    /// found them live leaves them.
+    fn fill(s: SpanRef, live: usize) {
+        let span = s.get();
+        let mut st = span.state.lock();
+        st.alloc.as_raw_mut_slice().fill(u64::MAX);
+        st.allocated = span.nelems;
+        for w in 0..span.mark_len() {
+            let n = live.saturating_sub(w * 64).min(64);
+            let bits = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            span.mark_word(w).store(bits, Ordering::Relaxed);
+        }
+    }
+
+    /// Where a refill's span comes from, in order: the class's partial list; else an unswept
+    /// span of the class, swept lazily, at most `SWEEP_BUDGET` of them (not when a pause is
+    /// waiting, nor in the weak-clearing window); else a span kept empty for the class; else a
+    /// fresh one.
+    #[test]
+    fn a_refill_takes_a_partial_span_then_sweeps_within_a_budget_then_a_kept_then_a_fresh_one() {
+        let mh = heap(512, false);
+        let mut sw = Sweeper::new(&mh);
+        let class = small();
+        let id = mh.central.classes.id(tag(0), class, own).unwrap();
+        let new = || mh.new_span(SpanKind::Small(id)).unwrap().0;
+        let acquire = |sw: &Sweeper| {
+            let (s, fresh) = acquire_span(&mh, id, sw).unwrap();
+            (s, fresh, sw.sweeps.get())
+        };
+        // Spans a cycle found live: one with free slots under a budget's worth of full ones
+        // (the list is popped from the end).
+        let half = new();
+        fill(half, CLASSES[class].slots / 2);
+        for _ in 0..SWEEP_BUDGET {
+            fill(new(), usize::MAX);
+        }
+        mh.central.advance_sweep_gen();
+        mh.central.queue_unswept();
+        let (in_window, fresh, sweeps) = acquire(&sw);
+        assert_eq!((fresh, sweeps), (true, 0), "nothing swept in the window");
+        mh.central.open_sweep();
+        mh.central
+            .place_swept_batch(&mh.arena, id, &[], &[Some(in_window)]);
+        assert_eq!(
+            acquire(&sw),
+            (in_window, false, 0),
+            "the partial span first"
+        );
+        sw.stop = true;
+        let (kept, fresh, sweeps) = acquire(&sw);
+        assert_eq!(
+            (fresh, sweeps),
+            (true, 0),
+            "nothing swept with a pause waiting"
+        );
+        sw.stop = false;
+        let (_, fresh, sweeps) = acquire(&sw);
+        assert_eq!(
+            (fresh, sweeps),
+            (true, SWEEP_BUDGET),
+            "a budget's worth of full spans swept"
+        );
+        assert_eq!(acquire(&sw), (half, false, SWEEP_BUDGET + 1));
+        assert_eq!(half.get().state.lock().allocated, CLASSES[class].slots / 2);
+        mh.central.place_empty(&mh.arena, kept);
+        assert_eq!(mh.central.kept_empty(), 1);
+        assert_eq!(
+            acquire(&sw),
+            (kept, false, SWEEP_BUDGET + 1),
+            "the kept span"
+        );
+        assert_eq!(mh.central.kept_empty(), 0);
+        let (_, fresh, _) = acquire(&sw);
+        assert!(fresh);
+    }
+
+    /// Objects aligned to more than 8 bytes take a class of 16-byte multiples; larger than the
+    /// largest class, none.
+    #[test]
+    fn alignment_over_eight_takes_a_class_of_sixteen_byte_multiples() {
+        let eight = size_class_for(24, 8).unwrap();
+        let sixteen = size_class_for(24, 16).unwrap();
+        assert_eq!(CLASSES[eight].size, 24);
+        assert_eq!(CLASSES[sixteen].size, 32);
+        assert_eq!(size_class_for(24, 4), Some(eight));
+        assert_eq!(
+            size_class_for(crate::alloc::size_class::MAX_SMALL_SIZE + 1, 8),
+            None
+        );
+    }
+}

@@ -491,11 +491,11 @@ mod tests {
         test_tag(&TYPES[k], false)
     }
 
-    /// The size class of 16-byte objects: sixteen windows a span.
-    fn small() -> usize {
+    /// The size class of 16-byte objects (sixteen windows a span), its slot size and slots.
+    fn small() -> (usize, usize, usize) {
         let c = size_class_for(16, 8).unwrap();
         assert!(CLASSES[c].slots > 64 * 4, "several windows a span");
-        c
+        (c, CLASSES[c].size, CLASSES[c].slots)
     }
 
     fn heap(pages: usize, span_marking: bool) -> MHeap {
@@ -587,8 +587,7 @@ mod tests {
     fn a_cache_hands_out_a_span_slot_by_slot_a_window_at_a_time() {
         let mh = heap(64, false);
         let sw = Sweeper::new(&mh);
-        let class = small();
-        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let (class, size, slots) = small();
         let mut c = MCache::new();
         assert_eq!(c.alloc_small(tag(0).key(class)), None, "no entry yet");
         let mut addrs = Vec::new();
@@ -653,8 +652,7 @@ mod tests {
         for span_marking in [false, true] {
             let mh = heap(64, span_marking);
             let sw = Sweeper::new(&mh);
-            let class = small();
-            let size = CLASSES[class].size;
+            let (class, size, slots) = small();
             let mut c = MCache::new();
             let (first, _) = alloc(&mut c, &mh, &sw, tag(0), class, true);
             let span = span_at(&mh, first);
@@ -681,7 +679,7 @@ mod tests {
             let (a, took) = alloc(&mut c, &mh, &sw, tag(0), class, true);
             let took = took.flatten().unwrap();
             assert_eq!((a, took.fresh), (span.start + 3 * size, false));
-            assert_eq!(took.bytes, (CLASSES[class].slots - 3) * size);
+            assert_eq!(took.bytes, (slots - 3) * size);
             assert_eq!(span.mark_word(0).load(Ordering::Relaxed), !0b010);
             c.flush(&mh, true, true);
             assert_eq!(span.mark_word(0).load(Ordering::Relaxed), 0b1101);
@@ -707,8 +705,7 @@ mod tests {
     fn a_span_given_back_is_listed_as_partial_only_with_free_slots_and_for_good() {
         let mh = heap(64, false);
         let sw = Sweeper::new(&mh);
-        let class = small();
-        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let (class, size, slots) = small();
         let k = &mh.counters;
         // A scan figure to subtract from: the last cycle's scan work.
         let scan = 1 << 20;
@@ -762,8 +759,7 @@ mod tests {
     fn a_span_is_installed_at_its_first_free_window() {
         let mh = heap(64, false);
         let sw = Sweeper::new(&mh);
-        let class = small();
-        let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+        let (class, size, slots) = small();
         let id = mh.central.classes.id(tag(0), class, own).unwrap();
         let s = mh.new_span(SpanKind::Small(id)).unwrap().0;
         let span = s.get();
@@ -805,7 +801,7 @@ mod tests {
     /// rarely evicts one.
     #[test]
     fn keys_spread_over_the_table() {
-        let class = small();
+        let (class, ..) = small();
         let mut pairs: Vec<usize> = (0..ENTRIES).map(|k| index(tag(k).key(class)) / 2).collect();
         pairs.sort_unstable();
         pairs.dedup();
@@ -816,7 +812,7 @@ mod tests {
     /// its pair, for a first entry at an even index or an odd one), and nowhere else.
     #[test]
     fn a_key_is_found_in_either_of_its_two_entries() {
-        let class = small();
+        let (class, ..) = small();
         let mut c = MCache::new();
         let mut parities = [false; 2];
         for k in 0..TYPES.len() {
@@ -846,8 +842,7 @@ mod tests {
         for odd in [false, true] {
             let mh = heap(64, false);
             let sw = Sweeper::new(&mh);
-            let class = small();
-            let (size, slots) = (CLASSES[class].size, CLASSES[class].slots);
+            let (class, size, slots) = small();
             let types = sharing_first_entry(class, 3, odd);
             let key = |k: usize| tag(types[k]).key(class);
             let mut c = MCache::new();
@@ -908,7 +903,7 @@ mod tests {
     fn a_refill_takes_a_partial_span_then_sweeps_within_a_budget_then_a_kept_then_a_fresh_one() {
         let mh = heap(512, false);
         let mut sw = Sweeper::new(&mh);
-        let class = small();
+        let (class, _, slots) = small();
         let id = mh.central.classes.id(tag(0), class, own).unwrap();
         let new = || mh.new_span(SpanKind::Small(id)).unwrap().0;
         let acquire = |sw: &Sweeper| {
@@ -918,7 +913,7 @@ mod tests {
         // Spans a cycle found live: one with free slots under a budget's worth of full ones
         // (the list is popped from the end).
         let half = new();
-        fill(half, CLASSES[class].slots / 2);
+        fill(half, slots / 2);
         for _ in 0..SWEEP_BUDGET {
             fill(new(), usize::MAX);
         }
@@ -949,7 +944,7 @@ mod tests {
             "a budget's worth of full spans swept"
         );
         assert_eq!(acquire(&sw), (half, false, SWEEP_BUDGET + 1));
-        assert_eq!(half.get().state.lock().allocated, CLASSES[class].slots / 2);
+        assert_eq!(half.get().state.lock().allocated, slots / 2);
         mh.central.place_empty(&mh.arena, kept);
         assert_eq!(mh.central.kept_empty(), 1);
         assert_eq!(

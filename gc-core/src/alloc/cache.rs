@@ -534,11 +534,7 @@ mod tests {
             let mut st = span.state.lock();
             let mut live = 0;
             for (w, word) in st.alloc.as_raw_mut_slice().iter_mut().enumerate() {
-                let valid = if (w + 1) * 64 <= span.nelems {
-                    u64::MAX
-                } else {
-                    (1u64 << (span.nelems - w * 64)) - 1
-                };
+                let valid = span.slot_bits(w);
                 let m = span.mark_word(w).load(Ordering::Relaxed) & valid;
                 *word = m | !valid;
                 live += m.count_ones() as usize;

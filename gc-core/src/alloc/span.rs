@@ -291,6 +291,18 @@ impl Span {
         self.mark_len
     }
 
+    /// The bits of word `w` (of the alloc or mark bitmap, below [`Span::mark_len`]) that stand
+    /// for slots: all of them but in the last word, where the bits past `nelems` are not slots
+    /// (the alloc bitmap keeps them set, so that they are never handed out).
+    #[inline]
+    pub(crate) fn slot_bits(&self, w: usize) -> u64 {
+        if (w + 1) * 64 <= self.nelems {
+            u64::MAX
+        } else {
+            (1u64 << (self.nelems - w * 64)) - 1
+        }
+    }
+
     /// The mark words in use.
     #[inline]
     fn mark_words(&self) -> &[AtomicU64] {
@@ -553,6 +565,7 @@ mod tests {
         assert_eq!(s.marked_count(), 3);
     }
 
+    /// The bits past the last slot read as allocated, and `slot_bits` leaves exactly them out.
     #[test]
     fn alloc_bits_past_end_are_set() {
         let s = Span::new(0x10000, 1, 24, 341, 2, 0, tag(&T0, false), 0);
@@ -560,6 +573,12 @@ mod tests {
         assert_eq!(st.alloc.len(), 384);
         assert!(st.alloc[341..].all());
         assert!(st.alloc[..341].not_any());
+        for w in 0..s.mark_len() {
+            assert_eq!(s.slot_bits(w), !st.alloc.as_raw_slice()[w], "word {w}");
+        }
+        assert_eq!(s.slot_bits(5), (1 << (341 - 320)) - 1);
+        let full = Span::new(0x10000, 1, 8, 1024, 0, 0, tag(&T0, false), 0);
+        assert!((0..full.mark_len()).all(|w| full.slot_bits(w) == u64::MAX));
     }
 
     /// A span's metadata is five cache lines on a 64-bit target: the geometry, two of mark

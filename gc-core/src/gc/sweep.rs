@@ -84,11 +84,7 @@ pub(crate) fn sweep_span(h: &Shared, s: SpanRef) -> Swept {
     let mut freed = 0usize;
     let mut live = 0usize;
     for (wi, w) in st.alloc.as_raw_mut_slice().iter_mut().enumerate() {
-        let valid = if (wi + 1) * 64 <= nelems {
-            u64::MAX
-        } else {
-            (1u64 << (nelems - wi * 64)) - 1
-        };
+        let valid = span.slot_bits(wi);
         let m = span.mark_word(wi).load(Ordering::Relaxed) & valid;
         // Marks are set only on allocated slots (a cache's window pre-marks its slots while
         // marking runs, and writing the window back clears the marks of those it did not hand
